@@ -1,0 +1,27 @@
+//! Framing and connection handling joined to smoltcp sockets.
+//!
+//! This layer owns no memory of its own beyond small fixed state: socket buffers
+//! belong to the caller's [`SocketSet`](smoltcp::iface::SocketSet), and per-connection
+//! frame buffers are const generics or caller slices.
+//!
+//! Writing follows Python's `sendall`: what does not fit in a socket's send buffer
+//! stays where it is and goes out on a later poll. Nothing is ever dropped; a full
+//! buffer is reported as [`WouldBlock`](crate::net)-style back-pressure.
+
+use smoltcp::iface::SocketSet;
+use smoltcp::time::Instant;
+
+/// A poll-driven piece of work on a set of sockets: a server, a client, a service.
+///
+/// Runners call [`Service::poll`] after every `Interface::poll`, and sleep no longer
+/// than [`Service::poll_at`] allows.
+pub trait Service {
+    /// Does all the work that is pending now (reading, writing, timers) and returns.
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant);
+
+    /// The earliest time this service needs to be polled again even if no packet
+    /// arrives (for example an idle timeout), or `None` if it only reacts to traffic.
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        None
+    }
+}

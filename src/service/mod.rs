@@ -1,0 +1,1 @@
+//! Ready-made services, each a poll-driven state machine on the [`net`](crate::net) layer.

@@ -1,0 +1,1 @@
+//! File storage for the transfer service.
