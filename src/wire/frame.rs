@@ -1,1 +1,1380 @@
-//! (in progress)
+//! Length-prefixed framing: the cure for TCP's "sticky packets".
+//!
+//! TCP carries a byte stream with no message boundaries: two small sends can arrive
+//! in one read, and one large send can take several. The receiver cannot know where
+//! a message ends unless the sender tells it. Here every message (a *frame*) is sent
+//! as a fixed-width length header followed by that many bytes of *body*:
+//!
+//! ```text
+//! +--------+--------+--------+--------+--------+-- ... --+
+//! |   body length (HeaderFormat)      |   body (length bytes)  |
+//! +--------+--------+--------+--------+--------+-- ... --+
+//! ```
+//!
+//! With the default [`HeaderFormat::NETWORK`] (4 bytes, big endian, like Python's
+//! `struct.pack('!I', n)`), the body `hi` travels as `00 00 00 02 68 69`.
+//!
+//! - [`FrameReader`] turns bytes that arrive in any split into whole frames, over
+//!   storage of fixed size; it takes only what it has room for, so the rest waits in
+//!   the socket's receive buffer (back-pressure, not loss).
+//! - [`FrameWriter`] turns a frame into header + body in as many pieces as the
+//!   send space allows, and remembers how far it got (`sendall`, without blocking).
+
+use core::fmt;
+
+/// How many bytes the length header takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum HeaderWidth {
+    /// One byte: bodies up to 255 bytes.
+    U8,
+    /// Two bytes: bodies up to 65 535 bytes.
+    U16,
+    /// Four bytes: bodies up to 4 GiB - 1.
+    U32,
+}
+
+impl HeaderWidth {
+    /// The header's size in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            HeaderWidth::U8 => 1,
+            HeaderWidth::U16 => 2,
+            HeaderWidth::U32 => 4,
+        }
+    }
+
+    /// The largest body length this width can express.
+    pub const fn max_len(self) -> u32 {
+        match self {
+            HeaderWidth::U8 => u8::MAX as u32,
+            HeaderWidth::U16 => u16::MAX as u32,
+            HeaderWidth::U32 => u32::MAX,
+        }
+    }
+}
+
+/// The byte order of the length header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ByteOrder {
+    /// Most significant byte first: "network order", Python's `'!'` and `'>'`.
+    Big,
+    /// Least significant byte first: Python's native `'<'` on x86 and Arm.
+    Little,
+}
+
+/// The shape of the length header and the largest body a peer may announce.
+///
+/// ```
+/// use smolsock::wire::frame::{ByteOrder, HeaderFormat, HeaderWidth};
+///
+/// // Python: struct.pack('!I', len(body)) + body, frames up to 64 KiB.
+/// assert_eq!(HeaderFormat::NETWORK.header_len(), 4);
+/// assert_eq!(HeaderFormat::NETWORK.max_len(), 64 * 1024);
+///
+/// // A 2-byte little-endian header for bodies up to 512 bytes.
+/// let small = HeaderFormat::new(HeaderWidth::U16, ByteOrder::Little, 512).unwrap();
+/// assert_eq!(small.header(300).unwrap().as_bytes(), &[0x2c, 0x01]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HeaderFormat {
+    width: HeaderWidth,
+    order: ByteOrder,
+    max_len: u32,
+}
+
+/// The default maximum body length of the presets: 64 KiB.
+pub const DEFAULT_MAX_LEN: u32 = 64 * 1024;
+
+impl HeaderFormat {
+    /// 4 bytes, big endian, bodies up to 64 KiB: Python's `struct.pack('!I', n)`.
+    /// The default, and what every smolsock service speaks.
+    pub const NETWORK: Self = Self {
+        width: HeaderWidth::U32,
+        order: ByteOrder::Big,
+        max_len: DEFAULT_MAX_LEN,
+    };
+
+    /// 4 bytes, little endian, bodies up to 64 KiB: the primer's classic
+    /// `struct.pack('i', n)`, which uses the machine's native order (little endian
+    /// on x86 and Arm), so Python code from tutorials interoperates unchanged.
+    pub const STRUCT_PACK_I: Self = Self {
+        width: HeaderWidth::U32,
+        order: ByteOrder::Little,
+        max_len: DEFAULT_MAX_LEN,
+    };
+
+    /// A header of `width` bytes in `order`, accepting bodies up to `max_len` bytes.
+    ///
+    /// Fails if `max_len` cannot be expressed in `width` bytes.
+    pub const fn new(
+        width: HeaderWidth,
+        order: ByteOrder,
+        max_len: u32,
+    ) -> Result<Self, FormatError> {
+        if max_len > width.max_len() {
+            return Err(FormatError::MaxLenTooLarge {
+                max_len,
+                limit: width.max_len(),
+            });
+        }
+        Ok(Self {
+            width,
+            order,
+            max_len,
+        })
+    }
+
+    /// The same header with another maximum body length.
+    pub const fn with_max_len(self, max_len: u32) -> Result<Self, FormatError> {
+        Self::new(self.width, self.order, max_len)
+    }
+
+    /// The header's width.
+    pub const fn width(&self) -> HeaderWidth {
+        self.width
+    }
+
+    /// The header's byte order.
+    pub const fn order(&self) -> ByteOrder {
+        self.order
+    }
+
+    /// The header's size in bytes.
+    pub const fn header_len(&self) -> usize {
+        self.width.size()
+    }
+
+    /// The largest body a frame may carry.
+    pub const fn max_len(&self) -> u32 {
+        self.max_len
+    }
+
+    /// The most bytes one frame takes on the wire: header plus the largest body.
+    /// A [`FrameReader`] needs at least this much storage.
+    pub const fn max_frame_len(&self) -> usize {
+        // u32 fits usize on every target smoltcp supports (16-bit targets aside).
+        self.header_len().saturating_add(self.max_len as usize)
+    }
+
+    /// The header announcing a body of `body_len` bytes.
+    pub fn header(&self, body_len: usize) -> Result<Header, WriteError> {
+        let len = u32::try_from(body_len)
+            .ok()
+            .filter(|len| *len <= self.max_len)
+            .ok_or(WriteError::TooLarge {
+                len: body_len,
+                max: self.max_len,
+            })?;
+        let n = self.header_len();
+        // The value fits in `n` bytes (checked against max_len, which fits the
+        // width), so the bytes left out are zeros.
+        let (bytes, start) = match self.order {
+            ByteOrder::Big => (len.to_be_bytes(), 4usize.saturating_sub(n)),
+            ByteOrder::Little => (len.to_le_bytes(), 0),
+        };
+        Ok(Header {
+            bytes,
+            start: start as u8,
+            len: n as u8,
+        })
+    }
+
+    /// Reads the body length from the first [`header_len`](Self::header_len) bytes
+    /// of `bytes`, or `None` if there are fewer. Does not check the maximum.
+    pub fn decode(&self, bytes: &[u8]) -> Option<u32> {
+        let raw = bytes.get(..self.header_len())?;
+        let mut full = [0u8; 4];
+        let n = raw.len();
+        Some(match self.order {
+            ByteOrder::Big => {
+                full.get_mut(4usize.checked_sub(n)?..)?.copy_from_slice(raw);
+                u32::from_be_bytes(full)
+            }
+            ByteOrder::Little => {
+                full.get_mut(..n)?.copy_from_slice(raw);
+                u32::from_le_bytes(full)
+            }
+        })
+    }
+}
+
+impl Default for HeaderFormat {
+    fn default() -> Self {
+        Self::NETWORK
+    }
+}
+
+/// An encoded length header: 1, 2 or 4 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    bytes: [u8; 4],
+    start: u8,
+    len: u8,
+}
+
+impl Header {
+    /// The header's bytes, as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        let start = usize::from(self.start);
+        self.bytes
+            .get(start..start.saturating_add(usize::from(self.len)))
+            .unwrap_or(&[])
+    }
+}
+
+impl AsRef<[u8]> for Header {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A [`HeaderFormat`] or [`FrameReader`] that cannot be built as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The maximum body length does not fit in the header's width.
+    MaxLenTooLarge {
+        /// The maximum asked for.
+        max_len: u32,
+        /// The largest the width can express.
+        limit: u32,
+    },
+    /// The reader's storage cannot hold one frame of the maximum length.
+    StorageTooSmall {
+        /// The storage given.
+        capacity: usize,
+        /// Header plus maximum body.
+        needed: usize,
+    },
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::MaxLenTooLarge { max_len, limit } => {
+                write!(
+                    f,
+                    "maximum body length {max_len} does not fit the header (limit {limit})"
+                )
+            }
+            FormatError::StorageTooSmall { capacity, needed } => write!(
+                f,
+                "frame storage of {capacity} bytes cannot hold a whole frame of {needed} bytes"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for FormatError {}
+
+/// Why a [`FrameReader`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A header announced a body longer than the maximum. The bytes after it can no
+    /// longer be trusted to be frame boundaries, so the reader takes no more input
+    /// until [`FrameReader::reset`]; the connection should be closed.
+    Oversize {
+        /// The body length the header announced.
+        len: u32,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// The stream ended inside a frame: `received` of the frame's `expected` bytes
+    /// (header included) had arrived; `expected` is `None` if the header itself was cut.
+    Truncated {
+        /// Bytes of the unfinished frame that arrived.
+        received: usize,
+        /// Header plus body length, if the header was complete.
+        expected: Option<usize>,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Oversize { len, max } => {
+                write!(
+                    f,
+                    "frame header announces {len} bytes, more than the maximum {max}"
+                )
+            }
+            ReadError::Truncated {
+                received,
+                expected: Some(expected),
+            } => write!(
+                f,
+                "stream ended inside a frame ({received} of {expected} bytes)"
+            ),
+            ReadError::Truncated {
+                received,
+                expected: None,
+            } => write!(f, "stream ended inside a frame header ({received} bytes)"),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+/// Why a [`FrameWriter`] refused a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The body is longer than the header can express or the maximum allows.
+    TooLarge {
+        /// The body's length.
+        len: usize,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// A different frame is half written: finish it first (pass the same body again).
+    Busy {
+        /// The body length of the frame in progress.
+        in_progress: usize,
+    },
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::TooLarge { len, max } => {
+                write!(f, "frame body of {len} bytes is over the maximum {max}")
+            }
+            WriteError::Busy { in_progress } => {
+                write!(f, "a frame of {in_progress} bytes is still being written")
+            }
+        }
+    }
+}
+
+impl core::error::Error for WriteError {}
+
+/// What a [`FrameReader`] has seen, for people studying how TCP splits and merges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReadStats {
+    /// Reads: calls to [`FrameReader::feed`] or [`FrameReader::commit`] with bytes.
+    pub reads: u64,
+    /// Bytes taken in, headers included.
+    pub bytes: u64,
+    /// Whole frames found.
+    pub frames: u64,
+    /// Body bytes of the whole frames found.
+    pub body_bytes: u64,
+    /// Reads that carried bytes of more than one frame (sticky packets, case one).
+    pub coalesced_reads: u64,
+    /// Frames whose bytes took more than one read (sticky packets, case two).
+    pub split_frames: u64,
+    /// Headers that announced more than the maximum.
+    pub oversize: u64,
+    /// Streams that ended inside a frame.
+    pub truncated: u64,
+}
+
+/// A streaming frame decoder over storage of fixed size.
+///
+/// `B` is the storage: an array (`[u8; N]`, so the capacity is part of the type), a
+/// caller's `&mut [u8]` (which can be `static` on a microcontroller), or anything
+/// else that is `AsRef<[u8]> + AsMut<[u8]>`. It must hold at least one frame of the
+/// maximum length ([`HeaderFormat::max_frame_len`]). Extra room lets one read take
+/// in several small frames at once.
+///
+/// Bytes go in with [`feed`](Self::feed) (copying from a slice, e.g. inside
+/// smoltcp's `tcp::Socket::recv` closure) or with
+/// [`receive_buffer`](Self::receive_buffer) + [`commit`](Self::commit) (filling the
+/// storage directly). Whole frames come out with [`next_frame`](Self::next_frame),
+/// or [`frame`](Self::frame) + [`consume`](Self::consume) to keep a frame in place
+/// while its reply is written. The reader never takes more than it has room for.
+///
+/// ```
+/// use smolsock::wire::frame::{FrameReader, HeaderFormat};
+///
+/// let mut reader = FrameReader::new([0u8; 64], HeaderFormat::NETWORK.with_max_len(32).unwrap()).unwrap();
+/// // Two frames, "hi" and "", glued together and cut in the middle of a header.
+/// let stream = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 0];
+/// reader.feed(&stream[..7]).unwrap();
+/// assert_eq!(reader.next_frame(), Some(&b"hi"[..]));
+/// assert_eq!(reader.next_frame(), None);
+/// reader.feed(&stream[7..]).unwrap();
+/// assert_eq!(reader.next_frame(), Some(&b""[..]));
+/// assert_eq!(reader.stats().coalesced_reads, 1);
+/// ```
+pub struct FrameReader<B> {
+    storage: B,
+    format: HeaderFormat,
+    /// Start of the first whole frame not yet consumed.
+    head: usize,
+    /// End of the whole frames found; the frame being assembled starts here.
+    scan: usize,
+    /// End of the bytes received.
+    end: usize,
+    /// Set once a header was oversize: no more input until reset.
+    poisoned: Option<ReadError>,
+    stats: ReadStats,
+}
+
+impl<const N: usize> FrameReader<[u8; N]> {
+    /// A reader whose storage is an array inside it, so it can be a `static` or sit
+    /// in a struct with its capacity in the type.
+    pub const fn new_array(format: HeaderFormat) -> Result<Self, FormatError> {
+        if N < format.max_frame_len() {
+            return Err(FormatError::StorageTooSmall {
+                capacity: N,
+                needed: format.max_frame_len(),
+            });
+        }
+        Ok(Self::with_storage_unchecked([0; N], format))
+    }
+}
+
+impl<B> FrameReader<B> {
+    const fn with_storage_unchecked(storage: B, format: HeaderFormat) -> Self {
+        Self {
+            storage,
+            format,
+            head: 0,
+            scan: 0,
+            end: 0,
+            poisoned: None,
+            stats: ReadStats {
+                reads: 0,
+                bytes: 0,
+                frames: 0,
+                body_bytes: 0,
+                coalesced_reads: 0,
+                split_frames: 0,
+                oversize: 0,
+                truncated: 0,
+            },
+        }
+    }
+
+    /// The header format this reader expects.
+    pub const fn format(&self) -> HeaderFormat {
+        self.format
+    }
+
+    /// The counters so far.
+    pub const fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// The error that stopped the reader, if a header was oversize.
+    pub const fn error(&self) -> Option<ReadError> {
+        self.poisoned
+    }
+
+    /// Gives back the storage.
+    pub fn into_storage(self) -> B {
+        self.storage
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
+    /// A reader over `storage`, which must hold at least one whole frame of the
+    /// maximum length.
+    pub fn new(storage: B, format: HeaderFormat) -> Result<Self, FormatError> {
+        let capacity = storage.as_ref().len();
+        if capacity < format.max_frame_len() {
+            return Err(FormatError::StorageTooSmall {
+                capacity,
+                needed: format.max_frame_len(),
+            });
+        }
+        Ok(Self::with_storage_unchecked(storage, format))
+    }
+
+    /// The storage's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.storage.as_ref().len()
+    }
+
+    /// Bytes held: whole frames not yet consumed plus the frame being assembled.
+    pub fn buffered(&self) -> usize {
+        self.end.saturating_sub(self.head)
+    }
+
+    /// Whether a whole frame is waiting to be taken.
+    pub fn has_frame(&self) -> bool {
+        self.head < self.scan
+    }
+
+    /// Whether bytes of an unfinished frame are held (the stream is mid-frame).
+    pub fn is_mid_frame(&self) -> bool {
+        self.scan < self.end
+    }
+
+    /// Copies as many bytes of `data` as there is room for, and returns how many it
+    /// took. The rest is the caller's to keep (in a socket's receive buffer, it just
+    /// stays there). Returns `Ok(0)` when full: take frames out first.
+    ///
+    /// Inside smoltcp's receive closure:
+    ///
+    /// ```ignore
+    /// let taken = socket.recv(|bytes| match reader.feed(bytes) {
+    ///     Ok(n) => (n, Ok(n)),
+    ///     Err(e) => (0, Err(e)),
+    /// })?;
+    /// ```
+    pub fn feed(&mut self, data: &[u8]) -> Result<usize, ReadError> {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        let n = copy_prefix(data, self.receive_buffer());
+        self.commit(n)?;
+        Ok(n)
+    }
+
+    /// The free storage to fill next (for example with `tcp::Socket::recv_slice`),
+    /// after which [`commit`](Self::commit) says how much was written. Empty when the
+    /// reader is full or stopped.
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
+        if self.poisoned.is_some() {
+            return &mut [];
+        }
+        self.make_room();
+        let end = self.end;
+        self.storage.as_mut().get_mut(end..).unwrap_or(&mut [])
+    }
+
+    /// Accepts `n` bytes written at the start of [`receive_buffer`](Self::receive_buffer)
+    /// and finds the frames they complete. `n` beyond the free room is clamped.
+    pub fn commit(&mut self, n: usize) -> Result<(), ReadError> {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        let room = self.capacity().saturating_sub(self.end);
+        let n = n.min(room);
+        if n == 0 {
+            return Ok(());
+        }
+        let read_start = self.end;
+        self.end = self.end.saturating_add(n);
+        self.stats.reads = self.stats.reads.saturating_add(1);
+        self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
+        self.scan_frames(read_start)
+    }
+
+    /// The whole frame at the front, left in place until [`consume`](Self::consume).
+    pub fn frame(&self) -> Option<&[u8]> {
+        let (body_start, body_end) = self.front_frame()?;
+        self.storage.as_ref().get(body_start..body_end)
+    }
+
+    /// Drops the frame at the front (the one [`frame`](Self::frame) showed).
+    pub fn consume(&mut self) {
+        if let Some((_, body_end)) = self.front_frame() {
+            self.head = body_end;
+            self.rewind_if_empty();
+        }
+    }
+
+    /// Takes the frame at the front. The slice stays valid until the reader is
+    /// next changed.
+    pub fn next_frame(&mut self) -> Option<&[u8]> {
+        let (body_start, body_end) = self.front_frame()?;
+        self.head = body_end;
+        self.rewind_if_empty();
+        self.storage.as_ref().get(body_start..body_end)
+    }
+
+    /// Says the stream has ended (the peer closed). `Ok` if it ended on a frame
+    /// boundary; [`ReadError::Truncated`] (counted) if a frame was cut short. Whole
+    /// frames already found can still be taken.
+    pub fn finish(&mut self) -> Result<(), ReadError> {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        let received = self.end.saturating_sub(self.scan);
+        if received == 0 {
+            return Ok(());
+        }
+        let expected = self
+            .storage
+            .as_ref()
+            .get(self.scan..self.end)
+            .and_then(|bytes| self.format.decode(bytes))
+            .map(|len| (len as usize).saturating_add(self.format.header_len()));
+        self.stats.truncated = self.stats.truncated.saturating_add(1);
+        Err(ReadError::Truncated { received, expected })
+    }
+
+    /// Forgets all bytes held and any error, to start a new stream. Counters stay.
+    pub fn reset(&mut self) {
+        self.head = 0;
+        self.scan = 0;
+        self.end = 0;
+        self.poisoned = None;
+    }
+
+    /// The body range of the whole frame at `head`, if there is one.
+    fn front_frame(&self) -> Option<(usize, usize)> {
+        if self.head >= self.scan {
+            return None;
+        }
+        let bytes = self.storage.as_ref().get(self.head..self.scan)?;
+        let len = self.format.decode(bytes)? as usize;
+        let body_start = self.head.checked_add(self.format.header_len())?;
+        let body_end = body_start.checked_add(len)?;
+        (body_end <= self.scan).then_some((body_start, body_end))
+    }
+
+    /// Walks the frames that the bytes from `read_start` on have completed.
+    fn scan_frames(&mut self, read_start: usize) -> Result<(), ReadError> {
+        let header_len = self.format.header_len();
+        let mut frames_in_read = 0u32;
+        while let Some(pending) = self.storage.as_ref().get(self.scan..self.end) {
+            if pending.is_empty() {
+                break;
+            }
+            let Some(len) = self.format.decode(pending) else {
+                frames_in_read = frames_in_read.saturating_add(1);
+                break;
+            };
+            if len > self.format.max_len {
+                let error = ReadError::Oversize {
+                    len,
+                    max: self.format.max_len,
+                };
+                self.poisoned = Some(error);
+                self.stats.oversize = self.stats.oversize.saturating_add(1);
+                return Err(error);
+            }
+            let total = header_len.saturating_add(len as usize);
+            frames_in_read = frames_in_read.saturating_add(1);
+            if pending.len() < total {
+                break;
+            }
+            if self.scan < read_start {
+                self.stats.split_frames = self.stats.split_frames.saturating_add(1);
+            }
+            self.scan = self.scan.saturating_add(total);
+            self.stats.frames = self.stats.frames.saturating_add(1);
+            self.stats.body_bytes = self.stats.body_bytes.saturating_add(u64::from(len));
+        }
+        if frames_in_read > 1 {
+            self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Once everything held is consumed, starts again at the front of the storage.
+    fn rewind_if_empty(&mut self) {
+        if self.head == self.end {
+            self.head = 0;
+            self.scan = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Moves held bytes to the front when the frame being assembled would not fit
+    /// after them. Lazy on purpose: each frame is moved at most once, and only its
+    /// first few bytes, since whole frames are normally consumed before more arrive.
+    fn make_room(&mut self) {
+        if self.head == 0 {
+            return;
+        }
+        let capacity = self.capacity();
+        let needed = match self
+            .storage
+            .as_ref()
+            .get(self.scan..self.end)
+            .and_then(|bytes| self.format.decode(bytes))
+        {
+            Some(len) => self.format.header_len().saturating_add(len as usize),
+            None => self.format.header_len(),
+        };
+        if self.end < capacity && self.scan.saturating_add(needed) <= capacity {
+            return;
+        }
+        let (head, end) = (self.head, self.end);
+        self.storage.as_mut().copy_within(head..end, 0);
+        self.scan = self.scan.saturating_sub(head);
+        self.end = end.saturating_sub(head);
+        self.head = 0;
+    }
+}
+
+impl<B> fmt::Debug for FrameReader<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("format", &self.format)
+            .field("head", &self.head)
+            .field("scan", &self.scan)
+            .field("end", &self.end)
+            .field("poisoned", &self.poisoned)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// What a [`FrameWriter`] has sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WriteStats {
+    /// Whole frames written.
+    pub frames: u64,
+    /// Body bytes of the whole frames written.
+    pub body_bytes: u64,
+    /// Bytes written, headers included.
+    pub bytes: u64,
+    /// Frames that took more than one write because the space ran out.
+    pub split_frames: u64,
+    /// Writes that found no space at all (back-pressure).
+    pub blocked_writes: u64,
+    /// Frames refused as too large.
+    pub too_large: u64,
+}
+
+/// How far one [`FrameWriter::write`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Progress {
+    /// Bytes put in the output this call.
+    pub written: usize,
+    /// Whether the whole frame is now out.
+    pub complete: bool,
+}
+
+/// Writes frames into whatever send space there is, remembering its place.
+///
+/// The writer holds no copy of the body: the caller passes the same body on every
+/// call until the frame is complete (for an echo, the frame still sitting in the
+/// [`FrameReader`]). This is Python's `sendall` without blocking: each call puts out
+/// as much as fits and the frame is never dropped or reordered.
+///
+/// ```
+/// use smolsock::wire::frame::{FrameWriter, HeaderFormat};
+///
+/// let mut writer = FrameWriter::new(HeaderFormat::NETWORK);
+/// let mut space = [0u8; 4];
+/// let first = writer.write(b"hello", &mut space).unwrap();
+/// assert_eq!((first.written, first.complete), (4, false));
+/// assert_eq!(space, [0, 0, 0, 5]);
+/// let rest = writer.write(b"hello", &mut space).unwrap();
+/// assert_eq!((rest.written, rest.complete), (4, false));
+/// assert_eq!(&space, b"hell");
+/// assert!(writer.write(b"hello", &mut space).unwrap().complete);
+/// ```
+#[derive(Clone, Debug)]
+pub struct FrameWriter {
+    format: HeaderFormat,
+    header: Header,
+    /// Body length of the frame in progress.
+    body_len: usize,
+    /// Bytes of the frame in progress already out, header included.
+    sent: usize,
+    in_progress: bool,
+    stats: WriteStats,
+}
+
+impl FrameWriter {
+    /// A writer of frames in `format`.
+    pub const fn new(format: HeaderFormat) -> Self {
+        Self {
+            format,
+            header: Header {
+                bytes: [0; 4],
+                start: 0,
+                len: 0,
+            },
+            body_len: 0,
+            sent: 0,
+            in_progress: false,
+            stats: WriteStats {
+                frames: 0,
+                body_bytes: 0,
+                bytes: 0,
+                split_frames: 0,
+                blocked_writes: 0,
+                too_large: 0,
+            },
+        }
+    }
+
+    /// The header format written.
+    pub const fn format(&self) -> HeaderFormat {
+        self.format
+    }
+
+    /// The counters so far.
+    pub const fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// Whether a frame is half written.
+    pub const fn in_progress(&self) -> bool {
+        self.in_progress
+    }
+
+    /// Bytes of the frame in progress still to go out, header included.
+    pub fn remaining(&self) -> usize {
+        if !self.in_progress {
+            return 0;
+        }
+        self.frame_len().saturating_sub(self.sent)
+    }
+
+    /// Writes the next bytes of the frame carrying `body` into `out`.
+    ///
+    /// Starts the frame if none is in progress. Call again with the same body until
+    /// [`Progress::complete`]. A body of another length while a frame is in
+    /// progress is refused with [`WriteError::Busy`].
+    pub fn write(&mut self, body: &[u8], out: &mut [u8]) -> Result<Progress, WriteError> {
+        if self.in_progress {
+            if body.len() != self.body_len {
+                return Err(WriteError::Busy {
+                    in_progress: self.body_len,
+                });
+            }
+        } else {
+            self.header = self.format.header(body.len()).inspect_err(|_| {
+                self.stats.too_large = self.stats.too_large.saturating_add(1);
+            })?;
+            self.body_len = body.len();
+            self.sent = 0;
+            self.in_progress = true;
+        }
+        if out.is_empty() {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+            return Ok(Progress {
+                written: 0,
+                complete: false,
+            });
+        }
+
+        // `sent` counts through the header and then the body, as on the wire.
+        let header_len = usize::from(self.header.len);
+        let mut written = 0;
+        if let Some(pending) = self.header.as_bytes().get(self.sent..) {
+            written = copy_prefix(pending, out);
+        }
+        let body_from = self.sent.saturating_add(written).saturating_sub(header_len);
+        if let (Some(pending), Some(space)) = (body.get(body_from..), out.get_mut(written..)) {
+            written = written.saturating_add(copy_prefix(pending, space));
+        }
+        self.sent = self.sent.saturating_add(written);
+
+        self.stats.bytes = self.stats.bytes.saturating_add(written as u64);
+        let complete = self.sent >= self.frame_len();
+        if complete {
+            self.in_progress = false;
+            self.stats.frames = self.stats.frames.saturating_add(1);
+            self.stats.body_bytes = self.stats.body_bytes.saturating_add(self.body_len as u64);
+            if written < self.frame_len() {
+                self.stats.split_frames = self.stats.split_frames.saturating_add(1);
+            }
+        }
+        Ok(Progress { written, complete })
+    }
+
+    /// Abandons the frame in progress (for example when the connection is gone).
+    pub fn reset(&mut self) {
+        self.in_progress = false;
+        self.sent = 0;
+        self.body_len = 0;
+    }
+
+    fn frame_len(&self) -> usize {
+        usize::from(self.header.len).saturating_add(self.body_len)
+    }
+}
+
+/// Copies as much of `src` as fits into the front of `dst`; returns the count.
+fn copy_prefix(src: &[u8], dst: &mut [u8]) -> usize {
+    let n = src.len().min(dst.len());
+    if let (Some(dst), Some(src)) = (dst.get_mut(..n), src.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    n
+}
+
+/// Encodes one whole frame into `out` and returns its length: a convenience for
+/// tests and hosts that build a message in a buffer before sending it.
+pub fn encode(format: HeaderFormat, body: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
+    let header = format.header(body.len()).map_err(EncodeError::Frame)?;
+    let header = header.as_bytes();
+    let total = header.len().saturating_add(body.len());
+    let available = out.len();
+    let dst = out.get_mut(..total).ok_or(EncodeError::BufferTooSmall {
+        needed: total,
+        available,
+    })?;
+    let (dst_header, dst_body) = dst.split_at_mut(header.len());
+    dst_header.copy_from_slice(header);
+    dst_body.copy_from_slice(body);
+    Ok(total)
+}
+
+/// Why [`encode`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The frame itself was refused.
+    Frame(WriteError),
+    /// The output buffer is too small for header plus body.
+    BufferTooSmall {
+        /// Header plus body.
+        needed: usize,
+        /// The buffer's length.
+        available: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Frame(e) => e.fmt(f),
+            EncodeError::BufferTooSmall { needed, available } => {
+                write!(f, "frame needs {needed} bytes, buffer has {available}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(width: HeaderWidth, order: ByteOrder, max: u32) -> HeaderFormat {
+        HeaderFormat::new(width, order, max).unwrap()
+    }
+
+    /// A 600-byte reader; the format's maximum is lowered to fit if needed.
+    fn reader(format: HeaderFormat) -> FrameReader<[u8; 600]> {
+        let max = format.max_len().min((600 - format.header_len()) as u32);
+        FrameReader::new([0; 600], format.with_max_len(max).unwrap()).unwrap()
+    }
+
+    fn collect<B: AsRef<[u8]> + AsMut<[u8]>>(r: &mut FrameReader<B>, out: &mut Vec<Vec<u8>>) {
+        while let Some(f) = r.next_frame() {
+            out.push(f.to_vec());
+        }
+    }
+
+    #[test]
+    fn header_fixtures_for_every_width_and_order() {
+        let cases: &[(HeaderWidth, ByteOrder, usize, &[u8])] = &[
+            (HeaderWidth::U8, ByteOrder::Big, 0xab, &[0xab]),
+            (HeaderWidth::U8, ByteOrder::Little, 0xab, &[0xab]),
+            (HeaderWidth::U16, ByteOrder::Big, 0x1234, &[0x12, 0x34]),
+            (HeaderWidth::U16, ByteOrder::Little, 0x1234, &[0x34, 0x12]),
+            (HeaderWidth::U32, ByteOrder::Big, 0x0102_0304, &[1, 2, 3, 4]),
+            (
+                HeaderWidth::U32,
+                ByteOrder::Little,
+                0x0102_0304,
+                &[4, 3, 2, 1],
+            ),
+        ];
+        for &(width, order, len, bytes) in cases {
+            let f = fmt(width, order, width.max_len());
+            assert_eq!(
+                f.header(len).unwrap().as_bytes(),
+                bytes,
+                "{width:?} {order:?}"
+            );
+            assert_eq!(f.decode(bytes), Some(len as u32), "{width:?} {order:?}");
+            assert_eq!(f.decode(&bytes[..bytes.len() - 1]), None);
+        }
+    }
+
+    #[test]
+    fn network_preset_matches_python_struct_pack_network_order() {
+        // struct.pack('!I', 5) == b'\x00\x00\x00\x05'
+        assert_eq!(
+            HeaderFormat::NETWORK.header(5).unwrap().as_bytes(),
+            &[0, 0, 0, 5]
+        );
+        // struct.pack('i', 5) == b'\x05\x00\x00\x00' on x86 and Arm
+        assert_eq!(
+            HeaderFormat::STRUCT_PACK_I.header(5).unwrap().as_bytes(),
+            &[5, 0, 0, 0]
+        );
+        assert_eq!(HeaderFormat::default(), HeaderFormat::NETWORK);
+    }
+
+    #[test]
+    fn format_refuses_a_maximum_the_width_cannot_express() {
+        assert_eq!(
+            HeaderFormat::new(HeaderWidth::U8, ByteOrder::Big, 256),
+            Err(FormatError::MaxLenTooLarge {
+                max_len: 256,
+                limit: 255
+            })
+        );
+        assert!(HeaderFormat::new(HeaderWidth::U16, ByteOrder::Big, 65_535).is_ok());
+    }
+
+    #[test]
+    fn reader_refuses_storage_smaller_than_one_frame() {
+        let f = fmt(HeaderWidth::U16, ByteOrder::Big, 100);
+        assert_eq!(
+            FrameReader::new([0u8; 101], f).err(),
+            Some(FormatError::StorageTooSmall {
+                capacity: 101,
+                needed: 102
+            })
+        );
+        assert!(FrameReader::new([0u8; 102], f).is_ok());
+        assert!(FrameReader::<[u8; 101]>::new_array(f).is_err());
+        let mut slice = [0u8; 102];
+        assert!(FrameReader::new(&mut slice[..], f).is_ok());
+    }
+
+    #[test]
+    fn one_byte_at_a_time_yields_each_frame_once() {
+        let f = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+        let mut stream = Vec::new();
+        for body in [&b"hello"[..], b"", b"world!"] {
+            stream.extend_from_slice(f.header(body.len()).unwrap().as_bytes());
+            stream.extend_from_slice(body);
+        }
+        let mut r = reader(f);
+        let mut frames = Vec::new();
+        for b in &stream {
+            assert_eq!(r.feed(core::slice::from_ref(b)), Ok(1));
+            collect(&mut r, &mut frames);
+        }
+        assert_eq!(frames, [b"hello".to_vec(), vec![], b"world!".to_vec()]);
+        assert_eq!(r.stats().frames, 3);
+        // Every frame took several one-byte reads, none carried two frames.
+        assert_eq!(r.stats().split_frames, 3);
+        assert_eq!(r.stats().coalesced_reads, 0);
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn many_frames_in_one_read_are_counted_as_coalesced() {
+        let f = HeaderFormat::NETWORK;
+        let mut stream = Vec::new();
+        for i in 0..10u8 {
+            stream.extend_from_slice(&[0, 0, 0, 1, i]);
+        }
+        let mut r = reader(f);
+        assert_eq!(r.feed(&stream), Ok(50));
+        let mut frames = Vec::new();
+        collect(&mut r, &mut frames);
+        assert_eq!(frames.len(), 10);
+        assert!(frames.iter().enumerate().all(|(i, f)| f == &[i as u8]));
+        assert_eq!(r.stats().coalesced_reads, 1);
+        assert_eq!(r.stats().split_frames, 0);
+        assert_eq!(r.stats().reads, 1);
+    }
+
+    #[test]
+    fn a_header_cut_in_two_is_joined() {
+        let f = fmt(HeaderWidth::U16, ByteOrder::Little, 1000);
+        let mut r = reader(f);
+        r.feed(&[3]).unwrap();
+        assert!(r.next_frame().is_none());
+        assert!(r.is_mid_frame());
+        r.feed(&[0, b'a', b'b', b'c']).unwrap();
+        assert_eq!(r.next_frame(), Some(&b"abc"[..]));
+        assert_eq!(r.stats().split_frames, 1);
+    }
+
+    #[test]
+    fn zero_length_frames_are_frames() {
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(r.next_frame(), Some(&b""[..]));
+        assert_eq!(r.next_frame(), Some(&b""[..]));
+        assert_eq!(r.next_frame(), None);
+    }
+
+    #[test]
+    fn maximum_length_frame_fits_exactly_in_minimal_storage() {
+        let f = fmt(HeaderWidth::U8, ByteOrder::Big, 255);
+        let mut r = FrameReader::new([0u8; 256], f).unwrap();
+        let mut stream = vec![255u8];
+        stream.extend((0..255).map(|i| i as u8));
+        stream.extend_from_slice(&[1, 42]);
+        // Only the first frame fits; the reader takes exactly that much.
+        assert_eq!(r.feed(&stream), Ok(256));
+        assert_eq!(
+            r.feed(&stream[256..]),
+            Ok(0),
+            "full: back-pressure, not loss"
+        );
+        assert_eq!(r.next_frame().map(<[u8]>::len), Some(255));
+        assert_eq!(r.feed(&stream[256..]), Ok(2));
+        assert_eq!(r.next_frame(), Some(&[42u8][..]));
+    }
+
+    #[test]
+    fn oversize_header_is_an_error_and_stops_the_reader_until_reset() {
+        let f = fmt(HeaderWidth::U16, ByteOrder::Big, 10);
+        let mut r = reader(f);
+        // A good frame, then a header announcing 11 bytes.
+        assert_eq!(
+            r.feed(&[0, 1, b'x', 0, 11, 1, 2]),
+            Err(ReadError::Oversize { len: 11, max: 10 })
+        );
+        assert_eq!(r.stats().oversize, 1);
+        // The frame before the bad header is still good.
+        assert_eq!(r.next_frame(), Some(&b"x"[..]));
+        assert_eq!(
+            r.feed(&[0, 0]),
+            Err(ReadError::Oversize { len: 11, max: 10 })
+        );
+        assert!(r.receive_buffer().is_empty());
+        assert_eq!(r.error(), Some(ReadError::Oversize { len: 11, max: 10 }));
+        r.reset();
+        assert_eq!(r.feed(&[0, 0]), Ok(2));
+        assert_eq!(r.next_frame(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_frame_is_truncated_not_clean() {
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0, 0, 3, b'a']).unwrap();
+        assert_eq!(
+            r.finish(),
+            Err(ReadError::Truncated {
+                received: 5,
+                expected: Some(7)
+            })
+        );
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0]).unwrap();
+        assert_eq!(
+            r.finish(),
+            Err(ReadError::Truncated {
+                received: 2,
+                expected: None
+            })
+        );
+        assert_eq!(r.stats().truncated, 1);
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0, 0, 1, b'a']).unwrap();
+        assert_eq!(
+            r.finish(),
+            Ok(()),
+            "a whole frame waiting is not truncation"
+        );
+        assert_eq!(r.next_frame(), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn frame_stays_in_place_until_consumed() {
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0, 0, 2, b'h', b'i', 0, 0, 0, 1, b'!']).unwrap();
+        assert_eq!(r.frame(), Some(&b"hi"[..]));
+        assert_eq!(r.frame(), Some(&b"hi"[..]));
+        r.consume();
+        assert_eq!(r.frame(), Some(&b"!"[..]));
+        r.consume();
+        assert_eq!(r.frame(), None);
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn receive_buffer_and_commit_fill_storage_directly() {
+        let mut r = reader(HeaderFormat::NETWORK);
+        let buf = r.receive_buffer();
+        assert_eq!(buf.len(), 600);
+        buf[..6].copy_from_slice(&[0, 0, 0, 2, b'o', b'k']);
+        r.commit(6).unwrap();
+        assert_eq!(r.next_frame(), Some(&b"ok"[..]));
+        // Committing more than the free room is clamped, never out of bounds.
+        r.commit(10_000).unwrap();
+        assert_eq!(r.buffered(), 600);
+    }
+
+    #[test]
+    fn storage_is_compacted_when_the_next_frame_would_not_fit() {
+        let f = fmt(HeaderWidth::U8, ByteOrder::Big, 8);
+        let mut r = FrameReader::new([0u8; 12], f).unwrap();
+        // Frame of 6, then the start of a frame of 8 that only fits after compaction.
+        assert_eq!(r.feed(&[5, 1, 2, 3, 4, 5, 8, 1, 2]), Ok(9));
+        assert_eq!(r.next_frame(), Some(&[1, 2, 3, 4, 5][..]));
+        assert_eq!(r.feed(&[3, 4, 5, 6, 7, 8]), Ok(6));
+        assert_eq!(r.next_frame(), Some(&[1, 2, 3, 4, 5, 6, 7, 8][..]));
+    }
+
+    #[test]
+    fn writer_puts_out_header_and_body_in_any_space() {
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let body = b"abcdef";
+        let mut wire = Vec::new();
+        let mut calls = 0;
+        loop {
+            let mut space = [0u8; 3];
+            let p = w.write(body, &mut space).unwrap();
+            wire.extend_from_slice(&space[..p.written]);
+            calls += 1;
+            if p.complete {
+                break;
+            }
+        }
+        assert_eq!(wire, [0, 0, 0, 6, b'a', b'b', b'c', b'd', b'e', b'f']);
+        assert_eq!(calls, 4);
+        assert_eq!(w.stats().split_frames, 1);
+        assert!(!w.in_progress());
+        // Whole frame in one go.
+        let mut space = [0u8; 16];
+        let p = w.write(b"xy", &mut space).unwrap();
+        assert_eq!(
+            p,
+            Progress {
+                written: 6,
+                complete: true
+            }
+        );
+        assert_eq!(w.stats().frames, 2);
+    }
+
+    #[test]
+    fn writer_counts_no_space_as_back_pressure() {
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        assert_eq!(
+            w.write(b"x", &mut []).unwrap(),
+            Progress {
+                written: 0,
+                complete: false
+            }
+        );
+        assert_eq!(w.stats().blocked_writes, 1);
+        assert_eq!(w.remaining(), 5);
+    }
+
+    #[test]
+    fn writer_refuses_too_large_and_a_different_body_mid_frame() {
+        let f = fmt(HeaderWidth::U8, ByteOrder::Big, 4);
+        let mut w = FrameWriter::new(f);
+        assert_eq!(
+            w.write(&[0; 5], &mut [0; 10]),
+            Err(WriteError::TooLarge { len: 5, max: 4 })
+        );
+        assert_eq!(w.stats().too_large, 1);
+        let mut space = [0u8; 2];
+        w.write(b"abc", &mut space).unwrap();
+        assert_eq!(
+            w.write(b"ab", &mut space),
+            Err(WriteError::Busy { in_progress: 3 })
+        );
+        w.reset();
+        assert!(w.write(b"ab", &mut [0; 3]).unwrap().complete);
+        // A u8 header can never express 256 even if asked.
+        let wide = fmt(HeaderWidth::U8, ByteOrder::Big, 255);
+        assert!(wide.header(256).is_err());
+    }
+
+    #[test]
+    fn encode_writes_a_whole_frame_or_says_why_not() {
+        let mut out = [0u8; 8];
+        assert_eq!(encode(HeaderFormat::NETWORK, b"hi", &mut out), Ok(6));
+        assert_eq!(&out[..6], &[0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(
+            encode(HeaderFormat::NETWORK, b"hello", &mut out),
+            Err(EncodeError::BufferTooSmall {
+                needed: 9,
+                available: 8
+            })
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_format() -> impl Strategy<Value = HeaderFormat> {
+            (0..3usize, any::<bool>(), 0u32..300).prop_map(|(w, big, max)| {
+                let width = [HeaderWidth::U8, HeaderWidth::U16, HeaderWidth::U32][w];
+                let order = if big {
+                    ByteOrder::Big
+                } else {
+                    ByteOrder::Little
+                };
+                HeaderFormat::new(width, order, max.min(width.max_len())).unwrap()
+            })
+        }
+
+        proptest! {
+            /// Whatever the frames and however the stream is cut, the reader yields
+            /// exactly the frames written, in order, once each.
+            #[test]
+            fn any_split_yields_exactly_the_frames_written(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                cuts in prop::collection::vec(1usize..700, 1..50),
+                extra_room in 0usize..400,
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
+                let mut stream = Vec::new();
+                let mut w = FrameWriter::new(format);
+                for body in &bodies {
+                    let mut out = vec![0u8; body.len() + 4];
+                    let p = w.write(body, &mut out).unwrap();
+                    prop_assert!(p.complete);
+                    stream.extend_from_slice(&out[..p.written]);
+                }
+                let storage = vec![0u8; format.max_frame_len() + extra_room];
+                let mut r = FrameReader::new(storage, format).unwrap();
+                let mut got = Vec::new();
+                let mut pos = 0;
+                let mut cut = cuts.iter().cycle();
+                while pos < stream.len() {
+                    let piece = &stream[pos..(pos + cut.next().unwrap()).min(stream.len())];
+                    let mut off = 0;
+                    while off < piece.len() {
+                        let n = r.feed(&piece[off..]).unwrap();
+                        off += n;
+                        collect(&mut r, &mut got);
+                    }
+                    pos += piece.len();
+                }
+                prop_assert_eq!(r.finish(), Ok(()));
+                prop_assert_eq!(&got, &bodies);
+                prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+            }
+
+            /// A writer fed arbitrary small spaces produces the same bytes as one
+            /// big write.
+            #[test]
+            fn writer_output_does_not_depend_on_space(
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                spaces in prop::collection::vec(0usize..50, 1..40),
+            ) {
+                let format = HeaderFormat::NETWORK;
+                let mut whole = vec![0u8; body.len() + 4];
+                let n = encode(format, &body, &mut whole).unwrap();
+                let mut w = FrameWriter::new(format);
+                let mut wire = Vec::new();
+                for space in spaces.iter().cycle().take(10_000) {
+                    let mut out = vec![0u8; *space];
+                    let p = w.write(&body, &mut out).unwrap();
+                    wire.extend_from_slice(&out[..p.written]);
+                    if p.complete { break; }
+                }
+                prop_assert_eq!(&wire[..], &whole[..n]);
+            }
+
+            /// Random bytes never panic, whatever the format and storage.
+            #[test]
+            fn random_bytes_never_panic(
+                format in any_format(),
+                bytes in prop::collection::vec(any::<u8>(), 0..2000),
+                piece in 1usize..300,
+            ) {
+                let mut r = FrameReader::new(vec![0u8; format.max_frame_len()], format).unwrap();
+                for chunk in bytes.chunks(piece) {
+                    let _ = r.feed(chunk);
+                    while r.next_frame().is_some() {}
+                }
+                let _ = r.finish();
+            }
+        }
+    }
+}
