@@ -216,6 +216,13 @@ pub struct Header {
 }
 
 impl Header {
+    /// No header at all: what a writer holds before its first frame.
+    pub(crate) const EMPTY: Header = Header {
+        bytes: [0; 4],
+        start: 0,
+        len: 0,
+    };
+
     /// The header's bytes, as they go on the wire.
     pub fn as_bytes(&self) -> &[u8] {
         let start = usize::from(self.start);
@@ -779,11 +786,7 @@ impl FrameWriter {
     pub const fn new(format: HeaderFormat) -> Self {
         Self {
             format,
-            header: Header {
-                bytes: [0; 4],
-                start: 0,
-                len: 0,
-            },
+            header: Header::EMPTY,
             body_len: 0,
             sent: 0,
             in_progress: false,
