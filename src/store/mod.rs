@@ -1,1 +1,481 @@
-//! File storage for the transfer service.
+//! File storage for the transfer service: the [`Storage`] trait and its two stores.
+//!
+//! The transfer server runs over any [`Storage`]. It never sees paths or memory
+//! addresses, only [`FileName`]s, which cannot hold `..`, `/` or anything but a
+//! plain name, so no request can reach outside a store.
+//!
+//! An upload goes to a *partial* entry that nobody can list, stat or download. It
+//! becomes the file only in [`Storage::commit`], after the store has checked that
+//! every announced byte arrived and that their CRC-32 is the announced one, so a
+//! client that disconnects or lies about the size leaves no corrupt file behind. A
+//! partial outlives its connection: a later [`Storage::begin_upload`] with `resume`
+//! continues it. Partials count against a store's limits like files do.
+//!
+//! - [`RamStore`]: `no_std`, heapless, every file in one fixed byte arena; for
+//!   firmware and tests.
+//! - `DirStore` (feature `std`): a directory on disk, partials under hidden names.
+
+#[cfg(test)]
+mod conformance;
+#[cfg(feature = "std")]
+mod dir;
+mod ram;
+
+#[cfg(feature = "std")]
+pub use dir::{DirLimits, DirStore};
+pub use ram::RamStore;
+
+pub use crate::wire::transfer::FileName;
+
+use crate::wire::crc32::Crc32;
+use crate::wire::transfer::{ErrorCode, Message};
+use core::fmt;
+
+/// Size and checksum of a stored file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FileStat {
+    /// Bytes in the file.
+    pub size: u64,
+    /// CRC-32 (zlib) of the whole file.
+    pub crc: u32,
+}
+
+/// One file of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Entry {
+    /// The file's name.
+    pub name: FileName,
+    /// Bytes in the file.
+    pub size: u64,
+}
+
+/// An upload in progress: which partial it writes, how big the file will be and
+/// how many bytes are in.
+///
+/// [`Storage::begin_upload`] hands it out, [`Storage::append`] advances it and
+/// [`Storage::commit`] finishes it. It is a plain value the server keeps in its
+/// connection state; a store checks it against the partial it holds, so a stale
+/// or forged `Upload` gets an error, never wrong bytes in a file. Dropping it keeps
+/// the partial for a later resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Upload {
+    name: FileName,
+    size: u64,
+    written: u64,
+    resumed_from: u64,
+    resumed_crc: u32,
+}
+
+impl Upload {
+    /// An upload of `name`, `size` bytes in all, whose partial already holds
+    /// `resumed_from` bytes with CRC-32 `resumed_crc`. For [`Storage`]
+    /// implementations.
+    pub const fn new(name: FileName, size: u64, resumed_from: u64, resumed_crc: u32) -> Self {
+        Self {
+            name,
+            size,
+            written: resumed_from,
+            resumed_from,
+            resumed_crc,
+        }
+    }
+
+    /// The file being uploaded.
+    pub const fn name(&self) -> &FileName {
+        &self.name
+    }
+
+    /// The whole file's size, as announced.
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes the partial holds now: the offset the next DATA must carry.
+    pub const fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes still to come.
+    pub const fn remaining(&self) -> u64 {
+        self.size.saturating_sub(self.written)
+    }
+
+    /// Every announced byte is in: time to [`commit`](Storage::commit).
+    pub const fn is_complete(&self) -> bool {
+        self.written >= self.size
+    }
+
+    /// Bytes the partial held when the upload began (PUT_READY's `offset`).
+    pub const fn resumed_from(&self) -> u64 {
+        self.resumed_from
+    }
+
+    /// CRC-32 of those bytes (PUT_READY's `prefix_crc`; 0 when there were none).
+    pub const fn resumed_crc(&self) -> u32 {
+        self.resumed_crc
+    }
+
+    /// Records `n` more bytes stored. For [`Storage`] implementations, after
+    /// they wrote the bytes.
+    pub fn advance(&mut self, n: u64) {
+        self.written = self.written.saturating_add(n);
+    }
+}
+
+/// Why a storage operation failed.
+///
+/// Each maps to the protocol's ERROR answer with `Message::from(error)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such file (or no such partial upload).
+    NotFound,
+    /// The bytes do not fit in the store's total capacity.
+    Full {
+        /// Bytes still free.
+        free: u64,
+    },
+    /// The store holds as many entries (files and partial uploads) as it may.
+    TooManyFiles {
+        /// The limit.
+        max: u64,
+    },
+    /// A file over the store's size limit.
+    FileTooLarge {
+        /// The largest file the store accepts.
+        max: u64,
+    },
+    /// The store cannot hold this name (its file system refused it).
+    InvalidName,
+    /// An offset that is not where the data is: reading past the end of a file
+    /// (`expected` is its size), or appending to a partial that holds a different
+    /// number of bytes than the [`Upload`] says (`expected` is what it holds).
+    BadOffset {
+        /// The offset that would have been valid.
+        expected: u64,
+    },
+    /// Appending beyond the upload's announced size.
+    TooMuchData {
+        /// The announced size.
+        size: u64,
+    },
+    /// Committing before every announced byte is in.
+    Incomplete {
+        /// Bytes the partial holds.
+        written: u64,
+        /// The announced size.
+        size: u64,
+    },
+    /// The partial's bytes do not have the announced CRC-32. The store has deleted
+    /// the partial: no bad data is kept.
+    ChecksumMismatch {
+        /// The CRC-32 of what the store held.
+        computed: u32,
+    },
+    /// The store's own bookkeeping disagrees with itself (a bug, never input).
+    Inconsistent,
+    /// The operating system refused an operation.
+    #[cfg(feature = "std")]
+    Io(std::io::ErrorKind),
+}
+
+impl StoreError {
+    /// The ERROR code and value a server answers this with (`PROTOCOL.md`
+    /// section 8).
+    pub const fn error_code(&self) -> (ErrorCode, u64) {
+        match *self {
+            Self::NotFound => (ErrorCode::NotFound, 0),
+            Self::Full { free } => (ErrorCode::Full, free),
+            Self::TooManyFiles { max } => (ErrorCode::TooManyFiles, max),
+            Self::FileTooLarge { max } => (ErrorCode::FileTooLarge, max),
+            Self::InvalidName => (ErrorCode::InvalidName, 0),
+            Self::BadOffset { expected } => (ErrorCode::BadOffset, expected),
+            Self::TooMuchData { size } => (ErrorCode::TooMuchData, size),
+            Self::ChecksumMismatch { computed } => (ErrorCode::ChecksumMismatch, computed as u64),
+            Self::Incomplete { .. } | Self::Inconsistent => (ErrorCode::StorageFailure, 0),
+            #[cfg(feature = "std")]
+            Self::Io(_) => (ErrorCode::StorageFailure, 0),
+        }
+    }
+}
+
+/// The ERROR a server answers a failed storage operation with.
+impl From<StoreError> for Message<'static> {
+    fn from(e: StoreError) -> Self {
+        let (code, value) = e.error_code();
+        Message::Error { code, value }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such file"),
+            Self::Full { free } => write!(f, "store full ({free} bytes free)"),
+            Self::TooManyFiles { max } => write!(f, "too many files (limit {max})"),
+            Self::FileTooLarge { max } => write!(f, "file too large (limit {max} bytes)"),
+            Self::InvalidName => f.write_str("the store cannot hold this name"),
+            Self::BadOffset { expected } => write!(f, "bad offset (expected {expected})"),
+            Self::TooMuchData { size } => write!(f, "more data than the announced {size} bytes"),
+            Self::Incomplete { written, size } => {
+                write!(f, "upload incomplete ({written} of {size} bytes)")
+            }
+            Self::ChecksumMismatch { computed } => {
+                write!(
+                    f,
+                    "checksum mismatch (stored bytes have CRC-32 {computed:08x})"
+                )
+            }
+            Self::Inconsistent => f.write_str("store bookkeeping inconsistent"),
+            #[cfg(feature = "std")]
+            Self::Io(kind) => write!(f, "I/O error: {kind}"),
+        }
+    }
+}
+
+impl core::error::Error for StoreError {}
+
+// Written by hand because `std::io::ErrorKind` has no `defmt::Format`.
+#[cfg(feature = "defmt")]
+impl defmt::Format for StoreError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::NotFound => defmt::write!(f, "NotFound"),
+            Self::Full { free } => defmt::write!(f, "Full {{ free: {=u64} }}", free),
+            Self::TooManyFiles { max } => defmt::write!(f, "TooManyFiles {{ max: {=u64} }}", max),
+            Self::FileTooLarge { max } => defmt::write!(f, "FileTooLarge {{ max: {=u64} }}", max),
+            Self::InvalidName => defmt::write!(f, "InvalidName"),
+            Self::BadOffset { expected } => {
+                defmt::write!(f, "BadOffset {{ expected: {=u64} }}", expected)
+            }
+            Self::TooMuchData { size } => defmt::write!(f, "TooMuchData {{ size: {=u64} }}", size),
+            Self::Incomplete { written, size } => defmt::write!(
+                f,
+                "Incomplete {{ written: {=u64}, size: {=u64} }}",
+                written,
+                size
+            ),
+            Self::ChecksumMismatch { computed } => {
+                defmt::write!(f, "ChecksumMismatch {{ computed: {=u32:08x} }}", computed)
+            }
+            Self::Inconsistent => defmt::write!(f, "Inconsistent"),
+            #[cfg(feature = "std")]
+            Self::Io(kind) => defmt::write!(f, "Io({})", defmt::Debug2Format(kind)),
+        }
+    }
+}
+
+/// Where the transfer server keeps files.
+///
+/// Every method is fallible with a [`StoreError`] and none may panic. Reads see
+/// only committed files; partial uploads are reached only through [`Upload`].
+pub trait Storage {
+    /// Size and CRC-32 of a committed file.
+    fn stat(&self, name: &FileName) -> Result<FileStat, StoreError>;
+
+    /// Copies bytes of a committed file, from `offset` on, into `buf`; returns how
+    /// many. Fills `buf` unless the file ends first, so the caller can fill one
+    /// frame per call. At the end of the file it returns 0; an `offset` past the
+    /// end is [`StoreError::BadOffset`] with the file's size.
+    fn read(&self, name: &FileName, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
+
+    /// CRC-32 of the first `len` bytes of a committed file (GET_READY's
+    /// `prefix_crc`). `len` past the end is [`StoreError::BadOffset`] with the
+    /// file's size; a missing file is [`StoreError::NotFound`], even for `len` 0.
+    ///
+    /// The provided version reads through [`read`](Self::read) with a 256-byte
+    /// buffer on the stack; a store that can do better overrides it.
+    fn crc_prefix(&self, name: &FileName, len: u64) -> Result<u32, StoreError> {
+        // An empty read finds out whether the file exists, even for `len` 0.
+        self.read(name, 0, &mut [])?;
+        let mut crc = Crc32::new();
+        let mut buf = [0u8; 256];
+        let mut offset = 0u64;
+        while offset < len {
+            let left = len.saturating_sub(offset);
+            let want = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+            let chunk = buf.get_mut(..want).ok_or(StoreError::Inconsistent)?;
+            let n = self.read(name, offset, chunk)?;
+            if n == 0 {
+                return Err(StoreError::BadOffset { expected: offset });
+            }
+            crc.update(chunk.get(..n).ok_or(StoreError::Inconsistent)?);
+            offset = offset.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        Ok(crc.finish())
+    }
+
+    /// The committed file whose name comes next after `after` in byte order (the
+    /// first one for `None`), or `None` when there is no more.
+    ///
+    /// A listing is a loop of calls, each passing the name the last one returned;
+    /// it needs no memory between calls, can pause whenever the send buffer is
+    /// full, and lists every file that stays put meanwhile exactly once.
+    fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError>;
+
+    /// Removes a committed file and any partial upload of that name.
+    /// [`StoreError::NotFound`] if there was neither.
+    fn delete(&mut self, name: &FileName) -> Result<(), StoreError>;
+
+    /// Opens the partial entry for an upload of `size` bytes to `name`.
+    ///
+    /// With `resume`, a partial of this name holding at most `size` bytes is kept,
+    /// and the [`Upload`] reports how many bytes it holds and their CRC-32 (the
+    /// client sends from there). Otherwise any partial of this name is emptied
+    /// first. A committed file of the same name stays readable, unchanged, until
+    /// [`commit`](Self::commit) replaces it.
+    ///
+    /// Fails with [`StoreError::FileTooLarge`], [`StoreError::TooManyFiles`] (a new
+    /// partial is one more entry) or [`StoreError::Full`].
+    ///
+    /// The store does not know about connections: the caller must not run two
+    /// uploads of one name at once (the server answers the second `Busy`).
+    fn begin_upload(
+        &mut self,
+        name: &FileName,
+        size: u64,
+        resume: bool,
+    ) -> Result<Upload, StoreError>;
+
+    /// Appends `data` to the upload's partial and advances `upload`.
+    ///
+    /// Fails, storing nothing, with [`StoreError::TooMuchData`] when `data` would
+    /// go past the announced size, [`StoreError::BadOffset`] when the partial does
+    /// not hold `upload.written()` bytes, [`StoreError::NotFound`] when the partial
+    /// is gone, or [`StoreError::Full`]. After an error the partial keeps what it
+    /// held before; the caller ends the upload.
+    fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes the partial the file under its name, replacing any older file, once
+    /// it holds exactly the announced size and the CRC-32 of its bytes is `crc`.
+    ///
+    /// The store checks both itself, reading back what it stored. On
+    /// [`StoreError::ChecksumMismatch`] it deletes the partial; on
+    /// [`StoreError::Incomplete`] it keeps it. Returns what was stored.
+    fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError>;
+
+    /// Deletes the partial upload of `name`, if there is one. Idempotent.
+    ///
+    /// To keep a partial for a later resume, do nothing: drop the [`Upload`].
+    fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError>;
+}
+
+/// A store the server borrows works like one it owns.
+impl<S: Storage + ?Sized> Storage for &mut S {
+    fn stat(&self, name: &FileName) -> Result<FileStat, StoreError> {
+        (**self).stat(name)
+    }
+
+    fn read(&self, name: &FileName, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        (**self).read(name, offset, buf)
+    }
+
+    fn crc_prefix(&self, name: &FileName, len: u64) -> Result<u32, StoreError> {
+        (**self).crc_prefix(name, len)
+    }
+
+    fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        (**self).next_entry(after)
+    }
+
+    fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
+        (**self).delete(name)
+    }
+
+    fn begin_upload(
+        &mut self,
+        name: &FileName,
+        size: u64,
+        resume: bool,
+    ) -> Result<Upload, StoreError> {
+        (**self).begin_upload(name, size, resume)
+    }
+
+    fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError> {
+        (**self).append(upload, data)
+    }
+
+    fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
+        (**self).commit(upload, crc)
+    }
+
+    fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError> {
+        (**self).discard_upload(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_documented_answers() {
+        let cases = [
+            (StoreError::NotFound, ErrorCode::NotFound, 0),
+            (StoreError::Full { free: 7 }, ErrorCode::Full, 7),
+            (
+                StoreError::TooManyFiles { max: 4 },
+                ErrorCode::TooManyFiles,
+                4,
+            ),
+            (
+                StoreError::FileTooLarge { max: 9 },
+                ErrorCode::FileTooLarge,
+                9,
+            ),
+            (StoreError::InvalidName, ErrorCode::InvalidName, 0),
+            (
+                StoreError::BadOffset { expected: 3 },
+                ErrorCode::BadOffset,
+                3,
+            ),
+            (
+                StoreError::TooMuchData { size: 5 },
+                ErrorCode::TooMuchData,
+                5,
+            ),
+            (
+                StoreError::ChecksumMismatch {
+                    computed: 0xFFFF_FFFF,
+                },
+                ErrorCode::ChecksumMismatch,
+                0xFFFF_FFFF,
+            ),
+            (
+                StoreError::Incomplete {
+                    written: 1,
+                    size: 2,
+                },
+                ErrorCode::StorageFailure,
+                0,
+            ),
+            (StoreError::Inconsistent, ErrorCode::StorageFailure, 0),
+            #[cfg(feature = "std")]
+            (
+                StoreError::Io(std::io::ErrorKind::PermissionDenied),
+                ErrorCode::StorageFailure,
+                0,
+            ),
+        ];
+        for (error, code, value) in cases {
+            assert_eq!(Message::from(error), Message::Error { code, value });
+            assert!(!error.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn upload_tracks_progress() {
+        let name = FileName::new("f").unwrap();
+        let mut upload = Upload::new(name, 10, 4, 0x1234);
+        assert_eq!((upload.written(), upload.remaining()), (4, 6));
+        assert!(!upload.is_complete());
+        upload.advance(6);
+        assert!(upload.is_complete());
+        assert_eq!(upload.remaining(), 0);
+        assert_eq!((upload.resumed_from(), upload.resumed_crc()), (4, 0x1234));
+        assert_eq!(upload.name().as_str(), "f");
+    }
+}

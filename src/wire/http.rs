@@ -1,1 +1,1591 @@
-//! (in progress)
+//! The wire half of a minimal HTTP/1.1 responder: a request-head parser and a
+//! response-head writer, both over caller-owned byte slices.
+//!
+//! This is where the primer's "answer a browser" topic lives. A browser sends a
+//! request head (request line, header fields, blank line) that may arrive in any
+//! number of TCP segments; the service accumulates the bytes in a fixed buffer and
+//! calls [`parse_request`] on everything it has so far, each time more arrives. The
+//! parser answers [`Status::Partial`] (need more bytes, not an error),
+//! [`Status::Complete`] with the request and the length of its head, or an
+//! [`HttpError`] that maps straight to the status code to answer with
+//! ([`HttpError::status`]). The answer goes out through [`ResponseHead::emit`], which
+//! writes the status line the primer gets wrong (`HTTP/1/1`) right:
+//! `HTTP/1.1 200 OK\r\n`, then `Content-Type`, `Content-Length` and a blank line.
+//!
+//! No allocation, no panics, no I/O: header names and values are `&str` slices
+//! borrowed from the caller's buffer, and the number of headers kept is the const
+//! generic `H` of [`Request`].
+//!
+//! # What is accepted
+//!
+//! - Request line `METHOD SP target SP HTTP/1.x`, single spaces, with a method that
+//!   is a token (case-sensitive: `get` is [`Method::Other`]), a target in origin form
+//!   (starting with `/`) or `*`, and version `HTTP/1.0` or `HTTP/1.1`. Absolute-form
+//!   targets (`http://host/`, for proxies) are rejected. Other well-formed versions
+//!   (`HTTP/2.0`) give 505; malformed ones (`HTTP/1/1`, `http/1.1`) give 400.
+//! - Lines end with `\r\n`. A bare `\n` is also accepted as a line end (RFC 9112
+//!   §2.2 allows it), so a request typed by hand into `nc` works; a `\r` not
+//!   followed by `\n` is an error. Empty lines before the request line are skipped
+//!   (RFC 9112 §2.2) and counted in the head length.
+//! - Header lines `name: value`: the name a non-empty token with nothing between it
+//!   and the colon; the value any visible ASCII, spaces, tabs and UTF-8, with
+//!   surrounding spaces and tabs trimmed. Rejected: obsolete line folding (a line
+//!   starting with a space or tab), NUL and other control characters, a missing
+//!   colon, and values that are not UTF-8 (they could not be handed out as `&str`).
+//!
+//! Errors are found as early as the bytes allow, so a garbage request is answered
+//! with 400 at once rather than after the buffer fills up.
+//!
+//! # A full buffer
+//!
+//! The parser does not know the size of the caller's buffer. A caller whose buffer
+//! is full and still gets [`Status::Partial`] must stop reading and answer with
+//! [`HttpError::for_full_buffer`] (431 Request Header Fields Too Large, or 414 URI
+//! Too Long when not even the request line fit), then close.
+
+use core::fmt;
+
+/// The outcome of parsing a buffer that may hold only part of a request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status<T> {
+    /// The head is not complete yet: read more bytes, append them, parse again.
+    /// This is not an error.
+    Partial,
+    /// The whole head arrived.
+    Complete {
+        /// What was parsed; borrows from the buffer.
+        request: T,
+        /// Bytes from the start of the buffer up to and including the blank line
+        /// that ends the head. Whatever follows (a body, a pipelined request) starts
+        /// at this offset.
+        head_len: usize,
+    },
+}
+
+impl<T> Status<T> {
+    /// Whether the head is still incomplete.
+    pub const fn is_partial(&self) -> bool {
+        matches!(self, Status::Partial)
+    }
+}
+
+/// Why a request head was refused. Each maps to the status code to answer with
+/// through [`HttpError::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The method is empty or not a token (400).
+    InvalidMethod,
+    /// Nothing between the method and the version (400).
+    MissingTarget,
+    /// The target does not start with `/` and is not `*`, or holds a byte that is
+    /// not visible ASCII (400).
+    InvalidTarget,
+    /// The version is missing or not of the form `HTTP/d.d` (400).
+    InvalidVersion,
+    /// A well-formed version other than `HTTP/1.0` and `HTTP/1.1` (505).
+    UnsupportedVersion,
+    /// A `\r` not followed by `\n`, or stray bytes before the line end (400).
+    InvalidLineEnding,
+    /// A header line starts with a space or tab: obsolete line folding, or
+    /// whitespace between the request line and the first header (400).
+    ObsoleteLineFolding,
+    /// A header name is empty or holds a byte that is not a token byte (400).
+    InvalidHeaderName,
+    /// Whitespace between a header name and its colon (400).
+    WhitespaceInHeaderName,
+    /// A header line has no colon (400).
+    MissingColon,
+    /// A header value holds a control character (NUL included) or is not UTF-8 (400).
+    InvalidHeaderValue,
+    /// More header fields than the parser was given room for (431).
+    TooManyHeaders,
+    /// The head did not fit in the caller's buffer (431). Only the caller can know
+    /// this; see [`HttpError::for_full_buffer`].
+    HeadTooLarge,
+    /// The request line alone did not fit in the caller's buffer (414). See
+    /// [`HttpError::for_full_buffer`].
+    UriTooLong,
+    /// A `Content-Length` value is not a list of decimal digits or does not fit in
+    /// a `u64` (400).
+    InvalidContentLength,
+    /// Several `Content-Length` values that disagree (400).
+    ConflictingContentLength,
+}
+
+impl HttpError {
+    /// The status code a server answers this error with.
+    pub const fn status(&self) -> StatusCode {
+        match self {
+            HttpError::UnsupportedVersion => StatusCode::VERSION_NOT_SUPPORTED,
+            HttpError::TooManyHeaders | HttpError::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            HttpError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HttpError::InvalidMethod
+            | HttpError::MissingTarget
+            | HttpError::InvalidTarget
+            | HttpError::InvalidVersion
+            | HttpError::InvalidLineEnding
+            | HttpError::ObsoleteLineFolding
+            | HttpError::InvalidHeaderName
+            | HttpError::WhitespaceInHeaderName
+            | HttpError::MissingColon
+            | HttpError::InvalidHeaderValue
+            | HttpError::InvalidContentLength
+            | HttpError::ConflictingContentLength => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The error for a buffer that is full while [`parse_request`] still says
+    /// [`Status::Partial`]: [`HttpError::UriTooLong`] if the request line has not
+    /// ended yet, else [`HttpError::HeadTooLarge`].
+    ///
+    /// `buf` is the full buffer. Call this only after a `Partial` on it; on other
+    /// input the answer means nothing.
+    pub fn for_full_buffer(buf: &[u8]) -> HttpError {
+        let request_line = skip_empty_lines_lossy(buf);
+        if request_line.contains(&b'\n') {
+            HttpError::HeadTooLarge
+        } else {
+            HttpError::UriTooLong
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            HttpError::InvalidMethod => "invalid request method",
+            HttpError::MissingTarget => "missing request target",
+            HttpError::InvalidTarget => "invalid request target",
+            HttpError::InvalidVersion => "malformed HTTP version",
+            HttpError::UnsupportedVersion => "HTTP version not supported",
+            HttpError::InvalidLineEnding => "invalid line ending",
+            HttpError::ObsoleteLineFolding => "obsolete header line folding",
+            HttpError::InvalidHeaderName => "invalid header name",
+            HttpError::WhitespaceInHeaderName => "whitespace between header name and colon",
+            HttpError::MissingColon => "header line without a colon",
+            HttpError::InvalidHeaderValue => "invalid header value",
+            HttpError::TooManyHeaders => "too many header fields",
+            HttpError::HeadTooLarge => "request head too large",
+            HttpError::UriTooLong => "request line too long",
+            HttpError::InvalidContentLength => "invalid Content-Length",
+            HttpError::ConflictingContentLength => "conflicting Content-Length values",
+        };
+        f.write_str(text)
+    }
+}
+
+impl core::error::Error for HttpError {}
+
+/// A request method. The standard ones get their own variant; any other token
+/// is kept as [`Method::Other`]. Methods are case-sensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Method<'b> {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `OPTIONS`
+    Options,
+    /// `PATCH`
+    Patch,
+    /// `TRACE`
+    Trace,
+    /// `CONNECT`
+    Connect,
+    /// Any other token, as sent.
+    Other(&'b str),
+}
+
+impl<'b> Method<'b> {
+    fn from_token(token: &'b str) -> Self {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            other => Method::Other(other),
+        }
+    }
+
+    /// The method as it appears on the wire.
+    pub const fn as_str(&self) -> &'b str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+            Method::Other(token) => token,
+        }
+    }
+}
+
+impl fmt::Display for Method<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The HTTP versions this parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Version {
+    /// `HTTP/1.0`
+    Http10,
+    /// `HTTP/1.1`
+    Http11,
+}
+
+/// One header field, borrowed from the request buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header<'b> {
+    /// The field name as sent (compare it case-insensitively).
+    pub name: &'b str,
+    /// The field value with surrounding spaces and tabs removed.
+    pub value: &'b str,
+}
+
+/// A parsed request head. Keeps at most `H` header fields; a request with more is
+/// refused with [`HttpError::TooManyHeaders`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'b, const H: usize> {
+    method: Method<'b>,
+    target: &'b str,
+    version: Version,
+    headers: heapless::Vec<Header<'b>, H>,
+}
+
+impl<'b, const H: usize> Request<'b, H> {
+    /// The request method.
+    pub const fn method(&self) -> Method<'b> {
+        self.method
+    }
+
+    /// The request target as sent: starts with `/`, or is `*`.
+    pub const fn target(&self) -> &'b str {
+        self.target
+    }
+
+    /// The target without its query (the part before the first `?`).
+    pub fn path(&self) -> &'b str {
+        match self.target.split_once('?') {
+            Some((path, _)) => path,
+            None => self.target,
+        }
+    }
+
+    /// The query (the part after the first `?`), if the target has one.
+    pub fn query(&self) -> Option<&'b str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The protocol version.
+    pub const fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Every header field, in the order received.
+    pub fn headers(&self) -> &[Header<'b>] {
+        &self.headers
+    }
+
+    /// The value of the first header field called `name`, compared
+    /// case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&'b str> {
+        self.header_values(name).next()
+    }
+
+    /// The values of every header field called `name`, compared
+    /// case-insensitively, in the order received.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b str> + 's {
+        self.headers
+            .iter()
+            .filter(move |header| header.name.eq_ignore_ascii_case(name))
+            .map(|header| header.value)
+    }
+
+    /// Whether the client wants the connection kept open after the response.
+    ///
+    /// HTTP/1.1 keeps it open unless a `Connection` field lists `close`; HTTP/1.0
+    /// closes it unless a `Connection` field lists `keep-alive`. `close` wins when
+    /// both are listed.
+    pub fn keep_alive(&self) -> bool {
+        let mut asked_keep_alive = false;
+        for option in self
+            .header_values("connection")
+            .flat_map(|value| value.split(','))
+            .map(trim_ows)
+        {
+            if option.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            if option.eq_ignore_ascii_case("keep-alive") {
+                asked_keep_alive = true;
+            }
+        }
+        match self.version {
+            Version::Http11 => true,
+            Version::Http10 => asked_keep_alive,
+        }
+    }
+
+    /// The body length announced by `Content-Length`, or `None` if there is no such
+    /// field.
+    ///
+    /// Several fields, or a comma-separated list in one, are accepted only if every
+    /// value is the same (RFC 9110 §8.6). A value that is not all decimal digits or
+    /// overflows a `u64` is [`HttpError::InvalidContentLength`]; values that
+    /// disagree are [`HttpError::ConflictingContentLength`].
+    pub fn content_length(&self) -> Result<Option<u64>, HttpError> {
+        let mut found: Option<u64> = None;
+        for item in self
+            .header_values("content-length")
+            .flat_map(|value| value.split(','))
+        {
+            let length = parse_decimal_u64(trim_ows(item))?;
+            match found {
+                Some(previous) if previous != length => {
+                    return Err(HttpError::ConflictingContentLength);
+                }
+                _ => found = Some(length),
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Parses the request head at the start of `buf`, keeping at most `H` header fields.
+///
+/// `buf` holds every byte received so far on the connection (or since the last
+/// request ended). Call again on the grown buffer after each read: a prefix of a
+/// valid head always gives [`Status::Partial`], and errors are reported as soon as
+/// the bytes seen prove the head bad. See the [module docs](self) for what is
+/// accepted, and for what to do when the buffer is full.
+///
+/// ```
+/// use smolsock::wire::http::{parse_request, Method, Status};
+///
+/// let buf = b"GET /index.html HTTP/1.1\r\nHost: 192.168.69.1\r\n\r\n";
+/// assert_eq!(parse_request::<8>(&buf[..20]), Ok(Status::Partial));
+/// let Ok(Status::Complete { request, head_len }) = parse_request::<8>(buf) else {
+///     panic!("a whole head");
+/// };
+/// assert_eq!(request.method(), Method::Get);
+/// assert_eq!(request.path(), "/index.html");
+/// assert_eq!(request.header("HOST"), Some("192.168.69.1"));
+/// assert_eq!(head_len, buf.len());
+/// ```
+pub fn parse_request<'b, const H: usize>(
+    buf: &'b [u8],
+) -> Result<Status<Request<'b, H>>, HttpError> {
+    match parse_head(buf)? {
+        Step::Done((request, rest)) => Ok(Status::Complete {
+            request,
+            head_len: buf.len().saturating_sub(rest.len()),
+        }),
+        Step::NeedMore => Ok(Status::Partial),
+    }
+}
+
+/// A parsing step: done with a value, or out of bytes.
+enum Step<T> {
+    Done(T),
+    NeedMore,
+}
+
+/// Unwraps a [`Step::Done`], or returns `Ok(Step::NeedMore)` from the caller.
+macro_rules! done {
+    ($step:expr) => {
+        match $step {
+            Step::Done(value) => value,
+            Step::NeedMore => return Ok(Step::NeedMore),
+        }
+    };
+}
+
+type Parsed<'b, T> = Result<Step<(T, &'b [u8])>, HttpError>;
+
+fn parse_head<'b, const H: usize>(buf: &'b [u8]) -> Parsed<'b, Request<'b, H>> {
+    let rest = done!(skip_empty_lines(buf)?);
+    let (method, rest) = done!(parse_method(rest)?);
+    let (target, rest) = done!(parse_target(rest)?);
+    let (version, rest) = done!(parse_version(rest)?);
+    let mut request = Request {
+        method,
+        target,
+        version,
+        headers: heapless::Vec::new(),
+    };
+    let mut rest = rest;
+    loop {
+        match rest.first() {
+            None => return Ok(Step::NeedMore),
+            Some(b'\r' | b'\n') => {
+                let rest = done!(line_end(rest, HttpError::InvalidLineEnding)?);
+                return Ok(Step::Done((request, rest)));
+            }
+            Some(b' ' | b'\t') => return Err(HttpError::ObsoleteLineFolding),
+            Some(_) => {
+                let (header, after) = done!(parse_header(rest)?);
+                request
+                    .headers
+                    .push(header)
+                    .map_err(|_| HttpError::TooManyHeaders)?;
+                rest = after;
+            }
+        }
+    }
+}
+
+/// Skips the empty lines a client may send before the request line.
+fn skip_empty_lines(mut rest: &[u8]) -> Result<Step<&[u8]>, HttpError> {
+    while let Some(b'\r' | b'\n') = rest.first() {
+        rest = done!(line_end(rest, HttpError::InvalidLineEnding)?);
+    }
+    Ok(Step::Done(rest))
+}
+
+/// Like [`skip_empty_lines`] but never fails, for [`HttpError::for_full_buffer`].
+fn skip_empty_lines_lossy(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    buf.get(start..).unwrap_or_default()
+}
+
+/// Consumes a line end (`\r\n` or a bare `\n`) at the start of `rest`; any other
+/// byte there is `wrong`.
+fn line_end(rest: &[u8], wrong: HttpError) -> Result<Step<&[u8]>, HttpError> {
+    match rest {
+        [] | [b'\r'] => Ok(Step::NeedMore),
+        [b'\r', b'\n', after @ ..] | [b'\n', after @ ..] => Ok(Step::Done(after)),
+        [b'\r', ..] => Err(HttpError::InvalidLineEnding),
+        _ => Err(wrong),
+    }
+}
+
+/// Splits `rest` after its longest prefix of bytes for which `keep` holds.
+fn split_while(rest: &[u8], keep: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
+    let end = rest.iter().position(|&b| !keep(b)).unwrap_or(rest.len());
+    rest.split_at_checked(end).unwrap_or((rest, &[]))
+}
+
+fn parse_method(rest: &[u8]) -> Parsed<'_, Method<'_>> {
+    let (token, after) = split_while(rest, is_tchar);
+    match after.first() {
+        None => Ok(Step::NeedMore),
+        Some(b' ') if !token.is_empty() => {
+            let token = core::str::from_utf8(token).map_err(|_| HttpError::InvalidMethod)?;
+            Ok(Step::Done((
+                Method::from_token(token),
+                after.get(1..).unwrap_or_default(),
+            )))
+        }
+        Some(_) => Err(HttpError::InvalidMethod),
+    }
+}
+
+fn parse_target(rest: &[u8]) -> Parsed<'_, &str> {
+    match rest.first() {
+        None => return Ok(Step::NeedMore),
+        Some(b'/' | b'*') => {}
+        Some(b' ' | b'\r' | b'\n') => return Err(HttpError::MissingTarget),
+        Some(_) => return Err(HttpError::InvalidTarget),
+    }
+    let (target, after) = split_while(rest, |b| b.is_ascii_graphic());
+    if target.first() == Some(&b'*') && target.len() > 1 {
+        return Err(HttpError::InvalidTarget);
+    }
+    match after.first() {
+        None => Ok(Step::NeedMore),
+        Some(b' ') => {
+            let target = core::str::from_utf8(target).map_err(|_| HttpError::InvalidTarget)?;
+            Ok(Step::Done((target, after.get(1..).unwrap_or_default())))
+        }
+        // `GET /` and a line end is HTTP/0.9, which has no version.
+        Some(b'\r' | b'\n') => Err(HttpError::InvalidVersion),
+        Some(_) => Err(HttpError::InvalidTarget),
+    }
+}
+
+fn parse_version(rest: &[u8]) -> Parsed<'_, Version> {
+    const PREFIX: &[u8] = b"HTTP/";
+    // Check what has arrived against `HTTP/d.d` byte by byte, so that a bad version
+    // is refused before the line ends.
+    for (i, &b) in rest.iter().take(8).enumerate() {
+        let fits = match PREFIX.get(i) {
+            Some(&expected) => b == expected,
+            None if i == 6 => b == b'.',
+            None => b.is_ascii_digit(),
+        };
+        if !fits {
+            return Err(HttpError::InvalidVersion);
+        }
+    }
+    let Some((&[major, _, minor], after)) = rest
+        .get(PREFIX.len()..)
+        .and_then(|digits| digits.split_first_chunk::<3>())
+    else {
+        return Ok(Step::NeedMore);
+    };
+    let after = done!(line_end(after, HttpError::InvalidVersion)?);
+    let version = match (major, minor) {
+        (b'1', b'0') => Version::Http10,
+        (b'1', b'1') => Version::Http11,
+        _ => return Err(HttpError::UnsupportedVersion),
+    };
+    Ok(Step::Done((version, after)))
+}
+
+fn parse_header(rest: &[u8]) -> Parsed<'_, Header<'_>> {
+    let (name, after) = split_while(rest, is_tchar);
+    match after.first() {
+        None => return Ok(Step::NeedMore),
+        Some(b':') if !name.is_empty() => {}
+        Some(b' ' | b'\t') if !name.is_empty() => return Err(HttpError::WhitespaceInHeaderName),
+        Some(b'\r' | b'\n') => return Err(HttpError::MissingColon),
+        Some(_) => return Err(HttpError::InvalidHeaderName),
+    }
+    let after_colon = after.get(1..).unwrap_or_default();
+    let (value, after) = split_while(after_colon, is_value_byte);
+    let after = done!(line_end(after, HttpError::InvalidHeaderValue)?);
+    let name = core::str::from_utf8(name).map_err(|_| HttpError::InvalidHeaderName)?;
+    let value = core::str::from_utf8(value).map_err(|_| HttpError::InvalidHeaderValue)?;
+    Ok(Step::Done((
+        Header {
+            name,
+            value: trim_ows(value),
+        },
+        after,
+    )))
+}
+
+/// A token byte (RFC 9110 §5.6.2): what methods and header names are made of.
+const fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+        | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// A byte allowed in a header value: visible ASCII, space, tab, or non-ASCII
+/// (checked as UTF-8 once the line is whole).
+const fn is_value_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
+}
+
+/// Removes optional whitespace (spaces and tabs) at both ends.
+fn trim_ows(text: &str) -> &str {
+    text.trim_matches([' ', '\t'])
+}
+
+fn parse_decimal_u64(text: &str) -> Result<u64, HttpError> {
+    if text.is_empty() {
+        return Err(HttpError::InvalidContentLength);
+    }
+    text.bytes().try_fold(0u64, |total, b| {
+        let digit = match b {
+            b'0'..=b'9' => u64::from(b.wrapping_sub(b'0')),
+            _ => return Err(HttpError::InvalidContentLength),
+        };
+        total
+            .checked_mul(10)
+            .and_then(|total| total.checked_add(digit))
+            .ok_or(HttpError::InvalidContentLength)
+    })
+}
+
+/// An HTTP status code, `100..=599`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StatusCode(u16);
+
+impl StatusCode {
+    /// 200 OK
+    pub const OK: Self = Self(200);
+    /// 204 No Content
+    pub const NO_CONTENT: Self = Self(204);
+    /// 400 Bad Request
+    pub const BAD_REQUEST: Self = Self(400);
+    /// 404 Not Found
+    pub const NOT_FOUND: Self = Self(404);
+    /// 405 Method Not Allowed; [`ResponseHead::emit`] adds the `Allow` field it needs.
+    pub const METHOD_NOT_ALLOWED: Self = Self(405);
+    /// 408 Request Timeout
+    pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 413 Content Too Large
+    pub const CONTENT_TOO_LARGE: Self = Self(413);
+    /// 414 URI Too Long
+    pub const URI_TOO_LONG: Self = Self(414);
+    /// 431 Request Header Fields Too Large
+    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Self = Self(431);
+    /// 500 Internal Server Error
+    pub const INTERNAL_SERVER_ERROR: Self = Self(500);
+    /// 501 Not Implemented
+    pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 503 Service Unavailable
+    pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    /// 505 HTTP Version Not Supported
+    pub const VERSION_NOT_SUPPORTED: Self = Self(505);
+
+    /// The status code `code`, or `None` outside `100..=599`.
+    pub const fn new(code: u16) -> Option<Self> {
+        if code >= 100 && code <= 599 {
+            Some(Self(code))
+        } else {
+            None
+        }
+    }
+
+    /// The code as a number.
+    pub const fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    /// The reason phrase of the status line; empty for codes this module does not
+    /// know (a status line may have an empty reason).
+    pub const fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Continue",
+            200 => "OK",
+            201 => "Created",
+            204 => "No Content",
+            301 => "Moved Permanently",
+            302 => "Found",
+            304 => "Not Modified",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            505 => "HTTP Version Not Supported",
+            _ => "",
+        }
+    }
+
+    /// Whether a response with this code may carry `Content-Length` and a body
+    /// (RFC 9110 §8.6: not 1xx, not 204).
+    const fn allows_body(self) -> bool {
+        self.0 >= 200 && self.0 != 204
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0, self.reason())
+    }
+}
+
+/// The methods this responder serves, sent in `Allow` with every 405.
+pub const ALLOWED_METHODS: &str = "GET, HEAD";
+
+/// The head of a response: status line and header fields, written by
+/// [`ResponseHead::emit`]. The body is sent after it by the caller (not for `HEAD`
+/// requests, which get the same head as `GET` and no body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// The status code.
+    pub status: StatusCode,
+    /// `Content-Type`, left out when `None`.
+    pub content_type: Option<&'a str>,
+    /// `Content-Length`: the length of the body that follows (for `HEAD`, of the
+    /// body a `GET` would get). Left out for 1xx and 204, which have no body.
+    pub content_length: usize,
+    /// Send `Connection: close` (and close after the body).
+    pub close: bool,
+    /// More header fields, written after the others, in order.
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+/// Why [`ResponseHead::emit`] wrote nothing usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The head needs `needed` bytes, more than the output slice has.
+    BufferTooSmall {
+        /// The length of the whole head.
+        needed: usize,
+    },
+    /// A header name that is not a token, or a value (or content type) with a
+    /// control character such as CR or LF, which would break the head apart.
+    InvalidHeader,
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::BufferTooSmall { needed } => {
+                write!(f, "response head needs {needed} bytes, buffer is smaller")
+            }
+            EmitError::InvalidHeader => f.write_str("invalid response header field"),
+        }
+    }
+}
+
+impl core::error::Error for EmitError {}
+
+impl<'a> ResponseHead<'a> {
+    /// A head with the given status, content type and body length, keeping the
+    /// connection open and with no extra fields.
+    pub const fn new(
+        status: StatusCode,
+        content_type: Option<&'a str>,
+        content_length: usize,
+    ) -> Self {
+        Self {
+            status,
+            content_type,
+            content_length,
+            close: false,
+            extra: &[],
+        }
+    }
+
+    /// Writes the head into the start of `out` and returns how many bytes it took.
+    ///
+    /// The status line is always `HTTP/1.1`. A 405 gets `Allow: GET, HEAD`
+    /// ([`ALLOWED_METHODS`]) unless `extra` already has an `Allow` field. On error,
+    /// `out` may hold part of a head and must not be sent.
+    ///
+    /// ```
+    /// use smolsock::wire::http::{ResponseHead, StatusCode};
+    ///
+    /// let mut out = [0u8; 128];
+    /// let head = ResponseHead::new(StatusCode::OK, Some("text/plain"), 5);
+    /// let len = head.emit(&mut out).unwrap();
+    /// assert_eq!(
+    ///     &out[..len],
+    ///     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+    /// );
+    /// ```
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, EmitError> {
+        self.check_fields()?;
+        let mut writer = SliceWriter { out, needed: 0 };
+        self.write_to(&mut writer);
+        let out_len = writer.out.len();
+        if writer.needed > out_len {
+            return Err(EmitError::BufferTooSmall {
+                needed: writer.needed,
+            });
+        }
+        Ok(writer.needed)
+    }
+
+    /// The number of bytes [`emit`](Self::emit) writes.
+    pub fn buffer_len(&self) -> usize {
+        let mut writer = SliceWriter {
+            out: &mut [],
+            needed: 0,
+        };
+        self.write_to(&mut writer);
+        writer.needed
+    }
+
+    fn check_fields(&self) -> Result<(), EmitError> {
+        let content_type_ok = self.content_type.is_none_or(is_safe_value);
+        let extra_ok = self
+            .extra
+            .iter()
+            .all(|(name, value)| is_token(name) && is_safe_value(value));
+        if content_type_ok && extra_ok {
+            Ok(())
+        } else {
+            Err(EmitError::InvalidHeader)
+        }
+    }
+
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put(b"HTTP/1.1 ");
+        w.put_decimal(usize::from(self.status.as_u16()));
+        w.put(b" ");
+        w.put(self.status.reason().as_bytes());
+        w.put(b"\r\n");
+        if let Some(content_type) = self.content_type {
+            w.put_field("Content-Type", content_type);
+        }
+        if self.status.allows_body() {
+            w.put(b"Content-Length: ");
+            w.put_decimal(self.content_length);
+            w.put(b"\r\n");
+        }
+        if self.close {
+            w.put_field("Connection", "close");
+        }
+        let has_allow = self
+            .extra
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("allow"));
+        if self.status == StatusCode::METHOD_NOT_ALLOWED && !has_allow {
+            w.put_field("Allow", ALLOWED_METHODS);
+        }
+        for (name, value) in self.extra {
+            w.put_field(name, value);
+        }
+        w.put(b"\r\n");
+    }
+}
+
+fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_tchar)
+}
+
+/// A value that cannot end the line it is on or smuggle in another field.
+fn is_safe_value(text: &str) -> bool {
+    text.bytes().all(is_value_byte)
+}
+
+/// Writes into a slice as far as it goes, and counts every byte it was asked to
+/// write, so one pass both writes and measures.
+struct SliceWriter<'o> {
+    out: &'o mut [u8],
+    needed: usize,
+}
+
+impl SliceWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let start = self.needed;
+        self.needed = self.needed.saturating_add(bytes.len());
+        if let Some(dst) = self.out.get_mut(start..self.needed) {
+            for (d, s) in dst.iter_mut().zip(bytes) {
+                *d = *s;
+            }
+        }
+    }
+
+    fn put_field(&mut self, name: &str, value: &str) {
+        self.put(name.as_bytes());
+        self.put(b": ");
+        self.put(value.as_bytes());
+        self.put(b"\r\n");
+    }
+
+    /// Writes `n` in decimal, without `core::fmt`.
+    fn put_decimal(&mut self, mut n: usize) {
+        // 20 digits hold any u64, so any usize.
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        for slot in digits.iter_mut().rev() {
+            let digit = u8::try_from(n % 10).unwrap_or(0);
+            *slot = b'0'.wrapping_add(digit);
+            n /= 10;
+            start = start.saturating_sub(1);
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(digits.get(start..).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Req<'b> = Request<'b, 16>;
+
+    fn parse(buf: &[u8]) -> Result<Status<Req<'_>>, HttpError> {
+        parse_request::<16>(buf)
+    }
+
+    fn complete(buf: &[u8]) -> (Req<'_>, usize) {
+        match parse(buf) {
+            Ok(Status::Complete { request, head_len }) => (request, head_len),
+            other => panic!("expected a complete head, got {other:?}"),
+        }
+    }
+
+    fn error_of(buf: &[u8]) -> HttpError {
+        match parse(buf) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const CURL: &[u8] =
+        b"GET / HTTP/1.1\r\nHost: 192.168.69.1\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+
+    const PYTHON_HTTP_CLIENT: &[u8] =
+        b"GET /counters?format=json HTTP/1.1\r\nHost: 192.168.69.1:8080\r\nAccept-Encoding: identity\r\n\r\n";
+
+    const BROWSER: &[u8] = b"GET /index.html HTTP/1.1\r\n\
+Host: 192.168.69.1\r\n\
+Connection: keep-alive\r\n\
+Cache-Control: max-age=0\r\n\
+Upgrade-Insecure-Requests: 1\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+Accept-Encoding: gzip, deflate\r\n\
+Accept-Language: en-US,en;q=0.9,zh-CN;q=0.8\r\n\
+DNT: 1\r\n\
+Sec-GPC: 1\r\n\
+If-None-Match: \"abc123\"\r\n\
+\r\n";
+
+    #[test]
+    fn curl_request_parses_whole() {
+        let (request, head_len) = complete(CURL);
+        assert_eq!(head_len, CURL.len());
+        assert_eq!(request.method(), Method::Get);
+        assert_eq!(request.target(), "/");
+        assert_eq!(request.version(), Version::Http11);
+        assert_eq!(
+            request.headers(),
+            &[
+                Header {
+                    name: "Host",
+                    value: "192.168.69.1"
+                },
+                Header {
+                    name: "User-Agent",
+                    value: "curl/7.88.1"
+                },
+                Header {
+                    name: "Accept",
+                    value: "*/*"
+                },
+            ]
+        );
+        assert!(request.keep_alive());
+        assert_eq!(request.content_length(), Ok(None));
+    }
+
+    #[test]
+    fn python_http_client_request_splits_path_and_query() {
+        let (request, head_len) = complete(PYTHON_HTTP_CLIENT);
+        assert_eq!(head_len, PYTHON_HTTP_CLIENT.len());
+        assert_eq!(request.path(), "/counters");
+        assert_eq!(request.query(), Some("format=json"));
+        assert_eq!(request.header("accept-encoding"), Some("identity"));
+    }
+
+    #[test]
+    fn browser_request_keeps_every_header() {
+        let (request, head_len) = complete(BROWSER);
+        assert_eq!(head_len, BROWSER.len());
+        assert_eq!(request.headers().len(), 11);
+        assert_eq!(request.header("dnt"), Some("1"));
+        assert_eq!(request.header("IF-NONE-MATCH"), Some("\"abc123\""));
+        assert_eq!(request.header("x-missing"), None);
+        assert_eq!(request.query(), None);
+    }
+
+    #[test]
+    fn every_cut_of_a_valid_request_is_partial_until_the_last_byte() {
+        for fixture in [
+            CURL,
+            PYTHON_HTTP_CLIENT,
+            BROWSER,
+            b"GET / HTTP/1.0\n\n".as_slice(),
+        ] {
+            for cut in 0..fixture.len() {
+                assert_eq!(
+                    parse(&fixture[..cut]),
+                    Ok(Status::Partial),
+                    "cut at {cut} of {:?}",
+                    core::str::from_utf8(fixture)
+                );
+            }
+            assert!(matches!(parse(fixture), Ok(Status::Complete { .. })));
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_left_to_the_caller() {
+        let buf = b"POST /upload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n";
+        let (request, head_len) = complete(buf);
+        assert_eq!(&buf[head_len..head_len + 5], b"hello");
+        assert_eq!(request.method(), Method::Post);
+        assert_eq!(request.content_length(), Ok(Some(5)));
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped_and_counted() {
+        let buf = b"\r\n\nGET / HTTP/1.1\r\n\r\n";
+        let (request, head_len) = complete(buf);
+        assert_eq!(head_len, buf.len());
+        assert_eq!(request.target(), "/");
+    }
+
+    #[test]
+    fn bare_newlines_end_lines() {
+        let (request, head_len) = complete(b"GET /a HTTP/1.1\nHost: x\n\n");
+        assert_eq!(head_len, 25);
+        assert_eq!(request.header("host"), Some("x"));
+    }
+
+    #[test]
+    fn methods_are_recognised_case_sensitively() {
+        for (text, method) in [
+            ("GET", Method::Get),
+            ("HEAD", Method::Head),
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("DELETE", Method::Delete),
+            ("OPTIONS", Method::Options),
+            ("PATCH", Method::Patch),
+            ("TRACE", Method::Trace),
+            ("CONNECT", Method::Connect),
+            ("get", Method::Other("get")),
+            ("BREW", Method::Other("BREW")),
+        ] {
+            let line = [text.as_bytes(), b" / HTTP/1.1\r\n\r\n"].concat();
+            let (request, _) = complete(&line);
+            assert_eq!(request.method(), method);
+            assert_eq!(request.method().as_str(), text);
+        }
+    }
+
+    #[test]
+    fn asterisk_target_is_accepted_only_alone() {
+        let (request, _) = complete(b"OPTIONS * HTTP/1.1\r\n\r\n");
+        assert_eq!(request.target(), "*");
+        assert_eq!(
+            error_of(b"OPTIONS *x HTTP/1.1\r\n\r\n"),
+            HttpError::InvalidTarget
+        );
+    }
+
+    #[test]
+    fn the_primers_typo_version_is_rejected() {
+        let err = error_of(b"GET / HTTP/1/1\r\n\r\n");
+        assert_eq!(err, HttpError::InvalidVersion);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        // Refused as soon as the slash arrives, not when the line ends.
+        assert_eq!(error_of(b"GET / HTTP/1/"), HttpError::InvalidVersion);
+    }
+
+    #[test]
+    fn malformed_versions_are_400_and_other_versions_505() {
+        for bad in [
+            &b"GET / http/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1 \r\n\r\n",
+            b"GET / HTTP/1.10\r\n\r\n",
+            b"GET / HTTP/11\r\n\r\n",
+            b"GET / HTTP/1.x\r\n\r\n",
+            b"GET / HTTX/1.1\r\n\r\n",
+            b"GET /\r\n\r\n",
+        ] {
+            assert_eq!(error_of(bad), HttpError::InvalidVersion, "{bad:?}");
+        }
+        for unsupported in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET / HTTP/1.2\r\n\r\n",
+        ] {
+            let err = error_of(unsupported);
+            assert_eq!(err, HttpError::UnsupportedVersion);
+            assert_eq!(err.status(), StatusCode::VERSION_NOT_SUPPORTED);
+        }
+    }
+
+    #[test]
+    fn malformed_request_lines_are_rejected() {
+        let cases: [(&[u8], HttpError); 8] = [
+            (b" / HTTP/1.1\r\n\r\n", HttpError::InvalidMethod),
+            (b"G(T / HTTP/1.1\r\n\r\n", HttpError::InvalidMethod),
+            (b"GET\r\n\r\n", HttpError::InvalidMethod),
+            (b"GET  HTTP/1.1\r\n\r\n", HttpError::MissingTarget),
+            (b"GET \r\n\r\n", HttpError::MissingTarget),
+            (b"GET index.html HTTP/1.1\r\n\r\n", HttpError::InvalidTarget),
+            (
+                b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+                HttpError::InvalidTarget,
+            ),
+            (b"GET /a\x7fb HTTP/1.1\r\n\r\n", HttpError::InvalidTarget),
+        ];
+        for (buf, expected) in cases {
+            assert_eq!(error_of(buf), expected, "{buf:?}");
+            assert_eq!(expected.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn malformed_header_lines_are_rejected() {
+        let cases: [(&[u8], HttpError); 10] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+                HttpError::ObsoleteLineFolding,
+            ),
+            (
+                b"GET / HTTP/1.1\r\n\tHost: a\r\n\r\n",
+                HttpError::ObsoleteLineFolding,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+                HttpError::WhitespaceInHeaderName,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX Y: a\r\n\r\n",
+                HttpError::WhitespaceInHeaderName,
+            ),
+            (b"GET / HTTP/1.1\r\nHost\r\n\r\n", HttpError::MissingColon),
+            (
+                b"GET / HTTP/1.1\r\n: a\r\n\r\n",
+                HttpError::InvalidHeaderName,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHo\x00st: a\r\n\r\n",
+                HttpError::InvalidHeaderName,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+                HttpError::InvalidHeaderValue,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\x1bb\r\n\r\n",
+                HttpError::InvalidHeaderValue,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+                HttpError::InvalidHeaderValue,
+            ),
+        ];
+        for (buf, expected) in cases {
+            assert_eq!(error_of(buf), expected, "{buf:?}");
+            assert_eq!(expected.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn a_carriage_return_without_newline_is_rejected() {
+        assert_eq!(error_of(b"GET / HTTP/1.1\rX"), HttpError::InvalidLineEnding);
+        assert_eq!(
+            error_of(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
+            HttpError::InvalidLineEnding
+        );
+        assert_eq!(
+            error_of(b"GET / HTTP/1.1\r\n\rX"),
+            HttpError::InvalidLineEnding
+        );
+    }
+
+    #[test]
+    fn utf8_header_values_are_kept() {
+        let (request, _) = complete("GET / HTTP/1.1\r\nX-Name:  \t张三\t \r\n\r\n".as_bytes());
+        assert_eq!(request.header("x-name"), Some("张三"));
+    }
+
+    #[test]
+    fn garbage_is_a_bad_request() {
+        for garbage in [
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], // a TLS ClientHello
+            b"\x00\x00\x00\x05hello",                             // a length-framed message
+            b"SSH-2.0-OpenSSH_9.2\r\n",
+            b"hello world\r\n\r\n",
+        ] {
+            let err = error_of(garbage);
+            assert_eq!(
+                err.status(),
+                StatusCode::BAD_REQUEST,
+                "{garbage:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let buf = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert!(matches!(
+            parse_request::<3>(buf),
+            Ok(Status::Complete { .. })
+        ));
+        let err = parse_request::<2>(buf).unwrap_err();
+        assert_eq!(err, HttpError::TooManyHeaders);
+        assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            parse_request::<0>(buf).unwrap_err(),
+            HttpError::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn a_full_buffer_gives_431_or_414() {
+        let mut buf = [b'a'; 64];
+        buf[..20].copy_from_slice(b"GET / HTTP/1.1\r\nX-A:");
+        assert_eq!(parse(&buf), Ok(Status::Partial));
+        let err = HttpError::for_full_buffer(&buf);
+        assert_eq!(err, HttpError::HeadTooLarge);
+        assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+        let mut buf = [b'a'; 64];
+        buf[..5].copy_from_slice(b"GET /");
+        assert_eq!(parse(&buf), Ok(Status::Partial));
+        let err = HttpError::for_full_buffer(&buf);
+        assert_eq!(err, HttpError::UriTooLong);
+        assert_eq!(err.status(), StatusCode::URI_TOO_LONG);
+    }
+
+    #[test]
+    fn http11_keeps_alive_unless_told_to_close() {
+        let (request, _) = complete(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(request.keep_alive());
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n");
+        assert!(!request.keep_alive());
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+        assert!(!request.keep_alive());
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_to_keep_alive() {
+        let (request, _) = complete(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(request.version(), Version::Http10);
+        assert!(!request.keep_alive());
+        let (request, _) = complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(request.keep_alive());
+        let (request, _) =
+            complete(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nconnection: keep-alive\r\n\r\n");
+        assert!(request.keep_alive());
+        let (request, _) =
+            complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n");
+        assert!(!request.keep_alive());
+    }
+
+    fn content_length_of(fields: &str) -> Result<Option<u64>, HttpError> {
+        let head = ["POST / HTTP/1.1\r\n", fields, "\r\n"].concat();
+        let (request, _) = complete(head.as_bytes());
+        request.content_length()
+    }
+
+    #[test]
+    fn content_length_cases() {
+        assert_eq!(content_length_of(""), Ok(None));
+        assert_eq!(content_length_of("Content-Length: 0\r\n"), Ok(Some(0)));
+        assert_eq!(content_length_of("content-length:  42 \r\n"), Ok(Some(42)));
+        assert_eq!(
+            content_length_of("Content-Length: 42\r\nContent-Length: 42\r\n"),
+            Ok(Some(42))
+        );
+        assert_eq!(
+            content_length_of("Content-Length: 42, 42\r\n"),
+            Ok(Some(42))
+        );
+        assert_eq!(
+            content_length_of("Content-Length: 18446744073709551615\r\n"),
+            Ok(Some(u64::MAX))
+        );
+        for (fields, err) in [
+            (
+                "Content-Length: 42\r\nContent-Length: 43\r\n",
+                HttpError::ConflictingContentLength,
+            ),
+            (
+                "Content-Length: 42, 7\r\n",
+                HttpError::ConflictingContentLength,
+            ),
+            (
+                "Content-Length: 18446744073709551616\r\n",
+                HttpError::InvalidContentLength,
+            ),
+            ("Content-Length: -1\r\n", HttpError::InvalidContentLength),
+            ("Content-Length: +1\r\n", HttpError::InvalidContentLength),
+            ("Content-Length: 1 2\r\n", HttpError::InvalidContentLength),
+            ("Content-Length: 0x10\r\n", HttpError::InvalidContentLength),
+            ("Content-Length:\r\n", HttpError::InvalidContentLength),
+            ("Content-Length: 4,\r\n", HttpError::InvalidContentLength),
+        ] {
+            assert_eq!(content_length_of(fields), Err(err), "{fields:?}");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_message_and_an_error_status() {
+        let all = [
+            HttpError::InvalidMethod,
+            HttpError::MissingTarget,
+            HttpError::InvalidTarget,
+            HttpError::InvalidVersion,
+            HttpError::UnsupportedVersion,
+            HttpError::InvalidLineEnding,
+            HttpError::ObsoleteLineFolding,
+            HttpError::InvalidHeaderName,
+            HttpError::WhitespaceInHeaderName,
+            HttpError::MissingColon,
+            HttpError::InvalidHeaderValue,
+            HttpError::TooManyHeaders,
+            HttpError::HeadTooLarge,
+            HttpError::UriTooLong,
+            HttpError::InvalidContentLength,
+            HttpError::ConflictingContentLength,
+        ];
+        for err in all {
+            assert!(!err.to_string().is_empty());
+            assert!((400..600).contains(&err.status().as_u16()), "{err:?}");
+            assert!(!err.status().reason().is_empty(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn emit_writes_an_ok_head() {
+        let mut out = [0u8; 128];
+        let head = ResponseHead::new(StatusCode::OK, Some("text/html; charset=utf-8"), 1234);
+        let len = head.emit(&mut out).unwrap();
+        let expected: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 1234\r\n\r\n";
+        assert_eq!(&out[..len], expected);
+        assert_eq!(head.buffer_len(), expected.len());
+    }
+
+    #[test]
+    fn emit_writes_close_and_extra_fields() {
+        let mut out = [0u8; 128];
+        let head = ResponseHead {
+            close: true,
+            extra: &[("Cache-Control", "no-store"), ("X-Frames", "7")],
+            ..ResponseHead::new(StatusCode::NOT_FOUND, Some("text/plain"), 0)
+        };
+        let len = head.emit(&mut out).unwrap();
+        assert_eq!(
+            &out[..len],
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\
+Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let mut out = [0u8; 128];
+        let head = ResponseHead::new(StatusCode::METHOD_NOT_ALLOWED, None, 0);
+        let len = head.emit(&mut out).unwrap();
+        assert_eq!(
+            &out[..len],
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nAllow: GET, HEAD\r\n\r\n"
+        );
+        let head = ResponseHead {
+            extra: &[("allow", "GET")],
+            ..head
+        };
+        let len = head.emit(&mut out).unwrap();
+        assert_eq!(
+            &out[..len],
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nallow: GET\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn no_content_has_no_content_length() {
+        let mut out = [0u8; 64];
+        let len = ResponseHead::new(StatusCode::NO_CONTENT, None, 9)
+            .emit(&mut out)
+            .unwrap();
+        assert_eq!(&out[..len], b"HTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[test]
+    fn emit_into_a_small_buffer_is_an_error_at_every_size() {
+        let head = ResponseHead {
+            close: true,
+            ..ResponseHead::new(StatusCode::OK, Some("text/plain"), usize::MAX)
+        };
+        let needed = head.buffer_len();
+        let mut out = [0u8; 256];
+        for size in 0..needed {
+            assert_eq!(
+                head.emit(&mut out[..size]),
+                Err(EmitError::BufferTooSmall { needed })
+            );
+        }
+        assert_eq!(head.emit(&mut out[..needed]), Ok(needed));
+        let text = core::str::from_utf8(&out[..needed]).unwrap();
+        assert!(text.contains(&format!("Content-Length: {}\r\n", usize::MAX)));
+    }
+
+    #[test]
+    fn emit_refuses_fields_that_would_break_the_head() {
+        let mut out = [0u8; 128];
+        let injected = ResponseHead {
+            extra: &[("X-Echo", "a\r\nSet-Cookie: evil")],
+            ..ResponseHead::new(StatusCode::OK, None, 0)
+        };
+        assert_eq!(injected.emit(&mut out), Err(EmitError::InvalidHeader));
+        let bad_name = ResponseHead {
+            extra: &[("X Echo", "a")],
+            ..ResponseHead::new(StatusCode::OK, None, 0)
+        };
+        assert_eq!(bad_name.emit(&mut out), Err(EmitError::InvalidHeader));
+        let bad_type = ResponseHead::new(StatusCode::OK, Some("text/plain\n"), 0);
+        assert_eq!(bad_type.emit(&mut out), Err(EmitError::InvalidHeader));
+    }
+
+    #[test]
+    fn emitted_heads_have_the_shape_of_a_request_head() {
+        // The response head uses the same line and field syntax as a request head,
+        // so after swapping the status line for a request line the parser reads
+        // every field back.
+        let mut out = [0u8; 256];
+        let head = ResponseHead {
+            close: true,
+            extra: &[("X-Frames-In", "12")],
+            ..ResponseHead::new(StatusCode::OK, Some("text/plain"), 77)
+        };
+        let len = head.emit(&mut out).unwrap();
+        let line_end = out.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let mut request = b"GET / HTTP/1.1\r\n".to_vec();
+        request.extend_from_slice(&out[line_end..len]);
+        let (parsed, _) = complete(&request);
+        assert_eq!(parsed.header("content-type"), Some("text/plain"));
+        assert_eq!(parsed.content_length(), Ok(Some(77)));
+        assert!(!parsed.keep_alive());
+        assert_eq!(parsed.header("x-frames-in"), Some("12"));
+    }
+
+    #[test]
+    fn status_codes_know_their_range_and_reasons() {
+        assert_eq!(StatusCode::new(99), None);
+        assert_eq!(StatusCode::new(600), None);
+        assert_eq!(StatusCode::new(404), Some(StatusCode::NOT_FOUND));
+        assert_eq!(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.reason(),
+            "Request Header Fields Too Large"
+        );
+        assert_eq!(
+            StatusCode::VERSION_NOT_SUPPORTED.to_string(),
+            "505 HTTP Version Not Supported"
+        );
+        let mut out = [0u8; 64];
+        let odd = ResponseHead::new(StatusCode::new(299).unwrap(), None, 0);
+        let len = odd.emit(&mut out).unwrap();
+        assert_eq!(&out[..len], b"HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n");
+    }
+
+    /// A valid request head built from parts, to split and feed in pieces.
+    fn valid_request() -> impl Strategy<Value = Vec<u8>> {
+        let method = prop_oneof![
+            Just("GET".to_string()),
+            Just("HEAD".to_string()),
+            "[A-Z]{1,8}",
+            "[!#$%&'*+.^_`|~0-9a-zA-Z-]{1,10}",
+        ];
+        let target = prop_oneof![Just("*".to_string()), "/[!-~]{0,40}"];
+        let version = prop_oneof![Just("HTTP/1.0"), Just("HTTP/1.1")];
+        let header = (
+            "[!#$%&'*+.^_`|~0-9a-zA-Z-]{1,16}",
+            "[ \t]{0,2}",
+            "[ -~]{0,30}",
+            "[ \t]{0,2}",
+        );
+        let line_end = prop_oneof![4 => Just("\r\n"), 1 => Just("\n")];
+        (
+            method,
+            target,
+            version,
+            prop::collection::vec((header, line_end.clone()), 0..16),
+            line_end.clone(),
+            line_end,
+        )
+            .prop_map(|(method, target, version, headers, first_end, last_end)| {
+                let mut text = format!("{method} {target} {version}{first_end}");
+                for ((name, lead, value, trail), end) in headers {
+                    text.push_str(&format!("{name}:{lead}{value}{trail}{end}"));
+                }
+                text.push_str(last_end);
+                text.into_bytes()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(Status::Complete { request, head_len }) = parse_request::<8>(&bytes) {
+                prop_assert!(head_len <= bytes.len());
+                let _ = request.content_length();
+                let _ = request.keep_alive();
+            }
+            let _ = HttpError::for_full_buffer(&bytes);
+        }
+
+        #[test]
+        fn request_like_bytes_never_panic(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    Just(b'\r'), Just(b'\n'), Just(b' '), Just(b':'), Just(b'\t'),
+                    Just(b'/'), Just(b'H'), Just(b'T'), Just(b'P'), Just(b'1'), Just(b'.'),
+                    any::<u8>(),
+                ],
+                0..256,
+            )
+        ) {
+            let mut bytes = bytes;
+            let start: &[u8] = b"GET / HTTP/1.1\r\n";
+            bytes.splice(0..0, start.iter().copied());
+            let _ = parse_request::<4>(&bytes);
+        }
+
+        /// Whatever the bytes, a longer buffer never takes back what a prefix said:
+        /// an error stays the same error, a complete head stays the same head.
+        #[test]
+        fn a_prefix_never_disagrees_with_the_whole(
+            bytes in prop::collection::vec(any::<u8>(), 0..128),
+            valid in valid_request(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            for whole in [&bytes[..], &valid[..]] {
+                let cut = cut.index(whole.len() + 1);
+                let whole_result = parse_request::<16>(whole);
+                match parse_request::<16>(&whole[..cut]) {
+                    Ok(Status::Partial) => {}
+                    prefix_result => prop_assert_eq!(prefix_result, whole_result),
+                }
+            }
+        }
+
+        /// A valid head fed in any number of segments, accumulated in a fixed
+        /// buffer as the service does, is partial until its last byte and then
+        /// equal to the unsplit parse.
+        #[test]
+        fn any_split_of_a_valid_request_agrees_with_the_whole(
+            request in valid_request(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let whole = parse_request::<16>(&request);
+            let Ok(Status::Complete { head_len, .. }) = &whole else {
+                return Err(TestCaseError::fail(format!("{whole:?}")));
+            };
+            prop_assert_eq!(*head_len, request.len());
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(request.len())).collect();
+            cuts.sort_unstable();
+            let mut buffer = [0u8; 1024];
+            let mut filled = 0;
+            for end in cuts.into_iter().chain([request.len()]) {
+                buffer[filled..end].copy_from_slice(&request[filled..end]);
+                filled = end;
+                let parsed = parse_request::<16>(&buffer[..filled]);
+                if filled < request.len() {
+                    prop_assert_eq!(parsed, Ok(Status::Partial));
+                } else {
+                    prop_assert_eq!(&parsed, &whole);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Behaviour every [`Storage`] must show, run against each store by its tests.
+//!
+//! Each check gets a fresh, empty store with room for at least 4 entries and
+//! 1024 bytes, and panics (it is test code) when the store breaks the contract
+//! written on the trait.
+
+use super::{FileName, FileStat, Storage, StoreError};
+use crate::wire::crc32::crc32;
+
+fn name(s: &str) -> FileName {
+    FileName::new(s).unwrap()
+}
+
+/// Bytes that differ at every position, so a misplaced chunk shows.
+pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Uploads `bytes` to `file` in chunks of `chunk` bytes and commits.
+pub(super) fn put<S: Storage>(store: &mut S, file: &str, bytes: &[u8], chunk: usize) -> FileStat {
+    let mut upload = store
+        .begin_upload(&name(file), bytes.len() as u64, false)
+        .unwrap();
+    for piece in bytes.chunks(chunk.max(1)) {
+        store.append(&mut upload, piece).unwrap();
+    }
+    assert!(upload.is_complete());
+    store.commit(&upload, crc32(bytes)).unwrap()
+}
+
+/// Reads a whole committed file back through `read`.
+pub(super) fn get<S: Storage>(store: &S, file: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 7];
+    loop {
+        let n = store.read(&name(file), out.len() as u64, &mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn listing<S: Storage>(store: &S) -> Vec<(String, u64)> {
+    let mut names = Vec::new();
+    let mut after: Option<FileName> = None;
+    while let Some(entry) = store.next_entry(after.as_ref()).unwrap() {
+        names.push((entry.name.as_str().to_owned(), entry.size));
+        after = Some(entry.name);
+    }
+    names
+}
+
+/// Runs every check, each on a store from `fresh`.
+pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
+    upload_is_invisible_until_commit(&mut fresh());
+    read_follows_offsets_and_ends(&mut fresh());
+    resume_continues_a_partial(&mut fresh());
+    begin_without_resume_starts_over(&mut fresh());
+    resume_with_a_partial_longer_than_the_size_starts_over(&mut fresh());
+    commit_refuses_an_incomplete_upload_and_keeps_it(&mut fresh());
+    commit_refuses_a_wrong_crc_and_keeps_nothing(&mut fresh());
+    append_refuses_bytes_past_the_announced_size(&mut fresh());
+    append_with_a_stale_upload_is_a_bad_offset(&mut fresh());
+    commit_replaces_an_older_file_only_at_commit(&mut fresh());
+    delete_removes_file_and_partial(&mut fresh());
+    listing_is_sorted_and_skips_partials(&mut fresh());
+    empty_file_commits_at_once(&mut fresh());
+    discard_upload_is_idempotent(&mut fresh());
+    append_after_delete_is_not_found(&mut fresh());
+    works_through_a_mutable_borrow(&mut fresh());
+}
+
+fn upload_is_invisible_until_commit<S: Storage>(store: &mut S) {
+    let bytes = pattern(100, 1);
+    let mut upload = store.begin_upload(&name("a.txt"), 100, false).unwrap();
+    assert_eq!((upload.resumed_from(), upload.resumed_crc()), (0, 0));
+    store.append(&mut upload, &bytes[..60]).unwrap();
+    store.append(&mut upload, &bytes[60..]).unwrap();
+    assert_eq!(store.stat(&name("a.txt")), Err(StoreError::NotFound));
+    assert_eq!(
+        store.read(&name("a.txt"), 0, &mut [0u8; 8]),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.next_entry(None), Ok(None));
+    let stat = store.commit(&upload, crc32(&bytes)).unwrap();
+    assert_eq!(
+        stat,
+        FileStat {
+            size: 100,
+            crc: crc32(&bytes)
+        }
+    );
+    assert_eq!(store.stat(&name("a.txt")), Ok(stat));
+    assert_eq!(get(store, "a.txt"), bytes);
+}
+
+fn read_follows_offsets_and_ends<S: Storage>(store: &mut S) {
+    let bytes = pattern(50, 2);
+    put(store, "r", &bytes, 16);
+    let mut buf = [0u8; 20];
+    assert_eq!(store.read(&name("r"), 10, &mut buf), Ok(20));
+    assert_eq!(&buf[..], &bytes[10..30]);
+    assert_eq!(store.read(&name("r"), 45, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], &bytes[45..]);
+    assert_eq!(store.read(&name("r"), 50, &mut buf), Ok(0));
+    assert_eq!(
+        store.read(&name("r"), 51, &mut buf),
+        Err(StoreError::BadOffset { expected: 50 })
+    );
+    for len in [0, 1, 7, 49, 50] {
+        assert_eq!(
+            store.crc_prefix(&name("r"), len as u64),
+            Ok(crc32(&bytes[..len]))
+        );
+    }
+    assert_eq!(
+        store.crc_prefix(&name("r"), 51),
+        Err(StoreError::BadOffset { expected: 50 })
+    );
+    assert_eq!(
+        store.crc_prefix(&name("missing"), 0),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.crc_prefix(&name("missing"), 1),
+        Err(StoreError::NotFound)
+    );
+}
+
+fn resume_continues_a_partial<S: Storage>(store: &mut S) {
+    let bytes = pattern(200, 3);
+    {
+        let mut first = store.begin_upload(&name("big"), 200, true).unwrap();
+        store.append(&mut first, &bytes[..70]).unwrap();
+        // The connection dies here: the Upload is forgotten, the partial stays.
+    }
+    let mut second = store.begin_upload(&name("big"), 200, true).unwrap();
+    assert_eq!(second.resumed_from(), 70);
+    assert_eq!(second.written(), 70);
+    assert_eq!(second.resumed_crc(), crc32(&bytes[..70]));
+    store.append(&mut second, &bytes[70..]).unwrap();
+    store.commit(&second, crc32(&bytes)).unwrap();
+    assert_eq!(get(store, "big"), bytes);
+}
+
+fn begin_without_resume_starts_over<S: Storage>(store: &mut S) {
+    let mut first = store.begin_upload(&name("f"), 40, false).unwrap();
+    store.append(&mut first, &pattern(30, 4)).unwrap();
+    let fresh = store.begin_upload(&name("f"), 40, false).unwrap();
+    assert_eq!((fresh.resumed_from(), fresh.written()), (0, 0));
+    // The old partial is gone, not just hidden: a resume finds the empty one.
+    let again = store.begin_upload(&name("f"), 40, true).unwrap();
+    assert_eq!(again.resumed_from(), 0);
+}
+
+fn resume_with_a_partial_longer_than_the_size_starts_over<S: Storage>(store: &mut S) {
+    let mut first = store.begin_upload(&name("f"), 40, false).unwrap();
+    store.append(&mut first, &pattern(30, 5)).unwrap();
+    let other_file = store.begin_upload(&name("f"), 20, true).unwrap();
+    assert_eq!(other_file.resumed_from(), 0);
+    let same_size = store.begin_upload(&name("f"), 20, true).unwrap();
+    assert_eq!(same_size.resumed_from(), 0);
+}
+
+fn commit_refuses_an_incomplete_upload_and_keeps_it<S: Storage>(store: &mut S) {
+    let bytes = pattern(30, 6);
+    let mut upload = store.begin_upload(&name("part"), 30, false).unwrap();
+    store.append(&mut upload, &bytes[..10]).unwrap();
+    assert_eq!(
+        store.commit(&upload, crc32(&bytes)),
+        Err(StoreError::Incomplete {
+            written: 10,
+            size: 30
+        })
+    );
+    assert_eq!(store.stat(&name("part")), Err(StoreError::NotFound));
+    let resumed = store.begin_upload(&name("part"), 30, true).unwrap();
+    assert_eq!(resumed.resumed_from(), 10);
+}
+
+fn commit_refuses_a_wrong_crc_and_keeps_nothing<S: Storage>(store: &mut S) {
+    let bytes = pattern(30, 7);
+    let mut upload = store.begin_upload(&name("bad"), 30, false).unwrap();
+    store.append(&mut upload, &bytes).unwrap();
+    let announced = crc32(&bytes) ^ 1;
+    assert_eq!(
+        store.commit(&upload, announced),
+        Err(StoreError::ChecksumMismatch {
+            computed: crc32(&bytes)
+        })
+    );
+    assert_eq!(store.stat(&name("bad")), Err(StoreError::NotFound));
+    assert_eq!(store.next_entry(None), Ok(None));
+    let resumed = store.begin_upload(&name("bad"), 30, true).unwrap();
+    assert_eq!(resumed.resumed_from(), 0, "the bad partial was deleted");
+}
+
+fn append_refuses_bytes_past_the_announced_size<S: Storage>(store: &mut S) {
+    let bytes = pattern(12, 8);
+    let mut upload = store.begin_upload(&name("short"), 5, false).unwrap();
+    store.append(&mut upload, &bytes[..3]).unwrap();
+    assert_eq!(
+        store.append(&mut upload, &bytes[3..]),
+        Err(StoreError::TooMuchData { size: 5 })
+    );
+    assert_eq!(upload.written(), 3, "nothing of the refused chunk counted");
+    store.append(&mut upload, &bytes[3..5]).unwrap();
+    store.commit(&upload, crc32(&bytes[..5])).unwrap();
+    assert_eq!(get(store, "short"), &bytes[..5]);
+}
+
+fn append_with_a_stale_upload_is_a_bad_offset<S: Storage>(store: &mut S) {
+    let mut upload = store.begin_upload(&name("s"), 10, false).unwrap();
+    let mut stale = upload;
+    store.append(&mut upload, b"abc").unwrap();
+    assert_eq!(
+        store.append(&mut stale, b"xyz"),
+        Err(StoreError::BadOffset { expected: 3 })
+    );
+    store.append(&mut upload, b"defghij").unwrap();
+    store.commit(&upload, crc32(b"abcdefghij")).unwrap();
+    assert_eq!(get(store, "s"), b"abcdefghij");
+}
+
+fn commit_replaces_an_older_file_only_at_commit<S: Storage>(store: &mut S) {
+    put(store, "f", b"old contents", 5);
+    let new = pattern(20, 9);
+    let mut upload = store.begin_upload(&name("f"), 20, false).unwrap();
+    store.append(&mut upload, &new).unwrap();
+    assert_eq!(
+        get(store, "f"),
+        b"old contents",
+        "old file served meanwhile"
+    );
+    store.commit(&upload, crc32(&new)).unwrap();
+    assert_eq!(get(store, "f"), new);
+    assert_eq!(listing(store), [("f".to_owned(), 20)]);
+}
+
+fn delete_removes_file_and_partial<S: Storage>(store: &mut S) {
+    put(store, "gone", b"bytes", 2);
+    put(store, "kept", b"other", 2);
+    let mut upload = store.begin_upload(&name("gone"), 9, false).unwrap();
+    store.append(&mut upload, b"part").unwrap();
+    store.delete(&name("gone")).unwrap();
+    assert_eq!(store.stat(&name("gone")), Err(StoreError::NotFound));
+    assert_eq!(store.delete(&name("gone")), Err(StoreError::NotFound));
+    let resumed = store.begin_upload(&name("gone"), 9, true).unwrap();
+    assert_eq!(resumed.resumed_from(), 0, "partial deleted too");
+    store.discard_upload(&name("gone")).unwrap();
+    // A partial alone is enough for DELETE to succeed.
+    let mut only_partial = store.begin_upload(&name("p"), 9, false).unwrap();
+    store.append(&mut only_partial, b"x").unwrap();
+    assert_eq!(store.delete(&name("p")), Ok(()));
+    assert_eq!(store.delete(&name("p")), Err(StoreError::NotFound));
+    assert_eq!(get(store, "kept"), b"other");
+}
+
+fn listing_is_sorted_and_skips_partials<S: Storage>(store: &mut S) {
+    put(store, "b", b"bb", 1);
+    put(store, "a", b"a", 1);
+    put(store, "c", b"", 1);
+    let mut partial = store.begin_upload(&name("ab"), 3, false).unwrap();
+    store.append(&mut partial, b"x").unwrap();
+    assert_eq!(
+        listing(store),
+        [
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 2),
+            ("c".to_owned(), 0)
+        ]
+    );
+    assert_eq!(
+        store.next_entry(Some(&name("aa"))).unwrap().unwrap().name,
+        name("b"),
+        "after a name that is not stored"
+    );
+    assert_eq!(store.next_entry(Some(&name("c"))), Ok(None));
+}
+
+fn empty_file_commits_at_once<S: Storage>(store: &mut S) {
+    let upload = store.begin_upload(&name("empty"), 0, false).unwrap();
+    assert!(upload.is_complete());
+    assert_eq!(store.commit(&upload, 0), Ok(FileStat { size: 0, crc: 0 }));
+    assert_eq!(store.read(&name("empty"), 0, &mut [0u8; 4]), Ok(0));
+    assert_eq!(listing(store), [("empty".to_owned(), 0)]);
+}
+
+fn discard_upload_is_idempotent<S: Storage>(store: &mut S) {
+    let mut upload = store.begin_upload(&name("d"), 10, false).unwrap();
+    store.append(&mut upload, b"12345").unwrap();
+    store.discard_upload(&name("d")).unwrap();
+    store.discard_upload(&name("d")).unwrap();
+    store.discard_upload(&name("never")).unwrap();
+    assert_eq!(store.append(&mut upload, b"6"), Err(StoreError::NotFound));
+    assert_eq!(
+        store.commit(&upload, crc32(b"12345")),
+        Err(StoreError::NotFound)
+    );
+}
+
+fn append_after_delete_is_not_found<S: Storage>(store: &mut S) {
+    let mut upload = store.begin_upload(&name("x"), 10, false).unwrap();
+    store.append(&mut upload, b"12").unwrap();
+    store.delete(&name("x")).unwrap();
+    assert_eq!(store.append(&mut upload, b"34"), Err(StoreError::NotFound));
+}
+
+fn works_through_a_mutable_borrow<S: Storage>(store: &mut S) {
+    let mut borrowed: &mut S = store;
+    put(&mut borrowed, "via", b"borrow", 3);
+    assert_eq!(get(&borrowed, "via"), b"borrow");
+    assert_eq!(listing(&borrowed), [("via".to_owned(), 6)]);
+}

@@ -1,0 +1,654 @@
+//! A file store in a directory on disk (`std`, Linux).
+//!
+//! A file `name` is the regular file `root/name`; its partial upload is the
+//! hidden file `root/.name.part`. Valid [`FileName`]s never begin with `.` and never
+//! hold a `/`, so the two cannot collide and neither can leave the root. Inside the
+//! root, only regular files count: a symlink (even one planted by someone else
+//! with shell access) is never followed; every file is opened with `O_NOFOLLOW`
+//! and checked to be a regular file, so a link to `/etc/passwd` reads as
+//! "not found" and is replaced, not written through. Other entries (directories,
+//! files with names the protocol refuses) are left alone and not listed.
+//!
+//! A commit syncs the partial to disk, then renames it over the real name, which
+//! is atomic: readers see the old file or the new one, never half of one, even if
+//! power fails in between.
+//!
+//! The store counts its bytes and entries when it opens and keeps the counts up to
+//! date itself, so it assumes it is the only writer of its root.
+
+use super::{Entry, FileName, FileStat, Storage, StoreError, Upload};
+use crate::wire::crc32::Crc32;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Limits a [`DirStore`] enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirLimits {
+    /// Bytes in all files and partial uploads together.
+    pub max_total_bytes: u64,
+    /// Bytes in one file.
+    pub max_file_bytes: u64,
+    /// Files and partial uploads together.
+    pub max_files: u64,
+}
+
+impl DirLimits {
+    /// 1 GiB in all, 1 GiB per file, 1024 files.
+    pub const DEFAULT: Self = Self {
+        max_total_bytes: 1 << 30,
+        max_file_bytes: 1 << 30,
+        max_files: 1024,
+    };
+}
+
+impl Default for DirLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Files in a directory. See the module documentation for the layout on disk.
+#[derive(Debug)]
+pub struct DirStore {
+    root: PathBuf,
+    limits: DirLimits,
+    /// Bytes in our files and partials.
+    used: u64,
+    /// Our files and partials.
+    entries: u64,
+}
+
+const PARTIAL_PREFIX: &str = ".";
+const PARTIAL_SUFFIX: &str = ".part";
+
+/// Maps the operating system's refusals to the store's errors.
+fn io_error(e: io::Error) -> StoreError {
+    match e.raw_os_error() {
+        // O_NOFOLLOW met a symlink: not one of our files.
+        Some(libc::ELOOP) => return StoreError::NotFound,
+        Some(libc::ENOSPC | libc::EDQUOT) => return StoreError::Full { free: 0 },
+        Some(libc::ENAMETOOLONG | libc::EILSEQ) => return StoreError::InvalidName,
+        _ => {}
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => StoreError::NotFound,
+        kind => StoreError::Io(kind),
+    }
+}
+
+/// The length of `path` if it is a regular file; `None` if it is absent or
+/// anything else (a symlink is not followed).
+fn regular_len(path: &Path) -> Result<Option<u64>, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => Ok(Some(meta.len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// Opens a regular file for reading without following a symlink, and without
+/// blocking on a FIFO someone left in the root.
+fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !meta.file_type().is_file() {
+        return Err(StoreError::NotFound);
+    }
+    Ok((file, meta.len()))
+}
+
+/// CRC-32 of the first `len` bytes of `file`; `None` if it is shorter.
+fn crc_of(file: &mut File, len: u64) -> Result<Option<u32>, StoreError> {
+    let mut crc = Crc32::new();
+    let mut buf = [0u8; 8192];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        let chunk = buf.get_mut(..want).ok_or(StoreError::Inconsistent)?;
+        let n = file.read(chunk).map_err(io_error)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        crc.update(chunk.get(..n).ok_or(StoreError::Inconsistent)?);
+        left = left.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+    Ok(Some(crc.finish()))
+}
+
+impl DirStore {
+    /// Opens the store in `root`, an existing directory, and counts the files and
+    /// partial uploads already there against `limits` (an over-full directory
+    /// opens; it just takes no more).
+    pub fn open(root: impl AsRef<Path>, limits: DirLimits) -> Result<Self, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let meta = fs::metadata(&root).map_err(io_error)?;
+        if !meta.is_dir() {
+            return Err(StoreError::Io(io::ErrorKind::NotADirectory));
+        }
+        let mut store = Self {
+            root,
+            limits,
+            used: 0,
+            entries: 0,
+        };
+        for entry in fs::read_dir(&store.root).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            let Some(os_name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let ours = FileName::new(&os_name).is_ok() || Self::partial_of(&os_name).is_some();
+            // DirEntry::metadata does not follow symlinks.
+            let meta = entry.metadata().map_err(io_error)?;
+            if ours && meta.file_type().is_file() {
+                store.used = store.used.saturating_add(meta.len());
+                store.entries = store.entries.saturating_add(1);
+            }
+        }
+        Ok(store)
+    }
+
+    /// The directory the files are in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The limits it enforces.
+    pub const fn limits(&self) -> DirLimits {
+        self.limits
+    }
+
+    /// Bytes in files and partial uploads.
+    pub const fn used_bytes(&self) -> u64 {
+        self.used
+    }
+
+    /// Files and partial uploads.
+    pub const fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// The name whose partial upload `os_name` is, if it is one.
+    fn partial_of(os_name: &str) -> Option<FileName> {
+        let inner = os_name
+            .strip_prefix(PARTIAL_PREFIX)?
+            .strip_suffix(PARTIAL_SUFFIX)?;
+        FileName::new(inner).ok()
+    }
+
+    fn file_path(&self, name: &FileName) -> PathBuf {
+        self.root.join(name.as_str())
+    }
+
+    fn partial_path(&self, name: &FileName) -> PathBuf {
+        self.root
+            .join(format!("{PARTIAL_PREFIX}{name}{PARTIAL_SUFFIX}"))
+    }
+
+    fn free(&self) -> u64 {
+        self.limits.max_total_bytes.saturating_sub(self.used)
+    }
+
+    fn check_room(&self, more: u64) -> Result<(), StoreError> {
+        if self.used.saturating_add(more) > self.limits.max_total_bytes {
+            Err(StoreError::Full { free: self.free() })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Removes a regular file of ours and takes it off the counts.
+    fn remove_counted(&mut self, path: &Path, len: u64) -> Result<(), StoreError> {
+        fs::remove_file(path).map_err(io_error)?;
+        self.used = self.used.saturating_sub(len);
+        self.entries = self.entries.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl Storage for DirStore {
+    fn stat(&self, name: &FileName) -> Result<FileStat, StoreError> {
+        let (mut file, size) = open_regular(&self.file_path(name))?;
+        let crc = crc_of(&mut file, size)?.ok_or(StoreError::Inconsistent)?;
+        Ok(FileStat { size, crc })
+    }
+
+    fn read(&self, name: &FileName, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        let (file, size) = open_regular(&self.file_path(name))?;
+        if offset > size {
+            return Err(StoreError::BadOffset { expected: size });
+        }
+        let mut filled = 0usize;
+        while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            let at = offset.saturating_add(u64::try_from(filled).unwrap_or(u64::MAX));
+            match file.read_at(rest, at) {
+                Ok(0) => break,
+                Ok(n) => filled = filled.saturating_add(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn crc_prefix(&self, name: &FileName, len: u64) -> Result<u32, StoreError> {
+        let (mut file, size) = open_regular(&self.file_path(name))?;
+        if len > size {
+            return Err(StoreError::BadOffset { expected: size });
+        }
+        crc_of(&mut file, len)?.ok_or(StoreError::BadOffset { expected: size })
+    }
+
+    fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        let mut best: Option<Entry> = None;
+        for entry in fs::read_dir(&self.root).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| FileName::new(s).ok())
+            else {
+                continue;
+            };
+            if after.is_some_and(|after| name <= *after)
+                || best.as_ref().is_some_and(|best| name >= best.name)
+            {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted since read_dir saw it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(e)),
+            };
+            if meta.file_type().is_file() {
+                best = Some(Entry {
+                    name,
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(best)
+    }
+
+    fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
+        let mut found = false;
+        for path in [self.file_path(name), self.partial_path(name)] {
+            if let Some(len) = regular_len(&path)? {
+                self.remove_counted(&path, len)?;
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    fn begin_upload(
+        &mut self,
+        name: &FileName,
+        size: u64,
+        resume: bool,
+    ) -> Result<Upload, StoreError> {
+        if size > self.limits.max_file_bytes {
+            return Err(StoreError::FileTooLarge {
+                max: self.limits.max_file_bytes,
+            });
+        }
+        let path = self.partial_path(name);
+        match regular_len(&path)? {
+            Some(held) if resume && held <= size => {
+                self.check_room(size.saturating_sub(held))?;
+                let (mut file, held) = open_regular(&path)?;
+                let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+                return Ok(Upload::new(*name, size, held, crc));
+            }
+            Some(held) => self.remove_counted(&path, held)?,
+            None => {
+                // Something that is not a regular file sits on the partial's name
+                // (a planted symlink): unlink it, never write through it.
+                if fs::symlink_metadata(&path).is_ok() {
+                    fs::remove_file(&path).map_err(io_error)?;
+                }
+            }
+        }
+        if self.entries >= self.limits.max_files {
+            return Err(StoreError::TooManyFiles {
+                max: self.limits.max_files,
+            });
+        }
+        self.check_room(size)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_error)?;
+        self.entries = self.entries.saturating_add(1);
+        Ok(Upload::new(*name, size, 0, 0))
+    }
+
+    fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError> {
+        let more = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let path = self.partial_path(upload.name());
+        let mut file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_error)?;
+        let meta = file.metadata().map_err(io_error)?;
+        if !meta.file_type().is_file() {
+            return Err(StoreError::NotFound);
+        }
+        let held = meta.len();
+        if held != upload.written() {
+            return Err(StoreError::BadOffset { expected: held });
+        }
+        if upload.written().saturating_add(more) > upload.size() {
+            return Err(StoreError::TooMuchData {
+                size: upload.size(),
+            });
+        }
+        self.check_room(more)?;
+        if let Err(e) = file.write_all(data) {
+            // Count what did land, so the totals stay true; the upload ends here
+            // and a resume will see the partial's real length.
+            let now = file.metadata().map_or(held, |meta| meta.len());
+            self.used = self.used.saturating_add(now.saturating_sub(held));
+            return Err(io_error(e));
+        }
+        self.used = self.used.saturating_add(more);
+        upload.advance(more);
+        Ok(())
+    }
+
+    fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
+        let path = self.partial_path(upload.name());
+        let (mut file, held) = open_regular(&path)?;
+        if held != upload.size() || upload.written() != held {
+            return Err(StoreError::Incomplete {
+                written: held,
+                size: upload.size(),
+            });
+        }
+        let computed = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+        if computed != crc {
+            drop(file);
+            self.remove_counted(&path, held)?;
+            return Err(StoreError::ChecksumMismatch { computed });
+        }
+        // Durable before visible: the rename must not publish unsynced bytes.
+        file.sync_all().map_err(io_error)?;
+        drop(file);
+        let target = self.file_path(upload.name());
+        let older = regular_len(&target)?;
+        fs::rename(&path, &target).map_err(io_error)?;
+        if let Some(older) = older {
+            self.used = self.used.saturating_sub(older);
+            self.entries = self.entries.saturating_sub(1);
+        }
+        // Persist the rename itself. The file is committed either way, so a
+        // failure here is not the client's error.
+        if let Ok(dir) = File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(FileStat {
+            size: held,
+            crc: computed,
+        })
+    }
+
+    fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError> {
+        let path = self.partial_path(name);
+        match regular_len(&path)? {
+            Some(held) => self.remove_counted(&path, held),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance::{self, get, pattern, put};
+    use super::*;
+    use crate::wire::crc32::crc32;
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    /// A fresh directory under the system's temp dir, removed when dropped (also
+    /// when the test fails).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(label: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "smolsock-dirstore-{}-{label}-{n}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn join(&self, part: &str) -> PathBuf {
+            self.0.join(part)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn limits(total: u64, file: u64, files: u64) -> DirLimits {
+        DirLimits {
+            max_total_bytes: total,
+            max_file_bytes: file,
+            max_files: files,
+        }
+    }
+
+    #[test]
+    fn dir_store_keeps_the_storage_contract() {
+        let parent = TempDir::new("contract");
+        let mut n = 0;
+        conformance::run_all(|| {
+            n += 1;
+            let root = parent.join(&n.to_string());
+            fs::create_dir(&root).unwrap();
+            DirStore::open(&root, DirLimits::default()).unwrap()
+        });
+    }
+
+    #[test]
+    fn layout_on_disk_is_name_and_hidden_partial() {
+        let dir = TempDir::new("layout");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        put(&mut store, "done.txt", b"done", 2);
+        let mut upload = store.begin_upload(&name("half.bin"), 10, false).unwrap();
+        store.append(&mut upload, b"12345").unwrap();
+        assert_eq!(fs::read(dir.join("done.txt")).unwrap(), b"done");
+        assert_eq!(fs::read(dir.join(".half.bin.part")).unwrap(), b"12345");
+        assert!(!dir.join("half.bin").exists());
+        // A restarted server finds the partial and the counts again.
+        let reopened = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        assert_eq!((reopened.used_bytes(), reopened.entries()), (9, 2));
+        let mut store = reopened;
+        let resumed = store.begin_upload(&name("half.bin"), 10, true).unwrap();
+        assert_eq!(resumed.resumed_from(), 5);
+    }
+
+    #[test]
+    fn filling_to_the_total_limit_is_full() {
+        let dir = TempDir::new("full");
+        let mut store = DirStore::open(&dir.0, limits(100, 100, 10)).unwrap();
+        put(&mut store, "a", &pattern(60, 1), 16);
+        assert_eq!(
+            store.begin_upload(&name("b"), 41, false),
+            Err(StoreError::Full { free: 40 })
+        );
+        // Two uploads that each fitted when they began: the second to write runs out.
+        let mut b = store.begin_upload(&name("b"), 30, false).unwrap();
+        let mut c = store.begin_upload(&name("c"), 30, false).unwrap();
+        store.append(&mut b, &pattern(30, 2)).unwrap();
+        assert_eq!(
+            store.append(&mut c, &pattern(30, 3)),
+            Err(StoreError::Full { free: 10 })
+        );
+        assert_eq!(c.written(), 0);
+        store.commit(&b, crc32(&pattern(30, 2))).unwrap();
+        assert_eq!(store.used_bytes(), 90);
+    }
+
+    #[test]
+    fn too_many_files_counts_partials() {
+        let dir = TempDir::new("count");
+        let mut store = DirStore::open(&dir.0, limits(1000, 1000, 2)).unwrap();
+        put(&mut store, "a", b"1", 1);
+        let _partial = store.begin_upload(&name("b"), 5, false).unwrap();
+        assert_eq!(
+            store.begin_upload(&name("c"), 1, false),
+            Err(StoreError::TooManyFiles { max: 2 })
+        );
+        store.discard_upload(&name("b")).unwrap();
+        put(&mut store, "c", b"3", 1);
+        assert_eq!(store.entries(), 2);
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused() {
+        let dir = TempDir::new("large");
+        let mut store = DirStore::open(&dir.0, limits(1000, 50, 10)).unwrap();
+        assert_eq!(
+            store.begin_upload(&name("big"), 51, false),
+            Err(StoreError::FileTooLarge { max: 50 })
+        );
+        assert_eq!(store.entries(), 0);
+        assert!(!dir.join(".big.part").exists());
+    }
+
+    #[test]
+    fn open_refuses_a_missing_root_or_a_file() {
+        let dir = TempDir::new("root");
+        assert_eq!(
+            DirStore::open(dir.join("absent"), DirLimits::default()).unwrap_err(),
+            StoreError::NotFound
+        );
+        fs::write(dir.join("plain"), b"x").unwrap();
+        assert_eq!(
+            DirStore::open(dir.join("plain"), DirLimits::default()).unwrap_err(),
+            StoreError::Io(io::ErrorKind::NotADirectory)
+        );
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_never_followed() {
+        let dir = TempDir::new("links");
+        let outside = TempDir::new("outside");
+        let secret = outside.join("secret");
+        fs::write(&secret, b"do not leak").unwrap();
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        symlink(&secret, root.join("evil")).unwrap();
+        symlink(&secret, root.join(".planted.part")).unwrap();
+        symlink(&outside.0, root.join("outdir")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        assert_eq!(store.entries(), 0, "links are not ours");
+
+        assert_eq!(store.stat(&name("evil")), Err(StoreError::NotFound));
+        assert_eq!(
+            store.read(&name("evil"), 0, &mut [0u8; 16]),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.crc_prefix(&name("evil"), 0),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(store.next_entry(None), Ok(None));
+        assert_eq!(store.delete(&name("evil")), Err(StoreError::NotFound));
+
+        // A resume over a planted partial link starts a fresh, real file.
+        let mut upload = store.begin_upload(&name("planted"), 6, true).unwrap();
+        assert_eq!(upload.resumed_from(), 0);
+        store.append(&mut upload, b"mine!\n").unwrap();
+        store.commit(&upload, crc32(b"mine!\n")).unwrap();
+
+        // Uploading over the link replaces the link, not its target.
+        put(&mut store, "evil", b"replaced", 3);
+        assert_eq!(get(&store, "evil"), b"replaced");
+        assert!(
+            !fs::symlink_metadata(root.join("evil"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        assert_eq!(fs::read(&secret).unwrap(), b"do not leak");
+        assert_eq!(fs::read_dir(&outside.0).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn foreign_entries_are_not_listed_or_counted() {
+        let dir = TempDir::new("foreign");
+        fs::create_dir(dir.join("subdir")).unwrap();
+        fs::write(dir.join(".hidden"), b"hidden").unwrap();
+        fs::write(dir.join("ok"), b"ok").unwrap();
+        let store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        assert_eq!((store.used_bytes(), store.entries()), (2, 1));
+        assert_eq!(
+            store.next_entry(None),
+            Ok(Some(Entry {
+                name: name("ok"),
+                size: 2
+            }))
+        );
+        assert_eq!(store.next_entry(Some(&name("ok"))), Ok(None));
+    }
+
+    #[test]
+    fn a_name_that_escapes_cannot_be_made() {
+        for bad in [
+            "../x",
+            "..",
+            ".",
+            "a/b",
+            "/etc/passwd",
+            "x\\..\\y",
+            "nul\0",
+            ".x.part",
+        ] {
+            assert!(FileName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_checksum_leaves_no_file_on_disk() {
+        let dir = TempDir::new("crc");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let mut upload = store.begin_upload(&name("x"), 4, false).unwrap();
+        store.append(&mut upload, b"abcd").unwrap();
+        assert_eq!(
+            store.commit(&upload, 0),
+            Err(StoreError::ChecksumMismatch {
+                computed: crc32(b"abcd")
+            })
+        );
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 0);
+        assert_eq!((store.used_bytes(), store.entries()), (0, 0));
+    }
+}
