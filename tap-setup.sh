@@ -142,15 +142,18 @@ link_exists() {
 # not a tun/tap device. `ip tuntap show` lines look like
 # "tap0: tap persist user 1000" (no "user" field when nobody owns it).
 tuntap_info() {
-    ipn tuntap show 2>/dev/null | while read -r dev mode rest; do
+    local listing dev mode rest word uid previous
+    listing=$(ipn tuntap show 2>/dev/null) || listing=""
+    while read -r dev mode rest; do
         [[ $dev == "$name:" ]] || continue
-        local uid=- previous=""
+        uid=-
+        previous=""
         for word in $rest; do
             [[ $previous == user ]] && uid=$word
             previous=$word
         done
         echo "$mode $uid"
-    done
+    done <<<"$listing"
 }
 
 # The uid the interface should belong to.

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use smolsock::net::Service;
-use smolsock::runner::tap::{StopReport, TapConfig, TapRunner, TapStats};
+use smolsock::runner::tap::{RunError, StopReport, TapConfig, TapRunner, TapStats};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
@@ -147,8 +147,18 @@ impl Service for UdpBeacon {
 
 /// What the stack thread hands back when `run` returns.
 struct Finished {
-    report: StopReport,
+    result: Result<StopReport, RunError>,
     stats: TapStats,
+}
+
+impl Finished {
+    /// The report of a run that ended by the stop flag.
+    fn report(&self) -> StopReport {
+        match &self.result {
+            Ok(report) => *report,
+            Err(e) => panic!("the runner failed: {e}"),
+        }
+    }
 }
 
 /// A `TapRunner` serving on a thread inside a namespace; stopped on drop so a
@@ -181,11 +191,9 @@ impl RunningStack {
                 .map(|s| &mut **s as &mut dyn Service)
                 .collect();
             ready_tx.send(()).unwrap();
-            let report = runner
-                .run(&mut services, &thread_stop)
-                .unwrap_or_else(|e| panic!("the runner failed: {e}"));
+            let result = runner.run(&mut services, &thread_stop);
             let _ = done_tx.send(Finished {
-                report,
+                result,
                 stats: runner.tap_stats(),
             });
         });
@@ -201,8 +209,13 @@ impl RunningStack {
     }
 
     /// Sets the stop flag and waits (bounded) for `run` to return.
-    fn stop(mut self) -> Finished {
+    fn stop(self) -> Finished {
         self.stop.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
+    /// Waits (bounded) for `run` to return, without asking it to.
+    fn join(mut self) -> Finished {
         let finished = self
             .done
             .recv_timeout(Duration::from_secs(30))
@@ -334,7 +347,7 @@ fn tcp_echo_serves_a_kernel_stream_send_recv_close_over_ipv4_and_ipv6() {
     tcp_echo_exchange(SocketAddr::new(STACK_V4, ECHO_PORT), &large);
     let finished = stack.stop();
     // The last connection may still be finishing its close; none needs a reset.
-    assert_eq!(finished.report.aborted, 0);
+    assert_eq!(finished.report().aborted, 0);
 }
 
 #[test]
@@ -394,6 +407,24 @@ fn runner_survives_link_down_and_serves_again_after_link_up() {
         "{}",
         finished.stats
     );
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn run_ends_with_an_error_instead_of_spinning_when_the_interface_is_deleted() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let stack = RunningStack::start(&ns, TapConfig::default(), |sockets| {
+        vec![Box::new(TcpEcho::add(sockets))]
+    });
+    ns.ip(&["link", "del", "dev", netns::TAP]);
+    let finished = stack.join();
+    match finished.result {
+        Err(RunError::Wait(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}"),
+        other => panic!("expected a wait error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -461,7 +492,7 @@ fn stop_closes_open_connections_gracefully_and_the_namespace_is_removed() {
         finished
     });
     assert_eq!(
-        finished.report,
+        finished.report(),
         StopReport {
             closed: 1,
             aborted: 0
@@ -496,7 +527,7 @@ fn stop_resets_connections_still_open_after_the_grace_time() {
 
     let finished = stack.stop();
     assert_eq!(
-        finished.report,
+        finished.report(),
         StopReport {
             closed: 0,
             aborted: 1

@@ -147,17 +147,14 @@ pub struct TapDevice {
     /// fit the read to the buffer's length (some kernels report the full length), so
     /// a read that fills this buffer completely reveals a frame that was too long.
     rx_buffer: Box<[u8]>,
-    tx: TxPath,
-    rx_failing: bool,
-}
-
-/// The transmit half, kept apart so a `TxToken` can borrow it while an `RxToken`
-/// borrows the receive buffer.
-#[derive(Debug)]
-struct TxPath {
-    buffer: Vec<u8>,
+    /// A `Vec` only so that it can grow if smoltcp ever asks for a longer frame than
+    /// `frame_capacity`; it never does in practice.
+    tx_buffer: Vec<u8>,
     stats: TapStats,
-    failing: bool,
+    /// Inside a run of failed reads or writes: log the first failure loudly and the
+    /// recovery once, not every frame.
+    rx_failing: bool,
+    tx_failing: bool,
 }
 
 impl TapDevice {
@@ -198,12 +195,10 @@ impl TapDevice {
             name: name.to_owned(),
             frame_capacity,
             rx_buffer: vec![0; frame_capacity.saturating_add(1)].into_boxed_slice(),
-            tx: TxPath {
-                buffer: vec![0; frame_capacity],
-                stats: TapStats::default(),
-                failing: false,
-            },
+            tx_buffer: vec![0; frame_capacity],
+            stats: TapStats::default(),
             rx_failing: false,
+            tx_failing: false,
         }
     }
 
@@ -220,11 +215,13 @@ impl TapDevice {
 
     /// The counters so far.
     pub fn stats(&self) -> TapStats {
-        self.tx.stats
+        self.stats
     }
 
     /// Sleeps until a frame can be read or `timeout` passed (`None`: no limit).
-    /// Returns early, without error, when a signal interrupts the wait.
+    /// Returns early, without error, when a signal interrupts the wait; fails with
+    /// `ENODEV` once the interface has been deleted, since this descriptor then never
+    /// works again (a new interface of the same name needs a new device).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         sys::wait_readable(self.fd.as_fd(), timeout)
     }
@@ -233,7 +230,7 @@ impl TapDevice {
     /// when there is nothing (more) to read now.
     fn read_next(&mut self) -> Option<usize> {
         for _ in 0..SKIPPED_READS_PER_RECEIVE {
-            let stats = &mut self.tx.stats;
+            let stats = &mut self.stats;
             match sys::read_frame(self.fd.as_fd(), &mut self.rx_buffer) {
                 Ok(0) => return None,
                 Ok(len) if len > self.frame_capacity => {
@@ -299,7 +296,9 @@ impl Device for TapDevice {
         let tx = TxToken {
             fd: self.fd.as_fd(),
             name: &self.name,
-            path: &mut self.tx,
+            buffer: &mut self.tx_buffer,
+            stats: &mut self.stats,
+            failing: &mut self.tx_failing,
         };
         Some((RxToken { frame }, tx))
     }
@@ -308,7 +307,9 @@ impl Device for TapDevice {
         Some(TxToken {
             fd: self.fd.as_fd(),
             name: &self.name,
-            path: &mut self.tx,
+            buffer: &mut self.tx_buffer,
+            stats: &mut self.stats,
+            failing: &mut self.tx_failing,
         })
     }
 
@@ -340,7 +341,9 @@ impl phy::RxToken for RxToken<'_> {
 pub struct TxToken<'a> {
     fd: BorrowedFd<'a>,
     name: &'a str,
-    path: &'a mut TxPath,
+    buffer: &'a mut Vec<u8>,
+    stats: &'a mut TapStats,
+    failing: &'a mut bool,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -348,42 +351,42 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let TxPath {
+        let Self {
+            fd,
+            name,
             buffer,
             stats,
             failing,
-        } = self.path;
+        } = self;
         if buffer.len() < len {
             // smoltcp never asks for more than `max_transmission_unit`; if it ever
             // did, growing once beats a panic, and the frame still goes out.
             warn!(
-                "tap {}: growing the transmit buffer from {} to {len} bytes",
-                self.name,
+                "tap {name}: growing the transmit buffer from {} to {len} bytes",
                 buffer.len()
             );
             buffer.resize(len, 0);
         }
         let frame = buffer.get_mut(..len).unwrap_or_default();
         let result = f(frame);
-        match sys::write_frame(self.fd, frame) {
+        match sys::write_frame(fd, frame) {
             Ok(written) => {
                 stats.tx_frames = stats.tx_frames.wrapping_add(1);
                 stats.tx_bytes = stats.tx_bytes.wrapping_add(written as u64);
                 if *failing {
                     *failing = false;
-                    info!("tap {}: writes work again", self.name);
+                    info!("tap {name}: writes work again");
                 }
             }
             Err(e) => {
                 stats.tx_errors = stats.tx_errors.wrapping_add(1);
                 stats.note_error(&e);
                 if *failing {
-                    debug!("tap {}: write failed again: {e}", self.name);
+                    debug!("tap {name}: write failed again: {e}");
                 } else {
                     *failing = true;
                     warn!(
-                        "tap {}: write failed: {e}; dropping frames until the link works again",
-                        self.name
+                        "tap {name}: write failed: {e}; dropping frames until the link works again"
                     );
                 }
             }

@@ -121,8 +121,9 @@ impl From<OpenError> for SetupError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RunError {
-    /// Waiting on the TAP descriptor failed (not by a signal): the descriptor is
-    /// unusable, so polling on would only spin.
+    /// Waiting on the TAP descriptor failed (not by a signal): the interface was
+    /// deleted (`ENODEV`) or the descriptor is unusable, so polling on would only
+    /// spin. A link that is merely down is not an error.
     Wait(io::Error),
 }
 

@@ -153,6 +153,10 @@ pub(super) fn write_frame(fd: BorrowedFd<'_>, frame: &[u8]) -> io::Result<usize>
 /// indexes a fixed 1024-bit array and so panics for a descriptor above 1023, and it
 /// keeps only whole milliseconds in its timeout's fraction. An interrupted wait
 /// (`EINTR`, e.g. Ctrl-C) is a normal early wake-up, not an error.
+///
+/// A TAP descriptor polls as `POLLERR` only once its interface is gone (deleted,
+/// or its namespace torn down); it never works again, and polling on would spin,
+/// so that is an error (`ENODEV`). A link that is merely down polls normally.
 pub(super) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
     let mut pollfd = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -182,6 +186,9 @@ pub(super) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
             return Ok(());
         }
         return Err(error);
+    }
+    if pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
     }
     Ok(())
 }
