@@ -169,7 +169,7 @@ pub mod mac_csr_cmd {
     pub const INDEX_MASK: u32 = 0xFF;
 }
 
-/// The indirect MAC registers, by index through [`MAC_CSR_CMD`](super::MAC_CSR_CMD).
+/// The indirect MAC registers, by index through [`MAC_CSR_CMD`].
 pub mod mac {
     /// MAC control: TX/RX enable, duplex, address filtering.
     pub const MAC_CR: u32 = 1;
