@@ -39,9 +39,28 @@ fn firmware_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/firmware")
 }
 
-fn firmware_elf() -> PathBuf {
+/// Where the firmware lands: the normal build in `target/firmware` (as run.sh
+/// builds it), the self-test build apart in `target/firmware-selftest`, so the
+/// two tests can build in parallel without overwriting each other's ELF.
+fn firmware_elf(variant: Variant) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/firmware/thumbv7em-none-eabihf/release/smolsock-firmware")
+        .join(variant.target_dir())
+        .join("thumbv7em-none-eabihf/release/smolsock-firmware")
+}
+
+#[derive(Clone, Copy)]
+enum Variant {
+    Services,
+    SelfTest,
+}
+
+impl Variant {
+    fn target_dir(self) -> &'static str {
+        match self {
+            Self::Services => "target/firmware",
+            Self::SelfTest => "target/firmware-selftest",
+        }
+    }
 }
 
 /// Runs a command to completion and fails the test, with its output, if it fails.
@@ -61,10 +80,17 @@ fn run(program: &str, args: &[&str]) {
 }
 
 /// Builds the firmware with its release (size) profile.
-fn build_firmware() {
+fn build_firmware(variant: Variant) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet"])
+    let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(variant.target_dir());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--quiet", "--target-dir"])
+        .arg(&target_dir);
+    if let Variant::SelfTest = variant {
+        command.args(["--features", "selftest"]);
+    }
+    let status = command
         .current_dir(firmware_dir())
         // The firmware's own .cargo/config.toml decides the target, the target
         // directory and the linker script; variables meant for the host build
@@ -78,11 +104,8 @@ fn build_firmware() {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "the firmware did not build");
-    assert!(
-        firmware_elf().is_file(),
-        "no firmware at {}",
-        firmware_elf().display()
-    );
+    let elf = firmware_elf(variant);
+    assert!(elf.is_file(), "no firmware at {}", elf.display());
 }
 
 /// A network namespace with `tap0` configured as the Linux side of the link;
@@ -175,7 +198,7 @@ impl Qemu {
         let log = std::env::temp_dir().join(format!("{}.log", namespace.name));
         let stdout = File::create(&log).expect("log file");
         let stderr = stdout.try_clone().expect("log file");
-        let elf = firmware_elf();
+        let elf = firmware_elf(Variant::Services);
         // `ip netns exec` execs QEMU, so the child's pid is QEMU's.
         let child = Command::new("ip")
             .args(["netns", "exec", &namespace.name, "qemu-system-arm"])
@@ -432,7 +455,7 @@ fn check_all() -> Result<(), String> {
 #[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
 fn firmware_in_qemu_answers_ping_udp_and_tcp_echo_over_ipv4_and_ipv6() {
     let started = Instant::now();
-    build_firmware();
+    build_firmware(Variant::Services);
     eprintln!("firmware: built in {:?}", started.elapsed());
 
     // Declared in this order so QEMU is killed before its namespace goes.
@@ -447,4 +470,47 @@ fn firmware_in_qemu_answers_ping_udp_and_tcp_echo_over_ipv4_and_ipv6() {
         panic!("{why}\n--- firmware log ---\n{}", qemu.log());
     }
     eprintln!("firmware: whole test {:?}", started.elapsed());
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm: runs the firmware's self-test under emulation"]
+fn firmware_selftest_passes_under_qemu() {
+    build_firmware(Variant::SelfTest);
+    let log = std::env::temp_dir().join(format!("smolsock-fw-selftest-{}.log", std::process::id()));
+    let stdout = File::create(&log).expect("log file");
+    let stderr = stdout.try_clone().expect("log file");
+    let mut child = Command::new("qemu-system-arm")
+        .args(["-cpu", "cortex-m4", "-machine", "mps2-an386"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "none"])
+        .args([
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-nic",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(firmware_elf(Variant::SelfTest))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("qemu-system-arm starts (is it installed?)");
+    // The self-test exits QEMU itself; a hang is killed after a bounded wait.
+    let mut status = None;
+    for _ in 0..BOOT_POLLS {
+        if let Ok(Some(exited)) = child.try_wait() {
+            status = Some(exited);
+            break;
+        }
+        thread::sleep(BOOT_POLL_EVERY);
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let passed = status.is_some_and(|status| status.success());
+    assert!(passed, "self-test failed ({status:?}):\n{output}");
+    assert!(output.contains("passed, 0 failed"), "{output}");
 }
