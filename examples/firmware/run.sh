@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the firmware with the size profile and boots it in QEMU (mps2-an386),
+# its LAN9118 joined to a TAP device.
+#
+#   examples/firmware/run.sh                     # on tap0 in this namespace
+#   examples/firmware/run.sh --netns smolsock    # on tap0 inside namespace "smolsock"
+#   examples/firmware/run.sh --tap tap1          # another TAP device
+#   examples/firmware/run.sh --selftest          # checks without a network, exit status
+#   examples/firmware/run.sh --build-only        # build and print the sizes
+#
+# The TAP device must exist already (this script never creates one): make it with
+# `ip tuntap add dev tap0 mode tap`, give the Linux side 192.168.69.100/24 and
+# fdaa::100/64, and the firmware answers at 192.168.69.1 and fdaa::1.
+# Needs: rustup target thumbv7em-none-eabihf, qemu-system-arm; for the sizes,
+# llvm-size or arm-none-eabi-size (optional).
+set -euo pipefail
+
+tap=tap0
+netns=
+selftest=false
+build_only=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --tap) tap="${2:?--tap needs a device name}"; shift 2 ;;
+        --netns) netns="${2:?--netns needs a namespace name}"; shift 2 ;;
+        --selftest) selftest=true; shift ;;
+        --build-only) build_only=true; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here"
+
+features=()
+if $selftest; then
+    features=(--features selftest)
+fi
+cargo build --release "${features[@]}"
+elf="$here/../../target/firmware/thumbv7em-none-eabihf/release/smolsock-firmware"
+
+size_tool=
+for candidate in llvm-size rust-size arm-none-eabi-size; do
+    if command -v "$candidate" >/dev/null 2>&1; then
+        size_tool="$candidate"
+        break
+    fi
+done
+if [ -n "$size_tool" ]; then
+    "$size_tool" -A "$elf" | grep -E '^(section|\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit) ' || true
+    "$size_tool" -B "$elf"
+else
+    echo "run.sh: no llvm-size or arm-none-eabi-size found; sizes not shown" >&2
+fi
+
+if $build_only; then
+    exit 0
+fi
+
+qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
+      -semihosting-config enable=on,target=native)
+
+if $selftest; then
+    exec "${qemu[@]}" -nic none -kernel "$elf"
+fi
+
+in_netns=()
+if [ -n "$netns" ]; then
+    in_netns=(ip netns exec "$netns")
+fi
+# QEMU would create a missing TAP device itself; refuse instead, so the device
+# always lives where the user put it.
+if ! "${in_netns[@]}" ip link show "$tap" >/dev/null 2>&1; then
+    echo "run.sh: no TAP device $tap${netns:+ in namespace $netns}; create it first" >&2
+    exit 1
+fi
+exec "${in_netns[@]}" "${qemu[@]}" \
+    -nic "tap,ifname=$tap,script=no,downscript=no" -kernel "$elf"

@@ -1,0 +1,339 @@
+//! smolsock's firmware for QEMU's `mps2-an386` board (Cortex-M4, LAN9118 Ethernet).
+//!
+//! The Linux side of `tap0` reaches it at 192.168.69.1 and fdaa::1, as it reaches
+//! the `tap_server` demo: the same stack, the same addresses, here on an emulated
+//! microcontroller with every buffer a `static` and no allocator.
+//!
+//! The main loop is the whole runtime: poll the interface, poll each
+//! [`Service`], and when smoltcp has nothing to do before the next millisecond,
+//! sleep (`wfi`) until SysTick or the Ethernet controller's interrupt wakes the
+//! core.
+//!
+//! Porting to a real board with a LAN9118 means changing the constants below
+//! (base address, IRQ number, core clock) and `memory.x`; a board with another
+//! Ethernet controller swaps the `lan9118` driver for its own `phy::Device`.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod clock;
+mod echo;
+mod logger;
+#[cfg(feature = "selftest")]
+mod selftest;
+mod stack;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use cortex_m::interrupt::InterruptNumber;
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::debug;
+use lan9118::{Config as DeviceConfig, Lan9118, Mmio, Stats};
+use panic_semihosting as _;
+use smolsock::net::Service;
+use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use smoltcp::socket::udp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use static_cell::{ConstStaticCell, StaticCell};
+
+use crate::clock::Clock;
+use crate::echo::{TcpEcho, UdpEcho};
+
+/// The core clock of the MPS2 FPGA images (and of QEMU's model), for SysTick.
+const CORE_HZ: u32 = 25_000_000;
+/// Where the MPS2 boards map the LAN9118.
+const LAN9118_BASE: usize = 0x4020_0000;
+/// The LAN9118's line on the NVIC of the AN385/AN386 images.
+const ETHERNET_IRQ: u16 = 13;
+
+/// A locally administered unicast address.
+const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+const IPV4: IpCidr = IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24);
+const IPV6: IpCidr = IpCidr::new(IpAddress::v6(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64);
+
+const ECHO_PORT: u16 = 7;
+const TCP_ECHO_RX: usize = 2048;
+const TCP_ECHO_TX: usize = 2048;
+const TCP_ECHO_SCRATCH: usize = 256;
+const UDP_ECHO_PACKETS: usize = 4;
+const UDP_ECHO_PAYLOAD: usize = 2048;
+/// The largest UDP payload in one 1500-byte IPv4 packet.
+const UDP_ECHO_SCRATCH: usize = 1472;
+/// One slot per socket: TCP echo and UDP echo.
+const SOCKET_COUNT: usize = 2;
+
+// Every buffer is a `static`, taken once in `main`, so the RAM the firmware
+// needs is all in `.bss`, visible to `llvm-size`, and fixed at link time. Statics
+// whose initial value is not all zeros (the driver holds its base address, an
+// empty socket slot is not zero bytes) are filled in at run time with
+// `StaticCell::init`; in a `ConstStaticCell` they would land in `.data` and cost
+// their size in flash as well.
+static DEVICE: StaticCell<Lan9118<Mmio>> = StaticCell::new();
+static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; SOCKET_COUNT]> = StaticCell::new();
+static TCP_ECHO_RX_BUFFER: ConstStaticCell<[u8; TCP_ECHO_RX]> =
+    ConstStaticCell::new([0; TCP_ECHO_RX]);
+static TCP_ECHO_TX_BUFFER: ConstStaticCell<[u8; TCP_ECHO_TX]> =
+    ConstStaticCell::new([0; TCP_ECHO_TX]);
+static UDP_ECHO_RX_META: StaticCell<[udp::PacketMetadata; UDP_ECHO_PACKETS]> = StaticCell::new();
+static UDP_ECHO_RX_PAYLOAD: ConstStaticCell<[u8; UDP_ECHO_PAYLOAD]> =
+    ConstStaticCell::new([0; UDP_ECHO_PAYLOAD]);
+static UDP_ECHO_TX_META: StaticCell<[udp::PacketMetadata; UDP_ECHO_PACKETS]> = StaticCell::new();
+static UDP_ECHO_TX_PAYLOAD: ConstStaticCell<[u8; UDP_ECHO_PAYLOAD]> =
+    ConstStaticCell::new([0; UDP_ECHO_PAYLOAD]);
+static INTERFACE: StaticCell<Interface> = StaticCell::new();
+static TCP_ECHO: StaticCell<TcpEcho<TCP_ECHO_SCRATCH>> = StaticCell::new();
+static UDP_ECHO: StaticCell<UdpEcho<UDP_ECHO_SCRATCH>> = StaticCell::new();
+
+/// Set by the Ethernet interrupt, cleared by the main loop before it sleeps.
+static ETHERNET_EVENT: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Copy)]
+struct EthernetIrq;
+
+// SAFETY: 13 is a valid external interrupt number on this NVIC.
+#[allow(unsafe_code)]
+unsafe impl InterruptNumber for EthernetIrq {
+    fn number(self) -> u16 {
+        ETHERNET_IRQ
+    }
+}
+
+/// Every interrupt without a handler of its own lands here; the Ethernet one is
+/// masked (the main loop acknowledges it at the chip, then unmasks it) and wakes
+/// the main loop.
+///
+/// cortex-m-rt makes this handler an `unsafe fn` (it may be entered for any
+/// interrupt); it touches only the NVIC mask and an atomic.
+#[allow(unsafe_code)]
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == ETHERNET_IRQ as i16 {
+        NVIC::mask(EthernetIrq);
+        ETHERNET_EVENT.store(true, Ordering::Release);
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    logger::init(log::LevelFilter::Info);
+    log::info!(
+        "smolsock firmware {} on mps2-an386",
+        env!("CARGO_PKG_VERSION")
+    );
+    let Some(core) = cortex_m::Peripherals::take() else {
+        fatal("core peripherals already taken");
+    };
+    // Read before SysTick starts: how far it had counted is part of the seed.
+    let systick_at_boot = cortex_m::peripheral::SYST::get_current();
+    let mut clock = Clock::start(core.SYST, CORE_HZ);
+
+    // SAFETY: on the MPS2 boards the LAN9118's registers are at this address, and
+    // this `Mmio` is the only thing in the firmware that touches them.
+    #[allow(unsafe_code)]
+    let bus = unsafe { Mmio::new(LAN9118_BASE) };
+    let device = DEVICE.init(Lan9118::new(bus, DeviceConfig::new(MAC_ADDRESS)));
+    let free_run_at_boot = device.free_running_counter();
+    if let Err(error) = device.init() {
+        log::error!("lan9118: {error}");
+        fatal("Ethernet controller did not come up");
+    }
+    let chip = device.chip_id();
+    log::info!("lan9118: chip {:#06x} rev {} up", chip.id, chip.revision);
+    let seed = random_seed(device, free_run_at_boot, systick_at_boot);
+    log::info!("random seed {seed:#018x}");
+
+    #[cfg(feature = "selftest")]
+    {
+        let mut board = selftest::Board {
+            device,
+            clock: &mut clock,
+            mac_address: MAC_ADDRESS,
+        };
+        let passed = selftest::run(&mut board);
+        debug::exit(if passed {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
+        park();
+    }
+
+    #[cfg(not(feature = "selftest"))]
+    serve(device, &mut clock, seed)
+}
+
+/// Brings up the interface and the services, then runs the poll loop forever.
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! {
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(MAC_ADDRESS)));
+    config.random_seed = seed;
+    let iface = INTERFACE.init(Interface::new(config, device, clock.now()));
+    iface.update_ip_addrs(|addrs| {
+        for cidr in [IPV4, IPV6] {
+            if addrs.push(cidr).is_err() {
+                log::warn!("no room for address {cidr}");
+            }
+        }
+    });
+
+    let sockets =
+        &mut SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKET_COUNT])[..]);
+    let tcp_echo = TCP_ECHO.init(TcpEcho::new(
+        sockets,
+        TCP_ECHO_RX_BUFFER.take(),
+        TCP_ECHO_TX_BUFFER.take(),
+        ECHO_PORT,
+    ));
+    let udp_echo = UDP_ECHO.init(UdpEcho::new(
+        sockets,
+        UDP_ECHO_RX_META.init([udp::PacketMetadata::EMPTY; UDP_ECHO_PACKETS]),
+        UDP_ECHO_RX_PAYLOAD.take(),
+        UDP_ECHO_TX_META.init([udp::PacketMetadata::EMPTY; UDP_ECHO_PACKETS]),
+        UDP_ECHO_TX_PAYLOAD.take(),
+        ECHO_PORT,
+    ));
+    // The services, in the order they are polled. smolsock's own services plug in
+    // here the same way: anything that implements `Service`.
+    let mut services: [&mut dyn Service; 2] = [tcp_echo, udp_echo];
+
+    log_ram_use();
+    device.enable_rx_interrupt();
+    log::info!("listening: {IPV4} {IPV6}, tcp/{ECHO_PORT} echo, udp/{ECHO_PORT} echo, ping");
+
+    let mut stats_logged = (Instant::ZERO, *device.stats());
+    loop {
+        // Clear the chip's event first: a frame that arrives from here on raises
+        // the interrupt again and cuts the coming sleep short.
+        device.acknowledge_interrupts();
+        let now = clock.now();
+        iface.poll(now, device, sockets);
+        for service in services.iter_mut() {
+            service.poll(sockets, now);
+        }
+        // What the services just wrote leaves now, not after the next sleep.
+        iface.poll(now, device, sockets);
+        log_driver_stats(device, now, &mut stats_logged);
+        if !idle_until_next_event(iface, &services, sockets, now) {
+            continue;
+        }
+        sleep();
+    }
+}
+
+/// Logs the driver's counters every few seconds, when they changed.
+fn log_driver_stats(device: &mut Lan9118<Mmio>, now: Instant, logged: &mut (Instant, Stats)) {
+    const EVERY: Duration = Duration::from_secs(10);
+    if now < logged.0 + EVERY {
+        return;
+    }
+    device.collect_chip_drops();
+    let stats = *device.stats();
+    if stats != logged.1 {
+        let (stack_used, stack_size) = stack::high_water();
+        log::info!("lan9118: {stats:?}");
+        log::info!("ram: stack high-water mark {stack_used} B of {stack_size} B");
+    }
+    *logged = (now, stats);
+}
+
+/// Whether nothing is due before the next SysTick, so the core may sleep.
+fn idle_until_next_event(
+    iface: &mut Interface,
+    services: &[&mut dyn Service],
+    sockets: &SocketSet<'_>,
+    now: Instant,
+) -> bool {
+    let stack_due = iface.poll_at(now, sockets);
+    let service_due = services
+        .iter()
+        .filter_map(|service| service.poll_at(sockets))
+        .min();
+    let due = match (stack_due, service_due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    due.is_none_or(|at| at > now)
+}
+
+/// Sleeps until an interrupt: SysTick within a millisecond, or the Ethernet
+/// controller as soon as a frame arrives.
+fn sleep() {
+    // SAFETY: unmasking only lets `DefaultHandler` run, which shares nothing but
+    // an atomic flag with this code.
+    #[allow(unsafe_code)]
+    unsafe {
+        NVIC::unmask(EthernetIrq);
+    }
+    // With interrupts held off, an event that lands between the check and `wfi`
+    // still wakes `wfi` (it wakes on a pending interrupt), so none is missed.
+    cortex_m::interrupt::free(|_| {
+        if !ETHERNET_EVENT.swap(false, Ordering::AcqRel) {
+            cortex_m::asm::wfi();
+        }
+    });
+}
+
+/// A seed that differs from boot to boot, for TCP initial sequence numbers and
+/// ephemeral ports.
+///
+/// Under QEMU nothing is truly random, but the LAN9118's 25 MHz free-running
+/// counter and SysTick's current value depend on how long the host took to get
+/// here, which varies per boot; the MAC address keeps two boards apart. They are
+/// mixed with splitmix64. On real hardware, take it from the MCU's TRNG instead.
+fn random_seed(device: &mut Lan9118<Mmio>, free_run_at_boot: u32, systick_at_boot: u32) -> u64 {
+    let free_run_now = device.free_running_counter();
+    let mut mac = [0u8; 8];
+    for (slot, byte) in mac.iter_mut().zip(MAC_ADDRESS) {
+        *slot = byte;
+    }
+    let mixed = (u64::from(free_run_at_boot) << 32 | u64::from(free_run_now))
+        ^ u64::from(systick_at_boot).rotate_left(17)
+        ^ u64::from_le_bytes(mac).rotate_left(41);
+    splitmix64(mixed)
+}
+
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Prints where the RAM goes, component by component (the README's table).
+fn log_ram_use() {
+    use core::mem::size_of;
+    let driver = size_of::<Lan9118<Mmio>>();
+    let interface = size_of::<Interface>();
+    let socket_set = SOCKET_COUNT * size_of::<SocketStorage<'static>>();
+    let tcp_buffers = TCP_ECHO_RX + TCP_ECHO_TX;
+    let udp_buffers = 2 * (UDP_ECHO_PAYLOAD + UDP_ECHO_PACKETS * size_of::<udp::PacketMetadata>());
+    let services = size_of::<TcpEcho<TCP_ECHO_SCRATCH>>() + size_of::<UdpEcho<UDP_ECHO_SCRATCH>>();
+    let (stack_used, _) = stack::high_water();
+    log::info!("ram: driver (2 frame buffers) {driver} B");
+    log::info!("ram: interface {interface} B");
+    log::info!(
+        "ram: socket set {SOCKET_COUNT} slots x {} B = {socket_set} B",
+        size_of::<SocketStorage<'static>>()
+    );
+    log::info!("ram: socket buffers tcp/7 {tcp_buffers} B, udp/7 {udp_buffers} B");
+    log::info!("ram: services (echo state, scratch) {services} B");
+    log::info!(
+        "ram: total of the above {} B; stack so far {stack_used} B",
+        driver + interface + socket_set + tcp_buffers + udp_buffers + services
+    );
+}
+
+/// Reports a fatal error and stops: QEMU exits with failure, a real board halts.
+fn fatal(why: &str) -> ! {
+    log::error!("fatal: {why}");
+    debug::exit(debug::EXIT_FAILURE);
+    park()
+}
+
+fn park() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
