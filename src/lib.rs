@@ -50,4 +50,5 @@ pub mod net;
 pub mod runner;
 pub mod service;
 pub mod store;
+mod time;
 pub mod wire;

@@ -25,3 +25,18 @@ pub trait Service {
         None
     }
 }
+
+mod client;
+mod server;
+mod stream;
+mod udp;
+
+pub use client::{
+    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, PortAllocator, TcpClient,
+};
+pub use server::{
+    Connection, End, Flow, FrameHandler, FrameOut, Framed, Handler, ServerConfig, ServerStats,
+    TcpServer,
+};
+pub use stream::{FrameTx, FramedStream, RecvError, SendError, StreamStats};
+pub use udp::{DatagramHandler, UdpService, UdpStats};

@@ -5,6 +5,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 
+use crate::time::{later, until};
 use log::{debug, info, warn};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::{Socket, tcp};
@@ -429,18 +430,6 @@ fn validate(config: &TapConfig) -> Result<(), SetupError> {
 /// sides sent their FIN.
 fn is_done(state: tcp::State) -> bool {
     matches!(state, tcp::State::Closed | tcp::State::TimeWait)
-}
-
-/// The time from `now` until `at`, zero if `at` is already past.
-fn until(now: Instant, at: Instant) -> Duration {
-    let micros = at.total_micros().saturating_sub(now.total_micros());
-    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
-}
-
-/// `start + duration`, saturating instead of overflowing.
-fn later(start: Instant, duration: Duration) -> Instant {
-    let micros = i64::try_from(duration.total_micros()).unwrap_or(i64::MAX);
-    Instant::from_micros(start.total_micros().saturating_add(micros))
 }
 
 /// The shorter of two optional delays, where `None` means "no limit".

@@ -1,0 +1,271 @@
+//! [`TcpClient`]: `connect` with a timeout, and the ephemeral ports smoltcp lacks.
+//!
+//! smoltcp's `tcp::Socket::connect` needs the caller to pick the local port. Picking
+//! the same port again too soon is a classic bug: if the last connection from it is
+//! still in `TIME-WAIT` at either end, the new SYN is answered with a RST or an ACK
+//! for the old connection. [`PortAllocator`] hands out ports from the IANA dynamic
+//! range in turn, starting at a random point, and never hands out a port that was
+//! released less than a quarantine ago (by default 60 s, Linux's `TIME-WAIT`).
+
+use core::fmt;
+
+use smoltcp::iface::Context;
+
+use crate::time::later;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+/// The first port of the IANA dynamic range (RFC 6335).
+pub const EPHEMERAL_FIRST: u16 = 49_152;
+/// The last port of the IANA dynamic range.
+pub const EPHEMERAL_LAST: u16 = 65_535;
+
+/// Ephemeral local ports that are not reused while they may be in `TIME-WAIT`.
+///
+/// `Q` is how many released ports it remembers; when it is full, the oldest
+/// entry is forgotten (by then the allocator has moved `Q` ports on, so the port
+/// is far behind the cursor).
+#[derive(Clone, Debug)]
+pub struct PortAllocator<const Q: usize = 16> {
+    next: u16,
+    quarantine: Duration,
+    released: heapless::Deque<(u16, Instant), Q>,
+}
+
+impl<const Q: usize> PortAllocator<Q> {
+    /// An allocator starting at a port derived from `seed` (use the same randomness
+    /// as the interface's `random_seed`, so ports differ across reboots).
+    pub const fn new(seed: u64) -> Self {
+        // 16 384 ports; the offset is below that, so the sum stays in range.
+        let span = (EPHEMERAL_LAST as u64)
+            .saturating_sub(EPHEMERAL_FIRST as u64)
+            .saturating_add(1);
+        let offset = match seed.checked_rem(span) {
+            Some(offset) => offset as u16,
+            None => 0,
+        };
+        Self {
+            next: EPHEMERAL_FIRST.saturating_add(offset),
+            quarantine: Duration::from_secs(60),
+            released: heapless::Deque::new(),
+        }
+    }
+
+    /// The same allocator with another quarantine for released ports.
+    pub const fn with_quarantine(mut self, quarantine: Duration) -> Self {
+        self.quarantine = quarantine;
+        self
+    }
+
+    /// The next free port, or `None` if every port of the range is quarantined
+    /// (which needs `Q` larger than the range).
+    pub fn allocate(&mut self, now: Instant) -> Option<u16> {
+        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        for _ in 0..span {
+            let port = self.next;
+            self.next = if port == EPHEMERAL_LAST {
+                EPHEMERAL_FIRST
+            } else {
+                port.saturating_add(1)
+            };
+            let quarantined = self
+                .released
+                .iter()
+                .any(|&(p, at)| p == port && now < later(at, self.quarantine));
+            if !quarantined {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// Gives `port` back; it is not handed out again for the quarantine.
+    pub fn release(&mut self, port: u16, now: Instant) {
+        if self.released.is_full() {
+            self.released.pop_front();
+        }
+        // Cannot fail: one slot was just freed if it was full.
+        let _ = self.released.push_back((port, now));
+    }
+}
+
+/// Why a connection attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No answer (or no SYN-ACK) within the connect timeout.
+    Timeout,
+    /// The peer answered with a RST: nothing listens there, or its backlog is full.
+    Refused,
+    /// The remote address or port is unusable (unspecified, port 0, no route).
+    Unaddressable,
+    /// The socket is already connected or connecting.
+    InvalidState,
+    /// Every ephemeral port is quarantined.
+    NoFreePort,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectError::Timeout => "connection timed out",
+            ConnectError::Refused => "connection refused",
+            ConnectError::Unaddressable => "address unusable",
+            ConnectError::InvalidState => "socket already in use",
+            ConnectError::NoFreePort => "no free ephemeral port",
+        })
+    }
+}
+
+impl core::error::Error for ConnectError {}
+
+/// The state of a [`TcpClient`]'s connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClientState {
+    /// Not connected.
+    Idle,
+    /// SYN sent, waiting for the handshake until the deadline.
+    Connecting,
+    /// Established: send and receive.
+    Connected,
+    /// The attempt or the connection is over.
+    Failed(ConnectError),
+}
+
+/// A TCP client: `connect(addr)` with a deadline, on a socket of the caller's.
+///
+/// ```ignore
+/// let mut client = TcpClient::new(Duration::from_secs(3));
+/// client.connect(iface.context(), socket, (SERVER_V4, 7), &mut ports, now)?;
+/// // ... poll the interface ...
+/// match client.poll(socket, now) { ClientState::Connected => ..., ... }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct TcpClient {
+    timeout: Duration,
+    deadline: Instant,
+    local_port: u16,
+    state: ClientState,
+}
+
+impl TcpClient {
+    /// A client whose connection attempts give up after `timeout`.
+    pub const fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            deadline: Instant::ZERO,
+            local_port: 0,
+            state: ClientState::Idle,
+        }
+    }
+
+    /// The current state, as of the last [`poll`](Self::poll).
+    pub const fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The local port in use (0 before the first connect).
+    pub const fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Starts connecting `socket` to `remote` from a fresh ephemeral port. A socket
+    /// left in `TIME-WAIT` or closed by an earlier connection is reused: its old
+    /// port goes back to `ports`' quarantine.
+    pub fn connect<const Q: usize>(
+        &mut self,
+        cx: &mut Context,
+        socket: &mut tcp::Socket<'_>,
+        remote: impl Into<IpEndpoint>,
+        ports: &mut PortAllocator<Q>,
+        now: Instant,
+    ) -> Result<(), ConnectError> {
+        match socket.state() {
+            tcp::State::Closed => {}
+            tcp::State::TimeWait => socket.abort(),
+            _ => return Err(ConnectError::InvalidState),
+        }
+        if self.local_port != 0 {
+            ports.release(self.local_port, now);
+        }
+        let local_port = ports.allocate(now).ok_or(ConnectError::NoFreePort)?;
+        socket
+            .connect(cx, remote.into(), local_port)
+            .map_err(|e| match e {
+                tcp::ConnectError::InvalidState => ConnectError::InvalidState,
+                _ => ConnectError::Unaddressable,
+            })?;
+        self.local_port = local_port;
+        self.deadline = later(now, self.timeout);
+        self.state = ClientState::Connecting;
+        Ok(())
+    }
+
+    /// Checks the handshake: `Connected` once established, `Failed(Refused)` on
+    /// a RST, `Failed(Timeout)` past the deadline (the socket is then aborted).
+    pub fn poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) -> ClientState {
+        if self.state == ClientState::Connecting {
+            self.state = match socket.state() {
+                tcp::State::SynSent | tcp::State::SynReceived if now >= self.deadline => {
+                    socket.abort();
+                    ClientState::Failed(ConnectError::Timeout)
+                }
+                tcp::State::SynSent | tcp::State::SynReceived => ClientState::Connecting,
+                tcp::State::Closed => ClientState::Failed(ConnectError::Refused),
+                _ => ClientState::Connected,
+            };
+        }
+        self.state
+    }
+
+    /// When [`poll`](Self::poll) must run again even with no traffic (the deadline).
+    pub fn poll_at(&self) -> Option<Instant> {
+        (self.state == ClientState::Connecting).then_some(self.deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_come_in_turn_from_the_dynamic_range() {
+        let mut ports = PortAllocator::<4>::new(u64::from(EPHEMERAL_LAST - EPHEMERAL_FIRST));
+        let now = Instant::ZERO;
+        assert_eq!(ports.allocate(now), Some(EPHEMERAL_LAST));
+        assert_eq!(ports.allocate(now), Some(EPHEMERAL_FIRST), "wraps around");
+        assert_eq!(ports.allocate(now), Some(EPHEMERAL_FIRST + 1));
+    }
+
+    #[test]
+    fn a_released_port_is_not_reused_during_quarantine() {
+        let mut ports = PortAllocator::<4>::new(0).with_quarantine(Duration::from_secs(60));
+        let t0 = Instant::ZERO;
+        let first = ports.allocate(t0).unwrap();
+        ports.release(first, t0);
+        // Go all the way round the range: the first port is skipped while quarantined.
+        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        for _ in 0..span - 1 {
+            assert_ne!(ports.allocate(t0 + Duration::from_secs(59)), Some(first));
+        }
+        assert_eq!(
+            ports.allocate(t0 + Duration::from_secs(59)),
+            Some(first + 1)
+        );
+        // Round again, after the quarantine: the first port is free.
+        for _ in 0..span - 2 {
+            ports.allocate(t0 + Duration::from_secs(61));
+        }
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(61)), Some(first));
+    }
+
+    #[test]
+    fn different_seeds_start_at_different_ports() {
+        let a = PortAllocator::<1>::new(1).allocate(Instant::ZERO);
+        let b = PortAllocator::<1>::new(2).allocate(Instant::ZERO);
+        assert_ne!(a, b);
+    }
+}

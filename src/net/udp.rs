@@ -1,0 +1,167 @@
+//! [`UdpService`]: datagrams in, datagrams out, boundaries kept.
+//!
+//! UDP is the primer's other socket type: no connection, no ordering, no
+//! retransmission, but each `sendto` arrives (if it arrives) as exactly one
+//! `recvfrom`, never glued to another. The service binds one smoltcp UDP socket
+//! and hands each datagram to a [`DatagramHandler`] together with the sender's
+//! address; the handler may answer in place.
+//!
+//! Fixed memory has two edges here, and neither loses data silently: a datagram
+//! larger than the service's buffer is dropped *and counted* as oversize (the
+//! primer's `recvfrom(1024)` would cut it), and a reply that finds the send buffer
+//! full is kept and sent on a later poll before any new datagram is read.
+
+use core::fmt;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+use smoltcp::wire::IpEndpoint;
+
+use super::Service;
+
+/// Per-datagram behaviour.
+pub trait DatagramHandler {
+    /// A datagram of `len` bytes from `from` is at the front of `buf` (whose full
+    /// length is the service's buffer). Write a reply into `buf` (in place) and
+    /// return its length, or `None` to send nothing.
+    fn on_datagram(&mut self, buf: &mut [u8], len: usize, from: IpEndpoint) -> Option<usize>;
+}
+
+/// Counters of a [`UdpService`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UdpStats {
+    /// Datagrams received whole.
+    pub datagrams_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Replies sent.
+    pub datagrams_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Datagrams larger than the buffer, dropped (not cut).
+    pub oversize: u64,
+    /// Replies that found the send buffer full and waited.
+    pub send_full: u64,
+    /// Replies that could not be sent at all (no route, too big for the socket).
+    pub send_errors: u64,
+}
+
+impl fmt::Display for UdpStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, {} send errors",
+            self.datagrams_in,
+            self.bytes_in,
+            self.datagrams_out,
+            self.bytes_out,
+            self.oversize,
+            self.send_full,
+            self.send_errors
+        )
+    }
+}
+
+/// A UDP port served by a [`DatagramHandler`], with a datagram buffer of `MAX` bytes.
+pub struct UdpService<H, const MAX: usize> {
+    handle: SocketHandle,
+    port: u16,
+    handler: H,
+    buf: [u8; MAX],
+    /// A reply waiting for send space: its length and destination.
+    pending: Option<(usize, IpEndpoint)>,
+    stats: UdpStats,
+}
+
+impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
+    /// A service on `port` over the UDP socket `handle`; it binds on the first poll.
+    pub const fn new(handle: SocketHandle, port: u16, handler: H) -> Self {
+        Self {
+            handle,
+            port,
+            handler,
+            buf: [0; MAX],
+            pending: None,
+            stats: UdpStats {
+                datagrams_in: 0,
+                bytes_in: 0,
+                datagrams_out: 0,
+                bytes_out: 0,
+                oversize: 0,
+                send_full: 0,
+                send_errors: 0,
+            },
+        }
+    }
+
+    /// The counters so far.
+    pub const fn stats(&self) -> &UdpStats {
+        &self.stats
+    }
+
+    /// The port served.
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The handler.
+    pub const fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// Sends the pending reply; `false` if it must wait for space.
+    fn flush(&mut self, socket: &mut udp::Socket<'_>) -> bool {
+        let Some((len, to)) = self.pending else {
+            return true;
+        };
+        let reply = self.buf.get(..len).unwrap_or(&[]);
+        match socket.send_slice(reply, to) {
+            Ok(()) => {
+                self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
+                self.stats.bytes_out = self.stats.bytes_out.saturating_add(len as u64);
+            }
+            Err(udp::SendError::BufferFull) if len <= socket.payload_send_capacity() => {
+                self.stats.send_full = self.stats.send_full.saturating_add(1);
+                return false;
+            }
+            Err(e) => {
+                log::warn!("udp/{}: reply to {to} not sent: {e}", self.port);
+                self.stats.send_errors = self.stats.send_errors.saturating_add(1);
+            }
+        }
+        self.pending = None;
+        true
+    }
+}
+
+impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
+        let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        if !socket.is_open() {
+            if let Err(e) = socket.bind(self.port) {
+                log::warn!("udp/{}: cannot bind: {e}", self.port);
+                return;
+            }
+        }
+        while self.flush(socket) {
+            let (len, from) = match socket.recv_slice(&mut self.buf) {
+                Ok((len, meta)) => (len, meta.endpoint),
+                Err(udp::RecvError::Truncated) => {
+                    // smoltcp dropped it: it does not fit our buffer. Count it.
+                    self.stats.oversize = self.stats.oversize.saturating_add(1);
+                    log::warn!("udp/{}: datagram over {MAX} bytes dropped", self.port);
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
+            self.stats.bytes_in = self.stats.bytes_in.saturating_add(len as u64);
+            self.pending = self
+                .handler
+                .on_datagram(&mut self.buf, len, from)
+                .map(|reply| (reply.min(MAX), from));
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! First end-to-end checks of the net layer over the in-process link.
+
+use smolsock::net::{
+    ClientState, Framed, FramedStream, PortAllocator, RecvError, Service, TcpClient, TcpServer,
+};
+use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::wire::frame::HeaderFormat;
+use smoltcp::iface::{SocketSet, SocketStorage};
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+
+fn tcp_socket<'a>() -> tcp::Socket<'a> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 4096]),
+        tcp::SocketBuffer::new(vec![0; 4096]),
+    )
+}
+
+#[test]
+fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
+    let mut s_store = [SocketStorage::EMPTY; 2];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(3).with_faults(FaultConfig::ROUGH),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let s2 = net.server.sockets.add(tcp_socket());
+    let handler = || Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(9000, [s1, s2], [handler(), handler()]);
+    let c = net.client.sockets.add(tcp_socket());
+    let mut ports = PortAllocator::<4>::new(1);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
+
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let now = net.now();
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    client
+        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
+        .unwrap();
+
+    let frames: Vec<Vec<u8>> = (0..60usize)
+        .map(|i| vec![i as u8; (i * 137) % 8000])
+        .collect();
+    let mut sent = 0;
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(120),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            if client.poll(sock, now) != ClientState::Connected {
+                return None;
+            }
+            while sent < frames.len() && stream.send_frame(sock, &frames[sent]).is_ok() {
+                sent += 1;
+            }
+            loop {
+                match stream.recv_frame(sock) {
+                    Ok(Some(f)) => got.push(f.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (got.len() == frames.len()).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(got, frames);
+    assert!(
+        net.stats().client_to_server.lost > 0,
+        "the link really lost frames"
+    );
+    // Close from the client; the server sees the end and its slot listens again.
+    net.client.sockets.get_mut::<tcp::Socket>(c).close();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(60),
+        |server, _, _| (server.stats().closed == 1 && server.active() == 0).then_some(()),
+    )
+    .unwrap();
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    assert_eq!(stream.recv_frame(sock).err(), Some(RecvError::Finished));
+}
+
+#[test]
+fn raw_echo_echoes_a_large_send_exactly() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(5),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(7, [s1], [Echo::new()]);
+    let c = net.client.sockets.add(tcp_socket());
+    let mut ports = PortAllocator::<4>::new(2);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let now = net.now();
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    client
+        .connect(cx, sock, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    let (mut off, mut back) = (0, Vec::new());
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(60),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            if client.poll(sock, now) != ClientState::Connected {
+                return None;
+            }
+            off += sock.send_slice(&data[off..]).unwrap();
+            let mut buf = [0u8; 1024];
+            while let Ok(n @ 1..) = sock.recv_slice(&mut buf) {
+                back.extend_from_slice(&buf[..n]);
+            }
+            (back.len() == data.len()).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(back, data);
+}
