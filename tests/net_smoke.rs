@@ -138,3 +138,76 @@ fn raw_echo_echoes_a_large_send_exactly() {
     .unwrap();
     assert_eq!(back, data);
 }
+
+#[test]
+fn http_get_gets_the_page_and_garbage_gets_400() {
+    use smolsock::service::http::{HttpResponder, StatusSite};
+    let status = |w: &mut dyn core::fmt::Write| w.write_str("all good");
+    let site = StatusSite::new("smolsock", &status);
+    for (request, expect) in [
+        (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], "HTTP/1.1 200 OK"),
+        (b"GET /nope HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 405 Method Not Allowed",
+        ),
+        (b"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+    ] {
+        let mut s_store = [SocketStorage::EMPTY; 1];
+        let mut c_store = [SocketStorage::EMPTY; 1];
+        let mut net: SimNet = SimNet::new(
+            SimConfig::new(9),
+            SocketSet::new(&mut s_store[..]),
+            SocketSet::new(&mut c_store[..]),
+        );
+        let s1 = net.server.sockets.add(tcp_socket());
+        let mut server = TcpServer::new(80, [s1], [HttpResponder::<_, 512, 1024>::new(&site)]);
+        let c = net.client.sockets.add(tcp_socket());
+        let mut ports = PortAllocator::<4>::new(3);
+        let mut client = TcpClient::new(Duration::from_secs(5));
+        let now = net.now();
+        server.poll(&mut net.server.sockets, now);
+        let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+        client
+            .connect(cx, sock, (SERVER_V4, 80), &mut ports, now)
+            .unwrap();
+        let mut response = Vec::new();
+        let mut sent = false;
+        let mut empty = ();
+        net.run_services(
+            &mut server,
+            &mut empty,
+            Duration::from_secs(30),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && !sent {
+                    return None;
+                }
+                if !sent {
+                    sock.send_slice(request).unwrap();
+                    sent = true;
+                }
+                let mut buf = [0u8; 512];
+                while let Ok(n @ 1..) = sock.recv_slice(&mut buf) {
+                    response.extend_from_slice(&buf[..n]);
+                }
+                (!sock.may_recv()).then_some(())
+            },
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with(expect), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), len, "{text}");
+        if expect.contains("200") {
+            assert!(body.contains("all good"));
+        }
+    }
+}
