@@ -137,11 +137,25 @@ pub enum ClientState {
 
 /// A TCP client: `connect(addr)` with a deadline, on a socket of the caller's.
 ///
-/// ```ignore
-/// let mut client = TcpClient::new(Duration::from_secs(3));
-/// client.connect(iface.context(), socket, (SERVER_V4, 7), &mut ports, now)?;
-/// // ... poll the interface ...
-/// match client.poll(socket, now) { ClientState::Connected => ..., ... }
+/// ```
+/// use smoltcp::iface::Interface;
+/// use smoltcp::socket::tcp;
+/// use smoltcp::time::{Duration, Instant};
+/// use smolsock::net::{ClientState, ConnectError, PortAllocator, TcpClient};
+///
+/// /// Starts a connection to 10.0.0.1:7, then call `client.poll` after each
+/// /// interface poll until it says `Connected` or `Failed`.
+/// fn start(
+///     iface: &mut Interface,
+///     socket: &mut tcp::Socket<'_>,
+///     ports: &mut PortAllocator,
+///     now: Instant,
+/// ) -> Result<TcpClient, ConnectError> {
+///     let mut client = TcpClient::new(Duration::from_secs(3));
+///     client.connect(iface.context(), socket, (smoltcp::wire::Ipv4Address::new(10, 0, 0, 1), 7), ports, now)?;
+///     assert_eq!(client.state(), ClientState::Connecting);
+///     Ok(client)
+/// }
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TcpClient {

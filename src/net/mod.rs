@@ -1,12 +1,18 @@
 //! Framing and connection handling joined to smoltcp sockets.
 //!
 //! This layer owns no memory of its own beyond small fixed state: socket buffers
-//! belong to the caller's [`SocketSet`](smoltcp::iface::SocketSet), and per-connection
+//! belong to the caller's [`SocketSet`], and per-connection
 //! frame buffers are const generics or caller slices.
 //!
 //! Writing follows Python's `sendall`: what does not fit in a socket's send buffer
 //! stays where it is and goes out on a later poll. Nothing is ever dropped; a full
-//! buffer is reported as [`WouldBlock`](crate::net)-style back-pressure.
+//! buffer is reported as [`SendError::WouldBlock`]: back-pressure, retry later.
+//!
+//! - [`FramedStream`]: length framing on one TCP socket (client or server side).
+//! - [`TcpServer`]: `socketserver` on a pool of `N` sockets, with [`Handler`] and,
+//!   through [`Framed`], [`FrameHandler`].
+//! - [`TcpClient`] and [`PortAllocator`]: `connect` with a deadline, ephemeral ports.
+//! - [`UdpService`]: datagrams with their boundaries, through a [`DatagramHandler`].
 
 use smoltcp::iface::SocketSet;
 use smoltcp::time::Instant;

@@ -523,11 +523,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     ///
     /// Inside smoltcp's receive closure:
     ///
-    /// ```ignore
-    /// let taken = socket.recv(|bytes| match reader.feed(bytes) {
-    ///     Ok(n) => (n, Ok(n)),
-    ///     Err(e) => (0, Err(e)),
-    /// })?;
+    /// ```
+    /// use smoltcp::socket::tcp;
+    /// use smolsock::wire::frame::{FrameReader, ReadError};
+    ///
+    /// /// Moves what fits from the socket into the reader; the rest stays queued.
+    /// fn pull(socket: &mut tcp::Socket<'_>, reader: &mut FrameReader<[u8; 1028]>) -> Result<usize, ReadError> {
+    ///     socket
+    ///         .recv(|bytes| match reader.feed(bytes) {
+    ///             Ok(n) => (n, Ok(n)),
+    ///             Err(e) => (0, Err(e)),
+    ///         })
+    ///         .unwrap_or(Ok(0))
+    /// }
     /// ```
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, ReadError> {
         if let Some(error) = self.poisoned {
