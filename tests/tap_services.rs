@@ -25,12 +25,15 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use smolsock::runner::tap::{TapConfig, TapRunner};
+use smolsock::runner::tap::{TapConfig, TapRunner, TapStats};
+use smolsock::service::http::StatusSite;
 use smolsock::wire::frame::{FrameReader, HeaderFormat};
 use smoltcp::iface::SocketSet;
+use smoltcp::socket::Socket;
 
 use all_services::{
-    ECHO_PORT, FRAMED_PORT, HTTP_PORT, ServeError, ServeReport, ServicesConfig, serve,
+    AllServices, ECHO_PORT, FRAMED_PORT, HTTP_PORT, LiveCounters, ServeError, ServeReport,
+    ServicesConfig, UDP_DATAGRAM_MAX, UDP_QUEUE, serve,
 };
 use netns::{NetNs, retry};
 
@@ -335,7 +338,74 @@ fn status_line<'a>(status: &'a str, prefix: &str) -> &'a str {
 }
 
 // ---------------------------------------------------------------------------
-// Tests
+// Tests without a network
+
+#[test]
+fn every_buffer_is_allocated_once_when_the_services_are_built() {
+    let config = ServicesConfig {
+        echo_pool: 1,
+        framed_pool: 2,
+        http_pool: 3,
+        rx_buf: 1000,
+        tx_buf: 500,
+        max_frame: 100,
+        ..ServicesConfig::DEFAULT
+    };
+    let live = LiveCounters::default();
+    let status = |out: &mut dyn std::fmt::Write| live.write(out);
+    let site = StatusSite::new("test", &status);
+    let mut sockets = SocketSet::new(vec![]);
+    let services = AllServices::new(&config, &mut sockets, &site, &live).unwrap();
+    let tcp: Vec<_> = sockets
+        .iter()
+        .filter_map(|(_, socket)| match socket {
+            Socket::Tcp(tcp) => Some((tcp.recv_capacity(), tcp.send_capacity())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tcp, vec![(1000, 500); 6]);
+    assert_eq!(sockets.iter().count(), 7, "6 TCP sockets and 1 UDP socket");
+    let memory = config.memory();
+    assert_eq!(memory.tcp_sockets, 6);
+    assert_eq!(
+        memory.socket_buffers,
+        6 * 1500 + 2 * UDP_QUEUE * UDP_DATAGRAM_MAX
+    );
+    assert_eq!(memory.frame_storage, 2 * 104);
+    let counters = services.counters();
+    assert_eq!(
+        (
+            counters.echo.slots,
+            counters.framed.slots,
+            counters.http.slots
+        ),
+        (1, 2, 3)
+    );
+}
+
+#[test]
+fn status_text_has_a_line_per_service_and_the_link_once_known() {
+    let live = LiveCounters::default();
+    let mut text = String::new();
+    live.write(&mut text).unwrap();
+    for prefix in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/80 "] {
+        status_line(&text, prefix);
+    }
+    assert!(!text.contains("link"), "{text}");
+    live.link.set(Some(TapStats {
+        rx_frames: 12,
+        ..TapStats::default()
+    }));
+    let mut text = String::new();
+    live.write(&mut text).unwrap();
+    assert!(
+        status_line(&text, "link ").contains("rx 12 frames"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tests against the kernel
 
 #[test]
 #[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]

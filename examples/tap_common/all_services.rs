@@ -321,9 +321,10 @@ pub struct AllServices<'a> {
     framed: Vec<FramedSlot>,
     http: Vec<HttpSlot<'a>>,
     // TODO(transfer): the file transfer service on tcp/2121 goes here once it lands:
-    // a `Vec` of one-slot servers built in `new` (with `config`'s pool size and
-    // buffers, one socket each), chained into `each_mut`/`each`, and its counters
-    // added to `Counters` (and so to the status page and the exit report).
+    // a `Vec` of one-slot servers built in `new` (a `transfer_pool` in
+    // `ServicesConfig`, one socket each with `config`'s buffers), chained into
+    // `each_mut`/`each`, its counters added to `Counters` (so to the status page and
+    // the exit report), and its flags (pool, store directory) in tap_server.rs.
     live: &'a LiveCounters,
 }
 
