@@ -169,7 +169,11 @@ fn echo(args: &Args) -> Result<(), Box<dyn Error>> {
         let mut back = Vec::with_capacity(message.len());
         let mut buf = [0u8; RECV_SIZE];
         while back.len() < message.len() {
-            let n = stream.read(&mut buf)?;
+            let n = match stream.read(&mut buf) {
+                // A signal cut the wait short (read, unlike read_exact, does not retry).
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                result => result?,
+            };
             if n == 0 {
                 return Err("the server closed the connection before echoing everything".into());
             }
