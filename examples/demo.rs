@@ -84,8 +84,9 @@ struct Servers {
     echo: TcpServer<Echo, SLOTS>,
     framed: TcpServer<FramedEchoSlot, SLOTS>,
     udp: UdpService<UdpEcho, UDP_MAX>,
-    // TODO(http): `http: TcpServer<HttpResponder, SLOTS>` on tcp/80, built in
-    // `Servers::new`, polled in `Service for Servers`.
+    // TODO(http): `http: TcpServer<HttpResponder<'a, StatusSite<'a>, REQ, RESP>, SLOTS>`
+    // on tcp/80 (so `Servers` gains the site's lifetime), built in `Servers::new`,
+    // polled in `Service for Servers`.
     // TODO(transfer): the file transfer server, built and polled the same way.
 }
 
