@@ -183,65 +183,39 @@ fn run_lab(options: &Options, capture: Capture) -> Result<Report, Box<dyn Error>
         limit: run_limit(options),
     };
     let small = small_messages(options.messages);
-    let case = |label, method, nagle, gap, messages: &Vec<Vec<u8>>| Case {
-        label,
-        method,
-        nagle,
-        gap,
-        messages: messages.clone(),
-    };
     let big = big_then_small();
-    let zero = Duration::from_micros(0);
+    let all_at_once = Duration::from_micros(0);
+    let mut run = |label, method, nagle, gap, messages: &Vec<Vec<u8>>| {
+        let messages = messages.clone();
+        lab.run(Case {
+            label,
+            method,
+            nagle,
+            gap,
+            messages,
+        })
+    };
+    use Method::{Acked, Framed, Naive};
     Ok(Report {
-        small_nagle: lab.run(case(
-            "1  small sends, Nagle on",
-            Method::Naive,
-            true,
-            SEND_GAP,
-            &small,
-        ))?,
-        small_no_nagle: lab.run(case(
-            "1' small sends, Nagle off",
-            Method::Naive,
-            false,
-            SEND_GAP,
-            &small,
-        ))?,
-        big: lab.run(case(
-            "2  3000 B + 10 B",
-            Method::Naive,
-            true,
-            SEND_GAP,
-            &big,
-        ))?,
-        framed_small: lab.run(case(
-            "3a framing, small sends",
-            Method::Framed,
-            true,
-            SEND_GAP,
-            &small,
-        ))?,
-        framed_big: lab.run(case(
-            "3b framing, 3000 B + 10 B",
-            Method::Framed,
-            true,
-            SEND_GAP,
-            &big,
-        ))?,
-        acked: lab.run(case(
+        small_nagle: run("1  small sends, Nagle on", Naive, true, SEND_GAP, &small)?,
+        small_no_nagle: run("1' small sends, Nagle off", Naive, false, SEND_GAP, &small)?,
+        big: run("2  3000 B + 10 B", Naive, true, SEND_GAP, &big)?,
+        framed_small: run("3a framing, small sends", Framed, true, SEND_GAP, &small)?,
+        framed_big: run("3b framing, 3000 B + 10 B", Framed, true, SEND_GAP, &big)?,
+        acked: run(
             "4  ack'd length, all at once",
-            Method::Acked,
+            Acked,
             false,
-            zero,
+            all_at_once,
             &small,
-        ))?,
-        framed_baseline: lab.run(case(
+        )?,
+        framed_baseline: run(
             "4' framing, all at once",
-            Method::Framed,
+            Framed,
             false,
-            zero,
+            all_at_once,
             &small,
-        ))?,
+        )?,
     })
 }
 
@@ -1033,6 +1007,23 @@ mod tests {
         // The cures still deliver every message whole over the lossy link.
         assert_eq!(first.framed_small.intact, first.framed_small.messages.len());
         assert_eq!(first.acked.intact, first.acked.messages.len());
+    }
+
+    #[test]
+    fn the_capture_is_a_pcap_file_with_every_frame() {
+        let path = std::env::temp_dir().join(format!("sticky_lab_{}.pcap", std::process::id()));
+        let options = options(&["--messages", "5"]);
+        let capture = Capture::create(Some(&path)).unwrap();
+        run_lab(&options, capture).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // libpcap's magic number, then one 16-byte record header per frame at least.
+        assert_eq!(bytes[..4], 0xa1b2_c3d4u32.to_le_bytes());
+        assert!(
+            bytes.len() > 24 + 7 * 3 * (16 + 54),
+            "{} bytes",
+            bytes.len()
+        );
     }
 
     #[test]
