@@ -468,3 +468,236 @@ fn five_mib_go_up_and_down_whole_over_a_rough_link() {
     round_trip(&mut rig, "big.bin", &pattern(5 << 20, 4));
     assert!(rig.net.stats().client_to_server.lost > 100);
 }
+
+impl<S: Storage + 'static> Rig<S> {
+    /// Lets `duration` of virtual time pass with the server running.
+    fn idle(&mut self, duration: Duration) {
+        let _ = self
+            .net
+            .run_services(&mut self.server, &mut (), duration, |_, _, _| None::<()>);
+    }
+
+    /// Cuts the link both ways (every frame lost) or mends it.
+    fn set_link(&mut self, faults: FaultConfig) {
+        self.net.set_faults(Direction::ClientToServer, faults);
+        self.net.set_faults(Direction::ServerToClient, faults);
+    }
+
+    /// Whether a listing and a STAT show `file`.
+    fn visible(&self, file: &str) -> (bool, bool) {
+        let file = name(file);
+        self.shared
+            .with_store(|store| {
+                let mut listed = false;
+                let mut after = None;
+                while let Some(entry) = store.next_entry(after.as_ref()).unwrap() {
+                    listed |= entry.name == file;
+                    after = Some(entry.name);
+                }
+                (listed, store.stat(&file).is_ok())
+            })
+            .unwrap()
+    }
+}
+
+const DEAD: FaultConfig = FaultConfig::CLEAN.with_loss(1000);
+
+#[test]
+fn an_upload_cut_mid_way_shows_nothing_and_resumes_to_the_right_checksum() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(5));
+    let data = pattern(48 * 1024, 5);
+    let mut client = new_client();
+    rig.connect(0);
+    let done = std::cell::Cell::new(0u64);
+    let mut op = client.put(name("log.bin"), &data[..], PutOptions::RESUME, |d, _| {
+        done.set(d)
+    });
+    rig.drive(0, |socket, now| match op.poll(socket, now) {
+        Poll::Ready(result) => panic!("finished early: {result:?}"),
+        Poll::Pending if done.get() >= 16 * 1024 => Poll::Ready(()),
+        Poll::Pending => Poll::Pending,
+    });
+    // The link dies; the client keeps trying for 30 s, then loses power.
+    rig.set_link(DEAD);
+    let cut_at = rig.net.now();
+    rig.drive(0, |socket, now| match op.poll(socket, now) {
+        Poll::Ready(result) => panic!("finished on a dead link: {result:?}"),
+        Poll::Pending if now - cut_at >= Duration::from_secs(30) => Poll::Ready(()),
+        Poll::Pending => Poll::Pending,
+    });
+    drop(op);
+    rig.socket(0).abort();
+    assert_eq!(rig.visible("log.bin"), (false, false), "nothing visible");
+    assert_eq!(rig.shared.with_store(|s| s.entries()), Some(1), "the partial stays");
+    rig.set_link(FaultConfig::CLEAN);
+
+    // The server's slot still holds the dead connection: the name is busy.
+    rig.connect(0);
+    client.reset();
+    let busy = put(&mut rig, &mut client, 0, "log.bin", &data, PutOptions::RESUME);
+    assert_eq!(busy.unwrap_err().code(), Some(ErrorCode::Busy));
+    let mut listing = Vec::new();
+    let mut op = client.list(|entry| listing.push(entry));
+    assert_eq!(rig.drive(0, |socket, now| op.poll(socket, now)), Ok(0));
+    drop(op);
+    assert!(listing.is_empty());
+    let mut op = client.stat(name("log.bin"));
+    let missing = rig.drive(0, |socket, now| op.poll(socket, now));
+    assert_eq!(missing.unwrap_err().code(), Some(ErrorCode::NotFound));
+
+    // Once the server gave up on the silent peer (60 s), the upload resumes. (The
+    // second connection, silent meanwhile, timed out too.)
+    rig.idle(Duration::from_secs(61));
+    assert_eq!(rig.server.stats().idle_timeouts, 2);
+    rig.connect(0);
+    client.reset();
+    let (stat, seen) = put(&mut rig, &mut client, 0, "log.bin", &data, PutOptions::RESUME).unwrap();
+    assert_eq!(stat.crc, crc32(&data));
+    assert!(seen[0].0 >= 8 * 1024, "resumed, not restarted: {:?}", seen[0]);
+    assert_progress(&seen, data.len() as u64);
+    assert_eq!(rig.stored("log.bin").unwrap(), data);
+    let stats = rig.shared.stats();
+    assert_eq!((stats.uploads_resumed, stats.uploads_done), (1, 1));
+    assert_eq!(stats.bytes_in, data.len() as u64, "no byte stored twice");
+}
+
+#[test]
+fn a_download_cut_mid_way_is_never_completed_and_resumes_to_the_right_checksum() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(6));
+    let data = pattern(48 * 1024, 6);
+    rig.put_into_store("config.bin", &data);
+    let mut client = new_client();
+    let mut sink = VecSink::default();
+    rig.connect(0);
+    let mut op = client.get(name("config.bin"), &mut sink, false, |_, _| {});
+    rig.drive(0, |socket, now| match op.poll(socket, now) {
+        Poll::Ready(result) => panic!("finished early: {result:?}"),
+        Poll::Pending if op.sink().data.len() >= 16 * 1024 => Poll::Ready(()),
+        Poll::Pending => Poll::Pending,
+    });
+    rig.set_link(DEAD);
+    rig.idle(Duration::from_secs(30));
+    drop(op);
+    rig.socket(0).abort();
+    assert!(sink.completed.is_none(), "a partial download is not a file");
+    let held = sink.data.len();
+    assert!(held >= 16 * 1024 && held < data.len());
+    assert!(sink.data == data[..held]);
+
+    rig.set_link(FaultConfig::CLEAN);
+    rig.connect(0);
+    client.reset();
+    let (stat, seen) = get(&mut rig, &mut client, 0, "config.bin", &mut sink, true).unwrap();
+    assert_eq!(stat.crc, crc32(&data));
+    assert_eq!(seen[0].0, held as u64, "resumed where it stopped");
+    assert_progress(&seen, data.len() as u64);
+    assert!(sink.data == data);
+    assert_eq!(sink.completed, Some(stat));
+    assert_eq!(sink.restarts, 1, "only the first, fresh download restarted the sink");
+}
+
+#[test]
+fn a_client_whose_dropped_operation_left_the_connection_half_way_must_reconnect() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(7));
+    rig.put_into_store("a", &pattern(20_000, 7));
+    let mut client = new_client();
+    let mut sink = VecSink::default();
+    rig.connect(0);
+    let mut op = client.get(name("a"), &mut sink, false, |_, _| {});
+    rig.drive(0, |socket, now| match op.poll(socket, now) {
+        Poll::Pending if !op.sink().data.is_empty() => Poll::Ready(()),
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(result) => panic!("{result:?}"),
+    });
+    drop(op);
+    let mut op = client.stat(name("a"));
+    assert_eq!(
+        rig.drive(0, |socket, now| op.poll(socket, now)),
+        Err(ClientError::Unusable)
+    );
+    drop(op);
+    rig.connect(0);
+    client.reset();
+    let mut op = client.stat(name("a"));
+    assert_eq!(rig.drive(0, |socket, now| op.poll(socket, now)).unwrap().size, 20_000);
+}
+
+#[test]
+fn a_resumed_upload_over_a_partial_of_other_bytes_starts_again_from_zero() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(8));
+    let old = pattern(10_000, 80);
+    rig.shared
+        .with_store(|store| {
+            let mut upload = store.begin_upload(&name("doc"), 10_000, false).unwrap();
+            store.append(&mut upload, &old[..6000]).unwrap();
+        })
+        .unwrap();
+    let data = pattern(10_000, 81);
+    let mut client = new_client();
+    rig.connect(0);
+    let (stat, seen) = put(&mut rig, &mut client, 0, "doc", &data, PutOptions::RESUME).unwrap();
+    assert_eq!(stat.crc, crc32(&data));
+    assert_eq!(seen[0].0, 0, "started over");
+    assert_progress(&seen, 10_000);
+    assert_eq!(rig.stored("doc").unwrap(), data);
+    let stats = rig.shared.stats();
+    assert_eq!((stats.uploads, stats.uploads_resumed), (2, 1));
+}
+
+#[test]
+fn a_resumed_download_over_a_stale_or_overlong_local_copy_starts_again_from_zero() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(9));
+    let data = pattern(9_000, 9);
+    rig.put_into_store("cfg", &data);
+    let mut client = new_client();
+    rig.connect(0);
+    for stale in [pattern(3000, 90), pattern(12_000, 91), pattern(9000, 92)] {
+        let mut sink = VecSink {
+            data: stale,
+            ..VecSink::default()
+        };
+        let (stat, seen) = get(&mut rig, &mut client, 0, "cfg", &mut sink, true).unwrap();
+        assert_eq!(stat.crc, crc32(&data));
+        assert!(sink.data == data);
+        assert_eq!(sink.restarts, 1);
+        assert_eq!(seen[0].0, 0);
+        assert_progress(&seen, 9000);
+    }
+}
+
+#[test]
+fn a_file_replaced_during_its_download_fails_the_checksum_and_is_not_kept() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(10));
+    rig.put_into_store("fw.bin", &pattern(30_000, 100));
+    let mut client = new_client();
+    let mut sink = VecSink::default();
+    rig.connect(0);
+    let mut op = client.get(name("fw.bin"), &mut sink, false, |_, _| {});
+    let mut replaced = false;
+    let shared = rig.shared;
+    let result = rig.drive(0, |socket, now| {
+        if !replaced && !op.sink().data.is_empty() {
+            replaced = true;
+            shared
+                .with_store(|store| {
+                    let new = pattern(30_000, 101);
+                    let mut upload = store.begin_upload(&name("fw.bin"), 30_000, false)?;
+                    store.append(&mut upload, &new)?;
+                    store.commit(&upload, crc32(&new))
+                })
+                .unwrap()
+                .unwrap();
+        }
+        op.poll(socket, now)
+    });
+    drop(op);
+    assert!(matches!(
+        result,
+        Err(ClientError::ChecksumMismatch { expected, .. }) if expected == crc32(&pattern(30_000, 100))
+    ));
+    assert!(sink.data.is_empty() && sink.completed.is_none());
+    // The whole answer was read: the connection goes on.
+    let mut op = client.stat(name("fw.bin"));
+    let stat = rig.drive(0, |socket, now| op.poll(socket, now)).unwrap();
+    assert_eq!(stat.crc, crc32(&pattern(30_000, 101)));
+}
