@@ -5,7 +5,10 @@
 use std::sync::Mutex;
 use std::task::Poll;
 
-use smolsock::net::{ClientState, ServerConfig, Service, FramedStream, PortAllocator, RecvError, TcpClient, TcpServer};
+use smolsock::net::{
+    ClientState, FramedStream, PortAllocator, RecvError, ServerConfig, Service, TcpClient,
+    TcpServer,
+};
 use smolsock::runner::sim::{Direction, FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::transfer::{
     ClientError, FileSink, LocalError, PutOptions, SharedStore, TransferClient, TransferServer,
@@ -98,8 +101,10 @@ impl<S: Storage + 'static> Rig<S> {
 
     fn with_options(store: S, config: SimConfig, frame: usize, server: ServerConfig) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
-        let shared: &'static SharedStore<S> =
-            Box::leak(Box::new(SharedStore::new(store, [UploadLease::EMPTY; SLOTS])));
+        let shared: &'static SharedStore<S> = Box::leak(Box::new(SharedStore::new(
+            store,
+            [UploadLease::EMPTY; SLOTS],
+        )));
         let mut net: SimNet<'static> = SimNet::new(
             config,
             SocketSet::new(Vec::new()),
@@ -139,7 +144,10 @@ impl<S: Storage + 'static> Rig<S> {
     }
 
     fn socket(&mut self, i: usize) -> &mut tcp::Socket<'static> {
-        self.net.client.sockets.get_mut::<tcp::Socket>(self.clients[i])
+        self.net
+            .client
+            .sockets
+            .get_mut::<tcp::Socket>(self.clients[i])
     }
 
     /// Connects client socket `i` to the server (dropping whatever it had).
@@ -362,7 +370,6 @@ fn put<S: Storage>(
         seen.push((done, total))
     });
     let result = rig.drive(i, |socket, now| op.poll(socket, now));
-    drop(op);
     result.map(|stat| (stat, seen))
 }
 
@@ -380,7 +387,6 @@ fn get<S: Storage>(
         seen.push((done, total))
     });
     let result = rig.drive(i, |socket, now| op.poll(socket, now));
-    drop(op);
     result.map(|stat| (stat, seen))
 }
 
@@ -423,7 +429,10 @@ fn small_store() -> RamStore<8, 65_536> {
 #[test]
 fn files_of_edge_sizes_go_up_and_down_whole_over_a_clean_link() {
     let mut rig = Rig::new(small_store(), SimConfig::new(1));
-    for (i, len) in [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17].into_iter().enumerate() {
+    for (i, len) in [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17]
+        .into_iter()
+        .enumerate()
+    {
         round_trip(&mut rig, &format!("f{len}"), &pattern(len, i as u32));
     }
     let stats = rig.shared.stats();
@@ -438,7 +447,10 @@ fn files_of_edge_sizes_go_up_and_down_whole_over_a_rough_link() {
         small_store(),
         SimConfig::new(2).with_faults(FaultConfig::ROUGH),
     );
-    for (i, len) in [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17].into_iter().enumerate() {
+    for (i, len) in [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17]
+        .into_iter()
+        .enumerate()
+    {
         round_trip(&mut rig, &format!("f{len}"), &pattern(len, 10 + i as u32));
     }
     assert!(rig.net.stats().client_to_server.lost > 0);
@@ -448,21 +460,23 @@ fn files_of_edge_sizes_go_up_and_down_whole_over_a_rough_link() {
 static BIG_CLEAN: Mutex<RamStore<4, { 6 << 20 }>> = Mutex::new(RamStore::new());
 static BIG_ROUGH: Mutex<RamStore<4, { 6 << 20 }>> = Mutex::new(RamStore::new());
 
-fn big_store(store: &'static Mutex<RamStore<4, { 6 << 20 }>>) -> &'static mut RamStore<4, { 6 << 20 }> {
-    let guard = Box::leak(Box::new(store.lock().unwrap()));
-    &mut **guard
+/// A store in a `static` (off the test thread's stack), kept for this test alone.
+fn leak_locked<T>(store: &'static Mutex<T>) -> &'static mut T {
+    let guard: &'static mut std::sync::MutexGuard<'static, T> =
+        Box::leak(Box::new(store.lock().unwrap()));
+    guard
 }
 
 #[test]
 fn five_mib_go_up_and_down_whole_over_a_clean_link() {
-    let mut rig = Rig::new(big_store(&BIG_CLEAN), SimConfig::new(3));
+    let mut rig = Rig::new(leak_locked(&BIG_CLEAN), SimConfig::new(3));
     round_trip(&mut rig, "big.bin", &pattern(5 << 20, 3));
 }
 
 #[test]
 fn five_mib_go_up_and_down_whole_over_a_rough_link() {
     let mut rig = Rig::patient(
-        big_store(&BIG_ROUGH),
+        leak_locked(&BIG_ROUGH),
         SimConfig::new(4).with_faults(FaultConfig::ROUGH),
     );
     round_trip(&mut rig, "big.bin", &pattern(5 << 20, 4));
@@ -525,21 +539,30 @@ fn an_upload_cut_mid_way_shows_nothing_and_resumes_to_the_right_checksum() {
         Poll::Pending if now - cut_at >= Duration::from_secs(30) => Poll::Ready(()),
         Poll::Pending => Poll::Pending,
     });
-    drop(op);
     rig.socket(0).abort();
     assert_eq!(rig.visible("log.bin"), (false, false), "nothing visible");
-    assert_eq!(rig.shared.with_store(|s| s.entries()), Some(1), "the partial stays");
+    assert_eq!(
+        rig.shared.with_store(|s| s.entries()),
+        Some(1),
+        "the partial stays"
+    );
     rig.set_link(FaultConfig::CLEAN);
 
     // The server's slot still holds the dead connection: the name is busy.
     rig.connect(0);
     client.reset();
-    let busy = put(&mut rig, &mut client, 0, "log.bin", &data, PutOptions::RESUME);
+    let busy = put(
+        &mut rig,
+        &mut client,
+        0,
+        "log.bin",
+        &data,
+        PutOptions::RESUME,
+    );
     assert_eq!(busy.unwrap_err().code(), Some(ErrorCode::Busy));
     let mut listing = Vec::new();
     let mut op = client.list(|entry| listing.push(entry));
     assert_eq!(rig.drive(0, |socket, now| op.poll(socket, now)), Ok(0));
-    drop(op);
     assert!(listing.is_empty());
     let mut op = client.stat(name("log.bin"));
     let missing = rig.drive(0, |socket, now| op.poll(socket, now));
@@ -551,9 +574,21 @@ fn an_upload_cut_mid_way_shows_nothing_and_resumes_to_the_right_checksum() {
     assert_eq!(rig.server.stats().idle_timeouts, 2);
     rig.connect(0);
     client.reset();
-    let (stat, seen) = put(&mut rig, &mut client, 0, "log.bin", &data, PutOptions::RESUME).unwrap();
+    let (stat, seen) = put(
+        &mut rig,
+        &mut client,
+        0,
+        "log.bin",
+        &data,
+        PutOptions::RESUME,
+    )
+    .unwrap();
     assert_eq!(stat.crc, crc32(&data));
-    assert!(seen[0].0 >= 8 * 1024, "resumed, not restarted: {:?}", seen[0]);
+    assert!(
+        seen[0].0 >= 8 * 1024,
+        "resumed, not restarted: {:?}",
+        seen[0]
+    );
     assert_progress(&seen, data.len() as u64);
     assert_eq!(rig.stored("log.bin").unwrap(), data);
     let stats = rig.shared.stats();
@@ -577,7 +612,6 @@ fn a_download_cut_mid_way_is_never_completed_and_resumes_to_the_right_checksum()
     });
     rig.set_link(DEAD);
     rig.idle(Duration::from_secs(30));
-    drop(op);
     rig.socket(0).abort();
     assert!(sink.completed.is_none(), "a partial download is not a file");
     let held = sink.data.len();
@@ -593,7 +627,10 @@ fn a_download_cut_mid_way_is_never_completed_and_resumes_to_the_right_checksum()
     assert_progress(&seen, data.len() as u64);
     assert!(sink.data == data);
     assert_eq!(sink.completed, Some(stat));
-    assert_eq!(sink.restarts, 1, "only the first, fresh download restarted the sink");
+    assert_eq!(
+        sink.restarts, 1,
+        "only the first, fresh download restarted the sink"
+    );
 }
 
 #[test]
@@ -609,17 +646,20 @@ fn a_client_whose_dropped_operation_left_the_connection_half_way_must_reconnect(
         Poll::Pending => Poll::Pending,
         Poll::Ready(result) => panic!("{result:?}"),
     });
-    drop(op);
     let mut op = client.stat(name("a"));
     assert_eq!(
         rig.drive(0, |socket, now| op.poll(socket, now)),
         Err(ClientError::Unusable)
     );
-    drop(op);
     rig.connect(0);
     client.reset();
     let mut op = client.stat(name("a"));
-    assert_eq!(rig.drive(0, |socket, now| op.poll(socket, now)).unwrap().size, 20_000);
+    assert_eq!(
+        rig.drive(0, |socket, now| op.poll(socket, now))
+            .unwrap()
+            .size,
+        20_000
+    );
 }
 
 #[test]
@@ -690,7 +730,6 @@ fn a_file_replaced_during_its_download_fails_the_checksum_and_is_not_kept() {
         }
         op.poll(socket, now)
     });
-    drop(op);
     assert!(matches!(
         result,
         Err(ClientError::ChecksumMismatch { expected, .. }) if expected == crc32(&pattern(30_000, 100))
@@ -700,4 +739,652 @@ fn a_file_replaced_during_its_download_fails_the_checksum_and_is_not_kept() {
     let mut op = client.stat(name("fw.bin"));
     let stat = rig.drive(0, |socket, now| op.poll(socket, now)).unwrap();
     assert_eq!(stat.crc, crc32(&pattern(30_000, 101)));
+}
+
+/// Request bodies with any name bytes, written from PROTOCOL.md section 6.
+mod raw {
+    pub fn put(name: &[u8], size: u64, crc: u32, flags: u8) -> Vec<u8> {
+        let mut b = vec![0x02, flags];
+        b.extend_from_slice(&size.to_be_bytes());
+        b.extend_from_slice(&crc.to_be_bytes());
+        b.push(name.len() as u8);
+        b.extend_from_slice(name);
+        b
+    }
+
+    pub fn get(name: &[u8], offset: u64) -> Vec<u8> {
+        let mut b = vec![0x03];
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.push(name.len() as u8);
+        b.extend_from_slice(name);
+        b
+    }
+
+    pub fn stat(name: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x05, name.len() as u8];
+        b.extend_from_slice(name);
+        b
+    }
+
+    pub fn delete(name: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x06, name.len() as u8];
+        b.extend_from_slice(name);
+        b
+    }
+
+    pub fn data(offset: u64, bytes: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x10];
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(bytes);
+        b
+    }
+
+    pub fn hello(version: u8, max_body: u32) -> Vec<u8> {
+        let mut b = vec![0x01, b'S', b'S', b'F', b'T', version];
+        b.extend_from_slice(&max_body.to_be_bytes());
+        b
+    }
+}
+
+fn put_ready(offset: u64, prefix_crc: u32) -> Vec<u8> {
+    body(&Message::PutReady { offset, prefix_crc })
+}
+
+fn put_done(data: &[u8]) -> Vec<u8> {
+    body(&Message::PutDone {
+        size: data.len() as u64,
+        crc: crc32(data),
+    })
+}
+
+#[test]
+fn every_refused_name_is_answered_invalid_name_and_the_connection_goes_on() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(11));
+    rig.open(0);
+    let refused: [&[u8]; 15] = [
+        b"",
+        &[b'a'; 65],
+        b".",
+        b"..",
+        b"../etc/passwd",
+        b".hidden",
+        b"a/b",
+        b"/abs",
+        b"a\\b",
+        b"a\0b",
+        b"tab\there",
+        b"del\x7f",
+        "next\u{85}line".as_bytes(),
+        &[0xff, 0xfe],
+        &[b'a', 0xc3],
+    ];
+    for bad in refused {
+        for request in [
+            raw::put(bad, 1, 0, 0),
+            raw::get(bad, 0),
+            raw::stat(bad),
+            raw::delete(bad),
+        ] {
+            assert_eq!(
+                rig.call(0, &request),
+                error(ErrorCode::InvalidName, 0),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+    assert_eq!(rig.shared.stats().errors.get(ErrorCode::InvalidName), 60);
+    // The longest valid name, and names with spaces and non-ASCII, are fine.
+    for good in [
+        &[b'a'; 64][..],
+        b"my notes.txt",
+        "r\u{e9}sum\u{e9}.pdf".as_bytes(),
+    ] {
+        assert_eq!(rig.call(0, &raw::put(good, 0, 0, 0)), put_ready(0, 0));
+        assert_eq!(rig.recv_frame(0), put_done(b""));
+    }
+    assert_eq!(rig.shared.with_store(|s| s.entries()), Some(3));
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn more_data_than_announced_is_refused_whole_and_the_partial_deleted() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(12));
+    rig.open(0);
+    assert_eq!(
+        rig.call(0, &raw::put(b"short", 5, crc32(b"hello"), 0)),
+        put_ready(0, 0)
+    );
+    assert_eq!(
+        rig.call(0, &raw::data(0, b"hello, ")),
+        error(ErrorCode::TooMuchData, 5)
+    );
+    assert_eq!(
+        rig.shared.with_store(|s| s.entries()),
+        Some(0),
+        "partial gone"
+    );
+    // DATA still in flight after the ERROR is dropped without an answer.
+    rig.send_frame(0, &raw::data(7, b"world\n"));
+    assert_eq!(
+        rig.call(0, &raw::stat(b"short")),
+        error(ErrorCode::NotFound, 0)
+    );
+    assert_eq!(rig.shared.stats().data_discarded, 1);
+    // A lie that ends exactly one byte over, split across two frames.
+    assert_eq!(rig.call(0, &raw::put(b"short", 5, 0, 0)), put_ready(0, 0));
+    rig.send_frame(0, &raw::data(0, b"abc"));
+    assert_eq!(
+        rig.call(0, &raw::data(3, b"def")),
+        error(ErrorCode::TooMuchData, 5)
+    );
+    assert_eq!(rig.shared.with_store(|s| s.entries()), Some(0));
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn fewer_bytes_then_a_close_keep_the_partial_for_a_resume() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(13));
+    let data = b"0123456789";
+    rig.open(0);
+    assert_eq!(
+        rig.call(0, &raw::put(b"part", 10, crc32(data), 0)),
+        put_ready(0, 0)
+    );
+    rig.send_frame(0, &raw::data(0, &data[..4]));
+    // Half a DATA frame, then the client closes: the cut frame is dropped whole.
+    let mut cut = (15u32).to_be_bytes().to_vec();
+    cut.extend_from_slice(&raw::data(4, &data[4..7]));
+    rig.send_raw(0, &cut);
+    rig.socket(0).close();
+    rig.idle(Duration::from_secs(2));
+    assert_eq!(rig.server.active(), 0, "the server closed too");
+    assert_eq!(rig.server.stats().closed, 1);
+    assert_eq!(rig.visible("part"), (false, false));
+    assert_eq!(rig.shared.stats().uploads_abandoned, 1);
+
+    rig.open(1);
+    assert_eq!(
+        rig.call(1, &raw::put(b"part", 10, crc32(data), 1)),
+        put_ready(4, crc32(&data[..4]))
+    );
+    assert_eq!(rig.call(1, &raw::data(4, &data[4..])), put_done(data));
+    assert_eq!(rig.stored("part").unwrap(), data);
+}
+
+#[test]
+fn a_wrong_checksum_keeps_nothing() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(14));
+    rig.open(0);
+    let data = b"hello, w0rld\n";
+    assert_eq!(
+        rig.call(0, &raw::put(b"copy.txt", 13, crc32(b"hello, world\n"), 0)),
+        put_ready(0, 0)
+    );
+    assert_eq!(
+        rig.call(0, &raw::data(0, data)),
+        error(ErrorCode::ChecksumMismatch, u64::from(crc32(data)))
+    );
+    assert_eq!(rig.shared.with_store(|s| s.entries()), Some(0));
+    // A resume after a mismatch starts from nothing.
+    assert_eq!(
+        rig.call(0, &raw::put(b"copy.txt", 13, crc32(b"hello, world\n"), 1)),
+        put_ready(0, 0)
+    );
+    assert_eq!(
+        rig.call(0, &raw::data(0, b"hello, world\n")),
+        put_done(b"hello, world\n")
+    );
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn malformed_unknown_and_untimely_messages_get_their_documented_errors() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(15));
+    rig.put_into_store("a", b"abc");
+    rig.connect(0);
+    // Before HELLO every request is unexpected; DATA is dropped silently.
+    assert_eq!(
+        rig.call(0, &raw::stat(b"a")),
+        error(ErrorCode::Unexpected, 0)
+    );
+    assert_eq!(rig.call(0, &[0x04]), error(ErrorCode::Unexpected, 0));
+    rig.send_frame(0, &raw::data(0, b"x"));
+    // A version the server cannot serve, a limit under 128: still waiting for HELLO.
+    assert_eq!(
+        rig.call(0, &raw::hello(0, 1024)),
+        error(ErrorCode::UnsupportedVersion, 1)
+    );
+    assert_eq!(
+        rig.call(0, &raw::hello(1, 127)),
+        error(ErrorCode::BadMessage, 0)
+    );
+    // A client newer than the server gets version 1.
+    assert_eq!(
+        rig.call(0, &raw::hello(9, 1024)),
+        body(&Message::HelloOk {
+            version: 1,
+            max_body: BODY as u32
+        })
+    );
+    let cases: [(&[u8], ErrorCode); 12] = [
+        (&raw::hello(1, 1024), ErrorCode::Unexpected),
+        (&[0x42, 0x00], ErrorCode::UnknownType),
+        (&[0x00], ErrorCode::UnknownType),
+        (&[0x7f], ErrorCode::UnknownType),
+        (&[], ErrorCode::BadMessage),
+        (&[0x04, 0x00], ErrorCode::BadMessage),
+        (&[0x05, 0x05, b'a'], ErrorCode::BadMessage),
+        (&[0x06], ErrorCode::BadMessage),
+        (&raw::put(b"a", 1, 0, 0x02), ErrorCode::BadMessage),
+        (&[0x03, 0, 0, 0], ErrorCode::BadMessage),
+        (&body(&Message::DeleteOk), ErrorCode::Unexpected),
+        (
+            &body(&Message::Error {
+                code: ErrorCode::Busy,
+                value: 0,
+            }),
+            ErrorCode::Unexpected,
+        ),
+    ];
+    for (request, code) in cases {
+        assert_eq!(rig.call(0, request), error(code, 0), "{request:02x?}");
+    }
+    // Not found, and offsets past the end.
+    assert_eq!(rig.call(0, &raw::stat(b"b")), error(ErrorCode::NotFound, 0));
+    assert_eq!(
+        rig.call(0, &raw::get(b"b", 0)),
+        error(ErrorCode::NotFound, 0)
+    );
+    assert_eq!(
+        rig.call(0, &raw::delete(b"b")),
+        error(ErrorCode::NotFound, 0)
+    );
+    assert_eq!(
+        rig.call(0, &raw::get(b"a", 4)),
+        error(ErrorCode::BadOffset, 3)
+    );
+    // GET at the end is valid: GET_READY and no DATA (the next answer is STAT's).
+    assert_eq!(
+        rig.call(0, &raw::get(b"a", 3)),
+        body(&Message::GetReady {
+            size: 3,
+            crc: crc32(b"abc"),
+            prefix_crc: crc32(b"abc")
+        })
+    );
+    assert_eq!(
+        rig.call(0, &raw::stat(b"a")),
+        body(&Message::StatOk {
+            size: 3,
+            crc: crc32(b"abc")
+        })
+    );
+    // DATA at the wrong offset ends the upload; the partial keeps what came before.
+    assert_eq!(rig.call(0, &raw::put(b"c", 6, 0, 0)), put_ready(0, 0));
+    rig.send_frame(0, &raw::data(0, b"ab"));
+    assert_eq!(
+        rig.call(0, &raw::data(3, b"d")),
+        error(ErrorCode::BadOffset, 2)
+    );
+    assert_eq!(
+        rig.call(0, &raw::put(b"c", 6, 0, 1)),
+        put_ready(2, crc32(b"ab"))
+    );
+    let stats = rig.shared.stats();
+    assert_eq!(stats.errors.get(ErrorCode::UnknownType), 3);
+    assert_eq!(stats.errors.get(ErrorCode::Unexpected), 5);
+    assert_eq!(stats.data_discarded, 1);
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn a_frame_over_the_limit_is_answered_then_the_connection_closes() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(16));
+    for (i, len) in [BODY as u32 + 1, u32::MAX].into_iter().enumerate() {
+        rig.open(i);
+        let mut frame = len.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0x10; 100]);
+        rig.send_raw(i, &frame);
+        assert_eq!(
+            rig.recv(i),
+            Ok(error(ErrorCode::FrameTooLarge, BODY as u64))
+        );
+        assert_eq!(rig.recv(i), Err(RecvError::Finished), "closed after it");
+    }
+    // A body of exactly the limit is fine.
+    rig.open(2);
+    let at_limit = raw::data(0, &[0; BODY - 9]);
+    assert_eq!(at_limit.len(), BODY);
+    rig.send_frame(2, &at_limit);
+    assert_eq!(rig.call(2, &[0x04]), body(&Message::ListEnd { count: 0 }));
+    rig.assert_healthy(3);
+}
+
+#[test]
+fn a_bad_magic_is_answered_then_the_connection_closes() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(17));
+    rig.connect(0);
+    let mut hello = raw::hello(1, 1024);
+    hello[1..5].copy_from_slice(b"HTTP");
+    assert_eq!(rig.call(0, &hello), error(ErrorCode::BadMessage, 0));
+    assert_eq!(rig.recv(0), Err(RecvError::Finished));
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn a_full_store_refuses_uploads_with_its_limits() {
+    let mut rig = Rig::new(RamStore::<3, 4096>::new(), SimConfig::new(18));
+    rig.put_into_store("a", &[1; 3000]);
+    rig.open(0);
+    assert_eq!(
+        rig.call(0, &raw::put(b"big", 1 << 20, 0, 0)),
+        error(ErrorCode::FileTooLarge, 4096)
+    );
+    assert_eq!(
+        rig.call(0, &raw::put(b"b", 2000, 0, 0)),
+        error(ErrorCode::Full, 1096)
+    );
+    assert_eq!(rig.call(0, &raw::put(b"b", 96, 0, 0)), put_ready(0, 0));
+    assert_eq!(rig.call(0, &raw::put(b"c", 0, 0, 0)), put_ready(0, 0));
+    assert_eq!(rig.recv_frame(0), put_done(b""));
+    // Three entries: "a", the partial of "b", "c".
+    assert_eq!(
+        rig.call(0, &raw::put(b"d", 0, 0, 0)),
+        error(ErrorCode::TooManyFiles, 3)
+    );
+    // Deleting frees room (the partial of "b" counts as a file, too).
+    assert_eq!(rig.call(0, &raw::delete(b"b")), body(&Message::DeleteOk));
+    assert_eq!(rig.call(0, &raw::put(b"d", 0, 0, 0)), put_ready(0, 0));
+    assert_eq!(rig.recv_frame(0), put_done(b""));
+    let stats = rig.shared.stats();
+    assert_eq!(stats.errors.get(ErrorCode::Full), 1);
+    assert_eq!(stats.errors.get(ErrorCode::TooManyFiles), 1);
+    rig.assert_healthy(1);
+}
+
+#[test]
+fn a_name_being_uploaded_is_busy_for_other_connections_until_the_upload_ends() {
+    let mut rig = Rig::new(small_store(), SimConfig::new(19));
+    rig.put_into_store("x", b"old");
+    rig.open(0);
+    rig.open(1);
+    assert_eq!(
+        rig.call(0, &raw::put(b"x", 3, crc32(b"new"), 0)),
+        put_ready(0, 0)
+    );
+    assert_eq!(
+        rig.call(1, &raw::put(b"x", 3, 0, 1)),
+        error(ErrorCode::Busy, 0)
+    );
+    assert_eq!(rig.call(1, &raw::delete(b"x")), error(ErrorCode::Busy, 0));
+    // The committed file stays served unchanged meanwhile.
+    assert_eq!(
+        rig.call(1, &raw::stat(b"x")),
+        body(&Message::StatOk {
+            size: 3,
+            crc: crc32(b"old")
+        })
+    );
+    assert_eq!(rig.call(1, &raw::put(b"y", 1, 0, 0)), put_ready(0, 0));
+    assert_eq!(rig.call(0, &raw::data(0, b"new")), put_done(b"new"));
+    // Connection 1's PUT of "x" ends its own upload of "y" and is served.
+    assert_eq!(
+        rig.call(1, &raw::put(b"x", 1, crc32(b"!"), 0)),
+        put_ready(0, 0)
+    );
+    // An upload ended by another request frees its name at once.
+    assert_eq!(
+        rig.call(1, &[0x04]),
+        body(&Message::Entry {
+            name: name("x"),
+            size: 3
+        })
+    );
+    assert_eq!(rig.recv_frame(1), body(&Message::ListEnd { count: 1 }));
+    assert_eq!(rig.call(0, &raw::delete(b"x")), body(&Message::DeleteOk));
+    assert_eq!(rig.visible("x"), (false, false));
+    assert_eq!(rig.shared.stats().errors.get(ErrorCode::Busy), 2);
+}
+
+/// One frame of a worked example: who sends it, and its bytes (header included).
+struct ExampleFrame {
+    from_client: bool,
+    bytes: Vec<u8>,
+    line: usize,
+}
+
+/// Every ```hex block of PROTOCOL.md section 10, as frames.
+fn protocol_examples() -> Vec<Vec<ExampleFrame>> {
+    let doc = include_str!("../PROTOCOL.md");
+    let mut blocks = Vec::new();
+    let mut block: Option<Vec<ExampleFrame>> = None;
+    for (index, line) in doc.lines().enumerate() {
+        match (line.trim_end(), block.as_mut()) {
+            ("```hex", None) => block = Some(Vec::new()),
+            ("```", Some(_)) => blocks.extend(block.take()),
+            (_, Some(frames)) => {
+                let code = line.split('#').next().unwrap();
+                // `>` or `<` starts a frame (`>!`, `<!`: a deliberately bad one).
+                let rest = if code.starts_with('>') || code.starts_with('<') {
+                    frames.push(ExampleFrame {
+                        from_client: code.starts_with('>'),
+                        bytes: Vec::new(),
+                        line: index + 1,
+                    });
+                    code[1..].trim_start_matches('!')
+                } else {
+                    code
+                };
+                let frame = frames.last_mut().expect("bytes before a frame");
+                frame.bytes.extend(
+                    rest.split_whitespace()
+                        .map(|hex| u8::from_str_radix(hex, 16).unwrap()),
+                );
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// Removes a scratch directory however the test ends.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("smolsock-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl<S: Storage + 'static> Rig<S> {
+    /// Plays one worked example on connection `i`: sends the client's frames,
+    /// and checks that the server's are the document's, byte for byte.
+    fn replay(&mut self, i: usize, frames: &[ExampleFrame]) -> usize {
+        let mut checked = 0;
+        for frame in frames {
+            if frame.from_client {
+                self.send_raw(i, &frame.bytes);
+            } else {
+                let body = self.recv_frame(i);
+                let mut got = (body.len() as u32).to_be_bytes().to_vec();
+                got.extend_from_slice(&body);
+                assert_eq!(got, frame.bytes, "PROTOCOL.md:{}", frame.line);
+                checked += 1;
+            }
+        }
+        checked
+    }
+}
+
+#[test]
+fn the_worked_examples_of_protocol_md_replay_byte_for_byte_against_the_server() {
+    use smolsock::store::{DirLimits, DirStore};
+    let dir = ScratchDir::new("transfer-replay");
+    // hello.txt (13 bytes) will be stored when the last example asks for 1 MiB.
+    let limits = DirLimits {
+        max_total_bytes: 13 + 4096,
+        ..DirLimits::DEFAULT
+    };
+    let store = DirStore::open(&dir.0, limits).unwrap();
+    let mut rig = Rig::with_options(store, SimConfig::new(20), 65_540, ServerConfig::DEFAULT);
+    let blocks = protocol_examples();
+    assert_eq!(blocks.len(), 9, "the examples this test knows");
+    let [
+        upload,
+        resumed,
+        empty,
+        download,
+        listing,
+        errors,
+        mismatch,
+        too_much,
+        full,
+    ] = <[_; 9]>::try_from(blocks).ok().unwrap();
+
+    rig.connect(0);
+    let mut checked = rig.replay(0, &upload);
+
+    // "The link died after the first DATA of the upload above."
+    rig.open(1);
+    assert_eq!(
+        rig.call(1, &raw::put(b"hello.txt", 13, 0xf424_7453, 0)),
+        put_ready(0, 0)
+    );
+    rig.send_frame(1, &raw::data(0, b"hello, "));
+    rig.socket(1).close();
+    rig.idle(Duration::from_secs(2));
+    assert_eq!(rig.server.stats().closed, 1);
+
+    rig.open(2);
+    for example in [
+        resumed, empty, download, listing, errors, mismatch, too_much, full,
+    ] {
+        checked += rig.replay(2, &example);
+    }
+    assert_eq!(checked, 24, "every server frame of the examples");
+    assert_eq!(rig.stored("hello.txt").unwrap(), b"hello, world\n");
+    assert_eq!(
+        std::fs::read(dir.0.join("hello.txt")).unwrap(),
+        b"hello, world\n"
+    );
+}
+
+static POOL_STORE: Mutex<RamStore<8, { 1 << 20 }>> = Mutex::new(RamStore::new());
+
+#[test]
+fn four_transfers_at_once_on_the_pool_over_a_rough_link() {
+    let mut rig = Rig::patient(
+        leak_locked(&POOL_STORE),
+        SimConfig::new(21).with_faults(FaultConfig::ROUGH),
+    );
+    let files: Vec<Vec<u8>> = (0..CLIENTS)
+        .map(|i| pattern(150_000 + i * 999, 200 + i as u32))
+        .collect();
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| new_client()).collect();
+    for i in 0..CLIENTS {
+        rig.connect(i);
+    }
+    let handles = rig.clients.clone();
+    let mut most_active = 0;
+
+    let mut puts: Vec<_> = clients
+        .iter_mut()
+        .zip(&files)
+        .enumerate()
+        .map(|(i, (client, data))| {
+            client.put(
+                name(&format!("up{i}")),
+                &data[..],
+                PutOptions::FRESH,
+                |_, _| {},
+            )
+        })
+        .collect();
+    let mut results = vec![None; CLIENTS];
+    let Rig { net, server, .. } = &mut rig;
+    net.run_services(server, &mut (), LIMIT, |server, _, net| {
+        most_active = most_active.max(server.active());
+        let now = net.now();
+        for ((op, handle), result) in puts.iter_mut().zip(&handles).zip(&mut results) {
+            if result.is_none() {
+                if let Poll::Ready(r) = op.poll(net.client.sockets.get_mut(*handle), now) {
+                    *result = Some(r);
+                }
+            }
+        }
+        results.iter().all(Option::is_some).then_some(())
+    })
+    .unwrap();
+    for (result, data) in results.iter().zip(&files) {
+        assert_eq!(result.unwrap().unwrap().crc, crc32(data));
+    }
+    assert_eq!(most_active, CLIENTS, "all four were served at once");
+
+    let mut sinks: Vec<VecSink> = (0..CLIENTS).map(|_| VecSink::default()).collect();
+    let mut gets: Vec<_> = clients
+        .iter_mut()
+        .zip(&mut sinks)
+        .enumerate()
+        .map(|(i, (client, sink))| {
+            // Each fetches what another one sent.
+            client.get(
+                name(&format!("up{}", (i + 1) % CLIENTS)),
+                sink,
+                false,
+                |_, _| {},
+            )
+        })
+        .collect();
+    let mut results = vec![None; CLIENTS];
+    let Rig { net, server, .. } = &mut rig;
+    net.run_services(server, &mut (), LIMIT, |_, _, net| {
+        let now = net.now();
+        for ((op, handle), result) in gets.iter_mut().zip(&handles).zip(&mut results) {
+            if result.is_none() {
+                if let Poll::Ready(r) = op.poll(net.client.sockets.get_mut(*handle), now) {
+                    *result = Some(r);
+                }
+            }
+        }
+        results.iter().all(Option::is_some).then_some(())
+    })
+    .unwrap();
+    for (i, sink) in sinks.iter().enumerate() {
+        assert!(sink.data == files[(i + 1) % CLIENTS], "download {i}");
+    }
+    let stats = rig.shared.stats();
+    assert_eq!((stats.uploads_done, stats.downloads_done), (4, 4));
+    assert!(rig.net.stats().client_to_server.lost > 0);
+}
+
+#[test]
+fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
+    use core::mem::size_of;
+    type Server<B> = TransferServer<'static, RamStore<8, 65_536>, B>;
+    type Client<B> = TransferClient<B>;
+    let server_slices = size_of::<Server<&'static mut [u8]>>();
+    let client_slices = size_of::<Client<&'static mut [u8]>>();
+    let server_arrays = size_of::<Server<[u8; 1028]>>();
+    let client_arrays = size_of::<Client<[u8; 1028]>>();
+    eprintln!(
+        "TransferServer: {server_slices} B + buffers (with two [u8; 1028]: {server_arrays} B); \
+         TransferClient: {client_slices} B + buffers (with two [u8; 1028]: {client_arrays} B)"
+    );
+    // The fixed part (framing state and counters, the operation in progress with
+    // its file name) stays small next to the two one-frame buffers. On a 64-bit
+    // host: 392 and 296 bytes.
+    assert!(server_slices <= 448, "{server_slices}");
+    assert!(client_slices <= 320, "{client_slices}");
+    assert!(server_arrays <= 2 * 1028 + 448, "{server_arrays}");
+    assert!(client_arrays <= 2 * 1028 + 320, "{client_arrays}");
 }
