@@ -1279,6 +1279,31 @@ fn the_worked_examples_of_protocol_md_replay_byte_for_byte_against_the_server() 
     );
 }
 
+#[test]
+fn a_client_with_the_smallest_frames_talks_to_a_server_with_larger_ones() {
+    let mut rig = Rig::with_options(
+        small_store(),
+        SimConfig::new(24),
+        8196,
+        ServerConfig::DEFAULT,
+    );
+    // Announces the minimum, 128; its larger staging buffer cannot be used.
+    let mut client = TransferClient::new(vec![0; 132], vec![0; 1028]).unwrap();
+    assert_eq!(client.max_body(), 128);
+    let data = pattern(10_000, 24);
+    rig.connect(0);
+    let (stat, seen) = put(&mut rig, &mut client, 0, "tiny", &data, PutOptions::FRESH).unwrap();
+    assert_eq!(client.server_max_body(), Some(8192));
+    assert_eq!(stat.crc, crc32(&data));
+    assert_progress(&seen, 10_000);
+    // Every DATA frame carried 119 bytes at most.
+    assert_eq!(seen.len(), 1 + 10_000usize.div_ceil(119) + 1);
+    let mut sink = VecSink::default();
+    let (_, seen) = get(&mut rig, &mut client, 0, "tiny", &mut sink, false).unwrap();
+    assert!(sink.data == data);
+    assert_eq!(seen.len(), 1 + 10_000usize.div_ceil(119) + 1);
+}
+
 static POOL_STORE: Mutex<RamStore<8, { 1 << 20 }>> = Mutex::new(RamStore::new());
 
 #[test]
@@ -1387,4 +1412,204 @@ fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
     assert!(client_slices <= 320, "{client_slices}");
     assert!(server_arrays <= 2 * 1028 + 448, "{server_arrays}");
     assert!(client_arrays <= 2 * 1028 + 320, "{client_arrays}");
+}
+
+/// The Linux CLI's protocol code, written from PROTOCOL.md alone.
+#[path = "../examples/transfer/protocol.rs"]
+mod cli;
+
+impl<S: Storage + 'static> Rig<S> {
+    /// One turn of the network and the server, then the clock moves on.
+    fn step(&mut self) {
+        self.net.poll();
+        let now = self.net.now();
+        self.server.poll(&mut self.net.server.sockets, now);
+        let hint = self.server.poll_at(&self.net.server.sockets);
+        self.net.advance(hint);
+    }
+}
+
+/// A blocking byte stream over client socket `i` of the rig, as the CLI wants it:
+/// each call turns the simulation until it can do something.
+struct SimStream<'r, S: Storage + 'static> {
+    rig: &'r mut Rig<S>,
+    i: usize,
+    /// Bytes this stream still moves (either way) before the "cable is pulled".
+    budget: usize,
+}
+
+impl<'r, S: Storage + 'static> SimStream<'r, S> {
+    fn new(rig: &'r mut Rig<S>, i: usize) -> Self {
+        rig.connect(i);
+        Self {
+            rig,
+            i,
+            budget: usize::MAX,
+        }
+    }
+
+    fn cut_after(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    fn spend(&mut self, n: usize) -> std::io::Result<usize> {
+        if self.budget == 0 {
+            self.rig.socket(self.i).abort();
+            return Err(std::io::ErrorKind::ConnectionReset.into());
+        }
+        let n = n.min(self.budget);
+        self.budget -= n;
+        Ok(n)
+    }
+
+    fn turn(&mut self, since: Instant) -> std::io::Result<()> {
+        if self.rig.net.now() - since > PATIENCE {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.rig.step();
+        Ok(())
+    }
+}
+
+impl<S: Storage + 'static> std::io::Read for SimStream<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let since = self.rig.net.now();
+        loop {
+            let socket = self.rig.socket(self.i);
+            if socket.can_recv() {
+                let n = self.spend(buf.len())?;
+                let socket = self.rig.socket(self.i);
+                return Ok(socket.recv_slice(&mut buf[..n]).unwrap());
+            }
+            if !socket.may_recv() {
+                return Ok(0);
+            }
+            self.turn(since)?;
+        }
+    }
+}
+
+impl<S: Storage + 'static> std::io::Write for SimStream<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let since = self.rig.net.now();
+        loop {
+            let socket = self.rig.socket(self.i);
+            if !socket.may_send() {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            if socket.can_send() {
+                let n = self.spend(buf.len())?;
+                let socket = self.rig.socket(self.i);
+                return Ok(socket.send_slice(&buf[..n]).unwrap());
+            }
+            self.turn(since)?;
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Storage + 'static> cli::Stream for SimStream<'_, S> {
+    fn has_incoming(&mut self) -> std::io::Result<bool> {
+        self.rig.step();
+        Ok(self.rig.socket(self.i).recv_queue() > 0)
+    }
+}
+
+#[test]
+fn the_cli_protocol_code_puts_lists_stats_gets_and_deletes_over_a_rough_link() {
+    let dir = ScratchDir::new("transfer-cli");
+    let data = pattern(300_000, 30);
+    let source = dir.0.join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let mut rig = Rig::patient(
+        leak_locked(&CLI_STORE),
+        SimConfig::new(22).with_faults(FaultConfig::ROUGH),
+    );
+    let mut conn = cli::Connection::open(SimStream::new(&mut rig, 0)).unwrap();
+    let mut seen = Vec::new();
+    let report = conn
+        .put(
+            name("copy.bin"),
+            &mut std::fs::File::open(&source).unwrap(),
+            false,
+            &mut |d, t| seen.push((d, t)),
+        )
+        .unwrap();
+    assert_eq!((report.size, report.crc), (300_000, crc32(&data)));
+    assert_progress(&seen, 300_000);
+    assert_eq!(conn.list().unwrap(), vec![("copy.bin".to_owned(), 300_000)]);
+    assert_eq!(
+        conn.stat(name("copy.bin")).unwrap(),
+        (300_000, crc32(&data))
+    );
+    let target = dir.0.join("back.bin");
+    let mut seen = Vec::new();
+    let report = conn
+        .get(name("copy.bin"), &target, false, &mut |d, t| {
+            seen.push((d, t))
+        })
+        .unwrap();
+    assert_eq!(report.crc, crc32(&data));
+    assert_progress(&seen, 300_000);
+    assert!(std::fs::read(&target).unwrap() == data);
+    assert!(!cli::partial_path(&target).exists());
+    conn.delete(name("copy.bin")).unwrap();
+    assert_eq!(
+        conn.stat(name("copy.bin")).unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    drop(conn);
+    assert_eq!(rig.stored("copy.bin"), None);
+}
+
+static CLI_STORE: Mutex<RamStore<4, { 1 << 20 }>> = Mutex::new(RamStore::new());
+static CLI_RESUME_STORE: Mutex<RamStore<4, { 1 << 20 }>> = Mutex::new(RamStore::new());
+
+#[test]
+fn the_cli_protocol_code_resumes_a_cut_upload_and_a_cut_download() {
+    let dir = ScratchDir::new("transfer-cli-resume");
+    let data = pattern(200_000, 31);
+    let source = dir.0.join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let mut rig = Rig::new(leak_locked(&CLI_RESUME_STORE), SimConfig::new(23));
+
+    // The cable is pulled after 80 kB of the upload; the client's RST reaches the
+    // server, which keeps the partial.
+    let stream = SimStream::new(&mut rig, 0).cut_after(80_000);
+    let mut conn = cli::Connection::open(stream).unwrap();
+    let mut file = std::fs::File::open(&source).unwrap();
+    let cut = conn.put(name("up.bin"), &mut file, true, &mut |_, _| {});
+    assert!(matches!(cut, Err(cli::Error::Io(_))), "{cut:?}");
+    drop(conn);
+    rig.idle(Duration::from_secs(1));
+    assert_eq!(rig.visible("up.bin"), (false, false));
+    let mut conn = cli::Connection::open(SimStream::new(&mut rig, 1)).unwrap();
+    let report = conn
+        .put(name("up.bin"), &mut file, true, &mut |_, _| {})
+        .unwrap();
+    assert!(report.resumed_from > 40_000, "{report:?}");
+    assert_eq!(report.crc, crc32(&data));
+    drop(conn);
+    assert!(rig.stored("up.bin").unwrap() == data);
+
+    // The same for a download: the part file stays, then the rest comes.
+    let target = dir.0.join("down.bin");
+    let stream = SimStream::new(&mut rig, 2).cut_after(90_000);
+    let mut conn = cli::Connection::open(stream).unwrap();
+    let cut = conn.get(name("up.bin"), &target, false, &mut |_, _| {});
+    assert!(matches!(cut, Err(cli::Error::Io(_))), "{cut:?}");
+    drop(conn);
+    assert!(!target.exists(), "nothing under the real name");
+    let held = std::fs::metadata(cli::partial_path(&target)).unwrap().len();
+    assert!(held > 40_000);
+    let mut conn = cli::Connection::open(SimStream::new(&mut rig, 3)).unwrap();
+    let report = conn
+        .get(name("up.bin"), &target, true, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(report.resumed_from, held);
+    assert!(std::fs::read(&target).unwrap() == data);
 }

@@ -402,7 +402,9 @@ enum Link {
 /// `B` is the buffer type of the frame receive storage (the largest body the client
 /// accepts is its length minus 4: a download's DATA frames are that large at most)
 /// and of the staging buffer (the largest DATA frame it sends: uploads go in chunks
-/// of its length minus 9, or less if the server accepts less).
+/// of its length minus 9, or less if the server accepts less). The framing shares
+/// one limit both ways, so no frame sent is over the receive limit either: staging
+/// longer than the receive storage minus 4 is never used.
 pub struct TransferClient<B> {
     stream: FramedStream<B>,
     staging: B,
@@ -681,8 +683,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
             let mut outbox = Outbox {
                 staging: self.staging.as_mut(),
                 outgoing: &mut self.outgoing,
-                server_max_body: match self.link {
-                    Link::Ready { server_max_body } => server_max_body,
+                // The stream's writer shares the reader's limit: we send no frame
+                // over our own `max_body` either.
+                frame_limit: match self.link {
+                    Link::Ready { server_max_body } => server_max_body.min(self.max_body),
                     _ => MIN_MAX_BODY,
                 },
             };
@@ -759,7 +763,8 @@ impl<B> fmt::Debug for TransferClient<B> {
 struct Outbox<'a> {
     staging: &'a mut [u8],
     outgoing: &'a mut usize,
-    server_max_body: u32,
+    /// The largest frame body that may be sent now.
+    frame_limit: u32,
 }
 
 impl Outbox<'_> {
@@ -770,7 +775,7 @@ impl Outbox<'_> {
 
     /// Where the payload of the next DATA frame goes.
     fn data_room(&mut self) -> &mut [u8] {
-        let frame = (self.server_max_body as usize).min(self.staging.len());
+        let frame = (self.frame_limit as usize).min(self.staging.len());
         self.staging
             .get_mut(DATA_HEADER_LEN..frame)
             .unwrap_or_default()

@@ -253,8 +253,10 @@ struct Session<'s, S, B> {
 ///
 /// `B` is the buffer type of both the frame receive storage (the largest body the
 /// server accepts is its length minus the 4-byte header) and the staging buffer
-/// for outgoing frames (the largest DATA frame sent is its length): `[u8; N]`,
-/// `&'static mut [u8]`, or a `Vec<u8>` on a host.
+/// for outgoing frames: `[u8; N]`, `&'static mut [u8]`, or a `Vec<u8>` on a host.
+/// A DATA frame sent is no longer than the staging buffer, the client's limit, or
+/// the server's own receive limit (the framing shares one limit both ways), so
+/// staging beyond the receive limit is never used.
 pub struct TransferServer<'s, S, B> {
     stream: FramedStream<B>,
     session: Session<'s, S, B>,
@@ -526,7 +528,10 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session<'_, S, B> {
     /// Reads the next chunk of a download straight into the staging buffer behind
     /// a DATA header.
     fn stage_data(&mut self, name: FileName, next: u64, size: u64) {
-        let frame_cap = (self.peer_max_body as usize).min(self.staging.as_ref().len());
+        // The stream's writer shares the reader's limit, so our own `max_body`
+        // bounds what we send as well as the client's and the staging buffer's.
+        let frame_cap =
+            (self.peer_max_body.min(self.max_body) as usize).min(self.staging.as_ref().len());
         let room = frame_cap.saturating_sub(DATA_HEADER_LEN);
         let left = size.saturating_sub(next);
         let want = usize::try_from(left).map_or(room, |left| left.min(room));
