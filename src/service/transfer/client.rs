@@ -14,22 +14,6 @@
 //! RAM all work, and a progress callback sees `(done, total)` after every frame.
 //! Uploads and downloads resume where an earlier attempt stopped, and both ends
 //! check the CRC-32 of the whole file.
-//!
-//! ```ignore
-//! let mut client = TransferClient::new([0u8; 1028], [0u8; 1024])?;
-//! // ... connect `socket` to the server's port 2121 ...
-//! let name = FileName::new("boot.log")?;
-//! let mut put = client.put(name, &log_bytes[..], PutOptions::RESUME, |done, total| {
-//!     info!("{}%", done * 100 / total.max(1));
-//! });
-//! loop {
-//!     iface.poll(now, &mut device, &mut sockets);
-//!     match put.poll(sockets.get_mut(handle), now) {
-//!         Poll::Pending => continue,
-//!         Poll::Ready(result) => break result?,
-//!     }
-//! }
-//! ```
 
 use core::fmt;
 use core::task::Poll;
@@ -396,8 +380,56 @@ enum Link {
     Broken,
 }
 
-/// The client end of one connection to a transfer server. See the [module
-/// documentation](self) for how it is driven.
+/// The client end of one connection to a transfer server.
+///
+/// Each request is an operation borrowed from the client; poll it after every
+/// interface poll until it is ready. A microcontroller pushing its boot log, here
+/// over the in-process link:
+///
+/// ```
+/// use core::task::Poll;
+/// use smoltcp::iface::SocketSet;
+/// use smoltcp::socket::tcp;
+/// use smoltcp::time::Duration;
+/// use smolsock::net::{PortAllocator, Service, TcpClient, TcpServer};
+/// use smolsock::runner::sim::{SERVER_V4, SimConfig, SimNet};
+/// use smolsock::service::transfer::{
+///     PutOptions, SharedStore, TransferClient, TransferServer, UploadLease,
+/// };
+/// use smolsock::store::{FileName, RamStore};
+///
+/// # let socket = || tcp::Socket::new(
+/// #     tcp::SocketBuffer::new(vec![0; 4096]),
+/// #     tcp::SocketBuffer::new(vec![0; 4096]),
+/// # );
+/// let mut net: SimNet = SimNet::new(SimConfig::new(1), SocketSet::new(vec![]), SocketSet::new(vec![]));
+/// // A server with one slot over a RAM store...
+/// let shared = SharedStore::new(RamStore::<4, 8192>::new(), [UploadLease::EMPTY; 1]);
+/// let slot = TransferServer::new(&shared, [0u8; 1028], [0u8; 1028])?;
+/// let mut server = TcpServer::new(2121, [net.server.sockets.add(socket())], [slot]);
+/// let now = net.now();
+/// server.poll(&mut net.server.sockets, now);
+///
+/// // ...and the client: connect, then push the log with a progress callback.
+/// let handle = net.client.sockets.add(socket());
+/// let (tcp, cx) = net.client.socket_and_context::<tcp::Socket>(handle).unwrap();
+/// TcpClient::new(Duration::from_secs(3)).connect(cx, tcp, (SERVER_V4, 2121), &mut PortAllocator::<4>::new(1), now)?;
+/// let mut client = TransferClient::new([0u8; 1028], [0u8; 1028])?;
+/// let log = b"boot ok\n".repeat(500);
+/// let mut put = client.put(FileName::new("boot.log")?, &log[..], PutOptions::RESUME, |done, total| {
+///     println!("{}%", done * 100 / total.max(1));
+/// });
+/// // The main loop: after every interface poll, poll the operation.
+/// let stored = net.run_services(&mut server, &mut (), Duration::from_secs(60), |_, _, net| {
+///     let now = net.now();
+///     match put.poll(net.client.sockets.get_mut(handle), now) {
+///         Poll::Ready(result) => Some(result),
+///         Poll::Pending => None,
+///     }
+/// })??;
+/// assert_eq!(stored.size, 4000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// `B` is the buffer type of the frame receive storage (the largest body the client
 /// accepts is its length minus 4: a download's DATA frames are that large at most)
@@ -654,6 +686,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
         socket: &mut tcp::Socket<'_>,
         exchange: &mut E,
     ) -> Poll<Result<E::Output, ClientError>> {
+        // Still connecting (the caller may start an operation right after
+        // `connect`): nothing to do yet.
+        if matches!(
+            socket.state(),
+            tcp::State::SynSent | tcp::State::SynReceived
+        ) {
+            return Poll::Pending;
+        }
         loop {
             if self.outgoing > 0 {
                 let body = self
@@ -1437,5 +1477,221 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DeleteFile<'_, B> {
         self.client
             .drive(socket, now, &mut self.exchange, &mut self.started)
             .map(|result| result.map(|_| ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::crc32::crc32;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    /// A staging buffer and what an exchange put in it.
+    struct Staging {
+        buf: Vec<u8>,
+        outgoing: usize,
+    }
+
+    impl Staging {
+        fn new() -> Self {
+            Self {
+                buf: vec![0; 256],
+                outgoing: 0,
+            }
+        }
+
+        fn outbox(&mut self) -> Outbox<'_> {
+            Outbox {
+                staging: &mut self.buf,
+                outgoing: &mut self.outgoing,
+                frame_limit: 128,
+            }
+        }
+
+        fn take(&mut self) -> Vec<u8> {
+            let frame = self.buf[..self.outgoing].to_vec();
+            self.outgoing = 0;
+            frame
+        }
+    }
+
+    #[test]
+    fn a_slice_reads_at_any_offset_and_ends_cleanly() {
+        let mut file: &[u8] = b"hello, world\n";
+        assert_eq!(file.size(), 13);
+        let mut buf = [0u8; 5];
+        assert_eq!(file.read(7, &mut buf), Ok(5));
+        assert_eq!(&buf, b"world");
+        assert_eq!(file.read(12, &mut buf), Ok(1));
+        assert_eq!(file.read(13, &mut buf), Ok(0));
+        assert_eq!(file.read(u64::MAX, &mut buf), Ok(0));
+    }
+
+    #[test]
+    fn a_slice_sink_keeps_what_arrived_for_a_resume_and_refuses_overflow() {
+        let mut buf = [0u8; 8];
+        let mut sink = SliceSink::new(&mut buf);
+        sink.write(0, b"abc").unwrap();
+        assert_eq!(sink.held(), Ok((3, crc32(b"abc"))));
+        assert_eq!(sink.write(5, b"x"), Err(LocalError::Write));
+        assert_eq!(sink.write(3, b"defghi"), Err(LocalError::NoSpace));
+        sink.write(3, b"defgh").unwrap();
+        sink.complete(FileStat { size: 8, crc: 0 }).unwrap();
+        assert!(sink.is_complete());
+        assert_eq!(sink.data(), b"abcdefgh");
+        sink.restart().unwrap();
+        assert_eq!((sink.data(), sink.is_complete()), (&b""[..], false));
+    }
+
+    #[test]
+    fn hashing_stops_after_its_budget_and_goes_on_where_it_stopped() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut source = &data[..];
+        let mut scratch = [0u8; 1000];
+        let (mut at, mut crc) = (0, Crc32::new());
+        let end = data.len() as u64;
+        let mut rounds = 0;
+        while !hash_some(&mut source, &mut scratch, &mut at, end, &mut crc).unwrap() {
+            rounds += 1;
+            assert_eq!(at, rounds * LOCAL_WORK_PER_POLL);
+        }
+        assert_eq!(rounds, 3);
+        assert_eq!(crc.finish(), crc32(&data));
+        let mut short = &data[..10];
+        assert_eq!(
+            hash_some(&mut short, &mut scratch, &mut 0, 20, &mut Crc32::new()),
+            Err(ClientError::Local(LocalError::SourceShort { at: 10 }))
+        );
+    }
+
+    #[test]
+    fn an_upload_whose_partial_is_another_file_starts_again_without_resume() {
+        let data = b"hello, world\n";
+        let mut seen = Vec::new();
+        let mut put = PutExchange {
+            source: &data[..],
+            progress: |d, t| seen.push((d, t)),
+            name: name("hello.txt"),
+            size: 13,
+            crc: 0,
+            resume: true,
+            step: PutStep::Hash {
+                at: 0,
+                crc: Crc32::new(),
+            },
+        };
+        let mut staging = Staging::new();
+        assert!(matches!(put.next(&mut staging.outbox()), Ok(Next::Staged)));
+        let request = staging.take();
+        assert_eq!(
+            Message::parse(&request),
+            Ok(Message::Put {
+                name: name("hello.txt"),
+                size: 13,
+                crc: crc32(data),
+                resume: true
+            })
+        );
+        assert!(!put.in_sync(), "a PUT awaits its answer");
+        // The server holds 7 bytes, but not ours.
+        let ready = Message::PutReady {
+            offset: 7,
+            prefix_crc: crc32(b"HELLO, "),
+        };
+        assert_eq!(put.on_message(ready, &mut staging.outbox()), Ok(None));
+        assert!(matches!(put.next(&mut staging.outbox()), Ok(Next::Staged)));
+        assert_eq!(
+            Message::parse(&staging.take()),
+            Ok(Message::Put {
+                name: name("hello.txt"),
+                size: 13,
+                crc: crc32(data),
+                resume: false
+            })
+        );
+        let ready = Message::PutReady {
+            offset: 0,
+            prefix_crc: 0,
+        };
+        assert_eq!(put.on_message(ready, &mut staging.outbox()), Ok(None));
+        assert!(matches!(put.next(&mut staging.outbox()), Ok(Next::Staged)));
+        assert_eq!(
+            Message::parse(&staging.take()),
+            Ok(Message::Data {
+                offset: 0,
+                bytes: data
+            })
+        );
+        assert!(matches!(put.next(&mut staging.outbox()), Ok(Next::Waiting)));
+        let done = Message::PutDone {
+            size: 13,
+            crc: crc32(data),
+        };
+        assert_eq!(
+            put.on_message(done, &mut staging.outbox()),
+            Ok(Some(FileStat {
+                size: 13,
+                crc: crc32(data)
+            }))
+        );
+        assert_eq!(seen, [(0, 13), (13, 13), (13, 13)]);
+    }
+
+    #[test]
+    fn a_download_rejects_data_out_of_place() {
+        let mut buf = [0u8; 16];
+        let mut get = GetExchange {
+            sink: SliceSink::new(&mut buf),
+            progress: |_, _| {},
+            name: name("f"),
+            resume: false,
+            step: GetStep::Start,
+        };
+        let mut staging = Staging::new();
+        assert!(matches!(get.next(&mut staging.outbox()), Ok(Next::Staged)));
+        let ready = Message::GetReady {
+            size: 4,
+            crc: crc32(b"abcd"),
+            prefix_crc: 0,
+        };
+        assert_eq!(get.on_message(ready, &mut staging.outbox()), Ok(None));
+        let skipped = Message::Data {
+            offset: 1,
+            bytes: b"bcd",
+        };
+        assert_eq!(
+            get.on_message(skipped, &mut staging.outbox()),
+            Err(ProtocolError::BadOffset {
+                expected: 0,
+                got: 1
+            }
+            .into())
+        );
+        let too_long = Message::Data {
+            offset: 0,
+            bytes: b"abcde",
+        };
+        assert_eq!(
+            get.on_message(too_long, &mut staging.outbox()),
+            Err(ProtocolError::TooMuchData.into())
+        );
+        assert!(!get.in_sync(), "the server is still sending");
+    }
+
+    #[test]
+    fn a_client_needs_room_for_the_smallest_frames() {
+        assert_eq!(
+            TransferClient::new(vec![0; 131], vec![0; 128]).err(),
+            Some(SetupError::ReceiveStorageTooSmall { len: 131 })
+        );
+        assert_eq!(
+            TransferClient::new(vec![0; 132], vec![0; 100]).err(),
+            Some(SetupError::StagingTooSmall { len: 100 })
+        );
+        let client = TransferClient::new([0u8; 132], [0u8; 132]).unwrap();
+        assert_eq!((client.max_body(), client.server_max_body()), (128, None));
     }
 }

@@ -771,3 +771,237 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session<'_, S, B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RamStore;
+    use crate::wire::crc32::crc32;
+
+    type Store = RamStore<4, 4096>;
+
+    fn session<'s>(shared: &'s SharedStore<Store>, staging: usize) -> Session<'s, Store, Vec<u8>> {
+        Session {
+            shared,
+            staging: vec![0; staging],
+            outgoing: 0,
+            max_body: 1024,
+            peer_max_body: MIN_MAX_BODY,
+            greeted: false,
+            op: Op::Idle,
+            close_after_send: false,
+        }
+    }
+
+    fn encode(message: &Message<'_>) -> Vec<u8> {
+        let mut body = vec![0; message.buffer_len()];
+        message.emit(&mut body).unwrap();
+        body
+    }
+
+    /// Hands a frame to the session and takes what it staged.
+    fn exchange(session: &mut Session<'_, Store, Vec<u8>>, request: &Message<'_>) -> Vec<u8> {
+        session.on_frame(&encode(request));
+        take(session)
+    }
+
+    fn take(session: &mut Session<'_, Store, Vec<u8>>) -> Vec<u8> {
+        let staged = session.staging[..session.outgoing].to_vec();
+        session.outgoing = 0;
+        staged
+    }
+
+    fn hello(session: &mut Session<'_, Store, Vec<u8>>, max_body: u32) {
+        let reply = exchange(
+            session,
+            &Message::Hello {
+                version: 1,
+                max_body,
+            },
+        );
+        assert_eq!(
+            Message::parse(&reply),
+            Ok(Message::HelloOk {
+                version: 1,
+                max_body: 1024
+            })
+        );
+    }
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    #[test]
+    fn receive_storage_decides_the_announced_limit() {
+        assert_eq!(max_body_for(131), None);
+        assert_eq!(max_body_for(132), Some(128));
+        assert_eq!(max_body_for(65_540), Some(65_536));
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        assert_eq!(
+            TransferServer::new(&shared, vec![0; 131], vec![0; 128]).err(),
+            Some(SetupError::ReceiveStorageTooSmall { len: 131 })
+        );
+        assert_eq!(
+            TransferServer::new(&shared, vec![0; 132], vec![0; 127]).err(),
+            Some(SetupError::StagingTooSmall { len: 127 })
+        );
+        let server = TransferServer::new(&shared, vec![0; 1028], vec![0; 128]).unwrap();
+        assert_eq!(server.max_body(), 1024);
+    }
+
+    #[test]
+    fn a_second_upload_of_a_name_is_busy_until_the_first_ends() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]);
+        let (mut a, mut b) = (session(&shared, 256), session(&shared, 256));
+        hello(&mut a, 256);
+        hello(&mut b, 256);
+        let put = Message::Put {
+            name: name("x"),
+            size: 3,
+            crc: crc32(b"abc"),
+            resume: false,
+        };
+        let ready = encode(&Message::PutReady {
+            offset: 0,
+            prefix_crc: 0,
+        });
+        let busy = encode(&Message::Error {
+            code: ErrorCode::Busy,
+            value: 0,
+        });
+        assert_eq!(exchange(&mut a, &put), ready);
+        assert_eq!(exchange(&mut b, &put), busy);
+        assert_eq!(exchange(&mut b, &Message::Delete { name: name("x") }), busy);
+        // The connection ends: its lease goes, its partial stays.
+        a.end_op();
+        assert_eq!(exchange(&mut b, &put), ready);
+        assert_eq!(shared.with_store(|s| s.entries()), Some(1));
+    }
+
+    #[test]
+    fn leases_run_out_as_busy() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let (mut a, mut b) = (session(&shared, 256), session(&shared, 256));
+        hello(&mut a, 256);
+        hello(&mut b, 256);
+        let put = |n: &str| Message::Put {
+            name: name(n),
+            size: 1,
+            crc: 0,
+            resume: false,
+        };
+        assert!(matches!(
+            Message::parse(&exchange(&mut a, &put("a"))),
+            Ok(Message::PutReady { .. })
+        ));
+        assert_eq!(
+            Message::parse(&exchange(&mut b, &put("b"))),
+            Ok(Message::Error {
+                code: ErrorCode::Busy,
+                value: 0
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_upload_commits_right_after_put_ready() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let mut s = session(&shared, 256);
+        hello(&mut s, 256);
+        let put = Message::Put {
+            name: name("empty"),
+            size: 0,
+            crc: 0,
+            resume: false,
+        };
+        assert!(matches!(
+            Message::parse(&exchange(&mut s, &put)),
+            Ok(Message::PutReady { offset: 0, .. })
+        ));
+        assert!(s.produce());
+        assert_eq!(
+            Message::parse(&take(&mut s)),
+            Ok(Message::PutDone { size: 0, crc: 0 })
+        );
+        assert!(!s.produce());
+        assert_eq!(shared.stats().uploads_done, 1);
+    }
+
+    #[test]
+    fn download_chunks_respect_every_limit() {
+        // (client's max_body, staging length): the server's own limit is 1024.
+        for (peer, staging, chunk) in [(128, 4096, 119), (4096, 300, 291), (4096, 4096, 1015)] {
+            let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+            let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+            shared
+                .with_store(|store| {
+                    let mut upload = store.begin_upload(&name("f"), 3000, false).unwrap();
+                    store.append(&mut upload, &data).unwrap();
+                    store.commit(&upload, crc32(&data)).unwrap();
+                })
+                .unwrap();
+            let mut s = session(&shared, staging);
+            hello(&mut s, peer);
+            let ready = exchange(
+                &mut s,
+                &Message::Get {
+                    name: name("f"),
+                    offset: 100,
+                },
+            );
+            assert_eq!(
+                Message::parse(&ready),
+                Ok(Message::GetReady {
+                    size: 3000,
+                    crc: crc32(&data),
+                    prefix_crc: crc32(&data[..100])
+                })
+            );
+            let mut next = 100;
+            while s.produce() {
+                let frame = take(&mut s);
+                let Ok(Message::Data { offset, bytes }) = Message::parse(&frame) else {
+                    panic!("not DATA");
+                };
+                assert_eq!(offset, next as u64);
+                assert_eq!(bytes.len(), chunk.min(3000 - next));
+                assert_eq!(bytes, &data[next..next + bytes.len()]);
+                next += bytes.len();
+            }
+            assert_eq!(next, 3000);
+            assert_eq!(shared.stats().downloads_done, 1);
+        }
+    }
+
+    #[test]
+    fn a_listing_goes_out_one_entry_per_frame_in_name_order() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        for n in ["b", "a", "c"] {
+            shared
+                .with_store(|store| {
+                    let upload = store.begin_upload(&name(n), 0, false).unwrap();
+                    store.commit(&upload, 0).unwrap();
+                })
+                .unwrap();
+        }
+        let mut s = session(&shared, 128);
+        hello(&mut s, 128);
+        s.on_frame(&encode(&Message::List));
+        let mut frames = Vec::new();
+        while s.produce() {
+            frames.push(take(&mut s));
+        }
+        let expected: Vec<Vec<u8>> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                encode(&Message::Entry {
+                    name: name(n),
+                    size: 0,
+                })
+            })
+            .chain([encode(&Message::ListEnd { count: 3 })])
+            .collect();
+        assert_eq!(frames, expected);
+    }
+}
