@@ -1407,7 +1407,7 @@ fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
     );
     // The fixed part (framing state and counters, the operation in progress with
     // its file name) stays small next to the two one-frame buffers. On a 64-bit
-    // host: 392 and 296 bytes.
+    // host: 392 and 296 bytes; on thumbv7em, 328 and 248.
     assert!(server_slices <= 448, "{server_slices}");
     assert!(client_slices <= 320, "{client_slices}");
     assert!(server_arrays <= 2 * 1028 + 448, "{server_arrays}");

@@ -620,8 +620,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
             return Poll::Ready(Err(ClientError::Unusable));
         }
         let before = self.moved();
+        // Hashing a large file moves no byte but is progress all the same.
+        let working = exchange.local_work();
         let result = self.run(socket, exchange);
-        if self.moved() != before || self.last_progress.is_none() {
+        if self.moved() != before || working || self.last_progress.is_none() {
             self.last_progress = Some(now);
         }
         match result {
@@ -1438,6 +1440,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, F: FnMut(Entry)> ListFiles<'_, B, F> {
         self.client
             .drive(socket, now, &mut self.exchange, &mut self.started)
     }
+
+    /// When to poll again even if no packet arrives (the timeout).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.client.poll_at(false)
+    }
 }
 
 /// A STAT in progress: [`TransferClient::stat`].
@@ -1458,6 +1465,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> StatFile<'_, B> {
             .drive(socket, now, &mut self.exchange, &mut self.started)
             .map(|result| result.and_then(|stat| stat.ok_or(ClientError::Unusable)))
     }
+
+    /// When to poll again even if no packet arrives (the timeout).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.client.poll_at(false)
+    }
 }
 
 /// A DELETE in progress: [`TransferClient::delete`].
@@ -1477,6 +1489,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DeleteFile<'_, B> {
         self.client
             .drive(socket, now, &mut self.exchange, &mut self.started)
             .map(|result| result.map(|_| ()))
+    }
+
+    /// When to poll again even if no packet arrives (the timeout).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.client.poll_at(false)
     }
 }
 
