@@ -11,4 +11,5 @@
 pub mod echo;
 pub mod framed_echo;
 pub mod http;
+pub mod transfer;
 pub mod udp_echo;
