@@ -1,0 +1,260 @@
+//! Every service end to end over the in-process link: raw echo, framed echo, UDP
+//! echo and HTTP, over IPv4 and IPv6, on a clean link and on a rough one (10 %
+//! loss, duplication, reordering, MTU 576); then the server pool, bad input from
+//! peers, the client's connect and ports, and UDP's edges. Virtual time only.
+
+mod common_sim;
+
+use common_sim::*;
+use smolsock::net::{Framed, PortAllocator, UdpService};
+use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimStats};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::service::http::{HttpResponder, Site, StatusSite};
+use smolsock::service::udp_echo::UdpEcho;
+use smolsock::wire::http::{ResponseHead, StatusCode};
+use smoltcp::time::Duration;
+use smoltcp::wire::IpAddress;
+
+/// How long any exchange may take in virtual time before the test fails.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// One cell of the matrix every service is tested over.
+struct Case {
+    name: &'static str,
+    server: IpAddress,
+    faults: FaultConfig,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "IPv4, clean link",
+        server: IpAddress::Ipv4(SERVER_V4),
+        faults: FaultConfig::CLEAN,
+    },
+    Case {
+        name: "IPv6, clean link",
+        server: IpAddress::Ipv6(SERVER_V6),
+        faults: FaultConfig::CLEAN,
+    },
+    Case {
+        name: "IPv4, rough link",
+        server: IpAddress::Ipv4(SERVER_V4),
+        faults: FaultConfig::ROUGH,
+    },
+    Case {
+        name: "IPv6, rough link",
+        server: IpAddress::Ipv6(SERVER_V6),
+        faults: FaultConfig::ROUGH,
+    },
+];
+
+/// Runs `check` on every case with a seed of its own (`base` + the case's index).
+fn for_each_case(base: u64, check: impl Fn(&Case, u64)) {
+    for (i, case) in CASES.iter().enumerate() {
+        check(case, base + i as u64);
+    }
+}
+
+/// On a rough case, the link must really have lost, duplicated and reordered
+/// frames, or the case proved nothing.
+fn assert_link_was_rough(case: &Case, stats: SimStats) {
+    if case.faults != FaultConfig::ROUGH {
+        return;
+    }
+    let (a, b) = (stats.client_to_server, stats.server_to_client);
+    assert!(
+        a.lost + b.lost > 0 && a.duplicated + b.duplicated > 0 && a.reordered + b.reordered > 0,
+        "{}: the link was not rough: {stats:?}",
+        case.name
+    );
+}
+
+#[test]
+fn raw_echo_returns_every_byte_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(100, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, 2);
+        let mut server = serve(
+            &mut net,
+            7,
+            (4096, 4096),
+            [Echo::new(), Echo::new()],
+            SERVER,
+        );
+        let mut ports = PortAllocator::new(seed);
+        let mut clients = Clients(
+            (0..2)
+                .map(|i| Client::new(&mut net, (4096, 4096), RawEcho::new(bytes(40_000 + i))))
+                .collect(),
+        );
+        for client in &mut clients.0 {
+            client.connect(&mut net, (case.server, 7), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+            clients.0.iter().all(Client::done).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        for client in &clients.0 {
+            assert!(client.driver.back == client.driver.data, "{}", case.name);
+        }
+        let echoed: u64 = server.handlers().iter().map(|h| h.bytes).sum();
+        assert_eq!(echoed, 80_001, "{}", case.name);
+        assert_link_was_rough(case, net.stats());
+    });
+}
+
+#[test]
+fn framed_echo_returns_every_frame_whole_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(200, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, 2);
+        let handler = || Framed::new(FramedEcho::new(), [0u8; 1028], format()).unwrap();
+        let mut server = serve(&mut net, 9000, (4096, 4096), [handler(), handler()], SERVER);
+        let mut ports = PortAllocator::new(seed);
+        let mut clients = Clients(
+            (0..2)
+                .map(|i| {
+                    let frames = frames(80 + i, MAX_FRAME as usize);
+                    Client::new(&mut net, (4096, 4096), FramedPeer::new(frames))
+                })
+                .collect(),
+        );
+        for client in &mut clients.0 {
+            client.connect(&mut net, (case.server, 9000), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+            clients.0.iter().all(Client::done).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        for client in &clients.0 {
+            let peer = &client.driver;
+            assert!(peer.got == peer.frames, "{}", case.name);
+            assert_eq!(peer.end, None, "{}", case.name);
+        }
+        let echoed: u64 = server.handlers().iter().map(|h| h.handler().frames).sum();
+        assert_eq!(echoed, 161, "{}", case.name);
+        let stats = server.handlers().iter().map(|h| h.stats().read);
+        assert_eq!(stats.map(|r| r.oversize + r.truncated).sum::<u64>(), 0);
+        assert_link_was_rough(case, net.stats());
+    });
+}
+
+#[test]
+fn udp_echo_returns_every_datagram_whole_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(300, |case, seed| {
+        let mut net = sim(seed, case.faults, 1, 1);
+        let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+        let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+        // The largest datagram that crosses the link unfragmented over IPv6
+        // (less the two bytes of index the client puts in front).
+        let max = usize::from(case.faults.mtu) - 40 - 8 - 2;
+        let mut client = UdpWindow::new(&mut net, (case.server, 7), frames(100, max));
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            client.done().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert!(
+            client.strays.is_empty(),
+            "{}: {:?}",
+            case.name,
+            client.strays
+        );
+        let stats = server.stats();
+        assert_eq!(stats.oversize, 0, "{}", case.name);
+        assert!(stats.datagrams_in >= 100 && stats.datagrams_out == stats.datagrams_in);
+        assert_link_was_rough(case, net.stats());
+    });
+}
+
+/// The exact bytes the HTTP responder sends: head (with `Connection: close`) and
+/// the body unless `with_body` is false (a HEAD request).
+fn http_response(status: StatusCode, kind: &str, body: &[u8], with_body: bool) -> Vec<u8> {
+    let mut head = ResponseHead::new(status, Some(kind), body.len());
+    head.close = true;
+    let mut out = [0u8; 256];
+    let len = head.emit(&mut out).unwrap();
+    let mut response = out[..len].to_vec();
+    if with_body {
+        response.extend_from_slice(body);
+    }
+    response
+}
+
+/// A request cut into `parts` pieces, sent one per poll.
+fn pieces(request: &[u8], parts: usize) -> Vec<Vec<u8>> {
+    let size = request.len().div_ceil(parts);
+    request.chunks(size).map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn http_answers_exact_pages_over_ipv4_ipv6_clean_and_rough() {
+    let status = |w: &mut dyn core::fmt::Write| w.write_str("frames: 42\nbytes: 4242\n");
+    let site = StatusSite::new("smolsock", &status);
+    let (mut page, mut stats) = (String::new(), String::new());
+    let html = site.render("/", &mut page).unwrap();
+    let text = site.render("/stats", &mut stats).unwrap();
+    let not_found = format!("{}\n", StatusCode::NOT_FOUND);
+    let exchanges: [(&[u8], Vec<u8>); 5] = [
+        (
+            b"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+        (
+            b"GET /stats HTTP/1.0\r\n\r\n",
+            http_response(StatusCode::OK, text, stats.as_bytes(), true),
+        ),
+        (
+            b"HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), false),
+        ),
+        (
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            http_response(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                not_found.as_bytes(),
+                true,
+            ),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: again\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+    ];
+    for_each_case(400, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, exchanges.len());
+        let responder = || HttpResponder::<_, 1024, 2048>::new(&site);
+        let mut server = serve(
+            &mut net,
+            80,
+            (2048, 2048),
+            [responder(), responder()],
+            SERVER,
+        );
+        let mut ports = PortAllocator::new(seed);
+        for (i, (request, expected)) in exchanges.iter().enumerate() {
+            // Each request in as many pieces as its place in the list, one per poll.
+            let mut client =
+                Client::new(&mut net, (2048, 2048), HttpGet::new(pieces(request, i + 1)));
+            client.connect(&mut net, (case.server, 80), &mut ports);
+            net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+                client.done().then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{}, request {i}: {e}", case.name));
+            let response = &client.driver.response;
+            assert!(
+                response == expected,
+                "{}, request {i}:\n{}",
+                case.name,
+                String::from_utf8_lossy(response)
+            );
+        }
+        let ok: u64 = server.handlers().iter().map(|h| h.stats().ok).sum();
+        let not_found: u64 = server
+            .handlers()
+            .iter()
+            .map(|h| h.stats().client_errors)
+            .sum();
+        assert_eq!((ok, not_found), (4, 1), "{}", case.name);
+        assert_link_was_rough(case, net.stats());
+    });
+}
