@@ -6,14 +6,17 @@
 mod common_sim;
 
 use common_sim::*;
-use smolsock::net::{Framed, PortAllocator, UdpService};
+use smolsock::net::{
+    ClientState, ConnectError, End, Framed, PortAllocator, ServerConfig, TcpServer, UdpService,
+};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimStats};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::service::http::{HttpResponder, Site, StatusSite};
 use smolsock::service::udp_echo::UdpEcho;
 use smolsock::wire::http::{ResponseHead, StatusCode};
-use smoltcp::time::Duration;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpAddress;
 
 /// How long any exchange may take in virtual time before the test fails.
@@ -257,4 +260,164 @@ fn http_answers_exact_pages_over_ipv4_ipv6_clean_and_rough() {
         assert_eq!((ok, not_found), (4, 1), "{}", case.name);
         assert_link_was_rough(case, net.stats());
     });
+}
+
+// ---------------------------------------------------------------------------
+// The server pool: listen(N), refusal past N, slots reused, idle peers dropped.
+
+/// The pool size of the pool tests.
+const POOL: usize = 4;
+
+fn echo_pool(net: &mut Net, config: ServerConfig) -> TcpServer<Recording<Echo>, POOL> {
+    let handlers = core::array::from_fn(|_| Recording::new(Echo::new()));
+    serve(net, 7, (2048, 2048), handlers, config)
+}
+
+fn echo_client(net: &mut Net, len: usize) -> Client<RawEcho> {
+    Client::new(net, (2048, 2048), RawEcho::new(bytes(len)))
+}
+
+#[test]
+fn a_full_pool_serves_n_clients_and_refuses_the_rest_with_a_reset() {
+    let mut net = sim(500, FaultConfig::CLEAN, POOL, POOL + 5);
+    let mut server = echo_pool(&mut net, SERVER);
+    let mut ports = PortAllocator::new(500);
+    let mut clients = Clients(
+        (0..POOL + 5)
+            .map(|i| echo_client(&mut net, 3000 + i))
+            .collect(),
+    );
+    for client in &mut clients.0 {
+        client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    }
+    net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+        let settled = clients
+            .0
+            .iter()
+            .all(|c| c.state() != ClientState::Connecting);
+        settled.then_some(())
+    })
+    .unwrap();
+    let states: Vec<ClientState> = clients.0.iter().map(Client::state).collect();
+    let served = states
+        .iter()
+        .filter(|&&s| s == ClientState::Connected)
+        .count();
+    let refused = states
+        .iter()
+        .filter(|&&s| s == ClientState::Failed(ConnectError::Refused))
+        .count();
+    assert_eq!((served, refused), (POOL, 5), "{states:?}");
+    // The refusal was the stack's RST, at once: no client waited for a timeout.
+    assert!(net.now() < Instant::from_secs(2), "{}", net.now());
+
+    // The ones let in are served in full.
+    net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+        let connected = clients
+            .0
+            .iter()
+            .filter(|c| c.state() == ClientState::Connected);
+        connected.clone().all(Client::done).then_some(())
+    })
+    .unwrap();
+    for client in clients
+        .0
+        .iter()
+        .filter(|c| c.state() == ClientState::Connected)
+    {
+        assert!(client.driver.back == client.driver.data);
+    }
+    assert_eq!(server.stats().accepted, POOL as u64);
+    assert_eq!(server.active(), POOL);
+}
+
+#[test]
+fn freed_slots_listen_again_and_serve_a_second_wave() {
+    let mut net = sim(501, FaultConfig::CLEAN, POOL, POOL);
+    let mut server = echo_pool(&mut net, SERVER);
+    let mut ports = PortAllocator::new(501);
+    let mut clients = Clients((0..POOL).map(|i| echo_client(&mut net, 5000 + i)).collect());
+    for wave in 1..=2u64 {
+        for (i, client) in clients.0.iter_mut().enumerate() {
+            client.driver = RawEcho::new(bytes(5000 * wave as usize + i));
+            client.connect(&mut net, (SERVER_V6, 7), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+            clients.0.iter().all(Client::done).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("wave {wave}: {e}"));
+        for client in &clients.0 {
+            assert!(client.driver.back == client.driver.data, "wave {wave}");
+        }
+        // The clients leave; every slot closes and listens again.
+        for client in &clients.0 {
+            client.socket(&mut net).close();
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |server, _, _| {
+            let stats = server.stats();
+            let relistened = stats.relistens == (wave + 1) * POOL as u64;
+            (stats.closed == wave * POOL as u64 && relistened).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("wave {wave}: {e}"));
+    }
+    assert_eq!(server.stats().accepted, 2 * POOL as u64);
+    for (slot, handler) in server.handlers().iter().enumerate() {
+        assert_eq!(handler.setups.len(), 2, "slot {slot} served each wave once");
+        assert_eq!(handler.ends, [End::Closed, End::Closed], "slot {slot}");
+    }
+}
+
+#[test]
+fn an_idle_client_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next() {
+    let idle = Duration::from_secs(2);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(502, FaultConfig::CLEAN, 1, 2);
+    let handlers = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), handlers, config);
+    let mut ports = PortAllocator::new(502);
+    let mut silent = echo_client(&mut net, 0);
+    silent.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.active() == 1).then_some(())
+    })
+    .unwrap();
+    let accepted_at = server.handlers()[0].setups[0].1;
+
+    // While it holds the only slot, the next client is refused.
+    let mut next = echo_client(&mut net, 10_000);
+    next.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        (next.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(next.state(), ClientState::Failed(ConnectError::Refused));
+
+    // Silent for the idle timeout: reset, and it sees the RST.
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.stats().idle_timeouts == 1).then_some(())
+    })
+    .unwrap();
+    let dropped_after = net.now() - accepted_at;
+    assert!(
+        dropped_after >= idle && dropped_after <= idle + Duration::from_millis(10),
+        "dropped after {dropped_after}"
+    );
+    assert_eq!(server.handlers()[0].ends, [End::IdleTimeout]);
+
+    // The slot listens again and serves the next client in full.
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(silent.socket(&mut net).state(), tcp::State::Closed);
+    next.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.back == next.driver.data);
+    assert_eq!(server.stats().accepted, 2);
 }

@@ -473,3 +473,44 @@ impl Service for UdpWindow {
             .min()
     }
 }
+
+/// A UDP client that sends `datagrams` to `server` as fast as its send buffer
+/// takes them, with no retries, and keeps every datagram that comes back.
+pub struct UdpBurst {
+    pub handle: SocketHandle,
+    pub server: IpEndpoint,
+    pub datagrams: Vec<Vec<u8>>,
+    pub sent: usize,
+    pub got: Vec<Vec<u8>>,
+}
+
+impl UdpBurst {
+    pub fn new(net: &mut Net, server: impl Into<IpEndpoint>, datagrams: Vec<Vec<u8>>) -> Self {
+        Self {
+            handle: net.client.sockets.add(udp_socket(32, 32 * 1024)),
+            server: server.into(),
+            datagrams,
+            sent: 0,
+            got: Vec::new(),
+        }
+    }
+}
+
+impl Service for UdpBurst {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
+        let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        if !socket.is_open() {
+            socket.bind(40_001).unwrap();
+        }
+        while let Some(datagram) = self.datagrams.get(self.sent) {
+            if socket.send_slice(datagram, self.server).is_err() {
+                break;
+            }
+            self.sent += 1;
+        }
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, _)) = socket.recv_slice(&mut buf) {
+            self.got.push(buf[..n].to_vec());
+        }
+    }
+}
