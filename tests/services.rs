@@ -7,7 +7,8 @@ mod common_sim;
 
 use common_sim::*;
 use smolsock::net::{
-    ClientState, ConnectError, End, Framed, PortAllocator, ServerConfig, TcpServer, UdpService,
+    ClientState, ConnectError, End, Framed, PortAllocator, RecvError, ServerConfig, StreamStats,
+    TcpServer, UdpService,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimStats};
 use smolsock::service::echo::Echo;
@@ -420,4 +421,282 @@ fn an_idle_client_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next()
     .unwrap();
     assert!(next.driver.back == next.driver.data);
     assert_eq!(server.stats().accepted, 2);
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: whatever one peer does, the server carries on serving the others.
+
+type FramedEchoSlot = Recording<Framed<FramedEcho, [u8; 1028]>>;
+
+fn framed_pool<const N: usize>(
+    net: &mut Net,
+    buffers: (usize, usize),
+    config: ServerConfig,
+) -> TcpServer<FramedEchoSlot, N> {
+    let handlers = core::array::from_fn(|_| {
+        Recording::new(Framed::new(FramedEcho::new(), [0u8; 1028], format()).unwrap())
+    });
+    serve(net, 9000, buffers, handlers, config)
+}
+
+/// The frame counters of every slot, added up.
+fn framed_stats<const N: usize>(server: &TcpServer<FramedEchoSlot, N>) -> StreamStats {
+    let mut total = StreamStats::default();
+    for handler in server.handlers() {
+        total.accumulate(&handler.inner.stats());
+    }
+    total
+}
+
+fn framed_client(net: &mut Net, frames: Vec<Vec<u8>>) -> Client<FramedPeer> {
+    Client::new(net, (4096, 4096), FramedPeer::new(frames))
+}
+
+/// A client that sends raw bytes (a broken frame) and reads nothing.
+fn raw_client(net: &mut Net, data: Vec<u8>) -> Client<RawEcho> {
+    Client::new(net, (4096, 4096), RawEcho::new(data))
+}
+
+#[test]
+fn an_oversize_frame_resets_that_connection_and_no_other() {
+    let mut net = sim(600, FaultConfig::CLEAN, 2, 2);
+    let mut server = framed_pool::<2>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(600);
+    let mut good = framed_client(&mut net, frames(40, MAX_FRAME as usize));
+    good.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    // Let the good client get going first.
+    net.run_services(&mut server, &mut good, LIMIT, |_, good, _| {
+        (good.driver.got.len() >= 10).then_some(())
+    })
+    .unwrap();
+
+    // A header announcing 4 KiB, over the 1 KiB maximum, then some body.
+    let mut bad_bytes = 4096u32.to_be_bytes().to_vec();
+    bad_bytes.extend_from_slice(&bytes(300));
+    let mut bad = raw_client(&mut net, bad_bytes);
+    bad.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut both = Pair(good, bad);
+    net.run_services(&mut server, &mut both, LIMIT, |server, Pair(good, _), _| {
+        (server.stats().aborted == 1 && good.done()).then_some(())
+    })
+    .unwrap();
+    let Pair(good, bad) = both;
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(bad.socket(&mut net).state(), tcp::State::Closed, "reset");
+    assert!(
+        bad.driver.back.is_empty(),
+        "nothing of the bad frame echoed"
+    );
+    assert!(good.driver.got == good.driver.frames);
+    assert_eq!(good.driver.end, None);
+    assert_eq!(good.socket(&mut net).state(), tcp::State::Established);
+    assert_eq!(ends(&server), [End::Aborted]);
+    assert_eq!(framed_stats(&server).read.oversize, 1);
+    let errors: u64 = server
+        .handlers()
+        .iter()
+        .map(|h| h.inner.handler().errors)
+        .sum();
+    assert_eq!(errors, 1);
+}
+
+#[test]
+fn a_peer_reset_mid_frame_frees_its_slot_for_the_next_peer() {
+    let mut net = sim(601, FaultConfig::CLEAN, 1, 2);
+    let mut server = framed_pool::<1>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(601);
+    // Half a frame: a header for 500 bytes, then 200 of them.
+    let mut half = 500u32.to_be_bytes().to_vec();
+    half.extend_from_slice(&bytes(200));
+    let mut quitter = raw_client(&mut net, half);
+    quitter.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (framed_stats(server).read.bytes == 204).then_some(())
+    })
+    .unwrap();
+    quitter.socket(&mut net).abort();
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(ends(&server), [End::Reset]);
+    assert_eq!(server.stats().resets, 1);
+
+    // The next peer's frames come back exact: nothing of the half frame is left.
+    let mut next = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+    next.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.got == next.driver.frames);
+    assert_eq!(next.driver.end, None);
+}
+
+#[test]
+fn a_half_closed_client_gets_every_echo_then_the_server_closes() {
+    for_each_case(602, |case, seed| {
+        let mut net = sim(seed, case.faults, 1, 1);
+        let mut server = framed_pool::<1>(&mut net, (4096, 4096), SERVER);
+        let mut ports = PortAllocator::new(seed);
+        let mut client = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+        client.driver.half_close = true;
+        client.connect(&mut net, (case.server, 9000), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+            let finished = client.driver.end == Some(RecvError::Finished);
+            (finished && server.stats().closed == 1).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert!(client.driver.got == client.driver.frames, "{}", case.name);
+        assert_eq!(ends(&server), [End::Closed], "{}", case.name);
+    });
+}
+
+#[test]
+fn a_peer_that_stops_reading_gets_back_pressure_without_loss_while_others_are_served() {
+    let mut net = sim(603, FaultConfig::CLEAN, 2, 2);
+    let mut server = framed_pool::<2>(&mut net, (2048, 2048), SERVER);
+    let mut ports = PortAllocator::new(603);
+    // A slow peer with a small receive window and plenty to send.
+    let mut slow = Client::new(
+        &mut net,
+        (1024, 4096),
+        FramedPeer::new(frames(40, MAX_FRAME as usize)),
+    );
+    slow.driver.reading = false;
+    slow.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut fast = framed_client(&mut net, frames(100, MAX_FRAME as usize));
+    fast.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut both = Pair(slow, fast);
+    // The fast one is served in full while the slow one is stuck.
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(_, fast), _| {
+        fast.done().then_some(())
+    })
+    .unwrap();
+    net.run_services(&mut server, &mut both, Duration::from_secs(5), |_, _, _| {
+        None::<()>
+    })
+    .unwrap_err();
+    let Pair(slow, fast) = &mut both;
+    assert!(fast.driver.got == fast.driver.frames);
+    let stuck_at = slow.driver.sent;
+    assert!(stuck_at < 40, "the slow peer's sends are held back too");
+    let pushed_back = framed_stats(&server).send_full;
+    assert!(pushed_back > 0, "the server's send buffer filled");
+
+    // It reads at last: everything arrives, exact, on the same connection.
+    slow.driver.reading = true;
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(slow, _), _| {
+        slow.done().then_some(())
+    })
+    .unwrap();
+    let Pair(slow, _) = &both;
+    assert!(slow.driver.got == slow.driver.frames);
+    assert!(framed_stats(&server).send_full >= pushed_back);
+    assert_eq!(server.stats().accepted, 2);
+    assert!(ends(&server).is_empty(), "no connection was dropped");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next() {
+    let idle = Duration::from_secs(5);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(604, FaultConfig::CLEAN, 1, 2);
+    let mut server = framed_pool::<1>(&mut net, (2048, 2048), config);
+    let mut ports = PortAllocator::new(604);
+    let mut slow = Client::new(
+        &mut net,
+        (1024, 4096),
+        FramedPeer::new(frames(40, MAX_FRAME as usize)),
+    );
+    slow.driver.reading = false;
+    slow.connect(&mut net, (SERVER_V6, 9000), &mut ports);
+    net.run_services(&mut server, &mut slow, LIMIT, |server, _, _| {
+        (server.stats().idle_timeouts == 1).then_some(())
+    })
+    .unwrap();
+    assert_eq!(ends(&server), [End::IdleTimeout]);
+    assert!(framed_stats(&server).send_full > 0);
+    net.run_services(&mut server, &mut slow, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(slow.socket(&mut net).state(), tcp::State::Closed, "reset");
+
+    let mut next = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+    next.connect(&mut net, (SERVER_V6, 9000), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.got == next.driver.frames);
+}
+
+#[test]
+fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
+    let status = |w: &mut dyn core::fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let mut page = String::new();
+    let html = site.render("/", &mut page).unwrap();
+    let error = |code: StatusCode| {
+        let body = format!("{code}\n");
+        http_response(code, "text/plain", body.as_bytes(), true)
+    };
+    let mut too_large = b"GET / HTTP/1.1\r\n".to_vec();
+    while too_large.len() < 1500 {
+        too_large.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    let exchanges: [(&[u8], Vec<u8>); 6] = [
+        (
+            b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
+            error(StatusCode::BAD_REQUEST),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+            error(StatusCode::BAD_REQUEST),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            error(StatusCode::METHOD_NOT_ALLOWED),
+        ),
+        (
+            &too_large,
+            error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ),
+        (
+            b"GET / HTTP/2.0\r\n\r\n",
+            error(StatusCode::VERSION_NOT_SUPPORTED),
+        ),
+        (
+            b"GET / HTTP/1.1\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+    ];
+    let mut net = sim(605, FaultConfig::CLEAN, 1, exchanges.len());
+    let handlers = [Recording::new(HttpResponder::<_, 1024, 2048>::new(&site))];
+    let mut server = serve(&mut net, 80, (2048, 2048), handlers, SERVER);
+    let mut ports = PortAllocator::new(605);
+    for (i, (request, expected)) in exchanges.iter().enumerate() {
+        let mut client = Client::new(&mut net, (2048, 2048), HttpGet::new(vec![request.to_vec()]));
+        client.connect(&mut net, (SERVER_V4, 80), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+            let relistened = server.stats().relistens == i as u64 + 2;
+            (client.done() && relistened).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(
+            &client.driver.response == expected,
+            "request {i}:\n{}",
+            String::from_utf8_lossy(&client.driver.response)
+        );
+    }
+    let stats = server.handlers()[0].inner.stats();
+    assert_eq!(
+        (stats.client_errors, stats.server_errors, stats.ok),
+        (5, 1, 1)
+    );
+    assert_eq!(server.handlers()[0].ends, [End::Closed; 6]);
 }

@@ -514,3 +514,20 @@ impl Service for UdpBurst {
         }
     }
 }
+
+/// Two different client services polled as one.
+pub struct Pair<A, B>(pub A, pub B);
+
+impl<A: Service, B: Service> Service for Pair<A, B> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.0.poll(sockets, now);
+        self.1.poll(sockets, now);
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        [self.0.poll_at(sockets), self.1.poll_at(sockets)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
