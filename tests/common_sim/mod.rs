@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
 use smolsock::net::{
     ClientState, Connection, End, Flow, FramedStream, Handler, PortAllocator, RecvError,
     ServerConfig, Service, TcpClient, TcpServer,
@@ -14,12 +17,40 @@ use smolsock::net::{
 use smolsock::runner::sim::{FaultConfig, SimConfig, SimNet};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::PcapSink;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
 /// The simulated network every test runs on; its sockets own their memory.
-pub type Net = SimNet<'static>;
+pub type Net = SimNet<'static, 64, Capture>;
+
+/// A packet capture when `SMOLSOCK_PCAP` names a directory (one file per seed,
+/// `seed-N.pcap`, for Wireshark or tshark), else nothing.
+pub struct Capture(Option<BufWriter<File>>);
+
+impl Capture {
+    fn from_env(seed: u64) -> Self {
+        Capture(std::env::var_os("SMOLSOCK_PCAP").map(|dir| {
+            let path = std::path::Path::new(&dir).join(format!("seed-{seed}.pcap"));
+            BufWriter::new(File::create(path).unwrap())
+        }))
+    }
+}
+
+impl PcapSink for Capture {
+    fn write(&mut self, data: &[u8]) {
+        if let Some(file) = &mut self.0 {
+            file.write_all(data).unwrap();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.0 {
+            Write::flush(file).unwrap();
+        }
+    }
+}
 
 /// Frames of up to 1 KiB: the size the framed echo service is built for.
 pub const MAX_FRAME: u32 = 1024;
@@ -41,11 +72,12 @@ pub fn sim(seed: u64, faults: FaultConfig, server_sockets: usize, client_sockets
 /// A network built from `config`, room for the given sockets.
 pub fn sim_with(config: SimConfig, server_sockets: usize, client_sockets: usize) -> Net {
     let storage = |n: usize| (0..n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>();
-    SimNet::new(
+    SimNet::<'static, 64>::new(
         config,
         SocketSet::new(storage(server_sockets)),
         SocketSet::new(storage(client_sockets)),
     )
+    .with_pcap(Capture::from_env(config.seed))
 }
 
 /// A TCP socket with `rx` and `tx` bytes of buffer.
@@ -79,9 +111,16 @@ pub fn serve<H: Handler, const N: usize>(
     server
 }
 
-/// The server settings of the tests: the default idle timeout, Nagle off.
+/// The server settings of the tests: Nagle off, and an idle timeout of 5 min.
+///
+/// Not the default 60 s: on the rough link smoltcp doubles its retransmission
+/// timeout after every lost retransmission, up to 60 s, and only a clean round
+/// trip brings it down again. With socket buffers of a segment or two (no fast
+/// retransmit) a few losses in a row stall a live connection for a minute, which
+/// a 60 s idle timeout takes for a silent peer. Tests that pin the idle timeout
+/// set their own.
 pub const SERVER: ServerConfig = ServerConfig {
-    idle_timeout: Some(Duration::from_secs(60)),
+    idle_timeout: Some(Duration::from_secs(300)),
     nagle: false,
 };
 
@@ -150,16 +189,28 @@ pub struct Client<D> {
     pub handle: SocketHandle,
     pub tcp: TcpClient,
     pub driver: D,
+    /// Close (FIN) as soon as the driver is done, as a real client would: a done
+    /// client left open is an idle peer, and the server resets it in time.
+    pub close_when_done: bool,
 }
 
 impl<D: Driver> Client<D> {
-    /// A client on a new socket of `rx`/`tx` bytes with a 5 s connect timeout.
+    /// A client on a new socket of `rx`/`tx` bytes with a 30 s connect timeout
+    /// (a rough link can lose a SYN or SYN-ACK several times in a row, and
+    /// smoltcp doubles its retransmission timeout each time).
     pub fn new(net: &mut Net, (rx, tx): (usize, usize), driver: D) -> Self {
         Self {
             handle: net.client.sockets.add(tcp_socket(rx, tx)),
-            tcp: TcpClient::new(Duration::from_secs(5)),
+            tcp: TcpClient::new(Duration::from_secs(30)),
             driver,
+            close_when_done: false,
         }
+    }
+
+    /// The same client, closing once its driver is done.
+    pub fn closing_when_done(mut self) -> Self {
+        self.close_when_done = true;
+        self
     }
 
     /// Starts connecting to `remote` from a port of `ports`.
@@ -195,6 +246,9 @@ impl<D: Driver> Service for Client<D> {
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
         if self.tcp.poll(socket, now) == ClientState::Connected {
             self.driver.drive(socket, now);
+            if self.close_when_done && self.driver.done() && socket.may_send() {
+                socket.close();
+            }
         }
     }
 
@@ -478,6 +532,7 @@ impl Service for UdpWindow {
 /// takes them, with no retries, and keeps every datagram that comes back.
 pub struct UdpBurst {
     pub handle: SocketHandle,
+    pub local_port: u16,
     pub server: IpEndpoint,
     pub datagrams: Vec<Vec<u8>>,
     pub sent: usize,
@@ -488,6 +543,7 @@ impl UdpBurst {
     pub fn new(net: &mut Net, server: impl Into<IpEndpoint>, datagrams: Vec<Vec<u8>>) -> Self {
         Self {
             handle: net.client.sockets.add(udp_socket(32, 32 * 1024)),
+            local_port: 40_001,
             server: server.into(),
             datagrams,
             sent: 0,
@@ -500,7 +556,7 @@ impl Service for UdpBurst {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
         let socket = sockets.get_mut::<udp::Socket>(self.handle);
         if !socket.is_open() {
-            socket.bind(40_001).unwrap();
+            socket.bind(self.local_port).unwrap();
         }
         while let Some(datagram) = self.datagrams.get(self.sent) {
             if socket.send_slice(datagram, self.server).is_err() {
