@@ -10,15 +10,19 @@ use smolsock::net::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, Framed, PortAllocator,
     RecvError, ServerConfig, StreamStats, TcpClient, TcpServer, UdpService,
 };
-use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimStats};
+use smolsock::runner::sim::{Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimStats};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::service::http::{HttpResponder, Site, StatusSite};
 use smolsock::service::udp_echo::UdpEcho;
 use smolsock::wire::http::{ResponseHead, StatusCode};
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpAddress;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
 
 /// How long any exchange may take in virtual time before the test fails.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -449,6 +453,105 @@ fn an_idle_client_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next()
     .unwrap();
     assert!(next.driver.back == next.driver.data);
     assert_eq!(server.stats().accepted, 2);
+}
+
+/// A SYN for tcp/`port` from `src` (an address no host on the link answers for),
+/// as an Ethernet frame: a half-open handshake that can never complete.
+fn forged_syn(src: Ipv4Address, src_port: u16, port: u16) -> Vec<u8> {
+    let checksums = ChecksumCapabilities::default();
+    let tcp = TcpRepr {
+        src_port,
+        dst_port: port,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+    tcp.emit(&mut segment, &src.into(), &SERVER_V4.into(), &checksums);
+    buf
+}
+
+#[test]
+fn half_open_handshakes_free_their_slots_after_the_idle_timeout() {
+    let idle = Duration::from_secs(5);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(503, FaultConfig::CLEAN, POOL, 1);
+    let mut server = echo_pool(&mut net, config);
+    // A SYN flood from forged addresses: every slot answers with a SYN-ACK that
+    // nobody will ever acknowledge.
+    for i in 0..POOL as u8 {
+        let syn = forged_syn(Ipv4Address::new(10, 0, 0, 100 + i), 40_000, 7);
+        net.inject_frame(Direction::ClientToServer, &syn);
+    }
+    let mut ports = PortAllocator::new(503);
+    let mut client = echo_client(&mut net, 1000);
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(
+        client.state(),
+        ClientState::Failed(ConnectError::Refused),
+        "pool full"
+    );
+
+    // Refused while the handshakes hold every slot; after the idle timeout the
+    // slots listen again. The client tries again every second, as a real one would.
+    let flooded_at = net.now();
+    while client.state() != ClientState::Connected {
+        net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
+            None::<()>
+        })
+        .unwrap_err();
+        client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            (client.state() != ClientState::Connecting).then_some(())
+        })
+        .unwrap();
+        assert!(
+            net.now() - flooded_at < idle * 3,
+            "the forged handshakes still hold the pool"
+        );
+    }
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    assert!(client.driver.back == client.driver.data);
+    assert_eq!(
+        server.stats().accepted,
+        1,
+        "half-open handshakes are never accepted"
+    );
+    assert!(ends(&server).is_empty(), "nor reported to a handler");
 }
 
 // ---------------------------------------------------------------------------
