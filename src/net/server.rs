@@ -332,9 +332,18 @@ impl<H: Handler, const N: usize> TcpServer<H, N> {
     pub fn close_all(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         for (handle, state) in self.handles.iter().zip(self.states.iter_mut()) {
             let socket = sockets.get_mut::<tcp::Socket>(*handle);
-            socket.close();
-            if let SlotState::Active { .. } = state {
-                *state = SlotState::Closing { since: now };
+            match state {
+                SlotState::Active { .. } => {
+                    socket.close();
+                    *state = SlotState::Closing { since: now };
+                }
+                // No connection yet: drop the listener (and any handshake under
+                // way, with a RST), or the slot would try to listen on port 0.
+                SlotState::Listening { .. } => {
+                    socket.abort();
+                    *state = SlotState::Aborting;
+                }
+                SlotState::Idle | SlotState::Aborting | SlotState::Closing { .. } => {}
             }
         }
         self.port = 0;
