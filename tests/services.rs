@@ -3,6 +3,8 @@
 //! loss, duplication, reordering, MTU 576); then the server pool, bad input from
 //! peers, the client's connect and ports, and UDP's edges. Virtual time only.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 mod common_sim;
 
 use common_sim::*;
@@ -552,6 +554,72 @@ fn half_open_handshakes_free_their_slots_after_the_idle_timeout() {
         "half-open handshakes are never accepted"
     );
     assert!(ends(&server).is_empty(), "nor reported to a handler");
+}
+
+/// Counts the log records whose message contains a text, whichever test logs them.
+struct LogCounter {
+    text: &'static str,
+    seen: AtomicUsize,
+}
+
+impl log::Log for LogCounter {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.args().to_string().contains(self.text) {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CANNOT_LISTEN: LogCounter = LogCounter {
+    text: "cannot listen",
+    seen: AtomicUsize::new(0),
+};
+
+#[test]
+fn close_all_closes_every_connection_cleanly_and_stops_listening() {
+    if log::set_logger(&CANNOT_LISTEN).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let mut net = sim(504, FaultConfig::CLEAN, 2, 3);
+    let mut server = framed_pool::<2>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(504);
+    // One slot serves a client, the other is listening when the server closes.
+    let mut client = framed_client(&mut net, frames(20, MAX_FRAME as usize));
+    client.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    let now = net.now();
+    server.close_all(&mut net.server.sockets, now);
+    net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+        let finished = client.driver.end == Some(RecvError::Finished);
+        (finished && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    assert!(client.driver.got == client.driver.frames);
+    assert_eq!(ends(&server), [End::Closed]);
+
+    // Nobody listens any more: the next client is refused, and the server does
+    // not keep trying to listen on port 0.
+    let mut late = framed_client(&mut net, frames(1, 10));
+    late.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut late, LIMIT, |_, late, _| {
+        (late.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(late.state(), ClientState::Failed(ConnectError::Refused));
+    net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
+        None::<()>
+    })
+    .unwrap_err();
+    assert_eq!(CANNOT_LISTEN.seen.load(Ordering::Relaxed), 0);
 }
 
 // ---------------------------------------------------------------------------

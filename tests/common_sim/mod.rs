@@ -353,6 +353,10 @@ impl Driver for FramedPeer {
                 Err(e) => self.end = Some(e),
             }
         }
+        // The server finished: close our side too, as a polite client does.
+        if self.end == Some(RecvError::Finished) && socket.may_send() {
+            socket.close();
+        }
     }
 
     fn done(&self) -> bool {
