@@ -729,7 +729,8 @@ impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Handler for Framed<F, B> {
     }
 
     fn wants_to_send(&self) -> bool {
-        self.stream.send_pending() || self.handler.wants_to_send()
+        // A frame still held is a reply still owed: the handler said Wait on it.
+        self.stream.send_pending() || self.stream.has_frame() || self.handler.wants_to_send()
     }
 }
 
