@@ -9,8 +9,8 @@ mod common_sim;
 
 use common_sim::*;
 use smolsock::net::{
-    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, Framed, PortAllocator,
-    RecvError, ServerConfig, StreamStats, TcpClient, TcpServer, UdpService,
+    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, Flow, FrameHandler, FrameOut,
+    Framed, PortAllocator, RecvError, ServerConfig, StreamStats, TcpClient, TcpServer, UdpService,
 };
 use smolsock::runner::sim::{Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimStats};
 use smolsock::service::echo::Echo;
@@ -22,8 +22,8 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpEndpoint,
+    IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 /// How long any exchange may take in virtual time before the test fails.
@@ -778,6 +778,62 @@ fn a_half_closed_client_gets_every_echo_then_the_server_closes() {
         assert!(client.driver.got == client.driver.frames, "{}", case.name);
         assert_eq!(ends(&server), [End::Closed], "{}", case.name);
     });
+}
+
+/// Echoes each frame a second after it arrived: a handler that waits for
+/// something other than send space (a clock, a slow store).
+#[derive(Default)]
+struct DeferredEcho {
+    since: Option<Instant>,
+}
+
+impl FrameHandler for DeferredEcho {
+    fn setup(&mut self, _peer: IpEndpoint, _now: Instant) {
+        self.since = None;
+    }
+
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_, '_>) -> Flow {
+        let since = *self.since.get_or_insert(out.now());
+        if out.now() < since + Duration::from_secs(1) {
+            return Flow::Wait;
+        }
+        let flow = Flow::from_send(out.send(frame));
+        if flow == Flow::Continue {
+            self.since = None;
+        }
+        flow
+    }
+}
+
+#[test]
+fn a_half_closed_client_still_gets_replies_its_frames_wait_for() {
+    let mut net = sim(607, FaultConfig::CLEAN, 1, 1);
+    let handler = Framed::new(DeferredEcho::default(), [0u8; 1028], format()).unwrap();
+    let mut server = serve(
+        &mut net,
+        9000,
+        (4096, 4096),
+        [Recording::new(handler)],
+        SERVER,
+    );
+    let mut ports = PortAllocator::new(607);
+    let mut client = framed_client(&mut net, frames(3, 100));
+    client.driver.half_close = true;
+    client.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+        let finished = client.driver.end == Some(RecvError::Finished);
+        (finished && server.stats().closed == 1).then_some(())
+    })
+    .unwrap();
+    assert!(
+        client.driver.got == client.driver.frames,
+        "got {} of 3",
+        client.driver.got.len()
+    );
+    assert!(
+        net.now() >= Instant::from_secs(3),
+        "each reply waited its second"
+    );
 }
 
 #[test]
