@@ -89,9 +89,9 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
         ),
         (
             "UdpService<UdpEcho, 1500>",
-            "one datagram buffer + pending reply + counters",
+            "one datagram buffer + pending reply + queue watch + counters",
             size_of::<UdpService<UdpEcho, 1500>>(),
-            1600,
+            1632,
         ),
         (
             "UdpEcho",
