@@ -10,7 +10,8 @@ mod common_sim;
 use common_sim::*;
 use smolsock::net::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, Flow, FrameHandler, FrameOut,
-    Framed, PortAllocator, RecvError, ServerConfig, StreamStats, TcpClient, TcpServer, UdpService,
+    Framed, PortAllocator, RecvError, ServerConfig, Service, StreamStats, TcpClient, TcpServer,
+    UdpService,
 };
 use smolsock::runner::sim::{Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimStats};
 use smolsock::service::echo::Echo;
@@ -24,6 +25,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpEndpoint,
     IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    UdpPacket, UdpRepr,
 };
 
 /// How long any exchange may take in virtual time before the test fails.
@@ -1195,4 +1197,71 @@ fn udp_replies_go_back_to_each_sender() {
     .unwrap();
     let Pair(a, b) = both;
     assert!(a.got == a.datagrams && b.got == b.datagrams);
+}
+
+/// A UDP datagram for udp/`port` from `src`, an address nobody on the link
+/// answers for (or one with no route back), as an Ethernet frame.
+fn forged_datagram(src: Ipv4Address, port: u16, payload: &[u8]) -> Vec<u8> {
+    let checksums = ChecksumCapabilities::default();
+    let udp = UdpRepr {
+        src_port: 5555,
+        dst_port: port,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+    let fill = |b: &mut [u8]| b.copy_from_slice(payload);
+    udp.emit(
+        &mut datagram,
+        &src.into(),
+        &SERVER_V4.into(),
+        payload.len(),
+        fill,
+        &checksums,
+    );
+    buf
+}
+
+#[test]
+fn a_reply_that_can_never_leave_does_not_block_replies_to_others() {
+    // A neighbour that never answers ARP, and an address with no route back.
+    for forged in [
+        Ipv4Address::new(10, 0, 0, 99),
+        Ipv4Address::new(192, 168, 5, 5),
+    ] {
+        let mut net = sim(804, FaultConfig::CLEAN, 1, 1);
+        let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+        let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+        let now = net.now();
+        server.poll(&mut net.server.sockets, now);
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_datagram(forged, 7, b"from nowhere"),
+        );
+        // A client that sends again when no echo comes, as UDP clients must.
+        let mut client = UdpWindow::new(&mut net, (SERVER_V4, 7), frames(5, 100));
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            client.done().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{forged}: {e}: {}", server.stats()));
+        assert!(client.strays.is_empty(), "{forged}");
+        // Held up while the stuck reply blocked the queue, not for good.
+        assert!(net.now() < Instant::from_secs(5), "{forged}: {}", net.now());
+        assert_eq!(server.stats().stuck_flushes, 1, "{forged}");
+    }
 }
