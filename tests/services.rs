@@ -763,6 +763,12 @@ fn a_peer_that_closes_mid_frame_is_counted_truncated_and_closed() {
     assert_eq!(server.handlers()[0].inner.handler().errors, 1);
 }
 
+// Soaking this one over many seeds (SMOLSOCK_SEEDS=150) hangs about 4 % of the
+// rough runs in smoltcp 0.14 itself: the client's FIN is never retransmitted.
+// With only the FIN unacknowledged, three duplicate ACKs start a fast
+// retransmit that finds no data to resend, cancels the retransmission timer and
+// sends nothing, and the client sits in FIN-WAIT-1 for ever (first seen: IPv6,
+// rough link, seed 5605). The server is unaffected: its idle timeout frees the slot.
 #[test]
 fn a_half_closed_client_gets_every_echo_then_the_server_closes() {
     for_each_case(602, |case, seed| {
