@@ -260,8 +260,14 @@ enum SlotState {
 /// let mut sockets = SocketSet::new(&mut storage[..]);
 /// let mut bufs = [[0u8; 2048]; 4];
 /// let [a, b, c, d] = &mut bufs;
-/// let h1 = sockets.add(tcp::Socket::new(&mut a[..], &mut b[..]));
-/// let h2 = sockets.add(tcp::Socket::new(&mut c[..], &mut d[..]));
+/// let h1 = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(&mut a[..]),
+///     tcp::SocketBuffer::new(&mut b[..]),
+/// ));
+/// let h2 = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(&mut c[..]),
+///     tcp::SocketBuffer::new(&mut d[..]),
+/// ));
 /// // listen(2) on port 7: two clients at once, a third gets a RST.
 /// let mut echo = TcpServer::new(7, [h1, h2], [Echo::new(), Echo::new()]);
 /// echo.poll(&mut sockets, Instant::ZERO);
