@@ -1,7 +1,7 @@
 //! Framing and connection handling joined to smoltcp sockets.
 //!
 //! This layer owns no memory of its own beyond small fixed state: socket buffers
-//! belong to the caller's [`SocketSet`](smoltcp::iface::SocketSet), and per-connection
+//! belong to the caller's [`SocketSet`], and per-connection
 //! frame buffers are const generics or caller slices.
 //!
 //! Writing follows Python's `sendall`: what does not fit in a socket's send buffer
