@@ -186,7 +186,8 @@ pub struct ServerStats {
     pub closed: u64,
     /// Connections reset by the peer (or by the stack's own timeouts).
     pub resets: u64,
-    /// Silent peers reset after the idle timeout.
+    /// Silent peers reset after the idle timeout, handshakes that never
+    /// completed (a peer gone after its SYN, a forged SYN) included.
     pub idle_timeouts: u64,
     /// Connections the handler aborted (bad input).
     pub aborted: u64,
@@ -208,7 +209,8 @@ impl fmt::Display for ServerStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
-    /// A connection that moves no byte for this long is reset, freeing its slot.
+    /// A connection that moves no byte for this long is reset, freeing its slot;
+    /// so is a handshake that does not complete in this time.
     /// `None` keeps silent peers forever (not advised: one can hold a slot).
     pub idle_timeout: Option<Duration>,
     /// Nagle's algorithm on accepted sockets (smoltcp's default is on).
@@ -235,15 +237,14 @@ enum SlotState {
     Idle,
     /// A RST is on its way out; listening now would cancel it.
     Aborting,
-    Listening,
+    /// Listening; `handshake_since` is when a SYN arrived and the handshake began.
+    Listening { handshake_since: Option<Instant> },
     Active {
         peer: IpEndpoint,
         last_progress: Instant,
     },
     /// We closed; waiting for the peer to finish closing.
-    Closing {
-        since: Instant,
-    },
+    Closing { since: Instant },
 }
 
 /// `N` sockets serving one port, each with its own [`Handler`].
@@ -259,8 +260,14 @@ enum SlotState {
 /// let mut sockets = SocketSet::new(&mut storage[..]);
 /// let mut bufs = [[0u8; 2048]; 4];
 /// let [a, b, c, d] = &mut bufs;
-/// let h1 = sockets.add(tcp::Socket::new(tcp::SocketBuffer::new(&mut a[..]), tcp::SocketBuffer::new(&mut b[..])));
-/// let h2 = sockets.add(tcp::Socket::new(tcp::SocketBuffer::new(&mut c[..]), tcp::SocketBuffer::new(&mut d[..])));
+/// let h1 = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(&mut a[..]),
+///     tcp::SocketBuffer::new(&mut b[..]),
+/// ));
+/// let h2 = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(&mut c[..]),
+///     tcp::SocketBuffer::new(&mut d[..]),
+/// ));
 /// // listen(2) on port 7: two clients at once, a third gets a RST.
 /// let mut echo = TcpServer::new(7, [h1, h2], [Echo::new(), Echo::new()]);
 /// echo.poll(&mut sockets, Instant::ZERO);
@@ -331,9 +338,18 @@ impl<H: Handler, const N: usize> TcpServer<H, N> {
     pub fn close_all(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         for (handle, state) in self.handles.iter().zip(self.states.iter_mut()) {
             let socket = sockets.get_mut::<tcp::Socket>(*handle);
-            socket.close();
-            if let SlotState::Active { .. } = state {
-                *state = SlotState::Closing { since: now };
+            match state {
+                SlotState::Active { .. } => {
+                    socket.close();
+                    *state = SlotState::Closing { since: now };
+                }
+                // No connection yet: drop the listener (and any handshake under
+                // way, with a RST), or the slot would try to listen on port 0.
+                SlotState::Listening { .. } => {
+                    socket.abort();
+                    *state = SlotState::Aborting;
+                }
+                SlotState::Idle | SlotState::Aborting | SlotState::Closing { .. } => {}
             }
         }
         self.port = 0;
@@ -356,12 +372,19 @@ impl<H: Handler> SlotPoll<'_, H> {
             SlotState::Idle | SlotState::Aborting if self.port == 0 => {}
             SlotState::Aborting => *self.state = SlotState::Idle,
             SlotState::Idle => self.listen(socket),
-            SlotState::Listening => {
+            SlotState::Listening { handshake_since } => {
                 if !socket.is_open() {
                     // The handshake failed (RST in SYN-RECEIVED): listen again.
                     self.listen(socket);
                 } else if socket.may_send() || socket.state() == tcp::State::CloseWait {
                     self.accept(socket);
+                } else if socket.state() == tcp::State::SynReceived {
+                    self.handshake(socket, handshake_since.unwrap_or(self.now));
+                } else {
+                    // Back in LISTEN (smoltcp returns there on a RST in SYN-RECEIVED).
+                    *self.state = SlotState::Listening {
+                        handshake_since: None,
+                    };
                 }
             }
             SlotState::Active {
@@ -396,10 +419,35 @@ impl<H: Handler> SlotPoll<'_, H> {
         }
         match socket.listen(self.port) {
             Ok(()) => {
-                *self.state = SlotState::Listening;
+                *self.state = SlotState::Listening {
+                    handshake_since: None,
+                };
                 self.stats.relistens = self.stats.relistens.saturating_add(1);
             }
             Err(e) => log::warn!("tcp/{}: cannot listen: {e}", self.port),
+        }
+    }
+
+    /// A handshake under way since `since`. smoltcp retransmits its SYN-ACK for
+    /// ever, so a peer that vanished after its SYN (or a forged source address)
+    /// would hold the slot for good: past the idle timeout the slot gives up.
+    fn handshake(&mut self, socket: &mut tcp::Socket<'_>, since: Instant) {
+        if self
+            .config
+            .idle_timeout
+            .is_some_and(|t| self.now >= later(since, t))
+        {
+            log::info!(
+                "tcp/{}: handshake never completed, listening again",
+                self.port
+            );
+            socket.abort();
+            self.stats.idle_timeouts = self.stats.idle_timeouts.saturating_add(1);
+            *self.state = SlotState::Aborting;
+        } else {
+            *self.state = SlotState::Listening {
+                handshake_since: Some(since),
+            };
         }
     }
 
@@ -507,9 +555,12 @@ impl<H: Handler, const N: usize> Service for TcpServer<H, N> {
             .filter_map(|state| match *state {
                 SlotState::Active { last_progress, .. } => timeout.map(|t| later(last_progress, t)),
                 SlotState::Closing { since } => timeout.map(|t| later(since, t)),
+                SlotState::Listening {
+                    handshake_since: Some(since),
+                } => timeout.map(|t| later(since, t)),
                 // Listen again as soon as the RST is out.
                 SlotState::Idle | SlotState::Aborting if self.port != 0 => Some(Instant::ZERO),
-                SlotState::Idle | SlotState::Aborting | SlotState::Listening => None,
+                SlotState::Idle | SlotState::Aborting | SlotState::Listening { .. } => None,
             })
             .min()
     }
@@ -684,7 +735,8 @@ impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Handler for Framed<F, B> {
     }
 
     fn wants_to_send(&self) -> bool {
-        self.stream.send_pending() || self.handler.wants_to_send()
+        // A frame still held is a reply still owed: the handler said Wait on it.
+        self.stream.send_pending() || self.stream.has_frame() || self.handler.wants_to_send()
     }
 }
 

@@ -10,15 +10,27 @@
 //! larger than the service's buffer is dropped *and counted* as oversize (the
 //! primer's `recvfrom(1024)` would cut it), and a reply that finds the send buffer
 //! full is kept and sent on a later poll before any new datagram is read.
+//!
+//! One socket serves every peer, and smoltcp sends its queue in order: a reply
+//! that can never leave (its address answers no neighbour discovery, or has no
+//! route; a forged source does both) would hold every reply behind it for ever.
+//! When the queue has not moved for 3 s, the service empties it and counts it in
+//! [`UdpStats::stuck_flushes`].
 
 use core::fmt;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
 use super::Service;
+use crate::time::later;
+
+/// How long the socket's send queue may hold replies without sending any before
+/// they are dropped. smoltcp retries neighbour discovery once a second, so this
+/// leaves a slow neighbour three tries.
+const STUCK_AFTER: Duration = Duration::from_secs(3);
 
 /// Per-datagram behaviour.
 pub trait DatagramHandler {
@@ -46,20 +58,26 @@ pub struct UdpStats {
     pub send_full: u64,
     /// Replies that could not be sent at all (no route, too big for the socket).
     pub send_errors: u64,
+    /// Times the send queue sent nothing for 3 s and was emptied, dropping the
+    /// replies in it (and the datagrams waiting to be read): a reply to an
+    /// address that never answers neighbour discovery, or has no route back.
+    pub stuck_flushes: u64,
 }
 
 impl fmt::Display for UdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, {} send errors",
+            "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, \
+             {} send errors, {} stuck flushes",
             self.datagrams_in,
             self.bytes_in,
             self.datagrams_out,
             self.bytes_out,
             self.oversize,
             self.send_full,
-            self.send_errors
+            self.send_errors,
+            self.stuck_flushes
         )
     }
 }
@@ -72,6 +90,9 @@ pub struct UdpService<H, const MAX: usize> {
     buf: [u8; MAX],
     /// A reply waiting for send space: its length and destination.
     pending: Option<(usize, IpEndpoint)>,
+    /// While the socket's send queue is not empty: the bytes it held when the
+    /// last poll ended, and since when it has not sent anything.
+    queue_watch: Option<(usize, Instant)>,
     stats: UdpStats,
 }
 
@@ -84,6 +105,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
             handler,
             buf: [0; MAX],
             pending: None,
+            queue_watch: None,
             stats: UdpStats {
                 datagrams_in: 0,
                 bytes_in: 0,
@@ -92,6 +114,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 oversize: 0,
                 send_full: 0,
                 send_errors: 0,
+                stuck_flushes: 0,
             },
         }
     }
@@ -136,9 +159,36 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
     }
 }
 
+impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
+    /// Empties the socket's send queue if it has sent nothing for `STUCK_AFTER`.
+    fn unstick(&mut self, socket: &mut udp::Socket<'_>, now: Instant) {
+        let queued = socket.send_queue();
+        let since = match self.queue_watch {
+            _ if queued == 0 => None,
+            // Less than the last poll left: the stack sent something.
+            Some((left, _)) if queued < left => Some(now),
+            Some((_, since)) => Some(since),
+            None => Some(now),
+        };
+        if since.is_some_and(|since| now >= later(since, STUCK_AFTER)) {
+            log::warn!(
+                "udp/{}: replies stuck for {STUCK_AFTER}, dropped",
+                self.port
+            );
+            // smoltcp cannot drop one queued datagram: closing drops them all.
+            socket.close();
+            self.stats.stuck_flushes = self.stats.stuck_flushes.saturating_add(1);
+            self.queue_watch = None;
+        } else {
+            self.queue_watch = since.map(|since| (queued, since));
+        }
+    }
+}
+
 impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
-    fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        self.unstick(socket, now);
         if !socket.is_open() {
             if let Err(e) = socket.bind(self.port) {
                 log::warn!("udp/{}: cannot bind: {e}", self.port);
@@ -163,5 +213,16 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
                 .on_datagram(&mut self.buf, len, from)
                 .map(|reply| (reply.min(MAX), from));
         }
+        // What this poll leaves queued: the next poll sees whether the stack sent any.
+        let queued = socket.send_queue();
+        self.queue_watch = match self.queue_watch {
+            _ if queued == 0 => None,
+            Some((_, since)) => Some((queued, since)),
+            None => Some((queued, now)),
+        };
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.queue_watch.map(|(_, since)| later(since, STUCK_AFTER))
     }
 }

@@ -1,0 +1,593 @@
+//! The rig the service tests share: a simulated network whose sockets live in
+//! vectors (so nothing borrows from the test's stack frame), servers that listen
+//! before the first client speaks, and client drivers that run as a
+//! [`Service`] on the client host so `SimNet::run_services` can drive them.
+//!
+//! Everything here is test scaffolding: it may allocate and unwrap freely.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use smolsock::net::{
+    ClientState, Connection, End, Flow, FramedStream, Handler, PortAllocator, RecvError,
+    ServerConfig, Service, TcpClient, TcpServer,
+};
+use smolsock::runner::sim::{FaultConfig, SimConfig, SimNet};
+use smolsock::wire::frame::HeaderFormat;
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::PcapSink;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+/// The simulated network every test runs on; its sockets own their memory.
+pub type Net = SimNet<'static, 64, Capture>;
+
+/// A packet capture when `SMOLSOCK_PCAP` names a directory (one file per seed,
+/// `seed-N.pcap`, for Wireshark or tshark), else nothing.
+pub struct Capture(Option<BufWriter<File>>);
+
+impl Capture {
+    fn from_env(seed: u64) -> Self {
+        Capture(std::env::var_os("SMOLSOCK_PCAP").map(|dir| {
+            let path = std::path::Path::new(&dir).join(format!("seed-{seed}.pcap"));
+            BufWriter::new(File::create(path).unwrap())
+        }))
+    }
+}
+
+impl PcapSink for Capture {
+    fn write(&mut self, data: &[u8]) {
+        if let Some(file) = &mut self.0 {
+            file.write_all(data).unwrap();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.0 {
+            Write::flush(file).unwrap();
+        }
+    }
+}
+
+/// Frames of up to 1 KiB: the size the framed echo service is built for.
+pub const MAX_FRAME: u32 = 1024;
+
+/// The header format of every framed test: 4-byte big-endian length, 1 KiB bodies.
+pub fn format() -> HeaderFormat {
+    HeaderFormat::NETWORK.with_max_len(MAX_FRAME).unwrap()
+}
+
+/// A network seeded with `seed`, `faults` both ways, room for the given sockets.
+pub fn sim(seed: u64, faults: FaultConfig, server_sockets: usize, client_sockets: usize) -> Net {
+    sim_with(
+        SimConfig::new(seed).with_faults(faults),
+        server_sockets,
+        client_sockets,
+    )
+}
+
+/// A network built from `config`, room for the given sockets.
+pub fn sim_with(config: SimConfig, server_sockets: usize, client_sockets: usize) -> Net {
+    let storage = |n: usize| (0..n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>();
+    SimNet::<'static, 64>::new(
+        config,
+        SocketSet::new(storage(server_sockets)),
+        SocketSet::new(storage(client_sockets)),
+    )
+    .with_pcap(Capture::from_env(config.seed))
+}
+
+/// A TCP socket with `rx` and `tx` bytes of buffer.
+pub fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; rx]),
+        tcp::SocketBuffer::new(vec![0; tx]),
+    )
+}
+
+/// A UDP socket holding `packets` datagrams of `payload` bytes in all, each way.
+pub fn udp_socket(packets: usize, payload: usize) -> udp::Socket<'static> {
+    let buffer =
+        || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; payload]);
+    udp::Socket::new(buffer(), buffer())
+}
+
+/// A `TcpServer` on `port` of the server host over `N` fresh sockets of `rx`/`tx`
+/// bytes, already listening (so a client's first SYN is not refused).
+pub fn serve<H: Handler, const N: usize>(
+    net: &mut Net,
+    port: u16,
+    (rx, tx): (usize, usize),
+    handlers: [H; N],
+    config: ServerConfig,
+) -> TcpServer<H, N> {
+    let handles = core::array::from_fn(|_| net.server.sockets.add(tcp_socket(rx, tx)));
+    let mut server = TcpServer::new(port, handles, handlers).with_config(config);
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    server
+}
+
+/// The server settings of the tests: Nagle off, and an idle timeout of 5 min.
+///
+/// Not the default 60 s: on the rough link smoltcp doubles its retransmission
+/// timeout after every lost retransmission, up to 60 s, and only a clean round
+/// trip brings it down again. With socket buffers of a segment or two (no fast
+/// retransmit) a few losses in a row stall a live connection for a minute, which
+/// a 60 s idle timeout takes for a silent peer. Tests that pin the idle timeout
+/// set their own.
+pub const SERVER: ServerConfig = ServerConfig {
+    idle_timeout: Some(Duration::from_secs(300)),
+    nagle: false,
+};
+
+/// A handler that remembers how each connection began and ended, around another.
+pub struct Recording<H> {
+    /// The handler doing the work.
+    pub inner: H,
+    /// Every `setup`: the peer and the time.
+    pub setups: Vec<(IpEndpoint, Instant)>,
+    /// Every `finish`.
+    pub ends: Vec<End>,
+}
+
+impl<H> Recording<H> {
+    pub fn new(inner: H) -> Self {
+        Self {
+            inner,
+            setups: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+impl<H: Handler> Handler for Recording<H> {
+    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
+        self.setups.push((peer, now));
+        self.inner.setup(peer, now);
+    }
+
+    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
+        self.inner.on_data(conn)
+    }
+
+    fn finish(&mut self, end: End) {
+        self.ends.push(end);
+        self.inner.finish(end);
+    }
+
+    fn wants_to_send(&self) -> bool {
+        self.inner.wants_to_send()
+    }
+}
+
+/// Every `End` the server's recording handlers saw, slot after slot.
+pub fn ends<H, const N: usize>(server: &TcpServer<Recording<H>, N>) -> Vec<End>
+where
+    Recording<H>: Handler,
+{
+    server
+        .handlers()
+        .iter()
+        .flat_map(|h| h.ends.iter().copied())
+        .collect()
+}
+
+/// What a test client does on its connection once it is established.
+pub trait Driver {
+    /// Sends and receives what it can now.
+    fn drive(&mut self, socket: &mut tcp::Socket<'_>, now: Instant);
+    /// Whether it has everything it wanted.
+    fn done(&self) -> bool;
+}
+
+/// A TCP client on a socket of the client host, running a [`Driver`].
+pub struct Client<D> {
+    pub handle: SocketHandle,
+    pub tcp: TcpClient,
+    pub driver: D,
+    /// Close (FIN) as soon as the driver is done, as a real client would: a done
+    /// client left open is an idle peer, and the server resets it in time.
+    pub close_when_done: bool,
+}
+
+impl<D: Driver> Client<D> {
+    /// A client on a new socket of `rx`/`tx` bytes with a 30 s connect timeout
+    /// (a rough link can lose a SYN or SYN-ACK several times in a row, and
+    /// smoltcp doubles its retransmission timeout each time).
+    pub fn new(net: &mut Net, (rx, tx): (usize, usize), driver: D) -> Self {
+        Self {
+            handle: net.client.sockets.add(tcp_socket(rx, tx)),
+            tcp: TcpClient::new(Duration::from_secs(30)),
+            driver,
+            close_when_done: false,
+        }
+    }
+
+    /// The same client, closing once its driver is done.
+    pub fn closing_when_done(mut self) -> Self {
+        self.close_when_done = true;
+        self
+    }
+
+    /// Starts connecting to `remote` from a port of `ports`.
+    pub fn connect(
+        &mut self,
+        net: &mut Net,
+        remote: impl Into<IpEndpoint>,
+        ports: &mut PortAllocator<16>,
+    ) {
+        let now = net.now();
+        let (socket, cx) = net
+            .client
+            .socket_and_context::<tcp::Socket>(self.handle)
+            .unwrap();
+        self.tcp.connect(cx, socket, remote, ports, now).unwrap();
+    }
+
+    pub fn state(&self) -> ClientState {
+        self.tcp.state()
+    }
+
+    pub fn socket<'n>(&self, net: &'n mut Net) -> &'n mut tcp::Socket<'static> {
+        net.client.sockets.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    pub fn done(&self) -> bool {
+        self.driver.done()
+    }
+}
+
+impl<D: Driver> Service for Client<D> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        if self.tcp.poll(socket, now) == ClientState::Connected {
+            self.driver.drive(socket, now);
+            if self.close_when_done && self.driver.done() && socket.may_send() {
+                socket.close();
+            }
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.tcp.poll_at()
+    }
+}
+
+/// Several clients polled as one service.
+pub struct Clients<D>(pub Vec<Client<D>>);
+
+impl<D: Driver> Service for Clients<D> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        for client in &mut self.0 {
+            client.poll(sockets, now);
+        }
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.0.iter().filter_map(|c| c.poll_at(sockets)).min()
+    }
+}
+
+/// `recv(1024)` + `sendall` from the client side: sends `data`, collects the echo.
+#[derive(Default)]
+pub struct RawEcho {
+    pub data: Vec<u8>,
+    pub sent: usize,
+    pub back: Vec<u8>,
+}
+
+impl RawEcho {
+    pub fn new(data: Vec<u8>) -> Self {
+        Self {
+            data,
+            ..Self::default()
+        }
+    }
+}
+
+impl Driver for RawEcho {
+    fn drive(&mut self, socket: &mut tcp::Socket<'_>, _now: Instant) {
+        if socket.may_send() {
+            self.sent += socket.send_slice(&self.data[self.sent..]).unwrap_or(0);
+        }
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+            self.back.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.back.len() >= self.data.len()
+    }
+}
+
+/// A framed client: sends `frames` in order, collects what comes back.
+pub struct FramedPeer {
+    pub stream: FramedStream<Vec<u8>>,
+    pub frames: Vec<Vec<u8>>,
+    pub sent: usize,
+    pub got: Vec<Vec<u8>>,
+    /// While false the client reads nothing (a peer that never reads).
+    pub reading: bool,
+    /// Shut the send side (FIN) once every frame is queued.
+    pub half_close: bool,
+    /// How the receiving side ended, if it did.
+    pub end: Option<RecvError>,
+}
+
+impl FramedPeer {
+    pub fn new(frames: Vec<Vec<u8>>) -> Self {
+        Self {
+            stream: FramedStream::new(vec![0; MAX_FRAME as usize + 4], format()).unwrap(),
+            frames,
+            sent: 0,
+            got: Vec::new(),
+            reading: true,
+            half_close: false,
+            end: None,
+        }
+    }
+}
+
+impl Driver for FramedPeer {
+    fn drive(&mut self, socket: &mut tcp::Socket<'_>, _now: Instant) {
+        while self.sent < self.frames.len()
+            && self
+                .stream
+                .send_frame(socket, &self.frames[self.sent])
+                .is_ok()
+        {
+            self.sent += 1;
+        }
+        if self.half_close && self.sent == self.frames.len() && socket.may_send() {
+            socket.close();
+        }
+        while self.reading && self.end.is_none() {
+            match self.stream.recv_frame(socket) {
+                Ok(Some(frame)) => self.got.push(frame.to_vec()),
+                Ok(None) => break,
+                Err(e) => self.end = Some(e),
+            }
+        }
+        // The server finished: close our side too, as a polite client does.
+        if self.end == Some(RecvError::Finished) && socket.may_send() {
+            socket.close();
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.got.len() >= self.frames.len()
+    }
+}
+
+/// An HTTP client: sends the request one piece per poll, reads until the server
+/// closes, then closes too.
+pub struct HttpGet {
+    pub pieces: Vec<Vec<u8>>,
+    pub next: usize,
+    pub response: Vec<u8>,
+    pub closed: bool,
+}
+
+impl HttpGet {
+    pub fn new(pieces: Vec<Vec<u8>>) -> Self {
+        Self {
+            pieces,
+            next: 0,
+            response: Vec::new(),
+            closed: false,
+        }
+    }
+}
+
+impl Driver for HttpGet {
+    fn drive(&mut self, socket: &mut tcp::Socket<'_>, _now: Instant) {
+        if let Some(piece) = self.pieces.get(self.next) {
+            if socket.may_send() && socket.send_capacity() - socket.send_queue() >= piece.len() {
+                socket.send_slice(piece).unwrap();
+                self.next += 1;
+            }
+        }
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+            self.response.extend_from_slice(&buf[..n]);
+        }
+        if !socket.may_recv() && !self.closed {
+            socket.close();
+            self.closed = true;
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.closed
+    }
+}
+
+/// `count` frames of sizes that cover the edges (empty, one byte, the maximum) and
+/// contents that tell them apart (index and offset in every byte).
+pub fn frames(count: usize, max: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let len = match i % 7 {
+                0 => 0,
+                1 => 1,
+                2 => max,
+                _ => (i * 397 + 13) % (max + 1),
+            };
+            (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+        })
+        .collect()
+}
+
+/// `len` bytes with a pattern that does not repeat at any power-of-two period.
+pub fn bytes(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// A UDP client that sends `datagrams` to `server` and waits for their echoes,
+/// `window` at a time, sending a datagram again after `retry` without its echo
+/// (the link may lose either copy). Each datagram starts with its index (two
+/// bytes, big endian), so echoes may come back in any order; every datagram
+/// received must be one it sent, whole.
+pub struct UdpWindow {
+    pub handle: SocketHandle,
+    pub local_port: u16,
+    pub server: IpEndpoint,
+    pub datagrams: Vec<Vec<u8>>,
+    pub window: usize,
+    pub retry: Duration,
+    pub echoed: Vec<bool>,
+    pub last_sent: Vec<Option<Instant>>,
+    pub sends: usize,
+    /// Echoes of datagrams already echoed once (link duplicates, our retries).
+    pub repeats: usize,
+    /// Anything received that was not one of ours, whole.
+    pub strays: Vec<Vec<u8>>,
+}
+
+impl UdpWindow {
+    /// Numbers each of `payloads` in front and sends them from port 40000.
+    pub fn new(net: &mut Net, server: impl Into<IpEndpoint>, payloads: Vec<Vec<u8>>) -> Self {
+        let datagrams: Vec<Vec<u8>> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut d = (i as u16).to_be_bytes().to_vec();
+                d.extend_from_slice(&p);
+                d
+            })
+            .collect();
+        let n = datagrams.len();
+        Self {
+            handle: net.client.sockets.add(udp_socket(16, 16 * 1024)),
+            local_port: 40_000,
+            server: server.into(),
+            datagrams,
+            window: 4,
+            retry: Duration::from_millis(50),
+            echoed: vec![false; n],
+            last_sent: vec![None; n],
+            sends: 0,
+            repeats: 0,
+            strays: Vec::new(),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.echoed.iter().all(|&e| e)
+    }
+}
+
+impl Service for UdpWindow {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        if !socket.is_open() {
+            socket.bind(self.local_port).unwrap();
+        }
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = socket.recv_slice(&mut buf) {
+            let got = &buf[..n];
+            let index = got
+                .get(..2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            match index {
+                Some(i) if self.datagrams.get(i).is_some_and(|d| d == got) => {
+                    if self.echoed[i] {
+                        self.repeats += 1;
+                    }
+                    self.echoed[i] = true;
+                }
+                _ => self.strays.push(got.to_vec()),
+            }
+        }
+        let first = self
+            .echoed
+            .iter()
+            .position(|&e| !e)
+            .unwrap_or(self.echoed.len());
+        let last = (first + self.window).min(self.datagrams.len());
+        for i in first..last {
+            let due = self.last_sent[i].is_none_or(|at| now >= at + self.retry);
+            if !self.echoed[i] && due && socket.send_slice(&self.datagrams[i], self.server).is_ok()
+            {
+                self.last_sent[i] = Some(now);
+                self.sends += 1;
+            }
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.last_sent
+            .iter()
+            .zip(&self.echoed)
+            .filter(|(_, echoed)| !**echoed)
+            .filter_map(|(at, _)| at.map(|at| at + self.retry))
+            .min()
+    }
+}
+
+/// A UDP client that sends `datagrams` to `server` as fast as its send buffer
+/// takes them, with no retries, and keeps every datagram that comes back.
+pub struct UdpBurst {
+    pub handle: SocketHandle,
+    pub local_port: u16,
+    pub server: IpEndpoint,
+    pub datagrams: Vec<Vec<u8>>,
+    pub sent: usize,
+    pub got: Vec<Vec<u8>>,
+}
+
+impl UdpBurst {
+    pub fn new(net: &mut Net, server: impl Into<IpEndpoint>, datagrams: Vec<Vec<u8>>) -> Self {
+        Self {
+            handle: net.client.sockets.add(udp_socket(32, 32 * 1024)),
+            local_port: 40_001,
+            server: server.into(),
+            datagrams,
+            sent: 0,
+            got: Vec::new(),
+        }
+    }
+}
+
+impl Service for UdpBurst {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
+        let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        if !socket.is_open() {
+            socket.bind(self.local_port).unwrap();
+        }
+        while let Some(datagram) = self.datagrams.get(self.sent) {
+            if socket.send_slice(datagram, self.server).is_err() {
+                break;
+            }
+            self.sent += 1;
+        }
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, _)) = socket.recv_slice(&mut buf) {
+            self.got.push(buf[..n].to_vec());
+        }
+    }
+}
+
+/// Two different client services polled as one.
+pub struct Pair<A, B>(pub A, pub B);
+
+impl<A: Service, B: Service> Service for Pair<A, B> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.0.poll(sockets, now);
+        self.1.poll(sockets, now);
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        [self.0.poll_at(sockets), self.1.poll_at(sockets)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

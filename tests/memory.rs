@@ -1,0 +1,167 @@
+//! The RAM each type takes, pinned with `core::mem::size_of` on 64-bit targets.
+//!
+//! smolsock promises fixed memory: everything a connection needs is in these
+//! types and the socket buffers the caller hands in. The numbers below are exact,
+//! so any change to a type's size shows up here and the table in MEMORY.md (and
+//! the README) can be updated with it. Run with `--nocapture` to print the table.
+//!
+//! On 32-bit targets (thumbv7em) pointers, `usize` and `SocketHandle` are half the
+//! size, so most types shrink a little; MEMORY.md has those figures too.
+
+use core::mem::size_of;
+
+use smolsock::net::{
+    FrameTx, Framed, FramedStream, PortAllocator, TcpClient, TcpServer, UdpService,
+};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::service::http::{HttpResponder, StatusSite};
+use smolsock::service::udp_echo::UdpEcho;
+use smolsock::wire::frame::{FrameReader, FrameWriter};
+use smoltcp::iface::{Interface, SocketStorage};
+use smoltcp::socket::{tcp, udp};
+
+type Http = HttpResponder<'static, StatusSite<'static>, 1024, 2048>;
+
+/// Each type, what it is, and the bytes it takes on a 64-bit target.
+fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
+    vec![
+        (
+            "FrameReader<[u8; 1028]>",
+            "frame storage for 1 KiB frames + cursors + counters",
+            size_of::<FrameReader<[u8; 1028]>>(),
+            1152,
+        ),
+        (
+            "FrameWriter",
+            "header format, frame in progress, counters",
+            size_of::<FrameWriter>(),
+            80,
+        ),
+        (
+            "FrameTx",
+            "FrameWriter + back-pressure counter",
+            size_of::<FrameTx>(),
+            88,
+        ),
+        (
+            "FramedStream<[u8; 1028]>",
+            "FrameReader + FrameTx: one framed connection",
+            size_of::<FramedStream<[u8; 1028]>>(),
+            1240,
+        ),
+        (
+            "Echo",
+            "raw echo handler: the primer's 1 KiB recv buffer",
+            size_of::<Echo>(),
+            1032,
+        ),
+        (
+            "TcpServer<Echo, 4>",
+            "4 slots: handlers, socket handles, slot states, counters",
+            size_of::<TcpServer<Echo, 4>>(),
+            4368,
+        ),
+        (
+            "TcpServer<_, N>: fixed part",
+            "port, settings, server counters",
+            size_of::<TcpServer<Echo, 0>>(),
+            80,
+        ),
+        (
+            "TcpServer<_, N>: per slot",
+            "socket handle + slot state, besides the handler",
+            (size_of::<TcpServer<Echo, 4>>() - size_of::<TcpServer<Echo, 0>>()) / 4
+                - size_of::<Echo>(),
+            40,
+        ),
+        (
+            "FramedEcho",
+            "framed echo's own state: two counters",
+            size_of::<FramedEcho>(),
+            16,
+        ),
+        (
+            "Framed<FramedEcho, [u8; 1028]>",
+            "framed echo handler: FramedStream + FramedEcho",
+            size_of::<Framed<FramedEcho, [u8; 1028]>>(),
+            1264,
+        ),
+        (
+            "UdpService<UdpEcho, 1500>",
+            "one datagram buffer + pending reply + queue watch + counters",
+            size_of::<UdpService<UdpEcho, 1500>>(),
+            1632,
+        ),
+        (
+            "UdpEcho",
+            "UDP echo's own state: none",
+            size_of::<UdpEcho>(),
+            0,
+        ),
+        (
+            "HttpResponder<StatusSite, 1024, 2048>",
+            "request head 1 KiB + page 2 KiB + 256 B head + state",
+            size_of::<Http>(),
+            3416,
+        ),
+        (
+            "TcpClient",
+            "connect deadline, local port, state",
+            size_of::<TcpClient>(),
+            24,
+        ),
+        (
+            "PortAllocator<16>",
+            "ephemeral port cursor + 16 quarantined ports",
+            size_of::<PortAllocator<16>>(),
+            296,
+        ),
+        (
+            "smoltcp tcp::Socket",
+            "smoltcp's TCP state (buffers not included)",
+            size_of::<tcp::Socket<'static>>(),
+            448,
+        ),
+        (
+            "smoltcp udp::Socket",
+            "smoltcp's UDP state (buffers not included)",
+            size_of::<udp::Socket<'static>>(),
+            184,
+        ),
+        (
+            "smoltcp udp::PacketMetadata",
+            "per datagram slot of a UDP socket buffer",
+            size_of::<udp::PacketMetadata>(),
+            48,
+        ),
+        (
+            "smoltcp SocketStorage",
+            "one slot of a SocketSet: holds any socket",
+            size_of::<SocketStorage<'static>>(),
+            488,
+        ),
+        (
+            "smoltcp Interface",
+            "the stack: addresses, neighbour cache, routes",
+            size_of::<Interface>(),
+            592,
+        ),
+    ]
+}
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn every_type_takes_the_pinned_number_of_bytes() {
+    println!("| type | bytes (64-bit) | what |");
+    println!("|---|---:|---|");
+    for (name, what, size, _) in table() {
+        println!("| `{name}` | {size} | {what} |");
+    }
+    let wrong: Vec<String> = table()
+        .into_iter()
+        .filter(|(_, _, size, pinned)| size != pinned)
+        .map(|(name, _, size, pinned)| format!("{name}: {size} bytes, pinned {pinned}"))
+        .collect();
+    assert!(wrong.is_empty(), "sizes changed:\n{}", wrong.join("\n"));
+}

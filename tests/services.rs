@@ -1,0 +1,1273 @@
+//! Every service end to end over the in-process link: raw echo, framed echo, UDP
+//! echo and HTTP, over IPv4 and IPv6, on a clean link and on a rough one (10 %
+//! loss, duplication, reordering, MTU 576); then the server pool, bad input from
+//! peers, the client's connect and ports, and UDP's edges. Virtual time only.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod common_sim;
+
+use common_sim::*;
+use smolsock::net::{
+    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, Flow, FrameHandler, FrameOut,
+    Framed, PortAllocator, RecvError, ServerConfig, Service, StreamStats, TcpClient, TcpServer,
+    UdpService,
+};
+use smolsock::runner::sim::{Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimStats};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::service::http::{HttpResponder, Site, StatusSite};
+use smolsock::service::udp_echo::UdpEcho;
+use smolsock::wire::http::{ResponseHead, StatusCode};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpEndpoint,
+    IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    UdpPacket, UdpRepr,
+};
+
+/// How long any exchange may take in virtual time before the test fails.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// One cell of the matrix every service is tested over.
+struct Case {
+    name: &'static str,
+    server: IpAddress,
+    faults: FaultConfig,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "IPv4, clean link",
+        server: IpAddress::Ipv4(SERVER_V4),
+        faults: FaultConfig::CLEAN,
+    },
+    Case {
+        name: "IPv6, clean link",
+        server: IpAddress::Ipv6(SERVER_V6),
+        faults: FaultConfig::CLEAN,
+    },
+    Case {
+        name: "IPv4, rough link",
+        server: IpAddress::Ipv4(SERVER_V4),
+        faults: FaultConfig::ROUGH,
+    },
+    Case {
+        name: "IPv6, rough link",
+        server: IpAddress::Ipv6(SERVER_V6),
+        faults: FaultConfig::ROUGH,
+    },
+];
+
+/// Runs `check` on every case with a seed of its own (`base` + the case's index).
+/// `SMOLSOCK_SEEDS=n` runs every case with `n` seeds instead of one, for a soak.
+fn for_each_case(base: u64, check: impl Fn(&Case, u64)) {
+    let seeds: u64 = std::env::var("SMOLSOCK_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    for round in 0..seeds {
+        for (i, case) in CASES.iter().enumerate() {
+            let seed = base + i as u64 + round * 1000;
+            // Shown with the failure: the last line is the case that failed.
+            println!("{}, seed {seed}", case.name);
+            check(case, seed);
+        }
+    }
+}
+
+/// On a rough case, the link must really have lost, duplicated and reordered
+/// frames, or the case proved nothing. (Checked on the default seeds only: a
+/// short exchange on a soak seed may be spared one kind of fault.)
+fn assert_link_was_rough(case: &Case, seed: u64, stats: SimStats) {
+    if case.faults != FaultConfig::ROUGH || seed >= 1000 {
+        return;
+    }
+    let (a, b) = (stats.client_to_server, stats.server_to_client);
+    assert!(
+        a.lost + b.lost > 0 && a.duplicated + b.duplicated > 0 && a.reordered + b.reordered > 0,
+        "{}: the link was not rough: {stats:?}",
+        case.name
+    );
+}
+
+#[test]
+fn raw_echo_returns_every_byte_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(100, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, 2);
+        let mut server = serve(
+            &mut net,
+            7,
+            (4096, 4096),
+            [Echo::new(), Echo::new()],
+            SERVER,
+        );
+        let mut ports = PortAllocator::new(seed);
+        let mut clients = Clients(
+            (0..2)
+                .map(|i| {
+                    Client::new(&mut net, (4096, 4096), RawEcho::new(bytes(40_000 + i)))
+                        .closing_when_done()
+                })
+                .collect(),
+        );
+        for client in &mut clients.0 {
+            client.connect(&mut net, (case.server, 7), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |server, clients, _| {
+            let done = clients.0.iter().all(Client::done);
+            (done && server.stats().closed == 2).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        for client in &clients.0 {
+            assert!(client.driver.back == client.driver.data, "{}", case.name);
+        }
+        let echoed: u64 = server.handlers().iter().map(|h| h.bytes).sum();
+        assert_eq!(echoed, 80_001, "{}", case.name);
+        assert_link_was_rough(case, seed, net.stats());
+    });
+}
+
+#[test]
+fn framed_echo_returns_every_frame_whole_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(200, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, 2);
+        let handler = || Framed::new(FramedEcho::new(), [0u8; 1028], format()).unwrap();
+        // Socket buffers smaller than the largest frame: a frame goes out over
+        // several polls, sendall-style.
+        let mut server = serve(&mut net, 9000, (1024, 700), [handler(), handler()], SERVER);
+        let mut ports = PortAllocator::new(seed);
+        let mut clients = Clients(
+            (0..2)
+                .map(|i| {
+                    let frames = frames(80 + i, MAX_FRAME as usize);
+                    Client::new(&mut net, (4096, 4096), FramedPeer::new(frames)).closing_when_done()
+                })
+                .collect(),
+        );
+        for client in &mut clients.0 {
+            client.connect(&mut net, (case.server, 9000), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |server, clients, _| {
+            let finished = clients.0.iter().all(|c| c.driver.end.is_some());
+            (finished && server.stats().closed == 2).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        for client in &clients.0 {
+            let peer = &client.driver;
+            assert!(peer.got == peer.frames, "{}", case.name);
+            assert_eq!(peer.end, Some(RecvError::Finished), "{}", case.name);
+        }
+        let echoed: u64 = server.handlers().iter().map(|h| h.handler().frames).sum();
+        assert_eq!(echoed, 161, "{}", case.name);
+        let written = server.handlers().iter().map(|h| h.stats().write);
+        assert!(
+            written.map(|w| w.split_frames).sum::<u64>() > 0,
+            "{}",
+            case.name
+        );
+        let stats = server.handlers().iter().map(|h| h.stats().read);
+        assert_eq!(stats.map(|r| r.oversize + r.truncated).sum::<u64>(), 0);
+        assert_link_was_rough(case, seed, net.stats());
+    });
+}
+
+#[test]
+fn udp_echo_returns_every_datagram_whole_over_ipv4_ipv6_clean_and_rough() {
+    for_each_case(300, |case, seed| {
+        let mut net = sim(seed, case.faults, 1, 1);
+        let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+        let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+        // The largest datagram that crosses the link unfragmented over IPv6
+        // (less the two bytes of index the client puts in front).
+        let max = usize::from(case.faults.mtu) - 40 - 8 - 2;
+        let mut client = UdpWindow::new(&mut net, (case.server, 7), frames(100, max));
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            client.done().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert!(
+            client.strays.is_empty(),
+            "{}: {:?}",
+            case.name,
+            client.strays
+        );
+        let stats = server.stats();
+        assert_eq!(stats.oversize, 0, "{}", case.name);
+        assert!(stats.datagrams_in >= 100 && stats.datagrams_out == stats.datagrams_in);
+        assert_link_was_rough(case, seed, net.stats());
+    });
+}
+
+/// The exact bytes the HTTP responder sends: head (with `Connection: close`) and
+/// the body unless `with_body` is false (a HEAD request).
+fn http_response(status: StatusCode, kind: &str, body: &[u8], with_body: bool) -> Vec<u8> {
+    let mut head = ResponseHead::new(status, Some(kind), body.len());
+    head.close = true;
+    let mut out = [0u8; 256];
+    let len = head.emit(&mut out).unwrap();
+    let mut response = out[..len].to_vec();
+    if with_body {
+        response.extend_from_slice(body);
+    }
+    response
+}
+
+/// A request cut into `parts` pieces, sent one per poll.
+fn pieces(request: &[u8], parts: usize) -> Vec<Vec<u8>> {
+    let size = request.len().div_ceil(parts);
+    request.chunks(size).map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn http_answers_exact_pages_over_ipv4_ipv6_clean_and_rough() {
+    // A page of about 1.5 KiB: more than the server's 512-byte send buffer.
+    let status = |w: &mut dyn core::fmt::Write| {
+        (0..40).try_for_each(|i| writeln!(w, "counter {i:2}: {}", i * 4242))
+    };
+    let site = StatusSite::new("smolsock", &status);
+    let (mut page, mut stats) = (String::new(), String::new());
+    let html = site.render("/", &mut page).unwrap();
+    let text = site.render("/stats", &mut stats).unwrap();
+    let not_found = format!("{}\n", StatusCode::NOT_FOUND);
+    let exchanges: [(&[u8], Vec<u8>); 5] = [
+        (
+            b"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+        (
+            b"GET /stats HTTP/1.0\r\n\r\n",
+            http_response(StatusCode::OK, text, stats.as_bytes(), true),
+        ),
+        (
+            b"HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), false),
+        ),
+        (
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            http_response(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                not_found.as_bytes(),
+                true,
+            ),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: again\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+    ];
+    for_each_case(400, |case, seed| {
+        let mut net = sim(seed, case.faults, 2, exchanges.len());
+        let responder = || HttpResponder::<_, 1024, 2048>::new(&site);
+        let mut server = serve(
+            &mut net,
+            80,
+            (2048, 512),
+            [responder(), responder()],
+            SERVER,
+        );
+        let mut ports = PortAllocator::new(seed);
+        for (i, (request, expected)) in exchanges.iter().enumerate() {
+            // Each request in as many pieces as its place in the list, one per poll.
+            let mut client =
+                Client::new(&mut net, (2048, 2048), HttpGet::new(pieces(request, i + 1)));
+            client.connect(&mut net, (case.server, 80), &mut ports);
+            // Done when both ends have closed cleanly.
+            net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+                (client.done() && server.stats().closed == i as u64 + 1).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{}, request {i}: {e}", case.name));
+            let response = &client.driver.response;
+            assert!(
+                response == expected,
+                "{}, request {i}:\n{}",
+                case.name,
+                String::from_utf8_lossy(response)
+            );
+        }
+        let ok: u64 = server.handlers().iter().map(|h| h.stats().ok).sum();
+        let not_found: u64 = server
+            .handlers()
+            .iter()
+            .map(|h| h.stats().client_errors)
+            .sum();
+        assert_eq!((ok, not_found), (4, 1), "{}", case.name);
+        assert_link_was_rough(case, seed, net.stats());
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The server pool: listen(N), refusal past N, slots reused, idle peers dropped.
+
+/// The pool size of the pool tests.
+const POOL: usize = 4;
+
+fn echo_pool(net: &mut Net, config: ServerConfig) -> TcpServer<Recording<Echo>, POOL> {
+    let handlers = core::array::from_fn(|_| Recording::new(Echo::new()));
+    serve(net, 7, (2048, 2048), handlers, config)
+}
+
+fn echo_client(net: &mut Net, len: usize) -> Client<RawEcho> {
+    Client::new(net, (2048, 2048), RawEcho::new(bytes(len)))
+}
+
+#[test]
+fn a_full_pool_serves_n_clients_and_refuses_the_rest_with_a_reset() {
+    let mut net = sim(500, FaultConfig::CLEAN, POOL, POOL + 5);
+    let mut server = echo_pool(&mut net, SERVER);
+    let mut ports = PortAllocator::new(500);
+    let mut clients = Clients(
+        (0..POOL + 5)
+            .map(|i| echo_client(&mut net, 3000 + i))
+            .collect(),
+    );
+    for client in &mut clients.0 {
+        client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    }
+    net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+        let settled = clients
+            .0
+            .iter()
+            .all(|c| c.state() != ClientState::Connecting);
+        settled.then_some(())
+    })
+    .unwrap();
+    let states: Vec<ClientState> = clients.0.iter().map(Client::state).collect();
+    let served = states
+        .iter()
+        .filter(|&&s| s == ClientState::Connected)
+        .count();
+    let refused = states
+        .iter()
+        .filter(|&&s| s == ClientState::Failed(ConnectError::Refused))
+        .count();
+    assert_eq!((served, refused), (POOL, 5), "{states:?}");
+    // The refusal was the stack's RST, at once: no client waited for a timeout.
+    assert!(net.now() < Instant::from_secs(2), "{}", net.now());
+
+    // The ones let in are served in full.
+    net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+        let connected = clients
+            .0
+            .iter()
+            .filter(|c| c.state() == ClientState::Connected);
+        connected.clone().all(Client::done).then_some(())
+    })
+    .unwrap();
+    for client in clients
+        .0
+        .iter()
+        .filter(|c| c.state() == ClientState::Connected)
+    {
+        assert!(client.driver.back == client.driver.data);
+    }
+    assert_eq!(server.stats().accepted, POOL as u64);
+    assert_eq!(server.active(), POOL);
+}
+
+#[test]
+fn freed_slots_listen_again_and_serve_a_second_wave() {
+    let mut net = sim(501, FaultConfig::CLEAN, POOL, POOL);
+    let mut server = echo_pool(&mut net, SERVER);
+    let mut ports = PortAllocator::new(501);
+    let mut clients = Clients((0..POOL).map(|i| echo_client(&mut net, 5000 + i)).collect());
+    for wave in 1..=2u64 {
+        for (i, client) in clients.0.iter_mut().enumerate() {
+            client.driver = RawEcho::new(bytes(5000 * wave as usize + i));
+            client.connect(&mut net, (SERVER_V6, 7), &mut ports);
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |_, clients, _| {
+            clients.0.iter().all(Client::done).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("wave {wave}: {e}"));
+        for client in &clients.0 {
+            assert!(client.driver.back == client.driver.data, "wave {wave}");
+        }
+        // The clients leave; every slot closes and listens again.
+        for client in &clients.0 {
+            client.socket(&mut net).close();
+        }
+        net.run_services(&mut server, &mut clients, LIMIT, |server, _, _| {
+            let stats = server.stats();
+            let relistened = stats.relistens == (wave + 1) * POOL as u64;
+            (stats.closed == wave * POOL as u64 && relistened).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("wave {wave}: {e}"));
+    }
+    assert_eq!(server.stats().accepted, 2 * POOL as u64);
+    for (slot, handler) in server.handlers().iter().enumerate() {
+        assert_eq!(handler.setups.len(), 2, "slot {slot} served each wave once");
+        assert_eq!(handler.ends, [End::Closed, End::Closed], "slot {slot}");
+    }
+}
+
+#[test]
+fn an_idle_client_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next() {
+    let idle = Duration::from_secs(2);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(502, FaultConfig::CLEAN, 1, 2);
+    let handlers = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), handlers, config);
+    let mut ports = PortAllocator::new(502);
+    let mut silent = echo_client(&mut net, 0);
+    silent.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.active() == 1).then_some(())
+    })
+    .unwrap();
+    let accepted_at = server.handlers()[0].setups[0].1;
+
+    // While it holds the only slot, the next client is refused.
+    let mut next = echo_client(&mut net, 10_000);
+    next.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        (next.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(next.state(), ClientState::Failed(ConnectError::Refused));
+
+    // Silent for the idle timeout: reset, and it sees the RST.
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.stats().idle_timeouts == 1).then_some(())
+    })
+    .unwrap();
+    let dropped_after = net.now() - accepted_at;
+    assert!(
+        dropped_after >= idle && dropped_after <= idle + Duration::from_millis(10),
+        "dropped after {dropped_after}"
+    );
+    assert_eq!(server.handlers()[0].ends, [End::IdleTimeout]);
+
+    // The slot listens again and serves the next client in full.
+    net.run_services(&mut server, &mut silent, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(silent.socket(&mut net).state(), tcp::State::Closed);
+    next.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.back == next.driver.data);
+    assert_eq!(server.stats().accepted, 2);
+}
+
+/// A SYN for tcp/`port` from `src` (an address no host on the link answers for),
+/// as an Ethernet frame: a half-open handshake that can never complete.
+fn forged_syn(src: Ipv4Address, src_port: u16, port: u16) -> Vec<u8> {
+    let checksums = ChecksumCapabilities::default();
+    let tcp = TcpRepr {
+        src_port,
+        dst_port: port,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+    tcp.emit(&mut segment, &src.into(), &SERVER_V4.into(), &checksums);
+    buf
+}
+
+#[test]
+fn half_open_handshakes_free_their_slots_after_the_idle_timeout() {
+    let idle = Duration::from_secs(5);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(503, FaultConfig::CLEAN, POOL, 1);
+    let mut server = echo_pool(&mut net, config);
+    // A SYN flood from forged addresses: every slot answers with a SYN-ACK that
+    // nobody will ever acknowledge.
+    for i in 0..POOL as u8 {
+        let syn = forged_syn(Ipv4Address::new(10, 0, 0, 100 + i), 40_000, 7);
+        net.inject_frame(Direction::ClientToServer, &syn);
+    }
+    let mut ports = PortAllocator::new(503);
+    let mut client = echo_client(&mut net, 1000);
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(
+        client.state(),
+        ClientState::Failed(ConnectError::Refused),
+        "pool full"
+    );
+
+    // Refused while the handshakes hold every slot; after the idle timeout the
+    // slots listen again. The client tries again every second, as a real one would.
+    let flooded_at = net.now();
+    while client.state() != ClientState::Connected {
+        net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
+            None::<()>
+        })
+        .unwrap_err();
+        client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            (client.state() != ClientState::Connecting).then_some(())
+        })
+        .unwrap();
+        assert!(
+            net.now() - flooded_at < idle * 3,
+            "the forged handshakes still hold the pool"
+        );
+    }
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    assert!(client.driver.back == client.driver.data);
+    assert_eq!(
+        server.stats().accepted,
+        1,
+        "half-open handshakes are never accepted"
+    );
+    assert!(ends(&server).is_empty(), "nor reported to a handler");
+}
+
+/// Counts the log records whose message contains a text, whichever test logs them.
+struct LogCounter {
+    text: &'static str,
+    seen: AtomicUsize,
+}
+
+impl log::Log for LogCounter {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.args().to_string().contains(self.text) {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CANNOT_LISTEN: LogCounter = LogCounter {
+    text: "cannot listen",
+    seen: AtomicUsize::new(0),
+};
+
+#[test]
+fn close_all_closes_every_connection_cleanly_and_stops_listening() {
+    if log::set_logger(&CANNOT_LISTEN).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let mut net = sim(504, FaultConfig::CLEAN, 2, 3);
+    let mut server = framed_pool::<2>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(504);
+    // One slot serves a client, the other is listening when the server closes.
+    let mut client = framed_client(&mut net, frames(20, MAX_FRAME as usize));
+    client.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    let now = net.now();
+    server.close_all(&mut net.server.sockets, now);
+    net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+        let finished = client.driver.end == Some(RecvError::Finished);
+        (finished && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    assert!(client.driver.got == client.driver.frames);
+    assert_eq!(ends(&server), [End::Closed]);
+
+    // Nobody listens any more: the next client is refused, and the server does
+    // not keep trying to listen on port 0.
+    let mut late = framed_client(&mut net, frames(1, 10));
+    late.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut late, LIMIT, |_, late, _| {
+        (late.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    assert_eq!(late.state(), ClientState::Failed(ConnectError::Refused));
+    net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
+        None::<()>
+    })
+    .unwrap_err();
+    assert_eq!(CANNOT_LISTEN.seen.load(Ordering::Relaxed), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: whatever one peer does, the server carries on serving the others.
+
+type FramedEchoSlot = Recording<Framed<FramedEcho, [u8; 1028]>>;
+
+fn framed_pool<const N: usize>(
+    net: &mut Net,
+    buffers: (usize, usize),
+    config: ServerConfig,
+) -> TcpServer<FramedEchoSlot, N> {
+    let handlers = core::array::from_fn(|_| {
+        Recording::new(Framed::new(FramedEcho::new(), [0u8; 1028], format()).unwrap())
+    });
+    serve(net, 9000, buffers, handlers, config)
+}
+
+/// The frame counters of every slot, added up.
+fn framed_stats<const N: usize>(server: &TcpServer<FramedEchoSlot, N>) -> StreamStats {
+    let mut total = StreamStats::default();
+    for handler in server.handlers() {
+        total.accumulate(&handler.inner.stats());
+    }
+    total
+}
+
+fn framed_client(net: &mut Net, frames: Vec<Vec<u8>>) -> Client<FramedPeer> {
+    Client::new(net, (4096, 4096), FramedPeer::new(frames))
+}
+
+/// A client that sends raw bytes (a broken frame) and reads nothing.
+fn raw_client(net: &mut Net, data: Vec<u8>) -> Client<RawEcho> {
+    Client::new(net, (4096, 4096), RawEcho::new(data))
+}
+
+#[test]
+fn an_oversize_frame_resets_that_connection_and_no_other() {
+    let mut net = sim(600, FaultConfig::CLEAN, 2, 2);
+    let mut server = framed_pool::<2>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(600);
+    let mut good = framed_client(&mut net, frames(40, MAX_FRAME as usize));
+    good.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    // Let the good client get going first.
+    net.run_services(&mut server, &mut good, LIMIT, |_, good, _| {
+        (good.driver.got.len() >= 10).then_some(())
+    })
+    .unwrap();
+
+    // A header announcing 4 KiB, over the 1 KiB maximum, then some body.
+    let mut bad_bytes = 4096u32.to_be_bytes().to_vec();
+    bad_bytes.extend_from_slice(&bytes(300));
+    let mut bad = raw_client(&mut net, bad_bytes);
+    bad.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut both = Pair(good, bad);
+    net.run_services(&mut server, &mut both, LIMIT, |server, Pair(good, _), _| {
+        (server.stats().aborted == 1 && good.done()).then_some(())
+    })
+    .unwrap();
+    let Pair(good, bad) = both;
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(bad.socket(&mut net).state(), tcp::State::Closed, "reset");
+    assert!(
+        bad.driver.back.is_empty(),
+        "nothing of the bad frame echoed"
+    );
+    assert!(good.driver.got == good.driver.frames);
+    assert_eq!(good.driver.end, None);
+    assert_eq!(good.socket(&mut net).state(), tcp::State::Established);
+    assert_eq!(ends(&server), [End::Aborted]);
+    assert_eq!(framed_stats(&server).read.oversize, 1);
+    let errors: u64 = server
+        .handlers()
+        .iter()
+        .map(|h| h.inner.handler().errors)
+        .sum();
+    assert_eq!(errors, 1);
+}
+
+#[test]
+fn a_peer_reset_mid_frame_frees_its_slot_for_the_next_peer() {
+    let mut net = sim(601, FaultConfig::CLEAN, 1, 2);
+    let mut server = framed_pool::<1>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(601);
+    // Half a frame: a header for 500 bytes, then 200 of them.
+    let mut half = 500u32.to_be_bytes().to_vec();
+    half.extend_from_slice(&bytes(200));
+    let mut quitter = raw_client(&mut net, half);
+    quitter.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (framed_stats(server).read.bytes == 204).then_some(())
+    })
+    .unwrap();
+    quitter.socket(&mut net).abort();
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(ends(&server), [End::Reset]);
+    assert_eq!(server.stats().resets, 1);
+
+    // The next peer's frames come back exact: nothing of the half frame is left.
+    let mut next = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+    next.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.got == next.driver.frames);
+    assert_eq!(next.driver.end, None);
+}
+
+#[test]
+fn a_peer_that_closes_mid_frame_is_counted_truncated_and_closed() {
+    let mut net = sim(606, FaultConfig::CLEAN, 1, 2);
+    let mut server = framed_pool::<1>(&mut net, (4096, 4096), SERVER);
+    let mut ports = PortAllocator::new(606);
+    // One whole frame, then a header for 500 bytes and only 100 of them, then FIN.
+    let mut cut = 3u32.to_be_bytes().to_vec();
+    cut.extend_from_slice(b"abc");
+    cut.extend_from_slice(&500u32.to_be_bytes());
+    cut.extend_from_slice(&bytes(100));
+    let mut quitter = raw_client(&mut net, cut);
+    quitter.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (framed_stats(server).read.bytes == 111).then_some(())
+    })
+    .unwrap();
+    quitter.socket(&mut net).close();
+    net.run_services(&mut server, &mut quitter, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    // The whole frame was echoed; the cut one was reported, not echoed.
+    assert_eq!(quitter.driver.back, [0, 0, 0, 3, b'a', b'b', b'c']);
+    assert_eq!(ends(&server), [End::Closed]);
+    let stats = framed_stats(&server);
+    assert_eq!((stats.read.frames, stats.read.truncated), (1, 1));
+    assert_eq!(server.handlers()[0].inner.handler().errors, 1);
+}
+
+// Soaking this one over many seeds (SMOLSOCK_SEEDS=150) hangs about 4 % of the
+// rough runs in smoltcp 0.14 itself: the client's FIN is never retransmitted.
+// With only the FIN unacknowledged, three duplicate ACKs start a fast
+// retransmit that finds no data to resend, cancels the retransmission timer and
+// sends nothing, and the client sits in FIN-WAIT-1 for ever (first seen: IPv6,
+// rough link, seed 5605). The server is unaffected: its idle timeout frees the slot.
+#[test]
+fn a_half_closed_client_gets_every_echo_then_the_server_closes() {
+    for_each_case(602, |case, seed| {
+        let mut net = sim(seed, case.faults, 1, 1);
+        let mut server = framed_pool::<1>(&mut net, (4096, 4096), SERVER);
+        let mut ports = PortAllocator::new(seed);
+        let mut client = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+        client.driver.half_close = true;
+        client.connect(&mut net, (case.server, 9000), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+            let finished = client.driver.end == Some(RecvError::Finished);
+            (finished && server.stats().closed == 1).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert!(client.driver.got == client.driver.frames, "{}", case.name);
+        assert_eq!(ends(&server), [End::Closed], "{}", case.name);
+    });
+}
+
+/// Echoes each frame a second after it arrived: a handler that waits for
+/// something other than send space (a clock, a slow store).
+#[derive(Default)]
+struct DeferredEcho {
+    since: Option<Instant>,
+}
+
+impl FrameHandler for DeferredEcho {
+    fn setup(&mut self, _peer: IpEndpoint, _now: Instant) {
+        self.since = None;
+    }
+
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_, '_>) -> Flow {
+        let since = *self.since.get_or_insert(out.now());
+        if out.now() < since + Duration::from_secs(1) {
+            return Flow::Wait;
+        }
+        let flow = Flow::from_send(out.send(frame));
+        if flow == Flow::Continue {
+            self.since = None;
+        }
+        flow
+    }
+}
+
+#[test]
+fn a_half_closed_client_still_gets_replies_its_frames_wait_for() {
+    let mut net = sim(607, FaultConfig::CLEAN, 1, 1);
+    let handler = Framed::new(DeferredEcho::default(), [0u8; 1028], format()).unwrap();
+    let mut server = serve(
+        &mut net,
+        9000,
+        (4096, 4096),
+        [Recording::new(handler)],
+        SERVER,
+    );
+    let mut ports = PortAllocator::new(607);
+    let mut client = framed_client(&mut net, frames(3, 100));
+    client.driver.half_close = true;
+    client.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+        let finished = client.driver.end == Some(RecvError::Finished);
+        (finished && server.stats().closed == 1).then_some(())
+    })
+    .unwrap();
+    assert!(
+        client.driver.got == client.driver.frames,
+        "got {} of 3",
+        client.driver.got.len()
+    );
+    assert!(
+        net.now() >= Instant::from_secs(3),
+        "each reply waited its second"
+    );
+}
+
+#[test]
+fn a_peer_that_stops_reading_gets_back_pressure_without_loss_while_others_are_served() {
+    let mut net = sim(603, FaultConfig::CLEAN, 2, 2);
+    let mut server = framed_pool::<2>(&mut net, (2048, 2048), SERVER);
+    let mut ports = PortAllocator::new(603);
+    // A slow peer with a small receive window and plenty to send.
+    let mut slow = Client::new(
+        &mut net,
+        (1024, 4096),
+        FramedPeer::new(frames(40, MAX_FRAME as usize)),
+    );
+    slow.driver.reading = false;
+    slow.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut fast = framed_client(&mut net, frames(100, MAX_FRAME as usize));
+    fast.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut both = Pair(slow, fast);
+    // The fast one is served in full while the slow one is stuck.
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(_, fast), _| {
+        fast.done().then_some(())
+    })
+    .unwrap();
+    net.run_services(&mut server, &mut both, Duration::from_secs(5), |_, _, _| {
+        None::<()>
+    })
+    .unwrap_err();
+    let Pair(slow, fast) = &mut both;
+    assert!(fast.driver.got == fast.driver.frames);
+    let stuck_at = slow.driver.sent;
+    assert!(stuck_at < 40, "the slow peer's sends are held back too");
+    let pushed_back = framed_stats(&server).send_full;
+    assert!(pushed_back > 0, "the server's send buffer filled");
+
+    // It reads at last: everything arrives, exact, on the same connection.
+    slow.driver.reading = true;
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(slow, _), _| {
+        slow.done().then_some(())
+    })
+    .unwrap();
+    let Pair(slow, _) = &both;
+    assert!(slow.driver.got == slow.driver.frames);
+    assert!(framed_stats(&server).send_full >= pushed_back);
+    assert_eq!(server.stats().accepted, 2);
+    assert!(ends(&server).is_empty(), "no connection was dropped");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next() {
+    let idle = Duration::from_secs(5);
+    let config = ServerConfig {
+        idle_timeout: Some(idle),
+        ..SERVER
+    };
+    let mut net = sim(604, FaultConfig::CLEAN, 1, 2);
+    let mut server = framed_pool::<1>(&mut net, (2048, 2048), config);
+    let mut ports = PortAllocator::new(604);
+    let mut slow = Client::new(
+        &mut net,
+        (1024, 4096),
+        FramedPeer::new(frames(40, MAX_FRAME as usize)),
+    );
+    slow.driver.reading = false;
+    slow.connect(&mut net, (SERVER_V6, 9000), &mut ports);
+    net.run_services(&mut server, &mut slow, LIMIT, |server, _, _| {
+        (server.stats().idle_timeouts == 1).then_some(())
+    })
+    .unwrap();
+    assert_eq!(ends(&server), [End::IdleTimeout]);
+    assert!(framed_stats(&server).send_full > 0);
+    net.run_services(&mut server, &mut slow, LIMIT, |server, _, _| {
+        (server.stats().relistens == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(slow.socket(&mut net).state(), tcp::State::Closed, "reset");
+
+    let mut next = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+    next.connect(&mut net, (SERVER_V6, 9000), &mut ports);
+    net.run_services(&mut server, &mut next, LIMIT, |_, next, _| {
+        next.done().then_some(())
+    })
+    .unwrap();
+    assert!(next.driver.got == next.driver.frames);
+}
+
+#[test]
+fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
+    let status = |w: &mut dyn core::fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let mut page = String::new();
+    let html = site.render("/", &mut page).unwrap();
+    let error = |code: StatusCode| {
+        let body = format!("{code}\n");
+        http_response(code, "text/plain", body.as_bytes(), true)
+    };
+    let mut too_large = b"GET / HTTP/1.1\r\n".to_vec();
+    while too_large.len() < 1500 {
+        too_large.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    let exchanges: [(&[u8], Vec<u8>); 6] = [
+        (
+            b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
+            error(StatusCode::BAD_REQUEST),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+            error(StatusCode::BAD_REQUEST),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            error(StatusCode::METHOD_NOT_ALLOWED),
+        ),
+        (
+            &too_large,
+            error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ),
+        (
+            b"GET / HTTP/2.0\r\n\r\n",
+            error(StatusCode::VERSION_NOT_SUPPORTED),
+        ),
+        (
+            b"GET / HTTP/1.1\r\n\r\n",
+            http_response(StatusCode::OK, html, page.as_bytes(), true),
+        ),
+    ];
+    let mut net = sim(605, FaultConfig::CLEAN, 1, exchanges.len());
+    let handlers = [Recording::new(HttpResponder::<_, 1024, 2048>::new(&site))];
+    let mut server = serve(&mut net, 80, (2048, 2048), handlers, SERVER);
+    let mut ports = PortAllocator::new(605);
+    for (i, (request, expected)) in exchanges.iter().enumerate() {
+        let mut client = Client::new(&mut net, (2048, 2048), HttpGet::new(vec![request.to_vec()]));
+        client.connect(&mut net, (SERVER_V4, 80), &mut ports);
+        net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+            let relistened = server.stats().relistens == i as u64 + 2;
+            (client.done() && relistened).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(
+            &client.driver.response == expected,
+            "request {i}:\n{}",
+            String::from_utf8_lossy(&client.driver.response)
+        );
+    }
+    let stats = server.handlers()[0].inner.stats();
+    // 400, 400, 405, 431; 505; 200.
+    assert_eq!(
+        (stats.client_errors, stats.server_errors, stats.ok),
+        (4, 1, 1)
+    );
+    assert_eq!(server.handlers()[0].ends, [End::Closed; 6]);
+}
+
+// ---------------------------------------------------------------------------
+// TcpClient: connect timeout, refusal, ephemeral ports.
+
+#[test]
+fn connect_times_out_at_the_deadline_when_nothing_answers() {
+    let timeout = Duration::from_secs(3);
+    for (seed, server) in [
+        (700, IpAddress::Ipv4(SERVER_V4)),
+        (701, IpAddress::Ipv6(SERVER_V6)),
+    ] {
+        // Every frame lost: no ARP or neighbour answer, no SYN-ACK.
+        let mut net = sim(seed, FaultConfig::CLEAN.with_loss(1000), 0, 1);
+        let mut ports = PortAllocator::new(seed);
+        let mut client = echo_client(&mut net, 100);
+        client.tcp = TcpClient::new(timeout);
+        let started = net.now();
+        client.connect(&mut net, (server, 7), &mut ports);
+        net.run_services(&mut (), &mut client, LIMIT, |_, client, _| {
+            (client.state() != ClientState::Connecting).then_some(())
+        })
+        .unwrap();
+        assert_eq!(
+            client.state(),
+            ClientState::Failed(ConnectError::Timeout),
+            "{server}"
+        );
+        // Exactly at the deadline: the client's poll_at brought the clock there.
+        assert_eq!(net.now() - started, timeout, "{server}");
+        assert_eq!(client.socket(&mut net).state(), tcp::State::Closed);
+    }
+}
+
+#[test]
+fn connect_to_a_port_nobody_listens_on_is_refused() {
+    for (seed, server) in [
+        (702, IpAddress::Ipv4(SERVER_V4)),
+        (703, IpAddress::Ipv6(SERVER_V6)),
+    ] {
+        let mut net = sim(seed, FaultConfig::CLEAN, 0, 1);
+        let mut ports = PortAllocator::new(seed);
+        let mut client = echo_client(&mut net, 100);
+        client.connect(&mut net, (server, 7), &mut ports);
+        net.run_services(&mut (), &mut client, LIMIT, |_, client, _| {
+            (client.state() != ClientState::Connecting).then_some(())
+        })
+        .unwrap();
+        assert_eq!(
+            client.state(),
+            ClientState::Failed(ConnectError::Refused),
+            "{server}"
+        );
+        assert!(
+            net.now() < Instant::from_secs(2),
+            "{server}: refused at once"
+        );
+    }
+}
+
+#[test]
+fn reconnects_never_reuse_a_port_in_quarantine() {
+    let quarantine = Duration::from_secs(60);
+    let mut net = sim(704, FaultConfig::CLEAN, 1, 1);
+    let handlers = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), handlers, SERVER);
+    let mut ports = PortAllocator::<16>::new(0).with_quarantine(quarantine);
+    let mut client = echo_client(&mut net, 100);
+    let span = usize::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+    // One exchange on a fresh connection of the same socket; the client closes
+    // first, so its end of the last connection is in TIME-WAIT when it reconnects.
+    let mut exchange = |net: &mut Net, client: &mut Client<RawEcho>, ports: &mut PortAllocator| {
+        client.driver = RawEcho::new(bytes(100));
+        client.connect(net, (SERVER_V4, 7), ports);
+        let accepted = server.stats().accepted;
+        net.run_services(&mut server, client, LIMIT, |_, client, _| {
+            client.done().then_some(())
+        })
+        .unwrap();
+        client.socket(net).close();
+        net.run_services(&mut server, client, LIMIT, |server, _, _| {
+            (server.stats().relistens == accepted + 2).then_some(())
+        })
+        .unwrap();
+        assert_eq!(client.socket(net).state(), tcp::State::TimeWait);
+        client.tcp.local_port()
+    };
+    let mut used = vec![
+        exchange(&mut net, &mut client, &mut ports),
+        exchange(&mut net, &mut client, &mut ports),
+        exchange(&mut net, &mut client, &mut ports),
+    ];
+    assert_eq!(
+        used,
+        [EPHEMERAL_FIRST, EPHEMERAL_FIRST + 1, EPHEMERAL_FIRST + 2]
+    );
+    // Other connections take the rest of the range: the next turn is the first port again.
+    for _ in 0..span - 3 {
+        ports.allocate(net.now()).unwrap();
+    }
+    // The first three are quarantined (the third is released by this connect).
+    used.push(exchange(&mut net, &mut client, &mut ports));
+    assert_eq!(used[3], EPHEMERAL_FIRST + 3);
+    // Once the quarantine has passed, the first port comes round again.
+    net.run_for(quarantine);
+    for _ in 0..span - 4 {
+        ports.allocate(net.now()).unwrap();
+    }
+    used.push(exchange(&mut net, &mut client, &mut ports));
+    assert_eq!(used[4], EPHEMERAL_FIRST);
+    // The server saw each connection come from the port the client used.
+    let seen: Vec<u16> = server.handlers()[0]
+        .setups
+        .iter()
+        .map(|(peer, _)| peer.port)
+        .collect();
+    assert_eq!(seen, used);
+}
+
+// ---------------------------------------------------------------------------
+// UDP: boundaries kept, oversize datagrams counted not cut, replies wait for room.
+
+#[test]
+fn udp_datagrams_keep_their_boundaries() {
+    let mut net = sim(800, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+    let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+    // Sent back to back in one poll, so they sit together in both sockets' buffers.
+    let sizes = [0, 1, 7, 1000, 3, 1400, 0, 50, 512];
+    let datagrams: Vec<Vec<u8>> = sizes.iter().map(|&n| bytes(n + 1)[1..].to_vec()).collect();
+    let mut client = UdpBurst::new(&mut net, (SERVER_V6, 7), datagrams.clone());
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.got.len() == sizes.len()).then_some(())
+    })
+    .unwrap();
+    assert!(client.got == datagrams);
+    assert_eq!(server.stats().datagrams_in, sizes.len() as u64);
+    assert_eq!(server.stats().bytes_in, sizes.iter().sum::<usize>() as u64);
+}
+
+#[test]
+fn a_datagram_larger_than_the_buffer_is_dropped_and_counted_not_cut() {
+    let mut net = sim(801, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+    let mut server = UdpService::<_, 512>::new(socket, 7, UdpEcho);
+    let datagrams = vec![bytes(513), bytes(512), bytes(1400), bytes(100)];
+    let mut client = UdpBurst::new(&mut net, (SERVER_V4, 7), datagrams.clone());
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.got.len() == 2).then_some(())
+    })
+    .unwrap();
+    // Nothing more is on its way: the two oversize ones are gone, not cut.
+    net.run_services(
+        &mut server,
+        &mut client,
+        Duration::from_secs(1),
+        |_, _, _| None::<()>,
+    )
+    .unwrap_err();
+    assert!(client.got == [datagrams[1].clone(), datagrams[3].clone()]);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.oversize, stats.datagrams_in, stats.datagrams_out),
+        (2, 2, 2)
+    );
+}
+
+#[test]
+fn udp_replies_that_find_the_send_buffer_full_wait_and_all_arrive() {
+    let mut net = sim(802, FaultConfig::CLEAN, 1, 1);
+    // Room for many requests in, but only two replies (or 1 KiB) out at a time.
+    let socket = net.server.sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * 1024]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 2], vec![0; 1024]),
+    ));
+    let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+    let datagrams: Vec<Vec<u8>> = (0..12).map(|i| bytes(400 + i)).collect();
+    let mut client = UdpBurst::new(&mut net, (SERVER_V4, 7), datagrams.clone());
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.got.len() == datagrams.len()).then_some(())
+    })
+    .unwrap();
+    assert!(client.got == datagrams);
+    let stats = server.stats();
+    assert!(stats.send_full > 0, "{stats}");
+    assert_eq!((stats.datagrams_out, stats.send_errors), (12, 0), "{stats}");
+}
+
+#[test]
+fn udp_replies_go_back_to_each_sender() {
+    let mut net = sim(803, FaultConfig::CLEAN, 1, 2);
+    let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+    let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+    let a = UdpBurst::new(
+        &mut net,
+        (SERVER_V4, 7),
+        (0..5).map(|i| vec![b'a'; i]).collect(),
+    );
+    let mut b = UdpBurst::new(
+        &mut net,
+        (SERVER_V4, 7),
+        (0..5).map(|i| vec![b'b'; i + 1]).collect(),
+    );
+    b.local_port = 40_002;
+    let mut both = Pair(a, b);
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(a, b), _| {
+        (a.got.len() == 5 && b.got.len() == 5).then_some(())
+    })
+    .unwrap();
+    let Pair(a, b) = both;
+    assert!(a.got == a.datagrams && b.got == b.datagrams);
+}
+
+/// A UDP datagram for udp/`port` from `src`, an address nobody on the link
+/// answers for (or one with no route back), as an Ethernet frame.
+fn forged_datagram(src: Ipv4Address, port: u16, payload: &[u8]) -> Vec<u8> {
+    let checksums = ChecksumCapabilities::default();
+    let udp = UdpRepr {
+        src_port: 5555,
+        dst_port: port,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+    let fill = |b: &mut [u8]| b.copy_from_slice(payload);
+    udp.emit(
+        &mut datagram,
+        &src.into(),
+        &SERVER_V4.into(),
+        payload.len(),
+        fill,
+        &checksums,
+    );
+    buf
+}
+
+#[test]
+fn a_reply_that_can_never_leave_does_not_block_replies_to_others() {
+    // A neighbour that never answers ARP, and an address with no route back.
+    for forged in [
+        Ipv4Address::new(10, 0, 0, 99),
+        Ipv4Address::new(192, 168, 5, 5),
+    ] {
+        let mut net = sim(804, FaultConfig::CLEAN, 1, 1);
+        let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+        let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+        let now = net.now();
+        server.poll(&mut net.server.sockets, now);
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_datagram(forged, 7, b"from nowhere"),
+        );
+        // A client that sends again when no echo comes, as UDP clients must.
+        let mut client = UdpWindow::new(&mut net, (SERVER_V4, 7), frames(5, 100));
+        net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+            client.done().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{forged}: {e}: {}", server.stats()));
+        assert!(client.strays.is_empty(), "{forged}");
+        // Held up while the stuck reply blocked the queue, not for good.
+        assert!(net.now() < Instant::from_secs(5), "{forged}: {}", net.now());
+        assert_eq!(server.stats().stuck_flushes, 1, "{forged}");
+    }
+}
