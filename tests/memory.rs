@@ -16,12 +16,15 @@ use smolsock::net::{
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::service::http::{HttpResponder, StatusSite};
+use smolsock::service::transfer::{SharedStore, TransferClient, TransferServer, UploadLease};
 use smolsock::service::udp_echo::UdpEcho;
+use smolsock::store::RamStore;
 use smolsock::wire::frame::{FrameReader, FrameWriter};
 use smoltcp::iface::{Interface, SocketStorage};
 use smoltcp::socket::{tcp, udp};
 
 type Http = HttpResponder<'static, StatusSite<'static>, 1024, 2048>;
+type Store = RamStore<8, 65_536>;
 
 /// Each type, what it is, and the bytes it takes on a 64-bit target.
 fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
@@ -106,6 +109,30 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             3416,
         ),
         (
+            "TransferServer<RamStore, &mut [u8]>",
+            "one transfer connection: framing state, the operation in progress, its file name",
+            size_of::<TransferServer<'static, Store, &'static mut [u8]>>(),
+            392,
+        ),
+        (
+            "TransferClient<&mut [u8]>",
+            "the no_std client: framing state, the operation in progress",
+            size_of::<TransferClient<&'static mut [u8]>>(),
+            296,
+        ),
+        (
+            "SharedStore<RamStore, [UploadLease; 4]>, fixed part",
+            "the store's cell, transfer counters, 4 upload leases",
+            size_of::<SharedStore<Store, [UploadLease; 4]>>() - size_of::<Store>(),
+            496,
+        ),
+        (
+            "RamStore<8, 65536>, fixed part",
+            "8 file entries (name, length, checksum), besides the 64 KiB arena",
+            size_of::<Store>() - 65_536,
+            776,
+        ),
+        (
             "TcpClient",
             "connect deadline, local port, state",
             size_of::<TcpClient>(),
@@ -164,4 +191,42 @@ fn every_type_takes_the_pinned_number_of_bytes() {
         .map(|(name, _, size, pinned)| format!("{name}: {size} bytes, pinned {pinned}"))
         .collect();
     assert!(wrong.is_empty(), "sizes changed:\n{}", wrong.join("\n"));
+}
+
+/// The 64-bit column of MEMORY.md's first table, by type name.
+fn memory_md_sizes() -> Vec<(String, usize)> {
+    let text = include_str!("../MEMORY.md");
+    text.lines()
+        .skip_while(|line| !line.starts_with("## Size of each type"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // "", "`type`", "64-bit", "thumbv7em", "what", ""
+            let name = cells.get(1)?.replace('`', "");
+            let bytes = cells.get(2)?.replace(',', "").parse().ok()?;
+            Some((name, bytes))
+        })
+        .collect()
+}
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn memory_md_shows_the_measured_size_of_every_type() {
+    let documented = memory_md_sizes();
+    assert!(!documented.is_empty(), "MEMORY.md has no size table");
+    let mut wrong = Vec::new();
+    for (name, _, size, _) in table() {
+        let key = name.replace(": ", ", ");
+        match documented.iter().find(|(doc, _)| *doc == key) {
+            Some((_, doc)) if *doc == size => {}
+            Some((_, doc)) => wrong.push(format!("{name}: MEMORY.md says {doc}, measured {size}")),
+            None => wrong.push(format!("{name}: missing from MEMORY.md ({size} bytes)")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "MEMORY.md is out of date:\n{}",
+        wrong.join("\n")
+    );
 }
