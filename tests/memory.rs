@@ -193,11 +193,10 @@ fn every_type_takes_the_pinned_number_of_bytes() {
     assert!(wrong.is_empty(), "sizes changed:\n{}", wrong.join("\n"));
 }
 
-/// The 64-bit column of MEMORY.md's first table, by type name.
-fn memory_md_sizes() -> Vec<(String, usize)> {
-    let text = include_str!("../MEMORY.md");
+/// The 64-bit column of the size table under `heading` in a document, by type name.
+fn documented_sizes(text: &str, heading: &str) -> Vec<(String, usize)> {
     text.lines()
-        .skip_while(|line| !line.starts_with("## Size of each type"))
+        .skip_while(|line| !line.starts_with(heading))
         .skip(1)
         .take_while(|line| !line.starts_with("## "))
         .filter_map(|line| {
@@ -210,23 +209,50 @@ fn memory_md_sizes() -> Vec<(String, usize)> {
         .collect()
 }
 
+/// The measured size of the type a document names (`TcpServer<_, N>, fixed part`
+/// there is `TcpServer<_, N>: fixed part` here).
+fn measured(name: &str) -> Option<usize> {
+    table()
+        .into_iter()
+        .find(|(measured, ..)| measured.replace(": ", ", ") == name)
+        .map(|(_, _, size, _)| size)
+}
+
+/// Every row of the document's table shows the measured size.
+fn mismatches(document: &str, rows: &[(String, usize)]) -> Vec<String> {
+    rows.iter()
+        .filter_map(|(name, bytes)| match measured(name) {
+            Some(size) if size == *bytes => None,
+            Some(size) => Some(format!("{document}: {name} is {bytes}, measured {size}")),
+            None => Some(format!(
+                "{document}: {name} is not measured by tests/memory.rs"
+            )),
+        })
+        .collect()
+}
+
 #[test]
 #[cfg(target_pointer_width = "64")]
 fn memory_md_shows_the_measured_size_of_every_type() {
-    let documented = memory_md_sizes();
-    assert!(!documented.is_empty(), "MEMORY.md has no size table");
-    let mut wrong = Vec::new();
+    let rows = documented_sizes(include_str!("../MEMORY.md"), "## Size of each type");
+    let mut wrong = mismatches("MEMORY.md", &rows);
     for (name, _, size, _) in table() {
         let key = name.replace(": ", ", ");
-        match documented.iter().find(|(doc, _)| *doc == key) {
-            Some((_, doc)) if *doc == size => {}
-            Some((_, doc)) => wrong.push(format!("{name}: MEMORY.md says {doc}, measured {size}")),
-            None => wrong.push(format!("{name}: missing from MEMORY.md ({size} bytes)")),
+        if !rows.iter().any(|(doc, _)| *doc == key) {
+            wrong.push(format!("MEMORY.md: {name} is missing ({size} bytes)"));
         }
     }
+    assert!(wrong.is_empty(), "out of date:\n{}", wrong.join("\n"));
+}
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn readme_memory_table_shows_measured_sizes() {
+    let rows = documented_sizes(include_str!("../README.md"), "## Memory");
     assert!(
-        wrong.is_empty(),
-        "MEMORY.md is out of date:\n{}",
-        wrong.join("\n")
+        rows.len() >= 8,
+        "the README's memory table is missing: {rows:?}"
     );
+    let wrong = mismatches("README.md", &rows);
+    assert!(wrong.is_empty(), "out of date:\n{}", wrong.join("\n"));
 }
