@@ -60,6 +60,7 @@ const IPV6: IpCidr = IpCidr::new(IpAddress::v6(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64)
 // would land in `.data` and cost their size in flash as well.
 static DEVICE: StaticCell<Lan9118<Mmio>> = StaticCell::new();
 static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; SOCKET_COUNT]> = StaticCell::new();
+static SOCKET_SET: StaticCell<SocketSet<'static>> = StaticCell::new();
 static INTERFACE: StaticCell<Interface> = StaticCell::new();
 static SERVICES: StaticCell<AllServices> = StaticCell::new();
 
@@ -106,11 +107,7 @@ fn main() -> ! {
     let systick_at_boot = cortex_m::peripheral::SYST::get_current();
     let mut clock = Clock::start(core.SYST, CORE_HZ);
 
-    // SAFETY: on the MPS2 boards the LAN9118's registers are at this address, and
-    // this `Mmio` is the only thing in the firmware that touches them.
-    #[allow(unsafe_code)]
-    let bus = unsafe { Mmio::new(LAN9118_BASE) };
-    let device = DEVICE.init(Lan9118::new(bus, DeviceConfig::new(MAC_ADDRESS)));
+    let device = new_device();
     let free_run_at_boot = device.free_running_counter();
     if let Err(error) = device.init() {
         log::error!("lan9118: {error}");
@@ -141,12 +138,31 @@ fn main() -> ! {
     serve(device, &mut clock, seed)
 }
 
-/// Brings up the interface and the services, then runs the poll loop forever.
-#[cfg_attr(feature = "selftest", allow(dead_code))]
-fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! {
+/// The driver, built in its static.
+///
+/// This and [`new_stack`] are not inlined: the values they build pass through
+/// their own stack frames (3 KiB for the driver's frame buffers, 3 KiB for the
+/// socket slots), which are gone once they return, instead of staying in the
+/// frames of `main` and `serve` under the poll loop for ever.
+#[inline(never)]
+fn new_device() -> &'static mut Lan9118<Mmio> {
+    // SAFETY: on the MPS2 boards the LAN9118's registers are at this address, and
+    // this `Mmio` is the only thing in the firmware that touches them.
+    #[allow(unsafe_code)]
+    let bus = unsafe { Mmio::new(LAN9118_BASE) };
+    DEVICE.init(Lan9118::new(bus, DeviceConfig::new(MAC_ADDRESS)))
+}
+
+/// The interface, with its addresses, and the socket set, both in statics.
+#[inline(never)]
+fn new_stack(
+    device: &mut Lan9118<Mmio>,
+    now: Instant,
+    seed: u64,
+) -> (&'static mut Interface, &'static mut SocketSet<'static>) {
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(MAC_ADDRESS)));
     config.random_seed = seed;
-    let iface = INTERFACE.init(Interface::new(config, device, clock.now()));
+    let iface = INTERFACE.init(Interface::new(config, device, now));
     iface.update_ip_addrs(|addrs| {
         for cidr in [IPV4, IPV6] {
             if addrs.push(cidr).is_err() {
@@ -154,9 +170,15 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
             }
         }
     });
+    let storage = SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKET_COUNT]);
+    (iface, SOCKET_SET.init(SocketSet::new(&mut storage[..])))
+}
 
-    let sockets =
-        &mut SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKET_COUNT])[..]);
+/// Brings up the interface and the services, then runs the poll loop forever.
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! {
+    let (iface, sockets) = new_stack(device, clock.now(), seed);
+    let sockets = &mut *sockets;
     services::clear_store_region();
     let Some(services) = AllServices::new(sockets).map(|all| SERVICES.init(all)) else {
         fatal("the services did not fit their buffers");

@@ -242,9 +242,11 @@ impl fmt::Display for Counters {
 /// The status text of the HTTP page: the counters as of the last poll.
 fn render_status(out: &mut dyn fmt::Write) -> fmt::Result {
     match cortex_m::interrupt::free(|cs| LIVE.borrow(cs).get()) {
-        Some(counters) => write!(out, "{counters}"),
-        None => out.write_str("starting\n"),
+        Some(counters) => write!(out, "{counters}")?,
+        None => out.write_str("starting\n")?,
     }
+    let (used, size) = crate::stack::high_water();
+    writeln!(out, "stack     {used} B of {size} B used at most")
 }
 
 /// Zeroes the store's `NOLOAD` region, which nothing else initialises (on a real
@@ -411,11 +413,12 @@ impl AllServices {
         let transfer_handlers = place(&TRANSFER_HANDLERS, || {
             TransferServer::new(store, receive.next()?, staging.next()?).ok()
         })?;
-        let transfer = TRANSFER.try_init(TcpServer::new(
-            TRANSFER_PORT,
-            transfer_handles,
-            transfer_handlers,
-        ))?;
+        // Like the framed echo, the transfer server writes whole frames: with Nagle,
+        // each DATA frame of a download would wait for the ACK of the one before.
+        let transfer = TRANSFER.try_init(
+            TcpServer::new(TRANSFER_PORT, transfer_handles, transfer_handlers)
+                .with_config(framed_config),
+        )?;
 
         Some(Self {
             echo,
