@@ -141,9 +141,13 @@ static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
 static HTTP: StaticCell<HttpServer> = StaticCell::new();
 static TRANSFER: StaticCell<TransferPool> = StaticCell::new();
 
-/// The file store, in its own region above the 64 KiB budget (`memory.x`). The
-/// region is `NOLOAD`: [`clear_store_region`] zeroes it before this is used.
-// `memory.x` places `.store` in the STORE region; nothing else goes there.
+/// The file store, in its own region above the 64 KiB budget (`memory.x`).
+///
+/// Its initial value is all zero bytes (an empty `RamStore` is), so it costs no
+/// flash: the section name starts with `.sbss.`, which makes it `NOBITS`, and
+/// the compiler refuses the build should the value ever have a non-zero byte.
+/// `memory.x` puts it, alone, in the `.store` output section of the STORE
+/// region, `NOLOAD`: [`clear_store_region`] zeroes it before it is taken.
 #[allow(unsafe_code)]
 #[unsafe(link_section = ".sbss.store")]
 static STORE: ConstStaticCell<Shared> = ConstStaticCell::new(SharedStore::new(
