@@ -765,7 +765,21 @@ fn check_all() -> Result<(), String> {
     eprintln!("figure: tcp/7 echo of 32 B, 200 round trips: p50 {p50:.2?}, p99 {p99:.2?}");
     let (_, stats) = raw_get(v4, "/stats").map_err(|e| format!("last GET /stats: {e}"))?;
     eprintln!("firmware: /stats at the end:\n{stats}");
-    Ok(())
+    // After all that, the stack's painted floor must still be there: a stack that
+    // reached its bottom has run into the statics below it.
+    let used = counter(&stats, "stack", "B of");
+    let size = stats
+        .lines()
+        .find(|line| line.starts_with("stack"))
+        .and_then(|line| line.split("B of").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    match (used, size) {
+        (Some(used), Some(size)) if used < size => Ok(()),
+        _ => Err(format!(
+            "the stack used {used:?} of {size:?} bytes: it may have overflowed"
+        )),
+    }
 }
 
 #[test]
