@@ -4,8 +4,13 @@
 //! The test builds the firmware, makes a network namespace of its own with `tap0`
 //! in it (192.168.69.100/24, fdaa::100/64), starts QEMU inside it with the board's
 //! LAN9118 joined to `tap0`, waits for the firmware's "listening" line, and then,
-//! from a thread that entered the namespace, checks ping, UDP and TCP echo over
-//! IPv4 and IPv6. QEMU is killed and the namespace deleted on every path out,
+//! from a thread that entered the namespace, checks every service as
+//! `tests/tap_services.rs` checks `tap_server`: ping, UDP echo, TCP echo, framed
+//! echo with 50 glued messages, HTTP GET (curl, and a plain socket), and a 1 MiB
+//! upload and download through the transfer protocol with the CRC-32 checked,
+//! over IPv4 and IPv6. On the way it prints throughput and echo latency (run
+//! with `--nocapture` to see them); QEMU emulates the CPU, so those figures only
+//! compare configurations, and nothing is asserted about them. QEMU is killed and the namespace deleted on every path out,
 //! failures included (drop guards). Nothing is ever created in the host's
 //! namespace, and traffic only goes to addresses inside the test's namespace.
 //!
@@ -22,16 +27,30 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use smolsock::wire::crc32::crc32;
+use smolsock::wire::transfer::FileName;
+
+/// The Linux `transfer` CLI's protocol code (PROTOCOL.md over `std::net`).
+#[allow(dead_code)]
+#[path = "../examples/transfer/protocol.rs"]
+mod cli;
+
 const FIRMWARE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
 const FIRMWARE_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
 const ECHO_PORT: u16 = 7;
+const FRAMED_PORT: u16 = 9000;
+const HTTP_PORT: u16 = 80;
+const TRANSFER_PORT: u16 = 2121;
+/// The firmware's largest framed-echo body (`services.rs`).
+const FRAMED_MAX_BODY: usize = 1024;
 /// The line the firmware logs once its services are up.
 const READY_LINE: &str = "listening:";
 /// How often, and how far apart, the test looks for the ready line: 60 s at most.
 const BOOT_POLLS: u32 = 600;
 const BOOT_POLL_EVERY: Duration = Duration::from_millis(100);
-/// Every socket operation gives up after this long.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every socket operation gives up after this long (a hang, not a slow link:
+/// QEMU on a busy machine can be slow).
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries for operations that may race the first ARP or neighbour discovery.
 const TRIES: u32 = 10;
 
@@ -429,6 +448,231 @@ fn tcp_echo(server: IpAddr, len: usize) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
+/// A length-framed message as the framed echo expects it: `struct.pack('!I', n)`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Sends `bodies` as frames glued into one write, reads every frame back and
+/// checks each came back whole and in order. Returns the time it took and the
+/// number of reads the answers needed.
+fn framed_echo(server: IpAddr, bodies: &[Vec<u8>]) -> Result<(Duration, usize), String> {
+    let mut stream = connect(SocketAddr::new(server, FRAMED_PORT))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let glued: Vec<u8> = bodies.iter().flat_map(|body| frame(body)).collect();
+    let started = Instant::now();
+    // The echo comes back while we still send: write on another thread.
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let sending = thread::spawn(move || writer.write_all(&glued));
+    let mut pending = Vec::new();
+    let mut reads = 0;
+    let mut chunk = [0u8; 4096];
+    for (i, body) in bodies.iter().enumerate() {
+        loop {
+            if pending.len() >= 4 {
+                let len = u32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]);
+                if pending.len() >= 4 + len as usize {
+                    break;
+                }
+            }
+            let n = stream
+                .read(&mut chunk)
+                .map_err(|e| format!("frame {i}: read: {e}"))?;
+            if n == 0 {
+                return Err(format!("closed after {i} of {} frames", bodies.len()));
+            }
+            reads += 1;
+            pending.extend_from_slice(&chunk[..n]);
+        }
+        let len = u32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]) as usize;
+        if pending[4..4 + len] != body[..] {
+            return Err(format!(
+                "frame {i}: {len} bytes back, not the {} sent",
+                body.len()
+            ));
+        }
+        pending.drain(..4 + len);
+    }
+    let took = started.elapsed();
+    sending
+        .join()
+        .map_err(|_| "writer panicked".to_string())?
+        .map_err(|e| format!("write: {e}"))?;
+    if !pending.is_empty() {
+        return Err(format!("{} bytes more than the frames sent", pending.len()));
+    }
+    Ok((took, reads))
+}
+
+/// Fifty frames of lengths 0 to 1,024 with distinct contents.
+fn fifty_bodies() -> Vec<Vec<u8>> {
+    (0..50usize)
+        .map(|i| {
+            let len = (i * 97) % (FRAMED_MAX_BODY + 1);
+            (0..len).map(|j| (i * 31 + j) as u8).collect()
+        })
+        .collect()
+}
+
+/// GET `path` with curl; returns the body. curl is what CI installs; a missing
+/// curl fails the test rather than skipping the check.
+fn curl_get(url: &str) -> Result<String, String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30", "-g", url])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl {url}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|e| format!("curl {url}: not UTF-8: {e}"))
+}
+
+/// GET `path` over a plain socket; returns the status line and the body.
+fn raw_get(server: IpAddr, path: &str) -> Result<(String, String), String> {
+    let mut stream = connect(SocketAddr::new(server, HTTP_PORT))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: firmware\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of head in {answer:?}"))?;
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
+/// The number in front of `suffix` on the status page's line for `service`.
+fn counter(page: &str, service: &str, suffix: &str) -> Option<u64> {
+    let line = page.lines().find(|line| line.starts_with(service))?;
+    let before = &line[..line.find(suffix)?];
+    before.split_whitespace().last()?.parse().ok()
+}
+
+/// Bytes that look random, from a seed: a file whose every KiB differs.
+fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Uploads `data` as `name` through `upload_to`, downloads it back through
+/// `download_from`, and checks size, CRC-32 and every byte. Returns the upload
+/// and download times.
+fn transfer_round_trip(
+    upload_to: IpAddr,
+    download_from: IpAddr,
+    name: &str,
+    data: &[u8],
+) -> Result<(Duration, Duration), String> {
+    let dir = std::env::temp_dir().join(format!("smolsock-fw-transfer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let source = dir.join("source");
+        std::fs::write(&source, data).map_err(|e| e.to_string())?;
+        let name = FileName::new(name).map_err(|e| e.to_string())?;
+        let expected_crc = crc32(data);
+
+        let stream = connect(SocketAddr::new(upload_to, TRANSFER_PORT))?;
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
+        let mut file = File::open(&source).map_err(|e| e.to_string())?;
+        let put = conn
+            .put(name, &mut file, false, &mut |_, _| {})
+            .map_err(|e| format!("PUT: {e}"))?;
+        let upload = started.elapsed();
+        if put.size != data.len() as u64 || put.crc != expected_crc {
+            return Err(format!(
+                "PUT_DONE for {} bytes, CRC {:08x}; sent {} bytes, CRC {expected_crc:08x}",
+                put.size,
+                put.crc,
+                data.len()
+            ));
+        }
+        drop(conn);
+
+        let stream = connect(SocketAddr::new(download_from, TRANSFER_PORT))?;
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let target = dir.join("downloaded");
+        let started = Instant::now();
+        let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
+        // `get` checks the whole file's CRC-32 against GET_READY's.
+        let got = conn
+            .get(name, &target, false, &mut |_, _| {})
+            .map_err(|e| format!("GET: {e}"))?;
+        let download = started.elapsed();
+        let back = std::fs::read(&target).map_err(|e| e.to_string())?;
+        if got.crc != expected_crc || back.len() != data.len() || back != data {
+            return Err(format!(
+                "downloaded {} bytes, CRC {:08x}; uploaded {} bytes, CRC {expected_crc:08x}",
+                back.len(),
+                crc32(&back),
+                data.len()
+            ));
+        }
+        Ok((upload, download))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Round trips of a 32-byte message on one tcp/7 connection: p50 and p99.
+fn echo_latency(server: IpAddr, rounds: usize) -> Result<(Duration, Duration), String> {
+    let mut stream = connect(SocketAddr::new(server, ECHO_PORT))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let message = [0x5au8; 32];
+    let mut back = [0u8; 32];
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        stream.write_all(&message).map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut back)
+            .map_err(|e| format!("read: {e}"))?;
+        times.push(started.elapsed());
+        if back != message {
+            return Err("the echo differs".into());
+        }
+    }
+    times.sort();
+    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
+    Ok((at(50), at(99)))
+}
+
+fn kib_per_s(bytes: usize, took: Duration) -> f64 {
+    bytes as f64 / 1024.0 / took.as_secs_f64().max(1e-9)
+}
+
 fn check_all() -> Result<(), String> {
     let v4 = IpAddr::V4(FIRMWARE_V4);
     let v6 = IpAddr::V6(FIRMWARE_V6);
@@ -442,18 +686,105 @@ fn check_all() -> Result<(), String> {
     }
     pinged.map_err(|e| format!("ping over IPv4: {e}"))?;
     let took = tcp_echo(v4, 256 * 1024).map_err(|e| format!("TCP echo over IPv4: {e}"))?;
-    eprintln!("firmware: 256 KiB TCP echo over IPv4 in {took:?}");
+    eprintln!(
+        "figure: tcp/7 echo, 256 KiB over IPv4: {took:.2?} ({:.0} KiB/s each way)",
+        kib_per_s(256 * 1024, took)
+    );
     // A second connection to the same port: the socket listens again.
     tcp_echo(v4, 1000).map_err(|e| format!("second TCP connection: {e}"))?;
     udp_echo(v6).map_err(|e| format!("UDP echo over IPv6: {e}"))?;
     let took = tcp_echo(v6, 64 * 1024).map_err(|e| format!("TCP echo over IPv6: {e}"))?;
     eprintln!("firmware: 64 KiB TCP echo over IPv6 in {took:?}");
-    Ok(())
+
+    let bodies = fifty_bodies();
+    for server in [v4, v6] {
+        let (_, reads) =
+            framed_echo(server, &bodies).map_err(|e| format!("framed echo to {server}: {e}"))?;
+        eprintln!("firmware: 50 glued frames echoed whole to {server} in {reads} reads");
+    }
+    let bulk: Vec<Vec<u8>> = (0..256)
+        .map(|i| file_bytes(FRAMED_MAX_BODY, i + 1))
+        .collect();
+    let (took, _) = framed_echo(v4, &bulk).map_err(|e| format!("framed echo bulk: {e}"))?;
+    eprintln!(
+        "figure: tcp/9000 framed echo, 256 frames of 1 KiB: {took:.2?} ({:.0} KiB/s each way)",
+        kib_per_s(256 * FRAMED_MAX_BODY, took)
+    );
+
+    let page = curl_get("http://192.168.69.1/").map_err(|e| format!("HTTP over IPv4: {e}"))?;
+    if !page.contains("<h1>smolsock firmware</h1>") {
+        return Err(format!("the home page has no title:\n{page}"));
+    }
+    let frames = counter(&page, "tcp/9000", "frames echoed");
+    if frames < Some(2 * 50 + 256) {
+        return Err(format!(
+            "the status page shows {frames:?} frames echoed, not the {} sent:\n{page}",
+            2 * 50 + 256
+        ));
+    }
+    let stats = curl_get("http://[fdaa::1]/stats").map_err(|e| format!("HTTP over IPv6: {e}"))?;
+    let before = counter(&stats, "tcp/80", "requests:")
+        .ok_or_else(|| format!("no request counter on /stats:\n{stats}"))?;
+    let (status, body) = raw_get(v4, "/stats").map_err(|e| format!("raw GET: {e}"))?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET /stats: {status}"));
+    }
+    // The counters are live: the page shows them as of the poll before it was
+    // rendered, so one request (the curl above) more than the last page showed.
+    let now = counter(&body, "tcp/80", "requests:");
+    if now != Some(before + 1) {
+        return Err(format!(
+            "requests counted {now:?} after {before}, not one more:\n{body}"
+        ));
+    }
+    let (status, _) = raw_get(v6, "/nowhere").map_err(|e| format!("raw GET: {e}"))?;
+    if !status.starts_with("HTTP/1.1 404") {
+        return Err(format!("GET /nowhere: {status}, not 404"));
+    }
+
+    let data = file_bytes(1024 * 1024, 7);
+    let (up, down) = transfer_round_trip(v4, v6, "one-mib.bin", &data)
+        .map_err(|e| format!("1 MiB transfer (up IPv4, down IPv6): {e}"))?;
+    eprintln!(
+        "figure: tcp/2121 1 MiB upload (IPv4) {up:.2?} ({:.0} KiB/s), download (IPv6) {down:.2?} ({:.0} KiB/s)",
+        kib_per_s(data.len(), up),
+        kib_per_s(data.len(), down)
+    );
+    // The same name again, other bytes: the store keeps the old file until the
+    // new one commits, which needs room for both.
+    let data = file_bytes(1024 * 1024, 8);
+    let (up, down) = transfer_round_trip(v6, v4, "one-mib.bin", &data)
+        .map_err(|e| format!("1 MiB re-upload (up IPv6, down IPv4): {e}"))?;
+    eprintln!(
+        "figure: tcp/2121 1 MiB upload (IPv6) {up:.2?} ({:.0} KiB/s), download (IPv4) {down:.2?} ({:.0} KiB/s)",
+        kib_per_s(data.len(), up),
+        kib_per_s(data.len(), down)
+    );
+
+    let (p50, p99) = echo_latency(v4, 200).map_err(|e| format!("echo latency: {e}"))?;
+    eprintln!("figure: tcp/7 echo of 32 B, 200 round trips: p50 {p50:.2?}, p99 {p99:.2?}");
+    let (_, stats) = raw_get(v4, "/stats").map_err(|e| format!("last GET /stats: {e}"))?;
+    eprintln!("firmware: /stats at the end:\n{stats}");
+    // After all that, the stack's painted floor must still be there: a stack that
+    // reached its bottom has run into the statics below it.
+    let used = counter(&stats, "stack", "B of");
+    let size = stats
+        .lines()
+        .find(|line| line.starts_with("stack"))
+        .and_then(|line| line.split("B of").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    match (used, size) {
+        (Some(used), Some(size)) if used < size => Ok(()),
+        _ => Err(format!(
+            "the stack used {used:?} of {size:?} bytes: it may have overflowed"
+        )),
+    }
 }
 
 #[test]
 #[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
-fn firmware_in_qemu_answers_ping_udp_and_tcp_echo_over_ipv4_and_ipv6() {
+fn firmware_in_qemu_serves_every_service_over_ipv4_and_ipv6() {
     let started = Instant::now();
     build_firmware(Variant::Services);
     eprintln!("firmware: built in {:?}", started.elapsed());

@@ -9,10 +9,12 @@
 #   examples/firmware/run.sh --build-only        # build and print the sizes
 #
 # The TAP device must exist already (this script never creates one): make it with
-# `ip tuntap add dev tap0 mode tap`, give the Linux side 192.168.69.100/24 and
-# fdaa::100/64, and the firmware answers at 192.168.69.1 and fdaa::1.
+# `./tap-setup.sh up --netns smolsock` (or `ip tuntap add dev tap0 mode tap`, and
+# give the Linux side 192.168.69.100/24 and fdaa::100/64), and the firmware
+# answers at 192.168.69.1 and fdaa::1: tcp/7 and udp/7 echo, tcp/9000 framed
+# echo, tcp/80 HTTP, tcp/2121 file transfer, ping.
 # Needs: rustup target thumbv7em-none-eabihf, qemu-system-arm; for the sizes,
-# llvm-size or arm-none-eabi-size (optional).
+# llvm-size or arm-none-eabi-size, and llvm-nm for RAM by static (optional).
 set -euo pipefail
 
 tap=tap0
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
         --netns) netns="${2:?--netns needs a namespace name}"; shift 2 ;;
         --selftest) selftest=true; shift ;;
         --build-only) build_only=true; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -48,10 +50,19 @@ for candidate in llvm-size rust-size arm-none-eabi-size; do
     fi
 done
 if [ -n "$size_tool" ]; then
-    "$size_tool" -A "$elf" | grep -E '^(section|\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit) ' || true
+    "$size_tool" -A "$elf" | grep -E '^(section|\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit|\.store) ' || true
     "$size_tool" -B "$elf"
 else
     echo "run.sh: no llvm-size or arm-none-eabi-size found; sizes not shown" >&2
+fi
+# RAM by static, the README's table by component (llvm-nm comes with llvm-size).
+if command -v llvm-nm >/dev/null 2>&1; then
+    echo "statics in RAM, bytes (the largest last):"
+    llvm-nm -S --size-sort -C "$elf" | while read -r _ size kind name; do
+        case "$kind" in
+            b|B|d|D) printf '%9d  %s\n' "$((16#$size))" "${name%::h*}" ;;
+        esac
+    done | awk '$1 >= 64'
 fi
 
 if $build_only; then

@@ -31,11 +31,24 @@
 use super::{Entry, FileName, FileStat, Storage, StoreError, Upload};
 use crate::wire::crc32::crc32;
 
+/// Whether an entry is a committed file or a partial upload.
+///
+/// Its values start at 1 so that an empty slot (`None`) is all zero bytes, as
+/// is the rest of an empty store: a `RamStore::new()` static can then live in
+/// zeroed memory. The QEMU firmware relies on this for its 3 MiB store (its
+/// linker section is `NOBITS`, so the compiler refuses a non-zero initial value).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum SlotState {
+    Partial = 1,
+    Committed = 2,
+}
+
 /// One entry of the arena: a committed file or a partial upload.
 #[derive(Clone, Copy)]
 struct Slot {
     name: FileName,
-    committed: bool,
+    state: SlotState,
     /// First byte of the region in the arena.
     start: usize,
     /// Bytes stored.
@@ -45,6 +58,12 @@ struct Slot {
     cap: usize,
     /// CRC-32 of a committed file, verified at commit (0 for a partial).
     crc: u32,
+}
+
+impl Slot {
+    fn is_committed(&self) -> bool {
+        self.state == SlotState::Committed
+    }
 }
 
 // The cost the module documentation promises for a 32-bit microcontroller.
@@ -121,7 +140,7 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
     fn find(&self, name: &FileName, committed: bool) -> Option<usize> {
         self.slots.iter().position(|slot| {
             slot.as_ref()
-                .is_some_and(|slot| slot.committed == committed && slot.name == *name)
+                .is_some_and(|slot| slot.is_committed() == committed && slot.name == *name)
         })
     }
 
@@ -271,7 +290,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .slots
             .iter()
             .flatten()
-            .filter(|slot| slot.committed && after.is_none_or(|after| slot.name > *after))
+            .filter(|slot| slot.is_committed() && after.is_none_or(|after| slot.name > *after))
             .min_by(|a, b| a.name.cmp(&b.name))
             .map(|slot| Entry {
                 name: slot.name,
@@ -326,7 +345,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
         let slot = self.slots.get_mut(index).ok_or(StoreError::Inconsistent)?;
         *slot = Some(Slot {
             name: *name,
-            committed: false,
+            state: SlotState::Partial,
             start,
             len: 0,
             cap,
@@ -394,7 +413,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             self.remove(older)?;
         }
         let slot = self.slot_mut(index)?;
-        slot.committed = true;
+        slot.state = SlotState::Committed;
         slot.crc = computed;
         Ok(FileStat {
             size: held,

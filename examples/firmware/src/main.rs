@@ -17,10 +17,10 @@
 #![deny(unsafe_code)]
 
 mod clock;
-mod echo;
 mod logger;
 #[cfg(feature = "selftest")]
 mod selftest;
+mod services;
 mod stack;
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -33,13 +33,12 @@ use lan9118::{Config as DeviceConfig, Lan9118, Mmio, Stats};
 use panic_semihosting as _;
 use smolsock::net::Service;
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
-use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
-use static_cell::{ConstStaticCell, StaticCell};
+use static_cell::StaticCell;
 
 use crate::clock::Clock;
-use crate::echo::{TcpEcho, UdpEcho};
+use crate::services::{AllServices, SOCKET_COUNT};
 
 /// The core clock of the MPS2 FPGA images (and of QEMU's model), for SysTick.
 const CORE_HZ: u32 = 25_000_000;
@@ -53,38 +52,17 @@ const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 const IPV4: IpCidr = IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24);
 const IPV6: IpCidr = IpCidr::new(IpAddress::v6(0xfdaa, 0, 0, 0, 0, 0, 0, 1), 64);
 
-const ECHO_PORT: u16 = 7;
-const TCP_ECHO_RX: usize = 2048;
-const TCP_ECHO_TX: usize = 2048;
-const TCP_ECHO_SCRATCH: usize = 256;
-const UDP_ECHO_PACKETS: usize = 4;
-const UDP_ECHO_PAYLOAD: usize = 2048;
-/// The largest UDP payload in one 1500-byte IPv4 packet.
-const UDP_ECHO_SCRATCH: usize = 1472;
-/// One slot per socket: TCP echo and UDP echo.
-const SOCKET_COUNT: usize = 2;
-
-// Every buffer is a `static`, taken once in `main`, so the RAM the firmware
-// needs is all in `.bss`, visible to `llvm-size`, and fixed at link time. Statics
-// whose initial value is not all zeros (the driver holds its base address, an
-// empty socket slot is not zero bytes) are filled in at run time with
-// `StaticCell::init`; in a `ConstStaticCell` they would land in `.data` and cost
-// their size in flash as well.
+// Every buffer is a `static`, taken once, so the RAM the firmware needs is all
+// in `.bss`, visible to `llvm-size`, and fixed at link time (the services' own
+// are in `services.rs`). Statics whose initial value is not all zeros (the
+// driver holds its base address, an empty socket slot is not zero bytes) are
+// filled in at run time with `StaticCell::init`; in a `ConstStaticCell` they
+// would land in `.data` and cost their size in flash as well.
 static DEVICE: StaticCell<Lan9118<Mmio>> = StaticCell::new();
 static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; SOCKET_COUNT]> = StaticCell::new();
-static TCP_ECHO_RX_BUFFER: ConstStaticCell<[u8; TCP_ECHO_RX]> =
-    ConstStaticCell::new([0; TCP_ECHO_RX]);
-static TCP_ECHO_TX_BUFFER: ConstStaticCell<[u8; TCP_ECHO_TX]> =
-    ConstStaticCell::new([0; TCP_ECHO_TX]);
-static UDP_ECHO_RX_META: StaticCell<[udp::PacketMetadata; UDP_ECHO_PACKETS]> = StaticCell::new();
-static UDP_ECHO_RX_PAYLOAD: ConstStaticCell<[u8; UDP_ECHO_PAYLOAD]> =
-    ConstStaticCell::new([0; UDP_ECHO_PAYLOAD]);
-static UDP_ECHO_TX_META: StaticCell<[udp::PacketMetadata; UDP_ECHO_PACKETS]> = StaticCell::new();
-static UDP_ECHO_TX_PAYLOAD: ConstStaticCell<[u8; UDP_ECHO_PAYLOAD]> =
-    ConstStaticCell::new([0; UDP_ECHO_PAYLOAD]);
+static SOCKET_SET: StaticCell<SocketSet<'static>> = StaticCell::new();
 static INTERFACE: StaticCell<Interface> = StaticCell::new();
-static TCP_ECHO: StaticCell<TcpEcho<TCP_ECHO_SCRATCH>> = StaticCell::new();
-static UDP_ECHO: StaticCell<UdpEcho<UDP_ECHO_SCRATCH>> = StaticCell::new();
+static SERVICES: StaticCell<AllServices> = StaticCell::new();
 
 /// Set by the Ethernet interrupt, cleared by the main loop before it sleeps.
 static ETHERNET_EVENT: AtomicBool = AtomicBool::new(false);
@@ -129,11 +107,7 @@ fn main() -> ! {
     let systick_at_boot = cortex_m::peripheral::SYST::get_current();
     let mut clock = Clock::start(core.SYST, CORE_HZ);
 
-    // SAFETY: on the MPS2 boards the LAN9118's registers are at this address, and
-    // this `Mmio` is the only thing in the firmware that touches them.
-    #[allow(unsafe_code)]
-    let bus = unsafe { Mmio::new(LAN9118_BASE) };
-    let device = DEVICE.init(Lan9118::new(bus, DeviceConfig::new(MAC_ADDRESS)));
+    let device = new_device();
     let free_run_at_boot = device.free_running_counter();
     if let Err(error) = device.init() {
         log::error!("lan9118: {error}");
@@ -164,12 +138,31 @@ fn main() -> ! {
     serve(device, &mut clock, seed)
 }
 
-/// Brings up the interface and the services, then runs the poll loop forever.
-#[cfg_attr(feature = "selftest", allow(dead_code))]
-fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! {
+/// The driver, built in its static.
+///
+/// This and [`new_stack`] are not inlined: the values they build pass through
+/// their own stack frames (3 KiB for the driver's frame buffers, 3 KiB for the
+/// socket slots), which are gone once they return, instead of staying in the
+/// frames of `main` and `serve` under the poll loop for ever.
+#[inline(never)]
+fn new_device() -> &'static mut Lan9118<Mmio> {
+    // SAFETY: on the MPS2 boards the LAN9118's registers are at this address, and
+    // this `Mmio` is the only thing in the firmware that touches them.
+    #[allow(unsafe_code)]
+    let bus = unsafe { Mmio::new(LAN9118_BASE) };
+    DEVICE.init(Lan9118::new(bus, DeviceConfig::new(MAC_ADDRESS)))
+}
+
+/// The interface, with its addresses, and the socket set, both in statics.
+#[inline(never)]
+fn new_stack(
+    device: &mut Lan9118<Mmio>,
+    now: Instant,
+    seed: u64,
+) -> (&'static mut Interface, &'static mut SocketSet<'static>) {
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(MAC_ADDRESS)));
     config.random_seed = seed;
-    let iface = INTERFACE.init(Interface::new(config, device, clock.now()));
+    let iface = INTERFACE.init(Interface::new(config, device, now));
     iface.update_ip_addrs(|addrs| {
         for cidr in [IPV4, IPV6] {
             if addrs.push(cidr).is_err() {
@@ -177,30 +170,24 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
             }
         }
     });
+    let storage = SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKET_COUNT]);
+    (iface, SOCKET_SET.init(SocketSet::new(&mut storage[..])))
+}
 
-    let sockets =
-        &mut SocketSet::new(&mut SOCKET_STORAGE.init([SocketStorage::EMPTY; SOCKET_COUNT])[..]);
-    let tcp_echo = TCP_ECHO.init(TcpEcho::new(
-        sockets,
-        TCP_ECHO_RX_BUFFER.take(),
-        TCP_ECHO_TX_BUFFER.take(),
-        ECHO_PORT,
-    ));
-    let udp_echo = UDP_ECHO.init(UdpEcho::new(
-        sockets,
-        UDP_ECHO_RX_META.init([udp::PacketMetadata::EMPTY; UDP_ECHO_PACKETS]),
-        UDP_ECHO_RX_PAYLOAD.take(),
-        UDP_ECHO_TX_META.init([udp::PacketMetadata::EMPTY; UDP_ECHO_PACKETS]),
-        UDP_ECHO_TX_PAYLOAD.take(),
-        ECHO_PORT,
-    ));
-    // The services, in the order they are polled. smolsock's own services plug in
-    // here the same way: anything that implements `Service`.
-    let mut services: [&mut dyn Service; 2] = [tcp_echo, udp_echo];
+/// Brings up the interface and the services, then runs the poll loop forever.
+#[cfg_attr(feature = "selftest", allow(dead_code))]
+fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! {
+    let (iface, sockets) = new_stack(device, clock.now(), seed);
+    let sockets = &mut *sockets;
+    services::clear_store_region();
+    let Some(services) = AllServices::new(sockets).map(|all| SERVICES.init(all)) else {
+        fatal("the services did not fit their buffers");
+    };
+    services.publish(*device.stats(), clock.now());
 
     log_ram_use();
     device.enable_rx_interrupt();
-    log::info!("listening: {IPV4} {IPV6}, tcp/{ECHO_PORT} echo, udp/{ECHO_PORT} echo, ping");
+    log::info!("listening: {IPV4} {IPV6}, {}", Describe);
 
     let mut stats_logged = (Instant::ZERO, *device.stats());
     loop {
@@ -209,16 +196,24 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
         device.acknowledge_interrupts();
         let now = clock.now();
         iface.poll(now, device, sockets);
-        for service in services.iter_mut() {
-            service.poll(sockets, now);
-        }
+        services.poll(sockets, now);
         // What the services just wrote leaves now, not after the next sleep.
         iface.poll(now, device, sockets);
+        services.publish(*device.stats(), now);
         log_driver_stats(device, now, &mut stats_logged);
-        if !idle_until_next_event(iface, &services, sockets, now) {
+        if !idle_until_next_event(iface, services, sockets, now) {
             continue;
         }
         sleep();
+    }
+}
+
+/// The boot log's list of services.
+struct Describe;
+
+impl core::fmt::Display for Describe {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        services::describe(f)
     }
 }
 
@@ -241,15 +236,12 @@ fn log_driver_stats(device: &mut Lan9118<Mmio>, now: Instant, logged: &mut (Inst
 /// Whether nothing is due before the next SysTick, so the core may sleep.
 fn idle_until_next_event(
     iface: &mut Interface,
-    services: &[&mut dyn Service],
+    services: &dyn Service,
     sockets: &SocketSet<'_>,
     now: Instant,
 ) -> bool {
     let stack_due = iface.poll_at(now, sockets);
-    let service_due = services
-        .iter()
-        .filter_map(|service| service.poll_at(sockets))
-        .min();
+    let service_due = services.poll_at(sockets);
     let due = match (stack_due, service_due) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -307,21 +299,22 @@ fn log_ram_use() {
     let driver = size_of::<Lan9118<Mmio>>();
     let interface = size_of::<Interface>();
     let socket_set = SOCKET_COUNT * size_of::<SocketStorage<'static>>();
-    let tcp_buffers = TCP_ECHO_RX + TCP_ECHO_TX;
-    let udp_buffers = 2 * (UDP_ECHO_PAYLOAD + UDP_ECHO_PACKETS * size_of::<udp::PacketMetadata>());
-    let services = size_of::<TcpEcho<TCP_ECHO_SCRATCH>>() + size_of::<UdpEcho<UDP_ECHO_SCRATCH>>();
-    let (stack_used, _) = stack::high_water();
     log::info!("ram: driver (2 frame buffers) {driver} B");
     log::info!("ram: interface {interface} B");
     log::info!(
         "ram: socket set {SOCKET_COUNT} slots x {} B = {socket_set} B",
         size_of::<SocketStorage<'static>>()
     );
-    log::info!("ram: socket buffers tcp/7 {tcp_buffers} B, udp/7 {udp_buffers} B");
-    log::info!("ram: services (echo state, scratch) {services} B");
+    let mut total = driver + interface + socket_set;
+    for (name, buffers, state) in services::ram_use() {
+        log::info!("ram: {name}: socket and frame buffers {buffers} B, service state {state} B");
+        total += buffers + state;
+    }
+    let (stack_used, _) = stack::high_water();
+    log::info!("ram: total of the above {total} B; stack so far {stack_used} B");
     log::info!(
-        "ram: total of the above {} B; stack so far {stack_used} B",
-        driver + interface + socket_set + tcp_buffers + udp_buffers + services
+        "ram: file store {} B in .store (outside the budget)",
+        services::store_size()
     );
 }
 

@@ -2,10 +2,24 @@
 //!
 //! Each check prints one line; the firmware then leaves QEMU through semihosting
 //! with success only if every check passed, so a script or a test can use QEMU's
-//! exit status. More checks (for example two stacks over smolsock's in-process
-//! link) go in [`CHECKS`].
+//! exit status. More checks go in [`CHECKS`].
+//!
+//! Besides the board (LAN9118 registers, SysTick), one check runs two smoltcp
+//! stacks inside the firmware, joined by smolsock's in-process link
+//! (`runner::sim`, which is `no_std`) with loss, duplication and reordering:
+//! smolsock's raw echo and framed echo serve on one stack, a client on the
+//! other, all in statics, in virtual time.
 
 use lan9118::{Lan9118, Mmio};
+use smolsock::net::{Framed, FramedStream, ServerConfig, Service, TcpServer};
+use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimNet};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::wire::frame::HeaderFormat;
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::clock::Clock;
 
@@ -28,6 +42,10 @@ const CHECKS: &[(&str, Check)] = &[
     ("lan9118: MAC address reads back", mac_readback),
     ("lan9118: free-running counter advances", free_run_advances),
     ("clock: SysTick milliseconds advance", clock_advances),
+    (
+        "sim: echo and 20 frames between two stacks over a lossy in-process link",
+        two_stacks,
+    ),
 ];
 
 /// Runs every check and says whether all passed.
@@ -96,4 +114,190 @@ fn clock_advances(board: &mut Board<'_>) -> Result<(), &'static str> {
         }
     }
     Err("SysTick never advanced 3 ms")
+}
+
+/// Frames each direction of the in-process link holds (about 1.5 KiB each).
+const SIM_SLOTS: usize = 2;
+const SIM_BUFFER: usize = 1536;
+const SIM_MAX_BODY: u32 = 1024;
+const SIM_FRAMES: usize = 20;
+const ECHO_MESSAGE: &[u8] = b"two stacks, one firmware";
+
+type FramedServer = TcpServer<Framed<FramedEcho, &'static mut [u8]>, 1>;
+
+static SIM: StaticCell<SimNet<'static, SIM_SLOTS>> = StaticCell::new();
+static SERVER_SOCKETS: StaticCell<[SocketStorage<'static>; 2]> = StaticCell::new();
+static CLIENT_SOCKETS: StaticCell<[SocketStorage<'static>; 2]> = StaticCell::new();
+/// rx and tx of two server sockets and two client sockets.
+static SOCKET_BUFFERS: ConstStaticCell<[[u8; SIM_BUFFER]; 8]> =
+    ConstStaticCell::new([[0; SIM_BUFFER]; 8]);
+static SERVER_FRAMES: ConstStaticCell<[u8; SIM_MAX_BODY as usize + 4]> =
+    ConstStaticCell::new([0; SIM_MAX_BODY as usize + 4]);
+static CLIENT_FRAMES: ConstStaticCell<[u8; SIM_MAX_BODY as usize + 4]> =
+    ConstStaticCell::new([0; SIM_MAX_BODY as usize + 4]);
+static ECHO: StaticCell<TcpServer<Echo, 1>> = StaticCell::new();
+static FRAMED: StaticCell<FramedServer> = StaticCell::new();
+
+/// The server side: both services, polled as one.
+struct Servers {
+    echo: &'static mut TcpServer<Echo, 1>,
+    framed: &'static mut FramedServer,
+}
+
+impl Service for Servers {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.echo.poll(sockets, now);
+        self.framed.poll(sockets, now);
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        match (self.echo.poll_at(sockets), self.framed.poll_at(sockets)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Body `i` of the framed exchange: lengths up to 1,000, contents that differ.
+fn sim_body(i: usize, out: &mut [u8; 1024]) -> &[u8] {
+    let len = (i * 53 + 1) % 1000;
+    for (j, byte) in out.iter_mut().take(len).enumerate() {
+        *byte = (i as u8).wrapping_mul(31) ^ j as u8;
+    }
+    out.get(..len).unwrap_or_default()
+}
+
+fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'static> {
+    tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx))
+}
+
+fn two_stacks(board: &mut Board<'_>) -> Result<(), &'static str> {
+    let taken = "statics already taken";
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = SOCKET_BUFFERS.try_take().ok_or(taken)?.each_mut();
+    let server_sockets = SocketSet::new(
+        &mut SERVER_SOCKETS
+            .try_init([SocketStorage::EMPTY; 2])
+            .ok_or(taken)?[..],
+    );
+    let client_sockets = SocketSet::new(
+        &mut CLIENT_SOCKETS
+            .try_init([SocketStorage::EMPTY; 2])
+            .ok_or(taken)?[..],
+    );
+    // 5 % loss, 2 % duplication, 2 % reordering, 1 ms each way; seeded from the
+    // clock, so each boot takes another path through the faults.
+    let faults = FaultConfig::CLEAN
+        .with_loss(50)
+        .with_duplication(20)
+        .with_reordering(20)
+        .with_delay(Duration::from_millis(1));
+    let seed =
+        board.clock.now().total_millis() as u64 ^ u64::from(board.device.free_running_counter());
+    log::info!("sim: seed {seed}");
+    let net = SIM
+        .try_init(SimNet::new(
+            SimConfig::new(seed).with_faults(faults),
+            server_sockets,
+            client_sockets,
+        ))
+        .ok_or(taken)?;
+
+    let format = HeaderFormat::NETWORK
+        .with_max_len(SIM_MAX_BODY)
+        .map_err(|_| "frame format")?;
+    let echo_handle = net.server.sockets.add(tcp_socket(b0, b1));
+    let framed_handle = net.server.sockets.add(tcp_socket(b2, b3));
+    let echo = ECHO
+        .try_init(TcpServer::new(7, [echo_handle], [Echo::new()]))
+        .ok_or(taken)?;
+    let framed_handler = Framed::new(
+        FramedEcho::new(),
+        &mut SERVER_FRAMES.try_take().ok_or(taken)?[..],
+        format,
+    )
+    .map_err(|_| "framed echo storage")?;
+    let framed = FRAMED
+        .try_init(
+            TcpServer::new(9000, [framed_handle], [framed_handler]).with_config(ServerConfig {
+                nagle: false,
+                ..ServerConfig::DEFAULT
+            }),
+        )
+        .ok_or(taken)?;
+    let mut servers = Servers { echo, framed };
+
+    let client_echo = net.client.sockets.add(tcp_socket(b4, b5));
+    let client_framed = net.client.sockets.add(tcp_socket(b6, b7));
+    connect(net, client_echo, (SERVER_V4, 7).into(), 49152)?;
+    connect(net, client_framed, (SERVER_V6, 9000).into(), 49153)?;
+    let mut stream = FramedStream::new(&mut CLIENT_FRAMES.try_take().ok_or(taken)?[..], format)
+        .map_err(|_| "client frame storage")?;
+
+    let mut echo_sent = false;
+    let mut echo_back = [0u8; ECHO_MESSAGE.len()];
+    let mut echo_len = 0;
+    let (mut frames_sent, mut frames_back) = (0, 0);
+    let mut body = [0u8; 1024];
+    let mut expected = [0u8; 1024];
+    let mut failure = None;
+    let outcome = net.run_services(
+        &mut servers,
+        &mut (),
+        Duration::from_secs(120),
+        |_, _, net| {
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(client_echo);
+            if !echo_sent && socket.may_send() {
+                echo_sent = socket.send_slice(ECHO_MESSAGE) == Ok(ECHO_MESSAGE.len());
+            }
+            if let Some(rest) = echo_back.get_mut(echo_len..) {
+                echo_len += socket.recv_slice(rest).unwrap_or(0);
+            }
+
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(client_framed);
+            FramedStream::<&mut [u8]>::configure(socket);
+            while frames_sent < SIM_FRAMES && socket.may_send() {
+                match stream.send_frame(socket, sim_body(frames_sent, &mut body)) {
+                    Ok(()) => frames_sent += 1,
+                    Err(_) => break,
+                }
+            }
+            while let Ok(Some(frame)) = stream.recv_frame(socket) {
+                if frame != sim_body(frames_back, &mut expected) {
+                    failure = Some("a frame came back changed");
+                }
+                frames_back += 1;
+            }
+            let done = echo_len == ECHO_MESSAGE.len() && frames_back == SIM_FRAMES;
+            (done || failure.is_some()).then_some(())
+        },
+    );
+    let stats = net.stats();
+    log::info!("sim: {stats}");
+    outcome.map_err(|_| "no echo or not every frame within 120 s of virtual time")?;
+    if let Some(why) = failure {
+        return Err(why);
+    }
+    if echo_back != ECHO_MESSAGE {
+        return Err("the echo came back changed");
+    }
+    log::info!(
+        "sim: echo and {SIM_FRAMES} frames back at {} of virtual time",
+        net.now()
+    );
+    Ok(())
+}
+
+fn connect(
+    net: &mut SimNet<'static, SIM_SLOTS>,
+    handle: SocketHandle,
+    to: smoltcp::wire::IpEndpoint,
+    local_port: u16,
+) -> Result<(), &'static str> {
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .ok_or("no client socket")?;
+    socket
+        .connect(cx, to, local_port)
+        .map_err(|_| "connect failed")
 }

@@ -1,0 +1,557 @@
+//! Every smolsock service on one stack, as `tap_server` runs them, with every
+//! buffer a `static`:
+//!
+//! | port | service | pool | socket buffers (rx + tx) | handler memory |
+//! |---|---|---:|---|---|
+//! | tcp/7 | raw echo ([`Echo`]) | 1 | 2 KiB + 2 KiB | 1 KiB `recv` buffer |
+//! | udp/7 | UDP echo ([`UdpEcho`]) | - | 4 datagrams / 2 KiB each way | one 1500-byte datagram |
+//! | tcp/9000 | framed echo ([`FramedEcho`], 4-byte big-endian header) | 2 | 2 KiB + 2 KiB | 1 KiB + 4 frame storage |
+//! | tcp/80 | HTTP ([`HttpResponder`] + [`StatusSite`]) | 2 | 1 KiB + 512 | 1 KiB request, 2 KiB page |
+//! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 1 KiB + 4 receive, 1 KiB staging |
+//!
+//! The library's services are used as they are; this module only gives them
+//! memory and sockets, and keeps the counters the status page shows. The file
+//! store (3 MiB, in `.store`, outside the 64 KiB budget: see `memory.x`) holds a
+//! 1 MiB file and a second 1 MiB upload of the same name, which the store keeps
+//! as a partial until it commits.
+
+use core::cell::Cell;
+use core::fmt;
+use core::mem::MaybeUninit;
+
+use cortex_m::interrupt::Mutex;
+use lan9118::Stats as LinkStats;
+use smolsock::net::{
+    Connection, End, Flow, Framed, Handler, ServerConfig, ServerStats, Service, TcpServer,
+    UdpService, UdpStats,
+};
+use smolsock::service::echo::Echo;
+use smolsock::service::framed_echo::FramedEcho;
+use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::service::transfer::{SharedStore, TransferServer, TransferStats, UploadLease};
+use smolsock::service::udp_echo::UdpEcho;
+use smolsock::store::RamStore;
+use smolsock::wire::frame::HeaderFormat;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+use static_cell::{ConstStaticCell, StaticCell};
+
+/// The primer's echo port, TCP and UDP.
+pub const ECHO_PORT: u16 = 7;
+/// Framed echo: `struct.pack('!I', len)` then the body.
+pub const FRAMED_PORT: u16 = 9000;
+/// The status page.
+pub const HTTP_PORT: u16 = 80;
+/// File transfer (PROTOCOL.md).
+pub const TRANSFER_PORT: u16 = 2121;
+
+pub const ECHO_POOL: usize = 1;
+pub const ECHO_RX: usize = 2048;
+pub const ECHO_TX: usize = 2048;
+
+pub const UDP_PACKETS: usize = 4;
+pub const UDP_PAYLOAD: usize = 2048;
+/// The largest datagram echoed: more than a 1500-byte Ethernet frame can carry.
+pub const UDP_DATAGRAM_MAX: usize = 1500;
+
+pub const FRAMED_POOL: usize = 2;
+pub const FRAMED_RX: usize = 2048;
+pub const FRAMED_TX: usize = 2048;
+/// The largest framed-echo body.
+pub const FRAMED_MAX_BODY: u32 = 1024;
+/// Frame storage per slot: the largest body and its 4-byte header.
+pub const FRAMED_STORAGE: usize = FRAMED_MAX_BODY as usize + 4;
+
+pub const HTTP_POOL: usize = 2;
+pub const HTTP_RX: usize = 1024;
+/// The responder renders the page into its own buffer and feeds the socket over
+/// several polls, so the send buffer can stay small.
+pub const HTTP_TX: usize = 512;
+pub const HTTP_REQUEST_MAX: usize = 1024;
+pub const HTTP_PAGE_MAX: usize = 2048;
+
+pub const TRANSFER_POOL: usize = 2;
+pub const TRANSFER_RX: usize = 2048;
+pub const TRANSFER_TX: usize = 2048;
+/// Receive storage per slot: the largest body the server announces in HELLO_OK
+/// is this minus the 4-byte header.
+pub const TRANSFER_RECEIVE: usize = 1024 + 4;
+/// Staging per slot: one outgoing frame body (a DATA frame: 12-byte header + file
+/// bytes).
+pub const TRANSFER_STAGING: usize = 1024;
+/// Entries (files and partial uploads) the store holds.
+pub const STORE_FILES: usize = 8;
+/// Bytes of the store's arena: a 1 MiB file, a 1 MiB re-upload of it (a
+/// partial until it commits), and room to spare.
+pub const STORE_BYTES: usize = 3 * 1024 * 1024;
+
+/// TCP sockets of all pools, plus the UDP socket.
+pub const SOCKET_COUNT: usize = ECHO_POOL + FRAMED_POOL + HTTP_POOL + TRANSFER_POOL + 1;
+
+pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
+type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
+type Buffer = &'static mut [u8];
+type FramedHandler = Framed<FramedEcho, Buffer>;
+type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
+type TransferHandler = TransferServer<'static, Store, Buffer>;
+pub type EchoServer = TcpServer<Slot<Echo>, ECHO_POOL>;
+pub type UdpEchoService = UdpService<UdpEcho, UDP_DATAGRAM_MAX>;
+pub type FramedServer = TcpServer<Slot<FramedHandler>, FRAMED_POOL>;
+pub type HttpServer = TcpServer<Slot<HttpPage>, HTTP_POOL>;
+pub type TransferPool = TcpServer<Slot<TransferHandler>, TRANSFER_POOL>;
+
+/// A zeroed byte buffer in `.bss`.
+macro_rules! buffer {
+    ($name:ident, $len:expr) => {
+        static $name: ConstStaticCell<[u8; $len]> = ConstStaticCell::new([0; $len]);
+    };
+}
+
+buffer!(ECHO_RX_BUF, ECHO_POOL * ECHO_RX);
+buffer!(ECHO_TX_BUF, ECHO_POOL * ECHO_TX);
+buffer!(UDP_RX_PAYLOAD, UDP_PAYLOAD);
+buffer!(UDP_TX_PAYLOAD, UDP_PAYLOAD);
+buffer!(FRAMED_RX_BUF, FRAMED_POOL * FRAMED_RX);
+buffer!(FRAMED_TX_BUF, FRAMED_POOL * FRAMED_TX);
+buffer!(FRAMED_STORAGE_BUF, FRAMED_POOL * FRAMED_STORAGE);
+buffer!(HTTP_RX_BUF, HTTP_POOL * HTTP_RX);
+buffer!(HTTP_TX_BUF, HTTP_POOL * HTTP_TX);
+buffer!(TRANSFER_RX_BUF, TRANSFER_POOL * TRANSFER_RX);
+buffer!(TRANSFER_TX_BUF, TRANSFER_POOL * TRANSFER_TX);
+buffer!(TRANSFER_RECEIVE_BUF, TRANSFER_POOL * TRANSFER_RECEIVE);
+buffer!(TRANSFER_STAGING_BUF, TRANSFER_POOL * TRANSFER_STAGING);
+
+static UDP_RX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
+static UDP_TX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
+// The handlers live in statics of their own and the servers hold a pointer to
+// each (`Slot`): built in place, a handler with kilobytes of buffers inside
+// (HTTP's request and page, echo's `recv` buffer) never passes through the stack.
+static ECHO_HANDLERS: ConstStaticCell<[Echo; ECHO_POOL]> =
+    ConstStaticCell::new([const { Echo::new() }; ECHO_POOL]);
+static FRAMED_HANDLERS: StaticCell<[MaybeUninit<FramedHandler>; FRAMED_POOL]> = StaticCell::new();
+static HTTP_HANDLERS: StaticCell<[MaybeUninit<HttpPage>; HTTP_POOL]> = StaticCell::new();
+static TRANSFER_HANDLERS: StaticCell<[MaybeUninit<TransferHandler>; TRANSFER_POOL]> =
+    StaticCell::new();
+static ECHO: StaticCell<EchoServer> = StaticCell::new();
+static UDP: StaticCell<UdpEchoService> = StaticCell::new();
+static FRAMED: StaticCell<FramedServer> = StaticCell::new();
+static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
+static HTTP: StaticCell<HttpServer> = StaticCell::new();
+static TRANSFER: StaticCell<TransferPool> = StaticCell::new();
+
+/// The file store, in its own region above the 64 KiB budget (`memory.x`).
+///
+/// Its initial value is all zero bytes (an empty `RamStore` is), so it costs no
+/// flash: the section name starts with `.sbss.`, which makes it `NOBITS`, and
+/// the compiler refuses the build should the value ever have a non-zero byte.
+/// `memory.x` puts it, alone, in the `.store` output section of the STORE
+/// region, `NOLOAD`: [`clear_store_region`] zeroes it before it is taken.
+#[allow(unsafe_code)]
+#[unsafe(link_section = ".sbss.store")]
+static STORE: ConstStaticCell<Shared> = ConstStaticCell::new(SharedStore::new(
+    RamStore::new(),
+    [UploadLease::EMPTY; TRANSFER_POOL],
+));
+
+/// What the status page shows, refreshed after every poll. The page is rendered
+/// through a plain function (a `StatusSite` wants a `'static` one here), which
+/// reads this.
+static LIVE: Mutex<Cell<Option<Counters>>> = Mutex::new(Cell::new(None));
+
+/// Every service's counters at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub echo: Pool,
+    pub echo_bytes: u64,
+    pub udp: UdpStats,
+    pub framed: Pool,
+    pub framed_frames: u64,
+    pub framed_errors: u64,
+    pub http: Pool,
+    pub http_requests: HttpStats,
+    pub transfer: Pool,
+    pub transfer_stats: TransferStats,
+    pub link: LinkStats,
+    pub uptime: Duration,
+}
+
+/// One pool's connections.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pool {
+    pub slots: usize,
+    pub open: usize,
+    pub server: ServerStats,
+}
+
+impl Pool {
+    fn of<H: smolsock::net::Handler, const N: usize>(server: &TcpServer<H, N>) -> Self {
+        Self {
+            slots: N,
+            open: server.active(),
+            server: *server.stats(),
+        }
+    }
+}
+
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {} of {} open", self.server, self.open, self.slots)
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.http_requests;
+        let l = &self.link;
+        writeln!(
+            f,
+            "tcp/{ECHO_PORT}     echo         {}; {} B echoed",
+            self.echo, self.echo_bytes
+        )?;
+        writeln!(f, "udp/{ECHO_PORT}     udp echo     {}", self.udp)?;
+        writeln!(
+            f,
+            "tcp/{FRAMED_PORT}  framed echo  {}; {} frames echoed, {} broken streams",
+            self.framed, self.framed_frames, self.framed_errors
+        )?;
+        writeln!(
+            f,
+            "tcp/{HTTP_PORT}    http         {}; {} requests: {} ok, {} client errors, \
+             {} server errors, {} incomplete",
+            self.http, h.requests, h.ok, h.client_errors, h.server_errors, h.incomplete
+        )?;
+        writeln!(
+            f,
+            "tcp/{TRANSFER_PORT}  transfer     {}; {}",
+            self.transfer, self.transfer_stats
+        )?;
+        writeln!(
+            f,
+            "link      lan9118      {} frames in, {} out; rx errors {}, too long {}, \
+             dropped {}; tx errors {}, dropped {}",
+            l.rx_frames,
+            l.tx_frames,
+            l.rx_errors,
+            l.rx_too_long,
+            l.rx_dropped,
+            l.tx_errors,
+            l.tx_dropped
+        )?;
+        writeln!(f, "uptime    {} s", self.uptime.secs())
+    }
+}
+
+/// The status text of the HTTP page: the counters as of the last poll.
+fn render_status(out: &mut dyn fmt::Write) -> fmt::Result {
+    match cortex_m::interrupt::free(|cs| LIVE.borrow(cs).get()) {
+        Some(counters) => write!(out, "{counters}")?,
+        None => out.write_str("starting\n")?,
+    }
+    let (used, size) = crate::stack::high_water();
+    writeln!(out, "stack     {used} B of {size} B used at most")
+}
+
+/// Zeroes the store's `NOLOAD` region, which nothing else initialises (on a real
+/// board it holds whatever the RAM powered up with), so the `StaticCell` in it
+/// starts unused. Call once, before [`AllServices::new`].
+#[allow(unsafe_code)]
+pub fn clear_store_region() {
+    unsafe extern "C" {
+        static mut __sstore: u32;
+        static mut __estore: u32;
+    }
+    let start = core::ptr::addr_of_mut!(__sstore);
+    let end = core::ptr::addr_of_mut!(__estore);
+    let words = (end as usize).saturating_sub(start as usize) / 4;
+    // SAFETY: `memory.x` defines `__sstore..__estore` as the `.store` output
+    // section, word-aligned, inside the STORE region, and only `STORE` lives
+    // there; nothing has referenced it yet (this runs once, at boot, before
+    // `STORE` is taken), so no reference is invalidated.
+    unsafe { core::ptr::write_bytes(start, 0, words) };
+}
+
+/// Every service on one stack; poll it and all run.
+pub struct AllServices {
+    pub echo: &'static mut EchoServer,
+    pub udp: &'static mut UdpEchoService,
+    pub framed: &'static mut FramedServer,
+    pub http: &'static mut HttpServer,
+    pub transfer: &'static mut TransferPool,
+    pub store: &'static Shared,
+    started: Option<Instant>,
+}
+
+/// Splits a static buffer into `N` equal chunks.
+fn chunks<const N: usize>(buffer: &'static mut [u8]) -> [&'static mut [u8]; N] {
+    let len = buffer.len() / N;
+    let mut rest = buffer;
+    core::array::from_fn(|_| {
+        let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        chunk
+    })
+}
+
+/// A server slot's handler, kept in a `static` of its own.
+pub struct Slot<H: 'static>(&'static mut H);
+
+impl<H: Handler> Handler for Slot<H> {
+    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
+        self.0.setup(peer, now);
+    }
+
+    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
+        self.0.on_data(conn)
+    }
+
+    fn finish(&mut self, end: End) {
+        self.0.finish(end);
+    }
+
+    fn wants_to_send(&self) -> bool {
+        self.0.wants_to_send()
+    }
+}
+
+/// Builds `N` handlers with `make`, each straight into its place in `cell`.
+fn place<H, const N: usize>(
+    cell: &'static StaticCell<[MaybeUninit<H>; N]>,
+    mut make: impl FnMut() -> Option<H>,
+) -> Option<[Slot<H>; N]> {
+    let mut places = cell
+        .try_init([const { MaybeUninit::uninit() }; N])?
+        .iter_mut();
+    try_array(|| Some(Slot(places.next()?.write(make()?))))
+}
+
+/// `N` values from `make`, or `None` as soon as one fails.
+fn try_array<T, const N: usize>(mut make: impl FnMut() -> Option<T>) -> Option<[T; N]> {
+    let mut values = heapless::Vec::<T, N>::new();
+    for _ in 0..N {
+        values.push(make()?).ok()?;
+    }
+    values.into_array().ok()
+}
+
+fn tcp_sockets<const N: usize>(
+    sockets: &mut SocketSet<'static>,
+    rx: &'static mut [u8],
+    tx: &'static mut [u8],
+) -> [SocketHandle; N] {
+    let mut rx = chunks::<N>(rx).into_iter();
+    let mut tx = chunks::<N>(tx).into_iter();
+    core::array::from_fn(|_| {
+        let rx = rx.next().unwrap_or_default();
+        let tx = tx.next().unwrap_or_default();
+        let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+        // Acknowledge at once: with receive windows of a segment or two, a delayed
+        // ACK (smoltcp waits 10 ms) would stall the sender on every segment.
+        socket.set_ack_delay(None);
+        sockets.add(socket)
+    })
+}
+
+impl AllServices {
+    /// Adds every service's sockets to `sockets` and builds the services; call
+    /// once (each takes its statics). `None` if a static was taken already or a
+    /// buffer is too small for its service.
+    ///
+    /// Not inlined: its temporaries then leave the stack before the poll loop
+    /// starts, instead of staying in the loop's frame.
+    #[inline(never)]
+    pub fn new(sockets: &mut SocketSet<'static>) -> Option<Self> {
+        let echo_handles =
+            tcp_sockets::<ECHO_POOL>(sockets, ECHO_RX_BUF.try_take()?, ECHO_TX_BUF.try_take()?);
+        let echo_handlers = ECHO_HANDLERS.try_take()?.each_mut().map(Slot);
+        let echo = ECHO.try_init(TcpServer::new(ECHO_PORT, echo_handles, echo_handlers))?;
+
+        let udp_socket = udp::Socket::new(
+            udp::PacketBuffer::new(
+                &mut UDP_RX_META.try_init([udp::PacketMetadata::EMPTY; UDP_PACKETS])?[..],
+                &mut UDP_RX_PAYLOAD.try_take()?[..],
+            ),
+            udp::PacketBuffer::new(
+                &mut UDP_TX_META.try_init([udp::PacketMetadata::EMPTY; UDP_PACKETS])?[..],
+                &mut UDP_TX_PAYLOAD.try_take()?[..],
+            ),
+        );
+        let udp_handle = sockets.add(udp_socket);
+        let udp = UDP.try_init(UdpService::new(udp_handle, ECHO_PORT, UdpEcho))?;
+
+        // The framed stream writes each frame in one piece; Nagle would only hold
+        // back its tail.
+        let framed_config = ServerConfig {
+            nagle: false,
+            ..ServerConfig::DEFAULT
+        };
+        let format = HeaderFormat::NETWORK.with_max_len(FRAMED_MAX_BODY).ok()?;
+        let framed_handles = tcp_sockets::<FRAMED_POOL>(
+            sockets,
+            FRAMED_RX_BUF.try_take()?,
+            FRAMED_TX_BUF.try_take()?,
+        );
+        let mut storage = chunks::<FRAMED_POOL>(FRAMED_STORAGE_BUF.try_take()?).into_iter();
+        let framed_handlers = place(&FRAMED_HANDLERS, || {
+            Framed::new(FramedEcho::new(), storage.next()?, format).ok()
+        })?;
+        let framed = FRAMED.try_init(
+            TcpServer::new(FRAMED_PORT, framed_handles, framed_handlers).with_config(framed_config),
+        )?;
+
+        let site = SITE.try_init(StatusSite::new("smolsock firmware", &render_status))?;
+        let http_handles =
+            tcp_sockets::<HTTP_POOL>(sockets, HTTP_RX_BUF.try_take()?, HTTP_TX_BUF.try_take()?);
+        let http_handlers = place(&HTTP_HANDLERS, || Some(HttpResponder::new(site)))?;
+        let http = HTTP.try_init(TcpServer::new(HTTP_PORT, http_handles, http_handlers))?;
+
+        let store = &*STORE.try_take()?;
+        let transfer_handles = tcp_sockets::<TRANSFER_POOL>(
+            sockets,
+            TRANSFER_RX_BUF.try_take()?,
+            TRANSFER_TX_BUF.try_take()?,
+        );
+        let mut receive = chunks::<TRANSFER_POOL>(TRANSFER_RECEIVE_BUF.try_take()?).into_iter();
+        let mut staging = chunks::<TRANSFER_POOL>(TRANSFER_STAGING_BUF.try_take()?).into_iter();
+        let transfer_handlers = place(&TRANSFER_HANDLERS, || {
+            TransferServer::new(store, receive.next()?, staging.next()?).ok()
+        })?;
+        // Like the framed echo, the transfer server writes whole frames: with Nagle,
+        // each DATA frame of a download would wait for the ACK of the one before.
+        let transfer = TRANSFER.try_init(
+            TcpServer::new(TRANSFER_PORT, transfer_handles, transfer_handlers)
+                .with_config(framed_config),
+        )?;
+
+        Some(Self {
+            echo,
+            udp,
+            framed,
+            http,
+            transfer,
+            store,
+            started: None,
+        })
+    }
+
+    /// Every service's counters now, with the driver's.
+    pub fn counters(&self, link: LinkStats, now: Instant) -> Counters {
+        let mut framed_frames = 0u64;
+        let mut framed_errors = 0u64;
+        for Slot(framed) in self.framed.handlers() {
+            framed_frames = framed_frames.saturating_add(framed.handler().frames);
+            framed_errors = framed_errors.saturating_add(framed.handler().errors);
+        }
+        let mut requests = HttpStats::default();
+        for Slot(page) in self.http.handlers() {
+            let (h, t) = (&mut requests, page.stats());
+            h.requests = h.requests.saturating_add(t.requests);
+            h.ok = h.ok.saturating_add(t.ok);
+            h.client_errors = h.client_errors.saturating_add(t.client_errors);
+            h.server_errors = h.server_errors.saturating_add(t.server_errors);
+            h.incomplete = h.incomplete.saturating_add(t.incomplete);
+        }
+        Counters {
+            echo: Pool::of(self.echo),
+            echo_bytes: self
+                .echo
+                .handlers()
+                .iter()
+                .map(|Slot(echo)| echo.bytes)
+                .fold(0, u64::saturating_add),
+            udp: *self.udp.stats(),
+            framed: Pool::of(self.framed),
+            framed_frames,
+            framed_errors,
+            http: Pool::of(self.http),
+            http_requests: requests,
+            transfer: Pool::of(self.transfer),
+            transfer_stats: self.store.stats(),
+            link,
+            uptime: self.started.map_or(Duration::ZERO, |at| now - at),
+        }
+    }
+
+    /// Publishes the counters to the status page.
+    pub fn publish(&mut self, link: LinkStats, now: Instant) {
+        self.started.get_or_insert(now);
+        let counters = self.counters(link, now);
+        cortex_m::interrupt::free(|cs| LIVE.borrow(cs).set(Some(counters)));
+    }
+}
+
+impl Service for AllServices {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.echo.poll(sockets, now);
+        self.udp.poll(sockets, now);
+        self.framed.poll(sockets, now);
+        self.http.poll(sockets, now);
+        self.transfer.poll(sockets, now);
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        [
+            self.echo.poll_at(sockets),
+            self.udp.poll_at(sockets),
+            self.framed.poll_at(sockets),
+            self.http.poll_at(sockets),
+            self.transfer.poll_at(sockets),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Where each service's RAM goes: name, socket and frame buffers (the byte
+/// buffers above), and the service's own state (its server or UDP service and
+/// its handlers, with the buffers they hold inline).
+pub fn ram_use() -> [(&'static str, usize, usize); 5] {
+    use core::mem::size_of;
+    let meta = size_of::<udp::PacketMetadata>();
+    [
+        (
+            "tcp/7 echo",
+            ECHO_POOL * (ECHO_RX + ECHO_TX),
+            size_of::<EchoServer>() + ECHO_POOL * size_of::<Echo>(),
+        ),
+        (
+            "udp/7 echo",
+            2 * (UDP_PAYLOAD + UDP_PACKETS * meta),
+            size_of::<UdpEchoService>(),
+        ),
+        (
+            "tcp/9000 framed echo",
+            FRAMED_POOL * (FRAMED_RX + FRAMED_TX + FRAMED_STORAGE),
+            size_of::<FramedServer>() + FRAMED_POOL * size_of::<FramedHandler>(),
+        ),
+        (
+            "tcp/80 http",
+            HTTP_POOL * (HTTP_RX + HTTP_TX),
+            size_of::<HttpServer>()
+                + HTTP_POOL * size_of::<HttpPage>()
+                + size_of::<StatusSite<'static>>(),
+        ),
+        (
+            "tcp/2121 transfer",
+            TRANSFER_POOL * (TRANSFER_RX + TRANSFER_TX + TRANSFER_RECEIVE + TRANSFER_STAGING),
+            size_of::<TransferPool>() + TRANSFER_POOL * size_of::<TransferHandler>(),
+        ),
+    ]
+}
+
+/// Bytes of the file store (its arena, slots, leases and counters).
+pub fn store_size() -> usize {
+    core::mem::size_of::<Shared>()
+}
+
+/// One line per service, for the boot log.
+pub fn describe(out: &mut dyn fmt::Write) -> fmt::Result {
+    write!(
+        out,
+        "tcp/{ECHO_PORT} echo, udp/{ECHO_PORT} echo, tcp/{FRAMED_PORT} framed echo, \
+         tcp/{HTTP_PORT} http, tcp/{TRANSFER_PORT} transfer ({} KiB store), ping",
+        STORE_BYTES / 1024
+    )
+}
