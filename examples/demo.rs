@@ -1,5 +1,7 @@
 //! The first thing to run: a server and a client, two smoltcp stacks in one process
-//! joined by a simulated Ethernet link, exercising every service smolsock ships.
+//! joined by a simulated Ethernet link, exercising every service smolsock ships:
+//! raw echo, framed echo, UDP echo, an HTTP GET of the live status page (and a 404),
+//! and a file upload and download with a progress bar.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -9,34 +11,45 @@
 //!
 //! No root and no setup: time is virtual, so it finishes at once, and the same seed
 //! gives the same run. Each step checks what came back; the exit code is 0 when
-//! every check passed and 1 otherwise, so CI can run it.
+//! every check passed and 1 otherwise, so CI can run it. The progress bars are
+//! drawn only when stdout is a terminal; a log gets one line per transfer.
 //!
 //! Adding a service to the demo takes one server field (in [`Servers`]) and one step
 //! function (in [`STEPS`]).
 
 mod common;
 
+use std::cell::Cell;
+use std::fmt;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::task::Poll;
 
 use clap::Parser;
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, SendError, ServerConfig, Service,
-    StreamStats, TcpClient, TcpServer, UdpService,
+    ClientState, Framed, FramedStream, PortAllocator, SendError, ServerConfig, ServerStats,
+    Service, StreamStats, TcpClient, TcpServer, UdpService, UdpStats,
 };
 use smolsock::runner::sim::{
     CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SimConfig, SimNet, SimTimeout,
 };
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
+use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::service::transfer::{
+    PutOptions, SharedStore, SliceSink, TransferClient, TransferServer, UploadLease,
+};
 use smolsock::service::udp_echo::UdpEcho;
+use smolsock::store::{FileName, FileStat, RamStore};
+use smolsock::wire::crc32::crc32;
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
-use common::{Capture, Net, link, millis, since, tcp_socket, udp_socket};
+use common::{Capture, Net, TransferBar, link, millis, since, tcp_socket, udp_socket};
 
 /// tcp/7: the primer's echo server, `recv(1024)` + `sendall`.
 const ECHO_PORT: u16 = 7;
@@ -44,6 +57,10 @@ const ECHO_PORT: u16 = 7;
 const FRAMED_PORT: u16 = 9000;
 /// udp/7: UDP echo.
 const UDP_ECHO_PORT: u16 = 7;
+/// tcp/80: the HTTP responder with the live status page.
+const HTTP_PORT: u16 = 80;
+/// tcp/2121: the file transfer server (PROTOCOL.md).
+const TRANSFER_PORT: u16 = 2121;
 /// Connections each TCP server serves at once: its `listen(N)`.
 const SLOTS: usize = 2;
 /// The UDP echo's datagram buffer: the primer's `recvfrom(1024)`.
@@ -60,6 +77,25 @@ const STEP_LIMIT: Duration = Duration::from_secs(120);
 const UDP_RETRY: Duration = Duration::from_millis(200);
 /// How many times it sends them at most.
 const UDP_TRIES: u32 = 20;
+/// The longest HTTP request head the responder takes (a browser sends about 500 B).
+const HTTP_REQUEST_MAX: usize = 2048;
+/// The largest page it renders.
+const HTTP_PAGE_MAX: usize = 4096;
+/// The largest transfer frame body, both ways: a DATA frame carries this minus 9
+/// bytes of file.
+const TRANSFER_BODY: usize = 4096;
+/// The transfer server's store: at most 4 files in 512 KiB of RAM.
+type Store = RamStore<4, { 512 * 1024 }>;
+/// The file the demo uploads and downloads again.
+const FILE_NAME: &str = "demo.bin";
+/// Its size.
+const FILE_SIZE: usize = 384 * 1024;
+/// How long both ends of a transfer wait for a silent peer. Not the default 60 s:
+/// on a lossy link smoltcp doubles its retransmission timeout after each lost
+/// retransmission, up to 60 s, so a live connection can be silent that long.
+const TRANSFER_PATIENCE: Duration = Duration::from_secs(600);
+/// Virtual time an upload or a download may take before the step fails.
+const TRANSFER_LIMIT: Duration = Duration::from_secs(1800);
 
 /// Command-line options.
 #[derive(Parser, Debug, Clone)]
@@ -78,21 +114,70 @@ struct Options {
 }
 
 type FramedEchoSlot = Framed<FramedEcho, Vec<u8>>;
+type HttpSlot<'a> = HttpResponder<'a, StatusSite<'a>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
+/// The transfer slots share one store, borrowed for the demo's run.
+type TransferSlot<'a> = TransferServer<'a, &'a mut Store, Vec<u8>>;
+
+/// The counters the status page shows, refreshed after every poll of the servers.
+/// `Cell`s, because the page is rendered (inside the HTTP server's poll) through a
+/// shared reference while the servers that own the counters are being polled.
+#[derive(Default)]
+struct LiveCounters {
+    echo: Cell<ServerStats>,
+    udp: Cell<UdpStats>,
+    framed: Cell<ServerStats>,
+    http: Cell<ServerStats>,
+    requests: Cell<HttpStats>,
+    transfer: Cell<ServerStats>,
+}
+
+impl LiveCounters {
+    /// The status text: one line per service. The transfer server keeps its own
+    /// counters in its shared store.
+    fn write(&self, out: &mut dyn fmt::Write, shared: &SharedStore<&mut Store>) -> fmt::Result {
+        let r = self.requests.get();
+        writeln!(out, "tcp/{ECHO_PORT}     echo      {}", self.echo.get())?;
+        writeln!(out, "udp/{UDP_ECHO_PORT}     udp echo  {}", self.udp.get())?;
+        writeln!(out, "tcp/{FRAMED_PORT}  framed    {}", self.framed.get())?;
+        writeln!(
+            out,
+            "tcp/{HTTP_PORT}    http      {}; {} requests: {} ok, {} client errors, {} server errors",
+            self.http.get(),
+            r.requests,
+            r.ok,
+            r.client_errors,
+            r.server_errors
+        )?;
+        writeln!(
+            out,
+            "tcp/{TRANSFER_PORT}  transfer  {}; {}",
+            self.transfer.get(),
+            shared.stats()
+        )
+    }
+}
 
 /// Everything the server host runs, polled together after each interface poll.
-struct Servers {
+/// `'a` is the life of what the servers share: the status site, the counters it
+/// shows, and the transfer store.
+struct Servers<'a> {
     echo: TcpServer<Echo, SLOTS>,
     framed: TcpServer<FramedEchoSlot, SLOTS>,
     udp: UdpService<UdpEcho, UDP_MAX>,
-    // TODO(http): `http: TcpServer<HttpResponder<'a, StatusSite<'a>, REQ, RESP>, SLOTS>`
-    // on tcp/80 (so `Servers` gains the site's lifetime), built in `Servers::new`,
-    // polled in `Service for Servers`.
-    // TODO(transfer): the file transfer server, built and polled the same way.
+    http: TcpServer<HttpSlot<'a>, SLOTS>,
+    transfer: TcpServer<TransferSlot<'a>, SLOTS>,
+    live: &'a LiveCounters,
+    shared: &'a SharedStore<&'a mut Store>,
 }
 
-impl Servers {
+impl<'a> Servers<'a> {
     /// The services on their conventional ports, each over its own sockets.
-    fn new(sockets: &mut SocketSet<'_>) -> Self {
+    fn new(
+        sockets: &mut SocketSet<'_>,
+        site: &'a StatusSite<'a>,
+        live: &'a LiveCounters,
+        shared: &'a SharedStore<&'a mut Store>,
+    ) -> Self {
         let format = frame_format();
         let framed_slot = || {
             Framed::new(
@@ -110,8 +195,34 @@ impl Servers {
                 nagle: false,
                 ..ServerConfig::DEFAULT
             });
+        let http = TcpServer::new(
+            HTTP_PORT,
+            [tcp(), tcp()],
+            [HttpResponder::new(site), HttpResponder::new(site)],
+        );
+        let transfer_slot = || {
+            TransferServer::new(shared, vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY])
+                .expect("the buffers hold the protocol's smallest frame")
+        };
+        let transfer = TcpServer::new(
+            TRANSFER_PORT,
+            [tcp(), tcp()],
+            [transfer_slot(), transfer_slot()],
+        )
+        .with_config(ServerConfig {
+            idle_timeout: Some(TRANSFER_PATIENCE),
+            nagle: false,
+        });
         let udp = UdpService::new(sockets.add(udp_socket(8, 8 * 1024)), UDP_ECHO_PORT, UdpEcho);
-        Self { echo, framed, udp }
+        Self {
+            echo,
+            framed,
+            udp,
+            http,
+            transfer,
+            live,
+            shared,
+        }
     }
 
     /// The framed echo's counters over every connection it served.
@@ -122,13 +233,41 @@ impl Servers {
         }
         total
     }
+
+    /// The HTTP responder's counters over every connection it served.
+    fn http_stats(&self) -> HttpStats {
+        let mut total = HttpStats::default();
+        for slot in self.http.handlers() {
+            let s = slot.stats();
+            total.requests = total.requests.saturating_add(s.requests);
+            total.ok = total.ok.saturating_add(s.ok);
+            total.client_errors = total.client_errors.saturating_add(s.client_errors);
+            total.server_errors = total.server_errors.saturating_add(s.server_errors);
+            total.incomplete = total.incomplete.saturating_add(s.incomplete);
+        }
+        total
+    }
+
+    /// Refreshes the counters the status page shows.
+    fn publish(&self) {
+        let live = self.live;
+        live.echo.set(*self.echo.stats());
+        live.udp.set(*self.udp.stats());
+        live.framed.set(*self.framed.stats());
+        live.http.set(*self.http.stats());
+        live.requests.set(self.http_stats());
+        live.transfer.set(*self.transfer.stats());
+    }
 }
 
-impl Service for Servers {
+impl Service for Servers<'_> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         self.echo.poll(sockets, now);
         self.framed.poll(sockets, now);
         self.udp.poll(sockets, now);
+        self.http.poll(sockets, now);
+        self.transfer.poll(sockets, now);
+        self.publish();
     }
 
     fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
@@ -136,6 +275,8 @@ impl Service for Servers {
             self.echo.poll_at(sockets),
             self.framed.poll_at(sockets),
             self.udp.poll_at(sockets),
+            self.http.poll_at(sockets),
+            self.transfer.poll_at(sockets),
         ]
         .into_iter()
         .flatten()
@@ -150,20 +291,24 @@ fn frame_format() -> HeaderFormat {
 }
 
 /// The network, the servers, and the client's sockets, shared by every step.
-struct Demo<'s> {
+struct Demo<'s, 'a> {
     net: Net<'s>,
-    servers: Servers,
+    servers: Servers<'a>,
     ports: PortAllocator,
     /// The client's TCP socket, reused from step to step like a program that
     /// connects again: each connection gets a fresh ephemeral port.
     tcp: SocketHandle,
     /// The client's UDP socket, bound to an ephemeral port.
     udp: SocketHandle,
+    /// The seed of the run, which also makes the file the transfer step sends.
+    seed: u64,
+    /// Whether to draw progress bars (stdout is a terminal).
+    draw: bool,
 }
 
 /// One step: exercises a service, prints what happened, and says which check
 /// failed, if one did.
-type Step = fn(&mut Demo<'_>) -> Result<(), String>;
+type Step = fn(&mut Demo<'_, '_>) -> Result<(), String>;
 
 /// The steps, in order.
 const STEPS: &[(&str, Step)] = &[
@@ -184,17 +329,26 @@ const STEPS: &[(&str, Step)] = &[
     ("UDP echo on udp/7 over IPv6", |demo| {
         udp_echo(demo, SERVER_V6.into())
     }),
-    // TODO(http): ("HTTP GET / on tcp/80", http_get), with `fn http_get(demo) ->
-    // Result<(), String>` connecting like `raw_echo`, checking `HTTP/1.1 200 OK`.
-    // TODO(transfer): ("file upload on the transfer port, with a progress bar", upload).
+    (
+        "HTTP GET / on tcp/80 over IPv4: a browser's request, the live status page",
+        http_get,
+    ),
+    (
+        "HTTP GET of an unknown path on tcp/80 over IPv6: 404",
+        http_not_found,
+    ),
+    (
+        "file transfer on tcp/2121: upload with a progress bar, STAT, download, CRC-32",
+        transfer,
+    ),
 ];
 
-impl Demo<'_> {
+impl<'a> Demo<'_, 'a> {
     /// Polls the network and the servers until `until` says done; a timeout fails the step.
     fn run<R>(
         &mut self,
         what: &str,
-        until: impl FnMut(&mut Servers, &mut Net<'_>) -> Option<R>,
+        until: impl FnMut(&mut Servers<'a>, &mut Net<'_>) -> Option<R>,
     ) -> Result<R, String> {
         self.run_for(STEP_LIMIT, until)
             .map_err(|e| format!("{what}: {e}"))
@@ -203,7 +357,7 @@ impl Demo<'_> {
     fn run_for<R>(
         &mut self,
         limit: Duration,
-        mut until: impl FnMut(&mut Servers, &mut Net<'_>) -> Option<R>,
+        mut until: impl FnMut(&mut Servers<'a>, &mut Net<'_>) -> Option<R>,
     ) -> Result<R, SimTimeout> {
         self.net
             .run_services(&mut self.servers, &mut (), limit, |servers, _, net| {
@@ -263,7 +417,7 @@ impl Demo<'_> {
 
     /// Closes the client's connection (FIN) and waits until both sides are done
     /// and `server_idle` holds.
-    fn close(&mut self, server_idle: impl Fn(&Servers) -> bool) -> Result<(), String> {
+    fn close(&mut self, server_idle: impl Fn(&Servers<'a>) -> bool) -> Result<(), String> {
         let handle = self.tcp;
         self.net
             .client
@@ -292,7 +446,7 @@ fn check(ok: bool, reason: impl FnOnce() -> String) -> Result<(), String> {
 }
 
 /// Topic 4 of the primer: connect, send, `recv(1024)`, close; the server echoes.
-fn raw_echo(demo: &mut Demo<'_>) -> Result<(), String> {
+fn raw_echo(demo: &mut Demo<'_, '_>) -> Result<(), String> {
     let message = b"Hello, smolsock! The primer's client says hi.";
     demo.connect(SERVER_V4.into(), ECHO_PORT, true)?;
     let handle = demo.tcp;
@@ -324,7 +478,7 @@ fn raw_echo(demo: &mut Demo<'_>) -> Result<(), String> {
 }
 
 /// Length framing: many messages back to back, each must come back whole.
-fn framed_echo(demo: &mut Demo<'_>, to: IpAddress) -> Result<(), String> {
+fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     const MESSAGES: usize = 100;
     // Sizes from 0 to nearly 4 KiB, so frames are merged and split by TCP.
     let messages: Vec<Vec<u8>> = (0..MESSAGES)
@@ -379,7 +533,7 @@ fn framed_echo(demo: &mut Demo<'_>, to: IpAddress) -> Result<(), String> {
 }
 
 /// Datagrams keep their boundaries: each `recvfrom` returns exactly one `sendto`.
-fn udp_echo(demo: &mut Demo<'_>, to: IpAddress) -> Result<(), String> {
+fn udp_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     let server = IpEndpoint::new(to, UDP_ECHO_PORT);
     let datagrams: Vec<Vec<u8>> = [1, 64, 512, UDP_MAX]
         .iter()
@@ -461,9 +615,317 @@ fn udp_echo(demo: &mut Demo<'_>, to: IpAddress) -> Result<(), String> {
     check(replies == 0, || "the oversize datagram was answered".into())
 }
 
-/// Builds the network and runs every step; returns how many failed.
-fn run_demo(options: &Options, capture: Capture) -> usize {
-    let mut server_storage = [SocketStorage::EMPTY; 2 * SLOTS + 1];
+/// What came back for one HTTP request, taken apart.
+#[derive(Debug)]
+struct HttpReply {
+    /// `HTTP/1.1 200 OK`.
+    status_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// Splits a whole response (the server closes after it) into status line,
+    /// headers and body.
+    fn parse(raw: &[u8]) -> Result<Self, String> {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("the answer has no end of head (CRLF CRLF)")?;
+        let head = std::str::from_utf8(&raw[..end]).map_err(|_| "the head is not UTF-8")?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_owned();
+        let headers = lines
+            .map(|line| {
+                let (name, value) = line
+                    .split_once(':')
+                    .ok_or_else(|| format!("a header line without a colon: {line:?}"))?;
+                Ok((name.trim().to_owned(), value.trim().to_owned()))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            status_line,
+            headers,
+            body: raw[end + 4..].to_vec(),
+        })
+    }
+
+    /// The value of header `name` (case does not matter in header names).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Checks the status line, and that `Content-Length` is the body's length.
+    fn check(&self, status_line: &str) -> Result<(), String> {
+        check(self.status_line == status_line, || {
+            format!("status line {:?}, not {status_line:?}", self.status_line)
+        })?;
+        let announced = self
+            .header("Content-Length")
+            .ok_or("no Content-Length")?
+            .parse::<usize>()
+            .map_err(|e| format!("Content-Length: {e}"))?;
+        check(announced == self.body.len(), || {
+            format!(
+                "Content-Length says {announced} B, the body has {} B",
+                self.body.len()
+            )
+        })
+    }
+}
+
+/// Sends `GET path` to tcp/80 at `to` the way a browser does, reads until the
+/// server closes, closes too, and checks the close was clean. Prints the exchange.
+fn http_request(demo: &mut Demo<'_, '_>, to: IpAddress, path: &str) -> Result<HttpReply, String> {
+    let host = match to {
+        IpAddress::Ipv4(addr) => addr.to_string(),
+        IpAddress::Ipv6(addr) => format!("[{addr}]"),
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: smolsock-demo\r\nAccept: */*\r\n\r\n"
+    );
+    let before = *demo.servers.http.stats();
+    demo.connect(to, HTTP_PORT, true)?;
+    let handle = demo.tcp;
+    let (mut sent, mut raw, mut reads) = (0, Vec::new(), 0);
+    // `Finished` is the server's FIN after the whole answer; `InvalidState` a reset.
+    let fin = demo.run("HTTP exchange", |_, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+        sent += socket.send_slice(&request.as_bytes()[sent..]).unwrap_or(0);
+        let mut buf = [0u8; 1024];
+        loop {
+            match socket.recv_slice(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    reads += 1;
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                Err(tcp::RecvError::Finished) => return Some(true),
+                Err(tcp::RecvError::InvalidState) => return Some(false),
+            }
+        }
+    })?;
+    demo.close(|servers| servers.http.active() == 0)?;
+    let after = *demo.servers.http.stats();
+    println!(
+        "  sent \"GET {path} HTTP/1.1\" with 3 headers ({} B); {reads} recv(1024) returned {} B, then {}",
+        request.len(),
+        raw.len(),
+        if fin {
+            "the server closed (FIN)"
+        } else {
+            "the connection was reset"
+        }
+    );
+    let reply = HttpReply::parse(&raw)?;
+    println!("  < {}", reply.status_line);
+    for (name, value) in &reply.headers {
+        println!("  < {name}: {value}");
+    }
+    check(fin, || {
+        "the server reset the connection instead of closing it".into()
+    })?;
+    check(
+        after.closed > before.closed && after.resets == before.resets,
+        || format!("the server did not see a clean close ({after})"),
+    )?;
+    Ok(reply)
+}
+
+/// The primer's "answer a browser": a real GET, a real answer with a length.
+fn http_get(demo: &mut Demo<'_, '_>) -> Result<(), String> {
+    let reply = http_request(demo, SERVER_V4.into(), "/")?;
+    let page = String::from_utf8_lossy(&reply.body);
+    println!("  body: {} B of HTML", reply.body.len());
+    // The page's <pre> holds the counters as of the server's last poll.
+    if let Some((_, rest)) = page.split_once("<pre>\n") {
+        let counters = rest.split("</pre>").next().unwrap_or_default();
+        println!("  the page's live counters (as of the server's poll before this request):");
+        for line in counters.lines() {
+            println!("    {line}");
+        }
+    }
+    println!("  server tcp/80: {}", demo.servers.http.stats());
+    reply.check("HTTP/1.1 200 OK")?;
+    check(
+        reply.header("Content-Type") == Some("text/html; charset=utf-8"),
+        || format!("Content-Type {:?}", reply.header("Content-Type")),
+    )?;
+    check(page.contains("<h1>smolsock demo</h1>"), || {
+        "the page has no title".into()
+    })?;
+    // Nothing has moved on tcp/7 since the page was rendered.
+    let echo = format!(
+        "tcp/{ECHO_PORT}     echo      {}",
+        demo.servers.echo.stats()
+    );
+    check(page.contains(&echo), || {
+        format!("the page does not show the echo server's counters ({echo:?})")
+    })
+}
+
+/// An unknown path: `404 Not Found`, with a length, and a clean close.
+fn http_not_found(demo: &mut Demo<'_, '_>) -> Result<(), String> {
+    let before = demo.servers.http_stats();
+    let reply = http_request(demo, SERVER_V6.into(), "/no-such-page")?;
+    println!(
+        "  body: {} B, {:?}",
+        reply.body.len(),
+        String::from_utf8_lossy(&reply.body)
+    );
+    let after = demo.servers.http_stats();
+    println!(
+        "  server tcp/80: {} requests: {} ok, {} client errors",
+        after.requests, after.ok, after.client_errors
+    );
+    reply.check("HTTP/1.1 404 Not Found")?;
+    check(after.client_errors == before.client_errors + 1, || {
+        "the server did not count the 404".into()
+    })
+}
+
+/// `len` bytes of deterministic noise from `seed` (splitmix64): no pattern for a
+/// bug to hide behind, and the same bytes for the same seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The primer's FTP chapter: the `no_std` client pushes a file with a progress
+/// bar, asks for its size and CRC-32, fetches it back, and every byte is compared.
+fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
+    let data = noise(FILE_SIZE, demo.seed);
+    let expected = FileStat {
+        size: FILE_SIZE as u64,
+        crc: crc32(&data),
+    };
+    let name = FileName::new(FILE_NAME).map_err(|e| e.to_string())?;
+    demo.connect(SERVER_V4.into(), TRANSFER_PORT, false)?;
+    let mut client = TransferClient::new(vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY])
+        .map_err(|e| e.to_string())?
+        .with_timeout(Some(TRANSFER_PATIENCE));
+    let handle = demo.tcp;
+    let (draw, now) = (demo.draw, demo.net.now());
+
+    let bar = TransferBar::new("put", FILE_NAME, now, draw);
+    let mut put = client.put(name, &data[..], PutOptions::FRESH, |done, total| {
+        bar.update(done, total)
+    });
+    let stored = demo.run_for(TRANSFER_LIMIT, |_, net| {
+        bar.clock(net.now());
+        let now = net.now();
+        match put.poll(net.client.sockets.get_mut(handle), now) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    });
+    println!("  {}", bar.finish());
+    let stored = stored
+        .map_err(|e| format!("upload: {e}"))?
+        .map_err(|e| format!("upload: {e}"))?;
+    let frames = client.stream_stats().write.frames;
+    println!(
+        "  stored: {} B, CRC-32 {:08x}; {} progress reports, in {} DATA frames of at most {} B of file",
+        stored.size,
+        stored.crc,
+        bar.reports(),
+        frames.saturating_sub(2),
+        TRANSFER_BODY - 9
+    );
+    check(stored == expected, || {
+        format!(
+            "the server stored {} B with CRC-32 {:08x}; sent {} B with CRC-32 {:08x}",
+            stored.size, stored.crc, expected.size, expected.crc
+        )
+    })?;
+    check(bar.complete_and_monotonic(), || {
+        "the upload's progress went back, passed the total or stopped short".into()
+    })?;
+
+    let mut op = client.stat(name);
+    let stat = demo
+        .run_for(TRANSFER_LIMIT, |_, net| {
+            let now = net.now();
+            match op.poll(net.client.sockets.get_mut(handle), now) {
+                Poll::Ready(result) => Some(result),
+                Poll::Pending => None,
+            }
+        })
+        .map_err(|e| format!("stat: {e}"))?
+        .map_err(|e| format!("stat: {e}"))?;
+    println!(
+        "  STAT {FILE_NAME}: {} B, CRC-32 {:08x}",
+        stat.size, stat.crc
+    );
+    check(stat == expected, || "STAT disagrees with the upload".into())?;
+
+    let mut back = vec![0u8; FILE_SIZE];
+    let bar = TransferBar::new("get", FILE_NAME, demo.net.now(), draw);
+    let mut get = client.get(name, SliceSink::new(&mut back), false, |done, total| {
+        bar.update(done, total)
+    });
+    let fetched = demo.run_for(TRANSFER_LIMIT, |_, net| {
+        bar.clock(net.now());
+        let now = net.now();
+        match get.poll(net.client.sockets.get_mut(handle), now) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    });
+    let (complete, same) = (get.sink().is_complete(), get.sink().data() == data);
+    println!("  {}", bar.finish());
+    let fetched = fetched
+        .map_err(|e| format!("download: {e}"))?
+        .map_err(|e| format!("download: {e}"))?;
+    println!(
+        "  received: {} B, CRC-32 {:08x}: {}",
+        fetched.size,
+        fetched.crc,
+        if same {
+            "every byte is the one sent"
+        } else {
+            "DIFFERENT BYTES"
+        }
+    );
+    demo.close(|servers| servers.transfer.active() == 0)?;
+    println!("  server tcp/2121: {}", demo.servers.transfer.stats());
+    println!("  transfer: {}", demo.servers.shared.stats());
+    check(fetched == expected && complete && same, || {
+        "the download differs from the upload".into()
+    })?;
+    check(bar.complete_and_monotonic(), || {
+        "the download's progress went back, passed the total or stopped short".into()
+    })?;
+    let errors = demo.servers.shared.stats().errors.total();
+    check(errors == 0, || {
+        format!("the server sent {errors} ERROR answers")
+    })
+}
+
+/// Builds the network and runs every step; returns how many failed. `draw`: draw
+/// progress bars (stdout is a terminal).
+fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
+    // What the servers share, made first so that it outlives them. The store's
+    // arena is large, so it lives on the heap.
+    let mut store = Box::new(Store::new());
+    let shared = SharedStore::new(&mut *store, [UploadLease::EMPTY; SLOTS]);
+    let live = LiveCounters::default();
+    let status = |out: &mut dyn fmt::Write| live.write(out, &shared);
+    let site = StatusSite::new("smolsock demo", &status);
+
+    let mut server_storage = [SocketStorage::EMPTY; 4 * SLOTS + 1];
     let mut client_storage = [SocketStorage::EMPTY; 2];
     let mut net: Net = SimNet::new(
         SimConfig::new(options.seed).with_faults(link(LINK_DELAY, options.loss)),
@@ -471,7 +933,7 @@ fn run_demo(options: &Options, capture: Capture) -> usize {
         SocketSet::new(&mut client_storage[..]),
     )
     .with_pcap(capture);
-    let servers = Servers::new(&mut net.server.sockets);
+    let servers = Servers::new(&mut net.server.sockets, &site, &live, &shared);
     let tcp = net.client.sockets.add(tcp_socket(TCP_BUFFER, TCP_BUFFER));
     let udp = net.client.sockets.add(udp_socket(8, 8 * 1024));
     let mut ports = PortAllocator::new(options.seed);
@@ -491,6 +953,8 @@ fn run_demo(options: &Options, capture: Capture) -> usize {
         ports,
         tcp,
         udp,
+        seed: options.seed,
+        draw,
     };
 
     println!(
@@ -538,7 +1002,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let failed = run_demo(&options, capture);
+    let failed = run_demo(&options, capture, std::io::stdout().is_terminal());
     if let Some(path) = &options.pcap {
         println!("Capture written to {}.", path.display());
     }
@@ -555,7 +1019,7 @@ mod tests {
 
     fn demo(args: &[&str]) -> usize {
         let options = Options::parse_from(std::iter::once("demo").chain(args.iter().copied()));
-        run_demo(&options, Capture::none())
+        run_demo(&options, Capture::none(), false)
     }
 
     #[test]
@@ -571,5 +1035,92 @@ mod tests {
     #[test]
     fn a_dead_link_fails_the_steps_instead_of_hanging() {
         assert_eq!(demo(&["--loss", "1000"]), STEPS.len());
+    }
+
+    /// The destination ports of the IPv4 and IPv6 TCP and UDP frames in a pcap file.
+    fn ports_in_capture(capture: &[u8]) -> std::collections::BTreeSet<(u8, u16)> {
+        let u32_at = |at: usize| u32::from_le_bytes(capture[at..at + 4].try_into().unwrap());
+        assert_eq!(u32_at(0), 0xa1b2_c3d4, "libpcap magic");
+        let mut ports = std::collections::BTreeSet::new();
+        let mut at = 24;
+        while at < capture.len() {
+            let len = u32_at(at + 8) as usize;
+            let frame = &capture[at + 16..at + 16 + len];
+            let (protocol, l4) = match frame[12..14] {
+                [0x08, 0x00] => (frame[14 + 9], 14 + usize::from(frame[14] & 0x0f) * 4),
+                [0x86, 0xdd] => (frame[14 + 6], 14 + 40),
+                _ => (0, 0),
+            };
+            if protocol == 6 || protocol == 17 {
+                ports.insert((protocol, u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]])));
+            }
+            at += 16 + len;
+        }
+        ports
+    }
+
+    #[test]
+    fn the_capture_holds_every_service_of_the_run() {
+        let path = std::env::temp_dir().join(format!("demo_{}.pcap", std::process::id()));
+        let options = Options::parse_from(["demo", "--pcap", path.to_str().unwrap()]);
+        let failed = run_demo(&options, Capture::create(Some(&path)).unwrap(), false);
+        let capture = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(failed, 0);
+        let ports = ports_in_capture(&capture);
+        for service in [
+            (6, ECHO_PORT),
+            (6, FRAMED_PORT),
+            (17, UDP_ECHO_PORT),
+            (6, HTTP_PORT),
+            (6, TRANSFER_PORT),
+        ] {
+            assert!(ports.contains(&service), "{service:?} not in {ports:?}");
+        }
+    }
+
+    #[test]
+    fn http_reply_checks_catch_a_wrong_status_or_length() {
+        let good = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nconnection: close\r\n\r\nhello";
+        let reply = HttpReply::parse(good).unwrap();
+        assert_eq!(reply.header("CONNECTION"), Some("close"));
+        assert_eq!(reply.check("HTTP/1.1 200 OK"), Ok(()));
+        assert!(reply.check("HTTP/1.1 404 Not Found").is_err());
+        let long = HttpReply::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello").unwrap();
+        assert!(long.check("HTTP/1.1 200 OK").is_err());
+        let none = HttpReply::parse(b"HTTP/1.1 200 OK\r\n\r\nhello").unwrap();
+        assert!(none.check("HTTP/1.1 200 OK").is_err());
+        // The primer's bare status line, cut before the blank line: no head end.
+        assert!(HttpReply::parse(b"HTTP/1.1 200 OK\r\n").is_err());
+    }
+
+    #[test]
+    fn the_bar_truncates_percent_and_notices_progress_going_back() {
+        let bar = TransferBar::new("put", "f", Instant::ZERO, false);
+        bar.update(0, 1000);
+        bar.update(999, 1000);
+        bar.clock(Instant::from_millis(10));
+        assert!(
+            bar.finish()
+                .starts_with("put f  99% [=============================>]")
+        );
+        assert!(!bar.complete_and_monotonic(), "999 of 1000 is not done");
+        bar.update(1000, 1000);
+        assert!(bar.complete_and_monotonic());
+        assert!(
+            bar.finish()
+                .contains("100% [==============================] 1000 B/1000 B")
+        );
+        bar.update(10, 1000);
+        bar.update(1000, 1000);
+        assert!(!bar.complete_and_monotonic(), "progress went back");
+        assert_eq!(bar.reports(), 5);
+    }
+
+    #[test]
+    fn the_file_is_the_same_for_a_seed_and_differs_between_seeds() {
+        assert_eq!(noise(1001, 1), noise(1001, 1));
+        assert_ne!(noise(1001, 1), noise(1001, 2));
+        assert_eq!(noise(1001, 0).len(), 1001);
     }
 }
