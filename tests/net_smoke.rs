@@ -1,12 +1,13 @@
 //! First end-to-end checks of the net layer over the in-process link.
 
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, RecvError, Service, TcpClient, TcpServer,
+    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service, TcpClient,
+    TcpServer,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
-use smolsock::wire::frame::HeaderFormat;
+use smolsock::wire::frame::{HeaderFormat, WriteError};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
@@ -210,4 +211,79 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
             assert!(body.contains("all good"));
         }
     }
+}
+
+#[test]
+fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_end() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(11),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(9000, [s1], [handler]);
+    let c = net.client.sockets.add(tcp_socket());
+    let mut ports = PortAllocator::<4>::new(4);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    client
+        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
+        .unwrap();
+
+    // Two frames; the second is larger than the 4 KiB send buffer, so it goes
+    // out over several polls and a close in between must be refused.
+    let frames = [vec![1u8; 100], vec![2u8; 7000]];
+    let (mut sent, mut closed, mut refused) = (0, false, 0);
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut empty = ();
+    let end = net
+        .run_services(
+            &mut server,
+            &mut empty,
+            Duration::from_secs(30),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && !closed {
+                    return None;
+                }
+                while sent < frames.len() {
+                    match stream.send_frame(sock, &frames[sent]) {
+                        Ok(()) => sent += 1,
+                        Err(SendError::WouldBlock) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                if !closed {
+                    match stream.close(sock) {
+                        Ok(()) => closed = true,
+                        Err(SendError::Frame(WriteError::Busy { .. })) => refused += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                loop {
+                    match stream.recv_frame(sock) {
+                        Ok(Some(frame)) => got.push(frame.to_vec()),
+                        Ok(None) => return None,
+                        Err(e) => return Some(e),
+                    }
+                }
+            },
+        )
+        .unwrap();
+    assert!(
+        refused > 0,
+        "the close came while the big frame was half written"
+    );
+    assert_eq!(sent, frames.len());
+    assert_eq!(got, frames, "the server echoed both frames whole");
+    assert_eq!(end, RecvError::Finished, "then the server closed cleanly");
+    assert_eq!((server.stats().resets, server.stats().aborted), (0, 0));
 }

@@ -243,6 +243,17 @@ impl FrameTx {
         self.send(socket, body)
     }
 
+    /// Closes the sending half once every frame is queued: see [`FramedStream::close`].
+    pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
+        if self.writer.in_progress() {
+            return Err(SendError::Frame(WriteError::Busy {
+                in_progress: self.writer.remaining(),
+            }));
+        }
+        socket.close();
+        Ok(())
+    }
+
     /// Abandons a half-written frame (the connection is gone).
     pub fn reset(&mut self) {
         self.writer.reset();
@@ -398,6 +409,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FramedStream<B> {
         self.tx.send(socket, frame)?;
         self.reader.consume();
         Ok(true)
+    }
+
+    /// Closes the sending half, like Python's `shutdown(SHUT_WR)` after the last
+    /// `sendall`: the peer receives every frame already queued, then the end of the
+    /// stream, and can go on sending (keep calling
+    /// [`recv_frame`](Self::recv_frame) until [`RecvError::Finished`]).
+    ///
+    /// Refused with [`WriteError::Busy`] while a frame is half written, because
+    /// its tail is still in the caller's buffer: finish it with
+    /// [`send_frame`](Self::send_frame), then close. A frame is never cut short by
+    /// a close. Closing again does nothing.
+    pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
+        self.tx.close(socket)
     }
 
     /// Whether a frame is half written and waiting for send space.
