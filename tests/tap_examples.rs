@@ -143,9 +143,15 @@ impl ServerProcess {
     /// Starts `tap_server --root ROOT` in `ns` and returns once it says it serves
     /// and the kernel has the link up.
     fn start(ns: &NetNs, root: &Path) -> Self {
+        Self::start_with(ns, root, &[])
+    }
+
+    /// [`start`](Self::start) with more flags.
+    fn start_with(ns: &NetNs, root: &Path, flags: &[&str]) -> Self {
         let mut child = in_namespace(ns, &example("tap_server"))
             .arg("--root")
             .arg(root)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -190,7 +196,22 @@ impl ServerProcess {
             "the banner names the transfer service and its directory: {banner:?}"
         );
         ns.wait_for_carrier();
+        // `ip netns exec` execs the program in its own place: the child is
+        // tap_server itself, so signals and CPU times below are its own.
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", server.child.id()))
+            .expect("tap_server is running");
+        assert_eq!(comm.trim(), "tap_server");
         server
+    }
+
+    /// User plus system CPU time so far, in clock ticks (`/proc/PID/stat`).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("tap_server is running");
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
     /// Ctrl-C: a graceful stop. Returns the exit status and everything printed
@@ -709,7 +730,8 @@ fn host_client_talks_to_every_service_of_tap_server_over_ipv4_and_ipv6() {
     }
     let ns = NetNs::create();
     let root = ScratchDir::new("tap-host-client-root");
-    let server = ServerProcess::start(&ns, root.path());
+    let pcap = root.join("link.pcap");
+    let server = ServerProcess::start_with(&ns, root.path(), &["--pcap", pcap.to_str().unwrap()]);
     let host_client = |args: &[&str]| client_ok(&ns, "host_client", args);
 
     // host_client checks every echo itself and exits 1 on a difference.
@@ -750,10 +772,76 @@ fn host_client_talks_to_every_service_of_tap_server_over_ipv4_and_ipv6() {
         );
     }
 
+    // A connection still open at Ctrl-C is closed gracefully: the client reads
+    // the end of the stream (FIN), not a reset.
+    ns.enter_current_thread().unwrap();
+    let mut open = retry("connect to tcp/7", RETRIES, RETRY_PAUSE, || {
+        TcpStream::connect_timeout(&"192.168.69.1:7".parse().unwrap(), IO_TIMEOUT)
+    });
+    open.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    open.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    open.read_exact(&mut back).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        open.read_to_end(&mut rest).map(|_| rest)
+    });
+
     let (status, report) = server.interrupt();
     assert!(
         status.success(),
         "tap_server exited with {status}:\n{report}"
     );
     assert!(report.contains("counters:"), "{report}");
+    let end = reader.join().unwrap();
+    assert!(
+        end.as_ref().is_ok_and(Vec::is_empty),
+        "the open connection ended with {end:?}"
+    );
+    assert!(
+        report.contains("at stop: 1 connection(s) closed, 0 reset"),
+        "{report}"
+    );
+
+    // --pcap: a classic pcap file (magic a1b2c3d4, Ethernet) with the echoes in it.
+    let capture = std::fs::read(&pcap).unwrap();
+    assert!(capture.len() > 24, "{} bytes of capture", capture.len());
+    assert_eq!(capture[..4], 0xa1b2_c3d4u32.to_le_bytes());
+    assert_eq!(
+        u32::from_le_bytes(capture[20..24].try_into().unwrap()),
+        1,
+        "LINKTYPE_ETHERNET"
+    );
+    assert!(
+        capture.windows(10).any(|w| w == b"still here"),
+        "the echo is in the capture"
+    );
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn an_idle_tap_server_sleeps_instead_of_spinning() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let root = ScratchDir::new("tap-idle-root");
+    let server = ServerProcess::start(&ns, root.path());
+    // Some work first, so the measurement covers a server that has served.
+    client_ok(&ns, "host_client", &["echo", "warm"]);
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    let before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = server.cpu_ticks() - before;
+    eprintln!("idle for 2 s: {used} ticks of CPU ({ticks_per_second} per second)");
+    // A loop that polls without sleeping burns the whole 2 s (2 * ticks_per_second
+    // ticks); one that sleeps until the next frame or timer wakes a few times a
+    // second for microseconds. A tenth of the time is a wide margin.
+    assert!(
+        used * 10 < 2 * ticks_per_second,
+        "tap_server used {used} ticks of CPU in 2 s of idling ({ticks_per_second} per second)"
+    );
+    let (status, _) = server.interrupt();
+    assert!(status.success());
 }
