@@ -26,7 +26,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use smolsock::wire::transfer::{
@@ -137,6 +137,8 @@ fn transfer_ok(ns: &NetNs, args: &[&str]) -> String {
 struct ServerProcess {
     child: Child,
     stdout: mpsc::Receiver<String>,
+    /// Its log (stderr) so far, line by line.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -159,10 +161,13 @@ impl ServerProcess {
             .spawn()
             .expect("tap_server starts");
         // Its log, through this process's (captured) stderr: shown if a test fails.
-        let log = child.stderr.take().expect("piped stderr");
+        let pipe = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
         std::thread::spawn(move || {
-            for line in BufReader::new(log).lines().map_while(Result::ok) {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 eprintln!("tap_server log: {line}");
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
         let (lines, stdout) = mpsc::channel();
@@ -175,7 +180,7 @@ impl ServerProcess {
                 }
             }
         });
-        let server = Self { child, stdout };
+        let server = Self { child, stdout, log };
         let mut banner = Vec::new();
         loop {
             let line = server
@@ -202,6 +207,13 @@ impl ServerProcess {
             .expect("tap_server is running");
         assert_eq!(comm.trim(), "tap_server");
         server
+    }
+
+    /// Whether a line of its log so far contains every one of `parts`.
+    fn logged(&self, parts: &[&str]) -> bool {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
     }
 
     /// User plus system CPU time so far, in clock ticks (`/proc/PID/stat`).
@@ -737,6 +749,17 @@ fn host_client_talks_to_every_service_of_tap_server_over_ipv4_and_ipv6() {
     // host_client checks every echo itself and exits 1 on a difference.
     let out = host_client(&["echo", "hello"]);
     assert!(out.contains("recv(1024) -> 5 bytes: \"hello\""), "{out}");
+    // Each connection is logged as it comes and goes (RUST_LOG=info).
+    retry(
+        "tap_server to log the connection",
+        RETRIES,
+        RETRY_PAUSE,
+        || {
+            let seen = server.logged(&["tcp/7 echo: 192.168.69.100:", "connected"])
+                && server.logged(&["tcp/7 echo: 192.168.69.100:", "closed"]);
+            if seen { Ok(()) } else { Err("not yet") }
+        },
+    );
     let out = host_client(&["echo", "--size", "5000"]);
     assert!(
         out.contains("-> 5000 bytes") && out.contains("echo 1 complete"),
@@ -842,6 +865,40 @@ fn an_idle_tap_server_sleeps_instead_of_spinning() {
         used * 10 < 2 * ticks_per_second,
         "tap_server used {used} ticks of CPU in 2 s of idling ({ticks_per_second} per second)"
     );
+    let (status, _) = server.interrupt();
+    assert!(status.success());
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn tap_server_takes_the_stack_addresses_from_its_flags() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let root = ScratchDir::new("tap-addresses-root");
+    let server = ServerProcess::start_with(
+        &ns,
+        root.path(),
+        &["--ipv4", "192.168.69.7/24", "--ipv6", "fdaa::7/64"],
+    );
+    let out = client_ok(
+        &ns,
+        "host_client",
+        &["echo", "--to", "192.168.69.7", "seven"],
+    );
+    assert!(out.contains("echo 1 complete"), "{out}");
+    let out = client_ok(
+        &ns,
+        "host_client",
+        &["echo", "--to", "fdaa::7", "seven, v6"],
+    );
+    assert!(out.contains("echo 1 complete"), "{out}");
+    let out = transfer_ok(&ns, &["ls", "--to", "192.168.69.7:2121"]);
+    assert!(out.contains("0 files"), "{out}");
+    // The default address is not the stack's any more: nobody answers there.
+    let missed = client(&ns, "host_client", &["echo", "--to", "192.168.69.1", "one"]);
+    assert!(!missed.status.success());
     let (status, _) = server.interrupt();
     assert!(status.success());
 }
