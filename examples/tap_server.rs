@@ -7,11 +7,13 @@
 //! | udp/7    | UDP echo: each datagram comes back whole                     |
 //! | tcp/9000 | framed echo: 4-byte big-endian length + body, frames whole   |
 //! | tcp/80   | HTTP: a status page with live counters (`/` and `/stats`)    |
+//! | tcp/2121 | file transfer (`PROTOCOL.md`) from `--root DIR`              |
 //!
 //! ```text
 //! sudo ./tap-setup.sh up                       # once: tap0, Linux side 192.168.69.100
 //! cargo run --example tap_server               # the stack is 192.168.69.1 / fdaa::1
 //! cargo run --example host_client -- echo hi   # in another terminal
+//! cargo run --example transfer -- put FILE      # file transfer to tcp/2121
 //! ```
 //!
 //! Each connection is logged (`RUST_LOG=debug` for more, `RUST_LOG=trace` for
@@ -36,7 +38,12 @@ use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 
-use all_services::{ECHO_PORT, FRAMED_PORT, HTTP_PORT, ServicesConfig, serve};
+use all_services::{
+    ECHO_PORT, FRAMED_PORT, HTTP_PORT, ServicesConfig, TRANSFER_POOL_MAX, TRANSFER_PORT, serve,
+};
+
+/// Where the file transfer keeps its files unless `--root` says otherwise.
+const DEFAULT_ROOT: &str = "smolsock-files";
 
 /// Set by Ctrl-C (SIGINT) or SIGTERM; the serving loop checks it between polls.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -63,6 +70,7 @@ impl<T: FromStr> FromStr for Setting<T> {
     about = "Every smolsock service on a userspace TCP/IP stack over a TAP device",
     after_help = "Create the TAP device first: sudo ./tap-setup.sh up\n\
                   Then try each service from Linux: cargo run --example host_client -- --help\n\
+                  Files: cargo run --example transfer -- put FILE (ls, get, stat, rm)\n\
                   Log level: RUST_LOG=debug (default info)."
 )]
 struct Args {
@@ -90,6 +98,16 @@ struct Args {
     /// HTTP (tcp/80) connections served at once. 0: off.
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.http_pool)]
     http_pool: usize,
+    /// File transfer (tcp/2121) connections served at once, at most 16. 0: off.
+    #[arg(long, default_value_t = ServicesConfig::DEFAULT.transfer_pool,
+          value_parser = clap::value_parser!(u8).range(..=TRANSFER_POOL_MAX as i64)
+              .map(usize::from))]
+    transfer_pool: usize,
+    /// The directory the file transfer serves, created if missing (the default is
+    /// in the current directory). An upload appears under its name only once its
+    /// CRC-32 matched; until then it is the hidden .NAME.part.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
     /// Receive buffer of each TCP socket, in bytes (the TCP window).
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.rx_buf,
           value_parser = clap::value_parser!(u32).range(64..).map(|n| n as usize))]
@@ -101,6 +119,11 @@ struct Args {
     /// Largest framed-echo body, in bytes (each framed slot keeps this + 4 bytes).
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.max_frame)]
     max_frame: u32,
+    /// Largest file transfer frame body, in bytes, at least 128 (each transfer slot
+    /// keeps twice this + 4 bytes).
+    #[arg(long, default_value_t = ServicesConfig::DEFAULT.transfer_frame,
+          value_parser = clap::value_parser!(u32).range(128..))]
+    transfer_frame: u32,
     /// Seconds a TCP connection may stay silent before it is reset. 0: never.
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
@@ -125,9 +148,11 @@ impl Args {
             echo_pool: self.echo_pool,
             framed_pool: self.framed_pool,
             http_pool: self.http_pool,
+            transfer_pool: self.transfer_pool,
             rx_buf: self.rx_buf,
             tx_buf: self.tx_buf,
             max_frame: self.max_frame,
+            transfer_frame: self.transfer_frame,
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
         }
     }
@@ -188,10 +213,23 @@ fn serve_on<D: TapBacked>(mut runner: TapRunner<'_, D>, args: &Args) -> Result<(
              tcp/{HTTP_PORT} http ({} slots)",
             config.echo_pool, config.framed_pool, config.max_frame, config.http_pool
         );
+        println!(
+            "  tcp/{TRANSFER_PORT} file transfer ({} slots, frames up to {} B) from {}",
+            config.transfer_pool,
+            config.transfer_frame,
+            args.root.display()
+        );
         println!("  memory: {}", config.memory());
         println!("  Ctrl-C stops.");
     };
-    let report = serve(&mut runner, &config, tap.stop_check, &STOP, ready)?;
+    let report = serve(
+        &mut runner,
+        &config,
+        &args.root,
+        tap.stop_check,
+        &STOP,
+        ready,
+    )?;
     println!("\ncounters:\n{report}");
     Ok(())
 }

@@ -640,6 +640,25 @@ fn tap_setup_overrides_name_and_addresses() {
     assert!(status.contains("10.9.8.7/24"), "{status}");
     assert!(!status.contains("fdaa::100"), "{status}");
     assert!(status.contains("(nobody)"), "{status}");
+
+    // An IPv6 address of one's own, and no IPv4.
+    let up = netns::tap_setup(&[
+        "up",
+        "--netns",
+        name,
+        "--name",
+        "smol2",
+        "--ipv4",
+        "none",
+        "--ipv6",
+        "fdbb::7/64",
+    ]);
+    assert!(up.status.success(), "{}", stderr_of(&up));
+    let status = stdout_of(&netns::tap_setup(&[
+        "status", "--netns", name, "--name", "smol2",
+    ]));
+    assert!(status.contains("fdbb::7/64"), "{status}");
+    assert!(!status.contains("192.168.69.100"), "{status}");
 }
 
 #[test]
@@ -724,5 +743,36 @@ fn tap_setup_explains_missing_root_and_missing_ip() {
         stderr_of(&bad).contains("invalid interface name"),
         "{}",
         stderr_of(&bad)
+    );
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn tap_setup_explains_a_missing_dev_net_tun() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    // A private mount namespace (nothing propagates back to the host's) where an
+    // empty tmpfs hides /dev/net, as on a machine without the tun module.
+    let script = netns::tap_setup_script();
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs none /dev/net && exec "$0" up --netns "$1""#)
+        .arg(&script)
+        .arg("smolsock-test-never-created")
+        .output()
+        .expect("cannot run unshare");
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("/dev/net/tun is missing")
+            && stderr_of(&output).contains("modprobe tun"),
+        "{}",
+        stderr_of(&output)
+    );
+    // It stopped before creating anything.
+    assert!(
+        !netns::list_namespaces()
+            .iter()
+            .any(|n| n == "smolsock-test-never-created")
     );
 }

@@ -1,6 +1,6 @@
 //! tap_server's services against the Linux kernel's own TCP/IP stack: the very
 //! wiring of `examples/tap_common/all_services.rs` (raw echo, UDP echo, framed
-//! echo, HTTP status page) runs on a `TapRunner` on a thread inside a network
+//! echo, HTTP status page, file transfer) runs on a `TapRunner` on a thread inside a network
 //! namespace of the test's own, and the clients are kernel sockets (`std::net`,
 //! `curl`) in the same namespace. Nothing touches the host's network; each
 //! namespace is deleted at the end, also when a test fails.
@@ -11,6 +11,9 @@
 
 #[path = "common/netns.rs"]
 mod netns;
+
+#[path = "common/scratch.rs"]
+mod scratch;
 
 #[path = "../examples/tap_common/all_services.rs"]
 mod all_services;
@@ -33,9 +36,10 @@ use smoltcp::socket::Socket;
 
 use all_services::{
     AllServices, ECHO_PORT, FRAMED_PORT, HTTP_PORT, LiveCounters, ServeError, ServeReport,
-    ServicesConfig, UDP_DATAGRAM_MAX, UDP_QUEUE, serve,
+    ServicesConfig, TRANSFER_POOL_MAX, UDP_DATAGRAM_MAX, UDP_QUEUE, open_transfer_store, serve,
 };
 use netns::{NetNs, retry};
+use scratch::ScratchDir;
 
 const STACK_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 69, 1));
 const STACK_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1));
@@ -60,6 +64,8 @@ struct RunningServer {
     stop: Arc<AtomicBool>,
     done: mpsc::Receiver<Result<ServeReport, ServeError>>,
     thread: Option<JoinHandle<()>>,
+    /// The file transfer's directory; after `thread`, so it goes once the server has.
+    _root: ScratchDir,
 }
 
 impl RunningServer {
@@ -70,15 +76,24 @@ impl RunningServer {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let thread_stop = Arc::clone(&stop);
+        let root = ScratchDir::new("tap-services");
+        let thread_root = root.path().to_owned();
         let thread = ns.spawn(move || {
             // RUST_LOG=info shows each connection of a failing test.
             let _ = env_logger::builder().is_test(true).try_init();
             let tap = TapConfig::default();
             let mut runner = TapRunner::open(netns::TAP, &tap, SocketSet::new(vec![]))
                 .unwrap_or_else(|e| panic!("cannot start the stack: {e}"));
-            let result = serve(&mut runner, &config, tap.stop_check, &thread_stop, || {
-                let _ = ready_tx.send(());
-            });
+            let result = serve(
+                &mut runner,
+                &config,
+                &thread_root,
+                tap.stop_check,
+                &thread_stop,
+                || {
+                    let _ = ready_tx.send(());
+                },
+            );
             let _ = done_tx.send(result);
         });
         ready_rx
@@ -89,6 +104,7 @@ impl RunningServer {
             stop,
             done,
             thread: Some(thread),
+            _root: root,
         }
     }
 
@@ -346,16 +362,20 @@ fn every_buffer_is_allocated_once_when_the_services_are_built() {
         echo_pool: 1,
         framed_pool: 2,
         http_pool: 3,
+        transfer_pool: 2,
         rx_buf: 1000,
         tx_buf: 500,
         max_frame: 100,
+        transfer_frame: 200,
         ..ServicesConfig::DEFAULT
     };
     let live = LiveCounters::default();
     let status = |out: &mut dyn std::fmt::Write| live.write(out);
     let site = StatusSite::new("test", &status);
+    let root = ScratchDir::new("alloc");
+    let store = open_transfer_store(root.path()).unwrap();
     let mut sockets = SocketSet::new(vec![]);
-    let services = AllServices::new(&config, &mut sockets, &site, &live).unwrap();
+    let services = AllServices::new(&config, &mut sockets, &site, &live, &store).unwrap();
     let tcp: Vec<_> = sockets
         .iter()
         .filter_map(|(_, socket)| match socket {
@@ -363,24 +383,78 @@ fn every_buffer_is_allocated_once_when_the_services_are_built() {
             _ => None,
         })
         .collect();
-    assert_eq!(tcp, vec![(1000, 500); 6]);
-    assert_eq!(sockets.iter().count(), 7, "6 TCP sockets and 1 UDP socket");
+    assert_eq!(tcp, vec![(1000, 500); 8]);
+    assert_eq!(sockets.iter().count(), 9, "8 TCP sockets and 1 UDP socket");
     let memory = config.memory();
-    assert_eq!(memory.tcp_sockets, 6);
+    assert_eq!(memory.tcp_sockets, 8);
     assert_eq!(
         memory.socket_buffers,
-        6 * 1500 + 2 * UDP_QUEUE * UDP_DATAGRAM_MAX
+        8 * 1500 + 2 * UDP_QUEUE * UDP_DATAGRAM_MAX
     );
-    assert_eq!(memory.frame_storage, 2 * 104);
+    // Framed echo: 100 + 4 per slot; transfer: 200 + 4 of receive storage per slot.
+    assert_eq!(memory.frame_storage, 2 * 104 + 2 * 204);
     let counters = services.counters();
     assert_eq!(
         (
             counters.echo.slots,
             counters.framed.slots,
-            counters.http.slots
+            counters.http.slots,
+            counters.transfer.slots
         ),
-        (1, 2, 3)
+        (1, 2, 3, 2)
     );
+    // The memory report counts the transfer's staging buffers (one frame body per
+    // slot) among the handler buffers.
+    let without_transfer = ServicesConfig {
+        transfer_pool: 0,
+        ..config
+    }
+    .memory();
+    assert_eq!(
+        memory.handler_buffers - without_transfer.handler_buffers,
+        2 * 200
+    );
+}
+
+#[test]
+fn transfer_settings_the_protocol_or_the_lease_array_cannot_take_are_refused() {
+    let live = LiveCounters::default();
+    let status = |out: &mut dyn std::fmt::Write| live.write(out);
+    let site = StatusSite::new("test", &status);
+    let root = ScratchDir::new("refused");
+    let store = open_transfer_store(root.path()).unwrap();
+    let build = |config: ServicesConfig| {
+        let mut sockets = SocketSet::new(vec![]);
+        AllServices::new(&config, &mut sockets, &site, &live, &store).map(|_| ())
+    };
+    let too_many = ServicesConfig {
+        transfer_pool: TRANSFER_POOL_MAX + 1,
+        ..ServicesConfig::DEFAULT
+    };
+    assert!(
+        matches!(build(too_many), Err(ServeError::TransferPool(n)) if n == TRANSFER_POOL_MAX + 1)
+    );
+    let most = ServicesConfig {
+        transfer_pool: TRANSFER_POOL_MAX,
+        transfer_frame: 128,
+        ..ServicesConfig::DEFAULT
+    };
+    assert!(build(most).is_ok());
+    let tiny_frames = ServicesConfig {
+        transfer_frame: 127,
+        ..ServicesConfig::DEFAULT
+    };
+    assert!(matches!(build(tiny_frames), Err(ServeError::Transfer(_))));
+}
+
+#[test]
+fn the_transfer_directory_is_created_when_missing() {
+    let scratch = ScratchDir::new("root");
+    let root = scratch.join("files/inside");
+    assert!(!root.exists());
+    let store = open_transfer_store(&root).unwrap();
+    assert!(root.is_dir());
+    assert_eq!(store.stats().sessions, 0);
 }
 
 #[test]
@@ -388,7 +462,7 @@ fn status_text_has_a_line_per_service_and_the_link_once_known() {
     let live = LiveCounters::default();
     let mut text = String::new();
     live.write(&mut text).unwrap();
-    for prefix in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/80 "] {
+    for prefix in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/80 ", "tcp/2121 "] {
         status_line(&text, prefix);
     }
     assert!(!text.contains("link"), "{text}");
@@ -551,6 +625,8 @@ fn http_get_from_curl_shows_live_counters_of_every_service() {
         link.contains("rx ") && !link.contains("rx 0 frames"),
         "{link}"
     );
+    let transfer = status_line(&stats, "tcp/2121 ");
+    assert!(transfer.contains("0 of 2 open"), "{transfer}");
 
     // The HTML page, over IPv6.
     let http_v6 = SocketAddr::new(STACK_V6, HTTP_PORT);

@@ -1,6 +1,7 @@
 //! Every smolsock service on one stack, wired the way firmware would run them:
 //! tcp/7 raw echo, udp/7 UDP echo, tcp/9000 framed echo (`struct.pack('!I', n)`
-//! headers) and tcp/80 HTTP with a status page of live counters.
+//! headers), tcp/80 HTTP with a status page of live counters, and tcp/2121 file
+//! transfer (`PROTOCOL.md`) from a directory on disk.
 //!
 //! Shared by `examples/tap_server.rs` and `tests/tap_services.rs` (through
 //! `#[path]`), so the tests against the Linux kernel drive exactly the wiring a
@@ -16,6 +17,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, info};
@@ -27,7 +29,11 @@ use smolsock::runner::tap::{RunError, StopReport, TapBacked, TapRunner, TapStats
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::service::transfer::{
+    SetupError, SharedStore, TransferServer, TransferStats, UploadLease,
+};
 use smolsock::service::udp_echo::UdpEcho;
+use smolsock::store::{DirLimits, DirStore, StoreError};
 use smolsock::wire::frame::{FormatError, HeaderFormat};
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::{tcp, udp};
@@ -40,6 +46,12 @@ pub const ECHO_PORT: u16 = 7;
 pub const FRAMED_PORT: u16 = 9000;
 /// The status page.
 pub const HTTP_PORT: u16 = 80;
+/// File transfer (`PROTOCOL.md`).
+pub const TRANSFER_PORT: u16 = 2121;
+
+/// The most transfer connections served at once: the store keeps one upload lease
+/// per slot in a fixed array (a few dozen bytes each).
+pub const TRANSFER_POOL_MAX: usize = 16;
 
 /// The largest UDP datagram echoed. An Ethernet frame (MTU 1500) carries at most
 /// 1472 bytes of UDP payload over IPv4 and 1452 over IPv6, and smoltcp here does
@@ -61,6 +73,9 @@ pub struct ServicesConfig {
     pub framed_pool: usize,
     /// HTTP connections served at once (0: no HTTP).
     pub http_pool: usize,
+    /// File transfer connections served at once, at most [`TRANSFER_POOL_MAX`]
+    /// (0: no file transfer).
+    pub transfer_pool: usize,
     /// Each TCP socket's receive buffer: the most the peer may send unread (the
     /// TCP window).
     pub rx_buf: usize,
@@ -69,20 +84,27 @@ pub struct ServicesConfig {
     /// The largest framed-echo body; each framed slot keeps this plus the 4-byte
     /// header of frame storage.
     pub max_frame: u32,
+    /// The largest transfer frame body the server accepts (announced in HELLO_OK,
+    /// at least 128); each transfer slot keeps this plus 4 bytes of frame storage
+    /// and as much again to stage the frame it sends.
+    pub transfer_frame: u32,
     /// A TCP connection that moves no byte for this long is reset, freeing its slot.
     pub idle_timeout: Option<Duration>,
 }
 
 impl ServicesConfig {
-    /// Four echo and framed slots, two HTTP slots, 4 KiB socket buffers, frames up
-    /// to 64 KiB, a 60 s idle timeout.
+    /// Four echo and framed slots, two HTTP slots, two transfer slots, 4 KiB
+    /// socket buffers, frames up to 64 KiB (the transfer protocol's default too), a
+    /// 60 s idle timeout.
     pub const DEFAULT: Self = Self {
         echo_pool: 4,
         framed_pool: 4,
         http_pool: 2,
+        transfer_pool: 2,
         rx_buf: 4096,
         tx_buf: 4096,
         max_frame: 64 * 1024,
+        transfer_frame: smolsock::wire::transfer::DEFAULT_MAX_BODY,
         idle_timeout: Some(Duration::from_secs(60)),
     };
 
@@ -91,14 +113,22 @@ impl ServicesConfig {
         let tcp_sockets = self
             .echo_pool
             .saturating_add(self.framed_pool)
-            .saturating_add(self.http_pool);
+            .saturating_add(self.http_pool)
+            .saturating_add(self.transfer_pool);
         let frame_storage = (self.max_frame as usize).saturating_add(4);
+        let transfer_body = self.transfer_frame as usize;
         Memory {
             tcp_sockets,
             socket_buffers: tcp_sockets
                 .saturating_mul(self.rx_buf.saturating_add(self.tx_buf))
                 .saturating_add(UDP_QUEUE.saturating_mul(UDP_DATAGRAM_MAX).saturating_mul(2)),
-            frame_storage: self.framed_pool.saturating_mul(frame_storage),
+            frame_storage: self
+                .framed_pool
+                .saturating_mul(frame_storage)
+                .saturating_add(
+                    self.transfer_pool
+                        .saturating_mul(transfer_body.saturating_add(4)),
+                ),
             handler_buffers: self
                 .echo_pool
                 .saturating_mul(smolsock::service::echo::CHUNK)
@@ -106,7 +136,8 @@ impl ServicesConfig {
                     self.http_pool
                         .saturating_mul(HTTP_REQUEST_MAX.saturating_add(HTTP_PAGE_MAX)),
                 )
-                .saturating_add(UDP_DATAGRAM_MAX),
+                .saturating_add(UDP_DATAGRAM_MAX)
+                .saturating_add(self.transfer_pool.saturating_mul(transfer_body)),
         }
     }
 }
@@ -124,9 +155,10 @@ pub struct Memory {
     pub tcp_sockets: usize,
     /// Bytes of socket buffers (TCP rx + tx per slot, the UDP queues).
     pub socket_buffers: usize,
-    /// Bytes of framed-echo frame storage.
+    /// Bytes of frame storage (framed echo, and the transfer's receive side).
     pub frame_storage: usize,
-    /// Bytes inside the handlers (echo chunks, HTTP request and page, UDP datagram).
+    /// Bytes inside the handlers (echo chunks, HTTP request and page, UDP datagram,
+    /// the transfer's staging buffers).
     pub handler_buffers: usize,
 }
 
@@ -202,6 +234,12 @@ pub struct Counters {
     pub http: PoolCounters,
     /// tcp/80 requests and answers.
     pub http_requests: HttpStats,
+    /// tcp/2121 connections.
+    pub transfer: PoolCounters,
+    /// tcp/2121 sessions, uploads, downloads, listings, errors.
+    pub transfer_ops: TransferStats,
+    /// tcp/2121 bytes and frames, both directions.
+    pub transfer_stream: StreamStats,
 }
 
 impl fmt::Display for Counters {
@@ -224,7 +262,10 @@ impl fmt::Display for Counters {
             "tcp/{HTTP_PORT}   http         {}; {} requests: {} ok, {} client errors, \
              {} server errors, {} incomplete",
             self.http, h.requests, h.ok, h.client_errors, h.server_errors, h.incomplete
-        )
+        )?;
+        writeln!(f, "tcp/{TRANSFER_PORT} transfer     {}", self.transfer)?;
+        writeln!(f, "                      {}", self.transfer_ops)?;
+        writeln!(f, "                      {}", self.transfer_stream)
     }
 }
 
@@ -313,6 +354,21 @@ type EchoSlot = TcpServer<Logged<Echo>, 1>;
 type FramedSlot = TcpServer<Logged<Framed<FramedEcho, Vec<u8>>>, 1>;
 type HttpPage<'a> = HttpResponder<'a, StatusSite<'a>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 type HttpSlot<'a> = TcpServer<Logged<HttpPage<'a>>, 1>;
+type TransferSlot<'a> = TcpServer<Logged<TransferServer<'a, DirStore, Vec<u8>>>, 1>;
+
+/// The directory the transfer service serves, shared by its slots, with one
+/// upload lease per possible slot.
+pub type TransferStore = SharedStore<DirStore, [UploadLease; TRANSFER_POOL_MAX]>;
+
+/// Opens `root` (created if missing) as the transfer service's store.
+pub fn open_transfer_store(root: &Path) -> Result<TransferStore, ServeError> {
+    std::fs::create_dir_all(root).map_err(|e| ServeError::Root(e.kind()))?;
+    let store = DirStore::open(root, DirLimits::DEFAULT).map_err(ServeError::Store)?;
+    Ok(SharedStore::new(
+        store,
+        [UploadLease::EMPTY; TRANSFER_POOL_MAX],
+    ))
+}
 
 /// Every service on one stack, as one [`Service`]: poll it and all of them run.
 pub struct AllServices<'a> {
@@ -320,26 +376,31 @@ pub struct AllServices<'a> {
     udp: UdpService<LoggedDatagrams<UdpEcho>, UDP_DATAGRAM_MAX>,
     framed: Vec<FramedSlot>,
     http: Vec<HttpSlot<'a>>,
-    // TODO(transfer): the file transfer service on tcp/2121 goes here once it lands:
-    // a `Vec` of one-slot servers built in `new` (a `transfer_pool` in
-    // `ServicesConfig`, one socket each with `config`'s buffers), chained into
-    // `each_mut`/`each`, its counters added to `Counters` (so to the status page and
-    // the exit report), and its flags (pool, store directory) in tap_server.rs.
+    transfer: Vec<TransferSlot<'a>>,
+    transfer_store: &'a TransferStore,
     live: &'a LiveCounters,
 }
 
 impl<'a> AllServices<'a> {
     /// Adds every service's sockets to `sockets` (allocating all their buffers now)
     /// and builds the services; `site` is the HTTP status page, which should show
-    /// `live`, refreshed after every poll. Fails only if `config.max_frame` is not
-    /// a valid frame length.
+    /// `live`, refreshed after every poll, and `transfer_store` the directory the
+    /// file transfer serves. Fails only if `config.max_frame` is not a valid frame
+    /// length, `config.transfer_frame` is under 128, or `config.transfer_pool` is
+    /// over [`TRANSFER_POOL_MAX`].
     pub fn new(
         config: &ServicesConfig,
         sockets: &mut SocketSet<'_>,
         site: &'a StatusSite<'a>,
         live: &'a LiveCounters,
-    ) -> Result<Self, FormatError> {
-        let format = HeaderFormat::NETWORK.with_max_len(config.max_frame)?;
+        transfer_store: &'a TransferStore,
+    ) -> Result<Self, ServeError> {
+        if config.transfer_pool > TRANSFER_POOL_MAX {
+            return Err(ServeError::TransferPool(config.transfer_pool));
+        }
+        let format = HeaderFormat::NETWORK
+            .with_max_len(config.max_frame)
+            .map_err(ServeError::Frame)?;
         let stream = ServerConfig {
             idle_timeout: config.idle_timeout,
             ..ServerConfig::DEFAULT
@@ -377,7 +438,8 @@ impl<'a> AllServices<'a> {
                 )
                 .with_config(framed_config))
             })
-            .collect::<Result<_, FormatError>>()?;
+            .collect::<Result<_, FormatError>>()
+            .map_err(ServeError::Frame)?;
         let http = (0..config.http_pool)
             .map(|_| {
                 TcpServer::new(
@@ -388,6 +450,23 @@ impl<'a> AllServices<'a> {
                 .with_config(stream)
             })
             .collect();
+        // The store is `SharedStore<_, [_; N]>`; each slot holds it as the
+        // unsized `SharedStore<_, [_]>` that counts its leases at run time.
+        let shared: &'a SharedStore<DirStore> = transfer_store;
+        let body = config.transfer_frame as usize;
+        let transfer = (0..config.transfer_pool)
+            .map(|_| {
+                let receive = vec![0u8; body.saturating_add(4)];
+                let handler = TransferServer::new(shared, receive, vec![0u8; body])?;
+                Ok(TcpServer::new(
+                    TRANSFER_PORT,
+                    [tcp_socket()],
+                    [Logged::new("transfer", TRANSFER_PORT, handler)],
+                )
+                .with_config(framed_config))
+            })
+            .collect::<Result<_, SetupError>>()
+            .map_err(ServeError::Transfer)?;
         let udp_buffer = || {
             udp::PacketBuffer::new(
                 vec![udp::PacketMetadata::EMPTY; UDP_QUEUE],
@@ -401,6 +480,8 @@ impl<'a> AllServices<'a> {
             udp,
             framed,
             http,
+            transfer,
+            transfer_store,
             live,
         })
     }
@@ -428,6 +509,12 @@ impl<'a> AllServices<'a> {
                 h.incomplete = h.incomplete.saturating_add(t.incomplete);
             }
         }
+        let mut transfer_stream = StreamStats::default();
+        for server in &self.transfer {
+            for slot in server.handlers() {
+                transfer_stream.accumulate(&slot.inner().stream_stats());
+            }
+        }
         Counters {
             echo: PoolCounters::of(&self.echo),
             echo_bytes: self
@@ -443,6 +530,9 @@ impl<'a> AllServices<'a> {
             framed_errors,
             http: PoolCounters::of(&self.http),
             http_requests,
+            transfer: PoolCounters::of(&self.transfer),
+            transfer_ops: self.transfer_store.stats(),
+            transfer_stream,
         }
     }
 
@@ -450,18 +540,22 @@ impl<'a> AllServices<'a> {
         let echo = self.echo.iter_mut().map(|s| s as &mut dyn Service);
         let framed = self.framed.iter_mut().map(|s| s as &mut dyn Service);
         let http = self.http.iter_mut().map(|s| s as &mut dyn Service);
+        let transfer = self.transfer.iter_mut().map(|s| s as &mut dyn Service);
         echo.chain(core::iter::once(&mut self.udp as &mut dyn Service))
             .chain(framed)
             .chain(http)
+            .chain(transfer)
     }
 
     fn each(&self) -> impl Iterator<Item = &dyn Service> {
         let echo = self.echo.iter().map(|s| s as &dyn Service);
         let framed = self.framed.iter().map(|s| s as &dyn Service);
         let http = self.http.iter().map(|s| s as &dyn Service);
+        let transfer = self.transfer.iter().map(|s| s as &dyn Service);
         echo.chain(core::iter::once(&self.udp as &dyn Service))
             .chain(framed)
             .chain(http)
+            .chain(transfer)
     }
 }
 
@@ -504,6 +598,14 @@ impl fmt::Display for ServeReport {
 pub enum ServeError {
     /// `max_frame` is not a valid frame length.
     Frame(FormatError),
+    /// `transfer_frame` is too small for the transfer protocol.
+    Transfer(SetupError),
+    /// `transfer_pool` is over [`TRANSFER_POOL_MAX`].
+    TransferPool(usize),
+    /// The transfer directory cannot be created.
+    Root(std::io::ErrorKind),
+    /// The transfer directory cannot be opened as a store.
+    Store(StoreError),
     /// The TAP device failed (deleted, or its descriptor unusable).
     Run(RunError),
 }
@@ -512,6 +614,12 @@ impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Frame(e) => write!(f, "bad --max-frame: {e}"),
+            Self::Transfer(e) => write!(f, "bad --transfer-frame: {e}"),
+            Self::TransferPool(n) => {
+                write!(f, "--transfer-pool {n} is over {TRANSFER_POOL_MAX}")
+            }
+            Self::Root(kind) => write!(f, "cannot create the --root directory: {kind}"),
+            Self::Store(e) => write!(f, "cannot open the --root directory: {e}"),
             Self::Run(e) => e.fmt(f),
         }
     }
@@ -522,6 +630,7 @@ impl std::error::Error for ServeError {}
 /// Runs every service on `runner` until `stop` is set, then closes the
 /// connections gracefully and reports.
 ///
+/// The file transfer serves the directory `transfer_root`, created if missing.
 /// `ready` is called once the services have been polled once (every port is
 /// listening). Between polls the loop sleeps until the next frame or timer, but no
 /// longer than `stop_check`, so an idle server costs no CPU and still notices
@@ -529,15 +638,17 @@ impl std::error::Error for ServeError {}
 pub fn serve<D: TapBacked>(
     runner: &mut TapRunner<'_, D>,
     config: &ServicesConfig,
+    transfer_root: &Path,
     stop_check: Duration,
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> Result<ServeReport, ServeError> {
+    let transfer_store = open_transfer_store(transfer_root)?;
     let live = LiveCounters::default();
     let status = |out: &mut dyn fmt::Write| live.write(out);
     let site = StatusSite::new("smolsock tap_server", &status);
     let mut services =
-        AllServices::new(config, runner.sockets_mut(), &site, &live).map_err(ServeError::Frame)?;
+        AllServices::new(config, runner.sockets_mut(), &site, &live, &transfer_store)?;
     let mut ready = Some(ready);
     while !stop.load(Ordering::Relaxed) {
         let delay = runner.poll(&mut [&mut services]);

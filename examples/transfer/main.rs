@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use smolsock::wire::transfer::{ErrorCode, FileName};
 
 use protocol::{Connection, Error, Report};
@@ -86,16 +86,25 @@ fn progress_bar(action: &str, name: &str) -> ProgressBar {
         },
     )
     .progress_chars("=> ");
-    let bar = ProgressBar::new(0).with_style(style);
+    // Hidden until `track` knows the total: before the server has answered, the
+    // bar would read "0 B/0 B", which whole_percent calls 100 %.
+    let bar =
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden()).with_style(style);
     bar.set_prefix(format!("{action} {name}"));
     bar
 }
 
-/// Moves the bar: the total first (it is known once the server answered).
+/// Moves the bar: the total first (it is known once the server answered), and
+/// shows it (on stderr, when that is a terminal) from the first call on.
 fn track(bar: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    let mut shown = false;
     move |done, total| {
         bar.set_length(total);
         bar.set_position(done);
+        if !shown {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
     }
 }
 
