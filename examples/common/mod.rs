@@ -149,7 +149,7 @@ impl TransferBar {
         let elapsed = Arc::new(AtomicU64::new(0));
         let (rate_clock, eta_clock) = (elapsed.clone(), elapsed.clone());
         let style = ProgressStyle::with_template(
-            "{prefix} {whole_percent:>3}% [{bar:30}] {bytes}/{total_bytes} {virtual_rate} ETA {virtual_eta}",
+            "{prefix} {whole_percent:>3}% [{wide_bar}] {bytes}/{total_bytes} {virtual_rate} ETA {virtual_eta}",
         )
         .expect("a valid template")
         .with_key(

@@ -76,7 +76,7 @@ fn whole_percent(done: u64, total: u64) -> u64 {
 
 fn progress_bar(action: &str, name: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(
-        "{prefix} {whole_percent:>3}% [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        "{prefix} {whole_percent:>3}% [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     )
     .expect("a valid template")
     .with_key(
