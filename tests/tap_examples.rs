@@ -23,7 +23,6 @@ mod scratch;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -33,7 +32,7 @@ use smolsock::wire::transfer::{
     DATA_HEADER_LEN, FileName, Message, PROTOCOL_VERSION, emit_data_header,
 };
 
-use netns::{NetNs, retry};
+use netns::{NetNs, reset_on_close, retry};
 use scratch::ScratchDir;
 
 /// The transfer server's address as the client is told it.
@@ -344,27 +343,6 @@ fn recv_body(stream: &mut TcpStream) -> Vec<u8> {
     let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
     stream.read_exact(&mut body).unwrap();
     body
-}
-
-/// Makes `close` send a RST instead of a FIN: the connection dies as when the
-/// client's process is killed with data still in flight.
-fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the descriptor is open for the call, and `linger` is a valid
-    // `struct linger` whose size is passed with it.
-    let result = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            libc::socklen_t::try_from(size_of::<libc::linger>()).unwrap(),
-        )
-    };
-    assert_eq!(result, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
 
 /// Begins uploading `name` (`data` in all) as PROTOCOL.md says and sends DATA

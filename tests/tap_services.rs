@@ -20,7 +20,6 @@ mod all_services;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +37,7 @@ use all_services::{
     AllServices, ECHO_PORT, FRAMED_PORT, HTTP_PORT, LiveCounters, ServeError, ServeReport,
     ServicesConfig, TRANSFER_POOL_MAX, UDP_DATAGRAM_MAX, UDP_QUEUE, open_transfer_store, serve,
 };
-use netns::{NetNs, retry};
+use netns::{NetNs, reset_on_close, retry};
 use scratch::ScratchDir;
 
 const STACK_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 69, 1));
@@ -260,27 +259,6 @@ fn recv_datagram(socket: &UdpSocket, from: SocketAddr) -> Vec<u8> {
             return buf[..len].to_vec();
         }
     }
-}
-
-/// Makes `close` send a RST instead of a FIN (`SO_LINGER` on, 0 s): the peer
-/// sees the connection killed, as when a client process dies mid-transfer.
-fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the descriptor is open for the call, and `linger` is a valid
-    // `struct linger` whose size is passed with it.
-    let result = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            libc::socklen_t::try_from(size_of::<libc::linger>()).unwrap(),
-        )
-    };
-    assert_eq!(result, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
 
 /// `HTTP/1.1 200 OK` and the body, from curl run inside the namespace, or from a

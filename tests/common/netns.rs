@@ -20,6 +20,7 @@
 
 use std::fs::File;
 use std::io;
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -288,4 +289,25 @@ pub fn retry<T, E: std::fmt::Debug>(
         }
     }
     panic!("{what}: still failing after {attempts} attempts, last error: {last:?}");
+}
+
+/// Makes `close` send a RST instead of a FIN (`SO_LINGER` on, 0 s): the peer
+/// sees the connection killed, as when a client process dies mid-transfer.
+pub fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the descriptor is open for the call, and `linger` is a valid
+    // `struct linger` whose size is passed with it.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::linger>()).unwrap(),
+        )
+    };
+    assert_eq!(result, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
