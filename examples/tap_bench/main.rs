@@ -64,8 +64,6 @@ const FRAME: usize = 65_536;
 const FRAME_STORAGE: usize = FRAME + 4;
 /// The kernel side's read and write size, as in benchmark.rs.
 const CLIENT_CHUNK: usize = 1_000_000;
-/// Request size of the echo rows.
-const ECHO_BODY: usize = 64;
 /// Arena of the RAM store: the largest transfer it takes.
 const RAM_ARENA: usize = 100 << 20;
 /// Ports: benchmark.rs's two, then the framed pair.
@@ -110,6 +108,13 @@ pub struct Args {
     /// Bytes of the file uploaded and downloaded (at most 100 MiB for the RAM store).
     #[arg(long, default_value_t = 100 << 20)]
     pub transfer_bytes: u64,
+    /// Body bytes of each request/response and scale frame.
+    #[arg(long, default_value_t = 64)]
+    pub echo_bytes: usize,
+    /// Echo clients write header and body in two sends (Python's
+    /// `send(header); send(body)`) instead of one.
+    #[arg(long)]
+    pub split_writes: bool,
     /// Round trips of each scale row, shared among its clients (at least 50 each).
     #[arg(long, default_value_t = 20_000)]
     pub scale_round_trips: usize,
@@ -318,6 +323,10 @@ pub struct ScaleRow {
 /// Everything one run measured.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// Body bytes of the echo frames.
+    pub echo_bytes: usize,
+    /// Whether echo clients wrote header and body in two sends.
+    pub split_writes: bool,
     /// Bulk rows.
     pub bulk: Vec<BulkRow>,
     /// Request/response rows.
@@ -426,7 +435,13 @@ impl fmt::Display for Report {
         if !self.rr.is_empty() {
             writeln!(
                 f,
-                "request/response: {ECHO_BODY}-byte frames, one outstanding, defaults everywhere"
+                "request/response: {}-byte frames{}, one outstanding, defaults everywhere",
+                self.echo_bytes,
+                if self.split_writes {
+                    " (header and body in two sends)"
+                } else {
+                    ""
+                }
             )?;
             writeln!(
                 f,
@@ -493,7 +508,8 @@ impl fmt::Display for Report {
         if !self.scale.is_empty() {
             writeln!(
                 f,
-                "scale: N clients, {ECHO_BODY}-byte framed echo, one outstanding each, pool of N"
+                "scale: N clients, {}-byte framed echo, one outstanding each, pool of N",
+                self.echo_bytes
             )?;
             writeln!(
                 f,
@@ -508,7 +524,7 @@ impl fmt::Display for Report {
                     row.clients,
                     l.round_trips,
                     l.per_second(),
-                    l.per_second() * (2 * ECHO_BODY) as f64 / 1e6,
+                    l.per_second() * (2 * self.echo_bytes) as f64 / 1e6,
                     micros(l.p50),
                     micros(l.p99),
                     micros(l.max)
@@ -531,11 +547,21 @@ impl fmt::Display for Report {
 /// frame arrives.
 trait Wait {
     fn wait_for(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Frames (in, out) so far, if the device counts them.
+    fn frames(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 impl Wait for TapDevice {
     fn wait_for(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.wait(timeout)
+    }
+
+    fn frames(&self) -> Option<(u64, u64)> {
+        let stats = self.stats();
+        Some((stats.rx_frames, stats.tx_frames))
     }
 }
 
@@ -931,6 +957,7 @@ fn bulk_rows<D: Device + Wait>(
     for _ in 0..args.repeat.max(1) {
         for (i, (&mode, &handle)) in modes.iter().zip(&handles).enumerate() {
             let mut server = BulkServer::new(handle, mode, bytes, args.verify);
+            let frames_before = stack.device.frames();
             let client_done = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&client_done);
             let verify = args.verify;
@@ -967,8 +994,14 @@ fn bulk_rows<D: Device + Wait>(
             };
             arrived[i] = arrived[i].min(moved);
             let seconds = end.duration_since(start).as_secs_f64();
+            let frames = match (frames_before, stack.device.frames()) {
+                (Some((rx0, tx0)), Some((rx1, tx1))) => {
+                    format!(" ({} frames in, {} out)", rx1 - rx0, tx1 - tx0)
+                }
+                _ => String::new(),
+            };
             eprintln!(
-                "  {name:<15} {:<22} {:.2} Gbps",
+                "  {name:<15} {:<22} {:.2} Gbps{frames}",
                 mode.label(),
                 gbps(bytes, seconds)
             );
@@ -1026,6 +1059,8 @@ struct EchoRun {
 /// which must be the request itself. `barrier` lines clients up after connecting.
 fn echo_client(
     addr: SocketAddr,
+    split: bool,
+    body: usize,
     rounds: usize,
     barrier: Option<Arc<Barrier>>,
 ) -> io::Result<EchoRun> {
@@ -1035,18 +1070,25 @@ fn echo_client(
     }
     let mut stream = stream?;
     stream.set_read_timeout(Some(StdDuration::from_secs(30)))?;
-    let mut frame = [0u8; 4 + ECHO_BODY];
-    frame[..4].copy_from_slice(&(ECHO_BODY as u32).to_be_bytes());
+    let mut frame = vec![0u8; 4 + body];
+    frame[..4].copy_from_slice(&(body as u32).to_be_bytes());
     for (i, b) in frame[4..].iter_mut().enumerate() {
         *b = pattern(i);
     }
-    let mut reply = [0u8; 4 + ECHO_BODY];
+    let mut reply = vec![0u8; 4 + body];
     let mut samples = Vec::with_capacity(rounds);
     let start = StdInstant::now();
     for i in 0..rounds {
-        frame[4..12].copy_from_slice(&(i as u64).to_be_bytes());
+        let stamp = (i as u64).to_be_bytes();
+        let n = body.min(8);
+        frame[4..4 + n].copy_from_slice(&stamp[..n]);
         let sent = StdInstant::now();
-        stream.write_all(&frame)?;
+        if split {
+            stream.write_all(&frame[..4])?;
+            stream.write_all(&frame[4..])?;
+        } else {
+            stream.write_all(&frame)?;
+        }
         stream.read_exact(&mut reply)?;
         samples.push(sent.elapsed());
         if reply != frame {
@@ -1093,6 +1135,7 @@ fn run_echo_clients<D: Device + Wait, S: Service>(
     server: &mut S,
     addr: SocketAddr,
     clients: usize,
+    (split, body): (bool, usize),
     rounds: usize,
 ) -> Result<Latency, BenchError> {
     let finished = Arc::new(AtomicUsize::new(0));
@@ -1102,7 +1145,7 @@ fn run_echo_clients<D: Device + Wait, S: Service>(
             let finished = Arc::clone(&finished);
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
-                let result = echo_client(addr, rounds, Some(barrier));
+                let result = echo_client(addr, split, body, rounds, Some(barrier));
                 finished.fetch_add(1, Ordering::SeqCst);
                 result
             })
@@ -1140,6 +1183,7 @@ fn rr_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<RrRow>, Benc
         &mut server,
         stack_addr(PORT_ECHO),
         1,
+        (args.split_writes, args.echo_bytes),
         args.round_trips,
     )?;
     eprintln!(
@@ -1152,8 +1196,8 @@ fn rr_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<RrRow>, Benc
     stack.clear();
 
     let (addr, echo) = kernel_echo()?;
-    let rounds = args.round_trips;
-    let client = thread::spawn(move || echo_client(addr, rounds, None));
+    let (split, body, rounds) = (args.split_writes, args.echo_bytes, args.round_trips);
+    let client = thread::spawn(move || echo_client(addr, split, body, rounds, None));
     let kernel = latency_of(vec![client], args.round_trips)?;
     echo.join()
         .map_err(|_| BenchError("kernel echo panicked".into()))??;
@@ -1182,7 +1226,14 @@ fn scale_row<const N: usize>(
     let handles = (0..N).map(|_| stack.add_tcp()).collect();
     let mut server = echo_pool::<N>(PORT_SCALE, handles);
     let rounds = (args.scale_round_trips / N).max(50);
-    let latency = run_echo_clients(stack, &mut server, stack_addr(PORT_SCALE), N, rounds)?;
+    let latency = run_echo_clients(
+        stack,
+        &mut server,
+        stack_addr(PORT_SCALE),
+        N,
+        (args.split_writes, args.echo_bytes),
+        rounds,
+    )?;
     drop(server);
     stack.clear();
     eprintln!(
@@ -1352,7 +1403,14 @@ pub fn run(args: &Args) -> Result<Report, BenchError> {
 }
 
 fn run_here(args: &Args) -> Result<Report, BenchError> {
-    let mut report = Report::default();
+    if args.echo_bytes > FRAME {
+        return fail(format!("--echo-bytes: at most {FRAME}"));
+    }
+    let mut report = Report {
+        echo_bytes: args.echo_bytes,
+        split_writes: args.split_writes,
+        ..Report::default()
+    };
     let open = |tap: &str| TapDevice::open(tap).map_err(|e| BenchError(e.to_string()));
     if args.runs(Part::Bulk) {
         eprintln!(
