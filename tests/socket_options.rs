@@ -71,3 +71,22 @@ fn a_raw_server_keeps_the_configured_nagle_and_smoltcps_ack_delay() {
         [(true, Some(Duration::from_millis(10)))]
     );
 }
+
+#[test]
+fn the_transfer_server_turns_nagle_and_delayed_ack_off_with_the_default_config() {
+    use smolsock::service::transfer::{SharedStore, TransferServer, UploadLease};
+    use smolsock::store::RamStore;
+
+    let mut net = sim(63, FaultConfig::CLEAN, 1, 1);
+    let shared = SharedStore::new(RamStore::<2, 4096>::new(), [UploadLease::EMPTY; 1]);
+    let slot = TransferServer::new(&shared, [0u8; 1028], [0u8; 1028]).unwrap();
+    let mut server = serve(&mut net, 2121, (4096, 4096), [slot], ServerConfig::DEFAULT);
+    let mut ports = PortAllocator::new(63);
+    let mut client = Client::new(&mut net, (4096, 4096), RawEcho::new(Vec::new()));
+    client.connect(&mut net, (SERVER_V4, 2121), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |server, _, _| {
+        (server.stats().accepted == 1).then_some(())
+    })
+    .unwrap();
+    assert_eq!(server_options(&mut net), [(false, None)]);
+}
