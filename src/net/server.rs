@@ -160,6 +160,11 @@ pub trait Handler {
     /// A connection arrived from `peer`.
     fn setup(&mut self, _peer: IpEndpoint, _now: Instant) {}
 
+    /// Sets the socket options this protocol wants on a connection just
+    /// accepted, after [`ServerConfig`]'s. [`Framed`] (and the transfer server)
+    /// call [`FramedStream::configure`]: Nagle and delayed ACK off.
+    fn configure_socket(&mut self, _socket: &mut tcp::Socket<'_>) {}
+
     /// The connection may have data to read or room to write: do what can be done
     /// now, without waiting, and say how to go on. Called on every poll while the
     /// connection is open; return [`Flow::Close`] to close it.
@@ -213,7 +218,9 @@ pub struct ServerConfig {
     /// so is a handshake that does not complete in this time.
     /// `None` keeps silent peers forever (not advised: one can hold a slot).
     pub idle_timeout: Option<Duration>,
-    /// Nagle's algorithm on accepted sockets (smoltcp's default is on).
+    /// Nagle's algorithm on accepted sockets (smoltcp's default is on). A handler
+    /// may then set its own options ([`Handler::configure_socket`]): framed
+    /// handlers turn Nagle off whatever this says.
     pub nagle: bool,
 }
 
@@ -456,6 +463,7 @@ impl<H: Handler> SlotPoll<'_, H> {
             return;
         };
         socket.set_nagle_enabled(self.config.nagle);
+        self.handler.configure_socket(socket);
         self.stats.accepted = self.stats.accepted.saturating_add(1);
         log::debug!("tcp/{}: accepted {peer}", self.port);
         self.handler.setup(peer, self.now);
@@ -676,6 +684,10 @@ impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Handler for Framed<F, B> {
         self.stream.reset();
         self.broken = false;
         self.handler.setup(peer, now);
+    }
+
+    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
+        FramedStream::<B>::configure(socket);
     }
 
     fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {

@@ -269,12 +269,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FramedStream<B> {
         })
     }
 
-    /// Sets the socket options a framed connection wants: Nagle off, because the
-    /// stream already writes each frame in one piece, and Nagle would hold back the
-    /// tail of a frame until the peer's (possibly delayed) ACK of the previous
-    /// segment, a 40 ms stall per request against a Linux peer.
+    /// Sets the socket options a framed connection wants. Both stop a peer that
+    /// waits for a whole frame from waiting on a timer instead:
+    ///
+    /// - Nagle off: the stream already writes each frame in one piece, and Nagle
+    ///   would hold back the tail of a frame longer than a segment until the peer's
+    ///   (delayed) ACK of the segment before: 40 ms per request against Linux.
+    /// - Delayed ACK off (smoltcp's `ack_delay`, 10 ms by default): a peer that
+    ///   writes header and body in two sends with Nagle on (Python's
+    ///   `send(header); send(body)`) holds the body until the header is
+    ///   acknowledged, 10 ms per request. In bulk transfer smoltcp acknowledges at
+    ///   least every full segment anyway, so this costs next to nothing.
+    ///
+    /// [`TcpServer`](crate::net::TcpServer) calls this on every connection a
+    /// [`Framed`](crate::net::Framed) handler or the transfer server accepts;
+    /// call it yourself on a client socket.
     pub fn configure(socket: &mut tcp::Socket<'_>) {
         socket.set_nagle_enabled(false);
+        socket.set_ack_delay(None);
     }
 
     /// The header format.

@@ -6,16 +6,22 @@
 //! `"123456789"`. `PROTOCOL.md` names it, so any language's zlib binding can
 //! talk to smolsock.
 //!
-//! It is computed a byte at a time from a 256-entry table built at compile time:
-//! 1 KiB of flash, no dependency, and fast enough that storage, not the checksum,
-//! limits a transfer. [`Crc32`] is incremental, so a sender or receiver checksums
-//! a file chunk by chunk as frames pass and never holds more than one frame.
+//! It is computed eight bytes at a time ("slicing-by-8") from eight 256-entry
+//! tables built at compile time: 8 KiB of flash, no dependency. A byte-at-a-time
+//! table (1 KiB) ran at about 45 MB/s on a loaded host, which made the checksum,
+//! not the link, the limit of a 100 MiB transfer over TAP (the client checksums
+//! the file before PUT, the store again at commit); eight bytes a step is several
+//! times faster on a PC and on a Cortex-M4 alike. [`Crc32`] is incremental, so a
+//! sender or receiver checksums a file chunk by chunk as frames pass and never
+//! holds more than one frame.
 
 /// The reflected polynomial: bit 31 of 0x04C11DB7 becomes bit 0.
 const POLYNOMIAL: u32 = 0xEDB8_8320;
 
-/// `TABLE[b]` is the CRC register after shifting byte `b` through it.
-static TABLE: [u32; 256] = build_table();
+/// `TABLES[0][b]` is the CRC register after shifting byte `b` through it;
+/// `TABLES[k][b]` is that register shifted through `k` more zero bytes, so eight
+/// lookups advance the register by eight bytes at once.
+static TABLES: [[u32; 256]; 8] = build_tables();
 
 // Runs at compile time only: an out-of-range index or overflow here would be a
 // build error, never a panic on a device. The loop bounds keep both in range.
@@ -38,6 +44,31 @@ const fn build_table() -> [u32; 256] {
         byte += 1;
     }
     table
+}
+
+// Compile time only, as above.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+const fn build_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
+    tables[0] = build_table();
+    let mut byte = 0usize;
+    while byte < 256 {
+        let mut k = 1;
+        while k < 8 {
+            let previous = tables[k - 1][byte];
+            tables[k][byte] = (previous >> 8) ^ tables[0][(previous & 0xFF) as usize];
+            k += 1;
+        }
+        byte += 1;
+    }
+    tables
+}
+
+/// `table[b]`: a `u8` index into 256 entries never misses, and the compiler
+/// knows it, so this is one load.
+#[inline(always)]
+fn entry(table: &[u32; 256], byte: u8) -> u32 {
+    table.get(usize::from(byte)).copied().unwrap_or(0)
 }
 
 /// An incremental CRC-32 (zlib): feed bytes in any number of pieces, read the
@@ -81,12 +112,24 @@ impl Crc32 {
 
     /// Feeds more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
+        let [t0, t1, t2, t3, t4, t5, t6, t7] = &TABLES;
         let mut register = self.register;
-        for &byte in bytes {
-            let index = usize::from(register.to_le_bytes()[0] ^ byte);
-            // A u8 index into a 256-entry table: `get` never misses.
-            let entry = TABLE.get(index).copied().unwrap_or(0);
-            register = (register >> 8) ^ entry;
+        let mut blocks = bytes.chunks_exact(8);
+        for block in &mut blocks {
+            // Always 8 bytes: that is what `chunks_exact(8)` hands out.
+            let [a, b, c, d, e, f, g, h] = <[u8; 8]>::try_from(block).unwrap_or_default();
+            let [a, b, c, d] = (register ^ u32::from_le_bytes([a, b, c, d])).to_le_bytes();
+            register = entry(t7, a)
+                ^ entry(t6, b)
+                ^ entry(t5, c)
+                ^ entry(t4, d)
+                ^ entry(t3, e)
+                ^ entry(t2, f)
+                ^ entry(t1, g)
+                ^ entry(t0, h);
+        }
+        for &byte in blocks.remainder() {
+            register = (register >> 8) ^ entry(t0, register.to_le_bytes()[0] ^ byte);
         }
         self.register = register;
     }
@@ -151,10 +194,38 @@ mod tests {
 
     #[test]
     fn table_has_the_published_entries() {
-        assert_eq!(TABLE[0], 0);
-        assert_eq!(TABLE[1], 0x7707_3096);
-        assert_eq!(TABLE[128], 0xEDB8_8320);
-        assert_eq!(TABLE[255], 0x2D02_EF8D);
+        assert_eq!(TABLES[0][0], 0);
+        assert_eq!(TABLES[0][1], 0x7707_3096);
+        assert_eq!(TABLES[0][128], 0xEDB8_8320);
+        assert_eq!(TABLES[0][255], 0x2D02_EF8D);
+    }
+
+    #[test]
+    fn each_slice_table_is_the_previous_one_shifted_through_a_zero_byte() {
+        for k in 1..8 {
+            for (shifted, previous) in TABLES[k].iter().zip(&TABLES[k - 1]) {
+                assert_eq!(
+                    *shifted,
+                    (previous >> 8) ^ TABLES[0][(previous & 0xFF) as usize]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_inputs_at_every_alignment_match_the_bitwise_definition() {
+        let bytes: Vec<u8> = (0..4099u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for start in 0..9 {
+            assert_eq!(
+                crc32(&bytes[start..]),
+                crc32_bitwise(&bytes[start..]),
+                "start {start}"
+            );
+        }
+        // A mebibyte of zeros: Python's zlib.crc32(bytes(1 << 20)).
+        assert_eq!(crc32(&vec![0u8; 1 << 20]), 0xA738_EA1C);
     }
 
     #[test]

@@ -364,6 +364,10 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Handler for TransferServer<'_, S,
         self.session.close_after_send = false;
     }
 
+    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
+        FramedStream::<B>::configure(socket);
+    }
+
     fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
         let before = self.stream.stats();
         let flow = self.run(conn.socket());
