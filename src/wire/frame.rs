@@ -185,18 +185,16 @@ impl HeaderFormat {
     /// Reads the body length from the first [`header_len`](Self::header_len) bytes
     /// of `bytes`, or `None` if there are fewer. Does not check the maximum.
     pub fn decode(&self, bytes: &[u8]) -> Option<u32> {
-        let raw = bytes.get(..self.header_len())?;
-        let mut full = [0u8; 4];
-        let n = raw.len();
-        Some(match self.order {
-            ByteOrder::Big => {
-                full.get_mut(4usize.checked_sub(n)?..)?.copy_from_slice(raw);
-                u32::from_be_bytes(full)
+        // One fixed-size load per case: a copy of `header_len()` bytes would be a
+        // call to `memcpy`, and the reader decodes a header several times per frame.
+        Some(match (self.width, self.order) {
+            (HeaderWidth::U8, _) => u32::from(*bytes.first()?),
+            (HeaderWidth::U16, ByteOrder::Big) => u16::from_be_bytes(*bytes.first_chunk()?).into(),
+            (HeaderWidth::U16, ByteOrder::Little) => {
+                u16::from_le_bytes(*bytes.first_chunk()?).into()
             }
-            ByteOrder::Little => {
-                full.get_mut(..n)?.copy_from_slice(raw);
-                u32::from_le_bytes(full)
-            }
+            (HeaderWidth::U32, ByteOrder::Big) => u32::from_be_bytes(*bytes.first_chunk()?),
+            (HeaderWidth::U32, ByteOrder::Little) => u32::from_le_bytes(*bytes.first_chunk()?),
         })
     }
 }
@@ -838,33 +836,55 @@ impl FrameWriter {
     /// [`Progress::complete`]. A body of another length while a frame is in
     /// progress is refused with [`WriteError::Busy`].
     pub fn write(&mut self, body: &[u8], out: &mut [u8]) -> Result<Progress, WriteError> {
+        self.begin(body.len())?;
+        Ok(self.write_begun(body, out))
+    }
+
+    /// Starts a frame with a body of `body_len` bytes, unless one of that length is
+    /// already in progress: the checks of [`write`](Self::write), made once before
+    /// the copying, so a caller inside a socket's `send` closure has nothing to fail.
+    pub(crate) fn begin(&mut self, body_len: usize) -> Result<(), WriteError> {
         if self.in_progress {
-            if body.len() != self.body_len {
+            if body_len != self.body_len {
                 return Err(WriteError::Busy {
                     in_progress: self.body_len,
                 });
             }
-        } else {
-            self.header = self.format.header(body.len()).inspect_err(|_| {
-                self.stats.too_large = self.stats.too_large.saturating_add(1);
-            })?;
-            self.body_len = body.len();
-            self.sent = 0;
-            self.in_progress = true;
+            return Ok(());
+        }
+        self.header = self.format.header(body_len).inspect_err(|_| {
+            self.stats.too_large = self.stats.too_large.saturating_add(1);
+        })?;
+        self.body_len = body_len;
+        self.sent = 0;
+        self.in_progress = true;
+        Ok(())
+    }
+
+    /// Writes the next bytes of the frame [`begin`](Self::begin) started, whose body
+    /// is `body`. With no frame in progress, writes nothing and says it is complete.
+    pub(crate) fn write_begun(&mut self, body: &[u8], out: &mut [u8]) -> Progress {
+        if !self.in_progress {
+            return Progress {
+                written: 0,
+                complete: true,
+            };
         }
         if out.is_empty() {
             self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
-            return Ok(Progress {
+            return Progress {
                 written: 0,
                 complete: false,
-            });
+            };
         }
 
         // `sent` counts through the header and then the body, as on the wire.
         let header_len = usize::from(self.header.len);
         let mut written = 0;
-        if let Some(pending) = self.header.as_bytes().get(self.sent..) {
-            written = copy_prefix(pending, out);
+        if self.sent < header_len {
+            if let Some(pending) = self.header.as_bytes().get(self.sent..) {
+                written = copy_prefix(pending, out);
+            }
         }
         let body_from = self.sent.saturating_add(written).saturating_sub(header_len);
         if let (Some(pending), Some(space)) = (body.get(body_from..), out.get_mut(written..)) {
@@ -882,7 +902,7 @@ impl FrameWriter {
                 self.stats.split_frames = self.stats.split_frames.saturating_add(1);
             }
         }
-        Ok(Progress { written, complete })
+        Progress { written, complete }
     }
 
     /// Abandons the frame in progress (for example when the connection is gone).

@@ -1,0 +1,577 @@
+//! In-process TCP throughput: smoltcp's own loopback benchmark beside smolsock's
+//! `FramedStream`, in the same run, with the ratio.
+//!
+//! The raw baseline has the shape of smoltcp's `examples/loopback_benchmark.rs`: one
+//! interface on a `phy::Loopback` (Ethernet medium, 127.0.0.1), a listening and a
+//! connecting TCP socket, and after each `iface.poll` the receiver and the sender
+//! only advance their rings (`recv(|b| (b.len(), b.len()))`, `send(|b| (b.len(),
+//! ()))`), with the wall clock as smoltcp's time. The framed path is the same
+//! stack, with a `FramedStream` (configured with `FramedStream::configure`, as an
+//! application would) on each socket: the sender writes whole frames of a real body
+//! with `send_frame`, the receiver takes them with `recv_frame` and checks each
+//! one's length and sequence number.
+//!
+//! ```sh
+//! cargo run --release --example bench_inprocess              # both cases, 5 rounds
+//! cargo run --release --example bench_inprocess -- --help
+//! ```
+//!
+//! Each round runs the three paths back to back (raw as smoltcp has it, raw with
+//! the socket options `FramedStream::configure` sets, framed); the table gives the
+//! median rate of each path and the median, lowest and highest framed / raw ratio
+//! within a round. Rates are per second of the thread's CPU time, not wall time:
+//! everything runs on one thread, so this is the cost of the transfer even on a
+//! machine shared with other work (wall time is shown beside it).
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::{Duration, Instant as WallClock};
+
+use clap::Parser;
+use smolsock::net::{FramedStream, RecvError, SendError};
+use smolsock::wire::frame::HeaderFormat;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+
+/// Ethernet header bytes on top of the IP MTU (smoltcp's Ethernet MTU counts them).
+const ETHERNET_HEADER_LEN: usize = 14;
+
+/// `phy::Loopback`'s MTU, used when a case asks for none.
+const LOOPBACK_MTU: usize = 65535;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+const PORT: u16 = 1234;
+const LOCAL_PORT: u16 = 65000;
+
+#[derive(Parser, Debug)]
+#[command(about = "In-process throughput: smoltcp's loopback benchmark vs FramedStream")]
+struct Options {
+    /// MiB moved per run.
+    #[arg(long, default_value_t = 256)]
+    mib: u64,
+    /// Rounds of raw + framed per case (the table shows medians).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Check every byte of every frame, not only its length and sequence number.
+    #[arg(long)]
+    verify: bool,
+    /// Run only the case whose name contains this (e.g. `mcu`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Run the framed path alone, for a profiler (`perf record`); prints its row only.
+    #[arg(long)]
+    framed_only: bool,
+}
+
+/// One configuration of the stack and the frames.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    name: &'static str,
+    /// Each socket's receive and transmit buffer, bytes.
+    socket_buffer: usize,
+    /// IP MTU; `None` is the loopback's own (65535 bytes of Ethernet frame).
+    ip_mtu: Option<usize>,
+    /// Frame body length.
+    frame_len: usize,
+}
+
+const CASES: [Case; 2] = [
+    Case {
+        name: "64k",
+        socket_buffer: 64 * 1024,
+        ip_mtu: None,
+        frame_len: 64 * 1024,
+    },
+    Case {
+        name: "mcu",
+        socket_buffer: 2 * 1024,
+        ip_mtu: Some(1500),
+        frame_len: 1024,
+    },
+];
+
+impl Case {
+    fn describe(&self) -> String {
+        let mtu = match self.ip_mtu {
+            Some(mtu) => format!("MTU {mtu}"),
+            None => format!("MTU {}", LOOPBACK_MTU - ETHERNET_HEADER_LEN),
+        };
+        format!(
+            "{} KiB buffers, {mtu}, {} frames",
+            self.socket_buffer / 1024,
+            size(self.frame_len)
+        )
+    }
+
+    fn format(&self) -> HeaderFormat {
+        // The frame is as large as the format allows: the receiver needs exactly
+        // one frame of storage.
+        let max = u32::try_from(self.frame_len).expect("frame length fits u32");
+        HeaderFormat::NETWORK
+            .with_max_len(max)
+            .expect("frame length fits a 4-byte header")
+    }
+}
+
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// `phy::Loopback` with another MTU.
+struct MtuLoopback {
+    inner: Loopback,
+    mtu: usize,
+    /// Packets handed to the stack.
+    packets: u64,
+}
+
+impl Device for MtuLoopback {
+    type RxToken<'a> = <Loopback as Device>::RxToken<'a>;
+    type TxToken<'a> = <Loopback as Device>::TxToken<'a>;
+
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let tokens = self.inner.receive(now);
+        self.packets += u64::from(tokens.is_some());
+        tokens
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        self.inner.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = self.inner.capabilities();
+        caps.max_transmission_unit = self.mtu;
+        caps
+    }
+}
+
+/// One interface on a loopback with two connected TCP sockets, as in smoltcp's example.
+struct Stack {
+    iface: Interface,
+    device: MtuLoopback,
+    sockets: SocketSet<'static>,
+    server: SocketHandle,
+    client: SocketHandle,
+    polls: u64,
+}
+
+impl Stack {
+    fn connected(case: &Case, configure: fn(&mut tcp::Socket<'_>)) -> Result<Self, String> {
+        let mut device = MtuLoopback {
+            inner: Loopback::new(Medium::Ethernet),
+            mtu: case
+                .ip_mtu
+                .map_or(LOOPBACK_MTU, |mtu| mtu + ETHERNET_HEADER_LEN),
+            packets: 0,
+        };
+        let config = Config::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
+        let mut iface = Interface::new(config, &mut device, Instant::now());
+        iface.update_ip_addrs(|addrs| {
+            addrs
+                .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
+                .expect("room for one address");
+        });
+        let socket = || {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; case.socket_buffer]),
+                tcp::SocketBuffer::new(vec![0; case.socket_buffer]),
+            );
+            configure(&mut socket);
+            socket
+        };
+        let mut sockets = SocketSet::new(Vec::with_capacity(2));
+        let server = sockets.add(socket());
+        let client = sockets.add(socket());
+        sockets
+            .get_mut::<tcp::Socket>(server)
+            .listen(PORT)
+            .map_err(|e| format!("listen: {e}"))?;
+        sockets
+            .get_mut::<tcp::Socket>(client)
+            .connect(
+                iface.context(),
+                (IpAddress::v4(127, 0, 0, 1), PORT),
+                LOCAL_PORT,
+            )
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut stack = Self {
+            iface,
+            device,
+            sockets,
+            server,
+            client,
+            polls: 0,
+        };
+        for _ in 0..100 {
+            stack.poll();
+            let established =
+                |h| stack.sockets.get::<tcp::Socket>(h).state() == tcp::State::Established;
+            if established(stack.server) && established(stack.client) {
+                return Ok(stack);
+            }
+        }
+        Err("the handshake did not complete".into())
+    }
+
+    fn poll(&mut self) {
+        self.polls += 1;
+        self.iface
+            .poll(Instant::now(), &mut self.device, &mut self.sockets);
+    }
+}
+
+/// CPU time this thread has used. The stack, both sockets and both applications
+/// run on this one thread, so it is the cost of the transfer even when other
+/// processes share the cores (wall time is then mostly time spent waiting).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through a valid, exclusive pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is always there on Linux");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A wall-clock and a CPU-time stopwatch started together.
+struct Stopwatch {
+    wall: WallClock,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            wall: WallClock::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// (wall, cpu) since the start.
+    fn read(&self) -> (Duration, Duration) {
+        (self.wall.elapsed(), thread_cpu_time() - self.cpu)
+    }
+}
+
+/// What one run moved.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Payload bytes received (frame bodies for the framed path).
+    bytes: u64,
+    /// Frames received (for the raw path: `bytes` divided by the frame length).
+    frames: f64,
+    /// Wall-clock time of the transfer.
+    elapsed: Duration,
+    /// CPU time of the transfer.
+    cpu: Duration,
+    /// `iface.poll` calls and packets through the loopback during the transfer.
+    polls: u64,
+    packets: u64,
+}
+
+impl Run {
+    /// Payload bytes per second of CPU time.
+    fn bytes_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.cpu.as_secs_f64()
+    }
+
+    /// Payload bytes per second of wall-clock time.
+    fn bytes_per_wall_sec(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// smoltcp's loopback benchmark: move at least `total` bytes, touching none of them,
+/// with the sockets as `configure` leaves them.
+fn raw(case: &Case, total: u64, configure: fn(&mut tcp::Socket<'_>)) -> Result<Run, String> {
+    let mut stack = Stack::connected(case, configure)?;
+    let mut received = 0u64;
+    let (polls, packets) = (stack.polls, stack.device.packets);
+    let stopwatch = Stopwatch::start();
+    while received < total {
+        stack.poll();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
+        while socket.can_recv() {
+            let n = socket
+                .recv(|buffer| (buffer.len(), buffer.len()))
+                .map_err(|e| format!("recv: {e}"))?;
+            received += n as u64;
+        }
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+        while socket.can_send() {
+            socket
+                .send(|buffer| (buffer.len(), ()))
+                .map_err(|e| format!("send: {e}"))?;
+        }
+    }
+    let (elapsed, cpu) = stopwatch.read();
+    Ok(Run {
+        bytes: received,
+        frames: received as f64 / case.frame_len as f64,
+        elapsed,
+        cpu,
+        polls: stack.polls - polls,
+        packets: stack.device.packets - packets,
+    })
+}
+
+/// The body of frame `seq`: a fixed pattern with the sequence number in front.
+fn stamp(body: &mut [u8], seq: u64) {
+    let seq = seq.to_le_bytes();
+    let n = body.len().min(seq.len());
+    body[..n].copy_from_slice(&seq[..n]);
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 1) as u8).collect()
+}
+
+/// The same transfer through `FramedStream`: whole frames of `case.frame_len` bytes.
+fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
+    let mut stack = Stack::connected(case, FramedStream::<Vec<u8>>::configure)?;
+    let format = case.format();
+    let new_stream = || {
+        FramedStream::new(vec![0u8; format.max_frame_len()], format)
+            .map_err(|e| format!("stream: {e}"))
+    };
+    let (mut rx, mut tx) = (new_stream()?, new_stream()?);
+    let frames = total.div_ceil(case.frame_len as u64);
+    let mut body = pattern(case.frame_len);
+    let mut expected = pattern(case.frame_len);
+    let (mut sent, mut got, mut received) = (0u64, 0u64, 0u64);
+    stamp(&mut body, 0);
+    let (polls, packets) = (stack.polls, stack.device.packets);
+    let stopwatch = Stopwatch::start();
+    while got < frames {
+        stack.poll();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
+        loop {
+            let frame = match rx.recv_frame(socket) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(RecvError::Finished) => return Err("the sender closed early".into()),
+                Err(e) => return Err(format!("recv_frame: {e}")),
+            };
+            if frame.len() != case.frame_len {
+                return Err(format!("frame {got}: {} bytes", frame.len()));
+            }
+            // The sequence number is checked on every frame, the rest on request.
+            let in_order = match frame.first_chunk::<8>() {
+                Some(seq) => *seq == got.to_le_bytes(),
+                None => true,
+            };
+            if verify {
+                stamp(&mut expected, got);
+            }
+            if !in_order || (verify && frame != &expected[..]) {
+                return Err(format!("frame {got} is not the one sent"));
+            }
+            black_box(frame);
+            received += case.frame_len as u64;
+            got += 1;
+        }
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+        while sent < frames {
+            match tx.send_frame(socket, &body) {
+                Ok(()) => {
+                    sent += 1;
+                    stamp(&mut body, sent);
+                }
+                Err(SendError::WouldBlock) => break,
+                Err(e) => return Err(format!("send_frame: {e}")),
+            }
+        }
+    }
+    let (elapsed, cpu) = stopwatch.read();
+    Ok(Run {
+        bytes: received,
+        frames: got as f64,
+        elapsed,
+        cpu,
+        polls: stack.polls - polls,
+        packets: stack.device.packets - packets,
+    })
+}
+
+/// The paths measured, in the order each round runs them.
+const PATHS: [&str; 3] = ["raw", "raw-nodelay", "framed"];
+
+/// The medians of several rounds of one case, one per path of `PATHS`.
+struct Row {
+    case: Case,
+    runs: [Run; 3],
+    /// framed / baseline (raw, raw-nodelay) of each round: median, lowest, highest.
+    ratios: [(f64, f64, f64); 2],
+}
+
+fn median(runs: &mut [Run]) -> Run {
+    runs.sort_by(|a, b| a.bytes_per_sec().total_cmp(&b.bytes_per_sec()));
+    runs[runs.len() / 2]
+}
+
+/// Median, lowest and highest.
+fn spread(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+fn measure(case: &Case, options: &Options) -> Result<Row, String> {
+    let total = options.mib * 1024 * 1024;
+    let mut runs: [Vec<Run>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 2] = Default::default();
+    for _ in 0..options.rounds.max(1) {
+        if options.framed_only {
+            let run = framed(case, total, options.verify)?;
+            println!(
+                "{}: framed {:.0} MB/s of CPU time",
+                case.describe(),
+                run.bytes_per_sec() / 1e6
+            );
+            continue;
+        }
+        // The paths of one round run back to back, so their ratio is the figure
+        // least disturbed by whatever else the machine is doing.
+        let round = [
+            raw(case, total, |_| {})?,
+            raw(case, total, FramedStream::<Vec<u8>>::configure)?,
+            framed(case, total, options.verify)?,
+        ];
+        for (ratios, baseline) in ratios.iter_mut().zip(&round) {
+            ratios.push(round[2].bytes_per_sec() / baseline.bytes_per_sec());
+        }
+        for (runs, run) in runs.iter_mut().zip(round) {
+            runs.push(run);
+        }
+    }
+    if options.framed_only {
+        return Err("--framed-only prints no table".into());
+    }
+    Ok(Row {
+        case: *case,
+        runs: runs.map(|mut runs| median(&mut runs)),
+        ratios: ratios.map(|mut ratios| spread(&mut ratios)),
+    })
+}
+
+fn render(rows: &[Row], options: &Options) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>15}",
+        "case",
+        "path",
+        "MB/s",
+        "Gbit/s",
+        "frames/s",
+        "wall MB/s",
+        "polls/MiB",
+        "pkts/MiB",
+        "framed/this"
+    );
+    for row in rows {
+        for (i, (path, run)) in PATHS.iter().zip(&row.runs).enumerate() {
+            let bps = run.bytes_per_sec();
+            let ratio = match row.ratios.get(i) {
+                Some((median, low, high)) => format!("{median:.2} ({low:.2}-{high:.2})"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>15}",
+                row.case.describe(),
+                path,
+                bps / 1e6,
+                bps * 8.0 / 1e9,
+                run.frames / run.cpu.as_secs_f64(),
+                run.bytes_per_wall_sec() / 1e6,
+                run.polls as f64 * MIB / run.bytes as f64,
+                run.packets as f64 * MIB / run.bytes as f64,
+                ratio
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} MiB per run, {} rounds; rates are medians; framed/this is the median (lowest-highest) \
+         of framed / this path within each round.\nraw: smoltcp's loopback_benchmark (socket \
+         defaults, Nagle on); raw-nodelay: the same with FramedStream::configure's options \
+         (Nagle off); framed: FramedStream send_frame/recv_frame.\nRates are per second of \
+         CPU time of the one thread that runs everything (wall MB/s beside); MB = 10^6 bytes \
+         of payload (frame bodies for framed); raw frames/s = payload / frame length.",
+        options.mib,
+        options.rounds.max(1)
+    );
+    out
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    let mut rows = Vec::new();
+    for case in CASES
+        .iter()
+        .filter(|c| options.only.as_deref().is_none_or(|o| c.name.contains(o)))
+    {
+        match measure(case, &options) {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                eprintln!("bench_inprocess: {}: {e}", case.describe());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    print!("{}", render(&rows, &options));
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both cases' code paths with tiny sizes: every frame arrives, whole, in order.
+    #[test]
+    fn tiny_transfers_arrive_exact() {
+        for case in &CASES {
+            let small = Case {
+                frame_len: case.frame_len.min(1000),
+                ..*case
+            };
+            let total = 64 * 1024;
+            let run = framed(&small, total, true).unwrap();
+            let frames = total.div_ceil(small.frame_len as u64);
+            assert_eq!(run.frames as u64, frames);
+            assert_eq!(run.bytes, frames * small.frame_len as u64);
+            assert!(raw(&small, total, |_| {}).unwrap().bytes >= total);
+        }
+    }
+
+    #[test]
+    fn the_table_has_both_paths_and_the_ratio() {
+        let options = Options::parse_from(["bench_inprocess", "--mib", "1", "--rounds", "1"]);
+        let case = Case {
+            frame_len: 512,
+            ..CASES[1]
+        };
+        let row = measure(&case, &options).unwrap();
+        let table = render(&[row], &options);
+        assert_eq!(table.lines().count(), 1 + PATHS.len() + 3, "{table}");
+        for path in PATHS {
+            assert!(table.contains(&format!("| {path:<11} |")), "{table}");
+        }
+    }
+}
