@@ -189,12 +189,9 @@ impl<'a> Servers<'a> {
         };
         let mut tcp = || sockets.add(tcp_socket(TCP_BUFFER, TCP_BUFFER));
         let echo = TcpServer::new(ECHO_PORT, [tcp(), tcp()], [Echo::new(), Echo::new()]);
-        let framed = TcpServer::new(FRAMED_PORT, [tcp(), tcp()], [framed_slot(), framed_slot()])
-            // Frames go out whole; Nagle would only hold back their tails.
-            .with_config(ServerConfig {
-                nagle: false,
-                ..ServerConfig::DEFAULT
-            });
+        // Framed servers turn Nagle and delayed ACK off on each connection
+        // themselves (`Handler::configure_socket`).
+        let framed = TcpServer::new(FRAMED_PORT, [tcp(), tcp()], [framed_slot(), framed_slot()]);
         let http = TcpServer::new(
             HTTP_PORT,
             [tcp(), tcp()],
@@ -211,7 +208,7 @@ impl<'a> Servers<'a> {
         )
         .with_config(ServerConfig {
             idle_timeout: Some(TRANSFER_PATIENCE),
-            nagle: false,
+            ..ServerConfig::DEFAULT
         });
         let udp = UdpService::new(sockets.add(udp_socket(8, 8 * 1024)), UDP_ECHO_PORT, UdpEcho);
         Self {

@@ -4,8 +4,12 @@
 
 mod common_sim;
 
+/// `tap_server`'s services, for its `Logged` wrapper.
+#[path = "../examples/tap_common/all_services.rs"]
+mod all_services;
+
 use common_sim::*;
-use smolsock::net::{Framed, PortAllocator, ServerConfig};
+use smolsock::net::{Framed, Handler, PortAllocator, ServerConfig};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
@@ -89,4 +93,51 @@ fn the_transfer_server_turns_nagle_and_delayed_ack_off_with_the_default_config()
     })
     .unwrap();
     assert_eq!(server_options(&mut net), [(false, None)]);
+}
+
+/// The options of the server's socket once a framed client got its echoes from a
+/// one-slot server holding `handler`.
+fn options_of_a_framed_connection<H: Handler>(
+    seed: u64,
+    handler: H,
+) -> Vec<(bool, Option<Duration>)> {
+    let mut net = sim(seed, FaultConfig::CLEAN, 1, 1);
+    let mut server = serve(
+        &mut net,
+        9000,
+        (4096, 4096),
+        [handler],
+        ServerConfig::DEFAULT,
+    );
+    let mut ports = PortAllocator::new(seed);
+    let mut client = Client::new(&mut net, (4096, 4096), FramedPeer::new(frames(3, 1024)));
+    client.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    server_options(&mut net)
+}
+
+#[test]
+fn a_framed_handler_inside_a_wrapper_still_sets_its_socket_options() {
+    let framed = || Framed::new(FramedEcho::new(), [0u8; 1028], format()).unwrap();
+    let off = [(false, None)];
+    assert_eq!(
+        options_of_a_framed_connection(64, Recording::new(framed())),
+        off,
+        "the tests' Recording"
+    );
+    let logged = all_services::Logged::new("framed echo", 9000, framed());
+    assert_eq!(
+        options_of_a_framed_connection(65, logged),
+        off,
+        "tap_server's Logged"
+    );
+    let mut in_a_static = framed();
+    assert_eq!(
+        options_of_a_framed_connection(66, &mut in_a_static),
+        off,
+        "a &mut, as the firmware holds its handlers"
+    );
 }

@@ -323,6 +323,10 @@ impl<H: Handler> Handler for Logged<H> {
         self.inner.setup(peer, now);
     }
 
+    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
+        self.inner.configure_socket(socket);
+    }
+
     fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
         self.inner.on_data(conn)
     }
@@ -405,12 +409,8 @@ impl<'a> AllServices<'a> {
             idle_timeout: config.idle_timeout,
             ..ServerConfig::DEFAULT
         };
-        // The framed stream writes each frame in one piece; Nagle would only hold
-        // back its tail (see `FramedStream::configure`).
-        let framed_config = ServerConfig {
-            nagle: false,
-            ..stream
-        };
+        // The framed echo and the transfer server set their own socket options on
+        // each connection (Nagle and delayed ACK off: `FramedStream::configure`).
         let mut tcp_socket = || {
             sockets.add(tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; config.rx_buf]),
@@ -436,7 +436,7 @@ impl<'a> AllServices<'a> {
                     [tcp_socket()],
                     [Logged::new("framed echo", FRAMED_PORT, handler)],
                 )
-                .with_config(framed_config))
+                .with_config(stream))
             })
             .collect::<Result<_, FormatError>>()
             .map_err(ServeError::Frame)?;
@@ -463,7 +463,7 @@ impl<'a> AllServices<'a> {
                     [tcp_socket()],
                     [Logged::new("transfer", TRANSFER_PORT, handler)],
                 )
-                .with_config(framed_config))
+                .with_config(stream))
             })
             .collect::<Result<_, SetupError>>()
             .map_err(ServeError::Transfer)?;

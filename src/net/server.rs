@@ -162,7 +162,8 @@ pub trait Handler {
 
     /// Sets the socket options this protocol wants on a connection just
     /// accepted, after [`ServerConfig`]'s. [`Framed`] (and the transfer server)
-    /// call [`FramedStream::configure`]: Nagle and delayed ACK off.
+    /// call [`FramedStream::configure`]: Nagle and delayed ACK off. A handler
+    /// that wraps another must pass this on, as every other hook.
     fn configure_socket(&mut self, _socket: &mut tcp::Socket<'_>) {}
 
     /// The connection may have data to read or room to write: do what can be done
@@ -178,6 +179,31 @@ pub trait Handler {
     /// and the send buffer has drained.
     fn wants_to_send(&self) -> bool {
         false
+    }
+}
+
+/// A handler behind a `&mut` serves like the handler itself, every hook included:
+/// a firmware keeps each handler in a `static` and gives the server
+/// `&'static mut` references to them.
+impl<H: Handler + ?Sized> Handler for &mut H {
+    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
+        (**self).setup(peer, now);
+    }
+
+    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
+        (**self).configure_socket(socket);
+    }
+
+    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
+        (**self).on_data(conn)
+    }
+
+    fn finish(&mut self, end: End) {
+        (**self).finish(end);
+    }
+
+    fn wants_to_send(&self) -> bool {
+        (**self).wants_to_send()
     }
 }
 

@@ -150,6 +150,10 @@ impl<H: Handler> Handler for Recording<H> {
         self.inner.setup(peer, now);
     }
 
+    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
+        self.inner.configure_socket(socket);
+    }
+
     fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
         self.inner.on_data(conn)
     }

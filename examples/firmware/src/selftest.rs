@@ -11,7 +11,7 @@
 //! other, all in statics, in virtual time.
 
 use lan9118::{Lan9118, Mmio};
-use smolsock::net::{Framed, FramedStream, ServerConfig, Service, TcpServer};
+use smolsock::net::{Framed, FramedStream, Service, TcpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
@@ -217,12 +217,7 @@ fn two_stacks(board: &mut Board<'_>) -> Result<(), &'static str> {
     )
     .map_err(|_| "framed echo storage")?;
     let framed = FRAMED
-        .try_init(
-            TcpServer::new(9000, [framed_handle], [framed_handler]).with_config(ServerConfig {
-                nagle: false,
-                ..ServerConfig::DEFAULT
-            }),
-        )
+        .try_init(TcpServer::new(9000, [framed_handle], [framed_handler]))
         .ok_or(taken)?;
     let mut servers = Servers { echo, framed };
 
@@ -230,6 +225,7 @@ fn two_stacks(board: &mut Board<'_>) -> Result<(), &'static str> {
     let client_framed = net.client.sockets.add(tcp_socket(b6, b7));
     connect(net, client_echo, (SERVER_V4, 7).into(), 49152)?;
     connect(net, client_framed, (SERVER_V6, 9000).into(), 49153)?;
+    FramedStream::<&mut [u8]>::configure(net.client.sockets.get_mut::<tcp::Socket>(client_framed));
     let mut stream = FramedStream::new(&mut CLIENT_FRAMES.try_take().ok_or(taken)?[..], format)
         .map_err(|_| "client frame storage")?;
 
@@ -254,7 +250,6 @@ fn two_stacks(board: &mut Board<'_>) -> Result<(), &'static str> {
             }
 
             let socket = net.client.sockets.get_mut::<tcp::Socket>(client_framed);
-            FramedStream::<&mut [u8]>::configure(socket);
             while frames_sent < SIM_FRAMES && socket.may_send() {
                 match stream.send_frame(socket, sim_body(frames_sent, &mut body)) {
                     Ok(()) => frames_sent += 1,

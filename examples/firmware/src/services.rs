@@ -21,10 +21,7 @@ use core::mem::MaybeUninit;
 
 use cortex_m::interrupt::Mutex;
 use lan9118::Stats as LinkStats;
-use smolsock::net::{
-    Connection, End, Flow, Framed, Handler, ServerConfig, ServerStats, Service, TcpServer,
-    UdpService, UdpStats,
-};
+use smolsock::net::{Framed, ServerStats, Service, TcpServer, UdpService, UdpStats};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
@@ -35,7 +32,6 @@ use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpEndpoint;
 use static_cell::{ConstStaticCell, StaticCell};
 
 /// The primer's echo port, TCP and UDP.
@@ -96,11 +92,11 @@ type Buffer = &'static mut [u8];
 type FramedHandler = Framed<FramedEcho, Buffer>;
 type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 type TransferHandler = TransferServer<'static, Store, Buffer>;
-pub type EchoServer = TcpServer<Slot<Echo>, ECHO_POOL>;
+pub type EchoServer = TcpServer<&'static mut Echo, ECHO_POOL>;
 pub type UdpEchoService = UdpService<UdpEcho, UDP_DATAGRAM_MAX>;
-pub type FramedServer = TcpServer<Slot<FramedHandler>, FRAMED_POOL>;
-pub type HttpServer = TcpServer<Slot<HttpPage>, HTTP_POOL>;
-pub type TransferPool = TcpServer<Slot<TransferHandler>, TRANSFER_POOL>;
+pub type FramedServer = TcpServer<&'static mut FramedHandler, FRAMED_POOL>;
+pub type HttpServer = TcpServer<&'static mut HttpPage, HTTP_POOL>;
+pub type TransferPool = TcpServer<&'static mut TransferHandler, TRANSFER_POOL>;
 
 /// A zeroed byte buffer in `.bss`.
 macro_rules! buffer {
@@ -126,7 +122,7 @@ buffer!(TRANSFER_STAGING_BUF, TRANSFER_POOL * TRANSFER_STAGING);
 static UDP_RX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
 static UDP_TX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
 // The handlers live in statics of their own and the servers hold a pointer to
-// each (`Slot`): built in place, a handler with kilobytes of buffers inside
+// each (a `&'static mut`): built in place, a handler with kilobytes of buffers inside
 // (HTTP's request and page, echo's `recv` buffer) never passes through the stack.
 static ECHO_HANDLERS: ConstStaticCell<[Echo; ECHO_POOL]> =
     ConstStaticCell::new([const { Echo::new() }; ECHO_POOL]);
@@ -294,36 +290,15 @@ fn chunks<const N: usize>(buffer: &'static mut [u8]) -> [&'static mut [u8]; N] {
     })
 }
 
-/// A server slot's handler, kept in a `static` of its own.
-pub struct Slot<H: 'static>(&'static mut H);
-
-impl<H: Handler> Handler for Slot<H> {
-    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
-        self.0.setup(peer, now);
-    }
-
-    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
-        self.0.on_data(conn)
-    }
-
-    fn finish(&mut self, end: End) {
-        self.0.finish(end);
-    }
-
-    fn wants_to_send(&self) -> bool {
-        self.0.wants_to_send()
-    }
-}
-
 /// Builds `N` handlers with `make`, each straight into its place in `cell`.
 fn place<H, const N: usize>(
     cell: &'static StaticCell<[MaybeUninit<H>; N]>,
     mut make: impl FnMut() -> Option<H>,
-) -> Option<[Slot<H>; N]> {
+) -> Option<[&'static mut H; N]> {
     let mut places = cell
         .try_init([const { MaybeUninit::uninit() }; N])?
         .iter_mut();
-    try_array(|| Some(Slot(places.next()?.write(make()?))))
+    try_array(|| Some(places.next()?.write(make()?)))
 }
 
 /// `N` values from `make`, or `None` as soon as one fails.
@@ -364,7 +339,7 @@ impl AllServices {
     pub fn new(sockets: &mut SocketSet<'static>) -> Option<Self> {
         let echo_handles =
             tcp_sockets::<ECHO_POOL>(sockets, ECHO_RX_BUF.try_take()?, ECHO_TX_BUF.try_take()?);
-        let echo_handlers = ECHO_HANDLERS.try_take()?.each_mut().map(Slot);
+        let echo_handlers = ECHO_HANDLERS.try_take()?.each_mut();
         let echo = ECHO.try_init(TcpServer::new(ECHO_PORT, echo_handles, echo_handlers))?;
 
         let udp_socket = udp::Socket::new(
@@ -380,12 +355,6 @@ impl AllServices {
         let udp_handle = sockets.add(udp_socket);
         let udp = UDP.try_init(UdpService::new(udp_handle, ECHO_PORT, UdpEcho))?;
 
-        // The framed stream writes each frame in one piece; Nagle would only hold
-        // back its tail.
-        let framed_config = ServerConfig {
-            nagle: false,
-            ..ServerConfig::DEFAULT
-        };
         let format = HeaderFormat::NETWORK.with_max_len(FRAMED_MAX_BODY).ok()?;
         let framed_handles = tcp_sockets::<FRAMED_POOL>(
             sockets,
@@ -396,9 +365,8 @@ impl AllServices {
         let framed_handlers = place(&FRAMED_HANDLERS, || {
             Framed::new(FramedEcho::new(), storage.next()?, format).ok()
         })?;
-        let framed = FRAMED.try_init(
-            TcpServer::new(FRAMED_PORT, framed_handles, framed_handlers).with_config(framed_config),
-        )?;
+        let framed =
+            FRAMED.try_init(TcpServer::new(FRAMED_PORT, framed_handles, framed_handlers))?;
 
         let site = SITE.try_init(StatusSite::new("smolsock firmware", &render_status))?;
         let http_handles =
@@ -417,12 +385,13 @@ impl AllServices {
         let transfer_handlers = place(&TRANSFER_HANDLERS, || {
             TransferServer::new(store, receive.next()?, staging.next()?).ok()
         })?;
-        // Like the framed echo, the transfer server writes whole frames: with Nagle,
-        // each DATA frame of a download would wait for the ACK of the one before.
-        let transfer = TRANSFER.try_init(
-            TcpServer::new(TRANSFER_PORT, transfer_handles, transfer_handlers)
-                .with_config(framed_config),
-        )?;
+        // The framed echo and the transfer server turn Nagle off on each connection
+        // themselves (`Handler::configure_socket`): they write whole frames.
+        let transfer = TRANSFER.try_init(TcpServer::new(
+            TRANSFER_PORT,
+            transfer_handles,
+            transfer_handlers,
+        ))?;
 
         Some(Self {
             echo,
@@ -439,12 +408,12 @@ impl AllServices {
     pub fn counters(&self, link: LinkStats, now: Instant) -> Counters {
         let mut framed_frames = 0u64;
         let mut framed_errors = 0u64;
-        for Slot(framed) in self.framed.handlers() {
+        for framed in self.framed.handlers() {
             framed_frames = framed_frames.saturating_add(framed.handler().frames);
             framed_errors = framed_errors.saturating_add(framed.handler().errors);
         }
         let mut requests = HttpStats::default();
-        for Slot(page) in self.http.handlers() {
+        for page in self.http.handlers() {
             let (h, t) = (&mut requests, page.stats());
             h.requests = h.requests.saturating_add(t.requests);
             h.ok = h.ok.saturating_add(t.ok);
@@ -458,7 +427,7 @@ impl AllServices {
                 .echo
                 .handlers()
                 .iter()
-                .map(|Slot(echo)| echo.bytes)
+                .map(|echo| echo.bytes)
                 .fold(0, u64::saturating_add),
             udp: *self.udp.stats(),
             framed: Pool::of(self.framed),

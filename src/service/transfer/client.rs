@@ -713,7 +713,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                 }
             }
             if self.link == Link::Fresh {
-                socket.set_nagle_enabled(false);
+                FramedStream::<B>::configure(socket);
                 let hello = Message::Hello {
                     version: PROTOCOL_VERSION,
                     max_body: self.max_body,
