@@ -235,12 +235,7 @@ impl<'a> Servers<'a> {
     fn http_stats(&self) -> HttpStats {
         let mut total = HttpStats::default();
         for slot in self.http.handlers() {
-            let s = slot.stats();
-            total.requests = total.requests.saturating_add(s.requests);
-            total.ok = total.ok.saturating_add(s.ok);
-            total.client_errors = total.client_errors.saturating_add(s.client_errors);
-            total.server_errors = total.server_errors.saturating_add(s.server_errors);
-            total.incomplete = total.incomplete.saturating_add(s.incomplete);
+            total.accumulate(slot.stats());
         }
         total
     }

@@ -501,12 +501,7 @@ impl<'a> AllServices<'a> {
         let mut http_requests = HttpStats::default();
         for server in &self.http {
             for slot in server.handlers() {
-                let (h, t) = (&mut http_requests, slot.inner().stats());
-                h.requests = h.requests.saturating_add(t.requests);
-                h.ok = h.ok.saturating_add(t.ok);
-                h.client_errors = h.client_errors.saturating_add(t.client_errors);
-                h.server_errors = h.server_errors.saturating_add(t.server_errors);
-                h.incomplete = h.incomplete.saturating_add(t.incomplete);
+                http_requests.accumulate(slot.inner().stats());
             }
         }
         let mut transfer_stream = StreamStats::default();

@@ -92,6 +92,17 @@ pub struct HttpStats {
     pub incomplete: u64,
 }
 
+impl HttpStats {
+    /// Adds `other`'s counts to these (a pool's total over its slots).
+    pub fn accumulate(&mut self, other: &HttpStats) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.ok = self.ok.saturating_add(other.ok);
+        self.client_errors = self.client_errors.saturating_add(other.client_errors);
+        self.server_errors = self.server_errors.saturating_add(other.server_errors);
+        self.incomplete = self.incomplete.saturating_add(other.incomplete);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Gathering the request head.
@@ -308,6 +319,31 @@ impl fmt::Write for SliceWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_accumulate_every_counter_and_saturate() {
+        let one = HttpStats {
+            requests: 1,
+            ok: 2,
+            client_errors: 3,
+            server_errors: 4,
+            incomplete: 5,
+        };
+        let mut total = HttpStats {
+            requests: u64::MAX,
+            ..HttpStats::default()
+        };
+        total.accumulate(&one);
+        total.accumulate(&one);
+        let expected = HttpStats {
+            requests: u64::MAX,
+            ok: 4,
+            client_errors: 6,
+            server_errors: 8,
+            incomplete: 10,
+        };
+        assert_eq!(total, expected);
+    }
 
     #[test]
     fn slice_writer_reports_overflow_instead_of_cutting_silently() {

@@ -414,12 +414,7 @@ impl AllServices {
         }
         let mut requests = HttpStats::default();
         for page in self.http.handlers() {
-            let (h, t) = (&mut requests, page.stats());
-            h.requests = h.requests.saturating_add(t.requests);
-            h.ok = h.ok.saturating_add(t.ok);
-            h.client_errors = h.client_errors.saturating_add(t.client_errors);
-            h.server_errors = h.server_errors.saturating_add(t.server_errors);
-            h.incomplete = h.incomplete.saturating_add(t.incomplete);
+            requests.accumulate(page.stats());
         }
         Counters {
             echo: Pool::of(self.echo),
