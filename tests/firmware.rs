@@ -35,6 +35,10 @@ use smolsock::wire::transfer::FileName;
 #[path = "../examples/transfer/protocol.rs"]
 mod cli;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::{ScratchDir, file_bytes};
+
 const FIRMWARE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
 const FIRMWARE_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
 const ECHO_PORT: u16 = 7;
@@ -565,19 +569,6 @@ fn counter(page: &str, service: &str, suffix: &str) -> Option<u64> {
     before.split_whitespace().last()?.parse().ok()
 }
 
-/// Bytes that look random, from a seed: a file whose every KiB differs.
-fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// Uploads `data` as `name` through `upload_to`, downloads it back through
 /// `download_from`, and checks size, CRC-32 and every byte. Returns the upload
 /// and download times.
@@ -587,60 +578,55 @@ fn transfer_round_trip(
     name: &str,
     data: &[u8],
 ) -> Result<(Duration, Duration), String> {
-    let dir = std::env::temp_dir().join(format!("smolsock-fw-transfer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let result = (|| {
-        let source = dir.join("source");
-        std::fs::write(&source, data).map_err(|e| e.to_string())?;
-        let name = FileName::new(name).map_err(|e| e.to_string())?;
-        let expected_crc = crc32(data);
+    let dir = ScratchDir::new("fw-transfer");
+    let source = dir.join("source");
+    std::fs::write(&source, data).map_err(|e| e.to_string())?;
+    let name = FileName::new(name).map_err(|e| e.to_string())?;
+    let expected_crc = crc32(data);
 
-        let stream = connect(SocketAddr::new(upload_to, TRANSFER_PORT))?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
-        let mut file = File::open(&source).map_err(|e| e.to_string())?;
-        let put = conn
-            .put(name, &mut file, false, &mut |_, _| {})
-            .map_err(|e| format!("PUT: {e}"))?;
-        let upload = started.elapsed();
-        if put.size != data.len() as u64 || put.crc != expected_crc {
-            return Err(format!(
-                "PUT_DONE for {} bytes, CRC {:08x}; sent {} bytes, CRC {expected_crc:08x}",
-                put.size,
-                put.crc,
-                data.len()
-            ));
-        }
-        drop(conn);
+    let stream = connect(SocketAddr::new(upload_to, TRANSFER_PORT))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
+    let mut file = File::open(&source).map_err(|e| e.to_string())?;
+    let put = conn
+        .put(name, &mut file, false, &mut |_, _| {})
+        .map_err(|e| format!("PUT: {e}"))?;
+    let upload = started.elapsed();
+    if put.size != data.len() as u64 || put.crc != expected_crc {
+        return Err(format!(
+            "PUT_DONE for {} bytes, CRC {:08x}; sent {} bytes, CRC {expected_crc:08x}",
+            put.size,
+            put.crc,
+            data.len()
+        ));
+    }
+    drop(conn);
 
-        let stream = connect(SocketAddr::new(download_from, TRANSFER_PORT))?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let target = dir.join("downloaded");
-        let started = Instant::now();
-        let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
-        // `get` checks the whole file's CRC-32 against GET_READY's.
-        let got = conn
-            .get(name, &target, false, &mut |_, _| {})
-            .map_err(|e| format!("GET: {e}"))?;
-        let download = started.elapsed();
-        let back = std::fs::read(&target).map_err(|e| e.to_string())?;
-        if got.crc != expected_crc || back.len() != data.len() || back != data {
-            return Err(format!(
-                "downloaded {} bytes, CRC {:08x}; uploaded {} bytes, CRC {expected_crc:08x}",
-                back.len(),
-                crc32(&back),
-                data.len()
-            ));
-        }
-        Ok((upload, download))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let stream = connect(SocketAddr::new(download_from, TRANSFER_PORT))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let target = dir.join("downloaded");
+    let started = Instant::now();
+    let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
+    // `get` checks the whole file's CRC-32 against GET_READY's.
+    let got = conn
+        .get(name, &target, false, &mut |_, _| {})
+        .map_err(|e| format!("GET: {e}"))?;
+    let download = started.elapsed();
+    let back = std::fs::read(&target).map_err(|e| e.to_string())?;
+    if got.crc != expected_crc || back.len() != data.len() || back != data {
+        return Err(format!(
+            "downloaded {} bytes, CRC {:08x}; uploaded {} bytes, CRC {expected_crc:08x}",
+            back.len(),
+            crc32(&back),
+            data.len()
+        ));
+    }
+    Ok((upload, download))
 }
 
 /// Round trips of a 32-byte message on one tcp/7 connection: p50 and p99.

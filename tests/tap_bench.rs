@@ -8,6 +8,8 @@
 
 #[path = "common/netns.rs"]
 mod netns;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 #[allow(dead_code)]
 #[path = "../examples/tap_bench/main.rs"]
@@ -24,8 +26,7 @@ fn tap_bench_runs_every_part_and_every_byte_arrives() {
         return;
     }
     let ns = NetNs::create();
-    let temp = std::env::temp_dir().join(format!("tap_bench_test-{}", std::process::id()));
-    std::fs::create_dir_all(&temp).unwrap();
+    let temp = scratch::ScratchDir::new("tap-bench");
     let args = tap_bench::Args::parse_from([
         "tap_bench",
         "--tap",
@@ -42,7 +43,7 @@ fn tap_bench_runs_every_part_and_every_byte_arrives() {
         "1,4,16,64",
         "--verify",
         "--temp-dir",
-        temp.to_str().unwrap(),
+        temp.path().to_str().unwrap(),
     ]);
     // Every thread the benchmark starts is created from this one, so all of them
     // (the stack and the kernel peers) are inside the namespace.
@@ -51,7 +52,7 @@ fn tap_bench_runs_every_part_and_every_byte_arrives() {
         .join()
         .expect("the benchmark panicked")
         .unwrap_or_else(|e| panic!("tap_bench failed: {e}"));
-    let _ = std::fs::remove_dir_all(&temp);
+    drop(temp);
     println!("{report}");
 
     assert_eq!(

@@ -33,7 +33,7 @@ use smolsock::wire::transfer::{
 };
 
 use netns::{NetNs, reset_on_close, retry};
-use scratch::ScratchDir;
+use scratch::{ScratchDir, file_bytes};
 
 /// The transfer server's address as the client is told it.
 const SERVER_V4: &str = "192.168.69.1:2121";
@@ -285,20 +285,6 @@ fn the_reference_crc_is_zlibs() {
     // zlib.crc32(b"123456789") == 0xcbf43926, the check value of CRC-32/ISO-HDLC.
     assert_eq!(zlib_crc32(b"123456789"), 0xcbf4_3926);
     assert_eq!(zlib_crc32(b""), 0);
-}
-
-/// `len` bytes no two runs of which repeat soon (xorshift), so a misplaced or
-/// repeated chunk cannot go unnoticed.
-fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
 }
 
 fn assert_same_file(path: &Path, expected: &[u8]) {

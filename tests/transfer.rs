@@ -1188,24 +1188,6 @@ fn protocol_examples() -> Vec<Vec<ExampleFrame>> {
     blocks
 }
 
-/// Removes a scratch directory however the test ends.
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("smolsock-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl<S: Storage + 'static> Rig<S> {
     /// Plays one worked example on connection `i`: sends the client's frames,
     /// and checks that the server's are the document's, byte for byte.
@@ -1235,7 +1217,7 @@ fn the_worked_examples_of_protocol_md_replay_byte_for_byte_against_the_server() 
         max_total_bytes: 13 + 4096,
         ..DirLimits::DEFAULT
     };
-    let store = DirStore::open(&dir.0, limits).unwrap();
+    let store = DirStore::open(dir.path(), limits).unwrap();
     let mut rig = Rig::with_options(store, SimConfig::new(20), 65_540, ServerConfig::DEFAULT);
     let blocks = protocol_examples();
     assert_eq!(blocks.len(), 9, "the examples this test knows");
@@ -1274,7 +1256,7 @@ fn the_worked_examples_of_protocol_md_replay_byte_for_byte_against_the_server() 
     assert_eq!(checked, 24, "every server frame of the examples");
     assert_eq!(rig.stored("hello.txt").unwrap(), b"hello, world\n");
     assert_eq!(
-        std::fs::read(dir.0.join("hello.txt")).unwrap(),
+        std::fs::read(dir.join("hello.txt")).unwrap(),
         b"hello, world\n"
     );
 }
@@ -1418,6 +1400,10 @@ fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
 #[path = "../examples/transfer/protocol.rs"]
 mod cli;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::ScratchDir;
+
 impl<S: Storage + 'static> Rig<S> {
     /// One turn of the network and the server, then the clock moves on.
     fn step(&mut self) {
@@ -1523,7 +1509,7 @@ impl<S: Storage + 'static> cli::Stream for SimStream<'_, S> {
 fn the_cli_protocol_code_puts_lists_stats_gets_and_deletes_over_a_rough_link() {
     let dir = ScratchDir::new("transfer-cli");
     let data = pattern(300_000, 30);
-    let source = dir.0.join("source.bin");
+    let source = dir.join("source.bin");
     std::fs::write(&source, &data).unwrap();
     let mut rig = Rig::patient(
         leak_locked(&CLI_STORE),
@@ -1546,7 +1532,7 @@ fn the_cli_protocol_code_puts_lists_stats_gets_and_deletes_over_a_rough_link() {
         conn.stat(name("copy.bin")).unwrap(),
         (300_000, crc32(&data))
     );
-    let target = dir.0.join("back.bin");
+    let target = dir.join("back.bin");
     let mut seen = Vec::new();
     let report = conn
         .get(name("copy.bin"), &target, false, &mut |d, t| {
@@ -1573,7 +1559,7 @@ static CLI_RESUME_STORE: Mutex<RamStore<4, { 1 << 20 }>> = Mutex::new(RamStore::
 fn the_cli_protocol_code_resumes_a_cut_upload_and_a_cut_download() {
     let dir = ScratchDir::new("transfer-cli-resume");
     let data = pattern(200_000, 31);
-    let source = dir.0.join("source.bin");
+    let source = dir.join("source.bin");
     std::fs::write(&source, &data).unwrap();
     let mut rig = Rig::new(leak_locked(&CLI_RESUME_STORE), SimConfig::new(23));
 
@@ -1597,7 +1583,7 @@ fn the_cli_protocol_code_resumes_a_cut_upload_and_a_cut_download() {
     assert!(rig.stored("up.bin").unwrap() == data);
 
     // The same for a download: the part file stays, then the rest comes.
-    let target = dir.0.join("down.bin");
+    let target = dir.join("down.bin");
     let stream = SimStream::new(&mut rig, 2).cut_after(90_000);
     let mut conn = cli::Connection::open(stream).unwrap();
     let cut = conn.get(name("up.bin"), &target, false, &mut |_, _| {});

@@ -1,5 +1,5 @@
 //! A scratch directory per test, removed with everything in it on drop (also when
-//! the test panics).
+//! the test panics), and the pseudo-random file contents tests put in it.
 
 // Each test crate that includes this file uses a different part of it.
 #![allow(dead_code)]
@@ -39,4 +39,18 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// `len` pseudo-random bytes (xorshift64 from `seed`): a file's contents that
+/// neither compress nor repeat, the same for the same seed.
+pub fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[3]
+        })
+        .collect()
 }
