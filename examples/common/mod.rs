@@ -112,7 +112,8 @@ pub fn whole_percent(done: u64, total: u64) -> u64 {
     }
 }
 
-/// Cells of the bar, as in `examples/transfer`.
+/// Cells of the plain one-line bar that [`TransferBar::finish`] returns for a log
+/// (the live bar fills the terminal's width).
 const BAR_CELLS: u64 = 30;
 
 /// A file transfer's progress bar on the simulated link.
