@@ -1,8 +1,8 @@
 //! First end-to-end checks of the net layer over the in-process link.
 
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service, TcpClient,
-    TcpServer,
+    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service,
+    StreamingFrames, TcpClient, TcpServer,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
@@ -286,4 +286,110 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
     assert_eq!(got, frames, "the server echoed both frames whole");
     assert_eq!(end, RecvError::Finished, "then the server closed cleanly");
     assert_eq!((server.stats().resets, server.stats().aborted), (0, 0));
+}
+
+#[test]
+fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(5).with_faults(FaultConfig::ROUGH),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(9000, [s1], [handler]);
+    let c = net.client.sockets.add(tcp_socket());
+    let mut ports = PortAllocator::<4>::new(2);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    // No frame storage on the client: bodies are produced and checked in place.
+    let mut stream = StreamingFrames::new(format);
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    StreamingFrames::configure(sock);
+    client
+        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
+        .unwrap();
+
+    // Frames up to 8 KiB through 4 KiB buffers, one of them empty.
+    let lens: Vec<usize> = (0..30usize).map(|i| (i * 1999) % 8193).collect();
+    let byte = |frame: usize, offset: usize| (frame * 31 + offset * 7) as u8;
+    let (mut sent, mut closed, mut calls) = (0, false, 0usize);
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut open = false;
+    let mut empty = ();
+    let end = net
+        .run_services(
+            &mut server,
+            &mut empty,
+            Duration::from_secs(120),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && !closed {
+                    return None;
+                }
+                while sent < lens.len() {
+                    let frame = sent;
+                    match stream.send_with(sock, lens[frame], |offset, space| {
+                        for (i, b) in space.iter_mut().enumerate() {
+                            *b = byte(frame, offset + i);
+                        }
+                        space.len()
+                    }) {
+                        Ok(()) => sent += 1,
+                        Err(SendError::WouldBlock) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                if sent == lens.len() && !closed {
+                    stream.close(sock).unwrap();
+                    closed = true;
+                }
+                loop {
+                    // Take at most 700 bytes per call and then stop: back-pressure.
+                    calls += 1;
+                    let mut budget = 700;
+                    let result = stream.recv_pieces(sock, |piece| {
+                        if !open {
+                            assert_eq!(piece.frame_len, lens[got.len()]);
+                            got.push(Vec::new());
+                            open = true;
+                        }
+                        let frame = got.last_mut().unwrap();
+                        assert_eq!(piece.offset, frame.len());
+                        let n = piece.bytes.len().min(budget);
+                        budget -= n;
+                        frame.extend_from_slice(&piece.bytes[..n]);
+                        if piece.ends_frame && n == piece.bytes.len() {
+                            open = false;
+                        }
+                        n
+                    });
+                    match result {
+                        Ok(0) => return None,
+                        Ok(_) => {}
+                        Err(e) => return Some(e),
+                    }
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(end, RecvError::Finished);
+    assert_eq!(got.len(), lens.len());
+    for (i, frame) in got.iter().enumerate() {
+        assert_eq!(frame.len(), lens[i]);
+        assert!(
+            frame.iter().enumerate().all(|(o, &b)| b == byte(i, o)),
+            "frame {i}"
+        );
+    }
+    assert!(calls > lens.len(), "the receiver stopped early and resumed");
+    let stats = stream.stats();
+    assert_eq!(stats.read.frames, lens.len() as u64);
+    assert_eq!(stats.write.frames, lens.len() as u64);
+    assert!(stats.write.split_frames > 0);
 }
