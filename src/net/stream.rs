@@ -246,9 +246,13 @@ impl FrameTx {
         }
         self.writer.begin(len)?;
         // As in `send`: two rounds for the two pieces of the ring, and a plain
-        // count out of the closure (an error waits beside it).
+        // count out of the closure (an error waits beside it). A full ring is not
+        // asked at all: with small frames that is one `send` call in two.
         let mut refused = None;
         for _ in 0..2 {
+            if !socket.can_send() {
+                break;
+            }
             let writer = &mut self.writer;
             let written = socket
                 .send(|space| match writer.write_begun_with(space, &mut fill) {
@@ -270,7 +274,7 @@ impl FrameTx {
             }
         }
         // `fill` may also have had no more bytes yet; only a full ring is back-pressure.
-        if socket.send_queue() >= socket.send_capacity() {
+        if !socket.can_send() {
             self.send_full = self.send_full.saturating_add(1);
         }
         Err(SendError::WouldBlock)
