@@ -11,8 +11,7 @@
 use core::mem::size_of;
 
 use smolsock::net::{
-    FrameTx, Framed, FramedStream, PortAllocator, StreamingFrames, TcpClient, TcpServer,
-    UdpService,
+    FrameTx, Framed, FramedStream, PortAllocator, StreamingFrames, TcpClient, TcpServer, UdpService,
 };
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
