@@ -7,7 +7,7 @@ use smolsock::net::{
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
-use smolsock::wire::frame::{HeaderFormat, WriteError};
+use smolsock::wire::frame::{HeaderFormat, ReadError, WriteError};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
@@ -392,4 +392,72 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
     assert_eq!(stats.read.frames, lens.len() as u64);
     assert_eq!(stats.write.frames, lens.len() as u64);
     assert!(stats.write.split_frames > 0);
+}
+
+/// A peer that sends raw `bytes` and closes; the server reads them with
+/// `StreamingFrames::recv_pieces` until it reports an error, which is returned.
+fn streaming_server_reads(bytes: &'static [u8], format: HeaderFormat) -> (RecvError, u64) {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(9),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s = net.server.sockets.add(tcp_socket());
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(s)
+        .listen(9000)
+        .unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    sock.connect(cx, (SERVER_V4, 9000), 49152).unwrap();
+    let mut stream = StreamingFrames::new(format);
+    let mut sent = false;
+    let mut body = 0u64;
+    let error = net
+        .run_until(Duration::from_secs(30), |net| {
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            if !sent && sock.may_send() {
+                assert_eq!(sock.send_slice(bytes), Ok(bytes.len()));
+                sock.close();
+                sent = true;
+            }
+            let sock = net.server.sockets.get_mut::<tcp::Socket>(s);
+            stream
+                .recv_pieces(sock, |piece| {
+                    body += piece.bytes.len() as u64;
+                    piece.bytes.len()
+                })
+                .err()
+        })
+        .unwrap();
+    (error, body)
+}
+
+#[test]
+fn streaming_frames_report_a_truncated_frame_and_an_oversize_header() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    // A whole frame, then one announcing 100 bytes that brings 10 before the close.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x02hi\0\0\0\x640123456789", format);
+    assert_eq!(
+        error,
+        RecvError::Frame(ReadError::Truncated {
+            received: 14,
+            expected: Some(104)
+        })
+    );
+    assert_eq!(body, 12, "every byte that came was handed out");
+    // A header over the maximum stops the reader there.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x01!\0\0\x01\0garbage", format);
+    assert_eq!(
+        error,
+        RecvError::Frame(ReadError::Oversize { len: 256, max: 100 })
+    );
+    assert_eq!(body, 1);
+    // A clean close on a frame boundary is the end of the stream.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x01!\0\0\0\0", format);
+    assert_eq!(error, RecvError::Finished);
+    assert_eq!(body, 1);
 }
