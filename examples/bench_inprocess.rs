@@ -9,17 +9,24 @@
 //! stack, with a `FramedStream` (configured with `FramedStream::configure`, as an
 //! application would) on each socket: the sender writes whole frames of a real body
 //! with `send_frame`, the receiver takes them with `recv_frame` and checks each
-//! one's length and sequence number.
+//! one's length and sequence number. The streaming path is the same stack with a
+//! `StreamingFrames` on each socket: the sender writes each frame's header and then
+//! fills its body in place in the send ring (`send_with`), the receiver takes each
+//! body in the pieces it sits in the receive ring (`recv_pieces`) and checks every
+//! piece's frame length and offset, where each frame ends, and its sequence number.
+//! Like the raw sender, which leaves the ring's bytes as they are, the streaming
+//! sender writes only the 8-byte sequence number and leaves the rest of the body as
+//! it is (`--verify` writes and checks a full pattern, as the framed path's body).
 //!
 //! ```sh
 //! cargo run --release --example bench_inprocess              # both cases, 5 rounds
 //! cargo run --release --example bench_inprocess -- --help
 //! ```
 //!
-//! Each round runs the three paths back to back (raw as smoltcp has it, raw with
-//! the socket options `FramedStream::configure` sets, framed); the table gives the
-//! median rate of each path and the median, lowest and highest framed / raw ratio
-//! within a round. Rates are per second of the thread's CPU time, not wall time:
+//! Each round runs the four paths back to back (raw as smoltcp has it, raw with
+//! the socket options `FramedStream::configure` sets, framed, streaming); the table
+//! gives the median rate of each path and the median, lowest and highest framed /
+//! raw and streaming / raw ratios within a round. Rates are per second of the thread's CPU time, not wall time:
 //! everything runs on one thread, so this is the cost of the transfer even on a
 //! machine shared with other work (wall time is shown beside it).
 
@@ -28,7 +35,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
 use clap::Parser;
-use smolsock::net::{FramedStream, RecvError, SendError};
+use smolsock::net::{FramedStream, RecvError, SendError, StreamingFrames};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
@@ -65,6 +72,9 @@ struct Options {
     /// Run the framed path alone, for a profiler (`perf record`); prints its row only.
     #[arg(long)]
     framed_only: bool,
+    /// Run the streaming path alone, for a profiler; prints its row only.
+    #[arg(long)]
+    streaming_only: bool,
 }
 
 /// One configuration of the stack and the frames.
@@ -404,15 +414,130 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     })
 }
 
+/// Byte `offset` of the body of frame `seq`: its sequence number (little endian)
+/// in the first 8 bytes, then the pattern of `pattern`.
+fn body_byte(seq: u64, offset: usize) -> u8 {
+    match seq.to_le_bytes().get(offset) {
+        Some(&byte) => byte,
+        None => (offset * 7 + 1) as u8,
+    }
+}
+
+/// Writes bytes `offset..` of frame `seq`'s body into `space`, in place: the
+/// sequence number only, or (`whole`) every byte.
+fn fill_body(seq: u64, offset: usize, space: &mut [u8], whole: bool) {
+    let end = if whole {
+        space.len()
+    } else {
+        8usize.saturating_sub(offset).min(space.len())
+    };
+    for (i, byte) in space[..end].iter_mut().enumerate() {
+        *byte = body_byte(seq, offset + i);
+    }
+}
+
+/// The same transfer through `StreamingFrames`: bodies filled in place in the send
+/// ring and taken in pieces from the receive ring, no copy besides smoltcp's own.
+fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
+    let mut stack = Stack::connected(case, StreamingFrames::configure)?;
+    let format = case.format();
+    let (mut rx, mut tx) = (StreamingFrames::new(format), StreamingFrames::new(format));
+    let frames = total.div_ceil(case.frame_len as u64);
+    let (mut sent, mut got, mut received) = (0u64, 0u64, 0u64);
+    // Body bytes of frame `got` taken so far, and the first thing found wrong.
+    let mut taken = 0usize;
+    let mut wrong: Option<String> = None;
+    let (polls, packets) = (stack.polls, stack.device.packets);
+    let stopwatch = Stopwatch::start();
+    while got < frames {
+        stack.poll();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
+        loop {
+            let result = rx.recv_pieces(socket, |piece| {
+                let end = piece.offset + piece.bytes.len();
+                if piece.frame_len != case.frame_len
+                    || piece.offset != taken
+                    || piece.ends_frame != (end == case.frame_len)
+                {
+                    wrong.get_or_insert(format!(
+                        "frame {got}: piece of {} bytes at {} of {} (expected at {taken} of {})",
+                        piece.bytes.len(),
+                        piece.offset,
+                        piece.frame_len,
+                        case.frame_len
+                    ));
+                    return 0;
+                }
+                // The sequence number is checked on every frame, the rest on request.
+                let checked = if verify {
+                    piece.bytes.len()
+                } else {
+                    8usize.saturating_sub(piece.offset).min(piece.bytes.len())
+                };
+                let in_place = piece.bytes[..checked]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &byte)| byte == body_byte(got, piece.offset + i));
+                if !in_place {
+                    wrong.get_or_insert(format!("frame {got} is not the one sent"));
+                    return 0;
+                }
+                black_box(piece.bytes);
+                taken = end;
+                if piece.ends_frame {
+                    received += case.frame_len as u64;
+                    got += 1;
+                    taken = 0;
+                }
+                piece.bytes.len()
+            });
+            if let Some(wrong) = wrong.take() {
+                return Err(wrong);
+            }
+            match result {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(RecvError::Finished) => return Err("the sender closed early".into()),
+                Err(e) => return Err(format!("recv_pieces: {e}")),
+            }
+        }
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+        while sent < frames {
+            let fill = |offset: usize, space: &mut [u8]| {
+                fill_body(sent, offset, space, verify);
+                space.len()
+            };
+            match tx.send_with(socket, case.frame_len, fill) {
+                Ok(()) => sent += 1,
+                Err(SendError::WouldBlock) => break,
+                Err(e) => return Err(format!("send_with: {e}")),
+            }
+        }
+    }
+    let (elapsed, cpu) = stopwatch.read();
+    Ok(Run {
+        bytes: received,
+        frames: got as f64,
+        elapsed,
+        cpu,
+        polls: stack.polls - polls,
+        packets: stack.device.packets - packets,
+    })
+}
+
 /// The paths measured, in the order each round runs them.
-const PATHS: [&str; 3] = ["raw", "raw-nodelay", "framed"];
+const PATHS: [&str; 4] = ["raw", "raw-nodelay", "framed", "streaming"];
+
+/// The framing paths, compared with each baseline (the first two of `PATHS`).
+const FRAMING: [usize; 2] = [2, 3];
 
 /// The medians of several rounds of one case, one per path of `PATHS`.
 struct Row {
     case: Case,
-    runs: [Run; 3],
-    /// framed / baseline (raw, raw-nodelay) of each round: median, lowest, highest.
-    ratios: [(f64, f64, f64); 2],
+    runs: [Run; 4],
+    /// framed and streaming / baseline (raw, raw-nodelay) of each round: median,
+    /// lowest, highest; `ratios[framing][baseline]`.
+    ratios: [[(f64, f64, f64); 2]; 2],
 }
 
 fn median(runs: &mut [Run]) -> Run {
@@ -432,13 +557,17 @@ fn spread(values: &mut [f64]) -> (f64, f64, f64) {
 
 fn measure(case: &Case, options: &Options) -> Result<Row, String> {
     let total = options.mib * 1024 * 1024;
-    let mut runs: [Vec<Run>; 3] = Default::default();
-    let mut ratios: [Vec<f64>; 2] = Default::default();
+    let mut runs: [Vec<Run>; 4] = Default::default();
+    let mut ratios: [[Vec<f64>; 2]; 2] = Default::default();
     for _ in 0..options.rounds.max(1) {
-        if options.framed_only {
-            let run = framed(case, total, options.verify)?;
+        if options.framed_only || options.streaming_only {
+            let (path, run) = if options.framed_only {
+                ("framed", framed(case, total, options.verify)?)
+            } else {
+                ("streaming", streaming(case, total, options.verify)?)
+            };
             println!(
-                "{}: framed {:.0} MB/s of CPU time",
+                "{}: {path} {:.0} MB/s of CPU time",
                 case.describe(),
                 run.bytes_per_sec() / 1e6
             );
@@ -450,21 +579,24 @@ fn measure(case: &Case, options: &Options) -> Result<Row, String> {
             raw(case, total, |_| {})?,
             raw(case, total, FramedStream::<Vec<u8>>::configure)?,
             framed(case, total, options.verify)?,
+            streaming(case, total, options.verify)?,
         ];
-        for (ratios, baseline) in ratios.iter_mut().zip(&round) {
-            ratios.push(round[2].bytes_per_sec() / baseline.bytes_per_sec());
+        for (ratios, framing) in ratios.iter_mut().zip(FRAMING) {
+            for (ratios, baseline) in ratios.iter_mut().zip(&round) {
+                ratios.push(round[framing].bytes_per_sec() / baseline.bytes_per_sec());
+            }
         }
         for (runs, run) in runs.iter_mut().zip(round) {
             runs.push(run);
         }
     }
-    if options.framed_only {
-        return Err("--framed-only prints no table".into());
+    if options.framed_only || options.streaming_only {
+        return Err("--framed-only and --streaming-only print no table".into());
     }
     Ok(Row {
         case: *case,
         runs: runs.map(|mut runs| median(&mut runs)),
-        ratios: ratios.map(|mut ratios| spread(&mut ratios)),
+        ratios: ratios.map(|ratios| ratios.map(|mut ratios| spread(&mut ratios))),
     })
 }
 
@@ -473,7 +605,7 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>15}",
+        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>16} | {:>16}",
         "case",
         "path",
         "MB/s",
@@ -482,18 +614,19 @@ fn render(rows: &[Row], options: &Options) -> String {
         "wall MB/s",
         "polls/MiB",
         "pkts/MiB",
-        "framed/this"
+        "framed/this",
+        "streaming/this"
     );
     for row in rows {
         for (i, (path, run)) in PATHS.iter().zip(&row.runs).enumerate() {
             let bps = run.bytes_per_sec();
-            let ratio = match row.ratios.get(i) {
+            let ratio = |framing: usize| match row.ratios[framing].get(i) {
                 Some((median, low, high)) => format!("{median:.2} ({low:.2}-{high:.2})"),
                 None => String::new(),
             };
             let _ = writeln!(
                 out,
-                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>15}",
+                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>16} | {:>16}",
                 row.case.describe(),
                 path,
                 bps / 1e6,
@@ -502,16 +635,19 @@ fn render(rows: &[Row], options: &Options) -> String {
                 run.bytes_per_wall_sec() / 1e6,
                 run.polls as f64 * MIB / run.bytes as f64,
                 run.packets as f64 * MIB / run.bytes as f64,
-                ratio
+                ratio(0),
+                ratio(1)
             );
         }
     }
     let _ = writeln!(
         out,
-        "{} MiB per run, {} rounds; rates are medians; framed/this is the median (lowest-highest) \
-         of framed / this path within each round.\nraw: smoltcp's loopback_benchmark (socket \
-         defaults, Nagle on); raw-nodelay: the same with FramedStream::configure's options \
-         (Nagle off); framed: FramedStream send_frame/recv_frame.\nRates are per second of \
+        "{} MiB per run, {} rounds; rates are medians; framed/this and streaming/this are the \
+         median (lowest-highest) of that path / this path within each round.\nraw: smoltcp's \
+         loopback_benchmark (socket defaults, Nagle on); raw-nodelay: the same with \
+         FramedStream::configure's options (Nagle off); framed: FramedStream \
+         send_frame/recv_frame; streaming: StreamingFrames send_with/recv_pieces (body \
+         filled and taken in place).\nRates are per second of \
          CPU time of the one thread that runs everything (wall MB/s beside); MB = 10^6 bytes \
          of payload (frame bodies for framed); raw frames/s = payload / frame length.",
         options.mib,
@@ -551,11 +687,18 @@ mod tests {
                 frame_len: case.frame_len.min(1000),
                 ..*case
             };
-            let total = 64 * 1024;
-            let run = framed(&small, total, true).unwrap();
+            let total: u64 = 64 * 1024;
             let frames = total.div_ceil(small.frame_len as u64);
-            assert_eq!(run.frames as u64, frames);
-            assert_eq!(run.bytes, frames * small.frame_len as u64);
+            // Both framing paths check each frame's length, sequence number and
+            // every byte of its body (`verify`); streaming also each piece's offset
+            // and where the frame ends.
+            for run in [
+                framed(&small, total, true).unwrap(),
+                streaming(&small, total, true).unwrap(),
+            ] {
+                assert_eq!(run.frames as u64, frames);
+                assert_eq!(run.bytes, frames * small.frame_len as u64);
+            }
             assert!(raw(&small, total, |_| {}).unwrap().bytes >= total);
         }
     }

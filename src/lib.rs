@@ -17,7 +17,7 @@
 //! |---|---|
 //! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
 //! | [`service`] | echo, framed echo, UDP echo, HTTP, file transfer |
-//! | [`net`] | [`net::FramedStream`], [`net::TcpServer`], [`net::UdpService`], [`net::TcpClient`] |
+//! | [`net`] | [`net::FramedStream`], [`net::StreamingFrames`], [`net::TcpServer`], [`net::UdpService`], [`net::TcpClient`] |
 //! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
 //!
 //! The [`wire`] layer knows nothing of smoltcp, time or I/O, so it is tested on bytes

@@ -11,7 +11,7 @@
 use core::mem::size_of;
 
 use smolsock::net::{
-    FrameTx, Framed, FramedStream, PortAllocator, TcpClient, TcpServer, UdpService,
+    FrameTx, Framed, FramedStream, PortAllocator, StreamingFrames, TcpClient, TcpServer, UdpService,
 };
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
@@ -19,6 +19,7 @@ use smolsock::service::http::{HttpResponder, StatusSite};
 use smolsock::service::transfer::{SharedStore, TransferClient, TransferServer, UploadLease};
 use smolsock::service::udp_echo::UdpEcho;
 use smolsock::store::RamStore;
+use smolsock::wire::body::BodyReader;
 use smolsock::wire::frame::{FrameReader, FrameWriter};
 use smoltcp::iface::{Interface, SocketStorage};
 use smoltcp::socket::{tcp, udp};
@@ -52,6 +53,18 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "FrameReader + FrameTx: one framed connection",
             size_of::<FramedStream<[u8; 1028]>>(),
             1240,
+        ),
+        (
+            "BodyReader",
+            "header format, partial header, place in the body, counters",
+            size_of::<BodyReader>(),
+            120,
+        ),
+        (
+            "StreamingFrames",
+            "BodyReader + FrameTx: one framed connection with no frame storage",
+            size_of::<StreamingFrames>(),
+            208,
         ),
         (
             "Echo",

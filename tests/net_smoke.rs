@@ -1,13 +1,13 @@
 //! First end-to-end checks of the net layer over the in-process link.
 
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service, TcpClient,
-    TcpServer,
+    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service,
+    StreamingFrames, TcpClient, TcpServer,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
-use smolsock::wire::frame::{HeaderFormat, WriteError};
+use smolsock::wire::frame::{HeaderFormat, ReadError, WriteError};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
@@ -286,4 +286,178 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
     assert_eq!(got, frames, "the server echoed both frames whole");
     assert_eq!(end, RecvError::Finished, "then the server closed cleanly");
     assert_eq!((server.stats().resets, server.stats().aborted), (0, 0));
+}
+
+#[test]
+fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(5).with_faults(FaultConfig::ROUGH),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(9000, [s1], [handler]);
+    let c = net.client.sockets.add(tcp_socket());
+    let mut ports = PortAllocator::<4>::new(2);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    // No frame storage on the client: bodies are produced and checked in place.
+    let mut stream = StreamingFrames::new(format);
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    StreamingFrames::configure(sock);
+    client
+        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
+        .unwrap();
+
+    // Frames up to 8 KiB through 4 KiB buffers, one of them empty.
+    let lens: Vec<usize> = (0..30usize).map(|i| (i * 1999) % 8193).collect();
+    let byte = |frame: usize, offset: usize| (frame * 31 + offset * 7) as u8;
+    let (mut sent, mut closed, mut calls) = (0, false, 0usize);
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut open = false;
+    let mut empty = ();
+    let end = net
+        .run_services(
+            &mut server,
+            &mut empty,
+            Duration::from_secs(120),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && !closed {
+                    return None;
+                }
+                while sent < lens.len() {
+                    let frame = sent;
+                    match stream.send_with(sock, lens[frame], |offset, space| {
+                        for (i, b) in space.iter_mut().enumerate() {
+                            *b = byte(frame, offset + i);
+                        }
+                        space.len()
+                    }) {
+                        Ok(()) => sent += 1,
+                        Err(SendError::WouldBlock) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                if sent == lens.len() && !closed {
+                    stream.close(sock).unwrap();
+                    closed = true;
+                }
+                loop {
+                    // Take at most 700 bytes per call and then stop: back-pressure.
+                    calls += 1;
+                    let mut budget = 700;
+                    let result = stream.recv_pieces(sock, |piece| {
+                        if !open {
+                            assert_eq!(piece.frame_len, lens[got.len()]);
+                            got.push(Vec::new());
+                            open = true;
+                        }
+                        let frame = got.last_mut().unwrap();
+                        assert_eq!(piece.offset, frame.len());
+                        let n = piece.bytes.len().min(budget);
+                        budget -= n;
+                        frame.extend_from_slice(&piece.bytes[..n]);
+                        if piece.ends_frame && n == piece.bytes.len() {
+                            open = false;
+                        }
+                        n
+                    });
+                    match result {
+                        Ok(0) => return None,
+                        Ok(_) => {}
+                        Err(e) => return Some(e),
+                    }
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(end, RecvError::Finished);
+    assert_eq!(got.len(), lens.len());
+    for (i, frame) in got.iter().enumerate() {
+        assert_eq!(frame.len(), lens[i]);
+        assert!(
+            frame.iter().enumerate().all(|(o, &b)| b == byte(i, o)),
+            "frame {i}"
+        );
+    }
+    assert!(calls > lens.len(), "the receiver stopped early and resumed");
+    let stats = stream.stats();
+    assert_eq!(stats.read.frames, lens.len() as u64);
+    assert_eq!(stats.write.frames, lens.len() as u64);
+    assert!(stats.write.split_frames > 0);
+}
+
+/// A peer that sends raw `bytes` and closes; the server reads them with
+/// `StreamingFrames::recv_pieces` until it reports an error, which is returned.
+fn streaming_server_reads(bytes: &'static [u8], format: HeaderFormat) -> (RecvError, u64) {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(9),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s = net.server.sockets.add(tcp_socket());
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(s)
+        .listen(9000)
+        .unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    sock.connect(cx, (SERVER_V4, 9000), 49152).unwrap();
+    let mut stream = StreamingFrames::new(format);
+    let mut sent = false;
+    let mut body = 0u64;
+    let error = net
+        .run_until(Duration::from_secs(30), |net| {
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            if !sent && sock.may_send() {
+                assert_eq!(sock.send_slice(bytes), Ok(bytes.len()));
+                sock.close();
+                sent = true;
+            }
+            let sock = net.server.sockets.get_mut::<tcp::Socket>(s);
+            stream
+                .recv_pieces(sock, |piece| {
+                    body += piece.bytes.len() as u64;
+                    piece.bytes.len()
+                })
+                .err()
+        })
+        .unwrap();
+    (error, body)
+}
+
+#[test]
+fn streaming_frames_report_a_truncated_frame_and_an_oversize_header() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    // A whole frame, then one announcing 100 bytes that brings 10 before the close.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x02hi\0\0\0\x640123456789", format);
+    assert_eq!(
+        error,
+        RecvError::Frame(ReadError::Truncated {
+            received: 14,
+            expected: Some(104)
+        })
+    );
+    assert_eq!(body, 12, "every byte that came was handed out");
+    // A header over the maximum stops the reader there.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x01!\0\0\x01\0garbage", format);
+    assert_eq!(
+        error,
+        RecvError::Frame(ReadError::Oversize { len: 256, max: 100 })
+    );
+    assert_eq!(body, 1);
+    // A clean close on a frame boundary is the end of the stream.
+    let (error, body) = streaming_server_reads(b"\0\0\0\x01!\0\0\0\0", format);
+    assert_eq!(error, RecvError::Finished);
+    assert_eq!(body, 1);
 }

@@ -9,6 +9,8 @@
 //! buffer is reported as [`SendError::WouldBlock`]: back-pressure, retry later.
 //!
 //! - [`FramedStream`]: length framing on one TCP socket (client or server side).
+//! - [`StreamingFrames`]: the same framing with no frame storage: bodies go between
+//!   the application and the socket rings in pieces, with no copy.
 //! - [`TcpServer`]: `socketserver` on a pool of `N` sockets, with [`Handler`] and,
 //!   through [`Framed`], [`FrameHandler`].
 //! - [`TcpClient`] and [`PortAllocator`]: `connect` with a deadline, ephemeral ports.
@@ -44,5 +46,5 @@ pub use server::{
     Connection, End, Flow, FrameHandler, FrameOut, Framed, Handler, ServerConfig, ServerStats,
     TcpServer,
 };
-pub use stream::{FrameTx, FramedStream, RecvError, SendError, StreamStats};
+pub use stream::{FrameTx, FramedStream, RecvError, SendError, StreamStats, StreamingFrames};
 pub use udp::{DatagramHandler, UdpService, UdpStats};

@@ -15,6 +15,7 @@ use core::fmt;
 
 use smoltcp::socket::tcp;
 
+use crate::wire::body::{BodyPiece, BodyReader};
 use crate::wire::frame::{
     FormatError, FrameReader, FrameWriter, HeaderFormat, ReadError, ReadStats, WriteError,
     WriteStats,
@@ -229,6 +230,56 @@ impl FrameTx {
         Err(SendError::WouldBlock)
     }
 
+    /// Sends a frame of `len` body bytes that `fill` writes straight into the send
+    /// ring: see [`StreamingFrames::send_with`].
+    pub fn send_with<F>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        len: usize,
+        mut fill: F,
+    ) -> Result<(), SendError>
+    where
+        F: FnMut(usize, &mut [u8]) -> usize,
+    {
+        if !socket.may_send() {
+            return Err(SendError::NotConnected);
+        }
+        self.writer.begin(len)?;
+        // As in `send`: two rounds for the two pieces of the ring, and a plain
+        // count out of the closure (an error waits beside it). A full ring is not
+        // asked at all: with small frames that is one `send` call in two.
+        let mut refused = None;
+        for _ in 0..2 {
+            if !socket.can_send() {
+                break;
+            }
+            let writer = &mut self.writer;
+            let written = socket
+                .send(|space| match writer.write_begun_with(space, &mut fill) {
+                    Ok(progress) => (progress.written, progress.written),
+                    Err(error) => {
+                        refused = Some(error);
+                        (0, 0)
+                    }
+                })
+                .map_err(|_| SendError::NotConnected)?;
+            if let Some(error) = refused {
+                return Err(SendError::Frame(error));
+            }
+            if !self.writer.in_progress() {
+                return Ok(());
+            }
+            if written == 0 {
+                break;
+            }
+        }
+        // `fill` may also have had no more bytes yet; only a full ring is back-pressure.
+        if !socket.can_send() {
+            self.send_full = self.send_full.saturating_add(1);
+        }
+        Err(SendError::WouldBlock)
+    }
+
     /// Sends `body` only if the whole frame fits now: see [`FramedStream::try_send_frame`].
     pub fn try_send(&mut self, socket: &mut tcp::Socket<'_>, body: &[u8]) -> Result<(), SendError> {
         if self.writer.in_progress() {
@@ -408,6 +459,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FramedStream<B> {
         self.tx.send(socket, body)
     }
 
+    /// Sends a frame of `len` body bytes written in place by `fill`, straight into
+    /// the socket's send ring: see [`StreamingFrames::send_with`]. Shares its place
+    /// with [`send_frame`](Self::send_frame): one frame at a time.
+    pub fn send_with<F>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        len: usize,
+        fill: F,
+    ) -> Result<(), SendError>
+    where
+        F: FnMut(usize, &mut [u8]) -> usize,
+    {
+        self.tx.send_with(socket, len, fill)
+    }
+
     /// Sends `body` as one frame only if it fits in the send buffer whole, right
     /// now; otherwise writes nothing and returns [`SendError::WouldBlock`]. Handy
     /// for small messages built on the stack. Fails with
@@ -471,5 +537,227 @@ impl<B> fmt::Debug for FramedStream<B> {
             .field("reader", &self.reader)
             .field("tx", &self.tx)
             .finish()
+    }
+}
+
+/// Length framing on a smoltcp TCP socket with no frame storage at all: bodies go
+/// between the application and the socket's rings in pieces, with no copy.
+///
+/// [`FramedStream`] gathers each received frame whole (one copy, and RAM for the
+/// largest frame) and sends from a body the caller holds whole. This type keeps only
+/// a [`BodyReader`] (the header being assembled and the place in the body) and a
+/// [`FrameTx`]:
+///
+/// - [`recv_pieces`](Self::recv_pieces) hands each body to a closure in the pieces
+///   it sits in the receive ring, inside `tcp::Socket::recv`;
+/// - [`send_with`](Self::send_with) writes the header, then lets a closure write
+///   the body straight into the send ring, inside `tcp::Socket::send`.
+///
+/// A frame can then be larger than any buffer the device has (file data from flash
+/// to the ring), and a 64 KiB frame moves through 64 KiB socket buffers with no
+/// copy besides smoltcp's own.
+///
+/// ```
+/// use smoltcp::socket::tcp;
+/// use smolsock::net::{RecvError, SendError, StreamingFrames};
+/// use smolsock::wire::frame::HeaderFormat;
+///
+/// /// Sends `image` (in flash, say) as one frame: bytes go from it straight into
+/// /// the send ring. `Ok(false)` while it is still going out: call again.
+/// fn send_image(
+///     frames: &mut StreamingFrames,
+///     socket: &mut tcp::Socket<'_>,
+///     image: &[u8],
+/// ) -> Result<bool, SendError> {
+///     let sent = frames.send_with(socket, image.len(), |offset, space| {
+///         let n = space.len();
+///         space.copy_from_slice(&image[offset..offset + n]);
+///         n
+///     });
+///     match sent {
+///         Ok(()) => Ok(true),
+///         Err(SendError::WouldBlock) => Ok(false),
+///         Err(e) => Err(e),
+///     }
+/// }
+///
+/// /// Adds up the bytes of every frame as it arrives, with no frame buffer.
+/// fn checksum(
+///     frames: &mut StreamingFrames,
+///     socket: &mut tcp::Socket<'_>,
+///     sum: &mut u32,
+/// ) -> Result<usize, RecvError> {
+///     frames.recv_pieces(socket, |piece| {
+///         for &byte in piece.bytes {
+///             *sum = sum.wrapping_add(u32::from(byte));
+///         }
+///         piece.bytes.len()
+///     })
+/// }
+///
+/// let frames = StreamingFrames::new(HeaderFormat::NETWORK);
+/// assert_eq!(frames.stats().read.frames, 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamingFrames {
+    reader: BodyReader,
+    tx: FrameTx,
+}
+
+impl StreamingFrames {
+    /// A stream whose frames use `format`.
+    pub const fn new(format: HeaderFormat) -> Self {
+        Self {
+            reader: BodyReader::new(format),
+            tx: FrameTx::new(format),
+        }
+    }
+
+    /// Sets the socket options a framed connection wants: see
+    /// [`FramedStream::configure`].
+    pub fn configure(socket: &mut tcp::Socket<'_>) {
+        FramedStream::<[u8; 0]>::configure(socket);
+    }
+
+    /// The header format.
+    pub const fn format(&self) -> HeaderFormat {
+        self.reader.format()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StreamStats {
+        StreamStats {
+            read: *self.reader.stats(),
+            write: *self.tx.stats(),
+            send_full: self.tx.send_full(),
+        }
+    }
+
+    /// Offers the frames waiting in the socket's receive ring to `take`, body piece
+    /// by body piece, straight from the ring; returns how many bytes left the ring
+    /// (headers and the body bytes taken).
+    ///
+    /// `take` returns how many bytes of the piece it took. Taking fewer (for example
+    /// when the application's own output is full) stops here, and the rest stays in
+    /// the socket: back-pressure, and TCP's window tells the peer to slow down. The
+    /// next call offers it again, as the next piece of the same frame. A piece of a
+    /// zero-length frame is empty and taken as soon as it is offered.
+    ///
+    /// `Ok(0)`: nothing to read now. `Err(RecvError::Finished)`: the peer closed
+    /// cleanly on a frame boundary and everything was taken. A stream that ended
+    /// mid-frame gives [`ReadError::Truncated`], an oversize header
+    /// [`ReadError::Oversize`] (the reader then stays stopped until
+    /// [`reset`](Self::reset); close the connection).
+    pub fn recv_pieces<F>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        mut take: F,
+    ) -> Result<usize, RecvError>
+    where
+        F: FnMut(BodyPiece<'_>) -> usize,
+    {
+        if let Some(error) = self.reader.error() {
+            return Err(error.into());
+        }
+        let mut total = 0usize;
+        // The receive ring hands out at most two contiguous pieces (before and after
+        // its wrap), so two rounds take all there is.
+        for _ in 0..2 {
+            if !socket.can_recv() {
+                break;
+            }
+            let reader = &mut self.reader;
+            let bytes_before = reader.stats().bytes;
+            let mut failed = None;
+            let (consumed, offered) = socket
+                .recv(|ring| {
+                    if let Err(error) = reader.feed(ring, &mut take) {
+                        failed = Some(error);
+                    }
+                    // Counted by the reader even when it fails: an oversize header
+                    // leaves the ring with the frames before it.
+                    let consumed = reader.stats().bytes.saturating_sub(bytes_before) as usize;
+                    (consumed, (consumed, ring.len()))
+                })
+                .map_err(|_| RecvError::NotConnected)?;
+            total = total.saturating_add(consumed);
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+            // `take` stopped early, or there was nothing to take.
+            if consumed < offered || consumed == 0 {
+                return Ok(total);
+            }
+        }
+        // Nothing left to read and the peer will send no more: clean end or truncation.
+        if total == 0 && !socket.may_recv() && socket.recv_queue() == 0 {
+            self.reader.finish()?;
+            return Err(match socket.state() {
+                tcp::State::CloseWait
+                | tcp::State::LastAck
+                | tcp::State::Closing
+                | tcp::State::TimeWait => RecvError::Finished,
+                _ => RecvError::NotConnected,
+            });
+        }
+        Ok(total)
+    }
+
+    /// Whether the stream is inside a received frame (a header or body not all taken).
+    pub const fn is_mid_frame(&self) -> bool {
+        self.reader.is_mid_frame()
+    }
+
+    /// Sends a frame of `len` body bytes that `fill` writes straight into the send
+    /// ring, like `sendall` without blocking.
+    ///
+    /// The header goes first; then `fill(offset, space)` writes body bytes from
+    /// `offset` (in the body) into `space` (a piece of the send ring, never longer
+    /// than the body still owed) and returns how many it wrote. `Ok(())` once the
+    /// whole frame is queued; [`SendError::WouldBlock`] while part of it still waits
+    /// (the ring is full, or `fill` wrote less than the space it had): call again
+    /// with the same `len` after the next poll, and `fill` is asked for the body from
+    /// where it stopped. Nothing is dropped, and a frame never gets more or fewer
+    /// bytes than its header announced: a `fill` claiming more than `space` is
+    /// refused with [`WriteError::Overrun`] (nothing of that call is queued), a
+    /// frame of another length while this one is owed with [`WriteError::Busy`], and
+    /// [`close`](Self::close) waits for the frame to be finished.
+    pub fn send_with<F>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        len: usize,
+        fill: F,
+    ) -> Result<(), SendError>
+    where
+        F: FnMut(usize, &mut [u8]) -> usize,
+    {
+        self.tx.send_with(socket, len, fill)
+    }
+
+    /// Sends `body` as one frame from a slice: see [`FramedStream::send_frame`].
+    pub fn send_frame(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        self.tx.send(socket, body)
+    }
+
+    /// Whether a frame is half written and waiting for send space.
+    pub const fn send_pending(&self) -> bool {
+        self.tx.pending()
+    }
+
+    /// Closes the sending half once the frame in progress is finished: see
+    /// [`FramedStream::close`].
+    pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
+        self.tx.close(socket)
+    }
+
+    /// Forgets all framing state, to reuse the stream for a new connection.
+    /// Counters stay.
+    pub fn reset(&mut self) {
+        self.reader.reset();
+        self.tx.reset();
     }
 }

@@ -343,6 +343,16 @@ pub enum WriteError {
         /// The body length of the frame in progress.
         in_progress: usize,
     },
+    /// A body-filling closure ([`FrameWriter::write_with`]) claimed to have written
+    /// more bytes than the space it was given. Nothing that call wrote was counted,
+    /// not even header bytes: the frame stays where it was, so the next call writes
+    /// the same place again.
+    Overrun {
+        /// The count the closure returned.
+        claimed: usize,
+        /// The space it was given.
+        space: usize,
+    },
 }
 
 impl fmt::Display for WriteError {
@@ -354,6 +364,10 @@ impl fmt::Display for WriteError {
             WriteError::Busy { in_progress } => {
                 write!(f, "a frame of {in_progress} bytes is still being written")
             }
+            WriteError::Overrun { claimed, space } => write!(
+                f,
+                "body closure claimed {claimed} bytes written into {space} bytes of space"
+            ),
         }
     }
 }
@@ -840,6 +854,68 @@ impl FrameWriter {
         Ok(self.write_begun(body, out))
     }
 
+    /// Writes the next bytes of a frame whose `body_len`-byte body is produced in
+    /// place: the header first, then `fill(offset, space)` writes body bytes from
+    /// `offset` (in the body) into `space` and returns how many it wrote. `space` is
+    /// never longer than the body still owed, so a frame can never get more bytes
+    /// than its header announced; a closure claiming more than `space` is refused
+    /// with [`WriteError::Overrun`] (its bytes are not counted), and one that writes
+    /// fewer simply leaves the rest for the next call.
+    ///
+    /// Like [`write`](Self::write), call again with the same `body_len` until
+    /// [`Progress::complete`]; the writer remembers the offset. A frame that is
+    /// never completed stays [`in_progress`](Self::in_progress), and
+    /// [`finish`](Self::finish) reports it.
+    ///
+    /// ```
+    /// use smolsock::wire::frame::{FrameWriter, HeaderFormat};
+    ///
+    /// // A 6-byte body produced on the fly, into 5 bytes of space per call.
+    /// let mut writer = FrameWriter::new(HeaderFormat::NETWORK);
+    /// let mut wire = Vec::new();
+    /// loop {
+    ///     let mut space = [0u8; 5];
+    ///     let progress = writer
+    ///         .write_with(6, &mut space, |offset, body| {
+    ///             for (i, byte) in body.iter_mut().enumerate() {
+    ///                 *byte = b'a' + (offset + i) as u8;
+    ///             }
+    ///             body.len()
+    ///         })
+    ///         .unwrap();
+    ///     wire.extend_from_slice(&space[..progress.written]);
+    ///     if progress.complete {
+    ///         break;
+    ///     }
+    /// }
+    /// assert_eq!(wire, b"\0\0\0\x06abcdef");
+    /// assert_eq!(writer.finish(), Ok(()));
+    /// ```
+    pub fn write_with<F>(
+        &mut self,
+        body_len: usize,
+        out: &mut [u8],
+        fill: F,
+    ) -> Result<Progress, WriteError>
+    where
+        F: FnMut(usize, &mut [u8]) -> usize,
+    {
+        self.begin(body_len)?;
+        self.write_begun_with(out, fill)
+    }
+
+    /// Says the caller has no more frames to write: `Ok` on a frame boundary,
+    /// [`WriteError::Busy`] if a frame is half written (its header announced bytes
+    /// that never came). The writer is left as it was.
+    pub fn finish(&self) -> Result<(), WriteError> {
+        if self.in_progress {
+            return Err(WriteError::Busy {
+                in_progress: self.body_len,
+            });
+        }
+        Ok(())
+    }
+
     /// Starts a frame with a body of `body_len` bytes, unless one of that length is
     /// already in progress: the checks of [`write`](Self::write), made once before
     /// the copying, so a caller inside a socket's `send` closure has nothing to fail.
@@ -890,8 +966,71 @@ impl FrameWriter {
         if let (Some(pending), Some(space)) = (body.get(body_from..), out.get_mut(written..)) {
             written = written.saturating_add(copy_prefix(pending, space));
         }
-        self.sent = self.sent.saturating_add(written);
+        self.advance(written)
+    }
 
+    /// [`write_with`](Self::write_with) after [`begin`](Self::begin): the header's
+    /// next bytes, then body bytes from `fill`. With no frame in progress, writes
+    /// nothing and says it is complete.
+    pub(crate) fn write_begun_with<F>(
+        &mut self,
+        out: &mut [u8],
+        mut fill: F,
+    ) -> Result<Progress, WriteError>
+    where
+        F: FnMut(usize, &mut [u8]) -> usize,
+    {
+        if !self.in_progress {
+            return Ok(Progress {
+                written: 0,
+                complete: true,
+            });
+        }
+        if out.is_empty() {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+            return Ok(Progress {
+                written: 0,
+                complete: false,
+            });
+        }
+        let header_len = usize::from(self.header.len);
+        let mut written = 0;
+        if self.sent < header_len {
+            if let Some(pending) = self.header.as_bytes().get(self.sent..) {
+                written = copy_prefix(pending, out);
+            }
+        }
+        let offset = self.sent.saturating_add(written).saturating_sub(header_len);
+        let owed = self.body_len.saturating_sub(offset);
+        let mut overrun = None;
+        if let Some(space) = out.get_mut(written..) {
+            let space_len = space.len().min(owed);
+            if let Some(space) = space.get_mut(..space_len) {
+                // An empty body, or no room after the header: nothing to ask for.
+                if !space.is_empty() {
+                    let claimed = fill(offset, space);
+                    if claimed > space_len {
+                        overrun = Some(WriteError::Overrun {
+                            claimed,
+                            space: space_len,
+                        });
+                    } else {
+                        written = written.saturating_add(claimed);
+                    }
+                }
+            }
+        }
+        // Nothing of a call with an overrun counts, not even header bytes, so the
+        // caller has nothing to commit and the next call writes the same bytes again.
+        match overrun {
+            Some(error) => Err(error),
+            None => Ok(self.advance(written)),
+        }
+    }
+
+    /// Counts `written` more bytes of the frame in progress as out.
+    fn advance(&mut self, written: usize) -> Progress {
+        self.sent = self.sent.saturating_add(written);
         self.stats.bytes = self.stats.bytes.saturating_add(written as u64);
         let complete = self.sent >= self.frame_len();
         if complete {

@@ -1,0 +1,607 @@
+//! Frames a piece at a time: bodies go between the input and the application with
+//! no copy and no frame-sized buffer.
+//!
+//! [`FrameReader`](super::frame::FrameReader) gathers each frame whole in its own
+//! storage: one copy of every byte, and RAM for the largest frame. [`BodyReader`]
+//! holds only the header being assembled (at most 4 bytes) and its place in the body
+//! being read; each body comes out in the pieces the input arrived in, as
+//! [`BodyPiece`]s that borrow the input (on a socket, its receive ring). A frame can
+//! then be larger than any buffer the device has.
+//!
+//! The sending side is [`FrameWriter::write_with`](super::frame::FrameWriter::write_with):
+//! header, then a body the caller writes straight into the output space.
+
+use crate::wire::frame::{HeaderFormat, ReadError, ReadStats};
+
+/// Part of a frame's body, borrowed from the input that carried it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyPiece<'a> {
+    /// The body bytes.
+    pub bytes: &'a [u8],
+    /// The body length of the frame this piece belongs to (from its header).
+    pub frame_len: usize,
+    /// Where `bytes` start in the frame's body.
+    pub offset: usize,
+    /// Whether `bytes` run to the end of the body: taking all of them completes the
+    /// frame. A zero-length frame is one empty piece with this set.
+    pub ends_frame: bool,
+}
+
+/// The body being read: its length and how much of it was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Body {
+    len: u32,
+    taken: u32,
+}
+
+/// A streaming frame decoder that keeps no frame: bodies come out in pieces.
+///
+/// Bytes go in with [`feed`](Self::feed), which consumes headers itself and hands
+/// each run of body bytes to the caller's closure as a [`BodyPiece`]. The closure
+/// returns how many bytes of the piece it took; taking fewer stops the feed there,
+/// and the rest is the caller's to keep (in a socket's receive ring it just stays,
+/// which is back-pressure, not loss). A piece of a zero-length frame is empty, so
+/// it is always taken whole when offered.
+///
+/// An oversize header is [`ReadError::Oversize`], counted, and stops the reader
+/// until [`reset`](Self::reset), as with `FrameReader`. [`finish`](Self::finish) at
+/// the end of the stream tells a clean end from a truncated frame.
+///
+/// ```
+/// use smolsock::wire::body::BodyReader;
+/// use smolsock::wire::frame::HeaderFormat;
+///
+/// let mut reader = BodyReader::new(HeaderFormat::NETWORK);
+/// let mut pieces = Vec::new();
+/// // "hello" cut in two reads, then an empty frame.
+/// for input in [&[0, 0, 0, 5, b'h', b'e'][..], &[b'l', b'l', b'o', 0, 0, 0, 0]] {
+///     let taken = reader.feed(input, |piece| {
+///         pieces.push((piece.offset, piece.bytes.to_vec(), piece.ends_frame));
+///         piece.bytes.len()
+///     });
+///     assert_eq!(taken, Ok(input.len()));
+/// }
+/// assert_eq!(
+///     pieces,
+///     [(0, b"he".to_vec(), false), (2, b"llo".to_vec(), true), (0, vec![], true)]
+/// );
+/// assert_eq!(reader.stats().frames, 2);
+/// assert_eq!(reader.finish(), Ok(()));
+/// ```
+#[derive(Clone, Debug)]
+pub struct BodyReader {
+    format: HeaderFormat,
+    header: [u8; 4],
+    /// Header bytes held; zero while a body is being read.
+    header_held: u8,
+    body: Option<Body>,
+    poisoned: Option<ReadError>,
+    stats: ReadStats,
+}
+
+impl BodyReader {
+    /// A reader of frames in `format`.
+    pub const fn new(format: HeaderFormat) -> Self {
+        Self {
+            format,
+            header: [0; 4],
+            header_held: 0,
+            body: None,
+            poisoned: None,
+            stats: ReadStats {
+                reads: 0,
+                bytes: 0,
+                frames: 0,
+                body_bytes: 0,
+                coalesced_reads: 0,
+                split_frames: 0,
+                oversize: 0,
+                truncated: 0,
+            },
+        }
+    }
+
+    /// The header format this reader expects.
+    pub const fn format(&self) -> HeaderFormat {
+        self.format
+    }
+
+    /// The counters so far. `reads` counts calls to [`feed`](Self::feed) with
+    /// bytes; `body_bytes` counts the bodies of whole frames.
+    pub const fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// The error that stopped the reader, if a header was oversize.
+    pub const fn error(&self) -> Option<ReadError> {
+        self.poisoned
+    }
+
+    /// Whether the stream is inside a frame (part of a header, or a body not all
+    /// taken).
+    pub const fn is_mid_frame(&self) -> bool {
+        self.header_held > 0 || self.body.is_some()
+    }
+
+    /// The frame being read: its body length and how many body bytes were taken.
+    pub fn current_frame(&self) -> Option<(usize, usize)> {
+        self.body
+            .map(|body| (body.len as usize, body.taken as usize))
+    }
+
+    /// Consumes headers from `input` and offers its body bytes to `take`, piece by
+    /// piece; returns how many bytes of `input` were consumed (headers and the body
+    /// bytes taken).
+    ///
+    /// `take` returns how many bytes of the piece it took (more than offered counts
+    /// as all). Taking fewer stops here: the bytes not consumed are offered again,
+    /// as the same frame's next piece, on the next call.
+    pub fn feed<'a, F>(&mut self, input: &'a [u8], mut take: F) -> Result<usize, ReadError>
+    where
+        F: FnMut(BodyPiece<'a>) -> usize,
+    {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        if input.is_empty() {
+            return Ok(0);
+        }
+        let header_len = self.format.header_len();
+        // Frames whose bytes this read touched, and whether the frame in progress
+        // started in it: for the coalesced and split counters.
+        let mut frames_in_read = u32::from(self.is_mid_frame());
+        let mut began_here = false;
+        let mut consumed = 0usize;
+        let result = loop {
+            let Some(rest) = input.get(consumed..) else {
+                break Ok(());
+            };
+            let Some(body) = self.body else {
+                if rest.is_empty() {
+                    break Ok(());
+                }
+                if self.header_held == 0 {
+                    frames_in_read = frames_in_read.saturating_add(1);
+                    began_here = true;
+                }
+                let held = usize::from(self.header_held);
+                let dst = self.header.get_mut(held..header_len).unwrap_or(&mut []);
+                let n = dst.len().min(rest.len());
+                if let (Some(dst), Some(src)) = (dst.get_mut(..n), rest.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                consumed = consumed.saturating_add(n);
+                let held = held.saturating_add(n);
+                if held < header_len {
+                    self.header_held = held as u8;
+                    break Ok(());
+                }
+                self.header_held = 0;
+                let len = self.format.decode(&self.header).unwrap_or(0);
+                if len > self.format.max_len() {
+                    let error = ReadError::Oversize {
+                        len,
+                        max: self.format.max_len(),
+                    };
+                    self.poisoned = Some(error);
+                    self.stats.oversize = self.stats.oversize.saturating_add(1);
+                    break Err(error);
+                }
+                self.body = Some(Body { len, taken: 0 });
+                continue;
+            };
+            let owed = body.len.saturating_sub(body.taken) as usize;
+            let n = owed.min(rest.len());
+            if n == 0 && owed > 0 {
+                break Ok(());
+            }
+            let bytes = rest.get(..n).unwrap_or(&[]);
+            let taken = take(BodyPiece {
+                bytes,
+                frame_len: body.len as usize,
+                offset: body.taken as usize,
+                ends_frame: n == owed,
+            })
+            .min(n);
+            consumed = consumed.saturating_add(taken);
+            // `taken <= owed`, which fits the u32 length.
+            let body = Body {
+                len: body.len,
+                taken: body.taken.saturating_add(taken as u32),
+            };
+            if body.taken >= body.len {
+                self.body = None;
+                self.stats.frames = self.stats.frames.saturating_add(1);
+                self.stats.body_bytes = self.stats.body_bytes.saturating_add(u64::from(body.len));
+                if !began_here {
+                    self.stats.split_frames = self.stats.split_frames.saturating_add(1);
+                }
+            } else {
+                self.body = Some(body);
+            }
+            if taken < n {
+                break Ok(());
+            }
+        };
+        self.stats.reads = self.stats.reads.saturating_add(1);
+        self.stats.bytes = self.stats.bytes.saturating_add(consumed as u64);
+        if frames_in_read > 1 {
+            self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
+        }
+        result.map(|()| consumed)
+    }
+
+    /// Says the stream has ended (the peer closed). `Ok` if it ended on a frame
+    /// boundary; [`ReadError::Truncated`] (counted) if a header or body was cut
+    /// short; the oversize error if the reader was stopped.
+    pub fn finish(&mut self) -> Result<(), ReadError> {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        let header_len = self.format.header_len();
+        let error = match self.body {
+            Some(body) => ReadError::Truncated {
+                received: header_len.saturating_add(body.taken as usize),
+                expected: Some(header_len.saturating_add(body.len as usize)),
+            },
+            None if self.header_held > 0 => ReadError::Truncated {
+                received: usize::from(self.header_held),
+                expected: None,
+            },
+            None => return Ok(()),
+        };
+        self.stats.truncated = self.stats.truncated.saturating_add(1);
+        Err(error)
+    }
+
+    /// Forgets the frame in progress and any error, to start a new stream.
+    /// Counters stay.
+    pub fn reset(&mut self) {
+        self.header_held = 0;
+        self.body = None;
+        self.poisoned = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::{ByteOrder, FrameWriter, HeaderWidth};
+
+    /// A piece as owned values: (frame length, offset, bytes, ends the frame).
+    type Owned = (usize, usize, Vec<u8>, bool);
+
+    fn own(piece: BodyPiece<'_>) -> Owned {
+        (
+            piece.frame_len,
+            piece.offset,
+            piece.bytes.to_vec(),
+            piece.ends_frame,
+        )
+    }
+
+    /// Feeds `input` whole, taking every piece; returns the pieces.
+    fn feed_all(reader: &mut BodyReader, input: &[u8]) -> Vec<Owned> {
+        let mut pieces = Vec::new();
+        let n = reader
+            .feed(input, |piece| {
+                pieces.push(own(piece));
+                piece.bytes.len()
+            })
+            .unwrap();
+        assert_eq!(n, input.len());
+        pieces
+    }
+
+    #[test]
+    fn pieces_borrow_the_input_and_carry_length_offset_and_end() {
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        let input = [0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 2, b'x'];
+        let mut starts = Vec::new();
+        let n = r
+            .feed(&input, |piece| {
+                starts.push(piece.bytes.as_ptr());
+                piece.bytes.len()
+            })
+            .unwrap();
+        assert_eq!(n, input.len());
+        // No copy: each piece points into the input.
+        assert_eq!(starts, [&input[4] as *const u8, &input[11] as *const u8]);
+        assert_eq!(r.current_frame(), Some((2, 1)));
+        assert_eq!(feed_all(&mut r, b"y"), [(2, 1, b"y".to_vec(), true)]);
+        assert_eq!(r.stats().frames, 2);
+        assert_eq!(r.stats().body_bytes, 5);
+        assert_eq!(r.stats().bytes, 13);
+        assert_eq!(r.stats().coalesced_reads, 1);
+        assert_eq!(r.stats().split_frames, 1);
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn a_header_cut_in_two_is_joined() {
+        let f = HeaderFormat::new(HeaderWidth::U16, ByteOrder::Little, 1000).unwrap();
+        let mut r = BodyReader::new(f);
+        assert!(feed_all(&mut r, &[3]).is_empty());
+        assert!(r.is_mid_frame());
+        assert_eq!(
+            feed_all(&mut r, &[0, b'a', b'b', b'c']),
+            [(3, 0, b"abc".to_vec(), true)]
+        );
+        assert_eq!(r.stats().split_frames, 1);
+        assert!(!r.is_mid_frame());
+    }
+
+    #[test]
+    fn zero_length_frames_are_empty_final_pieces() {
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        assert_eq!(
+            feed_all(&mut r, &[0, 0, 0, 0, 0, 0, 0, 0]),
+            [(0, 0, vec![], true), (0, 0, vec![], true)]
+        );
+        assert_eq!(r.stats().frames, 2);
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn taking_fewer_bytes_stops_and_the_rest_is_offered_again() {
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        let input = [0, 0, 0, 4, 1, 2, 3, 4, 0, 0, 0, 1, 9];
+        let mut seen = Vec::new();
+        // Take two bytes, then stop.
+        let n = r
+            .feed(&input, |piece| {
+                seen.push(own(piece));
+                2
+            })
+            .unwrap();
+        assert_eq!(n, 6, "header + the two bytes taken");
+        assert_eq!(seen, [(4, 0, vec![1, 2, 3, 4], true)]);
+        assert_eq!(feed_all(&mut r, &input[n..]).len(), 2);
+        assert_eq!(r.stats().frames, 2);
+        // Taking nothing consumes nothing of the body.
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        assert_eq!(r.feed(&input, |_| 0), Ok(4));
+        assert_eq!(r.current_frame(), Some((4, 0)));
+    }
+
+    #[test]
+    fn oversize_header_is_an_error_and_stops_the_reader_until_reset() {
+        let f = HeaderFormat::new(HeaderWidth::U16, ByteOrder::Big, 10).unwrap();
+        let mut r = BodyReader::new(f);
+        let mut pieces = Vec::new();
+        assert_eq!(
+            r.feed(&[0, 1, b'x', 0, 11, 1, 2], |p| {
+                pieces.push(own(p));
+                p.bytes.len()
+            }),
+            Err(ReadError::Oversize { len: 11, max: 10 })
+        );
+        // The frame before the bad header was delivered.
+        assert_eq!(pieces, [(1, 0, b"x".to_vec(), true)]);
+        assert_eq!(r.stats().oversize, 1);
+        assert_eq!(
+            r.feed(&[0, 0], |_| 0),
+            Err(ReadError::Oversize { len: 11, max: 10 })
+        );
+        assert_eq!(r.finish(), Err(ReadError::Oversize { len: 11, max: 10 }));
+        assert_eq!(r.error(), Some(ReadError::Oversize { len: 11, max: 10 }));
+        r.reset();
+        assert_eq!(feed_all(&mut r, &[0, 0]), [(0, 0, vec![], true)]);
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_frame_is_truncated_not_clean() {
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        feed_all(&mut r, &[0, 0, 0, 3, b'a']);
+        assert_eq!(
+            r.finish(),
+            Err(ReadError::Truncated {
+                received: 5,
+                expected: Some(7)
+            })
+        );
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        feed_all(&mut r, &[0, 0]);
+        assert_eq!(
+            r.finish(),
+            Err(ReadError::Truncated {
+                received: 2,
+                expected: None
+            })
+        );
+        assert_eq!(r.stats().truncated, 1);
+        // Bytes left in the input (not taken) do not count as received.
+        let mut r = BodyReader::new(HeaderFormat::NETWORK);
+        assert_eq!(r.feed(&[0, 0, 0, 2, b'a', b'b'], |_| 0), Ok(4));
+        assert_eq!(
+            r.finish(),
+            Err(ReadError::Truncated {
+                received: 4,
+                expected: Some(6)
+            })
+        );
+    }
+
+    #[test]
+    fn write_with_fills_the_body_in_place_and_never_more_than_announced() {
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let mut offsets = Vec::new();
+        let mut out = [0xffu8; 16];
+        let p = w
+            .write_with(3, &mut out, |offset, space| {
+                offsets.push((offset, space.len()));
+                space.fill(b'z');
+                space.len()
+            })
+            .unwrap();
+        assert_eq!((p.written, p.complete), (7, true));
+        assert_eq!(&out[..8], &[0, 0, 0, 3, b'z', b'z', b'z', 0xff]);
+        assert_eq!(offsets, [(0, 3)], "space is clipped to the body owed");
+        assert_eq!(w.finish(), Ok(()));
+    }
+
+    #[test]
+    fn write_with_refuses_a_closure_that_claims_too_much() {
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let mut out = [0u8; 6];
+        assert_eq!(
+            w.write_with(5, &mut out, |_, space| space.len() + 1),
+            Err(WriteError::Overrun {
+                claimed: 3,
+                space: 2
+            })
+        );
+        // Nothing counted, not even the header: the next call starts over.
+        assert_eq!(w.stats().bytes, 0);
+        let p = w.write_with(5, &mut out, |_, space| space.len()).unwrap();
+        assert_eq!((p.written, p.complete), (6, false));
+        assert_eq!(&out[..4], &[0, 0, 0, 5]);
+        // A caller who stops early is told the frame is unfinished.
+        assert_eq!(w.finish(), Err(WriteError::Busy { in_progress: 5 }));
+        // A frame of another length is refused while this one is owed.
+        assert_eq!(
+            w.write_with(4, &mut out, |_, s| s.len()),
+            Err(WriteError::Busy { in_progress: 5 })
+        );
+        let p = w.write_with(5, &mut out, |offset, space| {
+            assert_eq!((offset, space.len()), (2, 3));
+            3
+        });
+        assert!(p.unwrap().complete);
+        assert_eq!(w.stats().split_frames, 1);
+    }
+
+    #[test]
+    fn write_with_refuses_a_length_over_the_maximum() {
+        let f = HeaderFormat::NETWORK.with_max_len(10).unwrap();
+        let mut w = FrameWriter::new(f);
+        assert_eq!(
+            w.write_with(11, &mut [0; 32], |_, s| s.len()),
+            Err(WriteError::TooLarge { len: 11, max: 10 })
+        );
+        assert!(!w.in_progress());
+    }
+
+    use crate::wire::frame::WriteError;
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_format() -> impl Strategy<Value = HeaderFormat> {
+            (0..3usize, any::<bool>(), 0u32..300).prop_map(|(w, big, max)| {
+                let width = [HeaderWidth::U8, HeaderWidth::U16, HeaderWidth::U32][w];
+                let order = if big {
+                    ByteOrder::Big
+                } else {
+                    ByteOrder::Little
+                };
+                HeaderFormat::new(width, order, max.min(width.max_len())).unwrap()
+            })
+        }
+
+        proptest! {
+            /// Whatever the frames, however `write_with` gets its space and however
+            /// the stream is cut and taken, the pieces join into exactly the frames
+            /// written, with the right lengths, offsets and ends.
+            #[test]
+            fn any_split_gives_pieces_that_join_into_the_frames(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                spaces in prop::collection::vec(1usize..100, 1..20),
+                cuts in prop::collection::vec(1usize..700, 1..50),
+                takes in prop::collection::vec(0usize..400, 1..30),
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> =
+                    bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
+                let mut stream = Vec::new();
+                let mut w = FrameWriter::new(format);
+                let mut space = spaces.iter().cycle();
+                for body in &bodies {
+                    loop {
+                        let mut out = vec![0u8; *space.next().unwrap()];
+                        let p = w
+                            .write_with(body.len(), &mut out, |offset, space| {
+                                let n = space.len();
+                                space.copy_from_slice(&body[offset..offset + n]);
+                                n
+                            })
+                            .unwrap();
+                        stream.extend_from_slice(&out[..p.written]);
+                        if p.complete { break; }
+                    }
+                }
+                prop_assert_eq!(w.finish(), Ok(()));
+
+                let mut r = BodyReader::new(format);
+                let mut got: Vec<Vec<u8>> = Vec::new();
+                let mut open = false;
+                let mut pos = 0;
+                let mut cut = cuts.iter().cycle();
+                let mut take = takes.iter().cycle();
+                while pos < stream.len() {
+                    let end = (pos + cut.next().unwrap()).min(stream.len());
+                    // Feed this piece until it is all consumed, the closure taking
+                    // an arbitrary amount each time.
+                    while pos < end {
+                        let mut checks = Ok(());
+                        let n = r.feed(&stream[pos..end], |piece| {
+                            if !open {
+                                got.push(Vec::new());
+                                open = true;
+                            }
+                            let index = got.len() - 1;
+                            let expected = bodies.get(index).map(Vec::len);
+                            let frame = got.last_mut().unwrap();
+                            if Some(piece.frame_len) != expected
+                                || piece.offset != frame.len()
+                                || piece.ends_frame != (piece.offset + piece.bytes.len() == piece.frame_len)
+                            {
+                                checks = Err(format!("bad piece {piece:?} for frame {index}"));
+                            }
+                            let n = (*take.next().unwrap()).min(piece.bytes.len());
+                            frame.extend_from_slice(&piece.bytes[..n]);
+                            if piece.ends_frame && n == piece.bytes.len() {
+                                open = false;
+                            }
+                            n
+                        }).unwrap();
+                        prop_assert_eq!(checks, Ok(()));
+                        pos += n;
+                    }
+                }
+                prop_assert!(!open);
+                prop_assert_eq!(r.finish(), Ok(()));
+                prop_assert_eq!(&got, &bodies);
+                prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+                prop_assert_eq!(r.stats().bytes, stream.len() as u64);
+            }
+
+            /// Random bytes never panic, and every piece stays inside its frame.
+            #[test]
+            fn random_bytes_never_panic(
+                format in any_format(),
+                bytes in prop::collection::vec(any::<u8>(), 0..2000),
+                piece in 1usize..300,
+                take in 0usize..50,
+            ) {
+                let mut r = BodyReader::new(format);
+                for chunk in bytes.chunks(piece) {
+                    let mut off = 0;
+                    while off < chunk.len() {
+                        match r.feed(&chunk[off..], |p| {
+                            assert!(p.offset + p.bytes.len() <= p.frame_len);
+                            assert!(p.frame_len <= format.max_len() as usize);
+                            take.max(1)
+                        }) {
+                            Ok(n) => off += n,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                let _ = r.finish();
+            }
+        }
+    }
+}
