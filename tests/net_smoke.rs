@@ -264,7 +264,10 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
                 if !closed {
                     match stream.close(sock) {
                         Ok(()) => closed = true,
-                        Err(SendError::Frame(WriteError::Busy { .. })) => refused += 1,
+                        Err(SendError::Frame(WriteError::Busy { in_progress })) => {
+                            assert_eq!(in_progress, 7000, "the body length of the frame owed");
+                            refused += 1;
+                        }
                         Err(e) => panic!("{e}"),
                     }
                 }

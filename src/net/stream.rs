@@ -282,11 +282,8 @@ impl FrameTx {
 
     /// Sends `body` only if the whole frame fits now: see [`FramedStream::try_send_frame`].
     pub fn try_send(&mut self, socket: &mut tcp::Socket<'_>, body: &[u8]) -> Result<(), SendError> {
-        if self.writer.in_progress() {
-            return Err(SendError::Frame(WriteError::Busy {
-                in_progress: self.writer.remaining(),
-            }));
-        }
+        // A frame half written from `send` must be finished first.
+        self.writer.finish()?;
         if !socket.may_send() {
             return Err(SendError::NotConnected);
         }
@@ -300,11 +297,8 @@ impl FrameTx {
 
     /// Closes the sending half once every frame is queued: see [`FramedStream::close`].
     pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
-        if self.writer.in_progress() {
-            return Err(SendError::Frame(WriteError::Busy {
-                in_progress: self.writer.remaining(),
-            }));
-        }
+        // Never cut a frame short: its tail is still in the caller's buffer.
+        self.writer.finish()?;
         socket.close();
         Ok(())
     }
