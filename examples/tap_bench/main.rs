@@ -91,7 +91,6 @@ pub enum Part {
 /// TAP benchmarks: smolsock against the Linux kernel over a TAP link. Run inside
 /// the namespace `sudo ./tap-setup.sh up --netns NAME` made.
 #[derive(Parser, Debug, Clone)]
-#[command(about)]
 pub struct Args {
     /// The TAP interface (in this process's network namespace).
     #[arg(long, default_value = "tap0")]
