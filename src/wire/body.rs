@@ -88,16 +88,7 @@ impl BodyReader {
             header_held: 0,
             body: None,
             poisoned: None,
-            stats: ReadStats {
-                reads: 0,
-                bytes: 0,
-                frames: 0,
-                body_bytes: 0,
-                coalesced_reads: 0,
-                split_frames: 0,
-                oversize: 0,
-                truncated: 0,
-            },
+            stats: ReadStats::ZERO,
         }
     }
 

@@ -396,6 +396,20 @@ pub struct ReadStats {
     pub truncated: u64,
 }
 
+impl ReadStats {
+    /// Nothing seen yet: `Default`, usable in a `const fn`.
+    pub const ZERO: Self = Self {
+        reads: 0,
+        bytes: 0,
+        frames: 0,
+        body_bytes: 0,
+        coalesced_reads: 0,
+        split_frames: 0,
+        oversize: 0,
+        truncated: 0,
+    };
+}
+
 /// A streaming frame decoder over storage of fixed size.
 ///
 /// `B` is the storage: an array (`[u8; N]`, so the capacity is part of the type), a
@@ -461,16 +475,7 @@ impl<B> FrameReader<B> {
             scan: 0,
             end: 0,
             poisoned: None,
-            stats: ReadStats {
-                reads: 0,
-                bytes: 0,
-                frames: 0,
-                body_bytes: 0,
-                coalesced_reads: 0,
-                split_frames: 0,
-                oversize: 0,
-                truncated: 0,
-            },
+            stats: ReadStats::ZERO,
         }
     }
 
