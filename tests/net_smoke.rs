@@ -8,7 +8,7 @@ use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::service::echo::Echo;
 use smolsock::service::framed_echo::FramedEcho;
 use smolsock::wire::frame::{HeaderFormat, ReadError, WriteError};
-use smoltcp::iface::{SocketSet, SocketStorage};
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 
@@ -17,6 +17,27 @@ fn tcp_socket<'a>() -> tcp::Socket<'a> {
         tcp::SocketBuffer::new(vec![0; 4096]),
         tcp::SocketBuffer::new(vec![0; 4096]),
     )
+}
+
+/// Starts `server` listening and the client socket `c` connecting to it on `port`
+/// (IPv4), from an ephemeral port drawn with `seed`; poll the client until it is
+/// connected.
+fn connect(
+    net: &mut SimNet<'_>,
+    server: &mut impl Service,
+    c: SocketHandle,
+    port: u16,
+    seed: u64,
+) -> TcpClient {
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let mut ports = PortAllocator::<4>::new(seed);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    client
+        .connect(cx, sock, (SERVER_V4, port), &mut ports, now)
+        .unwrap();
+    client
 }
 
 #[test]
@@ -34,17 +55,9 @@ fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
     let handler = || Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
     let mut server = TcpServer::new(9000, [s1, s2], [handler(), handler()]);
     let c = net.client.sockets.add(tcp_socket());
-    let mut ports = PortAllocator::<4>::new(1);
-    let mut client = TcpClient::new(Duration::from_secs(5));
     let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
 
-    let now = net.now();
-    server.poll(&mut net.server.sockets, now);
-    let now = net.now();
-    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
-    client
-        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
-        .unwrap();
+    let mut client = connect(&mut net, &mut server, c, 9000, 1);
 
     let frames: Vec<Vec<u8>> = (0..60usize)
         .map(|i| vec![i as u8; (i * 137) % 8000])
@@ -106,15 +119,7 @@ fn raw_echo_echoes_a_large_send_exactly() {
     let s1 = net.server.sockets.add(tcp_socket());
     let mut server = TcpServer::new(7, [s1], [Echo::new()]);
     let c = net.client.sockets.add(tcp_socket());
-    let mut ports = PortAllocator::<4>::new(2);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    server.poll(&mut net.server.sockets, now);
-    let now = net.now();
-    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
-    client
-        .connect(cx, sock, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let mut client = connect(&mut net, &mut server, c, 7, 2);
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
     let (mut off, mut back) = (0, Vec::new());
     let mut empty = ();
@@ -164,14 +169,7 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
         let s1 = net.server.sockets.add(tcp_socket());
         let mut server = TcpServer::new(80, [s1], [HttpResponder::<_, 512, 1024>::new(&site)]);
         let c = net.client.sockets.add(tcp_socket());
-        let mut ports = PortAllocator::<4>::new(3);
-        let mut client = TcpClient::new(Duration::from_secs(5));
-        let now = net.now();
-        server.poll(&mut net.server.sockets, now);
-        let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
-        client
-            .connect(cx, sock, (SERVER_V4, 80), &mut ports, now)
-            .unwrap();
+        let mut client = connect(&mut net, &mut server, c, 80, 3);
         let mut response = Vec::new();
         let mut sent = false;
         let mut empty = ();
@@ -227,15 +225,8 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
     let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
     let mut server = TcpServer::new(9000, [s1], [handler]);
     let c = net.client.sockets.add(tcp_socket());
-    let mut ports = PortAllocator::<4>::new(4);
-    let mut client = TcpClient::new(Duration::from_secs(5));
     let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
-    let now = net.now();
-    server.poll(&mut net.server.sockets, now);
-    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
-    client
-        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
-        .unwrap();
+    let mut client = connect(&mut net, &mut server, c, 9000, 4);
 
     // Two frames; the second is larger than the 4 KiB send buffer, so it goes
     // out over several polls and a close in between must be refused.
@@ -305,17 +296,10 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
     let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
     let mut server = TcpServer::new(9000, [s1], [handler]);
     let c = net.client.sockets.add(tcp_socket());
-    let mut ports = PortAllocator::<4>::new(2);
-    let mut client = TcpClient::new(Duration::from_secs(5));
     // No frame storage on the client: bodies are produced and checked in place.
     let mut stream = StreamingFrames::new(format);
-    let now = net.now();
-    server.poll(&mut net.server.sockets, now);
-    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
-    StreamingFrames::configure(sock);
-    client
-        .connect(cx, sock, (SERVER_V4, 9000), &mut ports, now)
-        .unwrap();
+    StreamingFrames::configure(net.client.sockets.get_mut::<tcp::Socket>(c));
+    let mut client = connect(&mut net, &mut server, c, 9000, 2);
 
     // Frames up to 8 KiB through 4 KiB buffers, one of them empty.
     let lens: Vec<usize> = (0..30usize).map(|i| (i * 1999) % 8193).collect();
