@@ -477,19 +477,8 @@ mod tests {
 
     mod props {
         use super::*;
+        use crate::wire::frame::tests::props::any_format;
         use proptest::prelude::*;
-
-        fn any_format() -> impl Strategy<Value = HeaderFormat> {
-            (0..3usize, any::<bool>(), 0u32..300).prop_map(|(w, big, max)| {
-                let width = [HeaderWidth::U8, HeaderWidth::U16, HeaderWidth::U32][w];
-                let order = if big {
-                    ByteOrder::Big
-                } else {
-                    ByteOrder::Little
-                };
-                HeaderFormat::new(width, order, max.min(width.max_len())).unwrap()
-            })
-        }
 
         proptest! {
             /// Whatever the frames, however `write_with` gets its space and however

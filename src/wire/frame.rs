@@ -1117,7 +1117,7 @@ impl fmt::Display for EncodeError {
 impl core::error::Error for EncodeError {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn fmt(width: HeaderWidth, order: ByteOrder, max: u32) -> HeaderFormat {
@@ -1459,11 +1459,13 @@ mod tests {
         );
     }
 
-    mod props {
+    pub(crate) mod props {
         use super::*;
         use proptest::prelude::*;
 
-        fn any_format() -> impl Strategy<Value = HeaderFormat> {
+        /// Any header format: every width, both byte orders, a maximum the width
+        /// can express (kept under 300 so frames stay small).
+        pub(crate) fn any_format() -> impl Strategy<Value = HeaderFormat> {
             (0..3usize, any::<bool>(), 0u32..300).prop_map(|(w, big, max)| {
                 let width = [HeaderWidth::U8, HeaderWidth::U16, HeaderWidth::U32][w];
                 let order = if big {
