@@ -490,8 +490,13 @@ mod tests {
                 bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
                 spaces in prop::collection::vec(1usize..100, 1..20),
                 cuts in prop::collection::vec(1usize..700, 1..50),
-                takes in prop::collection::vec(0usize..400, 1..30),
+                takes in prop::collection::vec(0usize..400, 0..30),
+                last_take in 1usize..400,
             ) {
+                // A take of 0 consumes nothing; ending the cycle on a take of at least
+                // 1 makes every round of it move the stream on.
+                let mut takes = takes;
+                takes.push(last_take);
                 let max = format.max_len() as usize;
                 let bodies: Vec<Vec<u8>> =
                     bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
@@ -524,6 +529,7 @@ mod tests {
                     let end = (pos + cut.next().unwrap()).min(stream.len());
                     // Feed this piece until it is all consumed, the closure taking
                     // an arbitrary amount each time.
+                    let mut stalled = 0;
                     while pos < end {
                         let mut checks = Ok(());
                         let n = r.feed(&stream[pos..end], |piece| {
@@ -549,6 +555,9 @@ mod tests {
                         }).unwrap();
                         prop_assert_eq!(checks, Ok(()));
                         pos += n;
+                        // One whole cycle of takes always moves the stream on.
+                        stalled = if n == 0 { stalled + 1 } else { 0 };
+                        prop_assert!(stalled <= takes.len(), "feed made no progress");
                     }
                 }
                 prop_assert!(!open);
