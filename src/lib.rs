@@ -46,9 +46,13 @@
     )
 )]
 
+#[cfg(feature = "smoltcp")]
 pub mod net;
+#[cfg(feature = "smoltcp")]
 pub mod runner;
+#[cfg(feature = "smoltcp")]
 pub mod service;
+pub mod session;
 pub mod store;
-mod time;
+pub mod time;
 pub mod wire;

@@ -1,0 +1,836 @@
+//! Length framing as a session: the cure for sticky packets, with no socket.
+//!
+//! [`Framed`] gathers whole frames in a [`FrameReader`] and hands each to a
+//! [`FrameHandler`], which answers through a [`FrameOut`]. Every answer is a whole
+//! frame or nothing: it goes straight into the caller's send space when all of it
+//! fits there (one copy, as `sendall` from the receive storage), else into the
+//! session's own [`OutBuffer`], else it is refused with [`SendError::WouldBlock`]
+//! and the handler is offered the same frame again later. A frame is never written
+//! in part from a body the caller could change in between.
+//!
+//! [`StreamingEcho`] is the framed echo with no frame storage at all: headers and
+//! body pieces go back out as they arrive, so a frame can be larger than any buffer
+//! the device has.
+
+use core::fmt;
+
+use super::out::{Full, OutRef};
+use super::{OutBuffer, Session, Status};
+use crate::time::Instant;
+use crate::wire::body::BodyReader;
+use crate::wire::frame::{
+    FormatError, FrameReader, HeaderFormat, ReadError, ReadStats, WriteStats,
+};
+
+/// What a [`FrameHandler`] wants after a frame, or after [`FrameHandler::on_idle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Flow {
+    /// Carry on. (For [`FrameHandler::on_frame`]: the frame is dealt with.)
+    Continue,
+    /// Back-pressure: the reply was refused ([`SendError::WouldBlock`]). The same
+    /// frame is offered again once the session has sent more.
+    Wait,
+    /// Close the connection gracefully (FIN once every frame queued is out).
+    Close,
+    /// Reset the connection at once (RST): for peers that broke the protocol.
+    Abort,
+}
+
+impl Flow {
+    /// The flow after a reply: done, or wait for room.
+    pub fn from_send(result: Result<(), SendError>) -> Flow {
+        match result {
+            Ok(()) => Flow::Continue,
+            Err(SendError::WouldBlock) => Flow::Wait,
+            Err(SendError::TooLarge { .. }) => Flow::Abort,
+        }
+    }
+}
+
+/// Why [`FrameOut::send`] sent nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SendError {
+    /// The whole frame does not fit yet: nothing of it was sent. Back-pressure;
+    /// return [`Flow::Wait`] and the frame is offered again.
+    WouldBlock,
+    /// The body is over the frame format's maximum: it can never be sent.
+    TooLarge {
+        /// The body's length.
+        len: usize,
+        /// The format's maximum.
+        max: u32,
+    },
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::WouldBlock => f.write_str("no room for the frame yet"),
+            SendError::TooLarge { len, max } => {
+                write!(f, "frame body of {len} bytes is over the maximum {max}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+/// Per-connection behaviour for a length-framed protocol: sees whole frames.
+pub trait FrameHandler {
+    /// A connection begins; forget the last one.
+    fn start(&mut self, _now: Instant) {}
+
+    /// A whole frame arrived: answer through `out`. Return [`Flow::Wait`] when a
+    /// reply was refused with [`SendError::WouldBlock`] and nothing of the answer
+    /// was sent: the same frame comes back later. A handler that answers one frame
+    /// with several must remember which it already sent.
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow;
+
+    /// Called whenever the session may send and no frame waits: for handlers that
+    /// send on their own initiative (a download streaming a file).
+    fn on_idle(&mut self, _out: &mut FrameOut<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// The stream broke: an oversize header (the connection is then reset), or a
+    /// frame cut short by the peer's close (it is then closed).
+    fn on_error(&mut self, _error: ReadError) {}
+
+    /// Whether the handler still has frames to send after the peer finished.
+    fn wants_to_send(&self) -> bool {
+        false
+    }
+}
+
+/// The sending side of a framed connection, as a [`FrameHandler`] sees it.
+pub struct FrameOut<'a> {
+    format: HeaderFormat,
+    queue: OutRef<'a>,
+    /// The caller's send space not used yet, while the queue is empty.
+    direct: &'a mut [u8],
+    direct_used: usize,
+    stats: &'a mut WriteStats,
+    now: Instant,
+}
+
+impl FrameOut<'_> {
+    /// Sends `body` as one frame: all of it, or nothing
+    /// ([`SendError::WouldBlock`]).
+    pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        self.send_with(body.len(), |space| space.copy_from_slice(body))
+    }
+
+    /// Sends a frame of `len` body bytes that `fill` writes in place (it gets a
+    /// slice of exactly `len` bytes): all of it, or nothing.
+    pub fn send_with<F: FnOnce(&mut [u8])>(
+        &mut self,
+        len: usize,
+        fill: F,
+    ) -> Result<(), SendError> {
+        let header = self.format.header(len).map_err(|_| {
+            self.stats.too_large = self.stats.too_large.saturating_add(1);
+            SendError::TooLarge {
+                len,
+                max: self.format.max_len(),
+            }
+        })?;
+        let header = header.as_bytes();
+        let total = header.len().saturating_add(len);
+        let write = |space: &mut [u8]| {
+            let (head, body) = space.split_at_mut(header.len());
+            head.copy_from_slice(header);
+            fill(body);
+        };
+        let direct_free = self.direct.len().saturating_sub(self.direct_used);
+        if self.queue.is_empty() && total <= direct_free {
+            let end = self.direct_used.saturating_add(total);
+            if let Some(space) = self.direct.get_mut(self.direct_used..end) {
+                write(space);
+                self.direct_used = end;
+            }
+        } else if let Err(Full { .. }) = self.queue.append_with(total, write) {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+            return Err(SendError::WouldBlock);
+        }
+        self.stats.frames = self.stats.frames.saturating_add(1);
+        self.stats.body_bytes = self.stats.body_bytes.saturating_add(len as u64);
+        self.stats.bytes = self.stats.bytes.saturating_add(total as u64);
+        Ok(())
+    }
+
+    /// The largest body that [`send`](Self::send) takes now.
+    pub fn space(&self) -> usize {
+        let free = if self.queue.is_empty() {
+            self.queue
+                .free()
+                .max(self.direct.len().saturating_sub(self.direct_used))
+        } else {
+            self.queue.free()
+        };
+        free.saturating_sub(self.format.header_len())
+            .min(self.max_len())
+    }
+
+    /// The largest body a frame may carry.
+    pub fn max_len(&self) -> usize {
+        self.format.max_len() as usize
+    }
+
+    /// The time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+}
+
+/// What a framed session has seen: frames and bytes in and out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FramedStats {
+    /// The receiving side.
+    pub read: ReadStats,
+    /// The sending side; `blocked_writes` counts replies refused for lack of room.
+    pub write: WriteStats,
+}
+
+impl FramedStats {
+    /// Adds `other`'s counters to these (for a pool's totals).
+    pub fn accumulate(&mut self, other: &FramedStats) {
+        let (r, o) = (&mut self.read, &other.read);
+        r.reads = r.reads.saturating_add(o.reads);
+        r.bytes = r.bytes.saturating_add(o.bytes);
+        r.frames = r.frames.saturating_add(o.frames);
+        r.body_bytes = r.body_bytes.saturating_add(o.body_bytes);
+        r.coalesced_reads = r.coalesced_reads.saturating_add(o.coalesced_reads);
+        r.split_frames = r.split_frames.saturating_add(o.split_frames);
+        r.oversize = r.oversize.saturating_add(o.oversize);
+        r.truncated = r.truncated.saturating_add(o.truncated);
+        let (w, o) = (&mut self.write, &other.write);
+        w.frames = w.frames.saturating_add(o.frames);
+        w.body_bytes = w.body_bytes.saturating_add(o.body_bytes);
+        w.bytes = w.bytes.saturating_add(o.bytes);
+        w.split_frames = w.split_frames.saturating_add(o.split_frames);
+        w.blocked_writes = w.blocked_writes.saturating_add(o.blocked_writes);
+        w.too_large = w.too_large.saturating_add(o.too_large);
+    }
+}
+
+impl fmt::Display for FramedStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} frames in ({} bytes, {} reads, {} coalesced, {} split), {} frames out ({} bytes, {} refused for room)",
+            self.read.frames,
+            self.read.bytes,
+            self.read.reads,
+            self.read.coalesced_reads,
+            self.read.split_frames,
+            self.write.frames,
+            self.write.bytes,
+            self.write.blocked_writes,
+        )
+    }
+}
+
+/// What a [`Framed`] session is doing with its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// The handler said [`Flow::Close`], or the stream ended: close once the
+    /// queue is out.
+    Closing,
+    Aborted,
+}
+
+/// A length-framed connection: frames in through storage `R`, answers out through
+/// a queue over storage `T`, a [`FrameHandler`] `H` in between.
+///
+/// Both storages must hold one frame of the format's maximum
+/// ([`HeaderFormat::max_frame_len`]): `R` to gather it, `T` so that any answer can
+/// wait there whole while the socket is full.
+///
+/// ```
+/// use smolsock::session::{Framed, FramedEcho, Session, Status};
+/// use smolsock::time::Instant;
+/// use smolsock::wire::frame::HeaderFormat;
+///
+/// let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+/// let mut echo = Framed::new(FramedEcho::new(), [0u8; 20], [0u8; 20], format).unwrap();
+/// let now = Instant::ZERO;
+/// echo.start(now);
+/// // Two frames glued together ("sticky"), cut in the middle of the second.
+/// let input = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 3, b'y', b'o'];
+/// assert_eq!(echo.receive(&input, now), input.len());
+/// let mut space = [0u8; 64];
+/// let n = echo.transmit(&mut space, now);
+/// assert_eq!(&space[..n], &[0, 0, 0, 2, b'h', b'i']);
+/// echo.receive(b"u", now);
+/// let n = echo.transmit(&mut space, now);
+/// assert_eq!(&space[..n], &[0, 0, 0, 3, b'y', b'o', b'u']);
+/// echo.receive_finished(now);
+/// assert_eq!(echo.status(), Status::Close);
+/// ```
+pub struct Framed<H, R, T> {
+    handler: H,
+    reader: FrameReader<R>,
+    out: OutBuffer<T>,
+    write: WriteStats,
+    phase: Phase,
+    peer_done: bool,
+    error: Option<ReadError>,
+}
+
+impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>> Framed<H, R, T> {
+    /// `handler` behind frames in `format`, received into `receive` and queued for
+    /// sending in `send`. Fails if either cannot hold a frame of the maximum.
+    pub fn new(handler: H, receive: R, send: T, format: HeaderFormat) -> Result<Self, FormatError> {
+        let needed = format.max_frame_len();
+        let len = send.as_ref().len();
+        if len < needed {
+            return Err(FormatError::StorageTooSmall {
+                capacity: len,
+                needed,
+            });
+        }
+        Ok(Self {
+            handler,
+            reader: FrameReader::new(receive, format)?,
+            out: OutBuffer::new(send),
+            write: WriteStats::default(),
+            phase: Phase::Open,
+            peer_done: false,
+            error: None,
+        })
+    }
+
+    /// The frame handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The frame handler, to change its settings.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// The frame format.
+    pub fn format(&self) -> HeaderFormat {
+        self.reader.format()
+    }
+
+    /// Counters over every connection this session served.
+    pub fn stats(&self) -> FramedStats {
+        FramedStats {
+            read: *self.reader.stats(),
+            write: self.write,
+        }
+    }
+
+    /// The error that broke the current connection's stream, if one did.
+    pub fn error(&self) -> Option<ReadError> {
+        self.error
+    }
+
+    /// Offers the frames held, then the idle hook, writing answers straight into
+    /// `direct` while the queue is empty; returns the bytes written there.
+    fn serve(&mut self, direct: &mut [u8], now: Instant) -> usize {
+        let mut out = FrameOut {
+            format: self.reader.format(),
+            queue: self.out.as_out_ref(),
+            direct,
+            direct_used: 0,
+            stats: &mut self.write,
+            now,
+        };
+        while self.phase == Phase::Open {
+            let flow = match self.reader.frame() {
+                Some(frame) => self.handler.on_frame(frame, &mut out),
+                None => {
+                    let flow = self.handler.on_idle(&mut out);
+                    if flow == Flow::Continue {
+                        break;
+                    }
+                    flow
+                }
+            };
+            match flow {
+                Flow::Continue => self.reader.consume(),
+                Flow::Wait => break,
+                Flow::Close => self.phase = Phase::Closing,
+                Flow::Abort => self.phase = Phase::Aborted,
+            }
+        }
+        out.direct_used
+    }
+
+    /// Once the peer has finished and every whole frame was answered: a cut frame
+    /// is an error; otherwise close, unless the handler has more to say.
+    fn check_end(&mut self) {
+        if self.peer_done && self.phase == Phase::Open && !self.reader.has_frame() {
+            if let Err(error) = self.reader.finish() {
+                self.broke(error);
+            } else if !self.handler.wants_to_send() {
+                self.phase = Phase::Closing;
+            }
+        }
+    }
+
+    fn broke(&mut self, error: ReadError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+            self.handler.on_error(error);
+        }
+        self.phase = match error {
+            // The bytes after an oversize header are not frames.
+            ReadError::Oversize { .. } => Phase::Aborted,
+            _ if self.phase == Phase::Aborted => Phase::Aborted,
+            _ => Phase::Closing,
+        };
+    }
+}
+
+impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>> Session
+    for Framed<H, R, T>
+{
+    fn start(&mut self, now: Instant) {
+        self.reader.reset();
+        self.out.clear();
+        self.phase = Phase::Open;
+        self.peer_done = false;
+        self.error = None;
+        self.handler.start(now);
+    }
+
+    fn receive(&mut self, input: &[u8], _now: Instant) -> usize {
+        if self.phase != Phase::Open {
+            // Nothing more is read; the adapter discards what the peer still sends.
+            return 0;
+        }
+        match self.reader.feed(input) {
+            Ok(n) => n,
+            Err(error) => {
+                self.broke(error);
+                0
+            }
+        }
+    }
+
+    fn receive_finished(&mut self, _now: Instant) {
+        self.peer_done = true;
+        self.check_end();
+    }
+
+    fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
+        let queued = self.out.drain_into(space);
+        if !self.out.is_empty() {
+            return queued;
+        }
+        let direct = space.get_mut(queued..).unwrap_or_default();
+        let direct = self.serve(direct, now);
+        self.check_end();
+        queued.saturating_add(direct)
+    }
+
+    fn status(&self) -> Status {
+        match self.phase {
+            Phase::Aborted => Status::Abort,
+            Phase::Closing if self.out.is_empty() => Status::Close,
+            Phase::Open | Phase::Closing => Status::Open,
+        }
+    }
+
+    fn no_delay(&self) -> bool {
+        true
+    }
+}
+
+impl<H, R, T> fmt::Debug for Framed<H, R, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Framed")
+            .field("phase", &self.phase)
+            .field("queued", &self.out.len())
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends each frame back whole: the framed echo of tcp/9000.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FramedEcho {
+    /// Frames echoed, over every connection served.
+    pub frames: u64,
+    /// Streams that broke (oversize or truncated frames).
+    pub errors: u64,
+}
+
+impl FramedEcho {
+    /// A new framed echo handler.
+    pub const fn new() -> Self {
+        Self {
+            frames: 0,
+            errors: 0,
+        }
+    }
+}
+
+impl FrameHandler for FramedEcho {
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+        let flow = Flow::from_send(out.send(frame));
+        if flow == Flow::Continue {
+            self.frames = self.frames.saturating_add(1);
+        }
+        flow
+    }
+
+    fn on_error(&mut self, error: ReadError) {
+        log::info!("framed echo: stream error: {error}");
+        self.errors = self.errors.saturating_add(1);
+    }
+}
+
+/// The framed echo with no frame storage: each header and body piece goes back out
+/// as it arrives, through a queue over storage `T` of any size of at least a
+/// header and a byte. Frames up to the format's maximum (64 KiB with a 16-bit
+/// header, 4 GiB with a 32-bit one) cost no more RAM than the queue.
+///
+/// ```
+/// use smolsock::session::{Session, StreamingEcho};
+/// use smolsock::time::Instant;
+/// use smolsock::wire::frame::HeaderFormat;
+///
+/// // A 16-byte queue echoes a 1000-byte frame.
+/// let mut echo = StreamingEcho::new([0u8; 16], HeaderFormat::NETWORK).unwrap();
+/// let now = Instant::ZERO;
+/// echo.start(now);
+/// let mut frame = vec![0, 0, 0x03, 0xe8];
+/// frame.extend((0..1000u32).map(|i| i as u8));
+/// let (mut fed, mut back) = (0, Vec::new());
+/// while back.len() < frame.len() {
+///     fed += echo.receive(&frame[fed..], now);
+///     let mut space = [0u8; 10];
+///     let n = echo.transmit(&mut space, now);
+///     back.extend_from_slice(&space[..n]);
+/// }
+/// assert_eq!(back, frame);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamingEcho<T> {
+    reader: BodyReader,
+    out: OutBuffer<T>,
+    /// The current frame's header went back out already.
+    header_echoed: bool,
+    phase: Phase,
+    peer_done: bool,
+    error: Option<ReadError>,
+    /// Frames echoed whole, over every connection served.
+    pub frames: u64,
+    /// Streams that broke (oversize or truncated frames).
+    pub errors: u64,
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
+    /// An echo of frames in `format` through a queue over `send`. Fails unless
+    /// `send` holds a header and at least one body byte.
+    pub fn new(send: T, format: HeaderFormat) -> Result<Self, FormatError> {
+        let needed = format.header_len().saturating_add(1);
+        let len = send.as_ref().len();
+        if len < needed {
+            return Err(FormatError::StorageTooSmall {
+                capacity: len,
+                needed,
+            });
+        }
+        Ok(Self {
+            reader: BodyReader::new(format),
+            out: OutBuffer::new(send),
+            header_echoed: false,
+            phase: Phase::Open,
+            peer_done: false,
+            error: None,
+            frames: 0,
+            errors: 0,
+        })
+    }
+
+    /// The receiving counters over every connection served.
+    pub fn stats(&self) -> &ReadStats {
+        self.reader.stats()
+    }
+
+    /// The error that broke the current connection's stream, if one did.
+    pub fn error(&self) -> Option<ReadError> {
+        self.error
+    }
+
+    fn broke(&mut self, error: ReadError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+            self.errors = self.errors.saturating_add(1);
+            log::info!("framed echo: stream error: {error}");
+        }
+        self.phase = match error {
+            ReadError::Oversize { .. } => Phase::Aborted,
+            _ => Phase::Closing,
+        };
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
+    fn start(&mut self, _now: Instant) {
+        self.reader.reset();
+        self.out.clear();
+        self.header_echoed = false;
+        self.phase = Phase::Open;
+        self.peer_done = false;
+        self.error = None;
+    }
+
+    fn receive(&mut self, input: &[u8], _now: Instant) -> usize {
+        if self.phase != Phase::Open {
+            return 0;
+        }
+        // What goes out is what came in, header for header and byte for byte, but a
+        // header goes out with its first body piece, perhaps one read later. Feeding
+        // no more than the free room less one header means every piece fits whole.
+        let format = self.reader.format();
+        let header_len = format.header_len();
+        let limit = self.out.free().saturating_sub(header_len);
+        let input = input.get(..limit.min(input.len())).unwrap_or_default();
+        let (out, header_echoed, frames) =
+            (&mut self.out, &mut self.header_echoed, &mut self.frames);
+        let fed = self.reader.feed(input, |piece| {
+            if !*header_echoed {
+                let pushed = format
+                    .header(piece.frame_len)
+                    .map(|header| out.push(header.as_bytes()));
+                if !matches!(pushed, Ok(Ok(()))) {
+                    return 0;
+                }
+                *header_echoed = true;
+            }
+            if out.push(piece.bytes).is_err() {
+                return 0;
+            }
+            if piece.ends_frame {
+                *header_echoed = false;
+                *frames = frames.saturating_add(1);
+            }
+            piece.bytes.len()
+        });
+        match fed {
+            Ok(n) => n,
+            Err(error) => {
+                self.broke(error);
+                0
+            }
+        }
+    }
+
+    fn receive_finished(&mut self, _now: Instant) {
+        self.peer_done = true;
+        if self.phase == Phase::Open {
+            match self.reader.finish() {
+                Ok(()) => self.phase = Phase::Closing,
+                Err(error) => self.broke(error),
+            }
+        }
+    }
+
+    fn transmit(&mut self, space: &mut [u8], _now: Instant) -> usize {
+        self.out.drain_into(space)
+    }
+
+    fn status(&self) -> Status {
+        match self.phase {
+            Phase::Aborted => Status::Abort,
+            Phase::Closing if self.out.is_empty() => Status::Close,
+            Phase::Open | Phase::Closing => Status::Open,
+        }
+    }
+
+    fn no_delay(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::testing::{Exchange, run};
+    use crate::wire::frame::encode;
+
+    fn frames(bodies: &[&[u8]], format: HeaderFormat) -> Vec<u8> {
+        let mut stream = Vec::new();
+        for body in bodies {
+            let mut buf = vec![0u8; body.len() + 4];
+            let n = encode(format, body, &mut buf).unwrap();
+            stream.extend_from_slice(&buf[..n]);
+        }
+        stream
+    }
+
+    /// Answers each frame with two frames made afresh on every offer, of a letter
+    /// that changes from one offer to the next: the shape of a handler whose
+    /// answer changes while it waits for room.
+    struct Changing {
+        offers: u8,
+    }
+
+    impl FrameHandler for Changing {
+        fn on_frame(&mut self, _frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+            self.offers += 1;
+            let body = [b'A' + self.offers % 26; 8];
+            if out.send(&body).is_err() {
+                return Flow::Wait;
+            }
+            Flow::from_send(out.send(&body))
+        }
+    }
+
+    #[test]
+    fn a_reply_that_changes_while_it_waits_goes_out_whole_never_spliced() {
+        // The old splice: AAAA half written, then BBBB offered for the same frame,
+        // put AABB on the wire. Here a frame is sent whole or not at all, so the
+        // wire holds whole frames of one letter each, whatever the send spaces.
+        let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+        let mut s = Framed::new(Changing { offers: 0 }, [0u8; 12], [0u8; 12], format).unwrap();
+        let now = Instant::ZERO;
+        s.start(now);
+        assert_eq!(s.receive(&frames(&[b"q", b"r"], format), now), 10);
+        let mut wire = Vec::new();
+        for space in [3, 5, 1, 7, 2, 64, 64, 64] {
+            let mut buf = vec![0u8; space];
+            let n = s.transmit(&mut buf, now);
+            wire.extend_from_slice(&buf[..n]);
+        }
+        assert!(s.handler().offers > 2, "some replies had to wait");
+        // Whole frames only (this handler re-sends its first frame on every offer,
+        // as its documentation warns; a real one remembers what it sent).
+        assert!(
+            wire.len() >= 4 * 12 && wire.len() % 12 == 0,
+            "{} bytes",
+            wire.len()
+        );
+        let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+        for frame in wire.chunks(12) {
+            reader.feed(frame).unwrap();
+            let body = reader.next_frame().unwrap();
+            assert!(body.iter().all(|&b| b == body[0]), "spliced frame {body:?}");
+        }
+    }
+
+    #[test]
+    fn framed_echo_returns_every_frame_through_any_split_and_space() {
+        let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; (i as usize * 7) % 101]).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let stream = frames(&refs, format);
+        for (cut, space) in [(1, 1), (3, 200), (104, 104), (1000, 7), (5000, 5000)] {
+            let mut s = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
+            let Exchange { output, status, .. } = run(&mut s, &stream, cut, space);
+            assert_eq!(output, stream, "cut {cut} space {space}");
+            assert_eq!(status, Status::Close);
+            assert_eq!(s.handler().frames, 40);
+        }
+    }
+
+    #[test]
+    fn an_oversize_header_aborts_and_is_counted() {
+        let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+        let mut s = Framed::new(FramedEcho::new(), [0u8; 12], [0u8; 12], format).unwrap();
+        s.start(Instant::ZERO);
+        s.receive(&[0, 0, 1, 0, 1, 2], Instant::ZERO);
+        assert_eq!(s.status(), Status::Abort);
+        assert_eq!(s.handler().errors, 1);
+        assert!(matches!(
+            s.error(),
+            Some(ReadError::Oversize { len: 256, .. })
+        ));
+    }
+
+    #[test]
+    fn a_frame_cut_by_the_close_is_reported_and_the_rest_still_answered() {
+        let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+        let mut s = Framed::new(FramedEcho::new(), [0u8; 24], [0u8; 12], format).unwrap();
+        let mut input = frames(&[b"ok"], format);
+        input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+        let Exchange { output, status, .. } = run(&mut s, &input, 100, 100);
+        assert_eq!(output, frames(&[b"ok"], format));
+        assert_eq!(status, Status::Close);
+        assert!(matches!(s.error(), Some(ReadError::Truncated { .. })));
+    }
+
+    #[test]
+    fn storage_smaller_than_a_frame_is_refused() {
+        let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+        assert!(Framed::new(FramedEcho::new(), [0u8; 12], [0u8; 11], format).is_err());
+        assert!(Framed::new(FramedEcho::new(), [0u8; 11], [0u8; 12], format).is_err());
+        assert!(StreamingEcho::new([0u8; 4], HeaderFormat::NETWORK).is_err());
+    }
+
+    #[test]
+    fn streaming_echo_returns_frames_larger_than_its_queue() {
+        let format = HeaderFormat::NETWORK;
+        let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        let bodies: [&[u8]; 4] = [b"", &big, b"x", b""];
+        let stream = frames(&bodies, format);
+        for (cut, space) in [(1, 1), (1500, 1024), (9, 5), (100_000, 100_000)] {
+            let mut s = StreamingEcho::new([0u8; 5], format).unwrap();
+            let Exchange { output, status, .. } = run(&mut s, &stream, cut, space);
+            assert!(output == stream, "cut {cut} space {space}");
+            assert_eq!(status, Status::Close);
+            assert_eq!(s.frames, 4);
+        }
+    }
+
+    #[test]
+    fn streaming_echo_aborts_on_oversize() {
+        let format = HeaderFormat::NETWORK.with_max_len(10).unwrap();
+        let mut s = StreamingEcho::new([0u8; 8], format).unwrap();
+        s.start(Instant::ZERO);
+        s.receive(&[0, 0, 0, 11], Instant::ZERO);
+        assert_eq!(s.status(), Status::Abort);
+        assert_eq!(s.errors, 1);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::wire::frame::tests::props::any_format;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the split of the input and the size of each send space,
+            /// both echoes give back exactly the frames that went in.
+            #[test]
+            fn echoes_give_back_the_stream_through_any_split(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..12),
+                cut in 1usize..300,
+                space in 1usize..300,
+                queue in 5usize..64,
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max.min(199)); b }).collect();
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                let mut stream = Vec::new();
+                for body in &refs {
+                    let mut buf = vec![0u8; body.len() + 4];
+                    let n = encode(format, body, &mut buf).unwrap();
+                    stream.extend_from_slice(&buf[..n]);
+                }
+                let limit = format.with_max_len(max.min(199) as u32).unwrap();
+                let frame = limit.max_frame_len();
+                let mut framed = Framed::new(FramedEcho::new(), vec![0u8; frame], vec![0u8; frame], limit).unwrap();
+                let got = run(&mut framed, &stream, cut, space);
+                prop_assert_eq!(&got.output, &stream);
+                prop_assert_eq!(got.status, Status::Close);
+                let mut streaming = StreamingEcho::new(vec![0u8; queue.max(format.header_len() + 1)], format).unwrap();
+                let got = run(&mut streaming, &stream, cut, space);
+                prop_assert_eq!(&got.output, &stream);
+                prop_assert_eq!(got.status, Status::Close);
+            }
+        }
+    }
+}
