@@ -31,6 +31,7 @@ pub use framed::{
     Flow, FrameHandler, FrameOut, Framed, FramedEcho, FramedStats, SendError, StreamingEcho,
 };
 pub use out::Full;
+
 pub use out::OutBuffer;
 
 use crate::time::Instant;
@@ -103,6 +104,20 @@ pub trait Session {
     fn no_delay(&self) -> bool {
         false
     }
+}
+
+/// A session that completes: a client's request (an upload, a listing), which
+/// runs over a connection that stays open for the next one.
+///
+/// Adapters drive it like any [`Session`] until [`outcome`](Self::outcome) is
+/// `Some`. While it runs, [`Status::Close`] and [`Status::Abort`] mean the
+/// connection must go, and the outcome then says why.
+pub trait Request: Session {
+    /// What the request gives when done (usually a `Result`).
+    type Output;
+
+    /// The outcome, once the request is done; `None` while it runs. Taken once.
+    fn outcome(&mut self) -> Option<Self::Output>;
 }
 
 /// A session behind a `&mut` is driven like the session itself: a firmware keeps
