@@ -1,19 +1,17 @@
-//! Framing and connection handling joined to smoltcp sockets.
+//! The poll-loop adapter: sessions on smoltcp sockets, for bare loops and RTIC.
 //!
-//! This layer owns no memory of its own beyond small fixed state: socket buffers
-//! belong to the caller's [`SocketSet`], and per-connection
-//! frame buffers are const generics or caller slices.
+//! Everything here is poll-driven with no async: `poll(&mut self, sockets, now)`
+//! does all pending work and returns. This layer owns no memory of its own beyond
+//! small fixed state: socket buffers belong to the caller's [`SocketSet`], and a
+//! session's buffers are const generics or caller slices. No handle can make it
+//! panic: a handle that is not in the set given is an error or a counter.
 //!
-//! Writing follows Python's `sendall`: what does not fit in a socket's send buffer
-//! stays where it is and goes out on a later poll. Nothing is ever dropped; a full
-//! buffer is reported as [`SendError::WouldBlock`]: back-pressure, retry later.
-//!
-//! - [`FramedStream`]: length framing on one TCP socket (client or server side).
-//! - [`StreamingFrames`]: the same framing with no frame storage: bodies go between
-//!   the application and the socket rings in pieces, with no copy.
-//! - [`TcpServer`]: `socketserver` on a pool of `N` sockets, with [`Handler`] and,
-//!   through [`Framed`], [`FrameHandler`].
+//! - [`TcpServer`]: `socketserver` on a pool of `N` sockets, one
+//!   [`Session`](crate::session::Session) per slot, every slot freed by time.
+//! - [`TcpSession`]: one session on one socket, for clients and hand-written loops.
 //! - [`TcpClient`] and [`PortAllocator`]: `connect` with a deadline, ephemeral ports.
+//! - [`StreamingFrames`]: length framing with no frame storage: bodies go between
+//!   the application and the socket rings in pieces, with no copy.
 //! - [`UdpService`]: datagrams with their boundaries, through a [`DatagramHandler`].
 
 use smoltcp::iface::SocketSet;
@@ -35,6 +33,7 @@ pub trait Service {
 }
 
 mod client;
+mod pump;
 mod server;
 mod stream;
 mod udp;
@@ -42,9 +41,7 @@ mod udp;
 pub use client::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, PortAllocator, TcpClient,
 };
-pub use server::{
-    Connection, End, Flow, FrameHandler, FrameOut, Framed, Handler, ServerConfig, ServerStats,
-    TcpServer,
-};
-pub use stream::{FrameTx, FramedStream, RecvError, SendError, StreamStats, StreamingFrames};
+pub use pump::{HandleError, TcpSession};
+pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
+pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};
 pub use udp::{DatagramHandler, UdpService, UdpStats};

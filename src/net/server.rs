@@ -2,63 +2,38 @@
 //!
 //! smoltcp has no accept queue: a socket in `LISTEN` becomes the connection when a
 //! SYN arrives. So `N` sockets listening on one port *are* `listen(N)`: up to `N`
-//! connections are served at once, and a SYN finding no listening socket is refused
-//! by the stack with a RST, never left hanging.
+//! connections are served at once.
 //!
-//! Each socket (a *slot*) is paired with a [`Handler`], the equivalent of
-//! `socketserver.BaseRequestHandler`: [`setup`](Handler::setup) when a connection
-//! arrives, [`on_data`](Handler::on_data) whenever it can make progress (the body of
-//! `handle()`), [`finish`](Handler::finish) when it ends, however it ends. When a
-//! connection ends the slot listens again at once, with no wait for `TIME-WAIT`:
-//! the lesson of `SO_REUSEADDR`.
+//! Each socket (a *slot*) is paired with a [`Session`], the equivalent of
+//! `socketserver.BaseRequestHandler`: [`start`](Session::start) when a connection
+//! arrives, bytes both ways on every poll (the body of `handle()`),
+//! [`end`](Session::end) when it ends, however it ends. When a connection ends the
+//! slot listens again at once, with no wait for `TIME-WAIT`: the lesson of
+//! `SO_REUSEADDR`.
 //!
-//! One misbehaving peer never stalls the others: every slot is polled every time,
-//! handlers never block, and a peer that stays silent (or never reads) past the
-//! idle timeout is reset to free its slot.
+//! No peer holds a slot by its good will alone. Every slot is freed by time:
 //!
-//! For length-framed protocols, [`Framed`] turns a [`FrameHandler`] (which sees
-//! whole frames via [`on_frame`](FrameHandler::on_frame)) into a [`Handler`].
+//! | deadline | [`ServerConfig`] field | default | what it frees |
+//! |---|---|---|---|
+//! | handshake | `handshake_timeout` | 3 s | a SYN whose sender never completes the handshake |
+//! | idle | `idle_timeout` | 60 s | a connection that moves no byte |
+//! | close | `close_timeout` | 5 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
+//!
+//! and the sessions keep deadlines of their own (a request head that trickles in
+//! one byte at a time), through [`Session::poll_timeout`].
 
 use core::fmt;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::wire::IpEndpoint;
 
 use super::Service;
-use super::stream::{FrameTx, FramedStream, RecvError, SendError, StreamStats};
-use crate::time::later;
-use crate::wire::frame::{FormatError, HeaderFormat, ReadError};
+use super::pump::{HandleError, configure, discard, peer_finished, pump};
+use crate::session::{Session, Status};
+use crate::time::{Duration, Instant};
 
-/// What a handler wants after doing its work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Flow {
-    /// Carry on. (For [`FrameHandler::on_frame`]: the frame is dealt with.)
-    Continue,
-    /// Back-pressure: the reply does not fit yet. For
-    /// [`FrameHandler::on_frame`], the same frame is offered again on a later poll.
-    Wait,
-    /// Close the connection gracefully (FIN after what is queued).
-    Close,
-    /// Reset the connection at once (RST): for peers that broke the protocol.
-    Abort,
-}
-
-impl Flow {
-    /// The flow for the result of a send: done, wait for space, or give up.
-    pub fn from_send(result: Result<(), SendError>) -> Flow {
-        match result {
-            Ok(()) => Flow::Continue,
-            Err(SendError::WouldBlock) => Flow::Wait,
-            Err(SendError::NotConnected) => Flow::Close,
-            Err(SendError::Frame(_)) => Flow::Abort,
-        }
-    }
-}
-
-/// How a connection ended, as told to [`Handler::finish`].
+/// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -70,9 +45,9 @@ pub enum End {
     Reset,
     /// The peer was silent for longer than the idle timeout; the server reset it.
     IdleTimeout,
-    /// The handler asked for a reset ([`Flow::Abort`]).
+    /// The session asked for a reset ([`Status::Abort`]).
     Aborted,
-    /// The peer did not finish closing within the idle timeout; the server reset it.
+    /// The peer did not finish closing within the close timeout; the server reset it.
     CloseTimeout,
 }
 
@@ -82,128 +57,9 @@ impl fmt::Display for End {
             End::Closed => "closed",
             End::Reset => "reset by peer",
             End::IdleTimeout => "idle timeout",
-            End::Aborted => "aborted by handler",
+            End::Aborted => "aborted by the session",
             End::CloseTimeout => "close timed out",
         })
-    }
-}
-
-/// One accepted connection, as a [`Handler`] sees it: `self.request` of
-/// `socketserver`, with counters.
-pub struct Connection<'a, 's> {
-    socket: &'a mut tcp::Socket<'s>,
-    peer: IpEndpoint,
-    now: Instant,
-    moved: usize,
-}
-
-impl<'a, 's> Connection<'a, 's> {
-    /// The peer's address and port.
-    pub fn peer(&self) -> IpEndpoint {
-        self.peer
-    }
-
-    /// The time of this poll.
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-
-    /// Reads up to `buf.len()` bytes (Python's `recv(len(buf))`); 0 if none waiting.
-    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.socket.recv_slice(buf).unwrap_or(0);
-        self.moved = self.moved.saturating_add(n);
-        n
-    }
-
-    /// Queues as much of `data` as fits in the send buffer and returns how much:
-    /// Python's `send`. Loop over later polls for `sendall`.
-    pub fn send(&mut self, data: &[u8]) -> usize {
-        let n = self.socket.send_slice(data).unwrap_or(0);
-        self.moved = self.moved.saturating_add(n);
-        n
-    }
-
-    /// Free bytes in the send buffer.
-    pub fn send_space(&self) -> usize {
-        self.socket
-            .send_capacity()
-            .saturating_sub(self.socket.send_queue())
-    }
-
-    /// Bytes waiting in the receive buffer.
-    pub fn recv_waiting(&self) -> usize {
-        self.socket.recv_queue()
-    }
-
-    /// Whether the peer has closed its sending side and everything it sent was read.
-    pub fn peer_finished(&self) -> bool {
-        !self.socket.may_recv() && self.socket.recv_queue() == 0
-    }
-
-    /// The socket itself, for anything the methods above do not cover.
-    pub fn socket(&mut self) -> &mut tcp::Socket<'s> {
-        self.socket
-    }
-
-    /// Counts bytes moved through [`socket`](Self::socket) directly, so the idle
-    /// timer knows the connection is alive.
-    pub fn mark_progress(&mut self, bytes: usize) {
-        self.moved = self.moved.saturating_add(bytes);
-    }
-}
-
-/// Per-connection behaviour: `socketserver.BaseRequestHandler`, poll-driven.
-///
-/// A server keeps one handler per slot and reuses it: `setup` must reset any state
-/// left from the previous connection.
-pub trait Handler {
-    /// A connection arrived from `peer`.
-    fn setup(&mut self, _peer: IpEndpoint, _now: Instant) {}
-
-    /// Sets the socket options this protocol wants on a connection just
-    /// accepted, after [`ServerConfig`]'s. [`Framed`] (and the transfer server)
-    /// call [`FramedStream::configure`]: Nagle and delayed ACK off. A handler
-    /// that wraps another must pass this on, as every other hook.
-    fn configure_socket(&mut self, _socket: &mut tcp::Socket<'_>) {}
-
-    /// The connection may have data to read or room to write: do what can be done
-    /// now, without waiting, and say how to go on. Called on every poll while the
-    /// connection is open; return [`Flow::Close`] to close it.
-    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow;
-
-    /// The connection ended; the slot will listen again.
-    fn finish(&mut self, _end: End) {}
-
-    /// Whether the handler still has bytes to write once the peer has finished
-    /// sending. The server closes a half-closed connection only when this is false
-    /// and the send buffer has drained.
-    fn wants_to_send(&self) -> bool {
-        false
-    }
-}
-
-/// A handler behind a `&mut` serves like the handler itself, every hook included:
-/// a firmware keeps each handler in a `static` and gives the server
-/// `&'static mut` references to them.
-impl<H: Handler + ?Sized> Handler for &mut H {
-    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
-        (**self).setup(peer, now);
-    }
-
-    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
-        (**self).configure_socket(socket);
-    }
-
-    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
-        (**self).on_data(conn)
-    }
-
-    fn finish(&mut self, end: End) {
-        (**self).finish(end);
-    }
-
-    fn wants_to_send(&self) -> bool {
-        (**self).wants_to_send()
     }
 }
 
@@ -217,43 +73,64 @@ pub struct ServerStats {
     pub closed: u64,
     /// Connections reset by the peer (or by the stack's own timeouts).
     pub resets: u64,
-    /// Silent peers reset after the idle timeout, handshakes that never
-    /// completed (a peer gone after its SYN, a forged SYN) included.
+    /// Silent peers reset after the idle timeout.
     pub idle_timeouts: u64,
-    /// Connections the handler aborted (bad input).
+    /// Handshakes that did not complete in time (a peer gone after its SYN, a
+    /// forged SYN).
+    pub handshake_timeouts: u64,
+    /// Peers that did not finish closing in time.
+    pub close_timeouts: u64,
+    /// Connections the session aborted (bad input, its own deadlines).
     pub aborted: u64,
+    /// Bytes the peer sent after the session was done, read and dropped so that
+    /// its FIN could get through.
+    pub discarded: u64,
     /// Times a slot went back to listening.
     pub relistens: u64,
+    /// Polls that found a slot's socket missing from the set given (a foreign or
+    /// removed handle): the slot is skipped, never a panic.
+    pub missing_sockets: u64,
 }
 
 impl fmt::Display for ServerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted, {} closed, {} reset, {} idle timeouts, {} aborted",
-            self.accepted, self.closed, self.resets, self.idle_timeouts, self.aborted
+            "{} accepted, {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, {} close",
+            self.accepted,
+            self.closed,
+            self.resets,
+            self.aborted,
+            self.idle_timeouts,
+            self.handshake_timeouts,
+            self.close_timeouts
         )
     }
 }
 
-/// Settings of a [`TcpServer`].
+/// Settings of a [`TcpServer`]: the deadlines that free a slot whatever its peer does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
-    /// A connection that moves no byte for this long is reset, freeing its slot;
-    /// so is a handshake that does not complete in this time.
+    /// A handshake that does not complete in this time frees its slot.
+    pub handshake_timeout: Duration,
+    /// A connection that moves no byte for this long is reset, freeing its slot.
     /// `None` keeps silent peers forever (not advised: one can hold a slot).
     pub idle_timeout: Option<Duration>,
-    /// Nagle's algorithm on accepted sockets (smoltcp's default is on). A handler
-    /// may then set its own options ([`Handler::configure_socket`]): framed
-    /// handlers turn Nagle off whatever this says.
+    /// After the server closes, the peer has this long to close too (its input is
+    /// read and dropped meanwhile); then the connection is reset.
+    pub close_timeout: Duration,
+    /// Nagle's algorithm on accepted sockets (smoltcp's default is on), unless the
+    /// session asks for no delay ([`Session::no_delay`]).
     pub nagle: bool,
 }
 
 impl ServerConfig {
-    /// Idle timeout 60 s, Nagle on.
+    /// Handshake 3 s, idle 60 s, close 5 s, Nagle on.
     pub const DEFAULT: Self = Self {
+        handshake_timeout: Duration::from_secs(3),
         idle_timeout: Some(Duration::from_secs(60)),
+        close_timeout: Duration::from_secs(5),
         nagle: true,
     };
 }
@@ -264,9 +141,40 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why a [`TcpServer`] could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A handle is no TCP socket of the set.
+    Handle(HandleError),
+    /// The same handle was given for two slots.
+    DuplicateHandle,
+    /// A socket refused to listen (port 0, or a socket already open).
+    Listen(tcp::ListenError),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Handle(e) => e.fmt(f),
+            ServerError::DuplicateHandle => f.write_str("the same socket was given for two slots"),
+            ServerError::Listen(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ServerError {}
+
+impl From<HandleError> for ServerError {
+    fn from(e: HandleError) -> Self {
+        ServerError::Handle(e)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
-    /// Not listening: before the first poll, or after a connection ended.
+    /// Not listening: the server was shut down.
     Idle,
     /// A RST is on its way out; listening now would cancel it.
     Aborting,
@@ -275,19 +183,19 @@ enum SlotState {
     Active {
         peer: IpEndpoint,
         last_progress: Instant,
+        told_finished: bool,
     },
     /// We closed; waiting for the peer to finish closing.
     Closing { since: Instant },
 }
 
-/// `N` sockets serving one port, each with its own [`Handler`].
+/// `N` sockets serving one port, each with its own [`Session`].
 ///
 /// ```
 /// use smoltcp::iface::{SocketSet, SocketStorage};
 /// use smoltcp::socket::tcp;
-/// use smoltcp::time::Instant;
-/// use smolsock::net::{Service, TcpServer};
-/// use smolsock::service::echo::Echo;
+/// use smolsock::net::TcpServer;
+/// use smolsock::session::Echo;
 ///
 /// let mut storage: [SocketStorage; 2] = Default::default();
 /// let mut sockets = SocketSet::new(&mut storage[..]);
@@ -301,50 +209,74 @@ enum SlotState {
 ///     tcp::SocketBuffer::new(&mut c[..]),
 ///     tcp::SocketBuffer::new(&mut d[..]),
 /// ));
-/// // listen(2) on port 7: two clients at once, a third gets a RST.
-/// let mut echo = TcpServer::new(7, [h1, h2], [Echo::new(), Echo::new()]);
-/// echo.poll(&mut sockets, Instant::ZERO);
+/// // listen(2) on port 7: two clients at once.
+/// let echo = TcpServer::new(&mut sockets, 7, [h1, h2], [Echo::new(), Echo::new()]).unwrap();
 /// assert!(sockets.get::<tcp::Socket>(h1).is_listening());
+/// assert_eq!(echo.active(), 0);
 /// ```
-pub struct TcpServer<H, const N: usize> {
+pub struct TcpServer<S, const N: usize> {
     port: u16,
     config: ServerConfig,
     handles: [SocketHandle; N],
-    handlers: [H; N],
+    /// Slot indices in the order of their handles, which is the order
+    /// `SocketSet::iter_mut` yields sockets in: one walk pairs them.
+    order: [usize; N],
+    sessions: [S; N],
     states: [SlotState; N],
     stats: ServerStats,
 }
 
-impl<H: Handler, const N: usize> TcpServer<H, N> {
-    /// A server on `port` over the sockets `handles` (one per slot, each with its
-    /// own buffers) and their `handlers`. Sockets start listening on the first poll.
-    pub const fn new(port: u16, handles: [SocketHandle; N], handlers: [H; N]) -> Self {
-        Self {
+impl<S: Session, const N: usize> TcpServer<S, N> {
+    /// A server on `port` over the sockets `handles` of `sockets` (one per slot,
+    /// each with its own buffers), serving each connection with its slot's
+    /// session. Every socket listens when this returns.
+    pub fn new(
+        sockets: &mut SocketSet<'_>,
+        port: u16,
+        handles: [SocketHandle; N],
+        sessions: [S; N],
+    ) -> Result<Self, ServerError> {
+        let mut order: [usize; N] = core::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| handles.get(i).copied());
+        let sorted = order.iter().filter_map(|&i| handles.get(i));
+        if sorted.clone().zip(sorted.skip(1)).any(|(a, b)| a == b) {
+            return Err(ServerError::DuplicateHandle);
+        }
+        let mut server = Self {
             port,
             config: ServerConfig::DEFAULT,
             handles,
-            handlers,
+            order,
+            sessions,
             states: [SlotState::Idle; N],
-            stats: ServerStats {
-                accepted: 0,
-                closed: 0,
-                resets: 0,
-                idle_timeouts: 0,
-                aborted: 0,
-                relistens: 0,
-            },
+            stats: ServerStats::default(),
+        };
+        for handle in server.handles {
+            let socket = super::pump::socket_mut::<tcp::Socket>(sockets, handle)
+                .ok_or(ServerError::Handle(HandleError::NotFound))?;
+            socket.listen(port).map_err(ServerError::Listen)?;
         }
+        server.states = [SlotState::Listening {
+            handshake_since: None,
+        }; N];
+        Ok(server)
     }
 
     /// The same server with other settings.
+    #[must_use]
     pub const fn with_config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
     }
 
-    /// The port served.
+    /// The port served (0 once [`close_all`](Self::close_all) was called).
     pub const fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The settings.
+    pub const fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     /// The counters so far.
@@ -352,7 +284,7 @@ impl<H: Handler, const N: usize> TcpServer<H, N> {
         &self.stats
     }
 
-    /// Connections open now.
+    /// Connections open now (handshakes under way not counted).
     pub fn active(&self) -> usize {
         self.states
             .iter()
@@ -360,59 +292,141 @@ impl<H: Handler, const N: usize> TcpServer<H, N> {
             .count()
     }
 
-    /// The handlers, for reading their own counters.
-    pub fn handlers(&self) -> &[H; N] {
-        &self.handlers
+    /// Slots waiting for a client: listening, with no handshake under way.
+    pub fn free_slots(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    SlotState::Listening {
+                        handshake_since: None
+                    } | SlotState::Aborting
+                )
+            })
+            .count()
+    }
+
+    /// The sessions, for reading their own counters.
+    pub fn sessions(&self) -> &[S; N] {
+        &self.sessions
+    }
+
+    /// The sessions, to change their settings.
+    pub fn sessions_mut(&mut self) -> &mut [S; N] {
+        &mut self.sessions
     }
 
     /// Closes every connection gracefully (FIN after what is queued) and stops
     /// listening: for a clean shutdown. Keep polling until [`active`](Self::active)
-    /// is 0 or your patience ends.
-    pub fn close_all(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        for (handle, state) in self.handles.iter().zip(self.states.iter_mut()) {
-            let socket = sockets.get_mut::<tcp::Socket>(*handle);
-            match state {
+    /// is 0 or your patience ends (the close timeout ends it too).
+    pub fn close_all(&mut self, sockets: &mut SocketSet<'_>, now: impl Into<Instant>) {
+        let now = now.into();
+        self.port = 0;
+        self.for_each_slot(sockets, |slot, socket| {
+            match *slot.state {
                 SlotState::Active { .. } => {
                     socket.close();
-                    *state = SlotState::Closing { since: now };
+                    *slot.state = SlotState::Closing { since: now };
                 }
                 // No connection yet: drop the listener (and any handshake under
-                // way, with a RST), or the slot would try to listen on port 0.
+                // way, with a RST).
                 SlotState::Listening { .. } => {
                     socket.abort();
-                    *state = SlotState::Aborting;
+                    *slot.state = SlotState::Aborting;
                 }
                 SlotState::Idle | SlotState::Aborting | SlotState::Closing { .. } => {}
             }
+        });
+    }
+
+    /// Runs `f` on every slot whose socket is in `sockets`, walking the set once.
+    fn for_each_slot<F>(&mut self, sockets: &mut SocketSet<'_>, mut f: F)
+    where
+        F: FnMut(Slot<'_, S>, &mut tcp::Socket<'_>),
+    {
+        let mut next = self.order.iter().copied().peekable();
+        let mut seen = 0usize;
+        for (handle, socket) in sockets.iter_mut() {
+            while let Some(&index) = next.peek() {
+                let Some(&slot_handle) = self.handles.get(index) else {
+                    next.next();
+                    continue;
+                };
+                if slot_handle > handle {
+                    break;
+                }
+                next.next();
+                if slot_handle < handle {
+                    continue;
+                }
+                let (Some(state), Some(session), Some(tcp)) = (
+                    self.states.get_mut(index),
+                    self.sessions.get_mut(index),
+                    tcp::Socket::downcast_mut(socket),
+                ) else {
+                    break;
+                };
+                seen = seen.saturating_add(1);
+                f(
+                    Slot {
+                        state,
+                        session,
+                        stats: &mut self.stats,
+                    },
+                    tcp,
+                );
+                break;
+            }
         }
-        self.port = 0;
+        let missing = N.saturating_sub(seen);
+        self.stats.missing_sockets = self.stats.missing_sockets.saturating_add(missing as u64);
     }
 }
 
 /// One slot's share of a server poll.
-struct SlotPoll<'a, H> {
+struct Slot<'a, S> {
+    state: &'a mut SlotState,
+    session: &'a mut S,
+    stats: &'a mut ServerStats,
+}
+
+/// What a slot poll needs from the server.
+#[derive(Clone, Copy)]
+struct PollContext<'a> {
     port: u16,
     config: &'a ServerConfig,
-    stats: &'a mut ServerStats,
-    handler: &'a mut H,
-    state: &'a mut SlotState,
     now: Instant,
 }
 
-impl<H: Handler> SlotPoll<'_, H> {
-    fn run(&mut self, socket: &mut tcp::Socket<'_>) {
+impl<S: Session> Slot<'_, S> {
+    fn run(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>) {
         match *self.state {
-            SlotState::Idle | SlotState::Aborting if self.port == 0 => {}
-            SlotState::Aborting => *self.state = SlotState::Idle,
-            SlotState::Idle => self.listen(socket),
+            SlotState::Idle => {}
+            SlotState::Aborting if cx.port == 0 => *self.state = SlotState::Idle,
+            SlotState::Aborting => self.listen(socket, cx),
             SlotState::Listening { handshake_since } => {
                 if !socket.is_open() {
                     // The handshake failed (RST in SYN-RECEIVED): listen again.
-                    self.listen(socket);
+                    self.listen(socket, cx);
                 } else if socket.may_send() || socket.state() == tcp::State::CloseWait {
-                    self.accept(socket);
+                    self.accept(socket, cx);
                 } else if socket.state() == tcp::State::SynReceived {
-                    self.handshake(socket, handshake_since.unwrap_or(self.now));
+                    let since = handshake_since.unwrap_or(cx.now);
+                    if cx.now >= since.saturating_add(cx.config.handshake_timeout) {
+                        log::info!(
+                            "tcp/{}: handshake never completed, listening again",
+                            cx.port
+                        );
+                        socket.abort();
+                        self.stats.handshake_timeouts =
+                            self.stats.handshake_timeouts.saturating_add(1);
+                        *self.state = SlotState::Aborting;
+                    } else {
+                        *self.state = SlotState::Listening {
+                            handshake_since: Some(since),
+                        };
+                    }
                 } else {
                     // Back in LISTEN (smoltcp returns there on a RST in SYN-RECEIVED).
                     *self.state = SlotState::Listening {
@@ -423,377 +437,174 @@ impl<H: Handler> SlotPoll<'_, H> {
             SlotState::Active {
                 peer,
                 last_progress,
-            } => self.serve(socket, peer, last_progress),
-            SlotState::Closing { since } => {
-                if !socket.is_active() || socket.state() == tcp::State::TimeWait {
-                    // Our FIN is acknowledged. TIME-WAIT would hold this socket for
-                    // 10 s; the next client needs it now (SO_REUSEADDR), so drop it.
-                    socket.abort();
-                    self.end(End::Closed);
-                    *self.state = SlotState::Aborting;
-                } else if self
-                    .config
-                    .idle_timeout
-                    .is_some_and(|t| self.now >= later(since, t))
-                {
-                    socket.abort();
-                    self.end(End::CloseTimeout);
-                    *self.state = SlotState::Aborting;
-                }
-            }
+                told_finished,
+            } => self.serve(socket, cx, peer, last_progress, told_finished),
+            SlotState::Closing { since } => self.closing(socket, cx, since),
         }
     }
 
-    fn listen(&mut self, socket: &mut tcp::Socket<'_>) {
+    fn listen(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>) {
         if socket.is_open() {
             socket.abort();
             *self.state = SlotState::Aborting;
             return;
         }
-        match socket.listen(self.port) {
+        match socket.listen(cx.port) {
             Ok(()) => {
                 *self.state = SlotState::Listening {
                     handshake_since: None,
                 };
                 self.stats.relistens = self.stats.relistens.saturating_add(1);
             }
-            Err(e) => log::warn!("tcp/{}: cannot listen: {e}", self.port),
+            Err(e) => log::warn!("tcp/{}: cannot listen: {e}", cx.port),
         }
     }
 
-    /// A handshake under way since `since`. smoltcp retransmits its SYN-ACK for
-    /// ever, so a peer that vanished after its SYN (or a forged source address)
-    /// would hold the slot for good: past the idle timeout the slot gives up.
-    fn handshake(&mut self, socket: &mut tcp::Socket<'_>, since: Instant) {
-        if self
-            .config
-            .idle_timeout
-            .is_some_and(|t| self.now >= later(since, t))
-        {
-            log::info!(
-                "tcp/{}: handshake never completed, listening again",
-                self.port
-            );
-            socket.abort();
-            self.stats.idle_timeouts = self.stats.idle_timeouts.saturating_add(1);
-            *self.state = SlotState::Aborting;
-        } else {
-            *self.state = SlotState::Listening {
-                handshake_since: Some(since),
-            };
-        }
-    }
-
-    fn accept(&mut self, socket: &mut tcp::Socket<'_>) {
+    fn accept(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>) {
         let Some(peer) = socket.remote_endpoint() else {
             return;
         };
-        socket.set_nagle_enabled(self.config.nagle);
-        self.handler.configure_socket(socket);
+        socket.set_nagle_enabled(cx.config.nagle);
+        configure(&*self.session, socket);
         self.stats.accepted = self.stats.accepted.saturating_add(1);
-        log::debug!("tcp/{}: accepted {peer}", self.port);
-        self.handler.setup(peer, self.now);
-        self.serve(socket, peer, self.now);
+        log::debug!("tcp/{}: accepted {peer}", cx.port);
+        self.session.start(cx.now);
+        self.serve(socket, cx, peer, cx.now, false);
     }
 
-    fn serve(&mut self, socket: &mut tcp::Socket<'_>, peer: IpEndpoint, last_progress: Instant) {
+    fn serve(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        cx: PollContext<'_>,
+        peer: IpEndpoint,
+        last_progress: Instant,
+        mut told_finished: bool,
+    ) {
+        let now = cx.now;
         if !socket.is_active() {
             // Reset by the peer, or the stack gave up retransmitting.
-            self.end(End::Reset);
-            self.listen(socket);
+            self.end(End::Reset, cx);
+            self.listen(socket, cx);
             return;
         }
-        let mut conn = Connection {
-            socket,
-            peer,
-            now: self.now,
-            moved: 0,
-        };
-        let flow = self.handler.on_data(&mut conn);
-        let moved = conn.moved;
-        let last_progress = if moved > 0 { self.now } else { last_progress };
-        *self.state = SlotState::Active {
-            peer,
-            last_progress,
-        };
-        match flow {
-            Flow::Abort => {
-                socket.abort();
-                self.end(End::Aborted);
-                *self.state = SlotState::Aborting;
-                return;
-            }
-            Flow::Close => {
-                socket.close();
-                *self.state = SlotState::Closing { since: self.now };
-                return;
-            }
-            Flow::Continue | Flow::Wait => {}
+        if self.session.poll_timeout().is_some_and(|at| now >= at) {
+            self.session.handle_timeout(now);
         }
-        // Half-closed by the peer and nothing more to say: close our side too.
-        let peer_done = !socket.may_recv() && socket.recv_queue() == 0;
-        if peer_done && moved == 0 && socket.send_queue() == 0 && !self.handler.wants_to_send() {
-            socket.close();
-            *self.state = SlotState::Closing { since: self.now };
-        } else if self
-            .config
-            .idle_timeout
-            .is_some_and(|t| self.now >= later(last_progress, t))
-        {
-            log::info!("tcp/{}: {peer} idle, resetting", self.port);
+        let mut moved = pump(self.session, socket, now);
+        if !told_finished && peer_finished(socket) {
+            told_finished = true;
+            self.session.receive_finished(now);
+            moved = moved.saturating_add(pump(self.session, socket, now));
+        }
+        let last_progress = if moved > 0 { now } else { last_progress };
+        match self.session.status() {
+            Status::Abort => {
+                socket.abort();
+                self.end(End::Aborted, cx);
+                *self.state = SlotState::Aborting;
+            }
+            Status::Close => {
+                socket.close();
+                *self.state = SlotState::Closing { since: now };
+                self.closing(socket, cx, now);
+            }
+            Status::Open => {
+                if cx
+                    .config
+                    .idle_timeout
+                    .is_some_and(|t| now >= last_progress.saturating_add(t))
+                {
+                    log::info!("tcp/{}: {peer} idle, resetting", cx.port);
+                    socket.abort();
+                    self.end(End::IdleTimeout, cx);
+                    *self.state = SlotState::Aborting;
+                } else {
+                    *self.state = SlotState::Active {
+                        peer,
+                        last_progress,
+                        told_finished,
+                    };
+                }
+            }
+        }
+    }
+
+    /// We closed: read and drop what the peer still sends so its FIN gets
+    /// through, and free the slot once it has, or once the close timeout passes.
+    fn closing(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>, since: Instant) {
+        let dropped = discard(socket);
+        self.stats.discarded = self.stats.discarded.saturating_add(dropped as u64);
+        if !socket.is_active() || socket.state() == tcp::State::TimeWait {
+            // Our FIN is acknowledged. TIME-WAIT would hold this socket for 10 s;
+            // the next client needs it now (SO_REUSEADDR), so drop it.
             socket.abort();
-            self.end(End::IdleTimeout);
+            self.end(End::Closed, cx);
+            *self.state = SlotState::Aborting;
+        } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
+            socket.abort();
+            self.end(End::CloseTimeout, cx);
             *self.state = SlotState::Aborting;
         }
     }
 
-    fn end(&mut self, end: End) {
+    fn end(&mut self, end: End, cx: PollContext<'_>) {
         let counter = match end {
             End::Closed => &mut self.stats.closed,
             End::Reset => &mut self.stats.resets,
-            End::IdleTimeout | End::CloseTimeout => &mut self.stats.idle_timeouts,
+            End::IdleTimeout => &mut self.stats.idle_timeouts,
+            End::CloseTimeout => &mut self.stats.close_timeouts,
             End::Aborted => &mut self.stats.aborted,
         };
         *counter = counter.saturating_add(1);
-        log::debug!("tcp/{}: connection {end}", self.port);
-        self.handler.finish(end);
+        log::debug!("tcp/{}: connection {end}", cx.port);
+        self.session.end(cx.now);
         *self.state = SlotState::Idle;
     }
 }
 
-impl<H: Handler, const N: usize> Service for TcpServer<H, N> {
-    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        let slots = self
-            .handles
-            .iter()
-            .zip(self.handlers.iter_mut())
-            .zip(self.states.iter_mut());
-        for ((handle, handler), state) in slots {
-            let socket = sockets.get_mut::<tcp::Socket>(*handle);
-            SlotPoll {
-                port: self.port,
-                config: &self.config,
-                stats: &mut self.stats,
-                handler,
-                state,
-                now,
-            }
-            .run(socket);
-        }
+impl<S: Session, const N: usize> Service for TcpServer<S, N> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: smoltcp::time::Instant) {
+        let config = self.config;
+        let cx = PollContext {
+            port: self.port,
+            config: &config,
+            now: now.into(),
+        };
+        self.for_each_slot(sockets, |mut slot, socket| slot.run(socket, cx));
     }
 
-    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
-        let timeout = self.config.idle_timeout;
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<smoltcp::time::Instant> {
+        let config = &self.config;
         self.states
             .iter()
-            .filter_map(|state| match *state {
-                SlotState::Active { last_progress, .. } => timeout.map(|t| later(last_progress, t)),
-                SlotState::Closing { since } => timeout.map(|t| later(since, t)),
+            .zip(self.sessions.iter())
+            .filter_map(|(state, session)| match *state {
+                SlotState::Active { last_progress, .. } => {
+                    let idle = config.idle_timeout.map(|t| last_progress.saturating_add(t));
+                    match (idle, session.poll_timeout()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                SlotState::Closing { since } => Some(since.saturating_add(config.close_timeout)),
                 SlotState::Listening {
                     handshake_since: Some(since),
-                } => timeout.map(|t| later(since, t)),
+                } => Some(since.saturating_add(config.handshake_timeout)),
                 // Listen again as soon as the RST is out.
-                SlotState::Idle | SlotState::Aborting if self.port != 0 => Some(Instant::ZERO),
-                SlotState::Idle | SlotState::Aborting | SlotState::Listening { .. } => None,
+                SlotState::Aborting => Some(Instant::ZERO),
+                SlotState::Idle | SlotState::Listening { .. } => None,
             })
             .min()
+            .map(smoltcp::time::Instant::from)
     }
 }
 
-/// Per-connection behaviour for a length-framed protocol: sees whole frames.
-pub trait FrameHandler {
-    /// A connection arrived from `peer`; reset any state from the last one.
-    fn setup(&mut self, _peer: IpEndpoint, _now: Instant) {}
-
-    /// A whole frame arrived. Reply through `out`. Return [`Flow::Wait`] if the
-    /// reply does not fit yet: the same frame is offered again on a later poll
-    /// (pass the same reply body to [`FrameOut::send`], which remembers how far it got).
-    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_, '_>) -> Flow;
-
-    /// Called on every poll once no frame is waiting: for handlers that send on
-    /// their own initiative (a download streaming a file).
-    fn on_idle(&mut self, _out: &mut FrameOut<'_, '_>) -> Flow {
-        Flow::Continue
-    }
-
-    /// The stream broke: an oversize header (the connection is then reset), or a
-    /// frame cut short by the peer's close.
-    fn on_error(&mut self, _error: ReadError) {}
-
-    /// The connection ended.
-    fn finish(&mut self, _end: End) {}
-
-    /// Whether the handler still has frames to send after the peer finished.
-    fn wants_to_send(&self) -> bool {
-        false
-    }
-}
-
-/// The sending side of a framed connection, as a [`FrameHandler`] sees it.
-pub struct FrameOut<'a, 's> {
-    socket: &'a mut tcp::Socket<'s>,
-    tx: &'a mut FrameTx,
-    peer: IpEndpoint,
-    now: Instant,
-}
-
-impl FrameOut<'_, '_> {
-    /// Sends `body` as one frame, `sendall`-style (see [`FramedStream::send_frame`]).
-    pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
-        self.tx.send(self.socket, body)
-    }
-
-    /// Sends `body` only if the whole frame fits now (see [`FramedStream::try_send_frame`]).
-    pub fn try_send(&mut self, body: &[u8]) -> Result<(), SendError> {
-        self.tx.try_send(self.socket, body)
-    }
-
-    /// Free bytes in the socket's send buffer.
-    pub fn send_space(&self) -> usize {
-        self.socket
-            .send_capacity()
-            .saturating_sub(self.socket.send_queue())
-    }
-
-    /// Whether a frame is half written (a [`send`](Self::send) returned `WouldBlock`).
-    pub fn send_pending(&self) -> bool {
-        self.tx.pending()
-    }
-
-    /// The largest body a frame may carry.
-    pub fn max_len(&self) -> usize {
-        self.tx.format().max_len() as usize
-    }
-
-    /// The peer's address and port.
-    pub fn peer(&self) -> IpEndpoint {
-        self.peer
-    }
-
-    /// The time of this poll.
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-}
-
-/// Adapts a [`FrameHandler`] to a [`Handler`]: owns the connection's
-/// [`FramedStream`] (frame storage `B`) and feeds the handler whole frames.
-pub struct Framed<F, B> {
-    handler: F,
-    stream: FramedStream<B>,
-    broken: bool,
-}
-
-impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Framed<F, B> {
-    /// `handler` behind frames in `format`, received into `storage`.
-    pub fn new(handler: F, storage: B, format: HeaderFormat) -> Result<Self, FormatError> {
-        Ok(Self {
-            handler,
-            stream: FramedStream::new(storage, format)?,
-            broken: false,
-        })
-    }
-
-    /// The frame handler.
-    pub fn handler(&self) -> &F {
-        &self.handler
-    }
-
-    /// Counters of every connection this slot has served, the current one included.
-    pub fn stats(&self) -> StreamStats {
-        self.stream.stats()
-    }
-}
-
-impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Handler for Framed<F, B> {
-    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
-        self.stream.reset();
-        self.broken = false;
-        self.handler.setup(peer, now);
-    }
-
-    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
-        FramedStream::<B>::configure(socket);
-    }
-
-    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
-        let peer = conn.peer;
-        let now = conn.now;
-        let before = self.stream.stats();
-        let flow = loop {
-            let socket = &mut *conn.socket;
-            let fill = if self.stream.has_frame() {
-                Ok(0)
-            } else {
-                self.stream.fill(socket)
-            };
-            if let Err(error) = fill {
-                break self.broke(error);
-            }
-            let (reader, tx) = self.stream.split();
-            let mut out = FrameOut {
-                socket,
-                tx,
-                peer,
-                now,
-            };
-            let Some(frame) = reader.frame() else {
-                // No whole frame: the peer may have ended the stream mid-frame.
-                if out.socket.may_recv() || out.socket.recv_queue() > 0 {
-                    break self.handler.on_idle(&mut out);
-                }
-                let finish = reader.finish();
-                let flow = self.handler.on_idle(&mut out);
-                if let Err(error) = finish {
-                    break self.broke(RecvError::Frame(error));
-                }
-                break flow;
-            };
-            match self.handler.on_frame(frame, &mut out) {
-                Flow::Continue => reader.consume(),
-                other => break other,
-            }
-        };
-        let after = self.stream.stats();
-        conn.mark_progress(
-            usize::try_from(
-                after
-                    .read
-                    .bytes
-                    .saturating_sub(before.read.bytes)
-                    .saturating_add(after.write.bytes.saturating_sub(before.write.bytes)),
-            )
-            .unwrap_or(usize::MAX),
-        );
-        flow
-    }
-
-    fn finish(&mut self, end: End) {
-        self.handler.finish(end);
-    }
-
-    fn wants_to_send(&self) -> bool {
-        // A frame still held is a reply still owed: the handler said Wait on it.
-        self.stream.send_pending() || self.stream.has_frame() || self.handler.wants_to_send()
-    }
-}
-
-impl<F: FrameHandler, B: AsRef<[u8]> + AsMut<[u8]>> Framed<F, B> {
-    /// A broken stream: tell the handler once, reset on oversize (the bytes that
-    /// follow are not frames), let a truncated stream close.
-    fn broke(&mut self, error: RecvError) -> Flow {
-        match error {
-            RecvError::Frame(e) => {
-                if !self.broken {
-                    self.broken = true;
-                    self.handler.on_error(e);
-                }
-                match e {
-                    ReadError::Oversize { .. } => Flow::Abort,
-                    _ => Flow::Close,
-                }
-            }
-            RecvError::Finished | RecvError::NotConnected => Flow::Close,
-        }
+impl<S, const N: usize> fmt::Debug for TcpServer<S, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpServer")
+            .field("port", &self.port)
+            .field("slots", &N)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }

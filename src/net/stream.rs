@@ -1,25 +1,19 @@
-//! [`FramedStream`]: length framing on one smoltcp TCP socket.
+//! [`StreamingFrames`]: length framing straight between the application and one
+//! smoltcp TCP socket's rings, with no frame storage.
 //!
-//! The stream holds the framing state of one connection (a [`FrameReader`] over
-//! fixed storage and a [`FrameWriter`]); the socket stays in the caller's
-//! `SocketSet` and is passed in on each call, so the same stream works for a client
-//! socket, a server slot, IPv4 or IPv6 alike.
-//!
-//! Reading pulls straight from the socket's receive ring into the frame storage
-//! (one copy, inside `tcp::Socket::recv`), taking only what there is room for: the
-//! rest waits in the socket, and TCP's window tells the peer to slow down.
-//! Writing puts header and body straight into the socket's send ring, as much as
-//! fits; the rest goes out on a later call with the same body, like `sendall`.
+//! The framing state of one connection is a [`BodyReader`] and a [`FrameWriter`];
+//! the socket stays in the caller's `SocketSet` and is passed in on each call.
+//! Reading hands the application each body in the pieces it sits in the receive
+//! ring; writing lets the application write each body straight into the send ring.
+//! For whole frames with an answer owned by the session, see
+//! [`Framed`](crate::session::Framed) on a [`TcpSession`](super::TcpSession).
 
 use core::fmt;
 
 use smoltcp::socket::tcp;
 
 use crate::wire::body::{BodyPiece, BodyReader};
-use crate::wire::frame::{
-    FormatError, FrameReader, FrameWriter, HeaderFormat, ReadError, ReadStats, WriteError,
-    WriteStats,
-};
+use crate::wire::frame::{FrameWriter, HeaderFormat, ReadError, ReadStats, WriteError, WriteStats};
 
 /// Why a frame could not be received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,30 +137,10 @@ impl fmt::Display for StreamStats {
     }
 }
 
-/// Length framing on a smoltcp TCP socket: send and receive whole messages.
-///
-/// `B` is the receive storage (see [`FrameReader`]): `[u8; N]`, `&mut [u8]`, ...
-/// It must hold one frame of the format's maximum length.
-///
-/// ```
-/// use smolsock::net::FramedStream;
-/// use smolsock::wire::frame::HeaderFormat;
-///
-/// // Frames of up to 1 KiB, received into 1 KiB + 4 bytes of storage.
-/// let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
-/// let stream = FramedStream::new([0u8; 1028], format).unwrap();
-/// assert_eq!(stream.stats().read.frames, 0);
-/// ```
-pub struct FramedStream<B> {
-    reader: FrameReader<B>,
-    tx: FrameTx,
-}
-
-/// The sending half of a framed connection: a [`FrameWriter`] plus the count of
-/// times the socket pushed back. Split from the receiving half so that a reply can
-/// be written while the frame it answers is still borrowed from the reader.
+/// The sending half: a [`FrameWriter`] plus the count of times the socket pushed
+/// back.
 #[derive(Clone, Debug)]
-pub struct FrameTx {
+struct FrameTx {
     writer: FrameWriter,
     send_full: u64,
 }
@@ -178,11 +152,6 @@ impl FrameTx {
             writer: FrameWriter::new(format),
             send_full: 0,
         }
-    }
-
-    /// The header format written.
-    pub const fn format(&self) -> HeaderFormat {
-        self.writer.format()
     }
 
     /// Whether a frame is half written and waiting for send space.
@@ -198,36 +167,6 @@ impl FrameTx {
     /// Times the socket's send buffer was full.
     pub const fn send_full(&self) -> u64 {
         self.send_full
-    }
-
-    /// Sends `body` as one frame, `sendall`-style: see [`FramedStream::send_frame`].
-    pub fn send(&mut self, socket: &mut tcp::Socket<'_>, body: &[u8]) -> Result<(), SendError> {
-        if !socket.may_send() {
-            return Err(SendError::NotConnected);
-        }
-        // Checked once up front, so the closure below only copies and hands back a
-        // plain count (a `Result` carried out of `send` cost more than the copy
-        // itself for a 1 KiB frame).
-        self.writer.begin(body.len())?;
-        // The send ring hands out at most two contiguous pieces (before and after
-        // its wrap), so two rounds fill all the space there is.
-        for _ in 0..2 {
-            let writer = &mut self.writer;
-            let written = socket
-                .send(|space| {
-                    let written = writer.write_begun(body, space).written;
-                    (written, written)
-                })
-                .map_err(|_| SendError::NotConnected)?;
-            if !self.writer.in_progress() {
-                return Ok(());
-            }
-            if written == 0 {
-                break;
-            }
-        }
-        self.send_full = self.send_full.saturating_add(1);
-        Err(SendError::WouldBlock)
     }
 
     /// Sends a frame of `len` body bytes that `fill` writes straight into the send
@@ -280,22 +219,7 @@ impl FrameTx {
         Err(SendError::WouldBlock)
     }
 
-    /// Sends `body` only if the whole frame fits now: see [`FramedStream::try_send_frame`].
-    pub fn try_send(&mut self, socket: &mut tcp::Socket<'_>, body: &[u8]) -> Result<(), SendError> {
-        // A frame half written from `send` must be finished first.
-        self.writer.finish()?;
-        if !socket.may_send() {
-            return Err(SendError::NotConnected);
-        }
-        let needed = self.format().header_len().saturating_add(body.len());
-        if socket.send_capacity().saturating_sub(socket.send_queue()) < needed {
-            self.send_full = self.send_full.saturating_add(1);
-            return Err(SendError::WouldBlock);
-        }
-        self.send(socket, body)
-    }
-
-    /// Closes the sending half once every frame is queued: see [`FramedStream::close`].
+    /// Closes the sending half once every frame is queued, never mid-frame.
     pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
         // Never cut a frame short: its tail is still in the caller's buffer.
         self.writer.finish()?;
@@ -309,235 +233,10 @@ impl FrameTx {
     }
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> FramedStream<B> {
-    /// A stream whose frames use `format`, received into `storage`.
-    pub fn new(storage: B, format: HeaderFormat) -> Result<Self, FormatError> {
-        Ok(Self {
-            reader: FrameReader::new(storage, format)?,
-            tx: FrameTx::new(format),
-        })
-    }
-
-    /// Sets the socket options a framed connection wants. Both stop a peer that
-    /// waits for a whole frame from waiting on a timer instead:
-    ///
-    /// - Nagle off: the stream already writes each frame in one piece, and Nagle
-    ///   would hold back the tail of a frame longer than a segment until the peer's
-    ///   (delayed) ACK of the segment before: 40 ms per request against Linux.
-    /// - Delayed ACK off (smoltcp's `ack_delay`, 10 ms by default): a peer that
-    ///   writes header and body in two sends with Nagle on (Python's
-    ///   `send(header); send(body)`) holds the body until the header is
-    ///   acknowledged, 10 ms per request. In bulk transfer smoltcp acknowledges at
-    ///   least every full segment anyway, so this costs next to nothing.
-    ///
-    /// [`TcpServer`](crate::net::TcpServer) calls this on every connection a
-    /// [`Framed`](crate::net::Framed) handler or the transfer server accepts;
-    /// call it yourself on a client socket.
-    pub fn configure(socket: &mut tcp::Socket<'_>) {
-        socket.set_nagle_enabled(false);
-        socket.set_ack_delay(None);
-    }
-
-    /// The header format.
-    pub fn format(&self) -> HeaderFormat {
-        self.reader.format()
-    }
-
-    /// The counters so far.
-    pub fn stats(&self) -> StreamStats {
-        StreamStats {
-            read: *self.reader.stats(),
-            write: *self.tx.stats(),
-            send_full: self.tx.send_full(),
-        }
-    }
-
-    /// Moves bytes from the socket's receive buffer into the frame storage, as
-    /// many as there is room for, and returns how many.
-    pub fn fill(&mut self, socket: &mut tcp::Socket<'_>) -> Result<usize, RecvError> {
-        if let Some(error) = self.reader.error() {
-            return Err(error.into());
-        }
-        let mut total = 0usize;
-        // `recv_slice` copies both pieces of the ring (before and after its wrap)
-        // straight into the free storage in one call, and the reader scans the new
-        // bytes once. A second round is for when the first filled the storage up to
-        // its end with the start of a frame: asking for room again moves that start
-        // to the front, and the rest of the frame follows.
-        for _ in 0..2 {
-            if !socket.can_recv() {
-                break;
-            }
-            let room = self.reader.receive_buffer();
-            if room.is_empty() {
-                break;
-            }
-            let taken = socket
-                .recv_slice(room)
-                .map_err(|_| RecvError::NotConnected)?;
-            self.reader.commit(taken)?;
-            total = total.saturating_add(taken);
-            if taken == 0 {
-                break;
-            }
-        }
-        Ok(total)
-    }
-
-    /// Takes the next whole frame, reading from the socket first if none is held.
-    ///
-    /// `Ok(None)`: no whole frame yet. `Err(RecvError::Finished)`: the peer closed
-    /// cleanly and all its frames were taken. A stream that ended mid-frame gives
-    /// [`ReadError::Truncated`].
-    pub fn recv_frame(&mut self, socket: &mut tcp::Socket<'_>) -> Result<Option<&[u8]>, RecvError> {
-        self.poll_recv(socket)?;
-        Ok(self.reader.next_frame())
-    }
-
-    /// The frame at the front, left in place (for example while its reply is
-    /// written), reading from the socket first if none is held.
-    pub fn peek_frame(&mut self, socket: &mut tcp::Socket<'_>) -> Result<Option<&[u8]>, RecvError> {
-        self.poll_recv(socket)?;
-        Ok(self.reader.frame())
-    }
-
-    /// Drops the frame at the front (after [`peek_frame`](Self::peek_frame)).
-    pub fn consume_frame(&mut self) {
-        self.reader.consume();
-    }
-
-    /// Whether a whole frame is held.
-    pub fn has_frame(&self) -> bool {
-        self.reader.has_frame()
-    }
-
-    /// Fills from the socket unless a frame is already held; reports the end of
-    /// the stream once nothing is left.
-    fn poll_recv(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), RecvError> {
-        if self.reader.has_frame() {
-            return Ok(());
-        }
-        if let Some(error) = self.reader.error() {
-            return Err(error.into());
-        }
-        self.fill(socket)?;
-        if self.reader.has_frame() {
-            return Ok(());
-        }
-        // Nothing left to read and the peer will send no more: clean end or truncation.
-        if !socket.may_recv() && socket.recv_queue() == 0 {
-            self.reader.finish()?;
-            return Err(match socket.state() {
-                // A FIN arrived: the peer finished sending.
-                tcp::State::CloseWait
-                | tcp::State::LastAck
-                | tcp::State::Closing
-                | tcp::State::TimeWait => RecvError::Finished,
-                _ => RecvError::NotConnected,
-            });
-        }
-        Ok(())
-    }
-
-    /// Sends `body` as one frame, like `sendall` without blocking.
-    ///
-    /// Queues as much as the socket's send buffer takes. `Ok(())` once the whole
-    /// frame is queued; [`SendError::WouldBlock`] if part of it still waits: call
-    /// again with the same body after the next poll (the stream remembers how far it
-    /// got). Nothing is ever dropped.
-    pub fn send_frame(
-        &mut self,
-        socket: &mut tcp::Socket<'_>,
-        body: &[u8],
-    ) -> Result<(), SendError> {
-        self.tx.send(socket, body)
-    }
-
-    /// Sends a frame of `len` body bytes written in place by `fill`, straight into
-    /// the socket's send ring: see [`StreamingFrames::send_with`]. Shares its place
-    /// with [`send_frame`](Self::send_frame): one frame at a time.
-    pub fn send_with<F>(
-        &mut self,
-        socket: &mut tcp::Socket<'_>,
-        len: usize,
-        fill: F,
-    ) -> Result<(), SendError>
-    where
-        F: FnMut(usize, &mut [u8]) -> usize,
-    {
-        self.tx.send_with(socket, len, fill)
-    }
-
-    /// Sends `body` as one frame only if it fits in the send buffer whole, right
-    /// now; otherwise writes nothing and returns [`SendError::WouldBlock`]. Handy
-    /// for small messages built on the stack. Fails with
-    /// [`WriteError::Busy`] while a frame from [`send_frame`](Self::send_frame) is
-    /// half written.
-    pub fn try_send_frame(
-        &mut self,
-        socket: &mut tcp::Socket<'_>,
-        body: &[u8],
-    ) -> Result<(), SendError> {
-        self.tx.try_send(socket, body)
-    }
-
-    /// Sends the frame at the front of the receive side back to the peer, then
-    /// drops it: an echo with no copy besides the socket's own. `Ok(true)` when
-    /// a frame was echoed whole, `Ok(false)` when there was none, and
-    /// [`SendError::WouldBlock`] if it is still going out (call again).
-    pub fn echo_frame(&mut self, socket: &mut tcp::Socket<'_>) -> Result<bool, SendError> {
-        let Some(frame) = self.reader.frame() else {
-            return Ok(false);
-        };
-        self.tx.send(socket, frame)?;
-        self.reader.consume();
-        Ok(true)
-    }
-
-    /// Closes the sending half, like Python's `shutdown(SHUT_WR)` after the last
-    /// `sendall`: the peer receives every frame already queued, then the end of the
-    /// stream, and can go on sending (keep calling
-    /// [`recv_frame`](Self::recv_frame) until [`RecvError::Finished`]).
-    ///
-    /// Refused with [`WriteError::Busy`] while a frame is half written, because
-    /// its tail is still in the caller's buffer: finish it with
-    /// [`send_frame`](Self::send_frame), then close. A frame is never cut short by
-    /// a close. Closing again does nothing.
-    pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
-        self.tx.close(socket)
-    }
-
-    /// Whether a frame is half written and waiting for send space.
-    pub fn send_pending(&self) -> bool {
-        self.tx.pending()
-    }
-
-    /// The two halves, to reply to a frame while it is still borrowed.
-    pub fn split(&mut self) -> (&mut FrameReader<B>, &mut FrameTx) {
-        (&mut self.reader, &mut self.tx)
-    }
-
-    /// Forgets all framing state, to reuse the stream for a new connection.
-    /// Counters stay.
-    pub fn reset(&mut self) {
-        self.reader.reset();
-        self.tx.reset();
-    }
-}
-
-impl<B> fmt::Debug for FramedStream<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FramedStream")
-            .field("reader", &self.reader)
-            .field("tx", &self.tx)
-            .finish()
-    }
-}
-
 /// Length framing on a smoltcp TCP socket with no frame storage at all: bodies go
 /// between the application and the socket's rings in pieces, with no copy.
 ///
-/// [`FramedStream`] gathers each received frame whole (one copy, and RAM for the
+/// [`Framed`](crate::session::Framed) gathers each received frame whole (one copy, and RAM for the
 /// largest frame) and sends from a body the caller holds whole. This type keeps only
 /// a [`BodyReader`] (the header being assembled and the place in the body) and a
 /// [`FrameTx`]:
@@ -607,10 +306,12 @@ impl StreamingFrames {
         }
     }
 
-    /// Sets the socket options a framed connection wants: see
-    /// [`FramedStream::configure`].
+    /// Sets the socket options a framed connection wants: Nagle and delayed ACK
+    /// off, so that a peer waiting for a whole frame never waits on a timer (see
+    /// [`Session::no_delay`](crate::session::Session::no_delay)).
     pub fn configure(socket: &mut tcp::Socket<'_>) {
-        FramedStream::<[u8; 0]>::configure(socket);
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(None);
     }
 
     /// The header format.
@@ -728,22 +429,14 @@ impl StreamingFrames {
         self.tx.send_with(socket, len, fill)
     }
 
-    /// Sends `body` as one frame from a slice: see [`FramedStream::send_frame`].
-    pub fn send_frame(
-        &mut self,
-        socket: &mut tcp::Socket<'_>,
-        body: &[u8],
-    ) -> Result<(), SendError> {
-        self.tx.send(socket, body)
-    }
-
     /// Whether a frame is half written and waiting for send space.
     pub const fn send_pending(&self) -> bool {
         self.tx.pending()
     }
 
-    /// Closes the sending half once the frame in progress is finished: see
-    /// [`FramedStream::close`].
+    /// Closes the sending half (`shutdown(SHUT_WR)`) once the frame in progress is
+    /// finished: a frame half written is refused with [`WriteError::Busy`], so a
+    /// close never cuts a frame.
     pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
         self.tx.close(socket)
     }

@@ -62,6 +62,9 @@ pub struct UdpStats {
     /// replies in it (and the datagrams waiting to be read): a reply to an
     /// address that never answers neighbour discovery, or has no route back.
     pub stuck_flushes: u64,
+    /// Polls that found the socket missing from the set given (a foreign or
+    /// removed handle): nothing done, never a panic.
+    pub missing_socket: u64,
 }
 
 impl fmt::Display for UdpStats {
@@ -115,6 +118,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 send_full: 0,
                 send_errors: 0,
                 stuck_flushes: 0,
+                missing_socket: 0,
             },
         }
     }
@@ -187,7 +191,11 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
 
 impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        let socket = sockets.get_mut::<udp::Socket>(self.handle);
+        let Some(socket) = super::pump::socket_mut::<udp::Socket>(sockets, self.handle) else {
+            // A foreign or removed handle: counted, never a panic.
+            self.stats.missing_socket = self.stats.missing_socket.saturating_add(1);
+            return;
+        };
         self.unstick(socket, now);
         if !socket.is_open() {
             if let Err(e) = socket.bind(self.port) {

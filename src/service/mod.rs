@@ -9,8 +9,9 @@
 //! | [`http::HttpResponder`] | tcp/80 | answering a browser |
 //! | [`transfer::TransferServer`] over a [`Storage`](crate::store::Storage) | tcp/2121 | FTP with a progress bar |
 
-pub mod echo;
-pub mod framed_echo;
+// Being moved onto sessions.
+#[cfg(any())]
 pub mod http;
+#[cfg(any())]
 pub mod transfer;
 pub mod udp_echo;

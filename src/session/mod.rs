@@ -110,7 +110,9 @@ pub trait Session {
 /// runs over a connection that stays open for the next one.
 ///
 /// Adapters drive it like any [`Session`] until [`outcome`](Self::outcome) is
-/// `Some`. While it runs, [`Status::Close`] and [`Status::Abort`] mean the
+/// `Some`: [`start`](Session::start) once when the request begins (the connection
+/// may have carried earlier requests: `start` is not a new connection here), then
+/// bytes both ways. While it runs, [`Status::Close`] and [`Status::Abort`] mean the
 /// connection must go, and the outcome then says why.
 pub trait Request: Session {
     /// What the request gives when done (usually a `Result`).

@@ -1,0 +1,292 @@
+//! Moving a session's bytes to and from one smoltcp TCP socket: the whole of the
+//! poll-loop adapter's data path.
+//!
+//! Bytes go straight between the socket's rings and the session, with no copy of
+//! the adapter's own: [`tcp::Socket::recv`] hands the session the receive ring,
+//! and [`tcp::Socket::send`] hands it the free part of the send ring.
+
+use core::fmt;
+use core::task::Poll;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{AnySocket, tcp};
+
+use crate::session::{Request, Session, Status};
+use crate::time::Instant;
+
+/// The socket behind a handle, if the handle is of this set and of type `T`.
+///
+/// `SocketSet::get_mut` panics on a foreign handle; the adapter never does.
+pub(crate) fn socket_mut<'b, 'a: 'b, T: AnySocket<'a>>(
+    sockets: &'b mut SocketSet<'a>,
+    handle: SocketHandle,
+) -> Option<&'b mut T> {
+    sockets
+        .iter_mut()
+        .find(|(h, _)| *h == handle)
+        .and_then(|(_, socket)| T::downcast_mut(socket))
+}
+
+/// Why a socket handle could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum HandleError {
+    /// No socket of the right type has this handle in this set (a handle from
+    /// another set, a removed socket, or a UDP socket given for a TCP one).
+    NotFound,
+}
+
+impl fmt::Display for HandleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandleError::NotFound => {
+                f.write_str("no socket of that type has this handle in the set")
+            }
+        }
+    }
+}
+
+impl core::error::Error for HandleError {}
+
+/// Moves bytes between `session` and `socket` until neither side moves one;
+/// returns how many moved. The ring hands out at most two pieces each way (before
+/// and after its wrap), so each round asks until a call moves nothing.
+pub(crate) fn pump<S: Session + ?Sized>(
+    session: &mut S,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+) -> usize {
+    let mut moved = 0usize;
+    loop {
+        let mut round = 0usize;
+        while socket.can_recv() {
+            let n = socket
+                .recv(|input| {
+                    let n = session.receive(input, now).min(input.len());
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            round = round.saturating_add(n);
+        }
+        if socket.may_send() {
+            loop {
+                let n = socket
+                    .send(|space| {
+                        let n = session.transmit(space, now).min(space.len());
+                        (n, n)
+                    })
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                round = round.saturating_add(n);
+            }
+        }
+        if round == 0 {
+            return moved;
+        }
+        moved = moved.saturating_add(round);
+    }
+}
+
+/// Whether the peer has closed its sending half and every byte it sent was read.
+pub(crate) fn peer_finished(socket: &tcp::Socket<'_>) -> bool {
+    !socket.may_recv() && socket.recv_queue() == 0 && socket.state() != tcp::State::Listen
+}
+
+/// Reads and drops whatever the peer still sends; returns how many bytes.
+pub(crate) fn discard(socket: &mut tcp::Socket<'_>) -> usize {
+    let mut dropped = 0usize;
+    while socket.can_recv() {
+        let n = socket.recv(|input| (input.len(), input.len())).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        dropped = dropped.saturating_add(n);
+    }
+    dropped
+}
+
+/// Sets the socket options a session asks for: with [`Session::no_delay`], Nagle
+/// and delayed ACK off.
+///
+/// - Nagle off: a session writes each answer whole, and Nagle would hold back the
+///   tail of one longer than a segment until the peer's (delayed) ACK of the
+///   segment before: 40 ms per request against Linux.
+/// - Delayed ACK off (smoltcp's `ack_delay`, 10 ms by default): a peer that writes
+///   header and body in two sends with Nagle on (Python's `send(header);
+///   send(body)`) holds the body until the header is acknowledged, 10 ms per
+///   request. In bulk transfer smoltcp still acknowledges every segment it gets.
+pub(crate) fn configure<S: Session + ?Sized>(session: &S, socket: &mut tcp::Socket<'_>) {
+    if session.no_delay() {
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(None);
+    }
+}
+
+/// A session on one TCP socket of a [`SocketSet`], for clients and hand-written
+/// loops: [`poll`](Self::poll) moves its bytes and applies its status.
+///
+/// ```
+/// use smoltcp::iface::{SocketSet, SocketStorage};
+/// use smoltcp::socket::tcp;
+/// use smolsock::net::TcpSession;
+/// use smolsock::session::{Framed, FramedEcho, Status};
+/// use smolsock::wire::frame::HeaderFormat;
+///
+/// let mut storage: [SocketStorage; 1] = Default::default();
+/// let mut sockets = SocketSet::new(&mut storage[..]);
+/// let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+/// let handle = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(&mut rx[..]),
+///     tcp::SocketBuffer::new(&mut tx[..]),
+/// ));
+/// let format = HeaderFormat::NETWORK.with_max_len(256).unwrap();
+/// let echo = Framed::new(FramedEcho::new(), [0u8; 260], [0u8; 260], format).unwrap();
+/// let mut conn = TcpSession::new(handle, echo);
+/// // Not connected yet: nothing moves, nothing fails.
+/// let now = smoltcp::time::Instant::ZERO;
+/// assert_eq!(conn.poll(&mut sockets, now), Ok(Status::Open));
+/// ```
+#[derive(Debug)]
+pub struct TcpSession<S> {
+    handle: SocketHandle,
+    session: S,
+    started: bool,
+    told_finished: bool,
+    ended: bool,
+}
+
+impl<S: Session> TcpSession<S> {
+    /// `session` on the socket `handle`. The session starts when the socket is
+    /// first seen connected.
+    pub const fn new(handle: SocketHandle, session: S) -> Self {
+        Self {
+            handle,
+            session,
+            started: false,
+            told_finished: false,
+            ended: false,
+        }
+    }
+
+    /// The socket's handle.
+    pub const fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// The session.
+    pub const fn session(&self) -> &S {
+        &self.session
+    }
+
+    /// The session, to change it or give it work.
+    pub fn session_mut(&mut self) -> &mut S {
+        &mut self.session
+    }
+
+    /// The session, taken back.
+    pub fn into_session(self) -> S {
+        self.session
+    }
+
+    /// Makes the next connection on the socket a new one for the session.
+    pub fn reset(&mut self) {
+        self.started = false;
+        self.told_finished = false;
+        self.ended = false;
+    }
+
+    /// Moves the session's bytes and applies its status: a FIN once it says
+    /// [`Status::Close`], a RST on [`Status::Abort`]. Returns the status.
+    ///
+    /// Fails only if `handle` is no TCP socket of `sockets`.
+    pub fn poll(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: impl Into<Instant>,
+    ) -> Result<Status, HandleError> {
+        let now = now.into();
+        let socket =
+            socket_mut::<tcp::Socket>(sockets, self.handle).ok_or(HandleError::NotFound)?;
+        Ok(self.poll_socket(socket, now))
+    }
+
+    pub(crate) fn poll_socket(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) -> Status {
+        if !self.started {
+            if !socket.may_send() {
+                return Status::Open;
+            }
+            self.started = true;
+            configure(&self.session, socket);
+            self.session.start(now);
+        }
+        if self.ended {
+            return self.session.status();
+        }
+        if self.session.poll_timeout().is_some_and(|at| now >= at) {
+            self.session.handle_timeout(now);
+        }
+        pump(&mut self.session, socket, now);
+        if !self.told_finished && peer_finished(socket) {
+            self.told_finished = true;
+            self.session.receive_finished(now);
+            pump(&mut self.session, socket, now);
+        }
+        let status = self.session.status();
+        match status {
+            Status::Open => {
+                if !socket.is_active() {
+                    self.end(now);
+                }
+            }
+            Status::Close => {
+                socket.close();
+                discard(socket);
+                if !socket.is_active() {
+                    self.end(now);
+                }
+            }
+            Status::Abort => {
+                socket.abort();
+                self.end(now);
+            }
+        }
+        status
+    }
+
+    fn end(&mut self, now: Instant) {
+        if !self.ended {
+            self.ended = true;
+            self.session.end(now);
+        }
+    }
+
+    /// When [`poll`](Self::poll) is due even with no traffic.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if self.started && !self.ended {
+            self.session.poll_timeout()
+        } else {
+            None
+        }
+    }
+}
+
+impl<R: Request> TcpSession<R> {
+    /// Drives a request: `Ready` with its outcome once done.
+    pub fn poll_request(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: impl Into<Instant>,
+    ) -> Result<Poll<R::Output>, HandleError> {
+        self.poll(sockets, now)?;
+        Ok(match self.session.outcome() {
+            Some(output) => Poll::Ready(output),
+            None => Poll::Pending,
+        })
+    }
+}
