@@ -33,6 +33,7 @@ pub trait Service {
 }
 
 mod client;
+mod backlog;
 mod pump;
 mod server;
 mod stream;
@@ -41,6 +42,7 @@ mod udp;
 pub use client::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, PortAllocator, TcpClient,
 };
+pub use backlog::{Backlog, BacklogStats, HELD_SYN_LEN, HOLD, Pool};
 pub use pump::{HandleError, TcpSession};
 pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
 pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};

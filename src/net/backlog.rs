@@ -1,0 +1,505 @@
+//! A listen backlog in front of smoltcp: SYNs held back instead of refused, half-open
+//! connections evicted oldest first, and blind resets dropped.
+//!
+//! smoltcp has no accept queue: a SYN that finds no socket listening on its port is
+//! answered with a RST, so a pool whose slots are all busy refuses a client that
+//! merely reconnected a moment too soon. Linux instead *drops* a SYN its full
+//! backlog cannot take, and the client's own SYN retransmission (after 1 s, then
+//! 3 s, 7 s …) brings it back. [`Backlog`] does the same from outside smoltcp, as a
+//! [`Device`] wrapped around the real one:
+//!
+//! - **A SYN to a full port is held, not refused.** The backlog keeps a copy (a SYN
+//!   is small) and hands smoltcp nothing for it, so no RST goes out. When the pool
+//!   has a listening socket again, the held SYN is replayed, and the client is
+//!   served without waiting for its own retransmission. A SYN held longer than
+//!   [`HOLD`] is dropped: the client has retransmitted by then.
+//! - **A held SYN evicts the oldest half-open connection**, as an OS's SYN queue
+//!   does: [`Backlog::sync`] tells the pool, which resets its oldest handshake in
+//!   progress. A flood of forged SYNs from addresses that never answer then only
+//!   ever holds slots for as long as the next SYN takes to arrive, and a real client,
+//!   whose handshake completes in one round trip, gets through.
+//! - **A RST whose sequence number is not exactly the one expected is dropped**
+//!   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
+//!   attacker who guesses the port pair can reset a connection by stepping through
+//!   the window. The backlog watches the ACK numbers we send, which are exactly
+//!   what a peer's RST must carry, and lets through only the RST that matches. (RFC
+//!   5961 also answers the others with a "challenge ACK"; the backlog cannot make
+//!   smoltcp send one. A real peer whose reset is dropped resets again on our next
+//!   segment, and the idle deadline frees the slot in any case.)
+//!
+//! The pools report their state through [`Backlog::sync`] after every poll. The
+//! cost is fixed: `H` held SYNs of at most [`HELD_SYN_LEN`] bytes, `P` ports, `C`
+//! tracked connections.
+//!
+//! ```
+//! use smolsock::net::Backlog;
+//! use smoltcp::phy::Loopback;
+//! use smoltcp::phy::Medium;
+//!
+//! // Room for 4 held SYNs, 4 pools and 16 connections, around any device.
+//! let device: Backlog<_, 4, 4, 16> = Backlog::new(Loopback::new(Medium::Ethernet));
+//! assert_eq!(device.stats().syns_held, 0);
+//! ```
+
+use core::cell::RefCell;
+use core::fmt;
+
+use smoltcp::iface::SocketSet;
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+};
+
+/// The longest frame a held SYN may be (Ethernet, IPv6 and TCP headers with options).
+pub const HELD_SYN_LEN: usize = 160;
+
+/// How long a held SYN is kept for replay.
+pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2000);
+
+/// What a pool tells its [`Backlog`]: the hooks of [`Backlog::sync`].
+pub trait Pool {
+    /// The port the pool serves (0: none).
+    fn port(&self) -> u16;
+
+    /// Whether a SYN arriving now finds a socket listening.
+    fn accepting(&self) -> bool;
+
+    /// Resets the oldest handshake in progress, to make room for a new client;
+    /// `false` if no slot is in a handshake.
+    fn evict_oldest_handshake(&mut self, sockets: &mut SocketSet<'_>) -> bool;
+}
+
+/// What a [`Backlog`] has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BacklogStats {
+    /// SYNs to a full port held back instead of refused.
+    pub syns_held: u64,
+    /// Held SYNs given to smoltcp once a socket listened.
+    pub syns_replayed: u64,
+    /// SYNs dropped: the hold queue was full, or they waited past [`HOLD`] (the
+    /// client retransmits).
+    pub syns_dropped: u64,
+    /// Half-open connections reset to make room for a held SYN.
+    pub evictions: u64,
+    /// Resets dropped because their sequence number was not the one expected.
+    pub blind_resets_dropped: u64,
+}
+
+impl fmt::Display for BacklogStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} SYNs held, {} replayed, {} dropped, {} evictions, {} blind resets dropped",
+            self.syns_held,
+            self.syns_replayed,
+            self.syns_dropped,
+            self.evictions,
+            self.blind_resets_dropped
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+struct HeldSyn {
+    port: u16,
+    /// The client: a retransmission of its SYN replaces the copy held.
+    from: (IpAddress, u16),
+    since: Instant,
+    len: usize,
+    frame: [u8; HELD_SYN_LEN],
+}
+
+/// One connection's receive sequence as our last ACK told the peer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Tracked {
+    local_port: u16,
+    remote: IpAddress,
+    remote_port: u16,
+    /// The ACK number of the last segment we sent: the peer's RST must carry it.
+    expected: u32,
+}
+
+/// The state a [`Backlog`] keeps between packets.
+struct State<const H: usize, const P: usize, const C: usize> {
+    medium: Medium,
+    held: heapless::Deque<HeldSyn, H>,
+    full_ports: heapless::Vec<u16, P>,
+    waiting: heapless::Vec<u16, P>,
+    tracked: heapless::Vec<Tracked, C>,
+    stats: BacklogStats,
+}
+
+/// A [`Device`] that gives smoltcp a listen backlog: see the [module docs](self).
+///
+/// `H` SYNs can be held at once, `P` pools report to it, `C` connections are
+/// watched for blind resets (the oldest is forgotten when more are open; a
+/// connection not watched is not protected).
+pub struct Backlog<D, const H: usize, const P: usize, const C: usize> {
+    inner: D,
+    // Both tokens of a received frame need it, and smoltcp sends the reply from
+    // inside the receive token's closure: each borrow is held only around the
+    // backlog's own bookkeeping, never across a call into smoltcp.
+    state: RefCell<State<H, P, C>>,
+}
+
+impl<D: Device, const H: usize, const P: usize, const C: usize> Backlog<D, H, P, C> {
+    /// A backlog around `inner`.
+    pub fn new(inner: D) -> Self {
+        let medium = inner.capabilities().medium;
+        Self {
+            inner,
+            state: RefCell::new(State {
+                medium,
+                held: heapless::Deque::new(),
+                full_ports: heapless::Vec::new(),
+                waiting: heapless::Vec::new(),
+                tracked: heapless::Vec::new(),
+                stats: BacklogStats::default(),
+            }),
+        }
+    }
+
+    /// The device inside.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// The device inside, to change it.
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> BacklogStats {
+        self.state.try_borrow().map(|s| s.stats).unwrap_or_default()
+    }
+
+    /// Brings the backlog and `pool` up to date after the pool's poll: makes room
+    /// for a held SYN by evicting the pool's oldest handshake if it has no socket
+    /// listening, and records whether its port takes SYNs now.
+    pub fn sync<T: Pool + ?Sized>(&mut self, pool: &mut T, sockets: &mut SocketSet<'_>) {
+        let port = pool.port();
+        if port == 0 {
+            return;
+        }
+        let state = self.state.get_mut();
+        if !pool.accepting()
+            && state.waiting.contains(&port)
+            && pool.evict_oldest_handshake(sockets)
+        {
+            state.stats.evictions = state.stats.evictions.saturating_add(1);
+        }
+        state.waiting.retain(|&p| p != port);
+        let listed = state.full_ports.iter().position(|&p| p == port);
+        match (pool.accepting(), listed) {
+            (true, Some(index)) => {
+                state.full_ports.swap_remove(index);
+            }
+            (false, None) => {
+                if state.full_ports.push(port).is_err() {
+                    log::warn!("backlog: no room for port {port}; raise P");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
+    /// What smoltcp should see of a received frame: `false` to hide it.
+    fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        let Some(segment) = Segment::parse(self.medium, frame) else {
+            return true;
+        };
+        if segment.syn && !segment.ack && self.full_ports.contains(&segment.dst_port) {
+            self.hold(&segment, frame, now);
+            return false;
+        }
+        if segment.rst {
+            let known = self.tracked.iter().find(|t| {
+                t.local_port == segment.dst_port
+                    && t.remote_port == segment.src_port
+                    && t.remote == segment.src
+            });
+            if known.is_some_and(|t| t.expected != segment.seq) {
+                self.stats.blind_resets_dropped = self.stats.blind_resets_dropped.saturating_add(1);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn hold(&mut self, segment: &Segment, frame: &[u8], now: Instant) {
+        let port = segment.dst_port;
+        if !self.waiting.contains(&port) {
+            let _ = self.waiting.push(port);
+        }
+        let from = (segment.src, segment.src_port);
+        let mut held = HeldSyn {
+            port,
+            from,
+            since: now,
+            len: frame.len(),
+            frame: [0; HELD_SYN_LEN],
+        };
+        let copied = held
+            .frame
+            .get_mut(..frame.len())
+            .map(|dst| dst.copy_from_slice(frame));
+        let again = self.held.iter().any(|h| h.port == port && h.from == from);
+        if copied.is_none() || (self.held.is_full() && !again) {
+            self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
+            return;
+        }
+        // A retransmission of a SYN already held replaces it.
+        if let Some(same) = self.held.iter_mut().find(|h| h.port == port && h.from == from) {
+            *same = held;
+            return;
+        }
+        let _ = self.held.push_back(held);
+        self.stats.syns_held = self.stats.syns_held.saturating_add(1);
+    }
+
+    /// The next held SYN whose port takes SYNs again; stale ones are dropped.
+    fn replay(&mut self, now: Instant) -> Option<HeldSyn> {
+        while let Some(front) = self.held.front() {
+            if now >= front.since + HOLD || now < front.since {
+                self.held.pop_front();
+                self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
+            } else {
+                break;
+            }
+        }
+        let index = self
+            .held
+            .iter()
+            .position(|h| !self.full_ports.contains(&h.port))?;
+        // Rotate the chosen one to the front, keep the others in order.
+        for _ in 0..index {
+            if let Some(h) = self.held.pop_front() {
+                let _ = self.held.push_back(h);
+            }
+        }
+        let held = self.held.pop_front()?;
+        self.stats.syns_replayed = self.stats.syns_replayed.saturating_add(1);
+        Some(held)
+    }
+
+    /// Notes the ACK number of a segment we send.
+    fn observe(&mut self, frame: &[u8]) {
+        let Some(segment) = Segment::parse(self.medium, frame) else {
+            return;
+        };
+        let key = |t: &Tracked| {
+            t.local_port == segment.src_port
+                && t.remote_port == segment.dst_port
+                && t.remote == segment.dst
+        };
+        if segment.rst {
+            // Our own reset: the connection is gone.
+            self.tracked.retain(|t| !key(t));
+            return;
+        }
+        if !segment.ack {
+            return;
+        }
+        if let Some(t) = self.tracked.iter_mut().find(|t| key(t)) {
+            t.expected = segment.ack_number;
+            return;
+        }
+        // Full: forget the connection watched longest.
+        if self.tracked.is_full() && !self.tracked.is_empty() {
+            self.tracked.remove(0);
+        }
+        let _ = self.tracked.push(Tracked {
+            local_port: segment.src_port,
+            remote: segment.dst,
+            remote_port: segment.dst_port,
+            expected: segment.ack_number,
+        });
+    }
+}
+
+/// The TCP fields the backlog looks at.
+struct Segment {
+    src: IpAddress,
+    dst: IpAddress,
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack_number: u32,
+    syn: bool,
+    ack: bool,
+    rst: bool,
+}
+
+impl Segment {
+    fn parse(medium: Medium, frame: &[u8]) -> Option<Segment> {
+        let ip = match medium {
+            Medium::Ethernet => {
+                let eth = EthernetFrame::new_checked(frame).ok()?;
+                match eth.ethertype() {
+                    EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {}
+                    _ => return None,
+                }
+                frame.get(EthernetFrame::<&[u8]>::header_len()..)?
+            }
+            Medium::Ip => frame,
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        let (src, dst, payload) = match ip.first()? >> 4 {
+            4 => {
+                let packet = Ipv4Packet::new_checked(ip).ok()?;
+                if packet.next_header() != IpProtocol::Tcp || packet.more_frags() || packet.frag_offset() != 0 {
+                    return None;
+                }
+                let header = usize::from(packet.header_len());
+                let total = usize::from(packet.total_len());
+                (
+                    IpAddress::Ipv4(packet.src_addr()),
+                    IpAddress::Ipv4(packet.dst_addr()),
+                    ip.get(header..total)?,
+                )
+            }
+            6 => {
+                let packet = Ipv6Packet::new_checked(ip).ok()?;
+                // Extension headers are rare on TCP; such segments pass unfiltered.
+                if packet.next_header() != IpProtocol::Tcp {
+                    return None;
+                }
+                let end = 40usize.checked_add(usize::from(packet.payload_len()))?;
+                (
+                    IpAddress::Ipv6(packet.src_addr()),
+                    IpAddress::Ipv6(packet.dst_addr()),
+                    ip.get(40..end)?,
+                )
+            }
+            _ => return None,
+        };
+        let tcp = TcpPacket::new_checked(payload).ok()?;
+        Some(Segment {
+            src,
+            dst,
+            src_port: tcp.src_port(),
+            dst_port: tcp.dst_port(),
+            seq: tcp.seq_number().0 as u32,
+            ack_number: tcp.ack_number().0 as u32,
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            rst: tcp.rst(),
+        })
+    }
+
+}
+
+impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Backlog<D, H, P, C> {
+    type RxToken<'a>
+        = RxToken<'a, D::RxToken<'a>, H, P, C>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = TxToken<'a, D::TxToken<'a>, H, P, C>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let held = self.state.get_mut().replay(timestamp);
+        let state = &self.state;
+        if let Some(held) = held {
+            let tx = self.inner.transmit(timestamp)?;
+            let source = Source::Held(held);
+            return Some((
+                RxToken {
+                    source,
+                    state,
+                    now: timestamp,
+                },
+                TxToken { inner: tx, state },
+            ));
+        }
+        let (rx, tx) = self.inner.receive(timestamp)?;
+        Some((
+            RxToken {
+                source: Source::Device(rx),
+                state,
+                now: timestamp,
+            },
+            TxToken { inner: tx, state },
+        ))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        let tx = self.inner.transmit(timestamp)?;
+        Some(TxToken {
+            inner: tx,
+            state: &self.state,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+enum Source<R> {
+    Device(R),
+    Held(HeldSyn),
+}
+
+/// A received frame, filtered by the backlog.
+pub struct RxToken<'a, R, const H: usize, const P: usize, const C: usize> {
+    source: Source<R>,
+    state: &'a RefCell<State<H, P, C>>,
+    now: Instant,
+}
+
+/// A frame to send, watched by the backlog.
+pub struct TxToken<'a, T, const H: usize, const P: usize, const C: usize> {
+    inner: T,
+    state: &'a RefCell<State<H, P, C>>,
+}
+
+impl<R: phy::RxToken, const H: usize, const P: usize, const C: usize> phy::RxToken
+    for RxToken<'_, R, H, P, C>
+{
+    fn consume<T, F>(self, f: F) -> T
+    where
+        F: FnOnce(&[u8]) -> T,
+    {
+        match self.source {
+            Source::Held(held) => f(held.frame.get(..held.len).unwrap_or_default()),
+            Source::Device(rx) => {
+                let (state, now) = (self.state, self.now);
+                rx.consume(|frame| {
+                    let admit = state
+                        .try_borrow_mut()
+                        .map(|mut state| state.admit(frame, now))
+                        .unwrap_or(true);
+                    // An empty frame is one smoltcp drops without a word.
+                    if admit { f(frame) } else { f(&[]) }
+                })
+            }
+        }
+    }
+}
+
+impl<T: phy::TxToken, const H: usize, const P: usize, const C: usize> phy::TxToken
+    for TxToken<'_, T, H, P, C>
+{
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let state = self.state;
+        self.inner.consume(len, |buf| {
+            let result = f(buf);
+            if let Ok(mut state) = state.try_borrow_mut() {
+                state.observe(buf);
+            }
+            result
+        })
+    }
+}
