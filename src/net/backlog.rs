@@ -5,19 +5,22 @@
 //! answered with a RST, so a pool whose slots are all busy refuses a client that
 //! merely reconnected a moment too soon. Linux instead *drops* a SYN its full
 //! backlog cannot take, and the client's own SYN retransmission (after 1 s, then
-//! 3 s, 7 s …) brings it back. [`Backlog`] does the same from outside smoltcp, as a
-//! [`Device`] wrapped around the real one:
+//! 3 s, 7 s …) brings it back. [`Backlog`] does the same from outside smoltcp,
+//! through a [`Device`] wrapped around the real one for each `Interface::poll`
+//! ([`Backlog::device`]) and a look at the sockets just before it
+//! ([`Backlog::sync`]):
 //!
 //! - **A SYN to a full port is held, not refused.** The backlog keeps a copy (a SYN
 //!   is small) and hands smoltcp nothing for it, so no RST goes out. When the pool
 //!   has a listening socket again, the held SYN is replayed, and the client is
 //!   served without waiting for its own retransmission. A SYN held longer than
 //!   [`HOLD`] is dropped: the client has retransmitted by then.
-//! - **A held SYN evicts the oldest half-open connection**, as an OS's SYN queue
-//!   does: [`Backlog::sync`] tells the pool, which resets its oldest handshake in
-//!   progress. A flood of forged SYNs from addresses that never answer then only
-//!   ever holds slots for as long as the next SYN takes to arrive, and a real client,
-//!   whose handshake completes in one round trip, gets through.
+//! - **A held SYN evicts the oldest half-open connection** on its port, as an OS's
+//!   SYN queue does: [`Backlog::sync`] resets the socket whose handshake has waited
+//!   longest, and the pool listens on it again. A flood of forged SYNs from
+//!   addresses that never answer then holds a slot only until the next SYN
+//!   arrives, and a real client, whose handshake completes in one round trip, gets
+//!   through.
 //! - **A RST whose sequence number is not exactly the one expected is dropped**
 //!   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
 //!   attacker who guesses the port pair can reset a connection by stepping through
@@ -27,25 +30,42 @@
 //!   smoltcp send one. A real peer whose reset is dropped resets again on our next
 //!   segment, and the idle deadline frees the slot in any case.)
 //!
-//! The pools report their state through [`Backlog::sync`] after every poll. The
-//! cost is fixed: `H` held SYNs of at most [`HELD_SYN_LEN`] bytes, `P` ports, `C`
-//! tracked connections.
+//! A port gets a backlog when a socket first listens on it (up to `P` ports) and
+//! keeps it until [`forget`](Backlog::forget). The cost is fixed: `H` held SYNs of
+//! at most [`HELD_SYN_LEN`] bytes, `P` ports, `C` connections watched.
 //!
 //! ```
-//! use smolsock::net::Backlog;
-//! use smoltcp::phy::Loopback;
-//! use smoltcp::phy::Medium;
+//! use smoltcp::iface::{Interface, SocketSet};
+//! use smoltcp::phy::Device;
+//! use smolsock::net::{Backlog, Service};
 //!
-//! // Room for 4 held SYNs, 4 pools and 16 connections, around any device.
-//! let device: Backlog<_, 4, 4, 16> = Backlog::new(Loopback::new(Medium::Ethernet));
-//! assert_eq!(device.stats().syns_held, 0);
+//! /// One turn of a poll loop with a backlog in front of the stack.
+//! fn turn<D: Device>(
+//!     iface: &mut Interface,
+//!     device: &mut D,
+//!     sockets: &mut SocketSet<'_>,
+//!     backlog: &mut Backlog<4, 4, 16>,
+//!     services: &mut dyn Service,
+//!     now: smoltcp::time::Instant,
+//! ) {
+//!     backlog.sync(sockets, now);
+//!     iface.poll(now, &mut backlog.device(device), sockets);
+//!     services.poll(sockets, now);
+//! }
+//! # let _ = turn::<smoltcp::phy::Loopback>;
+//! // Room for 4 held SYNs, 4 ports and 16 connections: a `static` on a device.
+//! static BACKLOG: Backlog<4, 4, 16> = Backlog::new();
+//! assert_eq!(BACKLOG.stats().syns_held, 0);
 //! ```
 
 use core::cell::RefCell;
+
+use crate::time::later;
 use core::fmt;
 
-use smoltcp::iface::SocketSet;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
@@ -56,19 +76,6 @@ pub const HELD_SYN_LEN: usize = 160;
 
 /// How long a held SYN is kept for replay.
 pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2000);
-
-/// What a pool tells its [`Backlog`]: the hooks of [`Backlog::sync`].
-pub trait Pool {
-    /// The port the pool serves (0: none).
-    fn port(&self) -> u16;
-
-    /// Whether a SYN arriving now finds a socket listening.
-    fn accepting(&self) -> bool;
-
-    /// Resets the oldest handshake in progress, to make room for a new client;
-    /// `false` if no slot is in a handshake.
-    fn evict_oldest_handshake(&mut self, sockets: &mut SocketSet<'_>) -> bool;
-}
 
 /// What a [`Backlog`] has done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,51 +131,47 @@ struct Tracked {
 /// The state a [`Backlog`] keeps between packets.
 struct State<const H: usize, const P: usize, const C: usize> {
     medium: Medium,
-    held: heapless::Deque<HeldSyn, H>,
-    full_ports: heapless::Vec<u16, P>,
-    waiting: heapless::Vec<u16, P>,
+    held: heapless::Vec<HeldSyn, H>,
+    /// Ports that got a backlog (a socket listened on them), and whether one
+    /// listens now.
+    ports: heapless::Vec<(u16, bool), P>,
+    /// Sockets in a handshake, since when they were first seen in it.
+    half_open: heapless::Vec<(SocketHandle, u16, Instant), C>,
     tracked: heapless::Vec<Tracked, C>,
     stats: BacklogStats,
 }
 
-/// A [`Device`] that gives smoltcp a listen backlog: see the [module docs](self).
+/// A listen backlog for smoltcp: see the [module docs](self).
 ///
-/// `H` SYNs can be held at once, `P` pools report to it, `C` connections are
-/// watched for blind resets (the oldest is forgotten when more are open; a
-/// connection not watched is not protected).
-pub struct Backlog<D, const H: usize, const P: usize, const C: usize> {
-    inner: D,
-    // Both tokens of a received frame need it, and smoltcp sends the reply from
+/// `H` SYNs can be held at once, `P` ports have a backlog, `C` connections are
+/// watched (for blind resets and half-open eviction; the oldest is forgotten when
+/// more are open, and a connection not watched is not protected).
+pub struct Backlog<const H: usize, const P: usize, const C: usize> {
+    // Both tokens of a received frame need it, and smoltcp sends a reply from
     // inside the receive token's closure: each borrow is held only around the
     // backlog's own bookkeeping, never across a call into smoltcp.
     state: RefCell<State<H, P, C>>,
 }
 
-impl<D: Device, const H: usize, const P: usize, const C: usize> Backlog<D, H, P, C> {
-    /// A backlog around `inner`.
-    pub fn new(inner: D) -> Self {
-        let medium = inner.capabilities().medium;
+impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
+    /// An empty backlog.
+    pub const fn new() -> Self {
         Self {
-            inner,
             state: RefCell::new(State {
-                medium,
-                held: heapless::Deque::new(),
-                full_ports: heapless::Vec::new(),
-                waiting: heapless::Vec::new(),
+                medium: Medium::Ethernet,
+                held: heapless::Vec::new(),
+                ports: heapless::Vec::new(),
+                half_open: heapless::Vec::new(),
                 tracked: heapless::Vec::new(),
-                stats: BacklogStats::default(),
+                stats: BacklogStats {
+                    syns_held: 0,
+                    syns_replayed: 0,
+                    syns_dropped: 0,
+                    evictions: 0,
+                    blind_resets_dropped: 0,
+                },
             }),
         }
-    }
-
-    /// The device inside.
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
-    /// The device inside, to change it.
-    pub fn inner_mut(&mut self) -> &mut D {
-        &mut self.inner
     }
 
     /// The counters so far.
@@ -176,35 +179,111 @@ impl<D: Device, const H: usize, const P: usize, const C: usize> Backlog<D, H, P,
         self.state.try_borrow().map(|s| s.stats).unwrap_or_default()
     }
 
-    /// Brings the backlog and `pool` up to date after the pool's poll: makes room
-    /// for a held SYN by evicting the pool's oldest handshake if it has no socket
-    /// listening, and records whether its port takes SYNs now.
-    pub fn sync<T: Pool + ?Sized>(&mut self, pool: &mut T, sockets: &mut SocketSet<'_>) {
-        let port = pool.port();
-        if port == 0 {
-            return;
-        }
-        let state = self.state.get_mut();
-        if !pool.accepting()
-            && state.waiting.contains(&port)
-            && pool.evict_oldest_handshake(sockets)
-        {
-            state.stats.evictions = state.stats.evictions.saturating_add(1);
-        }
-        state.waiting.retain(|&p| p != port);
-        let listed = state.full_ports.iter().position(|&p| p == port);
-        match (pool.accepting(), listed) {
-            (true, Some(index)) => {
-                state.full_ports.swap_remove(index);
-            }
-            (false, None) => {
-                if state.full_ports.push(port).is_err() {
-                    log::warn!("backlog: no room for port {port}; raise P");
-                }
-            }
-            _ => {}
+    /// `inner` with the backlog in front, for one `Interface::poll`.
+    pub fn device<'a, D: Device>(&'a mut self, inner: &'a mut D) -> Gated<'a, D, H, P, C> {
+        self.state.get_mut().medium = inner.capabilities().medium;
+        Gated {
+            inner,
+            state: &self.state,
         }
     }
+
+    /// How soon the loop should poll again for a held SYN to be replayed (a slot
+    /// may free by time, with no frame to wake the loop): 10 ms while any is held.
+    pub fn poll_delay(&self) -> Option<smoltcp::time::Duration> {
+        let held = self.state.try_borrow().map(|s| !s.held.is_empty());
+        held.unwrap_or(false)
+            .then(|| smoltcp::time::Duration::from_millis(10))
+    }
+
+    /// Ends the backlog of `port` (a server shut down): its SYNs are refused by
+    /// the stack again.
+    pub fn forget(&mut self, port: u16) {
+        let state = self.state.get_mut();
+        state.ports.retain(|&(p, _)| p != port);
+        state.held.retain(|h| h.port != port);
+    }
+
+    /// Looks at the sockets before each `Interface::poll` (after the services had
+    /// theirs): which ports have a socket listening, which handshakes are under
+    /// way; evicts the oldest handshake on a port for which a SYN is held.
+    pub fn sync(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let state = self.state.get_mut();
+        for entry in state.ports.iter_mut() {
+            entry.1 = false;
+        }
+        let mut seen: heapless::Vec<(SocketHandle, u16, Instant), C> = heapless::Vec::new();
+        for (handle, socket) in sockets.iter() {
+            let Some(socket) = tcp::Socket::downcast(socket) else {
+                continue;
+            };
+            let port = socket.listen_endpoint().port;
+            match socket.state() {
+                tcp::State::Listen => match state.ports.iter_mut().find(|(p, _)| *p == port) {
+                    Some(entry) => entry.1 = true,
+                    None => {
+                        if state.ports.push((port, true)).is_err() {
+                            log::warn!("backlog: no room for port {port}; raise P");
+                        }
+                    }
+                },
+                tcp::State::SynReceived => {
+                    let since = state
+                        .half_open
+                        .iter()
+                        .find(|(h, _, _)| *h == handle)
+                        .map_or(now, |&(_, _, since)| since);
+                    let _ = seen.push((handle, port, since));
+                }
+                _ => {}
+            }
+        }
+        state.half_open = seen;
+        // A held SYN for a port with no listener: make room, oldest handshake first.
+        let waiting: heapless::Vec<u16, P> = state
+            .ports
+            .iter()
+            .filter(|&&(port, listening)| !listening && state.held.iter().any(|h| h.port == port))
+            .map(|&(port, _)| port)
+            .collect();
+        for port in waiting {
+            let oldest = state
+                .half_open
+                .iter()
+                .filter(|(_, p, _)| *p == port)
+                .min_by_key(|(_, _, since)| *since)
+                .map(|&(handle, _, _)| handle);
+            let Some(handle) = oldest else {
+                continue;
+            };
+            if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, handle) {
+                log::debug!("backlog: tcp/{port}: oldest handshake evicted for a new SYN");
+                socket.abort();
+                state.half_open.retain(|(h, _, _)| *h != handle);
+                state.stats.evictions = state.stats.evictions.saturating_add(1);
+            }
+        }
+    }
+}
+
+impl<const H: usize, const P: usize, const C: usize> Default for Backlog<H, P, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const H: usize, const P: usize, const C: usize> fmt::Debug for Backlog<H, P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backlog")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A device with a [`Backlog`] in front, for one `Interface::poll`.
+pub struct Gated<'a, D, const H: usize, const P: usize, const C: usize> {
+    inner: &'a mut D,
+    state: &'a RefCell<State<H, P, C>>,
 }
 
 impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
@@ -213,7 +292,11 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         let Some(segment) = Segment::parse(self.medium, frame) else {
             return true;
         };
-        if segment.syn && !segment.ack && self.full_ports.contains(&segment.dst_port) {
+        let full = self
+            .ports
+            .iter()
+            .any(|&(port, listening)| port == segment.dst_port && !listening);
+        if segment.syn && !segment.ack && full {
             self.hold(&segment, frame, now);
             return false;
         }
@@ -233,9 +316,6 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
 
     fn hold(&mut self, segment: &Segment, frame: &[u8], now: Instant) {
         let port = segment.dst_port;
-        if !self.waiting.contains(&port) {
-            let _ = self.waiting.push(port);
-        }
         let from = (segment.src, segment.src_port);
         let mut held = HeldSyn {
             port,
@@ -254,35 +334,31 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             return;
         }
         // A retransmission of a SYN already held replaces it.
-        if let Some(same) = self.held.iter_mut().find(|h| h.port == port && h.from == from) {
+        if let Some(same) = self
+            .held
+            .iter_mut()
+            .find(|h| h.port == port && h.from == from)
+        {
             *same = held;
             return;
         }
-        let _ = self.held.push_back(held);
+        let _ = self.held.push(held);
         self.stats.syns_held = self.stats.syns_held.saturating_add(1);
     }
 
     /// The next held SYN whose port takes SYNs again; stale ones are dropped.
     fn replay(&mut self, now: Instant) -> Option<HeldSyn> {
-        while let Some(front) = self.held.front() {
-            if now >= front.since + HOLD || now < front.since {
-                self.held.pop_front();
-                self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
-            } else {
-                break;
-            }
-        }
+        let before = self.held.len();
+        self.held
+            .retain(|h| now >= h.since && now < later(h.since, HOLD));
+        let stale = before.saturating_sub(self.held.len());
+        self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(stale as u64);
+        let ports = &self.ports;
         let index = self
             .held
             .iter()
-            .position(|h| !self.full_ports.contains(&h.port))?;
-        // Rotate the chosen one to the front, keep the others in order.
-        for _ in 0..index {
-            if let Some(h) = self.held.pop_front() {
-                let _ = self.held.push_back(h);
-            }
-        }
-        let held = self.held.pop_front()?;
+            .position(|h| ports.iter().any(|&(p, listening)| p == h.port && listening))?;
+        let held = self.held.remove(index);
         self.stats.syns_replayed = self.stats.syns_replayed.saturating_add(1);
         Some(held)
     }
@@ -353,7 +429,10 @@ impl Segment {
         let (src, dst, payload) = match ip.first()? >> 4 {
             4 => {
                 let packet = Ipv4Packet::new_checked(ip).ok()?;
-                if packet.next_header() != IpProtocol::Tcp || packet.more_frags() || packet.frag_offset() != 0 {
+                if packet.next_header() != IpProtocol::Tcp
+                    || packet.more_frags()
+                    || packet.frag_offset() != 0
+                {
                     return None;
                 }
                 let header = usize::from(packet.header_len());
@@ -392,10 +471,9 @@ impl Segment {
             rst: tcp.rst(),
         })
     }
-
 }
 
-impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Backlog<D, H, P, C> {
+impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Gated<'_, D, H, P, C> {
     type RxToken<'a>
         = RxToken<'a, D::RxToken<'a>, H, P, C>
     where
@@ -406,14 +484,17 @@ impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Backl
         Self: 'a;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let held = self.state.get_mut().replay(timestamp);
-        let state = &self.state;
+        let held = self
+            .state
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut state| state.replay(timestamp));
+        let state = self.state;
         if let Some(held) = held {
             let tx = self.inner.transmit(timestamp)?;
-            let source = Source::Held(held);
             return Some((
                 RxToken {
-                    source,
+                    source: Source::Held(held),
                     state,
                     now: timestamp,
                 },
@@ -435,7 +516,7 @@ impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Backl
         let tx = self.inner.transmit(timestamp)?;
         Some(TxToken {
             inner: tx,
-            state: &self.state,
+            state: self.state,
         })
     }
 

@@ -32,17 +32,17 @@ pub trait Service {
     }
 }
 
-mod client;
 mod backlog;
+mod client;
 mod pump;
 mod server;
 mod stream;
 mod udp;
 
+pub use backlog::{Backlog, BacklogStats, Gated, HELD_SYN_LEN, HOLD};
 pub use client::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, PortAllocator, TcpClient,
 };
-pub use backlog::{Backlog, BacklogStats, HELD_SYN_LEN, HOLD, Pool};
 pub use pump::{HandleError, TcpSession};
 pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
 pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};

@@ -78,9 +78,6 @@ pub struct ServerStats {
     /// Handshakes that did not complete in time (a peer gone after its SYN, a
     /// forged SYN).
     pub handshake_timeouts: u64,
-    /// Half-open connections reset to make room for a new SYN held by a
-    /// [`Backlog`](super::Backlog).
-    pub handshake_evictions: u64,
     /// Peers that did not finish closing in time.
     pub close_timeouts: u64,
     /// Connections the session aborted (bad input, its own deadlines).
@@ -599,54 +596,6 @@ impl<S: Session, const N: usize> Service for TcpServer<S, N> {
             })
             .min()
             .map(smoltcp::time::Instant::from)
-    }
-}
-
-impl<S: Session, const N: usize> super::Pool for TcpServer<S, N> {
-    fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// A socket listens with no handshake under way. (A slot sending its RST
-    /// listens only on the next poll: a SYN now would be refused.)
-    fn accepting(&self) -> bool {
-        self.states.iter().any(|s| {
-            matches!(
-                s,
-                SlotState::Listening {
-                    handshake_since: None
-                }
-            )
-        })
-    }
-
-    fn evict_oldest_handshake(&mut self, sockets: &mut SocketSet<'_>) -> bool {
-        let oldest = self
-            .states
-            .iter()
-            .enumerate()
-            .filter_map(|(index, state)| match *state {
-                SlotState::Listening {
-                    handshake_since: Some(since),
-                } => Some((since, index)),
-                _ => None,
-            })
-            .min();
-        let Some((_, index)) = oldest else {
-            return false;
-        };
-        let (Some(state), Some(&handle)) = (self.states.get_mut(index), self.handles.get(index))
-        else {
-            return false;
-        };
-        let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, handle) else {
-            return false;
-        };
-        log::debug!("tcp/{}: half-open connection evicted for a new SYN", self.port);
-        socket.abort();
-        *state = SlotState::Aborting;
-        self.stats.handshake_evictions = self.stats.handshake_evictions.saturating_add(1);
-        true
     }
 }
 

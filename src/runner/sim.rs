@@ -80,7 +80,7 @@ pub use self::config::{FaultConfig, MAX_MTU, MIN_MTU, SimConfig};
 use self::link::{Link, Port, duration_micros};
 pub use self::link::{LinkStats, MAX_FRAME_LEN, SimStats};
 use self::rng::derive_seed;
-use crate::net::Service;
+use crate::net::{Backlog, Service};
 
 /// The server's IPv4 address.
 pub const SERVER_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -146,7 +146,12 @@ pub struct Host<'s> {
     pub iface: Interface,
     /// The sockets the caller handed in; add and look up sockets here.
     pub sockets: SocketSet<'s>,
+    /// The listen backlog in front of the stack (used if [`SimConfig::backlog`]).
+    pub backlog: HostBacklog,
 }
+
+/// The backlog each simulated host has: 8 held SYNs, 8 ports, 64 connections.
+pub type HostBacklog = Backlog<8, 8, 64>;
 
 impl<'s> Host<'s> {
     /// The socket `handle` as a `T` together with the interface context, as
@@ -282,10 +287,12 @@ impl<'s, const SLOTS: usize> SimNet<'s, SLOTS, NoCapture> {
             server: Host {
                 iface: server_iface,
                 sockets: server_sockets,
+                backlog: Backlog::new(),
             },
             client: Host {
                 iface: client_iface,
                 sockets: client_sockets,
+                backlog: Backlog::new(),
             },
             server_to_client,
             client_to_server,
@@ -553,7 +560,16 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
             now: self.now,
             max_frame_len,
         };
-        host.iface.poll(self.now, &mut port, &mut host.sockets)
+        if self.config.backlog {
+            host.backlog.sync(&mut host.sockets, self.now);
+            host.iface.poll(
+                self.now,
+                &mut host.backlog.device(&mut port),
+                &mut host.sockets,
+            )
+        } else {
+            host.iface.poll(self.now, &mut port, &mut host.sockets)
+        }
     }
 
     fn advance_within(&mut self, hint: Option<Instant>, deadline: Option<Instant>) -> Instant {

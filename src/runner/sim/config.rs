@@ -199,6 +199,9 @@ pub struct SimConfig {
     /// services with timers they do not announce through `poll_at` are still polled.
     /// Default 10 ms; never below 1 µs.
     pub max_idle_step: Duration,
+    /// A listen [`Backlog`](crate::net::Backlog) in front of each host's stack
+    /// (default on): a SYN to a pool with no free slot is held, not refused.
+    pub backlog: bool,
 }
 
 impl SimConfig {
@@ -209,7 +212,16 @@ impl SimConfig {
             server_to_client: FaultConfig::CLEAN,
             client_to_server: FaultConfig::CLEAN,
             max_idle_step: Duration::from_millis(10),
+            backlog: true,
         }
+    }
+
+    /// The same, with the listen backlog on or off (off: smoltcp refuses a SYN
+    /// that finds no socket listening with a RST).
+    #[must_use]
+    pub const fn with_backlog(mut self, backlog: bool) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     /// The same, with `faults` in both directions.

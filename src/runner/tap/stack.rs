@@ -17,7 +17,10 @@ use smoltcp::wire::{
 
 use super::device::{OpenError, TapBacked, TapDevice, TapStats};
 use super::sys;
-use crate::net::Service;
+use crate::net::{Backlog, BacklogStats, Service};
+
+/// The backlog of a TAP runner: 32 held SYNs, 16 ports, 1024 connections watched.
+type TapBacklog = Backlog<32, 16, 1024>;
 
 /// How the stack presents itself on the TAP link.
 ///
@@ -41,6 +44,9 @@ pub struct TapConfig {
     pub close_grace: Duration,
     /// The longest an idle [`TapRunner::run`] sleeps before it looks at `stop` again.
     pub stop_check: Duration,
+    /// A listen [`Backlog`] in front of the stack (default on): a SYN to a pool
+    /// with no free slot is held, not refused, as with Linux's `listen(n)`.
+    pub backlog: bool,
 }
 
 impl TapConfig {
@@ -56,6 +62,7 @@ impl TapConfig {
         ipv6_gateway: Some(Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 0x100)),
         close_grace: Duration::from_secs(2),
         stop_check: Duration::from_millis(100),
+        backlog: true,
     };
 
     /// The defaults (see [`TapConfig::DEFAULT`]).
@@ -190,6 +197,7 @@ pub struct TapRunner<'a, D: TapBacked = TapDevice> {
     iface: Interface,
     device: D,
     sockets: SocketSet<'a>,
+    backlog: Option<TapBacklog>,
     close_grace: Duration,
     stop_check: Duration,
 }
@@ -259,6 +267,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
             iface,
             device,
             sockets,
+            backlog: config.backlog.then(Backlog::new),
             close_grace: config.close_grace,
             stop_check: config.stop_check,
         })
@@ -284,6 +293,11 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
         &mut self.device
     }
 
+    /// The listen backlog's counters (`None` if [`TapConfig::backlog`] is off).
+    pub fn backlog_stats(&self) -> Option<BacklogStats> {
+        self.backlog.as_ref().map(Backlog::stats)
+    }
+
     /// The TAP device's counters.
     pub fn tap_stats(&self) -> TapStats {
         self.device.tap().stats()
@@ -305,11 +319,24 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
     /// for callers that want their own loop.
     pub fn poll(&mut self, services: &mut [&mut dyn Service]) -> Option<Duration> {
         let now = Instant::now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        match &mut self.backlog {
+            Some(backlog) => {
+                backlog.sync(&mut self.sockets, now);
+                self.iface.poll(
+                    now,
+                    &mut backlog.device(&mut self.device),
+                    &mut self.sockets,
+                );
+            }
+            None => {
+                self.iface.poll(now, &mut self.device, &mut self.sockets);
+            }
+        }
         for service in services.iter_mut() {
             service.poll(&mut self.sockets, now);
         }
-        let stack_delay = self.iface.poll_delay(now, &self.sockets);
+        let backlog_delay = self.backlog.as_ref().and_then(Backlog::poll_delay);
+        let stack_delay = min_delay(self.iface.poll_delay(now, &self.sockets), backlog_delay);
         let service_delay = services
             .iter()
             .filter_map(|service| service.poll_at(&self.sockets))
