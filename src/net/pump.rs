@@ -244,9 +244,10 @@ impl<S: Session> TcpSession<S> {
                     self.end(now);
                 }
             }
+            // Our FIN goes out once the send buffer drains; the peer may still send
+            // (a half-close) and the session still receives.
             Status::Close => {
                 socket.close();
-                discard(socket);
                 if !socket.is_active() {
                     self.end(now);
                 }

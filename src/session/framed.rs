@@ -105,6 +105,15 @@ pub trait FrameHandler {
     }
 }
 
+/// No handler: whole frames wait in the session until the application takes them
+/// with [`Framed::recv`], and it sends with [`Framed::send`]. This is the framed
+/// connection of a client, or of any code that reads frames at its own pace.
+impl FrameHandler for () {
+    fn on_frame(&mut self, _frame: &[u8], _out: &mut FrameOut<'_>) -> Flow {
+        Flow::Wait
+    }
+}
+
 /// The sending side of a framed connection, as a [`FrameHandler`] sees it.
 pub struct FrameOut<'a> {
     format: HeaderFormat,
@@ -333,6 +342,52 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.error
     }
 
+    /// Takes the next whole frame that arrived, if there is one (with a handler of
+    /// `()`; a real handler is offered each frame first).
+    pub fn recv(&mut self) -> Option<&[u8]> {
+        self.reader.next_frame()
+    }
+
+    /// Queues `body` as one frame: all of it, or nothing ([`SendError::WouldBlock`]
+    /// while the queue has no room for it; the adapter empties the queue into the
+    /// socket).
+    pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        self.send_via(body, &mut []).map(|_| ())
+    }
+
+    /// Sends `body` as one frame, straight into `space` (a socket's free send
+    /// space) when nothing is queued before it and the whole frame fits there,
+    /// else into the queue; all of it, or nothing. Returns the bytes written into
+    /// `space`: the caller hands them to the socket.
+    pub fn send_via(&mut self, body: &[u8], space: &mut [u8]) -> Result<usize, SendError> {
+        if self.phase != Phase::Open {
+            return Err(SendError::WouldBlock);
+        }
+        let mut out = FrameOut {
+            format: self.reader.format(),
+            queue: self.out.as_out_ref(),
+            direct: space,
+            direct_used: 0,
+            stats: &mut self.write,
+            now: Instant::ZERO,
+        };
+        out.send(body)?;
+        Ok(out.direct_used)
+    }
+
+    /// Whether every frame sent has been handed to the adapter.
+    pub fn is_flushed(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Closes the sending half once every frame queued is out (`shutdown(SHUT_WR)`):
+    /// the session's status becomes [`Status::Close`] then. Frames are never cut.
+    pub fn close(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Closing;
+        }
+    }
+
     /// Offers the frames held, then the idle hook, writing answers straight into
     /// `direct` while the queue is empty; returns the bytes written there.
     fn serve(&mut self, direct: &mut [u8], now: Instant) -> usize {
@@ -404,8 +459,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     }
 
     fn receive(&mut self, input: &[u8], _now: Instant) -> usize {
-        if self.phase != Phase::Open {
-            // Nothing more is read; the adapter discards what the peer still sends.
+        // After our close the peer may still send frames the application reads
+        // (a half-close); a server's pool discards them itself.
+        if self.phase == Phase::Aborted {
             return 0;
         }
         match self.reader.feed(input) {
