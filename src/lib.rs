@@ -50,8 +50,6 @@
 pub mod net;
 #[cfg(feature = "smoltcp")]
 pub mod runner;
-#[cfg(feature = "smoltcp")]
-pub mod service;
 pub mod session;
 pub mod store;
 pub mod time;

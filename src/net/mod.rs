@@ -46,4 +46,4 @@ pub use client::{
 pub use pump::{HandleError, TcpSession};
 pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
 pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};
-pub use udp::{DatagramHandler, UdpService, UdpStats};
+pub use udp::{DatagramHandler, UdpEcho, UdpService, UdpStats};

@@ -234,3 +234,14 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
         self.queue_watch.map(|(_, since)| later(since, STUCK_AFTER))
     }
 }
+
+/// UDP echo, the primer's `recvfrom(1024)` + `sendto(data, addr)`: every datagram
+/// goes back to its sender whole, boundaries kept.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UdpEcho;
+
+impl DatagramHandler for UdpEcho {
+    fn on_datagram(&mut self, _buf: &mut [u8], len: usize, _from: IpEndpoint) -> Option<usize> {
+        Some(len)
+    }
+}
