@@ -16,7 +16,8 @@
 //! | layer | what lives there |
 //! |---|---|
 //! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
-//! | [`service`] | echo, framed echo, UDP echo, HTTP, file transfer |
+//! | [`service`] | echo, framed echo, UDP echo, file transfer |
+//! | [`session`], [`http`] | sans-IO sessions (bytes in, bytes out, time passed in, no smoltcp): echo, length framing, the HTTP responder |
 //! | [`net`] | [`net::FramedStream`], [`net::StreamingFrames`], [`net::TcpServer`], [`net::UdpService`], [`net::TcpClient`] |
 //! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
 //!
@@ -46,6 +47,7 @@
     )
 )]
 
+pub mod http;
 #[cfg(feature = "smoltcp")]
 pub mod net;
 #[cfg(feature = "smoltcp")]
