@@ -16,8 +16,8 @@
 //! | layer | what lives there |
 //! |---|---|
 //! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
-//! | [`service`] | echo, framed echo, UDP echo, HTTP, file transfer |
-//! | [`net`] | [`net::FramedStream`], [`net::StreamingFrames`], [`net::TcpServer`], [`net::UdpService`], [`net::TcpClient`] |
+//! | [`session`], [`http`] | sans-IO sessions (bytes in, bytes out, time passed in, no smoltcp): echo, length framing, the HTTP responder |
+//! | [`net`] | the smoltcp poll-loop adapter: [`net::TcpServer`], [`net::TcpSession`], [`net::UdpService`], [`net::TcpClient`], [`net::StreamingFrames`], [`net::Backlog`] |
 //! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
 //!
 //! The [`wire`] layer knows nothing of smoltcp, time or I/O, so it is tested on bytes
@@ -46,6 +46,7 @@
     )
 )]
 
+pub mod http;
 #[cfg(feature = "smoltcp")]
 pub mod net;
 #[cfg(feature = "smoltcp")]
