@@ -1,4 +1,5 @@
-//! File storage for the transfer service: the [`Storage`] trait and its two stores.
+//! File storage: the [`Storage`] trait and its two stores. A store knows files,
+//! not protocols; the transfer server maps its errors to the protocol's answers.
 //!
 //! The transfer server runs over any [`Storage`]. It never sees paths or memory
 //! addresses, only [`FileName`]s, which cannot hold `..`, `/` or anything but a
@@ -28,7 +29,6 @@ pub use ram::RamStore;
 pub use crate::wire::transfer::FileName;
 
 use crate::wire::crc32::Crc32;
-use crate::wire::transfer::{ErrorCode, Message};
 use core::fmt;
 
 /// Size and checksum of a stored file.
@@ -126,8 +126,6 @@ impl Upload {
 }
 
 /// Why a storage operation failed.
-///
-/// Each maps to the protocol's ERROR answer with `Message::from(error)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -180,34 +178,6 @@ pub enum StoreError {
     /// The operating system refused an operation.
     #[cfg(feature = "std")]
     Io(std::io::ErrorKind),
-}
-
-impl StoreError {
-    /// The ERROR code and value a server answers this with (`PROTOCOL.md`
-    /// section 8).
-    pub const fn error_code(&self) -> (ErrorCode, u64) {
-        match *self {
-            Self::NotFound => (ErrorCode::NotFound, 0),
-            Self::Full { free } => (ErrorCode::Full, free),
-            Self::TooManyFiles { max } => (ErrorCode::TooManyFiles, max),
-            Self::FileTooLarge { max } => (ErrorCode::FileTooLarge, max),
-            Self::InvalidName => (ErrorCode::InvalidName, 0),
-            Self::BadOffset { expected } => (ErrorCode::BadOffset, expected),
-            Self::TooMuchData { size } => (ErrorCode::TooMuchData, size),
-            Self::ChecksumMismatch { computed } => (ErrorCode::ChecksumMismatch, computed as u64),
-            Self::Incomplete { .. } | Self::Inconsistent => (ErrorCode::StorageFailure, 0),
-            #[cfg(feature = "std")]
-            Self::Io(_) => (ErrorCode::StorageFailure, 0),
-        }
-    }
-}
-
-/// The ERROR a server answers a failed storage operation with.
-impl From<StoreError> for Message<'static> {
-    fn from(e: StoreError) -> Self {
-        let (code, value) = e.error_code();
-        Message::Error { code, value }
-    }
 }
 
 impl fmt::Display for StoreError {
@@ -410,61 +380,6 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_errors_map_to_documented_answers() {
-        let cases = [
-            (StoreError::NotFound, ErrorCode::NotFound, 0),
-            (StoreError::Full { free: 7 }, ErrorCode::Full, 7),
-            (
-                StoreError::TooManyFiles { max: 4 },
-                ErrorCode::TooManyFiles,
-                4,
-            ),
-            (
-                StoreError::FileTooLarge { max: 9 },
-                ErrorCode::FileTooLarge,
-                9,
-            ),
-            (StoreError::InvalidName, ErrorCode::InvalidName, 0),
-            (
-                StoreError::BadOffset { expected: 3 },
-                ErrorCode::BadOffset,
-                3,
-            ),
-            (
-                StoreError::TooMuchData { size: 5 },
-                ErrorCode::TooMuchData,
-                5,
-            ),
-            (
-                StoreError::ChecksumMismatch {
-                    computed: 0xFFFF_FFFF,
-                },
-                ErrorCode::ChecksumMismatch,
-                0xFFFF_FFFF,
-            ),
-            (
-                StoreError::Incomplete {
-                    written: 1,
-                    size: 2,
-                },
-                ErrorCode::StorageFailure,
-                0,
-            ),
-            (StoreError::Inconsistent, ErrorCode::StorageFailure, 0),
-            #[cfg(feature = "std")]
-            (
-                StoreError::Io(std::io::ErrorKind::PermissionDenied),
-                ErrorCode::StorageFailure,
-                0,
-            ),
-        ];
-        for (error, code, value) in cases {
-            assert_eq!(Message::from(error), Message::Error { code, value });
-            assert!(!error.to_string().is_empty());
-        }
-    }
 
     #[test]
     fn upload_tracks_progress() {

@@ -410,6 +410,24 @@ impl<S, B> fmt::Debug for TransferServer<'_, S, B> {
     }
 }
 
+/// The ERROR code and value that answer a failed storage operation
+/// (`PROTOCOL.md` section 8). The store knows files, not the protocol.
+pub(super) const fn store_error_answer(error: StoreError) -> (ErrorCode, u64) {
+    match error {
+        StoreError::NotFound => (ErrorCode::NotFound, 0),
+        StoreError::Full { free } => (ErrorCode::Full, free),
+        StoreError::TooManyFiles { max } => (ErrorCode::TooManyFiles, max),
+        StoreError::FileTooLarge { max } => (ErrorCode::FileTooLarge, max),
+        StoreError::InvalidName => (ErrorCode::InvalidName, 0),
+        StoreError::BadOffset { expected } => (ErrorCode::BadOffset, expected),
+        StoreError::TooMuchData { size } => (ErrorCode::TooMuchData, size),
+        StoreError::ChecksumMismatch { computed } => (ErrorCode::ChecksumMismatch, computed as u64),
+        StoreError::Incomplete { .. } | StoreError::Inconsistent => (ErrorCode::StorageFailure, 0),
+        #[cfg(feature = "std")]
+        StoreError::Io(_) => (ErrorCode::StorageFailure, 0),
+    }
+}
+
 /// Sizes travel as `u64`; a `usize` always fits.
 fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
@@ -432,7 +450,7 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session<'_, S, B> {
     }
 
     fn reply_store_error(&mut self, error: StoreError) {
-        let (code, value) = error.error_code();
+        let (code, value) = store_error_answer(error);
         self.reply_error(code, value);
     }
 
@@ -834,6 +852,60 @@ mod tests {
 
     fn name(s: &str) -> FileName {
         FileName::new(s).unwrap()
+    }
+
+    #[test]
+    fn store_errors_map_to_documented_answers() {
+        let cases = [
+            (StoreError::NotFound, ErrorCode::NotFound, 0),
+            (StoreError::Full { free: 7 }, ErrorCode::Full, 7),
+            (
+                StoreError::TooManyFiles { max: 4 },
+                ErrorCode::TooManyFiles,
+                4,
+            ),
+            (
+                StoreError::FileTooLarge { max: 9 },
+                ErrorCode::FileTooLarge,
+                9,
+            ),
+            (StoreError::InvalidName, ErrorCode::InvalidName, 0),
+            (
+                StoreError::BadOffset { expected: 3 },
+                ErrorCode::BadOffset,
+                3,
+            ),
+            (
+                StoreError::TooMuchData { size: 5 },
+                ErrorCode::TooMuchData,
+                5,
+            ),
+            (
+                StoreError::ChecksumMismatch {
+                    computed: 0xFFFF_FFFF,
+                },
+                ErrorCode::ChecksumMismatch,
+                0xFFFF_FFFF,
+            ),
+            (
+                StoreError::Incomplete {
+                    written: 1,
+                    size: 2,
+                },
+                ErrorCode::StorageFailure,
+                0,
+            ),
+            (StoreError::Inconsistent, ErrorCode::StorageFailure, 0),
+            #[cfg(feature = "std")]
+            (
+                StoreError::Io(std::io::ErrorKind::PermissionDenied),
+                ErrorCode::StorageFailure,
+                0,
+            ),
+        ];
+        for (error, code, value) in cases {
+            assert_eq!(store_error_answer(error), (code, value), "{error}");
+        }
     }
 
     #[test]
