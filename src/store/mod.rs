@@ -12,6 +12,11 @@
 //! partial outlives its connection: a later [`Storage::begin_upload`] with `resume`
 //! continues it. Partials count against a store's limits like files do.
 //!
+//! Every commit gives the file a new [`version`](Storage::version), so a reader
+//! that reads a file one piece at a time (a download, one frame per call) can tell
+//! that the file was replaced or deleted between two pieces, instead of handing on
+//! the start of one version and the rest of another.
+//!
 //! - [`RamStore`]: `no_std`, heapless, every file in one fixed byte arena; for
 //!   firmware and tests.
 //! - `DirStore` (feature `std`): a directory on disk, partials under hidden names.
@@ -286,6 +291,16 @@ pub trait Storage {
     /// full, and lists every file that stays put meanwhile exactly once.
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError>;
 
+    /// The version of a committed file: a number that changes whenever the file
+    /// does. Every [`commit`](Self::commit) gives the file under its name a version
+    /// it has never had while the store is open, even after a delete and a new
+    /// upload of the same name; reads, listings and partial uploads leave it alone.
+    /// [`StoreError::NotFound`] when no file is committed under `name`.
+    ///
+    /// A reader that must hand on one version whole, reading it a piece at a time,
+    /// notes the version with its first read and checks it before every later one.
+    fn version(&self, name: &FileName) -> Result<u64, StoreError>;
+
     /// Removes a committed file and any partial upload of that name.
     /// [`StoreError::NotFound`] if there was neither.
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError>;
@@ -349,6 +364,10 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
         (**self).next_entry(after)
+    }
+
+    fn version(&self, name: &FileName) -> Result<u64, StoreError> {
+        (**self).version(name)
     }
 
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
