@@ -1330,7 +1330,7 @@ pub(crate) mod tests {
         r.feed(&[0, 3, b'x']).unwrap();
         assert_eq!(r.unfinished(), &[0, 0, 0, 3, b'x']);
         assert_eq!(r.next_frame(), Some(&b"a"[..]));
-        r.feed(&[b'y', b'z']).unwrap();
+        r.feed(b"yz").unwrap();
         assert_eq!(r.unfinished(), b"");
         assert_eq!(r.next_frame(), Some(&b"xyz"[..]));
     }
