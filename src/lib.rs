@@ -11,13 +11,14 @@
 //!
 //! ## Layers
 //!
-//! Data flows down and back up through four layers, never sideways:
+//! Data flows down and back up through the layers, never sideways:
 //!
 //! | layer | what lives there |
 //! |---|---|
 //! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
-//! | [`service`] | echo, framed echo, UDP echo, HTTP, file transfer |
+//! | [`service`] | echo, framed echo, UDP echo, HTTP |
 //! | [`net`] | [`net::FramedStream`], [`net::StreamingFrames`], [`net::TcpServer`], [`net::UdpService`], [`net::TcpClient`] |
+//! | [`session`], [`transfer`] | sans-IO sessions: framed echo, the file transfer server and client |
 //! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
 //!
 //! The [`wire`] layer knows nothing of smoltcp, time or I/O, so it is tested on bytes
@@ -55,4 +56,5 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod transfer;
 pub mod wire;

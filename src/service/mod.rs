@@ -7,10 +7,9 @@
 //! | [`udp_echo::UdpEcho`] in a [`UdpService`](crate::net::UdpService) | udp/7 | `recvfrom` + `sendto` |
 //! | [`framed_echo::FramedEcho`] in [`Framed`](crate::net::Framed) | tcp/9000 | length framing |
 //! | [`http::HttpResponder`] | tcp/80 | answering a browser |
-//! | [`transfer::TransferServer`] over a [`Storage`](crate::store::Storage) | tcp/2121 | FTP with a progress bar |
+//! | [`TransferServer`](crate::transfer::TransferServer) over a [`Storage`](crate::store::Storage) | tcp/2121 | FTP with a progress bar |
 
 pub mod echo;
 pub mod framed_echo;
 pub mod http;
-pub mod transfer;
 pub mod udp_echo;
