@@ -1676,6 +1676,18 @@ mod tests {
                             }
                         }
                     }
+                    (
+                        Transfer::Downloading { .. },
+                        Message::Error {
+                            code:
+                                ErrorCode::Changed | ErrorCode::NotFound | ErrorCode::StorageFailure,
+                            value,
+                        },
+                    ) => {
+                        assert!(!frame.from_client, "{at}");
+                        assert_eq!(value, 0, "{at}");
+                        Transfer::None
+                    }
                     (Transfer::None, Message::Entry { .. }) => {
                         entries += 1;
                         Transfer::None
