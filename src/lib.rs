@@ -11,12 +11,12 @@
 //!
 //! ## Layers
 //!
-//! Data flows down and back up through four layers, never sideways:
+//! Data flows down and back up through the layers, never sideways:
 //!
 //! | layer | what lives there |
 //! |---|---|
 //! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
-//! | [`session`], [`http`] | sans-IO sessions (bytes in, bytes out, time passed in, no smoltcp): echo, length framing, the HTTP responder |
+//! | [`session`], [`http`], [`transfer`] | sans-IO sessions (bytes in, bytes out, time passed in, no smoltcp): echo, length framing, the HTTP responder, the file transfer server and client |
 //! | [`net`] | the smoltcp poll-loop adapter: [`net::TcpServer`], [`net::TcpSession`], [`net::UdpService`], [`net::TcpClient`], [`net::StreamingFrames`], [`net::Backlog`] |
 //! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
 //!
@@ -54,4 +54,5 @@ pub mod runner;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod transfer;
 pub mod wire;

@@ -71,6 +71,7 @@ pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
     discard_upload_is_idempotent(&mut fresh());
     append_after_delete_is_not_found(&mut fresh());
     works_through_a_mutable_borrow(&mut fresh());
+    version_changes_with_every_commit_and_never_comes_back(&mut fresh());
 }
 
 fn upload_is_invisible_until_commit<S: Storage>(store: &mut S) {
@@ -307,6 +308,36 @@ fn append_after_delete_is_not_found<S: Storage>(store: &mut S) {
     store.append(&mut upload, b"12").unwrap();
     store.delete(&name("x")).unwrap();
     assert_eq!(store.append(&mut upload, b"34"), Err(StoreError::NotFound));
+}
+
+fn version_changes_with_every_commit_and_never_comes_back<S: Storage>(store: &mut S) {
+    assert_eq!(store.version(&name("v")), Err(StoreError::NotFound));
+    put(store, "v", b"first", 2);
+    let first = store.version(&name("v")).unwrap();
+    // Reading, listing, other files and a partial of this name change nothing.
+    get(store, "v");
+    listing(store);
+    put(store, "other", b"x", 1);
+    let mut partial = store.begin_upload(&name("v"), 6, false).unwrap();
+    store.append(&mut partial, b"sec").unwrap();
+    assert_eq!(store.version(&name("v")), Ok(first));
+    store.append(&mut partial, b"ond").unwrap();
+    store.commit(&partial, crc32(b"second")).unwrap();
+    let second = store.version(&name("v")).unwrap();
+    assert_ne!(second, first, "replaced");
+    store.delete(&name("v")).unwrap();
+    assert_eq!(store.version(&name("v")), Err(StoreError::NotFound));
+    // The same bytes again, under the same name: still a new version.
+    put(store, "v", b"first", 2);
+    let third = store.version(&name("v")).unwrap();
+    assert!(
+        third != first && third != second,
+        "{first} {second} {third}"
+    );
+    let mut borrowed: &mut S = store;
+    assert_eq!(borrowed.version(&name("v")), Ok(third));
+    put(&mut borrowed, "v", b"fourth", 2);
+    assert_ne!(borrowed.version(&name("v")), Ok(third));
 }
 
 fn works_through_a_mutable_borrow<S: Storage>(store: &mut S) {

@@ -15,9 +15,17 @@
 //!
 //! The store counts its bytes and entries when it opens and keeps the counts up to
 //! date itself, so it assumes it is the only writer of its root.
+//!
+//! Versions ([`Storage::version`]) are kept in memory: a counter of the commits
+//! since the store opened, and for each file committed since, the count at its
+//! commit. A file found on disk at open has version 0 until it is replaced. The
+//! file system's own stamps cannot do this job: modification times are as coarse
+//! as the kernel's tick, and a delete frees an inode number that the next upload
+//! may get again.
 
 use super::{Entry, FileName, FileStat, Storage, StoreError, Upload};
 use crate::wire::crc32::Crc32;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -58,6 +66,10 @@ pub struct DirStore {
     used: u64,
     /// Our files and partials.
     entries: u64,
+    /// Commits since the store opened: the last version handed out.
+    commits: u64,
+    /// The version of each file committed since the store opened.
+    versions: HashMap<FileName, u64>,
 }
 
 const PARTIAL_PREFIX: &str = ".";
@@ -137,6 +149,8 @@ impl DirStore {
             limits,
             used: 0,
             entries: 0,
+            commits: 0,
+            versions: HashMap::new(),
         };
         for entry in fs::read_dir(&store.root).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
@@ -277,7 +291,14 @@ impl Storage for DirStore {
         Ok(best)
     }
 
+    fn version(&self, name: &FileName) -> Result<u64, StoreError> {
+        regular_len(&self.file_path(name))?.ok_or(StoreError::NotFound)?;
+        Ok(self.versions.get(name).copied().unwrap_or(0))
+    }
+
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
+        // Forgotten first: a file whose removal fails half way has changed anyway.
+        self.versions.remove(name);
         let mut found = false;
         for path in [self.file_path(name), self.partial_path(name)] {
             if let Some(len) = regular_len(&path)? {
@@ -391,6 +412,8 @@ impl Storage for DirStore {
         let target = self.file_path(upload.name());
         let older = regular_len(&target)?;
         fs::rename(&path, &target).map_err(io_error)?;
+        self.commits = self.commits.saturating_add(1);
+        self.versions.insert(*upload.name(), self.commits);
         if let Some(older) = older {
             self.used = self.used.saturating_sub(older);
             self.entries = self.entries.saturating_sub(1);

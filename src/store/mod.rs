@@ -1,4 +1,5 @@
-//! File storage for the transfer service: the [`Storage`] trait and its two stores.
+//! File storage: the [`Storage`] trait and its two stores. A store knows files,
+//! not protocols; the transfer server maps its errors to the protocol's answers.
 //!
 //! The transfer server runs over any [`Storage`]. It never sees paths or memory
 //! addresses, only [`FileName`]s, which cannot hold `..`, `/` or anything but a
@@ -10,6 +11,11 @@
 //! client that disconnects or lies about the size leaves no corrupt file behind. A
 //! partial outlives its connection: a later [`Storage::begin_upload`] with `resume`
 //! continues it. Partials count against a store's limits like files do.
+//!
+//! Every commit gives the file a new [`version`](Storage::version), so a reader
+//! that reads a file one piece at a time (a download, one frame per call) can tell
+//! that the file was replaced or deleted between two pieces, instead of handing on
+//! the start of one version and the rest of another.
 //!
 //! - [`RamStore`]: `no_std`, heapless, every file in one fixed byte arena; for
 //!   firmware and tests.
@@ -28,7 +34,6 @@ pub use ram::RamStore;
 pub use crate::wire::transfer::FileName;
 
 use crate::wire::crc32::Crc32;
-use crate::wire::transfer::{ErrorCode, Message};
 use core::fmt;
 
 /// Size and checksum of a stored file.
@@ -126,8 +131,6 @@ impl Upload {
 }
 
 /// Why a storage operation failed.
-///
-/// Each maps to the protocol's ERROR answer with `Message::from(error)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -180,34 +183,6 @@ pub enum StoreError {
     /// The operating system refused an operation.
     #[cfg(feature = "std")]
     Io(std::io::ErrorKind),
-}
-
-impl StoreError {
-    /// The ERROR code and value a server answers this with (`PROTOCOL.md`
-    /// section 8).
-    pub const fn error_code(&self) -> (ErrorCode, u64) {
-        match *self {
-            Self::NotFound => (ErrorCode::NotFound, 0),
-            Self::Full { free } => (ErrorCode::Full, free),
-            Self::TooManyFiles { max } => (ErrorCode::TooManyFiles, max),
-            Self::FileTooLarge { max } => (ErrorCode::FileTooLarge, max),
-            Self::InvalidName => (ErrorCode::InvalidName, 0),
-            Self::BadOffset { expected } => (ErrorCode::BadOffset, expected),
-            Self::TooMuchData { size } => (ErrorCode::TooMuchData, size),
-            Self::ChecksumMismatch { computed } => (ErrorCode::ChecksumMismatch, computed as u64),
-            Self::Incomplete { .. } | Self::Inconsistent => (ErrorCode::StorageFailure, 0),
-            #[cfg(feature = "std")]
-            Self::Io(_) => (ErrorCode::StorageFailure, 0),
-        }
-    }
-}
-
-/// The ERROR a server answers a failed storage operation with.
-impl From<StoreError> for Message<'static> {
-    fn from(e: StoreError) -> Self {
-        let (code, value) = e.error_code();
-        Message::Error { code, value }
-    }
 }
 
 impl fmt::Display for StoreError {
@@ -316,6 +291,16 @@ pub trait Storage {
     /// full, and lists every file that stays put meanwhile exactly once.
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError>;
 
+    /// The version of a committed file: a number that changes whenever the file
+    /// does. Every [`commit`](Self::commit) gives the file under its name a version
+    /// it has never had while the store is open, even after a delete and a new
+    /// upload of the same name; reads, listings and partial uploads leave it alone.
+    /// [`StoreError::NotFound`] when no file is committed under `name`.
+    ///
+    /// A reader that must hand on one version whole, reading it a piece at a time,
+    /// notes the version with its first read and checks it before every later one.
+    fn version(&self, name: &FileName) -> Result<u64, StoreError>;
+
     /// Removes a committed file and any partial upload of that name.
     /// [`StoreError::NotFound`] if there was neither.
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError>;
@@ -381,6 +366,10 @@ impl<S: Storage + ?Sized> Storage for &mut S {
         (**self).next_entry(after)
     }
 
+    fn version(&self, name: &FileName) -> Result<u64, StoreError> {
+        (**self).version(name)
+    }
+
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
         (**self).delete(name)
     }
@@ -410,61 +399,6 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_errors_map_to_documented_answers() {
-        let cases = [
-            (StoreError::NotFound, ErrorCode::NotFound, 0),
-            (StoreError::Full { free: 7 }, ErrorCode::Full, 7),
-            (
-                StoreError::TooManyFiles { max: 4 },
-                ErrorCode::TooManyFiles,
-                4,
-            ),
-            (
-                StoreError::FileTooLarge { max: 9 },
-                ErrorCode::FileTooLarge,
-                9,
-            ),
-            (StoreError::InvalidName, ErrorCode::InvalidName, 0),
-            (
-                StoreError::BadOffset { expected: 3 },
-                ErrorCode::BadOffset,
-                3,
-            ),
-            (
-                StoreError::TooMuchData { size: 5 },
-                ErrorCode::TooMuchData,
-                5,
-            ),
-            (
-                StoreError::ChecksumMismatch {
-                    computed: 0xFFFF_FFFF,
-                },
-                ErrorCode::ChecksumMismatch,
-                0xFFFF_FFFF,
-            ),
-            (
-                StoreError::Incomplete {
-                    written: 1,
-                    size: 2,
-                },
-                ErrorCode::StorageFailure,
-                0,
-            ),
-            (StoreError::Inconsistent, ErrorCode::StorageFailure, 0),
-            #[cfg(feature = "std")]
-            (
-                StoreError::Io(std::io::ErrorKind::PermissionDenied),
-                ErrorCode::StorageFailure,
-                0,
-            ),
-        ];
-        for (error, code, value) in cases {
-            assert_eq!(Message::from(error), Message::Error { code, value });
-            assert!(!error.to_string().is_empty());
-        }
-    }
 
     #[test]
     fn upload_tracks_progress() {

@@ -2,10 +2,10 @@
 //!
 //! # Layout and cost
 //!
-//! `RamStore<FILES, BYTES>` is a `[u8; BYTES]` arena, `FILES` slots and one `usize`.
-//! Each slot describes one entry (a committed file or a partial upload): its
-//! [`FileName`] inline, where its region starts, how many bytes it holds and how
-//! many it reserves. Regions are packed from the start of the arena with no gaps;
+//! `RamStore<FILES, BYTES>` is a `[u8; BYTES]` arena, `FILES` slots, one `usize` and
+//! a commit counter. Each slot describes one entry (a committed file or a partial
+//! upload): its [`FileName`] inline, where its region starts, how many bytes it
+//! holds and how many it reserves, and a committed file's CRC-32 and version. Regions are packed from the start of the arena with no gaps;
 //! the free space is all at the end.
 //!
 //! ```text
@@ -17,10 +17,14 @@
 //!   PUT_READY is sent, only a broken client can make an upload fail for space.
 //! - Deleting (or shrinking a resumed partial) moves the entries behind it down
 //!   to close the gap: `O(BYTES)` memory moves, no fragmentation, ever.
-//! - `size_of::<RamStore<FILES, BYTES>>()` is `BYTES + FILES * slot + usize`,
-//!   rounded up to the alignment of `usize`. A slot is 84 bytes on a 32-bit
-//!   microcontroller (96 on a 64-bit host): a 64 KiB store for 8 files costs
-//!   65 536 + 672 + 4 bytes. A test pins this.
+//! - `size_of::<RamStore<FILES, BYTES>>()` is `BYTES + FILES * slot + usize + 4`,
+//!   rounded up to the alignment of `usize`. A slot is 88 bytes on a 32-bit
+//!   microcontroller (104 on a 64-bit host): a 64 KiB store for 8 files costs
+//!   65 536 + 704 + 8 bytes. A test pins this.
+//! - A file's [version](Storage::version) is the value of a store-wide counter at
+//!   its commit: 4 bytes a slot, no table. The counter is a `u32` and wraps, so a
+//!   reader holding a version could mistake a file for the one it began with only
+//!   if exactly a multiple of 2^32 commits happened in between.
 //!
 //! Limits: at most `FILES` entries (partials included), `BYTES` bytes in all
 //! (reservations included), and a file may be as large as the whole arena.
@@ -58,6 +62,8 @@ struct Slot {
     cap: usize,
     /// CRC-32 of a committed file, verified at commit (0 for a partial).
     crc: u32,
+    /// The store's commit count when this file was committed (0 for a partial).
+    version: u32,
 }
 
 impl Slot {
@@ -68,7 +74,7 @@ impl Slot {
 
 // The cost the module documentation promises for a 32-bit microcontroller.
 #[cfg(target_pointer_width = "32")]
-const _: () = assert!(core::mem::size_of::<Option<Slot>>() == 84);
+const _: () = assert!(core::mem::size_of::<Option<Slot>>() == 88);
 
 /// A store of at most `FILES` files in `BYTES` bytes of RAM. See the module
 /// documentation for its layout and memory cost.
@@ -88,6 +94,8 @@ pub struct RamStore<const FILES: usize, const BYTES: usize> {
     slots: [Option<Slot>; FILES],
     /// Bytes of the arena taken by regions (all before this index).
     used: usize,
+    /// Commits so far (wrapping): the version the next commit hands out, less one.
+    commits: u32,
     arena: [u8; BYTES],
 }
 
@@ -102,6 +110,7 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
         Self {
             slots: [const { None }; FILES],
             used: 0,
+            commits: 0,
             arena: [0; BYTES],
         }
     }
@@ -298,6 +307,10 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             }))
     }
 
+    fn version(&self, name: &FileName) -> Result<u64, StoreError> {
+        self.committed(name).map(|slot| u64::from(slot.version))
+    }
+
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
         let committed = self.find(name, true);
         let partial = self.find(name, false);
@@ -350,6 +363,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             len: 0,
             cap,
             crc: 0,
+            version: 0,
         });
         Ok(Upload::new(*name, size, 0, 0))
     }
@@ -412,9 +426,12 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
         if let Some(older) = self.find(upload.name(), true) {
             self.remove(older)?;
         }
+        self.commits = self.commits.wrapping_add(1);
+        let version = self.commits;
         let slot = self.slot_mut(index)?;
         slot.state = SlotState::Committed;
         slot.crc = computed;
+        slot.version = version;
         Ok(FileStat {
             size: held,
             crc: computed,
@@ -575,14 +592,25 @@ mod tests {
     #[test]
     fn memory_cost_is_the_arena_plus_a_slot_per_file() {
         let slot = core::mem::size_of::<Option<Slot>>();
-        assert!(slot <= 96, "slot grew to {slot} bytes");
+        assert!(slot <= 104, "slot grew to {slot} bytes");
         assert_eq!(
             core::mem::size_of::<Option<Slot>>(),
             core::mem::size_of::<Slot>()
         );
         let store = core::mem::size_of::<RamStore<8, 4096>>();
-        assert!(store <= 4096 + 8 * slot + 2 * core::mem::size_of::<usize>());
+        assert!(store <= 4096 + 8 * slot + 2 * core::mem::size_of::<usize>() + 4);
         assert!(store >= 4096 + 8 * slot);
+    }
+
+    #[test]
+    fn versions_come_from_a_wrapping_commit_counter() {
+        let mut store = RamStore::<2, 64>::new();
+        store.commits = u32::MAX - 1;
+        put(&mut store, "a", b"1", 1);
+        assert_eq!(store.version(&name("a")), Ok(u64::from(u32::MAX)));
+        put(&mut store, "b", b"2", 1);
+        assert_eq!(store.version(&name("b")), Ok(0));
+        assert_eq!(store.version(&name("a")), Ok(u64::from(u32::MAX)));
     }
 
     #[test]

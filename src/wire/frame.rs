@@ -534,6 +534,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.scan < self.end
     }
 
+    /// The bytes held of the unfinished frame, header first: empty at a frame
+    /// boundary. A session looks here to learn, before the frame is whole, how long
+    /// it will be and what its first body bytes say (a message type, say). After
+    /// an oversize header, these are that header and whatever followed it.
+    pub fn unfinished(&self) -> &[u8] {
+        self.storage
+            .as_ref()
+            .get(self.scan..self.end)
+            .unwrap_or_default()
+    }
+
     /// Copies as many bytes of `data` as there is room for, and returns how many it
     /// took. The rest is the caller's to keep (in a socket's receive buffer, it just
     /// stays there). Returns `Ok(0)` when full: take frames out first.
@@ -1304,9 +1315,24 @@ pub(crate) mod tests {
         );
         assert!(r.receive_buffer().is_empty());
         assert_eq!(r.error(), Some(ReadError::Oversize { len: 11, max: 10 }));
+        assert_eq!(r.unfinished(), &[0, 11, 1, 2]);
         r.reset();
         assert_eq!(r.feed(&[0, 0]), Ok(2));
         assert_eq!(r.next_frame(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn the_unfinished_frame_shows_its_bytes_so_far() {
+        let mut r = reader(HeaderFormat::NETWORK);
+        assert_eq!(r.unfinished(), b"");
+        r.feed(&[0, 0, 0, 1, b'a', 0, 0]).unwrap();
+        assert_eq!(r.unfinished(), &[0, 0]);
+        r.feed(&[0, 3, b'x']).unwrap();
+        assert_eq!(r.unfinished(), &[0, 0, 0, 3, b'x']);
+        assert_eq!(r.next_frame(), Some(&b"a"[..]));
+        r.feed(b"yz").unwrap();
+        assert_eq!(r.unfinished(), b"");
+        assert_eq!(r.next_frame(), Some(&b"xyz"[..]));
     }
 
     #[test]

@@ -332,6 +332,12 @@ pub enum ErrorCode {
     ChecksumMismatch = 0x0E,
     /// The server's storage failed.
     StorageFailure = 0x0F,
+    /// The file was replaced during a download: what would follow is another
+    /// version's bytes. Takes the place of the next DATA.
+    Changed = 0x10,
+    /// A message did not arrive whole within the server's request deadline;
+    /// value: the deadline in milliseconds. The server closes the connection.
+    RequestTimeout = 0x11,
 }
 
 impl ErrorCode {
@@ -354,6 +360,8 @@ impl ErrorCode {
             0x0D => Self::TooMuchData,
             0x0E => Self::ChecksumMismatch,
             0x0F => Self::StorageFailure,
+            0x10 => Self::Changed,
+            0x11 => Self::RequestTimeout,
             _ => return None,
         })
     }
@@ -377,6 +385,8 @@ impl fmt::Display for ErrorCode {
             Self::TooMuchData => "more data than announced",
             Self::ChecksumMismatch => "checksum mismatch",
             Self::StorageFailure => "storage failure",
+            Self::Changed => "file changed during the download",
+            Self::RequestTimeout => "request took too long to arrive",
         })
     }
 }
@@ -779,10 +789,13 @@ impl<'a> Message<'a> {
                 let size = reader.u64()?;
                 let crc = reader.u32()?;
                 let raw = reader.raw_name()?;
-                let name = reader.end_with_name(raw)?;
+                reader.end()?;
+                // An unknown flag may change what the rest means, the name's rules
+                // included: it is judged before the name (`PROTOCOL.md` section 6).
                 if flags & !FLAG_RESUME != 0 {
                     return Err(TransferError::UnknownFlags(flags));
                 }
+                let name = reader.end_with_name(raw)?;
                 Message::Put {
                     name,
                     size,
@@ -1091,7 +1104,9 @@ mod tests {
             }
         }
         assert_eq!(ErrorCode::from_u8(0x0F), Some(ErrorCode::StorageFailure));
-        assert_eq!(ErrorCode::from_u8(0x10), None);
+        assert_eq!(ErrorCode::from_u8(0x10), Some(ErrorCode::Changed));
+        assert_eq!(ErrorCode::from_u8(0x11), Some(ErrorCode::RequestTimeout));
+        assert_eq!(ErrorCode::from_u8(0x12), None);
     }
 
     #[test]
@@ -1235,6 +1250,44 @@ mod tests {
             Message::parse(&body),
             Err(TransferError::UnknownFlags(0x81))
         );
+    }
+
+    #[test]
+    fn a_message_wrong_in_two_ways_gets_the_first_error_of_the_documented_order() {
+        // Length before everything: a bad name in a body with trailing bytes.
+        let mut body = vec![MessageType::Stat as u8, 2, b'.', b'.', 0];
+        assert_eq!(Message::parse(&body), Err(TransferError::TrailingBytes));
+        // An unknown flag before the name.
+        body = vec![MessageType::Put as u8, 0x02];
+        body.extend_from_slice(&[0; 12]);
+        body.extend_from_slice(&[2, b'.', b'.']);
+        assert_eq!(Message::parse(&body), Err(TransferError::UnknownFlags(2)));
+        assert_eq!(
+            Message::from(Message::parse(&body).unwrap_err()),
+            Message::Error {
+                code: ErrorCode::BadMessage,
+                value: 0
+            }
+        );
+        body[1] = 0x01;
+        assert_eq!(
+            Message::parse(&body),
+            Err(TransferError::BadName(NameError::LeadingDot))
+        );
+        // Magic before max_body in a HELLO.
+        let hello = [
+            MessageType::Hello as u8,
+            b'X',
+            b'S',
+            b'F',
+            b'T',
+            1,
+            0,
+            0,
+            0,
+            1,
+        ];
+        assert_eq!(Message::parse(&hello), Err(TransferError::BadMagic));
     }
 
     /// Every name `PROTOCOL.md` section 5 refuses, and why.
@@ -1622,6 +1675,18 @@ mod tests {
                                 sum,
                             }
                         }
+                    }
+                    (
+                        Transfer::Downloading { .. },
+                        Message::Error {
+                            code:
+                                ErrorCode::Changed | ErrorCode::NotFound | ErrorCode::StorageFailure,
+                            value,
+                        },
+                    ) => {
+                        assert!(!frame.from_client, "{at}");
+                        assert_eq!(value, 0, "{at}");
+                        Transfer::None
                     }
                     (Transfer::None, Message::Entry { .. }) => {
                         entries += 1;

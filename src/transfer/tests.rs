@@ -1,0 +1,465 @@
+//! The client's operations against the server's session, joined by an in-memory
+//! byte pipe that moves bytes both ways in pieces of any size.
+
+use super::*;
+use crate::session::{Request, Session, Status};
+use crate::store::{FileName, FileStat, RamStore, Storage};
+use crate::time::Instant;
+use crate::wire::crc32::crc32;
+use proptest::prelude::*;
+
+type Store = RamStore<8, 131_072>;
+
+fn name(s: &str) -> FileName {
+    FileName::new(s).unwrap()
+}
+
+/// Bytes that differ at every position, so a misplaced chunk shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed ^ (i >> 8) as u8)
+        })
+        .collect()
+}
+
+/// The link between one client and one server connection: bytes in flight each
+/// way, the sizes each side moves them in, a virtual clock, and every byte that
+/// went each way.
+struct Pipe {
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+    /// Most bytes one `receive` is offered, cycled.
+    cuts: Vec<usize>,
+    /// Send space one `transmit` gets, cycled.
+    spaces: Vec<usize>,
+    turn: usize,
+    now: Instant,
+    up: Vec<u8>,
+    down: Vec<u8>,
+    /// Bytes each side took so far.
+    taken_up: usize,
+    taken_down: usize,
+    /// Where the link dies: no side takes a byte past these counts.
+    dies_at: (usize, usize),
+}
+
+/// No test moves more than this; a session that does is running away.
+const RUNAWAY: usize = 50_000_000;
+
+impl Pipe {
+    fn new(cuts: &[usize], spaces: &[usize]) -> Self {
+        assert!(cuts.iter().chain(spaces).all(|&n| n > 0));
+        Self {
+            to_server: Vec::new(),
+            to_client: Vec::new(),
+            cuts: cuts.to_vec(),
+            spaces: spaces.to_vec(),
+            turn: 0,
+            now: Instant::ZERO,
+            up: Vec::new(),
+            down: Vec::new(),
+            taken_up: 0,
+            taken_down: 0,
+            dies_at: (usize::MAX, usize::MAX),
+        }
+    }
+
+    /// The link dies once the server has taken `up` more bytes, or the client
+    /// `down` more; [`drive`](Self::drive) stops there.
+    fn die_after(&mut self, up: usize, down: usize) {
+        self.dies_at = (
+            self.taken_up.saturating_add(up),
+            self.taken_down.saturating_add(down),
+        );
+    }
+
+    fn dead(&self) -> bool {
+        self.taken_up >= self.dies_at.0 || self.taken_down >= self.dies_at.1
+    }
+
+    fn sizes(&mut self) -> (usize, usize) {
+        self.turn += 1;
+        (
+            self.cuts[self.turn % self.cuts.len()],
+            self.spaces[self.turn % self.spaces.len()],
+        )
+    }
+
+    /// One round: the client sends, the server takes, the server sends, the client
+    /// takes. Returns the bytes moved.
+    fn round<R: Session, S: Session>(&mut self, client: &mut R, server: &mut S) -> usize {
+        let (cut, space) = self.sizes();
+        let mut buf = vec![0u8; space];
+        let mut moved = 0;
+        let n = client.transmit(&mut buf, self.now);
+        self.to_server.extend_from_slice(&buf[..n]);
+        self.up.extend_from_slice(&buf[..n]);
+        moved += n;
+        let offer = cut
+            .min(self.to_server.len())
+            .min(self.dies_at.0 - self.taken_up);
+        let taken = server.receive(&self.to_server[..offer], self.now);
+        assert!(taken <= offer);
+        self.to_server.drain(..taken);
+        self.taken_up += taken;
+        moved += taken;
+        let n = server.transmit(&mut buf, self.now);
+        self.to_client.extend_from_slice(&buf[..n]);
+        self.down.extend_from_slice(&buf[..n]);
+        moved += n;
+        let offer = cut
+            .min(self.to_client.len())
+            .min(self.dies_at.1 - self.taken_down);
+        let taken = client.receive(&self.to_client[..offer], self.now);
+        assert!(taken <= offer);
+        self.to_client.drain(..taken);
+        self.taken_down += taken;
+        moved + taken
+    }
+
+    /// Moves bytes until `stop` says so (it sees the operation after every
+    /// round) or the link dies. When nothing moves, time passes to the next deadline either side
+    /// has; with none, the run is stuck and the test fails.
+    fn drive<R: Session, S: Session>(
+        &mut self,
+        client: &mut R,
+        server: &mut S,
+        mut stop: impl FnMut(&mut R, &mut S) -> bool,
+    ) {
+        let mut still = 0;
+        loop {
+            if stop(client, server) || self.dead() {
+                return;
+            }
+            assert!(self.up.len() + self.down.len() < RUNAWAY, "runaway");
+            if self.round(client, server) > 0 {
+                still = 0;
+                continue;
+            }
+            // Local work (hashing) moves no byte: a few still rounds are fine.
+            still += 1;
+            assert!(still < 10_000, "nothing moves");
+            if server.status() == Status::Close && self.to_client.is_empty() {
+                client.receive_finished(self.now);
+                continue;
+            }
+            let next = [client.poll_timeout(), server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("stuck: nothing moves and no deadline is set");
+            assert!(still < 100 || next > self.now, "time does not help");
+            self.now = self.now.max(next);
+            client.handle_timeout(self.now);
+            server.handle_timeout(self.now);
+        }
+    }
+
+    /// Drives `op` until it has an outcome.
+    fn run<R: Request, S: Session>(&mut self, op: &mut R, server: &mut S) -> R::Output {
+        let mut outcome = None;
+        self.drive(op, server, |op, _| {
+            outcome = op.outcome();
+            outcome.is_some()
+        });
+        outcome.unwrap()
+    }
+
+    /// The connection breaks: what is in flight is lost, both ends are told, and a
+    /// new connection begins.
+    fn cut<S: Session>(&mut self, client: &mut TransferClient<Vec<u8>>, server: &mut S) {
+        self.to_server.clear();
+        self.to_client.clear();
+        self.dies_at = (usize::MAX, usize::MAX);
+        server.end(self.now);
+        server.start(self.now);
+        client.reset();
+    }
+}
+
+/// What a run of the whole scenario gave, for comparing runs.
+#[derive(Debug, PartialEq)]
+struct Results {
+    outcomes: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
+    downloaded: Vec<Vec<u8>>,
+    progress_ends: Vec<(u64, u64)>,
+    /// Every byte each way, of the part of the run no connection breaks in.
+    up: Vec<u8>,
+    down: Vec<u8>,
+    resumed: u64,
+}
+
+fn stored(shared: &SharedStore<Store>) -> Vec<(String, Vec<u8>)> {
+    shared
+        .with_store(|store| {
+            let mut files = Vec::new();
+            let mut after: Option<FileName> = None;
+            while let Some(entry) = store.next_entry(after.as_ref()).unwrap() {
+                let mut bytes = vec![0; entry.size as usize];
+                store.read(&entry.name, 0, &mut bytes).unwrap();
+                files.push((entry.name.as_str().to_owned(), bytes));
+                after = Some(entry.name);
+            }
+            files
+        })
+        .unwrap()
+}
+
+/// Put, list, stat, get, delete, then an upload and a download that a broken
+/// connection interrupts and a second connection resumes; with the pipe's
+/// pieces and spaces.
+fn scenario(cuts: &[usize], spaces: &[usize], frame: usize) -> Results {
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let mut server = TransferServer::new(&shared, vec![0; frame + 4], vec![0; frame + 4]).unwrap();
+    server.start(Instant::ZERO);
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 1028]).unwrap();
+    let mut pipe = Pipe::new(cuts, spaces);
+    let mut results = Results {
+        outcomes: Vec::new(),
+        files: Vec::new(),
+        downloaded: Vec::new(),
+        progress_ends: Vec::new(),
+        up: Vec::new(),
+        down: Vec::new(),
+        resumed: 0,
+    };
+    let a = pattern(5000, 1);
+    let b = b"hello, world\n".to_vec();
+
+    let mut seen = Vec::new();
+    let mut put = client.put(name("a.bin"), &a[..], PutOptions::FRESH, |done, total| {
+        seen.push((done, total))
+    });
+    let stat = pipe.run(&mut put, &mut server).unwrap();
+    assert_eq!(
+        stat,
+        FileStat {
+            size: 5000,
+            crc: crc32(&a)
+        }
+    );
+    assert_eq!(put.status(), Status::Open);
+    drop(put);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress only grows"
+    );
+    results.progress_ends.push(*seen.last().unwrap());
+
+    let options = PutOptions {
+        resume: false,
+        crc: Some(crc32(&b)),
+    };
+    let mut put = client.put(name("b.txt"), &b[..], options, |_, _| {});
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut put, &mut server)));
+
+    let mut names = Vec::new();
+    let mut list = client.list(|entry| names.push((entry.name, entry.size)));
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut list, &mut server)));
+    drop(list);
+    assert_eq!(names, [(name("a.bin"), 5000), (name("b.txt"), 13)]);
+
+    let mut stat = client.stat(name("a.bin"));
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut stat, &mut server)));
+
+    let mut buf = vec![0u8; 8000];
+    let mut seen = Vec::new();
+    let mut get = client.get(
+        name("a.bin"),
+        SliceSink::new(&mut buf),
+        false,
+        |done, total| seen.push((done, total)),
+    );
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut get, &mut server)));
+    assert!(get.sink().is_complete());
+    results.downloaded.push(get.sink().data().to_vec());
+    drop(get);
+    results.progress_ends.push(*seen.last().unwrap());
+
+    let mut delete = client.delete(name("b.txt"));
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut delete, &mut server)));
+    let mut stat = client.stat(name("b.txt"));
+    let refused = pipe.run(&mut stat, &mut server).unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound));
+    assert_eq!(
+        stat.status(),
+        Status::Open,
+        "a refusal keeps the connection"
+    );
+    drop(stat);
+    results.up = pipe.up.clone();
+    results.down = pipe.down.clone();
+
+    // An upload that a broken connection interrupts, then resumes.
+    let c = pattern(20_000, 3);
+    let before = shared.stats().bytes_in;
+    let mut put = client.put(name("c.bin"), &c[..], PutOptions::RESUME, |_, _| {});
+    pipe.die_after(7000, usize::MAX);
+    pipe.drive(&mut put, &mut server, |_, _| false);
+    drop(put);
+    pipe.cut(&mut client, &mut server);
+    // The partial holds the whole DATA frames among the 7000 bytes after the PUT.
+    let body = frame.min(1024);
+    let held = shared.stats().bytes_in - before;
+    assert_eq!(held, ((7000 - 24) / (4 + body) * (body - 9)) as u64);
+    let mut seen = Vec::new();
+    let mut put = client.put(name("c.bin"), &c[..], PutOptions::RESUME, |done, total| {
+        seen.push((done, total))
+    });
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut put, &mut server)));
+    drop(put);
+    assert_eq!(
+        seen.first(),
+        Some(&(held, 20_000)),
+        "resumed where it stopped"
+    );
+    results.resumed = shared.stats().uploads_resumed;
+
+    // A download that a broken connection interrupts, then resumes.
+    let mut buf = vec![0u8; 20_000];
+    let mut sink = SliceSink::new(&mut buf);
+    let mut get = client.get(name("c.bin"), &mut sink, true, |_, _| {});
+    pipe.die_after(usize::MAX, 9000);
+    pipe.drive(&mut get, &mut server, |_, _| false);
+    drop(get);
+    pipe.cut(&mut client, &mut server);
+    // The sink holds the whole DATA frames among the 9000 bytes after GET_READY.
+    assert_eq!(sink.data().len(), (9000 - 21) / (4 + body) * (body - 9));
+    let mut get = client.get(name("c.bin"), &mut sink, true, |_, _| {});
+    results
+        .outcomes
+        .push(format!("{:?}", pipe.run(&mut get, &mut server)));
+    drop(get);
+    assert!(sink.is_complete());
+    results.downloaded.push(sink.data().to_vec());
+
+    results.files = stored(&shared);
+    results
+}
+
+#[test]
+fn a_whole_transfer_between_a_client_and_a_server_session() {
+    let results = scenario(&[1500], &[1500], 1024);
+    assert_eq!(
+        results.files,
+        [
+            ("a.bin".to_owned(), pattern(5000, 1)),
+            ("c.bin".to_owned(), pattern(20_000, 3))
+        ]
+    );
+    assert_eq!(results.downloaded, [pattern(5000, 1), pattern(20_000, 3)]);
+    assert_eq!(results.progress_ends, [(5000, 5000), (5000, 5000)]);
+    assert_eq!(results.resumed, 1);
+    assert!(
+        results.outcomes.iter().all(|o| o.starts_with("Ok")),
+        "{:?}",
+        results.outcomes
+    );
+}
+
+#[test]
+fn the_smallest_pieces_and_frames_give_the_same_result() {
+    let reference = scenario(&[1500], &[1500], 1024);
+    for (cuts, spaces, frame) in [
+        (&[1][..], &[1][..], 1024),
+        (&[7, 1, 300][..], &[13, 2000][..], 128),
+        (&[100_000][..], &[100_000][..], 65_536),
+    ] {
+        let results = scenario(cuts, spaces, frame);
+        assert_eq!(results.outcomes, reference.outcomes);
+        assert_eq!(results.files, reference.files);
+        assert_eq!(results.downloaded, reference.downloaded);
+        if frame == 1024 {
+            assert!(results.up == reference.up && results.down == reference.down);
+        }
+    }
+}
+
+#[test]
+fn a_client_times_out_on_a_silent_server_and_the_connection_must_go() {
+    let mut client = TransferClient::new(vec![0; 260], vec![0; 260])
+        .unwrap()
+        .with_timeout(Some(crate::time::Duration::from_secs(5)));
+    let mut stat = client.stat(name("x"));
+    let mut space = [0u8; 64];
+    assert_eq!(stat.transmit(&mut space, Instant::from_secs(1)), 14);
+    assert_eq!(stat.poll_timeout(), Some(Instant::from_secs(6)));
+    stat.handle_timeout(Instant::from_secs(5));
+    assert_eq!(stat.outcome(), None);
+    stat.handle_timeout(Instant::from_secs(6));
+    assert_eq!(stat.outcome(), Some(Err(ClientError::Timeout)));
+    assert_eq!(stat.status(), Status::Abort);
+    drop(stat);
+    let mut again = client.stat(name("x"));
+    again.transmit(&mut space, Instant::from_secs(7));
+    assert_eq!(again.outcome(), Some(Err(ClientError::Unusable)));
+    drop(again);
+    client.reset();
+    let mut fresh = client.stat(name("x"));
+    assert_eq!(
+        fresh.transmit(&mut space, Instant::from_secs(8)),
+        14,
+        "HELLO again"
+    );
+}
+
+#[test]
+fn a_server_that_closes_after_an_error_ends_the_client_s_request() {
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let mut server = TransferServer::new(&shared, vec![0; 260], vec![0; 260]).unwrap();
+    server.start(Instant::ZERO);
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 1028]).unwrap();
+    let mut pipe = Pipe::new(&[4000], &[4000]);
+    let data = pattern(3000, 9);
+    let mut put = client.put(name("x"), &data[..], PutOptions::FRESH, |_, _| {});
+    assert_eq!(pipe.run(&mut put, &mut server).map(|s| s.size), Ok(3000));
+    drop(put);
+    // Now a peer that breaks the limit: a DATA header over 256, straight in.
+    let mut frame = 300u32.to_be_bytes().to_vec();
+    frame.push(0x10);
+    assert_eq!(server.receive(&frame, Instant::ZERO), 5);
+    let mut stat = client.stat(name("x"));
+    let outcome = pipe.run(&mut stat, &mut server);
+    // The server's FrameTooLarge answers the stream, not the STAT: the client
+    // sees it in place of STAT_OK and the server closes.
+    assert_eq!(outcome.unwrap_err().code(), Some(ErrorCode::FrameTooLarge));
+    assert_eq!(stat.status(), Status::Close, "the client closes too");
+    assert_eq!(server.status(), Status::Close);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the pieces the bytes move in and the send spaces, the same
+    /// requests give the same outcomes, the same files and the same bytes on the
+    /// wire.
+    #[test]
+    fn any_split_and_any_send_space_gives_the_same_result(
+        cuts in prop::collection::vec(1usize..3000, 1..6),
+        spaces in prop::collection::vec(1usize..3000, 1..6),
+    ) {
+        let reference = scenario(&[1500], &[1500], 1024);
+        let results = scenario(&cuts, &spaces, 1024);
+        prop_assert_eq!(&results.outcomes, &reference.outcomes);
+        prop_assert_eq!(&results.files, &reference.files);
+        prop_assert_eq!(&results.downloaded, &reference.downloaded);
+        prop_assert!(results.up == reference.up, "bytes to the server differ");
+        prop_assert!(results.down == reference.down, "bytes to the client differ");
+    }
+}
