@@ -17,10 +17,14 @@
 //!   [`HOLD`] is dropped: the client has retransmitted by then.
 //! - **A held SYN evicts the oldest half-open connection** on its port, as an OS's
 //!   SYN queue does: [`Backlog::sync`] resets the socket whose handshake has waited
-//!   longest, and the pool listens on it again. A flood of forged SYNs from
-//!   addresses that never answer then holds a slot only until the next SYN
-//!   arrives, and a real client, whose handshake completes in one round trip, gets
-//!   through.
+//!   longest (at least 100 ms), and the pool listens on it again. A flood of forged
+//!   SYNs from addresses that never answer then holds a slot only until the next
+//!   SYN arrives, and a real client, whose handshake completes in one round trip,
+//!   gets through. The handshake of a peer known to be there (it sent us ARP, or
+//!   completed a handshake before) is never evicted: a forged SYN from an address
+//!   on the link leaves smoltcp's socket slot silent for 1 s (its ARP is never
+//!   answered), and a real client served next in that slot waits that long for its
+//!   SYN-ACK. (The server's handshake timeout still frees such a slot.)
 //! - **A RST whose sequence number is not exactly the one expected is dropped**
 //!   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
 //!   attacker who guesses the port pair can reset a connection by stepping through
@@ -53,9 +57,11 @@
 //!     services.poll(sockets, now);
 //! }
 //! # let _ = turn::<smoltcp::phy::Loopback>;
-//! // Room for 4 held SYNs, 4 ports and 16 connections: a `static` on a device.
-//! static BACKLOG: Backlog<4, 4, 16> = Backlog::new();
-//! assert_eq!(BACKLOG.stats().syns_held, 0);
+//! // Room for 4 held SYNs, 4 ports and 16 connections, in fixed memory. `new` is
+//! // `const`, but a backlog is not `Sync` (a `RefCell` inside): a device keeps it
+//! // with its poll loop (or in a static cell it owns), not in a plain `static`.
+//! let backlog: Backlog<4, 4, 16> = Backlog::new();
+//! assert_eq!(backlog.stats().syns_held, 0);
 //! ```
 
 use core::cell::RefCell;
@@ -68,7 +74,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket,
+    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet,
+    Ipv6Packet, TcpPacket,
 };
 
 /// The longest frame a held SYN may be (Ethernet, IPv6 and TCP headers with options).
@@ -76,6 +83,13 @@ pub const HELD_SYN_LEN: usize = 160;
 
 /// How long a held SYN is kept for replay.
 pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2000);
+
+/// How long a handshake is left alone before a held SYN may evict it. A real client
+/// completes its handshake in one round trip; evicting younger ones reset real
+/// clients of a burst (each replayed SYN's handshake was evicted by the next held
+/// SYN before its ACK could arrive), while a forged SYN still holds a slot no
+/// longer than this.
+const EVICT_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(100);
 
 /// What a [`Backlog`] has done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,11 +146,16 @@ struct Tracked {
 struct State<const H: usize, const P: usize, const C: usize> {
     medium: Medium,
     held: heapless::Vec<HeldSyn, H>,
-    /// Ports that got a backlog (a socket listened on them), and whether one
-    /// listens now.
-    ports: heapless::Vec<(u16, bool), P>,
-    /// Sockets in a handshake, since when they were first seen in it.
-    half_open: heapless::Vec<(SocketHandle, u16, Instant), C>,
+    /// Ports that got a backlog (a socket listened on them), and how many sockets
+    /// listen now that no SYN has taken yet. A count, not a flag: one poll may
+    /// replay several held SYNs, and each takes a listener; a SYN replayed with
+    /// none left is refused by smoltcp with a RST.
+    ports: heapless::Vec<(u16, usize), P>,
+    /// Sockets in a handshake, since when they were first seen in it, and with whom.
+    half_open: heapless::Vec<(SocketHandle, u16, Instant, Option<IpAddress>), C>,
+    /// Peers that showed they exist: they sent us ARP, or completed a handshake.
+    /// Their handshakes are not evicted: see `sync`.
+    alive: heapless::Vec<IpAddress, C>,
     tracked: heapless::Vec<Tracked, C>,
     stats: BacklogStats,
 }
@@ -162,6 +181,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                 held: heapless::Vec::new(),
                 ports: heapless::Vec::new(),
                 half_open: heapless::Vec::new(),
+                alive: heapless::Vec::new(),
                 tracked: heapless::Vec::new(),
                 stats: BacklogStats {
                     syns_held: 0,
@@ -210,9 +230,10 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
     pub fn sync(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let state = self.state.get_mut();
         for entry in state.ports.iter_mut() {
-            entry.1 = false;
+            entry.1 = 0;
         }
-        let mut seen: heapless::Vec<(SocketHandle, u16, Instant), C> = heapless::Vec::new();
+        let mut seen: heapless::Vec<(SocketHandle, u16, Instant, Option<IpAddress>), C> =
+            heapless::Vec::new();
         for (handle, socket) in sockets.iter() {
             let Some(socket) = tcp::Socket::downcast(socket) else {
                 continue;
@@ -220,9 +241,9 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             let port = socket.listen_endpoint().port;
             match socket.state() {
                 tcp::State::Listen => match state.ports.iter_mut().find(|(p, _)| *p == port) {
-                    Some(entry) => entry.1 = true,
+                    Some(entry) => entry.1 = entry.1.saturating_add(1),
                     None => {
-                        if state.ports.push((port, true)).is_err() {
+                        if state.ports.push((port, 1)).is_err() {
                             log::warn!("backlog: no room for port {port}; raise P");
                         }
                     }
@@ -231,11 +252,20 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     let since = state
                         .half_open
                         .iter()
-                        .find(|(h, _, _)| *h == handle)
-                        .map_or(now, |&(_, _, since)| since);
-                    let _ = seen.push((handle, port, since));
+                        .find(|(h, ..)| *h == handle)
+                        .map_or(now, |&(_, _, since, _)| since);
+                    let remote = socket.remote_endpoint().map(|e| e.addr);
+                    let _ = seen.push((handle, port, since, remote));
                 }
-                _ => {}
+                _ => {
+                    // A handshake just completed: its peer is there.
+                    let completed = state.half_open.iter().find(|(h, ..)| *h == handle);
+                    if let Some(&(.., Some(remote))) = completed
+                        && socket.may_send()
+                    {
+                        state.remember_alive(remote);
+                    }
+                }
             }
         }
         state.half_open = seen;
@@ -243,23 +273,36 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
         let waiting: heapless::Vec<u16, P> = state
             .ports
             .iter()
-            .filter(|&&(port, listening)| !listening && state.held.iter().any(|h| h.port == port))
+            .filter(|&&(port, listening)| {
+                listening == 0 && state.held.iter().any(|h| h.port == port)
+            })
             .map(|&(port, _)| port)
             .collect();
         for port in waiting {
+            // Never the handshake of a peer known to be there (it sent us ARP, or
+            // completed a handshake before). smoltcp silences a socket for 1 s when
+            // its peer's address does not resolve, and the silence belongs to the
+            // socket set's slot, not to the connection: a real client replayed into
+            // a slot a forged SYN had just used gets its SYN-ACK up to 1 s late, and
+            // a flood of 10 SYNs/s evicted its handshake long before.
+            let alive = &state.alive;
             let oldest = state
                 .half_open
                 .iter()
-                .filter(|(_, p, _)| *p == port)
-                .min_by_key(|(_, _, since)| *since)
-                .map(|&(handle, _, _)| handle);
+                .filter(|&&(_, p, since, remote)| {
+                    p == port
+                        && now >= later(since, EVICT_AFTER)
+                        && !remote.is_some_and(|r| alive.contains(&r))
+                })
+                .min_by_key(|(_, _, since, _)| *since)
+                .map(|&(handle, ..)| handle);
             let Some(handle) = oldest else {
                 continue;
             };
             if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, handle) {
                 log::debug!("backlog: tcp/{port}: oldest handshake evicted for a new SYN");
                 socket.abort();
-                state.half_open.retain(|(h, _, _)| *h != handle);
+                state.half_open.retain(|(h, ..)| *h != handle);
                 state.stats.evictions = state.stats.evictions.saturating_add(1);
             }
         }
@@ -289,29 +332,55 @@ pub struct Gated<'a, D, const H: usize, const P: usize, const C: usize> {
 impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
     /// What smoltcp should see of a received frame: `false` to hide it.
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        if let Some(sender) = arp_sender(self.medium, frame) {
+            self.remember_alive(sender);
+        }
         let Some(segment) = Segment::parse(self.medium, frame) else {
             return true;
         };
-        let full = self
-            .ports
+        let known = self
+            .tracked
             .iter()
-            .any(|&(port, listening)| port == segment.dst_port && !listening);
-        if segment.syn && !segment.ack && full {
-            self.hold(&segment, frame, now);
-            return false;
-        }
-        if segment.rst {
-            let known = self.tracked.iter().find(|t| {
+            .find(|t| {
                 t.local_port == segment.dst_port
                     && t.remote_port == segment.src_port
                     && t.remote == segment.src
-            });
-            if known.is_some_and(|t| t.expected != segment.seq) {
-                self.stats.blind_resets_dropped = self.stats.blind_resets_dropped.saturating_add(1);
-                return false;
+            })
+            .copied();
+        // A SYN from a peer the stack already answered on this port (our SYN-ACK
+        // went out, or the connection is open) is that connection's retransmission
+        // or a duplicate, which smoltcp drops: it takes no listener. Held instead,
+        // it would evict the half-open connection it belongs to (a client whose
+        // SYN-ACK was lost, retransmitting its SYN) or another client's.
+        if segment.syn && !segment.ack && known.is_none() {
+            let listening = self.ports.iter_mut().find(|(p, _)| *p == segment.dst_port);
+            match listening {
+                Some((_, 0)) => {
+                    self.hold(&segment, frame, now);
+                    return false;
+                }
+                // This SYN takes a listener: a held one replayed in the same poll
+                // must not count on it.
+                Some((_, count)) => *count = count.saturating_sub(1),
+                None => {}
             }
         }
+        if segment.rst && known.is_some_and(|t| t.expected != segment.seq) {
+            self.stats.blind_resets_dropped = self.stats.blind_resets_dropped.saturating_add(1);
+            return false;
+        }
         true
+    }
+
+    /// Notes a peer that showed it exists; the one noted longest ago makes room.
+    fn remember_alive(&mut self, peer: IpAddress) {
+        if self.alive.contains(&peer) {
+            return;
+        }
+        if self.alive.is_full() && !self.alive.is_empty() {
+            self.alive.remove(0);
+        }
+        let _ = self.alive.push(peer);
     }
 
     fn hold(&mut self, segment: &Segment, frame: &[u8], now: Instant) {
@@ -353,12 +422,16 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             .retain(|h| now >= h.since && now < later(h.since, HOLD));
         let stale = before.saturating_sub(self.held.len());
         self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(stale as u64);
-        let ports = &self.ports;
+        let ports = &mut self.ports;
         let index = self
             .held
             .iter()
-            .position(|h| ports.iter().any(|&(p, listening)| p == h.port && listening))?;
+            .position(|h| ports.iter().any(|&(p, count)| p == h.port && count > 0))?;
         let held = self.held.remove(index);
+        // The replayed SYN takes a listener.
+        if let Some((_, count)) = ports.iter_mut().find(|(p, _)| *p == held.port) {
+            *count = count.saturating_sub(1);
+        }
         self.stats.syns_replayed = self.stats.syns_replayed.saturating_add(1);
         Some(held)
     }
@@ -395,6 +468,26 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             remote_port: segment.dst_port,
             expected: segment.ack_number,
         });
+    }
+}
+
+/// The sender of an ARP packet: a host that is there (a forged SYN's source is not).
+fn arp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
+    if medium != Medium::Ethernet {
+        return None;
+    }
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Arp {
+        return None;
+    }
+    let packet = ArpPacket::new_checked(frame.get(EthernetFrame::<&[u8]>::header_len()..)?).ok()?;
+    match ArpRepr::parse(&packet).ok()? {
+        ArpRepr::EthernetIpv4 {
+            source_protocol_addr,
+            ..
+        } => Some(IpAddress::Ipv4(source_protocol_addr)),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
 

@@ -238,9 +238,14 @@ impl<S: Session> TcpSession<S> {
             pump(&mut self.session, socket, now);
         }
         let status = self.session.status();
+        // A socket in TIME-WAIT (or closed) may still hold bytes that arrived with
+        // the peer's FIN, more than the session could take in this poll: the
+        // connection is over only once they are read, or they would never reach
+        // the session (an ended session is no longer pumped).
+        let gone = !socket.is_active() && !socket.can_recv();
         match status {
             Status::Open => {
-                if !socket.is_active() {
+                if gone {
                     self.end(now);
                 }
             }
@@ -248,7 +253,7 @@ impl<S: Session> TcpSession<S> {
             // (a half-close) and the session still receives.
             Status::Close => {
                 socket.close();
-                if !socket.is_active() {
+                if gone {
                     self.end(now);
                 }
             }

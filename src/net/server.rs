@@ -251,10 +251,24 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
             states: [SlotState::Idle; N],
             stats: ServerStats::default(),
         };
+        // Every handle is checked before any socket listens: a refused server
+        // leaves the set as it was, not with sockets in LISTEN that nobody serves
+        // (and that would refuse to listen again for the corrected server).
         for handle in server.handles {
+            super::pump::socket_mut::<tcp::Socket>(sockets, handle)
+                .ok_or(ServerError::Handle(HandleError::NotFound))?;
+        }
+        for (i, &handle) in server.handles.iter().enumerate() {
             let socket = super::pump::socket_mut::<tcp::Socket>(sockets, handle)
                 .ok_or(ServerError::Handle(HandleError::NotFound))?;
-            socket.listen(port).map_err(ServerError::Listen)?;
+            if let Err(e) = socket.listen(port) {
+                for &earlier in server.handles.iter().take(i) {
+                    if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, earlier) {
+                        socket.abort();
+                    }
+                }
+                return Err(ServerError::Listen(e));
+            }
         }
         server.states = [SlotState::Listening {
             handshake_since: None,

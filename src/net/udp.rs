@@ -197,11 +197,11 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
             return;
         };
         self.unstick(socket, now);
-        if !socket.is_open() {
-            if let Err(e) = socket.bind(self.port) {
-                log::warn!("udp/{}: cannot bind: {e}", self.port);
-                return;
-            }
+        if !socket.is_open()
+            && let Err(e) = socket.bind(self.port)
+        {
+            log::warn!("udp/{}: cannot bind: {e}", self.port);
+            return;
         }
         while self.flush(socket) {
             let (len, from) = match socket.recv_slice(&mut self.buf) {

@@ -223,14 +223,14 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
                 .rotate_left(shrink);
         }
         for (i, other) in self.slots.iter_mut().enumerate() {
-            if let Some(other) = other.as_mut().filter(|_| i != index) {
-                if other.start >= old_end {
-                    other.start = other
-                        .start
-                        .checked_sub(old_end)
-                        .and_then(|offset| offset.checked_add(new_end))
-                        .ok_or(StoreError::Inconsistent)?;
-                }
+            if let Some(other) = other.as_mut().filter(|_| i != index)
+                && other.start >= old_end
+            {
+                other.start = other
+                    .start
+                    .checked_sub(old_end)
+                    .and_then(|offset| offset.checked_add(new_end))
+                    .ok_or(StoreError::Inconsistent)?;
             }
         }
         self.used = self

@@ -973,10 +973,10 @@ impl FrameWriter {
         // `sent` counts through the header and then the body, as on the wire.
         let header_len = usize::from(self.header.len);
         let mut written = 0;
-        if self.sent < header_len {
-            if let Some(pending) = self.header.as_bytes().get(self.sent..) {
-                written = copy_prefix(pending, out);
-            }
+        if self.sent < header_len
+            && let Some(pending) = self.header.as_bytes().get(self.sent..)
+        {
+            written = copy_prefix(pending, out);
         }
         let body_from = self.sent.saturating_add(written).saturating_sub(header_len);
         if let (Some(pending), Some(space)) = (body.get(body_from..), out.get_mut(written..)) {
@@ -1011,10 +1011,10 @@ impl FrameWriter {
         }
         let header_len = usize::from(self.header.len);
         let mut written = 0;
-        if self.sent < header_len {
-            if let Some(pending) = self.header.as_bytes().get(self.sent..) {
-                written = copy_prefix(pending, out);
-            }
+        if self.sent < header_len
+            && let Some(pending) = self.header.as_bytes().get(self.sent..)
+        {
+            written = copy_prefix(pending, out);
         }
         let offset = self.sent.saturating_add(written).saturating_sub(header_len);
         let owed = self.body_len.saturating_sub(offset);

@@ -402,10 +402,10 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
                     self.close_grace
                 );
                 for (_, socket) in self.sockets.iter_mut() {
-                    if let Socket::Tcp(tcp) = socket {
-                        if !is_done(tcp.state()) {
-                            tcp.abort();
-                        }
+                    if let Socket::Tcp(tcp) = socket
+                        && !is_done(tcp.state())
+                    {
+                        tcp.abort();
                     }
                 }
                 // One more round sends the resets.
