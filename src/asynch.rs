@@ -33,7 +33,7 @@
 //! [`end`](Session::end) call (its next [`start`](Session::start) forgets the
 //! connection anyway) and the stream in an unknown state: close it.
 //!
-//! An embassy-net server for the framed echo, with the clock in six lines:
+//! An embassy-net server for the framed echo, embassy-time as the clock:
 //!
 //! ```no_run
 //! # // A stand-in for embassy-net and embassy-time with the same names and calls,
