@@ -29,6 +29,17 @@
 //! - `std` (default): the Linux TAP device and runner, the on-disk file store.
 //!   Build for a microcontroller with `--no-default-features`.
 //! - `defmt`: `defmt::Format` for errors and counters.
+//! - `embedded-io-async`: the async adapter, module `asynch`: any session over an
+//!   `embedded_io_async::{Read, Write}` stream (embassy-net's `TcpSocket`, tokio's
+//!   `TcpStream` through `embedded-io-adapters`), with deadlines from a `Clock` you
+//!   implement in a few lines; client requests on a kept-open `Connection`; framed
+//!   `read_frame` / `write_frame`. No smoltcp, no allocation:
+//!   `--no-default-features --features embedded-io-async` builds for a
+//!   microcontroller beside embassy-net's own stack.
+//! - `embedded-io`: the same, blocking, module `blocking`: over
+//!   `embedded_io::{Read, Write}`, and with `std` over `std::io` streams
+//!   (`blocking::StdIo`, `blocking::StdClock`), deadlines through the stream's
+//!   read timeout.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -46,9 +57,15 @@
     )
 )]
 
+#[cfg(feature = "embedded-io-async")]
+pub mod asynch;
+#[cfg(feature = "embedded-io")]
+pub mod blocking;
 pub mod http;
 #[cfg(feature = "smoltcp")]
 pub mod net;
+#[cfg(any(feature = "embedded-io-async", feature = "embedded-io"))]
+mod pump;
 #[cfg(feature = "smoltcp")]
 pub mod runner;
 pub mod session;

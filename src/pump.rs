@@ -1,0 +1,499 @@
+//! What the stream adapters ([`crate::asynch`], [`crate::blocking`]) share: the
+//! buffers between a session and a stream, the decision of which I/O comes next,
+//! their errors and their counters.
+//!
+//! [`Pump`] is sans-IO too. Each turn it hands the session what was read, tells it
+//! the time and collects what it wants sent, then names one operation for the
+//! adapter to perform ([`Op`]): write, flush, read, or wait for the session's
+//! deadline. The adapter performs it (awaiting, or blocking) and reports what came
+//! of it ([`Did`]). So both adapters make the same decisions, and differ only in how
+//! they wait.
+
+use core::fmt;
+
+use crate::session::{Session, Status};
+use crate::time::Instant;
+use crate::wire::frame::{ReadError, WriteError};
+
+/// How a connection ended when its session stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum End {
+    /// The session said [`Status::Close`]: everything it sent was written and
+    /// flushed. An `embedded-io` stream cannot close its sending half, so the
+    /// caller does: embassy-net's `TcpSocket::close` (FIN) then `flush`, or
+    /// `TcpStream::shutdown(Shutdown::Write)` in std, or just dropping the stream.
+    Closed,
+    /// The session said [`Status::Abort`]: reset the connection, for example with
+    /// embassy-net's `TcpSocket::abort` followed by `flush`. What the session had
+    /// still queued was dropped, as a reset drops it anyway.
+    Aborted,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            End::Closed => "closed",
+            End::Aborted => "aborted",
+        })
+    }
+}
+
+/// Why a stream adapter stopped driving a session. `E` is the stream's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The stream failed (the peer reset the connection, the link went down).
+    Io(E),
+    /// The stream's `write` accepted none of a non-empty buffer, which its trait
+    /// forbids: it can take no more.
+    WriteZero,
+    /// The session can never move again: it took none of a full receive buffer (or
+    /// the peer has finished sending), had nothing to send, and set no deadline.
+    /// A session that keeps its promise (take input or have output) never gets
+    /// here, nor does one with a deadline.
+    Stalled,
+    /// The connection had already ended (closed, reset or broken by a stream
+    /// error): open a new one.
+    Ended,
+    /// A request's connection ended and the request gave no outcome, which
+    /// [`Request`](crate::session::Request) promises it does.
+    NoOutcome,
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "stream error: {e}"),
+            Error::WriteZero => f.write_str("the stream accepted no bytes of a write"),
+            Error::Stalled => f.write_str(
+                "the session neither takes input nor has output, and waits for no deadline",
+            ),
+            Error::Ended => f.write_str("the connection has already ended"),
+            Error::NoOutcome => f.write_str("the request ended without an outcome"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: embedded_io::Error + 'static> embedded_io::Error for Error<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Error::Io(e) => e.kind(),
+            Error::WriteZero => embedded_io::ErrorKind::WriteZero,
+            Error::Ended => embedded_io::ErrorKind::NotConnected,
+            Error::Stalled | Error::NoOutcome => embedded_io::ErrorKind::Other,
+        }
+    }
+}
+
+/// Why reading or writing a frame over a stream failed. `E` is the stream's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FrameError<E> {
+    /// The stream failed.
+    Io(E),
+    /// The frames broke: an oversize header, or a frame cut short by the peer's
+    /// close ([`ReadError::Truncated`]).
+    Read(ReadError),
+    /// The frame cannot be sent: its body is over the format's maximum.
+    Write(WriteError),
+    /// The stream's `write` accepted none of a non-empty buffer.
+    WriteZero,
+}
+
+impl<E: fmt::Display> fmt::Display for FrameError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "stream error: {e}"),
+            FrameError::Read(e) => write!(f, "{e}"),
+            FrameError::Write(e) => write!(f, "{e}"),
+            FrameError::WriteZero => f.write_str("the stream accepted no bytes of a write"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for FrameError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            FrameError::Read(e) => Some(e),
+            FrameError::Write(e) => Some(e),
+            FrameError::WriteZero => None,
+        }
+    }
+}
+
+impl<E> From<ReadError> for FrameError<E> {
+    fn from(e: ReadError) -> Self {
+        FrameError::Read(e)
+    }
+}
+
+impl<E> From<WriteError> for FrameError<E> {
+    fn from(e: WriteError) -> Self {
+        FrameError::Write(e)
+    }
+}
+
+/// What a connection over a stream has seen: plain counters, over every session
+/// or request it carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StreamStats {
+    /// Reads that returned bytes.
+    pub reads: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Writes that took bytes.
+    pub writes: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Flushes that completed.
+    pub flushes: u64,
+    /// Offers of received bytes that the session took only in part, or not at all:
+    /// back-pressure, the rest waited in the receive buffer.
+    pub held_back: u64,
+    /// Deadlines that passed ([`Session::handle_timeout`] calls).
+    pub timeouts: u64,
+}
+
+impl fmt::Display for StreamStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes in ({} reads, {} held back), {} bytes out ({} writes, {} flushes), {} timeouts",
+            self.bytes_in,
+            self.reads,
+            self.held_back,
+            self.bytes_out,
+            self.writes,
+            self.flushes,
+            self.timeouts,
+        )
+    }
+}
+
+/// The I/O a [`Pump`] wants performed next.
+pub(crate) enum Op<'a> {
+    /// Write (some of) these bytes.
+    Write(&'a [u8]),
+    /// Flush what was written: nothing more is to be sent for now.
+    Flush,
+    /// Read into this (never empty) space.
+    Read(&'a mut [u8]),
+    /// Nothing can move until the session's deadline.
+    Wait,
+}
+
+/// What a turn of the [`Pump`] decided.
+pub(crate) enum Step<'a> {
+    /// Perform this, then report with [`Pump::did`].
+    Io(Op<'a>),
+    /// The session stopped; for [`End::Closed`] everything is written and flushed.
+    Done(End),
+    /// A request is done and everything it sent is out.
+    Idle,
+}
+
+/// What came of an [`Op`].
+pub(crate) enum Did {
+    Wrote(usize),
+    Flushed,
+    /// `Read(0)`: the peer finished sending.
+    Read(usize),
+    /// The deadline came first, or the adapter gave way to other tasks.
+    Alarm,
+}
+
+/// How a connection's drive of one session or request ended.
+pub(crate) enum Finish<O> {
+    /// The request is done and the connection stays open.
+    Done(O),
+    /// The session ended the connection (with a request's outcome, if it gave one).
+    Ended(End, Option<O>),
+}
+
+/// Whether the connection can carry another session or request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Open,
+    Ended,
+}
+
+/// The receive and send buffers of one connection and where each stands.
+pub(crate) struct Pump<'b> {
+    rx: &'b mut [u8],
+    /// Received bytes not yet taken by a session are `rx[rx_start..rx_end]`; they
+    /// stay for the next session or request on the connection.
+    rx_start: usize,
+    rx_end: usize,
+    tx: &'b mut [u8],
+    /// Bytes the session handed out and the stream has not yet taken.
+    tx_start: usize,
+    tx_end: usize,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    /// A read returned 0: the peer finished sending.
+    eof: bool,
+    /// The current session was told so.
+    finished: bool,
+    life: Life,
+    stats: StreamStats,
+}
+
+impl<'b> Pump<'b> {
+    pub(crate) fn new(rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
+        Self {
+            rx,
+            rx_start: 0,
+            rx_end: 0,
+            tx,
+            tx_start: 0,
+            tx_end: 0,
+            unflushed: false,
+            eof: false,
+            finished: false,
+            life: Life::Open,
+            stats: StreamStats::default(),
+        }
+    }
+
+    /// Whether another session or request may run.
+    pub(crate) fn is_open(&self) -> bool {
+        self.life == Life::Open
+    }
+
+    /// A session or request begins on this connection.
+    pub(crate) fn begin(&mut self) {
+        self.finished = false;
+    }
+
+    /// The connection is over (closed, reset or broken): nothing more runs on it.
+    pub(crate) fn end(&mut self) {
+        self.life = Life::Ended;
+        self.tx_start = 0;
+        self.tx_end = 0;
+    }
+
+    pub(crate) fn buffered(&self) -> &[u8] {
+        self.rx.get(self.rx_start..self.rx_end).unwrap_or_default()
+    }
+
+    pub(crate) fn peer_finished(&self) -> bool {
+        self.eof
+    }
+
+    pub(crate) fn stats(&self) -> &StreamStats {
+        &self.stats
+    }
+
+    /// Gives the session its due: a passed deadline, the bytes held (unless
+    /// `input` is false: a request that is done gets no more), the end of the
+    /// input, and room for what it wants to send.
+    pub(crate) fn advance<S: Session + ?Sized>(
+        &mut self,
+        session: &mut S,
+        now: Instant,
+        input: bool,
+    ) {
+        if session.poll_timeout().is_some_and(|at| at <= now) {
+            self.stats.timeouts = self.stats.timeouts.saturating_add(1);
+            session.handle_timeout(now);
+        }
+        if input {
+            let held = self.rx.get(self.rx_start..self.rx_end).unwrap_or_default();
+            if !held.is_empty() {
+                let taken = session.receive(held, now).min(held.len());
+                if taken < held.len() {
+                    self.stats.held_back = self.stats.held_back.saturating_add(1);
+                }
+                self.rx_start = self.rx_start.saturating_add(taken);
+                if self.rx_start >= self.rx_end {
+                    self.rx_start = 0;
+                    self.rx_end = 0;
+                }
+            }
+            if self.eof && self.rx_start == self.rx_end && !self.finished {
+                self.finished = true;
+                session.receive_finished(now);
+            }
+        }
+        if self.tx_start >= self.tx_end {
+            self.tx_start = 0;
+            self.tx_end = 0;
+        }
+        if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
+            let n = session.transmit(space, now).min(space.len());
+            self.tx_end = self.tx_end.saturating_add(n);
+        }
+    }
+
+    /// The next thing to do, after [`advance`](Self::advance). `input` false: the
+    /// request is done, so once its bytes are out the turn is [`Step::Idle`]
+    /// instead of a read.
+    pub(crate) fn next<S: Session + ?Sized>(&mut self, session: &S, input: bool) -> Step<'_> {
+        let pending = self.tx_start < self.tx_end;
+        match session.status() {
+            Status::Abort => return Step::Done(End::Aborted),
+            Status::Close if !pending && !self.unflushed => return Step::Done(End::Closed),
+            Status::Open | Status::Close => {}
+        }
+        if pending {
+            let bytes = self.tx.get(self.tx_start..self.tx_end).unwrap_or_default();
+            return Step::Io(Op::Write(bytes));
+        }
+        if self.unflushed {
+            // Nothing more to send for now: make sure a buffering stream sends it
+            // before we wait for the answer.
+            return Step::Io(Op::Flush);
+        }
+        if !input {
+            return Step::Idle;
+        }
+        if !self.eof {
+            if self.rx_end >= self.rx.len() && self.rx_start > 0 {
+                // Move the bytes held to the front, to read after them.
+                self.rx.copy_within(self.rx_start..self.rx_end, 0);
+                self.rx_end = self.rx_end.saturating_sub(self.rx_start);
+                self.rx_start = 0;
+            }
+            if let Some(space) = self.rx.get_mut(self.rx_end..).filter(|s| !s.is_empty()) {
+                return Step::Io(Op::Read(space));
+            }
+        }
+        Step::Io(Op::Wait)
+    }
+
+    /// Records what came of the last [`Op`].
+    pub(crate) fn did(&mut self, did: Did) {
+        match did {
+            Did::Wrote(n) => {
+                let n = n.min(self.tx_end.saturating_sub(self.tx_start));
+                self.tx_start = self.tx_start.saturating_add(n);
+                self.unflushed = true;
+                self.stats.writes = self.stats.writes.saturating_add(1);
+                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
+            }
+            Did::Flushed => {
+                self.unflushed = false;
+                self.stats.flushes = self.stats.flushes.saturating_add(1);
+            }
+            Did::Read(0) => self.eof = true,
+            Did::Read(n) => {
+                let room = self.rx.len().saturating_sub(self.rx_end);
+                self.rx_end = self.rx_end.saturating_add(n.min(room));
+                self.stats.reads = self.stats.reads.saturating_add(1);
+                self.stats.bytes_in = self.stats.bytes_in.saturating_add(n as u64);
+            }
+            Did::Alarm => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Echo;
+
+    #[test]
+    fn bytes_the_session_leaves_stay_for_the_next_turn_and_the_read_goes_after_them() {
+        let (mut rx, mut tx) = ([0u8; 8], [0u8; 4]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        let mut echo = Echo::new();
+        echo.start(Instant::ZERO);
+        let Step::Io(Op::Read(space)) = pump.next(&echo, true) else {
+            panic!("an idle connection reads");
+        };
+        space[..6].copy_from_slice(b"abcdef");
+        pump.did(Did::Read(6));
+        pump.advance(&mut echo, Instant::ZERO, true);
+        assert_eq!(pump.buffered(), b"");
+        // The echo's bytes go out four at a time, through the 4-byte send buffer.
+        let Step::Io(Op::Write(bytes)) = pump.next(&echo, true) else {
+            panic!("a write");
+        };
+        assert_eq!(bytes, b"abcd");
+        pump.did(Did::Wrote(4));
+        pump.did(Did::Read(0));
+        pump.advance(&mut echo, Instant::ZERO, true);
+        let Step::Io(Op::Write(bytes)) = pump.next(&echo, true) else {
+            panic!("a write");
+        };
+        assert_eq!(bytes, b"ef");
+        pump.did(Did::Wrote(2));
+        pump.advance(&mut echo, Instant::ZERO, true);
+        assert!(matches!(pump.next(&echo, true), Step::Io(Op::Flush)));
+        pump.did(Did::Flushed);
+        assert!(matches!(pump.next(&echo, true), Step::Done(End::Closed)));
+        assert_eq!(pump.stats().bytes_out, 6);
+    }
+
+    #[test]
+    fn a_full_receive_buffer_is_compacted_before_the_next_read() {
+        let (mut rx, mut tx) = ([0u8; 4], [0u8; 0]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        /// Takes one byte per offer, sends nothing.
+        struct Sip;
+        impl Session for Sip {
+            fn start(&mut self, _: Instant) {}
+            fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+                input.len().min(1)
+            }
+            fn receive_finished(&mut self, _: Instant) {}
+            fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
+                0
+            }
+            fn status(&self) -> Status {
+                Status::Open
+            }
+        }
+        let Step::Io(Op::Read(space)) = pump.next(&Sip, true) else {
+            panic!("a read");
+        };
+        space.copy_from_slice(b"wxyz");
+        pump.did(Did::Read(4));
+        pump.advance(&mut Sip, Instant::ZERO, true);
+        assert_eq!(pump.buffered(), b"xyz");
+        let Step::Io(Op::Read(space)) = pump.next(&Sip, true) else {
+            panic!("a read after the bytes held");
+        };
+        assert_eq!(space.len(), 1);
+        assert_eq!(pump.buffered(), b"xyz");
+        assert_eq!(pump.stats().held_back, 1);
+    }
+
+    #[test]
+    fn a_session_that_refuses_a_full_buffer_and_sends_nothing_waits() {
+        let (mut rx, mut tx) = ([0u8; 2], [0u8; 2]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        /// Takes nothing, ever.
+        struct Deaf;
+        impl Session for Deaf {
+            fn start(&mut self, _: Instant) {}
+            fn receive(&mut self, _: &[u8], _: Instant) -> usize {
+                0
+            }
+            fn receive_finished(&mut self, _: Instant) {}
+            fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
+                0
+            }
+            fn status(&self) -> Status {
+                Status::Open
+            }
+        }
+        pump.did(Did::Read(2));
+        pump.advance(&mut Deaf, Instant::ZERO, true);
+        assert!(matches!(pump.next(&Deaf, true), Step::Io(Op::Wait)));
+    }
+}

@@ -1,0 +1,615 @@
+//! The async adapter end to end: the echoes over an in-memory duplex whose reads
+//! and writes move a few bytes at a time (splits and back-pressure everywhere),
+//! over tokio's TCP on 127.0.0.1 through `embedded-io-adapters`, deadlines on a
+//! virtual clock, requests that leave bytes for the next one, and the framed
+//! helpers.
+//!
+//! No test reads the wall clock: a peer that closes ends every exchange, and the
+//! virtual clock jumps to the deadline whenever the adapter waits for it.
+
+mod common_io;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+
+use common_io::{Ask, Chores, Deaf, Idle, bodies, frames, pattern};
+use embedded_io_adapters::tokio_1::FromTokio;
+use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use smolsock::asynch::{self, Clock, Connection, End, Error, FrameError, read_frame, write_frame};
+use smolsock::session::{Echo, Framed, FramedEcho, Session, StreamingEcho};
+use smolsock::time::{Duration, Instant};
+use smolsock::wire::frame::{FrameReader, HeaderFormat, ReadError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One direction of the duplex: a bounded byte queue with the wakers of the task
+/// waiting to read it and the one waiting to write it.
+#[derive(Default)]
+struct Queue {
+    bytes: VecDeque<u8>,
+    capacity: usize,
+    /// The writer finished: once empty, reads give 0.
+    finished: bool,
+    /// The reader is gone: writes fail.
+    reader_gone: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+type Shared = Arc<Mutex<Queue>>;
+
+/// The reading end of a [`Queue`], taking at most `chunk` bytes a read.
+struct ReadHalf {
+    queue: Shared,
+    chunk: usize,
+}
+
+/// The writing end of a [`Queue`], giving at most `chunk` bytes a write.
+struct WriteHalf {
+    queue: Shared,
+    chunk: usize,
+}
+
+/// One end of the duplex.
+struct Duplex {
+    rx: ReadHalf,
+    tx: WriteHalf,
+}
+
+/// Two ends joined by queues of `capacity` bytes each way; reads and writes
+/// move at most `chunk` bytes at a time.
+fn duplex(capacity: usize, chunk: usize) -> (Duplex, Duplex) {
+    let queue = || {
+        Arc::new(Mutex::new(Queue {
+            capacity,
+            ..Queue::default()
+        }))
+    };
+    let (ab, ba) = (queue(), queue());
+    let end = |rx: &Shared, tx: &Shared| Duplex {
+        rx: ReadHalf {
+            queue: rx.clone(),
+            chunk,
+        },
+        tx: WriteHalf {
+            queue: tx.clone(),
+            chunk,
+        },
+    };
+    (end(&ba, &ab), end(&ab, &ba))
+}
+
+impl ErrorType for ReadHalf {
+    type Error = ErrorKind;
+}
+
+impl ErrorType for WriteHalf {
+    type Error = ErrorKind;
+}
+
+impl ErrorType for Duplex {
+    type Error = ErrorKind;
+}
+
+impl Read for ReadHalf {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        poll_fn(|cx| {
+            let mut q = self.queue.lock().unwrap();
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            if q.bytes.is_empty() {
+                if q.finished {
+                    return Poll::Ready(Ok(0));
+                }
+                q.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.chunk).min(q.bytes.len());
+            for (dst, src) in buf.iter_mut().zip(q.bytes.drain(..n)) {
+                *dst = src;
+            }
+            if let Some(w) = q.writer.take() {
+                w.wake();
+            }
+            Poll::Ready(Ok(n))
+        })
+        .await
+    }
+}
+
+impl Write for WriteHalf {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        poll_fn(|cx| {
+            let mut q = self.queue.lock().unwrap();
+            if q.reader_gone {
+                return Poll::Ready(Err(ErrorKind::BrokenPipe));
+            }
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            let room = q.capacity - q.bytes.len();
+            if room == 0 {
+                q.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.chunk).min(room);
+            q.bytes.extend(&buf[..n]);
+            if let Some(w) = q.reader.take() {
+                w.wake();
+            }
+            Poll::Ready(Ok(n))
+        })
+        .await
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl WriteHalf {
+    /// The peer's reads give 0 once it has read everything.
+    fn finish(&self) {
+        let mut q = self.queue.lock().unwrap();
+        q.finished = true;
+        if let Some(w) = q.reader.take() {
+            w.wake();
+        }
+    }
+
+    async fn write_all_bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = self.write(bytes).await.unwrap();
+            bytes = &bytes[n..];
+        }
+    }
+}
+
+impl ReadHalf {
+    async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match self.read(&mut buf).await.unwrap() {
+                0 => return out,
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+}
+
+impl Drop for ReadHalf {
+    fn drop(&mut self) {
+        let mut q = self.queue.lock().unwrap();
+        q.reader_gone = true;
+        if let Some(w) = q.writer.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for WriteHalf {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Read for Duplex {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.rx.read(buf).await
+    }
+}
+
+impl Write for Duplex {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.tx.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.tx.flush().await
+    }
+}
+
+/// Virtual time: stands still until the adapter waits for a deadline, then jumps
+/// to it.
+#[derive(Default)]
+struct VirtualClock {
+    now: Cell<Instant>,
+    sleeps: Cell<u32>,
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        self.sleeps.set(self.sleeps.get() + 1);
+        if at > self.now.get() {
+            self.now.set(at);
+        }
+    }
+}
+
+/// tokio's clock, counting from when it was made (the example of the module docs).
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.0.elapsed().as_micros().try_into().unwrap_or(u64::MAX))
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        match self
+            .0
+            .checked_add(std::time::Duration::from_micros(at.total_micros()))
+        {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Serves `session` on one end of a duplex while a client on the other end
+/// writes `input` (then finishes) and reads everything back, concurrently.
+async fn exchange<S: Session>(
+    session: &mut S,
+    input: &[u8],
+    (capacity, chunk): (usize, usize),
+    (rx, tx): (usize, usize),
+) -> (Result<End, Error<ErrorKind>>, Vec<u8>) {
+    let (mut server, client) = duplex(capacity, chunk);
+    let Duplex {
+        rx: mut client_rx,
+        tx: mut client_tx,
+    } = client;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = (vec![0u8; rx], vec![0u8; tx]);
+    let serve = async {
+        let end = asynch::run(session, &mut server, &clock, &mut rx, &mut tx).await;
+        drop(server);
+        end
+    };
+    let send = async {
+        client_tx.write_all_bytes(input).await;
+        client_tx.finish();
+    };
+    let (end, (), output) = tokio::join!(serve, send, client_rx.read_to_end());
+    (end, output)
+}
+
+/// (queue capacity, chunk) for the duplex and (rx, tx) for the adapter: from a
+/// byte at a time to roomy.
+const SHAPES: [((usize, usize), (usize, usize)); 5] = [
+    ((1, 1), (1, 1)),
+    ((3, 2), (7, 5)),
+    ((16, 16), (3, 200)),
+    ((64, 7), (512, 512)),
+    ((4096, 4096), (1500, 1500)),
+];
+
+#[tokio::test]
+async fn framed_echo_gives_back_every_frame_through_any_split() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let input = frames(format, &bodies());
+    for (pipe, buffers) in SHAPES {
+        let mut session = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
+        let (end, output) = exchange(&mut session, &input, pipe, buffers).await;
+        assert_eq!(end, Ok(End::Closed), "{pipe:?} {buffers:?}");
+        assert!(output == input, "{pipe:?} {buffers:?}");
+        assert_eq!(session.handler().frames, 40);
+    }
+}
+
+#[tokio::test]
+async fn echo_gives_back_every_byte_in_order() {
+    let input = pattern(5000);
+    for (pipe, buffers) in SHAPES {
+        let mut session = Echo::new();
+        let (end, output) = exchange(&mut session, &input, pipe, buffers).await;
+        assert_eq!(end, Ok(End::Closed), "{pipe:?} {buffers:?}");
+        assert!(output == input, "{pipe:?} {buffers:?}");
+    }
+}
+
+#[tokio::test]
+async fn streaming_echo_gives_back_frames_larger_than_every_buffer() {
+    let format = HeaderFormat::NETWORK;
+    let input = frames(format, &[vec![], pattern(3000), vec![7], vec![]]);
+    for (pipe, buffers) in SHAPES {
+        let mut session = StreamingEcho::new([0u8; 16], format).unwrap();
+        let (end, output) = exchange(&mut session, &input, pipe, buffers).await;
+        assert_eq!(end, Ok(End::Closed), "{pipe:?} {buffers:?}");
+        assert!(output == input, "{pipe:?} {buffers:?}");
+        assert_eq!(session.frames, 4);
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_cannot_keep_up_leaves_bytes_in_the_receive_buffer() {
+    // One read brings 3000 bytes; the echo's 1 KiB takes a third of them, and
+    // the rest waits in the receive buffer until it has sent some back. Nothing
+    // is lost.
+    let input = pattern(3000);
+    let (mut server, client) = duplex(4096, 4096);
+    let Duplex {
+        rx: mut client_rx,
+        tx: mut client_tx,
+    } = client;
+    client_tx.write_all_bytes(&input).await;
+    client_tx.finish();
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 4096], [0u8; 16]);
+    let mut session = Echo::new();
+    let mut conn = Connection::new(&mut server, &mut rx, &mut tx);
+    let serve = async {
+        let end = conn.run(&mut session, &clock).await;
+        // The stream stays borrowed: finish its sending half by hand.
+        conn.io_mut().tx.finish();
+        (end, *conn.stats())
+    };
+    let ((end, stats), output) = tokio::join!(serve, client_rx.read_to_end());
+    assert_eq!(end, Ok(End::Closed));
+    assert!(output == input);
+    assert_eq!(stats.reads, 1);
+    assert!(stats.held_back >= 2, "{stats}");
+    assert_eq!(stats.bytes_out, 3000);
+}
+
+#[tokio::test]
+async fn a_silent_peer_meets_the_sessions_deadline() {
+    let (mut server, client) = duplex(64, 64);
+    let Duplex {
+        rx: mut client_rx,
+        tx: mut client_tx,
+    } = client;
+    // Sent before the server starts; then the client says nothing and keeps the
+    // connection open.
+    client_tx.write_all_bytes(b"hi").await;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let mut session = Idle::new(Echo::new(), Duration::from_secs(5));
+    let end = asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx).await;
+    assert_eq!(end, Ok(End::Aborted));
+    assert_eq!(clock.now(), Instant::from_secs(5));
+    assert_eq!((session.timeouts, session.starts, session.ends), (1, 1, 1));
+    drop(server);
+    assert_eq!(client_rx.read_to_end().await, b"hi");
+}
+
+#[tokio::test]
+async fn work_due_at_once_is_done_without_a_byte_from_the_peer() {
+    let (mut server, client) = duplex(64, 64);
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let mut session = Chores {
+        left: 100,
+        sent: false,
+    };
+    // The client stays silent and never closes.
+    let end = asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx).await;
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(clock.sleeps.get(), 0, "due at once means no sleep");
+    drop(server);
+    let Duplex {
+        rx: mut client_rx, ..
+    } = client;
+    assert_eq!(client_rx.read_to_end().await, b"done");
+}
+
+#[tokio::test]
+async fn a_session_that_takes_nothing_and_sends_nothing_is_reported_not_waited_on() {
+    let (mut server, client) = duplex(64, 64);
+    let Duplex {
+        tx: mut client_tx, ..
+    } = client;
+    client_tx.write_all_bytes(b"0123456789").await;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 4], [0u8; 4]);
+    let mut session = Deaf { ends: 0 };
+    let end = asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx).await;
+    assert_eq!(end, Err(Error::Stalled));
+    assert_eq!(session.ends, 1);
+}
+
+#[tokio::test]
+async fn a_broken_stream_is_a_typed_error_and_the_session_still_ends() {
+    let (mut server, client) = duplex(64, 64);
+    let Duplex {
+        rx: client_rx,
+        tx: mut client_tx,
+    } = client;
+    client_tx.write_all_bytes(b"abc").await;
+    drop((client_rx, client_tx));
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let mut session = Idle::new(Echo::new(), Duration::MAX);
+    let end = asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx).await;
+    assert_eq!(end, Err(Error::Io(ErrorKind::BrokenPipe)));
+    assert_eq!((session.starts, session.ends), (1, 1));
+}
+
+#[tokio::test]
+async fn bytes_past_one_answer_wait_for_the_next_request() {
+    let (mut client, server) = duplex(64, 64);
+    let Duplex {
+        rx: mut server_rx,
+        tx: mut server_tx,
+    } = server;
+    // Both answers arrive in one read.
+    server_tx.write_all_bytes(b"AAAABBBB").await;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 32], [0u8; 32]);
+    let mut conn = Connection::new(&mut client, &mut rx, &mut tx);
+    let mut first = Ask::new(b"1?", 4);
+    assert_eq!(
+        conn.run_request(&mut first, &clock).await,
+        Ok(Ok(b"AAAA".to_vec()))
+    );
+    assert_eq!(conn.buffered(), b"BBBB");
+    assert_eq!(conn.stats().reads, 1);
+    let mut second = Ask::new(b"2?", 4);
+    assert_eq!(
+        conn.run_request(&mut second, &clock).await,
+        Ok(Ok(b"BBBB".to_vec()))
+    );
+    assert!(conn.is_open());
+    // A request that gets its outcome with the connection open is not ended.
+    assert_eq!(
+        (first.starts, first.ends, second.starts, second.ends),
+        (1, 0, 1, 0)
+    );
+    drop(client);
+    assert_eq!(server_rx.read_to_end().await, b"1?2?");
+}
+
+#[tokio::test]
+async fn a_request_that_closes_the_connection_ends_it_and_gives_its_outcome() {
+    let (mut client, server) = duplex(64, 64);
+    let Duplex {
+        tx: mut server_tx, ..
+    } = server;
+    server_tx.write_all_bytes(b"AA").await;
+    server_tx.finish();
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 32], [0u8; 32]);
+    let mut conn = Connection::new(&mut client, &mut rx, &mut tx);
+    let mut cut = Ask::new(b"?", 4);
+    assert_eq!(
+        conn.run_request(&mut cut, &clock).await,
+        Ok(Err(b"AA".to_vec()))
+    );
+    assert_eq!((cut.starts, cut.ends), (1, 1));
+    assert!(!conn.is_open());
+    assert!(conn.peer_finished());
+    let mut next = Ask::new(b"?", 4);
+    assert_eq!(conn.run_request(&mut next, &clock).await, Err(Error::Ended));
+    assert_eq!((next.starts, next.ends), (0, 0));
+}
+
+#[tokio::test]
+async fn frames_cross_a_byte_at_a_time_and_the_end_is_reported() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let (mut a, mut b) = duplex(2, 1);
+    let send = async {
+        for body in bodies() {
+            write_frame(&mut a, format, &body).await.unwrap();
+        }
+        drop(a);
+    };
+    let receive = async {
+        let mut reader = FrameReader::new([0u8; 104], format).unwrap();
+        let mut got = Vec::new();
+        while let Some(frame) = read_frame(&mut b, &mut reader).await.unwrap() {
+            got.push(frame.to_vec());
+        }
+        got
+    };
+    let ((), got) = tokio::join!(send, receive);
+    assert_eq!(got, bodies());
+}
+
+#[tokio::test]
+async fn read_frame_reports_oversize_and_truncated_frames() {
+    let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+    let (mut a, mut b) = duplex(64, 64);
+    a.write_all(&[0, 0, 0, 9]).await.unwrap();
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert!(matches!(
+        read_frame(&mut b, &mut reader).await,
+        Err(FrameError::Read(ReadError::Oversize { len: 9, max: 8 }))
+    ));
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    a.write_all(&[0, 0, 0, 2, b'o', b'k', 0, 0, 0, 3, b'x'])
+        .await
+        .unwrap();
+    drop(a);
+    assert_eq!(
+        read_frame(&mut b, &mut reader).await.unwrap(),
+        Some(&b"ok"[..])
+    );
+    assert!(matches!(
+        read_frame(&mut b, &mut reader).await,
+        Err(FrameError::Read(ReadError::Truncated {
+            received: 5,
+            expected: Some(7)
+        }))
+    ));
+    assert!(matches!(
+        write_frame(&mut b, format, &[0; 9]).await,
+        Err(FrameError::Write(_))
+    ));
+}
+
+/// A session served over tokio's TCP by the adapter, in a task of its own, with a
+/// plain tokio client writing and reading at once.
+async fn over_tcp<S>(session: S, input: Vec<u8>) -> (End, Vec<u8>, S)
+where
+    S: Session + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut session = session;
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(session.no_delay()).unwrap();
+        let mut io = FromTokio::new(stream);
+        let clock = TokioClock(tokio::time::Instant::now());
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+        let end = asynch::run(&mut session, &mut io, &clock, &mut rx, &mut tx)
+            .await
+            .unwrap();
+        if end == End::Closed {
+            io.inner_mut().shutdown().await.unwrap();
+        }
+        (end, session)
+    });
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(&input).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut output = Vec::new();
+    read.read_to_end(&mut output).await.unwrap();
+    writer.await.unwrap();
+    let (end, session) = server.await.unwrap();
+    (end, output, session)
+}
+
+#[tokio::test]
+async fn framed_echo_over_tokio_tcp() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        all.extend(bodies());
+    }
+    let input = frames(format, &all);
+    let session = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
+    let (end, output, session) = over_tcp(session, input.clone()).await;
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+    assert_eq!(session.handler().frames, 2000);
+}
+
+#[tokio::test]
+async fn echo_over_tokio_tcp() {
+    let input = pattern(200_000);
+    let (end, output, _) = over_tcp(Echo::new(), input.clone()).await;
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+}
+
+#[tokio::test]
+async fn streaming_echo_over_tokio_tcp() {
+    let format = HeaderFormat::NETWORK;
+    let input = frames(format, &[pattern(60_000), vec![], pattern(50_000)]);
+    let session = StreamingEcho::new([0u8; 64], format).unwrap();
+    let (end, output, session) = over_tcp(session, input.clone()).await;
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+    assert_eq!(session.frames, 3);
+}

@@ -1,0 +1,366 @@
+//! The blocking adapter end to end: the echoes over `std::net::TcpStream` on
+//! 127.0.0.1 with the server in a thread, a real read timeout that lets a
+//! session's deadline pass, and over a scripted stream: deadlines on a fake clock,
+//! work due at once, requests that leave bytes for the next one, the framed
+//! helpers.
+//!
+//! No test asserts on the wall clock; every exchange ends with the peer closing,
+//! and a scripted peer that stays silent gives up after a bounded number of reads.
+
+mod common_io;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+
+use common_io::{Ask, Chores, Deaf, Idle, bodies, frames, pattern};
+use embedded_io::{ErrorKind, ErrorType, Read, Write};
+use smolsock::blocking::{
+    self, Clock, Connection, End, Error, FrameError, StdClock, StdIo, read_frame, write_frame,
+};
+use smolsock::session::{Echo, Framed, FramedEcho, Session, StreamingEcho};
+use smolsock::time::{Duration, Instant};
+use smolsock::wire::frame::{FrameReader, HeaderFormat, ReadError};
+
+/// Time that moves only when told to.
+#[derive(Default)]
+struct FakeClock {
+    now: Cell<Instant>,
+    sleeps: Cell<u32>,
+}
+
+impl FakeClock {
+    fn advance(&self, by: Duration) {
+        self.now.set(self.now.get().saturating_add(by));
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    fn sleep_until(&self, at: Instant) {
+        self.sleeps.set(self.sleeps.get() + 1);
+        if at > self.now.get() {
+            self.now.set(at);
+        }
+    }
+}
+
+/// A peer that sends `input` in reads of at most `chunk` bytes, then either
+/// finishes (reads give 0) or stays silent: each read then times out, as a
+/// stream with a read timeout does, and `step` passes on the clock. It gives up
+/// with a reset after 1000 silent reads, so no test can hang on it.
+struct Script<'c> {
+    input: VecDeque<u8>,
+    chunk: usize,
+    silent: bool,
+    clock: &'c FakeClock,
+    step: Duration,
+    output: Vec<u8>,
+    reads: u32,
+    timeouts: u32,
+}
+
+impl<'c> Script<'c> {
+    fn new(input: &[u8], chunk: usize, silent: bool, clock: &'c FakeClock) -> Self {
+        Self {
+            input: input.iter().copied().collect(),
+            chunk,
+            silent,
+            clock,
+            step: Duration::from_secs(1),
+            output: Vec::new(),
+            reads: 0,
+            timeouts: 0,
+        }
+    }
+}
+
+impl ErrorType for Script<'_> {
+    type Error = ErrorKind;
+}
+
+impl Read for Script<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.reads += 1;
+        if self.input.is_empty() {
+            if !self.silent {
+                return Ok(0);
+            }
+            if self.timeouts == 1000 {
+                return Err(ErrorKind::ConnectionReset);
+            }
+            self.timeouts += 1;
+            self.clock.advance(self.step);
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.chunk).min(self.input.len());
+        for (dst, src) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *dst = src;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Script<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        let n = buf.len().min(self.chunk);
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+/// A session served over std TCP by the adapter in a thread of its own, with a
+/// client writing (in another thread) and reading at once.
+fn over_tcp<S: Session + Send + 'static>(session: S, input: Vec<u8>) -> (End, Vec<u8>, S) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let mut session = session;
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nodelay(session.no_delay()).unwrap();
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+        let end = blocking::run(
+            &mut session,
+            &mut StdIo::new(&stream),
+            &StdClock::new(),
+            &mut rx,
+            &mut tx,
+        )
+        .unwrap();
+        if end == End::Closed {
+            stream.shutdown(Shutdown::Write).unwrap();
+        }
+        (end, session)
+    });
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut write = stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        write.write_all(&input).unwrap();
+        write.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut output = Vec::new();
+    (&stream).read_to_end(&mut output).unwrap();
+    writer.join().unwrap();
+    let (end, session) = server.join().unwrap();
+    (end, output, session)
+}
+
+#[test]
+fn framed_echo_over_std_tcp() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        all.extend(bodies());
+    }
+    let input = frames(format, &all);
+    let session = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
+    let (end, output, session) = over_tcp(session, input.clone());
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+    assert_eq!(session.handler().frames, 2000);
+}
+
+#[test]
+fn echo_over_std_tcp() {
+    let input = pattern(200_000);
+    let (end, output, _) = over_tcp(Echo::new(), input.clone());
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+}
+
+#[test]
+fn streaming_echo_over_std_tcp() {
+    let format = HeaderFormat::NETWORK;
+    let input = frames(format, &[pattern(60_000), vec![], pattern(50_000)]);
+    let session = StreamingEcho::new([0u8; 64], format).unwrap();
+    let (end, output, session) = over_tcp(session, input.clone());
+    assert_eq!(end, End::Closed);
+    assert!(output == input);
+    assert_eq!(session.frames, 3);
+}
+
+#[test]
+fn a_read_timeout_lets_the_deadline_of_a_silent_peer_pass_over_std_tcp() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        // std reports the timeout as WouldBlock on Linux: StdIo makes it TimedOut.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(5)))
+            .unwrap();
+        let mut session = Idle::new(Echo::new(), Duration::from_millis(50));
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let end = blocking::run(
+            &mut session,
+            &mut StdIo::new(&stream),
+            &StdClock::new(),
+            &mut rx,
+            &mut tx,
+        );
+        (end, session.timeouts, session.ends)
+    });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"hi").unwrap();
+    let mut back = [0u8; 2];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hi");
+    // Silent now, with the connection open, until the server gives up on us.
+    let (end, timeouts, ends) = server.join().unwrap();
+    assert!(matches!(end, Ok(End::Aborted)), "{end:?}");
+    assert_eq!((timeouts, ends), (1, 1));
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_silent_peer_meets_the_sessions_deadline() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"hi", 64, true, &clock);
+    let mut session = Idle::new(Echo::new(), Duration::from_secs(5));
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Ok(End::Aborted));
+    assert_eq!(clock.now(), Instant::from_secs(5));
+    assert_eq!(peer.timeouts, 5);
+    assert_eq!(peer.output, b"hi");
+    assert_eq!((session.timeouts, session.starts, session.ends), (1, 1, 1));
+}
+
+#[test]
+fn work_due_at_once_is_done_without_reading_the_peer() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"", 64, true, &clock);
+    let mut session = Chores {
+        left: 100,
+        sent: false,
+    };
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(peer.output, b"done");
+    assert_eq!((peer.reads, clock.sleeps.get()), (0, 0));
+}
+
+#[test]
+fn a_session_that_takes_nothing_and_sends_nothing_is_reported_not_waited_on() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"0123456789", 64, true, &clock);
+    let mut session = Deaf { ends: 0 };
+    let (mut rx, mut tx) = ([0u8; 4], [0u8; 4]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Err(Error::Stalled));
+    assert_eq!(session.ends, 1);
+}
+
+#[test]
+fn a_stream_error_ends_the_session_once() {
+    let clock = FakeClock::default();
+    // Silent for good: after 1000 timed-out reads, the script resets.
+    let mut peer = Script::new(b"x", 64, true, &clock);
+    let mut session = Idle::new(Echo::new(), Duration::MAX);
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Err(Error::Io(ErrorKind::ConnectionReset)));
+    assert_eq!((session.starts, session.ends), (1, 1));
+    assert_eq!(peer.output, b"x");
+}
+
+#[test]
+fn bytes_past_one_answer_wait_for_the_next_request() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"AAAABBBB", 64, false, &clock);
+    let (mut rx, mut tx) = ([0u8; 32], [0u8; 32]);
+    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    let mut first = Ask::new(b"1?", 4);
+    assert_eq!(
+        conn.run_request(&mut first, &clock),
+        Ok(Ok(b"AAAA".to_vec()))
+    );
+    assert_eq!(conn.buffered(), b"BBBB");
+    let mut second = Ask::new(b"2?", 4);
+    assert_eq!(
+        conn.run_request(&mut second, &clock),
+        Ok(Ok(b"BBBB".to_vec()))
+    );
+    assert!(conn.is_open());
+    assert_eq!(conn.stats().reads, 1);
+    assert_eq!(
+        (first.starts, first.ends, second.starts, second.ends),
+        (1, 0, 1, 0)
+    );
+    // The peer finished: the third request hears so and closes the connection.
+    let mut third = Ask::new(b"3?", 4);
+    assert_eq!(conn.run_request(&mut third, &clock), Ok(Err(Vec::new())));
+    assert!(!conn.is_open());
+    assert_eq!((third.starts, third.ends), (1, 1));
+    assert_eq!(
+        conn.run_request(&mut Ask::new(b"4?", 4), &clock),
+        Err(Error::Ended)
+    );
+    assert_eq!(peer.output, b"1?2?3?");
+}
+
+#[test]
+fn frames_cross_a_byte_at_a_time_and_the_end_is_reported() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let clock = FakeClock::default();
+    let mut sender = Script::new(b"", 1, false, &clock);
+    for body in bodies() {
+        write_frame(&mut sender, format, &body).unwrap();
+    }
+    assert_eq!(sender.output, frames(format, &bodies()));
+    let mut receiver = Script::new(&sender.output, 1, false, &clock);
+    let mut reader = FrameReader::new([0u8; 104], format).unwrap();
+    let mut got = Vec::new();
+    while let Some(frame) = read_frame(&mut receiver, &mut reader).unwrap() {
+        got.push(frame.to_vec());
+    }
+    assert_eq!(got, bodies());
+}
+
+#[test]
+fn read_frame_reports_timeouts_oversize_and_truncated_frames() {
+    let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+    let clock = FakeClock::default();
+    // A timeout mid-frame keeps what was read: the next call finishes the frame.
+    let mut peer = Script::new(&[0, 0, 0, 2, b'o'], 64, true, &clock);
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert_eq!(
+        read_frame(&mut peer, &mut reader),
+        Err(FrameError::Io(ErrorKind::TimedOut))
+    );
+    peer.input.push_back(b'k');
+    assert_eq!(read_frame(&mut peer, &mut reader), Ok(Some(&b"ok"[..])));
+
+    let mut peer = Script::new(&[0, 0, 0, 9], 64, false, &clock);
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert_eq!(
+        read_frame(&mut peer, &mut reader),
+        Err(FrameError::Read(ReadError::Oversize { len: 9, max: 8 }))
+    );
+
+    let mut peer = Script::new(&[0, 0, 0, 3, b'x'], 64, false, &clock);
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert_eq!(
+        read_frame(&mut peer, &mut reader),
+        Err(FrameError::Read(ReadError::Truncated {
+            received: 5,
+            expected: Some(7)
+        }))
+    );
+    assert!(matches!(
+        write_frame(&mut peer, format, &[0; 9]),
+        Err(FrameError::Write(_))
+    ));
+}
