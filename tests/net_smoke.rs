@@ -1,16 +1,15 @@
 //! First end-to-end checks of the net layer over the in-process link.
 
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, RecvError, SendError, Service,
-    StreamingFrames, TcpClient, TcpServer,
+    ClientState, PortAllocator, RecvError, SendError, StreamingFrames, TcpClient, TcpServer,
+    TcpSession,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
-use smolsock::service::echo::Echo;
-use smolsock::service::framed_echo::FramedEcho;
-use smolsock::wire::frame::{HeaderFormat, ReadError, WriteError};
+use smolsock::session::{Echo, Framed, FramedEcho, Status};
+use smolsock::wire::frame::{HeaderFormat, ReadError};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::time::Duration;
+use smoltcp::time::{Duration, Instant};
 
 fn tcp_socket<'a>() -> tcp::Socket<'a> {
     tcp::Socket::new(
@@ -19,18 +18,11 @@ fn tcp_socket<'a>() -> tcp::Socket<'a> {
     )
 }
 
-/// Starts `server` listening and the client socket `c` connecting to it on `port`
-/// (IPv4), from an ephemeral port drawn with `seed`; poll the client until it is
-/// connected.
-fn connect(
-    net: &mut SimNet<'_>,
-    server: &mut impl Service,
-    c: SocketHandle,
-    port: u16,
-    seed: u64,
-) -> TcpClient {
+/// Starts the client socket `c` connecting to the server on `port` (IPv4), from
+/// an ephemeral port drawn with `seed`; poll the client until it is connected.
+/// The server listens from its construction: no poll of it comes first.
+fn connect(net: &mut SimNet<'_>, c: SocketHandle, port: u16, seed: u64) -> TcpClient {
     let now = net.now();
-    server.poll(&mut net.server.sockets, now);
     let mut ports = PortAllocator::<4>::new(seed);
     let mut client = TcpClient::new(Duration::from_secs(5));
     let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
@@ -38,6 +30,58 @@ fn connect(
         .connect(cx, sock, (SERVER_V4, port), &mut ports, now)
         .unwrap();
     client
+}
+
+/// A framed connection with no handler, whole frames in and out: the client side.
+type FramedConn = Framed<(), Vec<u8>, Vec<u8>>;
+
+fn framed_conn(handle: SocketHandle, format: HeaderFormat) -> TcpSession<FramedConn> {
+    let frame = format.max_frame_len();
+    TcpSession::new(
+        handle,
+        Framed::new((), vec![0u8; frame], vec![0u8; frame], format).unwrap(),
+    )
+}
+
+/// One client turn on a framed connection: poll (which starts the session on the
+/// first turn, before anything is queued: `start` forgets what was), queue what
+/// fits of `frames[*sent..]`, poll, and take every frame that came, until a
+/// round moves nothing. Returns the session's status.
+fn framed_turn(
+    conn: &mut TcpSession<FramedConn>,
+    sockets: &mut SocketSet<'_>,
+    now: Instant,
+    frames: &[Vec<u8>],
+    sent: &mut usize,
+    got: &mut Vec<Vec<u8>>,
+) -> Status {
+    let mut status = conn.poll(sockets, now).unwrap();
+    loop {
+        let before = (*sent, got.len());
+        while *sent < frames.len() && conn.session_mut().send(&frames[*sent]).is_ok() {
+            *sent += 1;
+        }
+        status = conn.poll(sockets, now).unwrap_or(status);
+        while let Some(frame) = conn.session_mut().recv() {
+            got.push(frame.to_vec());
+        }
+        if (*sent, got.len()) == before {
+            return status;
+        }
+    }
+}
+
+/// Whether the peer closed its sending half cleanly and everything it sent was
+/// taken: the framed `recv` returning `b''`.
+fn finished(conn: &mut TcpSession<FramedConn>, sockets: &mut SocketSet<'_>) -> bool {
+    let sock = sockets.get::<tcp::Socket>(conn.handle());
+    // States the peer's FIN put us in (a reset leaves the socket closed instead).
+    let fin = matches!(
+        sock.state(),
+        tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+    );
+    let peer_done = fin && sock.recv_queue() == 0;
+    peer_done && conn.session().error().is_none() && conn.session_mut().recv().is_none()
 }
 
 #[test]
@@ -52,12 +96,19 @@ fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
     let s2 = net.server.sockets.add(tcp_socket());
-    let handler = || Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
-    let mut server = TcpServer::new(9000, [s1, s2], [handler(), handler()]);
+    let handler =
+        || Framed::new(FramedEcho::new(), vec![0u8; 8196], vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(
+        &mut net.server.sockets,
+        9000,
+        [s1, s2],
+        [handler(), handler()],
+    )
+    .unwrap();
     let c = net.client.sockets.add(tcp_socket());
-    let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
+    let mut conn = framed_conn(c, format);
 
-    let mut client = connect(&mut net, &mut server, c, 9000, 1);
+    let mut client = connect(&mut net, c, 9000, 1);
 
     let frames: Vec<Vec<u8>> = (0..60usize)
         .map(|i| vec![i as u8; (i * 137) % 8000])
@@ -75,16 +126,15 @@ fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
             if client.poll(sock, now) != ClientState::Connected {
                 return None;
             }
-            while sent < frames.len() && stream.send_frame(sock, &frames[sent]).is_ok() {
-                sent += 1;
-            }
-            loop {
-                match stream.recv_frame(sock) {
-                    Ok(Some(f)) => got.push(f.to_vec()),
-                    Ok(None) => break,
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            let status = framed_turn(
+                &mut conn,
+                &mut net.client.sockets,
+                now,
+                &frames,
+                &mut sent,
+                &mut got,
+            );
+            assert_eq!(status, Status::Open);
             (got.len() == frames.len()).then_some(())
         },
     )
@@ -95,16 +145,30 @@ fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
         "the link really lost frames"
     );
     // Close from the client; the server sees the end and its slot listens again.
-    net.client.sockets.get_mut::<tcp::Socket>(c).close();
+    conn.session_mut().close();
     net.run_services(
         &mut server,
         &mut empty,
         Duration::from_secs(60),
-        |server, _, _| (server.stats().closed == 1 && server.active() == 0).then_some(()),
+        |server, _, net| {
+            let now = net.now();
+            framed_turn(
+                &mut conn,
+                &mut net.client.sockets,
+                now,
+                &[],
+                &mut 0,
+                &mut got,
+            );
+            (server.stats().closed == 1 && server.active() == 0).then_some(())
+        },
     )
     .unwrap();
-    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
-    assert_eq!(stream.recv_frame(sock).err(), Some(RecvError::Finished));
+    assert_eq!(got.len(), frames.len(), "nothing more came");
+    assert!(
+        finished(&mut conn, &mut net.client.sockets),
+        "the server closed cleanly"
+    );
 }
 
 #[test]
@@ -117,9 +181,9 @@ fn raw_echo_echoes_a_large_send_exactly() {
         SocketSet::new(&mut c_store[..]),
     );
     let s1 = net.server.sockets.add(tcp_socket());
-    let mut server = TcpServer::new(7, [s1], [Echo::new()]);
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
     let c = net.client.sockets.add(tcp_socket());
-    let mut client = connect(&mut net, &mut server, c, 7, 2);
+    let mut client = connect(&mut net, c, 7, 2);
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
     let (mut off, mut back) = (0, Vec::new());
     let mut empty = ();
@@ -143,11 +207,12 @@ fn raw_echo_echoes_a_large_send_exactly() {
     )
     .unwrap();
     assert_eq!(back, data);
+    assert_eq!(server.sessions()[0].bytes, data.len() as u64);
 }
 
 #[test]
 fn http_get_gets_the_page_and_garbage_gets_400() {
-    use smolsock::service::http::{HttpResponder, StatusSite};
+    use smolsock::http::{HttpResponder, StatusSite};
     let status = |w: &mut dyn core::fmt::Write| w.write_str("all good");
     let site = StatusSite::new("smolsock", &status);
     for (request, expect) in [
@@ -167,9 +232,10 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
             SocketSet::new(&mut c_store[..]),
         );
         let s1 = net.server.sockets.add(tcp_socket());
-        let mut server = TcpServer::new(80, [s1], [HttpResponder::<_, 512, 1024>::new(&site)]);
+        let responder = HttpResponder::<_, 512, 1024>::new(&site);
+        let mut server = TcpServer::new(&mut net.server.sockets, 80, [s1], [responder]).unwrap();
         let c = net.client.sockets.add(tcp_socket());
-        let mut client = connect(&mut net, &mut server, c, 80, 3);
+        let mut client = connect(&mut net, c, 80, 3);
         let mut response = Vec::new();
         let mut sent = false;
         let mut empty = ();
@@ -222,63 +288,65 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
     );
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
-    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
-    let mut server = TcpServer::new(9000, [s1], [handler]);
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap();
     let c = net.client.sockets.add(tcp_socket());
-    let mut stream = FramedStream::new(vec![0u8; 8196], format).unwrap();
-    let mut client = connect(&mut net, &mut server, c, 9000, 4);
+    let mut conn = framed_conn(c, format);
+    let mut client = connect(&mut net, c, 9000, 4);
 
     // Two frames; the second is larger than the 4 KiB send buffer, so it goes
-    // out over several polls and a close in between must be refused.
+    // out over several polls, and the close asked for right after queueing it
+    // must wait: no FIN while part of it is still the session's.
     let frames = [vec![1u8; 100], vec![2u8; 7000]];
-    let (mut sent, mut closed, mut refused) = (0, false, 0);
+    let (mut sent, mut closed) = (0, false);
+    let (mut held_open, mut fin_early) = (0, false);
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut empty = ();
-    let end = net
-        .run_services(
-            &mut server,
-            &mut empty,
-            Duration::from_secs(30),
-            |_, _, net| {
-                let now = net.now();
-                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
-                if client.poll(sock, now) != ClientState::Connected && !closed {
-                    return None;
-                }
-                while sent < frames.len() {
-                    match stream.send_frame(sock, &frames[sent]) {
-                        Ok(()) => sent += 1,
-                        Err(SendError::WouldBlock) => break,
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-                if !closed {
-                    match stream.close(sock) {
-                        Ok(()) => closed = true,
-                        Err(SendError::Frame(WriteError::Busy { in_progress })) => {
-                            assert_eq!(in_progress, 7000, "the body length of the frame owed");
-                            refused += 1;
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-                loop {
-                    match stream.recv_frame(sock) {
-                        Ok(Some(frame)) => got.push(frame.to_vec()),
-                        Ok(None) => return None,
-                        Err(e) => return Some(e),
-                    }
-                }
-            },
-        )
-        .unwrap();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(30),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            if client.poll(sock, now) != ClientState::Connected && !closed {
+                return None;
+            }
+            let status = framed_turn(
+                &mut conn,
+                &mut net.client.sockets,
+                now,
+                &frames,
+                &mut sent,
+                &mut got,
+            );
+            if sent == frames.len() && !closed {
+                conn.session_mut().close();
+                closed = true;
+            }
+            if closed && !conn.session().is_flushed() {
+                // The big frame is half written: the session stays open, and
+                // the socket has not closed its sending half.
+                held_open += 1;
+                let sock = net.client.sockets.get::<tcp::Socket>(c);
+                fin_early |= status != Status::Open || !sock.may_send();
+            }
+            finished(&mut conn, &mut net.client.sockets).then_some(())
+        },
+    )
+    .unwrap();
     assert!(
-        refused > 0,
+        held_open > 0,
         "the close came while the big frame was half written"
     );
+    assert!(!fin_early, "no FIN before the whole frame was out");
     assert_eq!(sent, frames.len());
     assert_eq!(got, frames, "the server echoed both frames whole");
-    assert_eq!(end, RecvError::Finished, "then the server closed cleanly");
+    assert_eq!(
+        conn.session().stats().read.truncated,
+        0,
+        "then the server closed cleanly"
+    );
     assert_eq!((server.stats().resets, server.stats().aborted), (0, 0));
 }
 
@@ -293,13 +361,13 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
     );
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
-    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], format).unwrap();
-    let mut server = TcpServer::new(9000, [s1], [handler]);
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], vec![0u8; 8196], format).unwrap();
+    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap();
     let c = net.client.sockets.add(tcp_socket());
     // No frame storage on the client: bodies are produced and checked in place.
     let mut stream = StreamingFrames::new(format);
     StreamingFrames::configure(net.client.sockets.get_mut::<tcp::Socket>(c));
-    let mut client = connect(&mut net, &mut server, c, 9000, 2);
+    let mut client = connect(&mut net, c, 9000, 2);
 
     // Frames up to 8 KiB through 4 KiB buffers, one of them empty.
     let lens: Vec<usize> = (0..30usize).map(|i| (i * 1999) % 8193).collect();

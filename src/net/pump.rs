@@ -232,7 +232,12 @@ impl<S: Session> TcpSession<S> {
             self.session.handle_timeout(now);
         }
         pump(&mut self.session, socket, now);
-        if !self.told_finished && peer_finished(socket) {
+        // A reset leaves the socket CLOSED with nothing to read, which
+        // `peer_finished` cannot tell from a clean end: the session would take a
+        // reset for the peer's FIN (a framed stream "ending on a frame boundary",
+        // a request completing). A FIN puts the socket in CLOSE-WAIT, CLOSING or
+        // TIME-WAIT, where a poll sees it before it can reach CLOSED.
+        if !self.told_finished && peer_finished(socket) && socket.state() != tcp::State::Closed {
             self.told_finished = true;
             self.session.receive_finished(now);
             pump(&mut self.session, socket, now);
