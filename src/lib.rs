@@ -9,39 +9,152 @@
 //! time or handed in by the caller, nothing allocates, and nothing panics on input
 //! from the network or the caller: errors are small typed enums.
 //!
+//! Each protocol is written once, as a sans-IO [`session::Session`]: bytes in, bytes
+//! out, time passed in. Thin adapters run the same sessions three ways:
+//!
+//! | way of running | module | feature |
+//! |---|---|---|
+//! | smoltcp's poll loop (bare metal, RTIC) | [`net`]: [`net::TcpServer`], [`net::TcpSession`] | `smoltcp` (default) |
+//! | embassy-net, tokio: `embedded_io_async::{Read, Write}` | `asynch` | `embedded-io-async` |
+//! | std and blocking `embedded_io::{Read, Write}` | `blocking` | `embedded-io` (with `std` for `std::net`) |
+//!
+//! ## On smoltcp's poll loop
+//!
+//! A pool of two framed-echo connections on port 9000 (`listen(2)`), and a client
+//! that sends one frame; here the two hosts are joined by the in-process simulated
+//! link, on a real device the loop polls the `Interface` and the pool the same way.
+//!
+//! ```
+//! # #[cfg(feature = "smoltcp")] {
+//! use smoltcp::iface::{SocketSet, SocketStorage};
+//! use smoltcp::socket::tcp;
+//! use smoltcp::time::Duration;
+//! use smolsock::net::{Service, TcpServer, TcpSession};
+//! use smolsock::runner::sim::{SERVER_V4, SimConfig, SimNet};
+//! use smolsock::session::{Framed, FramedEcho};
+//! use smolsock::wire::frame::HeaderFormat;
+//!
+//! fn socket() -> tcp::Socket<'static> {
+//!     tcp::Socket::new(
+//!         tcp::SocketBuffer::new(vec![0; 2048]),
+//!         tcp::SocketBuffer::new(vec![0; 2048]),
+//!     )
+//! }
+//! let format = HeaderFormat::NETWORK.with_max_len(1024)?;
+//! let echo = || Framed::new(FramedEcho::new(), [0u8; 1028], [0u8; 1028], format);
+//!
+//! let mut net: SimNet = SimNet::new(
+//!     SimConfig::new(1),
+//!     SocketSet::new(vec![SocketStorage::EMPTY, SocketStorage::EMPTY]),
+//!     SocketSet::new(vec![SocketStorage::EMPTY]),
+//! );
+//! let slots = [net.server.sockets.add(socket()), net.server.sockets.add(socket())];
+//! let mut server = TcpServer::new(&mut net.server.sockets, 9000, slots, [echo()?, echo()?])?;
+//!
+//! // The client: a framed connection with no handler, on its own socket.
+//! let handle = net.client.sockets.add(socket());
+//! if let Some((socket, cx)) = net.client.socket_and_context::<tcp::Socket>(handle) {
+//!     socket.connect(cx, (SERVER_V4, 9000), 49152)?;
+//! }
+//! let mut client = TcpSession::new(handle, Framed::new((), [0u8; 1028], [0u8; 1028], format)?);
+//! client.session_mut().send(b"hello")?;
+//!
+//! let echoed = net.run_until(Duration::from_secs(5), |net| {
+//!     let now = net.now();
+//!     server.poll(&mut net.server.sockets, now);
+//!     client.poll(&mut net.client.sockets, now).ok()?;
+//!     client.session_mut().recv().map(<[u8]>::to_vec)
+//! })?;
+//! assert_eq!(echoed, b"hello");
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## On embassy-net
+//!
+//! embassy-net's `TcpSocket` is an `embedded_io_async` stream, so a task serves
+//! each connection with [`asynch::run`](crate::asynch) and a [`Clock`] of six lines
+//! on `embassy_time` (see the module). Generic over the stream, the task is:
+//!
+//! ```
+//! # #[cfg(feature = "embedded-io-async")] {
+//! use embedded_io_async::{Read, Write};
+//! use smolsock::asynch::{self, Clock, End};
+//! use smolsock::session::{Framed, FramedEcho};
+//! use smolsock::wire::frame::HeaderFormat;
+//!
+//! /// Serves one accepted connection; `Ok(true)` if it ended cleanly (then
+//! /// `socket.close()`), `Ok(false)` if it must be reset (`socket.abort()`).
+//! async fn serve<T: Read + Write>(socket: &mut T, clock: &impl Clock) -> Result<bool, asynch::Error<T::Error>> {
+//!     let format = HeaderFormat::NETWORK.with_max_len(1024).expect("1 KiB fits");
+//!     let mut echo = Framed::new(FramedEcho::new(), [0u8; 1028], [0u8; 1028], format).expect("room for a frame");
+//!     let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+//!     Ok(asynch::run(&mut echo, socket, clock, &mut rx, &mut tx).await? == End::Closed)
+//! }
+//! # }
+//! ```
+//!
+//! ## On std
+//!
+//! The same sessions over `std::net::TcpStream`, blocking: a client that stores a
+//! file on a transfer server (the `transfer` example is this, with a progress bar).
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "std", feature = "embedded-io"))] {
+//! use std::net::TcpStream;
+//! use smolsock::blocking::{Connection, StdClock, StdIo};
+//! use smolsock::store::FileName;
+//! use smolsock::transfer::{PutOptions, TransferClient};
+//!
+//! let stream = TcpStream::connect("192.168.69.1:2121")?;
+//! stream.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+//! let (mut rx, mut tx) = ([0u8; 4096], [0u8; 4096]);
+//! let mut conn = Connection::new(StdIo::new(&stream), &mut rx, &mut tx);
+//! let mut client = TransferClient::new(vec![0u8; 65_540], vec![0u8; 65_540])?;
+//! let data = b"boot ok\n".repeat(1000);
+//! let mut put = client.put(FileName::new("boot.log")?, &data[..], PutOptions::RESUME, |done, total| {
+//!     eprint!("\r{done}/{total}");
+//! });
+//! let stored = conn.run_request(&mut put, &StdClock::new())??;
+//! println!("stored {} bytes, crc {:08x}", stored.size, stored.crc);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Layers
 //!
-//! Data flows down and back up through the layers, never sideways:
+//! Data flows down and back up, never sideways:
 //!
 //! | layer | what lives there |
 //! |---|---|
-//! | [`runner`] | the in-process simulated link, the Linux TAP runner (`std`) |
-//! | [`session`], [`http`], [`transfer`] | sans-IO sessions (bytes in, bytes out, time passed in, no smoltcp): echo, length framing, the HTTP responder, the file transfer server and client |
-//! | [`net`] | the smoltcp poll-loop adapter: [`net::TcpServer`], [`net::TcpSession`], [`net::UdpService`], [`net::TcpClient`], [`net::StreamingFrames`], [`net::Backlog`] |
-//! | [`wire`] | sans-IO codecs: frame headers, [`wire::frame::FrameReader`], HTTP request lines, transfer messages |
+//! | runners | [`runner`]: the in-process simulated link (`smoltcp`), the Linux TAP runner (`tap`) |
+//! | adapters | [`net`] (smoltcp poll loop), `asynch`, `blocking` |
+//! | sessions | [`session`] (echo, length framing), [`http`] (the HTTP responder), [`transfer`] (the file transfer server and client) |
+//! | codecs | [`wire`]: frame headers, [`wire::frame::FrameReader`], [`wire::body::BodyReader`], HTTP request heads, transfer messages, CRC-32 |
+//! | storage | [`store`]: the `Storage` trait, `RamStore`, `DirStore` (`std`) |
 //!
-//! The [`wire`] layer knows nothing of smoltcp, time or I/O, so it is tested on bytes
-//! alone. Everything above it is poll-driven: `poll(&mut self, sockets, now)` does
-//! all pending work and returns, with time always passed in.
+//! Codecs and sessions know nothing of smoltcp, clocks or I/O, so they are tested
+//! on bytes alone and build without smoltcp (an embassy-net firmware links one
+//! stack, embassy's own).
 //!
 //! ## Features
 //!
-//! - `std` (default): the Linux TAP device and runner, the on-disk file store.
-//!   Build for a microcontroller with `--no-default-features`.
-//! - `defmt`: `defmt::Format` for errors and counters.
-//! - `embedded-io-async`: the async adapter, module `asynch`: any session over an
-//!   `embedded_io_async::{Read, Write}` stream (embassy-net's `TcpSocket`, tokio's
-//!   `TcpStream` through `embedded-io-adapters`), with deadlines from a `Clock` you
-//!   implement in a few lines; client requests on a kept-open `Connection`; framed
-//!   `read_frame` / `write_frame`. No smoltcp, no allocation:
-//!   `--no-default-features --features embedded-io-async` builds for a
-//!   microcontroller beside embassy-net's own stack.
-//! - `embedded-io`: the same, blocking, module `blocking`: over
-//!   `embedded_io::{Read, Write}`, and with `std` over `std::io` streams
-//!   (`blocking::StdIo`, `blocking::StdClock`), deadlines through the stream's
-//!   read timeout.
+//! | feature | default | what it turns on |
+//! |---|---|---|
+//! | `smoltcp` | yes | [`net`] and [`runner::sim`](crate::runner): the poll-loop adapter, the listen backlog, the simulated link |
+//! | `std` | yes | `DirStore` (files on disk), `std::error::Error` everywhere, `blocking::StdIo` |
+//! | `tap` | yes | the Linux TAP device and runner (Linux only; elsewhere it adds nothing) |
+//! | `log` | yes | smolsock's log lines through the `log` crate |
+//! | `defmt` | no | `defmt::Format` for errors and counters, and the log lines through `defmt` |
+//! | `embedded-io-async` | yes | `asynch`: sessions over `embedded_io_async` streams (embassy-net, tokio) |
+//! | `embedded-io` | yes | `blocking`: sessions over `embedded_io` streams, and `std::io` ones with `std` |
+//!
+//! For a microcontroller: `default-features = false` plus what the firmware needs,
+//! e.g. `features = ["smoltcp"]` on a poll loop, `["embedded-io-async"]` on
+//! embassy-net.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
+//! [`Clock`]: https://docs.rs/smolsock/latest/smolsock/asynch/trait.Clock.html
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(
@@ -56,6 +169,8 @@
         clippy::unimplemented
     )
 )]
+
+mod macros;
 
 #[cfg(feature = "embedded-io-async")]
 pub mod asynch;

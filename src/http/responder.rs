@@ -223,7 +223,11 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
             // A page cut short would still be sent with a matching length, and
             // look whole: refuse it instead, whatever the site made of the error.
             _ if overflowed => {
-                log::warn!("http: the page for {path} is over the {RESP}-byte body buffer");
+                crate::macros::net_warn!(
+                    "http: the page for {} is over the {}-byte body buffer",
+                    path,
+                    RESP
+                );
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, with_body)
             }
             Some(kind) => self.head_for(kind, len, with_body.then_some(Body::Rendered(len))),
@@ -245,7 +249,7 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
                 StatusCode::OK
             }
             Err(error) => {
-                log::warn!("http: page head not made: {error}");
+                crate::macros::net_warn!("http: page head not made: {}", error);
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, body.is_some())
             }
         }
@@ -470,7 +474,7 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                     _ => &mut self.stats.malformed,
                 };
                 *counter = counter.saturating_add(1);
-                log::debug!("http: refused a head: {error}");
+                crate::macros::net_debug!("http: refused a head: {}", error);
                 self.response.error(error.status(), true)
             }
             Ok(http::Status::Complete { request, .. }) => {
@@ -502,7 +506,7 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
     }
 
     fn head_timed_out(&mut self, now: Instant) {
-        log::debug!("http: no whole head by {now}, answering 408");
+        crate::macros::net_debug!("http: no whole head by {}, answering 408", now);
         self.stats.head_timeouts = self.stats.head_timeouts.saturating_add(1);
         let gathered = self.request_len as u64;
         self.stats.discarded = self.stats.discarded.saturating_add(gathered);
@@ -608,7 +612,7 @@ impl<S: Site + ?Sized, const REQ: usize, const RESP: usize> Session
         match self.phase {
             Phase::Reading => self.head_timed_out(now),
             Phase::Responding => {
-                log::debug!("http: response not taken by {now}, resetting");
+                crate::macros::net_debug!("http: response not taken by {}, resetting", now);
                 self.stats.send_timeouts = self.stats.send_timeouts.saturating_add(1);
                 self.phase = Phase::Aborted;
                 self.deadline = None;

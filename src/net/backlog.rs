@@ -244,7 +244,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     Some(entry) => entry.1 = entry.1.saturating_add(1),
                     None => {
                         if state.ports.push((port, 1)).is_err() {
-                            log::warn!("backlog: no room for port {port}; raise P");
+                            crate::macros::net_warn!("backlog: no room for port {}; raise P", port);
                         }
                     }
                 },
@@ -300,7 +300,10 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                 continue;
             };
             if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, handle) {
-                log::debug!("backlog: tcp/{port}: oldest handshake evicted for a new SYN");
+                crate::macros::net_debug!(
+                    "backlog: tcp/{}: oldest handshake evicted for a new SYN",
+                    port
+                );
                 socket.abort();
                 state.half_open.retain(|(h, ..)| *h != handle);
                 state.stats.evictions = state.stats.evictions.saturating_add(1);

@@ -428,7 +428,7 @@ impl<S: Session> Slot<'_, S> {
                 } else if socket.state() == tcp::State::SynReceived {
                     let since = handshake_since.unwrap_or(cx.now);
                     if cx.now >= since.saturating_add(cx.config.handshake_timeout) {
-                        log::info!(
+                        crate::macros::net_info!(
                             "tcp/{}: handshake never completed, listening again",
                             cx.port
                         );
@@ -470,7 +470,7 @@ impl<S: Session> Slot<'_, S> {
                 };
                 self.stats.relistens = self.stats.relistens.saturating_add(1);
             }
-            Err(e) => log::warn!("tcp/{}: cannot listen: {e}", cx.port),
+            Err(e) => crate::macros::net_warn!("tcp/{}: cannot listen: {}", cx.port, e),
         }
     }
 
@@ -481,7 +481,7 @@ impl<S: Session> Slot<'_, S> {
         socket.set_nagle_enabled(cx.config.nagle);
         configure(&*self.session, socket);
         self.stats.accepted = self.stats.accepted.saturating_add(1);
-        log::debug!("tcp/{}: accepted {peer}", cx.port);
+        crate::macros::net_debug!("tcp/{}: accepted {}", cx.port, peer);
         self.session.start(cx.now);
         self.serve(socket, cx, peer, cx.now, false);
     }
@@ -528,7 +528,7 @@ impl<S: Session> Slot<'_, S> {
                     .idle_timeout
                     .is_some_and(|t| now >= last_progress.saturating_add(t))
                 {
-                    log::info!("tcp/{}: {peer} idle, resetting", cx.port);
+                    crate::macros::net_info!("tcp/{}: {} idle, resetting", cx.port, peer);
                     socket.abort();
                     self.end(End::IdleTimeout, cx);
                     *self.state = SlotState::Aborting;
@@ -570,7 +570,7 @@ impl<S: Session> Slot<'_, S> {
             End::Aborted => &mut self.stats.aborted,
         };
         *counter = counter.saturating_add(1);
-        log::debug!("tcp/{}: connection {end}", cx.port);
+        crate::macros::net_debug!("tcp/{}: connection {}", cx.port, end);
         self.session.end(cx.now);
         *self.state = SlotState::Idle;
     }

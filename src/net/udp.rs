@@ -154,7 +154,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 return false;
             }
             Err(e) => {
-                log::warn!("udp/{}: reply to {to} not sent: {e}", self.port);
+                crate::macros::net_warn!("udp/{}: reply to {} not sent: {}", self.port, to, e);
                 self.stats.send_errors = self.stats.send_errors.saturating_add(1);
             }
         }
@@ -175,9 +175,10 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
             None => Some(now),
         };
         if since.is_some_and(|since| now >= later(since, STUCK_AFTER)) {
-            log::warn!(
-                "udp/{}: replies stuck for {STUCK_AFTER}, dropped",
-                self.port
+            crate::macros::net_warn!(
+                "udp/{}: replies stuck for {}, dropped",
+                self.port,
+                STUCK_AFTER
             );
             // smoltcp cannot drop one queued datagram: closing drops them all.
             socket.close();
@@ -200,7 +201,7 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
         if !socket.is_open()
             && let Err(e) = socket.bind(self.port)
         {
-            log::warn!("udp/{}: cannot bind: {e}", self.port);
+            crate::macros::net_warn!("udp/{}: cannot bind: {}", self.port, e);
             return;
         }
         while self.flush(socket) {
@@ -209,7 +210,11 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
                 Err(udp::RecvError::Truncated) => {
                     // smoltcp dropped it: it does not fit our buffer. Count it.
                     self.stats.oversize = self.stats.oversize.saturating_add(1);
-                    log::warn!("udp/{}: datagram over {MAX} bytes dropped", self.port);
+                    crate::macros::net_warn!(
+                        "udp/{}: datagram over {} bytes dropped",
+                        self.port,
+                        MAX
+                    );
                     continue;
                 }
                 Err(udp::RecvError::Exhausted) => break,

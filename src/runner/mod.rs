@@ -3,9 +3,9 @@
 //!
 //! - [`sim`]: two stacks in one process joined by an in-memory link with a seeded
 //!   fault model and a virtual clock. Deterministic; never sleeps; `no_std`.
-//! - `tap` (feature `std`): the Linux TAP device and runner, the only place with a
-//!   real clock.
+//! - `tap` (feature `tap`, Linux): the Linux TAP device and runner, the only place
+//!   with a real clock.
 
 pub mod sim;
-#[cfg(feature = "std")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 pub mod tap;

@@ -589,7 +589,7 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
         if next <= now {
             self.stalled = self.stalled.saturating_add(1);
             if self.stalled > STALL_LIMIT {
-                log::debug!("sim: work due now for {STALL_LIMIT} steps, moving on");
+                crate::macros::net_debug!("sim: work due now for {} steps, moving on", STALL_LIMIT);
                 next = candidates
                     .iter()
                     .flatten()

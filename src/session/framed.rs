@@ -449,9 +449,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>> Session
     for Framed<H, R, T>
 {
+    // Frames queued before the connection started (a client's first request)
+    // stay queued: the queue is emptied when a connection ends, not when one begins.
     fn start(&mut self, now: Instant) {
         self.reader.reset();
-        self.out.clear();
         self.phase = Phase::Open;
         self.peer_done = false;
         self.error = None;
@@ -495,6 +496,11 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             Phase::Closing if self.out.is_empty() => Status::Close,
             Phase::Open | Phase::Closing => Status::Open,
         }
+    }
+
+    /// What was still queued cannot reach this peer any more.
+    fn end(&mut self, _now: Instant) {
+        self.out.clear();
     }
 
     fn no_delay(&self) -> bool {
@@ -541,7 +547,7 @@ impl FrameHandler for FramedEcho {
     }
 
     fn on_error(&mut self, error: ReadError) {
-        log::info!("framed echo: stream error: {error}");
+        crate::macros::net_info!("framed echo: stream error: {}", error);
         self.errors = self.errors.saturating_add(1);
     }
 }
@@ -624,7 +630,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
         if self.error.is_none() {
             self.error = Some(error);
             self.errors = self.errors.saturating_add(1);
-            log::info!("framed echo: stream error: {error}");
+            crate::macros::net_info!("framed echo: stream error: {}", error);
         }
         self.phase = match error {
             ReadError::Oversize { .. } => Phase::Aborted,

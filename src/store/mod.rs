@@ -19,15 +19,16 @@
 //!
 //! - [`RamStore`]: `no_std`, heapless, every file in one fixed byte arena; for
 //!   firmware and tests.
-//! - `DirStore` (feature `std`): a directory on disk, partials under hidden names.
+//! - `DirStore` (feature `std`, Unix): a directory on disk, partials under hidden
+//!   names.
 
 #[cfg(test)]
 mod conformance;
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 mod dir;
 mod ram;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub use dir::{DirLimits, DirStore};
 pub use ram::RamStore;
 

@@ -165,6 +165,7 @@ pub(crate) const fn store_error_answer(error: StoreError) -> (ErrorCode, u64) {
 
 /// Why a download stops before its next DATA.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum Stop {
     /// The file was replaced since GET_READY.
     Changed,
@@ -456,7 +457,7 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
                     .request_deadline()
                     .is_some_and(|deadline| now >= deadline)
                 {
-                    log::info!("transfer: a message missed the request deadline");
+                    crate::macros::net_info!("transfer: a message missed the request deadline");
                     let core = &mut self.core;
                     core.shared.update_stats(|s| {
                         s.request_timeouts = s.request_timeouts.saturating_add(1);
@@ -525,7 +526,7 @@ impl<S: Storage> Core<'_, S> {
         // Only called while the sender is ready, and staging holds the largest
         // answer (79 bytes): this cannot fail.
         if sender.send(message).is_err() {
-            log::error!("transfer: an answer found staging busy");
+            crate::macros::net_error!("transfer: an answer found staging busy");
         }
     }
 
@@ -536,7 +537,7 @@ impl<S: Storage> Core<'_, S> {
         value: u64,
     ) {
         self.shared.update_stats(|s| s.errors.count(code));
-        log::debug!("transfer: ERROR {code} ({value})");
+        crate::macros::net_debug!("transfer: ERROR {} ({})", code, value);
         self.reply(sender, &Message::Error { code, value });
     }
 
@@ -605,7 +606,7 @@ impl<S: Storage> Core<'_, S> {
             // A frame cut by the close is dropped whole: an upload keeps every
             // whole DATA before it.
             if reader.finish().is_err() {
-                log::debug!("transfer: the client closed inside a frame");
+                crate::macros::net_debug!("transfer: the client closed inside a frame");
             }
             self.end_op();
             self.close(None, now);
@@ -629,7 +630,11 @@ impl<S: Storage> Core<'_, S> {
                     Ok(stat) => {
                         self.shared
                             .update_stats(|s| s.uploads_done = s.uploads_done.saturating_add(1));
-                        log::info!("transfer: stored {} ({} B)", upload.name(), stat.size);
+                        crate::macros::net_info!(
+                            "transfer: stored {} ({} B)",
+                            upload.name(),
+                            stat.size
+                        );
                         self.reply(
                             sender,
                             &Message::PutDone {
@@ -744,7 +749,12 @@ impl<S: Storage> Core<'_, S> {
         };
         // An ERROR takes the place of this DATA and ends the download.
         self.op = Op::Idle;
-        log::warn!("transfer: download of {name} stopped at {next}: {stop:?}");
+        crate::macros::net_warn!(
+            "transfer: download of {} stopped at {}: {:?}",
+            name,
+            next,
+            stop
+        );
         let code = match stop {
             Stop::Changed => ErrorCode::Changed,
             Stop::Store(StoreError::NotFound) => ErrorCode::NotFound,
@@ -878,7 +888,7 @@ impl<S: Storage> Core<'_, S> {
                         s.uploads_resumed = s.uploads_resumed.saturating_add(1);
                     }
                 });
-                log::debug!("transfer: PUT {name} ({size} B) from {offset}");
+                crate::macros::net_debug!("transfer: PUT {} ({} B) from {}", name, size, offset);
                 self.op = Op::Upload { upload, crc, lease };
                 // An upload with every byte in commits at once (in `produce`),
                 // after this PUT_READY has gone out.
@@ -978,7 +988,12 @@ impl<S: Storage> Core<'_, S> {
             Ok((stat, prefix_crc, version)) => {
                 self.shared
                     .update_stats(|s| s.downloads = s.downloads.saturating_add(1));
-                log::debug!("transfer: GET {name} ({} B) from {offset}", stat.size);
+                crate::macros::net_debug!(
+                    "transfer: GET {} ({} B) from {}",
+                    name,
+                    stat.size,
+                    offset
+                );
                 self.op = Op::Download {
                     name,
                     next: offset,

@@ -228,12 +228,12 @@ impl<const SLOTS: usize> Link<SLOTS> {
         self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len);
 
         if frame.len() > self.faults.max_frame_len() || frame.len() > MAX_FRAME_LEN {
-            log::trace!("sim: {} byte frame over the MTU dropped", frame.len());
+            crate::macros::net_trace!("sim: {} byte frame over the MTU dropped", frame.len());
             self.stats.dropped_mtu = self.stats.dropped_mtu.saturating_add(1);
             return;
         }
         if self.in_flight >= SLOTS {
-            log::trace!("sim: queue full, frame tail-dropped");
+            crate::macros::net_trace!("sim: queue full, frame tail-dropped");
             self.stats.dropped_queue_full = self.stats.dropped_queue_full.saturating_add(1);
             return;
         }
@@ -244,7 +244,7 @@ impl<const SLOTS: usize> Link<SLOTS> {
         self.wire_free_at = done;
 
         if self.rng.chance(self.faults.loss_per_mille) {
-            log::trace!("sim: frame lost");
+            crate::macros::net_trace!("sim: frame lost");
             self.stats.lost = self.stats.lost.saturating_add(1);
             return;
         }
