@@ -156,6 +156,7 @@
 //! [smoltcp]: https://docs.rs/smoltcp
 //! [`Clock`]: https://docs.rs/smolsock/latest/smolsock/asynch/trait.Clock.html
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(
     not(test),
