@@ -1,68 +1,4 @@
-//! A listen backlog in front of smoltcp: SYNs held back instead of refused, half-open
-//! connections evicted oldest first, and blind resets dropped.
-//!
-//! smoltcp has no accept queue: a SYN that finds no socket listening on its port is
-//! answered with a RST, so a pool whose slots are all busy refuses a client that
-//! merely reconnected a moment too soon. Linux instead *drops* a SYN its full
-//! backlog cannot take, and the client's own SYN retransmission (after 1 s, then
-//! 3 s, 7 s …) brings it back. [`Backlog`] does the same from outside smoltcp,
-//! through a [`Device`] wrapped around the real one for each `Interface::poll`
-//! ([`Backlog::device`]) and a look at the sockets just before it
-//! ([`Backlog::sync`]):
-//!
-//! - **A SYN to a full port is held, not refused.** The backlog keeps a copy (a SYN
-//!   is small) and hands smoltcp nothing for it, so no RST goes out. When the pool
-//!   has a listening socket again, the held SYN is replayed, and the client is
-//!   served without waiting for its own retransmission. A SYN held longer than
-//!   [`HOLD`] is dropped: the client has retransmitted by then.
-//! - **A held SYN evicts the oldest half-open connection** on its port, as an OS's
-//!   SYN queue does: [`Backlog::sync`] resets the socket whose handshake has waited
-//!   longest (at least 100 ms), and the pool listens on it again. A flood of forged
-//!   SYNs from addresses that never answer then holds a slot only until the next
-//!   SYN arrives, and a real client, whose handshake completes in one round trip,
-//!   gets through. The handshake of a peer known to be there (it sent us ARP, or
-//!   completed a handshake before) is never evicted: a forged SYN from an address
-//!   on the link leaves smoltcp's socket slot silent for 1 s (its ARP is never
-//!   answered), and a real client served next in that slot waits that long for its
-//!   SYN-ACK. (The server's handshake timeout still frees such a slot.)
-//! - **A RST whose sequence number is not exactly the one expected is dropped**
-//!   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
-//!   attacker who guesses the port pair can reset a connection by stepping through
-//!   the window. The backlog watches the ACK numbers we send, which are exactly
-//!   what a peer's RST must carry, and lets through only the RST that matches. (RFC
-//!   5961 also answers the others with a "challenge ACK"; the backlog cannot make
-//!   smoltcp send one. A real peer whose reset is dropped resets again on our next
-//!   segment, and the idle deadline frees the slot in any case.)
-//!
-//! A port gets a backlog when a socket first listens on it (up to `P` ports) and
-//! keeps it until [`forget`](Backlog::forget). The cost is fixed: `H` held SYNs of
-//! at most [`HELD_SYN_LEN`] bytes, `P` ports, `C` connections watched.
-//!
-//! ```
-//! use smoltcp::iface::{Interface, SocketSet};
-//! use smoltcp::phy::Device;
-//! use smolsock::net::{Backlog, Service};
-//!
-//! /// One turn of a poll loop with a backlog in front of the stack.
-//! fn turn<D: Device>(
-//!     iface: &mut Interface,
-//!     device: &mut D,
-//!     sockets: &mut SocketSet<'_>,
-//!     backlog: &mut Backlog<4, 4, 16>,
-//!     services: &mut dyn Service,
-//!     now: smoltcp::time::Instant,
-//! ) {
-//!     backlog.sync(sockets, now);
-//!     iface.poll(now, &mut backlog.device(device), sockets);
-//!     services.poll(sockets, now);
-//! }
-//! # let _ = turn::<smoltcp::phy::Loopback>;
-//! // Room for 4 held SYNs, 4 ports and 16 connections, in fixed memory. `new` is
-//! // `const`, but a backlog is not `Sync` (a `RefCell` inside): a device keeps it
-//! // with its poll loop (or in a static cell it owns), not in a plain `static`.
-//! let backlog: Backlog<4, 4, 16> = Backlog::new();
-//! assert_eq!(backlog.stats().syns_held, 0);
-//! ```
+//! The listen backlog: see [`Backlog`].
 
 use core::cell::RefCell;
 
@@ -160,7 +96,71 @@ struct State<const H: usize, const P: usize, const C: usize> {
     stats: BacklogStats,
 }
 
-/// A listen backlog for smoltcp: see the [module docs](self).
+/// A listen backlog in front of smoltcp: SYNs held back instead of refused, half-open
+/// connections evicted oldest first, and blind resets dropped.
+///
+/// smoltcp has no accept queue: a SYN that finds no socket listening on its port is
+/// answered with a RST, so a pool whose slots are all busy refuses a client that
+/// merely reconnected a moment too soon. Linux instead *drops* a SYN its full
+/// backlog cannot take, and the client's own SYN retransmission (after 1 s, then
+/// 3 s, 7 s …) brings it back. [`Backlog`] does the same from outside smoltcp,
+/// through a [`Device`] wrapped around the real one for each `Interface::poll`
+/// ([`Backlog::device`]) and a look at the sockets just before it
+/// ([`Backlog::sync`]):
+///
+/// - **A SYN to a full port is held, not refused.** The backlog keeps a copy (a SYN
+///   is small) and hands smoltcp nothing for it, so no RST goes out. When the pool
+///   has a listening socket again, the held SYN is replayed, and the client is
+///   served without waiting for its own retransmission. A SYN held longer than
+///   [`HOLD`] is dropped: the client has retransmitted by then.
+/// - **A held SYN evicts the oldest half-open connection** on its port, as an OS's
+///   SYN queue does: [`Backlog::sync`] resets the socket whose handshake has waited
+///   longest (at least 100 ms), and the pool listens on it again. A flood of forged
+///   SYNs from addresses that never answer then holds a slot only until the next
+///   SYN arrives, and a real client, whose handshake completes in one round trip,
+///   gets through. The handshake of a peer known to be there (it sent us ARP, or
+///   completed a handshake before) is never evicted: a forged SYN from an address
+///   on the link leaves smoltcp's socket slot silent for 1 s (its ARP is never
+///   answered), and a real client served next in that slot waits that long for its
+///   SYN-ACK. (The server's handshake timeout still frees such a slot.)
+/// - **A RST whose sequence number is not exactly the one expected is dropped**
+///   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
+///   attacker who guesses the port pair can reset a connection by stepping through
+///   the window. The backlog watches the ACK numbers we send, which are exactly
+///   what a peer's RST must carry, and lets through only the RST that matches. (RFC
+///   5961 also answers the others with a "challenge ACK"; the backlog cannot make
+///   smoltcp send one. A real peer whose reset is dropped resets again on our next
+///   segment, and the idle deadline frees the slot in any case.)
+///
+/// A port gets a backlog when a socket first listens on it (up to `P` ports) and
+/// keeps it until [`forget`](Backlog::forget). The cost is fixed: `H` held SYNs of
+/// at most [`HELD_SYN_LEN`] bytes, `P` ports, `C` connections watched.
+///
+/// ```
+/// use smoltcp::iface::{Interface, SocketSet};
+/// use smoltcp::phy::Device;
+/// use smolsock::net::{Backlog, Service};
+///
+/// /// One turn of a poll loop with a backlog in front of the stack.
+/// fn turn<D: Device>(
+///     iface: &mut Interface,
+///     device: &mut D,
+///     sockets: &mut SocketSet<'_>,
+///     backlog: &mut Backlog<4, 4, 16>,
+///     services: &mut dyn Service,
+///     now: smoltcp::time::Instant,
+/// ) {
+///     backlog.sync(sockets, now);
+///     iface.poll(now, &mut backlog.device(device), sockets);
+///     services.poll(sockets, now);
+/// }
+/// # let _ = turn::<smoltcp::phy::Loopback>;
+/// // Room for 4 held SYNs, 4 ports and 16 connections, in fixed memory. `new` is
+/// // `const`, but a backlog is not `Sync` (a `RefCell` inside): a device keeps it
+/// // with its poll loop (or in a static cell it owns), not in a plain `static`.
+/// let backlog: Backlog<4, 4, 16> = Backlog::new();
+/// assert_eq!(backlog.stats().syns_held, 0);
+/// ```
 ///
 /// `H` SYNs can be held at once, `P` ports have a backlog, `C` connections are
 /// watched (for blind resets and half-open eviction; the oldest is forgotten when

@@ -1,26 +1,4 @@
-//! [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
-//!
-//! smoltcp has no accept queue: a socket in `LISTEN` becomes the connection when a
-//! SYN arrives. So `N` sockets listening on one port *are* `listen(N)`: up to `N`
-//! connections are served at once.
-//!
-//! Each socket (a *slot*) is paired with a [`Session`], the equivalent of
-//! `socketserver.BaseRequestHandler`: [`start`](Session::start) when a connection
-//! arrives, bytes both ways on every poll (the body of `handle()`),
-//! [`end`](Session::end) when it ends, however it ends. When a connection ends the
-//! slot listens again at once, with no wait for `TIME-WAIT`: the lesson of
-//! `SO_REUSEADDR`.
-//!
-//! No peer holds a slot by its good will alone. Every slot is freed by time:
-//!
-//! | deadline | [`ServerConfig`] field | default | what it frees |
-//! |---|---|---|---|
-//! | handshake | `handshake_timeout` | 3 s | a SYN whose sender never completes the handshake |
-//! | idle | `idle_timeout` | 60 s | a connection that moves no byte |
-//! | close | `close_timeout` | 5 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
-//!
-//! and the sessions keep deadlines of their own (a request head that trickles in
-//! one byte at a time), through [`Session::poll_timeout`].
+//! The pool: see [`TcpServer`].
 
 use core::fmt;
 
@@ -189,6 +167,30 @@ enum SlotState {
     Closing { since: Instant },
 }
 
+/// [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
+///
+/// smoltcp has no accept queue: a socket in `LISTEN` becomes the connection when a
+/// SYN arrives. So `N` sockets listening on one port *are* `listen(N)`: up to `N`
+/// connections are served at once.
+///
+/// Each socket (a *slot*) is paired with a [`Session`], the equivalent of
+/// `socketserver.BaseRequestHandler`: [`start`](Session::start) when a connection
+/// arrives, bytes both ways on every poll (the body of `handle()`),
+/// [`end`](Session::end) when it ends, however it ends. When a connection ends the
+/// slot listens again at once, with no wait for `TIME-WAIT`: the lesson of
+/// `SO_REUSEADDR`.
+///
+/// No peer holds a slot by its good will alone. Every slot is freed by time:
+///
+/// | deadline | [`ServerConfig`] field | default | what it frees |
+/// |---|---|---|---|
+/// | handshake | `handshake_timeout` | 3 s | a SYN whose sender never completes the handshake |
+/// | idle | `idle_timeout` | 60 s | a connection that moves no byte |
+/// | close | `close_timeout` | 5 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
+///
+/// and the sessions keep deadlines of their own (a request head that trickles in
+/// one byte at a time), through [`Session::poll_timeout`].
+///
 /// `N` sockets serving one port, each with its own [`Session`].
 ///
 /// ```

@@ -239,7 +239,7 @@ impl FrameTx {
 /// [`Framed`](crate::session::Framed) gathers each received frame whole (one copy, and RAM for the
 /// largest frame) and sends from a body the caller holds whole. This type keeps only
 /// a [`BodyReader`] (the header being assembled and the place in the body) and a
-/// [`FrameTx`]:
+/// sender:
 ///
 /// - [`recv_pieces`](Self::recv_pieces) hands each body to a closure in the pieces
 ///   it sits in the receive ring, inside `tcp::Socket::recv`;
