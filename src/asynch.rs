@@ -137,9 +137,10 @@
 //! ```
 //!
 //! The same clock for tokio (and its `TcpStream` behind
-//! `embedded_io_adapters::tokio_1::FromTokio`), counting from when it was made:
+//! `embedded_io_adapters::tokio_1::FromTokio`), counting from when it was made (the
+//! adapter's tests in `io-tests/` run over tokio with this clock):
 //!
-//! ```
+//! ```ignore
 //! use smolsock::asynch::Clock;
 //! use smolsock::time::Instant;
 //!
