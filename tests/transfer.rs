@@ -1815,7 +1815,7 @@ fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
 }
 
 /// The Linux CLI's protocol code, written from PROTOCOL.md alone.
-#[path = "../examples/transfer/protocol.rs"]
+#[path = "oracle/transfer_client.rs"]
 mod cli;
 
 #[path = "common/scratch.rs"]

@@ -2,7 +2,9 @@
 //! (section 11 step by step) as a foreign implementer would: it borrows only the
 //! message codec (`smolsock::wire::transfer`) and the CRC-32, never smolsock's own
 //! client. It runs over anything that reads and writes bytes in order (a
-//! `std::net::TcpStream` in the CLI, the simulated link in the tests).
+//! `std::net::TcpStream`, the simulated link). The tests use it as an oracle
+//! beside smolsock's own client, and `tap_bench` as an independent peer; the
+//! `transfer` CLI uses the crate's client.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
