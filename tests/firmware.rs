@@ -1,24 +1,40 @@
 //! Boots the firmware (`examples/firmware`) in QEMU and talks to it over a TAP
 //! device, as Linux programs talk to `tap_server`.
 //!
-//! The test builds the firmware, makes a network namespace of its own with `tap0`
-//! in it (192.168.69.100/24, fdaa::100/64), starts QEMU inside it with the board's
-//! LAN9118 joined to `tap0`, waits for the firmware's "listening" line, and then,
-//! from a thread that entered the namespace, checks every service as
-//! `tests/tap_services.rs` checks `tap_server`: ping, UDP echo, TCP echo, framed
-//! echo with 50 glued messages, HTTP GET (curl, and a plain socket), and a 1 MiB
-//! upload and download through the transfer protocol with the CRC-32 checked,
-//! over IPv4 and IPv6. On the way it prints throughput and echo latency (run
-//! with `--nocapture` to see them); QEMU emulates the CPU, so those figures only
-//! compare configurations, and nothing is asserted about them. QEMU is killed and the namespace deleted on every path out,
-//! failures included (drop guards). Nothing is ever created in the host's
-//! namespace, and traffic only goes to addresses inside the test's namespace.
+//! Each test builds the firmware, makes a network namespace of its own with
+//! `tap0` in it (192.168.69.100/24, fdaa::100/64), starts QEMU inside it with the
+//! board's LAN9118 joined to `tap0`, waits for the firmware's "listening" line,
+//! and then, from a thread that entered the namespace, checks services as
+//! `tests/tap_services.rs` and `tests/tap_examples.rs` check `tap_server`:
+//!
+//! - every service: ping, UDP echo, TCP echo, framed echo with 50 glued
+//!   messages, HTTP GET (curl, and a plain socket), and a 1 MiB upload and
+//!   download through the transfer protocol with the CRC-32 checked, over IPv4
+//!   and IPv6;
+//! - the raw echo's pool of one, with the listen backlog in front of the stack:
+//!   a 300 KB echo right after a first echo, an IPv6 echo right after an IPv4
+//!   one, 40 connections one after the other, and 4 clients at once, served in
+//!   turn (a SYN that finds the pool busy is held, never refused: a refused
+//!   connection fails these tests at once);
+//! - the framed echo's 64 KiB frames (as `tap_server`'s), echoed piece by piece
+//!   with no frame storage: a 60 KB frame whole, a frame of the maximum, and a
+//!   header over it answered with a reset.
+//!
+//! After each test the firmware's stack must not have reached its floor. On the
+//! way the tests print throughput and echo latency (run with `--nocapture` to see
+//! them); QEMU emulates the CPU, so those figures only compare configurations,
+//! and nothing is asserted about time: every wait is bounded (socket timeouts,
+//! a bounded number of tries) and only fails a test when it runs out. QEMU is
+//! killed and the namespace deleted on every path out, failures included (drop
+//! guards). Nothing is ever created in the host's namespace, and traffic only
+//! goes to addresses inside the test's namespace.
 //!
 //! Needs root (CAP_NET_ADMIN), `qemu-system-arm` and the `thumbv7em-none-eabihf`
 //! target, so it is `#[ignore]`d; CI runs it with `--include-ignored`.
 #![cfg(all(feature = "std", target_os = "linux"))]
 
 use std::fs::File;
+use std::io::ErrorKind;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -32,7 +48,7 @@ use smolsock::wire::transfer::FileName;
 
 /// The Linux `transfer` CLI's protocol code (PROTOCOL.md over `std::net`).
 #[allow(dead_code)]
-#[path = "../examples/transfer/protocol.rs"]
+#[path = "oracle/transfer_client.rs"]
 mod cli;
 
 #[path = "common/scratch.rs"]
@@ -45,8 +61,10 @@ const ECHO_PORT: u16 = 7;
 const FRAMED_PORT: u16 = 9000;
 const HTTP_PORT: u16 = 80;
 const TRANSFER_PORT: u16 = 2121;
-/// The firmware's largest framed-echo body (`services.rs`).
-const FRAMED_MAX_BODY: usize = 1024;
+/// The firmware's largest framed-echo body (`services.rs`), as `tap_server`'s.
+const FRAMED_MAX_BODY: usize = 64 * 1024;
+/// The bodies of the glued and the bulk framed exchanges: up to 1 KiB each.
+const SMALL_BODY: usize = 1024;
 /// The line the firmware logs once its services are up.
 const READY_LINE: &str = "listening:";
 /// How often, and how far apart, the test looks for the ready line: 60 s at most.
@@ -57,6 +75,12 @@ const BOOT_POLL_EVERY: Duration = Duration::from_millis(100);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries for operations that may race the first ARP or neighbour discovery.
 const TRIES: u32 = 10;
+/// Tries for a TCP connection that timed out (each try waits `IO_TIMEOUT`, over
+/// several SYN retransmissions). A refused connection is not tried again.
+const CONNECT_TRIES: u32 = 3;
+/// Tries (`BOOT_POLL_EVERY` apart) for the status page to show what a test waits
+/// for: 30 s at most.
+const STATUS_POLLS: u32 = 300;
 
 fn firmware_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/firmware")
@@ -138,8 +162,9 @@ struct Namespace {
 }
 
 impl Namespace {
-    fn create() -> Self {
-        let name = format!("smolsock-fw-{}", std::process::id());
+    /// A namespace for the test `tag`: tests run in parallel, each in its own.
+    fn create(tag: &str) -> Self {
+        let name = format!("smolsock-fw-{}-{tag}", std::process::id());
         run("ip", &["netns", "add", &name]);
         // From here on, dropping `namespace` deletes it, whatever fails next.
         let namespace = Self { name };
@@ -400,32 +425,50 @@ fn udp_echo(server: IpAddr) -> Result<(), String> {
     Err(format!("no UDP echo from {server} after {TRIES} tries"))
 }
 
+/// Connects, with read and write timeouts set.
+///
+/// The firmware's pools are small, and a SYN that finds its pool busy waits in
+/// the listen backlog until a slot frees: the connect then takes longer, but is
+/// never refused. So a refusal fails at once; a timeout is tried again, a bounded
+/// number of times.
 fn connect(server: SocketAddr) -> Result<TcpStream, String> {
     let mut last_error = String::new();
-    for _ in 0..TRIES {
+    for _ in 0..CONNECT_TRIES {
         match TcpStream::connect_timeout(&server, IO_TIMEOUT) {
-            Ok(stream) => return Ok(stream),
-            Err(error) => {
-                last_error = error.to_string();
-                thread::sleep(Duration::from_millis(200));
+            Ok(stream) => {
+                stream
+                    .set_read_timeout(Some(IO_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                stream
+                    .set_write_timeout(Some(IO_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                return Ok(stream);
             }
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => {
+                return Err(format!(
+                    "{server} refused the connection (a RST to our SYN)"
+                ));
+            }
+            Err(error) => last_error = error.to_string(),
         }
     }
-    Err(format!("cannot connect to {server}: {last_error}"))
+    Err(format!(
+        "cannot connect to {server} in {CONNECT_TRIES} tries: {last_error}"
+    ))
 }
 
 /// Sends `len` bytes, reads them all back, closes our side and expects the
 /// firmware to close its side. Returns the time it took.
 fn tcp_echo(server: IpAddr, len: usize) -> Result<Duration, String> {
-    let server = SocketAddr::new(server, ECHO_PORT);
     let started = Instant::now();
-    let mut stream = connect(server)?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    let stream = connect(SocketAddr::new(server, ECHO_PORT))?;
+    echo_through(stream, len)?;
+    Ok(started.elapsed())
+}
+
+/// Sends `len` bytes through a connected tcp/7 stream, reads them all back,
+/// closes our side and expects the firmware to close its side.
+fn echo_through(mut stream: TcpStream, len: usize) -> Result<(), String> {
     let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
 
     // Write on another thread so neither side's buffers can fill up and stall
@@ -449,7 +492,7 @@ fn tcp_echo(server: IpAddr, len: usize) -> Result<Duration, String> {
     if echoed != data {
         return Err(format!("echoed {} bytes, not the {len} sent", echoed.len()));
     }
-    Ok(started.elapsed())
+    Ok(())
 }
 
 /// A length-framed message as the framed echo expects it: `struct.pack('!I', n)`.
@@ -464,9 +507,6 @@ fn frame(body: &[u8]) -> Vec<u8> {
 /// number of reads the answers needed.
 fn framed_echo(server: IpAddr, bodies: &[Vec<u8>]) -> Result<(Duration, usize), String> {
     let mut stream = connect(SocketAddr::new(server, FRAMED_PORT))?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     let glued: Vec<u8> = bodies.iter().flat_map(|body| frame(body)).collect();
     let started = Instant::now();
     // The echo comes back while we still send: write on another thread.
@@ -516,7 +556,7 @@ fn framed_echo(server: IpAddr, bodies: &[Vec<u8>]) -> Result<(Duration, usize), 
 fn fifty_bodies() -> Vec<Vec<u8>> {
     (0..50usize)
         .map(|i| {
-            let len = (i * 97) % (FRAMED_MAX_BODY + 1);
+            let len = (i * 97) % (SMALL_BODY + 1);
             (0..len).map(|j| (i * 31 + j) as u8).collect()
         })
         .collect()
@@ -543,9 +583,6 @@ fn curl_get(url: &str) -> Result<String, String> {
 /// GET `path` over a plain socket; returns the status line and the body.
 fn raw_get(server: IpAddr, path: &str) -> Result<(String, String), String> {
     let mut stream = connect(SocketAddr::new(server, HTTP_PORT))?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: firmware\r\nConnection: close\r\n\r\n"
@@ -585,9 +622,6 @@ fn transfer_round_trip(
     let expected_crc = crc32(data);
 
     let stream = connect(SocketAddr::new(upload_to, TRANSFER_PORT))?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
     let mut file = File::open(&source).map_err(|e| e.to_string())?;
@@ -606,9 +640,6 @@ fn transfer_round_trip(
     drop(conn);
 
     let stream = connect(SocketAddr::new(download_from, TRANSFER_PORT))?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     let target = dir.join("downloaded");
     let started = Instant::now();
     let mut conn = cli::Connection::open(stream).map_err(|e| format!("HELLO: {e}"))?;
@@ -633,9 +664,6 @@ fn transfer_round_trip(
 fn echo_latency(server: IpAddr, rounds: usize) -> Result<(Duration, Duration), String> {
     let mut stream = connect(SocketAddr::new(server, ECHO_PORT))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     let message = [0x5au8; 32];
     let mut back = [0u8; 32];
     let mut times = Vec::with_capacity(rounds);
@@ -688,13 +716,11 @@ fn check_all() -> Result<(), String> {
             framed_echo(server, &bodies).map_err(|e| format!("framed echo to {server}: {e}"))?;
         eprintln!("firmware: 50 glued frames echoed whole to {server} in {reads} reads");
     }
-    let bulk: Vec<Vec<u8>> = (0..256)
-        .map(|i| file_bytes(FRAMED_MAX_BODY, i + 1))
-        .collect();
+    let bulk: Vec<Vec<u8>> = (0..256).map(|i| file_bytes(SMALL_BODY, i + 1)).collect();
     let (took, _) = framed_echo(v4, &bulk).map_err(|e| format!("framed echo bulk: {e}"))?;
     eprintln!(
         "figure: tcp/9000 framed echo, 256 frames of 1 KiB: {took:.2?} ({:.0} KiB/s each way)",
-        kib_per_s(256 * FRAMED_MAX_BODY, took)
+        kib_per_s(256 * SMALL_BODY, took)
     );
 
     let page = curl_get("http://192.168.69.1/").map_err(|e| format!("HTTP over IPv4: {e}"))?;
@@ -749,10 +775,134 @@ fn check_all() -> Result<(), String> {
 
     let (p50, p99) = echo_latency(v4, 200).map_err(|e| format!("echo latency: {e}"))?;
     eprintln!("figure: tcp/7 echo of 32 B, 200 round trips: p50 {p50:.2?}, p99 {p99:.2?}");
-    let (_, stats) = raw_get(v4, "/stats").map_err(|e| format!("last GET /stats: {e}"))?;
+    Ok(())
+}
+
+/// Echo connections to the pool of one, each opened as soon as the one before
+/// has closed (its slot may still be closing: the SYN waits in the backlog):
+/// `(server, bytes)` each.
+fn echoes_back_to_back(steps: &[(IpAddr, usize)]) -> Result<(), String> {
+    for (i, &(server, len)) in steps.iter().enumerate() {
+        let took = tcp_echo(server, len).map_err(|e| {
+            format!(
+                "echo {} of {}, {len} B to {server}: {e}",
+                i + 1,
+                steps.len()
+            )
+        })?;
+        if len >= 64 * 1024 {
+            eprintln!(
+                "figure: tcp/7 echo, {} KiB to {server} right after another connection: {took:.2?}",
+                len / 1024
+            );
+        }
+    }
+    eprintln!(
+        "firmware: {} echo connections one after the other",
+        steps.len()
+    );
+    Ok(())
+}
+
+/// `clients` echo clients at once on the pool of one: the first holds the slot
+/// while the others connect (their SYNs wait in the listen backlog, which the
+/// status page shows), then each is served in turn, `len` bytes each way.
+fn concurrent_echoes(server: IpAddr, clients: usize, len: usize) -> Result<(), String> {
+    let address = SocketAddr::new(server, ECHO_PORT);
+    let held_before = status_counter(server, "backlog", "SYNs held")?;
+    let mut first = connect(address)?;
+    // Served: the slot is this client's now.
+    first.write_all(b"first").map_err(|e| e.to_string())?;
+    let mut back = [0u8; 5];
+    first
+        .read_exact(&mut back)
+        .map_err(|e| format!("first client: {e}"))?;
+    let waiting: Vec<_> = (1..clients)
+        .map(|_| {
+            thread::spawn(move || connect(address).and_then(|stream| echo_through(stream, len)))
+        })
+        .collect();
+    // Bounded wait until the firmware holds every other client's SYN.
+    let others = (clients - 1) as u64;
+    let mut held = held_before;
+    for _ in 0..STATUS_POLLS {
+        held = status_counter(server, "backlog", "SYNs held")?;
+        if held >= held_before + others {
+            break;
+        }
+        thread::sleep(BOOT_POLL_EVERY);
+    }
+    if held < held_before + others {
+        return Err(format!(
+            "{} SYNs held while the first client had the slot, not {others}",
+            held - held_before
+        ));
+    }
+    // The first one leaves; the others are served, one at a time.
+    first
+        .shutdown(Shutdown::Write)
+        .map_err(|e| format!("first client: {e}"))?;
+    let mut rest = Vec::new();
+    first
+        .read_to_end(&mut rest)
+        .map_err(|e| format!("first client: {e}"))?;
+    for (i, client) in waiting.into_iter().enumerate() {
+        client
+            .join()
+            .map_err(|_| "a client thread panicked".to_string())?
+            .map_err(|e| format!("client {} of {clients}: {e}", i + 2))?;
+    }
+    eprintln!("firmware: {clients} echo clients at once on a pool of one, served in turn");
+    Ok(())
+}
+
+/// Frames of up to the maximum, one per connection and glued, then a header
+/// over the maximum, which the firmware answers with a reset.
+fn large_frames(v4: IpAddr, v6: IpAddr) -> Result<(), String> {
+    let sixty = vec![file_bytes(60_000, 60)];
+    let (took, reads) =
+        framed_echo(v6, &sixty).map_err(|e| format!("a 60 KB frame over IPv6: {e}"))?;
+    eprintln!("figure: tcp/9000 one 60 KB frame over IPv6: {took:.2?}, {reads} reads");
+    let glued = vec![
+        file_bytes(FRAMED_MAX_BODY, 61),
+        Vec::new(),
+        file_bytes(60_000, 62),
+        b"after".to_vec(),
+    ];
+    framed_echo(v4, &glued).map_err(|e| format!("frames of the maximum, glued: {e}"))?;
+
+    let mut stream = connect(SocketAddr::new(v4, FRAMED_PORT))?;
+    let header = u32::try_from(FRAMED_MAX_BODY + 1).map_err(|e| e.to_string())?;
+    stream
+        .write_all(&header.to_be_bytes())
+        .map_err(|e| format!("oversize header: {e}"))?;
+    let mut buffer = [0u8; 64];
+    match stream.read(&mut buffer) {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+        Ok(0) => Err("a header over the maximum: closed, not reset".into()),
+        Ok(n) => Err(format!(
+            "a header over the maximum: {n} bytes back, not a reset"
+        )),
+        Err(e) => Err(format!("a header over the maximum: {e}, not a reset")),
+    }
+}
+
+/// The number in front of `suffix` on `service`'s line of `/stats`.
+fn status_counter(server: IpAddr, service: &str, suffix: &str) -> Result<u64, String> {
+    let (status, body) = raw_get(server, "/stats").map_err(|e| format!("GET /stats: {e}"))?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET /stats: {status}"));
+    }
+    counter(&body, service, suffix)
+        .ok_or_else(|| format!("no {service:?} counter {suffix:?} on /stats:\n{body}"))
+}
+
+/// After a test's traffic, the stack's painted floor must still be there: a stack
+/// that reached its bottom has run into the statics below it.
+fn stack_fits() -> Result<(), String> {
+    let (_, stats) =
+        raw_get(IpAddr::V4(FIRMWARE_V4), "/stats").map_err(|e| format!("last GET /stats: {e}"))?;
     eprintln!("firmware: /stats at the end:\n{stats}");
-    // After all that, the stack's painted floor must still be there: a stack that
-    // reached its bottom has run into the statics below it.
     let used = counter(&stats, "stack", "B of");
     let size = stats
         .lines()
@@ -768,25 +918,79 @@ fn check_all() -> Result<(), String> {
     }
 }
 
-#[test]
-#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
-fn firmware_in_qemu_serves_every_service_over_ipv4_and_ipv6() {
+/// Boots the firmware in a namespace of its own, runs `check` on a thread inside
+/// it, then checks the stack; fails the test with the firmware's log if either
+/// fails.
+fn on_firmware(tag: &str, check: impl FnOnce() -> Result<(), String> + Send + 'static) {
     let started = Instant::now();
     build_firmware(Variant::Services);
     eprintln!("firmware: built in {:?}", started.elapsed());
 
     // Declared in this order so QEMU is killed before its namespace goes.
-    let namespace = Namespace::create();
+    let namespace = Namespace::create(tag);
     let mut qemu = Qemu::boot(&namespace);
     let booted = Instant::now();
     let outcome = qemu.wait_until_ready().and_then(|()| {
         eprintln!("firmware: ready {:?} after QEMU started", booted.elapsed());
-        namespace.run_inside(check_all)
+        namespace.run_inside(move || check().and_then(|()| stack_fits()))
     });
     if let Err(why) = outcome {
         panic!("{why}\n--- firmware log ---\n{}", qemu.log());
     }
     eprintln!("firmware: whole test {:?}", started.elapsed());
+}
+
+fn v4() -> IpAddr {
+    IpAddr::V4(FIRMWARE_V4)
+}
+
+fn v6() -> IpAddr {
+    IpAddr::V6(FIRMWARE_V6)
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_in_qemu_serves_every_service_over_ipv4_and_ipv6() {
+    on_firmware("all", check_all);
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_echoes_300_kb_on_a_connection_right_after_a_first_one() {
+    on_firmware("big-after-first", || {
+        echoes_back_to_back(&[(v4(), 1000), (v4(), 300_000)])
+    });
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_echoes_over_ipv6_right_after_ipv4() {
+    on_firmware("v6-after-v4", || {
+        echoes_back_to_back(&[(v4(), 1000), (v6(), 64 * 1024), (v4(), 1000)])
+    });
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_serves_40_connections_one_after_the_other() {
+    on_firmware("forty", || {
+        let steps: Vec<(IpAddr, usize)> = (0..40)
+            .map(|i| (if i % 2 == 0 { v4() } else { v6() }, 100 + 37 * i))
+            .collect();
+        echoes_back_to_back(&steps)
+    });
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_serves_4_echo_clients_at_once_in_turn_on_a_pool_of_one() {
+    on_firmware("four-at-once", || concurrent_echoes(v4(), 4, 16 * 1024));
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+fn firmware_echoes_64_kib_frames_whole_with_no_frame_storage() {
+    on_firmware("large-frames", || large_frames(v4(), v6()));
 }
 
 #[test]

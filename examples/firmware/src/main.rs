@@ -7,7 +7,10 @@
 //! The main loop is the whole runtime: poll the interface, poll each
 //! [`Service`], and when smoltcp has nothing to do before the next millisecond,
 //! sleep (`wfi`) until SysTick or the Ethernet controller's interrupt wakes the
-//! core.
+//! core. A listen [`Backlog`] sits between the driver and the stack: a SYN that
+//! finds every socket of its pool busy is held (not answered with a RST, as
+//! smoltcp would) and handed to the stack once a slot listens again, so pools of
+//! one serve every client in turn.
 //!
 //! Porting to a real board with a LAN9118 means changing the constants below
 //! (base address, IRQ number, core clock) and `memory.x`; a board with another
@@ -31,11 +34,11 @@ use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::debug;
 use lan9118::{Config as DeviceConfig, Lan9118, Mmio, Stats};
 use panic_semihosting as _;
-use smolsock::net::Service;
+use smolsock::net::{Backlog, Service};
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::clock::Clock;
 use crate::services::{AllServices, SOCKET_COUNT};
@@ -63,6 +66,13 @@ static SOCKET_STORAGE: StaticCell<[SocketStorage<'static>; SOCKET_COUNT]> = Stat
 static SOCKET_SET: StaticCell<SocketSet<'static>> = StaticCell::new();
 static INTERFACE: StaticCell<Interface> = StaticCell::new();
 static SERVICES: StaticCell<AllServices> = StaticCell::new();
+/// The listen backlog: its empty value is all zero bytes, so it is in `.bss`.
+static BACKLOG: ConstStaticCell<ListenBacklog> = ConstStaticCell::new(Backlog::new());
+
+/// Room for 4 held SYNs (a held SYN is a copy of at most 160 bytes), 8 ports
+/// (the firmware serves 4) and 16 connections watched for blind resets (the
+/// pools have 7 sockets).
+type ListenBacklog = Backlog<4, 8, 16>;
 
 /// Set by the Ethernet interrupt, cleared by the main loop before it sleeps.
 static ETHERNET_EVENT: AtomicBool = AtomicBool::new(false);
@@ -180,10 +190,17 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
     let (iface, sockets) = new_stack(device, clock.now(), seed);
     let sockets = &mut *sockets;
     services::clear_store_region();
-    let Some(services) = AllServices::new(sockets).map(|all| SERVICES.init(all)) else {
-        fatal("the services did not fit their buffers");
+    let services = match AllServices::new(sockets) {
+        Ok(all) => SERVICES.init(all),
+        Err(why) => {
+            log::error!("services: {why}");
+            fatal("the services did not start");
+        }
     };
-    services.publish(*device.stats(), clock.now());
+    let Some(backlog) = BACKLOG.try_take() else {
+        fatal("the backlog was taken twice");
+    };
+    services.publish(*device.stats(), backlog.stats(), clock.now());
 
     log_ram_use();
     device.enable_rx_interrupt();
@@ -195,13 +212,19 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
         // the interrupt again and cuts the coming sleep short.
         device.acknowledge_interrupts();
         let now = clock.now();
-        iface.poll(now, device, sockets);
+        // The backlog looks at the sockets before each interface poll: which
+        // ports have a socket listening (a SYN for a port with none is held),
+        // which handshakes are under way.
+        backlog.sync(sockets, now);
+        iface.poll(now, &mut backlog.device(device), sockets);
         services.poll(sockets, now);
-        // What the services just wrote leaves now, not after the next sleep.
-        iface.poll(now, device, sockets);
-        services.publish(*device.stats(), now);
+        // What the services just wrote leaves now, not after the next sleep, and
+        // a SYN held for a slot that just listened again is handed to the stack.
+        backlog.sync(sockets, now);
+        iface.poll(now, &mut backlog.device(device), sockets);
+        services.publish(*device.stats(), backlog.stats(), now);
         log_driver_stats(device, now, &mut stats_logged);
-        if !idle_until_next_event(iface, services, sockets, now) {
+        if !idle_until_next_event(iface, services, backlog, sockets, now) {
             continue;
         }
         sleep();
@@ -233,19 +256,24 @@ fn log_driver_stats(device: &mut Lan9118<Mmio>, now: Instant, logged: &mut (Inst
     *logged = (now, stats);
 }
 
-/// Whether nothing is due before the next SysTick, so the core may sleep.
+/// Whether nothing is due before the next SysTick, so the core may sleep: not
+/// the stack, not a service, not the backlog (which wants a poll soon while it
+/// holds a SYN, for a slot that frees by time with no frame to wake the loop).
 fn idle_until_next_event(
     iface: &mut Interface,
     services: &dyn Service,
+    backlog: &ListenBacklog,
     sockets: &SocketSet<'_>,
     now: Instant,
 ) -> bool {
-    let stack_due = iface.poll_at(now, sockets);
-    let service_due = services.poll_at(sockets);
-    let due = match (stack_due, service_due) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let due = [
+        iface.poll_at(now, sockets),
+        services.poll_at(sockets),
+        backlog.poll_delay().map(|delay| now + delay),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     due.is_none_or(|at| at > now)
 }
 
@@ -299,13 +327,15 @@ fn log_ram_use() {
     let driver = size_of::<Lan9118<Mmio>>();
     let interface = size_of::<Interface>();
     let socket_set = SOCKET_COUNT * size_of::<SocketStorage<'static>>();
+    let backlog = size_of::<ListenBacklog>();
     log::info!("ram: driver (2 frame buffers) {driver} B");
     log::info!("ram: interface {interface} B");
+    log::info!("ram: listen backlog {backlog} B");
     log::info!(
         "ram: socket set {SOCKET_COUNT} slots x {} B = {socket_set} B",
         size_of::<SocketStorage<'static>>()
     );
-    let mut total = driver + interface + socket_set;
+    let mut total = driver + interface + backlog + socket_set;
     for (name, buffers, state) in services::ram_use() {
         log::info!("ram: {name}: socket and frame buffers {buffers} B, service state {state} B");
         total += buffers + state;

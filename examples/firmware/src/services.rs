@@ -1,19 +1,24 @@
 //! Every smolsock service on one stack, as `tap_server` runs them, with every
 //! buffer a `static`:
 //!
-//! | port | service | pool | socket buffers (rx + tx) | handler memory |
+//! | port | service | pool | socket buffers (rx + tx) | session memory |
 //! |---|---|---:|---|---|
 //! | tcp/7 | raw echo ([`Echo`]) | 1 | 2 KiB + 2 KiB | 1 KiB `recv` buffer |
 //! | udp/7 | UDP echo ([`UdpEcho`]) | - | 4 datagrams / 2 KiB each way | one 1500-byte datagram |
-//! | tcp/9000 | framed echo ([`FramedEcho`], 4-byte big-endian header) | 2 | 2 KiB + 2 KiB | 1 KiB + 4 frame storage |
+//! | tcp/9000 | framed echo ([`StreamingEcho`], 4-byte big-endian header, bodies up to 64 KiB) | 2 | 2 KiB + 2 KiB | 512 B queue, no frame storage |
 //! | tcp/80 | HTTP ([`HttpResponder`] + [`StatusSite`]) | 2 | 1 KiB + 512 | 1 KiB request, 2 KiB page |
-//! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 1 KiB + 4 receive, 1 KiB staging |
+//! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 1 KiB + 4 receive, 1 KiB + 4 staging |
 //!
-//! The library's services are used as they are; this module only gives them
+//! The library's sessions are used as they are; this module only gives them
 //! memory and sockets, and keeps the counters the status page shows. The file
 //! store (3 MiB, in `.store`, outside the 64 KiB budget: see `memory.x`) holds a
 //! 1 MiB file and a second 1 MiB upload of the same name, which the store keeps
 //! as a partial until it commits.
+//!
+//! The pools are small (one raw echo connection at a time); the listen backlog in
+//! front of the stack (`main.rs`) holds a SYN that finds its pool busy until a
+//! slot listens again, so clients beyond the pool wait their turn instead of
+//! being refused.
 
 use core::cell::Cell;
 use core::fmt;
@@ -21,13 +26,14 @@ use core::mem::MaybeUninit;
 
 use cortex_m::interrupt::Mutex;
 use lan9118::Stats as LinkStats;
-use smolsock::net::{Framed, ServerStats, Service, TcpServer, UdpService, UdpStats};
-use smolsock::service::echo::Echo;
-use smolsock::service::framed_echo::FramedEcho;
-use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
-use smolsock::service::transfer::{SharedStore, TransferServer, TransferStats, UploadLease};
-use smolsock::service::udp_echo::UdpEcho;
+use smolsock::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::net::{
+    BacklogStats, ServerConfig, ServerError, ServerStats, Service, TcpServer, UdpEcho, UdpService,
+    UdpStats,
+};
+use smolsock::session::{Echo, Session, StreamingEcho};
 use smolsock::store::RamStore;
+use smolsock::transfer::{SetupError, SharedStore, TransferServer, TransferStats, UploadLease};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
@@ -55,10 +61,18 @@ pub const UDP_DATAGRAM_MAX: usize = 1500;
 pub const FRAMED_POOL: usize = 2;
 pub const FRAMED_RX: usize = 2048;
 pub const FRAMED_TX: usize = 2048;
-/// The largest framed-echo body.
-pub const FRAMED_MAX_BODY: u32 = 1024;
-/// Frame storage per slot: the largest body and its 4-byte header.
-pub const FRAMED_STORAGE: usize = FRAMED_MAX_BODY as usize + 4;
+/// The largest framed-echo body: 64 KiB, as `tap_server`'s. No buffer holds a
+/// frame: the echo sends each piece of a body back as it arrives.
+pub const FRAMED_MAX_BODY: u32 = 64 * 1024;
+/// The framed echo's queue per slot: header and body pieces on their way back
+/// out, whatever the frame's size.
+pub const FRAMED_QUEUE: usize = 512;
+/// The framed echo's frames: a 4-byte big-endian length, bodies up to
+/// [`FRAMED_MAX_BODY`] (checked when the firmware compiles).
+const FRAMED_FORMAT: HeaderFormat = match HeaderFormat::NETWORK.with_max_len(FRAMED_MAX_BODY) {
+    Ok(format) => format,
+    Err(_) => panic!("FRAMED_MAX_BODY does not fit a 4-byte header"),
+};
 
 pub const HTTP_POOL: usize = 2;
 pub const HTTP_RX: usize = 1024;
@@ -74,9 +88,9 @@ pub const TRANSFER_TX: usize = 2048;
 /// Receive storage per slot: the largest body the server announces in HELLO_OK
 /// is this minus the 4-byte header.
 pub const TRANSFER_RECEIVE: usize = 1024 + 4;
-/// Staging per slot: one outgoing frame body (a DATA frame: 12-byte header + file
-/// bytes).
-pub const TRANSFER_STAGING: usize = 1024;
+/// Staging per slot: one outgoing frame, header included (a DATA frame: 4-byte
+/// length, 12-byte DATA header, file bytes).
+pub const TRANSFER_STAGING: usize = 1024 + 4;
 /// Entries (files and partial uploads) the store holds.
 pub const STORE_FILES: usize = 8;
 /// Bytes of the store's arena: a 1 MiB file, a 1 MiB re-upload of it (a
@@ -86,17 +100,24 @@ pub const STORE_BYTES: usize = 3 * 1024 * 1024;
 /// TCP sockets of all pools, plus the UDP socket.
 pub const SOCKET_COUNT: usize = ECHO_POOL + FRAMED_POOL + HTTP_POOL + TRANSFER_POOL + 1;
 
+/// The deadlines that free a slot whatever its peer does (the library's: 3 s to
+/// finish a handshake, 60 s idle, 5 s to finish closing), and Nagle on for the
+/// raw echo (the other sessions ask for no delay, which turns it off for them).
+const SERVER_CONFIG: ServerConfig = ServerConfig::DEFAULT;
+
 pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
 type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
 type Buffer = &'static mut [u8];
-type FramedHandler = Framed<FramedEcho, Buffer>;
+type FramedSession = StreamingEcho<Buffer>;
 type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
-type TransferHandler = TransferServer<'static, Store, Buffer>;
+type TransferSession = TransferServer<'static, Store, Buffer>;
 pub type EchoServer = TcpServer<&'static mut Echo, ECHO_POOL>;
 pub type UdpEchoService = UdpService<UdpEcho, UDP_DATAGRAM_MAX>;
-pub type FramedServer = TcpServer<&'static mut FramedHandler, FRAMED_POOL>;
+/// The streaming echoes are small (their queues are slices of a static buffer),
+/// so the server holds them itself.
+pub type FramedServer = TcpServer<FramedSession, FRAMED_POOL>;
 pub type HttpServer = TcpServer<&'static mut HttpPage, HTTP_POOL>;
-pub type TransferPool = TcpServer<&'static mut TransferHandler, TRANSFER_POOL>;
+pub type TransferPool = TcpServer<&'static mut TransferSession, TRANSFER_POOL>;
 
 /// A zeroed byte buffer in `.bss`.
 macro_rules! buffer {
@@ -111,7 +132,7 @@ buffer!(UDP_RX_PAYLOAD, UDP_PAYLOAD);
 buffer!(UDP_TX_PAYLOAD, UDP_PAYLOAD);
 buffer!(FRAMED_RX_BUF, FRAMED_POOL * FRAMED_RX);
 buffer!(FRAMED_TX_BUF, FRAMED_POOL * FRAMED_TX);
-buffer!(FRAMED_STORAGE_BUF, FRAMED_POOL * FRAMED_STORAGE);
+buffer!(FRAMED_QUEUE_BUF, FRAMED_POOL * FRAMED_QUEUE);
 buffer!(HTTP_RX_BUF, HTTP_POOL * HTTP_RX);
 buffer!(HTTP_TX_BUF, HTTP_POOL * HTTP_TX);
 buffer!(TRANSFER_RX_BUF, TRANSFER_POOL * TRANSFER_RX);
@@ -121,14 +142,14 @@ buffer!(TRANSFER_STAGING_BUF, TRANSFER_POOL * TRANSFER_STAGING);
 
 static UDP_RX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
 static UDP_TX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
-// The handlers live in statics of their own and the servers hold a pointer to
-// each (a `&'static mut`): built in place, a handler with kilobytes of buffers inside
-// (HTTP's request and page, echo's `recv` buffer) never passes through the stack.
-static ECHO_HANDLERS: ConstStaticCell<[Echo; ECHO_POOL]> =
+// The sessions with kilobytes inside (HTTP's request and page, echo's `recv`
+// buffer, the transfer's framing state) live in statics of their own and the
+// servers hold a pointer to each (a `&'static mut`): built in place, they never
+// pass through the stack.
+static ECHO_SESSIONS: ConstStaticCell<[Echo; ECHO_POOL]> =
     ConstStaticCell::new([const { Echo::new() }; ECHO_POOL]);
-static FRAMED_HANDLERS: StaticCell<[MaybeUninit<FramedHandler>; FRAMED_POOL]> = StaticCell::new();
-static HTTP_HANDLERS: StaticCell<[MaybeUninit<HttpPage>; HTTP_POOL]> = StaticCell::new();
-static TRANSFER_HANDLERS: StaticCell<[MaybeUninit<TransferHandler>; TRANSFER_POOL]> =
+static HTTP_SESSIONS: StaticCell<[MaybeUninit<HttpPage>; HTTP_POOL]> = StaticCell::new();
+static TRANSFER_SESSIONS: StaticCell<[MaybeUninit<TransferSession>; TRANSFER_POOL]> =
     StaticCell::new();
 static ECHO: StaticCell<EchoServer> = StaticCell::new();
 static UDP: StaticCell<UdpEchoService> = StaticCell::new();
@@ -170,6 +191,7 @@ pub struct Counters {
     pub transfer: Pool,
     pub transfer_stats: TransferStats,
     pub link: LinkStats,
+    pub backlog: BacklogStats,
     pub uptime: Duration,
 }
 
@@ -182,7 +204,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn of<H: smolsock::net::Handler, const N: usize>(server: &TcpServer<H, N>) -> Self {
+    fn of<S: Session, const N: usize>(server: &TcpServer<S, N>) -> Self {
         Self {
             slots: N,
             open: server.active(),
@@ -235,6 +257,7 @@ impl fmt::Display for Counters {
             l.tx_errors,
             l.tx_dropped
         )?;
+        writeln!(f, "backlog   tcp          {}", self.backlog)?;
         writeln!(f, "uptime    {} s", self.uptime.secs())
     }
 }
@@ -279,6 +302,30 @@ pub struct AllServices {
     started: Option<Instant>,
 }
 
+/// Why the services could not be built.
+#[derive(Clone, Copy, Debug)]
+pub enum SetupFailure {
+    /// A static was taken already ([`AllServices::new`] runs once).
+    Taken(&'static str),
+    /// A session refused its buffers.
+    Buffers(&'static str),
+    /// A pool's sockets could not listen.
+    Listen(u16, ServerError),
+    /// The transfer server refused its buffers.
+    Transfer(SetupError),
+}
+
+impl fmt::Display for SetupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Taken(what) => write!(f, "{what} taken twice"),
+            Self::Buffers(what) => write!(f, "{what}: buffers too small"),
+            Self::Listen(port, e) => write!(f, "tcp/{port}: {e}"),
+            Self::Transfer(e) => write!(f, "tcp/{TRANSFER_PORT}: {e}"),
+        }
+    }
+}
+
 /// Splits a static buffer into `N` equal chunks.
 fn chunks<const N: usize>(buffer: &'static mut [u8]) -> [&'static mut [u8]; N] {
     let len = buffer.len() / N;
@@ -290,24 +337,32 @@ fn chunks<const N: usize>(buffer: &'static mut [u8]) -> [&'static mut [u8]; N] {
     })
 }
 
-/// Builds `N` handlers with `make`, each straight into its place in `cell`.
-fn place<H, const N: usize>(
-    cell: &'static StaticCell<[MaybeUninit<H>; N]>,
-    mut make: impl FnMut() -> Option<H>,
-) -> Option<[&'static mut H; N]> {
+/// Builds `N` sessions with `make`, each straight into its place in `cell`.
+fn place<S, const N: usize>(
+    cell: &'static StaticCell<[MaybeUninit<S>; N]>,
+    mut make: impl FnMut() -> Result<S, SetupFailure>,
+) -> Result<[&'static mut S; N], SetupFailure> {
+    let taken = SetupFailure::Taken("a pool's sessions");
     let mut places = cell
-        .try_init([const { MaybeUninit::uninit() }; N])?
+        .try_init([const { MaybeUninit::uninit() }; N])
+        .ok_or(taken)?
         .iter_mut();
-    try_array(|| Some(places.next()?.write(make()?)))
+    try_array(|| Ok(places.next().ok_or(taken)?.write(make()?)))
 }
 
-/// `N` values from `make`, or `None` as soon as one fails.
-fn try_array<T, const N: usize>(mut make: impl FnMut() -> Option<T>) -> Option<[T; N]> {
+/// `N` values from `make`, or the first error.
+fn try_array<T, const N: usize>(
+    mut make: impl FnMut() -> Result<T, SetupFailure>,
+) -> Result<[T; N], SetupFailure> {
     let mut values = heapless::Vec::<T, N>::new();
     for _ in 0..N {
-        values.push(make()?).ok()?;
+        if values.push(make()?).is_err() {
+            return Err(SetupFailure::Taken("a pool's sessions"));
+        }
     }
-    values.into_array().ok()
+    values
+        .into_array()
+        .map_err(|_| SetupFailure::Taken("a pool's sessions"))
 }
 
 fn tcp_sockets<const N: usize>(
@@ -322,78 +377,136 @@ fn tcp_sockets<const N: usize>(
         let tx = tx.next().unwrap_or_default();
         let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
         // Acknowledge at once: with receive windows of a segment or two, a delayed
-        // ACK (smoltcp waits 10 ms) would stall the sender on every segment.
+        // ACK (smoltcp waits 10 ms) would stall the sender on every segment. (The
+        // sessions that ask for no delay get this from the pool too; the raw echo
+        // does not ask.)
         socket.set_ack_delay(None);
         sockets.add(socket)
     })
 }
 
+/// The value in `cell`, taken (once), or [`SetupFailure::Taken`].
+fn take<T>(
+    cell: &'static ConstStaticCell<T>,
+    what: &'static str,
+) -> Result<&'static mut T, SetupFailure> {
+    cell.try_take().ok_or(SetupFailure::Taken(what))
+}
+
+/// Puts `value` in `cell`, or [`SetupFailure::Taken`].
+fn init<T>(
+    cell: &'static StaticCell<T>,
+    value: T,
+    what: &'static str,
+) -> Result<&'static mut T, SetupFailure> {
+    cell.try_init(value).ok_or(SetupFailure::Taken(what))
+}
+
+/// A server on `port` over `handles`, listening, with the firmware's deadlines.
+fn listen<S: Session, const N: usize>(
+    sockets: &mut SocketSet<'static>,
+    port: u16,
+    handles: [SocketHandle; N],
+    sessions: [S; N],
+) -> Result<TcpServer<S, N>, SetupFailure> {
+    TcpServer::new(sockets, port, handles, sessions)
+        .map(|server| server.with_config(SERVER_CONFIG))
+        .map_err(|e| SetupFailure::Listen(port, e))
+}
+
 impl AllServices {
-    /// Adds every service's sockets to `sockets` and builds the services; call
-    /// once (each takes its statics). `None` if a static was taken already or a
-    /// buffer is too small for its service.
+    /// Adds every service's sockets to `sockets` and builds the services, every
+    /// TCP socket listening; call once (each takes its statics). Fails if a
+    /// static was taken already, a buffer is too small for its session, or a
+    /// socket cannot listen.
     ///
     /// Not inlined: its temporaries then leave the stack before the poll loop
     /// starts, instead of staying in the loop's frame.
     #[inline(never)]
-    pub fn new(sockets: &mut SocketSet<'static>) -> Option<Self> {
-        let echo_handles =
-            tcp_sockets::<ECHO_POOL>(sockets, ECHO_RX_BUF.try_take()?, ECHO_TX_BUF.try_take()?);
-        let echo_handlers = ECHO_HANDLERS.try_take()?.each_mut();
-        let echo = ECHO.try_init(TcpServer::new(ECHO_PORT, echo_handles, echo_handlers))?;
+    pub fn new(sockets: &mut SocketSet<'static>) -> Result<Self, SetupFailure> {
+        let echo_handles = tcp_sockets::<ECHO_POOL>(
+            sockets,
+            take(&ECHO_RX_BUF, "echo buffers")?,
+            take(&ECHO_TX_BUF, "echo buffers")?,
+        );
+        let echo_sessions = take(&ECHO_SESSIONS, "echo sessions")?.each_mut();
+        let echo = listen(sockets, ECHO_PORT, echo_handles, echo_sessions)?;
+        let echo = init(&ECHO, echo, "echo server")?;
 
         let udp_socket = udp::Socket::new(
             udp::PacketBuffer::new(
-                &mut UDP_RX_META.try_init([udp::PacketMetadata::EMPTY; UDP_PACKETS])?[..],
-                &mut UDP_RX_PAYLOAD.try_take()?[..],
+                &mut init(
+                    &UDP_RX_META,
+                    [udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                    "udp",
+                )?[..],
+                &mut take(&UDP_RX_PAYLOAD, "udp")?[..],
             ),
             udp::PacketBuffer::new(
-                &mut UDP_TX_META.try_init([udp::PacketMetadata::EMPTY; UDP_PACKETS])?[..],
-                &mut UDP_TX_PAYLOAD.try_take()?[..],
+                &mut init(
+                    &UDP_TX_META,
+                    [udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                    "udp",
+                )?[..],
+                &mut take(&UDP_TX_PAYLOAD, "udp")?[..],
             ),
         );
         let udp_handle = sockets.add(udp_socket);
-        let udp = UDP.try_init(UdpService::new(udp_handle, ECHO_PORT, UdpEcho))?;
+        let udp = init(&UDP, UdpService::new(udp_handle, ECHO_PORT, UdpEcho), "udp")?;
 
-        let format = HeaderFormat::NETWORK.with_max_len(FRAMED_MAX_BODY).ok()?;
         let framed_handles = tcp_sockets::<FRAMED_POOL>(
             sockets,
-            FRAMED_RX_BUF.try_take()?,
-            FRAMED_TX_BUF.try_take()?,
+            take(&FRAMED_RX_BUF, "framed buffers")?,
+            take(&FRAMED_TX_BUF, "framed buffers")?,
         );
-        let mut storage = chunks::<FRAMED_POOL>(FRAMED_STORAGE_BUF.try_take()?).into_iter();
-        let framed_handlers = place(&FRAMED_HANDLERS, || {
-            Framed::new(FramedEcho::new(), storage.next()?, format).ok()
+        let mut queues =
+            chunks::<FRAMED_POOL>(take(&FRAMED_QUEUE_BUF, "framed queues")?).into_iter();
+        let framed_sessions = try_array(|| {
+            let queue = queues.next().ok_or(SetupFailure::Buffers("framed echo"))?;
+            StreamingEcho::new(queue, FRAMED_FORMAT)
+                .map_err(|_| SetupFailure::Buffers("framed echo"))
         })?;
-        let framed =
-            FRAMED.try_init(TcpServer::new(FRAMED_PORT, framed_handles, framed_handlers))?;
+        let framed = listen(sockets, FRAMED_PORT, framed_handles, framed_sessions)?;
+        let framed = init(&FRAMED, framed, "framed server")?;
 
-        let site = SITE.try_init(StatusSite::new("smolsock firmware", &render_status))?;
-        let http_handles =
-            tcp_sockets::<HTTP_POOL>(sockets, HTTP_RX_BUF.try_take()?, HTTP_TX_BUF.try_take()?);
-        let http_handlers = place(&HTTP_HANDLERS, || Some(HttpResponder::new(site)))?;
-        let http = HTTP.try_init(TcpServer::new(HTTP_PORT, http_handles, http_handlers))?;
+        let site = init(
+            &SITE,
+            StatusSite::new("smolsock firmware", &render_status),
+            "status site",
+        )?;
+        let http_handles = tcp_sockets::<HTTP_POOL>(
+            sockets,
+            take(&HTTP_RX_BUF, "http buffers")?,
+            take(&HTTP_TX_BUF, "http buffers")?,
+        );
+        let site: &'static StatusSite<'static> = site;
+        let http_sessions = place(&HTTP_SESSIONS, || Ok(HttpResponder::new(site)))?;
+        let http = listen(sockets, HTTP_PORT, http_handles, http_sessions)?;
+        let http = init(&HTTP, http, "http server")?;
 
-        let store = &*STORE.try_take()?;
+        let store: &'static Shared = take(&STORE, "file store")?;
+        // The sessions hold the store as the unsized `SharedStore<_, [_]>`, which
+        // counts its leases at run time.
+        let shared: &'static SharedStore<Store> = store;
         let transfer_handles = tcp_sockets::<TRANSFER_POOL>(
             sockets,
-            TRANSFER_RX_BUF.try_take()?,
-            TRANSFER_TX_BUF.try_take()?,
+            take(&TRANSFER_RX_BUF, "transfer buffers")?,
+            take(&TRANSFER_TX_BUF, "transfer buffers")?,
         );
-        let mut receive = chunks::<TRANSFER_POOL>(TRANSFER_RECEIVE_BUF.try_take()?).into_iter();
-        let mut staging = chunks::<TRANSFER_POOL>(TRANSFER_STAGING_BUF.try_take()?).into_iter();
-        let transfer_handlers = place(&TRANSFER_HANDLERS, || {
-            TransferServer::new(store, receive.next()?, staging.next()?).ok()
+        let mut receive =
+            chunks::<TRANSFER_POOL>(take(&TRANSFER_RECEIVE_BUF, "transfer buffers")?).into_iter();
+        let mut staging =
+            chunks::<TRANSFER_POOL>(take(&TRANSFER_STAGING_BUF, "transfer buffers")?).into_iter();
+        let transfer_sessions = place(&TRANSFER_SESSIONS, || {
+            let (Some(receive), Some(staging)) = (receive.next(), staging.next()) else {
+                return Err(SetupFailure::Buffers("transfer"));
+            };
+            TransferServer::new(shared, receive, staging).map_err(SetupFailure::Transfer)
         })?;
-        // The framed echo and the transfer server turn Nagle off on each connection
-        // themselves (`Handler::configure_socket`): they write whole frames.
-        let transfer = TRANSFER.try_init(TcpServer::new(
-            TRANSFER_PORT,
-            transfer_handles,
-            transfer_handlers,
-        ))?;
+        let transfer = listen(sockets, TRANSFER_PORT, transfer_handles, transfer_sessions)?;
+        let transfer = init(&TRANSFER, transfer, "transfer server")?;
 
-        Some(Self {
+        Ok(Self {
             echo,
             udp,
             framed,
@@ -404,23 +517,23 @@ impl AllServices {
         })
     }
 
-    /// Every service's counters now, with the driver's.
-    pub fn counters(&self, link: LinkStats, now: Instant) -> Counters {
+    /// Every service's counters now, with the driver's and the backlog's.
+    pub fn counters(&self, link: LinkStats, backlog: BacklogStats, now: Instant) -> Counters {
         let mut framed_frames = 0u64;
         let mut framed_errors = 0u64;
-        for framed in self.framed.handlers() {
-            framed_frames = framed_frames.saturating_add(framed.handler().frames);
-            framed_errors = framed_errors.saturating_add(framed.handler().errors);
+        for echo in self.framed.sessions() {
+            framed_frames = framed_frames.saturating_add(echo.frames);
+            framed_errors = framed_errors.saturating_add(echo.errors);
         }
         let mut requests = HttpStats::default();
-        for page in self.http.handlers() {
+        for page in self.http.sessions() {
             requests.accumulate(page.stats());
         }
         Counters {
             echo: Pool::of(self.echo),
             echo_bytes: self
                 .echo
-                .handlers()
+                .sessions()
                 .iter()
                 .map(|echo| echo.bytes)
                 .fold(0, u64::saturating_add),
@@ -433,14 +546,15 @@ impl AllServices {
             transfer: Pool::of(self.transfer),
             transfer_stats: self.store.stats(),
             link,
+            backlog,
             uptime: self.started.map_or(Duration::ZERO, |at| now - at),
         }
     }
 
     /// Publishes the counters to the status page.
-    pub fn publish(&mut self, link: LinkStats, now: Instant) {
+    pub fn publish(&mut self, link: LinkStats, backlog: BacklogStats, now: Instant) {
         self.started.get_or_insert(now);
-        let counters = self.counters(link, now);
+        let counters = self.counters(link, backlog, now);
         cortex_m::interrupt::free(|cs| LIVE.borrow(cs).set(Some(counters)));
     }
 }
@@ -470,7 +584,7 @@ impl Service for AllServices {
 
 /// Where each service's RAM goes: name, socket and frame buffers (the byte
 /// buffers above), and the service's own state (its server or UDP service and
-/// its handlers, with the buffers they hold inline).
+/// its sessions, with the buffers they hold inline).
 pub fn ram_use() -> [(&'static str, usize, usize); 5] {
     use core::mem::size_of;
     let meta = size_of::<udp::PacketMetadata>();
@@ -487,8 +601,8 @@ pub fn ram_use() -> [(&'static str, usize, usize); 5] {
         ),
         (
             "tcp/9000 framed echo",
-            FRAMED_POOL * (FRAMED_RX + FRAMED_TX + FRAMED_STORAGE),
-            size_of::<FramedServer>() + FRAMED_POOL * size_of::<FramedHandler>(),
+            FRAMED_POOL * (FRAMED_RX + FRAMED_TX + FRAMED_QUEUE),
+            size_of::<FramedServer>(),
         ),
         (
             "tcp/80 http",
@@ -500,7 +614,7 @@ pub fn ram_use() -> [(&'static str, usize, usize); 5] {
         (
             "tcp/2121 transfer",
             TRANSFER_POOL * (TRANSFER_RX + TRANSFER_TX + TRANSFER_RECEIVE + TRANSFER_STAGING),
-            size_of::<TransferPool>() + TRANSFER_POOL * size_of::<TransferHandler>(),
+            size_of::<TransferPool>() + TRANSFER_POOL * size_of::<TransferSession>(),
         ),
     ]
 }
@@ -514,8 +628,10 @@ pub fn store_size() -> usize {
 pub fn describe(out: &mut dyn fmt::Write) -> fmt::Result {
     write!(
         out,
-        "tcp/{ECHO_PORT} echo, udp/{ECHO_PORT} echo, tcp/{FRAMED_PORT} framed echo, \
-         tcp/{HTTP_PORT} http, tcp/{TRANSFER_PORT} transfer ({} KiB store), ping",
+        "tcp/{ECHO_PORT} echo, udp/{ECHO_PORT} echo, tcp/{FRAMED_PORT} framed echo \
+         (frames up to {} KiB), tcp/{HTTP_PORT} http, tcp/{TRANSFER_PORT} transfer \
+         ({} KiB store), ping",
+        FRAMED_MAX_BODY / 1024,
         STORE_BYTES / 1024
     )
 }
