@@ -97,8 +97,8 @@ impl Site for StatusSite<'_> {
                 let page = write!(
                     body,
                     "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\n\
-                     <body><h1>{t}</h1>\n<p>Served by smolsock: TCP/IP in userspace on smoltcp, \
-                     fixed memory, no heap.</p>\n<pre>\n",
+                     <body><h1>{t}</h1>\n<p>Served by smolsock on smoltcp: fixed memory, \
+                     no heap.</p>\n<pre>\n",
                     t = self.title
                 )
                 .and_then(|()| (self.status)(body))

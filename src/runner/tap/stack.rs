@@ -256,11 +256,13 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
                 .add_default_ipv6_route(gateway)
                 .map_err(|_| SetupError::TooManyRoutes)?;
         }
+        let shown =
+            |cidr: Option<IpCidr>| cidr.map_or_else(|| "none".to_string(), |c| c.to_string());
         info!(
-            "tap {}: stack at {:?} / {:?}, frames up to {} bytes",
+            "tap {}: stack at {} and {}, frames up to {} bytes",
             device.tap().name(),
-            config.ipv4,
-            config.ipv6,
+            shown(config.ipv4.map(IpCidr::Ipv4)),
+            shown(config.ipv6.map(IpCidr::Ipv6)),
             device.tap().frame_capacity()
         );
         Ok(Self {
