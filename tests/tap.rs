@@ -6,7 +6,7 @@
 //!
 //! They need root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`), so they are ignored by
 //! default; run them with `cargo test --test tap -- --include-ignored`.
-#![cfg(feature = "std")]
+#![cfg(all(feature = "tap", target_os = "linux"))]
 
 #[path = "common/netns.rs"]
 mod netns;
@@ -20,8 +20,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use smolsock::net::Service;
+use smolsock::net::{BacklogStats, Service, TcpServer};
 use smolsock::runner::tap::{RunError, StopReport, TapConfig, TapRunner, TapStats};
+use smolsock::session::Echo;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
@@ -149,6 +150,7 @@ impl Service for UdpBeacon {
 struct Finished {
     result: Result<StopReport, RunError>,
     stats: TapStats,
+    backlog: Option<BacklogStats>,
 }
 
 impl Finished {
@@ -195,6 +197,7 @@ impl RunningStack {
             let _ = done_tx.send(Finished {
                 result,
                 stats: runner.tap_stats(),
+                backlog: runner.backlog_stats(),
             });
         });
         ready_rx
@@ -774,5 +777,94 @@ fn tap_setup_explains_a_missing_dev_net_tun() {
         !netns::list_namespaces()
             .iter()
             .any(|n| n == "smolsock-test-never-created")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The listen backlog against the kernel's clients
+
+/// A pool of `N` echo sessions on port 7, as `tap_server` and the firmware run.
+fn echo_pool<const N: usize>(sockets: &mut SocketSet<'static>) -> Vec<Box<dyn Service>> {
+    let handles: [SocketHandle; N] = std::array::from_fn(|_| {
+        sockets.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 4096]),
+            tcp::SocketBuffer::new(vec![0; 4096]),
+        ))
+    });
+    let sessions: [Echo; N] = std::array::from_fn(|_| Echo::new());
+    vec![Box::new(
+        TcpServer::new(sockets, ECHO_PORT, handles, sessions).unwrap(),
+    )]
+}
+
+/// One connect, never retried: a refusal (RST) is the failure these tests look for.
+fn echo_once(addr: SocketAddr, message: &[u8]) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(message)?;
+    let mut echoed = vec![0u8; message.len()];
+    stream.read_exact(&mut echoed)?;
+    assert_eq!(echoed, message);
+    stream.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn a_pool_of_one_serves_a_client_that_reconnects_at_once_every_time() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let stack = RunningStack::start(&ns, TapConfig::default(), echo_pool::<1>);
+    ns.enter_current_thread().unwrap();
+    // Warm up neighbour discovery and the first connection (bounded retries).
+    tcp_echo_exchange(SocketAddr::new(STACK_V4, ECHO_PORT), b"warm-up");
+    // Each connection starts the moment the last one is closed by the client,
+    // while the pool's one slot may still be finishing that close: never refused.
+    for round in 0..20u32 {
+        let addr = if round % 2 == 0 { STACK_V4 } else { STACK_V6 };
+        let message = format!("round {round}");
+        echo_once(SocketAddr::new(addr, ECHO_PORT), message.as_bytes())
+            .unwrap_or_else(|e| panic!("round {round} to {addr}: {e}"));
+    }
+    let finished = stack.stop();
+    finished.report();
+    let backlog = finished.backlog.expect("the backlog is on by default");
+    println!("quick reconnects on a pool of one: {backlog}");
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn a_burst_of_four_times_the_pool_is_served_with_none_refused() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let stack = RunningStack::start(&ns, TapConfig::default(), echo_pool::<2>);
+    ns.enter_current_thread().unwrap();
+    tcp_echo_exchange(SocketAddr::new(STACK_V4, ECHO_PORT), b"warm-up");
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..8u32)
+        .map(|i| {
+            ns.spawn(move || {
+                let message = vec![i as u8; 50_000];
+                echo_once(SocketAddr::new(STACK_V4, ECHO_PORT), &message)
+                    .map_err(|e| format!("client {i}: {e}"))
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap().unwrap();
+    }
+    println!("8 clients on a pool of 2 served in {:?}", started.elapsed());
+    let finished = stack.stop();
+    finished.report();
+    let backlog = finished.backlog.expect("the backlog is on by default");
+    assert!(
+        backlog.syns_held > 0,
+        "a burst past the pool holds SYNs: {backlog}"
     );
 }
