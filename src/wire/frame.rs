@@ -215,7 +215,7 @@ pub struct Header {
 
 impl Header {
     /// No header at all: what a writer holds before its first frame.
-    pub(crate) const EMPTY: Header = Header {
+    pub const EMPTY: Header = Header {
         bytes: [0; 4],
         start: 0,
         len: 0,

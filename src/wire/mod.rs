@@ -8,12 +8,10 @@
 //!
 //! - [`frame`]: the length header and the stream codec that cures sticky packets.
 //! - [`body`]: the same frames a piece at a time, with no frame-sized buffer.
-//! - [`ack`]: the primer's first cure, length then acknowledgement then body.
 //! - [`http`]: an HTTP/1.1 request-head parser over a fixed buffer.
 //! - [`transfer`]: the file transfer protocol's messages (see `PROTOCOL.md`).
 //! - [`crc32`]: the zlib CRC-32 that checks every transferred file.
 
-pub mod ack;
 pub mod body;
 pub mod crc32;
 pub mod frame;

@@ -4,7 +4,7 @@
 //! echoing that length back (the acknowledgement), and only then does the sender
 //! send the body, without a header. The receiver always knows how many bytes to
 //! read next, so messages never glue together, at the price of one extra round trip
-//! per message. It is here for study, beside [`frame`](super::frame), so the cost
+//! per message. It is here for study, beside `smolsock::wire::frame`, so the cost
 //! of that round trip can be measured (the `sticky_lab` example does).
 //!
 //! ```text
@@ -16,9 +16,12 @@
 //!
 //! Both halves are sans-IO like the rest of [`wire`](super): bytes in, bytes out.
 
+// Kept whole for study: the lab uses most of it, its tests the rest.
+#![allow(dead_code)]
+
 use core::fmt;
 
-use super::frame::{Header, HeaderFormat, Progress, ReadError, WriteError};
+use smolsock::wire::frame::{Header, HeaderFormat, Progress, ReadError, WriteError};
 
 /// Why an acknowledged-length exchange failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

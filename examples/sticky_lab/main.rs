@@ -12,6 +12,8 @@
 //! reader sees. Everything runs on virtual time from one seed, so the same flags
 //! print the same numbers on any machine.
 
+mod ack;
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::error::Error;
@@ -19,12 +21,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ack::{AckReceiver, AckSender};
 use clap::Parser;
-use smolsock::net::{
-    ClientState, FramedStream, PortAllocator, RecvError, SendError, Service, TcpClient,
-};
+use smolsock::net::{ClientState, PortAllocator, Service, TcpClient};
 use smolsock::runner::sim::{SERVER_V4, SimConfig, SimNet};
-use smolsock::wire::ack::{AckReceiver, AckSender};
+use smolsock::session::{Framed, SendError, Session};
 use smolsock::wire::frame::{HeaderFormat, ReadStats};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
@@ -88,10 +89,10 @@ impl Options {
 enum Method {
     /// Each message is `send` as is; the reader loops on `recv(1024)`.
     Naive,
-    /// A 4-byte length before each message ([`FramedStream`]); the reader takes
+    /// A 4-byte length before each message (a [`Framed`] session); the reader takes
     /// whole frames.
     Framed,
-    /// Length, wait for the peer to echo it, then the body ([`smolsock::wire::ack`]).
+    /// Length, wait for the peer to echo it, then the body (`ack.rs`, for study).
     Acked,
 }
 
@@ -245,11 +246,9 @@ impl Lab<'_, '_> {
         let (writer, reader) = match case.method {
             Method::Naive => (Writer::Raw { offset: 0 }, Reader::Naive),
             Method::Framed => (
-                Writer::Framed(FramedStream::new(vec![0; format.max_frame_len()], format)?),
-                Reader::Framed(FramedStream::new(
-                    vec![0; 2 * MAX_MESSAGE as usize],
-                    format,
-                )?),
+                Writer::Framed(framed_connection(format.max_frame_len(), format)?),
+                // Room for two messages, so one read can carry several.
+                Reader::Framed(framed_connection(2 * MAX_MESSAGE as usize, format)?),
             ),
             Method::Acked => (
                 Writer::Acked(AckSender::new(format)),
@@ -358,12 +357,45 @@ impl Lab<'_, '_> {
     }
 }
 
+/// A framed connection with no handler: the application sends and takes frames.
+type FramedConnection = Framed<(), Vec<u8>, Vec<u8>>;
+
+/// The lab drives its sessions by hand; they keep no deadline, so any time does.
+const SESSION_TIME: smolsock::time::Instant = smolsock::time::Instant::ZERO;
+
+/// A started framed connection of `format`, receiving into `receive` bytes of
+/// storage, with room to queue one frame.
+fn framed_connection(
+    receive: usize,
+    format: HeaderFormat,
+) -> Result<FramedConnection, Box<dyn Error>> {
+    let frame = format.max_frame_len();
+    let mut connection = Framed::new((), vec![0; receive.max(frame)], vec![0; frame], format)?;
+    connection.start(SESSION_TIME);
+    Ok(connection)
+}
+
+/// Moves the frames `stream` has queued into the socket's send buffer.
+fn drain(stream: &mut FramedConnection, socket: &mut tcp::Socket<'_>) -> Result<(), String> {
+    loop {
+        let n = socket
+            .send(|space| {
+                let n = stream.transmit(space, SESSION_TIME);
+                (n, n)
+            })
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// How the sender puts a message into the socket.
 enum Writer {
     /// `sendall(message)`.
     Raw { offset: usize },
-    /// `send_frame(message)`: a 4-byte length, then the message.
-    Framed(FramedStream<Vec<u8>>),
+    /// `send(message)`: a 4-byte length, then the message, whole or not at all.
+    Framed(FramedConnection),
     /// Length, wait for the acknowledgement, then the message.
     Acked(AckSender),
 }
@@ -404,11 +436,17 @@ impl Sender<'_> {
                 }
                 Ok(done)
             }
-            Writer::Framed(stream) => match stream.send_frame(socket, body) {
-                Ok(()) => Ok(true),
-                Err(SendError::WouldBlock) => Ok(false),
-                Err(e) => Err(e.to_string()),
-            },
+            Writer::Framed(stream) => {
+                // What is queued goes first; a frame is queued whole or not at all.
+                drain(stream, socket)?;
+                let queued = match stream.send(body) {
+                    Ok(()) => true,
+                    Err(SendError::WouldBlock) => false,
+                    Err(e) => return Err(e.to_string()),
+                };
+                drain(stream, socket)?;
+                Ok(queued)
+            }
             Writer::Acked(sender) => loop {
                 let progress = socket
                     .send(|space| match sender.write(body, space) {
@@ -475,8 +513,8 @@ impl Service for Sender<'_> {
 enum Reader {
     /// `recv(1024)` in a loop, each read kept as it came.
     Naive,
-    /// Whole frames out of a [`FramedStream`].
-    Framed(FramedStream<Vec<u8>>),
+    /// Whole frames out of a [`Framed`] session.
+    Framed(FramedConnection),
     /// Read a length, acknowledge it, read the body.
     Acked(AckReceiver<Vec<u8>>),
 }
@@ -507,14 +545,26 @@ impl Receiver {
                 }
             }
             Reader::Framed(stream) => loop {
-                match stream.recv_frame(socket) {
-                    Ok(Some(frame)) => {
-                        self.received_bytes += frame.len();
-                        self.received.push((now, frame.to_vec()));
-                    }
-                    // Not connected yet, or nothing more for now.
-                    Ok(None) | Err(RecvError::NotConnected) => break,
-                    Err(e) => return Err(e.to_string()),
+                let mut taken = 0;
+                if socket.can_recv() {
+                    taken = socket
+                        .recv(|bytes| {
+                            let n = stream.receive(bytes, SESSION_TIME);
+                            (n, n)
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+                let mut frames = 0;
+                while let Some(frame) = stream.recv() {
+                    self.received_bytes += frame.len();
+                    self.received.push((now, frame.to_vec()));
+                    frames += 1;
+                }
+                if let Some(e) = stream.error() {
+                    return Err(e.to_string());
+                }
+                if taken == 0 && frames == 0 {
+                    break;
                 }
             },
             Reader::Acked(receiver) => loop {
@@ -816,7 +866,7 @@ fn render(options: &Options, report: &Report) -> String {
     let _ = writeln!(
         out,
         "Part 3. The cure by length framing (the primer's struct.pack, in network order): each message goes \
-         out as a 4-byte length and the body (FramedStream); the reader cuts the stream back into frames \
+         out as a 4-byte length and the body (a Framed session); the reader cuts the stream back into frames \
          (FrameReader), whatever TCP merged or split. Same traffic as parts 1 and 2, Nagle on."
     );
     show_frame_stats(&mut out, "small sends", &report.framed_small);
@@ -831,7 +881,7 @@ fn render(options: &Options, report: &Report) -> String {
         .checked_sub(framed.elapsed.total_micros());
     let _ = writeln!(
         out,
-        "Part 4. The cure by acknowledged length (wire::ack): send the length alone, wait until the peer \
+        "Part 4. The cure by acknowledged length (ack.rs, kept for study): send the length alone, wait until the peer \
          echoes it, then send the body. The reader always knows what comes next, at one extra round trip \
          per message. All {n} messages are ready at once; Nagle off on both sides (it would add more waits).\n  \
          length framing:      {} for {} messages\n  \
