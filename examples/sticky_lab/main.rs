@@ -246,9 +246,12 @@ impl Lab<'_, '_> {
         let (writer, reader) = match case.method {
             Method::Naive => (Writer::Raw { offset: 0 }, Reader::Naive),
             Method::Framed => (
-                Writer::Framed(framed_connection(format.max_frame_len(), format)?),
+                Writer::Framed(Box::new(framed_connection(format.max_frame_len(), format)?)),
                 // Room for two messages, so one read can carry several.
-                Reader::Framed(framed_connection(2 * MAX_MESSAGE as usize, format)?),
+                Reader::Framed(Box::new(framed_connection(
+                    2 * MAX_MESSAGE as usize,
+                    format,
+                )?)),
             ),
             Method::Acked => (
                 Writer::Acked(AckSender::new(format)),
@@ -395,7 +398,7 @@ enum Writer {
     /// `sendall(message)`.
     Raw { offset: usize },
     /// `send(message)`: a 4-byte length, then the message, whole or not at all.
-    Framed(FramedConnection),
+    Framed(Box<FramedConnection>),
     /// Length, wait for the acknowledgement, then the message.
     Acked(AckSender),
 }
@@ -514,7 +517,7 @@ enum Reader {
     /// `recv(1024)` in a loop, each read kept as it came.
     Naive,
     /// Whole frames out of a [`Framed`] session.
-    Framed(FramedConnection),
+    Framed(Box<FramedConnection>),
     /// Read a length, acknowledge it, read the body.
     Acked(AckReceiver<Vec<u8>>),
 }
@@ -688,10 +691,10 @@ fn intact_reads(reads: &[(Duration, Vec<u8>)], messages: &[Vec<u8>]) -> usize {
     let mut intact = 0;
     for (_, bytes) in reads {
         let end = start + bytes.len();
-        if let Ok(i) = bounds.binary_search(&start) {
-            if bounds.get(i + 1) == Some(&end) {
-                intact += 1;
-            }
+        if let Ok(i) = bounds.binary_search(&start)
+            && bounds.get(i + 1) == Some(&end)
+        {
+            intact += 1;
         }
         start = end;
     }
