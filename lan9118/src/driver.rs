@@ -18,7 +18,9 @@
 
 use core::fmt;
 
+#[cfg(feature = "smoltcp")]
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
+#[cfg(feature = "smoltcp")]
 use smoltcp::time::Instant;
 
 use crate::bus::Bus;
@@ -197,7 +199,9 @@ impl fmt::Display for CsrError {
 
 impl core::error::Error for CsrError {}
 
-/// A LAN9118 driven through a [`Bus`], as a smoltcp [`Device`](phy::Device).
+/// A LAN9118 driven through a [`Bus`]: a smoltcp `phy::Device` (feature `smoltcp`),
+/// and behind `embassy::Device` an embassy-net driver
+/// (feature `embassy`).
 ///
 /// Holds one RX and one TX frame buffer (about 3 KiB in all), so it is meant to
 /// live in a `static`: [`Lan9118::new`] is `const` and touches no hardware; call
@@ -372,6 +376,12 @@ impl<B: Bus> Lan9118<B> {
         pending
     }
 
+    /// The bus, for tests that look at the fake chip behind it.
+    #[cfg(test)]
+    pub(crate) fn bus_mut(&mut self) -> &mut B {
+        &mut self.bus
+    }
+
     /// Gives the bus back, for example to reuse it after a failed init.
     pub fn release(self) -> B {
         self.bus
@@ -506,6 +516,46 @@ impl<B: Bus> Lan9118<B> {
     fn tx_free(&mut self) -> usize {
         (self.bus.read(regs::TX_FIFO_INF) & fifo_inf::DATA_MASK) as usize
     }
+
+    /// The next good frame, read into the RX buffer, and the right to send one
+    /// reply: what both stacks' `receive` hand out. `None` before `init` or when
+    /// no good frame waits.
+    pub(crate) fn next_frame(&mut self) -> Option<(&mut [u8], Transmitter<'_, B>)> {
+        if !self.ready {
+            return None;
+        }
+        self.drain_tx_status();
+        let len = self.read_frame()?;
+        let frame = self.rx_buffer.get_mut(..len)?;
+        Some((
+            frame,
+            Transmitter {
+                bus: &mut self.bus,
+                buffer: &mut self.tx_buffer,
+                stats: &mut self.stats,
+                next_tag: &mut self.next_tag,
+            },
+        ))
+    }
+
+    /// The right to send one frame, when the TX FIFO has room for any frame (so
+    /// the stack keeps its packets queued instead of losing one to a full FIFO).
+    /// `None` before `init` or while the FIFO is that full.
+    pub(crate) fn transmitter(&mut self) -> Option<Transmitter<'_, B>> {
+        if !self.ready {
+            return None;
+        }
+        self.drain_tx_status();
+        if self.tx_free() < tx_space(MAX_FRAME_LEN) {
+            return None;
+        }
+        Some(Transmitter {
+            bus: &mut self.bus,
+            buffer: &mut self.tx_buffer,
+            stats: &mut self.stats,
+            next_tag: &mut self.next_tag,
+        })
+    }
 }
 
 /// The TX FIFO space one frame needs: two command words and the padded data.
@@ -513,45 +563,31 @@ fn tx_space(len: usize) -> usize {
     len.div_ceil(4).saturating_mul(4).saturating_add(8)
 }
 
-/// A received frame, borrowed from the driver's RX buffer.
-#[derive(Debug)]
-pub struct RxToken<'a> {
-    frame: &'a [u8],
-}
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F>(self, f: F) -> R
-    where
-        F: FnOnce(&[u8]) -> R,
-    {
-        f(self.frame)
-    }
-}
-
-/// The right to send one frame.
-pub struct TxToken<'a, B: Bus> {
+/// The right to send one frame, whichever stack asked: the TX buffer to build it
+/// in, and the bus to push it through.
+pub(crate) struct Transmitter<'a, B: Bus> {
     bus: &'a mut B,
     buffer: &'a mut [u8; MAX_FRAME_LEN],
     stats: &'a mut Stats,
     next_tag: &'a mut u16,
 }
 
-impl<B: Bus> fmt::Debug for TxToken<'_, B> {
+impl<B: Bus> fmt::Debug for Transmitter<'_, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TxToken")
+        f.debug_struct("Transmitter")
             .field("next_tag", &self.next_tag)
             .finish_non_exhaustive()
     }
 }
 
-impl<B: Bus> phy::TxToken for TxToken<'_, B> {
-    fn consume<R, F>(self, len: usize, f: F) -> R
-    where
-        F: FnOnce(&mut [u8]) -> R,
-    {
+impl<B: Bus> Transmitter<'_, B> {
+    /// Lets `f` write a frame of `len` bytes into the TX buffer, then pushes it
+    /// into the TX FIFO (or drops and counts it: longer than [`MAX_FRAME_LEN`], or
+    /// the FIFO never had room).
+    pub(crate) fn send<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let Some(frame) = self.buffer.get_mut(..len) else {
-            // smoltcp never asks for more than the MTU we advertise; if something
-            // does, it gets the whole buffer to write into and the frame is dropped.
+            // A stack never asks for more than the MTU we advertise; if one does,
+            // it gets the whole buffer to write into and the frame is dropped.
             self.stats.tx_dropped = self.stats.tx_dropped.wrapping_add(1);
             return f(self.buffer.as_mut_slice());
         };
@@ -591,6 +627,41 @@ impl<B: Bus> phy::TxToken for TxToken<'_, B> {
     }
 }
 
+/// A received frame, borrowed from the driver's RX buffer.
+#[cfg(feature = "smoltcp")]
+#[derive(Debug)]
+pub struct RxToken<'a> {
+    frame: &'a [u8],
+}
+
+#[cfg(feature = "smoltcp")]
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.frame)
+    }
+}
+
+/// The right to send one frame.
+#[cfg(feature = "smoltcp")]
+#[derive(Debug)]
+pub struct TxToken<'a, B: Bus> {
+    transmitter: Transmitter<'a, B>,
+}
+
+#[cfg(feature = "smoltcp")]
+impl<B: Bus> phy::TxToken for TxToken<'_, B> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        self.transmitter.send(len, f)
+    }
+}
+
+#[cfg(feature = "smoltcp")]
 impl<B: Bus> phy::Device for Lan9118<B> {
     type RxToken<'a>
         = RxToken<'a>
@@ -602,39 +673,13 @@ impl<B: Bus> phy::Device for Lan9118<B> {
         Self: 'a;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        if !self.ready {
-            return None;
-        }
-        self.drain_tx_status();
-        let len = self.read_frame()?;
-        let frame = self.rx_buffer.get(..len)?;
-        Some((
-            RxToken { frame },
-            TxToken {
-                bus: &mut self.bus,
-                buffer: &mut self.tx_buffer,
-                stats: &mut self.stats,
-                next_tag: &mut self.next_tag,
-            },
-        ))
+        let (frame, transmitter) = self.next_frame()?;
+        Some((RxToken { frame }, TxToken { transmitter }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        if !self.ready {
-            return None;
-        }
-        self.drain_tx_status();
-        // Hand out a token only when any frame will fit, so smoltcp keeps its
-        // packets queued instead of losing one to a full FIFO.
-        if self.tx_free() < tx_space(MAX_FRAME_LEN) {
-            return None;
-        }
-        Some(TxToken {
-            bus: &mut self.bus,
-            buffer: &mut self.tx_buffer,
-            stats: &mut self.stats,
-            next_tag: &mut self.next_tag,
-        })
+        self.transmitter()
+            .map(|transmitter| TxToken { transmitter })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -645,7 +690,9 @@ impl<B: Bus> phy::Device for Lan9118<B> {
     }
 }
 
-#[cfg(test)]
+// The driver's tests run it as smoltcp's device; the embassy-net side has its
+// own in `embassy.rs`.
+#[cfg(all(test, feature = "smoltcp"))]
 mod tests {
     use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
     use smoltcp::phy::{Device, RxToken as _, TxToken as _};

@@ -8,8 +8,12 @@
 //! chip at `0x4020_0000`), so it is a good way to run a real driver and a real stack
 //! under emulation, and the same driver runs on real hardware with this chip.
 //!
+//! - Two stacks: smoltcp's `phy::Device` (feature `smoltcp`, on by default) and
+//!   embassy-net's `Driver` (`embassy::Device`, feature `embassy`), over the
+//!   same register code.
 //! - Programmed I/O only: no DMA, no interrupts needed (an RX interrupt can be
-//!   switched on to sleep between frames).
+//!   switched on to sleep between frames; the embassy driver wakes its runner
+//!   from it).
 //! - No allocation: one RX and one TX frame buffer inside the driver, so the whole
 //!   driver can be a `static`.
 //! - No panics and no unbounded waits: bad frames are dropped and counted in
@@ -35,6 +39,8 @@
 //! [smoltcp]: https://docs.rs/smoltcp
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code, missing_docs)]
+// With neither stack, only the register code is used (init, counters, ids).
+#![cfg_attr(not(any(feature = "smoltcp", feature = "embassy")), allow(dead_code))]
 #![cfg_attr(
     not(test),
     deny(
@@ -50,12 +56,15 @@
 
 mod bus;
 mod driver;
+// Also built for the tests, so that plain `cargo test` covers it.
+#[cfg(any(feature = "embassy", test))]
+pub mod embassy;
 pub mod regs;
 
 #[cfg(test)]
 mod fake_chip;
 
 pub use bus::{Bus, Mmio};
-pub use driver::{
-    ChipId, Config, CsrError, InitError, Lan9118, MAX_FRAME_LEN, RxToken, Stats, TxToken,
-};
+pub use driver::{ChipId, Config, CsrError, InitError, Lan9118, MAX_FRAME_LEN, Stats};
+#[cfg(feature = "smoltcp")]
+pub use driver::{RxToken, TxToken};
