@@ -219,9 +219,9 @@ impl fmt::Display for TransferStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} sessions; uploads: {} begun ({} resumed), {} done, {} abandoned, {} B in; \
-             downloads: {} begun, {} done, {} changed, {} B out; {} listings, {} stats, \
-             {} deletes, {} stray DATA, {} request timeouts; {} errors",
+            "sessions: {}; uploads: {} begun ({} resumed), {} done, {} abandoned, {} B in; \
+             downloads: {} begun, {} done, {} changed, {} B out; listings: {}, stats: {}, \
+             deletes: {}, stray DATA: {}, request timeouts: {}; errors: {}",
             self.sessions,
             self.uploads,
             self.uploads_resumed,
