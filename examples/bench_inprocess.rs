@@ -35,7 +35,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
 use clap::Parser;
-use smolsock::net::{FramedStream, RecvError, SendError, StreamingFrames};
+use smolsock::net::{RecvError, SendError, StreamingFrames, TcpSession};
+use smolsock::session::{Framed, SendError as FrameSendError, Status};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
@@ -128,7 +129,7 @@ impl Case {
 }
 
 fn size(bytes: usize) -> String {
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")
@@ -172,6 +173,8 @@ struct Stack {
     server: SocketHandle,
     client: SocketHandle,
     polls: u64,
+    /// The time of the last poll.
+    now: Instant,
 }
 
 impl Stack {
@@ -220,6 +223,7 @@ impl Stack {
             server,
             client,
             polls: 0,
+            now: Instant::now(),
         };
         for _ in 0..100 {
             stack.poll();
@@ -234,8 +238,9 @@ impl Stack {
 
     fn poll(&mut self) {
         self.polls += 1;
+        self.now = Instant::now();
         self.iface
-            .poll(Instant::now(), &mut self.device, &mut self.sockets);
+            .poll(self.now, &mut self.device, &mut self.sockets);
     }
 }
 
@@ -347,15 +352,34 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + 1) as u8).collect()
 }
 
-/// The same transfer through `FramedStream`: whole frames of `case.frame_len` bytes.
+/// A framed connection with no handler: whole frames in (`recv`) and out
+/// (`send_via`, `send`), each side's storage one frame of the case's maximum.
+type FramedConn = TcpSession<Framed<(), Vec<u8>, Vec<u8>>>;
+
+fn framed_conn(handle: SocketHandle, format: HeaderFormat) -> Result<FramedConn, String> {
+    let storage = || vec![0u8; format.max_frame_len()];
+    let session =
+        Framed::new((), storage(), storage(), format).map_err(|e| format!("framed: {e}"))?;
+    Ok(TcpSession::new(handle, session))
+}
+
+/// The same transfer through `Framed` sessions: whole frames of `case.frame_len`
+/// bytes. The sender writes each frame straight into the send ring with `send_via`
+/// when it fits there whole, else into the session's queue, which the pump
+/// (`TcpSession::poll`) empties into the ring; the receiver's pump feeds the ring
+/// into the frame storage, and `recv` takes each whole frame.
 fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
-    let mut stack = Stack::connected(case, FramedStream::<Vec<u8>>::configure)?;
+    let mut stack = Stack::connected(case, StreamingFrames::configure)?;
     let format = case.format();
-    let new_stream = || {
-        FramedStream::new(vec![0u8; format.max_frame_len()], format)
-            .map_err(|e| format!("stream: {e}"))
-    };
-    let (mut rx, mut tx) = (new_stream()?, new_stream()?);
+    let (mut rx, mut tx) = (
+        framed_conn(stack.server, format)?,
+        framed_conn(stack.client, format)?,
+    );
+    // Both sockets are connected: the first poll starts each session.
+    rx.poll(&mut stack.sockets, stack.now)
+        .map_err(|e| format!("poll: {e}"))?;
+    tx.poll(&mut stack.sockets, stack.now)
+        .map_err(|e| format!("poll: {e}"))?;
     let frames = total.div_ceil(case.frame_len as u64);
     let mut body = pattern(case.frame_len);
     let mut expected = pattern(case.frame_len);
@@ -365,13 +389,20 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     let stopwatch = Stopwatch::start();
     while got < frames {
         stack.poll();
-        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
+        let now = stack.now;
+        // The frame storage holds one frame: take it, and feed the next one in.
         loop {
-            let frame = match rx.recv_frame(socket) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(RecvError::Finished) => return Err("the sender closed early".into()),
-                Err(e) => return Err(format!("recv_frame: {e}")),
+            let status = rx
+                .poll(&mut stack.sockets, now)
+                .map_err(|e| format!("poll: {e}"))?;
+            if let Some(e) = rx.session().error() {
+                return Err(format!("recv: {e}"));
+            }
+            if status != Status::Open {
+                return Err("the sender closed early".into());
+            }
+            let Some(frame) = rx.session_mut().recv() else {
+                break;
             };
             if frame.len() != case.frame_len {
                 return Err(format!("frame {got}: {} bytes", frame.len()));
@@ -391,15 +422,34 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
             received += case.frame_len as u64;
             got += 1;
         }
-        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
-        while sent < frames {
-            match tx.send_frame(socket, &body) {
+        loop {
+            // A frame still queued goes first (the pump), also after the last one
+            // was handed over, and the next one waits while the ring has no room.
+            if !tx.session().is_flushed() {
+                tx.poll(&mut stack.sockets, now)
+                    .map_err(|e| format!("poll: {e}"))?;
+                if !tx.session().is_flushed() {
+                    break;
+                }
+            }
+            if sent >= frames {
+                break;
+            }
+            let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+            let session = tx.session_mut();
+            let result = socket
+                .send(|space| match session.send_via(&body, space) {
+                    Ok(direct) => (direct, Ok(())),
+                    Err(e) => (0, Err(e)),
+                })
+                .map_err(|e| format!("send: {e}"))?;
+            match result {
                 Ok(()) => {
                     sent += 1;
                     stamp(&mut body, sent);
                 }
-                Err(SendError::WouldBlock) => break,
-                Err(e) => return Err(format!("send_frame: {e}")),
+                Err(FrameSendError::WouldBlock) => break,
+                Err(e) => return Err(format!("send_via: {e}")),
             }
         }
     }
@@ -577,7 +627,7 @@ fn measure(case: &Case, options: &Options) -> Result<Row, String> {
         // least disturbed by whatever else the machine is doing.
         let round = [
             raw(case, total, |_| {})?,
-            raw(case, total, FramedStream::<Vec<u8>>::configure)?,
+            raw(case, total, StreamingFrames::configure)?,
             framed(case, total, options.verify)?,
             streaming(case, total, options.verify)?,
         ];

@@ -27,21 +27,19 @@ use std::process::ExitCode;
 use std::task::Poll;
 
 use clap::Parser;
+use smolsock::http::{HttpResponder, HttpStats, StatusSite};
 use smolsock::net::{
-    ClientState, Framed, FramedStream, PortAllocator, SendError, ServerConfig, ServerStats,
-    Service, StreamStats, TcpClient, TcpServer, UdpService, UdpStats,
+    ClientState, HandleError, PortAllocator, ServerConfig, ServerError, ServerStats, Service,
+    TcpClient, TcpServer, TcpSession, UdpEcho, UdpService, UdpStats,
 };
 use smolsock::runner::sim::{
     CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SimConfig, SimNet, SimTimeout,
 };
-use smolsock::service::echo::Echo;
-use smolsock::service::framed_echo::FramedEcho;
-use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
-use smolsock::service::transfer::{
+use smolsock::session::{Echo, Framed, FramedEcho, FramedStats, Request, SendError};
+use smolsock::store::{FileName, FileStat, RamStore};
+use smolsock::transfer::{
     PutOptions, SharedStore, SliceSink, TransferClient, TransferServer, UploadLease,
 };
-use smolsock::service::udp_echo::UdpEcho;
-use smolsock::store::{FileName, FileStat, RamStore};
 use smolsock::wire::crc32::crc32;
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
@@ -113,7 +111,7 @@ struct Options {
     pcap: Option<PathBuf>,
 }
 
-type FramedEchoSlot = Framed<FramedEcho, Vec<u8>>;
+type FramedEchoSlot = Framed<FramedEcho, Vec<u8>, Vec<u8>>;
 type HttpSlot<'a> = HttpResponder<'a, StatusSite<'a>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 /// The transfer slots share one store, borrowed for the demo's run.
 type TransferSlot<'a> = TransferServer<'a, &'a mut Store, Vec<u8>>;
@@ -171,47 +169,66 @@ struct Servers<'a> {
 }
 
 impl<'a> Servers<'a> {
-    /// The services on their conventional ports, each over its own sockets.
+    /// The services on their conventional ports, each over its own sockets, all
+    /// listening when this returns.
     fn new(
         sockets: &mut SocketSet<'_>,
         site: &'a StatusSite<'a>,
         live: &'a LiveCounters,
         shared: &'a SharedStore<&'a mut Store>,
-    ) -> Self {
+    ) -> Result<Self, ServerError> {
         let format = frame_format();
+        // A framed slot gathers frames in one frame's storage and queues its
+        // answers in another: an answer waits there whole while the socket is full.
         let framed_slot = || {
-            Framed::new(
-                FramedEcho::new(),
-                vec![0; 2 * format.max_frame_len()],
-                format,
-            )
-            .expect("the storage holds a frame of the maximum length")
+            let storage = || vec![0; format.max_frame_len()];
+            Framed::new(FramedEcho::new(), storage(), storage(), format)
+                .expect("the storage holds a frame of the maximum length")
         };
-        let mut tcp = || sockets.add(tcp_socket(TCP_BUFFER, TCP_BUFFER));
-        let echo = TcpServer::new(ECHO_PORT, [tcp(), tcp()], [Echo::new(), Echo::new()]);
-        // Framed servers turn Nagle and delayed ACK off on each connection
-        // themselves (`Handler::configure_socket`).
-        let framed = TcpServer::new(FRAMED_PORT, [tcp(), tcp()], [framed_slot(), framed_slot()]);
+        let tcp_pair = |sockets: &mut SocketSet<'_>| -> [SocketHandle; SLOTS] {
+            core::array::from_fn(|_| sockets.add(tcp_socket(TCP_BUFFER, TCP_BUFFER)))
+        };
+        let handles = tcp_pair(sockets);
+        let echo = TcpServer::new(sockets, ECHO_PORT, handles, [Echo::new(), Echo::new()])?;
+        // Framed sessions ask for no delay (`Session::no_delay`): the server turns
+        // Nagle and delayed ACK off on each of their connections itself.
+        let handles = tcp_pair(sockets);
+        let framed = TcpServer::new(
+            sockets,
+            FRAMED_PORT,
+            handles,
+            [framed_slot(), framed_slot()],
+        )?;
+        let handles = tcp_pair(sockets);
         let http = TcpServer::new(
+            sockets,
             HTTP_PORT,
-            [tcp(), tcp()],
+            handles,
             [HttpResponder::new(site), HttpResponder::new(site)],
-        );
+        )?;
+        // Frames up to TRANSFER_BODY both ways: the receive storage and the
+        // staging buffer each hold one, header included.
         let transfer_slot = || {
-            TransferServer::new(shared, vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY])
-                .expect("the buffers hold the protocol's smallest frame")
+            TransferServer::new(
+                shared,
+                vec![0; TRANSFER_BODY + 4],
+                vec![0; TRANSFER_BODY + 4],
+            )
+            .expect("the buffers hold the protocol's smallest frame")
         };
+        let handles = tcp_pair(sockets);
         let transfer = TcpServer::new(
+            sockets,
             TRANSFER_PORT,
-            [tcp(), tcp()],
+            handles,
             [transfer_slot(), transfer_slot()],
-        )
+        )?
         .with_config(ServerConfig {
-            idle_timeout: Some(TRANSFER_PATIENCE),
+            idle_timeout: Some(TRANSFER_PATIENCE.into()),
             ..ServerConfig::DEFAULT
         });
         let udp = UdpService::new(sockets.add(udp_socket(8, 8 * 1024)), UDP_ECHO_PORT, UdpEcho);
-        Self {
+        Ok(Self {
             echo,
             framed,
             udp,
@@ -219,13 +236,13 @@ impl<'a> Servers<'a> {
             transfer,
             live,
             shared,
-        }
+        })
     }
 
     /// The framed echo's counters over every connection it served.
-    fn framed_stats(&self) -> StreamStats {
-        let mut total = StreamStats::default();
-        for slot in self.framed.handlers() {
+    fn framed_stats(&self) -> FramedStats {
+        let mut total = FramedStats::default();
+        for slot in self.framed.sessions() {
             total.accumulate(&slot.stats());
         }
         total
@@ -234,7 +251,7 @@ impl<'a> Servers<'a> {
     /// The HTTP responder's counters over every connection it served.
     fn http_stats(&self) -> HttpStats {
         let mut total = HttpStats::default();
-        for slot in self.http.handlers() {
+        for slot in self.http.sessions() {
             total.accumulate(slot.stats());
         }
         total
@@ -298,6 +315,31 @@ struct Demo<'s, 'a> {
     draw: bool,
 }
 
+/// A client request on the client's TCP socket, polled as a service of the client
+/// host: the simulation then honours its timers (a request with local work to do,
+/// such as hashing the file before an upload, asks to be polled again at once).
+struct ClientRequest<R: Request> {
+    conn: TcpSession<R>,
+    /// The request's outcome once it completed (or the socket was missing).
+    outcome: Option<Result<R::Output, HandleError>>,
+}
+
+impl<R: Request> Service for ClientRequest<R> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        if self.outcome.is_none() {
+            self.outcome = match self.conn.poll_request(sockets, now) {
+                Ok(Poll::Ready(output)) => Some(Ok(output)),
+                Ok(Poll::Pending) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.conn.poll_at().map(Instant::from)
+    }
+}
+
 /// One step: exercises a service, prints what happened, and says which check
 /// failed, if one did.
 type Step = fn(&mut Demo<'_, '_>) -> Result<(), String>;
@@ -355,6 +397,33 @@ impl<'a> Demo<'_, 'a> {
             .run_services(&mut self.servers, &mut (), limit, |servers, _, net| {
                 until(servers, net)
             })
+    }
+
+    /// Runs a client request (a [`Request`] session) on the client's TCP socket
+    /// until it completes, for at most `limit` of virtual time; `tick` sees the
+    /// time after every poll. Gives the request back with its outcome.
+    fn request<R: Request>(
+        &mut self,
+        limit: Duration,
+        request: R,
+        mut tick: impl FnMut(Instant),
+    ) -> (Result<R::Output, String>, R) {
+        let mut client = ClientRequest {
+            conn: TcpSession::new(self.tcp, request),
+            outcome: None,
+        };
+        let result =
+            self.net
+                .run_services(&mut self.servers, &mut client, limit, |_, client, net| {
+                    tick(net.now());
+                    client.outcome.take()
+                });
+        let outcome = match result {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        (outcome, client.conn.into_session())
     }
 
     /// Connects the client's TCP socket to `to`:`port`, with Nagle as asked.
@@ -480,25 +549,42 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
         })
         .collect();
     demo.connect(to, FRAMED_PORT, false)?;
-    let handle = demo.tcp;
-    let mut stream = FramedStream::new(vec![0; 2 * frame_format().max_frame_len()], frame_format())
-        .map_err(|e| e.to_string())?;
+    // The client's framed connection: a `Framed` session with no handler, whole
+    // frames in (`recv`) and out (`send`), on the client's socket.
+    let format = frame_format();
+    let storage = || vec![0; format.max_frame_len()];
+    let framed = Framed::new((), storage(), storage(), format).map_err(|e| e.to_string())?;
+    let mut conn = TcpSession::new(demo.tcp, framed);
     let started = demo.net.now();
     let (mut sent, mut back) = (0, Vec::new());
     let result = demo.run("framed echo", |_, net| {
-        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
-        while let Some(body) = messages.get(sent) {
-            match stream.send_frame(socket, body) {
-                Ok(()) => sent += 1,
-                Err(SendError::WouldBlock) => break,
-                Err(e) => return Some(Err(e.to_string())),
-            }
+        let now = net.now();
+        let sockets = &mut net.client.sockets;
+        // The session starts on the first poll that finds the socket connected
+        // (and forgets whatever was queued before): poll, then queue.
+        if let Err(e) = conn.poll(sockets, now) {
+            return Some(Err(e.to_string()));
         }
         loop {
-            match stream.recv_frame(socket) {
-                Ok(Some(frame)) => back.push(frame.to_vec()),
-                Ok(None) => break,
-                Err(e) => return Some(Err(e.to_string())),
+            let before = (sent, back.len());
+            while let Some(body) = messages.get(sent) {
+                match conn.session_mut().send(body) {
+                    Ok(()) => sent += 1,
+                    Err(SendError::WouldBlock) => break,
+                    Err(e) => return Some(Err(e.to_string())),
+                }
+            }
+            if let Err(e) = conn.poll(sockets, now) {
+                return Some(Err(e.to_string()));
+            }
+            while let Some(frame) = conn.session_mut().recv() {
+                back.push(frame.to_vec());
+            }
+            if let Some(e) = conn.session().error() {
+                return Some(Err(e.to_string()));
+            }
+            if (sent, back.len()) == before {
+                break;
             }
         }
         (back.len() >= messages.len()).then_some(Ok(()))
@@ -507,7 +593,7 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     let elapsed = since(started, demo.net.now());
     demo.close(|servers| servers.framed.active() == 0)?;
     let whole = back.iter().zip(&messages).filter(|(a, b)| a == b).count();
-    let stats = stream.stats();
+    let stats = conn.session().stats();
     println!(
         "  {MESSAGES} frames ({} B) sent back to back, {whole} came back whole and in order in {}",
         messages.iter().map(Vec::len).sum::<usize>(),
@@ -805,29 +891,24 @@ fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
     };
     let name = FileName::new(FILE_NAME).map_err(|e| e.to_string())?;
     demo.connect(SERVER_V4.into(), TRANSFER_PORT, false)?;
-    let mut client = TransferClient::new(vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY])
+    // Frames up to TRANSFER_BODY both ways, header included in each buffer.
+    let mut client = TransferClient::new(vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY + 4])
         .map_err(|e| e.to_string())?
-        .with_timeout(Some(TRANSFER_PATIENCE));
-    let handle = demo.tcp;
+        .with_timeout(Some(TRANSFER_PATIENCE.into()));
     let (draw, now) = (demo.draw, demo.net.now());
 
+    // Each operation is a request session on the client's socket
+    // (`TcpSession::poll_request`), until its outcome is in.
     let bar = TransferBar::new("put", FILE_NAME, now, draw);
-    let mut put = client.put(name, &data[..], PutOptions::FRESH, |done, total| {
+    let put = client.put(name, &data[..], PutOptions::FRESH, |done, total| {
         bar.update(done, total)
     });
-    let stored = demo.run_for(TRANSFER_LIMIT, |_, net| {
-        bar.clock(net.now());
-        let now = net.now();
-        match put.poll(net.client.sockets.get_mut(handle), now) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
-    });
+    let (stored, _) = demo.request(TRANSFER_LIMIT, put, |now| bar.clock(now));
     println!("  {}", bar.finish());
     let stored = stored
         .map_err(|e| format!("upload: {e}"))?
         .map_err(|e| format!("upload: {e}"))?;
-    let frames = client.stream_stats().write.frames;
+    let frames = client.framed_stats().write.frames;
     println!(
         "  stored: {} B, CRC-32 {:08x}; {} progress reports, in {} DATA frames of at most {} B of file",
         stored.size,
@@ -846,15 +927,8 @@ fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
         "the upload's progress went back, passed the total or stopped short".into()
     })?;
 
-    let mut op = client.stat(name);
-    let stat = demo
-        .run_for(TRANSFER_LIMIT, |_, net| {
-            let now = net.now();
-            match op.poll(net.client.sockets.get_mut(handle), now) {
-                Poll::Ready(result) => Some(result),
-                Poll::Pending => None,
-            }
-        })
+    let (stat, _) = demo.request(TRANSFER_LIMIT, client.stat(name), |_| {});
+    let stat = stat
         .map_err(|e| format!("stat: {e}"))?
         .map_err(|e| format!("stat: {e}"))?;
     println!(
@@ -865,18 +939,12 @@ fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
 
     let mut back = vec![0u8; FILE_SIZE];
     let bar = TransferBar::new("get", FILE_NAME, demo.net.now(), draw);
-    let mut get = client.get(name, SliceSink::new(&mut back), false, |done, total| {
+    let get = client.get(name, SliceSink::new(&mut back), false, |done, total| {
         bar.update(done, total)
     });
-    let fetched = demo.run_for(TRANSFER_LIMIT, |_, net| {
-        bar.clock(net.now());
-        let now = net.now();
-        match get.poll(net.client.sockets.get_mut(handle), now) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
-    });
+    let (fetched, get) = demo.request(TRANSFER_LIMIT, get, |now| bar.clock(now));
     let (complete, same) = (get.sink().is_complete(), get.sink().data() == data);
+    drop(get);
     println!("  {}", bar.finish());
     let fetched = fetched
         .map_err(|e| format!("download: {e}"))?
@@ -925,7 +993,13 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
         SocketSet::new(&mut client_storage[..]),
     )
     .with_pcap(capture);
-    let servers = Servers::new(&mut net.server.sockets, &site, &live, &shared);
+    let servers = match Servers::new(&mut net.server.sockets, &site, &live, &shared) {
+        Ok(servers) => servers,
+        Err(e) => {
+            println!("cannot start the servers: {e}");
+            return STEPS.len();
+        }
+    };
     let tcp = net.client.sockets.add(tcp_socket(TCP_BUFFER, TCP_BUFFER));
     let udp = net.client.sockets.add(udp_socket(8, 8 * 1024));
     let mut ports = PortAllocator::new(options.seed);

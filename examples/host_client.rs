@@ -143,10 +143,12 @@ fn connect(server: SocketAddr) -> Result<TcpStream, Box<dyn Error>> {
     println!("connect({server})");
     let stream = TcpStream::connect_timeout(&server, TIMEOUT).map_err(|e| {
         let hint = match e.kind() {
-            ErrorKind::ConnectionRefused => {
-                " (is tap_server running? are all the service's slots busy?)"
+            ErrorKind::ConnectionRefused => " (is tap_server running? is the service on?)",
+            // A SYN to a pool whose slots are all busy is held in tap_server's
+            // listen backlog, not refused: the connect waits for a slot.
+            ErrorKind::TimedOut => {
+                " (is tap0 up? see tap-setup.sh status; or are all the service's slots busy?)"
             }
-            ErrorKind::TimedOut => " (is tap0 up? see tap-setup.sh status)",
             _ => "",
         };
         format!("connect to {server}: {e}{hint}")

@@ -89,7 +89,8 @@ struct Args {
     /// Where IPv6 packets for other networks go, or 'none'.
     #[arg(long, default_value = "fdaa::100")]
     gateway6: Setting<Ipv6Address>,
-    /// Raw echo (tcp/7) connections served at once; more are refused. 0: off.
+    /// Raw echo (tcp/7) connections served at once; a SYN beyond them waits in the
+    /// listen backlog (held, not refused) until a slot frees. 0: off.
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.echo_pool)]
     echo_pool: usize,
     /// Framed echo (tcp/9000) connections served at once. 0: off.
@@ -116,11 +117,12 @@ struct Args {
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.tx_buf,
           value_parser = clap::value_parser!(u32).range(64..).map(|n| n as usize))]
     tx_buf: usize,
-    /// Largest framed-echo body, in bytes (each framed slot keeps this + 4 bytes).
+    /// Largest framed-echo body, in bytes (each framed slot keeps two frames of
+    /// this + 4 bytes: one gathering, one going out).
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.max_frame)]
     max_frame: u32,
     /// Largest file transfer frame body, in bytes, at least 128 (each transfer slot
-    /// keeps twice this + 4 bytes).
+    /// keeps two frames of this + 4 bytes: one received, one staged to send).
     #[arg(long, default_value_t = ServicesConfig::DEFAULT.transfer_frame,
           value_parser = clap::value_parser!(u32).range(128..))]
     transfer_frame: u32,

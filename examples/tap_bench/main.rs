@@ -14,7 +14,8 @@
 //!
 //! - bulk: the shape of smoltcp's `examples/benchmark.rs` (64 KiB socket buffers,
 //!   the kernel writing to tcp/1235 or reading from tcp/1234), raw (the stack only
-//!   advances its rings) and framed (`FramedStream`, 64 KiB frames, on 1237/1236),
+//!   advances its rings) and framed (a `session::Framed` connection on a
+//!   `TcpSession`, 64 KiB frames, on 1237/1236),
 //!   on smolsock's `TapDevice` and, raw only, on smoltcp's `TunTapInterface`.
 //! - rr: 64-byte frames through the framed echo, one request outstanding, beside
 //!   the same client against a kernel echo on loopback.
@@ -25,7 +26,7 @@
 //! Every row checks that every byte arrived; a row that did not is an error.
 
 #[allow(dead_code)]
-#[path = "../transfer/protocol.rs"]
+#[path = "../../tests/oracle/transfer_client.rs"]
 mod protocol;
 
 use std::fmt;
@@ -40,11 +41,11 @@ use std::thread;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use clap::{Parser, ValueEnum};
-use smolsock::net::{Framed, FramedStream, RecvError, SendError, Service, TcpServer};
+use smolsock::net::{Service, TcpServer, TcpSession};
 use smolsock::runner::tap::TapDevice;
-use smolsock::service::framed_echo::FramedEcho;
-use smolsock::service::transfer::{SharedStore, TransferServer, UploadLease};
+use smolsock::session::{Framed, FramedEcho, SendError};
 use smolsock::store::{DirLimits, DirStore, RamStore, Storage};
+use smolsock::transfer::{SharedStore, TransferServer, UploadLease};
 use smolsock::wire::frame::HeaderFormat;
 use smolsock::wire::transfer::FileName;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -208,9 +209,9 @@ pub enum BulkMode {
     RawKernelWrites,
     /// Kernel reads, the stack only advances its send ring.
     RawKernelReads,
-    /// Kernel writes 64 KiB frames, the stack takes them with `recv_frame`.
+    /// Kernel writes 64 KiB frames, the stack takes them whole with `Framed::recv`.
     FramedKernelWrites,
-    /// The stack sends 64 KiB frames with `send_frame`, the kernel reads them.
+    /// The stack sends 64 KiB frames with `Framed::send`, the kernel reads them.
     FramedKernelReads,
 }
 
@@ -697,6 +698,9 @@ fn pattern(offset: usize) -> u8 {
     (offset % 251) as u8
 }
 
+/// A framed connection with no handler: whole frames in (`recv`) and out (`send`).
+type FramedConn = Framed<(), Vec<u8>, Vec<u8>>;
+
 /// The stack's side of one bulk row, on one socket.
 struct BulkServer {
     handle: SocketHandle,
@@ -706,9 +710,10 @@ struct BulkServer {
     /// Bytes received (kernel-writes rows).
     arrived: u64,
     done_at: Option<StdInstant>,
-    stream: FramedStream<Vec<u8>>,
+    /// The framed rows' connection on the socket; it sets its own socket options
+    /// (Nagle and delayed ACK off) when a connection starts.
+    conn: TcpSession<FramedConn>,
     body: Vec<u8>,
-    configured: bool,
     verify: bool,
     bad_frames: u64,
 }
@@ -716,19 +721,27 @@ struct BulkServer {
 impl BulkServer {
     fn new(handle: SocketHandle, mode: BulkMode, bytes: u64, verify: bool) -> Self {
         let frames = bytes / FRAME as u64;
+        let storage = || vec![0; FRAME_STORAGE];
+        let framed = Framed::new((), storage(), storage(), HeaderFormat::NETWORK)
+            .expect("storage holds one frame");
         Self {
             handle,
             mode,
             left: if mode.framed() { frames } else { bytes },
             arrived: 0,
             done_at: None,
-            stream: FramedStream::new(vec![0; FRAME_STORAGE], HeaderFormat::NETWORK)
-                .expect("storage holds one frame"),
+            conn: TcpSession::new(handle, framed),
             body: (0..FRAME).map(pattern).collect(),
-            configured: false,
             verify,
             bad_frames: 0,
         }
+    }
+
+    /// Moves the framed connection's bytes between its session and the socket.
+    fn poll_conn(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.conn
+            .poll(sockets, now)
+            .expect("the row's socket is in the set");
     }
 
     fn finished(&mut self) {
@@ -739,7 +752,7 @@ impl BulkServer {
 }
 
 impl Service for BulkServer {
-    fn poll(&mut self, sockets: &mut SocketSet<'_>, _now: Instant) {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
         // The peer is done (a previous run of this row): finish the close so the
         // socket can listen again.
@@ -750,15 +763,12 @@ impl Service for BulkServer {
             socket
                 .listen(self.mode.port())
                 .expect("a closed socket listens");
-            self.configured = false;
+            // The next connection is a new one for the framed session.
+            self.conn.reset();
             return;
         }
         if matches!(socket.state(), tcp::State::Listen | tcp::State::SynReceived) {
             return;
-        }
-        if self.mode.framed() && !self.configured && socket.may_send() {
-            FramedStream::<Vec<u8>>::configure(socket);
-            self.configured = true;
         }
         match self.mode {
             // benchmark.rs's tcp:1234: only advance the send ring.
@@ -794,27 +804,46 @@ impl Service for BulkServer {
                     }
                 }
             }
+            // The session starts on the first poll that finds the socket connected
+            // (and forgets whatever was queued before): poll, then queue.
             BulkMode::FramedKernelReads => {
-                while self.left > 0 && socket.may_send() {
-                    match self.stream.send_frame(socket, &self.body) {
-                        Ok(()) => self.left -= 1,
-                        Err(SendError::WouldBlock) => break,
-                        Err(e) => panic!("send_frame: {e}"),
+                self.poll_conn(sockets, now);
+                loop {
+                    let before = self.left;
+                    while self.left > 0 {
+                        match self.conn.session_mut().send(&self.body) {
+                            Ok(()) => self.left -= 1,
+                            Err(SendError::WouldBlock) => break,
+                            Err(e) => panic!("send: {e}"),
+                        }
+                    }
+                    self.poll_conn(sockets, now);
+                    if self.left == before {
+                        break;
                     }
                 }
             }
             BulkMode::FramedKernelWrites => {
-                while self.left > 0 {
-                    match self.stream.recv_frame(socket) {
-                        Ok(Some(frame)) => {
-                            if frame.len() != FRAME || (self.verify && frame != &self.body[..]) {
-                                self.bad_frames += 1;
-                            }
-                            self.arrived += frame.len() as u64;
-                            self.left -= 1;
+                self.poll_conn(sockets, now);
+                loop {
+                    let before = self.left;
+                    while self.left > 0 {
+                        let Some(frame) = self.conn.session_mut().recv() else {
+                            break;
+                        };
+                        if frame.len() != FRAME || (self.verify && frame != &self.body[..]) {
+                            self.bad_frames += 1;
                         }
-                        Ok(None) | Err(RecvError::Finished) => break,
-                        Err(e) => panic!("recv_frame: {e}"),
+                        self.arrived += frame.len() as u64;
+                        self.left -= 1;
+                    }
+                    if let Some(e) = self.conn.session().error() {
+                        panic!("recv: {e}");
+                    }
+                    // Taking a frame made room in the reader: take in more.
+                    self.poll_conn(sockets, now);
+                    if self.left == before {
+                        break;
                     }
                 }
             }
@@ -1029,21 +1058,28 @@ fn bulk_rows<D: Device + Wait>(
 // ---------------------------------------------------------------------------
 // Request/response and scale
 
-/// A framed echo slot: `service::framed_echo` behind `net::Framed`, as `tap_server`
-/// serves it on tcp/9000, with every default (`ServerConfig::DEFAULT`).
-type EchoSlot = Framed<FramedEcho, Vec<u8>>;
+/// A framed echo slot: `session::FramedEcho` in a `session::Framed`, as
+/// `tap_server` serves it on tcp/9000, with every default (`ServerConfig::DEFAULT`).
+type EchoSlot = Framed<FramedEcho, Vec<u8>, Vec<u8>>;
 
-fn echo_pool<const N: usize>(port: u16, handles: Vec<SocketHandle>) -> TcpServer<EchoSlot, N> {
+fn echo_pool<const N: usize>(
+    sockets: &mut SocketSet<'_>,
+    port: u16,
+    handles: Vec<SocketHandle>,
+) -> Result<TcpServer<EchoSlot, N>, BenchError> {
     let handles: [SocketHandle; N] = handles.try_into().expect("one socket per slot");
-    let handlers = core::array::from_fn(|_| {
+    let sessions = core::array::from_fn(|_| {
+        let storage = || vec![0u8; FRAME_STORAGE];
         Framed::new(
             FramedEcho::new(),
-            vec![0u8; FRAME_STORAGE],
+            storage(),
+            storage(),
             HeaderFormat::NETWORK,
         )
         .expect("storage holds one frame")
     });
-    TcpServer::new(port, handles, handlers)
+    TcpServer::new(sockets, port, handles, sessions)
+        .map_err(|e| BenchError(format!("tcp/{port}: {e}")))
 }
 
 /// What one echo client measured.
@@ -1176,7 +1212,7 @@ fn latency_of(
 
 fn rr_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<RrRow>, BenchError> {
     let handle = stack.add_tcp();
-    let mut server = echo_pool::<1>(PORT_ECHO, vec![handle]);
+    let mut server = echo_pool::<1>(&mut stack.sockets, PORT_ECHO, vec![handle])?;
     let ours = run_echo_clients(
         stack,
         &mut server,
@@ -1223,7 +1259,7 @@ fn scale_row<const N: usize>(
     args: &Args,
 ) -> Result<ScaleRow, BenchError> {
     let handles = (0..N).map(|_| stack.add_tcp()).collect();
-    let mut server = echo_pool::<N>(PORT_SCALE, handles);
+    let mut server = echo_pool::<N>(&mut stack.sockets, PORT_SCALE, handles)?;
     let rounds = (args.scale_round_trips / N).max(50);
     let latency = run_echo_clients(
         stack,
@@ -1292,9 +1328,12 @@ fn transfer_pair<S: Storage>(
     let bytes = fs::metadata(source)?.len();
     let shared = SharedStore::new(store, [UploadLease::EMPTY; 1]);
     let handle = stack.add_tcp();
-    let slot = TransferServer::new(&shared, vec![0u8; FRAME_STORAGE], vec![0u8; FRAME])
+    // 64 KiB frames both ways: the receive storage and the staging buffer each
+    // hold one, header included.
+    let slot = TransferServer::new(&shared, vec![0u8; FRAME_STORAGE], vec![0u8; FRAME_STORAGE])
         .map_err(|e| BenchError(e.to_string()))?;
-    let mut server = TcpServer::new(PORT_TRANSFER, [handle], [slot]);
+    let mut server = TcpServer::new(&mut stack.sockets, PORT_TRANSFER, [handle], [slot])
+        .map_err(|e| BenchError(format!("tcp/{PORT_TRANSFER}: {e}")))?;
     let done = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&done);
     let (source, download) = (source.to_owned(), download.to_owned());

@@ -8,9 +8,13 @@
 //! newcomer runs. It lives beside the examples, not in the library, because it
 //! allocates: pool sizes and buffer sizes are command-line flags here, so each
 //! service is a `Vec` of one-slot [`TcpServer`]s (N one-slot servers on a port
-//! behave as one N-slot server: smoltcp gives a SYN to whichever socket listens)
-//! and every buffer is a `Vec` made once at startup, never per packet. Firmware
-//! does the same with const pool sizes and `static` buffers.
+//! behave as one N-slot server: smoltcp gives a SYN to whichever socket listens,
+//! and the runner's listen backlog holds a SYN while none does) and every buffer
+//! is a `Vec` made once at startup, never per packet. Firmware does the same with
+//! const pool sizes and `static` buffers.
+//!
+//! Every connection's session sits in a [`Logged`] wrapper, which logs each
+//! connection as it comes and goes.
 
 // Each program that includes this file uses a different part of it.
 #![allow(dead_code)]
@@ -21,22 +25,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, info};
+use smolsock::http::{HttpResponder, HttpStats, StatusSite};
 use smolsock::net::{
-    Connection, DatagramHandler, End, Flow, Framed, Handler, ServerConfig, ServerStats, Service,
-    StreamStats, TcpServer, UdpService, UdpStats,
+    BacklogStats, DatagramHandler, End, ServerConfig, ServerError, ServerStats, Service, TcpServer,
+    UdpEcho, UdpService, UdpStats,
 };
 use smolsock::runner::tap::{RunError, StopReport, TapBacked, TapRunner, TapStats};
-use smolsock::service::echo::Echo;
-use smolsock::service::framed_echo::FramedEcho;
-use smolsock::service::http::{HttpResponder, HttpStats, StatusSite};
-use smolsock::service::transfer::{
-    SetupError, SharedStore, TransferServer, TransferStats, UploadLease,
-};
-use smolsock::service::udp_echo::UdpEcho;
+use smolsock::session::{CHUNK, Echo, Framed, FramedEcho, FramedStats, Session, Status};
 use smolsock::store::{DirLimits, DirStore, StoreError};
+use smolsock::transfer::{SetupError, SharedStore, TransferServer, TransferStats, UploadLease};
 use smolsock::wire::frame::{FormatError, HeaderFormat};
-use smoltcp::iface::SocketSet;
-use smoltcp::socket::{tcp, udp};
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{AnySocket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
@@ -81,12 +81,13 @@ pub struct ServicesConfig {
     pub rx_buf: usize,
     /// Each TCP socket's send buffer: the most queued for the peer, unacknowledged.
     pub tx_buf: usize,
-    /// The largest framed-echo body; each framed slot keeps this plus the 4-byte
-    /// header of frame storage.
+    /// The largest framed-echo body; each framed slot keeps two frames of this
+    /// plus the 4-byte header: one to gather a frame in, one to queue its echo
+    /// while the socket is full.
     pub max_frame: u32,
     /// The largest transfer frame body the server accepts (announced in HELLO_OK,
-    /// at least 128); each transfer slot keeps this plus 4 bytes of frame storage
-    /// and as much again to stage the frame it sends.
+    /// at least 128), and the largest it sends; each transfer slot keeps this plus
+    /// 4 bytes of frame storage and as much again to stage the frame it sends.
     pub transfer_frame: u32,
     /// A TCP connection that moves no byte for this long is reset, freeing its slot.
     pub idle_timeout: Option<Duration>,
@@ -115,8 +116,11 @@ impl ServicesConfig {
             .saturating_add(self.framed_pool)
             .saturating_add(self.http_pool)
             .saturating_add(self.transfer_pool);
-        let frame_storage = (self.max_frame as usize).saturating_add(4);
-        let transfer_body = self.transfer_frame as usize;
+        // A framed slot's receive storage and send queue: a whole frame each.
+        let frame_storage = (self.max_frame as usize)
+            .saturating_add(4)
+            .saturating_mul(2);
+        let transfer_frame = (self.transfer_frame as usize).saturating_add(4);
         Memory {
             tcp_sockets,
             socket_buffers: tcp_sockets
@@ -125,19 +129,16 @@ impl ServicesConfig {
             frame_storage: self
                 .framed_pool
                 .saturating_mul(frame_storage)
-                .saturating_add(
-                    self.transfer_pool
-                        .saturating_mul(transfer_body.saturating_add(4)),
-                ),
+                .saturating_add(self.transfer_pool.saturating_mul(transfer_frame)),
             handler_buffers: self
                 .echo_pool
-                .saturating_mul(smolsock::service::echo::CHUNK)
+                .saturating_mul(CHUNK)
                 .saturating_add(
                     self.http_pool
                         .saturating_mul(HTTP_REQUEST_MAX.saturating_add(HTTP_PAGE_MAX)),
                 )
                 .saturating_add(UDP_DATAGRAM_MAX)
-                .saturating_add(self.transfer_pool.saturating_mul(transfer_body)),
+                .saturating_add(self.transfer_pool.saturating_mul(transfer_frame)),
         }
     }
 }
@@ -155,7 +156,8 @@ pub struct Memory {
     pub tcp_sockets: usize,
     /// Bytes of socket buffers (TCP rx + tx per slot, the UDP queues).
     pub socket_buffers: usize,
-    /// Bytes of frame storage (framed echo, and the transfer's receive side).
+    /// Bytes of frame storage (the framed echo's both sides, and the transfer's
+    /// receive side).
     pub frame_storage: usize,
     /// Bytes inside the handlers (echo chunks, HTTP request and page, UDP datagram,
     /// the transfer's staging buffers).
@@ -188,20 +190,28 @@ pub struct PoolCounters {
 }
 
 impl PoolCounters {
-    fn of<H: Handler>(pool: &[TcpServer<H, 1>]) -> Self {
+    fn of<S: Session>(pool: &[Slot<S>]) -> Self {
         let mut sum = Self {
             slots: pool.len(),
             ..Self::default()
         };
-        for server in pool {
-            let (s, t) = (&mut sum.server, server.stats());
-            s.accepted = s.accepted.saturating_add(t.accepted);
-            s.closed = s.closed.saturating_add(t.closed);
-            s.resets = s.resets.saturating_add(t.resets);
-            s.idle_timeouts = s.idle_timeouts.saturating_add(t.idle_timeouts);
-            s.aborted = s.aborted.saturating_add(t.aborted);
-            s.relistens = s.relistens.saturating_add(t.relistens);
-            sum.open = sum.open.saturating_add(server.active());
+        for slot in pool {
+            let (s, t) = (&mut sum.server, slot.server.stats());
+            for (total, count) in [
+                (&mut s.accepted, t.accepted),
+                (&mut s.closed, t.closed),
+                (&mut s.resets, t.resets),
+                (&mut s.idle_timeouts, t.idle_timeouts),
+                (&mut s.handshake_timeouts, t.handshake_timeouts),
+                (&mut s.close_timeouts, t.close_timeouts),
+                (&mut s.aborted, t.aborted),
+                (&mut s.discarded, t.discarded),
+                (&mut s.relistens, t.relistens),
+                (&mut s.missing_sockets, t.missing_sockets),
+            ] {
+                *total = total.saturating_add(count);
+            }
+            sum.open = sum.open.saturating_add(slot.server.active());
         }
         sum
     }
@@ -225,7 +235,7 @@ pub struct Counters {
     /// tcp/9000 connections.
     pub framed: PoolCounters,
     /// tcp/9000 bytes and frames, both directions.
-    pub framed_stream: StreamStats,
+    pub framed_stream: FramedStats,
     /// Frames the framed echo sent back.
     pub framed_echoed: u64,
     /// Framed streams that broke (oversize header, cut mid-frame).
@@ -239,7 +249,7 @@ pub struct Counters {
     /// tcp/2121 sessions, uploads, downloads, listings, errors.
     pub transfer_ops: TransferStats,
     /// tcp/2121 bytes and frames, both directions.
-    pub transfer_stream: StreamStats,
+    pub transfer_stream: FramedStats,
 }
 
 impl fmt::Display for Counters {
@@ -278,68 +288,126 @@ pub struct LiveCounters {
     pub services: Cell<Counters>,
     /// The TAP device's frames and errors, when running on TAP.
     pub link: Cell<Option<TapStats>>,
+    /// The listen backlog in front of the stack (SYNs held for a full pool), when
+    /// the runner has one.
+    pub backlog: Cell<Option<BacklogStats>>,
 }
 
 impl LiveCounters {
-    /// The status text: one line per service, then the link.
+    /// The status text: one line per service, then the link and the backlog.
     pub fn write(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         write!(out, "{}", self.services.get())?;
-        match self.link.get() {
-            Some(link) => writeln!(out, "link         tap          {link}"),
+        if let Some(link) = self.link.get() {
+            writeln!(out, "link         tap          {link}")?;
+        }
+        match self.backlog.get() {
+            Some(backlog) => writeln!(out, "backlog      tcp          {backlog}"),
             None => Ok(()),
         }
     }
 }
 
-/// A [`Handler`] that logs each connection's start and end at `info`.
-pub struct Logged<H> {
+/// A [`Session`] that logs each connection's start and end at `info`, and
+/// passes every call on to the session inside.
+///
+/// A session is told neither its peer nor how its connection ended, so the pool
+/// around it tells the wrapper: the socket's peer before each poll
+/// ([`set_peer`](Self::set_peer)), and how the connection that ended during the
+/// poll ended ([`log_end`](Self::log_end), from the pool's counters).
+pub struct Logged<S> {
     service: &'static str,
     port: u16,
+    /// The peer of the slot's socket, as it was before the pool's poll.
     peer: Option<IpEndpoint>,
-    inner: H,
+    /// The peer of the connection being served (or, once `ended`, last served).
+    serving: Option<IpEndpoint>,
+    /// The connection ended; its end is not logged yet.
+    ended: bool,
+    inner: S,
 }
 
-impl<H> Logged<H> {
+impl<S> Logged<S> {
     /// `inner`, logged as `service` on `port`.
-    pub const fn new(service: &'static str, port: u16, inner: H) -> Self {
+    pub const fn new(service: &'static str, port: u16, inner: S) -> Self {
         Self {
             service,
             port,
             peer: None,
+            serving: None,
+            ended: false,
             inner,
         }
     }
 
-    /// The handler inside.
-    pub const fn inner(&self) -> &H {
+    /// The session inside.
+    pub const fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// The peer of the socket the session serves, as the pool sees it now.
+    pub fn set_peer(&mut self, peer: Option<IpEndpoint>) {
+        self.peer = peer;
+    }
+
+    /// Logs the end of the connection that ended since the last call, if one did.
+    pub fn log_end(&mut self, end: End) {
+        if core::mem::take(&mut self.ended) {
+            let peer = Self::shown(self.serving.take());
+            info!("tcp/{} {}: {peer} {end}", self.port, self.service);
+        }
+    }
+
+    /// The peer, as it is shown in the log.
+    fn shown(peer: Option<IpEndpoint>) -> String {
+        peer.map_or_else(|| "a peer".to_owned(), |peer| peer.to_string())
     }
 }
 
-impl<H: Handler> Handler for Logged<H> {
-    fn setup(&mut self, peer: IpEndpoint, now: Instant) {
-        info!("tcp/{} {}: {peer} connected", self.port, self.service);
-        self.peer = Some(peer);
-        self.inner.setup(peer, now);
+impl<S: Session> Session for Logged<S> {
+    fn start(&mut self, now: smolsock::time::Instant) {
+        info!(
+            "tcp/{} {}: {} connected",
+            self.port,
+            self.service,
+            Self::shown(self.peer)
+        );
+        self.serving = self.peer;
+        self.ended = false;
+        self.inner.start(now);
     }
 
-    fn configure_socket(&mut self, socket: &mut tcp::Socket<'_>) {
-        self.inner.configure_socket(socket);
+    fn receive(&mut self, input: &[u8], now: smolsock::time::Instant) -> usize {
+        self.inner.receive(input, now)
     }
 
-    fn on_data(&mut self, conn: &mut Connection<'_, '_>) -> Flow {
-        self.inner.on_data(conn)
+    fn receive_finished(&mut self, now: smolsock::time::Instant) {
+        self.inner.receive_finished(now);
     }
 
-    fn finish(&mut self, end: End) {
-        if let Some(peer) = self.peer.take() {
-            info!("tcp/{} {}: {peer} {end}", self.port, self.service);
-        }
-        self.inner.finish(end);
+    fn transmit(&mut self, space: &mut [u8], now: smolsock::time::Instant) -> usize {
+        self.inner.transmit(space, now)
     }
 
-    fn wants_to_send(&self) -> bool {
-        self.inner.wants_to_send()
+    fn poll_timeout(&self) -> Option<smolsock::time::Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: smolsock::time::Instant) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn status(&self) -> Status {
+        self.inner.status()
+    }
+
+    fn end(&mut self, now: smolsock::time::Instant) {
+        // How it ended is the pool's to say: logged by `log_end` after its poll.
+        self.ended = true;
+        self.inner.end(now);
+    }
+
+    fn no_delay(&self) -> bool {
+        self.inner.no_delay()
     }
 }
 
@@ -354,11 +422,81 @@ impl<H: DatagramHandler> DatagramHandler for LoggedDatagrams<H> {
     }
 }
 
-type EchoSlot = TcpServer<Logged<Echo>, 1>;
-type FramedSlot = TcpServer<Logged<Framed<FramedEcho, Vec<u8>>>, 1>;
+/// One slot of a service: a one-slot server on its own socket, its session
+/// logged.
+pub struct Slot<S> {
+    handle: SocketHandle,
+    server: TcpServer<Logged<S>, 1>,
+}
+
+impl<S: Session> Slot<S> {
+    /// A slot serving `port` on the socket `handle` (listening at once), its
+    /// session logged as `service`.
+    fn new(
+        sockets: &mut SocketSet<'_>,
+        (service, port): (&'static str, u16),
+        handle: SocketHandle,
+        session: S,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let logged = Logged::new(service, port, session);
+        let server = TcpServer::new(sockets, port, [handle], [logged])?.with_config(config);
+        Ok(Self { handle, server })
+    }
+
+    /// The session, for its counters.
+    fn session(&self) -> &S {
+        let [logged] = self.server.sessions();
+        logged.inner()
+    }
+}
+
+/// How the one connection of a one-slot server that ended between two readings
+/// of its counters ended.
+fn end_between(before: &ServerStats, after: &ServerStats) -> Option<End> {
+    [
+        (before.closed, after.closed, End::Closed),
+        (before.resets, after.resets, End::Reset),
+        (before.idle_timeouts, after.idle_timeouts, End::IdleTimeout),
+        (before.aborted, after.aborted, End::Aborted),
+        (
+            before.close_timeouts,
+            after.close_timeouts,
+            End::CloseTimeout,
+        ),
+    ]
+    .into_iter()
+    .find(|(before, after, _)| after > before)
+    .map(|(_, _, end)| end)
+}
+
+impl<S: Session> Service for Slot<S> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let peer = sockets
+            .iter()
+            .find(|(handle, _)| *handle == self.handle)
+            .and_then(|(_, socket)| tcp::Socket::downcast(socket))
+            .and_then(tcp::Socket::remote_endpoint);
+        let [logged] = self.server.sessions_mut();
+        logged.set_peer(peer);
+        let before = *self.server.stats();
+        self.server.poll(sockets, now);
+        if let Some(end) = end_between(&before, self.server.stats()) {
+            let [logged] = self.server.sessions_mut();
+            logged.log_end(end);
+        }
+    }
+
+    fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.server.poll_at(sockets)
+    }
+}
+
+type EchoSlot = Slot<Echo>;
+type FramedSlot = Slot<Framed<FramedEcho, Vec<u8>, Vec<u8>>>;
 type HttpPage<'a> = HttpResponder<'a, StatusSite<'a>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
-type HttpSlot<'a> = TcpServer<Logged<HttpPage<'a>>, 1>;
-type TransferSlot<'a> = TcpServer<Logged<TransferServer<'a, DirStore, Vec<u8>>>, 1>;
+type HttpSlot<'a> = Slot<HttpPage<'a>>;
+type TransferSlot<'a> = Slot<TransferServer<'a, DirStore, Vec<u8>>>;
 
 /// The directory the transfer service serves, shared by its slots, with one
 /// upload lease per possible slot.
@@ -387,11 +525,12 @@ pub struct AllServices<'a> {
 
 impl<'a> AllServices<'a> {
     /// Adds every service's sockets to `sockets` (allocating all their buffers now)
-    /// and builds the services; `site` is the HTTP status page, which should show
-    /// `live`, refreshed after every poll, and `transfer_store` the directory the
-    /// file transfer serves. Fails only if `config.max_frame` is not a valid frame
-    /// length, `config.transfer_frame` is under 128, or `config.transfer_pool` is
-    /// over [`TRANSFER_POOL_MAX`].
+    /// and builds the services, every TCP socket listening; `site` is the HTTP
+    /// status page, which should show `live`, refreshed after every poll, and
+    /// `transfer_store` the directory the file transfer serves. Fails only if
+    /// `config.max_frame` is not a valid frame length, `config.transfer_frame` is
+    /// under 128, `config.transfer_pool` is over [`TRANSFER_POOL_MAX`], or a
+    /// socket cannot listen.
     pub fn new(
         config: &ServicesConfig,
         sockets: &mut SocketSet<'_>,
@@ -406,12 +545,13 @@ impl<'a> AllServices<'a> {
             .with_max_len(config.max_frame)
             .map_err(ServeError::Frame)?;
         let stream = ServerConfig {
-            idle_timeout: config.idle_timeout,
+            idle_timeout: config.idle_timeout.map(Into::into),
             ..ServerConfig::DEFAULT
         };
-        // The framed echo and the transfer server set their own socket options on
-        // each connection (Nagle and delayed ACK off: `FramedStream::configure`).
-        let mut tcp_socket = || {
+        // The framed echo, the HTTP responder and the transfer server ask for no
+        // delay (`Session::no_delay`): the server turns Nagle and delayed ACK off
+        // on each of their connections.
+        let tcp_socket = |sockets: &mut SocketSet<'_>| {
             sockets.add(tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; config.rx_buf]),
                 tcp::SocketBuffer::new(vec![0; config.tx_buf]),
@@ -419,54 +559,61 @@ impl<'a> AllServices<'a> {
         };
         let echo = (0..config.echo_pool)
             .map(|_| {
-                TcpServer::new(
-                    ECHO_PORT,
-                    [tcp_socket()],
-                    [Logged::new("echo", ECHO_PORT, Echo::new())],
-                )
-                .with_config(stream)
+                let handle = tcp_socket(sockets);
+                Slot::new(sockets, ("echo", ECHO_PORT), handle, Echo::new(), stream)
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(ServeError::Server)?;
         let framed = (0..config.framed_pool)
             .map(|_| {
-                let storage = vec![0u8; format.max_frame_len()];
-                let handler = Framed::new(FramedEcho::new(), storage, format)?;
-                Ok(TcpServer::new(
-                    FRAMED_PORT,
-                    [tcp_socket()],
-                    [Logged::new("framed echo", FRAMED_PORT, handler)],
+                let storage = || vec![0u8; format.max_frame_len()];
+                let session = Framed::new(FramedEcho::new(), storage(), storage(), format)
+                    .map_err(ServeError::Frame)?;
+                let handle = tcp_socket(sockets);
+                Slot::new(
+                    sockets,
+                    ("framed echo", FRAMED_PORT),
+                    handle,
+                    session,
+                    stream,
                 )
-                .with_config(stream))
+                .map_err(ServeError::Server)
             })
-            .collect::<Result<_, FormatError>>()
-            .map_err(ServeError::Frame)?;
+            .collect::<Result<_, _>>()?;
         let http = (0..config.http_pool)
             .map(|_| {
-                TcpServer::new(
-                    HTTP_PORT,
-                    [tcp_socket()],
-                    [Logged::new("http", HTTP_PORT, HttpPage::new(site))],
+                let handle = tcp_socket(sockets);
+                Slot::new(
+                    sockets,
+                    ("http", HTTP_PORT),
+                    handle,
+                    HttpPage::new(site),
+                    stream,
                 )
-                .with_config(stream)
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(ServeError::Server)?;
         // The store is `SharedStore<_, [_; N]>`; each slot holds it as the
         // unsized `SharedStore<_, [_]>` that counts its leases at run time.
         let shared: &'a SharedStore<DirStore> = transfer_store;
-        let body = config.transfer_frame as usize;
+        // Frames up to `transfer_frame` both ways: the receive storage and the
+        // staging buffer each hold one, header included.
+        let frame = (config.transfer_frame as usize).saturating_add(4);
         let transfer = (0..config.transfer_pool)
             .map(|_| {
-                let receive = vec![0u8; body.saturating_add(4)];
-                let handler = TransferServer::new(shared, receive, vec![0u8; body])?;
-                Ok(TcpServer::new(
-                    TRANSFER_PORT,
-                    [tcp_socket()],
-                    [Logged::new("transfer", TRANSFER_PORT, handler)],
+                let session = TransferServer::new(shared, vec![0u8; frame], vec![0u8; frame])
+                    .map_err(ServeError::Transfer)?;
+                let handle = tcp_socket(sockets);
+                Slot::new(
+                    sockets,
+                    ("transfer", TRANSFER_PORT),
+                    handle,
+                    session,
+                    stream,
                 )
-                .with_config(stream))
+                .map_err(ServeError::Server)
             })
-            .collect::<Result<_, SetupError>>()
-            .map_err(ServeError::Transfer)?;
+            .collect::<Result<_, _>>()?;
         let udp_buffer = || {
             udp::PacketBuffer::new(
                 vec![udp::PacketMetadata::EMPTY; UDP_QUEUE],
@@ -488,35 +635,28 @@ impl<'a> AllServices<'a> {
 
     /// Every service's counters now.
     pub fn counters(&self) -> Counters {
-        let mut framed_stream = StreamStats::default();
+        let mut framed_stream = FramedStats::default();
         let (mut framed_echoed, mut framed_errors) = (0u64, 0u64);
-        for server in &self.framed {
-            for slot in server.handlers() {
-                let framed = slot.inner();
-                framed_stream.accumulate(&framed.stats());
-                framed_echoed = framed_echoed.saturating_add(framed.handler().frames);
-                framed_errors = framed_errors.saturating_add(framed.handler().errors);
-            }
+        for slot in &self.framed {
+            let framed = slot.session();
+            framed_stream.accumulate(&framed.stats());
+            framed_echoed = framed_echoed.saturating_add(framed.handler().frames);
+            framed_errors = framed_errors.saturating_add(framed.handler().errors);
         }
         let mut http_requests = HttpStats::default();
-        for server in &self.http {
-            for slot in server.handlers() {
-                http_requests.accumulate(slot.inner().stats());
-            }
+        for slot in &self.http {
+            http_requests.accumulate(slot.session().stats());
         }
-        let mut transfer_stream = StreamStats::default();
-        for server in &self.transfer {
-            for slot in server.handlers() {
-                transfer_stream.accumulate(&slot.inner().stream_stats());
-            }
+        let mut transfer_stream = FramedStats::default();
+        for slot in &self.transfer {
+            transfer_stream.accumulate(&slot.session().framed_stats());
         }
         Counters {
             echo: PoolCounters::of(&self.echo),
             echo_bytes: self
                 .echo
                 .iter()
-                .flat_map(|server| server.handlers())
-                .map(|slot| slot.inner().bytes)
+                .map(|slot| slot.session().bytes)
                 .fold(0, u64::saturating_add),
             udp: *self.udp.stats(),
             framed: PoolCounters::of(&self.framed),
@@ -578,12 +718,17 @@ pub struct ServeReport {
     pub counters: Counters,
     /// The TAP device's counters at the end.
     pub link: TapStats,
+    /// The listen backlog's counters at the end (`None`: the runner had none).
+    pub backlog: Option<BacklogStats>,
 }
 
 impl fmt::Display for ServeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.counters)?;
         writeln!(f, "link         tap          {}", self.link)?;
+        if let Some(backlog) = self.backlog {
+            writeln!(f, "backlog      tcp          {backlog}")?;
+        }
         write!(f, "at stop: {}", self.stop)
     }
 }
@@ -601,6 +746,8 @@ pub enum ServeError {
     Root(std::io::ErrorKind),
     /// The transfer directory cannot be opened as a store.
     Store(StoreError),
+    /// A service's socket cannot listen.
+    Server(ServerError),
     /// The TAP device failed (deleted, or its descriptor unusable).
     Run(RunError),
 }
@@ -615,6 +762,7 @@ impl fmt::Display for ServeError {
             }
             Self::Root(kind) => write!(f, "cannot create the --root directory: {kind}"),
             Self::Store(e) => write!(f, "cannot open the --root directory: {e}"),
+            Self::Server(e) => write!(f, "cannot start a service: {e}"),
             Self::Run(e) => e.fmt(f),
         }
     }
@@ -648,6 +796,7 @@ pub fn serve<D: TapBacked>(
     while !stop.load(Ordering::Relaxed) {
         let delay = runner.poll(&mut [&mut services]);
         live.link.set(Some(runner.tap_stats()));
+        live.backlog.set(runner.backlog_stats());
         if let Some(ready) = ready.take() {
             ready();
         }
@@ -660,5 +809,6 @@ pub fn serve<D: TapBacked>(
         stop,
         counters: services.counters(),
         link: runner.tap_stats(),
+        backlog: runner.backlog_stats(),
     })
 }
