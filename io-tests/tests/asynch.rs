@@ -20,7 +20,13 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use smolsock::asynch::{self, Clock, Connection, End, Error, FrameError, read_frame, write_frame};
 use smolsock::session::{Echo, Framed, FramedEcho, Session, StreamingEcho};
+use smolsock::store::{FileName, RamStore};
 use smolsock::time::{Duration, Instant};
+use smolsock::transfer::{
+    ClientError, FileSource, LocalError, PutOptions, SharedStore, SliceSink, TransferClient,
+    TransferServer, UploadLease,
+};
+use smolsock::wire::crc32::crc32;
 use smolsock::wire::frame::{FrameReader, HeaderFormat, ReadError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -612,4 +618,146 @@ async fn streaming_echo_over_tokio_tcp() {
     assert_eq!(end, End::Closed);
     assert!(output == input);
     assert_eq!(session.frames, 3);
+}
+
+// ---------------------------------------------------------------------------
+// A whole file transfer: the crate's own client and server, both on this adapter
+
+/// A file that can be read only up to `fail_at`: an upload cut short on the
+/// client's side.
+struct CutShort<'a> {
+    data: &'a [u8],
+    fail_at: u64,
+}
+
+impl FileSource for CutShort<'_> {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
+        if offset >= self.fail_at {
+            return Err(LocalError::Read);
+        }
+        let from = &self.data[offset as usize..];
+        let n = from.len().min(buf.len());
+        buf[..n].copy_from_slice(&from[..n]);
+        Ok(n)
+    }
+}
+
+type Store = SharedStore<RamStore<4, 32_768>, [UploadLease; 1]>;
+
+/// Serves one connection of the transfer protocol on `io` and drives `client`
+/// operations through `ops` on `peer`, at once; the server ends when the client's
+/// side is dropped.
+async fn serve_one<T, F>(store: &Store, io: T, peer: T, ops: F)
+where
+    T: Read + Write,
+    F: AsyncFnOnce(&mut Connection<'_, T>, &TokioClock),
+{
+    let clock = TokioClock(tokio::time::Instant::now());
+    let serve = async {
+        let mut io = io;
+        let mut session = TransferServer::new(store, vec![0u8; 4100], vec![0u8; 4100]).unwrap();
+        let (mut rx, mut tx) = ([0u8; 700], [0u8; 700]);
+        let _ = asynch::run(&mut session, &mut io, &clock, &mut rx, &mut tx).await;
+    };
+    let client = async {
+        let (mut rx, mut tx) = ([0u8; 900], [0u8; 300]);
+        let mut conn = Connection::new(peer, &mut rx, &mut tx);
+        ops(&mut conn, &clock).await;
+        // Dropping the connection ends the stream: the server sees the end.
+        drop(conn);
+    };
+    tokio::join!(serve, client);
+}
+
+async fn whole_transfer<T: Read + Write>(connect: &mut impl AsyncFnMut() -> (T, T)) {
+    // On the heap: a future holding it would otherwise be copied about the stack.
+    let store: Box<Store> = Box::new(SharedStore::new(RamStore::new(), [UploadLease::EMPTY]));
+    let store = &*store;
+    let data = pattern(30_000);
+    let name = FileName::new("boot.img").unwrap();
+    let mut client = TransferClient::new(vec![0u8; 4100], vec![0u8; 4100]).unwrap();
+
+    // An upload cut short at 12,000 bytes: the server keeps the whole DATA frames.
+    let (server, peer) = connect().await;
+    serve_one(store, server, peer, async |conn, clock| {
+        let source = CutShort {
+            data: &data,
+            fail_at: 12_000,
+        };
+        // The CRC given up front, so the client reads the file only to send it.
+        let options = PutOptions {
+            resume: false,
+            crc: Some(crc32(&data)),
+        };
+        let mut put = client.put(name, source, options, |_, _| {});
+        let outcome = conn.run_request(&mut put, clock).await.unwrap();
+        assert_eq!(outcome, Err(ClientError::Local(LocalError::Read)));
+    })
+    .await;
+    assert!(store.stats().bytes_in > 0, "no DATA reached the server");
+
+    // A new connection resumes it, then stat, list, get (resumed too), delete.
+    client.reset();
+    let (server, peer) = connect().await;
+    serve_one(store, server, peer, async |conn, clock| {
+        let mut put = client.put(name, &data[..], PutOptions::RESUME, |_, _| {});
+        let stored = conn.run_request(&mut put, clock).await.unwrap().unwrap();
+        assert_eq!(stored.size, data.len() as u64);
+
+        let mut stat = client.stat(name);
+        let stat = conn.run_request(&mut stat, clock).await.unwrap().unwrap();
+        assert_eq!(stat, stored);
+
+        let mut names = Vec::new();
+        let mut list = client.list(|entry| names.push(entry.name));
+        assert_eq!(
+            conn.run_request(&mut list, clock).await.unwrap().unwrap(),
+            1
+        );
+        assert_eq!(names, [name]);
+
+        let mut back = vec![0u8; data.len()];
+        let mut sink = SliceSink::new(&mut back);
+        let mut get = client.get(name, &mut sink, false, |_, _| {});
+        let got = conn.run_request(&mut get, clock).await.unwrap().unwrap();
+        assert_eq!(got, stored);
+        assert!(sink.is_complete());
+        assert!(sink.data() == &data[..]);
+
+        let mut delete = client.delete(name);
+        conn.run_request(&mut delete, clock).await.unwrap().unwrap();
+        let mut stat = client.stat(name);
+        let gone = conn.run_request(&mut stat, clock).await.unwrap();
+        assert!(matches!(gone, Err(ClientError::Refused { .. })), "{gone:?}");
+    })
+    .await;
+    let stats = store.stats();
+    assert_eq!((stats.uploads_resumed, stats.uploads_done), (1, 1));
+    assert_eq!(stats.downloads_done, 1);
+}
+
+#[tokio::test]
+async fn a_whole_transfer_with_a_resume_over_an_in_memory_duplex() {
+    for (capacity, chunk) in [(64, 7), (4096, 4096)] {
+        whole_transfer(&mut async || duplex(capacity, chunk)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_whole_transfer_with_a_resume_over_tokio_tcp() {
+    whole_transfer(&mut async || {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        server.set_nodelay(true).unwrap();
+        client.set_nodelay(true).unwrap();
+        (FromTokio::new(server), FromTokio::new(client))
+    })
+    .await;
 }
