@@ -190,7 +190,7 @@ pub(crate) fn later(
 
 /// The time from `now` until `at` on smoltcp's clock, zero if `at` is already past.
 #[cfg(feature = "smoltcp")]
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
+#[cfg_attr(not(all(feature = "tap", target_os = "linux")), allow(dead_code))]
 pub(crate) fn until(
     now: smoltcp::time::Instant,
     at: smoltcp::time::Instant,
