@@ -1,5 +1,5 @@
 //! TAP performance: smolsock on a TAP link against the Linux kernel, beside the
-//! baselines, all in one run (issue 6, items 3 to 6).
+//! baselines, all in one run.
 //!
 //! ```text
 //! sudo ./tap-setup.sh up --netns smolbench
