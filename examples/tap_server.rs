@@ -170,14 +170,9 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
-    // A first Ctrl-C asks for a graceful stop; a second one, for the impatient,
-    // exits at once.
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("tap_server: second interrupt, exiting without closing");
-            std::process::exit(130);
-        }
-    })?;
+    // A first Ctrl-C (or SIGTERM) asks for a graceful stop; a second one, for the
+    // impatient, exits at once.
+    on_interrupt()?;
     let config = args.tap_config();
     let device = TapDevice::open(&args.tap)?;
     match &args.pcap {
@@ -233,5 +228,36 @@ fn serve_on<D: TapBacked>(mut runner: TapRunner<'_, D>, args: &Args) -> Result<(
         ready,
     )?;
     println!("\ncounters:\n{report}");
+    Ok(())
+}
+
+/// The signal handler: only what is safe in one (an atomic, `write`, `_exit`).
+extern "C" fn interrupted(_signal: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        const MESSAGE: &[u8] = b"tap_server: second interrupt, exiting without closing\n";
+        // SAFETY: `write` and `_exit` are async-signal-safe; the buffer is static.
+        unsafe {
+            libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+            libc::_exit(130);
+        }
+    }
+}
+
+/// Sends SIGINT and SIGTERM to [`interrupted`].
+fn on_interrupt() -> std::io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `interrupted` only touches an atomic and calls async-signal-safe
+        // functions, and `sigaction` gets a zeroed, then filled, struct.
+        let result = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = interrupted as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
