@@ -546,7 +546,7 @@ fn the_linux_client_puts_and_gets_three_mib_through_tap_server_byte_for_byte() {
         "uploads: 2 begun (0 resumed), 2 done".to_owned(),
         // No download was stopped by a change of the file (`ERROR Changed`).
         format!("downloads: 1 begun, 1 done, 0 changed, {BIG} B out"),
-        "1 deletes".to_owned(),
+        "deletes: 1".to_owned(),
     ] {
         assert!(
             counters.contains(&expected),
