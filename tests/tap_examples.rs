@@ -524,7 +524,10 @@ fn the_linux_client_puts_and_gets_three_mib_through_tap_server_byte_for_byte() {
     assert!(out.contains("deleted big.bin"), "{out}");
     assert_eq!(names_in(root.path()), ["n.txt"]);
     let out = transfer_ok(&ns, &["ls", "--to", SERVER_V4]);
-    assert!(!out.contains("big.bin") && out.contains("1 file\n"), "{out}");
+    assert!(
+        !out.contains("big.bin") && out.contains("1 file\n"),
+        "{out}"
+    );
     let missing = transfer(&ns, &["stat", "big.bin", "--to", SERVER_V4]);
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
