@@ -140,7 +140,7 @@
 //! `embedded_io_adapters::tokio_1::FromTokio`), counting from when it was made (the
 //! adapter's tests in `io-tests/` run over tokio with this clock):
 //!
-//! ```ignore
+//! ```text
 //! use smolsock::asynch::Clock;
 //! use smolsock::time::Instant;
 //!

@@ -808,6 +808,12 @@ impl Service for BulkServer {
             // (and forgets whatever was queued before): poll, then queue.
             BulkMode::FramedKernelReads => {
                 self.poll_conn(sockets, now);
+                // Not while the socket cannot send (the last run's connection still
+                // closing): the session has not started on this connection yet,
+                // and its start would drop what was queued.
+                if !sockets.get::<tcp::Socket>(self.handle).may_send() {
+                    return;
+                }
                 loop {
                     let before = self.left;
                     while self.left > 0 {
