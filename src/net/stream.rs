@@ -95,22 +95,8 @@ pub struct StreamStats {
 impl StreamStats {
     /// Adds another connection's counters to these (for a server's totals).
     pub fn accumulate(&mut self, other: &StreamStats) {
-        let (r, o) = (&mut self.read, &other.read);
-        r.reads = r.reads.saturating_add(o.reads);
-        r.bytes = r.bytes.saturating_add(o.bytes);
-        r.frames = r.frames.saturating_add(o.frames);
-        r.body_bytes = r.body_bytes.saturating_add(o.body_bytes);
-        r.coalesced_reads = r.coalesced_reads.saturating_add(o.coalesced_reads);
-        r.split_frames = r.split_frames.saturating_add(o.split_frames);
-        r.oversize = r.oversize.saturating_add(o.oversize);
-        r.truncated = r.truncated.saturating_add(o.truncated);
-        let (w, o) = (&mut self.write, &other.write);
-        w.frames = w.frames.saturating_add(o.frames);
-        w.body_bytes = w.body_bytes.saturating_add(o.body_bytes);
-        w.bytes = w.bytes.saturating_add(o.bytes);
-        w.split_frames = w.split_frames.saturating_add(o.split_frames);
-        w.blocked_writes = w.blocked_writes.saturating_add(o.blocked_writes);
-        w.too_large = w.too_large.saturating_add(o.too_large);
+        self.read.accumulate(&other.read);
+        self.write.accumulate(&other.write);
         self.send_full = self.send_full.saturating_add(other.send_full);
     }
 }

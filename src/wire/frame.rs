@@ -397,6 +397,18 @@ pub struct ReadStats {
 }
 
 impl ReadStats {
+    /// Adds `other`'s counters to these (for a pool's totals), saturating.
+    pub fn accumulate(&mut self, other: &ReadStats) {
+        self.reads = self.reads.saturating_add(other.reads);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.frames = self.frames.saturating_add(other.frames);
+        self.body_bytes = self.body_bytes.saturating_add(other.body_bytes);
+        self.coalesced_reads = self.coalesced_reads.saturating_add(other.coalesced_reads);
+        self.split_frames = self.split_frames.saturating_add(other.split_frames);
+        self.oversize = self.oversize.saturating_add(other.oversize);
+        self.truncated = self.truncated.saturating_add(other.truncated);
+    }
+
     /// Nothing seen yet: `Default`, usable in a `const fn`.
     pub const ZERO: Self = Self {
         reads: 0,
@@ -773,6 +785,18 @@ pub struct WriteStats {
     pub blocked_writes: u64,
     /// Frames refused as too large.
     pub too_large: u64,
+}
+
+impl WriteStats {
+    /// Adds `other`'s counters to these (for a pool's totals), saturating.
+    pub fn accumulate(&mut self, other: &WriteStats) {
+        self.frames = self.frames.saturating_add(other.frames);
+        self.body_bytes = self.body_bytes.saturating_add(other.body_bytes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.split_frames = self.split_frames.saturating_add(other.split_frames);
+        self.blocked_writes = self.blocked_writes.saturating_add(other.blocked_writes);
+        self.too_large = self.too_large.saturating_add(other.too_large);
+    }
 }
 
 /// How far one [`FrameWriter::write`] got.
