@@ -1,34 +1,40 @@
 //! In-process TCP throughput: smoltcp's own loopback benchmark beside smolsock's
-//! `FramedStream`, in the same run, with the ratio.
+//! framing, in the same run, with the ratio.
 //!
 //! The raw baseline has the shape of smoltcp's `examples/loopback_benchmark.rs`: one
 //! interface on a `phy::Loopback` (Ethernet medium, 127.0.0.1), a listening and a
 //! connecting TCP socket, and after each `iface.poll` the receiver and the sender
 //! only advance their rings (`recv(|b| (b.len(), b.len()))`, `send(|b| (b.len(),
 //! ()))`), with the wall clock as smoltcp's time. The framed path is the same
-//! stack, with a `FramedStream` (configured with `FramedStream::configure`, as an
-//! application would) on each socket: the sender writes whole frames of a real body
-//! with `send_frame`, the receiver takes them with `recv_frame` and checks each
-//! one's length and sequence number. The streaming path is the same stack with a
-//! `StreamingFrames` on each socket: the sender writes each frame's header and then
-//! fills its body in place in the send ring (`send_with`), the receiver takes each
-//! body in the pieces it sits in the receive ring (`recv_pieces`) and checks every
-//! piece's frame length and offset, where each frame ends, and its sequence number.
-//! Like the raw sender, which leaves the ring's bytes as they are, the streaming
-//! sender writes only the 8-byte sequence number and leaves the rest of the body as
-//! it is (`--verify` writes and checks a full pattern, as the framed path's body).
+//! stack with a [`Framed`] session on each socket, driven by `TcpSession::poll` as
+//! an application would: the sender writes whole frames of a real body with
+//! `send_via`, straight into the send ring as far as it fits there and the rest
+//! through the session's queue; the receiver's `FrameHandler` takes each whole
+//! frame (in place in the receive ring when it lies there whole, else from the
+//! session's storage) and checks its length and sequence number. The streaming
+//! path is the same stack with a `StreamingFrames` on each socket: the sender
+//! writes each frame's header and then fills its body in place in the send ring
+//! (`send_with`), the receiver takes each body in the pieces it sits in the receive
+//! ring (`recv_pieces`) and checks every piece's frame length and offset, where
+//! each frame ends, and its sequence number. Like the raw sender, which leaves the
+//! ring's bytes as they are, the streaming sender writes only the 8-byte sequence
+//! number and leaves the rest of the body as it is (`--verify` writes and checks a
+//! full pattern, as the framed path's body).
 //!
 //! ```sh
 //! cargo run --release --example bench_inprocess              # both cases, 5 rounds
 //! cargo run --release --example bench_inprocess -- --help
+//! # one path alone, for a profiler; instruction counts do not depend on the load:
+//! valgrind --tool=callgrind target/release/examples/bench_inprocess --mib 16 --rounds 1 --only mcu --path framed
 //! ```
 //!
 //! Each round runs the four paths back to back (raw as smoltcp has it, raw with
-//! the socket options `FramedStream::configure` sets, framed, streaming); the table
+//! the socket options a session sets, framed, streaming); the table
 //! gives the median rate of each path and the median, lowest and highest framed /
-//! raw and streaming / raw ratios within a round. Rates are per second of the thread's CPU time, not wall time:
-//! everything runs on one thread, so this is the cost of the transfer even on a
-//! machine shared with other work (wall time is shown beside it).
+//! raw and streaming / raw ratios within a round. Rates are per second of the
+//! thread's CPU time, not wall time: everything runs on one thread, so this is the
+//! cost of the transfer even on a machine shared with other work (wall time is
+//! shown beside it).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -36,7 +42,9 @@ use std::time::{Duration, Instant as WallClock};
 
 use clap::Parser;
 use smolsock::net::{RecvError, SendError, StreamingFrames, TcpSession};
-use smolsock::session::{Framed, SendError as FrameSendError, Status};
+use smolsock::session::{
+    Flow, FrameHandler, FrameOut, Framed, SendError as FrameSendError, Status,
+};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
@@ -56,7 +64,7 @@ const PORT: u16 = 1234;
 const LOCAL_PORT: u16 = 65000;
 
 #[derive(Parser, Debug)]
-#[command(about = "In-process throughput: smoltcp's loopback benchmark vs FramedStream")]
+#[command(about = "In-process throughput: smoltcp's loopback benchmark beside smolsock's framing")]
 struct Options {
     /// MiB moved per run.
     #[arg(long, default_value_t = 256)]
@@ -70,12 +78,10 @@ struct Options {
     /// Run only the case whose name contains this (e.g. `mcu`).
     #[arg(long)]
     only: Option<String>,
-    /// Run the framed path alone, for a profiler (`perf record`); prints its row only.
-    #[arg(long)]
-    framed_only: bool,
-    /// Run the streaming path alone, for a profiler; prints its row only.
-    #[arg(long)]
-    streaming_only: bool,
+    /// Run one path alone (raw, raw-nodelay, framed or streaming), for a profiler
+    /// (`perf record`, `valgrind --tool=callgrind`); prints its rate only.
+    #[arg(long, value_parser = PATHS)]
+    path: Option<String>,
 }
 
 /// One configuration of the stack and the frames.
@@ -352,28 +358,73 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + 1) as u8).collect()
 }
 
-/// A framed connection with no handler: whole frames in (`recv`) and out
-/// (`send_via`, `send`), each side's storage one frame of the case's maximum.
-type FramedConn = TcpSession<Framed<(), Vec<u8>, Vec<u8>>>;
+/// A framed connection with no handler: frames out with `send_via`, each side's
+/// storage one frame of the case's maximum.
+type FramedConn<H> = TcpSession<Framed<H, Vec<u8>, Vec<u8>>>;
 
-fn framed_conn(handle: SocketHandle, format: HeaderFormat) -> Result<FramedConn, String> {
+fn framed_conn<H: FrameHandler>(
+    handle: SocketHandle,
+    handler: H,
+    format: HeaderFormat,
+) -> Result<FramedConn<H>, String> {
     let storage = || vec![0u8; format.max_frame_len()];
     let session =
-        Framed::new((), storage(), storage(), format).map_err(|e| format!("framed: {e}"))?;
+        Framed::new(handler, storage(), storage(), format).map_err(|e| format!("framed: {e}"))?;
     Ok(TcpSession::new(handle, session))
 }
 
+/// The receiving application: takes each whole frame as the session finds it, and
+/// checks its length and sequence number (every byte with `--verify`).
+struct Checker {
+    frame_len: usize,
+    verify: bool,
+    expected: Vec<u8>,
+    got: u64,
+    wrong: Option<String>,
+}
+
+impl FrameHandler for Checker {
+    fn on_frame(&mut self, frame: &[u8], _out: &mut FrameOut<'_>) -> Flow {
+        if frame.len() != self.frame_len {
+            self.wrong = Some(format!("frame {}: {} bytes", self.got, frame.len()));
+            return Flow::Abort;
+        }
+        // The sequence number is checked on every frame, the rest on request.
+        let in_order = match frame.first_chunk::<8>() {
+            Some(seq) => *seq == self.got.to_le_bytes(),
+            None => true,
+        };
+        if self.verify {
+            stamp(&mut self.expected, self.got);
+        }
+        if !in_order || (self.verify && frame != &self.expected[..]) {
+            self.wrong = Some(format!("frame {} is not the one sent", self.got));
+            return Flow::Abort;
+        }
+        black_box(frame);
+        self.got += 1;
+        Flow::Continue
+    }
+}
+
 /// The same transfer through `Framed` sessions: whole frames of `case.frame_len`
-/// bytes. The sender writes each frame straight into the send ring with `send_via`
-/// when it fits there whole, else into the session's queue, which the pump
-/// (`TcpSession::poll`) empties into the ring; the receiver's pump feeds the ring
-/// into the frame storage, and `recv` takes each whole frame.
+/// bytes. The sender writes each frame straight into the send ring with
+/// `send_via` as far as it fits there, the rest into the session's queue, which
+/// the pump (`TcpSession::poll`) empties into the ring; the receiver's pump feeds
+/// the ring into the frame storage, and its handler takes each whole frame.
 fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     let mut stack = Stack::connected(case, StreamingFrames::configure)?;
     let format = case.format();
+    let checker = Checker {
+        frame_len: case.frame_len,
+        verify,
+        expected: pattern(case.frame_len),
+        got: 0,
+        wrong: None,
+    };
     let (mut rx, mut tx) = (
-        framed_conn(stack.server, format)?,
-        framed_conn(stack.client, format)?,
+        framed_conn(stack.server, checker, format)?,
+        framed_conn(stack.client, (), format)?,
     );
     // Both sockets are connected: the first poll starts each session.
     rx.poll(&mut stack.sockets, stack.now)
@@ -382,45 +433,24 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
         .map_err(|e| format!("poll: {e}"))?;
     let frames = total.div_ceil(case.frame_len as u64);
     let mut body = pattern(case.frame_len);
-    let mut expected = pattern(case.frame_len);
-    let (mut sent, mut got, mut received) = (0u64, 0u64, 0u64);
+    let mut sent = 0u64;
     stamp(&mut body, 0);
     let (polls, packets) = (stack.polls, stack.device.packets);
     let stopwatch = Stopwatch::start();
-    while got < frames {
+    while rx.session().handler().got < frames {
         stack.poll();
         let now = stack.now;
-        // The frame storage holds one frame: take it, and feed the next one in.
-        loop {
-            let status = rx
-                .poll(&mut stack.sockets, now)
-                .map_err(|e| format!("poll: {e}"))?;
-            if let Some(e) = rx.session().error() {
-                return Err(format!("recv: {e}"));
-            }
-            if status != Status::Open {
-                return Err("the sender closed early".into());
-            }
-            let Some(frame) = rx.session_mut().recv() else {
-                break;
-            };
-            if frame.len() != case.frame_len {
-                return Err(format!("frame {got}: {} bytes", frame.len()));
-            }
-            // The sequence number is checked on every frame, the rest on request.
-            let in_order = match frame.first_chunk::<8>() {
-                Some(seq) => *seq == got.to_le_bytes(),
-                None => true,
-            };
-            if verify {
-                stamp(&mut expected, got);
-            }
-            if !in_order || (verify && frame != &expected[..]) {
-                return Err(format!("frame {got} is not the one sent"));
-            }
-            black_box(frame);
-            received += case.frame_len as u64;
-            got += 1;
+        let status = rx
+            .poll(&mut stack.sockets, now)
+            .map_err(|e| format!("poll: {e}"))?;
+        if let Some(wrong) = &rx.session().handler().wrong {
+            return Err(wrong.clone());
+        }
+        if let Some(e) = rx.session().error() {
+            return Err(format!("recv: {e}"));
+        }
+        if status != Status::Open {
+            return Err("the sender closed early".into());
         }
         loop {
             // A frame still queued goes first (the pump), also after the last one
@@ -454,8 +484,9 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
         }
     }
     let (elapsed, cpu) = stopwatch.read();
+    let got = rx.session().handler().got;
     Ok(Run {
-        bytes: received,
+        bytes: got * case.frame_len as u64,
         frames: got as f64,
         elapsed,
         cpu,
@@ -605,16 +636,18 @@ fn spread(values: &mut [f64]) -> (f64, f64, f64) {
     )
 }
 
-fn measure(case: &Case, options: &Options) -> Result<Row, String> {
+/// The row of one case; `None` when `--path` ran a single path (its rate printed).
+fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
     let total = options.mib * 1024 * 1024;
     let mut runs: [Vec<Run>; 4] = Default::default();
     let mut ratios: [[Vec<f64>; 2]; 2] = Default::default();
     for _ in 0..options.rounds.max(1) {
-        if options.framed_only || options.streaming_only {
-            let (path, run) = if options.framed_only {
-                ("framed", framed(case, total, options.verify)?)
-            } else {
-                ("streaming", streaming(case, total, options.verify)?)
+        if let Some(path) = options.path.as_deref() {
+            let run = match path {
+                "raw" => raw(case, total, |_| {})?,
+                "raw-nodelay" => raw(case, total, StreamingFrames::configure)?,
+                "framed" => framed(case, total, options.verify)?,
+                _ => streaming(case, total, options.verify)?,
             };
             println!(
                 "{}: {path} {:.0} MB/s of CPU time",
@@ -640,14 +673,14 @@ fn measure(case: &Case, options: &Options) -> Result<Row, String> {
             runs.push(run);
         }
     }
-    if options.framed_only || options.streaming_only {
-        return Err("--framed-only and --streaming-only print no table".into());
+    if options.path.is_some() {
+        return Ok(None);
     }
-    Ok(Row {
+    Ok(Some(Row {
         case: *case,
         runs: runs.map(|mut runs| median(&mut runs)),
         ratios: ratios.map(|ratios| ratios.map(|mut ratios| spread(&mut ratios))),
-    })
+    }))
 }
 
 fn render(rows: &[Row], options: &Options) -> String {
@@ -694,10 +727,10 @@ fn render(rows: &[Row], options: &Options) -> String {
         out,
         "{} MiB per run, {} rounds; rates are medians; framed/this and streaming/this are the \
          median (lowest-highest) of that path / this path within each round.\nraw: smoltcp's \
-         loopback_benchmark (socket defaults, Nagle on); raw-nodelay: the same with \
-         FramedStream::configure's options (Nagle off); framed: FramedStream \
-         send_frame/recv_frame; streaming: StreamingFrames send_with/recv_pieces (body \
-         filled and taken in place).\nRates are per second of \
+         loopback_benchmark (socket defaults, Nagle on); raw-nodelay: the same with a \
+         session's socket options (Nagle and delayed ACK off); framed: Framed sessions \
+         (send_via into the send ring, a FrameHandler taking each frame); streaming: \
+         StreamingFrames send_with/recv_pieces (body filled and taken in place).\nRates are per second of \
          CPU time of the one thread that runs everything (wall MB/s beside); MB = 10^6 bytes \
          of payload (frame bodies for framed); raw frames/s = payload / frame length.",
         options.mib,
@@ -714,14 +747,16 @@ fn main() -> ExitCode {
         .filter(|c| options.only.as_deref().is_none_or(|o| c.name.contains(o)))
     {
         match measure(case, &options) {
-            Ok(row) => rows.push(row),
+            Ok(row) => rows.extend(row),
             Err(e) => {
                 eprintln!("bench_inprocess: {}: {e}", case.describe());
                 return ExitCode::FAILURE;
             }
         }
     }
-    print!("{}", render(&rows, &options));
+    if !rows.is_empty() {
+        print!("{}", render(&rows, &options));
+    }
     ExitCode::SUCCESS
 }
 
@@ -760,7 +795,7 @@ mod tests {
             frame_len: 512,
             ..CASES[1]
         };
-        let row = measure(&case, &options).unwrap();
+        let row = measure(&case, &options).unwrap().unwrap();
         let table = render(&[row], &options);
         assert_eq!(table.lines().count(), 1 + PATHS.len() + 3, "{table}");
         for path in PATHS {

@@ -49,9 +49,14 @@ impl fmt::Display for HandleError {
 
 impl core::error::Error for HandleError {}
 
-/// Moves bytes between `session` and `socket` until neither side moves one;
-/// returns how many moved. The ring hands out at most two pieces each way (before
-/// and after its wrap), so each round asks until a call moves nothing.
+/// Moves bytes between `session` and `socket` until neither side can move more;
+/// returns how many moved.
+///
+/// The ring hands out at most two pieces each way (before and after its wrap), so
+/// each direction asks again only while the session took or gave all it was
+/// offered. The two directions go round again while input is left in the ring
+/// and the round moved something: a session that answered or consumed what it held
+/// may take more now (an echo whose storage was full).
 pub(crate) fn pump<S: Session + ?Sized>(
     session: &mut S,
     socket: &mut tcp::Socket<'_>,
@@ -61,35 +66,35 @@ pub(crate) fn pump<S: Session + ?Sized>(
     loop {
         let mut round = 0usize;
         while socket.can_recv() {
-            let n = socket
+            let (n, whole) = socket
                 .recv(|input| {
                     let n = session.receive(input, now).min(input.len());
-                    (n, n)
+                    (n, (n, n == input.len()))
                 })
-                .unwrap_or(0);
-            if n == 0 {
+                .unwrap_or((0, false));
+            round = round.saturating_add(n);
+            if !whole || n == 0 {
                 break;
             }
-            round = round.saturating_add(n);
         }
-        if socket.may_send() {
+        if socket.may_send() && session.wants_transmit() {
             loop {
-                let n = socket
+                let (n, whole) = socket
                     .send(|space| {
                         let n = session.transmit(space, now).min(space.len());
-                        (n, n)
+                        (n, (n, n == space.len()))
                     })
-                    .unwrap_or(0);
-                if n == 0 {
+                    .unwrap_or((0, false));
+                round = round.saturating_add(n);
+                if !whole || n == 0 {
                     break;
                 }
-                round = round.saturating_add(n);
             }
         }
-        if round == 0 {
+        moved = moved.saturating_add(round);
+        if round == 0 || !socket.can_recv() {
             return moved;
         }
-        moved = moved.saturating_add(round);
     }
 }
 

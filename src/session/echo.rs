@@ -62,6 +62,10 @@ impl Session for Echo {
         n
     }
 
+    fn wants_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     fn status(&self) -> Status {
         if self.peer_done && self.out.is_empty() {
             Status::Close

@@ -2,11 +2,12 @@
 //!
 //! [`Framed`] gathers whole frames in a [`FrameReader`] and hands each to a
 //! [`FrameHandler`], which answers through a [`FrameOut`]. Every answer is a whole
-//! frame or nothing: it goes straight into the caller's send space when all of it
-//! fits there (one copy, as `sendall` from the receive storage), else into the
-//! session's own [`OutBuffer`], else it is refused with [`SendError::WouldBlock`]
-//! and the handler is offered the same frame again later. A frame is never written
-//! in part from a body the caller could change in between.
+//! frame or nothing: it goes straight into the caller's send space as far as it
+//! fits there (one copy, as `sendall` from the receive storage) and the rest into
+//! the session's own [`OutBuffer`], or, if the queue has no room for that rest, it
+//! is refused with [`SendError::WouldBlock`] and the handler is offered the same
+//! frame again later. Once taken, a frame's bytes belong to the session: none is
+//! written from a body the caller could change in between.
 //!
 //! [`StreamingEcho`] is the framed echo with no frame storage at all: headers and
 //! body pieces go back out as they arrive, so a frame can be larger than any buffer
@@ -89,8 +90,9 @@ pub trait FrameHandler {
     /// with several must remember which it already sent.
     fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow;
 
-    /// Called whenever the session may send and no frame waits: for handlers that
-    /// send on their own initiative (a download streaming a file).
+    /// Called whenever the session may send, no frame waits and
+    /// [`wants_to_send`](Self::wants_to_send) says so: for handlers that send on
+    /// their own initiative (a download streaming a file).
     fn on_idle(&mut self, _out: &mut FrameOut<'_>) -> Flow {
         Flow::Continue
     }
@@ -99,7 +101,9 @@ pub trait FrameHandler {
     /// frame cut short by the peer's close (it is then closed).
     fn on_error(&mut self, _error: ReadError) {}
 
-    /// Whether the handler still has frames to send after the peer finished.
+    /// Whether the handler has frames to send of its own (from
+    /// [`on_idle`](Self::on_idle)), also after the peer finished. A handler that
+    /// sends from `on_idle` says `true` while it has more.
     fn wants_to_send(&self) -> bool {
         false
     }
@@ -128,8 +132,35 @@ pub struct FrameOut<'a> {
 impl FrameOut<'_> {
     /// Sends `body` as one frame: all of it, or nothing
     /// ([`SendError::WouldBlock`]).
+    ///
+    /// While nothing is queued, the frame goes straight into the caller's send
+    /// space as far as it fits there, and only the rest is copied into the
+    /// session's queue, to follow it.
     pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
-        self.send_with(body.len(), |space| space.copy_from_slice(body))
+        let direct_free = self.direct.len().saturating_sub(self.direct_used);
+        let total = self.format.header_len().saturating_add(body.len());
+        if !self.queue.is_empty() || direct_free == 0 || total <= direct_free {
+            return self.send_with(body.len(), |space| space.copy_from_slice(body));
+        }
+        let header = self.header(body.len())?;
+        let header = header.as_bytes();
+        let rest = total.saturating_sub(direct_free);
+        let free = self.queue.free();
+        if rest > free {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+            return Err(SendError::WouldBlock);
+        }
+        // Nothing can fail from here on: the frame is taken whole.
+        let start = self.direct_used;
+        if let Some(space) = self.direct.get_mut(start..) {
+            copy_joined(header, body, 0, space);
+        }
+        self.direct_used = self.direct.len();
+        let _ = self
+            .queue
+            .append_with(rest, |space| copy_joined(header, body, direct_free, space));
+        self.count(body.len(), total);
+        Ok(())
     }
 
     /// Sends a frame of `len` body bytes that `fill` writes in place (it gets a
@@ -139,13 +170,7 @@ impl FrameOut<'_> {
         len: usize,
         fill: F,
     ) -> Result<(), SendError> {
-        let header = self.format.header(len).map_err(|_| {
-            self.stats.too_large = self.stats.too_large.saturating_add(1);
-            SendError::TooLarge {
-                len,
-                max: self.format.max_len(),
-            }
-        })?;
+        let header = self.header(len)?;
         let header = header.as_bytes();
         let total = header.len().saturating_add(len);
         let write = |space: &mut [u8]| {
@@ -164,10 +189,25 @@ impl FrameOut<'_> {
             self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
             return Err(SendError::WouldBlock);
         }
-        self.stats.frames = self.stats.frames.saturating_add(1);
-        self.stats.body_bytes = self.stats.body_bytes.saturating_add(len as u64);
-        self.stats.bytes = self.stats.bytes.saturating_add(total as u64);
+        self.count(len, total);
         Ok(())
+    }
+
+    /// The header for a body of `len` bytes, or [`SendError::TooLarge`] (counted).
+    fn header(&mut self, len: usize) -> Result<crate::wire::frame::Header, SendError> {
+        self.format.header(len).map_err(|_| {
+            self.stats.too_large = self.stats.too_large.saturating_add(1);
+            SendError::TooLarge {
+                len,
+                max: self.format.max_len(),
+            }
+        })
+    }
+
+    fn count(&mut self, body_len: usize, total: usize) {
+        self.stats.frames = self.stats.frames.saturating_add(1);
+        self.stats.body_bytes = self.stats.body_bytes.saturating_add(body_len as u64);
+        self.stats.bytes = self.stats.bytes.saturating_add(total as u64);
     }
 
     /// The largest body that [`send`](Self::send) takes now.
@@ -191,6 +231,22 @@ impl FrameOut<'_> {
     /// The time now.
     pub fn now(&self) -> Instant {
         self.now
+    }
+}
+
+/// Fills `dst` with the bytes of `head` followed by `tail`, from byte `skip` of the
+/// two joined; stops at the end of either.
+fn copy_joined(head: &[u8], tail: &[u8], skip: usize, dst: &mut [u8]) {
+    let from_head = head.get(skip..).unwrap_or_default();
+    let n = from_head.len().min(dst.len());
+    let (first, rest) = dst.split_at_mut(n);
+    first.copy_from_slice(from_head.get(..n).unwrap_or_default());
+    let tail = tail
+        .get(skip.saturating_sub(head.len())..)
+        .unwrap_or_default();
+    let m = tail.len().min(rest.len());
+    if let (Some(dst), Some(src)) = (rest.get_mut(..m), tail.get(..m)) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -342,9 +398,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     }
 
     /// Sends `body` as one frame, straight into `space` (a socket's free send
-    /// space) when nothing is queued before it and the whole frame fits there,
-    /// else into the queue; all of it, or nothing. Returns the bytes written into
-    /// `space`: the caller hands them to the socket.
+    /// space) as far as it fits there when nothing is queued before it, and the
+    /// rest into the queue; all of it, or nothing. Returns the bytes written into
+    /// `space`: the caller hands them to the socket, and the adapter sends the
+    /// rest from the queue.
     pub fn send_via(&mut self, body: &[u8], space: &mut [u8]) -> Result<usize, SendError> {
         if self.phase != Phase::Open {
             return Err(SendError::WouldBlock);
@@ -388,6 +445,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         while self.phase == Phase::Open {
             let flow = match self.reader.frame() {
                 Some(frame) => self.handler.on_frame(frame, &mut out),
+                None if !self.handler.wants_to_send() => break,
                 None => {
                     let flow = self.handler.on_idle(&mut out);
                     if flow == Flow::Continue {
@@ -445,13 +503,48 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.handler.start(now);
     }
 
-    fn receive(&mut self, input: &[u8], _now: Instant) -> usize {
+    fn receive(&mut self, input: &[u8], now: Instant) -> usize {
         // After our close the peer may still send frames the application reads
         // (a half-close); a server's pool discards them itself.
         if self.phase == Phase::Aborted {
             return 0;
         }
-        match self.reader.feed(input) {
+        // Whole frames that lie in the input go to the handler where they are,
+        // with no copy; their answers go to the queue. A frame the handler cannot
+        // answer yet, and a frame cut by the end of the input, go to the storage.
+        let format = self.reader.format();
+        let (handler, out, write, phase) = (
+            &mut self.handler,
+            &mut self.out,
+            &mut self.write,
+            &mut self.phase,
+        );
+        let fed = self.reader.feed_in_place(input, |frame| {
+            if *phase != Phase::Open {
+                return false;
+            }
+            let mut out = FrameOut {
+                format,
+                queue: out.as_out_ref(),
+                direct: &mut [],
+                direct_used: 0,
+                stats: write,
+                now,
+            };
+            match handler.on_frame(frame, &mut out) {
+                Flow::Continue => true,
+                Flow::Wait => false,
+                Flow::Close => {
+                    *phase = Phase::Closing;
+                    true
+                }
+                Flow::Abort => {
+                    *phase = Phase::Aborted;
+                    true
+                }
+            }
+        });
+        match fed {
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
@@ -471,9 +564,21 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             return queued;
         }
         let direct = space.get_mut(queued..).unwrap_or_default();
-        let direct = self.serve(direct, now);
+        let mut used = queued.saturating_add(self.serve(direct, now));
+        // An answer written in place by its handler (`send_with`) that did not fit
+        // whole went to the queue: its head fills what is left of the space.
+        used = used.saturating_add(
+            self.out
+                .drain_into(space.get_mut(used..).unwrap_or_default()),
+        );
         self.check_end();
-        queued.saturating_add(direct)
+        used
+    }
+
+    fn wants_transmit(&self) -> bool {
+        !self.out.is_empty()
+            || (self.phase == Phase::Open
+                && (self.reader.has_frame() || self.handler.wants_to_send()))
     }
 
     fn status(&self) -> Status {
@@ -690,6 +795,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
         self.out.drain_into(space)
     }
 
+    fn wants_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     fn status(&self) -> Status {
         match self.phase {
             Phase::Aborted => Status::Abort,
@@ -767,6 +876,30 @@ mod tests {
             let body = reader.next_frame().unwrap();
             assert!(body.iter().all(|&b| b == body[0]), "spliced frame {body:?}");
         }
+    }
+
+    #[test]
+    fn send_via_writes_what_fits_and_queues_the_rest_or_takes_nothing() {
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let mut s = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+        let now = Instant::ZERO;
+        s.start(now);
+        assert!(!s.wants_transmit());
+        let mut space = [0u8; 6];
+        assert_eq!(s.send_via(b"0123456789", &mut space), Ok(6));
+        assert_eq!(&space, &[0, 0, 0, 10, b'0', b'1']);
+        assert!(!s.is_flushed() && s.wants_transmit());
+        // 8 bytes wait; a frame of 20 does not fit beside them: refused whole.
+        let mut more = [0xaa; 4];
+        assert_eq!(s.send_via(&[7; 16], &mut more), Err(SendError::WouldBlock));
+        assert_eq!(more, [0xaa; 4]);
+        assert_eq!(s.stats().write.blocked_writes, 1);
+        let mut rest = [0u8; 32];
+        let n = s.transmit(&mut rest, now);
+        assert_eq!(&rest[..n], b"23456789");
+        assert!(s.is_flushed() && !s.wants_transmit());
+        assert_eq!(s.stats().write.frames, 1);
+        assert_eq!(s.stats().write.bytes, 14);
     }
 
     #[test]

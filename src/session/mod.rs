@@ -82,6 +82,14 @@ pub trait Session {
     /// Writes the next bytes to send into the front of `space`; returns how many.
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize;
 
+    /// Whether [`transmit`](Self::transmit) has anything to do now: bytes to give,
+    /// or input held that it would act on. While it is `false` an adapter may skip
+    /// offering send space. `true`, the default, is always correct; a session that
+    /// says `false` must not hold input it refused more of.
+    fn wants_transmit(&self) -> bool {
+        true
+    }
+
     /// The earliest time [`handle_timeout`](Self::handle_timeout) is due, even if no
     /// byte moves.
     fn poll_timeout(&self) -> Option<Instant> {
@@ -139,6 +147,10 @@ impl<S: Session + ?Sized> Session for &mut S {
 
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
         (**self).transmit(space, now)
+    }
+
+    fn wants_transmit(&self) -> bool {
+        (**self).wants_transmit()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -586,6 +586,96 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         Ok(n)
     }
 
+    /// Like [`feed`](Self::feed), but while nothing is held, each whole frame in
+    /// `input` goes to `take` where it lies, with no copy: `take` returns `true`
+    /// once it has dealt with the frame, or `false` to leave it (and everything
+    /// after it) to the storage, as `feed` would. The bytes after the last whole
+    /// frame go to the storage. Returns how many bytes of `input` were taken; the
+    /// counters are those of one read. On an error (an oversize header), the whole
+    /// frames before it have been handed to `take` already.
+    ///
+    /// ```
+    /// use smolsock::wire::frame::{FrameReader, HeaderFormat};
+    ///
+    /// let mut reader = FrameReader::<[u8; 12]>::new_array(HeaderFormat::NETWORK.with_max_len(8).unwrap()).unwrap();
+    /// // Two whole frames and the start of a third, in one read.
+    /// let input = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 1, b'!', 0, 0];
+    /// let mut seen = Vec::new();
+    /// let n = reader.feed_in_place(&input, |frame| { seen.push(frame.to_vec()); true }).unwrap();
+    /// assert_eq!(n, input.len());
+    /// assert_eq!(seen, [b"hi".to_vec(), b"!".to_vec()]);
+    /// assert_eq!(reader.buffered(), 2); // the third frame's first header bytes
+    /// assert_eq!(reader.stats().reads, 1);
+    /// ```
+    pub fn feed_in_place<F: FnMut(&[u8]) -> bool>(
+        &mut self,
+        input: &[u8],
+        mut take: F,
+    ) -> Result<usize, ReadError> {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        if self.head != self.end {
+            // Bytes held come first: the rest follows them through the storage.
+            return self.feed(input);
+        }
+        let header_len = self.format.header_len();
+        let (mut taken, mut frames) = (0usize, 0u64);
+        let mut body_bytes = 0u64;
+        let outcome = loop {
+            let rest = input.get(taken..).unwrap_or_default();
+            let Some(len) = self.format.decode(rest) else {
+                break Ok(());
+            };
+            if len > self.format.max_len {
+                // The oversize header itself is left to the storage, which
+                // refuses it and counts it.
+                break Ok(());
+            }
+            let total = header_len.saturating_add(len as usize);
+            let Some(body) = rest.get(header_len..total) else {
+                break Ok(());
+            };
+            if !take(body) {
+                break Ok(());
+            }
+            taken = taken.saturating_add(total);
+            frames = frames.saturating_add(1);
+            body_bytes = body_bytes.saturating_add(u64::from(len));
+        };
+        let stats = &mut self.stats;
+        stats.frames = stats.frames.saturating_add(frames);
+        stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
+        let rest = input.get(taken..).unwrap_or_default();
+        if rest.is_empty() {
+            if taken > 0 {
+                stats.reads = stats.reads.saturating_add(1);
+                stats.bytes = stats.bytes.saturating_add(taken as u64);
+                if frames > 1 {
+                    stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
+                }
+            }
+            return outcome.map(|()| taken);
+        }
+        // The rest goes through the storage as a read of its own; count the two as
+        // one: a read that also carried whole frames coalesced several.
+        let (reads, coalesced) = (self.stats.reads, self.stats.coalesced_reads);
+        let fed = self.feed(rest);
+        if taken > 0 {
+            let stats = &mut self.stats;
+            stats.bytes = stats.bytes.saturating_add(taken as u64);
+            if stats.reads == reads {
+                stats.reads = stats.reads.saturating_add(1);
+                if frames > 1 {
+                    stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
+                }
+            } else if stats.coalesced_reads == coalesced {
+                stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
+            }
+        }
+        fed.map(|n| taken.saturating_add(n))
+    }
+
     /// The free storage to fill next (for example with `tcp::Socket::recv_slice`),
     /// after which [`commit`](Self::commit) says how much was written. Empty when the
     /// reader is full or stopped.
@@ -1565,6 +1655,55 @@ pub(crate) mod tests {
                 prop_assert_eq!(r.finish(), Ok(()));
                 prop_assert_eq!(&got, &bodies);
                 prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+            }
+
+            /// Taking frames in place, with some left to the storage, yields the
+            /// same frames in the same order, and the same frame and byte counts,
+            /// as feeding every byte through the storage.
+            #[test]
+            fn in_place_yields_what_the_storage_yields(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                cuts in prop::collection::vec(1usize..700, 1..50),
+                refuse_every in 1usize..5,
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
+                let mut stream = Vec::new();
+                for body in &bodies {
+                    let mut out = vec![0u8; body.len() + 4];
+                    let n = encode(format, body, &mut out).unwrap();
+                    stream.extend_from_slice(&out[..n]);
+                }
+                let mut r = FrameReader::new(vec![0u8; format.max_frame_len()], format).unwrap();
+                let mut got: Vec<Vec<u8>> = Vec::new();
+                let mut offers = 0usize;
+                let mut pos = 0;
+                let mut cut = cuts.iter().cycle();
+                while pos < stream.len() {
+                    let piece = &stream[pos..(pos + cut.next().unwrap()).min(stream.len())];
+                    let mut off = 0;
+                    // Each round takes a byte at least: the storage is emptied in between.
+                    for _ in 0..=piece.len() {
+                        if off == piece.len() { break; }
+                        let n = r.feed_in_place(&piece[off..], |frame| {
+                            offers += 1;
+                            if offers.is_multiple_of(refuse_every) { return false; }
+                            got.push(frame.to_vec());
+                            true
+                        }).unwrap();
+                        off += n;
+                        collect(&mut r, &mut got);
+                    }
+                    prop_assert_eq!(off, piece.len());
+                    pos += piece.len();
+                }
+                prop_assert_eq!(r.finish(), Ok(()));
+                prop_assert_eq!(&got, &bodies);
+                prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+                prop_assert_eq!(r.stats().bytes, stream.len() as u64);
+                let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+                prop_assert_eq!(r.stats().body_bytes, body_bytes as u64);
             }
 
             /// A writer fed arbitrary small spaces produces the same bytes as one
