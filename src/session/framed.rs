@@ -171,11 +171,13 @@ impl FrameOut<'_> {
         fill: F,
     ) -> Result<(), SendError> {
         let header = self.header(len)?;
-        let header = header.as_bytes();
-        let total = header.len().saturating_add(len);
+        let header_len = header.as_bytes().len();
+        let total = header_len.saturating_add(len);
         let write = |space: &mut [u8]| {
-            let (head, body) = space.split_at_mut(header.len());
-            head.copy_from_slice(header);
+            let (head, body) = space.split_at_mut(header_len);
+            if !header.put(head) {
+                head.copy_from_slice(header.as_bytes());
+            }
             fill(body);
         };
         let direct_free = self.direct.len().saturating_sub(self.direct_used);

@@ -154,6 +154,21 @@ impl BodyReader {
                 if self.header_held == 0 {
                     frames_in_read = frames_in_read.saturating_add(1);
                     began_here = true;
+                    // The usual case: the whole header lies in the input.
+                    if let Some(len) = self.format.decode(rest) {
+                        consumed = consumed.saturating_add(header_len);
+                        if len > self.format.max_len() {
+                            let error = ReadError::Oversize {
+                                len,
+                                max: self.format.max_len(),
+                            };
+                            self.poisoned = Some(error);
+                            self.stats.oversize = self.stats.oversize.saturating_add(1);
+                            break Err(error);
+                        }
+                        self.body = Some(Body { len, taken: 0 });
+                        continue;
+                    }
                 }
                 let held = usize::from(self.header_held);
                 let dst = self.header.get_mut(held..header_len).unwrap_or(&mut []);

@@ -230,6 +230,34 @@ impl Header {
     }
 }
 
+impl Header {
+    /// Writes the whole header at the front of `out` with one fixed-size store (a
+    /// copy of `len` bytes would be a call to `memcpy`); `false`, and nothing
+    /// written, if `out` is shorter.
+    pub(crate) fn put(&self, out: &mut [u8]) -> bool {
+        let start = usize::from(self.start);
+        match self.len {
+            4 => match out.first_chunk_mut::<4>() {
+                Some(dst) => *dst = self.bytes,
+                None => return false,
+            },
+            2 => match (out.first_chunk_mut::<2>(), self.bytes.get(start..)) {
+                (Some(dst), Some(src)) => match src.first_chunk::<2>() {
+                    Some(src) => *dst = *src,
+                    None => return false,
+                },
+                _ => return false,
+            },
+            1 => match (out.first_mut(), self.bytes.get(start)) {
+                (Some(dst), Some(src)) => *dst = *src,
+                _ => return false,
+            },
+            _ => return self.len == 0,
+        }
+        true
+    }
+}
+
 impl AsRef<[u8]> for Header {
     fn as_ref(&self) -> &[u8] {
         self.as_bytes()
@@ -1087,7 +1115,9 @@ impl FrameWriter {
         // `sent` counts through the header and then the body, as on the wire.
         let header_len = usize::from(self.header.len);
         let mut written = 0;
-        if self.sent < header_len
+        if self.sent == 0 && self.header.put(out) {
+            written = header_len;
+        } else if self.sent < header_len
             && let Some(pending) = self.header.as_bytes().get(self.sent..)
         {
             written = copy_prefix(pending, out);
@@ -1125,7 +1155,9 @@ impl FrameWriter {
         }
         let header_len = usize::from(self.header.len);
         let mut written = 0;
-        if self.sent < header_len
+        if self.sent == 0 && self.header.put(out) {
+            written = header_len;
+        } else if self.sent < header_len
             && let Some(pending) = self.header.as_bytes().get(self.sent..)
         {
             written = copy_prefix(pending, out);
