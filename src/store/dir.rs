@@ -30,6 +30,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 /// Limits a [`DirStore`] enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,18 @@ pub struct DirStore {
     commits: u64,
     /// The version of each file committed since the store opened.
     versions: HashMap<FileName, u64>,
+    /// The CRC-32 of files whose bytes passed through the store (at commit) or
+    /// were read once (at the first stat), with the length and modification time
+    /// they had then: a file changed behind the store's back is read again.
+    crcs: Mutex<HashMap<FileName, KnownCrc>>,
+}
+
+/// A file's CRC-32, and what the file looked like when it was known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KnownCrc {
+    len: u64,
+    modified: Option<SystemTime>,
+    crc: u32,
 }
 
 const PARTIAL_PREFIX: &str = ".";
@@ -151,6 +165,7 @@ impl DirStore {
             entries: 0,
             commits: 0,
             versions: HashMap::new(),
+            crcs: Mutex::new(HashMap::new()),
         };
         for entry in fs::read_dir(&store.root).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
@@ -229,7 +244,30 @@ impl DirStore {
 impl Storage for DirStore {
     fn stat(&self, name: &FileName) -> Result<FileStat, StoreError> {
         let (mut file, size) = open_regular(&self.file_path(name))?;
+        let modified = file.metadata().ok().and_then(|meta| meta.modified().ok());
+        let mut crcs = self
+            .crcs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = crcs.get(name)
+            && known.len == size
+            && known.modified == modified
+            && modified.is_some()
+        {
+            return Ok(FileStat {
+                size,
+                crc: known.crc,
+            });
+        }
         let crc = crc_of(&mut file, size)?.ok_or(StoreError::Inconsistent)?;
+        crcs.insert(
+            *name,
+            KnownCrc {
+                len: size,
+                modified,
+                crc,
+            },
+        );
         Ok(FileStat { size, crc })
     }
 
@@ -299,6 +337,10 @@ impl Storage for DirStore {
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
         // Forgotten first: a file whose removal fails half way has changed anyway.
         self.versions.remove(name);
+        self.crcs
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
         let mut found = false;
         for path in [self.file_path(name), self.partial_path(name)] {
             if let Some(len) = regular_len(&path)? {
@@ -387,20 +429,21 @@ impl Storage for DirStore {
             return Err(io_error(e));
         }
         self.used = self.used.saturating_add(more);
-        upload.advance(more);
+        upload.record(data);
         Ok(())
     }
 
     fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
         let path = self.partial_path(upload.name());
-        let (mut file, held) = open_regular(&path)?;
+        let (file, held) = open_regular(&path)?;
         if held != upload.size() || upload.written() != held {
             return Err(StoreError::Incomplete {
                 written: held,
                 size: upload.size(),
             });
         }
-        let computed = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+        // Computed as the bytes were appended: no second pass over the file.
+        let computed = upload.crc();
         if computed != crc {
             drop(file);
             self.remove_counted(&path, held)?;
@@ -408,12 +451,24 @@ impl Storage for DirStore {
         }
         // Durable before visible: the rename must not publish unsynced bytes.
         file.sync_all().map_err(io_error)?;
+        let modified = file.metadata().ok().and_then(|meta| meta.modified().ok());
         drop(file);
         let target = self.file_path(upload.name());
         let older = regular_len(&target)?;
         fs::rename(&path, &target).map_err(io_error)?;
         self.commits = self.commits.saturating_add(1);
         self.versions.insert(*upload.name(), self.commits);
+        self.crcs
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                *upload.name(),
+                KnownCrc {
+                    len: held,
+                    modified,
+                    crc: computed,
+                },
+            );
         if let Some(older) = older {
             self.used = self.used.saturating_sub(older);
             self.entries = self.entries.saturating_sub(1);
@@ -623,6 +678,35 @@ mod tests {
 
         assert_eq!(fs::read(&secret).unwrap(), b"do not leak");
         assert_eq!(fs::read_dir(&outside.0).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_stored_files_crc_is_kept_and_read_again_only_when_the_file_changed() {
+        let dir = TempDir::new("crc-kept");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        put(&mut store, "f", b"abcd", 1);
+        let path = dir.join("f");
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        // Bytes changed behind the store's back, length and time as they were: the
+        // CRC kept at commit is what stat says, so stat did not read the file.
+        fs::write(&path, b"wxyz").unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(store.stat(&name("f")).unwrap().crc, crc32(b"abcd"));
+        // A change that shows (another length, or another time): read again, once.
+        fs::write(&path, b"wxyz!").unwrap();
+        assert_eq!(store.stat(&name("f")).unwrap().crc, crc32(b"wxyz!"));
+        // A file that was there before the store opened: read at its first stat.
+        fs::write(dir.join("old"), b"old bytes").unwrap();
+        assert_eq!(store.stat(&name("old")).unwrap().crc, crc32(b"old bytes"));
+        // Deleted and made again with the same length: its own CRC.
+        store.delete(&name("f")).unwrap();
+        put(&mut store, "f", b"ABCDE", 1);
+        assert_eq!(store.stat(&name("f")).unwrap().crc, crc32(b"ABCDE"));
     }
 
     #[test]

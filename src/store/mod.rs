@@ -73,6 +73,8 @@ pub struct Upload {
     written: u64,
     resumed_from: u64,
     resumed_crc: u32,
+    /// CRC-32 of the `written` bytes, kept as they pass.
+    crc: u32,
 }
 
 impl Upload {
@@ -86,6 +88,7 @@ impl Upload {
             written: resumed_from,
             resumed_from,
             resumed_crc,
+            crc: resumed_crc,
         }
     }
 
@@ -124,10 +127,21 @@ impl Upload {
         self.resumed_crc
     }
 
-    /// Records `n` more bytes stored. For [`Storage`] implementations, after
-    /// they wrote the bytes.
-    pub fn advance(&mut self, n: u64) {
-        self.written = self.written.saturating_add(n);
+    /// CRC-32 of every byte the partial holds, the resumed prefix included,
+    /// computed as the bytes were recorded: at the end, the whole file's.
+    pub const fn crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// Records `data` as stored: the written count and the CRC-32 go on over it.
+    /// For [`Storage`] implementations, after they wrote the bytes.
+    pub fn record(&mut self, data: &[u8]) {
+        let mut crc = Crc32::resume(self.crc);
+        crc.update(data);
+        self.crc = crc.finish();
+        self.written = self
+            .written
+            .saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
     }
 }
 
@@ -338,7 +352,8 @@ pub trait Storage {
     /// Makes the partial the file under its name, replacing any older file, once
     /// it holds exactly the announced size and the CRC-32 of its bytes is `crc`.
     ///
-    /// The store checks both itself, reading back what it stored. On
+    /// The store checks both itself: the size it holds, and the CRC-32 computed as
+    /// the bytes were appended (never by reading the file again). On
     /// [`StoreError::ChecksumMismatch`] it deletes the partial; on
     /// [`StoreError::Incomplete`] it keeps it. Returns what was stored.
     fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError>;
@@ -407,10 +422,20 @@ mod tests {
         let mut upload = Upload::new(name, 10, 4, 0x1234);
         assert_eq!((upload.written(), upload.remaining()), (4, 6));
         assert!(!upload.is_complete());
-        upload.advance(6);
+        upload.record(b"abcdef");
         assert!(upload.is_complete());
         assert_eq!(upload.remaining(), 0);
         assert_eq!((upload.resumed_from(), upload.resumed_crc()), (4, 0x1234));
         assert_eq!(upload.name().as_str(), "f");
+    }
+
+    #[test]
+    fn an_upload_checksums_its_bytes_as_they_pass() {
+        let name = FileName::new("f").unwrap();
+        let whole = b"0123456789";
+        let mut upload = Upload::new(name, 10, 4, crate::wire::crc32::crc32(&whole[..4]));
+        upload.record(&whole[4..7]);
+        upload.record(&whole[7..]);
+        assert_eq!(upload.crc(), crate::wire::crc32::crc32(whole));
     }
 }

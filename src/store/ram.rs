@@ -60,7 +60,8 @@ struct Slot {
     /// Bytes reserved: the region is `start..start + cap`. Equals `len` once
     /// committed.
     cap: usize,
-    /// CRC-32 of a committed file, verified at commit (0 for a partial).
+    /// CRC-32 of the bytes stored, kept as they were appended: a partial's
+    /// so far, a committed file's whole.
     crc: u32,
     /// The store's commit count when this file was committed (0 for a partial).
     version: u32,
@@ -340,8 +341,8 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             if resume && partial.len <= cap {
                 self.resize(index, cap)?;
                 let partial = self.slot(index)?;
-                let held = self.contents(&partial)?;
-                return Ok(Upload::new(*name, size, to_u64(held.len()), crc32(held)));
+                // The partial's CRC-32 was kept as its bytes came in.
+                return Ok(Upload::new(*name, size, to_u64(partial.len), partial.crc));
             }
             self.remove(index)?;
         }
@@ -401,8 +402,10 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .get_mut(from..to)
             .ok_or(StoreError::Inconsistent)?
             .copy_from_slice(data);
-        self.slot_mut(index)?.len = new_len;
-        upload.advance(to_u64(data.len()));
+        upload.record(data);
+        let slot = self.slot_mut(index)?;
+        slot.len = new_len;
+        slot.crc = upload.crc();
         Ok(())
     }
 
@@ -418,7 +421,8 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
                 size: upload.size(),
             });
         }
-        let computed = crc32(self.contents(&partial)?);
+        // Kept as the bytes were appended: no second pass over them.
+        let computed = partial.crc;
         if computed != crc {
             self.remove(index)?;
             return Err(StoreError::ChecksumMismatch { computed });
