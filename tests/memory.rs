@@ -133,7 +133,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TransferServer<RamStore, &mut [u8]>",
             "one transfer connection: framing state, the operation in progress, its file name",
             size_of::<TransferServer<'static, Store, Slice>>(),
-            408,
+            416,
         ),
         (
             "TransferClient<&mut [u8]>",
