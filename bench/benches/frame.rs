@@ -7,7 +7,7 @@
 //! Every frame is handed to `black_box`, so nothing is optimised away.
 //!
 //! - `smolsock`: `FrameReader` over one maximum frame of storage (65 540 bytes),
-//!   what a `FramedStream` for 64 KiB frames holds: `feed` each piece, then
+//!   what a `Framed` session for 64 KiB frames holds: `feed` each piece, then
 //!   `next_frame` until none is left.
 //! - `tokio-util`: `LengthDelimitedCodec` with the same header and maximum: extend a
 //!   `BytesMut` with each piece, then `decode` until it answers `None`, as
