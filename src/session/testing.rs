@@ -23,7 +23,12 @@ pub(crate) fn run<S: Session>(session: &mut S, input: &[u8], cut: usize, space: 
         let end = (taken + cut).min(input.len());
         let took = session.receive(&input[taken..end], now);
         taken += took;
-        let sent = session.transmit(&mut buf, now);
+        // As the adapters do: no send space for a session that wants none.
+        let sent = if session.wants_transmit() {
+            session.transmit(&mut buf, now)
+        } else {
+            0
+        };
         output.extend_from_slice(&buf[..sent]);
         if taken == input.len() && !finished {
             finished = true;
@@ -33,8 +38,12 @@ pub(crate) fn run<S: Session>(session: &mut S, input: &[u8], cut: usize, space: 
         let status = session.status();
         if status != Status::Open || (took == 0 && sent == 0) {
             // One more round: a session may have work that only a transmit with
-            // nothing received reveals.
-            let sent = session.transmit(&mut buf, now);
+            // nothing received reveals (if it says so).
+            let sent = if session.wants_transmit() {
+                session.transmit(&mut buf, now)
+            } else {
+                0
+            };
             output.extend_from_slice(&buf[..sent]);
             if sent == 0 || session.status() != Status::Open {
                 assert_eq!(taken, input.len(), "the session stopped taking input");

@@ -614,26 +614,36 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         Ok(n)
     }
 
-    /// Like [`feed`](Self::feed), but while nothing is held, each whole frame in
-    /// `input` goes to `take` where it lies, with no copy: `take` returns `true`
-    /// once it has dealt with the frame, or `false` to leave it (and everything
-    /// after it) to the storage, as `feed` would. The bytes after the last whole
-    /// frame go to the storage. Returns how many bytes of `input` were taken; the
-    /// counters are those of one read. On an error (an oversize header), the whole
-    /// frames before it have been handed to `take` already.
+    /// Like [`feed`](Self::feed), but each whole frame that lies in `input` goes to
+    /// `take` where it is, with no copy: `take` returns `true` once it has dealt
+    /// with the frame, or `false` to leave it (and everything after it) to the
+    /// storage, as `feed` would. A frame held in part from an earlier read is first
+    /// completed from `input` (only its missing bytes are copied) and offered to
+    /// `take` from the storage; whole frames held and not yet taken keep their
+    /// turn, and `input` then goes to the storage behind them. The bytes after the
+    /// last whole frame go to the storage. Returns how many bytes of `input` were
+    /// taken; the counters are those of one read. On an error (an oversize
+    /// header), the whole frames before it have been handed to `take` already.
     ///
     /// ```
     /// use smolsock::wire::frame::{FrameReader, HeaderFormat};
     ///
-    /// let mut reader = FrameReader::<[u8; 12]>::new_array(HeaderFormat::NETWORK.with_max_len(8).unwrap()).unwrap();
+    /// let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+    /// let mut reader = FrameReader::<[u8; 12]>::new_array(format).unwrap();
+    /// let mut seen = Vec::new();
+    /// let mut take = |frame: &[u8]| {
+    ///     seen.push(frame.to_vec());
+    ///     true
+    /// };
     /// // Two whole frames and the start of a third, in one read.
     /// let input = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 1, b'!', 0, 0];
-    /// let mut seen = Vec::new();
-    /// let n = reader.feed_in_place(&input, |frame| { seen.push(frame.to_vec()); true }).unwrap();
-    /// assert_eq!(n, input.len());
-    /// assert_eq!(seen, [b"hi".to_vec(), b"!".to_vec()]);
+    /// assert_eq!(reader.feed_in_place(&input, &mut take).unwrap(), input.len());
     /// assert_eq!(reader.buffered(), 2); // the third frame's first header bytes
-    /// assert_eq!(reader.stats().reads, 1);
+    /// // The rest of the third frame, then a fourth.
+    /// let input = [0, 3, b'y', b'o', b'u', 0, 0, 0, 1, b'?'];
+    /// assert_eq!(reader.feed_in_place(&input, &mut take).unwrap(), input.len());
+    /// assert_eq!(seen, [&b"hi"[..], b"!", b"you", b"?"]);
+    /// assert_eq!((reader.stats().reads, reader.stats().split_frames), (2, 1));
     /// ```
     pub fn feed_in_place<F: FnMut(&[u8]) -> bool>(
         &mut self,
@@ -643,65 +653,106 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         if let Some(error) = self.poisoned {
             return Err(error);
         }
-        if self.head != self.end {
-            // Bytes held come first: the rest follows them through the storage.
-            return self.feed(input);
-        }
-        let header_len = self.format.header_len();
-        let (mut taken, mut frames) = (0usize, 0u64);
-        let mut body_bytes = 0u64;
-        let outcome = loop {
-            let rest = input.get(taken..).unwrap_or_default();
-            let Some(len) = self.format.decode(rest) else {
-                break Ok(());
-            };
-            if len > self.format.max_len {
-                // The oversize header itself is left to the storage, which
-                // refuses it and counts it.
-                break Ok(());
+        let mut read = Read::default();
+        let result = self.take_in_place(input, &mut take, &mut read);
+        if read.taken > 0 {
+            self.stats.reads = self.stats.reads.saturating_add(1);
+            if read.touched > 1 {
+                self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
             }
+        }
+        result.map(|()| read.taken)
+    }
+
+    fn take_in_place<F: FnMut(&[u8]) -> bool>(
+        &mut self,
+        input: &[u8],
+        take: &mut F,
+        read: &mut Read,
+    ) -> Result<(), ReadError> {
+        let header_len = self.format.header_len();
+        if self.head != self.end {
+            if self.head != self.scan {
+                // Whole frames wait to be taken: the input queues behind them.
+                return self.fill(input, read);
+            }
+            // A frame held in part: complete it with its missing bytes only.
+            read.touched = 1;
+            while !self.has_frame() {
+                let held = self.end.saturating_sub(self.scan);
+                let pending = self.storage.as_ref().get(self.scan..self.end);
+                let need = match pending.and_then(|bytes| self.format.decode(bytes)) {
+                    Some(len) => header_len.saturating_add(len as usize),
+                    None => header_len,
+                }
+                .saturating_sub(held);
+                if need == 0 {
+                    break; // cannot be while no frame is whole; never loop on it
+                }
+                let rest = input.get(read.taken..).unwrap_or_default();
+                let chunk = rest.get(..need.min(rest.len())).unwrap_or_default();
+                let before = read.taken;
+                self.fill(chunk, read)?;
+                read.touched = 1;
+                if read.taken.saturating_sub(before) < need {
+                    return Ok(()); // the input, or the storage, ran out
+                }
+            }
+            let taken = self.frame().is_some_and(&mut *take);
+            if !taken {
+                let rest = input.get(read.taken..).unwrap_or_default();
+                return self.fill(rest, read);
+            }
+            self.consume();
+        }
+        let (mut frames, mut body_bytes, mut bytes) = (0u64, 0u64, 0u64);
+        loop {
+            let rest = input.get(read.taken..).unwrap_or_default();
+            // No whole header, an oversize one (the storage refuses and counts
+            // it), or a frame cut by the end of the input: to the storage.
+            let Some(len) = self
+                .format
+                .decode(rest)
+                .filter(|&len| len <= self.format.max_len)
+            else {
+                break;
+            };
             let total = header_len.saturating_add(len as usize);
             let Some(body) = rest.get(header_len..total) else {
-                break Ok(());
+                break;
             };
             if !take(body) {
-                break Ok(());
+                break;
             }
-            taken = taken.saturating_add(total);
+            read.taken = read.taken.saturating_add(total);
+            read.touched = read.touched.saturating_add(1);
             frames = frames.saturating_add(1);
             body_bytes = body_bytes.saturating_add(u64::from(len));
-        };
+            bytes = bytes.saturating_add(total as u64);
+        }
         let stats = &mut self.stats;
         stats.frames = stats.frames.saturating_add(frames);
         stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
-        let rest = input.get(taken..).unwrap_or_default();
-        if rest.is_empty() {
-            if taken > 0 {
-                stats.reads = stats.reads.saturating_add(1);
-                stats.bytes = stats.bytes.saturating_add(taken as u64);
-                if frames > 1 {
-                    stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
-                }
-            }
-            return outcome.map(|()| taken);
+        stats.bytes = stats.bytes.saturating_add(bytes);
+        let rest = input.get(read.taken..).unwrap_or_default();
+        self.fill(rest, read)
+    }
+
+    /// Copies what fits of `data` into the storage and finds the frames it
+    /// completes, as part of `read`; the caller counts the read itself.
+    fn fill(&mut self, data: &[u8], read: &mut Read) -> Result<(), ReadError> {
+        let n = copy_prefix(data, self.receive_buffer());
+        let n = n.min(self.capacity().saturating_sub(self.end));
+        if n == 0 {
+            return Ok(());
         }
-        // The rest goes through the storage as a read of its own; count the two as
-        // one: a read that also carried whole frames coalesced several.
-        let (reads, coalesced) = (self.stats.reads, self.stats.coalesced_reads);
-        let fed = self.feed(rest);
-        if taken > 0 {
-            let stats = &mut self.stats;
-            stats.bytes = stats.bytes.saturating_add(taken as u64);
-            if stats.reads == reads {
-                stats.reads = stats.reads.saturating_add(1);
-                if frames > 1 {
-                    stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
-                }
-            } else if stats.coalesced_reads == coalesced {
-                stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
-            }
-        }
-        fed.map(|n| taken.saturating_add(n))
+        let read_start = self.end;
+        self.end = self.end.saturating_add(n);
+        self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
+        read.taken = read.taken.saturating_add(n);
+        let touched = self.scan_frames(read_start)?;
+        read.touched = read.touched.saturating_add(touched);
+        Ok(())
     }
 
     /// The free storage to fill next (for example with `tcp::Socket::recv_slice`),
@@ -731,7 +782,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = self.end.saturating_add(n);
         self.stats.reads = self.stats.reads.saturating_add(1);
         self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
-        self.scan_frames(read_start)
+        if self.scan_frames(read_start)? > 1 {
+            self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
+        }
+        Ok(())
     }
 
     /// The whole frame at the front, left in place until [`consume`](Self::consume).
@@ -798,8 +852,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         (body_end <= self.scan).then_some((body_start, body_end))
     }
 
-    /// Walks the frames that the bytes from `read_start` on have completed.
-    fn scan_frames(&mut self, read_start: usize) -> Result<(), ReadError> {
+    /// Walks the frames that the bytes from `read_start` on have completed; returns
+    /// how many frames those bytes touched (for the coalesced counter).
+    fn scan_frames(&mut self, read_start: usize) -> Result<u32, ReadError> {
         let header_len = self.format.header_len();
         let mut frames_in_read = 0u32;
         while let Some(pending) = self.storage.as_ref().get(self.scan..self.end) {
@@ -831,10 +886,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             self.stats.frames = self.stats.frames.saturating_add(1);
             self.stats.body_bytes = self.stats.body_bytes.saturating_add(u64::from(len));
         }
-        if frames_in_read > 1 {
-            self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
-        }
-        Ok(())
+        Ok(frames_in_read)
     }
 
     /// Once everything held is consumed, starts again at the front of the storage.
@@ -872,6 +924,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = end.saturating_sub(head);
         self.head = 0;
     }
+}
+
+/// One read through [`FrameReader::feed_in_place`]: bytes of the input taken so
+/// far, and how many frames they touched.
+#[derive(Default)]
+struct Read {
+    taken: usize,
+    touched: u32,
 }
 
 impl<B> fmt::Debug for FrameReader<B> {
