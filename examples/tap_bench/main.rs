@@ -21,7 +21,9 @@
 //!   the same client against a kernel echo on loopback.
 //! - transfer: upload and download through the file transfer server (RAM store,
 //!   directory store) with the `transfer` example's client.
-//! - scale: 1, 4, 16, 64 clients against a framed echo pool of that size.
+//! - scale: 1, 4, 16, 64 (and on request 128, 256) clients against a framed echo
+//!   pool of that size, with the time per round of the poll loop spent in
+//!   smoltcp's `Interface::poll` and in the server's poll (both walk every socket).
 //!
 //! Every row checks that every byte arrived; a row that did not is an error.
 
@@ -118,7 +120,7 @@ pub struct Args {
     /// Round trips of each scale row, shared among its clients (at least 50 each).
     #[arg(long, default_value_t = 20_000)]
     pub scale_round_trips: usize,
-    /// Pool sizes of the scale rows (1, 4, 16 or 64).
+    /// Pool sizes of the scale rows (1, 4, 16, 64, 128 or 256).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     pub scale: Vec<usize>,
     /// Parts to run (default: all).
@@ -311,6 +313,29 @@ pub struct TransferRow {
     pub seconds: f64,
 }
 
+/// Where a driven run spent the stack's thread: `Interface::poll` (smoltcp walks
+/// every socket) and the service's poll (the server walks every slot).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DriveStats {
+    /// Rounds of the poll loop.
+    pub polls: u64,
+    /// Time in `Interface::poll`, all rounds.
+    pub stack: std::time::Duration,
+    /// Time in the service's poll, all rounds.
+    pub service: std::time::Duration,
+}
+
+impl DriveStats {
+    /// Microseconds per round in the stack and in the service.
+    pub fn per_poll_us(&self) -> (f64, f64) {
+        let polls = self.polls.max(1) as f64;
+        (
+            self.stack.as_secs_f64() * 1e6 / polls,
+            self.service.as_secs_f64() * 1e6 / polls,
+        )
+    }
+}
+
 /// One scale row.
 #[derive(Clone, Debug)]
 pub struct ScaleRow {
@@ -318,6 +343,8 @@ pub struct ScaleRow {
     pub clients: usize,
     /// All clients' round trips.
     pub latency: Latency,
+    /// The stack thread's poll loop during the row.
+    pub drive: DriveStats,
 }
 
 /// Everything one run measured.
@@ -513,21 +540,25 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "| clients | round trips | per second | payload MB/s (both ways) | p50 us | p99 us | max us |"
+                "| clients | round trips | per second | payload MB/s (both ways) | p50 us | p99 us | max us | polls | stack us/poll | server us/poll |"
             )?;
-            writeln!(f, "|---:|---:|---:|---:|---:|---:|---:|")?;
+            writeln!(f, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
             for row in &self.scale {
                 let l = &row.latency;
+                let (stack_us, server_us) = row.drive.per_poll_us();
                 writeln!(
                     f,
-                    "| {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {:.0} |",
+                    "| {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {:.2} |",
                     row.clients,
                     l.round_trips,
                     l.per_second(),
                     l.per_second() * (2 * self.echo_bytes) as f64 / 1e6,
                     micros(l.p50),
                     micros(l.p99),
-                    micros(l.max)
+                    micros(l.max),
+                    row.drive.polls,
+                    stack_us,
+                    server_us
                 )?;
             }
             writeln!(f)?;
@@ -613,13 +644,19 @@ impl<D: Device + Wait> Stack<D> {
         &mut self,
         service: &mut S,
         mut done: impl FnMut(&S) -> bool,
-    ) -> io::Result<()> {
+    ) -> io::Result<DriveStats> {
+        let mut stats = DriveStats::default();
         loop {
             let now = Instant::now();
+            let polled = StdInstant::now();
             self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let served = StdInstant::now();
             service.poll(&mut self.sockets, now);
+            stats.polls += 1;
+            stats.stack += served.duration_since(polled);
+            stats.service += served.elapsed();
             if done(service) {
-                return Ok(());
+                return Ok(stats);
             }
             let mut delay = self
                 .iface
@@ -1178,7 +1215,7 @@ fn run_echo_clients<D: Device + Wait, S: Service>(
     clients: usize,
     (split, body): (bool, usize),
     rounds: usize,
-) -> Result<Latency, BenchError> {
+) -> Result<(Latency, DriveStats), BenchError> {
     let finished = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(Barrier::new(clients));
     let threads: Vec<_> = (0..clients)
@@ -1192,8 +1229,8 @@ fn run_echo_clients<D: Device + Wait, S: Service>(
             })
         })
         .collect();
-    stack.drive(server, |_| finished.load(Ordering::SeqCst) == clients)?;
-    latency_of(threads, clients * rounds)
+    let drive = stack.drive(server, |_| finished.load(Ordering::SeqCst) == clients)?;
+    Ok((latency_of(threads, clients * rounds)?, drive))
 }
 
 fn latency_of(
@@ -1219,7 +1256,7 @@ fn latency_of(
 fn rr_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<RrRow>, BenchError> {
     let handle = stack.add_tcp();
     let mut server = echo_pool::<1>(&mut stack.sockets, PORT_ECHO, vec![handle])?;
-    let ours = run_echo_clients(
+    let (ours, _) = run_echo_clients(
         stack,
         &mut server,
         stack_addr(PORT_ECHO),
@@ -1267,7 +1304,7 @@ fn scale_row<const N: usize>(
     let handles = (0..N).map(|_| stack.add_tcp()).collect();
     let mut server = echo_pool::<N>(&mut stack.sockets, PORT_SCALE, handles)?;
     let rounds = (args.scale_round_trips / N).max(50);
-    let latency = run_echo_clients(
+    let (latency, drive) = run_echo_clients(
         stack,
         &mut server,
         stack_addr(PORT_SCALE),
@@ -1277,14 +1314,16 @@ fn scale_row<const N: usize>(
     )?;
     drop(server);
     stack.clear();
+    let (stack_us, server_us) = drive.per_poll_us();
     eprintln!(
-        "  {N:>2} clients: {:.0} round trips/s, p99 {:.1} us",
+        "  {N:>3} clients: {:.0} round trips/s, p99 {:.1} us; per poll {stack_us:.1} us in the stack, {server_us:.2} us in the server",
         latency.per_second(),
         micros(latency.p99)
     );
     Ok(ScaleRow {
         clients: N,
         latency,
+        drive,
     })
 }
 
@@ -1507,7 +1546,11 @@ fn run_here(args: &Args) -> Result<Report, BenchError> {
                 4 => scale_row::<4>(&mut stack, args)?,
                 16 => scale_row::<16>(&mut stack, args)?,
                 64 => scale_row::<64>(&mut stack, args)?,
-                other => return fail(format!("--scale {other}: pick 1, 4, 16 or 64")),
+                128 => scale_row::<128>(&mut stack, args)?,
+                256 => scale_row::<256>(&mut stack, args)?,
+                other => {
+                    return fail(format!("--scale {other}: pick 1, 4, 16, 64, 128 or 256"));
+                }
             });
         }
     }
