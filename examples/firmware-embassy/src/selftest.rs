@@ -3,8 +3,9 @@
 //! the firmware's addresses and runs every service as the firmware does
 //! ([`services::spawn_all`]); the client stack (192.168.69.2, fdaa::2) checks
 //! each service through smolsock's own code where smolsock has a client: the
-//! framed echo with `asynch::write_frame` and `asynch::read_frame`, the file
-//! transfer with `TransferClient` requests on an `asynch::Connection`.
+//! framed echo with `HeaderFormat::header` (the frames glued into one write)
+//! and `asynch::read_frame`, the file transfer with `TransferClient` requests
+//! on an `asynch::Connection`.
 //!
 //! Each check prints one line and has a deadline; the last line is
 //! "selftest: N passed, M failed", and the firmware leaves QEMU through
