@@ -150,6 +150,7 @@ fn main() -> ! {
         NVIC::unmask(Irq(ALARM_IRQ));
     }
     services::clear_store_region();
+    #[cfg(not(feature = "selftest"))]
     status::log_ram_use::<SOCKETS>();
     let executor = EXECUTOR.init(Executor::new());
     #[cfg(feature = "selftest")]
