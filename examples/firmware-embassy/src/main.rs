@@ -11,11 +11,21 @@
 //! - **Services**: one task per connection, `pool_size` tasks per port, each
 //!   running a smolsock session through `smolsock::asynch::run` over its
 //!   `TcpSocket` (see `services.rs`).
+//! - **Self-test** (`--features selftest`, `run.sh --selftest`): the services on
+//!   one embassy-net stack, a client checking them on another, joined by a link
+//!   in memory (see `selftest.rs`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
+// The self-test build brings up two stacks over a link in memory instead of the
+// LAN9118: the board's driver and its stack are left unused there.
+#![cfg_attr(feature = "selftest", allow(unused_imports, dead_code))]
 
+#[cfg(feature = "selftest")]
+mod link;
 mod logger;
+#[cfg(feature = "selftest")]
+mod selftest;
 mod services;
 mod stack;
 mod status;
@@ -72,7 +82,9 @@ mod time {
 /// The Ethernet interrupt's handler and the driver share this.
 static ETHERNET: State = State::new();
 
+#[cfg(not(feature = "selftest"))]
 static DEVICE: StaticCell<Lan9118<Mmio>> = StaticCell::new();
+#[cfg(not(feature = "selftest"))]
 static RESOURCES: ConstStaticCell<StackResources<SOCKETS>> =
     ConstStaticCell::new(StackResources::new());
 static EXECUTOR: StaticCell<Executor> = StaticCell::new();
@@ -137,10 +149,15 @@ fn main() -> ! {
     unsafe {
         NVIC::unmask(Irq(ALARM_IRQ));
     }
-    let (stack, runner) = new_stack(new_device());
     services::clear_store_region();
+    #[cfg(not(feature = "selftest"))]
     status::log_ram_use::<SOCKETS>();
     let executor = EXECUTOR.init(Executor::new());
+    #[cfg(feature = "selftest")]
+    executor.run(selftest::spawn);
+    #[cfg(not(feature = "selftest"))]
+    let (stack, runner) = new_stack(new_device());
+    #[cfg(not(feature = "selftest"))]
     executor.run(move |spawner| {
         spawner.spawn(unwrap_spawn(net_task(runner)));
         services::spawn_all(spawner, stack);
@@ -157,6 +174,7 @@ fn main() -> ! {
 /// their own stack frames (3 KiB for the driver's frame buffers, the stack's
 /// interface), which are gone once they return, instead of staying in the
 /// frame of `main`, under the executor, for ever.
+#[cfg(not(feature = "selftest"))]
 #[inline(never)]
 fn new_device() -> &'static mut Lan9118<Mmio> {
     // SAFETY: on the MPS2 boards the LAN9118's registers are here, and this
@@ -174,6 +192,7 @@ fn new_device() -> &'static mut Lan9118<Mmio> {
 }
 
 /// embassy-net on `device`, with the poll-loop firmware's addresses.
+#[cfg(not(feature = "selftest"))]
 #[inline(never)]
 fn new_stack(device: &'static mut Lan9118<Mmio>) -> (Stack<'static>, Runner<'static, Net>) {
     let seed = random_seed(device.free_running_counter());
@@ -203,6 +222,7 @@ pub fn unwrap_spawn<T>(token: Result<T, embassy_executor::SpawnError>) -> T {
 }
 
 /// Moves frames between the driver and the stack, for ever.
+#[cfg(not(feature = "selftest"))]
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Net>) -> ! {
     runner.run().await
@@ -213,6 +233,7 @@ async fn net_task(mut runner: Runner<'static, Net>) -> ! {
 /// host took to get here varies per boot) and the clock's time,
 /// mixed with the MAC address by splitmix64. On real hardware, take it from the
 /// MCU's TRNG instead.
+#[cfg(not(feature = "selftest"))]
 fn random_seed(free_run_now: u32) -> u64 {
     let mut mac = [0u8; 8];
     for (slot, byte) in mac.iter_mut().zip(MAC_ADDRESS) {

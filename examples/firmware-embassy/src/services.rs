@@ -96,7 +96,7 @@ pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
 type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
 type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 
-/// The file store, in its own region above the 64 KiB budget (`memory.x`),
+/// The file store, in its own region above the 64 KiB budget (`link/memory.x`),
 /// shared by the transfer tasks. All zero bytes when empty, so `.sbss.store`
 /// is `NOBITS`; [`clear_store_region`] zeroes the `NOLOAD` region at boot.
 #[allow(unsafe_code)]
@@ -109,7 +109,7 @@ static STORE: ConstStaticCell<Shared> = ConstStaticCell::new(SharedStore::new(
 static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
 
 /// embassy-time as smolsock's clock: microseconds since boot.
-struct EmbassyClock;
+pub struct EmbassyClock;
 
 impl Clock for EmbassyClock {
     fn now(&self) -> Instant {
@@ -135,7 +135,7 @@ pub fn clear_store_region() {
     let start = core::ptr::addr_of_mut!(__sstore);
     let end = core::ptr::addr_of_mut!(__estore);
     let words = (end as usize).saturating_sub(start as usize) / 4;
-    // SAFETY: `memory.x` makes `__sstore..__estore` the `.store` output section,
+    // SAFETY: `link/memory.x` makes `__sstore..__estore` the `.store` output section,
     // word aligned, in the STORE region where only `STORE` lives; nothing has
     // referenced it yet (this runs once, before `STORE` is taken).
     unsafe { core::ptr::write_bytes(start, 0, words) };
