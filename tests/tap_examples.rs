@@ -7,7 +7,7 @@
 //!   deletes and resumes. Every byte is checked: the file in the server's
 //!   directory, the file downloaded, and the CRC-32 the client prints, against a
 //!   CRC-32 computed here bit by bit;
-//! - `host_client` talks to every other service, as the README shows.
+//! - `host_client` talks to every other service, as TAP.md shows.
 //!
 //! The three example binaries are built on first use (`cargo build --example ...`,
 //! same profile and target directory as this test). The tests need root
@@ -45,7 +45,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const RETRIES: usize = 100;
 
-/// A few MiB, as the issue asks: 48 DATA frames of the protocol's default size.
+/// A few MiB: 48 DATA frames of the protocol's default size.
 const BIG: usize = 3 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
@@ -712,7 +712,10 @@ fn framed_trace_reads_in_order(out: &str) {
             sent += 1;
             rest
         } else if let Some(rest) = line.strip_prefix("recv frame ") {
-            assert!(received < sent, "frame {received} shown before its sendall: {out}");
+            assert!(
+                received < sent,
+                "frame {received} shown before its sendall: {out}"
+            );
             received += 1;
             rest.split_once(": ").map_or("", |(_, rest)| rest)
         } else {
@@ -727,7 +730,10 @@ fn framed_trace_reads_in_order(out: &str) {
         let hex = fields[1..5].concat();
         let from_hex = u32::from_str_radix(&hex, 16).unwrap();
         let decimal: u32 = fields[6].parse().unwrap();
-        assert_eq!(from_hex, decimal, "the header's hex and decimal differ: {line:?}");
+        assert_eq!(
+            from_hex, decimal,
+            "the header's hex and decimal differ: {line:?}"
+        );
     }
     assert!(sent > 0 && received > 0, "no frame traced: {out}");
 }
