@@ -647,11 +647,17 @@ fn udp_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
         });
     }
     let all = echoed.iter().all(|&e| e);
+    let sizes: Vec<String> = datagrams.iter().map(|d| d.len().to_string()).collect();
+    let sizes = match sizes.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let rounds = if tries == 1 { "round" } else { "rounds" };
     println!(
-        "  {} datagrams of {:?} B, sent back to back ({tries} round(s)); {recvs} recvfrom(2048) each returned \
+        "  {} datagrams of {sizes} B, sent back to back ({tries} {rounds}); {recvs} recvfrom(2048) each returned \
          exactly one of them: boundaries kept",
         datagrams.len(),
-        datagrams.iter().map(Vec::len).collect::<Vec<_>>()
     );
     check(all, || {
         format!("no echo for some datagrams after {tries} tries")

@@ -249,11 +249,12 @@ fn framed(args: &Args) -> Result<(), Box<dyn Error>> {
         for (i, body) in to_send.iter().enumerate() {
             // One write per frame, as Python's sendall(struct.pack('!I', n) + body):
             // how the frames are cut into segments is then TCP's doing alone.
+            // Printed before the write, so a frame's echo can never be shown first.
             let header = (body.len() as u32).to_be_bytes();
-            writer.write_all(&[&header[..], body].concat())?;
             if i < PRINT_EACH {
-                println!("sendall(header {:02x?} + {})", header, show(body));
+                println!("sendall({} + {})", show_header(header), show(body));
             }
+            writer.write_all(&[&header[..], body].concat())?;
         }
         if to_send.len() > PRINT_EACH {
             println!("... {} frames sent in all", to_send.len());
@@ -276,21 +277,31 @@ fn framed(args: &Args) -> Result<(), Box<dyn Error>> {
         bytes += 4 + len;
         if i < PRINT_EACH {
             println!(
-                "recv frame {i}: header says {len} bytes, body {} (whole)",
+                "recv frame {i}: {}, body {} (whole)",
+                show_header(header),
                 show(&body)
             );
         }
     }
     sender.join().map_err(|_| "the writer thread panicked")??;
     let elapsed = started.elapsed();
-    println!(
-        "all {} frames came back whole and in order: {bytes} bytes in {:.3} s",
-        messages.len(),
-        elapsed.as_secs_f64()
-    );
+    let frames = match messages.len() {
+        1 => "the frame came back whole".to_owned(),
+        n => format!("all {n} frames came back whole and in order"),
+    };
+    println!("{frames}: {bytes} bytes in {:.3} s", elapsed.as_secs_f64());
     reader.shutdown(Shutdown::Write)?;
     println!("close()");
     Ok(())
+}
+
+/// A 4-byte big-endian length header as it travels, and what it says:
+/// `header 00 00 00 12 (= 18 bytes)`.
+fn show_header(header: [u8; 4]) -> String {
+    let [a, b, c, d] = header;
+    let len = u32::from_be_bytes(header);
+    let unit = if len == 1 { "byte" } else { "bytes" };
+    format!("header {a:02x} {b:02x} {c:02x} {d:02x} (= {len} {unit})")
 }
 
 /// A browser in a few lines: the request head, then read until the server closes.

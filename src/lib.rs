@@ -189,3 +189,14 @@ pub mod store;
 pub mod time;
 pub mod transfer;
 pub mod wire;
+
+// The README's Rust examples, compiled and run as doctests.
+#[cfg(all(
+    doctest,
+    feature = "std",
+    feature = "smoltcp",
+    feature = "embedded-io",
+    feature = "embedded-io-async"
+))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -172,6 +172,15 @@ enum Stop {
     Store(StoreError),
 }
 
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Changed => f.write_str("the file was replaced"),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
@@ -750,7 +759,7 @@ impl<S: Storage> Core<'_, S> {
         // An ERROR takes the place of this DATA and ends the download.
         self.op = Op::Idle;
         crate::macros::net_warn!(
-            "transfer: download of {} stopped at {}: {:?}",
+            "transfer: download of {} stopped at {}: {}",
             name,
             next,
             stop

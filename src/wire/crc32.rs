@@ -11,8 +11,8 @@
 //! table (1 KiB) ran at 265-300 MB/s on the benchmark host, which made the
 //! checksum, not the link, the limit of a 100 MiB transfer over TAP (the client
 //! checksums the file before PUT, the store again at commit); eight bytes a step
-//! ran at 1,150-1,250 MB/s there (README, "Performance over TAP"). [`Crc32`] is incremental, so a
-//! sender or receiver checksums a file chunk by chunk as frames pass and never
+//! ran at 1,150-1,250 MB/s there (docs/BENCHMARKS.md). [`Crc32`] is incremental,
+//! so a sender or receiver checksums a file chunk by chunk as frames pass and never
 //! holds more than one frame.
 
 /// The reflected polynomial: bit 31 of 0x04C11DB7 becomes bit 0.

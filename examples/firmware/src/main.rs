@@ -250,7 +250,17 @@ fn log_driver_stats(device: &mut Lan9118<Mmio>, now: Instant, logged: &mut (Inst
     let stats = *device.stats();
     if stats != logged.1 {
         let (stack_used, stack_size) = stack::high_water();
-        log::info!("lan9118: {stats:?}");
+        log::info!(
+            "lan9118: rx_frames: {}, tx_frames: {}, rx_errors: {}, rx_too_long: {}, \
+             rx_dropped: {}, tx_errors: {}, tx_dropped: {}",
+            stats.rx_frames,
+            stats.tx_frames,
+            stats.rx_errors,
+            stats.rx_too_long,
+            stats.rx_dropped,
+            stats.tx_errors,
+            stats.tx_dropped
+        );
         log::info!("ram: stack high-water mark {stack_used} B of {stack_size} B");
     }
     *logged = (now, stats);
