@@ -186,6 +186,7 @@ mod pump;
 pub mod runner;
 pub mod session;
 pub mod store;
+pub mod tftp;
 pub mod time;
 pub mod transfer;
 pub mod wire;
