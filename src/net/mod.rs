@@ -13,6 +13,7 @@
 //! - [`StreamingFrames`]: length framing with no frame storage: bodies go between
 //!   the application and the socket rings in pieces, with no copy.
 //! - [`UdpService`]: datagrams with their boundaries, through a [`DatagramHandler`].
+//! - [`TftpServer`]: TFTP on udp/69, a fixed pool of transfers, each on its own port.
 
 use smoltcp::iface::SocketSet;
 use smoltcp::time::Instant;
@@ -37,6 +38,7 @@ mod client;
 mod pump;
 mod server;
 mod stream;
+mod tftp;
 mod udp;
 
 pub use backlog::{Backlog, BacklogStats, Gated, HELD_SYN_LEN, HOLD};
@@ -46,4 +48,5 @@ pub use client::{
 pub use pump::{HandleError, TcpSession};
 pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
 pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};
+pub use tftp::TftpServer;
 pub use udp::{DatagramHandler, UdpEcho, UdpService, UdpStats};

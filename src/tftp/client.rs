@@ -558,3 +558,48 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
         }
     }
 }
+
+/// Both client sessions, for adapters that drive either the same way.
+pub(crate) trait ClientSession {
+    fn receive(&mut self, datagram: &[u8], now: Instant);
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
+}
+
+impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        Self::receive(self, datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        Self::transmit(self, buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        Self::outcome(self)
+    }
+}
+
+impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P> {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        Self::receive(self, datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        Self::transmit(self, buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        Self::outcome(self)
+    }
+}

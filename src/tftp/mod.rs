@@ -8,7 +8,9 @@
 //!   sans-IO session over a [`SharedStore`](crate::transfer::SharedStore).
 //! - [`ClientGet`] and [`ClientPut`]: the client's side, from a
 //!   [`FileSource`](crate::transfer::FileSource) or into a
-//!   [`FileSink`](crate::transfer::FileSink), with a progress callback.
+//!   [`FileSink`](crate::transfer::FileSink), with a progress callback; over
+//!   `std::net::UdpSocket` in `std_net` (feature `std`).
+//! - `net::TftpServer` (feature `smoltcp`): the server on udp/69 over smoltcp.
 //!
 //! TFTP is datagrams, not a stream, so these sessions take and give whole
 //! datagrams: [`receive`](ServerTransfer::receive) one, then
@@ -38,6 +40,8 @@ mod client;
 mod flow;
 pub mod packet;
 mod server;
+#[cfg(feature = "std")]
+pub mod std_net;
 #[cfg(test)]
 mod tests;
 
@@ -256,7 +260,7 @@ fn bump(counter: &mut u64) {
 }
 
 /// Encodes an ERROR packet into `buf`; 0 if it does not fit.
-fn emit_error(buf: &mut [u8], code: ErrorCode, message: &str) -> usize {
+pub(crate) fn emit_error(buf: &mut [u8], code: ErrorCode, message: &str) -> usize {
     packet::Packet::Error {
         code,
         message: message.as_bytes(),

@@ -525,50 +525,6 @@ const CLEAN: Faults = Faults {
     reorder: 0,
 };
 
-trait ClientSide {
-    fn receive(&mut self, datagram: &[u8], now: Instant);
-    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, now: Instant);
-    fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
-}
-
-impl<K: crate::transfer::FileSink, P: FnMut(u64, Option<u64>)> ClientSide for ClientGet<K, P> {
-    fn receive(&mut self, d: &[u8], now: Instant) {
-        Self::receive(self, d, now);
-    }
-    fn transmit(&mut self, b: &mut [u8], now: Instant) -> usize {
-        Self::transmit(self, b, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Self::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        Self::handle_timeout(self, now);
-    }
-    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
-        Self::outcome(self)
-    }
-}
-
-impl<F: crate::transfer::FileSource, P: FnMut(u64, Option<u64>)> ClientSide for ClientPut<F, P> {
-    fn receive(&mut self, d: &[u8], now: Instant) {
-        Self::receive(self, d, now);
-    }
-    fn transmit(&mut self, b: &mut [u8], now: Instant) -> usize {
-        Self::transmit(self, b, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Self::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        Self::handle_timeout(self, now);
-    }
-    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
-        Self::outcome(self)
-    }
-}
-
 /// Puts datagrams on a link with `faults`: lost, doubled, or swapped with the
 /// one before.
 fn send(queue: &mut Vec<Vec<u8>>, datagram: Vec<u8>, faults: Faults, rng: &mut Rng) {
@@ -593,7 +549,7 @@ fn send(queue: &mut Vec<Vec<u8>>, datagram: Vec<u8>, faults: Faults, rng: &mut R
 /// time, until the client has its outcome (or `steps` rounds pass); returns the
 /// outcome and the virtual time it took.
 fn run<S: Storage>(
-    client: &mut dyn ClientSide,
+    client: &mut dyn super::client::ClientSession,
     server: &mut ServerTransfer<'_, S>,
     faults: Faults,
     seed: u64,
