@@ -150,7 +150,7 @@ fn transfer(
             &mut server,
             &mut driver,
             Duration::from_secs(600),
-            |_, d, _| d.outcome.clone(),
+            |_, d, _| d.outcome,
         )
         .unwrap();
     // Let the server finish its side (its last ACK's dally, or its last ACK in).
@@ -230,7 +230,6 @@ fn a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_
         let (outcome, stats) = transfer(&mut net, &shared, &mut get);
         assert_eq!(outcome, Ok(size as u64), "get, seed {seed}, {stats}");
         assert!(get.sink().is_complete());
-        drop(get);
         assert!(into == data, "get, seed {seed}: the bytes differ");
         assert!(reports > 0 || size == 0);
         retransmits += stats.retransmits;
@@ -303,14 +302,13 @@ fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
                 if let Ok((data, _)) = socket.recv() {
                     error_5 |= data.starts_with(&[0, 5, 0, 5]);
                 }
-                d.outcome.clone()
+                d.outcome
             },
         )
         .unwrap();
     assert_eq!(outcome, Ok(50_000));
     assert!(error_5, "the intruder got ERROR 5");
     assert_eq!(server.stats().wrong_tid, 1);
-    drop(get);
     assert!(into == data);
 }
 
