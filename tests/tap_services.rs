@@ -449,7 +449,14 @@ fn status_text_has_a_line_per_service_and_the_link_and_backlog_once_known() {
     let live = LiveCounters::default();
     let mut text = String::new();
     live.write(&mut text).unwrap();
-    for prefix in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/80 ", "tcp/2121 ", "udp/69 "] {
+    for prefix in [
+        "tcp/7 ",
+        "udp/7 ",
+        "tcp/9000 ",
+        "tcp/80 ",
+        "tcp/2121 ",
+        "udp/69 ",
+    ] {
         status_line(&text, prefix);
     }
     assert!(!text.contains("link"), "{text}");

@@ -6,7 +6,9 @@
 //! packet of it goes between that port and the client's. A datagram that reaches
 //! a slot's port from any other address or port is answered ERROR 5 (unknown
 //! transfer ID) and otherwise ignored; a request that finds every slot taken is
-//! answered with an ERROR saying so, never met with silence.
+//! answered with an ERROR saying so, never met with silence. A slot whose upload
+//! is complete and that only repeats its last ACK for a while (in case the client
+//! missed it) gives way to a new request when no slot is free.
 //!
 //! The sessions are [`ServerTransfer`]s over a [`SharedStore`], the same store a
 //! transfer service may serve. Every slot is freed by time: a client that stops
@@ -162,7 +164,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 self.stats.duplicates = self.stats.duplicates.saturating_add(1);
                 continue;
             }
-            let Some(index) = self.slots.iter().position(|s| !s.transfer.is_active()) else {
+            // A free slot, else one that only repeats a finished upload's last ACK.
+            let free = self
+                .slots
+                .iter()
+                .position(|s| !s.transfer.is_active())
+                .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
+            let Some(index) = free else {
                 self.stats.pool_full = self.stats.pool_full.saturating_add(1);
                 crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
                 let n = crate::tftp::emit_error(

@@ -170,6 +170,12 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         !matches!(self.state, State::Idle | State::Done)
     }
 
+    /// Whether the transfer only repeats its last ACK for a client that may have
+    /// missed it: a server short of slots may take this one for a new request.
+    pub const fn is_dallying(&self) -> bool {
+        matches!(self.state, State::Dallying { .. })
+    }
+
     /// Which way the current (or last) transfer goes.
     pub const fn kind(&self) -> Option<TransferKind> {
         self.kind
@@ -276,7 +282,9 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         let (stat, version) = self
             .shared
             .store(|s| Ok::<_, StoreError>((s.stat(&name)?, s.version(&name)?)))?;
-        if asked.transfer_size.is_some() {
+        // curl refuses an OACK with `tsize 0` ("invalid tsize"), so an empty
+        // file's size goes unsaid: the option is the server's to leave out.
+        if asked.transfer_size.is_some() && stat.size > 0 {
             granted.transfer_size = Some(stat.size);
         }
         crate::macros::net_debug!(
