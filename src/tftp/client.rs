@@ -560,6 +560,7 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
 }
 
 /// Both client sessions, for adapters that drive either the same way.
+#[cfg(any(test, feature = "std"))]
 pub(crate) trait ClientSession {
     fn receive(&mut self, datagram: &[u8], now: Instant);
     fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize;
@@ -568,6 +569,7 @@ pub(crate) trait ClientSession {
     fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
 }
 
+#[cfg(any(test, feature = "std"))]
 impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> {
     fn receive(&mut self, datagram: &[u8], now: Instant) {
         Self::receive(self, datagram, now);
@@ -586,6 +588,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> 
     }
 }
 
+#[cfg(any(test, feature = "std"))]
 impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P> {
     fn receive(&mut self, datagram: &[u8], now: Instant) {
         Self::receive(self, datagram, now);
