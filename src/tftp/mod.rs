@@ -25,7 +25,56 @@
 //! retransmission; a received DATA is appended straight from the datagram. So a
 //! transfer costs its datagram buffer (`4 + blksize`, the adapter's) and the
 //! session's fixed state: on a 64-bit host at most 384 bytes for a
-//! [`ServerTransfer`] (`tests::session_sizes_are_pinned` checks it).
+//! [`ServerTransfer`] and 416 for a [`ClientGet`] or [`ClientPut`] with slice
+//! sinks and sources (a test pins both); a file name of up to 255 bytes is most
+//! of it.
+//!
+//! # A get, joined by hand
+//!
+//! A server slot over a RAM store and a client that fetches a file, their
+//! datagrams passed across directly (an adapter does this with UDP sockets and
+//! the server's port 69):
+//!
+//! ```
+//! use smolsock::store::{FileName, RamStore, Storage};
+//! use smolsock::tftp::{ClientConfig, ClientGet, ServerConfig, ServerTransfer};
+//! use smolsock::time::Instant;
+//! use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
+//! use smolsock::wire::crc32::crc32;
+//!
+//! let shared = SharedStore::new(RamStore::<4, 8192>::new(), [UploadLease::EMPTY; 1]);
+//! let boot = b"kernel image".repeat(100);
+//! shared.with_store(|s| -> Result<(), smolsock::store::StoreError> {
+//!     let name = FileName::new("boot.img").expect("a plain name");
+//!     let mut upload = s.begin_upload(&name, boot.len() as u64, false)?;
+//!     s.append(&mut upload, &boot)?;
+//!     s.commit(&upload, crc32(&boot)).map(drop)
+//! }).expect("the store is free")?;
+//!
+//! let mut server = ServerTransfer::new(&shared, ServerConfig::DEFAULT);
+//! let mut into = [0u8; 2048];
+//! let mut client = ClientGet::new(
+//!     FileName::new("boot.img")?,
+//!     ClientConfig::DEFAULT,
+//!     SliceSink::new(&mut into),
+//!     |done, total| println!("{done} of {total:?}"),
+//! );
+//! let (now, mut buf) = (Instant::ZERO, [0u8; 516]);
+//! let n = client.transmit(&mut buf, now); // the RRQ, to port 69
+//! server.start(&buf[..n], now);
+//! let size = loop {
+//!     let n = server.transmit(&mut buf, now);
+//!     client.receive(&buf[..n], now);
+//!     let n = client.transmit(&mut buf, now);
+//!     server.receive(&buf[..n], now);
+//!     if let Some(outcome) = client.outcome() {
+//!         break outcome?;
+//!     }
+//! };
+//! assert_eq!(size, 1200);
+//! assert_eq!(client.sink().data(), &boot[..]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Only `octet` mode is served: a `netascii` request is answered with an ERROR
 //! saying so (tftp-hpa's client asks for netascii unless told `-m binary`).
