@@ -435,3 +435,41 @@ fn the_std_client_gets_and_puts_against_tftp_hpas_server() {
         assert_same_file(&root.join(&format!("put-{i}.bin")), &data);
     }
 }
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn over_ipv6_a_block_that_would_not_fit_the_mtu_is_granted_smaller() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let root = ScratchDir::new("tap-tftp-root");
+    let work = ScratchDir::new("tap-tftp-work");
+    let _server = start_server(&ns, root.path());
+    // 1468 fits 1500 bytes over IPv4, not over IPv6: the server grants 1448.
+    let data = file_bytes(200_000, 6);
+    let source = work.join("v6.bin");
+    std::fs::write(&source, &data).unwrap();
+    let url = "tftp://[fdaa::1]/v6.bin";
+    let put = [
+        "-sS",
+        "--tftp-blksize",
+        "1468",
+        "-T",
+        source.to_str().unwrap(),
+        url,
+    ];
+    run_ok(&ns, "curl", &put);
+    assert_same_file(&root.join("v6.bin"), &data);
+    let target = work.join("v6-back.bin");
+    let get = [
+        "-sS",
+        "--tftp-blksize",
+        "1468",
+        "-o",
+        target.to_str().unwrap(),
+        url,
+    ];
+    run_ok(&ns, "curl", &get);
+    assert_same_file(&target, &data);
+}

@@ -56,6 +56,8 @@ pub const TFTP_POOL: usize = 4;
 /// The largest TFTP datagram: a 1468-byte block and its header, what fits a
 /// 1500-byte Ethernet MTU over IPv4 (smoltcp here does not fragment).
 pub const TFTP_DATAGRAM_MAX: usize = 1472;
+/// The TAP link's MTU: IPv6 transfers get blocks 20 bytes smaller than IPv4's.
+pub const TFTP_MTU: u16 = 1500;
 /// Datagrams each TFTP socket can queue each way.
 pub const TFTP_QUEUE: usize = 16;
 
@@ -654,15 +656,18 @@ impl<'a> AllServices<'a> {
         let mut tftp_socket = || sockets.add(udp::Socket::new(tftp_buffer(), tftp_buffer()));
         let tftp_listen = tftp_socket();
         let tftp_slots = [(); TFTP_POOL].map(|()| tftp_socket());
-        let tftp = Box::new(TftpServer::new(
-            tftp_listen,
-            tftp_slots,
-            shared,
-            smolsock::tftp::ServerConfig {
-                max_block_size: smolsock::tftp::ServerConfig::block_size_for(TFTP_DATAGRAM_MAX),
-                ..smolsock::tftp::ServerConfig::DEFAULT
-            },
-        ));
+        let tftp = Box::new(
+            TftpServer::new(
+                tftp_listen,
+                tftp_slots,
+                shared,
+                smolsock::tftp::ServerConfig {
+                    max_block_size: smolsock::tftp::ServerConfig::block_size_for(TFTP_DATAGRAM_MAX),
+                    ..smolsock::tftp::ServerConfig::DEFAULT
+                },
+            )
+            .with_mtu(TFTP_MTU),
+        );
         Ok(Self {
             echo,
             udp,

@@ -47,6 +47,11 @@ struct Slot<'s, S> {
 /// polls the server after every `Interface::poll`.
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,
+    /// The largest block granted: the buffer's and the configuration's.
+    max_block: u16,
+    /// The link's MTU, if the caller said (no block is granted that would need
+    /// IP fragmentation).
+    mtu: Option<u16>,
     slots: [Slot<'s, S>; N],
     buf: [u8; BUF],
     next_port: u16,
@@ -70,6 +75,8 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         };
         Self {
             listen,
+            max_block: config.max_block_size,
+            mtu: None,
             slots: slots.map(|handle| Slot {
                 handle,
                 port: 0,
@@ -80,6 +87,26 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             next_port: FIRST_TID,
             stats: TftpStats::default(),
         }
+    }
+
+    /// Grants no block that makes a datagram longer than `mtu` with its IP and
+    /// UDP headers (20 + 8 bytes over IPv4, 40 + 8 over IPv6): smoltcp sends
+    /// no fragments, so a larger block could never leave.
+    #[must_use]
+    pub const fn with_mtu(mut self, mtu: u16) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// The largest block a transfer with `peer` is granted.
+    fn max_block_for(&self, peer: &IpEndpoint) -> u16 {
+        let headers: u16 = match peer.addr {
+            smoltcp::wire::IpAddress::Ipv4(_) => 20 + 8 + 4,
+            smoltcp::wire::IpAddress::Ipv6(_) => 40 + 8 + 4,
+        };
+        self.mtu.map_or(self.max_block, |mtu| {
+            self.max_block.min(mtu.saturating_sub(headers))
+        })
     }
 
     /// Every counter: the listener's and every slot's transfers', summed.
@@ -184,11 +211,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 continue;
             };
             let port = self.fresh_port(now);
+            let max_block = self.max_block_for(&from);
             let request = self.buf.get(..len).unwrap_or_default();
             if let Some(slot) = self.slots.get_mut(index) {
                 slot.port = port;
                 slot.peer = Some(from);
                 crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
+                slot.transfer.set_max_block_size(max_block);
                 slot.transfer.start(request, now.into());
             }
         }

@@ -165,6 +165,13 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         &self.config
     }
 
+    /// Changes the largest `blksize` granted from the next request on (an
+    /// adapter lowers it for a peer whose path carries less, such as IPv6 on
+    /// the same MTU).
+    pub fn set_max_block_size(&mut self, max: u16) {
+        self.config.max_block_size = max;
+    }
+
     /// Whether a transfer is in progress (or its last packets still go out).
     pub const fn is_active(&self) -> bool {
         !matches!(self.state, State::Idle | State::Done)
