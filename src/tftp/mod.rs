@@ -79,6 +79,12 @@
 //! Only `octet` mode is served: a `netascii` request is answered with an ERROR
 //! saying so (tftp-hpa's client asks for netascii unless told `-m binary`).
 //!
+//! A WRQ may create a file or replace one: the old file stays readable, whole,
+//! until the new one's last block is in. A name being written (by TFTP or the
+//! transfer service) is busy for a second writer. A file name may start with `/`
+//! (bootloaders send `/pxelinux.0`); past that, it is one plain name, checked
+//! as the transfer service checks its names.
+//!
 //! Nothing is lost silently: a transfer whose peer stops answering retransmits on
 //! the negotiated timeout a bounded number of times, then ends with an ERROR and
 //! is counted in [`TftpStats::timeouts`]; an upload that fails or stops early

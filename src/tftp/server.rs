@@ -29,16 +29,21 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// Retransmissions before a silent peer's transfer ends.
     pub max_tries: u8,
+    /// The longest `timeout` option granted: a client asking for more is not
+    /// acknowledged it and gets [`timeout`](Self::timeout), so no client holds a
+    /// slot for long.
+    pub max_timeout: Duration,
 }
 
 impl ServerConfig {
     /// 512-byte blocks at most (buffers of 516 bytes), windows up to 16, a 1 s
-    /// timeout and 5 retransmissions.
+    /// timeout (up to 10 s if asked) and 5 retransmissions.
     pub const DEFAULT: Self = Self {
         max_block_size: DEFAULT_BLOCK_SIZE,
         max_window: 16,
         timeout: DEFAULT_TIMEOUT,
         max_tries: DEFAULT_MAX_TRIES,
+        max_timeout: Duration::from_secs(10),
     };
 
     /// The largest block a buffer of `len` bytes carries in a DATA, within
@@ -263,8 +268,11 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             .window_size
             .map(|w| w.min(self.config.max_window.max(1)));
         if let Some(secs) = options.timeout_secs {
-            granted.timeout_secs = Some(secs);
-            self.timer.timeout = Duration::from_secs(u64::from(secs));
+            let asked = Duration::from_secs(u64::from(secs));
+            if asked <= self.config.max_timeout {
+                granted.timeout_secs = Some(secs);
+                self.timer.timeout = asked;
+            }
         }
         let block_size = granted
             .block_size

@@ -161,6 +161,21 @@ fn an_rrq_with_options_gets_an_oack_with_blksize_clamped_tsize_timeout_and_windo
     );
     // Its timeout is the one asked for: 3 s.
     assert_eq!(server.poll_timeout(), Some(Instant::from_secs(3)));
+    // A timeout over the server's limit is not granted.
+    let mut other = ServerTransfer::new(&shared, config(1024));
+    let long = Options {
+        timeout_secs: Some(200),
+        ..Options::NONE
+    };
+    other.start(&request(RequestKind::Read, b"f", Mode::Octet, long), now);
+    assert_eq!(
+        parse(&drain(&mut other, now)[0]),
+        Packet::Data {
+            block: 1,
+            data: &pattern(3000)[..512]
+        }
+    );
+    assert_eq!(other.poll_timeout(), Some(Instant::from_secs(1)));
     server.receive(&emit(Packet::Ack { block: 0 }), now);
     let out = drain(&mut server, now);
     // A window of 16, but the file has 3 blocks.
