@@ -354,3 +354,69 @@ fn a_request_when_every_slot_is_taken_is_answered_with_an_error_body() {
     assert!(String::from_utf8_lossy(&answer.0).contains("busy"));
     assert_eq!(server.stats().pool_full, 1);
 }
+
+#[test]
+fn a_finished_upload_still_answering_its_last_ack_gives_its_slot_to_the_next_request() {
+    big_stack(a_finished_upload_gives_way_body);
+}
+
+fn a_finished_upload_gives_way_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(11, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let data = pattern(5000);
+    let mut put = ClientPut::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        &data[..],
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = Driver {
+        handle,
+        session: &mut put,
+        peer: None,
+        outcome: None,
+        wrong_tid: 0,
+    };
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome,
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(5000));
+    // The one slot repeats its last ACK for a while; a get right now is served.
+    assert_eq!(server.active(), 1);
+    net.client.sockets.remove(handle);
+    let mut into = vec![0u8; 5000];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = Driver {
+        handle,
+        session: &mut get,
+        peer: None,
+        outcome: None,
+        wrong_tid: 0,
+    };
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome,
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(5000));
+    assert_eq!(server.stats().pool_full, 0);
+    assert!(into == data);
+}

@@ -182,12 +182,12 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 }
                 Err(udp::RecvError::Exhausted) => break,
             };
-            if self
-                .slots
-                .iter()
-                .any(|s| s.peer == Some(from) && s.transfer.is_active())
-            {
-                // The client repeated its request: its transfer is running.
+            if self.slots.iter().any(|s| {
+                s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
+            }) {
+                // The client repeated its request: its transfer is running. (A
+                // client whose upload is done may ask again from the same port: a
+                // bootloader's next file.)
                 self.stats.duplicates = self.stats.duplicates.saturating_add(1);
                 continue;
             }
