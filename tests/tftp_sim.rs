@@ -1,16 +1,18 @@
 //! TFTP between two smoltcp stacks on the simulated link: smolsock's server on
-//! udp/69 and its client sessions on the other host, over a link that loses,
-//! duplicates and reorders 10 % of frames each way. Every byte must arrive.
+//! udp/69 and its client (`net::TftpClient`) on the other host, over a link
+//! that loses, duplicates and reorders 10 % of frames each way. Every byte must
+//! arrive.
 
-use smolsock::net::{Service, TftpServer};
+use smolsock::net::{TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
-use smolsock::tftp::{ClientConfig, ClientGet, ClientPut, ServerConfig, TftpError, TftpStats};
-use smolsock::time::Instant as SInstant;
+use smolsock::tftp::{
+    ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, TftpError, TftpStats,
+};
 use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::udp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Duration;
 use smoltcp::wire::IpEndpoint;
 
 type Store = RamStore<4, { 400 * 1024 }>;
@@ -25,93 +27,14 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 977) as u8).collect()
 }
 
-/// Either client session, driven the same way.
-trait Client {
-    fn receive(&mut self, datagram: &[u8], now: SInstant);
-    fn transmit(&mut self, buf: &mut [u8], now: SInstant) -> usize;
-    fn poll_timeout(&self) -> Option<SInstant>;
-    fn handle_timeout(&mut self, now: SInstant);
-    fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
-}
-
-macro_rules! client {
-    ($t:ident, $bound:path) => {
-        impl<K: $bound, P: FnMut(u64, Option<u64>)> Client for $t<K, P> {
-            fn receive(&mut self, d: &[u8], now: SInstant) {
-                $t::receive(self, d, now)
-            }
-            fn transmit(&mut self, b: &mut [u8], now: SInstant) -> usize {
-                $t::transmit(self, b, now)
-            }
-            fn poll_timeout(&self) -> Option<SInstant> {
-                $t::poll_timeout(self)
-            }
-            fn handle_timeout(&mut self, now: SInstant) {
-                $t::handle_timeout(self, now)
-            }
-            fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
-                $t::outcome(self)
-            }
-        }
-    };
-}
-client!(ClientGet, smolsock::transfer::FileSink);
-client!(ClientPut, smolsock::transfer::FileSource);
-
-/// A client session on a UDP socket of the client host: the request to port 69,
-/// then everything to the port that answered.
-struct Driver<'c> {
-    handle: SocketHandle,
-    session: &'c mut dyn Client,
-    peer: Option<IpEndpoint>,
-    outcome: Option<Result<u64, TftpError>>,
-    wrong_tid: u64,
-}
-
-impl Service for Driver<'_> {
-    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        let socket = sockets.get_mut::<udp::Socket>(self.handle);
-        if !socket.is_open() {
-            socket.bind(50_000).unwrap();
-        }
-        let mut buf = [0u8; BUF + 1];
-        while let Ok((len, meta)) = socket.recv_slice(&mut buf) {
-            match self.peer {
-                None => self.peer = Some(meta.endpoint),
-                Some(peer) if peer != meta.endpoint => {
-                    self.wrong_tid += 1;
-                    continue;
-                }
-                Some(_) => {}
-            }
-            self.session.receive(&buf[..len], now.into());
-        }
-        if self
-            .session
-            .poll_timeout()
-            .is_some_and(|at| SInstant::from(now) >= at)
-        {
-            self.session.handle_timeout(now.into());
-        }
-        for _ in 0..64 {
-            if socket.payload_send_capacity() - socket.send_queue() < 2 * BUF {
-                break;
-            }
-            let n = self.session.transmit(&mut buf, now.into());
-            if n == 0 {
-                break;
-            }
-            let to = self.peer.unwrap_or(IpEndpoint::new(SERVER_V4.into(), 69));
-            socket.send_slice(&buf[..n], to).unwrap();
-        }
-        if let Some(outcome) = self.session.outcome() {
-            self.outcome = Some(outcome);
-        }
-    }
-
-    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
-        self.session.poll_timeout().map(Into::into)
-    }
+/// A client on the client host's port 50000, talking to the server's port 69.
+fn client<C: ClientSession>(handle: SocketHandle, session: C) -> TftpClient<C, { BUF + 1 }> {
+    TftpClient::new(
+        handle,
+        50_000,
+        IpEndpoint::new(SERVER_V4.into(), 69),
+        session,
+    )
 }
 
 fn net(seed: u64, faults: FaultConfig) -> SimNet<'static> {
@@ -124,7 +47,7 @@ fn net(seed: u64, faults: FaultConfig) -> SimNet<'static> {
 fn transfer(
     net: &mut SimNet<'static>,
     shared: &SharedStore<Store, [UploadLease; 2]>,
-    session: &mut dyn Client,
+    session: &mut dyn ClientSession,
 ) -> (Result<u64, TftpError>, TftpStats) {
     let listen = net.server.sockets.add(udp_socket());
     let slots = [
@@ -138,19 +61,13 @@ fn transfer(
     };
     let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, shared, config);
     let handle = net.client.sockets.add(udp_socket());
-    let mut driver = Driver {
-        handle,
-        session,
-        peer: None,
-        outcome: None,
-        wrong_tid: 0,
-    };
+    let mut driver = client(handle, session);
     let outcome = net
         .run_services(
             &mut server,
             &mut driver,
             Duration::from_secs(600),
-            |_, d, _| d.outcome,
+            |_, d, _| d.outcome(),
         )
         .unwrap();
     // Let the server finish its side (its last ACK's dally, or its last ACK in).
@@ -274,13 +191,7 @@ fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
     );
     let handle = net.client.sockets.add(udp_socket());
     let intruder = net.client.sockets.add(udp_socket());
-    let mut driver = Driver {
-        handle,
-        session: &mut get,
-        peer: None,
-        outcome: None,
-        wrong_tid: 0,
-    };
+    let mut driver = client(handle, &mut get);
     // Once the transfer runs, a second socket of the client's host sends an ACK
     // to the transfer's port.
     let mut sent = false;
@@ -295,14 +206,14 @@ fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
                 if !socket.is_open() {
                     socket.bind(50_001).unwrap();
                 }
-                if let (Some(peer), false) = (d.peer, sent) {
+                if let (Some(peer), false) = (d.peer(), sent) {
                     socket.send_slice(&[0, 4, 0, 1], peer).unwrap();
                     sent = true;
                 }
                 if let Ok((data, _)) = socket.recv() {
                     error_5 |= data.starts_with(&[0, 5, 0, 5]);
                 }
-                d.outcome
+                d.outcome()
             },
         )
         .unwrap();
@@ -374,19 +285,13 @@ fn a_finished_upload_gives_way_body() {
         |_, _| {},
     );
     let handle = net.client.sockets.add(udp_socket());
-    let mut driver = Driver {
-        handle,
-        session: &mut put,
-        peer: None,
-        outcome: None,
-        wrong_tid: 0,
-    };
+    let mut driver = client(handle, &mut put);
     let outcome = net
         .run_services(
             &mut server,
             &mut driver,
             Duration::from_secs(60),
-            |_, d, _| d.outcome,
+            |_, d, _| d.outcome(),
         )
         .unwrap();
     assert_eq!(outcome, Ok(5000));
@@ -401,19 +306,13 @@ fn a_finished_upload_gives_way_body() {
         |_, _| {},
     );
     let handle = net.client.sockets.add(udp_socket());
-    let mut driver = Driver {
-        handle,
-        session: &mut get,
-        peer: None,
-        outcome: None,
-        wrong_tid: 0,
-    };
+    let mut driver = client(handle, &mut get);
     let outcome = net
         .run_services(
             &mut server,
             &mut driver,
             Duration::from_secs(60),
-            |_, d, _| d.outcome,
+            |_, d, _| d.outcome(),
         )
         .unwrap();
     assert_eq!(outcome, Ok(5000));

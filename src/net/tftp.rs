@@ -31,6 +31,16 @@ use crate::transfer::SharedStore;
 /// The first port a transfer may be given: the dynamic range.
 const FIRST_TID: u16 = 49152;
 
+/// Whether `socket` can take a datagram of `max` bytes now (the ring may need up
+/// to another `max` of padding where it wraps).
+fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
+    socket.can_send()
+        && socket
+            .payload_send_capacity()
+            .saturating_sub(socket.send_queue())
+            >= max.saturating_mul(2)
+}
+
 /// One transfer slot: its socket, its port, its client.
 struct Slot<'s, S> {
     handle: SocketHandle,
@@ -152,16 +162,6 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         port
     }
 
-    /// Whether `socket` can take a datagram of `BUF` bytes now (the ring may
-    /// need up to another `BUF` of padding where it wraps).
-    fn room(socket: &udp::Socket<'_>) -> bool {
-        socket.can_send()
-            && socket
-                .payload_send_capacity()
-                .saturating_sub(socket.send_queue())
-                >= BUF.saturating_mul(2)
-    }
-
     fn serve_requests(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.listen) else {
             return;
@@ -205,7 +205,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     ErrorCode::NotDefined,
                     "server busy: every transfer slot is taken, try again later",
                 );
-                if Self::room(socket) {
+                if room(socket, BUF) {
                     let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
                 }
                 continue;
@@ -262,7 +262,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     ErrorCode::UnknownTid,
                     "unknown transfer ID",
                 );
-                if Self::room(socket) {
+                if room(socket, BUF) {
                     let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
                 }
                 continue;
@@ -277,7 +277,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         {
             slot.transfer.handle_timeout(now.into());
         }
-        while Self::room(socket) {
+        while room(socket, BUF) {
             let n = slot.transfer.transmit(&mut self.buf, now.into());
             if n == 0 {
                 break;
@@ -317,5 +317,150 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
             .filter_map(|slot| slot.transfer.poll_timeout())
             .min()
             .map(Into::into)
+    }
+}
+
+/// A TFTP client transfer ([`ClientGet`](crate::tftp::ClientGet) or
+/// [`ClientPut`](crate::tftp::ClientPut)) on one smoltcp UDP socket, as a
+/// [`Service`]: the request goes to `server` (port 69 as a rule), everything
+/// after it to the port that answered; a datagram from any other port is
+/// answered ERROR 5 and ignored. Datagrams are up to `BUF` bytes (`blksize` up
+/// to `BUF - 4`).
+pub struct TftpClient<C, const BUF: usize> {
+    handle: SocketHandle,
+    local_port: u16,
+    server: IpEndpoint,
+    peer: Option<IpEndpoint>,
+    session: C,
+    outcome: Option<Result<u64, crate::tftp::TftpError>>,
+    buf: [u8; BUF],
+    stats: TftpStats,
+}
+
+impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
+    /// `session` on the UDP socket `handle`, bound to `local_port` on the first
+    /// poll, talking to `server`.
+    pub const fn new(
+        handle: SocketHandle,
+        local_port: u16,
+        server: IpEndpoint,
+        session: C,
+    ) -> Self {
+        Self {
+            handle,
+            local_port,
+            server,
+            peer: None,
+            session,
+            outcome: None,
+            buf: [0; BUF],
+            stats: TftpStats {
+                reads: 0,
+                writes: 0,
+                completed: 0,
+                failed: 0,
+                timeouts: 0,
+                retransmits: 0,
+                duplicates: 0,
+                malformed: 0,
+                refused: 0,
+                wrong_tid: 0,
+                pool_full: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+            },
+        }
+    }
+
+    /// The outcome once the transfer is over: the file's size, or why not.
+    pub const fn outcome(&self) -> Option<Result<u64, crate::tftp::TftpError>> {
+        self.outcome
+    }
+
+    /// The server's transfer port, once it answered.
+    pub const fn peer(&self) -> Option<IpEndpoint> {
+        self.peer
+    }
+
+    /// The session (its sink, its progress).
+    pub const fn session(&self) -> &C {
+        &self.session
+    }
+
+    /// What the adapter saw outside the session: datagrams from a wrong port.
+    pub const fn stats(&self) -> &TftpStats {
+        &self.stats
+    }
+}
+
+impl<C: crate::tftp::ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
+            return;
+        };
+        if self.outcome.is_some() {
+            if socket.is_open() && socket.send_queue() == 0 {
+                socket.close();
+            }
+            return;
+        }
+        if !socket.is_open()
+            && let Err(e) = socket.bind(self.local_port)
+        {
+            crate::macros::net_warn!("tftp client: cannot bind port {}: {}", self.local_port, e);
+            return;
+        }
+        for _ in 0..64 {
+            let (len, from) = match socket.recv_slice(&mut self.buf) {
+                Ok((len, meta)) => (len, meta.endpoint),
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            match self.peer {
+                None if from.addr == self.server.addr => self.peer = Some(from),
+                Some(peer) if peer == from => {}
+                _ => {
+                    self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+                    let n = crate::tftp::emit_error(
+                        &mut self.buf,
+                        ErrorCode::UnknownTid,
+                        "unknown transfer ID",
+                    );
+                    if room(socket, BUF) {
+                        let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
+                    }
+                    continue;
+                }
+            }
+            self.session
+                .receive(self.buf.get(..len).unwrap_or_default(), now.into());
+        }
+        if self
+            .session
+            .poll_timeout()
+            .is_some_and(|at| crate::time::Instant::from(now) >= at)
+        {
+            self.session.handle_timeout(now.into());
+        }
+        while room(socket, BUF) {
+            let n = self.session.transmit(&mut self.buf, now.into());
+            if n == 0 {
+                break;
+            }
+            let to = self.peer.unwrap_or(self.server);
+            if let Err(e) = socket.send_slice(self.buf.get(..n).unwrap_or_default(), to) {
+                crate::macros::net_warn!("tftp client: to {}: not sent: {}", to, e);
+            }
+        }
+        if let Some(outcome) = self.session.outcome() {
+            self.outcome = Some(outcome);
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.session.poll_timeout().map(Into::into)
     }
 }

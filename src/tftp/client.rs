@@ -560,16 +560,37 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
 }
 
 /// Both client sessions, for adapters that drive either the same way.
-#[cfg(any(test, feature = "std"))]
-pub(crate) trait ClientSession {
+pub trait ClientSession {
+    /// A datagram from the server's transfer port.
     fn receive(&mut self, datagram: &[u8], now: Instant);
+    /// The next datagram to send, into `buf`; 0 when there is none now.
     fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize;
+    /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// Time has passed.
     fn handle_timeout(&mut self, now: Instant);
+    /// The file's size, or why not, once the transfer is over. Taken once.
     fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
 }
 
-#[cfg(any(test, feature = "std"))]
+impl<T: ClientSession + ?Sized> ClientSession for &mut T {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        (**self).receive(datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        (**self).transmit(buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        (**self).outcome()
+    }
+}
+
 impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> {
     fn receive(&mut self, datagram: &[u8], now: Instant) {
         Self::receive(self, datagram, now);
@@ -588,7 +609,6 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> 
     }
 }
 
-#[cfg(any(test, feature = "std"))]
 impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P> {
     fn receive(&mut self, datagram: &[u8], now: Instant) {
         Self::receive(self, datagram, now);

@@ -10,7 +10,8 @@
 //!   [`FileSource`](crate::transfer::FileSource) or into a
 //!   [`FileSink`](crate::transfer::FileSink), with a progress callback; over
 //!   `std::net::UdpSocket` in `std_net` (feature `std`).
-//! - `net::TftpServer` (feature `smoltcp`): the server on udp/69 over smoltcp.
+//! - `net::TftpServer` and `net::TftpClient` (feature `smoltcp`): the server on
+//!   udp/69 and a client transfer over smoltcp's poll loop.
 //!
 //! TFTP is datagrams, not a stream, so these sessions take and give whole
 //! datagrams: [`receive`](ServerTransfer::receive) one, then
@@ -100,7 +101,7 @@ pub mod std_net;
 #[cfg(test)]
 mod tests;
 
-pub use client::{ClientConfig, ClientGet, ClientPut};
+pub use client::{ClientConfig, ClientGet, ClientPut, ClientSession};
 pub use server::{ServerConfig, ServerTransfer, TransferKind};
 
 use core::fmt;

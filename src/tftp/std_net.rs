@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration as StdDuration;
 
-use super::client::ClientSession;
+use super::ClientSession;
 use super::packet::{ErrorCode, MAX_BLOCK_SIZE};
 use super::{ClientConfig, ClientGet, ClientPut, TftpError, emit_error};
 use crate::store::FileName;
