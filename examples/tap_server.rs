@@ -8,6 +8,7 @@
 //! | tcp/9000 | framed echo: 4-byte big-endian length + body, frames whole   |
 //! | tcp/80   | HTTP: a status page with live counters (`/` and `/stats`)    |
 //! | tcp/2121 | file transfer (`PROTOCOL.md`) from `--root DIR`              |
+//! | udp/69   | TFTP (RFC 1350 and options) from the same `--root DIR`       |
 //!
 //! ```text
 //! sudo ./tap-setup.sh up                       # once: tap0, Linux side 192.168.69.100
@@ -39,7 +40,8 @@ use smoltcp::time::Duration;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 
 use all_services::{
-    ECHO_PORT, FRAMED_PORT, HTTP_PORT, ServicesConfig, TRANSFER_POOL_MAX, TRANSFER_PORT, serve,
+    ECHO_PORT, FRAMED_PORT, HTTP_PORT, ServicesConfig, TFTP_DATAGRAM_MAX, TFTP_POOL, TFTP_PORT,
+    TRANSFER_POOL_MAX, TRANSFER_PORT, serve,
 };
 
 /// Where the file transfer keeps its files unless `--root` says otherwise.
@@ -215,6 +217,10 @@ fn serve_on<D: TapBacked>(mut runner: TapRunner<'_, D>, args: &Args) -> Result<(
             config.transfer_pool,
             config.transfer_frame,
             args.root.display()
+        );
+        println!(
+            "  udp/{TFTP_PORT} tftp ({TFTP_POOL} transfers, blocks up to {} B) from the same directory",
+            TFTP_DATAGRAM_MAX - 4
         );
         println!("  memory: {}", config.memory());
         println!("  Ctrl-C stops.");

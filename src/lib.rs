@@ -129,8 +129,8 @@
 //! |---|---|
 //! | runners | [`runner`]: the in-process simulated link (`smoltcp`), the Linux TAP runner (`tap`) |
 //! | adapters | [`net`] (smoltcp poll loop), `asynch`, `blocking` |
-//! | sessions | [`session`] (echo, length framing), [`http`] (the HTTP responder), [`transfer`] (the file transfer server and client) |
-//! | codecs | [`wire`]: frame headers, [`wire::frame::FrameReader`], [`wire::body::BodyReader`], HTTP request heads, transfer messages, CRC-32 |
+//! | sessions | [`session`] (echo, length framing), [`http`] (the HTTP responder), [`transfer`] (the file transfer server and client), [`tftp`] (TFTP transfers, server and client) |
+//! | codecs | [`wire`]: frame headers, [`wire::frame::FrameReader`], [`wire::body::BodyReader`], HTTP request heads, transfer messages, CRC-32; [`tftp::packet`]: TFTP packets |
 //! | storage | [`store`]: the `Storage` trait, `RamStore`, `DirStore` (`std`) |
 //!
 //! Codecs and sessions know nothing of smoltcp, clocks or I/O, so they are tested
@@ -186,6 +186,7 @@ mod pump;
 pub mod runner;
 pub mod session;
 pub mod store;
+pub mod tftp;
 pub mod time;
 pub mod transfer;
 pub mod wire;

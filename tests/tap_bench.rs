@@ -41,6 +41,8 @@ fn tap_bench_runs_every_part_and_every_byte_arrives() {
         "256",
         "--scale",
         "1,4,16,64",
+        "--tftp-bytes",
+        "200000",
         "--verify",
         "--temp-dir",
         temp.path().to_str().unwrap(),
@@ -79,6 +81,10 @@ fn tap_bench_runs_every_part_and_every_byte_arrives() {
     for row in &report.scale {
         assert_eq!(row.latency.round_trips, row.latency.expected, "{row:?}");
         assert!(row.latency.round_trips >= row.clients * 50, "{row:?}");
+    }
+    assert_eq!(report.tftp.len(), 12, "2 block sizes, 3 windows, both ways");
+    for row in &report.tftp {
+        assert_eq!(row.arrived, 200_000, "{row:?}");
     }
     assert!(report.complete());
 }

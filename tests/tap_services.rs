@@ -36,7 +36,8 @@ use smoltcp::socket::Socket;
 
 use all_services::{
     AllServices, ECHO_PORT, FRAMED_PORT, HTTP_PORT, LiveCounters, ServeError, ServeReport,
-    ServicesConfig, TRANSFER_POOL_MAX, UDP_DATAGRAM_MAX, UDP_QUEUE, open_transfer_store, serve,
+    ServicesConfig, TFTP_DATAGRAM_MAX, TFTP_POOL, TFTP_QUEUE, TRANSFER_POOL_MAX, UDP_DATAGRAM_MAX,
+    UDP_QUEUE, open_transfer_store, serve,
 };
 use netns::{NetNs, reset_on_close, retry};
 use scratch::ScratchDir;
@@ -363,12 +364,18 @@ fn every_buffer_is_allocated_once_when_the_services_are_built() {
         })
         .collect();
     assert_eq!(tcp, vec![(1000, 500); 8]);
-    assert_eq!(sockets.iter().count(), 9, "8 TCP sockets and 1 UDP socket");
+    assert_eq!(
+        sockets.iter().count(),
+        9 + 1 + TFTP_POOL,
+        "8 TCP sockets, 1 UDP echo socket, TFTP's listening socket and its pool"
+    );
     let memory = config.memory();
     assert_eq!(memory.tcp_sockets, 8);
     assert_eq!(
         memory.socket_buffers,
-        8 * 1500 + 2 * UDP_QUEUE * UDP_DATAGRAM_MAX
+        8 * 1500
+            + 2 * UDP_QUEUE * UDP_DATAGRAM_MAX
+            + 2 * (1 + TFTP_POOL) * TFTP_QUEUE * TFTP_DATAGRAM_MAX
     );
     // Framed echo: two frames of 100 + 4 per slot (one gathering, one going out);
     // transfer: 200 + 4 of receive storage per slot.
@@ -442,7 +449,14 @@ fn status_text_has_a_line_per_service_and_the_link_and_backlog_once_known() {
     let live = LiveCounters::default();
     let mut text = String::new();
     live.write(&mut text).unwrap();
-    for prefix in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/80 ", "tcp/2121 "] {
+    for prefix in [
+        "tcp/7 ",
+        "udp/7 ",
+        "tcp/9000 ",
+        "tcp/80 ",
+        "tcp/2121 ",
+        "udp/69 ",
+    ] {
         status_line(&text, prefix);
     }
     assert!(!text.contains("link"), "{text}");

@@ -24,6 +24,10 @@
 //! - scale: 1, 4, 16, 64 (and on request 128, 256) clients against a framed echo
 //!   pool of that size, with the time per round of the poll loop spent in
 //!   smoltcp's `Interface::poll` and in the server's poll (both walk every socket).
+//! - tftp: upload and download through `net::TftpServer` (RAM store) with
+//!   `tftp::std_net`'s client, blocks of 512 and 1428 bytes, windows of 1, 8 and
+//!   32. (Blocks of 8192 would need IP fragmentation, which this smoltcp build
+//!   does not do: a 1500-byte MTU carries 1468 at most.)
 //!
 //! Every row checks that every byte arrived; a row that did not is an error.
 
@@ -43,7 +47,7 @@ use std::thread;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use clap::{Parser, ValueEnum};
-use smolsock::net::{Service, TcpServer, TcpSession};
+use smolsock::net::{Service, TcpServer, TcpSession, TftpServer};
 use smolsock::runner::tap::TapDevice;
 use smolsock::session::{Framed, FramedEcho, SendError};
 use smolsock::store::{DirLimits, DirStore, RamStore, Storage};
@@ -52,7 +56,7 @@ use smolsock::wire::frame::HeaderFormat;
 use smolsock::wire::transfer::FileName;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, Medium, TunTapInterface};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
@@ -77,6 +81,13 @@ const PORT_FRAMED_KERNEL_WRITES: u16 = 1237;
 const PORT_ECHO: u16 = 9000;
 const PORT_SCALE: u16 = 9100;
 const PORT_TRANSFER: u16 = 2121;
+/// The TFTP rows' block sizes and windows.
+const TFTP_BLOCKS: [u16; 2] = [512, 1428];
+const TFTP_WINDOWS: [u16; 3] = [1, 8, 32];
+/// The TFTP server's datagram buffer: the largest block that fits the MTU.
+const TFTP_DATAGRAM: usize = 1472;
+/// Arena of the TFTP rows' RAM store: the largest file they move.
+const TFTP_ARENA: usize = 16 << 20;
 
 /// Which parts to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -89,6 +100,8 @@ pub enum Part {
     Transfer,
     /// Concurrent clients.
     Scale,
+    /// TFTP block sizes and windows.
+    Tftp,
 }
 
 /// TAP benchmarks: smolsock against the Linux kernel over a TAP link. Run inside
@@ -120,6 +133,9 @@ pub struct Args {
     /// Round trips of each scale row, shared among its clients (at least 50 each).
     #[arg(long, default_value_t = 20_000)]
     pub scale_round_trips: usize,
+    /// Bytes of the file each TFTP row uploads and downloads (at most 16 MiB).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub tftp_bytes: u64,
     /// Pool sizes of the scale rows (1, 4, 16, 64, 128 or 256).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     pub scale: Vec<usize>,
@@ -336,6 +352,23 @@ impl DriveStats {
     }
 }
 
+/// One TFTP row.
+#[derive(Clone, Debug)]
+pub struct TftpRow {
+    /// `blksize`.
+    pub block: u16,
+    /// `windowsize`.
+    pub window: u16,
+    /// Upload or download.
+    pub upload: bool,
+    /// File size.
+    pub bytes: u64,
+    /// Bytes that arrived, byte for byte the ones sent.
+    pub arrived: u64,
+    /// Wall time from the request to the last ACK.
+    pub seconds: f64,
+}
+
 /// One scale row.
 #[derive(Clone, Debug)]
 pub struct ScaleRow {
@@ -362,6 +395,8 @@ pub struct Report {
     pub transfer: Vec<TransferRow>,
     /// Scale rows.
     pub scale: Vec<ScaleRow>,
+    /// TFTP rows.
+    pub tftp: Vec<TftpRow>,
 }
 
 impl Report {
@@ -373,6 +408,7 @@ impl Report {
                 .iter()
                 .all(|r| r.latency.round_trips == r.latency.expected)
             && self.transfer.iter().all(|r| r.arrived == r.bytes)
+            && self.tftp.iter().all(|r| r.arrived == r.bytes)
             && self
                 .scale
                 .iter()
@@ -532,6 +568,30 @@ impl fmt::Display for Report {
             }
             writeln!(f)?;
         }
+        if !self.tftp.is_empty() {
+            writeln!(
+                f,
+                "TFTP over TAP (RAM store), smolsock's std client against net::TftpServer"
+            )?;
+            writeln!(
+                f,
+                "| blksize | windowsize | operation | bytes | seconds | MB/s |"
+            )?;
+            writeln!(f, "|---:|---:|---|---:|---:|---:|")?;
+            for row in &self.tftp {
+                writeln!(
+                    f,
+                    "| {} | {} | {} | {} | {:.3} | {:.1} |",
+                    row.block,
+                    row.window,
+                    if row.upload { "upload" } else { "download" },
+                    row.bytes,
+                    row.seconds,
+                    row.bytes as f64 / row.seconds.max(1e-9) / 1e6,
+                )?;
+            }
+            writeln!(f)?;
+        }
         if !self.scale.is_empty() {
             writeln!(
                 f,
@@ -629,6 +689,16 @@ impl<D: Device + Wait> Stack<D> {
             device,
             sockets: SocketSet::new(vec![]),
         }
+    }
+
+    fn add_udp(&mut self, datagrams: usize, max: usize) -> SocketHandle {
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; datagrams],
+                vec![0; datagrams * max],
+            )
+        };
+        self.sockets.add(udp::Socket::new(buffer(), buffer()))
     }
 
     fn add_tcp(&mut self) -> SocketHandle {
@@ -1469,6 +1539,99 @@ fn transfer_rows(
     Ok(rows)
 }
 
+/// TFTP: every block size and window, up and down, with a RAM store.
+fn tftp_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<TftpRow>, BenchError> {
+    use smolsock::tftp::{ClientConfig, ServerConfig, std_net};
+    use smolsock::transfer::SliceSink;
+
+    let bytes = args.tftp_bytes;
+    let len = usize::try_from(bytes).unwrap_or(usize::MAX);
+    if len > TFTP_ARENA / 2 {
+        return fail(format!("--tftp-bytes: at most {}", TFTP_ARENA / 2));
+    }
+    let data: Arc<Vec<u8>> = Arc::new((0..len).map(pattern).collect());
+    let shared = SharedStore::new(RamStore::<2, TFTP_ARENA>::new(), [UploadLease::EMPTY; 1]);
+    let mut rows = Vec::new();
+    for block in TFTP_BLOCKS {
+        for window in TFTP_WINDOWS {
+            let listen = stack.add_udp(4, TFTP_DATAGRAM);
+            let slot = stack.add_udp(64, TFTP_DATAGRAM);
+            let config = ServerConfig {
+                max_window: 32,
+                ..ServerConfig::DEFAULT
+            };
+            let mut server = TftpServer::<_, 1, TFTP_DATAGRAM>::new(
+                listen,
+                [slot],
+                &shared,
+                ServerConfig {
+                    max_block_size: ServerConfig::block_size_for(TFTP_DATAGRAM),
+                    ..config
+                },
+            )
+            .with_mtu(1500);
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&done);
+            let sent = Arc::clone(&data);
+            let client = thread::spawn(move || {
+                let result = (|| -> Result<_, BenchError> {
+                    let err = |e: std_net::StdError| BenchError(format!("tftp: {e}"));
+                    let name = FileName::new("bench.bin").map_err(|e| BenchError(e.to_string()))?;
+                    let config = ClientConfig {
+                        block_size: Some(block),
+                        window: Some(window),
+                        ..ClientConfig::DEFAULT
+                    };
+                    let server = stack_addr(smolsock::tftp::PORT);
+                    let start = StdInstant::now();
+                    let up =
+                        std_net::put(server, name, config, &sent[..], |_, _| {}).map_err(err)?;
+                    let uploaded = StdInstant::now();
+                    let mut into = vec![0u8; sent.len()];
+                    let down =
+                        std_net::get(server, name, config, SliceSink::new(&mut into), |_, _| {})
+                            .map_err(err)?;
+                    let end = StdInstant::now();
+                    let same = if into == *sent { down } else { 0 };
+                    Ok((up, uploaded - start, same, end - uploaded))
+                })();
+                flag.store(true, Ordering::SeqCst);
+                result
+            });
+            // The server's last dally ends by time; the rows only wait for the client.
+            stack.drive(&mut server, |_| done.load(Ordering::SeqCst))?;
+            let (up, up_time, down, down_time) = client
+                .join()
+                .map_err(|_| BenchError("tftp client panicked".into()))??;
+            stack.clear();
+            let stored = shared
+                .with_store(|s| {
+                    let name = FileName::new("bench.bin").ok()?;
+                    let size = s.stat(&name).ok()?.size;
+                    s.delete(&name).ok()?;
+                    Some(size)
+                })
+                .flatten();
+            eprintln!(
+                "  blksize {block}, windowsize {window}: upload {:.1} MB/s, download {:.1} MB/s",
+                bytes as f64 / up_time.as_secs_f64().max(1e-9) / 1e6,
+                bytes as f64 / down_time.as_secs_f64().max(1e-9) / 1e6
+            );
+            let row = |upload, arrived, seconds: StdDuration| TftpRow {
+                block,
+                window,
+                upload,
+                bytes,
+                arrived,
+                seconds: seconds.as_secs_f64(),
+            };
+            rows.push(row(true, if stored == Some(up) { up } else { 0 }, up_time));
+            rows.push(row(false, down, down_time));
+        }
+    }
+    Ok(rows)
+}
+
 // ---------------------------------------------------------------------------
 // The run
 
@@ -1521,7 +1684,11 @@ fn run_here(args: &Args) -> Result<Report, BenchError> {
             args,
         )?);
     }
-    if !(args.runs(Part::Rr) || args.runs(Part::Transfer) || args.runs(Part::Scale)) {
+    if !(args.runs(Part::Rr)
+        || args.runs(Part::Transfer)
+        || args.runs(Part::Scale)
+        || args.runs(Part::Tftp))
+    {
         return Ok(report);
     }
     let mut stack = Stack::new(open(&args.tap)?, &args.tap);
@@ -1553,6 +1720,10 @@ fn run_here(args: &Args) -> Result<Report, BenchError> {
                 }
             });
         }
+    }
+    if args.runs(Part::Tftp) {
+        eprintln!("tftp ({} bytes a row):", args.tftp_bytes);
+        report.tftp = tftp_rows(&mut stack, args)?;
     }
     Ok(report)
 }

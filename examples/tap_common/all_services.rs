@@ -28,11 +28,12 @@ use log::{debug, info};
 use smolsock::http::{HttpResponder, HttpStats, StatusSite};
 use smolsock::net::{
     BacklogStats, DatagramHandler, End, ServerConfig, ServerError, ServerStats, Service, TcpServer,
-    UdpEcho, UdpService, UdpStats,
+    TftpServer, UdpEcho, UdpService, UdpStats,
 };
 use smolsock::runner::tap::{RunError, StopReport, TapBacked, TapRunner, TapStats};
 use smolsock::session::{CHUNK, Echo, Framed, FramedEcho, FramedStats, Session, Status};
 use smolsock::store::{DirLimits, DirStore, StoreError};
+use smolsock::tftp::TftpStats;
 use smolsock::transfer::{SetupError, SharedStore, TransferServer, TransferStats, UploadLease};
 use smolsock::wire::frame::{FormatError, HeaderFormat};
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -48,6 +49,17 @@ pub const FRAMED_PORT: u16 = 9000;
 pub const HTTP_PORT: u16 = 80;
 /// File transfer (`PROTOCOL.md`).
 pub const TRANSFER_PORT: u16 = 2121;
+/// TFTP, from the same store as the file transfer.
+pub const TFTP_PORT: u16 = smolsock::tftp::PORT;
+/// TFTP transfers at once.
+pub const TFTP_POOL: usize = 4;
+/// The largest TFTP datagram: a 1468-byte block and its header, what fits a
+/// 1500-byte Ethernet MTU over IPv4 (smoltcp here does not fragment).
+pub const TFTP_DATAGRAM_MAX: usize = 1472;
+/// The TAP link's MTU: IPv6 transfers get blocks 20 bytes smaller than IPv4's.
+pub const TFTP_MTU: u16 = 1500;
+/// Datagrams each TFTP socket can queue each way.
+pub const TFTP_QUEUE: usize = 16;
 
 /// The most transfer connections served at once: the store keeps one upload lease
 /// per slot in a fixed array (a few dozen bytes each).
@@ -125,7 +137,13 @@ impl ServicesConfig {
             tcp_sockets,
             socket_buffers: tcp_sockets
                 .saturating_mul(self.rx_buf.saturating_add(self.tx_buf))
-                .saturating_add(UDP_QUEUE.saturating_mul(UDP_DATAGRAM_MAX).saturating_mul(2)),
+                .saturating_add(UDP_QUEUE.saturating_mul(UDP_DATAGRAM_MAX).saturating_mul(2))
+                .saturating_add(
+                    (TFTP_POOL + 1)
+                        .saturating_mul(TFTP_QUEUE)
+                        .saturating_mul(TFTP_DATAGRAM_MAX)
+                        .saturating_mul(2),
+                ),
             frame_storage: self
                 .framed_pool
                 .saturating_mul(frame_storage)
@@ -168,9 +186,10 @@ impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} TCP sockets + 1 UDP socket: {} KiB socket buffers, {} KiB frame storage, \
+            "{} TCP sockets + {} UDP sockets: {} KiB socket buffers, {} KiB frame storage, \
              {} KiB handler buffers",
             self.tcp_sockets,
+            TFTP_POOL + 2,
             self.socket_buffers / 1024,
             self.frame_storage / 1024,
             self.handler_buffers / 1024
@@ -250,6 +269,8 @@ pub struct Counters {
     pub transfer_ops: TransferStats,
     /// tcp/2121 bytes and frames, both directions.
     pub transfer_stream: FramedStats,
+    /// TFTP on udp/69: every transfer's counters, summed.
+    pub tftp: TftpStats,
 }
 
 impl fmt::Display for Counters {
@@ -275,7 +296,8 @@ impl fmt::Display for Counters {
         )?;
         writeln!(f, "tcp/{TRANSFER_PORT} transfer     {}", self.transfer)?;
         writeln!(f, "                      {}", self.transfer_ops)?;
-        writeln!(f, "                      {}", self.transfer_stream)
+        writeln!(f, "                      {}", self.transfer_stream)?;
+        writeln!(f, "udp/{TFTP_PORT}   tftp         {}", self.tftp)
     }
 }
 
@@ -519,6 +541,7 @@ pub struct AllServices<'a> {
     framed: Vec<FramedSlot>,
     http: Vec<HttpSlot<'a>>,
     transfer: Vec<TransferSlot<'a>>,
+    tftp: Box<TftpServer<'a, DirStore, TFTP_POOL, TFTP_DATAGRAM_MAX>>,
     transfer_store: &'a TransferStore,
     live: &'a LiveCounters,
 }
@@ -622,12 +645,36 @@ impl<'a> AllServices<'a> {
         };
         let udp_handle = sockets.add(udp::Socket::new(udp_buffer(), udp_buffer()));
         let udp = UdpService::new(udp_handle, ECHO_PORT, LoggedDatagrams(UdpEcho));
+        // TFTP serves the transfer's directory: the same files, the same name
+        // checks, the same leases (a name being uploaded one way is busy the other).
+        let tftp_buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; TFTP_QUEUE],
+                vec![0; TFTP_QUEUE * TFTP_DATAGRAM_MAX],
+            )
+        };
+        let mut tftp_socket = || sockets.add(udp::Socket::new(tftp_buffer(), tftp_buffer()));
+        let tftp_listen = tftp_socket();
+        let tftp_slots = [(); TFTP_POOL].map(|()| tftp_socket());
+        let tftp = Box::new(
+            TftpServer::new(
+                tftp_listen,
+                tftp_slots,
+                shared,
+                smolsock::tftp::ServerConfig {
+                    max_block_size: smolsock::tftp::ServerConfig::block_size_for(TFTP_DATAGRAM_MAX),
+                    ..smolsock::tftp::ServerConfig::DEFAULT
+                },
+            )
+            .with_mtu(TFTP_MTU),
+        );
         Ok(Self {
             echo,
             udp,
             framed,
             http,
             transfer,
+            tftp,
             transfer_store,
             live,
         })
@@ -668,6 +715,7 @@ impl<'a> AllServices<'a> {
             transfer: PoolCounters::of(&self.transfer),
             transfer_ops: self.transfer_store.stats(),
             transfer_stream,
+            tftp: self.tftp.stats(),
         }
     }
 
@@ -680,6 +728,7 @@ impl<'a> AllServices<'a> {
             .chain(framed)
             .chain(http)
             .chain(transfer)
+            .chain(core::iter::once(&mut *self.tftp as &mut dyn Service))
     }
 
     fn each(&self) -> impl Iterator<Item = &dyn Service> {
@@ -691,6 +740,7 @@ impl<'a> AllServices<'a> {
             .chain(framed)
             .chain(http)
             .chain(transfer)
+            .chain(core::iter::once(&*self.tftp as &dyn Service))
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`StreamingFrames`]: length framing with no frame storage: bodies go between
 //!   the application and the socket rings in pieces, with no copy.
 //! - [`UdpService`]: datagrams with their boundaries, through a [`DatagramHandler`].
+//! - [`TftpServer`]: TFTP on udp/69, a fixed pool of transfers, each on its own port;
+//!   [`TftpClient`]: a client transfer on one socket.
 
 use smoltcp::iface::SocketSet;
 use smoltcp::time::Instant;
@@ -37,6 +39,7 @@ mod client;
 mod pump;
 mod server;
 mod stream;
+mod tftp;
 mod udp;
 
 pub use backlog::{Backlog, BacklogStats, Gated, HELD_SYN_LEN, HOLD};
@@ -46,4 +49,5 @@ pub use client::{
 pub use pump::{HandleError, TcpSession};
 pub use server::{End, ServerConfig, ServerError, ServerStats, TcpServer};
 pub use stream::{RecvError, SendError, StreamStats, StreamingFrames};
+pub use tftp::{TftpClient, TftpServer};
 pub use udp::{DatagramHandler, UdpEcho, UdpService, UdpStats};

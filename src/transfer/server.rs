@@ -102,7 +102,7 @@ impl<S, L: ?Sized> SharedStore<S, L> {
         self.stats.set(stats);
     }
 
-    fn store<R, E: From<StoreError>>(
+    pub(crate) fn store<R, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut S) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -117,20 +117,20 @@ impl<S, L: ?Sized> SharedStore<S, L> {
 }
 
 impl<S> SharedStore<S> {
-    fn uploading(&self, name: &FileName) -> bool {
+    pub(crate) fn uploading(&self, name: &FileName) -> bool {
         self.leases
             .iter()
             .any(|lease| lease.name.get() == Some(*name))
     }
 
     /// Takes a free lease for `name`, or `None` if every lease is held.
-    fn claim(&self, name: &FileName) -> Option<usize> {
+    pub(crate) fn claim(&self, name: &FileName) -> Option<usize> {
         let index = self.leases.iter().position(|l| l.name.get().is_none())?;
         self.leases.get(index)?.name.set(Some(*name));
         Some(index)
     }
 
-    fn release(&self, index: usize) {
+    pub(crate) fn release(&self, index: usize) {
         if let Some(lease) = self.leases.get(index) {
             lease.name.set(None);
         }

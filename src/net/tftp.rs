@@ -1,0 +1,466 @@
+//! [`TftpServer`]: TFTP on udp/69 over smoltcp's poll loop.
+//!
+//! One UDP socket listens on port 69 for requests. Each request gets a transfer
+//! slot of a fixed pool: the slot's own socket is bound to a fresh port (the
+//! server's transfer ID, RFC 1350) for that transfer alone, and every later
+//! packet of it goes between that port and the client's. A datagram that reaches
+//! a slot's port from any other address or port is answered ERROR 5 (unknown
+//! transfer ID) and otherwise ignored; a request that finds every slot taken is
+//! answered with an ERROR saying so, never met with silence. A slot whose upload
+//! is complete and that only repeats its last ACK for a while (in case the client
+//! missed it) gives way to a new request when no slot is free.
+//!
+//! The sessions are [`ServerTransfer`]s over a [`SharedStore`], the same store a
+//! transfer service may serve. Every slot is freed by time: a client that stops
+//! answering is retransmitted to a bounded number of times, then its transfer
+//! ends. A datagram goes to a socket only when its send queue has room for one of
+//! the largest, so nothing the session hands out is lost to a full buffer.
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+use smoltcp::wire::IpEndpoint;
+
+use super::Service;
+use super::pump::socket_mut;
+use crate::store::Storage;
+use crate::tftp::packet::ErrorCode;
+use crate::tftp::{PORT, ServerConfig, ServerTransfer, TftpStats};
+use crate::transfer::SharedStore;
+
+/// The first port a transfer may be given: the dynamic range.
+const FIRST_TID: u16 = 49152;
+
+/// Whether `socket` can take a datagram of `max` bytes now (the ring may need up
+/// to another `max` of padding where it wraps).
+fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
+    socket.can_send()
+        && socket
+            .payload_send_capacity()
+            .saturating_sub(socket.send_queue())
+            >= max.saturating_mul(2)
+}
+
+/// One transfer slot: its socket, its port, its client.
+struct Slot<'s, S> {
+    handle: SocketHandle,
+    port: u16,
+    peer: Option<IpEndpoint>,
+    transfer: ServerTransfer<'s, S>,
+}
+
+/// TFTP on port 69, with `N` transfers at once, each with datagrams of up to
+/// `BUF` bytes (`blksize` up to `BUF - 4`).
+///
+/// The caller adds `N + 1` UDP sockets to its set (one listening, one per slot),
+/// each with send and receive buffers of at least `2 * BUF` payload bytes, and
+/// polls the server after every `Interface::poll`.
+pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
+    listen: SocketHandle,
+    /// The largest block granted: the buffer's and the configuration's.
+    max_block: u16,
+    /// The link's MTU, if the caller said (no block is granted that would need
+    /// IP fragmentation).
+    mtu: Option<u16>,
+    slots: [Slot<'s, S>; N],
+    buf: [u8; BUF],
+    next_port: u16,
+    /// What happens at port 69 and at the slots' ports, outside any transfer.
+    stats: TftpStats,
+}
+
+impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF> {
+    /// A server with the listening socket `listen` and one socket per slot in
+    /// `slots`, serving `shared`; the block size granted is at most `BUF - 4`
+    /// and `config.max_block_size`.
+    pub fn new(
+        listen: SocketHandle,
+        slots: [SocketHandle; N],
+        shared: &'s SharedStore<S>,
+        config: ServerConfig,
+    ) -> Self {
+        let config = ServerConfig {
+            max_block_size: config.max_block_size.min(ServerConfig::block_size_for(BUF)),
+            ..config
+        };
+        Self {
+            listen,
+            max_block: config.max_block_size,
+            mtu: None,
+            slots: slots.map(|handle| Slot {
+                handle,
+                port: 0,
+                peer: None,
+                transfer: ServerTransfer::new(shared, config),
+            }),
+            buf: [0; BUF],
+            next_port: FIRST_TID,
+            stats: TftpStats::default(),
+        }
+    }
+
+    /// Grants no block that makes a datagram longer than `mtu` with its IP and
+    /// UDP headers (20 + 8 bytes over IPv4, 40 + 8 over IPv6): smoltcp sends
+    /// no fragments, so a larger block could never leave.
+    #[must_use]
+    pub const fn with_mtu(mut self, mtu: u16) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// The largest block a transfer with `peer` is granted.
+    fn max_block_for(&self, peer: &IpEndpoint) -> u16 {
+        let headers: u16 = match peer.addr {
+            smoltcp::wire::IpAddress::Ipv4(_) => 20 + 8 + 4,
+            smoltcp::wire::IpAddress::Ipv6(_) => 40 + 8 + 4,
+        };
+        self.mtu.map_or(self.max_block, |mtu| {
+            self.max_block.min(mtu.saturating_sub(headers))
+        })
+    }
+
+    /// Every counter: the listener's and every slot's transfers', summed.
+    pub fn stats(&self) -> TftpStats {
+        let mut sum = self.stats;
+        for slot in &self.slots {
+            sum.accumulate(slot.transfer.stats());
+        }
+        sum
+    }
+
+    /// Transfers in progress.
+    pub fn active(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.transfer.is_active())
+            .count()
+    }
+
+    /// A port for a new transfer, used by no other slot.
+    fn fresh_port(&mut self, now: Instant) -> u16 {
+        // Not predictable from one transfer to the next: mix the clock in.
+        let mixed = now
+            .total_micros()
+            .unsigned_abs()
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let step = u16::try_from(mixed >> 58).unwrap_or(0).wrapping_add(1);
+        let mut port = self.next_port.wrapping_add(step);
+        for _ in 0..=N {
+            if port < FIRST_TID {
+                port = FIRST_TID | (port & 0x3fff);
+            }
+            if !self
+                .slots
+                .iter()
+                .any(|s| s.peer.is_some() && s.port == port)
+            {
+                break;
+            }
+            port = port.wrapping_add(1);
+        }
+        self.next_port = port;
+        port
+    }
+
+    fn serve_requests(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let Some(socket) = socket_mut::<udp::Socket>(sockets, self.listen) else {
+            return;
+        };
+        if !socket.is_open()
+            && let Err(e) = socket.bind(PORT)
+        {
+            crate::macros::net_warn!("udp/{}: cannot bind: {}", PORT, e);
+            return;
+        }
+        // Bounded: at most one pass over what is queued now.
+        for _ in 0..64 {
+            let (len, from) = match socket.recv_slice(&mut self.buf) {
+                Ok((len, meta)) => (len, meta.endpoint),
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            if self.slots.iter().any(|s| {
+                s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
+            }) {
+                // The client repeated its request: its transfer is running. (A
+                // client whose upload is done may ask again from the same port: a
+                // bootloader's next file.)
+                self.stats.duplicates = self.stats.duplicates.saturating_add(1);
+                continue;
+            }
+            // A free slot, else one that only repeats a finished upload's last ACK.
+            let free = self
+                .slots
+                .iter()
+                .position(|s| !s.transfer.is_active())
+                .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
+            let Some(index) = free else {
+                self.stats.pool_full = self.stats.pool_full.saturating_add(1);
+                crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
+                let n = crate::tftp::emit_error(
+                    &mut self.buf,
+                    ErrorCode::NotDefined,
+                    "server busy: every transfer slot is taken, try again later",
+                );
+                if room(socket, BUF) {
+                    let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
+                }
+                continue;
+            };
+            let port = self.fresh_port(now);
+            let max_block = self.max_block_for(&from);
+            let request = self.buf.get(..len).unwrap_or_default();
+            if let Some(slot) = self.slots.get_mut(index) {
+                slot.port = port;
+                slot.peer = Some(from);
+                crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
+                slot.transfer.set_max_block_size(max_block);
+                slot.transfer.start(request, now.into());
+            }
+        }
+    }
+
+    fn serve_slot(&mut self, index: usize, sockets: &mut SocketSet<'_>, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let Some(socket) = socket_mut::<udp::Socket>(sockets, slot.handle) else {
+            return;
+        };
+        let Some(peer) = slot.peer else {
+            return;
+        };
+        if socket.endpoint().port != slot.port {
+            socket.close();
+            if let Err(e) = socket.bind(slot.port) {
+                crate::macros::net_warn!("tftp: cannot bind port {}: {}", slot.port, e);
+                slot.transfer.end(now.into());
+            }
+        }
+        for _ in 0..64 {
+            let (len, from) = match socket.recv_slice(&mut self.buf) {
+                Ok((len, meta)) => (len, meta.endpoint),
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            if from != peer {
+                self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+                crate::macros::net_debug!(
+                    "tftp: port {}: datagram from {}, not {}",
+                    slot.port,
+                    from,
+                    peer
+                );
+                let n = crate::tftp::emit_error(
+                    &mut self.buf,
+                    ErrorCode::UnknownTid,
+                    "unknown transfer ID",
+                );
+                if room(socket, BUF) {
+                    let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
+                }
+                continue;
+            }
+            slot.transfer
+                .receive(self.buf.get(..len).unwrap_or_default(), now.into());
+        }
+        if slot
+            .transfer
+            .poll_timeout()
+            .is_some_and(|at| crate::time::Instant::from(now) >= at)
+        {
+            slot.transfer.handle_timeout(now.into());
+        }
+        while room(socket, BUF) {
+            let n = slot.transfer.transmit(&mut self.buf, now.into());
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = socket.send_slice(self.buf.get(..n).unwrap_or_default(), peer) {
+                // Unaddressable: the transfer's own timer ends it.
+                crate::macros::net_warn!("tftp: to {}: not sent: {}", peer, e);
+            }
+        }
+        if !slot.transfer.is_active() {
+            // Freed: the port closes, and a late packet to it gets ICMP's answer.
+            if let Some(outcome) = slot.transfer.outcome() {
+                match outcome {
+                    Ok(bytes) => crate::macros::net_info!("tftp: {}: done, {} B", peer, bytes),
+                    Err(e) => crate::macros::net_info!("tftp: {}: failed: {}", peer, e),
+                }
+            }
+            if socket.send_queue() == 0 {
+                socket.close();
+                slot.peer = None;
+            }
+        }
+    }
+}
+
+impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S, N, BUF> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.serve_requests(sockets, now);
+        for index in 0..N {
+            self.serve_slot(index, sockets, now);
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.transfer.poll_timeout())
+            .min()
+            .map(Into::into)
+    }
+}
+
+/// A TFTP client transfer ([`ClientGet`](crate::tftp::ClientGet) or
+/// [`ClientPut`](crate::tftp::ClientPut)) on one smoltcp UDP socket, as a
+/// [`Service`]: the request goes to `server` (port 69 as a rule), everything
+/// after it to the port that answered; a datagram from any other port is
+/// answered ERROR 5 and ignored. Datagrams are up to `BUF` bytes (`blksize` up
+/// to `BUF - 4`).
+pub struct TftpClient<C, const BUF: usize> {
+    handle: SocketHandle,
+    local_port: u16,
+    server: IpEndpoint,
+    peer: Option<IpEndpoint>,
+    session: C,
+    outcome: Option<Result<u64, crate::tftp::TftpError>>,
+    buf: [u8; BUF],
+    stats: TftpStats,
+}
+
+impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
+    /// `session` on the UDP socket `handle`, bound to `local_port` on the first
+    /// poll, talking to `server`.
+    pub const fn new(
+        handle: SocketHandle,
+        local_port: u16,
+        server: IpEndpoint,
+        session: C,
+    ) -> Self {
+        Self {
+            handle,
+            local_port,
+            server,
+            peer: None,
+            session,
+            outcome: None,
+            buf: [0; BUF],
+            stats: TftpStats {
+                reads: 0,
+                writes: 0,
+                completed: 0,
+                failed: 0,
+                timeouts: 0,
+                retransmits: 0,
+                duplicates: 0,
+                malformed: 0,
+                refused: 0,
+                wrong_tid: 0,
+                pool_full: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+            },
+        }
+    }
+
+    /// The outcome once the transfer is over: the file's size, or why not.
+    pub const fn outcome(&self) -> Option<Result<u64, crate::tftp::TftpError>> {
+        self.outcome
+    }
+
+    /// The server's transfer port, once it answered.
+    pub const fn peer(&self) -> Option<IpEndpoint> {
+        self.peer
+    }
+
+    /// The session (its sink, its progress).
+    pub const fn session(&self) -> &C {
+        &self.session
+    }
+
+    /// What the adapter saw outside the session: datagrams from a wrong port.
+    pub const fn stats(&self) -> &TftpStats {
+        &self.stats
+    }
+}
+
+impl<C: crate::tftp::ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
+    fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
+            return;
+        };
+        if self.outcome.is_some() {
+            if socket.is_open() && socket.send_queue() == 0 {
+                socket.close();
+            }
+            return;
+        }
+        if !socket.is_open()
+            && let Err(e) = socket.bind(self.local_port)
+        {
+            crate::macros::net_warn!("tftp client: cannot bind port {}: {}", self.local_port, e);
+            return;
+        }
+        for _ in 0..64 {
+            let (len, from) = match socket.recv_slice(&mut self.buf) {
+                Ok((len, meta)) => (len, meta.endpoint),
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            match self.peer {
+                None if from.addr == self.server.addr => self.peer = Some(from),
+                Some(peer) if peer == from => {}
+                _ => {
+                    self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+                    let n = crate::tftp::emit_error(
+                        &mut self.buf,
+                        ErrorCode::UnknownTid,
+                        "unknown transfer ID",
+                    );
+                    if room(socket, BUF) {
+                        let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
+                    }
+                    continue;
+                }
+            }
+            self.session
+                .receive(self.buf.get(..len).unwrap_or_default(), now.into());
+        }
+        if self
+            .session
+            .poll_timeout()
+            .is_some_and(|at| crate::time::Instant::from(now) >= at)
+        {
+            self.session.handle_timeout(now.into());
+        }
+        while room(socket, BUF) {
+            let n = self.session.transmit(&mut self.buf, now.into());
+            if n == 0 {
+                break;
+            }
+            let to = self.peer.unwrap_or(self.server);
+            if let Err(e) = socket.send_slice(self.buf.get(..n).unwrap_or_default(), to) {
+                crate::macros::net_warn!("tftp client: to {}: not sent: {}", to, e);
+            }
+        }
+        if let Some(outcome) = self.session.outcome() {
+            self.outcome = Some(outcome);
+        }
+    }
+
+    fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        self.session.poll_timeout().map(Into::into)
+    }
+}

@@ -1,0 +1,628 @@
+//! The client's side of a transfer: [`ClientGet`] reads a file into a
+//! [`FileSink`], [`ClientPut`] writes one from a [`FileSource`], each reporting
+//! progress through a callback.
+//!
+//! The request goes to the server's port 69; the server answers from a port of
+//! its own (its transfer ID). The adapter sends every later packet there and hands
+//! the session only datagrams from that port.
+
+use super::flow::{Acked, Received, Receiver, Sender, Timer, wire_block};
+use super::packet::{
+    DATA_HEADER_LEN, DEFAULT_BLOCK_SIZE, Mode, Options, Packet, RequestKind, emit_data_header,
+};
+use super::{DEFAULT_MAX_TRIES, DEFAULT_TIMEOUT, TftpError, TftpStats, add, bump, emit_error};
+use crate::store::{FileName, FileStat};
+use crate::time::{Duration, Instant};
+use crate::transfer::{FileSink, FileSource};
+use crate::wire::crc32::Crc32;
+
+/// What a client asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ClientConfig {
+    /// `blksize` to ask for; `None` for RFC 1350's 512 bytes with no option. The
+    /// adapter's buffer must hold `4 +` this.
+    pub block_size: Option<u16>,
+    /// `windowsize` to ask for; `None` for one block per ACK.
+    pub window: Option<u16>,
+    /// Whether to send `tsize` (the size of a put; 0 in a get, asking for it).
+    pub transfer_size: bool,
+    /// The retransmission timeout; sent as the `timeout` option when it is a
+    /// whole number of seconds from 1 to 255 and `send_timeout` is set.
+    pub timeout: Duration,
+    /// Whether to send the `timeout` option.
+    pub send_timeout: bool,
+    /// Retransmissions before the client gives up.
+    pub max_tries: u8,
+}
+
+impl ClientConfig {
+    /// RFC 1350 with `tsize` only: 512-byte blocks, one per ACK, 1 s timeout.
+    pub const DEFAULT: Self = Self {
+        block_size: None,
+        window: None,
+        transfer_size: true,
+        timeout: DEFAULT_TIMEOUT,
+        send_timeout: false,
+        max_tries: DEFAULT_MAX_TRIES,
+    };
+
+    fn options(&self, size: u64) -> Options {
+        let secs = self.timeout.total_micros() / 1_000_000;
+        Options {
+            block_size: self.block_size,
+            window_size: self.window,
+            transfer_size: self.transfer_size.then_some(size),
+            timeout_secs: u8::try_from(secs)
+                .ok()
+                .filter(|&s| self.send_timeout && s >= 1),
+        }
+    }
+
+    /// What the server granted, checked against what was asked.
+    fn granted(&self, asked: &Options, oack: &Options) -> Result<(u16, u16), TftpError> {
+        let block = match (asked.block_size, oack.block_size) {
+            (_, None) => DEFAULT_BLOCK_SIZE,
+            (Some(asked), Some(granted)) if granted <= asked => granted,
+            _ => return Err(TftpError::BadOptions),
+        };
+        let window = match (asked.window_size, oack.window_size) {
+            (_, None) => 1,
+            (Some(asked), Some(granted)) if granted <= asked => granted,
+            _ => return Err(TftpError::BadOptions),
+        };
+        Ok((block, window))
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Where a client transfer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The request goes out (again after a timeout) until the server answers.
+    Request,
+    Running,
+    /// An ERROR goes out, then the outcome is given.
+    Failing(TftpError),
+    Done,
+}
+
+/// What both client sessions share: the request, the timer, the outcome.
+#[derive(Debug)]
+struct Common {
+    name: FileName,
+    config: ClientConfig,
+    asked: Options,
+    phase: Phase,
+    request_due: bool,
+    timer: Timer,
+    outcome: Option<Result<u64, TftpError>>,
+    stats: TftpStats,
+}
+
+impl Common {
+    fn new(name: FileName, config: ClientConfig, asked: Options) -> Self {
+        Self {
+            name,
+            config,
+            asked,
+            phase: Phase::Request,
+            request_due: true,
+            timer: Timer::new(config.timeout, config.max_tries),
+            outcome: None,
+            stats: TftpStats::default(),
+        }
+    }
+
+    fn emit_request(&mut self, kind: RequestKind, buf: &mut [u8], now: Instant) -> usize {
+        if !core::mem::take(&mut self.request_due) {
+            return 0;
+        }
+        let request = Packet::Request {
+            kind,
+            filename: self.name.as_bytes(),
+            mode: Mode::Octet,
+            options: self.asked,
+        };
+        match request.emit(buf) {
+            Ok(n) => {
+                self.timer.arm(now);
+                n
+            }
+            Err(_) => {
+                self.finish(Err(TftpError::BufferTooSmall));
+                0
+            }
+        }
+    }
+
+    /// Ends with `error`; `tell` sends the server an ERROR first.
+    fn fail(&mut self, error: TftpError, tell: bool) {
+        if tell && !matches!(error, TftpError::Peer(_)) {
+            self.phase = Phase::Failing(error);
+        } else {
+            self.finish(Err(error));
+        }
+    }
+
+    fn finish(&mut self, outcome: Result<u64, TftpError>) {
+        match outcome {
+            Ok(_) => bump(&mut self.stats.completed),
+            Err(TftpError::TimedOut) => {
+                bump(&mut self.stats.timeouts);
+                bump(&mut self.stats.failed);
+            }
+            Err(_) => bump(&mut self.stats.failed),
+        }
+        self.outcome = Some(outcome);
+        self.phase = Phase::Done;
+    }
+
+    /// Sends the pending ERROR, if failing.
+    fn emit_failure(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let Phase::Failing(error) = self.phase else {
+            return None;
+        };
+        let (code, message) = error.to_packet();
+        let n = emit_error(buf, code, message);
+        self.finish(Err(error));
+        Some(n)
+    }
+
+    /// The request timed out: `true` to send it again.
+    fn request_timeout(&mut self, now: Instant) -> bool {
+        if self.phase != Phase::Request || !self.timer.is_due(now) {
+            return false;
+        }
+        if self.timer.retry() {
+            bump(&mut self.stats.retransmits);
+            self.request_due = true;
+        } else {
+            self.finish(Err(TftpError::TimedOut));
+        }
+        true
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Request | Phase::Running => self.timer.deadline,
+            Phase::Failing(_) | Phase::Done => None,
+        }
+    }
+}
+
+/// Reads a file from a server into a [`FileSink`]: a [`FileSink::restart`], then
+/// every block in order through [`FileSink::write`], then
+/// [`FileSink::complete`] with its size and CRC-32 once the last block is in.
+///
+/// `progress(done, total)` is called after every block stored; `total` is the
+/// size the server announced (`tsize`), if it did.
+pub struct ClientGet<K, P> {
+    common: Common,
+    sink: K,
+    progress: P,
+    receiver: Receiver,
+    total: Option<u64>,
+    crc: Crc32,
+}
+
+impl<K, P> core::fmt::Debug for ClientGet<K, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientGet")
+            .field("common", &self.common)
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
+    /// A get of `name` into `sink`.
+    pub fn new(name: FileName, config: ClientConfig, sink: K, progress: P) -> Self {
+        let asked = config.options(0);
+        Self {
+            common: Common::new(name, config, asked),
+            sink,
+            progress,
+            receiver: Receiver::new(DEFAULT_BLOCK_SIZE, 1),
+            total: None,
+            crc: Crc32::new(),
+        }
+    }
+
+    /// The bytes received, the bytes announced.
+    pub const fn progress(&self) -> (u64, Option<u64>) {
+        (self.receiver.bytes, self.total)
+    }
+
+    /// The sink.
+    pub const fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    /// This transfer's counters.
+    pub const fn stats(&self) -> &TftpStats {
+        &self.common.stats
+    }
+
+    /// The bytes received, or why not, once the transfer is over. Taken once.
+    pub fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        self.common.outcome.take()
+    }
+
+    /// Whether the transfer is over (its outcome may have been taken).
+    pub fn is_done(&self) -> bool {
+        self.common.phase == Phase::Done
+    }
+
+    /// A datagram from the server.
+    pub fn receive(&mut self, datagram: &[u8], _now: Instant) {
+        let packet = match Packet::parse(datagram) {
+            Ok(packet) => packet,
+            Err(e) => {
+                bump(&mut self.common.stats.malformed);
+                return self.common.fail(TftpError::Malformed(e), true);
+            }
+        };
+        match (self.common.phase, packet) {
+            (Phase::Done | Phase::Failing(_), _) => bump(&mut self.common.stats.malformed),
+            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
+            (Phase::Request, Packet::Oack { options }) => {
+                match self.common.config.granted(&self.common.asked, &options) {
+                    Ok((block, window)) => {
+                        self.begin(block, window, options.transfer_size);
+                        // ACK 0 accepts the options.
+                        self.receiver.ack_due = true;
+                    }
+                    Err(e) => self.common.fail(e, true),
+                }
+            }
+            (Phase::Request, Packet::Data { block, data }) => {
+                // No OACK: the server took no option, RFC 1350 it is.
+                self.begin(DEFAULT_BLOCK_SIZE, 1, None);
+                self.on_data(block, data);
+            }
+            (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data),
+            // The network repeated the OACK.
+            (Phase::Running, Packet::Oack { .. }) => bump(&mut self.common.stats.duplicates),
+            _ => {
+                bump(&mut self.common.stats.malformed);
+                self.common.fail(TftpError::Unexpected, true);
+            }
+        }
+    }
+
+    fn begin(&mut self, block: u16, window: u16, total: Option<u64>) {
+        self.common.phase = Phase::Running;
+        self.common.timer.progress();
+        self.receiver = Receiver::new(block, window);
+        self.total = total;
+        self.crc = Crc32::new();
+        if let Err(e) = self.sink.restart() {
+            self.common.fail(TftpError::Local(e), true);
+        }
+    }
+
+    fn on_data(&mut self, block: u16, data: &[u8]) {
+        if self.common.phase != Phase::Running {
+            return;
+        }
+        match self.receiver.classify(block, data.len()) {
+            Received::InOrder { last } => {
+                if let Err(e) = self.sink.write(self.receiver.bytes, data) {
+                    return self.common.fail(TftpError::Local(e), true);
+                }
+                self.crc.update(data);
+                self.receiver.accept(data.len(), last);
+                add(&mut self.common.stats.bytes_received, data.len());
+                self.common.timer.progress();
+                (self.progress)(self.receiver.bytes, self.total);
+            }
+            Received::Duplicate => {
+                bump(&mut self.common.stats.duplicates);
+                if block == wire_block(self.receiver.received) {
+                    self.receiver.ack_due = true;
+                }
+            }
+            Received::Gap => self.receiver.ack_due = true,
+        }
+    }
+
+    /// Writes the next datagram to send into `buf`; returns its length, 0 when
+    /// there is nothing to send now.
+    pub fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        if let Some(n) = self.common.emit_failure(buf) {
+            return n;
+        }
+        match self.common.phase {
+            Phase::Request => self.common.emit_request(RequestKind::Read, buf, now),
+            Phase::Running if self.receiver.ack_due => {
+                let ack = Packet::Ack {
+                    block: wire_block(self.receiver.received),
+                };
+                let Ok(n) = ack.emit(buf) else {
+                    self.common.fail(TftpError::BufferTooSmall, false);
+                    return 0;
+                };
+                self.receiver.acked();
+                self.common.timer.arm(now);
+                if self.receiver.complete {
+                    let stat = FileStat {
+                        size: self.receiver.bytes,
+                        crc: self.crc.finish(),
+                    };
+                    match self.sink.complete(stat) {
+                        Ok(()) => self.common.finish(Ok(stat.size)),
+                        Err(e) => self.common.finish(Err(TftpError::Local(e))),
+                    }
+                }
+                n
+            }
+            _ => 0,
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.common.poll_timeout()
+    }
+
+    /// Time has passed: send the request or the last ACK again, or give up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.common.request_timeout(now)
+            || self.common.phase != Phase::Running
+            || !self.common.timer.is_due(now)
+        {
+            return;
+        }
+        if self.common.timer.retry() {
+            bump(&mut self.common.stats.retransmits);
+            self.receiver.ack_due = true;
+        } else {
+            self.common.fail(TftpError::TimedOut, true);
+        }
+    }
+}
+
+/// Writes a file from a [`FileSource`] to a server; `progress(done, total)` is
+/// called whenever the server acknowledges more of it.
+pub struct ClientPut<F, P> {
+    common: Common,
+    source: F,
+    progress: P,
+    sender: Sender,
+}
+
+impl<F, P> core::fmt::Debug for ClientPut<F, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientPut")
+            .field("common", &self.common)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
+    /// A put of `source` as `name`.
+    pub fn new(name: FileName, config: ClientConfig, source: F, progress: P) -> Self {
+        let size = source.size();
+        let asked = config.options(size);
+        Self {
+            common: Common::new(name, config, asked),
+            source,
+            progress,
+            sender: Sender::new(size, DEFAULT_BLOCK_SIZE, 1, false),
+        }
+    }
+
+    /// This transfer's counters.
+    pub const fn stats(&self) -> &TftpStats {
+        &self.common.stats
+    }
+
+    /// The bytes sent and acknowledged, or why not, once the transfer is over.
+    /// Taken once.
+    pub fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        self.common.outcome.take()
+    }
+
+    /// Whether the transfer is over (its outcome may have been taken).
+    pub fn is_done(&self) -> bool {
+        self.common.phase == Phase::Done
+    }
+
+    /// A datagram from the server.
+    pub fn receive(&mut self, datagram: &[u8], _now: Instant) {
+        let packet = match Packet::parse(datagram) {
+            Ok(packet) => packet,
+            Err(e) => {
+                bump(&mut self.common.stats.malformed);
+                return self.common.fail(TftpError::Malformed(e), true);
+            }
+        };
+        let size = self.source.size();
+        match (self.common.phase, packet) {
+            (Phase::Done | Phase::Failing(_), _) => bump(&mut self.common.stats.malformed),
+            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
+            (Phase::Request, Packet::Oack { options }) => {
+                match self.common.config.granted(&self.common.asked, &options) {
+                    Ok((block, window)) => self.begin(Sender::new(size, block, window, false)),
+                    Err(e) => self.common.fail(e, true),
+                }
+            }
+            (Phase::Request, Packet::Ack { block: 0 }) => {
+                self.begin(Sender::new(size, DEFAULT_BLOCK_SIZE, 1, false));
+            }
+            (Phase::Running, Packet::Ack { block }) => match self.sender.on_ack(block) {
+                Acked::Progress => {
+                    self.common.timer.progress();
+                    (self.progress)(self.sender.done_bytes(), Some(size));
+                }
+                Acked::Complete => {
+                    (self.progress)(size, Some(size));
+                    self.common.finish(Ok(size));
+                }
+                Acked::Ignored => bump(&mut self.common.stats.duplicates),
+            },
+            (Phase::Request, Packet::Ack { .. }) | (Phase::Running, Packet::Oack { .. }) => {
+                bump(&mut self.common.stats.duplicates);
+            }
+            _ => {
+                bump(&mut self.common.stats.malformed);
+                self.common.fail(TftpError::Unexpected, true);
+            }
+        }
+    }
+
+    fn begin(&mut self, sender: Sender) {
+        self.common.phase = Phase::Running;
+        self.common.timer.progress();
+        self.sender = sender;
+    }
+
+    /// Writes the next datagram to send into `buf`; returns its length, 0 when
+    /// there is nothing to send now.
+    pub fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        if let Some(n) = self.common.emit_failure(buf) {
+            return n;
+        }
+        match self.common.phase {
+            Phase::Request => self.common.emit_request(RequestKind::Write, buf, now),
+            Phase::Running => {
+                let Some(position) = self.sender.next_position() else {
+                    return 0;
+                };
+                let (offset, len) = self.sender.block(position);
+                match self.read_block(position, offset, len, buf) {
+                    Ok(n) => {
+                        self.sender.sent();
+                        add(&mut self.common.stats.bytes_sent, len);
+                        self.common.timer.arm(now);
+                        n
+                    }
+                    Err(e) => {
+                        self.common.fail(e, true);
+                        self.transmit(buf, now)
+                    }
+                }
+            }
+            Phase::Failing(_) | Phase::Done => 0,
+        }
+    }
+
+    fn read_block(
+        &mut self,
+        position: u64,
+        offset: u64,
+        len: usize,
+        buf: &mut [u8],
+    ) -> Result<usize, TftpError> {
+        let end = DATA_HEADER_LEN
+            .checked_add(len)
+            .ok_or(TftpError::BufferTooSmall)?;
+        let datagram = buf.get_mut(..end).ok_or(TftpError::BufferTooSmall)?;
+        emit_data_header(datagram, wire_block(position)).map_err(|_| TftpError::BufferTooSmall)?;
+        let body = datagram.get_mut(DATA_HEADER_LEN..).unwrap_or_default();
+        let read = self.source.read(offset, body).map_err(TftpError::Local)?;
+        if read != len {
+            return Err(TftpError::Local(crate::transfer::LocalError::SourceShort {
+                at: offset.saturating_add(u64::try_from(read).unwrap_or(0)),
+            }));
+        }
+        Ok(end)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.common.poll_timeout()
+    }
+
+    /// Time has passed: send the request or the unacknowledged blocks again, or
+    /// give up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.common.request_timeout(now)
+            || self.common.phase != Phase::Running
+            || !self.common.timer.is_due(now)
+        {
+            return;
+        }
+        if self.common.timer.retry() {
+            bump(&mut self.common.stats.retransmits);
+            self.sender.rewind();
+        } else {
+            self.common.fail(TftpError::TimedOut, true);
+        }
+    }
+}
+
+/// Both client sessions, for adapters that drive either the same way.
+pub trait ClientSession {
+    /// A datagram from the server's transfer port.
+    fn receive(&mut self, datagram: &[u8], now: Instant);
+    /// The next datagram to send, into `buf`; 0 when there is none now.
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize;
+    /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Time has passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The file's size, or why not, once the transfer is over. Taken once.
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
+}
+
+impl<T: ClientSession + ?Sized> ClientSession for &mut T {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        (**self).receive(datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        (**self).transmit(buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        (**self).outcome()
+    }
+}
+
+impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        Self::receive(self, datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        Self::transmit(self, buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        Self::outcome(self)
+    }
+}
+
+impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P> {
+    fn receive(&mut self, datagram: &[u8], now: Instant) {
+        Self::receive(self, datagram, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        Self::transmit(self, buf, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
+        Self::outcome(self)
+    }
+}

@@ -1,0 +1,841 @@
+//! The sessions on bytes: every packet type and option, refusals, loss and
+//! retransmission, duplicates and reordering, roll-over past 65535 blocks, a
+//! full store, and a peer that goes silent.
+
+use super::packet::{ErrorCode, Mode, Options, Packet, RequestKind};
+use super::*;
+use crate::store::{FileName, RamStore, Storage, StoreError};
+use crate::time::Instant;
+use crate::transfer::{SharedStore, SliceSink, UploadLease};
+
+type Store = RamStore<8, 200_000>;
+
+fn shared() -> SharedStore<Store, [UploadLease; 2]> {
+    SharedStore::new(Store::new(), [UploadLease::EMPTY; 2])
+}
+
+fn put_file<S: Storage, L: ?Sized>(shared: &SharedStore<S, L>, name: &str, data: &[u8]) {
+    shared
+        .with_store(|s| {
+            let name = FileName::new(name).unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, data).unwrap();
+            s.commit(&up, crate::wire::crc32::crc32(data)).unwrap();
+        })
+        .unwrap();
+}
+
+fn read_file<S: Storage, L: ?Sized>(shared: &SharedStore<S, L>, name: &str) -> Option<Vec<u8>> {
+    shared
+        .with_store(|s| {
+            let name = FileName::new(name).unwrap();
+            let size = s.stat(&name).ok()?.size as usize;
+            let mut buf = vec![0u8; size];
+            assert_eq!(s.read(&name, 0, &mut buf).unwrap(), size);
+            Some(buf)
+        })
+        .unwrap()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn request(kind: RequestKind, name: &[u8], mode: Mode, options: Options) -> Vec<u8> {
+    let mut buf = [0u8; 512];
+    let n = Packet::Request {
+        kind,
+        filename: name,
+        mode,
+        options,
+    }
+    .emit(&mut buf)
+    .unwrap();
+    buf[..n].to_vec()
+}
+
+fn emit(packet: Packet<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 70_000];
+    let n = packet.emit(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Everything `server` sends now.
+fn drain<S: Storage>(server: &mut ServerTransfer<'_, S>, now: Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    for _ in 0..1000 {
+        let n = server.transmit(&mut buf, now);
+        if n == 0 {
+            break;
+        }
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+fn parse(datagram: &[u8]) -> Packet<'_> {
+    Packet::parse(datagram).unwrap()
+}
+
+fn config(block: u16) -> ServerConfig {
+    ServerConfig {
+        max_block_size: block,
+        ..ServerConfig::DEFAULT
+    }
+}
+
+#[test]
+fn an_rrq_without_options_gets_data_at_once_and_ends_on_the_last_ack() {
+    let shared = shared();
+    let data = pattern(1024);
+    put_file(&shared, "boot.bin", &data);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Read, b"boot.bin", Mode::Octet, Options::NONE),
+        now,
+    );
+    let out = drain(&mut server, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        parse(&out[0]),
+        Packet::Data {
+            block: 1,
+            data: &data[..512]
+        }
+    );
+    server.receive(&emit(Packet::Ack { block: 1 }), now);
+    let out = drain(&mut server, now);
+    assert_eq!(
+        parse(&out[0]),
+        Packet::Data {
+            block: 2,
+            data: &data[512..]
+        }
+    );
+    server.receive(&emit(Packet::Ack { block: 2 }), now);
+    // 1024 is two whole blocks: an empty third one ends the file.
+    let out = drain(&mut server, now);
+    assert_eq!(
+        parse(&out[0]),
+        Packet::Data {
+            block: 3,
+            data: b""
+        }
+    );
+    assert!(server.is_active());
+    server.receive(&emit(Packet::Ack { block: 3 }), now);
+    assert!(!server.is_active());
+    assert_eq!(server.outcome(), Some(Ok(1024)));
+    assert_eq!(server.stats().completed, 1);
+}
+
+#[test]
+fn an_rrq_with_options_gets_an_oack_with_blksize_clamped_tsize_timeout_and_window() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(3000));
+    let mut server = ServerTransfer::new(&shared, config(1024));
+    let now = Instant::ZERO;
+    let asked = Options {
+        block_size: Some(1428),
+        timeout_secs: Some(3),
+        transfer_size: Some(0),
+        window_size: Some(64),
+    };
+    server.start(&request(RequestKind::Read, b"f", Mode::Octet, asked), now);
+    let out = drain(&mut server, now);
+    assert_eq!(out.len(), 1, "the OACK goes alone");
+    let Packet::Oack { options } = parse(&out[0]) else {
+        panic!("an OACK");
+    };
+    assert_eq!(
+        options,
+        Options {
+            block_size: Some(1024),
+            timeout_secs: Some(3),
+            transfer_size: Some(3000),
+            window_size: Some(16),
+        }
+    );
+    // Its timeout is the one asked for: 3 s.
+    assert_eq!(server.poll_timeout(), Some(Instant::from_secs(3)));
+    // A timeout over the server's limit is not granted.
+    let mut other = ServerTransfer::new(&shared, config(1024));
+    let long = Options {
+        timeout_secs: Some(200),
+        ..Options::NONE
+    };
+    other.start(&request(RequestKind::Read, b"f", Mode::Octet, long), now);
+    assert_eq!(
+        parse(&drain(&mut other, now)[0]),
+        Packet::Data {
+            block: 1,
+            data: &pattern(3000)[..512]
+        }
+    );
+    assert_eq!(other.poll_timeout(), Some(Instant::from_secs(1)));
+    server.receive(&emit(Packet::Ack { block: 0 }), now);
+    let out = drain(&mut server, now);
+    // A window of 16, but the file has 3 blocks.
+    let blocks: Vec<_> = out
+        .iter()
+        .map(|d| match parse(d) {
+            Packet::Data { block, data } => (block, data.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(blocks, [(1, 1024), (2, 1024), (3, 952)]);
+    server.receive(&emit(Packet::Ack { block: 3 }), now);
+    assert_eq!(server.outcome(), Some(Ok(3000)));
+}
+
+#[test]
+fn a_wrq_is_acked_with_block_0_and_committed_only_when_the_last_block_is_in() {
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Write, b"/up.bin", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(
+        drain(&mut server, now)
+            .iter()
+            .map(|d| parse(d))
+            .collect::<Vec<_>>(),
+        [Packet::Ack { block: 0 }]
+    );
+    let data = pattern(512 + 1);
+    server.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &data[..512],
+        }),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 1 });
+    assert_eq!(
+        read_file(&shared, "up.bin"),
+        None,
+        "no file before the last block"
+    );
+    server.receive(
+        &emit(Packet::Data {
+            block: 2,
+            data: &data[512..],
+        }),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 2 });
+    assert_eq!(read_file(&shared, "up.bin").as_deref(), Some(&data[..]));
+    assert_eq!(server.outcome(), Some(Ok(513)));
+    // Our last ACK was lost: the repeat of the last DATA is answered again.
+    server.receive(
+        &emit(Packet::Data {
+            block: 2,
+            data: &data[512..],
+        }),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 2 });
+    // It is answered for as long as the client may retry (6 timeouts), no longer.
+    server.handle_timeout(Instant::from_secs(5));
+    assert!(server.is_active());
+    server.handle_timeout(Instant::from_secs(6));
+    assert!(!server.is_active());
+}
+
+#[test]
+fn a_wrq_with_tsize_too_big_for_the_store_is_refused_before_any_data() {
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let asked = Options {
+        transfer_size: Some(2 << 20),
+        ..Options::NONE
+    };
+    server.start(
+        &request(RequestKind::Write, b"big", Mode::Octet, asked),
+        Instant::ZERO,
+    );
+    let out = drain(&mut server, Instant::ZERO);
+    assert!(matches!(
+        parse(&out[0]),
+        Packet::Error {
+            code: ErrorCode::DiskFull,
+            ..
+        }
+    ));
+    assert_eq!(server.stats().refused, 1);
+}
+
+#[test]
+fn an_upload_that_fills_the_store_ends_with_disk_full_and_leaves_no_file() {
+    let shared = SharedStore::new(RamStore::<4, 2000>::new(), [UploadLease::EMPTY; 1]);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Write, b"big", Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    let block = [7u8; 512];
+    let mut last = None;
+    for n in 1..=5u16 {
+        server.receive(
+            &emit(Packet::Data {
+                block: n,
+                data: &block,
+            }),
+            now,
+        );
+        last = drain(&mut server, now).pop();
+        if !server.is_active() {
+            break;
+        }
+    }
+    assert!(matches!(
+        parse(&last.unwrap()),
+        Packet::Error {
+            code: ErrorCode::DiskFull,
+            ..
+        }
+    ));
+    assert!(matches!(
+        server.outcome(),
+        Some(Err(TftpError::Store(
+            StoreError::Full { .. } | StoreError::FileTooLarge { .. }
+        )))
+    ));
+    let name = FileName::new("big").unwrap();
+    shared.with_store(|s| {
+        assert_eq!(s.stat(&name), Err(StoreError::NotFound));
+        // The partial is gone too: the whole store is free again.
+        let up = s.begin_upload(&name, 2000, false).unwrap();
+        assert_eq!(up.written(), 0);
+    });
+}
+
+#[test]
+fn refusals_say_why_netascii_traversal_not_found_and_busy() {
+    let shared = shared();
+    let now = Instant::ZERO;
+    let refused = |req: Vec<u8>| {
+        let mut server = ServerTransfer::new(&shared, config(512));
+        server.start(&req, now);
+        let out = drain(&mut server, now);
+        assert!(!server.is_active());
+        assert_eq!(server.stats().refused, 1);
+        match parse(&out[0]) {
+            Packet::Error { code, message } => {
+                (code, String::from_utf8_lossy(message).into_owned())
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (code, message) = refused(request(
+        RequestKind::Read,
+        b"f",
+        Mode::Netascii,
+        Options::NONE,
+    ));
+    assert_eq!(code, ErrorCode::NotDefined);
+    assert!(message.contains("octet"), "{message}");
+    for name in [
+        &b"../etc/passwd"[..],
+        b"/etc/passwd",
+        b"a\\b",
+        b".hidden",
+        b"..",
+    ] {
+        assert_eq!(
+            refused(request(RequestKind::Read, name, Mode::Octet, Options::NONE)).0,
+            ErrorCode::AccessViolation
+        );
+        assert_eq!(
+            refused(request(
+                RequestKind::Write,
+                name,
+                Mode::Octet,
+                Options::NONE
+            ))
+            .0,
+            ErrorCode::AccessViolation
+        );
+    }
+    assert_eq!(
+        refused(request(
+            RequestKind::Read,
+            b"nothing",
+            Mode::Octet,
+            Options::NONE
+        ))
+        .0,
+        ErrorCode::FileNotFound
+    );
+    assert_eq!(
+        refused(emit(Packet::Ack { block: 1 })).0,
+        ErrorCode::IllegalOperation
+    );
+    assert_eq!(
+        refused(b"\0\x09junk".to_vec()).0,
+        ErrorCode::IllegalOperation
+    );
+    // A second writer of a name being written is refused.
+    let mut first = ServerTransfer::new(&shared, config(512));
+    first.start(
+        &request(RequestKind::Write, b"w", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(
+        refused(request(
+            RequestKind::Write,
+            b"w",
+            Mode::Octet,
+            Options::NONE
+        ))
+        .0,
+        ErrorCode::AccessViolation
+    );
+}
+
+#[test]
+fn a_duplicate_ack_never_triggers_a_retransmission() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(5000));
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Read, b"f", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(drain(&mut server, now).len(), 1);
+    server.receive(&emit(Packet::Ack { block: 1 }), now);
+    assert_eq!(drain(&mut server, now).len(), 1);
+    for _ in 0..3 {
+        server.receive(&emit(Packet::Ack { block: 1 }), now);
+        assert!(
+            drain(&mut server, now).is_empty(),
+            "no Sorcerer's Apprentice"
+        );
+    }
+    assert_eq!(server.stats().duplicates, 3);
+    assert_eq!(server.stats().retransmits, 0);
+}
+
+#[test]
+fn a_silent_client_gets_bounded_retransmissions_then_an_error_and_is_counted() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(100));
+    let mut server = ServerTransfer::new(&shared, config(512));
+    server.start(
+        &request(RequestKind::Read, b"f", Mode::Octet, Options::NONE),
+        Instant::ZERO,
+    );
+    let mut sent = drain(&mut server, Instant::ZERO).len();
+    let mut now = Instant::ZERO;
+    for _ in 0..20 {
+        let Some(at) = server.poll_timeout() else {
+            break;
+        };
+        now = at;
+        server.handle_timeout(now);
+        sent += drain(&mut server, now).len();
+    }
+    assert!(!server.is_active());
+    // The first DATA, 5 retransmissions, and the ERROR that ends it.
+    assert_eq!(sent, 1 + 5 + 1);
+    assert_eq!(server.stats().timeouts, 1);
+    assert_eq!(server.stats().failed, 1);
+    assert_eq!(server.outcome(), Some(Err(TftpError::TimedOut)));
+    assert_eq!(now, Instant::from_secs(6));
+}
+
+#[test]
+fn an_upload_whose_client_goes_silent_leaves_no_file_and_frees_its_name() {
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Write, b"half", Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    server.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &[1; 512],
+        }),
+        now,
+    );
+    drain(&mut server, now);
+    for _ in 0..20 {
+        let Some(at) = server.poll_timeout() else {
+            break;
+        };
+        server.handle_timeout(at);
+        drain(&mut server, at);
+    }
+    assert!(!server.is_active());
+    assert_eq!(read_file(&shared, "half"), None);
+    // The name is free again for a new writer.
+    let mut again = ServerTransfer::new(&shared, config(512));
+    again.start(
+        &request(RequestKind::Write, b"half", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut again, now)[0]), Packet::Ack { block: 0 });
+}
+
+#[test]
+fn an_error_from_the_client_ends_the_transfer_without_an_answer() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(2000));
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Read, b"f", Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    server.receive(
+        &emit(Packet::Error {
+            code: ErrorCode::NotDefined,
+            message: b"bye",
+        }),
+        now,
+    );
+    assert!(drain(&mut server, now).is_empty());
+    assert!(!server.is_active());
+    assert_eq!(
+        server.outcome(),
+        Some(Err(TftpError::Peer(ErrorCode::NotDefined)))
+    );
+}
+
+/// A tiny seeded generator for the lossy link.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Faults in percent.
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u64,
+    duplicate: u64,
+    reorder: u64,
+}
+
+const CLEAN: Faults = Faults {
+    loss: 0,
+    duplicate: 0,
+    reorder: 0,
+};
+
+/// Puts datagrams on a link with `faults`: lost, doubled, or swapped with the
+/// one before.
+fn send(queue: &mut Vec<Vec<u8>>, datagram: Vec<u8>, faults: Faults, rng: &mut Rng) {
+    if rng.below(100) < faults.loss {
+        return;
+    }
+    let copies = if rng.below(100) < faults.duplicate {
+        2
+    } else {
+        1
+    };
+    for _ in 0..copies {
+        queue.push(datagram.clone());
+        if queue.len() >= 2 && rng.below(100) < faults.reorder {
+            let len = queue.len();
+            queue.swap(len - 1, len - 2);
+        }
+    }
+}
+
+/// Runs a client against a server slot over a link with `faults`, in virtual
+/// time, until the client has its outcome (or `steps` rounds pass); returns the
+/// outcome and the virtual time it took.
+fn run<S: Storage>(
+    client: &mut dyn super::client::ClientSession,
+    server: &mut ServerTransfer<'_, S>,
+    faults: Faults,
+    seed: u64,
+    steps: usize,
+) -> (Option<Result<u64, TftpError>>, Instant) {
+    let mut rng = Rng(seed | 1);
+    let mut now = Instant::ZERO;
+    let mut started = false;
+    let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 70_000];
+    for _ in 0..steps {
+        let mut moved = false;
+        for _ in 0..100 {
+            let n = client.transmit(&mut buf, now);
+            if n == 0 {
+                break;
+            }
+            send(&mut to_server, buf[..n].to_vec(), faults, &mut rng);
+        }
+        for datagram in core::mem::take(&mut to_server) {
+            moved = true;
+            let is_request = matches!(Packet::parse(&datagram), Ok(Packet::Request { .. }));
+            match (started, is_request) {
+                (false, true) => {
+                    server.start(&datagram, now);
+                    started = true;
+                }
+                // A repeated request after the transfer began goes to port 69,
+                // which knows this client already: ignored.
+                (true, true) | (false, false) => {}
+                (true, false) => server.receive(&datagram, now),
+            }
+        }
+        for _ in 0..100 {
+            let n = server.transmit(&mut buf, now);
+            if n == 0 {
+                break;
+            }
+            send(&mut to_client, buf[..n].to_vec(), faults, &mut rng);
+        }
+        for datagram in core::mem::take(&mut to_client) {
+            moved = true;
+            client.receive(&datagram, now);
+        }
+        if let Some(outcome) = client.outcome() {
+            return (Some(outcome), now);
+        }
+        if !moved {
+            let next = [client.poll_timeout(), server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else {
+                return (None, now);
+            };
+            now = next.max(now);
+            client.handle_timeout(now);
+            server.handle_timeout(now);
+        }
+    }
+    (None, now)
+}
+
+fn get_over<S: Storage>(
+    shared: &SharedStore<S>,
+    faults: Faults,
+    seed: u64,
+    size: usize,
+    client_config: ClientConfig,
+    server_block: u16,
+) -> Vec<u8> {
+    let data = pattern(size);
+    put_file(shared, "f", &data);
+    let mut server = ServerTransfer::new(shared, config(server_block));
+    let mut store = vec![0u8; size];
+    let mut reports = 0u64;
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut store),
+        |_, total| {
+            // An empty file's size goes unsaid (curl refuses `tsize 0`).
+            let said = client_config.transfer_size && size > 0;
+            assert_eq!(total, said.then_some(size as u64));
+            reports += 1;
+        },
+    );
+    let (outcome, _) = run(&mut client, &mut server, faults, seed, 200_000);
+    assert_eq!(outcome, Some(Ok(size as u64)), "seed {seed}");
+    assert!(client.sink().is_complete());
+    let got = client.sink().data().to_vec();
+    assert_eq!(got, data, "seed {seed}");
+    got
+}
+
+fn put_over<S: Storage>(
+    shared: &SharedStore<S>,
+    faults: Faults,
+    seed: u64,
+    size: usize,
+    client_config: ClientConfig,
+) {
+    let data = pattern(size);
+    let mut server = ServerTransfer::new(shared, config(8192));
+    let mut client = ClientPut::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        &data[..],
+        |_, _| {},
+    );
+    let (outcome, _) = run(&mut client, &mut server, faults, seed, 200_000);
+    assert_eq!(outcome, Some(Ok(size as u64)), "seed {seed}");
+    // The server commits before its last ACK: the file is there, whole.
+    assert_eq!(
+        read_file(shared, "f").as_deref(),
+        Some(&data[..]),
+        "seed {seed}"
+    );
+}
+
+const OPTIONS: ClientConfig = ClientConfig {
+    block_size: Some(1428),
+    window: Some(8),
+    ..ClientConfig::DEFAULT
+};
+
+#[test]
+fn gets_and_puts_move_every_byte_for_the_edge_sizes() {
+    let shared = shared();
+    for size in [0, 511, 512, 513, 1428, 1429, 60_000] {
+        get_over(&shared, CLEAN, 1, size, ClientConfig::DEFAULT, 512);
+        get_over(&shared, CLEAN, 1, size, OPTIONS, 8192);
+        put_over(&shared, CLEAN, 1, size, ClientConfig::DEFAULT);
+        put_over(&shared, CLEAN, 1, size, OPTIONS);
+    }
+}
+
+#[test]
+fn a_lossy_link_that_duplicates_and_reorders_still_delivers_every_byte() {
+    let faults = Faults {
+        loss: 10,
+        duplicate: 10,
+        reorder: 10,
+    };
+    let shared = shared();
+    for seed in 1..=16 {
+        for config in [ClientConfig::DEFAULT, OPTIONS] {
+            get_over(&shared, faults, seed, 60_000, config, 8192);
+            put_over(&shared, faults, seed, 60_000, config);
+        }
+    }
+}
+
+#[test]
+fn block_numbers_roll_over_past_65535_blocks() {
+    // 70 000 blocks of 8 bytes: block 65536 goes out as 0.
+    let config = ClientConfig {
+        block_size: Some(8),
+        window: Some(16),
+        ..ClientConfig::DEFAULT
+    };
+    // The store is too big for a test thread's stack: a thread with a bigger one.
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let shared = SharedStore::new(
+                RamStore::<4, { 1200 * 1024 }>::new(),
+                [UploadLease::EMPTY; 1],
+            );
+            get_over(&shared, CLEAN, 3, 70_000 * 8 + 3, config, 8);
+            put_over(&shared, CLEAN, 3, 70_000 * 8 + 3, config);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn a_client_whose_server_never_answers_gives_up_after_its_tries() {
+    let mut store = [0u8; 16];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut store),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let mut sent = 0;
+    let mut now = Instant::ZERO;
+    for _ in 0..20 {
+        while client.transmit(&mut buf, now) > 0 {
+            sent += 1;
+        }
+        let Some(at) = client.poll_timeout() else {
+            break;
+        };
+        now = at;
+        client.handle_timeout(now);
+    }
+    assert_eq!(client.outcome(), Some(Err(TftpError::TimedOut)));
+    assert_eq!(sent, 6, "the RRQ and 5 retries");
+}
+
+#[test]
+fn a_client_refuses_an_oack_granting_more_than_it_asked() {
+    let mut store = [0u8; 16];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig {
+            block_size: Some(512),
+            ..ClientConfig::DEFAULT
+        },
+        SliceSink::new(&mut store),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    client.transmit(&mut buf, Instant::ZERO);
+    let oack = emit(Packet::Oack {
+        options: Options {
+            block_size: Some(1024),
+            ..Options::NONE
+        },
+    });
+    client.receive(&oack, Instant::ZERO);
+    let n = client.transmit(&mut buf, Instant::ZERO);
+    assert!(matches!(
+        parse(&buf[..n]),
+        Packet::Error {
+            code: ErrorCode::OptionRefused,
+            ..
+        }
+    ));
+    assert_eq!(client.outcome(), Some(Err(TftpError::BadOptions)));
+}
+
+#[test]
+fn random_datagrams_never_panic_a_session() {
+    use proptest::prelude::*;
+    let shared = shared();
+    put_file(&shared, "f", &pattern(3000));
+    proptest!(|(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..12), read in any::<bool>())| {
+        let mut server = ServerTransfer::new(&shared, config(512));
+        let kind = if read { RequestKind::Read } else { RequestKind::Write };
+        server.start(&request(kind, b"f", Mode::Octet, Options::NONE), Instant::ZERO);
+        for (i, d) in datagrams.iter().enumerate() {
+            let now = Instant::from_millis(i as u64 * 300);
+            server.receive(d, now);
+            server.handle_timeout(now);
+            drain(&mut server, now);
+        }
+        server.end(Instant::from_secs(100));
+        let mut sink = [0u8; 64];
+        let mut client = ClientGet::new(FileName::new("g").unwrap(), OPTIONS, SliceSink::new(&mut sink), |_, _| {});
+        for d in &datagrams {
+            client.receive(d, Instant::ZERO);
+            let mut buf = [0u8; 2000];
+            client.transmit(&mut buf, Instant::ZERO);
+        }
+    });
+}
+
+#[test]
+fn session_sizes_are_pinned() {
+    use core::mem::size_of;
+    let server = size_of::<ServerTransfer<'static, Store>>();
+    assert!(server <= 384, "ServerTransfer is {server} bytes");
+    type Progress = fn(u64, Option<u64>);
+    let get = size_of::<ClientGet<SliceSink<'static>, Progress>>();
+    let put = size_of::<ClientPut<&'static [u8], Progress>>();
+    assert!(
+        get <= 416 && put <= 416,
+        "ClientGet {get}, ClientPut {put} bytes"
+    );
+}

@@ -1,0 +1,321 @@
+//! TFTP between two smoltcp stacks on the simulated link: smolsock's server on
+//! udp/69 and its client (`net::TftpClient`) on the other host, over a link
+//! that loses, duplicates and reorders 10 % of frames each way. Every byte must
+//! arrive.
+
+use smolsock::net::{TftpClient, TftpServer};
+use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
+use smolsock::store::{FileName, RamStore, Storage};
+use smolsock::tftp::{
+    ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, TftpError, TftpStats,
+};
+use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::socket::udp;
+use smoltcp::time::Duration;
+use smoltcp::wire::IpEndpoint;
+
+type Store = RamStore<4, { 400 * 1024 }>;
+const BUF: usize = 1432;
+
+fn udp_socket() -> udp::Socket<'static> {
+    let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * BUF]);
+    udp::Socket::new(buffer(), buffer())
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 977) as u8).collect()
+}
+
+/// A client on the client host's port 50000, talking to the server's port 69.
+fn client<C: ClientSession>(handle: SocketHandle, session: C) -> TftpClient<C, { BUF + 1 }> {
+    TftpClient::new(
+        handle,
+        50_000,
+        IpEndpoint::new(SERVER_V4.into(), 69),
+        session,
+    )
+}
+
+fn net(seed: u64, faults: FaultConfig) -> SimNet<'static> {
+    let set = |n: usize| SocketSet::new((0..n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>());
+    SimNet::new(SimConfig::new(seed).with_faults(faults), set(4), set(1))
+}
+
+/// Runs `session` against a fresh server on `net`; the outcome, the server's
+/// counters, and whatever the server's store holds under "f".
+fn transfer(
+    net: &mut SimNet<'static>,
+    shared: &SharedStore<Store, [UploadLease; 2]>,
+    session: &mut dyn ClientSession,
+) -> (Result<u64, TftpError>, TftpStats) {
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [
+        net.server.sockets.add(udp_socket()),
+        net.server.sockets.add(udp_socket()),
+    ];
+    let config = ServerConfig {
+        max_block_size: 8192,
+        max_window: 16,
+        ..ServerConfig::DEFAULT
+    };
+    let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, shared, config);
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, session);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(600),
+            |_, d, _| d.outcome(),
+        )
+        .unwrap();
+    // Let the server finish its side (its last ACK's dally, or its last ACK in).
+    net.run_services(&mut server, &mut (), Duration::from_secs(10), |s, _, _| {
+        (s.active() == 0).then_some(())
+    })
+    .unwrap();
+    (outcome, server.stats())
+}
+
+/// Runs `f` on a thread with room for the RAM store on its stack.
+fn big_stack(f: fn()) {
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn lossy() -> FaultConfig {
+    FaultConfig::CLEAN
+        .with_loss(100)
+        .with_duplication(100)
+        .with_reordering(100)
+}
+
+#[test]
+fn a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_byte() {
+    big_stack(
+        a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_byte_body,
+    );
+}
+
+fn a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_byte_body() {
+    let sizes = [0usize, 1428, 1429, 200_000];
+    let configs = [
+        ClientConfig::DEFAULT,
+        ClientConfig {
+            block_size: Some(1428),
+            window: Some(8),
+            ..ClientConfig::DEFAULT
+        },
+    ];
+    let mut retransmits = 0;
+    let mut duplicates = 0;
+    for (seed, (size, config)) in sizes
+        .iter()
+        .flat_map(|s| configs.iter().map(move |c| (*s, *c)))
+        .enumerate()
+    {
+        let seed = seed as u64 + 1;
+        let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+        let data = pattern(size);
+        // Put it there...
+        let mut net = net(seed, lossy());
+        let mut put = ClientPut::new(FileName::new("f").unwrap(), config, &data[..], |_, _| {});
+        let (outcome, stats) = transfer(&mut net, &shared, &mut put);
+        assert_eq!(outcome, Ok(size as u64), "put, seed {seed}, {stats}");
+        assert_eq!(stats.completed, 1, "{stats}");
+        retransmits += stats.retransmits;
+        duplicates += stats.duplicates;
+        // ...and get it back.
+        let mut into = vec![0u8; size];
+        let mut reports = 0;
+        let mut get = ClientGet::new(
+            FileName::new("f").unwrap(),
+            config,
+            SliceSink::new(&mut into),
+            |done, total| {
+                assert_eq!(total, (size > 0).then_some(size as u64));
+                assert!(done <= size as u64);
+                reports += 1;
+            },
+        );
+        let mut net = self::net(seed + 100, lossy());
+        let (outcome, stats) = transfer(&mut net, &shared, &mut get);
+        assert_eq!(outcome, Ok(size as u64), "get, seed {seed}, {stats}");
+        assert!(get.sink().is_complete());
+        assert!(into == data, "get, seed {seed}: the bytes differ");
+        assert!(reports > 0 || size == 0);
+        retransmits += stats.retransmits;
+        duplicates += stats.duplicates;
+    }
+    // The link did its worst, and the transfers saw it.
+    assert!(
+        retransmits > 0 && duplicates > 0,
+        "{retransmits} {duplicates}"
+    );
+}
+
+#[test]
+fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on() {
+    big_stack(a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body);
+}
+
+fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let data = pattern(50_000);
+    shared
+        .with_store(|s| {
+            let name = FileName::new("f").unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, &data).unwrap();
+            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
+        })
+        .unwrap();
+    let mut net = net(7, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [
+        net.server.sockets.add(udp_socket()),
+        net.server.sockets.add(udp_socket()),
+    ];
+    let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let mut into = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let intruder = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    // Once the transfer runs, a second socket of the client's host sends an ACK
+    // to the transfer's port.
+    let mut sent = false;
+    let mut error_5 = false;
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, net| {
+                let socket = net.client.sockets.get_mut::<udp::Socket>(intruder);
+                if !socket.is_open() {
+                    socket.bind(50_001).unwrap();
+                }
+                if let (Some(peer), false) = (d.peer(), sent) {
+                    socket.send_slice(&[0, 4, 0, 1], peer).unwrap();
+                    sent = true;
+                }
+                if let Ok((data, _)) = socket.recv() {
+                    error_5 |= data.starts_with(&[0, 5, 0, 5]);
+                }
+                d.outcome()
+            },
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(50_000));
+    assert!(error_5, "the intruder got ERROR 5");
+    assert_eq!(server.stats().wrong_tid, 1);
+    assert!(into == data);
+}
+
+#[test]
+fn a_request_when_every_slot_is_taken_is_answered_with_an_error() {
+    big_stack(a_request_when_every_slot_is_taken_is_answered_with_an_error_body);
+}
+
+fn a_request_when_every_slot_is_taken_is_answered_with_an_error_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(9, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let a = net.client.sockets.add(udp_socket());
+    let b = net.client.sockets.add(udp_socket());
+    let to = IpEndpoint::new(SERVER_V4.into(), 69);
+    let wrq = |name: &str| [&[0u8, 2][..], name.as_bytes(), b"\0octet\0"].concat();
+    let mut step = 0;
+    let answer = net
+        .run_services(&mut server, &mut (), Duration::from_secs(5), |_, _, net| {
+            if step == 0 {
+                let sa = net.client.sockets.get_mut::<udp::Socket>(a);
+                sa.bind(50_010).unwrap();
+                sa.send_slice(&wrq("one"), to).unwrap();
+                step = 1;
+            } else if step == 1 && net.client.sockets.get_mut::<udp::Socket>(a).recv().is_ok() {
+                let sb = net.client.sockets.get_mut::<udp::Socket>(b);
+                sb.bind(50_011).unwrap();
+                sb.send_slice(&wrq("two"), to).unwrap();
+                step = 2;
+            } else if step == 2 {
+                let sb = net.client.sockets.get_mut::<udp::Socket>(b);
+                if let Ok((data, meta)) = sb.recv() {
+                    return Some((data.to_vec(), meta.endpoint.port));
+                }
+            }
+            None
+        })
+        .unwrap();
+    assert_eq!(answer.1, 69, "answered from port 69");
+    assert_eq!(&answer.0[..4], &[0, 5, 0, 0]);
+    assert!(String::from_utf8_lossy(&answer.0).contains("busy"));
+    assert_eq!(server.stats().pool_full, 1);
+}
+
+#[test]
+fn a_finished_upload_still_answering_its_last_ack_gives_its_slot_to_the_next_request() {
+    big_stack(a_finished_upload_gives_way_body);
+}
+
+fn a_finished_upload_gives_way_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(11, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let data = pattern(5000);
+    let mut put = ClientPut::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        &data[..],
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut put);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome(),
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(5000));
+    // The one slot repeats its last ACK for a while; a get right now is served.
+    assert_eq!(server.active(), 1);
+    net.client.sockets.remove(handle);
+    let mut into = vec![0u8; 5000];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome(),
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(5000));
+    assert_eq!(server.stats().pool_full, 0);
+    assert!(into == data);
+}
