@@ -187,5 +187,6 @@ pub mod runner;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod trace;
 pub mod transfer;
 pub mod wire;
