@@ -1,15 +1,19 @@
 //! What the examples share: the simulated link built from command-line numbers,
 //! sockets with heap buffers (the examples run on a PC; firmware would use statics),
-//! an optional packet capture file, and a transfer's progress bar.
+//! an optional packet capture file, a shared trace of the buffers and its
+//! pictures (`svg`), and a transfer's progress bar.
 //!
 //! Each example uses its own subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use std::cell::Cell;
+pub mod svg;
+
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,11 +23,41 @@ use indicatif::{
 };
 
 use smolsock::runner::sim::{FaultConfig, SimNet};
+use smolsock::trace::{Record, SegmentCapture, TraceSink};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 
 /// The network every example runs on: the in-process link with an optional capture.
 pub type Net<'s> = SimNet<'s, 64, Capture>;
+
+/// The network with a trace: segments are read off the link's frames into the
+/// trace (when there is one) and the frames go on to the capture.
+pub type TracedNet<'s> = SimNet<'s, 64, SegmentCapture<Option<SharedTrace>, Capture>>;
+
+/// One trace that the link and the applications on both hosts record into, in
+/// the order things happen (one thread, one virtual clock).
+#[derive(Clone, Debug, Default)]
+pub struct SharedTrace(Rc<RefCell<Vec<Record>>>);
+
+impl SharedTrace {
+    /// Takes the records so far, leaving the trace empty.
+    pub fn take(&self) -> Vec<Record> {
+        self.0
+            .try_borrow_mut()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+}
+
+impl TraceSink for SharedTrace {
+    fn record(&mut self, record: Record) {
+        // Nothing else holds the records while the run goes on; were they held,
+        // the record would be dropped, not a panic.
+        if let Ok(mut records) = self.0.try_borrow_mut() {
+            records.push(record);
+        }
+    }
+}
 
 /// Where the link's frames go: a pcap file, or nowhere.
 ///
