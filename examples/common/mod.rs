@@ -303,3 +303,87 @@ fn per_second(bytes: u64, micros: u64) -> u64 {
         _ => u64::try_from(u128::from(bytes) * 1_000_000 / u128::from(micros)).unwrap_or(u64::MAX),
     }
 }
+
+/// A session that records into a trace what its adapter did with it: each
+/// `receive` that took bytes is a read, each `transmit` that gave bytes a send
+/// (into the socket), for the connection `conn` (this end's ports).
+pub struct TracedSession<S> {
+    inner: S,
+    trace: Option<SharedTrace>,
+    conn: smolsock::trace::Conn,
+}
+
+impl<S> TracedSession<S> {
+    /// `inner`, recorded into `trace` (if any) as the end `conn`.
+    pub fn new(inner: S, trace: Option<SharedTrace>, conn: smolsock::trace::Conn) -> Self {
+        Self { inner, trace, conn }
+    }
+
+    /// The session inside.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The session inside.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    fn note(&mut self, now: smolsock::time::Instant, event: smolsock::trace::Event) {
+        self.trace.record(Record::new(now, event));
+    }
+}
+
+impl<S: smolsock::session::Session> smolsock::session::Session for TracedSession<S> {
+    fn start(&mut self, now: smolsock::time::Instant) {
+        self.inner.start(now);
+    }
+
+    fn receive(&mut self, input: &[u8], now: smolsock::time::Instant) -> usize {
+        let n = self.inner.receive(input, now);
+        if n > 0 {
+            let bytes = u32::try_from(n).unwrap_or(u32::MAX);
+            let conn = self.conn;
+            self.note(now, smolsock::trace::Event::Read { conn, bytes });
+        }
+        n
+    }
+
+    fn receive_finished(&mut self, now: smolsock::time::Instant) {
+        self.inner.receive_finished(now);
+    }
+
+    fn transmit(&mut self, space: &mut [u8], now: smolsock::time::Instant) -> usize {
+        let n = self.inner.transmit(space, now);
+        if n > 0 {
+            let bytes = u32::try_from(n).unwrap_or(u32::MAX);
+            let conn = self.conn;
+            self.note(now, smolsock::trace::Event::Send { conn, bytes });
+        }
+        n
+    }
+
+    fn wants_transmit(&self) -> bool {
+        self.inner.wants_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<smolsock::time::Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: smolsock::time::Instant) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn status(&self) -> smolsock::session::Status {
+        self.inner.status()
+    }
+
+    fn end(&mut self, now: smolsock::time::Instant) {
+        self.inner.end(now);
+    }
+
+    fn no_delay(&self) -> bool {
+        self.inner.no_delay()
+    }
+}

@@ -381,6 +381,18 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
     }
 
     // --- 3. lanes: sends, reads, frames ------------------------------------------
+    // The receiver's reads; for an echo whose server is not traced, the
+    // sender's own reads of what came back (the same bytes, in the same order).
+    let has_reads = |end: Conn| {
+        mine.iter().any(|r| {
+            matches!(r.event, Event::Read { conn, .. } | Event::Frame { conn, .. } if conn == end)
+        })
+    };
+    let reader = if !has_reads(receiver) && has_reads(data) {
+        data
+    } else {
+        receiver
+    };
     let lane = |t: u64, bytes: u32| (t, u64::from(bytes));
     let sends: Vec<(u64, u64)> = mine
         .iter()
@@ -392,7 +404,7 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
     let reads: Vec<(u64, u64)> = mine
         .iter()
         .filter_map(|r| match r.event {
-            Event::Read { conn, bytes } if conn == receiver && bytes > 0 => {
+            Event::Read { conn, bytes } if conn == reader && bytes > 0 => {
                 Some(lane(r.at.total_micros(), bytes))
             }
             _ => None,
@@ -401,7 +413,7 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
     let frames: Vec<(u64, u64)> = mine
         .iter()
         .filter_map(|r| match r.event {
-            Event::Frame { conn, body, header } if conn == receiver => {
+            Event::Frame { conn, body, header } if conn == reader => {
                 Some((r.at.total_micros(), u64::from(body) + u64::from(header)))
             }
             _ => None,
@@ -423,14 +435,22 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
     let send_x = spread(&sends, &scale);
     let read_x = spread(&reads, &scale);
     let frame_x = spread(&frames, &scale);
-    for (i, name) in ["sends", "reads", "frames"].iter().enumerate() {
+    let lanes = [
+        ("sends", data.local),
+        ("reads", reader.local),
+        ("frames", reader.local),
+    ];
+    for (i, (name, port)) in lanes.iter().enumerate() {
         let y = lane_y(i as f64) + LANE_HEIGHT / 2.0;
         let _ = writeln!(
             svg,
             "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{name}</text>\n\
+             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\" font-size=\"9\">by port {port}</text>\n\
              <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
             LEFT - 8.0,
-            y + 4.0,
+            y + 1.0,
+            LEFT - 8.0,
+            y + 12.0,
             WIDTH - RIGHT
         );
     }
@@ -527,15 +547,25 @@ fn segments_before(
 
 /// Positions of lane marks: at their time, but never on top of the one before.
 fn spread(items: &[(u64, u64)], scale: &Scale) -> Vec<f64> {
+    // Crowded lanes pack their marks closer, down to overlapping; never past
+    // the right edge.
+    let room = WIDTH - LEFT - RIGHT;
+    let step = (BOX + 1.0).min(room / items.len().max(1) as f64);
     let mut last = f64::MIN;
-    items
+    let mut xs: Vec<f64> = items
         .iter()
         .map(|&(t, _)| {
-            let x = scale.x(t).max(last + BOX + 1.0);
+            let x = scale.x(t).max(last + step);
             last = x;
             x
         })
-        .collect()
+        .collect();
+    let mut next = WIDTH - RIGHT + step;
+    for x in xs.iter_mut().rev() {
+        *x = x.min(next - step);
+        next = *x;
+    }
+    xs
 }
 
 /// Thin lines from each piece of one lane to every piece of another that shares
