@@ -225,7 +225,7 @@ impl<'a> LiveSite<'a> {
         if rows == 0 {
             body.write_str("<p>No connection open.</p>\n")?;
         } else if rows > max_rows {
-            write!(body, "<p>and {} more.</p>\n", rows.saturating_sub(max_rows))?;
+            writeln!(body, "<p>and {} more.</p>", rows.saturating_sub(max_rows))?;
         }
         body.write_str("<h2>Counters</h2>\n<pre>\n")?;
         (self.status)(&mut Escaped(&mut *body))?;
@@ -287,11 +287,11 @@ impl Bars<'_> {
         write!(Escaped(&mut *self.out), "{peer}")?;
         self.out.write_str("</td>")?;
         for (held, capacity) in [receive, send] {
-            let percent = if capacity == 0 {
-                0
-            } else {
-                held.min(capacity).saturating_mul(100) / capacity
-            };
+            let percent = held
+                .min(capacity)
+                .saturating_mul(100)
+                .checked_div(capacity)
+                .unwrap_or(0);
             write!(
                 self.out,
                 "<td><span class=\"b\"><span style=\"width:{percent}%\"></span></span> {held}/{capacity} B</td>"
