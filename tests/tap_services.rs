@@ -896,3 +896,92 @@ fn the_live_page_draws_an_open_connection_as_bars_and_reloads_itself() {
     drop(open);
     server.stop();
 }
+
+/// A trace the server's thread records into and the test reads afterwards.
+#[derive(Clone, Default)]
+struct ThreadTrace(Arc<std::sync::Mutex<Vec<smolsock::trace::Record>>>);
+
+impl smolsock::trace::TraceSink for ThreadTrace {
+    fn record(&mut self, record: smolsock::trace::Record) {
+        if let Ok(mut records) = self.0.lock() {
+            records.push(record);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
+    use smolsock::runner::tap::TapDevice;
+    use smolsock::trace::{Event, Flags, SegmentCapture};
+    use smoltcp::phy::{PcapMode, PcapWriter};
+
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let trace = ThreadTrace::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let root = ScratchDir::new("tap-trace");
+    let (thread_trace, thread_stop, thread_root) =
+        (trace.clone(), Arc::clone(&stop), root.path().to_owned());
+    let thread = ns.spawn(move || {
+        let tap = TapConfig::default();
+        let device = TapDevice::open(netns::TAP).unwrap();
+        let capture = SegmentCapture::new(thread_trace);
+        let device = PcapWriter::new(device, capture, PcapMode::Both);
+        let mut runner = TapRunner::new(device, &tap, SocketSet::new(vec![])).unwrap();
+        serve(
+            &mut runner,
+            &ServicesConfig::DEFAULT,
+            &thread_root,
+            tap.stop_check,
+            &thread_stop,
+            || {
+                let _ = ready_tx.send(());
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    ready_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    ns.wait_for_carrier();
+    ns.enter_current_thread().unwrap();
+    let messages: Vec<Vec<u8>> = (0..20usize).map(|i| vec![b'x'; i * 50]).collect();
+    let mut stream = connect(SocketAddr::new(STACK_V4, FRAMED_PORT));
+    let client_port = stream.local_addr().unwrap().port();
+    framed_echo_exchange(&mut stream, &messages, 64 * 1024);
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap().unwrap();
+
+    let records = trace.0.lock().unwrap().clone();
+    let to_server = smolsock::trace::Conn::new(client_port, FRAMED_PORT);
+    let segments: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Segment(s) if s.conn.same(to_server) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let sent: u64 = messages.iter().map(|m| 4 + m.len() as u64).sum();
+    for direction in [to_server, to_server.reversed()] {
+        let ours: Vec<_> = segments.iter().filter(|s| s.conn == direction).collect();
+        let syn = ours
+            .iter()
+            .find(|s| s.flags.contains(Flags::SYN))
+            .unwrap_or_else(|| panic!("no SYN from port {}", direction.local));
+        let fin = ours
+            .iter()
+            .find(|s| s.flags.contains(Flags::FIN))
+            .unwrap_or_else(|| panic!("no FIN from port {}", direction.local));
+        // The FIN comes right after the last byte: every byte went by.
+        let bytes = fin.seq.wrapping_sub(syn.seq).wrapping_sub(1);
+        assert_eq!(u64::from(bytes), sent, "from port {}", direction.local);
+        let payload: u64 = ours.iter().map(|s| u64::from(s.len)).sum();
+        assert!(payload >= sent, "from port {}", direction.local);
+    }
+}
