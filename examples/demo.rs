@@ -47,7 +47,11 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
-use common::{Capture, Net, TransferBar, link, millis, since, tcp_socket, udp_socket};
+use common::{
+    Capture, SharedTrace, TracedNet, TracedSession, TransferBar, link, millis, since, svg,
+    tcp_socket, udp_socket,
+};
+use smolsock::trace::{self, Conn, Event, Record, SegmentCapture, TraceSink};
 
 /// tcp/7: the primer's echo server, `recv(1024)` + `sendall`.
 const ECHO_PORT: u16 = 7;
@@ -109,6 +113,10 @@ struct Options {
     /// Write every frame on the link to FILE (pcap, for Wireshark or tshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Draw each TCP connection of each step into DIR (created if missing): its
+    /// segments, ACKs and window over time, its buffers, its sends and reads.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<PathBuf>,
 }
 
 type FramedEchoSlot = Framed<FramedEcho, Vec<u8>, Vec<u8>>;
@@ -301,7 +309,7 @@ fn frame_format() -> HeaderFormat {
 
 /// The network, the servers, and the client's sockets, shared by every step.
 struct Demo<'s, 'a> {
-    net: Net<'s>,
+    net: TracedNet<'s>,
     servers: Servers<'a>,
     ports: PortAllocator,
     /// The client's TCP socket, reused from step to step like a program that
@@ -313,6 +321,41 @@ struct Demo<'s, 'a> {
     seed: u64,
     /// Whether to draw progress bars (stdout is a terminal).
     draw: bool,
+    /// The step's trace, when its pictures are drawn.
+    trace: Option<SharedTrace>,
+}
+
+/// Records how full every TCP socket of both hosts is now, into the trace.
+fn sample_all(net: &mut TracedNet<'_>) {
+    let mut trace = net.capture().trace().clone();
+    if !trace.enabled() {
+        return;
+    }
+    let now = net.now();
+    for host in [&net.server, &net.client] {
+        for (_, socket) in host.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(socket) = socket {
+                trace::sample(socket, now, &mut trace);
+            }
+        }
+    }
+}
+
+/// Records a send or read of the client's raw socket into the trace.
+fn note_client(net: &TracedNet<'_>, handle: SocketHandle, bytes: usize, read: bool) {
+    let mut trace = net.capture().trace().clone();
+    let socket = net.client.sockets.get::<tcp::Socket>(handle);
+    let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint()) else {
+        return;
+    };
+    let conn = Conn::new(local.port, remote.port);
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    let event = if read {
+        Event::Read { conn, bytes }
+    } else {
+        Event::Send { conn, bytes }
+    };
+    trace.record(Record::new(net.now().into(), event));
 }
 
 /// A client request on the client's TCP socket, polled as a service of the client
@@ -382,7 +425,7 @@ impl<'a> Demo<'_, 'a> {
     fn run<R>(
         &mut self,
         what: &str,
-        until: impl FnMut(&mut Servers<'a>, &mut Net<'_>) -> Option<R>,
+        until: impl FnMut(&mut Servers<'a>, &mut TracedNet<'_>) -> Option<R>,
     ) -> Result<R, String> {
         self.run_for(STEP_LIMIT, until)
             .map_err(|e| format!("{what}: {e}"))
@@ -391,10 +434,11 @@ impl<'a> Demo<'_, 'a> {
     fn run_for<R>(
         &mut self,
         limit: Duration,
-        mut until: impl FnMut(&mut Servers<'a>, &mut Net<'_>) -> Option<R>,
+        mut until: impl FnMut(&mut Servers<'a>, &mut TracedNet<'_>) -> Option<R>,
     ) -> Result<R, SimTimeout> {
         self.net
             .run_services(&mut self.servers, &mut (), limit, |servers, _, net| {
+                sample_all(net);
                 until(servers, net)
             })
     }
@@ -415,6 +459,7 @@ impl<'a> Demo<'_, 'a> {
         let result =
             self.net
                 .run_services(&mut self.servers, &mut client, limit, |_, client, net| {
+                    sample_all(net);
                     tick(net.now());
                     client.outcome.take()
                 });
@@ -514,11 +559,20 @@ fn raw_echo(demo: &mut Demo<'_, '_>) -> Result<(), String> {
     let (mut sent, mut back, mut reads) = (0, Vec::new(), 0);
     demo.run("echo", |_, net| {
         let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
-        sent += socket.send_slice(&message[sent..]).unwrap_or(0);
+        let n = socket.send_slice(&message[sent..]).unwrap_or(0);
+        sent += n;
         let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
         while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
             reads += 1;
+            got.push(n);
             back.extend_from_slice(&buf[..n]);
+        }
+        if n > 0 {
+            note_client(net, handle, n, false);
+        }
+        for n in got {
+            note_client(net, handle, n, true);
         }
         (back.len() >= message.len()).then_some(())
     })?;
@@ -554,6 +608,18 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     let format = frame_format();
     let storage = || vec![0; format.max_frame_len()];
     let framed = Framed::new((), storage(), storage(), format).map_err(|e| e.to_string())?;
+    let ends = {
+        let socket = demo.net.client.sockets.get::<tcp::Socket>(demo.tcp);
+        let port = |end: Option<IpEndpoint>| end.map_or(0, |e| e.port);
+        Conn::new(
+            port(socket.local_endpoint()),
+            port(socket.remote_endpoint()),
+        )
+    };
+    // Its reads and sends (the adapter's) and the frames it delivers are traced.
+    let framed = TracedSession::new(framed, demo.trace.clone(), ends);
+    let mut trace = demo.trace.clone();
+    let header = format.header_len() as u8;
     let mut conn = TcpSession::new(demo.tcp, framed);
     let started = demo.net.now();
     let (mut sent, mut back) = (0, Vec::new());
@@ -568,7 +634,7 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
         loop {
             let before = (sent, back.len());
             while let Some(body) = messages.get(sent) {
-                match conn.session_mut().send(body) {
+                match conn.session_mut().inner_mut().send(body) {
                     Ok(()) => sent += 1,
                     Err(SendError::WouldBlock) => break,
                     Err(e) => return Some(Err(e.to_string())),
@@ -577,10 +643,17 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
             if let Err(e) = conn.poll(sockets, now) {
                 return Some(Err(e.to_string()));
             }
-            while let Some(frame) = conn.session_mut().recv() {
+            while let Some(frame) = conn.session_mut().inner_mut().recv() {
+                let body = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+                let event = Event::Frame {
+                    conn: ends,
+                    body,
+                    header,
+                };
+                trace.record(Record::new(now.into(), event));
                 back.push(frame.to_vec());
             }
-            if let Some(e) = conn.session().error() {
+            if let Some(e) = conn.session().inner().error() {
                 return Some(Err(e.to_string()));
             }
             if (sent, back.len()) == before {
@@ -593,7 +666,7 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     let elapsed = since(started, demo.net.now());
     demo.close(|servers| servers.framed.active() == 0)?;
     let whole = back.iter().zip(&messages).filter(|(a, b)| a == b).count();
-    let stats = conn.session().stats();
+    let stats = conn.session().inner().stats();
     println!(
         "  {MESSAGES} frames ({} B) sent back to back, {whole} came back whole and in order in {}",
         messages.iter().map(Vec::len).sum::<usize>(),
@@ -778,19 +851,29 @@ fn http_request(demo: &mut Demo<'_, '_>, to: IpAddress, path: &str) -> Result<Ht
     // `Finished` is the server's FIN after the whole answer; `InvalidState` a reset.
     let fin = demo.run("HTTP exchange", |_, net| {
         let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
-        sent += socket.send_slice(&request.as_bytes()[sent..]).unwrap_or(0);
+        let n = socket.send_slice(&request.as_bytes()[sent..]).unwrap_or(0);
+        sent += n;
         let mut buf = [0u8; 1024];
-        loop {
+        let mut got = Vec::new();
+        let end = loop {
             match socket.recv_slice(&mut buf) {
-                Ok(0) => return None,
+                Ok(0) => break None,
                 Ok(n) => {
                     reads += 1;
+                    got.push(n);
                     raw.extend_from_slice(&buf[..n]);
                 }
-                Err(tcp::RecvError::Finished) => return Some(true),
-                Err(tcp::RecvError::InvalidState) => return Some(false),
+                Err(tcp::RecvError::Finished) => break Some(true),
+                Err(tcp::RecvError::InvalidState) => break Some(false),
             }
+        };
+        if n > 0 {
+            note_client(net, handle, n, false);
         }
+        for n in got {
+            note_client(net, handle, n, true);
+        }
+        end
     })?;
     demo.close(|servers| servers.http.active() == 0)?;
     let after = *demo.servers.http.stats();
@@ -983,6 +1066,13 @@ fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
 /// Builds the network and runs every step; returns how many failed. `draw`: draw
 /// progress bars (stdout is a terminal).
 fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
+    if let Some(dir) = &options.svg
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        println!("cannot create {}: {e}", dir.display());
+        return STEPS.len();
+    }
+    let trace = options.svg.is_some().then(SharedTrace::default);
     // What the servers share, made first so that it outlives them. The store's
     // arena is large, so it lives on the heap.
     let mut store = Box::new(Store::new());
@@ -993,12 +1083,12 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
 
     let mut server_storage = [SocketStorage::EMPTY; 4 * SLOTS + 1];
     let mut client_storage = [SocketStorage::EMPTY; 2];
-    let mut net: Net = SimNet::new(
+    let mut net: TracedNet = SimNet::new(
         SimConfig::new(options.seed).with_faults(link(LINK_DELAY, options.loss)),
         SocketSet::new(&mut server_storage[..]),
         SocketSet::new(&mut client_storage[..]),
     )
-    .with_pcap(capture);
+    .with_pcap(SegmentCapture::with_capture(trace.clone(), capture));
     let servers = match Servers::new(&mut net.server.sockets, &site, &live, &shared) {
         Ok(servers) => servers,
         Err(e) => {
@@ -1027,6 +1117,7 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
         udp,
         seed: options.seed,
         draw,
+        trace,
     };
 
     println!(
@@ -1050,6 +1141,13 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
                 println!("  FAILED: {reason}\n");
             }
         }
+        if let (Some(dir), Some(trace)) = (&options.svg, &demo.trace) {
+            let records = trace.take();
+            if let Err(e) = draw_step(dir, i + 1, title, &records) {
+                failed += 1;
+                println!("  FAILED to draw the step: {e}\n");
+            }
+        }
     }
     println!(
         "The link, frames per direction (s>c: server to client):\n{}",
@@ -1062,6 +1160,42 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
         millis(since(Instant::ZERO, demo.net.now()))
     );
     failed
+}
+
+/// The command line that made this run, as it would be typed.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut line = String::from("cargo run --release --example demo");
+    if !args.is_empty() {
+        line.push_str(" -- ");
+        line.push_str(&args.join(" "));
+    }
+    line
+}
+
+/// Draws each TCP connection of step `number` into `dir`, as
+/// `step-N-CLIENTPORT-SERVERPORT.svg`.
+fn draw_step(
+    dir: &std::path::Path,
+    number: usize,
+    title: &str,
+    records: &[Record],
+) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for conn in svg::data_directions(records) {
+        let (client, server) = if conn.local > conn.remote {
+            (conn.local, conn.remote)
+        } else {
+            (conn.remote, conn.local)
+        };
+        let title = format!("demo step {number}: {title}");
+        let (picture, _) = svg::render(records, conn, &title, &command_line());
+        let path = dir.join(format!("step-{number}-{client}-{server}.svg"));
+        std::fs::write(&path, picture)?;
+        println!("  picture: {}", path.display());
+        written.push(path);
+    }
+    Ok(written)
 }
 
 fn main() -> ExitCode {
@@ -1092,6 +1226,43 @@ mod tests {
     fn demo(args: &[&str]) -> usize {
         let options = Options::parse_from(std::iter::once("demo").chain(args.iter().copied()));
         run_demo(&options, Capture::none(), false)
+    }
+
+    #[test]
+    fn svg_draws_every_tcp_connection_of_every_step() {
+        let dir = std::env::temp_dir().join(format!("demo_svg_{}", std::process::id()));
+        let path = dir.to_str().unwrap();
+        assert_eq!(demo(&["--svg", path]), 0);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let steps: Vec<&str> = names.iter().map(|n| &n[..6]).collect();
+        // Steps 4 and 5 are UDP: no connection to draw.
+        assert_eq!(
+            steps,
+            ["step-1", "step-2", "step-3", "step-6", "step-7", "step-8"]
+        );
+        for name in &names {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let doc = roxmltree::Document::parse(&text)
+                .unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
+            let count = |token: &str| {
+                doc.descendants()
+                    .filter(|n| {
+                        n.attribute("class")
+                            .is_some_and(|c| c.split(' ').any(|t| t == token))
+                    })
+                    .count()
+            };
+            assert!(count("segment") > 0 && count("ack") > 0, "{name}");
+            if name.starts_with("step-2") || name.starts_with("step-3") {
+                assert_eq!(count("frame"), 100, "{name}: every echoed frame");
+                assert!(count("coalesced") > 0, "{name}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub mod session;
 pub mod store;
 pub mod tftp;
 pub mod time;
+pub mod trace;
 pub mod transfer;
 pub mod wire;
 

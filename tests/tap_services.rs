@@ -787,3 +787,215 @@ fn a_client_killed_mid_frame_frees_its_slot_for_the_next_client() {
     assert_eq!(counters.framed_stream.read.truncated, 1);
     assert_eq!(counters.framed_echoed, 2);
 }
+
+/// Whether every tag opened is closed, in order (void elements aside).
+fn balanced_html(html: &str) -> bool {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find('<') {
+        let Some(end) = rest[at..].find('>') else {
+            return false;
+        };
+        let tag = &rest[at + 1..at + end];
+        rest = &rest[at + end + 1..];
+        let name = tag
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap_or("");
+        if tag.starts_with('!') || name == "meta" {
+            continue;
+        }
+        if tag.starts_with('/') {
+            if open.pop() != Some(name) {
+                return false;
+            }
+        } else {
+            open.push(name);
+        }
+    }
+    open.is_empty()
+}
+
+#[test]
+fn the_live_page_with_every_row_taken_and_long_counters_is_html_and_fits_its_buffer() {
+    use all_services::{ConnectionFill, HTTP_PAGE_MAX, LIVE_REFRESH_SECS, LIVE_ROWS};
+    use smolsock::http::{Bars, LiveSite, Site};
+    use smoltcp::wire::IpEndpoint;
+
+    let live = LiveCounters::default();
+    live.link.set(Some(TapStats::default()));
+    live.backlog.set(Some(BacklogStats::default()));
+    let peer = IpEndpoint::new(
+        Ipv6Addr::new(
+            0xfdaa, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0x100,
+        )
+        .into(),
+        65535,
+    );
+    let wide = ConnectionFill {
+        service: "framed echo",
+        peer,
+        receive: (65_536, 65_536),
+        send: (12_345, 65_536),
+    };
+    live.connections.replace(vec![wide; LIVE_ROWS + 5]);
+    // Every counter as a 13-digit number: a server up for a long time.
+    let mut zeros = String::new();
+    live.write(&mut zeros).unwrap();
+    let mut long = String::new();
+    let mut in_number = false;
+    for c in zeros.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                long.push_str("1000000000000");
+            }
+            in_number = true;
+        } else {
+            long.push(c);
+            in_number = false;
+        }
+    }
+    let status = |out: &mut dyn std::fmt::Write| out.write_str(&long);
+    let connections = |bars: &mut Bars<'_>| live.write_connections(bars);
+    let site = LiveSite::new("smolsock tap_server", &status, &connections)
+        .with_refresh(LIVE_REFRESH_SECS)
+        .with_max_rows(LIVE_ROWS);
+    let mut page = heapless::String::<HTTP_PAGE_MAX>::new();
+    assert_eq!(
+        site.render("/", &mut page),
+        Some("text/html; charset=utf-8"),
+        "the page fits {HTTP_PAGE_MAX} bytes"
+    );
+    assert!(balanced_html(&page), "{page}");
+    assert_eq!(page.matches("class=\"b\"").count(), 2 * LIVE_ROWS);
+    assert!(page.contains("and 5 more."));
+    assert!(page.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
+    assert!(page.contains("width:100%") && page.contains("width:18%"));
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn the_live_page_draws_an_open_connection_as_bars_and_reloads_itself() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let server = RunningServer::start(&ns, ServicesConfig::DEFAULT);
+    ns.enter_current_thread().unwrap();
+    // An echo connection left open: the page shows it, with its buffers.
+    let mut open = connect(SocketAddr::new(STACK_V4, ECHO_PORT));
+    open.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    open.read_exact(&mut echoed).unwrap();
+    let mut stream = connect(SocketAddr::new(STACK_V6, HTTP_PORT));
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: [fdaa::1]\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, page) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(page.contains("<meta http-equiv=\"refresh\""), "{page}");
+    assert!(balanced_html(page), "{page}");
+    let echo_row = page
+        .lines()
+        .find(|line| line.starts_with("<tr><td>echo</td>"))
+        .unwrap_or_else(|| panic!("no row for the open echo connection in {page}"));
+    assert!(echo_row.contains("192.168.69.100:"), "{echo_row}");
+    assert_eq!(echo_row.matches("class=\"b\"").count(), 2, "{echo_row}");
+    // The page's own connection is on it too, and the counters below.
+    assert!(page.contains("<tr><td>http</td>"), "{page}");
+    assert!(status_line(page, "tcp/7 ").contains("1 accepted"), "{page}");
+    drop(open);
+    server.stop();
+}
+
+/// A trace the server's thread records into and the test reads afterwards.
+#[derive(Clone, Default)]
+struct ThreadTrace(Arc<std::sync::Mutex<Vec<smolsock::trace::Record>>>);
+
+impl smolsock::trace::TraceSink for ThreadTrace {
+    fn record(&mut self, record: smolsock::trace::Record) {
+        if let Ok(mut records) = self.0.lock() {
+            records.push(record);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN: creates a network namespace and a TAP device"]
+fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
+    use smolsock::runner::tap::TapDevice;
+    use smolsock::trace::{Event, Flags, SegmentCapture};
+    use smoltcp::phy::{PcapMode, PcapWriter};
+
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let trace = ThreadTrace::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let root = ScratchDir::new("tap-trace");
+    let (thread_trace, thread_stop, thread_root) =
+        (trace.clone(), Arc::clone(&stop), root.path().to_owned());
+    let thread = ns.spawn(move || {
+        let tap = TapConfig::default();
+        let device = TapDevice::open(netns::TAP).unwrap();
+        let capture = SegmentCapture::new(thread_trace);
+        let device = PcapWriter::new(device, capture, PcapMode::Both);
+        let mut runner = TapRunner::new(device, &tap, SocketSet::new(vec![])).unwrap();
+        serve(
+            &mut runner,
+            &ServicesConfig::DEFAULT,
+            &thread_root,
+            tap.stop_check,
+            &thread_stop,
+            || {
+                let _ = ready_tx.send(());
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    ready_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    ns.wait_for_carrier();
+    ns.enter_current_thread().unwrap();
+    let messages: Vec<Vec<u8>> = (0..20usize).map(|i| vec![b'x'; i * 50]).collect();
+    let mut stream = connect(SocketAddr::new(STACK_V4, FRAMED_PORT));
+    let client_port = stream.local_addr().unwrap().port();
+    framed_echo_exchange(&mut stream, &messages, 64 * 1024);
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap().unwrap();
+
+    let records = trace.0.lock().unwrap().clone();
+    let to_server = smolsock::trace::Conn::new(client_port, FRAMED_PORT);
+    let segments: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Segment(s) if s.conn.same(to_server) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let sent: u64 = messages.iter().map(|m| 4 + m.len() as u64).sum();
+    for direction in [to_server, to_server.reversed()] {
+        let ours: Vec<_> = segments.iter().filter(|s| s.conn == direction).collect();
+        let syn = ours
+            .iter()
+            .find(|s| s.flags.contains(Flags::SYN))
+            .unwrap_or_else(|| panic!("no SYN from port {}", direction.local));
+        let fin = ours
+            .iter()
+            .find(|s| s.flags.contains(Flags::FIN))
+            .unwrap_or_else(|| panic!("no FIN from port {}", direction.local));
+        // The FIN comes right after the last byte: every byte went by.
+        let bytes = fin.seq.wrapping_sub(syn.seq).wrapping_sub(1);
+        assert_eq!(u64::from(bytes), sent, "from port {}", direction.local);
+        let payload: u64 = ours.iter().map(|s| u64::from(s.len)).sum();
+        assert!(payload >= sent, "from port {}", direction.local);
+    }
+}

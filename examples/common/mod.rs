@@ -1,15 +1,19 @@
 //! What the examples share: the simulated link built from command-line numbers,
 //! sockets with heap buffers (the examples run on a PC; firmware would use statics),
-//! an optional packet capture file, and a transfer's progress bar.
+//! an optional packet capture file, a shared trace of the buffers and its
+//! pictures (`svg`), and a transfer's progress bar.
 //!
 //! Each example uses its own subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use std::cell::Cell;
+pub mod svg;
+
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,11 +23,41 @@ use indicatif::{
 };
 
 use smolsock::runner::sim::{FaultConfig, SimNet};
+use smolsock::trace::{Record, SegmentCapture, TraceSink};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 
 /// The network every example runs on: the in-process link with an optional capture.
 pub type Net<'s> = SimNet<'s, 64, Capture>;
+
+/// The network with a trace: segments are read off the link's frames into the
+/// trace (when there is one) and the frames go on to the capture.
+pub type TracedNet<'s> = SimNet<'s, 64, SegmentCapture<Option<SharedTrace>, Capture>>;
+
+/// One trace that the link and the applications on both hosts record into, in
+/// the order things happen (one thread, one virtual clock).
+#[derive(Clone, Debug, Default)]
+pub struct SharedTrace(Rc<RefCell<Vec<Record>>>);
+
+impl SharedTrace {
+    /// Takes the records so far, leaving the trace empty.
+    pub fn take(&self) -> Vec<Record> {
+        self.0
+            .try_borrow_mut()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+}
+
+impl TraceSink for SharedTrace {
+    fn record(&mut self, record: Record) {
+        // Nothing else holds the records while the run goes on; were they held,
+        // the record would be dropped, not a panic.
+        if let Ok(mut records) = self.0.try_borrow_mut() {
+            records.push(record);
+        }
+    }
+}
 
 /// Where the link's frames go: a pcap file, or nowhere.
 ///
@@ -267,5 +301,89 @@ fn per_second(bytes: u64, micros: u64) -> u64 {
     match micros {
         0 => 0,
         _ => u64::try_from(u128::from(bytes) * 1_000_000 / u128::from(micros)).unwrap_or(u64::MAX),
+    }
+}
+
+/// A session that records into a trace what its adapter did with it: each
+/// `receive` that took bytes is a read, each `transmit` that gave bytes a send
+/// (into the socket), for the connection `conn` (this end's ports).
+pub struct TracedSession<S> {
+    inner: S,
+    trace: Option<SharedTrace>,
+    conn: smolsock::trace::Conn,
+}
+
+impl<S> TracedSession<S> {
+    /// `inner`, recorded into `trace` (if any) as the end `conn`.
+    pub fn new(inner: S, trace: Option<SharedTrace>, conn: smolsock::trace::Conn) -> Self {
+        Self { inner, trace, conn }
+    }
+
+    /// The session inside.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The session inside.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    fn note(&mut self, now: smolsock::time::Instant, event: smolsock::trace::Event) {
+        self.trace.record(Record::new(now, event));
+    }
+}
+
+impl<S: smolsock::session::Session> smolsock::session::Session for TracedSession<S> {
+    fn start(&mut self, now: smolsock::time::Instant) {
+        self.inner.start(now);
+    }
+
+    fn receive(&mut self, input: &[u8], now: smolsock::time::Instant) -> usize {
+        let n = self.inner.receive(input, now);
+        if n > 0 {
+            let bytes = u32::try_from(n).unwrap_or(u32::MAX);
+            let conn = self.conn;
+            self.note(now, smolsock::trace::Event::Read { conn, bytes });
+        }
+        n
+    }
+
+    fn receive_finished(&mut self, now: smolsock::time::Instant) {
+        self.inner.receive_finished(now);
+    }
+
+    fn transmit(&mut self, space: &mut [u8], now: smolsock::time::Instant) -> usize {
+        let n = self.inner.transmit(space, now);
+        if n > 0 {
+            let bytes = u32::try_from(n).unwrap_or(u32::MAX);
+            let conn = self.conn;
+            self.note(now, smolsock::trace::Event::Send { conn, bytes });
+        }
+        n
+    }
+
+    fn wants_transmit(&self) -> bool {
+        self.inner.wants_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<smolsock::time::Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: smolsock::time::Instant) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn status(&self) -> smolsock::session::Status {
+        self.inner.status()
+    }
+
+    fn end(&mut self, now: smolsock::time::Instant) {
+        self.inner.end(now);
+    }
+
+    fn no_delay(&self) -> bool {
+        self.inner.no_delay()
     }
 }

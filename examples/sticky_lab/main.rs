@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example sticky_lab
 //! cargo run --release --example sticky_lab -- --messages 50 --delay-ms 5 --loss 50 --pcap lab.pcap
+//! cargo run --release --example sticky_lab -- --svg pictures   # one SVG per case
 //! ```
 //!
 //! TCP carries a stream of bytes, not messages: what one `send` wrote can come out
@@ -26,12 +27,13 @@ use clap::Parser;
 use smolsock::net::{ClientState, PortAllocator, Service, TcpClient};
 use smolsock::runner::sim::{SERVER_V4, SimConfig, SimNet};
 use smolsock::session::{Framed, SendError, Session};
+use smolsock::trace::{self, Conn, Event, Record, SegmentCapture, TraceSink};
 use smolsock::wire::frame::{HeaderFormat, ReadStats};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 
-use common::{Capture, Net, link, millis, since, tcp_socket};
+use common::{Capture, SharedTrace, TracedNet, link, millis, since, svg, tcp_socket};
 
 /// The naive reader's `recv(1024)`.
 const RECV_SIZE: usize = 1024;
@@ -46,6 +48,8 @@ const FIRST_PORT: u16 = 5001;
 const SOCKET_BUFFER: usize = 16 * 1024;
 /// Largest message body the framed and acknowledged cases accept.
 const MAX_MESSAGE: u32 = 4096;
+/// The length header of the framed and acknowledged cases (`HeaderFormat::NETWORK`).
+const HEADER_LEN: usize = 4;
 /// How many reads of each naive case are printed in full.
 const READS_SHOWN: usize = 4;
 
@@ -72,6 +76,11 @@ struct Options {
     #[arg(long, value_name = "PERMILLE", default_value_t = 0,
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     loss: u16,
+    /// Draw each case's connection into DIR (created if missing), one SVG per
+    /// case: segments, ACKs and window over time, the buffers, and the sends,
+    /// reads and frames.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<PathBuf>,
 }
 
 impl Options {
@@ -99,6 +108,8 @@ enum Method {
 /// One run of the lab: which messages, sent how.
 struct Case {
     label: &'static str,
+    /// The case's picture's file name, without `.svg`.
+    slug: &'static str,
     method: Method,
     nagle: bool,
     /// Time between the application's sends (zero: all ready at once).
@@ -110,6 +121,7 @@ struct Case {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Outcome {
     label: &'static str,
+    slug: &'static str,
     port: u16,
     messages: Vec<Vec<u8>>,
     /// Reads that returned bytes (for the framed case: the frame reader's count).
@@ -122,6 +134,10 @@ struct Outcome {
     naive_reads: Vec<(Duration, Vec<u8>)>,
     /// The framed reader's counters.
     frame_stats: Option<ReadStats>,
+    /// The connection, client to server (the way the messages went).
+    conn: Conn,
+    /// The case's trace, from the handshake to the close (empty without one).
+    trace: Vec<Record>,
 }
 
 /// Every case's outcome.
@@ -168,28 +184,40 @@ fn big_then_small() -> Vec<Vec<u8>> {
 
 /// Runs every case on one network, one connection each, and measures them.
 fn run_lab(options: &Options, capture: Capture) -> Result<Report, Box<dyn Error>> {
+    let trace = options.svg.is_some().then(SharedTrace::default);
+    run_lab_traced(options, capture, trace)
+}
+
+/// [`run_lab`], recording each case into `trace` if there is one.
+fn run_lab_traced(
+    options: &Options,
+    capture: Capture,
+    trace: Option<SharedTrace>,
+) -> Result<Report, Box<dyn Error>> {
     let mut server_storage = [SocketStorage::EMPTY; 1];
     let mut client_storage = [SocketStorage::EMPTY; 1];
     let faults = link(options.delay(), options.loss);
-    let mut net: Net = SimNet::new(
+    let mut net: TracedNet = SimNet::new(
         SimConfig::new(options.seed).with_faults(faults),
         SocketSet::new(&mut server_storage[..]),
         SocketSet::new(&mut client_storage[..]),
     )
-    .with_pcap(capture);
+    .with_pcap(SegmentCapture::with_capture(trace.clone(), capture));
     let mut lab = Lab {
         net: &mut net,
         ports: PortAllocator::new(options.seed),
         next_port: FIRST_PORT,
         limit: run_limit(options),
+        trace,
     };
     let small = small_messages(options.messages);
     let big = big_then_small();
     let all_at_once = Duration::from_micros(0);
-    let mut run = |label, method, nagle, gap, messages: &Vec<Vec<u8>>| {
+    let mut run = |(label, slug), method, nagle, gap, messages: &Vec<Vec<u8>>| {
         let messages = messages.clone();
         lab.run(Case {
             label,
+            slug,
             method,
             nagle,
             gap,
@@ -198,20 +226,50 @@ fn run_lab(options: &Options, capture: Capture) -> Result<Report, Box<dyn Error>
     };
     use Method::{Acked, Framed, Naive};
     Ok(Report {
-        small_nagle: run("1  small sends, Nagle on", Naive, true, SEND_GAP, &small)?,
-        small_no_nagle: run("1' small sends, Nagle off", Naive, false, SEND_GAP, &small)?,
-        big: run("2  3000 B + 10 B", Naive, true, SEND_GAP, &big)?,
-        framed_small: run("3a framing, small sends", Framed, true, SEND_GAP, &small)?,
-        framed_big: run("3b framing, 3000 B + 10 B", Framed, true, SEND_GAP, &big)?,
+        small_nagle: run(
+            ("1  small sends, Nagle on", "1-nagle"),
+            Naive,
+            true,
+            SEND_GAP,
+            &small,
+        )?,
+        small_no_nagle: run(
+            ("1' small sends, Nagle off", "1-no-nagle"),
+            Naive,
+            false,
+            SEND_GAP,
+            &small,
+        )?,
+        big: run(
+            ("2  3000 B + 10 B", "2-big-send"),
+            Naive,
+            true,
+            SEND_GAP,
+            &big,
+        )?,
+        framed_small: run(
+            ("3a framing, small sends", "3a-framing-small"),
+            Framed,
+            true,
+            SEND_GAP,
+            &small,
+        )?,
+        framed_big: run(
+            ("3b framing, 3000 B + 10 B", "3b-framing-big"),
+            Framed,
+            true,
+            SEND_GAP,
+            &big,
+        )?,
         acked: run(
-            "4  ack'd length, all at once",
+            ("4  ack'd length, all at once", "4-acked-length"),
             Acked,
             false,
             all_at_once,
             &small,
         )?,
         framed_baseline: run(
-            "4' framing, all at once",
+            ("4' framing, all at once", "4-framing-all-at-once"),
             Framed,
             false,
             all_at_once,
@@ -229,10 +287,12 @@ fn run_limit(options: &Options) -> Duration {
 
 /// The network and what carries over from case to case.
 struct Lab<'n, 's> {
-    net: &'n mut Net<'s>,
+    net: &'n mut TracedNet<'s>,
     ports: PortAllocator,
     next_port: u16,
     limit: Duration,
+    /// Where the cases are recorded, if anywhere.
+    trace: Option<SharedTrace>,
 }
 
 impl Lab<'_, '_> {
@@ -241,7 +301,18 @@ impl Lab<'_, '_> {
     fn run(&mut self, case: Case) -> Result<Outcome, Box<dyn Error>> {
         let port = self.next_port;
         self.next_port += 1;
+        if let Some(trace) = &self.trace {
+            trace.take();
+        }
         let (server, client) = self.connect(port, case.nagle)?;
+        let client_port = self
+            .net
+            .client
+            .sockets
+            .get::<tcp::Socket>(client)
+            .local_endpoint()
+            .map_or(0, |e| e.port);
+        let conn = Conn::new(client_port, port);
         let format = HeaderFormat::NETWORK.with_max_len(MAX_MESSAGE)?;
         let (writer, reader) = match case.method {
             Method::Naive => (Writer::Raw { offset: 0 }, Reader::Naive),
@@ -270,6 +341,8 @@ impl Lab<'_, '_> {
             start: None,
             last_poll: Instant::ZERO,
             error: None,
+            trace: self.trace.clone(),
+            conn,
         };
         let expected_bytes = case.messages.iter().map(Vec::len).sum();
         let mut receiver = Receiver {
@@ -282,6 +355,8 @@ impl Lab<'_, '_> {
             reads: 0,
             done_at: None,
             error: None,
+            trace: self.trace.clone(),
+            conn: conn.reversed(),
         };
         let result = self.net.run_services(
             &mut receiver,
@@ -301,7 +376,14 @@ impl Lab<'_, '_> {
         };
         self.close(server, client);
         let start = sender.start.unwrap_or(Instant::ZERO);
-        Ok(receiver.outcome(case, port, start, done_at))
+        let mut outcome = receiver.outcome(case, port, start, done_at);
+        outcome.conn = conn;
+        outcome.trace = self
+            .trace
+            .as_ref()
+            .map(SharedTrace::take)
+            .unwrap_or_default();
+        Ok(outcome)
     }
 
     /// A listening server socket and a client socket connected to it.
@@ -415,6 +497,14 @@ struct Sender<'m> {
     start: Option<Instant>,
     last_poll: Instant,
     error: Option<String>,
+    trace: Option<SharedTrace>,
+    /// The connection, from this end.
+    conn: Conn,
+}
+
+/// Records `event` at `now` into `trace`, if there is one.
+fn note(trace: &mut Option<SharedTrace>, now: Instant, event: Event) {
+    trace.record(Record::new(now.into(), event));
 }
 
 impl Sender<'_> {
@@ -423,16 +513,28 @@ impl Sender<'_> {
     }
 
     /// Puts as much of `body` into the socket as fits; `true` once it is all in.
+    /// Each send is recorded into `trace`: the bytes the socket took (raw), a
+    /// whole frame with its header (framed), a whole message with its length.
     fn write(
         writer: &mut Writer,
         socket: &mut tcp::Socket<'_>,
         body: &[u8],
+        trace: &mut Option<SharedTrace>,
+        (conn, now): (Conn, Instant),
     ) -> Result<bool, String> {
+        let mut sent = |bytes: usize| {
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            note(trace, now, Event::Send { conn, bytes });
+        };
         match writer {
             Writer::Raw { offset } => {
-                *offset += socket
+                let n = socket
                     .send_slice(&body[*offset..])
                     .map_err(|e| e.to_string())?;
+                if n > 0 {
+                    sent(n);
+                }
+                *offset += n;
                 let done = *offset == body.len();
                 if done {
                     *offset = 0;
@@ -443,7 +545,10 @@ impl Sender<'_> {
                 // What is queued goes first; a frame is queued whole or not at all.
                 drain(stream, socket)?;
                 let queued = match stream.send(body) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        sent(HEADER_LEN + body.len());
+                        true
+                    }
                     Err(SendError::WouldBlock) => false,
                     Err(e) => return Err(e.to_string()),
                 };
@@ -459,6 +564,7 @@ impl Sender<'_> {
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
                 if progress.complete {
+                    sent(HEADER_LEN + body.len());
                     break Ok(true);
                 }
                 // Nothing written: waiting for the acknowledgement, or the buffer is full.
@@ -474,6 +580,7 @@ impl Service for Sender<'_> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         self.last_poll = now;
         let socket = sockets.get_mut::<tcp::Socket>(self.socket);
+        trace::sample(socket, now, &mut self.trace);
         if !socket.may_send() {
             return;
         }
@@ -496,12 +603,14 @@ impl Service for Sender<'_> {
             if now < self.due(start, self.next) {
                 break;
             }
-            match Self::write(&mut self.writer, socket, body) {
+            let at = (self.conn, now);
+            match Self::write(&mut self.writer, socket, body, &mut self.trace, at) {
                 Ok(true) => self.next += 1,
                 Ok(false) => break,
                 Err(e) => return self.error = Some(e),
             }
         }
+        trace::sample(socket, now, &mut self.trace);
     }
 
     fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
@@ -534,14 +643,42 @@ struct Receiver {
     reads: u64,
     done_at: Option<Instant>,
     error: Option<String>,
+    trace: Option<SharedTrace>,
+    /// The connection, from this end.
+    conn: Conn,
 }
 
 impl Receiver {
     fn read(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) -> Result<(), String> {
+        let conn = self.conn;
+        let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let read = |trace: &mut Option<SharedTrace>, n: usize| {
+            note(
+                trace,
+                now,
+                Event::Read {
+                    conn,
+                    bytes: size(n),
+                },
+            );
+        };
+        let delivered = |trace: &mut Option<SharedTrace>, n: usize| {
+            let header = HEADER_LEN as u8;
+            note(
+                trace,
+                now,
+                Event::Frame {
+                    conn,
+                    body: size(n),
+                    header,
+                },
+            );
+        };
         match &mut self.reader {
             Reader::Naive => {
                 let mut buf = [0u8; RECV_SIZE];
                 while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+                    read(&mut self.trace, n);
                     self.reads += 1;
                     self.received_bytes += n;
                     self.received.push((now, buf[..n].to_vec()));
@@ -556,9 +693,13 @@ impl Receiver {
                             (n, n)
                         })
                         .map_err(|e| e.to_string())?;
+                    if taken > 0 {
+                        read(&mut self.trace, taken);
+                    }
                 }
                 let mut frames = 0;
                 while let Some(frame) = stream.recv() {
+                    delivered(&mut self.trace, frame.len());
                     self.received_bytes += frame.len();
                     self.received.push((now, frame.to_vec()));
                     frames += 1;
@@ -581,6 +722,7 @@ impl Receiver {
                         .map_err(|e| e.to_string())?
                         .map_err(|e| e.to_string())?;
                     if taken > 0 {
+                        read(&mut self.trace, taken);
                         self.reads += 1;
                         progress = true;
                     }
@@ -595,6 +737,7 @@ impl Receiver {
                     progress |= written > 0;
                 }
                 if let Some(message) = receiver.next_message() {
+                    delivered(&mut self.trace, message.len());
                     self.received_bytes += message.len();
                     self.received.push((now, message.to_vec()));
                     progress = true;
@@ -608,6 +751,7 @@ impl Receiver {
     }
 
     fn outcome(self, case: Case, port: u16, start: Instant, done_at: Instant) -> Outcome {
+        let slug = case.slug;
         let (reads, intact, naive_reads, frame_stats) = match &self.reader {
             Reader::Naive => {
                 let naive_reads: Vec<_> = self
@@ -636,6 +780,7 @@ impl Receiver {
         };
         Outcome {
             label: case.label,
+            slug,
             port,
             messages: case.messages,
             reads,
@@ -643,6 +788,8 @@ impl Receiver {
             elapsed: since(start, done_at),
             naive_reads,
             frame_stats,
+            conn: self.conn.reversed(),
+            trace: Vec::new(),
         }
     }
 
@@ -659,9 +806,12 @@ impl Receiver {
 impl Service for Receiver {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let socket = sockets.get_mut::<tcp::Socket>(self.socket);
+        // Before the reads: what arrived; after: what the application left.
+        trace::sample(socket, now, &mut self.trace);
         if let Err(e) = self.read(socket, now) {
             self.error = Some(e);
         }
+        trace::sample(socket, now, &mut self.trace);
         let done = match self.reader {
             Reader::Naive => self.received_bytes >= self.expected_bytes,
             Reader::Framed(_) | Reader::Acked(_) => self.received.len() >= self.expected_messages,
@@ -947,6 +1097,35 @@ fn table(report: &Report) -> String {
     out
 }
 
+/// The command line that made this run, as it would be typed.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut line = String::from("cargo run --release --example sticky_lab");
+    if !args.is_empty() {
+        line.push_str(" -- ");
+        line.push_str(&args.join(" "));
+    }
+    line
+}
+
+/// Draws every case into `dir` as `SLUG.svg`; returns the files written.
+fn write_pictures(
+    dir: &std::path::Path,
+    report: &Report,
+    command: &str,
+) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for row in report.rows() {
+        let title = format!("sticky_lab case {}", row.label);
+        let (picture, _) = svg::render(&row.trace, row.conn, &title, command);
+        let path = dir.join(format!("{}.svg", row.slug));
+        std::fs::write(&path, picture)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 fn main() -> ExitCode {
     env_logger::init();
     let options = Options::parse();
@@ -960,6 +1139,19 @@ fn main() -> ExitCode {
     match run_lab(&options, capture) {
         Ok(report) => {
             print!("{}", render(&options, &report));
+            if let Some(dir) = &options.svg {
+                match write_pictures(dir, &report, &command_line()) {
+                    Ok(files) => println!(
+                        "\n{} pictures written to {} (one per case).",
+                        files.len(),
+                        dir.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("cannot write the pictures: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             if let Some(path) = &options.pcap {
                 println!(
                     "\nCapture written to {} (case on tcp port {FIRST_PORT} and up, see the last column).",
@@ -1077,6 +1269,158 @@ mod tests {
             "{} bytes",
             bytes.len()
         );
+    }
+
+    fn traced_lab(args: &[&str]) -> Report {
+        let trace = Some(SharedTrace::default());
+        run_lab_traced(&options(args), Capture::none(), trace).unwrap()
+    }
+
+    /// Elements of the picture whose class has `token`.
+    fn count_class(doc: &roxmltree::Document<'_>, token: &str) -> usize {
+        doc.descendants()
+            .filter(|n| {
+                n.attribute("class")
+                    .is_some_and(|c| c.split(' ').any(|t| t == token))
+            })
+            .count()
+    }
+
+    #[test]
+    fn the_trace_adds_up_to_the_readers_own_counters() {
+        let report = traced_lab(&[]);
+        for outcome in [
+            &report.framed_small,
+            &report.framed_big,
+            &report.framed_baseline,
+        ] {
+            let stats = outcome.frame_stats.unwrap();
+            let tally = trace::Tally::of(outcome.trace.iter(), outcome.conn.reversed());
+            assert_eq!(
+                (
+                    tally.reads,
+                    tally.read_bytes,
+                    tally.frames,
+                    tally.body_bytes,
+                    tally.coalesced_reads,
+                    tally.split_frames
+                ),
+                (
+                    stats.reads,
+                    stats.bytes,
+                    stats.frames,
+                    stats.body_bytes,
+                    stats.coalesced_reads,
+                    stats.split_frames
+                ),
+                "{}",
+                outcome.label
+            );
+        }
+        assert!(report.framed_small.frame_stats.unwrap().coalesced_reads > 0);
+        assert!(report.framed_big.frame_stats.unwrap().split_frames > 0);
+        for outcome in report.rows() {
+            let bytes: usize = outcome.messages.iter().map(Vec::len).sum();
+            let reader = trace::Tally::of(outcome.trace.iter(), outcome.conn.reversed());
+            let sender = trace::Tally::of(outcome.trace.iter(), outcome.conn);
+            assert_eq!(reader.reads, outcome.reads, "{}", outcome.label);
+            assert_eq!(
+                reader.out_of_order, 0,
+                "{}: events in time order",
+                outcome.label
+            );
+            assert!(sender.segments_out > 0 && sender.segments_in > 0);
+            assert!(sender.samples > 0 && reader.samples > 0);
+            if outcome.frame_stats.is_none() && outcome.label.starts_with(['1', '2']) {
+                assert_eq!(reader.read_bytes, bytes as u64, "{}", outcome.label);
+                assert_eq!(sender.sent_bytes, bytes as u64, "{}", outcome.label);
+            } else {
+                let headers = (HEADER_LEN * outcome.messages.len()) as u64;
+                assert_eq!(reader.body_bytes, bytes as u64, "{}", outcome.label);
+                assert_eq!(
+                    sender.sent_bytes,
+                    bytes as u64 + headers,
+                    "{}",
+                    outcome.label
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_svg_nothing_is_recorded() {
+        let (_, report) = lab(&["--messages", "3"]);
+        assert!(report.rows().iter().all(|row| row.trace.is_empty()));
+    }
+
+    #[test]
+    fn each_picture_is_xml_and_draws_what_the_trace_holds() {
+        let report = traced_lab(&["--loss", "50", "--seed", "3"]);
+        for outcome in report.rows() {
+            let (picture, drawn) = svg::render(&outcome.trace, outcome.conn, outcome.label, "test");
+            let doc = roxmltree::Document::parse(&picture)
+                .unwrap_or_else(|e| panic!("{}: not XML: {e}", outcome.label));
+            let reader = trace::Tally::of(outcome.trace.iter(), outcome.conn.reversed());
+            let sender = trace::Tally::of(outcome.trace.iter(), outcome.conn);
+            let data_segments = outcome
+                .trace
+                .iter()
+                .filter(|r| match r.event {
+                    Event::Segment(s) => {
+                        s.conn == outcome.conn
+                            && (s.len > 0
+                                || s.flags.contains(trace::Flags::SYN)
+                                || s.flags.contains(trace::Flags::FIN))
+                    }
+                    _ => false,
+                })
+                .count();
+            assert_eq!(
+                count_class(&doc, "segment"),
+                data_segments,
+                "{}",
+                outcome.label
+            );
+            assert_eq!(drawn.segments, data_segments);
+            assert_eq!(count_class(&doc, "ack") as u64, sender.segments_in);
+            assert_eq!(count_class(&doc, "send") as u64, sender.sends);
+            assert_eq!(
+                count_class(&doc, "read") as u64,
+                reader.reads,
+                "{}",
+                outcome.label
+            );
+            assert_eq!(count_class(&doc, "frame") as u64, reader.frames);
+            assert_eq!(count_class(&doc, "coalesced"), drawn.coalesced);
+            if let Some(stats) = outcome.frame_stats {
+                assert_eq!(
+                    drawn.coalesced as u64, stats.coalesced_reads,
+                    "{}",
+                    outcome.label
+                );
+                assert_eq!(drawn.split as u64, stats.split_frames, "{}", outcome.label);
+                assert_eq!(count_class(&doc, "split") as u64, stats.split_frames);
+            }
+        }
+        // The naive cases mark what the primer describes.
+        let (_, nagle) = svg::render(&report.small_nagle.trace, report.small_nagle.conn, "", "");
+        assert!(nagle.coalesced > 0, "several sends came out of one read");
+        let (_, big) = svg::render(&report.big.trace, report.big.conn, "", "");
+        assert!(big.split > 0, "the big send spilled into several reads");
+    }
+
+    #[test]
+    fn svg_writes_one_picture_per_case() {
+        let dir = std::env::temp_dir().join(format!("sticky_lab_svg_{}", std::process::id()));
+        let report = traced_lab(&["--messages", "4"]);
+        let files = write_pictures(&dir, &report, "cargo run --example sticky_lab").unwrap();
+        assert_eq!(files.len(), 7);
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(text.contains("cargo run --example sticky_lab"));
+            roxmltree::Document::parse(&text).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Every smolsock service on one stack, wired the way firmware would run them:
 //! tcp/7 raw echo, udp/7 UDP echo, tcp/9000 framed echo (`struct.pack('!I', n)`
-//! headers), tcp/80 HTTP with a status page of live counters, and tcp/2121 file
+//! headers), tcp/80 HTTP with a live status page (it reloads itself and draws
+//! each connection's socket buffers as bars, above the counters), and tcp/2121 file
 //! transfer (`PROTOCOL.md`) from a directory on disk.
 //!
 //! Shared by `examples/tap_server.rs` and `tests/tap_services.rs` (through
@@ -19,13 +20,13 @@
 // Each program that includes this file uses a different part of it.
 #![allow(dead_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, info};
-use smolsock::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::http::{Bars, HttpResponder, HttpStats, LiveSite, Site};
 use smolsock::net::{
     BacklogStats, DatagramHandler, End, ServerConfig, ServerError, ServerStats, Service, TcpServer,
     TftpServer, UdpEcho, UdpService, UdpStats,
@@ -73,8 +74,14 @@ pub const UDP_DATAGRAM_MAX: usize = 1500;
 pub const UDP_QUEUE: usize = 8;
 /// The longest HTTP request head accepted (a browser sends about 500 bytes).
 pub const HTTP_REQUEST_MAX: usize = 2048;
-/// The largest page the status site renders.
-pub const HTTP_PAGE_MAX: usize = 4096;
+/// The largest page the status site renders: the live page's head, up to
+/// [`LIVE_ROWS`] connections with their buffer bars and the counters. (The plain
+/// status page of the firmware fits in 2 KiB.)
+pub const HTTP_PAGE_MAX: usize = 8192;
+/// Connections drawn on the live status page; more are counted in one line.
+pub const LIVE_ROWS: usize = 16;
+/// Seconds between two reloads of the live status page.
+pub const LIVE_REFRESH_SECS: u16 = 2;
 
 /// Pool sizes, buffer sizes and limits of [`AllServices`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,6 +320,22 @@ pub struct LiveCounters {
     /// The listen backlog in front of the stack (SYNs held for a full pool), when
     /// the runner has one.
     pub backlog: Cell<Option<BacklogStats>>,
+    /// Every open TCP connection and its buffers, as of the last poll (the list
+    /// keeps its room from poll to poll).
+    pub connections: RefCell<Vec<ConnectionFill>>,
+}
+
+/// One connection on the live status page: how full its socket buffers are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionFill {
+    /// The service's name.
+    pub service: &'static str,
+    /// The client.
+    pub peer: IpEndpoint,
+    /// Bytes received and not yet read, and the receive buffer's size.
+    pub receive: (usize, usize),
+    /// Bytes not yet sent or not yet acknowledged, and the send buffer's size.
+    pub send: (usize, usize),
 }
 
 impl LiveCounters {
@@ -326,6 +349,17 @@ impl LiveCounters {
             Some(backlog) => writeln!(out, "backlog      tcp          {backlog}"),
             None => Ok(()),
         }
+    }
+
+    /// The live page's rows: one per open connection.
+    pub fn write_connections(&self, bars: &mut Bars<'_>) -> fmt::Result {
+        let Ok(connections) = self.connections.try_borrow() else {
+            return Ok(());
+        };
+        for c in connections.iter() {
+            bars.connection(c.service, &c.peer, c.receive, c.send)?;
+        }
+        Ok(())
     }
 }
 
@@ -516,7 +550,7 @@ impl<S: Session> Service for Slot<S> {
 
 type EchoSlot = Slot<Echo>;
 type FramedSlot = Slot<Framed<FramedEcho, Vec<u8>, Vec<u8>>>;
-type HttpPage<'a> = HttpResponder<'a, StatusSite<'a>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
+type HttpPage<'a> = HttpResponder<'a, dyn Site + 'a, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 type HttpSlot<'a> = Slot<HttpPage<'a>>;
 type TransferSlot<'a> = Slot<TransferServer<'a, DirStore, Vec<u8>>>;
 
@@ -557,7 +591,7 @@ impl<'a> AllServices<'a> {
     pub fn new(
         config: &ServicesConfig,
         sockets: &mut SocketSet<'_>,
-        site: &'a StatusSite<'a>,
+        site: &'a (dyn Site + 'a),
         live: &'a LiveCounters,
         transfer_store: &'a TransferStore,
     ) -> Result<Self, ServeError> {
@@ -719,6 +753,29 @@ impl<'a> AllServices<'a> {
         }
     }
 
+    /// Notes every open TCP connection's buffers for the live page.
+    fn note_connections(&self, sockets: &SocketSet<'_>) {
+        let Ok(mut list) = self.live.connections.try_borrow_mut() else {
+            return;
+        };
+        list.clear();
+        let echo = self.echo.iter().map(|s| ("echo", s.handle));
+        let framed = self.framed.iter().map(|s| ("framed echo", s.handle));
+        let http = self.http.iter().map(|s| ("http", s.handle));
+        let transfer = self.transfer.iter().map(|s| ("transfer", s.handle));
+        for (service, handle) in echo.chain(framed).chain(http).chain(transfer) {
+            let socket = sockets.get::<tcp::Socket>(handle);
+            if let Some(peer) = socket.remote_endpoint() {
+                list.push(ConnectionFill {
+                    service,
+                    peer,
+                    receive: (socket.recv_queue(), socket.recv_capacity()),
+                    send: (socket.send_queue(), socket.send_capacity()),
+                });
+            }
+        }
+    }
+
     fn each_mut(&mut self) -> impl Iterator<Item = &mut dyn Service> {
         let echo = self.echo.iter_mut().map(|s| s as &mut dyn Service);
         let framed = self.framed.iter_mut().map(|s| s as &mut dyn Service);
@@ -750,6 +807,7 @@ impl Service for AllServices<'_> {
             service.poll(sockets, now);
         }
         self.live.services.set(self.counters());
+        self.note_connections(sockets);
     }
 
     fn poll_at(&self, sockets: &SocketSet<'_>) -> Option<Instant> {
@@ -839,7 +897,10 @@ pub fn serve<D: TapBacked>(
     let transfer_store = open_transfer_store(transfer_root)?;
     let live = LiveCounters::default();
     let status = |out: &mut dyn fmt::Write| live.write(out);
-    let site = StatusSite::new("smolsock tap_server", &status);
+    let connections = |bars: &mut Bars<'_>| live.write_connections(bars);
+    let site = LiveSite::new("smolsock tap_server", &status, &connections)
+        .with_refresh(LIVE_REFRESH_SECS)
+        .with_max_rows(LIVE_ROWS);
     let mut services =
         AllServices::new(config, runner.sockets_mut(), &site, &live, &transfer_store)?;
     let mut ready = Some(ready);

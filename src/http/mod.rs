@@ -21,4 +21,4 @@ mod responder;
 mod site;
 
 pub use responder::{HEAD_CAPACITY, HttpConfig, HttpResponder, HttpStats, MAX_HEADERS};
-pub use site::{Asset, Site, StatusSite};
+pub use site::{Asset, Bars, LiveSite, Site, StatusSite};

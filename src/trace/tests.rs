@@ -1,0 +1,177 @@
+use super::*;
+use crate::wire::frame::{FrameReader, HeaderFormat, encode};
+
+const CONN: Conn = Conn::new(9000, 49152);
+
+fn at(millis: u64, event: Event) -> Record {
+    Record::new(Instant::from_millis(millis), event)
+}
+
+fn send(bytes: u32) -> Event {
+    Event::Send {
+        conn: CONN.reversed(),
+        bytes,
+    }
+}
+
+#[test]
+fn a_ring_that_drops_the_oldest_keeps_the_newest_and_counts() {
+    let mut ring: TraceRing<3> = TraceRing::new(WhenFull::DropOldest);
+    for i in 1..=10 {
+        ring.record(at(i, send(i as u32)));
+    }
+    assert_eq!(ring.len(), 3);
+    assert_eq!(ring.dropped(), 7);
+    let kept: std::vec::Vec<u64> = ring.iter().map(|r| r.at.total_millis()).collect();
+    assert_eq!(kept, [8, 9, 10]);
+}
+
+#[test]
+fn a_ring_that_stops_keeps_the_oldest_and_counts() {
+    let mut ring: TraceRing<3> = TraceRing::new(WhenFull::Stop);
+    for i in 1..=10 {
+        ring.record(at(i, send(i as u32)));
+    }
+    assert_eq!(ring.dropped(), 7);
+    let kept: std::vec::Vec<u64> = ring.iter().map(|r| r.at.total_millis()).collect();
+    assert_eq!(kept, [1, 2, 3]);
+    ring.clear();
+    assert!(ring.is_empty());
+    assert_eq!(ring.dropped(), 7, "clearing keeps the count");
+}
+
+#[test]
+fn no_sink_records_nothing_and_says_so() {
+    let mut off: Option<TraceRing<4>> = None;
+    assert!(!off.enabled());
+    off.record(at(1, send(1)));
+    assert!(!().enabled());
+    let mut on = Some(TraceRing::<4>::new(WhenFull::Stop));
+    assert!(on.enabled());
+    on.record(at(1, send(1)));
+    assert_eq!(on.map(|r| r.len()), Some(1));
+}
+
+#[test]
+fn the_writer_writes_a_line_per_record() {
+    let mut writer = TraceWriter::new(std::vec::Vec::new());
+    writer.record(at(2, send(5)));
+    writer.record(at(
+        3,
+        Event::Segment(Segment {
+            conn: CONN,
+            seq: 1,
+            ack: 2,
+            len: 3,
+            window: 4,
+            window_scale: Some(7),
+            flags: Flags::SYN.with(Flags::ACK),
+        }),
+    ));
+    assert_eq!(writer.written(), 2);
+    let text = std::string::String::from_utf8(writer.into_inner()).unwrap();
+    assert_eq!(
+        text,
+        "2000 49152>9000 send 5\n3000 9000>49152 segment seq 1 ack 2 len 3 win 4 flags S. wscale 7\n"
+    );
+}
+
+/// Feeds `stream` to a frame reader in pieces of the given sizes, recording each
+/// read and frame as an application would; returns the reader's own counts.
+fn read_in_pieces(
+    stream: &[u8],
+    pieces: &[usize],
+    trace: &mut std::vec::Vec<Record>,
+) -> crate::wire::frame::ReadStats {
+    let format = HeaderFormat::NETWORK.with_max_len(200).unwrap();
+    let mut reader = FrameReader::new([0u8; 256], format).unwrap();
+    let mut rest = stream;
+    let mut t = 0;
+    for &piece in pieces.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (now, later) = rest.split_at(piece.min(rest.len()));
+        rest = later;
+        reader.feed(now).unwrap();
+        t += 1;
+        trace.record(at(
+            t,
+            Event::Read {
+                conn: CONN,
+                bytes: now.len() as u32,
+            },
+        ));
+        while let Some(frame) = reader.next_frame() {
+            trace.record(at(
+                t,
+                Event::Frame {
+                    conn: CONN,
+                    body: frame.len() as u32,
+                    header: 4,
+                },
+            ));
+        }
+    }
+    *reader.stats()
+}
+
+#[test]
+fn the_tally_counts_coalesced_reads_and_split_frames_as_the_reader_does() {
+    let mut stream = std::vec::Vec::new();
+    for len in [0usize, 3, 10, 1, 40, 7, 7, 100, 2] {
+        let body = std::vec![b'x'; len];
+        let mut frame = [0u8; 104];
+        let n = encode(HeaderFormat::NETWORK, &body, &mut frame).unwrap();
+        stream.extend_from_slice(&frame[..n]);
+    }
+    for pieces in [
+        &[1usize][..],
+        &[2, 3],
+        &[4],
+        &[5, 11],
+        &[14],
+        &[60],
+        &[stream.len()],
+        &[3, 100, 1],
+    ] {
+        let mut trace = std::vec::Vec::new();
+        let stats = read_in_pieces(&stream, pieces, &mut trace);
+        let tally = Tally::of(trace.iter(), CONN);
+        assert_eq!(tally.reads, stats.reads, "{pieces:?}");
+        assert_eq!(tally.read_bytes, stats.bytes, "{pieces:?}");
+        assert_eq!(tally.frames, stats.frames, "{pieces:?}");
+        assert_eq!(tally.body_bytes, stats.body_bytes, "{pieces:?}");
+        assert_eq!(tally.coalesced_reads, stats.coalesced_reads, "{pieces:?}");
+        assert_eq!(tally.split_frames, stats.split_frames, "{pieces:?}");
+        assert_eq!(tally.out_of_order, 0);
+    }
+}
+
+#[test]
+fn the_tally_sees_segments_both_ways_and_only_its_connection() {
+    let segment = |conn| {
+        Event::Segment(Segment {
+            conn,
+            seq: 0,
+            ack: 0,
+            len: 0,
+            window: 0,
+            window_scale: None,
+            flags: Flags::ACK,
+        })
+    };
+    let other = Conn::new(80, 49153);
+    let trace = [
+        at(1, segment(CONN)),
+        at(2, segment(CONN.reversed())),
+        at(3, segment(CONN.reversed())),
+        at(4, segment(other)),
+        at(3, send(9)),
+    ];
+    let tally = Tally::of(trace.iter(), CONN);
+    assert_eq!((tally.segments_out, tally.segments_in), (1, 2));
+    assert_eq!(tally.out_of_order, 1);
+    let sender = Tally::of(trace.iter(), CONN.reversed());
+    assert_eq!((sender.sends, sender.sent_bytes), (1, 9));
+}
