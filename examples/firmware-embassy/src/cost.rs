@@ -275,15 +275,15 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let mut b = pin!(b);
     let (mut out_a, mut out_b) = (None, None);
     poll_fn(|cx| {
-        if out_a.is_none() {
-            if let Poll::Ready(out) = a.as_mut().poll(cx) {
-                out_a = Some(out);
-            }
+        if out_a.is_none()
+            && let Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            out_a = Some(out);
         }
-        if out_b.is_none() {
-            if let Poll::Ready(out) = b.as_mut().poll(cx) {
-                out_b = Some(out);
-            }
+        if out_b.is_none()
+            && let Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            out_b = Some(out);
         }
         match (out_a.take(), out_b.take()) {
             (Some(a), Some(b)) => Poll::Ready((a, b)),
