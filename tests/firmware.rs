@@ -848,10 +848,8 @@ fn check_all(firmware: Firmware) -> Result<(), String> {
     pinged.map_err(|e| format!("ping over IPv4: {e}"))?;
     let took =
         tcp_echo(firmware, v4, 256 * 1024).map_err(|e| format!("TCP echo over IPv4: {e}"))?;
-    eprintln!(
-        "figure: tcp/7 echo, 256 KiB over IPv4: {took:.2?} ({:.0} KiB/s each way)",
-        kib_per_s(256 * 1024, took)
-    );
+    let echo_bulk = kib_per_s(256 * 1024, took);
+    eprintln!("figure: tcp/7 echo, 256 KiB over IPv4: {took:.2?} ({echo_bulk:.0} KiB/s each way)");
     // A second connection to the same port: the socket listens again.
     tcp_echo(firmware, v4, 1000).map_err(|e| format!("second TCP connection: {e}"))?;
     udp_echo(v6).map_err(|e| format!("UDP echo over IPv6: {e}"))?;
@@ -867,9 +865,9 @@ fn check_all(firmware: Firmware) -> Result<(), String> {
     let bulk: Vec<Vec<u8>> = (0..256).map(|i| file_bytes(SMALL_BODY, i + 1)).collect();
     let (took, _) =
         framed_echo(firmware, v4, &bulk).map_err(|e| format!("framed echo bulk: {e}"))?;
+    let framed_bulk = kib_per_s(256 * SMALL_BODY, took);
     eprintln!(
-        "figure: tcp/9000 framed echo, 256 frames of 1 KiB: {took:.2?} ({:.0} KiB/s each way)",
-        kib_per_s(256 * SMALL_BODY, took)
+        "figure: tcp/9000 framed echo, 256 frames of 1 KiB: {took:.2?} ({framed_bulk:.0} KiB/s each way)"
     );
 
     let page = curl_get("http://192.168.69.1/").map_err(|e| format!("HTTP over IPv4: {e}"))?;
@@ -931,7 +929,8 @@ fn check_all(firmware: Firmware) -> Result<(), String> {
     // One line for compare.sh: the figures of this firmware, side by side with
     // the other's.
     println!(
-        "figures: {} echo_round_trips_per_s={:.0} upload_kib_per_s={first_up:.0} \
+        "figures: {} echo_round_trips_per_s={:.0} echo_kib_per_s={echo_bulk:.0} \
+         framed_kib_per_s={framed_bulk:.0} upload_kib_per_s={first_up:.0} \
          download_kib_per_s={first_down:.0} stack_high_water={stack}",
         firmware.tag(),
         rounds as f64 / whole.as_secs_f64().max(1e-9),

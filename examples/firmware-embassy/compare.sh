@@ -11,8 +11,9 @@
 # - RAM by component, from each static's size (llvm-nm): stack resources,
 #   socket buffers, sessions, task pools, the rest; the file store (.store) is
 #   left out, as from the budget;
-# - unless --sizes-only: echo round trips per second, 1 MiB upload and download
-#   throughput over tap0, and the stack's high-water mark from /stats after that
+# - unless --sizes-only: echo round trips per second, bulk echo (tcp/7, 256 KiB)
+#   and framed echo (tcp/9000, 256 frames of 1 KiB) throughput, 1 MiB upload
+#   and download throughput over tap0, and the stack's high-water mark from /stats after that
 #   traffic. These come from the kernel-side suite (tests/firmware.rs, test
 #   serves_every_service_over_ipv4_and_ipv6 for each firmware, one after the
 #   other), which boots each firmware under QEMU in a network namespace of its
@@ -166,6 +167,8 @@ figure() { sed -n "s/^figures: $1 .*$2=\([0-9]*\).*/\1/p" "$log"; }
 echo "| figure | poll loop | embassy |"
 echo "|---|---:|---:|"
 echo "| tcp/7 echo round trips per second (32 B, one connection, 200 in a row) | $(figure poll echo_round_trips_per_s) | $(figure embassy echo_round_trips_per_s) |"
+echo "| tcp/7 echo of 256 KiB on one connection, KiB/s each way | $(figure poll echo_kib_per_s) | $(figure embassy echo_kib_per_s) |"
+echo "| tcp/9000 framed echo, 256 frames of 1 KiB, KiB/s each way | $(figure poll framed_kib_per_s) | $(figure embassy framed_kib_per_s) |"
 echo "| tcp/2121 1 MiB upload, KiB/s (IPv4) | $(figure poll upload_kib_per_s) | $(figure embassy upload_kib_per_s) |"
 echo "| tcp/2121 1 MiB download, KiB/s (IPv6) | $(figure poll download_kib_per_s) | $(figure embassy download_kib_per_s) |"
 echo "| stack high-water mark after that traffic, B (/stats) | $(figure poll stack_high_water) | $(figure embassy stack_high_water) |"

@@ -22,6 +22,8 @@
 #![cfg_attr(feature = "selftest", allow(unused_imports, dead_code))]
 
 #[cfg(feature = "selftest")]
+mod cost;
+#[cfg(feature = "selftest")]
 mod link;
 mod logger;
 #[cfg(feature = "selftest")]
@@ -152,9 +154,10 @@ fn main() -> ! {
     services::clear_store_region();
     #[cfg(not(feature = "selftest"))]
     status::log_ram_use::<SOCKETS>();
-    let executor = EXECUTOR.init(Executor::new());
     #[cfg(feature = "selftest")]
-    executor.run(selftest::spawn);
+    run_counting_sleep();
+    #[cfg(not(feature = "selftest"))]
+    let executor = EXECUTOR.init(Executor::new());
     #[cfg(not(feature = "selftest"))]
     let (stack, runner) = new_stack(new_device());
     #[cfg(not(feature = "selftest"))]
@@ -166,6 +169,32 @@ fn main() -> ! {
             services::Describe
         );
     })
+}
+
+/// The self-test's executor: embassy's thread-mode loop (poll the tasks, then
+/// `wfe` until a task is woken), which also adds up the time spent in `wfe`
+/// for the cost measurement (`cost.rs`).
+#[cfg(feature = "selftest")]
+fn run_counting_sleep() -> ! {
+    use embassy_executor::raw;
+    static RAW: StaticCell<raw::Executor> = StaticCell::new();
+    // The context `Executor::new` gives its raw executor (`usize::MAX`): with
+    // it, embassy-executor's Cortex-M pender answers a wake with `sev`, which
+    // ends the `wfe` below.
+    let context = core::ptr::without_provenance_mut(usize::MAX);
+    let executor: &'static raw::Executor = RAW.init(raw::Executor::new(context));
+    selftest::spawn(executor.spawner());
+    loop {
+        // SAFETY: `poll` is called from this one thread-mode loop only, never
+        // reentrantly, on an executor in a static.
+        #[allow(unsafe_code)]
+        unsafe {
+            executor.poll();
+        }
+        let asleep = embassy_time::Instant::now();
+        cortex_m::asm::wfe();
+        cost::add_idle(asleep.elapsed());
+    }
 }
 
 /// The driver, built in its static and initialised.

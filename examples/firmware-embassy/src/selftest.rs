@@ -28,6 +28,7 @@ use smolsock::wire::frame::{FrameReader, HeaderFormat};
 use smolsock::wire::transfer::FileName;
 use static_cell::ConstStaticCell;
 
+use crate::cost;
 use crate::link::{self, End, Wire};
 use crate::services::{self, ECHO_PORT, EmbassyClock, FRAMED_PORT, HTTP_PORT, TRANSFER_PORT};
 use crate::{MAC_ADDRESS, SOCKETS, unwrap_spawn};
@@ -56,7 +57,8 @@ const TRANSFER_BUFFER: usize = 1024 + 4;
 
 static SERVER_TO_CLIENT: Wire = Wire::new();
 static CLIENT_TO_SERVER: Wire = Wire::new();
-static SERVER_RESOURCES: ConstStaticCell<StackResources<SOCKETS>> =
+/// The services' sockets and the cost measurement's socket loop.
+static SERVER_RESOURCES: ConstStaticCell<StackResources<{ SOCKETS + 1 }>> =
     ConstStaticCell::new(StackResources::new());
 /// One TCP socket and one UDP socket at a time.
 static CLIENT_RESOURCES: ConstStaticCell<StackResources<2>> =
@@ -85,6 +87,7 @@ pub fn spawn(spawner: Spawner) {
     spawner.spawn(unwrap_spawn(link_task(server_runner)));
     spawner.spawn(unwrap_spawn(link_task(client_runner)));
     services::spawn_all(spawner, server);
+    cost::spawn_plain_echo(spawner, server);
     spawner.spawn(unwrap_spawn(client_task(client)));
 }
 
@@ -175,6 +178,10 @@ async fn client_task(stack: Stack<'static>) -> ! {
         "tcp/2121: 256 KiB put (IPv4) and get (IPv6), CRC-32 checked",
         with_timeout(CHECK_TIMEOUT, transfer(stack, v4, v6)).await,
     );
+    tally.record(
+        "cost: 1 MiB echoed through each path, every byte checked",
+        Ok(cost::measure(stack, v4).await),
+    );
     log_link_drops();
     tally.record(
         "stack: high-water mark below the stack's size",
@@ -225,7 +232,7 @@ async fn udp_echo(stack: Stack<'static>, server: IpAddress) -> Result<(), &'stat
 /// still closing its last connection, a SYN is answered with a reset. As a
 /// client of the firmware should, this tries again after 100 ms, a bounded
 /// number of times, and logs how often it was refused.
-async fn connect<'a>(
+pub(crate) async fn connect<'a>(
     stack: Stack<'static>,
     server: IpAddress,
     port: u16,

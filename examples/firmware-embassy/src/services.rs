@@ -353,7 +353,8 @@ async fn serve<S: Session>(
             session: &mut *session,
             publish: &publish,
         };
-        let end = asynch::run(&mut live, &mut socket, &EmbassyClock, io_rx, io_tx).await;
+        let mut stream = NoWaitForAcks(&mut socket);
+        let end = asynch::run(&mut live, &mut stream, &EmbassyClock, io_rx, io_tx).await;
         let closed = matches!(end, Ok(End::Closed));
         if closed {
             socket.close();
@@ -376,6 +377,40 @@ async fn serve<S: Session>(
                 pool.aborted += 1;
             }
         });
+    }
+}
+
+/// The socket as `asynch::run` sees it: reads and writes are the socket's, and
+/// a flush returns at once.
+///
+/// `asynch::run` flushes whenever its session has nothing more to send, before
+/// it reads again, and embassy-net's `flush` waits until the peer has
+/// acknowledged every byte sent. An echo writes each piece it read (128 bytes
+/// here) and then waited a round trip before reading the next; against Linux,
+/// which holds the ACK of a lone small segment up to 40 ms, a 256 KiB echo took
+/// 12 s (README). Nothing here needs that wait: a write already hands the bytes
+/// to the stack, which sends them on its own, and a connection's end still
+/// waits for every byte and the FIN to be acknowledged (`socket.flush()` after
+/// `close` in [`serve`]).
+struct NoWaitForAcks<'s, 'a>(&'s mut TcpSocket<'a>);
+
+impl embedded_io_async::ErrorType for NoWaitForAcks<'_, '_> {
+    type Error = embassy_net::tcp::Error;
+}
+
+impl embedded_io_async::Read for NoWaitForAcks<'_, '_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.0.read(buf).await
+    }
+}
+
+impl embedded_io_async::Write for NoWaitForAcks<'_, '_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.0.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 

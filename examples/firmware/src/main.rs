@@ -13,13 +13,15 @@
 //! one serve every client in turn.
 //!
 //! Porting to a real board with a LAN9118 means changing the constants below
-//! (base address, IRQ number, core clock) and `memory.x`; a board with another
+//! (base address, IRQ number, core clock) and `link/memory.x`; a board with another
 //! Ethernet controller swaps the `lan9118` driver for its own `phy::Device`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 mod clock;
+#[cfg(feature = "selftest")]
+mod cost;
 mod logger;
 #[cfg(feature = "selftest")]
 mod selftest;
@@ -134,6 +136,8 @@ fn main() -> ! {
             device,
             clock: &mut clock,
             mac_address: MAC_ADDRESS,
+            dcb: core.DCB,
+            dwt: core.DWT,
         };
         let passed = selftest::run(&mut board);
         debug::exit(if passed {

@@ -32,6 +32,9 @@ pub struct Board<'a> {
     pub clock: &'a mut Clock,
     /// The MAC address the firmware configured.
     pub mac_address: [u8; 6],
+    /// The debug blocks, for the DWT cycle counter.
+    pub dcb: cortex_m::peripheral::DCB,
+    pub dwt: cortex_m::peripheral::DWT,
 }
 
 type Check = fn(&mut Board<'_>) -> Result<(), &'static str>;
@@ -46,6 +49,14 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "sim: echo and 20 frames between two stacks over a lossy in-process link",
         two_stacks,
+    ),
+    (
+        "dwt: the cycle counter, counting or not (logged)",
+        cycle_counter,
+    ),
+    (
+        "cost: 1 MiB echoed through each path, every byte checked",
+        cost,
     ),
     ("stack: high-water mark below the stack's size", stack_fits),
 ];
@@ -116,6 +127,22 @@ fn clock_advances(board: &mut Board<'_>) -> Result<(), &'static str> {
         }
     }
     Err("SysTick never advanced 3 ms")
+}
+
+/// Logs whether the DWT cycle counter counts; passes either way (QEMU does
+/// not model it), so the cost figures say what they are measured in.
+fn cycle_counter(board: &mut Board<'_>) -> Result<(), &'static str> {
+    let counts = crate::cost::cycle_counter_counts(&mut board.dcb, &mut board.dwt);
+    if counts {
+        log::info!("dwt: CYCCNT counts");
+    } else {
+        log::info!("dwt: CYCCNT does not count here; the cost is emulated time (-icount)");
+    }
+    Ok(())
+}
+
+fn cost(board: &mut Board<'_>) -> Result<(), &'static str> {
+    crate::cost::measure(board.device)
 }
 
 /// Checks the stack never reached the bottom of its region (after the other

@@ -11,7 +11,7 @@
 //!
 //! The library's sessions are used as they are; this module only gives them
 //! memory and sockets, and keeps the counters the status page shows. The file
-//! store (3 MiB, in `.store`, outside the 64 KiB budget: see `memory.x`) holds a
+//! store (3 MiB, in `.store`, outside the 64 KiB budget: see `link/memory.x`) holds a
 //! 1 MiB file and a second 1 MiB upload of the same name, which the store keeps
 //! as a partial until it commits.
 //!
@@ -158,12 +158,12 @@ static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
 static HTTP: StaticCell<HttpServer> = StaticCell::new();
 static TRANSFER: StaticCell<TransferPool> = StaticCell::new();
 
-/// The file store, in its own region above the 64 KiB budget (`memory.x`).
+/// The file store, in its own region above the 64 KiB budget (`link/memory.x`).
 ///
 /// Its initial value is all zero bytes (an empty `RamStore` is), so it costs no
 /// flash: the section name starts with `.sbss.`, which makes it `NOBITS`, and
 /// the compiler refuses the build should the value ever have a non-zero byte.
-/// `memory.x` puts it, alone, in the `.store` output section of the STORE
+/// `link/memory.x` puts it, alone, in the `.store` output section of the STORE
 /// region, `NOLOAD`: [`clear_store_region`] zeroes it before it is taken.
 #[allow(unsafe_code)]
 #[unsafe(link_section = ".sbss.store")]
@@ -284,7 +284,7 @@ pub fn clear_store_region() {
     let start = core::ptr::addr_of_mut!(__sstore);
     let end = core::ptr::addr_of_mut!(__estore);
     let words = (end as usize).saturating_sub(start as usize) / 4;
-    // SAFETY: `memory.x` defines `__sstore..__estore` as the `.store` output
+    // SAFETY: `link/memory.x` defines `__sstore..__estore` as the `.store` output
     // section, word-aligned, inside the STORE region, and only `STORE` lives
     // there; nothing has referenced it yet (this runs once, at boot, before
     // `STORE` is taken), so no reference is invalidated.
