@@ -10,6 +10,10 @@
 //!   [`FileSource`](crate::transfer::FileSource) or into a
 //!   [`FileSink`](crate::transfer::FileSink), with a progress callback; over
 //!   `std::net::UdpSocket` in `std_net` (feature `std`).
+//! - `asynch` (feature `embedded-io-async`): an async client and a server of one
+//!   transfer at a time over any
+//!   [`asynch::DatagramSocket`](crate::asynch::DatagramSocket), such as
+//!   embassy-net's `UdpSocket`.
 //! - `net::TftpServer` and `net::TftpClient` (feature `smoltcp`): the server on
 //!   udp/69 and a client transfer over smoltcp's poll loop.
 //!
@@ -92,6 +96,8 @@
 //! leaves no file, because it is written to the store's hidden partial and
 //! committed only when its last block is in.
 
+#[cfg(feature = "embedded-io-async")]
+pub mod asynch;
 mod client;
 mod flow;
 pub mod packet;
