@@ -241,7 +241,10 @@ async fn a_put_and_a_get_over_a_lossy_link_move_every_byte_and_retransmit() {
             retransmits += moved.server.retransmits + moved.retransmits;
         }
     }
-    assert!(lost > 10 && retransmits > 0, "{lost} lost, {retransmits} sent again");
+    assert!(
+        lost > 10 && retransmits > 0,
+        "{lost} lost, {retransmits} sent again"
+    );
 }
 
 /// Loses the first ACK of block `block` the client sends.
@@ -263,7 +266,12 @@ async fn a_dallying_get_acks_the_repeated_last_block_and_the_server_ends_clean()
     assert_eq!((moved.put, moved.get), (Ok(1000), Ok(1000)));
     assert!(moved.got == data);
     assert_eq!(net.counts().1, 1, "one datagram lost");
-    assert_eq!((moved.server.completed, moved.server.failed), (2, 0), "{}", moved.server);
+    assert_eq!(
+        (moved.server.completed, moved.server.failed),
+        (2, 0),
+        "{}",
+        moved.server
+    );
     assert_eq!(moved.server.retransmits, 1, "the last block, once");
 
     // Without the dally the get returns at once, with the file; the server's
@@ -273,7 +281,11 @@ async fn a_dallying_get_acks_the_repeated_last_block_and_the_server_ends_clean()
     assert_eq!((moved.put, moved.get), (Ok(1000), Ok(1000)));
     assert!(moved.got == data);
     assert_eq!(
-        (moved.server.completed, moved.server.failed, moved.server.timeouts),
+        (
+            moved.server.completed,
+            moved.server.failed,
+            moved.server.timeouts
+        ),
         (1, 1, 1),
         "{}",
         moved.server

@@ -162,11 +162,8 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
                 return outcome.unwrap_or(Err(TftpError::Unexpected));
             }
             let deadline = session.poll_timeout();
-            let received = select(
-                self.socket.recv_from(self.buf),
-                alarm(clock, deadline, now),
-            )
-            .await;
+            let received =
+                select(self.socket.recv_from(self.buf), alarm(clock, deadline, now)).await;
             let (len, from) = match received {
                 Either::First(Ok(got)) => got,
                 Either::First(Err(_)) => {
@@ -365,8 +362,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             return;
         }
         self.peer = Some(from);
-        self.transfer
-            .start(buf.get(..len).unwrap_or_default(), now);
+        self.transfer.start(buf.get(..len).unwrap_or_default(), now);
     }
 
     /// Ends the transfer in progress, if any (an upload leaves no file).

@@ -91,7 +91,9 @@ enum Phase {
     Failing(TftpError),
     /// A get's last ACK went out and its outcome is given; a repeat of the last
     /// DATA (the ACK was lost) is acknowledged again, until `until`.
-    Dallying { until: Instant },
+    Dallying {
+        until: Instant,
+    },
     Done,
 }
 
