@@ -306,17 +306,19 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
                     core::future::pending().await
                 }
             };
+            // The running transfer's datagrams first: a flood of requests at
+            // port 69 cannot starve it.
             let waited = select(
-                listen.recv_from(request),
-                select(transfer, alarm(clock, deadline, now)),
+                transfer,
+                select(listen.recv_from(request), alarm(clock, deadline, now)),
             )
             .await;
             let now = clock.now();
             match waited {
-                Either::First(Ok((len, from))) => {
+                Either::Second(Either::First(Ok((len, from)))) => {
                     self.request(listen, request, len, from, now).await;
                 }
-                Either::Second(Either::First(Ok((len, from)))) => {
+                Either::First(Ok((len, from))) => {
                     if Some(from) == self.peer {
                         self.transfer
                             .receive(datagram.get(..len).unwrap_or_default(), now);
