@@ -11,7 +11,8 @@
 //!   wants frames over a stream without a session.
 //! - [`DatagramSocket`]: a UDP socket, for the datagram sessions (TFTP's, in
 //!   `tftp::asynch`), implemented in a few lines over embassy-net's `UdpSocket`
-//!   or tokio's.
+//!   or tokio's; [`recv_from_until`] waits for a datagram until a deadline on
+//!   the [`Clock`].
 //!
 //! The adapter moves bytes and tells the session the time, nothing more: each turn
 //! it hands the session what was read (what it does not take stays, as
@@ -500,6 +501,27 @@ impl<D: DatagramSocket + ?Sized> DatagramSocket for &mut D {
 
     fn same_host(a: &Self::Addr, b: &Self::Addr) -> bool {
         D::same_host(a, b)
+    }
+}
+
+/// Waits for a datagram on `socket` until `deadline` (for ever without one):
+/// `Ok(Some((len, from)))`, or `Ok(None)` once the deadline has passed on
+/// `clock`. A deadline already past gives other tasks a turn, then `Ok(None)`
+/// unless a datagram was waiting.
+pub async fn recv_from_until<D, C>(
+    socket: &mut D,
+    buf: &mut [u8],
+    clock: &C,
+    deadline: Option<Instant>,
+) -> Result<Option<(usize, D::Addr)>, D::Error>
+where
+    D: DatagramSocket + ?Sized,
+    C: Clock + ?Sized,
+{
+    let now = clock.now();
+    match select(socket.recv_from(buf), alarm(clock, deadline, now)).await {
+        Either::First(received) => received.map(Some),
+        Either::Second(()) => Ok(None),
     }
 }
 

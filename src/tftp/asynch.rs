@@ -23,7 +23,7 @@ use super::{
     ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, ServerTransfer, TftpError,
     TftpStats, bump, emit_error,
 };
-use crate::asynch::{Clock, DatagramSocket, Either, alarm, select};
+use crate::asynch::{Clock, DatagramSocket, Either, alarm, recv_from_until, select};
 use crate::store::{FileName, Storage};
 use crate::transfer::{FileSink, FileSource, SharedStore};
 
@@ -162,15 +162,14 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
                 return outcome.unwrap_or(Err(TftpError::Unexpected));
             }
             let deadline = session.poll_timeout();
-            let received =
-                select(self.socket.recv_from(self.buf), alarm(clock, deadline, now)).await;
+            let received = recv_from_until(self.socket, self.buf, clock, deadline).await;
             let (len, from) = match received {
-                Either::First(Ok(got)) => got,
-                Either::First(Err(_)) => {
+                Ok(Some(got)) => got,
+                Ok(None) => continue,
+                Err(_) => {
                     bump(&mut self.stats.malformed);
                     continue;
                 }
-                Either::Second(()) => continue,
             };
             match self.peer {
                 None if D::same_host(&from, &self.server) => self.peer = Some(from),

@@ -94,7 +94,10 @@
 //! the negotiated timeout a bounded number of times, then ends with an ERROR and
 //! is counted in [`TftpStats::timeouts`]; an upload that fails or stops early
 //! leaves no file, because it is written to the store's hidden partial and
-//! committed only when its last block is in.
+//! committed only when its last block is in. A get dallies after its last ACK
+//! (RFC 1350's advice): it acknowledges a repeated last block again for a
+//! while, so that a server whose final ACK was lost ends clean; its outcome is
+//! given at once, and [`ClientSession::is_done`] says when the dally is over.
 
 #[cfg(feature = "embedded-io-async")]
 pub mod asynch;
