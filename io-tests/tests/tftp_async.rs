@@ -291,3 +291,78 @@ async fn a_dallying_get_acks_the_repeated_last_block_and_the_server_ends_clean()
         moved.server
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_during_a_transfer_is_told_busy_and_a_stray_datagram_gets_error_5() {
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let data = pattern(40_000);
+    let name = FileName::new("f").unwrap();
+    shared
+        .with_store(|s| {
+            use smolsock::store::Storage;
+            let mut upload = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut upload, &data).unwrap();
+            s.commit(&upload, smolsock::wire::crc32::crc32(&data))
+                .unwrap();
+        })
+        .unwrap();
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
+    let (mut socket, mut other) = (net.bind(CLIENT), net.bind((3, 7000)));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 516], vec![0u8; 516]);
+    let mut got = vec![0u8; data.len()];
+    let done = std::cell::Cell::new(0u64);
+    let get = async {
+        let mut client = Client::new(&mut socket, SERVER, &mut buf);
+        let sink = SliceSink::new(&mut got);
+        client
+            .get(&clock, name, ClientConfig::DEFAULT, sink, |n, _| {
+                done.set(n)
+            })
+            .await
+    };
+    let intruder = async {
+        // Once the get is under way: a request to port 69, then an ACK to the
+        // transfer's port, from another host.
+        // Bounded: a get that never gets there fails the test, not hangs it.
+        for _ in 0..1_000_000 {
+            if done.get() >= 10_000 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(done.get() >= 10_000, "the get never got under way");
+        // Each answer within 10 s of (paused, virtual) time, or the test fails.
+        let patience = std::time::Duration::from_secs(10);
+        let mut answer = [0u8; 600];
+        let rrq = b"\x00\x01f\x00octet\x00";
+        other.send_to(rrq, SERVER).await.unwrap();
+        let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
+        let (n, from) = received.await.expect("an answer from port 69").unwrap();
+        let busy = (
+            from,
+            answer[..4].to_vec(),
+            String::from_utf8_lossy(&answer[4..n]).into_owned(),
+        );
+        other.send_to(&[0, 4, 0, 1], TRANSFER_PORT).await.unwrap();
+        let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
+        let (n, from) = received
+            .await
+            .expect("an answer from the transfer's port")
+            .unwrap();
+        (busy, (from, answer[..n.min(4)].to_vec()))
+    };
+    let (outcome, (busy, stray)) = tokio::select! {
+        both = async { tokio::join!(get, intruder) } => both,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    assert_eq!(outcome, Ok(data.len() as u64));
+    assert!(got == data);
+    assert_eq!((busy.0, busy.1), (SERVER, vec![0, 5, 0, 0]), "{}", busy.2);
+    assert!(busy.2.contains("busy"), "{}", busy.2);
+    assert_eq!(stray, (TRANSFER_PORT, vec![0, 5, 0, 5]));
+    let stats = server.stats();
+    assert_eq!((stats.pool_full, stats.wrong_tid), (1, 1), "{stats}");
+}
