@@ -898,11 +898,21 @@ fn random_datagrams_never_panic_a_session() {
         server.end(Instant::from_secs(100));
         let mut sink = [0u8; 64];
         let mut client = ClientGet::new(FileName::new("g").unwrap(), OPTIONS, SliceSink::new(&mut sink), |_, _| {});
+        let mut buf = [0u8; 2000];
         for d in &datagrams {
             client.receive(d, Instant::ZERO);
-            let mut buf = [0u8; 2000];
             client.transmit(&mut buf, Instant::ZERO);
         }
+        // Then silence: the client ends within its tries (or its dally).
+        let mut now = Instant::ZERO;
+        for _ in 0..20 {
+            while client.transmit(&mut buf, now) > 0 {}
+            let Some(at) = client.poll_timeout() else { break };
+            now = at.max(now);
+            client.handle_timeout(now);
+        }
+        while client.transmit(&mut buf, now) > 0 {}
+        prop_assert!(client.is_done());
     });
 }
 
