@@ -1,7 +1,8 @@
 //! The first thing to run: a server and a client, two smoltcp stacks in one process
 //! joined by a simulated Ethernet link, exercising every service smolsock ships:
 //! raw echo, framed echo, UDP echo, an HTTP GET of the live status page (and a 404),
-//! and a file upload and download with a progress bar.
+//! a file upload and download with a progress bar, and the same file fetched
+//! again over TFTP, side by side with the TCP transfer.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -32,11 +33,13 @@ use smolsock::net::{
     ClientState, HandleError, PortAllocator, ServerConfig, ServerError, ServerStats, Service,
     TcpClient, TcpServer, TcpSession, UdpEcho, UdpService, UdpStats,
 };
+use smolsock::net::{TftpClient, TftpServer};
 use smolsock::runner::sim::{
     CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SimConfig, SimNet, SimTimeout,
 };
 use smolsock::session::{Echo, Framed, FramedEcho, FramedStats, Request, SendError};
-use smolsock::store::{FileName, FileStat, RamStore};
+use smolsock::store::{FileName, FileStat, RamStore, Storage};
+use smolsock::tftp::{ClientConfig as TftpConfig, ClientGet};
 use smolsock::transfer::{
     PutOptions, SharedStore, SliceSink, TransferClient, TransferServer, UploadLease,
 };
@@ -98,6 +101,9 @@ const FILE_SIZE: usize = 384 * 1024;
 const TRANSFER_PATIENCE: Duration = Duration::from_secs(600);
 /// Virtual time an upload or a download may take before the step fails.
 const TRANSFER_LIMIT: Duration = Duration::from_secs(1800);
+/// The TFTP server's datagram buffer: `blksize` up to 1428, a datagram in one
+/// 1500-byte frame.
+const TFTP_BUF: usize = 1428 + 4;
 
 /// Command-line options.
 #[derive(Parser, Debug, Clone)]
@@ -172,6 +178,8 @@ struct Servers<'a> {
     udp: UdpService<UdpEcho, UDP_MAX>,
     http: TcpServer<HttpSlot<'a>, SLOTS>,
     transfer: TcpServer<TransferSlot<'a>, SLOTS>,
+    /// udp/69: TFTP from the same store, one transfer at a time.
+    tftp: TftpServer<'a, &'a mut Store, 1, TFTP_BUF>,
     live: &'a LiveCounters,
     shared: &'a SharedStore<&'a mut Store>,
 }
@@ -236,12 +244,25 @@ impl<'a> Servers<'a> {
             ..ServerConfig::DEFAULT
         });
         let udp = UdpService::new(sockets.add(udp_socket(8, 8 * 1024)), UDP_ECHO_PORT, UdpEcho);
+        let tftp_socket = |sockets: &mut SocketSet<'_>| sockets.add(udp_socket(16, 16 * TFTP_BUF));
+        let listen = tftp_socket(sockets);
+        let slot = tftp_socket(sockets);
+        let tftp = TftpServer::new(
+            listen,
+            [slot],
+            shared,
+            smolsock::tftp::ServerConfig {
+                max_block_size: 1428,
+                ..smolsock::tftp::ServerConfig::DEFAULT
+            },
+        );
         Ok(Self {
             echo,
             framed,
             udp,
             http,
             transfer,
+            tftp,
             live,
             shared,
         })
@@ -284,6 +305,7 @@ impl Service for Servers<'_> {
         self.udp.poll(sockets, now);
         self.http.poll(sockets, now);
         self.transfer.poll(sockets, now);
+        self.tftp.poll(sockets, now);
         self.publish();
     }
 
@@ -294,6 +316,7 @@ impl Service for Servers<'_> {
             self.udp.poll_at(sockets),
             self.http.poll_at(sockets),
             self.transfer.poll_at(sockets),
+            self.tftp.poll_at(sockets),
         ]
         .into_iter()
         .flatten()
@@ -319,6 +342,8 @@ struct Demo<'s, 'a> {
     udp: SocketHandle,
     /// The seed of the run, which also makes the file the transfer step sends.
     seed: u64,
+    /// The link's loss, per mille.
+    loss: u16,
     /// Whether to draw progress bars (stdout is a terminal).
     draw: bool,
     /// The step's trace, when its pictures are drawn.
@@ -417,6 +442,10 @@ const STEPS: &[(&str, Step)] = &[
     (
         "file transfer on tcp/2121: upload with a progress bar, STAT, download, CRC-32",
         transfer,
+    ),
+    (
+        "the same file fetched over tcp/2121 and over TFTP on udp/69, side by side",
+        tftp_beside_transfer,
     ),
 ];
 
@@ -1063,6 +1092,194 @@ fn transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
     })
 }
 
+/// What moving a file cost on the link.
+struct WireCost {
+    time: Duration,
+    frames: u64,
+    lost: u64,
+    bytes: u64,
+    retransmits: u64,
+}
+
+impl WireCost {
+    /// The link's counters now, both directions summed: (frames, lost, bytes).
+    fn link(net: &TracedNet<'_>) -> (u64, u64, u64) {
+        let stats = net.stats();
+        let (a, b) = (stats.server_to_client, stats.client_to_server);
+        (
+            a.sent + b.sent,
+            a.lost + b.lost,
+            a.bytes_sent + b.bytes_sent,
+        )
+    }
+
+    /// From `before` (a [`link`](Self::link) reading at `started`) to now.
+    fn since(
+        net: &TracedNet<'_>,
+        started: Instant,
+        before: (u64, u64, u64),
+        retransmits: u64,
+    ) -> Self {
+        let now = Self::link(net);
+        Self {
+            time: since(started, net.now()),
+            frames: now.0 - before.0,
+            lost: now.1 - before.1,
+            bytes: now.2 - before.2,
+            retransmits,
+        }
+    }
+
+    fn row(&self, what: &str) -> String {
+        format!(
+            "  {what:<34}{:>10}{:>8}{:>6}{:>11}{:>8}",
+            millis(self.time),
+            self.frames,
+            self.lost,
+            self.bytes,
+            self.retransmits
+        )
+    }
+}
+
+/// Data segments from `port` that carried bytes sent before: TCP's
+/// retransmissions, read off the segments the link carried.
+fn tcp_retransmits(records: &[Record], port: u16) -> u64 {
+    let mut top: Option<u32> = None;
+    let mut again = 0;
+    for record in records {
+        let Event::Segment(segment) = record.event else {
+            continue;
+        };
+        if segment.conn.local != port || segment.len == 0 {
+            continue;
+        }
+        let end = segment.seq.wrapping_add(u32::from(segment.len));
+        match top {
+            Some(top_end) if (top_end.wrapping_sub(end) as i32) >= 0 => again += 1,
+            _ => top = Some(end),
+        }
+    }
+    again
+}
+
+/// The transfer step's file fetched again, over tcp/2121 and over TFTP (RFC
+/// 1350's 512-byte lock-step, then 1428-byte blocks in windows of 8), each
+/// measured from its first packet until the file is in: virtual time, frames
+/// and bytes on the link both ways, frames the link lost, and the packets each
+/// protocol sent again. The TFTP gets dally after their last ACK (in case it is
+/// lost), and the server must end each one clean.
+fn tftp_beside_transfer(demo: &mut Demo<'_, '_>) -> Result<(), String> {
+    let data = noise(FILE_SIZE, demo.seed);
+    let name = FileName::new(FILE_NAME).map_err(|e| e.to_string())?;
+    // The file of the transfer step; stored here if that step did not.
+    demo.servers
+        .shared
+        .with_store(|s| {
+            if s.stat(&name).is_ok() {
+                return Ok(());
+            }
+            let mut upload = s.begin_upload(&name, data.len() as u64, false)?;
+            s.append(&mut upload, &data)?;
+            s.commit(&upload, crc32(&data)).map(drop)
+        })
+        .ok_or("the store is busy")?
+        .map_err(|e| format!("store: {e}"))?;
+    let mut rows = Vec::new();
+
+    // tcp/2121, with the segments recorded to count TCP's retransmissions.
+    let own_trace = demo.net.capture().trace().is_none();
+    if own_trace {
+        *demo.net.capture_mut().trace_mut() = Some(SharedTrace::default());
+    }
+    let trace = demo.net.capture().trace().clone().unwrap_or_default();
+    let (mark, started, before) = (trace.len(), demo.net.now(), WireCost::link(&demo.net));
+    demo.connect(SERVER_V4.into(), TRANSFER_PORT, false)?;
+    let mut client = TransferClient::new(vec![0; TRANSFER_BODY + 4], vec![0; TRANSFER_BODY + 4])
+        .map_err(|e| e.to_string())?
+        .with_timeout(Some(TRANSFER_PATIENCE.into()));
+    let mut back = vec![0u8; FILE_SIZE];
+    let get = client.get(name, SliceSink::new(&mut back), false, |_, _| {});
+    let (fetched, get) = demo.request(TRANSFER_LIMIT, get, |_| {});
+    drop(get);
+    let retransmits = tcp_retransmits(&trace.records_from(mark), TRANSFER_PORT);
+    let cost = WireCost::since(&demo.net, started, before, retransmits);
+    if own_trace {
+        *demo.net.capture_mut().trace_mut() = None;
+    }
+    fetched
+        .map_err(|e| format!("tcp get: {e}"))?
+        .map_err(|e| format!("tcp get: {e}"))?;
+    demo.close(|servers| servers.transfer.active() == 0)?;
+    check(back == data, || "the TCP download differs".into())?;
+    rows.push(cost.row("tcp/2121 GET"));
+
+    let configs = [
+        ("TFTP, 512 B blocks, lock-step", TftpConfig::DEFAULT),
+        (
+            "TFTP, 1428 B blocks, windows of 8",
+            TftpConfig {
+                block_size: Some(1428),
+                window: Some(8),
+                ..TftpConfig::DEFAULT
+            },
+        ),
+    ];
+    for (what, config) in configs {
+        let before_server = demo.servers.tftp.stats();
+        let mut back = vec![0u8; FILE_SIZE];
+        let session = ClientGet::new(name, config, SliceSink::new(&mut back), |_, _| {});
+        let local_port = demo.ports.allocate(demo.net.now()).unwrap_or(50_001);
+        let handle = demo.net.client.sockets.add(udp_socket(16, 16 * TFTP_BUF));
+        let mut client = TftpClient::<_, TFTP_BUF>::new(
+            handle,
+            local_port,
+            IpEndpoint::new(SERVER_V4.into(), smolsock::tftp::PORT),
+            session,
+        );
+        let (started, before) = (demo.net.now(), WireCost::link(&demo.net));
+        let outcome = demo
+            .net
+            .run_services(&mut demo.servers, &mut client, TRANSFER_LIMIT, |_, c, _| {
+                c.outcome()
+            })
+            .map_err(|e| format!("{what}: {e}"))?;
+        let server_retransmits = demo.servers.tftp.stats().retransmits - before_server.retransmits;
+        let retransmits = client.session().stats().retransmits + server_retransmits;
+        let cost = WireCost::since(&demo.net, started, before, retransmits);
+        // The get dallies; the server ends its side.
+        demo.net
+            .run_services(&mut demo.servers, &mut client, TRANSFER_LIMIT, |s, c, _| {
+                (c.is_done() && s.tftp.active() == 0).then_some(())
+            })
+            .map_err(|e| format!("{what}, after the file: {e}"))?;
+        let complete = client.session().sink().is_complete();
+        demo.net.client.sockets.remove(handle);
+        let size = outcome.map_err(|e| format!("{what}: {e}"))?;
+        check(size == FILE_SIZE as u64 && complete && back == data, || {
+            format!("{what}: the download differs")
+        })?;
+        let server = demo.servers.tftp.stats();
+        check(server.failed == before_server.failed, || {
+            format!("{what}: the server counted a failure ({server})")
+        })?;
+        rows.push(cost.row(what));
+    }
+    println!(
+        "  {FILE_SIZE} B, from the first packet until the file is in, at loss {} per mille:",
+        demo.loss
+    );
+    println!(
+        "  {:<34}{:>10}{:>8}{:>6}{:>11}{:>8}",
+        "", "time", "frames", "lost", "bytes", "resent"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    println!("  server udp/69: {}", demo.servers.tftp.stats());
+    Ok(())
+}
+
 /// Builds the network and runs every step; returns how many failed. `draw`: draw
 /// progress bars (stdout is a terminal).
 fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
@@ -1081,8 +1298,8 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
     let status = |out: &mut dyn fmt::Write| live.write(out, &shared);
     let site = StatusSite::new("smolsock demo", &status);
 
-    let mut server_storage = [SocketStorage::EMPTY; 4 * SLOTS + 1];
-    let mut client_storage = [SocketStorage::EMPTY; 2];
+    let mut server_storage = [SocketStorage::EMPTY; 4 * SLOTS + 3];
+    let mut client_storage = [SocketStorage::EMPTY; 3];
     let mut net: TracedNet = SimNet::new(
         SimConfig::new(options.seed).with_faults(link(LINK_DELAY, options.loss)),
         SocketSet::new(&mut server_storage[..]),
@@ -1116,6 +1333,7 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
         tcp,
         udp,
         seed: options.seed,
+        loss: options.loss,
         draw,
         trace,
     };
@@ -1239,10 +1457,13 @@ mod tests {
             .collect();
         names.sort();
         let steps: Vec<&str> = names.iter().map(|n| &n[..6]).collect();
-        // Steps 4 and 5 are UDP: no connection to draw.
+        // Steps 4 and 5 are UDP: no connection to draw; step 9 draws its TCP
+        // get (its TFTP gets are UDP).
         assert_eq!(
             steps,
-            ["step-1", "step-2", "step-3", "step-6", "step-7", "step-8"]
+            [
+                "step-1", "step-2", "step-3", "step-6", "step-7", "step-8", "step-9"
+            ]
         );
         for name in &names {
             let text = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -1273,6 +1494,43 @@ mod tests {
     #[test]
     fn every_step_passes_on_a_lossy_link() {
         assert_eq!(demo(&["--loss", "100", "--seed", "4"]), 0);
+    }
+
+    /// Step 9 counts TCP's retransmissions off the segments: a data segment
+    /// whose bytes went out before, across the sequence numbers' wrap, from the
+    /// server's port only.
+    #[test]
+    fn a_segment_carrying_bytes_sent_before_counts_as_a_retransmission() {
+        let segment = |local: u16, seq: u32, len: u16| Record {
+            at: smolsock::time::Instant::ZERO,
+            event: Event::Segment(trace::Segment {
+                conn: Conn {
+                    local,
+                    remote: 50_000,
+                },
+                seq,
+                ack: 0,
+                len,
+                window: 0,
+                window_scale: None,
+                flags: trace::Flags::ACK,
+            }),
+        };
+        let near_wrap = u32::MAX - 999;
+        let records = [
+            segment(2121, near_wrap, 1000),
+            segment(2121, 0, 1000),
+            // The first again, then part of the second: both resent.
+            segment(2121, near_wrap, 1000),
+            segment(2121, 500, 500),
+            // The client's ACKs and its own bytes do not count.
+            segment(50_000, 7, 0),
+            segment(50_000, 7, 100),
+            segment(50_000, 7, 100),
+            segment(2121, 1000, 1000),
+        ];
+        assert_eq!(tcp_retransmits(&records, 2121), 2);
+        assert_eq!(tcp_retransmits(&records[..2], 2121), 0);
     }
 
     #[test]
@@ -1317,6 +1575,7 @@ mod tests {
             (17, UDP_ECHO_PORT),
             (6, HTTP_PORT),
             (6, TRANSFER_PORT),
+            (17, smolsock::tftp::PORT),
         ] {
             assert!(ports.contains(&service), "{service:?} not in {ports:?}");
         }

@@ -9,6 +9,10 @@
 //!   and bytes read past one answer wait in the receive buffer for the next request.
 //! - [`read_frame`] and [`write_frame`] move length-framed messages for code that
 //!   wants frames over a stream without a session.
+//! - [`DatagramSocket`]: a UDP socket, for the datagram sessions (TFTP's, in
+//!   `tftp::asynch`), implemented in a few lines over embassy-net's `UdpSocket`
+//!   or tokio's; [`recv_from_until`] waits for a datagram until a deadline on
+//!   the [`Clock`].
 //!
 //! The adapter moves bytes and tells the session the time, nothing more: each turn
 //! it hands the session what was read (what it does not take stays, as
@@ -454,10 +458,77 @@ where
     }
 }
 
+/// A datagram socket, bound already: what the datagram adapters (TFTP's) send
+/// and receive through. smolsock defines it so that they need no network crate;
+/// embassy-net's `UdpSocket` fits it in a few lines (its `send_to` and
+/// `recv_from`, the endpoint as the address), as does tokio's.
+///
+/// `recv_from` must be cancel-safe (nothing is taken from the socket by a call
+/// dropped before it completes): the adapters race it against their deadline.
+/// embassy-net's and tokio's are.
+// As for `Clock`: a firmware's single-threaded executor needs no `Send` futures.
+#[allow(async_fn_in_trait)]
+pub trait DatagramSocket {
+    /// A peer's address and port.
+    type Addr: Copy + PartialEq + core::fmt::Debug;
+    /// Why a send or a receive failed.
+    type Error: core::fmt::Debug;
+
+    /// Sends `datagram` to `to`, whole.
+    async fn send_to(&mut self, datagram: &[u8], to: Self::Addr) -> Result<(), Self::Error>;
+
+    /// Waits for a datagram and writes it into `buf`: its length and sender. A
+    /// datagram longer than `buf` is an error, or cut to `buf`'s length (which
+    /// the session then refuses as the wrong size or a bad packet).
+    async fn recv_from(&mut self, buf: &mut [u8]) -> Result<(usize, Self::Addr), Self::Error>;
+
+    /// Whether `a` and `b` are the same host (on any port): a TFTP server
+    /// answers a request from a port of its own, on the same address.
+    fn same_host(a: &Self::Addr, b: &Self::Addr) -> bool;
+}
+
+impl<D: DatagramSocket + ?Sized> DatagramSocket for &mut D {
+    type Addr = D::Addr;
+    type Error = D::Error;
+
+    async fn send_to(&mut self, datagram: &[u8], to: Self::Addr) -> Result<(), Self::Error> {
+        (**self).send_to(datagram, to).await
+    }
+
+    async fn recv_from(&mut self, buf: &mut [u8]) -> Result<(usize, Self::Addr), Self::Error> {
+        (**self).recv_from(buf).await
+    }
+
+    fn same_host(a: &Self::Addr, b: &Self::Addr) -> bool {
+        D::same_host(a, b)
+    }
+}
+
+/// Waits for a datagram on `socket` until `deadline` (for ever without one):
+/// `Ok(Some((len, from)))`, or `Ok(None)` once the deadline has passed on
+/// `clock`. A deadline already past gives other tasks a turn, then `Ok(None)`
+/// unless a datagram was waiting.
+pub async fn recv_from_until<D, C>(
+    socket: &mut D,
+    buf: &mut [u8],
+    clock: &C,
+    deadline: Option<Instant>,
+) -> Result<Option<(usize, D::Addr)>, D::Error>
+where
+    D: DatagramSocket + ?Sized,
+    C: Clock + ?Sized,
+{
+    let now = clock.now();
+    match select(socket.recv_from(buf), alarm(clock, deadline, now)).await {
+        Either::First(received) => received.map(Some),
+        Either::Second(()) => Ok(None),
+    }
+}
+
 /// Completes at `deadline`; never without one. A deadline already due (a session
 /// with work to do at once) only gives way to other tasks for a turn, so that the
 /// adapter never spins without yielding.
-async fn alarm<C: Clock + ?Sized>(clock: &C, deadline: Option<Instant>, now: Instant) {
+pub(crate) async fn alarm<C: Clock + ?Sized>(clock: &C, deadline: Option<Instant>, now: Instant) {
     match deadline {
         None => core::future::pending().await,
         Some(at) if at <= now => yield_now().await,
@@ -480,7 +551,7 @@ async fn yield_now() {
     .await;
 }
 
-enum Either<A, B> {
+pub(crate) enum Either<A, B> {
     First(A),
     Second(B),
 }
@@ -496,7 +567,7 @@ impl<A, B> Either<A, B> {
 
 /// Whichever of `a` and `b` completes first (`a` when both can); the other is
 /// dropped.
-async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+pub(crate) async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
     let mut a = pin!(a);
     let mut b = pin!(b);
     poll_fn(|cx| {

@@ -29,7 +29,11 @@
 //! - the framed echo's 64 KiB frames, echoed piece by piece with no frame
 //!   storage: a 60 KB frame whole, a frame of the maximum, and a header over it
 //!   answered with a reset;
-//! - each firmware's self-test (`run.sh --selftest`), which needs no network.
+//! - each firmware's self-test (`run.sh --selftest`), which needs no network;
+//! - the embassy firmware's `--features tftp` build (TFTP on udp/69, over the
+//!   RAM budget and so not the default): a put with smolsock's std client and a
+//!   get with curl over IPv4, a get with the std client over IPv6, every byte
+//!   checked.
 //!
 //! After each test the firmware's stack must not have reached its floor. On the
 //! way the tests print throughput and echo latency (run with `--nocapture` to see
@@ -116,6 +120,8 @@ enum Firmware {
 enum Variant {
     Services,
     SelfTest,
+    /// The services with TFTP (`--features tftp`; the embassy firmware only).
+    Tftp,
 }
 
 impl Firmware {
@@ -137,6 +143,8 @@ impl Firmware {
             (Self::PollLoop, Variant::SelfTest) => "target/firmware-selftest",
             (Self::Embassy, Variant::Services) => "target/firmware-embassy",
             (Self::Embassy, Variant::SelfTest) => "target/firmware-embassy-selftest",
+            (Self::PollLoop, Variant::Tftp) => "target/firmware-tftp",
+            (Self::Embassy, Variant::Tftp) => "target/firmware-embassy-tftp",
         };
         Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
     }
@@ -197,8 +205,14 @@ fn build_firmware(firmware: Firmware, variant: Variant) {
     command
         .args(["build", "--release", "--quiet", "--target-dir"])
         .arg(firmware.target_dir(variant));
-    if let Variant::SelfTest = variant {
-        command.args(["--features", "selftest"]);
+    match variant {
+        Variant::SelfTest => {
+            command.args(["--features", "selftest"]);
+        }
+        Variant::Tftp => {
+            command.args(["--features", "tftp"]);
+        }
+        Variant::Services => {}
     }
     let status = command
         .current_dir(firmware.dir())
@@ -305,11 +319,11 @@ struct Qemu {
 }
 
 impl Qemu {
-    fn boot(namespace: &Namespace, firmware: Firmware) -> Self {
+    fn boot(namespace: &Namespace, firmware: Firmware, variant: Variant) -> Self {
         let log = std::env::temp_dir().join(format!("{}.log", namespace.name));
         let stdout = File::create(&log).expect("log file");
         let stderr = stdout.try_clone().expect("log file");
-        let elf = firmware.elf(Variant::Services);
+        let elf = firmware.elf(variant);
         // `ip netns exec` execs QEMU, so the child's pid is QEMU's.
         let child = Command::new("ip")
             .args(["netns", "exec", &namespace.name, "qemu-system-arm"])
@@ -1161,13 +1175,23 @@ fn on_firmware(
     tag: &str,
     check: impl FnOnce() -> Result<(), String> + Send + 'static,
 ) {
+    on_build(firmware, Variant::Services, tag, check);
+}
+
+/// [`on_firmware`] for a given build of the firmware.
+fn on_build(
+    firmware: Firmware,
+    variant: Variant,
+    tag: &str,
+    check: impl FnOnce() -> Result<(), String> + Send + 'static,
+) {
     let started = Instant::now();
-    build_firmware(firmware, Variant::Services);
+    build_firmware(firmware, variant);
     eprintln!("firmware: {firmware:?} built in {:?}", started.elapsed());
 
     // Declared in this order so QEMU is killed before its namespace goes.
     let namespace = Namespace::create(&format!("{}-{tag}", firmware.tag()));
-    let mut qemu = Qemu::boot(&namespace, firmware);
+    let mut qemu = Qemu::boot(&namespace, firmware, variant);
     let booted = Instant::now();
     let outcome = qemu.wait_until_ready().and_then(|()| {
         eprintln!("firmware: ready {:?} after QEMU started", booted.elapsed());
@@ -1312,4 +1336,78 @@ on_both! {
     fn selftest_passes_under_qemu(firmware) {
         selftest(firmware);
     }
+}
+
+/// Puts a file with smolsock's std client and gets it back with curl over IPv4,
+/// then with the std client over IPv6 (a window of 4), every byte checked. The
+/// first datagram may race ARP: a put that times out is tried again, a bounded
+/// number of times.
+fn tftp_round_trip() -> Result<(), String> {
+    use smolsock::tftp::{ClientConfig, std_net};
+    use smolsock::transfer::SliceSink;
+    let data: Vec<u8> = (0..100_000usize).map(|i| (i * 7 + i / 251) as u8).collect();
+    let name = FileName::new("boot.img").map_err(|e| e.to_string())?;
+    let v4_server = SocketAddr::new(v4(), 69);
+    let mut put = Err("never tried".to_string());
+    for _ in 0..TRIES {
+        put = std_net::put(v4_server, name, ClientConfig::DEFAULT, &data[..], |_, _| {})
+            .map_err(|e| format!("std put: {e}"));
+        if put.is_ok() {
+            break;
+        }
+    }
+    if put? != data.len() as u64 {
+        return Err("std put: wrong size".into());
+    }
+    let started = Instant::now();
+    let dir = ScratchDir::new("fw-tftp");
+    let local = dir.join("boot.img");
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-o"])
+        .arg(&local)
+        .arg("tftp://192.168.69.1/boot.img")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl tftp get: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let back = std::fs::read(&local).map_err(|e| e.to_string())?;
+    if back != data {
+        return Err(format!("curl got {} bytes, not the file", back.len()));
+    }
+    let mut into = vec![0u8; data.len()];
+    let config = ClientConfig {
+        window: Some(4),
+        ..ClientConfig::DEFAULT
+    };
+    let got = std_net::get(
+        SocketAddr::new(v6(), 69),
+        name,
+        config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    )
+    .map_err(|e| format!("std get over IPv6: {e}"))?;
+    if got != data.len() as u64 || into != data {
+        return Err(format!("std get over IPv6: {got} bytes, not the file"));
+    }
+    eprintln!(
+        "tftp: two gets of {} B (curl, IPv4; std, IPv6) in {:?}",
+        data.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// The embassy firmware's TFTP build: a put and gets with the std client and
+/// curl, over IPv4 and IPv6.
+#[test]
+#[ignore = "needs CAP_NET_ADMIN, qemu-system-arm and curl: boots the firmware in a namespace"]
+fn embassy_serves_tftp_from_its_store() {
+    on_build(Firmware::Embassy, Variant::Tftp, "tftp", tftp_round_trip);
 }

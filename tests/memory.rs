@@ -14,11 +14,15 @@ use core::mem::size_of;
 
 use smolsock::http::{HttpResponder, StatusSite};
 use smolsock::net::{
-    Backlog, PortAllocator, StreamingFrames, TcpClient, TcpServer, TcpSession, UdpEcho, UdpService,
+    Backlog, PortAllocator, StreamingFrames, TcpClient, TcpServer, TcpSession, TftpServer, UdpEcho,
+    UdpService,
 };
 use smolsock::session::{Echo, Framed, FramedEcho, OutBuffer, StreamingEcho};
 use smolsock::store::RamStore;
-use smolsock::transfer::{PutFile, SharedStore, TransferClient, TransferServer, UploadLease};
+use smolsock::tftp::{ClientGet, ClientPut, ServerTransfer};
+use smolsock::transfer::{
+    PutFile, SharedStore, SliceSink, TransferClient, TransferServer, UploadLease,
+};
 use smolsock::wire::body::BodyReader;
 use smolsock::wire::frame::{FrameReader, FrameWriter};
 use smoltcp::iface::{Interface, SocketStorage};
@@ -28,6 +32,7 @@ type Http = HttpResponder<'static, StatusSite<'static>, 1024, 2048>;
 type Store = RamStore<8, 65_536>;
 type Slice = &'static mut [u8];
 type Upload = PutFile<'static, Slice, &'static [u8], fn(u64, u64)>;
+type Progress = fn(u64, Option<u64>);
 
 /// Each type, what it is, and the bytes it takes on a 64-bit target.
 fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
@@ -158,6 +163,43 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "8 file entries (name, length, checksum, version), besides the 64 KiB arena",
             size_of::<Store>() - 65_536,
             848,
+        ),
+        (
+            "ServerTransfer<RamStore>",
+            "one TFTP transfer on the server: state, file name, block counters, timer, counters",
+            size_of::<ServerTransfer<'static, Store>>(),
+            384,
+        ),
+        (
+            "ClientGet<SliceSink, fn(u64, Option<u64>)>",
+            "a TFTP get: file name, options asked, block counters, timer, CRC, counters, its sink",
+            size_of::<ClientGet<SliceSink<'static>, Progress>>(),
+            400,
+        ),
+        (
+            "ClientPut<&[u8], fn(u64, Option<u64>)>",
+            "a TFTP put: file name, options asked, window, timer, counters, its source",
+            size_of::<ClientPut<&'static [u8], Progress>>(),
+            384,
+        ),
+        (
+            "TftpServer<RamStore, 1, 516>",
+            "TFTP on udp/69, one transfer slot, 516-byte datagrams: the slot, the buffer, counters",
+            size_of::<TftpServer<'static, Store, 1, 516>>(),
+            1056,
+        ),
+        (
+            "TftpServer<_, N, _>: per slot",
+            "a transfer slot: socket handle, port, client endpoint, ServerTransfer",
+            size_of::<TftpServer<'static, Store, 2, 516>>()
+                - size_of::<TftpServer<'static, Store, 1, 516>>(),
+            416,
+        ),
+        (
+            "tftp::asynch::Server<RamStore, IpEndpoint>",
+            "the async TFTP server: one ServerTransfer, its client's endpoint, counters",
+            size_of::<smolsock::tftp::asynch::Server<'static, Store, smoltcp::wire::IpEndpoint>>(),
+            512,
         ),
         (
             "Backlog<4, 4, 16>",

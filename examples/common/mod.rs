@@ -47,6 +47,19 @@ impl SharedTrace {
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default()
     }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.0.try_borrow().map_or(0, |r| r.len())
+    }
+
+    /// A copy of the records from index `from` on, leaving them in place.
+    pub fn records_from(&self, from: usize) -> Vec<Record> {
+        self.0
+            .try_borrow()
+            .map(|r| r.get(from..).unwrap_or_default().to_vec())
+            .unwrap_or_default()
+    }
 }
 
 impl TraceSink for SharedTrace {

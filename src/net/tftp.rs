@@ -326,6 +326,11 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// after it to the port that answered; a datagram from any other port is
 /// answered ERROR 5 and ignored. Datagrams are up to `BUF` bytes (`blksize` up
 /// to `BUF - 4`).
+///
+/// [`outcome`](Self::outcome) is there as soon as the transfer is over; a get
+/// then dallies (it acknowledges a repeated last DATA again for a while), so
+/// keep polling until [`is_done`](Self::is_done) to let the server end clean.
+/// The socket closes then.
 pub struct TftpClient<C, const BUF: usize> {
     handle: SocketHandle,
     local_port: u16,
@@ -377,6 +382,12 @@ impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
         self.outcome
     }
 
+    /// Whether the session has nothing more to do: its outcome is in and a
+    /// get's dally is over.
+    pub fn is_done(&self) -> bool {
+        self.outcome.is_some() && self.session.is_done()
+    }
+
     /// The server's transfer port, once it answered.
     pub const fn peer(&self) -> Option<IpEndpoint> {
         self.peer
@@ -398,7 +409,7 @@ impl<C: crate::tftp::ClientSession, const BUF: usize> Service for TftpClient<C, 
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
             return;
         };
-        if self.outcome.is_some() {
+        if self.outcome.is_some() && self.session.is_done() {
             if socket.is_open() && socket.send_queue() == 0 {
                 socket.close();
             }

@@ -89,6 +89,11 @@ enum Phase {
     Running,
     /// An ERROR goes out, then the outcome is given.
     Failing(TftpError),
+    /// A get's last ACK went out and its outcome is given; a repeat of the last
+    /// DATA (the ACK was lost) is acknowledged again, until `until`.
+    Dallying {
+        until: Instant,
+    },
     Done,
 }
 
@@ -191,8 +196,17 @@ impl Common {
     fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Request | Phase::Running => self.timer.deadline,
+            Phase::Dallying { until } => Some(until),
             Phase::Failing(_) | Phase::Done => None,
         }
+    }
+
+    /// How long a get repeats its last ACK: as long as a server with the same
+    /// timeout and tries may resend its last DATA.
+    fn dally(&self) -> Duration {
+        self.config
+            .timeout
+            .saturating_mul(u32::from(self.config.max_tries).saturating_add(1))
     }
 }
 
@@ -202,6 +216,15 @@ impl Common {
 ///
 /// `progress(done, total)` is called after every block stored; `total` is the
 /// size the server announced (`tsize`), if it did.
+///
+/// After its last ACK the get dallies, as RFC 1350 advises: if that ACK is lost
+/// the server sends its last DATA again, and the get acknowledges it again, for
+/// the client's `timeout × (max_tries + 1)`, so the server ends its transfer
+/// cleanly instead of counting a timeout. The outcome is given at once, when the
+/// last ACK goes out; an adapter that keeps the socket until
+/// [`is_done`](Self::is_done) (while [`poll_timeout`](Self::poll_timeout) gives
+/// the dally's end) lets the server finish clean, and a caller may also stop
+/// polling as soon as it has the outcome, at the cost of that courtesy.
 pub struct ClientGet<K, P> {
     common: Common,
     sink: K,
@@ -254,13 +277,36 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         self.common.outcome.take()
     }
 
-    /// Whether the transfer is over (its outcome may have been taken).
+    /// Whether the session is over: its outcome given (it may have been taken)
+    /// and its dally, if any, ended.
     pub fn is_done(&self) -> bool {
         self.common.phase == Phase::Done
     }
 
+    /// Whether the file is in and the get only repeats its last ACK for a
+    /// server that may have missed it.
+    pub fn is_dallying(&self) -> bool {
+        matches!(self.common.phase, Phase::Dallying { .. })
+    }
+
     /// A datagram from the server.
-    pub fn receive(&mut self, datagram: &[u8], _now: Instant) {
+    pub fn receive(&mut self, datagram: &[u8], now: Instant) {
+        let dally = self.common.dally();
+        if let Phase::Dallying { until } = &mut self.common.phase {
+            match Packet::parse(datagram) {
+                Ok(Packet::Data { block, .. }) => {
+                    bump(&mut self.common.stats.duplicates);
+                    if block == wire_block(self.receiver.received) {
+                        *until = now.saturating_add(dally);
+                        self.receiver.ack_due = true;
+                    }
+                }
+                // The server gave up on our ACK: nothing left to repeat.
+                Ok(Packet::Error { .. }) => self.common.phase = Phase::Done,
+                _ => bump(&mut self.common.stats.malformed),
+            }
+            return;
+        }
         let packet = match Packet::parse(datagram) {
             Ok(packet) => packet,
             Err(e) => {
@@ -269,7 +315,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
         };
         match (self.common.phase, packet) {
-            (Phase::Done | Phase::Failing(_), _) => bump(&mut self.common.stats.malformed),
+            (Phase::Done | Phase::Failing(_) | Phase::Dallying { .. }, _) => {
+                bump(&mut self.common.stats.malformed);
+            }
             (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
             (Phase::Request, Packet::Oack { options }) => {
                 match self.common.config.granted(&self.common.asked, &options) {
@@ -340,6 +388,14 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         }
         match self.common.phase {
             Phase::Request => self.common.emit_request(RequestKind::Read, buf, now),
+            Phase::Dallying { .. } if self.receiver.ack_due => {
+                self.receiver.acked();
+                Packet::Ack {
+                    block: wire_block(self.receiver.received),
+                }
+                .emit(buf)
+                .unwrap_or(0)
+            }
             Phase::Running if self.receiver.ack_due => {
                 let ack = Packet::Ack {
                     block: wire_block(self.receiver.received),
@@ -356,7 +412,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         crc: self.crc.finish(),
                     };
                     match self.sink.complete(stat) {
-                        Ok(()) => self.common.finish(Ok(stat.size)),
+                        Ok(()) => {
+                            self.common.finish(Ok(stat.size));
+                            self.common.phase = Phase::Dallying {
+                                until: now.saturating_add(self.common.dally()),
+                            };
+                        }
                         Err(e) => self.common.finish(Err(TftpError::Local(e))),
                     }
                 }
@@ -371,8 +432,15 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         self.common.poll_timeout()
     }
 
-    /// Time has passed: send the request or the last ACK again, or give up.
+    /// Time has passed: send the request or the last ACK again, give up, or
+    /// end the dally.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::Dallying { until } = self.common.phase {
+            if now >= until {
+                self.common.phase = Phase::Done;
+            }
+            return;
+        }
         if self.common.request_timeout(now)
             || self.common.phase != Phase::Running
             || !self.common.timer.is_due(now)
@@ -430,7 +498,8 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
         self.common.outcome.take()
     }
 
-    /// Whether the transfer is over (its outcome may have been taken).
+    /// Whether the transfer is over (its outcome may have been taken). A put
+    /// does not dally: the server sends the last ACK, and dallies itself.
     pub fn is_done(&self) -> bool {
         self.common.phase == Phase::Done
     }
@@ -510,7 +579,7 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                     }
                 }
             }
-            Phase::Failing(_) | Phase::Done => 0,
+            Phase::Failing(_) | Phase::Dallying { .. } | Phase::Done => 0,
         }
     }
 
@@ -571,6 +640,11 @@ pub trait ClientSession {
     fn handle_timeout(&mut self, now: Instant);
     /// The file's size, or why not, once the transfer is over. Taken once.
     fn outcome(&mut self) -> Option<Result<u64, TftpError>>;
+    /// Whether the session has nothing more to send or wait for: its outcome
+    /// given and a get's dally ended. An adapter that keeps the socket until
+    /// then lets the server end its transfer clean; one that stops at the
+    /// outcome may leave a server retransmitting to nobody.
+    fn is_done(&self) -> bool;
 }
 
 impl<T: ClientSession + ?Sized> ClientSession for &mut T {
@@ -588,6 +662,9 @@ impl<T: ClientSession + ?Sized> ClientSession for &mut T {
     }
     fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
         (**self).outcome()
+    }
+    fn is_done(&self) -> bool {
+        (**self).is_done()
     }
 }
 
@@ -607,6 +684,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientSession for ClientGet<K, P> 
     fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
         Self::outcome(self)
     }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
 }
 
 impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P> {
@@ -624,5 +704,8 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientSession for ClientPut<F, P
     }
     fn outcome(&mut self) -> Option<Result<u64, TftpError>> {
         Self::outcome(self)
+    }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
     }
 }

@@ -10,6 +10,10 @@
 //!   [`FileSource`](crate::transfer::FileSource) or into a
 //!   [`FileSink`](crate::transfer::FileSink), with a progress callback; over
 //!   `std::net::UdpSocket` in `std_net` (feature `std`).
+//! - `asynch` (feature `embedded-io-async`): an async client and a server of one
+//!   transfer at a time over any
+//!   [`asynch::DatagramSocket`](crate::asynch::DatagramSocket), such as
+//!   embassy-net's `UdpSocket`.
 //! - `net::TftpServer` and `net::TftpClient` (feature `smoltcp`): the server on
 //!   udp/69 and a client transfer over smoltcp's poll loop.
 //!
@@ -90,8 +94,13 @@
 //! the negotiated timeout a bounded number of times, then ends with an ERROR and
 //! is counted in [`TftpStats::timeouts`]; an upload that fails or stops early
 //! leaves no file, because it is written to the store's hidden partial and
-//! committed only when its last block is in.
+//! committed only when its last block is in. A get dallies after its last ACK
+//! (RFC 1350's advice): it acknowledges a repeated last block again for a
+//! while, so that a server whose final ACK was lost ends clean; its outcome is
+//! given at once, and [`ClientSession::is_done`] says when the dally is over.
 
+#[cfg(feature = "embedded-io-async")]
+pub mod asynch;
 mod client;
 mod flow;
 pub mod packet;

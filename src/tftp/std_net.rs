@@ -5,6 +5,11 @@
 //! answered ERROR 5 and ignored. The socket's read timeout wakes the loop for the
 //! session's retransmissions, so a silent server ends the call with
 //! [`TftpError::TimedOut`] after the session's tries.
+//!
+//! A call returns as soon as the transfer's outcome is known: a get does not
+//! wait out its dally (seconds of a blocking call for a courtesy), so a server
+//! that missed the final ACK retransmits its last DATA to a closed port and
+//! counts a timeout, though the file arrived whole.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};

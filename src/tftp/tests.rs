@@ -769,6 +769,86 @@ fn a_client_whose_server_never_answers_gives_up_after_its_tries() {
 }
 
 #[test]
+fn a_get_dallies_and_acks_the_last_block_again_when_its_final_ack_is_lost() {
+    let shared = shared();
+    let data = pattern(1000);
+    put_file(&shared, "f", &data);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut into = [0u8; 1000];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let now = Instant::ZERO;
+    let n = client.transmit(&mut buf, now);
+    server.start(&buf[..n], now);
+    // Blocks 1 and 2 (the short last one), each ACKed.
+    let mut final_ack = None;
+    for _ in 0..10 {
+        for datagram in drain(&mut server, now) {
+            client.receive(&datagram, now);
+        }
+        let n = client.transmit(&mut buf, now);
+        assert!(n > 0, "an ACK");
+        if client.is_dallying() {
+            final_ack = Some(buf[..n].to_vec());
+            break;
+        }
+        server.receive(&buf[..n], now);
+    }
+    // The outcome is there at once, with the final ACK; the ACK is lost.
+    assert_eq!(parse(&final_ack.unwrap()), Packet::Ack { block: 2 });
+    assert_eq!(client.outcome(), Some(Ok(1000)));
+    assert!(!client.is_done());
+    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(6)));
+    // The server's timer fires: block 2 again, and the dallying get ACKs it again.
+    let later = server.poll_timeout().unwrap();
+    assert_eq!(later, Instant::from_secs(1));
+    server.handle_timeout(later);
+    let again = drain(&mut server, later);
+    assert_eq!(
+        again.iter().map(|d| parse(d)).collect::<Vec<_>>(),
+        [Packet::Data {
+            block: 2,
+            data: &data[512..]
+        }]
+    );
+    client.receive(&again[0], later);
+    let n = client.transmit(&mut buf, later);
+    assert_eq!(parse(&buf[..n]), Packet::Ack { block: 2 });
+    assert_eq!(client.transmit(&mut buf, later), 0, "one ACK per repeat");
+    server.receive(&buf[..n], later);
+    // The server ends clean: no timeout, no failure.
+    assert!(!server.is_active());
+    assert_eq!(server.outcome(), Some(Ok(1000)));
+    assert_eq!(
+        (
+            server.stats().completed,
+            server.stats().failed,
+            server.stats().timeouts,
+            server.stats().retransmits
+        ),
+        (1, 0, 0, 1)
+    );
+    // The dally runs from the last repeat, then the get is done; its outcome was
+    // given once.
+    assert_eq!(client.stats().duplicates, 1);
+    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(7)));
+    client.handle_timeout(Instant::from_secs(6));
+    assert!(client.is_dallying());
+    client.handle_timeout(Instant::from_secs(7));
+    assert!(client.is_done());
+    assert_eq!(client.poll_timeout(), None);
+    assert_eq!(client.outcome(), None);
+    assert_eq!(client.stats().completed, 1);
+    assert!(client.sink().is_complete());
+    assert_eq!(client.sink().data(), &data[..]);
+}
+
+#[test]
 fn a_client_refuses_an_oack_granting_more_than_it_asked() {
     let mut store = [0u8; 16];
     let mut client = ClientGet::new(
@@ -818,11 +898,21 @@ fn random_datagrams_never_panic_a_session() {
         server.end(Instant::from_secs(100));
         let mut sink = [0u8; 64];
         let mut client = ClientGet::new(FileName::new("g").unwrap(), OPTIONS, SliceSink::new(&mut sink), |_, _| {});
+        let mut buf = [0u8; 2000];
         for d in &datagrams {
             client.receive(d, Instant::ZERO);
-            let mut buf = [0u8; 2000];
             client.transmit(&mut buf, Instant::ZERO);
         }
+        // Then silence: the client ends within its tries (or its dally).
+        let mut now = Instant::ZERO;
+        for _ in 0..20 {
+            while client.transmit(&mut buf, now) > 0 {}
+            let Some(at) = client.poll_timeout() else { break };
+            now = at.max(now);
+            client.handle_timeout(now);
+        }
+        while client.transmit(&mut buf, now) > 0 {}
+        prop_assert!(client.is_done());
     });
 }
 

@@ -11,6 +11,8 @@
 //! - **Services**: one task per connection, `pool_size` tasks per port, each
 //!   running a smolsock session through `smolsock::asynch::run` over its
 //!   `TcpSocket` (see `services.rs`).
+//! - **TFTP** (`--features tftp`) on udp/69 from the same file store, one
+//!   transfer at a time, through `smolsock::tftp::asynch` (see `tftp.rs`).
 //! - **Self-test** (`--features selftest`, `run.sh --selftest`): the services on
 //!   one embassy-net stack, a client checking them on another, joined by a link
 //!   in memory (see `selftest.rs`).
@@ -31,6 +33,8 @@ mod selftest;
 mod services;
 mod stack;
 mod status;
+#[cfg(feature = "tftp")]
+mod tftp;
 
 use cmsdk_timer::{ApbTimer, TimeDriver};
 use cortex_m::interrupt::InterruptNumber;
@@ -62,8 +66,11 @@ const ETHERNET_IRQ: u16 = 13;
 /// A locally administered unicast address, the poll-loop firmware's.
 const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
-/// Sockets of the stack: every TCP task's one, and the UDP echo's.
+/// Sockets of the stack: every TCP task's one, the UDP echo's, and TFTP's.
+#[cfg(not(feature = "tftp"))]
 const SOCKETS: usize = services::TCP_SOCKETS + 1;
+#[cfg(feature = "tftp")]
+const SOCKETS: usize = services::TCP_SOCKETS + 1 + tftp::SOCKETS;
 
 // SAFETY: on the MPS2 boards these are CMSDK APB timers, and nothing else in
 // the firmware touches them.

@@ -165,6 +165,8 @@ pub fn spawn_all(spawner: Spawner, stack: Stack<'static>) {
         spawner.spawn(unwrap_spawn(transfer_task(stack, store)));
     }
     status::set_slots([ECHO_POOL, FRAMED_POOL, HTTP_POOL, TRANSFER_POOL]);
+    #[cfg(feature = "tftp")]
+    crate::tftp::spawn(spawner, stack, store);
 }
 
 #[embassy_executor::task(pool_size = ECHO_POOL)]

@@ -1,0 +1,368 @@
+//! TFTP's async adapter end to end: `tftp::asynch::{Client, Server}` over an
+//! in-memory datagram link between two hosts that loses datagrams (seeded, so a
+//! failure repeats), on tokio with its clock paused: time moves only when every
+//! task waits, straight to the next deadline, so retransmissions cost no wall
+//! time and no test reads the wall clock. Every transfer ends by the sessions'
+//! bounded tries.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use smolsock::asynch::{Clock, DatagramSocket};
+use smolsock::store::{FileName, RamStore};
+use smolsock::tftp::asynch::{Client, Server};
+use smolsock::tftp::{ClientConfig, ClientGet, ServerConfig, TftpStats};
+use smolsock::time::Instant;
+use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
+
+/// A host and a port.
+type Addr = (u8, u16);
+
+/// Decides whether a datagram from `from` to `to` is lost.
+type Drop = Box<dyn FnMut(Addr, Addr, &[u8]) -> bool>;
+
+#[derive(Default)]
+struct Mailbox {
+    queue: VecDeque<(Vec<u8>, Addr)>,
+    waker: Option<Waker>,
+}
+
+/// The link: a mailbox per bound address, and what it loses.
+struct Link {
+    boxes: HashMap<Addr, Mailbox>,
+    drop: Drop,
+    sent: u64,
+    lost: u64,
+}
+
+#[derive(Clone)]
+struct Net(Rc<RefCell<Link>>);
+
+impl Net {
+    fn new(drop: Drop) -> Self {
+        Self(Rc::new(RefCell::new(Link {
+            boxes: HashMap::new(),
+            drop,
+            sent: 0,
+            lost: 0,
+        })))
+    }
+
+    /// Loses `percent` of all datagrams, chosen by a seeded generator.
+    fn lossy(seed: u64, percent: u64) -> Self {
+        let mut state = seed | 1;
+        Self::new(Box::new(move |_, _, _| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % 100 < percent
+        }))
+    }
+
+    fn bind(&self, addr: Addr) -> Socket {
+        self.0.borrow_mut().boxes.entry(addr).or_default();
+        Socket {
+            net: self.clone(),
+            addr,
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        let link = self.0.borrow();
+        (link.sent, link.lost)
+    }
+}
+
+struct Socket {
+    net: Net,
+    addr: Addr,
+}
+
+impl DatagramSocket for Socket {
+    type Addr = Addr;
+    type Error = Infallible;
+
+    async fn send_to(&mut self, datagram: &[u8], to: Addr) -> Result<(), Infallible> {
+        let mut link = self.net.0.borrow_mut();
+        link.sent += 1;
+        if (link.drop)(self.addr, to, datagram) {
+            link.lost += 1;
+            return Ok(());
+        }
+        // To an address nobody bound: gone, as UDP to a closed port.
+        if let Some(mailbox) = link.boxes.get_mut(&to) {
+            mailbox.queue.push_back((datagram.to_vec(), self.addr));
+            if let Some(waker) = mailbox.waker.take() {
+                waker.wake();
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv_from(&mut self, buf: &mut [u8]) -> Result<(usize, Addr), Infallible> {
+        poll_fn(|cx| {
+            let mut link = self.net.0.borrow_mut();
+            let mailbox = link.boxes.entry(self.addr).or_default();
+            match mailbox.queue.pop_front() {
+                Some((datagram, from)) => {
+                    let n = datagram.len().min(buf.len());
+                    buf[..n].copy_from_slice(&datagram[..n]);
+                    Poll::Ready(Ok((n, from)))
+                }
+                None => {
+                    mailbox.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    fn same_host(a: &Addr, b: &Addr) -> bool {
+        a.0 == b.0
+    }
+}
+
+/// tokio's clock (paused in these tests), counting from when it was made.
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.0.elapsed().as_micros().try_into().unwrap_or(u64::MAX))
+    }
+
+    async fn sleep_until(&self, at: Instant) {
+        match self
+            .0
+            .checked_add(std::time::Duration::from_micros(at.total_micros()))
+        {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 13 + i / 509) as u8).collect()
+}
+
+type Store = RamStore<4, 65_536>;
+
+const SERVER: Addr = (1, 69);
+const TRANSFER_PORT: Addr = (1, 5000);
+const CLIENT: Addr = (2, 6000);
+
+struct Moved {
+    put: Result<u64, smolsock::tftp::TftpError>,
+    get: Result<u64, smolsock::tftp::TftpError>,
+    got: Vec<u8>,
+    client: TftpStats,
+    server: TftpStats,
+    retransmits: u64,
+}
+
+/// Puts `data` as "f" and gets it back over `net`, the server running beside
+/// the client; the get dallies if `dally`.
+async fn put_then_get(net: &Net, data: &[u8], config: ClientConfig, dally: bool) -> Moved {
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let server_config = ServerConfig {
+        max_block_size: 1428,
+        ..ServerConfig::DEFAULT
+    };
+    let mut server = Server::new(&shared, server_config);
+    let (mut listen, mut port, mut socket) =
+        (net.bind(SERVER), net.bind(TRANSFER_PORT), net.bind(CLIENT));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 1432], vec![0u8; 1432]);
+    let mut got = vec![0u8; data.len()];
+    let name = FileName::new("f").unwrap();
+    let client_side = async {
+        let mut client = Client::new(&mut socket, SERVER, &mut buf).with_dally(dally);
+        let put = client.put(&clock, name, config, data, |_, _| {}).await;
+        let mut get = ClientGet::new(name, config, SliceSink::new(&mut got), |_, _| {});
+        let outcome = client.run(&mut get, &clock).await;
+        assert!(get.sink().is_complete() || outcome.is_err());
+        let retransmits = get.stats().retransmits;
+        (put, outcome, *client.stats(), retransmits)
+    };
+    let (put, get, client, retransmits) = tokio::select! {
+        biased;
+        moved = client_side => moved,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    // The client is gone; the server runs on alone for a while of virtual time,
+    // to end whatever it still does.
+    let alone = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), alone).await;
+    assert!(!server.is_active());
+    Moved {
+        put,
+        get,
+        got,
+        client,
+        server: server.stats(),
+        retransmits,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_put_and_a_get_over_a_lossy_link_move_every_byte_and_retransmit() {
+    let configs = [
+        ClientConfig::DEFAULT,
+        ClientConfig {
+            block_size: Some(1428),
+            window: Some(4),
+            ..ClientConfig::DEFAULT
+        },
+    ];
+    let mut lost = 0;
+    let mut retransmits = 0;
+    for seed in 1..=6u64 {
+        for config in configs {
+            let data = pattern(20_000 + seed as usize * 100);
+            let net = Net::lossy(seed, 10);
+            let moved = put_then_get(&net, &data, config, true).await;
+            assert_eq!(moved.put, Ok(data.len() as u64), "seed {seed}");
+            assert_eq!(moved.get, Ok(data.len() as u64), "seed {seed}");
+            assert!(moved.got == data, "seed {seed}: the bytes differ");
+            // The get dallied: the server ended both transfers clean.
+            assert_eq!(
+                (moved.server.completed, moved.server.failed),
+                (2, 0),
+                "seed {seed}: {}",
+                moved.server
+            );
+            assert_eq!(moved.client.wrong_tid, 0);
+            lost += net.counts().1;
+            retransmits += moved.server.retransmits + moved.retransmits;
+        }
+    }
+    assert!(
+        lost > 10 && retransmits > 0,
+        "{lost} lost, {retransmits} sent again"
+    );
+}
+
+/// Loses the first ACK of block `block` the client sends.
+fn lose_first_ack(block: u16) -> Drop {
+    let mut lost = false;
+    Box::new(move |from, _, datagram| {
+        let hit = from == CLIENT && datagram == [0, 4, (block >> 8) as u8, block as u8] && !lost;
+        lost |= hit;
+        hit
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dallying_get_acks_the_repeated_last_block_and_the_server_ends_clean() {
+    // 1000 bytes: blocks 1 and 2; the get's final ACK is lost once.
+    let data = pattern(1000);
+    let net = Net::new(lose_first_ack(2));
+    let moved = put_then_get(&net, &data, ClientConfig::DEFAULT, true).await;
+    assert_eq!((moved.put, moved.get), (Ok(1000), Ok(1000)));
+    assert!(moved.got == data);
+    assert_eq!(net.counts().1, 1, "one datagram lost");
+    assert_eq!(
+        (moved.server.completed, moved.server.failed),
+        (2, 0),
+        "{}",
+        moved.server
+    );
+    assert_eq!(moved.server.retransmits, 1, "the last block, once");
+
+    // Without the dally the get returns at once, with the file; the server's
+    // repeats find nobody and it counts the get as timed out.
+    let net = Net::new(lose_first_ack(2));
+    let moved = put_then_get(&net, &data, ClientConfig::DEFAULT, false).await;
+    assert_eq!((moved.put, moved.get), (Ok(1000), Ok(1000)));
+    assert!(moved.got == data);
+    assert_eq!(
+        (
+            moved.server.completed,
+            moved.server.failed,
+            moved.server.timeouts
+        ),
+        (1, 1, 1),
+        "{}",
+        moved.server
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_during_a_transfer_is_told_busy_and_a_stray_datagram_gets_error_5() {
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let data = pattern(40_000);
+    let name = FileName::new("f").unwrap();
+    shared
+        .with_store(|s| {
+            use smolsock::store::Storage;
+            let mut upload = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut upload, &data).unwrap();
+            s.commit(&upload, smolsock::wire::crc32::crc32(&data))
+                .unwrap();
+        })
+        .unwrap();
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
+    let (mut socket, mut other) = (net.bind(CLIENT), net.bind((3, 7000)));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 516], vec![0u8; 516]);
+    let mut got = vec![0u8; data.len()];
+    let done = std::cell::Cell::new(0u64);
+    let get = async {
+        let mut client = Client::new(&mut socket, SERVER, &mut buf);
+        let sink = SliceSink::new(&mut got);
+        client
+            .get(&clock, name, ClientConfig::DEFAULT, sink, |n, _| {
+                done.set(n)
+            })
+            .await
+    };
+    let intruder = async {
+        // Once the get is under way: a request to port 69, then an ACK to the
+        // transfer's port, from another host.
+        // Bounded: a get that never gets there fails the test, not hangs it.
+        for _ in 0..1_000_000 {
+            if done.get() >= 10_000 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(done.get() >= 10_000, "the get never got under way");
+        // Each answer within 10 s of (paused, virtual) time, or the test fails.
+        let patience = std::time::Duration::from_secs(10);
+        let mut answer = [0u8; 600];
+        let rrq = b"\x00\x01f\x00octet\x00";
+        other.send_to(rrq, SERVER).await.unwrap();
+        let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
+        let (n, from) = received.await.expect("an answer from port 69").unwrap();
+        let busy = (
+            from,
+            answer[..4].to_vec(),
+            String::from_utf8_lossy(&answer[4..n]).into_owned(),
+        );
+        other.send_to(&[0, 4, 0, 1], TRANSFER_PORT).await.unwrap();
+        let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
+        let (n, from) = received
+            .await
+            .expect("an answer from the transfer's port")
+            .unwrap();
+        (busy, (from, answer[..n.min(4)].to_vec()))
+    };
+    let (outcome, (busy, stray)) = tokio::select! {
+        both = async { tokio::join!(get, intruder) } => both,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    assert_eq!(outcome, Ok(data.len() as u64));
+    assert!(got == data);
+    assert_eq!((busy.0, busy.1), (SERVER, vec![0, 5, 0, 0]), "{}", busy.2);
+    assert!(busy.2.contains("busy"), "{}", busy.2);
+    assert_eq!(stray, (TRANSFER_PORT, vec![0, 5, 0, 5]));
+    let stats = server.stats();
+    assert_eq!((stats.pool_full, stats.wrong_tid), (1, 1), "{stats}");
+}

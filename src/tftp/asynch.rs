@@ -1,0 +1,374 @@
+//! TFTP over any [`DatagramSocket`], async: a [`Client`] that runs gets and
+//! puts, and a [`Server`] that serves one transfer at a time from a
+//! [`SharedStore`], with time from an [`asynch::Clock`](crate::asynch::Clock).
+//! No allocation and no runtime, as the stream adapter.
+//!
+//! The adapter moves datagrams and tells the session the time: it hands the
+//! session what arrives from its peer, sends what it gives, and waits for the
+//! next datagram racing the session's [`poll_timeout`](ServerTransfer::poll_timeout).
+//! Socket errors end nothing: a send that fails is a packet lost (the session's
+//! timer sends it again, or gives up), a receive that fails (a datagram longer
+//! than the buffer) is counted in [`TftpStats::malformed`]. So every call ends by
+//! the session's own clock, whatever the socket does.
+//!
+//! The server has two sockets: one on port 69 for requests, one on a port of
+//! its own for the transfer (RFC 1350's transfer ID). A request that comes while
+//! a transfer runs is answered with an ERROR saying the server is busy (a server
+//! that wants more transfers at once runs more [`Server`]s, each with its own
+//! transfer port, behind one listening socket of its own making); a transfer
+//! that only repeats its last ACK gives way to a new request.
+
+use super::packet::ErrorCode;
+use super::{
+    ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, ServerTransfer, TftpError,
+    TftpStats, bump, emit_error,
+};
+use crate::asynch::{Clock, DatagramSocket, Either, alarm, recv_from_until, select};
+use crate::store::{FileName, Storage};
+use crate::transfer::{FileSink, FileSource, SharedStore};
+
+/// A TFTP client on one datagram socket, for transfers one after another.
+///
+/// Each transfer's request goes to `server` (port 69 as a rule); everything after
+/// it goes to the port that answered, and a datagram from any other port is
+/// answered ERROR 5 and ignored. The buffer holds one datagram: at least `4 +`
+/// the block size asked for (516 bytes for RFC 1350's 512).
+///
+/// A transfer returns as soon as its outcome is known. With
+/// [`with_dally`](Self::with_dally) a get then stays for its dally (see
+/// [`ClientGet`]), acknowledging a repeated last block, so that a server that
+/// missed the final ACK ends clean; the call returns when the dally is over.
+pub struct Client<'a, D: DatagramSocket + ?Sized> {
+    socket: &'a mut D,
+    server: D::Addr,
+    buf: &'a mut [u8],
+    dally: bool,
+    peer: Option<D::Addr>,
+    stats: TftpStats,
+}
+
+impl<D: DatagramSocket + ?Sized> core::fmt::Debug for Client<'_, D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.server)
+            .field("peer", &self.peer)
+            .field("dally", &self.dally)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
+    /// A client on `socket` (bound to any port), talking to `server`, with one
+    /// datagram's buffer.
+    pub fn new(socket: &'a mut D, server: D::Addr, buf: &'a mut [u8]) -> Self {
+        Self {
+            socket,
+            server,
+            buf,
+            dally: false,
+            peer: None,
+            stats: TftpStats::default(),
+        }
+    }
+
+    /// Whether a get waits out its dally before it returns.
+    #[must_use]
+    pub fn with_dally(mut self, dally: bool) -> Self {
+        self.dally = dally;
+        self
+    }
+
+    /// What the adapter saw outside the sessions: datagrams from a wrong port,
+    /// receives that failed.
+    pub const fn stats(&self) -> &TftpStats {
+        &self.stats
+    }
+
+    /// The server's transfer port of the last transfer, once it answered.
+    pub const fn peer(&self) -> Option<D::Addr> {
+        self.peer
+    }
+
+    /// Reads `name` into `sink`; its size, or why not.
+    pub async fn get<K, P, C>(
+        &mut self,
+        clock: &C,
+        name: FileName,
+        config: ClientConfig,
+        sink: K,
+        progress: P,
+    ) -> Result<u64, TftpError>
+    where
+        K: FileSink,
+        P: FnMut(u64, Option<u64>),
+        C: Clock + ?Sized,
+    {
+        let mut session = ClientGet::new(name, config, sink, progress);
+        self.run(&mut session, clock).await
+    }
+
+    /// Writes `source` as `name`; its size, or why not.
+    pub async fn put<F, P, C>(
+        &mut self,
+        clock: &C,
+        name: FileName,
+        config: ClientConfig,
+        source: F,
+        progress: P,
+    ) -> Result<u64, TftpError>
+    where
+        F: FileSource,
+        P: FnMut(u64, Option<u64>),
+        C: Clock + ?Sized,
+    {
+        let mut session = ClientPut::new(name, config, source, progress);
+        self.run(&mut session, clock).await
+    }
+
+    /// Drives `session` (a get or a put, just made) until its outcome, and with
+    /// [`with_dally`](Self::with_dally) until [`is_done`](ClientSession::is_done).
+    pub async fn run<S, C>(&mut self, session: &mut S, clock: &C) -> Result<u64, TftpError>
+    where
+        S: ClientSession + ?Sized,
+        C: Clock + ?Sized,
+    {
+        self.peer = None;
+        let mut outcome = None;
+        loop {
+            let now = clock.now();
+            if session.poll_timeout().is_some_and(|at| now >= at) {
+                session.handle_timeout(now);
+            }
+            // Bounded: a session gives a window of datagrams at most, then 0.
+            for _ in 0..u16::MAX {
+                let n = session.transmit(self.buf, now);
+                if n == 0 {
+                    break;
+                }
+                let to = self.peer.unwrap_or(self.server);
+                // A failed send is a lost packet: the session's timer copes.
+                let _ = self
+                    .socket
+                    .send_to(self.buf.get(..n).unwrap_or_default(), to)
+                    .await;
+            }
+            if outcome.is_none() {
+                outcome = session.outcome();
+            }
+            if session.is_done() || (outcome.is_some() && !self.dally) {
+                // A session whose outcome someone else took ends as one that
+                // gave none.
+                return outcome.unwrap_or(Err(TftpError::Unexpected));
+            }
+            let deadline = session.poll_timeout();
+            let received = recv_from_until(self.socket, self.buf, clock, deadline).await;
+            let (len, from) = match received {
+                Ok(Some(got)) => got,
+                Ok(None) => continue,
+                Err(_) => {
+                    bump(&mut self.stats.malformed);
+                    continue;
+                }
+            };
+            match self.peer {
+                None if D::same_host(&from, &self.server) => self.peer = Some(from),
+                Some(peer) if peer == from => {}
+                _ => {
+                    bump(&mut self.stats.wrong_tid);
+                    let n = emit_error(self.buf, ErrorCode::UnknownTid, "unknown transfer ID");
+                    let _ = self
+                        .socket
+                        .send_to(self.buf.get(..n).unwrap_or_default(), from)
+                        .await;
+                    continue;
+                }
+            }
+            session.receive(self.buf.get(..len).unwrap_or_default(), clock.now());
+        }
+    }
+}
+
+/// A TFTP server with one transfer at a time over a [`SharedStore`]: requests
+/// on a listening socket (port 69), the transfer on a socket of its own.
+///
+/// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
+/// request), `datagram` for the transfer (`4 +` the largest block granted, which
+/// is also capped by `config.max_block_size`).
+pub struct Server<'s, S, A> {
+    transfer: ServerTransfer<'s, S>,
+    peer: Option<A>,
+    stats: TftpStats,
+}
+
+impl<S, A: core::fmt::Debug> core::fmt::Debug for Server<'_, S, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("transfer", &self.transfer)
+            .field("peer", &self.peer)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
+    /// A server of `shared` with `config`.
+    pub const fn new(shared: &'s SharedStore<S>, config: ServerConfig) -> Self {
+        Self {
+            transfer: ServerTransfer::new(shared, config),
+            peer: None,
+            stats: TftpStats {
+                reads: 0,
+                writes: 0,
+                completed: 0,
+                failed: 0,
+                timeouts: 0,
+                retransmits: 0,
+                duplicates: 0,
+                malformed: 0,
+                refused: 0,
+                wrong_tid: 0,
+                pool_full: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+            },
+        }
+    }
+
+    /// Every counter: the listener's and the transfers'.
+    pub fn stats(&self) -> TftpStats {
+        let mut sum = self.stats;
+        sum.accumulate(self.transfer.stats());
+        sum
+    }
+
+    /// Whether a transfer is in progress (or its last ACK is still repeated).
+    pub const fn is_active(&self) -> bool {
+        self.transfer.is_active()
+    }
+
+    /// Serves requests from `listen` with transfers on `port`, for good. Drop
+    /// the future to stop: a transfer in progress is then dropped too (an
+    /// upload leaves no file once the next [`run`](Self::run) or its slot's
+    /// next request ends it; call [`end`](Self::end) to do so at once).
+    pub async fn run<L, T, C>(
+        &mut self,
+        listen: &mut L,
+        port: &mut T,
+        clock: &C,
+        request: &mut [u8],
+        datagram: &mut [u8],
+    ) -> !
+    where
+        L: DatagramSocket<Addr = A> + ?Sized,
+        T: DatagramSocket<Addr = A> + ?Sized,
+        C: Clock + ?Sized,
+    {
+        let max_block = self
+            .transfer
+            .config()
+            .max_block_size
+            .min(ServerConfig::block_size_for(datagram.len()));
+        self.transfer.set_max_block_size(max_block);
+        loop {
+            let now = clock.now();
+            if self.transfer.poll_timeout().is_some_and(|at| now >= at) {
+                self.transfer.handle_timeout(now);
+            }
+            if let Some(peer) = self.peer {
+                for _ in 0..u16::MAX {
+                    let n = self.transfer.transmit(datagram, now);
+                    if n == 0 {
+                        break;
+                    }
+                    // A failed send is a lost packet: the transfer's timer copes.
+                    let _ = port
+                        .send_to(datagram.get(..n).unwrap_or_default(), peer)
+                        .await;
+                }
+                if !self.transfer.is_active() {
+                    if let Some(outcome) = self.transfer.outcome() {
+                        match outcome {
+                            Ok(bytes) => crate::macros::net_info!("tftp: done, {} B", bytes),
+                            Err(e) => crate::macros::net_info!("tftp: failed: {}", e),
+                        }
+                    }
+                    self.peer = None;
+                }
+            }
+            let deadline = self.transfer.poll_timeout();
+            let active = self.peer.is_some();
+            let transfer = async {
+                if active {
+                    port.recv_from(datagram).await
+                } else {
+                    core::future::pending().await
+                }
+            };
+            // The running transfer's datagrams first: a flood of requests at
+            // port 69 cannot starve it.
+            let waited = select(
+                transfer,
+                select(listen.recv_from(request), alarm(clock, deadline, now)),
+            )
+            .await;
+            let now = clock.now();
+            match waited {
+                Either::Second(Either::First(Ok((len, from)))) => {
+                    self.request(listen, request, len, from, now).await;
+                }
+                Either::First(Ok((len, from))) => {
+                    if Some(from) == self.peer {
+                        self.transfer
+                            .receive(datagram.get(..len).unwrap_or_default(), now);
+                    } else {
+                        bump(&mut self.stats.wrong_tid);
+                        let n = emit_error(datagram, ErrorCode::UnknownTid, "unknown transfer ID");
+                        let _ = port
+                            .send_to(datagram.get(..n).unwrap_or_default(), from)
+                            .await;
+                    }
+                }
+                Either::First(Err(_)) | Either::Second(Either::First(Err(_))) => {
+                    bump(&mut self.stats.malformed);
+                }
+                Either::Second(Either::Second(())) => {}
+            }
+        }
+    }
+
+    /// A datagram to port 69.
+    async fn request<L: DatagramSocket<Addr = A> + ?Sized>(
+        &mut self,
+        listen: &mut L,
+        buf: &mut [u8],
+        len: usize,
+        from: A,
+        now: crate::time::Instant,
+    ) {
+        let running = self.transfer.is_active() && !self.transfer.is_dallying();
+        if running && self.peer == Some(from) {
+            // The client repeated its request: its transfer runs.
+            bump(&mut self.stats.duplicates);
+            return;
+        }
+        if running {
+            bump(&mut self.stats.pool_full);
+            let n = emit_error(
+                buf,
+                ErrorCode::NotDefined,
+                "server busy: a transfer is running, try again later",
+            );
+            let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+            return;
+        }
+        self.peer = Some(from);
+        self.transfer.start(buf.get(..len).unwrap_or_default(), now);
+    }
+
+    /// Ends the transfer in progress, if any (an upload leaves no file).
+    pub fn end(&mut self, now: crate::time::Instant) {
+        self.transfer.end(now);
+        self.peer = None;
+    }
+}
