@@ -56,7 +56,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpS
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,6 +67,8 @@ use smolsock::wire::transfer::FileName;
 #[path = "oracle/transfer_client.rs"]
 mod cli;
 
+#[path = "common/examples.rs"]
+mod examples;
 #[path = "common/scratch.rs"]
 mod scratch;
 use scratch::{ScratchDir, file_bytes};
@@ -791,36 +792,7 @@ fn kib_per_s(bytes: usize, took: Duration) -> f64 {
 
 /// Builds `host_client` (the primer's client) as the test itself was built, once.
 fn host_client() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let exe = std::env::current_exe().expect("the test knows its path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !*built {
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "host_client"])
-            .args(["--profile", &profile])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir)
-            .stdin(Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "host_client did not build");
-        *built = true;
-    }
-    let path = profile_dir.join("examples/host_client");
-    assert!(path.is_file(), "no host_client at {}", path.display());
-    path
+    examples::example(&["host_client"], "host_client")
 }
 
 /// Runs `host_client ARGS` (in the caller's namespace) to its end; its stdout.

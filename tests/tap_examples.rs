@@ -18,13 +18,15 @@
 #[path = "common/netns.rs"]
 mod netns;
 
+#[path = "common/examples.rs"]
+mod examples;
 #[path = "common/scratch.rs"]
 mod scratch;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -51,53 +53,16 @@ const BIG: usize = 3 * 1024 * 1024;
 // ---------------------------------------------------------------------------
 // The example binaries
 
-/// `target/<profile>/examples/<name>`, built (once per test process) with the
-/// profile and target directory this test was built with.
+/// `target/<profile>/examples/<name>`, built with the others the tests run.
 fn example(name: &str) -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/tap_transfer-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !*built {
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "tap_server"])
-            .args(["--example", "transfer", "--example", "host_client"])
-            .args(["--profile", &profile])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir)
-            .stdin(Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "the examples did not build");
-        *built = true;
-    }
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.is_file(), "no example at {}", path.display());
-    path
+    examples::example(&["tap_server", "transfer", "host_client"], name)
 }
 
 /// `ip netns exec NS <program> <args>`.
-fn in_namespace(ns: &NetNs, program: &Path) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns.name()]).arg(program);
-    command
-}
-
 /// An example client in the namespace, run to the end.
 fn client(ns: &NetNs, name: &str, args: &[&str]) -> Output {
-    let output = in_namespace(ns, &example(name))
+    let output = ns
+        .command(example(name))
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -149,7 +114,8 @@ impl ServerProcess {
 
     /// [`start`](Self::start) with more flags.
     fn start_with(ns: &NetNs, root: &Path, flags: &[&str]) -> Self {
-        let mut child = in_namespace(ns, &example("tap_server"))
+        let mut child = ns
+            .command(example("tap_server"))
             .arg("--root")
             .arg(root)
             .args(flags)

@@ -13,13 +13,15 @@
 #[path = "common/netns.rs"]
 mod netns;
 
+#[path = "common/examples.rs"]
+mod examples;
 #[path = "common/scratch.rs"]
 mod scratch;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, mpsc};
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use netns::NetNs;
@@ -37,45 +39,7 @@ const BIG: usize = 3 * 1024 * 1024;
 
 /// `target/<profile>/examples/tap_server`, built once per test process.
 fn tap_server() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !*built {
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "tap_server",
-                "--profile",
-                &profile,
-            ])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(profile_dir.parent().expect("a target directory"))
-            .stdin(Stdio::null())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "tap_server did not build");
-        *built = true;
-    }
-    profile_dir.join("examples").join("tap_server")
-}
-
-fn in_namespace(ns: &NetNs, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns.name()]).arg(program);
-    command
+    examples::example(&["tap_server"], "tap_server")
 }
 
 /// A program of ours (by pid) that is killed and reaped on drop.
@@ -92,7 +56,8 @@ impl Drop for Process {
 
 /// Starts `tap_server --root ROOT` in `ns`; returns once it serves.
 fn start_server(ns: &NetNs, root: &Path) -> Process {
-    let mut child = in_namespace(ns, tap_server())
+    let mut child = ns
+        .command(tap_server())
         .arg("--root")
         .arg(root)
         .env(
@@ -142,7 +107,8 @@ fn start_server(ns: &NetNs, root: &Path) -> Process {
 
 /// Runs a client in `ns` to its end; its output.
 fn run(ns: &NetNs, program: &str, args: &[&str]) -> Output {
-    let output = in_namespace(ns, program)
+    let output = ns
+        .command(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -367,7 +333,8 @@ fn the_std_client_gets_and_puts_against_tftp_hpas_server() {
     let data = file_bytes(BIG + 1, 77);
     std::fs::write(root.join("served.bin"), &data).unwrap();
     // in.tftpd on the namespace's loopback, in the foreground, creating files.
-    let child = in_namespace(&ns, "in.tftpd")
+    let child = ns
+        .command("in.tftpd")
         .args([
             "--foreground",
             "--address",

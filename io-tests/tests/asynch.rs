@@ -9,6 +9,9 @@
 
 mod common_io;
 
+mod tokio_clock;
+use tokio_clock::TokioClock;
+
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -236,25 +239,6 @@ impl Clock for VirtualClock {
         self.sleeps.set(self.sleeps.get() + 1);
         if at > self.now.get() {
             self.now.set(at);
-        }
-    }
-}
-
-/// tokio's clock, counting from when it was made (the example of the module docs).
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.0.elapsed().as_micros().try_into().unwrap_or(u64::MAX))
-    }
-
-    async fn sleep_until(&self, at: Instant) {
-        match self
-            .0
-            .checked_add(std::time::Duration::from_micros(at.total_micros()))
-        {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
         }
     }
 }

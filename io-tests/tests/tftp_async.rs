@@ -5,6 +5,9 @@
 //! time and no test reads the wall clock. Every transfer ends by the sessions'
 //! bounded tries.
 
+mod tokio_clock;
+use tokio_clock::TokioClock;
+
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -12,11 +15,10 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use smolsock::asynch::{Clock, DatagramSocket};
+use smolsock::asynch::DatagramSocket;
 use smolsock::store::{FileName, RamStore};
 use smolsock::tftp::asynch::{Client, Server};
 use smolsock::tftp::{ClientConfig, ClientGet, ServerConfig, TftpStats};
-use smolsock::time::Instant;
 use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
 
 /// A host and a port.
@@ -124,25 +126,6 @@ impl DatagramSocket for Socket {
 
     fn same_host(a: &Addr, b: &Addr) -> bool {
         a.0 == b.0
-    }
-}
-
-/// tokio's clock (paused in these tests), counting from when it was made.
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.0.elapsed().as_micros().try_into().unwrap_or(u64::MAX))
-    }
-
-    async fn sleep_until(&self, at: Instant) {
-        match self
-            .0
-            .checked_add(std::time::Duration::from_micros(at.total_micros()))
-        {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
     }
 }
 

@@ -25,7 +25,7 @@ use super::Service;
 use super::pump::socket_mut;
 use crate::store::Storage;
 use crate::tftp::packet::ErrorCode;
-use crate::tftp::{PORT, ServerConfig, ServerTransfer, TftpStats};
+use crate::tftp::{ClientSession, PORT, ServerConfig, ServerTransfer, TftpStats};
 use crate::transfer::SharedStore;
 
 /// The first port a transfer may be given: the dynamic range.
@@ -39,6 +39,77 @@ fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
             .payload_send_capacity()
             .saturating_sub(socket.send_queue())
             >= max.saturating_mul(2)
+}
+
+/// What the poll loop asks of a TFTP session, a server's transfer or a client's.
+trait Datagrams {
+    fn poll_timeout(&self) -> Option<crate::time::Instant>;
+    fn handle_timeout(&mut self, now: crate::time::Instant);
+    fn transmit(&mut self, buf: &mut [u8], now: crate::time::Instant) -> usize;
+}
+
+impl<S: Storage> Datagrams for ServerTransfer<'_, S> {
+    fn poll_timeout(&self) -> Option<crate::time::Instant> {
+        ServerTransfer::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: crate::time::Instant) {
+        ServerTransfer::handle_timeout(self, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: crate::time::Instant) -> usize {
+        ServerTransfer::transmit(self, buf, now)
+    }
+}
+
+impl<C: ClientSession> Datagrams for C {
+    fn poll_timeout(&self) -> Option<crate::time::Instant> {
+        ClientSession::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: crate::time::Instant) {
+        ClientSession::handle_timeout(self, now);
+    }
+    fn transmit(&mut self, buf: &mut [u8], now: crate::time::Instant) -> usize {
+        ClientSession::transmit(self, buf, now)
+    }
+}
+
+/// Sends an ERROR to `to` if the socket has room; nothing else comes of it (a
+/// refusal needs no answer, and is never retransmitted).
+fn send_error(
+    socket: &mut udp::Socket<'_>,
+    buf: &mut [u8],
+    to: IpEndpoint,
+    code: ErrorCode,
+    message: &str,
+) {
+    let n = crate::tftp::emit_error(buf, code, message);
+    if room(socket, buf.len()) {
+        let _ = socket.send_slice(buf.get(..n).unwrap_or_default(), to);
+    }
+}
+
+/// Fires the session's timer if it is due, then sends what the session has to
+/// `to` while the socket has room for a datagram of `buf`'s size.
+fn fire_and_send<D: Datagrams>(
+    session: &mut D,
+    socket: &mut udp::Socket<'_>,
+    buf: &mut [u8],
+    now: Instant,
+    to: IpEndpoint,
+) {
+    let now = crate::time::Instant::from(now);
+    if session.poll_timeout().is_some_and(|at| now >= at) {
+        session.handle_timeout(now);
+    }
+    while room(socket, buf.len()) {
+        let n = session.transmit(buf, now);
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = socket.send_slice(buf.get(..n).unwrap_or_default(), to) {
+            // Unaddressable: the transfer's own timer ends it.
+            crate::macros::net_warn!("tftp: to {}: not sent: {}", to, e);
+        }
+    }
 }
 
 /// One transfer slot: its socket, its port, its client.
@@ -200,14 +271,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             let Some(index) = free else {
                 self.stats.pool_full = self.stats.pool_full.saturating_add(1);
                 crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
-                let n = crate::tftp::emit_error(
+                send_error(
+                    socket,
                     &mut self.buf,
+                    from,
                     ErrorCode::NotDefined,
                     "server busy: every transfer slot is taken, try again later",
                 );
-                if room(socket, BUF) {
-                    let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
-                }
                 continue;
             };
             let port = self.fresh_port(now);
@@ -257,36 +327,19 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     from,
                     peer
                 );
-                let n = crate::tftp::emit_error(
+                send_error(
+                    socket,
                     &mut self.buf,
+                    from,
                     ErrorCode::UnknownTid,
                     "unknown transfer ID",
                 );
-                if room(socket, BUF) {
-                    let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
-                }
                 continue;
             }
             slot.transfer
                 .receive(self.buf.get(..len).unwrap_or_default(), now.into());
         }
-        if slot
-            .transfer
-            .poll_timeout()
-            .is_some_and(|at| crate::time::Instant::from(now) >= at)
-        {
-            slot.transfer.handle_timeout(now.into());
-        }
-        while room(socket, BUF) {
-            let n = slot.transfer.transmit(&mut self.buf, now.into());
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = socket.send_slice(self.buf.get(..n).unwrap_or_default(), peer) {
-                // Unaddressable: the transfer's own timer ends it.
-                crate::macros::net_warn!("tftp: to {}: not sent: {}", peer, e);
-            }
-        }
+        fire_and_send(&mut slot.transfer, socket, &mut self.buf, now, peer);
         if !slot.transfer.is_active() {
             // Freed: the port closes, and a late packet to it gets ICMP's answer.
             if let Some(outcome) = slot.transfer.outcome() {
@@ -342,7 +395,7 @@ pub struct TftpClient<C, const BUF: usize> {
     stats: TftpStats,
 }
 
-impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
+impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
     /// `session` on the UDP socket `handle`, bound to `local_port` on the first
     /// poll, talking to `server`.
     pub const fn new(
@@ -359,21 +412,7 @@ impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
             session,
             outcome: None,
             buf: [0; BUF],
-            stats: TftpStats {
-                reads: 0,
-                writes: 0,
-                completed: 0,
-                failed: 0,
-                timeouts: 0,
-                retransmits: 0,
-                duplicates: 0,
-                malformed: 0,
-                refused: 0,
-                wrong_tid: 0,
-                pool_full: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-            },
+            stats: TftpStats::ZERO,
         }
     }
 
@@ -404,7 +443,7 @@ impl<C: crate::tftp::ClientSession, const BUF: usize> TftpClient<C, BUF> {
     }
 }
 
-impl<C: crate::tftp::ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
+impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
             return;
@@ -435,37 +474,21 @@ impl<C: crate::tftp::ClientSession, const BUF: usize> Service for TftpClient<C, 
                 Some(peer) if peer == from => {}
                 _ => {
                     self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
-                    let n = crate::tftp::emit_error(
+                    send_error(
+                        socket,
                         &mut self.buf,
+                        from,
                         ErrorCode::UnknownTid,
                         "unknown transfer ID",
                     );
-                    if room(socket, BUF) {
-                        let _ = socket.send_slice(self.buf.get(..n).unwrap_or_default(), from);
-                    }
                     continue;
                 }
             }
             self.session
                 .receive(self.buf.get(..len).unwrap_or_default(), now.into());
         }
-        if self
-            .session
-            .poll_timeout()
-            .is_some_and(|at| crate::time::Instant::from(now) >= at)
-        {
-            self.session.handle_timeout(now.into());
-        }
-        while room(socket, BUF) {
-            let n = self.session.transmit(&mut self.buf, now.into());
-            if n == 0 {
-                break;
-            }
-            let to = self.peer.unwrap_or(self.server);
-            if let Err(e) = socket.send_slice(self.buf.get(..n).unwrap_or_default(), to) {
-                crate::macros::net_warn!("tftp client: to {}: not sent: {}", to, e);
-            }
-        }
+        let to = self.peer.unwrap_or(self.server);
+        fire_and_send(&mut self.session, socket, &mut self.buf, now, to);
         if let Some(outcome) = self.session.outcome() {
             self.outcome = Some(outcome);
         }

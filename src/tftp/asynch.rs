@@ -217,21 +217,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         Self {
             transfer: ServerTransfer::new(shared, config),
             peer: None,
-            stats: TftpStats {
-                reads: 0,
-                writes: 0,
-                completed: 0,
-                failed: 0,
-                timeouts: 0,
-                retransmits: 0,
-                duplicates: 0,
-                malformed: 0,
-                refused: 0,
-                wrong_tid: 0,
-                pool_full: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-            },
+            stats: TftpStats::ZERO,
         }
     }
 

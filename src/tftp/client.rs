@@ -6,10 +6,8 @@
 //! its own (its transfer ID). The adapter sends every later packet there and hands
 //! the session only datagrams from that port.
 
-use super::flow::{Acked, Received, Receiver, Sender, Timer, wire_block};
-use super::packet::{
-    DATA_HEADER_LEN, DEFAULT_BLOCK_SIZE, Mode, Options, Packet, RequestKind, emit_data_header,
-};
+use super::flow::{Acked, Received, Receiver, Sender, Timer, data_block, wire_block};
+use super::packet::{DEFAULT_BLOCK_SIZE, Mode, Options, Packet, RequestKind};
 use super::{DEFAULT_MAX_TRIES, DEFAULT_TIMEOUT, TftpError, TftpStats, add, bump, emit_error};
 use crate::store::{FileName, FileStat};
 use crate::time::{Duration, Instant};
@@ -590,13 +588,10 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
         len: usize,
         buf: &mut [u8],
     ) -> Result<usize, TftpError> {
-        let end = DATA_HEADER_LEN
-            .checked_add(len)
-            .ok_or(TftpError::BufferTooSmall)?;
-        let datagram = buf.get_mut(..end).ok_or(TftpError::BufferTooSmall)?;
-        emit_data_header(datagram, wire_block(position)).map_err(|_| TftpError::BufferTooSmall)?;
-        let body = datagram.get_mut(DATA_HEADER_LEN..).unwrap_or_default();
-        let read = self.source.read(offset, body).map_err(TftpError::Local)?;
+        let source = &mut self.source;
+        let (end, read) = data_block(buf, position, len, |body| {
+            source.read(offset, body).map_err(TftpError::Local)
+        })?;
         if read != len {
             return Err(TftpError::Local(crate::transfer::LocalError::SourceShort {
                 at: offset.saturating_add(u64::try_from(read).unwrap_or(0)),

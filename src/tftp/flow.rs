@@ -5,6 +5,8 @@
 //!
 //! Neither reads a clock: they keep a deadline from the `now` they are given.
 
+use super::TftpError;
+use super::packet::{DATA_HEADER_LEN, emit_data_header};
 use crate::time::{Duration, Instant};
 
 /// The block number on the wire of block `n` (counting from 1): its low 16 bits.
@@ -15,6 +17,25 @@ pub(super) const fn wire_block(n: u64) -> u16 {
 /// Where a block starts in the file.
 pub(super) fn block_offset(n: u64, block_size: u16) -> u64 {
     n.saturating_sub(1).saturating_mul(u64::from(block_size))
+}
+
+/// Writes the DATA datagram of block `position` into `buf`: its header, then `len`
+/// body bytes from `read` (which returns how many it wrote). Returns the
+/// datagram's length and the bytes `read` wrote; the caller decides what a short
+/// read means.
+pub(super) fn data_block<E: From<TftpError>>(
+    buf: &mut [u8],
+    position: u64,
+    len: usize,
+    read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<(usize, usize), E> {
+    let end = DATA_HEADER_LEN
+        .checked_add(len)
+        .ok_or(TftpError::BufferTooSmall)?;
+    let datagram = buf.get_mut(..end).ok_or(TftpError::BufferTooSmall)?;
+    emit_data_header(datagram, wire_block(position)).map_err(|_| TftpError::BufferTooSmall)?;
+    let read = read(datagram.get_mut(DATA_HEADER_LEN..).unwrap_or_default())?;
+    Ok((end, read))
 }
 
 /// The retransmission timer both halves share: a deadline and the tries left.

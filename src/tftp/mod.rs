@@ -255,6 +255,23 @@ pub struct TftpStats {
 }
 
 impl TftpStats {
+    /// Every counter at zero (`Default`, usable in a `const fn`).
+    pub const ZERO: Self = Self {
+        reads: 0,
+        writes: 0,
+        completed: 0,
+        failed: 0,
+        timeouts: 0,
+        retransmits: 0,
+        duplicates: 0,
+        malformed: 0,
+        refused: 0,
+        wrong_tid: 0,
+        pool_full: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
+    };
+
     /// Adds `other`'s counts to these (summing a pool's sessions).
     pub fn accumulate(&mut self, other: &Self) {
         let Self {

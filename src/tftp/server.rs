@@ -1,10 +1,9 @@
 //! One client's transfer on the server: an RRQ served from the store, or a WRQ
 //! written to a partial upload and committed when its last block is in.
 
-use super::flow::{Acked, Received, Receiver, Sender, Timer, wire_block};
+use super::flow::{Acked, Received, Receiver, Sender, Timer, data_block, wire_block};
 use super::packet::{
     DATA_HEADER_LEN, DEFAULT_BLOCK_SIZE, MIN_BLOCK_SIZE, Mode, Options, Packet, RequestKind,
-    emit_data_header,
 };
 use super::{DEFAULT_MAX_TRIES, DEFAULT_TIMEOUT, TftpError, TftpStats, add, bump, emit_error};
 use crate::store::{FileName, Storage, StoreError, Upload};
@@ -142,21 +141,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             timer: Timer::new(config.timeout, config.max_tries),
             kind: None,
             outcome: None,
-            stats: TftpStats {
-                reads: 0,
-                writes: 0,
-                completed: 0,
-                failed: 0,
-                timeouts: 0,
-                retransmits: 0,
-                duplicates: 0,
-                malformed: 0,
-                refused: 0,
-                wrong_tid: 0,
-                pool_full: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-            },
+            stats: TftpStats::ZERO,
         }
     }
 
@@ -669,18 +654,14 @@ fn read_block<S: Storage>(
     len: usize,
     buf: &mut [u8],
 ) -> Result<usize, TftpError> {
-    let end = DATA_HEADER_LEN
-        .checked_add(len)
-        .ok_or(TftpError::BufferTooSmall)?;
-    let datagram = buf.get_mut(..end).ok_or(TftpError::BufferTooSmall)?;
-    emit_data_header(datagram, wire_block(position)).map_err(|_| TftpError::BufferTooSmall)?;
-    let body = datagram.get_mut(DATA_HEADER_LEN..).unwrap_or_default();
-    let read = shared.store(|s| {
-        // The file a client reads is one version, whole.
-        if s.version(name)? != version {
-            return Err(TftpError::FileChanged);
-        }
-        s.read(name, offset, body).map_err(TftpError::from)
+    let (end, read) = data_block(buf, position, len, |body| {
+        shared.store(|s| {
+            // The file a client reads is one version, whole.
+            if s.version(name)? != version {
+                return Err(TftpError::FileChanged);
+            }
+            s.read(name, offset, body).map_err(TftpError::from)
+        })
     })?;
     if read != len {
         return Err(TftpError::FileChanged);

@@ -154,36 +154,31 @@ impl BodyReader {
                 if self.header_held == 0 {
                     frames_in_read = frames_in_read.saturating_add(1);
                     began_here = true;
-                    // The usual case: the whole header lies in the input.
-                    if let Some(len) = self.format.decode(rest) {
-                        consumed = consumed.saturating_add(header_len);
-                        if len > self.format.max_len() {
-                            let error = ReadError::Oversize {
-                                len,
-                                max: self.format.max_len(),
-                            };
-                            self.poisoned = Some(error);
-                            self.stats.oversize = self.stats.oversize.saturating_add(1);
-                            break Err(error);
-                        }
-                        self.body = Some(Body { len, taken: 0 });
-                        continue;
+                }
+                // The usual case: the whole header lies in the input, read where it
+                // is; else its bytes are gathered until it is whole.
+                let whole = (self.header_held == 0)
+                    .then(|| self.format.decode(rest))
+                    .flatten();
+                let len = if let Some(len) = whole {
+                    consumed = consumed.saturating_add(header_len);
+                    len
+                } else {
+                    let held = usize::from(self.header_held);
+                    let dst = self.header.get_mut(held..header_len).unwrap_or(&mut []);
+                    let n = dst.len().min(rest.len());
+                    if let (Some(dst), Some(src)) = (dst.get_mut(..n), rest.get(..n)) {
+                        dst.copy_from_slice(src);
                     }
-                }
-                let held = usize::from(self.header_held);
-                let dst = self.header.get_mut(held..header_len).unwrap_or(&mut []);
-                let n = dst.len().min(rest.len());
-                if let (Some(dst), Some(src)) = (dst.get_mut(..n), rest.get(..n)) {
-                    dst.copy_from_slice(src);
-                }
-                consumed = consumed.saturating_add(n);
-                let held = held.saturating_add(n);
-                if held < header_len {
-                    self.header_held = held as u8;
-                    break Ok(());
-                }
-                self.header_held = 0;
-                let len = self.format.decode(&self.header).unwrap_or(0);
+                    consumed = consumed.saturating_add(n);
+                    let held = held.saturating_add(n);
+                    if held < header_len {
+                        self.header_held = held as u8;
+                        break Ok(());
+                    }
+                    self.header_held = 0;
+                    self.format.decode(&self.header).unwrap_or(0)
+                };
                 if len > self.format.max_len() {
                     let error = ReadError::Oversize {
                         len,

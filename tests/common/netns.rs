@@ -204,6 +204,13 @@ impl NetNs {
         self.guard.name()
     }
 
+    /// `ip netns exec NAME program`: a command that runs `program` inside.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", self.name()]).arg(program);
+        command
+    }
+
     /// Runs `tap-setup.sh up --netns NAME` (creating the namespace and `tap0`, or,
     /// run again, putting back whatever is missing: addresses, link state).
     pub fn setup_tap(&self) {

@@ -37,8 +37,9 @@ use crate::selftest::connect;
 use crate::services::{ECHO_PORT, FRAMED_PORT};
 use crate::unwrap_spawn;
 
-/// Payload echoed per path: 1 MiB.
-const PAYLOAD: u64 = 1024 * 1024;
+#[path = "../../firmware/src/cost_stream.rs"]
+mod stream;
+use stream::{PAYLOAD, Stream};
 /// The services' socket buffers (`services.rs`).
 const BUFFER: usize = 2048;
 /// The socket loop's port, on the server stack.
@@ -92,61 +93,6 @@ const PATHS: [Path; 4] = [
         frame: Some(64 * 1024),
     },
 ];
-
-/// The byte stream of one path, made and checked on the fly: frames (header,
-/// then body) or bare bytes, the body bytes a pattern of their offset. The
-/// poll-loop firmware's self-test sends the same stream.
-struct Stream {
-    frame: Option<u32>,
-    /// Where in the current frame (header included) the next byte is.
-    in_frame: u32,
-    /// Payload bytes made so far.
-    payload: u64,
-}
-
-impl Stream {
-    const fn new(frame: Option<u32>) -> Self {
-        Self {
-            frame,
-            in_frame: 0,
-            payload: 0,
-        }
-    }
-
-    /// Its length: `PAYLOAD` and the headers of its frames.
-    const fn len(frame: Option<u32>) -> u64 {
-        match frame {
-            Some(body) if body > 0 => PAYLOAD + PAYLOAD / body as u64 * 4,
-            _ => PAYLOAD,
-        }
-    }
-
-    fn next_byte(&mut self) -> u8 {
-        let Some(body) = self.frame else {
-            let byte = pattern(self.payload);
-            self.payload = self.payload.wrapping_add(1);
-            return byte;
-        };
-        let at = self.in_frame;
-        self.in_frame = if at >= body.saturating_add(3) {
-            0
-        } else {
-            at + 1
-        };
-        match body.to_be_bytes().get(at as usize) {
-            Some(&header) => header,
-            None => {
-                let byte = pattern(self.payload);
-                self.payload = self.payload.wrapping_add(1);
-                byte
-            }
-        }
-    }
-}
-
-fn pattern(offset: u64) -> u8 {
-    (offset as u8).wrapping_mul(7) ^ (offset >> 10) as u8
-}
 
 /// Spawns the socket loop on the server stack.
 pub fn spawn_plain_echo(spawner: embassy_executor::Spawner, stack: Stack<'static>) {

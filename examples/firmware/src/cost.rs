@@ -34,8 +34,10 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use static_cell::{ConstStaticCell, StaticCell};
 
-/// Payload echoed per path: 1 MiB.
-const PAYLOAD: u64 = 1024 * 1024;
+#[path = "cost_stream.rs"]
+mod stream;
+use stream::{PAYLOAD, Stream};
+
 /// The services' socket buffers and the framed echo's queue (`services.rs`).
 const BUFFER: usize = 2048;
 const QUEUE: usize = 512;
@@ -106,60 +108,6 @@ pub fn cycle_counter_counts(dcb: &mut DCB, dwt: &mut DWT) -> bool {
     let after = DWT::cycle_count();
     log::info!("dwt: CYCCNT read {before}, then {after} after a 1,000-step loop");
     after != before
-}
-
-/// The byte stream of one path, made and checked on the fly: frames (header,
-/// then body) or bare bytes, the body bytes a pattern of their offset.
-struct Stream {
-    frame: Option<u32>,
-    /// Where in the current frame (header included) the next byte is.
-    in_frame: u32,
-    /// Payload bytes made so far.
-    payload: u64,
-}
-
-impl Stream {
-    const fn new(frame: Option<u32>) -> Self {
-        Self {
-            frame,
-            in_frame: 0,
-            payload: 0,
-        }
-    }
-
-    /// Its length: `PAYLOAD` and the headers of its frames.
-    const fn len(frame: Option<u32>) -> u64 {
-        match frame {
-            Some(body) if body > 0 => PAYLOAD + PAYLOAD / body as u64 * 4,
-            _ => PAYLOAD,
-        }
-    }
-
-    fn next_byte(&mut self) -> u8 {
-        let Some(body) = self.frame else {
-            let byte = pattern(self.payload);
-            self.payload = self.payload.wrapping_add(1);
-            return byte;
-        };
-        let at = self.in_frame;
-        self.in_frame = if at >= body.saturating_add(3) {
-            0
-        } else {
-            at + 1
-        };
-        match body.to_be_bytes().get(at as usize) {
-            Some(&header) => header,
-            None => {
-                let byte = pattern(self.payload);
-                self.payload = self.payload.wrapping_add(1);
-                byte
-            }
-        }
-    }
-}
-
-fn pattern(offset: u64) -> u8 {
-    (offset as u8).wrapping_mul(7) ^ (offset >> 10) as u8
 }
 
 /// The server side: a socket loop on one port, smolsock's servers on the others.
