@@ -24,11 +24,14 @@
 //! reads what it is sent can hold the session only until its deadline.
 //!
 //! Once the session has nothing more to send, the adapter flushes before it reads
-//! again, so that a stream which buffers writes (a UART driver, a USB serial port)
-//! sends the answer before the adapter waits for the next request. embassy-net's
-//! `flush` waits until the peer has acknowledged every byte, which the peer's next
-//! segment usually does at once; the wait is raced against the deadline like any
-//! other.
+//! again ([`Flush::BeforeRead`]), so that a stream which buffers writes (a UART
+//! driver, a USB serial port) sends the answer before the adapter waits for the
+//! next request. embassy-net's `TcpSocket` needs no such flush (a write hands the
+//! bytes to the stack, which sends them on its own), and its `flush` waits until
+//! the peer has acknowledged every byte: against a peer that delays its ACKs, up
+//! to 40 ms a turn. Give it [`Flush::AtEnd`] through
+//! [`Connection::with_flush`], as below: it is flushed only once the session
+//! closes. Every wait is raced against the session's deadline.
 //!
 //! Cancellation: a read, write or flush that loses the race to the deadline is
 //! dropped, so the stream's `read`, `write` and `flush` must be side-effect-free on
@@ -94,7 +97,7 @@
 //! #     }
 //! # }
 //! use embassy_net::{Stack, tcp::TcpSocket};
-//! use smolsock::asynch::{self, Clock, End};
+//! use smolsock::asynch::{Clock, Connection, End, Flush};
 //! use smolsock::session::{Framed, FramedEcho, Session};
 //! use smolsock::time::Instant;
 //! use smolsock::wire::frame::HeaderFormat;
@@ -128,7 +131,12 @@
 //!         if socket.accept(9000).await.is_err() {
 //!             continue;
 //!         }
-//!         match asynch::run(&mut session, &mut socket, &EmbassyClock, &mut rx, &mut tx).await {
+//!         // embassy-net sends what is written on its own: flush only at the end.
+//!         let end = Connection::new(&mut socket, &mut rx, &mut tx)
+//!             .with_flush(Flush::AtEnd)
+//!             .run(&mut session, &EmbassyClock)
+//!             .await;
+//!         match end {
 //!             Ok(End::Closed) => socket.close(),
 //!             // A broken protocol, a deadline, or a stream error: reset.
 //!             Ok(End::Aborted) | Err(_) => socket.abort(),
@@ -170,7 +178,7 @@ use core::task::Poll;
 use embedded_io_async::{Read, Write};
 
 use crate::pump::{Did, Finish, Op, Pump, Step};
-pub use crate::pump::{End, Error, FrameError, StreamStats};
+pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
 use crate::time::Instant;
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
@@ -273,6 +281,13 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             io,
             pump: Pump::new(rx, tx),
         }
+    }
+
+    /// Flushes the stream as `flush` says ([`Flush::BeforeRead`] unless set).
+    #[must_use]
+    pub fn with_flush(mut self, flush: Flush) -> Self {
+        self.pump.set_flush(flush);
+        self
     }
 
     /// Runs `session` to its end, as [`run`]. The connection has then ended, and

@@ -54,7 +54,7 @@
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 
 use crate::pump::{Did, Finish, Op, Pump, Step};
-pub use crate::pump::{End, Error, FrameError, StreamStats};
+pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
 use crate::time::Instant;
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
@@ -243,6 +243,13 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             io,
             pump: Pump::new(rx, tx),
         }
+    }
+
+    /// Flushes the stream as `flush` says ([`Flush::BeforeRead`] unless set).
+    #[must_use]
+    pub fn with_flush(mut self, flush: Flush) -> Self {
+        self.pump.set_flush(flush);
+        self
     }
 
     /// Runs `session` to its end, as [`run`]. The connection has then ended, and

@@ -73,13 +73,13 @@
 //! ## On embassy-net
 //!
 //! embassy-net's `TcpSocket` is an `embedded_io_async` stream, so a task serves
-//! each connection with [`asynch::run`](crate::asynch) and a [`Clock`] of six lines
+//! each connection with an [`asynch::Connection`](crate::asynch::Connection) and a [`Clock`] of six lines
 //! on `embassy_time` (see the module). Generic over the stream, the task is:
 //!
 //! ```
 //! # #[cfg(feature = "embedded-io-async")] {
 //! use embedded_io_async::{Read, Write};
-//! use smolsock::asynch::{self, Clock, End};
+//! use smolsock::asynch::{self, Clock, Connection, End, Flush};
 //! use smolsock::session::{Framed, FramedEcho};
 //! use smolsock::wire::frame::HeaderFormat;
 //!
@@ -89,7 +89,11 @@
 //!     let format = HeaderFormat::NETWORK.with_max_len(1024).expect("1 KiB fits");
 //!     let mut echo = Framed::new(FramedEcho::new(), [0u8; 1028], [0u8; 1028], format).expect("room for a frame");
 //!     let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
-//!     Ok(asynch::run(&mut echo, socket, clock, &mut rx, &mut tx).await? == End::Closed)
+//!     // embassy-net sends what is written on its own, and its `flush` waits for
+//!     // the peer's ACKs: flush only at the end. (A stream that holds written bytes
+//!     // until flushed, a UART driver say, keeps the default, `Flush::BeforeRead`.)
+//!     let mut conn = Connection::new(socket, &mut rx, &mut tx).with_flush(Flush::AtEnd);
+//!     Ok(conn.run(&mut echo, clock).await? == End::Closed)
 //! }
 //! # }
 //! ```

@@ -30,6 +30,27 @@ pub enum End {
     Aborted,
 }
 
+/// When the stream adapters flush the stream.
+///
+/// A write hands bytes to the stream; a flush waits until the stream has sent
+/// them on. What a flush costs depends on the stream, so the caller chooses:
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Flush {
+    /// Whenever the session has nothing more to send, before the next read: an
+    /// answer leaves before the adapter waits for the next request. Right for
+    /// any stream, needed for one that holds written bytes until flushed (a
+    /// buffered writer, a UART or USB serial driver).
+    #[default]
+    BeforeRead,
+    /// Only once the session closes, and when a request is done. For a stream
+    /// that sends what is written on its own, such as embassy-net's `TcpSocket`,
+    /// whose `flush` waits until the peer has acknowledged every byte: a peer that
+    /// delays its ACKs (Linux holds the ACK of a lone small segment up to 40 ms)
+    /// would make every turn wait that long.
+    AtEnd,
+}
+
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -244,6 +265,7 @@ pub(crate) struct Pump<'b> {
     tx_end: usize,
     /// Bytes were written since the last flush.
     unflushed: bool,
+    flush: Flush,
     /// A read returned 0: the peer finished sending.
     eof: bool,
     /// The current session was told so.
@@ -262,11 +284,17 @@ impl<'b> Pump<'b> {
             tx_start: 0,
             tx_end: 0,
             unflushed: false,
+            flush: Flush::BeforeRead,
             eof: false,
             finished: false,
             life: Life::Open,
             stats: StreamStats::default(),
         }
+    }
+
+    /// When to flush from now on.
+    pub(crate) fn set_flush(&mut self, flush: Flush) {
+        self.flush = flush;
     }
 
     /// Whether another session or request may run.
@@ -353,9 +381,12 @@ impl<'b> Pump<'b> {
             let bytes = self.tx.get(self.tx_start..self.tx_end).unwrap_or_default();
             return Step::Io(Op::Write(bytes));
         }
-        if self.unflushed {
-            // Nothing more to send for now: make sure a buffering stream sends it
-            // before we wait for the answer.
+        // Nothing more to send for now: make sure a buffering stream sends it
+        // before we wait for the answer, or, if the caller says its stream sends
+        // on its own, only before the session's end or a request's outcome.
+        if self.unflushed
+            && (self.flush == Flush::BeforeRead || !input || session.status() == Status::Close)
+        {
             return Step::Io(Op::Flush);
         }
         if !input {

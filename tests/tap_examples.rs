@@ -7,7 +7,10 @@
 //!   deletes and resumes. Every byte is checked: the file in the server's
 //!   directory, the file downloaded, and the CRC-32 the client prints, against a
 //!   CRC-32 computed here bit by bit;
-//! - `host_client` talks to every other service, as TAP.md shows.
+//! - `host_client` talks to every other service, as TAP.md shows;
+//! - headless Chromium (Debian's `chromium`) draws the lab's SVG pictures and
+//!   tap_server's live page to PNG; the pictures must not be blank, and the
+//!   page's counters must be those `/stats` gives.
 //!
 //! The three example binaries are built on first use (`cargo build --example ...`,
 //! same profile and target directory as this test). The tests need root
@@ -55,7 +58,10 @@ const BIG: usize = 3 * 1024 * 1024;
 
 /// `target/<profile>/examples/<name>`, built with the others the tests run.
 fn example(name: &str) -> PathBuf {
-    examples::example(&["tap_server", "transfer", "host_client"], name)
+    examples::example(
+        &["tap_server", "transfer", "host_client", "sticky_lab"],
+        name,
+    )
 }
 
 /// `ip netns exec NS <program> <args>`.
@@ -872,6 +878,225 @@ fn tap_server_takes_the_stack_addresses_from_its_flags() {
     // The default address is not the stack's any more: nobody answers there.
     let missed = client(&ns, "host_client", &["echo", "--to", "192.168.69.1", "one"]);
     assert!(!missed.status.success());
+    let (status, _) = server.interrupt();
+    assert!(status.success());
+}
+
+// ---------------------------------------------------------------------------
+// A real browser: headless Chromium (Debian's `chromium`)
+
+/// Runs headless Chromium on `url` with `flags` (in `ns` if given, else here)
+/// and returns its stdout. Each run has a profile directory of its own, so runs
+/// in parallel tests do not share one. Chromium runs as root here, which needs
+/// `--no-sandbox`.
+fn chromium(ns: Option<&NetNs>, url: &str, flags: &[&str]) -> String {
+    let profile = ScratchDir::new("chromium-profile");
+    let mut command = match ns {
+        Some(ns) => ns.command("chromium"),
+        None => std::process::Command::new("chromium"),
+    };
+    let output = command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1000,700",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(flags)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("chromium does not run ({e}): apt-get install chromium"));
+    assert!(
+        output.status.success(),
+        "chromium {flags:?} {url} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Chromium's screenshot of `url`, decoded: (width, height, RGBA pixels).
+fn screenshot(ns: Option<&NetNs>, url: &str, png: &Path) -> (u32, u32, Vec<u8>) {
+    chromium(ns, url, &[&format!("--screenshot={}", png.display())]);
+    let file = std::fs::File::open(png).unwrap_or_else(|e| panic!("no screenshot of {url}: {e}"));
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0u8; reader.output_buffer_size().expect("a sane size")];
+    let info = reader.next_frame(&mut pixels).expect("one frame");
+    pixels.truncate(info.buffer_size());
+    assert_eq!(info.color_type, png::ColorType::Rgba, "{url}");
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "{url}");
+    (info.width, info.height, pixels)
+}
+
+/// What a screenshot shows, in numbers: the share of pixels that differ from the
+/// most common colour (the background), and how many colours there are.
+struct Rendering {
+    drawn: f64,
+    colours: usize,
+}
+
+impl Rendering {
+    fn of(pixels: &[u8]) -> Self {
+        let mut counts = std::collections::HashMap::<[u8; 3], usize>::new();
+        for px in pixels.chunks_exact(4) {
+            *counts.entry([px[0], px[1], px[2]]).or_default() += 1;
+        }
+        let total = pixels.len() / 4;
+        let background = counts.values().copied().max().unwrap_or(0);
+        Self {
+            drawn: (total - background) as f64 / total.max(1) as f64,
+            colours: counts.len(),
+        }
+    }
+}
+
+/// Whether `rgb` appears in at least `min` pixels.
+fn has_colour(pixels: &[u8], rgb: [u8; 3], min: usize) -> bool {
+    pixels.chunks_exact(4).filter(|px| px[..3] == rgb).count() >= min
+}
+
+#[test]
+#[ignore = "needs chromium (Debian's package): renders the lab's SVG pictures"]
+fn chromium_draws_the_labs_pictures() {
+    let dir = ScratchDir::new("lab-svg");
+    let output = std::process::Command::new(example("sticky_lab"))
+        .arg("--svg")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("sticky_lab runs");
+    assert!(output.status.success(), "sticky_lab --svg failed");
+    let mut pictures: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    pictures.sort();
+    // One picture per case: Nagle merging small sends, a big send spilling into
+    // the next read, length framing, the acknowledged-length cure (and variants).
+    let names: Vec<String> = pictures
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for case in [
+        "1-nagle.svg",
+        "2-big-send.svg",
+        "3a-framing-small.svg",
+        "4-acked-length.svg",
+    ] {
+        assert!(names.iter().any(|n| n == case), "no {case} among {names:?}");
+    }
+    for svg in &pictures {
+        let png = svg.with_extension("png");
+        let url = format!("file://{}", svg.display());
+        let (width, height, pixels) = screenshot(None, &url, &png);
+        assert_eq!((width, height), (1000, 700), "{url}");
+        let seen = Rendering::of(&pixels);
+        eprintln!(
+            "{}: {:.1} % drawn, {} colours",
+            svg.display(),
+            seen.drawn * 100.0,
+            seen.colours
+        );
+        // Plot areas, axes, labels, segments and lanes cover much of the window
+        // in many colours; a picture Chromium could not draw is one colour.
+        assert!(seen.drawn > 0.10, "{url} renders almost blank");
+        assert!(
+            seen.colours > 8,
+            "{url} renders in {} colours",
+            seen.colours
+        );
+        // The data segments' blue (`#4a7ab8` in the SVG's legend and lines).
+        assert!(
+            has_colour(&pixels, [0x4a, 0x7a, 0xb8], 20),
+            "{url}: no segment drawn"
+        );
+    }
+}
+
+/// The counter lines of a status text, but for those that change with each
+/// request: the HTTP service's own and the link's frame counts.
+fn steady_counters(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .filter(|line| !line.starts_with("tcp/80 ") && !line.starts_with("link "))
+        .map(|line| {
+            // The page escapes what it shows; undo the few escapes a counter line may have.
+            line.replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs CAP_NET_ADMIN and chromium: renders tap_server's live page in a namespace"]
+fn chromium_renders_the_live_page_and_its_counters_are_the_stats() {
+    if !netns::has_cap_net_admin() {
+        return;
+    }
+    let ns = NetNs::create();
+    let root = ScratchDir::new("tap-browser-root");
+    let server = ServerProcess::start(&ns, root.path());
+    // Some traffic to count, and an echo connection left open: a row with bars.
+    client_ok(&ns, "host_client", &["echo", "counted"]);
+    client_ok(&ns, "host_client", &["framed", "--count", "2"]);
+    ns.enter_current_thread().unwrap();
+    let mut open = retry("the echo service", RETRIES, RETRY_PAUSE, || {
+        TcpStream::connect_timeout(&"192.168.69.1:7".parse().unwrap(), IO_TIMEOUT)
+    });
+    open.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    open.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    open.read_exact(&mut echoed).unwrap();
+
+    // What Chromium made of the page (its DOM after loading), then /stats.
+    let dom = chromium(Some(&ns), "http://192.168.69.1/", &["--dump-dom"]);
+    let stats = status_text();
+    assert!(dom.contains("<h1>smolsock tap_server</h1>"), "{dom}");
+    assert!(dom.contains("http-equiv=\"refresh\""), "{dom}");
+    let echo_row = dom
+        .lines()
+        .find(|line| line.contains("<td>echo</td>"))
+        .unwrap_or_else(|| panic!("no row for the open echo connection in {dom}"));
+    assert!(echo_row.contains("192.168.69.100:"), "{echo_row}");
+    let pre = dom
+        .split_once("<pre>")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(counters, _)| counters)
+        .unwrap_or_else(|| panic!("no counters on the page: {dom}"));
+    let (on_page, served) = (steady_counters(pre), steady_counters(&stats));
+    assert!(on_page.len() >= 5, "{on_page:?}");
+    assert_eq!(on_page, served, "the page's counters are not /stats'");
+    let echo = on_page
+        .iter()
+        .find(|line| line.starts_with("tcp/7 "))
+        .unwrap_or_else(|| panic!("no tcp/7 line: {on_page:?}"));
+    assert!(echo.contains("2 accepted"), "{echo}");
+
+    // What it looks like: drawn, with the bars' frames (`#789`) and background (`#eef`).
+    let png = root.join("live.png");
+    let (_, _, pixels) = screenshot(Some(&ns), "http://192.168.69.1/", &png);
+    let seen = Rendering::of(&pixels);
+    eprintln!(
+        "live page: {:.1} % drawn, {} colours",
+        seen.drawn * 100.0,
+        seen.colours
+    );
+    assert!(seen.drawn > 0.02, "the live page renders almost blank");
+    assert!(has_colour(&pixels, [0xee, 0xee, 0xff], 50), "no bar drawn");
+    assert!(
+        has_colour(&pixels, [0x77, 0x88, 0x99], 20),
+        "no bar frame drawn"
+    );
+    drop(open);
     let (status, _) = server.interrupt();
     assert!(status.success());
 }

@@ -21,7 +21,9 @@ use std::task::{Poll, Waker};
 use common_io::{Ask, Chores, Deaf, Idle, bodies, frames, pattern};
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use smolsock::asynch::{self, Clock, Connection, End, Error, FrameError, read_frame, write_frame};
+use smolsock::asynch::{
+    self, Clock, Connection, End, Error, Flush, FrameError, read_frame, write_frame,
+};
 use smolsock::session::{Echo, Framed, FramedEcho, Session, StreamingEcho};
 use smolsock::store::{FileName, RamStore};
 use smolsock::time::{Duration, Instant};
@@ -291,6 +293,53 @@ async fn framed_echo_gives_back_every_frame_through_any_split() {
         assert_eq!(end, Ok(End::Closed), "{pipe:?} {buffers:?}");
         assert!(output == input, "{pipe:?} {buffers:?}");
         assert_eq!(session.handler().frames, 40);
+    }
+}
+
+/// Request and answer in lockstep, ten times: with `Flush::BeforeRead` the
+/// adapter flushes after every answer, with `Flush::AtEnd` once, at the close; the
+/// client gets every answer either way.
+#[tokio::test]
+async fn flush_at_end_flushes_once_and_every_answer_still_arrives() {
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    for (flush, expected) in [(Flush::BeforeRead, 10..=11), (Flush::AtEnd, 1..=1)] {
+        let (mut server, client) = duplex(256, 256);
+        let Duplex {
+            rx: mut client_rx,
+            tx: mut client_tx,
+        } = client;
+        let clock = VirtualClock::default();
+        let (mut rx, mut tx) = ([0u8; 128], [0u8; 128]);
+        let mut session = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
+        let serve = async {
+            let done = {
+                let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_flush(flush);
+                let end = conn.run(&mut session, &clock).await;
+                (end, conn.stats().flushes)
+            };
+            drop(server);
+            done
+        };
+        let talk = async {
+            for i in 0..10u8 {
+                let request = frames(format, &[vec![i; 20]]);
+                client_tx.write_all_bytes(&request).await;
+                let mut answer = vec![0u8; request.len()];
+                let mut got = 0;
+                while got < answer.len() {
+                    let n = client_rx.read(&mut answer[got..]).await.unwrap();
+                    assert!(n > 0, "{flush:?}: the server closed before answer {i}");
+                    got += n;
+                }
+                assert_eq!(answer, request, "{flush:?}: answer {i}");
+            }
+            client_tx.finish();
+            client_rx.read_to_end().await
+        };
+        let ((end, flushes), rest) = tokio::join!(serve, talk);
+        assert_eq!(end, Ok(End::Closed), "{flush:?}");
+        assert!(rest.is_empty(), "{flush:?}: {} bytes more", rest.len());
+        assert!(expected.contains(&flushes), "{flush:?}: {flushes} flushes");
     }
 }
 

@@ -9,12 +9,12 @@
 //! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 256 + 256 | 1 KiB + 4 receive, 1 KiB + 4 staging |
 //!
 //! The sizes are the poll-loop firmware's; the adapter buffers are what
-//! `smolsock::asynch::run` moves bytes through. Each task keeps its buffers and
+//! `smolsock::asynch::Connection` moves bytes through. Each task keeps its buffers and
 //! its session in its own state, which lives in its task pool's `static`: the
 //! pools are the RAM of the services.
 //!
 //! Every TCP service is the same loop ([`serve`]): a `TcpSocket` on the task's
-//! buffers accepts one connection, `asynch::run` serves it with the session to
+//! buffers accepts one connection, an `asynch::Connection` serves it with the session to
 //! its end, the socket closes (or resets) and goes, and the next `accept`
 //! listens again. UDP echo is the one service without a smolsock session:
 //! smolsock's datagram handlers (`net::UdpEcho`) are part of its smoltcp
@@ -28,7 +28,7 @@ use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, RecvError, UdpSocket};
 use embassy_time::{Duration, with_timeout};
-use smolsock::asynch::{self, Clock, End};
+use smolsock::asynch::{Clock, Connection, End, Flush};
 use smolsock::http::{HttpResponder, StatusSite};
 use smolsock::session::{Echo, Session, Status, StreamingEcho};
 use smolsock::store::RamStore;
@@ -60,7 +60,7 @@ const STREAM_RX: usize = 2048;
 const STREAM_TX: usize = 2048;
 const HTTP_RX: usize = 1024;
 const HTTP_TX: usize = 512;
-/// What `asynch::run` reads into and writes from.
+/// What the `asynch::Connection` reads into and writes from.
 const IO: usize = 128;
 const TRANSFER_IO: usize = 256;
 
@@ -355,8 +355,15 @@ async fn serve<S: Session>(
             session: &mut *session,
             publish: &publish,
         };
-        let mut stream = NoWaitForAcks(&mut socket);
-        let end = asynch::run(&mut live, &mut stream, &EmbassyClock, io_rx, io_tx).await;
+        // embassy-net sends what is written on its own, and its `flush` waits
+        // until the peer has acknowledged every byte: flushing before each read
+        // made an echo wait a round trip per piece (against Linux, which holds
+        // the ACK of a lone small segment up to 40 ms, a 256 KiB echo took 12 s).
+        // The end still waits for every byte and the FIN (`flush` after `close`).
+        let end = Connection::new(&mut socket, &mut *io_rx, &mut *io_tx)
+            .with_flush(Flush::AtEnd)
+            .run(&mut live, &EmbassyClock)
+            .await;
         let closed = matches!(end, Ok(End::Closed));
         if closed {
             socket.close();
@@ -379,40 +386,6 @@ async fn serve<S: Session>(
                 pool.aborted += 1;
             }
         });
-    }
-}
-
-/// The socket as `asynch::run` sees it: reads and writes are the socket's, and
-/// a flush returns at once.
-///
-/// `asynch::run` flushes whenever its session has nothing more to send, before
-/// it reads again, and embassy-net's `flush` waits until the peer has
-/// acknowledged every byte sent. An echo writes each piece it read (128 bytes
-/// here) and then waited a round trip before reading the next; against Linux,
-/// which holds the ACK of a lone small segment up to 40 ms, a 256 KiB echo took
-/// 12 s (README). Nothing here needs that wait: a write already hands the bytes
-/// to the stack, which sends them on its own, and a connection's end still
-/// waits for every byte and the FIN to be acknowledged (`socket.flush()` after
-/// `close` in [`serve`]).
-struct NoWaitForAcks<'s, 'a>(&'s mut TcpSocket<'a>);
-
-impl embedded_io_async::ErrorType for NoWaitForAcks<'_, '_> {
-    type Error = embassy_net::tcp::Error;
-}
-
-impl embedded_io_async::Read for NoWaitForAcks<'_, '_> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        self.0.read(buf).await
-    }
-}
-
-impl embedded_io_async::Write for NoWaitForAcks<'_, '_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.0.write(buf).await
-    }
-
-    async fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
     }
 }
 
