@@ -65,6 +65,7 @@ pub use with_live::*;
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
+    use core::net::SocketAddr;
 
     use critical_section::Mutex;
     use embassy_net::IpEndpoint;
@@ -127,8 +128,14 @@ mod with_live {
     fn render_connections(bars: &mut Bars<'_>) -> fmt::Result {
         let slots = critical_section::with(|cs| CONNECTIONS.borrow(cs).get());
         let wide = |(held, capacity): (u16, u16)| (usize::from(held), usize::from(capacity));
+        // As `std` writes it: an IPv6 address in brackets before its port.
         for f in slots.iter().flatten() {
-            bars.connection(f.service.name(), &f.peer, wide(f.receive), wide(f.send))?;
+            bars.connection(
+                f.service.name(),
+                &SocketAddr::from(f.peer),
+                wide(f.receive),
+                wide(f.send),
+            )?;
         }
         Ok(())
     }

@@ -61,6 +61,7 @@ pub use with_live::*;
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
+    use core::net::SocketAddr;
 
     use cortex_m::interrupt::Mutex;
     use smolsock::http::Bars;
@@ -121,8 +122,14 @@ mod with_live {
     fn render_connections(bars: &mut Bars<'_>) -> fmt::Result {
         let slots = cortex_m::interrupt::free(|cs| CONNECTIONS.borrow(cs).get());
         let wide = |(held, capacity): (u16, u16)| (usize::from(held), usize::from(capacity));
+        // As `std` writes it: an IPv6 address in brackets before its port.
         for f in slots.iter().flatten() {
-            bars.connection(f.service, &f.peer, wide(f.receive), wide(f.send))?;
+            bars.connection(
+                f.service,
+                &SocketAddr::from(f.peer),
+                wide(f.receive),
+                wide(f.send),
+            )?;
         }
         Ok(())
     }
