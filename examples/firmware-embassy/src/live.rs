@@ -13,7 +13,8 @@
 //! build is as it was.
 //!
 //! The live page is a feature because it does not fit the default RAM budget:
-//! its 4 KiB page buffers alone are 4 KiB more than the stack has left (README).
+//! its 4 KiB page buffers alone take 4 KiB more RAM, and the default build's
+//! stack has about 2 KiB to spare (README).
 
 #[cfg(not(feature = "live"))]
 use embassy_net::tcp::TcpSocket;
@@ -65,11 +66,10 @@ pub use with_live::*;
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
-    use core::net::SocketAddr;
 
     use critical_section::Mutex;
-    use embassy_net::IpEndpoint;
     use embassy_net::tcp::TcpSocket;
+    use embassy_net::{IpAddress, IpEndpoint};
     use smolsock::http::Bars;
     pub use smolsock::http::LiveSite as Site;
 
@@ -110,6 +110,19 @@ mod with_live {
         send: (u16, u16),
     }
 
+    /// A peer as `std` writes it: an IPv6 address in brackets before its
+    /// port (smoltcp writes none).
+    struct Peer(IpEndpoint);
+
+    impl fmt::Display for Peer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0.addr {
+                IpAddress::Ipv4(address) => write!(f, "{address}:{}", self.0.port),
+                IpAddress::Ipv6(address) => write!(f, "[{address}]:{}", self.0.port),
+            }
+        }
+    }
+
     /// Every TCP task's connection.
     static CONNECTIONS: Mutex<Cell<[Option<Fill>; TCP_SOCKETS]>> =
         Mutex::new(Cell::new([None; TCP_SOCKETS]));
@@ -128,11 +141,10 @@ mod with_live {
     fn render_connections(bars: &mut Bars<'_>) -> fmt::Result {
         let slots = critical_section::with(|cs| CONNECTIONS.borrow(cs).get());
         let wide = |(held, capacity): (u16, u16)| (usize::from(held), usize::from(capacity));
-        // As `std` writes it: an IPv6 address in brackets before its port.
         for f in slots.iter().flatten() {
             bars.connection(
                 f.service.name(),
-                &SocketAddr::from(f.peer),
+                &Peer(f.peer),
                 wide(f.receive),
                 wide(f.send),
             )?;

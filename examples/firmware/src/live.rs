@@ -61,13 +61,12 @@ pub use with_live::*;
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
-    use core::net::SocketAddr;
 
     use cortex_m::interrupt::Mutex;
     use smolsock::http::Bars;
     use smoltcp::iface::{SocketHandle, SocketSet};
     use smoltcp::socket::tcp;
-    use smoltcp::wire::IpEndpoint;
+    use smoltcp::wire::{IpAddress, IpEndpoint};
 
     use super::Site;
     use crate::services::TCP_SLOTS;
@@ -104,6 +103,19 @@ mod with_live {
         send: (u16, u16),
     }
 
+    /// A peer as `std` writes it: an IPv6 address in brackets before its
+    /// port (smoltcp writes none).
+    struct Peer(IpEndpoint);
+
+    impl fmt::Display for Peer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0.addr {
+                IpAddress::Ipv4(address) => write!(f, "{address}:{}", self.0.port),
+                IpAddress::Ipv6(address) => write!(f, "[{address}]:{}", self.0.port),
+            }
+        }
+    }
+
     /// Every TCP slot's connection as of the last poll, for the page.
     static CONNECTIONS: Mutex<Cell<[Option<Fill>; TCP_SLOTS]>> =
         Mutex::new(Cell::new([None; TCP_SLOTS]));
@@ -122,14 +134,8 @@ mod with_live {
     fn render_connections(bars: &mut Bars<'_>) -> fmt::Result {
         let slots = cortex_m::interrupt::free(|cs| CONNECTIONS.borrow(cs).get());
         let wide = |(held, capacity): (u16, u16)| (usize::from(held), usize::from(capacity));
-        // As `std` writes it: an IPv6 address in brackets before its port.
         for f in slots.iter().flatten() {
-            bars.connection(
-                f.service,
-                &SocketAddr::from(f.peer),
-                wide(f.receive),
-                wide(f.send),
-            )?;
+            bars.connection(f.service, &Peer(f.peer), wide(f.receive), wide(f.send))?;
         }
         Ok(())
     }
