@@ -1,8 +1,8 @@
-//! The HTTP site on tcp/80: by default [`StatusSite`], the counters; with
-//! `--features live`, [`LiveSite`], the same counters under a table of every
+//! The HTTP site on tcp/80: by default `StatusSite`, the counters; with
+//! `--features live`, `LiveSite`, the same counters under a table of every
 //! open TCP connection with its socket buffers drawn as bars, the page
-//! reloading itself every [`REFRESH_SECS`] seconds. `/stats` is the counters
-//! as plain text in both.
+//! reloading itself every 2 s. `/stats` is the counters as plain text in both.
+//! The rows are read from the sockets after every poll ([`Slots::publish`]).
 //!
 //! The live page is a feature because it does not fit the default budget: it
 //! takes about 9 KB of flash (the page's markup and its rendering), and the
