@@ -33,7 +33,12 @@
 //! - the embassy firmware's `--features tftp` build (TFTP on udp/69, over the
 //!   RAM budget and so not the default): a put with smolsock's std client and a
 //!   get with curl over IPv4, a get with the std client over IPv6, every byte
-//!   checked.
+//!   checked;
+//! - each firmware's `--features live` build (the live page on tcp/80, over the
+//!   default budget and so not the default): with an echo connection open over
+//!   IPv4 and a framed echo one over IPv6, `/` is HTML that reloads itself, has
+//!   a row with its buffers for each of them, and shows the counters `/stats`
+//!   shows.
 //!
 //! After each test the firmware's stack must not have reached its floor. On the
 //! way the tests print throughput and echo latency (run with `--nocapture` to see
@@ -123,6 +128,8 @@ enum Variant {
     SelfTest,
     /// The services with TFTP (`--features tftp`; the embassy firmware only).
     Tftp,
+    /// The services with the live page on tcp/80 (`--features live`).
+    Live,
 }
 
 impl Firmware {
@@ -146,6 +153,8 @@ impl Firmware {
             (Self::Embassy, Variant::SelfTest) => "target/firmware-embassy-selftest",
             (Self::PollLoop, Variant::Tftp) => "target/firmware-tftp",
             (Self::Embassy, Variant::Tftp) => "target/firmware-embassy-tftp",
+            (Self::PollLoop, Variant::Live) => "target/firmware-live",
+            (Self::Embassy, Variant::Live) => "target/firmware-embassy-live",
         };
         Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
     }
@@ -212,6 +221,9 @@ fn build_firmware(firmware: Firmware, variant: Variant) {
         }
         Variant::Tftp => {
             command.args(["--features", "tftp"]);
+        }
+        Variant::Live => {
+            command.args(["--features", "live"]);
         }
         Variant::Services => {}
     }
@@ -1303,11 +1315,178 @@ on_both! {
         on_firmware(firmware, "large", move || large_frames(firmware, v4(), v6()));
     }
 
+    /// The `--features live` build: `/` draws a row for each open connection
+    /// and shows the counters `/stats` shows.
+    #[ignore = "needs CAP_NET_ADMIN, qemu-system-arm and curl: boots the firmware in a namespace"]
+    fn serves_the_live_page_with_a_row_per_connection(firmware) {
+        on_build(firmware, Variant::Live, "live", move || live_page(firmware));
+    }
+
     /// The firmware's own self-test, with no network.
     #[ignore = "needs qemu-system-arm: runs the firmware's self-test under emulation"]
     fn selftest_passes_under_qemu(firmware) {
         selftest(firmware);
     }
+}
+
+/// GET `url` with curl; returns the `Content-Type` and the body.
+fn curl_get_typed(url: &str) -> Result<(String, String), String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30", "-g"])
+        .args(["--write-out", "\n%{content_type}", url])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl {url}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let text =
+        String::from_utf8(output.stdout).map_err(|e| format!("curl {url}: not UTF-8: {e}"))?;
+    let (body, content_type) = text
+        .rsplit_once('\n')
+        .ok_or_else(|| format!("curl {url}: no content type after the body"))?;
+    Ok((content_type.to_string(), body.to_string()))
+}
+
+/// The counters of the live page: the text of its `<pre>`, unescaped.
+fn live_counters(page: &str) -> Result<String, String> {
+    let start = page
+        .find("<pre>\n")
+        .ok_or_else(|| format!("no counters on the live page:\n{page}"))?;
+    let rest = &page[start + "<pre>\n".len()..];
+    let end = rest
+        .find("</pre>")
+        .ok_or_else(|| format!("the counters never end:\n{page}"))?;
+    Ok(rest[..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&"))
+}
+
+/// The line of `service` in the counters `text`.
+fn counter_line<'t>(text: &'t str, service: &str) -> Result<&'t str, String> {
+    text.lines()
+        .find(|line| line.starts_with(service))
+        .ok_or_else(|| format!("no {service:?} line in:\n{text}"))
+}
+
+/// The live page (`--features live`) with two connections held open: an echo
+/// over IPv4 and a framed echo over IPv6, each used once so that its task or
+/// slot serves it. `/` must be HTML with a meta refresh, a row for each of
+/// them (service, our address and port, both buffers with the capacities the
+/// firmware gives them), and the counters `/stats` shows.
+///
+/// The counters are compared across three requests made one after the
+/// other: `/stats`, `/`, `/stats`. Between them only HTTP traffic moves:
+/// the two connections held open are idle (each echoed all it was sent and
+/// read it back before the first request), nothing else talks to the
+/// firmware. So the echo, UDP, framed echo and transfer lines (pool counters,
+/// connections open, bytes and frames echoed) are the same on all three; the
+/// link's frame counts, the uptime and the stack's high-water mark move with
+/// the HTTP requests and are not compared. The HTTP line moves by exactly one
+/// request per page: each page counts the requests before it, not itself
+/// (as `serves_every_service_over_ipv4_and_ipv6` checks for `/stats`).
+fn live_page(firmware: Firmware) -> Result<(), String> {
+    let mut echo = connect(firmware, SocketAddr::new(v4(), ECHO_PORT))?;
+    echo.write_all(b"live")
+        .map_err(|e| format!("echo write: {e}"))?;
+    let mut back = [0u8; 4];
+    echo.read_exact(&mut back)
+        .map_err(|e| format!("echo read: {e}"))?;
+    if &back != b"live" {
+        return Err(format!("echoed {back:?}, not \"live\""));
+    }
+    let mut framed = connect(firmware, SocketAddr::new(v6(), FRAMED_PORT))?;
+    framed
+        .write_all(&frame(b"live"))
+        .map_err(|e| format!("framed write: {e}"))?;
+    let mut back = [0u8; 8];
+    framed
+        .read_exact(&mut back)
+        .map_err(|e| format!("framed read: {e}"))?;
+    if back[..] != frame(b"live")[..] {
+        return Err(format!("framed echo sent back {back:?}"));
+    }
+    let echo_peer = echo.local_addr().map_err(|e| e.to_string())?;
+    let framed_peer = framed.local_addr().map_err(|e| e.to_string())?;
+
+    let (_, before) = curl_get_typed("http://192.168.69.1/stats")?;
+    let (content_type, page) = curl_get_typed("http://192.168.69.1/")?;
+    let (stats_type, after) = curl_get_typed("http://[fdaa::1]/stats")?;
+    eprintln!("firmware: the live page:\n{page}");
+    if !content_type.starts_with("text/html") || !stats_type.starts_with("text/plain") {
+        return Err(format!(
+            "content types {content_type:?} for / and {stats_type:?} for /stats"
+        ));
+    }
+    if !page.starts_with("<!doctype html>") || !page.trim_end().ends_with("</html>") {
+        return Err(format!("/ is not a whole HTML page:\n{page}"));
+    }
+    if !page.contains("<meta http-equiv=\"refresh\" content=\"2\">") {
+        return Err(format!("/ does not reload itself every 2 s:\n{page}"));
+    }
+    if !page.contains(&format!("<h1>{}</h1>", firmware.title())) {
+        return Err(format!("/ has not the firmware's title:\n{page}"));
+    }
+    // Our side of each connection, as the firmware sees its peer; both
+    // buffers are 2 KiB for either service.
+    for (service, peer) in [("echo", echo_peer), ("framed echo", framed_peer)] {
+        let cells = format!("<tr><td>{service}</td><td>{peer}</td>");
+        let row = page
+            .lines()
+            .find(|line| line.starts_with(&cells))
+            .ok_or_else(|| format!("no row {cells:?} on the live page:\n{page}"))?;
+        if row.matches("<span class=\"b\">").count() != 2
+            || row.matches("/2048 B</td>").count() != 2
+        {
+            return Err(format!(
+                "the {service} row has not its two 2 KiB buffers: {row}"
+            ));
+        }
+    }
+    // And the HTTP connection the page itself came on.
+    if !page.contains("<tr><td>http</td><td>192.168.69.100:") {
+        return Err(format!("no row for the page's own connection:\n{page}"));
+    }
+
+    let shown = live_counters(&page)?;
+    for service in ["tcp/7 ", "udp/7 ", "tcp/9000 ", "tcp/2121 "] {
+        let lines = [
+            counter_line(&before, service)?,
+            counter_line(&shown, service)?,
+            counter_line(&after, service)?,
+        ];
+        if lines[0] != lines[1] || lines[1] != lines[2] {
+            return Err(format!(
+                "{service}differs between /stats, / and /stats:\n{}\n{}\n{}",
+                lines[0], lines[1], lines[2]
+            ));
+        }
+    }
+    if !counter_line(&shown, "tcp/7 ")?.contains("1 of 1 open") {
+        return Err(format!("the page does not count the open echo:\n{shown}"));
+    }
+    let requests = |text: &str| {
+        counter(text, "tcp/80", "requests:")
+            .ok_or_else(|| format!("no request counter in:\n{text}"))
+    };
+    let (first, shown_requests, last) = (requests(&before)?, requests(&shown)?, requests(&after)?);
+    if shown_requests != first + 1 || last != shown_requests + 1 {
+        return Err(format!(
+            "requests counted {first}, then {shown_requests} on the page, then {last}: \
+             not one more each time"
+        ));
+    }
+    for name in ["link", "uptime", "stack"] {
+        counter_line(&shown, name)?;
+    }
+    drop((echo, framed));
+    Ok(())
 }
 
 /// Puts a file with smolsock's std client and gets it back with curl over IPv4,

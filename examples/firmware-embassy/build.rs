@@ -1,6 +1,6 @@
 //! Puts `link/memory.x` where the linker finds it (with the self-test's larger
-//! regions under `--features selftest`) and links with cortex-m-rt's `link.x`.
-//! Passing `-Tlink.x` here rather than in `.cargo/config.toml`'s rustflags keeps
+//! regions under `--features selftest`, more RAM under `tftp` and `live`) and
+//! links with cortex-m-rt's `link.x`. Passing `-Tlink.x` here rather than in `.cargo/config.toml`'s rustflags keeps
 //! it in effect when a `RUSTFLAGS` variable is set. The file is not at the
 //! package's root because the linker looks for `memory.x` in its working
 //! directory (the package's root) before the search path: there it would win
@@ -28,20 +28,31 @@ fn main() {
             memory = memory.replace(from, to);
         }
     }
-    if env::var_os("CARGO_FEATURE_TFTP").is_some()
-        && env::var_os("CARGO_FEATURE_SELFTEST").is_none()
-    {
-        // TFTP's task and two more sockets leave the stack less than it uses
-        // (README): this build gets 8 KiB more RAM, the file store moves up.
-        for (from, to) in [
-            ("LENGTH = 64K", "LENGTH = 72K"),
-            (
-                "ORIGIN = 0x20010000, LENGTH = 4032K",
-                "ORIGIN = 0x20012000, LENGTH = 4024K",
-            ),
-        ] {
-            assert!(memory.contains(from), "memory.x has no {from:?}");
-            memory = memory.replace(from, to);
+    let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
+    if !feature("SELFTEST") {
+        // TFTP's task and two more sockets, and the live page's 4 KiB page
+        // buffers, each leave the stack less than it uses (README): each gets
+        // this build 8 KiB more RAM, and the file store moves up. Both together
+        // are also over the flash budget: that build gets 8 KiB more flash.
+        let more_ram = 8 * (u32::from(feature("TFTP")) + u32::from(feature("LIVE")));
+        if more_ram > 0 {
+            let ram = format!("LENGTH = {}K", 64 + more_ram);
+            let store = format!(
+                "ORIGIN = 0x{:08X}, LENGTH = {}K",
+                0x2001_0000 + more_ram * 1024,
+                4032 - more_ram
+            );
+            for (from, to) in [
+                ("LENGTH = 64K", ram.as_str()),
+                ("ORIGIN = 0x20010000, LENGTH = 4032K", store.as_str()),
+            ] {
+                assert!(memory.contains(from), "memory.x has no {from:?}");
+                memory = memory.replace(from, to);
+            }
+        }
+        if feature("TFTP") && feature("LIVE") {
+            assert!(memory.contains("LENGTH = 128K"), "memory.x has no 128K");
+            memory = memory.replace("LENGTH = 128K", "LENGTH = 136K");
         }
     }
     fs::write(out.join("memory.x"), memory).expect("OUT_DIR is writable");

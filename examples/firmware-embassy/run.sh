@@ -8,6 +8,7 @@
 #   examples/firmware-embassy/run.sh --tap tap1          # another TAP device
 #   examples/firmware-embassy/run.sh --build-only        # build and print the sizes
 #   examples/firmware-embassy/run.sh --selftest          # checks without a network, exit status
+#   examples/firmware-embassy/run.sh --live              # with the live page on tcp/80
 #
 # The TAP device must exist already (this script never creates one): make it with
 # `./tap-setup.sh up --netns smolsock`, and the firmware answers at 192.168.69.1
@@ -17,6 +18,9 @@
 # memory, the services on one and a client on the other, prints one line per
 # check and "N passed, M failed", and exits with QEMU's status (0: all passed).
 # It builds into target/firmware-embassy-selftest, apart from the services.
+# --live builds with `--features live` (tcp/80 serves the live page: every open
+# connection's buffers as bars above the counters; 8 KiB more RAM than the
+# budget, README) into target/firmware-embassy-live, apart from the default.
 # Needs: rustup target thumbv7em-none-eabihf, qemu-system-arm; for the sizes,
 # llvm-size or arm-none-eabi-size, and llvm-nm for RAM by static (optional).
 set -euo pipefail
@@ -25,12 +29,14 @@ tap=tap0
 netns=
 selftest=false
 build_only=false
+live=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --tap) tap="${2:?--tap needs a device name}"; shift 2 ;;
         --netns) netns="${2:?--netns needs a namespace name}"; shift 2 ;;
         --selftest) selftest=true; shift ;;
         --build-only) build_only=true; shift ;;
+        --live) live=true; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -55,8 +61,14 @@ if $selftest; then
     exec "${qemu[@]}" -nic user,restrict=on,model=lan9118 -kernel "$elf"
 fi
 
-cargo build --release
-elf="$here/../../target/firmware-embassy/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
+target=firmware-embassy
+features=()
+if $live; then
+    target=firmware-embassy-live
+    features=(--features live --target-dir "../../target/$target")
+fi
+cargo build --release "${features[@]}"
+elf="$here/../../target/$target/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
 
 size_tool=
 for candidate in llvm-size rust-size arm-none-eabi-size; do

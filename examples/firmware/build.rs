@@ -1,5 +1,5 @@
 //! Puts `link/memory.x` where the linker finds it (with the self-test's larger
-//! regions under `--features selftest`) and links with cortex-m-rt's `link.x`.
+//! regions under `--features selftest`, the live page's under `--features live`) and links with cortex-m-rt's `link.x`.
 //! Passing `-Tlink.x` here rather than in `.cargo/config.toml`'s rustflags keeps
 //! it in effect when a `RUSTFLAGS` variable is set. The file is not at the
 //! package's root because the linker looks for `memory.x` in its working
@@ -22,6 +22,24 @@ fn main() {
             (
                 "ORIGIN = 0x20010000, LENGTH = 4032K",
                 "ORIGIN = 0x20040000, LENGTH = 3840K",
+            ),
+        ] {
+            assert!(memory.contains(from), "memory.x has no {from:?}");
+            memory = memory.replace(from, to);
+        }
+    }
+    if env::var_os("CARGO_FEATURE_LIVE").is_some()
+        && env::var_os("CARGO_FEATURE_SELFTEST").is_none()
+    {
+        // The live page's markup and rendering do not fit the 128 KiB of flash,
+        // and its 4 KiB page buffers leave the stack too little of the 64 KiB
+        // (README): this build gets 8 KiB more of each; the file store moves up.
+        for (from, to) in [
+            ("LENGTH = 128K", "LENGTH = 136K"),
+            ("LENGTH = 64K", "LENGTH = 72K"),
+            (
+                "ORIGIN = 0x20010000, LENGTH = 4032K",
+                "ORIGIN = 0x20012000, LENGTH = 4024K",
             ),
         ] {
             assert!(memory.contains(from), "memory.x has no {from:?}");

@@ -27,6 +27,7 @@
 mod cost;
 #[cfg(feature = "selftest")]
 mod link;
+mod live;
 mod logger;
 #[cfg(feature = "selftest")]
 mod selftest;

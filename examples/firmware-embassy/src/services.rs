@@ -5,7 +5,7 @@
 //! | tcp/7 | raw echo ([`Echo`]) | 1 | 2 KiB + 2 KiB | 128 + 128 | 1 KiB `recv` buffer |
 //! | udp/7 | UDP echo | 1 | 4 datagrams / 2 KiB each way | - | one 1500-byte datagram |
 //! | tcp/9000 | framed echo ([`StreamingEcho`], bodies up to 64 KiB) | 2 | 2 KiB + 2 KiB | 128 + 128 | 512 B queue |
-//! | tcp/80 | HTTP ([`HttpResponder`] + [`StatusSite`]) | 2 | 1 KiB + 512 | 128 + 128 | 1 KiB request, 2 KiB page |
+//! | tcp/80 | HTTP ([`HttpResponder`] + `StatusSite`, or `LiveSite` with `--features live`: `live.rs`) | 2 | 1 KiB + 512 | 128 + 128 | 1 KiB request, 2 KiB page (4 KiB live) |
 //! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 256 + 256 | 1 KiB + 4 receive, 1 KiB + 4 staging |
 //!
 //! The sizes are the poll-loop firmware's; the adapter buffers are what
@@ -29,7 +29,7 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, RecvError, UdpSocket};
 use embassy_time::{Duration, with_timeout};
 use smolsock::asynch::{Clock, Connection, End, Flush};
-use smolsock::http::{HttpResponder, StatusSite};
+use smolsock::http::HttpResponder;
 use smolsock::session::{Echo, Session, Status, StreamingEcho};
 use smolsock::store::RamStore;
 use smolsock::time::Instant;
@@ -37,6 +37,7 @@ use smolsock::transfer::{SharedStore, TransferServer, UploadLease};
 use smolsock::wire::frame::HeaderFormat;
 use static_cell::{ConstStaticCell, StaticCell};
 
+use crate::live::{self, Row, Site};
 use crate::status::{self, Service};
 use crate::unwrap_spawn;
 
@@ -78,7 +79,7 @@ const FRAMED_FORMAT: HeaderFormat = match HeaderFormat::NETWORK.with_max_len(FRA
 };
 
 const HTTP_REQUEST_MAX: usize = 1024;
-const HTTP_PAGE_MAX: usize = 2048;
+const HTTP_PAGE_MAX: usize = live::PAGE_MAX;
 /// Receive storage and staging per transfer connection (header included).
 const TRANSFER_RECEIVE: usize = 1024 + 4;
 const TRANSFER_STAGING: usize = 1024 + 4;
@@ -94,7 +95,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
 type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
-type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
+type HttpPage = HttpResponder<'static, Site<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 
 /// The file store, in its own region above the 64 KiB budget (`link/memory.x`),
 /// shared by the transfer tasks. All zero bytes when empty, so `.sbss.store`
@@ -106,7 +107,7 @@ static STORE: ConstStaticCell<Shared> = ConstStaticCell::new(SharedStore::new(
     [UploadLease::EMPTY; TRANSFER_POOL],
 ));
 
-static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
+static SITE: StaticCell<Site<'static>> = StaticCell::new();
 
 /// embassy-time as smolsock's clock: microseconds since boot.
 pub struct EmbassyClock;
@@ -147,10 +148,8 @@ pub fn spawn_all(spawner: Spawner, stack: Stack<'static>) {
         crate::fatal("the file store was taken twice");
     };
     let store: &'static Shared = store;
-    let site: &'static StatusSite<'static> = SITE.init(StatusSite::new(
-        "smolsock embassy firmware",
-        &status::render,
-    ));
+    let site: &'static Site<'static> =
+        SITE.init(live::site("smolsock embassy firmware", &status::render));
     for slot in 0..ECHO_POOL {
         spawner.spawn(unwrap_spawn(echo_task(stack, slot)));
     }
@@ -161,8 +160,12 @@ pub fn spawn_all(spawner: Spawner, stack: Stack<'static>) {
     for slot in 0..HTTP_POOL {
         spawner.spawn(unwrap_spawn(http_task(stack, slot, site)));
     }
-    for _ in 0..TRANSFER_POOL {
-        spawner.spawn(unwrap_spawn(transfer_task(stack, store)));
+    for slot in 0..TRANSFER_POOL {
+        let row = Row::new(
+            Service::Transfer,
+            ECHO_POOL + FRAMED_POOL + HTTP_POOL + slot,
+        );
+        spawner.spawn(unwrap_spawn(transfer_task(stack, row, store)));
     }
     status::set_slots([ECHO_POOL, FRAMED_POOL, HTTP_POOL, TRANSFER_POOL]);
     #[cfg(feature = "tftp")]
@@ -184,6 +187,7 @@ async fn echo_task(stack: Stack<'static>, slot: usize) -> ! {
         stack,
         ECHO_PORT,
         Service::Echo,
+        Row::new(Service::Echo, slot),
         buffers,
         &mut session,
         |echo| {
@@ -211,6 +215,7 @@ async fn framed_task(stack: Stack<'static>, slot: usize) -> ! {
         stack,
         FRAMED_PORT,
         Service::Framed,
+        Row::new(Service::Framed, ECHO_POOL + slot),
         buffers,
         &mut session,
         |echo| {
@@ -221,7 +226,7 @@ async fn framed_task(stack: Stack<'static>, slot: usize) -> ! {
 }
 
 #[embassy_executor::task(pool_size = HTTP_POOL)]
-async fn http_task(stack: Stack<'static>, slot: usize, site: &'static StatusSite<'static>) -> ! {
+async fn http_task(stack: Stack<'static>, slot: usize, site: &'static Site<'static>) -> ! {
     let (mut rx, mut tx) = ([0u8; HTTP_RX], [0u8; HTTP_TX]);
     let (mut io_rx, mut io_tx) = ([0u8; IO], [0u8; IO]);
     let mut session: HttpPage = HttpResponder::new(site);
@@ -235,6 +240,7 @@ async fn http_task(stack: Stack<'static>, slot: usize, site: &'static StatusSite
         stack,
         HTTP_PORT,
         Service::Http,
+        Row::new(Service::Http, ECHO_POOL + FRAMED_POOL + slot),
         buffers,
         &mut session,
         |page| {
@@ -245,7 +251,7 @@ async fn http_task(stack: Stack<'static>, slot: usize, site: &'static StatusSite
 }
 
 #[embassy_executor::task(pool_size = TRANSFER_POOL)]
-async fn transfer_task(stack: Stack<'static>, store: &'static Shared) -> ! {
+async fn transfer_task(stack: Stack<'static>, row: Row, store: &'static Shared) -> ! {
     let (mut rx, mut tx) = ([0u8; STREAM_RX], [0u8; STREAM_TX]);
     let (mut io_rx, mut io_tx) = ([0u8; TRANSFER_IO], [0u8; TRANSFER_IO]);
     let (mut receive, mut staging) = ([0u8; TRANSFER_RECEIVE], [0u8; TRANSFER_STAGING]);
@@ -264,6 +270,7 @@ async fn transfer_task(stack: Stack<'static>, store: &'static Shared) -> ! {
         stack,
         TRANSFER_PORT,
         Service::Transfer,
+        row,
         buffers,
         &mut session,
         |_| {
@@ -325,11 +332,13 @@ struct Buffers<'a> {
 }
 
 /// Serves `port` with `session`, one connection after another, for ever;
-/// `publish` sees the session after every step, for the status page.
+/// `publish` sees the session after every step, for the status page, and `row`
+/// shows the connection on the live page.
 async fn serve<S: Session>(
     stack: Stack<'static>,
     port: u16,
     service: Service,
+    row: Row,
     buffers: Buffers<'_>,
     session: &mut S,
     publish: impl Fn(&S),
@@ -351,6 +360,7 @@ async fn serve<S: Session>(
             continue;
         }
         status::update(|c| c.pool_mut(service).open += 1);
+        row.note(&socket);
         let mut live = Live {
             session: &mut *session,
             publish: &publish,
@@ -360,7 +370,14 @@ async fn serve<S: Session>(
         // made an echo wait a round trip per piece (against Linux, which holds
         // the ACK of a lone small segment up to 40 ms, a 256 KiB echo took 12 s).
         // The end still waits for every byte and the FIN (`flush` after `close`).
-        let end = Connection::new(&mut socket, &mut *io_rx, &mut *io_tx)
+        #[cfg(feature = "live")]
+        let stream = Noted {
+            socket: &mut socket,
+            row,
+        };
+        #[cfg(not(feature = "live"))]
+        let stream = &mut socket;
+        let end = Connection::new(stream, &mut *io_rx, &mut *io_tx)
             .with_flush(Flush::AtEnd)
             .run(&mut live, &EmbassyClock)
             .await;
@@ -377,6 +394,7 @@ async fn serve<S: Session>(
             socket.abort();
             let _ = with_timeout(Duration::from_millis(100), socket.flush()).await;
         }
+        row.clear();
         status::update(|c| {
             let pool = c.pool_mut(service);
             pool.open = pool.open.saturating_sub(1);
@@ -386,6 +404,48 @@ async fn serve<S: Session>(
                 pool.aborted += 1;
             }
         });
+    }
+}
+
+/// The socket as the live page's `Connection` sees it: reads and writes are
+/// the socket's, and after each the connection is noted on its row; a read
+/// that waits is dropped and begun again every `live::REFRESH`, to note the
+/// buffers meanwhile (the peer's ACKs empty the send buffer). `TcpSocket::read`
+/// takes no byte until it returns them, so a dropped read loses none.
+#[cfg(feature = "live")]
+struct Noted<'s, 'a> {
+    socket: &'s mut TcpSocket<'a>,
+    row: Row,
+}
+
+#[cfg(feature = "live")]
+impl embedded_io_async::ErrorType for Noted<'_, '_> {
+    type Error = embassy_net::tcp::Error;
+}
+
+#[cfg(feature = "live")]
+impl embedded_io_async::Read for Noted<'_, '_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        loop {
+            let read = with_timeout(live::REFRESH, self.socket.read(buf)).await;
+            self.row.note(self.socket);
+            if let Ok(read) = read {
+                return read;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "live")]
+impl embedded_io_async::Write for Noted<'_, '_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        let written = self.socket.write(buf).await;
+        self.row.note(self.socket);
+        written
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.socket.flush().await
     }
 }
 

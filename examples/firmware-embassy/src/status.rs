@@ -27,6 +27,19 @@ pub enum Service {
     Transfer,
 }
 
+impl Service {
+    /// Its name on the live page.
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Framed => "framed echo",
+            Self::Http => "http",
+            Self::Transfer => "transfer",
+        }
+    }
+}
+
 /// One pool's connections.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pool {

@@ -22,6 +22,7 @@
 mod clock;
 #[cfg(feature = "selftest")]
 mod cost;
+mod live;
 mod logger;
 #[cfg(feature = "selftest")]
 mod selftest;
@@ -204,7 +205,7 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
     let Some(backlog) = BACKLOG.try_take() else {
         fatal("the backlog was taken twice");
     };
-    services.publish(*device.stats(), backlog.stats(), clock.now());
+    services.publish(sockets, *device.stats(), backlog.stats(), clock.now());
 
     log_ram_use();
     device.enable_rx_interrupt();
@@ -226,7 +227,7 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
         // a SYN held for a slot that just listened again is handed to the stack.
         backlog.sync(sockets, now);
         iface.poll(now, &mut backlog.device(device), sockets);
-        services.publish(*device.stats(), backlog.stats(), now);
+        services.publish(sockets, *device.stats(), backlog.stats(), now);
         log_driver_stats(device, now, &mut stats_logged);
         if !idle_until_next_event(iface, services, backlog, sockets, now) {
             continue;

@@ -6,7 +6,7 @@
 //! | tcp/7 | raw echo ([`Echo`]) | 1 | 2 KiB + 2 KiB | 1 KiB `recv` buffer |
 //! | udp/7 | UDP echo ([`UdpEcho`]) | - | 4 datagrams / 2 KiB each way | one 1500-byte datagram |
 //! | tcp/9000 | framed echo ([`StreamingEcho`], 4-byte big-endian header, bodies up to 64 KiB) | 2 | 2 KiB + 2 KiB | 512 B queue, no frame storage |
-//! | tcp/80 | HTTP ([`HttpResponder`] + [`StatusSite`]) | 2 | 1 KiB + 512 | 1 KiB request, 2 KiB page |
+//! | tcp/80 | HTTP ([`HttpResponder`] + `StatusSite`, or `LiveSite` with `--features live`: `live.rs`) | 2 | 1 KiB + 512 | 1 KiB request, 2 KiB page (4 KiB live) |
 //! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 1 KiB + 4 receive, 1 KiB + 4 staging |
 //!
 //! The library's sessions are used as they are; this module only gives them
@@ -26,7 +26,7 @@ use core::mem::MaybeUninit;
 
 use cortex_m::interrupt::Mutex;
 use lan9118::Stats as LinkStats;
-use smolsock::http::{HttpResponder, HttpStats, StatusSite};
+use smolsock::http::{HttpResponder, HttpStats};
 use smolsock::net::{
     BacklogStats, ServerConfig, ServerError, ServerStats, Service, TcpServer, UdpEcho, UdpService,
     UdpStats,
@@ -40,11 +40,13 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use static_cell::{ConstStaticCell, StaticCell};
 
+use crate::live::{self, Site, Slots};
+
 /// The primer's echo port, TCP and UDP.
 pub const ECHO_PORT: u16 = 7;
 /// Framed echo: `struct.pack('!I', len)` then the body.
 pub const FRAMED_PORT: u16 = 9000;
-/// The status page.
+/// The status page (or the live page).
 pub const HTTP_PORT: u16 = 80;
 /// File transfer (PROTOCOL.md).
 pub const TRANSFER_PORT: u16 = 2121;
@@ -80,7 +82,7 @@ pub const HTTP_RX: usize = 1024;
 /// several polls, so the send buffer can stay small.
 pub const HTTP_TX: usize = 512;
 pub const HTTP_REQUEST_MAX: usize = 1024;
-pub const HTTP_PAGE_MAX: usize = 2048;
+pub const HTTP_PAGE_MAX: usize = live::PAGE_MAX;
 
 pub const TRANSFER_POOL: usize = 2;
 pub const TRANSFER_RX: usize = 2048;
@@ -97,8 +99,10 @@ pub const STORE_FILES: usize = 8;
 /// partial until it commits), and room to spare.
 pub const STORE_BYTES: usize = 3 * 1024 * 1024;
 
+/// TCP sockets of all pools.
+pub const TCP_SLOTS: usize = ECHO_POOL + FRAMED_POOL + HTTP_POOL + TRANSFER_POOL;
 /// TCP sockets of all pools, plus the UDP socket.
-pub const SOCKET_COUNT: usize = ECHO_POOL + FRAMED_POOL + HTTP_POOL + TRANSFER_POOL + 1;
+pub const SOCKET_COUNT: usize = TCP_SLOTS + 1;
 
 /// The deadlines that free a slot whatever its peer does (the library's: 3 s to
 /// finish a handshake, 60 s idle, 5 s to finish closing), and Nagle on for the
@@ -109,7 +113,7 @@ pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
 type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
 type Buffer = &'static mut [u8];
 type FramedSession = StreamingEcho<Buffer>;
-type HttpPage = HttpResponder<'static, StatusSite<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
+type HttpPage = HttpResponder<'static, Site<'static>, HTTP_REQUEST_MAX, HTTP_PAGE_MAX>;
 type TransferSession = TransferServer<'static, Store, Buffer>;
 pub type EchoServer = TcpServer<&'static mut Echo, ECHO_POOL>;
 pub type UdpEchoService = UdpService<UdpEcho, UDP_DATAGRAM_MAX>;
@@ -154,7 +158,7 @@ static TRANSFER_SESSIONS: StaticCell<[MaybeUninit<TransferSession>; TRANSFER_POO
 static ECHO: StaticCell<EchoServer> = StaticCell::new();
 static UDP: StaticCell<UdpEchoService> = StaticCell::new();
 static FRAMED: StaticCell<FramedServer> = StaticCell::new();
-static SITE: StaticCell<StatusSite<'static>> = StaticCell::new();
+static SITE: StaticCell<Site<'static>> = StaticCell::new();
 static HTTP: StaticCell<HttpServer> = StaticCell::new();
 static TRANSFER: StaticCell<TransferPool> = StaticCell::new();
 
@@ -173,7 +177,7 @@ static STORE: ConstStaticCell<Shared> = ConstStaticCell::new(SharedStore::new(
 ));
 
 /// What the status page shows, refreshed after every poll. The page is rendered
-/// through a plain function (a `StatusSite` wants a `'static` one here), which
+/// through a plain function (the site wants a `'static` one here), which
 /// reads this.
 static LIVE: Mutex<Cell<Option<Counters>>> = Mutex::new(Cell::new(None));
 
@@ -299,6 +303,8 @@ pub struct AllServices {
     pub http: &'static mut HttpServer,
     pub transfer: &'static mut TransferPool,
     pub store: &'static Shared,
+    /// Every TCP slot's socket, for the live page (nothing without it).
+    slots: Slots,
     started: Option<Instant>,
 }
 
@@ -430,6 +436,8 @@ impl AllServices {
             take(&ECHO_TX_BUF, "echo buffers")?,
         );
         let echo_sessions = take(&ECHO_SESSIONS, "echo sessions")?.each_mut();
+        let mut slots = Slots::new();
+        slots.note("echo", &echo_handles);
         let echo = listen(sockets, ECHO_PORT, echo_handles, echo_sessions)?;
         let echo = init(&ECHO, echo, "echo server")?;
 
@@ -466,20 +474,22 @@ impl AllServices {
             StreamingEcho::new(queue, FRAMED_FORMAT)
                 .map_err(|_| SetupFailure::Buffers("framed echo"))
         })?;
+        slots.note("framed echo", &framed_handles);
         let framed = listen(sockets, FRAMED_PORT, framed_handles, framed_sessions)?;
         let framed = init(&FRAMED, framed, "framed server")?;
 
         let site = init(
             &SITE,
-            StatusSite::new("smolsock firmware", &render_status),
-            "status site",
+            live::site("smolsock firmware", &render_status),
+            "site",
         )?;
         let http_handles = tcp_sockets::<HTTP_POOL>(
             sockets,
             take(&HTTP_RX_BUF, "http buffers")?,
             take(&HTTP_TX_BUF, "http buffers")?,
         );
-        let site: &'static StatusSite<'static> = site;
+        slots.note("http", &http_handles);
+        let site: &'static Site<'static> = site;
         let http_sessions = place(&HTTP_SESSIONS, || Ok(HttpResponder::new(site)))?;
         let http = listen(sockets, HTTP_PORT, http_handles, http_sessions)?;
         let http = init(&HTTP, http, "http server")?;
@@ -503,6 +513,7 @@ impl AllServices {
             };
             TransferServer::new(shared, receive, staging).map_err(SetupFailure::Transfer)
         })?;
+        slots.note("transfer", &transfer_handles);
         let transfer = listen(sockets, TRANSFER_PORT, transfer_handles, transfer_sessions)?;
         let transfer = init(&TRANSFER, transfer, "transfer server")?;
 
@@ -513,6 +524,7 @@ impl AllServices {
             http,
             transfer,
             store,
+            slots,
             started: None,
         })
     }
@@ -551,11 +563,19 @@ impl AllServices {
         }
     }
 
-    /// Publishes the counters to the status page.
-    pub fn publish(&mut self, link: LinkStats, backlog: BacklogStats, now: Instant) {
+    /// Publishes the counters to the status page, and every open connection's
+    /// buffers to the live page.
+    pub fn publish(
+        &mut self,
+        sockets: &SocketSet<'_>,
+        link: LinkStats,
+        backlog: BacklogStats,
+        now: Instant,
+    ) {
         self.started.get_or_insert(now);
         let counters = self.counters(link, backlog, now);
         cortex_m::interrupt::free(|cs| LIVE.borrow(cs).set(Some(counters)));
+        self.slots.publish(sockets);
     }
 }
 
@@ -609,7 +629,7 @@ pub fn ram_use() -> [(&'static str, usize, usize); 5] {
             HTTP_POOL * (HTTP_RX + HTTP_TX),
             size_of::<HttpServer>()
                 + HTTP_POOL * size_of::<HttpPage>()
-                + size_of::<StatusSite<'static>>(),
+                + size_of::<Site<'static>>(),
         ),
         (
             "tcp/2121 transfer",
