@@ -77,7 +77,11 @@ pub(crate) fn pump<S: Session + ?Sized>(
                 break;
             }
         }
-        if socket.may_send() && session.wants_transmit() {
+        // A full send buffer takes nothing: the session is not asked.
+        if socket.may_send()
+            && socket.send_queue() < socket.send_capacity()
+            && session.wants_transmit()
+        {
             loop {
                 let (n, whole) = socket
                     .send(|space| {
