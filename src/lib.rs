@@ -73,7 +73,7 @@
 //! ## On embassy-net
 //!
 //! embassy-net's `TcpSocket` is an `embedded_io_async` stream, so a task serves
-//! each connection with an [`asynch::Connection`](crate::asynch::Connection) and a [`Clock`] of six lines
+//! each connection with an [`asynch::Connection`] and a [`Clock`] of six lines
 //! on `embassy_time` (see the module). Generic over the stream, the task is:
 //!
 //! ```
