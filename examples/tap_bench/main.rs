@@ -20,7 +20,9 @@
 //! - rr: 64-byte frames through the framed echo, one request outstanding, beside
 //!   the same client against a kernel echo on loopback.
 //! - transfer: upload and download through the file transfer server (RAM store,
-//!   directory store) with the `transfer` example's client.
+//!   directory store) with the tests' independent client (`tests/oracle`), and
+//!   beside them the disk's own speed for the same bytes in the directory
+//!   store's directory.
 //! - scale: 1, 4, 16, 64 (and on request 128, 256) clients against a framed echo
 //!   pool of that size, with the time per round of the poll loop spent in
 //!   smoltcp's `Interface::poll` and in the server's poll (both walk every socket).
@@ -325,8 +327,22 @@ pub struct TransferRow {
     pub bytes: u64,
     /// Bytes that arrived with the CRC-32 both sides agree on.
     pub arrived: u64,
-    /// Wall time of the operation (HELLO to PUT_DONE, or to the last DATA).
+    /// Wall time of the operation (HELLO to PUT_DONE, or to the last DATA
+    /// received, written and checksummed: the client's own `fsync` of the file
+    /// it downloaded is the client's disk, not the transfer, and is logged apart).
     pub seconds: f64,
+}
+
+/// The disk under the directory store, for the same bytes in the same writes.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskRow {
+    /// File size.
+    pub bytes: u64,
+    /// Writing it in 64 KiB writes, then `fsync`, as the store commits.
+    pub write_seconds: f64,
+    /// Reading it back in 64 KiB reads (from the page cache, as a GET right
+    /// after the PUT reads it).
+    pub read_seconds: f64,
 }
 
 /// Where a driven run spent the stack's thread: `Interface::poll` (smoltcp walks
@@ -397,6 +413,8 @@ pub struct Report {
     pub scale: Vec<ScaleRow>,
     /// TFTP rows.
     pub tftp: Vec<TftpRow>,
+    /// The disk beside the transfer rows.
+    pub disk: Option<DiskRow>,
 }
 
 impl Report {
@@ -564,6 +582,16 @@ impl fmt::Display for Report {
                     row.seconds,
                     row.bytes as f64 / row.seconds.max(1e-9) / 1e6,
                     ratio(Some(g), raw)
+                )?;
+            }
+            if let Some(disk) = &self.disk {
+                writeln!(
+                    f,
+                    "the disk under the DirStore, the same bytes in 64 KiB pieces: write + fsync {:.3} s ({:.2} Gbps), read {:.3} s ({:.2} Gbps)",
+                    disk.write_seconds,
+                    gbps(disk.bytes, disk.write_seconds),
+                    disk.read_seconds,
+                    gbps(disk.bytes, disk.read_seconds)
                 )?;
             }
             writeln!(f)?;
@@ -1420,6 +1448,35 @@ fn make_file(path: &Path, bytes: u64) -> io::Result<()> {
     file.flush()
 }
 
+/// The disk in `dir`: `bytes` written in 64 KiB writes and synced, as the
+/// directory store writes and commits an upload, then read back.
+fn disk_row(dir: &Path, bytes: u64) -> io::Result<DiskRow> {
+    let path = dir.join("disk.bin");
+    let chunk = vec![0x5Au8; 64 * 1024];
+    let start = StdInstant::now();
+    let mut file = File::create(&path)?;
+    let mut written = 0u64;
+    while written < bytes {
+        let n = (bytes - written).min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n])?;
+        written += n as u64;
+    }
+    file.sync_all()?;
+    drop(file);
+    let write_seconds = start.elapsed().as_secs_f64();
+    let start = StdInstant::now();
+    let mut file = File::open(&path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    while file.read(&mut buf)? > 0 {}
+    let read_seconds = start.elapsed().as_secs_f64();
+    fs::remove_file(&path)?;
+    Ok(DiskRow {
+        bytes,
+        write_seconds,
+        read_seconds,
+    })
+}
+
 /// Where an operation's time went, from the client's progress callbacks.
 fn phases(marks: &[StdInstant], start: StdInstant, end: StdInstant) -> String {
     let first = marks.first().copied().unwrap_or(start);
@@ -1476,6 +1533,9 @@ fn transfer_pair<S: Storage>(
                 .map_err(err)?;
             let end = StdInstant::now();
             log::info!("download: {}", phases(&marks, uploaded, end));
+            // To the last DATA, written and checksummed; what follows is the
+            // client's fsync of its copy and the rename.
+            let end = marks.last().copied().unwrap_or(end);
             let got = fs::metadata(&download)?.len();
             fs::remove_file(&download)?;
             Ok((up, uploaded - start, down, got, end - uploaded))
@@ -1702,8 +1762,13 @@ fn run_here(args: &Args) -> Result<Report, BenchError> {
         let dir = base.join(format!("tap_bench-{}", std::process::id()));
         fs::create_dir_all(&dir)?;
         let rows = transfer_rows(&mut stack, args, &dir);
+        let disk = rows
+            .as_ref()
+            .ok()
+            .map(|_| disk_row(&dir, args.transfer_bytes));
         let _ = fs::remove_dir_all(&dir);
         report.transfer = rows?;
+        report.disk = disk.transpose()?;
     }
     if args.runs(Part::Scale) {
         eprintln!("scale ({} round trips a row):", args.scale_round_trips);
