@@ -1,6 +1,7 @@
 //! The few Linux system calls behind the TAP device, each wrapped in a safe function.
 //!
-//! This is the only place in smolsock with `unsafe` code: opening `/dev/net/tun` and
+//! With the CRC-32's processor instructions (`wire::crc32`), this is the only
+//! place in smolsock with `unsafe` code: opening `/dev/net/tun` and
 //! attaching it to a TAP interface (`TUNSETIFF`), asking the interface MTU
 //! (`SIOCGIFMTU`), reading and writing one frame, waiting for the descriptor with
 //! `ppoll`, and drawing a random seed with `getrandom`. Every wrapper turns `-1` into
