@@ -184,6 +184,7 @@ impl HeaderFormat {
 
     /// Reads the body length from the first [`header_len`](Self::header_len) bytes
     /// of `bytes`, or `None` if there are fewer. Does not check the maximum.
+    #[inline]
     pub fn decode(&self, bytes: &[u8]) -> Option<u32> {
         // One fixed-size load per case: a copy of `header_len()` bytes would be a
         // call to `memcpy`, and the reader decodes a header several times per frame.
@@ -487,6 +488,9 @@ pub struct FrameReader<B> {
     scan: usize,
     /// End of the bytes received.
     end: usize,
+    /// Header plus body of the frame being assembled at `scan`, once its header
+    /// has arrived; 0 before. Lets a read that does not complete it skip the scan.
+    pending_total: usize,
     /// Set once a header was oversize: no more input until reset.
     poisoned: Option<ReadError>,
     stats: ReadStats,
@@ -514,6 +518,7 @@ impl<B> FrameReader<B> {
             head: 0,
             scan: 0,
             end: 0,
+            pending_total: 0,
             poisoned: None,
             stats: ReadStats::ZERO,
         }
@@ -606,6 +611,32 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// }
     /// ```
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, ReadError> {
+        // The common case in a stream of large frames, kept small enough to
+        // inline: the frame being assembled has its header already, the whole
+        // frame fits where it is, and `data` does not complete it. One copy,
+        // counted as a read that touched one frame, as `commit` would count it.
+        let held = self.end.saturating_sub(self.scan);
+        if self.poisoned.is_none()
+            && self.pending_total != 0
+            && self.scan.saturating_add(self.pending_total) <= self.capacity()
+            && data.len() < self.pending_total.saturating_sub(held)
+            && !data.is_empty()
+        {
+            let end = self.end.saturating_add(data.len());
+            if let Some(space) = self.storage.as_mut().get_mut(self.end..end) {
+                space.copy_from_slice(data);
+                self.end = end;
+                self.stats.reads = self.stats.reads.saturating_add(1);
+                self.stats.bytes = self.stats.bytes.saturating_add(data.len() as u64);
+                return Ok(data.len());
+            }
+        }
+        self.feed_slow(data)
+    }
+
+    /// [`feed`](Self::feed) in general.
+    #[inline(never)]
+    fn feed_slow(&mut self, data: &[u8]) -> Result<usize, ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
         }
@@ -837,6 +868,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.head = 0;
         self.scan = 0;
         self.end = 0;
+        self.pending_total = 0;
         self.poisoned = None;
     }
 
@@ -855,6 +887,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// Walks the frames that the bytes from `read_start` on have completed; returns
     /// how many frames those bytes touched (for the coalesced counter).
     fn scan_frames(&mut self, read_start: usize) -> Result<u32, ReadError> {
+        // The frame being assembled is still short of its length, known from its
+        // header: the bytes just read touched that one frame, and nothing else
+        // changes. (The header was checked against the maximum when it arrived.)
+        if self.pending_total != 0 && self.end.saturating_sub(self.scan) < self.pending_total {
+            return Ok(1);
+        }
+        self.pending_total = 0;
         let header_len = self.format.header_len();
         let mut frames_in_read = 0u32;
         while let Some(pending) = self.storage.as_ref().get(self.scan..self.end) {
@@ -877,6 +916,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             let total = header_len.saturating_add(len as usize);
             frames_in_read = frames_in_read.saturating_add(1);
             if pending.len() < total {
+                self.pending_total = total;
                 break;
             }
             if self.scan < read_start {
@@ -895,6 +935,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             self.head = 0;
             self.scan = 0;
             self.end = 0;
+            self.pending_total = 0;
         }
     }
 
@@ -1279,6 +1320,7 @@ impl FrameWriter {
 }
 
 /// Copies as much of `src` as fits into the front of `dst`; returns the count.
+#[inline]
 fn copy_prefix(src: &[u8], dst: &mut [u8]) -> usize {
     let n = src.len().min(dst.len());
     if let (Some(dst), Some(src)) = (dst.get_mut(..n), src.get(..n)) {
@@ -1747,6 +1789,55 @@ pub(crate) mod tests {
                 prop_assert_eq!(r.finish(), Ok(()));
                 prop_assert_eq!(&got, &bodies);
                 prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+            }
+
+            /// The counters of any split equal those counted from the reads
+            /// themselves: a read touches every frame (header included) it holds
+            /// a byte of, a frame is split when no single read holds all of it.
+            #[test]
+            fn counters_are_those_of_the_reads(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                cuts in prop::collection::vec(1usize..700, 1..50),
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
+                let mut stream = Vec::new();
+                let mut frames = Vec::new();
+                for body in &bodies {
+                    let mut out = vec![0u8; body.len() + 4];
+                    let n = encode(format, body, &mut out).unwrap();
+                    frames.push((stream.len(), stream.len() + n));
+                    stream.extend_from_slice(&out[..n]);
+                }
+                let mut r = FrameReader::new(vec![0u8; format.max_frame_len()], format).unwrap();
+                let mut reads = Vec::new();
+                let mut got = Vec::new();
+                let (mut pos, mut cut) = (0, cuts.iter().cycle());
+                while pos < stream.len() {
+                    let end = (pos + cut.next().unwrap()).min(stream.len());
+                    let n = r.feed(&stream[pos..end]).unwrap();
+                    if n > 0 {
+                        reads.push((pos, pos + n));
+                    }
+                    pos += n;
+                    collect(&mut r, &mut got);
+                }
+                let touched = |(a, b): (usize, usize)| {
+                    frames.iter().filter(|&&(start, end)| start < b && end > a).count()
+                };
+                let coalesced = reads.iter().filter(|&&read| touched(read) > 1).count();
+                let split = frames
+                    .iter()
+                    .filter(|&&(start, end)| !reads.iter().any(|&(a, b)| a <= start && end <= b))
+                    .count();
+                let stats = r.stats();
+                prop_assert_eq!(&got, &bodies);
+                prop_assert_eq!(stats.reads, reads.len() as u64);
+                prop_assert_eq!(stats.coalesced_reads, coalesced as u64);
+                prop_assert_eq!(stats.split_frames, split as u64);
+                prop_assert_eq!(stats.frames, bodies.len() as u64);
+                prop_assert_eq!(stats.bytes, stream.len() as u64);
             }
 
             /// Taking frames in place, with some left to the storage, yields the
