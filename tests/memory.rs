@@ -41,7 +41,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "FrameReader<[u8; 1028]>",
             "frame storage for 1 KiB frames + cursors + counters",
             size_of::<FrameReader<[u8; 1028]>>(),
-            1152,
+            1160,
         ),
         (
             "FrameWriter",
@@ -83,7 +83,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "Framed<FramedEcho, [u8; 1028], [u8; 1028]>",
             "framed echo session: FrameReader, a one-frame send queue, counters",
             size_of::<Framed<FramedEcho, [u8; 1028], [u8; 1028]>>(),
-            2296,
+            2304,
         ),
         (
             "StreamingEcho<&mut [u8]>",
@@ -138,13 +138,13 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TransferServer<RamStore, &mut [u8]>",
             "one transfer connection: framing state, the operation in progress, its file name",
             size_of::<TransferServer<'static, Store, Slice>>(),
-            416,
+            424,
         ),
         (
             "TransferClient<&mut [u8]>",
             "the no_std client: framing state, the connection's state",
             size_of::<TransferClient<Slice>>(),
-            272,
+            280,
         ),
         (
             "PutFile<&mut [u8], &[u8], fn(u64, u64)>",
