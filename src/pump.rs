@@ -372,7 +372,8 @@ impl<'b> Pump<'b> {
     /// instead of a read.
     pub(crate) fn next<S: Session + ?Sized>(&mut self, session: &S, input: bool) -> Step<'_> {
         let pending = self.tx_start < self.tx_end;
-        match session.status() {
+        let status = session.status();
+        match status {
             Status::Abort => return Step::Done(End::Aborted),
             Status::Close if !pending && !self.unflushed => return Step::Done(End::Closed),
             Status::Open | Status::Close => {}
@@ -384,8 +385,7 @@ impl<'b> Pump<'b> {
         // Nothing more to send for now: make sure a buffering stream sends it
         // before we wait for the answer, or, if the caller says its stream sends
         // on its own, only before the session's end or a request's outcome.
-        if self.unflushed
-            && (self.flush == Flush::BeforeRead || !input || session.status() == Status::Close)
+        if self.unflushed && (self.flush == Flush::BeforeRead || !input || status == Status::Close)
         {
             return Step::Io(Op::Flush);
         }

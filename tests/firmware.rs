@@ -672,8 +672,15 @@ fn fifty_bodies() -> Vec<Vec<u8>> {
 /// GET `path` with curl; returns the body. curl is what CI installs; a missing
 /// curl fails the test rather than skipping the check.
 fn curl_get(url: &str) -> Result<String, String> {
+    curl(url, &[])
+}
+
+/// curl `url` with `flags` besides the usual ones; returns its output.
+fn curl(url: &str, flags: &[&str]) -> Result<String, String> {
     let output = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "30", "-g", url])
+        .args(["-sS", "--fail", "--max-time", "30", "-g"])
+        .args(flags)
+        .arg(url)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run curl: {e}"))?;
@@ -1331,21 +1338,7 @@ on_both! {
 
 /// GET `url` with curl; returns the `Content-Type` and the body.
 fn curl_get_typed(url: &str) -> Result<(String, String), String> {
-    let output = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "30", "-g"])
-        .args(["--write-out", "\n%{content_type}", url])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run curl: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "curl {url}: {}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let text =
-        String::from_utf8(output.stdout).map_err(|e| format!("curl {url}: not UTF-8: {e}"))?;
+    let text = curl(url, &["--write-out", "\n%{content_type}"])?;
     let (body, content_type) = text
         .rsplit_once('\n')
         .ok_or_else(|| format!("curl {url}: no content type after the body"))?;

@@ -1,10 +1,10 @@
 //! Puts `link/memory.x` where the linker finds it (with the self-test's larger
 //! regions under `--features selftest`, more RAM under `tftp` and `live`) and
-//! links with cortex-m-rt's `link.x`. Passing `-Tlink.x` here rather than in `.cargo/config.toml`'s rustflags keeps
-//! it in effect when a `RUSTFLAGS` variable is set. The file is not at the
-//! package's root because the linker looks for `memory.x` in its working
-//! directory (the package's root) before the search path: there it would win
-//! over the self-test's.
+//! links with cortex-m-rt's `link.x`. Passing `-Tlink.x` here rather than in
+//! `.cargo/config.toml`'s rustflags keeps it in effect when a `RUSTFLAGS`
+//! variable is set. The file is not at the package's root because the linker
+//! looks for `memory.x` in its working directory (the package's root) before
+//! the search path: there it would win over the self-test's.
 
 use std::path::PathBuf;
 use std::{env, fs};
@@ -24,8 +24,7 @@ fn main() {
                 "ORIGIN = 0x20040000, LENGTH = 3840K",
             ),
         ] {
-            assert!(memory.contains(from), "memory.x has no {from:?}");
-            memory = memory.replace(from, to);
+            edit(&mut memory, from, to);
         }
     }
     let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
@@ -46,13 +45,11 @@ fn main() {
                 ("LENGTH = 64K", ram.as_str()),
                 ("ORIGIN = 0x20010000, LENGTH = 4032K", store.as_str()),
             ] {
-                assert!(memory.contains(from), "memory.x has no {from:?}");
-                memory = memory.replace(from, to);
+                edit(&mut memory, from, to);
             }
         }
         if feature("TFTP") && feature("LIVE") {
-            assert!(memory.contains("LENGTH = 128K"), "memory.x has no 128K");
-            memory = memory.replace("LENGTH = 128K", "LENGTH = 136K");
+            edit(&mut memory, "LENGTH = 128K", "LENGTH = 136K");
         }
     }
     fs::write(out.join("memory.x"), memory).expect("OUT_DIR is writable");
@@ -60,4 +57,10 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=link/memory.x");
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Replaces `from` with `to` in `memory`, which must contain it.
+fn edit(memory: &mut String, from: &str, to: &str) {
+    assert!(memory.contains(from), "memory.x has no {from:?}");
+    *memory = memory.replace(from, to);
 }

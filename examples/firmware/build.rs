@@ -1,10 +1,10 @@
 //! Puts `link/memory.x` where the linker finds it (with the self-test's larger
-//! regions under `--features selftest`, the live page's under `--features live`) and links with cortex-m-rt's `link.x`.
-//! Passing `-Tlink.x` here rather than in `.cargo/config.toml`'s rustflags keeps
-//! it in effect when a `RUSTFLAGS` variable is set. The file is not at the
-//! package's root because the linker looks for `memory.x` in its working
-//! directory (the package's root) before the search path: there it would win
-//! over the self-test's.
+//! regions under `--features selftest`, the live page's under `--features
+//! live`) and links with cortex-m-rt's `link.x`. Passing `-Tlink.x` here rather
+//! than in `.cargo/config.toml`'s rustflags keeps it in effect when a
+//! `RUSTFLAGS` variable is set. The file is not at the package's root because
+//! the linker looks for `memory.x` in its working directory (the package's
+//! root) before the search path: there it would win over the self-test's.
 
 use std::path::PathBuf;
 use std::{env, fs};
@@ -24,8 +24,7 @@ fn main() {
                 "ORIGIN = 0x20040000, LENGTH = 3840K",
             ),
         ] {
-            assert!(memory.contains(from), "memory.x has no {from:?}");
-            memory = memory.replace(from, to);
+            edit(&mut memory, from, to);
         }
     }
     if env::var_os("CARGO_FEATURE_LIVE").is_some()
@@ -42,8 +41,7 @@ fn main() {
                 "ORIGIN = 0x20012000, LENGTH = 4024K",
             ),
         ] {
-            assert!(memory.contains(from), "memory.x has no {from:?}");
-            memory = memory.replace(from, to);
+            edit(&mut memory, from, to);
         }
     }
     fs::write(out.join("memory.x"), memory).expect("OUT_DIR is writable");
@@ -51,4 +49,10 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=link/memory.x");
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Replaces `from` with `to` in `memory`, which must contain it.
+fn edit(memory: &mut String, from: &str, to: &str) {
+    assert!(memory.contains(from), "memory.x has no {from:?}");
+    *memory = memory.replace(from, to);
 }

@@ -257,23 +257,11 @@ mod clmul {
         Some(super::update_tables(super::update_tables(0, &folded), tail))
     }
 
-    /// The first 16 bytes of `block` (zeros past its end) as a 128-bit value,
-    /// little-endian.
-    fn load(block: &[u8]) -> __m128i {
-        let mut bytes = [0u8; 16];
-        let bytes = match block.get(..16) {
-            Some(whole) => whole,
-            None => {
-                let n = block.len().min(16);
-                if let (Some(dst), Some(src)) = (bytes.get_mut(..n), block.get(..n)) {
-                    dst.copy_from_slice(src);
-                }
-                &bytes[..]
-            }
-        };
-        // SAFETY: `bytes` holds 16 bytes, which is all `_mm_loadu_si128` reads,
-        // with no alignment required; SSE2 is part of x86-64.
-        unsafe { _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>()) }
+    /// A 16-byte block as a 128-bit value, little-endian.
+    fn load(block: &[u8; 16]) -> __m128i {
+        // SAFETY: `block` is 16 bytes, which is all `_mm_loadu_si128` reads, with
+        // no alignment required; SSE2 is part of x86-64.
+        unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) }
     }
 
     /// `block` carried `constants`' distance on.
@@ -294,19 +282,25 @@ mod clmul {
     fn fold(register: u32, bytes: &[u8]) -> ([u8; 16], &[u8]) {
         let by_lanes = _mm_set_epi64x(FOLD_BY_LANES.1, FOLD_BY_LANES.0);
         let by_1 = _mm_set_epi64x(FOLD_BY_1.1, FOLD_BY_1.0);
-        let mut blocks = bytes.chunks_exact(16);
+        let (blocks, tail) = bytes.as_chunks::<16>();
         let start = _mm_cvtsi32_si128(i32::from_ne_bytes(register.to_ne_bytes()));
-        let mut folded = _mm_xor_si128(load(blocks.next().unwrap_or_default()), start);
+        let (mut folded, mut blocks) = match blocks.split_first() {
+            Some((first, rest)) => (_mm_xor_si128(load(first), start), rest),
+            None => (start, blocks),
+        };
         if blocks.len() >= 2 * LANES - 1 {
             let mut lanes = [folded; LANES];
-            for lane in lanes.iter_mut().skip(1) {
-                *lane = load(blocks.next().unwrap_or_default());
-            }
-            while blocks.len() >= LANES {
-                for lane in &mut lanes {
-                    let next = load(blocks.next().unwrap_or_default());
-                    *lane = _mm_xor_si128(carry(*lane, by_lanes), next);
+            if let Some((firsts, rest)) = blocks.split_first_chunk::<{ LANES - 1 }>() {
+                for (lane, block) in lanes.iter_mut().skip(1).zip(firsts) {
+                    *lane = load(block);
                 }
+                blocks = rest;
+            }
+            while let Some((group, rest)) = blocks.split_first_chunk::<LANES>() {
+                for (lane, block) in lanes.iter_mut().zip(group) {
+                    *lane = _mm_xor_si128(carry(*lane, by_lanes), load(block));
+                }
+                blocks = rest;
             }
             let [first, rest @ ..] = lanes;
             folded = first;
@@ -314,16 +308,16 @@ mod clmul {
                 folded = _mm_xor_si128(carry(folded, by_1), lane);
             }
         }
-        for next in &mut blocks {
-            folded = _mm_xor_si128(carry(folded, by_1), load(next));
+        for block in blocks {
+            folded = _mm_xor_si128(carry(folded, by_1), load(block));
         }
-        let low = _mm_cvtsi128_si64(folded).to_le_bytes();
-        let high = _mm_cvtsi128_si64(_mm_unpackhi_epi64(folded, folded)).to_le_bytes();
-        let mut out = [0u8; 16];
-        let (out_low, out_high) = out.split_at_mut(8);
-        out_low.copy_from_slice(&low);
-        out_high.copy_from_slice(&high);
-        (out, blocks.remainder())
+        let low = u64::from_ne_bytes(_mm_cvtsi128_si64(folded).to_ne_bytes());
+        let high = _mm_cvtsi128_si64(_mm_unpackhi_epi64(folded, folded));
+        let high = u64::from_ne_bytes(high.to_ne_bytes());
+        (
+            ((u128::from(high) << 64) | u128::from(low)).to_le_bytes(),
+            tail,
+        )
     }
 }
 

@@ -63,16 +63,24 @@ impl Row {
 pub use with_live::*;
 
 #[cfg(feature = "live")]
+use embassy_net::{IpAddress, IpEndpoint};
+
+#[cfg(feature = "live")]
+#[path = "../../firmware/src/peer.rs"]
+mod peer;
+
+#[cfg(feature = "live")]
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
 
     use critical_section::Mutex;
     use embassy_net::tcp::TcpSocket;
-    use embassy_net::{IpAddress, IpEndpoint};
     use smolsock::http::Bars;
     pub use smolsock::http::LiveSite as Site;
 
+    use super::IpEndpoint;
+    use super::peer::Peer;
     use crate::services::TCP_SOCKETS;
     use crate::status::Service;
 
@@ -108,19 +116,6 @@ mod with_live {
         peer: IpEndpoint,
         receive: (u16, u16),
         send: (u16, u16),
-    }
-
-    /// A peer as `std` writes it: an IPv6 address in brackets before its
-    /// port (smoltcp writes none).
-    struct Peer(IpEndpoint);
-
-    impl fmt::Display for Peer {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.0.addr {
-                IpAddress::Ipv4(address) => write!(f, "{address}:{}", self.0.port),
-                IpAddress::Ipv6(address) => write!(f, "[{address}]:{}", self.0.port),
-            }
-        }
     }
 
     /// Every TCP task's connection.

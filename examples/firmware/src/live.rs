@@ -58,6 +58,13 @@ impl Slots {
 pub use with_live::*;
 
 #[cfg(feature = "live")]
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+#[cfg(feature = "live")]
+#[path = "peer.rs"]
+mod peer;
+
+#[cfg(feature = "live")]
 mod with_live {
     use core::cell::Cell;
     use core::fmt;
@@ -66,9 +73,9 @@ mod with_live {
     use smolsock::http::Bars;
     use smoltcp::iface::{SocketHandle, SocketSet};
     use smoltcp::socket::tcp;
-    use smoltcp::wire::{IpAddress, IpEndpoint};
 
-    use super::Site;
+    use super::peer::Peer;
+    use super::{IpEndpoint, Site};
     use crate::services::TCP_SLOTS;
 
     /// How often the live page reloads itself, in seconds.
@@ -101,19 +108,6 @@ mod with_live {
         peer: IpEndpoint,
         receive: (u16, u16),
         send: (u16, u16),
-    }
-
-    /// A peer as `std` writes it: an IPv6 address in brackets before its
-    /// port (smoltcp writes none).
-    struct Peer(IpEndpoint);
-
-    impl fmt::Display for Peer {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.0.addr {
-                IpAddress::Ipv4(address) => write!(f, "{address}:{}", self.0.port),
-                IpAddress::Ipv6(address) => write!(f, "[{address}]:{}", self.0.port),
-            }
-        }
     }
 
     /// Every TCP slot's connection as of the last poll, for the page.
