@@ -1423,6 +1423,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The pictures in docs/img are what the command beside them draws today: a
+    /// change to the lab or the renderer that alters them must commit them again.
+    #[test]
+    fn the_committed_pictures_are_what_their_command_draws() {
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+        let dir = std::env::temp_dir().join(format!("sticky_lab_docs_{}", std::process::id()));
+        let report = traced_lab(&["--svg", "docs/img"]);
+        let command = "cargo run --release --example sticky_lab -- --svg docs/img";
+        let files = write_pictures(&dir, &report, command).unwrap();
+        for file in &files {
+            let name = file.file_name().unwrap();
+            let fresh = std::fs::read_to_string(file).unwrap();
+            let kept = std::fs::read_to_string(committed.join(name))
+                .unwrap_or_else(|e| panic!("docs/img/{} is not committed: {e}", name.display()));
+            assert!(
+                fresh == kept,
+                "docs/img/{} differs from what `{command}` draws now: run it and commit the pictures",
+                name.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     #[test]
     fn describe_names_whole_messages_and_pieces() {
         let messages = big_then_small();
