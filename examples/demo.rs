@@ -51,10 +51,9 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use common::{
-    Capture, SharedTrace, TracedNet, TracedSession, TransferBar, link, millis, since, svg,
-    tcp_socket, udp_socket,
+    Capture, SharedTrace, TracedNet, TransferBar, link, millis, since, svg, tcp_socket, udp_socket,
 };
-use smolsock::trace::{self, Conn, Event, Record, SegmentCapture, TraceSink};
+use smolsock::trace::{self, Conn, Event, Probe, Record, SegmentCapture, TraceSink};
 
 /// tcp/7: the primer's echo server, `recv(1024)` + `sendall`.
 const ECHO_PORT: u16 = 7;
@@ -645,10 +644,9 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
             port(socket.remote_endpoint()),
         )
     };
-    // Its reads and sends (the adapter's) and the frames it delivers are traced.
-    let framed = TracedSession::new(framed, demo.trace.clone(), ends);
-    let mut trace = demo.trace.clone();
-    let header = format.header_len() as u8;
+    // Traced, the session records its reads and sends (the adapter's), its
+    // socket's buffers at each poll and the frames it delivers.
+    let framed = framed.traced(Probe::new(ends, demo.trace.clone()));
     let mut conn = TcpSession::new(demo.tcp, framed);
     let started = demo.net.now();
     let (mut sent, mut back) = (0, Vec::new());
@@ -663,7 +661,7 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
         loop {
             let before = (sent, back.len());
             while let Some(body) = messages.get(sent) {
-                match conn.session_mut().inner_mut().send(body) {
+                match conn.session_mut().send(body) {
                     Ok(()) => sent += 1,
                     Err(SendError::WouldBlock) => break,
                     Err(e) => return Some(Err(e.to_string())),
@@ -672,17 +670,10 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
             if let Err(e) = conn.poll(sockets, now) {
                 return Some(Err(e.to_string()));
             }
-            while let Some(frame) = conn.session_mut().inner_mut().recv() {
-                let body = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-                let event = Event::Frame {
-                    conn: ends,
-                    body,
-                    header,
-                };
-                trace.record(Record::new(now.into(), event));
+            while let Some(frame) = conn.session_mut().recv() {
                 back.push(frame.to_vec());
             }
-            if let Some(e) = conn.session().inner().error() {
+            if let Some(e) = conn.session().error() {
                 return Some(Err(e.to_string()));
             }
             if (sent, back.len()) == before {
@@ -695,7 +686,7 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     let elapsed = since(started, demo.net.now());
     demo.close(|servers| servers.framed.active() == 0)?;
     let whole = back.iter().zip(&messages).filter(|(a, b)| a == b).count();
-    let stats = conn.session().inner().stats();
+    let stats = conn.session().stats();
     println!(
         "  {MESSAGES} frames ({} B) sent back to back, {whole} came back whole and in order in {}",
         messages.iter().map(Vec::len).sum::<usize>(),

@@ -13,6 +13,7 @@ use smoltcp::socket::{AnySocket, tcp};
 
 use crate::session::{Request, Session, Status};
 use crate::time::Instant;
+use crate::trace::levels;
 
 /// The socket behind a handle, if the handle is of this set and of type `T`.
 ///
@@ -57,7 +58,22 @@ impl core::error::Error for HandleError {}
 /// offered. The two directions go round again while input is left in the ring
 /// and the round moved something: a session that answered or consumed what it held
 /// may take more now (an echo whose storage was full).
+///
+/// The session is told the socket's buffers before and after
+/// ([`Session::observe`]), for a trace.
 pub(crate) fn pump<S: Session + ?Sized>(
+    session: &mut S,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+) -> usize {
+    session.observe(levels(socket), now);
+    let moved = pump_both(session, socket, now);
+    session.observe(levels(socket), now);
+    moved
+}
+
+#[inline]
+fn pump_both<S: Session + ?Sized>(
     session: &mut S,
     socket: &mut tcp::Socket<'_>,
     now: Instant,

@@ -18,6 +18,7 @@ use core::fmt;
 use super::out::{Full, OutRef};
 use super::{OutBuffer, Session, Status};
 use crate::time::Instant;
+use crate::trace::{Levels, Recorder};
 use crate::wire::body::BodyReader;
 use crate::wire::frame::{
     FormatError, FrameReader, HeaderFormat, ReadError, ReadStats, WriteStats,
@@ -332,7 +333,12 @@ enum Phase {
 /// echo.receive_finished(now);
 /// assert_eq!(echo.status(), Status::Close);
 /// ```
-pub struct Framed<H, R, T> {
+///
+/// Traced ([`traced`](Self::traced)), it records each read, each send into the
+/// socket, each frame it delivers to the handler (or to [`recv`](Self::recv))
+/// and the buffers its adapter reports; untraced (`P = ()`, the default) none of
+/// that is made, and the session is no larger.
+pub struct Framed<H, R, T, P = ()> {
     handler: H,
     reader: FrameReader<R>,
     out: OutBuffer<T>,
@@ -340,6 +346,7 @@ pub struct Framed<H, R, T> {
     phase: Phase,
     peer_done: bool,
     error: Option<ReadError>,
+    probe: P,
 }
 
 impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>> Framed<H, R, T> {
@@ -362,7 +369,55 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             phase: Phase::Open,
             peer_done: false,
             error: None,
+            probe: (),
         })
+    }
+
+    /// The same session, recording into `probe` (a [`Probe`](crate::trace::Probe)
+    /// naming this end's connection and the sink).
+    ///
+    /// ```
+    /// use smolsock::session::{Framed, FramedEcho, Session};
+    /// use smolsock::time::Instant;
+    /// use smolsock::trace::{Conn, Probe, Tally};
+    /// use smolsock::wire::frame::HeaderFormat;
+    ///
+    /// let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+    /// let conn = Conn::new(7, 40000);
+    /// let echo = Framed::new(FramedEcho::new(), [0u8; 20], [0u8; 20], format).unwrap();
+    /// let mut echo = echo.traced(Probe::new(conn, Vec::new()));
+    /// let now = Instant::ZERO;
+    /// echo.start(now);
+    /// // Two frames in one read: one read, two frames, the read coalesced.
+    /// echo.receive(&[0, 0, 0, 2, b'h', b'i', 0, 0, 0, 2, b'y', b'o'], now);
+    /// let tally = Tally::of(echo.probe().sink().iter(), conn);
+    /// assert_eq!((tally.reads, tally.frames, tally.coalesced_reads), (1, 2, 1));
+    /// ```
+    pub fn traced<P: Recorder>(self, probe: P) -> Framed<H, R, T, P> {
+        Framed {
+            handler: self.handler,
+            reader: self.reader,
+            out: self.out,
+            write: self.write,
+            phase: self.phase,
+            peer_done: self.peer_done,
+            error: self.error,
+            probe,
+        }
+    }
+}
+
+impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder>
+    Framed<H, R, T, P>
+{
+    /// What the session records into.
+    pub const fn probe(&self) -> &P {
+        &self.probe
+    }
+
+    /// What the session records into, to drain it.
+    pub const fn probe_mut(&mut self) -> &mut P {
+        &mut self.probe
     }
 
     /// The frame handler.
@@ -396,7 +451,14 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// Takes the next whole frame that arrived, if there is one (with a handler of
     /// `()`; a real handler is offered each frame first).
     pub fn recv(&mut self) -> Option<&[u8]> {
-        self.reader.next_frame()
+        let header = self.reader.format().header_len();
+        let frame = self.reader.next_frame()?;
+        if self.probe.recording() {
+            // Taken between polls: at the time of the last thing recorded.
+            let at = self.probe.last();
+            self.probe.frame(at, frame.len(), header);
+        }
+        Some(frame)
     }
 
     /// Queues `body` as one frame: all of it, or nothing ([`SendError::WouldBlock`]
@@ -453,7 +515,13 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         };
         while self.phase == Phase::Open {
             let flow = match self.reader.frame() {
-                Some(frame) => self.handler.on_frame(frame, &mut out),
+                Some(frame) => {
+                    let (len, flow) = (frame.len(), self.handler.on_frame(frame, &mut out));
+                    if flow != Flow::Wait && self.probe.recording() {
+                        self.probe.frame(now, len, out.format.header_len());
+                    }
+                    flow
+                }
                 None if !self.handler.wants_to_send() => break,
                 None => {
                     let flow = self.handler.on_idle(&mut out);
@@ -499,8 +567,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     }
 }
 
-impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>> Session
-    for Framed<H, R, T>
+impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder>
+    Session for Framed<H, R, T, P>
 {
     // Frames queued before the connection started (a client's first request)
     // stay queued: the queue is emptied when a connection ends, not when one begins.
@@ -522,16 +590,22 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // with no copy; their answers go to the queue. A frame the handler cannot
         // answer yet, and a frame cut by the end of the input, go to the storage.
         let format = self.reader.format();
-        let (handler, out, write, phase) = (
+        let (handler, out, write, phase, probe) = (
             &mut self.handler,
             &mut self.out,
             &mut self.write,
             &mut self.phase,
+            &mut self.probe,
         );
         let fed = self.reader.feed_in_place(input, |frame| {
             if *phase != Phase::Open {
                 return false;
             }
+            let delivered = |probe: &mut P| {
+                if probe.recording() {
+                    probe.frame(now, frame.len(), format.header_len());
+                }
+            };
             let mut out = FrameOut {
                 format,
                 queue: out.as_out_ref(),
@@ -540,7 +614,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 stats: write,
                 now,
             };
-            match handler.on_frame(frame, &mut out) {
+            let consumed = match handler.on_frame(frame, &mut out) {
                 Flow::Continue => true,
                 Flow::Wait => false,
                 Flow::Close => {
@@ -551,15 +625,21 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                     *phase = Phase::Aborted;
                     true
                 }
+            };
+            if consumed {
+                delivered(probe);
             }
+            consumed
         });
-        match fed {
+        let n = match fed {
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
                 0
             }
-        }
+        };
+        self.probe.read(now, n);
+        n
     }
 
     fn receive_finished(&mut self, _now: Instant) {
@@ -570,6 +650,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
         let queued = self.out.drain_into(space);
         if !self.out.is_empty() {
+            self.probe.sent(now, queued);
             return queued;
         }
         let direct = space.get_mut(queued..).unwrap_or_default();
@@ -581,6 +662,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 .drain_into(space.get_mut(used..).unwrap_or_default()),
         );
         self.check_end();
+        self.probe.sent(now, used);
         used
     }
 
@@ -606,9 +688,13 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     fn no_delay(&self) -> bool {
         true
     }
+
+    fn observe(&mut self, levels: Levels, now: Instant) {
+        self.probe.buffers(now, levels);
+    }
 }
 
-impl<H, R, T> fmt::Debug for Framed<H, R, T> {
+impl<H, R, T, P> fmt::Debug for Framed<H, R, T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Framed")
             .field("phase", &self.phase)
@@ -1016,6 +1102,7 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::trace::{Conn, Probe, Tally};
         use crate::wire::frame::tests::props::any_format;
         use proptest::prelude::*;
 
@@ -1049,6 +1136,42 @@ mod tests {
                 let got = run(&mut streaming, &stream, cut, space);
                 prop_assert_eq!(&got.output, &stream);
                 prop_assert_eq!(got.status, Status::Close);
+            }
+
+            /// Traced, the session's records add up to its reader's own counters
+            /// and to the bytes it gave, whatever the split: frames answered where
+            /// they lay and frames that waited in the storage (a small send space
+            /// makes the echo wait) are each recorded once.
+            #[test]
+            fn a_traced_session_records_what_its_reader_counts(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..12),
+                cut in 1usize..300,
+                space in 1usize..300,
+            ) {
+                let max = format.max_len() as usize;
+                let limit = format.with_max_len(max.min(199) as u32).unwrap();
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max.min(199)); b }).collect();
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                let stream = frames(&refs, limit);
+                let frame = limit.max_frame_len();
+                let conn = Conn::new(7, 40000);
+                let mut framed = Framed::new(FramedEcho::new(), vec![0u8; frame], vec![0u8; frame], limit)
+                    .unwrap()
+                    .traced(Probe::new(conn, Vec::new()));
+                let got = run(&mut framed, &stream, cut, space);
+                prop_assert_eq!(&got.output, &stream);
+                let read = framed.stats().read;
+                let tally = Tally::of(framed.probe().sink().iter(), conn);
+                prop_assert_eq!(tally.reads, read.reads);
+                prop_assert_eq!(tally.read_bytes, read.bytes);
+                prop_assert_eq!(tally.frames, read.frames);
+                prop_assert_eq!(tally.frames, bodies.len() as u64);
+                prop_assert_eq!(tally.body_bytes, read.body_bytes);
+                prop_assert_eq!(tally.coalesced_reads, read.coalesced_reads);
+                prop_assert_eq!(tally.split_frames, read.split_frames);
+                prop_assert_eq!(tally.sent_bytes, got.output.len() as u64);
+                prop_assert_eq!(tally.out_of_order, 0);
             }
         }
     }

@@ -35,6 +35,7 @@ pub use out::Full;
 pub use out::OutBuffer;
 
 use crate::time::Instant;
+use crate::trace::Levels;
 
 /// What a session wants done with its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +113,13 @@ pub trait Session {
     fn no_delay(&self) -> bool {
         false
     }
+
+    /// How full the socket's buffers are, told by an adapter that sees them (the
+    /// poll-loop adapter, at the start and the end of each poll). Only a traced
+    /// session uses it ([`Traced`](crate::trace::Traced),
+    /// [`Framed::traced`]); the default ignores it, and then the adapter's
+    /// reading of the levels compiles away.
+    fn observe(&mut self, _levels: Levels, _now: Instant) {}
 }
 
 /// A session that completes: a client's request (an upload, a listing), which
@@ -171,6 +179,10 @@ impl<S: Session + ?Sized> Session for &mut S {
 
     fn no_delay(&self) -> bool {
         (**self).no_delay()
+    }
+
+    fn observe(&mut self, levels: Levels, now: Instant) {
+        (**self).observe(levels, now);
     }
 }
 

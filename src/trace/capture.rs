@@ -8,7 +8,7 @@ use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket,
 };
 
-use super::{Buffers, Conn, Event, Flags, Record, Segment, TraceSink};
+use super::{Conn, Event, Flags, Levels, Record, Segment, TraceSink};
 use crate::runner::sim::NoCapture;
 
 /// A packet-capture sink that records every TCP segment of the Ethernet frames it
@@ -157,13 +157,17 @@ pub fn sample(socket: &tcp::Socket<'_>, now: Instant, trace: &mut impl TraceSink
     let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint()) else {
         return;
     };
+    let buffers = levels(socket).of(Conn::new(local.port, remote.port));
+    trace.record(Record::new(now.into(), Event::Buffers(buffers)));
+}
+
+/// How full `socket`'s buffers are.
+pub(crate) fn levels(socket: &tcp::Socket<'_>) -> Levels {
     let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let buffers = Buffers {
-        conn: Conn::new(local.port, remote.port),
+    Levels {
         send_queued: size(socket.send_queue()),
         send_capacity: size(socket.send_capacity()),
         recv_queued: size(socket.recv_queue()),
         recv_capacity: size(socket.recv_capacity()),
-    };
-    trace.record(Record::new(now.into(), Event::Buffers(buffers)));
+    }
 }

@@ -9,8 +9,12 @@
 //!   ([`SegmentCapture`], a packet-capture sink that parses with smoltcp's wire
 //!   types; feature `smoltcp`);
 //! - the socket buffers at each poll ([`sample`]; feature `smoltcp`);
-//! - the application's sends, reads and frames, recorded by the code that makes
-//!   them ([`Event::Send`], [`Event::Read`], [`Event::Frame`]).
+//! - the application's sends, reads and frames: a session records its own when
+//!   given a [`Probe`] ([`Traced`] around any session,
+//!   [`Framed::traced`](crate::session::Framed::traced) for the frames too), and
+//!   the poll-loop adapter tells a traced session its socket's buffers at each
+//!   poll; code of your own records [`Event::Send`], [`Event::Read`] and
+//!   [`Event::Frame`] itself.
 //!
 //! Tracing is off unless a sink is given: `()` and `None` are sinks that record
 //! nothing and say so ([`TraceSink::enabled`]), so a capture does not even parse
@@ -25,12 +29,16 @@
 
 #[cfg(feature = "smoltcp")]
 mod capture;
+mod probe;
 mod ring;
 #[cfg(feature = "std")]
 mod writer;
 
 #[cfg(feature = "smoltcp")]
+pub(crate) use self::capture::levels;
+#[cfg(feature = "smoltcp")]
 pub use self::capture::{SegmentCapture, sample};
+pub use self::probe::{Levels, Probe, Recorder, Traced};
 pub use self::ring::{TraceRing, WhenFull};
 #[cfg(feature = "std")]
 pub use self::writer::TraceWriter;

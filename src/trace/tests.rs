@@ -175,3 +175,48 @@ fn the_tally_sees_segments_both_ways_and_only_its_connection() {
     let sender = Tally::of(trace.iter(), CONN.reversed());
     assert_eq!((sender.sends, sender.sent_bytes), (1, 9));
 }
+
+#[test]
+fn a_traced_client_records_the_frames_it_takes_at_the_time_of_the_read() {
+    use crate::session::{Framed, Session};
+    let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+    let client = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+    let mut client = client.traced(Probe::new(CONN, std::vec::Vec::new()));
+    client.start(Instant::ZERO);
+    assert_eq!(client.send(b"ping"), Ok(()));
+    let mut space = [0u8; 64];
+    assert_eq!(client.transmit(&mut space, Instant::from_millis(1)), 8);
+    // Two answers in one read, the second cut short.
+    let answers = [0, 0, 0, 2, b'o', b'k', 0, 0, 0, 3, b'y', b'e'];
+    assert_eq!(
+        client.receive(&answers, Instant::from_millis(5)),
+        answers.len()
+    );
+    assert_eq!(client.recv(), Some(&b"ok"[..]));
+    assert_eq!(client.recv(), None);
+    assert_eq!(client.receive(b"s", Instant::from_millis(9)), 1);
+    assert_eq!(client.recv(), Some(&b"yes"[..]));
+    let records = client.probe().sink();
+    let lines: std::vec::Vec<std::string::String> = records
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "1000 9000>49152 send 8",
+            "5000 9000>49152 read 12",
+            "5000 9000>49152 frame 2 header 4",
+            "9000 9000>49152 read 1",
+            "9000 9000>49152 frame 3 header 4",
+        ]
+    );
+    let tally = Tally::of(records.iter(), CONN);
+    let read = client.stats().read;
+    assert_eq!((tally.frames, tally.reads), (read.frames, read.reads));
+    assert_eq!(
+        (tally.coalesced_reads, tally.split_frames),
+        (read.coalesced_reads, read.split_frames)
+    );
+    assert_eq!((tally.coalesced_reads, tally.split_frames), (1, 1));
+}
