@@ -45,6 +45,9 @@ use smolsock::net::{RecvError, SendError, StreamingFrames, TcpSession};
 use smolsock::session::{
     Flow, FrameHandler, FrameOut, Framed, SendError as FrameSendError, Status,
 };
+#[cfg(test)]
+use smolsock::trace::Tally;
+use smolsock::trace::{Conn, Probe, Recorder, TraceRing, WhenFull};
 use smolsock::wire::frame::HeaderFormat;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
@@ -82,6 +85,10 @@ struct Options {
     /// (`perf record`, `valgrind --tool=callgrind`); prints its rate only.
     #[arg(long, value_parser = PATHS)]
     path: Option<String>,
+    /// Measure the sessions' trace instead: the framed path untraced and traced,
+    /// in each round.
+    #[arg(long, conflicts_with = "path")]
+    trace: bool,
 }
 
 /// One configuration of the stack and the frames.
@@ -358,19 +365,20 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + 1) as u8).collect()
 }
 
-/// A framed connection with no handler: frames out with `send_via`, each side's
-/// storage one frame of the case's maximum.
-type FramedConn<H> = TcpSession<Framed<H, Vec<u8>, Vec<u8>>>;
+/// A framed connection, each side's storage one frame of the case's maximum,
+/// recording into `P` (nothing, for `()`).
+type FramedConn<H, P = ()> = TcpSession<Framed<H, Vec<u8>, Vec<u8>, P>>;
 
-fn framed_conn<H: FrameHandler>(
+fn framed_conn<H: FrameHandler, P: Recorder>(
     handle: SocketHandle,
     handler: H,
     format: HeaderFormat,
-) -> Result<FramedConn<H>, String> {
+    probe: P,
+) -> Result<FramedConn<H, P>, String> {
     let storage = || vec![0u8; format.max_frame_len()];
     let session =
         Framed::new(handler, storage(), storage(), format).map_err(|e| format!("framed: {e}"))?;
-    Ok(TcpSession::new(handle, session))
+    Ok(TcpSession::new(handle, session.traced(probe)))
 }
 
 /// The receiving application: takes each whole frame as the session finds it, and
@@ -413,7 +421,49 @@ impl FrameHandler for Checker {
 /// the pump (`TcpSession::poll`) empties into the ring; the receiver's pump feeds
 /// the ring into the frame storage, and its handler takes each whole frame.
 fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
-    let mut stack = Stack::connected(case, StreamingFrames::configure)?;
+    let stack = Stack::connected(case, StreamingFrames::configure)?;
+    framed_on(stack, case, total, verify, (), ()).map(|(run, ..)| run)
+}
+
+/// Records each ring of a traced run holds.
+const RING: usize = 4096;
+
+/// What a traced run's rings kept and dropped.
+#[derive(Clone, Copy, Debug, Default)]
+struct Records {
+    kept: usize,
+    dropped: u64,
+}
+
+/// The framed path with both sessions traced (`Framed::traced`): each read, send,
+/// frame, and the socket's buffers before and after each poll, each session into
+/// a ring of `RING` records that drops the oldest.
+fn framed_traced(case: &Case, total: u64, verify: bool) -> Result<(Run, Records), String> {
+    let stack = Stack::connected(case, StreamingFrames::configure)?;
+    let ring = || TraceRing::<RING>::new(WhenFull::DropOldest);
+    let rx = Probe::new(Conn::new(PORT, LOCAL_PORT), ring());
+    let tx = Probe::new(Conn::new(LOCAL_PORT, PORT), ring());
+    let (run, rx, tx) = framed_on(stack, case, total, verify, rx, tx)?;
+    let rings = [rx.session().probe().sink(), tx.session().probe().sink()];
+    let records = rings
+        .into_iter()
+        .fold(Records::default(), |r, ring| Records {
+            kept: r.kept + ring.len(),
+            dropped: r.dropped + ring.dropped(),
+        });
+    Ok((run, records))
+}
+
+/// The framed transfer on `stack`, the receiving session recording into
+/// `rx_probe` and the sending one into `tx_probe`; gives back both sessions.
+fn framed_on<P: Recorder, Q: Recorder>(
+    mut stack: Stack,
+    case: &Case,
+    total: u64,
+    verify: bool,
+    rx_probe: P,
+    tx_probe: Q,
+) -> Result<(Run, FramedConn<Checker, P>, FramedConn<(), Q>), String> {
     let format = case.format();
     let checker = Checker {
         frame_len: case.frame_len,
@@ -423,8 +473,8 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
         wrong: None,
     };
     let (mut rx, mut tx) = (
-        framed_conn(stack.server, checker, format)?,
-        framed_conn(stack.client, (), format)?,
+        framed_conn(stack.server, checker, format, rx_probe)?,
+        framed_conn(stack.client, (), format, tx_probe)?,
     );
     // Both sockets are connected: the first poll starts each session.
     rx.poll(&mut stack.sockets, stack.now)
@@ -485,14 +535,15 @@ fn framed(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     }
     let (elapsed, cpu) = stopwatch.read();
     let got = rx.session().handler().got;
-    Ok(Run {
+    let run = Run {
         bytes: got * case.frame_len as u64,
         frames: got as f64,
         elapsed,
         cpu,
         polls: stack.polls - polls,
         packets: stack.device.packets - packets,
-    })
+    };
+    Ok((run, rx, tx))
 }
 
 /// Byte `offset` of the body of frame `seq`: its sequence number (little endian)
@@ -683,6 +734,67 @@ fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
     }))
 }
 
+/// The trace's three settings on the framed path, as `--trace` runs them.
+const TRACE_PATHS: [&str; 2] = ["off", "on, rings"];
+
+/// One case's rows of the trace table: the median rate of each setting, its
+/// median (lowest, highest) ratio to *off* within a round, and what the rings kept.
+fn measure_trace(case: &Case, options: &Options) -> Result<String, String> {
+    use std::fmt::Write;
+    let total = options.mib * 1024 * 1024;
+    let mut runs: [Vec<Run>; 2] = Default::default();
+    let mut ratios: [Vec<f64>; 2] = Default::default();
+    let mut records = Records::default();
+    for _ in 0..options.rounds.max(1) {
+        let off = framed(case, total, options.verify)?;
+        let (on, kept) = framed_traced(case, total, options.verify)?;
+        records = kept;
+        for ((runs, ratios), run) in runs.iter_mut().zip(&mut ratios).zip([off, on]) {
+            ratios.push(off.bytes_per_sec() / run.bytes_per_sec());
+            runs.push(run);
+        }
+    }
+    let mut out = String::new();
+    for ((name, runs), ratios) in TRACE_PATHS.iter().zip(&mut runs).zip(&mut ratios) {
+        let (median_ratio, low, high) = spread(ratios);
+        let kept = if *name == "on, rings" {
+            format!(
+                "{} kept, {} dropped (each session's reads, sends, frames, buffers)",
+                records.kept, records.dropped
+            )
+        } else {
+            "-".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{:<40} | {:<12} | {:>6.0} | {:>5.2}x ({low:.2}-{high:.2}) | {kept}",
+            case.describe(),
+            name,
+            median(runs).bytes_per_sec() / 1e6,
+            median_ratio
+        );
+    }
+    Ok(out)
+}
+
+/// The trace table around its rows.
+fn render_trace(rows: &str, options: &Options) -> String {
+    format!(
+        "{:<40} | {:<12} | {:>6} | {:>18} | records\n{rows}\
+         {} MiB per run, {} rounds; MB/s are medians of CPU-time rates; time / off is the \
+         median (lowest-highest) within a round.\noff: the framed path, Framed sessions \
+         untraced (Framed<H, R, T>, whose recorder is ()); on, rings: both sessions traced \
+         (Framed::traced), each into a TraceRing<{RING}> that drops the oldest. Segments \
+         are traced by a capture in front of the device: examples/trace_cost.rs.\n",
+        "case (framed path)",
+        "trace",
+        "MB/s",
+        "time / off",
+        options.mib,
+        options.rounds.max(1)
+    )
+}
+
 fn render(rows: &[Row], options: &Options) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -742,10 +854,21 @@ fn render(rows: &[Row], options: &Options) -> String {
 fn main() -> ExitCode {
     let options = Options::parse();
     let mut rows = Vec::new();
+    let mut trace_rows = String::new();
     for case in CASES
         .iter()
         .filter(|c| options.only.as_deref().is_none_or(|o| c.name.contains(o)))
     {
+        if options.trace {
+            match measure_trace(case, &options) {
+                Ok(rows) => trace_rows.push_str(&rows),
+                Err(e) => {
+                    eprintln!("bench_inprocess: {}: {e}", case.describe());
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
         match measure(case, &options) {
             Ok(row) => rows.extend(row),
             Err(e) => {
@@ -756,6 +879,9 @@ fn main() -> ExitCode {
     }
     if !rows.is_empty() {
         print!("{}", render(&rows, &options));
+    }
+    if !trace_rows.is_empty() {
+        print!("{}", render_trace(&trace_rows, &options));
     }
     ExitCode::SUCCESS
 }
@@ -801,5 +927,54 @@ mod tests {
         for path in PATHS {
             assert!(table.contains(&format!("| {path:<11} |")), "{table}");
         }
+    }
+
+    /// The framed path traced into growing sinks: what each session recorded adds
+    /// up to its own counters, and the poll loop sampled the buffers.
+    #[test]
+    fn the_traced_framed_path_records_what_its_sessions_count() {
+        let case = Case {
+            frame_len: 1000,
+            ..CASES[1]
+        };
+        let total: u64 = 256 * 1024;
+        let stack = Stack::connected(&case, StreamingFrames::configure).unwrap();
+        let (to_rx, to_tx) = (Conn::new(PORT, LOCAL_PORT), Conn::new(LOCAL_PORT, PORT));
+        let probes = (Probe::new(to_rx, Vec::new()), Probe::new(to_tx, Vec::new()));
+        let (run, rx, tx) = framed_on(stack, &case, total, true, probes.0, probes.1).unwrap();
+        let frames = total.div_ceil(1000);
+        assert_eq!(run.frames as u64, frames);
+        let rx_tally = Tally::of(rx.session().probe().sink().iter(), to_rx);
+        let read = rx.session().stats().read;
+        assert_eq!(rx_tally.frames, frames);
+        assert_eq!(
+            (rx_tally.reads, rx_tally.read_bytes, rx_tally.body_bytes),
+            (read.reads, read.bytes, read.body_bytes)
+        );
+        assert_eq!(
+            (rx_tally.coalesced_reads, rx_tally.split_frames),
+            (read.coalesced_reads, read.split_frames)
+        );
+        // 2 KiB rings and 1004-byte frames: frames are split across reads.
+        assert!(rx_tally.split_frames > 0, "{rx_tally:?}");
+        let tx_tally = Tally::of(tx.session().probe().sink().iter(), to_tx);
+        assert_eq!(tx_tally.sent_bytes, frames * 1004);
+        assert!(rx_tally.samples > 0 && tx_tally.samples > 0);
+        assert_eq!((rx_tally.out_of_order, tx_tally.out_of_order), (0, 0));
+    }
+
+    #[test]
+    fn the_trace_table_has_a_row_per_setting() {
+        let options =
+            Options::parse_from(["bench_inprocess", "--trace", "--mib", "1", "--rounds", "1"]);
+        let case = Case {
+            frame_len: 512,
+            ..CASES[1]
+        };
+        let table = render_trace(&measure_trace(&case, &options).unwrap(), &options);
+        for name in TRACE_PATHS {
+            assert!(table.contains(&format!("| {name:<12} |")), "{table}");
+        }
+        assert!(table.contains("kept"), "{table}");
     }
 }

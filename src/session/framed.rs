@@ -472,7 +472,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// space) as far as it fits there when nothing is queued before it, and the
     /// rest into the queue; all of it, or nothing. Returns the bytes written into
     /// `space`: the caller hands them to the socket, and the adapter sends the
-    /// rest from the queue.
+    /// rest from the queue. Traced, the bytes written into `space` are a send.
     pub fn send_via(&mut self, body: &[u8], space: &mut [u8]) -> Result<usize, SendError> {
         if self.phase != Phase::Open {
             return Err(SendError::WouldBlock);
@@ -486,7 +486,12 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             now: Instant::ZERO,
         };
         out.send(body)?;
-        Ok(out.direct_used)
+        let direct = out.direct_used;
+        // The bytes written into `space` go to the socket with no `transmit`: a
+        // send, between polls, at the time of the last thing recorded.
+        let at = self.probe.last();
+        self.probe.sent(at, direct);
+        Ok(direct)
     }
 
     /// Whether every frame sent has been handed to the adapter.
