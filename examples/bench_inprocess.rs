@@ -454,6 +454,9 @@ fn framed_traced(case: &Case, total: u64, verify: bool) -> Result<(Run, Records)
     Ok((run, records))
 }
 
+/// A framed run and its two connections, receiving and sending.
+type FramedRun<P, Q> = (Run, FramedConn<Checker, P>, FramedConn<(), Q>);
+
 /// The framed transfer on `stack`, the receiving session recording into
 /// `rx_probe` and the sending one into `tx_probe`; gives back both sessions.
 fn framed_on<P: Recorder, Q: Recorder>(
@@ -463,7 +466,7 @@ fn framed_on<P: Recorder, Q: Recorder>(
     verify: bool,
     rx_probe: P,
     tx_probe: Q,
-) -> Result<(Run, FramedConn<Checker, P>, FramedConn<(), Q>), String> {
+) -> Result<FramedRun<P, Q>, String> {
     let format = case.format();
     let checker = Checker {
         frame_len: case.frame_len,
