@@ -1,28 +1,30 @@
-//! Where segments and buffer samples come from on smoltcp: a packet-capture sink
-//! that reads each frame's TCP header, and a look at a socket's buffers.
+//! Where segments, datagrams and buffer samples come from on smoltcp: a
+//! packet-capture sink that reads each frame's TCP or UDP header, and a look at
+//! a socket's buffers.
 
 use smoltcp::phy::{PcapLinkType, PcapSink};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket,
+    UdpPacket,
 };
 
-use super::{Conn, Event, Flags, Levels, Record, Segment, TraceSink};
+use super::{Conn, Datagram, Event, Flags, Levels, Record, Segment, TraceSink};
 use crate::runner::sim::NoCapture;
 
-/// A packet-capture sink that records every TCP segment of the Ethernet frames it
-/// is shown into a [`TraceSink`], and passes each frame on to another capture
-/// (`NoCapture` for none).
+/// A packet-capture sink that records every TCP segment and UDP datagram of the
+/// Ethernet frames it is shown into a [`TraceSink`], and passes each frame on to
+/// another capture (`NoCapture` for none).
 ///
 /// Both runners show every frame to their capture: the simulated link each frame
 /// put on the wire (`SimNet::with_pcap`), the TAP runner each frame sent and
 /// received (smoltcp's `PcapWriter` with `PcapMode::Both`). A frame that is not
-/// TCP over IPv4 or IPv6, or is cut short, is passed on and not recorded; when
+/// TCP or UDP over IPv4 or IPv6, or is cut short, is passed on and not recorded; when
 /// the trace is off ([`TraceSink::enabled`]) no frame is even parsed.
 ///
-/// The segment's time is when the capture saw it: on the simulated link, when it
-/// was sent, so a segment lost on the way is recorded too.
+/// A record's time is when the capture saw the frame: on the simulated link, when
+/// it was sent, so a segment or datagram lost on the way is recorded too.
 #[derive(Debug)]
 pub struct SegmentCapture<S, P = NoCapture> {
     trace: S,
@@ -30,7 +32,7 @@ pub struct SegmentCapture<S, P = NoCapture> {
 }
 
 impl<S: TraceSink> SegmentCapture<S> {
-    /// Records segments into `trace`; the frames go nowhere else.
+    /// Records segments and datagrams into `trace`; the frames go nowhere else.
     pub const fn new(trace: S) -> Self {
         Self {
             trace,
@@ -40,7 +42,7 @@ impl<S: TraceSink> SegmentCapture<S> {
 }
 
 impl<S: TraceSink, P: PcapSink> SegmentCapture<S, P> {
-    /// Records segments into `trace` and passes every frame on to `inner` (a
+    /// Records segments and datagrams into `trace` and passes every frame on to `inner` (a
     /// pcap file, say).
     pub const fn with_capture(trace: S, inner: P) -> Self {
         Self { trace, inner }
@@ -81,37 +83,51 @@ impl<S: TraceSink, P: PcapSink> PcapSink for SegmentCapture<S, P> {
 
     fn packet(&mut self, timestamp: Instant, packet: &[u8]) {
         if self.trace.enabled()
-            && let Some(segment) = parse_segment(packet)
+            && let Some(event) = parse(packet)
         {
-            self.trace
-                .record(Record::new(timestamp.into(), Event::Segment(segment)));
+            self.trace.record(Record::new(timestamp.into(), event));
         }
         self.inner.packet(timestamp, packet);
     }
 }
 
-/// The TCP segment in an Ethernet frame, if there is a whole one.
-pub(crate) fn parse_segment(frame: &[u8]) -> Option<Segment> {
+/// The TCP segment or UDP datagram in an Ethernet frame, if there is a whole one.
+pub(crate) fn parse(frame: &[u8]) -> Option<Event> {
+    match transport(frame)? {
+        (IpProtocol::Tcp, tcp) => parse_tcp(tcp).map(Event::Segment),
+        (IpProtocol::Udp, udp) => {
+            let packet = UdpPacket::new_checked(udp).ok()?;
+            Some(Event::Datagram(Datagram {
+                conn: Conn::new(packet.src_port(), packet.dst_port()),
+                len: u16::try_from(packet.payload().len()).unwrap_or(u16::MAX),
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The protocol and the bytes of the IP payload of an Ethernet frame: the first
+/// fragment's, or the whole packet's.
+fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
-    let payload = ethernet.payload();
-    let tcp = match ethernet.ethertype() {
+    match ethernet.ethertype() {
         EthernetProtocol::Ipv4 => {
-            let ip = Ipv4Packet::new_checked(payload).ok()?;
-            // A fragment after the first carries no TCP header.
-            if ip.next_header() != IpProtocol::Tcp || ip.frag_offset() != 0 {
+            let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+            // A fragment after the first carries no transport header.
+            if ip.frag_offset() != 0 {
                 return None;
             }
-            ip.payload()
+            Some((ip.next_header(), ip.payload()))
         }
         EthernetProtocol::Ipv6 => {
-            let ip = Ipv6Packet::new_checked(payload).ok()?;
-            if ip.next_header() != IpProtocol::Tcp {
-                return None;
-            }
-            ip.payload()
+            let ip = Ipv6Packet::new_checked(ethernet.payload()).ok()?;
+            Some((ip.next_header(), ip.payload()))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+fn parse_tcp(tcp: &[u8]) -> Option<Segment> {
     let packet = TcpPacket::new_checked(tcp).ok()?;
     let flag = |set: bool, flag: Flags| if set { flag } else { Flags::default() };
     let flags = flag(packet.fin(), Flags::FIN)
@@ -169,5 +185,76 @@ pub(crate) fn levels(socket: &tcp::Socket<'_>) -> Levels {
         send_capacity: size(socket.send_capacity()),
         recv_queued: size(socket.recv_queue()),
         recv_capacity: size(socket.recv_capacity()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{EthernetAddress, EthernetRepr, IpAddress, Ipv4Address, Ipv4Repr, UdpRepr};
+
+    use super::*;
+
+    /// An Ethernet frame with an IPv4 packet carrying `payload` as UDP from port
+    /// 49152 to 7.
+    fn udp_frame(payload: &[u8]) -> std::vec::Vec<u8> {
+        let (src, dst) = (Ipv4Address::new(10, 0, 0, 2), Ipv4Address::new(10, 0, 0, 1));
+        let udp = UdpRepr {
+            src_port: 49152,
+            dst_port: 7,
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Udp,
+            payload_len: udp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
+        let ethernet = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = std::vec![0u8; ethernet.buffer_len() + ip.buffer_len() + ip.payload_len];
+        let caps = ChecksumCapabilities::default();
+        let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+        ethernet.emit(&mut eth);
+        let mut packet = Ipv4Packet::new_unchecked(eth.payload_mut());
+        ip.emit(&mut packet, &caps);
+        let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+        udp.emit(
+            &mut datagram,
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(dst),
+            payload.len(),
+            |buf| buf.copy_from_slice(payload),
+            &caps,
+        );
+        frame
+    }
+
+    #[test]
+    fn a_udp_frame_is_a_datagram_and_a_cut_one_is_nothing() {
+        let frame = udp_frame(b"hello");
+        let expected = Event::Datagram(Datagram {
+            conn: Conn::new(49152, 7),
+            len: 5,
+        });
+        assert_eq!(parse(&frame), Some(expected));
+        for cut in 0..frame.len() {
+            assert_eq!(parse(&frame[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_capture_records_datagrams_only_when_its_trace_is_on() {
+        let frame = udp_frame(&[0u8; 512]);
+        let mut on = SegmentCapture::new(std::vec::Vec::new());
+        on.packet(Instant::from_millis(3), &frame);
+        let records = on.into_parts().0;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].to_string(), "3000 49152>7 datagram len 512");
+        let mut off = SegmentCapture::new(());
+        off.packet(Instant::from_millis(3), &frame);
     }
 }

@@ -5,9 +5,9 @@
 //! A trace is a stream of [`Record`]s (a time and an [`Event`]) that the code
 //! under study hands to a [`TraceSink`] the caller owns:
 //!
-//! - segments, from the frames a runner puts on the wire or takes off it
-//!   ([`SegmentCapture`], a packet-capture sink that parses with smoltcp's wire
-//!   types; feature `smoltcp`);
+//! - segments and UDP datagrams, from the frames a runner puts on the wire or
+//!   takes off it ([`SegmentCapture`], a packet-capture sink that parses with
+//!   smoltcp's wire types; feature `smoltcp`);
 //! - the socket buffers at each poll ([`sample`]; feature `smoltcp`);
 //! - the application's sends, reads and frames: a session records its own when
 //!   given a [`Probe`] ([`Traced`] around any session,
@@ -145,6 +145,16 @@ pub struct Segment {
     pub flags: Flags,
 }
 
+/// One UDP datagram on the wire, as a packet capture sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Datagram {
+    /// `local` sent it to `remote`.
+    pub conn: Conn,
+    /// Bytes of payload.
+    pub len: u16,
+}
+
 /// How full one end's socket buffers were, read at a poll.
 ///
 /// smoltcp keeps the peer's window and the unacknowledged sequence number to
@@ -178,6 +188,8 @@ impl Buffers {
 pub enum Event {
     /// A segment went on the wire.
     Segment(Segment),
+    /// A UDP datagram went on the wire.
+    Datagram(Datagram),
     /// One end's socket buffers at a poll.
     Buffers(Buffers),
     /// The application handed `bytes` to the stream (a `send`, or the part of it
@@ -211,6 +223,7 @@ impl Event {
     pub const fn conn(&self) -> Conn {
         match self {
             Self::Segment(s) => s.conn,
+            Self::Datagram(d) => d.conn,
             Self::Buffers(b) => b.conn,
             Self::Send { conn, .. } | Self::Read { conn, .. } | Self::Frame { conn, .. } => *conn,
         }
@@ -251,6 +264,7 @@ impl fmt::Display for Record {
                     None => Ok(()),
                 }
             }
+            Event::Datagram(d) => write!(f, "datagram len {}", d.len),
             Event::Buffers(b) => write!(
                 f,
                 "buffers send {}/{} recv {}/{}",
@@ -346,6 +360,10 @@ pub struct Tally {
     pub segments_out: u64,
     /// Segments from `conn.remote` to `conn.local`.
     pub segments_in: u64,
+    /// UDP datagrams from `conn.local` to `conn.remote`.
+    pub datagrams_out: u64,
+    /// UDP datagrams from `conn.remote` to `conn.local`.
+    pub datagrams_in: u64,
     /// Buffer samples of `conn.local`.
     pub samples: u64,
     /// Records whose time was earlier than the record before them.
@@ -372,6 +390,12 @@ impl Tally {
                 }
                 Event::Segment(s) if s.conn == conn.reversed() => {
                     tally.segments_in = tally.segments_in.saturating_add(1);
+                }
+                Event::Datagram(d) if d.conn == conn => {
+                    tally.datagrams_out = tally.datagrams_out.saturating_add(1);
+                }
+                Event::Datagram(d) if d.conn == conn.reversed() => {
+                    tally.datagrams_in = tally.datagrams_in.saturating_add(1);
                 }
                 Event::Buffers(b) if b.conn == conn => {
                     tally.samples = tally.samples.saturating_add(1);
