@@ -118,8 +118,9 @@ struct Options {
     /// Write every frame on the link to FILE (pcap, for Wireshark or tshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
-    /// Draw each TCP connection of each step into DIR (created if missing): its
-    /// segments, ACKs and window over time, its buffers, its sends and reads.
+    /// Draw each connection of each step into DIR (created if missing): for TCP
+    /// its segments, ACKs and window over time, its buffers, its sends and reads;
+    /// for UDP its datagrams each way and its sendto and recvfrom calls.
     #[arg(long, value_name = "DIR")]
     svg: Option<PathBuf>,
 }
@@ -367,12 +368,22 @@ fn sample_all(net: &mut TracedNet<'_>) {
 
 /// Records a send or read of the client's raw socket into the trace.
 fn note_client(net: &TracedNet<'_>, handle: SocketHandle, bytes: usize, read: bool) {
-    let mut trace = net.capture().trace().clone();
     let socket = net.client.sockets.get::<tcp::Socket>(handle);
     let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint()) else {
         return;
     };
-    let conn = Conn::new(local.port, remote.port);
+    note(net, Conn::new(local.port, remote.port), bytes, read);
+}
+
+/// Records a `sendto` or `recvfrom` of the client's UDP socket, with `peer`.
+fn note_datagram(net: &TracedNet<'_>, handle: SocketHandle, peer: u16, bytes: usize, read: bool) {
+    let socket = net.client.sockets.get::<udp::Socket>(handle);
+    note(net, Conn::new(socket.endpoint().port, peer), bytes, read);
+}
+
+/// Records a send or a read of `bytes` by `conn.local` into the trace.
+fn note(net: &TracedNet<'_>, conn: Conn, bytes: usize, read: bool) {
+    let mut trace = net.capture().trace().clone();
     let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
     let event = if read {
         Event::Read { conn, bytes }
@@ -718,18 +729,27 @@ fn udp_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     while echoed.contains(&false) && tries < UDP_TRIES {
         tries += 1;
         let socket = demo.net.client.sockets.get_mut::<udp::Socket>(handle);
+        let mut sent = Vec::new();
         for (datagram, _) in datagrams.iter().zip(&echoed).filter(|(_, done)| !**done) {
             match socket.send_slice(datagram, server) {
-                Ok(()) => {}
+                Ok(()) => sent.push(datagram.len()),
                 // Still waiting for ARP or neighbour discovery: try again next round.
                 Err(udp::SendError::BufferFull) => break,
                 Err(e) => return Err(format!("sendto: {e}")),
             }
         }
+        for n in sent {
+            note_datagram(&demo.net, handle, server.port, n, false);
+        }
         let _ = demo.run_for(UDP_RETRY, |_, net| {
-            let socket = net.client.sockets.get_mut::<udp::Socket>(handle);
             let mut buf = [0u8; 2048];
-            while let Ok((n, meta)) = socket.recv_slice(&mut buf) {
+            loop {
+                let socket = net.client.sockets.get_mut::<udp::Socket>(handle);
+                let Ok((n, meta)) = socket.recv_slice(&mut buf) else {
+                    break;
+                };
+                let from = meta.endpoint.port;
+                note_datagram(net, handle, from, n, true);
                 recvs += 1;
                 match datagrams.iter().position(|d| d[..] == buf[..n]) {
                     Some(i) if meta.endpoint == server => echoed[i] = true,
@@ -766,12 +786,18 @@ fn udp_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
     for _ in 0..UDP_TRIES {
         let socket = demo.net.client.sockets.get_mut::<udp::Socket>(handle);
         match socket.send_slice(&oversize, server) {
-            Ok(()) | Err(udp::SendError::BufferFull) => {}
+            Ok(()) => note_datagram(&demo.net, handle, server.port, oversize.len(), false),
+            Err(udp::SendError::BufferFull) => {}
             Err(e) => return Err(format!("sendto: {e}")),
         }
         let counted = demo.run_for(UDP_RETRY, |servers, net| {
             let socket = net.client.sockets.get_mut::<udp::Socket>(handle);
-            while socket.recv_slice(&mut [0u8; 2048]).is_ok() {
+            let mut got = Vec::new();
+            while let Ok((n, meta)) = socket.recv_slice(&mut [0u8; 2048]) {
+                got.push((meta.endpoint.port, n));
+            }
+            for (from, n) in got {
+                note_datagram(net, handle, from, n, true);
                 replies += 1;
             }
             (servers.udp.stats().oversize > before).then_some(())
@@ -1383,7 +1409,8 @@ fn command_line() -> String {
 }
 
 /// Draws each TCP connection of step `number` into `dir`, as
-/// `step-N-CLIENTPORT-SERVERPORT.svg`.
+/// `step-N-CLIENTPORT-SERVERPORT.svg`, and each UDP conversation as
+/// `step-N-udp-CLIENTPORT-PEERS.svg`.
 fn draw_step(
     dir: &std::path::Path,
     number: usize,
@@ -1400,6 +1427,18 @@ fn draw_step(
         let title = format!("demo step {number}: {title}");
         let (picture, _) = svg::render(records, conn, &title, &command_line());
         let path = dir.join(format!("step-{number}-{client}-{server}.svg"));
+        std::fs::write(&path, picture)?;
+        println!("  picture: {}", path.display());
+        written.push(path);
+    }
+    // UDP: one picture per conversation, from the port at its centre (the client,
+    // which talks to every other port of it).
+    for ports in svg::datagram_groups(records) {
+        let Some(&hub) = ports.first() else { continue };
+        let title = format!("demo step {number}: {title}");
+        let (picture, _) = svg::render_datagrams(records, hub, &title, &command_line());
+        let names: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let path = dir.join(format!("step-{number}-udp-{}.svg", names.join("-")));
         std::fs::write(&path, picture)?;
         println!("  picture: {}", path.display());
         written.push(path);
@@ -1438,7 +1477,7 @@ mod tests {
     }
 
     #[test]
-    fn svg_draws_every_tcp_connection_of_every_step() {
+    fn svg_draws_every_connection_of_every_step() {
         let dir = std::env::temp_dir().join(format!("demo_svg_{}", std::process::id()));
         let path = dir.to_str().unwrap();
         assert_eq!(demo(&["--svg", path]), 0);
@@ -1447,13 +1486,32 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        let steps: Vec<&str> = names.iter().map(|n| &n[..6]).collect();
-        // Steps 4 and 5 are UDP: no connection to draw; step 9 draws its TCP
-        // get (its TFTP gets are UDP).
+        let steps: Vec<&str> = names
+            .iter()
+            .map(|n| {
+                if n[7..].starts_with("udp") {
+                    &n[..10]
+                } else {
+                    &n[..6]
+                }
+            })
+            .collect();
+        // Steps 4 and 5 are UDP echoes; step 9 draws its TCP get and its two
+        // TFTP gets (each from its own client port).
         assert_eq!(
             steps,
             [
-                "step-1", "step-2", "step-3", "step-6", "step-7", "step-8", "step-9"
+                "step-1",
+                "step-2",
+                "step-3",
+                "step-4-udp",
+                "step-5-udp",
+                "step-6",
+                "step-7",
+                "step-8",
+                "step-9",
+                "step-9-udp",
+                "step-9-udp"
             ]
         );
         for name in &names {
@@ -1468,6 +1526,22 @@ mod tests {
                     })
                     .count()
             };
+            if name.contains("-udp-") {
+                let (out, back) = (count("out"), count("in"));
+                if name.starts_with("step-9") {
+                    // Every block of the file, and an ACK for each.
+                    assert!(back as u64 * 1428 >= FILE_SIZE as u64, "{name}: {back} in");
+                    assert!(out > 0, "{name}");
+                    assert_eq!(count("send") + count("read"), 0, "{name}: no calls traced");
+                } else {
+                    // Four echoes, and the oversize datagram the server dropped.
+                    assert_eq!(back, 4, "{name}");
+                    assert!(out > back, "{name}: {out} out");
+                    // One sendto per datagram out, one recvfrom per datagram in.
+                    assert_eq!((count("send"), count("read")), (out, back), "{name}");
+                }
+                continue;
+            }
             assert!(count("segment") > 0 && count("ack") > 0, "{name}");
             if name.starts_with("step-2") || name.starts_with("step-3") {
                 assert_eq!(count("frame"), 100, "{name}: every echoed frame");

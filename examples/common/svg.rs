@@ -63,17 +63,26 @@ pub struct Drawn {
     pub split: usize,
 }
 
-/// The connections in `records` by the direction their data went: for each pair
-/// of ports, the side that sent the most payload first (`local` sends).
+/// The TCP connections in `records` by the direction their data went: for each
+/// pair of ports that exchanged segments, the side that sent the most payload
+/// first (`local` sends).
 pub fn data_directions(records: &[Record]) -> Vec<Conn> {
+    let key = |conn: Conn| Conn::new(conn.local.min(conn.remote), conn.local.max(conn.remote));
+    let tcp: Vec<Conn> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Segment(s) => Some(key(s.conn)),
+            _ => None,
+        })
+        .collect();
     let mut pairs: Vec<(Conn, u64, u64)> = Vec::new();
     for record in records {
         let (conn, bytes) = match record.event {
             Event::Segment(s) => (s.conn, u64::from(s.len)),
-            Event::Send { conn, bytes } => (conn, u64::from(bytes)),
+            Event::Send { conn, bytes } if tcp.contains(&key(conn)) => (conn, u64::from(bytes)),
             _ => continue,
         };
-        let key = Conn::new(conn.local.min(conn.remote), conn.local.max(conn.remote));
+        let key = key(conn);
         let entry = match pairs.iter_mut().find(|(k, ..)| *k == key) {
             Some(entry) => entry,
             None => {
@@ -716,4 +725,272 @@ fn legend(svg: &mut String) {
 
 fn ms(micros: u64) -> String {
     format!("{}.{} ms", micros / 1000, (micros % 1000) / 100)
+}
+
+/// What a picture of datagrams shows, counted as it is drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrawnDatagrams {
+    /// Datagrams sent by the picture's port.
+    pub out: usize,
+    /// Datagrams sent to it.
+    pub r#in: usize,
+    /// Its application's sends (`sendto`).
+    pub sends: usize,
+    /// Its application's reads (`recvfrom`).
+    pub reads: usize,
+}
+
+/// The UDP conversations in `records`, each as its port at the centre followed by
+/// the ports it exchanged datagrams with. The centre is the busiest port; its
+/// datagrams make one conversation, and the rest are sorted the same way: a TFTP
+/// client's request to port 69 and its transfer from the server's own port are
+/// one conversation, and two clients of port 69 are two.
+pub fn datagram_groups(records: &[Record]) -> Vec<Vec<u16>> {
+    let mut left: Vec<Conn> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Datagram(d) => Some(d.conn),
+            _ => None,
+        })
+        .collect();
+    let mut groups = Vec::new();
+    while !left.is_empty() {
+        let mut counts: Vec<(u16, usize)> = Vec::new();
+        for conn in &left {
+            for port in [conn.local, conn.remote] {
+                match counts.iter_mut().find(|(p, _)| *p == port) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((port, 1)),
+                }
+            }
+        }
+        let Some(&(hub, _)) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)))
+        else {
+            break;
+        };
+        let mut peers: Vec<u16> = left
+            .iter()
+            .filter_map(|c| match (c.local == hub, c.remote == hub) {
+                (true, _) => Some(c.remote),
+                (_, true) => Some(c.local),
+                _ => None,
+            })
+            .collect();
+        peers.sort_unstable_by(|a, b| b.cmp(a));
+        peers.dedup();
+        left.retain(|c| c.local != hub && c.remote != hub);
+        groups.push(std::iter::once(hub).chain(peers).collect());
+    }
+    groups
+}
+
+/// Draws the datagrams that port `hub` sent and received in `records`, over
+/// time, above the lanes of its application's `sendto` and `recvfrom` calls.
+/// UDP has no sequence numbers, windows or stream: each datagram is one bar of
+/// its payload's size, and each `recvfrom` returns one whole datagram.
+pub fn render_datagrams(
+    records: &[Record],
+    hub: u16,
+    title: &str,
+    command: &str,
+) -> (String, DrawnDatagrams) {
+    let involves = |c: Conn| c.local == hub || c.remote == hub;
+    let mine: Vec<&Record> = records
+        .iter()
+        .filter(|r| match r.event {
+            Event::Datagram(d) => involves(d.conn),
+            Event::Send { conn, .. } | Event::Read { conn, .. } => conn.local == hub,
+            _ => false,
+        })
+        .collect();
+    let t0 = mine.first().map_or(0, |r| r.at.total_micros());
+    let t1 = mine
+        .last()
+        .map_or(1, |r| r.at.total_micros())
+        .max(t0 + 1000);
+    let scale = Scale {
+        t0: t0 as f64,
+        t1: t1 as f64,
+    };
+    let mut drawn = DrawnDatagrams::default();
+    let mut peers: Vec<u16> = Vec::new();
+    let datagrams: Vec<(u64, smolsock::trace::Datagram)> = mine
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Datagram(d) => Some((r.at.total_micros(), d)),
+            _ => None,
+        })
+        .collect();
+    for (_, d) in &datagrams {
+        let peer = if d.conn.local == hub {
+            d.conn.remote
+        } else {
+            d.conn.local
+        };
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    let peers: Vec<String> = peers.iter().map(u16::to_string).collect();
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    let _ = writeln!(
+        svg,
+        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{LEFT}\" y=\"40\" fill=\"#555\">UDP: port {hub} with port {}; made by: {}</text>",
+        escape(title),
+        peers.join(", "),
+        escape(command)
+    );
+
+    // --- 1. the datagrams, one bar each -----------------------------------------
+    // As in a time-sequence graph, each direction's payload bytes so far: every
+    // datagram a bar from the bytes before it to the bytes after it. UDP numbers
+    // nothing: the count is the capture's, not the protocol's.
+    let top = SEQ_TOP;
+    let height = BUF_TOP + BUF_HEIGHT - SEQ_TOP;
+    let (mut total_out, mut total_in) = (0u64, 0u64);
+    let mut bars: Vec<(u64, bool, u64, u64)> = Vec::new();
+    let (mut line_out, mut line_in): (Vec<(u64, f64)>, Vec<(u64, f64)>) = (Vec::new(), Vec::new());
+    for &(t, d) in &datagrams {
+        let out = d.conn.local == hub;
+        let (total, line) = if out {
+            (&mut total_out, &mut line_out)
+        } else {
+            (&mut total_in, &mut line_in)
+        };
+        let before = *total;
+        *total += u64::from(d.len);
+        line.push((t, *total as f64));
+        bars.push((t, out, before, *total));
+    }
+    let max = (total_out.max(total_in) as f64).max(1.0) * 1.15;
+    let _ = writeln!(
+        svg,
+        "<text x=\"{LEFT}\" y=\"{:.0}\" font-weight=\"bold\">payload bytes so far each way, one bar per datagram \
+         (UDP: no sequence numbers, no window, no ACK)</text>",
+        top - 8.0
+    );
+    axes(&mut svg, &scale, top, height, max, "B", true);
+    for (points, color) in [(&line_out, SEND_COLOR), (&line_in, ACK_COLOR)] {
+        let _ = writeln!(
+            svg,
+            "<path d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"0.8\" stroke-opacity=\"0.6\"/>",
+            step_path(points, &scale, max, top, height)
+        );
+    }
+    // Datagrams sent at one instant stand side by side, in the order they went.
+    let at: Vec<(u64, u64)> = bars.iter().map(|&(t, _, a, b)| (t, b - a)).collect();
+    let xs = spread(&at, &scale);
+    for (&(t, out, from, to), x) in bars.iter().zip(xs) {
+        let (class, color) = if out {
+            drawn.out += 1;
+            ("datagram out", SEND_COLOR)
+        } else {
+            drawn.r#in += 1;
+            ("datagram in", ACK_COLOR)
+        };
+        let (y0, y1) = (
+            y_of(from as f64, max, top, height),
+            y_of(to as f64, max, top, height).min(y_of(from as f64, max, top, height) - 1.0),
+        );
+        let _ = writeln!(
+            svg,
+            "<path class=\"{class}\" d=\"M{:.1},{y0:.1} H{:.1} M{x:.1},{y0:.1} V{y1:.1} M{:.1},{y1:.1} H{:.1}\" \
+             stroke=\"{color}\" stroke-width=\"1.5\"><title>{} B at {}</title></path>",
+            x - 2.5,
+            x + 2.5,
+            x - 2.5,
+            x + 2.5,
+            to - from,
+            ms(t - t0)
+        );
+    }
+
+    // --- 2. lanes: sendto, recvfrom -----------------------------------------------
+    let calls = |read: bool| -> Vec<(u64, u64)> {
+        mine.iter()
+            .filter_map(|r| match r.event {
+                Event::Send { bytes, .. } if !read => Some((r.at.total_micros(), u64::from(bytes))),
+                Event::Read { bytes, .. } if read => Some((r.at.total_micros(), u64::from(bytes))),
+                _ => None,
+            })
+            .collect()
+    };
+    let (sends, reads) = (calls(false), calls(true));
+    let lane_y = |i: f64| LANES_TOP + i * LANE_HEIGHT + LANE_HEIGHT / 2.0;
+    for (i, name) in ["sendto", "recvfrom"].iter().enumerate() {
+        let y = lane_y(i as f64);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{name}</text>\n\
+             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\" font-size=\"9\">by port {hub}</text>\n\
+             <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
+            LEFT - 8.0,
+            y + 1.0,
+            LEFT - 8.0,
+            y + 12.0,
+            WIDTH - RIGHT
+        );
+    }
+    for (lane, (calls, class, color)) in [(&sends, "send", SEND_COLOR), (&reads, "read", "#9ab")]
+        .into_iter()
+        .enumerate()
+    {
+        let xs = spread(calls, &scale);
+        for (&(t, bytes), x) in calls.iter().zip(xs) {
+            mark(
+                &mut svg,
+                class,
+                x,
+                lane_y(lane as f64),
+                color,
+                false,
+                bytes,
+                t - t0,
+            );
+        }
+    }
+    drawn.sends = sends.len();
+    drawn.reads = reads.len();
+    let calls = if sends.is_empty() && reads.is_empty() {
+        "the application's calls were not traced".to_string()
+    } else {
+        format!(
+            "{} sendto, {} recvfrom: each returns one whole datagram",
+            drawn.sends, drawn.reads
+        )
+    };
+    let _ = writeln!(
+        svg,
+        "<text x=\"{LEFT}\" y=\"{:.0}\" fill=\"#333\">{} datagrams out ({total_out} B), {} in ({total_in} B); {calls}</text>",
+        LANES_TOP + 2.0 * LANE_HEIGHT + 14.0,
+        drawn.out,
+        drawn.r#in,
+    );
+    let items = [
+        (SEND_COLOR, format!("datagrams sent by port {hub}")),
+        (ACK_COLOR, format!("datagrams sent to port {hub}")),
+    ];
+    let mut x = LEFT;
+    for (color, label) in items {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{LEGEND_TOP:.1}\" x2=\"{:.1}\" y2=\"{LEGEND_TOP:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{label}</text>",
+            x + 18.0,
+            x + 22.0,
+            LEGEND_TOP + 4.0
+        );
+        x += 40.0 + 6.2 * label.len() as f64;
+    }
+    svg.push_str("</svg>\n");
+    (svg, drawn)
 }
