@@ -858,7 +858,8 @@ pub fn render_datagrams(
     let height = BUF_TOP + BUF_HEIGHT - SEQ_TOP;
     let (mut total_out, mut total_in) = (0u64, 0u64);
     let mut bars: Vec<(u64, bool, u64, u64)> = Vec::new();
-    let (mut line_out, mut line_in): (Vec<(u64, f64)>, Vec<(u64, f64)>) = (Vec::new(), Vec::new());
+    let mut line_out: Vec<(u64, f64)> = Vec::new();
+    let mut line_in: Vec<(u64, f64)> = Vec::new();
     for &(t, d) in &datagrams {
         let out = d.conn.local == hub;
         let (total, line) = if out {
