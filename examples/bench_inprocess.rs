@@ -440,12 +440,13 @@ struct Records {
 /// a ring of `RING` records that drops the oldest.
 fn framed_traced(case: &Case, total: u64, verify: bool) -> Result<(Run, Records), String> {
     let stack = Stack::connected(case, StreamingFrames::configure)?;
-    let ring = || TraceRing::<RING>::new(WhenFull::DropOldest);
-    let rx = Probe::new(Conn::new(PORT, LOCAL_PORT), ring());
-    let tx = Probe::new(Conn::new(LOCAL_PORT, PORT), ring());
-    let (run, rx, tx) = framed_on(stack, case, total, verify, rx, tx)?;
-    let rings = [rx.session().probe().sink(), tx.session().probe().sink()];
-    let records = rings
+    // On the heap, and lent to the sessions: each ring holds 4096 records.
+    let ring = || Box::new(TraceRing::<RING>::new(WhenFull::DropOldest));
+    let (mut rx_ring, mut tx_ring) = (ring(), ring());
+    let rx = Probe::new(Conn::new(PORT, LOCAL_PORT), &mut *rx_ring);
+    let tx = Probe::new(Conn::new(LOCAL_PORT, PORT), &mut *tx_ring);
+    let (run, ..) = framed_on(stack, case, total, verify, rx, tx)?;
+    let records = [&rx_ring, &tx_ring]
         .into_iter()
         .fold(Records::default(), |r, ring| Records {
             kept: r.kept + ring.len(),
