@@ -768,8 +768,12 @@ impl FrameHandler for FramedEcho {
 /// }
 /// assert_eq!(back, frame);
 /// ```
+///
+/// Traced ([`traced`](Self::traced)), it records each read, each send and each
+/// frame as its last byte arrives; untraced (`P = ()`, the default) it makes no
+/// record and is no larger.
 #[derive(Clone, Debug)]
-pub struct StreamingEcho<T> {
+pub struct StreamingEcho<T, P = ()> {
     reader: BodyReader,
     out: OutBuffer<T>,
     /// The current frame's header went back out already.
@@ -781,6 +785,7 @@ pub struct StreamingEcho<T> {
     pub frames: u64,
     /// Streams that broke (oversize or truncated frames).
     pub errors: u64,
+    probe: P,
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
@@ -804,7 +809,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
             error: None,
             frames: 0,
             errors: 0,
+            probe: (),
         })
+    }
+
+    /// The same echo, recording into `probe` (a [`Probe`](crate::trace::Probe)
+    /// naming this end's connection and the sink).
+    pub fn traced<P: Recorder>(self, probe: P) -> StreamingEcho<T, P> {
+        StreamingEcho {
+            reader: self.reader,
+            out: self.out,
+            header_echoed: self.header_echoed,
+            phase: self.phase,
+            peer_done: self.peer_done,
+            error: self.error,
+            frames: self.frames,
+            errors: self.errors,
+            probe,
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> StreamingEcho<T, P> {
+    /// What the echo records into.
+    pub const fn probe(&self) -> &P {
+        &self.probe
+    }
+
+    /// What the echo records into, to drain it.
+    pub const fn probe_mut(&mut self) -> &mut P {
+        &mut self.probe
     }
 
     /// The receiving counters over every connection served.
@@ -830,7 +864,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> {
     fn start(&mut self, _now: Instant) {
         self.reader.reset();
         self.out.clear();
@@ -840,7 +874,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
         self.error = None;
     }
 
-    fn receive(&mut self, input: &[u8], _now: Instant) -> usize {
+    fn receive(&mut self, input: &[u8], now: Instant) -> usize {
         if self.phase != Phase::Open {
             return 0;
         }
@@ -851,8 +885,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
         let header_len = format.header_len();
         let limit = self.out.free().saturating_sub(header_len);
         let input = input.get(..limit.min(input.len())).unwrap_or_default();
-        let (out, header_echoed, frames) =
-            (&mut self.out, &mut self.header_echoed, &mut self.frames);
+        let (out, header_echoed, frames, probe) = (
+            &mut self.out,
+            &mut self.header_echoed,
+            &mut self.frames,
+            &mut self.probe,
+        );
         let fed = self.reader.feed(input, |piece| {
             if !*header_echoed {
                 let pushed = format
@@ -869,16 +907,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
             if piece.ends_frame {
                 *header_echoed = false;
                 *frames = frames.saturating_add(1);
+                if probe.recording() {
+                    probe.frame(now, piece.frame_len, header_len);
+                }
             }
             piece.bytes.len()
         });
-        match fed {
+        let n = match fed {
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
                 0
             }
-        }
+        };
+        self.probe.read(now, n);
+        n
     }
 
     fn receive_finished(&mut self, _now: Instant) {
@@ -891,8 +934,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
         }
     }
 
-    fn transmit(&mut self, space: &mut [u8], _now: Instant) -> usize {
-        self.out.drain_into(space)
+    fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
+        let n = self.out.drain_into(space);
+        self.probe.sent(now, n);
+        n
     }
 
     fn wants_transmit(&self) -> bool {
@@ -909,6 +954,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Session for StreamingEcho<T> {
 
     fn no_delay(&self) -> bool {
         true
+    }
+
+    fn observe(&mut self, levels: Levels, now: Instant) {
+        self.probe.buffers(now, levels);
     }
 }
 
@@ -1143,7 +1192,7 @@ mod tests {
                 prop_assert_eq!(got.status, Status::Close);
             }
 
-            /// Traced, the session's records add up to its reader's own counters
+            /// Traced, each echo's records add up to its reader's own counters
             /// and to the bytes it gave, whatever the split: frames answered where
             /// they lay and frames that waited in the storage (a small send space
             /// makes the echo wait) are each recorded once.
@@ -1153,6 +1202,7 @@ mod tests {
                 bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..12),
                 cut in 1usize..300,
                 space in 1usize..300,
+                queue in 5usize..64,
             ) {
                 let max = format.max_len() as usize;
                 let limit = format.with_max_len(max.min(199) as u32).unwrap();
@@ -1177,6 +1227,22 @@ mod tests {
                 prop_assert_eq!(tally.split_frames, read.split_frames);
                 prop_assert_eq!(tally.sent_bytes, got.output.len() as u64);
                 prop_assert_eq!(tally.out_of_order, 0);
+                // The streaming echo the same way, through a queue of any size.
+                let queue = vec![0u8; queue.max(limit.header_len() + 1)];
+                let mut streaming = StreamingEcho::new(queue, limit)
+                    .unwrap()
+                    .traced(Probe::new(conn, Vec::new()));
+                let got = run(&mut streaming, &stream, cut, space);
+                prop_assert_eq!(&got.output, &stream);
+                let read = *streaming.stats();
+                let tally = Tally::of(streaming.probe().sink().iter(), conn);
+                prop_assert_eq!(tally.reads, read.reads);
+                prop_assert_eq!(tally.read_bytes, read.bytes);
+                prop_assert_eq!(tally.frames, bodies.len() as u64);
+                prop_assert_eq!(tally.body_bytes, read.body_bytes);
+                prop_assert_eq!(tally.coalesced_reads, read.coalesced_reads);
+                prop_assert_eq!(tally.split_frames, read.split_frames);
+                prop_assert_eq!(tally.sent_bytes, got.output.len() as u64);
             }
         }
     }

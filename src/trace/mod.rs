@@ -11,7 +11,9 @@
 //! - the socket buffers at each poll ([`sample`]; feature `smoltcp`);
 //! - the application's sends, reads and frames: a session records its own when
 //!   given a [`Probe`] ([`Traced`] around any session,
-//!   [`Framed::traced`](crate::session::Framed::traced) for the frames too), and
+//!   [`Framed::traced`](crate::session::Framed::traced) and
+//!   [`StreamingEcho::traced`](crate::session::StreamingEcho::traced) for the
+//!   frames too), and
 //!   the poll-loop adapter tells a traced session its socket's buffers at each
 //!   poll; code of your own records [`Event::Send`], [`Event::Read`] and
 //!   [`Event::Frame`] itself.
