@@ -1526,8 +1526,20 @@ mod tests {
                     })
                     .count()
             };
+            // What the file says the trace holds (added up by the library's
+            // `Tally`), against the marks drawn.
+            let traced = |attribute: &str| -> usize {
+                doc.root_element()
+                    .attribute(attribute)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name}: no {attribute}"))
+            };
+            assert_eq!(count("send"), traced("data-sends"), "{name}: sends");
+            assert_eq!(count("read"), traced("data-reads"), "{name}: reads");
             if name.contains("-udp-") {
                 let (out, back) = (count("out"), count("in"));
+                assert_eq!(out, traced("data-datagrams-out"), "{name}");
+                assert_eq!(back, traced("data-datagrams-in"), "{name}");
                 if name.starts_with("step-9") {
                     // Every block of the file, and an ACK for each.
                     assert!(back as u64 * 1428 >= FILE_SIZE as u64, "{name}: {back} in");
@@ -1543,6 +1555,8 @@ mod tests {
                 continue;
             }
             assert!(count("segment") > 0 && count("ack") > 0, "{name}");
+            assert_eq!(count("ack"), traced("data-acks"), "{name}: acks");
+            assert_eq!(count("frame"), traced("data-frames"), "{name}: frames");
             if name.starts_with("step-2") || name.starts_with("step-3") {
                 assert_eq!(count("frame"), 100, "{name}: every echoed frame");
                 assert!(count("coalesced") > 0, "{name}");

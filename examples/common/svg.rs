@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use smolsock::trace::{Conn, Event, Flags, Record};
+use smolsock::trace::{Conn, Event, Flags, Record, Tally};
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 90.0;
@@ -207,11 +207,31 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
         t1: t1 as f64,
     };
     let mut drawn = Drawn::default();
+    // The receiver's reads; for an echo whose server is not traced, the
+    // sender's own reads of what came back (the same bytes, in the same order).
+    let has_reads = |end: Conn| {
+        mine.iter().any(|r| {
+            matches!(r.event, Event::Read { conn, .. } | Event::Frame { conn, .. } if conn == end)
+        })
+    };
+    let reader = if !has_reads(receiver) && has_reads(data) {
+        data
+    } else {
+        receiver
+    };
+    // What the trace holds, added up by the library (`Tally`), beside what is
+    // drawn below: a reader of the file can check one against the other.
+    let (sent, read) = (
+        Tally::of(records.iter(), data),
+        Tally::of(records.iter(), reader),
+    );
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\">"
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" \
+         data-sends=\"{}\" data-reads=\"{}\" data-frames=\"{}\" data-acks=\"{}\">",
+        sent.sends, read.reads, read.frames, sent.segments_in
     );
     let _ = writeln!(
         svg,
@@ -284,24 +304,40 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
         "<text x=\"{LEFT}\" y=\"{:.0}\" font-weight=\"bold\">sequence number (bytes from the first data byte) against time</text>",
         SEQ_TOP - 8.0
     );
-    // The data sets the scale; a window edge far above it is clipped, and said.
+    // The data sets the scale. A window edge far above it (a receive buffer much
+    // larger than the data) gets a scale of its own, marked on the right in the
+    // window's colour, so that its line is drawn and not clipped away.
     seq_max *= 1.15;
     axes(&mut svg, &scale, SEQ_TOP, SEQ_HEIGHT, seq_max, "B", true);
-    let _ = writeln!(
-        svg,
-        "<clipPath id=\"seq\"><rect x=\"{LEFT}\" y=\"{SEQ_TOP}\" width=\"{:.1}\" height=\"{SEQ_HEIGHT}\"/></clipPath>\n\
-         <path class=\"window\" clip-path=\"url(#seq)\" d=\"{}\" fill=\"none\" stroke=\"{WINDOW_COLOR}\" stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/>",
-        WIDTH - LEFT - RIGHT,
-        step_path(&windows, &scale, seq_max, SEQ_TOP, SEQ_HEIGHT)
-    );
-    if window_max > seq_max {
+    let window_scale = if window_max > seq_max {
+        let own = window_max * 1.15;
+        for v in ticks(own) {
+            let y = y_of(v, own, SEQ_TOP, SEQ_HEIGHT);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{WINDOW_COLOR}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{WINDOW_COLOR}\" font-size=\"9\">{v} B</text>",
+                WIDTH - RIGHT - 5.0,
+                WIDTH - RIGHT,
+                WIDTH - RIGHT - 7.0,
+                y + 3.0
+            );
+        }
         let _ = writeln!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{WINDOW_COLOR}\">window edge up to {window_max} B, above the graph</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{WINDOW_COLOR}\">ACK + window: the scale on the right (up to {window_max} B)</text>",
             WIDTH - RIGHT - 6.0,
-            SEQ_TOP + 14.0
+            SEQ_TOP - 8.0
         );
-    }
+        own
+    } else {
+        seq_max
+    };
+    let _ = writeln!(
+        svg,
+        "<path class=\"window\" d=\"{}\" fill=\"none\" stroke=\"{WINDOW_COLOR}\" stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/>",
+        step_path(&windows, &scale, window_scale, SEQ_TOP, SEQ_HEIGHT)
+    );
     let _ = writeln!(
         svg,
         "<path d=\"{}\" fill=\"none\" stroke=\"{ACK_COLOR}\" stroke-width=\"1.5\"/>",
@@ -390,18 +426,6 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
     }
 
     // --- 3. lanes: sends, reads, frames ------------------------------------------
-    // The receiver's reads; for an echo whose server is not traced, the
-    // sender's own reads of what came back (the same bytes, in the same order).
-    let has_reads = |end: Conn| {
-        mine.iter().any(|r| {
-            matches!(r.event, Event::Read { conn, .. } | Event::Frame { conn, .. } if conn == end)
-        })
-    };
-    let reader = if !has_reads(receiver) && has_reads(data) {
-        data
-    } else {
-        receiver
-    };
     let lane = |t: u64, bytes: u32| (t, u64::from(bytes));
     let sends: Vec<(u64, u64)> = mine
         .iter()
@@ -833,12 +857,26 @@ pub fn render_datagrams(
             peers.push(peer);
         }
     }
+    // What the trace holds for each pair, added up by the library, beside what
+    // is drawn below.
+    let traced = peers.iter().fold(Tally::default(), |sum, &peer| {
+        let t = Tally::of(records.iter(), Conn::new(hub, peer));
+        Tally {
+            datagrams_out: sum.datagrams_out + t.datagrams_out,
+            datagrams_in: sum.datagrams_in + t.datagrams_in,
+            sends: sum.sends + t.sends,
+            reads: sum.reads + t.reads,
+            ..sum
+        }
+    });
     let peers: Vec<String> = peers.iter().map(u16::to_string).collect();
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\">"
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" \
+         data-datagrams-out=\"{}\" data-datagrams-in=\"{}\" data-sends=\"{}\" data-reads=\"{}\">",
+        traced.datagrams_out, traced.datagrams_in, traced.sends, traced.reads
     );
     let _ = writeln!(
         svg,

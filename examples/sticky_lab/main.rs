@@ -362,11 +362,16 @@ impl Lab<'_, '_> {
             &mut receiver,
             &mut sender,
             self.limit,
-            |receiver, sender, _| {
+            |receiver, sender, net| {
                 if let Some(error) = receiver.error.take().or_else(|| sender.error.take()) {
                     return Some(Err(error));
                 }
-                receiver.done_at.map(Ok)
+                // The case's time ends with the last message read; the run goes on
+                // until its bytes are acknowledged too, so that the trace (and its
+                // picture) sees the sender's buffer empty.
+                let sent = net.client.sockets.get::<tcp::Socket>(sender.socket);
+                let acknowledged = sent.send_queue() == 0;
+                receiver.done_at.filter(|_| acknowledged).map(Ok)
             },
         );
         let done_at = match result {
