@@ -20,6 +20,7 @@ use smolsock::runner::sim::{
 use smolsock::session::{
     Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, FramedStats, Session, Status,
 };
+use smolsock::trace::{Conn, Probe, Record, Tally, TraceSink};
 use smolsock::wire::http::{ResponseHead, StatusCode};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::phy::ChecksumCapabilities;
@@ -1612,4 +1613,64 @@ fn a_reply_that_can_never_leave_does_not_block_replies_to_others() {
         assert!(net.now() < Instant::from_secs(5), "{forged}: {}", net.now());
         assert_eq!(server.stats().stuck_flushes, 1, "{forged}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Tracing a server: each slot records under the connection it serves.
+
+/// One trace the server's slots share, in the order things happen.
+#[derive(Clone, Default)]
+struct SharedSink(std::rc::Rc<std::cell::RefCell<Vec<Record>>>);
+
+impl TraceSink for SharedSink {
+    fn record(&mut self, record: Record) {
+        self.0.borrow_mut().push(record);
+    }
+}
+
+#[test]
+fn a_traced_pool_records_each_connection_under_its_own_ports() {
+    let mut net = sim(601, FaultConfig::CLEAN, 2, 2);
+    let sink = SharedSink::default();
+    // The slots do not know their peers: the poll loop tells each its socket's
+    // ports, and the probe records under them.
+    let sessions: [_; 2] = core::array::from_fn(|_| {
+        Framed::new(FramedEcho::new(), [0u8; 1028], [0u8; 1028], format())
+            .unwrap()
+            .traced(Probe::new(Conn::new(9000, 0), sink.clone()))
+    });
+    let mut server = serve(&mut net, 9000, (2048, 2048), sessions, SERVER);
+    let mut ports = PortAllocator::new(601);
+    let mut one = framed_client(&mut net, frames(30, MAX_FRAME as usize));
+    let mut two = framed_client(&mut net, frames(12, MAX_FRAME as usize));
+    one.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    two.connect(&mut net, (SERVER_V4, 9000), &mut ports);
+    let mut both = Pair(one, two);
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(one, two), _| {
+        (one.done() && two.done()).then_some(())
+    })
+    .unwrap();
+    let Pair(mut one, mut two) = both;
+    let records = sink.0.borrow().clone();
+    let mut frames_seen = 0;
+    for (client, sent) in [(&mut one, 30u64), (&mut two, 12)] {
+        let port = client.socket(&mut net).local_endpoint().unwrap().port;
+        let tally = Tally::of(records.iter(), Conn::new(9000, port));
+        assert_eq!(
+            tally.frames, sent,
+            "port {port}: every frame, under its ports"
+        );
+        assert!(tally.reads > 0 && tally.sends > 0, "{tally:?}");
+        assert!(tally.samples > 0, "the poll loop sampled the buffers");
+        assert_eq!(tally.out_of_order, 0);
+        frames_seen += tally.frames;
+    }
+    // Nothing was recorded under the name the slots started with.
+    assert_eq!(Tally::of(records.iter(), Conn::new(9000, 0)).frames, 0);
+    let counted: u64 = server
+        .sessions()
+        .iter()
+        .map(|s| s.stats().read.frames)
+        .sum();
+    assert_eq!(frames_seen, counted);
 }

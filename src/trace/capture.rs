@@ -180,7 +180,12 @@ pub fn sample(socket: &tcp::Socket<'_>, now: Instant, trace: &mut impl TraceSink
 /// How full `socket`'s buffers are.
 pub(crate) fn levels(socket: &tcp::Socket<'_>) -> Levels {
     let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let conn = match (socket.local_endpoint(), socket.remote_endpoint()) {
+        (Some(local), Some(remote)) => Some(Conn::new(local.port, remote.port)),
+        _ => None,
+    };
     Levels {
+        conn,
         send_queued: size(socket.send_queue()),
         send_capacity: size(socket.send_capacity()),
         recv_queued: size(socket.recv_queue()),

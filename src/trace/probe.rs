@@ -10,6 +10,10 @@ use crate::time::Instant;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Levels {
+    /// The socket's connection, as its ports (`local` is this end), when the
+    /// adapter knows it: a [`Probe`] then records under these ports, so a
+    /// server's slot is traced as whichever connection it serves.
+    pub conn: Option<Conn>,
     /// Bytes in the send buffer: not yet sent, or sent and not yet acknowledged.
     pub send_queued: u32,
     /// The send buffer's size.
@@ -72,7 +76,9 @@ pub trait Recorder {
 
     /// The socket's buffers, as the adapter saw them.
     fn buffers(&mut self, at: Instant, levels: Levels) {
-        self.note(at, |conn| Event::Buffers(levels.of(conn)));
+        self.note(at, |conn| {
+            Event::Buffers(levels.of(levels.conn.unwrap_or(conn)))
+        });
     }
 }
 
@@ -103,12 +109,20 @@ impl<R: Recorder + ?Sized> Recorder for &mut R {
     fn last(&self) -> Instant {
         (**self).last()
     }
+
+    fn buffers(&mut self, at: Instant, levels: Levels) {
+        (**self).buffers(at, levels);
+    }
 }
 
 /// A sink, and the end of a connection whose events go into it.
 ///
-/// A session does not know its ports (it has no socket); the caller names the
+/// A session does not know its ports (it has no socket): the caller names the
 /// connection, as the sink's other records (segments, from a capture) name it.
+/// On smoltcp's poll loop the adapter tells the session its socket's ports at
+/// each poll ([`Levels::conn`]), and the probe records under those from then on:
+/// a server's slot, which serves one connection after another, is traced as
+/// whichever it serves (name it `Conn::new(port, 0)` until then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe<K> {
     conn: Conn,
@@ -163,6 +177,13 @@ impl<K: TraceSink> Recorder for Probe<K> {
 
     fn last(&self) -> Instant {
         self.last
+    }
+
+    fn buffers(&mut self, at: Instant, levels: Levels) {
+        if let Some(conn) = levels.conn {
+            self.conn = conn;
+        }
+        self.note(at, |conn| Event::Buffers(levels.of(conn)));
     }
 }
 
