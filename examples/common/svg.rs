@@ -189,14 +189,9 @@ fn ticks(max: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Draws `data`'s picture (`data.local` sends, `data.remote` receives) from
-/// `records`, titled `title`, with the command that made it beneath.
-pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (String, Drawn) {
-    let receiver = data.reversed();
-    let mine: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.event.conn().same(data))
-        .collect();
+/// The time axis of `mine` (in time order): its first time, and the scale from
+/// it to its last (at least a millisecond).
+fn time_scale(mine: &[&Record]) -> (u64, Scale) {
     let t0 = mine.first().map_or(0, |r| r.at.total_micros());
     let t1 = mine
         .last()
@@ -206,6 +201,54 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
         t0: t0 as f64,
         t1: t1 as f64,
     };
+    (t0, scale)
+}
+
+/// The opening of a picture: the `<svg>` element with `attributes`, a white
+/// page, the title and, beneath, `subtitle` and the command that made it.
+fn page_head(attributes: &str, title: &str, subtitle: &str, command: &str) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" {attributes}>"
+    );
+    let _ = writeln!(
+        svg,
+        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{LEFT}\" y=\"40\" fill=\"#555\">{}; made by: {}</text>",
+        escape(title),
+        escape(subtitle),
+        escape(command)
+    );
+    svg
+}
+
+/// A lane's name and whose it is, left of a faint line across the page at `y`.
+fn lane_label(svg: &mut String, y: f64, name: &str, port: u16) {
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{name}</text>\n\
+         <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\" font-size=\"9\">by port {port}</text>\n\
+         <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
+        LEFT - 8.0,
+        y + 1.0,
+        LEFT - 8.0,
+        y + 12.0,
+        WIDTH - RIGHT
+    );
+}
+
+/// Draws `data`'s picture (`data.local` sends, `data.remote` receives) from
+/// `records`, titled `title`, with the command that made it beneath.
+pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (String, Drawn) {
+    let receiver = data.reversed();
+    let mine: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.event.conn().same(data))
+        .collect();
+    let (t0, scale) = time_scale(&mine);
     let mut drawn = Drawn::default();
     // The receiver's reads; for an echo whose server is not traced, the
     // sender's own reads of what came back (the same bytes, in the same order).
@@ -225,23 +268,14 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
         Tally::of(records.iter(), data),
         Tally::of(records.iter(), reader),
     );
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" \
-         data-sends=\"{}\" data-reads=\"{}\" data-frames=\"{}\" data-acks=\"{}\">",
-        sent.sends, read.reads, read.frames, sent.segments_in
-    );
-    let _ = writeln!(
-        svg,
-        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
-         <text x=\"{LEFT}\" y=\"40\" fill=\"#555\">port {} sends to port {}; made by: {}</text>",
-        escape(title),
-        data.local,
-        data.remote,
-        escape(command)
+    let mut svg = page_head(
+        &format!(
+            "data-sends=\"{}\" data-reads=\"{}\" data-frames=\"{}\" data-acks=\"{}\"",
+            sent.sends, read.reads, read.frames, sent.segments_in
+        ),
+        title,
+        &format!("port {} sends to port {}", data.local, data.remote),
+        command,
     );
 
     // --- 1. time-sequence graph -------------------------------------------------
@@ -474,18 +508,7 @@ pub fn render(records: &[Record], data: Conn, title: &str, command: &str) -> (St
         ("frames", reader.local),
     ];
     for (i, (name, port)) in lanes.iter().enumerate() {
-        let y = lane_y(i as f64) + LANE_HEIGHT / 2.0;
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{name}</text>\n\
-             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\" font-size=\"9\">by port {port}</text>\n\
-             <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
-            LEFT - 8.0,
-            y + 1.0,
-            LEFT - 8.0,
-            y + 12.0,
-            WIDTH - RIGHT
-        );
+        lane_label(&mut svg, lane_y(i as f64) + LANE_HEIGHT / 2.0, name, *port);
     }
     // Which sends each read carried bytes of: a line from send to read.
     let send_mid = lane_y(0.0) + LANE_HEIGHT / 2.0;
@@ -829,15 +852,7 @@ pub fn render_datagrams(
             _ => false,
         })
         .collect();
-    let t0 = mine.first().map_or(0, |r| r.at.total_micros());
-    let t1 = mine
-        .last()
-        .map_or(1, |r| r.at.total_micros())
-        .max(t0 + 1000);
-    let scale = Scale {
-        t0: t0 as f64,
-        t1: t1 as f64,
-    };
+    let (t0, scale) = time_scale(&mine);
     let mut drawn = DrawnDatagrams::default();
     let mut peers: Vec<u16> = Vec::new();
     let datagrams: Vec<(u64, smolsock::trace::Datagram)> = mine
@@ -870,22 +885,14 @@ pub fn render_datagrams(
         }
     });
     let peers: Vec<String> = peers.iter().map(u16::to_string).collect();
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\" \
-         data-datagrams-out=\"{}\" data-datagrams-in=\"{}\" data-sends=\"{}\" data-reads=\"{}\">",
-        traced.datagrams_out, traced.datagrams_in, traced.sends, traced.reads
-    );
-    let _ = writeln!(
-        svg,
-        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
-         <text x=\"{LEFT}\" y=\"40\" fill=\"#555\">UDP: port {hub} with port {}; made by: {}</text>",
-        escape(title),
-        peers.join(", "),
-        escape(command)
+    let mut svg = page_head(
+        &format!(
+            "data-datagrams-out=\"{}\" data-datagrams-in=\"{}\" data-sends=\"{}\" data-reads=\"{}\"",
+            traced.datagrams_out, traced.datagrams_in, traced.sends, traced.reads
+        ),
+        title,
+        &format!("UDP: port {hub} with port {}", peers.join(", ")),
+        command,
     );
 
     // --- 1. the datagrams, one bar each -----------------------------------------
@@ -966,18 +973,7 @@ pub fn render_datagrams(
     let (sends, reads) = (calls(false), calls(true));
     let lane_y = |i: f64| LANES_TOP + i * LANE_HEIGHT + LANE_HEIGHT / 2.0;
     for (i, name) in ["sendto", "recvfrom"].iter().enumerate() {
-        let y = lane_y(i as f64);
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" font-weight=\"bold\">{name}</text>\n\
-             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\" font-size=\"9\">by port {hub}</text>\n\
-             <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
-            LEFT - 8.0,
-            y + 1.0,
-            LEFT - 8.0,
-            y + 12.0,
-            WIDTH - RIGHT
-        );
+        lane_label(&mut svg, lane_y(i as f64), name, hub);
     }
     for (lane, (calls, class, color)) in [(&sends, "send", SEND_COLOR), (&reads, "read", "#9ab")]
         .into_iter()

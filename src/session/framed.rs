@@ -453,11 +453,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     pub fn recv(&mut self) -> Option<&[u8]> {
         let header = self.reader.format().header_len();
         let frame = self.reader.next_frame()?;
-        if self.probe.recording() {
-            // Taken between polls: at the time of the last thing recorded.
-            let at = self.probe.last();
-            self.probe.frame(at, frame.len(), header);
-        }
+        // Taken between polls: at the time of the last thing recorded.
+        let at = self.probe.last();
+        self.probe.frame(at, frame.len(), header);
         Some(frame)
     }
 
@@ -522,7 +520,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             let flow = match self.reader.frame() {
                 Some(frame) => {
                     let (len, flow) = (frame.len(), self.handler.on_frame(frame, &mut out));
-                    if flow != Flow::Wait && self.probe.recording() {
+                    if flow != Flow::Wait {
                         self.probe.frame(now, len, out.format.header_len());
                     }
                     flow
@@ -606,11 +604,6 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             if *phase != Phase::Open {
                 return false;
             }
-            let delivered = |probe: &mut P| {
-                if probe.recording() {
-                    probe.frame(now, frame.len(), format.header_len());
-                }
-            };
             let mut out = FrameOut {
                 format,
                 queue: out.as_out_ref(),
@@ -632,7 +625,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 }
             };
             if consumed {
-                delivered(probe);
+                probe.frame(now, frame.len(), format.header_len());
             }
             consumed
         });
@@ -907,9 +900,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
             if piece.ends_frame {
                 *header_echoed = false;
                 *frames = frames.saturating_add(1);
-                if probe.recording() {
-                    probe.frame(now, piece.frame_len, header_len);
-                }
+                probe.frame(now, piece.frame_len, header_len);
             }
             piece.bytes.len()
         });
@@ -1157,6 +1148,26 @@ mod tests {
     mod properties {
         use super::*;
         use crate::trace::{Conn, Probe, Tally};
+        use crate::wire::frame::ReadStats;
+        use proptest::test_runner::TestCaseError;
+
+        /// A trace's tally says what the reader counted, every frame sent, and
+        /// every byte the session gave.
+        fn agrees(
+            tally: &Tally,
+            read: &ReadStats,
+            frames: usize,
+            sent: usize,
+        ) -> Result<(), TestCaseError> {
+            prop_assert_eq!(tally.reads, read.reads);
+            prop_assert_eq!(tally.read_bytes, read.bytes);
+            prop_assert_eq!(tally.frames, frames as u64);
+            prop_assert_eq!(tally.body_bytes, read.body_bytes);
+            prop_assert_eq!(tally.coalesced_reads, read.coalesced_reads);
+            prop_assert_eq!(tally.split_frames, read.split_frames);
+            prop_assert_eq!(tally.sent_bytes, sent as u64);
+            Ok(())
+        }
         use crate::wire::frame::tests::props::any_format;
         use proptest::prelude::*;
 
@@ -1218,14 +1229,8 @@ mod tests {
                 prop_assert_eq!(&got.output, &stream);
                 let read = framed.stats().read;
                 let tally = Tally::of(framed.probe().sink().iter(), conn);
-                prop_assert_eq!(tally.reads, read.reads);
-                prop_assert_eq!(tally.read_bytes, read.bytes);
+                agrees(&tally, &read, bodies.len(), got.output.len())?;
                 prop_assert_eq!(tally.frames, read.frames);
-                prop_assert_eq!(tally.frames, bodies.len() as u64);
-                prop_assert_eq!(tally.body_bytes, read.body_bytes);
-                prop_assert_eq!(tally.coalesced_reads, read.coalesced_reads);
-                prop_assert_eq!(tally.split_frames, read.split_frames);
-                prop_assert_eq!(tally.sent_bytes, got.output.len() as u64);
                 prop_assert_eq!(tally.out_of_order, 0);
                 // The streaming echo the same way, through a queue of any size.
                 let queue = vec![0u8; queue.max(limit.header_len() + 1)];
@@ -1234,15 +1239,8 @@ mod tests {
                     .traced(Probe::new(conn, Vec::new()));
                 let got = run(&mut streaming, &stream, cut, space);
                 prop_assert_eq!(&got.output, &stream);
-                let read = *streaming.stats();
                 let tally = Tally::of(streaming.probe().sink().iter(), conn);
-                prop_assert_eq!(tally.reads, read.reads);
-                prop_assert_eq!(tally.read_bytes, read.bytes);
-                prop_assert_eq!(tally.frames, bodies.len() as u64);
-                prop_assert_eq!(tally.body_bytes, read.body_bytes);
-                prop_assert_eq!(tally.coalesced_reads, read.coalesced_reads);
-                prop_assert_eq!(tally.split_frames, read.split_frames);
-                prop_assert_eq!(tally.sent_bytes, got.output.len() as u64);
+                agrees(&tally, streaming.stats(), bodies.len(), got.output.len())?;
             }
         }
     }

@@ -170,11 +170,10 @@ pub fn sample(socket: &tcp::Socket<'_>, now: Instant, trace: &mut impl TraceSink
     if !trace.enabled() {
         return;
     }
-    let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint()) else {
-        return;
-    };
-    let buffers = levels(socket).of(Conn::new(local.port, remote.port));
-    trace.record(Record::new(now.into(), Event::Buffers(buffers)));
+    let levels = levels(socket);
+    if let Some(conn) = levels.conn {
+        trace.record(Record::new(now.into(), Event::Buffers(levels.of(conn))));
+    }
 }
 
 /// How full `socket`'s buffers are.
