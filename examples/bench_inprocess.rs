@@ -531,6 +531,12 @@ fn framed_on<P: Recorder, Q: Recorder>(
                 Ok(()) => {
                     sent += 1;
                     stamp(&mut body, sent);
+                    // Part of that frame waits in the session's queue: the
+                    // space it was offered is full, and the next poll's pump
+                    // moves the rest (another try now would find no room).
+                    if !tx.session().is_flushed() {
+                        break;
+                    }
                 }
                 Err(FrameSendError::WouldBlock) => break,
                 Err(e) => return Err(format!("send_via: {e}")),
