@@ -593,25 +593,19 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // with no copy; their answers go to the queue. A frame the handler cannot
         // answer yet, and a frame cut by the end of the input, go to the storage.
         let format = self.reader.format();
-        let (handler, out, write, phase, probe) = (
-            &mut self.handler,
-            &mut self.out,
-            &mut self.write,
-            &mut self.phase,
-            &mut self.probe,
-        );
+        let (handler, phase, probe) = (&mut self.handler, &mut self.phase, &mut self.probe);
+        let mut out = FrameOut {
+            format,
+            queue: self.out.as_out_ref(),
+            direct: &mut [],
+            direct_used: 0,
+            stats: &mut self.write,
+            now,
+        };
         let fed = self.reader.feed_in_place(input, |frame| {
             if *phase != Phase::Open {
                 return false;
             }
-            let mut out = FrameOut {
-                format,
-                queue: out.as_out_ref(),
-                direct: &mut [],
-                direct_used: 0,
-                stats: write,
-                now,
-            };
             let consumed = match handler.on_frame(frame, &mut out) {
                 Flow::Continue => true,
                 Flow::Wait => false,
