@@ -568,6 +568,14 @@ fn body_byte(seq: u64, offset: usize) -> u8 {
 /// Writes bytes `offset..` of frame `seq`'s body into `space`, in place: the
 /// sequence number only, or (`whole`) every byte.
 fn fill_body(seq: u64, offset: usize, space: &mut [u8], whole: bool) {
+    // The usual piece starts the body with room for the whole sequence number.
+    if !whole
+        && offset == 0
+        && let Some(head) = space.first_chunk_mut::<8>()
+    {
+        *head = seq.to_le_bytes();
+        return;
+    }
     let end = if whole {
         space.len()
     } else {
@@ -616,10 +624,14 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
                 } else {
                     8usize.saturating_sub(piece.offset).min(piece.bytes.len())
                 };
-                let in_place = piece.bytes[..checked]
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &byte)| byte == body_byte(got, piece.offset + i));
+                let in_place = match piece.bytes.first_chunk::<8>() {
+                    // The usual piece holds the whole sequence number.
+                    Some(seq) if piece.offset == 0 && checked == 8 => *seq == got.to_le_bytes(),
+                    _ => piece.bytes[..checked]
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &byte)| byte == body_byte(got, piece.offset + i)),
+                };
                 if !in_place {
                     wrong.get_or_insert(format!("frame {got} is not the one sent"));
                     return 0;
