@@ -33,6 +33,7 @@ use smolsock::http::HttpResponder;
 use smolsock::session::{Echo, Session, Status, StreamingEcho};
 use smolsock::store::RamStore;
 use smolsock::time::Instant;
+use smolsock::trace::Levels;
 use smolsock::transfer::{SharedStore, TransferServer, UploadLease};
 use smolsock::wire::frame::HeaderFormat;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -477,6 +478,10 @@ impl<S: Session, F: Fn(&S)> Session for Live<'_, S, F> {
         written
     }
 
+    fn wants_transmit(&self) -> bool {
+        self.session.wants_transmit()
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         self.session.poll_timeout()
     }
@@ -496,6 +501,10 @@ impl<S: Session, F: Fn(&S)> Session for Live<'_, S, F> {
 
     fn no_delay(&self) -> bool {
         self.session.no_delay()
+    }
+
+    fn observe(&mut self, levels: Levels, now: Instant) {
+        self.session.observe(levels, now);
     }
 }
 
