@@ -519,3 +519,43 @@ fn streaming_frames_report_a_truncated_frame_and_an_oversize_header() {
     assert_eq!(error, RecvError::Finished);
     assert_eq!(body, 1);
 }
+
+#[test]
+fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(3),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut client = connect(&mut net, c, 7, 4);
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(10),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            (client.poll(sock, now) == ClientState::Connected).then_some(())
+        },
+    )
+    .unwrap();
+    let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    // The send ring full to the last byte, with no poll to empty it.
+    let filler = vec![0u8; sock.send_capacity() - sock.send_queue()];
+    assert_eq!(sock.send_slice(&filler), Ok(filler.len()));
+    let fill = |_: usize, space: &mut [u8]| space.len();
+    assert_eq!(stream.send_with(sock, 10, fill), Err(SendError::WouldBlock));
+    assert!(!stream.send_pending(), "nothing of the frame went out");
+    // Another frame may be offered instead, and the stream may close.
+    assert_eq!(stream.send_with(sock, 20, fill), Err(SendError::WouldBlock));
+    assert_eq!(stream.close(sock), Ok(()));
+    assert_eq!(stream.stats().write.frames, 0);
+    assert_eq!(stream.stats().send_full, 2);
+}

@@ -52,8 +52,9 @@ impl From<ReadError> for RecvError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SendError {
-    /// The send buffer is full: back-pressure. What fitted is queued; call again
-    /// with the same body after the next poll. Nothing was dropped.
+    /// The send buffer is full: back-pressure. What fitted is queued; if that
+    /// was part of the frame, call again with the same body after the next poll
+    /// (if none of it fitted, no frame is owed). Nothing was dropped.
     WouldBlock,
     /// The socket cannot send (not connected, or already closed for sending).
     NotConnected,
@@ -189,6 +190,7 @@ impl FrameTx {
                 })
                 .map_err(|_| SendError::NotConnected)?;
             if let Some(error) = refused {
+                self.writer.forget_unstarted();
                 return Err(SendError::Frame(error));
             }
             if !self.writer.in_progress() {
@@ -202,6 +204,9 @@ impl FrameTx {
         if !socket.can_send() {
             self.send_full = self.send_full.saturating_add(1);
         }
+        // A frame none of whose bytes went out is not owed: the next call may
+        // send another, and a close need not wait for it.
+        self.writer.forget_unstarted();
         Err(SendError::WouldBlock)
     }
 
@@ -395,14 +400,16 @@ impl StreamingFrames {
     /// The header goes first; then `fill(offset, space)` writes body bytes from
     /// `offset` (in the body) into `space` (a piece of the send ring, never longer
     /// than the body still owed) and returns how many it wrote. `Ok(())` once the
-    /// whole frame is queued; [`SendError::WouldBlock`] while part of it still waits
-    /// (the ring is full, or `fill` wrote less than the space it had): call again
-    /// with the same `len` after the next poll, and `fill` is asked for the body from
-    /// where it stopped. Nothing is dropped, and a frame never gets more or fewer
-    /// bytes than its header announced: a `fill` claiming more than `space` is
-    /// refused with [`WriteError::Overrun`] (nothing of that call is queued), a
-    /// frame of another length while this one is owed with [`WriteError::Busy`], and
-    /// [`close`](Self::close) waits for the frame to be finished.
+    /// whole frame is queued; [`SendError::WouldBlock`] when the ring is full, or
+    /// `fill` wrote less than the space it had. If some of the frame went out,
+    /// the rest is owed: call again with the same `len` after the next poll, and
+    /// `fill` is asked for the body from where it stopped. If none of it went out,
+    /// nothing is owed, and the next call may send any frame. Nothing is dropped,
+    /// and a frame never gets more or fewer bytes than its header announced: a
+    /// `fill` claiming more than `space` is refused with [`WriteError::Overrun`]
+    /// (nothing of that call is queued), a frame of another length while one is
+    /// owed with [`WriteError::Busy`], and [`close`](Self::close) waits for an owed
+    /// frame to be finished.
     pub fn send_with<F>(
         &mut self,
         socket: &mut tcp::Socket<'_>,

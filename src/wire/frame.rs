@@ -1307,6 +1307,14 @@ impl FrameWriter {
         Progress { written, complete }
     }
 
+    /// Forgets the frame in progress if none of its bytes went out yet: the
+    /// caller may then start any frame, or finish.
+    pub(crate) fn forget_unstarted(&mut self) {
+        if self.in_progress && self.sent == 0 {
+            self.reset();
+        }
+    }
+
     /// Abandons the frame in progress (for example when the connection is gone).
     pub fn reset(&mut self) {
         self.in_progress = false;
