@@ -182,8 +182,9 @@ pub struct StreamStats {
     pub bytes_out: u64,
     /// Flushes that completed.
     pub flushes: u64,
-    /// Offers of received bytes that the session took only in part, or not at all:
-    /// back-pressure, the rest waited in the receive buffer.
+    /// Turns that ended with received bytes the session had not taken, offered
+    /// again until it took or sent nothing more: back-pressure, the rest waited
+    /// in the receive buffer.
     pub held_back: u64,
     /// Deadlines that passed ([`Session::handle_timeout`] calls).
     pub timeouts: u64,
@@ -339,31 +340,43 @@ impl<'b> Pump<'b> {
             self.stats.timeouts = self.stats.timeouts.saturating_add(1);
             session.handle_timeout(now);
         }
-        if input {
-            let held = self.rx.get(self.rx_start..self.rx_end).unwrap_or_default();
-            if !held.is_empty() {
-                let taken = session.receive(held, now).min(held.len());
-                if taken < held.len() {
-                    self.stats.held_back = self.stats.held_back.saturating_add(1);
+        // Input the session left is offered again once it took or sent something
+        // (taking fewer is back-pressure, relieved by a transmit), before any
+        // read: the peer may be waiting for an answer to bytes already here.
+        // Every round but the last moves at least one byte, so this ends.
+        loop {
+            let mut moved = 0usize;
+            if input {
+                let held = self.rx.get(self.rx_start..self.rx_end).unwrap_or_default();
+                if !held.is_empty() {
+                    let taken = session.receive(held, now).min(held.len());
+                    moved = taken;
+                    self.rx_start = self.rx_start.saturating_add(taken);
+                    if self.rx_start >= self.rx_end {
+                        self.rx_start = 0;
+                        self.rx_end = 0;
+                    }
                 }
-                self.rx_start = self.rx_start.saturating_add(taken);
-                if self.rx_start >= self.rx_end {
-                    self.rx_start = 0;
-                    self.rx_end = 0;
+                if self.eof && self.rx_start == self.rx_end && !self.finished {
+                    self.finished = true;
+                    session.receive_finished(now);
                 }
             }
-            if self.eof && self.rx_start == self.rx_end && !self.finished {
-                self.finished = true;
-                session.receive_finished(now);
+            if self.tx_start >= self.tx_end {
+                self.tx_start = 0;
+                self.tx_end = 0;
+            }
+            if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
+                let n = session.transmit(space, now).min(space.len());
+                self.tx_end = self.tx_end.saturating_add(n);
+                moved = moved.saturating_add(n);
+            }
+            if !input || moved == 0 || self.rx_start == self.rx_end {
+                break;
             }
         }
-        if self.tx_start >= self.tx_end {
-            self.tx_start = 0;
-            self.tx_end = 0;
-        }
-        if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
-            let n = session.transmit(space, now).min(space.len());
-            self.tx_end = self.tx_end.saturating_add(n);
+        if input && self.rx_start < self.rx_end {
+            self.stats.held_back = self.stats.held_back.saturating_add(1);
         }
     }
 
@@ -474,12 +487,12 @@ mod tests {
     fn a_full_receive_buffer_is_compacted_before_the_next_read() {
         let (mut rx, mut tx) = ([0u8; 4], [0u8; 0]);
         let mut pump = Pump::new(&mut rx, &mut tx);
-        /// Takes one byte per offer, sends nothing.
+        /// Takes one byte, then nothing; sends nothing.
         struct Sip;
         impl Session for Sip {
             fn start(&mut self, _: Instant) {}
             fn receive(&mut self, input: &[u8], _: Instant) -> usize {
-                input.len().min(1)
+                usize::from(input == b"wxyz")
             }
             fn receive_finished(&mut self, _: Instant) {}
             fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
@@ -502,6 +515,66 @@ mod tests {
         assert_eq!(space.len(), 1);
         assert_eq!(pump.buffered(), b"xyz");
         assert_eq!(pump.stats().held_back, 1);
+    }
+
+    #[test]
+    fn input_taken_in_part_is_offered_again_before_the_next_read() {
+        /// Takes at most four bytes per offer and digests them in `transmit`;
+        /// answers "ok" and closes once it has twelve.
+        #[derive(Default)]
+        struct Sip {
+            held: usize,
+            got: usize,
+            answered: bool,
+            offers: usize,
+        }
+        impl Session for Sip {
+            fn start(&mut self, _: Instant) {}
+            fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+                self.offers += 1;
+                if self.held > 0 {
+                    return 0;
+                }
+                self.held = input.len().min(4);
+                self.held
+            }
+            fn receive_finished(&mut self, _: Instant) {}
+            fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
+                self.got += core::mem::take(&mut self.held);
+                if self.got >= 12 && !self.answered && space.len() >= 2 {
+                    space[..2].copy_from_slice(b"ok");
+                    self.answered = true;
+                    return 2;
+                }
+                0
+            }
+            fn status(&self) -> Status {
+                if self.answered {
+                    Status::Close
+                } else {
+                    Status::Open
+                }
+            }
+        }
+        let (mut rx, mut tx) = ([0u8; 16], [0u8; 4]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        let mut sip = Sip::default();
+        let Step::Io(Op::Read(space)) = pump.next(&sip, true) else {
+            panic!("a read");
+        };
+        space[..12].copy_from_slice(b"0123456789ab");
+        pump.did(Did::Read(12));
+        pump.advance(&mut sip, Instant::ZERO, true);
+        // The whole request was taken in this turn, and the answer comes before
+        // any read: the peer waits for it and sends nothing more.
+        assert_eq!((sip.got, pump.buffered()), (12, &b""[..]));
+        let Step::Io(Op::Write(bytes)) = pump.next(&sip, true) else {
+            panic!("the answer, not a read");
+        };
+        assert_eq!(bytes, b"ok");
+        assert_eq!(pump.stats().held_back, 0);
+        // Four bytes an offer, one offer a round, three rounds.
+        assert_eq!(sip.offers, 3);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use common_io::{Ask, Chores, Deaf, Idle, bodies, frames, pattern};
+use common_io::{Ask, Chores, Deaf, Idle, Sip, bodies, frames, pattern};
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use smolsock::asynch::{
@@ -417,6 +417,27 @@ async fn a_silent_peer_meets_the_sessions_deadline() {
     assert_eq!((session.timeouts, session.starts, session.ends), (1, 1, 1));
     drop(server);
     assert_eq!(client_rx.read_to_end().await, b"hi");
+}
+
+#[tokio::test]
+async fn input_taken_in_part_is_offered_again_before_the_next_read() {
+    let (mut server, client) = duplex(64, 64);
+    let Duplex {
+        rx: mut client_rx,
+        tx: mut client_tx,
+    } = client;
+    // The whole request, then the client waits for the answer with the
+    // connection open.
+    client_tx.write_all_bytes(b"0123456789ab").await;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut session = Idle::new(Sip::default(), Duration::from_secs(5));
+    let end = asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx).await;
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(clock.now(), Instant::ZERO, "answered with no wait");
+    assert_eq!(session.inner.got, 12);
+    drop(server);
+    assert_eq!(client_rx.read_to_end().await, b"ok");
 }
 
 #[tokio::test]

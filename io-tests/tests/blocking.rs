@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 
-use common_io::{Ask, Chores, Deaf, Idle, bodies, frames, pattern};
+use common_io::{Ask, Chores, Deaf, Idle, Sip, bodies, frames, pattern};
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use smolsock::blocking::{
     self, Clock, Connection, End, Error, FrameError, StdClock, StdIo, read_frame, write_frame,
@@ -235,6 +235,23 @@ fn a_silent_peer_meets_the_sessions_deadline() {
     assert_eq!(peer.timeouts, 5);
     assert_eq!(peer.output, b"hi");
     assert_eq!((session.timeouts, session.starts, session.ends), (1, 1, 1));
+}
+
+#[test]
+fn input_taken_in_part_is_offered_again_before_the_next_read() {
+    let clock = FakeClock::default();
+    // The whole request in one read; then the peer waits, each read timing out.
+    let mut peer = Script::new(b"0123456789ab", 64, true, &clock);
+    let mut session = Sip::default();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(
+        peer.timeouts, 0,
+        "no read waited while the request was here"
+    );
+    assert_eq!(peer.output, b"ok");
+    assert_eq!(session.got, 12);
 }
 
 #[test]

@@ -254,3 +254,46 @@ impl Request for Ask {
         self.outcome.take()
     }
 }
+
+/// Takes at most four bytes an offer, refusing more until `transmit` has
+/// digested them; answers "ok" and closes once it has twelve. Back-pressure
+/// as the `Session` trait describes it: the adapter must offer the rest again
+/// after the transmit, not wait for the peer (which waits for the answer).
+#[derive(Default)]
+pub struct Sip {
+    pub held: usize,
+    pub got: usize,
+    pub answered: bool,
+}
+
+impl Session for Sip {
+    fn start(&mut self, _: Instant) {}
+
+    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+        if self.held > 0 {
+            return 0;
+        }
+        self.held = input.len().min(4);
+        self.held
+    }
+
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
+        self.got += core::mem::take(&mut self.held);
+        if self.got >= 12 && !self.answered && space.len() >= 2 {
+            space[..2].copy_from_slice(b"ok");
+            self.answered = true;
+            return 2;
+        }
+        0
+    }
+
+    fn status(&self) -> Status {
+        if self.answered {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
