@@ -1309,6 +1309,7 @@ impl FrameWriter {
 
     /// Forgets the frame in progress if none of its bytes went out yet: the
     /// caller may then start any frame, or finish.
+    #[cfg(feature = "smoltcp")]
     pub(crate) fn forget_unstarted(&mut self) {
         if self.in_progress && self.sent == 0 {
             self.reset();
