@@ -5,7 +5,7 @@ use smolsock::net::{
     TcpSession,
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
-use smolsock::session::{Echo, Framed, FramedEcho, Status};
+use smolsock::session::{Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, Status};
 use smolsock::wire::frame::{HeaderFormat, ReadError};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
@@ -558,4 +558,105 @@ fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
     assert_eq!(stream.close(sock), Ok(()));
     assert_eq!(stream.stats().write.frames, 0);
     assert_eq!(stream.stats().send_full, 2);
+}
+
+/// Answers the first frame with `bye` and closes, or resets at once.
+struct Bye {
+    reset: bool,
+}
+
+impl FrameHandler for Bye {
+    fn on_frame(&mut self, _frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+        if self.reset {
+            return Flow::Abort;
+        }
+        match out.send(b"bye") {
+            Ok(()) => Flow::Close,
+            Err(_) => Flow::Wait,
+        }
+    }
+}
+
+/// A client's framed connection to a server of one [`Bye`] slot: sends `hi`,
+/// takes what comes after every poll, and runs while its poll says
+/// [`Status::Open`]. Returns the frames taken and the status that ended the run.
+fn talk_to_bye(reset: bool) -> (Vec<Vec<u8>>, Status, tcp::State) {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(5),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(64).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let bye = Framed::new(Bye { reset }, vec![0u8; 68], vec![0u8; 68], format).unwrap();
+    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [bye]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut conn = framed_conn(c, format);
+    let mut client = connect(&mut net, c, 9000, 2);
+    let (mut sent, mut got) = (0, Vec::new());
+    let frames = [b"hi".to_vec()];
+    let status = net
+        .run_services(
+            &mut server,
+            &mut (),
+            Duration::from_secs(60),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && sent == 0 {
+                    return None;
+                }
+                let status = framed_turn(
+                    &mut conn,
+                    &mut net.client.sockets,
+                    now,
+                    &frames,
+                    &mut sent,
+                    &mut got,
+                );
+                (status != Status::Open).then_some(status)
+            },
+        )
+        .unwrap_or_else(|timeout| {
+            let state = net.client.sockets.get::<tcp::Socket>(c).state();
+            panic!("the client's poll still says Open (socket {state}): {timeout}")
+        });
+    assert!(conn.is_ended() || status == Status::Close);
+    // The client's FIN goes out and the connection ends both ways.
+    net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_secs(60),
+        |server, _, net| {
+            let now = net.now();
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            (conn.is_ended() && server.active() == 0).then_some(status)
+        },
+    )
+    .expect("the connection ends both ways");
+    let state = net.client.sockets.get::<tcp::Socket>(c).state();
+    (got, status, state)
+}
+
+#[test]
+fn a_client_closes_when_the_answer_and_the_servers_fin_come_together() {
+    // The server's answer and its FIN reach the client in one poll; the client
+    // takes the answer after that poll. Taking it must lead to the client's close.
+    let (got, status, state) = talk_to_bye(false);
+    assert_eq!(got, [b"bye".to_vec()]);
+    assert_eq!(status, Status::Close);
+    assert!(
+        matches!(state, tcp::State::TimeWait | tcp::State::Closed),
+        "{state}"
+    );
+}
+
+#[test]
+fn a_reset_by_the_server_ends_the_clients_poll_loop_with_abort() {
+    let (got, status, state) = talk_to_bye(true);
+    assert!(got.is_empty());
+    assert_eq!(status, Status::Abort);
+    assert_eq!(state, tcp::State::Closed);
 }

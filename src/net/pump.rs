@@ -184,6 +184,8 @@ pub struct TcpSession<S> {
     started: bool,
     told_finished: bool,
     ended: bool,
+    /// The connection ended while the session still had it open.
+    lost: bool,
 }
 
 impl<S: Session> TcpSession<S> {
@@ -196,6 +198,7 @@ impl<S: Session> TcpSession<S> {
             started: false,
             told_finished: false,
             ended: false,
+            lost: false,
         }
     }
 
@@ -224,10 +227,23 @@ impl<S: Session> TcpSession<S> {
         self.started = false;
         self.told_finished = false;
         self.ended = false;
+        self.lost = false;
+    }
+
+    /// Whether the connection is over: closed both ways, reset or aborted. The
+    /// session was told ([`Session::end`]); only [`reset`](Self::reset) makes the
+    /// socket's next connection a new one for it.
+    pub const fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// Moves the session's bytes and applies its status: a FIN once it says
-    /// [`Status::Close`], a RST on [`Status::Abort`]. Returns the status.
+    /// [`Status::Close`], a RST on [`Status::Abort`]. Returns the status: the
+    /// session's, or [`Status::Abort`] once the connection was lost while the
+    /// session had it open (the peer reset it, or the socket timed out), so a
+    /// loop that runs while it reads [`Status::Open`] ends. Before the socket is
+    /// first connected it is [`Status::Open`]: a refused connect is the client's
+    /// to report ([`TcpClient`](crate::net::TcpClient)).
     ///
     /// Fails only if `handle` is no TCP socket of `sockets`.
     pub fn poll(
@@ -251,7 +267,7 @@ impl<S: Session> TcpSession<S> {
             self.session.start(now);
         }
         if self.ended {
-            return self.session.status();
+            return self.ended_status();
         }
         if self.session.poll_timeout().is_some_and(|at| now >= at) {
             self.session.handle_timeout(now);
@@ -276,7 +292,9 @@ impl<S: Session> TcpSession<S> {
         match status {
             Status::Open => {
                 if gone {
+                    self.lost = true;
                     self.end(now);
+                    return Status::Abort;
                 }
             }
             // Our FIN goes out once the send buffer drains; the peer may still send
@@ -293,6 +311,14 @@ impl<S: Session> TcpSession<S> {
             }
         }
         status
+    }
+
+    fn ended_status(&self) -> Status {
+        if self.lost {
+            Status::Abort
+        } else {
+            self.session.status()
+        }
     }
 
     fn end(&mut self, now: Instant) {

@@ -166,6 +166,7 @@ impl FrameOut<'_> {
             copy_joined(header.as_bytes(), body, direct_free, space);
         });
         self.count(body.len(), total);
+        self.stats.split_frames = self.stats.split_frames.saturating_add(1);
         Ok(())
     }
 
@@ -266,7 +267,9 @@ fn copy_joined(head: &[u8], tail: &[u8], skip: usize, dst: &mut [u8]) {
 pub struct FramedStats {
     /// The receiving side.
     pub read: ReadStats,
-    /// The sending side; `blocked_writes` counts replies refused for lack of room.
+    /// The sending side; `blocked_writes` counts replies refused for lack of
+    /// room, `split_frames` frames that went partly straight into the socket's
+    /// send space and partly through the queue.
     pub write: WriteStats,
 }
 
@@ -345,6 +348,8 @@ pub struct Framed<H, R, T, P = ()> {
     write: WriteStats,
     phase: Phase,
     peer_done: bool,
+    /// The end of the peer's stream was checked for a cut frame.
+    end_checked: bool,
     error: Option<ReadError>,
     probe: P,
 }
@@ -368,6 +373,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             write: WriteStats::default(),
             phase: Phase::Open,
             peer_done: false,
+            end_checked: false,
             error: None,
             probe: (),
         })
@@ -401,6 +407,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             write: self.write,
             phase: self.phase,
             peer_done: self.peer_done,
+            end_checked: self.end_checked,
             error: self.error,
             probe,
         }
@@ -450,7 +457,14 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 
     /// Takes the next whole frame that arrived, if there is one (with a handler of
     /// `()`; a real handler is offered each frame first).
+    ///
+    /// Once the peer has finished and its last frame was taken, the session closes
+    /// (or reports a frame cut short, [`error`](Self::error)).
     pub fn recv(&mut self) -> Option<&[u8]> {
+        if !self.reader.has_frame() {
+            self.check_end();
+            return None;
+        }
         let header = self.reader.format().header_len();
         let frame = self.reader.next_frame()?;
         // Taken between polls: at the time of the last thing recorded.
@@ -544,16 +558,32 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         out.direct_used
     }
 
-    /// Once the peer has finished and every whole frame was answered: a cut frame
-    /// is an error; otherwise close, unless the handler has more to say.
+    /// Once the peer has finished and every whole frame was answered or taken: a
+    /// cut frame is an error, in any phase (after our own close too, the answers
+    /// being read to the end); otherwise an open session closes, unless the
+    /// handler has more to say.
     fn check_end(&mut self) {
-        if self.peer_done && self.phase == Phase::Open && !self.reader.has_frame() {
+        if !self.end_pending() {
+            return;
+        }
+        if !self.end_checked {
+            self.end_checked = true;
             if let Err(error) = self.reader.finish() {
                 self.broke(error);
-            } else if !self.handler.wants_to_send() {
-                self.phase = Phase::Closing;
+                return;
             }
         }
+        if self.phase == Phase::Open && !self.handler.wants_to_send() {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Whether [`check_end`](Self::check_end) has something to do.
+    fn end_pending(&self) -> bool {
+        self.peer_done
+            && self.phase != Phase::Aborted
+            && !self.reader.has_frame()
+            && (!self.end_checked || (self.phase == Phase::Open && !self.handler.wants_to_send()))
     }
 
     fn broke(&mut self, error: ReadError) {
@@ -579,6 +609,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.reader.reset();
         self.phase = Phase::Open;
         self.peer_done = false;
+        self.end_checked = false;
         self.error = None;
         self.handler.start(now);
     }
@@ -662,6 +693,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         !self.out.is_empty()
             || (self.phase == Phase::Open
                 && (self.reader.has_frame() || self.handler.wants_to_send()))
+            // The application took the last frame after the peer finished: the
+            // next transmit closes (with nothing to send).
+            || self.end_pending()
     }
 
     fn status(&self) -> Status {
@@ -1034,6 +1068,95 @@ mod tests {
         assert!(s.is_flushed() && !s.wants_transmit());
         assert_eq!(s.stats().write.frames, 1);
         assert_eq!(s.stats().write.bytes, 14);
+        // Six bytes went straight out, eight through the queue: one split frame.
+        assert_eq!(s.stats().write.split_frames, 1);
+        // A frame that fits whole is no split.
+        let mut whole = [0u8; 8];
+        assert_eq!(s.send_via(b"ok", &mut whole), Ok(6));
+        assert_eq!(s.stats().write.split_frames, 1);
+    }
+
+    /// One poll of an adapter: a transmit only while the session wants one.
+    fn poll(s: &mut Framed<(), [u8; 20], [u8; 20]>, now: Instant) -> Vec<u8> {
+        let mut space = [0u8; 64];
+        let n = if s.wants_transmit() {
+            s.transmit(&mut space, now)
+        } else {
+            0
+        };
+        space[..n].to_vec()
+    }
+
+    #[test]
+    fn a_plain_connection_closes_once_the_frame_that_came_with_the_fin_is_taken() {
+        // The server's answer and its FIN arrive in one poll; the application takes
+        // the answer after that poll. Its taking it must lead to the close, though
+        // nothing is left to send, or the connection sits in CLOSE-WAIT.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        for take_until_none in [false, true] {
+            let mut s = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+            s.start(now);
+            assert_eq!(s.receive(&frames(&[b"hi"], format), now), 6);
+            s.receive_finished(now);
+            assert_eq!(poll(&mut s, now), b"");
+            assert_eq!(s.status(), Status::Open, "the answer is not taken yet");
+            assert_eq!(s.recv(), Some(&b"hi"[..]));
+            if take_until_none {
+                // The usual `while let Some(frame) = recv()`: its last call closes.
+                assert_eq!(s.recv(), None);
+                assert_eq!(s.status(), Status::Close);
+            }
+            // The next poll of the adapter closes in any case.
+            assert!(s.wants_transmit() || take_until_none);
+            assert_eq!(poll(&mut s, now), b"");
+            assert_eq!(s.status(), Status::Close);
+            assert!(!s.wants_transmit(), "nothing more to do");
+            assert_eq!(s.error(), None);
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_by_the_peer_after_our_own_close_is_an_error_counted_once() {
+        // shutdown(SHUT_WR), then the answers read to the end: a cut answer is
+        // reported as after no close, and counted once however often polled.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        for close_first in [false, true] {
+            for frame_held in [false, true] {
+                let mut s = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+                s.start(now);
+                if close_first {
+                    s.close();
+                }
+                let mut input = if frame_held {
+                    frames(&[b"ok"], format)
+                } else {
+                    Vec::new()
+                };
+                input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+                assert_eq!(s.receive(&input, now), input.len());
+                s.receive_finished(now);
+                for _ in 0..3 {
+                    let _ = poll(&mut s, now);
+                    while s.recv().is_some() {}
+                }
+                let what = format!("close first {close_first}, a frame held {frame_held}");
+                assert!(
+                    matches!(
+                        s.error(),
+                        Some(ReadError::Truncated {
+                            received: 5,
+                            expected: Some(9)
+                        })
+                    ),
+                    "{what}: {:?}",
+                    s.error()
+                );
+                assert_eq!(s.stats().read.truncated, 1, "{what}");
+                assert_eq!(s.status(), Status::Close, "{what}");
+            }
+        }
     }
 
     #[test]
