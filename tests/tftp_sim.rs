@@ -325,3 +325,82 @@ fn a_finished_upload_gives_way_body() {
     assert_eq!(server.stats().pool_full, 0);
     assert!(into == data);
 }
+
+#[test]
+fn a_packet_to_port_69_that_is_no_request_takes_no_slot() {
+    big_stack(a_stray_packet_takes_no_slot_body);
+}
+
+fn a_stray_packet_takes_no_slot_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(13, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    // An upload ends; its one slot repeats the last ACK for a while.
+    let data = pattern(3000);
+    let mut put = ClientPut::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        &data[..],
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut put);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome(),
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(3000));
+    assert_eq!(server.active(), 1, "the upload's slot dallies");
+    net.client.sockets.remove(handle);
+    // An ACK, then an ERROR, sent to port 69 from another port.
+    let stray = net.client.sockets.add(udp_socket());
+    let to = IpEndpoint::new(SERVER_V4.into(), 69);
+    let malformed = server.stats().malformed;
+    let mut sent = 0;
+    let answer = net
+        .run_services(
+            &mut server,
+            &mut (),
+            Duration::from_secs(5),
+            |server, _, net| {
+                let socket = net.client.sockets.get_mut::<udp::Socket>(stray);
+                if sent == 0 {
+                    socket.bind(50_020).unwrap();
+                    socket.send_slice(&[0, 4, 0, 7], to).unwrap();
+                    sent = 1;
+                }
+                if let Ok((data, meta)) = socket.recv() {
+                    return Some((data.to_vec(), meta.endpoint.port, server.active()));
+                }
+                None
+            },
+        )
+        .unwrap();
+    assert_eq!(answer.1, 69, "answered from port 69, by no slot");
+    assert_eq!(&answer.0[..4], &[0, 5, 0, 4], "ERROR 4, illegal operation");
+    assert_eq!(answer.2, 1, "the dallying slot is still the upload's");
+    // An ERROR is never answered (RFC 1350), and takes no slot either.
+    net.client
+        .sockets
+        .get_mut::<udp::Socket>(stray)
+        .send_slice(b"\0\x05\0\0oops\0", to)
+        .unwrap();
+    net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_millis(500),
+        |_, _, net| {
+            let socket = net.client.sockets.get_mut::<udp::Socket>(stray);
+            socket.recv().ok().map(|(data, _)| data.to_vec())
+        },
+    )
+    .expect_err("no answer to an ERROR");
+    assert_eq!(server.stats().malformed, malformed + 2);
+    assert_eq!(server.stats().pool_full, 0);
+}

@@ -276,7 +276,7 @@ async fn a_dallying_get_acks_the_repeated_last_block_and_the_server_ends_clean()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_during_a_transfer_is_told_busy_and_a_stray_datagram_gets_error_5() {
+async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors_5_and_4() {
     let net = Net::new(Box::new(|_, _, _| false));
     let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
     let data = pattern(40_000);
@@ -335,9 +335,14 @@ async fn a_request_during_a_transfer_is_told_busy_and_a_stray_datagram_gets_erro
             .await
             .expect("an answer from the transfer's port")
             .unwrap();
-        (busy, (from, answer[..n.min(4)].to_vec()))
+        let stray = (from, answer[..n.min(4)].to_vec());
+        // An ACK to port 69 is no request: refused there, and no transfer.
+        other.send_to(&[0, 4, 0, 1], SERVER).await.unwrap();
+        let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
+        let (n, from) = received.await.expect("an answer from port 69").unwrap();
+        (busy, stray, (from, answer[..n.min(4)].to_vec()))
     };
-    let (outcome, (busy, stray)) = tokio::select! {
+    let (outcome, (busy, stray, not_a_request)) = tokio::select! {
         both = async { tokio::join!(get, intruder) } => both,
         never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
     };
@@ -346,6 +351,11 @@ async fn a_request_during_a_transfer_is_told_busy_and_a_stray_datagram_gets_erro
     assert_eq!((busy.0, busy.1), (SERVER, vec![0, 5, 0, 0]), "{}", busy.2);
     assert!(busy.2.contains("busy"), "{}", busy.2);
     assert_eq!(stray, (TRANSFER_PORT, vec![0, 5, 0, 5]));
+    assert_eq!(not_a_request, (SERVER, vec![0, 5, 0, 4]));
     let stats = server.stats();
-    assert_eq!((stats.pool_full, stats.wrong_tid), (1, 1), "{stats}");
+    assert_eq!(
+        (stats.pool_full, stats.wrong_tid, stats.malformed),
+        (1, 1, 1),
+        "{stats}"
+    );
 }

@@ -24,6 +24,7 @@ use smoltcp::wire::IpEndpoint;
 use super::Service;
 use super::pump::socket_mut;
 use crate::store::Storage;
+use crate::tftp::Listened;
 use crate::tftp::packet::ErrorCode;
 use crate::tftp::{ClientSession, PORT, ServerConfig, ServerTransfer, TftpStats};
 use crate::transfer::SharedStore;
@@ -253,6 +254,16 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 }
                 Err(udp::RecvError::Exhausted) => break,
             };
+            if let Listened::Stray { answer } =
+                Listened::of(self.buf.get(..len).unwrap_or_default())
+            {
+                self.stats.malformed = self.stats.malformed.saturating_add(1);
+                if answer {
+                    let (code, message) = Listened::STRAY;
+                    send_error(socket, &mut self.buf, from, code, message);
+                }
+                continue;
+            }
             if self.slots.iter().any(|s| {
                 s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
             }) {

@@ -18,6 +18,7 @@
 //! transfer port, behind one listening socket of its own making); a transfer
 //! that only repeats its last ACK gives way to a new request.
 
+use super::Listened;
 use super::packet::ErrorCode;
 use super::{
     ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, ServerTransfer, TftpError,
@@ -332,6 +333,15 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         from: A,
         now: crate::time::Instant,
     ) {
+        if let Listened::Stray { answer } = Listened::of(buf.get(..len).unwrap_or_default()) {
+            bump(&mut self.stats.malformed);
+            if answer {
+                let (code, message) = Listened::STRAY;
+                let n = emit_error(buf, code, message);
+                let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+            }
+            return;
+        }
         let running = self.transfer.is_active() && !self.transfer.is_dallying();
         if running && self.peer == Some(from) {
             // The client repeated its request: its transfer runs.

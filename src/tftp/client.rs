@@ -330,9 +330,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             (Phase::Request, Packet::Data { block, data }) => {
                 // No OACK: the server took no option, RFC 1350 it is.
                 self.begin(DEFAULT_BLOCK_SIZE, 1, None);
-                self.on_data(block, data);
+                self.on_data(block, data, now);
             }
-            (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data),
+            (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data, now),
             // The network repeated the OACK.
             (Phase::Running, Packet::Oack { .. }) => bump(&mut self.common.stats.duplicates),
             _ => {
@@ -353,12 +353,36 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         }
     }
 
-    fn on_data(&mut self, block: u16, data: &[u8]) {
+    fn on_data(&mut self, block: u16, data: &[u8], now: Instant) {
         if self.common.phase != Phase::Running {
             return;
         }
         match self.receiver.classify(block, data.len()) {
+            Received::TooLong => {
+                bump(&mut self.common.stats.malformed);
+                let block_size = self.receiver.block_size;
+                self.common.fail(
+                    TftpError::BlockTooLong {
+                        len: data.len(),
+                        block_size,
+                    },
+                    true,
+                );
+            }
             Received::InOrder { last } => {
+                // No more than the size announced, and all of it by the last block.
+                let received = self.receiver.bytes.saturating_add(data.len() as u64);
+                if let Some(announced) = self.total
+                    && (received > announced || (last && received != announced))
+                {
+                    return self.common.fail(
+                        TftpError::SizeMismatch {
+                            announced,
+                            received,
+                        },
+                        true,
+                    );
+                }
                 if let Err(e) = self.sink.write(self.receiver.bytes, data) {
                     return self.common.fail(TftpError::Local(e), true);
                 }
@@ -366,6 +390,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                 self.receiver.accept(data.len(), last);
                 add(&mut self.common.stats.bytes_received, data.len());
                 self.common.timer.progress();
+                self.common.timer.arm(now);
                 (self.progress)(self.receiver.bytes, self.total);
             }
             Received::Duplicate => {
@@ -403,7 +428,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                     return 0;
                 };
                 self.receiver.acked();
-                self.common.timer.arm(now);
+                self.common.timer.arm_unless_armed(now);
                 if self.receiver.complete {
                     let stat = FileStat {
                         size: self.receiver.bytes,

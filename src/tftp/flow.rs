@@ -62,6 +62,15 @@ impl Timer {
         self.deadline = Some(now.saturating_add(self.timeout));
     }
 
+    /// Arms the timer unless a deadline is set: an answer to a repeat (the
+    /// ACK that a duplicate DATA asks for again) does not put off the deadline,
+    /// or a peer repeating itself would hold the transfer for ever.
+    pub fn arm_unless_armed(&mut self, now: Instant) {
+        if self.deadline.is_none() {
+            self.arm(now);
+        }
+    }
+
     /// The peer moved the transfer on: every try is available again.
     pub const fn progress(&mut self) {
         self.tries = 0;
@@ -202,6 +211,8 @@ pub(super) enum Received {
     Duplicate,
     /// A block past the next one: one before it was lost.
     Gap,
+    /// Longer than a block: no peer of this transfer sends that.
+    TooLong,
 }
 
 /// The receiving half: how many blocks are in, when to acknowledge.
@@ -236,6 +247,9 @@ impl Receiver {
 
     /// Classifies a DATA of wire block `block` with `len` bytes.
     pub fn classify(&self, block: u16, len: usize) -> Received {
+        if len > usize::from(self.block_size) {
+            return Received::TooLong;
+        }
         let expected = wire_block(self.received.saturating_add(1));
         if self.complete || block != expected {
             // Within the last 32768 blocks behind: an old one; otherwise ahead.
@@ -316,5 +330,14 @@ mod tests {
         r.accept(8, false);
         assert_eq!(r.classify(1, 3), Received::InOrder { last: true });
         assert_eq!(r.classify(0, 8), Received::Duplicate);
+    }
+
+    #[test]
+    fn a_receiver_refuses_a_data_longer_than_a_block_wherever_it_falls() {
+        let r = Receiver::new(8, 1);
+        for block in [0, 1, 2, 40000] {
+            assert_eq!(r.classify(block, 9), Received::TooLong);
+        }
+        assert_eq!(r.classify(1, 8), Received::InOrder { last: false });
     }
 }

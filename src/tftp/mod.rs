@@ -111,6 +111,8 @@ pub mod std_net;
 mod tests;
 
 pub use client::{ClientConfig, ClientGet, ClientPut, ClientSession};
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+pub(crate) use server::Listened;
 pub use server::{ServerConfig, ServerTransfer, TransferKind};
 
 use core::fmt;
@@ -160,6 +162,27 @@ pub enum TftpError {
     Local(LocalError),
     /// The peer acknowledged options that were not asked for, or larger values.
     BadOptions,
+    /// A DATA longer than the transfer's block size.
+    BlockTooLong {
+        /// The bytes of data it carried.
+        len: usize,
+        /// The block size of the transfer.
+        block_size: u16,
+    },
+    /// A request without the `blksize` option to a server whose blocks are
+    /// smaller than RFC 1350's 512 bytes (a small buffer or MTU): it could not
+    /// tell a short block from the last one.
+    NeedsBlockSize {
+        /// The largest block the server sends or takes.
+        max: u16,
+    },
+    /// The file received is not as long as the `tsize` the server announced.
+    SizeMismatch {
+        /// The size announced.
+        announced: u64,
+        /// The bytes received (so far, if more than announced).
+        received: u64,
+    },
 }
 
 impl fmt::Display for TftpError {
@@ -177,6 +200,17 @@ impl fmt::Display for TftpError {
             Self::Store(e) => write!(f, "store: {e}"),
             Self::Local(e) => write!(f, "local file: {e}"),
             Self::BadOptions => f.write_str("the peer acknowledged options not asked for"),
+            Self::BlockTooLong { len, block_size } => {
+                write!(f, "a DATA of {len} B in blocks of {block_size} B")
+            }
+            Self::NeedsBlockSize { max } => write!(
+                f,
+                "blocks of 512 B do not fit (at most {max} B): the blksize option is needed"
+            ),
+            Self::SizeMismatch {
+                announced,
+                received,
+            } => write!(f, "{received} B received, {announced} B announced"),
         }
     }
 }
@@ -217,6 +251,15 @@ impl TftpError {
             Self::Store(_) => (ErrorCode::NotDefined, "storage error"),
             Self::Local(_) => (ErrorCode::NotDefined, "local file error"),
             Self::BadOptions => (ErrorCode::OptionRefused, "options refused"),
+            Self::BlockTooLong { .. } => (
+                ErrorCode::IllegalOperation,
+                "DATA longer than the block size",
+            ),
+            Self::NeedsBlockSize { .. } => (
+                ErrorCode::NotDefined,
+                "blocks of 512 do not fit here: ask a smaller blksize",
+            ),
+            Self::SizeMismatch { .. } => (ErrorCode::NotDefined, "file size differs from tsize"),
         }
     }
 }

@@ -20,7 +20,8 @@ const GROW_AT_LEAST: u64 = 64 * 1024;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
     /// The largest `blksize` granted: the adapter's datagram buffer less 4.
-    /// A client asking for more is granted this.
+    /// A client asking for more is granted this. A request without the option
+    /// gets RFC 1350's 512-byte blocks, and is refused when this is below 512.
     pub max_block_size: u16,
     /// The largest `windowsize` granted.
     pub max_window: u16,
@@ -59,6 +60,39 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self::DEFAULT
     }
+}
+
+/// What a datagram to the listening port (69) is: only a request may take a
+/// transfer slot, so no stray packet can displace a transfer (a dallying upload's
+/// slot is taken over by the next request, never by an ACK).
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listened {
+    /// An RRQ or a WRQ (its fields are the transfer's to check).
+    Request,
+    /// Anything else: answered with an ERROR, unless it is one.
+    Stray {
+        /// Whether to answer it.
+        answer: bool,
+    },
+}
+
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+impl Listened {
+    /// Tells `datagram` apart by its opcode.
+    pub(crate) fn of(datagram: &[u8]) -> Self {
+        match datagram {
+            [0, 1 | 2, ..] => Self::Request,
+            [0, 5, ..] => Self::Stray { answer: false },
+            _ => Self::Stray { answer: true },
+        }
+    }
+
+    /// The ERROR a stray datagram is answered with.
+    pub(crate) const STRAY: (super::ErrorCode, &'static str) = (
+        super::ErrorCode::IllegalOperation,
+        "only read and write requests go to this port",
+    );
 }
 
 /// Which way a transfer goes.
@@ -259,10 +293,14 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 self.timer.timeout = asked;
             }
         }
-        let block_size = granted
-            .block_size
-            .unwrap_or(DEFAULT_BLOCK_SIZE)
-            .min(max_block);
+        // Without the option, RFC 1350's 512 bytes: any shorter block would be
+        // read as the last. A server that cannot send or take 512 (a small
+        // buffer or MTU) refuses the request, rather than end a file early.
+        let block_size = match granted.block_size {
+            Some(granted) => granted,
+            None if max_block >= DEFAULT_BLOCK_SIZE => DEFAULT_BLOCK_SIZE,
+            None => return failing(TftpError::NeedsBlockSize { max: max_block }),
+        };
         let window = granted.window_size.unwrap_or(1);
         let result = match kind {
             RequestKind::Read => self.start_read(name, options, granted, block_size, window),
@@ -410,6 +448,17 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             return;
         };
         match receiver.classify(block, data.len()) {
+            Received::TooLong => {
+                bump(&mut self.stats.malformed);
+                let block_size = receiver.block_size;
+                self.fail(
+                    TftpError::BlockTooLong {
+                        len: data.len(),
+                        block_size,
+                    },
+                    true,
+                );
+            }
             Received::InOrder { last } => {
                 crc.update(data);
                 let stored = self.shared.store(|s| {
@@ -431,6 +480,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 receiver.accept(data.len(), last);
                 add(&mut self.stats.bytes_received, data.len());
                 self.timer.progress();
+                self.timer.arm(now);
                 if last {
                     let bytes = receiver.bytes;
                     let last_block = block;
@@ -488,7 +538,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                     return 0;
                 };
                 receiver.acked();
-                self.timer.arm(now);
+                self.timer.arm_unless_armed(now);
                 n
             }
             State::Reading {

@@ -929,3 +929,230 @@ fn session_sizes_are_pinned() {
         "ClientGet {get}, ClientPut {put} bytes"
     );
 }
+
+#[test]
+fn a_request_without_blksize_gets_512_byte_blocks_or_a_refusal_when_512_do_not_fit() {
+    let shared = shared();
+    let data = pattern(1000);
+    put_file(&shared, "f", &data);
+    let now = Instant::ZERO;
+    // Room for more than 512: RFC 1350's 512, not the most the server could send.
+    let mut server = ServerTransfer::new(&shared, config(1428));
+    server.start(
+        &request(RequestKind::Read, b"f", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(
+        parse(&drain(&mut server, now)[0]),
+        Packet::Data {
+            block: 1,
+            data: &data[..512]
+        }
+    );
+    // Room for less: a short first block would read as the whole file, and a
+    // client's last short block as a middle one. Refused, reads and writes.
+    for kind in [RequestKind::Read, RequestKind::Write] {
+        let mut server = ServerTransfer::new(&shared, config(256));
+        server.start(&request(kind, b"f", Mode::Octet, Options::NONE), now);
+        let out = drain(&mut server, now);
+        assert_eq!(out.len(), 1, "{kind:?}");
+        assert!(
+            matches!(parse(&out[0]), Packet::Error { code: ErrorCode::NotDefined, message } if message.ends_with(b"blksize")),
+            "{kind:?}: {:?}",
+            parse(&out[0])
+        );
+        assert_eq!(server.stats().refused, 1, "{kind:?}");
+        assert!(!server.is_active());
+    }
+    // A client that asks for blocks is granted what fits, and gets the file whole.
+    let asking = ClientConfig {
+        block_size: Some(512),
+        ..ClientConfig::DEFAULT
+    };
+    get_over(&shared, CLEAN, 3, 1000, asking, 256);
+    // One that does not is told why, and keeps nothing.
+    let mut server = ServerTransfer::new(&shared, config(256));
+    let mut into = vec![0u8; 1000];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let (outcome, _) = run(&mut client, &mut server, CLEAN, 3, 1000);
+    assert_eq!(outcome, Some(Err(TftpError::Peer(ErrorCode::NotDefined))));
+    assert!(!client.sink().is_complete());
+}
+
+#[test]
+fn a_data_longer_than_the_block_size_is_refused_by_the_server_and_by_a_get() {
+    let shared = shared();
+    let now = Instant::ZERO;
+    let long = pattern(513);
+    // The server taking an upload of 512-byte blocks.
+    let mut server = ServerTransfer::new(&shared, config(1428));
+    server.start(
+        &request(RequestKind::Write, b"up", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 0 });
+    server.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &long,
+        }),
+        now,
+    );
+    let out = drain(&mut server, now);
+    assert!(
+        matches!(
+            parse(&out[0]),
+            Packet::Error {
+                code: ErrorCode::IllegalOperation,
+                ..
+            }
+        ),
+        "{:?}",
+        parse(&out[0])
+    );
+    let refused = TftpError::BlockTooLong {
+        len: 513,
+        block_size: 512,
+    };
+    assert_eq!(server.outcome(), Some(Err(refused)));
+    assert_eq!(read_file(&shared, "up"), None, "nothing stored");
+    // A get with no options (512-byte blocks).
+    let mut into = vec![0u8; 2000];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = vec![0u8; 600];
+    assert!(get.transmit(&mut buf, now) > 0, "the RRQ");
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &long,
+        }),
+        now,
+    );
+    let n = get.transmit(&mut buf, now);
+    assert!(
+        matches!(
+            parse(&buf[..n]),
+            Packet::Error {
+                code: ErrorCode::IllegalOperation,
+                ..
+            }
+        ),
+        "{:?}",
+        parse(&buf[..n])
+    );
+    assert_eq!(get.outcome(), Some(Err(refused)));
+    assert!(!get.sink().is_complete());
+}
+
+#[test]
+fn a_get_fails_when_the_file_is_longer_or_shorter_than_the_tsize_announced() {
+    let now = Instant::ZERO;
+    let asking = ClientConfig {
+        block_size: Some(512),
+        transfer_size: true,
+        ..ClientConfig::DEFAULT
+    };
+    // (announced, blocks sent, the error): short at the last block, long as
+    // soon as a block passes the size announced.
+    let cases = [
+        (1000u64, &[512usize, 100][..], 612u64),
+        (600, &[512, 512], 1024),
+    ];
+    for (announced, blocks, received) in cases {
+        let mut into = vec![0u8; 4096];
+        let mut get = ClientGet::new(
+            FileName::new("f").unwrap(),
+            asking,
+            SliceSink::new(&mut into),
+            |_, _| {},
+        );
+        let mut buf = vec![0u8; 600];
+        assert!(get.transmit(&mut buf, now) > 0, "the RRQ");
+        let options = Options {
+            block_size: Some(512),
+            transfer_size: Some(announced),
+            ..Options::NONE
+        };
+        get.receive(&emit(Packet::Oack { options }), now);
+        assert_eq!(get.transmit(&mut buf, now), 4, "ACK 0");
+        let data = pattern(512);
+        for (i, &len) in blocks.iter().enumerate() {
+            let block = i as u16 + 1;
+            get.receive(
+                &emit(Packet::Data {
+                    block,
+                    data: &data[..len],
+                }),
+                now,
+            );
+            let n = get.transmit(&mut buf, now);
+            if i + 1 < blocks.len() {
+                assert_eq!(parse(&buf[..n]), Packet::Ack { block });
+            } else {
+                assert!(
+                    matches!(parse(&buf[..n]), Packet::Error { .. }),
+                    "{announced}: {:?}",
+                    parse(&buf[..n])
+                );
+            }
+        }
+        assert_eq!(
+            get.outcome(),
+            Some(Err(TftpError::SizeMismatch {
+                announced,
+                received
+            }))
+        );
+        assert!(!get.sink().is_complete(), "{announced}");
+    }
+}
+
+#[test]
+fn a_client_repeating_an_old_block_cannot_put_off_the_servers_deadline() {
+    // Each repeat is answered (our ACK may have been lost), but the deadline
+    // stays where progress last put it: the transfer ends after its tries.
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Write, b"up", Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    let block = pattern(512);
+    let data = emit(Packet::Data {
+        block: 1,
+        data: &block,
+    });
+    server.receive(&data, now);
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 1 });
+    let mut answered = 0;
+    for _ in 0..200 {
+        if !server.is_active() {
+            break;
+        }
+        now = now.saturating_add(crate::time::Duration::from_millis(300));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+        }
+        server.receive(&data, now);
+        answered += drain(&mut server, now).len();
+    }
+    assert!(!server.is_active(), "still held at {now:?}");
+    assert_eq!(server.outcome(), Some(Err(TftpError::TimedOut)));
+    assert!(answered > 5, "the repeats were answered");
+    // Six timeouts of a second after the last progress, each seen up to one
+    // step late.
+    assert!(now <= Instant::from_secs(8), "ended at {now:?}");
+    assert_eq!(read_file(&shared, "up"), None);
+}
