@@ -11,8 +11,8 @@ use common_sim::*;
 use smolsock::http::{HttpConfig, HttpResponder, Site, StatusSite};
 use smolsock::net::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, HandleError, PortAllocator,
-    RecvError, ServerConfig, ServerError, Service, TcpClient, TcpServer, TcpSession, UdpEcho,
-    UdpService,
+    RecvError, ServerConfig, ServerError, ServerStats, Service, TcpClient, TcpServer, TcpSession,
+    UdpEcho, UdpService,
 };
 use smolsock::runner::sim::{
     Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimConfig, SimStats,
@@ -1675,4 +1675,152 @@ fn a_traced_pool_records_each_connection_under_its_own_ports() {
         .map(|s| s.stats().read.frames)
         .sum();
     assert_eq!(frames_seen, counted);
+}
+
+/// Answers the first bytes it gets with `len` bytes of its own, all handed to
+/// the socket at once, then closes (`close`) or waits for more (keep-alive).
+struct Reply {
+    len: usize,
+    close: bool,
+    sent: usize,
+    asked: bool,
+}
+
+impl Reply {
+    fn new(len: usize, close: bool) -> Self {
+        Self {
+            len,
+            close,
+            sent: 0,
+            asked: false,
+        }
+    }
+}
+
+impl Session for Reply {
+    fn start(&mut self, _now: smolsock::time::Instant) {
+        (self.sent, self.asked) = (0, false);
+    }
+
+    fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        self.asked |= !input.is_empty();
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _now: smolsock::time::Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _now: smolsock::time::Instant) -> usize {
+        let n = if self.asked {
+            space.len().min(self.len - self.sent)
+        } else {
+            0
+        };
+        space[..n].fill(0x42);
+        self.sent += n;
+        n
+    }
+
+    fn status(&self) -> Status {
+        if self.close && self.asked && self.sent == self.len {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
+
+const REPLY: usize = 32 * 1024;
+
+/// A server of one [`Reply`] slot whose send buffer holds the whole reply, and
+/// a client with a 2 KiB window that asks, then reads 1 KiB every 300 ms (11 s
+/// for the reply, longer than the server's 5 s deadlines) and closes once it
+/// has everything and the server's FIN. Returns the bytes it got.
+fn read_slowly(close: bool) -> (usize, ServerStats, Vec<End>) {
+    let mut net = sim(610, FaultConfig::CLEAN, 1, 1);
+    let config = ServerConfig {
+        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+        ..SERVER
+    };
+    let reply = Recording::new(Reply::new(REPLY, close));
+    let mut server = serve(&mut net, 7, (2048, REPLY), [reply], config);
+    let client = net.client.sockets.add(tcp_socket(2048, 1024));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    let (mut got, mut asked, mut next_read) = (0, false, net.now());
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let now = net.now();
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() && !asked {
+            socket.send_slice(b"?").unwrap();
+            asked = true;
+        }
+        if now >= next_read && socket.can_recv() {
+            got += socket.recv_slice(&mut [0; 1024]).unwrap();
+            next_read = now + Duration::from_millis(300);
+        }
+        if got == REPLY && !socket.may_recv() {
+            socket.close();
+        }
+        let done = if close {
+            server.active() == 0
+        } else {
+            got == REPLY || server.active() == 0
+        };
+        done.then_some(())
+    })
+    .unwrap();
+    (got, *server.stats(), ends(&server))
+}
+
+#[test]
+fn a_client_reading_its_answer_slowly_after_the_server_closed_gets_all_of_it() {
+    // The close deadline counts from the last byte the peer acknowledged, not
+    // from the close: a reader is not cut off, a stalled one still would be.
+    let (got, stats, ends) = read_slowly(true);
+    assert_eq!(got, REPLY, "{stats}");
+    assert_eq!(ends, [End::Closed], "{stats}");
+}
+
+#[test]
+fn a_client_reading_its_answer_slowly_is_not_reset_as_idle() {
+    // Its acknowledgments are progress: the idle deadline waits.
+    let (got, stats, ends) = read_slowly(false);
+    assert_eq!(got, REPLY, "{stats}");
+    assert!(ends.is_empty(), "{ends:?}, {stats}");
+    assert_eq!(stats.idle_timeouts, 0);
+}
+
+#[test]
+fn a_reset_while_the_server_closes_with_bytes_unsent_is_counted_a_reset() {
+    let mut net = sim(611, FaultConfig::CLEAN, 1, 1);
+    let reply = Recording::new(Reply::new(REPLY, true));
+    let mut server = serve(&mut net, 7, (2048, REPLY), [reply], SERVER);
+    let client = net.client.sockets.add(tcp_socket(2048, 1024));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    // The client asks, reads nothing, and a second later gives up with a RST.
+    let mut asked_at = None;
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let now = net.now();
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        match asked_at {
+            None if socket.may_send() => {
+                socket.send_slice(b"?").unwrap();
+                asked_at = Some(now);
+            }
+            Some(at) if now >= at + Duration::from_secs(1) && socket.is_open() => socket.abort(),
+            _ => {}
+        }
+        (server.stats().accepted == 1 && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::Reset], "{stats}");
+    assert_eq!((stats.closed, stats.resets), (0, 1));
 }

@@ -87,16 +87,23 @@ impl fmt::Display for ServerStats {
 }
 
 /// Settings of a [`TcpServer`]: the deadlines that free a slot whatever its peer does.
+///
+/// The deadlines are taken as given: a zero one passes at the first poll after
+/// it starts (a zero handshake timeout refuses every client that takes longer
+/// than a poll to complete its handshake).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
     /// A handshake that does not complete in this time frees its slot.
     pub handshake_timeout: Duration,
-    /// A connection that moves no byte for this long is reset, freeing its slot.
-    /// `None` keeps silent peers forever (not advised: one can hold a slot).
+    /// A connection on which no byte moves for this long (none received, none
+    /// sent, none of the answer acknowledged by the peer) is reset, freeing its
+    /// slot. `None` keeps silent peers forever (not advised: one can hold a slot).
     pub idle_timeout: Option<Duration>,
-    /// After the server closes, the peer has this long to close too (its input is
-    /// read and dropped meanwhile); then the connection is reset.
+    /// After the server closes, the peer has this long to take what is queued
+    /// and close too (its input is read and dropped meanwhile); each byte it
+    /// acknowledges gives it this long again, so a slow reader gets its whole
+    /// answer and a stalled one is reset.
     pub close_timeout: Duration,
     /// Nagle's algorithm on accepted sockets (smoltcp's default is on), unless the
     /// session asks for no delay ([`Session::no_delay`]).
@@ -160,11 +167,17 @@ enum SlotState {
     Listening { handshake_since: Option<Instant> },
     Active {
         peer: IpEndpoint,
+        /// When bytes last moved either way: between the session and the
+        /// socket, or out of the send buffer as the peer acknowledged them.
         last_progress: Instant,
         told_finished: bool,
+        /// The send buffer's fill after the last poll: less now is the peer
+        /// acknowledging bytes, reading its answer.
+        queued: usize,
     },
-    /// We closed; waiting for the peer to finish closing.
-    Closing { since: Instant },
+    /// We closed; waiting for the peer to take what is queued and finish closing.
+    /// `since` is when we closed or the peer last acknowledged bytes.
+    Closing { since: Instant, queued: usize },
 }
 
 /// [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
@@ -343,7 +356,10 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
             match *slot.state {
                 SlotState::Active { .. } => {
                     socket.close();
-                    *slot.state = SlotState::Closing { since: now };
+                    *slot.state = SlotState::Closing {
+                        since: now,
+                        queued: socket.send_queue(),
+                    };
                 }
                 // No connection yet: drop the listener (and any handshake under
                 // way, with a RST).
@@ -454,8 +470,21 @@ impl<S: Session> Slot<'_, S> {
                 peer,
                 last_progress,
                 told_finished,
-            } => self.serve(socket, cx, peer, last_progress, told_finished),
-            SlotState::Closing { since } => self.closing(socket, cx, since),
+                queued,
+            } => {
+                // The peer acknowledged bytes since the last poll: it is reading.
+                let read = socket.send_queue() < queued;
+                let last_progress = if read { cx.now } else { last_progress };
+                self.serve(socket, cx, peer, last_progress, told_finished);
+            }
+            SlotState::Closing { since, queued } => {
+                let since = if socket.send_queue() < queued {
+                    cx.now
+                } else {
+                    since
+                };
+                self.closing(socket, cx, since);
+            }
         }
     }
 
@@ -521,7 +550,6 @@ impl<S: Session> Slot<'_, S> {
             }
             Status::Close => {
                 socket.close();
-                *self.state = SlotState::Closing { since: now };
                 self.closing(socket, cx, now);
             }
             Status::Open => {
@@ -539,6 +567,7 @@ impl<S: Session> Slot<'_, S> {
                         peer,
                         last_progress,
                         told_finished,
+                        queued: socket.send_queue(),
                     };
                 }
             }
@@ -546,20 +575,35 @@ impl<S: Session> Slot<'_, S> {
     }
 
     /// We closed: read and drop what the peer still sends so its FIN gets
-    /// through, and free the slot once it has, or once the close timeout passes.
+    /// through, and free the slot once it has, or once the close timeout passes
+    /// with the peer taking nothing (a peer still reading the answer is not cut
+    /// off: each byte it acknowledges puts the deadline off, as nginx's
+    /// `send_timeout` does; what it can take is bounded by the send buffer).
     fn closing(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>, since: Instant) {
         let dropped = discard(socket);
         self.stats.discarded = self.stats.discarded.saturating_add(dropped as u64);
         if !socket.is_active() || socket.state() == tcp::State::TimeWait {
+            // A reset (or the stack giving up) leaves unacknowledged bytes in the
+            // send buffer; a clean close cannot, its FIN coming after them.
+            let end = if socket.state() == tcp::State::Closed && socket.send_queue() > 0 {
+                End::Reset
+            } else {
+                End::Closed
+            };
             // Our FIN is acknowledged. TIME-WAIT would hold this socket for 10 s;
             // the next client needs it now (SO_REUSEADDR), so drop it.
             socket.abort();
-            self.end(End::Closed, cx);
+            self.end(end, cx);
             *self.state = SlotState::Aborting;
         } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
             socket.abort();
             self.end(End::CloseTimeout, cx);
             *self.state = SlotState::Aborting;
+        } else {
+            *self.state = SlotState::Closing {
+                since,
+                queued: socket.send_queue(),
+            };
         }
     }
 
@@ -602,7 +646,9 @@ impl<S: Session, const N: usize> Service for TcpServer<S, N> {
                         (a, b) => a.or(b),
                     }
                 }
-                SlotState::Closing { since } => Some(since.saturating_add(config.close_timeout)),
+                SlotState::Closing { since, .. } => {
+                    Some(since.saturating_add(config.close_timeout))
+                }
                 SlotState::Listening {
                     handshake_since: Some(since),
                 } => Some(since.saturating_add(config.handshake_timeout)),
