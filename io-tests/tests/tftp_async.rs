@@ -160,7 +160,7 @@ async fn put_then_get(net: &Net, data: &[u8], config: ClientConfig, dally: bool)
     let (mut listen, mut port, mut socket) =
         (net.bind(SERVER), net.bind(TRANSFER_PORT), net.bind(CLIENT));
     let clock = TokioClock(tokio::time::Instant::now());
-    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 1432], vec![0u8; 1432]);
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 1433], vec![0u8; 1433]);
     let mut got = vec![0u8; data.len()];
     let name = FileName::new("f").unwrap();
     let client_side = async {
@@ -294,7 +294,7 @@ async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors
     let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
     let (mut socket, mut other) = (net.bind(CLIENT), net.bind((3, 7000)));
     let clock = TokioClock(tokio::time::Instant::now());
-    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 516], vec![0u8; 516]);
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 517], vec![0u8; 517]);
     let mut got = vec![0u8; data.len()];
     let done = std::cell::Cell::new(0u64);
     let get = async {
@@ -358,4 +358,93 @@ async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors
         (1, 1, 1),
         "{stats}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_data_longer_than_a_block_is_refused_where_the_socket_cuts_it_to_the_buffer() {
+    // This link's sockets cut a datagram to the buffer, as `std`'s and tokio's
+    // do. The server's buffer is 1432 bytes, 4 + 1428: it grants blocks of 1427,
+    // and its byte to spare shows that a DATA cut to the buffer was too long.
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let config = ServerConfig {
+        max_block_size: 1428,
+        ..ServerConfig::DEFAULT
+    };
+    let mut server = Server::new(&shared, config);
+    let (mut listen, mut port, mut peer) =
+        (net.bind(SERVER), net.bind(TRANSFER_PORT), net.bind(CLIENT));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram) = (vec![0u8; 516], vec![0u8; 1432]);
+    let uploader = async {
+        let patience = std::time::Duration::from_secs(10);
+        let mut answer = [0u8; 2000];
+        peer.send_to(b"\x00\x02up\x00octet\x00blksize\x001428\x00", SERVER)
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(patience, peer.recv_from(&mut answer));
+        let (n, from) = received.await.expect("an OACK").unwrap();
+        let oack = (answer[..n].to_vec(), from);
+        let mut data = vec![0, 3, 0, 1];
+        data.extend_from_slice(&[7; 1500]);
+        peer.send_to(&data, TRANSFER_PORT).await.unwrap();
+        let received = tokio::time::timeout(patience, peer.recv_from(&mut answer));
+        let (n, _) = received.await.expect("an answer to the DATA").unwrap();
+        (oack, answer[..n.min(4)].to_vec())
+    };
+    let (oack, answer) = tokio::select! {
+        answer = uploader => answer,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    assert_eq!(
+        oack,
+        (b"\x00\x06blksize\x001427\x00".to_vec(), TRANSFER_PORT)
+    );
+    assert_eq!(answer, [0, 5, 0, 4], "ERROR 4, not an ACK of a cut block");
+    let name = FileName::new("up").unwrap();
+    let stored = shared.with_store(|s| smolsock::store::Storage::stat(s, &name).is_ok());
+    assert_eq!(stored, Some(false), "nothing stored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_with_a_small_buffer_asks_for_the_blocks_it_has_room_for() {
+    let net = Net::new(Box::new(|_, _, _| false));
+    let (mut server, mut socket) = (net.bind(SERVER), net.bind(CLIENT));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let name = FileName::new("f").unwrap();
+    let mut got = vec![0u8; 16];
+    // 4 + 512 bytes: room for a DATA of RFC 1350's blocks, none to spare.
+    for (len, asked) in [(516usize, Some(511u16)), (517, None), (1000, None)] {
+        let mut buf = vec![0u8; len];
+        let get = async {
+            let mut client = Client::new(&mut socket, SERVER, &mut buf);
+            let sink = SliceSink::new(&mut got);
+            client
+                .get(&clock, name, ClientConfig::DEFAULT, sink, |_, _| {})
+                .await
+        };
+        let rrq = async {
+            let mut rrq = [0u8; 600];
+            let (n, _) = server.recv_from(&mut rrq).await.unwrap();
+            rrq[..n].to_vec()
+        };
+        let rrq = tokio::select! {
+            outcome = get => panic!("the get ended before its request: {outcome:?}"),
+            rrq = rrq => rrq,
+        };
+        match smolsock::tftp::packet::Packet::parse(&rrq) {
+            Ok(smolsock::tftp::packet::Packet::Request { options, .. }) => {
+                assert_eq!(options.block_size, asked, "a buffer of {len}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // No room for the smallest block: refused before anything is sent.
+    let mut tiny = vec![0u8; 12];
+    let mut client = Client::new(&mut socket, SERVER, &mut tiny);
+    let sink = SliceSink::new(&mut got);
+    let outcome = client
+        .get(&clock, name, ClientConfig::DEFAULT, sink, |_, _| {})
+        .await;
+    assert_eq!(outcome, Err(smolsock::tftp::TftpError::BufferTooSmall));
 }

@@ -19,7 +19,7 @@
 //! that only repeats its last ACK gives way to a new request.
 
 use super::Listened;
-use super::packet::ErrorCode;
+use super::packet::{DATA_HEADER_LEN, DEFAULT_BLOCK_SIZE, ErrorCode, MIN_BLOCK_SIZE};
 use super::{
     ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, ServerTransfer, TftpError,
     TftpStats, bump, emit_error,
@@ -32,8 +32,12 @@ use crate::transfer::{FileSink, FileSource, SharedStore};
 ///
 /// Each transfer's request goes to `server` (port 69 as a rule); everything after
 /// it goes to the port that answered, and a datagram from any other port is
-/// answered ERROR 5 and ignored. The buffer holds one datagram: at least `4 +`
-/// the block size asked for (516 bytes for RFC 1350's 512).
+/// answered ERROR 5 and ignored. The buffer holds one datagram and a byte more:
+/// `5 +` the block size (517 bytes for RFC 1350's 512), so that a DATA longer
+/// than a block, which some sockets cut to the buffer, is seen too long and
+/// refused rather than stored cut. A get whose buffer is smaller asks for the
+/// blocks it has room for (`blksize`), and one with no room for 8 bytes is
+/// refused at once ([`TftpError::BufferTooSmall`]).
 ///
 /// A transfer returns as soon as its outcome is known. With
 /// [`with_dally`](Self::with_dally) a get then stays for its dally (see
@@ -105,6 +109,16 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
         P: FnMut(u64, Option<u64>),
         C: Clock + ?Sized,
     {
+        // Blocks that leave the buffer a byte to spare.
+        let room = self.buf.len().saturating_sub(DATA_HEADER_LEN + 1);
+        let room = u16::try_from(room).unwrap_or(u16::MAX);
+        if room < MIN_BLOCK_SIZE {
+            return Err(TftpError::BufferTooSmall);
+        }
+        let mut config = config;
+        if config.block_size.unwrap_or(DEFAULT_BLOCK_SIZE) > room {
+            config.block_size = Some(room);
+        }
         let mut session = ClientGet::new(name, config, sink, progress);
         self.run(&mut session, clock).await
     }
@@ -194,8 +208,11 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
 /// on a listening socket (port 69), the transfer on a socket of its own.
 ///
 /// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
-/// request), `datagram` for the transfer (`4 +` the largest block granted, which
-/// is also capped by `config.max_block_size`).
+/// request), `datagram` for the transfer: `5 +` the largest block granted (517
+/// bytes for RFC 1350's 512), a DATA and a byte to spare, so that a longer DATA
+/// is seen too long even where the socket cuts it; the block is also capped by
+/// `config.max_block_size`. A request without `blksize` is refused when 512-byte
+/// blocks do not fit.
 pub struct Server<'s, S, A> {
     transfer: ServerTransfer<'s, S>,
     peer: Option<A>,
@@ -255,7 +272,11 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             .transfer
             .config()
             .max_block_size
-            .min(ServerConfig::block_size_for(datagram.len()));
+            // A byte to spare: a DATA longer than a block, which some sockets
+            // cut to the buffer, is then seen too long and refused.
+            .min(ServerConfig::block_size_for(
+                datagram.len().saturating_sub(1),
+            ));
         self.transfer.set_max_block_size(max_block);
         loop {
             let now = clock.now();

@@ -345,6 +345,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
     fn begin(&mut self, block: u16, window: u16, total: Option<u64>) {
         self.common.phase = Phase::Running;
         self.common.timer.progress();
+        // The request was answered: the next thing sent (ACK 0, or the ACK of
+        // DATA 1) waits a whole timeout of its own.
+        self.common.timer.disarm();
         self.receiver = Receiver::new(block, window);
         self.total = total;
         self.crc = Crc32::new();

@@ -1156,3 +1156,63 @@ fn a_client_repeating_an_old_block_cannot_put_off_the_servers_deadline() {
     assert!(now <= Instant::from_secs(8), "ended at {now:?}");
     assert_eq!(read_file(&shared, "up"), None);
 }
+
+#[test]
+fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off() {
+    let asking = ClientConfig {
+        block_size: Some(512),
+        ..ClientConfig::DEFAULT
+    };
+    let mut into = vec![0u8; 4096];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        asking,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = vec![0u8; 600];
+    assert!(get.transmit(&mut buf, Instant::ZERO) > 0, "the RRQ");
+    // The OACK comes late, 900 ms into the request's second: ACK 0 then waits
+    // a whole timeout for DATA 1, not what was left of the request's.
+    let late = Instant::from_millis(900);
+    let options = Options {
+        block_size: Some(512),
+        ..Options::NONE
+    };
+    get.receive(&emit(Packet::Oack { options }), late);
+    assert_eq!(get.transmit(&mut buf, late), 4, "ACK 0");
+    assert_eq!(
+        get.poll_timeout(),
+        Some(late.saturating_add(DEFAULT_TIMEOUT))
+    );
+    // DATA 1, then the server repeating it (it missed our ACK) every 300 ms:
+    // each repeat is answered, but the deadline stays where DATA 1 put it.
+    let block = pattern(512);
+    let data = emit(Packet::Data {
+        block: 1,
+        data: &block,
+    });
+    let mut now = Instant::from_secs(1);
+    get.receive(&data, now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(parse(&buf[..n]), Packet::Ack { block: 1 });
+    let mut answered = 0;
+    for _ in 0..200 {
+        if get.is_done() {
+            break;
+        }
+        now = now.saturating_add(crate::time::Duration::from_millis(300));
+        if get.poll_timeout().is_some_and(|at| now >= at) {
+            get.handle_timeout(now);
+        }
+        get.receive(&data, now);
+        while get.transmit(&mut buf, now) > 0 {
+            answered += 1;
+        }
+    }
+    assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
+    assert!(answered > 5, "the repeats were answered");
+    // Six timeouts of a second after the last progress, each seen up to one
+    // step late.
+    assert!(now <= Instant::from_secs(9), "ended at {now:?}");
+}
