@@ -558,10 +558,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         out.direct_used
     }
 
-    /// Once the peer has finished and every whole frame was answered or taken: a
-    /// cut frame is an error, in any phase (after our own close too, the answers
-    /// being read to the end); otherwise an open session closes, unless the
-    /// handler has more to say.
+    /// Once the peer has finished: a frame it cut short is an error, in any
+    /// phase (after our own close too, the answers being read to the end); an
+    /// open session closes once every whole frame was answered or taken, unless
+    /// the handler has more to say.
     fn check_end(&mut self) {
         if !self.end_pending() {
             return;
@@ -573,17 +573,23 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 return;
             }
         }
-        if self.phase == Phase::Open && !self.handler.wants_to_send() {
+        if self.phase == Phase::Open && !self.reader.has_frame() && !self.handler.wants_to_send() {
             self.phase = Phase::Closing;
         }
     }
 
-    /// Whether [`check_end`](Self::check_end) has something to do.
+    /// Whether [`check_end`](Self::check_end) has something to do. While open,
+    /// the end waits for the whole frames held (a handler answers them, and
+    /// would not after an error); once closing they are never answered, and a
+    /// frame cut after them is reported at once.
     fn end_pending(&self) -> bool {
+        let frames_done = !self.reader.has_frame();
         self.peer_done
-            && self.phase != Phase::Aborted
-            && !self.reader.has_frame()
-            && (!self.end_checked || (self.phase == Phase::Open && !self.handler.wants_to_send()))
+            && match self.phase {
+                Phase::Aborted => false,
+                Phase::Closing => !self.end_checked,
+                Phase::Open => frames_done && (!self.end_checked || !self.handler.wants_to_send()),
+            }
     }
 
     fn broke(&mut self, error: ReadError) {
@@ -1114,6 +1120,43 @@ mod tests {
             assert!(!s.wants_transmit(), "nothing more to do");
             assert_eq!(s.error(), None);
         }
+    }
+
+    /// Answers the first frame and closes.
+    struct AnswerAndClose;
+
+    impl FrameHandler for AnswerAndClose {
+        fn on_frame(&mut self, _frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+            match out.send(b"bye") {
+                Ok(()) => Flow::Close,
+                Err(_) => Flow::Wait,
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_after_a_handlers_close_is_reported_past_whole_frames_left_unanswered() {
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let mut s = Framed::new(AnswerAndClose, [0u8; 40], [0u8; 20], format).unwrap();
+        s.start(now);
+        // A frame, answered with a close; another the handler will never see;
+        // then one cut by the peer's FIN.
+        let mut input = frames(&[b"hi", b"more"], format);
+        input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+        assert_eq!(s.receive(&input, now), input.len());
+        s.receive_finished(now);
+        let mut space = [0u8; 64];
+        let n = s.transmit(&mut space, now);
+        assert_eq!(&space[..n], &[0, 0, 0, 3, b'b', b'y', b'e']);
+        assert!(
+            matches!(s.error(), Some(ReadError::Truncated { received: 5, .. })),
+            "{:?}",
+            s.error()
+        );
+        assert_eq!(s.stats().read.truncated, 1);
+        assert_eq!(s.status(), Status::Close);
+        assert!(!s.wants_transmit(), "nothing more to do");
     }
 
     #[test]
