@@ -220,9 +220,12 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
     let site = StatusSite::new("smolsock", &status);
     for (request, expect) in [
         (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], "HTTP/1.1 200 OK"),
-        (b"GET /nope HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 404 Not Found",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             "HTTP/1.1 405 Method Not Allowed",
         ),
         (b"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),

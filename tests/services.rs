@@ -1259,7 +1259,7 @@ fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
     while too_large.len() < 1500 {
         too_large.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
-    let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(1100)).into_bytes();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1100)).into_bytes();
     let exchanges: [(&[u8], Vec<u8>); 8] = [
         (
             b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
@@ -1270,7 +1270,7 @@ fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
             error(StatusCode::BAD_REQUEST),
         ),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             error(StatusCode::METHOD_NOT_ALLOWED),
         ),
         (
@@ -1288,7 +1288,7 @@ fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
             error(StatusCode::REQUEST_TIMEOUT),
         ),
         (
-            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             http_response(StatusCode::OK, html, page.as_bytes(), true),
         ),
     ];

@@ -479,6 +479,15 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
             }
             Ok(http::Status::Complete { request, .. }) => {
                 self.stats.requests = self.stats.requests.saturating_add(1);
+                // The body is never read (the connection closes after the
+                // answer), but a head that frames it wrongly, or names no host,
+                // is refused as RFC 9112 asks (§6.3, §3.2).
+                let framing = request.content_length().and_then(|_| request.host());
+                if let Err(error) = framing {
+                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+                    crate::macros::net_debug!("http: refused a head: {}", error);
+                    return Some(self.response.error(error.status(), true));
+                }
                 match request.method() {
                     Method::Get => self.response.page(self.site, request.path(), true),
                     Method::Head => self.response.page(self.site, request.path(), false),

@@ -112,6 +112,9 @@ pub enum HttpError {
     InvalidContentLength,
     /// Several `Content-Length` values that disagree (400).
     ConflictingContentLength,
+    /// An HTTP/1.1 request with no `Host` field, or any request with more than
+    /// one (400, RFC 9112 §3.2).
+    InvalidHost,
 }
 
 impl HttpError {
@@ -134,7 +137,8 @@ impl HttpError {
             | HttpError::MissingColon
             | HttpError::InvalidHeaderValue
             | HttpError::InvalidContentLength
-            | HttpError::ConflictingContentLength => StatusCode::BAD_REQUEST,
+            | HttpError::ConflictingContentLength
+            | HttpError::InvalidHost => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -173,6 +177,7 @@ impl fmt::Display for HttpError {
             HttpError::UriTooLong => "request line too long",
             HttpError::InvalidContentLength => "invalid Content-Length",
             HttpError::ConflictingContentLength => "conflicting Content-Length values",
+            HttpError::InvalidHost => "no Host field in an HTTP/1.1 request, or more than one",
         };
         f.write_str(text)
     }
@@ -348,6 +353,31 @@ impl<'b, const H: usize> Request<'b, H> {
             Version::Http11 => true,
             Version::Http10 => asked_keep_alive,
         }
+    }
+
+    /// The `Host` field's value: required once in an HTTP/1.1 request, at most
+    /// once in an HTTP/1.0 one ([`HttpError::InvalidHost`] otherwise; RFC 9112
+    /// §3.2).
+    ///
+    /// ```
+    /// use smolsock::wire::http::{parse_request, HttpError, Status};
+    ///
+    /// let host = |head: &[u8]| match parse_request::<8>(head) {
+    ///     Ok(Status::Complete { request, .. }) => request.host().map(|h| h.map(str::to_owned)),
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Some("a".into())));
+    /// assert_eq!(host(b"GET / HTTP/1.0\r\n\r\n"), Ok(None));
+    /// assert_eq!(host(b"GET / HTTP/1.1\r\n\r\n"), Err(HttpError::InvalidHost));
+    /// assert_eq!(host(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), Err(HttpError::InvalidHost));
+    /// ```
+    pub fn host(&self) -> Result<Option<&'b str>, HttpError> {
+        let mut values = self.header_values("host");
+        let first = values.next();
+        if values.next().is_some() || (first.is_none() && self.version == Version::Http11) {
+            return Err(HttpError::InvalidHost);
+        }
+        Ok(first)
     }
 
     /// The body length announced by `Content-Length`, or `None` if there is no such

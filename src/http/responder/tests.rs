@@ -145,7 +145,7 @@ fn bad_requests_get_their_error_status_and_the_session_serves_the_next() {
             error(StatusCode::BAD_REQUEST),
         ),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             error(StatusCode::METHOD_NOT_ALLOWED),
         ),
         (
@@ -157,7 +157,7 @@ fn bad_requests_get_their_error_status_and_the_session_serves_the_next() {
             error(StatusCode::VERSION_NOT_SUPPORTED),
         ),
         (
-            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             http_response(StatusCode::OK, html, home.as_bytes(), true),
         ),
     ];
@@ -191,9 +191,12 @@ fn get_gets_the_page_and_garbage_gets_400() {
     let mut http = HttpResponder::<_, 512, 1024>::new(&site);
     for (request, expect) in [
         (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], "HTTP/1.1 200 OK"),
-        (b"GET /nope HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
         (
-            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 404 Not Found",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             "HTTP/1.1 405 Method Not Allowed",
         ),
         (b"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),
@@ -431,10 +434,10 @@ fn input_after_the_head_is_taken_and_thrown_away() {
     let site = StatusSite::new("smolsock", &status);
     let mut http = HttpResponder::<_, 256, 256>::new(&site);
     // A POST with a body larger than the request buffer, and a pipelined GET.
-    let mut request = b"POST /upload HTTP/1.1\r\nContent-Length: 3000\r\n\r\n".to_vec();
+    let mut request = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n".to_vec();
     let head_len = request.len();
     request.extend(std::iter::repeat_n(b'x', 3000));
-    request.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    request.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     for (cut, space) in [(1, 1), (100, 7), (5000, 5000)] {
         let before = http.stats().discarded;
         let response = answer(&mut http, &request, cut, space);
@@ -481,7 +484,7 @@ fn a_request_line_over_the_buffer_gets_414_and_a_longer_head_431() {
     let status = |w: &mut dyn fmt::Write| w.write_str("ok");
     let site = StatusSite::new("smolsock", &status);
     let mut http = HttpResponder::<_, 64, 64>::new(&site);
-    let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
     let long_head = format!("GET / HTTP/1.1\r\nCookie: {}\r\n\r\n", "a".repeat(100));
     let many_fields = format!("GET / HTTP/1.1\r\n{}\r\n", "A:\r\n".repeat(MAX_HEADERS + 1));
     let mut big = HttpResponder::<_, 1024, 64>::new(&site);
@@ -502,9 +505,9 @@ fn a_request_line_over_the_buffer_gets_414_and_a_longer_head_431() {
 fn a_page_over_the_body_buffer_gets_500_and_head_no_body() {
     let site = StatusSite::new("smolsock", &long_status);
     let mut http = HttpResponder::<_, 1024, 256>::new(&site);
-    let got = answer(&mut http, b"GET / HTTP/1.1\r\n\r\n", 100, 100);
+    let got = answer(&mut http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100, 100);
     assert_eq!(got, error(StatusCode::INTERNAL_SERVER_ERROR));
-    let got = answer(&mut http, b"HEAD / HTTP/1.1\r\n\r\n", 100, 100);
+    let got = answer(&mut http, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 100, 100);
     let body = format!("{}\n", StatusCode::INTERNAL_SERVER_ERROR);
     let head_only = http_response(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -514,7 +517,12 @@ fn a_page_over_the_body_buffer_gets_500_and_head_no_body() {
     );
     assert_eq!(got, head_only);
     // So does a missing page asked with HEAD.
-    let got = answer(&mut http, b"HEAD /nope HTTP/1.1\r\n\r\n", 100, 100);
+    let got = answer(
+        &mut http,
+        b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+        100,
+        100,
+    );
     let body = format!("{}\n", StatusCode::NOT_FOUND);
     let head_only = http_response(StatusCode::NOT_FOUND, "text/plain", body.as_bytes(), false);
     assert_eq!(got, head_only);
@@ -553,10 +561,20 @@ fn an_asset_goes_out_piece_by_piece_whatever_its_size() {
     let mut http = HttpResponder::<_, 512, 16>::new(&site);
     let expected = http_response(StatusCode::OK, "application/octet-stream", &big, true);
     for (cut, space) in [(1, 1), (9, 1460), (100, 100_000)] {
-        let got = answer(&mut http, b"GET /big.bin HTTP/1.1\r\n\r\n", cut, space);
+        let got = answer(
+            &mut http,
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+            cut,
+            space,
+        );
         assert!(got == expected, "cut {cut} space {space}");
     }
-    let got = answer(&mut http, b"HEAD /big.bin HTTP/1.1\r\n\r\n", 100, 100);
+    let got = answer(
+        &mut http,
+        b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        100,
+        100,
+    );
     let head_only = http_response(StatusCode::OK, "application/octet-stream", &big, false);
     assert_eq!(got, head_only);
     assert_eq!(
@@ -564,7 +582,12 @@ fn an_asset_goes_out_piece_by_piece_whatever_its_size() {
         3 * expected.len() as u64 + head_only.len() as u64
     );
     // A content type that would break the head is refused, not sent.
-    let got = answer(&mut http, b"GET /evil HTTP/1.1\r\n\r\n", 100, 100);
+    let got = answer(
+        &mut http,
+        b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\n",
+        100,
+        100,
+    );
     assert_eq!(got, error(StatusCode::INTERNAL_SERVER_ERROR));
 }
 
@@ -606,8 +629,8 @@ mod properties {
             GET,
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"HEAD / HTTP/1.0\r\n\r\n",
-            b"GET /missing HTTP/1.1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
             b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
             b"GET / HTTP/1.1\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
         ];
@@ -681,5 +704,35 @@ mod properties {
                 prop_assert_eq!(http.stats().head_timeouts, 1);
             }
         }
+    }
+}
+
+#[test]
+fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
+    // RFC 9112 §6.3 and §3.2: these must be refused, body or not.
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    ] {
+        let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+        let response = answer(&mut http, request, 3, 16);
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(response, error(StatusCode::BAD_REQUEST), "{what}");
+        assert_eq!(http.stats().malformed, 1, "{what}");
+    }
+    // HTTP/1.0 needs no Host; the same length twice is one length.
+    for request in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+        let response = answer(&mut http, request, 3, 16);
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert_eq!(http.stats().malformed, 0);
     }
 }
