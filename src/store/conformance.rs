@@ -4,7 +4,7 @@
 //! 1024 bytes, and panics (it is test code) when the store breaks the contract
 //! written on the trait.
 
-use super::{FileName, FileStat, Storage, StoreError};
+use super::{FileName, FileStat, Storage, StoreError, Upload};
 use crate::wire::crc32::crc32;
 
 fn name(s: &str) -> FileName {
@@ -64,6 +64,7 @@ pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
     commit_refuses_a_wrong_crc_and_keeps_nothing(&mut fresh());
     append_refuses_bytes_past_the_announced_size(&mut fresh());
     append_with_a_stale_upload_is_a_bad_offset(&mut fresh());
+    an_upload_from_before_a_start_over_writes_nothing(&mut fresh());
     commit_replaces_an_older_file_only_at_commit(&mut fresh());
     delete_removes_file_and_partial(&mut fresh());
     listing_is_sorted_and_skips_partials(&mut fresh());
@@ -224,6 +225,32 @@ fn append_with_a_stale_upload_is_a_bad_offset<S: Storage>(store: &mut S) {
     store.append(&mut upload, b"defghij").unwrap();
     store.commit(&upload, crc32(b"abcdefghij")).unwrap();
     assert_eq!(get(store, "s"), b"abcdefghij");
+}
+
+fn an_upload_from_before_a_start_over_writes_nothing<S: Storage>(store: &mut S) {
+    // The same length in the partial, other bytes: the offset alone cannot
+    // tell, and the stale upload's CRC would be published with the new bytes.
+    let mut stale = store.begin_upload(&name("s"), 4, false).unwrap();
+    store.append(&mut stale, b"abc").unwrap();
+    let mut fresh = store.begin_upload(&name("s"), 4, false).unwrap();
+    store.append(&mut fresh, b"xyz").unwrap();
+    assert_eq!(store.append(&mut stale, b"d"), Err(StoreError::NotFound));
+    let mut done = stale;
+    done.record(b"d");
+    assert_eq!(
+        store.commit(&done, crc32(b"abcd")),
+        Err(StoreError::NotFound)
+    );
+    // The fresh upload goes on as if nothing happened.
+    store.append(&mut fresh, b"!").unwrap();
+    let stat = store.commit(&fresh, crc32(b"xyz!")).unwrap();
+    assert_eq!(stat.crc, crc32(b"xyz!"));
+    assert_eq!(get(store, "s"), b"xyz!");
+    // A forged upload, for a partial of the right length but not its CRC.
+    let mut real = store.begin_upload(&name("f"), 4, false).unwrap();
+    store.append(&mut real, b"ab").unwrap();
+    let mut forged = Upload::new(name("f"), 4, 2, 0x1234_5678);
+    assert_eq!(store.append(&mut forged, b"cd"), Err(StoreError::NotFound));
 }
 
 fn commit_replaces_an_older_file_only_at_commit<S: Storage>(store: &mut S) {

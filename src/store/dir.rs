@@ -76,6 +76,10 @@ pub struct DirStore {
     /// were read once (at the first stat), with the length and modification time
     /// they had then: a file changed behind the store's back is read again.
     crcs: Mutex<HashMap<FileName, KnownCrc>>,
+    /// The CRC-32 of what each partial holds, for the uploads begun since the
+    /// store opened: an [`Upload`] whose CRC differs was made for a partial
+    /// started over since (or forged), and writes nothing.
+    partials: HashMap<FileName, u32>,
 }
 
 /// A file's CRC-32, and what the file looked like when it was known.
@@ -166,6 +170,7 @@ impl DirStore {
             commits: 0,
             versions: HashMap::new(),
             crcs: Mutex::new(HashMap::new()),
+            partials: HashMap::new(),
         };
         for entry in fs::read_dir(&store.root).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
@@ -337,6 +342,7 @@ impl Storage for DirStore {
     fn delete(&mut self, name: &FileName) -> Result<(), StoreError> {
         // Forgotten first: a file whose removal fails half way has changed anyway.
         self.versions.remove(name);
+        self.partials.remove(name);
         self.crcs
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -372,6 +378,7 @@ impl Storage for DirStore {
                 self.check_room(size.saturating_sub(held))?;
                 let (mut file, held) = open_regular(&path)?;
                 let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+                self.partials.insert(*name, crc);
                 return Ok(Upload::new(*name, size, held, crc));
             }
             Some(held) => self.remove_counted(&path, held)?,
@@ -396,6 +403,7 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         self.entries = self.entries.saturating_add(1);
+        self.partials.insert(*name, 0);
         Ok(Upload::new(*name, size, 0, 0))
     }
 
@@ -415,6 +423,10 @@ impl Storage for DirStore {
         if held != upload.written() {
             return Err(StoreError::BadOffset { expected: held });
         }
+        // The same length, other bytes: a partial started over since.
+        if self.partials.get(upload.name()) != Some(&upload.crc()) {
+            return Err(StoreError::NotFound);
+        }
         if upload.written().saturating_add(more) > upload.size() {
             return Err(StoreError::TooMuchData {
                 size: upload.size(),
@@ -426,16 +438,21 @@ impl Storage for DirStore {
             // and a resume will see the partial's real length.
             let now = file.metadata().map_or(held, |meta| meta.len());
             self.used = self.used.saturating_add(now.saturating_sub(held));
+            self.partials.remove(upload.name());
             return Err(io_error(e));
         }
         self.used = self.used.saturating_add(more);
         upload.record(data);
+        self.partials.insert(*upload.name(), upload.crc());
         Ok(())
     }
 
     fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
         let path = self.partial_path(upload.name());
         let (file, held) = open_regular(&path)?;
+        if self.partials.get(upload.name()) != Some(&upload.crc()) {
+            return Err(StoreError::NotFound);
+        }
         if held != upload.size() || upload.written() != held {
             return Err(StoreError::Incomplete {
                 written: held,
@@ -446,6 +463,7 @@ impl Storage for DirStore {
         let computed = upload.crc();
         if computed != crc {
             drop(file);
+            self.partials.remove(upload.name());
             self.remove_counted(&path, held)?;
             return Err(StoreError::ChecksumMismatch { computed });
         }
@@ -456,6 +474,7 @@ impl Storage for DirStore {
         let target = self.file_path(upload.name());
         let older = regular_len(&target)?;
         fs::rename(&path, &target).map_err(io_error)?;
+        self.partials.remove(upload.name());
         self.commits = self.commits.saturating_add(1);
         self.versions.insert(*upload.name(), self.commits);
         self.crcs
@@ -485,6 +504,7 @@ impl Storage for DirStore {
     }
 
     fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError> {
+        self.partials.remove(name);
         let path = self.partial_path(name);
         match regular_len(&path)? {
             Some(held) => self.remove_counted(&path, held),

@@ -149,7 +149,9 @@ impl Upload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// No such file (or no such partial upload).
+    /// No such file, or no such partial upload: none, or not the one an
+    /// [`Upload`] was made for (started over or removed since, or the `Upload`
+    /// forged), its CRC-32 not the partial's.
     NotFound,
     /// The bytes do not fit in the store's total capacity.
     Full {

@@ -379,6 +379,10 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
                 expected: to_u64(partial.len),
             });
         }
+        // The same length, other bytes: a partial started over since.
+        if partial.crc != upload.crc() {
+            return Err(StoreError::NotFound);
+        }
         let too_much = StoreError::TooMuchData {
             size: upload.size(),
         };
@@ -415,6 +419,9 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .ok_or(StoreError::NotFound)?;
         let partial = self.slot(index)?;
         let held = to_u64(partial.len);
+        if partial.crc != upload.crc() {
+            return Err(StoreError::NotFound);
+        }
         if partial.len != partial.cap || held != upload.size() || upload.written() != held {
             return Err(StoreError::Incomplete {
                 written: held,
