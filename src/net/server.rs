@@ -173,11 +173,11 @@ enum SlotState {
         told_finished: bool,
         /// The send buffer's fill after the last poll: less now is the peer
         /// acknowledging bytes, reading its answer.
-        queued: usize,
+        queued: u32,
     },
     /// We closed; waiting for the peer to take what is queued and finish closing.
     /// `since` is when we closed or the peer last acknowledged bytes.
-    Closing { since: Instant, queued: usize },
+    Closing { since: Instant, queued: u32 },
 }
 
 /// [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
@@ -358,7 +358,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
                     socket.close();
                     *slot.state = SlotState::Closing {
                         since: now,
-                        queued: socket.send_queue(),
+                        queued: send_queue(socket),
                     };
                 }
                 // No connection yet: drop the listener (and any handshake under
@@ -414,6 +414,12 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
         let missing = N.saturating_sub(seen);
         self.stats.missing_sockets = self.stats.missing_sockets.saturating_add(missing as u64);
     }
+}
+
+/// The bytes in the socket's send buffer (a `u32` keeps a slot's state small;
+/// no buffer is near 4 GiB, and a larger count only reads as full).
+fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
+    u32::try_from(socket.send_queue()).unwrap_or(u32::MAX)
 }
 
 /// One slot's share of a server poll.
@@ -473,12 +479,12 @@ impl<S: Session> Slot<'_, S> {
                 queued,
             } => {
                 // The peer acknowledged bytes since the last poll: it is reading.
-                let read = socket.send_queue() < queued;
+                let read = send_queue(socket) < queued;
                 let last_progress = if read { cx.now } else { last_progress };
                 self.serve(socket, cx, peer, last_progress, told_finished);
             }
             SlotState::Closing { since, queued } => {
-                let since = if socket.send_queue() < queued {
+                let since = if send_queue(socket) < queued {
                     cx.now
                 } else {
                     since
@@ -567,7 +573,7 @@ impl<S: Session> Slot<'_, S> {
                         peer,
                         last_progress,
                         told_finished,
-                        queued: socket.send_queue(),
+                        queued: send_queue(socket),
                     };
                 }
             }
@@ -602,7 +608,7 @@ impl<S: Session> Slot<'_, S> {
         } else {
             *self.state = SlotState::Closing {
                 since,
-                queued: socket.send_queue(),
+                queued: send_queue(socket),
             };
         }
     }
