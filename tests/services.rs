@@ -1824,3 +1824,51 @@ fn a_reset_while_the_server_closes_with_bytes_unsent_is_counted_a_reset() {
     assert_eq!(ends(&server), [End::Reset], "{stats}");
     assert_eq!((stats.closed, stats.resets), (0, 1));
 }
+
+#[test]
+fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
+    // A 1-byte window, a byte read every 4.5 s: each acknowledgment moves
+    // something, but not enough to earn another 5 s, so the slot is freed.
+    for close in [true, false] {
+        let mut net = sim(612, FaultConfig::CLEAN, 1, 1);
+        let config = ServerConfig {
+            idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+            ..SERVER
+        };
+        let reply = Recording::new(Reply::new(2048, close));
+        let mut server = serve(&mut net, 7, (2048, 2048), [reply], config);
+        let client = net.client.sockets.add(tcp_socket(1, 1024));
+        let (socket, cx) = net
+            .client
+            .socket_and_context::<tcp::Socket>(client)
+            .unwrap();
+        socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+        let (mut got, mut asked_at, mut next_read) = (0, None, net.now());
+        let freed_at = net
+            .run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+                let now = net.now();
+                let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+                if socket.may_send() && asked_at.is_none() {
+                    socket.send_slice(b"?").unwrap();
+                    asked_at = Some(now);
+                }
+                if now >= next_read && socket.can_recv() {
+                    got += socket.recv_slice(&mut [0; 1]).unwrap();
+                    next_read = now + Duration::from_millis(4500);
+                }
+                let freed = asked_at.is_some() && server.active() == 0;
+                freed.then_some(now)
+            })
+            .unwrap();
+        let held = freed_at - asked_at.unwrap();
+        let stats = *server.stats();
+        let end = if close {
+            End::CloseTimeout
+        } else {
+            End::IdleTimeout
+        };
+        assert_eq!(ends(&server), [end], "{stats}");
+        assert!(got < 2048, "it took {got} bytes");
+        assert!(held < Duration::from_secs(11), "held {held} ({stats})");
+    }
+}

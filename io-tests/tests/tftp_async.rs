@@ -448,3 +448,67 @@ async fn a_get_with_a_small_buffer_asks_for_the_blocks_it_has_room_for() {
         .await;
     assert_eq!(outcome, Err(smolsock::tftp::TftpError::BufferTooSmall));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_with_a_516_byte_buffer_serves_plain_reads_and_asks_uploads_for_blksize() {
+    // A read only receives ACKs: 4 + 512 bytes carry its blocks. An upload
+    // needs the byte to spare, so a plain WRQ is told to ask for smaller ones.
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let data = pattern(600);
+    let name = FileName::new("f").unwrap();
+    shared
+        .with_store(|s| {
+            use smolsock::store::Storage;
+            let mut upload = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut upload, &data).unwrap();
+            s.commit(&upload, smolsock::wire::crc32::crc32(&data))
+                .unwrap();
+        })
+        .unwrap();
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
+    let (mut reader, mut writer) = (net.bind(CLIENT), net.bind((3, 7000)));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram) = (vec![0u8; 516], vec![0u8; 516]);
+    let clients = async {
+        let patience = std::time::Duration::from_secs(10);
+        let mut answer = [0u8; 600];
+        reader
+            .send_to(b"\x00\x01f\x00octet\x00", SERVER)
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(patience, reader.recv_from(&mut answer));
+        let (n, _) = received.await.expect("DATA 1").unwrap();
+        let first = answer[..n].to_vec();
+        // The read ends (ACK of the short last block) before the upload asks.
+        reader.send_to(&[0, 4, 0, 1], TRANSFER_PORT).await.unwrap();
+        let received = tokio::time::timeout(patience, reader.recv_from(&mut answer));
+        let (n, _) = received.await.expect("DATA 2").unwrap();
+        assert_eq!(n, 4 + 88);
+        reader.send_to(&[0, 4, 0, 2], TRANSFER_PORT).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        writer
+            .send_to(b"\x00\x02up\x00octet\x00", SERVER)
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(patience, writer.recv_from(&mut answer));
+        let (n, _) = received.await.expect("an answer to the WRQ").unwrap();
+        (first, answer[..n].to_vec())
+    };
+    let (first, refused) = tokio::select! {
+        answers = clients => answers,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    assert_eq!(first.len(), 516);
+    assert_eq!(
+        (&first[..4], &first[4..]),
+        (&[0, 3, 0, 1][..], &data[..512])
+    );
+    assert_eq!(&refused[..4], &[0, 5, 0, 0]);
+    assert!(
+        String::from_utf8_lossy(&refused).contains("blksize"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+}

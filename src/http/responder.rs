@@ -486,7 +486,8 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                 if let Err(error) = framing {
                     self.stats.malformed = self.stats.malformed.saturating_add(1);
                     crate::macros::net_debug!("http: refused a head: {}", error);
-                    return Some(self.response.error(error.status(), true));
+                    let with_body = request.method() != Method::Head;
+                    return Some(self.response.error(error.status(), with_body));
                 }
                 match request.method() {
                     Method::Get => self.response.page(self.site, request.path(), true),

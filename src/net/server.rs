@@ -97,13 +97,15 @@ pub struct ServerConfig {
     /// A handshake that does not complete in this time frees its slot.
     pub handshake_timeout: Duration,
     /// A connection on which no byte moves for this long (none received, none
-    /// sent, none of the answer acknowledged by the peer) is reset, freeing its
-    /// slot. `None` keeps silent peers forever (not advised: one can hold a slot).
+    /// sent, and not a KiB of the answer, or its rest, acknowledged by the
+    /// peer) is reset, freeing its slot. `None` keeps silent peers forever (not
+    /// advised: one can hold a slot).
     pub idle_timeout: Option<Duration>,
     /// After the server closes, the peer has this long to take what is queued
-    /// and close too (its input is read and dropped meanwhile); each byte it
-    /// acknowledges gives it this long again, so a slow reader gets its whole
-    /// answer and a stalled one is reset.
+    /// and close too (its input is read and dropped meanwhile); each KiB it
+    /// acknowledges (or the rest, when less) gives it this long again, so a
+    /// slow reader gets its whole answer and a stalled one, or one taking a
+    /// byte at a time, is reset.
     pub close_timeout: Duration,
     /// Nagle's algorithm on accepted sockets (smoltcp's default is on), unless the
     /// session asks for no delay ([`Session::no_delay`]).
@@ -422,6 +424,19 @@ fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
     u32::try_from(socket.send_queue()).unwrap_or(u32::MAX)
 }
 
+/// What a peer must acknowledge of its answer to earn another close or idle
+/// timeout: this many bytes, or all that is queued when less. A peer taking its
+/// answer a byte at a time cannot hold a slot for a timeout per byte: at most
+/// for one per KiB of the send buffer, and one more.
+const ACK_PROGRESS: u32 = 1024;
+
+/// Whether the peer acknowledged enough of what was queued at its last
+/// progress (`queued`) to count as progress again.
+fn took_enough(queued: u32, socket: &tcp::Socket<'_>) -> bool {
+    let taken = queued.saturating_sub(send_queue(socket));
+    taken > 0 && taken >= queued.min(ACK_PROGRESS)
+}
+
 /// One slot's share of a server poll.
 struct Slot<'a, S> {
     state: &'a mut SlotState,
@@ -478,18 +493,18 @@ impl<S: Session> Slot<'_, S> {
                 told_finished,
                 queued,
             } => {
-                // The peer acknowledged bytes since the last poll: it is reading.
-                let read = send_queue(socket) < queued;
+                // The peer took enough of its answer since the last progress:
+                // it is reading.
+                let read = took_enough(queued, socket);
                 let last_progress = if read { cx.now } else { last_progress };
-                self.serve(socket, cx, peer, last_progress, told_finished);
+                self.serve(socket, cx, peer, last_progress, told_finished, queued);
             }
             SlotState::Closing { since, queued } => {
-                let since = if send_queue(socket) < queued {
-                    cx.now
+                if took_enough(queued, socket) {
+                    self.closing(socket, cx, cx.now, send_queue(socket));
                 } else {
-                    since
-                };
-                self.closing(socket, cx, since);
+                    self.closing(socket, cx, since, queued);
+                }
             }
         }
     }
@@ -520,7 +535,7 @@ impl<S: Session> Slot<'_, S> {
         self.stats.accepted = self.stats.accepted.saturating_add(1);
         crate::macros::net_debug!("tcp/{}: accepted {}", cx.port, peer);
         self.session.start(cx.now);
-        self.serve(socket, cx, peer, cx.now, false);
+        self.serve(socket, cx, peer, cx.now, false, 0);
     }
 
     fn serve(
@@ -530,6 +545,7 @@ impl<S: Session> Slot<'_, S> {
         peer: IpEndpoint,
         last_progress: Instant,
         mut told_finished: bool,
+        queued: u32,
     ) {
         let now = cx.now;
         if !socket.is_active() {
@@ -556,7 +572,7 @@ impl<S: Session> Slot<'_, S> {
             }
             Status::Close => {
                 socket.close();
-                self.closing(socket, cx, now);
+                self.closing(socket, cx, now, send_queue(socket));
             }
             Status::Open => {
                 if cx
@@ -569,11 +585,17 @@ impl<S: Session> Slot<'_, S> {
                     self.end(End::IdleTimeout, cx);
                     *self.state = SlotState::Aborting;
                 } else {
+                    // What the peer must take from here to show progress.
+                    let queued = if last_progress == now {
+                        send_queue(socket)
+                    } else {
+                        queued
+                    };
                     *self.state = SlotState::Active {
                         peer,
                         last_progress,
                         told_finished,
-                        queued: send_queue(socket),
+                        queued,
                     };
                 }
             }
@@ -583,9 +605,17 @@ impl<S: Session> Slot<'_, S> {
     /// We closed: read and drop what the peer still sends so its FIN gets
     /// through, and free the slot once it has, or once the close timeout passes
     /// with the peer taking nothing (a peer still reading the answer is not cut
-    /// off: each byte it acknowledges puts the deadline off, as nginx's
-    /// `send_timeout` does; what it can take is bounded by the send buffer).
-    fn closing(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>, since: Instant) {
+    /// off: each KiB it acknowledges, or the rest when less, puts the deadline
+    /// off, as nginx's `send_timeout` does for any progress; so a peer taking
+    /// a byte at a time is still reset, and none holds the slot for more than
+    /// a timeout per KiB of the send buffer).
+    fn closing(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        cx: PollContext<'_>,
+        since: Instant,
+        queued: u32,
+    ) {
         let dropped = discard(socket);
         self.stats.discarded = self.stats.discarded.saturating_add(dropped as u64);
         if !socket.is_active() || socket.state() == tcp::State::TimeWait {
@@ -606,10 +636,7 @@ impl<S: Session> Slot<'_, S> {
             self.end(End::CloseTimeout, cx);
             *self.state = SlotState::Aborting;
         } else {
-            *self.state = SlotState::Closing {
-                since,
-                queued: send_queue(socket),
-            };
+            *self.state = SlotState::Closing { since, queued };
         }
     }
 

@@ -208,11 +208,11 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
 /// on a listening socket (port 69), the transfer on a socket of its own.
 ///
 /// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
-/// request), `datagram` for the transfer: `5 +` the largest block granted (517
-/// bytes for RFC 1350's 512), a DATA and a byte to spare, so that a longer DATA
-/// is seen too long even where the socket cuts it; the block is also capped by
-/// `config.max_block_size`. A request without `blksize` is refused when 512-byte
-/// blocks do not fit.
+/// request), `datagram` for the transfer: `4 +` the largest block a read is
+/// granted, and `5 +` the largest an upload is (517 bytes for RFC 1350's 512),
+/// a DATA and a byte to spare, so that a longer DATA is seen too long even where
+/// the socket cuts it; blocks are also capped by `config.max_block_size`. A
+/// request without `blksize` is refused when 512-byte blocks do not fit.
 pub struct Server<'s, S, A> {
     transfer: ServerTransfer<'s, S>,
     peer: Option<A>,
@@ -272,12 +272,12 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             .transfer
             .config()
             .max_block_size
-            // A byte to spare: a DATA longer than a block, which some sockets
-            // cut to the buffer, is then seen too long and refused.
-            .min(ServerConfig::block_size_for(
-                datagram.len().saturating_sub(1),
-            ));
+            .min(ServerConfig::block_size_for(datagram.len()));
         self.transfer.set_max_block_size(max_block);
+        // Uploads keep a byte to spare: a DATA longer than a block, which some
+        // sockets cut to the buffer, is then seen too long and refused.
+        let max_write = ServerConfig::block_size_for(datagram.len().saturating_sub(1));
+        self.transfer.set_max_write_block_size(max_write);
         loop {
             let now = clock.now();
             if self.transfer.poll_timeout().is_some_and(|at| now >= at) {

@@ -320,7 +320,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             (Phase::Request, Packet::Oack { options }) => {
                 match self.common.config.granted(&self.common.asked, &options) {
                     Ok((block, window)) => {
-                        self.begin(block, window, options.transfer_size);
+                        self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
                         self.receiver.ack_due = true;
                     }
@@ -329,7 +329,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             (Phase::Request, Packet::Data { block, data }) => {
                 // No OACK: the server took no option, RFC 1350 it is.
-                self.begin(DEFAULT_BLOCK_SIZE, 1, None);
+                self.begin(DEFAULT_BLOCK_SIZE, 1, None, now);
                 self.on_data(block, data, now);
             }
             (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data, now),
@@ -342,12 +342,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         }
     }
 
-    fn begin(&mut self, block: u16, window: u16, total: Option<u64>) {
+    fn begin(&mut self, block: u16, window: u16, total: Option<u64>, now: Instant) {
         self.common.phase = Phase::Running;
         self.common.timer.progress();
-        // The request was answered: the next thing sent (ACK 0, or the ACK of
-        // DATA 1) waits a whole timeout of its own.
-        self.common.timer.disarm();
+        // The request was answered: what comes next (DATA 1, after our ACK 0)
+        // gets a whole timeout from now, not what was left of the request's.
+        self.common.timer.arm(now);
         self.receiver = Receiver::new(block, window);
         self.total = total;
         self.crc = Crc32::new();

@@ -71,11 +71,6 @@ impl Timer {
         }
     }
 
-    /// No deadline until the next [`arm`](Self::arm).
-    pub const fn disarm(&mut self) {
-        self.deadline = None;
-    }
-
     /// The peer moved the transfer on: every try is available again.
     pub const fn progress(&mut self) {
         self.tries = 0;

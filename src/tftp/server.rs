@@ -153,6 +153,10 @@ pub struct ServerTransfer<'s, S> {
     kind: Option<TransferKind>,
     outcome: Option<Result<u64, TftpError>>,
     stats: TftpStats,
+    /// The largest block an upload is granted: the adapter's receive buffer
+    /// less a DATA header and a byte to spare, where its socket may cut a
+    /// longer datagram to the buffer (a read only receives ACKs).
+    max_write_block: u16,
 }
 
 impl<S> core::fmt::Debug for ServerTransfer<'_, S> {
@@ -176,6 +180,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             kind: None,
             outcome: None,
             stats: TftpStats::ZERO,
+            max_write_block: u16::MAX,
         }
     }
 
@@ -194,6 +199,14 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
     /// the same MTU).
     pub fn set_max_block_size(&mut self, max: u16) {
         self.config.max_block_size = max;
+    }
+
+    /// Caps the blocks of uploads (WRQ) at `max`, below the reads' limit: for
+    /// an adapter whose socket cuts a datagram to its buffer, so that the byte
+    /// to spare shows a DATA longer than a block.
+    #[cfg(feature = "embedded-io-async")]
+    pub(crate) fn set_max_write_block_size(&mut self, max: u16) {
+        self.max_write_block = max;
     }
 
     /// Whether a transfer is in progress (or its last packets still go out).
@@ -281,7 +294,11 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             Err(e) => return failing(TftpError::BadName(e)),
         };
         let mut granted = Options::NONE;
-        let max_block = self.config.max_block_size.max(MIN_BLOCK_SIZE);
+        let max_block = match kind {
+            RequestKind::Read => self.config.max_block_size,
+            RequestKind::Write => self.config.max_block_size.min(self.max_write_block),
+        }
+        .max(MIN_BLOCK_SIZE);
         granted.block_size = options.block_size.map(|b| b.min(max_block));
         granted.window_size = options
             .window_size

@@ -1216,3 +1216,36 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off()
     // step late.
     assert!(now <= Instant::from_secs(9), "ended at {now:?}");
 }
+
+#[test]
+fn a_get_whose_first_answer_is_an_old_block_still_has_a_deadline() {
+    let mut into = vec![0u8; 64];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = vec![0u8; 600];
+    assert!(get.transmit(&mut buf, Instant::ZERO) > 0, "the RRQ");
+    // No OACK, and a block from long ago: a duplicate, nothing to answer.
+    let at = Instant::from_millis(100);
+    get.receive(
+        &emit(Packet::Data {
+            block: 65535,
+            data: &[1, 2, 3],
+        }),
+        at,
+    );
+    while get.transmit(&mut buf, at) > 0 {}
+    assert_eq!(get.poll_timeout(), Some(at.saturating_add(DEFAULT_TIMEOUT)));
+    // And it ends by its tries if nothing more comes.
+    for _ in 0..20 {
+        let Some(now) = get.poll_timeout() else {
+            break;
+        };
+        get.handle_timeout(now);
+        while get.transmit(&mut buf, now) > 0 {}
+    }
+    assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
+}

@@ -725,6 +725,19 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         assert_eq!(response, error(StatusCode::BAD_REQUEST), "{what}");
         assert_eq!(http.stats().malformed, 1, "{what}");
     }
+    // A HEAD refused so gets the head alone (RFC 9110 §9.3.2).
+    let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+    let response = answer(&mut http, b"HEAD / HTTP/1.1\r\n\r\n", 3, 16);
+    let expected = http_response(
+        StatusCode::BAD_REQUEST,
+        "text/plain",
+        b"400 Bad Request\n",
+        false,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&response),
+        String::from_utf8_lossy(&expected)
+    );
     // HTTP/1.0 needs no Host; the same length twice is one length.
     for request in [
         &b"GET / HTTP/1.0\r\n\r\n"[..],
