@@ -119,7 +119,8 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   SYNs from addresses that never answer then holds a slot only until the next
 ///   SYN arrives, and a real client, whose handshake completes in one round trip,
 ///   gets through. The handshake of a peer known to be there (it sent us ARP, or
-///   completed a handshake before) is never evicted: a forged SYN from an address
+///   completed a handshake before; for IPv6, a neighbor solicitation or
+///   advertisement) is never evicted: a forged SYN from an address
 ///   on the link leaves smoltcp's socket slot silent for 1 s (its ARP is never
 ///   answered), and a real client served next in that slot waits that long for its
 ///   SYN-ACK. (The server's handshake timeout still frees such a slot.)
@@ -221,7 +222,10 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
     pub fn forget(&mut self, port: u16) {
         let state = self.state.get_mut();
         state.ports.retain(|&(p, _)| p != port);
+        let before = state.held.len();
         state.held.retain(|h| h.port != port);
+        let dropped = before.saturating_sub(state.held.len());
+        state.stats.syns_dropped = state.stats.syns_dropped.saturating_add(dropped as u64);
     }
 
     /// Looks at the sockets before each `Interface::poll` (after the services had
@@ -335,7 +339,9 @@ pub struct Gated<'a, D, const H: usize, const P: usize, const C: usize> {
 impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
     /// What smoltcp should see of a received frame: `false` to hide it.
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
-        if let Some(sender) = arp_sender(self.medium, frame) {
+        if let Some(sender) =
+            arp_sender(self.medium, frame).or_else(|| ndp_sender(self.medium, frame))
+        {
             self.remember_alive(sender);
         }
         let Some(segment) = Segment::parse(self.medium, frame) else {
@@ -439,6 +445,19 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         Some(held)
     }
 
+    /// Puts back a SYN [`replay`](Self::replay) gave that could not go in (the
+    /// device had no room to send the answer): it is replayed later, as if
+    /// never taken.
+    fn unreplay(&mut self, held: HeldSyn) {
+        if let Some((_, count)) = self.ports.iter_mut().find(|(p, _)| *p == held.port) {
+            *count = count.saturating_add(1);
+        }
+        self.stats.syns_replayed = self.stats.syns_replayed.saturating_sub(1);
+        if self.held.insert(0, held).is_err() {
+            self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
+        }
+    }
+
     /// Notes the ACK number of a segment we send.
     fn observe(&mut self, frame: &[u8]) {
         let Some(segment) = Segment::parse(self.medium, frame) else {
@@ -494,6 +513,54 @@ fn arp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
     }
 }
 
+/// The TCP segment of an IPv6 packet whose first header after the fixed one is
+/// `next` and whose payload is `payload`: past the extension headers smoltcp
+/// goes past too (Hop-by-Hop, Routing, Destination Options), so that none can
+/// carry a segment by the backlog unseen. A fragment is not a whole segment
+/// (smoltcp drops it unless built to reassemble), nor is anything else.
+fn ipv6_tcp(mut next: IpProtocol, mut payload: &[u8]) -> Option<&[u8]> {
+    // Bounded: each header takes at least 8 bytes of a packet of at most 64 KiB,
+    // and no sane packet chains more than a few.
+    for _ in 0..8 {
+        match next {
+            IpProtocol::Tcp => return Some(payload),
+            IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
+                let (&following, &units) = (payload.first()?, payload.get(1)?);
+                let len = usize::from(units).saturating_add(1).saturating_mul(8);
+                next = IpProtocol::from(following);
+                payload = payload.get(len..)?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The sender of an IPv6 neighbor solicitation or advertisement: IPv6's ARP, a
+/// host on the link that is there (a duplicate-address probe, from `::`, names
+/// none).
+fn ndp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
+    let ip = match medium {
+        Medium::Ethernet => {
+            let eth = EthernetFrame::new_checked(frame).ok()?;
+            if eth.ethertype() != EthernetProtocol::Ipv6 {
+                return None;
+            }
+            frame.get(EthernetFrame::<&[u8]>::header_len()..)?
+        }
+        _ => return None,
+    };
+    let packet = Ipv6Packet::new_checked(ip).ok()?;
+    // Neighbor discovery is sent with no extension header, and a hop limit of
+    // 255 that no router could have passed on (RFC 4861 §7.1).
+    if packet.next_header() != IpProtocol::Icmpv6 || packet.hop_limit() != 255 {
+        return None;
+    }
+    let kind = *ip.get(40)?;
+    let src = packet.src_addr();
+    ((kind == 135 || kind == 136) && !src.is_unspecified()).then_some(IpAddress::Ipv6(src))
+}
+
 /// The TCP fields the backlog looks at.
 struct Segment {
     src: IpAddress,
@@ -541,15 +608,12 @@ impl Segment {
             }
             6 => {
                 let packet = Ipv6Packet::new_checked(ip).ok()?;
-                // Extension headers are rare on TCP; such segments pass unfiltered.
-                if packet.next_header() != IpProtocol::Tcp {
-                    return None;
-                }
                 let end = 40usize.checked_add(usize::from(packet.payload_len()))?;
+                let payload = ipv6_tcp(packet.next_header(), ip.get(40..end)?)?;
                 (
                     IpAddress::Ipv6(packet.src_addr()),
                     IpAddress::Ipv6(packet.dst_addr()),
-                    ip.get(40..end)?,
+                    payload,
                 )
             }
             _ => return None,
@@ -587,7 +651,13 @@ impl<D: Device, const H: usize, const P: usize, const C: usize> Device for Gated
             .and_then(|mut state| state.replay(timestamp));
         let state = self.state;
         if let Some(held) = held {
-            let tx = self.inner.transmit(timestamp)?;
+            // No room to send the SYN-ACK: the SYN waits for the next poll.
+            let Some(tx) = self.inner.transmit(timestamp) else {
+                if let Ok(mut state) = state.try_borrow_mut() {
+                    state.unreplay(held);
+                }
+                return None;
+            };
             return Some((
                 RxToken {
                     source: Source::Held(held),
@@ -678,5 +748,225 @@ impl<T: phy::TxToken, const H: usize, const P: usize, const C: usize> phy::TxTok
             }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::{ChecksumCapabilities, RxToken as _};
+    use smoltcp::wire::{Ipv6Address, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
+    use std::collections::VecDeque;
+    use std::vec::Vec;
+
+    const US: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+    const PEER: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
+    const PORT: u16 = 7;
+
+    /// An IPv6 packet (medium IP) carrying a TCP segment with no payload, behind
+    /// an empty Hop-by-Hop header if `hop_by_hop`.
+    fn segment(
+        (src, dst): (Ipv6Address, Ipv6Address),
+        (src_port, dst_port): (u16, u16),
+        control: TcpControl,
+        (seq, ack): (u32, Option<u32>),
+        hop_by_hop: bool,
+    ) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port,
+            dst_port,
+            control,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 64240,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let mut body = vec![0; tcp.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(&mut body[..]),
+            &IpAddress::Ipv6(src),
+            &IpAddress::Ipv6(dst),
+            &caps,
+        );
+        if hop_by_hop {
+            // Next header TCP, 8 bytes long, a PadN option filling it.
+            let mut ext = vec![6, 0, 1, 4, 0, 0, 0, 0];
+            ext.extend_from_slice(&body);
+            body = ext;
+        }
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: if hop_by_hop {
+                IpProtocol::HopByHop
+            } else {
+                IpProtocol::Tcp
+            },
+            payload_len: body.len(),
+            hop_limit: 64,
+        };
+        let mut frame = vec![0; ip.buffer_len()];
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut frame[..]));
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    fn state(backlog: &mut Backlog<4, 4, 8>) -> &mut State<4, 4, 8> {
+        let state = backlog.state.get_mut();
+        state.medium = Medium::Ip;
+        state
+    }
+
+    #[test]
+    fn extension_headers_carry_no_segment_past_the_backlog() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        let now = Instant::ZERO;
+        // Our ACK tells the peer the one sequence number its RST must carry.
+        let ours = segment(
+            (US, PEER),
+            (PORT, 50000),
+            TcpControl::None,
+            (1, Some(1000)),
+            false,
+        );
+        state.observe(&ours);
+        for hop_by_hop in [false, true] {
+            let stepped = segment(
+                (PEER, US),
+                (50000, PORT),
+                TcpControl::Rst,
+                (5000, None),
+                hop_by_hop,
+            );
+            assert!(!state.admit(&stepped, now), "hop-by-hop {hop_by_hop}");
+            let exact = segment(
+                (PEER, US),
+                (50000, PORT),
+                TcpControl::Rst,
+                (1000, None),
+                hop_by_hop,
+            );
+            assert!(state.admit(&exact, now), "hop-by-hop {hop_by_hop}");
+        }
+        assert_eq!(state.stats.blind_resets_dropped, 2);
+        // A SYN to a port with no listener left is held, behind the header too.
+        state.ports.push((PORT, 0)).unwrap();
+        let syn = segment((PEER, US), (50001, PORT), TcpControl::Syn, (77, None), true);
+        assert!(!state.admit(&syn, now));
+        assert_eq!(state.stats.syns_held, 1);
+        // Headers that cannot be walked to their end are no segment: passed on
+        // (smoltcp drops them too), never read as one.
+        let mut cut = segment(
+            (PEER, US),
+            (50000, PORT),
+            TcpControl::Rst,
+            (5000, None),
+            true,
+        );
+        cut[41] = 200;
+        assert!(Segment::parse(Medium::Ip, &cut).is_none());
+    }
+
+    /// A device with frames to receive, and room to send only while `room`.
+    struct Link {
+        frames: VecDeque<Vec<u8>>,
+        room: bool,
+        sent: Vec<Vec<u8>>,
+    }
+
+    struct Rx(Vec<u8>);
+    struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+
+    impl phy::RxToken for Rx {
+        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+            f(&self.0)
+        }
+    }
+
+    impl phy::TxToken for Tx<'_> {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            let mut frame = vec![0; len];
+            let result = f(&mut frame);
+            self.0.push(frame);
+            result
+        }
+    }
+
+    impl Device for Link {
+        type RxToken<'a> = Rx;
+        type TxToken<'a> = Tx<'a>;
+
+        fn receive(&mut self, _now: Instant) -> Option<(Rx, Tx<'_>)> {
+            if !self.room {
+                return None;
+            }
+            let frame = self.frames.pop_front()?;
+            Some((Rx(frame), Tx(&mut self.sent)))
+        }
+
+        fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
+            self.room.then_some(Tx(&mut self.sent))
+        }
+
+        fn capabilities(&self) -> DeviceCapabilities {
+            let mut caps = DeviceCapabilities::default();
+            caps.medium = Medium::Ip;
+            caps.max_transmission_unit = 1500;
+            caps
+        }
+    }
+
+    #[test]
+    fn a_held_syn_the_device_has_no_room_to_answer_waits_for_the_next_poll() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        let now = Instant::ZERO;
+        state.ports.push((PORT, 0)).unwrap();
+        let syn = segment(
+            (PEER, US),
+            (50001, PORT),
+            TcpControl::Syn,
+            (77, None),
+            false,
+        );
+        assert!(!state.admit(&syn, now));
+        // A socket listens again, but the device cannot send the SYN-ACK now.
+        state.ports[0].1 = 1;
+        let mut link = Link {
+            frames: VecDeque::new(),
+            room: false,
+            sent: Vec::new(),
+        };
+        assert!(backlog.device(&mut link).receive(now).is_none());
+        assert_eq!(backlog.stats().syns_replayed, 0, "not replayed yet");
+        // The next poll, with room: the same SYN, whole.
+        link.room = true;
+        let mut gated = backlog.device(&mut link);
+        let (rx, _tx) = gated.receive(now).unwrap();
+        let replayed = rx.consume(|frame| frame.to_vec());
+        assert_eq!(replayed, syn);
+        let stats = backlog.stats();
+        assert_eq!((stats.syns_replayed, stats.syns_dropped), (1, 0));
+    }
+
+    #[test]
+    fn forgetting_a_port_counts_the_syns_it_held_as_dropped() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        state.ports.push((PORT, 0)).unwrap();
+        for port in [50001, 50002] {
+            let syn = segment((PEER, US), (port, PORT), TcpControl::Syn, (77, None), false);
+            assert!(!state.admit(&syn, Instant::ZERO));
+        }
+        backlog.forget(PORT);
+        let stats = backlog.stats();
+        assert_eq!((stats.syns_held, stats.syns_dropped), (2, 2));
     }
 }
