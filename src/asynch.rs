@@ -180,6 +180,7 @@ use embedded_io_async::{Read, Write};
 use crate::pump::{Did, Finish, Op, Pump, Step};
 pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
+use crate::time::Duration;
 use crate::time::Instant;
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
 
@@ -271,6 +272,7 @@ where
 pub struct Connection<'b, T> {
     io: T,
     pump: Pump<'b>,
+    idle: Option<Duration>,
 }
 
 impl<'b, T: Read + Write> Connection<'b, T> {
@@ -280,6 +282,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         Self {
             io,
             pump: Pump::new(rx, tx),
+            idle: None,
         }
     }
 
@@ -287,6 +290,18 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     #[must_use]
     pub fn with_flush(mut self, flush: Flush) -> Self {
         self.pump.set_flush(flush);
+        self
+    }
+
+    /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
+    /// `timeout`: no byte read, none written, no flush done. A peer that sends
+    /// nothing and reads nothing (its window shut, the answer stuck in the
+    /// socket) then frees the connection, whatever its TCP stack keeps
+    /// acknowledging; `TcpServer`'s `idle_timeout` is the same deadline. Unset,
+    /// only the session's own deadlines and the stream's end a run.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle = Some(timeout);
         self
     }
 
@@ -394,13 +409,23 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         session.start(clock.now());
         self.pump.begin();
         let mut done = None;
+        let mut last_progress = clock.now();
         loop {
             let now = clock.now();
+            let idle_at = self.idle.map(|idle| last_progress.saturating_add(idle));
+            if idle_at.is_some_and(|at| now >= at) {
+                session.end(now);
+                self.pump.end();
+                return Err(Error::IdleTimeout);
+            }
             self.pump.advance(session, now, done.is_none());
             if done.is_none() {
                 done = outcome(session);
             }
-            let deadline = session.poll_timeout();
+            let deadline = match (session.poll_timeout(), idle_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let op = match self.pump.next(session, done.is_none()) {
                 Step::Io(op) => op,
                 Step::Done(end) => {
@@ -415,7 +440,14 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                 },
             };
             match perform(&mut self.io, op, clock, deadline, now).await {
-                Ok(did) => self.pump.did(did),
+                Ok(did) => {
+                    if matches!(did, Did::Read(_) | Did::Flushed)
+                        || matches!(did, Did::Wrote(n) if n > 0)
+                    {
+                        last_progress = clock.now();
+                    }
+                    self.pump.did(did);
+                }
                 Err(e) => {
                     session.end(clock.now());
                     self.pump.end();

@@ -81,6 +81,10 @@ pub enum Error<E> {
     /// A request's connection ended and the request gave no outcome, which
     /// [`Request`](crate::session::Request) promises it does.
     NoOutcome,
+    /// Nothing moved for the connection's idle timeout: no byte read or
+    /// written, the peer silent or reading nothing (the async adapter's
+    /// `Connection::with_idle_timeout`).
+    IdleTimeout,
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
@@ -93,6 +97,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             ),
             Error::Ended => f.write_str("the connection has already ended"),
             Error::NoOutcome => f.write_str("the request ended without an outcome"),
+            Error::IdleTimeout => f.write_str("nothing moved for the idle timeout"),
         }
     }
 }
@@ -112,6 +117,7 @@ impl<E: embedded_io::Error + 'static> embedded_io::Error for Error<E> {
             Error::Io(e) => e.kind(),
             Error::WriteZero => embedded_io::ErrorKind::WriteZero,
             Error::Ended => embedded_io::ErrorKind::NotConnected,
+            Error::IdleTimeout => embedded_io::ErrorKind::TimedOut,
             Error::Stalled | Error::NoOutcome => embedded_io::ErrorKind::Other,
         }
     }

@@ -815,3 +815,47 @@ async fn a_whole_transfer_with_a_resume_over_tokio_tcp() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_reads_nothing_or_says_nothing_ends_the_run_at_the_idle_timeout() {
+    // Its TCP stack may keep acknowledging (zero-window probes), but no byte
+    // moves: the connection is freed by time, not by the peer's good will.
+    for sends in [3000, 0] {
+        let (mut server, client) = duplex(256, 256);
+        let Duplex {
+            rx: _client_rx,
+            tx: mut client_tx,
+        } = client;
+        let clock = TokioClock(tokio::time::Instant::now());
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+        let mut session = Echo::new();
+        let idle = Duration::from_secs(60);
+        let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_idle_timeout(idle);
+        // More than the way back holds (or nothing), and it never reads: the
+        // echo stalls on a full stream, or waits for input that never comes.
+        let peer = async {
+            client_tx.write_all_bytes(&pattern(sends)).await;
+            std::future::pending::<()>().await
+        };
+        // Bounded, should the deadline not fire: two minutes of virtual time.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            tokio::select! {
+                end = conn.run(&mut session, &clock) => end,
+                () = peer => unreachable!("the peer never finishes"),
+            }
+        });
+        let end = run.await.expect("the run ended by its idle timeout");
+        assert_eq!(end, Err(Error::IdleTimeout), "sends {sends}");
+        // Timed from the last byte that moved, early on.
+        let took = clock.now();
+        assert!(
+            took >= Instant::ZERO.saturating_add(idle)
+                && took
+                    < Instant::ZERO
+                        .saturating_add(idle)
+                        .saturating_add(Duration::from_secs(1)),
+            "sends {sends}: ended at {took:?}"
+        );
+        assert_eq!(conn.run(&mut session, &clock).await, Err(Error::Ended));
+    }
+}

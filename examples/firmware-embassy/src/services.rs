@@ -88,10 +88,14 @@ const STORE_FILES: usize = 8;
 /// A 1 MiB file, a 1 MiB re-upload of it, and room to spare.
 pub const STORE_BYTES: usize = 3 * 1024 * 1024;
 
-/// The deadlines of the poll-loop firmware's pools: a connection with no
-/// segment from its peer for 60 s is reset by the stack (this also ends a
-/// handshake that never completes), and a close gets 5 s to be acknowledged.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The deadlines of the poll-loop firmware's pools: a handshake that does not
+/// complete in 3 s is reset by the stack; a connection on which no byte moves
+/// for 60 s (the peer silent, or reading nothing while its stack acknowledges
+/// our probes) ends by the adapter's idle timeout, and one whose peer sends no
+/// segment for that long by the stack's; a close gets 5 s to be acknowledged.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(IDLE_SECS);
+const IDLE_SECS: u64 = 60;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
@@ -352,7 +356,9 @@ async fn serve<S: Session>(
     } = buffers;
     loop {
         let mut socket = TcpSocket::new(stack, &mut *socket_rx, &mut *socket_tx);
-        socket.set_timeout(Some(IDLE_TIMEOUT));
+        // In SYN-RECEIVED the stack's timeout is the handshake's deadline (a
+        // forged SYN holds the task that long); it does not run in LISTEN.
+        socket.set_timeout(Some(HANDSHAKE_TIMEOUT));
         socket.set_nagle_enabled(!session.no_delay());
         if socket.accept(port).await.is_err() {
             // Only a socket already in use or port 0 fail here: neither happens.
@@ -360,6 +366,12 @@ async fn serve<S: Session>(
             embassy_time::Timer::after_secs(1).await;
             continue;
         }
+        if socket.state() == embassy_net::tcp::State::Closed {
+            // The handshake never completed: listen again.
+            log::debug!("tcp/{port}: handshake timed out");
+            continue;
+        }
+        socket.set_timeout(Some(IDLE_TIMEOUT));
         status::update(|c| c.pool_mut(service).open += 1);
         row.note(&socket);
         let mut live = Live {
@@ -380,6 +392,7 @@ async fn serve<S: Session>(
         let stream = &mut socket;
         let end = Connection::new(stream, &mut *io_rx, &mut *io_tx)
             .with_flush(Flush::AtEnd)
+            .with_idle_timeout(smolsock::time::Duration::from_secs(IDLE_SECS))
             .run(&mut live, &EmbassyClock)
             .await;
         let closed = matches!(end, Ok(End::Closed));
