@@ -791,3 +791,59 @@ fn without_the_backlog_a_stepped_blind_reset_kills_the_connection() {
     assert_eq!(run.server.stats().resets, 1);
     assert_eq!(run.server.active(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// 6. A client that comes back from the port of a connection that ended.
+
+#[test]
+fn a_client_back_from_the_port_of_an_ended_connection_is_held_not_reset() {
+    // The backlog watches each connection's ACK numbers; once one ends, a SYN
+    // from its port is a new connection, to be held while the pool is busy,
+    // not a retransmission of the old one's to pass to the stack (a RST).
+    let mut net = sim(true);
+    let mut server = echo_pool::<1>(&mut net);
+    let mut first = EchoClient::new(&mut net, 49152);
+    first.connect(&mut net);
+    net.run_services(&mut server, &mut (), secs(10), |server, _, net| {
+        first.poll(net);
+        (first.done(net) && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    net.client.sockets.remove(first.handle);
+    // Another client takes the one slot and keeps it a while.
+    let mut holder = EchoClient::new(&mut net, 49160);
+    holder.close_when_echoed = false;
+    holder.connect(&mut net);
+    net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
+        holder.poll(net);
+        holder.echoed().then_some(())
+    })
+    .unwrap();
+    // The first client comes back from the same port, and the holder leaves
+    // a second later.
+    let resets_before = net.capture().resets_to(49152);
+    let mut again = EchoClient::new(&mut net, 49152);
+    again.connect(&mut net);
+    let leave_at = net.now() + secs(1);
+    let served = net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
+        holder.poll(net);
+        if net.now() >= leave_at && !holder.closed {
+            net.client
+                .sockets
+                .get_mut::<tcp::Socket>(holder.handle)
+                .close();
+            holder.closed = true;
+        }
+        again.poll(net);
+        (again.done(net) || again.refused).then_some(())
+    });
+    let resets = net.capture().resets_to(49152) - resets_before;
+    println!(
+        "back from an ended connection's port: served {:?}, refused {}, {resets} RSTs | backlog: {}",
+        served.is_ok(),
+        again.refused,
+        net.server.backlog.stats()
+    );
+    assert!(!again.refused && resets == 0, "reset instead of held");
+    assert!(again.echoed());
+}

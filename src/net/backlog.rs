@@ -273,6 +273,21 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             }
         }
         state.half_open = seen;
+        // A connection that ended is watched no more: a SYN from its port is a
+        // new connection (to hold while the pool is busy), not one of its own.
+        state.tracked.retain(|t| {
+            sockets.iter().any(|(_, socket)| {
+                tcp::Socket::downcast(socket).is_some_and(|socket| {
+                    !matches!(socket.state(), tcp::State::Closed | tcp::State::Listen)
+                        && socket
+                            .local_endpoint()
+                            .is_some_and(|e| e.port == t.local_port)
+                        && socket
+                            .remote_endpoint()
+                            .is_some_and(|e| e.addr == t.remote && e.port == t.remote_port)
+                })
+            })
+        });
         // A held SYN for a port with no listener: make room, oldest handshake first.
         let waiting: heapless::Vec<u16, P> = state
             .ports
