@@ -62,6 +62,10 @@
 //! #     impl Duration {
 //! #         pub fn from_secs(_: u64) -> Self { Duration }
 //! #     }
+//! #     pub struct TimeoutError;
+//! #     pub async fn with_timeout<F: core::future::Future>(_: Duration, f: F) -> Result<F::Output, TimeoutError> {
+//! #         Ok(f.await)
+//! #     }
 //! # }
 //! # mod embassy_net {
 //! #     #[derive(Clone, Copy)]
@@ -76,12 +80,15 @@
 //! #         impl embedded_io_async::Error for Error {
 //! #             fn kind(&self) -> embedded_io_async::ErrorKind { embedded_io_async::ErrorKind::ConnectionReset }
 //! #         }
+//! #         #[derive(PartialEq)]
+//! #         pub enum State { Closed, Established }
 //! #         pub struct TcpSocket<'a>(core::marker::PhantomData<&'a ()>);
 //! #         impl<'a> TcpSocket<'a> {
 //! #             pub fn new(_: super::Stack<'a>, _: &'a mut [u8], _: &'a mut [u8]) -> Self { TcpSocket(core::marker::PhantomData) }
 //! #             pub async fn accept(&mut self, _port: u16) -> Result<(), Error> { Ok(()) }
 //! #             pub fn set_timeout(&mut self, _: Option<crate::embassy_time::Duration>) {}
 //! #             pub fn set_nagle_enabled(&mut self, _: bool) {}
+//! #             pub fn state(&self) -> State { State::Established }
 //! #             pub fn close(&mut self) {}
 //! #             pub fn abort(&mut self) {}
 //! #             pub async fn flush(&mut self) -> Result<(), Error> { Ok(()) }
@@ -96,10 +103,11 @@
 //! #         }
 //! #     }
 //! # }
-//! use embassy_net::{Stack, tcp::TcpSocket};
+//! use embassy_net::{Stack, tcp::State, tcp::TcpSocket};
+//! use embassy_time::{Duration as EmbassyDuration, with_timeout};
 //! use smolsock::asynch::{Clock, Connection, End, Flush};
 //! use smolsock::session::{Framed, FramedEcho, Session};
-//! use smolsock::time::Instant;
+//! use smolsock::time::{Duration, Instant};
 //! use smolsock::wire::frame::HeaderFormat;
 //!
 //! /// embassy-time as smolsock's clock.
@@ -126,14 +134,20 @@
 //!     let mut session = Framed::new(FramedEcho::new(), [0u8; 1024], [0u8; 1024], format).unwrap();
 //!     loop {
 //!         let mut socket = TcpSocket::new(stack, &mut socket_rx, &mut socket_tx);
-//!         socket.set_timeout(Some(embassy_time::Duration::from_secs(30)));
+//!         // In SYN-RECEIVED the stack's timeout is the handshake's deadline: a
+//!         // forged SYN holds the task 3 s (the timeout does not run in LISTEN).
+//!         socket.set_timeout(Some(EmbassyDuration::from_secs(3)));
 //!         socket.set_nagle_enabled(!session.no_delay());
-//!         if socket.accept(9000).await.is_err() {
+//!         if socket.accept(9000).await.is_err() || socket.state() == State::Closed {
 //!             continue;
 //!         }
+//!         socket.set_timeout(Some(EmbassyDuration::from_secs(60)));
 //!         // embassy-net sends what is written on its own: flush only at the end.
+//!         // No byte moving for 60 s (a silent peer, or one that reads nothing
+//!         // while its stack acknowledges our window probes) ends the run.
 //!         let end = Connection::new(&mut socket, &mut rx, &mut tx)
 //!             .with_flush(Flush::AtEnd)
+//!             .with_idle_timeout(Duration::from_secs(60))
 //!             .run(&mut session, &EmbassyClock)
 //!             .await;
 //!         match end {
@@ -141,8 +155,11 @@
 //!             // A broken protocol, a deadline, or a stream error: reset.
 //!             Ok(End::Aborted) | Err(_) => socket.abort(),
 //!         }
-//!         // Let the FIN (or RST) out before the socket goes.
-//!         let _ = socket.flush().await;
+//!         // Let the FIN (or RST) out before the socket goes, 5 s at most: a
+//!         // peer that never acknowledges it gets a reset.
+//!         if with_timeout(EmbassyDuration::from_secs(5), socket.flush()).await.is_err() {
+//!             socket.abort();
+//!         }
 //!     }
 //! }
 //! # fn main() {}
