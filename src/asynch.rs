@@ -314,8 +314,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// `timeout`: no byte read, none written, no flush done. A peer that sends
     /// nothing and reads nothing (its window shut, the answer stuck in the
     /// socket) then frees the connection, whatever its TCP stack keeps
-    /// acknowledging; `TcpServer`'s `idle_timeout` is the same deadline. Unset,
-    /// only the session's own deadlines and the stream's end a run.
+    /// acknowledging. (`TcpServer`'s `idle_timeout` is stricter: there a write
+    /// that refills what the peer took a byte at a time is no progress; the
+    /// stream's window is not visible here.) Unset, only the session's own
+    /// deadlines and the stream's end a run.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle = Some(timeout);
@@ -439,7 +441,8 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             if done.is_none() {
                 done = outcome(session);
             }
-            let deadline = match (session.poll_timeout(), idle_at) {
+            let own = session.poll_timeout();
+            let deadline = match (own, idle_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -456,7 +459,13 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                     None => continue,
                 },
             };
-            match perform(&mut self.io, op, clock, deadline, now).await {
+            // A session that can never move again is stalled now, not at the
+            // idle timeout: its own deadline is the only one that could move it.
+            let performed = match op {
+                Op::Wait if own.is_none() => Err(Error::Stalled),
+                op => perform(&mut self.io, op, clock, deadline, now).await,
+            };
+            match performed {
                 Ok(did) => {
                     if matches!(did, Did::Read(_) | Did::Flushed)
                         || matches!(did, Did::Wrote(n) if n > 0)

@@ -1828,14 +1828,16 @@ fn a_reset_while_the_server_closes_with_bytes_unsent_is_counted_a_reset() {
 #[test]
 fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
     // A 1-byte window, a byte read every 4.5 s: each acknowledgment moves
-    // something, but not enough to earn another 5 s, so the slot is freed.
-    for close in [true, false] {
+    // something, but not enough to earn another 5 s, so the slot is freed;
+    // also when the answer is longer than the send buffer, and the session
+    // refills each byte the peer takes.
+    for (close, len) in [(true, 2048), (false, 2048), (false, 16 * 1024)] {
         let mut net = sim(612, FaultConfig::CLEAN, 1, 1);
         let config = ServerConfig {
             idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
             ..SERVER
         };
-        let reply = Recording::new(Reply::new(2048, close));
+        let reply = Recording::new(Reply::new(len, close));
         let mut server = serve(&mut net, 7, (2048, 2048), [reply], config);
         let client = net.client.sockets.add(tcp_socket(1, 1024));
         let (socket, cx) = net
@@ -1867,8 +1869,11 @@ fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
         } else {
             End::IdleTimeout
         };
-        assert_eq!(ends(&server), [end], "{stats}");
+        assert_eq!(ends(&server), [end], "{len} B: {stats}");
         assert!(got < 2048, "it took {got} bytes");
-        assert!(held < Duration::from_secs(11), "held {held} ({stats})");
+        assert!(
+            held < Duration::from_secs(11),
+            "{len} B: held {held} ({stats})"
+        );
     }
 }

@@ -859,3 +859,23 @@ async fn a_peer_that_reads_nothing_or_says_nothing_ends_the_run_at_the_idle_time
         assert_eq!(conn.run(&mut session, &clock).await, Err(Error::Ended));
     }
 }
+
+#[tokio::test]
+async fn a_stalled_session_is_reported_at_once_with_an_idle_timeout_set() {
+    // The idle timeout does not stand in for a deadline the session has not:
+    // one that takes nothing, sends nothing and waits for nothing is stalled now.
+    let (mut server, client) = duplex(64, 64);
+    let Duplex {
+        tx: mut client_tx, ..
+    } = client;
+    client_tx.write_all_bytes(b"0123456789").await;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 4], [0u8; 4]);
+    let mut session = Deaf { ends: 0 };
+    let end = Connection::new(&mut server, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::from_secs(60))
+        .run(&mut session, &clock)
+        .await;
+    assert_eq!(end, Err(Error::Stalled));
+    assert_eq!(clock.now(), Instant::ZERO, "no time passed");
+}

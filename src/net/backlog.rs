@@ -529,26 +529,20 @@ fn arp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
 }
 
 /// The TCP segment of an IPv6 packet whose first header after the fixed one is
-/// `next` and whose payload is `payload`: past the extension headers smoltcp
-/// goes past too (Hop-by-Hop, Routing, Destination Options), so that none can
-/// carry a segment by the backlog unseen. A fragment is not a whole segment
-/// (smoltcp drops it unless built to reassemble), nor is anything else.
-fn ipv6_tcp(mut next: IpProtocol, mut payload: &[u8]) -> Option<&[u8]> {
-    // Bounded: each header takes at least 8 bytes of a packet of at most 64 KiB,
-    // and no sane packet chains more than a few.
-    for _ in 0..8 {
-        match next {
-            IpProtocol::Tcp => return Some(payload),
-            IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
-                let (&following, &units) = (payload.first()?, payload.get(1)?);
-                let len = usize::from(units).saturating_add(1).saturating_mul(8);
-                next = IpProtocol::from(following);
-                payload = payload.get(len..)?;
-            }
-            _ => return None,
+/// `next` and whose payload is `payload`: past a leading Hop-by-Hop header, the
+/// one extension header smoltcp 0.14 goes past to reach TCP (it refuses the
+/// others), so that none carries a segment by the backlog unseen, and none that
+/// smoltcp would refuse is held.
+fn ipv6_tcp(next: IpProtocol, payload: &[u8]) -> Option<&[u8]> {
+    match next {
+        IpProtocol::Tcp => Some(payload),
+        IpProtocol::HopByHop => {
+            let (&following, &units) = (payload.first()?, payload.get(1)?);
+            let len = usize::from(units).saturating_add(1).saturating_mul(8);
+            (IpProtocol::from(following) == IpProtocol::Tcp).then_some(payload.get(len..)?)
         }
+        _ => None,
     }
-    None
 }
 
 /// The sender of an IPv6 neighbor solicitation or advertisement: IPv6's ARP, a
@@ -875,6 +869,12 @@ mod tests {
         state.ports.push((PORT, 0)).unwrap();
         let syn = segment((PEER, US), (50001, PORT), TcpControl::Syn, (77, None), true);
         assert!(!state.admit(&syn, now));
+        assert_eq!(state.stats.syns_held, 1);
+        // Behind a Destination Options header smoltcp refuses the packet: it is
+        // passed on, not held to take a listener it would never use.
+        let mut refused = segment((PEER, US), (50002, PORT), TcpControl::Syn, (78, None), true);
+        refused[6] = 60;
+        assert!(state.admit(&refused, now));
         assert_eq!(state.stats.syns_held, 1);
         // Headers that cannot be walked to their end are no segment: passed on
         // (smoltcp drops them too), never read as one.

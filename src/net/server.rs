@@ -169,13 +169,16 @@ enum SlotState {
     Listening { handshake_since: Option<Instant> },
     Active {
         peer: IpEndpoint,
-        /// When bytes last moved either way: between the session and the
-        /// socket, or out of the send buffer as the peer acknowledged them.
+        /// When the connection last made progress: bytes from the peer, a new
+        /// answer into an empty send buffer, or a KiB of the answer (or all
+        /// that was queued) acknowledged.
         last_progress: Instant,
         told_finished: bool,
         /// The send buffer's fill after the last poll: less now is the peer
         /// acknowledging bytes, reading its answer.
         queued: u32,
+        /// Bytes the peer acknowledged since the last progress.
+        acked: u32,
     },
     /// We closed; waiting for the peer to take what is queued and finish closing.
     /// `since` is when we closed or the peer last acknowledged bytes.
@@ -492,12 +495,10 @@ impl<S: Session> Slot<'_, S> {
                 last_progress,
                 told_finished,
                 queued,
+                acked,
             } => {
-                // The peer took enough of its answer since the last progress:
-                // it is reading.
-                let read = took_enough(queued, socket);
-                let last_progress = if read { cx.now } else { last_progress };
-                self.serve(socket, cx, peer, last_progress, told_finished, queued);
+                let acked = acked.saturating_add(queued.saturating_sub(send_queue(socket)));
+                self.serve(socket, cx, peer, last_progress, told_finished, acked);
             }
             SlotState::Closing { since, queued } => {
                 if took_enough(queued, socket) {
@@ -545,7 +546,7 @@ impl<S: Session> Slot<'_, S> {
         peer: IpEndpoint,
         last_progress: Instant,
         mut told_finished: bool,
-        queued: u32,
+        acked: u32,
     ) {
         let now = cx.now;
         if !socket.is_active() {
@@ -557,13 +558,28 @@ impl<S: Session> Slot<'_, S> {
         if self.session.poll_timeout().is_some_and(|at| now >= at) {
             self.session.handle_timeout(now);
         }
-        let mut moved = pump(self.session, socket, now);
+        // No segment comes or goes while the session is pumped: what leaves the
+        // receive buffer is the peer's, what joins the send buffer the session's.
+        let (waiting, queued) = (socket.recv_queue(), send_queue(socket));
+        pump(self.session, socket, now);
         if !told_finished && peer_finished(socket) {
             told_finished = true;
             self.session.receive_finished(now);
-            moved = moved.saturating_add(pump(self.session, socket, now));
+            pump(self.session, socket, now);
         }
-        let last_progress = if moved > 0 { now } else { last_progress };
+        let received = waiting.saturating_sub(socket.recv_queue());
+        let sent = send_queue(socket).saturating_sub(queued);
+        // Progress: bytes from the peer, a new answer into an empty send buffer,
+        // or the peer taking a KiB of its answer, or all of it. A session that
+        // refills what the peer took a byte at a time is not progress: the peer
+        // would hold the slot for as long as the answer lasts.
+        let progress =
+            received > 0 || (queued == 0 && (sent > 0 || acked > 0)) || acked >= ACK_PROGRESS;
+        let (last_progress, acked) = if progress {
+            (now, 0)
+        } else {
+            (last_progress, acked)
+        };
         match self.session.status() {
             Status::Abort => {
                 socket.abort();
@@ -585,17 +601,12 @@ impl<S: Session> Slot<'_, S> {
                     self.end(End::IdleTimeout, cx);
                     *self.state = SlotState::Aborting;
                 } else {
-                    // What the peer must take from here to show progress.
-                    let queued = if last_progress == now {
-                        send_queue(socket)
-                    } else {
-                        queued
-                    };
                     *self.state = SlotState::Active {
                         peer,
                         last_progress,
                         told_finished,
-                        queued,
+                        queued: send_queue(socket),
+                        acked,
                     };
                 }
             }
