@@ -197,8 +197,7 @@ use embedded_io_async::{Read, Write};
 use crate::pump::{Did, Finish, Op, Pump, Step};
 pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
-use crate::time::Duration;
-use crate::time::Instant;
+use crate::time::{Duration, Instant, sooner};
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
 
 /// Where time comes from: the caller's clock and its timer.
@@ -442,10 +441,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                 done = outcome(session);
             }
             let own = session.poll_timeout();
-            let deadline = match (own, idle_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = sooner(own, idle_at);
             let op = match self.pump.next(session, done.is_none()) {
                 Step::Io(op) => op,
                 Step::Done(end) => {

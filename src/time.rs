@@ -177,6 +177,16 @@ mod smoltcp_time {
     }
 }
 
+/// The sooner of two optional times (or delays), `None` meaning never (no
+/// limit).
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+pub(crate) fn sooner<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// `start + duration` on smoltcp's clock, saturating instead of overflowing
 /// (smoltcp's own `+` panics in debug builds near the end of `i64`).
 #[cfg(feature = "smoltcp")]

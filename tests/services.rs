@@ -22,7 +22,7 @@ use smolsock::session::{
 };
 use smolsock::trace::{Conn, Probe, Record, Tally, TraceSink};
 use smolsock::wire::http::{ResponseHead, StatusCode};
-use smoltcp::iface::{SocketSet, SocketStorage};
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -1731,6 +1731,26 @@ impl Session for Reply {
 
 const REPLY: usize = 32 * 1024;
 
+/// A server of one [`Reply`] slot on port 7 (2 KiB receive buffer, `tx` bytes
+/// of send buffer, `config`), and a client with a receive window of `window`
+/// bytes connecting to it from port 49152.
+fn reply_to(
+    net: &mut Net,
+    reply: Reply,
+    tx: usize,
+    config: ServerConfig,
+    window: usize,
+) -> (TcpServer<Recording<Reply>, 1>, SocketHandle) {
+    let server = serve(net, 7, (2048, tx), [Recording::new(reply)], config);
+    let client = net.client.sockets.add(tcp_socket(window, 1024));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    (server, client)
+}
+
 /// A server of one [`Reply`] slot whose send buffer holds the whole reply, and
 /// a client with a 2 KiB window that asks, then reads 1 KiB every 300 ms (11 s
 /// for the reply, longer than the server's 5 s deadlines) and closes once it
@@ -1741,14 +1761,8 @@ fn read_slowly(close: bool) -> (usize, ServerStats, Vec<End>) {
         idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
         ..SERVER
     };
-    let reply = Recording::new(Reply::new(REPLY, close));
-    let mut server = serve(&mut net, 7, (2048, REPLY), [reply], config);
-    let client = net.client.sockets.add(tcp_socket(2048, 1024));
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(client)
-        .unwrap();
-    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    let reply = Reply::new(REPLY, close);
+    let (mut server, client) = reply_to(&mut net, reply, REPLY, config, 2048);
     let (mut got, mut asked, mut next_read) = (0, false, net.now());
     net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
         let now = net.now();
@@ -1796,14 +1810,8 @@ fn a_client_reading_its_answer_slowly_is_not_reset_as_idle() {
 #[test]
 fn a_reset_while_the_server_closes_with_bytes_unsent_is_counted_a_reset() {
     let mut net = sim(611, FaultConfig::CLEAN, 1, 1);
-    let reply = Recording::new(Reply::new(REPLY, true));
-    let mut server = serve(&mut net, 7, (2048, REPLY), [reply], SERVER);
-    let client = net.client.sockets.add(tcp_socket(2048, 1024));
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(client)
-        .unwrap();
-    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    let reply = Reply::new(REPLY, true);
+    let (mut server, client) = reply_to(&mut net, reply, REPLY, SERVER, 2048);
     // The client asks, reads nothing, and a second later gives up with a RST.
     let mut asked_at = None;
     net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
@@ -1837,14 +1845,8 @@ fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
             idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
             ..SERVER
         };
-        let reply = Recording::new(Reply::new(len, close));
-        let mut server = serve(&mut net, 7, (2048, 2048), [reply], config);
-        let client = net.client.sockets.add(tcp_socket(1, 1024));
-        let (socket, cx) = net
-            .client
-            .socket_and_context::<tcp::Socket>(client)
-            .unwrap();
-        socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+        let reply = Reply::new(len, close);
+        let (mut server, client) = reply_to(&mut net, reply, 2048, config, 1);
         let (mut got, mut asked_at, mut next_read) = (0, None, net.now());
         let freed_at = net
             .run_services(&mut server, &mut (), LIMIT, |server, _, net| {

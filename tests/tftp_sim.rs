@@ -82,6 +82,39 @@ fn transfer(
     (outcome, server.stats())
 }
 
+/// A server of one slot over `shared` that has just taken a `size`-byte upload
+/// of "f" from the client host (whose socket is gone again): the slot repeats
+/// its last ACK for a while. Gives the bytes uploaded.
+fn one_slot_after_an_upload<'s>(
+    net: &mut SimNet<'static>,
+    shared: &'s SharedStore<Store>,
+    size: usize,
+) -> (TftpServer<'s, Store, 1, BUF>, Vec<u8>) {
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, shared, ServerConfig::DEFAULT);
+    let data = pattern(size);
+    let mut put = ClientPut::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        &data[..],
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut put);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome(),
+        )
+        .unwrap();
+    assert_eq!(outcome, Ok(size as u64));
+    net.client.sockets.remove(handle);
+    (server, data)
+}
+
 /// Runs `f` on a thread with room for the RAM store on its stack.
 fn big_stack(f: fn()) {
     std::thread::Builder::new()
@@ -280,30 +313,9 @@ fn a_finished_upload_still_answering_its_last_ack_gives_its_slot_to_the_next_req
 fn a_finished_upload_gives_way_body() {
     let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
     let mut net = net(11, FaultConfig::CLEAN);
-    let listen = net.server.sockets.add(udp_socket());
-    let slots = [net.server.sockets.add(udp_socket())];
-    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
-    let data = pattern(5000);
-    let mut put = ClientPut::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        &data[..],
-        |_, _| {},
-    );
-    let handle = net.client.sockets.add(udp_socket());
-    let mut driver = client(handle, &mut put);
-    let outcome = net
-        .run_services(
-            &mut server,
-            &mut driver,
-            Duration::from_secs(60),
-            |_, d, _| d.outcome(),
-        )
-        .unwrap();
-    assert_eq!(outcome, Ok(5000));
+    let (mut server, data) = one_slot_after_an_upload(&mut net, &*shared, 5000);
     // The one slot repeats its last ACK for a while; a get right now is served.
     assert_eq!(server.active(), 1);
-    net.client.sockets.remove(handle);
     let mut into = vec![0u8; 5000];
     let mut get = ClientGet::new(
         FileName::new("f").unwrap(),
@@ -334,30 +346,8 @@ fn a_packet_to_port_69_that_is_no_request_takes_no_slot() {
 fn a_stray_packet_takes_no_slot_body() {
     let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
     let mut net = net(13, FaultConfig::CLEAN);
-    let listen = net.server.sockets.add(udp_socket());
-    let slots = [net.server.sockets.add(udp_socket())];
-    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
-    // An upload ends; its one slot repeats the last ACK for a while.
-    let data = pattern(3000);
-    let mut put = ClientPut::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        &data[..],
-        |_, _| {},
-    );
-    let handle = net.client.sockets.add(udp_socket());
-    let mut driver = client(handle, &mut put);
-    let outcome = net
-        .run_services(
-            &mut server,
-            &mut driver,
-            Duration::from_secs(60),
-            |_, d, _| d.outcome(),
-        )
-        .unwrap();
-    assert_eq!(outcome, Ok(3000));
+    let (mut server, _) = one_slot_after_an_upload(&mut net, &*shared, 3000);
     assert_eq!(server.active(), 1, "the upload's slot dallies");
-    net.client.sockets.remove(handle);
     // An ACK, then an ERROR, sent to port 69 from another port.
     let stray = net.client.sockets.add(udp_socket());
     let to = IpEndpoint::new(SERVER_V4.into(), 69);

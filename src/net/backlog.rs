@@ -549,16 +549,10 @@ fn ipv6_tcp(next: IpProtocol, payload: &[u8]) -> Option<&[u8]> {
 /// host on the link that is there (a duplicate-address probe, from `::`, names
 /// none).
 fn ndp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
-    let ip = match medium {
-        Medium::Ethernet => {
-            let eth = EthernetFrame::new_checked(frame).ok()?;
-            if eth.ethertype() != EthernetProtocol::Ipv6 {
-                return None;
-            }
-            frame.get(EthernetFrame::<&[u8]>::header_len()..)?
-        }
-        _ => return None,
-    };
+    let ip = ip_packet(medium, frame)?;
+    if ip.first()? >> 4 != 6 {
+        return None;
+    }
     let packet = Ipv6Packet::new_checked(ip).ok()?;
     // Neighbor discovery is sent with no extension header, and a hop limit of
     // 255 that no router could have passed on (RFC 4861 §7.1).
@@ -568,6 +562,23 @@ fn ndp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
     let kind = *ip.get(40)?;
     let src = packet.src_addr();
     ((kind == 135 || kind == 136) && !src.is_unspecified()).then_some(IpAddress::Ipv6(src))
+}
+
+/// The IP packet a frame carries (IPv4 or IPv6), if it carries one.
+fn ip_packet(medium: Medium, frame: &[u8]) -> Option<&[u8]> {
+    match medium {
+        Medium::Ethernet => {
+            let eth = EthernetFrame::new_checked(frame).ok()?;
+            match eth.ethertype() {
+                EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {}
+                _ => return None,
+            }
+            frame.get(EthernetFrame::<&[u8]>::header_len()..)
+        }
+        Medium::Ip => Some(frame),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 /// The TCP fields the backlog looks at.
@@ -585,19 +596,7 @@ struct Segment {
 
 impl Segment {
     fn parse(medium: Medium, frame: &[u8]) -> Option<Segment> {
-        let ip = match medium {
-            Medium::Ethernet => {
-                let eth = EthernetFrame::new_checked(frame).ok()?;
-                match eth.ethertype() {
-                    EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {}
-                    _ => return None,
-                }
-                frame.get(EthernetFrame::<&[u8]>::header_len()..)?
-            }
-            Medium::Ip => frame,
-            #[allow(unreachable_patterns)]
-            _ => return None,
-        };
+        let ip = ip_packet(medium, frame)?;
         let (src, dst, payload) = match ip.first()? >> 4 {
             4 => {
                 let packet = Ipv4Packet::new_checked(ip).ok()?;
@@ -765,7 +764,6 @@ mod tests {
     use super::*;
     use smoltcp::phy::{ChecksumCapabilities, RxToken as _};
     use smoltcp::wire::{Ipv6Address, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
-    use std::collections::VecDeque;
     use std::vec::Vec;
 
     const US: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
@@ -889,9 +887,9 @@ mod tests {
         assert!(Segment::parse(Medium::Ip, &cut).is_none());
     }
 
-    /// A device with frames to receive, and room to send only while `room`.
+    /// A device with nothing to receive but the backlog's replays, and room to
+    /// send only while `room`.
     struct Link {
-        frames: VecDeque<Vec<u8>>,
         room: bool,
         sent: Vec<Vec<u8>>,
     }
@@ -919,11 +917,7 @@ mod tests {
         type TxToken<'a> = Tx<'a>;
 
         fn receive(&mut self, _now: Instant) -> Option<(Rx, Tx<'_>)> {
-            if !self.room {
-                return None;
-            }
-            let frame = self.frames.pop_front()?;
-            Some((Rx(frame), Tx(&mut self.sent)))
+            None
         }
 
         fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
@@ -955,7 +949,6 @@ mod tests {
         // A socket listens again, but the device cannot send the SYN-ACK now.
         state.ports[0].1 = 1;
         let mut link = Link {
-            frames: VecDeque::new(),
             room: false,
             sent: Vec::new(),
         };

@@ -9,7 +9,7 @@ use smoltcp::wire::IpEndpoint;
 use super::Service;
 use super::pump::{HandleError, configure, discard, peer_finished, pump};
 use crate::session::{Session, Status};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, sooner};
 
 /// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,8 +181,13 @@ enum SlotState {
         acked: u32,
     },
     /// We closed; waiting for the peer to take what is queued and finish closing.
-    /// `since` is when we closed or the peer last acknowledged bytes.
-    Closing { since: Instant, queued: u32 },
+    /// `since` is when we closed or the peer last made progress; `queued` and
+    /// `acked` as in `Active`.
+    Closing {
+        since: Instant,
+        queued: u32,
+        acked: u32,
+    },
 }
 
 /// [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
@@ -364,6 +369,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
                     *slot.state = SlotState::Closing {
                         since: now,
                         queued: send_queue(socket),
+                        acked: 0,
                     };
                 }
                 // No connection yet: drop the listener (and any handshake under
@@ -433,11 +439,16 @@ fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
 /// for one per KiB of the send buffer, and one more.
 const ACK_PROGRESS: u32 = 1024;
 
-/// Whether the peer acknowledged enough of what was queued at its last
-/// progress (`queued`) to count as progress again.
-fn took_enough(queued: u32, socket: &tcp::Socket<'_>) -> bool {
-    let taken = queued.saturating_sub(send_queue(socket));
-    taken > 0 && taken >= queued.min(ACK_PROGRESS)
+/// The bytes the peer acknowledged since its last progress: `acked` until the
+/// last poll, and what left the send buffer since (its fill was `queued`).
+fn acknowledged(queued: u32, acked: u32, socket: &tcp::Socket<'_>) -> u32 {
+    acked.saturating_add(queued.saturating_sub(send_queue(socket)))
+}
+
+/// Whether the peer took enough of its answer to count as progress: a KiB, or
+/// all of it (the send buffer's fill is down to `fill`).
+const fn took_enough(acked: u32, fill: u32) -> bool {
+    acked >= ACK_PROGRESS || (acked > 0 && fill == 0)
 }
 
 /// One slot's share of a server poll.
@@ -497,14 +508,19 @@ impl<S: Session> Slot<'_, S> {
                 queued,
                 acked,
             } => {
-                let acked = acked.saturating_add(queued.saturating_sub(send_queue(socket)));
+                let acked = acknowledged(queued, acked, socket);
                 self.serve(socket, cx, peer, last_progress, told_finished, acked);
             }
-            SlotState::Closing { since, queued } => {
-                if took_enough(queued, socket) {
-                    self.closing(socket, cx, cx.now, send_queue(socket));
+            SlotState::Closing {
+                since,
+                queued,
+                acked,
+            } => {
+                let acked = acknowledged(queued, acked, socket);
+                if took_enough(acked, send_queue(socket)) {
+                    self.closing(socket, cx, cx.now, 0);
                 } else {
-                    self.closing(socket, cx, since, queued);
+                    self.closing(socket, cx, since, acked);
                 }
             }
         }
@@ -573,8 +589,7 @@ impl<S: Session> Slot<'_, S> {
         // or the peer taking a KiB of its answer, or all of it. A session that
         // refills what the peer took a byte at a time is not progress: the peer
         // would hold the slot for as long as the answer lasts.
-        let progress =
-            received > 0 || (queued == 0 && (sent > 0 || acked > 0)) || acked >= ACK_PROGRESS;
+        let progress = received > 0 || (queued == 0 && sent > 0) || took_enough(acked, queued);
         let (last_progress, acked) = if progress {
             (now, 0)
         } else {
@@ -588,7 +603,7 @@ impl<S: Session> Slot<'_, S> {
             }
             Status::Close => {
                 socket.close();
-                self.closing(socket, cx, now, send_queue(socket));
+                self.closing(socket, cx, now, 0);
             }
             Status::Open => {
                 if cx
@@ -625,7 +640,7 @@ impl<S: Session> Slot<'_, S> {
         socket: &mut tcp::Socket<'_>,
         cx: PollContext<'_>,
         since: Instant,
-        queued: u32,
+        acked: u32,
     ) {
         let dropped = discard(socket);
         self.stats.discarded = self.stats.discarded.saturating_add(dropped as u64);
@@ -647,7 +662,11 @@ impl<S: Session> Slot<'_, S> {
             self.end(End::CloseTimeout, cx);
             *self.state = SlotState::Aborting;
         } else {
-            *self.state = SlotState::Closing { since, queued };
+            *self.state = SlotState::Closing {
+                since,
+                queued: send_queue(socket),
+                acked,
+            };
         }
     }
 
@@ -685,10 +704,7 @@ impl<S: Session, const N: usize> Service for TcpServer<S, N> {
             .filter_map(|(state, session)| match *state {
                 SlotState::Active { last_progress, .. } => {
                     let idle = config.idle_timeout.map(|t| last_progress.saturating_add(t));
-                    match (idle, session.poll_timeout()) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
+                    sooner(idle, session.poll_timeout())
                 }
                 SlotState::Closing { since, .. } => {
                     Some(since.saturating_add(config.close_timeout))

@@ -81,6 +81,7 @@ use self::link::{Link, Port, duration_micros};
 pub use self::link::{LinkStats, MAX_FRAME_LEN, SimStats};
 use self::rng::derive_seed;
 use crate::net::{Backlog, Service};
+use crate::time::sooner;
 
 /// The server's IPv4 address.
 pub const SERVER_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -510,7 +511,7 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
                     now: self.now,
                 });
             }
-            let hint = earliest(
+            let hint = sooner(
                 server.poll_at(&self.server.sockets),
                 client.poll_at(&self.client.sockets),
             );
@@ -621,12 +622,4 @@ impl<const SLOTS: usize, P> fmt::Debug for SimNet<'_, SLOTS, P> {
 
 fn add_micros(at: Instant, micros: i64) -> Instant {
     Instant::from_micros_const(at.total_micros().saturating_add(micros))
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }

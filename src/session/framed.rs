@@ -573,7 +573,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 return;
             }
         }
-        if self.phase == Phase::Open && !self.reader.has_frame() && !self.handler.wants_to_send() {
+        // Open, every whole frame answered or taken (`end_pending` says so).
+        if self.phase == Phase::Open && !self.handler.wants_to_send() {
             self.phase = Phase::Closing;
         }
     }
@@ -583,12 +584,13 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// would not after an error); once closing they are never answered, and a
     /// frame cut after them is reported at once.
     fn end_pending(&self) -> bool {
-        let frames_done = !self.reader.has_frame();
         self.peer_done
             && match self.phase {
                 Phase::Aborted => false,
                 Phase::Closing => !self.end_checked,
-                Phase::Open => frames_done && (!self.end_checked || !self.handler.wants_to_send()),
+                Phase::Open => {
+                    !self.reader.has_frame() && (!self.end_checked || !self.handler.wants_to_send())
+                }
             }
     }
 

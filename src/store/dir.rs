@@ -220,6 +220,17 @@ impl DirStore {
         self.root.join(name.as_str())
     }
 
+    /// `NotFound` unless `upload` was made for the partial as it is: its CRC-32
+    /// the one kept for the partial (other bytes at the same length are a
+    /// partial started over since, or a forged `Upload`).
+    fn check_current(&self, upload: &Upload) -> Result<(), StoreError> {
+        if self.partials.get(upload.name()) == Some(&upload.crc()) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
     fn partial_path(&self, name: &FileName) -> PathBuf {
         self.root
             .join(format!("{PARTIAL_PREFIX}{name}{PARTIAL_SUFFIX}"))
@@ -423,10 +434,7 @@ impl Storage for DirStore {
         if held != upload.written() {
             return Err(StoreError::BadOffset { expected: held });
         }
-        // The same length, other bytes: a partial started over since.
-        if self.partials.get(upload.name()) != Some(&upload.crc()) {
-            return Err(StoreError::NotFound);
-        }
+        self.check_current(upload)?;
         if upload.written().saturating_add(more) > upload.size() {
             return Err(StoreError::TooMuchData {
                 size: upload.size(),
@@ -450,9 +458,7 @@ impl Storage for DirStore {
     fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
         let path = self.partial_path(upload.name());
         let (file, held) = open_regular(&path)?;
-        if self.partials.get(upload.name()) != Some(&upload.crc()) {
-            return Err(StoreError::NotFound);
-        }
+        self.check_current(upload)?;
         if held != upload.size() || upload.written() != held {
             return Err(StoreError::Incomplete {
                 written: held,

@@ -79,6 +79,24 @@ fn parse(datagram: &[u8]) -> Packet<'_> {
     Packet::parse(datagram).unwrap()
 }
 
+/// A get of "f" into `into`, reporting no progress, whose RRQ went out at
+/// `now` (through `buf`).
+fn get_asked<'a>(
+    into: &'a mut [u8],
+    config: ClientConfig,
+    buf: &mut [u8],
+    now: Instant,
+) -> ClientGet<SliceSink<'a>, fn(u64, Option<u64>)> {
+    let mut get: ClientGet<SliceSink<'a>, fn(u64, Option<u64>)> = ClientGet::new(
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(into),
+        |_, _| {},
+    );
+    assert!(get.transmit(buf, now) > 0, "the RRQ");
+    get
+}
+
 fn config(block: u16) -> ServerConfig {
     ServerConfig {
         max_block_size: block,
@@ -1023,14 +1041,8 @@ fn a_data_longer_than_the_block_size_is_refused_by_the_server_and_by_a_get() {
     assert_eq!(read_file(&shared, "up"), None, "nothing stored");
     // A get with no options (512-byte blocks).
     let mut into = vec![0u8; 2000];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
     let mut buf = vec![0u8; 600];
-    assert!(get.transmit(&mut buf, now) > 0, "the RRQ");
+    let mut get = get_asked(&mut into, ClientConfig::DEFAULT, &mut buf, now);
     get.receive(
         &emit(Packet::Data {
             block: 1,
@@ -1070,14 +1082,8 @@ fn a_get_fails_when_the_file_is_longer_or_shorter_than_the_tsize_announced() {
     ];
     for (announced, blocks, received) in cases {
         let mut into = vec![0u8; 4096];
-        let mut get = ClientGet::new(
-            FileName::new("f").unwrap(),
-            asking,
-            SliceSink::new(&mut into),
-            |_, _| {},
-        );
         let mut buf = vec![0u8; 600];
-        assert!(get.transmit(&mut buf, now) > 0, "the RRQ");
+        let mut get = get_asked(&mut into, asking, &mut buf, now);
         let options = Options {
             block_size: Some(512),
             transfer_size: Some(announced),
@@ -1164,14 +1170,8 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off()
         ..ClientConfig::DEFAULT
     };
     let mut into = vec![0u8; 4096];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        asking,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
     let mut buf = vec![0u8; 600];
-    assert!(get.transmit(&mut buf, Instant::ZERO) > 0, "the RRQ");
+    let mut get = get_asked(&mut into, asking, &mut buf, Instant::ZERO);
     // The OACK comes late, 900 ms into the request's second: ACK 0 then waits
     // a whole timeout for DATA 1, not what was left of the request's.
     let late = Instant::from_millis(900);
@@ -1220,14 +1220,8 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off()
 #[test]
 fn a_get_whose_first_answer_is_an_old_block_still_has_a_deadline() {
     let mut into = vec![0u8; 64];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
     let mut buf = vec![0u8; 600];
-    assert!(get.transmit(&mut buf, Instant::ZERO) > 0, "the RRQ");
+    let mut get = get_asked(&mut into, ClientConfig::DEFAULT, &mut buf, Instant::ZERO);
     // No OACK, and a block from long ago: a duplicate, nothing to answer.
     let at = Instant::from_millis(100);
     get.receive(

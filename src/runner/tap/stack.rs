@@ -5,7 +5,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 
-use crate::time::{later, until};
+use crate::time::{later, sooner, until};
 use log::{debug, info, warn};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::{Socket, tcp};
@@ -338,13 +338,13 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
             service.poll(&mut self.sockets, now);
         }
         let backlog_delay = self.backlog.as_ref().and_then(Backlog::poll_delay);
-        let stack_delay = min_delay(self.iface.poll_delay(now, &self.sockets), backlog_delay);
+        let stack_delay = sooner(self.iface.poll_delay(now, &self.sockets), backlog_delay);
         let service_delay = services
             .iter()
             .filter_map(|service| service.poll_at(&self.sockets))
             .min()
             .map(|at| until(now, at));
-        min_delay(stack_delay, service_delay)
+        sooner(stack_delay, service_delay)
     }
 
     /// Sleeps until a frame arrives or `delay` passed (`None`: no limit).
@@ -369,7 +369,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
     ) -> Result<StopReport, RunError> {
         while !stop.load(Ordering::Relaxed) {
             let delay = self.poll(services);
-            self.wait(min_delay(delay, Some(self.stop_check)))?;
+            self.wait(sooner(delay, Some(self.stop_check)))?;
         }
         info!("tap {}: stopping", self.device.tap().name());
         self.shutdown()
@@ -414,7 +414,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
                 self.iface.poll(now, &mut self.device, &mut self.sockets);
                 break open;
             }
-            let delay = min_delay(
+            let delay = sooner(
                 self.iface.poll_delay(now, &self.sockets),
                 Some(until(now, deadline)),
             );
@@ -461,28 +461,19 @@ fn is_done(state: tcp::State) -> bool {
     matches!(state, tcp::State::Closed | tcp::State::TimeWait)
 }
 
-/// The shorter of two optional delays, where `None` means "no limit".
-fn min_delay(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn min_delay_treats_none_as_no_limit() {
+    fn sooner_treats_none_as_no_limit() {
         let short = Some(Duration::from_millis(5));
         let long = Some(Duration::from_millis(50));
-        assert_eq!(min_delay(short, long), short);
-        assert_eq!(min_delay(long, short), short);
-        assert_eq!(min_delay(None, long), long);
-        assert_eq!(min_delay(short, None), short);
-        assert_eq!(min_delay(None, None), None);
+        assert_eq!(sooner(short, long), short);
+        assert_eq!(sooner(long, short), short);
+        assert_eq!(sooner(None, long), long);
+        assert_eq!(sooner(short, None), short);
+        assert_eq!(sooner::<Duration>(None, None), None);
     }
 
     #[test]
