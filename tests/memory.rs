@@ -138,7 +138,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TransferServer<RamStore, &mut [u8]>",
             "one transfer connection: framing state, the operation in progress, its file name",
             size_of::<TransferServer<'static, Store, Slice>>(),
-            424,
+            432,
         ),
         (
             "TransferClient<&mut [u8]>",
@@ -156,7 +156,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "SharedStore<RamStore, [UploadLease; 4]>: fixed part",
             "the store's cell, transfer counters, 4 upload leases",
             size_of::<SharedStore<Store, [UploadLease; 4]>>() - size_of::<Store>(),
-            528,
+            544,
         ),
         (
             "RamStore<8, 65536>: fixed part",

@@ -637,10 +637,12 @@ fn an_upload_cut_mid_way_shows_nothing_and_resumes_to_the_right_checksum() {
     let missing = rig.request(0, client.stat(name("log.bin")));
     assert_eq!(missing.unwrap_err().code(), Some(ErrorCode::NotFound));
 
-    // Once the server gave up on the silent peer (60 s), the upload resumes. (The
-    // second connection, silent meanwhile, timed out too.)
+    // Once the server gave up on the dead peer, the upload resumes: the upload
+    // fell below the minimum rate (500 B/s) before the idle timeout (60 s) came,
+    // which the second connection, silent meanwhile, reached.
     rig.idle(Duration::from_secs(61));
-    assert_eq!(rig.server.stats().idle_timeouts, 2);
+    assert_eq!(rig.shared.stats().slow_transfers, 1);
+    assert_eq!(rig.server.stats().idle_timeouts, 1);
     rig.connect(0);
     client.reset();
     let (stat, seen) = put(
@@ -1409,14 +1411,15 @@ fn a_message_trickled_a_byte_a_second_is_answered_request_timeout_at_the_deadlin
 }
 
 #[test]
-fn a_silent_client_is_reset_by_the_pools_idle_timeout_and_keeps_its_partial() {
-    // The default 60 s idle timeout.
+fn a_silent_client_is_reset_by_the_idle_timeout_and_a_stalled_upload_by_the_minimum_rate() {
+    // The default 60 s idle timeout, 10 s request deadline and 500 B/s.
     let mut rig = Rig::new(small_store(), SimConfig::new(28));
     let data = pattern(5000, 28);
     // Connection 0 says HELLO and nothing more: no message is under way.
     rig.open(0);
-    // Connection 1 stops in the middle of an upload's second DATA frame: an
-    // upload's DATA has no request deadline, however long it takes.
+    // Connection 1 stops in the middle of an upload's second DATA frame. The
+    // upload has the request deadline from PUT_READY and 4 s more for the 2000
+    // bytes it moved: 14 s.
     rig.open(1);
     assert_eq!(
         rig.call(1, &raw::put(b"slow", 5000, crc32(&data), 0)),
@@ -1425,22 +1428,30 @@ fn a_silent_client_is_reset_by_the_pools_idle_timeout_and_keeps_its_partial() {
     rig.send_frame(1, &raw::data(0, &data[..2000]));
     let second = frame(&raw::data(2000, &data[2000..4000]));
     rig.send_raw(1, &second[..1000]);
-    // Past the request deadline, and just short of the idle timeout, both are
-    // still served.
-    rig.idle(Duration::from_secs(59));
+    // Past the request deadline, short of the upload's: both still served.
+    rig.idle(Duration::from_secs(13));
     assert_eq!(rig.server.active(), 2);
-    assert_eq!(rig.server.stats().idle_timeouts, 0);
-    assert_eq!(rig.shared.stats().request_timeouts, 0);
-    // At 60 s of silence the pool resets both: no ERROR, a RST.
+    assert_eq!(rig.shared.stats().slow_transfers, 0);
+    // Then the upload is answered ERROR TooSlow and closed; the silent
+    // connection stays until the idle timeout.
     rig.idle(Duration::from_secs(2));
-    assert_eq!(rig.server.stats().idle_timeouts, 2);
+    assert_eq!(rig.recv(1), Ok(error(ErrorCode::TooSlow, 500)));
+    assert_eq!(rig.recv(1), Err(RecvError::Finished));
+    rig.socket(1).close();
+    assert_eq!(rig.shared.stats().slow_transfers, 1);
+    rig.idle(Duration::from_secs(44));
+    assert_eq!(rig.server.active(), 1);
+    assert_eq!(rig.server.stats().idle_timeouts, 0);
+    // At 60 s of silence the pool resets the other: no ERROR, a RST.
+    rig.idle(Duration::from_secs(2));
+    assert_eq!(rig.server.stats().idle_timeouts, 1);
     assert_eq!(rig.server.active(), 0);
     assert_eq!(rig.server.free_slots(), SLOTS);
-    for i in 0..2 {
-        assert_eq!(rig.recv(i), Err(RecvError::NotConnected), "connection {i}");
-    }
+    assert_eq!(rig.recv(0), Err(RecvError::NotConnected));
     let stats = rig.shared.stats();
-    assert_eq!(stats.errors.total(), 0);
+    assert_eq!(stats.errors.total(), 1);
+    assert_eq!(stats.errors.get(ErrorCode::TooSlow), 1);
+    assert_eq!(stats.request_timeouts, 0);
     assert_eq!((stats.uploads_abandoned, stats.bytes_in), (1, 2000));
     // The whole DATA frame stays as a partial for a resume.
     rig.open(2);

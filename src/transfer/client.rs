@@ -99,7 +99,8 @@ impl fmt::Display for ProtocolError {
 pub enum ClientError {
     /// The server answered ERROR (`PROTOCOL.md` section 8 says what `value` is).
     /// The connection stays usable, unless the HELLO was refused or the code is
-    /// one after which the server closes (`FrameTooLarge`, `RequestTimeout`): then
+    /// one after which the server closes (`FrameTooLarge`, `RequestTimeout`,
+    /// `TooSlow`): then
     /// the operation's status is [`Status::Close`].
     Refused {
         /// The error code.
@@ -715,7 +716,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
         conn.last_progress = None;
         match &result {
             Err(ClientError::Refused {
-                code: ErrorCode::FrameTooLarge | ErrorCode::RequestTimeout,
+                code: ErrorCode::FrameTooLarge | ErrorCode::RequestTimeout | ErrorCode::TooSlow,
                 ..
             }) => {
                 // The server closes after these.

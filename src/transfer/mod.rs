@@ -82,9 +82,13 @@
 //! [`DEFAULT_REQUEST_TIMEOUT`] (10 s, [`TransferServer::with_request_timeout`])
 //! from its first byte to arrive whole; past that it answers `ERROR
 //! RequestTimeout` and closes, however steadily a trickle of bytes keeps the
-//! connection busy. A connection that moves no byte at all is the pool's business:
-//! its idle timeout resets it, and any upload it had stays as a partial for a
-//! resume. The client gives up on a server that moves no byte for its own timeout
+//! connection busy. An upload or a download must keep an average of
+//! [`DEFAULT_MIN_TRANSFER_RATE`] (500 B/s,
+//! [`TransferServer::with_min_transfer_rate`]): it has the request deadline from
+//! its start plus a second per 500 bytes moved, and past that it is answered
+//! `ERROR TooSlow` and the connection closes, an upload's partial kept for a
+//! resume. A connection that moves no byte at all is the pool's business: its
+//! idle timeout resets it, and any upload it had stays as a partial for a resume. The client gives up on a server that moves no byte for its own timeout
 //! (60 s, [`TransferClient::with_timeout`]).
 
 mod client;
@@ -100,14 +104,16 @@ pub use client::{
 };
 pub use common::SetupError;
 pub use files::{FileSink, FileSource, LocalError, SliceSink};
-pub use server::{DEFAULT_REQUEST_TIMEOUT, SharedStore, TransferServer, UploadLease};
+pub use server::{
+    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_REQUEST_TIMEOUT, SharedStore, TransferServer, UploadLease,
+};
 
 use core::fmt;
 
 use crate::wire::transfer::ErrorCode;
 
-/// How many codes [`ErrorCounts`] keeps: 0x01 to 0x11.
-const CODES: usize = 0x11;
+/// How many codes [`ErrorCounts`] keeps: 0x01 to 0x12.
+const CODES: usize = 0x12;
 
 /// How many ERROR answers of each code a server sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +195,8 @@ pub struct TransferStats {
     pub data_discarded: u64,
     /// Messages that missed the request deadline.
     pub request_timeouts: u64,
+    /// Uploads and downloads ended for falling below the minimum rate.
+    pub slow_transfers: u64,
     /// ERROR answers, by code.
     pub errors: ErrorCounts,
 }
@@ -211,6 +219,7 @@ impl TransferStats {
         deletes: 0,
         data_discarded: 0,
         request_timeouts: 0,
+        slow_transfers: 0,
         errors: ErrorCounts::ZERO,
     };
 }
@@ -221,7 +230,7 @@ impl fmt::Display for TransferStats {
             f,
             "sessions: {}; uploads: {} begun ({} resumed), {} done, {} abandoned, {} B in; \
              downloads: {} begun, {} done, {} changed, {} B out; listings: {}, stats: {}, \
-             deletes: {}, stray DATA: {}, request timeouts: {}; errors: {}",
+             deletes: {}, stray DATA: {}, request timeouts: {}, too slow: {}; errors: {}",
             self.sessions,
             self.uploads,
             self.uploads_resumed,
@@ -237,6 +246,7 @@ impl fmt::Display for TransferStats {
             self.deletes,
             self.data_discarded,
             self.request_timeouts,
+            self.slow_transfers,
             self.errors.total()
         )
     }
@@ -254,12 +264,14 @@ mod stats_tests {
         counts.count(ErrorCode::StorageFailure);
         counts.count(ErrorCode::BadMessage);
         counts.count(ErrorCode::RequestTimeout);
+        counts.count(ErrorCode::TooSlow);
         assert_eq!(counts.get(ErrorCode::Busy), 2);
         assert_eq!(counts.get(ErrorCode::StorageFailure), 1);
         assert_eq!(counts.get(ErrorCode::BadMessage), 1);
         assert_eq!(counts.get(ErrorCode::RequestTimeout), 1);
+        assert_eq!(counts.get(ErrorCode::TooSlow), 1);
         assert_eq!(counts.get(ErrorCode::Full), 0);
-        assert_eq!(counts.total(), 5);
+        assert_eq!(counts.total(), 6);
         for byte in 1..=u8::MAX {
             if let Some(code) = ErrorCode::from_u8(byte) {
                 assert!(usize::from(byte) <= CODES, "{code} has no counter");

@@ -30,6 +30,11 @@ use crate::wire::transfer::{
 /// its first byte, unless [`TransferServer::with_request_timeout`] says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The slowest an upload or a download may go on average, in bytes per second,
+/// unless [`TransferServer::with_min_transfer_rate`] says otherwise: the minimum
+/// rate Apache's `mod_reqtimeout` sets for request bodies by default.
+pub const DEFAULT_MIN_TRANSFER_RATE: u32 = 500;
+
 /// One upload in progress somewhere in the pool: the name it holds.
 ///
 /// A [`SharedStore`] has a fixed number of these; give it one per connection of
@@ -198,6 +203,8 @@ enum Op {
         upload: Upload,
         crc: u32,
         lease: usize,
+        /// When PUT_READY went out: the minimum rate counts from there.
+        began: Instant,
     },
     /// GET_READY sent; DATA frames for `[next, size)` of the file's `version` still
     /// to send.
@@ -206,6 +213,10 @@ enum Op {
         next: u64,
         size: u64,
         version: u64,
+        /// When GET_READY went out, and the offset asked for: the minimum rate
+        /// counts from there.
+        began: Instant,
+        from: u64,
     },
     /// ENTRY frames for the files after `after` still to send.
     Listing { after: Option<FileName>, count: u32 },
@@ -243,6 +254,8 @@ struct Core<'s, S> {
     /// The largest body we accept, as announced in HELLO_OK.
     max_body: u32,
     request_timeout: Duration,
+    /// The slowest average rate of a transfer, bytes per second (at least 1).
+    min_rate: u32,
     /// The client's `max_body`: the largest DATA frame it takes.
     peer_max_body: u32,
     greeted: bool,
@@ -303,6 +316,7 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
                 shared,
                 max_body,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                min_rate: DEFAULT_MIN_TRANSFER_RATE,
                 peer_max_body: MIN_MAX_BODY,
                 greeted: false,
                 op: Op::Idle,
@@ -324,6 +338,26 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// The request deadline.
     pub const fn request_timeout(&self) -> Duration {
         self.core.request_timeout
+    }
+
+    /// The same server with another minimum rate for uploads and downloads, in
+    /// bytes per second (0 is taken as 1).
+    ///
+    /// A transfer has the request deadline from its PUT_READY or GET_READY, plus
+    /// a second for every `rate` bytes it has moved since: a transfer that falls
+    /// below the rate on average is answered `ERROR TooSlow` (the value is the
+    /// rate) and the connection closes; an upload's partial stays for a resume.
+    /// However slowly a peer trickles its bytes, it cannot hold the connection
+    /// for longer than the file's size allows at this rate.
+    #[must_use]
+    pub const fn with_min_transfer_rate(mut self, rate: u32) -> Self {
+        self.core.min_rate = if rate == 0 { 1 } else { rate };
+        self
+    }
+
+    /// The minimum rate of an upload or a download, bytes per second.
+    pub const fn min_transfer_rate(&self) -> u32 {
+        self.core.min_rate
     }
 
     /// The largest frame body this connection accepts (announced in HELLO_OK).
@@ -395,13 +429,21 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// When the unfinished frame must be whole, if a deadline runs for it.
     fn request_deadline(&self) -> Option<Instant> {
         let started = self.core.frame_started?;
-        // An upload's DATA may take its time; anything else may not.
+        // An upload's DATA has the transfer's deadline; anything else has this.
         let uploading = matches!(self.core.op, Op::Upload { upload, .. } if !upload.is_complete());
         let is_data = self.reader.unfinished().get(HEADER_LEN) == Some(&(MessageType::Data as u8));
         if uploading && is_data && !self.reader.has_frame() {
             return None;
         }
         Some(started.saturating_add(self.core.request_timeout))
+    }
+
+    /// The sooner of the request deadline and the transfer's.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.request_deadline(), self.core.transfer_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -453,7 +495,7 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.core.phase {
-            Phase::Open => self.request_deadline(),
+            Phase::Open => self.deadline(),
             Phase::Closing { abort_at, .. } if self.status() == Status::Open => Some(abort_at),
             Phase::Closing { .. } | Phase::Aborted => None,
         }
@@ -463,6 +505,19 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
         match self.core.phase {
             Phase::Open => {
                 if self
+                    .core
+                    .transfer_deadline()
+                    .is_some_and(|deadline| now >= deadline)
+                {
+                    crate::macros::net_info!("transfer: a transfer fell below the minimum rate");
+                    let core = &mut self.core;
+                    core.shared.update_stats(|s| {
+                        s.slow_transfers = s.slow_transfers.saturating_add(1);
+                    });
+                    let rate = u64::from(core.min_rate);
+                    core.close_with(ErrorCode::TooSlow, rate, now);
+                    self.work(&mut [], now);
+                } else if self
                     .request_deadline()
                     .is_some_and(|deadline| now >= deadline)
                 {
@@ -559,6 +614,35 @@ impl<S: Storage> Core<'_, S> {
         self.reply_error(sender, code, value);
     }
 
+    /// When the upload or download under way must be done by, at the minimum
+    /// rate: the request deadline from its start, and a second more for every
+    /// `min_rate` bytes it moved.
+    fn transfer_deadline(&self) -> Option<Instant> {
+        let (began, moved) = match self.op {
+            Op::Upload { upload, began, .. } if !upload.is_complete() => (
+                began,
+                upload.written().saturating_sub(upload.resumed_from()),
+            ),
+            Op::Download {
+                next,
+                size,
+                began,
+                from,
+                ..
+            } if next < size => (began, next.saturating_sub(from)),
+            _ => return None,
+        };
+        let earned = moved
+            .saturating_mul(1000)
+            .checked_div(u64::from(self.min_rate))
+            .unwrap_or(u64::MAX);
+        Some(
+            began
+                .saturating_add(self.request_timeout)
+                .saturating_add(Duration::from_millis(earned)),
+        )
+    }
+
     /// Ends the connection: nothing more is read, `code` goes out as soon as
     /// staging is free, then the connection closes.
     fn close_with(&mut self, code: ErrorCode, value: u64, now: Instant) {
@@ -629,7 +713,9 @@ impl<S: Storage> Core<'_, S> {
     fn produce<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, sender: &mut Sender<'_, B>) -> bool {
         match self.op {
             Op::Idle => false,
-            Op::Upload { upload, crc, lease } => {
+            Op::Upload {
+                upload, crc, lease, ..
+            } => {
                 if !upload.is_complete() {
                     return false;
                 }
@@ -666,6 +752,7 @@ impl<S: Storage> Core<'_, S> {
                 next,
                 size,
                 version,
+                ..
             } => {
                 if next >= size {
                     self.op = Op::Idle;
@@ -743,12 +830,9 @@ impl<S: Storage> Core<'_, S> {
         let stop = match sent {
             Ok(Ok(len)) => {
                 let n = to_u64(len.saturating_sub(DATA_HEADER_LEN));
-                self.op = Op::Download {
-                    name,
-                    next: next.saturating_add(n),
-                    size,
-                    version,
-                };
+                if let Op::Download { next: sent, .. } = &mut self.op {
+                    *sent = next.saturating_add(n);
+                }
                 self.shared
                     .update_stats(|s| s.bytes_out = s.bytes_out.saturating_add(n));
                 return;
@@ -816,8 +900,8 @@ impl<S: Storage> Core<'_, S> {
                 size,
                 crc,
                 resume,
-            } => self.put(sender, name, size, crc, resume),
-            Message::Get { name, offset } => self.get(sender, name, offset),
+            } => self.put(sender, name, size, crc, resume, now),
+            Message::Get { name, offset } => self.get(sender, name, offset, now),
             Message::List => {
                 self.op = Op::Listing {
                     after: None,
@@ -878,6 +962,7 @@ impl<S: Storage> Core<'_, S> {
         size: u64,
         crc: u32,
         resume: bool,
+        now: Instant,
     ) {
         if self.shared.uploading(&name) {
             return self.reply_error(sender, ErrorCode::Busy, 0);
@@ -898,7 +983,12 @@ impl<S: Storage> Core<'_, S> {
                     }
                 });
                 crate::macros::net_debug!("transfer: PUT {} ({} B) from {}", name, size, offset);
-                self.op = Op::Upload { upload, crc, lease };
+                self.op = Op::Upload {
+                    upload,
+                    crc,
+                    lease,
+                    began: now,
+                };
                 // An upload with every byte in commits at once (in `produce`),
                 // after this PUT_READY has gone out.
                 let ready = Message::PutReady {
@@ -924,6 +1014,7 @@ impl<S: Storage> Core<'_, S> {
             mut upload,
             crc,
             lease,
+            began,
         } = self.op
         else {
             // After an ERROR ended an upload, its DATA still in flight lands here;
@@ -945,7 +1036,12 @@ impl<S: Storage> Core<'_, S> {
         }
         match self.shared.store(|store| store.append(&mut upload, bytes)) {
             Ok(()) => {
-                self.op = Op::Upload { upload, crc, lease };
+                self.op = Op::Upload {
+                    upload,
+                    crc,
+                    lease,
+                    began,
+                };
                 self.shared
                     .update_stats(|s| s.bytes_in = s.bytes_in.saturating_add(len));
             }
@@ -976,6 +1072,7 @@ impl<S: Storage> Core<'_, S> {
         sender: &mut Sender<'_, B>,
         name: FileName,
         offset: u64,
+        now: Instant,
     ) {
         // One borrow of the store: the size, the CRCs and the version are of one
         // version of the file.
@@ -1008,6 +1105,8 @@ impl<S: Storage> Core<'_, S> {
                     next: offset,
                     size: stat.size,
                     version,
+                    began: now,
+                    from: offset,
                 };
                 let ready = Message::GetReady {
                     size: stat.size,
@@ -1466,41 +1565,203 @@ mod tests {
     }
 
     #[test]
-    fn an_upload_s_data_may_trickle_but_no_other_message_may() {
+    fn an_upload_s_data_has_the_transfer_s_deadline_and_other_messages_their_own() {
         let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
-        let mut s = server(&shared, 260, 128).with_request_timeout(Duration::from_secs(5));
+        // 5 s from PUT_READY, and a second more for every 2 bytes.
+        let mut s = server(&shared, 260, 128)
+            .with_request_timeout(Duration::from_secs(5))
+            .with_min_transfer_rate(2);
         hello(&mut s, 128);
         assert_eq!(
             exchange(&mut s, &put("f", 6, crc32(b"abcdef"), false)),
             ready(0, 0)
         );
+        assert_eq!(s.poll_timeout(), Some(at(5)), "the transfer's deadline");
         let chunk = data(0, b"abc");
-        // Until its type byte is in, a frame could be anything: the deadline runs.
-        s.receive(&chunk[..4], at(100));
-        assert_eq!(s.poll_timeout(), Some(at(105)));
-        s.receive(&chunk[4..6], at(101));
-        assert_eq!(s.poll_timeout(), None, "an upload's DATA");
-        s.handle_timeout(at(1000));
-        s.receive(&chunk[6..], at(1000));
+        // Until its type byte is in, a frame could be anything: its own deadline
+        // runs too, and the sooner one is the one to wait for.
+        s.receive(&chunk[..4], at(1));
+        assert_eq!(s.poll_timeout(), Some(at(5)));
+        s.receive(&chunk[4..6], at(2));
+        assert_eq!(s.poll_timeout(), Some(at(5)), "an upload's DATA");
+        s.handle_timeout(at(4));
+        s.receive(&chunk[6..], at(4));
         assert_eq!(shared.stats().bytes_in, 3);
-        // A STAT in the middle of the upload ends it, and has its deadline.
+        // Three bytes moved: a second and a half more.
+        assert_eq!(s.poll_timeout(), Some(Instant::from_millis(6_500)));
+        // A STAT in the middle of the upload will end it once whole; until then
+        // the upload's deadline is the sooner.
         let stat = encode(&Message::Stat { name: name("f") });
-        s.receive(&stat[..5], at(2000));
-        assert_eq!(s.poll_timeout(), Some(at(2005)));
-        s.handle_timeout(at(2005));
+        s.receive(&stat[..5], at(6));
+        assert_eq!(s.poll_timeout(), Some(Instant::from_millis(6_500)));
+        s.receive(&stat[5..], at(6));
         assert_eq!(
-            exchange_in(&mut s, &[], 64, at(2005)),
+            s.poll_timeout(),
+            None,
+            "the upload ended, nothing under way"
+        );
+        assert_eq!(
+            exchange_in(&mut s, &[], 64, at(6)),
+            error(ErrorCode::NotFound, 0),
+            "a partial is not a file"
+        );
+        // A message's own deadline, with no upload.
+        s.receive(&stat[..5], at(7));
+        assert_eq!(s.poll_timeout(), Some(at(12)));
+        s.handle_timeout(at(12));
+        assert_eq!(
+            exchange_in(&mut s, &[], 64, at(12)),
             error(ErrorCode::RequestTimeout, 5_000)
         );
         assert_eq!(s.status(), Status::Close);
-        s.end(at(2005));
+        assert_eq!(shared.stats().slow_transfers, 0);
+        s.end(at(12));
         // The partial stayed for a resume.
-        s.start(at(3000));
+        s.start(at(30));
         hello(&mut s, 128);
         assert_eq!(
             exchange(&mut s, &put("f", 6, crc32(b"abcdef"), true)),
             ready(3, crc32(b"abc"))
         );
+    }
+
+    #[test]
+    fn an_upload_that_trickles_below_the_minimum_rate_is_closed_and_can_resume() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let mut s = server(&shared, 260, 128);
+        assert_eq!(s.min_transfer_rate(), DEFAULT_MIN_TRANSFER_RATE);
+        hello(&mut s, 128);
+        let body = [7u8; 2_000];
+        assert_eq!(
+            exchange(&mut s, &put("f", 2_000, crc32(&body), false)),
+            ready(0, 0)
+        );
+        // 10 s from PUT_READY, plus 2 ms for each byte at 500 B/s. The first 50
+        // bytes at once, then one byte of the next DATA frame every 2 s: the 50
+        // earned 100 ms, and the trickle never completes a frame.
+        exchange(&mut s, &data(0, &body[..50]));
+        assert_eq!(s.poll_timeout(), Some(Instant::from_millis(10_100)));
+        let mut now = 0;
+        let mut timeouts = 0;
+        for byte in data(50, &body[50..150]) {
+            now += 2;
+            if s.poll_timeout().is_some_and(|t| t <= at(now)) {
+                s.handle_timeout(at(now));
+                timeouts += 1;
+                break;
+            }
+            s.receive(&[byte], at(now));
+        }
+        assert_eq!(timeouts, 1);
+        assert_eq!(now, 12, "the first check past 10.1 s");
+        assert_eq!(
+            exchange_in(&mut s, &[], 64, at(now)),
+            error(ErrorCode::TooSlow, 500)
+        );
+        assert_eq!(s.status(), Status::Close);
+        let stats = shared.stats();
+        assert_eq!(stats.slow_transfers, 1);
+        assert_eq!(stats.errors.get(ErrorCode::TooSlow), 1);
+        assert_eq!(stats.request_timeouts, 0);
+        s.end(at(now));
+        // The lease is free and the partial is there: a new connection resumes.
+        s.start(at(now));
+        hello(&mut s, 128);
+        assert_eq!(
+            exchange(&mut s, &put("f", 2_000, crc32(&body), true)),
+            ready(50, crc32(&body[..50]))
+        );
+    }
+
+    #[test]
+    fn an_upload_at_the_minimum_rate_earns_its_time_and_finishes() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        // 1 s from PUT_READY, and a second for every 100 bytes.
+        let mut s = server(&shared, 260, 128)
+            .with_request_timeout(Duration::from_secs(1))
+            .with_min_transfer_rate(100);
+        hello(&mut s, 128);
+        let body: Vec<u8> = (0..1_000u32).map(|i| i as u8).collect();
+        assert_eq!(
+            exchange(&mut s, &put("f", 1_000, crc32(&body), false)),
+            ready(0, 0)
+        );
+        // 100 bytes a second, each chunk at the last moment its deadline allows:
+        // 20 s in all, far past the first deadline, and never late.
+        let mut offset = 0u64;
+        let mut done = Vec::new();
+        for chunk in body.chunks(100) {
+            let deadline = s.poll_timeout().expect("a transfer under way");
+            assert_eq!(deadline, Instant::from_secs(1 + offset / 100));
+            s.handle_timeout(Instant::from_millis(deadline.total_millis() - 1));
+            done = exchange_in(
+                &mut s,
+                &data(offset, chunk),
+                64,
+                Instant::from_millis(deadline.total_millis() - 1),
+            );
+            offset += chunk.len() as u64;
+        }
+        assert_eq!(s.status(), Status::Open);
+        assert_eq!(
+            done,
+            encode(&Message::PutDone {
+                size: 1_000,
+                crc: crc32(&body)
+            })
+        );
+        assert_eq!(s.poll_timeout(), None, "no transfer, no frame under way");
+        assert_eq!(shared.stats().slow_transfers, 0);
+    }
+
+    #[test]
+    fn a_download_read_below_the_minimum_rate_is_closed() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let body = [3u8; 4_000];
+        {
+            let mut s = server(&shared, 260, 128);
+            hello(&mut s, 128);
+            exchange(&mut s, &put("f", 4_000, crc32(&body), false));
+            for (i, chunk) in body.chunks(100).enumerate() {
+                exchange(&mut s, &data(i as u64 * 100, chunk));
+            }
+            assert_eq!(shared.stats().uploads_done, 1);
+        }
+        // 2 s from GET_READY, and a second for every 1000 bytes sent.
+        let mut s = server(&shared, 260, 128)
+            .with_request_timeout(Duration::from_secs(2))
+            .with_min_transfer_rate(1_000);
+        s.start(at(0));
+        hello(&mut s, 128);
+        let get = encode(&Message::Get {
+            name: name("f"),
+            offset: 0,
+        });
+        // Room for a little at a time.
+        assert_eq!(s.receive(&get, at(0)), get.len());
+        assert_eq!(s.poll_timeout(), Some(at(2)));
+        let mut now = 0;
+        let mut sent = 0usize;
+        let mut last = Vec::new();
+        while s.status() == Status::Open && now < 100_000 {
+            now += 500;
+            let t = Instant::from_millis(now);
+            if s.poll_timeout().is_some_and(|d| d <= t) {
+                s.handle_timeout(t);
+            }
+            // 100 bytes of room every half second: 200 B/s.
+            let mut space = [0u8; 100];
+            let n = s.transmit(&mut space, t);
+            sent += n;
+            last = space[..n].to_vec();
+        }
+        assert_eq!(s.status(), Status::Close);
+        assert!(sent < 4_000, "the download did not finish: {sent} B");
+        assert!(last.ends_with(&error(ErrorCode::TooSlow, 1_000)));
+        assert_eq!(shared.stats().slow_transfers, 1);
+        assert_eq!(shared.stats().downloads_done, 0);
+        // Two seconds and then a second for every 1000 bytes it was given.
+        assert!(now <= 2_000 + sent as u64 + 1_000, "closed at {now} ms");
     }
 
     #[test]

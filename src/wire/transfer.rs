@@ -338,6 +338,10 @@ pub enum ErrorCode {
     /// A message did not arrive whole within the server's request deadline;
     /// value: the deadline in milliseconds. The server closes the connection.
     RequestTimeout = 0x11,
+    /// An upload or a download fell below the server's minimum rate; value: that
+    /// rate in bytes per second. The server closes the connection; an upload's
+    /// partial stays for a resume.
+    TooSlow = 0x12,
 }
 
 impl ErrorCode {
@@ -362,6 +366,7 @@ impl ErrorCode {
             0x0F => Self::StorageFailure,
             0x10 => Self::Changed,
             0x11 => Self::RequestTimeout,
+            0x12 => Self::TooSlow,
             _ => return None,
         })
     }
@@ -387,6 +392,7 @@ impl fmt::Display for ErrorCode {
             Self::StorageFailure => "storage failure",
             Self::Changed => "file changed during the download",
             Self::RequestTimeout => "request took too long to arrive",
+            Self::TooSlow => "transfer below the server's minimum rate",
         })
     }
 }
@@ -1106,7 +1112,8 @@ mod tests {
         assert_eq!(ErrorCode::from_u8(0x0F), Some(ErrorCode::StorageFailure));
         assert_eq!(ErrorCode::from_u8(0x10), Some(ErrorCode::Changed));
         assert_eq!(ErrorCode::from_u8(0x11), Some(ErrorCode::RequestTimeout));
-        assert_eq!(ErrorCode::from_u8(0x12), None);
+        assert_eq!(ErrorCode::from_u8(0x12), Some(ErrorCode::TooSlow));
+        assert_eq!(ErrorCode::from_u8(0x13), None);
     }
 
     #[test]
