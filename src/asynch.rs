@@ -280,6 +280,10 @@ where
         .await
 }
 
+/// Bytes written that count as progress for the idle timeout even while the
+/// session has more to send (`TcpServer` counts a kilobyte acknowledged).
+const WRITE_PROGRESS: usize = 1024;
+
 /// A stream with its receive and send buffers, for sessions and requests one
 /// after another. Bytes read and not taken by one request (the start of the next
 /// answer, read in the same piece) stay in the receive buffer for the next.
@@ -310,13 +314,13 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     }
 
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
-    /// `timeout`: no byte read, none written, no flush done. A peer that sends
-    /// nothing and reads nothing (its window shut, the answer stuck in the
-    /// socket) then frees the connection, whatever its TCP stack keeps
-    /// acknowledging. (`TcpServer`'s `idle_timeout` is stricter: there a write
-    /// that refills what the peer took a byte at a time is no progress; the
-    /// stream's window is not visible here.) Unset, only the session's own
-    /// deadlines and the stream's end a run.
+    /// `timeout`. Progress is a byte read, a flush done, or writes that took
+    /// all the session had handed out or a kilobyte in all; a write of the few
+    /// bytes a peer made room for is not, as with `TcpServer`'s idle timeout.
+    /// A peer that sends nothing and reads nothing (its window shut, the answer
+    /// stuck in the socket), or reads a byte at a time, then frees the
+    /// connection, whatever its TCP stack keeps acknowledging. Unset, only the
+    /// session's own deadlines and the stream's end a run.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle = Some(timeout);
@@ -428,6 +432,8 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         self.pump.begin();
         let mut done = None;
         let mut last_progress = clock.now();
+        // Bytes written since the last progress.
+        let mut written = 0usize;
         loop {
             let now = clock.now();
             let idle_at = self.idle.map(|idle| last_progress.saturating_add(idle));
@@ -463,12 +469,24 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             };
             match performed {
                 Ok(did) => {
-                    if matches!(did, Did::Read(_) | Did::Flushed)
-                        || matches!(did, Did::Wrote(n) if n > 0)
-                    {
-                        last_progress = clock.now();
-                    }
+                    // A write is progress once it emptied what the session had
+                    // handed out, or a kilobyte went since the last progress:
+                    // a peer taking a byte at a time does not keep the
+                    // connection.
+                    let wrote = match did {
+                        Did::Wrote(n) => Some(n),
+                        _ => None,
+                    };
+                    let read = matches!(did, Did::Read(_) | Did::Flushed);
                     self.pump.did(did);
+                    let wrote_enough = wrote.is_some_and(|n| {
+                        written = written.saturating_add(n);
+                        written >= WRITE_PROGRESS || !self.pump.has_unwritten()
+                    });
+                    if read || wrote_enough {
+                        last_progress = clock.now();
+                        written = 0;
+                    }
                 }
                 Err(e) => {
                     session.end(clock.now());

@@ -425,6 +425,12 @@ impl<'b> Pump<'b> {
         Step::Io(Op::Wait)
     }
 
+    /// Whether bytes the session handed out wait for the stream.
+    #[cfg(feature = "embedded-io-async")]
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.tx_start < self.tx_end
+    }
+
     /// Records what came of the last [`Op`].
     pub(crate) fn did(&mut self, did: Did) {
         match did {
