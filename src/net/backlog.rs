@@ -5,7 +5,8 @@ use core::cell::RefCell;
 use crate::time::later;
 use core::fmt;
 
-use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::config::IFACE_MAX_ADDR_COUNT;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::Instant;
@@ -93,6 +94,9 @@ struct State<const H: usize, const P: usize, const C: usize> {
     /// Their handshakes are not evicted: see `sync`.
     alive: heapless::Vec<IpAddress, C>,
     tracked: heapless::Vec<Tracked, C>,
+    /// The interface's addresses, as of the last `sync`: a SYN for any other is
+    /// not ours to hold.
+    addrs: heapless::Vec<IpAddress, IFACE_MAX_ADDR_COUNT>,
     stats: BacklogStats,
 }
 
@@ -151,7 +155,7 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///     services: &mut dyn Service,
 ///     now: smoltcp::time::Instant,
 /// ) {
-///     backlog.sync(sockets, now);
+///     backlog.sync(iface, sockets, now);
 ///     iface.poll(now, &mut backlog.device(device), sockets);
 ///     services.poll(sockets, now);
 /// }
@@ -184,6 +188,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                 half_open: heapless::Vec::new(),
                 alive: heapless::Vec::new(),
                 tracked: heapless::Vec::new(),
+                addrs: heapless::Vec::new(),
                 stats: BacklogStats {
                     syns_held: 0,
                     syns_replayed: 0,
@@ -228,11 +233,19 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
         state.stats.syns_dropped = state.stats.syns_dropped.saturating_add(dropped as u64);
     }
 
-    /// Looks at the sockets before each `Interface::poll` (after the services had
-    /// theirs): which ports have a socket listening, which handshakes are under
-    /// way; evicts the oldest handshake on a port for which a SYN is held.
-    pub fn sync(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+    /// Looks at the interface and the sockets before each `Interface::poll`
+    /// (after the services had theirs): the interface's addresses (a SYN for
+    /// another host, which a switch or a bridge may flood to us, is left to
+    /// smoltcp, which drops it), which ports have a socket listening, which
+    /// handshakes are under way; evicts the oldest handshake on a port for which
+    /// a SYN is held.
+    pub fn sync(&mut self, iface: &Interface, sockets: &mut SocketSet<'_>, now: Instant) {
         let state = self.state.get_mut();
+        state.addrs.clear();
+        for cidr in iface.ip_addrs() {
+            // The interface holds no more than this many.
+            let _ = state.addrs.push(cidr.address());
+        }
         for entry in state.ports.iter_mut() {
             entry.1 = 0;
         }
@@ -375,8 +388,11 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         // went out, or the connection is open) is that connection's retransmission
         // or a duplicate, which smoltcp drops: it takes no listener. Held instead,
         // it would evict the half-open connection it belongs to (a client whose
-        // SYN-ACK was lost, retransmitting its SYN) or another client's.
-        if segment.syn && !segment.ack && known.is_none() {
+        // SYN-ACK was lost, retransmitting its SYN) or another client's. A SYN for
+        // another host's address takes none either: smoltcp drops it. (Before
+        // the first `sync`, no address is known and none is refused.)
+        let for_us = self.addrs.is_empty() || self.addrs.contains(&segment.dst);
+        if segment.syn && !segment.ack && known.is_none() && for_us {
             let listening = self.ports.iter_mut().find(|(p, _)| *p == segment.dst_port);
             match listening {
                 Some((_, 0)) => {
@@ -962,6 +978,57 @@ mod tests {
         assert_eq!(replayed, syn);
         let stats = backlog.stats();
         assert_eq!((stats.syns_replayed, stats.syns_dropped), (1, 0));
+    }
+
+    #[test]
+    fn a_syn_for_another_host_is_neither_held_nor_counted_as_a_listener_s() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        state.addrs.push(IpAddress::Ipv6(US)).unwrap();
+        let other = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 9);
+        let syn = |dst, port| {
+            segment(
+                (PEER, dst),
+                (port, PORT),
+                TcpControl::Syn,
+                (77, None),
+                false,
+            )
+        };
+        // Every slot busy: a SYN for us is held, one for another host is passed
+        // to smoltcp (which drops it), and evicts nothing.
+        state.ports.push((PORT, 0)).unwrap();
+        assert!(state.admit(&syn(other, 50001), Instant::ZERO));
+        assert!(!state.admit(&syn(US, 50002), Instant::ZERO));
+        assert_eq!(state.stats.syns_held, 1);
+        assert_eq!(state.held.len(), 1);
+        // One slot listening: the other host's SYN does not take it from ours.
+        state.ports[0].1 = 1;
+        assert!(state.admit(&syn(other, 50003), Instant::ZERO));
+        assert_eq!(state.ports[0].1, 1);
+        assert!(state.admit(&syn(US, 50004), Instant::ZERO));
+        assert_eq!(state.ports[0].1, 0);
+    }
+
+    #[test]
+    fn sync_learns_the_interface_s_addresses() {
+        use smoltcp::iface::Config;
+        use smoltcp::wire::{HardwareAddress, IpCidr};
+        let mut link = Link {
+            room: true,
+            sent: Vec::new(),
+        };
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut link, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            addrs.push(IpCidr::new(IpAddress::Ipv6(US), 64)).unwrap();
+        });
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let mut sockets = SocketSet::new(Vec::new());
+        backlog.sync(&iface, &mut sockets, Instant::ZERO);
+        assert_eq!(state(&mut backlog).addrs.as_slice(), [IpAddress::Ipv6(US)]);
+        iface.update_ip_addrs(|addrs| addrs.clear());
+        backlog.sync(&iface, &mut sockets, Instant::ZERO);
+        assert!(state(&mut backlog).addrs.is_empty());
     }
 
     #[test]

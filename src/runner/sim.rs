@@ -562,7 +562,7 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
             max_frame_len,
         };
         if self.config.backlog {
-            host.backlog.sync(&mut host.sockets, self.now);
+            host.backlog.sync(&host.iface, &mut host.sockets, self.now);
             host.iface.poll(
                 self.now,
                 &mut host.backlog.device(&mut port),

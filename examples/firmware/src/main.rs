@@ -220,12 +220,12 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
         // The backlog looks at the sockets before each interface poll: which
         // ports have a socket listening (a SYN for a port with none is held),
         // which handshakes are under way.
-        backlog.sync(sockets, now);
+        backlog.sync(iface, sockets, now);
         iface.poll(now, &mut backlog.device(device), sockets);
         services.poll(sockets, now);
         // What the services just wrote leaves now, not after the next sleep, and
         // a SYN held for a slot that just listened again is handed to the stack.
-        backlog.sync(sockets, now);
+        backlog.sync(iface, sockets, now);
         iface.poll(now, &mut backlog.device(device), sockets);
         services.publish(sockets, *device.stats(), backlog.stats(), now);
         log_driver_stats(device, now, &mut stats_logged);

@@ -323,7 +323,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
         let now = Instant::now();
         match &mut self.backlog {
             Some(backlog) => {
-                backlog.sync(&mut self.sockets, now);
+                backlog.sync(&self.iface, &mut self.sockets, now);
                 self.iface.poll(
                     now,
                     &mut backlog.device(&mut self.device),
