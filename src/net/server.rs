@@ -65,6 +65,10 @@ pub struct ServerStats {
     pub discarded: u64,
     /// Times a slot went back to listening.
     pub relistens: u64,
+    /// Connections that ended before the server accepted them: one whose
+    /// handshake completed and which the peer reset before the next poll, or
+    /// one established or in its handshake when [`TcpServer::close_all`] came.
+    pub unaccepted: u64,
     /// Polls that found a slot's socket missing from the set given (a foreign or
     /// removed handle): the slot is skipped, never a panic.
     pub missing_sockets: u64,
@@ -74,8 +78,9 @@ impl fmt::Display for ServerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted, {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, {} close",
+            "{} accepted ({} more lost before), {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, {} close",
             self.accepted,
+            self.unaccepted,
             self.closed,
             self.resets,
             self.aborted,
@@ -372,9 +377,12 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
                         acked: 0,
                     };
                 }
-                // No connection yet: drop the listener (and any handshake under
-                // way, with a RST).
+                // No connection yet: drop the listener (and any connection not
+                // accepted yet, with a RST, counted).
                 SlotState::Listening { .. } => {
+                    if !matches!(socket.state(), tcp::State::Listen | tcp::State::Closed) {
+                        slot.stats.unaccepted = slot.stats.unaccepted.saturating_add(1);
+                    }
                     socket.abort();
                     *slot.state = SlotState::Aborting;
                 }
@@ -474,7 +482,13 @@ impl<S: Session> Slot<'_, S> {
             SlotState::Aborting => self.listen(socket, cx),
             SlotState::Listening { handshake_since } => {
                 if !socket.is_open() {
-                    // The handshake failed (RST in SYN-RECEIVED): listen again.
+                    // A connection came and went between two polls (reset once
+                    // established): listen again.
+                    self.stats.unaccepted = self.stats.unaccepted.saturating_add(1);
+                    crate::macros::net_info!(
+                        "tcp/{}: a connection ended before it was accepted",
+                        cx.port
+                    );
                     self.listen(socket, cx);
                 } else if socket.may_send() || socket.state() == tcp::State::CloseWait {
                     self.accept(socket, cx);
