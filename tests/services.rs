@@ -1541,6 +1541,26 @@ fn udp_datagrams_keep_their_boundaries() {
 }
 
 #[test]
+fn a_udp_service_that_cannot_bind_counts_each_poll_and_serves_nothing() {
+    let mut net = sim(802, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(4, 2048));
+    // Port 0 is no port: smoltcp refuses the bind.
+    let mut server = UdpService::<_, 512>::new(socket, 0, UdpEcho);
+    let now = net.now();
+    for _ in 0..3 {
+        server.poll(&mut net.server.sockets, now);
+    }
+    assert_eq!(server.stats().bind_errors, 3);
+    assert!(!net.server.sockets.get::<udp::Socket>(socket).is_open());
+    // A service on a real port binds at its first poll and counts nothing.
+    let socket = net.server.sockets.add(udp_socket(4, 2048));
+    let mut server = UdpService::<_, 512>::new(socket, 7, UdpEcho);
+    server.poll(&mut net.server.sockets, now);
+    assert_eq!(server.stats().bind_errors, 0);
+    assert!(net.server.sockets.get::<udp::Socket>(socket).is_open());
+}
+
+#[test]
 fn a_datagram_larger_than_the_buffer_is_dropped_and_counted_not_cut() {
     let mut net = sim(801, FaultConfig::CLEAN, 1, 1);
     let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));

@@ -65,6 +65,9 @@ pub struct UdpStats {
     /// Polls that found the socket missing from the set given (a foreign or
     /// removed handle): nothing done, never a panic.
     pub missing_socket: u64,
+    /// Polls that could not bind the socket to the port (port 0, or the
+    /// socket bound elsewhere): nothing served. Logged once per run of them.
+    pub bind_errors: u64,
 }
 
 impl fmt::Display for UdpStats {
@@ -97,6 +100,9 @@ pub struct UdpService<H, const MAX: usize> {
     /// last poll ended, and since when it has not sent anything.
     queue_watch: Option<(usize, Instant)>,
     stats: UdpStats,
+    /// The last poll found the socket bound (or bound it): a bind error after
+    /// it is logged again.
+    bound: bool,
 }
 
 impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
@@ -119,7 +125,9 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 send_errors: 0,
                 stuck_flushes: 0,
                 missing_socket: 0,
+                bind_errors: 0,
             },
+            bound: false,
         }
     }
 
@@ -201,9 +209,14 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
         if !socket.is_open()
             && let Err(e) = socket.bind(self.port)
         {
-            crate::macros::net_warn!("udp/{}: cannot bind: {}", self.port, e);
+            if self.bound || self.stats.bind_errors == 0 {
+                crate::macros::net_warn!("udp/{}: cannot bind: {}", self.port, e);
+            }
+            self.stats.bind_errors = self.stats.bind_errors.saturating_add(1);
+            self.bound = false;
             return;
         }
+        self.bound = true;
         while self.flush(socket) {
             let (len, from) = match socket.recv_slice(&mut self.buf) {
                 Ok((len, meta)) => (len, meta.endpoint),
