@@ -43,18 +43,24 @@ pub struct BacklogStats {
     pub evictions: u64,
     /// Resets dropped because their sequence number was not the one expected.
     pub blind_resets_dropped: u64,
+    /// Fragments of IP packets carrying TCP, dropped: a piece of a segment
+    /// cannot be checked, and TCP does not need them (it sizes its segments to
+    /// the path and forbids fragmenting them).
+    pub fragments_dropped: u64,
 }
 
 impl fmt::Display for BacklogStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} SYNs held, {} replayed, {} dropped, {} evictions, {} blind resets dropped",
+            "{} SYNs held, {} replayed, {} dropped, {} evictions, {} blind resets dropped, \
+             {} TCP fragments dropped",
             self.syns_held,
             self.syns_replayed,
             self.syns_dropped,
             self.evictions,
-            self.blind_resets_dropped
+            self.blind_resets_dropped,
+            self.fragments_dropped
         )
     }
 }
@@ -136,6 +142,11 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   5961 also answers the others with a "challenge ACK"; the backlog cannot make
 ///   smoltcp send one. A real peer whose reset is dropped resets again on our next
 ///   segment, and the idle deadline frees the slot in any case.)
+/// - **Fragments of TCP packets are dropped**, counted: a piece of a segment
+///   cannot be checked, and TCP sets Don't Fragment and sizes its segments to
+///   the path, so no real peer needs them. (smoltcp as this crate builds it
+///   drops them anyway; one built to reassemble them would otherwise take a
+///   stepped RST past the check in pieces.)
 ///
 /// A port gets a backlog when a socket first listens on it (up to `P` ports) and
 /// keeps it until [`forget`](Backlog::forget). The cost is fixed: `H` held SYNs of
@@ -195,6 +206,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     syns_dropped: 0,
                     evictions: 0,
                     blind_resets_dropped: 0,
+                    fragments_dropped: 0,
                 },
             }),
         }
@@ -371,6 +383,12 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             arp_sender(self.medium, frame).or_else(|| ndp_sender(self.medium, frame))
         {
             self.remember_alive(sender);
+        }
+        if tcp_fragment(self.medium, frame) {
+            // smoltcp as this crate builds it drops fragments; one built to
+            // reassemble them would take a stepped RST in pieces past the check.
+            self.stats.fragments_dropped = self.stats.fragments_dropped.saturating_add(1);
+            return false;
         }
         let Some(segment) = Segment::parse(self.medium, frame) else {
             return true;
@@ -558,6 +576,40 @@ fn ipv6_tcp(next: IpProtocol, payload: &[u8]) -> Option<&[u8]> {
             (IpProtocol::from(following) == IpProtocol::Tcp).then_some(payload.get(len..)?)
         }
         _ => None,
+    }
+}
+
+/// Whether `frame` is a fragment of an IP packet carrying TCP (IPv4's fragment
+/// fields, or an IPv6 Fragment header first or behind a Hop-by-Hop header).
+fn tcp_fragment(medium: Medium, frame: &[u8]) -> bool {
+    let Some(ip) = ip_packet(medium, frame) else {
+        return false;
+    };
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => Ipv4Packet::new_checked(ip).is_ok_and(|packet| {
+            packet.next_header() == IpProtocol::Tcp
+                && (packet.more_frags() || packet.frag_offset() != 0)
+        }),
+        Some(6) => {
+            let Ok(packet) = Ipv6Packet::new_checked(ip) else {
+                return false;
+            };
+            let mut next = packet.next_header();
+            let mut at = 40usize;
+            if next == IpProtocol::HopByHop {
+                let (Some(&following), Some(&units)) = (ip.get(at), ip.get(at.saturating_add(1)))
+                else {
+                    return false;
+                };
+                next = IpProtocol::from(following);
+                at = at.saturating_add(usize::from(units).saturating_add(1).saturating_mul(8));
+            }
+            next == IpProtocol::Ipv6Frag
+                && ip
+                    .get(at)
+                    .is_some_and(|&inner| IpProtocol::from(inner) == IpProtocol::Tcp)
+        }
+        _ => false,
     }
 }
 
@@ -1029,6 +1081,61 @@ mod tests {
         iface.update_ip_addrs(|addrs| addrs.clear());
         backlog.sync(&iface, &mut sockets, Instant::ZERO);
         assert!(state(&mut backlog).addrs.is_empty());
+    }
+
+    #[test]
+    fn fragments_of_tcp_packets_are_dropped_and_counted() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        let rst = segment(
+            (PEER, US),
+            (50000, PORT),
+            TcpControl::Rst,
+            (5000, None),
+            false,
+        );
+        // IPv6: the same segment behind a Fragment header (more fragments), first
+        // and behind a Hop-by-Hop header.
+        let fragment = |hop_by_hop: bool| {
+            let mut frame = rst[..40].to_vec();
+            let mut ext = vec![6, 0, 0, 1, 0, 0, 0, 7];
+            if hop_by_hop {
+                ext.splice(0..0, [44, 0, 1, 4, 0, 0, 0, 0]);
+                frame[6] = 0;
+            } else {
+                frame[6] = 44;
+            }
+            ext.extend_from_slice(&rst[40..]);
+            let len = u16::from_be_bytes([frame[4], frame[5]]) + ext.len() as u16 - 20;
+            frame[4..6].copy_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&ext);
+            frame
+        };
+        assert!(!state.admit(&fragment(false), Instant::ZERO));
+        assert!(!state.admit(&fragment(true), Instant::ZERO));
+        // IPv4: more fragments, then a later piece.
+        use smoltcp::wire::{Ipv4Address, Ipv4Repr};
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Address::new(10, 0, 0, 2),
+            dst_addr: Ipv4Address::new(10, 0, 0, 1),
+            next_header: IpProtocol::Tcp,
+            payload_len: 20,
+            hop_limit: 64,
+        };
+        for (more, offset) in [(true, 0), (false, 24)] {
+            let mut frame = vec![0; 40];
+            let caps = ChecksumCapabilities::default();
+            let mut packet = Ipv4Packet::new_unchecked(&mut frame[..]);
+            ip.emit(&mut packet, &caps);
+            packet.set_more_frags(more);
+            packet.set_frag_offset(offset);
+            packet.fill_checksum();
+            assert!(!state.admit(&frame, Instant::ZERO), "{more} {offset}");
+        }
+        assert_eq!(state.stats.fragments_dropped, 4);
+        // The whole segment is no fragment.
+        assert!(state.admit(&rst, Instant::ZERO));
+        assert_eq!(state.stats.fragments_dropped, 4);
     }
 
     #[test]
