@@ -170,6 +170,12 @@ impl FrameTx {
         if !socket.may_send() {
             return Err(SendError::NotConnected);
         }
+        // A full ring takes nothing: said before any work (a sender that writes
+        // until it is told to wait meets this once a poll).
+        if !socket.can_send() {
+            self.send_full = self.send_full.saturating_add(1);
+            return Err(SendError::WouldBlock);
+        }
         self.writer.begin(len)?;
         // As in `send`: two rounds for the two pieces of the ring, and a plain
         // count out of the closure (an error waits beside it). A full ring is not
