@@ -176,6 +176,11 @@ pub enum TftpError {
         /// The largest block the server sends or takes.
         max: u16,
     },
+    /// The transfer fell below the server's minimum rate (bytes per second).
+    TooSlow {
+        /// The rate.
+        rate: u32,
+    },
     /// The file received is not as long as the `tsize` the server announced.
     SizeMismatch {
         /// The size announced.
@@ -211,6 +216,7 @@ impl fmt::Display for TftpError {
                 announced,
                 received,
             } => write!(f, "{received} B received, {announced} B announced"),
+            Self::TooSlow { rate } => write!(f, "the transfer fell below {rate} B/s"),
         }
     }
 }
@@ -260,6 +266,7 @@ impl TftpError {
                 "blocks of 512 do not fit here: ask a smaller blksize",
             ),
             Self::SizeMismatch { .. } => (ErrorCode::NotDefined, "file size differs from tsize"),
+            Self::TooSlow { .. } => (ErrorCode::NotDefined, "transfer below the minimum rate"),
         }
     }
 }
@@ -278,6 +285,8 @@ pub struct TftpStats {
     pub failed: u64,
     /// Transfers ended because the peer stopped answering.
     pub timeouts: u64,
+    /// Transfers ended for falling below the server's minimum rate.
+    pub too_slow: u64,
     /// Packets sent again after a timeout.
     pub retransmits: u64,
     /// Duplicate DATA or ACK packets received (ignored, or answered by a
@@ -305,6 +314,7 @@ impl TftpStats {
         completed: 0,
         failed: 0,
         timeouts: 0,
+        too_slow: 0,
         retransmits: 0,
         duplicates: 0,
         malformed: 0,
@@ -323,6 +333,7 @@ impl TftpStats {
             completed,
             failed,
             timeouts,
+            too_slow,
             retransmits,
             duplicates,
             malformed,
@@ -338,6 +349,7 @@ impl TftpStats {
             (&mut self.completed, completed),
             (&mut self.failed, failed),
             (&mut self.timeouts, timeouts),
+            (&mut self.too_slow, too_slow),
             (&mut self.retransmits, retransmits),
             (&mut self.duplicates, duplicates),
             (&mut self.malformed, malformed),
@@ -356,7 +368,7 @@ impl fmt::Display for TftpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "reads: {}, writes: {}, completed: {}, failed: {}, timeouts: {}, \
+            "reads: {}, writes: {}, completed: {}, failed: {}, timeouts: {}, too slow: {}, \
              retransmits: {}, duplicates: {}, malformed: {}, refused: {}, wrong TID: {}, \
              pool full: {}, bytes sent: {}, bytes received: {}",
             self.reads,
@@ -364,6 +376,7 @@ impl fmt::Display for TftpStats {
             self.completed,
             self.failed,
             self.timeouts,
+            self.too_slow,
             self.retransmits,
             self.duplicates,
             self.malformed,

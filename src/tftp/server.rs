@@ -33,17 +33,25 @@ pub struct ServerConfig {
     /// acknowledged it and gets [`timeout`](Self::timeout), so no client holds a
     /// slot for long.
     pub max_timeout: Duration,
+    /// The slowest average rate a transfer may keep, bytes per second (0 is
+    /// taken as 1). A transfer has the time a silent peer is given (the
+    /// timeout, once per try) from its request, and a second more for every
+    /// `min_rate` bytes acknowledged or received; past that it ends with an
+    /// ERROR. However slowly a client answers each block, it cannot hold its
+    /// slot for longer than the file's size allows at this rate.
+    pub min_rate: u32,
 }
 
 impl ServerConfig {
     /// 512-byte blocks at most (buffers of 516 bytes), windows up to 16, a 1 s
-    /// timeout (up to 10 s if asked) and 5 retransmissions.
+    /// timeout (up to 10 s if asked), 5 retransmissions and 500 B/s at least.
     pub const DEFAULT: Self = Self {
         max_block_size: DEFAULT_BLOCK_SIZE,
         max_window: 16,
         timeout: DEFAULT_TIMEOUT,
         max_tries: DEFAULT_MAX_TRIES,
         max_timeout: Duration::from_secs(10),
+        min_rate: 500,
     };
 
     /// The largest block a buffer of `len` bytes carries in a DATA, within
@@ -150,6 +158,8 @@ pub struct ServerTransfer<'s, S> {
     config: ServerConfig,
     state: State,
     timer: Timer,
+    /// When the request came: the minimum rate counts from there.
+    began: Instant,
     kind: Option<TransferKind>,
     outcome: Option<Result<u64, TftpError>>,
     stats: TftpStats,
@@ -177,6 +187,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             config,
             state: State::Idle,
             timer: Timer::new(config.timeout, config.max_tries),
+            began: Instant::ZERO,
             kind: None,
             outcome: None,
             stats: TftpStats::ZERO,
@@ -238,6 +249,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         self.outcome = None;
         self.kind = None;
         self.timer = Timer::new(self.config.timeout, self.config.max_tries);
+        self.began = now;
         self.state = match Packet::parse(datagram) {
             Ok(Packet::Request {
                 kind,
@@ -600,14 +612,54 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
     /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Reading { .. } | State::Writing { .. } => self.timer.deadline,
+            State::Reading { .. } | State::Writing { .. } => {
+                match (self.timer.deadline, self.rate_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             State::Dallying { until, .. } => Some(until),
             State::Idle | State::Failing { .. } | State::Done => None,
         }
     }
 
+    /// When the transfer under way must be done by, at the minimum rate: the
+    /// time a silent peer is given, from the request, and a second more for
+    /// every `min_rate` bytes acknowledged (a read) or received (a write).
+    fn rate_deadline(&self) -> Option<Instant> {
+        let moved = match &self.state {
+            State::Reading { sender, .. } => sender
+                .base
+                .saturating_sub(1)
+                .saturating_mul(u64::from(sender.block_size))
+                .min(sender.size),
+            State::Writing { receiver, .. } => receiver.bytes,
+            _ => return None,
+        };
+        let earned = moved
+            .saturating_mul(1000)
+            .checked_div(u64::from(self.config.min_rate.max(1)))
+            .unwrap_or(u64::MAX);
+        Some(
+            self.began
+                .saturating_add(self.dally())
+                .saturating_add(Duration::from_millis(earned)),
+        )
+    }
+
     /// Time has passed: retransmit what went unanswered, or give up.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.retry_or_give_up(now);
+        // A silent peer is timed out first; one that answers, too slowly, here.
+        if self.rate_deadline().is_some_and(|deadline| now >= deadline) {
+            bump(&mut self.stats.too_slow);
+            crate::macros::net_info!("tftp: the transfer fell below the minimum rate");
+            let rate = self.config.min_rate.max(1);
+            self.fail(TftpError::TooSlow { rate }, true);
+        }
+    }
+
+    fn retry_or_give_up(&mut self, now: Instant) {
         match &mut self.state {
             State::Dallying { until, .. } if now >= *until => self.state = State::Done,
             State::Reading { sender, .. } if self.timer.is_due(now) => {

@@ -938,7 +938,7 @@ fn random_datagrams_never_panic_a_session() {
 fn session_sizes_are_pinned() {
     use core::mem::size_of;
     let server = size_of::<ServerTransfer<'static, Store>>();
-    assert!(server <= 384, "ServerTransfer is {server} bytes");
+    assert!(server <= 408, "ServerTransfer is {server} bytes");
     type Progress = fn(u64, Option<u64>);
     let get = size_of::<ClientGet<SliceSink<'static>, Progress>>();
     let put = size_of::<ClientPut<&'static [u8], Progress>>();
@@ -1242,4 +1242,90 @@ fn a_get_whose_first_answer_is_an_old_block_still_has_a_deadline() {
         while get.transmit(&mut buf, now) > 0 {}
     }
     assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
+}
+
+#[test]
+fn a_client_that_answers_each_block_just_in_time_but_too_slowly_is_cut_off() {
+    // It asks for 10 s timeouts and acknowledges each 512-byte block after 9 s:
+    // never silent, but 57 B/s. A read gets the silent peer's allowance
+    // (6 x 10 s) from its request, and 1.024 s more per block acknowledged.
+    let shared = shared();
+    let file = pattern(512 * 40);
+    put_file(&shared, "f", &file);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let asking = Options {
+        timeout_secs: Some(10),
+        ..Options::NONE
+    };
+    let mut now = Instant::ZERO;
+    server.start(&request(RequestKind::Read, b"f", Mode::Octet, asking), now);
+    let mut last = Vec::new();
+    let mut cut_at = None;
+    for _ in 0..100 {
+        if !server.is_active() {
+            break;
+        }
+        for datagram in drain(&mut server, now) {
+            last = datagram;
+        }
+        now = now.saturating_add(crate::time::Duration::from_secs(9));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+            if server.stats().too_slow > 0 {
+                cut_at.get_or_insert(now);
+            }
+        }
+        // Acknowledge whatever came last: the OACK, then each block.
+        let block = match parse(&last) {
+            Packet::Oack { .. } => 0,
+            Packet::Data { block, .. } => block,
+            _ => continue,
+        };
+        server.receive(&emit(Packet::Ack { block }), now);
+    }
+    assert!(!server.is_active(), "still held at {now:?}");
+    assert_eq!(
+        server.outcome(),
+        Some(Err(TftpError::TooSlow { rate: 500 }))
+    );
+    assert!(matches!(
+        parse(&last),
+        Packet::Error {
+            code: ErrorCode::NotDefined,
+            ..
+        }
+    ));
+    let stats = server.stats();
+    assert_eq!((stats.too_slow, stats.timeouts, stats.completed), (1, 0, 0));
+    // 60 s, and 1.024 s for each of the 7 blocks acknowledged by then.
+    assert_eq!(cut_at, Some(Instant::from_secs(72)));
+}
+
+#[test]
+fn an_upload_at_a_steady_pace_above_the_minimum_rate_completes() {
+    // 512 B every 0.9 s: 569 B/s, long past the first minute.
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut now = Instant::ZERO;
+    server.start(
+        &request(RequestKind::Write, b"up", Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    let file = pattern(512 * 150 + 7);
+    let blocks: Vec<&[u8]> = file.chunks(512).collect();
+    for (i, data) in blocks.iter().enumerate() {
+        now = now.saturating_add(crate::time::Duration::from_millis(900));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+        }
+        assert!(server.is_active(), "cut off at block {i}, {now:?}");
+        let block = (i + 1) as u16;
+        server.receive(&emit(Packet::Data { block, data }), now);
+        drain(&mut server, now);
+    }
+    assert_eq!(server.outcome(), Some(Ok(file.len() as u64)));
+    assert!(now > Instant::from_secs(130));
+    assert_eq!(read_file(&shared, "up").as_deref(), Some(&file[..]));
+    assert_eq!(server.stats().too_slow, 0);
 }
