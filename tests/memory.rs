@@ -205,7 +205,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "Backlog<4, 4, 16>",
             "listen backlog: 4 held SYNs, 4 ports, 16 connections watched, counters",
             size_of::<Backlog<4, 4, 16>>(),
-            2376,
+            2384,
         ),
         (
             "TcpClient",

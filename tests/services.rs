@@ -386,42 +386,6 @@ fn a_server_listens_from_construction_and_serves_a_client_before_its_first_poll(
 }
 
 #[test]
-fn a_connection_reset_before_the_server_took_it_is_counted_and_its_slot_serves_the_next() {
-    let mut net = sim(512, FaultConfig::CLEAN, 1, 2);
-    let mut server = serve(&mut net, 7, (2048, 2048), [Echo::new()], SERVER);
-    let handle = net.server.sockets.iter().next().map(|(h, _)| h).unwrap();
-    let mut ports = PortAllocator::new(512);
-    let mut first = echo_client(&mut net, 100);
-    first.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    // The handshake completes and the client resets, all between two polls of
-    // the server.
-    net.run_services(&mut (), &mut first, LIMIT, |_, client, net| {
-        let established =
-            net.server.sockets.get::<tcp::Socket>(handle).state() == tcp::State::Established;
-        (established && client.state() == ClientState::Connected).then_some(())
-    })
-    .unwrap();
-    first.socket(&mut net).abort();
-    net.run_until(LIMIT, |net| {
-        (net.server.sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed).then_some(())
-    })
-    .unwrap();
-    // The next client gets the slot; the one lost is counted, not accepted.
-    let mut second = echo_client(&mut net, 100).closing_when_done();
-    second.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    net.run_services(&mut server, &mut second, LIMIT, |server, client, _| {
-        (client.done() && server.stats().closed == 1).then_some(())
-    })
-    .unwrap();
-    let stats = *server.stats();
-    assert_eq!(
-        (stats.unaccepted, stats.accepted, stats.resets),
-        (1, 1, 0),
-        "{stats}"
-    );
-}
-
-#[test]
 fn close_all_counts_the_connections_it_drops_before_they_were_accepted() {
     let mut net = sim(513, FaultConfig::CLEAN, 1, 1);
     let mut server = serve(&mut net, 7, (2048, 2048), [Echo::new()], SERVER);

@@ -47,6 +47,11 @@ pub struct BacklogStats {
     /// cannot be checked, and TCP does not need them (it sizes its segments to
     /// the path and forbids fragmenting them).
     pub fragments_dropped: u64,
+    /// TCP segments for an address that is not the interface's own, dropped:
+    /// another host's (flooded to us by a switch or a bridge), or a broadcast
+    /// or multicast one, which TCP never uses (RFC 1122 §4.2.3.10) and smoltcp
+    /// would take a SYN for, and reset the socket it took.
+    pub foreign_dropped: u64,
 }
 
 impl fmt::Display for BacklogStats {
@@ -54,13 +59,14 @@ impl fmt::Display for BacklogStats {
         write!(
             f,
             "{} SYNs held, {} replayed, {} dropped, {} evictions, {} blind resets dropped, \
-             {} TCP fragments dropped",
+             {} TCP fragments dropped, {} for other addresses dropped",
             self.syns_held,
             self.syns_replayed,
             self.syns_dropped,
             self.evictions,
             self.blind_resets_dropped,
-            self.fragments_dropped
+            self.fragments_dropped,
+            self.foreign_dropped
         )
     }
 }
@@ -100,8 +106,8 @@ struct State<const H: usize, const P: usize, const C: usize> {
     /// Their handshakes are not evicted: see `sync`.
     alive: heapless::Vec<IpAddress, C>,
     tracked: heapless::Vec<Tracked, C>,
-    /// The interface's addresses, as of the last `sync`: a SYN for any other is
-    /// not ours to hold.
+    /// The interface's addresses, as of the last `sync` (none while it has
+    /// none, or takes any address): a TCP segment for any other is dropped.
     addrs: heapless::Vec<IpAddress, IFACE_MAX_ADDR_COUNT>,
     stats: BacklogStats,
 }
@@ -207,6 +213,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     evictions: 0,
                     blind_resets_dropped: 0,
                     fragments_dropped: 0,
+                    foreign_dropped: 0,
                 },
             }),
         }
@@ -246,17 +253,20 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
     }
 
     /// Looks at the interface and the sockets before each `Interface::poll`
-    /// (after the services had theirs): the interface's addresses (a SYN for
-    /// another host, which a switch or a bridge may flood to us, is left to
-    /// smoltcp, which drops it), which ports have a socket listening, which
-    /// handshakes are under way; evicts the oldest handshake on a port for which
-    /// a SYN is held.
+    /// (after the services had theirs): the interface's addresses (a TCP
+    /// segment for any other is dropped, counted), which ports have a socket
+    /// listening, which handshakes are under way; evicts the oldest handshake
+    /// on a port for which a SYN is held.
     pub fn sync(&mut self, iface: &Interface, sockets: &mut SocketSet<'_>, now: Instant) {
         let state = self.state.get_mut();
         state.addrs.clear();
-        for cidr in iface.ip_addrs() {
-            // The interface holds no more than this many.
-            let _ = state.addrs.push(cidr.address());
+        // An interface that takes any address (smoltcp's `any_ip`) has no
+        // foreign ones.
+        if !iface.any_ip() {
+            for cidr in iface.ip_addrs() {
+                // The interface holds no more than this many.
+                let _ = state.addrs.push(cidr.address());
+            }
         }
         for entry in state.ports.iter_mut() {
             entry.1 = 0;
@@ -393,6 +403,13 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         let Some(segment) = Segment::parse(self.medium, frame) else {
             return true;
         };
+        // Not for us: another host's, or a broadcast or multicast address,
+        // where smoltcp would take a SYN's listener and then reset it. (Before
+        // the first `sync`, no address is known and none is refused.)
+        if !self.addrs.is_empty() && !self.addrs.contains(&segment.dst) {
+            self.stats.foreign_dropped = self.stats.foreign_dropped.saturating_add(1);
+            return false;
+        }
         let known = self
             .tracked
             .iter()
@@ -406,11 +423,8 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         // went out, or the connection is open) is that connection's retransmission
         // or a duplicate, which smoltcp drops: it takes no listener. Held instead,
         // it would evict the half-open connection it belongs to (a client whose
-        // SYN-ACK was lost, retransmitting its SYN) or another client's. A SYN for
-        // another host's address takes none either: smoltcp drops it. (Before
-        // the first `sync`, no address is known and none is refused.)
-        let for_us = self.addrs.is_empty() || self.addrs.contains(&segment.dst);
-        if segment.syn && !segment.ack && known.is_none() && for_us {
+        // SYN-ACK was lost, retransmitting its SYN) or another client's.
+        if segment.syn && !segment.ack && known.is_none() {
             let listening = self.ports.iter_mut().find(|(p, _)| *p == segment.dst_port);
             match listening {
                 Some((_, 0)) => {
@@ -1047,19 +1061,23 @@ mod tests {
                 false,
             )
         };
-        // Every slot busy: a SYN for us is held, one for another host is passed
-        // to smoltcp (which drops it), and evicts nothing.
+        // Every slot busy: a SYN for us is held, one for another host is
+        // dropped, counted, and evicts nothing.
         state.ports.push((PORT, 0)).unwrap();
-        assert!(state.admit(&syn(other, 50001), Instant::ZERO));
+        assert!(!state.admit(&syn(other, 50001), Instant::ZERO));
         assert!(!state.admit(&syn(US, 50002), Instant::ZERO));
         assert_eq!(state.stats.syns_held, 1);
         assert_eq!(state.held.len(), 1);
-        // One slot listening: the other host's SYN does not take it from ours.
+        // One slot listening: neither another host's SYN nor one to all nodes
+        // (which smoltcp would take) takes it from ours.
         state.ports[0].1 = 1;
-        assert!(state.admit(&syn(other, 50003), Instant::ZERO));
+        let all_nodes = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        assert!(!state.admit(&syn(other, 50003), Instant::ZERO));
+        assert!(!state.admit(&syn(all_nodes, 50005), Instant::ZERO));
         assert_eq!(state.ports[0].1, 1);
         assert!(state.admit(&syn(US, 50004), Instant::ZERO));
         assert_eq!(state.ports[0].1, 0);
+        assert_eq!(state.stats.foreign_dropped, 3);
     }
 
     #[test]

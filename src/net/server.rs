@@ -65,9 +65,8 @@ pub struct ServerStats {
     pub discarded: u64,
     /// Times a slot went back to listening.
     pub relistens: u64,
-    /// Connections that ended before the server accepted them: one whose
-    /// handshake completed and which the peer reset before the next poll, or
-    /// one established or in its handshake when [`TcpServer::close_all`] came.
+    /// Connections established but not yet accepted when
+    /// [`TcpServer::close_all`] reset them.
     pub unaccepted: u64,
     /// Polls that found a slot's socket missing from the set given (a foreign or
     /// removed handle): the slot is skipped, never a panic.
@@ -78,15 +77,16 @@ impl fmt::Display for ServerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted ({} more lost before), {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, {} close",
+            "{} accepted, {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, \
+             {} close; {} not accepted yet at close_all",
             self.accepted,
-            self.unaccepted,
             self.closed,
             self.resets,
             self.aborted,
             self.idle_timeouts,
             self.handshake_timeouts,
-            self.close_timeouts
+            self.close_timeouts,
+            self.unaccepted
         )
     }
 }
@@ -377,10 +377,11 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
                         acked: 0,
                     };
                 }
-                // No connection yet: drop the listener (and any connection not
-                // accepted yet, with a RST, counted).
+                // No connection yet: drop the listener (and any handshake under
+                // way, or connection not accepted yet, with a RST; a connection
+                // is counted).
                 SlotState::Listening { .. } => {
-                    if !matches!(socket.state(), tcp::State::Listen | tcp::State::Closed) {
+                    if socket.may_send() || socket.state() == tcp::State::CloseWait {
                         slot.stats.unaccepted = slot.stats.unaccepted.saturating_add(1);
                     }
                     socket.abort();
@@ -482,13 +483,9 @@ impl<S: Session> Slot<'_, S> {
             SlotState::Aborting => self.listen(socket, cx),
             SlotState::Listening { handshake_since } => {
                 if !socket.is_open() {
-                    // A connection came and went between two polls (reset once
-                    // established): listen again.
-                    self.stats.unaccepted = self.stats.unaccepted.saturating_add(1);
-                    crate::macros::net_info!(
-                        "tcp/{}: a connection ended before it was accepted",
-                        cx.port
-                    );
+                    // The handshake was evicted by the backlog, or a connection
+                    // came and went between two polls (reset once established;
+                    // smoltcp's socket shows the two alike): listen again.
                     self.listen(socket, cx);
                 } else if socket.may_send() || socket.state() == tcp::State::CloseWait {
                     self.accept(socket, cx);
