@@ -65,8 +65,8 @@ pub struct UdpStats {
     /// Polls that found the socket missing from the set given (a foreign or
     /// removed handle): nothing done, never a panic.
     pub missing_socket: u64,
-    /// Polls that could not bind the socket to the port (port 0, or the
-    /// socket bound elsewhere): nothing served. Logged once per run of them.
+    /// Polls that could not bind the socket to the port (port 0): nothing
+    /// served. Logged once per run of them.
     pub bind_errors: u64,
 }
 
@@ -75,7 +75,7 @@ impl fmt::Display for UdpStats {
         write!(
             f,
             "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, \
-             {} send errors, {} stuck flushes",
+             {} send errors, {} stuck flushes, {} polls unbound",
             self.datagrams_in,
             self.bytes_in,
             self.datagrams_out,
@@ -83,7 +83,8 @@ impl fmt::Display for UdpStats {
             self.oversize,
             self.send_full,
             self.send_errors,
-            self.stuck_flushes
+            self.stuck_flushes,
+            self.bind_errors
         )
     }
 }
