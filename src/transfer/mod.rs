@@ -85,10 +85,10 @@
 //! connection busy. An upload or a download must keep an average of
 //! [`DEFAULT_MIN_TRANSFER_RATE`] (500 B/s,
 //! [`TransferServer::with_min_transfer_rate`]): it has the request deadline from
-//! its start plus a second per 500 bytes moved, and past that it is answered
-//! `ERROR TooSlow` and the connection closes, an upload's partial kept for a
-//! resume. A connection that moves no byte at all is the pool's business: its
-//! idle timeout resets it, and any upload it had stays as a partial for a resume. The client gives up on a server that moves no byte for its own timeout
+//! its start plus a second per 500 bytes of the file reached, and past that it
+//! is answered `ERROR TooSlow` and the connection closes, an upload's partial
+//! kept for a resume. Between requests, a connection that moves no byte at all
+//! is the pool's business: its idle timeout resets it. The client gives up on a server that moves no byte for its own timeout
 //! (60 s, [`TransferClient::with_timeout`]).
 
 mod client;

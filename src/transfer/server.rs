@@ -213,10 +213,8 @@ enum Op {
         next: u64,
         size: u64,
         version: u64,
-        /// When GET_READY went out, and the offset asked for: the minimum rate
-        /// counts from there.
+        /// When GET_READY went out: the minimum rate counts from there.
         began: Instant,
-        from: u64,
     },
     /// ENTRY frames for the files after `after` still to send.
     Listing { after: Option<FileName>, count: u32 },
@@ -344,9 +342,12 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// bytes per second (0 is taken as 1).
     ///
     /// A transfer has the request deadline from its PUT_READY or GET_READY, plus
-    /// a second for every `rate` bytes it has moved since: a transfer that falls
-    /// below the rate on average is answered `ERROR TooSlow` (the value is the
-    /// rate) and the connection closes; an upload's partial stays for a resume.
+    /// a second for every `rate` bytes of the file it has reached (counted from
+    /// the file's start, so a resume has time to check the part it skips; an
+    /// upload counts the bytes of the DATA frame under way): a transfer that
+    /// falls below the rate on average is answered `ERROR TooSlow` (the value
+    /// is the rate) and the connection closes; an upload's partial stays for a
+    /// resume.
     /// However slowly a peer trickles its bytes, it cannot hold the connection
     /// for longer than the file's size allows at this rate.
     #[must_use]
@@ -438,9 +439,15 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
         Some(started.saturating_add(self.core.request_timeout))
     }
 
+    /// The transfer's deadline, the bytes of the frame under way counted.
+    fn transfer_deadline(&self) -> Option<Instant> {
+        let arriving = u64::try_from(self.reader.unfinished().len()).unwrap_or(u64::MAX);
+        self.core.transfer_deadline(arriving)
+    }
+
     /// The sooner of the request deadline and the transfer's.
     fn deadline(&self) -> Option<Instant> {
-        match (self.request_deadline(), self.core.transfer_deadline()) {
+        match (self.request_deadline(), self.transfer_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -505,7 +512,6 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
         match self.core.phase {
             Phase::Open => {
                 if self
-                    .core
                     .transfer_deadline()
                     .is_some_and(|deadline| now >= deadline)
                 {
@@ -616,22 +622,21 @@ impl<S: Storage> Core<'_, S> {
 
     /// When the upload or download under way must be done by, at the minimum
     /// rate: the request deadline from its start, and a second more for every
-    /// `min_rate` bytes it moved.
-    fn transfer_deadline(&self) -> Option<Instant> {
-        let (began, moved) = match self.op {
-            Op::Upload { upload, began, .. } if !upload.is_complete() => (
-                began,
-                upload.written().saturating_sub(upload.resumed_from()),
-            ),
+    /// `min_rate` bytes of the file it has reached. An upload counts the bytes
+    /// stored and `arriving`, those of the frame under way; a resumed transfer
+    /// counts from the start of the file, which gives a client the time to
+    /// check the part it skips.
+    fn transfer_deadline(&self, arriving: u64) -> Option<Instant> {
+        let (began, reached) = match self.op {
+            Op::Upload { upload, began, .. } if !upload.is_complete() => {
+                (began, upload.written().saturating_add(arriving))
+            }
             Op::Download {
-                next,
-                size,
-                began,
-                from,
-                ..
-            } if next < size => (began, next.saturating_sub(from)),
+                next, size, began, ..
+            } if next < size => (began, next),
             _ => return None,
         };
+        let moved = reached;
         let earned = moved
             .saturating_mul(1000)
             .checked_div(u64::from(self.min_rate))
@@ -1106,7 +1111,6 @@ impl<S: Storage> Core<'_, S> {
                     size: stat.size,
                     version,
                     began: now,
-                    from: offset,
                 };
                 let ready = Message::GetReady {
                     size: stat.size,
@@ -1579,11 +1583,12 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(at(5)), "the transfer's deadline");
         let chunk = data(0, b"abc");
         // Until its type byte is in, a frame could be anything: its own deadline
-        // runs too, and the sooner one is the one to wait for.
+        // runs too, and the sooner one is the one to wait for. The bytes of the
+        // frame under way count for the upload.
         s.receive(&chunk[..4], at(1));
-        assert_eq!(s.poll_timeout(), Some(at(5)));
+        assert_eq!(s.poll_timeout(), Some(at(6)));
         s.receive(&chunk[4..6], at(2));
-        assert_eq!(s.poll_timeout(), Some(at(5)), "an upload's DATA");
+        assert_eq!(s.poll_timeout(), Some(at(8)), "an upload's DATA");
         s.handle_timeout(at(4));
         s.receive(&chunk[6..], at(4));
         assert_eq!(shared.stats().bytes_in, 3);
@@ -1593,7 +1598,7 @@ mod tests {
         // the upload's deadline is the sooner.
         let stat = encode(&Message::Stat { name: name("f") });
         s.receive(&stat[..5], at(6));
-        assert_eq!(s.poll_timeout(), Some(Instant::from_millis(6_500)));
+        assert_eq!(s.poll_timeout(), Some(at(9)));
         s.receive(&stat[5..], at(6));
         assert_eq!(
             s.poll_timeout(),
@@ -1670,6 +1675,39 @@ mod tests {
         assert_eq!(
             exchange(&mut s, &put("f", 2_000, crc32(&body), true)),
             ready(50, crc32(&body[..50]))
+        );
+    }
+
+    #[test]
+    fn an_upload_in_large_frames_counts_the_bytes_of_the_frame_under_way() {
+        // 2,000 B/s, four times the minimum, in one 60 KB frame: none of it is
+        // stored before the frame is whole, 30 s in.
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let mut s = server(&shared, 65_540, 128);
+        hello(&mut s, 128);
+        let body = vec![5u8; 60_000];
+        assert_eq!(
+            exchange(&mut s, &put("f", 60_000, crc32(&body), false)),
+            ready(0, 0)
+        );
+        let frame = data(0, &body);
+        let mut now = 0u64;
+        for piece in frame.chunks(200) {
+            now += 100;
+            let t = Instant::from_millis(now);
+            if s.poll_timeout().is_some_and(|d| d <= t) {
+                s.handle_timeout(t);
+            }
+            assert_eq!(shared.stats().slow_transfers, 0, "cut at {now} ms");
+            s.receive(piece, t);
+        }
+        let done = exchange_in(&mut s, &[], 64, Instant::from_millis(now));
+        assert_eq!(
+            done,
+            encode(&Message::PutDone {
+                size: 60_000,
+                crc: crc32(&body)
+            })
         );
     }
 

@@ -463,3 +463,90 @@ proptest! {
         prop_assert!(results.down == reference.down, "bytes to the client differ");
     }
 }
+
+/// A source that takes `micros_per_byte` of the shared clock for every byte
+/// read: a slow flash or SD card.
+struct SlowSource<'a> {
+    data: &'a [u8],
+    clock: &'a core::cell::Cell<u64>,
+    micros_per_byte: u64,
+}
+
+impl FileSource for SlowSource<'_> {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
+        let n = (&self.data[..]).read(offset, buf)?;
+        self.clock
+            .set(self.clock.get() + n as u64 * self.micros_per_byte);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_resume_whose_prefix_check_outlasts_the_request_timeout_still_finishes() {
+    // The client checks the 100,000 bytes it skips at 50 KB/s: 2 s, past the
+    // server's 1 s request deadline, but the skipped part counts for the rate.
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let data = pattern(120_000, 9);
+    shared
+        .with_store(|s| {
+            let mut up = s.begin_upload(&name("big"), 120_000, false).unwrap();
+            s.append(&mut up, &data[..100_000]).unwrap();
+        })
+        .unwrap();
+    let mut server = TransferServer::new(&shared, vec![0; 1028], vec![0; 1028])
+        .unwrap()
+        .with_request_timeout(crate::time::Duration::from_secs(1));
+    server.start(Instant::ZERO);
+    let clock = core::cell::Cell::new(0u64);
+    let source = SlowSource {
+        data: &data,
+        clock: &clock,
+        micros_per_byte: 20,
+    };
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 1028]).unwrap();
+    let options = PutOptions {
+        resume: true,
+        crc: Some(crc32(&data)),
+    };
+    let mut put = client.put(name("big"), source, options, |_, _| {});
+    let (mut up, mut down, mut buf) = (Vec::new(), Vec::new(), vec![0u8; 4096]);
+    let mut outcome = None;
+    for _ in 0..100_000 {
+        outcome = put.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        let now = Instant::from_micros(clock.get());
+        if put.poll_timeout().is_some_and(|t| t <= now) {
+            put.handle_timeout(now);
+        }
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+        let now = Instant::from_micros(clock.get());
+        let n = put.transmit(&mut buf, now);
+        up.extend_from_slice(&buf[..n]);
+        let taken = server.receive(&up, now);
+        up.drain(..taken);
+        let m = server.transmit(&mut buf, now);
+        down.extend_from_slice(&buf[..m]);
+        let got = put.receive(&down, now);
+        down.drain(..got);
+        if n + m == 0 && got == 0 {
+            let next = [put.poll_timeout(), server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("a deadline");
+            clock.set(clock.get().max(next.total_micros()));
+        }
+    }
+    let outcome = outcome.expect("the upload ends");
+    assert_eq!(shared.stats().slow_transfers, 0, "{outcome:?}");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert!(clock.get() > 2_000_000, "the check took its time");
+}
