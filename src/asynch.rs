@@ -315,8 +315,9 @@ impl<'b, T: Read + Write> Connection<'b, T> {
 
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
     /// `timeout`. Progress is a byte read, a flush done, or writes that took
-    /// all the session had handed out or a kilobyte in all; a write of the few
-    /// bytes a peer made room for is not, as with `TcpServer`'s idle timeout.
+    /// all the session had to say or a kilobyte in all; a write of the few
+    /// bytes a peer made room for is not, as with `TcpServer`'s idle timeout,
+    /// however small the send buffer.
     /// A peer that sends nothing and reads nothing (its window shut, the answer
     /// stuck in the socket), or reads a byte at a time, then frees the
     /// connection, whatever its TCP stack keeps acknowledging. Unset, only the
@@ -469,10 +470,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             };
             match performed {
                 Ok(did) => {
-                    // A write is progress once it emptied what the session had
-                    // handed out, or a kilobyte went since the last progress:
-                    // a peer taking a byte at a time does not keep the
-                    // connection.
+                    // A write is progress once it took all the session had to
+                    // say, or a kilobyte went since the last progress: a peer
+                    // taking a byte at a time does not keep the connection,
+                    // however small the send buffer.
                     let wrote = match did {
                         Did::Wrote(n) => Some(n),
                         _ => None,
@@ -481,7 +482,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                     self.pump.did(did);
                     let wrote_enough = wrote.is_some_and(|n| {
                         written = written.saturating_add(n);
-                        written >= WRITE_PROGRESS || !self.pump.has_unwritten()
+                        written >= WRITE_PROGRESS || self.pump.all_written()
                     });
                     if read || wrote_enough {
                         last_progress = clock.now();

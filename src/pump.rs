@@ -270,6 +270,10 @@ pub(crate) struct Pump<'b> {
     /// Bytes the session handed out and the stream has not yet taken.
     tx_start: usize,
     tx_end: usize,
+    /// The session's last transmit filled the space it was given: it may have
+    /// more to send.
+    #[cfg_attr(not(feature = "embedded-io-async"), allow(dead_code))]
+    tx_filled: bool,
     /// Bytes were written since the last flush.
     unflushed: bool,
     flush: Flush,
@@ -290,6 +294,7 @@ impl<'b> Pump<'b> {
             tx,
             tx_start: 0,
             tx_end: 0,
+            tx_filled: false,
             unflushed: false,
             flush: Flush::BeforeRead,
             eof: false,
@@ -312,6 +317,7 @@ impl<'b> Pump<'b> {
     /// A session or request begins on this connection.
     pub(crate) fn begin(&mut self) {
         self.finished = false;
+        self.tx_filled = false;
     }
 
     /// The connection is over (closed, reset or broken): nothing more runs on it.
@@ -374,6 +380,7 @@ impl<'b> Pump<'b> {
             }
             if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
                 let n = session.transmit(space, now).min(space.len());
+                self.tx_filled = n == space.len();
                 self.tx_end = self.tx_end.saturating_add(n);
                 moved = moved.saturating_add(n);
             }
@@ -425,10 +432,11 @@ impl<'b> Pump<'b> {
         Step::Io(Op::Wait)
     }
 
-    /// Whether bytes the session handed out wait for the stream.
+    /// Whether everything the session had to send is written: nothing waits
+    /// for the stream, and the session's last transmit did not fill its space.
     #[cfg(feature = "embedded-io-async")]
-    pub(crate) fn has_unwritten(&self) -> bool {
-        self.tx_start < self.tx_end
+    pub(crate) fn all_written(&self) -> bool {
+        self.tx_start >= self.tx_end && !self.tx_filled
     }
 
     /// Records what came of the last [`Op`].

@@ -932,6 +932,119 @@ async fn a_peer_that_takes_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_is_not_kept_by_a_send_buffer_under_a_kilobyte() {
+    // Each 128 bytes it takes empties the buffer, but the session always has
+    // more: 2.5 B/s is no progress.
+    let (mut server, client) = duplex(256, 256);
+    let Duplex {
+        rx: mut client_rx,
+        tx: _client_tx,
+    } = client;
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut rx, mut tx) = ([0u8; 128], [0u8; 128]);
+    let mut session = Firehose { left: 1 << 20 };
+    let idle = Duration::from_secs(60);
+    let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_idle_timeout(idle);
+    let peer = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let mut byte = [0u8; 1];
+        loop {
+            assert_eq!(client_rx.read(&mut byte).await.unwrap(), 1);
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+    };
+    // Bounded, should the deadline not fire: ten minutes of virtual time.
+    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+        tokio::select! {
+            end = conn.run(&mut session, &clock) => end,
+            () = peer => unreachable!("the peer never finishes"),
+        }
+    });
+    let end = run.await.expect("a reader at 2.5 B/s held the connection");
+    assert_eq!(end, Err(Error::IdleTimeout));
+    assert!(clock.now() < Instant::ZERO.saturating_add(Duration::from_secs(62)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_pushing_small_messages_to_a_reader_is_not_idle() {
+    // A message of 100 bytes every 20 s, read at once: each is all the session
+    // has to say, so each is progress, though far from a kilobyte a minute.
+    // (Flushed only at the end, as embassy-net's sockets are: no flush counts.)
+    let (mut server, client) = duplex(4096, 4096);
+    let Duplex {
+        rx: mut client_rx,
+        tx: _client_tx,
+    } = client;
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+    let mut session = Ticker {
+        every: Duration::from_secs(20),
+        next: Instant::ZERO,
+        left: 10,
+    };
+    let mut conn = Connection::new(&mut server, &mut rx, &mut tx)
+        .with_flush(Flush::AtEnd)
+        .with_idle_timeout(Duration::from_secs(60));
+    let reader = async {
+        let mut buf = [0u8; 256];
+        let mut got = 0;
+        while got < 1000 {
+            got += client_rx.read(&mut buf).await.unwrap();
+        }
+        got
+    };
+    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+        tokio::join!(conn.run(&mut session, &clock), reader)
+    });
+    let (end, got) = run.await.expect("the ticker ends");
+    assert_eq!(got, 1000);
+    assert!(end.is_ok(), "{end:?}");
+}
+
+/// Sends `left` messages of 100 bytes, one every `every`, then closes.
+struct Ticker {
+    every: Duration,
+    next: Instant,
+    left: usize,
+}
+
+impl Session for Ticker {
+    fn start(&mut self, now: Instant) {
+        self.next = now;
+    }
+
+    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
+        if self.left == 0 || now < self.next || space.len() < 100 {
+            return 0;
+        }
+        space[..100].fill(b't');
+        self.left -= 1;
+        self.next = now.saturating_add(self.every);
+        100
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (self.left > 0).then_some(self.next)
+    }
+
+    fn handle_timeout(&mut self, _: Instant) {}
+
+    fn status(&self) -> Status {
+        if self.left == 0 {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_stalled_session_is_reported_at_once_with_an_idle_timeout_set() {
     // The idle timeout does not stand in for a deadline the session has not:
