@@ -433,8 +433,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         self.pump.begin();
         let mut done = None;
         let mut last_progress = clock.now();
-        // Bytes written since the last progress.
+        // Bytes written since the last progress, and whether the last write
+        // took all the session had handed out (progress if it has no more).
         let mut written = 0usize;
+        let mut emptied = false;
         loop {
             let now = clock.now();
             let idle_at = self.idle.map(|idle| last_progress.saturating_add(idle));
@@ -444,6 +446,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                 return Err(Error::IdleTimeout);
             }
             self.pump.advance(session, now, done.is_none());
+            if core::mem::take(&mut emptied) && !self.pump.gave() {
+                last_progress = now;
+                written = 0;
+            }
             if done.is_none() {
                 done = outcome(session);
             }
@@ -470,10 +476,11 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             };
             match performed {
                 Ok(did) => {
-                    // A write is progress once it took all the session had to
-                    // say, or a kilobyte went since the last progress: a peer
-                    // taking a byte at a time does not keep the connection,
-                    // however small the send buffer.
+                    // A write is progress once a kilobyte went since the last
+                    // progress, or it took all the session had to say (seen at
+                    // the next turn, when the session gives nothing more): a
+                    // peer taking a byte at a time does not keep the
+                    // connection, however small the send buffer.
                     let wrote = match did {
                         Did::Wrote(n) => Some(n),
                         _ => None,
@@ -482,7 +489,8 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                     self.pump.did(did);
                     let wrote_enough = wrote.is_some_and(|n| {
                         written = written.saturating_add(n);
-                        written >= WRITE_PROGRESS || self.pump.all_written()
+                        emptied = self.pump.tx_empty();
+                        written >= WRITE_PROGRESS
                     });
                     if read || wrote_enough {
                         last_progress = clock.now();

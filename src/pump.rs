@@ -270,10 +270,9 @@ pub(crate) struct Pump<'b> {
     /// Bytes the session handed out and the stream has not yet taken.
     tx_start: usize,
     tx_end: usize,
-    /// The session's last transmit filled the space it was given: it may have
-    /// more to send.
+    /// The session gave bytes to send in the last `advance`.
     #[cfg_attr(not(feature = "embedded-io-async"), allow(dead_code))]
-    tx_filled: bool,
+    gave: bool,
     /// Bytes were written since the last flush.
     unflushed: bool,
     flush: Flush,
@@ -294,7 +293,7 @@ impl<'b> Pump<'b> {
             tx,
             tx_start: 0,
             tx_end: 0,
-            tx_filled: false,
+            gave: false,
             unflushed: false,
             flush: Flush::BeforeRead,
             eof: false,
@@ -317,7 +316,6 @@ impl<'b> Pump<'b> {
     /// A session or request begins on this connection.
     pub(crate) fn begin(&mut self) {
         self.finished = false;
-        self.tx_filled = false;
     }
 
     /// The connection is over (closed, reset or broken): nothing more runs on it.
@@ -348,6 +346,7 @@ impl<'b> Pump<'b> {
         now: Instant,
         input: bool,
     ) {
+        self.gave = false;
         if session.poll_timeout().is_some_and(|at| at <= now) {
             self.stats.timeouts = self.stats.timeouts.saturating_add(1);
             session.handle_timeout(now);
@@ -380,7 +379,7 @@ impl<'b> Pump<'b> {
             }
             if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
                 let n = session.transmit(space, now).min(space.len());
-                self.tx_filled = n == space.len();
+                self.gave |= n > 0;
                 self.tx_end = self.tx_end.saturating_add(n);
                 moved = moved.saturating_add(n);
             }
@@ -432,11 +431,16 @@ impl<'b> Pump<'b> {
         Step::Io(Op::Wait)
     }
 
-    /// Whether everything the session had to send is written: nothing waits
-    /// for the stream, and the session's last transmit did not fill its space.
+    /// Whether nothing the session handed out waits for the stream.
     #[cfg(feature = "embedded-io-async")]
-    pub(crate) fn all_written(&self) -> bool {
-        self.tx_start >= self.tx_end && !self.tx_filled
+    pub(crate) fn tx_empty(&self) -> bool {
+        self.tx_start >= self.tx_end
+    }
+
+    /// Whether the session gave bytes to send in the last `advance`.
+    #[cfg(feature = "embedded-io-async")]
+    pub(crate) fn gave(&self) -> bool {
+        self.gave
     }
 
     /// Records what came of the last [`Op`].
