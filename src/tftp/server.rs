@@ -626,7 +626,12 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
     /// When the transfer under way must be done by, at the minimum rate: the
     /// time a silent peer is given, from the request, and a second more for
     /// every `min_rate` bytes acknowledged (a read) or received (a write).
+    /// None while a packet of ours waits for its answer past a timeout.
     fn rate_deadline(&self) -> Option<Instant> {
+        // A peer gone silent is the retransmission timer's to time out.
+        if self.timer.tries > 0 {
+            return None;
+        }
         let moved = match &self.state {
             State::Reading { sender, .. } => sender
                 .base

@@ -1329,3 +1329,34 @@ fn an_upload_at_a_steady_pace_above_the_minimum_rate_completes() {
     assert_eq!(read_file(&shared, "up").as_deref(), Some(&file[..]));
     assert_eq!(server.stats().too_slow, 0);
 }
+
+#[test]
+fn a_client_that_goes_silent_after_the_oack_is_timed_out_not_too_slow() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(512 * 40));
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let asking = Options {
+        block_size: Some(512),
+        ..Options::NONE
+    };
+    server.start(
+        &request(RequestKind::Read, b"f", Mode::Octet, asking),
+        Instant::ZERO,
+    );
+    drain(&mut server, Instant::ZERO);
+    let mut now = Instant::from_millis(500);
+    server.receive(&emit(Packet::Ack { block: 0 }), now);
+    drain(&mut server, now);
+    for _ in 0..20 {
+        let Some(at) = server.poll_timeout() else {
+            break;
+        };
+        now = at;
+        server.handle_timeout(now);
+        drain(&mut server, now);
+    }
+    assert!(!server.is_active());
+    let stats = *server.stats();
+    assert_eq!(server.outcome(), Some(Err(TftpError::TimedOut)));
+    assert_eq!((stats.timeouts, stats.too_slow), (1, 0), "{stats}");
+}
