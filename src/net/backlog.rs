@@ -406,7 +406,9 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         // Not for us: another host's, or a broadcast or multicast address,
         // where smoltcp would take a SYN's listener and then reset it. (Before
         // the first `sync`, no address is known and none is refused.)
-        if !self.addrs.is_empty() && !self.addrs.contains(&segment.dst) {
+        // (smoltcp takes IPv6 loopback whatever its addresses.)
+        let loopback = matches!(segment.dst, IpAddress::Ipv6(dst) if dst.is_loopback());
+        if !self.addrs.is_empty() && !self.addrs.contains(&segment.dst) && !loopback {
             self.stats.foreign_dropped = self.stats.foreign_dropped.saturating_add(1);
             return false;
         }
@@ -1078,6 +1080,18 @@ mod tests {
         assert!(state.admit(&syn(US, 50004), Instant::ZERO));
         assert_eq!(state.ports[0].1, 0);
         assert_eq!(state.stats.foreign_dropped, 3);
+    }
+
+    #[test]
+    fn tcp_to_the_ipv6_loopback_address_is_admitted_as_smoltcp_takes_it() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        state.addrs.push(IpAddress::Ipv6(US)).unwrap();
+        state.ports.push((PORT, 1)).unwrap();
+        let lo = Ipv6Address::LOCALHOST;
+        let syn = segment((lo, lo), (50000, PORT), TcpControl::Syn, (77, None), false);
+        assert!(state.admit(&syn, Instant::ZERO));
+        assert_eq!(state.stats.foreign_dropped, 0);
     }
 
     #[test]
