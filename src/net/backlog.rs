@@ -148,6 +148,12 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   5961 also answers the others with a "challenge ACK"; the backlog cannot make
 ///   smoltcp send one. A real peer whose reset is dropped resets again on our next
 ///   segment, and the idle deadline frees the slot in any case.)
+/// - **TCP for an address not the interface's own is dropped**, counted: a
+///   SYN for another host (a switch flooding a frame it has not learned) would
+///   be held and evict our handshakes, and one for a broadcast or multicast
+///   address, which smoltcp takes, would use a listener up unseen. `sync` reads
+///   the addresses from the interface (none are dropped while it has none, or
+///   takes any address; IPv6 loopback, which smoltcp always takes, passes).
 /// - **Fragments of TCP packets are dropped**, counted: a piece of a segment
 ///   cannot be checked, and TCP sets Don't Fragment and sizes its segments to
 ///   the path, so no real peer needs them. (smoltcp as this crate builds it
