@@ -280,10 +280,6 @@ where
         .await
 }
 
-/// Bytes written that count as progress for the idle timeout even while the
-/// session has more to send (`TcpServer` counts a kilobyte acknowledged).
-const WRITE_PROGRESS: usize = 1024;
-
 /// A stream with its receive and send buffers, for sessions and requests one
 /// after another. Bytes read and not taken by one request (the start of the next
 /// answer, read in the same piece) stay in the receive buffer for the next.
@@ -292,7 +288,6 @@ const WRITE_PROGRESS: usize = 1024;
 pub struct Connection<'b, T> {
     io: T,
     pump: Pump<'b>,
-    idle: Option<Duration>,
 }
 
 impl<'b, T: Read + Write> Connection<'b, T> {
@@ -302,7 +297,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         Self {
             io,
             pump: Pump::new(rx, tx),
-            idle: None,
         }
     }
 
@@ -324,7 +318,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// session's own deadlines and the stream's end a run.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle = Some(timeout);
+        self.pump.set_idle_timeout(timeout);
         self
     }
 
@@ -430,26 +424,17 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             return Err(Error::Ended);
         }
         session.start(clock.now());
-        self.pump.begin();
+        self.pump.begin(clock.now());
         let mut done = None;
-        let mut last_progress = clock.now();
-        // Bytes written since the last progress, and whether the last write
-        // took all the session had handed out (progress if it has no more).
-        let mut written = 0usize;
-        let mut emptied = false;
         loop {
             let now = clock.now();
-            let idle_at = self.idle.map(|idle| last_progress.saturating_add(idle));
+            let idle_at = self.pump.idle_at();
             if idle_at.is_some_and(|at| now >= at) {
                 session.end(now);
                 self.pump.end();
                 return Err(Error::IdleTimeout);
             }
             self.pump.advance(session, now, done.is_none());
-            if core::mem::take(&mut emptied) && !self.pump.gave() {
-                last_progress = now;
-                written = 0;
-            }
             if done.is_none() {
                 done = outcome(session);
             }
@@ -475,28 +460,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                 op => perform(&mut self.io, op, clock, deadline, now).await,
             };
             match performed {
-                Ok(did) => {
-                    // A write is progress once a kilobyte went since the last
-                    // progress, or it took all the session had to say (seen at
-                    // the next turn, when the session gives nothing more): a
-                    // peer taking a byte at a time does not keep the
-                    // connection, however small the send buffer.
-                    let wrote = match did {
-                        Did::Wrote(n) => Some(n),
-                        _ => None,
-                    };
-                    let read = matches!(did, Did::Read(_) | Did::Flushed);
-                    self.pump.did(did);
-                    let wrote_enough = wrote.is_some_and(|n| {
-                        written = written.saturating_add(n);
-                        emptied = self.pump.tx_empty();
-                        written >= WRITE_PROGRESS
-                    });
-                    if read || wrote_enough {
-                        last_progress = clock.now();
-                        written = 0;
-                    }
-                }
+                Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {
                     session.end(clock.now());
                     self.pump.end();

@@ -27,7 +27,7 @@
 //! use std::net::{Shutdown, TcpListener};
 //! use std::time::Duration;
 //!
-//! use smolsock::blocking::{self, End, StdClock, StdIo};
+//! use smolsock::blocking::{Connection, End, StdClock, StdIo};
 //! use smolsock::session::{Framed, FramedEcho};
 //! use smolsock::wire::frame::HeaderFormat;
 //!
@@ -39,8 +39,13 @@
 //! for stream in listener.incoming() {
 //!     let stream = stream?;
 //!     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+//!     stream.set_write_timeout(Some(Duration::from_millis(100)))?;
 //!     stream.set_nodelay(true)?;
-//!     match blocking::run(&mut session, &mut StdIo::new(&stream), &clock, &mut rx, &mut tx) {
+//!     // One client at a time: one that says nothing, or reads a byte at a
+//!     // time, is let go after a minute.
+//!     let mut conn = Connection::new(StdIo::new(&stream), &mut rx, &mut tx)
+//!         .with_idle_timeout(smolsock::time::Duration::from_secs(60));
+//!     match conn.run(&mut session, &clock) {
 //!         Ok(End::Closed) => stream.shutdown(Shutdown::Write)?,
 //!         // Dropping the stream closes it; a reset would need SO_LINGER 0.
 //!         Ok(End::Aborted) | Err(_) => {}
@@ -56,7 +61,7 @@ use embedded_io::{Error as _, ErrorKind, Read, Write};
 use crate::pump::{Did, Finish, Op, Pump, Step};
 pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
-use crate::time::Instant;
+use crate::time::{Duration, Instant, sooner};
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
 
 /// Where time comes from: the caller's clock.
@@ -252,6 +257,22 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         self
     }
 
+    /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
+    /// `timeout`, as the async adapter's
+    /// [`with_idle_timeout`](crate::asynch::Connection::with_idle_timeout)
+    /// (when that feature is on): a byte read, a flush, a kilobyte written or
+    /// all the session had to say is progress; a write of the few bytes a slow
+    /// reader made room for is not. It is seen when a read or a write returns:
+    /// set the stream's read and write timeouts to about its resolution. A
+    /// peer that sends nothing and reads nothing, or reads a byte at a time,
+    /// then frees the connection. Unset, only the session's own deadlines and
+    /// the stream's end a run.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pump.set_idle_timeout(timeout);
+        self
+    }
+
     /// Runs `session` to its end, as [`run`]. The connection has then ended, and
     /// a later run gives [`Error::Ended`] at once (calling nothing on its session).
     pub fn run<S, C>(&mut self, session: &mut S, clock: &C) -> Result<End, Error<T::Error>>
@@ -337,15 +358,22 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             return Err(Error::Ended);
         }
         session.start(clock.now());
-        self.pump.begin();
+        self.pump.begin(clock.now());
         let mut done = None;
         loop {
             let now = clock.now();
+            let idle_at = self.pump.idle_at();
+            if idle_at.is_some_and(|at| now >= at) {
+                session.end(now);
+                self.pump.end();
+                return Err(Error::IdleTimeout);
+            }
             self.pump.advance(session, now, done.is_none());
             if done.is_none() {
                 done = outcome(session);
             }
-            let deadline = session.poll_timeout();
+            let own = session.poll_timeout();
+            let deadline = sooner(own, idle_at);
             let op = match self.pump.next(session, done.is_none()) {
                 Step::Io(op) => op,
                 Step::Done(end) => {
@@ -359,8 +387,14 @@ impl<'b, T: Read + Write> Connection<'b, T> {
                     None => continue,
                 },
             };
-            match perform(&mut self.io, op, clock, deadline, now) {
-                Ok(did) => self.pump.did(did),
+            // A session that can never move again is stalled now, not at the
+            // idle timeout: its own deadline is the only one that could move it.
+            let performed = match op {
+                Op::Wait if own.is_none() => Err(Error::Stalled),
+                op => perform(&mut self.io, op, clock, deadline, now),
+            };
+            match performed {
+                Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {
                     session.end(clock.now());
                     self.pump.end();

@@ -12,7 +12,7 @@
 use core::fmt;
 
 use crate::session::{Session, Status};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::frame::{ReadError, WriteError};
 
 /// How a connection ended when its session stopped.
@@ -259,6 +259,31 @@ enum Life {
     Ended,
 }
 
+/// Bytes written that count as progress for the idle timeout even while the
+/// session has more to send (`TcpServer` counts a kilobyte acknowledged).
+const WRITE_PROGRESS: usize = 1024;
+
+/// What the idle timeout counts as progress: a read, a flush, a kilobyte
+/// written, or a write that took all the session had to say (seen at the next
+/// turn, when it gives nothing more). A write of the few bytes a slow reader
+/// made room for is not, however small the buffers.
+#[derive(Clone, Copy, Debug)]
+struct Idle {
+    timeout: Option<Duration>,
+    last_progress: Instant,
+    /// Bytes written since the last progress.
+    written: usize,
+    /// The last write took all the session had handed out.
+    emptied: bool,
+}
+
+impl Idle {
+    fn progress(&mut self, now: Instant) {
+        self.last_progress = now;
+        self.written = 0;
+    }
+}
+
 /// The receive and send buffers of one connection and where each stands.
 pub(crate) struct Pump<'b> {
     rx: &'b mut [u8],
@@ -271,8 +296,9 @@ pub(crate) struct Pump<'b> {
     tx_start: usize,
     tx_end: usize,
     /// The session gave bytes to send in the last `advance`.
-    #[cfg_attr(not(feature = "embedded-io-async"), allow(dead_code))]
     gave: bool,
+    /// The idle timeout and what counts against it.
+    idle: Idle,
     /// Bytes were written since the last flush.
     unflushed: bool,
     flush: Flush,
@@ -294,6 +320,12 @@ impl<'b> Pump<'b> {
             tx_start: 0,
             tx_end: 0,
             gave: false,
+            idle: Idle {
+                timeout: None,
+                last_progress: Instant::ZERO,
+                written: 0,
+                emptied: false,
+            },
             unflushed: false,
             flush: Flush::BeforeRead,
             eof: false,
@@ -313,9 +345,24 @@ impl<'b> Pump<'b> {
         self.life == Life::Open
     }
 
-    /// A session or request begins on this connection.
-    pub(crate) fn begin(&mut self) {
+    /// A session or request begins on this connection, at `now`.
+    pub(crate) fn begin(&mut self, now: Instant) {
         self.finished = false;
+        self.idle.progress(now);
+        self.idle.emptied = false;
+    }
+
+    /// Sets the idle timeout (see `Connection::with_idle_timeout`).
+    pub(crate) fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle.timeout = Some(timeout);
+    }
+
+    /// When the idle timeout passes, if one is set: `timeout` after the last
+    /// progress.
+    pub(crate) fn idle_at(&self) -> Option<Instant> {
+        let idle = &self.idle;
+        idle.timeout
+            .map(|timeout| idle.last_progress.saturating_add(timeout))
     }
 
     /// The connection is over (closed, reset or broken): nothing more runs on it.
@@ -390,6 +437,9 @@ impl<'b> Pump<'b> {
         if input && self.rx_start < self.rx_end {
             self.stats.held_back = self.stats.held_back.saturating_add(1);
         }
+        if core::mem::take(&mut self.idle.emptied) && !self.gave {
+            self.idle.progress(now);
+        }
     }
 
     /// The next thing to do, after [`advance`](Self::advance). `input` false: the
@@ -431,20 +481,24 @@ impl<'b> Pump<'b> {
         Step::Io(Op::Wait)
     }
 
-    /// Whether nothing the session handed out waits for the stream.
-    #[cfg(feature = "embedded-io-async")]
-    pub(crate) fn tx_empty(&self) -> bool {
-        self.tx_start >= self.tx_end
-    }
-
-    /// Whether the session gave bytes to send in the last `advance`.
-    #[cfg(feature = "embedded-io-async")]
-    pub(crate) fn gave(&self) -> bool {
-        self.gave
-    }
-
-    /// Records what came of the last [`Op`].
-    pub(crate) fn did(&mut self, did: Did) {
+    /// Records what came of the last [`Op`], at `now`.
+    pub(crate) fn did(&mut self, did: Did, now: Instant) {
+        match did {
+            Did::Read(_) | Did::Flushed => self.idle.progress(now),
+            Did::Wrote(n) => {
+                let idle = &mut self.idle;
+                idle.written = idle.written.saturating_add(n);
+                if idle.written >= WRITE_PROGRESS {
+                    idle.progress(now);
+                } else {
+                    // All written: progress if the session has no more to say,
+                    // which the next `advance` tells.
+                    let n = n.min(self.tx_end.saturating_sub(self.tx_start));
+                    idle.emptied = self.tx_start.saturating_add(n) >= self.tx_end;
+                }
+            }
+            Did::Alarm => {}
+        }
         match did {
             Did::Wrote(n) => {
                 let n = n.min(self.tx_end.saturating_sub(self.tx_start));
@@ -484,7 +538,7 @@ mod tests {
             panic!("an idle connection reads");
         };
         space[..6].copy_from_slice(b"abcdef");
-        pump.did(Did::Read(6));
+        pump.did(Did::Read(6), Instant::ZERO);
         pump.advance(&mut echo, Instant::ZERO, true);
         assert_eq!(pump.buffered(), b"");
         // The echo's bytes go out four at a time, through the 4-byte send buffer.
@@ -492,17 +546,17 @@ mod tests {
             panic!("a write");
         };
         assert_eq!(bytes, b"abcd");
-        pump.did(Did::Wrote(4));
-        pump.did(Did::Read(0));
+        pump.did(Did::Wrote(4), Instant::ZERO);
+        pump.did(Did::Read(0), Instant::ZERO);
         pump.advance(&mut echo, Instant::ZERO, true);
         let Step::Io(Op::Write(bytes)) = pump.next(&echo, true) else {
             panic!("a write");
         };
         assert_eq!(bytes, b"ef");
-        pump.did(Did::Wrote(2));
+        pump.did(Did::Wrote(2), Instant::ZERO);
         pump.advance(&mut echo, Instant::ZERO, true);
         assert!(matches!(pump.next(&echo, true), Step::Io(Op::Flush)));
-        pump.did(Did::Flushed);
+        pump.did(Did::Flushed, Instant::ZERO);
         assert!(matches!(pump.next(&echo, true), Step::Done(End::Closed)));
         assert_eq!(pump.stats().bytes_out, 6);
     }
@@ -530,7 +584,7 @@ mod tests {
             panic!("a read");
         };
         space.copy_from_slice(b"wxyz");
-        pump.did(Did::Read(4));
+        pump.did(Did::Read(4), Instant::ZERO);
         pump.advance(&mut Sip, Instant::ZERO, true);
         assert_eq!(pump.buffered(), b"xyz");
         let Step::Io(Op::Read(space)) = pump.next(&Sip, true) else {
@@ -587,7 +641,7 @@ mod tests {
             panic!("a read");
         };
         space[..12].copy_from_slice(b"0123456789ab");
-        pump.did(Did::Read(12));
+        pump.did(Did::Read(12), Instant::ZERO);
         pump.advance(&mut sip, Instant::ZERO, true);
         // The whole request was taken in this turn, and the answer comes before
         // any read: the peer waits for it and sends nothing more.
@@ -620,7 +674,7 @@ mod tests {
                 Status::Open
             }
         }
-        pump.did(Did::Read(2));
+        pump.did(Did::Read(2), Instant::ZERO);
         pump.advance(&mut Deaf, Instant::ZERO, true);
         assert!(matches!(pump.next(&Deaf, true), Step::Io(Op::Wait)));
     }

@@ -179,7 +179,11 @@ mod smoltcp_time {
 
 /// The sooner of two optional times (or delays), `None` meaning never (no
 /// limit).
-#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+#[cfg(any(
+    feature = "smoltcp",
+    feature = "embedded-io",
+    feature = "embedded-io-async"
+))]
 pub(crate) fn sooner<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -381,3 +381,121 @@ fn read_frame_reports_timeouts_oversize_and_truncated_frames() {
         Err(FrameError::Write(_))
     ));
 }
+
+/// A peer that says nothing and reads a byte at a time: each read times out
+/// after `read_wait`, each write takes one byte after `write_wait`, both on the
+/// fake clock. It gives up with a reset after 1000 calls, so no test can hang.
+struct Trickle<'c> {
+    clock: &'c FakeClock,
+    read_wait: Duration,
+    write_wait: Duration,
+    calls: u32,
+    taken: usize,
+}
+
+impl ErrorType for Trickle<'_> {
+    type Error = ErrorKind;
+}
+
+impl Trickle<'_> {
+    fn call(&mut self, wait: Duration) -> Result<(), ErrorKind> {
+        self.calls += 1;
+        if self.calls > 1000 {
+            return Err(ErrorKind::ConnectionReset);
+        }
+        self.clock.advance(wait);
+        Ok(())
+    }
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, _buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.call(self.read_wait)?;
+        Err(ErrorKind::TimedOut)
+    }
+}
+
+impl Write for Trickle<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.call(self.write_wait)?;
+        let n = buf.len().min(1);
+        self.taken += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+/// A session with one long answer and nothing to read.
+struct Talker {
+    left: usize,
+}
+
+impl Session for Talker {
+    fn start(&mut self, _: Instant) {}
+
+    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
+        let n = space.len().min(self.left);
+        space[..n].fill(b't');
+        self.left -= n;
+        n
+    }
+
+    fn status(&self) -> smolsock::session::Status {
+        if self.left == 0 {
+            smolsock::session::Status::Close
+        } else {
+            smolsock::session::Status::Open
+        }
+    }
+}
+
+#[test]
+fn a_silent_peer_ends_the_run_at_the_idle_timeout() {
+    // The echo has no deadline of its own: without the idle timeout only the
+    // peer's reset after 1000 reads would end this.
+    let clock = FakeClock::default();
+    let mut peer = Trickle {
+        clock: &clock,
+        read_wait: Duration::from_secs(1),
+        write_wait: Duration::ZERO,
+        calls: 0,
+        taken: 0,
+    };
+    let mut session = Echo::new();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::from_secs(60))
+        .run(&mut session, &clock);
+    assert_eq!(end, Err(Error::IdleTimeout));
+    assert_eq!(clock.now(), Instant::from_secs(60));
+}
+
+#[test]
+fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
+    // A byte every 30 s: each write moves, but none is progress.
+    let clock = FakeClock::default();
+    let mut peer = Trickle {
+        clock: &clock,
+        read_wait: Duration::from_secs(1),
+        write_wait: Duration::from_secs(30),
+        calls: 0,
+        taken: 0,
+    };
+    let mut session = Talker { left: 1 << 20 };
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::from_secs(60))
+        .run(&mut session, &clock);
+    assert_eq!(end, Err(Error::IdleTimeout));
+    assert_eq!(peer.taken, 2, "two bytes, a minute");
+    assert_eq!(clock.now(), Instant::from_secs(60));
+}
