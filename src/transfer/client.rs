@@ -394,6 +394,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                     name,
                     resume,
                     step: GetStep::Start,
+                    empty_data: false,
                 },
             ),
         }
@@ -525,9 +526,10 @@ trait Exchange {
     /// Whether the connection could carry another request if this one stopped now.
     fn in_sync(&self) -> bool;
 
-    /// Whether there is local work to do without waiting for the network.
-    fn local_work(&self) -> bool {
-        false
+    /// Where the local work (hashing the source) stands, while there is some:
+    /// its moving is progress, though no byte crosses the network.
+    fn local_position(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -681,7 +683,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
     /// Steps the exchange, sending into `space` (what waits in staging first);
     /// returns the bytes written there.
     fn work(&mut self, space: &mut [u8], now: Instant) -> usize {
-        let working = !self.done && self.exchange.local_work();
+        let local = self.exchange.local_position();
         let client = &mut *self.client;
         let mut sender = Sender::new(&mut client.out, space);
         let over = if self.done {
@@ -695,8 +697,10 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             )
         };
         let used = sender.used();
-        if working || used > 0 {
-            // Hashing a large file moves no byte but is progress all the same.
+        // Hashing a large file moves no byte but is progress all the same, when
+        // it moves (not while it waits for HELLO_OK).
+        let hashed = local.is_some() && self.exchange.local_position() != local;
+        if hashed || used > 0 {
             self.client.conn.last_progress = Some(now);
         }
         match over {
@@ -783,7 +787,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             return None;
         }
         let conn = &self.client.conn;
-        if self.exchange.local_work()
+        if self.exchange.local_position().is_some()
             && matches!(conn.link, Link::Ready { .. })
             && self.client.out.is_empty()
         {
@@ -1171,22 +1175,21 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
     }
 
     fn in_sync(&self) -> bool {
-        // Before the PUT, nothing is pending; while sending, the server is waiting
-        // for DATA and takes a new request as the end of this upload.
+        // Before the PUT, nothing is pending; checking the prefix, the server is
+        // waiting for DATA and takes a new request as the end of this upload.
+        // Once DATA went out, an ERROR for it (the store full or failing) may be
+        // on its way, and would be taken for the next request's answer.
         matches!(
             self.step,
-            PutStep::Hash { .. }
-                | PutStep::Request
-                | PutStep::CheckPrefix { .. }
-                | PutStep::Send { .. }
+            PutStep::Hash { .. } | PutStep::Request | PutStep::CheckPrefix { .. }
         )
     }
 
-    fn local_work(&self) -> bool {
-        matches!(
-            self.step,
-            PutStep::Hash { .. } | PutStep::CheckPrefix { .. }
-        )
+    fn local_position(&self) -> Option<u64> {
+        match self.step {
+            PutStep::Hash { at, .. } | PutStep::CheckPrefix { at, .. } => Some(at),
+            _ => None,
+        }
     }
 }
 
@@ -1222,6 +1225,9 @@ struct GetExchange<K, P> {
     name: FileName,
     resume: bool,
     step: GetStep,
+    /// The last DATA was empty: it moved nothing, and another one right after
+    /// it is a server stalling, not sending.
+    empty_data: bool,
 }
 
 impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
@@ -1350,6 +1356,17 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
                     }
                     .into());
                 }
+                // An empty DATA is allowed, but moves nothing: two in a row would
+                // let a server hold the download without ever sending a byte,
+                // each frame putting off the timeout.
+                if bytes.is_empty() && next < size {
+                    if self.empty_data {
+                        return Err(ProtocolError::Unexpected(MessageType::Data).into());
+                    }
+                    self.empty_data = true;
+                    return Ok(None);
+                }
+                self.empty_data = false;
                 let end = next
                     .checked_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
                     .filter(|end| *end <= size)
@@ -1640,6 +1657,7 @@ mod tests {
             name: name("f"),
             resume: false,
             step: GetStep::Start,
+            empty_data: false,
         };
         let mut staging = Staging::new();
         assert!(matches!(

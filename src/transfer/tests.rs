@@ -550,3 +550,160 @@ fn a_resume_whose_prefix_check_outlasts_the_request_timeout_still_finishes() {
     assert!(outcome.is_ok(), "{outcome:?}");
     assert!(clock.get() > 2_000_000, "the check took its time");
 }
+
+// ---- review-e findings ----
+
+#[test]
+fn a_put_waiting_for_hello_ok_times_out() {
+    // A server that accepts the connection and never answers HELLO.
+    let mut client = TransferClient::new(vec![0; 260], vec![0; 260])
+        .unwrap()
+        .with_timeout(Some(crate::time::Duration::from_secs(5)));
+    let data = pattern(100, 1);
+    let mut put = client.put(name("x"), &data[..], PutOptions::FRESH, |_, _| {});
+    let mut space = [0u8; 64];
+    assert_eq!(put.transmit(&mut space, Instant::from_secs(1)), 14, "HELLO");
+    // The caller does what the Session contract says: handle_timeout at poll_timeout.
+    let mut outcome = None;
+    for _ in 0..100 {
+        outcome = put.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        let Some(due) = put.poll_timeout() else { break };
+        put.handle_timeout(due);
+    }
+    assert_eq!(outcome, Some(Err(ClientError::Timeout)));
+    assert_eq!(put.poll_timeout(), None);
+}
+
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+fn raw_hello_ok() -> Vec<u8> {
+    let mut b = vec![0x81, b'S', b'S', b'F', b'T', 1];
+    b.extend_from_slice(&65_536u32.to_be_bytes());
+    raw_frame(&b)
+}
+
+fn raw_error(code: u8, value: u64) -> Vec<u8> {
+    let mut b = vec![0xFF, code];
+    b.extend_from_slice(&value.to_be_bytes());
+    raw_frame(&b)
+}
+
+fn raw_stat_ok(size: u64, crc: u32) -> Vec<u8> {
+    let mut b = vec![0x87];
+    b.extend_from_slice(&size.to_be_bytes());
+    b.extend_from_slice(&crc.to_be_bytes());
+    raw_frame(&b)
+}
+
+/// A flash file whose second chunk cannot be read.
+struct FailsAt(u64);
+
+impl FileSource for FailsAt {
+    fn size(&self) -> u64 {
+        1000
+    }
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
+        if offset >= self.0 {
+            return Err(LocalError::Read);
+        }
+        buf.fill(7);
+        Ok(buf.len().min((self.0 - offset) as usize))
+    }
+}
+
+#[test]
+fn an_error_in_flight_for_an_abandoned_upload_is_not_the_next_request_s_answer() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let now = Instant::ZERO;
+    let mut space = vec![0u8; 4096];
+    let options = PutOptions {
+        resume: false,
+        crc: Some(0x1234_5678),
+    };
+    let mut put = client.put(name("x"), FailsAt(247), options, |_, _| {});
+    assert!(put.transmit(&mut space, now) > 0, "HELLO");
+    put.receive(&raw_hello_ok(), now);
+    assert!(put.transmit(&mut space, now) > 0, "PUT");
+    let mut ready = vec![0x82];
+    ready.extend_from_slice(&[0; 12]);
+    put.receive(&raw_frame(&ready), now);
+    // DATA at 0 goes out, then the source fails at 247.
+    assert!(put.transmit(&mut space, now) > 0);
+    assert_eq!(
+        put.outcome(),
+        Some(Err(ClientError::Local(LocalError::Read)))
+    );
+    drop(put);
+    // Meanwhile the server answered that first DATA: ERROR Full (0x09).
+    let mut stat_y = client.stat(name("y"));
+    let sent = stat_y.transmit(&mut space, now);
+    let mut down = raw_error(0x09, 0);
+    down.extend(raw_stat_ok(5, 0x5555_5555)); // STAT_OK for "y"
+    stat_y.receive(&down, now);
+    let y = stat_y.outcome();
+    drop(stat_y);
+    let mut stat_z = client.stat(name("z"));
+    stat_z.transmit(&mut space, now);
+    stat_z.receive(&raw_stat_ok(9, 0x9999_9999), now); // STAT_OK for "z"
+    let z = stat_z.outcome();
+    // Either the client refuses to go on over a connection whose state it does
+    // not know, or it must not hand one request's answer to another.
+    assert!(
+        sent == 0 || matches!(y, Some(Err(ClientError::Unusable))),
+        "STAT y sent {sent} bytes and got {y:?}; STAT z then got {z:?}"
+    );
+}
+
+#[test]
+fn a_server_sending_empty_data_cannot_hold_a_download_for_ever() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
+        .unwrap()
+        .with_timeout(Some(crate::time::Duration::from_secs(60)));
+    let mut space = vec![0u8; 4096];
+    let mut into = [0u8; 64];
+    let mut get = client.get(name("f"), SliceSink::new(&mut into), false, |_, _| {});
+    let mut now = Instant::ZERO;
+    get.transmit(&mut space, now);
+    get.receive(&raw_hello_ok(), now);
+    get.transmit(&mut space, now);
+    let mut ready = vec![0x84];
+    ready.extend_from_slice(&10u64.to_be_bytes());
+    ready.extend_from_slice(&[0; 8]);
+    get.receive(&raw_frame(&ready), now);
+    let mut empty = vec![0x10];
+    empty.extend_from_slice(&0u64.to_be_bytes());
+    let empty = raw_frame(&empty);
+    // An empty DATA at offset 0 every 30 s, for a day: no file byte ever comes.
+    // The first moves nothing; the second is refused.
+    let mut outcome = None;
+    for _ in 0..2880 {
+        now = now.saturating_add(crate::time::Duration::from_secs(30));
+        if get.poll_timeout().is_some_and(|t| now >= t) {
+            get.handle_timeout(now);
+        }
+        outcome = get.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        get.receive(&empty, now);
+    }
+    assert_eq!(
+        outcome,
+        Some(Err(ClientError::Protocol(ProtocolError::Unexpected(
+            crate::wire::transfer::MessageType::Data
+        )))),
+        "at {now:?}"
+    );
+    assert_eq!(
+        now,
+        Instant::from_secs(90),
+        "refused at the second empty DATA"
+    );
+}
