@@ -7,7 +7,7 @@
 //! the session only datagrams from that port.
 
 use super::flow::{Acked, Received, Receiver, Sender, Timer, data_block, wire_block};
-use super::packet::{DEFAULT_BLOCK_SIZE, Mode, Options, Packet, RequestKind};
+use super::packet::{DEFAULT_BLOCK_SIZE, Mode, Options, Packet, RequestKind, oack_has_invalid};
 use super::{DEFAULT_MAX_TRIES, DEFAULT_TIMEOUT, TftpError, TftpStats, add, bump, emit_error};
 use crate::store::{FileName, FileStat};
 use crate::time::{Duration, Instant};
@@ -57,8 +57,17 @@ impl ClientConfig {
         }
     }
 
-    /// What the server granted, checked against what was asked.
-    fn granted(&self, asked: &Options, oack: &Options) -> Result<(u16, u16), TftpError> {
+    /// What the server granted in the OACK `datagram`, checked against what was
+    /// asked.
+    fn granted(
+        &self,
+        asked: &Options,
+        oack: &Options,
+        datagram: &[u8],
+    ) -> Result<(u16, u16), TftpError> {
+        if oack_has_invalid(datagram, oack) {
+            return Err(TftpError::BadOptions);
+        }
         let block = match (asked.block_size, oack.block_size) {
             (_, None) => DEFAULT_BLOCK_SIZE,
             (Some(asked), Some(granted)) if granted <= asked => granted,
@@ -289,13 +298,13 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
 
     /// A datagram from the server.
     pub fn receive(&mut self, datagram: &[u8], now: Instant) {
-        let dally = self.common.dally();
-        if let Phase::Dallying { until } = &mut self.common.phase {
+        if let Phase::Dallying { .. } = self.common.phase {
             match Packet::parse(datagram) {
                 Ok(Packet::Data { block, .. }) => {
                     bump(&mut self.common.stats.duplicates);
+                    // Answered, but the dally's end stays: a server repeating
+                    // its last block for ever must not hold the get.
                     if block == wire_block(self.receiver.received) {
-                        *until = now.saturating_add(dally);
                         self.receiver.ack_due = true;
                     }
                 }
@@ -318,7 +327,11 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
             (Phase::Request, Packet::Oack { options }) => {
-                match self.common.config.granted(&self.common.asked, &options) {
+                match self
+                    .common
+                    .config
+                    .granted(&self.common.asked, &options, datagram)
+                {
                     Ok((block, window)) => {
                         self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
@@ -544,7 +557,11 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
             (Phase::Done | Phase::Failing(_), _) => bump(&mut self.common.stats.malformed),
             (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
             (Phase::Request, Packet::Oack { options }) => {
-                match self.common.config.granted(&self.common.asked, &options) {
+                match self
+                    .common
+                    .config
+                    .granted(&self.common.asked, &options, datagram)
+                {
                     Ok((block, window)) => self.begin(Sender::new(size, block, window, false)),
                     Err(e) => self.common.fail(e, true),
                 }

@@ -243,6 +243,22 @@ fn parse_number(bytes: &[u8]) -> Option<u64> {
 }
 
 /// NUL-terminated strings, one after the other.
+/// Whether an OACK datagram names `blksize` or `windowsize` with a value its
+/// [`Options`] could not take (out of range, not a number): parsed, such an
+/// option reads as absent, which a client would take as "not acknowledged".
+pub(crate) fn oack_has_invalid(datagram: &[u8], options: &Options) -> bool {
+    let mut fields = Strings::new(datagram.get(2..).unwrap_or_default());
+    while let Some(Ok(name)) = fields.next() {
+        let _value = fields.next();
+        if (name.eq_ignore_ascii_case(b"blksize") && options.block_size.is_none())
+            || (name.eq_ignore_ascii_case(b"windowsize") && options.window_size.is_none())
+        {
+            return true;
+        }
+    }
+    false
+}
+
 struct Strings<'a> {
     rest: &'a [u8],
 }

@@ -851,13 +851,13 @@ fn a_get_dallies_and_acks_the_last_block_again_when_its_final_ack_is_lost() {
         ),
         (1, 0, 0, 1)
     );
-    // The dally runs from the last repeat, then the get is done; its outcome was
-    // given once.
+    // The dally runs from its start, a repeat answered but not putting it off;
+    // then the get is done, its outcome given once.
     assert_eq!(client.stats().duplicates, 1);
-    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(7)));
-    client.handle_timeout(Instant::from_secs(6));
+    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(6)));
+    client.handle_timeout(Instant::from_secs(5));
     assert!(client.is_dallying());
-    client.handle_timeout(Instant::from_secs(7));
+    client.handle_timeout(Instant::from_secs(6));
     assert!(client.is_done());
     assert_eq!(client.poll_timeout(), None);
     assert_eq!(client.outcome(), None);
@@ -1359,4 +1359,80 @@ fn a_client_that_goes_silent_after_the_oack_is_timed_out_not_too_slow() {
     let stats = *server.stats();
     assert_eq!(server.outcome(), Some(Err(TftpError::TimedOut)));
     assert_eq!((stats.timeouts, stats.too_slow), (1, 0), "{stats}");
+}
+
+// ---- review-e findings ----
+
+#[test]
+fn a_server_repeating_its_last_block_cannot_hold_a_get_dallying_for_ever() {
+    let data = pattern(100);
+    let mut into = [0u8; 100];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig {
+            transfer_size: false,
+            ..ClientConfig::DEFAULT
+        },
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let n = client.transmit(&mut buf, Instant::ZERO);
+    assert!(n > 0, "RRQ");
+    let block = emit(Packet::Data {
+        block: 1,
+        data: &data,
+    });
+    client.receive(&block, Instant::ZERO);
+    let n = client.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(parse(&buf[..n]), Packet::Ack { block: 1 });
+    assert_eq!(client.outcome(), Some(Ok(100)));
+    let dally = client.poll_timeout().unwrap();
+    // The server sends its last block again every second, for an hour.
+    let mut now = Instant::ZERO;
+    for _ in 0..3600 {
+        now = now.saturating_add(crate::time::Duration::from_secs(1));
+        if client.poll_timeout().is_some_and(|t| now >= t) {
+            client.handle_timeout(now);
+        }
+        if client.is_done() {
+            break;
+        }
+        client.receive(&block, now);
+        while client.transmit(&mut buf, now) > 0 {}
+    }
+    assert!(
+        client.is_done(),
+        "still dallying at {now:?}, first dally end was {dally:?}"
+    );
+}
+
+#[test]
+fn an_oack_with_an_out_of_range_blksize_is_refused_not_taken_as_512() {
+    let mut into = [0u8; 1024];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig {
+            block_size: Some(1024),
+            transfer_size: false,
+            ..ClientConfig::DEFAULT
+        },
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 1100];
+    client.transmit(&mut buf, Instant::ZERO);
+    // blksize 4 is below RFC 2348's 8: not a grant of anything asked.
+    client.receive(b"\x00\x06blksize\x004\x00", Instant::ZERO);
+    let n = client.transmit(&mut buf, Instant::ZERO);
+    let answer = format!("{:?}", parse(&buf[..n]));
+    // The server then sends the file in the 4-byte blocks it announced.
+    client.receive(b"\x00\x03\x00\x01abcd", Instant::ZERO);
+    client.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(
+        client.outcome(),
+        Some(Err(TftpError::BadOptions)),
+        "answer to the OACK was {answer:?}; sink holds {:?}",
+        client.sink().data()
+    );
 }
