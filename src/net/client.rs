@@ -4,8 +4,9 @@
 //! the same port again too soon is a classic bug: if the last connection from it is
 //! still in `TIME-WAIT` at either end, the new SYN is answered with a RST or an ACK
 //! for the old connection. [`PortAllocator`] hands out ports from the IANA dynamic
-//! range in turn, starting at a random point, and never hands out a port that was
-//! released less than a quarantine ago (by default 60 s, Linux's `TIME-WAIT`).
+//! range in turn, starting at a random point: a port comes back no sooner than a
+//! quarantine (by default 60 s, Linux's `TIME-WAIT`) after it last went out, and
+//! not while it is among the last ports released within one.
 
 use core::fmt;
 
@@ -23,14 +24,24 @@ pub const EPHEMERAL_LAST: u16 = 65_535;
 
 /// Ephemeral local ports that are not reused while they may be in `TIME-WAIT`.
 ///
-/// `Q` is how many released ports it remembers; when it is full, the oldest
-/// entry is forgotten (by then the allocator has moved `Q` ports on, so the port
-/// is far behind the cursor).
+/// Ports go out in turn, so a port comes back only after the whole range
+/// (16,384 ports) has gone out since. That takes at least a quarantine: a new
+/// pass over the range waits for a quarantine since the last began
+/// ([`allocate`](Self::allocate) gives `None` meanwhile, which is more than
+/// 273 connections a second with the default 60 s). `Q` is how many released
+/// ports it also remembers, for a port that is released late (a long
+/// connection) and comes round again soon after; when it is full the oldest
+/// is forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine
+/// had not passed.
 #[derive(Clone, Debug)]
 pub struct PortAllocator<const Q: usize = 16> {
     next: u16,
     quarantine: Duration,
     released: heapless::Deque<(u16, Instant), Q>,
+    /// Ports handed out in this pass over the range, and when it began.
+    handed: u32,
+    pass_began: Option<Instant>,
+    forgotten: u64,
 }
 
 impl<const Q: usize> PortAllocator<Q> {
@@ -49,7 +60,16 @@ impl<const Q: usize> PortAllocator<Q> {
             next: EPHEMERAL_FIRST.saturating_add(offset),
             quarantine: Duration::from_secs(60),
             released: heapless::Deque::new(),
+            handed: 0,
+            pass_began: None,
+            forgotten: 0,
         }
+    }
+
+    /// Released ports forgotten before their quarantine passed (more than `Q`
+    /// released within a quarantine).
+    pub const fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// The same allocator with another quarantine for released ports.
@@ -58,11 +78,23 @@ impl<const Q: usize> PortAllocator<Q> {
         self
     }
 
-    /// The next free port, or `None` if every port of the range is quarantined
-    /// (which needs `Q` larger than the range).
+    /// The next free port, or `None` while the range went round in less than a
+    /// quarantine (or every port of it is quarantined).
     pub fn allocate(&mut self, now: Instant) -> Option<u16> {
         let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        if self.handed >= span || self.pass_began.is_none() {
+            // A new pass: the ports of the last one may still be in TIME-WAIT.
+            if self
+                .pass_began
+                .is_some_and(|began| now < later(began, self.quarantine))
+            {
+                return None;
+            }
+            self.pass_began = Some(now);
+            self.handed = 0;
+        }
         for _ in 0..span {
+            self.handed = self.handed.saturating_add(1);
             let port = self.next;
             self.next = if port == EPHEMERAL_LAST {
                 EPHEMERAL_FIRST
@@ -82,8 +114,11 @@ impl<const Q: usize> PortAllocator<Q> {
 
     /// Gives `port` back; it is not handed out again for the quarantine.
     pub fn release(&mut self, port: u16, now: Instant) {
-        if self.released.is_full() {
-            self.released.pop_front();
+        if self.released.is_full()
+            && let Some((_, at)) = self.released.pop_front()
+            && now < later(at, self.quarantine)
+        {
+            self.forgotten = self.forgotten.saturating_add(1);
         }
         // Cannot fail: one slot was just freed if it was full.
         let _ = self.released.push_back((port, now));
@@ -204,6 +239,7 @@ impl TcpClient {
         }
         if self.local_port != 0 {
             ports.release(self.local_port, now);
+            self.local_port = 0;
         }
         let local_port = ports.allocate(now).ok_or(ConnectError::NoFreePort)?;
         socket
@@ -246,6 +282,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_port_comes_back_within_its_quarantine_at_a_high_connect_rate() {
+        use std::collections::HashMap;
+        // A connection a millisecond: the range goes round in 16.4 s, and the
+        // next pass waits for the quarantine, 60 s after the first began. No
+        // port comes back within a quarantine of being handed out, so none
+        // whose connection was shorter than the rest of its pass is reused in
+        // TIME-WAIT.
+        let quarantine = Duration::from_secs(60);
+        let mut ports = PortAllocator::<16>::new(0).with_quarantine(quarantine);
+        let mut handed_at: HashMap<u16, Instant> = HashMap::new();
+        let mut previous: Option<u16> = None;
+        let (mut handed, mut refused) = (0u32, 0u32);
+        for ms in 0..80_000i64 {
+            let now = Instant::from_millis(ms);
+            if let Some(port) = previous.take() {
+                ports.release(port, now);
+            }
+            let Some(port) = ports.allocate(now) else {
+                refused += 1;
+                continue;
+            };
+            handed += 1;
+            if let Some(&at) = handed_at.get(&port) {
+                assert!(
+                    now >= at + quarantine,
+                    "port {port} handed out at {at} and at {now}"
+                );
+            }
+            handed_at.insert(port, now);
+            previous = Some(port);
+        }
+        // Refused from 16.4 s to 60 s, and again from 76.4 s on.
+        assert_eq!(refused, (60_000 - 16_384) + (80_000 - 76_384));
+        assert_eq!(handed, 80_000 - refused);
+        assert!(ports.forgotten() > 0, "16 remembered of thousands released");
+    }
+
+    #[test]
     fn ports_come_in_turn_from_the_dynamic_range() {
         let mut ports = PortAllocator::<4>::new(u64::from(EPHEMERAL_LAST - EPHEMERAL_FIRST));
         let now = Instant::ZERO;
@@ -259,21 +333,24 @@ mod tests {
         let mut ports = PortAllocator::<4>::new(0).with_quarantine(Duration::from_secs(60));
         let t0 = Instant::ZERO;
         let first = ports.allocate(t0).unwrap();
-        ports.release(first, t0);
-        // Go all the way round the range: the first port is skipped while quarantined.
+        // All the way round the range within a quarantine: the next pass waits.
         let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
         for _ in 0..span - 1 {
-            assert_ne!(ports.allocate(t0 + Duration::from_secs(59)), Some(first));
+            assert!(ports.allocate(t0 + Duration::from_secs(10)).is_some());
         }
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(59)), None);
+        // The first port's connection was long: released at 50 s, it is still
+        // quarantined when the next pass begins at 61 s, and skipped.
+        ports.release(first, t0 + Duration::from_secs(50));
         assert_eq!(
-            ports.allocate(t0 + Duration::from_secs(59)),
+            ports.allocate(t0 + Duration::from_secs(61)),
             Some(first + 1)
         );
-        // Round again, after the quarantine: the first port is free.
+        // Round again, after its quarantine: the first port is free.
         for _ in 0..span - 2 {
-            ports.allocate(t0 + Duration::from_secs(61));
+            ports.allocate(t0 + Duration::from_secs(200));
         }
-        assert_eq!(ports.allocate(t0 + Duration::from_secs(61)), Some(first));
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(200)), Some(first));
     }
 
     #[test]
