@@ -217,7 +217,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "PortAllocator<16>",
             "ephemeral port cursor + 16 quarantined ports",
             size_of::<PortAllocator<16>>(),
-            296,
+            320,
         ),
         (
             "smoltcp tcp::Socket",
