@@ -95,15 +95,21 @@ impl Site for StatusSite<'_> {
     fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
         match path {
             "/" | "/index.html" => {
-                let page = write!(
-                    body,
-                    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\n\
-                     <body><h1>{t}</h1>\n<p>Served by smolsock on smoltcp: fixed memory, \
-                     no heap.</p>\n<pre>\n",
-                    t = self.title
-                )
-                .and_then(|()| (self.status)(body))
-                .and_then(|()| body.write_str("</pre></body></html>\n"));
+                // The title and the status text are the caller's: escaped.
+                let title = |body: &mut dyn fmt::Write| Escaped(body).write_str(self.title);
+                let page = body
+                    .write_str("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>")
+                    .and_then(|()| title(body))
+                    .and_then(|()| body.write_str("</title></head>\n<body><h1>"))
+                    .and_then(|()| title(body))
+                    .and_then(|()| {
+                        body.write_str(
+                            "</h1>\n<p>Served by smolsock on smoltcp: fixed memory, \
+                             no heap.</p>\n<pre>\n",
+                        )
+                    })
+                    .and_then(|()| (self.status)(&mut Escaped(body)))
+                    .and_then(|()| body.write_str("</pre></body></html>\n"));
                 page.ok().map(|()| "text/html; charset=utf-8")
             }
             "/stats" => (self.status)(body)
@@ -287,10 +293,10 @@ impl Bars<'_> {
         write!(Escaped(&mut *self.out), "{peer}")?;
         self.out.write_str("</td>")?;
         for (held, capacity) in [receive, send] {
-            let percent = held
-                .min(capacity)
+            // In u128: a capacity near usize::MAX would saturate the product.
+            let percent = (held.min(capacity) as u128)
                 .saturating_mul(100)
-                .checked_div(capacity)
+                .checked_div(capacity as u128)
                 .unwrap_or(0);
             write!(
                 self.out,
@@ -336,6 +342,50 @@ impl fmt::Write for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_site_escapes_its_title_and_status_in_the_page_not_in_stats() {
+        let status = |w: &mut dyn fmt::Write| w.write_str("last: <b>x & y</b> \"q\"\n");
+        let site = StatusSite::new("t<&>\"t", &status);
+        let mut page = std::string::String::new();
+        assert_eq!(
+            site.render("/", &mut page),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(
+            page.contains("<title>t&lt;&amp;&gt;&quot;t</title>"),
+            "{page}"
+        );
+        assert!(page.contains("<h1>t&lt;&amp;&gt;&quot;t</h1>"), "{page}");
+        assert!(
+            page.contains("last: &lt;b&gt;x &amp; y&lt;/b&gt; &quot;q&quot;"),
+            "{page}"
+        );
+        let mut stats = std::string::String::new();
+        assert_eq!(
+            site.render("/stats", &mut stats),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(stats, "last: <b>x & y</b> \"q\"\n");
+    }
+
+    #[test]
+    fn a_full_buffer_of_a_huge_capacity_is_drawn_full() {
+        let status = |_: &mut dyn fmt::Write| Ok(());
+        let connections = |bars: &mut Bars<'_>| {
+            bars.connection(
+                "x",
+                &"p",
+                (usize::MAX, usize::MAX),
+                (usize::MAX / 2, usize::MAX),
+            )
+        };
+        let site = LiveSite::new("t", &status, &connections);
+        let mut page = std::string::String::new();
+        site.render("/", &mut page).unwrap();
+        assert!(page.contains("width:100%"), "{page}");
+        assert!(page.contains("width:49%"), "{page}");
+    }
 
     #[test]
     fn status_site_routes_and_shows_the_status() {
