@@ -321,21 +321,22 @@ struct Escaped<'w>(&'w mut dyn fmt::Write);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut rest = text;
-        while let Some(at) = rest.find(['&', '<', '>', '"']) {
-            let (plain, special) = rest.split_at(at);
-            self.0.write_str(plain)?;
-            let mut chars = special.chars();
-            let entity = match chars.next() {
-                Some('&') => "&amp;",
-                Some('<') => "&lt;",
-                Some('>') => "&gt;",
-                _ => "&quot;",
+        // The four are ASCII: a byte scan finds them at character boundaries,
+        // with none of a char pattern's code (a firmware counts its flash).
+        let mut start = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            let entity = match byte {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => continue,
             };
+            self.0.write_str(text.get(start..at).unwrap_or_default())?;
             self.0.write_str(entity)?;
-            rest = chars.as_str();
+            start = at.saturating_add(1);
         }
-        self.0.write_str(rest)
+        self.0.write_str(text.get(start..).unwrap_or_default())
     }
 }
 
