@@ -4,9 +4,9 @@
 //! the same port again too soon is a classic bug: if the last connection from it is
 //! still in `TIME-WAIT` at either end, the new SYN is answered with a RST or an ACK
 //! for the old connection. [`PortAllocator`] hands out ports from the IANA dynamic
-//! range in turn, starting at a random point: a port comes back no sooner than a
-//! quarantine (by default 60 s, Linux's `TIME-WAIT`) after it last went out, and
-//! not while it is among the last ports released within one.
+//! range in turn, starting at a random point, a pass over the range no sooner
+//! than a quarantine (by default 60 s, Linux's `TIME-WAIT`) after the last began,
+//! and never a port among the last ones released within a quarantine.
 
 use core::fmt;
 
@@ -28,7 +28,9 @@ pub const EPHEMERAL_LAST: u16 = 65_535;
 /// (16,384 ports) has gone out since. That takes at least a quarantine: a new
 /// pass over the range waits for a quarantine since the last began
 /// ([`allocate`](Self::allocate) gives `None` meanwhile, which is more than
-/// 273 connections a second with the default 60 s). `Q` is how many released
+/// 273 connections a second with the default 60 s). So at a steady rate no
+/// port comes back within a quarantine of its last use; a pass that went out
+/// mostly in a burst at its end can bring one back sooner. `Q` is how many released
 /// ports it also remembers, for a port that is released late (a long
 /// connection) and comes round again soon after; when it is full the oldest
 /// is forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine

@@ -97,9 +97,13 @@ enum Phase {
     /// An ERROR goes out, then the outcome is given.
     Failing(TftpError),
     /// A get's last ACK went out and its outcome is given; a repeat of the last
-    /// DATA (the ACK was lost) is acknowledged again, until `until`.
+    /// DATA (the ACK was lost) is acknowledged again, until `until`. Each of
+    /// the first `repeats_left` repeats puts `until` off by a dally, so that a
+    /// server slower than us is answered to its last try, and one that repeats
+    /// for ever is not.
     Dallying {
         until: Instant,
+        repeats_left: u8,
     },
     Done,
 }
@@ -203,7 +207,7 @@ impl Common {
     fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Request | Phase::Running => self.timer.deadline,
-            Phase::Dallying { until } => Some(until),
+            Phase::Dallying { until, .. } => Some(until),
             Phase::Failing(_) | Phase::Done => None,
         }
     }
@@ -298,14 +302,24 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
 
     /// A datagram from the server.
     pub fn receive(&mut self, datagram: &[u8], now: Instant) {
-        if let Phase::Dallying { .. } = self.common.phase {
+        let dally = self.common.dally();
+        if let Phase::Dallying {
+            until,
+            repeats_left,
+        } = &mut self.common.phase
+        {
             match Packet::parse(datagram) {
                 Ok(Packet::Data { block, .. }) => {
                     bump(&mut self.common.stats.duplicates);
-                    // Answered, but the dally's end stays: a server repeating
-                    // its last block for ever must not hold the get.
+                    // Answered; the dally's end is put off only so many times:
+                    // a server repeating its last block for ever must not hold
+                    // the get.
                     if block == wire_block(self.receiver.received) {
                         self.receiver.ack_due = true;
+                        if let Some(left) = repeats_left.checked_sub(1) {
+                            *repeats_left = left;
+                            *until = now.saturating_add(dally);
+                        }
                     }
                 }
                 // The server gave up on our ACK: nothing left to repeat.
@@ -455,6 +469,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                             self.common.finish(Ok(stat.size));
                             self.common.phase = Phase::Dallying {
                                 until: now.saturating_add(self.common.dally()),
+                                repeats_left: self.common.config.max_tries.saturating_add(1),
                             };
                         }
                         Err(e) => self.common.finish(Err(TftpError::Local(e))),
@@ -474,7 +489,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
     /// Time has passed: send the request or the last ACK again, give up, or
     /// end the dally.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Phase::Dallying { until } = self.common.phase {
+        if let Phase::Dallying { until, .. } = self.common.phase {
             if now >= until {
                 self.common.phase = Phase::Done;
             }

@@ -851,13 +851,13 @@ fn a_get_dallies_and_acks_the_last_block_again_when_its_final_ack_is_lost() {
         ),
         (1, 0, 0, 1)
     );
-    // The dally runs from its start, a repeat answered but not putting it off;
-    // then the get is done, its outcome given once.
+    // The dally runs from the last repeat (a few repeats put it off), then the
+    // get is done; its outcome was given once.
     assert_eq!(client.stats().duplicates, 1);
-    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(6)));
-    client.handle_timeout(Instant::from_secs(5));
-    assert!(client.is_dallying());
+    assert_eq!(client.poll_timeout(), Some(Instant::from_secs(7)));
     client.handle_timeout(Instant::from_secs(6));
+    assert!(client.is_dallying());
+    client.handle_timeout(Instant::from_secs(7));
     assert!(client.is_done());
     assert_eq!(client.poll_timeout(), None);
     assert_eq!(client.outcome(), None);
@@ -1435,4 +1435,67 @@ fn an_oack_with_an_out_of_range_blksize_is_refused_not_taken_as_512() {
         "answer to the OACK was {answer:?}; sink holds {:?}",
         client.sink().data()
     );
+}
+
+#[test]
+fn a_get_dallies_long_enough_for_a_server_with_a_longer_timeout() {
+    // The server retransmits every 3 s; the get's own dally is 6 s. Each
+    // repeat puts the dally off, so the one at 6 s is still answered.
+    let shared = shared();
+    let data = pattern(1000);
+    put_file(&shared, "f", &data);
+    let mut server = ServerTransfer::new(
+        &shared,
+        ServerConfig {
+            timeout: crate::time::Duration::from_secs(3),
+            ..config(512)
+        },
+    );
+    let mut into = [0u8; 1000];
+    let mut client = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let now = Instant::ZERO;
+    let n = client.transmit(&mut buf, now);
+    server.start(&buf[..n], now);
+    for _ in 0..10 {
+        for d in drain(&mut server, now) {
+            client.receive(&d, now);
+        }
+        let n = client.transmit(&mut buf, now);
+        if client.is_dallying() {
+            break; // the final ACK is lost
+        }
+        server.receive(&buf[..n], now);
+    }
+    assert_eq!(client.outcome(), Some(Ok(1000)));
+    // A repeat at 3 s, its ACK lost; another at 6 s, its ACK through.
+    let mut answered = 0;
+    for k in 1..=2u64 {
+        let at = server.poll_timeout().unwrap();
+        assert_eq!(at, Instant::from_secs(3 * k));
+        if client.poll_timeout().is_some_and(|t| at >= t) {
+            client.handle_timeout(at);
+        }
+        server.handle_timeout(at);
+        for d in drain(&mut server, at) {
+            client.receive(&d, at);
+        }
+        let n = client.transmit(&mut buf, at);
+        if n > 0 {
+            answered += 1;
+            if k == 2 {
+                server.receive(&buf[..n], at);
+            }
+        }
+    }
+    assert_eq!(
+        answered, 2,
+        "each repeat of the last block is acknowledged again"
+    );
+    assert_eq!(server.outcome(), Some(Ok(1000)), "the server ends clean");
 }
