@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use common_io::{Ask, Chores, Deaf, Idle, Sip, bodies, frames, pattern};
+use common_io::{Ask, Chores, Deaf, Firehose, Idle, Sip, bodies, frames, pattern};
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use smolsock::asynch::{
@@ -860,110 +860,49 @@ async fn a_peer_that_reads_nothing_or_says_nothing_ends_the_run_at_the_idle_time
     }
 }
 
-/// A session with one long answer and nothing to read: `left` bytes, then it
-/// closes.
-struct Firehose {
-    left: usize,
-}
-
-impl Session for Firehose {
-    fn start(&mut self, _: Instant) {}
-
-    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
-        input.len()
-    }
-
-    fn receive_finished(&mut self, _: Instant) {}
-
-    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
-        let n = space.len().min(self.left);
-        space[..n].fill(b'x');
-        self.left -= n;
-        n
-    }
-
-    fn status(&self) -> Status {
-        if self.left == 0 {
-            Status::Close
-        } else {
-            Status::Open
-        }
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_takes_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
-    // Each byte it takes makes room for one more: a write of one byte every 30 s
-    // is no progress, or a long answer would hold the connection for hours.
-    let (mut server, client) = duplex(256, 256);
-    let Duplex {
-        rx: mut client_rx,
-        tx: _client_tx,
-    } = client;
-    let clock = TokioClock(tokio::time::Instant::now());
-    let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
-    let mut session = Firehose { left: 1 << 20 };
-    let idle = Duration::from_secs(60);
-    let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_idle_timeout(idle);
-    let peer = async {
-        // The way back fills first; then a byte every 30 s.
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let mut byte = [0u8; 1];
-        loop {
-            assert_eq!(client_rx.read(&mut byte).await.unwrap(), 1);
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-        }
-    };
-    // Bounded, should the deadline not fire: ten minutes of virtual time.
-    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
-        tokio::select! {
-            end = conn.run(&mut session, &clock) => end,
-            () = peer => unreachable!("the peer never finishes"),
-        }
-    });
-    let end = run.await.expect("the run ended by its idle timeout");
-    assert_eq!(end, Err(Error::IdleTimeout));
-    // The last progress was the answer's first kilobyte, written at once.
-    let took = clock.now();
-    assert!(
-        took >= Instant::ZERO.saturating_add(idle)
-            && took < Instant::ZERO.saturating_add(Duration::from_secs(61)),
-        "ended at {took:?}"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_slow_reader_is_not_kept_by_a_send_buffer_under_a_kilobyte() {
-    // Each 128 bytes it takes empties the buffer, but the session always has
-    // more: 2.5 B/s is no progress.
-    let (mut server, client) = duplex(256, 256);
-    let Duplex {
-        rx: mut client_rx,
-        tx: _client_tx,
-    } = client;
-    let clock = TokioClock(tokio::time::Instant::now());
-    let (mut rx, mut tx) = ([0u8; 128], [0u8; 128]);
-    let mut session = Firehose { left: 1 << 20 };
-    let idle = Duration::from_secs(60);
-    let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_idle_timeout(idle);
-    let peer = async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let mut byte = [0u8; 1];
-        loop {
-            assert_eq!(client_rx.read(&mut byte).await.unwrap(), 1);
-            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        }
-    };
-    // Bounded, should the deadline not fire: ten minutes of virtual time.
-    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
-        tokio::select! {
-            end = conn.run(&mut session, &clock) => end,
-            () = peer => unreachable!("the peer never finishes"),
-        }
-    });
-    let end = run.await.expect("a reader at 2.5 B/s held the connection");
-    assert_eq!(end, Err(Error::IdleTimeout));
-    assert!(clock.now() < Instant::ZERO.saturating_add(Duration::from_secs(62)));
+    // Each byte it takes makes room for one more: a write of it is no progress,
+    // or a long answer would hold the connection for hours. A byte every 30 s
+    // through 512-byte buffers; and 2.5 B/s through 128-byte ones, which the
+    // peer empties now and then while the session always has more.
+    for (buffers, gap) in [(512, 30_000), (128, 400)] {
+        let (mut server, client) = duplex(256, 256);
+        let Duplex {
+            rx: mut client_rx,
+            tx: _client_tx,
+        } = client;
+        let clock = TokioClock(tokio::time::Instant::now());
+        let (mut rx, mut tx) = (vec![0u8; buffers], vec![0u8; buffers]);
+        let mut session = Firehose { left: 1 << 20 };
+        let idle = Duration::from_secs(60);
+        let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_idle_timeout(idle);
+        let peer = async {
+            // The way back fills first; then a byte at a time.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let mut byte = [0u8; 1];
+            loop {
+                assert_eq!(client_rx.read(&mut byte).await.unwrap(), 1);
+                tokio::time::sleep(std::time::Duration::from_millis(gap)).await;
+            }
+        };
+        // Bounded, should the deadline not fire: ten minutes of virtual time.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+            tokio::select! {
+                end = conn.run(&mut session, &clock) => end,
+                () = peer => unreachable!("the peer never finishes"),
+            }
+        });
+        let end = run.await.expect("the run ended by its idle timeout");
+        assert_eq!(end, Err(Error::IdleTimeout), "buffers {buffers}");
+        // No progress since the start: the first write took less than a KiB.
+        let took = clock.now();
+        assert!(
+            took >= Instant::ZERO.saturating_add(idle)
+                && took < Instant::ZERO.saturating_add(Duration::from_secs(61)),
+            "buffers {buffers}: ended at {took:?}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

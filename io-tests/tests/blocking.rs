@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 
-use common_io::{Ask, Chores, Deaf, Idle, Sip, bodies, frames, pattern};
+use common_io::{Ask, Chores, Deaf, Firehose, Idle, Sip, bodies, frames, pattern};
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use smolsock::blocking::{
     self, Clock, Connection, End, Error, FrameError, StdClock, StdIo, read_frame, write_frame,
@@ -428,36 +428,6 @@ impl Write for Trickle<'_> {
     }
 }
 
-/// A session with one long answer and nothing to read.
-struct Talker {
-    left: usize,
-}
-
-impl Session for Talker {
-    fn start(&mut self, _: Instant) {}
-
-    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
-        input.len()
-    }
-
-    fn receive_finished(&mut self, _: Instant) {}
-
-    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
-        let n = space.len().min(self.left);
-        space[..n].fill(b't');
-        self.left -= n;
-        n
-    }
-
-    fn status(&self) -> smolsock::session::Status {
-        if self.left == 0 {
-            smolsock::session::Status::Close
-        } else {
-            smolsock::session::Status::Open
-        }
-    }
-}
-
 #[test]
 fn a_silent_peer_ends_the_run_at_the_idle_timeout() {
     // The echo has no deadline of its own: without the idle timeout only the
@@ -490,7 +460,7 @@ fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
         calls: 0,
         taken: 0,
     };
-    let mut session = Talker { left: 1 << 20 };
+    let mut session = Firehose { left: 1 << 20 };
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
     let end = Connection::new(&mut peer, &mut rx, &mut tx)
         .with_idle_timeout(Duration::from_secs(60))

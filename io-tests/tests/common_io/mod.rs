@@ -297,3 +297,34 @@ impl Session for Sip {
         }
     }
 }
+
+/// A session with one long answer and nothing to read: `left` bytes, then it
+/// closes.
+pub struct Firehose {
+    pub left: usize,
+}
+
+impl Session for Firehose {
+    fn start(&mut self, _: Instant) {}
+
+    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
+        let n = space.len().min(self.left);
+        space[..n].fill(b'x');
+        self.left -= n;
+        n
+    }
+
+    fn status(&self) -> Status {
+        if self.left == 0 {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
