@@ -910,73 +910,42 @@ async fn a_session_pushing_small_messages_to_a_reader_is_not_idle() {
     // A message of 100 bytes every 20 s, read at once: each is all the session
     // has to say, so each is progress, though far from a kilobyte a minute.
     // (Flushed only at the end, as embassy-net's sockets are: no flush counts.)
-    let (mut server, client) = duplex(4096, 4096);
-    let Duplex {
-        rx: mut client_rx,
-        tx: _client_tx,
-    } = client;
-    let clock = TokioClock(tokio::time::Instant::now());
-    let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
-    let mut session = Ticker {
-        every: Duration::from_secs(20),
-        next: Instant::ZERO,
-        left: 10,
-    };
-    let mut conn = Connection::new(&mut server, &mut rx, &mut tx)
-        .with_flush(Flush::AtEnd)
-        .with_idle_timeout(Duration::from_secs(60));
-    let reader = async {
-        let mut buf = [0u8; 256];
-        let mut got = 0;
-        while got < 1000 {
-            got += client_rx.read(&mut buf).await.unwrap();
-        }
-        got
-    };
-    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
-        tokio::join!(conn.run(&mut session, &clock), reader)
-    });
-    let (end, got) = run.await.expect("the ticker ends");
-    assert_eq!(got, 1000);
-    assert!(end.is_ok(), "{end:?}");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_message_that_exactly_fills_the_send_buffer_is_progress() {
-    // As above through a buffer of exactly one message: filling it is not
-    // having more to say.
-    let (mut server, client) = duplex(4096, 4096);
-    let Duplex {
-        rx: mut client_rx,
-        tx: _client_tx,
-    } = client;
-    let clock = TokioClock(tokio::time::Instant::now());
-    let (mut rx, mut tx) = ([0u8; 512], [0u8; 100]);
-    let mut session = Ticker {
-        every: Duration::from_secs(20),
-        next: Instant::ZERO,
-        left: 10,
-    };
-    let mut conn = Connection::new(&mut server, &mut rx, &mut tx)
-        .with_flush(Flush::AtEnd)
-        .with_idle_timeout(Duration::from_secs(60));
-    let reader = async {
-        let mut buf = [0u8; 256];
-        let mut got = 0;
-        while got < 1000 {
-            match client_rx.read(&mut buf).await.unwrap() {
-                0 => break,
-                n => got += n,
+    // Through a 512-byte buffer, and one of exactly a message: filling it is
+    // not having more to say.
+    for buffer in [512, 100] {
+        let (mut server, client) = duplex(4096, 4096);
+        let Duplex {
+            rx: mut client_rx,
+            tx: _client_tx,
+        } = client;
+        let clock = TokioClock(tokio::time::Instant::now());
+        let (mut rx, mut tx) = ([0u8; 512], vec![0u8; buffer]);
+        let mut session = Ticker {
+            every: Duration::from_secs(20),
+            next: Instant::ZERO,
+            left: 10,
+        };
+        let mut conn = Connection::new(&mut server, &mut rx, &mut tx)
+            .with_flush(Flush::AtEnd)
+            .with_idle_timeout(Duration::from_secs(60));
+        let reader = async {
+            let mut buf = [0u8; 256];
+            let mut got = 0;
+            while got < 1000 {
+                match client_rx.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => got += n,
+                }
             }
-        }
-        got
-    };
-    let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
-        tokio::join!(conn.run(&mut session, &clock), reader)
-    });
-    let (end, got) = run.await.expect("the ticker ends");
-    assert!(end.is_ok(), "{end:?} after {got} bytes");
-    assert_eq!(got, 1000);
+            got
+        };
+        let run = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+            tokio::join!(conn.run(&mut session, &clock), reader)
+        });
+        let (end, got) = run.await.expect("the ticker ends");
+        assert!(end.is_ok(), "buffer {buffer}: {end:?} after {got} bytes");
+        assert_eq!(got, 1000, "buffer {buffer}");
+    }
 }
 
 /// Sends `left` messages of 100 bytes, one every `every`, then closes.
