@@ -4,9 +4,9 @@
 //! the same port again too soon is a classic bug: if the last connection from it is
 //! still in `TIME-WAIT` at either end, the new SYN is answered with a RST or an ACK
 //! for the old connection. [`PortAllocator`] hands out ports from the IANA dynamic
-//! range in turn, starting at a random point, a pass over the range no sooner
-//! than a quarantine (by default 60 s, Linux's `TIME-WAIT`) after the last began,
-//! and never a port among the last ones released within a quarantine.
+//! range in turn, starting at a random point, never one within a quarantine (by
+//! default 60 s, Linux's `TIME-WAIT`) of its going out, nor one among the last
+//! ones released within a quarantine.
 
 use core::fmt;
 
@@ -22,28 +22,38 @@ pub const EPHEMERAL_FIRST: u16 = 49_152;
 /// The last port of the IANA dynamic range.
 pub const EPHEMERAL_LAST: u16 = 65_535;
 
+/// How many blocks the range is cut into, for when their ports last went out.
+const BLOCKS: usize = 16;
+
+/// Ports in a block (the range's 16,384 by [`BLOCKS`]).
+const BLOCK_PORTS: u16 = 1024;
+
 /// Ephemeral local ports that are not reused while they may be in `TIME-WAIT`.
 ///
 /// Ports go out in turn, so a port comes back only after the whole range
-/// (16,384 ports) has gone out since. That takes at least a quarantine: a new
-/// pass over the range waits for a quarantine since the last began
-/// ([`allocate`](Self::allocate) gives `None` meanwhile, which is more than
-/// 273 connections a second with the default 60 s). So at a steady rate no
-/// port comes back within a quarantine of its last use; a pass that went out
-/// mostly in a burst at its end can bring one back sooner. `Q` is how many released
-/// ports it also remembers, for a port that is released late (a long
-/// connection) and comes round again soon after; when it is full the oldest
-/// is forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine
-/// had not passed.
+/// (16,384 ports) has gone out since. The range is cut into 16 blocks of 1,024,
+/// and the allocator keeps when a port of each last went out: it goes on into a
+/// block only a quarantine after that ([`allocate`](Self::allocate) gives `None`
+/// meanwhile, which takes more than 273 connections a second with the default
+/// 60 s). So no port comes back within a quarantine of going out, whatever the
+/// rate. `Q` is how many released ports it also remembers, for a port whose
+/// connection outlived its quarantine; when it is full the oldest is
+/// forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine had
+/// not passed.
 #[derive(Clone, Debug)]
 pub struct PortAllocator<const Q: usize = 16> {
     next: u16,
     quarantine: Duration,
     released: heapless::Deque<(u16, Instant), Q>,
-    /// Ports handed out in this pass over the range, and when it began.
-    handed: u32,
-    pass_began: Option<Instant>,
+    /// When a port of each block last went out, and the block the cursor is in.
+    last_out: [Instant; BLOCKS],
+    block: usize,
     forgotten: u64,
+}
+
+/// The block of `port`, of the range.
+const fn block_of(port: u16) -> usize {
+    (port.saturating_sub(EPHEMERAL_FIRST) / BLOCK_PORTS) as usize
 }
 
 impl<const Q: usize> PortAllocator<Q> {
@@ -58,12 +68,14 @@ impl<const Q: usize> PortAllocator<Q> {
             Some(offset) => offset as u16,
             None => 0,
         };
+        let next = EPHEMERAL_FIRST.saturating_add(offset);
         Self {
-            next: EPHEMERAL_FIRST.saturating_add(offset),
+            next,
             quarantine: Duration::from_secs(60),
             released: heapless::Deque::new(),
-            handed: 0,
-            pass_began: None,
+            // No port went out yet.
+            last_out: [Instant::from_micros_const(i64::MIN); BLOCKS],
+            block: block_of(next),
             forgotten: 0,
         }
     }
@@ -80,24 +92,23 @@ impl<const Q: usize> PortAllocator<Q> {
         self
     }
 
-    /// The next free port, or `None` while the range went round in less than a
-    /// quarantine (or every port of it is quarantined).
+    /// The next free port, or `None` while the block the cursor comes to had a
+    /// port out less than a quarantine ago (the range went round faster), or
+    /// every port is quarantined.
     pub fn allocate(&mut self, now: Instant) -> Option<u16> {
         let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
-        if self.handed >= span || self.pass_began.is_none() {
-            // A new pass: the ports of the last one may still be in TIME-WAIT.
-            if self
-                .pass_began
-                .is_some_and(|began| now < later(began, self.quarantine))
-            {
-                return None;
-            }
-            self.pass_began = Some(now);
-            self.handed = 0;
-        }
         for _ in 0..span {
-            self.handed = self.handed.saturating_add(1);
             let port = self.next;
+            let block = block_of(port);
+            if block != self.block {
+                // Into a block whose ports went out last at `last_out`, at the
+                // latest: wait until the quarantine of the last one passed.
+                let last = self.last_out.get(block).copied()?;
+                if now < later(last, self.quarantine) {
+                    return None;
+                }
+                self.block = block;
+            }
             self.next = if port == EPHEMERAL_LAST {
                 EPHEMERAL_FIRST
             } else {
@@ -108,6 +119,9 @@ impl<const Q: usize> PortAllocator<Q> {
                 .iter()
                 .any(|&(p, at)| p == port && now < later(at, self.quarantine));
             if !quarantined {
+                if let Some(last) = self.last_out.get_mut(block) {
+                    *last = now;
+                }
                 return Some(port);
             }
         }
@@ -287,10 +301,8 @@ mod tests {
     fn no_port_comes_back_within_its_quarantine_at_a_high_connect_rate() {
         use std::collections::HashMap;
         // A connection a millisecond: the range goes round in 16.4 s, and the
-        // next pass waits for the quarantine, 60 s after the first began. No
-        // port comes back within a quarantine of being handed out, so none
-        // whose connection was shorter than the rest of its pass is reused in
-        // TIME-WAIT.
+        // cursor waits at each block for a quarantine since its ports last went
+        // out. No port comes back within a quarantine of being handed out.
         let quarantine = Duration::from_secs(60);
         let mut ports = PortAllocator::<16>::new(0).with_quarantine(quarantine);
         let mut handed_at: HashMap<u16, Instant> = HashMap::new();
@@ -315,8 +327,9 @@ mod tests {
             handed_at.insert(port, now);
             previous = Some(port);
         }
-        // Refused from 16.4 s to 60 s, and again from 76.4 s on.
-        assert_eq!(refused, (60_000 - 16_384) + (80_000 - 76_384));
+        // Refused from 16.4 s to 61 s (the first block's last port went out at
+        // 1.023 s), then again past 77.4 s.
+        assert_eq!(refused, (61_023 - 16_384) + (80_000 - 77_407));
         assert_eq!(handed, 80_000 - refused);
         assert!(ports.forgotten() > 0, "16 remembered of thousands released");
     }
@@ -335,24 +348,60 @@ mod tests {
         let mut ports = PortAllocator::<4>::new(0).with_quarantine(Duration::from_secs(60));
         let t0 = Instant::ZERO;
         let first = ports.allocate(t0).unwrap();
-        // All the way round the range within a quarantine: the next pass waits.
+        // All the way round the range within a quarantine: the cursor waits at
+        // the first block, whose other ports went out at 10 s, until 70 s.
         let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
         for _ in 0..span - 1 {
             assert!(ports.allocate(t0 + Duration::from_secs(10)).is_some());
         }
-        assert_eq!(ports.allocate(t0 + Duration::from_secs(59)), None);
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(69)), None);
         // The first port's connection was long: released at 50 s, it is still
-        // quarantined when the next pass begins at 61 s, and skipped.
+        // quarantined at 71 s, and skipped.
         ports.release(first, t0 + Duration::from_secs(50));
         assert_eq!(
-            ports.allocate(t0 + Duration::from_secs(61)),
+            ports.allocate(t0 + Duration::from_secs(71)),
             Some(first + 1)
         );
         // Round again, after its quarantine: the first port is free.
         for _ in 0..span - 2 {
-            ports.allocate(t0 + Duration::from_secs(200));
+            assert!(ports.allocate(t0 + Duration::from_secs(200)).is_some());
         }
-        assert_eq!(ports.allocate(t0 + Duration::from_secs(200)), Some(first));
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(200)), None);
+        assert_eq!(ports.allocate(t0 + Duration::from_secs(300)), Some(first));
+    }
+
+    #[test]
+    fn a_burst_at_the_end_of_a_slow_pass_brings_no_port_back_within_its_quarantine() {
+        // One port at 0 s, the rest of the range at 59 s: at 60 s the first
+        // block's ports went out a second ago.
+        let quarantine = Duration::from_secs(60);
+        let mut ports = PortAllocator::<16>::new(0).with_quarantine(quarantine);
+        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        let mut last_use = std::collections::HashMap::new();
+        let mut hand = |ports: &mut PortAllocator<16>, now: Instant| {
+            let port = ports.allocate(now)?;
+            ports.release(port, now);
+            Some((port, last_use.insert(port, now)))
+        };
+        hand(&mut ports, Instant::ZERO).unwrap();
+        for _ in 1..span {
+            hand(&mut ports, Instant::from_secs(59)).unwrap();
+        }
+        let mut given = 0;
+        for secs in [60, 90, 118, 119, 120] {
+            let now = Instant::from_secs(secs);
+            for _ in 0..100 {
+                if let Some((port, before)) = hand(&mut ports, now) {
+                    given += 1;
+                    let before = before.unwrap();
+                    assert!(
+                        now >= before + quarantine,
+                        "port {port} used at {before} and at {now}"
+                    );
+                }
+            }
+        }
+        assert_eq!(given, 200, "from 119 s on");
     }
 
     #[test]
