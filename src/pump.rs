@@ -81,8 +81,9 @@ pub enum Error<E> {
     /// A request's connection ended and the request gave no outcome, which
     /// [`Request`](crate::session::Request) promises it does.
     NoOutcome,
-    /// Nothing moved for the connection's idle timeout: no byte read or
-    /// written, the peer silent or reading nothing (the async adapter's
+    /// Nothing moved for the connection's idle timeout: no byte read, no
+    /// flush, no kilobyte written nor all the session had to say; the peer
+    /// silent, or reading nothing or a byte at a time (either adapter's
     /// `Connection::with_idle_timeout`).
     IdleTimeout,
 }
@@ -295,8 +296,6 @@ pub(crate) struct Pump<'b> {
     /// Bytes the session handed out and the stream has not yet taken.
     tx_start: usize,
     tx_end: usize,
-    /// The session gave bytes to send in the last `advance`.
-    gave: bool,
     /// The idle timeout and what counts against it.
     idle: Idle,
     /// Bytes were written since the last flush.
@@ -319,7 +318,6 @@ impl<'b> Pump<'b> {
             tx,
             tx_start: 0,
             tx_end: 0,
-            gave: false,
             idle: Idle {
                 timeout: None,
                 last_progress: Instant::ZERO,
@@ -393,7 +391,8 @@ impl<'b> Pump<'b> {
         now: Instant,
         input: bool,
     ) {
-        self.gave = false;
+        // Whether the session gives bytes to send in this turn.
+        let mut gave = false;
         if session.poll_timeout().is_some_and(|at| at <= now) {
             self.stats.timeouts = self.stats.timeouts.saturating_add(1);
             session.handle_timeout(now);
@@ -426,7 +425,7 @@ impl<'b> Pump<'b> {
             }
             if let Some(space) = self.tx.get_mut(self.tx_end..).filter(|s| !s.is_empty()) {
                 let n = session.transmit(space, now).min(space.len());
-                self.gave |= n > 0;
+                gave |= n > 0;
                 self.tx_end = self.tx_end.saturating_add(n);
                 moved = moved.saturating_add(n);
             }
@@ -437,7 +436,7 @@ impl<'b> Pump<'b> {
         if input && self.rx_start < self.rx_end {
             self.stats.held_back = self.stats.held_back.saturating_add(1);
         }
-        if core::mem::take(&mut self.idle.emptied) && !self.gave {
+        if core::mem::take(&mut self.idle.emptied) && !gave {
             self.idle.progress(now);
         }
     }
@@ -484,8 +483,12 @@ impl<'b> Pump<'b> {
     /// Records what came of the last [`Op`], at `now`.
     pub(crate) fn did(&mut self, did: Did, now: Instant) {
         match did {
-            Did::Read(_) | Did::Flushed => self.idle.progress(now),
             Did::Wrote(n) => {
+                let n = n.min(self.tx_end.saturating_sub(self.tx_start));
+                self.tx_start = self.tx_start.saturating_add(n);
+                self.unflushed = true;
+                self.stats.writes = self.stats.writes.saturating_add(1);
+                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
                 let idle = &mut self.idle;
                 idle.written = idle.written.saturating_add(n);
                 if idle.written >= WRITE_PROGRESS {
@@ -493,26 +496,20 @@ impl<'b> Pump<'b> {
                 } else {
                     // All written: progress if the session has no more to say,
                     // which the next `advance` tells.
-                    let n = n.min(self.tx_end.saturating_sub(self.tx_start));
-                    idle.emptied = self.tx_start.saturating_add(n) >= self.tx_end;
+                    idle.emptied = self.tx_start >= self.tx_end;
                 }
-            }
-            Did::Alarm => {}
-        }
-        match did {
-            Did::Wrote(n) => {
-                let n = n.min(self.tx_end.saturating_sub(self.tx_start));
-                self.tx_start = self.tx_start.saturating_add(n);
-                self.unflushed = true;
-                self.stats.writes = self.stats.writes.saturating_add(1);
-                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
             }
             Did::Flushed => {
                 self.unflushed = false;
                 self.stats.flushes = self.stats.flushes.saturating_add(1);
+                self.idle.progress(now);
             }
-            Did::Read(0) => self.eof = true,
+            Did::Read(0) => {
+                self.eof = true;
+                self.idle.progress(now);
+            }
             Did::Read(n) => {
+                self.idle.progress(now);
                 let room = self.rx.len().saturating_sub(self.rx_end);
                 self.rx_end = self.rx_end.saturating_add(n.min(room));
                 self.stats.reads = self.stats.reads.saturating_add(1);

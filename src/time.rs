@@ -177,13 +177,18 @@ mod smoltcp_time {
     }
 }
 
+/// How long `bytes` take at `rate` bytes per second (0 taken as 1): the time a
+/// minimum rate allows them.
+pub(crate) fn at_rate(bytes: u64, rate: u32) -> Duration {
+    let millis = bytes
+        .saturating_mul(1000)
+        .checked_div(u64::from(rate.max(1)))
+        .unwrap_or(u64::MAX);
+    Duration::from_millis(millis)
+}
+
 /// The sooner of two optional times (or delays), `None` meaning never (no
 /// limit).
-#[cfg(any(
-    feature = "smoltcp",
-    feature = "embedded-io",
-    feature = "embedded-io-async"
-))]
 pub(crate) fn sooner<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

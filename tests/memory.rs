@@ -217,7 +217,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "PortAllocator<16>",
             "ephemeral port cursor, when each of 16 blocks of the range last went out, 16 quarantined ports",
             size_of::<PortAllocator<16>>(),
-            440,
+            432,
         ),
         (
             "smoltcp tcp::Socket",

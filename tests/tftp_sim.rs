@@ -3,7 +3,7 @@
 //! that loses, duplicates and reorders 10 % of frames each way. Every byte must
 //! arrive.
 
-use smolsock::net::{TftpClient, TftpServer};
+use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
 use smolsock::tftp::{
@@ -35,6 +35,23 @@ fn client<C: ClientSession>(handle: SocketHandle, session: C) -> TftpClient<C, {
         IpEndpoint::new(SERVER_V4.into(), 69),
         session,
     )
+}
+
+/// Runs `session` from a new socket of the client against `server` until its
+/// outcome (a minute at most); the outcome, and the socket.
+fn run_client<S: Service>(
+    net: &mut SimNet<'static>,
+    server: &mut S,
+    session: &mut dyn ClientSession,
+) -> (Result<u64, TftpError>, SocketHandle) {
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, session);
+    let outcome = net
+        .run_services(server, &mut driver, Duration::from_secs(60), |_, d, _| {
+            d.outcome()
+        })
+        .unwrap();
+    (outcome, handle)
 }
 
 fn net(seed: u64, faults: FaultConfig) -> SimNet<'static> {
@@ -100,16 +117,7 @@ fn one_slot_after_an_upload<'s>(
         &data[..],
         |_, _| {},
     );
-    let handle = net.client.sockets.add(udp_socket());
-    let mut driver = client(handle, &mut put);
-    let outcome = net
-        .run_services(
-            &mut server,
-            &mut driver,
-            Duration::from_secs(60),
-            |_, d, _| d.outcome(),
-        )
-        .unwrap();
+    let (outcome, handle) = run_client(net, &mut server, &mut put);
     assert_eq!(outcome, Ok(size as u64));
     net.client.sockets.remove(handle);
     (server, data)
@@ -323,16 +331,7 @@ fn a_finished_upload_gives_way_body() {
         SliceSink::new(&mut into),
         |_, _| {},
     );
-    let handle = net.client.sockets.add(udp_socket());
-    let mut driver = client(handle, &mut get);
-    let outcome = net
-        .run_services(
-            &mut server,
-            &mut driver,
-            Duration::from_secs(60),
-            |_, d, _| d.outcome(),
-        )
-        .unwrap();
+    let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     assert_eq!(outcome, Ok(5000));
     assert_eq!(server.stats().pool_full, 0);
     assert!(into == data);

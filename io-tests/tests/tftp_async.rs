@@ -135,6 +135,19 @@ fn pattern(len: usize) -> Vec<u8> {
 
 type Store = RamStore<4, 65_536>;
 
+/// Stores `data` as `name`, as a finished upload would.
+fn stored<L: ?Sized>(shared: &SharedStore<Store, L>, name: &FileName, data: &[u8]) {
+    shared
+        .with_store(|s| {
+            use smolsock::store::Storage;
+            let mut upload = s.begin_upload(name, data.len() as u64, false).unwrap();
+            s.append(&mut upload, data).unwrap();
+            s.commit(&upload, smolsock::wire::crc32::crc32(data))
+                .unwrap();
+        })
+        .unwrap();
+}
+
 const SERVER: Addr = (1, 69);
 const TRANSFER_PORT: Addr = (1, 5000);
 const CLIENT: Addr = (2, 6000);
@@ -281,15 +294,7 @@ async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors
     let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
     let data = pattern(40_000);
     let name = FileName::new("f").unwrap();
-    shared
-        .with_store(|s| {
-            use smolsock::store::Storage;
-            let mut upload = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut upload, &data).unwrap();
-            s.commit(&upload, smolsock::wire::crc32::crc32(&data))
-                .unwrap();
-        })
-        .unwrap();
+    stored(&shared, &name, &data);
     let mut server = Server::new(&shared, ServerConfig::DEFAULT);
     let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
     let (mut socket, mut other) = (net.bind(CLIENT), net.bind((3, 7000)));
@@ -457,15 +462,7 @@ async fn a_server_with_a_516_byte_buffer_serves_plain_reads_and_asks_uploads_for
     let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
     let data = pattern(600);
     let name = FileName::new("f").unwrap();
-    shared
-        .with_store(|s| {
-            use smolsock::store::Storage;
-            let mut upload = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut upload, &data).unwrap();
-            s.commit(&upload, smolsock::wire::crc32::crc32(&data))
-                .unwrap();
-        })
-        .unwrap();
+    stored(&shared, &name, &data);
     let mut server = Server::new(&shared, ServerConfig::DEFAULT);
     let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
     let (mut reader, mut writer) = (net.bind(CLIENT), net.bind((3, 7000)));

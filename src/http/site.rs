@@ -94,29 +94,27 @@ impl<'a> StatusSite<'a> {
 impl Site for StatusSite<'_> {
     fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
         match path {
-            "/" | "/index.html" => {
-                // The title and the status text are the caller's: escaped.
-                let title = |body: &mut dyn fmt::Write| Escaped(body).write_str(self.title);
-                let page = body
-                    .write_str("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>")
-                    .and_then(|()| title(body))
-                    .and_then(|()| body.write_str("</title></head>\n<body><h1>"))
-                    .and_then(|()| title(body))
-                    .and_then(|()| {
-                        body.write_str(
-                            "</h1>\n<p>Served by smolsock on smoltcp: fixed memory, \
-                             no heap.</p>\n<pre>\n",
-                        )
-                    })
-                    .and_then(|()| (self.status)(&mut Escaped(body)))
-                    .and_then(|()| body.write_str("</pre></body></html>\n"));
-                page.ok().map(|()| "text/html; charset=utf-8")
-            }
+            "/" | "/index.html" => self.page(body).ok().map(|()| "text/html; charset=utf-8"),
             "/stats" => (self.status)(body)
                 .ok()
                 .map(|()| "text/plain; charset=utf-8"),
             _ => None,
         }
+    }
+}
+
+impl StatusSite<'_> {
+    /// The home page; the title and the status text are the caller's: escaped.
+    fn page(&self, body: &mut dyn fmt::Write) -> fmt::Result {
+        body.write_str("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>")?;
+        Escaped(&mut *body).write_str(self.title)?;
+        body.write_str("</title></head>\n<body><h1>")?;
+        Escaped(&mut *body).write_str(self.title)?;
+        body.write_str(
+            "</h1>\n<p>Served by smolsock on smoltcp: fixed memory, no heap.</p>\n<pre>\n",
+        )?;
+        (self.status)(&mut Escaped(&mut *body))?;
+        body.write_str("</pre></body></html>\n")
     }
 }
 

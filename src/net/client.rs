@@ -45,9 +45,8 @@ pub struct PortAllocator<const Q: usize = 16> {
     next: u16,
     quarantine: Duration,
     released: heapless::Deque<(u16, Instant), Q>,
-    /// When a port of each block last went out, and the block the cursor is in.
+    /// When a port of each block last went out.
     last_out: [Instant; BLOCKS],
-    block: usize,
     forgotten: u64,
 }
 
@@ -68,14 +67,12 @@ impl<const Q: usize> PortAllocator<Q> {
             Some(offset) => offset as u16,
             None => 0,
         };
-        let next = EPHEMERAL_FIRST.saturating_add(offset);
         Self {
-            next,
+            next: EPHEMERAL_FIRST.saturating_add(offset),
             quarantine: Duration::from_secs(60),
             released: heapless::Deque::new(),
             // No port went out yet.
             last_out: [Instant::from_micros_const(i64::MIN); BLOCKS],
-            block: block_of(next),
             forgotten: 0,
         }
     }
@@ -100,14 +97,16 @@ impl<const Q: usize> PortAllocator<Q> {
         for _ in 0..span {
             let port = self.next;
             let block = block_of(port);
-            if block != self.block {
+            if port
+                .saturating_sub(EPHEMERAL_FIRST)
+                .is_multiple_of(BLOCK_PORTS)
+            {
                 // Into a block whose ports went out last at `last_out`, at the
                 // latest: wait until the quarantine of the last one passed.
                 let last = self.last_out.get(block).copied()?;
                 if now < later(last, self.quarantine) {
                     return None;
                 }
-                self.block = block;
             }
             self.next = if port == EPHEMERAL_LAST {
                 EPHEMERAL_FIRST

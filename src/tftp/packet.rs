@@ -242,7 +242,6 @@ fn parse_number(bytes: &[u8]) -> Option<u64> {
     })
 }
 
-/// NUL-terminated strings, one after the other.
 /// Whether an OACK datagram names `blksize` or `windowsize` with a value its
 /// [`Options`] could not take (out of range, not a number): parsed, such an
 /// option reads as absent, which a client would take as "not acknowledged".
@@ -259,6 +258,7 @@ pub(crate) fn oack_has_invalid(datagram: &[u8], options: &Options) -> bool {
     false
 }
 
+/// NUL-terminated strings, one after the other.
 struct Strings<'a> {
     rest: &'a [u8],
 }

@@ -7,7 +7,7 @@ use super::packet::{
 };
 use super::{DEFAULT_MAX_TRIES, DEFAULT_TIMEOUT, TftpError, TftpStats, add, bump, emit_error};
 use crate::store::{FileName, Storage, StoreError, Upload};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, at_rate, sooner};
 use crate::transfer::SharedStore;
 use crate::wire::crc32::Crc32;
 
@@ -613,10 +613,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Reading { .. } | State::Writing { .. } => {
-                match (self.timer.deadline, self.rate_deadline()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                sooner(self.timer.deadline, self.rate_deadline())
             }
             State::Dallying { until, .. } => Some(until),
             State::Idle | State::Failing { .. } | State::Done => None,
@@ -633,22 +630,14 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             return None;
         }
         let moved = match &self.state {
-            State::Reading { sender, .. } => sender
-                .base
-                .saturating_sub(1)
-                .saturating_mul(u64::from(sender.block_size))
-                .min(sender.size),
+            State::Reading { sender, .. } => sender.done_bytes(),
             State::Writing { receiver, .. } => receiver.bytes,
             _ => return None,
         };
-        let earned = moved
-            .saturating_mul(1000)
-            .checked_div(u64::from(self.config.min_rate.max(1)))
-            .unwrap_or(u64::MAX);
         Some(
             self.began
                 .saturating_add(self.dally())
-                .saturating_add(Duration::from_millis(earned)),
+                .saturating_add(at_rate(moved, self.config.min_rate)),
         )
     }
 

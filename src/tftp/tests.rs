@@ -97,6 +97,22 @@ fn get_asked<'a>(
     get
 }
 
+/// A server transfer of 512-byte blocks that took a plain WRQ for `name` at
+/// `now`, and sent its ACK 0.
+fn upload_begun<'s, S: Storage>(
+    shared: &'s SharedStore<S>,
+    name: &[u8],
+    now: Instant,
+) -> ServerTransfer<'s, S> {
+    let mut server = ServerTransfer::new(shared, config(512));
+    server.start(
+        &request(RequestKind::Write, name, Mode::Octet, Options::NONE),
+        now,
+    );
+    drain(&mut server, now);
+    server
+}
+
 fn config(block: u16) -> ServerConfig {
     ServerConfig {
         max_block_size: block,
@@ -291,13 +307,8 @@ fn a_wrq_with_tsize_too_big_for_the_store_is_refused_before_any_data() {
 #[test]
 fn an_upload_that_fills_the_store_ends_with_disk_full_and_leaves_no_file() {
     let shared = SharedStore::new(RamStore::<4, 2000>::new(), [UploadLease::EMPTY; 1]);
-    let mut server = ServerTransfer::new(&shared, config(512));
     let now = Instant::ZERO;
-    server.start(
-        &request(RequestKind::Write, b"big", Mode::Octet, Options::NONE),
-        now,
-    );
-    drain(&mut server, now);
+    let mut server = upload_begun(&shared, b"big", now);
     let block = [7u8; 512];
     let mut last = None;
     for n in 1..=5u16 {
@@ -473,13 +484,8 @@ fn a_silent_client_gets_bounded_retransmissions_then_an_error_and_is_counted() {
 #[test]
 fn an_upload_whose_client_goes_silent_leaves_no_file_and_frees_its_name() {
     let shared = shared();
-    let mut server = ServerTransfer::new(&shared, config(512));
     let now = Instant::ZERO;
-    server.start(
-        &request(RequestKind::Write, b"half", Mode::Octet, Options::NONE),
-        now,
-    );
-    drain(&mut server, now);
+    let mut server = upload_begun(&shared, b"half", now);
     server.receive(
         &emit(Packet::Data {
             block: 1,
@@ -1128,13 +1134,8 @@ fn a_client_repeating_an_old_block_cannot_put_off_the_servers_deadline() {
     // Each repeat is answered (our ACK may have been lost), but the deadline
     // stays where progress last put it: the transfer ends after its tries.
     let shared = shared();
-    let mut server = ServerTransfer::new(&shared, config(512));
     let mut now = Instant::ZERO;
-    server.start(
-        &request(RequestKind::Write, b"up", Mode::Octet, Options::NONE),
-        now,
-    );
-    drain(&mut server, now);
+    let mut server = upload_begun(&shared, b"up", now);
     let block = pattern(512);
     let data = emit(Packet::Data {
         block: 1,
@@ -1305,13 +1306,8 @@ fn a_client_that_answers_each_block_just_in_time_but_too_slowly_is_cut_off() {
 fn an_upload_at_a_steady_pace_above_the_minimum_rate_completes() {
     // 512 B every 0.9 s: 569 B/s, long past the first minute.
     let shared = shared();
-    let mut server = ServerTransfer::new(&shared, config(512));
     let mut now = Instant::ZERO;
-    server.start(
-        &request(RequestKind::Write, b"up", Mode::Octet, Options::NONE),
-        now,
-    );
-    drain(&mut server, now);
+    let mut server = upload_begun(&shared, b"up", now);
     let file = pattern(512 * 150 + 7);
     let blocks: Vec<&[u8]> = file.chunks(512).collect();
     for (i, data) in blocks.iter().enumerate() {

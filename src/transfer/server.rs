@@ -19,7 +19,7 @@ use super::TransferStats;
 use super::common::{HEADER, HEADER_LEN, Outgoing, Sender, SetupError, framing, to_u64};
 use crate::session::{FramedStats, Session, Status};
 use crate::store::{FileName, Storage, StoreError, Upload};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, at_rate, sooner};
 use crate::wire::frame::FrameReader;
 use crate::wire::transfer::{
     DATA_HEADER_LEN, ErrorCode, MIN_MAX_BODY, Message, MessageType, PROTOCOL_VERSION,
@@ -447,10 +447,7 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
 
     /// The sooner of the request deadline and the transfer's.
     fn deadline(&self) -> Option<Instant> {
-        match (self.request_deadline(), self.transfer_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        sooner(self.request_deadline(), self.transfer_deadline())
     }
 }
 
@@ -636,15 +633,10 @@ impl<S: Storage> Core<'_, S> {
             } if next < size => (began, next),
             _ => return None,
         };
-        let moved = reached;
-        let earned = moved
-            .saturating_mul(1000)
-            .checked_div(u64::from(self.min_rate))
-            .unwrap_or(u64::MAX);
         Some(
             began
                 .saturating_add(self.request_timeout)
-                .saturating_add(Duration::from_millis(earned)),
+                .saturating_add(at_rate(reached, self.min_rate)),
         )
     }
 
