@@ -13,8 +13,8 @@
 //! frame (in place in the receive ring when it lies there whole, else from the
 //! session's storage) and checks its length and sequence number. The streaming
 //! path is the same stack with a `StreamingFrames` on each socket: the sender
-//! writes each frame's header and then fills its body in place in the send ring
-//! (`send_with`), the receiver takes each body in the pieces it sits in the receive
+//! writes each frame's header and then fills its body in place in the send ring,
+//! as many frames as the ring takes to a call (`send_frames`), the receiver takes each body in the pieces it sits in the receive
 //! ring (`recv_pieces`) and checks every piece's frame length and offset, where
 //! each frame ends, and its sequence number. Like the raw sender, which leaves the
 //! ring's bytes as they are, the streaming sender writes only the 8-byte sequence
@@ -48,7 +48,7 @@ use smolsock::session::{
 #[cfg(test)]
 use smolsock::trace::Tally;
 use smolsock::trace::{Conn, Probe, Recorder, TraceRing, WhenFull};
-use smolsock::wire::frame::HeaderFormat;
+use smolsock::wire::frame::{FrameSource, HeaderFormat};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
 use smoltcp::socket::tcp;
@@ -81,9 +81,11 @@ struct Options {
     /// Run only the case whose name contains this (e.g. `mcu`).
     #[arg(long)]
     only: Option<String>,
-    /// Run one path alone (raw, raw-nodelay, framed or streaming), for a profiler
-    /// (`perf record`, `valgrind --tool=callgrind`); prints its rate only.
-    #[arg(long, value_parser = PATHS)]
+    /// Run one path alone (raw, raw-nodelay, framed, streaming, or by-hand: the
+    /// least framing can cost, headers written and parsed in the raw path's
+    /// closures), for a profiler (`perf record`, `valgrind --tool=callgrind`);
+    /// prints its rate only.
+    #[arg(long, value_parser = ALONE)]
     path: Option<String>,
     /// Measure the sessions' trace instead: the framed path untraced and traced,
     /// in each round.
@@ -586,6 +588,30 @@ fn fill_body(seq: u64, offset: usize, space: &mut [u8], whole: bool) {
     }
 }
 
+/// The streaming sender's frames: `frames` bodies of `frame_len` bytes, each
+/// stamped with its sequence number in place ([`fill_body`]).
+struct Stamped {
+    sent: u64,
+    frames: u64,
+    frame_len: usize,
+    verify: bool,
+}
+
+impl FrameSource for Stamped {
+    fn next_len(&mut self) -> Option<usize> {
+        (self.sent < self.frames).then_some(self.frame_len)
+    }
+
+    fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+        fill_body(self.sent, offset, space, self.verify);
+        space.len()
+    }
+
+    fn sent(&mut self) {
+        self.sent += 1;
+    }
+}
+
 /// The same transfer through `StreamingFrames`: bodies filled in place in the send
 /// ring and taken in pieces from the receive ring, no copy besides smoltcp's own.
 fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
@@ -593,84 +619,189 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     let format = case.format();
     let (mut rx, mut tx) = (StreamingFrames::new(format), StreamingFrames::new(format));
     let frames = total.div_ceil(case.frame_len as u64);
-    let (mut sent, mut got, mut received) = (0u64, 0u64, 0u64);
-    // Body bytes of frame `got` taken so far, and the first thing found wrong.
-    let mut taken = 0usize;
-    let mut wrong: Option<String> = None;
+    let mut source = Stamped {
+        sent: 0,
+        frames,
+        frame_len: case.frame_len,
+        verify,
+    };
+    // Frames taken whole, body bytes of frame `got` taken so far, and the first
+    // piece found wrong: (frame, piece length, offset, frame length, expected offset).
+    let (mut got, mut taken) = (0u64, 0usize);
+    let mut wrong: Option<(u64, usize, usize, usize, usize)> = None;
     let (polls, packets) = (stack.polls, stack.device.packets);
     let stopwatch = Stopwatch::start();
     while got < frames {
         stack.poll();
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
-        loop {
-            let result = rx.recv_pieces(socket, |piece| {
-                let end = piece.offset + piece.bytes.len();
-                if piece.frame_len != case.frame_len
-                    || piece.offset != taken
-                    || piece.ends_frame != (end == case.frame_len)
-                {
-                    wrong.get_or_insert(format!(
-                        "frame {got}: piece of {} bytes at {} of {} (expected at {taken} of {})",
-                        piece.bytes.len(),
-                        piece.offset,
-                        piece.frame_len,
-                        case.frame_len
-                    ));
-                    return 0;
-                }
-                // The sequence number is checked on every frame, the rest on request.
-                let checked = if verify {
-                    piece.bytes.len()
-                } else {
-                    8usize.saturating_sub(piece.offset).min(piece.bytes.len())
-                };
-                let in_place = match piece.bytes.first_chunk::<8>() {
-                    // The usual piece holds the whole sequence number.
-                    Some(seq) if piece.offset == 0 && checked == 8 => *seq == got.to_le_bytes(),
-                    _ => piece.bytes[..checked]
+        // One call takes all the ring holds (both of its pieces) unless the
+        // closure stops early, which it does only at a wrong piece.
+        let result = rx.recv_pieces(socket, |piece| {
+            let end = piece.offset + piece.bytes.len();
+            // The sequence number is checked on every frame, the rest on request.
+            let in_place = match piece.bytes.first_chunk::<8>() {
+                // The usual piece holds the whole sequence number.
+                Some(seq) if piece.offset == 0 && !verify => *seq == got.to_le_bytes(),
+                _ => {
+                    let checked = if verify {
+                        piece.bytes.len()
+                    } else {
+                        8usize.saturating_sub(piece.offset).min(piece.bytes.len())
+                    };
+                    piece.bytes[..checked]
                         .iter()
                         .enumerate()
-                        .all(|(i, &byte)| byte == body_byte(got, piece.offset + i)),
-                };
-                if !in_place {
-                    wrong.get_or_insert(format!("frame {got} is not the one sent"));
-                    return 0;
+                        .all(|(i, &byte)| byte == body_byte(got, piece.offset + i))
                 }
-                black_box(piece.bytes);
-                taken = end;
-                if piece.ends_frame {
-                    received += case.frame_len as u64;
-                    got += 1;
-                    taken = 0;
-                }
-                piece.bytes.len()
-            });
-            if let Some(wrong) = wrong.take() {
-                return Err(wrong);
-            }
-            match result {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(RecvError::Finished) => return Err("the sender closed early".into()),
-                Err(e) => return Err(format!("recv_pieces: {e}")),
-            }
-        }
-        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
-        while sent < frames {
-            let fill = |offset: usize, space: &mut [u8]| {
-                fill_body(sent, offset, space, verify);
-                space.len()
             };
-            match tx.send_with(socket, case.frame_len, fill) {
-                Ok(()) => sent += 1,
-                Err(SendError::WouldBlock) => break,
-                Err(e) => return Err(format!("send_with: {e}")),
+            if !in_place
+                || piece.frame_len != case.frame_len
+                || piece.offset != taken
+                || piece.ends_frame != (end == case.frame_len)
+            {
+                wrong = Some((got, piece.bytes.len(), piece.offset, piece.frame_len, taken));
+                return 0;
             }
+            black_box(piece.bytes);
+            taken = end;
+            if piece.ends_frame {
+                got += 1;
+                taken = 0;
+            }
+            piece.bytes.len()
+        });
+        if let Some((frame, len, offset, frame_len, expected)) = wrong {
+            return Err(format!(
+                "frame {frame}: piece of {len} bytes at {offset} of {frame_len}, \
+                 expected at {expected} of {} with the frame's own bytes",
+                case.frame_len
+            ));
+        }
+        match result {
+            Ok(_) => {}
+            Err(RecvError::Finished) => return Err("the sender closed early".into()),
+            Err(e) => return Err(format!("recv_pieces: {e}")),
+        }
+        // As many frames as the ring takes, several to a `send` where they fit.
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+        match tx.send_frames(socket, &mut source) {
+            Ok(()) | Err(SendError::WouldBlock) => {}
+            Err(e) => return Err(format!("send_frames: {e}")),
         }
     }
     let (elapsed, cpu) = stopwatch.read();
     Ok(Run {
-        bytes: received,
+        bytes: got * case.frame_len as u64,
+        frames: got as f64,
+        elapsed,
+        cpu,
+        polls: stack.polls - polls,
+        packets: stack.device.packets - packets,
+    })
+}
+
+/// The least any framing can cost on this stack: the raw path's closures
+/// writing and parsing 4-byte headers by hand, with the streaming path's checks
+/// (each frame's length and sequence number) and none of its generality (no
+/// counters, no back-pressure from the application, one header format). Run
+/// alone (`--path by-hand`) to put a floor under the instruction counts.
+fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
+    let mut stack = Stack::connected(case, StreamingFrames::configure)?;
+    let frame_len = case.frame_len;
+    let header = u32::try_from(frame_len)
+        .expect("frame length fits u32")
+        .to_be_bytes();
+    let frames = total.div_ceil(frame_len as u64);
+    // Sender: frames sent, and bytes of the current one (header included) out.
+    let (mut sent, mut sent_at) = (0u64, 0usize);
+    // Receiver: frames taken, the header being gathered, the place in the body.
+    let (mut got, mut held, mut head) = (0u64, 0usize, [0u8; 4]);
+    let mut body: Option<usize> = None;
+    let mut wrong = false;
+    let (polls, packets) = (stack.polls, stack.device.packets);
+    let stopwatch = Stopwatch::start();
+    while got < frames {
+        stack.poll();
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
+        while socket.can_recv() {
+            let read = socket.recv(|ring| {
+                let mut at = 0;
+                while at < ring.len() {
+                    let Some(offset) = body else {
+                        let len = if held == 0 && ring.len() - at >= 4 {
+                            at += 4;
+                            u32::from_be_bytes(ring[at - 4..at].try_into().unwrap())
+                        } else {
+                            head[held] = ring[at];
+                            (held, at) = (held + 1, at + 1);
+                            if held < 4 {
+                                continue;
+                            }
+                            held = 0;
+                            u32::from_be_bytes(head)
+                        };
+                        wrong |= len as usize != frame_len;
+                        body = Some(0);
+                        continue;
+                    };
+                    let n = (frame_len - offset).min(ring.len() - at);
+                    let piece = &ring[at..at + n];
+                    let seq = got.to_le_bytes();
+                    wrong |= match piece.first_chunk::<8>() {
+                        Some(first) if offset == 0 => *first != seq,
+                        _ => piece
+                            .iter()
+                            .zip(seq.get(offset..).unwrap_or_default())
+                            .any(|(a, b)| a != b),
+                    };
+                    black_box(piece);
+                    at += n;
+                    body = Some(offset + n);
+                    if offset + n == frame_len {
+                        body = None;
+                        got += 1;
+                    }
+                }
+                (ring.len(), ())
+            });
+            read.map_err(|e| format!("recv: {e}"))?;
+        }
+        if wrong {
+            return Err(format!("frame {got} is not the one sent"));
+        }
+        let socket = stack.sockets.get_mut::<tcp::Socket>(stack.client);
+        while socket.can_send() && sent < frames {
+            let written = socket.send(|ring| {
+                let mut at = 0;
+                while at < ring.len() && sent < frames {
+                    // Header and sequence number: the first 12 bytes of the frame.
+                    let seq = sent.to_le_bytes();
+                    let stamp = 12usize.saturating_sub(sent_at).min(ring.len() - at);
+                    if sent_at == 0 && stamp == 12 {
+                        ring[at..at + 4].copy_from_slice(&header);
+                        ring[at + 4..at + 12].copy_from_slice(&seq);
+                    } else {
+                        for (i, byte) in ring[at..at + stamp].iter_mut().enumerate() {
+                            let k = sent_at + i;
+                            *byte = if k < 4 { header[k] } else { seq[k - 4] };
+                        }
+                    }
+                    let n = (4 + frame_len - sent_at).min(ring.len() - at);
+                    at += n;
+                    sent_at += n;
+                    if sent_at == 4 + frame_len {
+                        sent_at = 0;
+                        sent += 1;
+                    }
+                }
+                (at, ())
+            });
+            written.map_err(|e| format!("send: {e}"))?;
+        }
+    }
+    let (elapsed, cpu) = stopwatch.read();
+    Ok(Run {
+        bytes: got * frame_len as u64,
         frames: got as f64,
         elapsed,
         cpu,
@@ -681,6 +812,9 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
 
 /// The paths measured, in the order each round runs them.
 const PATHS: [&str; 4] = ["raw", "raw-nodelay", "framed", "streaming"];
+
+/// What `--path` may run: the paths of a round, and the floor under them.
+const ALONE: [&str; 5] = ["raw", "raw-nodelay", "framed", "streaming", "by-hand"];
 
 /// The framing paths, compared with each baseline (the first two of `PATHS`).
 const FRAMING: [usize; 2] = [2, 3];
@@ -720,6 +854,7 @@ fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
                 "raw" => raw(case, total, |_| {})?,
                 "raw-nodelay" => raw(case, total, StreamingFrames::configure)?,
                 "framed" => framed(case, total, options.verify)?,
+                "by-hand" => by_hand(case, total)?,
                 _ => streaming(case, total, options.verify)?,
             };
             println!(

@@ -6,7 +6,7 @@ use smolsock::net::{
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::session::{Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, Status};
-use smolsock::wire::frame::{HeaderFormat, ReadError};
+use smolsock::wire::frame::{FrameSource, HeaderFormat, ReadError, WriteError};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -455,6 +455,135 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
     assert!(stats.write.split_frames > 0);
 }
 
+/// Frames `next..lens.len()` of lengths `lens`, byte `offset` of frame `i`
+/// being `byte(i, offset)`.
+struct Numbered<'a> {
+    lens: &'a [usize],
+    next: usize,
+}
+
+fn numbered_byte(frame: usize, offset: usize) -> u8 {
+    (frame * 13 + offset * 5) as u8
+}
+
+impl FrameSource for Numbered<'_> {
+    fn next_len(&mut self) -> Option<usize> {
+        self.lens.get(self.next).copied()
+    }
+
+    fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+        for (i, b) in space.iter_mut().enumerate() {
+            *b = numbered_byte(self.next, offset + i);
+        }
+        space.len()
+    }
+
+    fn sent(&mut self) {
+        self.next += 1;
+    }
+}
+
+#[test]
+fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(8).with_faults(FaultConfig::ROUGH),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let format = HeaderFormat::NETWORK.with_max_len(2000).unwrap();
+    let s1 = net.server.sockets.add(tcp_socket());
+    let handler = Framed::new(FramedEcho::new(), vec![0u8; 2004], vec![0u8; 2004], format).unwrap();
+    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut stream = StreamingFrames::new(format);
+    StreamingFrames::configure(net.client.sockets.get_mut::<tcp::Socket>(c));
+    let mut client = connect(&mut net, c, 9000, 2);
+
+    // 600 frames of 0 to 60 bytes, and a few of 2000, through 4 KiB buffers.
+    let lens: Vec<usize> = (0..600usize)
+        .map(|i| if i % 97 == 50 { 2000 } else { (i * 37) % 61 })
+        .collect();
+    let mut source = Numbered {
+        lens: &lens,
+        next: 0,
+    };
+    // Calls that queued at least one frame whole, and the most one call queued.
+    let (mut closed, mut sends, mut most, mut blocked) = (false, 0usize, 0usize, 0usize);
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut open = false;
+    let mut empty = ();
+    let end = net
+        .run_services(
+            &mut server,
+            &mut empty,
+            Duration::from_secs(120),
+            |_, _, net| {
+                let now = net.now();
+                let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+                if client.poll(sock, now) != ClientState::Connected && !closed {
+                    return None;
+                }
+                if !closed {
+                    let before = source.next;
+                    let result = stream.send_frames(sock, &mut source);
+                    if source.next > before {
+                        sends += 1;
+                        most = most.max(source.next - before);
+                    }
+                    match result {
+                        Ok(()) => {
+                            assert_eq!(source.next, lens.len(), "Ok: every frame is queued");
+                            stream.close(sock).unwrap();
+                            closed = true;
+                        }
+                        Err(SendError::WouldBlock) => blocked += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                let result = stream.recv_pieces(sock, |piece| {
+                    if !open {
+                        assert_eq!(piece.frame_len, lens[got.len()]);
+                        got.push(Vec::new());
+                        open = true;
+                    }
+                    let frame = got.last_mut().unwrap();
+                    assert_eq!(piece.offset, frame.len());
+                    frame.extend_from_slice(piece.bytes);
+                    if piece.ends_frame {
+                        open = false;
+                    }
+                    piece.bytes.len()
+                });
+                result.err()
+            },
+        )
+        .unwrap();
+    assert_eq!(end, RecvError::Finished);
+    assert_eq!(got.len(), lens.len());
+    for (i, frame) in got.iter().enumerate() {
+        assert_eq!(frame.len(), lens[i]);
+        assert!(
+            frame
+                .iter()
+                .enumerate()
+                .all(|(o, &b)| b == numbered_byte(i, o)),
+            "frame {i}"
+        );
+    }
+    assert!(blocked > 0, "the ring filled and the sender waited");
+    assert!(
+        sends * 4 < lens.len() && most >= 20,
+        "{sends} calls queued {} frames, at most {most} in one: several to a call",
+        lens.len()
+    );
+    let stats = stream.stats();
+    assert_eq!(stats.write.frames, lens.len() as u64);
+    assert!(stats.write.split_frames > 0);
+    assert!(stats.send_full > 0);
+}
+
 /// A peer that sends raw `bytes` and closes; the server reads them with
 /// `StreamingFrames::recv_pieces` until it reports an error, which is returned.
 fn streaming_server_reads(bytes: &'static [u8], format: HeaderFormat) -> (RecvError, u64) {
@@ -561,6 +690,78 @@ fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
     assert_eq!(stream.close(sock), Ok(()));
     assert_eq!(stream.stats().write.frames, 0);
     assert_eq!(stream.stats().send_full, 2);
+}
+
+#[test]
+fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(3),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut client = connect(&mut net, c, 7, 4);
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(10),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            (client.poll(sock, now) == ClientState::Connected).then_some(())
+        },
+    )
+    .unwrap();
+    let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    // Room for one frame and four bytes of the next: its header.
+    let room = 4 + 10 + 4;
+    let filler = vec![0u8; sock.send_capacity() - sock.send_queue() - room];
+    assert_eq!(sock.send_slice(&filler), Ok(filler.len()));
+    let lens = [10, 20];
+    let mut source = Numbered {
+        lens: &lens,
+        next: 0,
+    };
+    assert_eq!(
+        stream.send_frames(sock, &mut source),
+        Err(SendError::WouldBlock)
+    );
+    assert_eq!(source.next, 1, "the first frame is queued whole");
+    assert!(
+        stream.send_pending(),
+        "the second is begun: its header went out"
+    );
+    // The ring is full: the half-written frame is owed, and closing waits for it.
+    assert_eq!(
+        stream.close(sock),
+        Err(SendError::Frame(WriteError::Busy { in_progress: 20 }))
+    );
+    assert_eq!(
+        stream.send_frames(sock, &mut source),
+        Err(SendError::WouldBlock)
+    );
+    // A source with nothing to send has nothing to wait for, full ring or not.
+    let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
+    let mut nothing = Numbered { lens: &[], next: 0 };
+    assert_eq!(stream.send_frames(sock, &mut nothing), Ok(()));
+    // One with a frame, on a full ring, owes nothing: another stream may close.
+    let mut one = Numbered {
+        lens: &[5],
+        next: 0,
+    };
+    assert_eq!(
+        stream.send_frames(sock, &mut one),
+        Err(SendError::WouldBlock)
+    );
+    assert!(!stream.send_pending());
+    assert_eq!(stream.close(sock), Ok(()));
+    assert_eq!(stream.stats().send_full, 1);
 }
 
 /// Answers the first frame with `bye` and closes, or resets at once.

@@ -11,7 +11,8 @@
 //! - [`TcpSession`]: one session on one socket, for clients and hand-written loops.
 //! - [`TcpClient`] and [`PortAllocator`]: `connect` with a deadline, ephemeral ports.
 //! - [`StreamingFrames`]: length framing with no frame storage: bodies go between
-//!   the application and the socket rings in pieces, with no copy.
+//!   the application and the socket rings in pieces, with no copy, and small
+//!   frames several to a socket call.
 //! - [`UdpService`]: datagrams with their boundaries, through a [`DatagramHandler`].
 //! - [`TftpServer`]: TFTP on udp/69, a fixed pool of transfers, each on its own port;
 //!   [`TftpClient`]: a client transfer on one socket.

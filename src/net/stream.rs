@@ -13,7 +13,9 @@ use core::fmt;
 use smoltcp::socket::tcp;
 
 use crate::wire::body::{BodyPiece, BodyReader};
-use crate::wire::frame::{FrameWriter, HeaderFormat, ReadError, ReadStats, WriteError, WriteStats};
+use crate::wire::frame::{
+    BatchEnd, FrameSource, FrameWriter, HeaderFormat, ReadError, ReadStats, WriteError, WriteStats,
+};
 
 /// Why a frame could not be received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +218,45 @@ impl FrameTx {
         Err(SendError::WouldBlock)
     }
 
+    /// Sends the frames of `source` while the ring takes them, several to a
+    /// `send` call: see [`StreamingFrames::send_frames`].
+    pub fn send_frames<S: FrameSource + ?Sized>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        source: &mut S,
+    ) -> Result<(), SendError> {
+        if !socket.may_send() {
+            return Err(SendError::NotConnected);
+        }
+        // Two rounds for the two pieces of the ring; the second only when the
+        // first was filled to its end.
+        for _ in 0..2 {
+            if !socket.can_send() {
+                break;
+            }
+            let writer = &mut self.writer;
+            let (batch, full) = socket
+                .send(|space| {
+                    let batch = writer.write_frames(space, source);
+                    (batch.written, (batch, batch.written == space.len()))
+                })
+                .map_err(|_| SendError::NotConnected)?;
+            match batch.end {
+                BatchEnd::Drained => return Ok(()),
+                BatchEnd::Refused(error) => return Err(SendError::Frame(error)),
+                BatchEnd::Blocked if !full => return Err(SendError::WouldBlock),
+                BatchEnd::Blocked => {}
+            }
+        }
+        // A full ring: nothing is owed unless a frame is half written, and a
+        // source with nothing to send has nothing to wait for.
+        if !self.writer.in_progress() && source.next_len().is_none() {
+            return Ok(());
+        }
+        self.send_full = self.send_full.saturating_add(1);
+        Err(SendError::WouldBlock)
+    }
+
     /// Closes the sending half once every frame is queued, never mid-frame.
     pub fn close(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), SendError> {
         // Never cut a frame short: its tail is still in the caller's buffer.
@@ -241,7 +282,9 @@ impl FrameTx {
 /// - [`recv_pieces`](Self::recv_pieces) hands each body to a closure in the pieces
 ///   it sits in the receive ring, inside `tcp::Socket::recv`;
 /// - [`send_with`](Self::send_with) writes the header, then lets a closure write
-///   the body straight into the send ring, inside `tcp::Socket::send`.
+///   the body straight into the send ring, inside `tcp::Socket::send`;
+/// - [`send_frames`](Self::send_frames) does the same for a stream of frames from
+///   a [`FrameSource`], as many to a `send` as the ring takes.
 ///
 /// A frame can then be larger than any buffer the device has (file data from flash
 /// to the ring), and a 64 KiB frame moves through 64 KiB socket buffers with no
@@ -426,6 +469,73 @@ impl StreamingFrames {
         F: FnMut(usize, &mut [u8]) -> usize,
     {
         self.tx.send_with(socket, len, fill)
+    }
+
+    /// Sends the frames of `source`, one after another, straight into the send
+    /// ring: as many as it takes, several in one `send` of the socket where they
+    /// fit, so that small frames cost about what the bytes do.
+    ///
+    /// Each frame is produced in place as with [`send_with`](Self::send_with):
+    /// its header, then its body from [`FrameSource::fill`]; the source is told
+    /// each frame that is queued whole ([`FrameSource::sent`]). `Ok(())` once the
+    /// source has nothing more to send ([`FrameSource::next_len`] gave `None`):
+    /// every frame it gave is queued whole. [`SendError::WouldBlock`] when the
+    /// ring is full or the source's `fill` wrote less than its space: call again
+    /// after the next poll, and a frame half written goes on where it stopped.
+    /// A frame the source offers that cannot be sent (over the maximum, another
+    /// length while one is half written, a `fill` claiming more than its space)
+    /// is refused with [`SendError::Frame`]; the frames before it are queued.
+    ///
+    /// ```
+    /// use smoltcp::socket::tcp;
+    /// use smolsock::net::{SendError, StreamingFrames};
+    /// use smolsock::wire::frame::FrameSource;
+    ///
+    /// /// Temperature samples, each sent as an 8-byte frame: its time and value.
+    /// struct Samples<'a> {
+    ///     queue: &'a [(u32, f32)],
+    /// }
+    ///
+    /// impl FrameSource for Samples<'_> {
+    ///     fn next_len(&mut self) -> Option<usize> {
+    ///         (!self.queue.is_empty()).then_some(8)
+    ///     }
+    ///     fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+    ///         let (time, value) = self.queue[0];
+    ///         let mut frame = [0u8; 8];
+    ///         frame[..4].copy_from_slice(&time.to_be_bytes());
+    ///         frame[4..].copy_from_slice(&value.to_be_bytes());
+    ///         let n = space.len();
+    ///         space.copy_from_slice(&frame[offset..offset + n]);
+    ///         n
+    ///     }
+    ///     fn sent(&mut self) {
+    ///         self.queue = &self.queue[1..];
+    ///     }
+    /// }
+    ///
+    /// /// Sends what it can of `samples`; returns how many are queued whole (the
+    /// /// next call gets the rest, whose first may be half written: it goes on).
+    /// fn send_samples(
+    ///     frames: &mut StreamingFrames,
+    ///     socket: &mut tcp::Socket<'_>,
+    ///     samples: &[(u32, f32)],
+    /// ) -> Result<usize, SendError> {
+    ///     let mut source = Samples { queue: samples };
+    ///     match frames.send_frames(socket, &mut source) {
+    ///         Ok(()) | Err(SendError::WouldBlock) => {}
+    ///         Err(e) => return Err(e),
+    ///     }
+    ///     Ok(samples.len() - source.queue.len())
+    /// }
+    /// # let _ = send_samples;
+    /// ```
+    pub fn send_frames<S: FrameSource + ?Sized>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        source: &mut S,
+    ) -> Result<(), SendError> {
+        self.tx.send_frames(socket, source)
     }
 
     /// Whether a frame is half written and waiting for send space.

@@ -1028,6 +1028,60 @@ pub struct Progress {
     pub complete: bool,
 }
 
+/// A sender's frames, written in place one after another by
+/// [`FrameWriter::write_frames`]: as many as the output holds in one call.
+///
+/// The source is asked for the length of its next frame, then for that frame's
+/// body bytes, and is told when the frame is written whole; then it is asked for
+/// the next. A sensor streaming samples, or a file going out in fixed-size
+/// frames, is a source: no body is held anywhere but where the source keeps it.
+pub trait FrameSource {
+    /// The body length of the next frame, or `None` while there is none to send.
+    /// Until that frame is [`sent`](Self::sent), asking again must give the same
+    /// length: while it is half written, another length, or `None`, is refused
+    /// with [`WriteError::Busy`] (no other frame's bytes are spliced into it).
+    fn next_len(&mut self) -> Option<usize>;
+
+    /// Writes body bytes `offset..` of the current frame into `space` (never
+    /// longer than the rest of its body) and returns how many it wrote. Writing
+    /// fewer than `space` holds means the frame waits for more: the call stops
+    /// there, and the next one asks from where this one stopped. Claiming more
+    /// than `space` is refused with [`WriteError::Overrun`].
+    fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize;
+
+    /// The current frame is written whole: [`next_len`](Self::next_len) is now
+    /// about the next one.
+    fn sent(&mut self);
+}
+
+/// Why [`FrameWriter::write_frames`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BatchEnd {
+    /// The source has no frame to send: everything it gave is written whole.
+    Drained,
+    /// The output is full, or the source wrote less than the space it was given;
+    /// a frame may be half written, and the next call goes on with it.
+    Blocked,
+    /// The source's next frame was refused (too large for the format, another
+    /// length while one is half written, or a `fill` claiming more than its
+    /// space); nothing of that call's part of it counts. The frames before it
+    /// were written.
+    Refused(WriteError),
+}
+
+/// What one [`FrameWriter::write_frames`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Batch {
+    /// Bytes put in the output, headers included.
+    pub written: usize,
+    /// Frames written whole (each one [`sent`](FrameSource::sent)).
+    pub frames: usize,
+    /// Why it stopped.
+    pub end: BatchEnd,
+}
+
 /// Writes frames into whatever send space there is, remembering its place.
 ///
 /// The writer holds no copy of the body: the caller passes the same body on every
@@ -1161,6 +1215,115 @@ impl FrameWriter {
     {
         self.begin(body_len)?;
         self.write_begun_with(out, fill)
+    }
+
+    /// Writes the frames of `source` into `out`, one after another, until `out`
+    /// is full, the source has none left, or its `fill` writes short: several
+    /// small frames in one piece of send space.
+    ///
+    /// A frame half written when `out` fills goes on at the next call, as with
+    /// [`write_with`](Self::write_with). With no room left for a frame's first
+    /// byte, the source is only asked whether it has one ([`BatchEnd::Blocked`]
+    /// if so, [`BatchEnd::Drained`] if not); a frame is never begun without a
+    /// byte of it written, so a caller that stops there owes nothing.
+    ///
+    /// ```
+    /// use smolsock::wire::frame::{BatchEnd, ByteOrder, FrameSource, FrameWriter, HeaderFormat, HeaderWidth};
+    ///
+    /// /// Three readings of a sensor, each a 2-byte frame.
+    /// struct Readings {
+    ///     values: [u16; 3],
+    ///     next: usize,
+    /// }
+    ///
+    /// impl FrameSource for Readings {
+    ///     fn next_len(&mut self) -> Option<usize> {
+    ///         (self.next < self.values.len()).then_some(2)
+    ///     }
+    ///     fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+    ///         let bytes = self.values[self.next].to_be_bytes();
+    ///         let n = space.len();
+    ///         space.copy_from_slice(&bytes[offset..offset + n]);
+    ///         n
+    ///     }
+    ///     fn sent(&mut self) {
+    ///         self.next += 1;
+    ///     }
+    /// }
+    ///
+    /// let mut readings = Readings { values: [1, 2, 0x0304], next: 0 };
+    /// let format = HeaderFormat::new(HeaderWidth::U8, ByteOrder::Big, 255).unwrap();
+    /// let mut writer = FrameWriter::new(format);
+    /// // Room for two frames and a half: the third goes on in the next space.
+    /// let mut out = [0u8; 8];
+    /// let batch = writer.write_frames(&mut out, &mut readings);
+    /// assert_eq!((batch.written, batch.frames, batch.end), (8, 2, BatchEnd::Blocked));
+    /// assert_eq!(out, [2, 0, 1, 2, 0, 2, 2, 3]);
+    /// let batch = writer.write_frames(&mut out, &mut readings);
+    /// assert_eq!((batch.written, batch.frames, batch.end), (1, 1, BatchEnd::Drained));
+    /// assert_eq!(out[0], 4);
+    /// assert_eq!(writer.finish(), Ok(()));
+    /// ```
+    pub fn write_frames<S: FrameSource + ?Sized>(
+        &mut self,
+        out: &mut [u8],
+        source: &mut S,
+    ) -> Batch {
+        let mut batch = Batch {
+            written: 0,
+            frames: 0,
+            end: BatchEnd::Blocked,
+        };
+        // A frame half written from an earlier call is checked against the
+        // source's word for it, once; then each new frame is asked for.
+        let mut first = true;
+        loop {
+            let space = out.get_mut(batch.written..).unwrap_or_default();
+            if first || !self.in_progress {
+                first = false;
+                match source.next_len() {
+                    None if self.in_progress => {
+                        batch.end = BatchEnd::Refused(WriteError::Busy {
+                            in_progress: self.body_len,
+                        });
+                        return batch;
+                    }
+                    None => {
+                        batch.end = BatchEnd::Drained;
+                        return batch;
+                    }
+                    // No room for a byte of it: not begun, so nothing is owed.
+                    Some(_) if space.is_empty() && !self.in_progress => return batch,
+                    Some(len) => {
+                        if let Err(error) = self.begin(len) {
+                            batch.end = BatchEnd::Refused(error);
+                            return batch;
+                        }
+                    }
+                }
+            }
+            if space.is_empty() {
+                return batch;
+            }
+            match self.write_begun_with(space, |offset, body| source.fill(offset, body)) {
+                Ok(progress) => {
+                    batch.written = batch.written.saturating_add(progress.written);
+                    if !progress.complete {
+                        // `out` is full, or the source had no more bytes yet.
+                        return batch;
+                    }
+                    batch.frames = batch.frames.saturating_add(1);
+                    source.sent();
+                }
+                Err(error) => {
+                    // Nothing of this call's part counts: a frame none of whose
+                    // bytes went out is not owed.
+                    self.forget_unstarted();
+                    batch.end = BatchEnd::Refused(error);
+                    return batch;
+                }
+            }
+        }
     }
 
     /// Says the caller has no more frames to write: `Ok` on a frame boundary,
@@ -1309,7 +1472,6 @@ impl FrameWriter {
 
     /// Forgets the frame in progress if none of its bytes went out yet: the
     /// caller may then start any frame, or finish.
-    #[cfg(feature = "smoltcp")]
     pub(crate) fn forget_unstarted(&mut self) {
         if self.in_progress && self.sent == 0 {
             self.reset();
@@ -1742,6 +1904,222 @@ pub(crate) mod tests {
         );
     }
 
+    /// A source of the bodies in `frames`, one after another; `short` makes
+    /// `fill` write at most that many bytes per call.
+    pub(crate) struct Bodies<'a> {
+        pub(crate) frames: &'a [&'a [u8]],
+        pub(crate) next: usize,
+        pub(crate) short: Option<usize>,
+        /// What `next_len` says instead, for one frame: `(frame, len)`.
+        pub(crate) lie: Option<(usize, usize)>,
+        /// Claim one byte more than the space, for frame `n`.
+        pub(crate) overrun: Option<usize>,
+    }
+
+    impl<'a> Bodies<'a> {
+        pub(crate) fn new(frames: &'a [&'a [u8]]) -> Self {
+            Self {
+                frames,
+                next: 0,
+                short: None,
+                lie: None,
+                overrun: None,
+            }
+        }
+    }
+
+    impl FrameSource for Bodies<'_> {
+        fn next_len(&mut self) -> Option<usize> {
+            match self.lie {
+                Some((frame, len)) if frame == self.next => Some(len),
+                _ => self.frames.get(self.next).map(|body| body.len()),
+            }
+        }
+
+        fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+            let body = self.frames[self.next];
+            let n = space.len().min(self.short.unwrap_or(usize::MAX));
+            space[..n].copy_from_slice(&body[offset..offset + n]);
+            if self.overrun == Some(self.next) {
+                return space.len() + 1;
+            }
+            n
+        }
+
+        fn sent(&mut self) {
+            self.next += 1;
+        }
+    }
+
+    /// The bytes of `bodies` framed one by one with `write`.
+    pub(crate) fn framed_one_by_one(format: HeaderFormat, bodies: &[&[u8]]) -> Vec<u8> {
+        let mut w = FrameWriter::new(format);
+        let mut wire = Vec::new();
+        for body in bodies {
+            let mut out = vec![0u8; body.len() + 4];
+            let p = w.write(body, &mut out).unwrap();
+            assert!(p.complete);
+            wire.extend_from_slice(&out[..p.written]);
+        }
+        wire
+    }
+
+    #[test]
+    fn write_frames_puts_several_frames_in_one_space_and_goes_on_where_it_stopped() {
+        let bodies: [&[u8]; 4] = [b"one", b"", b"three", b"four!"];
+        let whole = framed_one_by_one(HeaderFormat::NETWORK, &bodies);
+        let mut source = Bodies::new(&bodies);
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        // 7 + 4 + 9 + 9 bytes: the first space takes two frames and part of the third.
+        let mut out = [0u8; 14];
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!(
+            batch,
+            Batch {
+                written: 14,
+                frames: 2,
+                end: BatchEnd::Blocked
+            }
+        );
+        assert!(w.in_progress(), "the third frame is half written");
+        assert_eq!(source.next, 2);
+        let mut rest = [0u8; 64];
+        let batch = w.write_frames(&mut rest, &mut source);
+        assert_eq!(
+            batch,
+            Batch {
+                written: 15,
+                frames: 2,
+                end: BatchEnd::Drained
+            }
+        );
+        assert_eq!([&out[..], &rest[..15]].concat(), whole);
+        assert_eq!(w.finish(), Ok(()));
+        let stats = w.stats();
+        assert_eq!((stats.frames, stats.split_frames), (4, 1));
+        assert_eq!(stats.bytes, whole.len() as u64);
+    }
+
+    #[test]
+    fn write_frames_full_on_a_frame_boundary_begins_nothing() {
+        let bodies: [&[u8]; 2] = [b"abcd", b"efgh"];
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        // Exactly the first frame: the source is only asked whether it has more.
+        let mut source = Bodies::new(&bodies);
+        let mut out = [0u8; 8];
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!((batch.frames, batch.end), (1, BatchEnd::Blocked));
+        assert!(!w.in_progress(), "no frame is owed");
+        // The last frame, exactly: nothing is left to send.
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!((batch.frames, batch.end), (1, BatchEnd::Drained));
+        // No space at all: asked, not begun.
+        let mut source = Bodies::new(&bodies);
+        let batch = w.write_frames(&mut [], &mut source);
+        assert_eq!((batch.written, batch.end), (0, BatchEnd::Blocked));
+        assert!(!w.in_progress());
+        assert_eq!(w.finish(), Ok(()));
+        let batch = w.write_frames(&mut [], &mut Bodies::new(&[]));
+        assert_eq!(batch.end, BatchEnd::Drained);
+    }
+
+    #[test]
+    fn write_frames_stops_where_the_source_writes_short() {
+        let bodies: [&[u8]; 2] = [b"0123456789", b"ab"];
+        let whole = framed_one_by_one(HeaderFormat::NETWORK, &bodies);
+        let mut source = Bodies::new(&bodies);
+        source.short = Some(3);
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let mut wire = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            assert!(calls < 20, "every call writes something");
+            let mut out = [0u8; 64];
+            let batch = w.write_frames(&mut out, &mut source);
+            wire.extend_from_slice(&out[..batch.written]);
+            if batch.end == BatchEnd::Drained {
+                break;
+            }
+            assert_eq!(batch.end, BatchEnd::Blocked);
+            assert!(
+                batch.written < out.len(),
+                "room was left: the source stopped"
+            );
+        }
+        assert_eq!(wire, whole);
+        assert!(calls > 3);
+    }
+
+    #[test]
+    fn write_frames_refuses_a_bad_frame_after_writing_the_ones_before() {
+        let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+        let bodies: [&[u8]; 3] = [b"ok", b"far too long", b"ok"];
+        let mut source = Bodies::new(&bodies);
+        let mut w = FrameWriter::new(format);
+        let mut out = [0u8; 64];
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!(batch.written, 6, "the first frame counts");
+        assert_eq!(batch.frames, 1);
+        assert_eq!(
+            batch.end,
+            BatchEnd::Refused(WriteError::TooLarge { len: 12, max: 8 })
+        );
+        assert!(!w.in_progress());
+        assert_eq!(w.stats().too_large, 1);
+
+        // Another length while a frame is half written.
+        let bodies: [&[u8]; 1] = [b"abcdef"];
+        let mut source = Bodies::new(&bodies);
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let batch = w.write_frames(&mut out[..6], &mut source);
+        assert_eq!(batch.end, BatchEnd::Blocked);
+        source.lie = Some((0, 3));
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!(batch.written, 0);
+        assert_eq!(
+            batch.end,
+            BatchEnd::Refused(WriteError::Busy { in_progress: 6 })
+        );
+        assert!(w.in_progress(), "the half-written frame is still owed");
+        // A source that forgot it: nothing of another frame goes in its place.
+        let batch = w.write_frames(&mut out, &mut Bodies::new(&[]));
+        assert_eq!(
+            (batch.written, batch.end),
+            (0, BatchEnd::Refused(WriteError::Busy { in_progress: 6 }))
+        );
+        source.lie = None;
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!((batch.written, batch.end), (4, BatchEnd::Drained));
+
+        // A fill claiming more than its space: a new frame is not owed...
+        let bodies: [&[u8]; 2] = [b"ab", b"cd"];
+        let mut source = Bodies::new(&bodies);
+        source.overrun = Some(1);
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!((batch.written, batch.frames), (6, 1));
+        assert!(matches!(
+            batch.end,
+            BatchEnd::Refused(WriteError::Overrun { .. })
+        ));
+        assert!(!w.in_progress());
+        assert_eq!(w.finish(), Ok(()));
+        // ...and one half written stays owed.
+        let bodies: [&[u8]; 1] = [b"abcdef"];
+        let mut source = Bodies::new(&bodies);
+        let batch = w.write_frames(&mut out[..6], &mut source);
+        assert_eq!(batch.end, BatchEnd::Blocked);
+        source.overrun = Some(0);
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!(batch.written, 0);
+        assert!(matches!(
+            batch.end,
+            BatchEnd::Refused(WriteError::Overrun { .. })
+        ));
+        assert!(w.in_progress());
+    }
+
     pub(crate) mod props {
         use super::*;
         use proptest::prelude::*;
@@ -1918,6 +2296,41 @@ pub(crate) mod tests {
                     if p.complete { break; }
                 }
                 prop_assert_eq!(&wire[..], &whole[..n]);
+            }
+
+            /// However the output is cut, a batch writer puts out exactly the
+            /// bytes of the frames written one by one, and never writes nothing
+            /// while there is room and a frame to send.
+            #[test]
+            fn write_frames_in_any_spaces_equals_framing_one_by_one(
+                format in any_format(),
+                bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..30),
+                spaces in prop::collection::vec(0usize..700, 1..40),
+                short in prop::option::of(1usize..50),
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|mut b| { b.truncate(max); b }).collect();
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                let whole = super::super::tests::framed_one_by_one(format, &refs);
+                let mut source = super::super::tests::Bodies::new(&refs);
+                source.short = short;
+                let mut w = FrameWriter::new(format);
+                let mut wire = Vec::new();
+                let mut space = spaces.iter().cycle();
+                // Each call with room writes at least a byte: the loop ends.
+                for _ in 0..whole.len() + 2 * spaces.len() + 1 {
+                    let mut out = vec![0u8; *space.next().unwrap()];
+                    let batch = w.write_frames(&mut out, &mut source);
+                    wire.extend_from_slice(&out[..batch.written]);
+                    if batch.end == BatchEnd::Drained {
+                        break;
+                    }
+                    prop_assert_eq!(batch.end, BatchEnd::Blocked);
+                }
+                prop_assert_eq!(&wire, &whole);
+                prop_assert_eq!(source.next, bodies.len());
+                prop_assert_eq!(w.finish(), Ok(()));
+                prop_assert_eq!(w.stats().frames, bodies.len() as u64);
             }
 
             /// Random bytes never panic, whatever the format and storage.
