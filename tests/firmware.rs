@@ -26,6 +26,10 @@
 //!   refused on the embassy firmware (its task is still closing the last
 //!   connection): there a refused connection is tried again 100 ms later, a
 //!   bounded number of times;
+//! - the deadlines that free a slot whatever its peer does: a peer that says
+//!   nothing and one that sends and never reads (its stack still acknowledging
+//!   the firmware's probes) are each ended by the firmware's idle timeout, about
+//!   a minute in, and the pools then serve the next client;
 //! - the framed echo's 64 KiB frames, echoed piece by piece with no frame
 //!   storage: a 60 KB frame whole, a frame of the maximum, and a header over it
 //!   answered with a reset;
@@ -104,6 +108,15 @@ const CONNECT_TRIES: u32 = 3;
 /// Tries (`BOOT_POLL_EVERY` apart) for the status page to show what a test waits
 /// for: 30 s at most.
 const STATUS_POLLS: u32 = 300;
+
+/// How long the firmwares let a connection sit with no progress (their
+/// `services.rs`), and how long a test waits for them to end one: three times
+/// that, so a slow QEMU does not fail it and a firmware that never ends it does.
+const FIRMWARE_IDLE: Duration = Duration::from_secs(60);
+const IDLE_WAIT: Duration = Duration::from_secs(3 * 60);
+/// The socket buffers of a peer that never reads: small, so that every buffer
+/// between it and the firmware fills after a few tens of kilobytes.
+const STUCK_BUFFER: libc::c_int = 16 * 1024;
 
 /// Tries for a connection the embassy firmware refused (its task busy or still
 /// closing the last connection), 100 ms apart: 3 s at most.
@@ -596,6 +609,128 @@ fn echo_through(mut stream: TcpStream, len: usize) -> Result<(), String> {
         return Err(format!("echoed {} bytes, not the {len} sent", echoed.len()));
     }
     Ok(())
+}
+
+/// Two peers that would hold a slot for ever if only they decided: one that
+/// connects to the framed echo and says nothing, and one that sends to the raw
+/// echo and never reads, so that the echo fills its window and the firmware's
+/// send buffer while the peer's stack still acknowledges every probe. Each must
+/// be ended by the firmware (a FIN or a reset) about a minute later, by its
+/// idle timeout; then both pools serve the next client.
+fn idle_peers_lose_their_slots(firmware: Firmware, server: IpAddr) -> Result<(), String> {
+    let silent = connect(firmware, SocketAddr::new(server, FRAMED_PORT))?;
+    let mut stuck = connect(firmware, SocketAddr::new(server, ECHO_PORT))?;
+    for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        set_int_option(&stuck, option, STUCK_BUFFER)?;
+    }
+    let started = Instant::now();
+    let sent = fill_until_blocked(&mut stuck)?;
+    eprintln!("firmware: the non-reading peer's writes blocked after {sent} bytes");
+    let silent_ended = thread::spawn(move || ended_by_peer(silent, started));
+    let stuck_ended = reset_by_peer(stuck, started)?;
+    let silent_ended = silent_ended
+        .join()
+        .map_err(|_| "the silent peer's thread panicked".to_string())??;
+    eprintln!(
+        "firmware: the silent peer was ended after {silent_ended:?}, the non-reading one \
+         after {stuck_ended:?} (idle timeout {FIRMWARE_IDLE:?})"
+    );
+    // Both slots serve again.
+    tcp_echo(firmware, server, 1000)?;
+    framed_echo(firmware, server, &fifty_bodies())?;
+    Ok(())
+}
+
+/// Sets an integer socket option at `SOL_SOCKET`.
+fn set_int_option(
+    stream: &TcpStream,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> Result<(), String> {
+    // SAFETY: a valid socket, a valid `c_int` and its exact size.
+    let set = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(format!(
+            "setsockopt {option}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes to the echo without reading until a write blocks (every buffer on
+/// the way is full); returns how many bytes went out. Fails if writes never
+/// block: the echo would then be reading without answering.
+fn fill_until_blocked(stream: &mut TcpStream) -> Result<usize, String> {
+    const LIMIT: usize = 16 * 1024 * 1024;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let chunk = [0x5au8; 4096];
+    let mut sent = 0;
+    while sent < LIMIT {
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(sent);
+            }
+            Err(e) => return Err(format!("write after {sent} bytes: {e}")),
+        }
+    }
+    Err(format!(
+        "{LIMIT} bytes written to an echo that was never read: no back-pressure"
+    ))
+}
+
+/// Waits, reading, until the firmware ends a connection on which we say
+/// nothing: a FIN or a reset. Returns how long after `since` it came.
+fn ended_by_peer(mut stream: TcpStream, since: Instant) -> Result<Duration, String> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut byte = [0u8; 1];
+    while since.elapsed() < IDLE_WAIT {
+        match stream.read(&mut byte) {
+            Ok(0) => return Ok(since.elapsed()),
+            Ok(_) => return Err("the framed echo sent bytes nobody asked for".into()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(since.elapsed()),
+            Err(e) => return Err(format!("silent peer: read: {e}")),
+        }
+    }
+    Err(format!(
+        "a peer that said nothing still held its slot after {IDLE_WAIT:?}"
+    ))
+}
+
+/// Waits until the firmware resets a connection whose peer never reads: a
+/// write then fails with a reset or a broken pipe (it blocks while the
+/// connection lives, its buffers full). Returns how long after `since`.
+fn reset_by_peer(mut stream: TcpStream, since: Instant) -> Result<Duration, String> {
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    while since.elapsed() < IDLE_WAIT {
+        match stream.write(&[0x5a]) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                return Ok(since.elapsed());
+            }
+            Err(e) => return Err(format!("non-reading peer: write: {e}")),
+        }
+    }
+    Err(format!(
+        "a peer that never read still held its slot after {IDLE_WAIT:?}"
+    ))
 }
 
 /// A length-framed message as the framed echo expects it: `struct.pack('!I', n)`.
@@ -1320,6 +1455,13 @@ on_both! {
     #[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
     fn echoes_64_kib_frames_whole_with_no_frame_storage(firmware) {
         on_firmware(firmware, "large", move || large_frames(firmware, v4(), v6()));
+    }
+
+    /// A peer that says nothing and one that never reads each lose their slot
+    /// to the idle timeout, and the pools serve again.
+    #[ignore = "needs CAP_NET_ADMIN and qemu-system-arm: boots the firmware in a namespace"]
+    fn frees_the_slots_of_a_silent_and_a_non_reading_peer(firmware) {
+        on_firmware(firmware, "idle", move || idle_peers_lose_their_slots(firmware, v4()));
     }
 
     /// The `--features live` build: `/` draws a row for each open connection
