@@ -764,6 +764,60 @@ fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
     assert_eq!(stream.stats().send_full, 1);
 }
 
+#[test]
+fn send_frames_never_finishes_a_frame_send_with_began() {
+    let mut s_store = [SocketStorage::EMPTY; 1];
+    let mut c_store = [SocketStorage::EMPTY; 1];
+    let mut net: SimNet = SimNet::new(
+        SimConfig::new(5),
+        SocketSet::new(&mut s_store[..]),
+        SocketSet::new(&mut c_store[..]),
+    );
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut client = connect(&mut net, c, 7, 4);
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(10),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            (client.poll(sock, now) == ClientState::Connected).then_some(())
+        },
+    )
+    .unwrap();
+    let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    // Frame X: 4 body bytes, of which `fill` has only 2 yet.
+    let half = |offset: usize, space: &mut [u8]| {
+        let n = 2usize.saturating_sub(offset).min(space.len());
+        space[..n].fill(b'X');
+        n
+    };
+    assert_eq!(stream.send_with(sock, 4, half), Err(SendError::WouldBlock));
+    assert!(stream.send_pending(), "frame X is owed");
+    // A source whose frame has X's length must not finish X with its bytes.
+    let lens = [4];
+    let mut source = Numbered {
+        lens: &lens,
+        next: 0,
+    };
+    assert_eq!(
+        stream.send_frames(sock, &mut source),
+        Err(SendError::Frame(WriteError::Busy { in_progress: 4 }))
+    );
+    assert_eq!(source.next, 0, "the source's frame did not go out");
+    let queued = sock.send_queue();
+    assert_eq!(
+        queued,
+        4 + 2,
+        "X's header and its first two bytes, nothing more"
+    );
+}
+
 /// Answers the first frame with `bye` and closes, or resets at once.
 struct Bye {
     reset: bool,

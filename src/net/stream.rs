@@ -485,6 +485,10 @@ impl StreamingFrames {
     /// A frame the source offers that cannot be sent (over the maximum, another
     /// length while one is half written, a `fill` claiming more than its space)
     /// is refused with [`SendError::Frame`]; the frames before it are queued.
+    /// A frame that [`send_with`](Self::send_with) began is not the source's to
+    /// finish (refused with [`WriteError::Busy`]), nor the other way round. On
+    /// a ring already full the source is not asked for its frame: a refusal
+    /// comes at the next call with room.
     ///
     /// ```
     /// use smoltcp::socket::tcp;

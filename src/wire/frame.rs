@@ -1039,7 +1039,10 @@ pub trait FrameSource {
     /// The body length of the next frame, or `None` while there is none to send.
     /// Until that frame is [`sent`](Self::sent), asking again must give the same
     /// length: while it is half written, another length, or `None`, is refused
-    /// with [`WriteError::Busy`] (no other frame's bytes are spliced into it).
+    /// with [`WriteError::Busy`]. The writer can check only the length, so the
+    /// source that began a frame must be the one that finishes it; a frame
+    /// begun by [`FrameWriter::write_with`] or [`FrameWriter::write`] is not a
+    /// source's to finish, nor the other way round (both refused with `Busy`).
     fn next_len(&mut self) -> Option<usize>;
 
     /// Writes body bytes `offset..` of the current frame into `space` (never
@@ -1111,6 +1114,9 @@ pub struct FrameWriter {
     /// Bytes of the frame in progress already out, header included.
     sent: usize,
     in_progress: bool,
+    /// The frame in progress was begun by [`write_frames`](Self::write_frames):
+    /// only a source finishes it, and a source finishes no other.
+    by_source: bool,
     stats: WriteStats,
 }
 
@@ -1123,6 +1129,7 @@ impl FrameWriter {
             body_len: 0,
             sent: 0,
             in_progress: false,
+            by_source: false,
             stats: WriteStats {
                 frames: 0,
                 body_bytes: 0,
@@ -1274,35 +1281,41 @@ impl FrameWriter {
             frames: 0,
             end: BatchEnd::Blocked,
         };
-        // A frame half written from an earlier call is checked against the
-        // source's word for it, once; then each new frame is asked for.
+        // A frame half written from an earlier call must be the source's own,
+        // and the source must still say so (its length, once); then each new
+        // frame is asked for.
         let mut first = true;
         loop {
             let space = out.get_mut(batch.written..).unwrap_or_default();
             if first || !self.in_progress {
                 first = false;
-                match source.next_len() {
-                    None if self.in_progress => {
+                let next = source.next_len();
+                if self.in_progress {
+                    if !self.by_source || next != Some(self.body_len) {
                         batch.end = BatchEnd::Refused(WriteError::Busy {
                             in_progress: self.body_len,
                         });
                         return batch;
                     }
-                    None => {
+                } else {
+                    let Some(len) = next else {
                         batch.end = BatchEnd::Drained;
                         return batch;
+                    };
+                    if space.is_empty() {
+                        // No room for a byte of it: not begun, so nothing is owed.
+                        self.count_blocked(out);
+                        return batch;
                     }
-                    // No room for a byte of it: not begun, so nothing is owed.
-                    Some(_) if space.is_empty() && !self.in_progress => return batch,
-                    Some(len) => {
-                        if let Err(error) = self.begin(len) {
-                            batch.end = BatchEnd::Refused(error);
-                            return batch;
-                        }
+                    if let Err(error) = self.begin(len) {
+                        batch.end = BatchEnd::Refused(error);
+                        return batch;
                     }
+                    self.by_source = true;
                 }
             }
             if space.is_empty() {
+                self.count_blocked(out);
                 return batch;
             }
             match self.write_begun_with(space, |offset, body| source.fill(offset, body)) {
@@ -1343,7 +1356,7 @@ impl FrameWriter {
     /// the copying, so a caller inside a socket's `send` closure has nothing to fail.
     pub(crate) fn begin(&mut self, body_len: usize) -> Result<(), WriteError> {
         if self.in_progress {
-            if body_len != self.body_len {
+            if body_len != self.body_len || self.by_source {
                 return Err(WriteError::Busy {
                     in_progress: self.body_len,
                 });
@@ -1356,6 +1369,7 @@ impl FrameWriter {
         self.body_len = body_len;
         self.sent = 0;
         self.in_progress = true;
+        self.by_source = false;
         Ok(())
     }
 
@@ -1454,6 +1468,13 @@ impl FrameWriter {
         }
     }
 
+    /// Counts a write that found no space at all (not one that filled it).
+    fn count_blocked(&mut self, out: &[u8]) {
+        if out.is_empty() {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+        }
+    }
+
     /// Counts `written` more bytes of the frame in progress as out.
     fn advance(&mut self, written: usize) -> Progress {
         self.sent = self.sent.saturating_add(written);
@@ -1481,6 +1502,7 @@ impl FrameWriter {
     /// Abandons the frame in progress (for example when the connection is gone).
     pub fn reset(&mut self) {
         self.in_progress = false;
+        self.by_source = false;
         self.sent = 0;
         self.body_len = 0;
     }
@@ -2118,6 +2140,66 @@ pub(crate) mod tests {
             BatchEnd::Refused(WriteError::Overrun { .. })
         ));
         assert!(w.in_progress());
+    }
+
+    #[test]
+    fn write_frames_finishes_only_the_frames_a_source_began() {
+        // A frame begun by `write` is not a source's to finish, even one of
+        // the same length: its bytes would be spliced into it.
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let mut out = [0u8; 6];
+        let p = w.write(b"AAAAAA", &mut out).unwrap();
+        assert_eq!((p.written, p.complete), (6, false));
+        let bodies: [&[u8]; 1] = [b"BBBBBB"];
+        let mut source = Bodies::new(&bodies);
+        let mut rest = [0u8; 64];
+        let batch = w.write_frames(&mut rest, &mut source);
+        assert_eq!(batch.written, 0);
+        assert_eq!(
+            batch.end,
+            BatchEnd::Refused(WriteError::Busy { in_progress: 6 })
+        );
+        assert_eq!(source.next, 0);
+        // The frame's own body finishes it.
+        let p = w.write(b"AAAAAA", &mut rest).unwrap();
+        assert_eq!((p.written, p.complete), (4, true));
+
+        // Nor the other way round.
+        let mut source = Bodies::new(&bodies);
+        let batch = w.write_frames(&mut out, &mut source);
+        assert_eq!(batch.end, BatchEnd::Blocked);
+        assert_eq!(
+            w.write(b"CCCCCC", &mut rest),
+            Err(WriteError::Busy { in_progress: 6 })
+        );
+        let fill = |_: usize, space: &mut [u8]| space.len();
+        assert_eq!(
+            w.write_with(6, &mut rest, fill),
+            Err(WriteError::Busy { in_progress: 6 })
+        );
+        let batch = w.write_frames(&mut rest, &mut source);
+        assert_eq!((batch.written, batch.end), (4, BatchEnd::Drained));
+        assert_eq!(&rest[..4], b"BBBB");
+    }
+
+    #[test]
+    fn write_frames_into_no_space_is_a_blocked_write() {
+        let bodies: [&[u8]; 1] = [b"abcdef"];
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let mut source = Bodies::new(&bodies);
+        assert_eq!(w.write_frames(&mut [], &mut source).end, BatchEnd::Blocked);
+        assert_eq!(w.stats().blocked_writes, 1);
+        // Half written, then no space again.
+        let mut out = [0u8; 5];
+        assert_eq!(w.write_frames(&mut out, &mut source).end, BatchEnd::Blocked);
+        assert_eq!(w.stats().blocked_writes, 1, "a space filled is not blocked");
+        assert_eq!(w.write_frames(&mut [], &mut source).end, BatchEnd::Blocked);
+        assert_eq!(w.stats().blocked_writes, 2);
+        // Nothing to send is not back-pressure.
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        let batch = w.write_frames(&mut [], &mut Bodies::new(&[]));
+        assert_eq!(batch.end, BatchEnd::Drained);
+        assert_eq!(w.stats().blocked_writes, 0);
     }
 
     pub(crate) mod props {
