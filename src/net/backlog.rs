@@ -395,19 +395,19 @@ pub struct Gated<'a, D, const H: usize, const P: usize, const C: usize> {
 impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
     /// What smoltcp should see of a received frame: `false` to hide it.
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
-        if let Some(sender) =
-            arp_sender(self.medium, frame).or_else(|| ndp_sender(self.medium, frame))
-        {
-            self.remember_alive(sender);
-        }
-        if tcp_fragment(self.medium, frame) {
-            // smoltcp as this crate builds it drops fragments; one built to
-            // reassemble them would take a stepped RST in pieces past the check.
-            self.stats.fragments_dropped = self.stats.fragments_dropped.saturating_add(1);
-            return false;
-        }
-        let Some(segment) = Segment::parse(self.medium, frame) else {
-            return true;
+        let segment = match Seen::of(self.medium, frame) {
+            Seen::Segment(segment) => segment,
+            Seen::Alive(sender) => {
+                self.remember_alive(sender);
+                return true;
+            }
+            Seen::TcpFragment => {
+                // smoltcp as this crate builds it drops fragments; one built to
+                // reassemble them would take a stepped RST in pieces past the check.
+                self.stats.fragments_dropped = self.stats.fragments_dropped.saturating_add(1);
+                return false;
+            }
+            Seen::Other => return true,
         };
         // Not for us: another host's, or a broadcast or multicast address,
         // where smoltcp would take a SYN's listener and then reset it. (Before
@@ -531,7 +531,7 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
 
     /// Notes the ACK number of a segment we send.
     fn observe(&mut self, frame: &[u8]) {
-        let Some(segment) = Segment::parse(self.medium, frame) else {
+        let Seen::Segment(segment) = Seen::of(self.medium, frame) else {
             return;
         };
         let key = |t: &Tracked| {
@@ -564,113 +564,6 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
     }
 }
 
-/// The sender of an ARP packet: a host that is there (a forged SYN's source is not).
-fn arp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
-    if medium != Medium::Ethernet {
-        return None;
-    }
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EthernetProtocol::Arp {
-        return None;
-    }
-    let packet = ArpPacket::new_checked(frame.get(EthernetFrame::<&[u8]>::header_len()..)?).ok()?;
-    match ArpRepr::parse(&packet).ok()? {
-        ArpRepr::EthernetIpv4 {
-            source_protocol_addr,
-            ..
-        } => Some(IpAddress::Ipv4(source_protocol_addr)),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
-/// The TCP segment of an IPv6 packet whose first header after the fixed one is
-/// `next` and whose payload is `payload`: past a leading Hop-by-Hop header, the
-/// one extension header smoltcp 0.14 goes past to reach TCP (it refuses the
-/// others), so that none carries a segment by the backlog unseen, and none that
-/// smoltcp would refuse is held.
-fn ipv6_tcp(next: IpProtocol, payload: &[u8]) -> Option<&[u8]> {
-    match next {
-        IpProtocol::Tcp => Some(payload),
-        IpProtocol::HopByHop => {
-            let (&following, &units) = (payload.first()?, payload.get(1)?);
-            let len = usize::from(units).saturating_add(1).saturating_mul(8);
-            (IpProtocol::from(following) == IpProtocol::Tcp).then_some(payload.get(len..)?)
-        }
-        _ => None,
-    }
-}
-
-/// Whether `frame` is a fragment of an IP packet carrying TCP (IPv4's fragment
-/// fields, or an IPv6 Fragment header first or behind a Hop-by-Hop header).
-fn tcp_fragment(medium: Medium, frame: &[u8]) -> bool {
-    let Some(ip) = ip_packet(medium, frame) else {
-        return false;
-    };
-    match ip.first().map(|b| b >> 4) {
-        Some(4) => Ipv4Packet::new_checked(ip).is_ok_and(|packet| {
-            packet.next_header() == IpProtocol::Tcp
-                && (packet.more_frags() || packet.frag_offset() != 0)
-        }),
-        Some(6) => {
-            let Ok(packet) = Ipv6Packet::new_checked(ip) else {
-                return false;
-            };
-            let mut next = packet.next_header();
-            let mut at = 40usize;
-            if next == IpProtocol::HopByHop {
-                let (Some(&following), Some(&units)) = (ip.get(at), ip.get(at.saturating_add(1)))
-                else {
-                    return false;
-                };
-                next = IpProtocol::from(following);
-                at = at.saturating_add(usize::from(units).saturating_add(1).saturating_mul(8));
-            }
-            next == IpProtocol::Ipv6Frag
-                && ip
-                    .get(at)
-                    .is_some_and(|&inner| IpProtocol::from(inner) == IpProtocol::Tcp)
-        }
-        _ => false,
-    }
-}
-
-/// The sender of an IPv6 neighbor solicitation or advertisement: IPv6's ARP, a
-/// host on the link that is there (a duplicate-address probe, from `::`, names
-/// none).
-fn ndp_sender(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
-    let ip = ip_packet(medium, frame)?;
-    if ip.first()? >> 4 != 6 {
-        return None;
-    }
-    let packet = Ipv6Packet::new_checked(ip).ok()?;
-    // Neighbor discovery is sent with no extension header, and a hop limit of
-    // 255 that no router could have passed on (RFC 4861 §7.1).
-    if packet.next_header() != IpProtocol::Icmpv6 || packet.hop_limit() != 255 {
-        return None;
-    }
-    let kind = *ip.get(40)?;
-    let src = packet.src_addr();
-    ((kind == 135 || kind == 136) && !src.is_unspecified()).then_some(IpAddress::Ipv6(src))
-}
-
-/// The IP packet a frame carries (IPv4 or IPv6), if it carries one.
-fn ip_packet(medium: Medium, frame: &[u8]) -> Option<&[u8]> {
-    match medium {
-        Medium::Ethernet => {
-            let eth = EthernetFrame::new_checked(frame).ok()?;
-            match eth.ethertype() {
-                EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {}
-                _ => return None,
-            }
-            frame.get(EthernetFrame::<&[u8]>::header_len()..)
-        }
-        Medium::Ip => Some(frame),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
 /// The TCP fields the backlog looks at.
 struct Segment {
     src: IpAddress,
@@ -685,38 +578,9 @@ struct Segment {
 }
 
 impl Segment {
-    fn parse(medium: Medium, frame: &[u8]) -> Option<Segment> {
-        let ip = ip_packet(medium, frame)?;
-        let (src, dst, payload) = match ip.first()? >> 4 {
-            4 => {
-                let packet = Ipv4Packet::new_checked(ip).ok()?;
-                if packet.next_header() != IpProtocol::Tcp
-                    || packet.more_frags()
-                    || packet.frag_offset() != 0
-                {
-                    return None;
-                }
-                let header = usize::from(packet.header_len());
-                let total = usize::from(packet.total_len());
-                (
-                    IpAddress::Ipv4(packet.src_addr()),
-                    IpAddress::Ipv4(packet.dst_addr()),
-                    ip.get(header..total)?,
-                )
-            }
-            6 => {
-                let packet = Ipv6Packet::new_checked(ip).ok()?;
-                let end = 40usize.checked_add(usize::from(packet.payload_len()))?;
-                let payload = ipv6_tcp(packet.next_header(), ip.get(40..end)?)?;
-                (
-                    IpAddress::Ipv6(packet.src_addr()),
-                    IpAddress::Ipv6(packet.dst_addr()),
-                    payload,
-                )
-            }
-            _ => return None,
-        };
-        let tcp = TcpPacket::new_checked(payload).ok()?;
+    /// The fields of a TCP segment whose header starts `tcp`.
+    fn of(src: IpAddress, dst: IpAddress, tcp: &[u8]) -> Option<Segment> {
+        let tcp = TcpPacket::new_checked(tcp).ok()?;
         Some(Segment {
             src,
             dst,
@@ -728,6 +592,113 @@ impl Segment {
             ack: tcp.ack(),
             rst: tcp.rst(),
         })
+    }
+}
+
+/// What the backlog makes of a frame, from one pass over its headers.
+enum Seen {
+    /// A whole TCP segment.
+    Segment(Segment),
+    /// A host that showed it is there (a forged SYN's source is not): the
+    /// sender of an ARP packet, or of an IPv6 neighbor solicitation or
+    /// advertisement (a duplicate-address probe, from `::`, names none).
+    Alive(IpAddress),
+    /// A fragment of an IP packet carrying TCP.
+    TcpFragment,
+    /// Anything else, or headers that cannot be walked to their end (smoltcp
+    /// drops those too): passed on, never read as a segment.
+    Other,
+}
+
+impl Seen {
+    fn of(medium: Medium, frame: &[u8]) -> Seen {
+        Self::parse(medium, frame).unwrap_or(Seen::Other)
+    }
+
+    fn parse(medium: Medium, frame: &[u8]) -> Option<Seen> {
+        let ip = match medium {
+            Medium::Ethernet => {
+                let eth = EthernetFrame::new_checked(frame).ok()?;
+                let payload = frame.get(EthernetFrame::<&[u8]>::header_len()..)?;
+                match eth.ethertype() {
+                    EthernetProtocol::Arp => return Self::arp(payload),
+                    EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => payload,
+                    _ => return None,
+                }
+            }
+            Medium::Ip => frame,
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        match ip.first()? >> 4 {
+            4 => Self::ipv4(ip),
+            6 => Self::ipv6(ip),
+            _ => None,
+        }
+    }
+
+    fn arp(payload: &[u8]) -> Option<Seen> {
+        let packet = ArpPacket::new_checked(payload).ok()?;
+        match ArpRepr::parse(&packet).ok()? {
+            ArpRepr::EthernetIpv4 {
+                source_protocol_addr,
+                ..
+            } => Some(Seen::Alive(IpAddress::Ipv4(source_protocol_addr))),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn ipv4(ip: &[u8]) -> Option<Seen> {
+        let packet = Ipv4Packet::new_checked(ip).ok()?;
+        if packet.next_header() != IpProtocol::Tcp {
+            return None;
+        }
+        if packet.more_frags() || packet.frag_offset() != 0 {
+            return Some(Seen::TcpFragment);
+        }
+        let header = usize::from(packet.header_len());
+        let total = usize::from(packet.total_len());
+        let (src, dst) = (packet.src_addr(), packet.dst_addr());
+        Segment::of(src.into(), dst.into(), ip.get(header..total)?).map(Seen::Segment)
+    }
+
+    /// Past a leading Hop-by-Hop header, the one extension header smoltcp 0.14
+    /// goes past to reach TCP (it refuses the others), so that none carries a
+    /// segment by the backlog unseen, and none that smoltcp would refuse is held;
+    /// a Fragment header there is a fragment.
+    fn ipv6(ip: &[u8]) -> Option<Seen> {
+        let packet = Ipv6Packet::new_checked(ip).ok()?;
+        let end = 40usize.checked_add(usize::from(packet.payload_len()))?;
+        let payload = ip.get(40..end)?;
+        let (src, dst) = (packet.src_addr(), packet.dst_addr());
+        let mut next = packet.next_header();
+        let mut at = 0usize;
+        match next {
+            // Neighbor discovery is sent with no extension header, and a hop
+            // limit of 255 that no router could have passed on (RFC 4861 §7.1).
+            IpProtocol::Icmpv6 => {
+                let kind = *payload.first()?;
+                let ndp = (kind == 135 || kind == 136) && packet.hop_limit() == 255;
+                return (ndp && !src.is_unspecified()).then_some(Seen::Alive(src.into()));
+            }
+            IpProtocol::HopByHop => {
+                let (&following, &units) = (payload.first()?, payload.get(1)?);
+                next = IpProtocol::from(following);
+                at = usize::from(units).saturating_add(1).saturating_mul(8);
+            }
+            _ => {}
+        }
+        match next {
+            IpProtocol::Tcp => {
+                Segment::of(src.into(), dst.into(), payload.get(at..)?).map(Seen::Segment)
+            }
+            IpProtocol::Ipv6Frag => payload
+                .get(at)
+                .is_some_and(|&inner| IpProtocol::from(inner) == IpProtocol::Tcp)
+                .then_some(Seen::TcpFragment),
+            _ => None,
+        }
     }
 }
 
@@ -974,7 +945,7 @@ mod tests {
             true,
         );
         cut[41] = 200;
-        assert!(Segment::parse(Medium::Ip, &cut).is_none());
+        assert!(matches!(Seen::of(Medium::Ip, &cut), Seen::Other));
     }
 
     /// A device with nothing to receive but the backlog's replays, and room to
