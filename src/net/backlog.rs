@@ -616,21 +616,28 @@ impl Seen {
     }
 
     fn parse(medium: Medium, frame: &[u8]) -> Option<Seen> {
-        let ip = match medium {
+        // The IP version smoltcp reads the packet as: the EtherType's on
+        // Ethernet (a packet whose own version disagrees is dropped), the
+        // packet's version on an IP medium.
+        let (version, ip) = match medium {
             Medium::Ethernet => {
                 let eth = EthernetFrame::new_checked(frame).ok()?;
                 let payload = frame.get(EthernetFrame::<&[u8]>::header_len()..)?;
                 match eth.ethertype() {
                     EthernetProtocol::Arp => return Self::arp(payload),
-                    EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => payload,
+                    EthernetProtocol::Ipv4 => (4, payload),
+                    EthernetProtocol::Ipv6 => (6, payload),
                     _ => return None,
                 }
             }
-            Medium::Ip => frame,
+            Medium::Ip => (frame.first()? >> 4, frame),
             #[allow(unreachable_patterns)]
             _ => return None,
         };
-        match ip.first()? >> 4 {
+        if ip.first()? >> 4 != version {
+            return None;
+        }
+        match version {
             4 => Self::ipv4(ip),
             6 => Self::ipv6(ip),
             _ => None,
@@ -946,6 +953,34 @@ mod tests {
         );
         cut[41] = 200;
         assert!(matches!(Seen::of(Medium::Ip, &cut), Seen::Other));
+    }
+
+    #[test]
+    fn a_packet_is_read_as_the_version_its_ethertype_says() {
+        let syn = segment(
+            (PEER, US),
+            (50000, PORT),
+            TcpControl::Syn,
+            (77, None),
+            false,
+        );
+        let on_ethernet = |ethertype: u16| {
+            let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(&syn);
+            frame
+        };
+        assert!(matches!(
+            Seen::of(Medium::Ethernet, &on_ethernet(0x86dd)),
+            Seen::Segment(_)
+        ));
+        // IPv6 under IPv4's EtherType: smoltcp drops it, so it holds no
+        // listener and drops no reset.
+        assert!(matches!(
+            Seen::of(Medium::Ethernet, &on_ethernet(0x0800)),
+            Seen::Other
+        ));
+        assert!(matches!(Seen::of(Medium::Ip, &syn), Seen::Segment(_)));
     }
 
     /// A device with nothing to receive but the backlog's replays, and room to
