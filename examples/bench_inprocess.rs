@@ -294,6 +294,36 @@ impl Stopwatch {
     }
 }
 
+/// A transfer being timed: the stopwatches, and the stack's counters at the start.
+struct Timing {
+    stopwatch: Stopwatch,
+    polls: u64,
+    packets: u64,
+}
+
+impl Timing {
+    fn start(stack: &Stack) -> Self {
+        Self {
+            stopwatch: Stopwatch::start(),
+            polls: stack.polls,
+            packets: stack.device.packets,
+        }
+    }
+
+    /// The run, `bytes` of payload in `frames` frames having arrived.
+    fn finish(self, stack: &Stack, bytes: u64, frames: f64) -> Run {
+        let (elapsed, cpu) = self.stopwatch.read();
+        Run {
+            bytes,
+            frames,
+            elapsed,
+            cpu,
+            polls: stack.polls - self.polls,
+            packets: stack.device.packets - self.packets,
+        }
+    }
+}
+
 /// What one run moved.
 #[derive(Clone, Copy, Debug)]
 struct Run {
@@ -327,8 +357,7 @@ impl Run {
 fn raw(case: &Case, total: u64, configure: fn(&mut tcp::Socket<'_>)) -> Result<Run, String> {
     let mut stack = Stack::connected(case, configure)?;
     let mut received = 0u64;
-    let (polls, packets) = (stack.polls, stack.device.packets);
-    let stopwatch = Stopwatch::start();
+    let timing = Timing::start(&stack);
     while received < total {
         stack.poll();
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
@@ -345,15 +374,7 @@ fn raw(case: &Case, total: u64, configure: fn(&mut tcp::Socket<'_>)) -> Result<R
                 .map_err(|e| format!("send: {e}"))?;
         }
     }
-    let (elapsed, cpu) = stopwatch.read();
-    Ok(Run {
-        bytes: received,
-        frames: received as f64 / case.frame_len as f64,
-        elapsed,
-        cpu,
-        polls: stack.polls - polls,
-        packets: stack.device.packets - packets,
-    })
+    Ok(timing.finish(&stack, received, received as f64 / case.frame_len as f64))
 }
 
 /// The body of frame `seq`: a fixed pattern with the sequence number in front.
@@ -491,8 +512,7 @@ fn framed_on<P: Recorder, Q: Recorder>(
     let mut body = pattern(case.frame_len);
     let mut sent = 0u64;
     stamp(&mut body, 0);
-    let (polls, packets) = (stack.polls, stack.device.packets);
-    let stopwatch = Stopwatch::start();
+    let timing = Timing::start(&stack);
     while rx.session().handler().got < frames {
         stack.poll();
         let now = stack.now;
@@ -545,16 +565,8 @@ fn framed_on<P: Recorder, Q: Recorder>(
             }
         }
     }
-    let (elapsed, cpu) = stopwatch.read();
     let got = rx.session().handler().got;
-    let run = Run {
-        bytes: got * case.frame_len as u64,
-        frames: got as f64,
-        elapsed,
-        cpu,
-        polls: stack.polls - polls,
-        packets: stack.device.packets - packets,
-    };
+    let run = timing.finish(&stack, got * case.frame_len as u64, got as f64);
     Ok((run, rx, tx))
 }
 
@@ -629,8 +641,7 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     // piece found wrong: (frame, piece length, offset, frame length, expected offset).
     let (mut got, mut taken) = (0u64, 0usize);
     let mut wrong: Option<(u64, usize, usize, usize, usize)> = None;
-    let (polls, packets) = (stack.polls, stack.device.packets);
-    let stopwatch = Stopwatch::start();
+    let timing = Timing::start(&stack);
     while got < frames {
         stack.poll();
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
@@ -689,15 +700,7 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
             Err(e) => return Err(format!("send_frames: {e}")),
         }
     }
-    let (elapsed, cpu) = stopwatch.read();
-    Ok(Run {
-        bytes: got * case.frame_len as u64,
-        frames: got as f64,
-        elapsed,
-        cpu,
-        polls: stack.polls - polls,
-        packets: stack.device.packets - packets,
-    })
+    Ok(timing.finish(&stack, got * case.frame_len as u64, got as f64))
 }
 
 /// The least any framing can cost on this stack: the raw path's closures
@@ -718,8 +721,7 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
     let (mut got, mut held, mut head) = (0u64, 0usize, [0u8; 4]);
     let mut body: Option<usize> = None;
     let mut wrong = false;
-    let (polls, packets) = (stack.polls, stack.device.packets);
-    let stopwatch = Stopwatch::start();
+    let timing = Timing::start(&stack);
     while got < frames {
         stack.poll();
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
@@ -799,15 +801,7 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
             written.map_err(|e| format!("send: {e}"))?;
         }
     }
-    let (elapsed, cpu) = stopwatch.read();
-    Ok(Run {
-        bytes: got * frame_len as u64,
-        frames: got as f64,
-        elapsed,
-        cpu,
-        polls: stack.polls - polls,
-        packets: stack.device.packets - packets,
-    })
+    Ok(timing.finish(&stack, got * frame_len as u64, got as f64))
 }
 
 /// The paths measured, in the order each round runs them.

@@ -6,6 +6,7 @@ use smolsock::net::{
 };
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::session::{Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, Status};
+use smolsock::wire::body::BodyPiece;
 use smolsock::wire::frame::{FrameSource, HeaderFormat, ReadError, WriteError};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
@@ -41,6 +42,86 @@ fn framed_conn(handle: SocketHandle, format: HeaderFormat) -> TcpSession<FramedC
         handle,
         Framed::new((), vec![0u8; frame], vec![0u8; frame], format).unwrap(),
     )
+}
+
+/// The framed echo on port 9000, one slot, frames up to `format`'s maximum.
+fn framed_echo_server(
+    net: &mut SimNet<'_>,
+    format: HeaderFormat,
+) -> TcpServer<Framed<FramedEcho, Vec<u8>, Vec<u8>>, 1> {
+    let s1 = net.server.sockets.add(tcp_socket());
+    let storage = || vec![0u8; format.max_frame_len()];
+    let handler = Framed::new(FramedEcho::new(), storage(), storage(), format).unwrap();
+    TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap()
+}
+
+/// A client socket connected to the raw echo on port 7 over `net`; the echo is
+/// not polled again.
+fn connected_to_echo(net: &mut SimNet<'_>) -> SocketHandle {
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut client = connect(net, c, 7, 4);
+    let mut empty = ();
+    net.run_services(
+        &mut server,
+        &mut empty,
+        Duration::from_secs(10),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            (client.poll(sock, now) == ClientState::Connected).then_some(())
+        },
+    )
+    .unwrap();
+    c
+}
+
+/// Frames gathered from the pieces `recv_pieces` hands out, each piece checked
+/// against the length its frame was sent with and the place it goes.
+struct Gathered<'a> {
+    lens: &'a [usize],
+    frames: Vec<Vec<u8>>,
+    open: bool,
+}
+
+impl<'a> Gathered<'a> {
+    fn new(lens: &'a [usize]) -> Self {
+        Self {
+            lens,
+            frames: Vec::new(),
+            open: false,
+        }
+    }
+
+    /// Takes at most `budget` bytes of `piece`; returns how many it took.
+    fn take(&mut self, piece: BodyPiece<'_>, budget: usize) -> usize {
+        if !self.open {
+            assert_eq!(piece.frame_len, self.lens[self.frames.len()]);
+            self.frames.push(Vec::new());
+            self.open = true;
+        }
+        let frame = self.frames.last_mut().unwrap();
+        assert_eq!(piece.offset, frame.len());
+        let n = piece.bytes.len().min(budget);
+        frame.extend_from_slice(&piece.bytes[..n]);
+        if piece.ends_frame && n == piece.bytes.len() {
+            self.open = false;
+        }
+        n
+    }
+
+    /// Every frame came back whole, byte `offset` of frame `i` being `byte(i, offset)`.
+    fn assert_all(&self, byte: impl Fn(usize, usize) -> u8) {
+        assert_eq!(self.frames.len(), self.lens.len());
+        for (i, frame) in self.frames.iter().enumerate() {
+            assert_eq!(frame.len(), self.lens[i]);
+            assert!(
+                frame.iter().enumerate().all(|(o, &b)| b == byte(i, o)),
+                "frame {i}"
+            );
+        }
+    }
 }
 
 /// One client turn on a framed connection: poll (which starts the session on the
@@ -293,9 +374,7 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
         SocketSet::new(&mut c_store[..]),
     );
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
-    let s1 = net.server.sockets.add(tcp_socket());
-    let handler = Framed::new(FramedEcho::new(), vec![0u8; 8196], vec![0u8; 8196], format).unwrap();
-    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap();
+    let mut server = framed_echo_server(&mut net, format);
     let c = net.client.sockets.add(tcp_socket());
     let mut conn = framed_conn(c, format);
     let mut client = connect(&mut net, c, 9000, 4);
@@ -379,8 +458,7 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
     let lens: Vec<usize> = (0..30usize).map(|i| (i * 1999) % 8193).collect();
     let byte = |frame: usize, offset: usize| (frame * 31 + offset * 7) as u8;
     let (mut sent, mut closed, mut calls) = (0, false, 0usize);
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut open = false;
+    let mut got = Gathered::new(&lens);
     let mut empty = ();
     let end = net
         .run_services(
@@ -415,19 +493,8 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
                     calls += 1;
                     let mut budget = 700;
                     let result = stream.recv_pieces(sock, |piece| {
-                        if !open {
-                            assert_eq!(piece.frame_len, lens[got.len()]);
-                            got.push(Vec::new());
-                            open = true;
-                        }
-                        let frame = got.last_mut().unwrap();
-                        assert_eq!(piece.offset, frame.len());
-                        let n = piece.bytes.len().min(budget);
+                        let n = got.take(piece, budget);
                         budget -= n;
-                        frame.extend_from_slice(&piece.bytes[..n]);
-                        if piece.ends_frame && n == piece.bytes.len() {
-                            open = false;
-                        }
                         n
                     });
                     match result {
@@ -440,14 +507,7 @@ fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
         )
         .unwrap();
     assert_eq!(end, RecvError::Finished);
-    assert_eq!(got.len(), lens.len());
-    for (i, frame) in got.iter().enumerate() {
-        assert_eq!(frame.len(), lens[i]);
-        assert!(
-            frame.iter().enumerate().all(|(o, &b)| b == byte(i, o)),
-            "frame {i}"
-        );
-    }
+    got.assert_all(byte);
     assert!(calls > lens.len(), "the receiver stopped early and resumed");
     let stats = stream.stats();
     assert_eq!(stats.read.frames, lens.len() as u64);
@@ -493,9 +553,7 @@ fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
         SocketSet::new(&mut c_store[..]),
     );
     let format = HeaderFormat::NETWORK.with_max_len(2000).unwrap();
-    let s1 = net.server.sockets.add(tcp_socket());
-    let handler = Framed::new(FramedEcho::new(), vec![0u8; 2004], vec![0u8; 2004], format).unwrap();
-    let mut server = TcpServer::new(&mut net.server.sockets, 9000, [s1], [handler]).unwrap();
+    let mut server = framed_echo_server(&mut net, format);
     let c = net.client.sockets.add(tcp_socket());
     let mut stream = StreamingFrames::new(format);
     StreamingFrames::configure(net.client.sockets.get_mut::<tcp::Socket>(c));
@@ -511,8 +569,7 @@ fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
     };
     // Calls that queued at least one frame whole, and the most one call queued.
     let (mut closed, mut sends, mut most, mut blocked) = (false, 0usize, 0usize, 0usize);
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut open = false;
+    let mut got = Gathered::new(&lens);
     let mut empty = ();
     let end = net
         .run_services(
@@ -542,36 +599,13 @@ fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
                         Err(e) => panic!("{e}"),
                     }
                 }
-                let result = stream.recv_pieces(sock, |piece| {
-                    if !open {
-                        assert_eq!(piece.frame_len, lens[got.len()]);
-                        got.push(Vec::new());
-                        open = true;
-                    }
-                    let frame = got.last_mut().unwrap();
-                    assert_eq!(piece.offset, frame.len());
-                    frame.extend_from_slice(piece.bytes);
-                    if piece.ends_frame {
-                        open = false;
-                    }
-                    piece.bytes.len()
-                });
+                let result = stream.recv_pieces(sock, |piece| got.take(piece, usize::MAX));
                 result.err()
             },
         )
         .unwrap();
     assert_eq!(end, RecvError::Finished);
-    assert_eq!(got.len(), lens.len());
-    for (i, frame) in got.iter().enumerate() {
-        assert_eq!(frame.len(), lens[i]);
-        assert!(
-            frame
-                .iter()
-                .enumerate()
-                .all(|(o, &b)| b == numbered_byte(i, o)),
-            "frame {i}"
-        );
-    }
+    got.assert_all(numbered_byte);
     assert!(blocked > 0, "the ring filled and the sender waited");
     assert!(
         sends * 4 < lens.len() && most >= 20,
@@ -661,22 +695,7 @@ fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
         SocketSet::new(&mut s_store[..]),
         SocketSet::new(&mut c_store[..]),
     );
-    let s1 = net.server.sockets.add(tcp_socket());
-    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
-    let c = net.client.sockets.add(tcp_socket());
-    let mut client = connect(&mut net, c, 7, 4);
-    let mut empty = ();
-    net.run_services(
-        &mut server,
-        &mut empty,
-        Duration::from_secs(10),
-        |_, _, net| {
-            let now = net.now();
-            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
-            (client.poll(sock, now) == ClientState::Connected).then_some(())
-        },
-    )
-    .unwrap();
+    let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
     // The send ring full to the last byte, with no poll to empty it.
@@ -701,22 +720,7 @@ fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
         SocketSet::new(&mut s_store[..]),
         SocketSet::new(&mut c_store[..]),
     );
-    let s1 = net.server.sockets.add(tcp_socket());
-    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
-    let c = net.client.sockets.add(tcp_socket());
-    let mut client = connect(&mut net, c, 7, 4);
-    let mut empty = ();
-    net.run_services(
-        &mut server,
-        &mut empty,
-        Duration::from_secs(10),
-        |_, _, net| {
-            let now = net.now();
-            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
-            (client.poll(sock, now) == ClientState::Connected).then_some(())
-        },
-    )
-    .unwrap();
+    let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
     // Room for one frame and four bytes of the next: its header.
@@ -773,22 +777,7 @@ fn send_frames_never_finishes_a_frame_send_with_began() {
         SocketSet::new(&mut s_store[..]),
         SocketSet::new(&mut c_store[..]),
     );
-    let s1 = net.server.sockets.add(tcp_socket());
-    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
-    let c = net.client.sockets.add(tcp_socket());
-    let mut client = connect(&mut net, c, 7, 4);
-    let mut empty = ();
-    net.run_services(
-        &mut server,
-        &mut empty,
-        Duration::from_secs(10),
-        |_, _, net| {
-            let now = net.now();
-            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
-            (client.poll(sock, now) == ClientState::Connected).then_some(())
-        },
-    )
-    .unwrap();
+    let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
     // Frame X: 4 body bytes, of which `fill` has only 2 yet.
