@@ -171,7 +171,10 @@ impl fmt::Display for ConnectError {
 
 impl core::error::Error for ConnectError {}
 
-/// The state of a [`TcpClient`]'s connection.
+/// The state of a [`TcpClient`]'s connection attempt. The client follows the
+/// handshake only: once `Connected`, the connection's end (the peer's close,
+/// a reset, a deadline) is its session's to report, through
+/// [`TcpSession::poll`](super::TcpSession::poll).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ClientState {
@@ -179,9 +182,10 @@ pub enum ClientState {
     Idle,
     /// SYN sent, waiting for the handshake until the deadline.
     Connecting,
-    /// Established: send and receive.
+    /// Established: send and receive. It stays so whatever becomes of the
+    /// connection.
     Connected,
-    /// The attempt or the connection is over.
+    /// The attempt failed.
     Failed(ConnectError),
 }
 
@@ -271,6 +275,10 @@ impl TcpClient {
 
     /// Checks the handshake: `Connected` once established, `Failed(Refused)` on
     /// a RST, `Failed(Timeout)` past the deadline (the socket is then aborted).
+    /// A socket that smoltcp closes by itself before the deadline (its own
+    /// timeout, [`tcp::Socket::set_timeout`], set shorter than this client's)
+    /// is reported `Refused` too: smoltcp does not say why it closed; leave the
+    /// socket's timeout unset while connecting.
     pub fn poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) -> ClientState {
         if self.state == ClientState::Connecting {
             self.state = match socket.state() {
