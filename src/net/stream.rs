@@ -487,8 +487,8 @@ impl StreamingFrames {
     /// is refused with [`SendError::Frame`]; the frames before it are queued.
     /// A frame that [`send_with`](Self::send_with) began is not the source's to
     /// finish (refused with [`WriteError::Busy`]), nor the other way round. On
-    /// a ring already full the source is not asked for its frame: a refusal
-    /// comes at the next call with room.
+    /// a ring already full the source is only asked whether it has a frame (to
+    /// tell `Ok` from `WouldBlock`): a refusal comes at the next call with room.
     ///
     /// ```
     /// use smoltcp::socket::tcp;
