@@ -2398,9 +2398,12 @@ pub(crate) mod tests {
                 source.short = short;
                 let mut w = FrameWriter::new(format);
                 let mut wire = Vec::new();
+                // Some space has room, so each round of the spaces writes at
+                // least a byte until the source is drained: the loop ends.
+                let mut spaces = spaces;
+                spaces[0] = spaces[0].max(1);
                 let mut space = spaces.iter().cycle();
-                // Each call with room writes at least a byte: the loop ends.
-                for _ in 0..whole.len() + 2 * spaces.len() + 1 {
+                for _ in 0..(whole.len() + 1) * spaces.len() + 1 {
                     let mut out = vec![0u8; *space.next().unwrap()];
                     let batch = w.write_frames(&mut out, &mut source);
                     wire.extend_from_slice(&out[..batch.written]);
