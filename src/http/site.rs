@@ -134,8 +134,10 @@ impl fmt::Debug for StatusSite<'_> {
 /// writes the counters, as for [`StatusSite`]. Everything the callers write is
 /// escaped. At most `max_rows` rows are drawn (then a line says how many more),
 /// so the page has a size known in advance: about [`LiveSite::PAGE_OVERHEAD`]
-/// bytes, plus [`Bars::ROW_MAX`] per row, plus the counters. `/stats` is the
-/// counters as plain text.
+/// bytes, plus the title twice and [`Bars::ROW_MAX`] per row, plus the
+/// counters, all as escaped (each `&`, `<`, `>` or `"` becomes an entity of 4
+/// to 6 bytes). A page that outgrows the responder's buffer is a clean 500.
+/// `/stats` is the counters as plain text.
 ///
 /// ```
 /// use core::fmt;
@@ -269,7 +271,8 @@ pub struct Bars<'w> {
 
 impl Bars<'_> {
     /// The most bytes one row takes, with a service name of up to 16 bytes and a
-    /// peer of up to 48 (an IPv6 address and port), buffers of any size.
+    /// peer of up to 48 (an IPv6 address and port), both as escaped for HTML
+    /// (each `&`, `<`, `>` or `"` takes 4 to 6), buffers of any size.
     pub const ROW_MAX: usize = 330;
 
     /// A row: `service`, `peer`, and the receive and send buffers as
