@@ -697,18 +697,13 @@ fn ended_by_peer(mut stream: TcpStream, since: Instant) -> Result<Duration, Stri
         .set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
     let mut byte = [0u8; 1];
-    while since.elapsed() < IDLE_WAIT {
+    until_ended(since, "a peer that said nothing", || {
         match stream.read(&mut byte) {
-            Ok(0) => return Ok(since.elapsed()),
-            Ok(_) => return Err("the framed echo sent bytes nobody asked for".into()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(since.elapsed()),
-            Err(e) => return Err(format!("silent peer: read: {e}")),
+            Ok(0) => Ok(true),
+            Ok(_) => Err("the framed echo sent bytes nobody asked for".into()),
+            Err(e) => ended_by(&e, "silent peer: read"),
         }
-    }
-    Err(format!(
-        "a peer that said nothing still held its slot after {IDLE_WAIT:?}"
-    ))
+    })
 }
 
 /// Waits until the firmware resets a connection whose peer never reads: a
@@ -718,19 +713,39 @@ fn reset_by_peer(mut stream: TcpStream, since: Instant) -> Result<Duration, Stri
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
+    until_ended(since, "a peer that never read", || {
+        match stream.write_all(&[0x5a]) {
+            Ok(()) => Ok(false),
+            Err(e) => ended_by(&e, "non-reading peer: write"),
+        }
+    })
+}
+
+/// Pokes a connection (each poke waits at most a second) until `poke` says
+/// the firmware ended it, for at most [`IDLE_WAIT`]; returns how long after
+/// `since` the end came.
+fn until_ended(
+    since: Instant,
+    peer: &str,
+    mut poke: impl FnMut() -> Result<bool, String>,
+) -> Result<Duration, String> {
     while since.elapsed() < IDLE_WAIT {
-        match stream.write(&[0x5a]) {
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
-                return Ok(since.elapsed());
-            }
-            Err(e) => return Err(format!("non-reading peer: write: {e}")),
+        if poke()? {
+            return Ok(since.elapsed());
         }
     }
-    Err(format!(
-        "a peer that never read still held its slot after {IDLE_WAIT:?}"
-    ))
+    Err(format!("{peer} still held its slot after {IDLE_WAIT:?}"))
+}
+
+/// What a failed read or write says of the connection: still there (it timed
+/// out), ended by the firmware (reset, or a broken pipe after one), or broken
+/// otherwise.
+fn ended_by(error: &std::io::Error, what: &str) -> Result<bool, String> {
+    match error.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Ok(false),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Ok(true),
+        _ => Err(format!("{what}: {error}")),
+    }
 }
 
 /// A length-framed message as the framed echo expects it: `struct.pack('!I', n)`.
