@@ -1021,12 +1021,18 @@ fn chromium_draws_the_labs_pictures() {
 }
 
 /// The counter lines of a status text, but for those that change with each
-/// request: the HTTP service's own and the link's frame counts.
+/// request: the HTTP service's own, the link's frame counts, and the listen
+/// backlog's, which holds a request's SYN when the browser still keeps both
+/// HTTP slots.
 fn steady_counters(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .filter(|line| !line.starts_with("tcp/80 ") && !line.starts_with("link "))
+        .filter(|line| {
+            !line.starts_with("tcp/80 ")
+                && !line.starts_with("link ")
+                && !line.starts_with("backlog ")
+        })
         .map(|line| {
             // The page escapes what it shows; undo the few escapes a counter line may have.
             line.replace("&amp;", "&")
@@ -1075,6 +1081,10 @@ fn chromium_renders_the_live_page_and_its_counters_are_the_stats() {
     let (on_page, served) = (steady_counters(pre), steady_counters(&stats));
     assert!(on_page.len() >= 5, "{on_page:?}");
     assert_eq!(on_page, served, "the page's counters are not /stats'");
+    assert!(
+        pre.lines().any(|line| line.trim().starts_with("backlog ")),
+        "no backlog line on the page: {pre}"
+    );
     let echo = on_page
         .iter()
         .find(|line| line.starts_with("tcp/7 "))
