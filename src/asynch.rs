@@ -194,10 +194,10 @@ use core::task::Poll;
 
 use embedded_io_async::{Read, Write};
 
-use crate::pump::{Did, Finish, Op, Pump, Step};
+use crate::pump::{Did, Finish, Op, Pump, Turn};
 pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
-use crate::time::{Duration, Instant, sooner};
+use crate::time::{Duration, Instant};
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
 
 /// Where time comes from: the caller's clock and its timer.
@@ -423,47 +423,20 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         if !self.pump.is_open() {
             return Err(Error::Ended);
         }
-        session.start(clock.now());
-        self.pump.begin(clock.now());
+        self.pump.start(session, clock.now());
         let mut done = None;
         loop {
             let now = clock.now();
-            let idle_at = self.pump.idle_at();
-            if idle_at.is_some_and(|at| now >= at) {
-                session.end(now);
-                self.pump.end();
-                return Err(Error::IdleTimeout);
-            }
-            self.pump.advance(session, now, done.is_none());
-            if done.is_none() {
-                done = outcome(session);
-            }
-            let own = session.poll_timeout();
-            let deadline = sooner(own, idle_at);
-            let op = match self.pump.next(session, done.is_none()) {
-                Step::Io(op) => op,
-                Step::Done(end) => {
-                    session.end(now);
-                    self.pump.end();
-                    let done = done.or_else(|| outcome(session));
-                    return Ok(Finish::Ended(end, done));
-                }
-                Step::Idle => match done.take() {
-                    Some(done) => return Ok(Finish::Done(done)),
-                    None => continue,
-                },
+            let (io, deadline) = match self.pump.turn(session, now, &mut done, &mut outcome) {
+                Turn::Perform(io, deadline) => (io, deadline),
+                Turn::Again => continue,
+                Turn::Finished(finish) => return Ok(finish),
+                Turn::Failed(failure) => return Err(failure.into()),
             };
-            // A session that can never move again is stalled now, not at the
-            // idle timeout: its own deadline is the only one that could move it.
-            let performed = match op {
-                Op::Wait if own.is_none() => Err(Error::Stalled),
-                op => perform(&mut self.io, op, clock, deadline, now).await,
-            };
-            match performed {
+            match perform(&mut self.io, self.pump.op(io), clock, deadline, now).await {
                 Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {
-                    session.end(clock.now());
-                    self.pump.end();
+                    self.pump.fail(session, clock.now());
                     return Err(e);
                 }
             }

@@ -2,17 +2,18 @@
 //! buffers between a session and a stream, the decision of which I/O comes next,
 //! their errors and their counters.
 //!
-//! [`Pump`] is sans-IO too. Each turn it hands the session what was read, tells it
-//! the time and collects what it wants sent, then names one operation for the
-//! adapter to perform ([`Op`]): write, flush, read, or wait for the session's
-//! deadline. The adapter performs it (awaiting, or blocking) and reports what came
-//! of it ([`Did`]). So both adapters make the same decisions, and differ only in how
-//! they wait.
+//! [`Pump`] is sans-IO too. Each turn ([`Pump::turn`]) it hands the session what
+//! was read, tells it the time and collects what it wants sent, then names one
+//! operation for the adapter to perform ([`Io`], its buffers lent by [`Pump::op`]):
+//! write, flush, read, or wait for the session's deadline; or it says the drive is
+//! over. The adapter performs the operation (awaiting, or blocking) and reports
+//! what came of it ([`Did`]). So both adapters make the same decisions, and differ
+//! only in how they wait.
 
 use core::fmt;
 
 use crate::session::{Session, Status};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, sooner};
 use crate::wire::frame::{ReadError, WriteError};
 
 /// How a connection ended when its session stopped.
@@ -225,14 +226,55 @@ pub(crate) enum Op<'a> {
     Wait,
 }
 
-/// What a turn of the [`Pump`] decided.
-pub(crate) enum Step<'a> {
+/// The operation a turn decided on; [`Pump::op`] lends the buffers for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    Write,
+    Flush,
+    Read,
+    Wait,
+}
+
+/// What [`Pump::plan`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
     /// Perform this, then report with [`Pump::did`].
-    Io(Op<'a>),
+    Io(Io),
     /// The session stopped; for [`End::Closed`] everything is written and flushed.
     Done(End),
     /// A request is done and everything it sent is out.
     Idle,
+}
+
+/// Why [`Pump::turn`] ended a connection itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// See [`Error::IdleTimeout`].
+    IdleTimeout,
+    /// See [`Error::Stalled`].
+    Stalled,
+}
+
+impl<E> From<Failure> for Error<E> {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::IdleTimeout => Error::IdleTimeout,
+            Failure::Stalled => Error::Stalled,
+        }
+    }
+}
+
+/// What an adapter's drive loop does after a [`Pump::turn`].
+pub(crate) enum Turn<O> {
+    /// Perform [`Pump::op`] of this, racing the deadline, and report with
+    /// [`Pump::did`].
+    Perform(Io, Option<Instant>),
+    /// Turn again.
+    Again,
+    /// The drive is over: a request's outcome, or the connection's end.
+    Finished(Finish<O>),
+    /// The pump ended the connection and the session with it.
+    Failed(Failure),
 }
 
 /// What came of an [`Op`].
@@ -343,8 +385,9 @@ impl<'b> Pump<'b> {
         self.life == Life::Open
     }
 
-    /// A session or request begins on this connection, at `now`.
-    pub(crate) fn begin(&mut self, now: Instant) {
+    /// `session` (or a request) begins on this connection, at `now`.
+    pub(crate) fn start<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
+        session.start(now);
         self.finished = false;
         self.idle.progress(now);
         self.idle.emptied = false;
@@ -441,30 +484,83 @@ impl<'b> Pump<'b> {
         }
     }
 
+    /// One turn of an adapter's drive loop, at `now`: ends the connection whose
+    /// idle timeout has passed, gives the session its due
+    /// ([`advance`](Self::advance)), asks `outcome` for a request's outcome until
+    /// it gives one (kept in `done`), and decides what comes next
+    /// ([`plan`](Self::plan)).
+    pub(crate) fn turn<S, O, F>(
+        &mut self,
+        session: &mut S,
+        now: Instant,
+        done: &mut Option<O>,
+        outcome: &mut F,
+    ) -> Turn<O>
+    where
+        S: Session + ?Sized,
+        F: FnMut(&mut S) -> Option<O>,
+    {
+        let idle_at = self.idle_at();
+        if idle_at.is_some_and(|at| now >= at) {
+            self.fail(session, now);
+            return Turn::Failed(Failure::IdleTimeout);
+        }
+        self.advance(session, now, done.is_none());
+        if done.is_none() {
+            *done = outcome(session);
+        }
+        let own = session.poll_timeout();
+        match self.plan(session, done.is_none()) {
+            // A session that can never move again is stalled now, not at the
+            // idle timeout: its own deadline is the only one that could move it.
+            Plan::Io(Io::Wait) if own.is_none() => {
+                self.fail(session, now);
+                Turn::Failed(Failure::Stalled)
+            }
+            Plan::Io(io) => Turn::Perform(io, sooner(own, idle_at)),
+            Plan::Done(end) => {
+                session.end(now);
+                self.end();
+                let done = done.take().or_else(|| outcome(session));
+                Turn::Finished(Finish::Ended(end, done))
+            }
+            Plan::Idle => match done.take() {
+                Some(done) => Turn::Finished(Finish::Done(done)),
+                None => Turn::Again,
+            },
+        }
+    }
+
+    /// The connection broke at `now` (a stream error, or a [`Failure`]): the
+    /// session ends with it.
+    pub(crate) fn fail<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
+        session.end(now);
+        self.end();
+    }
+
     /// The next thing to do, after [`advance`](Self::advance). `input` false: the
-    /// request is done, so once its bytes are out the turn is [`Step::Idle`]
+    /// request is done, so once its bytes are out the turn is [`Plan::Idle`]
     /// instead of a read.
-    pub(crate) fn next<S: Session + ?Sized>(&mut self, session: &S, input: bool) -> Step<'_> {
+    pub(crate) fn plan<S: Session + ?Sized>(&mut self, session: &S, input: bool) -> Plan {
         let pending = self.tx_start < self.tx_end;
         let status = session.status();
         match status {
-            Status::Abort => return Step::Done(End::Aborted),
-            Status::Close if !pending && !self.unflushed => return Step::Done(End::Closed),
+            Status::Abort => return Plan::Done(End::Aborted),
+            Status::Close if !pending && !self.unflushed => return Plan::Done(End::Closed),
             Status::Open | Status::Close => {}
         }
         if pending {
-            let bytes = self.tx.get(self.tx_start..self.tx_end).unwrap_or_default();
-            return Step::Io(Op::Write(bytes));
+            return Plan::Io(Io::Write);
         }
         // Nothing more to send for now: make sure a buffering stream sends it
         // before we wait for the answer, or, if the caller says its stream sends
         // on its own, only before the session's end or a request's outcome.
         if self.unflushed && (self.flush == Flush::BeforeRead || !input || status == Status::Close)
         {
-            return Step::Io(Op::Flush);
+            return Plan::Io(Io::Flush);
         }
         if !input {
-            return Step::Idle;
+            return Plan::Idle;
         }
         if !self.eof {
             if self.rx_end >= self.rx.len() && self.rx_start > 0 {
@@ -473,11 +569,30 @@ impl<'b> Pump<'b> {
                 self.rx_end = self.rx_end.saturating_sub(self.rx_start);
                 self.rx_start = 0;
             }
-            if let Some(space) = self.rx.get_mut(self.rx_end..).filter(|s| !s.is_empty()) {
-                return Step::Io(Op::Read(space));
+            if self.rx_end < self.rx.len() {
+                return Plan::Io(Io::Read);
             }
         }
-        Step::Io(Op::Wait)
+        Plan::Io(Io::Wait)
+    }
+
+    /// The operation `io` with the buffers it works on: the bytes waiting to be
+    /// written, or the free space to read into. A write with nothing to write or
+    /// a read with no room (which [`plan`](Self::plan) never decides) is a
+    /// [`Op::Wait`].
+    pub(crate) fn op(&mut self, io: Io) -> Op<'_> {
+        match io {
+            Io::Write => match self.tx.get(self.tx_start..self.tx_end) {
+                Some(bytes) if !bytes.is_empty() => Op::Write(bytes),
+                _ => Op::Wait,
+            },
+            Io::Read => match self.rx.get_mut(self.rx_end..) {
+                Some(space) if !space.is_empty() => Op::Read(space),
+                _ => Op::Wait,
+            },
+            Io::Flush => Op::Flush,
+            Io::Wait => Op::Wait,
+        }
     }
 
     /// Records what came of the last [`Op`], at `now`.
@@ -525,6 +640,24 @@ mod tests {
     use super::*;
     use crate::session::Echo;
 
+    /// A plan with the buffers of its operation.
+    enum Step<'a> {
+        Io(Op<'a>),
+        Done(End),
+        Idle,
+    }
+
+    impl Pump<'_> {
+        /// [`Pump::plan`], then [`Pump::op`] for I/O, as a drive loop does.
+        fn next<S: Session + ?Sized>(&mut self, session: &S, input: bool) -> Step<'_> {
+            match self.plan(session, input) {
+                Plan::Io(io) => Step::Io(self.op(io)),
+                Plan::Done(end) => Step::Done(end),
+                Plan::Idle => Step::Idle,
+            }
+        }
+    }
+
     #[test]
     fn bytes_the_session_leaves_stay_for_the_next_turn_and_the_read_goes_after_them() {
         let (mut rx, mut tx) = ([0u8; 8], [0u8; 4]);
@@ -556,6 +689,69 @@ mod tests {
         pump.did(Did::Flushed, Instant::ZERO);
         assert!(matches!(pump.next(&echo, true), Step::Done(End::Closed)));
         assert_eq!(pump.stats().bytes_out, 6);
+    }
+
+    /// Takes nothing, sends nothing, and counts its ends.
+    #[derive(Default)]
+    struct Mute {
+        deadline: Option<Instant>,
+        ended: usize,
+    }
+
+    impl Session for Mute {
+        fn start(&mut self, _: Instant) {}
+        fn receive(&mut self, _: &[u8], _: Instant) -> usize {
+            0
+        }
+        fn receive_finished(&mut self, _: Instant) {}
+        fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
+            0
+        }
+        fn status(&self) -> Status {
+            Status::Open
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn end(&mut self, _: Instant) {
+            self.ended += 1;
+        }
+    }
+
+    #[test]
+    fn a_turn_reads_then_fails_a_stalled_session_and_an_idle_connection() {
+        let never = |_: &mut Mute| None::<()>;
+        // A full buffer the session will not take, and no deadline: stalled.
+        let (mut rx, mut tx) = ([0u8; 2], [0u8; 2]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        let mut mute = Mute::default();
+        pump.start(&mut mute, Instant::ZERO);
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        assert!(matches!(turn, Turn::Perform(Io::Read, None)));
+        assert!(matches!(pump.op(Io::Read), Op::Read(space) if space.len() == 2));
+        pump.did(Did::Read(2), Instant::ZERO);
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        assert!(matches!(turn, Turn::Failed(Failure::Stalled)));
+        assert_eq!(mute.ended, 1);
+        assert!(!pump.is_open());
+
+        // The same with a deadline waits for it, until the idle timeout passes.
+        let (mut rx, mut tx) = ([0u8; 2], [0u8; 2]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        pump.set_idle_timeout(Duration::from_secs(5));
+        let far = Instant::from_secs(60);
+        let mut mute = Mute {
+            deadline: Some(far),
+            ended: 0,
+        };
+        pump.start(&mut mute, Instant::ZERO);
+        pump.did(Did::Read(2), Instant::ZERO);
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        assert!(matches!(turn, Turn::Perform(Io::Wait, Some(at)) if at == Instant::from_secs(5)));
+        let turn = pump.turn(&mut mute, Instant::from_secs(5), &mut None, &mut { never });
+        assert!(matches!(turn, Turn::Failed(Failure::IdleTimeout)));
+        assert_eq!(mute.ended, 1);
+        assert!(!pump.is_open());
     }
 
     #[test]
