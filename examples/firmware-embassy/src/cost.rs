@@ -175,9 +175,7 @@ async fn echo(socket: &mut TcpSocket<'_>, frame: Option<u32>) -> Result<(), &'st
             let wrote = writer
                 .write_with(|space| {
                     let n = space.len().min((total - sent) as usize);
-                    for byte in space.iter_mut().take(n) {
-                        *byte = out.next_byte();
-                    }
+                    out.fill(space.get_mut(..n).unwrap_or_default());
                     (n, n)
                 })
                 .await
@@ -193,9 +191,7 @@ async fn echo(socket: &mut TcpSocket<'_>, frame: Option<u32>) -> Result<(), &'st
         while received < total {
             let read = reader
                 .read_with(|data| {
-                    for &byte in data.iter() {
-                        differs |= byte != back.next_byte();
-                    }
+                    differs |= !back.check(data);
                     (data.len(), data.len())
                 })
                 .await

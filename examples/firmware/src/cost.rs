@@ -248,17 +248,13 @@ pub fn measure(device: &mut Lan9118<Mmio>) -> Result<(), &'static str> {
             if sent < total {
                 let wrote = s.send(|space| {
                     let n = space.len().min((total - sent) as usize);
-                    for byte in space.iter_mut().take(n) {
-                        *byte = out.next_byte();
-                    }
+                    out.fill(space.get_mut(..n).unwrap_or_default());
                     (n, n)
                 });
                 sent = sent.saturating_add(wrote.unwrap_or(0) as u64);
             }
             let read = s.recv(|data| {
-                for &byte in data.iter() {
-                    differs |= byte != back.next_byte();
-                }
+                differs |= !back.check(data);
                 (data.len(), data.len())
             });
             received = received.saturating_add(read.unwrap_or(0) as u64);
