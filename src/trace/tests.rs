@@ -76,6 +76,73 @@ fn the_writer_writes_a_line_per_record() {
     );
 }
 
+/// A stream that takes `room` bytes more, then fails every write.
+struct Choked {
+    taken: std::vec::Vec<u8>,
+    room: usize,
+    interrupt: bool,
+}
+
+impl std::io::Write for Choked {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if core::mem::take(&mut self.interrupt) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = bytes.len().min(self.room).min(7);
+        self.taken.extend_from_slice(&bytes[..n]);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_that_fails_part_way_cuts_one_line_and_the_next_starts_whole() {
+    let mut writer = TraceWriter::new(Choked {
+        taken: std::vec::Vec::new(),
+        room: 10,
+        interrupt: true,
+    });
+    // An interruption is tried again; the room ends inside the line.
+    writer.record(at(2, send(5)));
+    assert_eq!((writer.written(), writer.errors()), (0, 1));
+    // Nothing goes out: the line is still cut, and nothing is added to it.
+    writer.record(at(3, send(6)));
+    assert_eq!((writer.written(), writer.errors()), (0, 2));
+    writer.get_mut().room = 1000;
+    writer.record(at(4, send(7)));
+    writer.record(at(5, send(8)));
+    assert_eq!((writer.written(), writer.errors()), (2, 2));
+    let text = std::string::String::from_utf8(writer.into_inner().taken).unwrap();
+    assert_eq!(
+        text,
+        "2000 49152\n4000 49152>9000 send 7\n5000 49152>9000 send 8\n"
+    );
+}
+
+#[test]
+fn a_write_that_fails_at_a_line_end_adds_no_empty_line() {
+    let line = "2000 49152>9000 send 5\n";
+    let mut writer = TraceWriter::new(Choked {
+        taken: std::vec::Vec::new(),
+        room: line.len(),
+        interrupt: false,
+    });
+    writer.record(at(2, send(5)));
+    writer.record(at(3, send(6)));
+    writer.get_mut().room = 1000;
+    writer.record(at(4, send(7)));
+    assert_eq!((writer.written(), writer.errors()), (2, 1));
+    let text = std::string::String::from_utf8(writer.into_inner().taken).unwrap();
+    assert_eq!(text, std::format!("{line}4000 49152>9000 send 7\n"));
+}
+
 /// Feeds `stream` to a frame reader in pieces of the given sizes, recording each
 /// read and frame as an application would; returns the reader's own counts.
 fn read_in_pieces(

@@ -1,6 +1,7 @@
 //! A trace written out as text, one line per record, as it happens.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
+use std::vec::Vec;
 
 use super::{Record, TraceSink};
 
@@ -8,10 +9,17 @@ use super::{Record, TraceSink};
 /// (`micros local>remote event ...`) to a file, a pipe or a `Vec<u8>`.
 ///
 /// A failed write is counted ([`errors`](Self::errors)), never a panic: the trace
-/// is for study, the run goes on without it.
+/// is for study, the run goes on without it. Each line is made whole before it
+/// is written. A write that fails part way leaves that record's line cut; the
+/// next line written starts on a line of its own, so every other line is a
+/// whole record.
 #[derive(Debug)]
 pub struct TraceWriter<W: Write> {
     out: W,
+    /// The line of the record being written.
+    line: Vec<u8>,
+    /// The output ends inside a line (a write failed part way).
+    mid_line: bool,
     written: u64,
     errors: u64,
 }
@@ -21,6 +29,8 @@ impl<W: Write> TraceWriter<W> {
     pub const fn new(out: W) -> Self {
         Self {
             out,
+            line: Vec::new(),
+            mid_line: false,
             written: 0,
             errors: 0,
         }
@@ -36,6 +46,17 @@ impl<W: Write> TraceWriter<W> {
         self.errors
     }
 
+    /// The stream written to.
+    pub const fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// The stream written to, to set it up or look into it (writing to it
+    /// directly would put bytes between the trace's lines).
+    pub const fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes and hands the writer back.
     pub fn into_inner(mut self) -> W {
         if self.out.flush().is_err() {
@@ -47,9 +68,33 @@ impl<W: Write> TraceWriter<W> {
 
 impl<W: Write> TraceSink for TraceWriter<W> {
     fn record(&mut self, record: Record) {
-        match writeln!(self.out, "{record}") {
-            Ok(()) => self.written = self.written.saturating_add(1),
-            Err(_) => self.errors = self.errors.saturating_add(1),
+        self.line.clear();
+        if self.mid_line {
+            self.line.push(b'\n');
+        }
+        // Formatting into a `Vec` fails only if `Display` does, which it does not.
+        let _ = writeln!(self.line, "{record}");
+        let mut rest = self.line.as_slice();
+        let failed = loop {
+            match self.out.write(rest) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    // What went out ends inside the line unless it ends it.
+                    let (done, left) = rest.split_at(n.min(rest.len()));
+                    self.mid_line = done.last() != Some(&b'\n');
+                    rest = left;
+                    if rest.is_empty() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        };
+        if failed {
+            self.errors = self.errors.saturating_add(1);
+        } else {
+            self.written = self.written.saturating_add(1);
         }
     }
 }
