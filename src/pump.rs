@@ -852,23 +852,9 @@ mod tests {
     fn a_session_that_refuses_a_full_buffer_and_sends_nothing_waits() {
         let (mut rx, mut tx) = ([0u8; 2], [0u8; 2]);
         let mut pump = Pump::new(&mut rx, &mut tx);
-        /// Takes nothing, ever.
-        struct Deaf;
-        impl Session for Deaf {
-            fn start(&mut self, _: Instant) {}
-            fn receive(&mut self, _: &[u8], _: Instant) -> usize {
-                0
-            }
-            fn receive_finished(&mut self, _: Instant) {}
-            fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
-                0
-            }
-            fn status(&self) -> Status {
-                Status::Open
-            }
-        }
+        let mut mute = Mute::default();
         pump.did(Did::Read(2), Instant::ZERO);
-        pump.advance(&mut Deaf, Instant::ZERO, true);
-        assert!(matches!(pump.next(&Deaf, true), Step::Io(Op::Wait)));
+        pump.advance(&mut mute, Instant::ZERO, true);
+        assert!(matches!(pump.next(&mute, true), Step::Io(Op::Wait)));
     }
 }
