@@ -998,7 +998,9 @@ pub struct WriteStats {
     pub body_bytes: u64,
     /// Bytes written, headers included.
     pub bytes: u64,
-    /// Frames that took more than one write because the space ran out.
+    /// Frames that took more than one write: the space ran out, or a body's
+    /// filler (a `write_with` closure, a [`FrameSource::fill`]) gave less than
+    /// the space it was offered.
     pub split_frames: u64,
     /// Writes that found no space at all (back-pressure).
     pub blocked_writes: u64,
