@@ -165,14 +165,23 @@ fn finished(conn: &mut TcpSession<FramedConn>, sockets: &mut SocketSet<'_>) -> b
     peer_done && conn.session().error().is_none() && conn.session_mut().recv().is_none()
 }
 
+/// A simulated link between a server and a client whose sockets live in `server`
+/// and `client`.
+fn sim_net<'a>(
+    config: SimConfig,
+    server: &'a mut [SocketStorage<'a>],
+    client: &'a mut [SocketStorage<'a>],
+) -> SimNet<'a> {
+    SimNet::new(config, SocketSet::new(server), SocketSet::new(client))
+}
+
 #[test]
 fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
-    let mut s_store = [SocketStorage::EMPTY; 2];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 2], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(
         SimConfig::new(3).with_faults(FaultConfig::ROUGH),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
+        &mut s_store,
+        &mut c_store,
     );
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
@@ -257,13 +266,8 @@ fn framed_echo_returns_every_frame_whole_over_a_rough_link() {
 
 #[test]
 fn raw_echo_echoes_a_large_send_exactly() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(5),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(5), &mut s_store, &mut c_store);
     let s1 = net.server.sockets.add(tcp_socket());
     let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
     let c = net.client.sockets.add(tcp_socket());
@@ -311,13 +315,8 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
         ),
         (b"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),
     ] {
-        let mut s_store = [SocketStorage::EMPTY; 1];
-        let mut c_store = [SocketStorage::EMPTY; 1];
-        let mut net: SimNet = SimNet::new(
-            SimConfig::new(9),
-            SocketSet::new(&mut s_store[..]),
-            SocketSet::new(&mut c_store[..]),
-        );
+        let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+        let mut net = sim_net(SimConfig::new(9), &mut s_store, &mut c_store);
         let s1 = net.server.sockets.add(tcp_socket());
         let responder = HttpResponder::<_, 512, 1024>::new(&site);
         let mut server = TcpServer::new(&mut net.server.sockets, 80, [s1], [responder]).unwrap();
@@ -366,13 +365,8 @@ fn http_get_gets_the_page_and_garbage_gets_400() {
 
 #[test]
 fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_end() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(11),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(11), &mut s_store, &mut c_store);
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let mut server = framed_echo_server(&mut net, format);
     let c = net.client.sockets.add(tcp_socket());
@@ -437,12 +431,11 @@ fn close_waits_for_a_half_written_frame_and_the_peer_gets_every_frame_then_the_e
 
 #[test]
 fn streaming_frames_go_through_the_rings_in_pieces_over_a_rough_link() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(
         SimConfig::new(5).with_faults(FaultConfig::ROUGH),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
+        &mut s_store,
+        &mut c_store,
     );
     let format = HeaderFormat::NETWORK.with_max_len(8192).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
@@ -545,12 +538,11 @@ impl FrameSource for Numbered<'_> {
 
 #[test]
 fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(
         SimConfig::new(8).with_faults(FaultConfig::ROUGH),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
+        &mut s_store,
+        &mut c_store,
     );
     let format = HeaderFormat::NETWORK.with_max_len(2000).unwrap();
     let mut server = framed_echo_server(&mut net, format);
@@ -621,13 +613,8 @@ fn many_small_frames_go_out_several_to_a_send_over_a_rough_link() {
 /// A peer that sends raw `bytes` and closes; the server reads them with
 /// `StreamingFrames::recv_pieces` until it reports an error, which is returned.
 fn streaming_server_reads(bytes: &'static [u8], format: HeaderFormat) -> (RecvError, u64) {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(9),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(9), &mut s_store, &mut c_store);
     let s = net.server.sockets.add(tcp_socket());
     net.server
         .sockets
@@ -688,13 +675,8 @@ fn streaming_frames_report_a_truncated_frame_and_an_oversize_header() {
 
 #[test]
 fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(3),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(3), &mut s_store, &mut c_store);
     let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
@@ -713,13 +695,8 @@ fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
 
 #[test]
 fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(3),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(3), &mut s_store, &mut c_store);
     let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
@@ -770,13 +747,8 @@ fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
 
 #[test]
 fn send_frames_never_finishes_a_frame_send_with_began() {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(5),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(5), &mut s_store, &mut c_store);
     let c = connected_to_echo(&mut net);
     let mut stream = StreamingFrames::new(HeaderFormat::NETWORK);
     let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
@@ -828,13 +800,8 @@ impl FrameHandler for Bye {
 /// takes what comes after every poll, and runs while its poll says
 /// [`Status::Open`]. Returns the frames taken and the status that ended the run.
 fn talk_to_bye(reset: bool) -> (Vec<Vec<u8>>, Status, tcp::State) {
-    let mut s_store = [SocketStorage::EMPTY; 1];
-    let mut c_store = [SocketStorage::EMPTY; 1];
-    let mut net: SimNet = SimNet::new(
-        SimConfig::new(5),
-        SocketSet::new(&mut s_store[..]),
-        SocketSet::new(&mut c_store[..]),
-    );
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(5), &mut s_store, &mut c_store);
     let format = HeaderFormat::NETWORK.with_max_len(64).unwrap();
     let s1 = net.server.sockets.add(tcp_socket());
     let bye = Framed::new(Bye { reset }, vec![0u8; 68], vec![0u8; 68], format).unwrap();
