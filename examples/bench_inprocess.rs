@@ -28,18 +28,18 @@
 //! valgrind --tool=callgrind target/release/examples/bench_inprocess --mib 16 --rounds 1 --only mcu --path framed
 //! ```
 //!
-//! Each round runs the four paths back to back (raw as smoltcp has it, raw with
-//! the socket options a session sets, framed, streaming); the table
-//! gives the median rate of each path and the median, lowest and highest framed /
-//! raw and streaming / raw ratios within a round. Rates are per second of the
-//! thread's CPU time, not wall time: everything runs on one thread, so this is the
-//! cost of the transfer even on a machine shared with other work (wall time is
-//! shown beside it).
+//! Each round runs the five paths back to back (raw as smoltcp has it, raw with
+//! the socket options a session sets, by-hand, framed, streaming); the table
+//! gives the median rate of each path and the median, lowest and highest ratios
+//! of framed, streaming and by-hand to each of the first three within a round.
+//! Rates are per second of the thread's CPU time, not wall time: everything runs
+//! on one thread, so this is the cost of the transfer even on a machine shared
+//! with other work (wall time is shown beside it).
 //!
-//! `--path by-hand` runs, alone, the least any framing costs on this stack: the
-//! raw path's two closures writing and parsing 4-byte headers and checking each
-//! frame's length and sequence number by hand, with no counters, no
-//! back-pressure from the application and one header format.
+//! By-hand is the least any framing costs on this stack, the floor under the
+//! other two: the raw path's two closures writing and parsing 4-byte headers and
+//! checking each frame's length and sequence number by hand, with no counters,
+//! no back-pressure from the application and one header format.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -77,7 +77,7 @@ struct Options {
     /// MiB moved per run.
     #[arg(long, default_value_t = 256)]
     mib: u64,
-    /// Rounds of the four paths per case (the table shows medians).
+    /// Rounds of the five paths per case (the table shows medians).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Check every byte of every frame, not only its length and sequence number
@@ -87,10 +87,8 @@ struct Options {
     /// Run only the case whose name contains this (e.g. `mcu`).
     #[arg(long)]
     only: Option<String>,
-    /// Run one path alone (raw, raw-nodelay, framed, streaming, or by-hand: the
-    /// least framing can cost, headers written and parsed in the raw path's
-    /// closures), for a profiler (`perf record`, `valgrind --tool=callgrind`);
-    /// prints its rate only.
+    /// Run one path alone (raw, raw-nodelay, by-hand, framed or streaming), for a
+    /// profiler (`perf record`, `valgrind --tool=callgrind`); prints its rate only.
     #[arg(long, value_parser = ALONE)]
     path: Option<String>,
     /// Measure the sessions' trace instead: the framed path untraced and traced,
@@ -712,8 +710,9 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
 /// The least any framing can cost on this stack: the raw path's closures
 /// writing and parsing 4-byte headers by hand, with the streaming path's checks
 /// (each frame's length and sequence number) and none of its generality (no
-/// counters, no back-pressure from the application, one header format). Run
-/// alone (`--path by-hand`) to put a floor under the instruction counts.
+/// counters, no back-pressure from the application, one header format). Each
+/// round runs it beside the others; alone (`--path by-hand`) it puts a floor
+/// under the instruction counts.
 fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
     let mut stack = Stack::connected(case, StreamingFrames::configure)?;
     let frame_len = case.frame_len;
@@ -811,21 +810,24 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
 }
 
 /// The paths measured, in the order each round runs them.
-const PATHS: [&str; 4] = ["raw", "raw-nodelay", "framed", "streaming"];
+const PATHS: [&str; 5] = ["raw", "raw-nodelay", "by-hand", "framed", "streaming"];
 
-/// What `--path` may run: the paths of a round, and the floor under them.
-const ALONE: [&str; 5] = ["raw", "raw-nodelay", "framed", "streaming", "by-hand"];
+/// What `--path` may run: any path of a round.
+const ALONE: [&str; 5] = PATHS;
 
-/// The framing paths, compared with each baseline (the first two of `PATHS`).
-const FRAMING: [usize; 2] = [2, 3];
+/// The paths compared with each baseline: framed, streaming and by-hand.
+const FRAMING: [usize; 3] = [3, 4, 2];
+
+/// The baselines: raw, raw-nodelay and by-hand (the first three of `PATHS`).
+const BASELINES: usize = 3;
 
 /// The medians of several rounds of one case, one per path of `PATHS`.
 struct Row {
     case: Case,
-    runs: [Run; 4],
-    /// framed and streaming / baseline (raw, raw-nodelay) of each round: median,
-    /// lowest, highest; `ratios[framing][baseline]`.
-    ratios: [[(f64, f64, f64); 2]; 2],
+    runs: [Run; 5],
+    /// framed, streaming and by-hand / baseline (raw, raw-nodelay, by-hand) of
+    /// each round: median, lowest, highest; `ratios[framing][baseline]`.
+    ratios: [[Option<(f64, f64, f64)>; BASELINES]; 3],
 }
 
 fn median(runs: &mut [Run]) -> Run {
@@ -834,20 +836,17 @@ fn median(runs: &mut [Run]) -> Run {
 }
 
 /// Median, lowest and highest.
-fn spread(values: &mut [f64]) -> (f64, f64, f64) {
+fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
     values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
+    let (&lowest, &highest) = (values.first()?, values.last()?);
+    Some((values[values.len() / 2], lowest, highest))
 }
 
 /// The row of one case; `None` when `--path` ran a single path (its rate printed).
 fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
     let total = options.mib * 1024 * 1024;
-    let mut runs: [Vec<Run>; 4] = Default::default();
-    let mut ratios: [[Vec<f64>; 2]; 2] = Default::default();
+    let mut runs: [Vec<Run>; 5] = Default::default();
+    let mut ratios: [[Vec<f64>; BASELINES]; 3] = Default::default();
     for _ in 0..options.rounds.max(1) {
         if let Some(path) = options.path.as_deref() {
             let run = match path {
@@ -869,12 +868,17 @@ fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
         let round = [
             raw(case, total, |_| {})?,
             raw(case, total, StreamingFrames::configure)?,
+            by_hand(case, total)?,
             framed(case, total, options.verify)?,
             streaming(case, total, options.verify)?,
         ];
         for (ratios, framing) in ratios.iter_mut().zip(FRAMING) {
-            for (ratios, baseline) in ratios.iter_mut().zip(&round) {
-                ratios.push(round[framing].bytes_per_sec() / baseline.bytes_per_sec());
+            for (baseline, ratios) in ratios.iter_mut().enumerate() {
+                // By-hand is not compared with itself.
+                if baseline != framing {
+                    let ratio = round[framing].bytes_per_sec() / round[baseline].bytes_per_sec();
+                    ratios.push(ratio);
+                }
             }
         }
         for (runs, run) in runs.iter_mut().zip(round) {
@@ -913,7 +917,7 @@ fn measure_trace(case: &Case, options: &Options) -> Result<String, String> {
     }
     let mut out = String::new();
     for ((name, runs), ratios) in TRACE_PATHS.iter().zip(&mut runs).zip(&mut ratios) {
-        let (median_ratio, low, high) = spread(ratios);
+        let (median_ratio, low, high) = spread(ratios).unwrap_or_default();
         let kept = if *name == "on, rings" {
             format!(
                 "{} kept, {} dropped (each session's reads, sends, frames, buffers)",
@@ -957,7 +961,7 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>16} | {:>16}",
+        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>16} | {:>16} | {:>16}",
         "case",
         "path",
         "MB/s",
@@ -967,18 +971,19 @@ fn render(rows: &[Row], options: &Options) -> String {
         "polls/MiB",
         "pkts/MiB",
         "framed/this",
-        "streaming/this"
+        "streaming/this",
+        "by-hand/this"
     );
     for row in rows {
         for (i, (path, run)) in PATHS.iter().zip(&row.runs).enumerate() {
             let bps = run.bytes_per_sec();
-            let ratio = |framing: usize| match row.ratios[framing].get(i) {
+            let ratio = |framing: usize| match row.ratios[framing].get(i).copied().flatten() {
                 Some((median, low, high)) => format!("{median:.2} ({low:.2}-{high:.2})"),
                 None => String::new(),
             };
             let _ = writeln!(
                 out,
-                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>16} | {:>16}",
+                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>16} | {:>16} | {:>16}",
                 row.case.describe(),
                 path,
                 bps / 1e6,
@@ -988,18 +993,21 @@ fn render(rows: &[Row], options: &Options) -> String {
                 run.polls as f64 * MIB / run.bytes as f64,
                 run.packets as f64 * MIB / run.bytes as f64,
                 ratio(0),
-                ratio(1)
+                ratio(1),
+                ratio(2)
             );
         }
     }
     let _ = writeln!(
         out,
-        "{} MiB per run, {} rounds; rates are medians; framed/this and streaming/this are the \
-         median (lowest-highest) of that path / this path within each round.\nraw: smoltcp's \
-         loopback_benchmark (socket defaults, Nagle on); raw-nodelay: the same with a \
-         session's socket options (Nagle and delayed ACK off); framed: Framed sessions \
-         (send_via into the send ring, a FrameHandler taking each frame); streaming: \
-         StreamingFrames send_with/recv_pieces (body filled and taken in place).\nRates are per second of \
+        "{} MiB per run, {} rounds; rates are medians; framed/this, streaming/this and \
+         by-hand/this are the median (lowest-highest) of that path / this path within each \
+         round.\nraw: smoltcp's loopback_benchmark (socket defaults, Nagle on); raw-nodelay: \
+         the same with a session's socket options (Nagle and delayed ACK off); by-hand: \
+         raw-nodelay with 4-byte headers written and parsed by hand in its closures, the \
+         least framing costs; framed: Framed sessions (send_via into the send ring, a \
+         FrameHandler taking each frame); streaming: StreamingFrames send_frames/recv_pieces \
+         (bodies filled and taken in place).\nRates are per second of \
          CPU time of the one thread that runs everything (wall MB/s beside); MB = 10^6 bytes \
          of payload (frame bodies for framed); raw frames/s = payload / frame length.",
         options.mib,
@@ -1057,10 +1065,11 @@ mod tests {
             };
             let total: u64 = 64 * 1024;
             let frames = total.div_ceil(small.frame_len as u64);
-            // Both framing paths check each frame's length, sequence number and
-            // every byte of its body (`verify`); streaming also each piece's offset
-            // and where the frame ends.
+            // Every framing path checks each frame's length and sequence number;
+            // framed and streaming every byte of its body too (`verify`), and
+            // streaming each piece's offset and where the frame ends.
             for run in [
+                by_hand(&small, total).unwrap(),
                 framed(&small, total, true).unwrap(),
                 streaming(&small, total, true).unwrap(),
             ] {
@@ -1072,7 +1081,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_has_both_paths_and_the_ratio() {
+    fn the_table_has_every_path_and_the_ratios() {
         let options = Options::parse_from(["bench_inprocess", "--mib", "1", "--rounds", "1"]);
         let case = Case {
             frame_len: 512,
@@ -1084,6 +1093,21 @@ mod tests {
         for path in PATHS {
             assert!(table.contains(&format!("| {path:<11} |")), "{table}");
         }
+        // The ratio cells of each path's row: framed, streaming and by-hand / it,
+        // against the three baselines only, and by-hand not against itself.
+        let filled = |path: &str| -> Vec<bool> {
+            let row = table
+                .lines()
+                .find(|line| line.contains(&format!("| {path:<11} |")))
+                .unwrap();
+            row.split('|')
+                .skip(8)
+                .map(|cell| !cell.trim().is_empty())
+                .collect()
+        };
+        assert_eq!(filled("raw-nodelay"), [true, true, true], "{table}");
+        assert_eq!(filled("by-hand"), [true, true, false], "{table}");
+        assert_eq!(filled("framed"), [false, false, false], "{table}");
     }
 
     /// The framed path traced into growing sinks: what each session recorded adds
