@@ -34,7 +34,8 @@ while getopts "n:p:m:r:c:h" opt; do
     m) mib=$OPTARG ;;
     r) rounds=$OPTARG ;;
     c) case=$OPTARG ;;
-    *) usage; exit 2 ;;
+    h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
