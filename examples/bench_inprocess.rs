@@ -31,7 +31,8 @@
 //! Each round runs the five paths back to back (raw as smoltcp has it, raw with
 //! the socket options a session sets, by-hand, framed, streaming); the table
 //! gives the median rate of each path and the median, lowest and highest ratios
-//! of framed, streaming and by-hand to each of the first three within a round.
+//! of framed, streaming and by-hand to each of the first three (by-hand not to
+//! itself) within a round.
 //! Rates are per second of the thread's CPU time, not wall time: everything runs
 //! on one thread, so this is the cost of the transfer even on a machine shared
 //! with other work (wall time is shown beside it).
@@ -89,7 +90,7 @@ struct Options {
     only: Option<String>,
     /// Run one path alone (raw, raw-nodelay, by-hand, framed or streaming), for a
     /// profiler (`perf record`, `valgrind --tool=callgrind`); prints its rate only.
-    #[arg(long, value_parser = ALONE)]
+    #[arg(long, value_parser = PATHS)]
     path: Option<String>,
     /// Measure the sessions' trace instead: the framed path untraced and traced,
     /// in each round.
@@ -812,9 +813,6 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
 /// The paths measured, in the order each round runs them.
 const PATHS: [&str; 5] = ["raw", "raw-nodelay", "by-hand", "framed", "streaming"];
 
-/// What `--path` may run: any path of a round.
-const ALONE: [&str; 5] = PATHS;
-
 /// The paths compared with each baseline: framed, streaming and by-hand.
 const FRAMING: [usize; 3] = [3, 4, 2];
 
@@ -827,9 +825,11 @@ struct Row {
     runs: [Run; 5],
     /// framed, streaming and by-hand / baseline (raw, raw-nodelay, by-hand) of
     /// each round: median, lowest, highest; `ratios[framing][baseline]`.
-    ratios: [[Option<(f64, f64, f64)>; BASELINES]; 3],
+    ratios: [[Option<(f64, f64, f64)>; BASELINES]; FRAMING.len()],
 }
 
+/// The run in the middle by rate (of an even number of runs, the faster of the
+/// two in the middle: a run is not averaged).
 fn median(runs: &mut [Run]) -> Run {
     runs.sort_by(|a, b| a.bytes_per_sec().total_cmp(&b.bytes_per_sec()));
     runs[runs.len() / 2]
@@ -839,14 +839,19 @@ fn median(runs: &mut [Run]) -> Run {
 fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
     values.sort_by(f64::total_cmp);
     let (&lowest, &highest) = (values.first()?, values.last()?);
-    Some((values[values.len() / 2], lowest, highest))
+    let middle = values.len() / 2;
+    let median = match values.len() % 2 {
+        0 => (values[middle - 1] + values[middle]) / 2.0,
+        _ => values[middle],
+    };
+    Some((median, lowest, highest))
 }
 
 /// The row of one case; `None` when `--path` ran a single path (its rate printed).
 fn measure(case: &Case, options: &Options) -> Result<Option<Row>, String> {
     let total = options.mib * 1024 * 1024;
     let mut runs: [Vec<Run>; 5] = Default::default();
-    let mut ratios: [[Vec<f64>; BASELINES]; 3] = Default::default();
+    let mut ratios: [[Vec<f64>; BASELINES]; FRAMING.len()] = Default::default();
     for _ in 0..options.rounds.max(1) {
         if let Some(path) = options.path.as_deref() {
             let run = match path {
@@ -917,7 +922,7 @@ fn measure_trace(case: &Case, options: &Options) -> Result<String, String> {
     }
     let mut out = String::new();
     for ((name, runs), ratios) in TRACE_PATHS.iter().zip(&mut runs).zip(&mut ratios) {
-        let (median_ratio, low, high) = spread(ratios).unwrap_or_default();
+        let (median_ratio, low, high) = spread(ratios).expect("a round at least");
         let kept = if *name == "on, rings" {
             format!(
                 "{} kept, {} dropped (each session's reads, sends, frames, buffers)",
@@ -961,7 +966,7 @@ fn render(rows: &[Row], options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>16} | {:>16} | {:>16}",
+        "{:<40} | {:<11} | {:>6} | {:>6} | {:>9} | {:>9} | {:>9} | {:>8} | {:>19} | {:>19} | {:>19}",
         "case",
         "path",
         "MB/s",
@@ -983,7 +988,7 @@ fn render(rows: &[Row], options: &Options) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>16} | {:>16} | {:>16}",
+                "{:<40} | {:<11} | {:>6.0} | {:>6.2} | {:>9.0} | {:>9.0} | {:>9.1} | {:>8.1} | {:>19} | {:>19} | {:>19}",
                 row.case.describe(),
                 path,
                 bps / 1e6,
@@ -1009,7 +1014,7 @@ fn render(rows: &[Row], options: &Options) -> String {
          FrameHandler taking each frame); streaming: StreamingFrames send_frames/recv_pieces \
          (bodies filled and taken in place).\nRates are per second of \
          CPU time of the one thread that runs everything (wall MB/s beside); MB = 10^6 bytes \
-         of payload (frame bodies for framed); raw frames/s = payload / frame length.",
+         of payload (frame bodies for the framing paths); raw frames/s = payload / frame length.",
         options.mib,
         options.rounds.max(1)
     );
@@ -1108,6 +1113,13 @@ mod tests {
         assert_eq!(filled("raw-nodelay"), [true, true, true], "{table}");
         assert_eq!(filled("by-hand"), [true, true, false], "{table}");
         assert_eq!(filled("framed"), [false, false, false], "{table}");
+    }
+
+    #[test]
+    fn a_spread_is_median_lowest_highest_and_none_of_nothing() {
+        assert_eq!(spread(&mut [0.9, 0.7, 0.8]), Some((0.8, 0.7, 0.9)));
+        assert_eq!(spread(&mut [4.0, 1.0, 3.0, 2.0]), Some((2.5, 1.0, 4.0)));
+        assert_eq!(spread(&mut []), None);
     }
 
     /// The framed path traced into growing sinks: what each session recorded adds
