@@ -146,9 +146,10 @@ median() {
         else printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     }'
 }
+# The median of column `$2` of checkout `$1`'s results.
+median_of() { awk -v n="$1" -v k="$2" '$1 == n && $k != "-" { print $k }' "$results" | median; }
 echo "median over $layouts layouts x $passes passes, $case case, --mib $mib --rounds $rounds:"
 for name in "${names[@]}"; do
-    median_of() { awk -v n="$name" -v k="$1" '$1 == n && $k != "-" { print $k }' "$results" | median; }
     printf '  %-28s framed / raw-nodelay %s   streaming / raw-nodelay %s   by-hand / raw-nodelay %s\n' \
-        "$name" "$(median_of 2)" "$(median_of 3)" "$(median_of 4)"
+        "$name" "$(median_of "$name" 2)" "$(median_of "$name" 3)" "$(median_of "$name" 4)"
 done

@@ -370,7 +370,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             match perform(&mut self.io, self.pump.op(io), clock, deadline, now) {
                 Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {
-                    self.pump.fail(session, clock.now());
+                    self.pump.end(session, clock.now());
                     return Err(e);
                 }
             }

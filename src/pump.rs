@@ -406,8 +406,10 @@ impl<'b> Pump<'b> {
             .map(|timeout| idle.last_progress.saturating_add(timeout))
     }
 
-    /// The connection is over (closed, reset or broken): nothing more runs on it.
-    pub(crate) fn end(&mut self) {
+    /// The connection is over at `now` (closed, reset or broken): `session` ends
+    /// with it, and nothing more runs on it.
+    pub(crate) fn end<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
+        session.end(now);
         self.life = Life::Ended;
         self.tx_start = 0;
         self.tx_end = 0;
@@ -502,7 +504,7 @@ impl<'b> Pump<'b> {
     {
         let idle_at = self.idle_at();
         if idle_at.is_some_and(|at| now >= at) {
-            self.fail(session, now);
+            self.end(session, now);
             return Turn::Failed(Failure::IdleTimeout);
         }
         self.advance(session, now, done.is_none());
@@ -514,13 +516,12 @@ impl<'b> Pump<'b> {
             // A session that can never move again is stalled now, not at the
             // idle timeout: its own deadline is the only one that could move it.
             Plan::Io(Io::Wait) if own.is_none() => {
-                self.fail(session, now);
+                self.end(session, now);
                 Turn::Failed(Failure::Stalled)
             }
             Plan::Io(io) => Turn::Perform(io, sooner(own, idle_at)),
             Plan::Done(end) => {
-                session.end(now);
-                self.end();
+                self.end(session, now);
                 let done = done.take().or_else(|| outcome(session));
                 Turn::Finished(Finish::Ended(end, done))
             }
@@ -529,13 +530,6 @@ impl<'b> Pump<'b> {
                 None => Turn::Again,
             },
         }
-    }
-
-    /// The connection broke at `now` (a stream error, or a [`Failure`]): the
-    /// session ends with it.
-    pub(crate) fn fail<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
-        session.end(now);
-        self.end();
     }
 
     /// The next thing to do, after [`advance`](Self::advance). `input` false: the
