@@ -65,6 +65,7 @@ pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
     append_refuses_bytes_past_the_announced_size(&mut fresh());
     append_with_a_stale_upload_is_a_bad_offset(&mut fresh());
     an_upload_from_before_a_start_over_writes_nothing(&mut fresh());
+    an_upload_of_another_size_writes_nothing(&mut fresh());
     commit_replaces_an_older_file_only_at_commit(&mut fresh());
     delete_removes_file_and_partial(&mut fresh());
     listing_is_sorted_and_skips_partials(&mut fresh());
@@ -251,6 +252,33 @@ fn an_upload_from_before_a_start_over_writes_nothing<S: Storage>(store: &mut S) 
     store.append(&mut real, b"ab").unwrap();
     let mut forged = Upload::new(name("f"), 4, 2, 0x1234_5678);
     assert_eq!(store.append(&mut forged, b"cd"), Err(StoreError::NotFound));
+}
+
+fn an_upload_of_another_size_writes_nothing<S: Storage>(store: &mut S) {
+    // Started over empty, its CRC-32 that of no bytes: only the size tells an
+    // upload from before apart.
+    let empty = store.begin_upload(&name("e"), 0, false).unwrap();
+    let mut fresh = store.begin_upload(&name("e"), 5, false).unwrap();
+    assert_eq!(store.commit(&empty, crc32(b"")), Err(StoreError::NotFound));
+    let mut larger = Upload::new(name("e"), 10, 0, 0);
+    assert_eq!(
+        store.append(&mut larger, b"abcdefg"),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.stat(&name("e")), Err(StoreError::NotFound));
+    // The fresh upload goes on as if nothing happened.
+    store.append(&mut fresh, b"hello").unwrap();
+    store.commit(&fresh, crc32(b"hello")).unwrap();
+    assert_eq!(get(store, "e"), b"hello");
+    // A resume for another size is the upload of that size from then on.
+    let mut part = store.begin_upload(&name("r"), 8, false).unwrap();
+    store.append(&mut part, b"abc").unwrap();
+    let mut resumed = store.begin_upload(&name("r"), 6, true).unwrap();
+    assert_eq!(resumed.written(), 3);
+    assert_eq!(store.append(&mut part, b"defgh"), Err(StoreError::NotFound));
+    store.append(&mut resumed, b"xyz").unwrap();
+    store.commit(&resumed, crc32(b"abcxyz")).unwrap();
+    assert_eq!(get(store, "r"), b"abcxyz");
 }
 
 fn commit_replaces_an_older_file_only_at_commit<S: Storage>(store: &mut S) {

@@ -76,10 +76,27 @@ pub struct DirStore {
     /// were read once (at the first stat), with the length and modification time
     /// they had then: a file changed behind the store's back is read again.
     crcs: Mutex<HashMap<FileName, KnownCrc>>,
-    /// The CRC-32 of what each partial holds, for the uploads begun since the
-    /// store opened: an [`Upload`] whose CRC differs was made for a partial
-    /// started over since (or forged), and writes nothing.
-    partials: HashMap<FileName, u32>,
+    /// The announced size of each partial and the CRC-32 of what it holds, for
+    /// the uploads begun since the store opened: an [`Upload`] whose size or
+    /// CRC differs was made for a partial started over since (or forged), and
+    /// writes nothing.
+    partials: HashMap<FileName, Current>,
+}
+
+/// What an [`Upload`] must say to be the one for a partial as it is now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Current {
+    size: u64,
+    crc: u32,
+}
+
+impl Current {
+    fn of(upload: &Upload) -> Self {
+        Self {
+            size: upload.size(),
+            crc: upload.crc(),
+        }
+    }
 }
 
 /// A file's CRC-32, and what the file looked like when it was known.
@@ -220,11 +237,11 @@ impl DirStore {
         self.root.join(name.as_str())
     }
 
-    /// `NotFound` unless `upload` was made for the partial as it is: its CRC-32
-    /// the one kept for the partial (other bytes at the same length are a
-    /// partial started over since, or a forged `Upload`).
+    /// `NotFound` unless `upload` was made for the partial as it is: its size and
+    /// CRC-32 the ones kept for the partial (another size, or other bytes at the
+    /// same length, are a partial started over since, or a forged `Upload`).
     fn check_current(&self, upload: &Upload) -> Result<(), StoreError> {
-        if self.partials.get(upload.name()) == Some(&upload.crc()) {
+        if self.partials.get(upload.name()) == Some(&Current::of(upload)) {
             Ok(())
         } else {
             Err(StoreError::NotFound)
@@ -389,8 +406,9 @@ impl Storage for DirStore {
                 self.check_room(size.saturating_sub(held))?;
                 let (mut file, held) = open_regular(&path)?;
                 let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
-                self.partials.insert(*name, crc);
-                return Ok(Upload::new(*name, size, held, crc));
+                let upload = Upload::new(*name, size, held, crc);
+                self.partials.insert(*name, Current::of(&upload));
+                return Ok(upload);
             }
             Some(held) => self.remove_counted(&path, held)?,
             None => {
@@ -414,8 +432,9 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         self.entries = self.entries.saturating_add(1);
-        self.partials.insert(*name, 0);
-        Ok(Upload::new(*name, size, 0, 0))
+        let upload = Upload::new(*name, size, 0, 0);
+        self.partials.insert(*name, Current::of(&upload));
+        Ok(upload)
     }
 
     fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError> {
@@ -442,16 +461,19 @@ impl Storage for DirStore {
         }
         self.check_room(more)?;
         if let Err(e) = file.write_all(data) {
-            // Count what did land, so the totals stay true; the upload ends here
-            // and a resume will see the partial's real length.
-            let now = file.metadata().map_or(held, |meta| meta.len());
-            self.used = self.used.saturating_add(now.saturating_sub(held));
-            self.partials.remove(upload.name());
+            // The partial keeps what it held before: cut off what did land. If
+            // even that fails, count what is there, so the totals stay true, and
+            // forget the partial: a resume reads its real length and CRC-32.
+            if file.set_len(held).is_err() {
+                let now = file.metadata().map_or(held, |meta| meta.len());
+                self.used = self.used.saturating_add(now.saturating_sub(held));
+                self.partials.remove(upload.name());
+            }
             return Err(io_error(e));
         }
         self.used = self.used.saturating_add(more);
         upload.record(data);
-        self.partials.insert(*upload.name(), upload.crc());
+        self.partials.insert(*upload.name(), Current::of(upload));
         Ok(())
     }
 
@@ -783,5 +805,64 @@ mod tests {
         );
         assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 0);
         assert_eq!((store.used_bytes(), store.entries()), (0, 0));
+    }
+
+    /// Sets this process's soft limit on the size of a file it writes.
+    #[allow(unsafe_code)]
+    fn limit_file_size(bytes: libc::rlim_t) {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid `rlimit` for the call to fill and to read.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) },
+            0
+        );
+        limit.rlim_cur = bytes.min(limit.rlim_max);
+        // SAFETY: as above; the soft limit stays within the hard one.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+    }
+
+    /// A write the system stops part-way leaves the partial as it was: the same
+    /// upload goes on once writes succeed again.
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_failed_write_leaves_the_partial_as_it_was() {
+        // A file size limit holds for the whole process: the test runs itself
+        // alone in a child process, which sets one.
+        const CHILD: &str = "SMOLSOCK_TEST_FILE_SIZE_LIMIT";
+        const TEST: &str = "store::dir::tests::a_failed_write_leaves_the_partial_as_it_was";
+        if std::env::var_os(CHILD).is_none() {
+            let child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", TEST, "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&child.stdout);
+            assert!(child.status.success(), "the child process failed:\n{said}");
+            assert!(said.contains("1 passed"), "the child ran no test:\n{said}");
+            return;
+        }
+        // SAFETY: ignoring SIGXFSZ makes a write past the limit fail with EFBIG
+        // instead of ending the process; nothing else in it handles the signal.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        let dir = TempDir::new("limit");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let bytes = pattern(10_000, 3);
+        let mut upload = store.begin_upload(&name("f"), 10_000, false).unwrap();
+        store.append(&mut upload, &bytes[..4000]).unwrap();
+        // The next write stops at 6000 bytes: 2000 of its 5000 land.
+        limit_file_size(6000);
+        let refused = store.append(&mut upload, &bytes[4000..9000]);
+        limit_file_size(libc::RLIM_INFINITY);
+        assert!(matches!(refused, Err(StoreError::Io(_))), "{refused:?}");
+        assert_eq!(upload.written(), 4000);
+        let partial = dir.join(".f.part");
+        assert_eq!(fs::metadata(&partial).unwrap().len(), 4000);
+        assert_eq!(store.used_bytes(), 4000);
+        store.append(&mut upload, &bytes[4000..]).unwrap();
+        store.commit(&upload, crc32(&bytes)).unwrap();
+        assert_eq!(get(&store, "f"), bytes);
     }
 }

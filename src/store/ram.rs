@@ -71,6 +71,12 @@ impl Slot {
     fn is_committed(&self) -> bool {
         self.state == SlotState::Committed
     }
+
+    /// Whether `upload` was made for this partial as it is now: its announced
+    /// size (the reservation) and the CRC-32 of what it holds.
+    fn is_for(&self, upload: &Upload) -> bool {
+        to_u64(self.cap) == upload.size() && self.crc == upload.crc()
+    }
 }
 
 // The cost the module documentation promises for a 32-bit microcontroller.
@@ -379,8 +385,9 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
                 expected: to_u64(partial.len),
             });
         }
-        // The same length, other bytes: a partial started over since.
-        if partial.crc != upload.crc() {
+        // The same length, another size or other bytes: a partial started
+        // over since (or a forged upload).
+        if !partial.is_for(upload) {
             return Err(StoreError::NotFound);
         }
         let too_much = StoreError::TooMuchData {
@@ -419,7 +426,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .ok_or(StoreError::NotFound)?;
         let partial = self.slot(index)?;
         let held = to_u64(partial.len);
-        if partial.crc != upload.crc() {
+        if !partial.is_for(upload) {
             return Err(StoreError::NotFound);
         }
         if partial.len != partial.cap || held != upload.size() || upload.written() != held {
