@@ -746,6 +746,60 @@ fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
 }
 
 #[test]
+fn a_full_ring_refuses_at_once_a_frame_that_could_never_go() {
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(3), &mut s_store, &mut c_store);
+    let c = connected_to_echo(&mut net);
+    let format = HeaderFormat::NETWORK.with_max_len(100).unwrap();
+    let mut stream = StreamingFrames::new(format);
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    // Room for one frame's header and two of its body bytes, then none.
+    let room = 4 + 2;
+    let filler = vec![0u8; sock.send_capacity() - sock.send_queue() - room];
+    assert_eq!(sock.send_slice(&filler), Ok(filler.len()));
+    let too_large = SendError::Frame(WriteError::TooLarge { len: 101, max: 100 });
+    let fill = |_: usize, space: &mut [u8]| space.len();
+    // Over the maximum: refused whether or not there is room, never owed.
+    assert_eq!(stream.send_with(sock, 101, fill), Err(too_large));
+    let mut oversize = Numbered {
+        lens: &[101],
+        next: 0,
+    };
+    assert_eq!(stream.send_frames(sock, &mut oversize), Err(too_large));
+    let mut source = Numbered {
+        lens: &[10, 101],
+        next: 0,
+    };
+    assert_eq!(
+        stream.send_frames(sock, &mut source),
+        Err(SendError::WouldBlock)
+    );
+    assert!(stream.send_pending(), "the first frame is half written");
+    assert_eq!(sock.send_queue(), sock.send_capacity(), "the ring is full");
+    // On the full ring, the refusals room would bring come at once: the frame
+    // half written is the source's, not `send_with`'s, and is not to be left.
+    let busy = SendError::Frame(WriteError::Busy { in_progress: 10 });
+    assert_eq!(stream.send_with(sock, 10, fill), Err(busy));
+    let mut quiet = Numbered { lens: &[], next: 0 };
+    assert_eq!(stream.send_frames(sock, &mut quiet), Err(busy));
+    // The source whose frame it is still waits for room.
+    assert_eq!(
+        stream.send_frames(sock, &mut source),
+        Err(SendError::WouldBlock)
+    );
+    let stats = stream.stats();
+    assert_eq!((stats.write.too_large, stats.send_full), (2, 2));
+    // With nothing half written, a frame over the maximum is refused on the
+    // full ring as with room, and counted.
+    let mut other = StreamingFrames::new(format);
+    assert_eq!(other.send_with(sock, 101, fill), Err(too_large));
+    assert_eq!(other.send_frames(sock, &mut oversize), Err(too_large));
+    assert_eq!(other.send_with(sock, 100, fill), Err(SendError::WouldBlock));
+    let stats = other.stats();
+    assert_eq!((stats.write.too_large, stats.send_full), (2, 1));
+}
+
+#[test]
 fn send_frames_never_finishes_a_frame_send_with_began() {
     let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
     let mut net = sim_net(SimConfig::new(5), &mut s_store, &mut c_store);

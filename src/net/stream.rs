@@ -173,8 +173,12 @@ impl FrameTx {
             return Err(SendError::NotConnected);
         }
         // A full ring takes nothing: said before any work (a sender that writes
-        // until it is told to wait meets this once a poll).
+        // until it is told to wait meets this once a poll), unless the frame
+        // could never go.
         if !socket.can_send() {
+            if let Some(error) = self.writer.refusal(Some(len), false) {
+                return Err(SendError::Frame(error));
+            }
             self.send_full = self.send_full.saturating_add(1);
             return Err(SendError::WouldBlock);
         }
@@ -248,10 +252,15 @@ impl FrameTx {
                 BatchEnd::Blocked => {}
             }
         }
-        // A full ring: nothing is owed unless a frame is half written, and a
-        // source with nothing to send has nothing to wait for.
-        if !self.writer.in_progress() && source.next_len().is_none() {
+        // A full ring: nothing is owed unless a frame is half written, a source
+        // with nothing to send has nothing to wait for, and a frame that could
+        // never go is refused now.
+        let next = source.next_len();
+        if next.is_none() && !self.writer.in_progress() {
             return Ok(());
+        }
+        if let Some(error) = self.writer.refusal(next, true) {
+            return Err(SendError::Frame(error));
         }
         self.send_full = self.send_full.saturating_add(1);
         Err(SendError::WouldBlock)
@@ -487,8 +496,9 @@ impl StreamingFrames {
     /// is refused with [`SendError::Frame`]; the frames before it are queued.
     /// A frame that [`send_with`](Self::send_with) began is not the source's to
     /// finish (refused with [`WriteError::Busy`]), nor the other way round. On
-    /// a ring already full the source is only asked whether it has a frame (to
-    /// tell `Ok` from `WouldBlock`): a refusal comes at the next call with room.
+    /// a ring already full the source is only asked for the next frame's length:
+    /// `Ok` if it has none, a refusal if that frame could never go, else
+    /// `WouldBlock`.
     ///
     /// ```
     /// use smoltcp::socket::tcp;

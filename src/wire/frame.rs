@@ -1158,6 +1158,29 @@ impl FrameWriter {
         self.in_progress
     }
 
+    /// The refusal the next frame, of `next` body bytes (`None`: no frame),
+    /// would meet when there is room, said without beginning it (for a sender
+    /// that finds no room at all): over the maximum (counted, as
+    /// [`begin`](Self::begin) counts it), or not the frame half written
+    /// (`by_source`: offered by a [`FrameSource`], else by `send_with`).
+    #[inline]
+    pub(crate) fn refusal(&mut self, next: Option<usize>, by_source: bool) -> Option<WriteError> {
+        if self.in_progress {
+            return (self.by_source != by_source || next != Some(self.body_len)).then_some(
+                WriteError::Busy {
+                    in_progress: self.body_len,
+                },
+            );
+        }
+        let body_len = next?;
+        let max = self.format.max_len();
+        if u32::try_from(body_len).is_ok_and(|len| len <= max) {
+            return None;
+        }
+        self.stats.too_large = self.stats.too_large.saturating_add(1);
+        Some(WriteError::TooLarge { len: body_len, max })
+    }
+
     /// Bytes of the frame in progress still to go out, header included.
     pub fn remaining(&self) -> usize {
         if !self.in_progress {
@@ -1305,8 +1328,13 @@ impl FrameWriter {
                         return batch;
                     };
                     if space.is_empty() {
-                        // No room for a byte of it: not begun, so nothing is owed.
-                        self.count_blocked(out);
+                        // No room for a byte of it: not begun, so nothing is owed;
+                        // a frame that could never go is refused now all the same.
+                        if let Some(error) = self.refusal(Some(len), true) {
+                            batch.end = BatchEnd::Refused(error);
+                        } else {
+                            self.count_blocked(out);
+                        }
                         return batch;
                     }
                     if let Err(error) = self.begin(len) {
@@ -2202,6 +2230,15 @@ pub(crate) mod tests {
         let batch = w.write_frames(&mut [], &mut Bodies::new(&[]));
         assert_eq!(batch.end, BatchEnd::Drained);
         assert_eq!(w.stats().blocked_writes, 0);
+        // Nor is a frame that could never go: it is refused, as with room.
+        let format = HeaderFormat::NETWORK.with_max_len(4).unwrap();
+        let mut w = FrameWriter::new(format);
+        let batch = w.write_frames(&mut [], &mut Bodies::new(&bodies));
+        assert_eq!(
+            batch.end,
+            BatchEnd::Refused(WriteError::TooLarge { len: 6, max: 4 })
+        );
+        assert_eq!((w.stats().too_large, w.stats().blocked_writes), (1, 0));
     }
 
     pub(crate) mod props {
