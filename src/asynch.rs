@@ -21,7 +21,9 @@
 //! session's [`poll_timeout`](Session::poll_timeout). Every turn either moves
 //! bytes or waits. One stream is driven half duplex: a write finishes before the
 //! next read, as in the primer's `recv` / `sendall` loop, and a peer that never
-//! reads what it is sent can hold the session only until its deadline.
+//! reads what it is sent can hold the session only until its deadline, and once
+//! the session has closed, until the close timeout
+//! ([`Connection::with_close_timeout`]).
 //!
 //! Once the session has nothing more to send, the adapter flushes before it reads
 //! again ([`Flush::BeforeRead`]), so that a stream which buffers writes (a UART
@@ -36,9 +38,11 @@
 //! Cancellation: a read, write or flush that loses the race to the deadline is
 //! dropped, so the stream's `read`, `write` and `flush` must be side-effect-free on
 //! cancel, as embassy-net's and `embedded-io-adapters`' tokio streams are. Dropping
-//! a [`run`] future part way leaves the session without its
-//! [`end`](Session::end) call (its next [`start`](Session::start) forgets the
-//! connection anyway) and the stream in an unknown state: close it.
+//! a [`run`] or [`Connection::run_request`] future part way leaves the session
+//! without its [`end`](Session::end) call (its next [`start`](Session::start)
+//! forgets the connection anyway) and the stream in an unknown state, part of a
+//! message perhaps written: the [`Connection`] takes no more requests
+//! ([`Error::Ended`]), and the stream is to be closed.
 //!
 //! An embassy-net server for the framed echo, embassy-time as the clock:
 //!
@@ -194,8 +198,8 @@ use core::task::Poll;
 
 use embedded_io_async::{Read, Write};
 
+pub use crate::pump::{DEFAULT_CLOSE_TIMEOUT, End, Error, Flush, FrameError, StreamStats};
 use crate::pump::{Did, Finish, Op, Pump, Turn};
-pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
 use crate::time::{Duration, Instant};
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
@@ -322,6 +326,18 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         self
     }
 
+    /// Ends a run with [`Error::CloseTimeout`] when a session that closed
+    /// ([`Status::Close`](crate::session::Status::Close)) still has bytes to
+    /// write or flush `timeout` after it closed, or after the last kilobyte
+    /// written since: a peer that reads nothing more cannot hold the
+    /// connection once the session is done with it, whatever deadlines the
+    /// session dropped. [`DEFAULT_CLOSE_TIMEOUT`] (5 s) unless set.
+    #[must_use]
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.pump.set_close_timeout(timeout);
+        self
+    }
+
     /// Runs `session` to its end, as [`run`]. The connection has then ended, and
     /// a later run gives [`Error::Ended`] at once (calling nothing on its session).
     pub async fn run<S, C>(&mut self, session: &mut S, clock: &C) -> Result<End, Error<T::Error>>
@@ -372,7 +388,9 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     }
 
     /// Whether another session or request may run: no session closed or aborted
-    /// the connection and the stream has not failed.
+    /// the connection, the stream has not failed, and no run or request was
+    /// dropped part way (a cancelled future leaves what it had not written
+    /// yet, which must not go ahead of another request's bytes).
     pub fn is_open(&self) -> bool {
         self.pump.is_open()
     }

@@ -18,7 +18,9 @@
 //! [`poll_timeout`](Session::poll_timeout) has passed, and reads again. Without a
 //! read timeout a deadline takes effect only when bytes arrive. A write that times
 //! out (`set_write_timeout`) is retried the same way, so a peer that never reads
-//! holds the session only until its deadline. The stream must block: a
+//! holds the session only until its deadline, and once the session has closed,
+//! until the close timeout ([`Connection::with_close_timeout`]). The stream
+//! must block: a
 //! non-blocking one that times out at once makes the adapter spin.
 //!
 //! ```no_run
@@ -58,8 +60,8 @@
 
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 
+pub use crate::pump::{DEFAULT_CLOSE_TIMEOUT, End, Error, Flush, FrameError, StreamStats};
 use crate::pump::{Did, Finish, Op, Pump, Turn};
-pub use crate::pump::{End, Error, Flush, FrameError, StreamStats};
 use crate::session::{Request, Session};
 use crate::time::{Duration, Instant};
 use crate::wire::frame::{FrameReader, HeaderFormat, ReadError};
@@ -270,6 +272,19 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
+        self
+    }
+
+    /// Ends a run with [`Error::CloseTimeout`] when a session that closed still
+    /// has bytes to write or flush `timeout` after it closed, or after the last
+    /// kilobyte written since, as the async adapter's
+    /// [`with_close_timeout`](crate::asynch::Connection::with_close_timeout)
+    /// (when that feature is on). [`DEFAULT_CLOSE_TIMEOUT`] (5 s) unless set. The stream's own write
+    /// timeout must be set for a blocked write to give way to it, as for every
+    /// deadline here.
+    #[must_use]
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.pump.set_close_timeout(timeout);
         self
     }
 

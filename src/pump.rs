@@ -77,7 +77,8 @@ pub enum Error<E> {
     /// here, nor does one with a deadline.
     Stalled,
     /// The connection had already ended (closed, reset or broken by a stream
-    /// error): open a new one.
+    /// error), or a run or request on it was dropped part way, leaving the
+    /// stream in an unknown state: open a new one.
     Ended,
     /// A request's connection ended and the request gave no outcome, which
     /// [`Request`](crate::session::Request) promises it does.
@@ -87,6 +88,12 @@ pub enum Error<E> {
     /// silent, or reading nothing or a byte at a time (either adapter's
     /// `Connection::with_idle_timeout`).
     IdleTimeout,
+    /// The session closed, and the peer did not take what it still had to send
+    /// within the close timeout (either adapter's
+    /// `Connection::with_close_timeout`, [`DEFAULT_CLOSE_TIMEOUT`] unless set):
+    /// a kilobyte written, or the rest, counts as progress. Reset the
+    /// connection; the peer lacks the end of the answer.
+    CloseTimeout,
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
@@ -100,6 +107,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Ended => f.write_str("the connection has already ended"),
             Error::NoOutcome => f.write_str("the request ended without an outcome"),
             Error::IdleTimeout => f.write_str("nothing moved for the idle timeout"),
+            Error::CloseTimeout => {
+                f.write_str("the peer did not take the last bytes within the close timeout")
+            }
         }
     }
 }
@@ -119,7 +129,7 @@ impl<E: embedded_io::Error + 'static> embedded_io::Error for Error<E> {
             Error::Io(e) => e.kind(),
             Error::WriteZero => embedded_io::ErrorKind::WriteZero,
             Error::Ended => embedded_io::ErrorKind::NotConnected,
-            Error::IdleTimeout => embedded_io::ErrorKind::TimedOut,
+            Error::IdleTimeout | Error::CloseTimeout => embedded_io::ErrorKind::TimedOut,
             Error::Stalled | Error::NoOutcome => embedded_io::ErrorKind::Other,
         }
     }
@@ -251,6 +261,8 @@ pub(crate) enum Plan {
 pub(crate) enum Failure {
     /// See [`Error::IdleTimeout`].
     IdleTimeout,
+    /// See [`Error::CloseTimeout`].
+    CloseTimeout,
     /// See [`Error::Stalled`].
     Stalled,
 }
@@ -259,6 +271,7 @@ impl<E> From<Failure> for Error<E> {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::IdleTimeout => Error::IdleTimeout,
+            Failure::CloseTimeout => Error::CloseTimeout,
             Failure::Stalled => Error::Stalled,
         }
     }
@@ -299,8 +312,17 @@ pub(crate) enum Finish<O> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
     Open,
+    /// A session or request is being driven. A drive dropped part way (its
+    /// future cancelled) leaves the connection so: the bytes it had not written
+    /// yet, or a part of one, would go ahead of the next request's.
+    Driven,
     Ended,
 }
+
+/// How long a session that closed has, unless the caller sets another, to get
+/// what it still has to send out to a peer that takes nothing: the default of
+/// `TcpServer`'s close timeout (`ServerConfig::close_timeout`).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes written that count as progress for the idle timeout even while the
 /// session has more to send (`TcpServer` counts a kilobyte acknowledged).
@@ -327,6 +349,15 @@ impl Idle {
     }
 }
 
+/// The close timeout and since when it counts.
+#[derive(Clone, Copy, Debug)]
+struct Closing {
+    timeout: Duration,
+    /// The session closed with bytes still to go, at this time or before, and
+    /// the last progress since was made then.
+    since: Option<Instant>,
+}
+
 /// The receive and send buffers of one connection and where each stands.
 pub(crate) struct Pump<'b> {
     rx: &'b mut [u8],
@@ -340,6 +371,7 @@ pub(crate) struct Pump<'b> {
     tx_end: usize,
     /// The idle timeout and what counts against it.
     idle: Idle,
+    closing: Closing,
     /// Bytes were written since the last flush.
     unflushed: bool,
     flush: Flush,
@@ -366,6 +398,10 @@ impl<'b> Pump<'b> {
                 written: 0,
                 emptied: false,
             },
+            closing: Closing {
+                timeout: DEFAULT_CLOSE_TIMEOUT,
+                since: None,
+            },
             unflushed: false,
             flush: Flush::BeforeRead,
             eof: false,
@@ -385,12 +421,29 @@ impl<'b> Pump<'b> {
         self.life == Life::Open
     }
 
-    /// `session` (or a request) begins on this connection, at `now`.
+    /// `session` (or a request) begins on this connection, at `now`, and is
+    /// driven until a turn says it finished or failed.
     pub(crate) fn start<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
         session.start(now);
+        self.life = Life::Driven;
         self.finished = false;
         self.idle.progress(now);
         self.idle.emptied = false;
+        self.closing.since = None;
+    }
+
+    /// Sets the close timeout (see `Connection::with_close_timeout`).
+    pub(crate) fn set_close_timeout(&mut self, timeout: Duration) {
+        self.closing.timeout = timeout;
+    }
+
+    /// When the close timeout passes, once the session closed with bytes still
+    /// to go: `timeout` after that, or after the last progress since.
+    fn close_at(&self) -> Option<Instant> {
+        let closing = &self.closing;
+        closing
+            .since
+            .map(|since| since.saturating_add(closing.timeout))
     }
 
     /// Sets the idle timeout (see `Connection::with_idle_timeout`).
@@ -507,26 +560,39 @@ impl<'b> Pump<'b> {
             self.end(session, now);
             return Turn::Failed(Failure::IdleTimeout);
         }
+        if self.close_at().is_some_and(|at| now >= at) {
+            self.end(session, now);
+            return Turn::Failed(Failure::CloseTimeout);
+        }
         self.advance(session, now, done.is_none());
         if done.is_none() {
             *done = outcome(session);
         }
         let own = session.poll_timeout();
-        match self.plan(session, done.is_none()) {
+        let plan = self.plan(session, done.is_none());
+        // Closed with bytes still to go (the session may hold no deadline of its
+        // own any more): from now on the close timeout counts.
+        if matches!(plan, Plan::Io(_)) && session.status() == Status::Close {
+            self.closing.since.get_or_insert(now);
+        }
+        match plan {
             // A session that can never move again is stalled now, not at the
             // idle timeout: its own deadline is the only one that could move it.
             Plan::Io(Io::Wait) if own.is_none() => {
                 self.end(session, now);
                 Turn::Failed(Failure::Stalled)
             }
-            Plan::Io(io) => Turn::Perform(io, sooner(own, idle_at)),
+            Plan::Io(io) => Turn::Perform(io, sooner(sooner(own, idle_at), self.close_at())),
             Plan::Done(end) => {
                 self.end(session, now);
                 let done = done.take().or_else(|| outcome(session));
                 Turn::Finished(Finish::Ended(end, done))
             }
             Plan::Idle => match done.take() {
-                Some(done) => Turn::Finished(Finish::Done(done)),
+                Some(done) => {
+                    self.life = Life::Open;
+                    Turn::Finished(Finish::Done(done))
+                }
                 None => Turn::Again,
             },
         }
@@ -602,6 +668,9 @@ impl<'b> Pump<'b> {
                 idle.written = idle.written.saturating_add(n);
                 if idle.written >= WRITE_PROGRESS {
                     idle.progress(now);
+                    if let Some(since) = &mut self.closing.since {
+                        *since = now;
+                    }
                 } else {
                     // All written: progress if the session has no more to say,
                     // which the next `advance` tells.

@@ -1010,3 +1010,51 @@ async fn a_stalled_session_is_reported_at_once_with_an_idle_timeout_set() {
     assert_eq!(end, Err(Error::Stalled));
     assert_eq!(clock.now(), Instant::ZERO, "no time passed");
 }
+
+#[tokio::test]
+async fn a_peer_that_takes_nothing_after_the_close_is_let_go_at_the_close_timeout() {
+    // The peer reads nothing: 16 bytes fit the stream, the rest wait for ever.
+    // The session has closed with no deadline of its own, and no idle timeout
+    // is set.
+    let (mut server, _client) = duplex(16, 16);
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
+    let mut session = Firehose { left: 100 };
+    let mut conn = Connection::new(&mut server, &mut rx, &mut tx);
+    assert_eq!(
+        conn.run(&mut session, &clock).await,
+        Err(Error::CloseTimeout)
+    );
+    assert_eq!(clock.now(), Instant::from_secs(5));
+    assert!(!conn.is_open());
+    assert_eq!(conn.stats().bytes_out, 16);
+}
+
+#[tokio::test]
+async fn a_request_dropped_part_way_leaves_the_connection_unusable() {
+    let (mut client, server) = duplex(4, 4);
+    let Duplex {
+        rx: mut server_rx, ..
+    } = server;
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut conn = Connection::new(&mut client, &mut rx, &mut tx);
+    // The peer reads nothing yet: 4 of the 32 bytes fit the stream, the write
+    // of the rest waits, and the caller gives up (a timeout around the request).
+    let mut first = Ask::new(&[b'A'; 32], 1);
+    {
+        let request = std::pin::pin!(conn.run_request(&mut first, &clock));
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        assert!(request.poll(&mut cx).is_pending());
+    }
+    // What it had not written would go ahead of the next request's bytes.
+    assert!(!conn.is_open());
+    let mut second = Ask::new(b"BB", 1);
+    assert_eq!(
+        conn.run_request(&mut second, &clock).await,
+        Err(Error::Ended)
+    );
+    assert_eq!((second.starts, second.ends), (0, 0));
+    drop(client);
+    assert_eq!(server_rx.read_to_end().await, b"AAAA");
+}

@@ -382,13 +382,15 @@ fn read_frame_reports_timeouts_oversize_and_truncated_frames() {
     ));
 }
 
-/// A peer that says nothing and reads a byte at a time: each read times out
-/// after `read_wait`, each write takes one byte after `write_wait`, both on the
-/// fake clock. It gives up with a reset after 1000 calls, so no test can hang.
+/// A peer that says nothing and reads `per_write` bytes at a time: each read
+/// times out after `read_wait`, each write takes up to `per_write` bytes after
+/// `write_wait` (none: it times out), both on the fake clock. It gives up with
+/// a reset after 1000 calls, so no test can hang.
 struct Trickle<'c> {
     clock: &'c FakeClock,
     read_wait: Duration,
     write_wait: Duration,
+    per_write: usize,
     calls: u32,
     taken: usize,
 }
@@ -418,7 +420,10 @@ impl Read for Trickle<'_> {
 impl Write for Trickle<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         self.call(self.write_wait)?;
-        let n = buf.len().min(1);
+        if self.per_write == 0 {
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.per_write);
         self.taken += n;
         Ok(n)
     }
@@ -437,6 +442,7 @@ fn a_silent_peer_ends_the_run_at_the_idle_timeout() {
         clock: &clock,
         read_wait: Duration::from_secs(1),
         write_wait: Duration::ZERO,
+        per_write: 1,
         calls: 0,
         taken: 0,
     };
@@ -457,6 +463,7 @@ fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
         clock: &clock,
         read_wait: Duration::from_secs(1),
         write_wait: Duration::from_secs(30),
+        per_write: 1,
         calls: 0,
         taken: 0,
     };
@@ -468,4 +475,52 @@ fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
     assert_eq!(end, Err(Error::IdleTimeout));
     assert_eq!(peer.taken, 2, "two bytes, a minute");
     assert_eq!(clock.now(), Instant::from_secs(60));
+}
+
+#[test]
+fn a_peer_that_takes_nothing_after_the_close_is_let_go_at_the_close_timeout() {
+    // The session hands out its last bytes and closes, with no deadline left of
+    // its own and no idle timeout set: only the close timeout ends this before
+    // the peer's reset after 1000 calls.
+    for (timeout, ends_at) in [(None, 5), (Some(Duration::from_secs(2)), 2)] {
+        let clock = FakeClock::default();
+        let mut peer = Trickle {
+            clock: &clock,
+            read_wait: Duration::from_secs(1),
+            write_wait: Duration::from_secs(1),
+            per_write: 0,
+            calls: 0,
+            taken: 0,
+        };
+        let mut session = Firehose { left: 100 };
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
+        let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+        if let Some(timeout) = timeout {
+            conn = conn.with_close_timeout(timeout);
+        }
+        let end = conn.run(&mut session, &clock);
+        assert!(!conn.is_open());
+        assert_eq!(end, Err(Error::CloseTimeout));
+        assert_eq!(clock.now(), Instant::from_secs(ends_at));
+    }
+}
+
+#[test]
+fn a_peer_taking_a_kilobyte_every_few_seconds_gets_all_after_the_close() {
+    // 5000 bytes, 1024 every 4 s: each kilobyte written restarts the 5 s.
+    let clock = FakeClock::default();
+    let mut peer = Trickle {
+        clock: &clock,
+        read_wait: Duration::from_secs(1),
+        write_wait: Duration::from_secs(4),
+        per_write: 1024,
+        calls: 0,
+        taken: 0,
+    };
+    let mut session = Firehose { left: 5000 };
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 8192]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx).run(&mut session, &clock);
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(peer.taken, 5000);
+    assert_eq!(clock.now(), Instant::from_secs(20));
 }
