@@ -169,6 +169,17 @@ pub struct ServerTransfer<'s, S> {
     max_write_block: u16,
 }
 
+/// A slot dropped mid-upload (never ended: its task cancelled, say) gives its
+/// lease back, or the file's name would stay busy and the lease taken for as
+/// long as the store is shared.
+impl<S> Drop for ServerTransfer<'_, S> {
+    fn drop(&mut self) {
+        if let State::Writing { lease, .. } = self.state {
+            self.shared.release(lease);
+        }
+    }
+}
+
 impl<S> core::fmt::Debug for ServerTransfer<'_, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ServerTransfer")

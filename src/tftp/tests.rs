@@ -513,6 +513,21 @@ fn an_upload_whose_client_goes_silent_leaves_no_file_and_frees_its_name() {
 }
 
 #[test]
+fn a_slot_dropped_mid_upload_frees_the_name() {
+    let shared = shared();
+    let now = Instant::ZERO;
+    let server = upload_begun(&shared, b"half", now);
+    // Never ended, as when the task that ran it is cancelled.
+    drop(server);
+    let mut again = ServerTransfer::new(&shared, config(512));
+    again.start(
+        &request(RequestKind::Write, b"half", Mode::Octet, Options::NONE),
+        now,
+    );
+    assert_eq!(parse(&drain(&mut again, now)[0]), Packet::Ack { block: 0 });
+}
+
+#[test]
 fn an_error_from_the_client_ends_the_transfer_without_an_answer() {
     let shared = shared();
     put_file(&shared, "f", &pattern(2000));

@@ -265,6 +265,28 @@ struct Core<'s, S> {
     peer_done: bool,
 }
 
+impl<S> Core<'_, S> {
+    /// Gives back the upload's lease, if one runs, counting it abandoned; its
+    /// partial stays for a resume.
+    fn abandon_upload(&mut self) {
+        if let Op::Upload { lease, .. } = self.op {
+            self.shared.release(lease);
+            self.shared
+                .update_stats(|s| s.uploads_abandoned = s.uploads_abandoned.saturating_add(1));
+            self.op = Op::Idle;
+        }
+    }
+}
+
+/// A connection dropped mid-upload (never ended: its task cancelled, say) gives
+/// its lease back, or the file's name would stay busy and the lease taken for as
+/// long as the store is shared.
+impl<S> Drop for Core<'_, S> {
+    fn drop(&mut self) {
+        self.abandon_upload();
+    }
+}
+
 /// One connection of the transfer server: a [`Session`] over a [`SharedStore`].
 ///
 /// `B` is the buffer type of both the frame receive storage (the largest body the
@@ -664,12 +686,7 @@ impl<S: Storage> Core<'_, S> {
 
     /// Ends an upload without a commit; its partial stays for a resume.
     fn end_upload(&mut self) {
-        if let Op::Upload { lease, .. } = self.op {
-            self.shared.release(lease);
-            self.shared
-                .update_stats(|s| s.uploads_abandoned = s.uploads_abandoned.saturating_add(1));
-            self.op = Op::Idle;
-        }
+        self.abandon_upload();
     }
 
     /// No whole frame is held: looks at what there is of the next one. `true` when
@@ -1343,6 +1360,38 @@ mod tests {
             exchange(&mut b, &put("b", 1, 0, false)),
             error(ErrorCode::Busy, 0)
         );
+    }
+
+    #[test]
+    fn a_connection_dropped_mid_upload_gives_its_lease_back() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let mut a = server(&shared, 260, 256);
+        hello(&mut a, 256);
+        assert_eq!(
+            exchange(&mut a, &put("x", 3, crc32(b"abc"), false)),
+            ready(0, 0)
+        );
+        assert_eq!(exchange(&mut a, &data(0, b"a")), b"");
+        // Never ended, as when the task that ran it is cancelled.
+        drop(a);
+        assert_eq!(shared.stats().uploads_abandoned, 1);
+        let mut b = server(&shared, 260, 256);
+        hello(&mut b, 256);
+        assert_eq!(
+            exchange(&mut b, &put("x", 3, crc32(b"abc"), true)),
+            ready(1, crc32(b"a"))
+        );
+        // A connection dropped with no upload running gives back nothing.
+        let idle = server(&shared, 260, 256);
+        drop(idle);
+        assert_eq!(
+            exchange(&mut b, &data(1, b"bc")),
+            encode(&Message::PutDone {
+                size: 3,
+                crc: crc32(b"abc")
+            })
+        );
+        assert_eq!(shared.stats().uploads_abandoned, 1);
     }
 
     #[test]
