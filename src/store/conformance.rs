@@ -1,8 +1,9 @@
 //! Behaviour every [`Storage`] must show, run against each store by its tests.
 //!
 //! Each check gets a fresh, empty store with room for at least 4 entries and
-//! 1024 bytes, and panics (it is test code) when the store breaks the contract
-//! written on the trait.
+//! 1024 bytes, or, when it needs to fill the store, a small one: exactly 100
+//! bytes in all, files of up to 100 bytes, at least 4 entries. It panics (it is
+//! test code) when the store breaks the contract written on the trait.
 
 use super::{FileName, FileStat, Storage, StoreError, Upload};
 use crate::wire::crc32::crc32;
@@ -53,8 +54,12 @@ fn listing<S: Storage>(store: &S) -> Vec<(String, u64)> {
     names
 }
 
-/// Runs every check, each on a store from `fresh`.
-pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
+/// Runs every check, each on a store from `fresh`, or from `small` when it
+/// fills the store.
+pub(super) fn run_all<S: Storage, T: Storage>(
+    mut fresh: impl FnMut() -> S,
+    mut small: impl FnMut() -> T,
+) {
     upload_is_invisible_until_commit(&mut fresh());
     read_follows_offsets_and_ends(&mut fresh());
     resume_continues_a_partial(&mut fresh());
@@ -74,6 +79,7 @@ pub(super) fn run_all<S: Storage>(mut fresh: impl FnMut() -> S) {
     append_after_delete_is_not_found(&mut fresh());
     works_through_a_mutable_borrow(&mut fresh());
     version_changes_with_every_commit_and_never_comes_back(&mut fresh());
+    a_begin_refused_full_keeps_the_partial(&mut small());
 }
 
 fn upload_is_invisible_until_commit<S: Storage>(store: &mut S) {
@@ -166,6 +172,47 @@ fn resume_with_a_partial_longer_than_the_size_starts_over<S: Storage>(store: &mu
     assert_eq!(other_file.resumed_from(), 0);
     let same_size = store.begin_upload(&name("f"), 20, true).unwrap();
     assert_eq!(same_size.resumed_from(), 0);
+}
+
+fn a_begin_refused_full_keeps_the_partial<S: Storage>(store: &mut S) {
+    let a = pattern(50, 10);
+    put(store, "a", &a, 16);
+    let bytes = pattern(30, 11);
+    let mut first = store.begin_upload(&name("p"), 30, false).unwrap();
+    store.append(&mut first, &bytes[..10]).unwrap();
+    // What the store answers, as it stands, a new name that does not fit.
+    let full = store.begin_upload(&name("q"), 80, false);
+    assert!(matches!(full, Err(StoreError::Full { .. })), "{full:?}");
+    // Starting over, or growing the partial, does not fit either, even in the
+    // room the partial would give back: refused the same, the partial kept.
+    assert_eq!(store.begin_upload(&name("p"), 80, false), full);
+    assert_eq!(store.begin_upload(&name("p"), 80, true), full);
+    assert_eq!(
+        store.begin_upload(&name("p"), 101, false),
+        Err(StoreError::FileTooLarge { max: 100 })
+    );
+    assert_eq!(store.begin_upload(&name("q"), 80, false), full, "as before");
+    // The upload that was going on goes on, then a resume finds all it wrote.
+    store.append(&mut first, &bytes[10..15]).unwrap();
+    let mut resumed = store.begin_upload(&name("p"), 30, true).unwrap();
+    assert_eq!(
+        (resumed.resumed_from(), resumed.resumed_crc()),
+        (15, crc32(&bytes[..15]))
+    );
+    store.append(&mut resumed, &bytes[15..]).unwrap();
+    store.commit(&resumed, crc32(&bytes)).unwrap();
+    assert_eq!(get(store, "p"), bytes);
+    assert_eq!(get(store, "a"), a);
+    // 80 bytes stored. Starting over in no more room than the partial takes
+    // fits, the store full or not, with or without resume.
+    let mut partial = store.begin_upload(&name("r"), 20, false).unwrap();
+    store.append(&mut partial, &pattern(15, 12)).unwrap();
+    let fresh = store.begin_upload(&name("r"), 20, false).unwrap();
+    assert_eq!(fresh.resumed_from(), 0);
+    let mut partial = store.begin_upload(&name("r"), 20, true).unwrap();
+    store.append(&mut partial, &pattern(15, 12)).unwrap();
+    let shorter = store.begin_upload(&name("r"), 10, true).unwrap();
+    assert_eq!(shorter.resumed_from(), 0);
 }
 
 fn commit_refuses_an_incomplete_upload_and_keeps_it<S: Storage>(store: &mut S) {

@@ -401,15 +401,34 @@ impl Storage for DirStore {
             });
         }
         let path = self.partial_path(name);
-        match regular_len(&path)? {
-            Some(held) if resume && held <= size => {
-                self.check_room(size.saturating_sub(held))?;
-                let (mut file, held) = open_regular(&path)?;
-                let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
-                let upload = Upload::new(*name, size, held, crc);
-                self.partials.insert(*name, Current::of(&upload));
-                return Ok(upload);
-            }
+        let old = regular_len(&path)?;
+        if let Some(held) = old.filter(|&held| resume && held <= size) {
+            self.check_room(size.saturating_sub(held))?;
+            let (mut file, held) = open_regular(&path)?;
+            let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+            let upload = Upload::new(*name, size, held, crc);
+            self.partials.insert(*name, Current::of(&upload));
+            return Ok(upload);
+        }
+        // A new partial takes the old one's place: its entry and bytes count as
+        // free. Both limits are checked before the old one goes, so a refused
+        // begin keeps it; `Full` reports the room as the store stands.
+        let (entries, used) = match old {
+            Some(held) => (
+                self.entries.saturating_sub(1),
+                self.used.saturating_sub(held),
+            ),
+            None => (self.entries, self.used),
+        };
+        if entries >= self.limits.max_files {
+            return Err(StoreError::TooManyFiles {
+                max: self.limits.max_files,
+            });
+        }
+        if used.saturating_add(size) > self.limits.max_total_bytes {
+            return Err(StoreError::Full { free: self.free() });
+        }
+        match old {
             Some(held) => self.remove_counted(&path, held)?,
             None => {
                 // Something that is not a regular file sits on the partial's name
@@ -419,12 +438,6 @@ impl Storage for DirStore {
                 }
             }
         }
-        if self.entries >= self.limits.max_files {
-            return Err(StoreError::TooManyFiles {
-                max: self.limits.max_files,
-            });
-        }
-        self.check_room(size)?;
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -592,13 +605,14 @@ mod tests {
     #[test]
     fn dir_store_keeps_the_storage_contract() {
         let parent = TempDir::new("contract");
-        let mut n = 0;
-        conformance::run_all(|| {
-            n += 1;
-            let root = parent.join(&n.to_string());
+        let n = std::cell::Cell::new(0);
+        let open = |with: DirLimits| {
+            n.set(n.get() + 1);
+            let root = parent.join(&n.get().to_string());
             fs::create_dir(&root).unwrap();
-            DirStore::open(&root, DirLimits::default()).unwrap()
-        });
+            DirStore::open(&root, with).unwrap()
+        };
+        conformance::run_all(|| open(DirLimits::default()), || open(limits(100, 100, 4)));
     }
 
     #[test]
@@ -654,6 +668,55 @@ mod tests {
         store.discard_upload(&name("b")).unwrap();
         put(&mut store, "c", b"3", 1);
         assert_eq!(store.entries(), 2);
+    }
+
+    #[test]
+    fn a_refused_begin_leaves_the_partial_on_disk_as_it_was() {
+        let dir = TempDir::new("refused");
+        let mut store = DirStore::open(&dir.0, limits(100, 100, 4)).unwrap();
+        put(&mut store, "a", &pattern(60, 1), 60);
+        let mut partial = store.begin_upload(&name("p"), 30, false).unwrap();
+        store.append(&mut partial, b"12345").unwrap();
+        // 46 bytes in place of the partial's 5: one more than the store has.
+        for resume in [false, true] {
+            assert_eq!(
+                store.begin_upload(&name("p"), 46, resume),
+                Err(StoreError::Full { free: 35 })
+            );
+            assert_eq!((store.used_bytes(), store.entries()), (65, 2));
+            assert_eq!(fs::read(dir.join(".p.part")).unwrap(), b"12345");
+        }
+        store.append(&mut partial, b"67890").unwrap();
+        let started_over = store.begin_upload(&name("p"), 40, false).unwrap();
+        assert_eq!(started_over.resumed_from(), 0);
+        assert_eq!((store.used_bytes(), store.entries()), (60, 2));
+    }
+
+    /// A directory may hold more than its limits when the store opens: a begin
+    /// that gives room back can still be refused, and keeps the partial then too.
+    #[test]
+    fn a_begin_refused_in_an_over_full_directory_keeps_the_partial() {
+        let dir = TempDir::new("over-full");
+        fs::write(dir.join("a"), pattern(150, 1)).unwrap();
+        fs::write(dir.join(".p.part"), b"0123456789").unwrap();
+        let mut store = DirStore::open(&dir.0, limits(100, 100, 4)).unwrap();
+        assert_eq!(
+            store.begin_upload(&name("p"), 5, true),
+            Err(StoreError::Full { free: 0 })
+        );
+        let mut store = DirStore::open(&dir.0, limits(1000, 1000, 1)).unwrap();
+        assert_eq!(
+            store.begin_upload(&name("p"), 5, false),
+            Err(StoreError::TooManyFiles { max: 1 })
+        );
+        assert_eq!((store.used_bytes(), store.entries()), (160, 2));
+        assert_eq!(fs::read(dir.join(".p.part")).unwrap(), b"0123456789");
+        store.delete(&name("a")).unwrap();
+        let resumed = store.begin_upload(&name("p"), 20, true).unwrap();
+        assert_eq!(
+            (resumed.resumed_from(), resumed.resumed_crc()),
+            (10, crc32(b"0123456789"))
+        );
     }
 
     #[test]

@@ -326,12 +326,17 @@ pub trait Storage {
     ///
     /// With `resume`, a partial of this name holding at most `size` bytes is kept,
     /// and the [`Upload`] reports how many bytes it holds and their CRC-32 (the
-    /// client sends from there). Otherwise any partial of this name is emptied
-    /// first. A committed file of the same name stays readable, unchanged, until
+    /// client sends from there). Otherwise any partial of this name is emptied.
+    /// A committed file of the same name stays readable, unchanged, until
     /// [`commit`](Self::commit) replaces it.
     ///
     /// Fails with [`StoreError::FileTooLarge`], [`StoreError::TooManyFiles`] (a new
-    /// partial is one more entry) or [`StoreError::Full`].
+    /// partial is one more entry; one in the place of an old partial is not) or
+    /// [`StoreError::Full`]. The room an old partial of this name takes counts as
+    /// free for the new size, but the partial is emptied or resized only once the
+    /// request fits: after any of these errors the store is as it was, the partial
+    /// and its bytes included, and `Full`'s `free` is the bytes free with the
+    /// partial still there.
     ///
     /// The store does not know about connections: the caller must not run two
     /// uploads of one name at once (the server answers the second `Busy`).

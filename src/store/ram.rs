@@ -15,8 +15,9 @@
 //!
 //! - A partial upload reserves its whole announced size when it begins, so once
 //!   PUT_READY is sent, only a broken client can make an upload fail for space.
-//! - Deleting (or shrinking a resumed partial) moves the entries behind it down
-//!   to close the gap: `O(BYTES)` memory moves, no fragmentation, ever.
+//! - Deleting (or shrinking a partial, resumed or started over) moves the
+//!   entries behind it down to close the gap: `O(BYTES)` memory moves, no
+//!   fragmentation, ever.
 //! - `size_of::<RamStore<FILES, BYTES>>()` is `BYTES + FILES * slot + usize + 4`,
 //!   rounded up to the alignment of `usize`. A slot is 88 bytes on a 32-bit
 //!   microcontroller (104 on a 64-bit host): a 64 KiB store for 8 files costs
@@ -343,14 +344,18 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .filter(|&cap| cap <= BYTES)
             .ok_or(too_large)?;
         if let Some(index) = self.find(name, false) {
-            let partial = self.slot(index)?;
-            if resume && partial.len <= cap {
-                self.resize(index, cap)?;
-                let partial = self.slot(index)?;
-                // The partial's CRC-32 was kept as its bytes came in.
-                return Ok(Upload::new(*name, size, to_u64(partial.len), partial.crc));
+            let kept = resume && self.slot(index)?.len <= cap;
+            // The partial's slot and region become the new reservation, so its
+            // own room counts. `resize` refuses a growth that does not fit before
+            // it changes anything: a refused begin keeps the partial as it was.
+            self.resize(index, cap)?;
+            let partial = self.slot_mut(index)?;
+            if !kept {
+                partial.len = 0;
+                partial.crc = 0;
             }
-            self.remove(index)?;
+            // A kept partial's CRC-32 was recorded as its bytes came in.
+            return Ok(Upload::new(*name, size, to_u64(partial.len), partial.crc));
         }
         let index = self
             .slots
@@ -477,7 +482,7 @@ mod tests {
 
     #[test]
     fn ram_store_keeps_the_storage_contract() {
-        conformance::run_all(RamStore::<8, 2048>::new);
+        conformance::run_all(RamStore::<8, 2048>::new, RamStore::<4, 100>::new);
     }
 
     #[test]
@@ -608,6 +613,33 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_begin_leaves_the_arena_as_it_was() {
+        let mut store = RamStore::<4, 100>::new();
+        put(&mut store, "a", &pattern(50, 1), 50);
+        let mut partial = store.begin_upload(&name("p"), 30, false).unwrap();
+        store.append(&mut partial, b"12345").unwrap();
+        put(&mut store, "b", &pattern(10, 2), 10);
+        let before = (store.used_bytes(), store.entries(), store.free_bytes());
+        assert_eq!(before, (90, 3, 10));
+        // 41 bytes in place of the partial's 30: one more than the store has.
+        for resume in [false, true] {
+            assert_eq!(
+                store.begin_upload(&name("p"), 41, resume),
+                Err(StoreError::Full { free: 10 })
+            );
+            let after = (store.used_bytes(), store.entries(), store.free_bytes());
+            assert_eq!(after, before);
+        }
+        assert_eq!(get(&store, "a"), pattern(50, 1));
+        assert_eq!(get(&store, "b"), pattern(10, 2));
+        store.append(&mut partial, b"67890").unwrap();
+        let started_over = store.begin_upload(&name("p"), 40, false).unwrap();
+        assert_eq!(started_over.resumed_from(), 0);
+        assert_eq!(store.free_bytes(), 0);
+        assert_eq!(get(&store, "b"), pattern(10, 2));
+    }
+
+    #[test]
     fn memory_cost_is_the_arena_plus_a_slot_per_file() {
         let slot = core::mem::size_of::<Option<Slot>>();
         assert!(slot <= 104, "slot grew to {slot} bytes");
@@ -710,10 +742,8 @@ mod tests {
                                 store.commit(&upload, crc32(&bytes)).unwrap();
                                 files.insert(file, bytes);
                             }
-                            Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. }) => {
-                                // A non-resuming begin empties the old partial first.
-                                partials.remove(&file);
-                            }
+                            // A refused begin keeps the partial as it was.
+                            Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. }) => {}
                             Err(e) => panic!("{e}"),
                         }
                     }
@@ -723,9 +753,7 @@ mod tests {
                                 store.append(&mut upload, &pattern(size, seed)[..written]).unwrap();
                                 partials.insert(file, (size, seed, written));
                             }
-                            Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. }) => {
-                                partials.remove(&file);
-                            }
+                            Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. }) => {}
                             Err(e) => panic!("{e}"),
                         }
                     }

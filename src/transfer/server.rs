@@ -1935,6 +1935,34 @@ mod tests {
     }
 
     #[test]
+    fn a_put_refused_full_keeps_the_partial() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        // 100 bytes left free.
+        store_file(&shared, "a", &vec![1; 65_436]);
+        let mut s = server(&shared, 260, 128);
+        hello(&mut s, 128);
+        let body = [7u8; 60];
+        assert_eq!(
+            exchange(&mut s, &put("p", 60, crc32(&body), false)),
+            ready(0, 0)
+        );
+        assert_eq!(exchange(&mut s, &data(0, &body[..10])), b"");
+        s.end(at(0));
+        s.start(at(0));
+        hello(&mut s, 128);
+        // 101 bytes do not fit even in the room the partial's 60 would give
+        // back. The answer counts the bytes free with the partial kept.
+        assert_eq!(
+            exchange(&mut s, &put("p", 101, 0, false)),
+            error(ErrorCode::Full, 40)
+        );
+        assert_eq!(
+            exchange(&mut s, &put("p", 60, crc32(&body), true)),
+            ready(10, crc32(&body[..10]))
+        );
+    }
+
+    #[test]
     fn a_frame_cut_by_the_close_keeps_the_whole_data_before_it() {
         let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
         let mut s = server(&shared, 260, 128);
