@@ -87,9 +87,11 @@
 //! [`TransferServer::with_min_transfer_rate`]): it has the request deadline from
 //! its start plus a second per 500 bytes of the file reached, and past that it
 //! is answered `ERROR TooSlow` and the connection closes, an upload's partial
-//! kept for a resume. Between requests, a connection that moves no byte at all
-//! is the pool's business: its idle timeout resets it. The client gives up on a server that moves no byte for its own timeout
-//! (60 s, [`TransferClient::with_timeout`]).
+//! kept for a resume. A download lasts until its last byte has gone out, however
+//! slowly the client reads its last DATA frame. Between requests, a connection
+//! that moves no byte at all is the pool's business: its idle timeout resets it.
+//! The client gives up on a server that moves no byte for its own timeout (60 s,
+//! [`TransferClient::with_timeout`]).
 
 mod client;
 mod common;

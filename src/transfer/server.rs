@@ -365,11 +365,14 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     ///
     /// A transfer has the request deadline from its PUT_READY or GET_READY, plus
     /// a second for every `rate` bytes of the file it has reached (counted from
-    /// the file's start, so a resume has time to check the part it skips; an
-    /// upload counts the bytes of the DATA frame under way): a transfer that
-    /// falls below the rate on average is answered `ERROR TooSlow` (the value
-    /// is the rate) and the connection closes; an upload's partial stays for a
-    /// resume.
+    /// the file's start, so a resume has time to check the part it skips; the
+    /// DATA frame under way counts, an upload's bytes as they arrive, a
+    /// download's as soon as the frame is made): a transfer that falls below
+    /// the rate on average is answered `ERROR TooSlow` (the value is the rate)
+    /// and the connection closes; an upload's partial stays for a resume. A
+    /// download lasts until [`transmit`](Session::transmit) has handed out its
+    /// last byte, so a peer that reads its last frame slowly is held to the
+    /// same rate.
     /// However slowly a peer trickles its bytes, it cannot hold the connection
     /// for longer than the file's size allows at this rate.
     #[must_use]
@@ -464,7 +467,7 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// The transfer's deadline, the bytes of the frame under way counted.
     fn transfer_deadline(&self) -> Option<Instant> {
         let arriving = u64::try_from(self.reader.unfinished().len()).unwrap_or(u64::MAX);
-        self.core.transfer_deadline(arriving)
+        self.core.transfer_deadline(arriving, !self.out.is_empty())
     }
 
     /// The sooner of the request deadline and the transfer's.
@@ -642,17 +645,20 @@ impl<S: Storage> Core<'_, S> {
     /// When the upload or download under way must be done by, at the minimum
     /// rate: the request deadline from its start, and a second more for every
     /// `min_rate` bytes of the file it has reached. An upload counts the bytes
-    /// stored and `arriving`, those of the frame under way; a resumed transfer
-    /// counts from the start of the file, which gives a client the time to
-    /// check the part it skips.
-    fn transfer_deadline(&self, arriving: u64) -> Option<Instant> {
+    /// stored and `arriving`, those of the frame under way. A download counts
+    /// the bytes of the DATA frames it has made, the one going out included,
+    /// and is done only once the last of them has been handed out: while
+    /// `staged` (a frame still waits in staging), its last frame is still
+    /// under way. A resumed transfer counts from the start of the file, which
+    /// gives a client the time to check the part it skips.
+    fn transfer_deadline(&self, arriving: u64, staged: bool) -> Option<Instant> {
         let (began, reached) = match self.op {
             Op::Upload { upload, began, .. } if !upload.is_complete() => {
                 (began, upload.written().saturating_add(arriving))
             }
             Op::Download {
                 next, size, began, ..
-            } if next < size => (began, next),
+            } if next < size || staged => (began, next),
             _ => return None,
         };
         Some(
@@ -1841,6 +1847,95 @@ mod tests {
         assert_eq!(shared.stats().downloads_done, 0);
         // Two seconds and then a second for every 1000 bytes it was given.
         assert!(now <= 2_000 + sent as u64 + 1_000, "closed at {now} ms");
+    }
+
+    /// A connection that has sent GET_READY for a 60,000-byte file and the first
+    /// bytes of the one DATA frame that holds all of it, at 0 s: the whole file
+    /// is in that frame, and most of the frame still waits in staging.
+    fn a_download_s_last_frame_under_way(shared: &SharedStore<Store>) -> (Server<'_>, Vec<u8>) {
+        store_file(shared, "f", &[5u8; 60_000]);
+        let mut s = server(shared, 65_540, 65_540);
+        hello(&mut s, 65_536);
+        let get = encode(&Message::Get {
+            name: name("f"),
+            offset: 0,
+        });
+        assert_eq!(s.receive(&get, at(0)), get.len());
+        let mut first = vec![0u8; 1_000];
+        assert_eq!(s.transmit(&mut first, at(0)), 1_000);
+        // 10 s from GET_READY, and a second for every 500 bytes of the frame.
+        assert_eq!(s.poll_timeout(), Some(at(130)));
+        (s, first)
+    }
+
+    #[test]
+    fn a_download_s_last_frame_trickled_out_is_still_bound_by_the_rate() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let (mut s, first) = a_download_s_last_frame_under_way(&shared);
+        let mut sent = first.len();
+        // A byte every 59 s: never idle for 60 s.
+        let mut now = 0u64;
+        let mut slow_at = None;
+        while s.status() == Status::Open && now < 3_600 {
+            now += 59;
+            if s.poll_timeout().is_some_and(|d| d <= at(now)) {
+                s.handle_timeout(at(now));
+                if slow_at.is_none() && shared.stats().slow_transfers > 0 {
+                    slow_at = Some(now);
+                }
+            }
+            let mut space = [0u8; 1];
+            sent += s.transmit(&mut space, at(now));
+        }
+        assert_ne!(
+            s.status(),
+            Status::Open,
+            "after {now} s: {sent} bytes read, poll_timeout {:?}",
+            s.poll_timeout()
+        );
+        assert_eq!(slow_at, Some(177), "the first check past 130 s");
+        // The ERROR can only follow the whole frame, which does not go out in
+        // the request deadline that follows: the connection is reset.
+        assert_eq!(s.status(), Status::Abort);
+        assert_eq!(now, 236, "the first check past 187 s");
+        let stats = shared.stats();
+        assert_eq!(stats.slow_transfers, 1);
+        assert_eq!(stats.errors.get(ErrorCode::TooSlow), 0, "never sent");
+        assert_eq!(stats.request_timeouts, 0);
+        assert_eq!(stats.downloads_done, 0);
+    }
+
+    #[test]
+    fn a_download_s_last_frame_read_too_late_is_followed_by_too_slow() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let (mut s, first) = a_download_s_last_frame_under_way(&shared);
+        s.handle_timeout(at(129));
+        assert_eq!(s.status(), Status::Open);
+        s.handle_timeout(at(130));
+        // The rest of the frame, then the ERROR: never spliced into it.
+        let mut wire = first;
+        wire.extend(exchange_in(&mut s, &[], 4_096, at(130)));
+        let expected = [
+            encode(&Message::GetReady {
+                size: 60_000,
+                crc: crc32(&[5u8; 60_000]),
+                prefix_crc: 0,
+            }),
+            data(0, &[5u8; 60_000]),
+            error(ErrorCode::TooSlow, 500),
+        ]
+        .concat();
+        assert!(
+            wire == expected,
+            "{} bytes, not {}",
+            wire.len(),
+            expected.len()
+        );
+        assert_eq!(s.status(), Status::Close);
+        let stats = shared.stats();
+        assert_eq!(stats.slow_transfers, 1);
+        assert_eq!(stats.errors.get(ErrorCode::TooSlow), 1);
+        assert_eq!(stats.downloads_done, 0);
     }
 
     #[test]
