@@ -1251,6 +1251,40 @@ impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
         self.request(0, 0, out)
     }
 
+    /// Where a DATA frame at `offset` ends, the download standing at `next` of
+    /// `size` (whether its bytes are kept or, after a stale resume, dropped);
+    /// `None` for an empty DATA, which moves nothing. Refuses a DATA out of
+    /// place, one past `size`, and an empty one right after another.
+    fn data_end(
+        &mut self,
+        next: u64,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Option<u64>, ProtocolError> {
+        if offset != next {
+            return Err(ProtocolError::BadOffset {
+                expected: next,
+                got: offset,
+            });
+        }
+        // An empty DATA is allowed, but moves nothing: two in a row would let a
+        // server hold the download without ever sending a byte, each frame
+        // putting off the timeout.
+        if bytes.is_empty() && next < size {
+            if self.empty_data {
+                return Err(ProtocolError::Unexpected(MessageType::Data));
+            }
+            self.empty_data = true;
+            return Ok(None);
+        }
+        self.empty_data = false;
+        next.checked_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
+            .filter(|end| *end <= size)
+            .map(Some)
+            .ok_or(ProtocolError::TooMuchData)
+    }
+
     /// Every byte is in: check the whole file's CRC-32.
     fn finish(&mut self, size: u64, crc: Crc32, expected: u32) -> Result<FileStat, ClientError> {
         self.step = GetStep::Done;
@@ -1349,28 +1383,9 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
                 },
                 Message::Data { offset, bytes },
             ) => {
-                if offset != next {
-                    return Err(ProtocolError::BadOffset {
-                        expected: next,
-                        got: offset,
-                    }
-                    .into());
-                }
-                // An empty DATA is allowed, but moves nothing: two in a row would
-                // let a server hold the download without ever sending a byte,
-                // each frame putting off the timeout.
-                if bytes.is_empty() && next < size {
-                    if self.empty_data {
-                        return Err(ProtocolError::Unexpected(MessageType::Data).into());
-                    }
-                    self.empty_data = true;
+                let Some(end) = self.data_end(next, size, offset, bytes)? else {
                     return Ok(None);
-                }
-                self.empty_data = false;
-                let end = next
-                    .checked_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
-                    .filter(|end| *end <= size)
-                    .ok_or(ProtocolError::TooMuchData)?;
+                };
                 self.sink.write(offset, bytes)?;
                 crc.update(bytes);
                 (self.progress)(end, size);
@@ -1386,13 +1401,9 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
                 Ok(None)
             }
             (GetStep::Drain { next, size }, Message::Data { offset, bytes }) => {
-                let end = next
-                    .checked_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
-                    .filter(|end| offset == next && *end <= size)
-                    .ok_or(ProtocolError::BadOffset {
-                        expected: next,
-                        got: offset,
-                    })?;
+                let Some(end) = self.data_end(next, size, offset, bytes)? else {
+                    return Ok(None);
+                };
                 if end == size {
                     self.request(0, 0, out)?;
                 } else {
@@ -1691,6 +1702,53 @@ mod tests {
             Err(ProtocolError::TooMuchData.into())
         );
         assert!(!get.in_sync(), "the server is still sending");
+    }
+
+    #[test]
+    fn a_stale_resume_s_drain_rejects_data_out_of_place_as_a_download_does() {
+        let mut buf = [0u8; 16];
+        let mut get = GetExchange {
+            sink: SliceSink::new(&mut buf),
+            progress: |_, _| {},
+            name: name("f"),
+            resume: true,
+            step: GetStep::Drain { next: 3, size: 10 },
+            empty_data: false,
+        };
+        let mut staging = Staging::new();
+        let skipped = Message::Data {
+            offset: 4,
+            bytes: b"efghij",
+        };
+        assert_eq!(
+            staging.with(|out| get.on_message(skipped, out)),
+            Err(ProtocolError::BadOffset {
+                expected: 3,
+                got: 4
+            }
+            .into())
+        );
+        let too_long = Message::Data {
+            offset: 3,
+            bytes: b"defghijk",
+        };
+        assert_eq!(
+            staging.with(|out| get.on_message(too_long, out)),
+            Err(ProtocolError::TooMuchData.into())
+        );
+        // The rest of the file is dropped, and the GET from 0 goes out.
+        let rest = Message::Data {
+            offset: 3,
+            bytes: b"defghij",
+        };
+        assert_eq!(staging.with(|out| get.on_message(rest, out)), Ok(None));
+        assert_eq!(
+            Message::parse(&staging.take()),
+            Ok(Message::Get {
+                name: name("f"),
+                offset: 0
+            })
+        );
     }
 
     #[test]

@@ -707,3 +707,57 @@ fn a_server_sending_empty_data_cannot_hold_a_download_for_ever() {
         "refused at the second empty DATA"
     );
 }
+
+#[test]
+fn a_server_sending_empty_data_cannot_hold_a_stale_resume_s_drain_for_ever() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
+        .unwrap()
+        .with_timeout(Some(crate::time::Duration::from_secs(60)));
+    let mut space = vec![0u8; 4096];
+    let mut into = [0u8; 64];
+    let mut sink = SliceSink::new(&mut into);
+    sink.write(0, b"abc").unwrap();
+    let mut get = client.get(name("f"), sink, true, |_, _| {});
+    let mut now = Instant::ZERO;
+    get.transmit(&mut space, now);
+    get.receive(&raw_hello_ok(), now);
+    get.transmit(&mut space, now);
+    // GET_READY for 10 bytes, with a prefix CRC that is not that of the 3 held:
+    // the client drops the DATA up to 10 before it asks again from 0.
+    let mut ready = vec![0x84];
+    ready.extend_from_slice(&10u64.to_be_bytes());
+    ready.extend_from_slice(&0x1111_1111u32.to_be_bytes());
+    ready.extend_from_slice(&0x2222_2222u32.to_be_bytes());
+    get.receive(&raw_frame(&ready), now);
+    let mut empty = vec![0x10];
+    empty.extend_from_slice(&3u64.to_be_bytes());
+    let empty = raw_frame(&empty);
+    // An empty DATA at offset 3 every 30 s, for a day: none of the 7 bytes to
+    // drop ever comes.
+    // The first moves nothing; the second is refused.
+    let mut outcome = None;
+    for _ in 0..2880 {
+        now = now.saturating_add(crate::time::Duration::from_secs(30));
+        if get.poll_timeout().is_some_and(|t| now >= t) {
+            get.handle_timeout(now);
+        }
+        outcome = get.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        get.receive(&empty, now);
+    }
+    assert!(outcome.is_some(), "still draining after {now:?}");
+    assert_eq!(
+        outcome,
+        Some(Err(ClientError::Protocol(ProtocolError::Unexpected(
+            crate::wire::transfer::MessageType::Data
+        )))),
+        "at {now:?}"
+    );
+    assert_eq!(
+        now,
+        Instant::from_secs(90),
+        "refused at the second empty DATA"
+    );
+}
