@@ -1661,6 +1661,49 @@ fn a_reply_that_can_never_leave_does_not_block_replies_to_others() {
     }
 }
 
+#[test]
+fn empty_replies_that_can_never_leave_do_not_block_the_service_for_good() {
+    let mut net = sim(804, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+    let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    // Their echoes are empty: they take every slot of the send queue but none
+    // of its bytes.
+    for _ in 0..20 {
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_datagram(Ipv4Address::new(10, 0, 0, 99), 7, b""),
+        );
+    }
+    let mut client = UdpWindow::new(&mut net, (SERVER_V4, 7), frames(5, 100));
+    net.run_services(
+        &mut server,
+        &mut client,
+        Duration::from_secs(60),
+        |_, client, _| client.done().then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", server.stats()));
+    assert!(client.strays.is_empty(), "{:?}", client.strays);
+    let stats = server.stats();
+    // Held up while the stuck echoes took every slot, not for good.
+    assert!(net.now() < Instant::from_secs(5), "{}: {stats}", net.now());
+    // Every datagram read had its echo handed to the socket; one flush dropped
+    // the 16 that could never leave.
+    assert_eq!(stats.stuck_flushes, 1, "{stats}");
+    assert_eq!(
+        (stats.datagrams_out, stats.send_errors),
+        (stats.datagrams_in, 0),
+        "{stats}"
+    );
+    // The client's first echo waited 3 s behind them, many polls: a reply that
+    // waits is counted once.
+    assert!(
+        (1..=stats.datagrams_out).contains(&stats.send_full),
+        "{stats}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Tracing a server: each slot records under the connection it serves.
 

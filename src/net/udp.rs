@@ -14,8 +14,8 @@
 //! One socket serves every peer, and smoltcp sends its queue in order: a reply
 //! that can never leave (its address answers no neighbour discovery, or has no
 //! route; a forged source does both) would hold every reply behind it for ever.
-//! When the queue has not moved for 3 s, the service empties it and counts it in
-//! [`UdpStats::stuck_flushes`].
+//! When the queue holds datagrams (empty ones too) and has sent none of them for
+//! 3 s, the service empties it and counts it in [`UdpStats::stuck_flushes`].
 
 use core::fmt;
 
@@ -48,19 +48,24 @@ pub struct UdpStats {
     pub datagrams_in: u64,
     /// Their bytes.
     pub bytes_in: u64,
-    /// Replies sent.
+    /// Replies handed to the socket to send, those a stuck flush later drops
+    /// included.
     pub datagrams_out: u64,
     /// Their bytes.
     pub bytes_out: u64,
     /// Datagrams larger than the buffer, dropped (not cut).
     pub oversize: u64,
-    /// Replies that found the send buffer full and waited.
+    /// Replies that found the send buffer full and waited: each counted once,
+    /// however many polls it waits.
     pub send_full: u64,
     /// Replies that could not be sent at all (no route, too big for the socket).
     pub send_errors: u64,
-    /// Times the send queue sent nothing for 3 s and was emptied, dropping the
-    /// replies in it (and the datagrams waiting to be read): a reply to an
-    /// address that never answers neighbour discovery, or has no route back.
+    /// Times the send queue held datagrams (of any size, empty ones too) and
+    /// sent none of them for 3 s, and was emptied, dropping the replies in it
+    /// (and the datagrams waiting to be read): a reply to an address that never
+    /// answers neighbour discovery, or has no route back. smoltcp tells how many
+    /// bytes its queue holds, not how many datagrams, so the replies dropped
+    /// are not counted one by one.
     pub stuck_flushes: u64,
     /// Polls that found the socket missing from the set given (a foreign or
     /// removed handle): nothing done, never a panic.
@@ -89,17 +94,45 @@ impl fmt::Display for UdpStats {
     }
 }
 
+/// A reply in the buffer, waiting for send space.
+#[derive(Clone, Copy)]
+struct Pending {
+    len: usize,
+    to: IpEndpoint,
+    /// Already counted in [`UdpStats::send_full`].
+    waited: bool,
+}
+
+/// A send queue that holds datagrams, as the last poll left it.
+#[derive(Clone, Copy)]
+struct QueueWatch {
+    /// Its payload bytes.
+    bytes: usize,
+    /// Every datagram slot taken.
+    full: bool,
+    /// Since when the stack has sent none of it.
+    since: Instant,
+}
+
+/// What a UDP socket's send queue shows of itself, if it holds anything: its
+/// payload bytes, and whether every datagram slot is taken. smoltcp does not
+/// tell how many datagrams it holds, so a queue of empty datagrams shows only
+/// once they take every slot, or once a reply of one byte or more is queued
+/// behind them.
+fn queued(socket: &udp::Socket<'_>) -> Option<(usize, bool)> {
+    let (bytes, full) = (socket.send_queue(), !socket.can_send());
+    (bytes > 0 || full).then_some((bytes, full))
+}
+
 /// A UDP port served by a [`DatagramHandler`], with a datagram buffer of `MAX` bytes.
 pub struct UdpService<H, const MAX: usize> {
     handle: SocketHandle,
     port: u16,
     handler: H,
     buf: [u8; MAX],
-    /// A reply waiting for send space: its length and destination.
-    pending: Option<(usize, IpEndpoint)>,
-    /// While the socket's send queue is not empty: the bytes it held when the
-    /// last poll ended, and since when it has not sent anything.
-    queue_watch: Option<(usize, Instant)>,
+    pending: Option<Pending>,
+    /// While the socket's send queue holds datagrams.
+    queue_watch: Option<QueueWatch>,
     stats: UdpStats,
     /// The last poll found the socket bound (or bound it): a bind error after
     /// it is logged again.
@@ -149,7 +182,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
 
     /// Sends the pending reply; `false` if it must wait for space.
     fn flush(&mut self, socket: &mut udp::Socket<'_>) -> bool {
-        let Some((len, to)) = self.pending else {
+        let Some(Pending { len, to, waited }) = self.pending else {
             return true;
         };
         let reply = self.buf.get(..len).unwrap_or(&[]);
@@ -159,7 +192,14 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 self.stats.bytes_out = self.stats.bytes_out.saturating_add(len as u64);
             }
             Err(udp::SendError::BufferFull) if len <= socket.payload_send_capacity() => {
-                self.stats.send_full = self.stats.send_full.saturating_add(1);
+                if !waited {
+                    self.stats.send_full = self.stats.send_full.saturating_add(1);
+                    self.pending = Some(Pending {
+                        len,
+                        to,
+                        waited: true,
+                    });
+                }
                 return false;
             }
             Err(e) => {
@@ -175,15 +215,16 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
 impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
     /// Empties the socket's send queue if it has sent nothing for `STUCK_AFTER`.
     fn unstick(&mut self, socket: &mut udp::Socket<'_>, now: Instant) {
-        let queued = socket.send_queue();
-        let since = match self.queue_watch {
-            _ if queued == 0 => None,
-            // Less than the last poll left: the stack sent something.
-            Some((left, _)) if queued < left => Some(now),
-            Some((_, since)) => Some(since),
-            None => Some(now),
-        };
-        if since.is_some_and(|since| now >= later(since, STUCK_AFTER)) {
+        let watch = queued(socket).map(|(bytes, full)| {
+            let since = match self.queue_watch {
+                // Only the stack touches the queue between polls: fewer bytes
+                // than the last poll left, or a slot freed, means it sent some.
+                Some(left) if bytes >= left.bytes && (full || !left.full) => left.since,
+                _ => now,
+            };
+            QueueWatch { bytes, full, since }
+        });
+        if watch.is_some_and(|watch| now >= later(watch.since, STUCK_AFTER)) {
             crate::macros::net_warn!(
                 "udp/{}: replies stuck for {}, dropped",
                 self.port,
@@ -194,7 +235,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
             self.stats.stuck_flushes = self.stats.stuck_flushes.saturating_add(1);
             self.queue_watch = None;
         } else {
-            self.queue_watch = since.map(|since| (queued, since));
+            self.queue_watch = watch;
         }
     }
 }
@@ -238,19 +279,23 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
             self.pending = self
                 .handler
                 .on_datagram(&mut self.buf, len, from)
-                .map(|reply| (reply.min(MAX), from));
+                .map(|reply| Pending {
+                    len: reply.min(MAX),
+                    to: from,
+                    waited: false,
+                });
         }
         // What this poll leaves queued: the next poll sees whether the stack sent any.
-        let queued = socket.send_queue();
-        self.queue_watch = match self.queue_watch {
-            _ if queued == 0 => None,
-            Some((_, since)) => Some((queued, since)),
-            None => Some((queued, now)),
-        };
+        self.queue_watch = queued(socket).map(|(bytes, full)| QueueWatch {
+            bytes,
+            full,
+            since: self.queue_watch.map_or(now, |watch| watch.since),
+        });
     }
 
     fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
-        self.queue_watch.map(|(_, since)| later(since, STUCK_AFTER))
+        self.queue_watch
+            .map(|watch| later(watch.since, STUCK_AFTER))
     }
 }
 
