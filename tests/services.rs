@@ -1704,6 +1704,37 @@ fn empty_replies_that_can_never_leave_do_not_block_the_service_for_good() {
     );
 }
 
+#[test]
+fn a_reply_length_over_the_buffer_is_refused_not_cut() {
+    struct Claims;
+    impl smolsock::net::DatagramHandler for Claims {
+        fn on_datagram(
+            &mut self,
+            _buf: &mut [u8],
+            len: usize,
+            _from: smoltcp::wire::IpEndpoint,
+        ) -> Option<usize> {
+            Some(len + 1000)
+        }
+    }
+    let mut net = sim(805, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+    let mut server = UdpService::<_, 512>::new(socket, 7, Claims);
+    let mut client = UdpBurst::new(&mut net, (SERVER_V4, 7), vec![bytes(100)]);
+    let _ = net.run_services(
+        &mut server,
+        &mut client,
+        Duration::from_secs(2),
+        |_, client, _| (!client.got.is_empty()).then_some(()),
+    );
+    assert!(client.got.is_empty(), "{:?}", client.got);
+    let stats = server.stats();
+    assert_eq!((stats.datagrams_out, stats.bytes_out), (0, 0), "{stats}");
+    // Read, answered with a length the buffer cannot hold: counted as a reply
+    // that could not be sent.
+    assert_eq!((stats.datagrams_in, stats.send_errors), (1, 1), "{stats}");
+}
+
 // ---------------------------------------------------------------------------
 // Tracing a server: each slot records under the connection it serves.
 

@@ -37,6 +37,10 @@ pub trait DatagramHandler {
     /// A datagram of `len` bytes from `from` is at the front of `buf` (whose full
     /// length is the service's buffer). Write a reply into `buf` (in place) and
     /// return its length, or `None` to send nothing.
+    ///
+    /// A length over `buf.len()` is a bug in the handler: the service sends
+    /// nothing (never a reply cut to the buffer), logs it and counts it in
+    /// [`UdpStats::send_errors`].
     fn on_datagram(&mut self, buf: &mut [u8], len: usize, from: IpEndpoint) -> Option<usize>;
 }
 
@@ -58,7 +62,8 @@ pub struct UdpStats {
     /// Replies that found the send buffer full and waited: each counted once,
     /// however many polls it waits.
     pub send_full: u64,
-    /// Replies that could not be sent at all (no route, too big for the socket).
+    /// Replies that could not be sent at all (no route, too big for the socket,
+    /// or a length from the handler over the buffer).
     pub send_errors: u64,
     /// Times the send queue held datagrams (of any size, empty ones too) and
     /// sent none of them for 3 s, and was emptied, dropping the replies in it
@@ -276,14 +281,24 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
             };
             self.stats.datagrams_in = self.stats.datagrams_in.saturating_add(1);
             self.stats.bytes_in = self.stats.bytes_in.saturating_add(len as u64);
-            self.pending = self
-                .handler
-                .on_datagram(&mut self.buf, len, from)
-                .map(|reply| Pending {
-                    len: reply.min(MAX),
+            self.pending = match self.handler.on_datagram(&mut self.buf, len, from) {
+                Some(reply) if reply > MAX => {
+                    crate::macros::net_warn!(
+                        "udp/{}: reply to {} not sent: {} bytes claimed, the buffer holds {}",
+                        self.port,
+                        from,
+                        reply,
+                        MAX
+                    );
+                    self.stats.send_errors = self.stats.send_errors.saturating_add(1);
+                    None
+                }
+                reply => reply.map(|len| Pending {
+                    len,
                     to: from,
                     waited: false,
-                });
+                }),
+            };
         }
         // What this poll leaves queued: the next poll sees whether the stack sent any.
         self.queue_watch = queued(socket).map(|(bytes, full)| QueueWatch {
