@@ -688,8 +688,10 @@ impl<'b> Pump<'b> {
             }
             Did::Read(n) => {
                 self.idle.progress(now);
-                let room = self.rx.len().saturating_sub(self.rx_end);
-                self.rx_end = self.rx_end.saturating_add(n.min(room));
+                // A stream that says it read more than the space it was lent
+                // breaks its trait: only the space can hold bytes.
+                let n = n.min(self.rx.len().saturating_sub(self.rx_end));
+                self.rx_end = self.rx_end.saturating_add(n);
                 self.stats.reads = self.stats.reads.saturating_add(1);
                 self.stats.bytes_in = self.stats.bytes_in.saturating_add(n as u64);
             }
@@ -752,6 +754,15 @@ mod tests {
         pump.did(Did::Flushed, Instant::ZERO);
         assert!(matches!(pump.next(&echo, true), Step::Done(End::Closed)));
         assert_eq!(pump.stats().bytes_out, 6);
+    }
+
+    #[test]
+    fn a_read_said_longer_than_its_space_counts_only_the_space() {
+        let (mut rx, mut tx) = ([0u8; 8], [0u8; 4]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        pump.did(Did::Read(100), Instant::ZERO);
+        assert_eq!(pump.buffered().len(), 8);
+        assert_eq!((pump.stats().reads, pump.stats().bytes_in), (1, 8));
     }
 
     /// Takes nothing, sends nothing, and counts its ends.
