@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(*head_len <= data.len());
             assert_eq!(parse_request::<16>(&data[..*head_len]), whole);
             let _ = request.content_length();
+            let _ = request.body_length();
             let _ = request.keep_alive();
             let _ = (request.path(), request.query());
 

@@ -1,11 +1,13 @@
 //! The responder's state machine: read a head by its deadline, answer once, close.
 //!
 //! Answers: `200` with the page, `404` for an unknown path, `405` for a method
-//! other than GET or HEAD, `400` for bytes that are no request head, `414` or `431`
-//! for a head larger than the request buffer (or with more than [`MAX_HEADERS`]
-//! fields), `505` for an HTTP version other than 1.0 or 1.1, `408` for a head that
-//! did not arrive whole by its deadline, `500` if the page does not fit the body
-//! buffer. A HEAD request gets the head a GET would, and no body.
+//! other than GET or HEAD, `400` for bytes that are no request head (or a head
+//! whose body it cannot frame, or without a valid Host: see [`HttpResponder`]),
+//! `414` or `431` for a head larger than the request buffer (or with more than
+//! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.0 or 1.1,
+//! `408` for a head that did not arrive whole by its deadline, `500` if the page
+//! does not fit the body buffer. A HEAD request gets the head a GET would, and no
+//! body.
 
 use core::fmt::{self, Write as _};
 
@@ -69,8 +71,9 @@ pub struct HttpStats {
     pub client_errors: u64,
     /// 5xx answers: a page too large for the body buffer, an unsupported version.
     pub server_errors: u64,
-    /// Heads the parser refused (answered 400, or 505 for a version other than
-    /// 1.x).
+    /// Heads refused as malformed (answered 400, or 505 for a version other than
+    /// 1.x): bytes that are no head, a bad `Content-Length` or `Host`, a
+    /// `Transfer-Encoding`.
     pub malformed: u64,
     /// Heads larger than the request buffer or with too many fields (answered 414
     /// or 431).
@@ -353,6 +356,17 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
 /// - A response not handed out by [`HttpConfig::send_timeout`] (the peer stopped
 ///   reading) makes the status [`Status::Abort`].
 ///
+/// # Request bodies
+///
+/// No request body is read. One framed by `Content-Length` is thrown away with
+/// whatever else follows the head, and the head is answered as if it had none.
+/// A head with a `Transfer-Encoding` field, whatever its codings and with or
+/// without `Content-Length`, is answered `400` ([`HttpError::TransferEncoding`]):
+/// no transfer coding is decoded here, and RFC 9112 §6.3 requires 400 when
+/// chunked is not the final coding and allows it when both fields are sent. So
+/// is a head with an invalid or conflicting `Content-Length`. Both count in
+/// [`HttpStats::malformed`].
+///
 /// ```
 /// use smolsock::http::{HttpResponder, StatusSite};
 /// use smolsock::session::{Session, Status};
@@ -480,9 +494,10 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
             Ok(http::Status::Complete { request, .. }) => {
                 self.stats.requests = self.stats.requests.saturating_add(1);
                 // The body is never read (the connection closes after the
-                // answer), but a head that frames it wrongly, or names no host,
-                // is refused as RFC 9112 asks (§6.3, §3.2).
-                let framing = request.content_length().and_then(|_| request.host());
+                // answer), but a head that frames it wrongly or with a transfer
+                // coding, or names no host, is refused as RFC 9112 asks (§6.3,
+                // §3.2).
+                let framing = request.body_length().and_then(|_| request.host());
                 if let Err(error) = framing {
                     self.stats.malformed = self.stats.malformed.saturating_add(1);
                     crate::macros::net_debug!("http: refused a head: {}", error);

@@ -112,6 +112,9 @@ pub enum HttpError {
     InvalidContentLength,
     /// Several `Content-Length` values that disagree (400).
     ConflictingContentLength,
+    /// A `Transfer-Encoding` field, refused by [`Request::body_length`]: no
+    /// transfer coding is decoded here, so where the body ends is unknown (400).
+    TransferEncoding,
     /// An HTTP/1.1 request with no `Host` field, or any request with more than
     /// one (400, RFC 9112 §3.2).
     InvalidHost,
@@ -138,6 +141,7 @@ impl HttpError {
             | HttpError::InvalidHeaderValue
             | HttpError::InvalidContentLength
             | HttpError::ConflictingContentLength
+            | HttpError::TransferEncoding
             | HttpError::InvalidHost => StatusCode::BAD_REQUEST,
         }
     }
@@ -177,6 +181,7 @@ impl fmt::Display for HttpError {
             HttpError::UriTooLong => "request line too long",
             HttpError::InvalidContentLength => "invalid Content-Length",
             HttpError::ConflictingContentLength => "conflicting Content-Length values",
+            HttpError::TransferEncoding => "Transfer-Encoding in a request",
             HttpError::InvalidHost => "no Host field in an HTTP/1.1 request, or more than one",
         };
         f.write_str(text)
@@ -402,6 +407,20 @@ impl<'b, const H: usize> Request<'b, H> {
             }
         }
         Ok(found)
+    }
+
+    /// The length of the body, for a server that takes only bodies framed by
+    /// `Content-Length`: that length, or 0 with no such field.
+    ///
+    /// Any `Transfer-Encoding` field is [`HttpError::TransferEncoding`], with or
+    /// without `Content-Length`: RFC 9112 §6.3 requires 400 when chunked is not
+    /// the final coding, and allows it when both fields are sent. Errors of
+    /// [`content_length`](Self::content_length) are passed on.
+    pub fn body_length(&self) -> Result<u64, HttpError> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(HttpError::TransferEncoding);
+        }
+        Ok(self.content_length()?.unwrap_or(0))
     }
 }
 
@@ -1349,6 +1368,39 @@ If-None-Match: \"abc123\"\r\n\
     }
 
     #[test]
+    fn a_body_length_comes_from_content_length_alone() {
+        let body_length = |fields: &str| {
+            let head = ["POST / HTTP/1.1\r\n", fields, "\r\n"].concat();
+            let (request, _) = complete(head.as_bytes());
+            request.body_length()
+        };
+        assert_eq!(body_length(""), Ok(0));
+        assert_eq!(body_length("Content-Length: 42\r\n"), Ok(42));
+        assert_eq!(
+            body_length("Content-Length: 4\r\nContent-Length: 2\r\n"),
+            Err(HttpError::ConflictingContentLength)
+        );
+        for fields in [
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked\r\n",
+            "transfer-encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 42\r\n",
+            "Content-Length: 42\r\nTransfer-Encoding: identity\r\n",
+            "Transfer-Encoding:\r\n",
+        ] {
+            assert_eq!(
+                body_length(fields),
+                Err(HttpError::TransferEncoding),
+                "{fields:?}"
+            );
+        }
+        assert_eq!(
+            HttpError::TransferEncoding.status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
     fn every_error_has_a_message_and_an_error_status() {
         let all = [
             HttpError::InvalidMethod,
@@ -1367,6 +1419,8 @@ If-None-Match: \"abc123\"\r\n\
             HttpError::UriTooLong,
             HttpError::InvalidContentLength,
             HttpError::ConflictingContentLength,
+            HttpError::TransferEncoding,
+            HttpError::InvalidHost,
         ];
         for err in all {
             assert!(!err.to_string().is_empty());

@@ -749,3 +749,43 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         assert_eq!(http.stats().malformed, 0);
     }
 }
+
+#[test]
+fn a_head_with_a_transfer_encoding_gets_400_and_is_counted() {
+    // No transfer coding is decoded, so none is taken, whatever the codings and
+    // whether a Content-Length comes too (RFC 9112 §6.1, §6.3).
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n",
+    ] {
+        let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+        let response = answer(&mut http, request, 3, 16);
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(
+            String::from_utf8_lossy(&response),
+            String::from_utf8_lossy(&error(StatusCode::BAD_REQUEST)),
+            "{what}"
+        );
+        let stats = http.stats();
+        assert_eq!(
+            (stats.requests, stats.malformed, stats.client_errors, stats.ok),
+            (1, 1, 1, 0),
+            "{what}"
+        );
+    }
+    // A body framed by Content-Length alone is thrown away with the connection,
+    // and the page is served.
+    let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    let response = answer(&mut http, request, 3, 16);
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!((http.stats().malformed, http.stats().discarded), (0, 5));
+}
