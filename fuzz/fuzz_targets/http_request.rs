@@ -5,7 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smolsock::wire::http::{HttpError, ResponseHead, Status, StatusCode, parse_request};
+use smolsock::wire::http::{
+    HttpError, Method, ResponseHead, Status, StatusCode, is_head_request, parse_request,
+};
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse_request::<16>(data);
@@ -13,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Status::Complete { request, head_len }) => {
             assert!(*head_len <= data.len());
             assert_eq!(parse_request::<16>(&data[..*head_len]), whole);
+            assert_eq!(is_head_request(data), request.method() == Method::Head);
             let _ = request.content_length();
             let _ = request.body_length();
             let _ = request.keep_alive();

@@ -7,7 +7,7 @@
 //! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.0 or 1.1,
 //! `408` for a head that did not arrive whole by its deadline, `500` if the page
 //! does not fit the body buffer. A HEAD request gets the head a GET would, and no
-//! body.
+//! body; nor does any error answer to a head whose method is HEAD.
 
 use core::fmt::{self, Write as _};
 
@@ -474,11 +474,10 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
         };
         let unused = self.request_len.saturating_sub(used);
         self.stats.discarded = self.stats.discarded.saturating_add(unused as u64);
-        let status = match parsed {
+        let refused = match parsed {
             Ok(http::Status::Partial) => {
                 self.stats.oversize = self.stats.oversize.saturating_add(1);
-                let error = HttpError::for_full_buffer(gathered);
-                self.response.error(error.status(), true)
+                HttpError::for_full_buffer(gathered)
             }
             Err(error) => {
                 let counter = match error {
@@ -489,7 +488,7 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                 };
                 *counter = counter.saturating_add(1);
                 crate::macros::net_debug!("http: refused a head: {}", error);
-                self.response.error(error.status(), true)
+                error
             }
             Ok(http::Status::Complete { request, .. }) => {
                 self.stats.requests = self.stats.requests.saturating_add(1);
@@ -498,20 +497,30 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                 // coding, or names no host, is refused as RFC 9112 asks (§6.3,
                 // §3.2).
                 let framing = request.body_length().and_then(|_| request.host());
-                if let Err(error) = framing {
-                    self.stats.malformed = self.stats.malformed.saturating_add(1);
-                    crate::macros::net_debug!("http: refused a head: {}", error);
-                    let with_body = request.method() != Method::Head;
-                    return Some(self.response.error(error.status(), with_body));
-                }
-                match request.method() {
-                    Method::Get => self.response.page(self.site, request.path(), true),
-                    Method::Head => self.response.page(self.site, request.path(), false),
-                    _ => self.response.error(StatusCode::METHOD_NOT_ALLOWED, true),
-                }
+                let Err(error) = framing else {
+                    return Some(match request.method() {
+                        Method::Get => self.response.page(self.site, request.path(), true),
+                        Method::Head => self.response.page(self.site, request.path(), false),
+                        _ => self.response.error(StatusCode::METHOD_NOT_ALLOWED, true),
+                    });
+                };
+                self.stats.malformed = self.stats.malformed.saturating_add(1);
+                crate::macros::net_debug!("http: refused a head: {}", error);
+                error
             }
         };
-        Some(status)
+        // Whichever check refused the head, a HEAD request gets no body.
+        let with_body = self.error_has_body();
+        Some(self.response.error(refused.status(), with_body))
+    }
+
+    /// Whether an error answer to the head gathered so far carries its body: not
+    /// for a HEAD request (RFC 9110 §9.3.2), however broken the rest of its head.
+    /// A request line too broken to name its method is no request of any method,
+    /// so nothing forbids the body, and it is sent.
+    fn error_has_body(&self) -> bool {
+        let gathered = self.request.get(..self.request_len).unwrap_or_default();
+        !http::is_head_request(gathered)
     }
 
     /// The answer is made: count it and start the send deadline.
@@ -535,7 +544,8 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
         self.stats.head_timeouts = self.stats.head_timeouts.saturating_add(1);
         let gathered = self.request_len as u64;
         self.stats.discarded = self.stats.discarded.saturating_add(gathered);
-        let status = self.response.error(StatusCode::REQUEST_TIMEOUT, true);
+        let with_body = self.error_has_body();
+        let status = self.response.error(StatusCode::REQUEST_TIMEOUT, with_body);
         self.answered(status, now);
     }
 

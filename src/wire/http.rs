@@ -42,6 +42,9 @@
 //! is full and still gets [`Status::Partial`] must stop reading and answer with
 //! [`HttpError::for_full_buffer`] (431 Request Header Fields Too Large, or 414 URI
 //! Too Long when not even the request line fit), then close.
+//!
+//! Whatever the error, [`is_head_request`] tells whether the refused head was a
+//! HEAD request, whose answer must carry no body (RFC 9110 §9.3.2).
 
 use core::fmt;
 
@@ -455,6 +458,24 @@ pub fn parse_request<'b, const H: usize>(
         }),
         Step::NeedMore => Ok(Status::Partial),
     }
+}
+
+/// Whether the request line at the start of `buf` (after any CR and LF bytes)
+/// begins with the method `HEAD` and a space, however the rest of the head turns
+/// out: a server refusing a head can still tell a HEAD request, whose answer has
+/// no body.
+///
+/// ```
+/// use smolsock::wire::http::is_head_request;
+///
+/// assert!(is_head_request(b"HEAD / HTTP/2.0\r\n\r\n"));
+/// assert!(is_head_request(b"\r\nHEAD /"));
+/// assert!(!is_head_request(b"HEAD"));
+/// assert!(!is_head_request(b"HEADER / HTTP/1.1\r\n"));
+/// assert!(!is_head_request(b"head / HTTP/1.1\r\n"));
+/// ```
+pub fn is_head_request(buf: &[u8]) -> bool {
+    skip_empty_lines_lossy(buf).starts_with(b"HEAD ")
 }
 
 /// A parsing step: done with a value, or out of bytes.
@@ -1602,6 +1623,7 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
         fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(Status::Complete { request, head_len }) = parse_request::<8>(&bytes) {
                 prop_assert!(head_len <= bytes.len());
+                prop_assert_eq!(is_head_request(&bytes), request.method() == Method::Head);
                 let _ = request.content_length();
                 let _ = request.keep_alive();
             }

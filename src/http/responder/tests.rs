@@ -789,3 +789,94 @@ fn a_head_with_a_transfer_encoding_gets_400_and_is_counted() {
     assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!((http.stats().malformed, http.stats().discarded), (0, 5));
 }
+
+/// An error answer to a HEAD request: the head alone (RFC 9110 §9.3.2).
+fn error_head(code: StatusCode) -> Vec<u8> {
+    http_response(code, "text/plain", format!("{code}\n").as_bytes(), false)
+}
+
+#[test]
+fn every_refusal_of_a_head_request_is_a_head_alone() {
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let too_many = format!(
+        "HEAD / HTTP/1.1\r\n{}\r\n",
+        "A:\r\n".repeat(MAX_HEADERS + 1)
+    );
+    let refused: [(&[u8], StatusCode); 7] = [
+        (
+            b"HEAD / HTTP/2.0\r\n\r\n",
+            StatusCode::VERSION_NOT_SUPPORTED,
+        ),
+        (
+            b"\r\nHEAD / HTTP/2.0\r\n\r\n",
+            StatusCode::VERSION_NOT_SUPPORTED,
+        ),
+        (b"HEAD / HTTP/1/1\r\n\r\n", StatusCode::BAD_REQUEST),
+        (b"HEAD /a b HTTP/1.1\r\n\r\n", StatusCode::BAD_REQUEST),
+        (
+            b"HEAD / HTTP/1.1\r\nno colon\r\n\r\n",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            too_many.as_bytes(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+    ];
+    let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+    for (request, code) in refused {
+        let response = answer(&mut http, request, 3, 16);
+        assert_eq!(
+            String::from_utf8_lossy(&response),
+            String::from_utf8_lossy(&error_head(code)),
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let stats = http.stats();
+    assert_eq!((stats.malformed, stats.oversize), (6, 1));
+    assert_eq!((stats.client_errors, stats.server_errors), (5, 2));
+
+    // Over the request buffer: 414, then 431.
+    let mut small = HttpResponder::<_, 64, 64>::new(&site);
+    let long_line = format!("HEAD /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
+    let long_head = format!("HEAD / HTTP/1.1\r\nCookie: {}\r\n\r\n", "a".repeat(100));
+    for (request, code) in [
+        (long_line, StatusCode::URI_TOO_LONG),
+        (long_head, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ] {
+        let response = answer(&mut small, request.as_bytes(), 7, 16);
+        assert_eq!(response, error_head(code), "{request}");
+    }
+    assert_eq!(small.stats().oversize, 2);
+
+    // Not whole by the deadline: 408.
+    let head = b"HEAD /stats HTTP/1.1\r\nHost: 192.168.69.1\r\n\r\n";
+    let got = timed(&mut http, &trickle(head, Duration::from_secs(1)));
+    assert_eq!(got.output, error_head(StatusCode::REQUEST_TIMEOUT));
+    assert_eq!(http.stats().head_timeouts, 1);
+
+    // A method other than HEAD (`head` is another), or none that can be read,
+    // gets the error's body.
+    for request in [
+        &b"HEAD\r\n\r\n"[..],
+        b"HEAD\t/ HTTP/1.1\r\n\r\n",
+        b"head / HTTP/2.0\r\n\r\n",
+    ] {
+        let response = answer(&mut http, request, 3, 16);
+        let code = match request[0] {
+            b'h' => StatusCode::VERSION_NOT_SUPPORTED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        assert_eq!(
+            response,
+            error(code),
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
