@@ -367,6 +367,14 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
 /// is a head with an invalid or conflicting `Content-Length`. Both count in
 /// [`HttpStats::malformed`].
 ///
+/// # Host
+///
+/// An HTTP/1.1 head with no `Host` field, any head with two, and one whose `Host`
+/// is not a host with an optional port
+/// ([`Request::host`](crate::wire::http::Request::host)) are answered `400`
+/// and count in [`HttpStats::malformed`] (RFC 9112 §3.2). An empty `Host` is
+/// taken: the site is the same whatever the host.
+///
 /// ```
 /// use smolsock::http::{HttpResponder, StatusSite};
 /// use smolsock::session::{Session, Status};
@@ -494,8 +502,8 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                 self.stats.requests = self.stats.requests.saturating_add(1);
                 // The body is never read (the connection closes after the
                 // answer), but a head that frames it wrongly or with a transfer
-                // coding, or names no host, is refused as RFC 9112 asks (§6.3,
-                // §3.2).
+                // coding, or names no valid host, is refused as RFC 9112 asks
+                // (§6.3, §3.2).
                 let framing = request.body_length().and_then(|_| request.host());
                 let Err(error) = framing else {
                     return Some(match request.method() {

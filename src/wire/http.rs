@@ -118,8 +118,9 @@ pub enum HttpError {
     /// A `Transfer-Encoding` field, refused by [`Request::body_length`]: no
     /// transfer coding is decoded here, so where the body ends is unknown (400).
     TransferEncoding,
-    /// An HTTP/1.1 request with no `Host` field, or any request with more than
-    /// one (400, RFC 9112 §3.2).
+    /// An HTTP/1.1 request with no `Host` field, any request with more than one,
+    /// or a `Host` value that is not a host and an optional port (400, RFC 9112
+    /// §3.2). See [`Request::host`].
     InvalidHost,
 }
 
@@ -185,7 +186,7 @@ impl fmt::Display for HttpError {
             HttpError::InvalidContentLength => "invalid Content-Length",
             HttpError::ConflictingContentLength => "conflicting Content-Length values",
             HttpError::TransferEncoding => "Transfer-Encoding in a request",
-            HttpError::InvalidHost => "no Host field in an HTTP/1.1 request, or more than one",
+            HttpError::InvalidHost => "missing, repeated or invalid Host field",
         };
         f.write_str(text)
     }
@@ -364,8 +365,17 @@ impl<'b, const H: usize> Request<'b, H> {
     }
 
     /// The `Host` field's value: required once in an HTTP/1.1 request, at most
-    /// once in an HTTP/1.0 one ([`HttpError::InvalidHost`] otherwise; RFC 9112
-    /// §3.2).
+    /// once in an HTTP/1.0 one, and valid ([`HttpError::InvalidHost`] otherwise;
+    /// RFC 9112 §3.2).
+    ///
+    /// A valid value is `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3): a name
+    /// (letters, digits, `-._~!$&'()*+,;=` and `%` with two hex digits, which
+    /// covers IPv4 addresses) or an address in brackets (`[::1]`: hex digits,
+    /// colons and the other name characters but `%`, so an IPv6 address is
+    /// checked for its characters only), then optionally a colon and decimal
+    /// digits. The empty value is valid too: a client sends it when the target
+    /// has no authority, and the server then uses its own name (RFC 9112 §3.2,
+    /// §3.3). A port without a host (`:80`) is not.
     ///
     /// ```
     /// use smolsock::wire::http::{parse_request, HttpError, Status};
@@ -378,11 +388,17 @@ impl<'b, const H: usize> Request<'b, H> {
     /// assert_eq!(host(b"GET / HTTP/1.0\r\n\r\n"), Ok(None));
     /// assert_eq!(host(b"GET / HTTP/1.1\r\n\r\n"), Err(HttpError::InvalidHost));
     /// assert_eq!(host(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), Err(HttpError::InvalidHost));
+    /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), Ok(Some("[::1]:80".into())));
+    /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n"), Err(HttpError::InvalidHost));
     /// ```
     pub fn host(&self) -> Result<Option<&'b str>, HttpError> {
         let mut values = self.header_values("host");
         let first = values.next();
-        if values.next().is_some() || (first.is_none() && self.version == Version::Http11) {
+        let valid = match first {
+            Some(value) => is_host_value(value.as_bytes()),
+            None => self.version == Version::Http10,
+        };
+        if values.next().is_some() || !valid {
             return Err(HttpError::InvalidHost);
         }
         Ok(first)
@@ -663,6 +679,58 @@ const fn is_tchar(b: u8) -> bool {
 /// (checked as UTF-8 once the line is whole).
 const fn is_value_byte(b: u8) -> bool {
     matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
+}
+
+/// Whether `value` is empty or `uri-host [ ":" port ]` with a host: see
+/// [`Request::host`].
+fn is_host_value(value: &[u8]) -> bool {
+    // The host ends at the first byte that cannot be in it: `]` after an
+    // address in brackets, `:` before a port. The empty value is an empty name
+    // and no port.
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => {
+            let (address, rest) = split_while(literal, |b| b == b':' || is_host_byte(b));
+            match rest {
+                [b']', port @ ..] if !address.is_empty() => (address, port),
+                _ => return false,
+            }
+        }
+        None => {
+            let (name, port) = split_while(value, |b| b != b':');
+            if !is_reg_name(name) {
+                return false;
+            }
+            (name, port)
+        }
+    };
+    match port {
+        [] => true,
+        [b':', digits @ ..] => !host.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// A `reg-name` (RFC 3986 §3.2.2): host bytes and `%` with two hex digits.
+fn is_reg_name(mut name: &[u8]) -> bool {
+    while let Some((&b, after)) = name.split_first() {
+        name = match (b, after) {
+            (b'%', [high, low, after @ ..])
+                if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
+                after
+            }
+            _ if is_host_byte(b) => after,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// An `unreserved` or `sub-delims` byte (RFC 3986 §2.2, §2.3).
+const fn is_host_byte(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~'
+        | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
 /// Removes optional whitespace (spaces and tabs) at both ends.
@@ -1340,6 +1408,65 @@ If-None-Match: \"abc123\"\r\n\
         assert!(!request.keep_alive());
     }
 
+    fn host_of(value: &str) -> Result<Option<&str>, HttpError> {
+        let head = ["GET / HTTP/1.1\r\nHost: ", value, "\r\n\r\n"].concat();
+        let (request, _) = complete(head.as_bytes());
+        request.host().map(|host| host.map(|_| value))
+    }
+
+    #[test]
+    fn a_host_is_a_uri_host_and_an_optional_port() {
+        for value in [
+            "example.com",
+            "example.com:8080",
+            "EXAMPLE.com:",
+            "10.0.2.15",
+            "192.168.69.1:80",
+            "999.1.2.3",
+            "[::1]",
+            "[::1]:80",
+            "[fdaa::1]:",
+            "[::ffff:10.0.2.15]",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a%2Fb",
+            "!$&'()*+,;=-._~",
+            "",
+        ] {
+            assert_eq!(host_of(value), Ok(Some(value)), "{value:?}");
+        }
+        for value in [
+            "a b/c@d",
+            "a b",
+            "a/b",
+            "user@example.com",
+            "example.com:http",
+            "example.com:80:80",
+            "example.com:-1",
+            ":80",
+            ":",
+            "::1",
+            "[::1",
+            "::1]",
+            "[::1]x",
+            "[::1]80",
+            "[]",
+            "[]:80",
+            "[a b]",
+            "[::1%25eth0]",
+            "[[::1]]",
+            "a%2",
+            "a%zz",
+            "a%",
+            "b\u{fc}cher.example",
+            "a\tb",
+            "a\"b",
+        ] {
+            assert_eq!(host_of(value), Err(HttpError::InvalidHost), "{value:?}");
+        }
+        assert_eq!(HttpError::InvalidHost.status(), StatusCode::BAD_REQUEST);
+    }
+
     fn content_length_of(fields: &str) -> Result<Option<u64>, HttpError> {
         let head = ["POST / HTTP/1.1\r\n", fields, "\r\n"].concat();
         let (request, _) = complete(head.as_bytes());
@@ -1624,7 +1751,8 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
             if let Ok(Status::Complete { request, head_len }) = parse_request::<8>(&bytes) {
                 prop_assert!(head_len <= bytes.len());
                 prop_assert_eq!(is_head_request(&bytes), request.method() == Method::Head);
-                let _ = request.content_length();
+                let _ = request.body_length();
+                let _ = request.host();
                 let _ = request.keep_alive();
             }
             let _ = HttpError::for_full_buffer(&bytes);
@@ -1645,6 +1773,31 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
             let start: &[u8] = b"GET / HTTP/1.1\r\n";
             bytes.splice(0..0, start.iter().copied());
             let _ = parse_request::<4>(&bytes);
+        }
+
+        /// A name, an IPv4 address or a bracketed IPv6 one, with or without a
+        /// port, is a valid Host; with a byte no host has in it, it is not.
+        #[test]
+        fn hosts_made_by_the_grammar_are_valid(
+            host in prop_oneof![
+                "([a-zA-Z0-9._~!$&'()*+,;=-]|%[0-9a-fA-F]{2}){1,20}",
+                "[0-9]{1,3}(\\.[0-9]{1,3}){3}",
+                "\\[[0-9a-fA-F:.]{1,39}\\]",
+            ],
+            port in "(:[0-9]{0,5})?",
+            // Not spaces or tabs: at either end they are trimmed off the field.
+            bad in "[/?#@\\[\\]\"<>\\\\^`{|}\u{80}-\u{10ffff}]",
+            at in any::<prop::sample::Index>(),
+        ) {
+            let value = format!("{host}{port}");
+            prop_assert_eq!(host_of(&value), Ok(Some(value.as_str())));
+            let mut broken = value.clone();
+            let cut = (0..=value.len())
+                .filter(|&i| value.is_char_boundary(i))
+                .nth(at.index(value.chars().count() + 1))
+                .unwrap_or(value.len());
+            broken.insert_str(cut, &bad);
+            prop_assert_eq!(host_of(&broken), Err(HttpError::InvalidHost), "{:?}", broken);
         }
 
         /// Whatever the bytes, a longer buffer never takes back what a prefix said:

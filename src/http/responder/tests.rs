@@ -718,6 +718,8 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         b"GET / HTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: [::1\r\n\r\n",
     ] {
         let mut http = HttpResponder::<_, 512, 1024>::new(&site);
         let response = answer(&mut http, request, 3, 16);
@@ -738,9 +740,15 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         String::from_utf8_lossy(&response),
         String::from_utf8_lossy(&expected)
     );
-    // HTTP/1.0 needs no Host; the same length twice is one length.
+    // HTTP/1.0 needs no Host; the same length twice is one length; a Host is a
+    // name, an IPv4 address or an IPv6 one in brackets, with or without a port,
+    // or empty.
     for request in [
         &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 10.0.2.15\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n",
     ] {
         let mut http = HttpResponder::<_, 512, 1024>::new(&site);
@@ -803,7 +811,7 @@ fn every_refusal_of_a_head_request_is_a_head_alone() {
         "HEAD / HTTP/1.1\r\n{}\r\n",
         "A:\r\n".repeat(MAX_HEADERS + 1)
     );
-    let refused: [(&[u8], StatusCode); 7] = [
+    let refused: [(&[u8], StatusCode); 8] = [
         (
             b"HEAD / HTTP/2.0\r\n\r\n",
             StatusCode::VERSION_NOT_SUPPORTED,
@@ -816,6 +824,10 @@ fn every_refusal_of_a_head_request_is_a_head_alone() {
         (b"HEAD /a b HTTP/1.1\r\n\r\n", StatusCode::BAD_REQUEST),
         (
             b"HEAD / HTTP/1.1\r\nno colon\r\n\r\n",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n",
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -838,8 +850,8 @@ fn every_refusal_of_a_head_request_is_a_head_alone() {
         );
     }
     let stats = http.stats();
-    assert_eq!((stats.malformed, stats.oversize), (6, 1));
-    assert_eq!((stats.client_errors, stats.server_errors), (5, 2));
+    assert_eq!((stats.malformed, stats.oversize), (7, 1));
+    assert_eq!((stats.client_errors, stats.server_errors), (6, 2));
 
     // Over the request buffer: 414, then 431.
     let mut small = HttpResponder::<_, 64, 64>::new(&site);
