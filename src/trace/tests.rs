@@ -287,3 +287,29 @@ fn a_traced_client_records_the_frames_it_takes_at_the_time_of_the_read() {
     );
     assert_eq!((tally.coalesced_reads, tally.split_frames), (1, 1));
 }
+
+/// Takes whatever is written and fails every flush.
+struct Unflushable(std::vec::Vec<u8>);
+
+impl std::io::Write for Unflushable {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+#[test]
+fn a_failed_flush_is_counted_and_told() {
+    let mut writer = TraceWriter::new(std::io::BufWriter::new(Unflushable(std::vec::Vec::new())));
+    for i in 1..=3 {
+        writer.record(at(i, send(i as u32)));
+    }
+    assert_eq!((writer.written(), writer.errors()), (3, 0));
+    // The lines sit in the buffer: the flush that should send them on fails.
+    assert!(writer.flush().is_err());
+    assert_eq!(writer.errors(), 1);
+}

@@ -57,11 +57,18 @@ impl<W: Write> TraceWriter<W> {
         &mut self.out
     }
 
-    /// Flushes and hands the writer back.
-    pub fn into_inner(mut self) -> W {
-        if self.out.flush().is_err() {
+    /// Flushes the stream: lines held in a buffer (a `BufWriter`) go out. A
+    /// failure is counted in [`errors`](Self::errors) and returned, since lines
+    /// counted as [`written`](Self::written) may be lost with it.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().inspect_err(|_| {
             self.errors = self.errors.saturating_add(1);
-        }
+        })
+    }
+
+    /// Hands the stream back as it is: [`flush`](Self::flush) first to learn
+    /// whether the last lines reached it.
+    pub fn into_inner(self) -> W {
         self.out
     }
 }

@@ -103,7 +103,8 @@ impl BodyReader {
         &self.stats
     }
 
-    /// The error that stopped the reader, if a header was oversize.
+    /// The error that stopped the reader: an oversize header, or a frame cut
+    /// short by the end of the stream ([`finish`](Self::finish)).
     pub const fn error(&self) -> Option<ReadError> {
         self.poisoned
     }
@@ -233,8 +234,9 @@ impl BodyReader {
     }
 
     /// Says the stream has ended (the peer closed). `Ok` if it ended on a frame
-    /// boundary; [`ReadError::Truncated`] (counted) if a header or body was cut
-    /// short; the oversize error if the reader was stopped.
+    /// boundary; [`ReadError::Truncated`] (counted once, however often this is
+    /// asked: it stops the reader) if a header or body was cut short; the
+    /// oversize error if the reader was stopped.
     pub fn finish(&mut self) -> Result<(), ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
@@ -252,6 +254,7 @@ impl BodyReader {
             None => return Ok(()),
         };
         self.stats.truncated = self.stats.truncated.saturating_add(1);
+        self.poisoned = Some(error);
         Err(error)
     }
 
@@ -411,6 +414,18 @@ mod tests {
             })
         );
         assert_eq!(r.stats().truncated, 1);
+        // Asked again, as a poll loop may before it acts: the same answer, the
+        // one cut stream counted once, and the reader stopped.
+        let cut = Err(ReadError::Truncated {
+            received: 2,
+            expected: None,
+        });
+        assert_eq!(r.finish(), cut);
+        assert_eq!(r.stats().truncated, 1);
+        assert_eq!(r.error(), cut.err());
+        assert_eq!(r.feed(&[0], |_| 0), cut.map(|()| 0));
+        r.reset();
+        assert_eq!(r.finish(), Ok(()));
         // Bytes left in the input (not taken) do not count as received.
         let mut r = BodyReader::new(HeaderFormat::NETWORK);
         assert_eq!(r.feed(&[0, 0, 0, 2, b'a', b'b'], |_| 0), Ok(4));
