@@ -768,6 +768,70 @@ fn with_the_backlog_a_real_clients_syn_evicts_a_forged_handshake_before_its_dead
     assert_eq!(server.stats().accepted, 1);
 }
 
+#[test]
+fn a_duplicate_syn_held_while_its_connection_opened_is_dropped_not_replayed_once_it_ends() {
+    // smoltcp reads every frame of a poll before it answers any: a SYN and its
+    // duplicate arriving together find the first taking the only listener and
+    // the second held, its connection not yet known to the backlog.
+    let mut net = sim(9001, FaultConfig::CLEAN, 1, 2);
+    let sessions = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), sessions, SERVER);
+    let mut ports = PortAllocator::new(9001);
+    let mut a = echo_client(&mut net, 100).closing_when_done();
+    net.set_faults(
+        Direction::ClientToServer,
+        FaultConfig::CLEAN.with_duplication(1000),
+    );
+    a.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut a, LIMIT, |_, a, _| {
+        (a.state() == ClientState::Connected).then_some(())
+    })
+    .unwrap();
+    // The copy is dropped as soon as the backlog sees the socket with its
+    // connection, before that connection ends.
+    let backlog = net.server.backlog.stats();
+    let held = (
+        backlog.syns_held,
+        backlog.syns_replayed,
+        backlog.syns_dropped,
+    );
+    assert_eq!(held, (1, 0, 1), "{backlog}");
+    net.set_faults(Direction::ClientToServer, FaultConfig::CLEAN);
+    net.run_services(&mut server, &mut a, LIMIT, |server, a, _| {
+        (a.done() && server.stats().closed == 1 && server.free_slots() == 1).then_some(())
+    })
+    .unwrap();
+    let freed_at = net.now();
+    assert!(freed_at < Instant::from_millis(500), "{freed_at}");
+
+    // The slot freed by A's end is the next client's at once: the copy of A's SYN
+    // is not replayed into it as a handshake for a connection that has ended.
+    let mut b = echo_client(&mut net, 100).closing_when_done();
+    b.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    let mut both = Pair(a, b);
+    net.run_services(&mut server, &mut both, LIMIT, |_, Pair(_, b), _| {
+        (b.state() == ClientState::Connected).then_some(())
+    })
+    .unwrap();
+    let waited = net.now() - freed_at;
+    let backlog = net.server.backlog.stats();
+    assert!(
+        waited < Duration::from_millis(500),
+        "B waited {waited} for the only slot; backlog: {backlog}; server: {}",
+        server.stats()
+    );
+    // B's SYN may have come before the slot listened again: held, then
+    // replayed. Nothing else was.
+    assert_eq!(backlog.syns_dropped, 1, "{backlog}");
+    assert_eq!(backlog.syns_replayed, backlog.syns_held - 1, "{backlog}");
+    assert_eq!(server.stats().handshake_timeouts, 0, "{}", server.stats());
+    net.run_services(&mut server, &mut both, LIMIT, |server, Pair(_, b), _| {
+        (b.done() && server.stats().closed == 2).then_some(())
+    })
+    .unwrap();
+    assert_eq!(server.stats().accepted, 2);
+}
+
 /// Counts the log records whose message contains a text, whichever test logs them.
 struct LogCounter {
     text: &'static str,

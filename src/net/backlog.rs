@@ -36,8 +36,9 @@ pub struct BacklogStats {
     pub syns_held: u64,
     /// Held SYNs given to smoltcp once a socket listened.
     pub syns_replayed: u64,
-    /// SYNs dropped: the hold queue was full, or they waited past [`HOLD`] (the
-    /// client retransmits).
+    /// SYNs dropped: the hold queue was full, they waited past [`HOLD`] (the
+    /// client retransmits), or a socket had their connection (copies of the SYN
+    /// that opened it, read in the same poll).
     pub syns_dropped: u64,
     /// Half-open connections reset to make room for a held SYN.
     pub evictions: u64,
@@ -128,7 +129,11 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   is small) and hands smoltcp nothing for it, so no RST goes out. When the pool
 ///   has a listening socket again, the held SYN is replayed, and the client is
 ///   served without waiting for its own retransmission. A SYN held longer than
-///   [`HOLD`] is dropped: the client has retransmitted by then.
+///   [`HOLD`] is dropped: the client has retransmitted by then. So is a held
+///   copy of a SYN that a socket took in the same poll (a duplicate, or a
+///   retransmission), once `sync` finds the socket with its connection:
+///   replayed after that connection ended, it would hold the slot for a
+///   handshake nobody completes.
 /// - **A held SYN evicts the oldest half-open connection** on its port, as an OS's
 ///   SYN queue does: [`Backlog::sync`] resets the socket whose handshake has waited
 ///   longest (at least 100 ms), and the pool listens on it again. A flood of forged
@@ -252,17 +257,15 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
     pub fn forget(&mut self, port: u16) {
         let state = self.state.get_mut();
         state.ports.retain(|&(p, _)| p != port);
-        let before = state.held.len();
-        state.held.retain(|h| h.port != port);
-        let dropped = before.saturating_sub(state.held.len());
-        state.stats.syns_dropped = state.stats.syns_dropped.saturating_add(dropped as u64);
+        state.drop_held(|h| h.port != port);
     }
 
     /// Looks at the interface and the sockets before each `Interface::poll`
     /// (after the services had theirs): the interface's addresses (a TCP
     /// segment for any other is dropped, counted), which ports have a socket
-    /// listening, which handshakes are under way; evicts the oldest handshake
-    /// on a port for which a SYN is held.
+    /// listening, which handshakes are under way; drops the held SYNs whose
+    /// connection a socket has, and evicts the oldest handshake on a port for
+    /// which a SYN is still held.
     pub fn sync(&mut self, iface: &Interface, sockets: &mut SocketSet<'_>, now: Instant) {
         let state = self.state.get_mut();
         state.addrs.clear();
@@ -316,19 +319,17 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
         state.half_open = seen;
         // A connection that ended is watched no more: a SYN from its port is a
         // new connection (to hold while the pool is busy), not one of its own.
-        state.tracked.retain(|t| {
-            sockets.iter().any(|(_, socket)| {
-                tcp::Socket::downcast(socket).is_some_and(|socket| {
-                    !matches!(socket.state(), tcp::State::Closed | tcp::State::Listen)
-                        && socket
-                            .local_endpoint()
-                            .is_some_and(|e| e.port == t.local_port)
-                        && socket
-                            .remote_endpoint()
-                            .is_some_and(|e| e.addr == t.remote && e.port == t.remote_port)
-                })
-            })
-        });
+        state
+            .tracked
+            .retain(|t| has_connection(sockets, t.local_port, (t.remote, t.remote_port)));
+        // A held SYN whose connection a socket has is a copy of the SYN that
+        // opened it, read in the same poll, before the SYN-ACK made the
+        // connection known. Replayed after the connection ended, it would hold
+        // the slot for a handshake nobody completes. (Nor can a new connection
+        // from the same port be replayed while the old one lives: smoltcp gives
+        // a SYN to the first socket that takes it, maybe the old one. The
+        // client's retransmission brings it back.)
+        state.drop_held(|h| !has_connection(sockets, h.port, h.from));
         // A held SYN for a port with no listener: make room, oldest handshake first.
         let waiting: heapless::Vec<u16, P> = state
             .ports
@@ -502,11 +503,7 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
 
     /// The next held SYN whose port takes SYNs again; stale ones are dropped.
     fn replay(&mut self, now: Instant) -> Option<HeldSyn> {
-        let before = self.held.len();
-        self.held
-            .retain(|h| now >= h.since && now < later(h.since, HOLD));
-        let stale = before.saturating_sub(self.held.len());
-        self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(stale as u64);
+        self.drop_held(|h| now >= h.since && now < later(h.since, HOLD));
         let ports = &mut self.ports;
         let index = self
             .held
@@ -519,6 +516,14 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         }
         self.stats.syns_replayed = self.stats.syns_replayed.saturating_add(1);
         Some(held)
+    }
+
+    /// Drops the held SYNs `keep` refuses, counted.
+    fn drop_held(&mut self, keep: impl FnMut(&HeldSyn) -> bool) {
+        let before = self.held.len();
+        self.held.retain(keep);
+        let dropped = before.saturating_sub(self.held.len());
+        self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(dropped as u64);
     }
 
     /// Puts back a SYN [`replay`](Self::replay) gave that could not go in (the
@@ -567,6 +572,21 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             expected: segment.ack_number,
         });
     }
+}
+
+/// Whether a socket has the connection of `local_port` with `remote`.
+fn has_connection(sockets: &SocketSet<'_>, local_port: u16, remote: (IpAddress, u16)) -> bool {
+    sockets.iter().any(|(_, socket)| {
+        tcp::Socket::downcast(socket).is_some_and(|socket| {
+            !matches!(socket.state(), tcp::State::Closed | tcp::State::Listen)
+                && socket
+                    .local_endpoint()
+                    .is_some_and(|e| e.port == local_port)
+                && socket
+                    .remote_endpoint()
+                    .is_some_and(|e| (e.addr, e.port) == remote)
+        })
+    })
 }
 
 /// The TCP fields the backlog looks at.
@@ -995,10 +1015,11 @@ mod tests {
         assert!(matches!(Seen::of(Medium::Ip, &syn), Seen::Segment(_)));
     }
 
-    /// A device with nothing to receive but the backlog's replays, and room to
-    /// send only while `room`.
+    /// A device that receives the frames of `incoming`, and has room to send
+    /// only while `room`.
     struct Link {
         room: bool,
+        incoming: Vec<Vec<u8>>,
         sent: Vec<Vec<u8>>,
     }
 
@@ -1025,7 +1046,10 @@ mod tests {
         type TxToken<'a> = Tx<'a>;
 
         fn receive(&mut self, _now: Instant) -> Option<(Rx, Tx<'_>)> {
-            None
+            if self.incoming.is_empty() {
+                return None;
+            }
+            Some((Rx(self.incoming.remove(0)), Tx(&mut self.sent)))
         }
 
         fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
@@ -1058,6 +1082,7 @@ mod tests {
         state.ports[0].1 = 1;
         let mut link = Link {
             room: false,
+            incoming: Vec::new(),
             sent: Vec::new(),
         };
         assert!(backlog.device(&mut link).receive(now).is_none());
@@ -1070,6 +1095,62 @@ mod tests {
         assert_eq!(replayed, syn);
         let stats = backlog.stats();
         assert_eq!((stats.syns_replayed, stats.syns_dropped), (1, 0));
+    }
+
+    #[test]
+    fn a_retransmission_read_with_the_replay_of_its_held_copy_is_dropped_not_replayed_later() {
+        use smoltcp::iface::Config;
+        use smoltcp::wire::{HardwareAddress, IpCidr};
+        let mut link = Link {
+            room: true,
+            incoming: Vec::new(),
+            sent: Vec::new(),
+        };
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut link, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            addrs.push(IpCidr::new(IpAddress::Ipv6(US), 64)).unwrap();
+        });
+        let mut sockets = SocketSet::new(Vec::new());
+        let buffer = || tcp::SocketBuffer::new(vec![0; 1024]);
+        let handle = sockets.add(tcp::Socket::new(buffer(), buffer()));
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let mut turn = |link: &mut Link, sockets: &mut SocketSet<'_>, ms: i64| {
+            let now = Instant::from_millis(ms);
+            backlog.sync(&iface, sockets, now);
+            iface.poll(now, &mut backlog.device(link), sockets);
+            backlog.stats()
+        };
+        let syn = segment(
+            (PEER, US),
+            (50001, PORT),
+            TcpControl::Syn,
+            (77, None),
+            false,
+        );
+        // The port's only socket is busy: the SYN is held.
+        sockets.get_mut::<tcp::Socket>(handle).listen(PORT).unwrap();
+        turn(&mut link, &mut sockets, 0);
+        sockets.get_mut::<tcp::Socket>(handle).abort();
+        link.incoming.push(syn.clone());
+        assert_eq!(turn(&mut link, &mut sockets, 10).syns_held, 1);
+        // The socket listens again, and the client's retransmission arrives in
+        // the poll that replays the copy held: the copy takes the listener, and
+        // the retransmission is held, as the SYN-ACK has not gone out yet.
+        sockets.get_mut::<tcp::Socket>(handle).listen(PORT).unwrap();
+        link.incoming.push(syn);
+        let stats = turn(&mut link, &mut sockets, 20);
+        assert_eq!((stats.syns_held, stats.syns_replayed), (2, 1));
+        let socket = sockets.get::<tcp::Socket>(handle);
+        assert_eq!(socket.state(), tcp::State::SynReceived);
+        // The next look at the sockets finds its connection, and drops it.
+        assert_eq!(turn(&mut link, &mut sockets, 30).syns_dropped, 1);
+        // The connection ends: nothing is replayed into the freed socket.
+        sockets.get_mut::<tcp::Socket>(handle).abort();
+        turn(&mut link, &mut sockets, 40);
+        sockets.get_mut::<tcp::Socket>(handle).listen(PORT).unwrap();
+        let stats = turn(&mut link, &mut sockets, 50);
+        assert_eq!((stats.syns_replayed, stats.syns_dropped), (1, 1));
+        assert!(sockets.get::<tcp::Socket>(handle).is_listening());
     }
 
     #[test]
@@ -1124,6 +1205,7 @@ mod tests {
         use smoltcp::wire::{HardwareAddress, IpCidr};
         let mut link = Link {
             room: true,
+            incoming: Vec::new(),
             sent: Vec::new(),
         };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut link, Instant::ZERO);
