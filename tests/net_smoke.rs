@@ -1,10 +1,10 @@
 //! First end-to-end checks of the net layer over the in-process link.
 
 use smolsock::net::{
-    ClientState, PortAllocator, RecvError, SendError, StreamingFrames, TcpClient, TcpServer,
-    TcpSession,
+    ClientState, ConnectError, PortAllocator, RecvError, SendError, StreamingFrames, TcpClient,
+    TcpServer, TcpSession,
 };
-use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
+use smolsock::runner::sim::{FaultConfig, MIN_MTU, SERVER_V4, SimConfig, SimNet};
 use smolsock::session::{Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, Status};
 use smolsock::wire::body::BodyPiece;
 use smolsock::wire::frame::{FrameSource, HeaderFormat, ReadError, WriteError};
@@ -927,4 +927,60 @@ fn a_reset_by_the_server_ends_the_clients_poll_loop_with_abort() {
     assert!(got.is_empty());
     assert_eq!(status, Status::Abort);
     assert_eq!(state, tcp::State::Closed);
+}
+
+#[test]
+fn a_reconnect_refused_before_its_syn_says_so_not_the_old_connection() {
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(SimConfig::new(11), &mut s_store, &mut c_store);
+    let s1 = net.server.sockets.add(tcp_socket());
+    let mut server = TcpServer::new(&mut net.server.sockets, 7, [s1], [Echo::new()]).unwrap();
+    let c = net.client.sockets.add(tcp_socket());
+    let mut client = connect(&mut net, c, 7, 4);
+    net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_secs(10),
+        |_, _, net| {
+            let now = net.now();
+            let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+            (client.poll(sock, now) == ClientState::Connected).then_some(())
+        },
+    )
+    .unwrap();
+    net.client.sockets.get_mut::<tcp::Socket>(c).abort();
+    net.run_for(Duration::from_millis(10));
+    // Port 0 is no address to connect to: this attempt fails before its SYN.
+    let mut ports = PortAllocator::<4>::new(5);
+    let now = net.now();
+    let (sock, cx) = net.client.socket_and_context::<tcp::Socket>(c).unwrap();
+    assert_eq!(sock.state(), tcp::State::Closed);
+    let refused = client.connect(cx, sock, (SERVER_V4, 0), &mut ports, now);
+    assert_eq!(refused, Err(ConnectError::Unaddressable));
+    let failed = ClientState::Failed(ConnectError::Unaddressable);
+    assert_eq!(client.state(), failed);
+    assert_eq!(client.poll(sock, now), failed);
+}
+
+#[test]
+fn a_link_mtu_written_below_the_minimum_is_taken_as_the_minimum() {
+    let mut faults = FaultConfig::CLEAN;
+    // The public field, past the builder's clamp.
+    faults.mtu = 0;
+    assert_eq!(faults.max_frame_len(), usize::from(MIN_MTU) + 14);
+    let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
+    let mut net = sim_net(
+        SimConfig::new(12).with_faults(faults),
+        &mut s_store,
+        &mut c_store,
+    );
+    let c = connected_to_echo(&mut net);
+    let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+    assert_eq!(sock.send_slice(&[7; 1000]), Ok(1000));
+    // Carried in segments that fit the minimum, and acknowledged.
+    net.run_until(Duration::from_secs(10), |net| {
+        let sock = net.client.sockets.get_mut::<tcp::Socket>(c);
+        (sock.send_queue() == 0).then_some(())
+    })
+    .unwrap();
 }

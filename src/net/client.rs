@@ -260,13 +260,22 @@ impl TcpClient {
             ports.release(self.local_port, now);
             self.local_port = 0;
         }
-        let local_port = ports.allocate(now).ok_or(ConnectError::NoFreePort)?;
-        socket
-            .connect(cx, remote.into(), local_port)
-            .map_err(|e| match e {
-                tcp::ConnectError::InvalidState => ConnectError::InvalidState,
-                _ => ConnectError::Unaddressable,
-            })?;
+        // From here on the last connection is gone: a refusal is this attempt's,
+        // and the state says so.
+        let attempt = ports
+            .allocate(now)
+            .ok_or(ConnectError::NoFreePort)
+            .and_then(|port| {
+                socket.connect(cx, remote.into(), port).map_err(|e| {
+                    ports.release(port, now);
+                    match e {
+                        tcp::ConnectError::InvalidState => ConnectError::InvalidState,
+                        _ => ConnectError::Unaddressable,
+                    }
+                })?;
+                Ok(port)
+            });
+        let local_port = attempt.inspect_err(|&e| self.state = ClientState::Failed(e))?;
         self.local_port = local_port;
         self.deadline = later(now, self.timeout);
         self.state = ClientState::Connecting;

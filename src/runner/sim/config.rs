@@ -151,9 +151,12 @@ impl FaultConfig {
 
     /// The largest Ethernet frame this direction carries: the MTU plus the 14-byte header.
     pub const fn max_frame_len(&self) -> usize {
-        // `mtu` is at most 1500 whatever a caller wrote into the public field.
+        // `mtu` is within `MIN_MTU..=MAX_MTU` whatever a caller wrote into the
+        // public field (below, smoltcp's segment size arithmetic would underflow).
         let mtu = if self.mtu > MAX_MTU {
             MAX_MTU
+        } else if self.mtu < MIN_MTU {
+            MIN_MTU
         } else {
             self.mtu
         };
