@@ -1366,23 +1366,28 @@ fn run_demo(options: &Options, capture: Capture, draw: bool) -> usize {
     for (i, (title, step)) in STEPS.iter().enumerate() {
         println!("[{}/{}] {title}", i + 1, STEPS.len());
         let started = demo.net.now();
-        match step(&mut demo) {
-            Ok(()) => println!(
-                "  ok ({} of virtual time)\n",
-                millis(since(started, demo.net.now()))
-            ),
-            Err(reason) => {
-                failed += 1;
-                println!("  FAILED: {reason}\n");
+        // A step fails once, whether it or its picture (or both) went wrong.
+        let mut ok = match step(&mut demo) {
+            Ok(()) => {
+                println!(
+                    "  ok ({} of virtual time)\n",
+                    millis(since(started, demo.net.now()))
+                );
+                true
             }
-        }
+            Err(reason) => {
+                println!("  FAILED: {reason}\n");
+                false
+            }
+        };
         if let (Some(dir), Some(trace)) = (&options.svg, &demo.trace) {
             let records = trace.take();
             if let Err(e) = draw_step(dir, i + 1, title, &records) {
-                failed += 1;
+                ok = false;
                 println!("  FAILED to draw the step: {e}\n");
             }
         }
+        failed += usize::from(!ok);
     }
     println!(
         "The link, frames per direction (s>c: server to client):\n{}",
@@ -1474,6 +1479,14 @@ mod tests {
     fn demo(args: &[&str]) -> usize {
         let options = Options::parse_from(std::iter::once("demo").chain(args.iter().copied()));
         run_demo(&options, Capture::none(), false)
+    }
+
+    #[test]
+    fn a_step_whose_picture_fails_too_is_one_failure() {
+        // On a link that loses 90 % of its frames the steps fail, and no file
+        // can be made in /proc/self: each step fails twice over, counted once.
+        let failed = demo(&["--loss", "900", "--svg", "/proc/self"]);
+        assert_eq!(failed, STEPS.len());
     }
 
     #[test]

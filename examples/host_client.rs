@@ -229,7 +229,7 @@ fn udp(args: &Args) -> Result<(), Box<dyn Error>> {
         args.count,
         args.count - lost
     );
-    if lost == args.count {
+    if lost > 0 && lost == args.count {
         return Err("no datagram came back (is tap_server running?)".into());
     }
     Ok(())
@@ -320,11 +320,20 @@ fn http(args: &Args) -> Result<(), Box<dyn Error>> {
     println!("sent:\n{}", request.trim_end());
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    // The head is text; the body may be anything, and is measured as bytes.
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or("the response has no end of head (blank line)")?;
-    println!("\nreceived {} bytes:\n{head}\n\n{body}", response.len());
+    let (head, body) = (
+        String::from_utf8_lossy(&response[..end]),
+        &response[end + 4..],
+    );
+    println!(
+        "\nreceived {} bytes:\n{head}\n\n{}",
+        response.len(),
+        String::from_utf8_lossy(body)
+    );
     let length = head
         .lines()
         .find_map(|line| line.strip_prefix("Content-Length: "))
