@@ -8,7 +8,8 @@
 //!   the device and the sockets, drives the [`Service`](crate::net::Service)s, sleeps
 //!   until the next frame or timer, and on stop closes TCP connections gracefully.
 //!
-//! This is the only place in smolsock that reads a clock (`Instant::now()`), and
+//! This is the only place in smolsock that reads a clock (the monotonic one, as
+//! the time since the runner started), and
 //! besides the CRC-32's processor instructions the only place with `unsafe` code
 //! (the system calls, in a private `sys` module).
 //! Create the interface first with `sudo ./tap-setup.sh up`; the defaults here match

@@ -194,6 +194,11 @@ impl fmt::Display for StopReport {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TapRunner<'a, D: TapBacked = TapDevice> {
+    /// The stack's time is what has passed since then, on the monotonic clock:
+    /// smoltcp's own `Instant::now` is the wall clock, which a step of the
+    /// system's time (NTP, `date -s`) would move back or forward, stalling or
+    /// firing every timer at once.
+    started: std::time::Instant,
     iface: Interface,
     device: D,
     sockets: SocketSet<'a>,
@@ -233,7 +238,8 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
 
         let mut iface_config = Config::new(HardwareAddress::Ethernet(config.hardware_addr));
         iface_config.random_seed = sys::random_u64().map_err(SetupError::Seed)?;
-        let mut iface = Interface::new(iface_config, &mut device, Instant::now());
+        let started = std::time::Instant::now();
+        let mut iface = Interface::new(iface_config, &mut device, since(started));
 
         let mut too_many = false;
         iface.update_ip_addrs(|ip_addrs| {
@@ -266,6 +272,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
             device.tap().frame_capacity()
         );
         Ok(Self {
+            started,
             iface,
             device,
             sockets,
@@ -320,7 +327,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
     /// a frame arrives). [`TapRunner::run`] is this plus [`TapRunner::wait`] in a loop,
     /// for callers that want their own loop.
     pub fn poll(&mut self, services: &mut [&mut dyn Service]) -> Option<Duration> {
-        let now = Instant::now();
+        let now = since(self.started);
         match &mut self.backlog {
             Some(backlog) => {
                 backlog.sync(&self.iface, &mut self.sockets, now);
@@ -379,7 +386,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
     /// which would only open them again) until all of them are closed or
     /// [`TapConfig::close_grace`] passed; then resets what is still open.
     pub fn shutdown(&mut self) -> Result<StopReport, RunError> {
-        let start = Instant::now();
+        let start = since(self.started);
         let deadline = later(start, self.close_grace);
         let mut connected = 0usize;
         for (_, socket) in self.sockets.iter_mut() {
@@ -391,7 +398,7 @@ impl<'a, D: TapBacked> TapRunner<'a, D> {
             }
         }
         let aborted = loop {
-            let now = Instant::now();
+            let now = since(self.started);
             self.iface.poll(now, &mut self.device, &mut self.sockets);
             let open = self.open_tcp_sockets();
             if open == 0 {
@@ -461,6 +468,12 @@ fn is_done(state: tcp::State) -> bool {
     matches!(state, tcp::State::Closed | tcp::State::TimeWait)
 }
 
+/// The time passed since `started`, as the stack's `Instant` (which starts at
+/// zero with the runner).
+fn since(started: std::time::Instant) -> Instant {
+    Instant::from_micros(i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +497,22 @@ mod tests {
             until(now, Instant::from_millis(1_250)),
             Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn the_stack_s_time_is_the_monotonic_clock_s_from_the_start() {
+        // Not the wall clock (smoltcp's `Instant::now`, decades since 1970): the
+        // time since the runner started, which no step of the system's time moves.
+        let started = std::time::Instant::now();
+        let now = since(started);
+        assert!(
+            now >= Instant::ZERO && now < Instant::from_secs(60),
+            "{now}"
+        );
+        let earlier = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs(5))
+            .unwrap_or(started);
+        assert!(since(earlier) >= since(started));
     }
 
     #[test]
