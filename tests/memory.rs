@@ -186,7 +186,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TftpServer<RamStore, 1, 516>",
             "TFTP on udp/69, one transfer slot, 516-byte datagrams: the slot, the buffer, counters",
             size_of::<TftpServer<'static, Store, 1, 516>>(),
-            1088,
+            1104,
         ),
         (
             "TftpServer<_, N, _>: per slot",

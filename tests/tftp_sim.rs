@@ -393,3 +393,204 @@ fn a_stray_packet_takes_no_slot_body() {
     assert_eq!(server.stats().malformed, malformed + 2);
     assert_eq!(server.stats().pool_full, 0);
 }
+
+/// An RRQ or WRQ to the server's port 69 as an Ethernet frame from `src`, an
+/// address of the link that no host answers ARP for.
+fn forged_to_69(src: smoltcp::wire::Ipv4Address, src_port: u16, payload: &[u8]) -> Vec<u8> {
+    use smolsock::runner::sim::SERVER_MAC;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
+        Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let udp = UdpRepr {
+        src_port,
+        dst_port: 69,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];
+    let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p, &ChecksumCapabilities::default());
+    let mut u = UdpPacket::new_unchecked(p.payload_mut());
+    udp.emit(
+        &mut u,
+        &src.into(),
+        &SERVER_V4.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    frame
+}
+
+#[test]
+fn a_request_from_an_address_that_never_resolves_does_not_hold_a_slot_for_ever() {
+    big_stack(unresolvable_peer_body);
+}
+
+fn unresolvable_peer_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let data = pattern(50_000);
+    shared
+        .with_store(|s| {
+            let name = FileName::new("f").unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, &data).unwrap();
+            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
+        })
+        .unwrap();
+    let mut net = net(21, FaultConfig::CLEAN);
+    // The smallest buffers the server documents: one DATA queued leaves no room.
+    let small = || {
+        let buffer =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 2 * BUF]);
+        udp::Socket::new(buffer(), buffer())
+    };
+    let listen = net.server.sockets.add(small());
+    let slots = [net.server.sockets.add(small())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    let frame = forged_to_69(ghost, 40_000, b"\0\x01f\0octet\0");
+    net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_millis(10),
+        |_, _, _| None::<()>,
+    )
+    .unwrap_err();
+    net.inject_frame(smolsock::runner::sim::Direction::ClientToServer, &frame);
+    net.run_services(&mut server, &mut (), Duration::from_secs(1), |s, _, _| {
+        (s.active() == 1).then_some(())
+    })
+    .expect("the request took the slot");
+    let taken = net.now();
+    let freed = net.run_services(&mut server, &mut (), Duration::from_secs(600), |s, _, _| {
+        (s.active() == 0).then_some(())
+    });
+    assert!(
+        freed.is_ok(),
+        "the slot is still held after 10 minutes: {:?}",
+        server.stats()
+    );
+    // The first DATA and 5 tries a second apart, then a second for the ERROR
+    // that cannot leave either.
+    let held = net.now() - taken;
+    assert!(held <= Duration::from_secs(8), "held for {held}");
+    let stats = server.stats();
+    assert_eq!((stats.timeouts, stats.failed), (1, 1), "{stats:?}");
+    assert_eq!(stats.retransmits, 0, "nothing was sent again: {stats:?}");
+    // The slot's socket still holds that DATA for the ghost: the next request
+    // on the slot is served all the same.
+    let mut into = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let (outcome, _) = run_client(&mut net, &mut server, &mut get);
+    assert_eq!(outcome, Ok(50_000));
+    assert!(into == data);
+}
+
+#[test]
+fn an_error_to_an_address_that_never_resolves_does_not_silence_port_69() {
+    big_stack(port_69_held_up_body);
+}
+
+fn port_69_held_up_body() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(23, FaultConfig::CLEAN);
+    let small = || {
+        let buffer =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 2 * BUF]);
+        udp::Socket::new(buffer(), buffer())
+    };
+    let listen = net.server.sockets.add(small());
+    let slots = [net.server.sockets.add(small())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_millis(10),
+        |_, _, _| None::<()>,
+    )
+    .unwrap_err();
+    // An ACK to port 69: its ERROR 4 waits for a neighbour that never answers.
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    let frame = forged_to_69(ghost, 40_000, &[0, 4, 0, 1]);
+    net.inject_frame(smolsock::runner::sim::Direction::ClientToServer, &frame);
+    // A real client sends the same every second, until it is answered.
+    let stray = net.client.sockets.add(udp_socket());
+    let to = IpEndpoint::new(SERVER_V4.into(), 69);
+    let mut next = net.now();
+    let answered = net
+        .run_services(
+            &mut server,
+            &mut (),
+            Duration::from_secs(60),
+            |_, _, net| {
+                let now = net.now();
+                let socket = net.client.sockets.get_mut::<udp::Socket>(stray);
+                if !socket.is_open() {
+                    socket.bind(50_030).unwrap();
+                }
+                if now >= next {
+                    socket.send_slice(&[0, 4, 0, 1], to).unwrap();
+                    next = now + Duration::from_secs(1);
+                }
+                socket.recv().ok().map(|(data, _)| (data.to_vec(), now))
+            },
+        )
+        .expect("port 69 answers again");
+    assert_eq!(&answered.0[..4], &[0, 5, 0, 4], "ERROR 4");
+    // Held for as long as a silent client is given (6 s by default), no longer.
+    assert!(answered.1 - Duration::from_millis(10) <= smoltcp::time::Instant::from_secs(8));
+}
+
+#[test]
+fn a_client_whose_server_never_resolves_times_out() {
+    let mut net = net(25, FaultConfig::CLEAN);
+    let buffer =
+        || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 2 * (BUF + 1)]);
+    let handle = net.client.sockets.add(udp::Socket::new(buffer(), buffer()));
+    let mut into = vec![0u8; 100];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut client = TftpClient::<_, { BUF + 1 }>::new(
+        handle,
+        50_000,
+        IpEndpoint::new(smoltcp::wire::Ipv4Address::new(10, 0, 0, 99).into(), 69),
+        &mut get,
+    );
+    let outcome = net
+        .run_services(&mut (), &mut client, Duration::from_secs(600), |_, c, _| {
+            c.is_done().then(|| c.outcome())
+        })
+        .expect("the client gives up");
+    assert_eq!(outcome, Some(Err(TftpError::TimedOut)));
+    // The request and 5 tries a second apart.
+    assert!(
+        net.now() <= smoltcp::time::Instant::from_secs(7),
+        "{}",
+        net.now()
+    );
+    assert_eq!(get.stats().retransmits, 0, "nothing was sent again");
+}

@@ -14,7 +14,13 @@
 //! transfer service may serve. Every slot is freed by time: a client that stops
 //! answering is retransmitted to a bounded number of times, then its transfer
 //! ends. A datagram goes to a socket only when its send queue has room for one of
-//! the largest, so nothing the session hands out is lost to a full buffer.
+//! the largest, so nothing the session hands out is lost to a full buffer; the
+//! session's timers run all the same, so a transfer whose datagrams cannot leave
+//! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
+//! that never answers ARP holds it there) still ends after its tries. Such a
+//! datagram goes when the slot's socket is bound again for its next transfer, and
+//! one held on port 69 for as long as a silent client is given is dropped with
+//! whatever else is queued there, so it cannot silence the server's refusals.
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
@@ -89,7 +95,8 @@ fn send_error(
 }
 
 /// Fires the session's timer if it is due, then sends what the session has to
-/// `to` while the socket has room for a datagram of `buf`'s size.
+/// `to` while the socket has room for a datagram of `buf`'s size. Without room
+/// nothing is taken from the session; its timer still counts its tries.
 fn fire_and_send<D: Datagrams>(
     session: &mut D,
     socket: &mut udp::Socket<'_>,
@@ -137,6 +144,8 @@ pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     slots: [Slot<'s, S>; N],
     buf: [u8; BUF],
     next_port: u16,
+    /// Since when port 69's send queue has not been empty.
+    queued_since: Option<crate::time::Instant>,
     /// What happens at port 69 and at the slots' ports, outside any transfer.
     stats: TftpStats,
 }
@@ -167,6 +176,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             }),
             buf: [0; BUF],
             next_port: FIRST_TID,
+            queued_since: None,
             stats: TftpStats::default(),
         }
     }
@@ -244,6 +254,24 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             crate::macros::net_warn!("udp/{}: cannot bind: {}", PORT, e);
             return;
         }
+        // Only ERRORs go out from port 69, and the interface has just sent what
+        // it could: what is still queued waits for a neighbour.
+        let held = if socket.send_queue() == 0 {
+            self.queued_since = None;
+            false
+        } else {
+            // Held up for as long as a transfer gives a silent client.
+            let config = self
+                .slots
+                .first()
+                .map_or(ServerConfig::DEFAULT, |slot| *slot.transfer.config());
+            let limit = config
+                .timeout
+                .saturating_mul(u32::from(config.max_tries).saturating_add(1));
+            let now = crate::time::Instant::from(now);
+            let since = *self.queued_since.get_or_insert(now);
+            now.saturating_since(since) >= limit
+        };
         // Bounded: at most one pass over what is queued now.
         for _ in 0..64 {
             let (len, from) = match socket.recv_slice(&mut self.buf) {
@@ -300,6 +328,16 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
                 slot.transfer.set_max_block_size(max_block);
                 slot.transfer.start(request, now.into());
+            }
+        }
+        if held && socket.recv_queue() == 0 {
+            // A neighbour that never answered holds the queue: the ERRORs in it
+            // go (each was counted when it was refused), so later ones can.
+            crate::macros::net_debug!("udp/{}: send queue held up, emptied", PORT);
+            socket.close();
+            self.queued_since = None;
+            if let Err(e) = socket.bind(PORT) {
+                crate::macros::net_warn!("udp/{}: cannot bind: {}", PORT, e);
             }
         }
     }
@@ -359,6 +397,9 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     Err(e) => crate::macros::net_info!("tftp: {}: failed: {}", peer, e),
                 }
             }
+            // Its last datagram may still wait for the peer's neighbour entry;
+            // the port stays until it leaves, or until the slot's next transfer
+            // binds the socket again (which empties its queues).
             if socket.send_queue() == 0 {
                 socket.close();
                 slot.peer = None;
@@ -394,11 +435,15 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// [`outcome`](Self::outcome) is there as soon as the transfer is over; a get
 /// then dallies (it acknowledges a repeated last DATA again for a while), so
 /// keep polling until [`is_done`](Self::is_done) to let the server end clean.
-/// The socket closes then.
+/// The socket closes then, once what it queued has left.
+///
+/// The first poll binds the socket afresh, which empties its queues of what an
+/// earlier transfer left there.
 pub struct TftpClient<C, const BUF: usize> {
     handle: SocketHandle,
     local_port: u16,
     server: IpEndpoint,
+    bound: bool,
     peer: Option<IpEndpoint>,
     session: C,
     outcome: Option<Result<u64, crate::tftp::TftpError>>,
@@ -419,6 +464,7 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
             handle,
             local_port,
             server,
+            bound: false,
             peer: None,
             session,
             outcome: None,
@@ -465,11 +511,19 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             }
             return;
         }
-        if !socket.is_open()
-            && let Err(e) = socket.bind(self.local_port)
-        {
-            crate::macros::net_warn!("tftp client: cannot bind port {}: {}", self.local_port, e);
-            return;
+        if !self.bound || !socket.is_open() {
+            // Afresh: nothing an earlier user of the socket queued is taken as
+            // this transfer's, nor holds up its sends.
+            socket.close();
+            if let Err(e) = socket.bind(self.local_port) {
+                crate::macros::net_warn!(
+                    "tftp client: cannot bind port {}: {}",
+                    self.local_port,
+                    e
+                );
+                return;
+            }
+            self.bound = true;
         }
         for _ in 0..64 {
             let (len, from) = match socket.recv_slice(&mut self.buf) {

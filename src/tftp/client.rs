@@ -148,6 +148,7 @@ impl Common {
         match request.emit(buf) {
             Ok(n) => {
                 self.timer.arm(now);
+                self.count_resend();
                 n
             }
             Err(_) => {
@@ -157,10 +158,12 @@ impl Common {
         }
     }
 
-    /// Ends with `error`; `tell` sends the server an ERROR first.
-    fn fail(&mut self, error: TftpError, tell: bool) {
+    /// Ends with `error` at `now`; `tell` sends the server an ERROR first, if
+    /// the adapter takes it within a timeout.
+    fn fail(&mut self, error: TftpError, tell: bool, now: Instant) {
         if tell && !matches!(error, TftpError::Peer(_)) {
             self.phase = Phase::Failing(error);
+            self.timer.arm(now);
         } else {
             self.finish(Err(error));
         }
@@ -190,25 +193,43 @@ impl Common {
         Some(n)
     }
 
-    /// The request timed out: `true` to send it again.
-    fn request_timeout(&mut self, now: Instant) -> bool {
-        if self.phase != Phase::Request || !self.timer.is_due(now) {
+    /// The deadline of the request or of a pending ERROR passed: `true` if it
+    /// was one of them. The request goes again, or the transfer has timed out;
+    /// an ERROR that the adapter could not send within a timeout is given up,
+    /// and the outcome given.
+    fn request_or_error_timeout(&mut self, now: Instant) -> bool {
+        if !self.timer.is_due(now) {
             return false;
         }
-        if self.timer.retry() {
-            bump(&mut self.stats.retransmits);
-            self.request_due = true;
-        } else {
-            self.finish(Err(TftpError::TimedOut));
+        match self.phase {
+            Phase::Request => {
+                if self.timer.retry(now) {
+                    self.request_due = true;
+                } else {
+                    self.finish(Err(TftpError::TimedOut));
+                }
+                true
+            }
+            Phase::Failing(error) => {
+                self.finish(Err(error));
+                true
+            }
+            _ => false,
         }
-        true
+    }
+
+    /// A packet goes out: counts it if it is sent again after a timeout.
+    fn count_resend(&mut self) {
+        if self.timer.resent() {
+            bump(&mut self.stats.retransmits);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Request | Phase::Running => self.timer.deadline,
+            Phase::Request | Phase::Running | Phase::Failing(_) => self.timer.deadline,
             Phase::Dallying { until, .. } => Some(until),
-            Phase::Failing(_) | Phase::Done => None,
+            Phase::Done => None,
         }
     }
 
@@ -332,14 +353,14 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                return self.common.fail(TftpError::Malformed(e), true);
+                return self.common.fail(TftpError::Malformed(e), true, now);
             }
         };
         match (self.common.phase, packet) {
             (Phase::Done | Phase::Failing(_) | Phase::Dallying { .. }, _) => {
                 bump(&mut self.common.stats.malformed);
             }
-            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
+            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false, now),
             (Phase::Request, Packet::Oack { options }) => {
                 match self
                     .common
@@ -351,7 +372,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         // ACK 0 accepts the options.
                         self.receiver.ack_due = true;
                     }
-                    Err(e) => self.common.fail(e, true),
+                    Err(e) => self.common.fail(e, true, now),
                 }
             }
             (Phase::Request, Packet::Data { block, data }) => {
@@ -364,7 +385,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             (Phase::Running, Packet::Oack { .. }) => bump(&mut self.common.stats.duplicates),
             _ => {
                 bump(&mut self.common.stats.malformed);
-                self.common.fail(TftpError::Unexpected, true);
+                self.common.fail(TftpError::Unexpected, true, now);
             }
         }
     }
@@ -379,7 +400,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         self.total = total;
         self.crc = Crc32::new();
         if let Err(e) = self.sink.restart() {
-            self.common.fail(TftpError::Local(e), true);
+            self.common.fail(TftpError::Local(e), true, now);
         }
     }
 
@@ -397,6 +418,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         block_size,
                     },
                     true,
+                    now,
                 );
             }
             Received::InOrder { last } => {
@@ -411,10 +433,11 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                             received,
                         },
                         true,
+                        now,
                     );
                 }
                 if let Err(e) = self.sink.write(self.receiver.bytes, data) {
-                    return self.common.fail(TftpError::Local(e), true);
+                    return self.common.fail(TftpError::Local(e), true, now);
                 }
                 self.crc.update(data);
                 self.receiver.accept(data.len(), last);
@@ -454,11 +477,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                     block: wire_block(self.receiver.received),
                 };
                 let Ok(n) = ack.emit(buf) else {
-                    self.common.fail(TftpError::BufferTooSmall, false);
+                    self.common.fail(TftpError::BufferTooSmall, false, now);
                     return 0;
                 };
                 self.receiver.acked();
                 self.common.timer.arm_unless_armed(now);
+                self.common.count_resend();
                 if self.receiver.complete {
                     let stat = FileStat {
                         size: self.receiver.bytes,
@@ -495,17 +519,16 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             return;
         }
-        if self.common.request_timeout(now)
+        if self.common.request_or_error_timeout(now)
             || self.common.phase != Phase::Running
             || !self.common.timer.is_due(now)
         {
             return;
         }
-        if self.common.timer.retry() {
-            bump(&mut self.common.stats.retransmits);
+        if self.common.timer.retry(now) {
             self.receiver.ack_due = true;
         } else {
-            self.common.fail(TftpError::TimedOut, true);
+            self.common.fail(TftpError::TimedOut, true, now);
         }
     }
 }
@@ -559,18 +582,18 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
     }
 
     /// A datagram from the server.
-    pub fn receive(&mut self, datagram: &[u8], _now: Instant) {
+    pub fn receive(&mut self, datagram: &[u8], now: Instant) {
         let packet = match Packet::parse(datagram) {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                return self.common.fail(TftpError::Malformed(e), true);
+                return self.common.fail(TftpError::Malformed(e), true, now);
             }
         };
         let size = self.source.size();
         match (self.common.phase, packet) {
             (Phase::Done | Phase::Failing(_), _) => bump(&mut self.common.stats.malformed),
-            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false),
+            (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false, now),
             (Phase::Request, Packet::Oack { options }) => {
                 match self
                     .common
@@ -578,7 +601,7 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                     .granted(&self.common.asked, &options, datagram)
                 {
                     Ok((block, window)) => self.begin(Sender::new(size, block, window, false)),
-                    Err(e) => self.common.fail(e, true),
+                    Err(e) => self.common.fail(e, true, now),
                 }
             }
             (Phase::Request, Packet::Ack { block: 0 }) => {
@@ -600,7 +623,7 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
             }
             _ => {
                 bump(&mut self.common.stats.malformed);
-                self.common.fail(TftpError::Unexpected, true);
+                self.common.fail(TftpError::Unexpected, true, now);
             }
         }
     }
@@ -627,12 +650,13 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                 match self.read_block(position, offset, len, buf) {
                     Ok(n) => {
                         self.sender.sent();
+                        self.common.count_resend();
                         add(&mut self.common.stats.bytes_sent, len);
                         self.common.timer.arm(now);
                         n
                     }
                     Err(e) => {
-                        self.common.fail(e, true);
+                        self.common.fail(e, true, now);
                         self.transmit(buf, now)
                     }
                 }
@@ -668,17 +692,16 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
     /// Time has passed: send the request or the unacknowledged blocks again, or
     /// give up.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.common.request_timeout(now)
+        if self.common.request_or_error_timeout(now)
             || self.common.phase != Phase::Running
             || !self.common.timer.is_due(now)
         {
             return;
         }
-        if self.common.timer.retry() {
-            bump(&mut self.common.stats.retransmits);
+        if self.common.timer.retry(now) {
             self.sender.rewind();
         } else {
-            self.common.fail(TftpError::TimedOut, true);
+            self.common.fail(TftpError::TimedOut, true, now);
         }
     }
 }

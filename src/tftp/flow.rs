@@ -39,12 +39,18 @@ pub(super) fn data_block<E: From<TftpError>>(
 }
 
 /// The retransmission timer both halves share: a deadline and the tries left.
+///
+/// Once armed it stays armed: a try counts when its deadline passes, whether or
+/// not the adapter could send anything since, so a transfer whose packets never
+/// leave (a socket whose queue is held up) still ends after its tries.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timer {
     pub timeout: Duration,
     pub max_tries: u8,
     pub tries: u8,
     pub deadline: Option<Instant>,
+    /// A try was counted and nothing has been sent again since.
+    resend_due: bool,
 }
 
 impl Timer {
@@ -54,6 +60,7 @@ impl Timer {
             max_tries,
             tries: 0,
             deadline: None,
+            resend_due: false,
         }
     }
 
@@ -74,20 +81,30 @@ impl Timer {
     /// The peer moved the transfer on: every try is available again.
     pub const fn progress(&mut self) {
         self.tries = 0;
+        self.resend_due = false;
     }
 
     pub fn is_due(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|at| now >= at)
     }
 
-    /// The deadline passed: `true` if one more try is allowed (and counts it).
-    pub fn retry(&mut self) -> bool {
-        self.deadline = None;
+    /// The deadline passed at `now`: `true` if one more try is allowed (and
+    /// counts it). The next deadline is a timeout from `now` either way, so the
+    /// next try counts even if nothing can be sent meanwhile.
+    pub fn retry(&mut self, now: Instant) -> bool {
+        self.arm(now);
         if self.tries >= self.max_tries {
             return false;
         }
         self.tries = self.tries.saturating_add(1);
+        self.resend_due = true;
         true
+    }
+
+    /// A packet goes out: `true` if it is the first since a try was counted (a
+    /// retransmission, to be counted when it is sent, not when it is due).
+    pub const fn resent(&mut self) -> bool {
+        core::mem::replace(&mut self.resend_due, false)
     }
 }
 

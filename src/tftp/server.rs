@@ -281,6 +281,9 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 }
             }
         };
+        // Armed from the request on: even a first answer that never leaves is
+        // timed.
+        self.timer.arm(now);
         if let State::Failing { error } = self.state {
             bump(&mut self.stats.refused);
             crate::macros::net_debug!("tftp: request refused: {}", error);
@@ -428,7 +431,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             Err(e) => {
                 bump(&mut self.stats.malformed);
                 if running {
-                    self.fail(TftpError::Malformed(e), true);
+                    self.fail(TftpError::Malformed(e), true, now);
                 }
                 return;
             }
@@ -436,7 +439,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         if let Packet::Error { code, .. } = packet {
             // The client gave up: no answer to an ERROR.
             if running {
-                self.fail(TftpError::Peer(code), false);
+                self.fail(TftpError::Peer(code), false, now);
             } else if matches!(self.state, State::Dallying { .. }) {
                 self.state = State::Done;
             }
@@ -472,7 +475,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             }
             _ => {
                 bump(&mut self.stats.malformed);
-                self.fail(TftpError::Unexpected, true);
+                self.fail(TftpError::Unexpected, true, now);
             }
         }
     }
@@ -497,6 +500,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                         block_size,
                     },
                     true,
+                    now,
                 );
             }
             Received::InOrder { last } => {
@@ -514,7 +518,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                     Ok::<_, StoreError>(())
                 });
                 if let Err(e) = stored {
-                    self.fail(e.into(), true);
+                    self.fail(e.into(), true, now);
                     return;
                 }
                 receiver.accept(data.len(), last);
@@ -574,11 +578,14 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                     },
                 };
                 let Ok(n) = packet.emit(buf) else {
-                    self.fail(TftpError::BufferTooSmall, false);
+                    self.fail(TftpError::BufferTooSmall, false, now);
                     return 0;
                 };
                 receiver.acked();
                 self.timer.arm_unless_armed(now);
+                if self.timer.resent() {
+                    bump(&mut self.stats.retransmits);
+                }
                 n
             }
             State::Reading {
@@ -602,6 +609,9 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 match sent {
                     Ok(n) => {
                         sender.sent();
+                        if self.timer.resent() {
+                            bump(&mut self.stats.retransmits);
+                        }
                         if position != 0 {
                             add(
                                 &mut self.stats.bytes_sent,
@@ -612,7 +622,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                         n
                     }
                     Err(e) => {
-                        self.fail(e, true);
+                        self.fail(e, true, now);
                         self.transmit(buf, now)
                     }
                 }
@@ -627,7 +637,8 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 sooner(self.timer.deadline, self.rate_deadline())
             }
             State::Dallying { until, .. } => Some(until),
-            State::Idle | State::Failing { .. } | State::Done => None,
+            State::Failing { .. } => self.timer.deadline,
+            State::Idle | State::Done => None,
         }
     }
 
@@ -660,7 +671,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             bump(&mut self.stats.too_slow);
             crate::macros::net_info!("tftp: the transfer fell below the minimum rate");
             let rate = self.config.min_rate.max(1);
-            self.fail(TftpError::TooSlow { rate }, true);
+            self.fail(TftpError::TooSlow { rate }, true, now);
         }
     }
 
@@ -668,21 +679,22 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         match &mut self.state {
             State::Dallying { until, .. } if now >= *until => self.state = State::Done,
             State::Reading { sender, .. } if self.timer.is_due(now) => {
-                if self.timer.retry() {
+                if self.timer.retry(now) {
                     sender.rewind();
-                    bump(&mut self.stats.retransmits);
                 } else {
-                    self.timed_out();
+                    self.timed_out(now);
                 }
             }
             State::Writing { receiver, .. } if self.timer.is_due(now) => {
-                if self.timer.retry() {
+                if self.timer.retry(now) {
                     receiver.ack_due = true;
-                    bump(&mut self.stats.retransmits);
                 } else {
-                    self.timed_out();
+                    self.timed_out(now);
                 }
             }
+            // The ERROR could not go out within a timeout: the transfer ends
+            // without it (its outcome is in already).
+            State::Failing { .. } if self.timer.is_due(now) => self.state = State::Done,
             _ => {}
         }
     }
@@ -695,18 +707,18 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             .saturating_mul(self.timer.max_tries.saturating_add(1) as u32)
     }
 
-    fn timed_out(&mut self) {
+    fn timed_out(&mut self, now: Instant) {
         bump(&mut self.stats.timeouts);
         crate::macros::net_debug!("tftp: the client stopped answering");
-        self.fail(TftpError::TimedOut, true);
+        self.fail(TftpError::TimedOut, true, now);
     }
 
     /// The transfer is dropped (the server stops, or reuses the slot): an upload
     /// in progress is discarded, leaving no file.
-    pub fn end(&mut self, _now: Instant) {
+    pub fn end(&mut self, now: Instant) {
         if self.is_active() && !matches!(self.state, State::Dallying { .. } | State::Failing { .. })
         {
-            self.fail(TftpError::TimedOut, false);
+            self.fail(TftpError::TimedOut, false, now);
         }
         self.state = State::Done;
     }
@@ -729,8 +741,9 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         self.state = State::Done;
     }
 
-    /// Ends the transfer with `error`; `tell` sends the client an ERROR.
-    fn fail(&mut self, error: TftpError, tell: bool) {
+    /// Ends the transfer with `error` at `now`; `tell` sends the client an
+    /// ERROR, if the adapter takes it within a timeout.
+    fn fail(&mut self, error: TftpError, tell: bool, now: Instant) {
         if let State::Writing { upload, .. } = self.state {
             // No file from a failed upload: its partial goes too.
             let _ = self.shared.store(|s| s.discard_upload(upload.name()));
@@ -738,6 +751,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         self.finish(Err(error));
         if tell && !matches!(error, TftpError::Peer(_)) {
             self.state = State::Failing { error };
+            self.timer.arm(now);
         }
     }
 }
