@@ -132,11 +132,15 @@ enum State {
         oack: Option<Options>,
     },
     /// The upload is committed and its last ACK sent: a repeat of the last DATA
-    /// (our ACK was lost) is answered again, until `until`.
+    /// (our ACK was lost) is answered again, until `until`. Each of the first
+    /// `repeats_left` repeats puts `until` off by a dally, so that a client
+    /// slower than us is answered to its last try, and one that repeats for
+    /// ever does not hold the slot.
     Dallying {
         last: u16,
         until: Instant,
         ack_due: bool,
+        repeats_left: u8,
     },
     /// An ERROR goes out, then the transfer is over.
     Failing {
@@ -461,13 +465,17 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                     last,
                     until,
                     ack_due,
+                    repeats_left,
                 },
                 Packet::Data { block, .. },
             ) => {
                 bump(&mut self.stats.duplicates);
                 if block == *last {
-                    *until = now.saturating_add(dally);
                     *ack_due = true;
+                    if let Some(left) = repeats_left.checked_sub(1) {
+                        *repeats_left = left;
+                        *until = now.saturating_add(dally);
+                    }
                 }
             }
             (State::Idle | State::Done | State::Failing { .. } | State::Dallying { .. }, _) => {
@@ -535,6 +543,7 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                         last: last_block,
                         until: now.saturating_add(self.dally()),
                         ack_due: true,
+                        repeats_left: self.timer.max_tries.saturating_add(1),
                     };
                 }
             }

@@ -1510,3 +1510,32 @@ fn a_get_dallies_long_enough_for_a_server_with_a_longer_timeout() {
     );
     assert_eq!(server.outcome(), Some(Ok(1000)), "the server ends clean");
 }
+
+#[test]
+fn a_client_repeating_its_last_data_cannot_hold_a_dallying_upload_for_ever() {
+    let shared = shared();
+    let mut now = Instant::ZERO;
+    let mut server = upload_begun(&shared, b"up", now);
+    let last = emit(Packet::Data {
+        block: 1,
+        data: b"tail",
+    });
+    server.receive(&last, now);
+    assert_eq!(parse(&drain(&mut server, now)[0]), Packet::Ack { block: 1 });
+    assert!(server.is_dallying());
+    for _ in 0..300 {
+        now = now.saturating_add(crate::time::Duration::from_secs(2));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+        }
+        if !server.is_active() {
+            break;
+        }
+        server.receive(&last, now);
+        drain(&mut server, now);
+    }
+    assert!(!server.is_active(), "still dallying at {now:?}");
+    // Six repeats put the end off by a dally (6 s) each, the rest do not.
+    assert_eq!(now, Instant::from_secs(18));
+    assert_eq!(server.outcome(), Some(Ok(4)), "the upload is complete");
+}
