@@ -36,8 +36,10 @@ use crate::transfer::{FileSink, FileSource, SharedStore};
 /// `5 +` the block size (517 bytes for RFC 1350's 512), so that a DATA longer
 /// than a block, which some sockets cut to the buffer, is seen too long and
 /// refused rather than stored cut. A get whose buffer is smaller asks for the
-/// blocks it has room for (`blksize`), and one with no room for 8 bytes is
-/// refused at once ([`TftpError::BufferTooSmall`]).
+/// blocks it has room for (`blksize`), and ends with
+/// [`TftpError::BlockSizeIgnored`] if the server sends 512-byte blocks all the
+/// same; one with no room for 8 bytes is refused at once
+/// ([`TftpError::BufferTooSmall`]).
 ///
 /// A transfer returns as soon as its outcome is known. With
 /// [`with_dally`](Self::with_dally) a get then stays for its dally (see

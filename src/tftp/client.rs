@@ -19,7 +19,9 @@ use crate::wire::crc32::Crc32;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ClientConfig {
     /// `blksize` to ask for; `None` for RFC 1350's 512 bytes with no option. The
-    /// adapter's buffer must hold `4 +` this.
+    /// adapter's buffer must hold `4 +` this. Below 512, a server that ignores
+    /// the option is refused ([`TftpError::BlockSizeIgnored`]): its 512-byte
+    /// blocks would not fit.
     pub block_size: Option<u16>,
     /// `windowsize` to ask for; `None` for one block per ACK.
     pub window: Option<u16>,
@@ -69,7 +71,7 @@ impl ClientConfig {
             return Err(TftpError::BadOptions);
         }
         let block = match (asked.block_size, oack.block_size) {
-            (_, None) => DEFAULT_BLOCK_SIZE,
+            (_, None) => plain_block_size(asked)?,
             (Some(asked), Some(granted)) if granted <= asked => granted,
             _ => return Err(TftpError::BadOptions),
         };
@@ -79,6 +81,17 @@ impl ClientConfig {
             _ => return Err(TftpError::BadOptions),
         };
         Ok((block, window))
+    }
+}
+
+/// The block size of a transfer whose server took no `blksize`: RFC 1350's
+/// 512 bytes, unless the client asked for smaller blocks, which says its
+/// buffer holds no more (an adapter's datagram would be cut, and a cut block
+/// taken as the last).
+fn plain_block_size(asked: &Options) -> Result<u16, TftpError> {
+    match asked.block_size {
+        Some(asked) if asked < DEFAULT_BLOCK_SIZE => Err(TftpError::BlockSizeIgnored { asked }),
+        _ => Ok(DEFAULT_BLOCK_SIZE),
     }
 }
 
@@ -377,8 +390,13 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             (Phase::Request, Packet::Data { block, data }) => {
                 // No OACK: the server took no option, RFC 1350 it is.
-                self.begin(DEFAULT_BLOCK_SIZE, 1, None, now);
-                self.on_data(block, data, now);
+                match plain_block_size(&self.common.asked) {
+                    Ok(block_size) => {
+                        self.begin(block_size, 1, None, now);
+                        self.on_data(block, data, now);
+                    }
+                    Err(e) => self.common.fail(e, true, now),
+                }
             }
             (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data, now),
             // The network repeated the OACK.
@@ -605,7 +623,10 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                 }
             }
             (Phase::Request, Packet::Ack { block: 0 }) => {
-                self.begin(Sender::new(size, DEFAULT_BLOCK_SIZE, 1, false));
+                match plain_block_size(&self.common.asked) {
+                    Ok(block_size) => self.begin(Sender::new(size, block_size, 1, false)),
+                    Err(e) => self.common.fail(e, true, now),
+                }
             }
             (Phase::Running, Packet::Ack { block }) => match self.sender.on_ack(block) {
                 Acked::Progress => {

@@ -176,6 +176,14 @@ pub enum TftpError {
         /// The largest block the server sends or takes.
         max: u16,
     },
+    /// The client asked for blocks smaller than RFC 1350's 512 bytes (its
+    /// buffer holds no more) and the server ignored the `blksize` option: a
+    /// plain DATA, or an OACK without it. Taking 512-byte blocks could cut them
+    /// and end the file early, so the transfer is refused (ERROR 8).
+    BlockSizeIgnored {
+        /// The block size asked for.
+        asked: u16,
+    },
     /// The transfer fell below the server's minimum rate (bytes per second).
     TooSlow {
         /// The rate.
@@ -211,6 +219,10 @@ impl fmt::Display for TftpError {
             Self::NeedsBlockSize { max } => write!(
                 f,
                 "blocks of 512 B do not fit (at most {max} B): the blksize option is needed"
+            ),
+            Self::BlockSizeIgnored { asked } => write!(
+                f,
+                "the server ignored blksize {asked}: blocks of 512 B do not fit"
             ),
             Self::SizeMismatch {
                 announced,
@@ -264,6 +276,10 @@ impl TftpError {
             Self::NeedsBlockSize { .. } => (
                 ErrorCode::NotDefined,
                 "blocks of 512 do not fit here: ask a smaller blksize",
+            ),
+            Self::BlockSizeIgnored { .. } => (
+                ErrorCode::OptionRefused,
+                "blksize ignored: blocks of 512 do not fit",
             ),
             Self::SizeMismatch { .. } => (ErrorCode::NotDefined, "file size differs from tsize"),
             Self::TooSlow { .. } => (ErrorCode::NotDefined, "transfer below the minimum rate"),

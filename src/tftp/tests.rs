@@ -1539,3 +1539,145 @@ fn a_client_repeating_its_last_data_cannot_hold_a_dallying_upload_for_ever() {
     assert_eq!(now, Instant::from_secs(18));
     assert_eq!(server.outcome(), Some(Ok(4)), "the upload is complete");
 }
+#[cfg(feature = "std")]
+#[test]
+fn a_get_that_asked_for_small_blocks_is_not_handed_a_cut_file_as_complete() {
+    use std::net::UdpSocket;
+    let listen = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = listen.local_addr().unwrap();
+    let file = pattern(700);
+    let served = file.clone();
+    // A server of RFC 1350 alone: it ignores blksize and sends 512-byte blocks.
+    let server = std::thread::spawn(move || {
+        let transfer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        transfer
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        listen
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let (_, client) = listen.recv_from(&mut buf).ok()?;
+        let mut data = vec![0, 3, 0, 1];
+        data.extend_from_slice(&served[..512]);
+        transfer.send_to(&data, client).unwrap();
+        let answer = transfer
+            .recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec());
+        if answer.as_deref() == Some(&[0, 4, 0, 1]) {
+            let mut data = vec![0, 3, 0, 2];
+            data.extend_from_slice(&served[512..]);
+            transfer.send_to(&data, client).unwrap();
+            let _ = transfer.recv_from(&mut buf);
+        }
+        answer
+    });
+    let mut into = vec![0u8; 1024];
+    let config = ClientConfig {
+        block_size: Some(100),
+        transfer_size: false,
+        ..ClientConfig::DEFAULT
+    };
+    let result = std_net::get(
+        server_addr,
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let answer = server.join().unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(std_net::StdError::Tftp(TftpError::BlockSizeIgnored {
+                asked: 100
+            }))
+        ),
+        "{result:?}"
+    );
+    // The server is told why: option negotiation failed.
+    let answer = answer.expect("an answer to the DATA");
+    assert!(
+        matches!(
+            parse(&answer),
+            Packet::Error {
+                code: ErrorCode::OptionRefused,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+}
+
+/// A get of "f" asking for `block_size`, whose RRQ went out.
+fn get_asking(into: &mut [u8], block_size: u16) -> ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> {
+    let config = ClientConfig {
+        block_size: Some(block_size),
+        transfer_size: false,
+        ..ClientConfig::DEFAULT
+    };
+    get_asked(into, config, &mut [0u8; 600], Instant::ZERO)
+}
+
+#[test]
+fn a_get_that_asked_for_blocks_under_512_refuses_a_server_that_ignores_blksize() {
+    let mut buf = [0u8; 600];
+    // A plain DATA (the server took no option), cut or whole.
+    for len in [100, 200, 512] {
+        let mut into = [0u8; 1024];
+        let mut get = get_asking(&mut into, 100);
+        let data = pattern(len);
+        get.receive(
+            &emit(Packet::Data {
+                block: 1,
+                data: &data,
+            }),
+            Instant::ZERO,
+        );
+        let n = get.transmit(&mut buf, Instant::ZERO);
+        assert!(
+            matches!(
+                parse(&buf[..n]),
+                Packet::Error {
+                    code: ErrorCode::OptionRefused,
+                    ..
+                }
+            ),
+            "{len}"
+        );
+        assert_eq!(
+            get.outcome(),
+            Some(Err(TftpError::BlockSizeIgnored { asked: 100 }))
+        );
+        assert!(get.sink().data().is_empty(), "nothing stored");
+    }
+    // An OACK without blksize: RFC 1350's 512 would follow.
+    let mut into = [0u8; 1024];
+    let mut get = get_asking(&mut into, 100);
+    get.receive(b"\x00\x06", Instant::ZERO);
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert!(matches!(
+        parse(&buf[..n]),
+        Packet::Error {
+            code: ErrorCode::OptionRefused,
+            ..
+        }
+    ));
+    assert_eq!(
+        get.outcome(),
+        Some(Err(TftpError::BlockSizeIgnored { asked: 100 }))
+    );
+    // A get that asked for 512 or more takes RFC 1350's blocks.
+    let mut into = [0u8; 1024];
+    let mut get = get_asking(&mut into, 1024);
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: b"short",
+        }),
+        Instant::ZERO,
+    );
+    get.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(get.outcome(), Some(Ok(5)));
+}
