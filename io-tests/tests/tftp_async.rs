@@ -509,3 +509,58 @@ async fn a_server_with_a_516_byte_buffer_serves_plain_reads_and_asks_uploads_for
         String::from_utf8_lossy(&refused)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_late_data_of_the_last_get_is_not_taken_for_the_next_file() {
+    let net = Net::new(Box::new(|_, _, _| false));
+    let (mut listen, mut old_port, mut new_port, mut socket) = (
+        net.bind(SERVER),
+        net.bind((1, 5000)),
+        net.bind((1, 5001)),
+        net.bind(CLIENT),
+    );
+    let clock = TokioClock(tokio::time::Instant::now());
+    let mut buf = vec![0u8; 1000];
+    let mut client = Client::new(&mut socket, SERVER, &mut buf);
+    let mut got_a = vec![0u8; 64];
+    let server_a = async {
+        let mut b = [0u8; 600];
+        listen.recv_from(&mut b).await.unwrap();
+        old_port.send_to(b"\0\x03\0\x01AAAA", CLIENT).await.unwrap();
+    };
+    let (a, ()) = tokio::join!(
+        client.get(
+            &clock,
+            FileName::new("a").unwrap(),
+            ClientConfig::DEFAULT,
+            SliceSink::new(&mut got_a),
+            |_, _| {}
+        ),
+        server_a
+    );
+    assert_eq!(a, Ok(4));
+    // The server missed the last ACK: its last DATA comes again, late.
+    old_port.send_to(b"\0\x03\0\x01AAAA", CLIENT).await.unwrap();
+    let mut got_b = vec![0u8; 64];
+    let server_b = async {
+        let mut b = [0u8; 600];
+        listen.recv_from(&mut b).await.unwrap();
+        new_port
+            .send_to(b"\0\x03\0\x01BBBBBBBB", CLIENT)
+            .await
+            .unwrap();
+    };
+    let (b, ()) = tokio::join!(
+        client.get(
+            &clock,
+            FileName::new("b").unwrap(),
+            ClientConfig::DEFAULT,
+            SliceSink::new(&mut got_b),
+            |_, _| {}
+        ),
+        server_b
+    );
+    assert_eq!(b, Ok(8), "file b got {:?}", &got_b[..4]);
+    assert_eq!(&got_b[..8], b"BBBBBBBB");
+    assert_eq!(client.stats().wrong_tid, 1, "the late DATA was refused");
+}

@@ -438,7 +438,9 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// The socket closes then, once what it queued has left.
 ///
 /// The first poll binds the socket afresh, which empties its queues of what an
-/// earlier transfer left there.
+/// earlier transfer left there: a late datagram of the last transfer on this
+/// port is counted in [`stats`](Self::stats) as from a wrong port and dropped,
+/// never taken for this one's.
 pub struct TftpClient<C, const BUF: usize> {
     handle: SocketHandle,
     local_port: u16,
@@ -513,7 +515,16 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
         }
         if !self.bound || !socket.is_open() {
             // Afresh: nothing an earlier user of the socket queued is taken as
-            // this transfer's, nor holds up its sends.
+            // this transfer's (what waits is counted and dropped), nor holds up
+            // its sends.
+            for _ in 0..64 {
+                match socket.recv_slice(&mut self.buf) {
+                    Ok(_) | Err(udp::RecvError::Truncated) => {
+                        self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+                    }
+                    Err(udp::RecvError::Exhausted) => break,
+                }
+            }
             socket.close();
             if let Err(e) = socket.bind(self.local_port) {
                 crate::macros::net_warn!(

@@ -41,6 +41,16 @@ use crate::transfer::{FileSink, FileSource, SharedStore};
 /// same; one with no room for 8 bytes is refused at once
 /// ([`TftpError::BufferTooSmall`]).
 ///
+/// The transfers share the socket's port, so a datagram of one that comes late
+/// (the server repeating a last DATA whose ACK it missed) may wait there when
+/// the next begins. Before a transfer sends its request, whatever waits in the
+/// socket is therefore refused: answered ERROR 5 (which also tells a server
+/// still repeating itself to stop) and counted in [`TftpStats::wrong_tid`].
+/// One that arrives after the request, before the server's first answer, is
+/// not told apart (a server may answer every transfer from the same port, so
+/// the last transfer's port is no sign): [`with_dally`](Self::with_dally)
+/// lets a server that missed the last ACK finish before the next transfer.
+///
 /// A transfer returns as soon as its outcome is known. With
 /// [`with_dally`](Self::with_dally) a get then stays for its dally (see
 /// [`ClientGet`]), acknowledging a repeated last block, so that a server that
@@ -151,6 +161,7 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
         C: Clock + ?Sized,
     {
         self.peer = None;
+        self.refuse_waiting(clock).await;
         let mut outcome = None;
         loop {
             let now = clock.now();
@@ -202,6 +213,31 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
                 }
             }
             session.receive(self.buf.get(..len).unwrap_or_default(), clock.now());
+        }
+    }
+}
+
+impl<D: DatagramSocket + ?Sized> Client<'_, D> {
+    /// Refuses what waits in the socket before a transfer's request goes: it
+    /// came from an earlier transfer (or from anyone), never from this one.
+    async fn refuse_waiting<C: Clock + ?Sized>(&mut self, clock: &C) {
+        // Bounded: a socket's queue holds a few datagrams, not this many.
+        for _ in 0..u16::MAX {
+            let waiting = recv_from_until(self.socket, self.buf, clock, Some(clock.now())).await;
+            let from = match waiting {
+                Ok(Some((_, from))) => from,
+                Ok(None) => return,
+                Err(_) => {
+                    bump(&mut self.stats.malformed);
+                    continue;
+                }
+            };
+            bump(&mut self.stats.wrong_tid);
+            let n = emit_error(self.buf, ErrorCode::UnknownTid, "unknown transfer ID");
+            let _ = self
+                .socket
+                .send_to(self.buf.get(..n).unwrap_or_default(), from)
+                .await;
         }
     }
 }

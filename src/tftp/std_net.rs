@@ -6,6 +6,9 @@
 //! session's retransmissions, so a silent server ends the call with
 //! [`TftpError::TimedOut`] after the session's tries.
 //!
+//! Each call binds a socket of its own, on a fresh port (its transfer ID), so a
+//! late datagram of an earlier transfer never reaches a later one.
+//!
 //! A call returns as soon as the transfer's outcome is known: a get does not
 //! wait out its dally (seconds of a blocking call for a courtesy), so a server
 //! that missed the final ACK retransmits its last DATA to a closed port and
