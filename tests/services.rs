@@ -2061,3 +2061,92 @@ fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
         );
     }
 }
+
+/// Hands out `len` bytes, then closes; takes and drops whatever arrives.
+struct Upload {
+    len: usize,
+    sent: usize,
+}
+
+impl Session for Upload {
+    fn start(&mut self, _now: smolsock::time::Instant) {
+        self.sent = 0;
+    }
+
+    fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _now: smolsock::time::Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _now: smolsock::time::Instant) -> usize {
+        let n = space.len().min(self.len - self.sent);
+        space[..n].fill(7);
+        self.sent += n;
+        n
+    }
+
+    fn status(&self) -> Status {
+        if self.sent == self.len {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
+
+#[test]
+fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
+    // The session hands all 8000 bytes to its socket and says Close; the peer,
+    // with a 256-byte window it never reads, resets the connection 100 ms later.
+    let mut net = sim(613, FaultConfig::CLEAN, 1, 1);
+    let server = net.server.sockets.add(tcp_socket(256, 256));
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(server)
+        .listen(7)
+        .unwrap();
+    let handle = net.client.sockets.add(tcp_socket(1024, 8192));
+    let mut ports = PortAllocator::<16>::new(613);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let mut conn = TcpSession::new(handle, Upload { len: 8000, sent: 0 });
+    let mut closed_at = None;
+    let status = net
+        .run_until(LIMIT, |net| {
+            let now = net.now();
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            if status == Status::Close {
+                closed_at.get_or_insert(now);
+            }
+            if closed_at.is_some_and(|at| now >= at + Duration::from_millis(100)) {
+                let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+                if peer.is_open() {
+                    peer.abort();
+                }
+            }
+            conn.is_ended().then_some(status)
+        })
+        .unwrap();
+    let unacked = net.client.sockets.get::<tcp::Socket>(handle).send_queue();
+    assert!(unacked > 4000, "{unacked} bytes unacknowledged");
+    assert_eq!(
+        status,
+        Status::Abort,
+        "{unacked} of 8000 bytes never delivered"
+    );
+    // And so it stays on later polls.
+    let now = net.now();
+    assert_eq!(conn.poll(&mut net.client.sockets, now), Ok(Status::Abort));
+}

@@ -184,7 +184,8 @@ pub struct TcpSession<S> {
     started: bool,
     told_finished: bool,
     ended: bool,
-    /// The connection ended while the session still had it open.
+    /// The connection ended while the session still had it open, or after it
+    /// said `Close` with bytes the peer never acknowledged.
     lost: bool,
 }
 
@@ -239,11 +240,13 @@ impl<S: Session> TcpSession<S> {
 
     /// Moves the session's bytes and applies its status: a FIN once it says
     /// [`Status::Close`], a RST on [`Status::Abort`]. Returns the status: the
-    /// session's, or [`Status::Abort`] once the connection was lost while the
-    /// session had it open (the peer reset it, or the socket timed out), so a
-    /// loop that runs while it reads [`Status::Open`] ends. Before the socket is
-    /// first connected it is [`Status::Open`]: a refused connect is the client's
-    /// to report ([`TcpClient`](crate::net::TcpClient)).
+    /// session's, or [`Status::Abort`] once the connection was lost, so a loop
+    /// that runs while it reads [`Status::Open`] ends. A connection is lost when
+    /// it ends while the session has it open (the peer reset it, or the socket
+    /// timed out), or after the session said [`Status::Close`] but before the
+    /// peer acknowledged every byte. Before the socket is first connected it is
+    /// [`Status::Open`]: a refused connect is the client's to report
+    /// ([`TcpClient`](crate::net::TcpClient)).
     ///
     /// Fails only if `handle` is no TCP socket of `sockets`.
     pub fn poll(
@@ -298,11 +301,17 @@ impl<S: Session> TcpSession<S> {
                 }
             }
             // Our FIN goes out once the send buffer drains; the peer may still send
-            // (a half-close) and the session still receives.
+            // (a half-close) and the session still receives. A connection that
+            // ends with bytes unacknowledged was reset (or the stack gave up):
+            // a clean close cannot, its FIN coming after them.
             Status::Close => {
                 socket.close();
                 if gone {
+                    self.lost = socket.send_queue() > 0;
                     self.end(now);
+                    if self.lost {
+                        return Status::Abort;
+                    }
                 }
             }
             Status::Abort => {
