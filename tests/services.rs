@@ -2150,3 +2150,97 @@ fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
     let now = net.now();
     assert_eq!(conn.poll(&mut net.client.sockets, now), Ok(Status::Abort));
 }
+
+#[test]
+fn close_all_sends_what_each_session_holds_before_the_fin() {
+    // A client sends 6000 bytes to the echo and reads none for 2 s: the echo's
+    // 1 KiB waits behind a full send buffer when the server shuts down. Then the
+    // client reads everything and closes once the server has.
+    let mut net = sim(614, FaultConfig::CLEAN, 1, 1);
+    let sessions = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 512), sessions, SERVER);
+    let client = net.client.sockets.add(tcp_socket(512, 8192));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    let data = bytes(6000);
+    let mut sent = 0;
+    net.run_services(&mut server, &mut (), Duration::from_secs(2), |_, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() {
+            sent += socket.send_slice(&data[sent..]).unwrap_or(0);
+        }
+        None::<()>
+    })
+    .unwrap_err();
+    let now = net.now();
+    server.close_all(&mut net.server.sockets, now);
+    let mut back = Vec::new();
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        let mut buf = [0; 1024];
+        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+            back.extend_from_slice(&buf[..n]);
+        }
+        if !socket.may_recv() && socket.is_open() {
+            socket.close();
+        }
+        (server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    let took = sent - net.client.sockets.get::<tcp::Socket>(client).send_queue();
+    assert_eq!(ends(&server), [End::Closed], "{stats}");
+    // Every byte the echo took came back; what arrived after the shutdown was
+    // read and dropped, and counted.
+    assert!(
+        back == data[..back.len()],
+        "{} B back, not as sent",
+        back.len()
+    );
+    assert_eq!(
+        back.len() as u64 + stats.discarded,
+        took as u64,
+        "the server took {took} B, echoed {} B, dropped {} B",
+        back.len(),
+        stats.discarded
+    );
+}
+
+#[test]
+fn close_all_resets_a_peer_that_takes_nothing_after_the_close_timeout() {
+    // The echo holds bytes for a client that never reads: they cannot leave,
+    // and the slot is freed at the close deadline, counted, not closed.
+    let mut net = sim(617, FaultConfig::CLEAN, 1, 1);
+    let sessions = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 512), sessions, SERVER);
+    let client = net.client.sockets.add(tcp_socket(512, 8192));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    let data = bytes(6000);
+    let mut sent = 0;
+    net.run_services(&mut server, &mut (), Duration::from_secs(2), |_, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() {
+            sent += socket.send_slice(&data[sent..]).unwrap_or(0);
+        }
+        None::<()>
+    })
+    .unwrap_err();
+    let closed_at = net.now();
+    server.close_all(&mut net.server.sockets, closed_at);
+    let freed_at = net
+        .run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+            (server.active() == 0).then(|| net.now())
+        })
+        .unwrap();
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::CloseTimeout], "{stats}");
+    let held = freed_at - closed_at;
+    assert!(held <= Duration::from_secs(6), "held {held}");
+}

@@ -60,8 +60,9 @@ pub struct ServerStats {
     pub close_timeouts: u64,
     /// Connections the session aborted (bad input, its own deadlines).
     pub aborted: u64,
-    /// Bytes the peer sent after the session was done, read and dropped so that
-    /// its FIN could get through.
+    /// Bytes the peer sent after the session was done (or after
+    /// [`TcpServer::close_all`]), read and dropped so that its FIN could get
+    /// through.
     pub discarded: u64,
     /// Times a slot went back to listening.
     pub relistens: u64,
@@ -185,9 +186,10 @@ enum SlotState {
         /// Bytes the peer acknowledged since the last progress.
         acked: u32,
     },
-    /// We closed; waiting for the peer to take what is queued and finish closing.
-    /// `since` is when we closed or the peer last made progress; `queued` and
-    /// `acked` as in `Active`.
+    /// We close: after [`TcpServer::close_all`] the session first hands out
+    /// what it holds; then our FIN, and the peer takes what is queued and
+    /// finishes closing. `since` is when we closed or the peer last made
+    /// progress; `queued` and `acked` as in `Active`.
     Closing {
         since: Instant,
         queued: u32,
@@ -361,21 +363,33 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
         &mut self.sessions
     }
 
-    /// Closes every connection gracefully (FIN after what is queued) and stops
-    /// listening: for a clean shutdown. Keep polling until [`active`](Self::active)
-    /// is 0 or your patience ends (the close timeout ends it too).
+    /// Stops listening and closes every connection gracefully: for a clean
+    /// shutdown. Keep polling until [`active`](Self::active) is 0 or your
+    /// patience ends.
+    ///
+    /// Each session takes no more input (what its peer sends from now on is
+    /// read and dropped, counted in [`ServerStats::discarded`]) but still hands
+    /// out what it holds, such as an echo's buffered bytes or the rest of an
+    /// answer; the FIN follows once it leaves room in the send buffer. The
+    /// close timeout bounds this as it bounds any close: a peer that takes
+    /// nothing for that long is reset ([`End::CloseTimeout`]), and each KiB it
+    /// acknowledges gives it that long again, so a session whose output never
+    /// ends runs for as long as its peer keeps reading. A connection
+    /// established but not accepted yet is reset and counted in
+    /// [`ServerStats::unaccepted`].
     pub fn close_all(&mut self, sockets: &mut SocketSet<'_>, now: impl Into<Instant>) {
-        let now = now.into();
         self.port = 0;
-        self.for_each_slot(sockets, |slot, socket| {
+        let config = self.config;
+        let cx = PollContext {
+            port: 0,
+            config: &config,
+            now: now.into(),
+        };
+        self.for_each_slot(sockets, |mut slot, socket| {
             match *slot.state {
                 SlotState::Active { .. } => {
-                    socket.close();
-                    *slot.state = SlotState::Closing {
-                        since: now,
-                        queued: send_queue(socket),
-                        acked: 0,
-                    };
+                    *slot.state = closing_from(cx.now, socket);
+                    slot.closing(socket, cx);
                 }
                 // No connection yet: drop the listener (and any handshake under
                 // way, or connection not accepted yet, with a RST; a connection
@@ -460,6 +474,81 @@ const fn took_enough(acked: u32, fill: u32) -> bool {
     acked >= ACK_PROGRESS || (acked > 0 && fill == 0)
 }
 
+/// The state of a slot whose connection starts closing now.
+fn closing_from(now: Instant, socket: &tcp::Socket<'_>) -> SlotState {
+    SlotState::Closing {
+        since: now,
+        queued: send_queue(socket),
+        acked: 0,
+    }
+}
+
+/// A closing slot's poll, before its session: the peer's acknowledgments
+/// (enough of them put the close deadline off), and its input read and
+/// dropped, counted. Returns whether the socket may still send (close_all has
+/// not sent our FIN yet): the session is then to hand out what it holds.
+///
+/// This and [`closing_end`] are a closing slot's poll but for the session's
+/// part: not generic, so one copy in flash serves every session type.
+#[inline(never)]
+fn closing_input(
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+    stats: &mut ServerStats,
+    state: &mut SlotState,
+) -> bool {
+    if let SlotState::Closing {
+        since,
+        queued,
+        acked,
+    } = state
+    {
+        *acked = acknowledged(*queued, *acked, socket);
+        *queued = send_queue(socket);
+        if took_enough(*acked, *queued) {
+            (*since, *acked) = (now, 0);
+        }
+    }
+    let dropped = discard(socket);
+    stats.discarded = stats.discarded.saturating_add(dropped as u64);
+    socket.may_send()
+}
+
+/// A closing slot's poll, after its session: our FIN once the session left
+/// room in the send buffer (it gave all it holds); then how the connection
+/// ended, if it did (the socket is aborted then).
+#[inline(never)]
+fn closing_end(
+    socket: &mut tcp::Socket<'_>,
+    cx: PollContext<'_>,
+    state: &mut SlotState,
+) -> Option<End> {
+    let SlotState::Closing { since, queued, .. } = state else {
+        return None;
+    };
+    if socket.may_send() && socket.send_queue() < socket.send_capacity() {
+        socket.close();
+    }
+    *queued = send_queue(socket);
+    let end = if !socket.is_active() {
+        // A reset (or the stack giving up) leaves unacknowledged bytes in the
+        // send buffer; a clean close cannot, its FIN coming after them.
+        if socket.state() == tcp::State::Closed && socket.send_queue() > 0 {
+            End::Reset
+        } else {
+            End::Closed
+        }
+    } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
+        End::CloseTimeout
+    } else {
+        return None;
+    };
+    // Over, or out of time. TIME-WAIT would hold this socket for 10 s; the
+    // next client needs it now (SO_REUSEADDR), so drop it.
+    socket.abort();
+    Some(end)
+}
+
 /// One slot's share of a server poll.
 struct Slot<'a, S> {
     state: &'a mut SlotState,
@@ -522,18 +611,7 @@ impl<S: Session> Slot<'_, S> {
                 let acked = acknowledged(queued, acked, socket);
                 self.serve(socket, cx, peer, last_progress, told_finished, acked);
             }
-            SlotState::Closing {
-                since,
-                queued,
-                acked,
-            } => {
-                let acked = acknowledged(queued, acked, socket);
-                if took_enough(acked, send_queue(socket)) {
-                    self.closing(socket, cx, cx.now, 0);
-                } else {
-                    self.closing(socket, cx, since, acked);
-                }
-            }
+            SlotState::Closing { .. } => self.closing(socket, cx),
         }
     }
 
@@ -614,7 +692,8 @@ impl<S: Session> Slot<'_, S> {
             }
             Status::Close => {
                 socket.close();
-                self.closing(socket, cx, now, 0);
+                *self.state = closing_from(now, socket);
+                self.closing(socket, cx);
             }
             Status::Open => {
                 if cx
@@ -639,45 +718,22 @@ impl<S: Session> Slot<'_, S> {
         }
     }
 
-    /// We closed: read and drop what the peer still sends so its FIN gets
+    /// We close: read and drop what the peer still sends so its FIN gets
     /// through, and free the slot once it has, or once the close timeout passes
     /// with the peer taking nothing (a peer still reading the answer is not cut
     /// off: each KiB it acknowledges, or the rest when less, puts the deadline
     /// off, as nginx's `send_timeout` does for any progress; so a peer taking
     /// a byte at a time is still reset, and none holds the slot for more than
-    /// a timeout per KiB of the send buffer).
-    fn closing(
-        &mut self,
-        socket: &mut tcp::Socket<'_>,
-        cx: PollContext<'_>,
-        since: Instant,
-        acked: u32,
-    ) {
-        let dropped = discard(socket);
-        self.stats.discarded = self.stats.discarded.saturating_add(dropped as u64);
-        if !socket.is_active() || socket.state() == tcp::State::TimeWait {
-            // A reset (or the stack giving up) leaves unacknowledged bytes in the
-            // send buffer; a clean close cannot, its FIN coming after them.
-            let end = if socket.state() == tcp::State::Closed && socket.send_queue() > 0 {
-                End::Reset
-            } else {
-                End::Closed
-            };
-            // Our FIN is acknowledged. TIME-WAIT would hold this socket for 10 s;
-            // the next client needs it now (SO_REUSEADDR), so drop it.
-            socket.abort();
+    /// a timeout per KiB of the send buffer). After [`TcpServer::close_all`]
+    /// the session first hands out what it holds, then our FIN follows.
+    fn closing(&mut self, socket: &mut tcp::Socket<'_>, cx: PollContext<'_>) {
+        // The peer's input is gone, so the session gives only what it holds.
+        if closing_input(socket, cx.now, self.stats, self.state) {
+            pump(self.session, socket, cx.now);
+        }
+        if let Some(end) = closing_end(socket, cx, self.state) {
             self.end(end, cx);
             *self.state = SlotState::Aborting;
-        } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
-            socket.abort();
-            self.end(End::CloseTimeout, cx);
-            *self.state = SlotState::Aborting;
-        } else {
-            *self.state = SlotState::Closing {
-                since,
-                queued: send_queue(socket),
-                acked,
-            };
         }
     }
 
