@@ -2244,3 +2244,104 @@ fn close_all_resets_a_peer_that_takes_nothing_after_the_close_timeout() {
     let held = freed_at - closed_at;
     assert!(held <= Duration::from_secs(6), "held {held}");
 }
+
+#[test]
+fn a_reset_after_the_peer_took_the_answer_and_our_fin_is_counted_a_reset() {
+    // The client asks, takes the 100-byte answer and acknowledges the server's
+    // FIN (FIN-WAIT-2), then resets instead of closing.
+    let mut net = sim(615, FaultConfig::CLEAN, 1, 1);
+    let (mut server, client) = reply_to(&mut net, Reply::new(100, true), 2048, SERVER, 4096);
+    let handle = net.server.sockets.iter().next().map(|(h, _)| h).unwrap();
+    let (mut asked, mut reset) = (false, false);
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let fin_wait_2 =
+            net.server.sockets.get::<tcp::Socket>(handle).state() == tcp::State::FinWait2;
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() && !asked {
+            socket.send_slice(b"?").unwrap();
+            asked = true;
+        }
+        if fin_wait_2 && !reset {
+            socket.abort();
+            reset = true;
+        }
+        (reset && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::Reset], "{stats}");
+    assert_eq!((stats.closed, stats.resets), (0, 1));
+}
+
+#[test]
+fn a_client_that_closes_after_the_answer_and_our_fin_is_counted_closed() {
+    // The same exchange with a FIN instead of the RST, and with the client's FIN
+    // first: both are clean closes.
+    for client_first in [false, true] {
+        let mut net = sim(616, FaultConfig::CLEAN, 1, 1);
+        let (mut server, client) = reply_to(&mut net, Reply::new(100, true), 2048, SERVER, 4096);
+        let mut asked = false;
+        net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+            if socket.may_send() && !asked {
+                socket.send_slice(b"?").unwrap();
+                asked = true;
+                if client_first {
+                    socket.close();
+                }
+            }
+            while let Ok(1..) = socket.recv_slice(&mut [0; 256]) {}
+            if !socket.may_recv() && socket.is_open() {
+                socket.close();
+            }
+            (asked && server.active() == 0).then_some(())
+        })
+        .unwrap();
+        let stats = *server.stats();
+        assert_eq!(ends(&server), [End::Closed], "{stats}");
+    }
+}
+
+#[test]
+fn a_peer_fin_then_a_reset_between_two_polls_is_counted_closed() {
+    // The client takes the answer and the server's FIN, then closes; the
+    // server's ACK of its FIN is lost, and the client, still in LAST-ACK,
+    // resets. The server is not polled between: it never sees TIME-WAIT, only
+    // CLOSED, yet the peer had closed cleanly.
+    let mut net = sim(618, FaultConfig::CLEAN, 1, 1);
+    let (mut server, client) = reply_to(&mut net, Reply::new(100, true), 2048, SERVER, 4096);
+    let handle = net.server.sockets.iter().next().map(|(h, _)| h).unwrap();
+    let state = |net: &Net| net.server.sockets.get::<tcp::Socket>(handle).state();
+    let mut asked = false;
+    net.run_services(&mut server, &mut (), LIMIT, |_, _, net| {
+        let fin_wait_2 = state(net) == tcp::State::FinWait2;
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() && !asked {
+            socket.send_slice(b"?").unwrap();
+            asked = true;
+        }
+        while let Ok(1..) = socket.recv_slice(&mut [0; 256]) {}
+        (fin_wait_2 && socket.state() == tcp::State::CloseWait).then_some(())
+    })
+    .unwrap();
+    net.set_faults(
+        Direction::ServerToClient,
+        FaultConfig::CLEAN.with_loss(1000),
+    );
+    net.client.sockets.get_mut::<tcp::Socket>(client).close();
+    net.run_until(LIMIT, |net| {
+        (state(net) == tcp::State::TimeWait).then_some(())
+    })
+    .unwrap();
+    net.client.sockets.get_mut::<tcp::Socket>(client).abort();
+    net.run_until(LIMIT, |net| {
+        (state(net) == tcp::State::Closed).then_some(())
+    })
+    .unwrap();
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, _| {
+        (server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::Closed], "{stats}");
+}

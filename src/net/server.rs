@@ -531,12 +531,19 @@ fn closing_end(
     }
     *queued = send_queue(socket);
     let end = if !socket.is_active() {
-        // A reset (or the stack giving up) leaves unacknowledged bytes in the
-        // send buffer; a clean close cannot, its FIN coming after them.
-        if socket.state() == tcp::State::Closed && socket.send_queue() > 0 {
-            End::Reset
-        } else {
+        // A clean close has the peer's FIN and every byte of ours acknowledged
+        // (TIME-WAIT, or CLOSED from LAST-ACK). A reset, or the stack giving
+        // up, ends it before the peer's FIN (as in FIN-WAIT-2) or with bytes
+        // unacknowledged. With nothing left to read, the receive half tells
+        // whether the FIN came (`Finished`), also after a reset that followed
+        // it: no poll needs to have seen the states in between. (In LAST-ACK
+        // with every byte acknowledged, a reset looks like the ACK of our FIN;
+        // nothing was lost either way.)
+        let fin = matches!(socket.peek(0), Err(tcp::RecvError::Finished));
+        if fin && socket.send_queue() == 0 {
             End::Closed
+        } else {
+            End::Reset
         }
     } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
         End::CloseTimeout
