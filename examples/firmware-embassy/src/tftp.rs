@@ -39,8 +39,9 @@ pub const TRANSFER_PORT: u16 = 6969;
 const REQUEST: usize = 256;
 const DATAGRAM: usize = 512 + 4 + 1;
 const TRANSFER_RX: usize = 2 * 260;
-/// A send waits for room at most this long (a neighbour that never answers
-/// would hold the queue for ever): then the datagram counts as lost.
+/// A send waits for room at most this long: then the datagram counts as lost,
+/// and what holds the queue (a datagram to a neighbour that never answers,
+/// which the stack keeps at its head for ever) is dropped with it.
 const SEND_WAIT: Duration = Duration::from_secs(1);
 
 /// embassy-net's `UdpSocket` as smolsock's datagram socket.
@@ -62,7 +63,16 @@ impl DatagramSocket for Udp<'_> {
     async fn send_to(&mut self, datagram: &[u8], to: IpEndpoint) -> Result<(), UdpError> {
         match with_timeout(SEND_WAIT, self.0.send_to(datagram, to)).await {
             Ok(sent) => sent.map_err(UdpError::Send),
-            Err(_) => Err(UdpError::SendTimedOut),
+            Err(_) => {
+                // Closing empties both queues; the socket is bound again at
+                // once, on the same port, so no request is refused meanwhile.
+                let port = self.0.endpoint();
+                self.0.close();
+                if self.0.bind(port).is_err() {
+                    crate::fatal("tftp: bind again failed");
+                }
+                Err(UdpError::SendTimedOut)
+            }
         }
     }
 
