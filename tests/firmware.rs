@@ -37,7 +37,9 @@
 //! - the embassy firmware's `--features tftp` build (TFTP on udp/69, over the
 //!   RAM budget and so not the default): a put with smolsock's std client and a
 //!   get with curl over IPv4, a get with the std client over IPv6, every byte
-//!   checked;
+//!   checked; and, after one read requested from an address on the link that
+//!   no one owns (a forged datagram, whose DATA can never leave), gets with the
+//!   std client and curl once that transfer has ended by its own retries;
 //! - each firmware's `--features live` build (the live page on tcp/80, over the
 //!   default budget and so not the default): with an echo connection open over
 //!   IPv4 and a framed echo one over IPv6, `/` is HTML that reloads itself, has
@@ -61,7 +63,9 @@
 use std::fs::File;
 use std::io::ErrorKind;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocket,
+};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -122,6 +126,13 @@ const STUCK_BUFFER: libc::c_int = 16 * 1024;
 /// closing the last connection), 100 ms apart: 3 s at most.
 const REFUSED_TRIES: u32 = 30;
 const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+
+/// An address on the firmware's link that no one owns: the firmware's ARP
+/// requests for it go unanswered.
+const NO_ONES_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 77);
+/// How long the embassy firmware's TFTP sockets wait for room before a datagram
+/// counts as lost (`SEND_WAIT` in `examples/firmware-embassy/src/tftp.rs`).
+const TFTP_SEND_WAIT: Duration = Duration::from_secs(1);
 
 /// The two firmwares: the same board, addresses, ports and status page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1639,6 +1650,24 @@ fn live_page(firmware: Firmware) -> Result<(), String> {
     Ok(())
 }
 
+/// Puts `data` as `name` with smolsock's std client. The first datagram may
+/// race ARP: a put that fails is tried again, a bounded number of times.
+fn tftp_put(server: SocketAddr, name: FileName, data: &[u8]) -> Result<(), String> {
+    use smolsock::tftp::{ClientConfig, std_net};
+    let mut put = Err("never tried".to_string());
+    for _ in 0..TRIES {
+        put = std_net::put(server, name, ClientConfig::DEFAULT, data, |_, _| {})
+            .map_err(|e| format!("std put: {e}"));
+        if put.is_ok() {
+            break;
+        }
+    }
+    if put? != data.len() as u64 {
+        return Err("std put: wrong size".into());
+    }
+    Ok(())
+}
+
 /// Puts a file with smolsock's std client and gets it back with curl over IPv4,
 /// then with the std client over IPv6 (a window of 4), every byte checked. The
 /// first datagram may race ARP: a put that times out is tried again, a bounded
@@ -1648,18 +1677,7 @@ fn tftp_round_trip() -> Result<(), String> {
     use smolsock::transfer::SliceSink;
     let data: Vec<u8> = (0..100_000usize).map(|i| (i * 7 + i / 251) as u8).collect();
     let name = FileName::new("boot.img").map_err(|e| e.to_string())?;
-    let v4_server = SocketAddr::new(v4(), 69);
-    let mut put = Err("never tried".to_string());
-    for _ in 0..TRIES {
-        put = std_net::put(v4_server, name, ClientConfig::DEFAULT, &data[..], |_, _| {})
-            .map_err(|e| format!("std put: {e}"));
-        if put.is_ok() {
-            break;
-        }
-    }
-    if put? != data.len() as u64 {
-        return Err("std put: wrong size".into());
-    }
+    tftp_put(SocketAddr::new(v4(), 69), name, &data)?;
     let started = Instant::now();
     let dir = ScratchDir::new("fw-tftp");
     let local = dir.join("boot.img");
@@ -1711,4 +1729,204 @@ fn tftp_round_trip() -> Result<(), String> {
 #[ignore = "needs CAP_NET_ADMIN, qemu-system-arm and curl: boots the firmware in a namespace"]
 fn embassy_serves_tftp_from_its_store() {
     on_build(Firmware::Embassy, Variant::Tftp, "tftp", tftp_round_trip);
+}
+
+/// How long a read by a peer that never answers ARP holds the firmware's one
+/// TFTP transfer, from its request: the first DATA, `max_tries`
+/// retransmissions, then the ERROR it gives up with, each a step after the one
+/// before (`ServerConfig::DEFAULT`, which the firmware serves with). A step is
+/// the server's timeout, or the send wait when that is longer: a send behind
+/// the datagram to the stuck peer waits it out before the next timeout is
+/// looked at. 7 s with a 1 s timeout, 5 tries and a 1 s send wait.
+fn stuck_transfer_span() -> Duration {
+    tftp_step() * (u32::from(smolsock::tftp::ServerConfig::DEFAULT.max_tries) + 2)
+}
+
+/// The firmware's TFTP retransmission timeout, or its send wait when that is
+/// longer: how far apart the sends of a transfer behind a stuck datagram are.
+fn tftp_step() -> Duration {
+    let timeout = smolsock::tftp::ServerConfig::DEFAULT.timeout;
+    Duration::from_micros(timeout.total_micros()).max(TFTP_SEND_WAIT)
+}
+
+/// Sends `payload` in a UDP datagram from `from`, an address this host does not
+/// have, to `to`: through a raw socket that writes the IPv4 header itself
+/// (`IPPROTO_RAW` implies `IP_HDRINCL`). The kernel routes it by its
+/// destination, out of `tap0`.
+fn send_forged_udp(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Result<(), String> {
+    // SAFETY: plain socket(2); the result is checked before it is wrapped.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    if fd < 0 {
+        return Err(format!("raw socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    let udp_len = u16::try_from(8 + payload.len()).map_err(|_| "payload too long")?;
+    let total_len = udp_len.checked_add(20).ok_or("payload too long")?;
+    let mut packet = vec![0x45, 0]; // IPv4, a 20-byte header; no TOS
+    packet.extend_from_slice(&total_len.to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0x40, 0]); // no ID (the kernel fills it), DF
+    packet.extend_from_slice(&[64, 17, 0, 0]); // TTL, UDP, the checksum below
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    let checksum = internet_checksum(&packet);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&udp_len.to_be_bytes());
+    packet.extend_from_slice(&[0, 0]); // no UDP checksum, which IPv4 allows
+    packet.extend_from_slice(payload);
+
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the buffer and the address are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&raw const address).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    match usize::try_from(sent) {
+        Ok(sent) if sent == packet.len() => Ok(()),
+        Ok(sent) => Err(format!("sendto: {sent} of {} bytes", packet.len())),
+        Err(_) => Err(format!("sendto: {}", std::io::Error::last_os_error())),
+    }
+}
+
+/// One read requested from an address on the link that no one owns, then reads
+/// as usual. The firmware answers the forged request from its transfer socket
+/// (udp/6969) and ARPs for the address, in vain: the stack keeps that DATA at
+/// the head of the socket's one-datagram send queue for good, and every later
+/// send on the socket would wait behind it unless the firmware's wrapper
+/// empties the queue (a send that times out closes the socket and binds it
+/// again).
+///
+/// A file is put first (the first datagram may race ARP: a bounded number of
+/// tries, as in [`tftp_round_trip`]), and a get right after the forged request
+/// must be refused busy: the forged transfer holds the server. Once that
+/// transfer has had time to end by its own retries ([`stuck_transfer_span`]
+/// from the forged request), a get with smolsock's std client, and then one
+/// with curl, must bring the file back, every byte checked. A get still
+/// refused busy (a slow QEMU) is tried again a step later, a bounded number of
+/// times.
+fn tftp_after_a_read_by_no_one() -> Result<(), String> {
+    use smolsock::tftp::packet::ErrorCode;
+    use smolsock::tftp::std_net::StdError;
+    use smolsock::tftp::{ClientConfig, TftpError, std_net};
+    use smolsock::transfer::SliceSink;
+
+    let data = file_bytes(20_000, 69);
+    let name = FileName::new("stuck.img").map_err(|e| e.to_string())?;
+    let server = SocketAddr::new(v4(), 69);
+    tftp_put(server, name, &data)?;
+
+    let mut into = vec![0u8; data.len()];
+    let mut get = || {
+        into.fill(0);
+        let got = std_net::get(
+            server,
+            name,
+            ClientConfig::DEFAULT,
+            SliceSink::new(&mut into),
+            |_, _| {},
+        );
+        (got, into == data)
+    };
+    let busy = |got: &Result<u64, StdError>| {
+        matches!(
+            got,
+            Err(StdError::Tftp(TftpError::Peer(ErrorCode::NotDefined)))
+        )
+    };
+
+    let mut request = vec![0, 1]; // RRQ
+    request.extend_from_slice(b"stuck.img\0octet\0");
+    send_forged_udp(
+        SocketAddrV4::new(NO_ONES_V4, 4077),
+        SocketAddrV4::new(FIRMWARE_V4, 69),
+        &request,
+    )?;
+    let forged = Instant::now();
+    let (got, _) = get();
+    if !busy(&got) {
+        return Err(format!(
+            "a get right after the forged request: {got:?}, not the busy ERROR \
+             (did the forged request reach the firmware?)"
+        ));
+    }
+
+    // No sooner: a get before the forged transfer has ended is refused busy.
+    thread::sleep(stuck_transfer_span().saturating_sub(forged.elapsed()));
+    let mut outcome = Err("never tried".to_string());
+    for _ in 0..TRIES {
+        let (got, whole) = get();
+        if busy(&got) {
+            outcome = Err("refused busy".into());
+            thread::sleep(tftp_step());
+            continue;
+        }
+        outcome = match got {
+            Ok(size) if size == data.len() as u64 && whole => Ok(()),
+            Ok(size) => Err(format!("{size} bytes, not the file")),
+            Err(e) => Err(e.to_string()),
+        };
+        break;
+    }
+    outcome.map_err(|e| {
+        format!(
+            "std get {:?} after the forged request: {e} (do sends on udp/6969 \
+             wait behind the DATA to {NO_ONES_V4}?)",
+            forged.elapsed()
+        )
+    })?;
+    eprintln!(
+        "tftp: the std get after the forged request done {:?} after it",
+        forged.elapsed()
+    );
+
+    let dir = ScratchDir::new("fw-tftp-stuck");
+    let local = dir.join("stuck.img");
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-o"])
+        .arg(&local)
+        .arg("tftp://192.168.69.1/stuck.img")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl tftp get after the std get: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let back = std::fs::read(&local).map_err(|e| e.to_string())?;
+    if back != data {
+        return Err(format!("curl got {} bytes, not the file", back.len()));
+    }
+    Ok(())
+}
+
+/// The embassy firmware's TFTP build after a read requested from an address
+/// that never answers ARP: the transfer socket serves the next reads.
+#[test]
+#[ignore = "needs CAP_NET_ADMIN, qemu-system-arm and curl: boots the firmware in a namespace"]
+fn embassy_tftp_serves_again_after_a_read_by_no_one() {
+    on_build(
+        Firmware::Embassy,
+        Variant::Tftp,
+        "tftp-stuck",
+        tftp_after_a_read_by_no_one,
+    );
 }
