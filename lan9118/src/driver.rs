@@ -6,6 +6,9 @@
 //! pops a status word, checks its error bits and length, and either copies the frame
 //! into the driver's RX buffer or discards its words, counting why. The data FIFO is
 //! always read to the end of the frame, so one bad frame can never shift the next.
+//! A status word that claims more data than the data FIFO holds is wrong: that
+//! frame is dropped with the chip's fast-forward, which knows where the frame's
+//! data really ends, so the frames behind it are still read whole.
 //!
 //! ## Transmitting
 //! A frame goes out as command A (first and last segment, buffer size), command B
@@ -85,7 +88,8 @@ pub struct Stats {
     /// Frames pushed into the TX FIFO.
     pub tx_frames: u32,
     /// Received frames dropped for an error in their status word (CRC, runt,
-    /// too long on the wire, collision, MII error) or shorter than a header.
+    /// too long on the wire, collision, MII error), shorter than a header, or
+    /// whose status word claims more data than the RX data FIFO holds.
     pub rx_errors: u32,
     /// Received frames longer than [`MAX_FRAME_LEN`], dropped.
     pub rx_too_long: u32,
@@ -459,10 +463,33 @@ impl<B: Bus> Lan9118<B> {
     }
 
     /// Pops RX data words and throws them away.
+    // Out of line: called from every drop path, where each inlined copy costs flash.
+    #[inline(never)]
     fn discard_words(&mut self, words: usize) {
         for _ in 0..words {
             self.bus.read(regs::RX_DATA_FIFO);
         }
+    }
+
+    /// The words in the RX data FIFO, from `RX_FIFO_INF` (bytes used).
+    fn rx_data_words(info: u32) -> usize {
+        (info & fifo_inf::DATA_MASK).div_ceil(4) as usize
+    }
+
+    /// Skips the rest of the frame whose status word was popped last, when that
+    /// word's length cannot be trusted: the chip itself knows where the frame's
+    /// data ends. Its fast-forward is only for frames of four words or more; with
+    /// fewer words than that in the whole FIFO, they are read and thrown away.
+    /// False if the fast-forward never finished.
+    #[cold]
+    fn skip_frame(&mut self, available: usize) -> bool {
+        if available < 4 {
+            self.discard_words(available);
+            return true;
+        }
+        self.bus.write(regs::RX_DP_CTRL, regs::rx_dp_ctrl::RX_FFWD);
+        // The data FIFO must not be read until the fast-forward is done.
+        self.wait_until(regs::RX_DP_CTRL, regs::rx_dp_ctrl::RX_FFWD, 0)
     }
 
     /// Takes the next good frame out of the chip into the RX buffer and returns its
@@ -470,12 +497,25 @@ impl<B: Bus> Lan9118<B> {
     fn read_frame(&mut self) -> Option<usize> {
         let info = self.bus.read(regs::RX_FIFO_INF);
         let waiting = (info >> fifo_inf::STATUS_USED_SHIFT) & fifo_inf::STATUS_USED_MASK;
+        let mut available = Self::rx_data_words(info);
         for _ in 0..waiting.min(STATUS_LIMIT) {
             let status = self.bus.read(regs::RX_STATUS_FIFO);
             let wire_len =
                 ((status >> regs::rx_status::LENGTH_SHIFT) & regs::rx_status::LENGTH_MASK) as usize;
             // With RX_CFG at 0 a frame takes whole words from offset 0, CRC included.
             let words = wire_len.div_ceil(4);
+            // A frame's data is all in the FIFO before its status word is. A
+            // status that claims more is wrong, and reading that many words would
+            // run into the next frame.
+            let Some(left) = available.checked_sub(words) else {
+                self.stats.rx_errors = self.stats.rx_errors.wrapping_add(1);
+                if !self.skip_frame(available) {
+                    return None;
+                }
+                available = Self::rx_data_words(self.bus.read(regs::RX_FIFO_INF));
+                continue;
+            };
+            available = left;
             let bad = regs::rx_status::ES | regs::rx_status::MII_ERROR;
             let Some(frame_len) = wire_len.checked_sub(CRC_LEN) else {
                 self.stats.rx_errors = self.stats.rx_errors.wrapping_add(1);
@@ -1023,6 +1063,44 @@ mod tests {
         let stats = driver.stats();
         let handled = stats.rx_frames + stats.rx_errors + stats.rx_too_long + stats.rx_dropped;
         assert_eq!(handled, 200);
+    }
+
+    #[test]
+    fn a_status_longer_than_the_data_fifo_is_not_overread() {
+        let mut driver = Lan9118::new(FakeChip::new(), Config::new(MAC));
+        driver.init().unwrap();
+        let chip = driver.bus_mut();
+        chip.rx_status.push_back(100 << 16); // says 100 bytes
+        for word in 0..5u32 {
+            chip.rx_data.push_back(0xDEAD_0000 | word); // the FIFO holds 20
+        }
+        let good = sample_frame(60);
+        chip.queue_frame(&good);
+        let mut delivered = Vec::new();
+        while let Some((rx, _tx)) = driver.receive(NOW) {
+            delivered.push(rx.consume(|f| f.to_vec()));
+        }
+        assert_eq!(driver.bus_mut().rx_underruns, 0);
+        assert!(delivered.iter().all(|f| *f == good));
+        assert_eq!(delivered, [good], "the frame behind is still delivered");
+        assert_eq!(driver.stats().rx_errors, 1);
+        assert_eq!(driver.stats().rx_frames, 1);
+        let chip = driver.bus_mut();
+        assert_eq!(chip.rx_fast_forwards, 1);
+        assert!(chip.rx_data.is_empty());
+    }
+
+    #[test]
+    fn a_status_longer_than_a_nearly_empty_data_fifo_reads_only_what_is_there() {
+        let mut driver = ready_driver();
+        chip(&mut driver).rx_status.push_back(100 << 16);
+        chip(&mut driver).rx_data.extend([1, 2]);
+        assert_eq!(receive_bytes(&mut driver), None);
+        let chip = chip(&mut driver);
+        assert_eq!(chip.rx_underruns, 0);
+        assert_eq!(chip.rx_fast_forwards, 0, "not for fewer than four words");
+        assert!(chip.rx_data.is_empty());
+        assert_eq!(driver.stats().rx_errors, 1);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct FakeChip {
     pub rx_data: VecDeque<u32>,
     /// Reads of the RX data port with nothing in it (a driver bug on real chips).
     pub rx_underruns: u32,
+    /// Fast-forwards asked for through `RX_DP_CTRL`.
+    pub rx_fast_forwards: u32,
     /// What `TX_FIFO_INF` reports as free data bytes.
     pub tx_free: u32,
     pub tx_status: VecDeque<u32>,
@@ -99,6 +101,7 @@ impl FakeChip {
             rx_status: VecDeque::new(),
             rx_data: VecDeque::new(),
             rx_underruns: 0,
+            rx_fast_forwards: 0,
             tx_free: 4608,
             tx_status: VecDeque::new(),
             tx_status_error: 0,
@@ -127,6 +130,22 @@ impl FakeChip {
                 .push_back(u32::from_le_bytes(word.try_into().unwrap()));
         }
         self.int_sts |= regs::int::RSFL;
+    }
+
+    /// `RX_DP_CTRL.RX_FFWD`: the chip knows where each frame's data ends, whatever
+    /// its status word says, and skips the rest of the frame whose status was
+    /// popped last. Here that is every word ahead of the data of the frames whose
+    /// status words still wait (each as long as its status says). It completes
+    /// at once.
+    fn fast_forward(&mut self) {
+        self.rx_fast_forwards += 1;
+        let behind: usize = self
+            .rx_status
+            .iter()
+            .map(|status| (((status >> 16) & 0x3FFF) as usize).div_ceil(4))
+            .sum();
+        let skip = self.rx_data.len().saturating_sub(behind);
+        self.rx_data.drain(..skip);
     }
 
     pub fn mac_address(&self) -> [u8; 6] {
@@ -224,6 +243,7 @@ impl Bus for FakeChip {
                     0
                 }
             }
+            regs::RX_DP_CTRL => 0,
             regs::RX_FIFO_INF => {
                 ((self.rx_status.len() as u32) << 16) | (self.rx_data.len() as u32 * 4)
             }
@@ -252,6 +272,11 @@ impl Bus for FakeChip {
             regs::INT_STS => self.int_sts &= !value,
             regs::INT_EN => self.int_en = value,
             regs::RX_CFG => self.rx_cfg = value,
+            regs::RX_DP_CTRL => {
+                if value & regs::rx_dp_ctrl::RX_FFWD != 0 {
+                    self.fast_forward();
+                }
+            }
             regs::TX_CFG => self.tx_cfg = value,
             regs::AFC_CFG => self.afc_cfg = value,
             regs::HW_CFG => {
