@@ -359,6 +359,9 @@ impl<B: Bus> Lan9118<B> {
 
     /// Adds the chip's own count of frames it dropped for a full RX FIFO (`RX_DROP`,
     /// which clears on read) to [`Stats::rx_dropped`].
+    ///
+    /// One register read: call it wherever the counters are read or published
+    /// (the embassy driver does, at every refresh of its `State`).
     pub fn collect_chip_drops(&mut self) {
         let dropped = self.bus.read(regs::RX_DROP);
         self.stats.rx_dropped = self.stats.rx_dropped.wrapping_add(dropped);

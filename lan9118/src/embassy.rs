@@ -28,7 +28,8 @@
 //!
 //! The driver's counters live inside the driver, which embassy-net's runner
 //! owns; [`State::stats`] keeps a copy, refreshed at every `receive` and
-//! `transmit` call, for a status page in another task.
+//! `transmit` call, for a status page in another task. Each refresh first adds
+//! the frames the chip dropped itself ([`Lan9118::collect_chip_drops`]).
 
 use core::cell::Cell;
 use core::fmt;
@@ -80,7 +81,8 @@ impl State {
         self.waker.wake();
     }
 
-    /// The driver's counters as of its last `receive` or `transmit`.
+    /// The driver's counters as of its last `receive` or `transmit`, the chip's
+    /// own drops included.
     pub fn stats(&self) -> Stats {
         self.stats.lock(Cell::get)
     }
@@ -139,6 +141,15 @@ impl<'a, B: Bus, L: InterruptLine> Device<'a, B, L> {
     pub fn inner(&mut self) -> &mut Lan9118<B> {
         self.device
     }
+
+    /// Copies the driver's counters into the [`State`], the frames the chip
+    /// dropped itself collected first (one register read, once the chip is up).
+    fn publish(&mut self) {
+        if self.device.is_ready() {
+            self.device.collect_chip_drops();
+        }
+        self.state.publish(*self.device.stats());
+    }
 }
 
 /// A received frame, in the driver's RX buffer.
@@ -182,7 +193,7 @@ impl<B: Bus, L: InterruptLine> embassy_net_driver::Driver for Device<'_, B, L> {
         Self: 'a;
 
     fn receive(&mut self, cx: &mut Context) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        self.state.publish(*self.device.stats());
+        self.publish();
         if !self.device.is_ready() {
             return None;
         }
@@ -197,7 +208,7 @@ impl<B: Bus, L: InterruptLine> embassy_net_driver::Driver for Device<'_, B, L> {
     }
 
     fn transmit(&mut self, cx: &mut Context) -> Option<Self::TxToken<'_>> {
-        self.state.publish(*self.device.stats());
+        self.publish();
         let ready = self.device.is_ready();
         let token = self
             .device
@@ -271,6 +282,13 @@ mod tests {
         fn unmask(&mut self) {
             self.0.set(self.0.get() + 1);
         }
+    }
+
+    /// A line nobody watches.
+    struct NoLine;
+
+    impl InterruptLine for NoLine {
+        fn unmask(&mut self) {}
     }
 
     fn ready_driver() -> Lan9118<FakeChip> {
@@ -427,5 +445,20 @@ mod tests {
         assert_eq!(state.stats().rx_frames, 0, "published at the next call");
         let _ = device.transmit(&mut cx);
         assert_eq!(state.stats().rx_frames, 1);
+    }
+
+    #[test]
+    fn chip_drops_reach_the_published_counters() {
+        let mut driver = Lan9118::new(FakeChip::new(), Config::new([2, 0, 0, 0, 0, 1]));
+        driver.init().unwrap();
+        driver.bus_mut().rx_drop = 3;
+        let state = State::new();
+        let mut device = Device::new(&mut driver, &state, NoLine);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..3 {
+            let _ = device.receive(&mut cx);
+            let _ = device.transmit(&mut cx);
+        }
+        assert_eq!(state.stats().rx_dropped, 3);
     }
 }

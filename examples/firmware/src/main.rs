@@ -227,6 +227,8 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
         // a SYN held for a slot that just listened again is handed to the stack.
         backlog.sync(iface, sockets, now);
         iface.poll(now, &mut backlog.device(device), sockets);
+        // The frames the chip dropped itself, so the published counters have them.
+        device.collect_chip_drops();
         services.publish(sockets, *device.stats(), backlog.stats(), now);
         log_driver_stats(device, now, &mut stats_logged);
         if !idle_until_next_event(iface, services, backlog, sockets, now) {
@@ -246,12 +248,11 @@ impl core::fmt::Display for Describe {
 }
 
 /// Logs the driver's counters every few seconds, when they changed.
-fn log_driver_stats(device: &mut Lan9118<Mmio>, now: Instant, logged: &mut (Instant, Stats)) {
+fn log_driver_stats(device: &Lan9118<Mmio>, now: Instant, logged: &mut (Instant, Stats)) {
     const EVERY: Duration = Duration::from_secs(10);
     if now < logged.0 + EVERY {
         return;
     }
-    device.collect_chip_drops();
     let stats = *device.stats();
     if stats != logged.1 {
         let (stack_used, stack_size) = stack::high_water();
