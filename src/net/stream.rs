@@ -390,8 +390,8 @@ impl StreamingFrames {
     /// `Ok(0)`: nothing to read now. `Err(RecvError::Finished)`: the peer closed
     /// cleanly on a frame boundary and everything was taken. A stream that ended
     /// mid-frame gives [`ReadError::Truncated`], an oversize header
-    /// [`ReadError::Oversize`] (the reader then stays stopped until
-    /// [`reset`](Self::reset); close the connection).
+    /// [`ReadError::Oversize`] (either stops the reader until
+    /// [`reset`](Self::reset), and is counted once; close the connection).
     pub fn recv_pieces<F>(
         &mut self,
         socket: &mut tcp::Socket<'_>,

@@ -41,7 +41,8 @@ impl<W: Write> TraceWriter<W> {
         self.written
     }
 
-    /// Records lost to write errors.
+    /// Records lost to write errors, and failed flushes (each counted once,
+    /// however many buffered lines it lost).
     pub const fn errors(&self) -> u64 {
         self.errors
     }

@@ -20,7 +20,7 @@ use super::common::{HEADER, HEADER_LEN, Outgoing, Sender, SetupError, framing, t
 use crate::session::{FramedStats, Session, Status};
 use crate::store::{FileName, Storage, StoreError, Upload};
 use crate::time::{Duration, Instant, at_rate, sooner};
-use crate::wire::frame::FrameReader;
+use crate::wire::frame::{FrameReader, ReadError};
 use crate::wire::transfer::{
     DATA_HEADER_LEN, ErrorCode, MIN_MAX_BODY, Message, MessageType, PROTOCOL_VERSION,
     TransferError, emit_data_header,
@@ -702,7 +702,7 @@ impl<S: Storage> Core<'_, S> {
         reader: &mut FrameReader<B>,
         now: Instant,
     ) -> bool {
-        if reader.error().is_some() {
+        if matches!(reader.error(), Some(ReadError::Oversize { .. })) {
             // The bytes after a header that is too large cannot be trusted to be
             // frames; the whole frames before it have been handled.
             self.close_with(ErrorCode::FrameTooLarge, u64::from(self.limit()), now);

@@ -534,7 +534,8 @@ impl<B> FrameReader<B> {
         &self.stats
     }
 
-    /// The error that stopped the reader, if a header was oversize.
+    /// The error that stopped the reader: an oversize header, or a frame cut
+    /// short by the end of the stream ([`finish`](Self::finish)).
     pub const fn error(&self) -> Option<ReadError> {
         self.poisoned
     }
@@ -843,8 +844,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     }
 
     /// Says the stream has ended (the peer closed). `Ok` if it ended on a frame
-    /// boundary; [`ReadError::Truncated`] (counted) if a frame was cut short. Whole
-    /// frames already found can still be taken.
+    /// boundary; [`ReadError::Truncated`] (counted once, however often this is
+    /// asked: it stops the reader) if a frame was cut short. Whole frames already
+    /// found can still be taken.
     pub fn finish(&mut self) -> Result<(), ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
@@ -860,7 +862,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             .and_then(|bytes| self.format.decode(bytes))
             .map(|len| (len as usize).saturating_add(self.format.header_len()));
         self.stats.truncated = self.stats.truncated.saturating_add(1);
-        Err(ReadError::Truncated { received, expected })
+        let error = ReadError::Truncated { received, expected };
+        self.poisoned = Some(error);
+        Err(error)
     }
 
     /// Forgets all bytes held and any error, to start a new stream. Counters stay.
@@ -1827,6 +1831,21 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(r.stats().truncated, 1);
+        // Asked again, as an adapter called once more after the end may: the
+        // same answer, the one cut stream counted once, and the reader stopped.
+        let cut = Err(ReadError::Truncated {
+            received: 2,
+            expected: None,
+        });
+        assert_eq!(r.finish(), cut);
+        assert_eq!(r.stats().truncated, 1);
+        assert_eq!(r.error(), cut.err());
+        assert_eq!(r.feed(&[0]), cut.map(|()| 0));
+        // A whole frame before the cut is still there to take.
+        let mut r = reader(HeaderFormat::NETWORK);
+        r.feed(&[0, 0, 0, 1, b'a', 0, 0]).unwrap();
+        assert!(r.finish().is_err());
+        assert_eq!(r.next_frame(), Some(&b"a"[..]));
         let mut r = reader(HeaderFormat::NETWORK);
         r.feed(&[0, 0, 0, 1, b'a']).unwrap();
         assert_eq!(
