@@ -560,10 +560,6 @@ impl<'b> Pump<'b> {
             self.end(session, now);
             return Turn::Failed(Failure::IdleTimeout);
         }
-        if self.close_at().is_some_and(|at| now >= at) {
-            self.end(session, now);
-            return Turn::Failed(Failure::CloseTimeout);
-        }
         self.advance(session, now, done.is_none());
         if done.is_none() {
             *done = outcome(session);
@@ -571,9 +567,15 @@ impl<'b> Pump<'b> {
         let own = session.poll_timeout();
         let plan = self.plan(session, done.is_none());
         // Closed with bytes still to go (the session may hold no deadline of its
-        // own any more): from now on the close timeout counts.
+        // own any more): from now on the close timeout counts, and only while
+        // they are still to go (a write and flush that finished in time are
+        // the end of the connection, whenever this turn comes).
         if matches!(plan, Plan::Io(_)) && session.status() == Status::Close {
-            self.closing.since.get_or_insert(now);
+            let since = *self.closing.since.get_or_insert(now);
+            if now >= since.saturating_add(self.closing.timeout) {
+                self.end(session, now);
+                return Turn::Failed(Failure::CloseTimeout);
+            }
         }
         match plan {
             // A session that can never move again is stalled now, not at the
@@ -666,11 +668,16 @@ impl<'b> Pump<'b> {
                 self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
                 let idle = &mut self.idle;
                 idle.written = idle.written.saturating_add(n);
-                if idle.written >= WRITE_PROGRESS {
-                    idle.progress(now);
+                // After the close, a kilobyte written or the rest of what the
+                // session gave restarts the close timeout: the flush gets a
+                // whole one.
+                if idle.written >= WRITE_PROGRESS || self.tx_start >= self.tx_end {
                     if let Some(since) = &mut self.closing.since {
                         *since = now;
                     }
+                }
+                if idle.written >= WRITE_PROGRESS {
+                    idle.progress(now);
                 } else {
                     // All written: progress if the session has no more to say,
                     // which the next `advance` tells.

@@ -524,3 +524,81 @@ fn a_peer_taking_a_kilobyte_every_few_seconds_gets_all_after_the_close() {
     assert_eq!(peer.taken, 5000);
     assert_eq!(clock.now(), Instant::from_secs(20));
 }
+
+/// A peer that reads `per_write` bytes a write, each after `write_wait`, and
+/// whose flush takes `flush_wait`, on the fake clock; it sends nothing.
+struct SlowFlush<'c> {
+    clock: &'c FakeClock,
+    write_wait: Duration,
+    per_write: usize,
+    flush_wait: Duration,
+    taken: usize,
+    flushed: bool,
+}
+
+impl ErrorType for SlowFlush<'_> {
+    type Error = ErrorKind;
+}
+
+impl Read for SlowFlush<'_> {
+    fn read(&mut self, _: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.clock.advance(Duration::from_secs(1));
+        Err(ErrorKind::TimedOut)
+    }
+}
+
+impl Write for SlowFlush<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.clock.advance(self.write_wait);
+        let n = buf.len().min(self.per_write);
+        self.taken += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.clock.advance(self.flush_wait);
+        self.flushed = true;
+        Ok(())
+    }
+}
+
+#[test]
+fn the_rest_written_after_the_close_gives_the_flush_a_whole_close_timeout() {
+    // 1024 B at 4 s, the other 476 at 8 s, the flush done at 12 s: 4 s after
+    // the rest, though 8 s after the last kilobyte.
+    let clock = FakeClock::default();
+    let mut peer = SlowFlush {
+        clock: &clock,
+        write_wait: Duration::from_secs(4),
+        per_write: 1024,
+        flush_wait: Duration::from_secs(4),
+        taken: 0,
+        flushed: false,
+    };
+    let mut session = Firehose { left: 1500 };
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 8192]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx).run(&mut session, &clock);
+    assert_eq!((peer.taken, peer.flushed), (1500, true));
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(clock.now(), Instant::from_secs(12));
+}
+
+#[test]
+fn a_flush_that_completed_late_is_the_end_not_a_close_timeout() {
+    // The stream blocks in its flush past the close timeout, then succeeds:
+    // every byte is out, and that is the end of the connection.
+    let clock = FakeClock::default();
+    let mut peer = SlowFlush {
+        clock: &clock,
+        write_wait: Duration::ZERO,
+        per_write: 1024,
+        flush_wait: Duration::from_secs(6),
+        taken: 0,
+        flushed: false,
+    };
+    let mut session = Firehose { left: 100 };
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 8192]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx).run(&mut session, &clock);
+    assert_eq!((peer.taken, peer.flushed), (100, true));
+    assert_eq!(end, Ok(End::Closed));
+}
