@@ -671,10 +671,10 @@ impl<'b> Pump<'b> {
                 // After the close, a kilobyte written or the rest of what the
                 // session gave restarts the close timeout: the flush gets a
                 // whole one.
-                if idle.written >= WRITE_PROGRESS || self.tx_start >= self.tx_end {
-                    if let Some(since) = &mut self.closing.since {
-                        *since = now;
-                    }
+                if (idle.written >= WRITE_PROGRESS || self.tx_start >= self.tx_end)
+                    && let Some(since) = &mut self.closing.since
+                {
+                    *since = now;
                 }
                 if idle.written >= WRITE_PROGRESS {
                     idle.progress(now);
