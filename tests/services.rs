@@ -2209,6 +2209,78 @@ fn close_all_sends_what_each_session_holds_before_the_fin() {
     );
 }
 
+/// Starts each connection holding 20 records of 100 B, and hands them out only
+/// whole: it writes fewer bytes than the space offered, and still holds some.
+struct Records {
+    held: usize,
+}
+
+impl Session for Records {
+    fn start(&mut self, _now: smolsock::time::Instant) {
+        self.held = 20;
+    }
+
+    fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _now: smolsock::time::Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _now: smolsock::time::Instant) -> usize {
+        let n = (space.len() / 100).min(self.held);
+        self.held -= n;
+        space[..n * 100].fill(b'r');
+        n * 100
+    }
+
+    fn wants_transmit(&self) -> bool {
+        self.held > 0
+    }
+
+    fn status(&self) -> Status {
+        Status::Open
+    }
+}
+
+#[test]
+fn close_all_sends_every_record_a_session_holds_before_the_fin() {
+    // The session's 2000 B wait behind a client that reads nothing for 2 s; its
+    // send buffer keeps room for less than a record, so room is left while it
+    // still holds records. Then the client reads everything.
+    let mut net = sim(619, FaultConfig::CLEAN, 1, 1);
+    let sessions = [Recording::new(Records { held: 0 })];
+    let mut server = serve(&mut net, 7, (2048, 512), sessions, SERVER);
+    let client = net.client.sockets.add(tcp_socket(256, 512));
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+    net.run_services(&mut server, &mut (), Duration::from_secs(2), |_, _, _| {
+        None::<()>
+    })
+    .unwrap_err();
+    let now = net.now();
+    server.close_all(&mut net.server.sockets, now);
+    let mut back = Vec::new();
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        let mut buf = [0; 1024];
+        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+            back.extend_from_slice(&buf[..n]);
+        }
+        if !socket.may_recv() && socket.is_open() {
+            socket.close();
+        }
+        (server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    assert_eq!(back.len(), 2000, "{stats}");
+    assert!(back.iter().all(|&b| b == b'r'));
+    assert_eq!(ends(&server), [End::Closed], "{stats}");
+}
+
 #[test]
 fn close_all_resets_a_peer_that_takes_nothing_after_the_close_timeout() {
     // The echo holds bytes for a client that never reads: they cannot leave,

@@ -370,7 +370,10 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
     /// Each session takes no more input (what its peer sends from now on is
     /// read and dropped, counted in [`ServerStats::discarded`]) but still hands
     /// out what it holds, such as an echo's buffered bytes or the rest of an
-    /// answer; the FIN follows once it leaves room in the send buffer. The
+    /// answer; the FIN follows once it has nothing more to send
+    /// ([`Session::wants_transmit`] is `false`, so a session that keeps the
+    /// default `true` gets none), and a session that turns
+    /// [`Status::Abort`] meanwhile is reset ([`End::Aborted`]). The
     /// close timeout bounds this as it bounds any close: a peer that takes
     /// nothing for that long is reset ([`End::CloseTimeout`]), and each KiB it
     /// acknowledges gives it that long again, so a session whose output never
@@ -514,23 +517,29 @@ fn closing_input(
     socket.may_send()
 }
 
-/// A closing slot's poll, after its session: our FIN once the session left
-/// room in the send buffer (it gave all it holds); then how the connection
-/// ended, if it did (the socket is aborted then).
+/// A closing slot's poll, after its session, whose word is `session`: `Close`
+/// once it holds nothing more to send (our FIN then, if not sent yet), `Open`
+/// while it still does, `Abort` to reset. Then how the connection ended, if it
+/// did (the socket is aborted then).
 #[inline(never)]
 fn closing_end(
     socket: &mut tcp::Socket<'_>,
     cx: PollContext<'_>,
     state: &mut SlotState,
+    session: Status,
 ) -> Option<End> {
     let SlotState::Closing { since, queued, .. } = state else {
         return None;
     };
-    if socket.may_send() && socket.send_queue() < socket.send_capacity() {
+    // Room left in the send buffer is no sign the session is done: one that
+    // writes only whole records leaves room and still holds some.
+    if session == Status::Close && socket.may_send() {
         socket.close();
     }
     *queued = send_queue(socket);
-    let end = if !socket.is_active() {
+    let end = if session == Status::Abort {
+        End::Aborted
+    } else if !socket.is_active() {
         // A clean close has the peer's FIN and every byte of ours acknowledged
         // (TIME-WAIT, or CLOSED from LAST-ACK). A reset, or the stack giving
         // up, ends it before the peer's FIN (as in FIN-WAIT-2) or with bytes
@@ -738,7 +747,12 @@ impl<S: Session> Slot<'_, S> {
         if closing_input(socket, cx.now, self.stats, self.state) {
             pump(self.session, socket, cx.now);
         }
-        if let Some(end) = closing_end(socket, cx, self.state) {
+        let session = match self.session.status() {
+            Status::Abort => Status::Abort,
+            _ if self.session.wants_transmit() => Status::Open,
+            _ => Status::Close,
+        };
+        if let Some(end) = closing_end(socket, cx, self.state, session) {
             self.end(end, cx);
             *self.state = SlotState::Aborting;
         }

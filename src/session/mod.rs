@@ -86,7 +86,10 @@ pub trait Session {
     /// Whether [`transmit`](Self::transmit) has anything to do now: bytes to give,
     /// or input held that it would act on. While it is `false` an adapter may skip
     /// offering send space. `true`, the default, is always correct; a session that
-    /// says `false` must not hold input it refused more of.
+    /// says `false` must not hold input it refused more of. After
+    /// [`TcpServer::close_all`](crate::net::TcpServer::close_all) the FIN waits
+    /// for `false`: a session that keeps the default is reset at the close
+    /// timeout instead.
     fn wants_transmit(&self) -> bool {
         true
     }

@@ -181,6 +181,10 @@ impl<S: Session> Session for Recording<S> {
         self.inner.transmit(space, now)
     }
 
+    fn wants_transmit(&self) -> bool {
+        self.inner.wants_transmit()
+    }
+
     fn poll_timeout(&self) -> Option<smolsock::time::Instant> {
         self.inner.poll_timeout()
     }
