@@ -371,8 +371,8 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
     /// read and dropped, counted in [`ServerStats::discarded`]) but still hands
     /// out what it holds, such as an echo's buffered bytes or the rest of an
     /// answer; the FIN follows once it has nothing more to send
-    /// ([`Session::wants_transmit`] is `false`, so a session that keeps the
-    /// default `true` gets none), and a session that turns
+    /// ([`Session::wants_transmit`] is `false`, or it gives nothing though
+    /// offered the whole send buffer, empty), and a session that turns
     /// [`Status::Abort`] meanwhile is reset ([`End::Aborted`]). The
     /// close timeout bounds this as it bounds any close: a peer that takes
     /// nothing for that long is reset ([`End::CloseTimeout`]), and each KiB it
@@ -747,9 +747,12 @@ impl<S: Session> Slot<'_, S> {
         if closing_input(socket, cx.now, self.stats, self.state) {
             pump(self.session, socket, cx.now);
         }
+        // Done once it says it has nothing to send, or gave nothing though
+        // offered the whole send buffer, empty (the default `wants_transmit`
+        // is always `true`).
         let session = match self.session.status() {
             Status::Abort => Status::Abort,
-            _ if self.session.wants_transmit() => Status::Open,
+            _ if self.session.wants_transmit() && socket.send_queue() > 0 => Status::Open,
             _ => Status::Close,
         };
         if let Some(end) = closing_end(socket, cx, self.state, session) {

@@ -88,8 +88,8 @@ pub trait Session {
     /// offering send space. `true`, the default, is always correct; a session that
     /// says `false` must not hold input it refused more of. After
     /// [`TcpServer::close_all`](crate::net::TcpServer::close_all) the FIN waits
-    /// for `false`: a session that keeps the default is reset at the close
-    /// timeout instead.
+    /// for `false`, or for a turn that offered the whole send buffer, empty, and
+    /// got nothing.
     fn wants_transmit(&self) -> bool {
         true
     }
