@@ -37,8 +37,8 @@ use crate::transfer::{FileSink, FileSource, SharedStore};
 /// than a block, which some sockets cut to the buffer, is seen too long and
 /// refused rather than stored cut. A get whose buffer is smaller asks for the
 /// blocks it has room for (`blksize`), and ends with
-/// [`TftpError::BlockSizeIgnored`] if the server sends 512-byte blocks all the
-/// same; one with no room for 8 bytes is refused at once
+/// [`TftpError::BlockSizeIgnored`] if the server ignores the option for a file
+/// of at least that size; one with no room for 8 bytes is refused at once
 /// ([`TftpError::BufferTooSmall`]).
 ///
 /// The transfers share the socket's port, so a datagram of one that comes late

@@ -20,8 +20,9 @@ use crate::wire::crc32::Crc32;
 pub struct ClientConfig {
     /// `blksize` to ask for; `None` for RFC 1350's 512 bytes with no option. The
     /// adapter's buffer must hold `4 +` this. Below 512, a server that ignores
-    /// the option is refused ([`TftpError::BlockSizeIgnored`]): its 512-byte
-    /// blocks would not fit.
+    /// the option is taken only for a file shorter than this, which goes in
+    /// one block that is the last for either size; a longer one is refused
+    /// ([`TftpError::BlockSizeIgnored`]): its 512-byte blocks would not fit.
     pub block_size: Option<u16>,
     /// `windowsize` to ask for; `None` for one block per ACK.
     pub window: Option<u16>,
@@ -60,18 +61,19 @@ impl ClientConfig {
     }
 
     /// What the server granted in the OACK `datagram`, checked against what was
-    /// asked.
+    /// asked; `size` is the file's, if known (see [`plain_block_size`]).
     fn granted(
         &self,
         asked: &Options,
         oack: &Options,
         datagram: &[u8],
+        size: Option<u64>,
     ) -> Result<(u16, u16), TftpError> {
         if oack_has_invalid(datagram, oack) {
             return Err(TftpError::BadOptions);
         }
         let block = match (asked.block_size, oack.block_size) {
-            (_, None) => plain_block_size(asked)?,
+            (_, None) => plain_block_size(asked, size)?,
             (Some(asked), Some(granted)) if granted <= asked => granted,
             _ => return Err(TftpError::BadOptions),
         };
@@ -85,12 +87,19 @@ impl ClientConfig {
 }
 
 /// The block size of a transfer whose server took no `blksize`: RFC 1350's
-/// 512 bytes, unless the client asked for smaller blocks, which says its
-/// buffer holds no more (an adapter's datagram would be cut, and a cut block
-/// taken as the last).
-fn plain_block_size(asked: &Options) -> Result<u16, TftpError> {
+/// 512 bytes. A client that asked for smaller blocks may have a buffer of no
+/// more than `4 +` its `asked`: a 512-byte block would be cut to it, at least
+/// `asked` bytes long, and taken for a short last block. Such a transfer is
+/// taken only for a file shorter than `asked`, whose one block is the last for
+/// either size: refused here if its `size` is known and not shorter, else
+/// (a get not told the size) at its first DATA, in `ClientGet::on_data`.
+fn plain_block_size(asked: &Options, size: Option<u64>) -> Result<u16, TftpError> {
     match asked.block_size {
-        Some(asked) if asked < DEFAULT_BLOCK_SIZE => Err(TftpError::BlockSizeIgnored { asked }),
+        Some(asked)
+            if asked < DEFAULT_BLOCK_SIZE && size.is_some_and(|s| s >= u64::from(asked)) =>
+        {
+            Err(TftpError::BlockSizeIgnored { asked })
+        }
         _ => Ok(DEFAULT_BLOCK_SIZE),
     }
 }
@@ -375,11 +384,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             (_, Packet::Error { code, .. }) => self.common.fail(TftpError::Peer(code), false, now),
             (Phase::Request, Packet::Oack { options }) => {
-                match self
-                    .common
-                    .config
-                    .granted(&self.common.asked, &options, datagram)
-                {
+                match self.common.config.granted(
+                    &self.common.asked,
+                    &options,
+                    datagram,
+                    options.transfer_size,
+                ) {
                     Ok((block, window)) => {
                         self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
@@ -390,13 +400,8 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             }
             (Phase::Request, Packet::Data { block, data }) => {
                 // No OACK: the server took no option, RFC 1350 it is.
-                match plain_block_size(&self.common.asked) {
-                    Ok(block_size) => {
-                        self.begin(block_size, 1, None, now);
-                        self.on_data(block, data, now);
-                    }
-                    Err(e) => self.common.fail(e, true, now),
-                }
+                self.begin(DEFAULT_BLOCK_SIZE, 1, None, now);
+                self.on_data(block, data, now);
             }
             (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data, now),
             // The network repeated the OACK.
@@ -425,6 +430,17 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
     fn on_data(&mut self, block: u16, data: &[u8], now: Instant) {
         if self.common.phase != Phase::Running {
             return;
+        }
+        // Blocks larger than asked (granted ones are not): the server ignored
+        // a blksize under 512, and a DATA as long as the asked size may have
+        // been cut to the buffer (see `plain_block_size`).
+        if let Some(asked) = self.common.asked.block_size
+            && asked < self.receiver.block_size
+            && data.len() >= usize::from(asked)
+        {
+            return self
+                .common
+                .fail(TftpError::BlockSizeIgnored { asked }, true, now);
         }
         match self.receiver.classify(block, data.len()) {
             Received::TooLong => {
@@ -616,14 +632,14 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                 match self
                     .common
                     .config
-                    .granted(&self.common.asked, &options, datagram)
+                    .granted(&self.common.asked, &options, datagram, Some(size))
                 {
                     Ok((block, window)) => self.begin(Sender::new(size, block, window, false)),
                     Err(e) => self.common.fail(e, true, now),
                 }
             }
             (Phase::Request, Packet::Ack { block: 0 }) => {
-                match plain_block_size(&self.common.asked) {
+                match plain_block_size(&self.common.asked, Some(size)) {
                     Ok(block_size) => self.begin(Sender::new(size, block_size, 1, false)),
                     Err(e) => self.common.fail(e, true, now),
                 }

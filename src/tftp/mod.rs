@@ -177,9 +177,13 @@ pub enum TftpError {
         max: u16,
     },
     /// The client asked for blocks smaller than RFC 1350's 512 bytes (its
-    /// buffer holds no more) and the server ignored the `blksize` option: a
-    /// plain DATA, or an OACK without it. Taking 512-byte blocks could cut them
-    /// and end the file early, so the transfer is refused (ERROR 8).
+    /// buffer may hold no more) and the server ignored the `blksize` option (a
+    /// plain DATA or ACK 0, or an OACK without it) for a file of at least the
+    /// size asked: a 512-byte block cut to the buffer would be taken for the
+    /// last, ending the file early, so the transfer is refused (ERROR 8). A get
+    /// refuses a DATA of at least the size asked, or a `tsize` that large; a
+    /// put, a file that large. A shorter file goes in one block, the last to
+    /// either side, and is taken.
     BlockSizeIgnored {
         /// The block size asked for.
         asked: u16,

@@ -1623,8 +1623,9 @@ fn get_asking(into: &mut [u8], block_size: u16) -> ClientGet<SliceSink<'_>, fn(u
 #[test]
 fn a_get_that_asked_for_blocks_under_512_refuses_a_server_that_ignores_blksize() {
     let mut buf = [0u8; 600];
-    // A plain DATA (the server took no option), cut or whole.
-    for len in [100, 200, 512] {
+    // A plain DATA (the server took no option) of at least the block asked:
+    // cut to a buffer of `4 +` it, `5 +` it, or whole.
+    for len in [100, 101, 200, 512] {
         let mut into = [0u8; 1024];
         let mut get = get_asking(&mut into, 100);
         let data = pattern(len);
@@ -1652,22 +1653,8 @@ fn a_get_that_asked_for_blocks_under_512_refuses_a_server_that_ignores_blksize()
         );
         assert!(get.sink().data().is_empty(), "nothing stored");
     }
-    // An OACK without blksize: RFC 1350's 512 would follow.
-    let mut into = [0u8; 1024];
-    let mut get = get_asking(&mut into, 100);
-    get.receive(b"\x00\x06", Instant::ZERO);
-    let n = get.transmit(&mut buf, Instant::ZERO);
-    assert!(matches!(
-        parse(&buf[..n]),
-        Packet::Error {
-            code: ErrorCode::OptionRefused,
-            ..
-        }
-    ));
-    assert_eq!(
-        get.outcome(),
-        Some(Err(TftpError::BlockSizeIgnored { asked: 100 }))
-    );
+    // An OACK without blksize is judged by its tsize or the DATA that follows:
+    // a_get_through_an_oack_without_blksize_takes_a_small_file_and_refuses_a_cut_block.
     // A get that asked for 512 or more takes RFC 1350's blocks.
     let mut into = [0u8; 1024];
     let mut get = get_asking(&mut into, 1024);
@@ -1680,4 +1667,147 @@ fn a_get_that_asked_for_blocks_under_512_refuses_a_server_that_ignores_blksize()
     );
     get.transmit(&mut buf, Instant::ZERO);
     assert_eq!(get.outcome(), Some(Ok(5)));
+}
+
+#[test]
+fn a_get_of_a_small_file_from_an_rfc_1350_server_still_completes() {
+    let mut buf = [0u8; 600];
+    let mut into = [0u8; 1024];
+    let mut get = get_asking(&mut into, 100);
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: b"tiny file",
+        }),
+        Instant::ZERO,
+    );
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(parse(&buf[..n]), Packet::Ack { block: 1 });
+    assert_eq!(get.outcome(), Some(Ok(9)));
+    assert_eq!(get.sink().data(), b"tiny file");
+    // One byte under the block asked: no buffer of `4 +` it cut that.
+    let mut into = [0u8; 1024];
+    let mut get = get_asking(&mut into, 100);
+    let data = pattern(99);
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &data,
+        }),
+        Instant::ZERO,
+    );
+    get.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(get.outcome(), Some(Ok(99)));
+}
+
+#[test]
+fn a_get_through_an_oack_without_blksize_takes_a_small_file_and_refuses_a_cut_block() {
+    let mut buf = [0u8; 600];
+    // The OACK is accepted (ACK 0); the DATA that follows decides.
+    for (len, outcome) in [
+        (9, Ok(9)),
+        (100, Err(TftpError::BlockSizeIgnored { asked: 100 })),
+        (105, Err(TftpError::BlockSizeIgnored { asked: 100 })),
+    ] {
+        let mut into = [0u8; 1024];
+        let mut get = get_asking(&mut into, 100);
+        get.receive(b"\x00\x06", Instant::ZERO);
+        let n = get.transmit(&mut buf, Instant::ZERO);
+        assert_eq!(parse(&buf[..n]), Packet::Ack { block: 0 }, "{len}");
+        let data = pattern(len);
+        get.receive(
+            &emit(Packet::Data {
+                block: 1,
+                data: &data,
+            }),
+            Instant::ZERO,
+        );
+        let n = get.transmit(&mut buf, Instant::ZERO);
+        match outcome {
+            Ok(_) => assert_eq!(parse(&buf[..n]), Packet::Ack { block: 1 }, "{len}"),
+            Err(_) => {
+                assert!(
+                    matches!(
+                        parse(&buf[..n]),
+                        Packet::Error {
+                            code: ErrorCode::OptionRefused,
+                            ..
+                        }
+                    ),
+                    "{len}"
+                );
+                assert!(get.sink().data().is_empty(), "nothing stored");
+            }
+        }
+        assert_eq!(get.outcome(), Some(outcome), "{len}");
+    }
+    // A tsize of at least the block asked says at once that it cannot fit.
+    let mut into = [0u8; 1024];
+    let config = ClientConfig {
+        block_size: Some(100),
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = get_asked(&mut into, config, &mut buf, Instant::ZERO);
+    let options = Options {
+        transfer_size: Some(100),
+        ..Options::NONE
+    };
+    get.receive(&emit(Packet::Oack { options }), Instant::ZERO);
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert!(matches!(
+        parse(&buf[..n]),
+        Packet::Error {
+            code: ErrorCode::OptionRefused,
+            ..
+        }
+    ));
+    assert_eq!(
+        get.outcome(),
+        Some(Err(TftpError::BlockSizeIgnored { asked: 100 }))
+    );
+}
+
+#[test]
+fn a_put_through_a_plain_ack_0_sends_a_file_smaller_than_the_block_asked_and_refuses_a_larger() {
+    let mut buf = [0u8; 600];
+    let config = ClientConfig {
+        block_size: Some(100),
+        ..ClientConfig::DEFAULT
+    };
+    for len in [0, 9, 99, 100, 300] {
+        let data = pattern(len);
+        let mut put = ClientPut::new(FileName::new("f").unwrap(), config, &data[..], |_, _| {});
+        assert!(put.transmit(&mut buf, Instant::ZERO) > 0, "the WRQ");
+        put.receive(&emit(Packet::Ack { block: 0 }), Instant::ZERO);
+        let n = put.transmit(&mut buf, Instant::ZERO);
+        if len < 100 {
+            // One DATA, short of 512: the last block to any server.
+            assert_eq!(
+                parse(&buf[..n]),
+                Packet::Data {
+                    block: 1,
+                    data: &data
+                },
+                "{len}"
+            );
+            put.receive(&emit(Packet::Ack { block: 1 }), Instant::ZERO);
+            assert_eq!(put.outcome(), Some(Ok(len as u64)), "{len}");
+        } else {
+            assert!(
+                matches!(
+                    parse(&buf[..n]),
+                    Packet::Error {
+                        code: ErrorCode::OptionRefused,
+                        ..
+                    }
+                ),
+                "{len}"
+            );
+            assert_eq!(
+                put.outcome(),
+                Some(Err(TftpError::BlockSizeIgnored { asked: 100 })),
+                "{len}"
+            );
+        }
+    }
 }
