@@ -63,8 +63,10 @@ struct Options {
     /// How many small messages to send (cases 1, 3 and 4).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     messages: u32,
-    /// One-way delay of the link in milliseconds; a round trip (RTT) is twice this.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// One-way delay of the link in milliseconds; a round trip (RTT) is twice
+    /// this. At most 5 s: each case's handshake must fit its connect deadline
+    /// (from 8 s on, none does).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     delay_ms: u64,
     /// Seed of the link's randomness and of both TCP stacks.
     #[arg(long, default_value_t = 1)]
@@ -1010,8 +1012,10 @@ fn render(options: &Options, report: &Report) -> String {
 
     let _ = writeln!(
         out,
-        "Part 2. One {BIG_LEN}-byte send, then a 10-byte send. The reader's recv(1024) takes at most 1024 bytes; \
-         the rest of the big message waits in the input buffer and comes out glued to the next message."
+        "Part 2. One {BIG_LEN}-byte send, then a 10-byte send. The reader's recv(1024) takes at most 1024 bytes \
+         a call, so the big message comes out in pieces. Its last piece is shorter than a segment: Nagle holds it \
+         until the segments before it are acknowledged, the 10-byte send joins it meanwhile, and the two come out \
+         glued in one read (with no delay on the link the acknowledgement comes first, and they stay apart)."
     );
     show_reads(&mut out, &report.big);
     let _ = writeln!(
@@ -1216,6 +1220,24 @@ mod tests {
             report.big.intact, 0,
             "the small message is glued to the big one's tail"
         );
+        // Each read before the glued one took all the buffer held (the last of
+        // them less than 1024): no piece of the big message waited there. The
+        // tail was held back by Nagle, and went out with the small send.
+        let (glued, before) = reads.split_last().unwrap();
+        assert!(glued.1.len() > 10 && glued.1.len() < 1024);
+        assert!(before.last().unwrap().1.len() < 1024);
+        // With no delay, the acknowledgement comes before the small send: the
+        // tail goes alone, and the small message comes out in a read of its own.
+        let (_, quick) = lab(&["--delay-ms", "0"]);
+        assert_eq!(quick.big.intact, 1);
+        assert_eq!(quick.big.naive_reads.last().unwrap().1, b"<small 10>");
+    }
+
+    #[test]
+    fn a_link_delay_no_handshake_fits_is_refused_on_the_command_line() {
+        let parse = |delay| Options::try_parse_from(["sticky_lab", "--delay-ms", delay]);
+        assert!(parse("5000").is_ok());
+        assert!(parse("8000").is_err());
     }
 
     #[test]
