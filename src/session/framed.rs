@@ -641,6 +641,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             stats: &mut self.write,
             now,
         };
+        let before = self.reader.stats().bytes;
         let fed = self.reader.feed_in_place(input, |frame| {
             if *phase != Phase::Open {
                 return false;
@@ -666,7 +667,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
-                0
+                // What the reader took before it stopped (the frames ahead of
+                // an oversize header, and the header): taken, and counted.
+                let taken = self.reader.stats().bytes.saturating_sub(before);
+                usize::try_from(taken).map_or(input.len(), |n| n.min(input.len()))
             }
         };
         self.probe.read(now, n);
@@ -920,6 +924,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
             &mut self.frames,
             &mut self.probe,
         );
+        let before = self.reader.stats().bytes;
         let fed = self.reader.feed(input, |piece| {
             if !*header_echoed {
                 let pushed = format
@@ -944,7 +949,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
-                0
+                // What the reader took before it stopped (the frames ahead of
+                // an oversize header, and the header): taken, and counted.
+                let taken = self.reader.stats().bytes.saturating_sub(before);
+                usize::try_from(taken).map_or(input.len(), |n| n.min(input.len()))
             }
         };
         self.probe.read(now, n);
@@ -1260,6 +1268,32 @@ mod tests {
             s.error(),
             Some(ReadError::Oversize { len: 256, .. })
         ));
+    }
+
+    #[test]
+    fn a_read_that_ends_in_an_oversize_header_says_what_it_took() {
+        // A whole frame, then a header over the maximum, in one read: both
+        // sessions took all ten bytes, and say so to the adapter and the trace.
+        use crate::trace::{Conn, Probe, Tally};
+        let format = HeaderFormat::NETWORK.with_max_len(10).unwrap();
+        let conn = Conn::new(7, 40000);
+        let input = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 11];
+        let mut echo = StreamingEcho::new([0u8; 64], format)
+            .unwrap()
+            .traced(Probe::new(conn, Vec::new()));
+        echo.start(Instant::ZERO);
+        assert_eq!(echo.receive(&input, Instant::ZERO), input.len());
+        let tally = Tally::of(echo.probe().sink().iter(), conn);
+        assert_eq!((tally.read_bytes, echo.stats().bytes), (10, 10));
+        assert_eq!(echo.status(), Status::Abort);
+        let mut framed = Framed::new(FramedEcho::new(), [0u8; 14], [0u8; 14], format)
+            .unwrap()
+            .traced(Probe::new(conn, Vec::new()));
+        framed.start(Instant::ZERO);
+        assert_eq!(framed.receive(&input, Instant::ZERO), input.len());
+        let tally = Tally::of(framed.probe().sink().iter(), conn);
+        assert_eq!((tally.read_bytes, framed.stats().read.bytes), (10, 10));
+        assert_eq!(framed.status(), Status::Abort);
     }
 
     #[test]
