@@ -667,10 +667,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
-                // What the reader took before it stopped (the frames ahead of
-                // an oversize header, and the header): taken, and counted.
-                let taken = self.reader.stats().bytes.saturating_sub(before);
-                usize::try_from(taken).map_or(input.len(), |n| n.min(input.len()))
+                taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
         self.probe.read(now, n);
@@ -949,10 +946,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
-                // What the reader took before it stopped (the frames ahead of
-                // an oversize header, and the header): taken, and counted.
-                let taken = self.reader.stats().bytes.saturating_sub(before);
-                usize::try_from(taken).map_or(input.len(), |n| n.min(input.len()))
+                taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
         self.probe.read(now, n);
@@ -994,6 +988,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
     fn observe(&mut self, levels: Levels, now: Instant) {
         self.probe.buffers(now, levels);
     }
+}
+
+/// What a reader that stopped at an error took of an input of `len` bytes (the
+/// frames ahead of an oversize header, and the header): its byte count went
+/// from `before` to `after`. One copy for every session type.
+#[inline(never)]
+fn taken_before(before: u64, after: u64, len: usize) -> usize {
+    usize::try_from(after.saturating_sub(before)).map_or(len, |n| n.min(len))
 }
 
 #[cfg(test)]
