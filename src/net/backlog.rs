@@ -1023,6 +1023,27 @@ mod tests {
         sent: Vec<Vec<u8>>,
     }
 
+    impl Link {
+        fn new() -> Self {
+            Self {
+                room: true,
+                incoming: Vec::new(),
+                sent: Vec::new(),
+            }
+        }
+    }
+
+    /// An interface on `link` with our address, `US`.
+    fn interface(link: &mut Link) -> Interface {
+        use smoltcp::iface::Config;
+        use smoltcp::wire::{HardwareAddress, IpCidr};
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), link, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            addrs.push(IpCidr::new(IpAddress::Ipv6(US), 64)).unwrap();
+        });
+        iface
+    }
+
     struct Rx(Vec<u8>);
     struct Tx<'a>(&'a mut Vec<Vec<u8>>);
 
@@ -1099,17 +1120,8 @@ mod tests {
 
     #[test]
     fn a_retransmission_read_with_the_replay_of_its_held_copy_is_dropped_not_replayed_later() {
-        use smoltcp::iface::Config;
-        use smoltcp::wire::{HardwareAddress, IpCidr};
-        let mut link = Link {
-            room: true,
-            incoming: Vec::new(),
-            sent: Vec::new(),
-        };
-        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut link, Instant::ZERO);
-        iface.update_ip_addrs(|addrs| {
-            addrs.push(IpCidr::new(IpAddress::Ipv6(US), 64)).unwrap();
-        });
+        let mut link = Link::new();
+        let mut iface = interface(&mut link);
         let mut sockets = SocketSet::new(Vec::new());
         let buffer = || tcp::SocketBuffer::new(vec![0; 1024]);
         let handle = sockets.add(tcp::Socket::new(buffer(), buffer()));
@@ -1201,17 +1213,8 @@ mod tests {
 
     #[test]
     fn sync_learns_the_interface_s_addresses() {
-        use smoltcp::iface::Config;
-        use smoltcp::wire::{HardwareAddress, IpCidr};
-        let mut link = Link {
-            room: true,
-            incoming: Vec::new(),
-            sent: Vec::new(),
-        };
-        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut link, Instant::ZERO);
-        iface.update_ip_addrs(|addrs| {
-            addrs.push(IpCidr::new(IpAddress::Ipv6(US), 64)).unwrap();
-        });
+        let mut link = Link::new();
+        let mut iface = interface(&mut link);
         let mut backlog = Backlog::<4, 4, 8>::new();
         let mut sockets = SocketSet::new(Vec::new());
         backlog.sync(&iface, &mut sockets, Instant::ZERO);

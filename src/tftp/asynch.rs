@@ -203,12 +203,7 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
                 None if D::same_host(&from, &self.server) => self.peer = Some(from),
                 Some(peer) if peer == from => {}
                 _ => {
-                    bump(&mut self.stats.wrong_tid);
-                    let n = emit_error(self.buf, ErrorCode::UnknownTid, "unknown transfer ID");
-                    let _ = self
-                        .socket
-                        .send_to(self.buf.get(..n).unwrap_or_default(), from)
-                        .await;
+                    refuse_tid(self.socket, self.buf, from, &mut self.stats).await;
                     continue;
                 }
             }
@@ -232,14 +227,22 @@ impl<D: DatagramSocket + ?Sized> Client<'_, D> {
                     continue;
                 }
             };
-            bump(&mut self.stats.wrong_tid);
-            let n = emit_error(self.buf, ErrorCode::UnknownTid, "unknown transfer ID");
-            let _ = self
-                .socket
-                .send_to(self.buf.get(..n).unwrap_or_default(), from)
-                .await;
+            refuse_tid(self.socket, self.buf, from, &mut self.stats).await;
         }
     }
+}
+
+/// Answers a datagram from `from`, which is not this transfer's peer, with
+/// ERROR 5 (written into `buf`), and counts it in [`TftpStats::wrong_tid`].
+async fn refuse_tid<D: DatagramSocket + ?Sized>(
+    socket: &mut D,
+    buf: &mut [u8],
+    from: D::Addr,
+    stats: &mut TftpStats,
+) {
+    bump(&mut stats.wrong_tid);
+    let n = emit_error(buf, ErrorCode::UnknownTid, "unknown transfer ID");
+    let _ = socket.send_to(buf.get(..n).unwrap_or_default(), from).await;
 }
 
 /// A TFTP server with one transfer at a time over a [`SharedStore`]: requests
@@ -368,11 +371,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
                         self.transfer
                             .receive(datagram.get(..len).unwrap_or_default(), now);
                     } else {
-                        bump(&mut self.stats.wrong_tid);
-                        let n = emit_error(datagram, ErrorCode::UnknownTid, "unknown transfer ID");
-                        let _ = port
-                            .send_to(datagram.get(..n).unwrap_or_default(), from)
-                            .await;
+                        refuse_tid(port, datagram, from, &mut self.stats).await;
                     }
                 }
                 Either::First(Err(_)) | Either::Second(Either::First(Err(_))) => {
