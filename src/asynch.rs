@@ -390,6 +390,37 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         }
     }
 
+    /// Reads and drops what the peer still sends, until it finishes sending,
+    /// for at most the close timeout: the lingering close of RFC 9112 §9.6,
+    /// as the blocking adapter's
+    /// [`drain`](crate::blocking::Connection::drain) (when that feature is
+    /// on). Call it once a run ended [`End::Closed`] and the stream's sending
+    /// half is closed, before the stream is dropped, where the stack resets a
+    /// connection closed with input unread (Linux: a tokio `TcpStream` after
+    /// its `shutdown`). embassy-net needs none: smoltcp never resets on close.
+    ///
+    /// `Ok(n)`: the peer finished; `n` bytes were dropped, those held for a
+    /// next session included. [`Error::CloseTimeout`]: it had not finished
+    /// within the close timeout ([`with_close_timeout`](Self::with_close_timeout))
+    /// from the call. [`Error::Stalled`]: the receive buffer is empty. The
+    /// connection takes no more sessions afterwards.
+    pub async fn drain<C: Clock + ?Sized>(&mut self, clock: &C) -> Result<u64, Error<T::Error>> {
+        let (mut dropped, until) = self.pump.start_drain(clock.now());
+        while !self.pump.peer_finished() {
+            let now = clock.now();
+            if now >= until {
+                return Err(Error::CloseTimeout);
+            }
+            let space = self.pump.drain_space().ok_or(Error::Stalled)?;
+            match select(self.io.read(space), alarm(clock, Some(until), now)).await {
+                Either::First(Ok(n)) => dropped = dropped.saturating_add(self.pump.drained(n)),
+                Either::First(Err(e)) => return Err(Error::Io(e)),
+                Either::Second(()) => {}
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Whether another session or request may run: no session closed or aborted
     /// the connection, the stream has not failed, and no run or request was
     /// dropped part way (a cancelled future leaves what it had not written

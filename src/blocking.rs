@@ -48,7 +48,13 @@
 //!     let mut conn = Connection::new(StdIo::new(&stream), &mut rx, &mut tx)
 //!         .with_idle_timeout(smolsock::time::Duration::from_secs(60));
 //!     match conn.run(&mut session, &clock) {
-//!         Ok(End::Closed) => stream.shutdown(Shutdown::Write)?,
+//!         Ok(End::Closed) => {
+//!             // Our half closed, the client is read to its end before the
+//!             // stream goes: closed with its input unread, Linux would reset
+//!             // it and lose the end of the answer on its way.
+//!             stream.shutdown(Shutdown::Write)?;
+//!             let _ = conn.drain(&clock);
+//!         }
 //!         // Dropping the stream closes it; a reset would need SO_LINGER 0.
 //!         Ok(End::Aborted) | Err(_) => {}
 //!     }
@@ -196,8 +202,9 @@ impl<T: std::io::Write> Write for StdIo<T> {
 /// when the stream fails.
 ///
 /// `Ok(End::Closed)`: everything the session sent was written and flushed; close
-/// the stream (std: `shutdown(Shutdown::Write)`, or drop it). `Ok(End::Aborted)`:
-/// reset it. Neither `rx` nor `tx` may be empty; a few hundred bytes each is plenty.
+/// the stream (std: `shutdown(Shutdown::Write)`, or drop it; run the session on
+/// a [`Connection`] to [`drain`](Connection::drain) the peer's input first, as
+/// Linux resets a socket closed with input unread). `Ok(End::Aborted)`: reset it. Neither `rx` nor `tx` may be empty; a few hundred bytes each is plenty.
 pub fn run<S, T, C>(
     session: &mut S,
     io: &mut T,
@@ -321,6 +328,42 @@ impl<'b, T: Read + Write> Connection<'b, T> {
             Finish::Done(outcome) | Finish::Ended(_, Some(outcome)) => Ok(outcome),
             Finish::Ended(_, None) => Err(Error::NoOutcome),
         }
+    }
+
+    /// Reads and drops what the peer still sends, until it finishes sending,
+    /// for at most the close timeout: the lingering close of RFC 9112 §9.6.
+    /// Call it once a run ended [`End::Closed`] and the stream's sending half
+    /// is closed (std: `TcpStream::shutdown(Shutdown::Write)`), before the
+    /// stream is dropped.
+    ///
+    /// Why: Linux, like most kernels, answers the close of a socket with
+    /// input still unread (a pipelined request, a body the session ignored)
+    /// with a reset, and the reset throws away what it had not sent yet: the
+    /// end of the answer, when the peer reads slowly. A stream drained to the
+    /// peer's end closes cleanly. (smoltcp, and so embassy-net, never resets
+    /// on close: there, closing and flushing is enough.)
+    ///
+    /// `Ok(n)`: the peer finished; `n` bytes were dropped, those held for a
+    /// next session included. [`Error::CloseTimeout`]: it had not finished
+    /// within the close timeout ([`with_close_timeout`](Self::with_close_timeout))
+    /// from the call, however much it sent. [`Error::Stalled`]: the receive
+    /// buffer is empty, so nothing can be read. The connection takes no more
+    /// sessions afterwards. As for every deadline here, the stream's read
+    /// timeout must be set for a silent peer to give way to the close timeout.
+    pub fn drain<C: Clock + ?Sized>(&mut self, clock: &C) -> Result<u64, Error<T::Error>> {
+        let (mut dropped, until) = self.pump.start_drain(clock.now());
+        while !self.pump.peer_finished() {
+            if clock.now() >= until {
+                return Err(Error::CloseTimeout);
+            }
+            let space = self.pump.drain_space().ok_or(Error::Stalled)?;
+            match self.io.read(space) {
+                Ok(n) => dropped = dropped.saturating_add(self.pump.drained(n)),
+                Err(e) if again(&e) => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        Ok(dropped)
     }
 
     /// Whether another session or request may run.

@@ -24,6 +24,9 @@ pub enum End {
     /// flushed. An `embedded-io` stream cannot close its sending half, so the
     /// caller does: embassy-net's `TcpSocket::close` (FIN) then `flush`, or
     /// `TcpStream::shutdown(Shutdown::Write)` in std, or just dropping the stream.
+    /// Where the stack resets a socket closed with input unread (Linux, so std
+    /// and tokio streams), the adapter's `Connection::drain` then reads the
+    /// peer to its end, so that the reset cannot cut the answer.
     Closed,
     /// The session said [`Status::Abort`]: reset the connection, for example with
     /// embassy-net's `TcpSocket::abort` followed by `flush`. What the session had
@@ -655,6 +658,38 @@ impl<'b> Pump<'b> {
             Io::Flush => Op::Flush,
             Io::Wait => Op::Wait,
         }
+    }
+
+    /// A drain of what the peer still sends begins at `now` (the adapters'
+    /// `Connection::drain`): the connection takes no more sessions, and the
+    /// bytes held for the next one are dropped. Gives their number and when
+    /// the drain must stop (the close timeout from now).
+    pub(crate) fn start_drain(&mut self, now: Instant) -> (u64, Instant) {
+        self.life = Life::Ended;
+        let held = self.rx_end.saturating_sub(self.rx_start);
+        self.rx_start = 0;
+        self.rx_end = 0;
+        (held as u64, now.saturating_add(self.closing.timeout))
+    }
+
+    /// The space a drain reads into (and drops): the whole receive buffer;
+    /// `None` if it is empty (a connection made against the rule), as no read
+    /// could then tell the peer's end.
+    pub(crate) fn drain_space(&mut self) -> Option<&mut [u8]> {
+        Some(&mut *self.rx).filter(|space| !space.is_empty())
+    }
+
+    /// Counts a drain's read of `n` bytes (0: the peer finished), and gives
+    /// back how many it dropped.
+    pub(crate) fn drained(&mut self, n: usize) -> u64 {
+        if n == 0 {
+            self.eof = true;
+            return 0;
+        }
+        let n = n.min(self.rx.len()) as u64;
+        self.stats.reads = self.stats.reads.saturating_add(1);
+        self.stats.bytes_in = self.stats.bytes_in.saturating_add(n);
+        n
     }
 
     /// Records what came of the last [`Op`], at `now`.

@@ -1058,3 +1058,67 @@ async fn a_request_dropped_part_way_leaves_the_connection_unusable() {
     drop(client);
     assert_eq!(server_rx.read_to_end().await, b"AAAA");
 }
+
+/// A server over tokio's TCP whose session closes with the client's bytes
+/// unread, the client reading only once the server is done, its 512 KiB
+/// answer waiting in the sockets' buffers: the server drains the client to
+/// its end after its half-close. Gives what the client received, whether its
+/// read failed, and what the drain dropped.
+#[tokio::test]
+async fn a_drained_close_delivers_the_whole_answer_over_tokio_tcp() {
+    const ANSWER: usize = 512 * 1024;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended, server_ended) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut io = FromTokio::new(stream);
+        let clock = TokioClock(tokio::time::Instant::now());
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 4096]);
+        let mut conn = Connection::new(&mut io, &mut rx, &mut tx);
+        let end = conn.run(&mut Firehose { left: ANSWER }, &clock).await;
+        assert!(matches!(end, Ok(End::Closed)), "{end:?}");
+        conn.io_mut().inner_mut().shutdown().await.unwrap();
+        ended.send(()).unwrap();
+        conn.drain(&clock).await.unwrap()
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&[b'?'; 3000]).await.unwrap();
+    // A server that failed drops the sender: the test fails here, not hangs.
+    server_ended.await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    drop(stream);
+    assert_eq!(answer.len(), ANSWER);
+    assert_eq!(server.await.unwrap(), 3000);
+}
+
+#[tokio::test]
+async fn drain_reads_the_peer_to_its_end_and_counts_what_it_dropped() {
+    // All sent before the drain begins: the virtual clock would jump to the
+    // drain's deadline at the first read that has to wait.
+    let (mut server, mut client) = duplex(128, 7);
+    client.tx.write_all_bytes(&[5u8; 100]).await;
+    client.tx.finish();
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 32], [0u8; 32]);
+    let mut conn = Connection::new(&mut server, &mut rx, &mut tx);
+    assert_eq!(conn.drain(&clock).await, Ok(100));
+    assert_eq!(conn.stats().reads, 15);
+    assert!(conn.peer_finished());
+    assert!(!conn.is_open());
+    assert_eq!(conn.stats().bytes_in, 100);
+    assert_eq!(clock.now(), Instant::ZERO);
+}
+
+#[tokio::test]
+async fn drain_of_a_silent_peer_ends_at_the_close_timeout() {
+    let (mut server, _client) = duplex(16, 16);
+    let clock = VirtualClock::default();
+    let (mut rx, mut tx) = ([0u8; 32], [0u8; 32]);
+    let mut conn =
+        Connection::new(&mut server, &mut rx, &mut tx).with_close_timeout(Duration::from_secs(3));
+    assert_eq!(conn.drain(&clock).await, Err(Error::CloseTimeout));
+    assert_eq!(clock.now(), Instant::from_secs(3));
+    assert_eq!(clock.sleeps.get(), 1);
+}

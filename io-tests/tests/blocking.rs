@@ -602,3 +602,185 @@ fn a_flush_that_completed_late_is_the_end_not_a_close_timeout() {
     assert_eq!((peer.taken, peer.flushed), (100, true));
     assert_eq!(end, Ok(End::Closed));
 }
+
+/// How much of a 512 KiB answer a client gets from a server that closes with
+/// the client's bytes unread (the session never reads them), the client
+/// reading only once the server is done: the answer waits in the two sockets'
+/// buffers. `drain`: the server reads the client to its end after its
+/// half-close, before the socket goes. Gives the bytes received, whether the
+/// client's read failed, and the server's drain.
+fn answer_after_the_close(drain: bool) -> (usize, bool, Option<u64>) {
+    const ANSWER: usize = 512 * 1024;
+    let unread = vec![b'?'; 3000];
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended, server_ended) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let tick = Some(std::time::Duration::from_millis(10));
+        stream.set_read_timeout(tick).unwrap();
+        stream.set_write_timeout(tick).unwrap();
+        let clock = StdClock::new();
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 4096]);
+        let mut conn = Connection::new(StdIo::new(&stream), &mut rx, &mut tx);
+        let end = conn.run(&mut Firehose { left: ANSWER }, &clock);
+        assert!(matches!(end, Ok(End::Closed)), "{end:?}");
+        stream.shutdown(Shutdown::Write).unwrap();
+        if !drain {
+            drop(stream);
+            ended.send(()).unwrap();
+            return None;
+        }
+        // The client reads, and closes, only once told.
+        ended.send(()).unwrap();
+        Some(conn.drain(&clock).unwrap())
+    });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(&unread).unwrap();
+    // A server that failed drops the sender: the test fails here, not hangs.
+    server_ended.recv().unwrap();
+    let (mut got, mut buf) = (0, [0u8; 65_536]);
+    let failed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => got += n,
+            Err(_) => break true,
+        }
+    };
+    drop(stream);
+    let drained = server.join().unwrap();
+    if let Some(drained) = drained {
+        assert_eq!(drained, unread.len() as u64);
+    }
+    assert!(got <= ANSWER);
+    (got, failed, drained)
+}
+
+#[test]
+fn a_close_with_input_unread_is_reset_and_cuts_the_answer_over_std_tcp() {
+    // What `drain` is for: Linux resets the socket closed with the client's
+    // bytes unread, and the reset drops the part of the answer not yet sent.
+    let (got, failed, _) = answer_after_the_close(false);
+    assert!(failed, "the client read {got} bytes and a clean end");
+    assert!(got < 512 * 1024, "{got}");
+}
+
+#[test]
+fn a_drained_close_delivers_the_whole_answer_over_std_tcp() {
+    let (got, failed, drained) = answer_after_the_close(true);
+    assert!(!failed);
+    assert_eq!(got, 512 * 1024);
+    assert_eq!(drained, Some(3000));
+}
+
+#[test]
+fn drain_reads_the_peer_to_its_end_and_counts_what_it_dropped() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(&[7u8; 100], 30, false, &clock);
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    assert_eq!(
+        conn.run(&mut Firehose { left: 10 }, &clock),
+        Ok(End::Closed)
+    );
+    assert_eq!(conn.drain(&clock), Ok(100));
+    assert!(conn.peer_finished());
+    assert!(!conn.is_open());
+    assert_eq!(conn.stats().bytes_in, 100);
+    // Finished already: nothing more is read.
+    assert_eq!(conn.drain(&clock), Ok(0));
+    assert_eq!(clock.now(), Instant::ZERO);
+    assert_eq!(peer.output, [b'x'; 10]);
+}
+
+#[test]
+fn drain_drops_the_bytes_held_for_a_next_request_too() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"answer+more", 64, false, &clock);
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    let mut ask = Ask::new(b"q", 6);
+    assert_eq!(
+        conn.run_request(&mut ask, &clock),
+        Ok(Ok(b"answer".to_vec()))
+    );
+    assert_eq!(conn.buffered(), b"+more");
+    assert_eq!(conn.drain(&clock), Ok(5));
+    assert!(conn.buffered().is_empty());
+    assert_eq!(
+        conn.run(&mut Firehose { left: 1 }, &clock),
+        Err(Error::Ended)
+    );
+}
+
+#[test]
+fn drain_of_a_silent_peer_ends_at_the_close_timeout() {
+    let clock = FakeClock::default();
+    // Each read times out, a second passing; the script resets after 1000.
+    let mut peer = Script::new(&[], 8, true, &clock);
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut conn =
+        Connection::new(&mut peer, &mut rx, &mut tx).with_close_timeout(Duration::from_secs(3));
+    assert_eq!(conn.drain(&clock), Err(Error::CloseTimeout));
+    assert_eq!(clock.now(), Instant::from_secs(3));
+    assert_eq!(peer.timeouts, 3);
+}
+
+/// A peer that never stops sending: each read gives a full buffer and 100 ms
+/// pass. After `left` reads it finishes, so a drain with no limit of its own
+/// ends too, and the test sees it.
+struct Chatter<'c> {
+    clock: &'c FakeClock,
+    left: u32,
+}
+
+impl ErrorType for Chatter<'_> {
+    type Error = ErrorKind;
+}
+
+impl Read for Chatter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        self.left -= 1;
+        self.clock.advance(Duration::from_millis(100));
+        buf.fill(b'!');
+        Ok(buf.len())
+    }
+}
+
+impl Write for Chatter<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+#[test]
+fn drain_of_a_peer_that_never_stops_sending_ends_at_the_close_timeout() {
+    let clock = FakeClock::default();
+    let mut peer = Chatter {
+        clock: &clock,
+        left: 10_000,
+    };
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    assert_eq!(conn.drain(&clock), Err(Error::CloseTimeout));
+    assert_eq!(clock.now(), Instant::from_secs(5));
+    assert_eq!(conn.stats().bytes_in, 50 * 64);
+    assert_eq!(peer.left, 10_000 - 50);
+}
+
+#[test]
+fn drain_without_a_receive_buffer_is_stalled_not_finished() {
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"unread", 8, false, &clock);
+    let (mut rx, mut tx) = ([0u8; 0], [0u8; 8]);
+    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    assert_eq!(conn.drain(&clock), Err(Error::Stalled));
+    assert!(!conn.peer_finished());
+}
