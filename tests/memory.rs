@@ -142,9 +142,9 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
         ),
         (
             "TransferClient<&mut [u8]>",
-            "the no_std client: framing state, the connection's state",
+            "the no_std client: framing state, the connection's state and limits",
             size_of::<TransferClient<Slice>>(),
-            280,
+            288,
         ),
         (
             "PutFile<&mut [u8], &[u8], fn(u64, u64)>",

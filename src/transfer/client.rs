@@ -37,6 +37,12 @@ const LOCAL_WORK_PER_CALL: u64 = 64 * 1024;
 /// [`TransferClient::with_timeout`] says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most ENTRY frames a listing takes, unless
+/// [`TransferClient::with_max_entries`] says otherwise: four times the files
+/// smolsock's directory store holds by default, at most about 312 KiB of
+/// ENTRY frames.
+const DEFAULT_MAX_ENTRIES: u32 = 4096;
+
 /// The buffers a client or an operation works over.
 trait Buf: AsRef<[u8]> + AsMut<[u8]> {}
 
@@ -130,6 +136,14 @@ pub enum ClientError {
     /// No byte moved for the client's timeout; the connection must be reset
     /// (the operation's status is [`Status::Abort`]).
     Timeout,
+    /// A listing went on past the client's limit of ENTRY frames
+    /// ([`TransferClient::with_max_entries`]): the entry over it was not handed
+    /// on, and the connection must be closed, the rest of the listing being on
+    /// its way (the operation's status is [`Status::Close`]).
+    TooManyEntries {
+        /// The client's limit.
+        max: u32,
+    },
     /// The connection is in an unknown state (an earlier operation was dropped or
     /// failed half-way): connect again and call [`TransferClient::reset`].
     Unusable,
@@ -158,6 +172,7 @@ impl fmt::Display for ClientError {
             Self::Local(e) => e.fmt(f),
             Self::Disconnected => f.write_str("connection closed"),
             Self::Timeout => f.write_str("server silent for too long"),
+            Self::TooManyEntries { max } => write!(f, "listing longer than {max} entries"),
             Self::Unusable => f.write_str("connection in an unknown state; reconnect"),
         }
     }
@@ -222,6 +237,8 @@ struct Conn {
     /// Whether the connection carries no half-finished request.
     in_sync: bool,
     timeout: Option<Duration>,
+    /// The most ENTRY frames a listing takes.
+    max_entries: u32,
     /// When bytes last moved (or local work was done) for the operation running.
     last_progress: Option<Instant>,
     /// The latest time an operation was told.
@@ -283,7 +300,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     /// body, and `staging` 128 bytes.
     ///
     /// A client gives up on a server that moves no byte for 60 s (see
-    /// [`with_timeout`](Self::with_timeout)).
+    /// [`with_timeout`](Self::with_timeout)), and on a listing of more than
+    /// 4096 files (see [`with_max_entries`](Self::with_max_entries)).
     pub fn new(receive: B, staging: B) -> Result<Self, SetupError> {
         let (reader, max_body) = framing(receive, &staging)?;
         Ok(Self {
@@ -294,6 +312,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                 link: Link::Fresh,
                 in_sync: true,
                 timeout: Some(DEFAULT_TIMEOUT),
+                max_entries: DEFAULT_MAX_ENTRIES,
                 last_progress: None,
                 now: Instant::ZERO,
                 fate: Status::Open,
@@ -307,6 +326,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     #[must_use]
     pub const fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.conn.timeout = timeout;
+        self
+    }
+
+    /// The same client with another limit on the files one listing may name
+    /// (4096 unless set): an ENTRY past `max` ends the [`list`](Self::list)
+    /// with [`ClientError::TooManyEntries`].
+    ///
+    /// Each ENTRY moves bytes, so the [timeout](Self::with_timeout) bounds only
+    /// the wait for the next one; this limit is what keeps a server that sends
+    /// entries for ever from holding a listing: with both, a listing lasts at
+    /// most about `max + 2` timeouts, however steadily the server sends.
+    /// `u32::MAX` is the protocol's own limit (LIST_END counts the entries in a
+    /// `u32`).
+    #[must_use]
+    pub const fn with_max_entries(mut self, max: u32) -> Self {
+        self.conn.max_entries = max;
         self
     }
 
@@ -401,13 +436,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     }
 
     /// Lists the server's files, calling `on_entry` for each; ends with their count.
+    ///
+    /// A listing takes at most the client's
+    /// [`with_max_entries`](Self::with_max_entries) entries (4096 by default):
+    /// one more ends it with [`ClientError::TooManyEntries`].
     pub fn list<F: FnMut(Entry)>(&mut self, on_entry: F) -> ListFiles<'_, B, F> {
+        let max = self.conn.max_entries;
         ListFiles {
             run: Run::new(
                 self,
                 ListExchange {
                     on_entry,
                     seen: 0,
+                    max,
                     sent: false,
                 },
             ),
@@ -931,7 +972,9 @@ operation!(
 );
 
 /// A listing in progress: [`TransferClient::list`]. Its outcome is the number of
-/// files listed.
+/// files listed, at most the client's
+/// [`with_max_entries`](TransferClient::with_max_entries): a listing longer
+/// than that ends in [`ClientError::TooManyEntries`].
 #[must_use = "an operation does nothing unless driven"]
 pub struct ListFiles<'c, B, F>
 where
@@ -1428,6 +1471,8 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
 struct ListExchange<F> {
     on_entry: F,
     seen: u32,
+    /// The most entries taken: a server sending more could go on for ever.
+    max: u32,
     sent: bool,
 }
 
@@ -1449,6 +1494,9 @@ impl<F: FnMut(Entry)> Exchange for ListExchange<F> {
         _out: &mut Outbox<'_, '_, B>,
     ) -> Result<Option<u32>, ClientError> {
         match message {
+            Message::Entry { .. } if self.seen >= self.max => {
+                Err(ClientError::TooManyEntries { max: self.max })
+            }
             Message::Entry { name, size } => {
                 self.seen = self.seen.saturating_add(1);
                 (self.on_entry)(Entry { name, size });

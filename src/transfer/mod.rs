@@ -22,7 +22,7 @@
 //! frame receive storage plus one staging buffer of one frame, both chosen by the
 //! caller (arrays, or `static` slices on a microcontroller), plus a fixed part of
 //! framing state, counters and the operation in progress: on a 32-bit
-//! microcontroller 352 bytes for a server connection and 224 for the client (with
+//! microcontroller 376 bytes for a server connection and 240 for the client (with
 //! slice buffers; an upload operation adds 160 where the caller keeps it).
 //!
 //! # Serving
@@ -91,7 +91,10 @@
 //! slowly the client reads its last DATA frame. Between requests, a connection
 //! that moves no byte at all is the pool's business: its idle timeout resets it.
 //! The client gives up on a server that moves no byte for its own timeout (60 s,
-//! [`TransferClient::with_timeout`]).
+//! [`TransferClient::with_timeout`]), and a listing takes at most 4096 ENTRY
+//! frames ([`TransferClient::with_max_entries`]): one more ends it with
+//! [`ClientError::TooManyEntries`], so a server that keeps sending entries,
+//! each in time, cannot hold it for ever either.
 
 mod client;
 mod common;

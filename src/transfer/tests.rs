@@ -761,3 +761,113 @@ fn a_server_sending_empty_data_cannot_hold_a_stale_resume_s_drain_for_ever() {
         "refused at the second empty DATA"
     );
 }
+
+/// `message` framed, as the server sends it.
+fn raw_message(message: &crate::wire::transfer::Message<'_>) -> Vec<u8> {
+    let mut body = vec![0; message.buffer_len()];
+    let n = message.emit(&mut body).unwrap();
+    raw_frame(&body[..n])
+}
+
+#[test]
+fn a_server_sending_entries_for_ever_cannot_hold_a_listing() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let mut space = vec![0u8; 4096];
+    let mut listed = 0u32;
+    let mut list = client.list(|_| listed += 1);
+    let mut now = Instant::ZERO;
+    list.transmit(&mut space, now);
+    list.receive(&raw_hello_ok(), now);
+    assert_eq!(list.transmit(&mut space, now), 5, "LIST");
+    // A new ENTRY every 30 s, well within the client's timeout, and never a
+    // LIST_END: 100,000 of them would take 35 days.
+    let mut outcome = None;
+    let mut sent = 0u32;
+    for i in 0..100_000u32 {
+        now = now.saturating_add(crate::time::Duration::from_secs(30));
+        if list.poll_timeout().is_some_and(|t| now >= t) {
+            list.handle_timeout(now);
+        }
+        outcome = list.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        let file = name(&format!("f{i:06}"));
+        list.receive(
+            &raw_message(&crate::wire::transfer::Message::Entry {
+                name: file,
+                size: 1,
+            }),
+            now,
+        );
+        sent += 1;
+    }
+    assert_eq!(
+        outcome,
+        Some(Err(ClientError::TooManyEntries { max: 4096 })),
+        "after {sent} entries, at {now:?}"
+    );
+    assert_eq!(list.status(), Status::Close, "the server is still sending");
+    drop(list);
+    assert_eq!(
+        (listed, sent),
+        (4096, 4097),
+        "the one past the limit is not handed on"
+    );
+    assert_eq!(now, Instant::from_secs(4098 * 30));
+    let mut again = client.stat(name("x"));
+    again.transmit(&mut space, now);
+    assert_eq!(again.outcome(), Some(Err(ClientError::Unusable)));
+}
+
+#[test]
+fn a_listing_takes_as_many_entries_as_the_client_allows() {
+    use crate::wire::transfer::Message;
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    for i in 0..5 {
+        shared
+            .with_store(|store| {
+                let mut upload = store.begin_upload(&name(&format!("f{i}")), 1, false)?;
+                store.append(&mut upload, b"x")?;
+                store.commit(&upload, crc32(b"x"))
+            })
+            .unwrap()
+            .unwrap();
+    }
+    for (max, expected) in [
+        (5, Ok(5)),
+        (u32::MAX, Ok(5)),
+        (4, Err(ClientError::TooManyEntries { max: 4 })),
+        (0, Err(ClientError::TooManyEntries { max: 0 })),
+    ] {
+        let mut server = TransferServer::new(&shared, vec![0; 1028], vec![0; 1028]).unwrap();
+        server.start(Instant::ZERO);
+        let mut client = TransferClient::new(vec![0; 1028], vec![0; 1028])
+            .unwrap()
+            .with_max_entries(max);
+        let mut names = Vec::new();
+        let mut list = client.list(|entry| names.push(entry.name));
+        let outcome = Pipe::new(&[1500], &[1500]).run(&mut list, &mut server);
+        assert_eq!(outcome, expected, "max {max}");
+        let status = if expected.is_ok() {
+            Status::Open
+        } else {
+            Status::Close
+        };
+        assert_eq!(list.status(), status, "max {max}");
+        drop(list);
+        assert_eq!(names.len(), (max as usize).min(5), "max {max}");
+    }
+    // An empty listing is within any limit.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
+        .unwrap()
+        .with_max_entries(0);
+    let mut list = client.list(|_| panic!("no entry"));
+    let mut space = vec![0u8; 4096];
+    list.transmit(&mut space, Instant::ZERO);
+    list.receive(&raw_hello_ok(), Instant::ZERO);
+    list.transmit(&mut space, Instant::ZERO);
+    list.receive(&raw_message(&Message::ListEnd { count: 0 }), Instant::ZERO);
+    assert_eq!(list.outcome(), Some(Ok(0)));
+    assert_eq!(list.status(), Status::Open);
+}
