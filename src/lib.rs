@@ -151,7 +151,7 @@
 //! |---|---|---|
 //! | `smoltcp` | yes | [`net`] and [`runner::sim`](crate::runner): the poll-loop adapter, the listen backlog, the simulated link |
 //! | `std` | yes | `DirStore` (files on disk), `std::error::Error` everywhere, `blocking::StdIo` |
-//! | `tap` | yes | the Linux TAP device and runner (Linux only; elsewhere it adds nothing) |
+//! | `tap` | yes | the Linux TAP device and runner (turns on `std`, `smoltcp` and `log` on every OS; the device and runner themselves are Linux only) |
 //! | `log` | yes | smolsock's log lines through the `log` crate |
 //! | `defmt` | no | `defmt::Format` for errors and counters, and the log lines through `defmt` |
 //! | `embedded-io-async` | yes | `asynch`: sessions over `embedded_io_async` streams (embassy-net, tokio) |
