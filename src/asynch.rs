@@ -331,7 +331,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// write or flush `timeout` after it closed, or after the last kilobyte
     /// written since: a peer that reads nothing more cannot hold the
     /// connection once the session is done with it, whatever deadlines the
-    /// session dropped. [`DEFAULT_CLOSE_TIMEOUT`] (5 s) unless set. The last
+    /// session dropped. [`DEFAULT_CLOSE_TIMEOUT`] (20 s) unless set. The last
     /// flush counts against it: with a stream whose `flush` waits for the
     /// peer's acknowledgements (embassy-net's `TcpSocket`), allow for a few
     /// retransmissions on a lossy link.

@@ -286,7 +286,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// has bytes to write or flush `timeout` after it closed, or after the last
     /// kilobyte written since, as the async adapter's
     /// [`with_close_timeout`](crate::asynch::Connection::with_close_timeout)
-    /// (when that feature is on). [`DEFAULT_CLOSE_TIMEOUT`] (5 s) unless set. The stream's own write
+    /// (when that feature is on). [`DEFAULT_CLOSE_TIMEOUT`] (20 s) unless set. The stream's own write
     /// timeout must be set for a blocked write to give way to it, as for every
     /// deadline here.
     #[must_use]

@@ -324,8 +324,10 @@ enum Life {
 
 /// How long a session that closed has, unless the caller sets another, to get
 /// what it still has to send out to a peer that takes nothing: the default of
-/// `TcpServer`'s close timeout (`ServerConfig::close_timeout`).
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `TcpServer`'s close timeout (`ServerConfig::close_timeout`). 20 s, as lwIP's
+/// `TCP_FIN_WAIT_TIMEOUT`: TCP sends a lost segment again after 1, 3, 7 and
+/// 15 s, so a peer on a lossy link may take that long to acknowledge a byte.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Bytes written that count as progress for the idle timeout even while the
 /// session has more to send (`TcpServer` counts a kilobyte acknowledged).

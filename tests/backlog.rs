@@ -646,6 +646,7 @@ fn a_slot_closed_on_a_peer_that_keeps_sending_is_freed_by_the_close_timeout() {
     let mut net = sim(true);
     let mut server = pool(&mut net, [HangUp { heard: false }]);
     let close_timeout = server.config().close_timeout;
+    let limit = Duration::from_micros(close_timeout.total_micros()) + secs(5);
     let port = 49152;
     let client = net.client.sockets.add(tcp_socket());
     let (socket, cx) = net
@@ -657,7 +658,7 @@ fn a_slot_closed_on_a_peer_that_keeps_sending_is_freed_by_the_close_timeout() {
     let chunk = [0x5a; 1024];
     let mut sent = 0u64;
     let freed_at = net
-        .run_services(&mut server, &mut (), secs(10), |server, _, net| {
+        .run_services(&mut server, &mut (), limit, |server, _, net| {
             let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
             while socket.can_send() {
                 sent += socket.send_slice(&chunk).unwrap() as u64;

@@ -101,6 +101,14 @@ impl fmt::Display for ServerStats {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
     /// A handshake that does not complete in this time frees its slot.
+    ///
+    /// smoltcp resends an unanswered SYN-ACK after 1, 3, 7, 15 and 31 s (its
+    /// retransmission timeout starts at 1 s and doubles), so the deadline must
+    /// come after the retransmissions it means to allow, with time for their
+    /// answer: the default of 20 s (lwIP's `TCP_SYN_RCVD_TIMEOUT`) lets four of
+    /// them go out, the last 5 s before it. Linux allows five
+    /// (`tcp_synack_retries`) and gives up after 63 s; a [`Backlog`](super::Backlog)
+    /// in front of the pool frees a half-open slot for a waiting SYN long before.
     pub handshake_timeout: Duration,
     /// A connection on which no byte moves for this long (none received, none
     /// sent, and not a KiB of the answer, or its rest, acknowledged by the
@@ -111,7 +119,9 @@ pub struct ServerConfig {
     /// and close too (its input is read and dropped meanwhile); each KiB it
     /// acknowledges (or the rest, when less) gives it this long again, so a
     /// slow reader gets its whole answer and a stalled one, or one taking a
-    /// byte at a time, is reset.
+    /// byte at a time, is reset. The default of 20 s (lwIP's
+    /// `TCP_FIN_WAIT_TIMEOUT`) covers four retransmissions of a lost segment,
+    /// ours or the peer's FIN (after 1, 3, 7 and 15 s).
     pub close_timeout: Duration,
     /// Nagle's algorithm on accepted sockets (smoltcp's default is on), unless the
     /// session asks for no delay ([`Session::no_delay`]).
@@ -119,11 +129,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Handshake 3 s, idle 60 s, close 5 s, Nagle on.
+    /// Handshake 20 s, idle 60 s, close 20 s, Nagle on.
     pub const DEFAULT: Self = Self {
-        handshake_timeout: Duration::from_secs(3),
+        handshake_timeout: Duration::from_secs(20),
         idle_timeout: Some(Duration::from_secs(60)),
-        close_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(20),
         nagle: true,
     };
 }
@@ -214,9 +224,9 @@ enum SlotState {
 ///
 /// | deadline | [`ServerConfig`] field | default | what it frees |
 /// |---|---|---|---|
-/// | handshake | `handshake_timeout` | 3 s | a SYN whose sender never completes the handshake |
+/// | handshake | `handshake_timeout` | 20 s | a SYN whose sender never completes the handshake |
 /// | idle | `idle_timeout` | 60 s | a connection that moves no byte |
-/// | close | `close_timeout` | 5 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
+/// | close | `close_timeout` | 20 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
 ///
 /// and the sessions keep deadlines of their own (a request head that trickles in
 /// one byte at a time), through [`Session::poll_timeout`].

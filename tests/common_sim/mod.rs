@@ -112,7 +112,7 @@ pub fn serve<S: Session, const N: usize>(
 }
 
 /// The server settings of the tests: Nagle off, and an idle timeout of 5 min;
-/// the handshake and close deadlines at their defaults (3 s and 5 s).
+/// the handshake and close deadlines at their defaults (20 s each).
 ///
 /// Not the default 60 s of idle: on the rough link smoltcp doubles its
 /// retransmission timeout after every lost retransmission, up to 60 s, and only a
@@ -131,7 +131,7 @@ pub const SERVER: ServerConfig = ServerConfig {
 ///
 /// smoltcp retransmits a lost SYN-ACK or FIN after its backed-off timeout (1 s,
 /// 2 s, 4 s … up to 60 s), so on 10 % loss a handshake or a close can take longer
-/// than the defaults (3 s, 5 s) with a live peer at the other end; the tests of
+/// than the defaults (20 s each) with a live peer at the other end; the tests of
 /// an exact exchange would see a reset where they check for a clean close. The
 /// tests that pin those deadlines use [`SERVER`].
 pub const PATIENT: ServerConfig = ServerConfig {

@@ -104,8 +104,8 @@ pub const TCP_SLOTS: usize = ECHO_POOL + FRAMED_POOL + HTTP_POOL + TRANSFER_POOL
 /// TCP sockets of all pools, plus the UDP socket.
 pub const SOCKET_COUNT: usize = TCP_SLOTS + 1;
 
-/// The deadlines that free a slot whatever its peer does (the library's: 3 s to
-/// finish a handshake, 60 s idle, 5 s to finish closing), and Nagle on for the
+/// The deadlines that free a slot whatever its peer does (the library's: 20 s to
+/// finish a handshake, 60 s idle, 20 s to finish closing), and Nagle on for the
 /// raw echo (the other sessions ask for no delay, which turns it off for them).
 const SERVER_CONFIG: ServerConfig = ServerConfig::DEFAULT;
 
