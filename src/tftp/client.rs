@@ -484,6 +484,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                 bump(&mut self.common.stats.duplicates);
                 if block == wire_block(self.receiver.received) {
                     self.receiver.ack_due = true;
+                    // The server is alive and has not had our ACK: its tries
+                    // for the next block begin when it does, and so do ours.
+                    self.common.timer.repeated(now);
                 }
             }
             Received::Gap => self.receiver.ack_due = true,

@@ -51,6 +51,9 @@ pub(super) struct Timer {
     pub deadline: Option<Instant>,
     /// A try was counted and nothing has been sent again since.
     resend_due: bool,
+    /// Times the peer's repeats started the tries again since its last
+    /// progress (see [`repeated`](Self::repeated)).
+    repeats: u8,
 }
 
 impl Timer {
@@ -61,6 +64,7 @@ impl Timer {
             tries: 0,
             deadline: None,
             resend_due: false,
+            repeats: 0,
         }
     }
 
@@ -82,6 +86,21 @@ impl Timer {
     pub const fn progress(&mut self) {
         self.tries = 0;
         self.resend_due = false;
+        self.repeats = 0;
+    }
+
+    /// The sender resent the last block received at `now`: it missed our ACK,
+    /// so its tries for the next block have not begun, and ours must not run
+    /// out before them. They start again (a timeout from now), up to
+    /// `max_tries` times between two progresses (a sender resends a block no
+    /// more often), so a peer repeating itself still ends the transfer.
+    pub fn repeated(&mut self, now: Instant) {
+        if self.repeats < self.max_tries {
+            self.repeats = self.repeats.saturating_add(1);
+            self.tries = 0;
+            self.resend_due = false;
+            self.arm(now);
+        }
     }
 
     pub fn is_due(&self, now: Instant) -> bool {

@@ -92,7 +92,10 @@
 //!
 //! Nothing is lost silently: a transfer whose peer stops answering retransmits on
 //! the negotiated timeout a bounded number of times, then ends with an ERROR and
-//! is counted in [`TftpStats::timeouts`]; an upload that fails or stops early
+//! is counted in [`TftpStats::timeouts`] (a receiver whose ACKs are lost
+//! starts its tries again when the sender repeats its last block, as the
+//! sender's tries for the next one begin only with the ACK; up to `max_tries`
+//! times a block, so a peer repeating itself still ends); an upload that fails or stops early
 //! leaves no file, because it is written to the store's hidden partial and
 //! committed only when its last block is in. A get dallies after its last ACK
 //! (RFC 1350's advice): it acknowledges a repeated last block again for a

@@ -549,9 +549,11 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             }
             Received::Duplicate => {
                 bump(&mut self.stats.duplicates);
-                // The sender missed our ACK: say again where we are.
+                // The sender missed our ACK: say again where we are. Its tries
+                // for the next block begin when it has it, and so do ours.
                 if block == wire_block(receiver.received) {
                     receiver.ack_due = true;
+                    self.timer.repeated(now);
                 }
             }
             // RFC 7440: a block was lost; ACK the last one in order at once.

@@ -1145,9 +1145,10 @@ fn a_get_fails_when_the_file_is_longer_or_shorter_than_the_tsize_announced() {
 }
 
 #[test]
-fn a_client_repeating_an_old_block_cannot_put_off_the_servers_deadline() {
-    // Each repeat is answered (our ACK may have been lost), but the deadline
-    // stays where progress last put it: the transfer ends after its tries.
+fn a_client_repeating_an_old_block_puts_off_the_servers_deadline_only_so_often() {
+    // Each repeat is answered (our ACK may have been lost), and the first five
+    // start the tries again, as a sender's own repeats would; no more: the
+    // transfer ends after its tries.
     let shared = shared();
     let mut now = Instant::ZERO;
     let mut server = upload_begun(&shared, b"up", now);
@@ -1173,14 +1174,14 @@ fn a_client_repeating_an_old_block_cannot_put_off_the_servers_deadline() {
     assert!(!server.is_active(), "still held at {now:?}");
     assert_eq!(server.outcome(), Some(Err(TftpError::TimedOut)));
     assert!(answered > 5, "the repeats were answered");
-    // Six timeouts of a second after the last progress, each seen up to one
-    // step late.
-    assert!(now <= Instant::from_secs(8), "ended at {now:?}");
+    // Six timeouts of a second after the fifth repeat (1.5 s), each seen up to
+    // one step late.
+    assert!(now <= Instant::from_millis(9300), "ended at {now:?}");
     assert_eq!(read_file(&shared, "up"), None);
 }
 
 #[test]
-fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off() {
+fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_put_it_off_only_so_often() {
     let asking = ClientConfig {
         block_size: Some(512),
         ..ClientConfig::DEFAULT
@@ -1202,7 +1203,8 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off()
         Some(late.saturating_add(DEFAULT_TIMEOUT))
     );
     // DATA 1, then the server repeating it (it missed our ACK) every 300 ms:
-    // each repeat is answered, but the deadline stays where DATA 1 put it.
+    // each repeat is answered, and the first five start the tries again, no
+    // more.
     let block = pattern(512);
     let data = emit(Packet::Data {
         block: 1,
@@ -1228,9 +1230,58 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_do_not_put_it_off()
     }
     assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
     assert!(answered > 5, "the repeats were answered");
-    // Six timeouts of a second after the last progress, each seen up to one
-    // step late.
-    assert!(now <= Instant::from_secs(9), "ended at {now:?}");
+    // Six timeouts of a second after the fifth repeat (2.5 s), each seen up to
+    // one step late.
+    assert!(now <= Instant::from_millis(10_300), "ended at {now:?}");
+}
+
+#[test]
+fn a_get_whose_acks_are_lost_gives_the_server_its_tries_for_the_next_block() {
+    // Seen on a lossy link: DATA 1 comes at 1 s, and the ACKs of it are lost
+    // while the server resends it every second; the ACK of the repeat of 4 s
+    // gets through and starts the server's tries for DATA 2, whose first sends
+    // (4, 5, 6 and 7 s) are lost in turn. The server has tries left when DATA 2
+    // arrives at 7.5 s, and so must the get: it gave up at 7 s, six timeouts
+    // after DATA 1, while the server was still answering it.
+    let mut into = vec![0u8; 4096];
+    let mut buf = vec![0u8; 600];
+    let mut get = get_asked(&mut into, ClientConfig::DEFAULT, &mut buf, Instant::ZERO);
+    let first = pattern(512);
+    let data_1 = emit(Packet::Data {
+        block: 1,
+        data: &first,
+    });
+    let data_2 = emit(Packet::Data {
+        block: 2,
+        data: &first[..100],
+    });
+    let (mut acks, mut outcome) = (Vec::new(), None);
+    let mut now = Instant::ZERO;
+    while now < Instant::from_secs(9) && outcome.is_none() {
+        now = now.saturating_add(crate::time::Duration::from_millis(100));
+        if get.poll_timeout().is_some_and(|at| now >= at) {
+            get.handle_timeout(now);
+        }
+        let millis = now.total_millis();
+        if millis.is_multiple_of(1000) && (1000..=4000).contains(&millis) {
+            get.receive(&data_1, now);
+        } else if millis == 7500 {
+            get.receive(&data_2, now);
+        }
+        while let n @ 1.. = get.transmit(&mut buf, now) {
+            let block = match parse(&buf[..n]) {
+                Packet::Ack { block } => Some(block),
+                _ => None,
+            };
+            acks.push((millis, block));
+        }
+        outcome = get.outcome();
+    }
+    assert_eq!(outcome, Some(Ok(612)), "at {now:?}, ACKs {acks:?}");
+    assert!(
+        acks.contains(&(4000, Some(1))),
+        "the repeat of 4 s was answered"
+    );
 }
 
 #[test]
