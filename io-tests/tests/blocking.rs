@@ -768,7 +768,8 @@ fn drain_of_a_peer_that_never_stops_sending_ends_at_the_close_timeout() {
         left: 10_000,
     };
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
-    let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+    let mut conn =
+        Connection::new(&mut peer, &mut rx, &mut tx).with_close_timeout(Duration::from_secs(5));
     assert_eq!(conn.drain(&clock), Err(Error::CloseTimeout));
     assert_eq!(clock.now(), Instant::from_secs(5));
     assert_eq!(conn.stats().bytes_in, 50 * 64);
