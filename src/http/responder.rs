@@ -370,9 +370,13 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
 /// # Host
 ///
 /// An HTTP/1.1 head with no `Host` field, any head with two, and one whose `Host`
-/// is not a host with an optional port
-/// ([`Request::host`](crate::wire::http::Request::host)) are answered `400`
-/// and count in [`HttpStats::malformed`] (RFC 9112 §3.2). An empty `Host` is
+/// is not a host with an optional port are answered `400` and count in
+/// [`HttpStats::malformed`] (RFC 9112 §3.2). A host is a name or an IPv4
+/// address (`example.com`, `10.0.2.15`), or in brackets a valid IPv6 address
+/// (`[::1]`; not `[1::2::3]`), with or without `%25` and a zone id
+/// (`[fe80::1%25eth0]`, RFC 6874: what clients send for a link-local address),
+/// or an `IPvFuture` (`[v1.x]`): see
+/// [`Request::host`](crate::wire::http::Request::host). An empty `Host` is
 /// taken: the site is the same whatever the host.
 ///
 /// ```

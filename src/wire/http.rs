@@ -368,12 +368,16 @@ impl<'b, const H: usize> Request<'b, H> {
     ///
     /// A valid value is `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3): a name
     /// (letters, digits, `-._~!$&'()*+,;=` and `%` with two hex digits, which
-    /// covers IPv4 addresses) or an address in brackets (`[::1]`: hex digits,
-    /// colons and the other name characters but `%`, so an IPv6 address is
-    /// checked for its characters only), then optionally a colon and decimal
-    /// digits. The empty value is valid too: a client sends it when the target
-    /// has no authority, and the server then uses its own name (RFC 9112 §3.2,
-    /// §3.3). A port without a host (`:80`) is not.
+    /// covers IPv4 addresses) or an `IP-literal`, then optionally a colon and
+    /// decimal digits. An `IP-literal` is, in brackets, a valid IPv6 address
+    /// (`[::1]`, `[::ffff:10.0.2.15]`; not `[1::2::3]` or `[:::]`) with or
+    /// without `%25` and a zone id of letters, digits, `-._~` and `%` with two
+    /// hex digits (`[fe80::1%25eth0]`, RFC 6874: what clients send for a
+    /// link-local address), or an `IPvFuture`: `v`, hex digits, a dot, then name
+    /// characters other than `%`, and colons (`[v1.x:y]`, a form RFC 3986 keeps
+    /// for address formats to come). The empty value is valid too: a client
+    /// sends it when the target has no authority, and the server then uses its
+    /// own name (RFC 9112 §3.2, §3.3). A port without a host (`:80`) is not.
     ///
     /// ```
     /// use smolsock::wire::http::{parse_request, HttpError, Status};
@@ -387,6 +391,11 @@ impl<'b, const H: usize> Request<'b, H> {
     /// assert_eq!(host(b"GET / HTTP/1.1\r\n\r\n"), Err(HttpError::InvalidHost));
     /// assert_eq!(host(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), Err(HttpError::InvalidHost));
     /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), Ok(Some("[::1]:80".into())));
+    /// assert_eq!(
+    ///     host(b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:8080\r\n\r\n"),
+    ///     Ok(Some("[fe80::1%25eth0]:8080".into()))
+    /// );
+    /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: [1::2::3]\r\n\r\n"), Err(HttpError::InvalidHost));
     /// assert_eq!(host(b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n"), Err(HttpError::InvalidHost));
     /// ```
     pub fn host(&self) -> Result<Option<&'b str>, HttpError> {
@@ -686,6 +695,8 @@ const UNRESERVED: u8 = 2;
 const SUB_DELIMS: u8 = 4;
 /// Hex digits.
 const HEX_DIGIT: u8 = 8;
+/// The colon.
+const COLON: u8 = 16;
 /// No byte's class: tells [`is_made_of`] to take `%` and two hex digits too.
 const PCT_ENCODED: u8 = 128;
 
@@ -719,6 +730,9 @@ const fn byte_classes() -> [u8; 128] {
         if byte.is_ascii_hexdigit() {
             classes[b] |= HEX_DIGIT;
         }
+        if byte == b':' {
+            classes[b] |= COLON;
+        }
         b += 1;
     }
     classes
@@ -738,10 +752,9 @@ fn is_host_value(value: &[u8]) -> bool {
     // and no port.
     let (host, port) = match value.strip_prefix(b"[") {
         Some(literal) => {
-            let (address, rest) =
-                split_while(literal, |b| b == b':' || is_in(b, UNRESERVED | SUB_DELIMS));
+            let (address, rest) = split_while(literal, |b| b != b']');
             match rest {
-                [b']', port @ ..] if !address.is_empty() => (address, port),
+                [b']', port @ ..] if is_ip_literal(address) => (address, port),
                 _ => return false,
             }
         }
@@ -758,6 +771,117 @@ fn is_host_value(value: &[u8]) -> bool {
         [b':', digits @ ..] => !host.is_empty() && digits.iter().all(u8::is_ascii_digit),
         _ => false,
     }
+}
+
+/// What an `IP-literal` holds between its brackets (RFC 3986 §3.2.2, RFC 6874
+/// §2): an `IPv6address` with, optionally, `%25` and a zone id of unreserved
+/// bytes and `%` with two hex digits; or an `IPvFuture`: `v`, hex digits, `.`,
+/// then unreserved bytes, sub-delims and colons.
+// Not inlined into `is_host_value`: the two take less flash apart.
+#[inline(never)]
+fn is_ip_literal(literal: &[u8]) -> bool {
+    // What follows the address or the version, and what it may be made of.
+    let (text, classes) = match literal {
+        [b'v' | b'V', rest @ ..] => {
+            let (version, rest) = split_while(rest, |b| is_in(b, HEX_DIGIT));
+            match rest {
+                [b'.', text @ ..] if !version.is_empty() => (text, UNRESERVED | SUB_DELIMS | COLON),
+                _ => return false,
+            }
+        }
+        _ => {
+            let (address, zone) = split_while(literal, |b| b != b'%');
+            if !is_ipv6_address(address) {
+                return false;
+            }
+            match zone {
+                [] => return true,
+                [b'%', b'2', b'5', id @ ..] => (id, UNRESERVED | PCT_ENCODED),
+                _ => return false,
+            }
+        }
+    };
+    !text.is_empty() && is_made_of(text, classes)
+}
+
+/// An `IPv6address` (RFC 3986 §3.2.2): eight groups of one to four hex digits
+/// between colons, the last two perhaps written as an IPv4 address, and a run
+/// of one or more groups perhaps left out once as `::` (RFC 4291 §2.2).
+fn is_ipv6_address(address: &[u8]) -> bool {
+    // Groups, an IPv4 address counting two and `::` sixteen: eight without a
+    // `::`, sixteen to twenty-three with one. (No count here wraps: none goes
+    // past the address's length and eighteen.)
+    let mut groups = 0usize;
+    // The colons right before this byte: one after a group, two after `::`.
+    let mut colons = 0u8;
+    let mut rest = address;
+    // The first colon of a leading `::` is read as if a group had ended there.
+    if let [b':', after @ ..] = rest {
+        if after.first() != Some(&b':') {
+            return false;
+        }
+        colons = 1;
+        rest = after;
+    }
+    let mut group = rest;
+    while let [b, after @ ..] = rest {
+        match b {
+            b':' => {
+                match colons {
+                    0 => groups = groups.wrapping_add(1),
+                    1 if groups < 16 => groups = groups.wrapping_add(16),
+                    _ => return false,
+                }
+                colons = colons.wrapping_add(1);
+                group = after;
+            }
+            // An IPv4 address, from the group's start to the end.
+            b'.' if is_ipv4_address(group) => {
+                groups = groups.wrapping_add(2);
+                colons = 2;
+                break;
+            }
+            // A hex digit, at most the group's fourth.
+            _ if is_in(*b, HEX_DIGIT) && group.len().wrapping_sub(after.len()) <= 4 => {
+                colons = 0;
+            }
+            _ => return false,
+        }
+        rest = after;
+    }
+    match colons {
+        0 => groups = groups.wrapping_add(1),
+        1 => return false,
+        _ => {}
+    }
+    groups == 8 || (16..=23).contains(&groups)
+}
+
+/// An IPv4 address as RFC 3986 §3.2.2 writes it in an `IPv6address`: four
+/// decimal numbers of 0 to 255 with no leading zero, between dots.
+fn is_ipv4_address(address: &[u8]) -> bool {
+    // Nothing wraps: the counts go no further than the address's length, and a
+    // number is at most 255 when it takes a digit.
+    let mut dots = 0usize;
+    let mut digits = 0usize;
+    let mut number = 0u32;
+    for &b in address {
+        let digit = b.wrapping_sub(b'0');
+        if b == b'.' && digits != 0 {
+            dots = dots.wrapping_add(1);
+            digits = 0;
+            number = 0;
+        } else if digit <= 9 && (digits == 0 || number != 0) {
+            number = number.wrapping_mul(10).wrapping_add(u32::from(digit));
+            digits = digits.wrapping_add(1);
+            if number > 255 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    dots == 3 && digits != 0
 }
 
 /// A `reg-name` (RFC 3986 §3.2.2): host bytes and `%` with two hex digits.
@@ -1491,6 +1615,12 @@ If-None-Match: \"abc123\"\r\n\
             "[fdaa::1]:",
             "[::ffff:10.0.2.15]",
             "[v1.fe80::a+en1]",
+            "[V1F.x:y]",
+            "[fe80::1%25eth0]:8080",
+            "[fe80::1%25eth0]",
+            "[::1%25en1.2_x-y~z]",
+            "[fe80::1%25%65th0]",
+            "[::1%253]",
             "xn--bcher-kva.example",
             "a%2Fb",
             "!$&'()*+,;=-._~",
@@ -1516,8 +1646,10 @@ If-None-Match: \"abc123\"\r\n\
             "[]",
             "[]:80",
             "[a b]",
-            "[::1%25eth0]",
             "[[::1]]",
+            "[:::::]",
+            "[1::2::3]",
+            "[example.com]",
             "a%2",
             "a%zz",
             "a%",
@@ -1548,7 +1680,112 @@ If-None-Match: \"abc123\"\r\n\
             );
             assert_eq!(is_in(b, SUB_DELIMS), b"!$&'()*+,;=".contains(&b), "{b}");
             assert_eq!(is_in(b, HEX_DIGIT), b.is_ascii_hexdigit(), "{b}");
+            assert_eq!(is_in(b, COLON), b == b':', "{b}");
             assert!(!is_in(b, PCT_ENCODED), "{b}");
+        }
+    }
+
+    /// The bracketed hosts (RFC 3986 §3.2.2, RFC 6874): an IPv6 address with an
+    /// optional `%25` and zone id, or an IPvFuture.
+    #[test]
+    fn a_bracketed_host_is_an_ipv6_address_or_an_ipvfuture() {
+        for address in [
+            "::",
+            "::1",
+            "1::",
+            "1::8",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3::6:7:8",
+            "0000:00:0:ffff:FFFF:aBcD:1:0",
+            "::10.0.2.15",
+            "::ffff:255.255.255.255",
+            "1:2:3:4:5:6:0.0.0.0",
+            "1::6:10.0.2.15",
+            "1:2:3:4:5::10.0.2.15",
+            "fe80::1%25eth0",
+            "fe80::1%25a",
+            "fe80::1%25%2f%2F",
+            "fe80::1%2525",
+            "fe80::1%25%25%25",
+            "v1.x",
+            "vF0.::",
+            "v1.!$&'()*+,;=-._~:",
+        ] {
+            let value = format!("[{address}]");
+            assert_eq!(host_of(&value), Ok(Some(value.as_str())), "{value:?}");
+        }
+        for address in [
+            "",
+            ":",
+            ":::",
+            ":::::",
+            "::::1",
+            "1:::2",
+            "1::2::3",
+            "::1::",
+            "1",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4::5:6:7:8",
+            "::1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8::",
+            ":1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:",
+            ":1::",
+            "::1:",
+            "1:",
+            ":1",
+            "12345::",
+            "::00000",
+            "::g",
+            "::-1",
+            "::+1",
+            " ::1",
+            "::1.2.3",
+            "::1.2.3.4.5",
+            "::256.1.1.1",
+            "::1.2.3.256",
+            "::01.2.3.4",
+            "::1.2.3.04",
+            "::1.2.3.4:5",
+            "::1.2.3.4::",
+            "::1.2..4",
+            "::.1.2.3",
+            "::1.2.3.",
+            "::1.2.3.a",
+            "1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "1:2:3:4:5:6::1.2.3.4",
+            "::1%eth0",
+            "::1%25",
+            "::1%2",
+            "::1%",
+            "::1%26eth0",
+            "::1%25eth0%",
+            "::1%25eth0%2",
+            "::1%25a%zz",
+            "::1%25a+b",
+            "::1%25a:b",
+            "::1%25a!b",
+            "%25eth0",
+            "1::2::3%25eth0",
+            "example.com",
+            "x::1",
+            "v1",
+            "v1.",
+            "v.x",
+            "vg.x",
+            "v1.a/b",
+            "v1.a%20b",
+            "v1.a[b",
+            "w1.x",
+        ] {
+            let value = format!("[{address}]");
+            assert_eq!(host_of(&value), Err(HttpError::InvalidHost), "{value:?}");
+            let value = format!("[{address}]:80");
+            assert_eq!(host_of(&value), Err(HttpError::InvalidHost), "{value:?}");
         }
     }
 
@@ -1844,6 +2081,46 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
             })
     }
 
+    /// An IPv6 address as RFC 3986 §3.2.2 writes it, built from its pieces: eight
+    /// groups of one to four hex digits in either case, the last two perhaps as
+    /// an IPv4 address, a run of one or more of them perhaps left out for `::`.
+    fn ipv6_address() -> impl Strategy<Value = String> {
+        (
+            any::<[u16; 8]>(),
+            any::<[u8; 4]>(),
+            any::<bool>(),
+            prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+            any::<[(bool, u8); 8]>(),
+        )
+            .prop_map(|(groups, ipv4, with_ipv4, elided, looks)| {
+                let mut pieces: Vec<String> = groups
+                    .iter()
+                    .zip(looks)
+                    .map(|(group, (upper, pad))| {
+                        let width = usize::from(pad % 4) + 1;
+                        match upper {
+                            true => format!("{group:0width$X}"),
+                            false => format!("{group:0width$x}"),
+                        }
+                    })
+                    .collect();
+                if with_ipv4 {
+                    pieces.truncate(6);
+                    let [a, b, c, d] = ipv4;
+                    pieces.push(format!("{a}.{b}.{c}.{d}"));
+                }
+                match elided {
+                    None => pieces.join(":"),
+                    Some((start, len)) => {
+                        let start = start.index(pieces.len());
+                        let len = len.index(pieces.len() - start) + 1;
+                        let (head, rest) = pieces.split_at(start);
+                        format!("{}::{}", head.join(":"), rest[len..].join(":"))
+                    }
+                }
+            })
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -1874,14 +2151,19 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
             let _ = parse_request::<4>(&bytes);
         }
 
-        /// A name, an IPv4 address or a bracketed IPv6 one, with or without a
-        /// port, is a valid Host; with a byte no host has in it, it is not.
+        /// A name, an IPv4 address, a bracketed IPv6 one with or without a zone
+        /// id, or a bracketed IPvFuture, with or without a port, is a valid
+        /// Host; with a byte no host has in it, it is not.
         #[test]
         fn hosts_made_by_the_grammar_are_valid(
             host in prop_oneof![
                 "([a-zA-Z0-9._~!$&'()*+,;=-]|%[0-9a-fA-F]{2}){1,20}",
                 "[0-9]{1,3}(\\.[0-9]{1,3}){3}",
-                "\\[[0-9a-fA-F:.]{1,39}\\]",
+                ipv6_address().prop_map(|address| format!("[{address}]")),
+                (ipv6_address(), "([a-zA-Z0-9._~-]|%[0-9a-fA-F]{2}){1,10}")
+                    .prop_map(|(address, zone)| format!("[{address}%25{zone}]")),
+                ("[vV][0-9a-fA-F]{1,3}", "[a-zA-Z0-9._~!$&'()*+,;=:-]{1,20}")
+                    .prop_map(|(version, text)| format!("[{version}.{text}]")),
             ],
             port in "(:[0-9]{0,5})?",
             // Not spaces or tabs: at either end they are trimmed off the field.
@@ -1897,6 +2179,42 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
                 .unwrap_or(value.len());
             broken.insert_str(cut, &bad);
             prop_assert_eq!(host_of(&broken), Err(HttpError::InvalidHost), "{:?}", broken);
+        }
+
+        /// A bracketed address is valid exactly when the standard library, whose
+        /// parser was written apart from this one, reads it as an IPv6 address:
+        /// it takes what RFC 3986 §3.2.2's `IPv6address` does. Addresses as
+        /// written and strings of their bytes, as they are or with one byte put
+        /// in, taken out or replaced.
+        #[test]
+        fn a_bracketed_address_is_what_the_standard_library_reads(
+            address in prop_oneof![ipv6_address(), "[0-9a-fA-F:.]{0,20}", "[01:.]{0,45}"],
+            edit in prop::option::of((
+                any::<prop::sample::Index>(),
+                0..3u8,
+                prop::sample::select(&[':', '.', '0', '1', '9', 'a', 'F', 'g'][..]),
+            )),
+        ) {
+            let mut address = address;
+            if let Some((at, kind, byte)) = edit {
+                let at = at.index(address.len() + 1);
+                match kind {
+                    0 => address.insert(at, byte),
+                    _ if at == address.len() => {}
+                    1 => { address.remove(at); }
+                    _ => address.replace_range(at..=at, byte.encode_utf8(&mut [0; 4])),
+                }
+            }
+            let std_reads = address.parse::<std::net::Ipv6Addr>().is_ok();
+            let value = format!("[{address}]:80");
+            prop_assert_eq!(host_of(&value).is_ok(), std_reads, "{:?}", value);
+        }
+
+        /// A Host of the bytes hosts are made of, in any order, is checked
+        /// without a panic.
+        #[test]
+        fn any_host_is_checked_without_a_panic(value in "[\\[\\]0-9a-fA-FvVx:.%_~!=-]{0,48}") {
+            let _ = host_of(&value);
         }
 
         /// Whatever the bytes, a longer buffer never takes back what a prefix said:

@@ -720,6 +720,10 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n",
         b"GET / HTTP/1.0\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [:::::]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [1::2::3]:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1%25]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1%eth0]\r\n\r\n",
     ] {
         let mut http = HttpResponder::<_, 512, 1024>::new(&site);
         let response = answer(&mut http, request, 3, 16);
@@ -741,20 +745,23 @@ fn a_head_with_a_bad_content_length_or_host_gets_400_and_is_counted() {
         String::from_utf8_lossy(&expected)
     );
     // HTTP/1.0 needs no Host; the same length twice is one length; a Host is a
-    // name, an IPv4 address or an IPv6 one in brackets, with or without a port,
-    // or empty.
+    // name, an IPv4 address or an IPv6 one in brackets (with a zone id after
+    // `%25` or not), with or without a port, or empty.
     for request in [
         &b"GET / HTTP/1.0\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::ffff:10.0.2.15]\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: 10.0.2.15\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n",
     ] {
         let mut http = HttpResponder::<_, 512, 1024>::new(&site);
         let response = answer(&mut http, request, 3, 16);
-        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        assert_eq!(http.stats().malformed, 0);
+        let what = String::from_utf8_lossy(request);
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"), "{what}");
+        assert_eq!(http.stats().malformed, 0, "{what}");
     }
 }
 
