@@ -42,8 +42,12 @@ root="$(cd "$here/../.." && pwd)"
 poll_elf="$root/target/firmware/thumbv7em-none-eabihf/release/smolsock-firmware"
 embassy_elf="$root/target/firmware-embassy/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
 
-(cd "$root/examples/firmware" && cargo build --release --quiet)
-(cd "$here" && cargo build --release --quiet)
+# As run.sh builds them: the source paths remapped to fixed names, so that the
+# sizes do not depend on where the checkout or cargo's home is.
+# shellcheck source=examples/firmware/cargo-remap.sh
+source "$root/examples/firmware/cargo-remap.sh"
+(cd "$root/examples/firmware" && cargo_remap build --release --quiet)
+(cd "$here" && cargo_remap build --release --quiet)
 
 # Bytes of section $2 in ELF $1 (0 if absent).
 section() {

@@ -35,10 +35,13 @@ root="$(cd "$here/../.." && pwd)"
 poll_elf="$root/target/firmware-selftest/thumbv7em-none-eabihf/release/smolsock-firmware"
 embassy_elf="$root/target/firmware-embassy-selftest/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
 
-# The same target directories as tests/firmware.rs, apart from the services'.
-(cd "$root/examples/firmware" && cargo build --release --quiet --features selftest \
+# The same target directories and flags as tests/firmware.rs, apart from the
+# services' (cargo_remap: examples/firmware/cargo-remap.sh).
+# shellcheck source=examples/firmware/cargo-remap.sh
+source "$root/examples/firmware/cargo-remap.sh"
+(cd "$root/examples/firmware" && cargo_remap build --release --quiet --features selftest \
     --target-dir ../../target/firmware-selftest)
-(cd "$here" && cargo build --release --quiet --features selftest \
+(cd "$here" && cargo_remap build --release --quiet --features selftest \
     --target-dir ../../target/firmware-embassy-selftest)
 
 qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic

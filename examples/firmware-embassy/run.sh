@@ -44,6 +44,11 @@ done
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
+# cargo_remap: cargo with the source paths remapped to fixed names, so that the
+# sizes do not depend on where the checkout or cargo's home is
+# (examples/firmware/cargo-remap.sh).
+# shellcheck source=examples/firmware/cargo-remap.sh
+source "$here/../firmware/cargo-remap.sh"
 
 qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
       -semihosting-config enable=on,target=native)
@@ -51,7 +56,7 @@ qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
 if $selftest; then
     # Another program (a second stack, a client, more RAM: build.rs), built
     # apart so that it never replaces the services' ELF.
-    cargo build --release --features selftest --target-dir ../../target/firmware-embassy-selftest
+    cargo_remap build --release --features selftest --target-dir ../../target/firmware-embassy-selftest
     elf="$here/../../target/firmware-embassy-selftest/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
     if $build_only; then
         exit 0
@@ -67,7 +72,7 @@ if $live; then
     target=firmware-embassy-live
     features=(--features live --target-dir "../../target/$target")
 fi
-cargo build --release "${features[@]}"
+cargo_remap build --release "${features[@]}"
 elf="$here/../../target/$target/thumbv7em-none-eabihf/release/smolsock-firmware-embassy"
 
 size_tool=

@@ -40,6 +40,10 @@ done
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
+# cargo_remap: cargo with the source paths remapped to fixed names, so that the
+# sizes do not depend on where the checkout or cargo's home is (cargo-remap.sh).
+# shellcheck source=examples/firmware/cargo-remap.sh
+source "$here/cargo-remap.sh"
 
 features=()
 target=firmware
@@ -49,7 +53,7 @@ elif $live; then
     target=firmware-live
     features=(--features live --target-dir "../../target/$target")
 fi
-cargo build --release "${features[@]}"
+cargo_remap build --release "${features[@]}"
 elf="$here/../../target/$target/thumbv7em-none-eabihf/release/smolsock-firmware"
 
 # Sizes are the services' (the self-test build is another program).
