@@ -232,11 +232,64 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// Builds a firmware with its release (size) profile.
+/// The `--remap-path-prefix` flags `examples/firmware/cargo-remap.sh` gives
+/// the firmware builds, in the same order (so that a build here and one by
+/// run.sh share their artifacts): CARGO_HOME to `cargo-home`, crates.io's
+/// registry folder to `crates.io`, the repository's root to `smolsock`, the
+/// shortest prefix first (rustc applies the last that matches). The panic
+/// locations in `.rodata` then carry no path of this machine, and the
+/// firmware's size does not depend on where the checkout or cargo's home is.
+fn remap_flags() -> Vec<String> {
+    const CRATES_IO_DIR: &str = "index.crates.io-1949cf8c6b5b557f";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .expect("CARGO_HOME or HOME is set");
+    let cargo_home = std::env::current_dir()
+        .expect("a working directory")
+        .join(cargo_home);
+    let mut pairs = Vec::new();
+    // Cargo uses CARGO_HOME as given: both spellings of a symlinked one.
+    for from in [Some(cargo_home.clone()), cargo_home.canonicalize().ok()]
+        .into_iter()
+        .flatten()
+    {
+        let from = from.display();
+        pairs.push(format!("{from}=cargo-home"));
+        pairs.push(format!("{from}/registry/src/{CRATES_IO_DIR}=crates.io"));
+    }
+    pairs.push(format!("{}=smolsock", root.display()));
+    let mut seen = std::collections::HashSet::new();
+    pairs.retain(|pair| seen.insert(pair.clone()));
+    pairs.sort_by_key(|pair| pair.rfind('=').expect("FROM=TO"));
+    pairs
+        .into_iter()
+        .map(|pair| format!("--remap-path-prefix={pair}"))
+        .collect()
+}
+
+/// `flags` as a cargo `--config` value for the firmware's target (a TOML array).
+fn rustflags_config(flags: &[String]) -> String {
+    let quoted: Vec<String> = flags
+        .iter()
+        .map(|flag| format!("\"{}\"", flag.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!(
+        "target.thumbv7em-none-eabihf.rustflags=[{}]",
+        quoted.join(", ")
+    )
+}
+
+/// Builds a firmware with its release (size) profile, its source paths
+/// remapped as run.sh remaps them ([`remap_flags`]).
 fn build_firmware(firmware: Firmware, variant: Variant) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
+        .arg("--config")
+        .arg(rustflags_config(&remap_flags()))
         .args(["build", "--release", "--quiet", "--target-dir"])
         .arg(firmware.target_dir(variant));
     match variant {
@@ -255,7 +308,8 @@ fn build_firmware(firmware: Firmware, variant: Variant) {
         .current_dir(firmware.dir())
         // The firmware's own .cargo/config.toml decides the target, the target
         // directory and the linker script; variables meant for the host build
-        // must not override them.
+        // must not override them (nor the remapping flags: cargo ignores
+        // `--config` rustflags when one of the RUSTFLAGS variables is set).
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_BUILD_TARGET_DIR")

@@ -36,8 +36,8 @@
 # URL that has stayed the same since cargo 1.85 (the firmwares need 1.91).
 CRATES_IO_DIR=index.crates.io-1949cf8c6b5b557f
 
-# The --remap-path-prefix flags, one per line, shortest prefix first (rustc
-# applies the last match). tests/firmware.rs makes the same list.
+# The --remap-path-prefix flags, one per line, the shortest FROM first (rustc
+# applies the last that matches). tests/firmware.rs makes the same list.
 remap_flags() {
     local root cargo_home pairs=() pair from
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
@@ -53,7 +53,8 @@ remap_flags() {
         pairs+=("$from=cargo-home" "$from/registry/src/$CRATES_IO_DIR=crates.io")
     done
     pairs+=("$root=smolsock")
-    printf '%s\n' "${pairs[@]}" | awk '!seen[$0]++ { print length($0) "\t" $0 }' \
+    # Sorted by the length of FROM (the names have no "="), duplicates dropped.
+    printf '%s\n' "${pairs[@]}" | awk '!seen[$0]++ { print match($0, /=[^=]*$/) "\t" $0 }' \
         | sort -n -s -k1,1 | cut -f2- | while IFS= read -r pair; do
             printf -- '--remap-path-prefix=%s\n' "$pair"
         done
