@@ -238,7 +238,8 @@ fn run(program: &str, args: &[&str]) {
 /// registry folder to `crates.io`, the repository's root to `smolsock`, the
 /// shortest prefix first (rustc applies the last that matches). The panic
 /// locations in `.rodata` then carry no path of this machine, and the
-/// firmware's size does not depend on where the checkout or cargo's home is.
+/// firmware's size does not grow with the paths of the checkout and of cargo's
+/// home.
 fn remap_flags() -> Vec<String> {
     const CRATES_IO_DIR: &str = "index.crates.io-1949cf8c6b5b557f";
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs cargo for a firmware with the source paths it compiles in made
 # independent of where the repository and cargo's home are: the firmware's
-# sizes, and so whether it fits its flash, are then the same from any checkout.
+# sizes, and so whether it fits its flash, then no longer grow with those paths
+# (what is left: a few bytes of alignment padding, examples/firmware/README.md).
 #
 #   examples/firmware/cargo-remap.sh build --release             # in a firmware's folder
 #   examples/firmware/cargo-remap.sh run --release --features selftest
