@@ -118,9 +118,9 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
         ),
         (
             "TcpSession<_>: fixed part",
-            "socket handle + three flags, besides the session",
+            "socket handle + four flags + the close timeout and the close's progress, besides the session",
             size_of::<TcpSession<()>>(),
-            16,
+            40,
         ),
         (
             "UdpService<UdpEcho, 1500>",

@@ -2511,3 +2511,122 @@ fn a_peer_fin_then_a_reset_between_two_polls_is_counted_closed() {
     let stats = *server.stats();
     assert_eq!(ends(&server), [End::Closed], "{stats}");
 }
+
+/// A client's `TcpSession` whose session hands out `len` bytes and closes,
+/// against a server socket (receive window `window`) that `peer` drives at
+/// each step; `timeout` is the session's close timeout if set. Gives the
+/// status the connection ended with, when the session said `Close`, and when
+/// the connection ended.
+fn close_against(
+    seed: u64,
+    len: usize,
+    window: usize,
+    timeout: Option<Duration>,
+    mut peer: impl FnMut(&mut tcp::Socket<'_>, Instant),
+) -> (Status, Instant, Instant) {
+    let mut net = sim(seed, FaultConfig::CLEAN, 1, 1);
+    let server = net.server.sockets.add(tcp_socket(window, 256));
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(server)
+        .listen(7)
+        .unwrap();
+    let handle = net.client.sockets.add(tcp_socket(1024, 8192));
+    let mut ports = PortAllocator::<16>::new(seed);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let mut conn = TcpSession::new(handle, Upload { len, sent: 0 });
+    if let Some(timeout) = timeout {
+        conn = conn.with_close_timeout(timeout.into());
+    }
+    let mut closed_at = None;
+    net.run_until(LIMIT, |net| {
+        let now = net.now();
+        peer(net.server.sockets.get_mut::<tcp::Socket>(server), now);
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+        if client.poll(socket, now) != ClientState::Connected {
+            return None;
+        }
+        let status = conn.poll(&mut net.client.sockets, now).unwrap();
+        if status == Status::Close {
+            closed_at.get_or_insert(now);
+        }
+        // The deadline is the session's to say: the loop wakes for it.
+        if !conn.is_ended() {
+            assert!(conn.poll_at().is_some() || closed_at.is_none());
+        }
+        conn.is_ended()
+            .then(|| (status, closed_at.unwrap_or(now), now))
+    })
+    .unwrap()
+}
+
+/// Reads and drops whatever the socket holds.
+fn read_all(socket: &mut tcp::Socket<'_>) {
+    while let Ok(n @ 1..) = socket.recv(|b| (b.len(), b.len())) {
+        let _ = n;
+    }
+}
+
+#[test]
+fn a_closed_session_whose_peer_never_sends_its_fin_is_reset_at_the_close_timeout() {
+    // The peer takes every byte and our FIN, and never closes: smoltcp would
+    // keep the client's socket in FIN-WAIT-2 for ever.
+    let (status, closed, ended) = close_against(615, 100, 1024, None, |peer, _| read_all(peer));
+    let timeout = Duration::from_secs(20);
+    assert_eq!(status, Status::Abort);
+    assert!(
+        ended >= closed + timeout && ended < closed + timeout + Duration::from_secs(1),
+        "closed at {closed}, ended at {ended}"
+    );
+}
+
+#[test]
+fn a_closed_session_whose_peer_reads_nothing_is_reset_at_the_close_timeout() {
+    // 8000 bytes against a 256-byte window the peer never reads.
+    let timeout = Duration::from_secs(5);
+    let (status, closed, ended) = close_against(616, 8000, 256, Some(timeout), |_, _| {});
+    assert_eq!(status, Status::Abort);
+    assert!(
+        ended >= closed + timeout && ended < closed + timeout + Duration::from_secs(1),
+        "closed at {closed}, ended at {ended}"
+    );
+}
+
+#[test]
+fn a_closed_session_whose_peer_reads_a_kilobyte_every_few_seconds_closes_clean() {
+    // 8000 bytes, read a kilobyte every 3 s (about 24 s in all) with a close
+    // timeout of 5 s: each kilobyte acknowledged puts the deadline off. The
+    // peer closes once it has read everything and our FIN.
+    let mut next = Instant::ZERO;
+    let mut got = 0;
+    let (status, closed, ended) = close_against(
+        617,
+        8000,
+        1024,
+        Some(Duration::from_secs(5)),
+        |peer, now| {
+            if now >= next && peer.can_recv() {
+                got += peer
+                    .recv(|b| (b.len().min(1024), b.len().min(1024)))
+                    .unwrap();
+                next = now + Duration::from_secs(3);
+            }
+            if got == 8000 && !peer.may_recv() && peer.may_send() {
+                peer.close();
+            }
+        },
+    );
+    assert_eq!(status, Status::Close);
+    assert!(
+        ended > closed + Duration::from_secs(15),
+        "closed at {closed}, ended at {ended}"
+    );
+}

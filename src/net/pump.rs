@@ -11,8 +11,9 @@ use core::task::Poll;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{AnySocket, tcp};
 
+use super::server::{ServerConfig, acknowledged, send_queue, took_enough};
 use crate::session::{Request, Session, Status};
-use crate::time::Instant;
+use crate::time::{Duration, Instant, sooner};
 use crate::trace::levels;
 
 /// The socket behind a handle, if the handle is of this set and of type `T`.
@@ -185,8 +186,24 @@ pub struct TcpSession<S> {
     told_finished: bool,
     ended: bool,
     /// The connection ended while the session still had it open, or after it
-    /// said `Close` with bytes the peer never acknowledged.
+    /// said `Close` with bytes the peer never acknowledged, or the close
+    /// timeout passed.
     lost: bool,
+    close_timeout: Duration,
+    /// Since the session said `Close`: its deadline, and the peer's progress.
+    closing: Closing,
+    /// The session has said `Close`: `closing` counts.
+    is_closing: bool,
+}
+
+/// A closing connection's close deadline runs from `since`; the peer has
+/// acknowledged `acked` bytes since then, and the send buffer held `queued`
+/// at the last poll.
+#[derive(Clone, Copy, Debug)]
+struct Closing {
+    since: Instant,
+    queued: u32,
+    acked: u32,
 }
 
 impl<S: Session> TcpSession<S> {
@@ -200,7 +217,27 @@ impl<S: Session> TcpSession<S> {
             told_finished: false,
             ended: false,
             lost: false,
+            close_timeout: ServerConfig::DEFAULT.close_timeout,
+            closing: Closing {
+                since: Instant::ZERO,
+                queued: 0,
+                acked: 0,
+            },
+            is_closing: false,
         }
+    }
+
+    /// The same, with another close timeout: once the session has said
+    /// [`Status::Close`], the connection must end within `timeout` of that, or
+    /// of the last kilobyte (or the rest) the peer acknowledged since, or it is
+    /// reset and [`poll`](Self::poll) says [`Status::Abort`]. 20 s unless set,
+    /// as [`ServerConfig::close_timeout`]: a peer that never acknowledges our
+    /// last bytes or FIN, or never sends its own FIN (smoltcp keeps FIN-WAIT-2
+    /// for ever), cannot hold the socket.
+    #[must_use]
+    pub const fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
     }
 
     /// The socket's handle.
@@ -229,6 +266,7 @@ impl<S: Session> TcpSession<S> {
         self.told_finished = false;
         self.ended = false;
         self.lost = false;
+        self.is_closing = false;
     }
 
     /// Whether the connection is over: closed both ways, reset or aborted. The
@@ -243,8 +281,10 @@ impl<S: Session> TcpSession<S> {
     /// session's, or [`Status::Abort`] once the connection was lost, so a loop
     /// that runs while it reads [`Status::Open`] ends. A connection is lost when
     /// it ends while the session has it open (the peer reset it, or the socket
-    /// timed out), or after the session said [`Status::Close`] but before the
-    /// peer acknowledged every byte. Before the socket is first connected it is
+    /// timed out), after the session said [`Status::Close`] but before the
+    /// peer acknowledged every byte, or when it has not ended by the close
+    /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
+    /// is then reset). Before the socket is first connected it is
     /// [`Status::Open`]: a refused connect is the client's to report
     /// ([`TcpClient`](crate::net::TcpClient)).
     ///
@@ -304,22 +344,54 @@ impl<S: Session> TcpSession<S> {
             // (a half-close) and the session still receives. A connection that
             // ends with bytes unacknowledged was reset (or the stack gave up):
             // a clean close cannot, its FIN coming after them.
-            Status::Close => {
-                socket.close();
-                if gone {
-                    self.lost = socket.send_queue() > 0;
-                    self.end(now);
-                    if self.lost {
-                        return Status::Abort;
-                    }
-                }
-            }
+            Status::Close => return self.close_poll(socket, now, gone),
             Status::Abort => {
                 socket.abort();
                 self.end(now);
             }
         }
         status
+    }
+
+    /// Whether the close timeout has passed: counting from now if the session
+    /// has only just said `Close`, else from then or from the peer's last
+    /// progress (a KiB, or the rest, acknowledged since). Once closed, the
+    /// socket takes no more bytes, so its send buffer only drains.
+    fn close_timed_out(&mut self, socket: &tcp::Socket<'_>, now: Instant) -> bool {
+        if !self.is_closing {
+            self.is_closing = true;
+            self.closing = Closing {
+                since: now,
+                queued: send_queue(socket),
+                acked: 0,
+            };
+        }
+        let closing = &mut self.closing;
+        closing.acked = acknowledged(closing.queued, closing.acked, socket);
+        closing.queued = send_queue(socket);
+        if took_enough(closing.acked, closing.queued) {
+            (closing.since, closing.acked) = (now, 0);
+        }
+        now >= closing.since.saturating_add(self.close_timeout)
+    }
+
+    /// A poll of a session that said `Close`: our FIN, once the send buffer
+    /// drains; the end of the connection (`gone`), lost if bytes were left
+    /// unacknowledged; or a reset at the close timeout. The peer may still
+    /// send (a half-close), and the session still receives.
+    // Out of line: polls of an open connection, the common case, stay lean.
+    #[inline(never)]
+    fn close_poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, gone: bool) -> Status {
+        socket.close();
+        if gone {
+            self.lost = socket.send_queue() > 0;
+            self.end(now);
+        } else if self.close_timed_out(socket, now) {
+            socket.abort();
+            self.lost = true;
+            self.end(now);
+        }
+        self.ended_status()
     }
 
     fn ended_status(&self) -> Status {
@@ -340,7 +412,10 @@ impl<S: Session> TcpSession<S> {
     /// When [`poll`](Self::poll) is due even with no traffic.
     pub fn poll_at(&self) -> Option<Instant> {
         if self.started && !self.ended {
-            self.session.poll_timeout()
+            let close_at = self
+                .is_closing
+                .then(|| self.closing.since.saturating_add(self.close_timeout));
+            sooner(self.session.poll_timeout(), close_at)
         } else {
             None
         }

@@ -465,7 +465,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
 
 /// The bytes in the socket's send buffer (a `u32` keeps a slot's state small;
 /// no buffer is near 4 GiB, and a larger count only reads as full).
-fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
+pub(super) fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
     u32::try_from(socket.send_queue()).unwrap_or(u32::MAX)
 }
 
@@ -477,13 +477,13 @@ const ACK_PROGRESS: u32 = 1024;
 
 /// The bytes the peer acknowledged since its last progress: `acked` until the
 /// last poll, and what left the send buffer since (its fill was `queued`).
-fn acknowledged(queued: u32, acked: u32, socket: &tcp::Socket<'_>) -> u32 {
+pub(super) fn acknowledged(queued: u32, acked: u32, socket: &tcp::Socket<'_>) -> u32 {
     acked.saturating_add(queued.saturating_sub(send_queue(socket)))
 }
 
 /// Whether the peer took enough of its answer to count as progress: a KiB, or
 /// all of it (the send buffer's fill is down to `fill`).
-const fn took_enough(acked: u32, fill: u32) -> bool {
+pub(super) const fn took_enough(acked: u32, fill: u32) -> bool {
     acked >= ACK_PROGRESS || (acked > 0 && fill == 0)
 }
 
