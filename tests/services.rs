@@ -2630,3 +2630,22 @@ fn a_closed_session_whose_peer_reads_a_kilobyte_every_few_seconds_closes_clean()
         "closed at {closed}, ended at {ended}"
     );
 }
+
+#[test]
+fn a_closed_session_whose_peer_resets_instead_of_sending_its_fin_reports_abort() {
+    // The peer takes every byte and our FIN, then resets: nothing of ours was
+    // lost, but the connection did not end cleanly (the peer's FIN never
+    // came), as `TcpServer` counts it.
+    let mut fin_at = None;
+    let (status, ..) = close_against(618, 100, 1024, None, |peer, now| {
+        read_all(peer);
+        if peer.is_open() && !peer.may_recv() {
+            // A second after our FIN: its ACK is long out.
+            let at = *fin_at.get_or_insert(now);
+            if now >= at + Duration::from_secs(1) {
+                peer.abort();
+            }
+        }
+    });
+    assert_eq!(status, Status::Abort);
+}

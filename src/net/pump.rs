@@ -186,8 +186,8 @@ pub struct TcpSession<S> {
     told_finished: bool,
     ended: bool,
     /// The connection ended while the session still had it open, or after it
-    /// said `Close` with bytes the peer never acknowledged, or the close
-    /// timeout passed.
+    /// said `Close` with bytes the peer never acknowledged or before the
+    /// peer's FIN (a reset), or the close timeout passed.
     lost: bool,
     close_timeout: Duration,
     /// Since the session said `Close`: its deadline, and the peer's progress.
@@ -282,7 +282,7 @@ impl<S: Session> TcpSession<S> {
     /// that runs while it reads [`Status::Open`] ends. A connection is lost when
     /// it ends while the session has it open (the peer reset it, or the socket
     /// timed out), after the session said [`Status::Close`] but before the
-    /// peer acknowledged every byte, or when it has not ended by the close
+    /// peer acknowledged every byte or sent its FIN, or when it has not ended by the close
     /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
     /// is then reset). Before the socket is first connected it is
     /// [`Status::Open`]: a refused connect is the client's to report
@@ -384,7 +384,12 @@ impl<S: Session> TcpSession<S> {
     fn close_poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, gone: bool) -> Status {
         socket.close();
         if gone {
-            self.lost = socket.send_queue() > 0;
+            // Clean: every byte of ours acknowledged and the peer's FIN in
+            // (`Finished` on the receive half, also after a reset that
+            // followed the FIN). A reset before it, as in FIN-WAIT-2, is not,
+            // as `TcpServer` counts it.
+            let fin = matches!(socket.peek(0), Err(tcp::RecvError::Finished));
+            self.lost = socket.send_queue() > 0 || !fin;
             self.end(now);
         } else if self.close_timed_out(socket, now) {
             socket.abort();
