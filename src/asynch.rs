@@ -312,10 +312,12 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     }
 
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
-    /// `timeout`. Progress is a byte read, a flush done, or writes that took
-    /// all the session had to say or a kilobyte in all; a write of the few
-    /// bytes a peer made room for is not, as with `TcpServer`'s idle timeout,
-    /// however small the send buffer.
+    /// `timeout`. Progress is a byte read, a flush done, writes that took
+    /// all the session had to say or a kilobyte in all, or work of the
+    /// session's own (a deadline due again at once once handled: hashing a
+    /// file before an upload); a write of the few bytes a peer made room for
+    /// is not, as with `TcpServer`'s idle timeout, however small the send
+    /// buffer.
     /// A peer that sends nothing and reads nothing (its window shut, the answer
     /// stuck in the socket), or reads a byte at a time, then frees the
     /// connection, whatever its TCP stack keeps acknowledging. Unset, only the

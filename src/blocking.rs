@@ -269,8 +269,9 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
     /// `timeout`, as the async adapter's
     /// [`with_idle_timeout`](crate::asynch::Connection::with_idle_timeout)
-    /// (when that feature is on): a byte read, a flush, a kilobyte written or
-    /// all the session had to say is progress; a write of the few bytes a slow
+    /// (when that feature is on): a byte read, a flush, a kilobyte written,
+    /// all the session had to say or work of its own (a deadline due again at
+    /// once once handled) is progress; a write of the few bytes a slow
     /// reader made room for is not. It is seen when a read or a write returns:
     /// set the stream's read and write timeouts to about its resolution. A
     /// peer that sends nothing and reads nothing, or reads a byte at a time,

@@ -87,8 +87,9 @@ pub enum Error<E> {
     /// [`Request`](crate::session::Request) promises it does.
     NoOutcome,
     /// Nothing moved for the connection's idle timeout: no byte read, no
-    /// flush, no kilobyte written nor all the session had to say; the peer
-    /// silent, or reading nothing or a byte at a time (either adapter's
+    /// flush, no kilobyte written nor all the session had to say, and the
+    /// session not busy with work of its own; the peer silent, or reading
+    /// nothing or a byte at a time (either adapter's
     /// `Connection::with_idle_timeout`).
     IdleTimeout,
     /// The session closed, and the peer did not take what it still had to send
@@ -499,6 +500,12 @@ impl<'b> Pump<'b> {
         if session.poll_timeout().is_some_and(|at| at <= now) {
             self.stats.timeouts = self.stats.timeouts.saturating_add(1);
             session.handle_timeout(now);
+            // Due again at once: the session is busy with work of its own
+            // (hashing a file before an upload), which no byte from the peer
+            // could speed up. That is not the peer idling.
+            if session.poll_timeout().is_some_and(|at| at <= now) {
+                self.idle.progress(now);
+            }
         }
         // Input the session left is offered again once it took or sent something
         // (taking fewer is back-pressure, relieved by a transmit), before any

@@ -785,3 +785,48 @@ fn drain_without_a_receive_buffer_is_stalled_not_finished() {
     assert_eq!(conn.drain(&clock), Err(Error::Stalled));
     assert!(!conn.peer_finished());
 }
+
+/// Time that passes by `step` every time it is read: a session's local work
+/// (hashing a file before an upload) takes time while no byte moves.
+struct TickingClock {
+    now: Cell<Instant>,
+    step: Duration,
+}
+
+impl Clock for TickingClock {
+    fn now(&self) -> Instant {
+        let now = self.now.get().saturating_add(self.step);
+        self.now.set(now);
+        now
+    }
+
+    fn sleep_until(&self, at: Instant) {
+        if at > self.now.get() {
+            self.now.set(at);
+        }
+    }
+}
+
+#[test]
+fn local_work_longer_than_the_idle_timeout_is_not_idleness() {
+    // 100 pieces of work due at once, each about a second, with an idle
+    // timeout of 10 s: the peer has nothing to do meanwhile, and the session
+    // is busy, not stalled.
+    let clock = TickingClock {
+        now: Cell::new(Instant::ZERO),
+        step: Duration::from_millis(500),
+    };
+    let fake = FakeClock::default();
+    let mut peer = Script::new(b"", 64, true, &fake);
+    let mut session = Chores {
+        left: 100,
+        sent: false,
+    };
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::from_secs(10))
+        .run(&mut session, &clock);
+    assert_eq!(end, Ok(End::Closed));
+    assert_eq!(peer.output, b"done");
+    assert!(clock.now.get() > Instant::from_secs(50));
+}
