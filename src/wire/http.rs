@@ -808,10 +808,11 @@ fn is_ip_literal(literal: &[u8]) -> bool {
 /// between colons, the last two perhaps written as an IPv4 address, and a run
 /// of one or more groups perhaps left out once as `::` (RFC 4291 §2.2).
 fn is_ipv6_address(address: &[u8]) -> bool {
-    // Groups, an IPv4 address counting two and `::` sixteen: eight without a
-    // `::`, sixteen to twenty-three with one. (No count here wraps: none goes
-    // past the address's length and eighteen.)
+    // Groups, an IPv4 address counting two: eight without a `::`, at most
+    // seven with one (it stands for one group or more). (The count cannot
+    // wrap: it never exceeds the address's length.)
     let mut groups = 0usize;
+    let mut elided = false;
     // The colons right before this byte: one after a group, two after `::`.
     let mut colons = 0u8;
     let mut rest = address;
@@ -829,7 +830,7 @@ fn is_ipv6_address(address: &[u8]) -> bool {
             b':' => {
                 match colons {
                     0 => groups = groups.wrapping_add(1),
-                    1 if groups < 16 => groups = groups.wrapping_add(16),
+                    1 if !elided => elided = true,
                     _ => return false,
                 }
                 colons = colons.wrapping_add(1);
@@ -854,7 +855,7 @@ fn is_ipv6_address(address: &[u8]) -> bool {
         1 => return false,
         _ => {}
     }
-    groups == 8 || (16..=23).contains(&groups)
+    if elided { groups <= 7 } else { groups == 8 }
 }
 
 /// An IPv4 address as RFC 3986 §3.2.2 writes it in an `IPv6address`: four
@@ -1649,6 +1650,10 @@ If-None-Match: \"abc123\"\r\n\
             "[[::1]]",
             "[:::::]",
             "[1::2::3]",
+            "[1:2:3:4:5:6:7:8:9:a:b:c:d:e:f:0]",
+            "[1:2:3:4:5:6:7:8:9:a:b:c:d:e:f:0:1:2:3:4:5:6:7]",
+            "[1:2:3:4:5:6:7:8:9:a:b:c:d:e:1.2.3.4]",
+            "[1:2:3:4:5:6:7:8::]",
             "[example.com]",
             "a%2",
             "a%zz",
@@ -2188,7 +2193,28 @@ Connection: close\r\nCache-Control: no-store\r\nX-Frames: 7\r\n\r\n"
         /// in, taken out or replaced.
         #[test]
         fn a_bracketed_address_is_what_the_standard_library_reads(
-            address in prop_oneof![ipv6_address(), "[0-9a-fA-F:.]{0,20}", "[01:.]{0,45}"],
+            address in prop_oneof![
+                ipv6_address(),
+                "[0-9a-fA-F:.]{0,20}",
+                "[01:.]{0,45}",
+                // Any number of groups, with or without a `::` or an IPv4 tail.
+                (prop::collection::vec("[0-9a-f]{1,4}", 1..=24), any::<prop::sample::Index>(), 0..3u8)
+                    .prop_map(|(groups, at, kind)| {
+                        let mut address = groups.join(":");
+                        match kind {
+                            0 => {}
+                            // A `::` in place of one of the colons.
+                            1 => {
+                                let colon = address.match_indices(':').nth(at.index(groups.len()));
+                                if let Some((i, _)) = colon {
+                                    address.insert(i, ':');
+                                }
+                            }
+                            _ => address.push_str(":1.2.3.4"),
+                        }
+                        address
+                    }),
+            ],
             edit in prop::option::of((
                 any::<prop::sample::Index>(),
                 0..3u8,
