@@ -69,7 +69,12 @@ enum Command {
         force: bool,
     },
     /// List the stored files.
-    Ls,
+    Ls {
+        /// Give up on a listing of more files than this (a server that
+        /// lists for ever cannot hold the client).
+        #[arg(long, value_name = "N", default_value_t = 65_536)]
+        max_entries: u32,
+    },
     /// Size and CRC-32 of a stored file.
     Stat { name: String },
     /// Delete a stored file.
@@ -318,8 +323,9 @@ fn get(
     writeln!(out, "saved as {}", path.display()).map_err(|e| e.to_string())
 }
 
-fn ls(remote: &Remote, out: &mut dyn Write) -> Result<(), String> {
-    let (server, mut client) = Connection::open(remote).map_err(|e| e.explain())?;
+fn ls(remote: &Remote, out: &mut dyn Write, max_entries: u32) -> Result<(), String> {
+    let (server, client) = Connection::open(remote).map_err(|e| e.explain())?;
+    let mut client = client.with_max_entries(max_entries);
     let mut files = Vec::new();
     server
         .run(&mut client.list(|entry| files.push(entry)))
@@ -366,7 +372,7 @@ fn run(
             resume,
             force,
         } => get(remote, display, out, &name, output, resume, force),
-        Command::Ls => ls(remote, out),
+        Command::Ls { max_entries } => ls(remote, out, max_entries),
         Command::Stat { name } => stat(remote, out, &name),
         Command::Rm { name } => rm(remote, out, &name),
     }

@@ -187,7 +187,12 @@ fn every_command_and_flag_parses() {
             ..
         })
     ));
-    assert!(matches!(parse(&["transfer", "ls"]), Ok(Command::Ls)));
+    assert!(matches!(
+        parse(&["transfer", "ls"]),
+        Ok(Command::Ls {
+            max_entries: 65_536
+        })
+    ));
     assert!(matches!(
         parse(&["transfer", "stat", "a"]),
         Ok(Command::Stat { .. })
@@ -649,6 +654,9 @@ fn every_command_against_transfer_server_on_loopback() {
         server.ok(&["ls"]),
         format!("{:>12}  n.txt\n1 file\n", small.len())
     );
+    // A listing longer than --max-entries is refused.
+    let long = server.err(&["ls", "--max-entries", "0"]);
+    assert!(long.contains("listing longer than 0 entries"), "{long}");
     let missing = server.err(&["stat", "big.bin"]);
     assert!(missing.contains("code 0x07"), "{missing}");
     let missing = server.err(&["rm", "big.bin"]);

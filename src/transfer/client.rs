@@ -38,10 +38,10 @@ const LOCAL_WORK_PER_CALL: u64 = 64 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The most ENTRY frames a listing takes, unless
-/// [`TransferClient::with_max_entries`] says otherwise: four times the files
-/// smolsock's directory store holds by default, at most about 312 KiB of
-/// ENTRY frames.
-const DEFAULT_MAX_ENTRIES: u32 = 4096;
+/// [`TransferClient::with_max_entries`] says otherwise: 64 Ki, at most about
+/// 5 MiB of ENTRY frames. (A `DirStore` lists whatever its directory holds,
+/// more than the 1,024 files it takes uploads for by default.)
+const DEFAULT_MAX_ENTRIES: u32 = 65_536;
 
 /// The buffers a client or an operation works over.
 trait Buf: AsRef<[u8]> + AsMut<[u8]> {}
@@ -301,7 +301,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     ///
     /// A client gives up on a server that moves no byte for 60 s (see
     /// [`with_timeout`](Self::with_timeout)), and on a listing of more than
-    /// 4096 files (see [`with_max_entries`](Self::with_max_entries)).
+    /// 65,536 files (see [`with_max_entries`](Self::with_max_entries)).
     pub fn new(receive: B, staging: B) -> Result<Self, SetupError> {
         let (reader, max_body) = framing(receive, &staging)?;
         Ok(Self {
@@ -330,7 +330,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     }
 
     /// The same client with another limit on the files one listing may name
-    /// (4096 unless set): an ENTRY past `max` ends the [`list`](Self::list)
+    /// (65,536 unless set): an ENTRY past `max` ends the [`list`](Self::list)
     /// with [`ClientError::TooManyEntries`].
     ///
     /// Each ENTRY moves bytes, so the [timeout](Self::with_timeout) bounds only
@@ -438,7 +438,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     /// Lists the server's files, calling `on_entry` for each; ends with their count.
     ///
     /// A listing takes at most the client's
-    /// [`with_max_entries`](Self::with_max_entries) entries (4096 by default):
+    /// [`with_max_entries`](Self::with_max_entries) entries (65,536 by default):
     /// one more ends it with [`ClientError::TooManyEntries`].
     pub fn list<F: FnMut(Entry)>(&mut self, on_entry: F) -> ListFiles<'_, B, F> {
         let max = self.conn.max_entries;

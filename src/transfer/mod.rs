@@ -91,7 +91,7 @@
 //! slowly the client reads its last DATA frame. Between requests, a connection
 //! that moves no byte at all is the pool's business: its idle timeout resets it.
 //! The client gives up on a server that moves no byte for its own timeout (60 s,
-//! [`TransferClient::with_timeout`]), and a listing takes at most 4096 ENTRY
+//! [`TransferClient::with_timeout`]), and a listing takes at most 65,536 ENTRY
 //! frames ([`TransferClient::with_max_entries`]): one more ends it with
 //! [`ClientError::TooManyEntries`], so a server that keeps sending entries,
 //! each in time, cannot hold it for ever either.

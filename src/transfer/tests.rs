@@ -804,17 +804,17 @@ fn a_server_sending_entries_for_ever_cannot_hold_a_listing() {
     }
     assert_eq!(
         outcome,
-        Some(Err(ClientError::TooManyEntries { max: 4096 })),
+        Some(Err(ClientError::TooManyEntries { max: 65_536 })),
         "after {sent} entries, at {now:?}"
     );
     assert_eq!(list.status(), Status::Close, "the server is still sending");
     drop(list);
     assert_eq!(
         (listed, sent),
-        (4096, 4097),
+        (65_536, 65_537),
         "the one past the limit is not handed on"
     );
-    assert_eq!(now, Instant::from_secs(4098 * 30));
+    assert_eq!(now, Instant::from_secs(65_538 * 30));
     let mut again = client.stat(name("x"));
     again.transmit(&mut space, now);
     assert_eq!(again.outcome(), Some(Err(ClientError::Unusable)));
