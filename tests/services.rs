@@ -2033,6 +2033,7 @@ fn read_slowly(close: bool) -> (usize, ServerStats, Vec<End>) {
     let mut net = sim(610, FaultConfig::CLEAN, 1, 1);
     let config = ServerConfig {
         idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+        close_timeout: smolsock::time::Duration::from_secs(5),
         ..SERVER
     };
     let reply = Reply::new(REPLY, close);
