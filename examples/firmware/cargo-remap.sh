@@ -30,7 +30,9 @@
 # The flags go in as `--config target.thumbv7em-none-eabihf.rustflags=[...]`,
 # which cargo joins with the same key from any .cargo/config.toml. A RUSTFLAGS
 # or CARGO_ENCODED_RUSTFLAGS variable would make cargo ignore those keys, so when
-# one is set, the flags are appended to it instead.
+# one is set, the flags are appended to it instead. A `build.rustflags` of your
+# own cargo config is ignored by cargo whenever a target's rustflags are set,
+# these included: put such flags under [target.thumbv7em-none-eabihf] instead.
 # Not on stable Rust (1.95): -Zlocation-detail=none and Cargo's trim-paths.
 
 # The registry's folder for crates.io: cargo names it after a hash of the index
@@ -41,7 +43,8 @@ CRATES_IO_DIR=index.crates.io-1949cf8c6b5b557f
 # applies the last that matches). tests/firmware.rs makes the same list.
 remap_flags() {
     local root cargo_home pairs=() pair from
-    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+    # (CDPATH unset: with it, `cd` to a relative path prints where it went.)
+    root="$(CDPATH='' cd -- "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
     cargo_home="${CARGO_HOME:-$HOME/.cargo}"
     case "$cargo_home" in
         /*) ;;
@@ -49,7 +52,7 @@ remap_flags() {
     esac
     # Cargo uses CARGO_HOME as given and the checkout's physical path (from the
     # working directory): remap both spellings of a symlinked CARGO_HOME.
-    for from in "$cargo_home" "$(cd "$cargo_home" 2>/dev/null && pwd -P)"; do
+    for from in "$cargo_home" "$(CDPATH='' cd -- "$cargo_home" 2>/dev/null && pwd -P)"; do
         [ -n "$from" ] || continue
         pairs+=("$from=cargo-home" "$from/registry/src/$CRATES_IO_DIR=crates.io")
     done
