@@ -88,15 +88,19 @@ const STORE_FILES: usize = 8;
 /// A 1 MiB file, a 1 MiB re-upload of it, and room to spare.
 pub const STORE_BYTES: usize = 3 * 1024 * 1024;
 
-/// The deadlines of the poll-loop firmware's pools: a handshake that does not
-/// complete in 3 s is reset by the stack; a connection on which no byte moves
+/// The deadlines: a handshake that does not complete in 3 s is reset by the
+/// stack (the poll loop allows 20 s, but there a backlog frees a half-open
+/// slot for a waiting SYN; here a half-open handshake holds its task, and a
+/// forged SYN would hold it that long); a connection on which no byte moves
 /// for 60 s (the peer silent, or reading nothing while its stack acknowledges
 /// our probes) ends by the adapter's idle timeout, and one whose peer sends no
-/// segment for that long by the stack's; a close gets 5 s to be acknowledged.
+/// segment for that long by the stack's, as in the poll loop; a close gets 5 s
+/// to be acknowledged (the poll loop's 20 s would hold the task as long).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(IDLE_SECS);
 const IDLE_SECS: u64 = 60;
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(CLOSE_SECS);
+const CLOSE_SECS: u64 = 5;
 
 pub type Store = RamStore<STORE_FILES, STORE_BYTES>;
 type Shared = SharedStore<Store, [UploadLease; TRANSFER_POOL]>;
@@ -393,6 +397,7 @@ async fn serve<S: Session>(
         let end = Connection::new(stream, &mut *io_rx, &mut *io_tx)
             .with_flush(Flush::AtEnd)
             .with_idle_timeout(smolsock::time::Duration::from_secs(IDLE_SECS))
+            .with_close_timeout(smolsock::time::Duration::from_secs(CLOSE_SECS))
             .run(&mut live, &EmbassyClock)
             .await;
         let closed = matches!(end, Ok(End::Closed));
