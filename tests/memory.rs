@@ -120,7 +120,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TcpSession<_>: fixed part",
             "socket handle + four flags + the close timeout and the close's progress, besides the session",
             size_of::<TcpSession<()>>(),
-            40,
+            48,
         ),
         (
             "UdpService<UdpEcho, 1500>",

@@ -2156,10 +2156,11 @@ fn a_client_taking_its_answer_a_byte_at_a_time_is_reset_after_one_timeout() {
     }
 }
 
-/// Hands out `len` bytes, then closes; takes and drops whatever arrives.
+/// Hands out `len` bytes, then closes; takes and counts whatever arrives.
 struct Upload {
     len: usize,
     sent: usize,
+    received: usize,
 }
 
 impl Session for Upload {
@@ -2168,6 +2169,7 @@ impl Session for Upload {
     }
 
     fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        self.received += input.len();
         input.len()
     }
 
@@ -2211,7 +2213,14 @@ fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
     client
         .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
         .unwrap();
-    let mut conn = TcpSession::new(handle, Upload { len: 8000, sent: 0 });
+    let mut conn = TcpSession::new(
+        handle,
+        Upload {
+            len: 8000,
+            sent: 0,
+            received: 0,
+        },
+    );
     let mut closed_at = None;
     let status = net
         .run_until(LIMIT, |net| {
@@ -2516,15 +2525,15 @@ fn a_peer_fin_then_a_reset_between_two_polls_is_counted_closed() {
 /// A client's `TcpSession` whose session hands out `len` bytes and closes,
 /// against a server socket (receive window `window`) that `peer` drives at
 /// each step; `timeout` is the session's close timeout if set. Gives the
-/// status the connection ended with, when the session said `Close`, and when
-/// the connection ended.
+/// status the connection ended with, when the session said `Close`, when the
+/// connection ended, and the bytes the session received.
 fn close_against(
     seed: u64,
     len: usize,
     window: usize,
     timeout: Option<Duration>,
     mut peer: impl FnMut(&mut tcp::Socket<'_>, Instant),
-) -> (Status, Instant, Instant) {
+) -> (Status, Instant, Instant, usize) {
     let mut net = sim(seed, FaultConfig::CLEAN, 1, 1);
     let server = net.server.sockets.add(tcp_socket(window, 256));
     net.server
@@ -2543,7 +2552,14 @@ fn close_against(
     client
         .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
         .unwrap();
-    let mut conn = TcpSession::new(handle, Upload { len, sent: 0 });
+    let mut conn = TcpSession::new(
+        handle,
+        Upload {
+            len,
+            sent: 0,
+            received: 0,
+        },
+    );
     if let Some(timeout) = timeout {
         conn = conn.with_close_timeout(timeout.into());
     }
@@ -2563,8 +2579,10 @@ fn close_against(
         if !conn.is_ended() {
             assert!(conn.poll_at().is_some() || closed_at.is_none());
         }
-        conn.is_ended()
-            .then(|| (status, closed_at.unwrap_or(now), now))
+        conn.is_ended().then(|| {
+            let received = conn.session().received;
+            (status, closed_at.unwrap_or(now), now, received)
+        })
     })
     .unwrap()
 }
@@ -2580,7 +2598,7 @@ fn read_all(socket: &mut tcp::Socket<'_>) {
 fn a_closed_session_whose_peer_never_sends_its_fin_is_reset_at_the_close_timeout() {
     // The peer takes every byte and our FIN, and never closes: smoltcp would
     // keep the client's socket in FIN-WAIT-2 for ever.
-    let (status, closed, ended) = close_against(615, 100, 1024, None, |peer, _| read_all(peer));
+    let (status, closed, ended, _) = close_against(615, 100, 1024, None, |peer, _| read_all(peer));
     let timeout = Duration::from_secs(20);
     assert_eq!(status, Status::Abort);
     assert!(
@@ -2593,7 +2611,7 @@ fn a_closed_session_whose_peer_never_sends_its_fin_is_reset_at_the_close_timeout
 fn a_closed_session_whose_peer_reads_nothing_is_reset_at_the_close_timeout() {
     // 8000 bytes against a 256-byte window the peer never reads.
     let timeout = Duration::from_secs(5);
-    let (status, closed, ended) = close_against(616, 8000, 256, Some(timeout), |_, _| {});
+    let (status, closed, ended, _) = close_against(616, 8000, 256, Some(timeout), |_, _| {});
     assert_eq!(status, Status::Abort);
     assert!(
         ended >= closed + timeout && ended < closed + timeout + Duration::from_secs(1),
@@ -2608,7 +2626,7 @@ fn a_closed_session_whose_peer_reads_a_kilobyte_every_few_seconds_closes_clean()
     // peer closes once it has read everything and our FIN.
     let mut next = Instant::ZERO;
     let mut got = 0;
-    let (status, closed, ended) = close_against(
+    let (status, closed, ended, _) = close_against(
         617,
         8000,
         1024,
@@ -2649,4 +2667,33 @@ fn a_closed_session_whose_peer_resets_instead_of_sending_its_fin_reports_abort()
         }
     });
     assert_eq!(status, Status::Abort);
+}
+
+#[test]
+fn a_half_closed_session_still_receiving_is_not_reset_at_the_close_timeout() {
+    // The session sends its 100 bytes and closes its half (shutdown(SHUT_WR));
+    // the peer then answers for 60 s, 256 bytes (its send buffer) every
+    // 500 ms, and closes. The close timeout (5 s) counts from the last
+    // progress, and every kilobyte received is progress: the answer arrives
+    // whole and the close is clean.
+    let mut next = Instant::ZERO;
+    let mut answered = 0;
+    let peer = |peer: &mut tcp::Socket<'_>, now: Instant| {
+        read_all(peer);
+        if !peer.may_recv() && answered < 30 * 1024 && now >= next && peer.can_send() {
+            answered += peer.send_slice(&[1u8; 256]).unwrap();
+            next = now + Duration::from_millis(500);
+        }
+        if answered == 30 * 1024 && peer.send_queue() == 0 && peer.may_send() {
+            peer.close();
+        }
+    };
+    let (status, closed, ended, received) =
+        close_against(619, 100, 1024, Some(Duration::from_secs(5)), peer);
+    assert_eq!(received, 30 * 1024);
+    assert_eq!(status, Status::Close);
+    assert!(
+        ended > closed + Duration::from_secs(55),
+        "closed at {closed}, ended at {ended}"
+    );
 }

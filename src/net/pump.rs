@@ -66,6 +66,19 @@ pub(crate) fn pump<S: Session + ?Sized>(
     session: &mut S,
     socket: &mut tcp::Socket<'_>,
     now: Instant,
+) {
+    session.observe(levels(socket), now);
+    pump_both(session, socket, now);
+    session.observe(levels(socket), now);
+}
+
+/// [`pump`], giving back how many bytes moved: for a session that has closed
+/// its half, the bytes the peer sent, which count for the close timeout. (A
+/// function of its own: the count costs the usual polls nothing.)
+fn pump_counted<S: Session + ?Sized>(
+    session: &mut S,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
 ) -> usize {
     session.observe(levels(socket), now);
     let moved = pump_both(session, socket, now);
@@ -196,14 +209,21 @@ pub struct TcpSession<S> {
     is_closing: bool,
 }
 
+/// What a peer must send a session that closed its half to earn another close
+/// timeout: a peer sending a byte at a time cannot hold the socket for a
+/// timeout per byte.
+const RECEIVE_PROGRESS: usize = 1024;
+
 /// A closing connection's close deadline runs from `since`; the peer has
-/// acknowledged `acked` bytes since then, and the send buffer held `queued`
-/// at the last poll.
+/// acknowledged `acked` bytes since then and sent `received`, and the send
+/// buffer held `queued` at the last poll.
 #[derive(Clone, Copy, Debug)]
 struct Closing {
     since: Instant,
     queued: u32,
     acked: u32,
+    /// Bytes the session received since then.
+    received: usize,
 }
 
 impl<S: Session> TcpSession<S> {
@@ -222,6 +242,7 @@ impl<S: Session> TcpSession<S> {
                 since: Instant::ZERO,
                 queued: 0,
                 acked: 0,
+                received: 0,
             },
             is_closing: false,
         }
@@ -229,8 +250,10 @@ impl<S: Session> TcpSession<S> {
 
     /// The same, with another close timeout: once the session has said
     /// [`Status::Close`], the connection must end within `timeout` of that, or
-    /// of the last kilobyte (or the rest) the peer acknowledged since, or it is
-    /// reset and [`poll`](Self::poll) says [`Status::Abort`]. 20 s unless set,
+    /// of the peer's last progress since (a kilobyte, or the rest, of ours
+    /// acknowledged, or a kilobyte of its own received: after a half-close it
+    /// may still be answering), or it is reset and [`poll`](Self::poll) says
+    /// [`Status::Abort`]. 20 s unless set,
     /// as [`ServerConfig::close_timeout`]: a peer that never acknowledges our
     /// last bytes or FIN, or never sends its own FIN (smoltcp keeps FIN-WAIT-2
     /// for ever), cannot hold the socket.
@@ -312,10 +335,39 @@ impl<S: Session> TcpSession<S> {
         if self.ended {
             return self.ended_status();
         }
+        if self.is_closing {
+            self.poll_closing(socket, now)
+        } else {
+            self.poll_connected::<false>(socket, now)
+        }
+    }
+
+    /// [`poll_connected`](Self::poll_connected) of a session that has closed
+    /// its half, out of line: an open connection's poll counts nothing for
+    /// the close timeout.
+    #[inline(never)]
+    fn poll_closing(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) -> Status {
+        self.poll_connected::<true>(socket, now)
+    }
+
+    /// A poll of a started connection; `CLOSING`: the session has said
+    /// `Close` before, and what the peer sends counts for the close timeout.
+    #[inline(always)]
+    fn poll_connected<const CLOSING: bool>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+    ) -> Status {
         if self.session.poll_timeout().is_some_and(|at| now >= at) {
             self.session.handle_timeout(now);
         }
-        pump(&mut self.session, socket, now);
+        // Once the session has closed, what moves is only what the peer sends.
+        let received = if CLOSING {
+            pump_counted(&mut self.session, socket, now)
+        } else {
+            pump(&mut self.session, socket, now);
+            0
+        };
         // A reset leaves the socket CLOSED with nothing to read, which
         // `peer_finished` cannot tell from a clean end: the session would take a
         // reset for the peer's FIN (a framed stream "ending on a frame boundary",
@@ -344,7 +396,7 @@ impl<S: Session> TcpSession<S> {
             // (a half-close) and the session still receives. A connection that
             // ends with bytes unacknowledged was reset (or the stack gave up):
             // a clean close cannot, its FIN coming after them.
-            Status::Close => return self.close_poll(socket, now, gone),
+            Status::Close => return self.close_poll(socket, now, gone, received),
             Status::Abort => {
                 socket.abort();
                 self.end(now);
@@ -355,22 +407,26 @@ impl<S: Session> TcpSession<S> {
 
     /// Whether the close timeout has passed: counting from now if the session
     /// has only just said `Close`, else from then or from the peer's last
-    /// progress (a KiB, or the rest, acknowledged since). Once closed, the
-    /// socket takes no more bytes, so its send buffer only drains.
-    fn close_timed_out(&mut self, socket: &tcp::Socket<'_>, now: Instant) -> bool {
+    /// progress: a KiB (or the rest) of ours acknowledged, or a KiB of its
+    /// own received, `received` in this poll (a half-close: the peer may still
+    /// be answering). Once closed, the socket takes no more bytes, so its send
+    /// buffer only drains.
+    fn close_timed_out(&mut self, socket: &tcp::Socket<'_>, now: Instant, received: usize) -> bool {
         if !self.is_closing {
             self.is_closing = true;
             self.closing = Closing {
                 since: now,
                 queued: send_queue(socket),
                 acked: 0,
+                received: 0,
             };
         }
         let closing = &mut self.closing;
         closing.acked = acknowledged(closing.queued, closing.acked, socket);
         closing.queued = send_queue(socket);
-        if took_enough(closing.acked, closing.queued) {
-            (closing.since, closing.acked) = (now, 0);
+        closing.received = closing.received.saturating_add(received);
+        if took_enough(closing.acked, closing.queued) || closing.received >= RECEIVE_PROGRESS {
+            (closing.since, closing.acked, closing.received) = (now, 0, 0);
         }
         now >= closing.since.saturating_add(self.close_timeout)
     }
@@ -381,7 +437,13 @@ impl<S: Session> TcpSession<S> {
     /// send (a half-close), and the session still receives.
     // Out of line: polls of an open connection, the common case, stay lean.
     #[inline(never)]
-    fn close_poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, gone: bool) -> Status {
+    fn close_poll(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+        gone: bool,
+        received: usize,
+    ) -> Status {
         socket.close();
         if gone {
             // Clean: every byte of ours acknowledged and the peer's FIN in
@@ -391,7 +453,7 @@ impl<S: Session> TcpSession<S> {
             let fin = matches!(socket.peek(0), Err(tcp::RecvError::Finished));
             self.lost = socket.send_queue() > 0 || !fin;
             self.end(now);
-        } else if self.close_timed_out(socket, now) {
+        } else if self.close_timed_out(socket, now, received) {
             socket.abort();
             self.lost = true;
             self.end(now);
