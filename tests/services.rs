@@ -10,9 +10,9 @@ mod common_sim;
 use common_sim::*;
 use smolsock::http::{HttpConfig, HttpResponder, Site, StatusSite};
 use smolsock::net::{
-    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, End, HandleError, PortAllocator,
-    RecvError, ServerConfig, ServerError, ServerStats, Service, TcpClient, TcpServer, TcpSession,
-    UdpEcho, UdpService,
+    ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, EVICT_ALIVE_AFTER, End,
+    HandleError, PortAllocator, RecvError, ServerConfig, ServerError, ServerStats, Service,
+    TcpClient, TcpServer, TcpSession, UdpEcho, UdpService,
 };
 use smolsock::runner::sim::{
     Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimConfig, SimStats,
@@ -27,9 +27,9 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{AnySocket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
-    UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
+    TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
 /// How long any exchange may take in virtual time before the test fails.
@@ -858,6 +858,202 @@ fn with_the_backlog_a_real_clients_syn_evicts_a_forged_handshake_before_its_dead
     .unwrap();
     assert!(client.driver.back == client.driver.data);
     assert_eq!(server.stats().accepted, 1);
+}
+
+/// An ARP request from `src` (with the forged SYNs' MAC), broadcast, asking for
+/// the server: one frame, and the backlog counts `src` as a host that is there.
+fn arp_request(src: Ipv4Address) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        source_protocol_addr: src,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: SERVER_V4,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buf
+}
+
+/// Fills every slot of the pool with a handshake from an address that answered
+/// ARP (one request and one SYN from each, once: none ever completes), then
+/// connects a real client. Returns when its connect ended.
+fn connect_past_half_open_handshakes_of_live_addresses(
+    config: ServerConfig,
+) -> (Net, TcpServer<Recording<Echo>, POOL>, Client<RawEcho>) {
+    let mut net = sim(509, FaultConfig::CLEAN, POOL, 1);
+    let mut server = echo_pool(&mut net, config);
+    for i in 0..POOL as u8 {
+        let src = Ipv4Address::new(10, 0, 0, 100 + i);
+        net.inject_frame(Direction::ClientToServer, &arp_request(src));
+        net.inject_frame(Direction::ClientToServer, &forged_syn(src, 40_000, 7));
+    }
+    let mut ports = PortAllocator::new(509);
+    let mut client = echo_client(&mut net, 1000).closing_when_done();
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    println!(
+        "handshake_timeout {}: client {:?} at {} | server: {} | backlog: {}",
+        Duration::from(config.handshake_timeout),
+        client.state(),
+        net.now(),
+        server.stats(),
+        net.server.backlog.stats()
+    );
+    (net, server, client)
+}
+
+#[test]
+fn half_open_handshakes_of_addresses_that_answered_arp_do_not_hold_the_pool_past_a_few_seconds() {
+    // Each forged address sent one ARP request, so the backlog knows it as
+    // there and does not evict its handshake at once. Once the oldest is
+    // `EVICT_ALIVE_AFTER` (4 s) old, its SYN-ACK sent at 0, 1 and 3 s, the
+    // waiting SYN evicts it. (When such handshakes were never evicted, they
+    // held the pool until their 20 s deadline, and the client's connect failed
+    // at its 30 s timeout: its SYNs of 0, 1, 3, 7 and 15 s were each held 2 s
+    // and dropped, and the next was due at 31 s.) A deadline of 3 s frees the
+    // slots by itself.
+    for handshake_timeout in [20, 3] {
+        let config = ServerConfig {
+            handshake_timeout: smolsock::time::Duration::from_secs(handshake_timeout),
+            ..SERVER
+        };
+        let (mut net, mut server, mut client) =
+            connect_past_half_open_handshakes_of_live_addresses(config);
+        let backlog = net.server.backlog.stats();
+        assert_eq!(
+            client.state(),
+            ClientState::Connected,
+            "handshake timeout {handshake_timeout} s; server: {}; backlog: {backlog}",
+            server.stats()
+        );
+        assert!(
+            net.now() < Instant::from_secs(5),
+            "connected at {}; backlog: {backlog}",
+            net.now()
+        );
+        if handshake_timeout == 20 {
+            // Not before the handshakes of live addresses had their grace.
+            assert!(
+                net.now() >= Instant::ZERO + EVICT_ALIVE_AFTER,
+                "{}",
+                net.now()
+            );
+            assert_eq!(server.stats().handshake_timeouts, 0, "{}", server.stats());
+            assert_eq!(backlog.evictions, 1, "{backlog}");
+        }
+        net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+            (client.done() && server.stats().closed == 1).then_some(())
+        })
+        .unwrap();
+        assert!(client.driver.back == client.driver.data);
+        assert_eq!(server.stats().accepted, 1);
+    }
+}
+
+#[test]
+fn a_waiting_syn_evicts_the_handshake_of_an_address_never_seen_before_those_of_live_ones() {
+    // Three slots held by addresses that answered ARP, the last (and youngest)
+    // by one that never showed itself: the real client's SYN evicts that one,
+    // and leaves the others their grace.
+    let mut net = sim(511, FaultConfig::CLEAN, POOL, 1);
+    let mut server = echo_pool(&mut net, SERVER);
+    for i in 0..POOL as u8 {
+        let src = Ipv4Address::new(10, 0, 0, 100 + i);
+        if usize::from(i) + 1 < POOL {
+            net.inject_frame(Direction::ClientToServer, &arp_request(src));
+        }
+        net.inject_frame(Direction::ClientToServer, &forged_syn(src, 40_000, 7));
+    }
+    let mut ports = PortAllocator::new(511);
+    let mut client = echo_client(&mut net, 1000).closing_when_done();
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        (client.state() != ClientState::Connecting).then_some(())
+    })
+    .unwrap();
+    let backlog = net.server.backlog.stats();
+    assert_eq!(client.state(), ClientState::Connected, "{backlog}");
+    assert!(
+        net.now() < Instant::ZERO + EVICT_ALIVE_AFTER,
+        "{}",
+        net.now()
+    );
+    assert_eq!(backlog.evictions, 1, "{backlog}");
+    let mut half_open: Vec<IpAddress> = net
+        .server
+        .sockets
+        .iter()
+        .filter_map(|(_, socket)| tcp::Socket::downcast(socket))
+        .filter(|socket| socket.state() == tcp::State::SynReceived)
+        .filter_map(|socket| socket.remote_endpoint().map(|e| e.addr))
+        .collect();
+    half_open.sort();
+    let live: Vec<IpAddress> = (0..POOL as u8 - 1)
+        .map(|i| Ipv4Address::new(10, 0, 0, 100 + i).into())
+        .collect();
+    assert_eq!(half_open, live);
+}
+
+#[test]
+fn a_slow_handshake_on_a_full_pool_is_not_evicted_when_no_other_syn_waits() {
+    // A pool of one, its slot taken by a live client's handshake whose SYN-ACKs
+    // are lost for 8 s: the client's own SYN retransmissions reach a full pool,
+    // but they belong to the handshake (the stack answered that peer already),
+    // so none is held, and the handshake, older than the grace of live peers,
+    // is left to complete.
+    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(1));
+    let mut net = sim(527, link, 1, 2);
+    let sessions = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), sessions, SERVER);
+    let mut ports = PortAllocator::new(527);
+    // A first connection resolves the addresses both ways.
+    let mut first = echo_client(&mut net, 100).closing_when_done();
+    first.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut first, LIMIT, |server, first, _| {
+        (first.done() && server.stats().closed == 1 && server.free_slots() == 1).then_some(())
+    })
+    .unwrap();
+
+    net.set_faults(Direction::ServerToClient, link.with_loss(1000));
+    let mut client = echo_client(&mut net, 100).closing_when_done();
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    let started = net.now();
+    net.run_services(
+        &mut server,
+        &mut client,
+        Duration::from_secs(8),
+        |_, _, _| None::<()>,
+    )
+    .unwrap_err();
+    assert!(server_socket_in(&net, tcp::State::SynReceived));
+    net.set_faults(Direction::ServerToClient, link);
+    net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
+        let failed = matches!(client.state(), ClientState::Failed(_));
+        (failed || client.done() && server.stats().closed == 2).then_some(())
+    })
+    .unwrap();
+    let (stats, backlog) = (*server.stats(), net.server.backlog.stats());
+    println!(
+        "slow handshake on a full pool of one: connected after {} | server: {stats} | \
+         backlog: {backlog}",
+        net.now() - started
+    );
+    assert_eq!(client.state(), ClientState::Connected, "{stats}; {backlog}");
+    assert!(client.driver.back == client.driver.data);
+    assert_eq!((backlog.syns_held, backlog.evictions), (0, 0), "{backlog}");
+    assert_eq!(stats.handshake_timeouts, 0, "{stats}");
+    assert_eq!((stats.accepted, stats.closed), (2, 2), "{stats}");
 }
 
 #[test]

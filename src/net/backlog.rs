@@ -28,6 +28,23 @@ pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2
 /// longer than this.
 const EVICT_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(100);
 
+/// How long the handshake of a peer known to be there (it sent us ARP, or
+/// completed a handshake before) is left alone before a held SYN may evict it.
+///
+/// smoltcp, like Linux, resends an unanswered SYN-ACK after 1 s and 3 s: by 4 s
+/// a live client on a lossy link has had three SYN-ACKs to answer, the last
+/// with a second for its answer, and one that has not answered any is more
+/// likely a peer that never will. A handshake is evicted only for a SYN that
+/// waits with every slot of its port taken, oldest first; one from an address
+/// that never showed itself goes first, from 100 ms on. Linux prunes its SYN
+/// queue in the same spirit: while it is more than half full of requests that
+/// already needed a retransmission, a request's SYN-ACK goes out as few as
+/// three times (0, 1 and 3 s), and the request expires at 7 s instead of 63 s.
+/// Without this, a host that sends one ARP frame and one SYN per slot holds the
+/// pool for the whole handshake timeout. A client's SYN retransmitted after
+/// 3 s is still held at 4 s ([`HOLD`]), and gets the slot then.
+pub const EVICT_ALIVE_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(4);
+
 /// What a [`Backlog`] has done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -104,7 +121,8 @@ struct State<const H: usize, const P: usize, const C: usize> {
     /// Sockets in a handshake, since when they were first seen in it, and with whom.
     half_open: heapless::Vec<(SocketHandle, u16, Instant, Option<IpAddress>), C>,
     /// Peers that showed they exist: they sent us ARP, or completed a handshake.
-    /// Their handshakes are not evicted: see `sync`.
+    /// Their handshakes are evicted last, and only after [`EVICT_ALIVE_AFTER`]:
+    /// see `sync`.
     alive: heapless::Vec<IpAddress, C>,
     tracked: heapless::Vec<Tracked, C>,
     /// The interface's addresses, as of the last `sync` (none while it has
@@ -141,10 +159,14 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   SYN arrives, and a real client, whose handshake completes in one round trip,
 ///   gets through. The handshake of a peer known to be there (it sent us ARP, or
 ///   completed a handshake before; for IPv6, a neighbor solicitation or
-///   advertisement) is never evicted: a forged SYN from an address
-///   on the link leaves smoltcp's socket slot silent for 1 s (its ARP is never
-///   answered), and a real client served next in that slot waits that long for its
-///   SYN-ACK. (The server's handshake timeout still frees such a slot.)
+///   advertisement) is evicted last, and only once it is [`EVICT_ALIVE_AFTER`]
+///   (4 s) old, after its SYN-ACK went out three times: a real client's slow
+///   handshake is not cut short by the next SYN (a forged SYN from an address
+///   on the link leaves smoltcp's socket slot silent for 1 s, as its ARP is never
+///   answered, so those go first), and a host that answers ARP but never
+///   completes its handshakes holds a slot no longer than that while SYNs wait.
+///   A handshake is evicted only for a held SYN: with none waiting, a slow one
+///   has until the server's handshake timeout.
 /// - **A RST whose sequence number is not exactly the one expected is dropped**
 ///   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
 ///   attacker who guesses the port pair can reset a connection by stepping through
@@ -340,23 +362,31 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             .map(|&(port, _)| port)
             .collect();
         for port in waiting {
-            // Never the handshake of a peer known to be there (it sent us ARP, or
-            // completed a handshake before). smoltcp silences a socket for 1 s when
+            // The handshake of a peer known to be there (it sent us ARP, or
+            // completed a handshake before) only after `EVICT_ALIVE_AFTER`, and
+            // only if no other will do. smoltcp silences a socket for 1 s when
             // its peer's address does not resolve, and the silence belongs to the
             // socket set's slot, not to the connection: a real client replayed into
             // a slot a forged SYN had just used gets its SYN-ACK up to 1 s late, and
-            // a flood of 10 SYNs/s evicted its handshake long before.
-            let alive = &state.alive;
-            let oldest = state
-                .half_open
-                .iter()
-                .filter(|&&(_, p, since, remote)| {
-                    p == port
-                        && now >= later(since, EVICT_AFTER)
-                        && !remote.is_some_and(|r| alive.contains(&r))
-                })
-                .min_by_key(|(_, _, since, _)| *since)
-                .map(|&(handle, ..)| handle);
+            // a flood of 10 SYNs/s evicted its handshake long before. But a peer
+            // that sent one ARP frame must not hold its slot for the whole
+            // handshake timeout while SYNs wait. Unknown peers first, then the
+            // oldest. (One loop: as a `filter` and a `min_by_key` this took 384 B
+            // more of the poll-loop firmware's flash.)
+            let mut oldest: Option<(bool, Instant, SocketHandle)> = None;
+            for &(handle, p, since, remote) in &state.half_open {
+                let alive = remote.is_some_and(|r| state.alive.contains(&r));
+                let grace = if alive {
+                    EVICT_ALIVE_AFTER
+                } else {
+                    EVICT_AFTER
+                };
+                let first = oldest.is_none_or(|(a, s, _)| (alive, since) < (a, s));
+                if p == port && now >= later(since, grace) && first {
+                    oldest = Some((alive, since, handle));
+                }
+            }
+            let oldest = oldest.map(|(.., handle)| handle);
             let Some(handle) = oldest else {
                 continue;
             };

@@ -43,7 +43,7 @@ mod stream;
 mod tftp;
 mod udp;
 
-pub use backlog::{Backlog, BacklogStats, Gated, HELD_SYN_LEN, HOLD};
+pub use backlog::{Backlog, BacklogStats, EVICT_ALIVE_AFTER, Gated, HELD_SYN_LEN, HOLD};
 pub use client::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, PortAllocator, TcpClient,
 };

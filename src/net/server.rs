@@ -107,8 +107,13 @@ pub struct ServerConfig {
     /// come after the retransmissions it means to allow, with time for their
     /// answer: the default of 20 s (lwIP's `TCP_SYN_RCVD_TIMEOUT`) lets four of
     /// them go out, the last 5 s before it. Linux allows five
-    /// (`tcp_synack_retries`) and gives up after 63 s; a [`Backlog`](super::Backlog)
-    /// in front of the pool frees a half-open slot for a waiting SYN long before.
+    /// (`tcp_synack_retries`) and gives up after 63 s. While a SYN waits for a
+    /// slot, a [`Backlog`](super::Backlog) in front of the pool frees one
+    /// sooner, by resetting a handshake: one at least 100 ms old whose peer
+    /// never showed itself, else the oldest of those at least
+    /// [`EVICT_ALIVE_AFTER`](super::EVICT_ALIVE_AFTER) (4 s) old whose peer
+    /// did (it sent ARP or a neighbor solicitation, or completed a handshake
+    /// before). With no SYN waiting, only this deadline frees a slot.
     pub handshake_timeout: Duration,
     /// A connection on which no byte moves for this long (none received, none
     /// sent, and not a KiB of the answer, or its rest, acknowledged by the
