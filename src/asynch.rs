@@ -313,11 +313,11 @@ impl<'b, T: Read + Write> Connection<'b, T> {
 
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
     /// `timeout`. Progress is a byte read, a flush done, writes that took
-    /// all the session had to say or a kilobyte in all, or work of the
-    /// session's own (a deadline due again at once once handled: hashing a
-    /// file before an upload); a write of the few bytes a peer made room for
-    /// is not, as with `TcpServer`'s idle timeout, however small the send
-    /// buffer.
+    /// all the session had to say or a kilobyte in all; and the time the
+    /// session spends on work of its own (a deadline due again at once once
+    /// handled: hashing a file before an upload) does not count as idle. A
+    /// write of the few bytes a peer made room for is no progress, as with
+    /// `TcpServer`'s idle timeout, however small the send buffer.
     /// A peer that sends nothing and reads nothing (its window shut, the answer
     /// stuck in the socket), or reads a byte at a time, then frees the
     /// connection, whatever its TCP stack keeps acknowledging. Unset, only the
@@ -481,12 +481,16 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         let mut done = None;
         loop {
             let now = clock.now();
-            let (io, deadline) = match self.pump.turn(session, now, &mut done, &mut outcome) {
-                Turn::Perform(io, deadline) => (io, deadline),
-                Turn::Again => continue,
-                Turn::Finished(finish) => return Ok(finish),
-                Turn::Failed(failure) => return Err(failure.into()),
-            };
+            let (io, deadline) =
+                match self
+                    .pump
+                    .turn(session, now, &mut done, &mut outcome, &|| clock.now())
+                {
+                    Turn::Perform(io, deadline) => (io, deadline),
+                    Turn::Again => continue,
+                    Turn::Finished(finish) => return Ok(finish),
+                    Turn::Failed(failure) => return Err(failure.into()),
+                };
             match perform(&mut self.io, self.pump.op(io), clock, deadline, now).await {
                 Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {

@@ -269,9 +269,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
     /// `timeout`, as the async adapter's
     /// [`with_idle_timeout`](crate::asynch::Connection::with_idle_timeout)
-    /// (when that feature is on): a byte read, a flush, a kilobyte written,
-    /// all the session had to say or work of its own (a deadline due again at
-    /// once once handled) is progress; a write of the few bytes a slow
+    /// (when that feature is on): a byte read, a flush, a kilobyte written or
+    /// all the session had to say is progress, and the time the session
+    /// spends on work of its own (a deadline due again at once once handled)
+    /// is not idle; a write of the few bytes a slow
     /// reader made room for is not. It is seen when a read or a write returns:
     /// set the stream's read and write timeouts to about its resolution. A
     /// peer that sends nothing and reads nothing, or reads a byte at a time,
@@ -420,12 +421,16 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         let mut done = None;
         loop {
             let now = clock.now();
-            let (io, deadline) = match self.pump.turn(session, now, &mut done, &mut outcome) {
-                Turn::Perform(io, deadline) => (io, deadline),
-                Turn::Again => continue,
-                Turn::Finished(finish) => return Ok(finish),
-                Turn::Failed(failure) => return Err(failure.into()),
-            };
+            let (io, deadline) =
+                match self
+                    .pump
+                    .turn(session, now, &mut done, &mut outcome, &|| clock.now())
+                {
+                    Turn::Perform(io, deadline) => (io, deadline),
+                    Turn::Again => continue,
+                    Turn::Finished(finish) => return Ok(finish),
+                    Turn::Failed(failure) => return Err(failure.into()),
+                };
             match perform(&mut self.io, self.pump.op(io), clock, deadline, now) {
                 Ok(did) => self.pump.did(did, clock.now()),
                 Err(e) => {

@@ -87,8 +87,8 @@ pub enum Error<E> {
     /// [`Request`](crate::session::Request) promises it does.
     NoOutcome,
     /// Nothing moved for the connection's idle timeout: no byte read, no
-    /// flush, no kilobyte written nor all the session had to say, and the
-    /// session not busy with work of its own; the peer silent, or reading
+    /// flush, no kilobyte written nor all the session had to say, besides
+    /// the time the session spent on work of its own; the peer silent, or reading
     /// nothing or a byte at a time (either adapter's
     /// `Connection::with_idle_timeout`).
     IdleTimeout,
@@ -488,12 +488,14 @@ impl<'b> Pump<'b> {
 
     /// Gives the session its due: a passed deadline, the bytes held (unless
     /// `input` is false: a request that is done gets no more), the end of the
-    /// input, and room for what it wants to send.
+    /// input, and room for what it wants to send. `clock` reads the time
+    /// again, to measure work the session does at once.
     pub(crate) fn advance<S: Session + ?Sized>(
         &mut self,
         session: &mut S,
         now: Instant,
         input: bool,
+        clock: &dyn Fn() -> Instant,
     ) {
         // Whether the session gives bytes to send in this turn.
         let mut gave = false;
@@ -502,9 +504,12 @@ impl<'b> Pump<'b> {
             session.handle_timeout(now);
             // Due again at once: the session is busy with work of its own
             // (hashing a file before an upload), which no byte from the peer
-            // could speed up. That is not the peer idling.
+            // could speed up. The time that work took is not the peer idling;
+            // only that time: a session due again that does nothing still
+            // idles out.
             if session.poll_timeout().is_some_and(|at| at <= now) {
-                self.idle.progress(now);
+                let spent = clock().saturating_since(now);
+                self.idle.last_progress = self.idle.last_progress.saturating_add(spent);
             }
         }
         // Input the session left is offered again once it took or sent something
@@ -562,6 +567,7 @@ impl<'b> Pump<'b> {
         now: Instant,
         done: &mut Option<O>,
         outcome: &mut F,
+        clock: &dyn Fn() -> Instant,
     ) -> Turn<O>
     where
         S: Session + ?Sized,
@@ -572,7 +578,7 @@ impl<'b> Pump<'b> {
             self.end(session, now);
             return Turn::Failed(Failure::IdleTimeout);
         }
-        self.advance(session, now, done.is_none());
+        self.advance(session, now, done.is_none(), clock);
         if done.is_none() {
             *done = outcome(session);
         }
@@ -785,7 +791,7 @@ mod tests {
         };
         space[..6].copy_from_slice(b"abcdef");
         pump.did(Did::Read(6), Instant::ZERO);
-        pump.advance(&mut echo, Instant::ZERO, true);
+        pump.advance(&mut echo, Instant::ZERO, true, &|| Instant::ZERO);
         assert_eq!(pump.buffered(), b"");
         // The echo's bytes go out four at a time, through the 4-byte send buffer.
         let Step::Io(Op::Write(bytes)) = pump.next(&echo, true) else {
@@ -794,13 +800,13 @@ mod tests {
         assert_eq!(bytes, b"abcd");
         pump.did(Did::Wrote(4), Instant::ZERO);
         pump.did(Did::Read(0), Instant::ZERO);
-        pump.advance(&mut echo, Instant::ZERO, true);
+        pump.advance(&mut echo, Instant::ZERO, true, &|| Instant::ZERO);
         let Step::Io(Op::Write(bytes)) = pump.next(&echo, true) else {
             panic!("a write");
         };
         assert_eq!(bytes, b"ef");
         pump.did(Did::Wrote(2), Instant::ZERO);
-        pump.advance(&mut echo, Instant::ZERO, true);
+        pump.advance(&mut echo, Instant::ZERO, true, &|| Instant::ZERO);
         assert!(matches!(pump.next(&echo, true), Step::Io(Op::Flush)));
         pump.did(Did::Flushed, Instant::ZERO);
         assert!(matches!(pump.next(&echo, true), Step::Done(End::Closed)));
@@ -851,11 +857,15 @@ mod tests {
         let mut pump = Pump::new(&mut rx, &mut tx);
         let mut mute = Mute::default();
         pump.start(&mut mute, Instant::ZERO);
-        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
+            Instant::ZERO
+        });
         assert!(matches!(turn, Turn::Perform(Io::Read, None)));
         assert!(matches!(pump.op(Io::Read), Op::Read(space) if space.len() == 2));
         pump.did(Did::Read(2), Instant::ZERO);
-        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
+            Instant::ZERO
+        });
         assert!(matches!(turn, Turn::Failed(Failure::Stalled)));
         assert_eq!(mute.ended, 1);
         assert!(!pump.is_open());
@@ -871,9 +881,17 @@ mod tests {
         };
         pump.start(&mut mute, Instant::ZERO);
         pump.did(Did::Read(2), Instant::ZERO);
-        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never });
+        let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
+            Instant::ZERO
+        });
         assert!(matches!(turn, Turn::Perform(Io::Wait, Some(at)) if at == Instant::from_secs(5)));
-        let turn = pump.turn(&mut mute, Instant::from_secs(5), &mut None, &mut { never });
+        let turn = pump.turn(
+            &mut mute,
+            Instant::from_secs(5),
+            &mut None,
+            &mut { never },
+            &|| Instant::ZERO,
+        );
         assert!(matches!(turn, Turn::Failed(Failure::IdleTimeout)));
         assert_eq!(mute.ended, 1);
         assert!(!pump.is_open());
@@ -903,7 +921,7 @@ mod tests {
         };
         space.copy_from_slice(b"wxyz");
         pump.did(Did::Read(4), Instant::ZERO);
-        pump.advance(&mut Sip, Instant::ZERO, true);
+        pump.advance(&mut Sip, Instant::ZERO, true, &|| Instant::ZERO);
         assert_eq!(pump.buffered(), b"xyz");
         let Step::Io(Op::Read(space)) = pump.next(&Sip, true) else {
             panic!("a read after the bytes held");
@@ -960,7 +978,7 @@ mod tests {
         };
         space[..12].copy_from_slice(b"0123456789ab");
         pump.did(Did::Read(12), Instant::ZERO);
-        pump.advance(&mut sip, Instant::ZERO, true);
+        pump.advance(&mut sip, Instant::ZERO, true, &|| Instant::ZERO);
         // The whole request was taken in this turn, and the answer comes before
         // any read: the peer waits for it and sends nothing more.
         assert_eq!((sip.got, pump.buffered()), (12, &b""[..]));
@@ -979,7 +997,7 @@ mod tests {
         let mut pump = Pump::new(&mut rx, &mut tx);
         let mut mute = Mute::default();
         pump.did(Did::Read(2), Instant::ZERO);
-        pump.advance(&mut mute, Instant::ZERO, true);
+        pump.advance(&mut mute, Instant::ZERO, true, &|| Instant::ZERO);
         assert!(matches!(pump.next(&mute, true), Step::Io(Op::Wait)));
     }
 }

@@ -786,39 +786,58 @@ fn drain_without_a_receive_buffer_is_stalled_not_finished() {
     assert!(!conn.peer_finished());
 }
 
-/// Time that passes by `step` every time it is read: a session's local work
-/// (hashing a file before an upload) takes time while no byte moves.
-struct TickingClock {
-    now: Cell<Instant>,
-    step: Duration,
+/// Hashes a file before it says anything: `left` pieces of work due at once,
+/// each taking a second on `clock`; then sends `done` and closes.
+struct Hashing<'c> {
+    clock: &'c FakeClock,
+    left: u32,
+    sent: bool,
 }
 
-impl Clock for TickingClock {
-    fn now(&self) -> Instant {
-        let now = self.now.get().saturating_add(self.step);
-        self.now.set(now);
-        now
+impl Session for Hashing<'_> {
+    fn start(&mut self, _: Instant) {}
+
+    fn receive(&mut self, _: &[u8], _: Instant) -> usize {
+        0
     }
 
-    fn sleep_until(&self, at: Instant) {
-        if at > self.now.get() {
-            self.now.set(at);
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
+        if self.left > 0 || self.sent || space.len() < 4 {
+            return 0;
+        }
+        self.sent = true;
+        space[..4].copy_from_slice(b"done");
+        4
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (self.left > 0).then_some(Instant::ZERO)
+    }
+
+    fn handle_timeout(&mut self, _: Instant) {
+        self.clock.advance(Duration::from_secs(1));
+        self.left = self.left.saturating_sub(1);
+    }
+
+    fn status(&self) -> smolsock::session::Status {
+        if self.sent {
+            smolsock::session::Status::Close
+        } else {
+            smolsock::session::Status::Open
         }
     }
 }
 
 #[test]
 fn local_work_longer_than_the_idle_timeout_is_not_idleness() {
-    // 100 pieces of work due at once, each about a second, with an idle
-    // timeout of 10 s: the peer has nothing to do meanwhile, and the session
-    // is busy, not stalled.
-    let clock = TickingClock {
-        now: Cell::new(Instant::ZERO),
-        step: Duration::from_millis(500),
-    };
-    let fake = FakeClock::default();
-    let mut peer = Script::new(b"", 64, true, &fake);
-    let mut session = Chores {
+    // 100 s of work due at once with an idle timeout of 10 s: the peer has
+    // nothing to do meanwhile, and the session is busy, not stalled.
+    let clock = FakeClock::default();
+    let mut peer = Script::new(b"", 64, true, &clock);
+    let mut session = Hashing {
+        clock: &clock,
         left: 100,
         sent: false,
     };
@@ -828,5 +847,65 @@ fn local_work_longer_than_the_idle_timeout_is_not_idleness() {
         .run(&mut session, &clock);
     assert_eq!(end, Ok(End::Closed));
     assert_eq!(peer.output, b"done");
-    assert!(clock.now.get() > Instant::from_secs(50));
+    assert_eq!(clock.now(), Instant::from_secs(100));
+}
+
+/// Due at once for ever, and doing nothing about it: a broken session.
+struct AlwaysDue;
+
+impl Session for AlwaysDue {
+    fn start(&mut self, _: Instant) {}
+
+    fn receive(&mut self, input: &[u8], _: Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _: Instant) {}
+
+    fn transmit(&mut self, _: &mut [u8], _: Instant) -> usize {
+        0
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(Instant::ZERO)
+    }
+
+    fn handle_timeout(&mut self, _: Instant) {}
+
+    fn status(&self) -> smolsock::session::Status {
+        smolsock::session::Status::Open
+    }
+}
+
+/// Time that passes by half a second at every reading, and fails the test an
+/// hour in.
+struct Ticking(Cell<Instant>);
+
+impl Clock for Ticking {
+    fn now(&self) -> Instant {
+        let now = self.0.get().saturating_add(Duration::from_millis(500));
+        assert!(now < Instant::from_secs(3600), "still running an hour in");
+        self.0.set(now);
+        now
+    }
+
+    fn sleep_until(&self, at: Instant) {
+        if at > self.0.get() {
+            self.0.set(at);
+        }
+    }
+}
+
+#[test]
+fn a_session_due_again_that_does_nothing_still_idles_out() {
+    // Only the time the work takes is credited: a session whose deadline
+    // stays due while its handler does nothing is ended by the idle timeout.
+    let clock = Ticking(Cell::new(Instant::ZERO));
+    let fake = FakeClock::default();
+    let mut peer = Script::new(b"", 64, true, &fake);
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
+    let end = Connection::new(&mut peer, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::from_secs(10))
+        .run(&mut AlwaysDue, &clock);
+    assert_eq!(end, Err(Error::IdleTimeout));
 }
