@@ -786,47 +786,41 @@ fn drain_without_a_receive_buffer_is_stalled_not_finished() {
     assert!(!conn.peer_finished());
 }
 
-/// Hashes a file before it says anything: `left` pieces of work due at once,
-/// each taking a second on `clock`; then sends `done` and closes.
+/// [`Chores`] whose every piece of work takes a second on `clock`: hashing a
+/// file before it says anything.
 struct Hashing<'c> {
+    chores: Chores,
     clock: &'c FakeClock,
-    left: u32,
-    sent: bool,
 }
 
 impl Session for Hashing<'_> {
-    fn start(&mut self, _: Instant) {}
-
-    fn receive(&mut self, _: &[u8], _: Instant) -> usize {
-        0
+    fn start(&mut self, now: Instant) {
+        self.chores.start(now);
     }
 
-    fn receive_finished(&mut self, _: Instant) {}
+    fn receive(&mut self, input: &[u8], now: Instant) -> usize {
+        self.chores.receive(input, now)
+    }
 
-    fn transmit(&mut self, space: &mut [u8], _: Instant) -> usize {
-        if self.left > 0 || self.sent || space.len() < 4 {
-            return 0;
-        }
-        self.sent = true;
-        space[..4].copy_from_slice(b"done");
-        4
+    fn receive_finished(&mut self, now: Instant) {
+        self.chores.receive_finished(now);
+    }
+
+    fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
+        self.chores.transmit(space, now)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        (self.left > 0).then_some(Instant::ZERO)
+        self.chores.poll_timeout()
     }
 
-    fn handle_timeout(&mut self, _: Instant) {
+    fn handle_timeout(&mut self, now: Instant) {
         self.clock.advance(Duration::from_secs(1));
-        self.left = self.left.saturating_sub(1);
+        self.chores.handle_timeout(now);
     }
 
     fn status(&self) -> smolsock::session::Status {
-        if self.sent {
-            smolsock::session::Status::Close
-        } else {
-            smolsock::session::Status::Open
-        }
+        self.chores.status()
     }
 }
 
@@ -837,9 +831,11 @@ fn local_work_longer_than_the_idle_timeout_is_not_idleness() {
     let clock = FakeClock::default();
     let mut peer = Script::new(b"", 64, true, &clock);
     let mut session = Hashing {
+        chores: Chores {
+            left: 100,
+            sent: false,
+        },
         clock: &clock,
-        left: 100,
-        sent: false,
     };
     let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
     let end = Connection::new(&mut peer, &mut rx, &mut tx)
