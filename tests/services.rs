@@ -2387,19 +2387,23 @@ impl Session for Upload {
     }
 }
 
-#[test]
-fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
-    // The session hands all 8000 bytes to its socket and says Close; the peer,
-    // with a 256-byte window it never reads, resets the connection 100 ms later.
-    let mut net = sim(613, FaultConfig::CLEAN, 1, 1);
-    let server = net.server.sockets.add(tcp_socket(256, 256));
+/// A server socket listening on tcp/7 with a receive window of `window`, and a
+/// client connecting to it whose `TcpSession` will hand out `len` bytes and
+/// close: the server's socket, the client's, its `TcpClient` and its session.
+fn upload_client(
+    net: &mut Net,
+    seed: u64,
+    window: usize,
+    len: usize,
+) -> (SocketHandle, SocketHandle, TcpClient, TcpSession<Upload>) {
+    let server = net.server.sockets.add(tcp_socket(window, 256));
     net.server
         .sockets
         .get_mut::<tcp::Socket>(server)
         .listen(7)
         .unwrap();
     let handle = net.client.sockets.add(tcp_socket(1024, 8192));
-    let mut ports = PortAllocator::<16>::new(613);
+    let mut ports = PortAllocator::<16>::new(seed);
     let mut client = TcpClient::new(Duration::from_secs(5));
     let now = net.now();
     let (socket, cx) = net
@@ -2409,14 +2413,20 @@ fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
     client
         .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
         .unwrap();
-    let mut conn = TcpSession::new(
-        handle,
-        Upload {
-            len: 8000,
-            sent: 0,
-            received: 0,
-        },
-    );
+    let session = Upload {
+        len,
+        sent: 0,
+        received: 0,
+    };
+    (server, handle, client, TcpSession::new(handle, session))
+}
+
+#[test]
+fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
+    // The session hands all 8000 bytes to its socket and says Close; the peer,
+    // with a 256-byte window it never reads, resets the connection 100 ms later.
+    let mut net = sim(613, FaultConfig::CLEAN, 1, 1);
+    let (server, handle, mut client, mut conn) = upload_client(&mut net, 613, 256, 8000);
     let mut closed_at = None;
     let status = net
         .run_until(LIMIT, |net| {
@@ -2450,14 +2460,15 @@ fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
     assert_eq!(conn.poll(&mut net.client.sockets, now), Ok(Status::Abort));
 }
 
-#[test]
-fn close_all_sends_what_each_session_holds_before_the_fin() {
-    // A client sends 6000 bytes to the echo and reads none for 2 s: the echo's
-    // 1 KiB waits behind a full send buffer when the server shuts down. Then the
-    // client reads everything and closes once the server has.
-    let mut net = sim(614, FaultConfig::CLEAN, 1, 1);
+/// An echo (2 KiB receive and 512 B send buffer) and a client that sends it
+/// 6000 bytes over 2 s and reads none of the echo: the server's send buffer
+/// is full, the echo holds the rest. Gives the server, the client's socket,
+/// the bytes and how many the client's socket took.
+fn echo_answering_a_deaf_client(
+    net: &mut Net,
+) -> (TcpServer<Recording<Echo>, 1>, SocketHandle, Vec<u8>, usize) {
     let sessions = [Recording::new(Echo::new())];
-    let mut server = serve(&mut net, 7, (2048, 512), sessions, SERVER);
+    let mut server = serve(net, 7, (2048, 512), sessions, SERVER);
     let client = net.client.sockets.add(tcp_socket(512, 8192));
     let (socket, cx) = net
         .client
@@ -2474,10 +2485,18 @@ fn close_all_sends_what_each_session_holds_before_the_fin() {
         None::<()>
     })
     .unwrap_err();
-    let now = net.now();
-    server.close_all(&mut net.server.sockets, now);
+    (server, client, data, sent)
+}
+
+/// The client reads everything and closes once the server has, until the
+/// server's slots are free; gives what it read.
+fn read_until_the_server_is_done<S: Session, const N: usize>(
+    net: &mut Net,
+    server: &mut TcpServer<S, N>,
+    client: SocketHandle,
+) -> Vec<u8> {
     let mut back = Vec::new();
-    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+    net.run_services(server, &mut (), LIMIT, |server, _, net| {
         let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
         let mut buf = [0; 1024];
         while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
@@ -2489,6 +2508,19 @@ fn close_all_sends_what_each_session_holds_before_the_fin() {
         (server.active() == 0).then_some(())
     })
     .unwrap();
+    back
+}
+
+#[test]
+fn close_all_sends_what_each_session_holds_before_the_fin() {
+    // A client sends 6000 bytes to the echo and reads none for 2 s: the echo's
+    // 1 KiB waits behind a full send buffer when the server shuts down. Then the
+    // client reads everything and closes once the server has.
+    let mut net = sim(614, FaultConfig::CLEAN, 1, 1);
+    let (mut server, client, data, sent) = echo_answering_a_deaf_client(&mut net);
+    let now = net.now();
+    server.close_all(&mut net.server.sockets, now);
+    let back = read_until_the_server_is_done(&mut net, &mut server, client);
     let stats = *server.stats();
     let took = sent - net.client.sockets.get::<tcp::Socket>(client).send_queue();
     assert_eq!(ends(&server), [End::Closed], "{stats}");
@@ -2561,19 +2593,7 @@ fn close_all_sends_every_record_a_session_holds_before_the_fin() {
     .unwrap_err();
     let now = net.now();
     server.close_all(&mut net.server.sockets, now);
-    let mut back = Vec::new();
-    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
-        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
-        let mut buf = [0; 1024];
-        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
-            back.extend_from_slice(&buf[..n]);
-        }
-        if !socket.may_recv() && socket.is_open() {
-            socket.close();
-        }
-        (server.active() == 0).then_some(())
-    })
-    .unwrap();
+    let back = read_until_the_server_is_done(&mut net, &mut server, client);
     let stats = *server.stats();
     assert_eq!(back.len(), 2000, "{stats}");
     assert!(back.iter().all(|&b| b == b'r'));
@@ -2585,24 +2605,7 @@ fn close_all_resets_a_peer_that_takes_nothing_after_the_close_timeout() {
     // The echo holds bytes for a client that never reads: they cannot leave,
     // and the slot is freed at the close deadline, counted, not closed.
     let mut net = sim(617, FaultConfig::CLEAN, 1, 1);
-    let sessions = [Recording::new(Echo::new())];
-    let mut server = serve(&mut net, 7, (2048, 512), sessions, SERVER);
-    let client = net.client.sockets.add(tcp_socket(512, 8192));
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(client)
-        .unwrap();
-    socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
-    let data = bytes(6000);
-    let mut sent = 0;
-    net.run_services(&mut server, &mut (), Duration::from_secs(2), |_, _, net| {
-        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
-        if socket.may_send() {
-            sent += socket.send_slice(&data[sent..]).unwrap_or(0);
-        }
-        None::<()>
-    })
-    .unwrap_err();
+    let (mut server, ..) = echo_answering_a_deaf_client(&mut net);
     let closed_at = net.now();
     server.close_all(&mut net.server.sockets, closed_at);
     let freed_at = net
@@ -2731,31 +2734,7 @@ fn close_against(
     mut peer: impl FnMut(&mut tcp::Socket<'_>, Instant),
 ) -> (Status, Instant, Instant, usize) {
     let mut net = sim(seed, FaultConfig::CLEAN, 1, 1);
-    let server = net.server.sockets.add(tcp_socket(window, 256));
-    net.server
-        .sockets
-        .get_mut::<tcp::Socket>(server)
-        .listen(7)
-        .unwrap();
-    let handle = net.client.sockets.add(tcp_socket(1024, 8192));
-    let mut ports = PortAllocator::<16>::new(seed);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
-    let mut conn = TcpSession::new(
-        handle,
-        Upload {
-            len,
-            sent: 0,
-            received: 0,
-        },
-    );
+    let (server, handle, mut client, mut conn) = upload_client(&mut net, seed, window, len);
     if let Some(timeout) = timeout {
         conn = conn.with_close_timeout(timeout.into());
     }
