@@ -3,6 +3,9 @@
 //! that loses, duplicates and reorders 10 % of frames each way. Every byte must
 //! arrive.
 
+mod common_sim;
+
+use common_sim::forged_udp;
 use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
@@ -206,22 +209,28 @@ fn a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_
     );
 }
 
+/// A store holding `data` as the file `f`.
+fn store_with_f(data: &[u8]) -> Box<SharedStore<Store, [UploadLease; 2]>> {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    shared
+        .with_store(|s| {
+            let name = FileName::new("f").unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, data).unwrap();
+            s.commit(&up, smolsock::wire::crc32::crc32(data)).unwrap();
+        })
+        .unwrap();
+    shared
+}
+
 #[test]
 fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on() {
     big_stack(a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body);
 }
 
 fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
-    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
     let data = pattern(50_000);
-    shared
-        .with_store(|s| {
-            let name = FileName::new("f").unwrap();
-            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut up, &data).unwrap();
-            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
-        })
-        .unwrap();
+    let shared = store_with_f(&data);
     let mut net = net(7, FaultConfig::CLEAN);
     let listen = net.server.sockets.add(udp_socket());
     let slots = [
@@ -394,64 +403,14 @@ fn a_stray_packet_takes_no_slot_body() {
     assert_eq!(server.stats().pool_full, 0);
 }
 
-/// An RRQ or WRQ to the server's port 69 as an Ethernet frame from `src`, an
-/// address of the link that no host answers ARP for.
-fn forged_to_69(src: smoltcp::wire::Ipv4Address, src_port: u16, payload: &[u8]) -> Vec<u8> {
-    use smolsock::runner::sim::SERVER_MAC;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-        Ipv4Repr, UdpPacket, UdpRepr,
-    };
-    let udp = UdpRepr {
-        src_port,
-        dst_port: 69,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER_V4,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut frame = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];
-    let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    let mut u = UdpPacket::new_unchecked(p.payload_mut());
-    udp.emit(
-        &mut u,
-        &src.into(),
-        &SERVER_V4.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    frame
-}
-
 #[test]
 fn a_request_from_an_address_that_never_resolves_does_not_hold_a_slot_for_ever() {
     big_stack(unresolvable_peer_body);
 }
 
 fn unresolvable_peer_body() {
-    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
     let data = pattern(50_000);
-    shared
-        .with_store(|s| {
-            let name = FileName::new("f").unwrap();
-            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut up, &data).unwrap();
-            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
-        })
-        .unwrap();
+    let shared = store_with_f(&data);
     let mut net = net(21, FaultConfig::CLEAN);
     // The smallest buffers the server documents: one DATA queued leaves no room.
     let small = || {
@@ -463,7 +422,7 @@ fn unresolvable_peer_body() {
     let slots = [net.server.sockets.add(small())];
     let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
     let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
-    let frame = forged_to_69(ghost, 40_000, b"\0\x01f\0octet\0");
+    let frame = forged_udp(ghost, 40_000, 69, b"\0\x01f\0octet\0");
     net.run_services(
         &mut server,
         &mut (),
@@ -531,7 +490,7 @@ fn port_69_held_up_body() {
     .unwrap_err();
     // An ACK to port 69: its ERROR 4 waits for a neighbour that never answers.
     let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
-    let frame = forged_to_69(ghost, 40_000, &[0, 4, 0, 1]);
+    let frame = forged_udp(ghost, 40_000, 69, &[0, 4, 0, 1]);
     net.inject_frame(smolsock::runner::sim::Direction::ClientToServer, &frame);
     // A real client sends the same every second, until it is answered.
     let stray = net.client.sockets.add(udp_socket());

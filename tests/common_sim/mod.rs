@@ -731,3 +731,50 @@ impl<A: Service, B: Service> Service for Pair<A, B> {
             .min()
     }
 }
+
+/// A UDP datagram from `src`:`src_port` to the server's `dst_port`, as an
+/// Ethernet frame from a MAC address no host of the simulation has: for
+/// forging traffic from an address nobody on the link answers for (or one
+/// with no route back).
+pub fn forged_udp(
+    src: smoltcp::wire::Ipv4Address,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    use smolsock::runner::sim::{SERVER_MAC, SERVER_V4};
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
+        Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let checksums = ChecksumCapabilities::default();
+    let udp = UdpRepr { src_port, dst_port };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+    udp.emit(
+        &mut datagram,
+        &src.into(),
+        &SERVER_V4.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &checksums,
+    );
+    buf
+}
