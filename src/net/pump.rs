@@ -11,7 +11,7 @@ use core::task::Poll;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{AnySocket, tcp};
 
-use super::server::{ServerConfig, acknowledged, send_queue, took_enough};
+use super::server::{Closing, ServerConfig};
 use crate::session::{Request, Session, Status};
 use crate::time::{Duration, Instant, sooner};
 use crate::trace::levels;
@@ -207,24 +207,15 @@ pub struct TcpSession<S> {
     closing: Closing,
     /// The session has said `Close`: `closing` counts.
     is_closing: bool,
+    /// Bytes the session received since the peer's last progress while
+    /// closing (after a half-close it may still be answering).
+    received: usize,
 }
 
 /// What a peer must send a session that closed its half to earn another close
 /// timeout: a peer sending a byte at a time cannot hold the socket for a
 /// timeout per byte.
 const RECEIVE_PROGRESS: usize = 1024;
-
-/// A closing connection's close deadline runs from `since`; the peer has
-/// acknowledged `acked` bytes since then and sent `received`, and the send
-/// buffer held `queued` at the last poll.
-#[derive(Clone, Copy, Debug)]
-struct Closing {
-    since: Instant,
-    queued: u32,
-    acked: u32,
-    /// Bytes the session received since then.
-    received: usize,
-}
 
 impl<S: Session> TcpSession<S> {
     /// `session` on the socket `handle`. The session starts when the socket is
@@ -238,12 +229,8 @@ impl<S: Session> TcpSession<S> {
             ended: false,
             lost: false,
             close_timeout: ServerConfig::DEFAULT.close_timeout,
-            closing: Closing {
-                since: Instant::ZERO,
-                queued: 0,
-                acked: 0,
-                received: 0,
-            },
+            closing: Closing::NOT_YET,
+            received: 0,
             is_closing: false,
         }
     }
@@ -414,21 +401,17 @@ impl<S: Session> TcpSession<S> {
     fn close_timed_out(&mut self, socket: &tcp::Socket<'_>, now: Instant, received: usize) -> bool {
         if !self.is_closing {
             self.is_closing = true;
-            self.closing = Closing {
-                since: now,
-                queued: send_queue(socket),
-                acked: 0,
-                received: 0,
-            };
+            self.closing = Closing::new(now, socket);
+            self.received = 0;
         }
-        let closing = &mut self.closing;
-        closing.acked = acknowledged(closing.queued, closing.acked, socket);
-        closing.queued = send_queue(socket);
-        closing.received = closing.received.saturating_add(received);
-        if took_enough(closing.acked, closing.queued) || closing.received >= RECEIVE_PROGRESS {
-            (closing.since, closing.acked, closing.received) = (now, 0, 0);
+        self.received = self.received.saturating_add(received);
+        if self
+            .closing
+            .look(socket, now, self.received >= RECEIVE_PROGRESS)
+        {
+            self.received = 0;
         }
-        now >= closing.since.saturating_add(self.close_timeout)
+        now >= self.closing.since.saturating_add(self.close_timeout)
     }
 
     /// A poll of a session that said `Close`: our FIN, once the send buffer

@@ -203,13 +203,8 @@ enum SlotState {
     },
     /// We close: after [`TcpServer::close_all`] the session first hands out
     /// what it holds; then our FIN, and the peer takes what is queued and
-    /// finishes closing. `since` is when we closed or the peer last made
-    /// progress; `queued` and `acked` as in `Active`.
-    Closing {
-        since: Instant,
-        queued: u32,
-        acked: u32,
-    },
+    /// finishes closing, within the close timeout of the last progress.
+    Closing(Closing),
 }
 
 /// [`TcpServer`]: Python's `socketserver`, on a fixed pool of smoltcp sockets.
@@ -349,7 +344,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
     pub fn active(&self) -> usize {
         self.states
             .iter()
-            .filter(|s| matches!(s, SlotState::Active { .. } | SlotState::Closing { .. }))
+            .filter(|s| matches!(s, SlotState::Active { .. } | SlotState::Closing(_)))
             .count()
     }
 
@@ -419,7 +414,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
                     socket.abort();
                     *slot.state = SlotState::Aborting;
                 }
-                SlotState::Idle | SlotState::Aborting | SlotState::Closing { .. } => {}
+                SlotState::Idle | SlotState::Aborting | SlotState::Closing(_) => {}
             }
         });
     }
@@ -470,7 +465,7 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
 
 /// The bytes in the socket's send buffer (a `u32` keeps a slot's state small;
 /// no buffer is near 4 GiB, and a larger count only reads as full).
-pub(super) fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
+fn send_queue(socket: &tcp::Socket<'_>) -> u32 {
     u32::try_from(socket.send_queue()).unwrap_or(u32::MAX)
 }
 
@@ -482,23 +477,67 @@ const ACK_PROGRESS: u32 = 1024;
 
 /// The bytes the peer acknowledged since its last progress: `acked` until the
 /// last poll, and what left the send buffer since (its fill was `queued`).
-pub(super) fn acknowledged(queued: u32, acked: u32, socket: &tcp::Socket<'_>) -> u32 {
+fn acknowledged(queued: u32, acked: u32, socket: &tcp::Socket<'_>) -> u32 {
     acked.saturating_add(queued.saturating_sub(send_queue(socket)))
 }
 
 /// Whether the peer took enough of its answer to count as progress: a KiB, or
 /// all of it (the send buffer's fill is down to `fill`).
-pub(super) const fn took_enough(acked: u32, fill: u32) -> bool {
+const fn took_enough(acked: u32, fill: u32) -> bool {
     acked >= ACK_PROGRESS || (acked > 0 && fill == 0)
+}
+
+/// A closing connection's progress, for its close timeout: `since` is when it
+/// began to close or the peer last took a KiB of its answer (or the rest);
+/// the peer has acknowledged `acked` bytes since then, and the send buffer
+/// held `queued` at the last look. `TcpServer`'s closing slots and
+/// `TcpSession` share it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Closing {
+    pub(super) since: Instant,
+    queued: u32,
+    acked: u32,
+}
+
+impl Closing {
+    /// A placeholder for a connection not closing.
+    pub(super) const NOT_YET: Self = Self {
+        since: Instant::ZERO,
+        queued: 0,
+        acked: 0,
+    };
+
+    /// The connection begins to close at `now`.
+    pub(super) fn new(now: Instant, socket: &tcp::Socket<'_>) -> Self {
+        Self {
+            since: now,
+            queued: send_queue(socket),
+            acked: 0,
+        }
+    }
+
+    /// Counts what the peer acknowledged since the last look; the deadline
+    /// counts from `now` again once it took enough, or when `progress` says
+    /// it moved otherwise. Says whether it does.
+    pub(super) fn look(&mut self, socket: &tcp::Socket<'_>, now: Instant, progress: bool) -> bool {
+        self.acked = acknowledged(self.queued, self.acked, socket);
+        self.queued = send_queue(socket);
+        let moved = progress || took_enough(self.acked, self.queued);
+        if moved {
+            (self.since, self.acked) = (now, 0);
+        }
+        moved
+    }
+
+    /// The send buffer's fill now, after a session added to it.
+    pub(super) fn requeue(&mut self, socket: &tcp::Socket<'_>) {
+        self.queued = send_queue(socket);
+    }
 }
 
 /// The state of a slot whose connection starts closing now.
 fn closing_from(now: Instant, socket: &tcp::Socket<'_>) -> SlotState {
-    SlotState::Closing {
-        since: now,
-        queued: send_queue(socket),
-        acked: 0,
-    }
+    SlotState::Closing(Closing::new(now, socket))
 }
 
 /// A closing slot's poll, before its session: the peer's acknowledgments
@@ -515,17 +554,8 @@ fn closing_input(
     stats: &mut ServerStats,
     state: &mut SlotState,
 ) -> bool {
-    if let SlotState::Closing {
-        since,
-        queued,
-        acked,
-    } = state
-    {
-        *acked = acknowledged(*queued, *acked, socket);
-        *queued = send_queue(socket);
-        if took_enough(*acked, *queued) {
-            (*since, *acked) = (now, 0);
-        }
+    if let SlotState::Closing(closing) = state {
+        closing.look(socket, now, false);
     }
     let dropped = discard(socket);
     stats.discarded = stats.discarded.saturating_add(dropped as u64);
@@ -543,7 +573,7 @@ fn closing_end(
     state: &mut SlotState,
     session: Status,
 ) -> Option<End> {
-    let SlotState::Closing { since, queued, .. } = state else {
+    let SlotState::Closing(closing) = state else {
         return None;
     };
     // Room left in the send buffer is no sign the session is done: one that
@@ -551,7 +581,7 @@ fn closing_end(
     if session == Status::Close && socket.may_send() {
         socket.close();
     }
-    *queued = send_queue(socket);
+    closing.requeue(socket);
     let end = if session == Status::Abort {
         End::Aborted
     } else if !socket.is_active() {
@@ -569,7 +599,7 @@ fn closing_end(
         } else {
             End::Reset
         }
-    } else if cx.now >= since.saturating_add(cx.config.close_timeout) {
+    } else if cx.now >= closing.since.saturating_add(cx.config.close_timeout) {
         End::CloseTimeout
     } else {
         return None;
@@ -642,7 +672,7 @@ impl<S: Session> Slot<'_, S> {
                 let acked = acknowledged(queued, acked, socket);
                 self.serve(socket, cx, peer, last_progress, told_finished, acked);
             }
-            SlotState::Closing { .. } => self.closing(socket, cx),
+            SlotState::Closing(_) => self.closing(socket, cx),
         }
     }
 
@@ -812,8 +842,8 @@ impl<S: Session, const N: usize> Service for TcpServer<S, N> {
                     let idle = config.idle_timeout.map(|t| last_progress.saturating_add(t));
                     sooner(idle, session.poll_timeout())
                 }
-                SlotState::Closing { since, .. } => {
-                    Some(since.saturating_add(config.close_timeout))
+                SlotState::Closing(closing) => {
+                    Some(closing.since.saturating_add(config.close_timeout))
                 }
                 SlotState::Listening {
                     handshake_since: Some(since),
