@@ -17,11 +17,11 @@
 
 use core::fmt;
 
-use super::common::{Outgoing, Sender, SetupError, framing, to_u64};
+use super::common::{DEFAULT_MIN_TRANSFER_RATE, Outgoing, Sender, SetupError, framing, to_u64};
 use super::files::{FileSink, FileSource, LocalError};
 use crate::session::{FramedStats, Request, Session, Status};
 use crate::store::{Entry, FileName, FileStat};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, at_rate, sooner};
 use crate::wire::crc32::Crc32;
 use crate::wire::frame::{FrameReader, ReadError};
 use crate::wire::transfer::{
@@ -136,6 +136,13 @@ pub enum ClientError {
     /// No byte moved for the client's timeout; the connection must be reset
     /// (the operation's status is [`Status::Abort`]).
     Timeout,
+    /// The operation fell below the client's minimum rate on average
+    /// ([`TransferClient::with_min_rate`]), though bytes kept moving; the
+    /// connection must be reset (the operation's status is [`Status::Abort`]).
+    TooSlow {
+        /// The client's minimum rate, bytes per second.
+        rate: u32,
+    },
     /// A listing went on past the client's limit of ENTRY frames
     /// ([`TransferClient::with_max_entries`]): the entry over it was not handed
     /// on, and the connection must be closed, the rest of the listing being on
@@ -172,6 +179,7 @@ impl fmt::Display for ClientError {
             Self::Local(e) => e.fmt(f),
             Self::Disconnected => f.write_str("connection closed"),
             Self::Timeout => f.write_str("server silent for too long"),
+            Self::TooSlow { rate } => write!(f, "server slower than {rate} B/s on average"),
             Self::TooManyEntries { max } => write!(f, "listing longer than {max} entries"),
             Self::Unusable => f.write_str("connection in an unknown state; reconnect"),
         }
@@ -237,6 +245,8 @@ struct Conn {
     /// Whether the connection carries no half-finished request.
     in_sync: bool,
     timeout: Option<Duration>,
+    /// The slowest average rate of an operation, bytes per second (0: none).
+    min_rate: u32,
     /// The most ENTRY frames a listing takes.
     max_entries: u32,
     /// When bytes last moved (or local work was done) for the operation running.
@@ -300,8 +310,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     /// body, and `staging` 128 bytes.
     ///
     /// A client gives up on a server that moves no byte for 60 s (see
-    /// [`with_timeout`](Self::with_timeout)), and on a listing of more than
-    /// 65,536 files (see [`with_max_entries`](Self::with_max_entries)).
+    /// [`with_timeout`](Self::with_timeout)), on an operation slower than
+    /// 500 B/s on average (see [`with_min_rate`](Self::with_min_rate)), and on
+    /// a listing of more than 65,536 files (see
+    /// [`with_max_entries`](Self::with_max_entries)).
     pub fn new(receive: B, staging: B) -> Result<Self, SetupError> {
         let (reader, max_body) = framing(receive, &staging)?;
         Ok(Self {
@@ -312,6 +324,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                 link: Link::Fresh,
                 in_sync: true,
                 timeout: Some(DEFAULT_TIMEOUT),
+                min_rate: DEFAULT_MIN_TRANSFER_RATE,
                 max_entries: DEFAULT_MAX_ENTRIES,
                 last_progress: None,
                 now: Instant::ZERO,
@@ -322,10 +335,28 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     }
 
     /// The same client with another timeout for a silent server (`None`: wait
-    /// forever).
+    /// forever, and no [minimum rate](Self::with_min_rate) either).
     #[must_use]
     pub const fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.conn.timeout = timeout;
+        self
+    }
+
+    /// The same client with another minimum rate for its operations, in bytes
+    /// per second (500 unless set; 0: none, only the timeout).
+    ///
+    /// The [timeout](Self::with_timeout) ends an operation on which no byte
+    /// moves; this ends one whose bytes only trickle, a server sending one byte,
+    /// or one ENTRY, just before each timeout: an operation must be over by the
+    /// timeout from its start, plus a second for every `rate` bytes it has moved
+    /// (sent, received, hashed from the local file, or skipped by a download's
+    /// resume, which the server checks), else it ends with
+    /// [`ClientError::TooSlow`]. So however a server trickles, an operation
+    /// lasts no longer than its bytes allow at this rate. The default is the
+    /// server's own minimum for a transfer.
+    #[must_use]
+    pub const fn with_min_rate(mut self, rate: u32) -> Self {
+        self.conn.min_rate = rate;
         self
     }
 
@@ -333,12 +364,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     /// (65,536 unless set): an ENTRY past `max` ends the [`list`](Self::list)
     /// with [`ClientError::TooManyEntries`].
     ///
-    /// Each ENTRY moves bytes, so the [timeout](Self::with_timeout) bounds only
-    /// the wait for the next one; this limit is what keeps a server that sends
-    /// entries for ever from holding a listing: with both, a listing lasts at
-    /// most about `max + 2` timeouts, however steadily the server sends.
-    /// `u32::MAX` is the protocol's own limit (LIST_END counts the entries in a
-    /// `u32`).
+    /// The [minimum rate](Self::with_min_rate) bounds how long a listing takes
+    /// by the bytes it moves; this bounds how many entries it hands on, however
+    /// fast they come. `u32::MAX` is the protocol's own limit (LIST_END counts
+    /// the entries in a `u32`).
     #[must_use]
     pub const fn with_max_entries(mut self, max: u32) -> Self {
         self.conn.max_entries = max;
@@ -430,6 +459,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                     resume,
                     step: GetStep::Start,
                     empty_data: false,
+                    skipped: 0,
                 },
             ),
         }
@@ -572,6 +602,12 @@ trait Exchange {
     fn local_position(&self) -> Option<u64> {
         None
     }
+
+    /// Bytes of the file the request skips that the server checks all the same
+    /// (a download's resume): they count toward the minimum rate as if moved.
+    fn skipped(&self) -> u64 {
+        0
+    }
 }
 
 fn unexpected<T>(message: &Message<'_>) -> Result<T, ClientError> {
@@ -687,6 +723,10 @@ struct Run<'c, B, E: Exchange> {
     client: &'c mut TransferClient<B>,
     exchange: E,
     began: bool,
+    /// When the request began: the minimum rate counts from there.
+    began_at: Instant,
+    /// Bytes sent, received and hashed locally since.
+    moved: u64,
     done: bool,
     outcome: Option<Result<E::Output, ClientError>>,
 }
@@ -697,6 +737,8 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             client,
             exchange,
             began: false,
+            began_at: Instant::ZERO,
+            moved: 0,
             done: false,
             outcome: None,
         }
@@ -709,6 +751,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             return;
         }
         self.began = true;
+        self.began_at = now;
         let conn = &mut self.client.conn;
         conn.last_progress = Some(now);
         if !conn.in_sync {
@@ -740,9 +783,17 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
         let used = sender.used();
         // Hashing a large file moves no byte but is progress all the same, when
         // it moves (not while it waits for HELLO_OK).
-        let hashed = local.is_some() && self.exchange.local_position() != local;
-        if hashed || used > 0 {
+        let hashed = local.map_or(0, |at| {
+            self.exchange
+                .local_position()
+                .map_or(0, |now_at| now_at.saturating_sub(at))
+        });
+        if hashed > 0 || used > 0 {
             self.client.conn.last_progress = Some(now);
+            self.moved = self
+                .moved
+                .saturating_add(hashed)
+                .saturating_add(to_u64(used));
         }
         match over {
             Some(result) => self.finish(result),
@@ -775,7 +826,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
                     conn.link = Link::Broken;
                 }
             }
-            Err(ClientError::Timeout) => {
+            Err(ClientError::Timeout | ClientError::TooSlow { .. }) => {
                 conn.link = Link::Broken;
                 conn.fate = Status::Abort;
             }
@@ -808,8 +859,27 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
         }
         if taken > 0 {
             self.client.conn.last_progress = Some(now);
+            self.moved = self.moved.saturating_add(to_u64(taken));
         }
         taken
+    }
+
+    /// When the operation fails if nothing moves (the timeout after the last
+    /// progress), and when it fails however its bytes trickle (the timeout
+    /// after its start, plus a second per `min_rate` bytes moved).
+    fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
+        let conn = &self.client.conn;
+        let Some(timeout) = conn.timeout else {
+            return (None, None);
+        };
+        let idle = conn.last_progress.map(|last| last.saturating_add(timeout));
+        let slow = (conn.min_rate > 0).then(|| {
+            let counted = self.moved.saturating_add(self.exchange.skipped());
+            self.began_at
+                .saturating_add(timeout)
+                .saturating_add(at_rate(counted, conn.min_rate))
+        });
+        (idle, slow)
     }
 
     fn receive_finished(&mut self, now: Instant) {
@@ -835,9 +905,8 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             // Local work waits for no byte: due at once.
             return Some(conn.now);
         }
-        conn.timeout
-            .zip(conn.last_progress)
-            .map(|(timeout, last)| last.saturating_add(timeout))
+        let (idle, slow) = self.deadlines();
+        sooner(idle, slow)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -846,13 +915,15 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             return;
         }
         self.work(&mut [], now);
-        let conn = &self.client.conn;
-        let deadline = conn
-            .timeout
-            .zip(conn.last_progress)
-            .map(|(timeout, last)| last.saturating_add(timeout));
-        if deadline.is_some_and(|deadline| now >= deadline) {
+        if self.done {
+            return;
+        }
+        let (idle, slow) = self.deadlines();
+        if idle.is_some_and(|idle| now >= idle) {
             self.finish(Err(ClientError::Timeout));
+        } else if slow.is_some_and(|slow| now >= slow) {
+            let rate = self.client.conn.min_rate;
+            self.finish(Err(ClientError::TooSlow { rate }));
         }
     }
 
@@ -1271,6 +1342,8 @@ struct GetExchange<K, P> {
     /// The last DATA was empty: it moved nothing, and another one right after
     /// it is a server stalling, not sending.
     empty_data: bool,
+    /// The longest prefix a GET asked the server to skip (and check).
+    skipped: u64,
 }
 
 impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
@@ -1284,6 +1357,7 @@ impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
             name: self.name,
             offset,
         })?;
+        self.skipped = self.skipped.max(offset);
         self.step = GetStep::AwaitReady { offset, held_crc };
         Ok(())
     }
@@ -1465,6 +1539,10 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
 
     fn in_sync(&self) -> bool {
         matches!(self.step, GetStep::Start | GetStep::Done)
+    }
+
+    fn skipped(&self) -> u64 {
+        self.skipped
     }
 }
 
@@ -1717,6 +1795,7 @@ mod tests {
             resume: false,
             step: GetStep::Start,
             empty_data: false,
+            skipped: 0,
         };
         let mut staging = Staging::new();
         assert!(matches!(
@@ -1762,6 +1841,7 @@ mod tests {
             resume: true,
             step: GetStep::Drain { next: 3, size: 10 },
             empty_data: false,
+            skipped: 3,
         };
         let mut staging = Staging::new();
         let skipped = Message::Data {

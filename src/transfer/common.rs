@@ -17,6 +17,14 @@ pub(crate) const HEADER: HeaderFormat = HeaderFormat::NETWORK;
 /// Bytes of the frame header.
 pub(crate) const HEADER_LEN: usize = HEADER.header_len();
 
+/// The slowest an upload or a download may go on average, in bytes per second,
+/// unless [`TransferServer::with_min_transfer_rate`](super::TransferServer::with_min_transfer_rate)
+/// says otherwise: the minimum rate Apache's `mod_reqtimeout` sets for request
+/// bodies by default. A [`TransferClient`](super::TransferClient) holds each of
+/// its operations to the same rate unless
+/// [`with_min_rate`](super::TransferClient::with_min_rate) says otherwise.
+pub const DEFAULT_MIN_TRANSFER_RATE: u32 = 500;
+
 /// Why a transfer server or client could not be built from the buffers given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

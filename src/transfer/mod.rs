@@ -90,11 +90,16 @@
 //! kept for a resume. A download lasts until its last byte has gone out, however
 //! slowly the client reads its last DATA frame. Between requests, a connection
 //! that moves no byte at all is the pool's business: its idle timeout resets it.
-//! The client gives up on a server that moves no byte for its own timeout (60 s,
-//! [`TransferClient::with_timeout`]), and a listing takes at most 65,536 ENTRY
+//! The client holds the server to the same rules from its side: it gives up on
+//! a server that moves no byte for its own timeout (60 s,
+//! [`TransferClient::with_timeout`]), and every operation, a listing as much as
+//! a transfer, must keep an average of 500 B/s
+//! ([`TransferClient::with_min_rate`]): it has the timeout from its start plus
+//! a second per 500 bytes moved, and past that it ends with
+//! [`ClientError::TooSlow`], so a server trickling bytes or entries, each in
+//! time, cannot hold it either. A listing also takes at most 65,536 ENTRY
 //! frames ([`TransferClient::with_max_entries`]): one more ends it with
-//! [`ClientError::TooManyEntries`], so a server that keeps sending entries,
-//! each in time, cannot hold it for ever either.
+//! [`ClientError::TooManyEntries`].
 
 mod client;
 mod common;
@@ -107,11 +112,9 @@ pub use client::{
     ClientError, DeleteFile, GetFile, ListFiles, ProtocolError, PutFile, PutOptions, StatFile,
     TransferClient,
 };
-pub use common::SetupError;
+pub use common::{DEFAULT_MIN_TRANSFER_RATE, SetupError};
 pub use files::{FileSink, FileSource, LocalError, SliceSink};
-pub use server::{
-    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_REQUEST_TIMEOUT, SharedStore, TransferServer, UploadLease,
-};
+pub use server::{DEFAULT_REQUEST_TIMEOUT, SharedStore, TransferServer, UploadLease};
 
 use core::fmt;
 

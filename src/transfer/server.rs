@@ -16,7 +16,9 @@ use core::cell::{Cell, RefCell};
 use core::fmt;
 
 use super::TransferStats;
-use super::common::{HEADER, HEADER_LEN, Outgoing, Sender, SetupError, framing, to_u64};
+use super::common::{
+    DEFAULT_MIN_TRANSFER_RATE, HEADER, HEADER_LEN, Outgoing, Sender, SetupError, framing, to_u64,
+};
 use crate::session::{FramedStats, Session, Status};
 use crate::store::{FileName, Storage, StoreError, Upload};
 use crate::time::{Duration, Instant, at_rate, sooner};
@@ -29,11 +31,6 @@ use crate::wire::transfer::{
 /// How long a message other than an upload's DATA may take to arrive whole, from
 /// its first byte, unless [`TransferServer::with_request_timeout`] says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The slowest an upload or a download may go on average, in bytes per second,
-/// unless [`TransferServer::with_min_transfer_rate`] says otherwise: the minimum
-/// rate Apache's `mod_reqtimeout` sets for request bodies by default.
-pub const DEFAULT_MIN_TRANSFER_RATE: u32 = 500;
 
 /// One upload in progress somewhere in the pool: the name it holds.
 ///

@@ -769,9 +769,147 @@ fn raw_message(message: &crate::wire::transfer::Message<'_>) -> Vec<u8> {
     raw_frame(&body[..n])
 }
 
+/// A download from a server that sends `chunk` bytes of a file of `size` every
+/// `every` seconds, until the client ends it (or 10,000 chunks): its outcome
+/// and when it came. With `held`, the sink already holds that many bytes of
+/// the file and the client asks to resume after them.
+fn trickled_download(
+    client: &mut TransferClient<Vec<u8>>,
+    size: usize,
+    held: usize,
+    chunk: usize,
+    every: u64,
+) -> (Option<Result<FileStat, ClientError>>, Instant, Status) {
+    let file = vec![7u8; size];
+    let mut into = vec![0u8; size];
+    let mut sink = SliceSink::new(&mut into);
+    let held_bytes = file.get(..held).unwrap();
+    sink.write(0, held_bytes).unwrap();
+    let mut space = vec![0u8; 4096];
+    let mut get = client.get(name("f"), sink, held > 0, |_, _| {});
+    let mut now = Instant::ZERO;
+    get.transmit(&mut space, now);
+    get.receive(&raw_hello_ok(), now);
+    get.transmit(&mut space, now);
+    let mut ready = vec![0x84];
+    ready.extend_from_slice(&(size as u64).to_be_bytes());
+    ready.extend_from_slice(&crc32(&file).to_be_bytes());
+    ready.extend_from_slice(&crc32(held_bytes).to_be_bytes());
+    get.receive(&raw_frame(&ready), now);
+    let mut next = held;
+    for _ in 0..10_000 {
+        now = now.saturating_add(crate::time::Duration::from_secs(every));
+        if get.poll_timeout().is_some_and(|t| now >= t) {
+            get.handle_timeout(now);
+        }
+        if let Some(outcome) = get.outcome() {
+            return (Some(outcome), now, get.status());
+        }
+        let end = (next + chunk).min(size);
+        let mut data = vec![0x10];
+        data.extend_from_slice(&(next as u64).to_be_bytes());
+        data.extend_from_slice(file.get(next..end).unwrap());
+        get.receive(&raw_frame(&data), now);
+        next = end;
+        if let Some(outcome) = get.outcome() {
+            return (Some(outcome), now, get.status());
+        }
+    }
+    (None, now, get.status())
+}
+
+#[test]
+fn a_server_trickling_a_download_is_left_at_the_minimum_rate() {
+    // 100 bytes a second, each DATA in time for the 60 s timeout: the client
+    // allows 60 s from the start and a second per 500 bytes moved, about 77 s.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let (outcome, at, status) = trickled_download(&mut client, 1_000_000, 0, 100, 1);
+    assert_eq!(outcome, Some(Err(ClientError::TooSlow { rate: 500 })));
+    assert!(
+        (Instant::from_secs(75)..=Instant::from_secs(80)).contains(&at),
+        "ended at {at:?}"
+    );
+    assert_eq!(status, Status::Abort, "the server is still sending");
+    // The same trickle is fine for a client that asks for no minimum rate.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
+        .unwrap()
+        .with_min_rate(0);
+    let (outcome, at, _) = trickled_download(&mut client, 20_000, 0, 100, 1);
+    assert!(
+        matches!(outcome, Some(Ok(FileStat { size: 20_000, .. }))),
+        "{outcome:?} at {at:?}"
+    );
+    assert_eq!(at, Instant::from_secs(200));
+    // And a server at twice the minimum rate gets its whole file through.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let (outcome, at, _) = trickled_download(&mut client, 200_000, 0, 1_000, 1);
+    assert!(
+        matches!(outcome, Some(Ok(FileStat { size: 200_000, .. }))),
+        "{outcome:?} at {at:?}"
+    );
+}
+
+#[test]
+fn a_resumed_download_has_time_for_the_prefix_the_server_checks() {
+    // A byte every 50 s: 60 s from the start is all a fresh download gets, but
+    // a resume after 50,000 held bytes (which the server reads to check their
+    // CRC) has 100 s more.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let (fresh, fresh_at, _) = trickled_download(&mut client, 100_000, 0, 1, 50);
+    assert_eq!(fresh, Some(Err(ClientError::TooSlow { rate: 500 })));
+    assert_eq!(fresh_at, Instant::from_secs(100));
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let (resumed, resumed_at, _) = trickled_download(&mut client, 100_000, 50_000, 1, 50);
+    assert_eq!(resumed, Some(Err(ClientError::TooSlow { rate: 500 })));
+    assert_eq!(resumed_at, Instant::from_secs(200));
+}
+
+#[test]
+fn a_server_trickling_entries_cannot_hold_a_listing() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let mut space = vec![0u8; 4096];
+    let mut listed = 0u32;
+    let mut list = client.list(|_| listed += 1);
+    let mut now = Instant::ZERO;
+    list.transmit(&mut space, now);
+    list.receive(&raw_hello_ok(), now);
+    list.transmit(&mut space, now);
+    // An ENTRY every 30 s, each in time for the 60 s timeout: at 500 B/s the
+    // few bytes moved buy less than a second past the first 60.
+    let mut outcome = None;
+    for i in 0..100_000u32 {
+        now = now.saturating_add(crate::time::Duration::from_secs(30));
+        if list.poll_timeout().is_some_and(|t| now >= t) {
+            list.handle_timeout(now);
+        }
+        outcome = list.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        list.receive(
+            &raw_message(&crate::wire::transfer::Message::Entry {
+                name: name(&format!("f{i:06}")),
+                size: 1,
+            }),
+            now,
+        );
+    }
+    assert_eq!(outcome, Some(Err(ClientError::TooSlow { rate: 500 })));
+    assert_eq!(now, Instant::from_secs(90));
+    assert_eq!(list.status(), Status::Abort);
+    drop(list);
+    assert_eq!(listed, 2);
+    let mut again = client.stat(name("x"));
+    again.transmit(&mut space, now);
+    assert_eq!(again.outcome(), Some(Err(ClientError::Unusable)));
+}
+
 #[test]
 fn a_server_sending_entries_for_ever_cannot_hold_a_listing() {
-    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    // The count alone (no minimum rate): entries every 30 s, for ever.
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
+        .unwrap()
+        .with_min_rate(0);
     let mut space = vec![0u8; 4096];
     let mut listed = 0u32;
     let mut list = client.list(|_| listed += 1);
