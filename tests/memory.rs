@@ -148,9 +148,9 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
         ),
         (
             "PutFile<&mut [u8], &[u8], fn(u64, u64)>",
-            "an upload in progress: the client borrowed, source, progress callback, name, size, CRC, step, when it began, bytes moved",
+            "an upload in progress: the client borrowed, source, progress callback, name, size, CRC, step, when it began, bytes moved, hashed and checked",
             size_of::<Upload>(),
-            192,
+            208,
         ),
         (
             "SharedStore<RamStore, [UploadLease; 4]>: fixed part",

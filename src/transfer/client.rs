@@ -179,7 +179,7 @@ impl fmt::Display for ClientError {
             Self::Local(e) => e.fmt(f),
             Self::Disconnected => f.write_str("connection closed"),
             Self::Timeout => f.write_str("server silent for too long"),
-            Self::TooSlow { rate } => write!(f, "server slower than {rate} B/s on average"),
+            Self::TooSlow { rate } => write!(f, "slower than {rate} B/s on average"),
             Self::TooManyEntries { max } => write!(f, "listing longer than {max} entries"),
             Self::Unusable => f.write_str("connection in an unknown state; reconnect"),
         }
@@ -348,10 +348,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
     /// The [timeout](Self::with_timeout) ends an operation on which no byte
     /// moves; this ends one whose bytes only trickle, a server sending one byte,
     /// or one ENTRY, just before each timeout: an operation must be over by the
-    /// timeout from its start, plus a second for every `rate` bytes it has moved
-    /// (sent, received, hashed from the local file, or skipped by a download's
-    /// resume, which the server checks), else it ends with
-    /// [`ClientError::TooSlow`]. So however a server trickles, an operation
+    /// timeout from its start, plus a second for every `rate` bytes it has
+    /// moved, else it ends with [`ClientError::TooSlow`]. Moved are the bytes
+    /// sent and received, those read from the local file to compute a CRC, and
+    /// the prefix a resume asks the server to read and check: for a download,
+    /// the bytes the sink holds (none once the server answers that its file is
+    /// shorter); for an upload, the whole file until PUT_READY says how much
+    /// the server holds, then that. So however a server trickles, an operation
     /// lasts no longer than its bytes allow at this rate. The default is the
     /// server's own minimum for a transfer.
     #[must_use]
@@ -434,6 +437,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                     crc: options.crc.unwrap_or(0),
                     resume: options.resume,
                     step,
+                    hashed: 0,
+                    checked: 0,
                 },
             ),
         }
@@ -459,7 +464,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TransferClient<B> {
                     resume,
                     step: GetStep::Start,
                     empty_data: false,
-                    skipped: 0,
+                    checked: 0,
                 },
             ),
         }
@@ -603,9 +608,11 @@ trait Exchange {
         None
     }
 
-    /// Bytes of the file the request skips that the server checks all the same
-    /// (a download's resume): they count toward the minimum rate as if moved.
-    fn skipped(&self) -> u64 {
+    /// Bytes of work done for the request that moved no byte over the link,
+    /// counted toward the minimum rate as if moved: those read from the local
+    /// file to compute a CRC, and the prefix a resume asks the server to read
+    /// and check.
+    fn credit(&self) -> u64 {
         0
     }
 }
@@ -725,7 +732,7 @@ struct Run<'c, B, E: Exchange> {
     began: bool,
     /// When the request began: the minimum rate counts from there.
     began_at: Instant,
-    /// Bytes sent, received and hashed locally since.
+    /// Bytes sent and received since.
     moved: u64,
     done: bool,
     outcome: Option<Result<E::Output, ClientError>>,
@@ -767,7 +774,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
     /// Steps the exchange, sending into `space` (what waits in staging first);
     /// returns the bytes written there.
     fn work(&mut self, space: &mut [u8], now: Instant) -> usize {
-        let local = self.exchange.local_position();
+        let credit = self.exchange.credit();
         let client = &mut *self.client;
         let mut sender = Sender::new(&mut client.out, space);
         let over = if self.done {
@@ -781,19 +788,12 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
             )
         };
         let used = sender.used();
-        // Hashing a large file moves no byte but is progress all the same, when
-        // it moves (not while it waits for HELLO_OK).
-        let hashed = local.map_or(0, |at| {
-            self.exchange
-                .local_position()
-                .map_or(0, |now_at| now_at.saturating_sub(at))
-        });
-        if hashed > 0 || used > 0 {
+        // Hashing a large file moves no byte but is progress all the same (it
+        // waits for HELLO_OK, though, and a resume's credit changes only with
+        // the server's answer).
+        if used > 0 || self.exchange.credit() != credit {
             self.client.conn.last_progress = Some(now);
-            self.moved = self
-                .moved
-                .saturating_add(hashed)
-                .saturating_add(to_u64(used));
+            self.moved = self.moved.saturating_add(to_u64(used));
         }
         match over {
             Some(result) => self.finish(result),
@@ -869,12 +869,12 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
     /// after its start, plus a second per `min_rate` bytes moved).
     fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
         let conn = &self.client.conn;
-        let Some(timeout) = conn.timeout else {
+        let Some(timeout) = conn.timeout.filter(|_| self.began) else {
             return (None, None);
         };
         let idle = conn.last_progress.map(|last| last.saturating_add(timeout));
         let slow = (conn.min_rate > 0).then(|| {
-            let counted = self.moved.saturating_add(self.exchange.skipped());
+            let counted = self.moved.saturating_add(self.exchange.credit());
             self.began_at
                 .saturating_add(timeout)
                 .saturating_add(at_rate(counted, conn.min_rate))
@@ -1161,6 +1161,11 @@ struct PutExchange<S, P> {
     crc: u32,
     resume: bool,
     step: PutStep,
+    /// Bytes read from the source to compute a CRC.
+    hashed: u64,
+    /// The prefix the server reads to check a resume: the whole file until
+    /// PUT_READY says how much of it the server holds.
+    checked: u64,
 }
 
 impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
@@ -1169,13 +1174,16 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
     fn next<B: Buf>(&mut self, out: &mut Outbox<'_, '_, B>) -> Result<Next, ClientError> {
         match self.step {
             PutStep::Hash { mut at, mut crc } => {
+                let from = at;
                 let done = hash_some(
                     &mut self.source,
                     out.scratch(),
                     &mut at,
                     self.size,
                     &mut crc,
-                )?;
+                );
+                self.hashed = self.hashed.saturating_add(at.saturating_sub(from));
+                let done = done?;
                 if done {
                     self.crc = crc.finish();
                     self.step = PutStep::Request;
@@ -1191,6 +1199,7 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                     crc: self.crc,
                     resume: self.resume,
                 })?;
+                self.checked = if self.resume { self.size } else { 0 };
                 self.step = PutStep::AwaitReady;
                 Ok(Next::Staged)
             }
@@ -1200,7 +1209,10 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                 mut crc,
                 expected,
             } => {
-                if !hash_some(&mut self.source, out.scratch(), &mut at, end, &mut crc)? {
+                let from = at;
+                let done = hash_some(&mut self.source, out.scratch(), &mut at, end, &mut crc);
+                self.hashed = self.hashed.saturating_add(at.saturating_sub(from));
+                if !done? {
                     self.step = PutStep::CheckPrefix {
                         at,
                         end,
@@ -1257,6 +1269,7 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                     }
                     .into());
                 }
+                self.checked = offset;
                 if offset == 0 || (offset == self.size && prefix_crc == self.crc) {
                     self.start_sending(offset);
                 } else {
@@ -1305,6 +1318,10 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
             _ => None,
         }
     }
+
+    fn credit(&self) -> u64 {
+        self.hashed.saturating_add(self.checked)
+    }
 }
 
 impl<S, P: FnMut(u64, u64)> PutExchange<S, P> {
@@ -1342,8 +1359,9 @@ struct GetExchange<K, P> {
     /// The last DATA was empty: it moved nothing, and another one right after
     /// it is a server stalling, not sending.
     empty_data: bool,
-    /// The longest prefix a GET asked the server to skip (and check).
-    skipped: u64,
+    /// The prefix the server reads to check a resume: the longest a GET asked
+    /// to skip, unless the server said it holds less.
+    checked: u64,
 }
 
 impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
@@ -1357,7 +1375,7 @@ impl<K: FileSink, P: FnMut(u64, u64)> GetExchange<K, P> {
             name: self.name,
             offset,
         })?;
-        self.skipped = self.skipped.max(offset);
+        self.checked = self.checked.max(offset);
         self.step = GetStep::AwaitReady { offset, held_crc };
         Ok(())
     }
@@ -1487,7 +1505,9 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
                     ..
                 },
             ) if offset > 0 => {
-                // The local copy is longer than the server's file.
+                // The local copy is longer than the server's file, which had
+                // nothing to read.
+                self.checked = 0;
                 self.start_over(out)?;
                 Ok(None)
             }
@@ -1541,8 +1561,8 @@ impl<K: FileSink, P: FnMut(u64, u64)> Exchange for GetExchange<K, P> {
         matches!(self.step, GetStep::Start | GetStep::Done)
     }
 
-    fn skipped(&self) -> u64 {
-        self.skipped
+    fn credit(&self) -> u64 {
+        self.checked
     }
 }
 
@@ -1716,6 +1736,8 @@ mod tests {
                 at: 0,
                 crc: Crc32::new(),
             },
+            hashed: 0,
+            checked: 0,
         };
         let mut staging = Staging::new();
         assert!(matches!(
@@ -1795,7 +1817,7 @@ mod tests {
             resume: false,
             step: GetStep::Start,
             empty_data: false,
-            skipped: 0,
+            checked: 0,
         };
         let mut staging = Staging::new();
         assert!(matches!(
@@ -1841,7 +1863,7 @@ mod tests {
             resume: true,
             step: GetStep::Drain { next: 3, size: 10 },
             empty_data: false,
-            skipped: 3,
+            checked: 3,
         };
         let mut staging = Staging::new();
         let skipped = Message::Data {
@@ -1906,6 +1928,8 @@ mod tests {
                 crc: crc32(&data),
                 resume: false,
                 step: PutStep::Send { next: 0 },
+                hashed: 0,
+                checked: 0,
             };
             let mut out = Outgoing::new(vec![0u8; staging]);
             let mut next = 0;

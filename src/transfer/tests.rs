@@ -1009,3 +1009,191 @@ fn a_listing_takes_as_many_entries_as_the_client_allows() {
     assert_eq!(list.outcome(), Some(Ok(0)));
     assert_eq!(list.status(), Status::Open);
 }
+
+/// A file of `self.0` zero bytes, read from nowhere.
+struct Zeros(u64);
+
+impl FileSource for Zeros {
+    fn size(&self) -> u64 {
+        self.0
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
+        let left = self.0.saturating_sub(offset);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        Ok(n)
+    }
+}
+
+/// Drives `op` from `from` to `to` (seconds) a second at a time, handling every
+/// deadline that passes, as a poll loop would; its outcome if it ended.
+fn wait_until<R: Request>(op: &mut R, from: u64, to: u64) -> Option<R::Output> {
+    for s in from..=to {
+        let now = Instant::from_secs(s);
+        if op.poll_timeout().is_some_and(|t| now >= t) {
+            op.handle_timeout(now);
+        }
+        if let Some(outcome) = op.outcome() {
+            return Some(outcome);
+        }
+    }
+    None
+}
+
+#[test]
+fn an_upload_resumed_whole_has_time_for_the_server_to_check_and_commit() {
+    // The server holds all 10 MB: it reads them to check their CRC (50 s),
+    // and commits (40 s more); nothing else moves.
+    let size = 10_000_000u64;
+    let crc = 0x1234_5678;
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let options = PutOptions {
+        resume: true,
+        crc: Some(crc),
+    };
+    let mut put = client.put(name("big"), Zeros(size), options, |_, _| {});
+    let mut space = vec![0u8; 4096];
+    put.transmit(&mut space, Instant::ZERO);
+    put.receive(&raw_hello_ok(), Instant::ZERO);
+    assert!(put.transmit(&mut space, Instant::ZERO) > 0, "PUT");
+    assert_eq!(
+        wait_until(&mut put, 1, 50),
+        None,
+        "cut while the server checks"
+    );
+    let ready = raw_message(&crate::wire::transfer::Message::PutReady {
+        offset: size,
+        prefix_crc: crc,
+    });
+    put.receive(&ready, Instant::from_secs(50));
+    put.transmit(&mut space, Instant::from_secs(50));
+    assert_eq!(
+        wait_until(&mut put, 51, 90),
+        None,
+        "cut while the server commits"
+    );
+    let done = raw_message(&crate::wire::transfer::Message::PutDone { size, crc });
+    put.receive(&done, Instant::from_secs(90));
+    assert_eq!(put.outcome(), Some(Ok(FileStat { size, crc })));
+}
+
+#[test]
+fn the_bytes_an_upload_hashes_count_toward_the_minimum_rate() {
+    // 60,000 bytes hashed in one call, taking 30 s (a slow flash): they buy
+    // 120 s, so a server answering PUT at 70 s is in time.
+    let data = vec![5u8; 60_000];
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let mut put = client.put(name("cfg"), &data[..], PutOptions::FRESH, |_, _| {});
+    let mut space = vec![0u8; 4096];
+    put.transmit(&mut space, Instant::ZERO);
+    put.receive(&raw_hello_ok(), Instant::ZERO);
+    assert!(
+        put.transmit(&mut space, Instant::from_secs(30)) > 0,
+        "PUT, once hashed"
+    );
+    assert_eq!(wait_until(&mut put, 31, 70), None, "cut before PUT_READY");
+    let now = Instant::from_secs(70);
+    let ready = raw_message(&crate::wire::transfer::Message::PutReady {
+        offset: 0,
+        prefix_crc: 0,
+    });
+    put.receive(&ready, now);
+    while put.transmit(&mut space, now) > 0 {}
+    let done = raw_message(&crate::wire::transfer::Message::PutDone {
+        size: 60_000,
+        crc: crc32(&data),
+    });
+    put.receive(&done, now);
+    assert!(matches!(put.outcome(), Some(Ok(_))));
+}
+
+#[test]
+fn the_prefix_a_resumed_upload_checks_counts_toward_the_minimum_rate() {
+    // The server holds 60,000 of 60,010 bytes: it checks them (50 s), the
+    // client checks them too, sends 10 bytes, and the server commits (50 s).
+    let data = vec![9u8; 60_010];
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let options = PutOptions {
+        resume: true,
+        crc: Some(crc32(&data)),
+    };
+    let mut put = client.put(name("f"), &data[..], options, |_, _| {});
+    let mut space = vec![0u8; 4096];
+    put.transmit(&mut space, Instant::ZERO);
+    put.receive(&raw_hello_ok(), Instant::ZERO);
+    assert!(put.transmit(&mut space, Instant::ZERO) > 0, "PUT");
+    assert_eq!(
+        wait_until(&mut put, 1, 50),
+        None,
+        "cut while the server checks"
+    );
+    let now = Instant::from_secs(50);
+    let ready = raw_message(&crate::wire::transfer::Message::PutReady {
+        offset: 60_000,
+        prefix_crc: crc32(&data[..60_000]),
+    });
+    put.receive(&ready, now);
+    assert!(put.transmit(&mut space, now) > 0, "the last 10 bytes");
+    assert_eq!(
+        wait_until(&mut put, 51, 100),
+        None,
+        "cut while the server commits"
+    );
+    let done = raw_message(&crate::wire::transfer::Message::PutDone {
+        size: 60_010,
+        crc: crc32(&data),
+    });
+    put.receive(&done, Instant::from_secs(100));
+    assert!(matches!(put.outcome(), Some(Ok(_))));
+}
+
+#[test]
+fn an_operation_not_yet_begun_has_no_deadline() {
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let stat = client.stat(name("x"));
+    assert_eq!(stat.poll_timeout(), None);
+}
+
+#[test]
+fn a_resume_the_server_refuses_buys_it_no_time() {
+    // The sink holds 100,000 bytes, the server's file is 90,000: ERROR
+    // BadOffset (it read nothing), GET from 0, then a byte every 50 s. A
+    // fresh download is cut at 100 s; so is this one.
+    let size = 90_000usize;
+    let file = vec![7u8; size];
+    let mut into = vec![0u8; 200_000];
+    let mut sink = SliceSink::new(&mut into);
+    sink.write(0, &[1u8; 100_000]).unwrap();
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 260]).unwrap();
+    let mut get = client.get(name("f"), sink, true, |_, _| {});
+    let mut space = vec![0u8; 4096];
+    let mut now = Instant::ZERO;
+    get.transmit(&mut space, now);
+    get.receive(&raw_hello_ok(), now);
+    assert!(get.transmit(&mut space, now) > 0, "GET from 100,000");
+    get.receive(&raw_error(0x0C, size as u64), now); // ERROR BadOffset
+    assert!(get.transmit(&mut space, now) > 0, "GET from 0");
+    let mut ready = vec![0x84];
+    ready.extend_from_slice(&(size as u64).to_be_bytes());
+    ready.extend_from_slice(&crc32(&file).to_be_bytes());
+    ready.extend_from_slice(&0u32.to_be_bytes());
+    get.receive(&raw_frame(&ready), now);
+    let mut outcome = None;
+    for next in 0..size {
+        now = now.saturating_add(crate::time::Duration::from_secs(50));
+        if get.poll_timeout().is_some_and(|t| now >= t) {
+            get.handle_timeout(now);
+        }
+        outcome = get.outcome();
+        if outcome.is_some() {
+            break;
+        }
+        let mut data = vec![0x10];
+        data.extend_from_slice(&(next as u64).to_be_bytes());
+        data.push(7);
+        get.receive(&raw_frame(&data), now);
+    }
+    assert_eq!(outcome, Some(Err(ClientError::TooSlow { rate: 500 })));
+    assert_eq!(now, Instant::from_secs(100), "cut at");
+}
