@@ -16,6 +16,11 @@
 //! The store counts its bytes and entries when it opens and keeps the counts up to
 //! date itself, so it assumes it is the only writer of its root.
 //!
+//! A listing reads the root's names once, when it starts (`next_entry(None)`),
+//! and walks them sorted, the store's own commits and deletes kept in them
+//! meanwhile; each entry is checked with a `stat` when its turn comes, so a file
+//! removed behind the store's back is skipped.
+//!
 //! Versions ([`Storage::version`]) are kept in memory: a counter of the commits
 //! since the store opened, and for each file committed since, the count at its
 //! commit. A file found on disk at open has version 0 until it is replaced. The
@@ -81,6 +86,14 @@ pub struct DirStore {
     /// CRC differs was made for a partial started over since (or forged), and
     /// writes nothing.
     partials: HashMap<FileName, Current>,
+    /// The names a listing walks, sorted: read from the directory when a
+    /// listing starts, kept up to date by the store's own commits and
+    /// deletes. Each call of a listing then costs a search and a `stat`, not
+    /// a read of the whole directory.
+    listing: Mutex<Option<Vec<FileName>>>,
+    /// How often the names were read from the directory.
+    #[cfg(test)]
+    name_reads: std::sync::atomic::AtomicU64,
 }
 
 /// What an [`Upload`] must say to be the one for a partial as it is now.
@@ -188,6 +201,9 @@ impl DirStore {
             versions: HashMap::new(),
             crcs: Mutex::new(HashMap::new()),
             partials: HashMap::new(),
+            listing: Mutex::new(None),
+            #[cfg(test)]
+            name_reads: std::sync::atomic::AtomicU64::new(0),
         };
         for entry in fs::read_dir(&store.root).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
@@ -274,6 +290,52 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// The names of the regular files in the root that are valid file names,
+    /// sorted.
+    fn names(&self) -> Result<Vec<FileName>, StoreError> {
+        #[cfg(test)]
+        self.name_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| FileName::new(s).ok())
+            else {
+                continue;
+            };
+            // DirEntry::file_type does not follow symlinks.
+            if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                names.push(name);
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Keeps the names a listing walks up to date: `name` is now a stored
+    /// file, or no longer one.
+    fn listed(&mut self, name: &FileName, stored: bool) {
+        let listing = self
+            .listing
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(names) = listing else {
+            return;
+        };
+        match names.binary_search(name) {
+            Ok(at) if !stored => {
+                names.remove(at);
+            }
+            Err(at) if stored => names.insert(at, *name),
+            _ => {}
+        }
+    }
+}
+
 impl Storage for DirStore {
     fn stat(&self, name: &FileName) -> Result<FileStat, StoreError> {
         let (mut file, size) = open_regular(&self.file_path(name))?;
@@ -331,35 +393,24 @@ impl Storage for DirStore {
     }
 
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
-        let mut best: Option<Entry> = None;
-        for entry in fs::read_dir(&self.root).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| FileName::new(s).ok())
-            else {
-                continue;
-            };
-            if after.is_some_and(|after| name <= *after)
-                || best.as_ref().is_some_and(|best| name >= best.name)
-            {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                // Deleted since read_dir saw it.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error(e)),
-            };
-            if meta.file_type().is_file() {
-                best = Some(Entry {
-                    name,
-                    size: meta.len(),
-                });
+        let mut listing = self
+            .listing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let names = match (after, listing.take()) {
+            (Some(_), Some(names)) => names,
+            // A listing starts (or finds no names read yet): read them now.
+            _ => self.names()?,
+        };
+        let names = listing.insert(names);
+        let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
+        for name in names.get(from..).unwrap_or_default() {
+            // Gone, or no longer a regular file, since the names were read.
+            if let Some(size) = regular_len(&self.file_path(name))? {
+                return Ok(Some(Entry { name: *name, size }));
             }
         }
-        Ok(best)
+        Ok(None)
     }
 
     fn version(&self, name: &FileName) -> Result<u64, StoreError> {
@@ -383,6 +434,7 @@ impl Storage for DirStore {
             }
         }
         if found {
+            self.listed(name, false);
             Ok(())
         } else {
             Err(StoreError::NotFound)
@@ -515,6 +567,7 @@ impl Storage for DirStore {
         let target = self.file_path(upload.name());
         let older = regular_len(&target)?;
         fs::rename(&path, &target).map_err(io_error)?;
+        self.listed(upload.name(), true);
         self.partials.remove(upload.name());
         self.commits = self.commits.saturating_add(1);
         self.versions.insert(*upload.name(), self.commits);
@@ -818,6 +871,82 @@ mod tests {
         store.delete(&name("f")).unwrap();
         put(&mut store, "f", b"ABCDE", 1);
         assert_eq!(store.stat(&name("f")).unwrap().crc, crc32(b"ABCDE"));
+    }
+
+    /// Every entry a listing from the start gives, calling `between` with each
+    /// name before asking for the next.
+    fn list_with(
+        store: &mut DirStore,
+        mut between: impl FnMut(&mut DirStore, &str),
+    ) -> Vec<String> {
+        let mut listed = Vec::new();
+        let mut after = None;
+        while let Some(entry) = store.next_entry(after.as_ref()).unwrap() {
+            listed.push(entry.name.as_str().to_owned());
+            between(store, entry.name.as_str());
+            after = Some(entry.name);
+        }
+        listed
+    }
+
+    #[test]
+    fn a_listing_reads_the_directory_once() {
+        let dir = TempDir::new("list-once");
+        for i in 0..300 {
+            fs::write(dir.join(&format!("f{i:03}")), b"x").unwrap();
+        }
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let reads = |store: &DirStore| store.name_reads.load(Ordering::Relaxed);
+        assert_eq!(list_with(&mut store, |_, _| {}).len(), 300);
+        assert_eq!(reads(&store), 1, "one read of 300 names, not one per entry");
+        assert_eq!(list_with(&mut store, |_, _| {}).len(), 300);
+        assert_eq!(reads(&store), 2, "each listing reads them again");
+    }
+
+    #[test]
+    fn a_listing_sees_the_store_s_own_commits_and_deletes_as_it_goes() {
+        let dir = TempDir::new("list-live");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        for file in ["b", "d", "f"] {
+            put(&mut store, file, b"x", 1);
+        }
+        // At "b": "c" is committed (after it, so listed) and "a" (before it, so
+        // not); at "d", "f" is deleted and "e" committed.
+        let listed = list_with(&mut store, |store, at| match at {
+            "b" => {
+                put(store, "c", b"cc", 1);
+                put(store, "a", b"a", 1);
+            }
+            "d" => {
+                store.delete(&name("f")).unwrap();
+                put(store, "e", b"e", 1);
+            }
+            _ => {}
+        });
+        assert_eq!(listed, ["b", "c", "d", "e"]);
+        assert_eq!(list_with(&mut store, |_, _| {}), ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_listing_skips_what_went_behind_the_store_s_back() {
+        let dir = TempDir::new("list-gone");
+        for file in ["a", "b", "c"] {
+            fs::write(dir.join(file), b"x").unwrap();
+        }
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        // At "a", "b" is removed and "c" replaced by a directory, by someone
+        // else: neither is listed. A file that appeared meanwhile may be or
+        // not (the contract: a file that stays put is listed exactly once).
+        let listed = list_with(&mut store, |_, at| {
+            if at == "a" {
+                fs::remove_file(dir.join("b")).unwrap();
+                fs::remove_file(dir.join("c")).unwrap();
+                fs::create_dir(dir.join("c")).unwrap();
+                fs::write(dir.join("d"), b"x").unwrap();
+            }
+        });
+        assert!(listed == ["a"] || listed == ["a", "d"], "{listed:?}");
+        assert_eq!(list_with(&mut store, |_, _| {}), ["a", "d"]);
     }
 
     #[test]

@@ -304,8 +304,9 @@ pub trait Storage {
     /// first one for `None`), or `None` when there is no more.
     ///
     /// A listing is a loop of calls, each passing the name the last one returned;
-    /// it needs no memory between calls, can pause whenever the send buffer is
-    /// full, and lists every file that stays put meanwhile exactly once.
+    /// the caller keeps nothing else between calls, can pause whenever the send
+    /// buffer is full, and is given every file that stays put meanwhile exactly
+    /// once.
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError>;
 
     /// The version of a committed file: a number that changes whenever the file
