@@ -198,6 +198,33 @@ impl HeaderFormat {
             (HeaderWidth::U32, ByteOrder::Little) => u32::from_le_bytes(*bytes.first_chunk()?),
         })
     }
+
+    /// [`decode`](Self::decode) that also gives the bytes after the header.
+    #[inline]
+    pub(crate) fn split<'a>(&self, bytes: &'a [u8]) -> Option<(u32, &'a [u8])> {
+        Some(match (self.width, self.order) {
+            (HeaderWidth::U8, _) => {
+                let (first, rest) = bytes.split_first()?;
+                (u32::from(*first), rest)
+            }
+            (HeaderWidth::U16, order) => {
+                let (head, rest) = bytes.split_first_chunk()?;
+                let len = match order {
+                    ByteOrder::Big => u16::from_be_bytes(*head),
+                    ByteOrder::Little => u16::from_le_bytes(*head),
+                };
+                (len.into(), rest)
+            }
+            (HeaderWidth::U32, order) => {
+                let (head, rest) = bytes.split_first_chunk()?;
+                let len = match order {
+                    ByteOrder::Big => u32::from_be_bytes(*head),
+                    ByteOrder::Little => u32::from_le_bytes(*head),
+                };
+                (len, rest)
+            }
+        })
+    }
 }
 
 impl Default for HeaderFormat {
