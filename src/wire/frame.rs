@@ -161,6 +161,13 @@ impl HeaderFormat {
 
     /// The header announcing a body of `body_len` bytes.
     pub fn header(&self, body_len: usize) -> Result<Header, WriteError> {
+        self.header_inline(body_len)
+    }
+
+    /// [`header`](Self::header), for the writer's loop to have in line (the
+    /// callers of `header` are better off with a call).
+    #[inline]
+    pub(crate) fn header_inline(&self, body_len: usize) -> Result<Header, WriteError> {
         let len = u32::try_from(body_len)
             .ok()
             .filter(|len| *len <= self.max_len)
@@ -1338,66 +1345,129 @@ impl FrameWriter {
             end: BatchEnd::Blocked,
         };
         // A frame half written from an earlier call must be the source's own,
-        // and the source must still say so (its length, once); then each new
-        // frame is asked for.
-        let mut first = true;
-        loop {
-            let space = out.get_mut(batch.written..).unwrap_or_default();
-            if first || !self.in_progress {
-                first = false;
-                let next = source.next_len();
-                if self.in_progress {
-                    if !self.by_source || next != Some(self.body_len) {
-                        batch.end = BatchEnd::Refused(WriteError::Busy {
-                            in_progress: self.body_len,
-                        });
-                        return batch;
-                    }
-                } else {
-                    let Some(len) = next else {
-                        batch.end = BatchEnd::Drained;
-                        return batch;
-                    };
-                    if space.is_empty() {
-                        // No room for a byte of it: not begun, so nothing is owed;
-                        // a frame that could never go is refused now all the same.
-                        if let Some(error) = self.refusal(Some(len), true) {
-                            batch.end = BatchEnd::Refused(error);
-                        } else {
-                            self.count_blocked(out);
-                        }
-                        return batch;
-                    }
-                    if let Err(error) = self.begin(len) {
-                        batch.end = BatchEnd::Refused(error);
-                        return batch;
-                    }
-                    self.by_source = true;
-                }
+        // and the source must still say so (its length, once); it goes on first.
+        if self.in_progress {
+            let next = source.next_len();
+            if !self.by_source || next != Some(self.body_len) {
+                batch.end = BatchEnd::Refused(WriteError::Busy {
+                    in_progress: self.body_len,
+                });
+                return batch;
             }
-            if space.is_empty() {
+            if out.is_empty() {
                 self.count_blocked(out);
                 return batch;
             }
-            match self.write_begun_with(space, |offset, body| source.fill(offset, body)) {
-                Ok(progress) => {
-                    batch.written = batch.written.saturating_add(progress.written);
-                    if !progress.complete {
-                        // `out` is full, or the source had no more bytes yet.
-                        return batch;
-                    }
-                    batch.frames = batch.frames.saturating_add(1);
-                    source.sent();
-                }
-                Err(error) => {
-                    // Nothing of this call's part counts: a frame none of whose
-                    // bytes went out is not owed.
-                    self.forget_unstarted();
-                    batch.end = BatchEnd::Refused(error);
-                    return batch;
-                }
+            // As `write_begun_with`: the header's bytes still owed (usually none),
+            // then body bytes from the source.
+            let header_len = usize::from(self.header.len);
+            let mut written = 0;
+            if self.sent < header_len
+                && let Some(pending) = self.header.as_bytes().get(self.sent..)
+            {
+                written = copy_prefix(pending, out);
             }
+            let offset = self.sent.saturating_add(written).saturating_sub(header_len);
+            let space = out.get_mut(written..).unwrap_or_default();
+            let room = space.len().min(self.body_len.saturating_sub(offset));
+            let claimed = match space.get_mut(..room) {
+                Some(space) if room > 0 => source.fill(offset, space),
+                _ => 0,
+            };
+            if claimed > room {
+                // Nothing of this call's part counts; the bytes out before are
+                // still owed.
+                self.forget_unstarted();
+                batch.end = BatchEnd::Refused(WriteError::Overrun {
+                    claimed,
+                    space: room,
+                });
+                return batch;
+            }
+            // At most `out.len()`.
+            batch.written = written.wrapping_add(claimed);
+            if !self.advance(batch.written).complete {
+                // `out` is full, or the source had no more bytes yet.
+                return batch;
+            }
+            batch.frames = 1;
+            source.sent();
         }
+        // Then each new frame is asked for. The counters of the frames written
+        // whole here are kept in locals and added once: none can overflow, each
+        // being at most `out.len()` (every frame takes at least a byte of it).
+        let mut bytes = 0usize;
+        let mut frames = 0u64;
+        let mut body_bytes = 0u64;
+        loop {
+            let space = out.get_mut(batch.written..).unwrap_or_default();
+            let Some(len) = source.next_len() else {
+                batch.end = BatchEnd::Drained;
+                break;
+            };
+            if space.is_empty() {
+                // No room for a byte of it: not begun, so nothing is owed; a frame
+                // that could never go is refused now all the same.
+                if let Some(error) = self.refusal(Some(len), true) {
+                    batch.end = BatchEnd::Refused(error);
+                } else {
+                    self.count_blocked(out);
+                }
+                break;
+            }
+            // `begin`, with no frame in progress.
+            if let Err(error) = self.start(len) {
+                batch.end = BatchEnd::Refused(error);
+                break;
+            }
+            self.by_source = true;
+            if !self.header.put(space) {
+                // Room for only the first bytes of the header: they go, and the
+                // frame is owed.
+                let written = copy_prefix(self.header.as_bytes(), space);
+                batch.written = batch.written.wrapping_add(written);
+                self.advance(written);
+                break;
+            }
+            // The whole header went in one store; the body goes straight after it.
+            let header_len = usize::from(self.header.len);
+            let body_space = space.get_mut(header_len..).unwrap_or_default();
+            let room = body_space.len().min(len);
+            let claimed = match body_space.get_mut(..room) {
+                // An empty body, or no room after the header: nothing to ask for.
+                Some(body) if room > 0 => source.fill(0, body),
+                _ => 0,
+            };
+            if claimed > room {
+                // Nothing of it counts, not even the header: not owed.
+                self.forget_unstarted();
+                batch.end = BatchEnd::Refused(WriteError::Overrun {
+                    claimed,
+                    space: room,
+                });
+                break;
+            }
+            // The frame's bytes here: at most `space.len()`.
+            let written = header_len.wrapping_add(claimed);
+            self.sent = written;
+            bytes = bytes.wrapping_add(written);
+            batch.written = batch.written.wrapping_add(written);
+            if claimed < len {
+                // `out` is full, or the source had no more bytes yet.
+                break;
+            }
+            // Written whole in one call: not split.
+            self.in_progress = false;
+            frames = frames.wrapping_add(1);
+            body_bytes = body_bytes.wrapping_add(len as u64);
+            batch.frames = batch.frames.wrapping_add(1);
+            source.sent();
+        }
+        let stats = &mut self.stats;
+        stats.bytes = stats.bytes.saturating_add(bytes as u64);
+        stats.frames = stats.frames.saturating_add(frames);
+        stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
+        batch
     }
 
     /// Says the caller has no more frames to write: `Ok` on a frame boundary,
@@ -1424,7 +1494,13 @@ impl FrameWriter {
             }
             return Ok(());
         }
-        self.header = self.format.header(body_len).inspect_err(|_| {
+        self.start(body_len)
+    }
+
+    /// [`begin`](Self::begin) with no frame in progress.
+    #[inline]
+    fn start(&mut self, body_len: usize) -> Result<(), WriteError> {
+        self.header = self.format.header_inline(body_len).inspect_err(|_| {
             self.stats.too_large = self.stats.too_large.saturating_add(1);
         })?;
         self.body_len = body_len;
@@ -2259,6 +2335,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn write_frames_asks_the_source_once_even_for_a_frame_not_its_own() {
+        /// Counts how often it is asked for its next length.
+        struct Asked(usize);
+        impl FrameSource for Asked {
+            fn next_len(&mut self) -> Option<usize> {
+                self.0 += 1;
+                Some(6)
+            }
+            fn fill(&mut self, _: usize, space: &mut [u8]) -> usize {
+                space.len()
+            }
+            fn sent(&mut self) {}
+        }
+        let mut w = FrameWriter::new(HeaderFormat::NETWORK);
+        w.write(b"AAAAAA", &mut [0u8; 6]).unwrap();
+        let mut source = Asked(0);
+        let batch = w.write_frames(&mut [0u8; 64], &mut source);
+        assert_eq!(
+            batch.end,
+            BatchEnd::Refused(WriteError::Busy { in_progress: 6 })
+        );
+        assert_eq!(source.0, 1);
+    }
+
+    #[test]
     fn write_frames_into_no_space_is_a_blocked_write() {
         let bodies: [&[u8]; 1] = [b"abcdef"];
         let mut w = FrameWriter::new(HeaderFormat::NETWORK);
@@ -2305,7 +2406,196 @@ pub(crate) mod tests {
             })
         }
 
+        /// `write_frames` as it was written first, on `begin` and
+        /// `write_begun_with` for every frame: the model the fast loop is checked
+        /// against, counter for counter.
+        fn write_frames_model<S: FrameSource + ?Sized>(
+            w: &mut FrameWriter,
+            out: &mut [u8],
+            source: &mut S,
+        ) -> Batch {
+            let mut batch = Batch {
+                written: 0,
+                frames: 0,
+                end: BatchEnd::Blocked,
+            };
+            // A frame half written from an earlier call must be the source's own,
+            // and the source must still say so (its length, once); then each new
+            // frame is asked for.
+            let mut first = true;
+            loop {
+                let space = out.get_mut(batch.written..).unwrap_or_default();
+                if first || !w.in_progress {
+                    first = false;
+                    let next = source.next_len();
+                    if w.in_progress {
+                        if !w.by_source || next != Some(w.body_len) {
+                            batch.end = BatchEnd::Refused(WriteError::Busy {
+                                in_progress: w.body_len,
+                            });
+                            return batch;
+                        }
+                    } else {
+                        let Some(len) = next else {
+                            batch.end = BatchEnd::Drained;
+                            return batch;
+                        };
+                        if space.is_empty() {
+                            // No room for a byte of it: not begun, so nothing is owed;
+                            // a frame that could never go is refused now all the same.
+                            if let Some(error) = w.refusal(Some(len), true) {
+                                batch.end = BatchEnd::Refused(error);
+                            } else {
+                                w.count_blocked(out);
+                            }
+                            return batch;
+                        }
+                        if let Err(error) = w.begin(len) {
+                            batch.end = BatchEnd::Refused(error);
+                            return batch;
+                        }
+                        w.by_source = true;
+                    }
+                }
+                if space.is_empty() {
+                    w.count_blocked(out);
+                    return batch;
+                }
+                match w.write_begun_with(space, |offset, body| source.fill(offset, body)) {
+                    Ok(progress) => {
+                        batch.written = batch.written.saturating_add(progress.written);
+                        if !progress.complete {
+                            // `out` is full, or the source had no more bytes yet.
+                            return batch;
+                        }
+                        batch.frames = batch.frames.saturating_add(1);
+                        source.sent();
+                    }
+                    Err(error) => {
+                        // Nothing of this call's part counts: a frame none of whose
+                        // bytes went out is not owed.
+                        w.forget_unstarted();
+                        batch.end = BatchEnd::Refused(error);
+                        return batch;
+                    }
+                }
+            }
+        }
+
+        /// What a scripted source was asked and answered.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        enum Asked {
+            NextLen(Option<usize>),
+            Fill(usize, usize, usize),
+            Sent,
+        }
+
+        /// A source that plays a script: its frames' lengths (`None`: nothing to
+        /// send for now), and what each `fill` does (write all of its space, half,
+        /// nothing, or claim a byte more than it had).
+        #[derive(Clone, Debug)]
+        struct Script {
+            lens: Vec<Option<usize>>,
+            next: usize,
+            fills: Vec<u8>,
+            filled: usize,
+            asked: Vec<Asked>,
+        }
+
+        impl FrameSource for Script {
+            fn next_len(&mut self) -> Option<usize> {
+                let len = self.lens.get(self.next).copied().flatten();
+                self.asked.push(Asked::NextLen(len));
+                len
+            }
+            fn fill(&mut self, offset: usize, space: &mut [u8]) -> usize {
+                for (k, byte) in space.iter_mut().enumerate() {
+                    *byte = (self.next * 31 + offset + k) as u8;
+                }
+                let mode = self.fills[self.filled % self.fills.len()];
+                self.filled += 1;
+                let n = match mode {
+                    0 => space.len(),
+                    1 => space.len() / 2,
+                    2 => 0,
+                    _ => space.len() + 1,
+                };
+                self.asked.push(Asked::Fill(offset, space.len(), n));
+                n
+            }
+            fn sent(&mut self) {
+                self.asked.push(Asked::Sent);
+                self.next += 1;
+            }
+        }
+
         proptest! {
+            /// The fast loop against the model: for any frames (some too large,
+            /// some not ready), any sizes of space, a source that writes all,
+            /// part, nothing or too much, and frames begun by `write_with`, a
+            /// changed length or a `reset` in between, both write the same bytes,
+            /// return the same batches, ask the source the same things, and keep
+            /// the same counters and state after every call.
+            #[test]
+            fn write_frames_matches_the_model_counter_for_counter(
+                format in any_format(),
+                lens in prop::collection::vec(prop::option::weighted(0.9, 0usize..320), 0..16),
+                fills in prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 0, 0, 0, 1, 2, 3]), 1..12),
+                steps in prop::collection::vec((0u8..10, 0usize..700), 1..40),
+            ) {
+                let script = Script { lens, next: 0, fills, filled: 0, asked: Vec::new() };
+                let (mut fast, mut model) = (FrameWriter::new(format), FrameWriter::new(format));
+                let (mut fast_src, mut model_src) = (script.clone(), script);
+                for (kind, size) in steps {
+                    match kind {
+                        // A frame begun by `write_with` (the source may not finish it).
+                        0 => {
+                            let mut a = vec![0xAAu8; size % 20];
+                            let mut b = a.clone();
+                            let fill = |_: usize, space: &mut [u8]| space.len();
+                            prop_assert_eq!(
+                                fast.write_with(size % 9, &mut a, fill),
+                                model.write_with(size % 9, &mut b, fill)
+                            );
+                            prop_assert_eq!(a, b);
+                        }
+                        1 => {
+                            fast.reset();
+                            model.reset();
+                        }
+                        // The source changes its mind about the frame it is on.
+                        2 => {
+                            for src in [&mut fast_src, &mut model_src] {
+                                if let Some(Some(len)) = src.lens.get_mut(src.next) {
+                                    *len += 1;
+                                }
+                            }
+                        }
+                        // A frame not ready for now becomes ready.
+                        3 => {
+                            for src in [&mut fast_src, &mut model_src] {
+                                if let Some(len @ None) = src.lens.get_mut(src.next) {
+                                    *len = Some(size % 50);
+                                }
+                            }
+                        }
+                        _ => {
+                            let mut a = vec![0xAAu8; size];
+                            let mut b = a.clone();
+                            let got = fast.write_frames(&mut a, &mut fast_src);
+                            let want = write_frames_model(&mut model, &mut b, &mut model_src);
+                            prop_assert_eq!(got, want);
+                            prop_assert_eq!(a, b);
+                        }
+                    }
+                    prop_assert_eq!(&fast_src.asked, &model_src.asked);
+                    prop_assert_eq!(fast.stats(), model.stats());
+                    prop_assert_eq!(fast.remaining(), model.remaining());
+                    prop_assert_eq!(fast.finish(), model.finish());
+                    prop_assert_eq!(format!("{fast:?}"), format!("{model:?}"));
+                }
+            }
+
             /// Whatever the frames and however the stream is cut, the reader yields
             /// exactly the frames written, in order, once each.
             #[test]
