@@ -232,29 +232,55 @@ impl FrameTx {
         if !socket.may_send() {
             return Err(SendError::NotConnected);
         }
+        // Frames go into a ring with room; on a full one (most polls of a busy
+        // sender) the source is only asked for its next frame's length.
+        if socket.can_send()
+            && let Some(result) = self.send_rounds(socket, source)
+        {
+            return result;
+        }
+        self.ring_full(source)
+    }
+
+    /// [`send_frames`](Self::send_frames) on a ring with room: `None` once it
+    /// is full.
+    #[inline(never)]
+    fn send_rounds<S: FrameSource + ?Sized>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        source: &mut S,
+    ) -> Option<Result<(), SendError>> {
         // Two rounds for the two pieces of the ring; the second only when the
         // first was filled to its end.
-        for _ in 0..2 {
-            if !socket.can_send() {
+        for round in 0..2 {
+            if round > 0 && !socket.can_send() {
                 break;
             }
             let writer = &mut self.writer;
-            let (batch, full) = socket
+            let sent = socket
                 .send(|space| {
                     let batch = writer.write_frames(space, source);
                     (batch.written, (batch, batch.written == space.len()))
                 })
-                .map_err(|_| SendError::NotConnected)?;
+                .map_err(|_| SendError::NotConnected);
+            let (batch, full) = match sent {
+                Ok(sent) => sent,
+                Err(error) => return Some(Err(error)),
+            };
             match batch.end {
-                BatchEnd::Drained => return Ok(()),
-                BatchEnd::Refused(error) => return Err(SendError::Frame(error)),
-                BatchEnd::Blocked if !full => return Err(SendError::WouldBlock),
+                BatchEnd::Drained => return Some(Ok(())),
+                BatchEnd::Refused(error) => return Some(Err(SendError::Frame(error))),
+                BatchEnd::Blocked if !full => return Some(Err(SendError::WouldBlock)),
                 BatchEnd::Blocked => {}
             }
         }
-        // A full ring: nothing is owed unless a frame is half written, a source
-        // with nothing to send has nothing to wait for, and a frame that could
-        // never go is refused now.
+        None
+    }
+
+    /// [`send_frames`](Self::send_frames) on a full ring: nothing is owed
+    /// unless a frame is half written, a source with nothing to send has
+    /// nothing to wait for, and a frame that could never go is refused now.
+    fn ring_full<S: FrameSource + ?Sized>(&mut self, source: &mut S) -> Result<(), SendError> {
         let next = source.next_len();
         if next.is_none() && !self.writer.in_progress() {
             return Ok(());
@@ -395,7 +421,7 @@ impl StreamingFrames {
     pub fn recv_pieces<F>(
         &mut self,
         socket: &mut tcp::Socket<'_>,
-        mut take: F,
+        take: F,
     ) -> Result<usize, RecvError>
     where
         F: FnMut(BodyPiece<'_>) -> usize,
@@ -403,6 +429,23 @@ impl StreamingFrames {
         if let Some(error) = self.reader.error() {
             return Err(error.into());
         }
+        // An empty ring (most polls): nothing to take, unless the stream has ended.
+        if !socket.can_recv() {
+            return self.recv_end(socket).map(|()| 0);
+        }
+        self.recv_rounds(socket, take)
+    }
+
+    /// [`recv_pieces`](Self::recv_pieces) on a ring with bytes in it.
+    #[inline(never)]
+    fn recv_rounds<F>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        mut take: F,
+    ) -> Result<usize, RecvError>
+    where
+        F: FnMut(BodyPiece<'_>) -> usize,
+    {
         let mut total = 0usize;
         // The receive ring hands out at most two contiguous pieces (before and after
         // its wrap), so two rounds take all there is.
@@ -433,18 +476,27 @@ impl StreamingFrames {
                 return Ok(total);
             }
         }
-        // Nothing left to read and the peer will send no more: clean end or truncation.
-        if total == 0 && !socket.may_recv() && socket.recv_queue() == 0 {
-            self.reader.finish()?;
-            return Err(match socket.state() {
-                tcp::State::CloseWait
-                | tcp::State::LastAck
-                | tcp::State::Closing
-                | tcp::State::TimeWait => RecvError::Finished,
-                _ => RecvError::NotConnected,
-            });
+        if total == 0 {
+            self.recv_end(socket)?;
         }
         Ok(total)
+    }
+
+    /// After a receive that took nothing: `Ok` unless the ring is empty and the
+    /// peer will send no more (a clean end, or a truncation).
+    #[inline]
+    fn recv_end(&mut self, socket: &tcp::Socket<'_>) -> Result<(), RecvError> {
+        if socket.may_recv() || socket.recv_queue() > 0 {
+            return Ok(());
+        }
+        self.reader.finish()?;
+        Err(match socket.state() {
+            tcp::State::CloseWait
+            | tcp::State::LastAck
+            | tcp::State::Closing
+            | tcp::State::TimeWait => RecvError::Finished,
+            _ => RecvError::NotConnected,
+        })
     }
 
     /// Whether the stream is inside a received frame (a header or body not all taken).
