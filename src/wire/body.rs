@@ -229,17 +229,20 @@ impl BodyReader {
         };
         self.body = body;
         let consumed = input.len().wrapping_sub(rest.len());
+        // Plain adds: these u64 counters start at zero and grow by at most the
+        // length of each input (a read by one), so none can come near 2^64 (16
+        // EiB fed, or as many calls).
         let stats = &mut self.stats;
-        stats.reads = stats.reads.saturating_add(1);
-        stats.bytes = stats.bytes.saturating_add(consumed as u64);
-        stats.frames = stats.frames.saturating_add(frames);
-        stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
+        stats.reads = stats.reads.wrapping_add(1);
+        stats.bytes = stats.bytes.wrapping_add(consumed as u64);
+        stats.frames = stats.frames.wrapping_add(frames);
+        stats.body_bytes = stats.body_bytes.wrapping_add(body_bytes);
         if split {
-            stats.split_frames = stats.split_frames.saturating_add(1);
+            stats.split_frames = stats.split_frames.wrapping_add(1);
         }
         // Frames whose bytes this read touched: more than one is a coalesced read.
         if started.wrapping_add(usize::from(was_mid_frame)) > 1 {
-            stats.coalesced_reads = stats.coalesced_reads.saturating_add(1);
+            stats.coalesced_reads = stats.coalesced_reads.wrapping_add(1);
         }
         result.map(|()| consumed)
     }
