@@ -87,8 +87,9 @@ pub struct DirStore {
     /// writes nothing.
     partials: HashMap<FileName, Current>,
     /// The names a listing walks, sorted: read from the directory when a
-    /// listing starts, kept up to date by the store's own commits and
-    /// deletes. Each call of a listing then costs a search and a `stat`, not
+    /// listing starts, kept up to date by the store's own commits and deletes,
+    /// dropped when a listing ends. Each call of a listing then costs a search
+    /// and a `stat` (one more for each name gone behind the store's back), not
     /// a read of the whole directory.
     listing: Mutex<Option<Vec<FileName>>>,
     /// How often the names were read from the directory.
@@ -307,9 +308,14 @@ impl DirStore {
             else {
                 continue;
             };
-            // DirEntry::file_type does not follow symlinks.
-            if entry.file_type().is_ok_and(|kind| kind.is_file()) {
-                names.push(name);
+            // DirEntry::file_type does not follow symlinks (and needs an
+            // `lstat` only where the file system does not say the type).
+            match entry.file_type() {
+                Ok(kind) if kind.is_file() => names.push(name),
+                Ok(_) => {}
+                // Deleted since read_dir saw it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e)),
             }
         }
         names.sort_unstable();
@@ -410,6 +416,9 @@ impl Storage for DirStore {
                 return Ok(Some(Entry { name: *name, size }));
             }
         }
+        // Done: the names are read again for the next listing, and meanwhile
+        // commits and deletes keep nothing up to date.
+        *listing = None;
         Ok(None)
     }
 
@@ -899,6 +908,10 @@ mod tests {
         let reads = |store: &DirStore| store.name_reads.load(Ordering::Relaxed);
         assert_eq!(list_with(&mut store, |_, _| {}).len(), 300);
         assert_eq!(reads(&store), 1, "one read of 300 names, not one per entry");
+        assert!(
+            store.listing.lock().unwrap().is_none(),
+            "the names are dropped once the listing is done"
+        );
         assert_eq!(list_with(&mut store, |_, _| {}).len(), 300);
         assert_eq!(reads(&store), 2, "each listing reads them again");
     }

@@ -229,9 +229,9 @@ impl BodyReader {
         };
         self.body = body;
         let consumed = input.len().wrapping_sub(rest.len());
-        // Plain adds: these u64 counters start at zero and grow by at most the
-        // length of each input (a read by one), so none can come near 2^64 (16
-        // EiB fed, or as many calls).
+        // Plain adds: these u64 counters start at zero and none passes the bytes
+        // fed in all (a body is counted once all its bytes were fed) or the
+        // calls, so none can come near 2^64 (16 EiB fed, or as many calls).
         let stats = &mut self.stats;
         stats.reads = stats.reads.wrapping_add(1);
         stats.bytes = stats.bytes.wrapping_add(consumed as u64);
