@@ -72,6 +72,31 @@ pub(crate) fn pump<S: Session + ?Sized>(
     session.observe(levels(socket), now);
 }
 
+/// [`pump`] for a poll that may well find nothing to do (most polls of an open
+/// connection): with no input in the ring and nothing the session wants to send
+/// that the ring has room for, no round would move a byte, so the session is
+/// told the buffers, as `pump` tells it, and the out-of-line rounds are skipped.
+#[inline(always)]
+fn pump_unless_idle<S: Session + ?Sized>(
+    session: &mut S,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+) {
+    if socket.can_recv() || can_transmit(session, socket) {
+        pump(session, socket, now);
+    } else {
+        session.observe(levels(socket), now);
+        session.observe(levels(socket), now);
+    }
+}
+
+/// Whether the session may be asked for bytes: the socket may send, its send
+/// buffer has room, and the session has something to say.
+#[inline(always)]
+fn can_transmit<S: Session + ?Sized>(session: &S, socket: &tcp::Socket<'_>) -> bool {
+    socket.may_send() && socket.send_queue() < socket.send_capacity() && session.wants_transmit()
+}
+
 /// [`pump`], giving back how many bytes moved: for a session that has closed
 /// its half, the bytes the peer sent, which count for the close timeout. (A
 /// function of its own: the count costs the usual polls nothing.)
@@ -108,10 +133,7 @@ fn pump_both<S: Session + ?Sized>(
             }
         }
         // A full send buffer takes nothing: the session is not asked.
-        if socket.may_send()
-            && socket.send_queue() < socket.send_capacity()
-            && session.wants_transmit()
-        {
+        if can_transmit(session, socket) {
             loop {
                 let (n, whole) = socket
                     .send(|space| {
@@ -352,7 +374,7 @@ impl<S: Session> TcpSession<S> {
         let received = if CLOSING {
             pump_counted(&mut self.session, socket, now)
         } else {
-            pump(&mut self.session, socket, now);
+            pump_unless_idle(&mut self.session, socket, now);
             0
         };
         // A reset leaves the socket CLOSED with nothing to read, which
