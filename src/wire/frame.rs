@@ -742,34 +742,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
                 // Whole frames wait to be taken: the input queues behind them.
                 return self.fill(input, read);
             }
-            // A frame held in part: complete it with its missing bytes only.
-            read.touched = 1;
-            while !self.has_frame() {
-                let held = self.end.saturating_sub(self.scan);
-                let pending = self.storage.as_ref().get(self.scan..self.end);
-                let need = match pending.and_then(|bytes| self.format.decode(bytes)) {
-                    Some(len) => header_len.saturating_add(len as usize),
-                    None => header_len,
+            if self.complete_held(input, read, header_len) {
+                // The frame held is whole, and the storage holds it only.
+                let body_start = self.head.saturating_add(header_len);
+                let body = self.storage.as_ref().get(body_start..self.scan);
+                if !body.is_some_and(&mut *take) {
+                    let rest = input.get(read.taken..).unwrap_or_default();
+                    return self.fill(rest, read);
                 }
-                .saturating_sub(held);
-                if need == 0 {
-                    break; // cannot be while no frame is whole; never loop on it
-                }
-                let rest = input.get(read.taken..).unwrap_or_default();
-                let chunk = rest.get(..need.min(rest.len())).unwrap_or_default();
-                let before = read.taken;
-                self.fill(chunk, read)?;
-                read.touched = 1;
-                if read.taken.saturating_sub(before) < need {
-                    return Ok(()); // the input, or the storage, ran out
-                }
+                // `consume`, which empties the storage.
+                self.head = 0;
+                self.scan = 0;
+                self.end = 0;
+            } else if !self.complete_held_slow(input, take, read, header_len)? {
+                return Ok(());
             }
-            let taken = self.frame().is_some_and(&mut *take);
-            if !taken {
-                let rest = input.get(read.taken..).unwrap_or_default();
-                return self.fill(rest, read);
-            }
-            self.consume();
         }
         let (mut frames, mut body_bytes, mut bytes) = (0u64, 0u64, 0u64);
         loop {
@@ -802,6 +789,84 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         stats.bytes = stats.bytes.saturating_add(bytes);
         let rest = input.get(read.taken..).unwrap_or_default();
         self.fill(rest, read)
+    }
+
+    /// The usual way a frame held in part ends: its header is in (its length
+    /// known, `pending_total`), it fits where it lies, and `input` has the rest.
+    /// Then its missing bytes are copied and it is counted as whole, as
+    /// [`fill`](Self::fill) would count it, and `true`; else nothing changes.
+    #[inline(always)]
+    fn complete_held(&mut self, input: &[u8], read: &mut Read, header_len: usize) -> bool {
+        let total = self.pending_total;
+        let frame_end = self.scan.saturating_add(total);
+        let need = frame_end.saturating_sub(self.end);
+        let (Some(chunk), Some(space)) = (
+            input.get(..need),
+            self.storage.as_mut().get_mut(self.end..frame_end),
+        ) else {
+            return false;
+        };
+        if total == 0 || need == 0 {
+            return false;
+        }
+        space.copy_from_slice(chunk);
+        self.end = frame_end;
+        self.scan = frame_end;
+        self.pending_total = 0;
+        let stats = &mut self.stats;
+        stats.bytes = stats.bytes.saturating_add(need as u64);
+        // Begun in an earlier read.
+        stats.split_frames = stats.split_frames.saturating_add(1);
+        stats.frames = stats.frames.saturating_add(1);
+        let len = total.saturating_sub(header_len);
+        stats.body_bytes = stats.body_bytes.saturating_add(len as u64);
+        read.taken = read.taken.saturating_add(need);
+        read.touched = 1;
+        true
+    }
+
+    /// A frame held in part that [`complete_held`](Self::complete_held) could
+    /// not complete: its header cut, the input short of its end, or the storage
+    /// to be moved first. Completes it with its missing bytes only, as far as
+    /// there are, and offers it: `true` if it was taken (the input's whole
+    /// frames are next), `false` if the input is dealt with.
+    #[inline(never)]
+    fn complete_held_slow<F: FnMut(&[u8]) -> bool>(
+        &mut self,
+        input: &[u8],
+        take: &mut F,
+        read: &mut Read,
+        header_len: usize,
+    ) -> Result<bool, ReadError> {
+        read.touched = 1;
+        while !self.has_frame() {
+            let held = self.end.saturating_sub(self.scan);
+            let pending = self.storage.as_ref().get(self.scan..self.end);
+            let need = match pending.and_then(|bytes| self.format.decode(bytes)) {
+                Some(len) => header_len.saturating_add(len as usize),
+                None => header_len,
+            }
+            .saturating_sub(held);
+            if need == 0 {
+                break; // cannot be while no frame is whole; never loop on it
+            }
+            let rest = input.get(read.taken..).unwrap_or_default();
+            let chunk = rest.get(..need.min(rest.len())).unwrap_or_default();
+            let before = read.taken;
+            self.fill(chunk, read)?;
+            read.touched = 1;
+            if read.taken.saturating_sub(before) < need {
+                return Ok(false); // the input, or the storage, ran out
+            }
+        }
+        let taken = self.frame().is_some_and(&mut *take);
+        if !taken {
+            let rest = input.get(read.taken..).unwrap_or_default();
+            self.fill(rest, read)?;
+            return Ok(false);
+        }
+        self.consume();
+        Ok(true)
     }
 
     /// Copies what fits of `data` into the storage and finds the frames it
@@ -2408,6 +2473,93 @@ pub(crate) mod tests {
             })
         }
 
+        /// `feed_in_place` as it was before a frame held in part was completed
+        /// in line: every completion through `fill`, `frame` and `consume`. The
+        /// model the fast path is checked against.
+        fn feed_in_place_model<B: AsRef<[u8]> + AsMut<[u8]>, F: FnMut(&[u8]) -> bool>(
+            r: &mut FrameReader<B>,
+            input: &[u8],
+            mut take: F,
+        ) -> Result<usize, ReadError> {
+            if let Some(error) = r.poisoned {
+                return Err(error);
+            }
+            let mut read = Read::default();
+            let result = take_in_place_model(r, input, &mut take, &mut read);
+            if read.taken > 0 {
+                r.stats.reads = r.stats.reads.saturating_add(1);
+                if read.touched > 1 {
+                    r.stats.coalesced_reads = r.stats.coalesced_reads.saturating_add(1);
+                }
+            }
+            result.map(|()| read.taken)
+        }
+
+        fn take_in_place_model<B: AsRef<[u8]> + AsMut<[u8]>, F: FnMut(&[u8]) -> bool>(
+            r: &mut FrameReader<B>,
+            input: &[u8],
+            take: &mut F,
+            read: &mut Read,
+        ) -> Result<(), ReadError> {
+            let header_len = r.format.header_len();
+            if r.head != r.end {
+                if r.head != r.scan {
+                    return r.fill(input, read);
+                }
+                read.touched = 1;
+                while !r.has_frame() {
+                    let held = r.end.saturating_sub(r.scan);
+                    let pending = r.storage.as_ref().get(r.scan..r.end);
+                    let need = match pending.and_then(|bytes| r.format.decode(bytes)) {
+                        Some(len) => header_len.saturating_add(len as usize),
+                        None => header_len,
+                    }
+                    .saturating_sub(held);
+                    if need == 0 {
+                        break;
+                    }
+                    let rest = input.get(read.taken..).unwrap_or_default();
+                    let chunk = rest.get(..need.min(rest.len())).unwrap_or_default();
+                    let before = read.taken;
+                    r.fill(chunk, read)?;
+                    read.touched = 1;
+                    if read.taken.saturating_sub(before) < need {
+                        return Ok(());
+                    }
+                }
+                let taken = r.frame().is_some_and(&mut *take);
+                if !taken {
+                    let rest = input.get(read.taken..).unwrap_or_default();
+                    return r.fill(rest, read);
+                }
+                r.consume();
+            }
+            let (mut frames, mut body_bytes, mut bytes) = (0u64, 0u64, 0u64);
+            loop {
+                let rest = input.get(read.taken..).unwrap_or_default();
+                let Some(len) = r.format.decode(rest).filter(|&len| len <= r.format.max_len) else {
+                    break;
+                };
+                let total = header_len.saturating_add(len as usize);
+                let Some(body) = rest.get(header_len..total) else {
+                    break;
+                };
+                if !take(body) {
+                    break;
+                }
+                read.taken = read.taken.saturating_add(total);
+                read.touched = read.touched.saturating_add(1);
+                frames = frames.saturating_add(1);
+                body_bytes = body_bytes.saturating_add(u64::from(len));
+                bytes = bytes.saturating_add(total as u64);
+            }
+            r.stats.frames = r.stats.frames.saturating_add(frames);
+            r.stats.body_bytes = r.stats.body_bytes.saturating_add(body_bytes);
+            r.stats.bytes = r.stats.bytes.saturating_add(bytes);
+            let rest = input.get(read.taken..).unwrap_or_default();
+            r.fill(rest, read)
+        }
+
         /// `write_frames` as it was written first, on `begin` and
         /// `write_begun_with` for every frame: the model the fast loop is checked
         /// against, counter for counter.
@@ -2733,6 +2885,91 @@ pub(crate) mod tests {
                 prop_assert_eq!(r.stats().bytes, stream.len() as u64);
                 let body_bytes: usize = bodies.iter().map(Vec::len).sum();
                 prop_assert_eq!(r.stats().body_bytes, body_bytes as u64);
+            }
+
+            /// `feed_in_place` against the model: for any format, frames (some
+            /// with oversize headers), reads cut anywhere, frames refused by
+            /// `take` and left to the storage, frames taken out of the storage
+            /// now and then, and storage larger than a frame (so held bytes
+            /// lie past its front and must sometimes move), both return the
+            /// same, offer the same frames, and keep the same counters and
+            /// state after every call.
+            #[test]
+            fn feed_in_place_matches_the_model_counter_for_counter(
+                format in any_format(),
+                bodies in prop::collection::vec((0usize..320, any::<u8>()), 0..16),
+                oversize in prop::option::weighted(0.1, 0usize..16),
+                cuts in prop::collection::vec(0usize..700, 1..40),
+                refuse in prop::collection::vec(any::<bool>(), 1..8),
+                drain_every in prop::option::of(1usize..4),
+                extra in 0usize..40,
+            ) {
+                let max = format.max_len() as usize;
+                let mut stream = Vec::new();
+                for (i, &(len, byte)) in bodies.iter().enumerate() {
+                    let body = vec![byte; len.min(max)];
+                    let mut out = vec![0u8; body.len() + 4];
+                    let n = encode(format, &body, &mut out).unwrap();
+                    stream.extend_from_slice(&out[..n]);
+                    if oversize == Some(i) && max < format.width().max_len() as usize {
+                        let header = format.header(max).unwrap();
+                        let mut bytes = header.as_bytes().to_vec();
+                        // One over the maximum: the reader stops there.
+                        let over = u64::try_from(max).unwrap() + 1;
+                        let width = bytes.len();
+                        let be = over.to_be_bytes();
+                        let le = over.to_le_bytes();
+                        match format.order() {
+                            ByteOrder::Big => bytes.copy_from_slice(&be[8 - width..]),
+                            ByteOrder::Little => bytes.copy_from_slice(&le[..width]),
+                        }
+                        stream.extend_from_slice(&bytes);
+                    }
+                }
+                let storage = vec![0u8; format.max_frame_len() + extra];
+                let mut fast = FrameReader::new(storage.clone(), format).unwrap();
+                let mut model = FrameReader::new(storage, format).unwrap();
+                let (mut fast_got, mut model_got) = (Vec::new(), Vec::new());
+                let (mut fast_offers, mut model_offers) = (0usize, 0usize);
+                let mut pos = 0;
+                for (call, &cut) in cuts.iter().cycle().take(400).enumerate() {
+                    if pos >= stream.len() {
+                        break;
+                    }
+                    let piece = &stream[pos..(pos + cut).min(stream.len())];
+                    let a = fast.feed_in_place(piece, |frame| {
+                        fast_offers += 1;
+                        let taken = !refuse[fast_offers % refuse.len()];
+                        if taken { fast_got.push(frame.to_vec()); }
+                        taken
+                    });
+                    let b = feed_in_place_model(&mut model, piece, |frame| {
+                        model_offers += 1;
+                        let taken = !refuse[model_offers % refuse.len()];
+                        if taken { model_got.push(frame.to_vec()); }
+                        taken
+                    });
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(fast_offers, model_offers);
+                    prop_assert_eq!(&fast_got, &model_got);
+                    prop_assert_eq!(fast.pending_total, model.pending_total);
+                    prop_assert_eq!(format!("{fast:?}"), format!("{model:?}"));
+                    prop_assert_eq!(fast.unfinished(), model.unfinished());
+                    if a.is_err() {
+                        break;
+                    }
+                    pos += a.unwrap();
+                    if drain_every.is_some_and(|every| call % every == 0) {
+                        collect(&mut fast, &mut fast_got);
+                        collect(&mut model, &mut model_got);
+                    } else if a == Ok(0) {
+                        // Full of frames refused: make room to go on.
+                        collect(&mut fast, &mut fast_got);
+                        collect(&mut model, &mut model_got);
+                    }
+                }
+                prop_assert_eq!(fast.finish(), model.finish());
+                prop_assert_eq!(format!("{fast:?}"), format!("{model:?}"));
             }
 
             /// A writer fed arbitrary small spaces produces the same bytes as one
