@@ -788,7 +788,44 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
         stats.bytes = stats.bytes.saturating_add(bytes);
         let rest = input.get(read.taken..).unwrap_or_default();
-        self.fill(rest, read)
+        if self.end == 0 && self.pending_total == 0 && self.poisoned.is_none() {
+            self.fill_empty(rest, read)
+        } else {
+            self.fill(rest, read)
+        }
+    }
+
+    /// [`fill`](Self::fill) into empty storage, the usual place of the frame the
+    /// end of the input cut: nothing to move first, and, once its header is in,
+    /// its length is all the scan has to learn.
+    #[inline(always)]
+    fn fill_empty(&mut self, data: &[u8], read: &mut Read) -> Result<(), ReadError> {
+        let n = data.len().min(self.capacity());
+        let (Some(src), Some(dst)) = (data.get(..n), self.storage.as_mut().get_mut(..n)) else {
+            return Ok(());
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        dst.copy_from_slice(src);
+        self.end = n;
+        self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
+        read.taken = read.taken.saturating_add(n);
+        let total = self
+            .format
+            .decode(src)
+            .filter(|&len| len <= self.format.max_len)
+            .map(|len| self.format.header_len().saturating_add(len as usize));
+        let touched = match total {
+            // A frame begun: its header checked, its end not in yet.
+            Some(total) if n < total => {
+                self.pending_total = total;
+                1
+            }
+            _ => self.scan_frames(0)?,
+        };
+        read.touched = read.touched.saturating_add(touched);
+        Ok(())
     }
 
     /// The usual way a frame held in part ends: its header is in (its length
