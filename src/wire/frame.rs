@@ -721,10 +721,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         }
         let mut read = Read::default();
         let result = self.take_in_place(input, &mut take, &mut read);
+        // Plain adds, here and for the counters of the frames this call takes
+        // and stores: these u64 counters start at zero and never pass the bytes
+        // fed in all (the reads: the calls), so none can come near 2^64 (16 EiB
+        // fed, or as many calls).
         if read.taken > 0 {
-            self.stats.reads = self.stats.reads.saturating_add(1);
+            self.stats.reads = self.stats.reads.wrapping_add(1);
             if read.touched > 1 {
-                self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
+                self.stats.coalesced_reads = self.stats.coalesced_reads.wrapping_add(1);
             }
         }
         result.map(|()| read.taken)
@@ -779,14 +783,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             }
             read.taken = read.taken.saturating_add(total);
             read.touched = read.touched.saturating_add(1);
-            frames = frames.saturating_add(1);
-            body_bytes = body_bytes.saturating_add(u64::from(len));
-            bytes = bytes.saturating_add(total as u64);
+            frames = frames.wrapping_add(1);
+            body_bytes = body_bytes.wrapping_add(u64::from(len));
+            bytes = bytes.wrapping_add(total as u64);
         }
         let stats = &mut self.stats;
-        stats.frames = stats.frames.saturating_add(frames);
-        stats.body_bytes = stats.body_bytes.saturating_add(body_bytes);
-        stats.bytes = stats.bytes.saturating_add(bytes);
+        stats.frames = stats.frames.wrapping_add(frames);
+        stats.body_bytes = stats.body_bytes.wrapping_add(body_bytes);
+        stats.bytes = stats.bytes.wrapping_add(bytes);
         let rest = input.get(read.taken..).unwrap_or_default();
         if self.end == 0 && self.pending_total == 0 && self.poisoned.is_none() {
             self.fill_empty(rest, read)
@@ -809,7 +813,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         }
         dst.copy_from_slice(src);
         self.end = n;
-        self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
+        // A plain add (see `feed_in_place`).
+        self.stats.bytes = self.stats.bytes.wrapping_add(n as u64);
         read.taken = read.taken.saturating_add(n);
         let total = self
             .format
@@ -850,13 +855,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = frame_end;
         self.scan = frame_end;
         self.pending_total = 0;
+        // Plain adds (see `feed_in_place`).
         let stats = &mut self.stats;
-        stats.bytes = stats.bytes.saturating_add(need as u64);
+        stats.bytes = stats.bytes.wrapping_add(need as u64);
         // Begun in an earlier read.
-        stats.split_frames = stats.split_frames.saturating_add(1);
-        stats.frames = stats.frames.saturating_add(1);
+        stats.split_frames = stats.split_frames.wrapping_add(1);
+        stats.frames = stats.frames.wrapping_add(1);
         let len = total.saturating_sub(header_len);
-        stats.body_bytes = stats.body_bytes.saturating_add(len as u64);
+        stats.body_bytes = stats.body_bytes.wrapping_add(len as u64);
         read.taken = read.taken.saturating_add(need);
         read.touched = 1;
         true
