@@ -661,6 +661,33 @@ fn an_error_in_flight_for_an_abandoned_upload_is_not_the_next_request_s_answer()
     );
 }
 
+/// Drives `op` as a server sending frame `next(i)` every `every` seconds
+/// would (`i` from 0), handling each deadline that passes, until `op` has an
+/// outcome or `steps` frames went: the outcome, if any, `now` left where it
+/// came.
+fn drip<R: Request>(
+    op: &mut R,
+    now: &mut Instant,
+    every: u64,
+    steps: usize,
+    mut next: impl FnMut(usize) -> Vec<u8>,
+) -> Option<R::Output> {
+    for i in 0..steps {
+        *now = now.saturating_add(crate::time::Duration::from_secs(every));
+        if op.poll_timeout().is_some_and(|t| *now >= t) {
+            op.handle_timeout(*now);
+        }
+        if let Some(outcome) = op.outcome() {
+            return Some(outcome);
+        }
+        op.receive(&next(i), *now);
+        if let Some(outcome) = op.outcome() {
+            return Some(outcome);
+        }
+    }
+    None
+}
+
 #[test]
 fn a_server_sending_empty_data_cannot_hold_a_download_for_ever() {
     let mut client = TransferClient::new(vec![0; 1028], vec![0; 260])
@@ -682,18 +709,7 @@ fn a_server_sending_empty_data_cannot_hold_a_download_for_ever() {
     let empty = raw_frame(&empty);
     // An empty DATA at offset 0 every 30 s, for a day: no file byte ever comes.
     // The first moves nothing; the second is refused.
-    let mut outcome = None;
-    for _ in 0..2880 {
-        now = now.saturating_add(crate::time::Duration::from_secs(30));
-        if get.poll_timeout().is_some_and(|t| now >= t) {
-            get.handle_timeout(now);
-        }
-        outcome = get.outcome();
-        if outcome.is_some() {
-            break;
-        }
-        get.receive(&empty, now);
-    }
+    let outcome = drip(&mut get, &mut now, 30, 2880, |_| empty.clone());
     assert_eq!(
         outcome,
         Some(Err(ClientError::Protocol(ProtocolError::Unexpected(
@@ -703,7 +719,7 @@ fn a_server_sending_empty_data_cannot_hold_a_download_for_ever() {
     );
     assert_eq!(
         now,
-        Instant::from_secs(90),
+        Instant::from_secs(60),
         "refused at the second empty DATA"
     );
 }
@@ -735,18 +751,7 @@ fn a_server_sending_empty_data_cannot_hold_a_stale_resume_s_drain_for_ever() {
     // An empty DATA at offset 3 every 30 s, for a day: none of the 7 bytes to
     // drop ever comes.
     // The first moves nothing; the second is refused.
-    let mut outcome = None;
-    for _ in 0..2880 {
-        now = now.saturating_add(crate::time::Duration::from_secs(30));
-        if get.poll_timeout().is_some_and(|t| now >= t) {
-            get.handle_timeout(now);
-        }
-        outcome = get.outcome();
-        if outcome.is_some() {
-            break;
-        }
-        get.receive(&empty, now);
-    }
+    let outcome = drip(&mut get, &mut now, 30, 2880, |_| empty.clone());
     assert!(outcome.is_some(), "still draining after {now:?}");
     assert_eq!(
         outcome,
@@ -757,7 +762,7 @@ fn a_server_sending_empty_data_cannot_hold_a_stale_resume_s_drain_for_ever() {
     );
     assert_eq!(
         now,
-        Instant::from_secs(90),
+        Instant::from_secs(60),
         "refused at the second empty DATA"
     );
 }
@@ -767,6 +772,14 @@ fn raw_message(message: &crate::wire::transfer::Message<'_>) -> Vec<u8> {
     let mut body = vec![0; message.buffer_len()];
     let n = message.emit(&mut body).unwrap();
     raw_frame(&body[..n])
+}
+
+/// The `i`-th ENTRY of a listing (`f000000` on), one byte long.
+fn entry(i: usize) -> Vec<u8> {
+    raw_message(&crate::wire::transfer::Message::Entry {
+        name: name(&format!("f{i:06}")),
+        size: 1,
+    })
 }
 
 /// A download from a server that sends `chunk` bytes of a file of `size` every
@@ -797,25 +810,15 @@ fn trickled_download(
     ready.extend_from_slice(&crc32(held_bytes).to_be_bytes());
     get.receive(&raw_frame(&ready), now);
     let mut next = held;
-    for _ in 0..10_000 {
-        now = now.saturating_add(crate::time::Duration::from_secs(every));
-        if get.poll_timeout().is_some_and(|t| now >= t) {
-            get.handle_timeout(now);
-        }
-        if let Some(outcome) = get.outcome() {
-            return (Some(outcome), now, get.status());
-        }
+    let outcome = drip(&mut get, &mut now, every, 10_000, |_| {
         let end = (next + chunk).min(size);
         let mut data = vec![0x10];
         data.extend_from_slice(&(next as u64).to_be_bytes());
         data.extend_from_slice(file.get(next..end).unwrap());
-        get.receive(&raw_frame(&data), now);
         next = end;
-        if let Some(outcome) = get.outcome() {
-            return (Some(outcome), now, get.status());
-        }
-    }
-    (None, now, get.status())
+        raw_frame(&data)
+    });
+    (outcome, now, get.status())
 }
 
 #[test]
@@ -876,24 +879,7 @@ fn a_server_trickling_entries_cannot_hold_a_listing() {
     list.transmit(&mut space, now);
     // An ENTRY every 30 s, each in time for the 60 s timeout: at 500 B/s the
     // few bytes moved buy less than a second past the first 60.
-    let mut outcome = None;
-    for i in 0..100_000u32 {
-        now = now.saturating_add(crate::time::Duration::from_secs(30));
-        if list.poll_timeout().is_some_and(|t| now >= t) {
-            list.handle_timeout(now);
-        }
-        outcome = list.outcome();
-        if outcome.is_some() {
-            break;
-        }
-        list.receive(
-            &raw_message(&crate::wire::transfer::Message::Entry {
-                name: name(&format!("f{i:06}")),
-                size: 1,
-            }),
-            now,
-        );
-    }
+    let outcome = drip(&mut list, &mut now, 30, 100_000, entry);
     assert_eq!(outcome, Some(Err(ClientError::TooSlow { rate: 500 })));
     assert_eq!(now, Instant::from_secs(90));
     assert_eq!(list.status(), Status::Abort);
@@ -919,27 +905,11 @@ fn a_server_sending_entries_for_ever_cannot_hold_a_listing() {
     assert_eq!(list.transmit(&mut space, now), 5, "LIST");
     // A new ENTRY every 30 s, well within the client's timeout, and never a
     // LIST_END: 100,000 of them would take 35 days.
-    let mut outcome = None;
     let mut sent = 0u32;
-    for i in 0..100_000u32 {
-        now = now.saturating_add(crate::time::Duration::from_secs(30));
-        if list.poll_timeout().is_some_and(|t| now >= t) {
-            list.handle_timeout(now);
-        }
-        outcome = list.outcome();
-        if outcome.is_some() {
-            break;
-        }
-        let file = name(&format!("f{i:06}"));
-        list.receive(
-            &raw_message(&crate::wire::transfer::Message::Entry {
-                name: file,
-                size: 1,
-            }),
-            now,
-        );
+    let outcome = drip(&mut list, &mut now, 30, 100_000, |i| {
         sent += 1;
-    }
+        entry(i)
+    });
     assert_eq!(
         outcome,
         Some(Err(ClientError::TooManyEntries { max: 65_536 })),
@@ -952,7 +922,7 @@ fn a_server_sending_entries_for_ever_cannot_hold_a_listing() {
         (65_536, 65_537),
         "the one past the limit is not handed on"
     );
-    assert_eq!(now, Instant::from_secs(65_538 * 30));
+    assert_eq!(now, Instant::from_secs(65_537 * 30));
     let mut again = client.stat(name("x"));
     again.transmit(&mut space, now);
     assert_eq!(again.outcome(), Some(Err(ClientError::Unusable)));
@@ -1179,21 +1149,12 @@ fn a_resume_the_server_refuses_buys_it_no_time() {
     ready.extend_from_slice(&crc32(&file).to_be_bytes());
     ready.extend_from_slice(&0u32.to_be_bytes());
     get.receive(&raw_frame(&ready), now);
-    let mut outcome = None;
-    for next in 0..size {
-        now = now.saturating_add(crate::time::Duration::from_secs(50));
-        if get.poll_timeout().is_some_and(|t| now >= t) {
-            get.handle_timeout(now);
-        }
-        outcome = get.outcome();
-        if outcome.is_some() {
-            break;
-        }
+    let outcome = drip(&mut get, &mut now, 50, size, |next| {
         let mut data = vec![0x10];
         data.extend_from_slice(&(next as u64).to_be_bytes());
         data.push(7);
-        get.receive(&raw_frame(&data), now);
-    }
+        raw_frame(&data)
+    });
     assert_eq!(outcome, Some(Err(ClientError::TooSlow { rate: 500 })));
     assert_eq!(now, Instant::from_secs(100), "cut at");
 }
