@@ -2350,14 +2350,14 @@ impl Session for Upload {
 }
 
 /// A server socket listening on tcp/7 with a receive window of `window`, and a
-/// client connecting to it whose `TcpSession` will hand out `len` bytes and
-/// close: the server's socket, the client's, its `TcpClient` and its session.
-fn upload_client(
+/// client connecting to it whose `TcpSession` runs `session`: the server's
+/// socket, the client's, its `TcpClient` and its session.
+fn client_session<S: Session>(
     net: &mut Net,
     seed: u64,
     window: usize,
-    len: usize,
-) -> (SocketHandle, SocketHandle, TcpClient, TcpSession<Upload>) {
+    session: S,
+) -> (SocketHandle, SocketHandle, TcpClient, TcpSession<S>) {
     let server = net.server.sockets.add(tcp_socket(window, 256));
     net.server
         .sockets
@@ -2375,12 +2375,93 @@ fn upload_client(
     client
         .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
         .unwrap();
+    (server, handle, client, TcpSession::new(handle, session))
+}
+
+/// [`client_session`] with a session that hands out `len` bytes and closes.
+fn upload_client(
+    net: &mut Net,
+    seed: u64,
+    window: usize,
+    len: usize,
+) -> (SocketHandle, SocketHandle, TcpClient, TcpSession<Upload>) {
     let session = Upload {
         len,
         sent: 0,
         received: 0,
     };
-    (server, handle, client, TcpSession::new(handle, session))
+    client_session(net, seed, window, session)
+}
+
+/// Sends 100 bytes, and one more once it sees (in `observe`) the first 100
+/// acknowledged: a session that paces itself by its socket's buffers.
+struct Paced {
+    sent: usize,
+    pending: bool,
+}
+
+impl Session for Paced {
+    fn start(&mut self, _now: smolsock::time::Instant) {}
+
+    fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        input.len()
+    }
+
+    fn receive_finished(&mut self, _now: smolsock::time::Instant) {}
+
+    fn transmit(&mut self, space: &mut [u8], _now: smolsock::time::Instant) -> usize {
+        let n = match (self.sent, self.pending) {
+            (0, _) => 100,
+            (_, true) => 1,
+            _ => 0,
+        }
+        .min(space.len());
+        space[..n].fill(b'x');
+        self.sent += n;
+        self.pending = false;
+        n
+    }
+
+    fn wants_transmit(&self) -> bool {
+        self.sent == 0 || self.pending
+    }
+
+    fn status(&self) -> Status {
+        Status::Open
+    }
+
+    fn observe(&mut self, levels: smolsock::trace::Levels, _now: smolsock::time::Instant) {
+        if self.sent == 100 && levels.send_queued == 0 {
+            self.pending = true;
+        }
+    }
+}
+
+#[test]
+fn a_poll_sends_what_the_session_s_observe_gave_it_to_send() {
+    // The byte `observe` asks for goes out in the same poll, as it would from
+    // any poll that moved bytes: a loop that polls only when something happens
+    // would otherwise never send it.
+    let mut net = sim(617, FaultConfig::CLEAN, 1, 1);
+    let paced = Paced {
+        sent: 0,
+        pending: false,
+    };
+    let (server, handle, mut client, mut conn) = client_session(&mut net, 617, 1024, paced);
+    net.run_until(LIMIT, |net| {
+        let now = net.now();
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+        if client.poll(socket, now) != ClientState::Connected {
+            return None;
+        }
+        conn.poll(&mut net.client.sockets, now).unwrap();
+        assert!(
+            !conn.session().pending,
+            "a poll at {now} left unsent the byte its observe asked for"
+        );
+        (net.server.sockets.get::<tcp::Socket>(server).recv_queue() == 101).then_some(())
+    })
+    .unwrap();
 }
 
 #[test]

@@ -73,21 +73,29 @@ pub(crate) fn pump<S: Session + ?Sized>(
 }
 
 /// [`pump`] for a poll that may well find nothing to do (most polls of an open
-/// connection): with no input in the ring and nothing the session wants to send
-/// that the ring has room for, no round would move a byte, so the session is
-/// told the buffers, as `pump` tells it, and the out-of-line rounds are skipped.
+/// connection): the session is told the buffers before and after, as `pump`
+/// tells it, and the out-of-line rounds run only if one could move a byte,
+/// with input in the ring or something the session wants to send that the ring
+/// has room for (asked after the first `observe`, which may have given it
+/// something to send).
 #[inline(always)]
 fn pump_unless_idle<S: Session + ?Sized>(
     session: &mut S,
     socket: &mut tcp::Socket<'_>,
     now: Instant,
 ) {
+    session.observe(levels(socket), now);
     if socket.can_recv() || can_transmit(session, socket) {
-        pump(session, socket, now);
-    } else {
-        session.observe(levels(socket), now);
-        session.observe(levels(socket), now);
+        pump_rounds(session, socket, now);
     }
+    session.observe(levels(socket), now);
+}
+
+/// [`pump_both`] out of line, for [`pump_unless_idle`]: the poll it is
+/// inlined into stays small.
+#[inline(never)]
+fn pump_rounds<S: Session + ?Sized>(session: &mut S, socket: &mut tcp::Socket<'_>, now: Instant) {
+    pump_both(session, socket, now);
 }
 
 /// Whether the session may be asked for bytes: the socket may send, its send

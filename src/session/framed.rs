@@ -215,8 +215,9 @@ impl FrameOut<'_> {
 
     fn count(&mut self, body_len: usize, total: usize) {
         // Plain adds: these u64 counters start at zero, are added to only here,
-        // and never pass the bytes sent in all (the frames: the sends), so none
-        // can come near 2^64 (16 EiB sent, or as many frames).
+        // and never pass the bytes of the frames written in all, each once (the
+        // frames: the calls), so none can come near 2^64 (16 EiB written, or as
+        // many frames).
         self.stats.frames = self.stats.frames.wrapping_add(1);
         self.stats.body_bytes = self.stats.body_bytes.wrapping_add(body_len as u64);
         self.stats.bytes = self.stats.bytes.wrapping_add(total as u64);
