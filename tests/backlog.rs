@@ -6,19 +6,21 @@
 //! segment put on the wire, so the tests can look for RSTs, read sequence numbers,
 //! and time SYNs. Run with `--nocapture` to see the figures.
 
+mod common_sim;
+use common_sim::tcp_segment_frame;
+
 use smolsock::net::{Service, TcpServer};
 use smolsock::runner::sim::{
-    CLIENT_MAC, CLIENT_V4, Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimConfig,
-    SimNet,
+    CLIENT_MAC, CLIENT_V4, Direction, FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimNet,
 };
 use smolsock::session::{Echo, Session, Status};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::{ChecksumCapabilities, PcapLinkType, PcapSink};
+use smoltcp::phy::{PcapLinkType, PcapSink};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv6Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 const SEED: u64 = 0x5eed;
@@ -183,32 +185,7 @@ fn tcp_frame(
         timestamp: None,
         payload: &[],
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER_V4,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut frame = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut eth_frame = EthernetFrame::new_unchecked(&mut frame[..]);
-    eth.emit(&mut eth_frame);
-    let mut ip_packet = Ipv4Packet::new_unchecked(eth_frame.payload_mut());
-    ip.emit(&mut ip_packet, &caps);
-    let mut tcp_packet = TcpPacket::new_unchecked(ip_packet.payload_mut());
-    tcp.emit(
-        &mut tcp_packet,
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(SERVER_V4),
-        &caps,
-    );
-    frame
+    tcp_segment_frame(src_mac, src, &tcp)
 }
 
 // ---------------------------------------------------------------------------

@@ -14,22 +14,18 @@ use smolsock::net::{
     HandleError, PortAllocator, RecvError, ServerConfig, ServerError, ServerStats, Service,
     TcpClient, TcpServer, TcpSession, UdpEcho, UdpService,
 };
-use smolsock::runner::sim::{
-    Direction, FaultConfig, SERVER_MAC, SERVER_V4, SERVER_V6, SimConfig, SimStats,
-};
+use smolsock::runner::sim::{Direction, FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimStats};
 use smolsock::session::{
     Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, FramedStats, Session, Status,
 };
 use smolsock::trace::{Conn, Probe, Record, Tally, TraceSink};
 use smolsock::wire::http::{ResponseHead, StatusCode};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{AnySocket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
-    TcpRepr, TcpSeqNumber,
+    EthernetRepr, IpAddress, Ipv4Address,
 };
 
 /// How long any exchange may take in virtual time before the test fails.
@@ -617,46 +613,6 @@ fn an_idle_client_is_reset_after_the_idle_timeout_and_its_slot_serves_the_next()
     assert_eq!(server.stats().accepted, 2);
 }
 
-/// A SYN for tcp/`port` from `src` (an address no host on the link answers for),
-/// as an Ethernet frame: a half-open handshake that can never complete.
-fn forged_syn(src: Ipv4Address, src_port: u16, port: u16) -> Vec<u8> {
-    let checksums = ChecksumCapabilities::default();
-    let tcp = TcpRepr {
-        src_port,
-        dst_port: port,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: None,
-        window_len: 1024,
-        window_scale: None,
-        max_seg_size: Some(1460),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER_V4,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
-    tcp.emit(&mut segment, &src.into(), &SERVER_V4.into(), &checksums);
-    buf
-}
-
 #[test]
 fn half_open_handshakes_free_their_slots_after_the_handshake_timeout() {
     // Without the backlog, so that only the pool's handshake deadline frees the
@@ -727,6 +683,17 @@ fn half_open_handshakes_free_their_slots_after_the_handshake_timeout() {
     assert_eq!(started, 1, "only the real client's session started");
 }
 
+/// Runs both services for `time`, whatever happens meanwhile.
+fn run_for<S: Service + ?Sized, C: Service + ?Sized>(
+    net: &mut Net,
+    server: &mut S,
+    client: &mut C,
+    time: Duration,
+) {
+    net.run_services(server, client, time, |_, _, _| None::<()>)
+        .unwrap_err();
+}
+
 /// Whether a TCP socket of the server host is in `state`.
 fn server_socket_in(net: &Net, state: tcp::State) -> bool {
     net.server
@@ -764,13 +731,7 @@ fn a_handshake_whose_syn_acks_are_lost_is_not_reset_while_smoltcp_resends_them()
         server_socket_in(net, tcp::State::SynReceived).then_some(())
     })
     .unwrap();
-    net.run_services(
-        &mut server,
-        &mut client,
-        Duration::from_secs(8),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut client, Duration::from_secs(8));
     net.set_faults(Direction::ServerToClient, link);
     net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
         let failed = matches!(client.state(), ClientState::Failed(_));
@@ -803,13 +764,7 @@ fn a_close_whose_acks_are_lost_ends_clean_while_smoltcp_resends_the_fin() {
     .unwrap();
     assert!(client.driver.back == client.driver.data);
     net.set_faults(Direction::ClientToServer, link.with_loss(1000));
-    net.run_services(
-        &mut server,
-        &mut client,
-        Duration::from_secs(8),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut client, Duration::from_secs(8));
     net.set_faults(Direction::ClientToServer, link);
     net.run_services(&mut server, &mut client, LIMIT, |server, _, _| {
         (server.active() == 0).then_some(())
@@ -1029,13 +984,7 @@ fn a_slow_handshake_on_a_full_pool_is_not_evicted_when_no_other_syn_waits() {
     let mut client = echo_client(&mut net, 100).closing_when_done();
     client.connect(&mut net, (SERVER_V4, 7), &mut ports);
     let started = net.now();
-    net.run_services(
-        &mut server,
-        &mut client,
-        Duration::from_secs(8),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut client, Duration::from_secs(8));
     assert!(server_socket_in(&net, tcp::State::SynReceived));
     net.set_faults(Direction::ServerToClient, link);
     net.run_services(&mut server, &mut client, LIMIT, |server, client, _| {
@@ -1606,13 +1555,7 @@ fn a_peer_that_never_reads_is_reset_after_the_idle_timeout_and_its_slot_serves_t
     })
     .unwrap();
     net.run_for(Duration::from_millis(100));
-    net.run_services(
-        &mut server,
-        &mut next,
-        Duration::from_millis(100),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut next, Duration::from_millis(100));
     assert_eq!(next.socket(&mut net).state(), tcp::State::Closed, "reset");
     // The client's poll says the connection was lost, and the session was not
     // told the stream finished.
@@ -1885,13 +1828,7 @@ fn a_datagram_larger_than_the_buffer_is_dropped_and_counted_not_cut() {
     })
     .unwrap();
     // Nothing more is on its way: the two oversize ones are gone, not cut.
-    net.run_services(
-        &mut server,
-        &mut client,
-        Duration::from_secs(1),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut client, Duration::from_secs(1));
     assert!(client.got == [datagrams[1].clone(), datagrams[3].clone()]);
     let stats = server.stats();
     assert_eq!(

@@ -1011,6 +1011,18 @@ fn wait_until<R: Request>(op: &mut R, from: u64, to: u64) -> Option<R::Output> {
     None
 }
 
+/// At 0 s: HELLO, HELLO_OK and the PUT out; then 50 s of a server checking
+/// its partial, which must not end the upload.
+fn put_then_50_s_of_checking<R>(put: &mut R, space: &mut [u8])
+where
+    R: Request<Output = Result<FileStat, ClientError>>,
+{
+    put.transmit(space, Instant::ZERO);
+    put.receive(&raw_hello_ok(), Instant::ZERO);
+    assert!(put.transmit(space, Instant::ZERO) > 0, "PUT");
+    assert_eq!(wait_until(put, 1, 50), None, "cut while the server checks");
+}
+
 #[test]
 fn an_upload_resumed_whole_has_time_for_the_server_to_check_and_commit() {
     // The server holds all 10 MB: it reads them to check their CRC (50 s),
@@ -1024,14 +1036,7 @@ fn an_upload_resumed_whole_has_time_for_the_server_to_check_and_commit() {
     };
     let mut put = client.put(name("big"), Zeros(size), options, |_, _| {});
     let mut space = vec![0u8; 4096];
-    put.transmit(&mut space, Instant::ZERO);
-    put.receive(&raw_hello_ok(), Instant::ZERO);
-    assert!(put.transmit(&mut space, Instant::ZERO) > 0, "PUT");
-    assert_eq!(
-        wait_until(&mut put, 1, 50),
-        None,
-        "cut while the server checks"
-    );
+    put_then_50_s_of_checking(&mut put, &mut space);
     let ready = raw_message(&crate::wire::transfer::Message::PutReady {
         offset: size,
         prefix_crc: crc,
@@ -1090,14 +1095,7 @@ fn the_prefix_a_resumed_upload_checks_counts_toward_the_minimum_rate() {
     };
     let mut put = client.put(name("f"), &data[..], options, |_, _| {});
     let mut space = vec![0u8; 4096];
-    put.transmit(&mut space, Instant::ZERO);
-    put.receive(&raw_hello_ok(), Instant::ZERO);
-    assert!(put.transmit(&mut space, Instant::ZERO) > 0, "PUT");
-    assert_eq!(
-        wait_until(&mut put, 1, 50),
-        None,
-        "cut while the server checks"
-    );
+    put_then_50_s_of_checking(&mut put, &mut space);
     let now = Instant::from_secs(50);
     let ready = raw_message(&crate::wire::transfer::Message::PutReady {
         offset: 60_000,

@@ -732,49 +732,112 @@ impl<A: Service, B: Service> Service for Pair<A, B> {
     }
 }
 
+/// The MAC address forged frames come from: no host of the simulation has it.
+pub const FORGED_MAC: smoltcp::wire::EthernetAddress =
+    smoltcp::wire::EthernetAddress([0x02, 0, 0, 0, 0, 0x63]);
+
+/// An Ethernet frame from `src_mac` to the server carrying an IPv4 packet from
+/// `src` of `protocol` with `payload_len` bytes, which `emit` writes.
+fn ipv4_frame(
+    src_mac: smoltcp::wire::EthernetAddress,
+    src: smoltcp::wire::Ipv4Address,
+    protocol: smoltcp::wire::IpProtocol,
+    payload_len: usize,
+    emit: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
+    use smolsock::runner::sim::{SERVER_MAC, SERVER_V4};
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet, Ipv4Repr};
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: protocol,
+        payload_len,
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + payload_len];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &ChecksumCapabilities::default());
+    emit(packet.payload_mut());
+    buf
+}
+
+/// `segment` from `src_mac` and `src` to the server, as an Ethernet frame.
+pub fn tcp_segment_frame(
+    src_mac: smoltcp::wire::EthernetAddress,
+    src: smoltcp::wire::Ipv4Address,
+    segment: &smoltcp::wire::TcpRepr<'_>,
+) -> Vec<u8> {
+    use smolsock::runner::sim::SERVER_V4;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpProtocol, TcpPacket};
+    ipv4_frame(
+        src_mac,
+        src,
+        IpProtocol::Tcp,
+        segment.buffer_len(),
+        |bytes| {
+            segment.emit(
+                &mut TcpPacket::new_unchecked(bytes),
+                &src.into(),
+                &SERVER_V4.into(),
+                &ChecksumCapabilities::default(),
+            );
+        },
+    )
+}
+
 /// A UDP datagram from `src`:`src_port` to the server's `dst_port`, as an
-/// Ethernet frame from a MAC address no host of the simulation has: for
-/// forging traffic from an address nobody on the link answers for (or one
-/// with no route back).
+/// Ethernet frame from [`FORGED_MAC`]: for forging traffic from an address
+/// nobody on the link answers for (or one with no route back).
 pub fn forged_udp(
     src: smoltcp::wire::Ipv4Address,
     src_port: u16,
     dst_port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    use smolsock::runner::sim::{SERVER_MAC, SERVER_V4};
+    use smolsock::runner::sim::SERVER_V4;
     use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-        Ipv4Repr, UdpPacket, UdpRepr,
-    };
-    let checksums = ChecksumCapabilities::default();
+    use smoltcp::wire::{IpProtocol, UdpPacket, UdpRepr};
     let udp = UdpRepr { src_port, dst_port };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER_V4,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
+    let len = udp.header_len() + payload.len();
+    ipv4_frame(FORGED_MAC, src, IpProtocol::Udp, len, |bytes| {
+        udp.emit(
+            &mut UdpPacket::new_unchecked(bytes),
+            &src.into(),
+            &SERVER_V4.into(),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &ChecksumCapabilities::default(),
+        );
+    })
+}
+
+/// A SYN for the server's tcp/`port` from `src` (an address no host on the
+/// link answers for), as an Ethernet frame from [`FORGED_MAC`]: a half-open
+/// handshake that can never complete.
+pub fn forged_syn(src: smoltcp::wire::Ipv4Address, src_port: u16, port: u16) -> Vec<u8> {
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+    let syn = TcpRepr {
+        src_port,
+        dst_port: port,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
     };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(
-        &mut datagram,
-        &src.into(),
-        &SERVER_V4.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &checksums,
-    );
-    buf
+    tcp_segment_frame(FORGED_MAC, src, &syn)
 }
