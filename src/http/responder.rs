@@ -517,6 +517,9 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                     });
                 };
                 self.stats.malformed = self.stats.malformed.saturating_add(1);
+                // Thrown away whole, as a head the parser refused: the bytes
+                // after it are counted above.
+                self.stats.discarded = self.stats.discarded.saturating_add(used as u64);
                 crate::macros::net_debug!("http: refused a head: {}", error);
                 error
             }

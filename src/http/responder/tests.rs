@@ -899,3 +899,26 @@ fn every_refusal_of_a_head_request_is_a_head_alone() {
         );
     }
 }
+
+#[test]
+fn a_head_refused_for_its_host_or_framing_is_thrown_away_whole_as_any_refused_head() {
+    // HttpStats::discarded: "all of a head refused". A head refused by the
+    // parser (no colon) counts whole; one refused for its Host, its
+    // Content-Length or a Transfer-Encoding is refused just as much (400,
+    // `malformed`), and must count whole too.
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    for request in [
+        &b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    ] {
+        let mut http = HttpResponder::<_, 512, 1024>::new(&site);
+        let response = answer(&mut http, request, 3, 16);
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(response, error(StatusCode::BAD_REQUEST), "{what}");
+        assert_eq!(http.stats().malformed, 1, "{what}");
+        assert_eq!(http.stats().discarded, request.len() as u64, "{what}");
+    }
+}
