@@ -1861,11 +1861,11 @@ fn send_forged_udp(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Resu
 
 /// One read requested from an address on the link that no one owns, then reads
 /// as usual. The firmware answers the forged request from its transfer socket
-/// (udp/6969) and ARPs for the address, in vain: the stack keeps that DATA at
-/// the head of the socket's one-datagram send queue for good, and every later
-/// send on the socket would wait behind it unless the firmware's wrapper
-/// empties the queue (a send that times out closes the socket and binds it
-/// again).
+/// (on the forged transfer's own port) and ARPs for the address, in vain: the
+/// stack keeps that DATA at the head of the socket's one-datagram send queue
+/// for good, and every later send on the socket would wait behind it unless
+/// the firmware's wrapper empties the queue (a send that times out closes the
+/// socket and binds it again; so does the next transfer, on its new port).
 ///
 /// A file is put first (the first datagram may race ARP: a bounded number of
 /// tries, as in [`tftp_round_trip`]), and a get right after the forged request
@@ -1940,8 +1940,8 @@ fn tftp_after_a_read_by_no_one() -> Result<(), String> {
     }
     outcome.map_err(|e| {
         format!(
-            "std get {:?} after the forged request: {e} (do sends on udp/6969 \
-             wait behind the DATA to {NO_ONES_V4}?)",
+            "std get {:?} after the forged request: {e} (do sends on the transfer \
+             socket wait behind the DATA to {NO_ONES_V4}?)",
             forged.elapsed()
         )
     })?;

@@ -186,20 +186,20 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TftpServer<RamStore, 1, 516>",
             "TFTP on udp/69, one transfer slot, 516-byte datagrams: the slot, the buffer, counters",
             size_of::<TftpServer<'static, Store, 1, 516>>(),
-            1104,
+            1112,
         ),
         (
             "TftpServer<_, N, _>: per slot",
-            "a transfer slot: socket handle, port, client endpoint, ServerTransfer",
+            "a transfer slot: socket handle, port, client endpoint, request's CRC, ServerTransfer",
             size_of::<TftpServer<'static, Store, 2, 516>>()
                 - size_of::<TftpServer<'static, Store, 1, 516>>(),
-            440,
+            448,
         ),
         (
             "tftp::asynch::Server<RamStore, IpEndpoint>",
-            "the async TFTP server: one ServerTransfer, its client's endpoint, counters",
+            "the async TFTP server: one ServerTransfer, its client's endpoint, request's CRC and port, counters",
             size_of::<smolsock::tftp::asynch::Server<'static, Store, smoltcp::wire::IpEndpoint>>(),
-            544,
+            552,
         ),
         (
             "Backlog<4, 4, 16>",

@@ -553,3 +553,67 @@ fn a_client_whose_server_never_resolves_times_out() {
     );
     assert_eq!(get.stats().retransmits, 0, "nothing was sent again");
 }
+
+/// A client whose final ACK of a get was lost asks, from the same port, for
+/// another file: the server's transfer there still waits for that ACK, and
+/// the new request is no repeat of its own.
+#[test]
+fn a_new_request_from_the_port_of_a_running_transfer_is_not_answered_with_the_old_file() {
+    big_stack(new_request_from_a_running_port);
+}
+
+fn new_request_from_a_running_port() {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let a = vec![b'A'; 100];
+    let b = vec![b'B'; 100];
+    shared
+        .with_store(|s| {
+            for (name, data) in [("a", &a), ("b", &b)] {
+                let name = FileName::new(name).unwrap();
+                let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+                s.append(&mut up, data).unwrap();
+                s.commit(&up, smolsock::wire::crc32::crc32(data)).unwrap();
+            }
+        })
+        .unwrap();
+    let mut net = net(21, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [
+        net.server.sockets.add(udp_socket()),
+        net.server.sockets.add(udp_socket()),
+    ];
+    let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    // A get of "a" from the client's port 50000: its one DATA comes, and the
+    // client's final ACK is lost (it is never sent here).
+    let raw = net.client.sockets.add(udp_socket());
+    let to = IpEndpoint::new(SERVER_V4.into(), 69);
+    let mut sent = false;
+    let first = net
+        .run_services(&mut server, &mut (), Duration::from_secs(5), |_, _, net| {
+            let socket = net.client.sockets.get_mut::<udp::Socket>(raw);
+            if !sent {
+                socket.bind(50_000).unwrap();
+                socket.send_slice(b"\0\x01a\0octet\0", to).unwrap();
+                sent = true;
+            }
+            socket.recv().ok().map(|(data, _)| data.to_vec())
+        })
+        .unwrap();
+    assert_eq!(&first[..4], &[0, 3, 0, 1], "DATA 1 of a");
+    net.client.sockets.remove(raw);
+    // The client has its file and, from the same port, gets "b" next.
+    let mut into = vec![0u8; 100];
+    let mut get = ClientGet::new(
+        FileName::new("b").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let (outcome, _) = run_client(&mut net, &mut server, &mut get);
+    let stats = server.stats();
+    assert!(
+        outcome == Ok(100) && into == b,
+        "the get of b ended {outcome:?} holding {:?}... ({stats})",
+        String::from_utf8_lossy(&into[..8])
+    );
+}

@@ -17,7 +17,7 @@ use std::task::{Poll, Waker};
 
 use smolsock::asynch::DatagramSocket;
 use smolsock::store::{FileName, RamStore};
-use smolsock::tftp::asynch::{Client, Server};
+use smolsock::tftp::asynch::{Client, Server, TransferSocket};
 use smolsock::tftp::{ClientConfig, ClientGet, ServerConfig, TftpStats};
 use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
 
@@ -71,6 +71,17 @@ impl Net {
             net: self.clone(),
             addr,
         }
+    }
+
+    /// The port host 1's transfer socket is bound to now (the server binds it
+    /// to a port of its own for each transfer).
+    fn transfer_port(&self) -> Addr {
+        let link = self.0.borrow();
+        let mut bound = link
+            .boxes
+            .keys()
+            .filter(|a| a.0 == SERVER.0 && *a != &SERVER);
+        *bound.next().expect("a transfer socket")
     }
 
     fn counts(&self) -> (u64, u64) {
@@ -129,6 +140,21 @@ impl DatagramSocket for Socket {
     }
 }
 
+impl TransferSocket for Socket {
+    fn rebind(&mut self, port: u16) -> bool {
+        let mut link = self.net.0.borrow_mut();
+        let to = (self.addr.0, port);
+        if link.boxes.contains_key(&to) {
+            return false;
+        }
+        // What waited on the old port goes with it.
+        link.boxes.remove(&self.addr);
+        link.boxes.insert(to, Mailbox::default());
+        self.addr = to;
+        true
+    }
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 13 + i / 509) as u8).collect()
 }
@@ -149,6 +175,8 @@ fn stored<L: ?Sized>(shared: &SharedStore<Store, L>, name: &FileName, data: &[u8
 }
 
 const SERVER: Addr = (1, 69);
+/// Where the transfer socket starts: the server binds it to a port of its own
+/// for each transfer.
 const TRANSFER_PORT: Addr = (1, 5000);
 const CLIENT: Addr = (2, 6000);
 
@@ -334,13 +362,14 @@ async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors
             answer[..4].to_vec(),
             String::from_utf8_lossy(&answer[4..n]).into_owned(),
         );
-        other.send_to(&[0, 4, 0, 1], TRANSFER_PORT).await.unwrap();
+        let transfer = net.transfer_port();
+        other.send_to(&[0, 4, 0, 1], transfer).await.unwrap();
         let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
         let (n, from) = received
             .await
             .expect("an answer from the transfer's port")
             .unwrap();
-        let stray = (from, answer[..n.min(4)].to_vec());
+        let stray = (from == transfer, answer[..n.min(4)].to_vec());
         // An ACK to port 69 is no request: refused there, and no transfer.
         other.send_to(&[0, 4, 0, 1], SERVER).await.unwrap();
         let received = tokio::time::timeout(patience, other.recv_from(&mut answer));
@@ -355,7 +384,7 @@ async fn a_request_during_a_transfer_is_told_busy_and_stray_datagrams_get_errors
     assert!(got == data);
     assert_eq!((busy.0, busy.1), (SERVER, vec![0, 5, 0, 0]), "{}", busy.2);
     assert!(busy.2.contains("busy"), "{}", busy.2);
-    assert_eq!(stray, (TRANSFER_PORT, vec![0, 5, 0, 5]));
+    assert_eq!(stray, (true, vec![0, 5, 0, 5]), "from the transfer's port");
     assert_eq!(not_a_request, (SERVER, vec![0, 5, 0, 4]));
     let stats = server.stats();
     assert_eq!(
@@ -392,7 +421,7 @@ async fn a_data_longer_than_a_block_is_refused_where_the_socket_cuts_it_to_the_b
         let oack = (answer[..n].to_vec(), from);
         let mut data = vec![0, 3, 0, 1];
         data.extend_from_slice(&[7; 1500]);
-        peer.send_to(&data, TRANSFER_PORT).await.unwrap();
+        peer.send_to(&data, oack.1).await.unwrap();
         let received = tokio::time::timeout(patience, peer.recv_from(&mut answer));
         let (n, _) = received.await.expect("an answer to the DATA").unwrap();
         (oack, answer[..n.min(4)].to_vec())
@@ -401,9 +430,11 @@ async fn a_data_longer_than_a_block_is_refused_where_the_socket_cuts_it_to_the_b
         answer = uploader => answer,
         never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
     };
-    assert_eq!(
-        oack,
-        (b"\x00\x06blksize\x001427\x00".to_vec(), TRANSFER_PORT)
+    assert_eq!(oack.0, b"\x00\x06blksize\x001427\x00");
+    assert!(
+        oack.1.0 == SERVER.0 && oack.1.1 >= 49152,
+        "the OACK came from {:?}, not a transfer port of its own",
+        oack.1
     );
     assert_eq!(answer, [0, 5, 0, 4], "ERROR 4, not an ACK of a cut block");
     let name = FileName::new("up").unwrap();
@@ -476,14 +507,14 @@ async fn a_server_with_a_516_byte_buffer_serves_plain_reads_and_asks_uploads_for
             .await
             .unwrap();
         let received = tokio::time::timeout(patience, reader.recv_from(&mut answer));
-        let (n, _) = received.await.expect("DATA 1").unwrap();
+        let (n, transfer) = received.await.expect("DATA 1").unwrap();
         let first = answer[..n].to_vec();
         // The read ends (ACK of the short last block) before the upload asks.
-        reader.send_to(&[0, 4, 0, 1], TRANSFER_PORT).await.unwrap();
+        reader.send_to(&[0, 4, 0, 1], transfer).await.unwrap();
         let received = tokio::time::timeout(patience, reader.recv_from(&mut answer));
         let (n, _) = received.await.expect("DATA 2").unwrap();
         assert_eq!(n, 4 + 88);
-        reader.send_to(&[0, 4, 0, 2], TRANSFER_PORT).await.unwrap();
+        reader.send_to(&[0, 4, 0, 2], transfer).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         writer
             .send_to(b"\x00\x02up\x00octet\x00", SERVER)

@@ -8,7 +8,13 @@
 //! transfer ID) and otherwise ignored; a request that finds every slot taken is
 //! answered with an ERROR saying so, never met with silence. A slot whose upload
 //! is complete and that only repeats its last ACK for a while (in case the client
-//! missed it) gives way to a new request when no slot is free.
+//! missed it) gives way to a new request when no slot is free. A request from the
+//! address and port of a running transfer is a repeat of it (counted, and
+//! ignored) only if it is the same request (by its CRC-32); another one means the
+//! client has left that transfer (a get whose final ACK was lost, the client
+//! asking for its next file from the same port), which ends there, and the new
+//! one takes the slot on a fresh port, out of reach of the old one's late
+//! packets.
 //!
 //! The sessions are [`ServerTransfer`]s over a [`SharedStore`], the same store a
 //! transfer service may serve. Every slot is freed by time: a client that stops
@@ -32,11 +38,10 @@ use super::pump::socket_mut;
 use crate::store::Storage;
 use crate::tftp::Listened;
 use crate::tftp::packet::ErrorCode;
-use crate::tftp::{ClientSession, PORT, ServerConfig, ServerTransfer, TftpStats};
+use crate::tftp::{
+    ClientSession, FIRST_TID, PORT, ServerConfig, ServerTransfer, TftpStats, in_tid_range, next_tid,
+};
 use crate::transfer::SharedStore;
-
-/// The first port a transfer may be given: the dynamic range.
-const FIRST_TID: u16 = 49152;
 
 /// Whether `socket` can take a datagram of `max` bytes now (the ring may need up
 /// to another `max` of padding where it wraps).
@@ -125,6 +130,9 @@ struct Slot<'s, S> {
     handle: SocketHandle,
     port: u16,
     peer: Option<IpEndpoint>,
+    /// The CRC-32 of the request that began the transfer: a repeat of it is a
+    /// duplicate, another request from the same port a new transfer.
+    request: u32,
     transfer: ServerTransfer<'s, S>,
 }
 
@@ -172,6 +180,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 handle,
                 port: 0,
                 peer: None,
+                request: 0,
                 transfer: ServerTransfer::new(shared, config),
             }),
             buf: [0; BUF],
@@ -220,17 +229,8 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
 
     /// A port for a new transfer, used by no other slot.
     fn fresh_port(&mut self, now: Instant) -> u16 {
-        // Not predictable from one transfer to the next: mix the clock in.
-        let mixed = now
-            .total_micros()
-            .unsigned_abs()
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let step = u16::try_from(mixed >> 58).unwrap_or(0).wrapping_add(1);
-        let mut port = self.next_port.wrapping_add(step);
+        let mut port = next_tid(self.next_port, now.total_micros().unsigned_abs());
         for _ in 0..=N {
-            if port < FIRST_TID {
-                port = FIRST_TID | (port & 0x3fff);
-            }
             if !self
                 .slots
                 .iter()
@@ -238,7 +238,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             {
                 break;
             }
-            port = port.wrapping_add(1);
+            port = in_tid_range(port.wrapping_add(1));
         }
         self.next_port = port;
         port
@@ -292,20 +292,26 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 }
                 continue;
             }
-            if self.slots.iter().any(|s| {
+            let crc = crate::wire::crc32::crc32(self.buf.get(..len).unwrap_or_default());
+            let running = self.slots.iter().position(|s| {
                 s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
-            }) {
+            });
+            if running
+                .and_then(|i| self.slots.get(i))
+                .is_some_and(|s| s.request == crc)
+            {
                 // The client repeated its request: its transfer is running. (A
                 // client whose upload is done may ask again from the same port: a
                 // bootloader's next file.)
                 self.stats.duplicates = self.stats.duplicates.saturating_add(1);
                 continue;
             }
-            // A free slot, else one that only repeats a finished upload's last ACK.
-            let free = self
-                .slots
-                .iter()
-                .position(|s| !s.transfer.is_active())
+            // Another request from the port of a running transfer: the client
+            // has left that one, which gives its slot (and a new port, so that
+            // its late datagrams never reach the new transfer). Else a free
+            // slot, else one that only repeats a finished upload's last ACK.
+            let free = running
+                .or_else(|| self.slots.iter().position(|s| !s.transfer.is_active()))
                 .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
             let Some(index) = free else {
                 self.stats.pool_full = self.stats.pool_full.saturating_add(1);
@@ -325,6 +331,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             if let Some(slot) = self.slots.get_mut(index) {
                 slot.port = port;
                 slot.peer = Some(from);
+                slot.request = crc;
                 crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
                 slot.transfer.set_max_block_size(max_block);
                 slot.transfer.start(request, now.into());

@@ -11,22 +11,26 @@
 //! than the buffer) is counted in [`TftpStats::malformed`]. So every call ends by
 //! the session's own clock, whatever the socket does.
 //!
-//! The server has two sockets: one on port 69 for requests, one on a port of
-//! its own for the transfer (RFC 1350's transfer ID). A request that comes while
-//! a transfer runs is answered with an ERROR saying the server is busy (a server
-//! that wants more transfers at once runs more [`Server`]s, each with its own
-//! transfer port, behind one listening socket of its own making); a transfer
-//! that only repeats its last ACK gives way to a new request.
+//! The server has two sockets: one on port 69 for requests, one for the
+//! transfer, which it binds to a port of its own for each transfer (RFC 1350's
+//! transfer ID, through [`TransferSocket`]), so that a late packet of one
+//! transfer never reaches the next. A request that comes while a transfer runs
+//! is answered with an ERROR saying the server is busy (a server that wants more
+//! transfers at once runs more [`Server`]s, each with its own transfer socket,
+//! behind one listening socket of its own making); a transfer that only repeats
+//! its last ACK gives way to a new request, and so does a running one to another
+//! request from its own client's port (the client has left it).
 
 use super::Listened;
 use super::packet::{DATA_HEADER_LEN, DEFAULT_BLOCK_SIZE, ErrorCode, MIN_BLOCK_SIZE};
 use super::{
     ClientConfig, ClientGet, ClientPut, ClientSession, ServerConfig, ServerTransfer, TftpError,
-    TftpStats, bump, emit_error,
+    TftpStats, bump, emit_error, next_tid,
 };
 use crate::asynch::{Clock, DatagramSocket, Either, alarm, recv_from_until, select};
 use crate::store::{FileName, Storage};
 use crate::transfer::{FileSink, FileSource, SharedStore};
+use crate::wire::crc32::crc32;
 
 /// A TFTP client on one datagram socket, for transfers one after another.
 ///
@@ -245,8 +249,41 @@ async fn refuse_tid<D: DatagramSocket + ?Sized>(
     let _ = socket.send_to(buf.get(..n).unwrap_or_default(), from).await;
 }
 
+/// The transfer socket of a TFTP [`Server`]: a datagram socket that can move
+/// to another local port. The server binds it to a port of its own for each
+/// transfer (RFC 1350's transfer ID): a packet of an earlier transfer that
+/// comes late (a client's DATA sent again) then finds no socket on its port,
+/// where on the same port it would be taken for the next transfer's, when that
+/// comes from the same client port.
+///
+/// Over embassy-net's `UdpSocket`: `close()`, then `bind(port)`.
+pub trait TransferSocket: DatagramSocket {
+    /// Binds the socket to local `port` in place of the port it had, dropping
+    /// whatever waits on the old one; `false` if it cannot (the port is taken,
+    /// or the socket cannot be bound).
+    fn rebind(&mut self, port: u16) -> bool;
+}
+
+impl<T: TransferSocket + ?Sized> TransferSocket for &mut T {
+    fn rebind(&mut self, port: u16) -> bool {
+        (**self).rebind(port)
+    }
+}
+
+/// Ports a request tries before it is refused for want of one.
+const REBIND_TRIES: usize = 4;
+
 /// A TFTP server with one transfer at a time over a [`SharedStore`]: requests
-/// on a listening socket (port 69), the transfer on a socket of its own.
+/// on a listening socket (port 69), each transfer on a port of its own
+/// ([`TransferSocket`]).
+///
+/// A request from the client port of the running transfer is a repeat of it
+/// (counted in [`TftpStats::duplicates`], and ignored) only if it is the same
+/// request; another one means the client has left that transfer (a get whose
+/// final ACK was lost, the client asking for its next file), which ends, and
+/// the new one begins on a new port. A request that finds no port the
+/// transfer socket can be bound to is refused with an ERROR (counted in
+/// [`TftpStats::refused`]).
 ///
 /// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
 /// request), `datagram` for the transfer: `4 +` the largest block a read is
@@ -257,6 +294,11 @@ async fn refuse_tid<D: DatagramSocket + ?Sized>(
 pub struct Server<'s, S, A> {
     transfer: ServerTransfer<'s, S>,
     peer: Option<A>,
+    /// The CRC-32 of the request that began the transfer: a repeat of it is
+    /// a duplicate.
+    request: u32,
+    /// The transfer socket's port: 0 before the first transfer.
+    port: u16,
     stats: TftpStats,
 }
 
@@ -265,6 +307,7 @@ impl<S, A: core::fmt::Debug> core::fmt::Debug for Server<'_, S, A> {
         f.debug_struct("Server")
             .field("transfer", &self.transfer)
             .field("peer", &self.peer)
+            .field("port", &self.port)
             .field("stats", &self.stats)
             .finish()
     }
@@ -276,6 +319,8 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         Self {
             transfer: ServerTransfer::new(shared, config),
             peer: None,
+            request: 0,
+            port: 0,
             stats: TftpStats::ZERO,
         }
     }
@@ -292,7 +337,8 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         self.transfer.is_active()
     }
 
-    /// Serves requests from `listen` with transfers on `port`, for good. Drop
+    /// Serves requests from `listen` with transfers on `port`, bound to a port
+    /// of its own for each transfer, for good. Drop
     /// the future to stop: a transfer in progress is then dropped too (an
     /// upload leaves no file once the next [`run`](Self::run) or its slot's
     /// next request ends it; call [`end`](Self::end) to do so at once).
@@ -306,7 +352,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
     ) -> !
     where
         L: DatagramSocket<Addr = A> + ?Sized,
-        T: DatagramSocket<Addr = A> + ?Sized,
+        T: TransferSocket<Addr = A> + ?Sized,
         C: Clock + ?Sized,
     {
         let max_block = self
@@ -364,7 +410,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             let now = clock.now();
             match waited {
                 Either::Second(Either::First(Ok((len, from)))) => {
-                    self.request(listen, request, len, from, now).await;
+                    self.request(listen, port, request, len, from, now).await;
                 }
                 Either::First(Ok((len, from))) => {
                     if Some(from) == self.peer {
@@ -383,14 +429,18 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
     }
 
     /// A datagram to port 69.
-    async fn request<L: DatagramSocket<Addr = A> + ?Sized>(
+    async fn request<L, T>(
         &mut self,
         listen: &mut L,
+        port: &mut T,
         buf: &mut [u8],
         len: usize,
         from: A,
         now: crate::time::Instant,
-    ) {
+    ) where
+        L: DatagramSocket<Addr = A> + ?Sized,
+        T: TransferSocket<Addr = A> + ?Sized,
+    {
         if let Listened::Stray { answer } = Listened::of(buf.get(..len).unwrap_or_default()) {
             bump(&mut self.stats.malformed);
             if answer {
@@ -400,13 +450,15 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             }
             return;
         }
+        let datagram = buf.get(..len).unwrap_or_default();
+        let crc = crc32(datagram);
         let running = self.transfer.is_active() && !self.transfer.is_dallying();
-        if running && self.peer == Some(from) {
+        if running && self.peer == Some(from) && self.request == crc {
             // The client repeated its request: its transfer runs.
             bump(&mut self.stats.duplicates);
             return;
         }
-        if running {
+        if running && self.peer != Some(from) {
             bump(&mut self.stats.pool_full);
             let n = emit_error(
                 buf,
@@ -416,8 +468,31 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
             return;
         }
+        // A port of its own for this transfer (the one before, if any, ends
+        // here: a client asking again from its port has left it).
+        self.end(now);
+        let mut bound = false;
+        for _ in 0..REBIND_TRIES {
+            self.port = next_tid(self.port, now.total_micros());
+            if port.rebind(self.port) {
+                bound = true;
+                break;
+            }
+        }
+        if !bound {
+            bump(&mut self.stats.refused);
+            crate::macros::net_warn!("tftp: no port to bind for a transfer");
+            let n = emit_error(
+                buf,
+                ErrorCode::NotDefined,
+                "no port for the transfer, try again",
+            );
+            let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+            return;
+        }
         self.peer = Some(from);
-        self.transfer.start(buf.get(..len).unwrap_or_default(), now);
+        self.request = crc;
+        self.transfer.start(datagram, now);
     }
 
     /// Ends the transfer in progress, if any (an upload leaves no file).

@@ -49,14 +49,15 @@ impl ClientConfig {
     };
 
     fn options(&self, size: u64) -> Options {
-        let secs = self.timeout.total_micros() / 1_000_000;
+        let micros = self.timeout.total_micros();
+        let whole = micros.is_multiple_of(1_000_000);
         Options {
             block_size: self.block_size,
             window_size: self.window,
             transfer_size: self.transfer_size.then_some(size),
-            timeout_secs: u8::try_from(secs)
+            timeout_secs: u8::try_from(micros / 1_000_000)
                 .ok()
-                .filter(|&s| self.send_timeout && s >= 1),
+                .filter(|&s| self.send_timeout && whole && s >= 1),
         }
     }
 
@@ -70,6 +71,12 @@ impl ClientConfig {
         size: Option<u64>,
     ) -> Result<(u16, u16), TftpError> {
         if oack_has_invalid(datagram, oack) {
+            return Err(TftpError::BadOptions);
+        }
+        // RFC 2347: only options asked; RFC 2349: `timeout` as asked.
+        if (oack.transfer_size.is_some() && asked.transfer_size.is_none())
+            || (oack.timeout_secs.is_some() && oack.timeout_secs != asked.timeout_secs)
+        {
             return Err(TftpError::BadOptions);
         }
         let block = match (asked.block_size, oack.block_size) {

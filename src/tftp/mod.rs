@@ -163,7 +163,8 @@ pub enum TftpError {
     Store(StoreError),
     /// The local file (a client's source or sink) failed.
     Local(LocalError),
-    /// The peer acknowledged options that were not asked for, or larger values.
+    /// The peer acknowledged options that were not asked for, or values other
+    /// than those asked (a larger block or window, another timeout).
     BadOptions,
     /// A DATA longer than the transfer's block size.
     BlockTooLong {
@@ -313,7 +314,7 @@ pub struct TftpStats {
     /// Packets sent again after a timeout.
     pub retransmits: u64,
     /// Duplicate DATA or ACK packets received (ignored, or answered by a
-    /// repeated ACK).
+    /// repeated ACK), and requests repeated while their transfer runs.
     pub duplicates: u64,
     /// Datagrams that were not TFTP packets, or had no place in a transfer.
     pub malformed: u64,
@@ -410,6 +411,33 @@ impl fmt::Display for TftpStats {
             self.bytes_received
         )
     }
+}
+
+/// The first port a server's transfer may be given: the dynamic range.
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+pub(crate) const FIRST_TID: u16 = 49152;
+
+/// `port`, or for a port below the dynamic range, one in it.
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+pub(crate) const fn in_tid_range(port: u16) -> u16 {
+    if port < FIRST_TID {
+        FIRST_TID | (port & 0x3fff)
+    } else {
+        port
+    }
+}
+
+/// The port for a server's next transfer after one on `previous` (0 for none),
+/// at `micros` on its clock: in the dynamic range, never `previous` itself, and
+/// not predictable from one transfer to the next, the clock mixed in (RFC 1350
+/// asks for transfer IDs chosen at random).
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async"))]
+pub(crate) const fn next_tid(previous: u16, micros: u64) -> u16 {
+    let mixed = micros.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // 1 to 64: a step of less than the range's 16,384 ports never comes back
+    // to `previous`.
+    let step = ((mixed >> 58) as u16).wrapping_add(1);
+    in_tid_range(previous.wrapping_add(step))
 }
 
 fn add(counter: &mut u64, n: usize) {

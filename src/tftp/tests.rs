@@ -1862,3 +1862,319 @@ fn a_put_through_a_plain_ack_0_sends_a_file_smaller_than_the_block_asked_and_ref
         }
     }
 }
+
+#[test]
+fn a_timeout_that_is_not_a_whole_number_of_seconds_is_not_sent() {
+    // ClientConfig::timeout: "sent as the `timeout` option when it is a whole
+    // number of seconds from 1 to 255 and `send_timeout` is set".
+    let mut into = [0u8; 16];
+    let mut get: ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig {
+            timeout: crate::time::Duration::from_millis(1500),
+            send_timeout: true,
+            ..ClientConfig::DEFAULT
+        },
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    let Packet::Request { options, .. } = parse(&buf[..n]) else {
+        panic!("an RRQ");
+    };
+    assert_eq!(
+        options.timeout_secs, None,
+        "a 1.5 s timeout was announced as {:?} s",
+        options.timeout_secs
+    );
+}
+
+#[test]
+fn a_get_refuses_an_oack_with_options_it_did_not_ask_for() {
+    // TftpError::BadOptions: "The peer acknowledged options that were not
+    // asked for"; RFC 2347: an OACK holds only options the client asked for.
+    for oack in [
+        &b"\x00\x06tsize\x003\x00"[..],
+        &b"\x00\x06timeout\x00200\x00"[..],
+    ] {
+        let mut into = [0u8; 1024];
+        let mut get: ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> = ClientGet::new(
+            FileName::new("f").unwrap(),
+            ClientConfig {
+                transfer_size: false,
+                send_timeout: false,
+                ..ClientConfig::DEFAULT
+            },
+            SliceSink::new(&mut into),
+            |_, _| {},
+        );
+        let mut buf = [0u8; 600];
+        let n = get.transmit(&mut buf, Instant::ZERO);
+        let Packet::Request { options, .. } = parse(&buf[..n]) else {
+            panic!("an RRQ");
+        };
+        assert_eq!(options, Options::NONE, "nothing asked");
+        get.receive(oack, Instant::ZERO);
+        let n = get.transmit(&mut buf, Instant::ZERO);
+        assert!(
+            matches!(
+                parse(&buf[..n]),
+                Packet::Error {
+                    code: ErrorCode::OptionRefused,
+                    ..
+                }
+            ),
+            "{oack:?} answered with {:?}",
+            parse(&buf[..n])
+        );
+        assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+    }
+}
+
+/// The async server, polled by hand: datagrams in queues, a clock set by the
+/// test.
+#[cfg(feature = "embedded-io-async")]
+mod async_server {
+    use super::*;
+    use crate::asynch::{Clock, DatagramSocket};
+    use crate::tftp::asynch::{Server, TransferSocket};
+    use core::cell::{Cell, RefCell};
+    use core::task::{Context, Poll, Waker};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    /// Datagrams: the bytes, the sender's port, the port they are sent to.
+    type Queue = Rc<RefCell<VecDeque<(Vec<u8>, u16, u16)>>>;
+
+    /// A socket on one host; ports are the addresses. It takes what is sent to
+    /// its port and drops what was sent to another (a closed port); `binds`
+    /// says whether it may move to another port.
+    struct Sock {
+        port: Rc<Cell<u16>>,
+        inbox: Queue,
+        outbox: Queue,
+        binds: bool,
+    }
+
+    impl DatagramSocket for Sock {
+        type Addr = u16;
+        type Error = ();
+        async fn send_to(&mut self, datagram: &[u8], to: u16) -> Result<(), ()> {
+            let from = self.port.get();
+            self.outbox
+                .borrow_mut()
+                .push_back((datagram.to_vec(), from, to));
+            Ok(())
+        }
+        async fn recv_from(&mut self, buf: &mut [u8]) -> Result<(usize, u16), ()> {
+            core::future::poll_fn(|_| {
+                loop {
+                    let Some((d, from, to)) = self.inbox.borrow_mut().pop_front() else {
+                        return Poll::Pending;
+                    };
+                    if to == self.port.get() {
+                        buf[..d.len()].copy_from_slice(&d);
+                        return Poll::Ready(Ok((d.len(), from)));
+                    }
+                }
+            })
+            .await
+        }
+        fn same_host(_: &u16, _: &u16) -> bool {
+            true
+        }
+    }
+
+    impl TransferSocket for Sock {
+        fn rebind(&mut self, port: u16) -> bool {
+            if self.binds {
+                self.port.set(port);
+            }
+            self.binds
+        }
+    }
+
+    struct ManualClock(Cell<Instant>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            self.0.get()
+        }
+        async fn sleep_until(&self, at: Instant) {
+            core::future::poll_fn(|_| {
+                if self.0.get() >= at {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await
+        }
+    }
+
+    const CLIENT: u16 = 50_000;
+
+    /// The two sockets' queues and the transfer socket's port.
+    struct Wires {
+        to_69: Queue,
+        from_69: Queue,
+        to_transfer: Queue,
+        from_transfer: Queue,
+        port: Rc<Cell<u16>>,
+    }
+
+    impl Wires {
+        /// Sends `datagram` from the client to port 69.
+        fn request(&self, datagram: Vec<u8>) {
+            self.to_69.borrow_mut().push_back((datagram, CLIENT, PORT));
+        }
+        /// Sends `datagram` from the client to `port`.
+        fn to(&self, port: u16, datagram: Vec<u8>) {
+            self.to_transfer
+                .borrow_mut()
+                .push_back((datagram, CLIENT, port));
+        }
+        /// What the transfer socket sent: each datagram and its port.
+        fn sent(&self) -> Vec<(Vec<u8>, u16)> {
+            let mut sent = self.from_transfer.borrow_mut();
+            sent.drain(..).map(|(d, from, _)| (d, from)).collect()
+        }
+    }
+
+    /// Runs `script` beside a server of `shared` whose transfer socket can be
+    /// bound to a new port if `binds`; `script` gets the wires and a function
+    /// that runs the server until it waits. Returns the server's counters.
+    fn serve(
+        shared: &SharedStore<Store>,
+        binds: bool,
+        script: impl FnOnce(&Wires, &ManualClock, &mut dyn FnMut()),
+    ) -> TftpStats {
+        let queue = || Queue::default();
+        let wires = Wires {
+            to_69: queue(),
+            from_69: queue(),
+            to_transfer: queue(),
+            from_transfer: queue(),
+            port: Rc::new(Cell::new(6969)),
+        };
+        let mut listen = Sock {
+            port: Rc::new(Cell::new(PORT)),
+            inbox: wires.to_69.clone(),
+            outbox: wires.from_69.clone(),
+            binds: false,
+        };
+        let mut transfer = Sock {
+            port: wires.port.clone(),
+            inbox: wires.to_transfer.clone(),
+            outbox: wires.from_transfer.clone(),
+            binds,
+        };
+        let clock = ManualClock(Cell::new(Instant::ZERO));
+        let mut server = Server::new(shared, ServerConfig::DEFAULT);
+        let (mut request, mut datagram) = ([0u8; 516], [0u8; 517]);
+        {
+            let run = server.run(
+                &mut listen,
+                &mut transfer,
+                &clock,
+                &mut request,
+                &mut datagram,
+            );
+            let mut run = core::pin::pin!(run);
+            let mut cx = Context::from_waker(Waker::noop());
+            // The server never ends; a few polls take what waits and answer it.
+            let mut turn = || {
+                for _ in 0..10 {
+                    let _ = run.as_mut().poll(&mut cx);
+                }
+            };
+            script(&wires, &clock, &mut turn);
+        }
+        server.stats()
+    }
+
+    #[test]
+    fn a_late_data_of_an_upload_is_not_taken_into_the_next_upload_from_the_same_port() {
+        let owned = shared();
+        let shared: &SharedStore<Store> = &owned;
+        let (a, b) = (vec![b'A'; 100], vec![b'B'; 100]);
+        let wrq = |name: &[u8]| request(RequestKind::Write, name, Mode::Octet, Options::NONE);
+        serve(shared, true, |wires, clock, turn| {
+            // Upload "a" (one short block) from the client's port.
+            wires.request(wrq(b"a"));
+            turn();
+            let first = wires.port.get();
+            assert!(first >= 49152, "a transfer port of its own: {first}");
+            assert_eq!(wires.sent(), [(vec![0, 4, 0, 0], first)]);
+            let data_a = emit(Packet::Data { block: 1, data: &a });
+            wires.to(first, data_a.clone());
+            turn();
+            assert_eq!(wires.sent(), [(vec![0, 4, 0, 1], first)]);
+            // The client had sent its DATA 1 again (the ACK was late); it has
+            // the ACK now and, from the same port, uploads "b". Its DATA 1 of
+            // "a" comes in after the WRQ.
+            clock.0.set(Instant::from_millis(1100));
+            wires.request(wrq(b"b"));
+            turn();
+            let second = wires.port.get();
+            assert_ne!(second, first, "a new port for the new transfer");
+            assert_eq!(wires.sent(), [(vec![0, 4, 0, 0], second)]);
+            wires.to(first, data_a);
+            turn();
+            assert_eq!(wires.sent(), [], "the old port is closed");
+            wires.to(second, emit(Packet::Data { block: 1, data: &b }));
+            turn();
+            assert_eq!(wires.sent(), [(vec![0, 4, 0, 1], second)]);
+        });
+        assert_eq!(read_file(shared, "a"), Some(a));
+        assert_eq!(read_file(shared, "b"), Some(b));
+    }
+
+    #[test]
+    fn a_repeated_request_is_a_duplicate_and_another_from_the_same_port_a_new_transfer() {
+        let owned = shared();
+        let shared: &SharedStore<Store> = &owned;
+        put_file(shared, "a", &[b'A'; 100]);
+        put_file(shared, "b", &[b'B'; 100]);
+        let rrq = |name: &[u8]| request(RequestKind::Read, name, Mode::Octet, Options::NONE);
+        let stats = serve(shared, true, |wires, _, turn| {
+            wires.request(rrq(b"a"));
+            turn();
+            let first = wires.port.get();
+            let sent = wires.sent();
+            assert_eq!((&sent[0].0[..4], sent.len()), (&[0, 3, 0, 1][..], 1));
+            // The same request again: the transfer runs on, on its port.
+            wires.request(rrq(b"a"));
+            turn();
+            assert_eq!((wires.sent(), wires.port.get()), (vec![], first));
+            // The final ACK of "a" is lost, and the client asks for "b" from
+            // the same port: "b" it gets, from a new port.
+            wires.request(rrq(b"b"));
+            turn();
+            let second = wires.port.get();
+            assert_ne!(second, first);
+            let sent = wires.sent();
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].1, second);
+            assert_eq!(sent[0].0[..4], [0, 3, 0, 1]);
+            assert_eq!(sent[0].0[4..], [b'B'; 100], "the new file, not the old one");
+        });
+        assert_eq!(stats.duplicates, 1, "{stats}");
+    }
+
+    #[test]
+    fn a_request_that_finds_no_port_to_bind_is_refused_with_an_error() {
+        let owned = shared();
+        let shared: &SharedStore<Store> = &owned;
+        put_file(shared, "a", &[b'A'; 100]);
+        let stats = serve(shared, false, |wires, _, turn| {
+            wires.request(request(RequestKind::Read, b"a", Mode::Octet, Options::NONE));
+            turn();
+            assert_eq!(wires.sent(), [], "no transfer");
+            let refused = wires.from_69.borrow_mut().pop_front().expect("an answer");
+            assert_eq!((&refused.0[..4], refused.2), (&[0, 5, 0, 0][..], CLIENT));
+        });
+        assert_eq!(stats.refused, 1, "{stats}");
+    }
+}

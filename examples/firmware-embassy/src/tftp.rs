@@ -1,12 +1,13 @@
 //! TFTP on udp/69 from the file store, through smolsock's async TFTP adapter
-//! (`smolsock::tftp::asynch::Server`): one transfer at a time, served from a
-//! port of its own (RFC 1350's transfer ID), a request meanwhile answered with
-//! a busy ERROR; RFC 1350's 512-byte blocks (a client may ask for less).
+//! (`smolsock::tftp::asynch::Server`): one transfer at a time, each served from
+//! a port of its own (RFC 1350's transfer ID, from 49152 up), a request
+//! meanwhile answered with a busy ERROR; RFC 1350's 512-byte blocks (a client
+//! may ask for less).
 //!
 //! | socket | receive | send |
 //! |---|---|---|
 //! | udp/69, requests | 1 datagram, 256 B | 1 datagram, 64 B (the busy ERROR) |
-//! | udp/6969, the transfer | 2 datagrams, 520 B | 1 datagram, 517 B |
+//! | the transfer's port | 2 datagrams, 520 B | 1 datagram, 517 B |
 //!
 //! and the adapter's buffers: 256 B for a request (a longer one is dropped: a
 //! name of up to about 200 bytes with every option fits), 517 B for a DATA (and
@@ -27,7 +28,7 @@ use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, with_timeout};
 use smolsock::asynch::DatagramSocket;
-use smolsock::tftp::asynch::Server;
+use smolsock::tftp::asynch::{Server, TransferSocket};
 use smolsock::tftp::{PORT, ServerConfig};
 use smolsock::transfer::SharedStore;
 
@@ -36,8 +37,6 @@ use crate::unwrap_spawn;
 
 /// The sockets the task holds: port 69 and the transfer's.
 pub const SOCKETS: usize = 2;
-/// The transfer's port.
-pub const TRANSFER_PORT: u16 = 6969;
 
 const REQUEST: usize = 256;
 const DATAGRAM: usize = 512 + 4 + 1;
@@ -89,10 +88,19 @@ impl DatagramSocket for Udp<'_> {
     }
 }
 
+impl TransferSocket for Udp<'_> {
+    fn rebind(&mut self, port: u16) -> bool {
+        // Closing empties both queues: a late datagram of the last transfer
+        // finds no socket on its port.
+        self.0.close();
+        self.0.bind(port).is_ok()
+    }
+}
+
 /// Spawns the TFTP task over `store`.
 pub fn spawn(spawner: Spawner, stack: Stack<'static>, store: &'static SharedStore<Store>) {
     spawner.spawn(unwrap_spawn(tftp_task(stack, store)));
-    log::info!("tftp: udp/{PORT}, transfers from udp/{TRANSFER_PORT}, one at a time");
+    log::info!("tftp: udp/{PORT}, one transfer at a time, each from a port of its own");
 }
 
 #[embassy_executor::task]
@@ -117,7 +125,8 @@ async fn tftp_task(stack: Stack<'static>, store: &'static SharedStore<Store>) ->
         &mut port_tx_meta,
         &mut port_tx,
     ));
-    if listen.0.bind(PORT).is_err() || port.0.bind(TRANSFER_PORT).is_err() {
+    // The transfer socket is bound for each transfer, to a port of its own.
+    if listen.0.bind(PORT).is_err() {
         crate::fatal("tftp: bind failed");
     }
     let (mut request, mut datagram) = ([0u8; REQUEST], [0u8; DATAGRAM]);
