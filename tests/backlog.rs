@@ -459,6 +459,8 @@ struct Flood {
     next: Instant,
     every: Duration,
     sent: u32,
+    /// The forged addresses' first three bytes.
+    from: [u8; 3],
 }
 
 impl Flood {
@@ -468,7 +470,8 @@ impl Flood {
     fn fire(&mut self, net: &mut Net) {
         while net.now() >= self.next {
             let host = 50 + (self.sent % 201) as u8;
-            let src = (Self::MAC, Ipv4Address::new(10, 0, 0, host));
+            let [a, b, c] = self.from;
+            let src = (Self::MAC, Ipv4Address::new(a, b, c, host));
             let port = 1024 + (self.sent % 50_000) as u16;
             let frame = tcp_frame(
                 src,
@@ -514,12 +517,28 @@ impl FloodRun {
 /// real client connect 20 times, one attempt a second (connect, echo, close), while
 /// the flood goes on. An attempt not established within 10 s is given up.
 fn connects_under_flood<const N: usize>(backlog: bool, phase: Duration) -> FloodRun {
+    connects_under_flood_from::<N>(backlog, phase, [10, 0, 0])
+}
+
+fn connects_under_flood_from<const N: usize>(
+    backlog: bool,
+    phase: Duration,
+    from: [u8; 3],
+) -> FloodRun {
     let mut net = sim(backlog);
+    if from != [10, 0, 0] {
+        net.server
+            .iface
+            .routes_mut()
+            .add_default_ipv4_route(CLIENT_V4)
+            .unwrap();
+    }
     let mut server = echo_pool::<N>(&mut net);
     let mut flood = Flood {
         next: net.now() + phase,
         every: ms(100),
         sent: 0,
+        from,
     };
     let mut run = FloodRun {
         connects: Vec::new(),
@@ -573,6 +592,15 @@ fn under_a_syn_flood_a_real_client_still_connects_within_3_s() {
     // SYNs, once between them.
     for phase in [ms(0), ms(50)] {
         let run = connects_under_flood::<2>(true, phase);
+        assert!(run.within(secs(3)) >= 19, "{:?}", run.connects);
+        assert_eq!(run.refused, 0);
+    }
+}
+
+#[test]
+fn under_a_syn_flood_from_beyond_a_router_a_real_client_still_connects_within_3_s() {
+    for phase in [ms(0), ms(50)] {
+        let run = connects_under_flood_from::<2>(true, phase, [172, 16, 0]);
         assert!(run.within(secs(3)) >= 19, "{:?}", run.connects);
         assert_eq!(run.refused, 0);
     }
@@ -824,4 +852,62 @@ fn a_client_back_from_the_port_of_an_ended_connection_is_held_not_reset() {
     );
     assert!(!again.refused && resets == 0, "reset instead of held");
     assert!(again.echoed());
+}
+
+// ---------------------------------------------------------------------------
+// 7. A burst of clients from beyond a router: they never ARP us themselves.
+
+#[test]
+fn a_burst_from_beyond_a_router_with_a_120_ms_round_trip_is_served_without_a_reset() {
+    use smoltcp::wire::IpCidr;
+    // The client host plays a router for 192.168.1.0/24: its clients' SYNs come
+    // from 192.168.1.2, an address that never sends ARP to the server (the
+    // router, 10.0.0.2, does). A 120 ms round trip, as from another continent.
+    let far = LINK.with_delay(Duration::from_millis(60));
+    let mut net = sim_over(true, far);
+    let remote = Ipv4Address::new(192, 168, 1, 2);
+    net.client.iface.update_ip_addrs(|addrs| {
+        addrs.retain(|a| matches!(a, IpCidr::Ipv4(_)));
+        addrs.push(IpCidr::new(remote.into(), 24)).unwrap();
+    });
+    net.server
+        .iface
+        .routes_mut()
+        .add_default_ipv4_route(CLIENT_V4)
+        .unwrap();
+    let mut server = echo_pool::<2>(&mut net);
+    let mut clients: Vec<EchoClient> = (0..8u16)
+        .map(|i| EchoClient::new(&mut net, 49152 + i))
+        .collect();
+    for client in &mut clients {
+        let (socket, cx) = net
+            .client
+            .socket_and_context::<tcp::Socket>(client.handle)
+            .unwrap();
+        socket
+            .connect(cx, (SERVER_V4, PORT), (remote, client.port))
+            .unwrap();
+        client.connect_at = Some(net.now());
+    }
+    let _ = net.run_services(&mut server, &mut (), secs(30), |_, _, net| {
+        for client in &mut clients {
+            client.poll(net);
+        }
+        clients
+            .iter()
+            .all(|c| c.done(net) || c.refused)
+            .then_some(())
+    });
+    let resets: usize = clients
+        .iter()
+        .map(|c| net.capture().resets_to(c.port))
+        .sum();
+    let unserved = clients.iter().filter(|c| !c.echoed()).count();
+    println!(
+        "far burst: {unserved} not served, {resets} RSTs | server: {} | backlog: {}",
+        server.stats(),
+        net.server.backlog.stats()
+    );
+    assert_eq!(resets, 0, "{unserved} not served");
+    assert_eq!(unserved, 0);
 }

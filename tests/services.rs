@@ -2852,3 +2852,37 @@ fn a_half_closed_session_still_receiving_is_not_reset_at_the_close_timeout() {
         "closed at {closed}, ended at {ended}"
     );
 }
+
+#[test]
+fn a_clean_close_first_seen_after_time_wait_ended_is_counted_closed() {
+    // The server closes first; the client reads everything and closes too. The
+    // pool is polled again only once the server's socket has left TIME-WAIT
+    // (10 s in smoltcp, whose expiry forgets the FIN it received): the close
+    // was clean all the same.
+    let mut net = sim(630, FaultConfig::CLEAN, 1, 1);
+    let (mut server, client) = reply_to(&mut net, Reply::new(100, true), 2048, SERVER, 2048);
+    let mut asked = false;
+    net.run_services(&mut server, &mut (), LIMIT, |_, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() && !asked {
+            socket.send_slice(b"?").unwrap();
+            asked = true;
+        }
+        while socket.can_recv() {
+            socket.recv_slice(&mut [0; 1024]).unwrap();
+        }
+        if asked && !socket.may_recv() && socket.state() == tcp::State::CloseWait {
+            socket.close();
+            return Some(());
+        }
+        None
+    })
+    .unwrap();
+    // The network runs on (our FIN, its ACK, TIME-WAIT) with no pool poll for 12 s.
+    net.run_for(Duration::from_secs(12));
+    assert!(!server_socket_in(&net, tcp::State::TimeWait));
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::Closed], "{stats}");
+}

@@ -28,6 +28,15 @@ pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2
 /// longer than this.
 const EVICT_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(100);
 
+/// How long the handshake of a peer not known to be there is left alone before
+/// a held SYN from another such peer may evict it: smoltcp's first SYN-ACK
+/// retransmission. Trading one unknown handshake for another only churns: a
+/// client beyond a router never shows itself (its router answers ARP), so a
+/// burst of them with a round trip over [`EVICT_AFTER`] would each be evicted
+/// by the next one's SYN before its ACK came back. A held SYN from a peer known
+/// to be there still evicts an unknown handshake from [`EVICT_AFTER`] on.
+const EVICT_FOR_UNKNOWN_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
+
 /// How long the handshake of a peer known to be there (it sent us ARP, or
 /// completed a handshake before) is left alone before a held SYN may evict it.
 ///
@@ -166,7 +175,14 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   answered, so those go first), and a host that answers ARP but never
 ///   completes its handshakes holds a slot no longer than that while SYNs wait.
 ///   A handshake is evicted only for a held SYN: with none waiting, a slow one
-///   has until the server's handshake timeout.
+///   has until the server's handshake timeout. And one from a peer not known
+///   to be there is evicted from 100 ms on only for a SYN from a peer that is
+///   (held SYNs from known peers are replayed first, and take the place of the
+///   oldest unknown one when the hold queue is full); for another unknown
+///   peer's SYN only after a second, smoltcp's first SYN-ACK retransmission.
+///   Clients beyond a router never show themselves (their router answers
+///   ARP): a burst of them with a long round trip is served, not churned, each
+///   handshake evicted by the next SYN before its ACK could come back.
 /// - **A RST whose sequence number is not exactly the one expected is dropped**
 ///   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
 ///   attacker who guesses the port pair can reset a connection by stepping through
@@ -373,13 +389,21 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             // handshake timeout while SYNs wait. Unknown peers first, then the
             // oldest. (One loop: as a `filter` and a `min_by_key` this took 384 B
             // more of the poll-loop firmware's flash.)
+            // For a SYN from a peer not known either, an unknown handshake
+            // has a second (`EVICT_FOR_UNKNOWN_AFTER`); a known peer's SYN,
+            // which `replay` gives first, does not wait that long.
+            let unknown_grace = if state.holds_alive(port) {
+                EVICT_AFTER
+            } else {
+                EVICT_FOR_UNKNOWN_AFTER
+            };
             let mut oldest: Option<(bool, Instant, SocketHandle)> = None;
             for &(handle, p, since, remote) in &state.half_open {
                 let alive = remote.is_some_and(|r| state.alive.contains(&r));
                 let grace = if alive {
                     EVICT_ALIVE_AFTER
                 } else {
-                    EVICT_AFTER
+                    unknown_grace
                 };
                 let first = oldest.is_none_or(|(a, s, _)| (alive, since) < (a, s));
                 if p == port && now >= later(since, grace) && first {
@@ -499,6 +523,13 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         let _ = self.alive.push(peer);
     }
 
+    /// Whether a SYN from a peer known to be there waits for `port`.
+    fn holds_alive(&self, port: u16) -> bool {
+        self.held
+            .iter()
+            .any(|h| h.port == port && self.alive.contains(&h.from.0))
+    }
+
     fn hold(&mut self, segment: &Segment, frame: &[u8], now: Instant) {
         let port = segment.dst_port;
         let from = (segment.src, segment.src_port);
@@ -514,6 +545,15 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             .get_mut(..frame.len())
             .map(|dst| dst.copy_from_slice(frame));
         let again = self.held.iter().any(|h| h.port == port && h.from == from);
+        if self.held.is_full() && !again && self.alive.contains(&from.0) {
+            // A peer known to be there takes the place of the oldest SYN from
+            // one that is not: a flood of forged SYNs cannot keep it out.
+            let alive = &self.alive;
+            if let Some(index) = self.held.iter().position(|h| !alive.contains(&h.from.0)) {
+                self.held.remove(index);
+                self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
+            }
+        }
         if copied.is_none() || (self.held.is_full() && !again) {
             self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
             return;
@@ -531,14 +571,17 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         self.stats.syns_held = self.stats.syns_held.saturating_add(1);
     }
 
-    /// The next held SYN whose port takes SYNs again; stale ones are dropped.
+    /// The next held SYN whose port takes SYNs again, one from a peer known to
+    /// be there first, then the oldest; stale ones are dropped.
     fn replay(&mut self, now: Instant) -> Option<HeldSyn> {
         self.drop_held(|h| now >= h.since && now < later(h.since, HOLD));
-        let ports = &mut self.ports;
+        let (ports, alive) = (&mut self.ports, &self.alive);
+        let open = |h: &HeldSyn| ports.iter().any(|&(p, count)| p == h.port && count > 0);
         let index = self
             .held
             .iter()
-            .position(|h| ports.iter().any(|&(p, count)| p == h.port && count > 0))?;
+            .position(|h| open(h) && alive.contains(&h.from.0))
+            .or_else(|| self.held.iter().position(open))?;
         let held = self.held.remove(index);
         // The replayed SYN takes a listener.
         if let Some((_, count)) = ports.iter_mut().find(|(p, _)| *p == held.port) {

@@ -592,8 +592,16 @@ fn closing_end(
         // whether the FIN came (`Finished`), also after a reset that followed
         // it: no poll needs to have seen the states in between. (In LAST-ACK
         // with every byte acknowledged, a reset looks like the ACK of our FIN;
-        // nothing was lost either way.)
-        let fin = matches!(socket.peek(0), Err(tcp::RecvError::Finished));
+        // nothing was lost either way.) Only a TIME-WAIT that ran out before
+        // this poll forgets the FIN: smoltcp then resets the socket itself,
+        // which also forgets the port it listened on, where a peer's reset
+        // keeps both. So a closed socket with no listening port went through
+        // TIME-WAIT: clean. (The interface losing the connection's address
+        // does the same, and is counted clean too: nothing else tells them
+        // apart.)
+        let time_wait_over =
+            socket.state() == tcp::State::Closed && socket.listen_endpoint().port == 0;
+        let fin = matches!(socket.peek(0), Err(tcp::RecvError::Finished)) || time_wait_over;
         if fin && socket.send_queue() == 0 {
             End::Closed
         } else {
