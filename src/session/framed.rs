@@ -46,6 +46,7 @@ impl Flow {
             Ok(()) => Flow::Continue,
             Err(SendError::WouldBlock) => Flow::Wait,
             Err(SendError::TooLarge { .. }) => Flow::Abort,
+            Err(SendError::Closed) => Flow::Close,
         }
     }
 }
@@ -65,6 +66,10 @@ pub enum SendError {
         /// The format's maximum.
         max: u32,
     },
+    /// The session is closing or closed (its own [`Framed::close`], a
+    /// handler's `Close`, the peer's end, or a broken stream): no frame can be
+    /// queued any more.
+    Closed,
 }
 
 impl fmt::Display for SendError {
@@ -74,6 +79,7 @@ impl fmt::Display for SendError {
             SendError::TooLarge { len, max } => {
                 write!(f, "frame body of {len} bytes is over the maximum {max}")
             }
+            SendError::Closed => f.write_str("the framed session is closed for sending"),
         }
     }
 }
@@ -479,7 +485,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 
     /// Queues `body` as one frame: all of it, or nothing ([`SendError::WouldBlock`]
     /// while the queue has no room for it; the adapter empties the queue into the
-    /// socket).
+    /// socket). Once the session is closing or closed, [`SendError::Closed`].
     pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
         self.send_via(body, &mut []).map(|_| ())
     }
@@ -489,9 +495,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// rest into the queue; all of it, or nothing. Returns the bytes written into
     /// `space`: the caller hands them to the socket, and the adapter sends the
     /// rest from the queue. Traced, the bytes written into `space` are a send.
+    /// Refused as [`send`](Self::send) refuses.
     pub fn send_via(&mut self, body: &[u8], space: &mut [u8]) -> Result<usize, SendError> {
         if self.phase != Phase::Open {
-            return Err(SendError::WouldBlock);
+            return Err(SendError::Closed);
         }
         let mut out = FrameOut {
             format: self.reader.format(),
@@ -555,8 +562,15 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             match flow {
                 Flow::Continue => self.reader.consume(),
                 Flow::Wait => break,
-                Flow::Close => self.phase = Phase::Closing,
-                Flow::Abort => self.phase = Phase::Aborted,
+                // The frame (if one was offered) is dealt with, as in `receive`.
+                Flow::Close => {
+                    self.reader.consume();
+                    self.phase = Phase::Closing;
+                }
+                Flow::Abort => {
+                    self.reader.consume();
+                    self.phase = Phase::Aborted;
+                }
             }
         }
         out.direct_used
@@ -1312,6 +1326,72 @@ mod tests {
         assert_eq!(output, frames(&[b"ok"], format));
         assert_eq!(status, Status::Close);
         assert!(matches!(s.error(), Some(ReadError::Truncated { .. })));
+    }
+
+    /// Waits on its first offer, then says `Close` (the frame dealt with),
+    /// counting the offers.
+    struct WaitThenClose {
+        offers: u32,
+    }
+
+    impl FrameHandler for WaitThenClose {
+        fn on_frame(&mut self, _frame: &[u8], _out: &mut FrameOut<'_>) -> Flow {
+            self.offers += 1;
+            if self.offers == 1 {
+                Flow::Wait
+            } else {
+                Flow::Close
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_closed_on_from_the_storage_is_not_delivered_again() {
+        // The same frame, answered `Close` where it lies in the input, is
+        // consumed (recv gives nothing more); answered `Close` from the storage
+        // (after a `Wait`), it must be consumed the same way, not handed out a
+        // second time by `recv`.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let input = frames(&[b"bye"], format);
+        // In place: Close on the first offer.
+        let mut s = Framed::new(WaitThenClose { offers: 1 }, [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        assert_eq!(s.receive(&input, now), input.len());
+        assert_eq!(s.recv(), None, "in place: the frame closed on is gone");
+        // From the storage: Wait, then Close at the next transmit.
+        let mut s = Framed::new(WaitThenClose { offers: 0 }, [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        assert_eq!(s.receive(&input, now), input.len());
+        let mut space = [0u8; 64];
+        assert_eq!(s.transmit(&mut space, now), 0);
+        assert_eq!(s.handler().offers, 2);
+        assert_eq!(
+            s.recv(),
+            None,
+            "from the storage: the frame closed on came back"
+        );
+    }
+
+    #[test]
+    fn a_send_after_close_is_refused_as_closed_not_as_back_pressure() {
+        // `WouldBlock` says "no room yet, try again": after `close` (or once the
+        // peer finished and its last frame was taken) the frame can never go,
+        // however empty the queue, so a caller retrying on `WouldBlock` spins.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let mut s = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        s.close();
+        assert!(s.is_flushed());
+        assert_eq!(s.status(), Status::Close);
+        let refused = s.send(b"late");
+        assert!(refused.is_err(), "nothing may be queued after the close");
+        assert_ne!(
+            refused,
+            Err(SendError::WouldBlock),
+            "a closed session says it is closed"
+        );
     }
 
     #[test]

@@ -3075,6 +3075,68 @@ pub(crate) mod tests {
                 prop_assert_eq!(w.stats().frames, bodies.len() as u64);
             }
 
+            /// Storage larger than a frame, the input fed by any mix of `feed`,
+            /// `receive_buffer` + `commit` and `feed_in_place` (its frames
+            /// refused now and then), frames taken now and then: exactly the
+            /// frames, once each, in order.
+            #[test]
+            fn any_mix_of_reads_with_storage_to_spare_yields_exactly_the_frames(
+                format in any_format(),
+                bodies in prop::collection::vec((0usize..300, any::<u8>()), 0..20),
+                cuts in prop::collection::vec(1usize..700, 1..50),
+                refuse in prop::collection::vec(any::<bool>(), 1..8),
+                drain in prop::collection::vec(any::<bool>(), 1..8),
+                extra in 0usize..400,
+                use_feed in prop::collection::vec(0u8..4, 1..8),
+            ) {
+                let max = format.max_len() as usize;
+                let bodies: Vec<Vec<u8>> = bodies.iter().enumerate().map(|(i, &(len, b))| (0..len.min(max)).map(|k| b.wrapping_add((i * 7 + k) as u8)).collect()).collect();
+                let mut stream = Vec::new();
+                for body in &bodies {
+                    let mut out = vec![0u8; body.len() + 4];
+                    let n = encode(format, body, &mut out).unwrap();
+                    stream.extend_from_slice(&out[..n]);
+                }
+                let mut r = FrameReader::new(vec![0u8; format.max_frame_len() + extra], format).unwrap();
+                let mut got: Vec<Vec<u8>> = Vec::new();
+                let mut offers = 0usize;
+                let (mut pos, mut call) = (0usize, 0usize);
+                let mut cut = cuts.iter().cycle();
+                let mut stuck = 0;
+                while pos < stream.len() {
+                    let piece = &stream[pos..(pos + cut.next().unwrap()).min(stream.len())];
+                    let mode = use_feed[call % use_feed.len()];
+                    let n = if mode == 0 {
+                        r.feed(piece).unwrap()
+                    } else if mode == 1 {
+                        let buf = r.receive_buffer();
+                        let k = piece.len().min(buf.len());
+                        buf[..k].copy_from_slice(&piece[..k]);
+                        r.commit(k).unwrap();
+                        k
+                    } else {
+                        r.feed_in_place(piece, |frame| {
+                            offers += 1;
+                            if refuse[offers % refuse.len()] { return false; }
+                            got.push(frame.to_vec());
+                            true
+                        }).unwrap()
+                    };
+                    pos += n;
+                    if drain[call % drain.len()] || n == 0 {
+                        if let Some(f) = r.frame() { got.push(f.to_vec()); r.consume(); }
+                        if drain[(call + 1) % drain.len()] { collect(&mut r, &mut got); }
+                    }
+                    if n == 0 { stuck += 1; prop_assert!(stuck < 1000); } else { stuck = 0; }
+                    call += 1;
+                }
+                collect(&mut r, &mut got);
+                prop_assert_eq!(r.finish(), Ok(()));
+                prop_assert_eq!(&got, &bodies);
+                prop_assert_eq!(r.stats().frames, bodies.len() as u64);
+                prop_assert_eq!(r.stats().bytes, stream.len() as u64);
+            }
+
             /// Random bytes never panic, whatever the format and storage.
             #[test]
             fn random_bytes_never_panic(
