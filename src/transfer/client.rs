@@ -1151,6 +1151,11 @@ enum PutStep {
     Send { next: u64 },
     /// Waiting for PUT_DONE.
     AwaitDone,
+    /// PUT_READY said the server holds every byte, and they are not ours: it
+    /// refuses them on its own (ERROR ChecksumMismatch, the partial deleted),
+    /// after which the upload starts over at 0. Nothing goes out before that
+    /// answer, or a new PUT's would come after the operation ended.
+    AwaitStaleRefused,
 }
 
 struct PutExchange<S, P> {
@@ -1248,7 +1253,9 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                 (self.progress)(next, self.size);
                 Ok(Next::Staged)
             }
-            PutStep::AwaitReady | PutStep::AwaitDone => Ok(Next::Waiting),
+            PutStep::AwaitReady | PutStep::AwaitDone | PutStep::AwaitStaleRefused => {
+                Ok(Next::Waiting)
+            }
         }
     }
 
@@ -1258,6 +1265,13 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
         _out: &mut Outbox<'_, '_, B>,
     ) -> Result<Option<FileStat>, ClientError> {
         if let Message::Error { code, value } = message {
+            if matches!(self.step, PutStep::AwaitStaleRefused)
+                && code == ErrorCode::ChecksumMismatch
+            {
+                self.resume = false;
+                self.step = PutStep::Request;
+                return Ok(None);
+            }
             return Err(ClientError::Refused { code, value });
         }
         match (self.step, message) {
@@ -1270,7 +1284,9 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                     .into());
                 }
                 self.checked = offset;
-                if offset == 0 || (offset == self.size && prefix_crc == self.crc) {
+                if offset > 0 && offset == self.size && prefix_crc != self.crc {
+                    self.step = PutStep::AwaitStaleRefused;
+                } else if offset == 0 || offset == self.size {
                     self.start_sending(offset);
                 } else {
                     self.step = PutStep::CheckPrefix {
