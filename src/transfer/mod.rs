@@ -203,7 +203,7 @@ pub struct TransferStats {
     pub data_discarded: u64,
     /// Messages that missed the request deadline.
     pub request_timeouts: u64,
-    /// Uploads and downloads ended for falling below the minimum rate.
+    /// Uploads, downloads and listings ended for falling below the minimum rate.
     pub slow_transfers: u64,
     /// ERROR answers, by code.
     pub errors: ErrorCounts,

@@ -214,7 +214,14 @@ enum Op {
         began: Instant,
     },
     /// ENTRY frames for the files after `after` still to send.
-    Listing { after: Option<FileName>, count: u32 },
+    Listing {
+        after: Option<FileName>,
+        count: u32,
+        /// When LIST came: the minimum rate counts from there.
+        began: Instant,
+        /// Bytes of the ENTRY frames made so far.
+        sent: u64,
+    },
 }
 
 impl Op {
@@ -357,8 +364,8 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
         self.core.request_timeout
     }
 
-    /// The same server with another minimum rate for uploads and downloads, in
-    /// bytes per second (0 is taken as 1).
+    /// The same server with another minimum rate for uploads, downloads and
+    /// listings, in bytes per second (0 is taken as 1).
     ///
     /// A transfer has the request deadline from its PUT_READY or GET_READY, plus
     /// a second for every `rate` bytes of the file it has reached (counted from
@@ -370,8 +377,10 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// download lasts until [`transmit`](Session::transmit) has handed out its
     /// last byte, so a peer that reads its last frame slowly is held to the
     /// same rate.
-    /// However slowly a peer trickles its bytes, it cannot hold the connection
-    /// for longer than the file's size allows at this rate.
+    /// A listing has the request deadline from its LIST, plus a second for
+    /// every `rate` bytes of the ENTRY frames made. However slowly a peer
+    /// trickles its bytes, or reads them, it cannot hold the connection for
+    /// longer than the file's size, or the listing's, allows at this rate.
     #[must_use]
     pub const fn with_min_transfer_rate(mut self, rate: u32) -> Self {
         self.core.min_rate = if rate == 0 { 1 } else { rate };
@@ -534,7 +543,9 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
                     .transfer_deadline()
                     .is_some_and(|deadline| now >= deadline)
                 {
-                    crate::macros::net_info!("transfer: a transfer fell below the minimum rate");
+                    crate::macros::net_info!(
+                        "transfer: a transfer or listing fell below the minimum rate"
+                    );
                     let core = &mut self.core;
                     core.shared.update_stats(|s| {
                         s.slow_transfers = s.slow_transfers.saturating_add(1);
@@ -639,7 +650,7 @@ impl<S: Storage> Core<'_, S> {
         self.reply_error(sender, code, value);
     }
 
-    /// When the upload or download under way must be done by, at the minimum
+    /// When the upload, download or listing under way must be done by, at the minimum
     /// rate: the request deadline from its start, and a second more for every
     /// `min_rate` bytes of the file it has reached. An upload counts the bytes
     /// stored and `arriving`, those of the frame under way. A download counts
@@ -647,7 +658,8 @@ impl<S: Storage> Core<'_, S> {
     /// and is done only once the last of them has been handed out: while
     /// `staged` (a frame still waits in staging), its last frame is still
     /// under way. A resumed transfer counts from the start of the file, which
-    /// gives a client the time to check the part it skips.
+    /// gives a client the time to check the part it skips. A listing counts
+    /// the bytes of the ENTRY frames it has made.
     fn transfer_deadline(&self, arriving: u64, staged: bool) -> Option<Instant> {
         let (began, reached) = match self.op {
             Op::Upload { upload, began, .. } if !upload.is_complete() => {
@@ -656,6 +668,7 @@ impl<S: Storage> Core<'_, S> {
             Op::Download {
                 next, size, began, ..
             } if next < size || staged => (began, next),
+            Op::Listing { began, sent, .. } => (began, sent),
             _ => return None,
         };
         Some(
@@ -780,20 +793,26 @@ impl<S: Storage> Core<'_, S> {
                 self.send_data(sender, name, next, size, version);
                 true
             }
-            Op::Listing { after, count } => {
+            Op::Listing {
+                after,
+                count,
+                began,
+                sent,
+            } => {
                 match self.shared.store(|store| store.next_entry(after.as_ref())) {
                     Ok(Some(entry)) => {
+                        let message = Message::Entry {
+                            name: entry.name,
+                            size: entry.size,
+                        };
+                        let frame = HEADER_LEN.saturating_add(message.buffer_len());
                         self.op = Op::Listing {
                             after: Some(entry.name),
                             count: count.saturating_add(1),
+                            began,
+                            sent: sent.saturating_add(to_u64(frame)),
                         };
-                        self.reply(
-                            sender,
-                            &Message::Entry {
-                                name: entry.name,
-                                size: entry.size,
-                            },
-                        );
+                        self.reply(sender, &message);
                     }
                     Ok(None) => {
                         self.op = Op::Idle;
@@ -923,6 +942,8 @@ impl<S: Storage> Core<'_, S> {
                 self.op = Op::Listing {
                     after: None,
                     count: 0,
+                    began: now,
+                    sent: 0,
                 };
             }
             Message::Stat { name } => match self.shared.store(|store| store.stat(&name)) {
@@ -1184,7 +1205,12 @@ mod tests {
 
     /// Offers `bytes` (all must be taken), then collects what the server sends
     /// through spaces of `space` bytes until it sends nothing more.
-    fn exchange_in(s: &mut Server<'_>, bytes: &[u8], space: usize, now: Instant) -> Vec<u8> {
+    fn exchange_in<S: Storage>(
+        s: &mut TransferServer<'_, S, Vec<u8>>,
+        bytes: &[u8],
+        space: usize,
+        now: Instant,
+    ) -> Vec<u8> {
         assert_eq!(s.receive(bytes, now), bytes.len());
         let mut wire = Vec::new();
         let mut buf = vec![0u8; space];
@@ -1197,11 +1223,11 @@ mod tests {
         }
     }
 
-    fn exchange(s: &mut Server<'_>, bytes: &[u8]) -> Vec<u8> {
+    fn exchange<S: Storage>(s: &mut TransferServer<'_, S, Vec<u8>>, bytes: &[u8]) -> Vec<u8> {
         exchange_in(s, bytes, 100_000, Instant::ZERO)
     }
 
-    fn hello(s: &mut Server<'_>, max_body: u32) {
+    fn hello<S: Storage>(s: &mut TransferServer<'_, S, Vec<u8>>, max_body: u32) {
         let answer = exchange(
             s,
             &encode(&Message::Hello {
@@ -1844,6 +1870,77 @@ mod tests {
         assert_eq!(shared.stats().downloads_done, 0);
         // Two seconds and then a second for every 1000 bytes it was given.
         assert!(now <= 2_000 + sent as u64 + 1_000, "closed at {now} ms");
+    }
+
+    /// A listing of 60 files, each ENTRY frame about 45 bytes, read through
+    /// `room` bytes of send space every `step_ms` from LIST at 0 s on; the
+    /// server allows 2 s and a second per 1000 bytes. Gives the time the
+    /// reading stopped (the listing ended, or the connection), the bytes read,
+    /// the last of them, and the counters.
+    fn listing_read_at(room: usize, step_ms: u64) -> (u64, usize, Vec<u8>, TransferStats) {
+        let shared = SharedStore::new(RamStore::<64, 4_096>::new(), [UploadLease::EMPTY; 1]);
+        shared
+            .with_store(|store| {
+                for i in 0..60 {
+                    let name = name(&format!("a-file-with-a-long-name-{i:02}"));
+                    let upload = store.begin_upload(&name, 0, false).unwrap();
+                    store.commit(&upload, crc32(b"")).unwrap();
+                }
+            })
+            .unwrap();
+        let mut s = TransferServer::new(&shared, vec![0; 260], vec![0; 128])
+            .unwrap()
+            .with_request_timeout(Duration::from_secs(2))
+            .with_min_transfer_rate(1_000);
+        s.start(at(0));
+        hello(&mut s, 128);
+        let list = encode(&Message::List);
+        assert_eq!(s.receive(&list, at(0)), list.len());
+        let (mut now, mut read, mut last) = (0, 0usize, Vec::new());
+        while s.status() == Status::Open && shared.stats().listings == 0 && now < 100_000 {
+            now += step_ms;
+            let t = Instant::from_millis(now);
+            if s.poll_timeout().is_some_and(|d| d <= t) {
+                s.handle_timeout(t);
+            }
+            let mut space = vec![0u8; room];
+            let n = s.transmit(&mut space, t);
+            read += n;
+            last = space[..n].to_vec();
+        }
+        (now, read, last, shared.stats())
+    }
+
+    #[test]
+    fn a_listing_read_below_the_minimum_rate_is_closed() {
+        // 100 bytes every half second: 200 B/s.
+        let (now, read, last, stats) = listing_read_at(100, 500);
+        assert!(
+            last.ends_with(&error(ErrorCode::TooSlow, 1_000)),
+            "{last:?}"
+        );
+        assert_eq!((stats.slow_transfers, stats.listings), (1, 0));
+        // Two seconds, then a second for every 1000 bytes it was given (and
+        // the frame under way).
+        assert!(
+            now <= 2_000 + read as u64 + 1_000,
+            "closed at {now} ms, {read} B"
+        );
+    }
+
+    #[test]
+    fn a_listing_read_at_the_minimum_rate_ends_whole() {
+        // 100 bytes every tenth of a second: 1000 B/s.
+        let (now, read, _, stats) = listing_read_at(100, 100);
+        assert_eq!(
+            (stats.slow_transfers, stats.listings),
+            (0, 1),
+            "at {now} ms"
+        );
+        assert!(
+            read > 2_000,
+            "a listing longer than the 2 s alone allow: {read} B"
+        );
     }
 
     /// A connection that has sent GET_READY for a 60,000-byte file and the first
