@@ -242,18 +242,30 @@ fn parse_number(bytes: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether an OACK datagram names `blksize` or `windowsize` with a value its
-/// [`Options`] could not take (out of range, not a number): parsed, such an
-/// option reads as absent, which a client would take as "not acknowledged".
+/// Whether an OACK datagram acknowledges anything a client cannot take: an
+/// option no smolsock client asks for, one named twice, or one with a value
+/// its [`Options`] could not hold (out of range, not a number; parsed, such an
+/// option reads as absent, which a client would take as "not acknowledged").
 pub(crate) fn oack_has_invalid(datagram: &[u8], options: &Options) -> bool {
     let mut fields = Strings::new(datagram.get(2..).unwrap_or_default());
+    let mut seen = 0u8;
     while let Some(Ok(name)) = fields.next() {
         let _value = fields.next();
-        if (name.eq_ignore_ascii_case(b"blksize") && options.block_size.is_none())
-            || (name.eq_ignore_ascii_case(b"windowsize") && options.window_size.is_none())
-        {
+        let (bit, held) = if name.eq_ignore_ascii_case(b"blksize") {
+            (1, options.block_size.is_some())
+        } else if name.eq_ignore_ascii_case(b"windowsize") {
+            (2, options.window_size.is_some())
+        } else if name.eq_ignore_ascii_case(b"tsize") {
+            (4, options.transfer_size.is_some())
+        } else if name.eq_ignore_ascii_case(b"timeout") {
+            (8, options.timeout_secs.is_some())
+        } else {
+            return true;
+        };
+        if !held || seen & bit != 0 {
             return true;
         }
+        seen |= bit;
     }
     false
 }

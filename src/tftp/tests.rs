@@ -1890,45 +1890,65 @@ fn a_timeout_that_is_not_a_whole_number_of_seconds_is_not_sent() {
     );
 }
 
+/// Asserts that a get with `config` answers `oack` with ERROR 8 and ends
+/// with `TftpError::BadOptions`.
+fn a_get_refuses(config: ClientConfig, oack: &[u8]) {
+    let mut into = [0u8; 1024];
+    let mut get: ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> = ClientGet::new(
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert!(matches!(parse(&buf[..n]), Packet::Request { .. }), "an RRQ");
+    get.receive(oack, Instant::ZERO);
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert!(
+        matches!(
+            parse(&buf[..n]),
+            Packet::Error {
+                code: ErrorCode::OptionRefused,
+                ..
+            }
+        ),
+        "{oack:?} answered with {:?}",
+        parse(&buf[..n])
+    );
+    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)), "{oack:?}");
+}
+
 #[test]
 fn a_get_refuses_an_oack_with_options_it_did_not_ask_for() {
     // TftpError::BadOptions: "The peer acknowledged options that were not
     // asked for"; RFC 2347: an OACK holds only options the client asked for.
+    let nothing = ClientConfig {
+        transfer_size: false,
+        send_timeout: false,
+        ..ClientConfig::DEFAULT
+    };
     for oack in [
         &b"\x00\x06tsize\x003\x00"[..],
         &b"\x00\x06timeout\x00200\x00"[..],
+        &b"\x00\x06multicast\x00,1,1\x00"[..],
     ] {
-        let mut into = [0u8; 1024];
-        let mut get: ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> = ClientGet::new(
-            FileName::new("f").unwrap(),
-            ClientConfig {
-                transfer_size: false,
-                send_timeout: false,
-                ..ClientConfig::DEFAULT
-            },
-            SliceSink::new(&mut into),
-            |_, _| {},
-        );
-        let mut buf = [0u8; 600];
-        let n = get.transmit(&mut buf, Instant::ZERO);
-        let Packet::Request { options, .. } = parse(&buf[..n]) else {
-            panic!("an RRQ");
-        };
-        assert_eq!(options, Options::NONE, "nothing asked");
-        get.receive(oack, Instant::ZERO);
-        let n = get.transmit(&mut buf, Instant::ZERO);
-        assert!(
-            matches!(
-                parse(&buf[..n]),
-                Packet::Error {
-                    code: ErrorCode::OptionRefused,
-                    ..
-                }
-            ),
-            "{oack:?} answered with {:?}",
-            parse(&buf[..n])
-        );
-        assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+        a_get_refuses(nothing, oack);
+    }
+}
+
+#[test]
+fn a_get_refuses_an_oack_that_names_an_option_twice() {
+    let blocks = ClientConfig {
+        block_size: Some(1024),
+        ..ClientConfig::DEFAULT
+    };
+    for oack in [
+        // An invalid value first: the one parsed is the valid second.
+        &b"\x00\x06blksize\x0099999\x00blksize\x001024\x00"[..],
+        &b"\x00\x06blksize\x001024\x00blksize\x00512\x00"[..],
+    ] {
+        a_get_refuses(blocks, oack);
     }
 }
 
