@@ -206,6 +206,8 @@ struct EchoClient {
     /// Close once the whole echo is back (else keep the connection open).
     close_when_echoed: bool,
     closed: bool,
+    /// The address to connect from: the interface's own, unless set.
+    from: Option<IpAddress>,
 }
 
 impl EchoClient {
@@ -227,7 +229,14 @@ impl EchoClient {
             refused: false,
             close_when_echoed: true,
             closed: false,
+            from: None,
         }
+    }
+
+    /// The same client, connecting from `from`.
+    fn from(mut self, from: IpAddress) -> Self {
+        self.from = Some(from);
+        self
     }
 
     fn connect(&mut self, net: &mut Net) {
@@ -235,7 +244,11 @@ impl EchoClient {
             .client
             .socket_and_context::<tcp::Socket>(self.handle)
             .unwrap();
-        socket.connect(cx, (self.server, PORT), self.port).unwrap();
+        match self.from {
+            Some(from) => socket.connect(cx, (self.server, PORT), (from, self.port)),
+            None => socket.connect(cx, (self.server, PORT), self.port),
+        }
+        .unwrap();
         self.connect_at = Some(net.now());
     }
 
@@ -517,22 +530,19 @@ impl FloodRun {
 /// real client connect 20 times, one attempt a second (connect, echo, close), while
 /// the flood goes on. An attempt not established within 10 s is given up.
 fn connects_under_flood<const N: usize>(backlog: bool, phase: Duration) -> FloodRun {
-    connects_under_flood_from::<N>(backlog, phase, [10, 0, 0])
+    connects_under_flood_from::<N>(backlog, phase, [10, 0, 0], false)
 }
 
+/// [`connects_under_flood`], the forged SYNs from `from`.0-255 (beyond a
+/// router unless 10.0.0), the real client beyond a router if `far`.
 fn connects_under_flood_from<const N: usize>(
     backlog: bool,
     phase: Duration,
     from: [u8; 3],
+    far: bool,
 ) -> FloodRun {
     let mut net = sim(backlog);
-    if from != [10, 0, 0] {
-        net.server
-            .iface
-            .routes_mut()
-            .add_default_ipv4_route(CLIENT_V4)
-            .unwrap();
-    }
+    let beyond = (from != [10, 0, 0] || far).then(|| beyond_a_router(&mut net));
     let mut server = echo_pool::<N>(&mut net);
     let mut flood = Flood {
         next: net.now() + phase,
@@ -554,6 +564,9 @@ fn connects_under_flood_from<const N: usize>(
             });
         }
         let mut client = EchoClient::new(&mut net, 50000 + i);
+        if let Some(remote) = beyond.filter(|_| far) {
+            client = client.from(remote.into());
+        }
         client.connect(&mut net);
         let _ = net.run_services(&mut server, &mut flood, secs(10), |_, flood, net| {
             flood.fire(net);
@@ -571,10 +584,16 @@ fn connects_under_flood_from<const N: usize>(
         .map(|t| t.map_or("-".into(), |t| t.total_millis().to_string()))
         .collect();
     println!(
-        "SYN flood at 10/s on a pool of {N} (backlog {}, phase {phase}): {} SYNs forged; \
-         {}/20 connected within 3 s, {} refused, worst {}; connect ms: {} | server: {} | \
-         backlog: {}",
+        "SYN flood at 10/s from {}.x on a pool of {N} (backlog {}, phase {phase}, client {}): \
+         {} SYNs forged; {}/20 connected within 3 s, {} refused, worst {}; connect ms: {} | \
+         server: {} | backlog: {}",
+        from.map(|b| b.to_string()).join("."),
         if backlog { "on" } else { "off" },
+        if far {
+            "beyond a router"
+        } else {
+            "on the link"
+        },
         flood.sent,
         run.within(secs(3)),
         run.refused,
@@ -600,7 +619,7 @@ fn under_a_syn_flood_a_real_client_still_connects_within_3_s() {
 #[test]
 fn under_a_syn_flood_from_beyond_a_router_a_real_client_still_connects_within_3_s() {
     for phase in [ms(0), ms(50)] {
-        let run = connects_under_flood_from::<2>(true, phase, [172, 16, 0]);
+        let run = connects_under_flood_from::<2>(true, phase, [172, 16, 0], false);
         assert!(run.within(secs(3)) >= 19, "{:?}", run.connects);
         assert_eq!(run.refused, 0);
     }
@@ -857,14 +876,12 @@ fn a_client_back_from_the_port_of_an_ended_connection_is_held_not_reset() {
 // ---------------------------------------------------------------------------
 // 7. A burst of clients from beyond a router: they never ARP us themselves.
 
-#[test]
-fn a_burst_from_beyond_a_router_with_a_120_ms_round_trip_is_served_without_a_reset() {
+/// Makes the client host a router for 192.168.1.0/24, and the server route
+/// everything off its link through it; gives the address a client beyond
+/// that router connects from. Such a client never sends the server ARP (its
+/// router, 10.0.0.2, does).
+fn beyond_a_router(net: &mut Net) -> Ipv4Address {
     use smoltcp::wire::IpCidr;
-    // The client host plays a router for 192.168.1.0/24: its clients' SYNs come
-    // from 192.168.1.2, an address that never sends ARP to the server (the
-    // router, 10.0.0.2, does). A 120 ms round trip, as from another continent.
-    let far = LINK.with_delay(Duration::from_millis(60));
-    let mut net = sim_over(true, far);
     let remote = Ipv4Address::new(192, 168, 1, 2);
     net.client.iface.update_ip_addrs(|addrs| {
         addrs.retain(|a| matches!(a, IpCidr::Ipv4(_)));
@@ -875,19 +892,21 @@ fn a_burst_from_beyond_a_router_with_a_120_ms_round_trip_is_served_without_a_res
         .routes_mut()
         .add_default_ipv4_route(CLIENT_V4)
         .unwrap();
+    remote
+}
+
+#[test]
+fn a_burst_from_beyond_a_router_with_a_120_ms_round_trip_is_served_without_a_reset() {
+    // A 120 ms round trip, as from another continent.
+    let far = LINK.with_delay(Duration::from_millis(60));
+    let mut net = sim_over(true, far);
+    let remote = beyond_a_router(&mut net);
     let mut server = echo_pool::<2>(&mut net);
     let mut clients: Vec<EchoClient> = (0..8u16)
-        .map(|i| EchoClient::new(&mut net, 49152 + i))
+        .map(|i| EchoClient::new(&mut net, 49152 + i).from(remote.into()))
         .collect();
     for client in &mut clients {
-        let (socket, cx) = net
-            .client
-            .socket_and_context::<tcp::Socket>(client.handle)
-            .unwrap();
-        socket
-            .connect(cx, (SERVER_V4, PORT), (remote, client.port))
-            .unwrap();
-        client.connect_at = Some(net.now());
+        client.connect(&mut net);
     }
     let _ = net.run_services(&mut server, &mut (), secs(30), |_, _, net| {
         for client in &mut clients {
@@ -910,4 +929,14 @@ fn a_burst_from_beyond_a_router_with_a_120_ms_round_trip_is_served_without_a_res
     );
     assert_eq!(resets, 0, "{unserved} not served");
     assert_eq!(unserved, 0);
+}
+
+#[test]
+fn under_a_flood_from_beyond_a_router_a_client_beyond_it_still_connects_within_3_s() {
+    // Nothing tells the real client from the forged SYNs: neither shows itself.
+    for phase in [ms(0), ms(50)] {
+        let run = connects_under_flood_from::<2>(true, phase, [172, 16, 0], true);
+        assert!(run.within(secs(3)) >= 19, "{:?}", run.connects);
+        assert_eq!(run.refused, 0);
+    }
 }

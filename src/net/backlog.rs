@@ -29,12 +29,15 @@ pub const HOLD: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(2
 const EVICT_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(100);
 
 /// How long the handshake of a peer not known to be there is left alone before
-/// a held SYN from another such peer may evict it: smoltcp's first SYN-ACK
-/// retransmission. Trading one unknown handshake for another only churns: a
-/// client beyond a router never shows itself (its router answers ARP), so a
-/// burst of them with a round trip over [`EVICT_AFTER`] would each be evicted
-/// by the next one's SYN before its ACK came back. A held SYN from a peer known
-/// to be there still evicts an unknown handshake from [`EVICT_AFTER`] on.
+/// a held SYN from another such peer may evict it, while the hold queue has
+/// room: smoltcp's first SYN-ACK retransmission. Trading one unknown handshake
+/// for another only churns: a client beyond a router never shows itself (its
+/// router answers ARP), so a burst of them with a round trip over
+/// [`EVICT_AFTER`] would each be evicted by the next one's SYN before its ACK
+/// came back. A held SYN from a peer known to be there still evicts an unknown
+/// handshake from [`EVICT_AFTER`] on, and so does any once the hold queue is
+/// full: a burst fits in it, a flood fills it, and a flood's forged handshakes
+/// must not hold the slots a second each while real SYNs are dropped.
 const EVICT_FOR_UNKNOWN_AFTER: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 /// How long the handshake of a peer known to be there (it sent us ARP, or
@@ -176,13 +179,15 @@ struct State<const H: usize, const P: usize, const C: usize> {
 ///   completes its handshakes holds a slot no longer than that while SYNs wait.
 ///   A handshake is evicted only for a held SYN: with none waiting, a slow one
 ///   has until the server's handshake timeout. And one from a peer not known
-///   to be there is evicted from 100 ms on only for a SYN from a peer that is
+///   to be there is evicted from 100 ms on for a SYN from a peer that is
 ///   (held SYNs from known peers are replayed first, and take the place of the
-///   oldest unknown one when the hold queue is full); for another unknown
-///   peer's SYN only after a second, smoltcp's first SYN-ACK retransmission.
-///   Clients beyond a router never show themselves (their router answers
-///   ARP): a burst of them with a long round trip is served, not churned, each
-///   handshake evicted by the next SYN before its ACK could come back.
+///   oldest unknown one when the hold queue is full), or once the hold queue
+///   is full (a flood); for another unknown peer's SYN while the queue has
+///   room (a burst), only after a second, smoltcp's first SYN-ACK
+///   retransmission. Clients beyond a router never show themselves (their
+///   router answers ARP): a burst of them with a long round trip is served,
+///   not churned, each handshake evicted by the next SYN before its ACK could
+///   come back.
 /// - **A RST whose sequence number is not exactly the one expected is dropped**
 ///   (RFC 5961 §3.2). smoltcp 0.14 accepts any RST inside the receive window, so an
 ///   attacker who guesses the port pair can reset a connection by stepping through
@@ -390,9 +395,10 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             // oldest. (One loop: as a `filter` and a `min_by_key` this took 384 B
             // more of the poll-loop firmware's flash.)
             // For a SYN from a peer not known either, an unknown handshake
-            // has a second (`EVICT_FOR_UNKNOWN_AFTER`); a known peer's SYN,
-            // which `replay` gives first, does not wait that long.
-            let unknown_grace = if state.holds_alive(port) {
+            // has a second (`EVICT_FOR_UNKNOWN_AFTER`) while the hold queue
+            // has room; a known peer's SYN, which `replay` gives first, does
+            // not wait that long, nor does a full queue.
+            let unknown_grace = if state.holds_alive(port) || state.held.is_full() {
                 EVICT_AFTER
             } else {
                 EVICT_FOR_UNKNOWN_AFTER
@@ -544,6 +550,10 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             .frame
             .get_mut(..frame.len())
             .map(|dst| dst.copy_from_slice(frame));
+        if copied.is_none() {
+            self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
+            return;
+        }
         let again = self.held.iter().any(|h| h.port == port && h.from == from);
         if self.held.is_full() && !again && self.alive.contains(&from.0) {
             // A peer known to be there takes the place of the oldest SYN from
@@ -554,7 +564,7 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
                 self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
             }
         }
-        if copied.is_none() || (self.held.is_full() && !again) {
+        if self.held.is_full() && !again {
             self.stats.syns_dropped = self.stats.syns_dropped.saturating_add(1);
             return;
         }
@@ -1364,5 +1374,44 @@ mod tests {
         backlog.forget(PORT);
         let stats = backlog.stats();
         assert_eq!((stats.syns_held, stats.syns_dropped), (2, 2));
+    }
+
+    #[test]
+    fn a_known_peers_syn_too_long_to_hold_takes_no_held_syn_s_place() {
+        // `hold`: a known peer's SYN takes the place of the oldest unknown one
+        // when the queue is full, but a SYN too long to hold (a SYN with
+        // data, over HELD_SYN_LEN) is dropped all the same: the unknown SYN
+        // must not go for nothing.
+        const KNOWN: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 3);
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        let now = Instant::ZERO;
+        state.ports.push((PORT, 0)).unwrap();
+        for i in 0..4u16 {
+            let syn = segment(
+                (PEER, US),
+                (50000 + i, PORT),
+                TcpControl::Syn,
+                (77, None),
+                false,
+            );
+            assert!(!state.admit(&syn, now));
+        }
+        assert_eq!(state.held.len(), 4);
+        state.remember_alive(IpAddress::Ipv6(KNOWN));
+        let mut long = segment(
+            (KNOWN, US),
+            (40000, PORT),
+            TcpControl::Syn,
+            (9, None),
+            false,
+        );
+        long.resize(HELD_SYN_LEN + 40, 0);
+        let _ = state.admit(&long, now);
+        assert_eq!(
+            (state.held.len(), state.stats.syns_dropped),
+            (4, 1),
+            "an unknown peer's held SYN was dropped for a SYN that was not held"
+        );
     }
 }
