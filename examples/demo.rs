@@ -1503,8 +1503,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let capture_failure = capture.failure();
     let failed = run_demo(&options, capture, std::io::stdout().is_terminal());
     if let Some(path) = &options.pcap {
+        if let Some(e) = capture_failure.take() {
+            eprintln!("cannot write the capture file {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
         println!("Capture written to {}.", path.display());
     }
     if failed == 0 {

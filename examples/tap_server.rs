@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use clap::builder::TypedValueParser as _;
 use smolsock::runner::tap::{TapBacked, TapConfig, TapDevice, TapRunner};
+use smolsock::trace::PcapFile;
 use smoltcp::iface::SocketSet;
 use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
@@ -181,12 +182,18 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         Some(path) => {
             let file =
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let device = PcapWriter::new(device, BufWriter::new(file), PcapMode::Both);
+            let capture = PcapFile::new(BufWriter::new(file));
+            let failure = capture.failure();
+            let device = PcapWriter::new(device, capture, PcapMode::Both);
             println!("capturing every frame to {}", path.display());
             serve_on(
                 TapRunner::new(device, &config, SocketSet::new(vec![]))?,
                 args,
-            )
+            )?;
+            match failure.take() {
+                Some(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
+                None => Ok(()),
+            }
         }
         None => serve_on(
             TapRunner::new(device, &config, SocketSet::new(vec![]))?,

@@ -11,7 +11,7 @@ pub mod svg;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,7 +23,8 @@ use indicatif::{
 };
 
 use smolsock::runner::sim::{FaultConfig, SimNet};
-use smolsock::trace::{Record, SegmentCapture, TraceSink};
+use smolsock::trace::{CaptureFailure, PcapFile, Record, SegmentCapture, TraceSink};
+use smoltcp::phy::PcapSink;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 
@@ -74,9 +75,9 @@ impl TraceSink for SharedTrace {
 
 /// Where the link's frames go: a pcap file, or nowhere.
 ///
-/// One type for both cases keeps the examples free of generics: `SimNet::with_pcap`
-/// takes any `io::Write`, and without a file the bytes are simply discarded.
-pub struct Capture(Option<BufWriter<File>>);
+/// One type for both cases keeps the examples free of generics. A write that
+/// fails (a full disk) stops the capture, and [`Capture::failure`] tells it.
+pub struct Capture(Option<PcapFile<BufWriter<File>>>);
 
 impl Capture {
     /// No capture.
@@ -87,7 +88,7 @@ impl Capture {
     /// A capture into a new file at `path` (`None`: no capture).
     pub fn create(path: Option<&Path>) -> io::Result<Self> {
         Ok(Self(match path {
-            Some(path) => Some(BufWriter::new(File::create(path)?)),
+            Some(path) => Some(PcapFile::new(BufWriter::new(File::create(path)?))),
             None => None,
         }))
     }
@@ -96,20 +97,24 @@ impl Capture {
     pub const fn is_on(&self) -> bool {
         self.0.is_some()
     }
+
+    /// Where the first failed write of the file will be found, after the
+    /// capture has moved into the net.
+    pub fn failure(&self) -> CaptureFailure {
+        self.0.as_ref().map(PcapFile::failure).unwrap_or_default()
+    }
 }
 
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Some(file) => file.write(buf),
-            None => Ok(buf.len()),
+impl PcapSink for Capture {
+    fn write(&mut self, data: &[u8]) {
+        if let Some(file) = &mut self.0 {
+            file.write(data);
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.0 {
-            Some(file) => file.flush(),
-            None => Ok(()),
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.0 {
+            file.flush();
         }
     }
 }

@@ -1145,6 +1145,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let capture_failure = capture.failure();
     match run_lab(&options, capture) {
         Ok(report) => {
             print!("{}", render(&options, &report));
@@ -1162,6 +1163,10 @@ fn main() -> ExitCode {
                 }
             }
             if let Some(path) = &options.pcap {
+                if let Some(e) = capture_failure.take() {
+                    eprintln!("cannot write the capture file {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
                 println!(
                     "\nCapture written to {} (case on tcp port {FIRST_PORT} and up, see the last column).",
                     path.display()

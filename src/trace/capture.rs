@@ -13,6 +13,79 @@ use smoltcp::wire::{
 use super::{Conn, Datagram, Event, Flags, Levels, Record, Segment, TraceSink};
 use crate::runner::sim::NoCapture;
 
+/// A pcap capture into any `std::io::Write` (a `BufWriter<File>`) that never
+/// panics. smoltcp's own sink for `io::Write` panics on a failed write or
+/// flush, a full disk; this one stops capturing at the first error and keeps
+/// it, for [`PcapFile::failure`] to tell once the sink has moved into a
+/// device (`PcapWriter`) or a `SimNet`. The run goes on uncaptured.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct PcapFile<W> {
+    out: Option<W>,
+    failure: CaptureFailure,
+}
+
+/// Where a [`PcapFile`]'s first write error is found, shared with the file.
+#[cfg(feature = "std")]
+#[derive(Clone, Debug, Default)]
+pub struct CaptureFailure(std::rc::Rc<core::cell::RefCell<Option<std::io::Error>>>);
+
+#[cfg(feature = "std")]
+impl CaptureFailure {
+    /// The first write or flush error of the capture, if there was one (taken:
+    /// a second call gives `None`).
+    pub fn take(&self) -> Option<std::io::Error> {
+        self.0
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut error| error.take())
+    }
+}
+
+#[cfg(feature = "std")]
+impl<W: std::io::Write> PcapFile<W> {
+    /// A capture into `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out: Some(out),
+            failure: CaptureFailure::default(),
+        }
+    }
+
+    /// Where the first write error will be found, once there is one.
+    pub fn failure(&self) -> CaptureFailure {
+        self.failure.clone()
+    }
+
+    /// Whether frames are still being written (no write has failed).
+    pub const fn is_writing(&self) -> bool {
+        self.out.is_some()
+    }
+
+    fn attempt(&mut self, op: impl FnOnce(&mut W) -> std::io::Result<()>) {
+        if let Some(out) = &mut self.out
+            && let Err(error) = op(out)
+        {
+            crate::macros::net_warn!("capture stopped: {}", error);
+            self.out = None;
+            if let Ok(mut first) = self.failure.0.try_borrow_mut() {
+                *first = Some(error);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<W: std::io::Write> PcapSink for PcapFile<W> {
+    fn write(&mut self, data: &[u8]) {
+        self.attempt(|out| out.write_all(data));
+    }
+
+    fn flush(&mut self) {
+        self.attempt(|out| out.flush());
+    }
+}
+
 /// A packet-capture sink that records every TCP segment and UDP datagram of the
 /// Ethernet frames it is shown into a [`TraceSink`], and passes each frame on to
 /// another capture (`NoCapture` for none).
@@ -260,5 +333,51 @@ mod tests {
         assert_eq!(records[0].to_string(), "3000 49152>7 datagram len 512");
         let mut off = SegmentCapture::new(());
         off.packet(Instant::from_millis(3), &frame);
+    }
+
+    /// A writer that takes `room` bytes, then fails as a full disk does.
+    #[cfg(feature = "std")]
+    struct Disk {
+        kept: Vec<u8>,
+        room: usize,
+    }
+
+    #[cfg(feature = "std")]
+    impl std::io::Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room - self.kept.len());
+            if n == 0 && !buf.is_empty() {
+                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            }
+            self.kept.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_capture_whose_disk_fills_stops_and_says_why_without_a_panic() {
+        let mut file = PcapFile::new(Disk {
+            kept: Vec::new(),
+            room: 100,
+        });
+        let failure = file.failure();
+        file.global_header(PcapLinkType::Ethernet);
+        for i in 0..10 {
+            file.packet(Instant::from_millis(i), &[0u8; 60]);
+        }
+        assert!(!file.is_writing());
+        let error = failure.take().expect("the write error");
+        assert_eq!(error.kind(), std::io::ErrorKind::StorageFull);
+        assert!(failure.take().is_none(), "taken once");
+        // A file that never filled has nothing to say.
+        let mut roomy = PcapFile::new(Vec::new());
+        roomy.global_header(PcapLinkType::Ethernet);
+        roomy.packet(Instant::ZERO, &[0u8; 60]);
+        assert!(roomy.is_writing() && roomy.failure().take().is_none());
     }
 }

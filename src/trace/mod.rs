@@ -38,6 +38,8 @@ mod writer;
 
 #[cfg(feature = "smoltcp")]
 pub(crate) use self::capture::levels;
+#[cfg(all(feature = "smoltcp", feature = "std"))]
+pub use self::capture::{CaptureFailure, PcapFile};
 #[cfg(feature = "smoltcp")]
 pub use self::capture::{SegmentCapture, sample};
 pub use self::probe::{Levels, Probe, Recorder, Traced};
