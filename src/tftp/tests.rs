@@ -1893,16 +1893,8 @@ fn a_timeout_that_is_not_a_whole_number_of_seconds_is_not_sent() {
 /// Asserts that a get with `config` answers `oack` with ERROR 8 and ends
 /// with `TftpError::BadOptions`.
 fn a_get_refuses(config: ClientConfig, oack: &[u8]) {
-    let mut into = [0u8; 1024];
-    let mut get: ClientGet<SliceSink<'_>, fn(u64, Option<u64>)> = ClientGet::new(
-        FileName::new("f").unwrap(),
-        config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let mut buf = [0u8; 600];
-    let n = get.transmit(&mut buf, Instant::ZERO);
-    assert!(matches!(parse(&buf[..n]), Packet::Request { .. }), "an RRQ");
+    let (mut into, mut buf) = ([0u8; 1024], [0u8; 600]);
+    let mut get = get_asked(&mut into, config, &mut buf, Instant::ZERO);
     get.receive(oack, Instant::ZERO);
     let n = get.transmit(&mut buf, Instant::ZERO);
     assert!(
