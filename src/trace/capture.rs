@@ -166,22 +166,33 @@ impl<S: TraceSink, P: PcapSink> PcapSink for SegmentCapture<S, P> {
 
 /// The TCP segment or UDP datagram in an Ethernet frame, if there is a whole one.
 pub(crate) fn parse(frame: &[u8]) -> Option<Event> {
-    match transport(frame)? {
+    let (protocol, payload, fragment) = transport(frame)?;
+    match (protocol, payload) {
         (IpProtocol::Tcp, tcp) => parse_tcp(tcp).map(Event::Segment),
         (IpProtocol::Udp, udp) => {
-            let packet = UdpPacket::new_checked(udp).ok()?;
+            if udp.len() < 8 {
+                return None;
+            }
+            // The header's length field is the whole datagram's: the first
+            // fragment of one holds its start, the rest is in later fragments.
+            let packet = UdpPacket::new_unchecked(udp);
+            let len = usize::from(packet.len()).checked_sub(8)?;
+            if len > udp.len().saturating_sub(8) && !fragment {
+                return None;
+            }
             Some(Event::Datagram(Datagram {
                 conn: Conn::new(packet.src_port(), packet.dst_port()),
-                len: u16::try_from(packet.payload().len()).unwrap_or(u16::MAX),
+                len: u16::try_from(len).unwrap_or(u16::MAX),
             }))
         }
         _ => None,
     }
 }
 
-/// The protocol and the bytes of the IP payload of an Ethernet frame: the first
-/// fragment's, or the whole packet's.
-fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
+/// The transport protocol and its bytes in an Ethernet frame (past IPv6's
+/// extension headers): the first fragment's, or the whole packet's; and
+/// whether more fragments follow.
+fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8], bool)> {
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
     match ethernet.ethertype() {
         EthernetProtocol::Ipv4 => {
@@ -190,11 +201,32 @@ fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
             if ip.frag_offset() != 0 {
                 return None;
             }
-            Some((ip.next_header(), ip.payload()))
+            Some((ip.next_header(), ip.payload(), ip.more_frags()))
         }
         EthernetProtocol::Ipv6 => {
             let ip = Ipv6Packet::new_checked(ethernet.payload()).ok()?;
-            Some((ip.next_header(), ip.payload()))
+            let (mut next, mut rest, mut more) = (ip.next_header(), ip.payload(), false);
+            // Past the extension headers to the transport header.
+            loop {
+                let len = match next {
+                    IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
+                        usize::from(*rest.get(1)?)
+                            .saturating_add(1)
+                            .saturating_mul(8)
+                    }
+                    IpProtocol::Ipv6Frag => {
+                        let field = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]);
+                        if field >> 3 != 0 {
+                            return None;
+                        }
+                        more = field & 1 != 0;
+                        8
+                    }
+                    _ => return Some((next, rest, more)),
+                };
+                next = IpProtocol::from(*rest.first()?);
+                rest = rest.get(len..)?;
+            }
         }
         _ => None,
     }
@@ -379,5 +411,121 @@ mod tests {
         roomy.global_header(PcapLinkType::Ethernet);
         roomy.packet(Instant::ZERO, &[0u8; 60]);
         assert!(roomy.is_writing() && roomy.failure().take().is_none());
+    }
+}
+
+/// Transport headers behind IPv6 extension headers, and fragments.
+#[cfg(test)]
+mod headers_and_fragments {
+    use super::*;
+
+    fn ethernet(ethertype: [u8; 2], payload: &[u8]) -> std::vec::Vec<u8> {
+        let mut frame = std::vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        frame.extend_from_slice(&ethertype);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// A TCP header (20 bytes, ACK) from 49152 to 7 and `payload`.
+    fn tcp(payload: &[u8]) -> std::vec::Vec<u8> {
+        let mut t = std::vec![
+            0xc0, 0x00, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0x10, 0x00, 0, 0, 0, 0
+        ];
+        t.extend_from_slice(payload);
+        t
+    }
+
+    #[test]
+    fn a_tcp_segment_behind_an_ipv6_hop_by_hop_header_is_recorded() {
+        // Hop-by-Hop options (next: TCP), 8 bytes: next header, length 0, PadN of 4... (6 bytes of padding).
+        let hbh = [6u8, 0, 1, 4, 0, 0, 0, 0];
+        let tcp = tcp(b"hello");
+        let payload_len = (hbh.len() + tcp.len()) as u16;
+        let mut ip = std::vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&payload_len.to_be_bytes());
+        ip.extend_from_slice(&[0, 64]); // next header: Hop-by-Hop, hop limit
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&hbh);
+        ip.extend_from_slice(&tcp);
+        let frame = ethernet([0x86, 0xdd], &ip);
+        let event = parse(&frame);
+        assert!(
+            matches!(event, Some(Event::Segment(s)) if s.len == 5 && s.conn == Conn::new(49152, 7)),
+            "{event:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_fragment_of_a_udp_datagram_is_recorded() {
+        // A 3000-byte UDP datagram from 49152 to 7; its first fragment carries
+        // the UDP header and 1472 bytes of payload (more fragments follow).
+        let mut udp = std::vec![0xc0, 0x00, 0x00, 0x07];
+        udp.extend_from_slice(&(8u16 + 3000).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&[0u8; 1472]);
+        let total = (20 + udp.len()) as u16;
+        let mut ip = std::vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0, 1, 0x20, 0x00, 64, 17, 0, 0]); // id 1, MF, offset 0, UDP
+        ip.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        ip.extend_from_slice(&udp);
+        let frame = ethernet([0x08, 0x00], &ip);
+        assert_eq!(
+            parse(&frame),
+            Some(Event::Datagram(Datagram {
+                conn: Conn::new(49152, 7),
+                len: 3000
+            }))
+        );
+    }
+}
+
+/// IPv4 and IPv6 frames of random bytes, their headers' chosen fields set.
+#[cfg(test)]
+mod noise {
+    #[test]
+    fn no_frame_of_noise_panics_the_parser() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300_000 {
+            let len = (next() % 140) as usize;
+            let mut f: std::vec::Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if f.len() >= 14 {
+                let v6 = next() & 1 == 0;
+                f[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+                if f.len() >= 20 {
+                    if v6 {
+                        f[14] = 0x60;
+                        let pl = (len.saturating_sub(54) as u16).to_be_bytes();
+                        if f.len() >= 21 {
+                            f[18] = pl[0];
+                            f[19] = pl[1];
+                        }
+                        if f.len() > 20 {
+                            f[20] = [0u8, 6, 17, 43, 44, 60][(next() % 6) as usize];
+                        }
+                    } else {
+                        f[14] = 0x45;
+                        let tl = ((len - 14) as u16).to_be_bytes();
+                        f[16] = tl[0];
+                        f[17] = tl[1];
+                        f[18] = 0;
+                        f[19] = 0;
+                        if f.len() > 23 {
+                            f[20] = 0;
+                            f[21] = 0;
+                            f[23] = if next() & 1 == 0 { 6 } else { 17 };
+                        }
+                    }
+                }
+            }
+            let _ = super::parse(&f);
+        }
     }
 }
