@@ -159,6 +159,10 @@ async fn client_task(stack: Stack<'static>) -> ! {
         with_timeout(CHECK_TIMEOUT, udp_echo(stack, v6)).await,
     );
     tally.record(
+        "udp/7: a neighbour that never answers ARP does not wedge the echo",
+        with_timeout(CHECK_TIMEOUT, udp_stuck_neighbour(stack, v4)).await,
+    );
+    tally.record(
         "tcp/7: 16 KiB echoed over IPv4",
         with_timeout(CHECK_TIMEOUT, tcp_echo(stack, v4)).await,
     );
@@ -224,6 +228,56 @@ async fn udp_echo(stack: Stack<'static>, server: IpAddress) -> Result<(), &'stat
         }
     }
     Err("no echo")
+}
+
+/// A datagram to udp/7 from 192.168.69.9, an address nobody answers ARP for
+/// (the client stack sends it from a socket bound to that address, which is
+/// not one of its own, so it ignores the server's ARP requests for it): the
+/// server's reply to it can never leave. Then an ordinary client
+/// (192.168.69.2) must still get its echoes, tried for 20 s, well past the
+/// service's 3 s send wait.
+async fn udp_stuck_neighbour(stack: Stack<'static>, server: IpAddress) -> Result<(), &'static str> {
+    {
+        let mut rx_meta = [PacketMetadata::EMPTY; 1];
+        let mut tx_meta = [PacketMetadata::EMPTY; 1];
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let mut ghost = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+        ghost
+            .bind(IpEndpoint::new(
+                IpAddress::Ipv4(Ipv4Address::new(192, 168, 69, 9)),
+                4000,
+            ))
+            .map_err(|_| "ghost bind failed")?;
+        ghost
+            .send_to(b"from nobody", IpEndpoint::new(server, ECHO_PORT))
+            .await
+            .map_err(|_| "ghost send_to failed")?;
+        ghost.flush().await;
+        embassy_time::Timer::after_millis(200).await;
+    }
+    let mut rx_meta = [PacketMetadata::EMPTY; 2];
+    let mut tx_meta = [PacketMetadata::EMPTY; 2];
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+    socket.bind(0).map_err(|_| "bind failed")?;
+    let to = IpEndpoint::new(server, ECHO_PORT);
+    let message = b"an ordinary client";
+    let mut back = [0u8; 64];
+    for attempt in 0..40u32 {
+        socket
+            .send_to(message, to)
+            .await
+            .map_err(|_| "send_to failed")?;
+        if let Ok(Ok((len, _))) =
+            with_timeout(Duration::from_millis(500), socket.recv_from(&mut back)).await
+        {
+            if back.get(..len) == Some(&message[..]) {
+                log::info!("udp/7: echoed again after {attempt} unanswered tries");
+                return Ok(());
+            }
+        }
+    }
+    Err("no echo for 20 s after one datagram from a neighbour that never answers ARP")
 }
 
 /// A TCP connection to `port`, with the given buffers.

@@ -70,6 +70,8 @@ const UDP_PACKETS: usize = 4;
 const UDP_PAYLOAD: usize = 2048;
 /// The largest datagram echoed: more than a 1500-byte Ethernet frame can carry.
 const UDP_DATAGRAM_MAX: usize = 1500;
+/// How long a UDP echo reply may take to leave before the send queue is emptied.
+const UDP_SEND_WAIT: Duration = Duration::from_secs(3);
 
 /// The largest framed-echo body: 64 KiB, as `tap_server`'s.
 pub const FRAMED_MAX_BODY: u32 = 64 * 1024;
@@ -320,14 +322,34 @@ async fn udp_echo_task(stack: Stack<'static>) -> ! {
         let Some(reply) = datagram.get(..len) else {
             continue;
         };
-        // A reply whose neighbour never answers would wait for room for ever
-        // once the queue is full: give up on it after 3 s, as the poll loop does.
-        match with_timeout(Duration::from_secs(3), socket.send_to(reply, from)).await {
-            Ok(Ok(())) => status::update(|c| {
+        // smoltcp keeps a datagram whose neighbour never answers at the head of
+        // the send queue for ever, and every reply queued behind it. Each reply
+        // gets 3 s to leave (three ARP tries); then the queue is emptied by
+        // closing and binding the socket again, as the poll loop's service
+        // does (which also drops the datagrams that wait to be read: their
+        // senders, as any UDP peer, ask again).
+        let outcome = match with_timeout(UDP_SEND_WAIT, socket.send_to(reply, from)).await {
+            Ok(Ok(())) => with_timeout(UDP_SEND_WAIT, socket.flush())
+                .await
+                .map_err(|_| true),
+            // Not queued (no route, too large): nothing holds the queue.
+            Ok(Err(_)) => Err(false),
+            Err(_) => Err(true),
+        };
+        match outcome {
+            Ok(()) => status::update(|c| {
                 c.udp.datagrams_out += 1;
                 c.udp.bytes_out += len as u64;
             }),
-            Ok(Err(_)) | Err(_) => status::update(|c| c.udp.send_errors += 1),
+            Err(stuck) => {
+                if stuck {
+                    socket.close();
+                    if socket.bind(ECHO_PORT).is_err() {
+                        crate::fatal("udp/7: bind again failed");
+                    }
+                }
+                status::update(|c| c.udp.send_errors += 1);
+            }
         }
     }
 }
