@@ -66,7 +66,7 @@ impl<W: std::io::Write> PcapFile<W> {
         if let Some(out) = &mut self.out
             && let Err(error) = op(out)
         {
-            crate::macros::net_warn!("capture stopped: {}", error);
+            crate::macros::net_warn!("capture stopped at a failed write");
             self.out = None;
             if let Ok(mut first) = self.failure.0.try_borrow_mut() {
                 *first = Some(error);
