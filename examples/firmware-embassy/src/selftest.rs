@@ -204,15 +204,27 @@ async fn client_task(stack: Stack<'static>) -> ! {
 }
 
 async fn udp_echo(stack: Stack<'static>, server: IpAddress) -> Result<(), &'static str> {
+    echo_within(stack, server, b"a datagram through two stacks", UDP_TRIES)
+        .await
+        .map(|_| ())
+}
+
+/// Sends `message` to udp/7 of `server` from a port of its own until it comes
+/// back, at most `tries` times, half a second apart: the tries it took.
+async fn echo_within(
+    stack: Stack<'static>,
+    server: IpAddress,
+    message: &[u8],
+    tries: u32,
+) -> Result<u32, &'static str> {
     let mut rx_meta = [PacketMetadata::EMPTY; 2];
     let mut tx_meta = [PacketMetadata::EMPTY; 2];
     let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
     let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
     socket.bind(0).map_err(|_| "bind failed")?;
     let to = IpEndpoint::new(server, ECHO_PORT);
-    let message = b"a datagram through two stacks";
     let mut back = [0u8; 64];
-    for _ in 0..UDP_TRIES {
+    for attempt in 0..tries {
         socket
             .send_to(message, to)
             .await
@@ -220,8 +232,8 @@ async fn udp_echo(stack: Stack<'static>, server: IpAddress) -> Result<(), &'stat
         if let Ok(Ok((len, _))) =
             with_timeout(Duration::from_millis(500), socket.recv_from(&mut back)).await
         {
-            return if back.get(..len) == Some(&message[..]) {
-                Ok(())
+            return if back.get(..len) == Some(message) {
+                Ok(attempt)
             } else {
                 Err("the echo differs")
             };
@@ -255,29 +267,13 @@ async fn udp_stuck_neighbour(stack: Stack<'static>, server: IpAddress) -> Result
         ghost.flush().await;
         embassy_time::Timer::after_millis(200).await;
     }
-    let mut rx_meta = [PacketMetadata::EMPTY; 2];
-    let mut tx_meta = [PacketMetadata::EMPTY; 2];
-    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
-    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
-    socket.bind(0).map_err(|_| "bind failed")?;
-    let to = IpEndpoint::new(server, ECHO_PORT);
-    let message = b"an ordinary client";
-    let mut back = [0u8; 64];
-    for attempt in 0..40u32 {
-        socket
-            .send_to(message, to)
-            .await
-            .map_err(|_| "send_to failed")?;
-        if let Ok(Ok((len, _))) =
-            with_timeout(Duration::from_millis(500), socket.recv_from(&mut back)).await
-        {
-            if back.get(..len) == Some(&message[..]) {
-                log::info!("udp/7: echoed again after {attempt} unanswered tries");
-                return Ok(());
-            }
-        }
-    }
-    Err("no echo for 20 s after one datagram from a neighbour that never answers ARP")
+    let tries = echo_within(stack, server, b"an ordinary client", 40)
+        .await
+        .map_err(
+            |_| "no echo for 20 s after one datagram from a neighbour that never answers ARP",
+        )?;
+    log::info!("udp/7: echoed again after {tries} unanswered tries");
+    Ok(())
 }
 
 /// A TCP connection to `port`, with the given buffers.
