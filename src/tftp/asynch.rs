@@ -245,8 +245,27 @@ async fn refuse_tid<D: DatagramSocket + ?Sized>(
     stats: &mut TftpStats,
 ) {
     bump(&mut stats.wrong_tid);
-    let n = emit_error(buf, ErrorCode::UnknownTid, "unknown transfer ID");
-    let _ = socket.send_to(buf.get(..n).unwrap_or_default(), from).await;
+    send_error(
+        socket,
+        buf,
+        from,
+        ErrorCode::UnknownTid,
+        "unknown transfer ID",
+    )
+    .await;
+}
+
+/// Sends `to` an ERROR of `code` with `message`, written into `buf`. A send
+/// that fails is a packet lost, as any other.
+async fn send_error<D: DatagramSocket + ?Sized>(
+    socket: &mut D,
+    buf: &mut [u8],
+    to: D::Addr,
+    code: ErrorCode,
+    message: &str,
+) {
+    let n = emit_error(buf, code, message);
+    let _ = socket.send_to(buf.get(..n).unwrap_or_default(), to).await;
 }
 
 /// The transfer socket of a TFTP [`Server`]: a datagram socket that can move
@@ -445,8 +464,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
             bump(&mut self.stats.malformed);
             if answer {
                 let (code, message) = Listened::STRAY;
-                let n = emit_error(buf, code, message);
-                let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+                send_error(listen, buf, from, code, message).await;
             }
             return;
         }
@@ -460,34 +478,22 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         }
         if running && self.peer != Some(from) {
             bump(&mut self.stats.pool_full);
-            let n = emit_error(
-                buf,
-                ErrorCode::NotDefined,
-                "server busy: a transfer is running, try again later",
-            );
-            let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+            let busy = "server busy: a transfer is running, try again later";
+            send_error(listen, buf, from, ErrorCode::NotDefined, busy).await;
             return;
         }
         // A port of its own for this transfer (the one before, if any, ends
         // here: a client asking again from its port has left it).
         self.end(now);
-        let mut bound = false;
-        for _ in 0..REBIND_TRIES {
+        let bound = (0..REBIND_TRIES).any(|_| {
             self.port = next_tid(self.port, now.total_micros());
-            if port.rebind(self.port) {
-                bound = true;
-                break;
-            }
-        }
+            port.rebind(self.port)
+        });
         if !bound {
             bump(&mut self.stats.refused);
             crate::macros::net_warn!("tftp: no port to bind for a transfer");
-            let n = emit_error(
-                buf,
-                ErrorCode::NotDefined,
-                "no port for the transfer, try again",
-            );
-            let _ = listen.send_to(buf.get(..n).unwrap_or_default(), from).await;
+            let no_port = "no port for the transfer, try again";
+            send_error(listen, buf, from, ErrorCode::NotDefined, no_port).await;
             return;
         }
         self.peer = Some(from);

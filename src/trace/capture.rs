@@ -6,8 +6,8 @@ use smoltcp::phy::{PcapLinkType, PcapSink};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket,
-    UdpPacket,
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader,
+    Ipv6Packet, TcpOption, TcpPacket, UdpPacket,
 };
 
 use super::{Conn, Datagram, Event, Flags, Levels, Record, Segment, TraceSink};
@@ -207,26 +207,29 @@ fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8], bool)> {
             let ip = Ipv6Packet::new_checked(ethernet.payload()).ok()?;
             let (mut next, mut rest, mut more) = (ip.next_header(), ip.payload(), false);
             // Past the extension headers to the transport header.
-            loop {
-                let len = match next {
-                    IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
-                        usize::from(*rest.get(1)?)
-                            .saturating_add(1)
-                            .saturating_mul(8)
+            while matches!(
+                next,
+                IpProtocol::HopByHop
+                    | IpProtocol::Ipv6Route
+                    | IpProtocol::Ipv6Opts
+                    | IpProtocol::Ipv6Frag
+            ) {
+                let header = Ipv6ExtHeader::new_checked(rest).ok()?;
+                if next == IpProtocol::Ipv6Frag {
+                    let fragment = Ipv6FragmentHeader::new_checked(header.payload()).ok()?;
+                    if fragment.frag_offset() != 0 {
+                        return None;
                     }
-                    IpProtocol::Ipv6Frag => {
-                        let field = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]);
-                        if field >> 3 != 0 {
-                            return None;
-                        }
-                        more = field & 1 != 0;
-                        8
-                    }
-                    _ => return Some((next, rest, more)),
-                };
-                next = IpProtocol::from(*rest.first()?);
+                    more = fragment.more_frags();
+                }
+                // Its length counts 8-byte units after the first 8 bytes.
+                let len = usize::from(header.header_len())
+                    .saturating_add(1)
+                    .saturating_mul(8);
+                next = header.next_header();
                 rest = rest.get(len..)?;
             }
+            Some((next, rest, more))
         }
         _ => None,
     }
