@@ -126,7 +126,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "UdpService<UdpEcho, 1500>",
             "one datagram buffer + pending reply + queue watch + counters",
             size_of::<UdpService<UdpEcho, 1500>>(),
-            1648,
+            1656,
         ),
         (
             "UdpEcho",

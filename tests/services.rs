@@ -1913,6 +1913,39 @@ fn a_reply_that_can_never_leave_does_not_block_replies_to_others() {
 }
 
 #[test]
+fn datagrams_waiting_to_be_read_when_the_stuck_queue_is_emptied_are_counted() {
+    // Two slots each way. Five datagrams from a neighbour that never answers
+    // ARP, one at a time: two echoes fill the send queue, the third waits in
+    // the service, and the last two wait in the socket to be read.
+    let mut net = sim(804, FaultConfig::CLEAN, 1, 1);
+    let socket = net.server.sockets.add(udp_socket(2, 4096));
+    let mut server = UdpService::<_, 1500>::new(socket, 7, UdpEcho);
+    let now = net.now();
+    server.poll(&mut net.server.sockets, now);
+    for n in 0..5u8 {
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_udp(Ipv4Address::new(10, 0, 0, 99), 5555, 7, &[n]),
+        );
+        net.poll();
+        let now = net.now();
+        server.poll(&mut net.server.sockets, now);
+    }
+    assert_eq!(server.stats().datagrams_in, 3, "{}", server.stats());
+    // Emptying the stuck queue closes the socket: the two unread go with it.
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, _| {
+        (server.stats().stuck_flushes > 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", server.stats()));
+    let stats = server.stats();
+    assert_eq!(
+        (stats.datagrams_in, stats.unread_dropped),
+        (3, 2),
+        "{stats}"
+    );
+}
+
+#[test]
 fn empty_replies_that_can_never_leave_do_not_block_the_service_for_good() {
     let mut net = sim(804, FaultConfig::CLEAN, 1, 1);
     let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));

@@ -16,6 +16,8 @@
 //! route; a forged source does both) would hold every reply behind it for ever.
 //! When the queue holds datagrams (empty ones too) and has sent none of them for
 //! 3 s, the service empties it and counts it in [`UdpStats::stuck_flushes`].
+//! Emptying it closes the socket, which drops the datagrams still waiting to be
+//! read too: they are read off first and counted in [`UdpStats::unread_dropped`].
 
 use core::fmt;
 
@@ -72,6 +74,10 @@ pub struct UdpStats {
     /// bytes its queue holds, not how many datagrams, so the replies dropped
     /// are not counted one by one.
     pub stuck_flushes: u64,
+    /// Datagrams received that were waiting to be read when a stuck flush
+    /// closed the socket, dropped unanswered (their senders, as any UDP peer,
+    /// ask again).
+    pub unread_dropped: u64,
     /// Polls that found the socket missing from the set given (a foreign or
     /// removed handle): nothing done, never a panic.
     pub missing_socket: u64,
@@ -85,7 +91,7 @@ impl fmt::Display for UdpStats {
         write!(
             f,
             "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, \
-             {} send errors, {} stuck flushes, {} polls unbound",
+             {} send errors, {} stuck flushes ({} unread dropped), {} polls unbound",
             self.datagrams_in,
             self.bytes_in,
             self.datagrams_out,
@@ -94,6 +100,7 @@ impl fmt::Display for UdpStats {
             self.send_full,
             self.send_errors,
             self.stuck_flushes,
+            self.unread_dropped,
             self.bind_errors
         )
     }
@@ -163,6 +170,7 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 send_full: 0,
                 send_errors: 0,
                 stuck_flushes: 0,
+                unread_dropped: 0,
                 missing_socket: 0,
                 bind_errors: 0,
             },
@@ -235,7 +243,11 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 self.port,
                 STUCK_AFTER
             );
-            // smoltcp cannot drop one queued datagram: closing drops them all.
+            // smoltcp cannot drop one queued datagram: closing drops them all,
+            // and the datagrams waiting to be read with them, counted first.
+            while socket.recv().is_ok() {
+                self.stats.unread_dropped = self.stats.unread_dropped.saturating_add(1);
+            }
             socket.close();
             self.stats.stuck_flushes = self.stats.stuck_flushes.saturating_add(1);
             self.queue_watch = None;

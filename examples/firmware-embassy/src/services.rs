@@ -326,8 +326,8 @@ async fn udp_echo_task(stack: Stack<'static>) -> ! {
         // the send queue for ever, and every reply queued behind it. Each reply
         // gets 3 s to leave (three ARP tries); then the queue is emptied by
         // closing and binding the socket again, as the poll loop's service
-        // does (which also drops the datagrams that wait to be read: their
-        // senders, as any UDP peer, ask again).
+        // does. Closing also drops the datagrams that wait to be read (their
+        // senders, as any UDP peer, ask again): they are read off and counted.
         let outcome = match with_timeout(UDP_SEND_WAIT, socket.send_to(reply, from)).await {
             Ok(Ok(())) => with_timeout(UDP_SEND_WAIT, socket.flush())
                 .await
@@ -343,6 +343,12 @@ async fn udp_echo_task(stack: Stack<'static>) -> ! {
             }),
             Err(stuck) => {
                 if stuck {
+                    let mut unread = 0;
+                    while socket.may_recv() {
+                        let _ = socket.recv_from(&mut datagram).await;
+                        unread += 1;
+                    }
+                    status::update(|c| c.udp.unread_dropped += unread);
                     socket.close();
                     if socket.bind(ECHO_PORT).is_err() {
                         crate::fatal("udp/7: bind again failed");

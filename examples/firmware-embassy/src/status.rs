@@ -68,6 +68,8 @@ pub struct Udp {
     pub bytes_out: u64,
     pub oversize: u64,
     pub send_errors: u64,
+    /// Datagrams that waited to be read when a stuck send queue was emptied.
+    pub unread_dropped: u64,
 }
 
 /// Every service's counters.
@@ -98,6 +100,7 @@ impl Counters {
             bytes_out: 0,
             oversize: 0,
             send_errors: 0,
+            unread_dropped: 0,
         },
         framed: [(0, 0); FRAMED_POOL],
         http: [HttpStats::ZERO; HTTP_POOL],
@@ -132,9 +135,14 @@ pub fn set_slots(slots: [usize; 4]) {
     });
 }
 
+/// The counters now.
+pub fn snapshot() -> Counters {
+    critical_section::with(|cs| *LIVE.borrow_ref(cs))
+}
+
 /// The status text of the HTTP page: the counters now.
 pub fn render(out: &mut dyn fmt::Write) -> fmt::Result {
-    let c = critical_section::with(|cs| *LIVE.borrow_ref(cs));
+    let c = snapshot();
     let [echo, framed, http, transfer] = c.pools;
     let echoed = c.echo_bytes.iter().fold(0u64, |a, b| a.saturating_add(*b));
     writeln!(
@@ -145,8 +153,14 @@ pub fn render(out: &mut dyn fmt::Write) -> fmt::Result {
     writeln!(
         out,
         "udp/{ECHO_PORT}     udp echo     {} datagrams ({} B) in, {} ({} B) out; \
-         {} oversize, {} send errors",
-        u.datagrams_in, u.bytes_in, u.datagrams_out, u.bytes_out, u.oversize, u.send_errors
+         {} oversize, {} send errors, {} unread dropped",
+        u.datagrams_in,
+        u.bytes_in,
+        u.datagrams_out,
+        u.bytes_out,
+        u.oversize,
+        u.send_errors,
+        u.unread_dropped
     )?;
     let (frames, broken) = c.framed.iter().fold((0u64, 0u64), |(f, b), (f2, b2)| {
         (f.saturating_add(*f2), b.saturating_add(*b2))
