@@ -2473,6 +2473,51 @@ fn a_session_reset_while_closing_with_bytes_unacknowledged_reports_abort() {
     assert_eq!(conn.poll(&mut net.client.sockets, now), Ok(Status::Abort));
 }
 
+#[test]
+fn a_session_reset_with_bytes_it_cannot_take_reports_abort_at_the_close_timeout() {
+    // The peer sends to the client's echo and reads nothing back, so the echo
+    // fills its socket's send buffer and its own, then the receive ring; 10 s
+    // in, the peer resets. The echo's answers can no longer leave, so the
+    // bytes left in the ring can never be taken: the session must not stay
+    // open on them.
+    let mut net = sim(618, FaultConfig::CLEAN, 1, 1);
+    let (server, handle, mut client, mut conn) = client_session(&mut net, 618, 512, Echo::new());
+    let mut connected = false;
+    let mut reset_at = None;
+    let (status, ended_at) = net
+        .run_until(Duration::from_secs(120), |net| {
+            let now = net.now();
+            let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+            if reset_at.is_none() && peer.may_send() {
+                let _ = peer.send_slice(&[b'x'; 256]);
+                if now >= Instant::from_secs(10) {
+                    peer.abort();
+                    reset_at = Some(now);
+                }
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            connected |= client.poll(socket, now) == ClientState::Connected;
+            if !connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            (status != Status::Open).then_some((status, now))
+        })
+        .unwrap_or_else(|e| panic!("{e}: the session stayed open on a reset socket"));
+    let socket = net.client.sockets.get::<tcp::Socket>(handle);
+    let reset_at = reset_at.expect("the peer reset the connection");
+    assert_eq!(socket.state(), tcp::State::Closed);
+    assert!(socket.recv_queue() > 0, "nothing was left unread");
+    assert_eq!(status, Status::Abort);
+    // It had the close timeout to take them (20 s by default), no more.
+    let waited = ended_at - reset_at;
+    assert!(
+        (Duration::from_secs(20)..Duration::from_secs(21)).contains(&waited),
+        "ended {waited} after the reset"
+    );
+    assert!(conn.is_ended());
+}
+
 /// An echo (2 KiB receive and 512 B send buffer) and a client that sends it
 /// 6000 bytes over 2 s and reads none of the echo: the server's send buffer
 /// is full, the echo holds the rest. Gives the server, the client's socket,

@@ -233,9 +233,11 @@ pub struct TcpSession<S> {
     /// peer's FIN (a reset), or the close timeout passed.
     lost: bool,
     close_timeout: Duration,
-    /// Since the session said `Close`: its deadline, and the peer's progress.
+    /// Since the session said `Close` (or found the socket gone with bytes
+    /// left to read): its deadline, and the peer's progress.
     closing: Closing,
-    /// The session has said `Close`: `closing` counts.
+    /// The session has said `Close`, or the socket is gone with bytes left:
+    /// `closing` counts.
     is_closing: bool,
     /// Bytes the session received since the peer's last progress while
     /// closing (after a half-close it may still be answering).
@@ -321,7 +323,8 @@ impl<S: Session> TcpSession<S> {
     /// session's, or [`Status::Abort`] once the connection was lost, so a loop
     /// that runs while it reads [`Status::Open`] ends. A connection is lost when
     /// it ends while the session has it open (the peer reset it, or the socket
-    /// timed out), after the session said [`Status::Close`] but before the
+    /// timed out; bytes still to be read then get the close timeout to be
+    /// taken), after the session said [`Status::Close`] but before the
     /// peer acknowledged every byte or sent its FIN, or when it has not ended by the close
     /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
     /// is then reset). Before the socket is first connected it is
@@ -403,10 +406,8 @@ impl<S: Session> TcpSession<S> {
         let gone = !socket.is_active() && !socket.can_recv();
         match status {
             Status::Open => {
-                if gone {
-                    self.lost = true;
-                    self.end(now);
-                    return Status::Abort;
+                if !socket.is_active() {
+                    return self.gone_poll(socket, now, gone);
                 }
             }
             // Our FIN goes out once the send buffer drains; the peer may still send
@@ -442,6 +443,23 @@ impl<S: Session> TcpSession<S> {
             self.received = 0;
         }
         now >= self.closing.since.saturating_add(self.close_timeout)
+    }
+
+    /// A poll of a session still open on a socket that is no longer active
+    /// (reset, or timed out): lost at once if nothing is left to read. Bytes
+    /// left that the session did not take (its output, which would make room,
+    /// can no longer be sent; or its application holds it back) get the close
+    /// timeout, counted from the first such poll, to be taken; then the
+    /// connection is lost, those bytes with it.
+    #[cold]
+    #[inline(never)]
+    fn gone_poll(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, gone: bool) -> Status {
+        if gone || self.close_timed_out(socket, now, 0) {
+            self.lost = true;
+            self.end(now);
+            return Status::Abort;
+        }
+        Status::Open
     }
 
     /// A poll of a session that said `Close`: our FIN, once the send buffer
