@@ -41,7 +41,7 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "FrameReader<[u8; 1028]>",
             "frame storage for 1 KiB frames + cursors + counters",
             size_of::<FrameReader<[u8; 1028]>>(),
-            1160,
+            1176,
         ),
         (
             "FrameWriter",
@@ -53,13 +53,13 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "BodyReader",
             "header format, partial header, place in the body, counters",
             size_of::<BodyReader>(),
-            120,
+            136,
         ),
         (
             "StreamingFrames",
             "BodyReader + FrameWriter + back-pressure counter: one framed connection with no frame storage",
             size_of::<StreamingFrames>(),
-            208,
+            224,
         ),
         (
             "OutBuffer<&mut [u8]>",
@@ -81,15 +81,15 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
         ),
         (
             "Framed<FramedEcho, [u8; 1028], [u8; 1028]>",
-            "framed echo session: FrameReader, a one-frame send queue, counters",
+            "framed echo session: FrameReader, a one-frame send queue, the frame deadline, counters",
             size_of::<Framed<FramedEcho, [u8; 1028], [u8; 1028]>>(),
-            2304,
+            2368,
         ),
         (
             "StreamingEcho<&mut [u8]>",
-            "framed echo with no frame storage: BodyReader, queue over the caller's slice, counters",
+            "framed echo with no frame storage: BodyReader, queue over the caller's slice, the frame deadline, counters",
             size_of::<StreamingEcho<Slice>>(),
-            200,
+            264,
         ),
         (
             "HttpResponder<StatusSite, 1024, 2048>",
@@ -138,13 +138,13 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "TransferServer<RamStore, &mut [u8]>",
             "one transfer connection: framing state, the operation in progress, its file name",
             size_of::<TransferServer<'static, Store, Slice>>(),
-            432,
+            448,
         ),
         (
             "TransferClient<&mut [u8]>",
             "the no_std client: framing state, the connection's state and limits",
             size_of::<TransferClient<Slice>>(),
-            288,
+            304,
         ),
         (
             "PutFile<&mut [u8], &[u8], fn(u64, u64)>",

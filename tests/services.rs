@@ -17,6 +17,7 @@ use smolsock::net::{
 use smolsock::runner::sim::{Direction, FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimStats};
 use smolsock::session::{
     Echo, Flow, FrameHandler, FrameOut, Framed, FramedEcho, FramedStats, Session, Status,
+    StreamingEcho,
 };
 use smolsock::trace::{Conn, Probe, Record, Tally, TraceSink};
 use smolsock::wire::http::{ResponseHead, StatusCode};
@@ -1311,6 +1312,95 @@ fn an_oversize_frame_resets_that_connection_and_no_other() {
         .map(|h| h.inner.handler().errors)
         .sum();
     assert_eq!(errors, 1);
+}
+
+/// Sends `data` a byte every `gap` (each byte is progress for an idle
+/// timeout), reads whatever comes back, and closes once the server has.
+struct Trickle {
+    data: Vec<u8>,
+    sent: usize,
+    gap: Duration,
+    next: Option<Instant>,
+}
+
+impl Driver for Trickle {
+    fn drive(&mut self, sockets: &mut SocketSet<'_>, handle: SocketHandle, now: Instant) {
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        let due = *self.next.get_or_insert(now);
+        if now >= due && socket.may_send() {
+            let byte = self.data.get(self.sent..=self.sent).unwrap_or_default();
+            self.sent += socket.send_slice(byte).unwrap_or(0);
+            self.next = Some(now + self.gap);
+        }
+        while let Ok(1..) = socket.recv_slice(&mut [0u8; 256]) {}
+        if !socket.may_recv() && socket.may_send() {
+            socket.close();
+        }
+    }
+
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+/// A peer announcing a 1000-byte frame and sending its bytes one every 50 s,
+/// against a pool of one `session`: how long the slot was held, how the
+/// connection ended, and what `look` sees in the session.
+fn trickle_a_frame<S: Session, R>(
+    seed: u64,
+    session: S,
+    look: impl FnOnce(&S) -> R,
+) -> (Duration, Vec<End>, R) {
+    let mut net = sim(seed, FaultConfig::CLEAN, 1, 1);
+    let mut server = serve(
+        &mut net,
+        9000,
+        (2048, 2048),
+        [Recording::new(session)],
+        SERVER,
+    );
+    let mut data = 1000u32.to_be_bytes().to_vec();
+    data.extend_from_slice(&bytes(1000));
+    let driver = Trickle {
+        data,
+        sent: 0,
+        gap: Duration::from_secs(50),
+        next: None,
+    };
+    let mut peer = Client::new(&mut net, (2048, 2048), driver);
+    peer.connect(&mut net, (SERVER_V4, 9000), &mut PortAllocator::new(seed));
+    let start = net.now();
+    // A frame at this pace takes 14 hours; the pool's idle timeout never comes.
+    net.run_services(
+        &mut server,
+        &mut peer,
+        Duration::from_secs(3600),
+        |server, _, _| {
+            let stats = server.stats();
+            (stats.accepted == 1 && server.active() == 0).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: the trickling peer held the slot, {}", server.stats()));
+    let [slot] = server.sessions();
+    (net.now() - start, ends(&server), look(&slot.inner))
+}
+
+#[test]
+fn a_peer_trickling_a_frame_is_closed_at_the_frame_deadline() {
+    // The frame began with its first byte, at connection: 60 s, and 4 ms for
+    // the 2 bytes received by then (a FIN and the peer's own: clean).
+    let framed = Framed::new(FramedEcho::new(), [0u8; 1028], [0u8; 1028], format()).unwrap();
+    let (held, end, (stalled, errors)) = trickle_a_frame(602, framed, |framed| {
+        (framed.stats().read.stalled, framed.handler().errors)
+    });
+    assert!(held < Duration::from_secs(61), "held {held}");
+    assert_eq!((end, stalled, errors), (vec![End::Closed], 1, 1));
+    let streaming = StreamingEcho::new([0u8; 64], format()).unwrap();
+    let (held, end, (stalled, errors)) = trickle_a_frame(603, streaming, |streaming| {
+        (streaming.stats().stalled, streaming.errors)
+    });
+    assert!(held < Duration::from_secs(61), "held {held}");
+    assert_eq!((end, stalled, errors), (vec![End::Closed], 1, 1));
 }
 
 #[test]

@@ -12,17 +12,78 @@
 //! [`StreamingEcho`] is the framed echo with no frame storage at all: headers and
 //! body pieces go back out as they arrive, so a frame can be larger than any buffer
 //! the device has.
+//!
+//! Both hold the peer to a deadline for each frame it begins: the frame must
+//! arrive whole within [`DEFAULT_FRAME_TIMEOUT`] of its first byte, plus a
+//! second per [`DEFAULT_FRAME_MIN_RATE`] bytes of it received (`with_frame_timeout`
+//! sets both). A peer that trickles a frame, a byte just often enough to keep a
+//! pool's idle timeout away, or goes silent inside one, breaks the stream with
+//! [`ReadError::Stalled`], counted in [`ReadStats::stalled`], and the session
+//! closes. While whole frames wait for a `Framed` handler (the application, or
+//! the peer not taking the answers), the clock waits: the pool's idle and close
+//! deadlines judge that. The streaming echo holds a frame back only while the
+//! peer leaves its echo untaken, and its deadline runs on.
 
 use core::fmt;
 
 use super::out::{Full, OutRef};
 use super::{OutBuffer, Session, Status};
-use crate::time::Instant;
+use crate::time::{Duration, Instant, at_rate};
 use crate::trace::{Levels, Recorder};
 use crate::wire::body::BodyReader;
 use crate::wire::frame::{
     FormatError, FrameReader, HeaderFormat, ReadError, ReadStats, WriteStats,
 };
+
+/// How long a peer has for a frame once it has sent its first byte, before the
+/// time its bytes earn at [`DEFAULT_FRAME_MIN_RATE`]: as long as a pool lets a
+/// connection be idle ([`ServerConfig::DEFAULT`](crate::net::ServerConfig)),
+/// which a frame's bytes may spend waiting for the network's retransmissions.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The bytes of a frame a peer must send per second, on average, once the
+/// [`DEFAULT_FRAME_TIMEOUT`] has passed: each 500 bytes of the frame received
+/// buy another second.
+pub const DEFAULT_FRAME_MIN_RATE: u32 = 500;
+
+/// The deadline of the frame the peer is sending: its first byte's time, plus
+/// the timeout, plus a second per `min_rate` bytes of it received since.
+#[derive(Clone, Copy, Debug)]
+struct FrameClock {
+    timeout: Duration,
+    min_rate: u32,
+    /// When the unfinished frame began, and the reader's byte count then.
+    began: Option<(Instant, u64)>,
+}
+
+impl FrameClock {
+    const DEFAULT: Self = Self {
+        timeout: DEFAULT_FRAME_TIMEOUT,
+        min_rate: DEFAULT_FRAME_MIN_RATE,
+        began: None,
+    };
+
+    /// After a read: `owed`, the stream is inside a frame the peer owes;
+    /// `frames` and `bytes`, the reader's counts before the read, `stats`
+    /// after it.
+    #[inline]
+    fn track(&mut self, owed: bool, before: (u64, u64), stats: &ReadStats, now: Instant) {
+        let (frames, bytes) = before;
+        if !owed {
+            self.began = None;
+        } else if self.began.is_none() || stats.frames != frames {
+            self.began = Some((now, bytes));
+        }
+    }
+
+    /// When the unfinished frame must be whole, if one has begun (never with
+    /// a timeout of [`Duration::MAX`]).
+    fn deadline(&self, stats: &ReadStats) -> Option<Instant> {
+        let (at, bytes) = self.began.filter(|_| self.timeout != Duration::MAX)?;
+        let earned = at_rate(stats.bytes.saturating_sub(bytes), self.min_rate);
+        Some(at.saturating_add(self.timeout).saturating_add(earned))
+    }
+}
 
 /// What a [`FrameHandler`] wants after a frame, or after [`FrameHandler::on_idle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,6 +422,7 @@ pub struct Framed<H, R, T, P = ()> {
     /// The end of the peer's stream was checked for a cut frame.
     end_checked: bool,
     error: Option<ReadError>,
+    clock: FrameClock,
     probe: P,
 }
 
@@ -385,6 +447,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             peer_done: false,
             end_checked: false,
             error: None,
+            clock: FrameClock::DEFAULT,
             probe: (),
         })
     }
@@ -418,6 +481,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             phase: self.phase,
             peer_done: self.peer_done,
             end_checked: self.end_checked,
+            clock: self.clock,
             error: self.error,
             probe,
         }
@@ -427,6 +491,20 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder>
     Framed<H, R, T, P>
 {
+    /// The same session with another deadline for each frame the peer sends:
+    /// whole within `timeout` of its first byte, plus a second per `min_rate`
+    /// bytes of it received (0 taken as 1), or the stream breaks with
+    /// [`ReadError::Stalled`]. [`DEFAULT_FRAME_TIMEOUT`] and
+    /// [`DEFAULT_FRAME_MIN_RATE`] unless set; a `timeout` of [`Duration::MAX`]
+    /// turns the deadline off (a peer can then hold the connection as long as
+    /// it keeps whatever runs the session from timing it out).
+    #[must_use]
+    pub const fn with_frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
+        self.clock.timeout = timeout;
+        self.clock.min_rate = min_rate;
+        self
+    }
+
     /// What the session records into.
     pub const fn probe(&self) -> &P {
         &self.probe
@@ -637,6 +715,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.peer_done = false;
         self.end_checked = false;
         self.error = None;
+        self.clock.began = None;
         self.handler.start(now);
     }
 
@@ -659,7 +738,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             stats: &mut self.write,
             now,
         };
-        let before = self.reader.stats().bytes;
+        let stats = self.reader.stats();
+        let (before, frames_before) = (stats.bytes, stats.frames);
         let fed = self.reader.feed_in_place(input, |frame| {
             if *phase != Phase::Open {
                 return false;
@@ -688,6 +768,11 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
+        // Whole frames waiting for the handler hold the stream back: the
+        // peer owes nothing while they wait.
+        let owed = self.reader.is_mid_frame() && !self.reader.has_frame();
+        let before = (frames_before, before);
+        self.clock.track(owed, before, self.reader.stats(), now);
         self.probe.read(now, n);
         n
     }
@@ -695,6 +780,22 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     fn receive_finished(&mut self, _now: Instant) {
         self.peer_done = true;
         self.check_end();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        self.clock.deadline(self.reader.stats())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|at| now >= at) {
+            self.clock.began = None;
+            if let Err(error) = self.reader.stall() {
+                self.broke(error);
+            }
+        }
     }
 
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
@@ -762,7 +863,7 @@ impl<H, R, T, P> fmt::Debug for Framed<H, R, T, P> {
 pub struct FramedEcho {
     /// Frames echoed, over every connection served.
     pub frames: u64,
-    /// Streams that broke (oversize or truncated frames).
+    /// Streams that broke (oversize, truncated or stalled frames).
     pub errors: u64,
 }
 
@@ -829,9 +930,10 @@ pub struct StreamingEcho<T, P = ()> {
     phase: Phase,
     peer_done: bool,
     error: Option<ReadError>,
+    clock: FrameClock,
     /// Frames echoed whole, over every connection served.
     pub frames: u64,
-    /// Streams that broke (oversize or truncated frames).
+    /// Streams that broke (oversize, truncated or stalled frames).
     pub errors: u64,
     probe: P,
 }
@@ -855,6 +957,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
             phase: Phase::Open,
             peer_done: false,
             error: None,
+            clock: FrameClock::DEFAULT,
             frames: 0,
             errors: 0,
             probe: (),
@@ -871,6 +974,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
             phase: self.phase,
             peer_done: self.peer_done,
             error: self.error,
+            clock: self.clock,
             frames: self.frames,
             errors: self.errors,
             probe,
@@ -879,6 +983,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> StreamingEcho<T, P> {
+    /// The same echo with another deadline for each frame the peer sends, as
+    /// [`Framed::with_frame_timeout`] sets it.
+    #[must_use]
+    pub const fn with_frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
+        self.clock.timeout = timeout;
+        self.clock.min_rate = min_rate;
+        self
+    }
+
     /// What the echo records into.
     pub const fn probe(&self) -> &P {
         &self.probe
@@ -920,6 +1033,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         self.phase = Phase::Open;
         self.peer_done = false;
         self.error = None;
+        self.clock.began = None;
     }
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
@@ -939,7 +1053,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
             &mut self.frames,
             &mut self.probe,
         );
-        let before = self.reader.stats().bytes;
+        let stats = self.reader.stats();
+        let (before, frames_before) = (stats.bytes, stats.frames);
         let fed = self.reader.feed(input, |piece| {
             if !*header_echoed {
                 let pushed = format
@@ -967,8 +1082,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
                 taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
+        // An echo the peer does not take holds its frame back too: the
+        // deadline runs on.
+        let owed = self.reader.is_mid_frame();
+        let before = (frames_before, before);
+        self.clock.track(owed, before, self.reader.stats(), now);
         self.probe.read(now, n);
         n
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        self.clock.deadline(self.reader.stats())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|at| now >= at) {
+            self.clock.began = None;
+            if let Err(error) = self.reader.stall() {
+                self.broke(error);
+            }
+        }
     }
 
     fn receive_finished(&mut self, _now: Instant) {
@@ -1425,6 +1561,159 @@ mod tests {
         s.receive(&[0, 0, 0, 11], Instant::ZERO);
         assert_eq!(s.status(), Status::Abort);
         assert_eq!(s.errors, 1);
+    }
+
+    /// Feeds `pieces` (each at its time in milliseconds) to `s`, sending its
+    /// answers away at once, and fires its deadline as a runner would, up to
+    /// `until` ms: the time the stream stalled, if it did.
+    fn stalls_at<S: Session>(s: &mut S, pieces: &[(u64, &[u8])], until: u64) -> Option<u64> {
+        let mut space = [0u8; 4096];
+        s.start(Instant::ZERO);
+        let fire = |s: &mut S, before: u64| {
+            let due = s
+                .poll_timeout()
+                .filter(|due| due.total_millis() <= before)?;
+            s.handle_timeout(due);
+            assert_ne!(s.status(), Status::Open, "a deadline passed, nothing done");
+            Some(due.total_millis())
+        };
+        for &(at, bytes) in pieces {
+            if let Some(stalled) = fire(s, at) {
+                return Some(stalled);
+            }
+            let now = Instant::from_millis(at);
+            let mut rest = bytes;
+            // Each round takes a byte at least, its answer sent away.
+            for _ in 0..=bytes.len() {
+                let n = s.receive(rest, now);
+                while s.transmit(&mut space, now) > 0 {}
+                rest = &rest[n..];
+            }
+            assert!(rest.is_empty(), "at {at} ms");
+        }
+        fire(s, until)
+    }
+
+    /// A 2000-byte body under the network header, cut into `piece`-byte reads
+    /// `gap` ms apart, the first at 1 s.
+    fn trickled(piece: usize, gap: u64) -> Vec<(u64, Vec<u8>)> {
+        let stream = frames(&[&[7u8; 2000]], HeaderFormat::NETWORK);
+        (1000..)
+            .step_by(gap as usize)
+            .zip(stream.chunks(piece).map(<[u8]>::to_vec))
+            .collect()
+    }
+
+    fn framed_echo() -> Framed<FramedEcho, [u8; 2004], [u8; 2004]> {
+        let format = HeaderFormat::NETWORK.with_max_len(2000).unwrap();
+        Framed::new(FramedEcho::new(), [0u8; 2004], [0u8; 2004], format).unwrap()
+    }
+
+    fn streaming_echo() -> StreamingEcho<[u8; 64]> {
+        StreamingEcho::new([0u8; 64], HeaderFormat::NETWORK.with_max_len(2000).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_frame_trickled_slower_than_the_minimum_rate_stalls() {
+        // 100 bytes every 5 s: the first 60 s are free, then each 100 bytes
+        // buy 200 ms; 20 B/s falls behind at once.
+        let pieces = trickled(100, 5000);
+        let pieces: Vec<(u64, &[u8])> = pieces.iter().map(|(at, b)| (*at, &b[..])).collect();
+        let mut framed = framed_echo();
+        let mut streaming = streaming_echo();
+        for stalled in [
+            stalls_at(&mut framed, &pieces, 60_000),
+            stalls_at(&mut streaming, &pieces, 60_000),
+        ] {
+            // Begun at 1 s; by 61 s, 1300 bytes received: 1 + 60 + 2.6 s.
+            assert_eq!(stalled, Some(63_600));
+        }
+        let expected = Some(ReadError::Stalled {
+            received: 1300,
+            expected: Some(2004),
+        });
+        assert_eq!((framed.error(), streaming.error()), (expected, expected));
+        assert_eq!(
+            (framed.stats().read.stalled, streaming.stats().stalled),
+            (1, 1)
+        );
+        assert_eq!((framed.handler().errors, streaming.errors), (1, 1));
+        assert_eq!(
+            (framed.status(), streaming.status()),
+            (Status::Close, Status::Close)
+        );
+    }
+
+    #[test]
+    fn a_frame_sent_slowly_but_above_the_minimum_rate_arrives() {
+        // 1000 bytes every 1.9 s (526 B/s), and the frame's 2004 bytes arrive.
+        let pieces = trickled(1000, 1900);
+        let pieces: Vec<(u64, &[u8])> = pieces.iter().map(|(at, b)| (*at, &b[..])).collect();
+        let mut framed = framed_echo();
+        let mut streaming = streaming_echo();
+        assert_eq!(stalls_at(&mut framed, &pieces, 600_000), None);
+        assert_eq!(stalls_at(&mut streaming, &pieces, 600_000), None);
+        assert_eq!((framed.handler().frames, streaming.frames), (1, 1));
+        // Between frames the peer owes nothing: no deadline.
+        assert_eq!(
+            (framed.poll_timeout(), streaming.poll_timeout()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_peer_silent_inside_a_header_stalls_at_the_frame_timeout() {
+        // A whole frame, then half a header at 2 s: 60 s, and 4 ms for its
+        // two bytes.
+        let pieces: [(u64, &[u8]); 2] = [(1000, &[0, 0, 0, 2, b'h', b'i']), (2000, &[0, 0])];
+        let mut framed = framed_echo();
+        let mut streaming = streaming_echo();
+        assert_eq!(stalls_at(&mut framed, &pieces, 120_000), Some(62_004));
+        assert_eq!(stalls_at(&mut streaming, &pieces, 120_000), Some(62_004));
+        let expected = Some(ReadError::Stalled {
+            received: 2,
+            expected: None,
+        });
+        assert_eq!((framed.error(), streaming.error()), (expected, expected));
+    }
+
+    #[test]
+    fn a_frame_timeout_of_duration_max_never_comes() {
+        let pieces: [(u64, &[u8]); 1] = [(1000, &[0, 0, 0, 5, b'h'])];
+        let mut framed = framed_echo().with_frame_timeout(Duration::MAX, 500);
+        let mut streaming = streaming_echo().with_frame_timeout(Duration::MAX, 500);
+        assert_eq!(stalls_at(&mut framed, &pieces, u64::MAX), None);
+        assert_eq!(stalls_at(&mut streaming, &pieces, u64::MAX), None);
+        assert_eq!(
+            (framed.poll_timeout(), streaming.poll_timeout()),
+            (None, None)
+        );
+        // And another timeout is the one kept.
+        let mut framed = framed_echo().with_frame_timeout(Duration::from_secs(2), 500);
+        assert_eq!(stalls_at(&mut framed, &pieces, 60_000), Some(3_010));
+    }
+
+    #[test]
+    fn the_frame_clock_waits_while_whole_frames_wait_for_the_handler() {
+        // Two frames of 1500 bytes and the head of a third in one read, nothing
+        // sent: the first echo fills the queue, the second frame waits for
+        // room, and the third's clock waits with it.
+        let mut echo = framed_echo();
+        echo.start(Instant::ZERO);
+        let bodies: [&[u8]; 3] = [&[1; 1500], &[2; 1500], &[3; 1500]];
+        let mut stream = frames(&bodies, HeaderFormat::NETWORK);
+        stream.truncate(2 * 1504 + 10);
+        assert_eq!(echo.receive(&stream, Instant::from_secs(1)), stream.len());
+        assert!(echo.reader.has_frame());
+        assert_eq!(echo.poll_timeout(), None);
+        // Once the answers have gone, the next bytes of the third frame start
+        // its clock anew.
+        let mut space = [0u8; 4096];
+        let now = Instant::from_secs(100);
+        while echo.transmit(&mut space, now) > 0 {}
+        assert_eq!(echo.handler().frames, 2);
+        assert_eq!(echo.receive(&[3], now), 1);
+        assert_eq!(echo.poll_timeout(), Some(Instant::from_millis(160_002)));
     }
 
     mod properties {

@@ -28,7 +28,8 @@ mod out;
 
 pub use echo::{CHUNK, Echo};
 pub use framed::{
-    Flow, FrameHandler, FrameOut, Framed, FramedEcho, FramedStats, SendError, StreamingEcho,
+    DEFAULT_FRAME_MIN_RATE, DEFAULT_FRAME_TIMEOUT, Flow, FrameHandler, FrameOut, Framed,
+    FramedEcho, FramedStats, SendError, StreamingEcho,
 };
 pub use out::Full;
 

@@ -274,22 +274,38 @@ impl BodyReader {
     /// asked: it stops the reader) if a header or body was cut short; the
     /// oversize error if the reader was stopped.
     pub fn finish(&mut self) -> Result<(), ReadError> {
+        self.stop_mid_frame(false)
+    }
+
+    /// Says the peer has stopped inside a frame for longer than the session
+    /// allows it. `Ok` on a frame boundary; [`ReadError::Stalled`] (counted
+    /// once: it stops the reader) if a header or body is unfinished.
+    pub fn stall(&mut self) -> Result<(), ReadError> {
+        self.stop_mid_frame(true)
+    }
+
+    /// The stream stops inside a frame, the peer having ended it or (`stalled`)
+    /// stalled: the error, counted and kept; `Ok` on a frame boundary.
+    fn stop_mid_frame(&mut self, stalled: bool) -> Result<(), ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
         }
         let header_len = self.format.header_len();
-        let error = match self.body {
-            Some(body) => ReadError::Truncated {
-                received: header_len.saturating_add(body.taken as usize),
-                expected: Some(header_len.saturating_add(body.len as usize)),
-            },
-            None if self.header_held > 0 => ReadError::Truncated {
-                received: usize::from(self.header_held),
-                expected: None,
-            },
+        let (received, expected) = match self.body {
+            Some(body) => (
+                header_len.saturating_add(body.taken as usize),
+                Some(header_len.saturating_add(body.len as usize)),
+            ),
+            None if self.header_held > 0 => (usize::from(self.header_held), None),
             None => return Ok(()),
         };
-        self.stats.truncated = self.stats.truncated.saturating_add(1);
+        let error = if stalled {
+            self.stats.stalled = self.stats.stalled.saturating_add(1);
+            ReadError::Stalled { received, expected }
+        } else {
+            self.stats.truncated = self.stats.truncated.saturating_add(1);
+            ReadError::Truncated { received, expected }
+        };
         self.poisoned = Some(error);
         Err(error)
     }

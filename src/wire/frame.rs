@@ -361,6 +361,17 @@ pub enum ReadError {
         /// Header plus body length, if the header was complete.
         expected: Option<usize>,
     },
+    /// The peer stopped inside a frame: `received` of the frame's `expected`
+    /// bytes had arrived when the session's deadline for it passed (a peer
+    /// trickling a frame, or gone silent in its middle). Like
+    /// [`Truncated`](Self::Truncated), it ends the stream; the connection
+    /// should be closed.
+    Stalled {
+        /// Bytes of the unfinished frame that arrived.
+        received: usize,
+        /// Header plus body length, if the header was complete.
+        expected: Option<usize>,
+    },
 }
 
 impl fmt::Display for ReadError {
@@ -383,6 +394,17 @@ impl fmt::Display for ReadError {
                 received,
                 expected: None,
             } => write!(f, "stream ended inside a frame header ({received} bytes)"),
+            ReadError::Stalled {
+                received,
+                expected: Some(expected),
+            } => write!(
+                f,
+                "peer stalled inside a frame ({received} of {expected} bytes)"
+            ),
+            ReadError::Stalled {
+                received,
+                expected: None,
+            } => write!(f, "peer stalled inside a frame header ({received} bytes)"),
         }
     }
 }
@@ -457,6 +479,8 @@ pub struct ReadStats {
     pub oversize: u64,
     /// Streams that ended inside a frame.
     pub truncated: u64,
+    /// Streams whose peer stalled inside a frame past its deadline.
+    pub stalled: u64,
 }
 
 impl ReadStats {
@@ -470,6 +494,7 @@ impl ReadStats {
         self.split_frames = self.split_frames.saturating_add(other.split_frames);
         self.oversize = self.oversize.saturating_add(other.oversize);
         self.truncated = self.truncated.saturating_add(other.truncated);
+        self.stalled = self.stalled.saturating_add(other.stalled);
     }
 
     /// Nothing seen yet: `Default`, usable in a `const fn`.
@@ -482,6 +507,7 @@ impl ReadStats {
         split_frames: 0,
         oversize: 0,
         truncated: 0,
+        stalled: 0,
     };
 }
 
@@ -990,6 +1016,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// asked: it stops the reader) if a frame was cut short. Whole frames already
     /// found can still be taken.
     pub fn finish(&mut self) -> Result<(), ReadError> {
+        self.stop_mid_frame(false)
+    }
+
+    /// Says the peer has stopped inside a frame for longer than the session
+    /// allows it. `Ok` on a frame boundary; [`ReadError::Stalled`] (counted
+    /// once: it stops the reader) if a frame is unfinished. Whole frames
+    /// already found can still be taken.
+    pub fn stall(&mut self) -> Result<(), ReadError> {
+        self.stop_mid_frame(true)
+    }
+
+    /// The stream stops inside a frame, the peer having ended it or (`stalled`)
+    /// stalled: the error, counted and kept; `Ok` on a frame boundary.
+    fn stop_mid_frame(&mut self, stalled: bool) -> Result<(), ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
         }
@@ -1003,8 +1043,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             .get(self.scan..self.end)
             .and_then(|bytes| self.format.decode(bytes))
             .map(|len| (len as usize).saturating_add(self.format.header_len()));
-        self.stats.truncated = self.stats.truncated.saturating_add(1);
-        let error = ReadError::Truncated { received, expected };
+        let error = if stalled {
+            self.stats.stalled = self.stats.stalled.saturating_add(1);
+            ReadError::Stalled { received, expected }
+        } else {
+            self.stats.truncated = self.stats.truncated.saturating_add(1);
+            ReadError::Truncated { received, expected }
+        };
         self.poisoned = Some(error);
         Err(error)
     }
