@@ -83,13 +83,13 @@ fn table() -> Vec<(&'static str, &'static str, usize, usize)> {
             "Framed<FramedEcho, [u8; 1028], [u8; 1028]>",
             "framed echo session: FrameReader, a one-frame send queue, the frame deadline, counters",
             size_of::<Framed<FramedEcho, [u8; 1028], [u8; 1028]>>(),
-            2368,
+            2360,
         ),
         (
             "StreamingEcho<&mut [u8]>",
             "framed echo with no frame storage: BodyReader, queue over the caller's slice, the frame deadline, counters",
             size_of::<StreamingEcho<Slice>>(),
-            264,
+            256,
         ),
         (
             "HttpResponder<StatusSite, 1024, 2048>",

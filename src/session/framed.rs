@@ -28,7 +28,7 @@ use core::fmt;
 
 use super::out::{Full, OutRef};
 use super::{OutBuffer, Session, Status};
-use crate::time::{Duration, Instant, at_rate};
+use crate::time::{Duration, Instant};
 use crate::trace::{Levels, Recorder};
 use crate::wire::body::BodyReader;
 use crate::wire::frame::{
@@ -52,36 +52,45 @@ pub const DEFAULT_FRAME_MIN_RATE: u32 = 500;
 struct FrameClock {
     timeout: Duration,
     min_rate: u32,
-    /// When the unfinished frame began, and the reader's byte count then.
-    began: Option<(Instant, u64)>,
+    /// The unfinished frame's deadline for the bytes received so far (none
+    /// between frames): moved on by each read, so that a poll only compares.
+    due: Option<Instant>,
 }
 
 impl FrameClock {
     const DEFAULT: Self = Self {
         timeout: DEFAULT_FRAME_TIMEOUT,
         min_rate: DEFAULT_FRAME_MIN_RATE,
-        began: None,
+        due: None,
     };
 
     /// After a read: `owed`, the stream is inside a frame the peer owes;
     /// `frames` and `bytes`, the reader's counts before the read, `stats`
-    /// after it.
+    /// after it. A timeout of [`Duration::MAX`] never comes.
     #[inline]
     fn track(&mut self, owed: bool, before: (u64, u64), stats: &ReadStats, now: Instant) {
-        let (frames, bytes) = before;
-        if !owed {
-            self.began = None;
-        } else if self.began.is_none() || stats.frames != frames {
-            self.began = Some((now, bytes));
+        if !owed || self.timeout == Duration::MAX {
+            self.due = None;
+            return;
         }
+        let (frames, bytes) = before;
+        let due = match self.due {
+            Some(due) if stats.frames == frames => due,
+            _ => now.saturating_add(self.timeout),
+        };
+        // To the microsecond: a frame's reads add up to what its bytes earn.
+        let earned = stats
+            .bytes
+            .saturating_sub(bytes)
+            .saturating_mul(1_000_000)
+            .checked_div(u64::from(self.min_rate.max(1)))
+            .unwrap_or(u64::MAX);
+        self.due = Some(due.saturating_add(Duration::from_micros(earned)));
     }
 
-    /// When the unfinished frame must be whole, if one has begun (never with
-    /// a timeout of [`Duration::MAX`]).
-    fn deadline(&self, stats: &ReadStats) -> Option<Instant> {
-        let (at, bytes) = self.began.filter(|_| self.timeout != Duration::MAX)?;
-        let earned = at_rate(stats.bytes.saturating_sub(bytes), self.min_rate);
-        Some(at.saturating_add(self.timeout).saturating_add(earned))
+    /// When the unfinished frame must be whole, if one has begun.
+    const fn deadline(&self) -> Option<Instant> {
+        self.due
     }
 }
 
@@ -715,7 +724,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.peer_done = false;
         self.end_checked = false;
         self.error = None;
-        self.clock.began = None;
+        self.clock.due = None;
         self.handler.start(now);
     }
 
@@ -786,12 +795,12 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         if self.phase != Phase::Open {
             return None;
         }
-        self.clock.deadline(self.reader.stats())
+        self.clock.deadline()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.poll_timeout().is_some_and(|at| now >= at) {
-            self.clock.began = None;
+            self.clock.due = None;
             if let Err(error) = self.reader.stall() {
                 self.broke(error);
             }
@@ -1033,7 +1042,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         self.phase = Phase::Open;
         self.peer_done = false;
         self.error = None;
-        self.clock.began = None;
+        self.clock.due = None;
     }
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
@@ -1095,12 +1104,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         if self.phase != Phase::Open {
             return None;
         }
-        self.clock.deadline(self.reader.stats())
+        self.clock.deadline()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.poll_timeout().is_some_and(|at| now >= at) {
-            self.clock.began = None;
+            self.clock.due = None;
             if let Err(error) = self.reader.stall() {
                 self.broke(error);
             }
