@@ -136,7 +136,7 @@
 //! | layer | what lives there |
 //! |---|---|
 //! | runners | [`runner`]: the in-process simulated link (`smoltcp`), the Linux TAP runner (`tap`) |
-//! | adapters | [`net`] (smoltcp poll loop), `asynch`, `blocking` |
+//! | adapters | [`net`] (smoltcp poll loop), [`asynch`] (embedded-io-async), [`blocking`] (embedded-io, `std::io`) |
 //! | sessions | [`session`] (echo, length framing), [`http`] (the HTTP responder), [`transfer`] (the file transfer server and client), [`tftp`] (TFTP transfers, server and client) |
 //! | codecs | [`wire`]: frame headers, [`wire::frame::FrameReader`], [`wire::body::BodyReader`], HTTP request heads, transfer messages, CRC-32; [`tftp::packet`]: TFTP packets |
 //! | storage | [`store`]: the `Storage` trait, `RamStore`, `DirStore` (`std`) |
@@ -149,7 +149,7 @@
 //!
 //! | feature | default | what it turns on |
 //! |---|---|---|
-//! | `smoltcp` | yes | [`net`] and [`runner::sim`](crate::runner): the poll-loop adapter, the listen backlog, the simulated link |
+//! | `smoltcp` | yes | [`net`] and [`runner::sim`]: the poll-loop adapter, the listen backlog, the simulated link |
 //! | `std` | yes | `DirStore` (files on disk), `std::error::Error` everywhere, `blocking::StdIo` |
 //! | `tap` | yes | the Linux TAP device and runner (turns on `std`, `smoltcp` and `log` on every OS; the device and runner themselves are Linux only) |
 //! | `log` | yes | smolsock's log lines through the `log` crate |
@@ -162,7 +162,7 @@
 //! embassy-net.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
-//! [`Clock`]: https://docs.rs/smolsock/latest/smolsock/asynch/trait.Clock.html
+//! [`Clock`]: crate::asynch::Clock
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code, missing_docs)]
