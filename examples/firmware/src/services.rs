@@ -117,9 +117,7 @@ type HttpPage = HttpResponder<'static, Site<'static>, HTTP_REQUEST_MAX, HTTP_PAG
 type TransferSession = TransferServer<'static, Store, Buffer>;
 pub type EchoServer = TcpServer<&'static mut Echo, ECHO_POOL>;
 pub type UdpEchoService = UdpService<UdpEcho, UDP_DATAGRAM_MAX>;
-/// The streaming echoes are small (their queues are slices of a static buffer),
-/// so the server holds them itself.
-pub type FramedServer = TcpServer<FramedSession, FRAMED_POOL>;
+pub type FramedServer = TcpServer<&'static mut FramedSession, FRAMED_POOL>;
 pub type HttpServer = TcpServer<&'static mut HttpPage, HTTP_POOL>;
 pub type TransferPool = TcpServer<&'static mut TransferSession, TRANSFER_POOL>;
 
@@ -146,12 +144,13 @@ buffer!(TRANSFER_STAGING_BUF, TRANSFER_POOL * TRANSFER_STAGING);
 
 static UDP_RX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
 static UDP_TX_META: StaticCell<[udp::PacketMetadata; UDP_PACKETS]> = StaticCell::new();
-// The sessions with kilobytes inside (HTTP's request and page, echo's `recv`
-// buffer, the transfer's framing state) live in statics of their own and the
-// servers hold a pointer to each (a `&'static mut`): built in place, they never
-// pass through the stack.
+// The sessions (HTTP's request and page, echo's `recv` buffer, the transfer's
+// framing state, the framed echo's reader and frame deadline) live in statics
+// of their own and the servers hold a pointer to each (a `&'static mut`):
+// built in place, they never pass through the stack, and no code moves them.
 static ECHO_SESSIONS: ConstStaticCell<[Echo; ECHO_POOL]> =
     ConstStaticCell::new([const { Echo::new() }; ECHO_POOL]);
+static FRAMED_SESSIONS: StaticCell<[MaybeUninit<FramedSession>; FRAMED_POOL]> = StaticCell::new();
 static HTTP_SESSIONS: StaticCell<[MaybeUninit<HttpPage>; HTTP_POOL]> = StaticCell::new();
 static TRANSFER_SESSIONS: StaticCell<[MaybeUninit<TransferSession>; TRANSFER_POOL]> =
     StaticCell::new();
@@ -469,7 +468,7 @@ impl AllServices {
         );
         let mut queues =
             chunks::<FRAMED_POOL>(take(&FRAMED_QUEUE_BUF, "framed queues")?).into_iter();
-        let framed_sessions = try_array(|| {
+        let framed_sessions = place(&FRAMED_SESSIONS, || {
             let queue = queues.next().ok_or(SetupFailure::Buffers("framed echo"))?;
             StreamingEcho::new(queue, FRAMED_FORMAT)
                 .map_err(|_| SetupFailure::Buffers("framed echo"))
@@ -622,7 +621,7 @@ pub fn ram_use() -> [(&'static str, usize, usize); 5] {
         (
             "tcp/9000 framed echo",
             FRAMED_POOL * (FRAMED_RX + FRAMED_TX + FRAMED_QUEUE),
-            size_of::<FramedServer>(),
+            size_of::<FramedServer>() + FRAMED_POOL * size_of::<FramedSession>(),
         ),
         (
             "tcp/80 http",
