@@ -565,7 +565,11 @@ pub trait DatagramSocket {
     /// Why a send or a receive failed.
     type Error: core::fmt::Debug;
 
-    /// Sends `datagram` to `to`, whole.
+    /// Sends `datagram` to `to`, whole. The adapters await it with no
+    /// deadline of their own, so it must end in bounded time, sent or failed:
+    /// embassy-net's waits while its send queue is full, which a datagram to a
+    /// neighbour that never answers ARP keeps full for ever; wrap it in a
+    /// timeout there (the embassy firmware gives it 3 s).
     async fn send_to(&mut self, datagram: &[u8], to: Self::Addr) -> Result<(), Self::Error>;
 
     /// Waits for a datagram and writes it into `buf`: its length and sender. A

@@ -6,6 +6,11 @@
 //! gives microseconds since any start of its choosing. Arithmetic saturates instead
 //! of overflowing, so a deadline computed from a peer's or a caller's duration can
 //! never panic.
+//!
+//! Deadlines are instants on that clock, so it must not step back: a clock set
+//! back by a minute postpones every deadline by a minute (none is lost, none
+//! comes early). A monotonic clock (embassy-time's, std's `Instant`, a tick
+//! counter) is what the adapters expect.
 
 use core::fmt;
 
