@@ -569,7 +569,7 @@ pub trait DatagramSocket {
     /// deadline of their own, so it must end in bounded time, sent or failed:
     /// embassy-net's waits while its send queue is full, which a datagram to a
     /// neighbour that never answers ARP keeps full for ever; wrap it in a
-    /// timeout there (the embassy firmware gives it 3 s).
+    /// timeout there (the embassy firmware's TFTP task gives it a second).
     async fn send_to(&mut self, datagram: &[u8], to: Self::Addr) -> Result<(), Self::Error>;
 
     /// Waits for a datagram and writes it into `buf`: its length and sender. A
