@@ -20,6 +20,7 @@ use smolsock::session::{
     StreamingEcho,
 };
 use smolsock::trace::{Conn, Probe, Record, Tally, TraceSink};
+use smolsock::wire::frame::{HeaderFormat, ReadError};
 use smolsock::wire::http::{ResponseHead, StatusCode};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{AnySocket, tcp, udp};
@@ -2606,6 +2607,49 @@ fn a_session_reset_with_bytes_it_cannot_take_reports_abort_at_the_close_timeout(
         "ended {waited} after the reset"
     );
     assert!(conn.is_ended());
+}
+
+#[test]
+fn a_framed_client_whose_peer_stalled_closes_cleanly_when_the_peer_then_finishes() {
+    // The peer sends a header and one byte of a 1000-byte frame and is silent
+    // past the frame deadline; on our FIN it sends the rest of the frame and
+    // its own FIN. No longer a frame, those bytes are read and dropped
+    // (counted), and the close is clean.
+    let mut net = sim(731, FaultConfig::CLEAN, 1, 1);
+    let format = HeaderFormat::NETWORK.with_max_len(1000).unwrap();
+    let framed = Framed::new((), [0u8; 1004], [0u8; 1004], format).unwrap();
+    let (server, handle, mut client, mut conn) = client_session(&mut net, 731, 4096, framed);
+    let (mut connected, mut head_sent, mut rest) = (false, false, 999usize);
+    let status = net
+        .run_until(Duration::from_secs(300), |net| {
+            let now = net.now();
+            let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+            if peer.may_send() && !head_sent {
+                let head = [0, 0, 0x03, 0xe8, 0];
+                head_sent = peer.send_slice(&head) == Ok(head.len());
+            }
+            // Our FIN came: the rest of the frame, then the peer's FIN.
+            if head_sent && rest > 0 && !peer.may_recv() && peer.may_send() {
+                rest -= peer.send_slice(&vec![0u8; rest]).unwrap_or(0);
+                if rest == 0 {
+                    peer.close();
+                }
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            connected |= client.poll(socket, now) == ClientState::Connected;
+            if !connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            conn.is_ended().then_some(status)
+        })
+        .unwrap();
+    let framed = conn.session();
+    assert_eq!(rest, 0, "the peer never saw our FIN");
+    assert!(matches!(framed.error(), Some(ReadError::Stalled { .. })));
+    let read = framed.stats().read;
+    assert_eq!((read.stalled, read.discarded), (1, 999));
+    assert_eq!(status, Status::Close, "a clean close after the stall");
 }
 
 /// An echo (2 KiB receive and 512 B send buffer) and a client that sends it

@@ -1813,15 +1813,15 @@ fn memory_cost_of_a_connection_is_its_buffers_and_a_small_fixed_part() {
     );
     // The fixed part (framing state and counters, the operation in progress with
     // its file name) stays small next to the two one-frame buffers. On a 64-bit
-    // host: 432 and 288 bytes; on thumbv7em, 376 and 240 (tests/memory.rs pins
+    // host: 456 and 312 bytes; on thumbv7em, 392 and 256 (tests/memory.rs pins
     // them). A client's upload, while it runs, adds 208 (192) where the caller
     // keeps it.
     let upload =
         size_of::<smolsock::transfer::PutFile<'static, Vec<u8>, &'static [u8], fn(u64, u64)>>();
     assert!(upload <= 224, "{upload}");
-    assert!(server_slices <= 448, "{server_slices}");
+    assert!(server_slices <= 464, "{server_slices}");
     assert!(client_slices <= 320, "{client_slices}");
-    assert!(server_arrays <= 2 * 1028 + 448, "{server_arrays}");
+    assert!(server_arrays <= 2 * 1028 + 464, "{server_arrays}");
     assert!(client_arrays <= 2 * 1028 + 320, "{client_arrays}");
 }
 

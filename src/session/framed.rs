@@ -19,16 +19,24 @@
 //! sets both). A peer that trickles a frame, a byte just often enough to keep a
 //! pool's idle timeout away, or goes silent inside one, breaks the stream with
 //! [`ReadError::Stalled`], counted in [`ReadStats::stalled`], and the session
-//! closes. While whole frames wait for a `Framed` handler (the application, or
-//! the peer not taking the answers), the clock waits: the pool's idle and close
-//! deadlines judge that. The streaming echo holds a frame back only while the
-//! peer leaves its echo untaken, and its deadline runs on.
+//! closes; what the peer still sends is read and dropped (counted in
+//! [`ReadStats::discarded`]), so that the close ends cleanly.
+//!
+//! While whole frames wait for a `Framed` handler (the application, or the peer
+//! not taking the answers), the clock waits, and starts once they are taken: the
+//! pool's idle and close deadlines judge a peer that does not read. The
+//! streaming echo holds a frame back only while the peer leaves its echo
+//! untaken, and its deadline runs on; so does `Framed`'s under the stream
+//! adapters ([`asynch`](crate::asynch), [`blocking`](crate::blocking)), which
+//! read nothing while a write waits: there a peer that takes none of the
+//! answers for the frame timeout, with a frame of its own half sent, is
+//! stalled.
 
 use core::fmt;
 
 use super::out::{Full, OutRef};
 use super::{OutBuffer, Session, Status};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, at_rate};
 use crate::trace::{Levels, Recorder};
 use crate::wire::body::BodyReader;
 use crate::wire::frame::{
@@ -52,8 +60,14 @@ pub const DEFAULT_FRAME_MIN_RATE: u32 = 500;
 struct FrameClock {
     timeout: Duration,
     min_rate: u32,
-    /// The unfinished frame's deadline for the bytes received so far (none
-    /// between frames): moved on by each read, so that a poll only compares.
+    /// Inside a frame, behind whole frames that wait to be taken: the session
+    /// holds the stream back, and the frame's clock starts once they are gone.
+    paused: bool,
+    /// When the frame the peer owes began.
+    began: Instant,
+    /// Its deadline for the bytes of it received so far, none on a frame
+    /// boundary or while paused: worked out once a read, so that a poll only
+    /// compares.
     due: Option<Instant>,
 }
 
@@ -61,36 +75,63 @@ impl FrameClock {
     const DEFAULT: Self = Self {
         timeout: DEFAULT_FRAME_TIMEOUT,
         min_rate: DEFAULT_FRAME_MIN_RATE,
+        paused: false,
+        began: Instant::ZERO,
         due: None,
     };
 
-    /// After a read: `owed`, the stream is inside a frame the peer owes;
-    /// `frames` and `bytes`, the reader's counts before the read, `stats`
-    /// after it. A timeout of [`Duration::MAX`] never comes.
+    /// After a read: `held`, the bytes of the unfinished frame received (0 on
+    /// a boundary); `waiting`, whole frames wait to be taken; `same_frame`, no
+    /// frame ended in the read. A timeout of [`Duration::MAX`] never comes.
     #[inline]
-    fn track(&mut self, owed: bool, before: (u64, u64), stats: &ReadStats, now: Instant) {
-        if !owed || self.timeout == Duration::MAX {
+    fn track(&mut self, held: usize, waiting: bool, same_frame: bool, now: Instant) {
+        self.paused = waiting && held > 0;
+        if held == 0 || waiting || self.timeout == Duration::MAX {
             self.due = None;
             return;
         }
-        let (frames, bytes) = before;
-        let due = match self.due {
-            Some(due) if stats.frames == frames => due,
-            _ => now.saturating_add(self.timeout),
-        };
-        // To the microsecond: a frame's reads add up to what its bytes earn.
-        let earned = stats
-            .bytes
-            .saturating_sub(bytes)
-            .saturating_mul(1_000_000)
-            .checked_div(u64::from(self.min_rate.max(1)))
-            .unwrap_or(u64::MAX);
-        self.due = Some(due.saturating_add(Duration::from_micros(earned)));
+        // A frame begun in this read, or owed again after a pause.
+        if !same_frame || self.due.is_none() {
+            self.began = now;
+        }
+        self.run(held);
     }
 
-    /// When the unfinished frame must be whole, if one has begun.
-    const fn deadline(&self) -> Option<Instant> {
-        self.due
+    fn run(&mut self, held: usize) {
+        let earned = at_rate(u64::try_from(held).unwrap_or(u64::MAX), self.min_rate);
+        let due = self
+            .began
+            .saturating_add(self.timeout)
+            .saturating_add(earned);
+        self.due = Some(due);
+    }
+
+    /// When the unfinished frame must be whole; at once (to start its clock)
+    /// if it was paused and no frame waits any more.
+    fn deadline(&self, waiting: bool) -> Option<Instant> {
+        if self.paused {
+            (!waiting).then_some(Instant::ZERO)
+        } else {
+            self.due
+        }
+    }
+
+    /// At `now`: whether the frame is past its deadline (the clock stops);
+    /// a paused frame no longer behind waiting frames starts its clock.
+    fn expired(&mut self, held: usize, waiting: bool, now: Instant) -> bool {
+        if self.paused {
+            if !waiting {
+                self.paused = false;
+                self.began = now;
+                self.run(held);
+            }
+            false
+        } else if self.due.is_some_and(|due| now >= due) {
+            self.due = None;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -724,6 +765,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.peer_done = false;
         self.end_checked = false;
         self.error = None;
+        self.clock.paused = false;
         self.clock.due = None;
         self.handler.start(now);
     }
@@ -733,6 +775,12 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // (a half-close); a server's pool discards them itself.
         if self.phase == Phase::Aborted {
             return 0;
+        }
+        if self.error.is_some() && self.phase == Phase::Closing {
+            // The stream broke (a stall): what the peer still sends is no
+            // frame, and is read and dropped so that the close ends cleanly.
+            self.reader.count_discarded(input.len());
+            return input.len();
         }
         // Whole frames that lie in the input go to the handler where they are,
         // with no copy; their answers go to the queue. A frame the handler cannot
@@ -779,9 +827,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         };
         // Whole frames waiting for the handler hold the stream back: the
         // peer owes nothing while they wait.
-        let owed = self.reader.is_mid_frame() && !self.reader.has_frame();
-        let before = (frames_before, before);
-        self.clock.track(owed, before, self.reader.stats(), now);
+        let same_frame = self.reader.stats().frames == frames_before;
+        let (held, waiting) = (self.reader.unfinished().len(), self.reader.has_frame());
+        self.clock.track(held, waiting, same_frame, now);
         self.probe.read(now, n);
         n
     }
@@ -795,15 +843,16 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         if self.phase != Phase::Open {
             return None;
         }
-        self.clock.deadline()
+        self.clock.deadline(self.reader.has_frame())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|at| now >= at) {
-            self.clock.due = None;
-            if let Err(error) = self.reader.stall() {
-                self.broke(error);
-            }
+        let (held, waiting) = (self.reader.unfinished().len(), self.reader.has_frame());
+        if self.phase == Phase::Open
+            && self.clock.expired(held, waiting, now)
+            && let Err(error) = self.reader.stall()
+        {
+            self.broke(error);
         }
     }
 
@@ -1042,11 +1091,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         self.phase = Phase::Open;
         self.peer_done = false;
         self.error = None;
+        self.clock.paused = false;
         self.clock.due = None;
     }
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
         if self.phase != Phase::Open {
+            if self.error.is_some() && self.phase == Phase::Closing {
+                // The stream broke (a stall): what the peer still sends is
+                // read and dropped so that the close ends cleanly.
+                self.reader.count_discarded(input.len());
+                return input.len();
+            }
             return 0;
         }
         // What goes out is what came in, header for header and byte for byte, but a
@@ -1093,9 +1149,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         };
         // An echo the peer does not take holds its frame back too: the
         // deadline runs on.
-        let owed = self.reader.is_mid_frame();
-        let before = (frames_before, before);
-        self.clock.track(owed, before, self.reader.stats(), now);
+        let same_frame = self.reader.stats().frames == frames_before;
+        let held = self.reader.unfinished_len();
+        self.clock.track(held, false, same_frame, now);
         self.probe.read(now, n);
         n
     }
@@ -1104,11 +1160,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         if self.phase != Phase::Open {
             return None;
         }
-        self.clock.deadline()
+        // Never paused: the echo holds no whole frame back.
+        self.clock.due
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|at| now >= at) {
+        if self.poll_timeout().is_some_and(|due| now >= due) {
             self.clock.due = None;
             if let Err(error) = self.reader.stall() {
                 self.broke(error);
@@ -1715,14 +1772,19 @@ mod tests {
         assert_eq!(echo.receive(&stream, Instant::from_secs(1)), stream.len());
         assert!(echo.reader.has_frame());
         assert_eq!(echo.poll_timeout(), None);
-        // Once the answers have gone, the next bytes of the third frame start
-        // its clock anew.
+        // Once the answers have gone, the third frame's clock starts: due at
+        // once, to be started by the runner's next turn, from then (its 10
+        // bytes earn 20 ms), and it runs on with the bytes that come.
         let mut space = [0u8; 4096];
         let now = Instant::from_secs(100);
         while echo.transmit(&mut space, now) > 0 {}
         assert_eq!(echo.handler().frames, 2);
+        assert_eq!(echo.poll_timeout(), Some(Instant::ZERO));
+        echo.handle_timeout(now);
+        assert_eq!(echo.status(), Status::Open);
+        assert_eq!(echo.poll_timeout(), Some(Instant::from_millis(160_020)));
         assert_eq!(echo.receive(&[3], now), 1);
-        assert_eq!(echo.poll_timeout(), Some(Instant::from_millis(160_002)));
+        assert_eq!(echo.poll_timeout(), Some(Instant::from_millis(160_022)));
     }
 
     mod properties {

@@ -115,6 +115,15 @@ impl BodyReader {
         self.header_held > 0 || self.body.is_some()
     }
 
+    /// Bytes of the unfinished frame received so far, header included: 0 on a
+    /// frame boundary.
+    pub fn unfinished_len(&self) -> usize {
+        match self.body {
+            Some(body) => self.format.header_len().saturating_add(body.taken as usize),
+            None => usize::from(self.header_held),
+        }
+    }
+
     /// The frame being read: its body length and how many body bytes were taken.
     pub fn current_frame(&self) -> Option<(usize, usize)> {
         self.body
@@ -282,6 +291,12 @@ impl BodyReader {
     /// once: it stops the reader) if a header or body is unfinished.
     pub fn stall(&mut self) -> Result<(), ReadError> {
         self.stop_mid_frame(true)
+    }
+
+    /// Counts `n` bytes a session dropped after the stream broke.
+    pub(crate) fn count_discarded(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.stats.discarded = self.stats.discarded.saturating_add(n);
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)

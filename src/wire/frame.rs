@@ -481,6 +481,9 @@ pub struct ReadStats {
     pub truncated: u64,
     /// Streams whose peer stalled inside a frame past its deadline.
     pub stalled: u64,
+    /// Bytes a session read and dropped after its stream broke (a stall), so
+    /// that the connection could still close cleanly.
+    pub discarded: u64,
 }
 
 impl ReadStats {
@@ -495,6 +498,7 @@ impl ReadStats {
         self.oversize = self.oversize.saturating_add(other.oversize);
         self.truncated = self.truncated.saturating_add(other.truncated);
         self.stalled = self.stalled.saturating_add(other.stalled);
+        self.discarded = self.discarded.saturating_add(other.discarded);
     }
 
     /// Nothing seen yet: `Default`, usable in a `const fn`.
@@ -508,6 +512,7 @@ impl ReadStats {
         oversize: 0,
         truncated: 0,
         stalled: 0,
+        discarded: 0,
     };
 }
 
@@ -1025,6 +1030,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// already found can still be taken.
     pub fn stall(&mut self) -> Result<(), ReadError> {
         self.stop_mid_frame(true)
+    }
+
+    /// Counts `n` bytes a session dropped after the stream broke.
+    pub(crate) fn count_discarded(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.stats.discarded = self.stats.discarded.saturating_add(n);
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)

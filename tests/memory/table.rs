@@ -34,8 +34,8 @@ sizes! {
         "FrameReader<[u8; 1028]>",
         "frame storage for 1 KiB frames + cursors + counters",
         size_of::<FrameReader<[u8; 1028]>>(),
-        1176,
-        1144
+        1184,
+        1152
     ),
     (
         "FrameWriter",
@@ -48,15 +48,15 @@ sizes! {
         "BodyReader",
         "header format, partial header, place in the body, counters",
         size_of::<BodyReader>(),
-        136,
-        120
+        144,
+        128
     ),
     (
         "StreamingFrames",
         "BodyReader + FrameWriter + back-pressure counter: one framed connection with no frame storage",
         size_of::<StreamingFrames>(),
-        224,
-        200
+        232,
+        208
     ),
     (
         "OutBuffer<&mut [u8]>",
@@ -83,15 +83,15 @@ sizes! {
         "Framed<FramedEcho, [u8; 1028], [u8; 1028]>",
         "framed echo session: FrameReader, a one-frame send queue, the frame deadline, counters",
         size_of::<Framed<FramedEcho, [u8; 1028], [u8; 1028]>>(),
-        2360,
-        2296
+        2376,
+        2312
     ),
     (
         "StreamingEcho<&mut [u8]>",
         "framed echo with no frame storage: BodyReader, queue over the caller's slice, the frame deadline, counters",
         size_of::<StreamingEcho<Slice>>(),
-        256,
-        208
+        272,
+        224
     ),
     (
         "HttpResponder<StatusSite, 1024, 2048>",
@@ -146,15 +146,15 @@ sizes! {
         "TransferServer<RamStore, &mut [u8]>",
         "one transfer connection: framing state, the operation in progress, its file name",
         size_of::<TransferServer<'static, Store, Slice>>(),
-        448,
-        384
+        456,
+        392
     ),
     (
         "TransferClient<&mut [u8]>",
         "the no_std client: framing state, the connection's state and limits",
         size_of::<TransferClient<Slice>>(),
-        304,
-        248
+        312,
+        256
     ),
     (
         "PutFile<&mut [u8], &[u8], fn(u64, u64)>",

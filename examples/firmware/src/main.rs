@@ -344,11 +344,10 @@ fn log_ram_use() {
     let interface = size_of::<Interface>();
     let socket_set = SOCKET_COUNT * size_of::<SocketStorage<'static>>();
     let backlog = size_of::<ListenBacklog>();
-    log::info!("ram: driver (2 frame buffers) {driver} B");
-    log::info!("ram: interface {interface} B");
-    log::info!("ram: listen backlog {backlog} B");
+    // One line for the four: each log call costs flash, which the budget lacks.
     log::info!(
-        "ram: socket set {SOCKET_COUNT} slots x {} B = {socket_set} B",
+        "ram: driver (2 frame buffers) {driver} B, interface {interface} B, \
+         listen backlog {backlog} B, socket set {SOCKET_COUNT} slots x {} B = {socket_set} B",
         size_of::<SocketStorage<'static>>()
     );
     let mut total = driver + interface + backlog + socket_set;
