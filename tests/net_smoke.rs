@@ -694,6 +694,78 @@ fn a_streaming_frame_refused_before_any_byte_went_out_is_not_owed() {
 }
 
 #[test]
+fn an_overrun_in_the_rings_second_piece_leaves_the_first_queued_and_the_rest_owed() {
+    // A 64-byte send ring whose free space is 24 bytes to its end and 30 after
+    // its wrap: 30 bytes out, acknowledged while 10 more wait.
+    let faults = FaultConfig::CLEAN.with_delay(Duration::from_millis(10));
+    let mut net: SimNet<'static> = SimNet::new(
+        SimConfig::new(1).with_faults(faults),
+        SocketSet::new(vec![]),
+        SocketSet::new(vec![]),
+    );
+    let socket = |rx: usize, tx: usize| {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; tx]),
+        )
+    };
+    let server = net.server.sockets.add(socket(1024, 1024));
+    let client = net.client.sockets.add(socket(1024, 64));
+    let listening = net.server.sockets.get_mut::<tcp::Socket>(server);
+    listening.listen(5000).unwrap();
+    let (s, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(client)
+        .unwrap();
+    s.connect(cx, (SERVER_V4, 5000), 49500).unwrap();
+    net.run_until(Duration::from_secs(10), |net| {
+        let established = |h| net.server.sockets.get::<tcp::Socket>(h).state();
+        let c = net.client.sockets.get::<tcp::Socket>(client);
+        (established(server) == tcp::State::Established && c.state() == tcp::State::Established)
+            .then_some(())
+    })
+    .unwrap();
+    StreamingFrames::configure(net.server.sockets.get_mut::<tcp::Socket>(server));
+    let c = net.client.sockets.get_mut::<tcp::Socket>(client);
+    StreamingFrames::configure(c);
+    assert_eq!(c.send_slice(&[1; 30]), Ok(30));
+    net.poll();
+    net.run_for(Duration::from_millis(5));
+    let c = net.client.sockets.get_mut::<tcp::Socket>(client);
+    assert_eq!(c.send_slice(&[2; 10]), Ok(10));
+    net.run_until(Duration::from_secs(1), |net| {
+        let c = net.client.sockets.get::<tcp::Socket>(client);
+        (c.send_queue() == 10).then_some(())
+    })
+    .unwrap();
+
+    let mut frames = StreamingFrames::new(HeaderFormat::NETWORK);
+    let c = net.client.sockets.get_mut::<tcp::Socket>(client);
+    let mut asked = Vec::new();
+    let result = frames.send_with(c, 50, |offset, space| {
+        asked.push((offset, space.len()));
+        // The second piece claims a byte more than it was given.
+        space.len() + usize::from(offset > 0)
+    });
+    assert_eq!(asked, [(0, 20), (20, 30)], "both pieces of the ring");
+    assert!(
+        matches!(result, Err(SendError::Frame(WriteError::Overrun { .. }))),
+        "{result:?}"
+    );
+    // The header and the first piece stay queued; the rest is owed, asked
+    // for from where it stopped.
+    assert_eq!(c.send_queue(), 10 + 4 + 20);
+    assert!(frames.send_pending());
+    let mut asked = Vec::new();
+    let result = frames.send_with(c, 50, |offset, space| {
+        asked.push((offset, space.len()));
+        space.len()
+    });
+    assert_eq!((result, asked), (Ok(()), vec![(20, 30)]));
+    assert!(!frames.send_pending());
+}
+
+#[test]
 fn send_frames_on_a_full_ring_owes_nothing_and_a_drained_source_is_done() {
     let (mut s_store, mut c_store) = ([SocketStorage::EMPTY; 1], [SocketStorage::EMPTY; 1]);
     let mut net = sim_net(SimConfig::new(3), &mut s_store, &mut c_store);

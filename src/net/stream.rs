@@ -518,7 +518,9 @@ impl StreamingFrames {
     /// nothing is owed, and the next call may send any frame. Nothing is dropped,
     /// and a frame never gets more or fewer bytes than its header announced: a
     /// `fill` claiming more than `space` is refused with [`WriteError::Overrun`]
-    /// (nothing of that call is queued), a frame of another length while one is
+    /// (nothing of that piece is queued; a piece before it, at the ring's end,
+    /// stays queued, and the rest of the frame is owed), a frame of another
+    /// length while one is
     /// owed with [`WriteError::Busy`], and [`close`](Self::close) waits for an owed
     /// frame to be finished.
     pub fn send_with<F>(

@@ -168,6 +168,9 @@ impl<S: TraceSink, P: PcapSink> PcapSink for SegmentCapture<S, P> {
 pub(crate) fn parse(frame: &[u8]) -> Option<Event> {
     let (protocol, payload, fragment) = transport(frame)?;
     match (protocol, payload) {
+        // The first fragment of a segment holds only its start, and nothing in
+        // it says how long the segment is: not recorded.
+        (IpProtocol::Tcp, _) if fragment => None,
         (IpProtocol::Tcp, tcp) => parse_tcp(tcp).map(Event::Segment),
         (IpProtocol::Udp, udp) => {
             if udp.len() < 8 {
@@ -214,19 +217,24 @@ fn transport(frame: &[u8]) -> Option<(IpProtocol, &[u8], bool)> {
                     | IpProtocol::Ipv6Opts
                     | IpProtocol::Ipv6Frag
             ) {
-                let header = Ipv6ExtHeader::new_checked(rest).ok()?;
-                if next == IpProtocol::Ipv6Frag {
-                    let fragment = Ipv6FragmentHeader::new_checked(header.payload()).ok()?;
+                let (after, len) = if next == IpProtocol::Ipv6Frag {
+                    // 8 bytes: the next header, a reserved byte (not a
+                    // length: RFC 8200 has it ignored), the fragment's fields.
+                    let fragment = Ipv6FragmentHeader::new_checked(rest.get(2..8)?).ok()?;
                     if fragment.frag_offset() != 0 {
                         return None;
                     }
                     more = fragment.more_frags();
-                }
-                // Its length counts 8-byte units after the first 8 bytes.
-                let len = usize::from(header.header_len())
-                    .saturating_add(1)
-                    .saturating_mul(8);
-                next = header.next_header();
+                    (IpProtocol::from(*rest.first()?), 8)
+                } else {
+                    let header = Ipv6ExtHeader::new_checked(rest).ok()?;
+                    // Its length counts 8-byte units after the first 8 bytes.
+                    let len = usize::from(header.header_len())
+                        .saturating_add(1)
+                        .saturating_mul(8);
+                    (header.next_header(), len)
+                };
+                next = after;
                 rest = rest.get(len..)?;
             }
             Some((next, rest, more))
@@ -457,6 +465,49 @@ mod headers_and_fragments {
             matches!(event, Some(Event::Segment(s)) if s.len == 5 && s.conn == Conn::new(49152, 7)),
             "{event:?}"
         );
+    }
+
+    #[test]
+    fn the_first_fragment_of_a_tcp_segment_is_not_recorded() {
+        // The TCP header and the first 1000 bytes of a longer payload (more
+        // fragments follow): the segment's length is not in it.
+        let tcp = tcp(&[0u8; 1000]);
+        let total = (20 + tcp.len()) as u16;
+        let mut ip = std::vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0, 1, 0x20, 0x00, 64, 6, 0, 0]); // id 1, MF, offset 0, TCP
+        ip.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        ip.extend_from_slice(&tcp);
+        assert_eq!(parse(&ethernet([0x08, 0x00], &ip)), None);
+    }
+
+    #[test]
+    fn an_ipv6_fragment_header_is_eight_bytes_whatever_its_reserved_byte() {
+        // An atomic fragment (offset 0, no more): RFC 8200 has the receiver
+        // ignore the byte after the next header, which other headers use for
+        // their length.
+        let mut udp = std::vec![0xc0, 0x00, 0x00, 0x07, 0, 13, 0, 0];
+        udp.extend_from_slice(b"hello");
+        for reserved in [0u8, 1, 255] {
+            let fragment = [17u8, reserved, 0, 0, 0, 0, 0, 9];
+            let payload_len = (fragment.len() + udp.len()) as u16;
+            let mut ip = std::vec![0x60, 0, 0, 0];
+            ip.extend_from_slice(&payload_len.to_be_bytes());
+            ip.extend_from_slice(&[44, 64]); // next header: Fragment, hop limit
+            ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            ip.extend_from_slice(&fragment);
+            ip.extend_from_slice(&udp);
+            let expected = Event::Datagram(Datagram {
+                conn: Conn::new(49152, 7),
+                len: 5,
+            });
+            assert_eq!(
+                parse(&ethernet([0x86, 0xdd], &ip)),
+                Some(expected),
+                "reserved byte {reserved}"
+            );
+        }
     }
 
     #[test]
