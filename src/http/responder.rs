@@ -1,10 +1,12 @@
 //! The responder's state machine: read a head by its deadline, answer once, close.
 //!
-//! Answers: `200` with the page, `404` for an unknown path, `405` for a method
-//! other than GET or HEAD, `400` for bytes that are no request head (or a head
+//! Answers: `200` with the page, `404` for an unknown path, `405` for a known
+//! method other than GET or HEAD, `501` for a method it does not know, `400`
+//! for bytes that are no request head (or a head
 //! whose body it cannot frame, or without a valid Host: see [`HttpResponder`]),
 //! `414` or `431` for a head larger than the request buffer (or with more than
-//! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.0 or 1.1,
+//! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.x (a later
+//! 1.x is served as 1.1),
 //! `408` for a head that did not arrive whole by its deadline, `500` if the page
 //! does not fit the body buffer. A HEAD request gets the head a GET would, and no
 //! body; nor does any error answer to a head whose method is HEAD.
@@ -69,7 +71,8 @@ pub struct HttpStats {
     pub ok: u64,
     /// 4xx answers: bad request, not found, method, timeout, too large.
     pub client_errors: u64,
-    /// 5xx answers: a page too large for the body buffer, an unsupported version.
+    /// 5xx answers: a page too large for the body buffer, an unsupported version,
+    /// a method this server does not know.
     pub server_errors: u64,
     /// Heads refused as malformed (answered 400, or 505 for a version other than
     /// 1.x): bytes that are no head, a bad `Content-Length` or `Host`, a
@@ -446,7 +449,9 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
         &self.config
     }
 
-    /// Sets the deadlines, from the next connection on.
+    /// Sets the deadlines: the head's from the next connection on (it is set
+    /// when a connection starts), the answer's from the next answer on (it is
+    /// set when the answer is made, also on the connection open now).
     pub fn set_config(&mut self, config: HttpConfig) {
         self.config = config;
     }
@@ -513,6 +518,8 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
                     return Some(match request.method() {
                         Method::Get => self.response.page(self.site, request.path(), true),
                         Method::Head => self.response.page(self.site, request.path(), false),
+                        // A method this server does not know (RFC 9110 §9.1).
+                        Method::Other(_) => self.response.error(StatusCode::NOT_IMPLEMENTED, true),
                         _ => self.response.error(StatusCode::METHOD_NOT_ALLOWED, true),
                     });
                 };
@@ -557,11 +564,16 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
     fn head_timed_out(&mut self, now: Instant) {
         crate::macros::net_debug!("http: no whole head by {}, answering 408", now);
         self.stats.head_timeouts = self.stats.head_timeouts.saturating_add(1);
-        let gathered = self.request_len as u64;
-        self.stats.discarded = self.stats.discarded.saturating_add(gathered);
+        self.discard_request();
         let with_body = self.error_has_body();
         let status = self.response.error(StatusCode::REQUEST_TIMEOUT, with_body);
         self.answered(status, now);
+    }
+
+    /// Counts the part of a head gathered so far as thrown away.
+    fn discard_request(&mut self) {
+        let gathered = self.request_len as u64;
+        self.stats.discarded = self.stats.discarded.saturating_add(gathered);
     }
 
     /// Takes `bytes` and throws them away.
@@ -629,9 +641,10 @@ impl<S: Site + ?Sized, const REQ: usize, const RESP: usize> Session
             self.head_timed_out(now);
         } else {
             // Part of a head and then a close: nobody is left to read an answer
-            // that says so, so the connection just closes.
+            // that says so, so the connection just closes, its bytes thrown away.
             if self.request_len > 0 {
                 self.stats.incomplete = self.stats.incomplete.saturating_add(1);
+                self.discard_request();
             }
             self.phase = Phase::Done;
             self.deadline = None;
@@ -683,6 +696,7 @@ impl<S: Site + ?Sized, const REQ: usize, const RESP: usize> Session
         match self.phase {
             Phase::Reading if self.request_len > 0 => {
                 self.stats.incomplete = self.stats.incomplete.saturating_add(1);
+                self.discard_request();
             }
             Phase::Responding => self.stats.cut_short = self.stats.cut_short.saturating_add(1),
             _ => {}

@@ -643,9 +643,11 @@ fn parse_version(rest: &[u8]) -> Parsed<'_, Version> {
         return Ok(Step::NeedMore);
     };
     let after = done!(line_end(after, HttpError::InvalidVersion)?);
+    // A later 1.x is served as 1.1, the highest this server knows (RFC 9110
+    // §2.5); 505 is for another major version.
     let version = match (major, minor) {
         (b'1', b'0') => Version::Http10,
-        (b'1', b'1') => Version::Http11,
+        (b'1', _) => Version::Http11,
         _ => return Err(HttpError::UnsupportedVersion),
     };
     Ok(Step::Done((version, after)))
@@ -1423,14 +1425,16 @@ If-None-Match: \"abc123\"\r\n\
         ] {
             assert_eq!(error_of(bad), HttpError::InvalidVersion, "{bad:?}");
         }
-        for unsupported in [
-            &b"GET / HTTP/2.0\r\n\r\n"[..],
-            b"GET / HTTP/0.9\r\n\r\n",
-            b"GET / HTTP/1.2\r\n\r\n",
-        ] {
+        for unsupported in [&b"GET / HTTP/2.0\r\n\r\n"[..], b"GET / HTTP/0.9\r\n\r\n"] {
             let err = error_of(unsupported);
             assert_eq!(err, HttpError::UnsupportedVersion);
             assert_eq!(err.status(), StatusCode::VERSION_NOT_SUPPORTED);
+        }
+        // A later minor version of 1 is read as 1.1.
+        let head = b"GET / HTTP/1.2\r\nHost: x\r\n\r\n";
+        match parse_request::<4>(head) {
+            Ok(Status::Complete { request, .. }) => assert_eq!(request.version(), Version::Http11),
+            other => panic!("{other:?}"),
         }
     }
 

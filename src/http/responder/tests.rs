@@ -135,7 +135,7 @@ fn bad_requests_get_their_error_status_and_the_session_serves_the_next() {
     while too_large.len() < 1500 {
         too_large.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
-    let exchanges: [(&[u8], Vec<u8>); 6] = [
+    let exchanges: [(&[u8], Vec<u8>); 8] = [
         (
             b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
             error(StatusCode::BAD_REQUEST),
@@ -156,6 +156,16 @@ fn bad_requests_get_their_error_status_and_the_session_serves_the_next() {
             b"GET / HTTP/2.0\r\n\r\n",
             error(StatusCode::VERSION_NOT_SUPPORTED),
         ),
+        // A method nobody defined: 501, not 405 (RFC 9110 §9.1).
+        (
+            b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n",
+            error(StatusCode::NOT_IMPLEMENTED),
+        ),
+        // A later 1.x is served as 1.1 (RFC 9110 §2.5).
+        (
+            b"GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            http_response(StatusCode::OK, html, home.as_bytes(), true),
+        ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             http_response(StatusCode::OK, html, home.as_bytes(), true),
@@ -171,14 +181,14 @@ fn bad_requests_get_their_error_status_and_the_session_serves_the_next() {
         );
     }
     let stats = http.stats();
-    // 400, 400, 405, 431; 505; 200.
+    // 400, 400, 405, 431; 505, 501; 200, 200.
     assert_eq!(
         (stats.client_errors, stats.server_errors, stats.ok),
-        (4, 1, 1)
+        (4, 2, 2)
     );
     assert_eq!((stats.malformed, stats.oversize), (3, 1));
-    // The 405 request and the 200 one were parsed whole.
-    assert_eq!(stats.requests, 2);
+    // The 405 and 501 requests and the 200 ones were parsed whole.
+    assert_eq!(stats.requests, 4);
     // Every refused head was thrown away whole.
     let refused = [0, 1, 3, 4].map(|i| exchanges[i].0.len() as u64);
     assert_eq!(stats.discarded, refused.iter().sum::<u64>());
@@ -462,6 +472,8 @@ fn a_peer_that_closes_mid_head_gets_no_answer_and_is_counted() {
     let mut http = HttpResponder::<_, 1024, 1024>::new(&site);
     assert_eq!(answer(&mut http, b"GET / HTTP/1.1\r\nHost", 5, 64), b"");
     assert_eq!(http.stats().incomplete, 1);
+    // Its bytes were thrown away, and counted so.
+    assert_eq!((http.stats().bytes_in, http.stats().discarded), (20, 20));
     // A connection that sends nothing at all (a browser's spare) is no request.
     assert_eq!(answer(&mut http, b"", 5, 64), b"");
     assert_eq!(http.stats().incomplete, 1);
@@ -470,6 +482,7 @@ fn a_peer_that_closes_mid_head_gets_no_answer_and_is_counted() {
     http.receive(b"GET", Instant::ZERO);
     http.end(Instant::ZERO);
     assert_eq!(http.stats().incomplete, 2);
+    assert_eq!(http.stats().discarded, 23);
     http.start(Instant::ZERO);
     http.receive(GET, Instant::ZERO);
     http.transmit(&mut [0u8; 10], Instant::ZERO);
