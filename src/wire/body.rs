@@ -295,8 +295,7 @@ impl BodyReader {
 
     /// Counts `n` bytes a session dropped after the stream broke.
     pub(crate) fn count_discarded(&mut self, n: usize) {
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
-        self.stats.discarded = self.stats.discarded.saturating_add(n);
+        self.stats.count_discarded(n);
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)
@@ -314,13 +313,7 @@ impl BodyReader {
             None if self.header_held > 0 => (usize::from(self.header_held), None),
             None => return Ok(()),
         };
-        let error = if stalled {
-            self.stats.stalled = self.stats.stalled.saturating_add(1);
-            ReadError::Stalled { received, expected }
-        } else {
-            self.stats.truncated = self.stats.truncated.saturating_add(1);
-            ReadError::Truncated { received, expected }
-        };
+        let error = self.stats.stopped(stalled, received, expected);
         self.poisoned = Some(error);
         Err(error)
     }

@@ -487,6 +487,30 @@ pub struct ReadStats {
 }
 
 impl ReadStats {
+    /// Counts a stream stopped inside a frame, the peer having ended it or
+    /// (`stalled`) stalled: the error, with the frame's received and expected
+    /// lengths.
+    pub(crate) fn stopped(
+        &mut self,
+        stalled: bool,
+        received: usize,
+        expected: Option<usize>,
+    ) -> ReadError {
+        if stalled {
+            self.stalled = self.stalled.saturating_add(1);
+            ReadError::Stalled { received, expected }
+        } else {
+            self.truncated = self.truncated.saturating_add(1);
+            ReadError::Truncated { received, expected }
+        }
+    }
+
+    /// Counts `n` bytes a session dropped after the stream broke.
+    pub(crate) fn count_discarded(&mut self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.discarded = self.discarded.saturating_add(n);
+    }
+
     /// Adds `other`'s counters to these (for a pool's totals), saturating.
     pub fn accumulate(&mut self, other: &ReadStats) {
         self.reads = self.reads.saturating_add(other.reads);
@@ -1034,8 +1058,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
 
     /// Counts `n` bytes a session dropped after the stream broke.
     pub(crate) fn count_discarded(&mut self, n: usize) {
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
-        self.stats.discarded = self.stats.discarded.saturating_add(n);
+        self.stats.count_discarded(n);
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)
@@ -1054,13 +1077,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             .get(self.scan..self.end)
             .and_then(|bytes| self.format.decode(bytes))
             .map(|len| (len as usize).saturating_add(self.format.header_len()));
-        let error = if stalled {
-            self.stats.stalled = self.stats.stalled.saturating_add(1);
-            ReadError::Stalled { received, expected }
-        } else {
-            self.stats.truncated = self.stats.truncated.saturating_add(1);
-            ReadError::Truncated { received, expected }
-        };
+        let error = self.stats.stopped(stalled, received, expected);
         self.poisoned = Some(error);
         Err(error)
     }
