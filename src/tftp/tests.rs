@@ -79,6 +79,14 @@ fn parse(datagram: &[u8]) -> Packet<'_> {
     Packet::parse(datagram).unwrap()
 }
 
+/// The code of `datagram` if it is an ERROR.
+fn error_code(datagram: &[u8]) -> Option<ErrorCode> {
+    match parse(datagram) {
+        Packet::Error { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
 /// A get of "f" into `into`, reporting no progress, whose RRQ went out at
 /// `now` (through `buf`).
 fn get_asked<'a>(
@@ -1043,14 +1051,9 @@ fn a_data_longer_than_the_block_size_is_refused_by_the_server_and_by_a_get() {
         now,
     );
     let out = drain(&mut server, now);
-    assert!(
-        matches!(
-            parse(&out[0]),
-            Packet::Error {
-                code: ErrorCode::IllegalOperation,
-                ..
-            }
-        ),
+    assert_eq!(
+        error_code(&out[0]),
+        Some(ErrorCode::IllegalOperation),
         "{:?}",
         parse(&out[0])
     );
@@ -1072,14 +1075,9 @@ fn a_data_longer_than_the_block_size_is_refused_by_the_server_and_by_a_get() {
         now,
     );
     let n = get.transmit(&mut buf, now);
-    assert!(
-        matches!(
-            parse(&buf[..n]),
-            Packet::Error {
-                code: ErrorCode::IllegalOperation,
-                ..
-            }
-        ),
+    assert_eq!(
+        error_code(&buf[..n]),
+        Some(ErrorCode::IllegalOperation),
         "{:?}",
         parse(&buf[..n])
     );
@@ -1649,14 +1647,9 @@ fn a_get_that_asked_for_small_blocks_is_not_handed_a_cut_file_as_complete() {
     );
     // The server is told why: option negotiation failed.
     let answer = answer.expect("an answer to the DATA");
-    assert!(
-        matches!(
-            parse(&answer),
-            Packet::Error {
-                code: ErrorCode::OptionRefused,
-                ..
-            }
-        ),
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::OptionRefused),
         "{answer:?}"
     );
 }
@@ -1688,14 +1681,9 @@ fn a_get_that_asked_for_blocks_under_512_refuses_a_server_that_ignores_blksize()
             Instant::ZERO,
         );
         let n = get.transmit(&mut buf, Instant::ZERO);
-        assert!(
-            matches!(
-                parse(&buf[..n]),
-                Packet::Error {
-                    code: ErrorCode::OptionRefused,
-                    ..
-                }
-            ),
+        assert_eq!(
+            error_code(&buf[..n]),
+            Some(ErrorCode::OptionRefused),
             "{len}"
         );
         assert_eq!(
@@ -1777,14 +1765,9 @@ fn a_get_through_an_oack_without_blksize_takes_a_small_file_and_refuses_a_cut_bl
         match outcome {
             Ok(_) => assert_eq!(parse(&buf[..n]), Packet::Ack { block: 1 }, "{len}"),
             Err(_) => {
-                assert!(
-                    matches!(
-                        parse(&buf[..n]),
-                        Packet::Error {
-                            code: ErrorCode::OptionRefused,
-                            ..
-                        }
-                    ),
+                assert_eq!(
+                    error_code(&buf[..n]),
+                    Some(ErrorCode::OptionRefused),
                     "{len}"
                 );
                 assert!(get.sink().data().is_empty(), "nothing stored");
@@ -1844,14 +1827,9 @@ fn a_put_through_a_plain_ack_0_sends_a_file_smaller_than_the_block_asked_and_ref
             put.receive(&emit(Packet::Ack { block: 1 }), Instant::ZERO);
             assert_eq!(put.outcome(), Some(Ok(len as u64)), "{len}");
         } else {
-            assert!(
-                matches!(
-                    parse(&buf[..n]),
-                    Packet::Error {
-                        code: ErrorCode::OptionRefused,
-                        ..
-                    }
-                ),
+            assert_eq!(
+                error_code(&buf[..n]),
+                Some(ErrorCode::OptionRefused),
                 "{len}"
             );
             assert_eq!(
@@ -1897,14 +1875,9 @@ fn a_get_refuses(config: ClientConfig, oack: &[u8]) {
     let mut get = get_asked(&mut into, config, &mut buf, Instant::ZERO);
     get.receive(oack, Instant::ZERO);
     let n = get.transmit(&mut buf, Instant::ZERO);
-    assert!(
-        matches!(
-            parse(&buf[..n]),
-            Packet::Error {
-                code: ErrorCode::OptionRefused,
-                ..
-            }
-        ),
+    assert_eq!(
+        error_code(&buf[..n]),
+        Some(ErrorCode::OptionRefused),
         "{oack:?} answered with {:?}",
         parse(&buf[..n])
     );

@@ -437,6 +437,31 @@ mod headers_and_fragments {
         frame
     }
 
+    /// An Ethernet frame with an IPv6 packet from fd00::2 to fd00::1: its
+    /// first header `next`, then `headers` (extension headers and the
+    /// transport's) one after the other.
+    fn ipv6(next: u8, headers: &[&[u8]]) -> std::vec::Vec<u8> {
+        let payload = headers.concat();
+        let mut ip = std::vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[next, 64]);
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&payload);
+        ethernet([0x86, 0xdd], &ip)
+    }
+
+    /// An Ethernet frame with the first fragment of an IPv4 packet (id 1, more
+    /// fragments) from 10.0.0.2 to 10.0.0.1 carrying `protocol`'s `payload`.
+    fn ipv4_first_fragment(protocol: u8, payload: &[u8]) -> std::vec::Vec<u8> {
+        let mut ip = std::vec![0x45, 0];
+        ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 1, 0x20, 0x00, 64, protocol, 0, 0]);
+        ip.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        ip.extend_from_slice(payload);
+        ethernet([0x08, 0x00], &ip)
+    }
+
     /// A TCP header (20 bytes, ACK) from 49152 to 7 and `payload`.
     fn tcp(payload: &[u8]) -> std::vec::Vec<u8> {
         let mut t = std::vec![
@@ -450,16 +475,7 @@ mod headers_and_fragments {
     fn a_tcp_segment_behind_an_ipv6_hop_by_hop_header_is_recorded() {
         // Hop-by-Hop options (next: TCP), 8 bytes: next header, length 0, PadN of 4... (6 bytes of padding).
         let hbh = [6u8, 0, 1, 4, 0, 0, 0, 0];
-        let tcp = tcp(b"hello");
-        let payload_len = (hbh.len() + tcp.len()) as u16;
-        let mut ip = std::vec![0x60, 0, 0, 0];
-        ip.extend_from_slice(&payload_len.to_be_bytes());
-        ip.extend_from_slice(&[0, 64]); // next header: Hop-by-Hop, hop limit
-        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        ip.extend_from_slice(&hbh);
-        ip.extend_from_slice(&tcp);
-        let frame = ethernet([0x86, 0xdd], &ip);
+        let frame = ipv6(0, &[&hbh, &tcp(b"hello")]);
         let event = parse(&frame);
         assert!(
             matches!(event, Some(Event::Segment(s)) if s.len == 5 && s.conn == Conn::new(49152, 7)),
@@ -471,14 +487,7 @@ mod headers_and_fragments {
     fn the_first_fragment_of_a_tcp_segment_is_not_recorded() {
         // The TCP header and the first 1000 bytes of a longer payload (more
         // fragments follow): the segment's length is not in it.
-        let tcp = tcp(&[0u8; 1000]);
-        let total = (20 + tcp.len()) as u16;
-        let mut ip = std::vec![0x45, 0];
-        ip.extend_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&[0, 1, 0x20, 0x00, 64, 6, 0, 0]); // id 1, MF, offset 0, TCP
-        ip.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
-        ip.extend_from_slice(&tcp);
-        assert_eq!(parse(&ethernet([0x08, 0x00], &ip)), None);
+        assert_eq!(parse(&ipv4_first_fragment(6, &tcp(&[0u8; 1000]))), None);
     }
 
     #[test]
@@ -490,20 +499,12 @@ mod headers_and_fragments {
         udp.extend_from_slice(b"hello");
         for reserved in [0u8, 1, 255] {
             let fragment = [17u8, reserved, 0, 0, 0, 0, 0, 9];
-            let payload_len = (fragment.len() + udp.len()) as u16;
-            let mut ip = std::vec![0x60, 0, 0, 0];
-            ip.extend_from_slice(&payload_len.to_be_bytes());
-            ip.extend_from_slice(&[44, 64]); // next header: Fragment, hop limit
-            ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-            ip.extend_from_slice(&fragment);
-            ip.extend_from_slice(&udp);
             let expected = Event::Datagram(Datagram {
                 conn: Conn::new(49152, 7),
                 len: 5,
             });
             assert_eq!(
-                parse(&ethernet([0x86, 0xdd], &ip)),
+                parse(&ipv6(44, &[&fragment, &udp])),
                 Some(expected),
                 "reserved byte {reserved}"
             );
@@ -518,15 +519,8 @@ mod headers_and_fragments {
         udp.extend_from_slice(&(8u16 + 3000).to_be_bytes());
         udp.extend_from_slice(&[0, 0]);
         udp.extend_from_slice(&[0u8; 1472]);
-        let total = (20 + udp.len()) as u16;
-        let mut ip = std::vec![0x45, 0];
-        ip.extend_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&[0, 1, 0x20, 0x00, 64, 17, 0, 0]); // id 1, MF, offset 0, UDP
-        ip.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
-        ip.extend_from_slice(&udp);
-        let frame = ethernet([0x08, 0x00], &ip);
         assert_eq!(
-            parse(&frame),
+            parse(&ipv4_first_fragment(17, &udp)),
             Some(Event::Datagram(Datagram {
                 conn: Conn::new(49152, 7),
                 len: 3000
