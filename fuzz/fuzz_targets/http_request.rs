@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(is_head_request(data), request.method() == Method::Head);
             let _ = request.content_length();
             let _ = request.body_length();
+            let _ = request.body_framing();
             let _ = request.host();
             let _ = request.keep_alive();
             let _ = (request.path(), request.query());

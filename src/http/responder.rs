@@ -1,8 +1,8 @@
 //! The responder's state machine: read a head by its deadline, answer once, close.
 //!
 //! Answers: `200` with the page, `404` for an unknown path, `405` for a known
-//! method other than GET or HEAD, `501` for a method it does not know, `400`
-//! for bytes that are no request head (or a head
+//! method other than GET or HEAD, `501` for a method it does not know (or a
+//! transfer coding), `400` for bytes that are no request head (or a head
 //! whose body it cannot frame, or without a valid Host: see [`HttpResponder`]),
 //! `414` or `431` for a head larger than the request buffer (or with more than
 //! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.x (a later
@@ -74,9 +74,10 @@ pub struct HttpStats {
     /// 5xx answers: a page too large for the body buffer, an unsupported version,
     /// a method this server does not know.
     pub server_errors: u64,
-    /// Heads refused as malformed (answered 400, or 505 for a version other than
-    /// 1.x): bytes that are no head, a bad `Content-Length` or `Host`, a
-    /// `Transfer-Encoding`.
+    /// Heads refused as malformed (answered 400, 505 for a version other than
+    /// 1.x, 501 for a transfer coding other than chunked): bytes that are no
+    /// head, a bad `Content-Length` or `Host`, a `Transfer-Encoding` that does not
+    /// frame the body.
     pub malformed: u64,
     /// Heads larger than the request buffer or with too many fields (answered 414
     /// or 431).
@@ -361,14 +362,16 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
 ///
 /// # Request bodies
 ///
-/// No request body is read. One framed by `Content-Length` is thrown away with
-/// whatever else follows the head, and the head is answered as if it had none.
-/// A head with a `Transfer-Encoding` field, whatever its codings and with or
-/// without `Content-Length`, is answered `400` ([`HttpError::TransferEncoding`]):
-/// no transfer coding is decoded here, and RFC 9112 §6.3 requires 400 when
-/// chunked is not the final coding and allows it when both fields are sent. So
-/// is a head with an invalid or conflicting `Content-Length`. Both count in
-/// [`HttpStats::malformed`].
+/// No request body is read: one framed by `Content-Length` or chunked is thrown
+/// away with whatever else follows the head, and the head is answered as if it
+/// had none (the connection closes after the answer, so where the body ends
+/// matters to no later request). A head whose body is framed otherwise is
+/// refused, as [`Request::body_framing`](crate::wire::http::Request::body_framing)
+/// says (RFC 9112 §6.1, §6.3): `400` for a `Transfer-Encoding` whose last
+/// coding is not chunked, beside a `Content-Length`, or in an HTTP/1.0
+/// request, and for an invalid or conflicting `Content-Length`; `501` for a
+/// coding other than chunked before it (`gzip, chunked`: none is decoded here).
+/// Each counts in [`HttpStats::malformed`].
 ///
 /// # Host
 ///
@@ -510,10 +513,10 @@ impl<'a, S: Site + ?Sized, const REQ: usize, const RESP: usize> HttpResponder<'a
             Ok(http::Status::Complete { request, .. }) => {
                 self.stats.requests = self.stats.requests.saturating_add(1);
                 // The body is never read (the connection closes after the
-                // answer), but a head that frames it wrongly or with a transfer
-                // coding, or names no valid host, is refused as RFC 9112 asks
-                // (§6.3, §3.2).
-                let framing = request.body_length().and_then(|_| request.host());
+                // answer), but a head that frames it wrongly or with an unknown
+                // transfer coding, or names no valid host, is refused as RFC
+                // 9112 asks (§6.1, §6.3, §3.2).
+                let framing = request.body_framing().and_then(|_| request.host());
                 let Err(error) = framing else {
                     return Some(match request.method() {
                         Method::Get => self.response.page(self.site, request.path(), true),
