@@ -198,7 +198,9 @@ use core::task::Poll;
 
 use embedded_io_async::{Read, Write};
 
-pub use crate::pump::{DEFAULT_CLOSE_TIMEOUT, End, Error, Flush, FrameError, StreamStats};
+pub use crate::pump::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, End, Error, Flush, FrameError, StreamStats,
+};
 use crate::pump::{Did, Finish, Op, Pump, Turn};
 use crate::session::{Request, Session};
 use crate::time::{Duration, Instant};
@@ -320,8 +322,10 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// `TcpServer`'s idle timeout, however small the send buffer.
     /// A peer that sends nothing and reads nothing (its window shut, the answer
     /// stuck in the socket), or reads a byte at a time, then frees the
-    /// connection, whatever its TCP stack keeps acknowledging. Unset, only the
-    /// session's own deadlines and the stream's end a run.
+    /// connection, whatever its TCP stack keeps acknowledging.
+    /// [`DEFAULT_IDLE_TIMEOUT`] (60 s) unless set; [`Duration::MAX`] never
+    /// comes, and leaves only the session's own deadlines and the stream's end
+    /// to end a run.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);

@@ -66,7 +66,9 @@
 
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 
-pub use crate::pump::{DEFAULT_CLOSE_TIMEOUT, End, Error, Flush, FrameError, StreamStats};
+pub use crate::pump::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, End, Error, Flush, FrameError, StreamStats,
+};
 use crate::pump::{Did, Finish, Op, Pump, Turn};
 use crate::session::{Request, Session};
 use crate::time::{Duration, Instant};
@@ -276,8 +278,9 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// reader made room for is not. It is seen when a read or a write returns:
     /// set the stream's read and write timeouts to about its resolution. A
     /// peer that sends nothing and reads nothing, or reads a byte at a time,
-    /// then frees the connection. Unset, only the session's own deadlines and
-    /// the stream's end a run.
+    /// then frees the connection. [`DEFAULT_IDLE_TIMEOUT`] (60 s) unless set;
+    /// [`Duration::MAX`] never comes, and leaves only the session's own
+    /// deadlines and the stream's end to end a run.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);

@@ -330,6 +330,14 @@ enum Life {
 /// 15 s, so a peer on a lossy link may take that long to acknowledge a byte.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a connection may move nothing before a run ends, unless the caller
+/// sets another: the default of `TcpServer`'s idle timeout
+/// (`ServerConfig::idle_timeout`), 60 s. A peer that connects and says nothing,
+/// or reads nothing, cannot hold a connection (and the task or thread serving
+/// it) for longer; a session whose peer may rightly be silent longer sets its
+/// own, or `Duration::MAX` for none.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Bytes written that count as progress for the idle timeout even while the
 /// session has more to send (`TcpServer` counts a kilobyte acknowledged).
 const WRITE_PROGRESS: usize = 1024;
@@ -399,7 +407,7 @@ impl<'b> Pump<'b> {
             tx_start: 0,
             tx_end: 0,
             idle: Idle {
-                timeout: None,
+                timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 last_progress: Instant::ZERO,
                 written: 0,
                 emptied: false,
@@ -452,9 +460,10 @@ impl<'b> Pump<'b> {
             .map(|since| since.saturating_add(closing.timeout))
     }
 
-    /// Sets the idle timeout (see `Connection::with_idle_timeout`).
+    /// Sets the idle timeout (see `Connection::with_idle_timeout`):
+    /// `Duration::MAX` is none.
     pub(crate) fn set_idle_timeout(&mut self, timeout: Duration) {
-        self.idle.timeout = Some(timeout);
+        self.idle.timeout = (timeout != Duration::MAX).then_some(timeout);
     }
 
     /// When the idle timeout passes, if one is set: `timeout` after the last
@@ -860,7 +869,9 @@ mod tests {
         let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
             Instant::ZERO
         });
-        assert!(matches!(turn, Turn::Perform(Io::Read, None)));
+        // Waiting for input, until the default idle timeout at the latest.
+        let idle_at = Instant::ZERO.saturating_add(DEFAULT_IDLE_TIMEOUT);
+        assert!(matches!(turn, Turn::Perform(Io::Read, Some(at)) if at == idle_at));
         assert!(matches!(pump.op(Io::Read), Op::Read(space) if space.len() == 2));
         pump.did(Did::Read(2), Instant::ZERO);
         let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {

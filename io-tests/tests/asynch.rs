@@ -315,7 +315,10 @@ async fn flush_at_end_flushes_once_and_every_answer_still_arrives() {
         let mut session = Framed::new(FramedEcho::new(), [0u8; 104], [0u8; 104], format).unwrap();
         let serve = async {
             let done = {
-                let mut conn = Connection::new(&mut server, &mut rx, &mut tx).with_flush(flush);
+                // This clock ends every wait at once: no idle timeout.
+                let mut conn = Connection::new(&mut server, &mut rx, &mut tx)
+                    .with_flush(flush)
+                    .with_idle_timeout(Duration::MAX);
                 let end = conn.run(&mut session, &clock).await;
                 (end, conn.stats().flushes)
             };
@@ -863,6 +866,30 @@ async fn a_peer_that_reads_nothing_or_says_nothing_ends_the_run_at_the_idle_time
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_silent_peer_ends_a_run_at_the_default_idle_timeout() {
+    // No idle timeout set, and a session with no deadline of its own: the
+    // default frees the connection.
+    let (mut server, client) = duplex(256, 256);
+    let _client = client;
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut session = Echo::new();
+    // Bounded, should the deadline not fire: ten minutes of virtual time.
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        asynch::run(&mut session, &mut server, &clock, &mut rx, &mut tx),
+    )
+    .await
+    .expect("the run ended by the default idle timeout");
+    assert_eq!(end, Err(Error::IdleTimeout));
+    assert_eq!(
+        clock.now(),
+        Instant::ZERO.saturating_add(asynch::DEFAULT_IDLE_TIMEOUT)
+    );
+    assert_eq!(asynch::DEFAULT_IDLE_TIMEOUT, Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_takes_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
     // Each byte it takes makes room for one more: a write of it is no progress,
     // or a long answer would hold the connection for hours. A byte every 30 s
@@ -1043,7 +1070,8 @@ async fn a_request_dropped_part_way_leaves_the_connection_unusable() {
     } = server;
     let clock = VirtualClock::default();
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
-    let mut conn = Connection::new(&mut client, &mut rx, &mut tx);
+    // This clock ends every wait at once: no idle timeout.
+    let mut conn = Connection::new(&mut client, &mut rx, &mut tx).with_idle_timeout(Duration::MAX);
     // The peer reads nothing yet: 4 of the 32 bytes fit the stream, the write
     // of the rest waits, and the caller gives up (a timeout around the request).
     let mut first = Ask::new(&[b'A'; 32], 1);

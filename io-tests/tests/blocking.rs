@@ -287,7 +287,10 @@ fn a_stream_error_ends_the_session_once() {
     let mut peer = Script::new(b"x", 64, true, &clock);
     let mut session = Idle::new(Echo::new(), Duration::MAX);
     let (mut rx, mut tx) = ([0u8; 16], [0u8; 16]);
-    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    // No idle timeout (`Duration::MAX`): only the reset ends the run.
+    let end = Connection::new(&mut peer, &mut rx, &mut tx)
+        .with_idle_timeout(Duration::MAX)
+        .run(&mut session, &clock);
     assert_eq!(end, Err(Error::Io(ErrorKind::ConnectionReset)));
     assert_eq!((session.starts, session.ends), (1, 1));
     assert_eq!(peer.output, b"x");
@@ -453,6 +456,29 @@ fn a_silent_peer_ends_the_run_at_the_idle_timeout() {
         .run(&mut session, &clock);
     assert_eq!(end, Err(Error::IdleTimeout));
     assert_eq!(clock.now(), Instant::from_secs(60));
+}
+
+#[test]
+fn a_silent_peer_ends_a_run_at_the_default_idle_timeout() {
+    // No idle timeout set, and an echo with no deadline of its own: the
+    // default frees the connection long before the peer's reset.
+    let clock = FakeClock::default();
+    let mut peer = Trickle {
+        clock: &clock,
+        read_wait: Duration::from_secs(1),
+        write_wait: Duration::ZERO,
+        per_write: 1,
+        calls: 0,
+        taken: 0,
+    };
+    let mut session = Echo::new();
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
+    assert_eq!(end, Err(Error::IdleTimeout));
+    assert_eq!(
+        clock.now(),
+        Instant::ZERO.saturating_add(blocking::DEFAULT_IDLE_TIMEOUT)
+    );
 }
 
 #[test]
