@@ -39,7 +39,8 @@ const BLOCK_PORTS: u16 = 1024;
 /// rate. `Q` is how many released ports it also remembers, for a port whose
 /// connection outlived its quarantine; when it is full the oldest is
 /// forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine had
-/// not passed.
+/// not passed. `Q` is at least 1 (heapless's deque has no room of 0: a
+/// `PortAllocator<0>` does not build).
 #[derive(Clone, Debug)]
 pub struct PortAllocator<const Q: usize = 16> {
     next: u16,
