@@ -322,10 +322,12 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// `TcpServer`'s idle timeout, however small the send buffer.
     /// A peer that sends nothing and reads nothing (its window shut, the answer
     /// stuck in the socket), or reads a byte at a time, then frees the
-    /// connection, whatever its TCP stack keeps acknowledging.
-    /// [`DEFAULT_IDLE_TIMEOUT`] (60 s) unless set; [`Duration::MAX`] never
-    /// comes, and leaves only the session's own deadlines and the stream's end
-    /// to end a run.
+    /// connection, whatever its TCP stack keeps acknowledging. Unless set, a
+    /// [`run`](Self::run) has [`DEFAULT_IDLE_TIMEOUT`] (60 s) and a
+    /// [`run_request`](Self::run_request) none: a client's request keeps its
+    /// own deadlines (a [`TransferClient`](crate::transfer::TransferClient)'s
+    /// timeout for a silent server). [`Duration::MAX`] never comes, and leaves
+    /// only the session's own deadlines and the stream's end to end it.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
@@ -355,7 +357,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         C: Clock + ?Sized,
     {
         match self
-            .drive(session, clock, |_| None::<core::convert::Infallible>)
+            .drive(session, clock, false, |_| None::<core::convert::Infallible>)
             .await
         {
             Ok(Finish::Ended(end, _)) => Ok(end),
@@ -390,7 +392,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         R: Request + ?Sized,
         C: Clock + ?Sized,
     {
-        match self.drive(request, clock, |r| r.outcome()).await? {
+        match self.drive(request, clock, true, |r| r.outcome()).await? {
             Finish::Done(outcome) | Finish::Ended(_, Some(outcome)) => Ok(outcome),
             Finish::Ended(_, None) => Err(Error::NoOutcome),
         }
@@ -471,6 +473,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         &mut self,
         session: &mut S,
         clock: &C,
+        request: bool,
         mut outcome: F,
     ) -> Result<Finish<O>, Error<T::Error>>
     where
@@ -481,7 +484,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         if !self.pump.is_open() {
             return Err(Error::Ended);
         }
-        self.pump.start(session, clock.now());
+        self.pump.start(session, clock.now(), request);
         let mut done = None;
         loop {
             let now = clock.now();

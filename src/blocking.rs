@@ -278,9 +278,11 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// reader made room for is not. It is seen when a read or a write returns:
     /// set the stream's read and write timeouts to about its resolution. A
     /// peer that sends nothing and reads nothing, or reads a byte at a time,
-    /// then frees the connection. [`DEFAULT_IDLE_TIMEOUT`] (60 s) unless set;
+    /// then frees the connection. Unless set, a [`run`](Self::run) has
+    /// [`DEFAULT_IDLE_TIMEOUT`] (60 s) and a [`run_request`](Self::run_request)
+    /// none: a client's request keeps its own deadlines.
     /// [`Duration::MAX`] never comes, and leaves only the session's own
-    /// deadlines and the stream's end to end a run.
+    /// deadlines and the stream's end to end it.
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
@@ -307,7 +309,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         S: Session + ?Sized,
         C: Clock + ?Sized,
     {
-        match self.drive(session, clock, |_| None::<core::convert::Infallible>) {
+        match self.drive(session, clock, false, |_| None::<core::convert::Infallible>) {
             Ok(Finish::Ended(end, _)) => Ok(end),
             Ok(Finish::Done(never)) => match never {},
             Err(e) => Err(e),
@@ -329,7 +331,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         R: Request + ?Sized,
         C: Clock + ?Sized,
     {
-        match self.drive(request, clock, |r| r.outcome())? {
+        match self.drive(request, clock, true, |r| r.outcome())? {
             Finish::Done(outcome) | Finish::Ended(_, Some(outcome)) => Ok(outcome),
             Finish::Ended(_, None) => Err(Error::NoOutcome),
         }
@@ -410,6 +412,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         &mut self,
         session: &mut S,
         clock: &C,
+        request: bool,
         mut outcome: F,
     ) -> Result<Finish<O>, Error<T::Error>>
     where
@@ -420,7 +423,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         if !self.pump.is_open() {
             return Err(Error::Ended);
         }
-        self.pump.start(session, clock.now());
+        self.pump.start(session, clock.now(), request);
         let mut done = None;
         loop {
             let now = clock.now();

@@ -330,12 +330,13 @@ enum Life {
 /// 15 s, so a peer on a lossy link may take that long to acknowledge a byte.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How long a connection may move nothing before a run ends, unless the caller
-/// sets another: the default of `TcpServer`'s idle timeout
-/// (`ServerConfig::idle_timeout`), 60 s. A peer that connects and says nothing,
-/// or reads nothing, cannot hold a connection (and the task or thread serving
-/// it) for longer; a session whose peer may rightly be silent longer sets its
-/// own, or `Duration::MAX` for none.
+/// How long a connection may move nothing before a run (a session's, as a
+/// server's) ends, unless the caller sets another: the default of
+/// `TcpServer`'s idle timeout (`ServerConfig::idle_timeout`), 60 s. A peer that
+/// connects and says nothing, or reads nothing, cannot hold a connection (and
+/// the task or thread serving it) for longer; a session whose peer may rightly
+/// be silent longer sets its own, or `Duration::MAX` for none. A request (a
+/// client's) has none unless set: it keeps its own deadlines.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bytes written that count as progress for the idle timeout even while the
@@ -348,7 +349,10 @@ const WRITE_PROGRESS: usize = 1024;
 /// made room for is not, however small the buffers.
 #[derive(Clone, Copy, Debug)]
 struct Idle {
+    /// The timeout in effect for the run or request under way.
     timeout: Option<Duration>,
+    /// The caller's (`Duration::MAX`: none), or `None` for the default.
+    chosen: Option<Duration>,
     last_progress: Instant,
     /// Bytes written since the last progress.
     written: usize,
@@ -408,6 +412,7 @@ impl<'b> Pump<'b> {
             tx_end: 0,
             idle: Idle {
                 timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                chosen: None,
                 last_progress: Instant::ZERO,
                 written: 0,
                 emptied: false,
@@ -435,9 +440,20 @@ impl<'b> Pump<'b> {
         self.life == Life::Open
     }
 
-    /// `session` (or a request) begins on this connection, at `now`, and is
-    /// driven until a turn says it finished or failed.
-    pub(crate) fn start<S: Session + ?Sized>(&mut self, session: &mut S, now: Instant) {
+    /// `session` (a `request`, or a session run to its end) begins on this
+    /// connection, at `now`, and is driven until a turn says it finished or
+    /// failed. Unless the caller chose one, a run has the default idle timeout
+    /// and a request none.
+    pub(crate) fn start<S: Session + ?Sized>(
+        &mut self,
+        session: &mut S,
+        now: Instant,
+        request: bool,
+    ) {
+        self.idle.timeout = match self.idle.chosen {
+            Some(timeout) => (timeout != Duration::MAX).then_some(timeout),
+            None => (!request).then_some(DEFAULT_IDLE_TIMEOUT),
+        };
         session.start(now);
         self.life = Life::Driven;
         self.finished = false;
@@ -460,10 +476,10 @@ impl<'b> Pump<'b> {
             .map(|since| since.saturating_add(closing.timeout))
     }
 
-    /// Sets the idle timeout (see `Connection::with_idle_timeout`):
-    /// `Duration::MAX` is none.
+    /// Sets the idle timeout of the runs and requests to come (see
+    /// `Connection::with_idle_timeout`): `Duration::MAX` is none.
     pub(crate) fn set_idle_timeout(&mut self, timeout: Duration) {
-        self.idle.timeout = (timeout != Duration::MAX).then_some(timeout);
+        self.idle.chosen = Some(timeout);
     }
 
     /// When the idle timeout passes, if one is set: `timeout` after the last
@@ -865,7 +881,7 @@ mod tests {
         let (mut rx, mut tx) = ([0u8; 2], [0u8; 2]);
         let mut pump = Pump::new(&mut rx, &mut tx);
         let mut mute = Mute::default();
-        pump.start(&mut mute, Instant::ZERO);
+        pump.start(&mut mute, Instant::ZERO, false);
         let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
             Instant::ZERO
         });
@@ -890,7 +906,7 @@ mod tests {
             deadline: Some(far),
             ended: 0,
         };
-        pump.start(&mut mute, Instant::ZERO);
+        pump.start(&mut mute, Instant::ZERO, false);
         pump.did(Did::Read(2), Instant::ZERO);
         let turn = pump.turn(&mut mute, Instant::ZERO, &mut None, &mut { never }, &|| {
             Instant::ZERO

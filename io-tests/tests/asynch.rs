@@ -1155,3 +1155,48 @@ async fn drain_of_a_silent_peer_ends_at_the_close_timeout() {
     assert_eq!(clock.now(), Instant::from_secs(3));
     assert_eq!(clock.sleeps.get(), 1);
 }
+
+#[tokio::test]
+async fn a_silent_transfer_server_gets_the_clients_own_timeout_verdict() {
+    // A request has no idle timeout unless one is set: the client's own
+    // timeout for a silent server gives the verdict, not the adapter.
+    let (mut client_end, server_end) = duplex(4096, 4096);
+    let _server_end = server_end; // connected, never answers
+    let clock = VirtualClock::default();
+    let mut client = TransferClient::new(vec![0u8; 4100], vec![0u8; 4100]).unwrap();
+    let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+    let mut conn = Connection::new(&mut client_end, &mut rx, &mut tx);
+    let mut stat = client.stat(FileName::new("absent.bin").unwrap());
+    let outcome = conn.run_request(&mut stat, &clock).await;
+    assert_eq!(outcome, Ok(Err(ClientError::Timeout)), "at {}", clock.now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_told_to_wait_two_minutes_is_not_cut_at_the_default_idle_timeout() {
+    let store: Box<Store> = Box::new(SharedStore::new(RamStore::new(), [UploadLease::EMPTY]));
+    let (client_end, mut server_end) = duplex(4096, 4096);
+    let clock = TokioClock(tokio::time::Instant::now());
+    let serve = async {
+        // Busy for 90 s (checking a large partial, say), then answers.
+        tokio::time::sleep(std::time::Duration::from_secs(90)).await;
+        let mut session = TransferServer::new(&*store, vec![0u8; 4100], vec![0u8; 4100]).unwrap();
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+        let _ = asynch::run(&mut session, &mut server_end, &clock, &mut rx, &mut tx).await;
+    };
+    let ask = async {
+        let mut client_end = client_end;
+        let mut client = TransferClient::new(vec![0u8; 4100], vec![0u8; 4100])
+            .unwrap()
+            .with_timeout(Some(Duration::from_secs(120)));
+        let (mut rx, mut tx) = ([0u8; 512], [0u8; 512]);
+        let mut conn = Connection::new(&mut client_end, &mut rx, &mut tx);
+        let mut stat = client.stat(FileName::new("absent.bin").unwrap());
+        conn.run_request(&mut stat, &clock).await
+    };
+    let ((), outcome) = tokio::join!(serve, ask);
+    assert!(
+        matches!(outcome, Ok(Err(ClientError::Refused { .. }))),
+        "{outcome:?} at {}",
+        clock.now()
+    );
+}

@@ -931,3 +931,36 @@ fn a_session_due_again_that_does_nothing_still_idles_out() {
         .run(&mut AlwaysDue, &clock);
     assert_eq!(end, Err(Error::IdleTimeout));
 }
+
+#[test]
+fn a_request_has_no_idle_timeout_unless_one_is_set() {
+    // A silent peer: the request (no deadline of its own) waits on, until the
+    // peer's reset after 1000 reads (1000 s), unless an idle timeout is set.
+    for (idle, expected, at) in [
+        (None, Err(Error::Io(ErrorKind::ConnectionReset)), 1000),
+        (Some(30), Err(Error::IdleTimeout), 30),
+    ] {
+        let clock = FakeClock::default();
+        let mut peer = Trickle {
+            clock: &clock,
+            read_wait: Duration::from_secs(1),
+            write_wait: Duration::ZERO,
+            per_write: 64,
+            calls: 0,
+            taken: 0,
+        };
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+        if let Some(idle) = idle {
+            conn = conn.with_idle_timeout(Duration::from_secs(idle));
+        }
+        let mut ask = Ask::new(b"ping", 4);
+        let outcome = conn.run_request(&mut ask, &clock);
+        assert_eq!(outcome.map(|_| ()), expected, "idle {idle:?}");
+        assert!(
+            clock.now() >= Instant::from_secs(at - 1) && clock.now() <= Instant::from_secs(at + 1),
+            "idle {idle:?}: ended at {}",
+            clock.now()
+        );
+    }
+}
