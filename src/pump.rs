@@ -349,10 +349,11 @@ const WRITE_PROGRESS: usize = 1024;
 /// made room for is not, however small the buffers.
 #[derive(Clone, Copy, Debug)]
 struct Idle {
-    /// The timeout in effect for the run or request under way.
+    /// The timeout in effect for the run or request under way: the caller's,
+    /// or the default.
     timeout: Option<Duration>,
-    /// The caller's (`Duration::MAX`: none), or `None` for the default.
-    chosen: Option<Duration>,
+    /// `timeout` is the caller's.
+    chosen: bool,
     last_progress: Instant,
     /// Bytes written since the last progress.
     written: usize,
@@ -412,7 +413,7 @@ impl<'b> Pump<'b> {
             tx_end: 0,
             idle: Idle {
                 timeout: Some(DEFAULT_IDLE_TIMEOUT),
-                chosen: None,
+                chosen: false,
                 last_progress: Instant::ZERO,
                 written: 0,
                 emptied: false,
@@ -450,10 +451,9 @@ impl<'b> Pump<'b> {
         now: Instant,
         request: bool,
     ) {
-        self.idle.timeout = match self.idle.chosen {
-            Some(timeout) => (timeout != Duration::MAX).then_some(timeout),
-            None => (!request).then_some(DEFAULT_IDLE_TIMEOUT),
-        };
+        if !self.idle.chosen {
+            self.idle.timeout = (!request).then_some(DEFAULT_IDLE_TIMEOUT);
+        }
         session.start(now);
         self.life = Life::Driven;
         self.finished = false;
@@ -479,7 +479,8 @@ impl<'b> Pump<'b> {
     /// Sets the idle timeout of the runs and requests to come (see
     /// `Connection::with_idle_timeout`): `Duration::MAX` is none.
     pub(crate) fn set_idle_timeout(&mut self, timeout: Duration) {
-        self.idle.chosen = Some(timeout);
+        self.idle.timeout = (timeout != Duration::MAX).then_some(timeout);
+        self.idle.chosen = true;
     }
 
     /// When the idle timeout passes, if one is set: `timeout` after the last

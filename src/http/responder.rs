@@ -72,7 +72,7 @@ pub struct HttpStats {
     /// 4xx answers: bad request, not found, method, timeout, too large.
     pub client_errors: u64,
     /// 5xx answers: a page too large for the body buffer, an unsupported version,
-    /// a method this server does not know.
+    /// a method or a transfer coding this server does not know.
     pub server_errors: u64,
     /// Heads refused as malformed (answered 400, 505 for a version other than
     /// 1.x, 501 for a transfer coding other than chunked): bytes that are no

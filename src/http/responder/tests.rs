@@ -1026,3 +1026,19 @@ fn a_value_byte_no_utf8_text_holds_gets_400_at_once_even_in_a_small_buffer() {
         (1, 0, 0)
     );
 }
+
+#[test]
+fn a_target_with_a_fragment_gets_400_not_a_page_of_that_name() {
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let mut http = HttpResponder::<_, 512, 2048>::new(&site);
+    for request in [
+        &b"GET http://a#top HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /#top HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let response = answer(&mut http, request, 5, 64);
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(response, error(StatusCode::BAD_REQUEST), "{what}");
+    }
+    assert_eq!(http.stats().malformed, 2);
+}
