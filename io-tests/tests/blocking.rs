@@ -402,7 +402,23 @@ impl ErrorType for Trickle<'_> {
     type Error = ErrorKind;
 }
 
-impl Trickle<'_> {
+impl<'c> Trickle<'c> {
+    fn new(
+        clock: &'c FakeClock,
+        read_wait: Duration,
+        write_wait: Duration,
+        per_write: usize,
+    ) -> Self {
+        Self {
+            clock,
+            read_wait,
+            write_wait,
+            per_write,
+            calls: 0,
+            taken: 0,
+        }
+    }
+
     fn call(&mut self, wait: Duration) -> Result<(), ErrorKind> {
         self.calls += 1;
         if self.calls > 1000 {
@@ -438,61 +454,35 @@ impl Write for Trickle<'_> {
 
 #[test]
 fn a_silent_peer_ends_the_run_at_the_idle_timeout() {
-    // The echo has no deadline of its own: without the idle timeout only the
-    // peer's reset after 1000 reads would end this.
-    let clock = FakeClock::default();
-    let mut peer = Trickle {
-        clock: &clock,
-        read_wait: Duration::from_secs(1),
-        write_wait: Duration::ZERO,
-        per_write: 1,
-        calls: 0,
-        taken: 0,
-    };
-    let mut session = Echo::new();
-    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
-    let end = Connection::new(&mut peer, &mut rx, &mut tx)
-        .with_idle_timeout(Duration::from_secs(60))
-        .run(&mut session, &clock);
-    assert_eq!(end, Err(Error::IdleTimeout));
-    assert_eq!(clock.now(), Instant::from_secs(60));
-}
-
-#[test]
-fn a_silent_peer_ends_a_run_at_the_default_idle_timeout() {
-    // No idle timeout set, and an echo with no deadline of its own: the
-    // default frees the connection long before the peer's reset.
-    let clock = FakeClock::default();
-    let mut peer = Trickle {
-        clock: &clock,
-        read_wait: Duration::from_secs(1),
-        write_wait: Duration::ZERO,
-        per_write: 1,
-        calls: 0,
-        taken: 0,
-    };
-    let mut session = Echo::new();
-    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
-    let end = blocking::run(&mut session, &mut peer, &clock, &mut rx, &mut tx);
-    assert_eq!(end, Err(Error::IdleTimeout));
-    assert_eq!(
-        clock.now(),
-        Instant::ZERO.saturating_add(blocking::DEFAULT_IDLE_TIMEOUT)
-    );
+    // The echo has no deadline of its own: without the idle timeout (set, or
+    // the default) only the peer's reset after 1000 reads would end this.
+    for (idle, ends_at) in [
+        (Some(Duration::from_secs(30)), Duration::from_secs(30)),
+        (None, blocking::DEFAULT_IDLE_TIMEOUT),
+    ] {
+        let clock = FakeClock::default();
+        let mut peer = Trickle::new(&clock, Duration::from_secs(1), Duration::ZERO, 1);
+        let mut session = Echo::new();
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
+        if let Some(idle) = idle {
+            conn = conn.with_idle_timeout(idle);
+        }
+        let end = conn.run(&mut session, &clock);
+        assert_eq!(end, Err(Error::IdleTimeout), "{idle:?}");
+        assert_eq!(
+            clock.now(),
+            Instant::ZERO.saturating_add(ends_at),
+            "{idle:?}"
+        );
+    }
 }
 
 #[test]
 fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
     // A byte every 30 s: each write moves, but none is progress.
     let clock = FakeClock::default();
-    let mut peer = Trickle {
-        clock: &clock,
-        read_wait: Duration::from_secs(1),
-        write_wait: Duration::from_secs(30),
-        per_write: 1,
-        calls: 0,
-        taken: 0,
-    };
+    let mut peer = Trickle::new(&clock, Duration::from_secs(1), Duration::from_secs(30), 1);
     let mut session = Firehose { left: 1 << 20 };
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
     let end = Connection::new(&mut peer, &mut rx, &mut tx)
@@ -506,18 +496,11 @@ fn a_peer_taking_a_byte_at_a_time_ends_the_run_at_the_idle_timeout() {
 #[test]
 fn a_peer_that_takes_nothing_after_the_close_is_let_go_at_the_close_timeout() {
     // The session hands out its last bytes and closes, with no deadline left of
-    // its own and no idle timeout set: only the close timeout ends this before
-    // the peer's reset after 1000 calls.
+    // its own: only the close timeout (20 s unless set, before the default
+    // idle timeout's 60) ends this before the peer's reset after 1000 calls.
     for (timeout, ends_at) in [(None, 20), (Some(Duration::from_secs(2)), 2)] {
         let clock = FakeClock::default();
-        let mut peer = Trickle {
-            clock: &clock,
-            read_wait: Duration::from_secs(1),
-            write_wait: Duration::from_secs(1),
-            per_write: 0,
-            calls: 0,
-            taken: 0,
-        };
+        let mut peer = Trickle::new(&clock, Duration::from_secs(1), Duration::from_secs(1), 0);
         let mut session = Firehose { left: 100 };
         let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
         let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
@@ -535,14 +518,7 @@ fn a_peer_that_takes_nothing_after_the_close_is_let_go_at_the_close_timeout() {
 fn a_peer_taking_a_kilobyte_every_few_seconds_gets_all_after_the_close() {
     // 5000 bytes, 1024 every 4 s: each kilobyte written restarts the close timeout.
     let clock = FakeClock::default();
-    let mut peer = Trickle {
-        clock: &clock,
-        read_wait: Duration::from_secs(1),
-        write_wait: Duration::from_secs(4),
-        per_write: 1024,
-        calls: 0,
-        taken: 0,
-    };
+    let mut peer = Trickle::new(&clock, Duration::from_secs(1), Duration::from_secs(4), 1024);
     let mut session = Firehose { left: 5000 };
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 8192]);
     let end = Connection::new(&mut peer, &mut rx, &mut tx).run(&mut session, &clock);
@@ -941,14 +917,7 @@ fn a_request_has_no_idle_timeout_unless_one_is_set() {
         (Some(30), Err(Error::IdleTimeout), 30),
     ] {
         let clock = FakeClock::default();
-        let mut peer = Trickle {
-            clock: &clock,
-            read_wait: Duration::from_secs(1),
-            write_wait: Duration::ZERO,
-            per_write: 64,
-            calls: 0,
-            taken: 0,
-        };
+        let mut peer = Trickle::new(&clock, Duration::from_secs(1), Duration::ZERO, 64);
         let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
         let mut conn = Connection::new(&mut peer, &mut rx, &mut tx);
         if let Some(idle) = idle {
