@@ -81,7 +81,6 @@
 //! use embedded_io_async::{Read, Write};
 //! use smolsock::asynch::{self, Clock, Connection, End, Flush};
 //! use smolsock::session::{Framed, FramedEcho};
-//! use smolsock::time::Duration;
 //! use smolsock::wire::frame::HeaderFormat;
 //!
 //! /// Serves one accepted connection; `Ok(true)` if it ended cleanly (then
@@ -93,10 +92,9 @@
 //!     // embassy-net sends what is written on its own, and its `flush` waits for
 //!     // the peer's ACKs: flush only at the end. (A stream that holds written bytes
 //!     // until flushed, a UART driver say, keeps the default, `Flush::BeforeRead`.)
-//!     // No byte moving for 60 s (a silent peer, or one that reads nothing) ends it.
-//!     let mut conn = Connection::new(socket, &mut rx, &mut tx)
-//!         .with_flush(Flush::AtEnd)
-//!         .with_idle_timeout(Duration::from_secs(60));
+//!     // No byte moving for 60 s (a silent peer, or one that reads nothing) ends
+//!     // it: the default idle timeout, which `with_idle_timeout` changes.
+//!     let mut conn = Connection::new(socket, &mut rx, &mut tx).with_flush(Flush::AtEnd);
 //!     Ok(conn.run(&mut echo, clock).await? == End::Closed)
 //! }
 //! # }
