@@ -42,7 +42,9 @@ use crate::wire::crc32::crc32;
 /// refused rather than stored cut. A get whose buffer is smaller asks for the
 /// blocks it has room for (`blksize`), and ends with
 /// [`TftpError::BlockSizeIgnored`] if the server ignores the option for a file
-/// of at least that size; one with no room for 8 bytes is refused at once
+/// of at least that size. The buffer must also hold the request itself (the
+/// name, the mode and the options asked for: about 30 bytes and the name);
+/// a buffer with no room for it, or for blocks of 8 bytes, is refused at once
 /// ([`TftpError::BufferTooSmall`]).
 ///
 /// The transfers share the socket's port, so a datagram of one that comes late

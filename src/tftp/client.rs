@@ -496,7 +496,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                     self.common.timer.repeated(now);
                 }
             }
-            Received::Gap => self.receiver.ack_due = true,
+            // Ahead of a block that was lost: dropped (counted), and the ACK
+            // of the last block in order asks for the rest again.
+            Received::Gap => {
+                bump(&mut self.common.stats.malformed);
+                self.receiver.ack_due = true;
+            }
         }
     }
 
@@ -696,8 +701,13 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                 let (offset, len) = self.sender.block(position);
                 match self.read_block(position, offset, len, buf) {
                     Ok(n) => {
+                        // Sent before: after a timeout, or after an ACK inside
+                        // the window (RFC 7440), every one of them is counted.
+                        let again = position < self.sender.sent_top;
                         self.sender.sent();
-                        self.common.count_resend();
+                        if self.common.timer.resent() | again {
+                            bump(&mut self.common.stats.retransmits);
+                        }
                         add(&mut self.common.stats.bytes_sent, len);
                         self.common.timer.arm(now);
                         n

@@ -29,7 +29,7 @@
 //! source) straight into the datagram being sent, and read again for a
 //! retransmission; a received DATA is appended straight from the datagram. So a
 //! transfer costs its datagram buffer (`4 + blksize`, the adapter's) and the
-//! session's fixed state: on a 64-bit host at most 384 bytes for a
+//! session's fixed state: on a 64-bit host at most 408 bytes for a
 //! [`ServerTransfer`] and 416 for a [`ClientGet`] or [`ClientPut`] with slice
 //! sinks and sources (a test pins both); a file name of up to 255 bytes is most
 //! of it.
@@ -311,12 +311,14 @@ pub struct TftpStats {
     pub timeouts: u64,
     /// Transfers ended for falling below the server's minimum rate.
     pub too_slow: u64,
-    /// Packets sent again after a timeout.
+    /// Packets sent again: after a timeout, or (a window's) after an ACK
+    /// inside the window asked for its later blocks again (RFC 7440).
     pub retransmits: u64,
     /// Duplicate DATA or ACK packets received (ignored, or answered by a
     /// repeated ACK), and requests repeated while their transfer runs.
     pub duplicates: u64,
-    /// Datagrams that were not TFTP packets, or had no place in a transfer.
+    /// Datagrams that were not TFTP packets, or had no place in a transfer (a
+    /// DATA ahead of a block that was lost among them, dropped).
     pub malformed: u64,
     /// Requests refused (bad name, mode, store error, busy).
     pub refused: u64,

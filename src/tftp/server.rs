@@ -289,7 +289,10 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         // timed.
         self.timer.arm(now);
         if let State::Failing { error } = self.state {
+            // A transfer that ends before it began: failed, with its outcome.
             bump(&mut self.stats.refused);
+            bump(&mut self.stats.failed);
+            self.outcome = Some(Err(error));
             crate::macros::net_debug!("tftp: request refused: {}", error);
         }
     }
@@ -557,7 +560,12 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 }
             }
             // RFC 7440: a block was lost; ACK the last one in order at once.
-            Received::Gap => receiver.ack_due = true,
+            // Ahead of a block that was lost: dropped (counted), and the ACK
+            // of the last block in order asks for the rest again.
+            Received::Gap => {
+                bump(&mut self.stats.malformed);
+                receiver.ack_due = true;
+            }
         }
     }
 
@@ -619,8 +627,11 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
                 };
                 match sent {
                     Ok(n) => {
+                        // Sent before: after a timeout, or after an ACK inside
+                        // the window (RFC 7440), every one of them is counted.
+                        let again = position < sender.sent_top;
                         sender.sent();
-                        if self.timer.resent() {
+                        if self.timer.resent() | again {
                             bump(&mut self.stats.retransmits);
                         }
                         if position != 0 {

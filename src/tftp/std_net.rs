@@ -88,8 +88,10 @@ fn drive(
     };
     let socket = UdpSocket::bind(local)?;
     let block = usize::from(config.block_size.unwrap_or(512).min(MAX_BLOCK_SIZE));
-    let mut buf = vec![0u8; block.saturating_add(4)];
-    let mut incoming = vec![0u8; block.saturating_add(5)];
+    // A DATA, and at least what RFC 1350's 512-byte blocks take: a request with
+    // its options, an OACK or an ERROR can be longer than a small block's DATA.
+    let mut buf = vec![0u8; block.saturating_add(4).max(516)];
+    let mut incoming = vec![0u8; block.saturating_add(5).max(517)];
     let start = std::time::Instant::now();
     let now =
         || Instant::from_micros(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));

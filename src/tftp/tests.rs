@@ -2163,3 +2163,107 @@ mod async_server {
         assert_eq!(stats.refused, 1, "{stats}");
     }
 }
+
+#[test]
+fn a_refused_request_counts_as_failed_and_gives_an_outcome() {
+    // TftpStats::failed: "every cause below, and refusals".
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let asked = request(RequestKind::Read, b"nothing", Mode::Octet, Options::NONE);
+    server.start(&asked, Instant::ZERO);
+    let out = drain(&mut server, Instant::ZERO);
+    assert_eq!(error_code(&out[0]), Some(ErrorCode::FileNotFound));
+    let stats = *server.stats();
+    assert_eq!(
+        (stats.reads, stats.refused, stats.failed),
+        (1, 1, 1),
+        "{stats}"
+    );
+    assert_eq!(
+        server.outcome(),
+        Some(Err(TftpError::Store(StoreError::NotFound)))
+    );
+}
+
+#[test]
+fn a_data_ahead_of_a_lost_block_is_counted_when_dropped() {
+    let shared = shared();
+    let now = Instant::ZERO;
+    let mut server = upload_begun(&shared, b"w", now);
+    let before = *server.stats();
+    server.receive(
+        &emit(Packet::Data {
+            block: 2,
+            data: &[1u8; 512],
+        }),
+        now,
+    );
+    let out = drain(&mut server, now);
+    assert_eq!(parse(&out[0]), Packet::Ack { block: 0 });
+    let after = *server.stats();
+    assert_eq!(after.malformed, before.malformed + 1, "{after}");
+}
+
+#[test]
+fn every_block_of_a_window_sent_again_is_a_retransmit() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(5000));
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let now = Instant::ZERO;
+    let asked = Options {
+        window_size: Some(4),
+        ..Options::NONE
+    };
+    server.start(&request(RequestKind::Read, b"f", Mode::Octet, asked), now);
+    assert_eq!(drain(&mut server, now).len(), 1, "the OACK");
+    server.receive(&emit(Packet::Ack { block: 0 }), now);
+    assert_eq!(drain(&mut server, now).len(), 4, "a window of 4 DATA");
+    // An ACK inside the window (RFC 7440): the blocks after it go again.
+    server.receive(&emit(Packet::Ack { block: 2 }), now);
+    assert_eq!(drain(&mut server, now).len(), 4, "blocks 3 to 6");
+    assert_eq!(server.stats().retransmits, 2, "{}", server.stats());
+    // A timeout: the whole window goes again.
+    let later = server.poll_timeout().unwrap();
+    server.handle_timeout(later);
+    assert_eq!(drain(&mut server, later).len(), 4);
+    assert_eq!(server.stats().retransmits, 6, "{}", server.stats());
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn a_std_get_asking_for_blocks_of_8_bytes_sends_its_request() {
+    use std::net::UdpSocket;
+    use std::time::Duration as StdDuration;
+    let listen = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = listen.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let transfer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&listen, &transfer] {
+            s.set_read_timeout(Some(StdDuration::from_secs(3))).unwrap();
+        }
+        let mut buf = [0u8; 600];
+        let (_, client) = listen.recv_from(&mut buf).ok()?;
+        transfer.send_to(b"\0\x06blksize\08\0", client).unwrap();
+        let (n, _) = transfer.recv_from(&mut buf).ok()?;
+        assert_eq!(&buf[..n], &[0, 4, 0, 0]);
+        transfer.send_to(b"\0\x03\0\x01hello", client).unwrap();
+        let (n, _) = transfer.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    });
+    let mut into = [0u8; 16];
+    let config = ClientConfig {
+        block_size: Some(8),
+        transfer_size: false,
+        ..ClientConfig::DEFAULT
+    };
+    let result = std_net::get(
+        server_addr,
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let last_ack = server.join().unwrap();
+    assert!(matches!(result, Ok(5)), "{result:?}");
+    assert_eq!(last_ack.as_deref(), Some(&[0u8, 4, 0, 1][..]));
+}

@@ -22,8 +22,9 @@
 //! frame receive storage plus one staging buffer of one frame, both chosen by the
 //! caller (arrays, or `static` slices on a microcontroller), plus a fixed part of
 //! framing state, counters and the operation in progress: on a 32-bit
-//! microcontroller 376 bytes for a server connection and 240 for the client (with
-//! slice buffers; an upload operation adds 160 where the caller keeps it).
+//! microcontroller 392 bytes for a server connection and 256 for the client (with
+//! slice buffers; an upload operation adds 192 where the caller keeps it), as
+//! the repository's `MEMORY.md` lists (a test checks its figures).
 //!
 //! # Serving
 //!
