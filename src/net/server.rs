@@ -279,43 +279,18 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
         sessions: [S; N],
     ) -> Result<Self, ServerError> {
         let mut order: [usize; N] = core::array::from_fn(|i| i);
-        order.sort_unstable_by_key(|&i| handles.get(i).copied());
-        let sorted = order.iter().filter_map(|&i| handles.get(i));
-        if sorted.clone().zip(sorted.skip(1)).any(|(a, b)| a == b) {
-            return Err(ServerError::DuplicateHandle);
-        }
-        let mut server = Self {
+        open_slots(sockets, port, &handles, &mut order)?;
+        Ok(Self {
             port,
             config: ServerConfig::DEFAULT,
             handles,
             order,
             sessions,
-            states: [SlotState::Idle; N],
+            states: [SlotState::Listening {
+                handshake_since: None,
+            }; N],
             stats: ServerStats::default(),
-        };
-        // Every handle is checked before any socket listens: a refused server
-        // leaves the set as it was, not with sockets in LISTEN that nobody serves
-        // (and that would refuse to listen again for the corrected server).
-        for handle in server.handles {
-            super::pump::socket_mut::<tcp::Socket>(sockets, handle)
-                .ok_or(ServerError::Handle(HandleError::NotFound))?;
-        }
-        for (i, &handle) in server.handles.iter().enumerate() {
-            let socket = super::pump::socket_mut::<tcp::Socket>(sockets, handle)
-                .ok_or(ServerError::Handle(HandleError::NotFound))?;
-            if let Err(e) = socket.listen(port) {
-                for &earlier in server.handles.iter().take(i) {
-                    if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, earlier) {
-                        socket.abort();
-                    }
-                }
-                return Err(ServerError::Listen(e));
-            }
-        }
-        server.states = [SlotState::Listening {
-            handshake_since: None,
-        }; N];
-        Ok(server)
+        })
     }
 
     /// The same server with other settings.
@@ -616,6 +591,44 @@ fn closing_end(
     // next client needs it now (SO_REUSEADDR), so drop it.
     socket.abort();
     Some(end)
+}
+
+/// [`TcpServer::new`]'s checks and listens, not generic, so that every pool
+/// shares one copy: no two of `handles` alike and each a TCP socket of
+/// `sockets` (else nothing listens), then each socket in LISTEN on `port` (if
+/// one cannot, those before it are closed again). `order` gets the slots'
+/// indices sorted by handle.
+fn open_slots(
+    sockets: &mut SocketSet<'_>,
+    port: u16,
+    handles: &[SocketHandle],
+    order: &mut [usize],
+) -> Result<(), ServerError> {
+    order.sort_unstable_by_key(|&i| handles.get(i).copied());
+    let sorted = order.iter().filter_map(|&i| handles.get(i));
+    if sorted.clone().zip(sorted.skip(1)).any(|(a, b)| a == b) {
+        return Err(ServerError::DuplicateHandle);
+    }
+    // Every handle is checked before any socket listens: a refused server
+    // leaves the set as it was, not with sockets in LISTEN that nobody serves
+    // (and that would refuse to listen again for the corrected server).
+    for &handle in handles {
+        super::pump::socket_mut::<tcp::Socket>(sockets, handle)
+            .ok_or(ServerError::Handle(HandleError::NotFound))?;
+    }
+    for (i, &handle) in handles.iter().enumerate() {
+        let socket = super::pump::socket_mut::<tcp::Socket>(sockets, handle)
+            .ok_or(ServerError::Handle(HandleError::NotFound))?;
+        if let Err(e) = socket.listen(port) {
+            for &earlier in handles.iter().take(i) {
+                if let Some(socket) = super::pump::socket_mut::<tcp::Socket>(sockets, earlier) {
+                    socket.abort();
+                }
+            }
+            return Err(ServerError::Listen(e));
+        }
+    }
+    Ok(())
 }
 
 /// One slot's share of a server poll.
