@@ -355,7 +355,7 @@ fn upload_part(name: &str, data: &[u8], cut: usize) -> TcpStream {
 }
 
 /// The file bytes the transfer server has stored so far, from its status line
-/// ("..., 1048576 B in; downloads ...").
+/// ("..., 1048576 B in, 0 partials discarded; downloads ...").
 fn stored_bytes(status: &str) -> u64 {
     let lines = transfer_lines(status);
     lines

@@ -1225,14 +1225,19 @@ fn a_full_store_refuses_uploads_with_its_limits() {
     assert_eq!(rig.call(0, &raw::put(b"b", 96, 0, 0)), put_ready(0, 0));
     assert_eq!(rig.call(0, &raw::put(b"c", 0, 0, 0)), put_ready(0, 0));
     assert_eq!(rig.recv_frame(0), put_done(b""));
-    // Three entries: "a", the partial of "b", "c".
+    // Three entries: "a", the partial of "b", "c". The partial counts as a
+    // file, but no upload holds it any more: it gives way to a fourth.
+    assert_eq!(rig.call(0, &raw::put(b"d", 0, 0, 0)), put_ready(0, 0));
+    assert_eq!(rig.recv_frame(0), put_done(b""));
+    assert_eq!(rig.shared.stats().partials_discarded, 1);
+    // Three files, and nothing to give way: refused.
     assert_eq!(
-        rig.call(0, &raw::put(b"d", 0, 0, 0)),
+        rig.call(0, &raw::put(b"e", 0, 0, 0)),
         error(ErrorCode::TooManyFiles, 3)
     );
-    // Deleting frees room (the partial of "b" counts as a file, too).
-    assert_eq!(rig.call(0, &raw::delete(b"b")), body(&Message::DeleteOk));
-    assert_eq!(rig.call(0, &raw::put(b"d", 0, 0, 0)), put_ready(0, 0));
+    // Deleting frees room.
+    assert_eq!(rig.call(0, &raw::delete(b"c")), body(&Message::DeleteOk));
+    assert_eq!(rig.call(0, &raw::put(b"e", 0, 0, 0)), put_ready(0, 0));
     assert_eq!(rig.recv_frame(0), put_done(b""));
     let stats = rig.shared.stats();
     assert_eq!(stats.errors.get(ErrorCode::Full), 1);

@@ -76,6 +76,7 @@ pub(super) fn run_all<S: Storage, T: Storage>(
     listing_is_sorted_and_skips_partials(&mut fresh());
     empty_file_commits_at_once(&mut fresh());
     discard_upload_is_idempotent(&mut fresh());
+    partials_are_listed_apart_with_the_room_they_take(&mut fresh());
     append_after_delete_is_not_found(&mut fresh());
     works_through_a_mutable_borrow(&mut fresh());
     version_changes_with_every_commit_and_never_comes_back(&mut fresh());
@@ -447,4 +448,31 @@ fn works_through_a_mutable_borrow<S: Storage>(store: &mut S) {
     put(&mut borrowed, "via", b"borrow", 3);
     assert_eq!(get(&borrowed, "via"), b"borrow");
     assert_eq!(listing(&borrowed), [("via".to_owned(), 6)]);
+}
+
+fn partials_are_listed_apart_with_the_room_they_take<S: Storage>(store: &mut S) {
+    put(store, "c", &pattern(10, 7), 4);
+    let mut b = store.begin_upload(&name("b"), 40, false).unwrap();
+    store.append(&mut b, &pattern(10, 8)).unwrap();
+    store.begin_upload(&name("a"), 20, false).unwrap();
+    let partials = |store: &S| {
+        let mut found = Vec::new();
+        let mut after: Option<FileName> = None;
+        while let Some(entry) = store.next_partial(after.as_ref()).unwrap() {
+            found.push((entry.name.as_str().to_owned(), entry.size));
+            after = Some(entry.name);
+        }
+        found
+    };
+    // In byte order, committed files apart; the room is what a partial holds
+    // or, for a store that reserves it, its announced size.
+    let found = partials(store);
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!([0, 20].contains(&found[0].1), "{found:?}");
+    assert!([10, 40].contains(&found[1].1), "{found:?}");
+    store.discard_upload(&name("a")).unwrap();
+    let names: Vec<String> = partials(store).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["b"]);
+    assert_eq!(listing(store), [("c".to_owned(), 10)]);
 }

@@ -298,14 +298,28 @@ impl DirStore {
         #[cfg(test)]
         self.name_reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.names_of(|file| FileName::new(file).ok())
+    }
+
+    /// The names of the partials in the root (regular files `.name.part`),
+    /// sorted.
+    fn partial_names(&self) -> Result<Vec<FileName>, StoreError> {
+        self.names_of(|file| {
+            let name = file.strip_prefix('.')?.strip_suffix(PARTIAL_SUFFIX)?;
+            FileName::new(name).ok()
+        })
+    }
+
+    /// What `name_of` makes of the names of the regular files in the root, those
+    /// it makes something of, sorted.
+    fn names_of(
+        &self,
+        name_of: impl Fn(&str) -> Option<FileName>,
+    ) -> Result<Vec<FileName>, StoreError> {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| FileName::new(s).ok())
-            else {
+            let Some(name) = entry.file_name().to_str().and_then(&name_of) else {
                 continue;
             };
             // DirEntry::file_type does not follow symlinks (and needs an
@@ -614,6 +628,20 @@ impl Storage for DirStore {
             None => Ok(()),
         }
     }
+
+    /// Also the partials left on disk by an earlier run. Each call reads the
+    /// directory: it is for a store out of room, not for every request.
+    fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        let names = self.partial_names()?;
+        let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
+        for name in names.get(from..).unwrap_or_default() {
+            // Gone, or no longer a regular file, since the names were read.
+            if let Some(size) = regular_len(&self.partial_path(name))? {
+                return Ok(Some(Entry { name: *name, size }));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -675,6 +703,25 @@ mod tests {
             DirStore::open(&root, with).unwrap()
         };
         conformance::run_all(|| open(DirLimits::default()), || open(limits(100, 100, 4)));
+    }
+
+    #[test]
+    fn a_partial_left_by_an_earlier_run_is_listed_and_can_be_discarded() {
+        let dir = TempDir::new("old-partial");
+        let mut store = DirStore::open(&dir.0, limits(100, 100, 4)).unwrap();
+        let mut upload = store.begin_upload(&name("old.bin"), 50, false).unwrap();
+        store.append(&mut upload, &pattern(30, 1)).unwrap();
+        drop(store);
+        // Not a partial: hidden files of other shapes, and a directory.
+        fs::write(dir.join(".notes"), b"x").unwrap();
+        fs::create_dir(dir.join(".dir.part")).unwrap();
+        let mut store = DirStore::open(&dir.0, limits(100, 100, 4)).unwrap();
+        let entry = store.next_partial(None).unwrap().unwrap();
+        assert_eq!((entry.name, entry.size), (name("old.bin"), 30));
+        assert_eq!(store.next_partial(Some(&entry.name)), Ok(None));
+        store.discard_upload(&entry.name).unwrap();
+        assert_eq!(store.next_partial(None), Ok(None));
+        assert!(!dir.join(".old.bin.part").exists());
     }
 
     #[test]

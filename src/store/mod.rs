@@ -370,6 +370,20 @@ pub trait Storage {
     ///
     /// To keep a partial for a later resume, do nothing: drop the [`Upload`].
     fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError>;
+
+    /// The partial upload whose name comes next after `after` in byte order
+    /// (the first one for `None`), with the room it takes (its `size`: the bytes
+    /// it holds, or a store that reserves an upload's announced size, those),
+    /// or `None` when there is no more. The transfer server asks it when an
+    /// upload finds no room, to discard partials no upload holds (left by
+    /// clients that went away) and so make room.
+    ///
+    /// The provided version finds none: a store that cannot list its partials
+    /// keeps them until they are resumed, replaced or deleted.
+    fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        let _ = after;
+        Ok(None)
+    }
 }
 
 /// A store the server borrows works like one it owns.
@@ -417,6 +431,10 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn discard_upload(&mut self, name: &FileName) -> Result<(), StoreError> {
         (**self).discard_upload(name)
+    }
+
+    fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        (**self).next_partial(after)
     }
 }
 

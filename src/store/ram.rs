@@ -113,6 +113,18 @@ fn to_u64(n: usize) -> u64 {
 }
 
 impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
+    /// The committed file (`committed`) or partial whose name comes next after
+    /// `after` in byte order.
+    fn next_slot(&self, after: Option<&FileName>, committed: bool) -> Option<&Slot> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|slot| {
+                slot.is_committed() == committed && after.is_none_or(|after| slot.name > *after)
+            })
+            .min_by(|a, b| a.name.cmp(&b.name))
+    }
+
     /// An empty store.
     pub const fn new() -> Self {
         Self {
@@ -303,16 +315,10 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
     }
 
     fn next_entry(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
-        Ok(self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|slot| slot.is_committed() && after.is_none_or(|after| slot.name > *after))
-            .min_by(|a, b| a.name.cmp(&b.name))
-            .map(|slot| Entry {
-                name: slot.name,
-                size: to_u64(slot.len),
-            }))
+        Ok(self.next_slot(after, true).map(|slot| Entry {
+            name: slot.name,
+            size: to_u64(slot.len),
+        }))
     }
 
     fn version(&self, name: &FileName) -> Result<u64, StoreError> {
@@ -466,6 +472,14 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             Some(index) => self.remove(index),
             None => Ok(()),
         }
+    }
+
+    /// A partial takes its whole announced size: its reservation.
+    fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
+        Ok(self.next_slot(after, false).map(|slot| Entry {
+            name: slot.name,
+            size: to_u64(slot.cap),
+        }))
     }
 }
 

@@ -184,6 +184,9 @@ pub struct TransferStats {
     /// Uploads that ended without a commit; their partial stays unless the error
     /// deleted it.
     pub uploads_abandoned: u64,
+    /// Partials no upload held (left by clients that went away), discarded to
+    /// make room for an upload that found none (`PROTOCOL.md` section 7).
+    pub partials_discarded: u64,
     /// Downloads begun (GET_READY sent).
     pub downloads: u64,
     /// Downloads whose last DATA frame was made.
@@ -218,6 +221,7 @@ impl TransferStats {
         uploads_resumed: 0,
         uploads_done: 0,
         uploads_abandoned: 0,
+        partials_discarded: 0,
         downloads: 0,
         downloads_done: 0,
         downloads_changed: 0,
@@ -237,7 +241,8 @@ impl fmt::Display for TransferStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions: {}; uploads: {} begun ({} resumed), {} done, {} abandoned, {} B in; \
+            "sessions: {}; uploads: {} begun ({} resumed), {} done, {} abandoned, {} B in, \
+             {} partials discarded; \
              downloads: {} begun, {} done, {} changed, {} B out; listings: {}, stats: {}, \
              deletes: {}, stray DATA: {}, request timeouts: {}, too slow: {}; errors: {}",
             self.sessions,
@@ -246,6 +251,7 @@ impl fmt::Display for TransferStats {
             self.uploads_done,
             self.uploads_abandoned,
             self.bytes_in,
+            self.partials_discarded,
             self.downloads,
             self.downloads_done,
             self.downloads_changed,

@@ -88,8 +88,7 @@ impl<S, L: ?Sized> SharedStore<S, L> {
     }
 
     /// Runs `f` on the store, for inspection or maintenance between calls into the
-    /// sessions (a server's own cleanup of old partials, a test looking at what is
-    /// stored). `None` if the store is in use, which only happens when called from
+    /// sessions (a cleanup of its own, a test looking at what is stored). `None` if the store is in use, which only happens when called from
     /// inside a session's call.
     pub fn with_store<R>(&self, f: impl FnOnce(&mut S) -> R) -> Option<R> {
         self.store
@@ -1008,10 +1007,30 @@ impl<S: Storage> Core<'_, S> {
         let Some(lease) = self.shared.claim(&name) else {
             return self.reply_error(sender, ErrorCode::Busy, 0);
         };
-        match self
-            .shared
-            .store(|store| store.begin_upload(&name, size, resume))
-        {
+        let shared = self.shared;
+        let begun = shared.store(|store| {
+            let begun = store.begin_upload(&name, size, resume);
+            Ok::<_, StoreError>(match begun {
+                Err(refused @ (StoreError::Full { .. } | StoreError::TooManyFiles { .. })) => {
+                    give_way(
+                        store,
+                        |partial| shared.uploading(partial),
+                        &name,
+                        size,
+                        resume,
+                        refused,
+                    )
+                }
+                begun => (begun, 0),
+            })
+        });
+        let (begun, discarded) = begun.unwrap_or_else(|e| (Err(e), 0));
+        if discarded > 0 {
+            self.shared.update_stats(|s| {
+                s.partials_discarded = s.partials_discarded.saturating_add(discarded);
+            });
+        }
+        match begun {
             Ok(upload) => {
                 let offset = upload.resumed_from();
                 self.shared.update_stats(|s| {
@@ -1169,6 +1188,57 @@ impl<S: Storage> Core<'_, S> {
             Err(e) => self.reply_store_error(sender, e),
         }
     }
+}
+
+/// An upload of `name` found no room (`refused`, `Full` or `TooManyFiles`):
+/// partials that no upload holds (`held` says which are; left by clients that
+/// went away) give way, in name order, one at a time until it fits, but only
+/// if all of them together would make the room it lacks (`PROTOCOL.md` section
+/// 7). Returns the store's last answer and how many partials went.
+fn give_way<S: Storage + ?Sized>(
+    store: &mut S,
+    held: impl Fn(&FileName) -> bool,
+    name: &FileName,
+    size: u64,
+    resume: bool,
+    refused: StoreError,
+) -> (Result<Upload, StoreError>, u64) {
+    // The partials that may go: not this name's (begin_upload counts its room
+    // as free already) and not one an upload holds.
+    let next_idle = |store: &S, mut after: Option<FileName>| {
+        while let Ok(Some(entry)) = store.next_partial(after.as_ref()) {
+            if entry.name != *name && !held(&entry.name) {
+                return Some(entry);
+            }
+            after = Some(entry.name);
+        }
+        None
+    };
+    // Would they make room? Another entry is one partial; bytes are the sum.
+    let (mut room, mut count, mut after) = (0u64, 0u64, None);
+    while let Some(entry) = next_idle(store, after) {
+        room = room.saturating_add(entry.size);
+        count = count.saturating_add(1);
+        after = Some(entry.name);
+    }
+    let enough = match refused {
+        StoreError::Full { free } => free.saturating_add(room) >= size,
+        _ => count > 0,
+    };
+    if !enough {
+        return (Err(refused), 0);
+    }
+    let (mut begun, mut discarded, mut after) = (Err(refused), 0u64, None);
+    while let (Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. }), Some(entry)) =
+        (&begun, next_idle(store, after))
+    {
+        after = Some(entry.name);
+        if store.discard_upload(&entry.name).is_ok() {
+            discarded = discarded.saturating_add(1);
+            begun = store.begin_upload(name, size, resume);
+        }
+    }
+    (begun, discarded)
 }
 
 #[cfg(test)]
@@ -2170,5 +2240,93 @@ mod tests {
             exchange(&mut s, &put("f", 9, 0, true)),
             ready(3, crc32(b"abc"))
         );
+    }
+
+    /// The partials in `shared`'s store, by name.
+    fn partials(shared: &SharedStore<Store>) -> Vec<String> {
+        shared
+            .with_store(|store| {
+                let (mut found, mut after) = (Vec::new(), None::<FileName>);
+                while let Some(entry) = store.next_partial(after.as_ref()).unwrap() {
+                    found.push(entry.name.as_str().to_owned());
+                    after = Some(entry.name);
+                }
+                found
+            })
+            .unwrap()
+    }
+
+    /// A client that announces `size` bytes of `file`, gets PUT_READY and goes
+    /// away without sending a byte.
+    fn abandon(shared: &SharedStore<Store>, file: &str, size: u64) {
+        let mut hog = server(shared, 260, 256);
+        hello(&mut hog, 256);
+        assert_eq!(exchange(&mut hog, &put(file, size, 0, false)), ready(0, 0));
+        hog.end(Instant::ZERO);
+    }
+
+    #[test]
+    fn an_abandoned_partial_gives_way_to_an_upload_that_needs_its_room() {
+        // The partial reserves the whole store: kept, nobody could store a file
+        // again (nor find its name to DELETE it: a partial is not listed).
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]);
+        abandon(&shared, "x7f3a", 65_536);
+        let mut s = server(&shared, 260, 256);
+        hello(&mut s, 256);
+        let file = b"hello, world\n";
+        assert_eq!(
+            exchange(&mut s, &put("notes.txt", 13, crc32(file), false)),
+            ready(0, 0)
+        );
+        assert_eq!(partials(&shared), ["notes.txt"]);
+        assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    #[test]
+    fn a_partial_gives_way_for_an_entry_too() {
+        // Every entry taken, one of them an abandoned partial: it goes.
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]);
+        for file in ["a", "b", "c"] {
+            store_file(&shared, file, b"x");
+        }
+        abandon(&shared, "old", 10);
+        let mut s = server(&shared, 260, 256);
+        hello(&mut s, 256);
+        assert_eq!(
+            exchange(&mut s, &put("new", 1, crc32(b"y"), false)),
+            ready(0, 0)
+        );
+        assert_eq!(partials(&shared), ["new"]);
+        assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    #[test]
+    fn a_partial_stays_while_an_upload_holds_it_or_if_its_room_would_not_do() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 3]);
+        // An upload in progress holds its partial: not discarded.
+        let mut uploading = server(&shared, 260, 256);
+        hello(&mut uploading, 256);
+        assert_eq!(
+            exchange(&mut uploading, &put("busy", 40_000, 0, false)),
+            ready(0, 0)
+        );
+        // An abandoned one whose room, with what is free, is still too little.
+        abandon(&shared, "small", 1_000);
+        let mut s = server(&shared, 260, 256);
+        hello(&mut s, 256);
+        let free = 65_536 - 40_000 - 1_000;
+        assert_eq!(
+            exchange(&mut s, &put("big", 30_000, 0, false)),
+            error(ErrorCode::Full, free)
+        );
+        assert_eq!(partials(&shared), ["busy", "small"]);
+        assert_eq!(shared.stats().partials_discarded, 0);
+        // With the abandoned one's room it fits: that one goes, the held one stays.
+        assert_eq!(
+            exchange(&mut s, &put("fits", 25_000, 0, false)),
+            ready(0, 0)
+        );
+        assert_eq!(partials(&shared), ["busy", "fits"]);
+        assert_eq!(shared.stats().partials_discarded, 1);
     }
 }

@@ -167,8 +167,8 @@ sizes! {
         "SharedStore<RamStore, [UploadLease; 4]>: fixed part",
         "the store's cell, transfer counters, 4 upload leases",
         size_of::<SharedStore<Store, [UploadLease; 4]>>() - size_of::<Store>(),
-        544,
-        544
+        552,
+        552
     ),
     (
         "RamStore<8, 65536>: fixed part",
