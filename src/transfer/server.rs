@@ -1214,11 +1214,16 @@ fn give_way<S: Storage + ?Sized>(
         }
         None
     };
-    // Would they make room? Another entry is one partial; bytes are the sum.
-    let (mut room, mut count, mut after) = (0u64, 0u64, None);
-    while let Some(entry) = next_idle(store, after) {
-        room = room.saturating_add(entry.size);
-        count = count.saturating_add(1);
+    // Would they make room? Another entry is one partial; bytes are the sum,
+    // with this name's partial's, which the upload may take over though
+    // `Full`'s `free` leaves it out.
+    let (mut room, mut count, mut after) = (0u64, 0u64, None::<FileName>);
+    while let Ok(Some(entry)) = store.next_partial(after.as_ref()) {
+        let idle = entry.name != *name && !held(&entry.name);
+        if idle || entry.name == *name {
+            room = room.saturating_add(entry.size);
+        }
+        count = count.saturating_add(u64::from(idle));
         after = Some(entry.name);
     }
     let enough = match refused {
@@ -2327,6 +2332,20 @@ mod tests {
             ready(0, 0)
         );
         assert_eq!(partials(&shared), ["busy", "fits"]);
+        assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    #[test]
+    fn the_room_of_the_names_own_partial_counts_towards_making_room() {
+        // "x" and "y" abandoned, 30,000 B each of 65,536: a PUT of "x" (not a
+        // resume) takes over its own partial's room, and needs "y"'s too.
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]);
+        abandon(&shared, "x", 30_000);
+        abandon(&shared, "y", 30_000);
+        let mut s = server(&shared, 260, 256);
+        hello(&mut s, 256);
+        assert_eq!(exchange(&mut s, &put("x", 40_000, 0, false)), ready(0, 0));
+        assert_eq!(partials(&shared), ["x"]);
         assert_eq!(shared.stats().partials_discarded, 1);
     }
 }
