@@ -595,3 +595,44 @@ async fn a_late_data_of_the_last_get_is_not_taken_for_the_next_file() {
     assert_eq!(&got_b[..8], b"BBBBBBBB");
     assert_eq!(client.stats().wrong_tid, 1, "the late DATA was refused");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_late_datagram_to_the_port_of_a_finished_transfer_is_answered_and_counted() {
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let data = pattern(3_000);
+    let name = FileName::new("f").unwrap();
+    stored(&shared, &name, &data);
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
+    let mut socket = net.bind(CLIENT);
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 517], vec![0u8; 517]);
+    let mut got = vec![0u8; data.len()];
+    let client_side = async {
+        let mut client = Client::new(&mut socket, SERVER, &mut buf);
+        let sink = SliceSink::new(&mut got);
+        let outcome = client
+            .get(&clock, name, ClientConfig::DEFAULT, sink, |_, _| {})
+            .await;
+        assert_eq!(outcome, Ok(data.len() as u64));
+        // The transfer is over (a get does not dally by default, and the
+        // server's last ACK came): its final ACK again, late.
+        let transfer = net.transfer_port();
+        socket.send_to(&[0, 4, 0, 6], transfer).await.unwrap();
+        // Answered within 10 s of (paused, virtual) time, or the test fails.
+        let mut answer = [0u8; 600];
+        let patience = std::time::Duration::from_secs(10);
+        let received = tokio::time::timeout(patience, socket.recv_from(&mut answer));
+        let (n, from) = received.await.expect("an answer to the late ACK").unwrap();
+        (from == transfer, answer[..n.min(4)].to_vec())
+    };
+    let late = tokio::select! {
+        biased;
+        late = client_side => late,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    assert_eq!(late, (true, vec![0, 5, 0, 5]), "ERROR 5 from the old port");
+    let stats = server.stats();
+    assert_eq!((stats.completed, stats.wrong_tid), (1, 1), "{stats}");
+}

@@ -285,7 +285,9 @@ const REBIND_TRIES: usize = 4;
 /// final ACK was lost, the client asking for its next file), which ends, and
 /// the new one begins on a new port. A request that finds no port the
 /// transfer socket can be bound to is refused with an ERROR (counted in
-/// [`TftpStats::refused`]).
+/// [`TftpStats::refused`]). A datagram to the transfer socket from anyone but
+/// the running transfer's client, or after the transfer ended (a late one of
+/// it), is answered ERROR 5 and counted in [`TftpStats::wrong_tid`].
 ///
 /// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
 /// request), `datagram` for the transfer: `4 +` the largest block a read is
@@ -394,21 +396,38 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
                 }
             }
             let deadline = self.transfer.poll_timeout();
-            let active = self.peer.is_some();
-            let transfer = async {
-                if active {
-                    port.recv_from(datagram).await
-                } else {
-                    core::future::pending().await
+            // The transfer socket is read from its first transfer on, also
+            // between transfers: a late datagram of the last one is answered
+            // and counted (ERROR 5, `wrong_tid`), not left in the socket.
+            let waited = if self.peer.is_some() {
+                // The running transfer's datagrams first: a flood of requests
+                // at port 69 cannot starve it.
+                select(
+                    port.recv_from(datagram),
+                    select(listen.recv_from(request), alarm(clock, deadline, now)),
+                )
+                .await
+            } else {
+                // Between transfers, requests first: a flood of datagrams at
+                // the old port cannot starve them.
+                let bound = self.port != 0;
+                let late = async {
+                    if bound {
+                        port.recv_from(datagram).await
+                    } else {
+                        core::future::pending().await
+                    }
+                };
+                match select(
+                    select(listen.recv_from(request), alarm(clock, deadline, now)),
+                    late,
+                )
+                .await
+                {
+                    Either::First(either) => Either::Second(either),
+                    Either::Second(late) => Either::First(late),
                 }
             };
-            // The running transfer's datagrams first: a flood of requests at
-            // port 69 cannot starve it.
-            let waited = select(
-                transfer,
-                select(listen.recv_from(request), alarm(clock, deadline, now)),
-            )
-            .await;
             let now = clock.now();
             match waited {
                 Either::Second(Either::First(Ok((len, from)))) => {
