@@ -495,13 +495,15 @@ impl Storage for DirStore {
             ),
             None => (self.entries, self.used),
         };
+        // The bytes first (`Storage::begin_upload`): `TooManyFiles` says the
+        // bytes would fit.
+        if used.saturating_add(size) > self.limits.max_total_bytes {
+            return Err(StoreError::Full { free: self.free() });
+        }
         if entries >= self.limits.max_files {
             return Err(StoreError::TooManyFiles {
                 max: self.limits.max_files,
             });
-        }
-        if used.saturating_add(size) > self.limits.max_total_bytes {
-            return Err(StoreError::Full { free: self.free() });
         }
         match old {
             Some(held) => self.remove_counted(&path, held)?,

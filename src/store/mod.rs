@@ -331,9 +331,10 @@ pub trait Storage {
     /// A committed file of the same name stays readable, unchanged, until
     /// [`commit`](Self::commit) replaces it.
     ///
-    /// Fails with [`StoreError::FileTooLarge`], [`StoreError::TooManyFiles`] (a new
-    /// partial is one more entry; one in the place of an old partial is not) or
-    /// [`StoreError::Full`]. The room an old partial of this name takes counts as
+    /// Fails with [`StoreError::FileTooLarge`], [`StoreError::Full`] or
+    /// [`StoreError::TooManyFiles`] (a new partial is one more entry; one in the
+    /// place of an old partial is not), checked in that order: `TooManyFiles`
+    /// means the bytes would fit. The room an old partial of this name takes counts as
     /// free for the new size, but the partial is emptied or resized only once the
     /// request fits: after any of these errors the store is as it was, the partial
     /// and its bytes included, and `Full`'s `free` is the bytes free with the

@@ -363,14 +363,16 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             // A kept partial's CRC-32 was recorded as its bytes came in.
             return Ok(Upload::new(*name, size, to_u64(partial.len), partial.crc));
         }
+        // The bytes first (`Storage::begin_upload`): `TooManyFiles` says the
+        // bytes would fit.
+        if cap > self.free_bytes() {
+            return Err(self.full());
+        }
         let index = self
             .slots
             .iter()
             .position(Option::is_none)
             .ok_or(StoreError::TooManyFiles { max: to_u64(FILES) })?;
-        if cap > self.free_bytes() {
-            return Err(self.full());
-        }
         let start = self.used;
         self.used = start.checked_add(cap).ok_or(StoreError::Inconsistent)?;
         let slot = self.slots.get_mut(index).ok_or(StoreError::Inconsistent)?;

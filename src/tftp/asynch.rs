@@ -500,6 +500,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
         });
         if !bound {
             bump(&mut self.stats.refused);
+            bump(&mut self.stats.failed);
             crate::macros::net_warn!("tftp: no port to bind for a transfer");
             let n = emit_error(
                 buf,

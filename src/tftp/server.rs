@@ -405,7 +405,8 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         // With `tsize` the store reserves the whole file now, so an upload that
         // cannot fit is refused before its first block; without, it grows.
         let size = asked.transfer_size.unwrap_or(0);
-        let upload = match self.shared.store(|s| s.begin_upload(&name, size, false)) {
+        let shared = self.shared;
+        let upload = match shared.store(|s| shared.begin_upload_in(s, &name, size, false)) {
             Ok(upload) => upload,
             Err(e) => {
                 self.shared.release(lease);
@@ -516,8 +517,9 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             }
             Received::InOrder { last } => {
                 crc.update(data);
-                let stored = self.shared.store(|s| {
-                    make_room(s, upload, data.len())?;
+                let shared = self.shared;
+                let stored = shared.store(|s| {
+                    make_room(shared, s, upload, data.len())?;
                     s.append(upload, data)?;
                     if last {
                         // Exactly the bytes that came: the reservation shrinks to them.
@@ -780,7 +782,10 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
 
 /// Grows an upload of unknown size so that `more` bytes fit, doubling the
 /// reservation (a store that cannot grow that much is asked for just enough).
+/// Partials no upload holds give way if the store has no room (as for a
+/// transfer's PUT: [`SharedStore`]'s uploads).
 fn make_room<S: Storage>(
+    shared: &SharedStore<S>,
     store: &mut S,
     upload: &mut Upload,
     more: usize,
@@ -796,7 +801,7 @@ fn make_room<S: Storage>(
         .max(GROW_AT_LEAST);
     let grown = store
         .begin_upload(upload.name(), generous, true)
-        .or_else(|_| store.begin_upload(upload.name(), needed, true))?;
+        .or_else(|_| shared.begin_upload_in(store, upload.name(), needed, true))?;
     if grown.written() != upload.written() {
         return Err(StoreError::Inconsistent);
     }

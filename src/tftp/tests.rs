@@ -2160,7 +2160,8 @@ mod async_server {
             let refused = wires.from_69.borrow_mut().pop_front().expect("an answer");
             assert_eq!((&refused.0[..4], refused.2), (&[0, 5, 0, 0][..], CLIENT));
         });
-        assert_eq!(stats.refused, 1, "{stats}");
+        // TftpStats::failed: "every cause below, and refusals".
+        assert_eq!((stats.refused, stats.failed), (1, 1), "{stats}");
     }
 }
 
@@ -2266,4 +2267,27 @@ fn a_std_get_asking_for_blocks_of_8_bytes_sends_its_request() {
     let last_ack = server.join().unwrap();
     assert!(matches!(result, Ok(5)), "{result:?}");
     assert_eq!(last_ack.as_deref(), Some(&[0u8, 4, 0, 1][..]));
+}
+
+#[test]
+fn an_abandoned_transfer_partial_gives_way_to_a_wrq_too() {
+    // A transfer client announced the whole store in a PUT and went away: its
+    // partial, which no upload holds, would keep every byte of the store.
+    let shared = shared();
+    shared
+        .with_store(|s| {
+            let hog = FileName::new("hog").unwrap();
+            s.begin_upload(&hog, 200_000, false).unwrap();
+        })
+        .unwrap();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let options = Options {
+        transfer_size: Some(1000),
+        ..Options::NONE
+    };
+    let wrq = request(RequestKind::Write, b"boot.bin", Mode::Octet, options);
+    server.start(&wrq, Instant::ZERO);
+    let out = drain(&mut server, Instant::ZERO);
+    assert_eq!(error_code(&out[0]), None, "refused: {:?}", server.outcome());
+    assert_eq!(shared.stats().partials_discarded, 1);
 }

@@ -117,6 +117,38 @@ impl<S, L: ?Sized> SharedStore<S, L> {
     }
 }
 
+impl<S: Storage> SharedStore<S> {
+    /// Begins an upload of `name` in `store` (this one's, borrowed): if it
+    /// finds no room, partials no upload holds give way ([`give_way`]),
+    /// counted in [`TransferStats::partials_discarded`]. The transfer server's
+    /// PUT and the TFTP server's WRQ both begin so.
+    pub(crate) fn begin_upload_in(
+        &self,
+        store: &mut S,
+        name: &FileName,
+        size: u64,
+        resume: bool,
+    ) -> Result<Upload, StoreError> {
+        let (begun, discarded) = match store.begin_upload(name, size, resume) {
+            Err(refused @ (StoreError::Full { .. } | StoreError::TooManyFiles { .. })) => give_way(
+                store,
+                |partial| self.uploading(partial),
+                name,
+                size,
+                resume,
+                refused,
+            ),
+            begun => (begun, 0),
+        };
+        if discarded > 0 {
+            self.update_stats(|s| {
+                s.partials_discarded = s.partials_discarded.saturating_add(discarded);
+            });
+        }
+        begun
+    }
+}
+
 impl<S> SharedStore<S> {
     pub(crate) fn uploading(&self, name: &FileName) -> bool {
         self.leases
@@ -1008,28 +1040,7 @@ impl<S: Storage> Core<'_, S> {
             return self.reply_error(sender, ErrorCode::Busy, 0);
         };
         let shared = self.shared;
-        let begun = shared.store(|store| {
-            let begun = store.begin_upload(&name, size, resume);
-            Ok::<_, StoreError>(match begun {
-                Err(refused @ (StoreError::Full { .. } | StoreError::TooManyFiles { .. })) => {
-                    give_way(
-                        store,
-                        |partial| shared.uploading(partial),
-                        &name,
-                        size,
-                        resume,
-                        refused,
-                    )
-                }
-                begun => (begun, 0),
-            })
-        });
-        let (begun, discarded) = begun.unwrap_or_else(|e| (Err(e), 0));
-        if discarded > 0 {
-            self.shared.update_stats(|s| {
-                s.partials_discarded = s.partials_discarded.saturating_add(discarded);
-            });
-        }
+        let begun = shared.store(|store| shared.begin_upload_in(store, &name, size, resume));
         match begun {
             Ok(upload) => {
                 let offset = upload.resumed_from();
@@ -2347,5 +2358,58 @@ mod tests {
         assert_eq!(exchange(&mut s, &put("x", 40_000, 0, false)), ready(0, 0));
         assert_eq!(partials(&shared), ["x"]);
         assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    #[test]
+    fn no_partial_goes_for_an_entry_when_the_bytes_would_still_not_fit() {
+        // Every entry taken (one an abandoned 10 B partial), 534 B free: a PUT
+        // of 1,000 B lacks an entry, and even with the partial's, the bytes.
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]);
+        store_file(&shared, "big", &vec![7; 65_000]);
+        store_file(&shared, "c1", b"x");
+        store_file(&shared, "c2", b"x");
+        abandon(&shared, "old", 10);
+        let mut s = server(&shared, 260, 256);
+        hello(&mut s, 256);
+        let answer = exchange(&mut s, &put("new", 1_000, 0, false));
+        assert_eq!(answer, error(ErrorCode::Full, 65_536 - 65_002 - 10));
+        assert_eq!(partials(&shared), ["old"]);
+        assert_eq!(shared.stats().partials_discarded, 0);
+    }
+
+    #[test]
+    fn no_partial_goes_for_an_entry_when_the_bytes_would_still_not_fit_in_a_dir_store() {
+        use crate::store::{DirLimits, DirStore};
+        let dir = std::env::temp_dir().join(format!("smolsock-give-way-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let limits = DirLimits {
+            max_total_bytes: 1_000,
+            max_file_bytes: 1_000,
+            max_files: 4,
+        };
+        let store = DirStore::open(&dir, limits).unwrap();
+        let shared = SharedStore::new(store, [UploadLease::EMPTY; 2]);
+        shared
+            .with_store(|store| {
+                for (file, len) in [("big", 900), ("c1", 1), ("c2", 1)] {
+                    let data = vec![7u8; len];
+                    let mut up = store.begin_upload(&name(file), len as u64, false).unwrap();
+                    store.append(&mut up, &data).unwrap();
+                    store.commit(&up, crc32(&data)).unwrap();
+                }
+                let mut old = store.begin_upload(&name("old"), 50, false).unwrap();
+                store.append(&mut old, &[1; 10]).unwrap();
+            })
+            .unwrap();
+        let mut s = TransferServer::new(&shared, vec![0; 260], vec![0; 256]).unwrap();
+        s.start(Instant::ZERO);
+        hello(&mut s, 256);
+        let answer = exchange(&mut s, &put("new", 500, 0, false));
+        let kept = dir.join(".old.part").exists();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(answer, error(ErrorCode::Full, 1_000 - 902 - 10));
+        assert!(kept, "the partial went for nothing");
+        assert_eq!(shared.stats().partials_discarded, 0);
     }
 }
