@@ -1588,6 +1588,23 @@ fn a_client_repeating_its_last_data_cannot_hold_a_dallying_upload_for_ever() {
     assert_eq!(now, Instant::from_secs(18));
     assert_eq!(server.outcome(), Some(Ok(4)), "the upload is complete");
 }
+/// `std_net::get` of "f" from `server` into `into`, asking for blocks of
+/// `block_size` and no `tsize`.
+#[cfg(feature = "std")]
+fn std_get(
+    server: std::net::SocketAddr,
+    block_size: u16,
+    into: &mut [u8],
+) -> Result<u64, std_net::StdError> {
+    let config = ClientConfig {
+        block_size: Some(block_size),
+        transfer_size: false,
+        ..ClientConfig::DEFAULT
+    };
+    let name = FileName::new("f").unwrap();
+    std_net::get(server, name, config, SliceSink::new(into), |_, _| {})
+}
+
 #[cfg(feature = "std")]
 #[test]
 fn a_get_that_asked_for_small_blocks_is_not_handed_a_cut_file_as_complete() {
@@ -1623,18 +1640,7 @@ fn a_get_that_asked_for_small_blocks_is_not_handed_a_cut_file_as_complete() {
         answer
     });
     let mut into = vec![0u8; 1024];
-    let config = ClientConfig {
-        block_size: Some(100),
-        transfer_size: false,
-        ..ClientConfig::DEFAULT
-    };
-    let result = std_net::get(
-        server_addr,
-        FileName::new("f").unwrap(),
-        config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let result = std_get(server_addr, 100, &mut into);
     let answer = server.join().unwrap();
     assert!(
         matches!(
@@ -2252,18 +2258,7 @@ fn a_std_get_asking_for_blocks_of_8_bytes_sends_its_request() {
         Some(buf[..n].to_vec())
     });
     let mut into = [0u8; 16];
-    let config = ClientConfig {
-        block_size: Some(8),
-        transfer_size: false,
-        ..ClientConfig::DEFAULT
-    };
-    let result = std_net::get(
-        server_addr,
-        FileName::new("f").unwrap(),
-        config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let result = std_get(server_addr, 8, &mut into);
     let last_ack = server.join().unwrap();
     assert!(matches!(result, Ok(5)), "{result:?}");
     assert_eq!(last_ack.as_deref(), Some(&[0u8, 4, 0, 1][..]));
