@@ -670,6 +670,9 @@ fn half_open_handshakes_free_their_slots_after_the_handshake_timeout() {
     );
     assert_eq!(server.stats().handshake_timeouts, POOL as u64);
     assert_eq!(server.stats().idle_timeouts, 0);
+    // No connection ended yet and no backlog: each relisten is a handshake
+    // timeout's (ServerStats::relistens).
+    assert_eq!(server.stats().relistens, POOL as u64, "{}", server.stats());
     net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
         client.done().then_some(())
     })

@@ -636,3 +636,55 @@ async fn a_late_datagram_to_the_port_of_a_finished_transfer_is_answered_and_coun
     let stats = server.stats();
     assert_eq!((stats.completed, stats.wrong_tid), (1, 1), "{stats}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_clients_refusal_of_a_late_data_is_not_answered_into_its_next_get() {
+    // An ERROR is never answered (RFC 1350): the client's ERROR 5 to the old
+    // port is counted by the server, not refused back, and so on for ever.
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let (a, b) = (FileName::new("a").unwrap(), FileName::new("b").unwrap());
+    stored(&shared, &a, b"AAAA");
+    stored(&shared, &b, b"BBBBBBBB");
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port) = (net.bind(SERVER), net.bind(TRANSFER_PORT));
+    let mut socket = net.bind(CLIENT);
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 517], vec![0u8; 517]);
+    let (mut got_a, mut got_b) = (vec![0u8; 64], vec![0u8; 64]);
+    let client_side = async {
+        let mut client = Client::new(&mut socket, SERVER, &mut buf);
+        let sink = SliceSink::new(&mut got_a);
+        let first = client
+            .get(&clock, a, ClientConfig::DEFAULT, sink, |_, _| {})
+            .await;
+        assert_eq!(first, Ok(4));
+        // The server sent its last DATA again (the client's ACK was slow), and
+        // took the ACK: the repeat reaches the client after its get returned.
+        let old = net.transfer_port();
+        net.bind(old)
+            .send_to(b"\0\x03\0\x01AAAA", CLIENT)
+            .await
+            .unwrap();
+        let sink = SliceSink::new(&mut got_b);
+        let second = client
+            .get(&clock, b, ClientConfig::DEFAULT, sink, |_, _| {})
+            .await;
+        (second, *client.stats())
+    };
+    let (second, client_stats) = tokio::select! {
+        biased;
+        done = client_side => done,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    let stats = server.stats();
+    assert_eq!(second, Ok(8), "client {client_stats}, server {stats}");
+    assert_eq!(&got_b[..8], b"BBBBBBBB");
+    // One refusal each way: the client's of the late DATA, and the server's
+    // count of the client's ERROR 5 at its old port.
+    assert_eq!(
+        (client_stats.wrong_tid, stats.wrong_tid),
+        (1, 1),
+        "client {client_stats}, server {stats}"
+    );
+}

@@ -64,13 +64,14 @@ pub struct ServerStats {
     /// [`TcpServer::close_all`]), read and dropped so that its FIN could get
     /// through.
     pub discarded: u64,
-    /// Times a slot went back to listening: after each connection, and when a
-    /// poll finds a listening slot's socket closed. That is a handshake the
-    /// listen [`Backlog`](super::Backlog) evicted (which it counts in
-    /// [`evictions`](super::BacklogStats::evictions)), or a connection
-    /// established and reset between two polls, which smoltcp's socket shows
-    /// alike and no other counter has: those are the relistens that are
-    /// neither connections ended nor evictions.
+    /// Times a slot went back to listening: after each connection, after a
+    /// handshake timeout ([`handshake_timeouts`](Self::handshake_timeouts)),
+    /// and when a poll finds a listening slot's socket closed. That is a
+    /// handshake the listen [`Backlog`](super::Backlog) evicted (which it
+    /// counts in [`evictions`](super::BacklogStats::evictions)), or a
+    /// connection established and reset between two polls, which smoltcp's
+    /// socket shows alike and no other counter has: those are the relistens
+    /// that are neither connections ended, handshake timeouts nor evictions.
     pub relistens: u64,
     /// Connections established but not yet accepted when
     /// [`TcpServer::close_all`] reset them.

@@ -383,6 +383,10 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     from,
                     peer
                 );
+                // An ERROR from a wrong TID is not answered (RFC 1350).
+                if !crate::tftp::answers_wrong_tid(self.buf.get(..len).unwrap_or_default()) {
+                    continue;
+                }
                 send_error(
                     socket,
                     &mut self.buf,
@@ -557,6 +561,10 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                 Some(peer) if peer == from => {}
                 _ => {
                     self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+                    // An ERROR from a wrong TID is not answered (RFC 1350).
+                    if !crate::tftp::answers_wrong_tid(self.buf.get(..len).unwrap_or_default()) {
+                        continue;
+                    }
                     send_error(
                         socket,
                         &mut self.buf,

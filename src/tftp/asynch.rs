@@ -209,7 +209,7 @@ impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
                 None if D::same_host(&from, &self.server) => self.peer = Some(from),
                 Some(peer) if peer == from => {}
                 _ => {
-                    refuse_tid(self.socket, self.buf, from, &mut self.stats).await;
+                    refuse_tid(self.socket, self.buf, len, from, &mut self.stats).await;
                     continue;
                 }
             }
@@ -225,28 +225,33 @@ impl<D: DatagramSocket + ?Sized> Client<'_, D> {
         // Bounded: a socket's queue holds a few datagrams, not this many.
         for _ in 0..u16::MAX {
             let waiting = recv_from_until(self.socket, self.buf, clock, Some(clock.now())).await;
-            let from = match waiting {
-                Ok(Some((_, from))) => from,
+            let (len, from) = match waiting {
+                Ok(Some(got)) => got,
                 Ok(None) => return,
                 Err(_) => {
                     bump(&mut self.stats.malformed);
                     continue;
                 }
             };
-            refuse_tid(self.socket, self.buf, from, &mut self.stats).await;
+            refuse_tid(self.socket, self.buf, len, from, &mut self.stats).await;
         }
     }
 }
 
-/// Answers a datagram from `from`, which is not this transfer's peer, with
-/// ERROR 5 (written into `buf`), and counts it in [`TftpStats::wrong_tid`].
+/// Counts the datagram of `len` bytes in `buf` from `from`, which is not this
+/// transfer's peer, in [`TftpStats::wrong_tid`], and answers it with ERROR 5
+/// (written into `buf`) unless it is an ERROR itself.
 async fn refuse_tid<D: DatagramSocket + ?Sized>(
     socket: &mut D,
     buf: &mut [u8],
+    len: usize,
     from: D::Addr,
     stats: &mut TftpStats,
 ) {
     bump(&mut stats.wrong_tid);
+    if !super::answers_wrong_tid(buf.get(..len).unwrap_or_default()) {
+        return;
+    }
     let n = emit_error(buf, ErrorCode::UnknownTid, "unknown transfer ID");
     let _ = socket.send_to(buf.get(..n).unwrap_or_default(), from).await;
 }
@@ -287,7 +292,8 @@ const REBIND_TRIES: usize = 4;
 /// transfer socket can be bound to is refused with an ERROR (counted in
 /// [`TftpStats::refused`]). A datagram to the transfer socket from anyone but
 /// the running transfer's client, or after the transfer ended (a late one of
-/// it), is answered ERROR 5 and counted in [`TftpStats::wrong_tid`].
+/// it), is counted in [`TftpStats::wrong_tid`] and answered ERROR 5, unless it
+/// is an ERROR itself (which is never answered).
 ///
 /// Two buffers: `request` for what comes to port 69 (516 bytes hold any RFC
 /// request), `datagram` for the transfer: `4 +` the largest block a read is
@@ -438,7 +444,7 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
                         self.transfer
                             .receive(datagram.get(..len).unwrap_or_default(), now);
                     } else {
-                        refuse_tid(port, datagram, from, &mut self.stats).await;
+                        refuse_tid(port, datagram, len, from, &mut self.stats).await;
                     }
                 }
                 Either::First(Err(_)) | Either::Second(Either::First(Err(_))) => {

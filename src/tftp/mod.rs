@@ -322,7 +322,8 @@ pub struct TftpStats {
     pub malformed: u64,
     /// Requests refused (bad name, mode, store error, busy).
     pub refused: u64,
-    /// Datagrams from a port that is not the transfer's peer, answered ERROR 5.
+    /// Datagrams from a port that is not the transfer's peer, answered ERROR 5
+    /// (an ERROR excepted: it is never answered, RFC 1350).
     pub wrong_tid: u64,
     /// Requests that found every transfer slot taken, answered with an ERROR.
     pub pool_full: u64,
@@ -448,6 +449,13 @@ fn add(counter: &mut u64, n: usize) {
 
 fn bump(counter: &mut u64) {
     *counter = counter.saturating_add(1);
+}
+
+/// Whether `datagram` from a wrong transfer ID is to be answered ERROR 5:
+/// anything but an ERROR, which is never answered (RFC 1350: two ends
+/// refusing each other's refusals would never stop).
+pub(crate) fn answers_wrong_tid(datagram: &[u8]) -> bool {
+    datagram.get(..2) != Some(&[0, 5])
 }
 
 /// Encodes an ERROR packet into `buf`; 0 if it does not fit.

@@ -123,6 +123,8 @@ fn drive(
                         session.receive(datagram, now());
                     }
                     Some(p) if p == from => session.receive(datagram, now()),
+                    // An ERROR from a wrong TID is not answered (RFC 1350).
+                    _ if !super::answers_wrong_tid(datagram) => {}
                     _ => {
                         let n = emit_error(&mut buf, ErrorCode::UnknownTid, "unknown transfer ID");
                         socket.send_to(buf.get(..n).unwrap_or_default(), from)?;

@@ -2286,3 +2286,16 @@ fn an_abandoned_transfer_partial_gives_way_to_a_wrq_too() {
     assert_eq!(error_code(&out[0]), None, "refused: {:?}", server.outcome());
     assert_eq!(shared.stats().partials_discarded, 1);
 }
+
+#[test]
+fn an_error_from_a_wrong_tid_is_never_answered() {
+    // RFC 1350: two ends refusing each other's refusals would never stop.
+    assert!(!answers_wrong_tid(&emit(Packet::Error {
+        code: ErrorCode::UnknownTid,
+        message: b"unknown transfer ID",
+    })));
+    assert!(!answers_wrong_tid(&[0, 5]));
+    for datagram in [&[0u8, 4, 0, 1][..], &[0, 3, 0, 1, 7], &[0], &[]] {
+        assert!(answers_wrong_tid(datagram), "{datagram:?}");
+    }
+}
