@@ -453,7 +453,8 @@ fn bump(counter: &mut u64) {
 
 /// Whether `datagram` from a wrong transfer ID is to be answered ERROR 5:
 /// anything but an ERROR, which is never answered (RFC 1350: two ends
-/// refusing each other's refusals would never stop).
+/// refusing each other's refusals would never stop). For the adapters only.
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async", feature = "std"))]
 pub(crate) fn answers_wrong_tid(datagram: &[u8]) -> bool {
     datagram.get(..2) != Some(&[0, 5])
 }

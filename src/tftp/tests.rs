@@ -2287,6 +2287,7 @@ fn an_abandoned_transfer_partial_gives_way_to_a_wrq_too() {
     assert_eq!(shared.stats().partials_discarded, 1);
 }
 
+#[cfg(any(feature = "smoltcp", feature = "embedded-io-async", feature = "std"))]
 #[test]
 fn an_error_from_a_wrong_tid_is_never_answered() {
     // RFC 1350: two ends refusing each other's refusals would never stop.
