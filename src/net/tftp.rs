@@ -5,7 +5,7 @@
 //! server's transfer ID, RFC 1350) for that transfer alone, and every later
 //! packet of it goes between that port and the client's. A datagram that reaches
 //! a slot's port from any other address or port is answered ERROR 5 (unknown
-//! transfer ID) and otherwise ignored; a request that finds every slot taken is
+//! transfer ID; an ERROR is never answered) and otherwise ignored; a request that finds every slot taken is
 //! answered with an ERROR saying so, never met with silence. A slot whose upload
 //! is complete and that only repeats its last ACK for a while (in case the client
 //! missed it) gives way to a new request when no slot is free. A request from the
@@ -384,7 +384,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     peer
                 );
                 // An ERROR from a wrong TID is not answered (RFC 1350).
-                if !crate::tftp::answers_wrong_tid(self.buf.get(..len).unwrap_or_default()) {
+                if crate::tftp::is_error(self.buf.get(..len).unwrap_or_default()) {
                     continue;
                 }
                 send_error(
@@ -440,7 +440,8 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// [`ClientPut`](crate::tftp::ClientPut)) on one smoltcp UDP socket, as a
 /// [`Service`]: the request goes to `server` (port 69 as a rule), everything
 /// after it to the port that answered; a datagram from any other port is
-/// answered ERROR 5 and ignored. Datagrams are up to `BUF` bytes (`blksize` up
+/// answered ERROR 5 (an ERROR is never answered) and ignored. Datagrams are up
+/// to `BUF` bytes (`blksize` up
 /// to `BUF - 4`).
 ///
 /// [`outcome`](Self::outcome) is there as soon as the transfer is over; a get
@@ -562,7 +563,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                 _ => {
                     self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
                     // An ERROR from a wrong TID is not answered (RFC 1350).
-                    if !crate::tftp::answers_wrong_tid(self.buf.get(..len).unwrap_or_default()) {
+                    if crate::tftp::is_error(self.buf.get(..len).unwrap_or_default()) {
                         continue;
                     }
                     send_error(

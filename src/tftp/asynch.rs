@@ -36,7 +36,8 @@ use crate::wire::crc32::crc32;
 ///
 /// Each transfer's request goes to `server` (port 69 as a rule); everything after
 /// it goes to the port that answered, and a datagram from any other port is
-/// answered ERROR 5 and ignored. The buffer holds one datagram and a byte more:
+/// answered ERROR 5 (an ERROR is never answered) and ignored. The buffer holds
+/// one datagram and a byte more:
 /// `5 +` the block size (517 bytes for RFC 1350's 512), so that a DATA longer
 /// than a block, which some sockets cut to the buffer, is seen too long and
 /// refused rather than stored cut. A get whose buffer is smaller asks for the
@@ -51,7 +52,8 @@ use crate::wire::crc32::crc32;
 /// (the server repeating a last DATA whose ACK it missed) may wait there when
 /// the next begins. Before a transfer sends its request, whatever waits in the
 /// socket is therefore refused: answered ERROR 5 (which also tells a server
-/// still repeating itself to stop) and counted in [`TftpStats::wrong_tid`].
+/// still repeating itself to stop; an ERROR is not answered) and counted in
+/// [`TftpStats::wrong_tid`].
 /// One that arrives after the request, before the server's first answer, is
 /// not told apart (a server may answer every transfer from the same port, so
 /// the last transfer's port is no sign): [`with_dally`](Self::with_dally)
@@ -249,7 +251,7 @@ async fn refuse_tid<D: DatagramSocket + ?Sized>(
     stats: &mut TftpStats,
 ) {
     bump(&mut stats.wrong_tid);
-    if !super::answers_wrong_tid(buf.get(..len).unwrap_or_default()) {
+    if super::is_error(buf.get(..len).unwrap_or_default()) {
         return;
     }
     let n = emit_error(buf, ErrorCode::UnknownTid, "unknown transfer ID");

@@ -382,7 +382,9 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                return self.common.fail(TftpError::Malformed(e), true, now);
+                // An ERROR, even one that does not parse, is never answered.
+                let tell = !super::is_error(datagram);
+                return self.common.fail(TftpError::Malformed(e), tell, now);
             }
         };
         match (self.common.phase, packet) {
@@ -636,7 +638,9 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                return self.common.fail(TftpError::Malformed(e), true, now);
+                // An ERROR, even one that does not parse, is never answered.
+                let tell = !super::is_error(datagram);
+                return self.common.fail(TftpError::Malformed(e), tell, now);
             }
         };
         let size = self.source.size();

@@ -451,12 +451,12 @@ fn bump(counter: &mut u64) {
     *counter = counter.saturating_add(1);
 }
 
-/// Whether `datagram` from a wrong transfer ID is to be answered ERROR 5:
-/// anything but an ERROR, which is never answered (RFC 1350: two ends
-/// refusing each other's refusals would never stop). For the adapters only.
-#[cfg(any(feature = "smoltcp", feature = "embedded-io-async", feature = "std"))]
-pub(crate) fn answers_wrong_tid(datagram: &[u8]) -> bool {
-    datagram.get(..2) != Some(&[0, 5])
+/// Whether `datagram` is an ERROR (its opcode, however the rest reads), which
+/// is never answered (RFC 1350): not from a wrong transfer ID with ERROR 5 (two
+/// ends refusing each other's refusals would never stop), nor, when it does not
+/// parse, with ERROR 4.
+pub(crate) fn is_error(datagram: &[u8]) -> bool {
+    datagram.get(..2) == Some(&[0, 5])
 }
 
 /// Encodes an ERROR packet into `buf`; 0 if it does not fit.

@@ -439,7 +439,8 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
             Err(e) => {
                 bump(&mut self.stats.malformed);
                 if running {
-                    self.fail(TftpError::Malformed(e), true, now);
+                    // An ERROR, even one that does not parse, is never answered.
+                    self.fail(TftpError::Malformed(e), !super::is_error(datagram), now);
                 }
                 return;
             }

@@ -2,7 +2,7 @@
 //!
 //! The request goes to the server's address (port 69 as a rule); the first
 //! answer's port becomes the transfer's, and a datagram from any other port is
-//! answered ERROR 5 and ignored. The socket's read timeout wakes the loop for the
+//! answered ERROR 5 (an ERROR is never answered) and ignored. The socket's read timeout wakes the loop for the
 //! session's retransmissions, so a silent server ends the call with
 //! [`TftpError::TimedOut`] after the session's tries.
 //!
@@ -124,7 +124,7 @@ fn drive(
                     }
                     Some(p) if p == from => session.receive(datagram, now()),
                     // An ERROR from a wrong TID is not answered (RFC 1350).
-                    _ if !super::answers_wrong_tid(datagram) => {}
+                    _ if super::is_error(datagram) => {}
                     _ => {
                         let n = emit_error(&mut buf, ErrorCode::UnknownTid, "unknown transfer ID");
                         socket.send_to(buf.get(..n).unwrap_or_default(), from)?;

@@ -2287,16 +2287,48 @@ fn an_abandoned_transfer_partial_gives_way_to_a_wrq_too() {
     assert_eq!(shared.stats().partials_discarded, 1);
 }
 
-#[cfg(any(feature = "smoltcp", feature = "embedded-io-async", feature = "std"))]
 #[test]
-fn an_error_from_a_wrong_tid_is_never_answered() {
-    // RFC 1350: two ends refusing each other's refusals would never stop.
-    assert!(!answers_wrong_tid(&emit(Packet::Error {
+fn an_error_is_told_by_its_opcode_alone() {
+    // RFC 1350: an ERROR is never answered, however the rest of it reads.
+    assert!(is_error(&emit(Packet::Error {
         code: ErrorCode::UnknownTid,
         message: b"unknown transfer ID",
     })));
-    assert!(!answers_wrong_tid(&[0, 5]));
+    for error in [&[0u8, 5][..], b"\0\x05\0\x01oops"] {
+        assert!(is_error(error), "{error:?}");
+    }
     for datagram in [&[0u8, 4, 0, 1][..], &[0, 3, 0, 1, 7], &[0], &[]] {
-        assert!(answers_wrong_tid(datagram), "{datagram:?}");
+        assert!(!is_error(datagram), "{datagram:?}");
+    }
+}
+
+#[test]
+fn an_error_the_parser_refuses_is_not_answered_by_the_transfer_either() {
+    let shared = shared();
+    put_file(&shared, "f", &pattern(2000));
+    let now = Instant::ZERO;
+    // No NUL after the message, bytes after it, a code cut short.
+    for error in [
+        &b"\0\x05\0\x01oops"[..],
+        b"\0\x05\0\x01oops\0\0",
+        b"\0\x05\0",
+    ] {
+        let mut server = ServerTransfer::new(&shared, config(512));
+        let rrq = request(RequestKind::Read, b"f", Mode::Octet, Options::NONE);
+        server.start(&rrq, now);
+        drain(&mut server, now);
+        server.receive(error, now);
+        assert_eq!(
+            drain(&mut server, now),
+            Vec::<Vec<u8>>::new(),
+            "server, {error:?}"
+        );
+        assert!(!server.is_active(), "{error:?}");
+
+        let (mut into, mut buf) = ([0u8; 64], [0u8; 600]);
+        let mut get = get_asked(&mut into, ClientConfig::DEFAULT, &mut buf, now);
+        get.receive(error, now);
+        let sent = get.transmit(&mut buf, now);
+        assert_eq!(sent, 0, "client get, {error:?}: {:?}", get.outcome());
     }
 }
