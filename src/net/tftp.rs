@@ -99,6 +99,21 @@ fn send_error(
     }
 }
 
+/// Answers the datagram of `len` bytes in `buf` from `from`, not the
+/// transfer's peer, with ERROR 5 (written into `buf`), unless it is an ERROR
+/// itself: an ERROR is never answered (RFC 1350).
+fn refuse_tid(socket: &mut udp::Socket<'_>, buf: &mut [u8], len: usize, from: IpEndpoint) {
+    if !crate::tftp::is_error(buf.get(..len).unwrap_or_default()) {
+        send_error(
+            socket,
+            buf,
+            from,
+            ErrorCode::UnknownTid,
+            "unknown transfer ID",
+        );
+    }
+}
+
 /// Fires the session's timer if it is due, then sends what the session has to
 /// `to` while the socket has room for a datagram of `buf`'s size. Without room
 /// nothing is taken from the session; its timer still counts its tries.
@@ -383,17 +398,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                     from,
                     peer
                 );
-                // An ERROR from a wrong TID is not answered (RFC 1350).
-                if crate::tftp::is_error(self.buf.get(..len).unwrap_or_default()) {
-                    continue;
-                }
-                send_error(
-                    socket,
-                    &mut self.buf,
-                    from,
-                    ErrorCode::UnknownTid,
-                    "unknown transfer ID",
-                );
+                refuse_tid(socket, &mut self.buf, len, from);
                 continue;
             }
             slot.transfer
@@ -562,17 +567,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                 Some(peer) if peer == from => {}
                 _ => {
                     self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
-                    // An ERROR from a wrong TID is not answered (RFC 1350).
-                    if crate::tftp::is_error(self.buf.get(..len).unwrap_or_default()) {
-                        continue;
-                    }
-                    send_error(
-                        socket,
-                        &mut self.buf,
-                        from,
-                        ErrorCode::UnknownTid,
-                        "unknown transfer ID",
-                    );
+                    refuse_tid(socket, &mut self.buf, len, from);
                     continue;
                 }
             }

@@ -177,7 +177,7 @@ impl Common {
         match request.emit(buf) {
             Ok(n) => {
                 self.timer.arm(now);
-                self.count_resend();
+                self.count_resend(false);
                 n
             }
             Err(_) => {
@@ -247,9 +247,10 @@ impl Common {
         }
     }
 
-    /// A packet goes out: counts it if it is sent again after a timeout.
-    fn count_resend(&mut self) {
-        if self.timer.resent() {
+    /// A packet goes out: counts it if it is sent again, after a timeout or
+    /// (`again`) for another reason the caller knows.
+    fn count_resend(&mut self, again: bool) {
+        if self.timer.resent() | again {
             bump(&mut self.stats.retransmits);
         }
     }
@@ -533,7 +534,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                 };
                 self.receiver.acked();
                 self.common.timer.arm_unless_armed(now);
-                self.common.count_resend();
+                self.common.count_resend(false);
                 if self.receiver.complete {
                     let stat = FileStat {
                         size: self.receiver.bytes,
@@ -709,9 +710,7 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
                         // the window (RFC 7440), every one of them is counted.
                         let again = position < self.sender.sent_top;
                         self.sender.sent();
-                        if self.common.timer.resent() | again {
-                            bump(&mut self.common.stats.retransmits);
-                        }
+                        self.common.count_resend(again);
                         add(&mut self.common.stats.bytes_sent, len);
                         self.common.timer.arm(now);
                         n
