@@ -401,7 +401,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// Reads and drops what the peer still sends, until it finishes sending,
     /// for at most the close timeout: the lingering close of RFC 9112 §9.6,
     /// as the blocking adapter's
-    /// [`drain`](crate::blocking::Connection::drain) (when that feature is
+    /// [`drain`][blocking-drain] (when that feature is
     /// on). Call it once a run ended [`End::Closed`] and the stream's sending
     /// half is closed, before the stream is dropped, where the stack resets a
     /// connection closed with input unread (Linux: a tokio `TcpStream` after
@@ -412,6 +412,12 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// within the close timeout ([`with_close_timeout`](Self::with_close_timeout))
     /// from the call. [`Error::Stalled`]: the receive buffer is empty. The
     /// connection takes no more sessions afterwards.
+    ///
+    #[cfg_attr(
+        feature = "embedded-io",
+        doc = "[blocking-drain]: crate::blocking::Connection::drain"
+    )]
+    #[cfg_attr(not(feature = "embedded-io"), doc = "[blocking-drain]: crate#features")]
     pub async fn drain<C: Clock + ?Sized>(&mut self, clock: &C) -> Result<u64, Error<T::Error>> {
         let (mut dropped, until) = self.pump.start_drain(clock.now());
         while !self.pump.peer_finished() {

@@ -1,7 +1,7 @@
 //! The blocking adapter: any [`Session`] over any blocking
 //! `embedded_io::{Read, Write}` stream, and with the `std` feature over `std::io`
 //! streams such as `std::net::TcpStream` (through [`StdIo`]). It makes the same
-//! decisions as [`asynch`](crate::asynch) (the two share their logic) and only
+//! decisions as [`asynch`][asynch] (the two share their logic) and only
 //! waits differently.
 //!
 //! - [`run`] serves one connection with a session, to its end.
@@ -63,6 +63,10 @@
 //! # #[cfg(not(feature = "std"))]
 //! # fn main() {}
 //! ```
+//!
+#![cfg_attr(feature = "embedded-io-async", doc = "[asynch]: crate::asynch")]
+#![cfg_attr(not(feature = "embedded-io-async"), doc = "[asynch]: crate#features")]
+#![cfg_attr(not(feature = "std"), doc = "[`StdIo`]: crate#features")]
 
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 
@@ -270,7 +274,7 @@ impl<'b, T: Read + Write> Connection<'b, T> {
 
     /// Ends a run with [`Error::IdleTimeout`] once nothing has moved for
     /// `timeout`, as the async adapter's
-    /// [`with_idle_timeout`](crate::asynch::Connection::with_idle_timeout)
+    /// [`with_idle_timeout`][async-idle]
     /// (when that feature is on): a byte read, a flush, a kilobyte written or
     /// all the session had to say is progress, and the time the session
     /// spends on work of its own (a deadline due again at once once handled)
@@ -283,6 +287,15 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// none: a client's request keeps its own deadlines.
     /// [`Duration::MAX`] never comes, and leaves only the session's own
     /// deadlines and the stream's end to end it.
+    ///
+    #[cfg_attr(
+        feature = "embedded-io-async",
+        doc = "[async-idle]: crate::asynch::Connection::with_idle_timeout"
+    )]
+    #[cfg_attr(
+        not(feature = "embedded-io-async"),
+        doc = "[async-idle]: crate#features"
+    )]
     #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
@@ -292,10 +305,19 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// Ends a run with [`Error::CloseTimeout`] when a session that closed still
     /// has bytes to write or flush `timeout` after it closed, or after the last
     /// kilobyte written since, as the async adapter's
-    /// [`with_close_timeout`](crate::asynch::Connection::with_close_timeout)
+    /// [`with_close_timeout`][async-close]
     /// (when that feature is on). [`DEFAULT_CLOSE_TIMEOUT`] (20 s) unless set. The stream's own write
     /// timeout must be set for a blocked write to give way to it, as for every
     /// deadline here.
+    ///
+    #[cfg_attr(
+        feature = "embedded-io-async",
+        doc = "[async-close]: crate::asynch::Connection::with_close_timeout"
+    )]
+    #[cfg_attr(
+        not(feature = "embedded-io-async"),
+        doc = "[async-close]: crate#features"
+    )]
     #[must_use]
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_close_timeout(timeout);
@@ -318,10 +340,19 @@ impl<'b, T: Read + Write> Connection<'b, T> {
 
     /// Drives `request` until its [`outcome`](Request::outcome), and until every
     /// byte it sent was written and flushed. `start` and `end` are called as
-    /// [`asynch::Connection::run_request`](crate::asynch::Connection::run_request)
+    /// [`asynch::Connection::run_request`][async-run-request]
     /// says (when that feature is on): `start` first, `end` only when the
     /// connection is over (the request closed or aborted it, or the stream failed).
     /// What was read past the request's answer stays for the next request.
+    ///
+    #[cfg_attr(
+        feature = "embedded-io-async",
+        doc = "[async-run-request]: crate::asynch::Connection::run_request"
+    )]
+    #[cfg_attr(
+        not(feature = "embedded-io-async"),
+        doc = "[async-run-request]: crate#features"
+    )]
     pub fn run_request<R, C>(
         &mut self,
         request: &mut R,

@@ -160,7 +160,17 @@
 //! embassy-net.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
-//! [`Clock`]: crate::asynch::Clock
+// Built without a feature, the links to what it turns on go to the table above.
+#![cfg_attr(feature = "embedded-io-async", doc = "[`Clock`]: crate::asynch::Clock")]
+#![cfg_attr(
+    not(feature = "embedded-io-async"),
+    doc = "[`Clock`]: crate#features\n[`asynch`]: crate#features\n[`asynch::Connection`]: crate#features"
+)]
+#![cfg_attr(not(feature = "embedded-io"), doc = "[`blocking`]: crate#features")]
+#![cfg_attr(
+    not(feature = "smoltcp"),
+    doc = "[`net`]: crate#features\n[`net::TcpServer`]: crate#features\n[`net::TcpSession`]: crate#features\n[`runner`]: crate#features\n[`runner::sim`]: crate#features"
+)]
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code, missing_docs)]

@@ -1,7 +1,7 @@
 //! # lan9118
 //!
 //! A `no_std` driver for the SMSC (now Microchip) LAN9118 Ethernet controller, as a
-//! [smoltcp] [`Device`](smoltcp::phy::Device) for `Medium::Ethernet`.
+//! [smoltcp] [`Device`][smoltcp-device] for `Medium::Ethernet`.
 //!
 //! The LAN9118 is a MAC and PHY with its own FIFOs on a plain memory bus. It sits on
 //! Arm's MPS2 boards, which QEMU emulates (`-machine mps2-an385` / `mps2-an386`, the
@@ -37,6 +37,11 @@
 //! Register names follow the datasheet; see [`regs`].
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
+#![cfg_attr(feature = "smoltcp", doc = "[smoltcp-device]: smoltcp::phy::Device")]
+#![cfg_attr(
+    not(feature = "smoltcp"),
+    doc = "[smoltcp-device]: https://docs.rs/smoltcp/0.14/smoltcp/phy/trait.Device.html"
+)]
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code, missing_docs)]
 // With neither stack, only the register code is used (init, counters, ids).

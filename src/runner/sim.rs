@@ -335,10 +335,13 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
     /// The capture is what the senders transmitted, as `tcpdump` on each sending
     /// interface would see it: lost frames and frames dropped for size or a full
     /// queue are in it, duplicates made by the link are not, and the order is send
-    /// order. Under `std`, [`PcapFile`](crate::trace::PcapFile) writes into any
+    /// order. Under `std`, [`PcapFile`][pcap-file] writes into any
     /// `std::io::Write` and stops at a write error (smoltcp's own sink for an
     /// `io::Write`, which this takes too, panics on one: a full disk). Wrap
     /// files in a `BufWriter`: the sink is flushed per frame.
+    ///
+    #[cfg_attr(feature = "std", doc = "[pcap-file]: crate::trace::PcapFile")]
+    #[cfg_attr(not(feature = "std"), doc = "[pcap-file]: crate#features")]
     pub fn with_pcap<Q: PcapSink>(self, mut sink: Q) -> SimNet<'s, SLOTS, Q> {
         sink.global_header(PcapLinkType::Ethernet);
         SimNet {

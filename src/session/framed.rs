@@ -45,8 +45,14 @@ use crate::wire::frame::{
 
 /// How long a peer has for a frame once it has sent its first byte, before the
 /// time its bytes earn at [`DEFAULT_FRAME_MIN_RATE`]: as long as a pool lets a
-/// connection be idle ([`ServerConfig::DEFAULT`](crate::net::ServerConfig)),
+/// connection be idle ([`ServerConfig::DEFAULT`][server-config]),
 /// which a frame's bytes may spend waiting for the network's retransmissions.
+///
+#[cfg_attr(
+    feature = "smoltcp",
+    doc = "[server-config]: crate::net::ServerConfig::DEFAULT"
+)]
+#[cfg_attr(not(feature = "smoltcp"), doc = "[server-config]: crate#features")]
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The bytes of a frame a peer must send per second, on average, once the

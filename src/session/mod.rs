@@ -88,9 +88,15 @@ pub trait Session {
     /// or input held that it would act on. While it is `false` an adapter may skip
     /// offering send space. `true`, the default, is always correct; a session that
     /// says `false` must not hold input it refused more of. After
-    /// [`TcpServer::close_all`](crate::net::TcpServer::close_all) the FIN waits
+    /// [`TcpServer::close_all`][close-all] the FIN waits
     /// for `false`, or for a turn that offered the whole send buffer, empty, and
     /// got nothing.
+    ///
+    #[cfg_attr(
+        feature = "smoltcp",
+        doc = "[close-all]: crate::net::TcpServer::close_all"
+    )]
+    #[cfg_attr(not(feature = "smoltcp"), doc = "[close-all]: crate#features")]
     fn wants_transmit(&self) -> bool {
         true
     }

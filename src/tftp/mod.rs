@@ -12,7 +12,7 @@
 //!   `std::net::UdpSocket` in `std_net` (feature `std`).
 //! - `asynch` (feature `embedded-io-async`): an async client and a server of one
 //!   transfer at a time over any
-//!   [`asynch::DatagramSocket`](crate::asynch::DatagramSocket), such as
+//!   [`asynch::DatagramSocket`][datagram-socket], such as
 //!   embassy-net's `UdpSocket`.
 //! - `net::TftpServer` and `net::TftpClient` (feature `smoltcp`): the server on
 //!   udp/69 and a client transfer over smoltcp's poll loop.
@@ -101,6 +101,15 @@
 //! (RFC 1350's advice): it acknowledges a repeated last block again for a
 //! while, so that a server whose final ACK was lost ends clean; its outcome is
 //! given at once, and [`ClientSession::is_done`] says when the dally is over.
+//!
+#![cfg_attr(
+    feature = "embedded-io-async",
+    doc = "[datagram-socket]: crate::asynch::DatagramSocket"
+)]
+#![cfg_attr(
+    not(feature = "embedded-io-async"),
+    doc = "[datagram-socket]: crate#features"
+)]
 
 #[cfg(feature = "embedded-io-async")]
 pub mod asynch;

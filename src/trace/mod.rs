@@ -28,6 +28,12 @@
 //! that records: enough to tell apart the connections of one run, and small.
 //! [`Tally`] adds up one connection's records into the numbers the streams
 //! count themselves (frames, bytes, coalesced reads, split frames).
+//!
+#![cfg_attr(
+    not(feature = "smoltcp"),
+    doc = "[`SegmentCapture`]: crate#features\n[`sample`]: crate#features"
+)]
+#![cfg_attr(not(feature = "std"), doc = "[`TraceWriter`]: crate#features")]
 
 #[cfg(feature = "smoltcp")]
 mod capture;
@@ -285,6 +291,8 @@ impl fmt::Display for Record {
 ///
 /// `()` and `None` record nothing; `&mut S` records into `S`; [`TraceRing`]
 /// keeps records in fixed memory; under `std`, `Vec<Record>` and [`TraceWriter`].
+///
+#[cfg_attr(not(feature = "std"), doc = "[`TraceWriter`]: crate#features")]
 pub trait TraceSink {
     /// Takes one record. Never fails: a sink that cannot keep it drops it (and
     /// counts it, if it counts).
