@@ -873,6 +873,45 @@ fn a_client_back_from_the_port_of_an_ended_connection_is_held_not_reset() {
     assert!(again.echoed());
 }
 
+#[test]
+fn a_client_that_resets_and_reconnects_from_its_port_at_once_is_held_not_reset() {
+    // The reset and the new SYN reach the server in one poll: the reset ends the
+    // connection there, so the SYN from its port is a new connection, held while
+    // the pool's one slot is still being freed, not the old one's retransmission.
+    // (A link with no delay delivers the two together.)
+    let mut net = sim_over(true, FaultConfig::CLEAN);
+    let mut server = echo_pool::<1>(&mut net);
+    let mut first = EchoClient::new(&mut net, 49152);
+    first.close_when_echoed = false;
+    first.connect(&mut net);
+    net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
+        first.poll(net);
+        first.echoed().then_some(())
+    })
+    .unwrap();
+    assert_eq!(server.active(), 1);
+    let resets_before = net.capture().resets_to(49152);
+    // In one client poll: the first connection's RST, then the new SYN.
+    first.abort(&mut net);
+    let mut again = EchoClient::new(&mut net, 49152);
+    again.connect(&mut net);
+    let served = net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
+        again.poll(net);
+        (again.done(net) || again.refused).then_some(())
+    });
+    let resets = net.capture().resets_to(49152) - resets_before;
+    println!(
+        "reset and back from the same port at once: served {:?}, refused {}, {resets} RSTs | backlog: {} | {}",
+        served.is_ok(),
+        again.refused,
+        net.server.backlog.stats(),
+        server.stats()
+    );
+    assert!(!again.refused && resets == 0, "reset instead of held");
+    assert!(again.echoed());
+    assert_eq!(server.stats().resets, 1, "the first connection's end");
+}
+
 // ---------------------------------------------------------------------------
 // 7. A burst of clients from beyond a router: they never ARP us themselves.
 

@@ -1114,8 +1114,11 @@ fn close_all_closes_every_connection_cleanly_and_stops_listening() {
         client.done().then_some(())
     })
     .unwrap();
+    assert_eq!(server.free_slots(), 1);
     let now = net.now();
     server.close_all(&mut net.server.sockets, now);
+    // The listening slot is no longer free: it will not listen again.
+    assert_eq!(server.free_slots(), 0);
     // A server shut down tells the backlog, or its port's SYNs would be held
     // for a pool that never listens again.
     net.server.backlog.forget(9000);
@@ -2288,8 +2291,9 @@ fn read_slowly(close: bool) -> (usize, ServerStats, Vec<End>) {
 
 #[test]
 fn a_client_reading_its_answer_slowly_after_the_server_closed_gets_all_of_it() {
-    // The close deadline counts from the last byte the peer acknowledged, not
-    // from the close: a reader is not cut off, a stalled one still would be.
+    // The close deadline counts again from each KiB the peer acknowledged (or
+    // the rest), not only from the close: a reader is not cut off, a stalled
+    // one still would be.
     let (got, stats, ends) = read_slowly(true);
     assert_eq!(got, REPLY, "{stats}");
     assert_eq!(ends, [End::Closed], "{stats}");

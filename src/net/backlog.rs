@@ -455,6 +455,7 @@ pub struct Gated<'a, D, const H: usize, const P: usize, const C: usize> {
 
 impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
     /// What smoltcp should see of a received frame: `false` to hide it.
+    #[inline(never)]
     fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
         let segment = match Seen::of(self.medium, frame) {
             Seen::Segment(segment) => segment,
@@ -511,11 +512,27 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
                 None => {}
             }
         }
-        if segment.rst && known.is_some_and(|t| t.expected != segment.seq) {
-            self.stats.blind_resets_dropped = self.stats.blind_resets_dropped.saturating_add(1);
-            return false;
+        if segment.rst && known.is_some() {
+            if known.is_some_and(|t| t.expected != segment.seq) {
+                self.stats.blind_resets_dropped = self.stats.blind_resets_dropped.saturating_add(1);
+                return false;
+            }
+            // The peer's reset ends the connection, as ours does: a SYN from its
+            // port is a new connection from now on (a client that reset and
+            // connected again at once, both in one poll), held if no socket
+            // listens.
+            self.forget(segment.dst_port, segment.src, segment.src_port);
         }
         true
+    }
+
+    /// Forgets the connection of our `local_port` with `remote`'s
+    /// `remote_port`: it was reset.
+    #[inline(never)]
+    fn forget(&mut self, local_port: u16, remote: IpAddress, remote_port: u16) {
+        self.tracked.retain(|t| {
+            !(t.local_port == local_port && t.remote_port == remote_port && t.remote == remote)
+        });
     }
 
     /// Notes a peer that showed it exists; the one noted longest ago makes room.
@@ -634,7 +651,7 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         };
         if segment.rst {
             // Our own reset: the connection is gone.
-            self.tracked.retain(|t| !key(t));
+            self.forget(segment.src_port, segment.dst, segment.dst_port);
             return;
         }
         if !segment.ack {
@@ -1026,8 +1043,9 @@ mod tests {
             (1, Some(1000)),
             false,
         );
-        state.observe(&ours);
         for hop_by_hop in [false, true] {
+            // (The exact reset below ends the connection: it is watched again.)
+            state.observe(&ours);
             let stepped = segment(
                 (PEER, US),
                 (50000, PORT),
@@ -1068,6 +1086,46 @@ mod tests {
         );
         cut[41] = 200;
         assert!(matches!(Seen::of(Medium::Ip, &cut), Seen::Other));
+    }
+
+    #[test]
+    fn a_peer_reset_ends_its_connection_and_a_syn_from_its_port_is_a_new_one() {
+        let mut backlog = Backlog::<4, 4, 8>::new();
+        let state = state(&mut backlog);
+        let now = Instant::ZERO;
+        state.ports.push((PORT, 0)).unwrap();
+        let ours = segment(
+            (US, PEER),
+            (PORT, 50000),
+            TcpControl::None,
+            (1, Some(1000)),
+            false,
+        );
+        state.observe(&ours);
+        // While the connection lives, a SYN from its port is its own (a
+        // duplicate): passed on, not held.
+        let syn = segment(
+            (PEER, US),
+            (50000, PORT),
+            TcpControl::Syn,
+            (77, None),
+            false,
+        );
+        assert!(state.admit(&syn, now));
+        assert_eq!(state.stats.syns_held, 0);
+        // The peer resets it and connects again from the same port, both read
+        // in one poll: the SYN is a new connection, held while no socket
+        // listens, not refused.
+        let reset = segment(
+            (PEER, US),
+            (50000, PORT),
+            TcpControl::Rst,
+            (1000, None),
+            false,
+        );
+        assert!(state.admit(&reset, now));
+        assert!(!state.admit(&syn, now));
+        assert_eq!(state.stats.syns_held, 1);
     }
 
     #[test]

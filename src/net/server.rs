@@ -330,17 +330,17 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
             .count()
     }
 
-    /// Slots waiting for a client: listening, with no handshake under way.
+    /// Slots waiting for a client: listening, with no handshake under way, or
+    /// listening again at the next poll. None once [`close_all`](Self::close_all)
+    /// stopped the pool listening.
     pub fn free_slots(&self) -> usize {
+        let relistening = self.port != 0;
         self.states
             .iter()
-            .filter(|s| {
-                matches!(
-                    s,
-                    SlotState::Listening {
-                        handshake_since: None
-                    } | SlotState::Aborting
-                )
+            .filter(|s| match s {
+                SlotState::Listening { handshake_since } => handshake_since.is_none(),
+                SlotState::Aborting => relistening,
+                _ => false,
             })
             .count()
     }
