@@ -584,7 +584,15 @@ where
                 reader.finish()?;
                 return Ok(None);
             }
-            Ok(n) => reader.commit(n)?,
+            // The whole frames before an oversize header come first: the reader
+            // keeps the error for the call after them.
+            Ok(n) => {
+                if let Err(error) = reader.commit(n)
+                    && !reader.has_frame()
+                {
+                    return Err(FrameError::Read(error));
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(FrameError::Io(e)),
         }

@@ -578,6 +578,27 @@ async fn frames_cross_a_byte_at_a_time_and_the_end_is_reported() {
 }
 
 #[tokio::test]
+async fn a_whole_frame_read_with_an_oversize_header_after_it_comes_before_the_error() {
+    // A good frame, then the header of one over the maximum, in one read: the
+    // frame is not lost to the error.
+    let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+    let (mut a, mut b) = duplex(64, 64);
+    a.write_all(&[0, 0, 0, 2, b'o', b'k', 0, 0, 0, 9])
+        .await
+        .unwrap();
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert_eq!(
+        read_frame(&mut b, &mut reader).await,
+        Ok(Some(&b"ok"[..])),
+        "the whole frame before the error"
+    );
+    assert!(matches!(
+        read_frame(&mut b, &mut reader).await,
+        Err(FrameError::Read(ReadError::Oversize { len: 9, max: 8 }))
+    ));
+}
+
+#[tokio::test]
 async fn read_frame_reports_oversize_and_truncated_frames() {
     let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
     let (mut a, mut b) = duplex(64, 64);

@@ -350,6 +350,25 @@ fn frames_cross_a_byte_at_a_time_and_the_end_is_reported() {
 }
 
 #[test]
+fn a_whole_frame_read_with_an_oversize_header_after_it_comes_before_the_error() {
+    // A good frame, then the header of one over the maximum, in one read: the
+    // frame is not lost to the error.
+    let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
+    let clock = FakeClock::default();
+    let mut peer = Script::new(&[0, 0, 0, 2, b'o', b'k', 0, 0, 0, 9], 64, false, &clock);
+    let mut reader = FrameReader::new([0u8; 12], format).unwrap();
+    assert_eq!(
+        read_frame(&mut peer, &mut reader),
+        Ok(Some(&b"ok"[..])),
+        "the whole frame before the error"
+    );
+    assert_eq!(
+        read_frame(&mut peer, &mut reader),
+        Err(FrameError::Read(ReadError::Oversize { len: 9, max: 8 }))
+    );
+}
+
+#[test]
 fn read_frame_reports_timeouts_oversize_and_truncated_frames() {
     let format = HeaderFormat::NETWORK.with_max_len(8).unwrap();
     let clock = FakeClock::default();

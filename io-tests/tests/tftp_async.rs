@@ -688,3 +688,74 @@ async fn the_clients_refusal_of_a_late_data_is_not_answered_into_its_next_get() 
         "client {client_stats}, server {stats}"
     );
 }
+
+/// An upload of `data` whose server future is dropped a quarter of the way
+/// (after 5 of its 21 blocks), then (`end`) the transfer ended, and the server
+/// run again beside the client to the client's end: its outcome, and the file
+/// stored, if any.
+async fn put_with_the_server_dropped_halfway(
+    data: &[u8],
+    end: bool,
+) -> (
+    Result<u64, smolsock::tftp::TftpError>,
+    Option<smolsock::store::FileStat>,
+) {
+    use smolsock::asynch::Clock;
+    let net = Net::new(Box::new(|_, _, _| false));
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let mut server = Server::new(&shared, ServerConfig::DEFAULT);
+    let (mut listen, mut port, mut socket) =
+        (net.bind(SERVER), net.bind(TRANSFER_PORT), net.bind(CLIENT));
+    let clock = TokioClock(tokio::time::Instant::now());
+    let (mut request, mut datagram, mut buf) = (vec![0u8; 516], vec![0u8; 517], vec![0u8; 517]);
+    let name = FileName::new("up").unwrap();
+    let halfway = tokio::sync::Notify::new();
+    let mut client = Client::new(&mut socket, SERVER, &mut buf);
+    let put = client.put(&clock, name, ClientConfig::DEFAULT, data, |done, _| {
+        if done >= 5 * 512 {
+            halfway.notify_one();
+        }
+    });
+    let mut put = std::pin::pin!(put);
+    tokio::select! {
+        biased;
+        () = halfway.notified() => {}
+        outcome = &mut put => panic!("the put ended early: {outcome:?}"),
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    }
+    assert!(server.is_active(), "dropped mid-upload");
+    if end {
+        server.end(clock.now());
+        assert!(!server.is_active());
+    }
+    let outcome = tokio::select! {
+        biased;
+        outcome = &mut put => outcome,
+        never = server.run(&mut listen, &mut port, &clock, &mut request, &mut datagram) => never,
+    };
+    let file = shared
+        .with_store(|s| {
+            use smolsock::store::Storage;
+            s.stat(&name).ok()
+        })
+        .unwrap();
+    (outcome, file)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_whose_server_future_was_dropped_is_carried_on_by_the_next_run() {
+    let data = pattern(20 * 512 + 7);
+    let (outcome, file) = put_with_the_server_dropped_halfway(&data, false).await;
+    assert_eq!(outcome, Ok(data.len() as u64));
+    let file = file.expect("stored");
+    assert_eq!(file.size, data.len() as u64);
+    assert_eq!(file.crc, smolsock::wire::crc32::crc32(&data));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_server_future_and_end_stop_the_upload_and_leave_no_file() {
+    let data = pattern(20 * 512 + 7);
+    let (outcome, file) = put_with_the_server_dropped_halfway(&data, true).await;
+    assert!(outcome.is_err(), "the put went on: {outcome:?}");
+    assert_eq!(file, None);
+}

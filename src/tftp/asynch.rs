@@ -350,10 +350,15 @@ impl<'s, S: Storage, A: Copy + PartialEq> Server<'s, S, A> {
     }
 
     /// Serves requests from `listen` with transfers on `port`, bound to a port
-    /// of its own for each transfer, for good. Drop
-    /// the future to stop: a transfer in progress is then dropped too (an
-    /// upload leaves no file once the next [`run`](Self::run) or its slot's
-    /// next request ends it; call [`end`](Self::end) to do so at once).
+    /// of its own for each transfer, for good.
+    ///
+    /// The future may be dropped at any await (raced against other work in a
+    /// `select`, say) and `run` called again: the transfer in progress stays
+    /// with the server, and the next `run` carries it on, its timers counting
+    /// the time between (a datagram it was sending when dropped is a lost one,
+    /// which the transfer sends again). To stop, drop the future and call
+    /// [`end`](Self::end): a transfer in progress ends there, an upload leaving
+    /// no file.
     pub async fn run<L, T, C>(
         &mut self,
         listen: &mut L,

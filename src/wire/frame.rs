@@ -684,6 +684,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// took. The rest is the caller's to keep (in a socket's receive buffer, it just
     /// stays there). Returns `Ok(0)` when full: take frames out first.
     ///
+    /// An oversize header stops the reader with [`ReadError::Oversize`]; the
+    /// whole frames that came before it, in this call's bytes too, can still be
+    /// taken ([`next_frame`](Self::next_frame)), and should be, before the error
+    /// is acted on.
+    ///
     /// Inside smoltcp's receive closure:
     ///
     /// ```
@@ -998,6 +1003,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
 
     /// Accepts `n` bytes written at the start of [`receive_buffer`](Self::receive_buffer)
     /// and finds the frames they complete. `n` beyond the free room is clamped.
+    /// As with [`feed`](Self::feed), the whole frames before an oversize header
+    /// can still be taken after the error.
     pub fn commit(&mut self, n: usize) -> Result<(), ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
