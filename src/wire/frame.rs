@@ -471,7 +471,8 @@ pub struct ReadStats {
     pub frames: u64,
     /// Body bytes of the whole frames found.
     pub body_bytes: u64,
-    /// Reads that carried bytes of more than one frame (sticky packets, case one).
+    /// Reads that carried bytes of more than one frame (sticky packets, case one);
+    /// an oversize header that stopped the reader is a frame's.
     pub coalesced_reads: u64,
     /// Frames whose bytes took more than one read (sticky packets, case two).
     pub split_frames: u64,
@@ -881,16 +882,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             .decode(src)
             .filter(|&len| len <= self.format.max_len)
             .map(|len| self.format.header_len().saturating_add(len as usize));
-        let touched = match total {
+        match total {
             // A frame begun: its header checked, its end not in yet.
             Some(total) if n < total => {
                 self.pending_total = total;
-                1
+                read.touched = read.touched.saturating_add(1);
+                Ok(())
             }
-            _ => self.scan_frames(0)?,
-        };
-        read.touched = read.touched.saturating_add(touched);
-        Ok(())
+            _ => self.scan_frames(0, &mut read.touched),
+        }
     }
 
     /// The usual way a frame held in part ends: its header is in (its length
@@ -984,9 +984,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = self.end.saturating_add(n);
         self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
         read.taken = read.taken.saturating_add(n);
-        let touched = self.scan_frames(read_start)?;
-        read.touched = read.touched.saturating_add(touched);
-        Ok(())
+        self.scan_frames(read_start, &mut read.touched)
     }
 
     /// The free storage to fill next (for example with `tcp::Socket::recv_slice`),
@@ -1018,10 +1016,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = self.end.saturating_add(n);
         self.stats.reads = self.stats.reads.saturating_add(1);
         self.stats.bytes = self.stats.bytes.saturating_add(n as u64);
-        if self.scan_frames(read_start)? > 1 {
+        let mut touched = 0;
+        let scanned = self.scan_frames(read_start, &mut touched);
+        if touched > 1 {
             self.stats.coalesced_reads = self.stats.coalesced_reads.saturating_add(1);
         }
-        Ok(())
+        scanned
     }
 
     /// The whole frame at the front, left in place until [`consume`](Self::consume).
@@ -1110,14 +1110,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         (body_end <= self.scan).then_some((body_start, body_end))
     }
 
-    /// Walks the frames that the bytes from `read_start` on have completed; returns
-    /// how many frames those bytes touched (for the coalesced counter).
-    fn scan_frames(&mut self, read_start: usize) -> Result<u32, ReadError> {
+    /// Walks the frames that the bytes from `read_start` on have completed, and
+    /// adds to `touched` how many frames those bytes touched (for the coalesced
+    /// counter), an oversize header's included: the frames before it count
+    /// even when it stops the reader.
+    fn scan_frames(&mut self, read_start: usize, touched: &mut u32) -> Result<(), ReadError> {
         // The frame being assembled is still short of its length, known from its
         // header: the bytes just read touched that one frame, and nothing else
         // changes. (The header was checked against the maximum when it arrived.)
         if self.pending_total != 0 && self.end.saturating_sub(self.scan) < self.pending_total {
-            return Ok(1);
+            *touched = touched.saturating_add(1);
+            return Ok(());
         }
         self.pending_total = 0;
         let header_len = self.format.header_len();
@@ -1137,6 +1140,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
                 };
                 self.poisoned = Some(error);
                 self.stats.oversize = self.stats.oversize.saturating_add(1);
+                *touched = touched.saturating_add(frames_in_read).saturating_add(1);
                 return Err(error);
             }
             let total = header_len.saturating_add(len as usize);
@@ -1152,7 +1156,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             self.stats.frames = self.stats.frames.saturating_add(1);
             self.stats.body_bytes = self.stats.body_bytes.saturating_add(u64::from(len));
         }
-        Ok(frames_in_read)
+        *touched = touched.saturating_add(frames_in_read);
+        Ok(())
     }
 
     /// Once everything held is consumed, starts again at the front of the storage.
@@ -2063,6 +2068,49 @@ pub(crate) mod tests {
         assert_eq!(r.next_frame().map(<[u8]>::len), Some(255));
         assert_eq!(r.feed(&stream[256..]), Ok(2));
         assert_eq!(r.next_frame(), Some(&[42u8][..]));
+    }
+
+    #[test]
+    fn a_read_of_whole_frames_then_an_oversize_header_is_counted_coalesced_on_every_path() {
+        let f = fmt(HeaderWidth::U16, ByteOrder::Big, 10);
+        let oversize = Some(ReadError::Oversize { len: 11, max: 10 });
+        // Two whole frames, or one, then a header announcing 11 bytes: each
+        // read carried bytes of more than one frame, the refused one included.
+        for input in [&[0, 1, b'x', 0, 1, b'y', 0, 11][..], &[0, 1, b'x', 0, 11]] {
+            let frames = (input.len() - 2) as u64 / 3;
+            let mut fed = reader(f);
+            assert_eq!(fed.feed(input).err(), oversize);
+            let mut committed = reader(f);
+            let n = copy_prefix(input, committed.receive_buffer());
+            assert_eq!(committed.commit(n).err(), oversize);
+            let mut in_place = reader(f);
+            assert_eq!(in_place.feed_in_place(input, |_| true).err(), oversize);
+            // In place behind a frame waiting in the storage (`take` refused
+            // it), where the input goes through the storage too.
+            let mut behind = reader(f);
+            assert_eq!(behind.feed_in_place(&[0, 1, b'w'], |_| false), Ok(3));
+            let before = *behind.stats();
+            assert_eq!(behind.feed_in_place(input, |_| true).err(), oversize);
+            for (path, r, base) in [
+                ("feed", &fed, ReadStats::ZERO),
+                ("commit", &committed, ReadStats::ZERO),
+                ("in place", &in_place, ReadStats::ZERO),
+                ("in place, behind a frame", &behind, before),
+            ] {
+                let stats = r.stats();
+                assert_eq!(
+                    (
+                        stats.reads - base.reads,
+                        stats.frames - base.frames,
+                        stats.coalesced_reads - base.coalesced_reads,
+                        stats.oversize - base.oversize,
+                    ),
+                    (1, frames, 1, 1),
+                    "{path}, {} frames: {stats:?}",
+                    frames
+                );
+            }
+        }
     }
 
     #[test]
