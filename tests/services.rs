@@ -1872,6 +1872,45 @@ fn reconnects_never_reuse_a_port_in_quarantine() {
     assert_eq!(server.sessions()[0].starts.len(), used.len());
 }
 
+#[test]
+fn a_port_released_at_its_connections_end_is_not_handed_out_while_in_time_wait() {
+    // A connection that outlives the quarantine, from a client that does not
+    // connect again: released when it ends, its port is quarantined from then
+    // on, though the range went round since it went out.
+    let quarantine = Duration::from_secs(60);
+    let mut net = sim(705, FaultConfig::CLEAN, 1, 1);
+    let sessions = [Recording::new(Echo::new())];
+    let mut server = serve(&mut net, 7, (2048, 2048), sessions, SERVER);
+    let mut ports = PortAllocator::<16>::new(0).with_quarantine(quarantine);
+    let mut client = echo_client(&mut net, 100);
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
+        client.done().then_some(())
+    })
+    .unwrap();
+    let port = client.tcp.local_port();
+    // Other connections take the rest of the range at once.
+    let span = usize::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+    for _ in 1..span {
+        ports.allocate(net.now()).unwrap();
+    }
+    // The connection lasts past the quarantine, then the client closes first.
+    net.run_for(quarantine);
+    client.socket(&mut net).close();
+    net.run_services(&mut server, &mut client, LIMIT, |_, client, net| {
+        (client.socket(net).state() == tcp::State::TimeWait).then_some(())
+    })
+    .unwrap();
+    client.tcp.release(&mut ports, net.now());
+    client.tcp.release(&mut ports, net.now());
+    assert_eq!(client.tcp.local_port(), 0);
+    // The range's first block may go out again, but not the port in TIME-WAIT.
+    let next = ports.allocate(net.now());
+    assert_eq!(client.socket(&mut net).state(), tcp::State::TimeWait);
+    assert_eq!(next, Some(port + 1), "{port} is in TIME-WAIT");
+    assert_eq!(ports.forgotten(), 0);
+}
+
 // ---------------------------------------------------------------------------
 // UDP: boundaries kept, oversize datagrams counted not cut, replies wait for room.
 

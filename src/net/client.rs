@@ -6,7 +6,10 @@
 //! for the old connection. [`PortAllocator`] hands out ports from the IANA dynamic
 //! range in turn, starting at a random point, never one within a quarantine (by
 //! default 60 s, Linux's `TIME-WAIT`) of its going out, nor one among the last
-//! ones released within a quarantine.
+//! ones released within a quarantine. A connection that can outlive the
+//! quarantine must give its port back when it ends ([`TcpClient::release`], or
+//! the client's next `connect`), or the port may come round again while the
+//! connection, or its `TIME-WAIT`, still holds it.
 
 use core::fmt;
 
@@ -37,7 +40,8 @@ const BLOCK_PORTS: u16 = 1024;
 /// meanwhile, which takes more than 273 connections a second with the default
 /// 60 s). So no port comes back within a quarantine of going out, whatever the
 /// rate. `Q` is how many released ports it also remembers, for a port whose
-/// connection outlived its quarantine; when it is full the oldest is
+/// connection outlived its quarantine ([`release`](Self::release) it when the
+/// connection ends: until then only its going out counts); when it is full the oldest is
 /// forgotten, counted in [`forgotten`](Self::forgotten) if its quarantine had
 /// not passed. `Q` is at least 1 (heapless's deque has no room of 0: a
 /// `PortAllocator<0>` does not build).
@@ -46,14 +50,32 @@ pub struct PortAllocator<const Q: usize = 16> {
     next: u16,
     quarantine: Duration,
     released: heapless::Deque<(u16, Instant), Q>,
-    /// When a port of each block last went out.
+    /// When a port of each block last went out,
     last_out: [Instant; BLOCKS],
+    /// if its bit is set here: a bit per block.
+    went_out: u16,
     forgotten: u64,
+}
+
+/// Whether less than `quarantine` has passed from `at` to `now`: counted as a
+/// difference, so that it holds at either end of the clock (where `at` plus the
+/// quarantine would saturate), and a `now` before `at` counts as none passed.
+fn within(at: Instant, now: Instant, quarantine: Duration) -> bool {
+    let passed = now.total_micros().saturating_sub(at.total_micros());
+    u64::try_from(passed).map_or(true, |passed| passed < quarantine.total_micros())
 }
 
 /// The block of `port`, of the range.
 const fn block_of(port: u16) -> usize {
     (port.saturating_sub(EPHEMERAL_FIRST) / BLOCK_PORTS) as usize
+}
+
+/// The bit of `block` in `PortAllocator::went_out` (none past the 16th).
+const fn block_bit(block: usize) -> u16 {
+    match 1u16.checked_shl(block as u32) {
+        Some(bit) => bit,
+        None => 0,
+    }
 }
 
 impl<const Q: usize> PortAllocator<Q> {
@@ -72,8 +94,9 @@ impl<const Q: usize> PortAllocator<Q> {
             next: EPHEMERAL_FIRST.saturating_add(offset),
             quarantine: Duration::from_secs(60),
             released: heapless::Deque::new(),
+            last_out: [Instant::ZERO; BLOCKS],
             // No port went out yet.
-            last_out: [Instant::from_micros_const(i64::MIN); BLOCKS],
+            went_out: 0,
             forgotten: 0,
         }
     }
@@ -105,7 +128,7 @@ impl<const Q: usize> PortAllocator<Q> {
                 // Into a block whose ports went out last at `last_out`, at the
                 // latest: wait until the quarantine of the last one passed.
                 let last = self.last_out.get(block).copied()?;
-                if now < later(last, self.quarantine) {
+                if self.went_out & block_bit(block) != 0 && within(last, now, self.quarantine) {
                     return None;
                 }
             }
@@ -117,11 +140,12 @@ impl<const Q: usize> PortAllocator<Q> {
             let quarantined = self
                 .released
                 .iter()
-                .any(|&(p, at)| p == port && now < later(at, self.quarantine));
+                .any(|&(p, at)| p == port && within(at, now, self.quarantine));
             if !quarantined {
                 if let Some(last) = self.last_out.get_mut(block) {
                     *last = now;
                 }
+                self.went_out |= block_bit(block);
                 return Some(port);
             }
         }
@@ -132,7 +156,7 @@ impl<const Q: usize> PortAllocator<Q> {
     pub fn release(&mut self, port: u16, now: Instant) {
         if self.released.is_full()
             && let Some((_, at)) = self.released.pop_front()
-            && now < later(at, self.quarantine)
+            && within(at, now, self.quarantine)
         {
             self.forgotten = self.forgotten.saturating_add(1);
         }
@@ -150,7 +174,10 @@ pub enum ConnectError {
     Timeout,
     /// The peer answered with a RST: nothing listens there, or its backlog is full.
     Refused,
-    /// The remote address or port is unusable (unspecified, port 0, no route).
+    /// The remote address or port is unusable (unspecified, port 0), or the
+    /// interface has no address to reach it from. A remote with no route is
+    /// not refused here: its SYN goes nowhere, and the attempt ends in
+    /// [`Timeout`](Self::Timeout).
     Unaddressable,
     /// The socket is already connected or connecting.
     InvalidState,
@@ -175,7 +202,8 @@ impl core::error::Error for ConnectError {}
 /// The state of a [`TcpClient`]'s connection attempt. The client follows the
 /// handshake only: once `Connected`, the connection's end (the peer's close,
 /// a reset, a deadline) is its session's to report, through
-/// [`TcpSession::poll`](super::TcpSession::poll).
+/// [`TcpSession::poll`](super::TcpSession::poll), polled first in the same pass
+/// as the client's poll that said `Connected`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ClientState {
@@ -257,10 +285,7 @@ impl TcpClient {
             tcp::State::TimeWait => socket.abort(),
             _ => return Err(ConnectError::InvalidState),
         }
-        if self.local_port != 0 {
-            ports.release(self.local_port, now);
-            self.local_port = 0;
-        }
+        self.release(ports, now);
         // From here on the last connection is gone: a refusal is this attempt's,
         // and the state says so.
         let attempt = ports
@@ -308,11 +333,53 @@ impl TcpClient {
     pub fn poll_at(&self) -> Option<Instant> {
         (self.state == ClientState::Connecting).then_some(self.deadline)
     }
+
+    /// Gives the connection's port back to `ports` once the connection has
+    /// ended (its session ended, or the socket is closed or in `TIME-WAIT`):
+    /// the port is then quarantined from `now` on. [`connect`](Self::connect)
+    /// does it for the connection before; a client that does not connect
+    /// again, or one made afresh for each connection, must, whenever its
+    /// connection can outlive the quarantine: until it is released, the
+    /// allocator counts only from when the port went out, and hands it out
+    /// again once the range has gone round. A second call does nothing.
+    pub fn release<const Q: usize>(&mut self, ports: &mut PortAllocator<Q>, now: Instant) {
+        if self.local_port != 0 {
+            ports.release(self.local_port, now);
+            self.local_port = 0;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_allocator_gives_a_port_at_any_instant() {
+        // Nothing went out yet: no block waits, even before smoltcp's epoch.
+        for micros in [i64::MIN, -1, 0, i64::MAX] {
+            let mut ports = PortAllocator::<4>::new(0);
+            let now = Instant::from_micros(micros);
+            assert!(ports.allocate(now).is_some(), "no port at {now}");
+        }
+    }
+
+    #[test]
+    fn no_port_comes_back_within_its_quarantine_at_the_end_of_the_clock() {
+        // Where the quarantine's end would be past the clock's.
+        let quarantine = Duration::from_secs(60);
+        let mut ports = PortAllocator::<4>::new(0).with_quarantine(quarantine);
+        let first_out = Instant::from_micros(i64::MAX) - Duration::from_secs(30);
+        let first = ports.allocate(first_out).unwrap();
+        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        for _ in 1..span {
+            ports.allocate(first_out).unwrap();
+        }
+        ports.release(first, first_out);
+        let end = Instant::from_micros(i64::MAX);
+        assert_eq!(ports.allocate(end), None, "30 s after {first} went out");
+        assert_eq!(ports.forgotten(), 0);
+    }
 
     #[test]
     fn no_port_comes_back_within_its_quarantine_at_a_high_connect_rate() {

@@ -329,7 +329,10 @@ impl<S: Session> TcpSession<S> {
     /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
     /// is then reset). Before the socket is first connected it is
     /// [`Status::Open`]: a refused connect is the client's to report
-    /// ([`TcpClient`](crate::net::TcpClient)).
+    /// ([`TcpClient`](crate::net::TcpClient)). So poll the session in the same
+    /// pass as the client's poll that first says `Connected`, before the
+    /// interface is polled again: a connection reset in between is closed
+    /// before the session ever saw it open, and the session stays `Open`.
     ///
     /// Fails only if `handle` is no TCP socket of `sockets`.
     pub fn poll(

@@ -64,8 +64,10 @@ pub struct UdpStats {
     /// Replies that found the send buffer full and waited: each counted once,
     /// however many polls it waits.
     pub send_full: u64,
-    /// Replies that could not be sent at all (no route, too big for the socket,
-    /// or a length from the handler over the buffer).
+    /// Replies that could not be sent at all (too big for the socket, or a
+    /// length from the handler over the buffer). A reply with no route back is
+    /// queued, and dropped with the queue in a stuck flush
+    /// ([`stuck_flushes`](Self::stuck_flushes)).
     pub send_errors: u64,
     /// Times the send queue held datagrams (of any size, empty ones too) and
     /// sent none of them for 3 s, and was emptied, dropping the replies in it

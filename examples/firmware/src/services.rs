@@ -91,7 +91,7 @@ pub const TRANSFER_TX: usize = 2048;
 /// is this minus the 4-byte header.
 pub const TRANSFER_RECEIVE: usize = 1024 + 4;
 /// Staging per slot: one outgoing frame, header included (a DATA frame: 4-byte
-/// length, 12-byte DATA header, file bytes).
+/// length, 9-byte DATA header, file bytes).
 pub const TRANSFER_STAGING: usize = 1024 + 4;
 /// Entries (files and partial uploads) the store holds.
 pub const STORE_FILES: usize = 8;
