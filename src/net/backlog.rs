@@ -722,7 +722,9 @@ impl Segment {
             ack_number: tcp.ack_number().0 as u32,
             syn: tcp.syn(),
             ack: tcp.ack(),
-            rst: tcp.rst(),
+            // A reset smoltcp acts on: with SYN or FIN as well, it refuses the
+            // segment, and the connection goes on.
+            rst: tcp.rst() && !tcp.syn() && !tcp.fin(),
         })
     }
 }
@@ -1126,6 +1128,53 @@ mod tests {
         assert!(state.admit(&reset, now));
         assert!(!state.admit(&syn, now));
         assert_eq!(state.stats.syns_held, 1);
+    }
+
+    #[test]
+    fn a_reset_smoltcp_refuses_ends_no_connection_for_the_backlog() {
+        // A RST with SYN or FIN as well, even with the expected sequence
+        // number, is a segment smoltcp refuses: the connection goes on, and a
+        // stepped reset after it is still dropped.
+        for flag in [0x02u8, 0x01] {
+            let mut backlog = Backlog::<4, 4, 8>::new();
+            let state = state(&mut backlog);
+            let now = Instant::ZERO;
+            let ours = segment(
+                (US, PEER),
+                (PORT, 50000),
+                TcpControl::None,
+                (1, Some(1000)),
+                false,
+            );
+            state.observe(&ours);
+            let mut odd = segment(
+                (PEER, US),
+                (50000, PORT),
+                TcpControl::Rst,
+                (1000, None),
+                false,
+            );
+            odd[40 + 13] |= flag;
+            TcpPacket::new_unchecked(&mut odd[40..])
+                .fill_checksum(&IpAddress::Ipv6(PEER), &IpAddress::Ipv6(US));
+            let parsed = TcpRepr::parse(
+                &TcpPacket::new_checked(&odd[40..]).unwrap(),
+                &IpAddress::Ipv6(PEER),
+                &IpAddress::Ipv6(US),
+                &ChecksumCapabilities::default(),
+            );
+            assert!(parsed.is_err(), "smoltcp takes flags {flag:#x}");
+            state.admit(&odd, now);
+            let stepped = segment(
+                (PEER, US),
+                (50000, PORT),
+                TcpControl::Rst,
+                (5000, None),
+                false,
+            );
+            assert!(!state.admit(&stepped, now), "flags {flag:#x}");
+            assert_eq!(state.stats.blind_resets_dropped, 1, "flags {flag:#x}");
+        }
     }
 
     #[test]

@@ -530,9 +530,10 @@ impl Storage for DirStore {
     fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError> {
         let more = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let path = self.partial_path(upload.name());
+        // Not blocking on a FIFO someone left on the partial's name.
         let mut file = OpenOptions::new()
             .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(io_error)?;
         let meta = file.metadata().map_err(io_error)?;
@@ -633,6 +634,13 @@ impl Storage for DirStore {
 
     /// Also the partials left on disk by an earlier run. Each call reads the
     /// directory: it is for a store out of room, not for every request.
+    fn over_limits(&self) -> (u64, u64) {
+        (
+            self.used.saturating_sub(self.limits.max_total_bytes),
+            self.entries.saturating_sub(self.limits.max_files),
+        )
+    }
+
     fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
         let names = self.partial_names()?;
         let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
@@ -828,6 +836,82 @@ mod tests {
             (resumed.resumed_from(), resumed.resumed_crc()),
             (10, crc32(b"0123456789"))
         );
+    }
+
+    /// A directory over its limits lets no partial go for an upload that
+    /// would be refused all the same: bytes held over the byte limit, and
+    /// entries over the entry limit, count against the room they would make.
+    #[test]
+    fn an_over_full_directory_discards_no_partial_for_an_upload_it_refuses_anyway() {
+        use crate::transfer::{SharedStore, UploadLease};
+        for (files, limits, size) in [
+            // 150 B over a limit of 100: a 30 B partial cannot make room for 5.
+            (&[("a", 150usize)][..], limits(100, 100, 10), 5),
+            // Three files over a limit of two: one partial cannot make an entry.
+            (
+                &[("a", 1), ("b", 1), ("c", 1)][..],
+                limits(1000, 1000, 2),
+                1,
+            ),
+        ] {
+            let dir = TempDir::new("over-full-give-way");
+            for &(file, len) in files {
+                fs::write(dir.join(file), pattern(len, 1)).unwrap();
+            }
+            fs::write(dir.join(".p.part"), pattern(30, 2)).unwrap();
+            let owned = SharedStore::new(
+                DirStore::open(&dir.0, limits).unwrap(),
+                [UploadLease::EMPTY; 2],
+            );
+            let shared: &SharedStore<DirStore> = &owned;
+            let answer = shared
+                .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
+                .unwrap();
+            assert!(
+                matches!(
+                    answer,
+                    Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. })
+                ),
+                "{answer:?}"
+            );
+            assert!(
+                dir.join(".p.part").exists(),
+                "{limits:?}: the partial went for nothing"
+            );
+            assert_eq!(shared.stats().partials_discarded, 0);
+        }
+        // 10 B over, and a 30 B partial: it goes, and a 5 B upload begins.
+        let dir = TempDir::new("over-full-give-way-enough");
+        fs::write(dir.join("a"), pattern(80, 1)).unwrap();
+        fs::write(dir.join(".p.part"), pattern(30, 2)).unwrap();
+        let owned = SharedStore::new(
+            DirStore::open(&dir.0, limits(100, 100, 10)).unwrap(),
+            [UploadLease::EMPTY; 2],
+        );
+        let shared: &SharedStore<DirStore> = &owned;
+        let answer = shared
+            .with_store(|store| shared.begin_upload_in(store, &name("q"), 5, false))
+            .unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    /// A FIFO left on a partial's name refuses the append at once, as every
+    /// other open of the store does: it never waits for a reader. (Were the
+    /// open to block, this test would hang; CI's time limit names it.)
+    #[test]
+    fn an_append_to_a_fifo_left_on_the_partials_name_fails_at_once() {
+        let dir = TempDir::new("fifo");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let mut upload = store.begin_upload(&name("x"), 10, false).unwrap();
+        let partial = dir.join(".x.part");
+        fs::remove_file(&partial).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&partial)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(store.append(&mut upload, b"abc").is_err());
     }
 
     #[test]

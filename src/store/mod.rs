@@ -385,6 +385,18 @@ pub trait Storage {
         let _ = after;
         Ok(None)
     }
+
+    /// The bytes and the entries the store holds beyond its limits (a
+    /// directory already over them when it was opened), which must go before
+    /// an upload finds room: `Full`'s `free` is 0 then, however far over. The
+    /// transfer server counts them before it discards partials to make room,
+    /// so that none goes for an upload refused all the same.
+    ///
+    /// The provided version says none: a store that never holds more than its
+    /// limits.
+    fn over_limits(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// A store the server borrows works like one it owns.
@@ -436,6 +448,10 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
         (**self).next_partial(after)
+    }
+
+    fn over_limits(&self) -> (u64, u64) {
+        (**self).over_limits()
     }
 }
 

@@ -1225,9 +1225,10 @@ fn give_way<S: Storage + ?Sized>(
         }
         None
     };
-    // Would they make room? Another entry is one partial; bytes are the sum,
-    // with this name's partial's, which the upload may take over though
-    // `Full`'s `free` leaves it out.
+    // Would they make room? Another entry is one partial, beyond any the store
+    // holds over its limit; bytes are the sum, with this name's partial's,
+    // which the upload may take over though `Full`'s `free` leaves it out,
+    // beyond any held over the limit.
     let (mut room, mut count, mut after) = (0u64, 0u64, None::<FileName>);
     while let Ok(Some(entry)) = store.next_partial(after.as_ref()) {
         let idle = entry.name != *name && !held(&entry.name);
@@ -1237,9 +1238,10 @@ fn give_way<S: Storage + ?Sized>(
         count = count.saturating_add(u64::from(idle));
         after = Some(entry.name);
     }
+    let (over_bytes, over_entries) = store.over_limits();
     let enough = match refused {
-        StoreError::Full { free } => free.saturating_add(room) >= size,
-        _ => count > 0,
+        StoreError::Full { free } => free.saturating_add(room) >= size.saturating_add(over_bytes),
+        _ => count > over_entries,
     };
     if !enough {
         return (Err(refused), 0);

@@ -956,8 +956,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             let rest = input.get(read.taken..).unwrap_or_default();
             let chunk = rest.get(..need.min(rest.len())).unwrap_or_default();
             let before = read.taken;
-            self.fill(chunk, read)?;
+            // Only the held frame's bytes: one frame touched, even when its
+            // header turns out oversize.
+            let filled = self.fill(chunk, read);
             read.touched = 1;
+            filled?;
             if read.taken.saturating_sub(before) < need {
                 return Ok(false); // the input, or the storage, ran out
             }
@@ -2110,6 +2113,27 @@ pub(crate) mod tests {
                     frames
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_header_cut_between_reads_and_found_oversize_is_one_frame_on_every_path() {
+        let f = fmt(HeaderWidth::U16, ByteOrder::Big, 10);
+        let oversize = Some(ReadError::Oversize { len: 11, max: 10 });
+        let (first, second) = (&[0u8][..], &[11u8][..]);
+        let mut fed = reader(f);
+        assert_eq!(fed.feed(first), Ok(1));
+        assert_eq!(fed.feed(second).err(), oversize);
+        let mut in_place = reader(f);
+        assert_eq!(in_place.feed_in_place(first, |_| true), Ok(1));
+        assert_eq!(in_place.feed_in_place(second, |_| true).err(), oversize);
+        for (path, r) in [("feed", &fed), ("in place", &in_place)] {
+            let s = r.stats();
+            assert_eq!(
+                (s.reads, s.coalesced_reads, s.oversize),
+                (2, 0, 1),
+                "{path}: {s:?}"
+            );
         }
     }
 
