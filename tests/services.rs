@@ -3144,3 +3144,47 @@ fn a_clean_close_first_seen_after_time_wait_ended_is_counted_closed() {
     let stats = *server.stats();
     assert_eq!(ends(&server), [End::Closed], "{stats}");
 }
+
+#[test]
+fn a_held_syn_is_replayed_as_soon_as_the_backlog_asks_whatever_the_idle_step() {
+    // A forged SYN takes the one listener; the client's SYN is held, and the
+    // backlog evicts the forged handshake after 100 ms and replays it. The
+    // backlog asks to be polled every 10 ms while it holds a SYN: with a long
+    // idle step the client connects as soon as with the default one.
+    let established_at = |max_idle_step: Duration| {
+        let config = SimConfig::new(1).with_max_idle_step(max_idle_step);
+        let mut net = sim_with(config, 2, 2);
+        let listener = net.server.sockets.add(tcp_socket(4096, 4096));
+        net.server
+            .sockets
+            .get_mut::<tcp::Socket>(listener)
+            .listen(7)
+            .unwrap();
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_syn(Ipv4Address::new(10, 0, 0, 9), 40000, 7),
+        );
+        net.poll();
+        let client = net.client.sockets.add(tcp_socket(4096, 4096));
+        let (socket, cx) = net
+            .client
+            .socket_and_context::<tcp::Socket>(client)
+            .unwrap();
+        socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
+        net.run_until(Duration::from_secs(30), |net| {
+            let server = net.server.sockets.get_mut::<tcp::Socket>(listener);
+            if server.state() == tcp::State::Closed {
+                server.listen(7).unwrap();
+            }
+            let state = net.client.sockets.get::<tcp::Socket>(client).state();
+            (state == tcp::State::Established).then(|| net.now())
+        })
+        .unwrap()
+    };
+    let default_step = established_at(Duration::from_millis(10));
+    let long_step = established_at(Duration::from_secs(1));
+    assert!(
+        long_step <= default_step + Duration::from_millis(10),
+        "established at {long_step} with a 1 s idle step, {default_step} with 10 ms"
+    );
+}

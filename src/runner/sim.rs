@@ -369,7 +369,8 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
         &mut self.capture
     }
 
-    /// The current virtual time; it starts at zero and never goes backwards.
+    /// The current virtual time; it starts at zero, never goes backwards, and
+    /// stops at [`MAX_TIME`].
     pub const fn now(&self) -> Instant {
         self.now
     }
@@ -585,6 +586,9 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
             self.client_to_server.next_delivery(),
             self.server.iface.poll_at(now, &self.server.sockets),
             self.client.iface.poll_at(now, &self.client.sockets),
+            // A held SYN is replayed, or a handshake evicted for it, by time.
+            self.backlog_poll_at(&self.server),
+            self.backlog_poll_at(&self.client),
             hint,
         ];
         let mut next = candidates
@@ -608,8 +612,16 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
         if let Some(deadline) = deadline {
             next = next.min(deadline.max(now));
         }
+        // Time stops at its end: what is due later never comes.
+        next = next.min(MAX_TIME.max(now));
         self.now = next;
         next
+    }
+
+    /// When the backlog of `host` asks to be polled (a held SYN waits).
+    fn backlog_poll_at(&self, host: &Host<'s>) -> Option<Instant> {
+        let delay = host.backlog.poll_delay().filter(|_| self.config.backlog)?;
+        Some(add_micros(self.now, duration_micros(delay)))
     }
 }
 
@@ -625,5 +637,11 @@ impl<const SLOTS: usize, P> fmt::Debug for SimNet<'_, SLOTS, P> {
 }
 
 fn add_micros(at: Instant, micros: i64) -> Instant {
-    Instant::from_micros_const(at.total_micros().saturating_add(micros))
+    let end = MAX_TIME.total_micros();
+    Instant::from_micros_const(at.total_micros().saturating_add(micros).min(end))
 }
+
+/// The end of virtual time: 2^32 s (136 years) after its start. A pcap's
+/// timestamps end there, and smoltcp, whose timers add to the time they are
+/// given, is far from the end of its own clock.
+pub const MAX_TIME: Instant = Instant::from_micros_const(u32::MAX as i64 * 1_000_000);

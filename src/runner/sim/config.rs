@@ -39,9 +39,11 @@ const PER_MILLE_MAX: u16 = 1000;
 /// 5. **Delay**: it arrives `delay` plus a uniform `0..=jitter` later. Jitter alone
 ///    never reorders: a frame is never delivered before one sent earlier, as on a
 ///    real link whose queueing latency varies.
-/// 6. **Reordering**: the frame is held back `reorder_hold` longer and does not
-///    block those behind it, so frames sent within that time overtake it.
-/// 7. **Duplication**: a second copy follows it onto the wire (with its own jitter).
+/// 6. **Reordering**: the frame is held back `reorder_hold` longer than it would
+///    arrive in line, and does not block those behind it, so frames sent within
+///    that time overtake it.
+/// 7. **Duplication**: a second copy follows it onto the wire (its own
+///    serialisation time, and its own jitter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

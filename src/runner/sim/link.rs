@@ -259,7 +259,10 @@ impl<const SLOTS: usize> Link<SLOTS> {
             if self.in_flight >= SLOTS {
                 self.stats.dropped_queue_full = self.stats.dropped_queue_full.saturating_add(1);
             } else {
-                let copy_at = self.arrival(done, false);
+                // The copy follows the frame onto the wire: its own serialisation.
+                let copy_done = done.saturating_add(self.serialisation_micros(len));
+                self.wire_free_at = copy_done;
+                let copy_at = self.arrival(copy_done, false);
                 self.enqueue(frame, copy_at);
             }
         }
@@ -281,13 +284,15 @@ impl<const SLOTS: usize> Link<SLOTS> {
         let jitter = self.rng.up_to(self.faults.jitter.total_micros());
         let travel = self.faults.delay.total_micros().saturating_add(jitter);
         let natural = done.saturating_add(micros_i64(travel));
+        // Jitter never reorders: no frame arrives in line before one sent earlier.
+        let in_line = natural.max(self.last_in_order_delivery);
+        self.last_in_order_delivery = in_line;
         if reorder {
-            // Held back and out of line: it neither waits for nor blocks the others.
-            natural.saturating_add(micros_i64(self.faults.reorder_hold.total_micros()))
+            // Held back from there, and out of line: the frames behind it do
+            // not wait for it.
+            in_line.saturating_add(micros_i64(self.faults.reorder_hold.total_micros()))
         } else {
-            let in_order = natural.max(self.last_in_order_delivery);
-            self.last_in_order_delivery = in_order;
-            in_order
+            in_line
         }
     }
 
