@@ -550,7 +550,12 @@ impl<'b, const H: usize> Request<'b, H> {
                 let (coding, parameters) = split_while(item, |b| b != b';');
                 let coding = trim_ows_bytes(coding);
                 if coding.is_empty() {
-                    continue;
+                    // An empty list element is left aside; parameters with no
+                    // coding (`;x`) are no element of the list at all.
+                    if parameters.is_empty() {
+                        continue;
+                    }
+                    return Err(HttpError::TransferEncoding);
                 }
                 last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                 // Chunked has no parameters, and any is an error (RFC 9112
@@ -2159,6 +2164,14 @@ If-None-Match: \"abc123\"\r\n\
             ),
             ("1.1", "Transfer-Encoding:\r\n"),
             ("1.1", "Transfer-Encoding: , ;\r\n"),
+            // Parameters with no coding are no empty element: chunked is not
+            // the last coding.
+            ("1.1", "Transfer-Encoding: chunked, ;x\r\n"),
+            ("1.1", "Transfer-Encoding: chunked, ;\r\n"),
+            (
+                "1.1",
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: ;q=1\r\n",
+            ),
             ("1.1", "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
             ("1.1", "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"),
             ("1.0", "Transfer-Encoding: chunked\r\n"),

@@ -811,6 +811,10 @@ fn a_head_whose_transfer_encoding_does_not_frame_the_body_is_refused_and_counted
             bad,
         ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n", bad),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, ;x\r\n\r\n0\r\n\r\n",
+            bad,
+        ),
     ] {
         let mut http = HttpResponder::<_, 512, 1024>::new(&site);
         let response = answer(&mut http, request, 3, 16);
