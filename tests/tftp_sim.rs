@@ -617,3 +617,58 @@ fn new_request_from_a_running_port() {
         String::from_utf8_lossy(&into[..8])
     );
 }
+
+#[test]
+fn a_data_longer_than_the_slots_buffer_gets_error_4() {
+    big_stack(oversize_data_body);
+}
+
+/// Sends a WRQ from the client host's port 50_020, then a DATA 1 of
+/// `data_len` bytes to the slot's port; the first ERROR the client gets
+/// within 3 s (its code), if any.
+fn oversize_data(data_len: usize) -> Option<u16> {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    let mut net = net(21, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    // Datagrams of up to 600 bytes: blocks of 512 (RFC 1350) fit.
+    let mut server = TftpServer::<_, 1, 600>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let a = net.client.sockets.add(udp_socket());
+    let to = IpEndpoint::new(SERVER_V4.into(), 69);
+    let wrq = [&[0u8, 2][..], b"big", b"\0octet\0"].concat();
+    let mut data = vec![0u8, 3, 0, 1];
+    data.extend(std::iter::repeat_n(7u8, data_len));
+    let mut step = 0;
+    net.run_services(&mut server, &mut (), Duration::from_secs(3), |_, _, net| {
+        let sa = net.client.sockets.get_mut::<udp::Socket>(a);
+        if step == 0 {
+            sa.bind(50_020).unwrap();
+            sa.send_slice(&wrq, to).unwrap();
+            step = 1;
+            return None;
+        }
+        let Ok((got, meta)) = sa.recv() else {
+            return None;
+        };
+        let (got, from) = (got.to_vec(), meta.endpoint);
+        if step == 1 && got == [0, 4, 0, 0] {
+            sa.send_slice(&data, from).unwrap();
+            step = 2;
+        } else if got.starts_with(&[0, 5]) {
+            return Some(u16::from_be_bytes([got[2], got[3]]));
+        }
+        None
+    })
+    .ok()
+    .or_else(|| {
+        eprintln!("server stats: {}", server.stats());
+        None
+    })
+}
+
+fn oversize_data_body() {
+    // Longer than a block, within the slot's buffer: ERROR 4 at once.
+    assert_eq!(oversize_data(590), Some(4), "control");
+    // Longer than the slot's buffer: must be refused the same way.
+    assert_eq!(oversize_data(1000), Some(4));
+}

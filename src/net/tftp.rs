@@ -99,11 +99,11 @@ fn send_error(
     }
 }
 
-/// Answers the datagram of `len` bytes in `buf` from `from`, not the
-/// transfer's peer, with ERROR 5 (written into `buf`), unless it is an ERROR
-/// itself: an ERROR is never answered (RFC 1350).
-fn refuse_tid(socket: &mut udp::Socket<'_>, buf: &mut [u8], len: usize, from: IpEndpoint) {
-    if !crate::tftp::is_error(buf.get(..len).unwrap_or_default()) {
+/// Answers a datagram from `from`, not the transfer's peer, with ERROR 5
+/// (written into `buf`), unless it was an ERROR itself (`was_error`): an
+/// ERROR is never answered (RFC 1350).
+fn refuse_tid(socket: &mut udp::Socket<'_>, buf: &mut [u8], was_error: bool, from: IpEndpoint) {
+    if !was_error {
         send_error(
             socket,
             buf,
@@ -382,27 +382,24 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             }
         }
         for _ in 0..64 {
-            let (len, from) = match socket.recv_slice(&mut self.buf) {
-                Ok((len, meta)) => (len, meta.endpoint),
-                Err(udp::RecvError::Truncated) => {
-                    self.stats.malformed = self.stats.malformed.saturating_add(1);
+            // Read where it lies, whatever its length: a DATA longer than the
+            // buffer is the session's to refuse (ERROR 4), not to lose.
+            let (from, was_error) = match socket.recv() {
+                Ok((datagram, meta)) if meta.endpoint == peer => {
+                    slot.transfer.receive(datagram, now.into());
                     continue;
                 }
-                Err(udp::RecvError::Exhausted) => break,
+                Ok((datagram, meta)) => (meta.endpoint, crate::tftp::is_error(datagram)),
+                Err(_) => break,
             };
-            if from != peer {
-                self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
-                crate::macros::net_debug!(
-                    "tftp: port {}: datagram from {}, not {}",
-                    slot.port,
-                    from,
-                    peer
-                );
-                refuse_tid(socket, &mut self.buf, len, from);
-                continue;
-            }
-            slot.transfer
-                .receive(self.buf.get(..len).unwrap_or_default(), now.into());
+            self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+            crate::macros::net_debug!(
+                "tftp: port {}: datagram from {}, not {}",
+                slot.port,
+                from,
+                peer
+            );
+            refuse_tid(socket, &mut self.buf, was_error, from);
         }
         fire_and_send(&mut slot.transfer, socket, &mut self.buf, now, peer);
         if !slot.transfer.is_active() {
@@ -554,25 +551,29 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             self.bound = true;
         }
         for _ in 0..64 {
-            let (len, from) = match socket.recv_slice(&mut self.buf) {
-                Ok((len, meta)) => (len, meta.endpoint),
-                Err(udp::RecvError::Truncated) => {
-                    self.stats.malformed = self.stats.malformed.saturating_add(1);
-                    continue;
+            // Read where it lies, whatever its length: a DATA longer than the
+            // buffer is the session's to refuse (ERROR 4), not to lose.
+            let (from, was_error) = match socket.recv() {
+                Ok((datagram, meta)) => {
+                    let from = meta.endpoint;
+                    let ours = match self.peer {
+                        None if from.addr == self.server.addr => {
+                            self.peer = Some(from);
+                            true
+                        }
+                        Some(peer) => peer == from,
+                        None => false,
+                    };
+                    if ours {
+                        self.session.receive(datagram, now.into());
+                        continue;
+                    }
+                    (from, crate::tftp::is_error(datagram))
                 }
-                Err(udp::RecvError::Exhausted) => break,
+                Err(_) => break,
             };
-            match self.peer {
-                None if from.addr == self.server.addr => self.peer = Some(from),
-                Some(peer) if peer == from => {}
-                _ => {
-                    self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
-                    refuse_tid(socket, &mut self.buf, len, from);
-                    continue;
-                }
-            }
-            self.session
-                .receive(self.buf.get(..len).unwrap_or_default(), now.into());
+            self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
+            refuse_tid(socket, &mut self.buf, was_error, from);
         }
         let to = self.peer.unwrap_or(self.server);
         fire_and_send(&mut self.session, socket, &mut self.buf, now, to);

@@ -137,6 +137,13 @@ enum Phase {
     Done,
 }
 
+impl Phase {
+    /// Whether the transfer is still under way: asked for, or running.
+    const fn is_live(self) -> bool {
+        matches!(self, Phase::Request | Phase::Running)
+    }
+}
+
 /// What both client sessions share: the request, the timer, the outcome.
 #[derive(Debug)]
 struct Common {
@@ -383,9 +390,14 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                // An ERROR, even one that does not parse, is never answered.
-                let tell = !super::is_error(datagram);
-                return self.common.fail(TftpError::Malformed(e), tell, now);
+                // Once the transfer is over, a datagram that does not parse is
+                // only counted; an ERROR, even one that does not parse, is
+                // never answered.
+                if self.common.phase.is_live() {
+                    let tell = !super::is_error(datagram);
+                    self.common.fail(TftpError::Malformed(e), tell, now);
+                }
+                return;
             }
         };
         match (self.common.phase, packet) {
@@ -414,8 +426,16 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                 self.on_data(block, data, now);
             }
             (Phase::Running, Packet::Data { block, data }) => self.on_data(block, data, now),
-            // The network repeated the OACK.
-            (Phase::Running, Packet::Oack { .. }) => bump(&mut self.common.stats.duplicates),
+            // The network repeated the OACK, or the server did, not having had
+            // our ACK 0: before the first block, it is acknowledged again, as
+            // a repeated DATA is.
+            (Phase::Running, Packet::Oack { .. }) => {
+                bump(&mut self.common.stats.duplicates);
+                if self.receiver.received == 0 {
+                    self.receiver.ack_due = true;
+                    self.common.timer.repeated(now);
+                }
+            }
             _ => {
                 bump(&mut self.common.stats.malformed);
                 self.common.fail(TftpError::Unexpected, true, now);
@@ -639,9 +659,14 @@ impl<F: FileSource, P: FnMut(u64, Option<u64>)> ClientPut<F, P> {
             Ok(packet) => packet,
             Err(e) => {
                 bump(&mut self.common.stats.malformed);
-                // An ERROR, even one that does not parse, is never answered.
-                let tell = !super::is_error(datagram);
-                return self.common.fail(TftpError::Malformed(e), tell, now);
+                // Once the transfer is over, a datagram that does not parse is
+                // only counted; an ERROR, even one that does not parse, is
+                // never answered.
+                if self.common.phase.is_live() {
+                    let tell = !super::is_error(datagram);
+                    self.common.fail(TftpError::Malformed(e), tell, now);
+                }
+                return;
             }
         };
         let size = self.source.size();

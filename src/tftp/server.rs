@@ -258,11 +258,17 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
     }
 
     /// A new transfer begins with the request `datagram` (an RRQ or a WRQ sent
-    /// to port 69). Anything else is answered with an ERROR.
+    /// to port 69). Anything else is answered with an ERROR, but an ERROR
+    /// (even one that does not parse), which is only counted in `malformed`:
+    /// no transfer begins.
     pub fn start(&mut self, datagram: &[u8], now: Instant) {
         self.end(now);
         self.outcome = None;
         self.kind = None;
+        if super::is_error(datagram) {
+            bump(&mut self.stats.malformed);
+            return;
+        }
         self.timer = Timer::new(self.config.timeout, self.config.max_tries);
         self.began = now;
         self.state = match Packet::parse(datagram) {

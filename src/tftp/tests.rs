@@ -1421,8 +1421,6 @@ fn a_client_that_goes_silent_after_the_oack_is_timed_out_not_too_slow() {
     assert_eq!((stats.timeouts, stats.too_slow), (1, 0), "{stats}");
 }
 
-// ---- review-e findings ----
-
 #[test]
 fn a_server_repeating_its_last_block_cannot_hold_a_get_dallying_for_ever() {
     let data = pattern(100);
@@ -2331,4 +2329,194 @@ fn an_error_the_parser_refuses_is_not_answered_by_the_transfer_either() {
         let sent = get.transmit(&mut buf, now);
         assert_eq!(sent, 0, "client get, {error:?}: {:?}", get.outcome());
     }
+}
+
+/// A put that completed (Ok, counted completed) must stay done: a stray
+/// malformed datagram from the server's port afterwards must not send the
+/// server an ERROR nor turn the outcome into a failure.
+#[test]
+fn a_finished_put_is_not_revived_by_a_malformed_datagram() {
+    let shared = shared();
+    let data = pattern(100);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut put = ClientPut::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        &data[..],
+        |_, _| {},
+    );
+    let now = Instant::ZERO;
+    let mut buf = [0u8; 600];
+    let n = put.transmit(&mut buf, now);
+    server.start(&buf[..n], now);
+    for _ in 0..10 {
+        for d in drain(&mut server, now) {
+            put.receive(&d, now);
+        }
+        while let n @ 1.. = put.transmit(&mut buf, now) {
+            server.receive(&buf[..n], now);
+        }
+        if put.is_done() {
+            break;
+        }
+    }
+    assert!(put.is_done());
+    assert_eq!(put.outcome(), Some(Ok(100)));
+    assert_eq!(read_file(&shared, "f").as_deref(), Some(&data[..]));
+    // A truncated ACK from the server's port, after the end.
+    put.receive(b"\0\x04\0", now);
+    let sent = put.transmit(&mut buf, now);
+    let stats = *put.stats();
+    assert_eq!(
+        (
+            sent,
+            put.outcome(),
+            put.is_done(),
+            stats.completed,
+            stats.failed
+        ),
+        (0, None, true, 1, 0),
+        "sent {:?}; {stats}",
+        &buf[..sent]
+    );
+}
+
+/// RFC 1350: an ERROR is never answered. `ServerTransfer::start` is public and
+/// is handed whatever came to port 69.
+#[test]
+fn a_transfer_started_with_an_error_datagram_sends_no_error() {
+    let shared = shared();
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let error = emit(Packet::Error {
+        code: ErrorCode::UnknownTid,
+        message: b"unknown transfer ID",
+    });
+    server.start(&error, Instant::ZERO);
+    let out = drain(&mut server, Instant::ZERO);
+    assert!(out.is_empty(), "answered an ERROR with {out:?}");
+    // Counted, and no transfer began.
+    let stats = *server.stats();
+    assert_eq!((stats.malformed, stats.refused, stats.failed), (1, 0, 0));
+    assert!(!server.is_active());
+    assert_eq!(server.outcome(), None);
+}
+
+/// A get's ACK 0 (of the OACK) is lost once. The server repeats its OACK, as
+/// it repeats a DATA whose ACK was lost, and the get acknowledges it again at
+/// once, as a repeated DATA: it does not wait for its own timeout (7 s here),
+/// by which the server (1 s, 5 tries) would have given up.
+#[test]
+fn a_repeated_oack_is_acknowledged_again_like_a_repeated_data() {
+    let shared = shared();
+    let data = pattern(1000);
+    put_file(&shared, "f", &data);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut into = [0u8; 1000];
+    let client_config = ClientConfig {
+        block_size: Some(512),
+        timeout: crate::time::Duration::from_secs(7),
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let mut now = Instant::ZERO;
+    let n = get.transmit(&mut buf, now);
+    server.start(&buf[..n], now);
+    let mut lost_ack_0 = false;
+    let mut outcome = None;
+    for _ in 0..400 {
+        now = now.saturating_add(crate::time::Duration::from_millis(100));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+        }
+        if get.poll_timeout().is_some_and(|at| now >= at) {
+            get.handle_timeout(now);
+        }
+        for d in drain(&mut server, now) {
+            get.receive(&d, now);
+        }
+        while let n @ 1.. = get.transmit(&mut buf, now) {
+            if !lost_ack_0 && buf[..n] == [0, 4, 0, 0] {
+                lost_ack_0 = true; // the one loss
+                continue;
+            }
+            server.receive(&buf[..n], now);
+        }
+        if outcome.is_none() {
+            outcome = get.outcome();
+        }
+        if outcome.is_some() && !server.is_active() {
+            break;
+        }
+    }
+    assert!(lost_ack_0);
+    assert_eq!(
+        (outcome, server.outcome()),
+        (Some(Ok(1000)), Some(Ok(1000))),
+        "at {now:?}, server {}",
+        server.stats()
+    );
+}
+
+#[test]
+fn a_lost_ack_1_is_survived_by_the_repeated_data() {
+    let shared = shared();
+    let data = pattern(1000);
+    put_file(&shared, "f", &data);
+    let mut server = ServerTransfer::new(&shared, config(512));
+    let mut into = [0u8; 1000];
+    let client_config = ClientConfig {
+        block_size: Some(512),
+        timeout: crate::time::Duration::from_secs(7),
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 600];
+    let mut now = Instant::ZERO;
+    let n = get.transmit(&mut buf, now);
+    server.start(&buf[..n], now);
+    let mut lost_ack_0 = false;
+    let mut outcome = None;
+    for _ in 0..400 {
+        now = now.saturating_add(crate::time::Duration::from_millis(100));
+        if server.poll_timeout().is_some_and(|at| now >= at) {
+            server.handle_timeout(now);
+        }
+        if get.poll_timeout().is_some_and(|at| now >= at) {
+            get.handle_timeout(now);
+        }
+        for d in drain(&mut server, now) {
+            get.receive(&d, now);
+        }
+        while let n @ 1.. = get.transmit(&mut buf, now) {
+            if !lost_ack_0 && buf[..n] == [0, 4, 0, 1] {
+                lost_ack_0 = true; // the one loss
+                continue;
+            }
+            server.receive(&buf[..n], now);
+        }
+        if outcome.is_none() {
+            outcome = get.outcome();
+        }
+        if outcome.is_some() && !server.is_active() {
+            break;
+        }
+    }
+    assert!(lost_ack_0);
+    assert_eq!(
+        (outcome, server.outcome()),
+        (Some(Ok(1000)), Some(Ok(1000))),
+        "at {now:?}, server {}",
+        server.stats()
+    );
 }

@@ -551,8 +551,6 @@ fn a_resume_whose_prefix_check_outlasts_the_request_timeout_still_finishes() {
     assert!(clock.get() > 2_000_000, "the check took its time");
 }
 
-// ---- review-e findings ----
-
 #[test]
 fn a_put_waiting_for_hello_ok_times_out() {
     // A server that accepts the connection and never answers HELLO.
