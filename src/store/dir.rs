@@ -634,13 +634,6 @@ impl Storage for DirStore {
 
     /// Also the partials left on disk by an earlier run. Each call reads the
     /// directory: it is for a store out of room, not for every request.
-    fn over_limits(&self) -> (u64, u64) {
-        (
-            self.used.saturating_sub(self.limits.max_total_bytes),
-            self.entries.saturating_sub(self.limits.max_files),
-        )
-    }
-
     fn next_partial(&self, after: Option<&FileName>) -> Result<Option<Entry>, StoreError> {
         let names = self.partial_names()?;
         let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
@@ -651,6 +644,13 @@ impl Storage for DirStore {
             }
         }
         Ok(None)
+    }
+
+    fn over_limits(&self) -> (u64, u64) {
+        (
+            self.used.saturating_sub(self.limits.max_total_bytes),
+            self.entries.saturating_sub(self.limits.max_files),
+        )
     }
 }
 
@@ -894,6 +894,47 @@ mod tests {
             .unwrap();
         assert!(answer.is_ok(), "{answer:?}");
         assert_eq!(shared.stats().partials_discarded, 1);
+    }
+
+    /// The upload's own partial makes an entry too (the upload takes its
+    /// place), and a store refused for bytes may be over its entries as well:
+    /// partials go only if, together, they make room for both.
+    #[test]
+    fn partials_give_way_counting_the_uploads_own_and_both_limits() {
+        use crate::transfer::{SharedStore, UploadLease};
+        let run = |files: &[(&str, usize)], limits: DirLimits, size: u64| {
+            let dir = TempDir::new("give-way-limits");
+            for &(file, len) in files {
+                fs::write(dir.join(file), pattern(len, 1)).unwrap();
+            }
+            let owned = SharedStore::new(
+                DirStore::open(&dir.0, limits).unwrap(),
+                [UploadLease::EMPTY; 2],
+            );
+            let shared: &SharedStore<DirStore> = &owned;
+            let answer = shared
+                .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
+                .unwrap();
+            let kept = dir.join(".p.part").exists();
+            (answer.map(drop), kept, shared.stats().partials_discarded)
+        };
+        // One file, `q`'s own partial and an idle one, a limit of two: the idle
+        // one goes, and `q` begins over its own.
+        let (answer, kept, discarded) = run(
+            &[("a", 1), (".q.part", 1), (".p.part", 1)],
+            limits(1000, 1000, 2),
+            1,
+        );
+        assert_eq!((answer, kept, discarded), (Ok(()), false, 1));
+        // Three files over a limit of two, and refused for bytes first: the
+        // 45 B partial would make the bytes, but not the entries.
+        let (answer, kept, discarded) = run(
+            &[("a", 50), ("b", 1), ("c", 1), (".p.part", 45)],
+            limits(100, 100, 2),
+            10,
+        );
+        assert!(answer.is_err(), "{answer:?}");
+        assert_eq!((kept, discarded), (true, 0), "{answer:?}");
     }
 
     /// A FIFO left on a partial's name refuses the append at once, as every

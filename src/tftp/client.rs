@@ -301,6 +301,9 @@ pub struct ClientGet<K, P> {
     receiver: Receiver,
     total: Option<u64>,
     crc: Crc32,
+    /// The CRC-32 of the OACK whose options ACK 0 accepted: a repeat of it is
+    /// acknowledged again.
+    oack: Option<u32>,
 }
 
 impl<K, P> core::fmt::Debug for ClientGet<K, P> {
@@ -323,6 +326,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             receiver: Receiver::new(DEFAULT_BLOCK_SIZE, 1),
             total: None,
             crc: Crc32::new(),
+            oack: None,
         }
     }
 
@@ -416,6 +420,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
                         self.receiver.ack_due = true;
+                        self.oack = Some(crate::wire::crc32::crc32(datagram));
                     }
                     Err(e) => self.common.fail(e, true, now),
                 }
@@ -429,12 +434,20 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             // The network repeated the OACK, or the server did, not having had
             // our ACK 0: before the first block, it is acknowledged again, as
             // a repeated DATA is.
-            (Phase::Running, Packet::Oack { .. }) => {
+            (Phase::Running, Packet::Oack { .. })
+                if self.oack == Some(crate::wire::crc32::crc32(datagram)) =>
+            {
                 bump(&mut self.common.stats.duplicates);
                 if self.receiver.received == 0 {
                     self.receiver.ack_due = true;
                     self.common.timer.repeated(now);
                 }
+            }
+            // An OACK of other options once the first was accepted: which
+            // ones the server now uses is not known.
+            (Phase::Running, Packet::Oack { .. }) => {
+                bump(&mut self.common.stats.malformed);
+                self.common.fail(TftpError::BadOptions, true, now);
             }
             _ => {
                 bump(&mut self.common.stats.malformed);

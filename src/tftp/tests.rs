@@ -2520,3 +2520,53 @@ fn a_lost_ack_1_is_survived_by_the_repeated_data() {
         server.stats()
     );
 }
+
+/// ACK 0 accepts an OACK's options: a second OACK that grants others (a
+/// 512-byte block after a 1024-byte one) is no repeat of the first, and is not
+/// acknowledged. Which block the server now sends is not known: the get fails,
+/// and does not take a 512-byte DATA 1 of a longer file for the last block.
+#[test]
+fn an_oack_of_other_options_after_the_first_fails_the_get() {
+    let mut into = [0u8; 4096];
+    let client_config = ClientConfig {
+        block_size: Some(1024),
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 1100];
+    let now = Instant::ZERO;
+    assert!(get.transmit(&mut buf, now) > 0);
+    let oack = |block_size| {
+        emit(Packet::Oack {
+            options: Options {
+                block_size: Some(block_size),
+                ..Options::NONE
+            },
+        })
+    };
+    get.receive(&oack(1024), now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
+    // The same OACK again: acknowledged again.
+    get.receive(&oack(1024), now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its repeat");
+    // Another one: an ERROR, and the get fails.
+    get.receive(&oack(512), now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..2], &[0, 5], "{:?}", &buf[..n]);
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &[7u8; 512],
+        }),
+        now,
+    );
+    while get.transmit(&mut buf, now) > 0 {}
+    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+}

@@ -1225,25 +1225,26 @@ fn give_way<S: Storage + ?Sized>(
         }
         None
     };
-    // Would they make room? Another entry is one partial, beyond any the store
-    // holds over its limit; bytes are the sum, with this name's partial's,
+    // Would they make room? Bytes are the sum, with this name's partial's,
     // which the upload may take over though `Full`'s `free` leaves it out,
-    // beyond any held over the limit.
-    let (mut room, mut count, mut after) = (0u64, 0u64, None::<FileName>);
+    // beyond any the store holds over its limit. Entries are one a partial,
+    // this name's too (the upload takes its place), beyond any over the limit:
+    // a store refused for bytes may be over its entries too (it checks bytes
+    // first), and one that is not needs a partial to go all the same.
+    let (mut room, mut entries, mut after) = (0u64, 0u64, None::<FileName>);
     while let Ok(Some(entry)) = store.next_partial(after.as_ref()) {
-        let idle = entry.name != *name && !held(&entry.name);
-        if idle || entry.name == *name {
+        if entry.name == *name || !held(&entry.name) {
             room = room.saturating_add(entry.size);
+            entries = entries.saturating_add(1);
         }
-        count = count.saturating_add(u64::from(idle));
         after = Some(entry.name);
     }
     let (over_bytes, over_entries) = store.over_limits();
-    let enough = match refused {
+    let bytes = match refused {
         StoreError::Full { free } => free.saturating_add(room) >= size.saturating_add(over_bytes),
-        _ => count > over_entries,
+        _ => true,
     };
-    if !enough {
+    if !bytes || entries <= over_entries {
         return (Err(refused), 0);
     }
     let (mut begun, mut discarded, mut after) = (Err(refused), 0u64, None);

@@ -188,8 +188,8 @@ sizes! {
         "ClientGet<SliceSink, fn(u64, Option<u64>)>",
         "a TFTP get: file name, options asked, block counters, timer, CRC, counters, its sink",
         size_of::<ClientGet<SliceSink<'static>, Progress>>(),
-        408,
-        384
+        416,
+        392
     ),
     (
         "ClientPut<&[u8], fn(u64, Option<u64>)>",
