@@ -838,103 +838,75 @@ mod tests {
         );
     }
 
-    /// A directory over its limits lets no partial go for an upload that
-    /// would be refused all the same: bytes held over the byte limit, and
-    /// entries over the entry limit, count against the room they would make.
-    #[test]
-    fn an_over_full_directory_discards_no_partial_for_an_upload_it_refuses_anyway() {
+    /// A directory holding `files` (names and lengths; `.NAME.part` for a
+    /// partial) under `limits` is asked, through the shared store, for an upload
+    /// of `size` bytes as `q`: the answer, whether the partial `p` is still
+    /// there, and how many partials gave way.
+    fn give_way_in(
+        files: &[(&str, usize)],
+        limits: DirLimits,
+        size: u64,
+    ) -> (Result<(), StoreError>, bool, u64) {
         use crate::transfer::{SharedStore, UploadLease};
-        for (files, limits, size) in [
-            // 150 B over a limit of 100: a 30 B partial cannot make room for 5.
-            (&[("a", 150usize)][..], limits(100, 100, 10), 5),
-            // Three files over a limit of two: one partial cannot make an entry.
-            (
-                &[("a", 1), ("b", 1), ("c", 1)][..],
-                limits(1000, 1000, 2),
-                1,
-            ),
-        ] {
-            let dir = TempDir::new("over-full-give-way");
-            for &(file, len) in files {
-                fs::write(dir.join(file), pattern(len, 1)).unwrap();
-            }
-            fs::write(dir.join(".p.part"), pattern(30, 2)).unwrap();
-            let owned = SharedStore::new(
-                DirStore::open(&dir.0, limits).unwrap(),
-                [UploadLease::EMPTY; 2],
-            );
-            let shared: &SharedStore<DirStore> = &owned;
-            let answer = shared
-                .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
-                .unwrap();
-            assert!(
-                matches!(
-                    answer,
-                    Err(StoreError::Full { .. } | StoreError::TooManyFiles { .. })
-                ),
-                "{answer:?}"
-            );
-            assert!(
-                dir.join(".p.part").exists(),
-                "{limits:?}: the partial went for nothing"
-            );
-            assert_eq!(shared.stats().partials_discarded, 0);
+        let dir = TempDir::new("give-way");
+        for &(file, len) in files {
+            fs::write(dir.join(file), pattern(len, 1)).unwrap();
         }
-        // 10 B over, and a 30 B partial: it goes, and a 5 B upload begins.
-        let dir = TempDir::new("over-full-give-way-enough");
-        fs::write(dir.join("a"), pattern(80, 1)).unwrap();
-        fs::write(dir.join(".p.part"), pattern(30, 2)).unwrap();
         let owned = SharedStore::new(
-            DirStore::open(&dir.0, limits(100, 100, 10)).unwrap(),
+            DirStore::open(&dir.0, limits).unwrap(),
             [UploadLease::EMPTY; 2],
         );
         let shared: &SharedStore<DirStore> = &owned;
         let answer = shared
-            .with_store(|store| shared.begin_upload_in(store, &name("q"), 5, false))
+            .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
             .unwrap();
-        assert!(answer.is_ok(), "{answer:?}");
-        assert_eq!(shared.stats().partials_discarded, 1);
+        let kept = dir.join(".p.part").exists();
+        (answer.map(drop), kept, shared.stats().partials_discarded)
     }
 
-    /// The upload's own partial makes an entry too (the upload takes its
-    /// place), and a store refused for bytes may be over its entries as well:
-    /// partials go only if, together, they make room for both.
+    /// Partials give way only if, together, they make the room the upload
+    /// lacks: counting what a directory holds over its limits (it may open
+    /// so), for bytes and entries both (a store refused for bytes first may be
+    /// over its entries too), and the upload's own partial as an entry it
+    /// frees (the upload takes its place).
     #[test]
-    fn partials_give_way_counting_the_uploads_own_and_both_limits() {
-        use crate::transfer::{SharedStore, UploadLease};
-        let run = |files: &[(&str, usize)], limits: DirLimits, size: u64| {
-            let dir = TempDir::new("give-way-limits");
-            for &(file, len) in files {
-                fs::write(dir.join(file), pattern(len, 1)).unwrap();
-            }
-            let owned = SharedStore::new(
-                DirStore::open(&dir.0, limits).unwrap(),
-                [UploadLease::EMPTY; 2],
-            );
-            let shared: &SharedStore<DirStore> = &owned;
-            let answer = shared
-                .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
-                .unwrap();
-            let kept = dir.join(".p.part").exists();
-            (answer.map(drop), kept, shared.stats().partials_discarded)
-        };
-        // One file, `q`'s own partial and an idle one, a limit of two: the idle
-        // one goes, and `q` begins over its own.
-        let (answer, kept, discarded) = run(
-            &[("a", 1), (".q.part", 1), (".p.part", 1)],
-            limits(1000, 1000, 2),
-            1,
-        );
-        assert_eq!((answer, kept, discarded), (Ok(()), false, 1));
-        // Three files over a limit of two, and refused for bytes first: the
-        // 45 B partial would make the bytes, but not the entries.
-        let (answer, kept, discarded) = run(
-            &[("a", 50), ("b", 1), ("c", 1), (".p.part", 45)],
-            limits(100, 100, 2),
-            10,
-        );
-        assert!(answer.is_err(), "{answer:?}");
-        assert_eq!((kept, discarded), (true, 0), "{answer:?}");
+    fn partials_give_way_only_if_together_they_make_the_room() {
+        // Refused, and the partial kept.
+        for (files, limits, size) in [
+            // 150 B over a limit of 100: a 30 B partial cannot make room for 5.
+            (&[("a", 150), (".p.part", 30)][..], limits(100, 100, 10), 5),
+            // Three files over a limit of two: one partial cannot make an entry.
+            (
+                &[("a", 1), ("b", 1), ("c", 1), (".p.part", 30)],
+                limits(1000, 1000, 2),
+                1,
+            ),
+            // Over the entries, and refused for bytes first: the 45 B partial
+            // would make the bytes, but not the entries.
+            (
+                &[("a", 50), ("b", 1), ("c", 1), (".p.part", 45)],
+                limits(100, 100, 2),
+                10,
+            ),
+        ] {
+            let (answer, kept, discarded) = give_way_in(files, limits, size);
+            assert!(answer.is_err(), "{files:?}: {answer:?}");
+            assert_eq!((kept, discarded), (true, 0), "{files:?}: {answer:?}");
+        }
+        // Begun, the partial gone.
+        for (files, limits, size) in [
+            // 10 B over, and a 30 B partial: a 5 B upload fits once it goes.
+            (&[("a", 80), (".p.part", 30)][..], limits(100, 100, 10), 5),
+            // One file, `q`'s own partial and an idle one, a limit of two.
+            (
+                &[("a", 1), (".q.part", 1), (".p.part", 1)],
+                limits(1000, 1000, 2),
+                1,
+            ),
+        ] {
+            let (answer, kept, discarded) = give_way_in(files, limits, size);
+            assert_eq!((answer, kept, discarded), (Ok(()), false, 1), "{files:?}");
+        }
     }
 
     /// A FIFO left on a partial's name refuses the append at once, as every
