@@ -840,12 +840,13 @@ mod tests {
 
     /// A directory holding `files` (names and lengths; `.NAME.part` for a
     /// partial) under `limits` is asked, through the shared store, for an upload
-    /// of `size` bytes as `q`: the answer, whether the partial `p` is still
-    /// there, and how many partials gave way.
+    /// of `size` bytes as `q` (resumed if `resume`): the answer, whether the
+    /// partial `p` is still there, and how many partials gave way.
     fn give_way_in(
         files: &[(&str, usize)],
         limits: DirLimits,
         size: u64,
+        resume: bool,
     ) -> (Result<(), StoreError>, bool, u64) {
         use crate::transfer::{SharedStore, UploadLease};
         let dir = TempDir::new("give-way");
@@ -858,7 +859,7 @@ mod tests {
         );
         let shared: &SharedStore<DirStore> = &owned;
         let answer = shared
-            .with_store(|store| shared.begin_upload_in(store, &name("q"), size, false))
+            .with_store(|store| shared.begin_upload_in(store, &name("q"), size, resume))
             .unwrap();
         let kept = dir.join(".p.part").exists();
         (answer.map(drop), kept, shared.stats().partials_discarded)
@@ -889,22 +890,42 @@ mod tests {
                 10,
             ),
         ] {
-            let (answer, kept, discarded) = give_way_in(files, limits, size);
+            let (answer, kept, discarded) = give_way_in(files, limits, size, false);
             assert!(answer.is_err(), "{files:?}: {answer:?}");
             assert_eq!((kept, discarded), (true, 0), "{files:?}: {answer:?}");
         }
         // Begun, the partial gone.
-        for (files, limits, size) in [
+        for (files, limits, size, resume) in [
             // 10 B over, and a 30 B partial: a 5 B upload fits once it goes.
-            (&[("a", 80), (".p.part", 30)][..], limits(100, 100, 10), 5),
+            (
+                &[("a", 80), (".p.part", 30)][..],
+                limits(100, 100, 10),
+                5,
+                false,
+            ),
             // One file, `q`'s own partial and an idle one, a limit of two.
             (
                 &[("a", 1), (".q.part", 1), (".p.part", 1)],
                 limits(1000, 1000, 2),
                 1,
+                false,
+            ),
+            // Three entries over the limit, but a resume keeps its partial and
+            // needs no entry: the bytes alone decide.
+            (
+                &[
+                    ("a", 1),
+                    ("b", 1),
+                    ("c", 1),
+                    (".p.part", 45),
+                    (".q.part", 5),
+                ],
+                limits(60, 1000, 2),
+                20,
+                true,
             ),
         ] {
-            let (answer, kept, discarded) = give_way_in(files, limits, size);
+            let (answer, kept, discarded) = give_way_in(files, limits, size, resume);
             assert_eq!((answer, kept, discarded), (Ok(()), false, 1), "{files:?}");
         }
     }

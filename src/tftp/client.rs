@@ -301,9 +301,9 @@ pub struct ClientGet<K, P> {
     receiver: Receiver,
     total: Option<u64>,
     crc: Crc32,
-    /// The CRC-32 of the OACK whose options ACK 0 accepted: a repeat of it is
-    /// acknowledged again.
-    oack: Option<u32>,
+    /// ACK 0 accepted an OACK's options: an OACK granting the same ones (a
+    /// repeat, in whatever order) is acknowledged again.
+    oack: bool,
 }
 
 impl<K, P> core::fmt::Debug for ClientGet<K, P> {
@@ -326,7 +326,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             receiver: Receiver::new(DEFAULT_BLOCK_SIZE, 1),
             total: None,
             crc: Crc32::new(),
-            oack: None,
+            oack: false,
         }
     }
 
@@ -420,7 +420,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
                         self.receiver.ack_due = true;
-                        self.oack = Some(crate::wire::crc32::crc32(datagram));
+                        self.oack = true;
                     }
                     Err(e) => self.common.fail(e, true, now),
                 }
@@ -434,8 +434,8 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             // The network repeated the OACK, or the server did, not having had
             // our ACK 0: before the first block, it is acknowledged again, as
             // a repeated DATA is.
-            (Phase::Running, Packet::Oack { .. })
-                if self.oack == Some(crate::wire::crc32::crc32(datagram)) =>
+            (Phase::Running, Packet::Oack { options })
+                if self.oack && self.grants_the_same(&options, datagram) =>
             {
                 bump(&mut self.common.stats.duplicates);
                 if self.receiver.received == 0 {
@@ -454,6 +454,18 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                 self.common.fail(TftpError::Unexpected, true, now);
             }
         }
+    }
+
+    /// Whether an OACK grants the options the get runs with.
+    fn grants_the_same(&self, options: &Options, datagram: &[u8]) -> bool {
+        let granted = self.common.config.granted(
+            &self.common.asked,
+            options,
+            datagram,
+            options.transfer_size,
+        );
+        granted == Ok((self.receiver.block_size, self.receiver.window))
+            && options.transfer_size == self.total
     }
 
     fn begin(&mut self, block: u16, window: u16, total: Option<u64>, now: Instant) {

@@ -2521,3 +2521,51 @@ fn an_oack_of_other_options_after_the_first_fails_the_get() {
     while get.transmit(&mut buf, now) > 0 {}
     assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
 }
+
+/// A repeat of the OACK that grants the same options in another order is a
+/// repeat all the same: acknowledged again, and the get goes on.
+#[test]
+fn a_repeated_oack_with_its_options_reordered_is_acknowledged_again() {
+    let mut into = [0u8; 4096];
+    let client_config = ClientConfig {
+        block_size: Some(1024),
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 1100];
+    let now = Instant::ZERO;
+    assert!(get.transmit(&mut buf, now) > 0);
+    let first = b"\x00\x06blksize\x001024\x00tsize\x001500\x00";
+    let again = b"\x00\x06tsize\x001500\x00blksize\x001024\x00";
+    get.receive(first, now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
+    get.receive(again, now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its reordered repeat");
+    let data = pattern(1500);
+    get.receive(
+        &emit(Packet::Data {
+            block: 1,
+            data: &data[..1024],
+        }),
+        now,
+    );
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 1]);
+    get.receive(
+        &emit(Packet::Data {
+            block: 2,
+            data: &data[1024..],
+        }),
+        now,
+    );
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 2]);
+    assert_eq!(get.outcome(), Some(Ok(1500)));
+}

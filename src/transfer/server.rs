@@ -1231,11 +1231,14 @@ fn give_way<S: Storage + ?Sized>(
     // this name's too (the upload takes its place), beyond any over the limit:
     // a store refused for bytes may be over its entries too (it checks bytes
     // first), and one that is not needs a partial to go all the same.
-    let (mut room, mut entries, mut after) = (0u64, 0u64, None::<FileName>);
+    // A resume over this name's partial takes no entry: the upload keeps it.
+    let (mut room, mut entries, mut kept, mut after) = (0u64, 0u64, false, None::<FileName>);
     while let Ok(Some(entry)) = store.next_partial(after.as_ref()) {
-        if entry.name == *name || !held(&entry.name) {
+        let own = entry.name == *name;
+        if own || !held(&entry.name) {
             room = room.saturating_add(entry.size);
             entries = entries.saturating_add(1);
+            kept |= own & resume & (entry.size <= size);
         }
         after = Some(entry.name);
     }
@@ -1244,7 +1247,7 @@ fn give_way<S: Storage + ?Sized>(
         StoreError::Full { free } => free.saturating_add(room) >= size.saturating_add(over_bytes),
         _ => true,
     };
-    if !bytes || entries <= over_entries {
+    if !bytes || (!kept && entries <= over_entries) {
         return (Err(refused), 0);
     }
     let (mut begun, mut discarded, mut after) = (Err(refused), 0u64, None);

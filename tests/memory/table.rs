@@ -188,7 +188,7 @@ sizes! {
         "ClientGet<SliceSink, fn(u64, Option<u64>)>",
         "a TFTP get: file name, options asked, block counters, timer, CRC, counters, its sink",
         size_of::<ClientGet<SliceSink<'static>, Progress>>(),
-        416,
+        408,
         392
     ),
     (
