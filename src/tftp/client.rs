@@ -301,9 +301,10 @@ pub struct ClientGet<K, P> {
     receiver: Receiver,
     total: Option<u64>,
     crc: Crc32,
-    /// ACK 0 accepted an OACK's options: an OACK granting the same ones (a
-    /// repeat, in whatever order) is acknowledged again.
-    oack: bool,
+    /// ACK 0 accepted an OACK's options, and this is the timeout it granted:
+    /// an OACK granting the same ones (a repeat, in whatever order) is
+    /// acknowledged again.
+    oack: Option<Option<u8>>,
 }
 
 impl<K, P> core::fmt::Debug for ClientGet<K, P> {
@@ -326,7 +327,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             receiver: Receiver::new(DEFAULT_BLOCK_SIZE, 1),
             total: None,
             crc: Crc32::new(),
-            oack: false,
+            oack: None,
         }
     }
 
@@ -420,7 +421,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
                         self.begin(block, window, options.transfer_size, now);
                         // ACK 0 accepts the options.
                         self.receiver.ack_due = true;
-                        self.oack = true;
+                        self.oack = Some(options.timeout_secs);
                     }
                     Err(e) => self.common.fail(e, true, now),
                 }
@@ -435,7 +436,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
             // our ACK 0: before the first block, it is acknowledged again, as
             // a repeated DATA is.
             (Phase::Running, Packet::Oack { options })
-                if self.oack && self.grants_the_same(&options, datagram) =>
+                if self.grants_the_same(&options, datagram) =>
             {
                 bump(&mut self.common.stats.duplicates);
                 if self.receiver.received == 0 {
@@ -456,8 +457,12 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
         }
     }
 
-    /// Whether an OACK grants the options the get runs with.
+    /// Whether an OACK grants the options of the one accepted: the block size
+    /// and window the get runs with, its transfer size and its timeout.
     fn grants_the_same(&self, options: &Options, datagram: &[u8]) -> bool {
+        if self.oack != Some(options.timeout_secs) {
+            return false;
+        }
         let granted = self.common.config.granted(
             &self.common.asked,
             options,

@@ -2569,3 +2569,35 @@ fn a_repeated_oack_with_its_options_reordered_is_acknowledged_again() {
     assert_eq!(&buf[..n], &[0, 4, 0, 2]);
     assert_eq!(get.outcome(), Some(Ok(1500)));
 }
+
+/// An OACK that leaves out the timeout the first one granted grants other
+/// options: no repeat, and the get fails.
+#[test]
+fn an_oack_leaving_out_the_granted_timeout_is_no_repeat() {
+    let mut into = [0u8; 4096];
+    let client_config = ClientConfig {
+        block_size: Some(1024),
+        timeout: crate::time::Duration::from_secs(3),
+        send_timeout: true,
+        ..ClientConfig::DEFAULT
+    };
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        client_config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let mut buf = [0u8; 1100];
+    let now = Instant::ZERO;
+    assert!(get.transmit(&mut buf, now) > 0);
+    let first = b"\x00\x06blksize\x001024\x00timeout\x003\x00tsize\x001500\x00";
+    get.receive(first, now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
+    get.receive(first, now);
+    let n = get.transmit(&mut buf, now);
+    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its repeat");
+    get.receive(b"\x00\x06blksize\x001024\x00tsize\x001500\x00", now);
+    while get.transmit(&mut buf, now) > 0 {}
+    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+}
