@@ -209,7 +209,9 @@ fn serve(device: &'static mut Lan9118<Mmio>, clock: &mut Clock, seed: u64) -> ! 
 
     log_ram_use();
     device.enable_rx_interrupt();
-    log::info!("listening: {IPV4} {IPV6}, {}", Describe);
+    // The addresses written out, as the embassy firmware's banner has them:
+    // formatting `IPV6` would link `Ipv6Addr`'s 1.2 KB formatter for this line.
+    log::info!("listening: 192.168.69.1/24 fdaa::1/64, {}", Describe);
 
     let mut stats_logged = (Instant::ZERO, *device.stats());
     loop {
