@@ -972,6 +972,18 @@ mod tests {
     const PEER: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
     const PORT: u16 = 7;
 
+    /// Our ACK on the connection of `PORT` with the peer's port 50000: it tells
+    /// the peer the one sequence number its RST must carry, 1000.
+    fn our_ack() -> Vec<u8> {
+        segment(
+            (US, PEER),
+            (PORT, 50000),
+            TcpControl::None,
+            (1, Some(1000)),
+            false,
+        )
+    }
+
     /// An IPv6 packet (medium IP) carrying a TCP segment with no payload, behind
     /// an empty Hop-by-Hop header if `hop_by_hop`.
     fn segment(
@@ -1038,13 +1050,7 @@ mod tests {
         let state = state(&mut backlog);
         let now = Instant::ZERO;
         // Our ACK tells the peer the one sequence number its RST must carry.
-        let ours = segment(
-            (US, PEER),
-            (PORT, 50000),
-            TcpControl::None,
-            (1, Some(1000)),
-            false,
-        );
+        let ours = our_ack();
         for hop_by_hop in [false, true] {
             // (The exact reset below ends the connection: it is watched again.)
             state.observe(&ours);
@@ -1096,13 +1102,7 @@ mod tests {
         let state = state(&mut backlog);
         let now = Instant::ZERO;
         state.ports.push((PORT, 0)).unwrap();
-        let ours = segment(
-            (US, PEER),
-            (PORT, 50000),
-            TcpControl::None,
-            (1, Some(1000)),
-            false,
-        );
+        let ours = our_ack();
         state.observe(&ours);
         // While the connection lives, a SYN from its port is its own (a
         // duplicate): passed on, not held.
@@ -1139,13 +1139,7 @@ mod tests {
             let mut backlog = Backlog::<4, 4, 8>::new();
             let state = state(&mut backlog);
             let now = Instant::ZERO;
-            let ours = segment(
-                (US, PEER),
-                (PORT, 50000),
-                TcpControl::None,
-                (1, Some(1000)),
-                false,
-            );
+            let ours = our_ack();
             state.observe(&ours);
             let mut odd = segment(
                 (PEER, US),

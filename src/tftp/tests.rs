@@ -2472,6 +2472,47 @@ fn a_repeated_oack_is_acknowledged_again_like_a_repeated_data() {
     }
 }
 
+type Progress = fn(u64, Option<u64>);
+
+/// A get of `f` into `into` asking for 1024-byte blocks (and what `config`
+/// adds), its request gone out.
+fn get_of_1024_byte_blocks(
+    into: &mut [u8],
+    config: ClientConfig,
+) -> ClientGet<SliceSink<'_>, Progress> {
+    let config = ClientConfig {
+        block_size: Some(1024),
+        ..config
+    };
+    let progress: Progress = |_, _| {};
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(into),
+        progress,
+    );
+    assert!(get.transmit(&mut [0u8; 1100], Instant::ZERO) > 0);
+    get
+}
+
+/// What `get` sends once it has `datagram` from the server.
+fn answer_to(get: &mut ClientGet<SliceSink<'_>, Progress>, datagram: &[u8]) -> Vec<u8> {
+    get.receive(datagram, Instant::ZERO);
+    let mut buf = [0u8; 1100];
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    buf[..n].to_vec()
+}
+
+/// The get, once it has `datagram` and sent all it has to: its outcome.
+fn outcome_after(
+    get: &mut ClientGet<SliceSink<'_>, Progress>,
+    datagram: &[u8],
+) -> Option<Result<u64, TftpError>> {
+    get.receive(datagram, Instant::ZERO);
+    while get.transmit(&mut [0u8; 1100], Instant::ZERO) > 0 {}
+    get.outcome()
+}
+
 /// ACK 0 accepts an OACK's options: a second OACK that grants others (a
 /// 512-byte block after a 1024-byte one) is no repeat of the first, and is not
 /// acknowledged. Which block the server now sends is not known: the get fails,
@@ -2479,19 +2520,7 @@ fn a_repeated_oack_is_acknowledged_again_like_a_repeated_data() {
 #[test]
 fn an_oack_of_other_options_after_the_first_fails_the_get() {
     let mut into = [0u8; 4096];
-    let client_config = ClientConfig {
-        block_size: Some(1024),
-        ..ClientConfig::DEFAULT
-    };
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        client_config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let mut buf = [0u8; 1100];
-    let now = Instant::ZERO;
-    assert!(get.transmit(&mut buf, now) > 0);
+    let mut get = get_of_1024_byte_blocks(&mut into, ClientConfig::DEFAULT);
     let oack = |block_size| {
         emit(Packet::Oack {
             options: Options {
@@ -2500,26 +2529,28 @@ fn an_oack_of_other_options_after_the_first_fails_the_get() {
             },
         })
     };
-    get.receive(&oack(1024), now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
-    // The same OACK again: acknowledged again.
-    get.receive(&oack(1024), now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its repeat");
-    // Another one: an ERROR, and the get fails.
-    get.receive(&oack(512), now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..2], &[0, 5], "{:?}", &buf[..n]);
-    get.receive(
-        &emit(Packet::Data {
-            block: 1,
-            data: &[7u8; 512],
-        }),
-        now,
+    assert_eq!(
+        answer_to(&mut get, &oack(1024)),
+        [0, 4, 0, 0],
+        "ACK 0 of the first OACK"
     );
-    while get.transmit(&mut buf, now) > 0 {}
-    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+    // The same OACK again: acknowledged again.
+    assert_eq!(
+        answer_to(&mut get, &oack(1024)),
+        [0, 4, 0, 0],
+        "ACK 0 of its repeat"
+    );
+    // Another one: an ERROR, and the get fails.
+    let refusal = answer_to(&mut get, &oack(512));
+    assert_eq!(&refusal[..2], &[0, 5], "{refusal:?}");
+    let data = emit(Packet::Data {
+        block: 1,
+        data: &[7u8; 512],
+    });
+    assert_eq!(
+        outcome_after(&mut get, &data),
+        Some(Err(TftpError::BadOptions))
+    );
 }
 
 /// A repeat of the OACK that grants the same options in another order is a
@@ -2527,46 +2558,23 @@ fn an_oack_of_other_options_after_the_first_fails_the_get() {
 #[test]
 fn a_repeated_oack_with_its_options_reordered_is_acknowledged_again() {
     let mut into = [0u8; 4096];
-    let client_config = ClientConfig {
-        block_size: Some(1024),
-        ..ClientConfig::DEFAULT
-    };
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        client_config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let mut buf = [0u8; 1100];
-    let now = Instant::ZERO;
-    assert!(get.transmit(&mut buf, now) > 0);
+    let mut get = get_of_1024_byte_blocks(&mut into, ClientConfig::DEFAULT);
     let first = b"\x00\x06blksize\x001024\x00tsize\x001500\x00";
     let again = b"\x00\x06tsize\x001500\x00blksize\x001024\x00";
-    get.receive(first, now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
-    get.receive(again, now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its reordered repeat");
+    assert_eq!(
+        answer_to(&mut get, first),
+        [0, 4, 0, 0],
+        "ACK 0 of the first OACK"
+    );
+    assert_eq!(
+        answer_to(&mut get, again),
+        [0, 4, 0, 0],
+        "ACK 0 of its reordered repeat"
+    );
     let data = pattern(1500);
-    get.receive(
-        &emit(Packet::Data {
-            block: 1,
-            data: &data[..1024],
-        }),
-        now,
-    );
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 1]);
-    get.receive(
-        &emit(Packet::Data {
-            block: 2,
-            data: &data[1024..],
-        }),
-        now,
-    );
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 2]);
+    let block = |block, data| emit(Packet::Data { block, data });
+    assert_eq!(answer_to(&mut get, &block(1, &data[..1024])), [0, 4, 0, 1]);
+    assert_eq!(answer_to(&mut get, &block(2, &data[1024..])), [0, 4, 0, 2]);
     assert_eq!(get.outcome(), Some(Ok(1500)));
 }
 
@@ -2575,29 +2583,26 @@ fn a_repeated_oack_with_its_options_reordered_is_acknowledged_again() {
 #[test]
 fn an_oack_leaving_out_the_granted_timeout_is_no_repeat() {
     let mut into = [0u8; 4096];
-    let client_config = ClientConfig {
-        block_size: Some(1024),
+    let config = ClientConfig {
         timeout: crate::time::Duration::from_secs(3),
         send_timeout: true,
         ..ClientConfig::DEFAULT
     };
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        client_config,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let mut buf = [0u8; 1100];
-    let now = Instant::ZERO;
-    assert!(get.transmit(&mut buf, now) > 0);
+    let mut get = get_of_1024_byte_blocks(&mut into, config);
     let first = b"\x00\x06blksize\x001024\x00timeout\x003\x00tsize\x001500\x00";
-    get.receive(first, now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of the first OACK");
-    get.receive(first, now);
-    let n = get.transmit(&mut buf, now);
-    assert_eq!(&buf[..n], &[0, 4, 0, 0], "ACK 0 of its repeat");
-    get.receive(b"\x00\x06blksize\x001024\x00tsize\x001500\x00", now);
-    while get.transmit(&mut buf, now) > 0 {}
-    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+    assert_eq!(
+        answer_to(&mut get, first),
+        [0, 4, 0, 0],
+        "ACK 0 of the first OACK"
+    );
+    assert_eq!(
+        answer_to(&mut get, first),
+        [0, 4, 0, 0],
+        "ACK 0 of its repeat"
+    );
+    let without_timeout = b"\x00\x06blksize\x001024\x00tsize\x001500\x00";
+    assert_eq!(
+        outcome_after(&mut get, without_timeout),
+        Some(Err(TftpError::BadOptions))
+    );
 }
