@@ -9,7 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use smolsock::store::FileStat;
@@ -30,11 +30,20 @@ impl std::fmt::Display for PathError {
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
-    move |error| PathError {
+    move |error| at_path(path, error)
+}
+
+fn at_path(path: &Path, error: io::Error) -> PathError {
+    PathError {
         path: path.to_owned(),
         error,
     }
 }
+
+/// How far apart [`SourceFile::checksum`] keeps the CRC-32 of the file's first
+/// bytes: a resumed upload then reads at most this much of its prefix again
+/// on the open connection (a fraction of a second), however large the file.
+pub const CHECKPOINT_EVERY: u64 = 16 << 20;
 
 /// A file to upload, read at offsets. Its size is taken when it is opened.
 #[derive(Debug)]
@@ -42,6 +51,9 @@ pub struct SourceFile {
     path: PathBuf,
     file: File,
     size: u64,
+    /// `(at, CRC-32 of bytes 0..at)` every [`CHECKPOINT_EVERY`] bytes, from
+    /// [`checksum`](Self::checksum).
+    checkpoints: Vec<(u64, u32)>,
     error: Option<PathError>,
 }
 
@@ -57,8 +69,44 @@ impl SourceFile {
             path: path.to_owned(),
             file,
             size: meta.len(),
+            checkpoints: Vec::new(),
             error: None,
         })
+    }
+
+    /// Reads the whole file for its CRC-32, telling `progress` how far it got,
+    /// and keeps checkpoints on the way for a resume.
+    ///
+    /// Done before connecting: the client would otherwise hash the file on the
+    /// open connection, sending nothing meanwhile, and a server resets a
+    /// connection idle for its idle timeout (60 s by default), so a file too
+    /// large to read in that time could never be uploaded.
+    pub fn checksum(&mut self, mut progress: impl FnMut(u64, u64)) -> Result<u32, PathError> {
+        let mut crc = Crc32::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        self.checkpoints.clear();
+        while at < self.size {
+            // Up to the next checkpoint at most, so each falls on a read's end.
+            let to_checkpoint = CHECKPOINT_EVERY - at % CHECKPOINT_EVERY;
+            let want = (self.size - at).min(to_checkpoint).min(buf.len() as u64) as usize;
+            let n = self.read(at, &mut buf[..want]).map_err(|_| {
+                self.error
+                    .take()
+                    .unwrap_or_else(|| at_path(&self.path, io::ErrorKind::Other.into()))
+            })?;
+            if n == 0 {
+                let short = io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than its size");
+                return Err(at_path(&self.path, short));
+            }
+            crc.update(&buf[..n]);
+            at += n as u64;
+            if at.is_multiple_of(CHECKPOINT_EVERY) {
+                self.checkpoints.push((at, crc.finish()));
+            }
+            progress(at, self.size);
+        }
+        Ok(crc.finish())
     }
 
     /// The I/O error behind the last [`LocalError`], if any.
@@ -89,6 +137,14 @@ impl FileSource for SourceFile {
             }
         }
         Ok(filled)
+    }
+
+    fn crc_checkpoint(&mut self, len: u64) -> Option<(u64, u32)> {
+        self.checkpoints
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= len)
+            .copied()
     }
 }
 
@@ -130,7 +186,9 @@ pub fn check_target(path: &Path, force: bool) -> Result<(), String> {
 /// The `.part` file is created when the first byte arrives (or, for an empty
 /// file, when it is complete): a GET the server refuses (`NotFound`, say) leaves
 /// nothing behind. A resumed download continues an existing `.part`; the client
-/// asks for it through [`held`](FileSink::held) only with `--resume`.
+/// asks for it through [`held`](FileSink::held) only with `--resume`. A `.part`
+/// that is a symbolic link is neither followed nor replaced: the download
+/// fails, whatever the link points to untouched.
 #[derive(Debug)]
 pub struct PartFile {
     target: PathBuf,
@@ -139,6 +197,8 @@ pub struct PartFile {
     overwrite: bool,
     /// The open `.part`, once it exists for this download.
     file: Option<File>,
+    /// What [`prepare_resume`](Self::prepare_resume) found, for `held`.
+    prepared: Option<Result<(u64, u32), LocalError>>,
     error: Option<PathError>,
 }
 
@@ -150,7 +210,38 @@ impl PartFile {
             part: partial_path(target),
             overwrite,
             file: None,
+            prepared: None,
             error: None,
+        }
+    }
+
+    /// Reads what an earlier attempt left in the `.part` now, before
+    /// connecting, for the client's [`held`](FileSink::held) to answer at
+    /// once: it asks on the open connection, which sends nothing meanwhile,
+    /// and a server resets a connection idle for its idle timeout (60 s by
+    /// default), which reading a large `.part` could outlast.
+    pub fn prepare_resume(&mut self) {
+        self.prepared = Some(self.read_held());
+    }
+
+    /// The `.part`'s length and CRC-32, the file kept open for the rest.
+    fn read_held(&mut self) -> Result<(u64, u32), LocalError> {
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.part);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(self.part_error(e, LocalError::Read)),
+        };
+        match length_and_crc(&file) {
+            Ok(held) => {
+                self.file = Some(file);
+                Ok(held)
+            }
+            Err(e) => Err(self.part_error(e, LocalError::Read)),
         }
     }
 
@@ -189,6 +280,7 @@ impl PartFile {
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&self.part);
             match opened {
                 Ok(file) => self.file = Some(file),
@@ -219,18 +311,9 @@ fn length_and_crc(mut file: &File) -> io::Result<(u64, u32)> {
 
 impl FileSink for PartFile {
     fn held(&mut self) -> Result<(u64, u32), LocalError> {
-        let opened = OpenOptions::new().read(true).write(true).open(&self.part);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
-            Err(e) => return Err(self.part_error(e, LocalError::Read)),
-        };
-        match length_and_crc(&file) {
-            Ok(held) => {
-                self.file = Some(file);
-                Ok(held)
-            }
-            Err(e) => Err(self.part_error(e, LocalError::Read)),
+        match self.prepared.take() {
+            Some(held) => held,
+            None => self.read_held(),
         }
     }
 

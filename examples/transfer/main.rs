@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use smolsock::blocking::{self, StdClock, StdIo};
 use smolsock::session::Request;
 use smolsock::store::{FileName, FileStat};
-use smolsock::transfer::{ClientError, PutOptions, TransferClient};
+use smolsock::transfer::{ClientError, FileSource, PutOptions, TransferClient};
 use smolsock::wire::transfer::ErrorCode;
 
 use local::{PartFile, PathError, SourceFile, check_target, download_path};
@@ -271,10 +271,14 @@ fn put(
     };
     let name = file_name(&name)?;
     let mut source = SourceFile::open(file).map_err(|e| e.to_string())?;
+    let crc = checksum(display, name.as_str(), &mut source)?;
     let (server, mut client) = Connection::open(remote).map_err(|e| e.explain())?;
     let mut bar = Bar::new(display, "put", name.as_str());
     let mut started = None;
-    let options = PutOptions { resume, crc: None };
+    let options = PutOptions {
+        resume,
+        crc: Some(crc),
+    };
     let result = {
         let progress = tracker(&mut bar, &mut started);
         let mut put = client.put(name, &mut source, options, progress);
@@ -283,6 +287,23 @@ fn put(
     bar.finish(result.is_ok());
     let stat = result.map_err(|e| with_detail(e, source.take_error()).explain())?;
     report(out, started.unwrap_or(0), stat, "stored").map_err(|e| e.to_string())
+}
+
+/// Files from this size on show a bar while their CRC-32 is computed.
+const CRC_BAR_FROM: u64 = 64 << 20;
+
+/// The file's CRC-32, read before connecting (`SourceFile::checksum` says why),
+/// with a bar of its own for a file large enough to take a while.
+fn checksum(display: &Display, name: &str, source: &mut SourceFile) -> Result<u32, String> {
+    let mut bar = Bar::new(display, "crc", name);
+    let shown = source.size() >= CRC_BAR_FROM;
+    let crc = source.checksum(|done, total| {
+        if shown {
+            bar.update(done, total);
+        }
+    });
+    bar.finish(crc.is_ok());
+    crc.map_err(|e| e.to_string())
 }
 
 /// A local failure's message names the file.
@@ -306,6 +327,9 @@ fn get(
     let path = download_path(name.as_str(), output);
     check_target(&path, force)?;
     let mut sink = PartFile::new(&path, force);
+    if resume {
+        sink.prepare_resume();
+    }
     let (server, mut client) = Connection::open(remote).map_err(|e| e.explain())?;
     let mut bar = Bar::new(display, "get", name.as_str());
     let mut started = None;

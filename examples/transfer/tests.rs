@@ -13,9 +13,9 @@ use smolsock::store::{DirLimits, DirStore};
 use smolsock::transfer::{
     FileSink, FileSource, LocalError, SharedStore, TransferServer, TransferStats, UploadLease,
 };
-use smolsock::wire::crc32::crc32;
+use smolsock::wire::crc32::{Crc32, crc32};
 
-use super::local::partial_path;
+use super::local::{CHECKPOINT_EVERY, partial_path};
 use super::progress::{Fitted, SPARE_COLUMNS, TermLike, fit_prefix, whole_percent};
 use super::*;
 
@@ -333,6 +333,78 @@ fn a_file_that_appears_during_the_download_is_kept_unless_forced() {
 }
 
 #[test]
+fn a_prepared_resume_is_what_held_answers_on_the_open_connection() {
+    let dir = ScratchDir::new("prepared");
+    let target = dir.join("a.bin");
+    std::fs::write(partial_path(&target), b"hello, ").unwrap();
+    let mut sink = PartFile::new(&target, false);
+    sink.prepare_resume();
+    // Read before connecting: what happens to the file after is not read again.
+    std::fs::write(partial_path(&target), b"HELLO, world").unwrap();
+    assert_eq!(sink.held(), Ok((7, crc32(b"hello, "))));
+    // Once only: a second ask reads the file as it is.
+    assert_eq!(sink.held(), Ok((12, crc32(b"HELLO, world"))));
+}
+
+#[test]
+fn a_part_file_that_is_a_link_is_not_followed() {
+    let dir = ScratchDir::new("part-link");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let target = dir.join("a.bin");
+    std::os::unix::fs::symlink(&victim, partial_path(&target)).unwrap();
+    let mut sink = PartFile::new(&target, false);
+    assert_eq!(sink.write(0, b"download"), Err(LocalError::Write));
+    let error = sink.take_error().unwrap().to_string();
+    assert!(error.contains("a.bin.part"), "{error}");
+    let mut resumed = PartFile::new(&target, false);
+    assert_eq!(resumed.held(), Err(LocalError::Read));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        std::fs::symlink_metadata(partial_path(&target))
+            .unwrap()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_source_file_s_checksum_keeps_checkpoints_for_a_resume() {
+    let dir = ScratchDir::new("checkpoints");
+    let path = dir.join("big.bin");
+    // Sparse: two checkpoints' worth of zeros and five bytes more.
+    let size = 2 * CHECKPOINT_EVERY + 5;
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    let mut source = SourceFile::open(&path).unwrap();
+    assert_eq!(source.crc_checkpoint(CHECKPOINT_EVERY), None, "none yet");
+    let mut reported = Vec::new();
+    let crc = source
+        .checksum(|done, total| reported.push((done, total)))
+        .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut expected = Crc32::new();
+    let mut crc_at = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let n = (size - at).min(zeros.len() as u64);
+        expected.update(&zeros[..n as usize]);
+        at += n;
+        crc_at.push((at, expected.finish()));
+    }
+    assert_eq!(crc, expected.finish());
+    assert_eq!(reported.last(), Some(&(size, size)));
+    let crc_of = |len: u64| crc_at.iter().find(|(at, _)| *at == len).unwrap().1;
+    assert_eq!(source.crc_checkpoint(CHECKPOINT_EVERY - 1), None);
+    assert_eq!(
+        source.crc_checkpoint(CHECKPOINT_EVERY + 100),
+        Some((CHECKPOINT_EVERY, crc_of(CHECKPOINT_EVERY)))
+    );
+    assert_eq!(
+        source.crc_checkpoint(size),
+        Some((2 * CHECKPOINT_EVERY, crc_of(2 * CHECKPOINT_EVERY)))
+    );
+}
+
+#[test]
 fn a_source_file_reads_at_offsets_and_ends_cleanly() {
     let dir = ScratchDir::new("source");
     let path = dir.join("s.bin");
@@ -433,6 +505,12 @@ struct TestServer {
 
 impl TestServer {
     fn start(root: &Path) -> Self {
+        Self::start_with(root, || {})
+    }
+
+    /// A server that calls `on_accept` as each connection comes in, before it
+    /// reads a byte of it.
+    fn start_with(root: &Path, mut on_accept: impl FnMut() + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -448,6 +526,7 @@ impl TestServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                on_accept();
                 stream.set_nodelay(true).unwrap();
                 stream.set_read_timeout(Some(TICK)).unwrap();
                 stream.set_write_timeout(Some(TICK)).unwrap();
@@ -746,4 +825,45 @@ fn the_final_rate_counts_only_what_moved() {
     bar.finish(true);
     let last = term.lines().pop().unwrap();
     assert!(last.contains("1.00 GiB/1.00 GiB 0 B/s ETA"), "{last:?}");
+}
+
+#[test]
+fn put_takes_the_file_s_crc_before_it_connects() {
+    // The client must not read the whole file on the open connection: it sends
+    // nothing meanwhile, and a server resets a connection idle for its idle
+    // timeout, which a large file outlasts. Changing the file as the server
+    // accepts shows when the CRC was taken: before, so the bytes sent no
+    // longer match it and the server stores nothing.
+    let (root, work) = (ScratchDir::new("crc-root"), ScratchDir::new("crc-work"));
+    let path = work.join("f.bin");
+    std::fs::write(&path, file_bytes(3000, 5)).unwrap();
+    let changed = path.clone();
+    let server = TestServer::start_with(&root.0, move || {
+        std::fs::write(&changed, file_bytes(3000, 6)).unwrap();
+    });
+    let error = server.err(&["put", path_arg(&path)]);
+    assert!(error.to_lowercase().contains("checksum"), "{error}");
+    assert!(!root.join("f.bin").exists());
+    server.stop();
+}
+
+#[test]
+fn a_download_into_a_linked_part_file_fails_and_leaves_its_target_alone() {
+    let (root, work) = (ScratchDir::new("link-root"), ScratchDir::new("link-work"));
+    std::fs::write(root.join("f.bin"), file_bytes(5000, 7)).unwrap();
+    let server = TestServer::start(&root.0);
+    let victim = work.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let target = work.join("f.bin");
+    std::os::unix::fs::symlink(&victim, partial_path(&target)).unwrap();
+    for args in [
+        &["get", "f.bin", "-o", path_arg(&target)][..],
+        &["get", "f.bin", "-o", path_arg(&target), "--resume"][..],
+    ] {
+        let error = server.err(args);
+        assert!(error.contains("f.bin.part"), "{args:?}: {error}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{args:?}");
+        assert!(!target.exists(), "{args:?}");
+    }
+    server.stop();
 }

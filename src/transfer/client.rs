@@ -209,6 +209,12 @@ pub struct PutOptions {
     pub resume: bool,
     /// The CRC-32 of the whole file, if known; otherwise the client reads the
     /// source once to compute it before sending the PUT.
+    ///
+    /// The client reads it on the open connection, which sends nothing
+    /// meanwhile, and a server resets a connection that stays idle for long
+    /// (smolsock's after 60 s by default): for a file that takes longer than
+    /// that to read, compute its CRC-32 before connecting and pass it here
+    /// (and see [`FileSource::crc_checkpoint`] for a resume).
     pub crc: Option<u32>,
 }
 
@@ -1289,10 +1295,15 @@ impl<S: FileSource, P: FnMut(u64, u64)> Exchange for PutExchange<S, P> {
                 } else if offset == 0 || offset == self.size {
                     self.start_sending(offset);
                 } else {
+                    // What the source knows of its first bytes is not read again.
+                    let (at, crc) = match self.source.crc_checkpoint(offset) {
+                        Some((at, crc)) if at <= offset => (at, Crc32::resume(crc)),
+                        _ => (0, Crc32::new()),
+                    };
                     self.step = PutStep::CheckPrefix {
-                        at: 0,
+                        at,
                         end: offset,
-                        crc: Crc32::new(),
+                        crc,
                         expected: prefix_crc,
                     };
                 }

@@ -45,6 +45,24 @@ pub trait FileSource {
     /// Copies bytes from `offset` on into `buf` and returns how many. Fills `buf`
     /// unless the file ends first.
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError>;
+
+    /// A CRC-32 of the file's first bytes that the source already knows, to
+    /// check a resumed upload's prefix with less reading: `(at, crc)`, `crc`
+    /// being the CRC-32 of bytes `0..at`, for some `at` no greater than `len`.
+    /// The client then reads only `at..len` of the file to check the `len`
+    /// bytes the server holds. The default knows none, and the client reads
+    /// them all.
+    ///
+    /// The client checks the prefix on the open connection, which sends
+    /// nothing meanwhile, and a server resets a connection that stays idle
+    /// for long (smolsock's after 60 s by default): a source of several
+    /// gigabytes on a slow disk should keep checkpoints from an earlier pass
+    /// over the file (the one that computed its whole CRC-32, say), every few
+    /// tens of megabytes. An answer with `at` above `len` is not used.
+    fn crc_checkpoint(&mut self, len: u64) -> Option<(u64, u32)> {
+        let _ = len;
+        None
+    }
 }
 
 /// A file in memory (RAM or memory-mapped flash).
@@ -74,6 +92,10 @@ impl<T: FileSource + ?Sized> FileSource for &mut T {
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
         (**self).read(offset, buf)
     }
+
+    fn crc_checkpoint(&mut self, len: u64) -> Option<(u64, u32)> {
+        (**self).crc_checkpoint(len)
+    }
 }
 
 /// Where a download's bytes go: written in order, kept aside until the checksum
@@ -81,6 +103,12 @@ impl<T: FileSource + ?Sized> FileSource for &mut T {
 pub trait FileSink {
     /// How many bytes an earlier attempt left, and their CRC-32, for a resumed
     /// download. The default holds nothing.
+    ///
+    /// The client asks once the connection is open, and sends nothing until
+    /// this returns, while a server resets a connection that stays idle for
+    /// long (smolsock's after 60 s by default): a sink that must read
+    /// gigabytes to answer should compute the answer before connecting and
+    /// return it from here.
     fn held(&mut self) -> Result<(u64, u32), LocalError> {
         Ok((0, 0))
     }

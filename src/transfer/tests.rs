@@ -1231,3 +1231,93 @@ fn a_resume_over_a_whole_partial_of_other_bytes_stores_the_file() {
     assert_eq!(outcome.map(|s| s.crc), Ok(crc32(file)));
     assert_eq!(stored(&shared), [("f".to_owned(), file.to_vec())]);
 }
+
+/// A source that knows the CRC-32 of its first `checkpoint.0` bytes, and
+/// remembers the lowest offset it was read at.
+struct Checkpointed<'a> {
+    data: &'a [u8],
+    checkpoint: (u64, u32),
+    lowest_read: u64,
+}
+
+impl FileSource for Checkpointed<'_> {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, LocalError> {
+        self.lowest_read = self.lowest_read.min(offset);
+        (&self.data[..]).read(offset, buf)
+    }
+
+    fn crc_checkpoint(&mut self, _len: u64) -> Option<(u64, u32)> {
+        Some(self.checkpoint)
+    }
+}
+
+/// Each stored file's name and bytes.
+type Stored = Vec<(String, Vec<u8>)>;
+
+/// Resumes an upload of `data` over a partial of its first 100,000 bytes,
+/// with the source's `checkpoint`; gives the outcome, what the store then
+/// holds, and the lowest offset the client read the source at.
+fn resume_with_checkpoint(
+    data: &[u8],
+    checkpoint: (u64, u32),
+) -> (Result<FileStat, ClientError>, Stored, u64) {
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    shared
+        .with_store(|s| {
+            let mut up = s.begin_upload(&name("big"), 120_000, false).unwrap();
+            s.append(&mut up, &data[..100_000]).unwrap();
+        })
+        .unwrap();
+    let mut server = TransferServer::new(&shared, vec![0; 1028], vec![0; 1028]).unwrap();
+    server.start(Instant::ZERO);
+    let mut source = Checkpointed {
+        data,
+        checkpoint,
+        lowest_read: u64::MAX,
+    };
+    let mut client = TransferClient::new(vec![0; 1028], vec![0; 1028]).unwrap();
+    let options = PutOptions {
+        resume: true,
+        crc: Some(crc32(data)),
+    };
+    let outcome = {
+        let mut put = client.put(name("big"), &mut source, options, |_, _| {});
+        Pipe::new(&[1500], &[1500]).run(&mut put, &mut server)
+    };
+    (outcome, stored(&shared), source.lowest_read)
+}
+
+#[test]
+fn a_resume_checks_its_prefix_from_the_source_s_checkpoint_on() {
+    let data = pattern(120_000, 3);
+    let checkpoint = (80_000, crc32(&data[..80_000]));
+    let (outcome, files, lowest_read) = resume_with_checkpoint(&data, checkpoint);
+    assert_eq!(outcome.map(|s| s.crc), Ok(crc32(&data)));
+    assert_eq!(files, [("big".to_owned(), data.clone())]);
+    assert_eq!(
+        lowest_read, 80_000,
+        "bytes before the checkpoint are not read"
+    );
+}
+
+#[test]
+fn a_checkpoint_past_the_prefix_is_not_used_and_a_wrong_one_starts_over() {
+    let data = pattern(120_000, 3);
+    // Past the 100,000 bytes the server holds: the client reads them all.
+    let past = (110_000, crc32(&data[..110_000]));
+    let (outcome, files, lowest_read) = resume_with_checkpoint(&data, past);
+    assert_eq!(outcome.map(|s| s.crc), Ok(crc32(&data)));
+    assert_eq!(files, [("big".to_owned(), data.clone())]);
+    assert_eq!(lowest_read, 0);
+    // A checkpoint that is not the file's: the prefix does not match, the
+    // upload starts over at 0, and the stored file is still the right one.
+    let wrong = (80_000, crc32(&data[..80_000]) ^ 1);
+    let (outcome, files, lowest_read) = resume_with_checkpoint(&data, wrong);
+    assert_eq!(outcome.map(|s| s.crc), Ok(crc32(&data)));
+    assert_eq!(files, [("big".to_owned(), data)]);
+    assert_eq!(lowest_read, 0);
+}
