@@ -14,7 +14,7 @@
 //! that missed the final ACK retransmits its last DATA to a closed port and
 //! counts a timeout, though the file arrived whole.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration as StdDuration;
 
@@ -102,7 +102,11 @@ fn drive(
             if n == 0 {
                 break;
             }
-            socket.send_to(buf.get(..n).unwrap_or_default(), peer.unwrap_or(server))?;
+            send_to(
+                &socket,
+                buf.get(..n).unwrap_or_default(),
+                peer.unwrap_or(server),
+            )?;
         }
         if let Some(outcome) = session.outcome() {
             return outcome.map_err(StdError::Tftp);
@@ -127,11 +131,17 @@ fn drive(
                     _ if super::is_error(datagram) => {}
                     _ => {
                         let n = emit_error(&mut buf, ErrorCode::UnknownTid, "unknown transfer ID");
-                        socket.send_to(buf.get(..n).unwrap_or_default(), from)?;
+                        send_to(&socket, buf.get(..n).unwrap_or_default(), from)?;
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            // A signal: a receive with a timeout is never restarted (even with
+            // SA_RESTART), and the wait is counted again from the clock.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             // ICMP port unreachable from an earlier send: the next packets tell.
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
             Err(e) => return Err(e.into()),
@@ -139,6 +149,16 @@ fn drive(
         let at = now();
         if session.poll_timeout().is_some_and(|due| at >= due) {
             session.handle_timeout(at);
+        }
+    }
+}
+
+/// Sends one datagram, again if a signal interrupted the call.
+fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+    loop {
+        match socket.send_to(bytes, to) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => return other.map(drop),
         }
     }
 }

@@ -1603,6 +1603,70 @@ fn std_get(
     std_net::get(server, name, config, SliceSink::new(into), |_, _| {})
 }
 
+#[cfg(all(feature = "std", target_os = "linux"))]
+#[test]
+fn a_signal_while_a_std_get_waits_does_not_end_it() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    extern "C" fn ignore(_: libc::c_int) {}
+    // A handler that does nothing, as a program's SIGWINCH or SIGCHLD handler
+    // might: a receive with a timeout returns EINTR however it was installed.
+    #[allow(unsafe_code)]
+    // SAFETY: a zeroed sigaction is valid, and the handler is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    // A server that takes the request and never answers: the get ends with
+    // its own verdict after its tries, signals or none.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = ClientConfig {
+        timeout: crate::time::Duration::from_millis(100),
+        max_tries: 2,
+        ..ClientConfig::DEFAULT
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: no precondition.
+    let this_thread = unsafe { libc::pthread_self() };
+    let done = Arc::new(AtomicBool::new(false));
+    let signaller = {
+        let done = Arc::clone(&done);
+        // Ends when the get has ended, which its own timeouts bound.
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                #[allow(unsafe_code)]
+                // SAFETY: the thread lives until `done` is set.
+                unsafe {
+                    libc::pthread_kill(this_thread, libc::SIGUSR1);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let mut into = [0u8; 64];
+    let got = std_net::get(
+        silent.local_addr().unwrap(),
+        FileName::new("boot.cfg").unwrap(),
+        config,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    done.store(true, Ordering::SeqCst);
+    signaller.join().unwrap();
+    assert!(
+        matches!(got, Err(std_net::StdError::Tftp(TftpError::TimedOut))),
+        "{got:?}"
+    );
+}
+
 #[cfg(feature = "std")]
 #[test]
 fn a_get_that_asked_for_small_blocks_is_not_handed_a_cut_file_as_complete() {
