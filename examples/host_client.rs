@@ -192,6 +192,9 @@ fn echo(args: &Args) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// How long the UDP client waits for each datagram's echo.
+const UDP_WAIT: Duration = Duration::from_secs(2);
+
 /// The primer's UDP client: sendto, then recvfrom; each datagram comes back whole.
 fn udp(args: &Args) -> Result<(), Box<dyn Error>> {
     let server = args.server();
@@ -201,38 +204,104 @@ fn udp(args: &Args) -> Result<(), Box<dyn Error>> {
         Ipv6Addr::UNSPECIFIED.into()
     };
     let socket = UdpSocket::bind((any, 0))?;
-    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
     println!("bind({}) -> {}", any, socket.local_addr()?);
-    let mut lost = 0usize;
-    for i in 0..args.count {
-        let message = args.message(i);
-        let n = socket.send_to(&message, server)?;
-        println!("sendto({}, {server}) -> {n} bytes", show(&message));
-        // Bigger than recvfrom(1024), so a long datagram shows whole, not cut.
-        let mut buf = [0u8; 65_536];
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                println!("recvfrom() -> {n} bytes from {from}: {}", show(&buf[..n]));
-                if buf[..n] != message[..] {
-                    return Err("the datagram that came back differs".into());
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                println!("  no answer within 2 s: UDP does not retransmit, this one is lost");
-                lost += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let messages: Vec<Vec<u8>> = (0..args.count).map(|i| args.message(i)).collect();
+    let echoes = udp_echoes(&socket, server, &messages, |_| UDP_WAIT)?;
     println!(
-        "{} sent, {} answered, {lost} lost",
-        args.count,
-        args.count - lost
+        "{} sent, {} answered ({} late), {} lost",
+        messages.len(),
+        echoes.answered,
+        echoes.late,
+        echoes.lost()
     );
-    if lost > 0 && lost == args.count {
+    if echoes.answered == 0 && !messages.is_empty() {
         return Err("no datagram came back (is tap_server running?)".into());
     }
     Ok(())
+}
+
+/// What came back of the datagrams [`udp_echoes`] sent.
+#[derive(Debug, PartialEq, Eq)]
+struct Echoes {
+    sent: usize,
+    /// Datagrams whose echo came back, in time or late.
+    answered: usize,
+    /// Of those, the echoes that came after their wait was over, while the
+    /// client waited for a later one.
+    late: usize,
+}
+
+impl Echoes {
+    fn lost(&self) -> usize {
+        self.sent - self.answered
+    }
+}
+
+/// Sends each of `messages` to `server` and waits up to `wait(i)` for the
+/// echo of message `i`.
+///
+/// UDP does not retransmit, and an echo may come late, after its own wait
+/// was over: it is then taken for what it is, the echo of an earlier
+/// datagram, not for the answer to the one sent since. A datagram from any
+/// other address is left aside. Only bytes that echo nothing sent are an
+/// error.
+fn udp_echoes(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    messages: &[Vec<u8>],
+    wait: impl Fn(usize) -> Duration,
+) -> Result<Echoes, Box<dyn Error>> {
+    let mut back = vec![false; messages.len()];
+    let mut late = 0;
+    // Bigger than recvfrom(1024), so a long datagram shows whole, not cut.
+    let mut buf = vec![0u8; 65_536];
+    for (i, message) in messages.iter().enumerate() {
+        let n = socket.send_to(message, server)?;
+        println!("sendto({}, {server}) -> {n} bytes", show(message));
+        let wait = wait(i);
+        let deadline = Instant::now() + wait;
+        while !back[i] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                println!(
+                    "  no answer within {} ms: UDP does not retransmit, this one is lost",
+                    wait.as_millis()
+                );
+                break;
+            }
+            socket.set_read_timeout(Some(left))?;
+            let (n, from) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let datagram = &buf[..n];
+            println!("recvfrom() -> {n} bytes from {from}: {}", show(datagram));
+            if from != server {
+                println!("  not from {server}: left aside");
+                continue;
+            }
+            // This datagram's echo, else the latest earlier one still missing.
+            match (0..=i).rev().find(|&j| !back[j] && messages[j] == datagram) {
+                Some(j) => {
+                    back[j] = true;
+                    if j < i {
+                        late += 1;
+                        println!("  the late echo of datagram {}", j + 1);
+                    }
+                }
+                None => return Err("the datagram that came back differs".into()),
+            }
+        }
+    }
+    Ok(Echoes {
+        sent: messages.len(),
+        answered: back.iter().filter(|&&b| b).count(),
+        late,
+    })
 }
 
 /// Length framing: every message goes out behind a 4-byte big-endian length
@@ -344,4 +413,72 @@ fn http(args: &Args) -> Result<(), Box<dyn Error>> {
         None => println!("(no Content-Length)"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server on loopback that holds its first datagram back until the
+    /// second has come, then echoes both, the first after its wait is over;
+    /// and a stranger's datagram in between.
+    fn late_echo_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            server.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut buf = [0u8; 1500];
+            let (n, client) = server.recv_from(&mut buf).unwrap();
+            let first = buf[..n].to_vec();
+            let (n, _) = server.recv_from(&mut buf).unwrap();
+            let second = buf[..n].to_vec();
+            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+            stranger.send_to(&second, client).unwrap();
+            server.send_to(&first, client).unwrap();
+            server.send_to(&second, client).unwrap();
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn a_late_echo_is_taken_for_its_own_datagram() {
+        let (server, handle) = late_echo_server();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let messages = [b"one".to_vec(), b"two".to_vec()];
+        // The first echo is late whatever its wait; the second's is long, so
+        // that it comes in time however slow the machine.
+        let wait = |i| {
+            if i == 0 {
+                Duration::from_millis(50)
+            } else {
+                TIMEOUT
+            }
+        };
+        let echoes = udp_echoes(&socket, server, &messages, wait).unwrap();
+        handle.join().unwrap();
+        assert_eq!(
+            echoes,
+            Echoes {
+                sent: 2,
+                answered: 2,
+                late: 1
+            }
+        );
+    }
+
+    #[test]
+    fn bytes_that_echo_nothing_sent_are_an_error() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            server.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut buf = [0u8; 1500];
+            let (_, client) = server.recv_from(&mut buf).unwrap();
+            server.send_to(b"other", client).unwrap();
+        });
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got = udp_echoes(&socket, addr, &[b"one".to_vec()], |_| TIMEOUT);
+        handle.join().unwrap();
+        assert!(got.is_err());
+    }
 }

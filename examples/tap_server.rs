@@ -158,7 +158,9 @@ impl Args {
             tx_buf: self.tx_buf,
             max_frame: self.max_frame,
             transfer_frame: self.transfer_frame,
-            idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
+            // Saturating: smoltcp's `from_secs` overflows past 584,942 years.
+            idle_timeout: (self.idle_timeout > 0)
+                .then(|| Duration::from_micros(self.idle_timeout.saturating_mul(1_000_000))),
         }
     }
 }
@@ -273,4 +275,23 @@ fn on_interrupt() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_timeout(seconds: &str) -> Option<Duration> {
+        let args = Args::try_parse_from(["tap_server", "--idle-timeout", seconds]).unwrap();
+        args.services_config().idle_timeout
+    }
+
+    #[test]
+    fn the_idle_timeout_is_in_seconds_and_saturates() {
+        assert_eq!(idle_timeout("0"), None, "never");
+        assert_eq!(idle_timeout("60"), Some(Duration::from_secs(60)));
+        let longest = Some(Duration::from_micros(u64::MAX));
+        assert_eq!(idle_timeout("18446744073710"), longest, "not wrapped");
+        assert_eq!(idle_timeout("18446744073709551615"), longest);
+    }
 }
