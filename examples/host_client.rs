@@ -208,11 +208,12 @@ fn udp(args: &Args) -> Result<(), Box<dyn Error>> {
     let messages: Vec<Vec<u8>> = (0..args.count).map(|i| args.message(i)).collect();
     let echoes = udp_echoes(&socket, server, &messages, |_| UDP_WAIT)?;
     println!(
-        "{} sent, {} answered ({} late), {} lost",
+        "{} sent, {} answered ({} late), {} lost, {} duplicated",
         messages.len(),
         echoes.answered,
         echoes.late,
-        echoes.lost()
+        echoes.lost(),
+        echoes.duplicates
     );
     if echoes.answered == 0 && !messages.is_empty() {
         return Err("no datagram came back (is tap_server running?)".into());
@@ -229,6 +230,8 @@ struct Echoes {
     /// Of those, the echoes that came after their wait was over, while the
     /// client waited for a later one.
     late: usize,
+    /// Second copies of an echo already counted (UDP may duplicate).
+    duplicates: usize,
 }
 
 impl Echoes {
@@ -242,9 +245,9 @@ impl Echoes {
 ///
 /// UDP does not retransmit, and an echo may come late, after its own wait
 /// was over: it is then taken for what it is, the echo of an earlier
-/// datagram, not for the answer to the one sent since. A datagram from any
-/// other address is left aside. Only bytes that echo nothing sent are an
-/// error.
+/// datagram, not for the answer to the one sent since; a second copy of an
+/// echo is counted apart. A datagram from any other address is left aside.
+/// Only bytes that echo nothing sent are an error.
 fn udp_echoes(
     socket: &UdpSocket,
     server: SocketAddr,
@@ -252,7 +255,7 @@ fn udp_echoes(
     wait: impl Fn(usize) -> Duration,
 ) -> Result<Echoes, Box<dyn Error>> {
     let mut back = vec![false; messages.len()];
-    let mut late = 0;
+    let (mut late, mut duplicates) = (0, 0);
     // Bigger than recvfrom(1024), so a long datagram shows whole, not cut.
     let mut buf = vec![0u8; 65_536];
     for (i, message) in messages.iter().enumerate() {
@@ -284,14 +287,20 @@ fn udp_echoes(
                 println!("  not from {server}: left aside");
                 continue;
             }
-            // This datagram's echo, else the latest earlier one still missing.
-            match (0..=i).rev().find(|&j| !back[j] && messages[j] == datagram) {
+            // This datagram's echo, else the latest earlier one still missing,
+            // else a copy of one already back.
+            let missing = (0..=i).rev().find(|&j| !back[j] && messages[j] == datagram);
+            match missing {
                 Some(j) => {
                     back[j] = true;
                     if j < i {
                         late += 1;
                         println!("  the late echo of datagram {}", j + 1);
                     }
+                }
+                None if messages[..=i].iter().any(|m| m == datagram) => {
+                    duplicates += 1;
+                    println!("  a second copy of an echo already back");
                 }
                 None => return Err("the datagram that came back differs".into()),
             }
@@ -301,6 +310,7 @@ fn udp_echoes(
         sent: messages.len(),
         answered: back.iter().filter(|&&b| b).count(),
         late,
+        duplicates,
     })
 }
 
@@ -461,7 +471,36 @@ mod tests {
             Echoes {
                 sent: 2,
                 answered: 2,
-                late: 1
+                late: 1,
+                duplicates: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_second_copy_of_an_echo_is_counted_apart() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            server.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut buf = [0u8; 1500];
+            let (n, client) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], client).unwrap();
+            server.send_to(&buf[..n], client).unwrap();
+            let (n, client) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], client).unwrap();
+        });
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let messages = [b"one".to_vec(), b"two".to_vec()];
+        let echoes = udp_echoes(&socket, addr, &messages, |_| TIMEOUT).unwrap();
+        handle.join().unwrap();
+        assert_eq!(
+            echoes,
+            Echoes {
+                sent: 2,
+                answered: 2,
+                late: 0,
+                duplicates: 1
             }
         );
     }

@@ -9,7 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use smolsock::store::FileStat;
@@ -188,7 +188,8 @@ pub fn check_target(path: &Path, force: bool) -> Result<(), String> {
 /// nothing behind. A resumed download continues an existing `.part`; the client
 /// asks for it through [`held`](FileSink::held) only with `--resume`. A `.part`
 /// that is a symbolic link is neither followed nor replaced: the download
-/// fails, whatever the link points to untouched.
+/// fails, whatever the link points to untouched. Nor is a `.part` that another
+/// file replaced during the download renamed: only the file written is.
 #[derive(Debug)]
 pub struct PartFile {
     target: PathBuf,
@@ -340,9 +341,18 @@ impl FileSink for PartFile {
     }
 
     fn complete(&mut self, _stat: FileStat) -> Result<(), LocalError> {
-        let synced = self.open_fresh()?.sync_all();
-        synced.map_err(|e| self.part_error(e, LocalError::Write))?;
+        let file = self.open_fresh()?;
+        let written = file.sync_all().and_then(|()| file.metadata());
+        let written = written.map_err(|e| self.part_error(e, LocalError::Write))?;
         self.file = None;
+        // The name is renamed, not the file written: only if it still is ours.
+        let ours = fs::symlink_metadata(&self.part).is_ok_and(|there| {
+            there.is_file() && there.dev() == written.dev() && there.ino() == written.ino()
+        });
+        if !ours {
+            let e = io::Error::other("replaced during the download, which is lost");
+            return Err(self.part_error(e, LocalError::Write));
+        }
         if !self.overwrite && occupied(&self.target) {
             // Someone made the file while it downloaded: keep ours aside.
             let e = io::Error::new(

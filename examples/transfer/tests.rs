@@ -368,6 +368,35 @@ fn a_part_file_that_is_a_link_is_not_followed() {
 }
 
 #[test]
+fn a_part_file_replaced_during_the_download_is_not_given_the_real_name() {
+    let dir = ScratchDir::new("part-swapped");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let target = dir.join("a.bin");
+    let stat = FileStat {
+        size: 8,
+        crc: crc32(b"download"),
+    };
+    // By a link, then by a file of someone else's.
+    for replace in [
+        &(|part: &Path, victim: &Path| std::os::unix::fs::symlink(victim, part).unwrap())
+            as &dyn Fn(&Path, &Path),
+        &|part: &Path, _: &Path| std::fs::write(part, b"someone else's").unwrap(),
+    ] {
+        let mut sink = PartFile::new(&target, false);
+        sink.write(0, b"download").unwrap();
+        std::fs::remove_file(partial_path(&target)).unwrap();
+        replace(&partial_path(&target), &victim);
+        assert_eq!(sink.complete(stat), Err(LocalError::Write));
+        let error = sink.take_error().unwrap().to_string();
+        assert!(error.contains("a.bin.part: replaced"), "{error}");
+        assert!(std::fs::symlink_metadata(&target).is_err(), "no a.bin");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        std::fs::remove_file(partial_path(&target)).unwrap();
+    }
+}
+
+#[test]
 fn a_source_file_s_checksum_keeps_checkpoints_for_a_resume() {
     let dir = ScratchDir::new("checkpoints");
     let path = dir.join("big.bin");
@@ -865,5 +894,30 @@ fn a_download_into_a_linked_part_file_fails_and_leaves_its_target_alone() {
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{args:?}");
         assert!(!target.exists(), "{args:?}");
     }
+    server.stop();
+}
+
+#[test]
+fn a_part_file_swapped_for_a_link_after_a_prepared_resume_is_not_renamed() {
+    let (root, work) = (ScratchDir::new("swap-root"), ScratchDir::new("swap-work"));
+    let data = file_bytes(5000, 7);
+    std::fs::write(root.join("f.bin"), &data).unwrap();
+    let victim = work.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let target = work.join("f.bin");
+    let part = partial_path(&target);
+    std::fs::write(&part, &data[..1000]).unwrap();
+    let (swapped, linked_to) = (part.clone(), victim.clone());
+    // The .part is read before connecting; the server swaps it as it accepts.
+    let server = TestServer::start_with(&root.0, move || {
+        if std::fs::symlink_metadata(&swapped).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&swapped).unwrap();
+            std::os::unix::fs::symlink(&linked_to, &swapped).unwrap();
+        }
+    });
+    let error = server.err(&["get", "f.bin", "-o", path_arg(&target), "--resume"]);
+    assert!(error.contains("replaced during the download"), "{error}");
+    assert!(std::fs::symlink_metadata(&target).is_err(), "no f.bin");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     server.stop();
 }
