@@ -672,3 +672,78 @@ fn oversize_data_body() {
     // Longer than the slot's buffer: must be refused the same way.
     assert_eq!(oversize_data(1000), Some(4));
 }
+
+/// A UDP socket whose send ring holds `payload` bytes.
+fn udp_socket_sending(payload: usize) -> udp::Socket<'static> {
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * BUF]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; payload]);
+    udp::Socket::new(rx, tx)
+}
+
+#[test]
+fn a_client_whose_send_ring_holds_one_datagram_gets_its_file() {
+    big_stack(one_datagram_ring_body);
+}
+
+fn one_datagram_ring_body() {
+    let data = pattern(3000);
+    let shared = store_with_f(&data);
+    let mut net = net(7, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let mut into = vec![0u8; 4096];
+    let get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    // Room for one datagram of the client's largest (BUF + 1), not two.
+    let handle = net.client.sockets.add(udp_socket_sending(BUF + 1));
+    let mut driver = client(handle, get);
+    let outcome = net.run_services(
+        &mut server,
+        &mut driver,
+        Duration::from_secs(600),
+        |_, d, _| d.outcome(),
+    );
+    assert_eq!(outcome.ok(), Some(Ok(3000)));
+    assert_eq!(&into[..3000], &data[..]);
+}
+
+#[test]
+fn a_client_that_cannot_send_or_bind_ends_at_once() {
+    let mut net = net(7, FaultConfig::CLEAN);
+    let mut into = [0u8; 64];
+    let get = |into| {
+        ClientGet::new(
+            FileName::new("f").unwrap(),
+            ClientConfig::DEFAULT,
+            SliceSink::new(into),
+            |_, _| {},
+        )
+    };
+    // A send ring smaller than a datagram of the transfer.
+    let handle = net.client.sockets.add(udp_socket_sending(BUF));
+    let mut driver = client(handle, get(&mut into));
+    let outcome = net.run_services(&mut (), &mut driver, Duration::from_secs(600), |_, d, _| {
+        d.outcome()
+    });
+    assert_eq!(outcome.ok(), Some(Err(TftpError::BufferTooSmall)));
+    assert!(driver.is_done());
+    // Port 0.
+    let handle = net.client.sockets.add(udp_socket());
+    let mut into = [0u8; 64];
+    let mut driver = TftpClient::<_, { BUF + 1 }>::new(
+        handle,
+        0,
+        IpEndpoint::new(SERVER_V4.into(), 69),
+        get(&mut into),
+    );
+    let outcome = net.run_services(&mut (), &mut driver, Duration::from_secs(600), |_, d, _| {
+        d.outcome()
+    });
+    assert_eq!(outcome.ok(), Some(Err(TftpError::Unbound)));
+    assert!(driver.is_done());
+}

@@ -43,14 +43,17 @@ use crate::tftp::{
 };
 use crate::transfer::SharedStore;
 
-/// Whether `socket` can take a datagram of `max` bytes now (the ring may need up
-/// to another `max` of padding where it wraps).
+/// Whether `socket` can take a datagram of `max` bytes now: an empty ring that
+/// holds one (smoltcp starts it afresh at its beginning), or one with room for
+/// two (one may go to padding where the ring wraps).
 fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
+    let capacity = socket.payload_send_capacity();
     socket.can_send()
-        && socket
-            .payload_send_capacity()
-            .saturating_sub(socket.send_queue())
-            >= max.saturating_mul(2)
+        && if socket.send_queue() == 0 {
+            capacity >= max
+        } else {
+            capacity.saturating_sub(socket.send_queue()) >= max.saturating_mul(2)
+        }
 }
 
 /// What the poll loop asks of a TFTP session, a server's transfer or a client's.
@@ -451,6 +454,13 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// keep polling until [`is_done`](Self::is_done) to let the server end clean.
 /// The socket closes then, once what it queued has left.
 ///
+/// Its socket's send buffer must hold a datagram of `BUF` bytes (one is
+/// enough), and its receive buffer one of the server's DATA: with less send
+/// room, the first poll ends the transfer with
+/// [`BufferTooSmall`](crate::tftp::TftpError::BufferTooSmall), and with a
+/// `local_port` of 0, which cannot be bound, with
+/// [`Unbound`](crate::tftp::TftpError::Unbound).
+///
 /// The first poll binds the socket afresh, which empties its queues of what an
 /// earlier transfer left there: a late datagram of the last transfer on this
 /// port is counted in [`stats`](Self::stats) as from a wrong port and dropped,
@@ -495,9 +505,9 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
     }
 
     /// Whether the session has nothing more to do: its outcome is in and a
-    /// get's dally is over.
+    /// get's dally is over (or it never began: its socket could not be used).
     pub fn is_done(&self) -> bool {
-        self.outcome.is_some() && self.session.is_done()
+        self.outcome.is_some() && (!self.bound || self.session.is_done())
     }
 
     /// The server's transfer port, once it answered.
@@ -521,10 +531,16 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
             return;
         };
-        if self.outcome.is_some() && self.session.is_done() {
+        if self.is_done() {
             if socket.is_open() && socket.send_queue() == 0 {
                 socket.close();
             }
+            return;
+        }
+        if !self.bound && socket.payload_send_capacity() < BUF {
+            // It could never send a datagram of the transfer, not even the
+            // request, and so never time out either.
+            self.outcome = Some(Err(crate::tftp::TftpError::BufferTooSmall));
             return;
         }
         if !self.bound || !socket.is_open() {
@@ -546,6 +562,10 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                     self.local_port,
                     e
                 );
+                // Port 0: the transfer cannot begin, and ends here.
+                if !self.bound {
+                    self.outcome = Some(Err(crate::tftp::TftpError::Unbound));
+                }
                 return;
             }
             self.bound = true;

@@ -166,8 +166,12 @@ pub enum TftpError {
     Busy,
     /// The file changed or went away while it was being read.
     FileChanged,
-    /// The adapter's buffer cannot hold a packet of the transfer.
+    /// The adapter's buffer cannot hold a packet of the transfer (or a
+    /// poll-loop client's socket cannot send one).
     BufferTooSmall,
+    /// A poll-loop client's socket could not be bound to the port it was
+    /// given (port 0).
+    Unbound,
     /// The store refused.
     Store(StoreError),
     /// The local file (a client's source or sink) failed.
@@ -227,6 +231,7 @@ impl fmt::Display for TftpError {
             Self::Busy => f.write_str("the file is being written by another transfer"),
             Self::FileChanged => f.write_str("the file changed while it was read"),
             Self::BufferTooSmall => f.write_str("buffer too small for a packet"),
+            Self::Unbound => f.write_str("the socket could not be bound to its port"),
             Self::Store(e) => write!(f, "store: {e}"),
             Self::Local(e) => write!(f, "local file: {e}"),
             Self::BadOptions => f.write_str("the peer acknowledged options not asked for"),
@@ -274,6 +279,7 @@ impl TftpError {
             Self::Busy => (ErrorCode::AccessViolation, "file busy: being written"),
             Self::FileChanged => (ErrorCode::NotDefined, "file changed during transfer"),
             Self::BufferTooSmall => (ErrorCode::NotDefined, "buffer too small"),
+            Self::Unbound => (ErrorCode::NotDefined, "socket not bound"),
             Self::Store(StoreError::NotFound) => (ErrorCode::FileNotFound, "file not found"),
             Self::Store(
                 StoreError::Full { .. }

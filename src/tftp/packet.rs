@@ -245,14 +245,18 @@ fn parse_number(bytes: &[u8]) -> Option<u64> {
 /// Whether an OACK datagram acknowledges anything a client cannot take: an
 /// option no smolsock client asks for, one named twice, or one with a value
 /// its [`Options`] could not hold (out of range, not a number; parsed, such an
-/// option reads as absent, which a client would take as "not acknowledged").
+/// option reads as absent, which a client would take as "not acknowledged"),
+/// or a block size above the largest (a request's is read as the largest, a
+/// server may lower it; an acknowledgement's is the server's own).
 pub(crate) fn oack_has_invalid(datagram: &[u8], options: &Options) -> bool {
     let mut fields = Strings::new(datagram.get(2..).unwrap_or_default());
     let mut seen = 0u8;
     while let Some(Ok(name)) = fields.next() {
-        let _value = fields.next();
+        let value = fields.next().and_then(Result::ok);
         let (bit, held) = if name.eq_ignore_ascii_case(b"blksize") {
-            (1, options.block_size.is_some())
+            let sent = value.and_then(parse_number);
+            let held = options.block_size.map(u64::from);
+            (1, held.is_some() && held == sent)
         } else if name.eq_ignore_ascii_case(b"windowsize") {
             (2, options.window_size.is_some())
         } else if name.eq_ignore_ascii_case(b"tsize") {

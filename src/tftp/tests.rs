@@ -2670,3 +2670,35 @@ fn an_oack_leaving_out_the_granted_timeout_is_no_repeat() {
         Some(Err(TftpError::BadOptions))
     );
 }
+
+#[test]
+fn an_oack_granting_a_block_size_above_the_largest_is_refused() {
+    // A request's blksize above 65464 reads as 65464 (the server may lower
+    // it); an OACK's is the server's own, and one the client cannot run with.
+    let config = ClientConfig {
+        block_size: Some(65464),
+        ..ClientConfig::DEFAULT
+    };
+    let oack = b"\0\x06blksize\x0065500\0";
+    let mut into = vec![0u8; 16];
+    let mut buf = vec![0u8; 70_000];
+    let mut get = get_asked(&mut into, config, &mut buf, Instant::ZERO);
+    get.receive(oack, Instant::ZERO);
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(error_code(&buf[..n]), Some(ErrorCode::OptionRefused));
+    assert_eq!(get.outcome(), Some(Err(TftpError::BadOptions)));
+
+    let data = pattern(70_000);
+    let mut put = ClientPut::new(FileName::new("f").unwrap(), config, &data[..], |_, _| {});
+    assert!(put.transmit(&mut buf, Instant::ZERO) > 0, "the WRQ");
+    put.receive(oack, Instant::ZERO);
+    let n = put.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(error_code(&buf[..n]), Some(ErrorCode::OptionRefused));
+    assert_eq!(put.outcome(), Some(Err(TftpError::BadOptions)));
+    // The largest itself is granted as asked.
+    let mut into = vec![0u8; 16];
+    let mut get = get_asked(&mut into, config, &mut buf, Instant::ZERO);
+    get.receive(b"\0\x06blksize\x0065464\0", Instant::ZERO);
+    let n = get.transmit(&mut buf, Instant::ZERO);
+    assert_eq!(&buf[..n], [0, 4, 0, 0], "ACK 0");
+}
