@@ -328,7 +328,11 @@ async fn udp_echo_task(stack: Stack<'static>) -> ! {
         // closing and binding the socket again, as the poll loop's service
         // does. Closing also drops the datagrams that wait to be read (their
         // senders, as any UDP peer, ask again): they are read off and counted.
-        let outcome = match with_timeout(UDP_SEND_WAIT, socket.send_to(reply, from)).await {
+        // To the sender's endpoint alone: the rest of `from` is the address the
+        // datagram came to, which smoltcp would answer from, a broadcast or
+        // multicast one included (RFC 1122 forbids that as a source).
+        let to = from.endpoint;
+        let outcome = match with_timeout(UDP_SEND_WAIT, socket.send_to(reply, to)).await {
             Ok(Ok(())) => with_timeout(UDP_SEND_WAIT, socket.flush())
                 .await
                 .map_err(|_| true),
