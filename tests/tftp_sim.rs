@@ -732,6 +732,19 @@ fn a_client_that_cannot_send_or_bind_ends_at_once() {
     });
     assert_eq!(outcome.ok(), Some(Err(TftpError::BufferTooSmall)));
     assert!(driver.is_done());
+    // Bytes enough, but no packet slot.
+    let mut into = [0u8; 64];
+    let no_slot = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4 * BUF]),
+        udp::PacketBuffer::new(vec![], vec![0; 4 * BUF]),
+    );
+    let handle = net.client.sockets.add(no_slot);
+    let mut driver = client(handle, get(&mut into));
+    let outcome = net.run_services(&mut (), &mut driver, Duration::from_secs(600), |_, d, _| {
+        d.outcome()
+    });
+    assert_eq!(outcome.ok(), Some(Err(TftpError::BufferTooSmall)));
+    assert!(driver.is_done());
     // Port 0.
     let handle = net.client.sockets.add(udp_socket());
     let mut into = [0u8; 64];

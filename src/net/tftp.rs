@@ -20,7 +20,10 @@
 //! transfer service may serve. Every slot is freed by time: a client that stops
 //! answering is retransmitted to a bounded number of times, then its transfer
 //! ends. A datagram goes to a socket only when its send queue has room for one of
-//! the largest, so nothing the session hands out is lost to a full buffer; the
+//! the largest, and one the socket still refuses (smoltcp needs a second packet
+//! slot where its ring wraps, which no query of the socket shows) waits in the
+//! adapter's buffer and goes first at the next poll, nothing else being sent
+//! meanwhile: nothing the session hands out is lost to a full buffer. The
 //! session's timers run all the same, so a transfer whose datagrams cannot leave
 //! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
 //! that never answers ARP holds it there) still ends after its tries. Such a
@@ -56,6 +59,21 @@ fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
         }
 }
 
+/// An ERROR this adapter sends of its own (a refusal) is written here, not into
+/// the adapter's buffer, which may hold a datagram waiting for room: the
+/// longest message, 58 bytes, with its 4-byte header and NUL.
+const ERROR_BUF: usize = 64;
+
+/// A datagram a session handed out that its socket did not take: it is in the
+/// adapter's buffer, `len` bytes for `to`, from slot `slot` (a server's; 0 for
+/// a client).
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    len: usize,
+    to: IpEndpoint,
+    slot: usize,
+}
+
 /// What the poll loop asks of a TFTP session, a server's transfer or a client's.
 trait Datagrams {
     fn poll_timeout(&self) -> Option<crate::time::Instant>;
@@ -89,41 +107,65 @@ impl<C: ClientSession> Datagrams for C {
 
 /// Sends an ERROR to `to` if the socket has room; nothing else comes of it (a
 /// refusal needs no answer, and is never retransmitted).
-fn send_error(
-    socket: &mut udp::Socket<'_>,
-    buf: &mut [u8],
-    to: IpEndpoint,
-    code: ErrorCode,
-    message: &str,
-) {
-    let n = crate::tftp::emit_error(buf, code, message);
-    if room(socket, buf.len()) {
+fn send_error(socket: &mut udp::Socket<'_>, to: IpEndpoint, code: ErrorCode, message: &str) {
+    let mut buf = [0u8; ERROR_BUF];
+    let n = crate::tftp::emit_error(&mut buf, code, message);
+    if n > 0 && room(socket, n) {
         let _ = socket.send_slice(buf.get(..n).unwrap_or_default(), to);
     }
 }
 
-/// Answers a datagram from `from`, not the transfer's peer, with ERROR 5
-/// (written into `buf`), unless it was an ERROR itself (`was_error`): an
-/// ERROR is never answered (RFC 1350).
-fn refuse_tid(socket: &mut udp::Socket<'_>, buf: &mut [u8], was_error: bool, from: IpEndpoint) {
+/// Answers a datagram from `from`, not the transfer's peer, with ERROR 5,
+/// unless it was an ERROR itself (`was_error`): an ERROR is never answered
+/// (RFC 1350).
+fn refuse_tid(socket: &mut udp::Socket<'_>, was_error: bool, from: IpEndpoint) {
     if !was_error {
-        send_error(
-            socket,
-            buf,
-            from,
-            ErrorCode::UnknownTid,
-            "unknown transfer ID",
-        );
+        send_error(socket, from, ErrorCode::UnknownTid, "unknown transfer ID");
     }
 }
 
-/// Fires the session's timer if it is due, then sends what the session has to
-/// `to` while the socket has room for a datagram of `buf`'s size. Without room
-/// nothing is taken from the session; its timer still counts its tries.
+/// Sends `buf`'s first `len` bytes to `to`; `false` if the socket's ring had
+/// no room after all (the datagram is still to be sent). Any other failure
+/// (unaddressable) drops it: the transfer's own timer ends the transfer.
+fn send(socket: &mut udp::Socket<'_>, buf: &[u8], len: usize, to: IpEndpoint) -> bool {
+    match socket.send_slice(buf.get(..len).unwrap_or_default(), to) {
+        Ok(()) => true,
+        Err(udp::SendError::BufferFull) => false,
+        Err(e) => {
+            crate::macros::net_warn!("tftp: to {}: not sent: {}", to, e);
+            true
+        }
+    }
+}
+
+/// Sends the datagram held in `buf` for `socket` (of slot `slot`), if there is
+/// one; whether none is held any more.
+fn flush_pending(
+    pending: &mut Option<Pending>,
+    slot: usize,
+    socket: &mut udp::Socket<'_>,
+    buf: &[u8],
+) -> bool {
+    if let Some(held) = *pending
+        && held.slot == slot
+        && send(socket, buf, held.len, held.to)
+    {
+        *pending = None;
+    }
+    pending.is_none()
+}
+
+/// Fires the session's timer if it is due, then, unless a datagram is held in
+/// `buf`, sends what the session has to `to` while the socket has room for a
+/// datagram of `buf`'s size. Without room nothing is taken from the session;
+/// its timer still counts its tries. A datagram the socket refuses all the same
+/// is held in `buf` (`pending`, for slot `slot`) and goes first next time.
 fn fire_and_send<D: Datagrams>(
     session: &mut D,
     socket: &mut udp::Socket<'_>,
     buf: &mut [u8],
+    pending: &mut Option<Pending>,
+    slot: usize,
     now: Instant,
     to: IpEndpoint,
 ) {
@@ -131,14 +173,17 @@ fn fire_and_send<D: Datagrams>(
     if session.poll_timeout().is_some_and(|at| now >= at) {
         session.handle_timeout(now);
     }
+    if !flush_pending(pending, slot, socket, buf) {
+        return;
+    }
     while room(socket, buf.len()) {
         let n = session.transmit(buf, now);
         if n == 0 {
             break;
         }
-        if let Err(e) = socket.send_slice(buf.get(..n).unwrap_or_default(), to) {
-            // Unaddressable: the transfer's own timer ends it.
-            crate::macros::net_warn!("tftp: to {}: not sent: {}", to, e);
+        if !send(socket, buf, n, to) {
+            *pending = Some(Pending { len: n, to, slot });
+            break;
         }
     }
 }
@@ -169,6 +214,8 @@ pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     mtu: Option<u16>,
     slots: [Slot<'s, S>; N],
     buf: [u8; BUF],
+    /// A slot's datagram held in `buf` until its socket takes it.
+    pending: Option<Pending>,
     next_port: u16,
     /// Since when port 69's send queue has not been empty.
     queued_since: Option<crate::time::Instant>,
@@ -202,6 +249,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 transfer: ServerTransfer::new(shared, config),
             }),
             buf: [0; BUF],
+            pending: None,
             next_port: FIRST_TID,
             queued_since: None,
             stats: TftpStats::default(),
@@ -306,7 +354,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 self.stats.malformed = self.stats.malformed.saturating_add(1);
                 if answer {
                     let (code, message) = Listened::STRAY;
-                    send_error(socket, &mut self.buf, from, code, message);
+                    send_error(socket, from, code, message);
                 }
                 continue;
             }
@@ -336,7 +384,6 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
                 send_error(
                     socket,
-                    &mut self.buf,
                     from,
                     ErrorCode::NotDefined,
                     "server busy: every transfer slot is taken, try again later",
@@ -402,9 +449,27 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 from,
                 peer
             );
-            refuse_tid(socket, &mut self.buf, was_error, from);
+            refuse_tid(socket, was_error, from);
         }
-        fire_and_send(&mut slot.transfer, socket, &mut self.buf, now, peer);
+        if self.pending.is_some_and(|held| held.slot != index) {
+            // Another slot's datagram is in the buffer: this one only keeps
+            // time, and sends once that has gone.
+            let now = crate::time::Instant::from(now);
+            if slot.transfer.poll_timeout().is_some_and(|at| now >= at) {
+                slot.transfer.handle_timeout(now);
+            }
+        } else {
+            fire_and_send(
+                &mut slot.transfer,
+                socket,
+                &mut self.buf,
+                &mut self.pending,
+                index,
+                now,
+                peer,
+            );
+        }
+        let holds_pending = self.pending.is_some_and(|held| held.slot == index);
         if !slot.transfer.is_active() {
             // Freed: the port closes, and a late packet to it gets ICMP's answer.
             if let Some(outcome) = slot.transfer.outcome() {
@@ -416,7 +481,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             // Its last datagram may still wait for the peer's neighbour entry;
             // the port stays until it leaves, or until the slot's next transfer
             // binds the socket again (which empties its queues).
-            if socket.send_queue() == 0 {
+            if socket.send_queue() == 0 && !holds_pending {
                 socket.close();
                 slot.peer = None;
             }
@@ -426,8 +491,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
 
 impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S, N, BUF> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        self.serve_requests(sockets, now);
-        for index in 0..N {
+        // Requests are read into the buffer: not while it holds a datagram.
+        if self.pending.is_none() {
+            self.serve_requests(sockets, now);
+        }
+        // The slot whose datagram is held goes first, so the others can send.
+        let first = self.pending.map_or(0, |held| held.slot);
+        for index in (first..N).chain(0..first) {
             self.serve_slot(index, sockets, now);
         }
     }
@@ -455,8 +525,8 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// The socket closes then, once what it queued has left.
 ///
 /// Its socket's send buffer must hold a datagram of `BUF` bytes (one is
-/// enough), and its receive buffer one of the server's DATA: with less send
-/// room, the first poll ends the transfer with
+/// enough, and a packet slot), and its receive buffer one of the server's
+/// DATA: with less send room, the first poll ends the transfer with
 /// [`BufferTooSmall`](crate::tftp::TftpError::BufferTooSmall), and with a
 /// `local_port` of 0, which cannot be bound, with
 /// [`Unbound`](crate::tftp::TftpError::Unbound).
@@ -474,6 +544,8 @@ pub struct TftpClient<C, const BUF: usize> {
     session: C,
     outcome: Option<Result<u64, crate::tftp::TftpError>>,
     buf: [u8; BUF],
+    /// The session's datagram held in `buf` until the socket takes it.
+    pending: Option<Pending>,
     stats: TftpStats,
 }
 
@@ -495,6 +567,7 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
             session,
             outcome: None,
             buf: [0; BUF],
+            pending: None,
             stats: TftpStats::ZERO,
         }
     }
@@ -532,12 +605,18 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             return;
         };
         if self.is_done() {
-            if socket.is_open() && socket.send_queue() == 0 {
+            // A held datagram (a get's last ACK, say) goes before the socket closes.
+            if flush_pending(&mut self.pending, 0, socket, &self.buf)
+                && socket.is_open()
+                && socket.send_queue() == 0
+            {
                 socket.close();
             }
             return;
         }
-        if !self.bound && socket.payload_send_capacity() < BUF {
+        if !self.bound
+            && (socket.packet_send_capacity() == 0 || socket.payload_send_capacity() < BUF)
+        {
             // It could never send a datagram of the transfer, not even the
             // request, and so never time out either.
             self.outcome = Some(Err(crate::tftp::TftpError::BufferTooSmall));
@@ -556,6 +635,9 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                 }
             }
             socket.close();
+            // What the socket was to send went with it; a datagram held here
+            // is the session's to send again when its timer says so.
+            self.pending = None;
             if let Err(e) = socket.bind(self.local_port) {
                 crate::macros::net_warn!(
                     "tftp client: cannot bind port {}: {}",
@@ -593,10 +675,18 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
                 Err(_) => break,
             };
             self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
-            refuse_tid(socket, &mut self.buf, was_error, from);
+            refuse_tid(socket, was_error, from);
         }
         let to = self.peer.unwrap_or(self.server);
-        fire_and_send(&mut self.session, socket, &mut self.buf, now, to);
+        fire_and_send(
+            &mut self.session,
+            socket,
+            &mut self.buf,
+            &mut self.pending,
+            0,
+            now,
+            to,
+        );
         if let Some(outcome) = self.session.outcome() {
             self.outcome = Some(outcome);
         }
