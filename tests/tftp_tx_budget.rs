@@ -227,3 +227,100 @@ fn a_client_s_datagram_its_send_ring_cannot_take_waits_too() {
         );
     }
 }
+
+/// A get whose server's device stops sending after `sending` polls, for a
+/// minute, then sends again: whether the slot was freed meanwhile, and whether
+/// a second get then completes.
+fn stalled_get(sending: usize) -> (bool, Option<Result<u64, smolsock::tftp::TftpError>>) {
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]));
+    shared
+        .with_store(|s| {
+            let name = FileName::new("f").unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, &data).unwrap();
+            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
+        })
+        .unwrap();
+    let mut device = Budgeted {
+        inner: Loopback::new(Medium::Ip),
+        budget: 1,
+        left: 1,
+    };
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+    iface.update_ip_addrs(|addrs| {
+        addrs
+            .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
+            .unwrap();
+    });
+    let mut storage: Vec<SocketStorage> = (0..4).map(|_| SocketStorage::EMPTY).collect();
+    let mut sockets = SocketSet::new(&mut storage[..]);
+    let listen = sockets.add(socket(8, 8 * BUF));
+    let slot = sockets.add(socket(8, 8 * BUF));
+    let config = ServerConfig {
+        max_block_size: 1400,
+        max_window: 16,
+        ..ServerConfig::DEFAULT
+    };
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, [slot], &*shared, config);
+    let server_at = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 69);
+    let asked = ClientConfig {
+        block_size: Some(1000),
+        window: Some(16),
+        ..ClientConfig::DEFAULT
+    };
+    let mut into = vec![0u8; 100_000];
+    let first = ClientGet::new(
+        FileName::new("f").unwrap(),
+        asked,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = sockets.add(socket(8, 8 * BUF));
+    let mut client = TftpClient::<_, BUF>::new(handle, 50_000, server_at, first);
+    let mut now = Instant::ZERO;
+    let mut freed = false;
+    // Sending, then a minute of a device that sends nothing, a millisecond a turn.
+    for turn in 0..sending + 60_000 {
+        device.left = if turn < sending { device.budget } else { 0 };
+        iface.poll(now, &mut device, &mut sockets);
+        server.poll(&mut sockets, now);
+        client.poll(&mut sockets, now);
+        freed |= turn >= sending && server.active() == 0;
+        now += Duration::from_millis(1);
+    }
+    let mut again = vec![0u8; 100_000];
+    let second = ClientGet::new(
+        FileName::new("f").unwrap(),
+        asked,
+        SliceSink::new(&mut again),
+        |_, _| {},
+    );
+    let handle = sockets.add(socket(8, 8 * BUF));
+    let mut client = TftpClient::<_, BUF>::new(handle, 50_001, server_at, second);
+    // Bounded: ten minutes of the stack's time at most.
+    for _ in 0..600_000 {
+        device.left = device.budget;
+        iface.poll(now, &mut device, &mut sockets);
+        server.poll(&mut sockets, now);
+        client.poll(&mut sockets, now);
+        if client.outcome().is_some() {
+            break;
+        }
+        now += Duration::from_millis(1);
+    }
+    (freed, client.outcome())
+}
+
+#[test]
+fn a_device_that_stops_sending_with_a_datagram_held_does_not_wedge_the_server() {
+    for sending in [40, 41, 42, 43, 57, 90, 123] {
+        let (freed, second) = stalled_get(sending);
+        assert!(freed, "after {sending} polls: the slot was never freed");
+        assert_eq!(
+            second,
+            Some(Ok(100_000)),
+            "after {sending} polls: the next get"
+        );
+    }
+}

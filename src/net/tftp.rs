@@ -23,8 +23,10 @@
 //! the largest, and one the socket still refuses (smoltcp needs a second packet
 //! slot where its ring wraps, which no query of the socket shows) waits in the
 //! adapter's buffer and goes first at the next poll, nothing else being sent
-//! meanwhile: nothing the session hands out is lost to a full buffer. The
-//! session's timers run all the same, so a transfer whose datagrams cannot leave
+//! meanwhile: nothing the session hands out is lost to a full buffer. It waits
+//! until the session's timer fires at most (the session then sends again what is
+//! still due), or its transfer ends, so a socket that never drains holds up the
+//! others no longer than that. The session's timers run all the same, so a transfer whose datagrams cannot leave
 //! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
 //! that never answers ARP holds it there) still ends after its tries. Such a
 //! datagram goes when the slot's socket is bound again for its next transfer, and
@@ -159,7 +161,9 @@ fn flush_pending(
 /// `buf`, sends what the session has to `to` while the socket has room for a
 /// datagram of `buf`'s size. Without room nothing is taken from the session;
 /// its timer still counts its tries. A datagram the socket refuses all the same
-/// is held in `buf` (`pending`, for slot `slot`) and goes first next time.
+/// is held in `buf` (`pending`, for slot `slot`) and goes first next time, until
+/// the session's timer fires: the session then sends again what is still due
+/// (or gives up), and a datagram held longer would only hold up the rest.
 fn fire_and_send<D: Datagrams>(
     session: &mut D,
     socket: &mut udp::Socket<'_>,
@@ -172,6 +176,9 @@ fn fire_and_send<D: Datagrams>(
     let now = crate::time::Instant::from(now);
     if session.poll_timeout().is_some_and(|at| now >= at) {
         session.handle_timeout(now);
+        if pending.is_some_and(|held| held.slot == slot) {
+            *pending = None;
+        }
     }
     if !flush_pending(pending, slot, socket, buf) {
         return;
@@ -469,8 +476,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 peer,
             );
         }
-        let holds_pending = self.pending.is_some_and(|held| held.slot == index);
         if !slot.transfer.is_active() {
+            // Over: what it still held (a last ERROR, which is never sent
+            // twice) does not hold up the other slots and port 69.
+            if self.pending.is_some_and(|held| held.slot == index) {
+                crate::macros::net_debug!("tftp: {}: last datagram not sent", peer);
+                self.pending = None;
+            }
             // Freed: the port closes, and a late packet to it gets ICMP's answer.
             if let Some(outcome) = slot.transfer.outcome() {
                 match outcome {
@@ -481,7 +493,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             // Its last datagram may still wait for the peer's neighbour entry;
             // the port stays until it leaves, or until the slot's next transfer
             // binds the socket again (which empties its queues).
-            if socket.send_queue() == 0 && !holds_pending {
+            if socket.send_queue() == 0 {
                 socket.close();
                 slot.peer = None;
             }
