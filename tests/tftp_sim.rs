@@ -760,3 +760,97 @@ fn a_client_that_cannot_send_or_bind_ends_at_once() {
     assert_eq!(outcome.ok(), Some(Err(TftpError::Unbound)));
     assert!(driver.is_done());
 }
+
+#[test]
+fn a_datagram_held_for_a_socket_that_never_drains_does_not_silence_the_server() {
+    big_stack(held_for_ever_body);
+}
+
+fn held_for_ever_body() {
+    use smolsock::runner::sim::{CLIENT_V4, Direction};
+    const SMALL: usize = 516;
+    let data = pattern(50_000);
+    let shared = store_with_f(&data);
+    let mut net = net(5, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    // A slot whose send ring wraps with room for three datagrams in bytes,
+    // before its packet slots run out.
+    let slot = net.server.sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * BUF]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 23], vec![0; 1564]),
+    ));
+    let mut server =
+        TftpServer::<_, 1, SMALL>::new(listen, [slot], &*shared, ServerConfig::DEFAULT);
+    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 1, SMALL>, ms| {
+        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
+            None::<()>
+        })
+        .unwrap_err();
+    };
+    idle(&mut net, &mut server, 10);
+    // A get from a port where nobody listens: its DATA 1 leaves, unanswered.
+    let rrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x01f\0octet\0");
+    net.inject_frame(Direction::ClientToServer, &rrq);
+    net.run_services(&mut server, &mut (), Duration::from_secs(1), |s, _, _| {
+        let queued = s.active() == 1;
+        queued.then_some(())
+    })
+    .expect("the request took the slot");
+    idle(&mut net, &mut server, 10);
+    let sent = net.server.sockets.get::<udp::Socket>(slot);
+    assert_eq!(sent.send_queue(), 0, "DATA 1 left");
+    let port = sent.endpoint().port;
+    // Strangers' datagrams to the slot's port, each answered ERROR 5: those to
+    // a resolving host leave, the next to a ghost that never answers ARP stays
+    // at the head of the ring, part way round it, with all behind it.
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    for i in 0..22 {
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_udp(CLIENT_V4, 40_000 + i, port, &[0, 4, 0, 1]),
+        );
+    }
+    net.inject_frame(
+        Direction::ClientToServer,
+        &forged_udp(ghost, 40_000, port, &[0, 4, 0, 1]),
+    );
+    idle(&mut net, &mut server, 10);
+    assert_eq!(net.server.sockets.get::<udp::Socket>(slot).send_queue(), 24);
+    for i in 0..21 {
+        net.inject_frame(
+            Direction::ClientToServer,
+            &forged_udp(ghost, 41_000 + i, port, &[0, 4, 0, 1]),
+        );
+    }
+    idle(&mut net, &mut server, 10);
+    assert_eq!(
+        net.server.sockets.get::<udp::Socket>(slot).send_queue(),
+        22 * 24
+    );
+    // DATA 1 again (after a second) must wrap, with one packet slot left: the
+    // socket refuses it. The slot is freed by time all the same, and the next
+    // get is read and served.
+    net.run_services(&mut server, &mut (), Duration::from_secs(600), |s, _, _| {
+        (s.active() == 0).then_some(())
+    })
+    .expect("the slot is freed");
+    let mut into = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    let outcome = net
+        .run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(60),
+            |_, d, _| d.outcome(),
+        )
+        .map_err(|e| format!("{e}: {:?}", server.stats()));
+    assert_eq!(outcome, Ok(Ok(50_000)));
+    assert!(into == data);
+}
