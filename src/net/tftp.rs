@@ -346,67 +346,16 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             now.saturating_since(since) >= limit
         };
         // Bounded: at most one pass over what is queued now.
+        // Bounded: at most one pass over what is queued now. Each request is
+        // read where it lies (not into the buffer, which may hold a slot's
+        // datagram), and a refusal sent once it has been read.
         for _ in 0..64 {
-            let (len, from) = match socket.recv_slice(&mut self.buf) {
-                Ok((len, meta)) => (len, meta.endpoint),
-                Err(udp::RecvError::Truncated) => {
-                    self.stats.malformed = self.stats.malformed.saturating_add(1);
-                    continue;
-                }
-                Err(udp::RecvError::Exhausted) => break,
+            let refusal = match socket.recv() {
+                Ok((request, meta)) => self.take_request(request, meta.endpoint, now),
+                Err(_) => break,
             };
-            if let Listened::Stray { answer } =
-                Listened::of(self.buf.get(..len).unwrap_or_default())
-            {
-                self.stats.malformed = self.stats.malformed.saturating_add(1);
-                if answer {
-                    let (code, message) = Listened::STRAY;
-                    send_error(socket, from, code, message);
-                }
-                continue;
-            }
-            let crc = crate::wire::crc32::crc32(self.buf.get(..len).unwrap_or_default());
-            let running = self.slots.iter().position(|s| {
-                s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
-            });
-            if running
-                .and_then(|i| self.slots.get(i))
-                .is_some_and(|s| s.request == crc)
-            {
-                // The client repeated its request: its transfer is running. (A
-                // client whose upload is done may ask again from the same port: a
-                // bootloader's next file.)
-                self.stats.duplicates = self.stats.duplicates.saturating_add(1);
-                continue;
-            }
-            // Another request from the port of a running transfer: the client
-            // has left that one, which gives its slot (and a new port, so that
-            // its late datagrams never reach the new transfer). Else a free
-            // slot, else one that only repeats a finished upload's last ACK.
-            let free = running
-                .or_else(|| self.slots.iter().position(|s| !s.transfer.is_active()))
-                .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
-            let Some(index) = free else {
-                self.stats.pool_full = self.stats.pool_full.saturating_add(1);
-                crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
-                send_error(
-                    socket,
-                    from,
-                    ErrorCode::NotDefined,
-                    "server busy: every transfer slot is taken, try again later",
-                );
-                continue;
-            };
-            let port = self.fresh_port(now);
-            let max_block = self.max_block_for(&from);
-            let request = self.buf.get(..len).unwrap_or_default();
-            if let Some(slot) = self.slots.get_mut(index) {
-                slot.port = port;
-                slot.peer = Some(from);
-                slot.request = crc;
-                crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
-                slot.transfer.set_max_block_size(max_block);
-                slot.transfer.start(request, now.into());
+            if let Some((to, code, message)) = refusal {
+                send_error(socket, to, code, message);
             }
         }
         if held && socket.recv_queue() == 0 {
@@ -419,6 +368,66 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 crate::macros::net_warn!("udp/{}: cannot bind: {}", PORT, e);
             }
         }
+    }
+
+    /// A datagram to port 69 from `from`: a transfer begun in a slot, a repeat
+    /// of a running one's request (ignored), or the ERROR to answer it with.
+    fn take_request(
+        &mut self,
+        request: &[u8],
+        from: IpEndpoint,
+        now: Instant,
+    ) -> Option<(IpEndpoint, ErrorCode, &'static str)> {
+        if let Listened::Stray { answer } = Listened::of(request) {
+            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            let (code, message) = Listened::STRAY;
+            return answer.then_some((from, code, message));
+        }
+        let crc = crate::wire::crc32::crc32(request);
+        let running = self.slots.iter().position(|s| {
+            s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
+        });
+        if running
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|s| s.request == crc)
+        {
+            // The client repeated its request: its transfer is running. (A
+            // client whose upload is done may ask again from the same port: a
+            // bootloader's next file.)
+            self.stats.duplicates = self.stats.duplicates.saturating_add(1);
+            return None;
+        }
+        // Another request from the port of a running transfer: the client
+        // has left that one, which gives its slot (and a new port, so that
+        // its late datagrams never reach the new transfer). Else a free
+        // slot, else one that only repeats a finished upload's last ACK.
+        let free = running
+            .or_else(|| self.slots.iter().position(|s| !s.transfer.is_active()))
+            .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
+        let Some(index) = free else {
+            self.stats.pool_full = self.stats.pool_full.saturating_add(1);
+            crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
+            return Some((
+                from,
+                ErrorCode::NotDefined,
+                "server busy: every transfer slot is taken, try again later",
+            ));
+        };
+        // What the slot held for its last transfer goes with it.
+        if self.pending.is_some_and(|held| held.slot == index) {
+            self.pending = None;
+        }
+        let port = self.fresh_port(now);
+        let max_block = self.max_block_for(&from);
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.port = port;
+            slot.peer = Some(from);
+            slot.request = crc;
+            crate::macros::net_debug!("tftp: request from {}, served from port {}", from, port);
+            slot.transfer.set_max_block_size(max_block);
+            slot.transfer.start(request, now.into());
+        }
+        None
     }
 
     fn serve_slot(&mut self, index: usize, sockets: &mut SocketSet<'_>, now: Instant) {
@@ -503,10 +512,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
 
 impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S, N, BUF> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        // Requests are read into the buffer: not while it holds a datagram.
-        if self.pending.is_none() {
-            self.serve_requests(sockets, now);
-        }
+        self.serve_requests(sockets, now);
         // The slot whose datagram is held goes first, so the others can send.
         let first = self.pending.map_or(0, |held| held.slot);
         for index in (first..N).chain(0..first) {
