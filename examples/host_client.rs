@@ -429,34 +429,38 @@ fn http(args: &Args) -> Result<(), Box<dyn Error>> {
 mod tests {
     use super::*;
 
-    /// An echo server on loopback that holds its first datagram back until the
-    /// second has come, then echoes both, the first after its wait is over;
-    /// and a stranger's datagram in between.
-    fn late_echo_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    /// Runs `serve` on a server socket on loopback, in a thread, against
+    /// `udp_echoes` sending `messages` from a client socket with `wait`; what
+    /// `udp_echoes` gave; `serve` gets the server's socket.
+    fn exchange(
+        messages: &[&[u8]],
+        wait: impl Fn(usize) -> Duration,
+        serve: impl FnOnce(&UdpSocket) + Send + 'static,
+    ) -> Result<Echoes, String> {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
-        let handle = std::thread::spawn(move || {
-            server.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let mut buf = [0u8; 1500];
-            let (n, client) = server.recv_from(&mut buf).unwrap();
-            let first = buf[..n].to_vec();
-            let (n, _) = server.recv_from(&mut buf).unwrap();
-            let second = buf[..n].to_vec();
-            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
-            stranger.send_to(&second, client).unwrap();
-            server.send_to(&first, client).unwrap();
-            server.send_to(&second, client).unwrap();
-        });
-        (addr, handle)
+        server.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let handle = std::thread::spawn(move || serve(&server));
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let messages: Vec<Vec<u8>> = messages.iter().map(|m| m.to_vec()).collect();
+        let echoes = udp_echoes(&socket, addr, &messages, wait).map_err(|e| e.to_string());
+        handle.join().unwrap();
+        echoes
+    }
+
+    /// The next datagram to `server`: its bytes and its sender.
+    fn next(server: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        let mut buf = [0u8; 1500];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
     }
 
     #[test]
     fn a_late_echo_is_taken_for_its_own_datagram() {
-        let (server, handle) = late_echo_server();
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let messages = [b"one".to_vec(), b"two".to_vec()];
-        // The first echo is late whatever its wait; the second's is long, so
-        // that it comes in time however slow the machine.
+        // The first echo is late whatever its wait: the server holds it back
+        // until the second datagram has come, and a stranger's datagram comes
+        // before both. The second's wait is long, so that it comes in time
+        // however slow the machine.
         let wait = |i| {
             if i == 0 {
                 Duration::from_millis(50)
@@ -464,60 +468,55 @@ mod tests {
                 TIMEOUT
             }
         };
-        let echoes = udp_echoes(&socket, server, &messages, wait).unwrap();
-        handle.join().unwrap();
-        assert_eq!(
-            echoes,
-            Echoes {
-                sent: 2,
-                answered: 2,
-                late: 1,
-                duplicates: 0
-            }
-        );
+        let echoes = exchange(&[b"one", b"two"], wait, |server| {
+            let (first, client) = next(server);
+            let (second, _) = next(server);
+            let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+            stranger.send_to(&second, client).unwrap();
+            server.send_to(&first, client).unwrap();
+            server.send_to(&second, client).unwrap();
+        });
+        let expected = Echoes {
+            sent: 2,
+            answered: 2,
+            late: 1,
+            duplicates: 0,
+        };
+        assert_eq!(echoes, Ok(expected));
     }
 
     #[test]
     fn a_second_copy_of_an_echo_is_counted_apart() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let handle = std::thread::spawn(move || {
-            server.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let mut buf = [0u8; 1500];
-            let (n, client) = server.recv_from(&mut buf).unwrap();
-            server.send_to(&buf[..n], client).unwrap();
-            server.send_to(&buf[..n], client).unwrap();
-            let (n, client) = server.recv_from(&mut buf).unwrap();
-            server.send_to(&buf[..n], client).unwrap();
-        });
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let messages = [b"one".to_vec(), b"two".to_vec()];
-        let echoes = udp_echoes(&socket, addr, &messages, |_| TIMEOUT).unwrap();
-        handle.join().unwrap();
-        assert_eq!(
-            echoes,
-            Echoes {
-                sent: 2,
-                answered: 2,
-                late: 0,
-                duplicates: 1
-            }
+        let echoes = exchange(
+            &[b"one", b"two"],
+            |_| TIMEOUT,
+            |server| {
+                let (first, client) = next(server);
+                server.send_to(&first, client).unwrap();
+                server.send_to(&first, client).unwrap();
+                let (second, client) = next(server);
+                server.send_to(&second, client).unwrap();
+            },
         );
+        let expected = Echoes {
+            sent: 2,
+            answered: 2,
+            late: 0,
+            duplicates: 1,
+        };
+        assert_eq!(echoes, Ok(expected));
     }
 
     #[test]
     fn bytes_that_echo_nothing_sent_are_an_error() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let handle = std::thread::spawn(move || {
-            server.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let mut buf = [0u8; 1500];
-            let (_, client) = server.recv_from(&mut buf).unwrap();
-            server.send_to(b"other", client).unwrap();
-        });
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let got = udp_echoes(&socket, addr, &[b"one".to_vec()], |_| TIMEOUT);
-        handle.join().unwrap();
-        assert!(got.is_err());
+        let echoes = exchange(
+            &[b"one"],
+            |_| TIMEOUT,
+            |server| {
+                let (_, client) = next(server);
+                server.send_to(b"other", client).unwrap();
+            },
+        );
+        assert!(echoes.is_err(), "{echoes:?}");
     }
 }

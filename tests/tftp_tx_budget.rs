@@ -5,21 +5,23 @@
 
 use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::store::{FileName, RamStore, Storage};
-use smolsock::tftp::{ClientConfig, ClientGet, ClientPut, ServerConfig};
+use smolsock::tftp::{ClientConfig, ClientGet, ClientPut, ServerConfig, TftpError};
 use smolsock::transfer::{SharedStore, SliceSink, UploadLease};
-use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Loopback, Medium};
 use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
 type Store = RamStore<2, { 128 * 1024 }>;
+type Shared = SharedStore<Store, [UploadLease; 1]>;
 const BUF: usize = 1432;
+/// Ten minutes of the stack's time, a millisecond a turn.
+const TURNS: usize = 600_000;
 
-/// A loopback that hands out `budget` transmit tokens per poll.
+/// A loopback that hands out `left` more transmit tokens (set before each poll).
 struct Budgeted {
     inner: Loopback,
-    budget: usize,
     left: usize,
 }
 
@@ -44,11 +46,115 @@ impl Device for Budgeted {
     }
 }
 
-/// A UDP socket whose send ring has `slots` packets and `payload` bytes.
-fn socket(slots: usize, payload: usize) -> udp::Socket<'static> {
-    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * BUF]);
-    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0; payload]);
-    udp::Socket::new(rx, tx)
+/// One interface on 127.0.0.1 over a [`Budgeted`] loopback, its sockets and
+/// its clock.
+struct Stack {
+    device: Budgeted,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    now: Instant,
+}
+
+impl Stack {
+    fn new() -> Self {
+        let mut device = Budgeted {
+            inner: Loopback::new(Medium::Ip),
+            left: 0,
+        };
+        let mut iface =
+            Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            addrs
+                .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
+                .unwrap();
+        });
+        Self {
+            device,
+            iface,
+            sockets: SocketSet::new(vec![]),
+            now: Instant::ZERO,
+        }
+    }
+
+    /// A UDP socket whose send ring has `slots` packets and `payload` bytes.
+    fn socket(&mut self, slots: usize, payload: usize) -> SocketHandle {
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * BUF]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0; payload]);
+        self.sockets.add(udp::Socket::new(rx, tx))
+    }
+
+    /// A server of one slot whose socket's send ring is `slots` and `payload`.
+    fn server<'s>(&mut self, shared: &'s Shared, slots: usize, payload: usize) -> Server<'s> {
+        let listen = self.socket(8, 8 * BUF);
+        let slot = self.socket(slots, payload);
+        let config = ServerConfig {
+            max_block_size: 1400,
+            max_window: 16,
+            ..ServerConfig::DEFAULT
+        };
+        TftpServer::new(listen, [slot], shared, config)
+    }
+
+    /// One turn: the interface sends at most `budget` frames, the server and the
+    /// client are polled, a millisecond passes.
+    fn turn(&mut self, server: &mut Server<'_>, client: &mut dyn Service, budget: usize) {
+        self.device.left = budget;
+        self.iface
+            .poll(self.now, &mut self.device, &mut self.sockets);
+        server.poll(&mut self.sockets, self.now);
+        client.poll(&mut self.sockets, self.now);
+        self.now += Duration::from_millis(1);
+    }
+}
+
+type Server<'s> = TftpServer<'s, Store, 1, BUF>;
+
+/// The server's 127.0.0.1:69.
+const SERVER_AT: IpEndpoint = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 69);
+
+/// 100,000 bytes, made with `seed`.
+fn file(seed: u32) -> Vec<u8> {
+    (0..100_000u32)
+        .map(|i| (i * seed + i / 251) as u8)
+        .collect()
+}
+
+/// A store holding `data` as "f".
+fn store_with_f(data: &[u8]) -> Box<Shared> {
+    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]));
+    shared
+        .with_store(|s| {
+            let name = FileName::new("f").unwrap();
+            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
+            s.append(&mut up, data).unwrap();
+            s.commit(&up, smolsock::wire::crc32::crc32(data)).unwrap();
+        })
+        .unwrap();
+    shared
+}
+
+fn asked(block: u16, window: u16) -> ClientConfig {
+    ClientConfig {
+        block_size: Some(block),
+        window: Some(window),
+        ..ClientConfig::DEFAULT
+    }
+}
+
+/// A get of "f" into `into` from the client's port `port`, on the stack.
+fn get_client<'a>(
+    stack: &mut Stack,
+    port: u16,
+    config: ClientConfig,
+    into: &'a mut [u8],
+) -> TftpClient<ClientGet<SliceSink<'a>, fn(u64, Option<u64>)>, BUF> {
+    let session: ClientGet<SliceSink<'a>, fn(u64, Option<u64>)> = ClientGet::new(
+        FileName::new("f").unwrap(),
+        config,
+        SliceSink::new(into),
+        |_, _| {},
+    );
+    TftpClient::new(stack.socket(8, 8 * BUF), port, SERVER_AT, session)
 }
 
 /// A get of a 100,000-byte file, blocks of `block`, `window` of them, the
@@ -56,75 +162,27 @@ fn socket(slots: usize, payload: usize) -> udp::Socket<'static> {
 /// bytes, `budget` frames leaving per poll: the bytes got, and the server's
 /// retransmissions.
 fn get(slots: usize, payload: usize, block: u16, window: u16, budget: usize) -> (Vec<u8>, u64) {
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]));
-    shared
-        .with_store(|s| {
-            let name = FileName::new("f").unwrap();
-            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut up, &data).unwrap();
-            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
-        })
-        .unwrap();
-    let mut device = Budgeted {
-        inner: Loopback::new(Medium::Ip),
-        budget,
-        left: budget,
-    };
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
-            .unwrap();
-    });
-    let mut storage: Vec<SocketStorage> = (0..3).map(|_| SocketStorage::EMPTY).collect();
-    let mut sockets = SocketSet::new(&mut storage[..]);
-    let listen = sockets.add(socket(8, 8 * BUF));
-    let slot = sockets.add(socket(slots, payload));
-    let config = ServerConfig {
-        max_block_size: 1400,
-        max_window: 16,
-        ..ServerConfig::DEFAULT
-    };
-    let mut server = TftpServer::<_, 1, BUF>::new(listen, [slot], &*shared, config);
+    let shared = store_with_f(&file(7));
+    let mut stack = Stack::new();
+    let mut server = stack.server(&shared, slots, payload);
     let mut into = vec![0u8; 100_000];
-    let session = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig {
-            block_size: Some(block),
-            window: Some(window),
-            ..ClientConfig::DEFAULT
-        },
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let handle = sockets.add(socket(8, 8 * BUF));
-    let server_at = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 69);
-    let mut client = TftpClient::<_, BUF>::new(handle, 50_000, server_at, session);
-    let mut now = Instant::ZERO;
-    // Bounded: a millisecond a turn, ten minutes of the stack's time at most.
-    for _ in 0..600_000 {
-        device.left = device.budget;
-        iface.poll(now, &mut device, &mut sockets);
-        server.poll(&mut sockets, now);
-        client.poll(&mut sockets, now);
+    let mut client = get_client(&mut stack, 50_000, asked(block, window), &mut into);
+    for _ in 0..TURNS {
+        stack.turn(&mut server, &mut client, budget);
         if client.outcome().is_some() {
             break;
         }
-        now += Duration::from_millis(1);
     }
     assert_eq!(
         client.outcome(),
         Some(Ok(100_000)),
         "the get ends with the file"
     );
-    let retransmits = server.stats().retransmits;
-    (into, retransmits)
+    (into, server.stats().retransmits)
 }
 
 #[test]
 fn a_datagram_the_send_ring_cannot_take_waits_instead_of_being_lost() {
-    let expected: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     // Rings whose packet slots run out before their bytes, where a datagram that
     // must wrap needs a slot for the padding too; one to four frames a poll.
     for (slots, payload, block, window, budget) in [
@@ -133,15 +191,10 @@ fn a_datagram_the_send_ring_cannot_take_waits_instead_of_being_lost() {
         (2, 3 * BUF, 600, 8, 1),
         (3, 6 * BUF, 1400, 16, 4),
     ] {
+        let case = format!("({slots}, {payload}, {block}, {window}, {budget})");
         let (got, retransmits) = get(slots, payload, block, window, budget);
-        assert!(
-            got == expected,
-            "({slots}, {payload}, {block}, {window}, {budget}): bytes"
-        );
-        assert_eq!(
-            retransmits, 0,
-            "({slots}, {payload}, {block}, {window}, {budget}): the link loses nothing"
-        );
+        assert!(got == file(7), "{case}: bytes");
+        assert_eq!(retransmits, 0, "{case}: the link loses nothing");
     }
 }
 
@@ -150,58 +203,27 @@ fn a_datagram_the_send_ring_cannot_take_waits_instead_of_being_lost() {
 /// stored, and the client's retransmissions.
 fn put(data: &[u8], slots: usize, payload: usize, block: u16, budget: usize) -> (Vec<u8>, u64) {
     let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]));
-    let mut device = Budgeted {
-        inner: Loopback::new(Medium::Ip),
-        budget,
-        left: budget,
-    };
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
-            .unwrap();
-    });
-    let mut storage: Vec<SocketStorage> = (0..3).map(|_| SocketStorage::EMPTY).collect();
-    let mut sockets = SocketSet::new(&mut storage[..]);
-    let listen = sockets.add(socket(8, 8 * BUF));
-    let slot = sockets.add(socket(8, 8 * BUF));
-    let config = ServerConfig {
-        max_block_size: 1400,
-        max_window: 16,
-        ..ServerConfig::DEFAULT
-    };
-    let mut server = TftpServer::<_, 1, BUF>::new(listen, [slot], &*shared, config);
+    let mut stack = Stack::new();
+    let mut server = stack.server(&shared, 8, 8 * BUF);
     let session = ClientPut::new(
         FileName::new("f").unwrap(),
-        ClientConfig {
-            block_size: Some(block),
-            window: Some(16),
-            ..ClientConfig::DEFAULT
-        },
+        asked(block, 16),
         data,
         |_, _| {},
     );
-    let handle = sockets.add(socket(slots, payload));
-    let server_at = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 69);
-    let mut client = TftpClient::<_, BUF>::new(handle, 50_000, server_at, session);
-    let mut now = Instant::ZERO;
-    // Bounded: a millisecond a turn, ten minutes of the stack's time at most.
-    for _ in 0..600_000 {
-        device.left = device.budget;
-        iface.poll(now, &mut device, &mut sockets);
-        server.poll(&mut sockets, now);
-        client.poll(&mut sockets, now);
+    let handle = stack.socket(slots, payload);
+    let mut client = TftpClient::<_, BUF>::new(handle, 50_000, SERVER_AT, session);
+    for _ in 0..TURNS {
+        stack.turn(&mut server, &mut client, budget);
         if client.outcome().is_some() && server.active() == 0 {
             break;
         }
-        now += Duration::from_millis(1);
     }
     assert_eq!(
         client.outcome(),
         Some(Ok(data.len() as u64)),
         "the put ends"
     );
-    let retransmits = client.session().stats().retransmits;
     let stored = shared
         .with_store(|s| {
             let mut bytes = vec![0u8; data.len()];
@@ -209,105 +231,42 @@ fn put(data: &[u8], slots: usize, payload: usize, block: u16, budget: usize) -> 
             bytes
         })
         .unwrap();
-    (stored, retransmits)
+    (stored, client.session().stats().retransmits)
 }
 
 #[test]
 fn a_client_s_datagram_its_send_ring_cannot_take_waits_too() {
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 + i / 509) as u8).collect();
+    let data = file(13);
     for (slots, payload, block, budget) in [(8, 8 * BUF, 1000, 1), (4, 4 * BUF, 600, 2)] {
+        let case = format!("({slots}, {payload}, {block}, {budget})");
         let (stored, retransmits) = put(&data, slots, payload, block, budget);
-        assert!(
-            stored == data,
-            "({slots}, {payload}, {block}, {budget}): bytes"
-        );
-        assert_eq!(
-            retransmits, 0,
-            "({slots}, {payload}, {block}, {budget}): the link loses nothing"
-        );
+        assert!(stored == data, "{case}: bytes");
+        assert_eq!(retransmits, 0, "{case}: the link loses nothing");
     }
 }
 
 /// A get whose server's device stops sending after `sending` polls, for a
-/// minute, then sends again: whether the slot was freed meanwhile, and whether
-/// a second get then completes.
-fn stalled_get(sending: usize) -> (bool, Option<Result<u64, smolsock::tftp::TftpError>>) {
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]));
-    shared
-        .with_store(|s| {
-            let name = FileName::new("f").unwrap();
-            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut up, &data).unwrap();
-            s.commit(&up, smolsock::wire::crc32::crc32(&data)).unwrap();
-        })
-        .unwrap();
-    let mut device = Budgeted {
-        inner: Loopback::new(Medium::Ip),
-        budget: 1,
-        left: 1,
-    };
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
-            .unwrap();
-    });
-    let mut storage: Vec<SocketStorage> = (0..4).map(|_| SocketStorage::EMPTY).collect();
-    let mut sockets = SocketSet::new(&mut storage[..]);
-    let listen = sockets.add(socket(8, 8 * BUF));
-    let slot = sockets.add(socket(8, 8 * BUF));
-    let config = ServerConfig {
-        max_block_size: 1400,
-        max_window: 16,
-        ..ServerConfig::DEFAULT
-    };
-    let mut server = TftpServer::<_, 1, BUF>::new(listen, [slot], &*shared, config);
-    let server_at = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), 69);
-    let asked = ClientConfig {
-        block_size: Some(1000),
-        window: Some(16),
-        ..ClientConfig::DEFAULT
-    };
+/// minute, then sends again: whether the slot was freed meanwhile, and how a
+/// second get then ends.
+fn stalled_get(sending: usize) -> (bool, Option<Result<u64, TftpError>>) {
+    let shared = store_with_f(&file(7));
+    let mut stack = Stack::new();
+    let mut server = stack.server(&shared, 8, 8 * BUF);
     let mut into = vec![0u8; 100_000];
-    let first = ClientGet::new(
-        FileName::new("f").unwrap(),
-        asked,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
-    let handle = sockets.add(socket(8, 8 * BUF));
-    let mut client = TftpClient::<_, BUF>::new(handle, 50_000, server_at, first);
-    let mut now = Instant::ZERO;
+    let mut client = get_client(&mut stack, 50_000, asked(1000, 16), &mut into);
     let mut freed = false;
-    // Sending, then a minute of a device that sends nothing, a millisecond a turn.
+    // Sending, then a minute of a device that sends nothing.
     for turn in 0..sending + 60_000 {
-        device.left = if turn < sending { device.budget } else { 0 };
-        iface.poll(now, &mut device, &mut sockets);
-        server.poll(&mut sockets, now);
-        client.poll(&mut sockets, now);
+        stack.turn(&mut server, &mut client, usize::from(turn < sending));
         freed |= turn >= sending && server.active() == 0;
-        now += Duration::from_millis(1);
     }
     let mut again = vec![0u8; 100_000];
-    let second = ClientGet::new(
-        FileName::new("f").unwrap(),
-        asked,
-        SliceSink::new(&mut again),
-        |_, _| {},
-    );
-    let handle = sockets.add(socket(8, 8 * BUF));
-    let mut client = TftpClient::<_, BUF>::new(handle, 50_001, server_at, second);
-    // Bounded: ten minutes of the stack's time at most.
-    for _ in 0..600_000 {
-        device.left = device.budget;
-        iface.poll(now, &mut device, &mut sockets);
-        server.poll(&mut sockets, now);
-        client.poll(&mut sockets, now);
+    let mut client = get_client(&mut stack, 50_001, asked(1000, 16), &mut again);
+    for _ in 0..TURNS {
+        stack.turn(&mut server, &mut client, 1);
         if client.outcome().is_some() {
             break;
         }
-        now += Duration::from_millis(1);
     }
     (freed, client.outcome())
 }
