@@ -141,14 +141,17 @@ fn asked(block: u16, window: u16) -> ClientConfig {
     }
 }
 
+/// A get into a slice, reporting no progress.
+type Get<'a> = ClientGet<SliceSink<'a>, fn(u64, Option<u64>)>;
+
 /// A get of "f" into `into` from the client's port `port`, on the stack.
 fn get_client<'a>(
     stack: &mut Stack,
     port: u16,
     config: ClientConfig,
     into: &'a mut [u8],
-) -> TftpClient<ClientGet<SliceSink<'a>, fn(u64, Option<u64>)>, BUF> {
-    let session: ClientGet<SliceSink<'a>, fn(u64, Option<u64>)> = ClientGet::new(
+) -> TftpClient<Get<'a>, BUF> {
+    let session: Get<'a> = ClientGet::new(
         FileName::new("f").unwrap(),
         config,
         SliceSink::new(into),
