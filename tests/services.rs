@@ -252,8 +252,8 @@ fn http_answers_exact_pages_over_ipv4_ipv6_clean_and_rough() {
     };
     let site = StatusSite::new("smolsock", &status);
     let (mut page, mut stats) = (String::new(), String::new());
-    let html = site.render("/", &mut page).unwrap();
-    let text = site.render("/stats", &mut stats).unwrap();
+    let html = site.render("/", &mut page).unwrap().unwrap();
+    let text = site.render("/stats", &mut stats).unwrap().unwrap();
     let not_found = format!("{}\n", StatusCode::NOT_FOUND);
     let exchanges: [(&[u8], Vec<u8>); 5] = [
         (
@@ -1669,7 +1669,7 @@ fn bad_http_requests_get_their_error_status_and_the_slot_serves_the_next() {
     let status = |w: &mut dyn core::fmt::Write| w.write_str("ok");
     let site = StatusSite::new("smolsock", &status);
     let mut page = String::new();
-    let html = site.render("/", &mut page).unwrap();
+    let html = site.render("/", &mut page).unwrap().unwrap();
     let error = |code: StatusCode| {
         let body = format!("{code}\n");
         http_response(code, "text/plain", body.as_bytes(), true)

@@ -864,7 +864,7 @@ fn the_live_page_with_every_row_taken_and_long_counters_is_html_and_fits_its_buf
     let mut page = heapless::String::<HTTP_PAGE_MAX>::new();
     assert_eq!(
         site.render("/", &mut page),
-        Some("text/html; charset=utf-8"),
+        Some(Ok("text/html; charset=utf-8")),
         "the page fits {HTTP_PAGE_MAX} bytes"
     );
     assert!(balanced_html(&page), "{page}");
@@ -872,6 +872,8 @@ fn the_live_page_with_every_row_taken_and_long_counters_is_html_and_fits_its_buf
     assert!(page.contains("and 5 more."));
     assert!(page.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
     assert!(page.contains("width:100%") && page.contains("width:18%"));
+    // An IPv6 peer in brackets before its port, as std writes it.
+    assert!(page.contains("<td>[fdaa:ffff:ffff:ffff:ffff:ffff:ffff:100]:65535</td>"));
 }
 
 #[test]

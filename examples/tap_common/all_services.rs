@@ -357,7 +357,10 @@ impl LiveCounters {
             return Ok(());
         };
         for c in connections.iter() {
-            bars.connection(c.service, &c.peer, c.receive, c.send)?;
+            // std's form: an IPv6 address in brackets before its port (smoltcp
+            // writes none, and `fdaa::100:8080` is an address of its own).
+            let peer = std::net::SocketAddr::new(c.peer.addr.into(), c.peer.port);
+            bars.connection(c.service, &peer, c.receive, c.send)?;
         }
         Ok(())
     }

@@ -1,14 +1,15 @@
 //! The responder's state machine: read a head by its deadline, answer once, close.
 //!
 //! Answers: `200` with the page, `404` for an unknown path, `405` for a known
-//! method other than GET or HEAD, `501` for a method it does not know (or a
+//! method other than GET or HEAD (CONNECT gets `400`: the parser takes no
+//! target in its authority form, `host:port`), `501` for a method it does not know (or a
 //! transfer coding), `400` for bytes that are no request head (or a head
 //! whose body it cannot frame, or without a valid Host: see [`HttpResponder`]),
 //! `414` or `431` for a head larger than the request buffer (or with more than
 //! [`MAX_HEADERS`] fields), `505` for an HTTP version other than 1.x (a later
 //! 1.x is served as 1.1),
 //! `408` for a head that did not arrive whole by its deadline, `500` if the page
-//! does not fit the body buffer. A HEAD request gets the head a GET would, and no
+//! does not fit the body buffer or could not be made. A HEAD request gets the head a GET would, and no
 //! body; nor does any error answer to a head whose method is HEAD.
 
 use core::fmt::{self, Write as _};
@@ -237,7 +238,11 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
                 );
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, with_body)
             }
-            Some(kind) => self.head_for(kind, len, with_body.then_some(Body::Rendered(len))),
+            Some(Ok(kind)) => self.head_for(kind, len, with_body.then_some(Body::Rendered(len))),
+            Some(Err(fmt::Error)) => {
+                crate::macros::net_warn!("http: the page for {} failed", path);
+                self.error(StatusCode::INTERNAL_SERVER_ERROR, with_body)
+            }
             None => self.error(StatusCode::NOT_FOUND, with_body),
         }
     }

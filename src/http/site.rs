@@ -23,9 +23,9 @@ use core::fmt::{self, Write as _};
 /// }
 ///
 /// impl Site for MySite<'_> {
-///     fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
+///     fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<Result<&'static str, fmt::Error>> {
 ///         match path {
-///             "/hello" => body.write_str("hello\n").ok().map(|()| "text/plain"),
+///             "/hello" => Some(body.write_str("hello\n").map(|()| "text/plain")),
 ///             _ => self.status.render(path, body),
 ///         }
 ///     }
@@ -38,11 +38,17 @@ use core::fmt::{self, Write as _};
 /// }
 /// ```
 pub trait Site {
-    /// Writes the body for `path` and returns its content type, or `None` for 404.
+    /// Writes the body for `path` and returns its content type; `None` for a
+    /// path with no page (404), an error for a page that could not be made
+    /// (500).
     ///
     /// The responder gives a writer over its body buffer: a page that does not fit
-    /// there is answered with 500, whatever this returns.
-    fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str>;
+    /// there is answered with 500 too, whatever this returns.
+    fn render(
+        &self,
+        path: &str,
+        body: &mut dyn fmt::Write,
+    ) -> Option<Result<&'static str, fmt::Error>>;
 
     /// A page whose bytes already exist (a `static`, a file in flash): it is sent
     /// from `body` piece by piece as send space allows, with no copy into the
@@ -92,12 +98,14 @@ impl<'a> StatusSite<'a> {
 }
 
 impl Site for StatusSite<'_> {
-    fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
+    fn render(
+        &self,
+        path: &str,
+        body: &mut dyn fmt::Write,
+    ) -> Option<Result<&'static str, fmt::Error>> {
         match path {
-            "/" | "/index.html" => self.page(body).ok().map(|()| "text/html; charset=utf-8"),
-            "/stats" => (self.status)(body)
-                .ok()
-                .map(|()| "text/plain; charset=utf-8"),
+            "/" | "/index.html" => Some(self.page(body).map(|()| "text/html; charset=utf-8")),
+            "/stats" => Some((self.status)(body).map(|()| "text/plain; charset=utf-8")),
             _ => None,
         }
     }
@@ -147,7 +155,7 @@ impl fmt::Debug for StatusSite<'_> {
 /// let connections = |bars: &mut Bars<'_>| bars.connection("echo", &"10.0.0.2:49152", (300, 4096), (0, 4096));
 /// let site = LiveSite::new("demo", &status, &connections).with_refresh(2).with_max_rows(8);
 /// let mut page = heapless::String::<2048>::new();
-/// assert_eq!(site.render("/", &mut page), Some("text/html; charset=utf-8"));
+/// assert_eq!(site.render("/", &mut page), Some(Ok("text/html; charset=utf-8")));
 /// assert!(page.contains("http-equiv=\"refresh\" content=\"2\""));
 /// assert!(page.contains("style=\"width:7%\""));
 /// ```
@@ -240,12 +248,14 @@ impl<'a> LiveSite<'a> {
 }
 
 impl Site for LiveSite<'_> {
-    fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
+    fn render(
+        &self,
+        path: &str,
+        body: &mut dyn fmt::Write,
+    ) -> Option<Result<&'static str, fmt::Error>> {
         match path {
-            "/" | "/index.html" => self.page(body).ok().map(|()| "text/html; charset=utf-8"),
-            "/stats" => (self.status)(body)
-                .ok()
-                .map(|()| "text/plain; charset=utf-8"),
+            "/" | "/index.html" => Some(self.page(body).map(|()| "text/html; charset=utf-8")),
+            "/stats" => Some((self.status)(body).map(|()| "text/plain; charset=utf-8")),
             _ => None,
         }
     }
@@ -352,7 +362,7 @@ mod tests {
         let mut page = std::string::String::new();
         assert_eq!(
             site.render("/", &mut page),
-            Some("text/html; charset=utf-8")
+            Some(Ok("text/html; charset=utf-8"))
         );
         assert!(
             page.contains("<title>t&lt;&amp;&gt;&quot;t</title>"),
@@ -366,7 +376,7 @@ mod tests {
         let mut stats = std::string::String::new();
         assert_eq!(
             site.render("/stats", &mut stats),
-            Some("text/plain; charset=utf-8")
+            Some(Ok("text/plain; charset=utf-8"))
         );
         assert_eq!(stats, "last: <b>x & y</b> \"q\"\n");
     }
@@ -384,7 +394,7 @@ mod tests {
         };
         let site = LiveSite::new("t", &status, &connections);
         let mut page = std::string::String::new();
-        site.render("/", &mut page).unwrap();
+        site.render("/", &mut page).unwrap().unwrap();
         assert!(page.contains("width:100%"), "{page}");
         assert!(page.contains("width:49%"), "{page}");
     }
@@ -396,13 +406,13 @@ mod tests {
         let mut page = heapless::String::<512>::new();
         assert_eq!(
             site.render("/", &mut page),
-            Some("text/html; charset=utf-8")
+            Some(Ok("text/html; charset=utf-8"))
         );
         assert!(page.contains("<h1>demo</h1>") && page.contains("frames: 7"));
         let mut text = heapless::String::<64>::new();
         assert_eq!(
             site.render("/stats", &mut text),
-            Some("text/plain; charset=utf-8")
+            Some(Ok("text/plain; charset=utf-8"))
         );
         assert_eq!(text, "frames: 7");
         assert_eq!(site.render("/nope", &mut text), None);
@@ -452,7 +462,7 @@ mod tests {
         let mut page = heapless::String::<4096>::new();
         assert_eq!(
             site.render("/", &mut page),
-            Some("text/html; charset=utf-8")
+            Some(Ok("text/html; charset=utf-8"))
         );
         assert!(balanced(&page), "{page}");
         assert!(page.contains("content=\"3\""));
@@ -467,7 +477,7 @@ mod tests {
         let mut text = heapless::String::<64>::new();
         assert_eq!(
             site.render("/stats", &mut text),
-            Some("text/plain; charset=utf-8")
+            Some(Ok("text/plain; charset=utf-8"))
         );
         assert_eq!(text, "a < b & c\n");
     }
@@ -490,7 +500,7 @@ mod tests {
         let title = "smolsock";
         let site = LiveSite::new(title, &status, &connections).with_max_rows(10);
         let mut page = std::string::String::new();
-        site.render("/", &mut page).unwrap();
+        site.render("/", &mut page).unwrap().unwrap();
         assert!(balanced(&page), "{page}");
         assert_eq!(page.matches("<tr><td>").count(), 10);
         assert!(page.contains("and 30 more."));
@@ -499,7 +509,7 @@ mod tests {
         let empty = |_: &mut Bars<'_>| Ok(());
         let site = LiveSite::new(title, &status, &empty);
         let mut page = std::string::String::new();
-        site.render("/", &mut page).unwrap();
+        site.render("/", &mut page).unwrap().unwrap();
         assert!(page.contains("No connection open.") && balanced(&page));
     }
 }

@@ -73,7 +73,7 @@ fn long_status(w: &mut dyn fmt::Write) -> fmt::Result {
 
 fn page(site: &StatusSite<'_>, path: &str) -> (&'static str, String) {
     let mut body = String::new();
-    let kind = site.render(path, &mut body).unwrap();
+    let kind = site.render(path, &mut body).unwrap().unwrap();
     (kind, body)
 }
 
@@ -550,9 +550,13 @@ struct Assets<'a> {
 }
 
 impl Site for Assets<'_> {
-    fn render(&self, path: &str, body: &mut dyn fmt::Write) -> Option<&'static str> {
+    fn render(
+        &self,
+        path: &str,
+        body: &mut dyn fmt::Write,
+    ) -> Option<Result<&'static str, fmt::Error>> {
         match path {
-            "/evil" => Some("text/plain\r\nSet-Cookie: x"),
+            "/evil" => Some(Ok("text/plain\r\nSet-Cookie: x")),
             _ => self.status.render(path, body),
         }
     }
@@ -1045,4 +1049,33 @@ fn a_target_with_a_fragment_gets_400_not_a_page_of_that_name() {
         assert_eq!(response, error(StatusCode::BAD_REQUEST), "{what}");
     }
     assert_eq!(http.stats().malformed, 2);
+}
+
+#[test]
+fn a_page_whose_writing_fails_is_a_500_not_a_404() {
+    let status = |_: &mut dyn fmt::Write| Err(fmt::Error);
+    let site = StatusSite::new("smolsock", &status);
+    let mut http = HttpResponder::<_, 512, 512>::new(&site);
+    for path in ["/", "/stats"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let got = answer(&mut http, request.as_bytes(), 100, 100);
+        assert_eq!(
+            String::from_utf8_lossy(&got).lines().next(),
+            Some("HTTP/1.1 500 Internal Server Error"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn connect_gets_400_its_authority_form_target_being_refused() {
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let mut http = HttpResponder::<_, 512, 512>::new(&site);
+    let request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let got = answer(&mut http, request, 100, 100);
+    assert_eq!(
+        String::from_utf8_lossy(&got).lines().next(),
+        Some("HTTP/1.1 400 Bad Request")
+    );
 }
