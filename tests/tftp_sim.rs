@@ -854,3 +854,102 @@ fn held_for_ever_body() {
     assert_eq!(outcome, Ok(Ok(50_000)));
     assert!(into == data);
 }
+
+#[test]
+fn a_slot_holding_a_datagram_its_socket_refused_does_not_stop_the_others() {
+    big_stack(one_slot_holds_body);
+}
+
+fn one_slot_holds_body() {
+    use smolsock::runner::sim::{CLIENT_V4, Direction};
+    const SMALL: usize = 516;
+    let data = pattern(300_000);
+    let shared = store_with_f(&data);
+    let mut net = net(5, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    // Slot 0's send ring: 44 packet slots, 2,066 bytes (its receive ring takes
+    // all that comes below at once).
+    let wedged = net.server.sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * BUF]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 44], vec![0; 2066]),
+    ));
+    let slots = [wedged, net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 2, SMALL>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 2, SMALL>, ms| {
+        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
+            None::<()>
+        })
+        .unwrap_err();
+    };
+    // Port 69 bound, an upload from a port where nobody listens takes slot 0.
+    idle(&mut net, &mut server, 10);
+    let wrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x02up\0octet\0");
+    net.inject_frame(Direction::ClientToServer, &wrq);
+    idle(&mut net, &mut server, 10);
+    assert_eq!(server.active(), 1, "the upload took slot 0");
+    // Strangers' datagrams to slot 0's port, each answered ERROR 5 (24 B): 43
+    // leave, then one to a ghost that never answers ARP stays at the head of the
+    // ring half way round, and 42 more queue behind it: one packet slot is left.
+    let port = net
+        .server
+        .sockets
+        .get::<udp::Socket>(wedged)
+        .endpoint()
+        .port;
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    for i in 0..43 {
+        let stray = forged_udp(CLIENT_V4, 40_000 + i, port, &[0, 4, 0, 1]);
+        net.inject_frame(Direction::ClientToServer, &stray);
+    }
+    net.inject_frame(
+        Direction::ClientToServer,
+        &forged_udp(ghost, 40_000, port, &[0, 4, 0, 1]),
+    );
+    idle(&mut net, &mut server, 10);
+    assert_eq!(
+        net.server.sockets.get::<udp::Socket>(wedged).send_queue(),
+        24
+    );
+    for i in 0..42 {
+        let stray = forged_udp(ghost, 41_000 + i, port, &[0, 4, 0, 1]);
+        net.inject_frame(Direction::ClientToServer, &stray);
+    }
+    idle(&mut net, &mut server, 10);
+    let queued = net.server.sockets.get::<udp::Socket>(wedged).send_queue();
+    assert_eq!(queued, 43 * 24);
+    // The upload's last block: its ACK needs the padding's packet slot, is
+    // refused, and held; the upload dallies, and its client sends the block
+    // again every second, as it would.
+    let mut last = vec![0, 3, 0, 1];
+    last.extend_from_slice(&[7; 100]);
+    let last = forged_udp(CLIENT_V4, 50_001, port, &last);
+    net.inject_frame(Direction::ClientToServer, &last);
+    idle(&mut net, &mut server, 10);
+    // Meanwhile a get of 300,000 bytes takes slot 1: the datagram slot 0 holds
+    // does not stop it.
+    let mut into = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    let mut outcome = None;
+    for _ in 0..10 {
+        net.inject_frame(Direction::ClientToServer, &last);
+        let ended = net.run_services(
+            &mut server,
+            &mut driver,
+            Duration::from_secs(1),
+            |_, d, _| d.outcome(),
+        );
+        if let Ok(ended) = ended {
+            outcome = Some(ended);
+            break;
+        }
+    }
+    assert_eq!(outcome, Some(Ok(300_000)), "{:?}", server.stats());
+    assert!(into == data);
+}

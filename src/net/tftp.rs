@@ -21,12 +21,14 @@
 //! answering is retransmitted to a bounded number of times, then its transfer
 //! ends. A datagram goes to a socket only when its send queue has room for one of
 //! the largest, and one the socket still refuses (smoltcp needs a second packet
-//! slot where its ring wraps, which no query of the socket shows) waits in the
-//! adapter's buffer and goes first at the next poll, nothing else being sent
-//! meanwhile: nothing the session hands out is lost to a full buffer. It waits
-//! until the session's timer fires at most (the session then sends again what is
-//! still due), or its transfer ends, so a socket that never drains holds up the
-//! others no longer than that. The session's timers run all the same, so a transfer whose datagrams cannot leave
+//! slot where its ring wraps, which no query of the socket shows) is kept in a
+//! buffer of the adapter's and goes first at the next poll, its session sending
+//! nothing else meanwhile: nothing the session hands out is lost to a full
+//! buffer. It is kept until the session's timer fires (the session then sends
+//! again what is still due) or for one retransmission timeout at most, and one
+//! datagram at a time: another slot's refused meanwhile is lost, as one on the
+//! wire is, and sent again by its session's timer. The session's timers run all
+//! the same, so a transfer whose datagrams cannot leave
 //! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
 //! that never answers ARP holds it there) still ends after its tries. Such a
 //! datagram goes when the slot's socket is bound again for its next transfer, and
@@ -68,12 +70,13 @@ const ERROR_BUF: usize = 64;
 
 /// A datagram a session handed out that its socket did not take: it is in the
 /// adapter's buffer, `len` bytes for `to`, from slot `slot` (a server's; 0 for
-/// a client).
+/// a client), since `since`.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     len: usize,
     to: IpEndpoint,
     slot: usize,
+    since: crate::time::Instant,
 }
 
 /// What the poll loop asks of a TFTP session, a server's transfer or a client's.
@@ -141,7 +144,7 @@ fn send(socket: &mut udp::Socket<'_>, buf: &[u8], len: usize, to: IpEndpoint) ->
 }
 
 /// Sends the datagram held in `buf` for `socket` (of slot `slot`), if there is
-/// one; whether none is held any more.
+/// one; whether this slot holds none any more.
 fn flush_pending(
     pending: &mut Option<Pending>,
     slot: usize,
@@ -154,20 +157,25 @@ fn flush_pending(
     {
         *pending = None;
     }
-    pending.is_none()
+    !pending.is_some_and(|held| held.slot == slot)
 }
 
-/// Fires the session's timer if it is due, then, unless a datagram is held in
-/// `buf`, sends what the session has to `to` while the socket has room for a
-/// datagram of `buf`'s size. Without room nothing is taken from the session;
-/// its timer still counts its tries. A datagram the socket refuses all the same
-/// is held in `buf` (`pending`, for slot `slot`) and goes first next time, until
-/// the session's timer fires: the session then sends again what is still due
-/// (or gives up), and a datagram held longer would only hold up the rest.
+/// Fires the session's timer if it is due, then, unless slot `slot` holds a
+/// datagram its socket refused, sends what the session has to `to` (through
+/// `buf`) while the socket has room for a datagram of `buf`'s size. Without
+/// room nothing is taken from the session; its timer still counts its tries.
+///
+/// A datagram the socket refuses all the same is copied into `held`
+/// (`pending`) and goes first next time, until the session's timer fires: the
+/// session then sends again what is still due (or gives up). One datagram is
+/// held at a time; another slot's refused while one is held is lost, as a
+/// datagram on the wire is, and its session's timer sends it again.
+#[allow(clippy::too_many_arguments)]
 fn fire_and_send<D: Datagrams>(
     session: &mut D,
     socket: &mut udp::Socket<'_>,
     buf: &mut [u8],
+    held: &mut [u8],
     pending: &mut Option<Pending>,
     slot: usize,
     now: Instant,
@@ -180,7 +188,7 @@ fn fire_and_send<D: Datagrams>(
             *pending = None;
         }
     }
-    if !flush_pending(pending, slot, socket, buf) {
+    if !flush_pending(pending, slot, socket, held) {
         return;
     }
     while room(socket, buf.len()) {
@@ -189,7 +197,18 @@ fn fire_and_send<D: Datagrams>(
             break;
         }
         if !send(socket, buf, n, to) {
-            *pending = Some(Pending { len: n, to, slot });
+            match (held.get_mut(..n), buf.get(..n)) {
+                (Some(into), Some(datagram)) if pending.is_none() => {
+                    into.copy_from_slice(datagram);
+                    *pending = Some(Pending {
+                        len: n,
+                        to,
+                        slot,
+                        since: now,
+                    });
+                }
+                _ => crate::macros::net_warn!("tftp: to {}: not sent: buffer full", to),
+            }
             break;
         }
     }
@@ -221,7 +240,8 @@ pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     mtu: Option<u16>,
     slots: [Slot<'s, S>; N],
     buf: [u8; BUF],
-    /// A slot's datagram held in `buf` until its socket takes it.
+    /// A slot's datagram its socket refused, until the socket takes it.
+    held: [u8; BUF],
     pending: Option<Pending>,
     next_port: u16,
     /// Since when port 69's send queue has not been empty.
@@ -256,6 +276,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 transfer: ServerTransfer::new(shared, config),
             }),
             buf: [0; BUF],
+            held: [0; BUF],
             pending: None,
             next_port: FIRST_TID,
             queued_since: None,
@@ -467,31 +488,31 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             );
             refuse_tid(socket, was_error, from);
         }
-        if self.pending.is_some_and(|held| held.slot != index) {
-            // Another slot's datagram is in the buffer: this one only keeps
-            // time, and sends once that has gone.
-            let now = crate::time::Instant::from(now);
-            if slot.transfer.poll_timeout().is_some_and(|at| now >= at) {
-                slot.transfer.handle_timeout(now);
-            }
-        } else {
-            fire_and_send(
-                &mut slot.transfer,
-                socket,
-                &mut self.buf,
-                &mut self.pending,
-                index,
-                now,
-                peer,
-            );
+        // A datagram held for a retransmission timeout has had the time its
+        // session would give it: it goes (a session that wants it sent again
+        // sends it again), so that no slot keeps the one place to hold one
+        // longer, whatever its state (a dallying upload's timer is its dally,
+        // which repeats of the last DATA put off).
+        let timeout = slot.transfer.config().timeout;
+        if self.pending.is_some_and(|held| {
+            held.slot == index
+                && crate::time::Instant::from(now).saturating_since(held.since) >= timeout
+        }) {
+            crate::macros::net_debug!("tftp: {}: a datagram held too long dropped", peer);
+            self.pending = None;
         }
+        fire_and_send(
+            &mut slot.transfer,
+            socket,
+            &mut self.buf,
+            &mut self.held,
+            &mut self.pending,
+            index,
+            now,
+            peer,
+        );
+        let holds = self.pending.is_some_and(|held| held.slot == index);
         if !slot.transfer.is_active() {
-            // Over: what it still held (a last ERROR, which is never sent
-            // twice) does not hold up the other slots and port 69.
-            if self.pending.is_some_and(|held| held.slot == index) {
-                crate::macros::net_debug!("tftp: {}: last datagram not sent", peer);
-                self.pending = None;
-            }
             // Freed: the port closes, and a late packet to it gets ICMP's answer.
             if let Some(outcome) = slot.transfer.outcome() {
                 match outcome {
@@ -502,7 +523,8 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             // Its last datagram may still wait for the peer's neighbour entry;
             // the port stays until it leaves, or until the slot's next transfer
             // binds the socket again (which empties its queues).
-            if socket.send_queue() == 0 {
+            // What it holds (a last ERROR, say) goes first.
+            if socket.send_queue() == 0 && !holds {
                 socket.close();
                 slot.peer = None;
             }
@@ -562,7 +584,8 @@ pub struct TftpClient<C, const BUF: usize> {
     session: C,
     outcome: Option<Result<u64, crate::tftp::TftpError>>,
     buf: [u8; BUF],
-    /// The session's datagram held in `buf` until the socket takes it.
+    /// The session's datagram the socket refused, until it takes it.
+    held: [u8; BUF],
     pending: Option<Pending>,
     stats: TftpStats,
 }
@@ -585,6 +608,7 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
             session,
             outcome: None,
             buf: [0; BUF],
+            held: [0; BUF],
             pending: None,
             stats: TftpStats::ZERO,
         }
@@ -624,7 +648,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
         };
         if self.is_done() {
             // A held datagram (a get's last ACK, say) goes before the socket closes.
-            if flush_pending(&mut self.pending, 0, socket, &self.buf)
+            if flush_pending(&mut self.pending, 0, socket, &self.held)
                 && socket.is_open()
                 && socket.send_queue() == 0
             {
@@ -700,6 +724,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             &mut self.session,
             socket,
             &mut self.buf,
+            &mut self.held,
             &mut self.pending,
             0,
             now,
