@@ -23,12 +23,11 @@
 //! the largest, and one the socket still refuses (smoltcp needs a second packet
 //! slot where its ring wraps, which no query of the socket shows) is kept in a
 //! buffer of the adapter's and goes first at the next poll, its session sending
-//! nothing else meanwhile: nothing the session hands out is lost to a full
-//! buffer. It is kept until the session's timer fires (the session then sends
-//! again what is still due) or for one retransmission timeout at most, and one
-//! datagram at a time: another slot's refused meanwhile is lost, as one on the
-//! wire is, and sent again by its session's timer. The session's timers run all
-//! the same, so a transfer whose datagrams cannot leave
+//! nothing else meanwhile. It is kept until the session's timer fires (the
+//! session then sends again what is still due) or for one retransmission
+//! timeout at most, and one datagram at a time: only another slot's datagram
+//! refused meanwhile is lost to a full buffer, as one on the wire can be, and
+//! sent again by its session's timer. The session's timers run all the same, so a transfer whose datagrams cannot leave
 //! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
 //! that never answers ARP holds it there) still ends after its tries. Such a
 //! datagram goes when the slot's socket is bound again for its next transfer, and
