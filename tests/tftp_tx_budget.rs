@@ -286,3 +286,44 @@ fn a_device_that_stops_sending_with_a_datagram_held_does_not_wedge_the_server() 
         );
     }
 }
+
+/// A get that asks for a 10 s timeout, whose server's device stops sending
+/// after `sending` polls for `stall` more: the server's retransmissions.
+fn get_with_stall(sending: usize, stall: usize) -> u64 {
+    let shared = store_with_f(&file(7));
+    let mut stack = Stack::new();
+    let mut server = stack.server(&shared, 8, 8 * BUF);
+    let mut into = vec![0u8; 100_000];
+    let config = ClientConfig {
+        timeout: smolsock::time::Duration::from_secs(10),
+        send_timeout: true,
+        ..asked(1000, 16)
+    };
+    let mut client = get_client(&mut stack, 50_000, config, &mut into);
+    for turn in 0..TURNS {
+        let budget = usize::from(turn < sending || turn >= sending + stall);
+        stack.turn(&mut server, &mut client, budget);
+        if client.outcome().is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        client.outcome(),
+        Some(Ok(100_000)),
+        "the get ends with the file"
+    );
+    assert!(into == file(7));
+    server.stats().retransmits
+}
+
+#[test]
+fn a_kept_datagram_waits_for_the_timeout_granted_to_the_client() {
+    // A 1.5 s stall, shorter than the 10 s granted: nothing is sent again.
+    for sending in [30, 49, 68, 87, 106] {
+        assert_eq!(
+            get_with_stall(sending, 1_500),
+            0,
+            "stalled after {sending} polls"
+        );
+    }
+}

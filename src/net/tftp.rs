@@ -24,8 +24,9 @@
 //! slot where its ring wraps, which no query of the socket shows) is kept in a
 //! buffer of the adapter's and goes first at the next poll, its session sending
 //! nothing else meanwhile. It is kept until the session's timer fires (the
-//! session then sends again what is still due) or for one retransmission
-//! timeout at most, and one datagram at a time: only another slot's datagram
+//! session then sends again what is still due), in the server for one
+//! retransmission timeout at most (the one granted to the client), and one
+//! datagram at a time: only another slot's datagram
 //! refused meanwhile is lost to a full buffer, as one on the wire can be, and
 //! sent again by its session's timer. The session's timers run all the same, so a transfer whose datagrams cannot leave
 //! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
@@ -492,7 +493,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         // sends it again), so that no slot keeps the one place to hold one
         // longer, whatever its state (a dallying upload's timer is its dally,
         // which repeats of the last DATA put off).
-        let timeout = slot.transfer.config().timeout;
+        let timeout = slot.transfer.timeout();
         if self.pending.is_some_and(|held| {
             held.slot == index
                 && crate::time::Instant::from(now).saturating_since(held.since) >= timeout

@@ -220,6 +220,12 @@ impl<'s, S: Storage> ServerTransfer<'s, S> {
         &self.config
     }
 
+    /// The retransmission timeout in force: the one granted to the client
+    /// (RFC 2349's `timeout` option), else the configuration's.
+    pub const fn timeout(&self) -> Duration {
+        self.timer.timeout
+    }
+
     /// Changes the largest `blksize` granted from the next request on (an
     /// adapter lowers it for a peer whose path carries less, such as IPv6 on
     /// the same MTU).
