@@ -761,6 +761,37 @@ fn a_client_that_cannot_send_or_bind_ends_at_once() {
     assert!(driver.is_done());
 }
 
+/// Strangers' datagrams to `port`, `before` of them, each answered ERROR 5 (24
+/// B): those to a resolving host leave, the next to a ghost that never answers
+/// ARP stays at the head of `slot`'s send ring part way round it, and `before -
+/// 1` more queue behind it: with a ring of `before + 1` packet slots, one is
+/// left. `idle` lets the server take them.
+fn wedge(
+    net: &mut SimNet<'static>,
+    slot: SocketHandle,
+    port: u16,
+    before: u16,
+    idle: &mut dyn FnMut(&mut SimNet<'static>),
+) {
+    use smolsock::runner::sim::{CLIENT_V4, Direction};
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    for i in 0..before {
+        let stray = forged_udp(CLIENT_V4, 40_000 + i, port, &[0, 4, 0, 1]);
+        net.inject_frame(Direction::ClientToServer, &stray);
+    }
+    let stuck = forged_udp(ghost, 40_000, port, &[0, 4, 0, 1]);
+    net.inject_frame(Direction::ClientToServer, &stuck);
+    idle(net);
+    assert_eq!(net.server.sockets.get::<udp::Socket>(slot).send_queue(), 24);
+    for i in 1..before {
+        let behind = forged_udp(ghost, 41_000 + i, port, &[0, 4, 0, 1]);
+        net.inject_frame(Direction::ClientToServer, &behind);
+    }
+    idle(net);
+    let queued = net.server.sockets.get::<udp::Socket>(slot).send_queue();
+    assert_eq!(queued, usize::from(before) * 24);
+}
+
 #[test]
 fn a_datagram_held_for_a_socket_that_never_drains_does_not_silence_the_server() {
     big_stack(held_for_ever_body);
@@ -800,33 +831,9 @@ fn held_for_ever_body() {
     let sent = net.server.sockets.get::<udp::Socket>(slot);
     assert_eq!(sent.send_queue(), 0, "DATA 1 left");
     let port = sent.endpoint().port;
-    // Strangers' datagrams to the slot's port, each answered ERROR 5: those to
-    // a resolving host leave, the next to a ghost that never answers ARP stays
-    // at the head of the ring, part way round it, with all behind it.
-    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
-    for i in 0..22 {
-        net.inject_frame(
-            Direction::ClientToServer,
-            &forged_udp(CLIENT_V4, 40_000 + i, port, &[0, 4, 0, 1]),
-        );
-    }
-    net.inject_frame(
-        Direction::ClientToServer,
-        &forged_udp(ghost, 40_000, port, &[0, 4, 0, 1]),
-    );
-    idle(&mut net, &mut server, 10);
-    assert_eq!(net.server.sockets.get::<udp::Socket>(slot).send_queue(), 24);
-    for i in 0..21 {
-        net.inject_frame(
-            Direction::ClientToServer,
-            &forged_udp(ghost, 41_000 + i, port, &[0, 4, 0, 1]),
-        );
-    }
-    idle(&mut net, &mut server, 10);
-    assert_eq!(
-        net.server.sockets.get::<udp::Socket>(slot).send_queue(),
-        22 * 24
-    );
+    wedge(&mut net, slot, port, 22, &mut |net| {
+        idle(net, &mut server, 10)
+    });
     // DATA 1 again (after a second) must wrap, with one packet slot left: the
     // socket refuses it. The slot is freed by time all the same, and the next
     // get is read and served.
@@ -887,36 +894,15 @@ fn one_slot_holds_body() {
     net.inject_frame(Direction::ClientToServer, &wrq);
     idle(&mut net, &mut server, 10);
     assert_eq!(server.active(), 1, "the upload took slot 0");
-    // Strangers' datagrams to slot 0's port, each answered ERROR 5 (24 B): 43
-    // leave, then one to a ghost that never answers ARP stays at the head of the
-    // ring half way round, and 42 more queue behind it: one packet slot is left.
     let port = net
         .server
         .sockets
         .get::<udp::Socket>(wedged)
         .endpoint()
         .port;
-    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
-    for i in 0..43 {
-        let stray = forged_udp(CLIENT_V4, 40_000 + i, port, &[0, 4, 0, 1]);
-        net.inject_frame(Direction::ClientToServer, &stray);
-    }
-    net.inject_frame(
-        Direction::ClientToServer,
-        &forged_udp(ghost, 40_000, port, &[0, 4, 0, 1]),
-    );
-    idle(&mut net, &mut server, 10);
-    assert_eq!(
-        net.server.sockets.get::<udp::Socket>(wedged).send_queue(),
-        24
-    );
-    for i in 0..42 {
-        let stray = forged_udp(ghost, 41_000 + i, port, &[0, 4, 0, 1]);
-        net.inject_frame(Direction::ClientToServer, &stray);
-    }
-    idle(&mut net, &mut server, 10);
-    let queued = net.server.sockets.get::<udp::Socket>(wedged).send_queue();
-    assert_eq!(queued, 43 * 24);
+    wedge(&mut net, wedged, port, 43, &mut |net| {
+        idle(net, &mut server, 10)
+    });
     // The upload's last block: its ACK needs the padding's packet slot, is
     // refused, and held; the upload dallies, and its client sends the block
     // again every second, as it would.
