@@ -262,6 +262,19 @@ impl Stack {
         self.iface
             .poll(self.now, &mut self.device, &mut self.sockets);
     }
+
+    /// [`poll`](Self::poll) in a transfer of `total` bytes: every poll moves
+    /// data once the connection is up, so a run that needs more than a poll
+    /// for every 64 bytes (and 100,000 at least) does not move, and ends with
+    /// an error instead of spinning.
+    fn poll_moving(&mut self, total: u64) -> Result<(), String> {
+        let bound = (total / 64).max(100_000);
+        if self.polls >= bound {
+            return Err(format!("no end after {} polls: nothing moves", self.polls));
+        }
+        self.poll();
+        Ok(())
+    }
 }
 
 /// CPU time this thread has used. The stack, both sockets and both applications
@@ -364,7 +377,7 @@ fn raw(case: &Case, total: u64, configure: fn(&mut tcp::Socket<'_>)) -> Result<R
     let mut received = 0u64;
     let timing = Timing::start(&stack);
     while received < total {
-        stack.poll();
+        stack.poll_moving(total)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         while socket.can_recv() {
             let n = socket
@@ -519,7 +532,7 @@ fn framed_on<P: Recorder, Q: Recorder>(
     stamp(&mut body, 0);
     let timing = Timing::start(&stack);
     while rx.session().handler().got < frames {
-        stack.poll();
+        stack.poll_moving(total)?;
         let now = stack.now;
         let status = rx
             .poll(&mut stack.sockets, now)
@@ -648,7 +661,7 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     let mut wrong: Option<(u64, usize, usize, usize, usize)> = None;
     let timing = Timing::start(&stack);
     while got < frames {
-        stack.poll();
+        stack.poll_moving(total)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         // One call takes all the ring holds (both of its pieces) unless the
         // closure stops early, which it does only at a wrong piece.
@@ -729,7 +742,7 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
     let mut wrong = false;
     let timing = Timing::start(&stack);
     while got < frames {
-        stack.poll();
+        stack.poll_moving(total)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         while socket.can_recv() {
             let read = socket.recv(|ring| {

@@ -801,6 +801,7 @@ fn echo_pool<const N: usize>(sockets: &mut SocketSet<'static>) -> Vec<Box<dyn Se
 fn echo_once(addr: SocketAddr, message: &[u8]) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(message)?;
     let mut echoed = vec![0u8; message.len()];
     stream.read_exact(&mut echoed)?;

@@ -312,6 +312,7 @@ fn upload_part(name: &str, data: &[u8], cut: usize) -> TcpStream {
         TcpStream::connect_timeout(&addr, IO_TIMEOUT)
     });
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     send_message(
         &mut stream,
         &Message::Hello {
@@ -891,11 +892,14 @@ fn tap_server_takes_the_stack_addresses_from_its_flags() {
 /// `--no-sandbox`.
 fn chromium(ns: Option<&NetNs>, url: &str, flags: &[&str]) -> String {
     let profile = ScratchDir::new("chromium-profile");
+    // Bounded by coreutils' `timeout`: a page that never loads fails the test
+    // (status 124) instead of holding it.
     let mut command = match ns {
-        Some(ns) => ns.command("chromium"),
-        None => std::process::Command::new("chromium"),
+        Some(ns) => ns.command("timeout"),
+        None => std::process::Command::new("timeout"),
     };
     let output = command
+        .args(["--kill-after=10", "120", "chromium"])
         .args([
             "--headless",
             "--no-sandbox",

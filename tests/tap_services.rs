@@ -939,6 +939,7 @@ fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
     let trace = ThreadTrace::default();
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
     let root = ScratchDir::new("tap-trace");
     let (thread_trace, thread_stop, thread_root) =
         (trace.clone(), Arc::clone(&stop), root.path().to_owned());
@@ -948,7 +949,7 @@ fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
         let capture = SegmentCapture::new(thread_trace);
         let device = PcapWriter::new(device, capture, PcapMode::Both);
         let mut runner = TapRunner::new(device, &tap, SocketSet::new(vec![])).unwrap();
-        serve(
+        let served = serve(
             &mut runner,
             &ServicesConfig::DEFAULT,
             &thread_root,
@@ -959,7 +960,9 @@ fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
             },
         )
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+        let _ = done_tx.send(());
+        served
     });
     ready_rx.recv_timeout(IO_TIMEOUT).unwrap();
     ns.wait_for_carrier();
@@ -972,6 +975,9 @@ fn the_tap_runner_shows_every_segment_to_a_segment_capture() {
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).unwrap();
     stop.store(true, Ordering::SeqCst);
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server did not return after stop was set");
     thread.join().unwrap().unwrap();
 
     let records = trace.0.lock().unwrap().clone();

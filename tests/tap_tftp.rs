@@ -164,7 +164,17 @@ fn curl_get(local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
     let block = block.to_string();
     (
         "curl".into(),
-        strings(&["-sS", "--tftp-blksize", &block, "-o", local, &url]),
+        // Bounded: curl's own TFTP timeout is an hour.
+        strings(&[
+            "-sS",
+            "--max-time",
+            "120",
+            "--tftp-blksize",
+            &block,
+            "-o",
+            local,
+            &url,
+        ]),
     )
 }
 
@@ -173,7 +183,16 @@ fn curl_put(local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
     let block = block.to_string();
     (
         "curl".into(),
-        strings(&["-sS", "--tftp-blksize", &block, "-T", local, &url]),
+        strings(&[
+            "-sS",
+            "--max-time",
+            "120",
+            "--tftp-blksize",
+            &block,
+            "-T",
+            local,
+            &url,
+        ]),
     )
 }
 

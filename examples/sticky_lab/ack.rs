@@ -364,12 +364,20 @@ mod tests {
         let mut rx = AckReceiver::new([0u8; 64], format).unwrap();
         let (mut got, mut acks) = (Vec::new(), 0);
         for body in bodies {
-            loop {
+            // Bounded: every round moves a byte at least, or the exchange has
+            // stalled.
+            for round in 0.. {
+                assert!(
+                    round <= 4 * (body.len() + 8),
+                    "no progress after {round} rounds"
+                );
                 let mut wire = vec![0u8; chunk];
                 let p = tx.write(body, &mut wire).unwrap();
                 let mut off = 0;
                 while off < p.written {
-                    off += rx.feed(&wire[off..p.written]).unwrap();
+                    let fed = rx.feed(&wire[off..p.written]).unwrap();
+                    assert!(fed > 0, "the receiver took nothing");
+                    off += fed;
                     if let Some(m) = rx.next_message() {
                         got.push(m.to_vec());
                     }
@@ -384,7 +392,9 @@ mod tests {
                     acks += 1;
                     let mut used = 0;
                     while used < n {
-                        used += tx.on_receive(&ack[used..n]).unwrap();
+                        let taken = tx.on_receive(&ack[used..n]).unwrap();
+                        assert!(taken > 0, "the sender took nothing of the ack");
+                        used += taken;
                     }
                 }
                 if let Some(m) = rx.next_message() {

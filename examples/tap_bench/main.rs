@@ -807,13 +807,28 @@ fn wait_link_up(tap: &str) {
     log::warn!("{path} is not 'up' after 5 s; going on");
 }
 
+/// Raises its flag when dropped: a client thread's end, even by a panic, so that
+/// the stack's loop waiting for it ends.
+struct Raised(Arc<AtomicBool>);
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Connects, retrying a refused or lost attempt for a while (the stack may not
-/// listen yet).
+/// listen yet). Reads and writes give up after 30 s without a byte: a stalled
+/// stack fails the run instead of holding it.
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let mut last = None;
     for _ in 0..100 {
         match TcpStream::connect_timeout(&addr, StdDuration::from_secs(5)) {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                stream.set_read_timeout(Some(StdDuration::from_secs(30)))?;
+                stream.set_write_timeout(Some(StdDuration::from_secs(30)))?;
+                return Ok(stream);
+            }
             Err(e) => last = Some(e),
         }
         thread::sleep(StdDuration::from_millis(20));
@@ -1131,9 +1146,8 @@ fn bulk_rows<D: Device + Wait>(
             let flag = Arc::clone(&client_done);
             let verify = args.verify;
             let client = thread::spawn(move || {
-                let result = bulk_client(mode, bytes, verify);
-                flag.store(true, Ordering::SeqCst);
-                result
+                let _done = Raised(flag);
+                bulk_client(mode, bytes, verify)
             });
             stack.drive(&mut server, |_| client_done.load(Ordering::SeqCst))?;
             let (start, client_end, client_moved) = client
@@ -1510,7 +1524,8 @@ fn transfer_pair<S: Storage>(
     let flag = Arc::clone(&done);
     let (source, download) = (source.to_owned(), download.to_owned());
     let client = thread::spawn(move || {
-        let result = (|| -> Result<_, BenchError> {
+        let _done = Raised(flag);
+        (|| -> Result<_, BenchError> {
             let err = |e: protocol::Error| BenchError(format!("transfer: {e}"));
             let name = FileName::new("bench.bin").map_err(|e| BenchError(e.to_string()))?;
             let stream = connect(stack_addr(PORT_TRANSFER))?;
@@ -1539,9 +1554,7 @@ fn transfer_pair<S: Storage>(
             let got = fs::metadata(&download)?.len();
             fs::remove_file(&download)?;
             Ok((up, uploaded - start, down, got, end - uploaded))
-        })();
-        flag.store(true, Ordering::SeqCst);
-        result
+        })()
     });
     stack.drive(&mut server, |_| done.load(Ordering::SeqCst))?;
     let (up, up_time, down, got, down_time) = client
@@ -1634,7 +1647,8 @@ fn tftp_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<TftpRow>, 
             let flag = Arc::clone(&done);
             let sent = Arc::clone(&data);
             let client = thread::spawn(move || {
-                let result = (|| -> Result<_, BenchError> {
+                let _done = Raised(flag);
+                (|| -> Result<_, BenchError> {
                     let err = |e: std_net::StdError| BenchError(format!("tftp: {e}"));
                     let name = FileName::new("bench.bin").map_err(|e| BenchError(e.to_string()))?;
                     let config = ClientConfig {
@@ -1654,9 +1668,7 @@ fn tftp_rows(stack: &mut Stack<TapDevice>, args: &Args) -> Result<Vec<TftpRow>, 
                     let end = StdInstant::now();
                     let same = if into == *sent { down } else { 0 };
                     Ok((up, uploaded - start, same, end - uploaded))
-                })();
-                flag.store(true, Ordering::SeqCst);
-                result
+                })()
             });
             // The server's last dally ends by time; the rows only wait for the client.
             stack.drive(&mut server, |_| done.load(Ordering::SeqCst))?;

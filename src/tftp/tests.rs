@@ -1639,11 +1639,16 @@ fn a_signal_while_a_std_get_waits_does_not_end_it() {
     let done = Arc::new(AtomicBool::new(false));
     let signaller = {
         let done = Arc::clone(&done);
-        // Ends when the get has ended, which its own timeouts bound.
+        // Ends when the get has ended, which its own timeouts bound, or after
+        // 2,000 signals (10 s) at most, so that a get whose wait began again
+        // with every signal still ends.
         std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
+            for _ in 0..2_000 {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
                 #[allow(unsafe_code)]
-                // SAFETY: the thread lives until `done` is set.
+                // SAFETY: the test's thread outlives this one (it joins it).
                 unsafe {
                     libc::pthread_kill(this_thread, libc::SIGUSR1);
                 }

@@ -42,9 +42,16 @@ pub const SKIP_MESSAGE: &str = "skipped: needs CAP_NET_ADMIN and CAP_SYS_ADMIN (
 
 /// Whether this process may create namespaces and TAP devices; prints
 /// [`SKIP_MESSAGE`] when not, so a skipped test says why.
+///
+/// With `SMOLSOCK_REQUIRE_TAP` set (CI sets it), a test that cannot run fails
+/// instead of passing unseen.
 pub fn has_cap_net_admin() -> bool {
     let ok = is_privileged();
     if !ok {
+        assert!(
+            std::env::var_os("SMOLSOCK_REQUIRE_TAP").is_none(),
+            "SMOLSOCK_REQUIRE_TAP is set but this test cannot run: {SKIP_MESSAGE}"
+        );
         eprintln!("{SKIP_MESSAGE}");
     }
     ok
