@@ -229,8 +229,11 @@ struct Slot<'s, S> {
 /// `BUF` bytes (`blksize` up to `BUF - 4`).
 ///
 /// The caller adds `N + 1` UDP sockets to its set (one listening, one per slot),
-/// each with send and receive buffers of at least `2 * BUF` payload bytes, and
-/// polls the server after every `Interface::poll`.
+/// each with send and receive buffers of at least `BUF` payload bytes, and polls
+/// the server after every `Interface::poll`. A transfer with a window of `W`
+/// blocks (RFC 7440) sends and takes a window in one poll with `W × BUF`; with
+/// less, it waits for room to send, and a datagram that finds the receive buffer
+/// full is dropped by smoltcp and sent again by the peer.
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,
     /// The largest block granted: the buffer's and the configuration's.
