@@ -5,7 +5,7 @@
 
 mod common_sim;
 
-use common_sim::forged_udp;
+use common_sim::{forged_arp_reply, forged_udp};
 use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
@@ -938,4 +938,76 @@ fn one_slot_holds_body() {
     }
     assert_eq!(outcome, Some(Ok(300_000)), "{:?}", server.stats());
     assert!(into == data);
+}
+
+#[test]
+fn a_last_error_the_socket_refused_goes_once_the_ring_drains() {
+    big_stack(last_error_body);
+}
+
+fn last_error_body() {
+    use smolsock::runner::sim::{CLIENT_V4, Direction};
+    // Datagrams of 40 bytes at most (blocks of 32), so that a ring small
+    // enough to wrap before a 22-byte ERROR still passes the room check.
+    const TINY: usize = 40;
+    let shared = store_with_f(&pattern(1_000));
+    let mut net = net(5, FaultConfig::CLEAN);
+    let listen = net.server.sockets.add(udp_socket());
+    // Three strays' ERROR 5s (24 B each) leave, the ghost's stays at byte 72
+    // with two more behind it, up to byte 144: 8 bytes to the ring's end, and
+    // one of its four packet slots free.
+    let slot = net.server.sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * BUF]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 152]),
+    ));
+    let mut server = TftpServer::<_, 1, TINY>::new(listen, [slot], &*shared, ServerConfig::DEFAULT);
+    // What reaches the uploader's port on the client host.
+    let uploader = net.client.sockets.add(udp_socket());
+    net.client
+        .sockets
+        .get_mut::<udp::Socket>(uploader)
+        .bind(50_001)
+        .unwrap();
+    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 1, TINY>, ms| {
+        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
+            None::<()>
+        })
+        .unwrap_err();
+    };
+    idle(&mut net, &mut server, 10);
+    let wrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x02up\0octet\0blksize\x0032\0");
+    net.inject_frame(Direction::ClientToServer, &wrq);
+    idle(&mut net, &mut server, 10);
+    assert_eq!(server.active(), 1, "the upload took the slot");
+    let port = net.server.sockets.get::<udp::Socket>(slot).endpoint().port;
+    wedge(&mut net, slot, port, 3, &mut |net| {
+        idle(net, &mut server, 10)
+    });
+    // An ACK to an upload: the transfer fails, and its ERROR 4 (22 B) needs
+    // the padding's packet slot: refused, and kept.
+    net.inject_frame(
+        Direction::ClientToServer,
+        &forged_udp(CLIENT_V4, 50_001, port, &[0, 4, 0, 0]),
+    );
+    idle(&mut net, &mut server, 10);
+    assert_eq!(server.stats().failed, 1);
+    let queued = net.server.sockets.get::<udp::Socket>(slot).send_queue();
+    assert_eq!(
+        queued,
+        3 * 24 + 8,
+        "the ERROR refused: only its padding went in"
+    );
+    // The ghost answers ARP: the ring drains, and the kept ERROR goes.
+    let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
+    net.inject_frame(Direction::ClientToServer, &forged_arp_reply(ghost));
+    idle(&mut net, &mut server, 500);
+    let socket = net.client.sockets.get_mut::<udp::Socket>(uploader);
+    let mut got = Vec::new();
+    while let Ok((datagram, _)) = socket.recv() {
+        got.push(datagram.to_vec());
+    }
+    assert!(
+        got.iter().any(|d| d.starts_with(&[0, 5, 0, 4])),
+        "no ERROR 4 reached the uploader: {got:?}"
+    );
 }

@@ -820,6 +820,32 @@ pub fn forged_udp(
     })
 }
 
+/// An ARP reply to the server saying that `ip` is at [`FORGED_MAC`]: a
+/// neighbour that never answered now does, and what waited for it leaves.
+pub fn forged_arp_reply(ip: smoltcp::wire::Ipv4Address) -> Vec<u8> {
+    use smolsock::runner::sim::{SERVER_MAC, SERVER_V4};
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+    };
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: FORGED_MAC,
+        source_protocol_addr: ip,
+        target_hardware_addr: SERVER_MAC,
+        target_protocol_addr: SERVER_V4,
+    };
+    let eth = EthernetRepr {
+        src_addr: FORGED_MAC,
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buf
+}
+
 /// A SYN for the server's tcp/`port` from `src` (an address no host on the
 /// link answers for), as an Ethernet frame from [`FORGED_MAC`]: a half-open
 /// handshake that can never complete.
