@@ -25,10 +25,7 @@ use smolsock::wire::http::{ResponseHead, StatusCode};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{AnySocket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, Ipv4Address,
-};
+use smoltcp::wire::{ArpOperation, IpAddress, Ipv4Address};
 
 /// How long any exchange may take in virtual time before the test fails.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -823,23 +820,7 @@ fn with_the_backlog_a_real_clients_syn_evicts_a_forged_handshake_before_its_dead
 /// An ARP request from `src` (with the forged SYNs' MAC), broadcast, asking for
 /// the server: one frame, and the backlog counts `src` as a host that is there.
 fn arp_request(src: Ipv4Address) -> Vec<u8> {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
-        source_protocol_addr: src,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: SERVER_V4,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x63]),
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-    buf
+    forged_arp(ArpOperation::Request, src)
 }
 
 /// Fills every slot of the pool with a handshake from an address that answered

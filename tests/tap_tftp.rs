@@ -159,41 +159,30 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn curl_get(local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
+/// curl getting (`-o`) or putting (`-T`) `local` as `remote`, blocks of `block`.
+fn curl(direction: &str, local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
     let url = format!("tftp://{SERVER}/{remote}");
     let block = block.to_string();
-    (
-        "curl".into(),
-        // Bounded: curl's own TFTP timeout is an hour.
-        strings(&[
-            "-sS",
-            "--max-time",
-            "120",
-            "--tftp-blksize",
-            &block,
-            "-o",
-            local,
-            &url,
-        ]),
-    )
+    // Bounded: curl's own TFTP timeout is an hour.
+    let args = [
+        "-sS",
+        "--max-time",
+        "120",
+        "--tftp-blksize",
+        &block,
+        direction,
+        local,
+        &url,
+    ];
+    ("curl".into(), strings(&args))
+}
+
+fn curl_get(local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
+    curl("-o", local, remote, block)
 }
 
 fn curl_put(local: &str, remote: &str, block: usize) -> (String, Vec<String>) {
-    let url = format!("tftp://{SERVER}/{remote}");
-    let block = block.to_string();
-    (
-        "curl".into(),
-        strings(&[
-            "-sS",
-            "--max-time",
-            "120",
-            "--tftp-blksize",
-            &block,
-            "-T",
-            local,
-            &url,
-        ]),
-    )
+    curl("-T", local, remote, block)
 }
 
 fn atftp(dir: &str, local: &str, remote: &str, options: &[&str]) -> (String, Vec<String>) {

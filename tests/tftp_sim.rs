@@ -5,7 +5,7 @@
 
 mod common_sim;
 
-use common_sim::{forged_arp_reply, forged_udp};
+use common_sim::{forged_arp, forged_udp};
 use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
@@ -999,7 +999,10 @@ fn last_error_body() {
     );
     // The ghost answers ARP: the ring drains, and the kept ERROR goes.
     let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
-    net.inject_frame(Direction::ClientToServer, &forged_arp_reply(ghost));
+    net.inject_frame(
+        Direction::ClientToServer,
+        &forged_arp(smoltcp::wire::ArpOperation::Reply, ghost),
+    );
     idle(&mut net, &mut server, 500);
     let socket = net.client.sockets.get_mut::<udp::Socket>(uploader);
     let mut got = Vec::new();

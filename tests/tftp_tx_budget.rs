@@ -95,6 +95,23 @@ impl Stack {
         TftpServer::new(listen, [slot], shared, config)
     }
 
+    /// Turns until `done` says so, ten minutes of the stack's time at most, the
+    /// interface sending `budget(turn)` frames in each.
+    fn run<C: Service>(
+        &mut self,
+        server: &mut Server<'_>,
+        client: &mut C,
+        budget: impl Fn(usize) -> usize,
+        done: impl Fn(&Server<'_>, &C) -> bool,
+    ) {
+        for turn in 0..TURNS {
+            self.turn(server, client, budget(turn));
+            if done(server, client) {
+                break;
+            }
+        }
+    }
+
     /// One turn: the interface sends at most `budget` frames, the server and the
     /// client are polled, a millisecond passes.
     fn turn(&mut self, server: &mut Server<'_>, client: &mut dyn Service, budget: usize) {
@@ -170,12 +187,12 @@ fn get(slots: usize, payload: usize, block: u16, window: u16, budget: usize) -> 
     let mut server = stack.server(&shared, slots, payload);
     let mut into = vec![0u8; 100_000];
     let mut client = get_client(&mut stack, 50_000, asked(block, window), &mut into);
-    for _ in 0..TURNS {
-        stack.turn(&mut server, &mut client, budget);
-        if client.outcome().is_some() {
-            break;
-        }
-    }
+    stack.run(
+        &mut server,
+        &mut client,
+        |_| budget,
+        |_, c| c.outcome().is_some(),
+    );
     assert_eq!(
         client.outcome(),
         Some(Ok(100_000)),
@@ -216,12 +233,8 @@ fn put(data: &[u8], slots: usize, payload: usize, block: u16, budget: usize) -> 
     );
     let handle = stack.socket(slots, payload);
     let mut client = TftpClient::<_, BUF>::new(handle, 50_000, SERVER_AT, session);
-    for _ in 0..TURNS {
-        stack.turn(&mut server, &mut client, budget);
-        if client.outcome().is_some() && server.active() == 0 {
-            break;
-        }
-    }
+    let done = |s: &Server<'_>, c: &TftpClient<_, BUF>| c.outcome().is_some() && s.active() == 0;
+    stack.run(&mut server, &mut client, |_| budget, done);
     assert_eq!(
         client.outcome(),
         Some(Ok(data.len() as u64)),
@@ -265,12 +278,12 @@ fn stalled_get(sending: usize) -> (bool, Option<Result<u64, TftpError>>) {
     }
     let mut again = vec![0u8; 100_000];
     let mut client = get_client(&mut stack, 50_001, asked(1000, 16), &mut again);
-    for _ in 0..TURNS {
-        stack.turn(&mut server, &mut client, 1);
-        if client.outcome().is_some() {
-            break;
-        }
-    }
+    stack.run(
+        &mut server,
+        &mut client,
+        |_| 1,
+        |_, c| c.outcome().is_some(),
+    );
     (freed, client.outcome())
 }
 
@@ -300,13 +313,10 @@ fn get_with_stall(sending: usize, stall: usize) -> u64 {
         ..asked(1000, 16)
     };
     let mut client = get_client(&mut stack, 50_000, config, &mut into);
-    for turn in 0..TURNS {
-        let budget = usize::from(turn < sending || turn >= sending + stall);
-        stack.turn(&mut server, &mut client, budget);
-        if client.outcome().is_some() {
-            break;
-        }
-    }
+    let budget = |turn| usize::from(turn < sending || turn >= sending + stall);
+    stack.run(&mut server, &mut client, budget, |_, c| {
+        c.outcome().is_some()
+    });
     assert_eq!(
         client.outcome(),
         Some(Ok(100_000)),

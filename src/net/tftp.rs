@@ -26,11 +26,12 @@
 //! nothing else meanwhile. It is kept until the session's timer fires (the
 //! session then sends again what is still due), in the server for one
 //! retransmission timeout at most (the one granted to the client), and one
-//! datagram at a time: only another slot's datagram
-//! refused meanwhile is lost to a full buffer, as one on the wire can be, and
-//! sent again by its session's timer. The session's timers run all the same, so a transfer whose datagrams cannot leave
-//! (smoltcp keeps a datagram queued while its neighbour is unresolved, and one
-//! that never answers ARP holds it there) still ends after its tries. Such a
+//! datagram at a time: only another slot's datagram refused meanwhile is lost
+//! to a full buffer, as one on the wire can be, and sent again by its session's
+//! timer. The session's timers run all the same, so a transfer whose datagrams
+//! cannot leave (smoltcp keeps a datagram queued while its neighbour is
+//! unresolved, and one that never answers ARP holds it there) still ends after
+//! its tries. Such a
 //! datagram goes when the slot's socket is bound again for its next transfer, and
 //! one held on port 69 for as long as a silent client is given is dropped with
 //! whatever else is queued there, so it cannot silence the server's refusals.
@@ -68,15 +69,88 @@ fn room(socket: &udp::Socket<'_>, max: usize) -> bool {
 /// longest message, 58 bytes, with its 4-byte header and NUL.
 const ERROR_BUF: usize = 64;
 
-/// A datagram a session handed out that its socket did not take: it is in the
-/// adapter's buffer, `len` bytes for `to`, from slot `slot` (a server's; 0 for
-/// a client), since `since`.
+/// A datagram a session handed out that its socket did not take: `len` bytes
+/// for `to`, from slot `slot` (a server's; 0 for a client), since `since`.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     len: usize,
     to: IpEndpoint,
     slot: usize,
     since: crate::time::Instant,
+}
+
+/// An adapter's datagram buffers: the one a session writes its next datagram
+/// into, and the one where the datagram a socket refused is kept until it goes.
+struct Kept<const BUF: usize> {
+    scratch: [u8; BUF],
+    bytes: [u8; BUF],
+    pending: Option<Pending>,
+}
+
+impl<const BUF: usize> Kept<BUF> {
+    const EMPTY: Self = Self {
+        scratch: [0; BUF],
+        bytes: [0; BUF],
+        pending: None,
+    };
+
+    /// Whether slot `slot` keeps a datagram.
+    fn holds(&self, slot: usize) -> bool {
+        self.pending.is_some_and(|held| held.slot == slot)
+    }
+
+    /// Forgets slot `slot`'s datagram, if it keeps one.
+    fn forget(&mut self, slot: usize) {
+        if self.holds(slot) {
+            self.pending = None;
+        }
+    }
+
+    /// Forgets slot `slot`'s datagram if it was kept `limit` or longer.
+    fn expire(
+        &mut self,
+        slot: usize,
+        now: crate::time::Instant,
+        limit: crate::time::Duration,
+    ) -> bool {
+        let expired = self
+            .pending
+            .is_some_and(|held| held.slot == slot && now.saturating_since(held.since) >= limit);
+        if expired {
+            self.pending = None;
+        }
+        expired
+    }
+
+    /// Sends slot `slot`'s datagram, if it keeps one; whether it keeps none any
+    /// more.
+    fn flush(&mut self, slot: usize, socket: &mut udp::Socket<'_>) -> bool {
+        if let Some(held) = self.pending
+            && held.slot == slot
+            && send(socket, &self.bytes, held.len, held.to)
+        {
+            self.pending = None;
+        }
+        !self.holds(slot)
+    }
+
+    /// Keeps the `len` bytes in the scratch buffer, slot `slot`'s datagram for
+    /// `to`, unless a datagram is kept already: then it is lost, as one on the
+    /// wire can be.
+    fn keep(&mut self, slot: usize, len: usize, to: IpEndpoint, now: crate::time::Instant) {
+        match (self.bytes.get_mut(..len), self.scratch.get(..len)) {
+            (Some(into), Some(datagram)) if self.pending.is_none() => {
+                into.copy_from_slice(datagram);
+                self.pending = Some(Pending {
+                    len,
+                    to,
+                    slot,
+                    since: now,
+                });
+            }
+            _ => crate::macros::net_warn!("tftp: to {}: not sent: buffer full", to),
+        }
+    }
 }
 
 /// What the poll loop asks of a TFTP session, a server's transfer or a client's.
@@ -143,40 +217,21 @@ fn send(socket: &mut udp::Socket<'_>, buf: &[u8], len: usize, to: IpEndpoint) ->
     }
 }
 
-/// Sends the datagram held in `buf` for `socket` (of slot `slot`), if there is
-/// one; whether this slot holds none any more.
-fn flush_pending(
-    pending: &mut Option<Pending>,
-    slot: usize,
-    socket: &mut udp::Socket<'_>,
-    buf: &[u8],
-) -> bool {
-    if let Some(held) = *pending
-        && held.slot == slot
-        && send(socket, buf, held.len, held.to)
-    {
-        *pending = None;
-    }
-    !pending.is_some_and(|held| held.slot == slot)
-}
-
 /// Fires the session's timer if it is due, then, unless slot `slot` holds a
 /// datagram its socket refused, sends what the session has to `to` (through
-/// `buf`) while the socket has room for a datagram of `buf`'s size. Without
+/// `kept`'s scratch buffer) while the socket has room for a datagram of `BUF`
+/// bytes. Without
 /// room nothing is taken from the session; its timer still counts its tries.
 ///
-/// A datagram the socket refuses all the same is copied into `held`
-/// (`pending`) and goes first next time, until the session's timer fires: the
-/// session then sends again what is still due (or gives up). One datagram is
-/// held at a time; another slot's refused while one is held is lost, as a
-/// datagram on the wire is, and its session's timer sends it again.
-#[allow(clippy::too_many_arguments)]
-fn fire_and_send<D: Datagrams>(
+/// A datagram the socket refuses all the same is kept (`kept`) and goes first
+/// next time, until the session's timer fires: the session then sends again
+/// what is still due (or gives up). One datagram is kept at a time; another
+/// slot's refused meanwhile is lost, as a datagram on the wire is, and its
+/// session's timer sends it again.
+fn fire_and_send<D: Datagrams, const BUF: usize>(
     session: &mut D,
     socket: &mut udp::Socket<'_>,
-    buf: &mut [u8],
-    held: &mut [u8],
-    pending: &mut Option<Pending>,
+    kept: &mut Kept<BUF>,
     slot: usize,
     now: Instant,
     to: IpEndpoint,
@@ -184,31 +239,18 @@ fn fire_and_send<D: Datagrams>(
     let now = crate::time::Instant::from(now);
     if session.poll_timeout().is_some_and(|at| now >= at) {
         session.handle_timeout(now);
-        if pending.is_some_and(|held| held.slot == slot) {
-            *pending = None;
-        }
+        kept.forget(slot);
     }
-    if !flush_pending(pending, slot, socket, held) {
+    if !kept.flush(slot, socket) {
         return;
     }
-    while room(socket, buf.len()) {
-        let n = session.transmit(buf, now);
+    while room(socket, BUF) {
+        let n = session.transmit(&mut kept.scratch, now);
         if n == 0 {
             break;
         }
-        if !send(socket, buf, n, to) {
-            match (held.get_mut(..n), buf.get(..n)) {
-                (Some(into), Some(datagram)) if pending.is_none() => {
-                    into.copy_from_slice(datagram);
-                    *pending = Some(Pending {
-                        len: n,
-                        to,
-                        slot,
-                        since: now,
-                    });
-                }
-                _ => crate::macros::net_warn!("tftp: to {}: not sent: buffer full", to),
-            }
+        if !send(socket, &kept.scratch, n, to) {
+            kept.keep(slot, n, to, now);
             break;
         }
     }
@@ -242,10 +284,8 @@ pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     /// IP fragmentation).
     mtu: Option<u16>,
     slots: [Slot<'s, S>; N],
-    buf: [u8; BUF],
-    /// A slot's datagram its socket refused, until the socket takes it.
-    held: [u8; BUF],
-    pending: Option<Pending>,
+    /// The datagram being sent, and a slot's datagram its socket refused.
+    kept: Kept<BUF>,
     next_port: u16,
     /// Since when port 69's send queue has not been empty.
     queued_since: Option<crate::time::Instant>,
@@ -278,9 +318,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 request: 0,
                 transfer: ServerTransfer::new(shared, config),
             }),
-            buf: [0; BUF],
-            held: [0; BUF],
-            pending: None,
+            kept: Kept::EMPTY,
             next_port: FIRST_TID,
             queued_since: None,
             stats: TftpStats::default(),
@@ -437,10 +475,8 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 "server busy: every transfer slot is taken, try again later",
             ));
         };
-        // What the slot held for its last transfer goes with it.
-        if self.pending.is_some_and(|held| held.slot == index) {
-            self.pending = None;
-        }
+        // What the slot kept for its last transfer goes with it.
+        self.kept.forget(index);
         let port = self.fresh_port(now);
         let max_block = self.max_block_for(&from);
         if let Some(slot) = self.slots.get_mut(index) {
@@ -497,24 +533,11 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         // longer, whatever its state (a dallying upload's timer is its dally,
         // which repeats of the last DATA put off).
         let timeout = slot.transfer.timeout();
-        if self.pending.is_some_and(|held| {
-            held.slot == index
-                && crate::time::Instant::from(now).saturating_since(held.since) >= timeout
-        }) {
+        if self.kept.expire(index, now.into(), timeout) {
             crate::macros::net_debug!("tftp: {}: a datagram held too long dropped", peer);
-            self.pending = None;
         }
-        fire_and_send(
-            &mut slot.transfer,
-            socket,
-            &mut self.buf,
-            &mut self.held,
-            &mut self.pending,
-            index,
-            now,
-            peer,
-        );
-        let holds = self.pending.is_some_and(|held| held.slot == index);
+        fire_and_send(&mut slot.transfer, socket, &mut self.kept, index, now, peer);
+        let holds = self.kept.holds(index);
         if !slot.transfer.is_active() {
             // Freed: the port closes, and a late packet to it gets ICMP's answer.
             if let Some(outcome) = slot.transfer.outcome() {
@@ -539,7 +562,7 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         self.serve_requests(sockets, now);
         // The slot whose datagram is held goes first, so the others can send.
-        let first = self.pending.map_or(0, |held| held.slot);
+        let first = self.kept.pending.map_or(0, |held| held.slot);
         for index in (first..N).chain(0..first) {
             self.serve_slot(index, sockets, now);
         }
@@ -586,10 +609,8 @@ pub struct TftpClient<C, const BUF: usize> {
     peer: Option<IpEndpoint>,
     session: C,
     outcome: Option<Result<u64, crate::tftp::TftpError>>,
-    buf: [u8; BUF],
-    /// The session's datagram the socket refused, until it takes it.
-    held: [u8; BUF],
-    pending: Option<Pending>,
+    /// The datagram being sent, and the one the socket refused.
+    kept: Kept<BUF>,
     stats: TftpStats,
 }
 
@@ -610,9 +631,7 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
             peer: None,
             session,
             outcome: None,
-            buf: [0; BUF],
-            held: [0; BUF],
-            pending: None,
+            kept: Kept::EMPTY,
             stats: TftpStats::ZERO,
         }
     }
@@ -651,10 +670,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
         };
         if self.is_done() {
             // A held datagram (a get's last ACK, say) goes before the socket closes.
-            if flush_pending(&mut self.pending, 0, socket, &self.held)
-                && socket.is_open()
-                && socket.send_queue() == 0
-            {
+            if self.kept.flush(0, socket) && socket.is_open() && socket.send_queue() == 0 {
                 socket.close();
             }
             return;
@@ -672,7 +688,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             // this transfer's (what waits is counted and dropped), nor holds up
             // its sends.
             for _ in 0..64 {
-                match socket.recv_slice(&mut self.buf) {
+                match socket.recv_slice(&mut self.kept.scratch) {
                     Ok(_) | Err(udp::RecvError::Truncated) => {
                         self.stats.wrong_tid = self.stats.wrong_tid.saturating_add(1);
                     }
@@ -682,7 +698,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             socket.close();
             // What the socket was to send went with it; a datagram held here
             // is the session's to send again when its timer says so.
-            self.pending = None;
+            self.kept.forget(0);
             if let Err(e) = socket.bind(self.local_port) {
                 crate::macros::net_warn!(
                     "tftp client: cannot bind port {}: {}",
@@ -723,16 +739,7 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
             refuse_tid(socket, was_error, from);
         }
         let to = self.peer.unwrap_or(self.server);
-        fire_and_send(
-            &mut self.session,
-            socket,
-            &mut self.buf,
-            &mut self.held,
-            &mut self.pending,
-            0,
-            now,
-            to,
-        );
+        fire_and_send(&mut self.session, socket, &mut self.kept, 0, now, to);
         if let Some(outcome) = self.session.outcome() {
             self.outcome = Some(outcome);
         }

@@ -820,23 +820,33 @@ pub fn forged_udp(
     })
 }
 
-/// An ARP reply to the server saying that `ip` is at [`FORGED_MAC`]: a
-/// neighbour that never answered now does, and what waited for it leaves.
-pub fn forged_arp_reply(ip: smoltcp::wire::Ipv4Address) -> Vec<u8> {
+/// An ARP frame from `ip` at [`FORGED_MAC`] to the server: a request
+/// (broadcast, asking for the server: a host that is there) or a reply (`ip`
+/// is at `FORGED_MAC`: a neighbour that never answered now does, and what
+/// waited for it leaves).
+pub fn forged_arp(
+    operation: smoltcp::wire::ArpOperation,
+    ip: smoltcp::wire::Ipv4Address,
+) -> Vec<u8> {
     use smolsock::runner::sim::{SERVER_MAC, SERVER_V4};
     use smoltcp::wire::{
-        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+        EthernetRepr,
+    };
+    let (target_hardware_addr, dst_addr) = match operation {
+        ArpOperation::Reply => (SERVER_MAC, SERVER_MAC),
+        _ => (EthernetAddress([0; 6]), EthernetAddress::BROADCAST),
     };
     let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Reply,
+        operation,
         source_hardware_addr: FORGED_MAC,
         source_protocol_addr: ip,
-        target_hardware_addr: SERVER_MAC,
+        target_hardware_addr,
         target_protocol_addr: SERVER_V4,
     };
     let eth = EthernetRepr {
         src_addr: FORGED_MAC,
-        dst_addr: SERVER_MAC,
+        dst_addr,
         ethertype: EthernetProtocol::Arp,
     };
     let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
