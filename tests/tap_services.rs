@@ -673,9 +673,22 @@ fn clients_beyond_the_pool_wait_in_the_backlog_and_are_served_when_a_slot_frees(
     // listen(2): both slots are busy. The listen backlog in front of the stack
     // holds a third SYN instead of refusing it (Linux drops a SYN its full
     // backlog cannot take): the third client's connect waits, and its SYN is not
-    // answered while no slot is free.
+    // answered while no slot is free. The status page shows when the SYN is held.
     let waiting = std::thread::spawn(move || TcpStream::connect_timeout(&echo, IO_TIMEOUT));
-    std::thread::sleep(Duration::from_millis(500));
+    retry(
+        "the backlog to hold the third SYN",
+        RETRIES,
+        RETRY_PAUSE,
+        || {
+            let status = fetch_status();
+            let line = status_line(&status, "backlog ").to_owned();
+            if line.contains(" 0 SYNs held") {
+                Err(line)
+            } else {
+                Ok(())
+            }
+        },
+    );
     assert!(
         !waiting.is_finished(),
         "the third client got an answer while both slots were busy"
