@@ -896,6 +896,7 @@ impl<'c, B: Buf, E: Exchange> Run<'c, B, E> {
 
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
         self.begin(now);
+        self.client.out.offered(space.len());
         self.work(space, now)
     }
 

@@ -152,22 +152,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outgoing<B> {
         }
     }
 
-    /// Copies waiting bytes into `space`; returns how many.
+    /// A transmit offers `len` bytes of send space: none while bytes wait is a
+    /// blocked write.
+    pub(crate) fn offered(&mut self, len: usize) {
+        if len == 0 && !self.is_empty() {
+            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+        }
+    }
+
+    /// Copies waiting bytes into `space`; returns how many. A frame is split
+    /// when its first write leaves some of it waiting (counted then, once).
     fn drain_into(&mut self, space: &mut [u8]) -> usize {
         let waiting = self
             .staging
             .as_ref()
             .get(self.start..self.end)
             .unwrap_or_default();
-        if waiting.is_empty() {
+        let n = waiting.len().min(space.len());
+        if n == 0 {
             return 0;
         }
-        let n = waiting.len().min(space.len());
         if let (Some(dst), Some(src)) = (space.get_mut(..n), waiting.get(..n)) {
             dst.copy_from_slice(src);
         }
-        if n == 0 {
-            self.stats.blocked_writes = self.stats.blocked_writes.saturating_add(1);
+        if self.start == 0 && n < waiting.len() {
+            self.stats.split_frames = self.stats.split_frames.saturating_add(1);
         }
         self.start = self.start.saturating_add(n);
         if self.start >= self.end {
@@ -191,7 +200,9 @@ pub(crate) struct Sender<'a, B> {
 }
 
 impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> Sender<'a, B> {
-    /// A sender into `space`, which first gets what waits from earlier calls.
+    /// A sender into `space`, which first gets what waits from earlier calls
+    /// (none: work done while receiving or at a timeout, whose frames wait in
+    /// staging for a transmit).
     pub(crate) fn new(out: &'a mut Outgoing<B>, space: &'a mut [u8]) -> Self {
         let used = out.drain_into(space);
         Self { out, space, used }
@@ -271,9 +282,6 @@ impl<'a, B: AsRef<[u8]> + AsMut<[u8]>> Sender<'a, B> {
             self.out.end = total;
             let rest = self.space.get_mut(self.used..).unwrap_or_default();
             self.used = self.used.saturating_add(self.out.drain_into(rest));
-            if !self.out.is_empty() {
-                self.out.stats.split_frames = self.out.stats.split_frames.saturating_add(1);
-            }
         }
         Ok(Ok(len))
     }

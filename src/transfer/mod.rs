@@ -189,7 +189,8 @@ pub struct TransferStats {
     pub partials_discarded: u64,
     /// Downloads begun (GET_READY sent).
     pub downloads: u64,
-    /// Downloads whose last DATA frame was made.
+    /// Downloads whose last DATA frame (or, at the file's end, GET_READY) went
+    /// out whole to the connection.
     pub downloads_done: u64,
     /// Downloads stopped because the file was replaced or deleted meanwhile.
     pub downloads_changed: u64,

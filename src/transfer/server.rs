@@ -556,6 +556,7 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
     }
 
     fn transmit(&mut self, space: &mut [u8], now: Instant) -> usize {
+        self.out.offered(space.len());
         self.work(space, now)
     }
 
@@ -618,6 +619,11 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
     }
 
     fn end(&mut self, _now: Instant) {
+        // A download whose last frame went out is done, though no poll found
+        // it so before the connection ended.
+        if self.out.is_empty() {
+            self.core.download_out();
+        }
         // An upload cut off here keeps its partial for a resume.
         self.core.end_op();
         self.out.clear();
@@ -725,6 +731,19 @@ impl<S: Storage> Core<'_, S> {
         }
     }
 
+    /// A download whose last DATA frame has gone out of staging (or that had
+    /// none to send: a GET at the file's end) is done: counted, and over.
+    /// Called only while staging is empty.
+    fn download_out(&mut self) {
+        if let Op::Download { next, size, .. } = self.op
+            && next >= size
+        {
+            self.op = Op::Idle;
+            self.shared
+                .update_stats(|s| s.downloads_done = s.downloads_done.saturating_add(1));
+        }
+    }
+
     /// Ends whatever is going on (the connection ended, or a new one starts).
     fn end_op(&mut self) {
         self.end_upload();
@@ -816,9 +835,7 @@ impl<S: Storage> Core<'_, S> {
                 ..
             } => {
                 if next >= size {
-                    self.op = Op::Idle;
-                    self.shared
-                        .update_stats(|s| s.downloads_done = s.downloads_done.saturating_add(1));
+                    self.download_out();
                     return false;
                 }
                 self.send_data(sender, name, next, size, version);
@@ -2417,5 +2434,77 @@ mod tests {
         assert_eq!(answer, error(ErrorCode::Full, 1_000 - 902 - 10));
         assert!(kept, "the partial went for nothing");
         assert_eq!(shared.stats().partials_discarded, 0);
+    }
+
+    #[test]
+    fn answers_made_while_receiving_count_as_split_or_blocked_only_by_how_they_go_out() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let mut s = server(&shared, 1028, 1028);
+        let hello = encode(&Message::Hello {
+            version: 1,
+            max_body: 1024,
+        });
+        // HELLO_OK is made in `receive`, with no send space: it waits whole and
+        // goes out in one transmit with room for it.
+        assert_eq!(s.receive(&hello, Instant::ZERO), hello.len());
+        let mut space = [0u8; 4096];
+        assert_eq!(s.transmit(&mut space, Instant::ZERO), 14);
+        let w = s.framed_stats().write;
+        assert_eq!(
+            (w.frames, w.split_frames, w.blocked_writes),
+            (1, 0, 0),
+            "{w:?}"
+        );
+        // STAT_OK (4 + 13) made the same way, then offered no room (a blocked
+        // write), 5 bytes (split), 5 more, the rest: split once, blocked once.
+        store_file(&shared, "f", b"0123456789");
+        let stat = encode(&Message::Stat { name: name("f") });
+        assert_eq!(s.receive(&stat, Instant::ZERO), stat.len());
+        assert_eq!(s.transmit(&mut [], Instant::ZERO), 0);
+        assert_eq!(s.transmit(&mut space[..5], Instant::ZERO), 5);
+        assert_eq!(s.transmit(&mut space[..5], Instant::ZERO), 5);
+        assert!(s.transmit(&mut space, Instant::ZERO) > 0);
+        let w = s.framed_stats().write;
+        assert_eq!(
+            (w.frames, w.split_frames, w.blocked_writes),
+            (2, 1, 1),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_download_whose_last_frame_was_made_is_done_even_if_the_connection_ends_then() {
+        let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+        let file = b"0123456789";
+        store_file(&shared, "f", file);
+        let mut s = server(&shared, 1028, 1028);
+        hello(&mut s, 1024);
+        let get = encode(&Message::Get {
+            name: name("f"),
+            offset: 0,
+        });
+        assert_eq!(s.receive(&get, Instant::ZERO), get.len());
+        // GET_READY (4 + 17) and the one DATA frame (4 + 9 + 10): exactly the
+        // space, so no poll finds the download over before the connection ends.
+        let mut space = [0u8; 44];
+        assert_eq!(s.transmit(&mut space, Instant::ZERO), 44);
+        assert_eq!(&space[34..], file);
+        s.end(Instant::ZERO);
+        let stats = shared.stats();
+        assert_eq!(
+            (stats.downloads, stats.downloads_done, stats.bytes_out),
+            (1, 1, 10),
+            "{stats}"
+        );
+        // A GET at the end: done once its GET_READY is out.
+        let mut s = server(&shared, 1028, 1028);
+        hello(&mut s, 1024);
+        let at_end = encode(&Message::Get {
+            name: name("f"),
+            offset: 10,
+        });
+        exchange(&mut s, &at_end);
+        let stats = shared.stats();
+        assert_eq!((stats.downloads, stats.downloads_done), (2, 2), "{stats}");
     }
 }
