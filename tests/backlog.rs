@@ -16,7 +16,7 @@ use smolsock::runner::sim::{
 use smolsock::session::{Echo, Session, Status};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{PcapLinkType, PcapSink};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address,
@@ -978,4 +978,78 @@ fn under_a_flood_from_beyond_a_router_a_client_beyond_it_still_connects_within_3
         assert!(run.within(secs(3)) >= 19, "{:?}", run.connects);
         assert_eq!(run.refused, 0);
     }
+}
+
+// ---------------------------------------------------------------------------
+// A client that takes the last ACK of a close and reconnects from its port.
+
+#[test]
+fn a_client_acking_our_fin_and_reconnecting_from_its_port_at_once_is_held_not_reset() {
+    // The server is in LAST-ACK on the pool's one slot; the client's ACK of its
+    // FIN and the client's new SYN from the same port reach the server in one
+    // poll. The ACK closes the connection there (no RST, so the backlog still
+    // takes the SYN for one of that connection's), and the SYN finds no
+    // listener: smoltcp refuses it with a RST.
+    let mut net = sim_over(true, FaultConfig::CLEAN);
+    let mut server = echo_pool::<1>(&mut net);
+    let mut first = EchoClient::new(&mut net, 49152);
+    first.connect(&mut net);
+    let mut again = EchoClient::new(&mut net, 49152);
+    let mut connected_at = None;
+    let mut first_gone = false;
+    let _ = net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
+        if first_gone {
+        } else if first.done(net) {
+            // The first socket shares the port pair with the new one, and
+            // smoltcp would hand it the new one's segments: it goes once its
+            // ACK of the server's FIN has left.
+            net.client.sockets.remove(first.handle);
+            first_gone = true;
+        } else {
+            first.poll(net);
+        }
+        // The server has closed its half (its FIN goes out with the next poll):
+        // the client reconnects from the same port at once, as its ACK of that
+        // FIN leaves.
+        let last_ack = net
+            .server
+            .sockets
+            .iter()
+            .filter_map(|(_, s)| tcp::Socket::downcast(s))
+            .any(|s| s.state() == tcp::State::LastAck);
+        if last_ack && again.connect_at.is_none() {
+            again.connect(net);
+            connected_at = Some(net.now());
+        }
+        again.poll(net);
+        again.established_at.map(|_| ())
+    });
+    let syn = net.capture().first_syn_from(49152).unwrap();
+    let resets_after: Vec<_> = net
+        .capture()
+        .to_client(49152)
+        .filter(|s| s.rst && s.at >= connected_at.unwrap())
+        .copied()
+        .collect();
+    println!(
+        "first SYN at {syn}; reconnect at {connected_at:?}, established {:?}, refused {} | SYNs: {:?} | RSTs after: {resets_after:?} | server: {} | backlog: {}",
+        again.established_at,
+        again.refused,
+        net.capture()
+            .0
+            .iter()
+            .filter(|s| s.syn && !s.from_server)
+            .map(|s| (s.at, s.seq))
+            .collect::<Vec<_>>(),
+        server.stats(),
+        net.server.backlog.stats()
+    );
+    assert!(first.echoed());
+    assert!(first_gone);
+    assert!(
+        resets_after.is_empty(),
+        "the new SYN was refused with a RST"
+    );
+    let took = again.connect_time().unwrap();
+    assert!(took < ms(100), "took {took}");
 }

@@ -11,8 +11,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet,
-    Ipv6Packet, TcpPacket,
+    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpAddress, IpEndpoint, IpProtocol,
+    Ipv4Packet, Ipv6Packet, TcpPacket,
 };
 
 /// The longest frame a held SYN may be (Ethernet, IPv6 and TCP headers with options).
@@ -119,6 +119,9 @@ struct Tracked {
     remote_port: u16,
     /// The ACK number of the last segment we sent: the peer's RST must carry it.
     expected: u32,
+    /// The ACK number of our SYN-ACK: the peer's ISN + 1. Only a SYN with that
+    /// ISN is a retransmission of the one that opened the connection.
+    opened_by: Option<u32>,
 }
 
 /// The state a [`Backlog`] keeps between packets.
@@ -131,7 +134,7 @@ struct State<const H: usize, const P: usize, const C: usize> {
     /// none left is refused by smoltcp with a RST.
     ports: heapless::Vec<(u16, usize), P>,
     /// Sockets in a handshake, since when they were first seen in it, and with whom.
-    half_open: heapless::Vec<(SocketHandle, u16, Instant, Option<IpAddress>), C>,
+    half_open: heapless::Vec<(SocketHandle, u16, Instant, Option<IpEndpoint>), C>,
     /// Peers that showed they exist: they sent us ARP, or completed a handshake.
     /// Their handshakes are evicted last, and only after [`EVICT_ALIVE_AFTER`]:
     /// see `sync`.
@@ -323,7 +326,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
         for entry in state.ports.iter_mut() {
             entry.1 = 0;
         }
-        let mut seen: heapless::Vec<(SocketHandle, u16, Instant, Option<IpAddress>), C> =
+        let mut seen: heapless::Vec<(SocketHandle, u16, Instant, Option<IpEndpoint>), C> =
             heapless::Vec::new();
         for (handle, socket) in sockets.iter() {
             let Some(socket) = tcp::Socket::downcast(socket) else {
@@ -340,12 +343,15 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     }
                 },
                 tcp::State::SynReceived => {
+                    // The same handshake as before only with the same peer: a
+                    // RST can put the socket back to LISTEN and a new SYN take
+                    // it between two syncs.
+                    let remote = socket.remote_endpoint();
                     let since = state
                         .half_open
                         .iter()
-                        .find(|(h, ..)| *h == handle)
+                        .find(|&&(h, p, _, r)| h == handle && p == port && r == remote)
                         .map_or(now, |&(_, _, since, _)| since);
-                    let remote = socket.remote_endpoint().map(|e| e.addr);
                     let _ = seen.push((handle, port, since, remote));
                 }
                 _ => {
@@ -354,7 +360,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
                     if let Some(&(.., Some(remote))) = completed
                         && socket.may_send()
                     {
-                        state.remember_alive(remote);
+                        state.remember_alive(remote.addr);
                     }
                 }
             }
@@ -405,7 +411,7 @@ impl<const H: usize, const P: usize, const C: usize> Backlog<H, P, C> {
             };
             let mut oldest: Option<(bool, Instant, SocketHandle)> = None;
             for &(handle, p, since, remote) in &state.half_open {
-                let alive = remote.is_some_and(|r| state.alive.contains(&r));
+                let alive = remote.is_some_and(|r| state.alive.contains(&r.addr));
                 let grace = if alive {
                     EVICT_ALIVE_AFTER
                 } else {
@@ -492,11 +498,17 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
                 t.local_port == segment.dst_port
                     && t.remote_port == segment.src_port
                     && t.remote == segment.src
+                    && !(segment.syn
+                        && t.opened_by
+                            .is_some_and(|n| n != segment.seq.wrapping_add(1)))
             })
             .copied();
         // A SYN from a peer the stack already answered on this port (our SYN-ACK
         // went out, or the connection is open) is that connection's retransmission
-        // or a duplicate, which smoltcp drops: it takes no listener. Held instead,
+        // or a duplicate, which smoltcp drops: it takes no listener. (Unless its
+        // ISN is not the one our SYN-ACK acknowledged: then it is a new
+        // connection from the same port, its old one closed by the ACK that came
+        // just before it.) Held instead,
         // it would evict the half-open connection it belongs to (a client whose
         // SYN-ACK was lost, retransmitting its SYN) or another client's.
         if segment.syn && !segment.ack && known.is_none() {
@@ -657,8 +669,12 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
         if !segment.ack {
             return;
         }
+        let opened_by = segment.syn.then_some(segment.ack_number);
         if let Some(t) = self.tracked.iter_mut().find(|t| key(t)) {
             t.expected = segment.ack_number;
+            if opened_by.is_some() {
+                t.opened_by = opened_by;
+            }
             return;
         }
         // Full: forget the connection watched longest.
@@ -670,6 +686,7 @@ impl<const H: usize, const P: usize, const C: usize> State<H, P, C> {
             remote: segment.dst,
             remote_port: segment.dst_port,
             expected: segment.ack_number,
+            opened_by,
         });
     }
 }

@@ -194,7 +194,9 @@ enum SlotState {
     /// A RST is on its way out; listening now would cancel it.
     Aborting,
     /// Listening; `handshake_since` is when a SYN arrived and the handshake began.
-    Listening { handshake_since: Option<Instant> },
+    Listening {
+        handshake_since: Option<(Instant, IpEndpoint)>,
+    },
     Active {
         peer: IpEndpoint,
         /// When the connection last made progress: bytes from the peer, a new
@@ -638,6 +640,45 @@ fn open_slots(
     Ok(())
 }
 
+/// A listening slot whose socket is open but not connected: a handshake under
+/// way is reset at its deadline, timed from its own SYN (a handshake with
+/// another peer than the one timed is a new one: a RST sent the socket back to
+/// LISTEN and a SYN took it, both between two polls); else the socket is back
+/// in LISTEN (smoltcp returns there on a RST in SYN-RECEIVED). Not generic:
+/// every pool shares it.
+#[inline(never)]
+fn watch_handshake(
+    state: &mut SlotState,
+    stats: &mut ServerStats,
+    socket: &mut tcp::Socket<'_>,
+    cx: PollContext<'_>,
+    timed: Option<(Instant, IpEndpoint)>,
+) {
+    if socket.state() != tcp::State::SynReceived {
+        *state = SlotState::Listening {
+            handshake_since: None,
+        };
+        return;
+    }
+    let peer = socket.remote_endpoint();
+    let since = timed
+        .filter(|&(_, p)| Some(p) == peer)
+        .map_or(cx.now, |(since, _)| since);
+    if cx.now >= since.saturating_add(cx.config.handshake_timeout) {
+        crate::macros::net_info!(
+            "tcp/{}: handshake never completed, listening again",
+            cx.port
+        );
+        socket.abort();
+        stats.handshake_timeouts = stats.handshake_timeouts.saturating_add(1);
+        *state = SlotState::Aborting;
+    } else {
+        *state = SlotState::Listening {
+            handshake_since: peer.map(|p| (since, p)),
+        };
+    }
+}
+
 /// One slot's share of a server poll.
 struct Slot<'a, S> {
     state: &'a mut SlotState,
@@ -667,27 +708,8 @@ impl<S: Session> Slot<'_, S> {
                     self.listen(socket, cx);
                 } else if socket.may_send() || socket.state() == tcp::State::CloseWait {
                     self.accept(socket, cx);
-                } else if socket.state() == tcp::State::SynReceived {
-                    let since = handshake_since.unwrap_or(cx.now);
-                    if cx.now >= since.saturating_add(cx.config.handshake_timeout) {
-                        crate::macros::net_info!(
-                            "tcp/{}: handshake never completed, listening again",
-                            cx.port
-                        );
-                        socket.abort();
-                        self.stats.handshake_timeouts =
-                            self.stats.handshake_timeouts.saturating_add(1);
-                        *self.state = SlotState::Aborting;
-                    } else {
-                        *self.state = SlotState::Listening {
-                            handshake_since: Some(since),
-                        };
-                    }
                 } else {
-                    // Back in LISTEN (smoltcp returns there on a RST in SYN-RECEIVED).
-                    *self.state = SlotState::Listening {
-                        handshake_since: None,
-                    };
+                    watch_handshake(self.state, self.stats, socket, cx, handshake_since);
                 }
             }
             SlotState::Active {
@@ -874,7 +896,7 @@ impl<S: Session, const N: usize> Service for TcpServer<S, N> {
                     Some(closing.since.saturating_add(config.close_timeout))
                 }
                 SlotState::Listening {
-                    handshake_since: Some(since),
+                    handshake_since: Some((since, _)),
                 } => Some(since.saturating_add(config.handshake_timeout)),
                 // Listen again as soon as the RST is out.
                 SlotState::Aborting => Some(Instant::ZERO),

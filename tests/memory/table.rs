@@ -223,8 +223,8 @@ sizes! {
         "Backlog<4, 4, 16>",
         "listen backlog: 4 held SYNs, 4 ports, 16 connections watched, counters",
         size_of::<Backlog<4, 4, 16>>(),
-        2384,
-        2200
+        2512,
+        2456
     ),
     (
         "TcpClient",
