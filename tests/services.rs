@@ -3344,3 +3344,86 @@ fn the_backlog_does_not_evict_a_fresh_handshake_as_old_as_the_one_before_on_its_
         b.state()
     );
 }
+
+/// Echoes each frame; on "bye" answers "ok" and closes gracefully.
+struct ByeCloses;
+impl FrameHandler for ByeCloses {
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+        if frame == b"bye" {
+            return match out.send(b"ok") {
+                Ok(()) => Flow::Close,
+                Err(_) => Flow::Wait,
+            };
+        }
+        Flow::from_send(out.send(frame))
+    }
+}
+
+fn frame_of(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn a_handlers_close_ends_cleanly_though_the_peer_sent_more_frames_before_its_fin() {
+    let mut net = sim(4242, FaultConfig::CLEAN, 1, 1);
+    let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+    let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
+    let server = net.server.sockets.add(tcp_socket(4096, 4096));
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(server)
+        .listen(7)
+        .unwrap();
+    let handle = net.client.sockets.add(tcp_socket(1024, 1024));
+    let mut ports = PortAllocator::<16>::new(4242);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let mut conn = TcpSession::new(handle, framed);
+    // The peer pipelines "bye" and ten more 16-byte frames, then its FIN, and
+    // reads everything it is sent.
+    let mut stream = frame_of(b"bye");
+    for i in 0..10u8 {
+        stream.extend(frame_of(&[i; 16]));
+    }
+    let (mut sent, mut fin, mut connected, mut back) = (0usize, false, false, Vec::new());
+    let result = net.run_until(Duration::from_secs(120), |net| {
+        let now = net.now();
+        let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+        if peer.may_send() && sent < stream.len() {
+            sent += peer.send_slice(&stream[sent..]).unwrap_or(0);
+        }
+        if sent == stream.len() && !fin && peer.may_send() {
+            peer.close();
+            fin = true;
+        }
+        while peer.can_recv() {
+            let _ = peer.recv(|b| {
+                back.extend_from_slice(b);
+                (b.len(), ())
+            });
+        }
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+        connected |= client.poll(socket, now) == ClientState::Connected;
+        if !connected {
+            return None;
+        }
+        let status = conn.poll(&mut net.client.sockets, now).unwrap();
+        conn.is_ended().then_some((status, now))
+    });
+    let (status, at) = result.expect("the connection never ended");
+    assert_eq!(back, frame_of(b"ok"), "the answer to bye");
+    assert_eq!(
+        status,
+        Status::Close,
+        "a graceful close (handler's Flow::Close, peer acknowledged all and sent its FIN) ended as {status:?} at {at}"
+    );
+}

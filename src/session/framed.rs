@@ -20,7 +20,8 @@
 //! pool's idle timeout away, or goes silent inside one, breaks the stream with
 //! [`ReadError::Stalled`], counted in [`ReadStats::stalled`], and the session
 //! closes; what the peer still sends is read and dropped (counted in
-//! [`ReadStats::discarded`]), so that the close ends cleanly.
+//! [`ReadStats::discarded`]), so that the close ends cleanly. So is what
+//! follows a frame whose handler said [`Flow::Close`].
 //!
 //! While whole frames wait for a `Framed` handler (the application, or the peer
 //! not taking the answers), the clock waits, and starts once they are taken: the
@@ -151,6 +152,9 @@ pub enum Flow {
     /// frame is offered again once the session has sent more.
     Wait,
     /// Close the connection gracefully (FIN once every frame queued is out).
+    /// The frames the peer sent after this one, and what it still sends until
+    /// its own FIN, are read and dropped (counted in
+    /// [`ReadStats::discarded`]).
     Close,
     /// Reset the connection at once (RST): for peers that broke the protocol.
     Abort,
@@ -477,6 +481,9 @@ pub struct Framed<H, R, T, P = ()> {
     peer_done: bool,
     /// The end of the peer's stream was checked for a cut frame.
     end_checked: bool,
+    /// The handler closed the connection: what the peer still sends is read
+    /// and dropped.
+    dropping: bool,
     error: Option<ReadError>,
     clock: FrameClock,
     probe: P,
@@ -502,6 +509,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             phase: Phase::Open,
             peer_done: false,
             end_checked: false,
+            dropping: false,
             error: None,
             clock: FrameClock::DEFAULT,
             probe: (),
@@ -537,6 +545,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             phase: self.phase,
             peer_done: self.peer_done,
             end_checked: self.end_checked,
+            dropping: self.dropping,
             clock: self.clock,
             error: self.error,
             probe,
@@ -675,6 +684,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             stats: &mut self.write,
             now,
         };
+        let mut closed = false;
         while self.phase == Phase::Open {
             let flow = match self.reader.frame() {
                 Some(frame) => {
@@ -700,6 +710,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 Flow::Close => {
                     self.reader.consume();
                     self.phase = Phase::Closing;
+                    closed = true;
                 }
                 Flow::Abort => {
                     self.reader.consume();
@@ -707,7 +718,11 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 }
             }
         }
-        out.direct_used
+        let used = out.direct_used;
+        if closed {
+            self.handler_closed();
+        }
+        used
     }
 
     /// Once the peer has finished: a frame it cut short is an error, in any
@@ -746,6 +761,15 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             }
     }
 
+    /// The handler said [`Flow::Close`]: the frames held are never offered,
+    /// and what the peer still sends is read and dropped, so that its FIN
+    /// reaches the adapter and the close ends cleanly.
+    fn handler_closed(&mut self) {
+        self.phase = Phase::Closing;
+        self.dropping = true;
+        self.reader.drop_held();
+    }
+
     fn broke(&mut self, error: ReadError) {
         if self.error.is_none() {
             self.error = Some(error);
@@ -770,6 +794,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.phase = Phase::Open;
         self.peer_done = false;
         self.end_checked = false;
+        self.dropping = false;
         self.error = None;
         self.clock.paused = false;
         self.clock.due = None;
@@ -777,14 +802,15 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     }
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
-        // After our close the peer may still send frames the application reads
-        // (a half-close); a server's pool discards them itself.
+        // After the application's close the peer may still send frames it
+        // reads (a half-close); a server's pool discards them itself.
         if self.phase == Phase::Aborted {
             return 0;
         }
-        if self.error.is_some() && self.phase == Phase::Closing {
-            // The stream broke (a stall): what the peer still sends is no
-            // frame, and is read and dropped so that the close ends cleanly.
+        if self.phase == Phase::Closing && (self.error.is_some() || self.dropping) {
+            // The stream broke (a stall), or the handler closed: what the peer
+            // still sends is no frame anyone takes, and is read and dropped so
+            // that the close ends cleanly.
             self.reader.count_discarded(input.len());
             return input.len();
         }
@@ -803,6 +829,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         };
         let stats = self.reader.stats();
         let (before, frames_before) = (stats.bytes, stats.frames);
+        let mut closed = false;
         let fed = self.reader.feed_in_place(input, |frame| {
             if *phase != Phase::Open {
                 return false;
@@ -812,6 +839,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 Flow::Wait => false,
                 Flow::Close => {
                     *phase = Phase::Closing;
+                    closed = true;
                     true
                 }
                 Flow::Abort => {
@@ -824,13 +852,19 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             }
             consumed
         });
-        let n = match fed {
+        let mut n = match fed {
             Ok(n) => n,
             Err(error) => {
                 self.broke(error);
                 taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
+        if closed && self.phase == Phase::Closing {
+            // What followed the closing frame: held, or not taken.
+            self.handler_closed();
+            self.reader.count_discarded(input.len().saturating_sub(n));
+            n = input.len();
+        }
         // Whole frames waiting for the handler hold the stream back: the
         // peer owes nothing while they wait.
         let same_frame = self.reader.stats().frames == frames_before;
@@ -1373,28 +1407,37 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_cut_after_a_handlers_close_is_reported_past_whole_frames_left_unanswered() {
+    fn after_a_handlers_close_what_the_peer_sent_and_still_sends_is_read_and_dropped() {
         let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
         let now = Instant::ZERO;
-        let mut s = Framed::new(AnswerAndClose, [0u8; 40], [0u8; 20], format).unwrap();
-        s.start(now);
-        // A frame, answered with a close; another the handler will never see;
-        // then one cut by the peer's FIN.
-        let mut input = frames(&[b"hi", b"more"], format);
-        input.extend_from_slice(&[0, 0, 0, 5, b'x']);
-        assert_eq!(s.receive(&input, now), input.len());
-        s.receive_finished(now);
-        let mut space = [0u8; 64];
-        let n = s.transmit(&mut space, now);
-        assert_eq!(&space[..n], &[0, 0, 0, 3, b'b', b'y', b'e']);
-        assert!(
-            matches!(s.error(), Some(ReadError::Truncated { received: 5, .. })),
-            "{:?}",
-            s.error()
-        );
-        assert_eq!(s.stats().read.truncated, 1);
-        assert_eq!(s.status(), Status::Close);
-        assert!(!s.wants_transmit(), "nothing more to do");
+        for one_read in [true, false] {
+            let mut s = Framed::new(AnswerAndClose, [0u8; 40], [0u8; 20], format).unwrap();
+            s.start(now);
+            // A frame, answered with a close; another the handler will never
+            // see; then one cut by the peer's FIN: 13 bytes after the first
+            // frame, whether they come with it or after it.
+            let mut input = frames(&[b"hi", b"more"], format);
+            input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+            if one_read {
+                assert_eq!(s.receive(&input, now), input.len());
+            } else {
+                assert_eq!(s.receive(&input[..3], now), 3);
+                assert_eq!(s.receive(&input[3..], now), input.len() - 3);
+            }
+            s.receive_finished(now);
+            let mut space = [0u8; 64];
+            let n = s.transmit(&mut space, now);
+            assert_eq!(&space[..n], &[0, 0, 0, 3, b'b', b'y', b'e']);
+            let read = s.stats().read;
+            assert_eq!((read.frames, read.discarded), (2, 13), "{read:?}");
+            // Nothing is a frame any more: nothing is cut.
+            assert_eq!((s.error(), read.truncated), (None, 0));
+            assert_eq!(s.status(), Status::Close);
+            assert!(!s.wants_transmit(), "nothing more to do");
+            // And whatever else comes is taken.
+            assert_eq!(s.receive(&[1, 2, 3], now), 3);
+            assert_eq!(s.stats().read.discarded, 16);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use core::fmt;
 ///
 /// let mut out = OutBuffer::new([0u8; 8]);
 /// out.push(b"hello").unwrap();
-/// assert!(out.push(b"world").is_err()); // 10 bytes do not fit in 3: nothing taken
+/// assert!(out.push(b"world").is_err()); // 5 more do not fit in the 3 left: nothing taken
 /// let mut space = [0u8; 3];
 /// assert_eq!(out.drain_into(&mut space), 3);
 /// assert_eq!(&space, b"hel");

@@ -482,8 +482,8 @@ pub struct ReadStats {
     pub truncated: u64,
     /// Streams whose peer stalled inside a frame past its deadline.
     pub stalled: u64,
-    /// Bytes a session read and dropped after its stream broke (a stall), so
-    /// that the connection could still close cleanly.
+    /// Bytes a session read and dropped after its stream broke (a stall) or
+    /// its handler closed it, so that the connection could still close cleanly.
     pub discarded: u64,
 }
 
@@ -1069,6 +1069,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// Counts `n` bytes a session dropped after the stream broke.
     pub(crate) fn count_discarded(&mut self, n: usize) {
         self.stats.count_discarded(n);
+    }
+
+    /// Drops every byte held (whole frames and the one being assembled),
+    /// counted as discarded: the session will take no more frames.
+    pub(crate) fn drop_held(&mut self) {
+        self.count_discarded(self.end.saturating_sub(self.head));
+        self.head = 0;
+        self.scan = 0;
+        self.end = 0;
+        self.pending_total = 0;
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)
