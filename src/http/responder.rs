@@ -1,8 +1,7 @@
 //! The responder's state machine: read a head by its deadline, answer once, close.
 //!
 //! Answers: `200` with the page, `404` for an unknown path, `405` for a known
-//! method other than GET or HEAD (CONNECT gets `400`: the parser takes no
-//! target in its authority form, `host:port`), `501` for a method it does not know (or a
+//! method other than GET or HEAD, `501` for a method it does not know (or a
 //! transfer coding), `400` for bytes that are no request head (or a head
 //! whose body it cannot frame, or without a valid Host: see [`HttpResponder`]),
 //! `414` or `431` for a head larger than the request buffer (or with more than

@@ -301,7 +301,8 @@ pub struct Header<'b> {
 pub struct Request<'b, const H: usize> {
     method: Method<'b>,
     target: &'b str,
-    /// An absolute target's host and port; `None` for another target.
+    /// An absolute target's host and port, or CONNECT's target; `None` for
+    /// another target.
     authority: Option<&'b str>,
     version: Version,
     headers: heapless::Vec<Header<'b>, H>,
@@ -317,7 +318,9 @@ impl<'b, const H: usize> Request<'b, H> {
     /// absolute target (`http://host/path?query`), the part from its path on,
     /// which starts with `?` if it has a query and no path (`http://host?q`
     /// gives `?q`) and is empty if it has neither (the path is then `/`, as
-    /// [`path`](Self::path) says); the host is [`host`](Self::host)'s.
+    /// [`path`](Self::path) says); the host is [`host`](Self::host)'s. Of a
+    /// CONNECT request, its host and port (`example.com:443`), which are
+    /// [`host`](Self::host)'s too.
     pub const fn target(&self) -> &'b str {
         self.target
     }
@@ -667,7 +670,8 @@ type Parsed<'b, T> = Result<Step<(T, &'b [u8])>, HttpError>;
 fn parse_head<'b, const H: usize>(buf: &'b [u8]) -> Parsed<'b, Request<'b, H>> {
     let rest = done!(skip_empty_lines(buf)?);
     let (method, rest) = done!(parse_method(rest)?);
-    let ((target, authority), rest) = done!(parse_target(rest)?);
+    let connect = matches!(method, Method::Connect);
+    let ((target, authority), rest) = done!(parse_target(rest, connect)?);
     let (version, rest) = done!(parse_version(rest)?);
     let mut request = Request {
         method,
@@ -747,14 +751,17 @@ fn parse_method(rest: &[u8]) -> Parsed<'_, Method<'_>> {
 }
 
 /// A target in origin form (an absolute one's from its path on), and an absolute
-/// one's authority.
+/// one's authority; CONNECT's target (its authority form) is both.
 type Target<'b> = (&'b str, Option<&'b str>);
 
-fn parse_target(rest: &[u8]) -> Parsed<'_, Target<'_>> {
+/// `connect`: the method is CONNECT, whose target is a host and a port alone
+/// (its authority form, RFC 9112 §3.2.3), which no other method's may be.
+fn parse_target(rest: &[u8], connect: bool) -> Parsed<'_, Target<'_>> {
     let absolute = match rest.first() {
         None => return Ok(Step::NeedMore),
-        Some(b'/' | b'*') => false,
         Some(b' ' | b'\r' | b'\n') => return Err(HttpError::MissingTarget),
+        Some(_) if connect => false,
+        Some(b'/' | b'*') => false,
         Some(b) if b.is_ascii_alphabetic() => true,
         Some(_) => return Err(HttpError::InvalidTarget),
     };
@@ -763,8 +770,19 @@ fn parse_target(rest: &[u8]) -> Parsed<'_, Target<'_>> {
     if target.first() == Some(&b'*') && target.len() > 1 || target.contains(&b'#') {
         return Err(HttpError::InvalidTarget);
     }
+    // A host, then a port (`Request::host` checks the host): no path, no
+    // query, no user.
+    let authority_form = |target: &[u8]| {
+        target.last().is_some_and(u8::is_ascii_digit)
+            && target.contains(&b':')
+            && !target.iter().any(|&b| matches!(b, b'/' | b'?' | b'@'))
+    };
+    if connect && !after.is_empty() && !authority_form(target) {
+        return Err(HttpError::InvalidTarget);
+    }
     let (authority, target) = match absolute {
         true => split_absolute(target, !after.is_empty())?,
+        false if connect => (Some(target), target),
         false => (None, target),
     };
     match after.first() {
@@ -1609,11 +1627,52 @@ If-None-Match: \"abc123\"\r\n\
             ("get", Method::Other("get")),
             ("BREW", Method::Other("BREW")),
         ] {
-            let line = [text.as_bytes(), b" / HTTP/1.1\r\n\r\n"].concat();
+            // CONNECT's target is a host and a port.
+            let target: &[u8] = if method == Method::Connect {
+                b" x:1"
+            } else {
+                b" /"
+            };
+            let line = [text.as_bytes(), target, b" HTTP/1.1\r\n\r\n"].concat();
             let (request, _) = complete(&line);
             assert_eq!(request.method(), method);
             assert_eq!(request.method().as_str(), text);
         }
+    }
+
+    #[test]
+    fn connect_takes_a_host_and_port_alone_and_no_other_method_does() {
+        for target in ["example.com:443", "[::1]:8443", "10.0.0.1:80"] {
+            let line = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+            let (request, _) = complete(line.as_bytes());
+            assert_eq!(request.method(), Method::Connect);
+            assert_eq!(request.target(), target);
+            assert_eq!(request.host(), Ok(Some(target)));
+        }
+        for target in [
+            "/",
+            "*",
+            "example.com",
+            "example.com:",
+            "http://a:80",
+            "u@a:80",
+            "a:80/x",
+        ] {
+            let line = format!("CONNECT {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                error_of(line.as_bytes()),
+                HttpError::InvalidTarget,
+                "{target}"
+            );
+        }
+        // A host that is no host: refused by `host`.
+        let (request, _) = complete(b"CONNECT a:b:1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(request.host(), Err(HttpError::InvalidHost));
+        // The authority form is CONNECT's alone.
+        assert_eq!(
+            error_of(b"GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            HttpError::InvalidTarget
+        );
     }
 
     #[test]

@@ -1068,12 +1068,22 @@ fn a_page_whose_writing_fails_is_a_500_not_a_404() {
 }
 
 #[test]
-fn connect_gets_400_its_authority_form_target_being_refused() {
+fn connect_gets_405_with_the_methods_allowed() {
     let status = |w: &mut dyn fmt::Write| w.write_str("ok");
     let site = StatusSite::new("smolsock", &status);
     let mut http = HttpResponder::<_, 512, 512>::new(&site);
     let request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let got = answer(&mut http, request, 100, 100);
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(got.lines().next(), Some("HTTP/1.1 405 Method Not Allowed"));
+    assert!(got.contains("\r\nAllow: GET, HEAD\r\n"), "{got}");
+    // Its target must be a host and a port.
+    let got = answer(
+        &mut http,
+        b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n",
+        100,
+        100,
+    );
     assert_eq!(
         String::from_utf8_lossy(&got).lines().next(),
         Some("HTTP/1.1 400 Bad Request")
