@@ -2136,6 +2136,61 @@ fn a_reply_length_over_the_buffer_is_refused_not_cut() {
     assert_eq!((stats.datagrams_in, stats.send_errors), (1, 1), "{stats}");
 }
 
+/// Answers each datagram with as many bytes as its first two say (big-endian).
+struct Asks;
+
+impl smolsock::net::DatagramHandler for Asks {
+    fn on_datagram(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        _from: smoltcp::wire::IpEndpoint,
+    ) -> Option<usize> {
+        let want = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+        (len >= 2).then_some(want)
+    }
+}
+
+fn asking(len: u16) -> Vec<u8> {
+    len.to_be_bytes().to_vec()
+}
+
+#[test]
+fn a_reply_longer_than_the_link_carries_is_refused_and_counted_once_the_mtu_is_known() {
+    // smoltcp does not fragment: a reply over the link's 1,500-byte IP MTU
+    // less 28 (IPv4) or 48 (IPv6) bytes is dropped on the way out, uncounted.
+    for (told, server_addr, longest) in [
+        (false, IpAddress::from(SERVER_V4), 1472),
+        (true, IpAddress::from(SERVER_V4), 1472),
+        (true, IpAddress::from(SERVER_V6), 1452),
+    ] {
+        let mut net = sim(806, FaultConfig::CLEAN, 1, 1);
+        let socket = net.server.sockets.add(udp_socket(16, 16 * 1024));
+        let mut server = UdpService::<_, 4096>::new(socket, 7, Asks);
+        if told {
+            server = server.with_link_mtu(1500);
+        }
+        let asked = vec![asking(longest), asking(longest + 1), asking(10)];
+        let mut client = UdpBurst::new(&mut net, (server_addr, 7), asked);
+        let _ = net.run_services(
+            &mut server,
+            &mut client,
+            Duration::from_secs(2),
+            |_, client, _| (client.got.len() == 2).then_some(()),
+        );
+        let lengths: Vec<usize> = client.got.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [longest as usize, 10], "told {told}");
+        let stats = server.stats();
+        if told {
+            // The one too long for the link: refused, and said so.
+            assert_eq!((stats.datagrams_out, stats.send_errors), (2, 1), "{stats}");
+        } else {
+            // Counted sent, and lost on the way out: what the MTU prevents.
+            assert_eq!((stats.datagrams_out, stats.send_errors), (3, 0), "{stats}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tracing a server: each slot records under the connection it serves.
 

@@ -11,6 +11,17 @@
 //! primer's `recvfrom(1024)` would cut it), and a reply that finds the send buffer
 //! full is kept and sent on a later poll before any new datagram is read.
 //!
+//! The link has an edge of its own, which smoltcp keeps quiet: it does not
+//! fragment, so a datagram longer than the link carries (its IP MTU less 28
+//! bytes of headers over IPv4, 48 over IPv6) is dropped on the way out,
+//! uncounted, and one longer than the socket's receive payload ring on the way
+//! in. Tell the service the link's IP MTU ([`UdpService::with_link_mtu`]): it
+//! then refuses a reply too long for the link itself, counted in
+//! [`UdpStats::send_errors`], and says at bind (a warning in the log) when the
+//! socket's receive ring cannot hold a datagram as long as the link carries,
+//! so that `oversize` would miss some. An echo never needs it on a link of
+//! one MTU both ways: its replies are the length of what came in.
+//!
 //! One socket serves every peer, and smoltcp sends its queue in order: a reply
 //! that can never leave (its address answers no neighbour discovery, or has no
 //! route; a forged source does both) would hold every reply behind it for ever.
@@ -64,8 +75,9 @@ pub struct UdpStats {
     /// Replies that found the send buffer full and waited: each counted once,
     /// however many polls it waits.
     pub send_full: u64,
-    /// Replies that could not be sent at all (too big for the socket, or a
-    /// length from the handler over the buffer). A reply with no route back is
+    /// Replies that could not be sent at all (too big for the socket, or for
+    /// the link ([`UdpService::with_link_mtu`]), or a length from the handler
+    /// over the buffer). A reply with no route back is
     /// queued, and dropped with the queue in a stuck flush
     /// ([`stuck_flushes`](Self::stuck_flushes)).
     pub send_errors: u64,
@@ -151,6 +163,8 @@ pub struct UdpService<H, const MAX: usize> {
     /// The last poll found the socket bound (or bound it): a bind error after
     /// it is logged again.
     bound: bool,
+    /// The link's IP MTU, if told (an IP MTU fits 16 bits).
+    link_mtu: Option<u16>,
 }
 
 impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
@@ -177,7 +191,22 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
                 bind_errors: 0,
             },
             bound: false,
+            link_mtu: None,
         }
+    }
+
+    /// The same, told the IP MTU of the link its datagrams go over (the
+    /// interface's device's `capabilities().ip_mtu()`): a reply longer than
+    /// the link carries (`ip_mtu` less 28 bytes to an IPv4 peer, 48 to an IPv6
+    /// one), which smoltcp would drop unseen, is refused here, logged and
+    /// counted in [`UdpStats::send_errors`]; and a socket whose receive payload
+    /// ring holds less than `ip_mtu` less 28 bytes is warned of at bind (a
+    /// longer datagram would be dropped by smoltcp before the service could
+    /// count it oversize).
+    #[must_use]
+    pub const fn with_link_mtu(mut self, ip_mtu: u16) -> Self {
+        self.link_mtu = Some(ip_mtu);
+        self
     }
 
     /// The counters so far.
@@ -201,6 +230,25 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
             return true;
         };
         let reply = self.buf.get(..len).unwrap_or(&[]);
+        let headers = if matches!(to.addr, smoltcp::wire::IpAddress::Ipv4(_)) {
+            28
+        } else {
+            48
+        };
+        if let Some(mtu) = self.link_mtu.map(usize::from)
+            && len > mtu.saturating_sub(headers)
+        {
+            crate::macros::net_warn!(
+                "udp/{}: reply of {} bytes to {} not sent: the link carries {}",
+                self.port,
+                len,
+                to,
+                mtu.saturating_sub(headers)
+            );
+            self.stats.send_errors = self.stats.send_errors.saturating_add(1);
+            self.pending = None;
+            return true;
+        }
         match socket.send_slice(reply, to) {
             Ok(()) => {
                 self.stats.datagrams_out = self.stats.datagrams_out.saturating_add(1);
@@ -276,6 +324,18 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
             self.stats.bind_errors = self.stats.bind_errors.saturating_add(1);
             self.bound = false;
             return;
+        }
+        if !self.bound
+            && let Some(mtu) = self.link_mtu.map(usize::from)
+            && socket.payload_recv_capacity() < mtu.saturating_sub(28)
+        {
+            crate::macros::net_warn!(
+                "udp/{}: the socket's receive ring ({} B) cannot hold a datagram \
+                 as long as the link carries ({} B): longer ones go uncounted",
+                self.port,
+                socket.payload_recv_capacity(),
+                mtu.saturating_sub(28)
+            );
         }
         self.bound = true;
         while self.flush(socket) {

@@ -81,6 +81,23 @@ impl<W: std::io::Write> PcapSink for PcapFile<W> {
         self.attempt(|out| out.write_all(data));
     }
 
+    /// A record's header, its time clamped to what pcap can say (1970 to
+    /// 2106: whole seconds and the microseconds past them, both unsigned 32
+    /// bits) and its length to `u32::MAX`.
+    fn packet_header(&mut self, timestamp: Instant, length: usize) {
+        let micros = timestamp.total_micros().max(0);
+        let secs = u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(u32::MAX);
+        let usecs = match secs {
+            u32::MAX => 999_999,
+            _ => u32::try_from(micros.rem_euclid(1_000_000)).unwrap_or(0),
+        };
+        let original = u32::try_from(length).unwrap_or(u32::MAX);
+        self.write_u32(secs);
+        self.write_u32(usecs);
+        self.write_u32(self.max_packet_size().min(original));
+        self.write_u32(original);
+    }
+
     fn flush(&mut self) {
         self.attempt(|out| out.flush());
     }
@@ -422,6 +439,32 @@ mod tests {
         roomy.global_header(PcapLinkType::Ethernet);
         roomy.packet(Instant::ZERO, &[0u8; 60]);
         assert!(roomy.is_writing() && roomy.failure().take().is_none());
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_records_time_is_clamped_to_what_pcap_can_say() {
+        // (time, the record's seconds and microseconds)
+        let cases = [
+            (Instant::from_micros(1_500_001), (1, 500_001)),
+            (Instant::from_micros(-1), (0, 0)),
+            (Instant::from_micros(-1_500_000), (0, 0)),
+            (Instant::from_micros(i64::MIN), (0, 0)),
+            (
+                Instant::from_micros((1i64 << 32) * 1_000_000 + 5_000_000),
+                (u32::MAX, 999_999),
+            ),
+            (Instant::from_micros(i64::MAX), (u32::MAX, 999_999)),
+        ];
+        for (at, expected) in cases {
+            let mut file = PcapFile::new(Vec::new());
+            file.global_header(PcapLinkType::Ethernet);
+            file.packet(at, &[0u8; 60]);
+            let bytes = file.out.take().unwrap();
+            let word = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().unwrap());
+            assert_eq!((word(24), word(28)), expected, "{at}");
+            assert_eq!((word(32), word(36)), (60, 60));
+        }
     }
 }
 

@@ -132,8 +132,8 @@ sizes! {
         "UdpService<UdpEcho, 1500>",
         "one datagram buffer + pending reply + queue watch + counters",
         size_of::<UdpService<UdpEcho, 1500>>(),
-        1656,
-        1640
+        1664,
+        1648
     ),
     (
         "UdpEcho",

@@ -22,6 +22,12 @@ use super::sys;
 /// The largest IP MTU a TAP interface takes (the kernel caps it at 65535).
 const MAX_IP_MTU: usize = 65_535;
 
+/// The smallest IP MTU a device takes (a smaller one is raised to it), as the
+/// simulated link's (`runner::sim::MIN_MTU`): smoltcp's TCP takes its headers
+/// (up to 60 bytes over IPv6) from the MTU unchecked, and Linux itself refuses
+/// an MTU under 68.
+const MIN_IP_MTU: usize = 128;
+
 /// Frames a single `receive` call may skip (oversize or interrupted reads) before it
 /// gives the stack a chance to run; the rest wait for the next poll.
 const SKIPPED_READS_PER_RECEIVE: usize = 8;
@@ -171,7 +177,7 @@ impl TapDevice {
     }
 
     /// Like [`TapDevice::open`] but with the IP MTU given instead of asked from the
-    /// kernel (clamped to 65535). Frames the kernel sends that are longer than
+    /// kernel (clamped to 128..=65535). Frames the kernel sends that are longer than
     /// `ip_mtu` plus the Ethernet header are dropped and counted.
     pub fn open_with_mtu(name: &str, ip_mtu: usize) -> Result<Self, OpenError> {
         let fd = Self::attach(name)?;
@@ -188,7 +194,7 @@ impl TapDevice {
 
     fn with_fd(fd: OwnedFd, name: &str, ip_mtu: usize) -> Self {
         let frame_capacity = ip_mtu
-            .min(MAX_IP_MTU)
+            .clamp(MIN_IP_MTU, MAX_IP_MTU)
             .saturating_add(EthernetFrame::<&[u8]>::header_len());
         Self {
             fd,
@@ -439,6 +445,36 @@ mod tests {
             TapDevice::open_with_mtu("tap\0", 1500),
             Err(OpenError::InvalidName)
         ));
+    }
+
+    #[test]
+    fn a_small_mtu_is_raised_so_that_a_connect_cannot_underflow_the_stack() {
+        use crate::runner::tap::{TapConfig, TapRunner};
+        use smoltcp::iface::SocketSet;
+        use smoltcp::socket::tcp;
+        use smoltcp::wire::Ipv4Address;
+        use std::os::unix::net::UnixDatagram;
+
+        // One end of a datagram pair stands in for the TAP descriptor, as
+        // `open_with_mtu(name, 30)` would build the device.
+        let (ours, _kernel) = UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let device = TapDevice::with_fd(OwnedFd::from(ours), "small0", 30);
+        assert_eq!(device.frame_capacity(), 128 + 14);
+        let mut runner =
+            TapRunner::new(device, &TapConfig::DEFAULT, SocketSet::new(vec![])).unwrap();
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 1024]),
+            tcp::SocketBuffer::new(vec![0; 1024]),
+        );
+        let remote = (Ipv4Address::new(192, 168, 69, 100), 7);
+        socket
+            .connect(runner.interface_mut().context(), remote, 49_152)
+            .unwrap();
+        runner.sockets_mut().add(socket);
+        // smoltcp takes its headers from the MTU unchecked: below 40 bytes
+        // (60 over IPv6) this poll's SYN underflowed.
+        runner.poll(&mut []);
     }
 
     #[test]
