@@ -3250,27 +3250,24 @@ fn forged_segment(
     tcp_segment_frame(FORGED_MAC, src, &repr)
 }
 
-/// A's handshake holds slot 0 for 19.5 s, then A gives up (RST) and in the same
-/// interface poll B's SYN arrives; smoltcp hands it to slot 0, now LISTEN again.
-/// The pool never saw slot 0 in LISTEN, so B's handshake inherits A's start and is
-/// cut at A's deadline, half a second into its own 20 s.
-#[test]
-fn a_new_handshake_on_a_slot_does_not_inherit_the_age_of_the_one_before() {
-    // 300 ms each way: a client 600 ms of round trip away.
+/// A pool of two echo slots 300 ms (one way) from its clients, whose
+/// addresses a first connection resolved. A host A (answering ARP) holds slot 0
+/// in a handshake for `held`, then gives up (its RST, the exact sequence
+/// number) as a client B connects: both reach the server in one interface poll
+/// 300 ms later, and smoltcp hands B's SYN to slot 0, LISTEN again. Returns the
+/// network, the pool and B, just connecting.
+fn a_gives_way_to_b(seed: u64, held: Duration) -> (Net, TcpServer<Echo, 2>, Client<RawEcho>) {
     let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(300));
-    let mut net = sim(7001, link, 2, 2);
+    let mut net = sim(seed, link, 2, 2);
     let sessions = [Echo::new(), Echo::new()];
     let mut server: TcpServer<Echo, 2> = serve(&mut net, 7, (2048, 2048), sessions, SERVER);
-    let mut ports = PortAllocator::new(7001);
-    // A first connection resolves the addresses both ways.
+    let mut ports = PortAllocator::new(seed);
     let mut first = echo_client(&mut net, 100).closing_when_done();
     first.connect(&mut net, (SERVER_V4, 7), &mut ports);
     net.run_services(&mut server, &mut first, LIMIT, |server, first, _| {
         (first.done() && server.stats().closed == 1 && server.free_slots() == 2).then_some(())
     })
     .unwrap();
-
-    // A: a host that answers ARP, sends a SYN and never completes the handshake.
     let a = Ipv4Address::new(10, 0, 0, 100);
     net.inject_frame(
         Direction::ClientToServer,
@@ -3284,35 +3281,27 @@ fn a_new_handshake_on_a_slot_does_not_inherit_the_age_of_the_one_before() {
         server_socket_in(net, tcp::State::SynReceived).then_some(())
     })
     .unwrap();
-    let a_started = net.now();
-    net.run_services(
-        &mut server,
-        &mut (),
-        Duration::from_millis(19_200),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
-
-    // A gives up (its RST, the exact sequence number) and B connects: both reach
-    // the server 300 ms later, at A's start + 19.5 s.
+    net.run_services(&mut server, &mut (), held, |_, _, _| None::<()>)
+        .unwrap_err();
     net.inject_frame(
         Direction::ClientToServer,
         &forged_segment(a, 40000, 7, TcpControl::Rst, 1001),
     );
     let mut b = echo_client(&mut net, 100).closing_when_done();
     b.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    let b_started = net.now();
+    (net, server, b)
+}
+
+/// A's handshake holds slot 0 for 19.5 s before B's SYN takes it: had the
+/// pool not seen that B's handshake is another one, B would inherit A's start and
+/// be cut at A's deadline, half a second into its own 20 s.
+#[test]
+fn a_new_handshake_on_a_slot_does_not_inherit_the_age_of_the_one_before() {
+    let (mut net, mut server, mut b) = a_gives_way_to_b(7001, Duration::from_millis(19_200));
     net.run_services(&mut server, &mut b, LIMIT, |_, b, _| {
         (b.state() != ClientState::Connecting).then_some(())
     })
     .unwrap();
-    let stats = *server.stats();
-    println!(
-        "A started {a_started}, B connected at {b_started}: {:?} at {} | server: {stats} | backlog: {}",
-        b.state(),
-        net.now(),
-        net.server.backlog.stats()
-    );
     net.run_services(&mut server, &mut b, Duration::from_secs(5), |_, b, _| {
         b.done().then_some(())
     })
@@ -3325,51 +3314,12 @@ fn a_new_handshake_on_a_slot_does_not_inherit_the_age_of_the_one_before() {
     assert!(b.done(), "B was not served: {:?}; {stats}", b.state());
 }
 
-/// The backlog's side of the same: it keeps a handshake's start by socket handle,
-/// so B's handshake, on the socket A's left in the same interface poll, is as old
-/// as A's (over `EVICT_ALIVE_AFTER`) and is evicted by the next held SYN 10 ms
-/// into its own handshake.
+/// The backlog's side of the same: had it kept a handshake's start by socket
+/// alone, B's handshake would be as old as A's (over `EVICT_ALIVE_AFTER`) and
+/// evicted by the next held SYN 10 ms into its own handshake.
 #[test]
 fn the_backlog_does_not_evict_a_fresh_handshake_as_old_as_the_one_before_on_its_socket() {
-    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(300));
-    let mut net = sim(7002, link, 2, 2);
-    let sessions = [Echo::new(), Echo::new()];
-    let mut server: TcpServer<Echo, 2> = serve(&mut net, 7, (2048, 2048), sessions, SERVER);
-    let mut ports = PortAllocator::new(7002);
-    let mut first = echo_client(&mut net, 100).closing_when_done();
-    first.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    net.run_services(&mut server, &mut first, LIMIT, |server, first, _| {
-        (first.done() && server.stats().closed == 1 && server.free_slots() == 2).then_some(())
-    })
-    .unwrap();
-
-    // A, a host that answered ARP, holds slot 0 in a handshake for 5 s.
-    let a = Ipv4Address::new(10, 0, 0, 100);
-    net.inject_frame(
-        Direction::ClientToServer,
-        &forged_arp(ArpOperation::Request, a),
-    );
-    net.inject_frame(
-        Direction::ClientToServer,
-        &forged_segment(a, 40000, 7, TcpControl::Syn, 1000),
-    );
-    net.run_services(&mut server, &mut (), LIMIT, |_, _, net| {
-        server_socket_in(net, tcp::State::SynReceived).then_some(())
-    })
-    .unwrap();
-    net.run_services(&mut server, &mut (), Duration::from_secs(5), |_, _, _| {
-        None::<()>
-    })
-    .unwrap_err();
-
-    // A gives up and B connects: both arrive together, B takes slot 0.
-    net.inject_frame(
-        Direction::ClientToServer,
-        &forged_segment(a, 40000, 7, TcpControl::Rst, 1001),
-    );
-    let mut b = echo_client(&mut net, 100).closing_when_done();
-    b.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    let b_started = net.now();
+    let (mut net, mut server, mut b) = a_gives_way_to_b(7002, Duration::from_secs(5));
     // 1 ms later two SYNs from addresses never seen: one takes slot 1, the other
     // is held for the full pool.
     net.run_services(&mut server, &mut b, Duration::from_millis(1), |_, _, _| {
@@ -3387,12 +3337,6 @@ fn the_backlog_does_not_evict_a_fresh_handshake_as_old_as_the_one_before_on_its_
         b.done().then_some(())
     });
     let backlog = net.server.backlog.stats();
-    println!(
-        "B connect at {b_started}: {:?}, served {} | server: {} | backlog: {backlog}",
-        b.state(),
-        served.is_ok(),
-        server.stats()
-    );
     assert!(
         served.is_ok(),
         "B, 600 ms away, was not served: {:?}; {backlog}",
