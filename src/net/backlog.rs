@@ -48,7 +48,8 @@ const EVICT_FOR_UNKNOWN_AFTER: smoltcp::time::Duration = smoltcp::time::Duration
 /// with a second for its answer, and one that has not answered any is more
 /// likely a peer that never will. A handshake is evicted only for a SYN that
 /// waits with every slot of its port taken, oldest first; one from an address
-/// that never showed itself goes first, from 100 ms on. Linux prunes its SYN
+/// that never showed itself goes first, from 100 ms on (from 1 s while the hold
+/// queue has room and the SYN waiting is from such an address too). Linux prunes its SYN
 /// queue in the same spirit: while it is more than half full of requests that
 /// already needed a retransmission, a request's SYN-ACK goes out as few as
 /// three times (0, 1 and 3 s), and the request expires at 7 s instead of 63 s.

@@ -116,8 +116,9 @@ pub struct ServerConfig {
     /// them go out, the last 5 s before it. Linux allows five
     /// (`tcp_synack_retries`) and gives up after 63 s. While a SYN waits for a
     /// slot, a [`Backlog`](super::Backlog) in front of the pool frees one
-    /// sooner, by resetting a handshake: one at least 100 ms old whose peer
-    /// never showed itself, else the oldest of those at least
+    /// sooner, by resetting a handshake: one whose peer never showed itself,
+    /// at least 100 ms old (1 s while the hold queue has room and the waiting
+    /// SYN's peer never showed itself either), else the oldest of those at least
     /// [`EVICT_ALIVE_AFTER`](super::EVICT_ALIVE_AFTER) (4 s) old whose peer
     /// did (it sent ARP or a neighbor solicitation, or completed a handshake
     /// before). With no SYN waiting, only this deadline frees a slot.
