@@ -3426,3 +3426,74 @@ fn a_handlers_close_ends_cleanly_though_the_peer_sent_more_frames_before_its_fin
         "a graceful close (handler's Flow::Close, peer acknowledged all and sent its FIN) ended as {status:?} at {at}"
     );
 }
+
+#[test]
+fn a_handlers_close_whose_peer_keeps_sending_and_never_fins_is_reset_at_the_close_timeout() {
+    // As above, but after "bye" the peer streams frames for ever and never
+    // sends its FIN. The session's close must still be bounded by the close
+    // timeout (20 s): bytes the session only reads to drop are no sign the
+    // peer is answering.
+    let mut net = sim(4243, FaultConfig::CLEAN, 1, 1);
+    let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+    let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
+    let server = net.server.sockets.add(tcp_socket(4096, 4096));
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(server)
+        .listen(7)
+        .unwrap();
+    let handle = net.client.sockets.add(tcp_socket(1024, 1024));
+    let mut ports = PortAllocator::<16>::new(4243);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let mut conn = TcpSession::new(handle, framed);
+    let bye = frame_of(b"bye");
+    // After "bye", 1100 bytes every 5 s (a trickle, far under the close
+    // timeout's pace of 20 s), for ever.
+    let more = [7u8; 1100];
+    let mut next = Instant::ZERO;
+    let (mut sent_bye, mut connected, mut closed_at) = (false, false, None);
+    let result = net.run_until(Duration::from_secs(60), |net| {
+        let now = net.now();
+        let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+        if peer.may_send() {
+            if !sent_bye {
+                sent_bye = peer.send_slice(&bye).unwrap_or(0) == bye.len();
+                next = now + Duration::from_secs(1);
+            } else if now >= next && peer.send_capacity() - peer.send_queue() >= more.len() {
+                peer.send_slice(&more).unwrap();
+                next = now + Duration::from_secs(5);
+            }
+        }
+        read_all(peer);
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+        connected |= client.poll(socket, now) == ClientState::Connected;
+        if !connected {
+            return None;
+        }
+        let status = conn.poll(&mut net.client.sockets, now).unwrap();
+        if status == Status::Close {
+            closed_at.get_or_insert(now);
+        }
+        conn.is_ended().then_some((status, now))
+    });
+    let closed = closed_at.expect("the handler never closed");
+    let (status, ended) = result.unwrap_or_else(|_| {
+        panic!(
+            "closed at {closed}, not ended after 60 s; discarded {}",
+            conn.session().stats().read.discarded
+        )
+    });
+    assert_eq!(status, Status::Abort);
+    assert!(
+        ended < closed + Duration::from_secs(21),
+        "closed at {closed}, ended at {ended}"
+    );
+}

@@ -468,6 +468,10 @@ impl<S: Session> Session for Logged<S> {
     fn no_delay(&self) -> bool {
         self.inner.no_delay()
     }
+
+    fn drops_input(&self) -> bool {
+        self.inner.drops_input()
+    }
 }
 
 /// A [`DatagramHandler`] that logs each datagram at `debug` (UDP has no

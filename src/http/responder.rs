@@ -718,6 +718,10 @@ impl<S: Site + ?Sized, const REQ: usize, const RESP: usize> Session
         // back for the peer's delayed ACK.
         true
     }
+
+    fn drops_input(&self) -> bool {
+        self.phase != Phase::Reading
+    }
 }
 
 impl<S: ?Sized, const REQ: usize, const RESP: usize> fmt::Debug

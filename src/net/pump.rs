@@ -384,9 +384,15 @@ impl<S: Session> TcpSession<S> {
         if self.session.poll_timeout().is_some_and(|at| now >= at) {
             self.session.handle_timeout(now);
         }
-        // Once the session has closed, what moves is only what the peer sends.
+        // Once the session has closed, what moves is only what the peer sends:
+        // its progress, unless the session only drops it.
         let received = if CLOSING {
-            pump_counted(&mut self.session, socket, now)
+            let received = pump_counted(&mut self.session, socket, now);
+            if self.session.drops_input() {
+                0
+            } else {
+                received
+            }
         } else {
             pump_unless_idle(&mut self.session, socket, now);
             0

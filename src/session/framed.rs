@@ -41,7 +41,7 @@ use crate::time::{Duration, Instant, at_rate};
 use crate::trace::{Levels, Recorder};
 use crate::wire::body::BodyReader;
 use crate::wire::frame::{
-    FormatError, FrameReader, HeaderFormat, ReadError, ReadStats, WriteStats,
+    FormatError, FrameReader, HeaderFormat, ReadError, ReadStats, Took, WriteStats,
 };
 
 /// How long a peer has for a frame once it has sent its first byte, before the
@@ -830,27 +830,29 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         let stats = self.reader.stats();
         let (before, frames_before) = (stats.bytes, stats.frames);
         let mut closed = false;
-        let fed = self.reader.feed_in_place(input, |frame| {
+        // A frame the handler closes (or aborts) on is the read's last: what
+        // follows is no frame anyone takes, and is not scanned.
+        let fed = self.reader.feed_in_place_until(input, |frame| {
             if *phase != Phase::Open {
-                return false;
+                return Took::No;
             }
-            let consumed = match handler.on_frame(frame, &mut out) {
-                Flow::Continue => true,
-                Flow::Wait => false,
+            let took = match handler.on_frame(frame, &mut out) {
+                Flow::Continue => Took::Yes,
+                Flow::Wait => Took::No,
                 Flow::Close => {
                     *phase = Phase::Closing;
                     closed = true;
-                    true
+                    Took::Last
                 }
                 Flow::Abort => {
                     *phase = Phase::Aborted;
-                    true
+                    Took::Last
                 }
             };
-            if consumed {
+            if took != Took::No {
                 probe.frame(now, frame.len(), format.header_len());
             }
-            consumed
+            took
         });
         let mut n = match fed {
             Ok(n) => n,
@@ -860,7 +862,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             }
         };
         if closed && self.phase == Phase::Closing {
-            // What followed the closing frame: held, or not taken.
+            // What followed the closing frame, not taken.
             self.handler_closed();
             self.reader.count_discarded(input.len().saturating_sub(n));
             n = input.len();
@@ -939,6 +941,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 
     fn no_delay(&self) -> bool {
         true
+    }
+
+    fn drops_input(&self) -> bool {
+        self.phase == Phase::Closing && (self.dropping || self.error.is_some())
     }
 
     fn observe(&mut self, levels: Levels, now: Instant) {
@@ -1245,6 +1251,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
         true
     }
 
+    fn drops_input(&self) -> bool {
+        self.phase == Phase::Closing && self.error.is_some()
+    }
+
     fn observe(&mut self, levels: Levels, now: Instant) {
         self.probe.buffers(now, levels);
     }
@@ -1428,8 +1438,14 @@ mod tests {
             let mut space = [0u8; 64];
             let n = s.transmit(&mut space, now);
             assert_eq!(&space[..n], &[0, 0, 0, 3, b'b', b'y', b'e']);
+            // One frame found and taken (6 bytes), 13 bytes dropped, however
+            // the reads split them.
             let read = s.stats().read;
-            assert_eq!((read.frames, read.discarded), (2, 13), "{read:?}");
+            assert_eq!(
+                (read.frames, read.bytes, read.discarded),
+                (1, 6, 13),
+                "{read:?}"
+            );
             // Nothing is a frame any more: nothing is cut.
             assert_eq!((s.error(), read.truncated), (None, 0));
             assert_eq!(s.status(), Status::Close);
@@ -1437,6 +1453,42 @@ mod tests {
             // And whatever else comes is taken.
             assert_eq!(s.receive(&[1, 2, 3], now), 3);
             assert_eq!(s.stats().read.discarded, 16);
+        }
+    }
+
+    #[test]
+    fn an_oversize_header_after_a_handlers_close_is_dropped_not_an_error() {
+        // Whether it comes in the closing frame's read or after it, what
+        // follows the close is never scanned: the close stays graceful.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        for one_read in [false, true] {
+            let mut s = Framed::new(AnswerAndClose, [0u8; 40], [0u8; 20], format).unwrap();
+            s.start(now);
+            let mut input = frames(&[b"hi"], format);
+            input.extend_from_slice(&[0, 0, 1, 0, b'x']); // 256 > 16: oversize
+            if one_read {
+                assert_eq!(s.receive(&input, now), input.len());
+            } else {
+                assert_eq!(s.receive(&input[..6], now), 6);
+                assert_eq!(s.receive(&input[6..], now), input.len() - 6);
+            }
+            assert!(s.drops_input(), "one_read={one_read}");
+            let mut space = [0u8; 64];
+            let n = s.transmit(&mut space, now);
+            assert_eq!(
+                &space[..n],
+                &[0, 0, 0, 3, b'b', b'y', b'e'],
+                "one_read={one_read}"
+            );
+            assert_eq!(s.status(), Status::Close, "one_read={one_read}");
+            let read = s.stats().read;
+            assert_eq!(
+                (read.oversize, read.discarded),
+                (0, 5),
+                "one_read={one_read}"
+            );
+            assert_eq!(s.error(), None);
         }
     }
 

@@ -124,6 +124,15 @@ pub trait Session {
         false
     }
 
+    /// Whether [`receive`](Self::receive) now only reads and drops what it
+    /// takes (the session is closing and reads on so that the peer's FIN can
+    /// arrive): an adapter then counts none of it as the peer's progress
+    /// towards the close, so that a peer sending what nobody reads cannot
+    /// hold the connection open past its close timeout.
+    fn drops_input(&self) -> bool {
+        false
+    }
+
     /// How full the socket's buffers are, told by an adapter that sees them (the
     /// poll-loop adapter, at the start and the end of each poll). Only a traced
     /// session uses it ([`Traced`](crate::trace::Traced),
@@ -189,6 +198,10 @@ impl<S: Session + ?Sized> Session for &mut S {
 
     fn no_delay(&self) -> bool {
         (**self).no_delay()
+    }
+
+    fn drops_input(&self) -> bool {
+        (**self).drops_input()
     }
 
     fn observe(&mut self, levels: Levels, now: Instant) {

@@ -86,10 +86,12 @@ impl<W: std::io::Write> PcapSink for PcapFile<W> {
     /// bits) and its length to `u32::MAX`.
     fn packet_header(&mut self, timestamp: Instant, length: usize) {
         let micros = timestamp.total_micros().max(0);
-        let secs = u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(u32::MAX);
-        let usecs = match secs {
-            u32::MAX => 999_999,
-            _ => u32::try_from(micros.rem_euclid(1_000_000)).unwrap_or(0),
+        let (secs, usecs) = match u32::try_from(micros.div_euclid(1_000_000)) {
+            Ok(secs) => (
+                secs,
+                u32::try_from(micros.rem_euclid(1_000_000)).unwrap_or(0),
+            ),
+            Err(_) => (u32::MAX, 999_999),
         };
         let original = u32::try_from(length).unwrap_or(u32::MAX);
         self.write_u32(secs);
@@ -450,6 +452,11 @@ mod tests {
             (Instant::from_micros(-1), (0, 0)),
             (Instant::from_micros(-1_500_000), (0, 0)),
             (Instant::from_micros(i64::MIN), (0, 0)),
+            // The last second pcap can say, and past it.
+            (
+                Instant::from_micros(i64::from(u32::MAX) * 1_000_000 + 5),
+                (u32::MAX, 5),
+            ),
             (
                 Instant::from_micros((1i64 << 32) * 1_000_000 + 5_000_000),
                 (u32::MAX, 999_999),

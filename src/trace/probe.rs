@@ -299,6 +299,10 @@ impl<S: Session, P: Recorder> Session for Traced<S, P> {
         self.session.no_delay()
     }
 
+    fn drops_input(&self) -> bool {
+        self.session.drops_input()
+    }
+
     fn observe(&mut self, levels: Levels, now: Instant) {
         self.probe.buffers(now, levels);
         self.session.observe(levels, now);

@@ -632,6 +632,10 @@ impl<S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> Session for TransferServer<'_, S,
     fn no_delay(&self) -> bool {
         true
     }
+
+    fn drops_input(&self) -> bool {
+        self.core.phase != Phase::Open
+    }
 }
 
 impl<S, B> fmt::Debug for TransferServer<'_, S, B> {

@@ -483,7 +483,9 @@ pub struct ReadStats {
     /// Streams whose peer stalled inside a frame past its deadline.
     pub stalled: u64,
     /// Bytes a session read and dropped after its stream broke (a stall) or
-    /// its handler closed it, so that the connection could still close cleanly.
+    /// its handler closed it (and those it held then, counted in
+    /// [`bytes`](Self::bytes) as they came), so that the connection could
+    /// still close cleanly.
     pub discarded: u64,
 }
 
@@ -777,6 +779,23 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         input: &[u8],
         mut take: F,
     ) -> Result<usize, ReadError> {
+        self.feed_in_place_until(
+            input,
+            |frame| {
+                if take(frame) { Took::Yes } else { Took::No }
+            },
+        )
+    }
+
+    /// [`feed_in_place`](Self::feed_in_place) whose `take` may also say a
+    /// frame was the last it takes ([`Took::Last`]): the read ends right after
+    /// it, the rest of the input neither stored nor scanned (nor counted), and
+    /// the count returned ends there.
+    pub(crate) fn feed_in_place_until<F: FnMut(&[u8]) -> Took>(
+        &mut self,
+        input: &[u8],
+        mut take: F,
+    ) -> Result<usize, ReadError> {
         if let Some(error) = self.poisoned {
             return Err(error);
         }
@@ -795,7 +814,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         result.map(|()| read.taken)
     }
 
-    fn take_in_place<F: FnMut(&[u8]) -> bool>(
+    fn take_in_place<F: FnMut(&[u8]) -> Took>(
         &mut self,
         input: &[u8],
         take: &mut F,
@@ -811,7 +830,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
                 // The frame held is whole, and the storage holds it only.
                 let body_start = self.head.saturating_add(header_len);
                 let body = self.storage.as_ref().get(body_start..self.scan);
-                if !body.is_some_and(&mut *take) {
+                let took = body.map_or(Took::No, &mut *take);
+                if took == Took::No {
                     let rest = input.get(read.taken..).unwrap_or_default();
                     return self.fill(rest, read);
                 }
@@ -819,11 +839,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
                 self.head = 0;
                 self.scan = 0;
                 self.end = 0;
-            } else if !self.complete_held_slow(input, take, read, header_len)? {
+                if took == Took::Last {
+                    return Ok(());
+                }
+            } else if self.complete_held_slow(input, take, read, header_len)? != Took::Yes {
                 return Ok(());
             }
         }
         let (mut frames, mut body_bytes, mut bytes) = (0u64, 0u64, 0u64);
+        let mut last = false;
         loop {
             let rest = input.get(read.taken..).unwrap_or_default();
             // No whole header, an oversize one (the storage refuses and counts
@@ -839,7 +863,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             let Some(body) = rest.get(header_len..total) else {
                 break;
             };
-            if !take(body) {
+            let took = take(body);
+            if took == Took::No {
                 break;
             }
             read.taken = read.taken.saturating_add(total);
@@ -847,11 +872,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             frames = frames.wrapping_add(1);
             body_bytes = body_bytes.wrapping_add(u64::from(len));
             bytes = bytes.wrapping_add(total as u64);
+            if took == Took::Last {
+                last = true;
+                break;
+            }
         }
         let stats = &mut self.stats;
         stats.frames = stats.frames.wrapping_add(frames);
         stats.body_bytes = stats.body_bytes.wrapping_add(body_bytes);
         stats.bytes = stats.bytes.wrapping_add(bytes);
+        if last {
+            return Ok(());
+        }
         let rest = input.get(read.taken..).unwrap_or_default();
         if self.end == 0 && self.pending_total == 0 && self.poisoned.is_none() {
             self.fill_empty(rest, read)
@@ -931,16 +963,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// A frame held in part that [`complete_held`](Self::complete_held) could
     /// not complete: its header cut, the input short of its end, or the storage
     /// to be moved first. Completes it with its missing bytes only, as far as
-    /// there are, and offers it: `true` if it was taken (the input's whole
-    /// frames are next), `false` if the input is dealt with.
+    /// there are, and offers it: [`Took::Yes`] if it was taken (the input's
+    /// whole frames are next), else the input is dealt with ([`Took::Last`]:
+    /// it was taken, and the read ends there).
     #[inline(never)]
-    fn complete_held_slow<F: FnMut(&[u8]) -> bool>(
+    fn complete_held_slow<F: FnMut(&[u8]) -> Took>(
         &mut self,
         input: &[u8],
         take: &mut F,
         read: &mut Read,
         header_len: usize,
-    ) -> Result<bool, ReadError> {
+    ) -> Result<Took, ReadError> {
         read.touched = 1;
         while !self.has_frame() {
             let held = self.end.saturating_sub(self.scan);
@@ -962,17 +995,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
             read.touched = 1;
             filled?;
             if read.taken.saturating_sub(before) < need {
-                return Ok(false); // the input, or the storage, ran out
+                return Ok(Took::No); // the input, or the storage, ran out
             }
         }
-        let taken = self.frame().is_some_and(&mut *take);
-        if !taken {
+        let took = self.frame().map_or(Took::No, &mut *take);
+        if took == Took::No {
             let rest = input.get(read.taken..).unwrap_or_default();
             self.fill(rest, read)?;
-            return Ok(false);
+            return Ok(Took::No);
         }
         self.consume();
-        Ok(true)
+        Ok(took)
     }
 
     /// Copies what fits of `data` into the storage and finds the frames it
@@ -1209,6 +1242,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
         self.end = end.saturating_sub(head);
         self.head = 0;
     }
+}
+
+/// What a [`FrameReader::feed_in_place_until`] closure did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Took {
+    /// Left it: it, and what follows, wait in the storage.
+    No,
+    /// Took it: the next frame is offered.
+    Yes,
+    /// Took it, and takes no more: the read ends after it.
+    Last,
 }
 
 /// One read through [`FrameReader::feed_in_place`]: bytes of the input taken so

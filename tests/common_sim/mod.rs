@@ -205,6 +205,10 @@ impl<S: Session> Session for Recording<S> {
     fn no_delay(&self) -> bool {
         self.inner.no_delay()
     }
+
+    fn drops_input(&self) -> bool {
+        self.inner.drops_input()
+    }
 }
 
 /// How the server's connections ended, from its counters, in a fixed order

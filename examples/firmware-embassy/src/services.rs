@@ -553,6 +553,10 @@ impl<S: Session, F: Fn(&S)> Session for Live<'_, S, F> {
         self.session.no_delay()
     }
 
+    fn drops_input(&self) -> bool {
+        self.session.drops_input()
+    }
+
     fn observe(&mut self, levels: Levels, now: Instant) {
         self.session.observe(levels, now);
     }

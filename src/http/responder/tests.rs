@@ -1089,3 +1089,16 @@ fn connect_gets_405_with_the_methods_allowed() {
         Some("HTTP/1.1 400 Bad Request")
     );
 }
+
+#[test]
+fn once_answered_what_the_peer_still_sends_is_only_dropped() {
+    let status = |w: &mut dyn fmt::Write| w.write_str("ok");
+    let site = StatusSite::new("smolsock", &status);
+    let mut http = HttpResponder::<_, 512, 512>::new(&site);
+    http.start(Instant::ZERO);
+    assert!(!http.drops_input(), "a head is still to be read");
+    answer(&mut http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100, 100);
+    // An adapter counts none of it as the peer's progress towards the close.
+    assert!(http.drops_input());
+    assert_eq!(http.receive(b"more", Instant::ZERO), 4);
+}
