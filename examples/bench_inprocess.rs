@@ -193,9 +193,17 @@ struct Stack {
     server: SocketHandle,
     client: SocketHandle,
     polls: u64,
+    /// What the receiver had seen at the last poll, and the polls since it
+    /// last changed.
+    progress: u64,
+    still: u64,
     /// The time of the last poll.
     now: Instant,
 }
+
+/// Polls in a row with nothing new received after which a run is stopped: 10
+/// to 20 s of spinning, where smoltcp's timers hold a run up for milliseconds.
+const STALL_POLLS: u64 = 200_000_000;
 
 impl Stack {
     fn connected(case: &Case, configure: fn(&mut tcp::Socket<'_>)) -> Result<Self, String> {
@@ -243,6 +251,8 @@ impl Stack {
             server,
             client,
             polls: 0,
+            progress: 0,
+            still: 0,
             now: Instant::now(),
         };
         for _ in 0..100 {
@@ -263,14 +273,24 @@ impl Stack {
             .poll(self.now, &mut self.device, &mut self.sockets);
     }
 
-    /// [`poll`](Self::poll) in a transfer of `total` bytes: every poll moves
-    /// data once the connection is up, so a run that needs more than a poll
-    /// for every 64 bytes (and 100,000 at least) does not move, and ends with
-    /// an error instead of spinning.
-    fn poll_moving(&mut self, total: u64) -> Result<(), String> {
-        let bound = (total / 64).max(100_000);
-        if self.polls >= bound {
-            return Err(format!("no end after {} polls: nothing moves", self.polls));
+    /// [`poll`](Self::poll) in a transfer whose receiver has seen `progress`
+    /// (bytes or frames) so far: a run whose progress stands still for
+    /// [`STALL_POLLS`] polls in a row does not move, and ends with an error
+    /// instead of spinning. (Nagle's algorithm and delayed ACKs leave a run
+    /// waiting on smoltcp's timers, on this machine's clock, for a few
+    /// hundred thousand polls at most.)
+    fn poll_moving(&mut self, progress: u64) -> Result<(), String> {
+        if progress != self.progress {
+            self.progress = progress;
+            self.still = 0;
+        } else {
+            self.still += 1;
+            if self.still >= STALL_POLLS {
+                return Err(format!(
+                    "{} polls in a row with nothing new received: nothing moves",
+                    self.still
+                ));
+            }
         }
         self.poll();
         Ok(())
@@ -377,7 +397,7 @@ fn raw(case: &Case, total: u64, configure: fn(&mut tcp::Socket<'_>)) -> Result<R
     let mut received = 0u64;
     let timing = Timing::start(&stack);
     while received < total {
-        stack.poll_moving(total)?;
+        stack.poll_moving(received)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         while socket.can_recv() {
             let n = socket
@@ -532,7 +552,7 @@ fn framed_on<P: Recorder, Q: Recorder>(
     stamp(&mut body, 0);
     let timing = Timing::start(&stack);
     while rx.session().handler().got < frames {
-        stack.poll_moving(total)?;
+        stack.poll_moving(rx.session().handler().got)?;
         let now = stack.now;
         let status = rx
             .poll(&mut stack.sockets, now)
@@ -661,7 +681,7 @@ fn streaming(case: &Case, total: u64, verify: bool) -> Result<Run, String> {
     let mut wrong: Option<(u64, usize, usize, usize, usize)> = None;
     let timing = Timing::start(&stack);
     while got < frames {
-        stack.poll_moving(total)?;
+        stack.poll_moving(got)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         // One call takes all the ring holds (both of its pieces) unless the
         // closure stops early, which it does only at a wrong piece.
@@ -742,7 +762,7 @@ fn by_hand(case: &Case, total: u64) -> Result<Run, String> {
     let mut wrong = false;
     let timing = Timing::start(&stack);
     while got < frames {
-        stack.poll_moving(total)?;
+        stack.poll_moving(got)?;
         let socket = stack.sockets.get_mut::<tcp::Socket>(stack.server);
         while socket.can_recv() {
             let read = socket.recv(|ring| {
