@@ -3497,3 +3497,75 @@ fn a_handlers_close_whose_peer_keeps_sending_and_never_fins_is_reset_at_the_clos
         "closed at {closed}, ended at {ended}"
     );
 }
+
+/// On "bye", answers a 1000-byte frame and closes gracefully.
+struct BigByeCloses;
+impl FrameHandler for BigByeCloses {
+    fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+        if frame == b"bye" {
+            return match out.send(&[b'z'; 1000]) {
+                Ok(()) => Flow::Close,
+                Err(_) => Flow::Wait,
+            };
+        }
+        Flow::from_send(out.send(frame))
+    }
+}
+
+#[test]
+fn a_pool_slot_whose_handler_closed_is_not_held_by_a_peer_that_only_sends() {
+    // The handler answers "bye" and closes; the peer never reads the answer
+    // (its window closes, the answer waits in the session) and sends 100
+    // bytes a second, which the session only drops. Nothing moves that
+    // anybody takes: the idle timeout (5 s) must free the slot.
+    let mut net = sim(4244, FaultConfig::CLEAN, 1, 1);
+    let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
+    let framed = Framed::new(BigByeCloses, [0u8; 1028], [0u8; 1028], format).unwrap();
+    let config = ServerConfig {
+        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+        ..SERVER
+    };
+    let mut server = serve(&mut net, 7, (1024, 256), [framed], config);
+    let handle = net.client.sockets.add(tcp_socket(64, 4096));
+    let mut ports = PortAllocator::<16>::new(4244);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let bye = frame_of(b"bye");
+    let (mut sent_bye, mut next, mut trickled) = (false, Instant::ZERO, 0usize);
+    let result = net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_secs(120),
+        |server, _, net| {
+            let now = net.now();
+            let stats = server.stats();
+            if stats.idle_timeouts + stats.close_timeouts + stats.resets + stats.closed > 0 {
+                return Some((*stats, now));
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected || !socket.may_send() {
+                return None;
+            }
+            if !sent_bye {
+                sent_bye = socket.send_slice(&bye).unwrap_or(0) == bye.len();
+                next = now + Duration::from_secs(1);
+            } else if now >= next {
+                trickled += socket.send_slice(&[7u8; 100]).unwrap_or(0);
+                next = now + Duration::from_secs(1);
+            }
+            None
+        },
+    );
+    let discarded = server.sessions()[0].stats().read.discarded;
+    let (stats, at) = result.unwrap_or_else(|_| {
+        panic!("the slot was still held after 120 s; the peer trickled {trickled} bytes, {discarded} dropped")
+    });
+    assert!(at < Instant::from_secs(30), "ended at {at}: {stats:?}");
+}

@@ -784,7 +784,12 @@ impl<S: Session> Slot<'_, S> {
             self.session.receive_finished(now);
             pump(self.session, socket, now);
         }
-        let received = waiting.saturating_sub(socket.recv_queue());
+        // Bytes a session only drops (it is closing) are no sign of life.
+        let received = if self.session.drops_input() {
+            0
+        } else {
+            waiting.saturating_sub(socket.recv_queue())
+        };
         let sent = send_queue(socket).saturating_sub(queued);
         // Progress: bytes from the peer, a new answer into an empty send buffer,
         // or the peer taking a KiB of its answer, or all of it. A session that

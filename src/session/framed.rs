@@ -861,6 +861,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                 taken_before(before, self.reader.stats().bytes, input.len())
             }
         };
+        // The trace's read is what the reader took: the rest is dropped.
+        self.probe.read(now, n);
         if closed && self.phase == Phase::Closing {
             // What followed the closing frame, not taken.
             self.handler_closed();
@@ -872,7 +874,6 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         let same_frame = self.reader.stats().frames == frames_before;
         let (held, waiting) = (self.reader.unfinished().len(), self.reader.has_frame());
         self.clock.track(held, waiting, same_frame, now);
-        self.probe.read(now, n);
         n
     }
 
@@ -1453,6 +1454,39 @@ mod tests {
             // And whatever else comes is taken.
             assert_eq!(s.receive(&[1, 2, 3], now), 3);
             assert_eq!(s.stats().read.discarded, 16);
+        }
+    }
+
+    #[test]
+    fn a_traced_close_records_what_its_reader_counts_however_the_reads_split() {
+        // The closing frame "hi" and a 7-byte frame after it, in one read or
+        // in two. The reader counts 6 bytes read either way, no coalesced
+        // read, 7 dropped; the trace's tally should say what the reader counts.
+        use crate::trace::{Conn, Probe, Tally};
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let conn = Conn::new(7, 40000);
+        let now = Instant::ZERO;
+        let mut input = frames(&[b"hi"], format);
+        input.extend_from_slice(&[0, 0, 0, 3, b'a', b'b', b'c']);
+        for one_read in [false, true] {
+            let mut s = Framed::new(AnswerAndClose, [0u8; 40], [0u8; 20], format)
+                .unwrap()
+                .traced(Probe::new(conn, Vec::new()));
+            s.start(now);
+            if one_read {
+                assert_eq!(s.receive(&input, now), input.len());
+            } else {
+                assert_eq!(s.receive(&input[..6], now), 6);
+                assert_eq!(s.receive(&input[6..], now), input.len() - 6);
+            }
+            let read = s.stats().read;
+            assert_eq!((read.bytes, read.discarded), (6, 7), "one_read={one_read}");
+            let tally = Tally::of(s.probe().sink().iter(), conn);
+            assert_eq!(
+                (tally.reads, tally.read_bytes, tally.coalesced_reads),
+                (read.reads, read.bytes, read.coalesced_reads),
+                "one_read={one_read}"
+            );
         }
     }
 

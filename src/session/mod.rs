@@ -127,8 +127,9 @@ pub trait Session {
     /// Whether [`receive`](Self::receive) now only reads and drops what it
     /// takes (the session is closing and reads on so that the peer's FIN can
     /// arrive): an adapter then counts none of it as the peer's progress
-    /// towards the close, so that a peer sending what nobody reads cannot
-    /// hold the connection open past its close timeout.
+    /// (towards the close, or against an idle timeout), so that a peer
+    /// sending what nobody reads cannot hold the connection open past its
+    /// deadlines.
     fn drops_input(&self) -> bool {
         false
     }
