@@ -3569,3 +3569,79 @@ fn a_pool_slot_whose_handler_closed_is_not_held_by_a_peer_that_only_sends() {
     });
     assert!(at < Instant::from_secs(30), "ended at {at}: {stats:?}");
 }
+
+#[test]
+fn a_pool_slot_counts_the_closing_frame_itself_as_the_peers_progress() {
+    // The peer sends a 600-byte frame, whose echo fills the server's 256-byte
+    // send buffer (the peer's 128-byte window closes; it reads nothing yet).
+    // 4 s later it sends "bye": a real frame, read and answered ("ok" queued
+    // behind the echo), on which the handler closes. 2 s after "bye" the peer
+    // reads everything and closes. "bye" is the peer's progress: the idle
+    // timeout (5 s) runs from it, so the slot must close cleanly, not be
+    // reset 5 s after the first frame.
+    let mut net = sim(4245, FaultConfig::CLEAN, 1, 1);
+    let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
+    let framed = Framed::new(ByeCloses, [0u8; 1028], [0u8; 1028], format).unwrap();
+    let config = ServerConfig {
+        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+        ..SERVER
+    };
+    let mut server = serve(&mut net, 7, (1024, 256), [framed], config);
+    let handle = net.client.sockets.add(tcp_socket(128, 4096));
+    let mut ports = PortAllocator::<16>::new(4245);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    let first = frame_of(&[b'x'; 600]);
+    let bye = frame_of(b"bye");
+    let (mut first_at, mut bye_at, mut back, mut fin) = (None, None, 0usize, false);
+    let result = net.run_services(
+        &mut server,
+        &mut (),
+        Duration::from_secs(60),
+        |server, _, net| {
+            let now = net.now();
+            let stats = *server.stats();
+            if stats.idle_timeouts + stats.close_timeouts + stats.resets + stats.closed > 0 {
+                return Some((stats, now));
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected {
+                return None;
+            }
+            match (first_at, bye_at) {
+                (None, _) if socket.may_send() => {
+                    assert_eq!(socket.send_slice(&first).unwrap(), first.len());
+                    first_at = Some(now);
+                }
+                (Some(at), None) if now >= at + Duration::from_secs(4) => {
+                    assert_eq!(socket.send_slice(&bye).unwrap(), bye.len());
+                    bye_at = Some(now);
+                }
+                (Some(_), Some(at)) if now >= at + Duration::from_secs(2) => {
+                    while let Ok(n @ 1..) = socket.recv(|b| (b.len(), b.len())) {
+                        back += n;
+                    }
+                    if back == first.len() + 6 && !fin {
+                        socket.close();
+                        fin = true;
+                    }
+                }
+                _ => {}
+            }
+            None
+        },
+    );
+    let (stats, at) = result.expect("the slot never ended");
+    assert_eq!(
+        (stats.closed, stats.idle_timeouts),
+        (1, 0),
+        "first frame at {first_at:?}, bye at {bye_at:?}, ended at {at}, {back} bytes read: {stats:?}"
+    );
+}

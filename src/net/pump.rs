@@ -387,12 +387,11 @@ impl<S: Session> TcpSession<S> {
         // Once the session has closed, what moves is only what the peer sends:
         // its progress, unless the session only drops it.
         let received = if CLOSING {
+            // Asked before the pump: what a session took before it began to
+            // drop is the peer's progress.
+            let dropping = self.session.drops_input();
             let received = pump_counted(&mut self.session, socket, now);
-            if self.session.drops_input() {
-                0
-            } else {
-                received
-            }
+            if dropping { 0 } else { received }
         } else {
             pump_unless_idle(&mut self.session, socket, now);
             0

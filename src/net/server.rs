@@ -778,6 +778,9 @@ impl<S: Session> Slot<'_, S> {
         // No segment comes or goes while the session is pumped: what leaves the
         // receive buffer is the peer's, what joins the send buffer the session's.
         let (waiting, queued) = (socket.recv_queue(), send_queue(socket));
+        // Asked before the pump: the frame a session closes on is the peer's
+        // progress, what it drops after is not.
+        let dropping = self.session.drops_input();
         pump(self.session, socket, now);
         if !told_finished && peer_finished(socket) {
             told_finished = true;
@@ -785,7 +788,7 @@ impl<S: Session> Slot<'_, S> {
             pump(self.session, socket, now);
         }
         // Bytes a session only drops (it is closing) are no sign of life.
-        let received = if self.session.drops_input() {
+        let received = if dropping {
             0
         } else {
             waiting.saturating_sub(socket.recv_queue())
