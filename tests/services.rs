@@ -3344,6 +3344,50 @@ fn the_backlog_does_not_evict_a_fresh_handshake_as_old_as_the_one_before_on_its_
     );
 }
 
+/// A client socket (`rx` and `tx` bytes of buffers) connecting to tcp/7 on
+/// the server host through a `TcpClient`: its handle, and the client.
+fn connect_client(net: &mut Net, seed: u64, (rx, tx): (usize, usize)) -> (SocketHandle, TcpClient) {
+    let handle = net.client.sockets.add(tcp_socket(rx, tx));
+    let mut ports = PortAllocator::<16>::new(seed);
+    let mut client = TcpClient::new(Duration::from_secs(5));
+    let now = net.now();
+    let (socket, cx) = net
+        .client
+        .socket_and_context::<tcp::Socket>(handle)
+        .unwrap();
+    client
+        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
+        .unwrap();
+    (handle, client)
+}
+
+/// A bare socket listening on tcp/7 of the server host: a peer the test
+/// drives by hand.
+fn bare_listener(net: &mut Net) -> SocketHandle {
+    let server = net.server.sockets.add(tcp_socket(4096, 4096));
+    net.server
+        .sockets
+        .get_mut::<tcp::Socket>(server)
+        .listen(7)
+        .unwrap();
+    server
+}
+
+/// A pool of one `Framed` slot for `handler` on tcp/7: 1 KiB frames, a 1 KiB
+/// receive and a 256-byte send buffer, a 5 s idle timeout.
+fn one_framed_slot<H: FrameHandler>(
+    net: &mut Net,
+    handler: H,
+) -> TcpServer<Framed<H, [u8; 1028], [u8; 1028]>, 1> {
+    let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
+    let framed = Framed::new(handler, [0u8; 1028], [0u8; 1028], format).unwrap();
+    let config = ServerConfig {
+        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
+        ..SERVER
+    };
+    serve(net, 7, (1024, 256), [framed], config)
+}
+
 /// Echoes each frame; on "bye" answers "ok" and closes gracefully.
 struct ByeCloses;
 impl FrameHandler for ByeCloses {
@@ -3369,23 +3413,8 @@ fn a_handlers_close_ends_cleanly_though_the_peer_sent_more_frames_before_its_fin
     let mut net = sim(4242, FaultConfig::CLEAN, 1, 1);
     let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
     let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
-    let server = net.server.sockets.add(tcp_socket(4096, 4096));
-    net.server
-        .sockets
-        .get_mut::<tcp::Socket>(server)
-        .listen(7)
-        .unwrap();
-    let handle = net.client.sockets.add(tcp_socket(1024, 1024));
-    let mut ports = PortAllocator::<16>::new(4242);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let server = bare_listener(&mut net);
+    let (handle, mut client) = connect_client(&mut net, 4242, (1024, 1024));
     let mut conn = TcpSession::new(handle, framed);
     // The peer pipelines "bye" and ten more 16-byte frames, then its FIN, and
     // reads everything it is sent.
@@ -3436,23 +3465,8 @@ fn a_handlers_close_whose_peer_keeps_sending_and_never_fins_is_reset_at_the_clos
     let mut net = sim(4243, FaultConfig::CLEAN, 1, 1);
     let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
     let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
-    let server = net.server.sockets.add(tcp_socket(4096, 4096));
-    net.server
-        .sockets
-        .get_mut::<tcp::Socket>(server)
-        .listen(7)
-        .unwrap();
-    let handle = net.client.sockets.add(tcp_socket(1024, 1024));
-    let mut ports = PortAllocator::<16>::new(4243);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let server = bare_listener(&mut net);
+    let (handle, mut client) = connect_client(&mut net, 4243, (1024, 1024));
     let mut conn = TcpSession::new(handle, framed);
     let bye = frame_of(b"bye");
     // After "bye", 1100 bytes every 5 s (a trickle, far under the close
@@ -3519,24 +3533,8 @@ fn a_pool_slot_whose_handler_closed_is_not_held_by_a_peer_that_only_sends() {
     // bytes a second, which the session only drops. Nothing moves that
     // anybody takes: the idle timeout (5 s) must free the slot.
     let mut net = sim(4244, FaultConfig::CLEAN, 1, 1);
-    let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
-    let framed = Framed::new(BigByeCloses, [0u8; 1028], [0u8; 1028], format).unwrap();
-    let config = ServerConfig {
-        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
-        ..SERVER
-    };
-    let mut server = serve(&mut net, 7, (1024, 256), [framed], config);
-    let handle = net.client.sockets.add(tcp_socket(64, 4096));
-    let mut ports = PortAllocator::<16>::new(4244);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let mut server = one_framed_slot(&mut net, BigByeCloses);
+    let (handle, mut client) = connect_client(&mut net, 4244, (64, 4096));
     let bye = frame_of(b"bye");
     let (mut sent_bye, mut next, mut trickled) = (false, Instant::ZERO, 0usize);
     let result = net.run_services(
@@ -3580,24 +3578,8 @@ fn a_pool_slot_counts_the_closing_frame_itself_as_the_peers_progress() {
     // timeout (5 s) runs from it, so the slot must close cleanly, not be
     // reset 5 s after the first frame.
     let mut net = sim(4245, FaultConfig::CLEAN, 1, 1);
-    let format = HeaderFormat::NETWORK.with_max_len(1024).unwrap();
-    let framed = Framed::new(ByeCloses, [0u8; 1028], [0u8; 1028], format).unwrap();
-    let config = ServerConfig {
-        idle_timeout: Some(smolsock::time::Duration::from_secs(5)),
-        ..SERVER
-    };
-    let mut server = serve(&mut net, 7, (1024, 256), [framed], config);
-    let handle = net.client.sockets.add(tcp_socket(128, 4096));
-    let mut ports = PortAllocator::<16>::new(4245);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let mut server = one_framed_slot(&mut net, ByeCloses);
+    let (handle, mut client) = connect_client(&mut net, 4245, (128, 4096));
     let first = frame_of(&[b'x'; 600]);
     let bye = frame_of(b"bye");
     let (mut first_at, mut bye_at, mut back, mut fin) = (None, None, 0usize, false);
