@@ -2501,23 +2501,8 @@ fn client_session<S: Session>(
     window: usize,
     session: S,
 ) -> (SocketHandle, SocketHandle, TcpClient, TcpSession<S>) {
-    let server = net.server.sockets.add(tcp_socket(window, 256));
-    net.server
-        .sockets
-        .get_mut::<tcp::Socket>(server)
-        .listen(7)
-        .unwrap();
-    let handle = net.client.sockets.add(tcp_socket(1024, 8192));
-    let mut ports = PortAllocator::<16>::new(seed);
-    let mut client = TcpClient::new(Duration::from_secs(5));
-    let now = net.now();
-    let (socket, cx) = net
-        .client
-        .socket_and_context::<tcp::Socket>(handle)
-        .unwrap();
-    client
-        .connect(cx, socket, (SERVER_V4, 7), &mut ports, now)
-        .unwrap();
+    let server = bare_listener(net, (window, 256));
+    let (handle, client) = connect_client(net, seed, (1024, 8192));
     (server, handle, client, TcpSession::new(handle, session))
 }
 
@@ -3361,10 +3346,10 @@ fn connect_client(net: &mut Net, seed: u64, (rx, tx): (usize, usize)) -> (Socket
     (handle, client)
 }
 
-/// A bare socket listening on tcp/7 of the server host: a peer the test
-/// drives by hand.
-fn bare_listener(net: &mut Net) -> SocketHandle {
-    let server = net.server.sockets.add(tcp_socket(4096, 4096));
+/// A bare socket (`rx` and `tx` bytes of buffers) listening on tcp/7 of the
+/// server host: a peer the test drives by hand.
+fn bare_listener(net: &mut Net, (rx, tx): (usize, usize)) -> SocketHandle {
+    let server = net.server.sockets.add(tcp_socket(rx, tx));
     net.server
         .sockets
         .get_mut::<tcp::Socket>(server)
@@ -3413,7 +3398,7 @@ fn a_handlers_close_ends_cleanly_though_the_peer_sent_more_frames_before_its_fin
     let mut net = sim(4242, FaultConfig::CLEAN, 1, 1);
     let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
     let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
-    let server = bare_listener(&mut net);
+    let server = bare_listener(&mut net, (4096, 4096));
     let (handle, mut client) = connect_client(&mut net, 4242, (1024, 1024));
     let mut conn = TcpSession::new(handle, framed);
     // The peer pipelines "bye" and ten more 16-byte frames, then its FIN, and
@@ -3465,7 +3450,7 @@ fn a_handlers_close_whose_peer_keeps_sending_and_never_fins_is_reset_at_the_clos
     let mut net = sim(4243, FaultConfig::CLEAN, 1, 1);
     let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
     let framed = Framed::new(ByeCloses, [0u8; 20], [0u8; 20], format).unwrap();
-    let server = bare_listener(&mut net);
+    let server = bare_listener(&mut net, (4096, 4096));
     let (handle, mut client) = connect_client(&mut net, 4243, (1024, 1024));
     let mut conn = TcpSession::new(handle, framed);
     let bye = frame_of(b"bye");
