@@ -685,17 +685,6 @@ fn half_open_handshakes_free_their_slots_after_the_handshake_timeout() {
     assert_eq!(started, 1, "only the real client's session started");
 }
 
-/// Runs both services for `time`, whatever happens meanwhile.
-fn run_for<S: Service + ?Sized, C: Service + ?Sized>(
-    net: &mut Net,
-    server: &mut S,
-    client: &mut C,
-    time: Duration,
-) {
-    net.run_services(server, client, time, |_, _, _| None::<()>)
-        .unwrap_err();
-}
-
 /// Whether a TCP socket of the server host is in `state`.
 fn server_socket_in(net: &Net, state: tcp::State) -> bool {
     net.server

@@ -5,7 +5,7 @@
 
 mod common_sim;
 
-use common_sim::{forged_arp, forged_udp};
+use common_sim::{forged_arp, forged_udp, run_for};
 use smolsock::net::{Service, TftpClient, TftpServer};
 use smolsock::runner::sim::{FaultConfig, SERVER_V4, SimConfig, SimNet};
 use smolsock::store::{FileName, RamStore, Storage};
@@ -212,15 +212,18 @@ fn a_get_and_a_put_over_a_link_that_loses_duplicates_and_reorders_deliver_every_
 /// A store holding `data` as the file `f`.
 fn store_with_f(data: &[u8]) -> Box<SharedStore<Store, [UploadLease; 2]>> {
     let shared = Box::new(SharedStore::new(Store::new(), [UploadLease::EMPTY; 2]));
+    shared.with_store(|s| put_file(s, "f", data)).unwrap();
     shared
-        .with_store(|s| {
-            let name = FileName::new("f").unwrap();
-            let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-            s.append(&mut up, data).unwrap();
-            s.commit(&up, smolsock::wire::crc32::crc32(data)).unwrap();
-        })
+}
+
+/// Stores `data` as the file `name`, whole.
+fn put_file(store: &mut Store, name: &str, data: &[u8]) {
+    let name = FileName::new(name).unwrap();
+    let mut up = store.begin_upload(&name, data.len() as u64, false).unwrap();
+    store.append(&mut up, data).unwrap();
+    store
+        .commit(&up, smolsock::wire::crc32::crc32(data))
         .unwrap();
-    shared
 }
 
 #[test]
@@ -568,12 +571,8 @@ fn new_request_from_a_running_port() {
     let b = vec![b'B'; 100];
     shared
         .with_store(|s| {
-            for (name, data) in [("a", &a), ("b", &b)] {
-                let name = FileName::new(name).unwrap();
-                let mut up = s.begin_upload(&name, data.len() as u64, false).unwrap();
-                s.append(&mut up, data).unwrap();
-                s.commit(&up, smolsock::wire::crc32::crc32(data)).unwrap();
-            }
+            put_file(s, "a", &a);
+            put_file(s, "b", &b);
         })
         .unwrap();
     let mut net = net(21, FaultConfig::CLEAN);
@@ -812,13 +811,7 @@ fn held_for_ever_body() {
     ));
     let mut server =
         TftpServer::<_, 1, SMALL>::new(listen, [slot], &*shared, ServerConfig::DEFAULT);
-    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 1, SMALL>, ms| {
-        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
-            None::<()>
-        })
-        .unwrap_err();
-    };
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     // A get from a port where nobody listens: its DATA 1 leaves, unanswered.
     let rrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x01f\0octet\0");
     net.inject_frame(Direction::ClientToServer, &rrq);
@@ -827,12 +820,12 @@ fn held_for_ever_body() {
         queued.then_some(())
     })
     .expect("the request took the slot");
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     let sent = net.server.sockets.get::<udp::Socket>(slot);
     assert_eq!(sent.send_queue(), 0, "DATA 1 left");
     let port = sent.endpoint().port;
     wedge(&mut net, slot, port, 22, &mut |net| {
-        idle(net, &mut server, 10)
+        run_for(net, &mut server, &mut (), Duration::from_millis(10))
     });
     // DATA 1 again (after a second) must wrap, with one packet slot left: the
     // socket refuses it. The slot is freed by time all the same, and the next
@@ -882,17 +875,11 @@ fn one_slot_holds_body() {
     ));
     let slots = [wedged, net.server.sockets.add(udp_socket())];
     let mut server = TftpServer::<_, 2, SMALL>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
-    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 2, SMALL>, ms| {
-        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
-            None::<()>
-        })
-        .unwrap_err();
-    };
     // Port 69 bound, an upload from a port where nobody listens takes slot 0.
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     let wrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x02up\0octet\0");
     net.inject_frame(Direction::ClientToServer, &wrq);
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     assert_eq!(server.active(), 1, "the upload took slot 0");
     let port = net
         .server
@@ -901,7 +888,7 @@ fn one_slot_holds_body() {
         .endpoint()
         .port;
     wedge(&mut net, wedged, port, 43, &mut |net| {
-        idle(net, &mut server, 10)
+        run_for(net, &mut server, &mut (), Duration::from_millis(10))
     });
     // The upload's last block: its ACK needs the padding's packet slot, is
     // refused, and held; the upload dallies, and its client sends the block
@@ -910,7 +897,7 @@ fn one_slot_holds_body() {
     last.extend_from_slice(&[7; 100]);
     let last = forged_udp(CLIENT_V4, 50_001, port, &last);
     net.inject_frame(Direction::ClientToServer, &last);
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     // Meanwhile a get of 300,000 bytes takes slot 1: the datagram slot 0 holds
     // does not stop it.
     let mut into = vec![0u8; data.len()];
@@ -968,20 +955,14 @@ fn last_error_body() {
         .get_mut::<udp::Socket>(uploader)
         .bind(50_001)
         .unwrap();
-    let idle = |net: &mut SimNet<'static>, server: &mut TftpServer<'_, Store, 1, TINY>, ms| {
-        net.run_services(server, &mut (), Duration::from_millis(ms), |_, _, _| {
-            None::<()>
-        })
-        .unwrap_err();
-    };
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     let wrq = forged_udp(CLIENT_V4, 50_001, 69, b"\0\x02up\0octet\0blksize\x0032\0");
     net.inject_frame(Direction::ClientToServer, &wrq);
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     assert_eq!(server.active(), 1, "the upload took the slot");
     let port = net.server.sockets.get::<udp::Socket>(slot).endpoint().port;
     wedge(&mut net, slot, port, 3, &mut |net| {
-        idle(net, &mut server, 10)
+        run_for(net, &mut server, &mut (), Duration::from_millis(10))
     });
     // An ACK to an upload: the transfer fails, and its ERROR 4 (22 B) needs
     // the padding's packet slot: refused, and kept.
@@ -989,7 +970,7 @@ fn last_error_body() {
         Direction::ClientToServer,
         &forged_udp(CLIENT_V4, 50_001, port, &[0, 4, 0, 0]),
     );
-    idle(&mut net, &mut server, 10);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     assert_eq!(server.stats().failed, 1);
     let queued = net.server.sockets.get::<udp::Socket>(slot).send_queue();
     assert_eq!(
@@ -1003,7 +984,7 @@ fn last_error_body() {
         Direction::ClientToServer,
         &forged_arp(smoltcp::wire::ArpOperation::Reply, ghost),
     );
-    idle(&mut net, &mut server, 500);
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(500));
     let socket = net.client.sockets.get_mut::<udp::Socket>(uploader);
     let mut got = Vec::new();
     while let Ok((datagram, _)) = socket.recv() {

@@ -807,7 +807,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         if self.phase == Phase::Aborted {
             return 0;
         }
-        if self.phase == Phase::Closing && (self.error.is_some() || self.dropping) {
+        if self.drops_input() {
             // The stream broke (a stall), or the handler closed: what the peer
             // still sends is no frame anyone takes, and is read and dropped so
             // that the close ends cleanly.
@@ -1144,7 +1144,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> Session for StreamingEcho<T, P> 
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
         if self.phase != Phase::Open {
-            if self.error.is_some() && self.phase == Phase::Closing {
+            if self.drops_input() {
                 // The stream broke (a stall): what the peer still sends is
                 // read and dropped so that the close ends cleanly.
                 self.reader.count_discarded(input.len());

@@ -881,3 +881,14 @@ pub fn forged_syn(src: smoltcp::wire::Ipv4Address, src_port: u16, port: u16) -> 
     };
     tcp_segment_frame(FORGED_MAC, src, &syn)
 }
+
+/// Runs both services for `time`, whatever happens meanwhile.
+pub fn run_for<const SLOTS: usize, P: PcapSink, S: Service + ?Sized, C: Service + ?Sized>(
+    net: &mut SimNet<'static, SLOTS, P>,
+    server: &mut S,
+    client: &mut C,
+    time: Duration,
+) {
+    net.run_services(server, client, time, |_, _, _| None::<()>)
+        .unwrap_err();
+}
