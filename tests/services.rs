@@ -12,7 +12,7 @@ use smolsock::http::{HttpConfig, HttpResponder, Site, StatusSite};
 use smolsock::net::{
     ClientState, ConnectError, EPHEMERAL_FIRST, EPHEMERAL_LAST, EVICT_ALIVE_AFTER, End,
     HandleError, PortAllocator, RecvError, ServerConfig, ServerError, ServerStats, Service,
-    TcpClient, TcpServer, TcpSession, UdpEcho, UdpService,
+    TcpClient, TcpServer, TcpSession, UdpEcho, UdpService, UdpStats,
 };
 use smolsock::runner::sim::{Direction, FaultConfig, SERVER_V4, SERVER_V6, SimConfig, SimStats};
 use smolsock::session::{
@@ -1177,6 +1177,12 @@ fn a_foreign_socket_handle_is_an_error_or_a_count_never_a_panic() {
     server.poll(&mut ours, now);
     assert_eq!(server.stats().missing_sockets, 6);
     assert_eq!(server.stats().accepted, 0);
+    assert!(
+        server
+            .stats()
+            .to_string()
+            .ends_with("6 polls with a socket missing")
+    );
 
     // The UDP service: a poll with a set that lacks its socket is counted.
     let mut udp = UdpService::<_, 512>::new(u, 7, UdpEcho);
@@ -1185,6 +1191,11 @@ fn a_foreign_socket_handle_is_an_error_or_a_count_never_a_panic() {
     assert_eq!(udp.stats().missing_socket, 2);
     udp.poll(&mut ours, now);
     assert_eq!(udp.stats().missing_socket, 2, "its own set has it");
+    assert!(
+        udp.stats()
+            .to_string()
+            .ends_with("2 polls without its socket")
+    );
     assert!(ours.get::<udp::Socket>(u).is_open(), "bound on its own set");
 
     // One session on one socket: an error, and the session is not started.
@@ -3600,4 +3611,96 @@ fn a_pool_slot_counts_the_closing_frame_itself_as_the_peers_progress() {
         (1, 0),
         "first frame at {first_at:?}, bye at {bye_at:?}, ended at {at}, {back} bytes read: {stats:?}"
     );
+}
+
+/// Each counter of the pool's and the UDP service's stats has its own value in
+/// their `Display` (the destructuring names every field: a new one must be
+/// shown here too).
+#[test]
+fn stats_display_every_counter() {
+    let server = ServerStats {
+        accepted: 101,
+        closed: 102,
+        resets: 103,
+        idle_timeouts: 104,
+        handshake_timeouts: 105,
+        close_timeouts: 106,
+        aborted: 107,
+        discarded: 108,
+        relistens: 109,
+        unaccepted: 110,
+        missing_sockets: 111,
+    };
+    let ServerStats {
+        accepted,
+        closed,
+        resets,
+        idle_timeouts,
+        handshake_timeouts,
+        close_timeouts,
+        aborted,
+        discarded,
+        relistens,
+        unaccepted,
+        missing_sockets,
+    } = server;
+    let shown = server.to_string();
+    for value in [
+        accepted,
+        closed,
+        resets,
+        idle_timeouts,
+        handshake_timeouts,
+        close_timeouts,
+        aborted,
+        discarded,
+        relistens,
+        unaccepted,
+        missing_sockets,
+    ] {
+        assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
+    }
+
+    let udp = UdpStats {
+        datagrams_in: 201,
+        bytes_in: 202,
+        datagrams_out: 203,
+        bytes_out: 204,
+        oversize: 205,
+        send_full: 206,
+        send_errors: 207,
+        stuck_flushes: 208,
+        unread_dropped: 209,
+        missing_socket: 210,
+        bind_errors: 211,
+    };
+    let UdpStats {
+        datagrams_in,
+        bytes_in,
+        datagrams_out,
+        bytes_out,
+        oversize,
+        send_full,
+        send_errors,
+        stuck_flushes,
+        unread_dropped,
+        missing_socket,
+        bind_errors,
+    } = udp;
+    let shown = udp.to_string();
+    for value in [
+        datagrams_in,
+        bytes_in,
+        datagrams_out,
+        bytes_out,
+        oversize,
+        send_full,
+        send_errors,
+        stuck_flushes,
+        unread_dropped,
+        missing_socket,
+        bind_errors,
+    ] {
+        assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
+    }
 }

@@ -86,7 +86,8 @@ impl fmt::Display for ServerStats {
         write!(
             f,
             "{} accepted, {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, \
-             {} close; {} not accepted yet at close_all",
+             {} close; {} not accepted yet at close_all; {} B discarded, {} relistens, \
+             {} polls with a socket missing",
             self.accepted,
             self.closed,
             self.resets,
@@ -94,7 +95,10 @@ impl fmt::Display for ServerStats {
             self.idle_timeouts,
             self.handshake_timeouts,
             self.close_timeouts,
-            self.unaccepted
+            self.unaccepted,
+            self.discarded,
+            self.relistens,
+            self.missing_sockets
         )
     }
 }

@@ -105,7 +105,8 @@ impl fmt::Display for UdpStats {
         write!(
             f,
             "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, \
-             {} send errors, {} stuck flushes ({} unread dropped), {} polls unbound",
+             {} send errors, {} stuck flushes ({} unread dropped), {} polls unbound, \
+             {} polls without its socket",
             self.datagrams_in,
             self.bytes_in,
             self.datagrams_out,
@@ -115,7 +116,8 @@ impl fmt::Display for UdpStats {
             self.send_errors,
             self.stuck_flushes,
             self.unread_dropped,
-            self.bind_errors
+            self.bind_errors,
+            self.missing_socket
         )
     }
 }
