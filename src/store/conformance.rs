@@ -71,6 +71,7 @@ pub(super) fn run_all<S: Storage, T: Storage>(
     append_with_a_stale_upload_is_a_bad_offset(&mut fresh());
     an_upload_from_before_a_start_over_writes_nothing(&mut fresh());
     an_upload_of_another_size_writes_nothing(&mut fresh());
+    an_upload_begun_again_is_stale_even_with_the_same_bytes(&mut fresh());
     commit_replaces_an_older_file_only_at_commit(&mut fresh());
     delete_removes_file_and_partial(&mut fresh());
     listing_is_sorted_and_skips_partials(&mut fresh());
@@ -298,8 +299,25 @@ fn an_upload_from_before_a_start_over_writes_nothing<S: Storage>(store: &mut S) 
     // A forged upload, for a partial of the right length but not its CRC.
     let mut real = store.begin_upload(&name("f"), 4, false).unwrap();
     store.append(&mut real, b"ab").unwrap();
-    let mut forged = Upload::new(name("f"), 4, 2, 0x1234_5678);
+    let mut forged = Upload::new(name("f"), 4, 2, 0x1234_5678).stamped(real.stamp());
     assert_eq!(store.append(&mut forged, b"cd"), Err(StoreError::NotFound));
+}
+
+fn an_upload_begun_again_is_stale_even_with_the_same_bytes<S: Storage>(store: &mut S) {
+    // Started over and given the same bytes: the partial's length and CRC-32
+    // are the stale upload's, only its begin is not.
+    let mut stale = store.begin_upload(&name("g"), 6, false).unwrap();
+    store.append(&mut stale, b"abc").unwrap();
+    let mut fresh = store.begin_upload(&name("g"), 6, false).unwrap();
+    store.append(&mut fresh, b"abc").unwrap();
+    assert_eq!(store.append(&mut stale, b"XYZ"), Err(StoreError::NotFound));
+    // Resumed: the partial as it was, and the upload before it stale.
+    let mut resumed = store.begin_upload(&name("g"), 6, true).unwrap();
+    assert_eq!(resumed.written(), 3);
+    assert_eq!(store.append(&mut fresh, b"XYZ"), Err(StoreError::NotFound));
+    store.append(&mut resumed, b"def").unwrap();
+    store.commit(&resumed, crc32(b"abcdef")).unwrap();
+    assert_eq!(get(store, "g"), b"abcdef");
 }
 
 fn an_upload_of_another_size_writes_nothing<S: Storage>(store: &mut S) {
@@ -308,7 +326,7 @@ fn an_upload_of_another_size_writes_nothing<S: Storage>(store: &mut S) {
     let empty = store.begin_upload(&name("e"), 0, false).unwrap();
     let mut fresh = store.begin_upload(&name("e"), 5, false).unwrap();
     assert_eq!(store.commit(&empty, crc32(b"")), Err(StoreError::NotFound));
-    let mut larger = Upload::new(name("e"), 10, 0, 0);
+    let mut larger = Upload::new(name("e"), 10, 0, 0).stamped(fresh.stamp());
     assert_eq!(
         store.append(&mut larger, b"abcdefg"),
         Err(StoreError::NotFound)

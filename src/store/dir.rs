@@ -3,11 +3,13 @@
 //! A file `name` is the regular file `root/name`; its partial upload is the
 //! hidden file `root/.name.part`. Valid [`FileName`]s never begin with `.` and never
 //! hold a `/`, so the two cannot collide and neither can leave the root. Inside the
-//! root, only regular files count: a symlink (even one planted by someone else
-//! with shell access) is never followed; every file is opened with `O_NOFOLLOW`
-//! and checked to be a regular file, so a link to `/etc/passwd` reads as
-//! "not found" and is replaced, not written through. Other entries (directories,
-//! files with names the protocol refuses) are left alone and not listed.
+//! root, only regular files with no other name count: a symlink (even one
+//! planted by someone else with shell access) is never followed, and a hard
+//! link is not taken for a file of the store's own. Every file is opened with
+//! `O_NOFOLLOW` and checked to be a regular file with one link, so a link to
+//! `/etc/passwd`, soft or hard, reads as "not found" and is replaced, never
+//! read or written through. Other entries (directories, files with names the
+//! protocol refuses) are left alone and not listed.
 //!
 //! A commit syncs the partial to disk, then renames it over the real name, which
 //! is atomic: readers see the old file or the new one, never half of one, even if
@@ -33,7 +35,7 @@ use crate::wire::crc32::Crc32;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -75,6 +77,8 @@ pub struct DirStore {
     entries: u64,
     /// Commits since the store opened: the last version handed out.
     commits: u64,
+    /// The last stamp given to an upload's begin (wrapping).
+    stamps: u32,
     /// The version of each file committed since the store opened.
     versions: HashMap<FileName, u64>,
     /// The CRC-32 of files whose bytes passed through the store (at commit) or
@@ -102,6 +106,7 @@ pub struct DirStore {
 struct Current {
     size: u64,
     crc: u32,
+    stamp: u32,
 }
 
 impl Current {
@@ -109,6 +114,7 @@ impl Current {
         Self {
             size: upload.size(),
             crc: upload.crc(),
+            stamp: upload.stamp(),
         }
     }
 }
@@ -139,19 +145,26 @@ fn io_error(e: io::Error) -> StoreError {
     }
 }
 
-/// The length of `path` if it is a regular file; `None` if it is absent or
-/// anything else (a symlink is not followed).
+/// Whether an entry of the root is one of the store's files: a regular file
+/// (`meta` not following a symlink) with no name but this one. A second link
+/// may be a file outside the root, planted here to be read or written through.
+fn is_ours(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_file() && meta.nlink() <= 1
+}
+
+/// The length of `path` if it is one of the store's files ([`is_ours`]);
+/// `None` if it is absent or anything else (a symlink is not followed).
 fn regular_len(path: &Path) -> Result<Option<u64>, StoreError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => Ok(Some(meta.len())),
+        Ok(meta) if is_ours(&meta) => Ok(Some(meta.len())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(e)),
     }
 }
 
-/// Opens a regular file for reading without following a symlink, and without
-/// blocking on a FIFO someone left in the root.
+/// Opens one of the store's files ([`is_ours`]) for reading without following
+/// a symlink, and without blocking on a FIFO someone left in the root.
 fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
         .read(true)
@@ -159,7 +172,7 @@ fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
         .open(path)
         .map_err(io_error)?;
     let meta = file.metadata().map_err(io_error)?;
-    if !meta.file_type().is_file() {
+    if !is_ours(&meta) {
         return Err(StoreError::NotFound);
     }
     Ok((file, meta.len()))
@@ -199,6 +212,7 @@ impl DirStore {
             used: 0,
             entries: 0,
             commits: 0,
+            stamps: 0,
             versions: HashMap::new(),
             crcs: Mutex::new(HashMap::new()),
             partials: HashMap::new(),
@@ -214,12 +228,18 @@ impl DirStore {
             let ours = FileName::new(&os_name).is_ok() || Self::partial_of(&os_name).is_some();
             // DirEntry::metadata does not follow symlinks.
             let meta = entry.metadata().map_err(io_error)?;
-            if ours && meta.file_type().is_file() {
+            if ours && is_ours(&meta) {
                 store.used = store.used.saturating_add(meta.len());
                 store.entries = store.entries.saturating_add(1);
             }
         }
         Ok(store)
+    }
+
+    /// The next stamp for an upload's begin.
+    fn next_stamp(&mut self) -> u32 {
+        self.stamps = self.stamps.wrapping_add(1);
+        self.stamps
     }
 
     /// The directory the files are in.
@@ -254,9 +274,9 @@ impl DirStore {
         self.root.join(name.as_str())
     }
 
-    /// `NotFound` unless `upload` was made for the partial as it is: its size and
-    /// CRC-32 the ones kept for the partial (another size, or other bytes at the
-    /// same length, are a partial started over since, or a forged `Upload`).
+    /// `NotFound` unless `upload` was made for the partial as it is: its size,
+    /// CRC-32 and stamp the ones kept for the partial (another stamp is a begin
+    /// since; another size, or other bytes at the same length, a forged `Upload`).
     fn check_current(&self, upload: &Upload) -> Result<(), StoreError> {
         if self.partials.get(upload.name()) == Some(&Current::of(upload)) {
             Ok(())
@@ -481,7 +501,7 @@ impl Storage for DirStore {
             self.check_room(size.saturating_sub(held))?;
             let (mut file, held) = open_regular(&path)?;
             let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
-            let upload = Upload::new(*name, size, held, crc);
+            let upload = Upload::new(*name, size, held, crc).stamped(self.next_stamp());
             self.partials.insert(*name, Current::of(&upload));
             return Ok(upload);
         }
@@ -508,8 +528,8 @@ impl Storage for DirStore {
         match old {
             Some(held) => self.remove_counted(&path, held)?,
             None => {
-                // Something that is not a regular file sits on the partial's name
-                // (a planted symlink): unlink it, never write through it.
+                // Something not ours sits on the partial's name (a planted
+                // link, soft or hard): unlink it, never write through it.
                 if fs::symlink_metadata(&path).is_ok() {
                     fs::remove_file(&path).map_err(io_error)?;
                 }
@@ -522,7 +542,7 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         self.entries = self.entries.saturating_add(1);
-        let upload = Upload::new(*name, size, 0, 0);
+        let upload = Upload::new(*name, size, 0, 0).stamped(self.next_stamp());
         self.partials.insert(*name, Current::of(&upload));
         Ok(upload)
     }
@@ -537,7 +557,7 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         let meta = file.metadata().map_err(io_error)?;
-        if !meta.file_type().is_file() {
+        if !is_ours(&meta) {
             return Err(StoreError::NotFound);
         }
         let held = meta.len();
@@ -1018,6 +1038,47 @@ mod tests {
 
         assert_eq!(fs::read(&secret).unwrap(), b"do not leak");
         assert_eq!(fs::read_dir(&outside.0).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn hard_links_inside_the_root_are_never_read_or_written_through() {
+        let dir = TempDir::new("hard");
+        let outside = dir.join("secret");
+        fs::write(&outside, b"secret").unwrap();
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        fs::hard_link(&outside, root.join("evil")).unwrap();
+        fs::hard_link(&outside, root.join(".x.part")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        assert_eq!((store.entries(), store.used_bytes()), (0, 0), "not ours");
+
+        assert_eq!(store.stat(&name("evil")), Err(StoreError::NotFound));
+        assert_eq!(
+            store.read(&name("evil"), 0, &mut [0u8; 16]),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(store.next_entry(None), Ok(None));
+        assert_eq!(store.next_partial(None), Ok(None));
+        assert_eq!(store.delete(&name("evil")), Err(StoreError::NotFound));
+
+        // A resume over the planted partial starts a fresh file of its own.
+        let mut upload = store.begin_upload(&name("x"), 8, true).unwrap();
+        assert_eq!((upload.resumed_from(), upload.resumed_crc()), (0, 0));
+        store.append(&mut upload, b"EVIL").unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"secret");
+
+        // A link put on the partial's name between two appends is refused.
+        fs::remove_file(root.join(".x.part")).unwrap();
+        fs::hard_link(&outside, root.join(".x.part")).unwrap();
+        let appended = store.append(&mut upload, b"MORE");
+        assert_eq!(appended, Err(StoreError::NotFound));
+        assert_eq!(store.commit(&upload, 0), Err(StoreError::NotFound));
+        assert_eq!(fs::read(&outside).unwrap(), b"secret");
+
+        // Uploading over the link replaces the name, not the file behind it.
+        put(&mut store, "evil", b"replaced", 3);
+        assert_eq!(get(&store, "evil"), b"replaced");
+        assert_eq!(fs::read(&outside).unwrap(), b"secret");
     }
 
     #[test]

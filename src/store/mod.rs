@@ -2,8 +2,8 @@
 //! not protocols; the transfer server maps its errors to the protocol's answers.
 //!
 //! The transfer server runs over any [`Storage`]. It never sees paths or memory
-//! addresses, only [`FileName`]s, which cannot hold `..`, `/` or anything but a
-//! plain name, so no request can reach outside a store.
+//! addresses, only [`FileName`]s, which never begin with `.` and never hold `/`,
+//! `\` or a control character, so no request can reach outside a store.
 //!
 //! An upload goes to a *partial* entry that nobody can list, stat or download. It
 //! becomes the file only in [`Storage::commit`], after the store has checked that
@@ -62,9 +62,10 @@ pub struct Entry {
 ///
 /// [`Storage::begin_upload`] hands it out, [`Storage::append`] advances it and
 /// [`Storage::commit`] finishes it. It is a plain value the server keeps in its
-/// connection state; a store checks it against the partial it holds, so a stale
-/// or forged `Upload` gets an error, never wrong bytes in a file. Dropping it keeps
-/// the partial for a later resume.
+/// connection state; a store checks it against the partial it holds (its
+/// length, CRC-32 and [`stamp`](Self::stamp)), so a stale `Upload`, from
+/// before the latest begin of its partial, gets an error, never wrong bytes in
+/// a file. Dropping it keeps the partial for a later resume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Upload {
@@ -75,6 +76,8 @@ pub struct Upload {
     resumed_crc: u32,
     /// CRC-32 of the `written` bytes, kept as they pass.
     crc: u32,
+    /// The store's mark of the begin that made it.
+    stamp: u32,
 }
 
 impl Upload {
@@ -89,7 +92,25 @@ impl Upload {
             resumed_from,
             resumed_crc,
             crc: resumed_crc,
+            stamp: 0,
         }
+    }
+
+    /// The same upload, marked with `stamp`: a number its store gives each
+    /// [`begin_upload`](Storage::begin_upload) and checks at each append and
+    /// commit, so that an `Upload` from an earlier begin of the same partial
+    /// (one that started over, or was resumed since) is refused even where its
+    /// length and CRC-32 are the partial's. For [`Storage`] implementations.
+    #[must_use]
+    pub const fn stamped(mut self, stamp: u32) -> Self {
+        self.stamp = stamp;
+        self
+    }
+
+    /// The mark its store gave it at its begin ([`stamped`](Self::stamped); 0
+    /// when none).
+    pub const fn stamp(&self) -> u32 {
+        self.stamp
     }
 
     /// The file being uploaded.
@@ -150,8 +171,8 @@ impl Upload {
 #[non_exhaustive]
 pub enum StoreError {
     /// No such file, or no such partial upload: none, or not the one an
-    /// [`Upload`] was made for (started over or removed since, or the `Upload`
-    /// forged), its CRC-32 not the partial's.
+    /// [`Upload`] was made for (begun again or removed since, or the `Upload`
+    /// forged): its size, CRC-32 or stamp not the partial's.
     NotFound,
     /// The bytes do not fit in the store's total capacity.
     Full {

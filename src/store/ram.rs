@@ -23,9 +23,11 @@
 //!   microcontroller (104 on a 64-bit host): a 64 KiB store for 8 files costs
 //!   65 536 + 704 + 8 bytes. A test pins this.
 //! - A file's [version](Storage::version) is the value of a store-wide counter at
-//!   its commit: 4 bytes a slot, no table. The counter is a `u32` and wraps, so a
-//!   reader holding a version could mistake a file for the one it began with only
-//!   if exactly a multiple of 2^32 commits happened in between.
+//!   its commit: 4 bytes a slot, no table. The counter also stamps each upload
+//!   begun ([`Upload::stamp`]), which the partial keeps in the same 4 bytes. It
+//!   is a `u32` and wraps, so a reader holding a version could mistake a file
+//!   for the one it began with only if exactly a multiple of 2^32 commits and
+//!   begins happened in between.
 //!
 //! Limits: at most `FILES` entries (partials included), `BYTES` bytes in all
 //! (reservations included), and a file may be as large as the whole arena.
@@ -64,7 +66,8 @@ struct Slot {
     /// CRC-32 of the bytes stored, kept as they were appended: a partial's
     /// so far, a committed file's whole.
     crc: u32,
-    /// The store's commit count when this file was committed (0 for a partial).
+    /// A committed file's version: the store's stamp at its commit. A
+    /// partial's: the stamp of its latest begin, which its [`Upload`] carries.
     version: u32,
 }
 
@@ -73,10 +76,13 @@ impl Slot {
         self.state == SlotState::Committed
     }
 
-    /// Whether `upload` was made for this partial as it is now: its announced
-    /// size (the reservation) and the CRC-32 of what it holds.
+    /// Whether `upload` was made for this partial as it is now: its latest
+    /// begin's stamp, its announced size (the reservation) and the CRC-32 of
+    /// what it holds.
     fn is_for(&self, upload: &Upload) -> bool {
-        to_u64(self.cap) == upload.size() && self.crc == upload.crc()
+        self.version == upload.stamp()
+            && to_u64(self.cap) == upload.size()
+            && self.crc == upload.crc()
     }
 }
 
@@ -102,8 +108,9 @@ pub struct RamStore<const FILES: usize, const BYTES: usize> {
     slots: [Option<Slot>; FILES],
     /// Bytes of the arena taken by regions (all before this index).
     used: usize,
-    /// Commits so far (wrapping): the version the next commit hands out, less one.
-    commits: u32,
+    /// The last stamp handed out (wrapping), to a commit as its file's version
+    /// or to an upload's begin.
+    stamps: u32,
     arena: [u8; BYTES],
 }
 
@@ -113,6 +120,12 @@ fn to_u64(n: usize) -> u64 {
 }
 
 impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
+    /// The next stamp: a commit's version, or an upload's begin's mark.
+    fn next_stamp(&mut self) -> u32 {
+        self.stamps = self.stamps.wrapping_add(1);
+        self.stamps
+    }
+
     /// The committed file (`committed`) or partial whose name comes next after
     /// `after` in byte order.
     fn next_slot(&self, after: Option<&FileName>, committed: bool) -> Option<&Slot> {
@@ -130,7 +143,7 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
         Self {
             slots: [const { None }; FILES],
             used: 0,
-            commits: 0,
+            stamps: 0,
             arena: [0; BYTES],
         }
     }
@@ -355,13 +368,17 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             // own room counts. `resize` refuses a growth that does not fit before
             // it changes anything: a refused begin keeps the partial as it was.
             self.resize(index, cap)?;
+            let stamp = self.next_stamp();
             let partial = self.slot_mut(index)?;
             if !kept {
                 partial.len = 0;
                 partial.crc = 0;
             }
+            // Only this begin's `Upload` writes to the partial from now on.
+            partial.version = stamp;
             // A kept partial's CRC-32 was recorded as its bytes came in.
-            return Ok(Upload::new(*name, size, to_u64(partial.len), partial.crc));
+            let upload = Upload::new(*name, size, to_u64(partial.len), partial.crc);
+            return Ok(upload.stamped(stamp));
         }
         // The bytes first (`Storage::begin_upload`): `TooManyFiles` says the
         // bytes would fit.
@@ -375,6 +392,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             .ok_or(StoreError::TooManyFiles { max: to_u64(FILES) })?;
         let start = self.used;
         self.used = start.checked_add(cap).ok_or(StoreError::Inconsistent)?;
+        let stamp = self.next_stamp();
         let slot = self.slots.get_mut(index).ok_or(StoreError::Inconsistent)?;
         *slot = Some(Slot {
             name: *name,
@@ -383,9 +401,9 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
             len: 0,
             cap,
             crc: 0,
-            version: 0,
+            version: stamp,
         });
-        Ok(Upload::new(*name, size, 0, 0))
+        Ok(Upload::new(*name, size, 0, 0).stamped(stamp))
     }
 
     fn append(&mut self, upload: &mut Upload, data: &[u8]) -> Result<(), StoreError> {
@@ -457,8 +475,7 @@ impl<const FILES: usize, const BYTES: usize> Storage for RamStore<FILES, BYTES> 
         if let Some(older) = self.find(upload.name(), true) {
             self.remove(older)?;
         }
-        self.commits = self.commits.wrapping_add(1);
-        let version = self.commits;
+        let version = self.next_stamp();
         let slot = self.slot_mut(index)?;
         slot.state = SlotState::Committed;
         slot.crc = computed;
@@ -669,13 +686,14 @@ mod tests {
     }
 
     #[test]
-    fn versions_come_from_a_wrapping_commit_counter() {
+    fn versions_come_from_a_wrapping_counter() {
         let mut store = RamStore::<2, 64>::new();
-        store.commits = u32::MAX - 1;
+        // Each upload takes two stamps: its begin's and its commit's.
+        store.stamps = u32::MAX - 2;
         put(&mut store, "a", b"1", 1);
         assert_eq!(store.version(&name("a")), Ok(u64::from(u32::MAX)));
         put(&mut store, "b", b"2", 1);
-        assert_eq!(store.version(&name("b")), Ok(0));
+        assert_eq!(store.version(&name("b")), Ok(1));
         assert_eq!(store.version(&name("a")), Ok(u64::from(u32::MAX)));
     }
 
