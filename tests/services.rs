@@ -3613,12 +3613,13 @@ fn a_pool_slot_counts_the_closing_frame_itself_as_the_peers_progress() {
     );
 }
 
-/// Each counter of the pool's and the UDP service's stats has its own value in
-/// their `Display` (the destructuring names every field: a new one must be
-/// shown here too).
+/// The status lines of the pool's and the UDP service's stats: every counter
+/// a line shows with its own value, and the count of polls with a socket
+/// missing only once there are some (the destructuring names every field: a
+/// new one must be placed here too).
 #[test]
-fn stats_display_every_counter() {
-    let server = ServerStats {
+fn stats_display_their_counters() {
+    let mut server = ServerStats {
         accepted: 101,
         closed: 102,
         resets: 103,
@@ -3629,7 +3630,7 @@ fn stats_display_every_counter() {
         discarded: 108,
         relistens: 109,
         unaccepted: 110,
-        missing_sockets: 111,
+        missing_sockets: 0,
     };
     let ServerStats {
         accepted,
@@ -3639,10 +3640,11 @@ fn stats_display_every_counter() {
         handshake_timeouts,
         close_timeouts,
         aborted,
-        discarded,
-        relistens,
+        // Fields only.
+        discarded: _,
+        relistens: _,
         unaccepted,
-        missing_sockets,
+        missing_sockets: _,
     } = server;
     let shown = server.to_string();
     for value in [
@@ -3653,15 +3655,19 @@ fn stats_display_every_counter() {
         handshake_timeouts,
         close_timeouts,
         aborted,
-        discarded,
-        relistens,
         unaccepted,
-        missing_sockets,
     ] {
         assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
     }
+    assert!(!shown.contains("missing"), "{shown}");
+    server.missing_sockets = 111;
+    let shown = server.to_string();
+    assert!(
+        shown.ends_with("; 111 polls with a socket missing"),
+        "{shown}"
+    );
 
-    let udp = UdpStats {
+    let mut udp = UdpStats {
         datagrams_in: 201,
         bytes_in: 202,
         datagrams_out: 203,
@@ -3671,7 +3677,7 @@ fn stats_display_every_counter() {
         send_errors: 207,
         stuck_flushes: 208,
         unread_dropped: 209,
-        missing_socket: 210,
+        missing_socket: 0,
         bind_errors: 211,
     };
     let UdpStats {
@@ -3684,7 +3690,7 @@ fn stats_display_every_counter() {
         send_errors,
         stuck_flushes,
         unread_dropped,
-        missing_socket,
+        missing_socket: _,
         bind_errors,
     } = udp;
     let shown = udp.to_string();
@@ -3698,9 +3704,12 @@ fn stats_display_every_counter() {
         send_errors,
         stuck_flushes,
         unread_dropped,
-        missing_socket,
         bind_errors,
     ] {
         assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
     }
+    assert!(!shown.contains("without"), "{shown}");
+    udp.missing_socket = 210;
+    let shown = udp.to_string();
+    assert!(shown.ends_with(", 210 polls without its socket"), "{shown}");
 }

@@ -81,13 +81,15 @@ pub struct ServerStats {
     pub missing_sockets: u64,
 }
 
+/// One status line: the connections and how they ended. `discarded` and
+/// `relistens` are left to the fields, and `missing_sockets`, which only a
+/// program's mistake makes more than zero, is shown once it is.
 impl fmt::Display for ServerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} accepted, {} closed, {} reset, {} aborted, timeouts: {} idle, {} handshake, \
-             {} close; {} not accepted yet at close_all; {} B discarded, {} relistens, \
-             {} polls with a socket missing",
+             {} close; {} not accepted yet at close_all",
             self.accepted,
             self.closed,
             self.resets,
@@ -95,11 +97,12 @@ impl fmt::Display for ServerStats {
             self.idle_timeouts,
             self.handshake_timeouts,
             self.close_timeouts,
-            self.unaccepted,
-            self.discarded,
-            self.relistens,
-            self.missing_sockets
-        )
+            self.unaccepted
+        )?;
+        if self.missing_sockets > 0 {
+            write!(f, "; {} polls with a socket missing", self.missing_sockets)?;
+        }
+        Ok(())
     }
 }
 

@@ -100,13 +100,14 @@ pub struct UdpStats {
     pub bind_errors: u64,
 }
 
+/// One status line: every counter, and `missing_socket`, which only a
+/// program's mistake makes more than zero, once it is.
 impl fmt::Display for UdpStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "in: {} datagrams / {} B, out: {} / {} B, {} oversize, {} send-buffer-full, \
-             {} send errors, {} stuck flushes ({} unread dropped), {} polls unbound, \
-             {} polls without its socket",
+             {} send errors, {} stuck flushes ({} unread dropped), {} polls unbound",
             self.datagrams_in,
             self.bytes_in,
             self.datagrams_out,
@@ -116,9 +117,12 @@ impl fmt::Display for UdpStats {
             self.send_errors,
             self.stuck_flushes,
             self.unread_dropped,
-            self.bind_errors,
-            self.missing_socket
-        )
+            self.bind_errors
+        )?;
+        if self.missing_socket > 0 {
+            write!(f, ", {} polls without its socket", self.missing_socket)?;
+        }
+        Ok(())
     }
 }
 
