@@ -108,17 +108,22 @@ impl HeaderFormat {
 
     /// A header of `width` bytes in `order`, accepting bodies up to `max_len` bytes.
     ///
-    /// Fails if `max_len` cannot be expressed in `width` bytes.
+    /// Fails if `max_len` cannot be expressed in `width` bytes, or if a whole
+    /// frame of it, header included, could not be counted in a `usize`: on a
+    /// 32-bit target a 4-byte header's bodies go up to 2^32 - 5 bytes.
     pub const fn new(
         width: HeaderWidth,
         order: ByteOrder,
         max_len: u32,
     ) -> Result<Self, FormatError> {
-        if max_len > width.max_len() {
-            return Err(FormatError::MaxLenTooLarge {
-                max_len,
-                limit: width.max_len(),
-            });
+        let whole = usize::MAX.saturating_sub(width.size());
+        let limit = if width.max_len() as usize > whole {
+            whole as u32
+        } else {
+            width.max_len()
+        };
+        if max_len > limit {
+            return Err(FormatError::MaxLenTooLarge { max_len, limit });
         }
         Ok(Self {
             width,
@@ -304,11 +309,12 @@ impl AsRef<[u8]> for Header {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FormatError {
-    /// The maximum body length does not fit in the header's width.
+    /// The maximum body length does not fit in the header's width (or, on a
+    /// 32-bit target, leaves no room to count the header with it).
     MaxLenTooLarge {
         /// The maximum asked for.
         max_len: u32,
-        /// The largest the width can express.
+        /// The largest the width can express (on this target).
         limit: u32,
     },
     /// The reader's storage cannot hold one frame of the maximum length.
@@ -2029,6 +2035,15 @@ pub(crate) mod tests {
             })
         );
         assert!(HeaderFormat::new(HeaderWidth::U16, ByteOrder::Big, 65_535).is_ok());
+        // A whole frame of the largest 4-byte body is counted in a usize here;
+        // on a 32-bit target the limit is 2^32 - 5 (the thumb size check
+        // builds that case).
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(
+            HeaderFormat::new(HeaderWidth::U32, ByteOrder::Big, u32::MAX)
+                .map(|format| format.max_frame_len()),
+            Ok(u32::MAX as usize + 4)
+        );
     }
 
     #[test]
