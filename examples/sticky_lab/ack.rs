@@ -14,7 +14,7 @@
 //!   | -- 68 65 6c 6c 6f ---------->  |   body "hello"
 //! ```
 //!
-//! Both halves are sans-IO like the rest of [`wire`](super): bytes in, bytes out.
+//! Both halves are sans-IO like the rest of [`smolsock::wire`]: bytes in, bytes out.
 
 // Kept whole for study: the lab uses most of it, its tests the rest.
 #![allow(dead_code)]

@@ -320,9 +320,9 @@ impl Lab<'_, '_> {
             Method::Naive => (Writer::Raw { offset: 0 }, Reader::Naive),
             Method::Framed => (
                 Writer::Framed(Box::new(framed_connection(format.max_frame_len(), format)?)),
-                // Room for two messages, so one read can carry several.
+                // Room for two whole frames, so one read can carry several.
                 Reader::Framed(Box::new(framed_connection(
-                    2 * MAX_MESSAGE as usize,
+                    2 * format.max_frame_len(),
                     format,
                 )?)),
             ),
@@ -1029,7 +1029,8 @@ fn render(options: &Options, report: &Report) -> String {
         out,
         "Part 3. The cure by length framing (the primer's struct.pack, in network order): each message goes \
          out as a 4-byte length and the body (a Framed session); the reader cuts the stream back into frames \
-         (FrameReader), whatever TCP merged or split. Same traffic as parts 1 and 2, Nagle on."
+         (FrameReader), whatever TCP merged or split. Same traffic as parts 1 and 2, Nagle on. A read is \
+         a piece of the socket's receive ring: a frame that the ring's end cuts in two counts as split too."
     );
     show_frame_stats(&mut out, "small sends", &report.framed_small);
     show_frame_stats(&mut out, "3000 B + 10 B", &report.framed_big);

@@ -54,9 +54,10 @@ impl From<ReadError> for RecvError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SendError {
-    /// The send buffer is full: back-pressure. What fitted is queued; if that
-    /// was part of the frame, call again with the same body after the next poll
-    /// (if none of it fitted, no frame is owed). Nothing was dropped.
+    /// The send buffer is full, or the body's `fill` wrote less than the space
+    /// it had: back-pressure. What fitted is queued; if that was part of the
+    /// frame, call again with the same body after the next poll (if none of it
+    /// fitted, no frame is owed). Nothing was dropped.
     WouldBlock,
     /// The socket cannot send (not connected, or already closed for sending).
     NotConnected,
@@ -67,7 +68,9 @@ pub enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::WouldBlock => f.write_str("send buffer full, try again after the next poll"),
+            SendError::WouldBlock => {
+                f.write_str("no room for the frame now, try again after the next poll")
+            }
             SendError::NotConnected => f.write_str("socket cannot send"),
             SendError::Frame(e) => e.fmt(f),
         }
