@@ -3646,8 +3646,7 @@ fn stats_display_their_counters() {
         unaccepted,
         missing_sockets: _,
     } = server;
-    let shown = server.to_string();
-    for value in [
+    let counters = [
         accepted,
         closed,
         resets,
@@ -3656,10 +3655,8 @@ fn stats_display_their_counters() {
         close_timeouts,
         aborted,
         unaccepted,
-    ] {
-        assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
-    }
-    assert!(!shown.contains("missing"), "{shown}");
+    ];
+    shows_each(&server, &counters, "missing");
     server.missing_sockets = 111;
     let shown = server.to_string();
     assert!(
@@ -3693,8 +3690,7 @@ fn stats_display_their_counters() {
         missing_socket: _,
         bind_errors,
     } = udp;
-    let shown = udp.to_string();
-    for value in [
+    let counters = [
         datagrams_in,
         bytes_in,
         datagrams_out,
@@ -3705,11 +3701,18 @@ fn stats_display_their_counters() {
         stuck_flushes,
         unread_dropped,
         bind_errors,
-    ] {
-        assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
-    }
-    assert!(!shown.contains("without"), "{shown}");
+    ];
+    shows_each(&udp, &counters, "without");
     udp.missing_socket = 210;
     let shown = udp.to_string();
     assert!(shown.ends_with(", 210 polls without its socket"), "{shown}");
+}
+
+/// `stats` shown hold each of `counters` and not the word `absent`.
+fn shows_each(stats: &dyn std::fmt::Display, counters: &[u64], absent: &str) {
+    let shown = stats.to_string();
+    for value in counters {
+        assert!(shown.contains(&value.to_string()), "{value} not in {shown}");
+    }
+    assert!(!shown.contains(absent), "{shown}");
 }
