@@ -1537,6 +1537,17 @@ mod tests {
     }
 
     #[test]
+    fn svg_draws_a_record_at_the_end_of_time() {
+        let conn = Conn::new(49152, 9000);
+        let last = Record::new(
+            smolsock::time::Instant::from_micros(u64::MAX),
+            Event::Send { conn, bytes: 1 },
+        );
+        let (picture, _) = svg::render(&[last], conn, "late", "test");
+        assert!(picture.ends_with("</svg>\n"), "{picture}");
+    }
+
+    #[test]
     fn svg_draws_every_connection_of_every_step() {
         let dir = std::env::temp_dir().join(format!("demo_svg_{}", std::process::id()));
         let path = dir.to_str().unwrap();

@@ -196,7 +196,7 @@ fn time_scale(mine: &[&Record]) -> (u64, Scale) {
     let t1 = mine
         .last()
         .map_or(1, |r| r.at.total_micros())
-        .max(t0 + 1000);
+        .max(t0.saturating_add(1000));
     let scale = Scale {
         t0: t0 as f64,
         t1: t1 as f64,

@@ -57,10 +57,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! To record the traffic, add a capture: `SimNet::new(..).with_pcap(file)` takes any
-//! smoltcp [`PcapSink`] (under `std` that is any `std::io::Write`, such as a
-//! `BufWriter<File>`). Without one the capture type is [`NoCapture`], which compiles
-//! to nothing.
+//! To record the traffic, add a capture: `SimNet::new(..).with_pcap(sink)` takes any
+//! smoltcp [`PcapSink`]. Under `std`, give it a `trace::PcapFile` over a
+//! `BufWriter<File>`, which stops at a write error (smoltcp's own sink for a plain
+//! `std::io::Write` panics on one, a full disk). Without one the capture type is
+//! [`NoCapture`], which compiles to nothing.
 
 mod config;
 mod link;
@@ -448,11 +449,15 @@ impl<'s, const SLOTS: usize, P: PcapSink> SimNet<'s, SLOTS, P> {
     }
 
     /// Moves the clock to the next moment something can happen and returns it: the
-    /// earliest of the next frame delivery, either interface's `poll_at`, `hint`
-    /// (for example a service's own timer), and `now + max_idle_step`.
+    /// earliest of the next frame delivery, either interface's `poll_at`, either
+    /// listen backlog's next step (a held SYN), `hint` (for example a service's
+    /// own timer), and `now + max_idle_step`; never past [`MAX_TIME`].
     ///
-    /// If something is due now the clock stays (call [`poll`](Self::poll) again);
-    /// time never goes backwards, so a `hint` in the past counts as "now".
+    /// If something is due now the clock stays (call [`poll`](Self::poll) again),
+    /// up to 1024 calls in a row: then it moves on to the next moment after now,
+    /// so that work that stays due (a socket that never sends what it says it
+    /// will) cannot stop virtual time. Time never goes backwards, so a `hint` in
+    /// the past counts as "now".
     pub fn advance(&mut self, hint: Option<Instant>) -> Instant {
         self.advance_within(hint, None)
     }

@@ -141,7 +141,9 @@ impl fmt::Display for Flags {
 pub struct Segment {
     /// `local` sent it to `remote`.
     pub conn: Conn,
-    /// The sequence number of its first byte (of the SYN or FIN if it has one).
+    /// The sequence number of its first byte: of the SYN if it has one, else of
+    /// its first byte of payload, else (a bare FIN) of the FIN. A FIN after
+    /// payload is at `seq + len`.
     pub seq: u32,
     /// The acknowledgement number (meaningful with [`Flags::ACK`]).
     pub ack: u32,
@@ -349,6 +351,15 @@ impl TraceSink for std::vec::Vec<Record> {
 /// both ways. A frame is *split* if the bytes of more than one read made it; a
 /// read is *coalesced* if it carried bytes of more than one frame (as
 /// [`ReadStats`](crate::wire::frame::ReadStats) counts them).
+///
+/// Those two compare where the reads and the frames end in the stream, counted
+/// from the first record given, so they hold only for records from the
+/// connection's start: a slice or `Vec` of them all, or a
+/// [`TraceRing`](crate::trace::TraceRing) that dropped none
+/// ([`dropped`](crate::trace::TraceRing::dropped) is 0). Once a ring has
+/// dropped its oldest records, the first read and the first frame left begin
+/// at different places in the stream, and the two counts mean nothing; every
+/// other count is of the records given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Tally {

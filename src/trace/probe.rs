@@ -46,8 +46,8 @@ pub trait Recorder {
     /// Records the event `make` builds for this end's connection, at `at`.
     fn note(&mut self, at: Instant, make: impl FnOnce(Conn) -> Event);
 
-    /// The time of the last event noted, for one that happens between polls (a
-    /// frame the application takes with no clock at hand).
+    /// The latest time of the events noted, for one that happens between
+    /// polls (a frame the application takes with no clock at hand).
     fn last(&self) -> Instant {
         Instant::ZERO
     }

@@ -127,6 +127,25 @@ fn a_write_that_fails_part_way_cuts_one_line_and_the_next_starts_whole() {
 }
 
 #[test]
+fn a_record_whose_newline_alone_failed_is_written() {
+    let line = "2000 49152>9000 send 5\n";
+    let mut writer = TraceWriter::new(Choked {
+        taken: std::vec::Vec::new(),
+        room: line.len() - 1,
+        interrupt: false,
+    });
+    // The record's text goes out whole; its newline fails.
+    writer.record(at(2, send(5)));
+    assert_eq!((writer.written(), writer.errors()), (1, 0));
+    writer.get_mut().room = 1000;
+    // The next line brings the newline first.
+    writer.record(at(3, send(6)));
+    assert_eq!((writer.written(), writer.errors()), (2, 0));
+    let text = std::string::String::from_utf8(writer.into_inner().taken).unwrap();
+    assert_eq!(text, "2000 49152>9000 send 5\n3000 49152>9000 send 6\n");
+}
+
+#[test]
 fn a_write_that_fails_at_a_line_end_adds_no_empty_line() {
     let line = "2000 49152>9000 send 5\n";
     let mut writer = TraceWriter::new(Choked {
