@@ -355,8 +355,7 @@ impl TraceSink for std::vec::Vec<Record> {
 /// Those two compare where the reads and the frames end in the stream, counted
 /// from the first record given, so they hold only for records from the
 /// connection's start: a slice or `Vec` of them all, or a
-/// [`TraceRing`](crate::trace::TraceRing) that dropped none
-/// ([`dropped`](crate::trace::TraceRing::dropped) is 0). Once a ring has
+/// [`TraceRing`] that dropped none ([`dropped`](TraceRing::dropped) is 0). Once a ring has
 /// dropped its oldest records, the first read and the first frame left begin
 /// at different places in the stream, and the two counts mean nothing; every
 /// other count is of the records given.
