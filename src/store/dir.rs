@@ -3,13 +3,15 @@
 //! A file `name` is the regular file `root/name`; its partial upload is the
 //! hidden file `root/.name.part`. Valid [`FileName`]s never begin with `.` and never
 //! hold a `/`, so the two cannot collide and neither can leave the root. Inside the
-//! root, only regular files with no other name count: a symlink (even one
-//! planted by someone else with shell access) is never followed, and a hard
-//! link is not taken for a file of the store's own. Every file is opened with
-//! `O_NOFOLLOW` and checked to be a regular file with one link, so a link to
-//! `/etc/passwd`, soft or hard, reads as "not found" and is replaced, never
-//! read or written through. Other entries (directories, files with names the
-//! protocol refuses) are left alone and not listed.
+//! root, only regular files count: a symlink (even one planted by someone else
+//! with shell access) is never followed, and every file is opened with
+//! `O_NOFOLLOW` and checked to be a regular file. A regular file that has
+//! another name too (a hard link, perhaps to a file outside the root) counts
+//! against the limits, as its name takes room here, but is never read, resumed
+//! or written through: the check is made on the open file, and such a file
+//! reads as "not found" and is replaced by an upload, as a link to
+//! `/etc/passwd` is. Other entries (directories, files with names the protocol
+//! refuses) are left alone and not listed.
 //!
 //! A commit syncs the partial to disk, then renames it over the real name, which
 //! is atomic: readers see the old file or the new one, never half of one, even if
@@ -38,6 +40,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 /// Limits a [`DirStore`] enforces.
@@ -77,8 +80,6 @@ pub struct DirStore {
     entries: u64,
     /// Commits since the store opened: the last version handed out.
     commits: u64,
-    /// The last stamp given to an upload's begin (wrapping).
-    stamps: u32,
     /// The version of each file committed since the store opened.
     versions: HashMap<FileName, u64>,
     /// The CRC-32 of files whose bytes passed through the store (at commit) or
@@ -145,18 +146,40 @@ fn io_error(e: io::Error) -> StoreError {
     }
 }
 
-/// Whether an entry of the root is one of the store's files: a regular file
-/// (`meta` not following a symlink) with no name but this one. A second link
-/// may be a file outside the root, planted here to be read or written through.
+/// The stamps of uploads' begins, from one counter for every `DirStore` of the
+/// process: a store opened again on a root never gives a new begin the stamp
+/// of an `Upload` from before (it would write to the partial as the new one).
+static STAMPS: AtomicU32 = AtomicU32::new(0);
+
+/// The next stamp for an upload's begin.
+fn next_stamp() -> u32 {
+    STAMPS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+}
+
+/// Whether a file of the root may be read or written: a regular file (`meta`
+/// not following a symlink) with no name but this one. A second link may be a
+/// file outside the root, planted here to be read or written through. (Its
+/// name counts all the same: see [`regular_len`].)
 fn is_ours(meta: &fs::Metadata) -> bool {
     meta.file_type().is_file() && meta.nlink() <= 1
 }
 
-/// The length of `path` if it is one of the store's files ([`is_ours`]);
-/// `None` if it is absent or anything else (a symlink is not followed).
+/// The length of `path` if it is a regular file, as the store counts it;
+/// `None` if it is absent or anything else (a symlink is not followed). The
+/// counts go by this alone, never by the link count, which can change behind
+/// the store's back (a backup hard-linking a file elsewhere).
 fn regular_len(path: &Path) -> Result<Option<u64>, StoreError> {
+    lstat_len(path, |meta| meta.file_type().is_file())
+}
+
+/// The length of `path` if it is a file the store may read ([`is_ours`]).
+fn our_len(path: &Path) -> Result<Option<u64>, StoreError> {
+    lstat_len(path, is_ours)
+}
+
+fn lstat_len(path: &Path, counts: fn(&fs::Metadata) -> bool) -> Result<Option<u64>, StoreError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if is_ours(&meta) => Ok(Some(meta.len())),
+        Ok(meta) if counts(&meta) => Ok(Some(meta.len())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(e)),
@@ -212,7 +235,6 @@ impl DirStore {
             used: 0,
             entries: 0,
             commits: 0,
-            stamps: 0,
             versions: HashMap::new(),
             crcs: Mutex::new(HashMap::new()),
             partials: HashMap::new(),
@@ -228,18 +250,12 @@ impl DirStore {
             let ours = FileName::new(&os_name).is_ok() || Self::partial_of(&os_name).is_some();
             // DirEntry::metadata does not follow symlinks.
             let meta = entry.metadata().map_err(io_error)?;
-            if ours && is_ours(&meta) {
+            if ours && meta.file_type().is_file() {
                 store.used = store.used.saturating_add(meta.len());
                 store.entries = store.entries.saturating_add(1);
             }
         }
         Ok(store)
-    }
-
-    /// The next stamp for an upload's begin.
-    fn next_stamp(&mut self) -> u32 {
-        self.stamps = self.stamps.wrapping_add(1);
-        self.stamps
     }
 
     /// The directory the files are in.
@@ -445,8 +461,8 @@ impl Storage for DirStore {
         let names = listing.insert(names);
         let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
         for name in names.get(from..).unwrap_or_default() {
-            // Gone, or no longer a regular file, since the names were read.
-            if let Some(size) = regular_len(&self.file_path(name))? {
+            // Gone, or no longer one it may read, since the names were read.
+            if let Some(size) = our_len(&self.file_path(name))? {
                 return Ok(Some(Entry { name: *name, size }));
             }
         }
@@ -457,7 +473,7 @@ impl Storage for DirStore {
     }
 
     fn version(&self, name: &FileName) -> Result<u64, StoreError> {
-        regular_len(&self.file_path(name))?.ok_or(StoreError::NotFound)?;
+        our_len(&self.file_path(name))?.ok_or(StoreError::NotFound)?;
         Ok(self.versions.get(name).copied().unwrap_or(0))
     }
 
@@ -497,11 +513,13 @@ impl Storage for DirStore {
         }
         let path = self.partial_path(name);
         let old = regular_len(&path)?;
-        if let Some(held) = old.filter(|&held| resume && held <= size) {
+        // Only a partial it may read and write goes on; any other starts over.
+        let ours = old.is_some() && our_len(&path)?.is_some();
+        if let Some(held) = old.filter(|&held| resume && ours && held <= size) {
             self.check_room(size.saturating_sub(held))?;
             let (mut file, held) = open_regular(&path)?;
             let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
-            let upload = Upload::new(*name, size, held, crc).stamped(self.next_stamp());
+            let upload = Upload::new(*name, size, held, crc).stamped(next_stamp());
             self.partials.insert(*name, Current::of(&upload));
             return Ok(upload);
         }
@@ -542,7 +560,7 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         self.entries = self.entries.saturating_add(1);
-        let upload = Upload::new(*name, size, 0, 0).stamped(self.next_stamp());
+        let upload = Upload::new(*name, size, 0, 0).stamped(next_stamp());
         self.partials.insert(*name, Current::of(&upload));
         Ok(upload)
     }
@@ -1050,22 +1068,23 @@ mod tests {
         fs::hard_link(&outside, root.join("evil")).unwrap();
         fs::hard_link(&outside, root.join(".x.part")).unwrap();
         let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
-        assert_eq!((store.entries(), store.used_bytes()), (0, 0), "not ours");
+        // Their names take room here: counted, as any regular file.
+        assert_eq!((store.entries(), store.used_bytes()), (2, 12));
 
         assert_eq!(store.stat(&name("evil")), Err(StoreError::NotFound));
         assert_eq!(
             store.read(&name("evil"), 0, &mut [0u8; 16]),
             Err(StoreError::NotFound)
         );
+        assert_eq!(store.version(&name("evil")), Err(StoreError::NotFound));
         assert_eq!(store.next_entry(None), Ok(None));
-        assert_eq!(store.next_partial(None), Ok(None));
-        assert_eq!(store.delete(&name("evil")), Err(StoreError::NotFound));
 
         // A resume over the planted partial starts a fresh file of its own.
         let mut upload = store.begin_upload(&name("x"), 8, true).unwrap();
         assert_eq!((upload.resumed_from(), upload.resumed_crc()), (0, 0));
         store.append(&mut upload, b"EVIL").unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
+        assert_eq!((store.entries(), store.used_bytes()), (2, 10));
 
         // A link put on the partial's name between two appends is refused.
         fs::remove_file(root.join(".x.part")).unwrap();
@@ -1075,10 +1094,67 @@ mod tests {
         assert_eq!(store.commit(&upload, 0), Err(StoreError::NotFound));
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
 
-        // Uploading over the link replaces the name, not the file behind it.
+        // Uploading over the link replaces the name, not the file behind it,
+        // and so does a delete.
         put(&mut store, "evil", b"replaced", 3);
         assert_eq!(get(&store, "evil"), b"replaced");
+        store.discard_upload(&name("x")).unwrap();
+        fs::hard_link(&outside, root.join("again")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        store.delete(&name("again")).unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
+        assert_eq!((store.entries(), store.used_bytes()), (1, 8));
+    }
+
+    /// The byte and entry counts as a store opened on `root` now finds them.
+    fn counted_at_open(root: &Path) -> (u64, u64) {
+        let store = DirStore::open(root, DirLimits::default()).unwrap();
+        (store.used_bytes(), store.entries())
+    }
+
+    #[test]
+    fn the_counts_stay_true_when_a_files_links_change_behind_the_store() {
+        let dir = TempDir::new("links-change");
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        let counts = |store: &DirStore| (store.used_bytes(), store.entries());
+
+        // A backup links a stored file elsewhere; an upload then replaces it.
+        put(&mut store, "a", &[1; 40], 16);
+        fs::hard_link(root.join("a"), dir.join("backup-a")).unwrap();
+        put(&mut store, "a", &[2; 40], 16);
+        assert_eq!(counts(&store), counted_at_open(&root));
+
+        // A file's other name goes: the store deletes it as it counted it.
+        fs::hard_link(root.join("a"), dir.join("other")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        fs::remove_file(dir.join("other")).unwrap();
+        store.delete(&name("a")).unwrap();
+        assert_eq!(counts(&store), counted_at_open(&root));
+
+        // A partial linked elsewhere, then started over.
+        let mut upload = store.begin_upload(&name("x"), 50, false).unwrap();
+        store.append(&mut upload, &[3; 30]).unwrap();
+        fs::hard_link(root.join(".x.part"), dir.join("copy")).unwrap();
+        store.begin_upload(&name("x"), 10, false).unwrap();
+        assert_eq!(counts(&store), counted_at_open(&root));
+        assert_eq!(counts(&store), (0, 1));
+    }
+
+    #[test]
+    fn an_upload_from_before_the_store_was_opened_again_writes_nothing() {
+        let dir = TempDir::new("reopened");
+        let mut first = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let mut stale = first.begin_upload(&name("g"), 6, false).unwrap();
+        first.append(&mut stale, b"abc").unwrap();
+        drop(first);
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let mut resumed = store.begin_upload(&name("g"), 6, true).unwrap();
+        assert_eq!(store.append(&mut stale, b"XYZ"), Err(StoreError::NotFound));
+        store.append(&mut resumed, b"def").unwrap();
+        store.commit(&resumed, crc32(b"abcdef")).unwrap();
+        assert_eq!(get(&store, "g"), b"abcdef");
     }
 
     #[test]

@@ -333,7 +333,9 @@ pub trait Storage {
     /// The version of a committed file: a number that changes whenever the file
     /// does. Every [`commit`](Self::commit) gives the file under its name a version
     /// it has never had while the store is open, even after a delete and a new
-    /// upload of the same name; reads, listings and partial uploads leave it alone.
+    /// upload of the same name, for as long as the store's counter does not come
+    /// round again ([`RamStore`]'s is a `u32` that its begins use too); reads,
+    /// listings and partial uploads leave it alone.
     /// [`StoreError::NotFound`] when no file is committed under `name`.
     ///
     /// A reader that must hand on one version whole, reading it a piece at a time,

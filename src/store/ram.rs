@@ -3,7 +3,7 @@
 //! # Layout and cost
 //!
 //! `RamStore<FILES, BYTES>` is a `[u8; BYTES]` arena, `FILES` slots, one `usize` and
-//! a commit counter. Each slot describes one entry (a committed file or a partial
+//! a counter of commits and upload begins. Each slot describes one entry (a committed file or a partial
 //! upload): its [`FileName`] inline, where its region starts, how many bytes it
 //! holds and how many it reserves, and a committed file's CRC-32 and version. Regions are packed from the start of the arena with no gaps;
 //! the free space is all at the end.

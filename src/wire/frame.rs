@@ -30,7 +30,8 @@ pub enum HeaderWidth {
     U8,
     /// Two bytes: bodies up to 65 535 bytes.
     U16,
-    /// Four bytes: bodies up to 4 GiB - 1.
+    /// Four bytes: bodies up to 4 GiB - 1 (4 GiB - 5 on a 32-bit target, where
+    /// a whole frame's length must fit a `usize`: [`HeaderFormat::new`]).
     U32,
 }
 
