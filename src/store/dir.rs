@@ -201,6 +201,22 @@ fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
     Ok((file, meta.len()))
 }
 
+/// Empties the file at `path` if it is one the store may write ([`is_ours`],
+/// checked on the open file); `false`, and nothing changed, if it is not.
+fn empty_ours(path: &Path) -> Result<bool, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !is_ours(&meta) {
+        return Ok(false);
+    }
+    file.set_len(0).map_err(io_error)?;
+    Ok(true)
+}
+
 /// CRC-32 of the first `len` bytes of `file`; `None` if it is shorter.
 fn crc_of(file: &mut File, len: u64) -> Result<Option<u32>, StoreError> {
     let mut crc = Crc32::new();
@@ -544,22 +560,32 @@ impl Storage for DirStore {
             });
         }
         match old {
-            Some(held) => self.remove_counted(&path, held)?,
-            None => {
-                // Something not ours sits on the partial's name (a planted
-                // link, soft or hard): unlink it, never write through it.
-                if fs::symlink_metadata(&path).is_ok() {
-                    fs::remove_file(&path).map_err(io_error)?;
+            // Our own partial is emptied where it is: no new file has to be
+            // made, which could fail (no room for one more, no descriptor left)
+            // with the old bytes already gone.
+            Some(held) if empty_ours(&path)? => {
+                self.used = self.used.saturating_sub(held);
+            }
+            other => {
+                match other {
+                    // A hard link on the partial's name: only the name goes.
+                    Some(held) => self.remove_counted(&path, held)?,
+                    // Something else sits there (a planted symlink): unlink
+                    // it, never write through it.
+                    None if fs::symlink_metadata(&path).is_ok() => {
+                        fs::remove_file(&path).map_err(io_error)?;
+                    }
+                    None => {}
                 }
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(io_error)?;
+                self.entries = self.entries.saturating_add(1);
             }
         }
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io_error)?;
-        self.entries = self.entries.saturating_add(1);
         let upload = Upload::new(*name, size, 0, 0).stamped(next_stamp());
         self.partials.insert(*name, Current::of(&upload));
         Ok(upload)
@@ -697,6 +723,7 @@ mod tests {
     use super::super::conformance::{self, get, pattern, put};
     use super::*;
     use crate::wire::crc32::crc32;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::symlink;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1316,21 +1343,86 @@ mod tests {
         assert_eq!((store.used_bytes(), store.entries()), (0, 0));
     }
 
+    /// Sets this process's soft limit on `resource` to `value` (within the
+    /// hard one); gives back the soft limit it had. (A macro: the resource's
+    /// type is not the same in every libc.)
+    macro_rules! set_limit {
+        ($resource:expr, $value:expr) => {{
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: `limit` is a valid `rlimit` for the call to fill and to read.
+            assert_eq!(unsafe { libc::getrlimit($resource, &mut limit) }, 0);
+            let before = limit.rlim_cur;
+            limit.rlim_cur = libc::rlim_t::min($value, limit.rlim_max);
+            // SAFETY: as above; the soft limit stays within the hard one.
+            assert_eq!(unsafe { libc::setrlimit($resource, &limit) }, 0);
+            before
+        }};
+    }
+
     /// Sets this process's soft limit on the size of a file it writes.
     #[allow(unsafe_code)]
     fn limit_file_size(bytes: libc::rlim_t) {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `limit` is a valid `rlimit` for the call to fill and to read.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) },
-            0
-        );
-        limit.rlim_cur = bytes.min(limit.rlim_max);
-        // SAFETY: as above; the soft limit stays within the hard one.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        set_limit!(libc::RLIMIT_FSIZE, bytes);
+    }
+
+    /// Sets this process's soft limit on its open files; gives back the one it had.
+    #[allow(unsafe_code)]
+    fn limit_open_files(files: libc::rlim_t) -> libc::rlim_t {
+        set_limit!(libc::RLIMIT_NOFILE, files)
+    }
+
+    /// Runs this module's test `name` alone in a child process, and checks that
+    /// it passed: `true` here, and `false` in the child, which goes on with the
+    /// test's body. For tests that set limits, which hold for a whole process.
+    fn ran_in_child(name: &str) -> bool {
+        const CHILD: &str = "SMOLSOCK_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return false;
+        }
+        let test = format!("store::dir::tests::{name}");
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&child.stdout);
+        assert!(child.status.success(), "the child process failed:\n{said}");
+        assert!(said.contains("1 passed"), "the child ran no test:\n{said}");
+        true
+    }
+
+    /// A begin that starts a partial over, and cannot open a file (no
+    /// descriptor left), leaves the partial as it was.
+    #[test]
+    fn a_begin_that_cannot_open_a_file_keeps_the_partial() {
+        if ran_in_child("a_begin_that_cannot_open_a_file_keeps_the_partial") {
+            return;
+        }
+        let dir = TempDir::new("no-fd");
+        let mut store = DirStore::open(&dir.0, DirLimits::default()).unwrap();
+        let mut upload = store.begin_upload(&name("f"), 6, false).unwrap();
+        store.append(&mut upload, b"abc").unwrap();
+        // The lowest free descriptor (the file is closed at once) as the
+        // limit: no file can be opened.
+        let lowest = File::open("/dev/null")
+            .map(|file| file.as_raw_fd())
+            .unwrap();
+        let before = limit_open_files(libc::rlim_t::try_from(lowest).unwrap());
+        let refused = store.begin_upload(&name("f"), 6, false);
+        limit_open_files(before);
+        assert!(matches!(refused, Err(StoreError::Io(_))), "{refused:?}");
+        let resumed = store.begin_upload(&name("f"), 6, true).unwrap();
+        assert_eq!((resumed.written(), store.used_bytes()), (3, 3));
+        // Started over for good: the same file, emptied.
+        let mut fresh = store.begin_upload(&name("f"), 6, false).unwrap();
+        assert_eq!((fresh.written(), store.used_bytes()), (0, 0));
+        store.append(&mut fresh, b"xyz123").unwrap();
+        store.commit(&fresh, crc32(b"xyz123")).unwrap();
+        assert_eq!(get(&store, "f"), b"xyz123");
+        assert_eq!((store.used_bytes(), store.entries()), (6, 1));
     }
 
     /// A write the system stops part-way leaves the partial as it was: the same
@@ -1340,17 +1432,7 @@ mod tests {
     fn a_failed_write_leaves_the_partial_as_it_was() {
         // A file size limit holds for the whole process: the test runs itself
         // alone in a child process, which sets one.
-        const CHILD: &str = "SMOLSOCK_TEST_FILE_SIZE_LIMIT";
-        const TEST: &str = "store::dir::tests::a_failed_write_leaves_the_partial_as_it_was";
-        if std::env::var_os(CHILD).is_none() {
-            let child = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", TEST, "--test-threads=1"])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            let said = String::from_utf8_lossy(&child.stdout);
-            assert!(child.status.success(), "the child process failed:\n{said}");
-            assert!(said.contains("1 passed"), "the child ran no test:\n{said}");
+        if ran_in_child("a_failed_write_leaves_the_partial_as_it_was") {
             return;
         }
         // SAFETY: ignoring SIGXFSZ makes a write past the limit fail with EFBIG
