@@ -190,7 +190,7 @@ fn ticks(max: f64) -> Vec<f64> {
 }
 
 /// The time axis of `mine` (in time order): its first time, and the scale from
-/// it to its last (at least a millisecond).
+/// it to its last (at least a millisecond, but at the clock's very end).
 fn time_scale(mine: &[&Record]) -> (u64, Scale) {
     let t0 = mine.first().map_or(0, |r| r.at.total_micros());
     let t1 = mine

@@ -4,13 +4,15 @@
 //! hidden file `root/.name.part`. Valid [`FileName`]s never begin with `.` and never
 //! hold a `/`, so the two cannot collide and neither can leave the root. Inside the
 //! root, only regular files count: a symlink (even one planted by someone else
-//! with shell access) is never followed, and every file is opened with
-//! `O_NOFOLLOW` and checked to be a regular file. A regular file that has
-//! another name too (a hard link, perhaps to a file outside the root) counts
-//! against the limits, as its name takes room here, but is never read, resumed
-//! or written through: the check is made on the open file, and such a file
-//! reads as "not found" and is replaced by an upload, as a link to
-//! `/etc/passwd` is. Other entries (directories, files with names the protocol
+//! with shell access) is never followed; every file is opened with `O_NOFOLLOW`
+//! and checked to be a regular file, so a link to `/etc/passwd` reads as "not
+//! found" and is replaced, not written through. A hard link is a regular file
+//! and is read as one (Linux's `fs.protected_hardlinks`, on by default, lets a
+//! user link only a file they may read and write anyway), but the store never
+//! writes into a file that has another name: a partial with a second link
+//! (perhaps to a file outside the root, planted on its name) is started over
+//! under a new file, never resumed or appended to, and the check is made on
+//! the open file. Other entries (directories, files with names the protocol
 //! refuses) are left alone and not listed.
 //!
 //! A commit syncs the partial to disk, then renames it over the real name, which
@@ -18,7 +20,9 @@
 //! power fails in between.
 //!
 //! The store counts its bytes and entries when it opens and keeps the counts up to
-//! date itself, so it assumes it is the only writer of its root.
+//! date itself, so it assumes it is the only writer of its root and of the files
+//! in it (a file with a second name elsewhere, written through that name, grows
+//! behind the store's back).
 //!
 //! A listing reads the root's names once, when it starts (`next_entry(None)`),
 //! and walks them sorted, the store's own commits and deletes kept in them
@@ -147,8 +151,9 @@ fn io_error(e: io::Error) -> StoreError {
 }
 
 /// The stamps of uploads' begins, from one counter for every `DirStore` of the
-/// process: a store opened again on a root never gives a new begin the stamp
-/// of an `Upload` from before (it would write to the partial as the new one).
+/// process: a store opened again on a root gives no new begin the stamp of an
+/// `Upload` from before (it would write to the partial as the new one), for
+/// as long as the `u32` does not come round (2^32 begins).
 static STAMPS: AtomicU32 = AtomicU32::new(0);
 
 /// The next stamp for an upload's begin.
@@ -156,25 +161,24 @@ fn next_stamp() -> u32 {
     STAMPS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
 }
 
-/// Whether a file of the root may be read or written: a regular file (`meta`
-/// not following a symlink) with no name but this one. A second link may be a
-/// file outside the root, planted here to be read or written through. (Its
-/// name counts all the same: see [`regular_len`].)
-fn is_ours(meta: &fs::Metadata) -> bool {
+/// Whether the store may write into a file of the root (a partial): a regular
+/// file (`meta` not following a symlink) with no name but this one. A second
+/// link may be a file outside the root, planted on a partial's name to be
+/// written through.
+fn writable(meta: &fs::Metadata) -> bool {
     meta.file_type().is_file() && meta.nlink() <= 1
 }
 
-/// The length of `path` if it is a regular file, as the store counts it;
-/// `None` if it is absent or anything else (a symlink is not followed). The
-/// counts go by this alone, never by the link count, which can change behind
-/// the store's back (a backup hard-linking a file elsewhere).
+/// The length of `path` if it is a regular file; `None` if it is absent or
+/// anything else (a symlink is not followed). The counts go by this: a file's
+/// links can change behind the store's back (a backup hard-linking it).
 fn regular_len(path: &Path) -> Result<Option<u64>, StoreError> {
     lstat_len(path, |meta| meta.file_type().is_file())
 }
 
-/// The length of `path` if it is a file the store may read ([`is_ours`]).
-fn our_len(path: &Path) -> Result<Option<u64>, StoreError> {
-    lstat_len(path, is_ours)
+/// The length of `path` if the store may write into it ([`writable`]).
+fn writable_len(path: &Path) -> Result<Option<u64>, StoreError> {
+    lstat_len(path, writable)
 }
 
 fn lstat_len(path: &Path, counts: fn(&fs::Metadata) -> bool) -> Result<Option<u64>, StoreError> {
@@ -186,31 +190,42 @@ fn lstat_len(path: &Path, counts: fn(&fs::Metadata) -> bool) -> Result<Option<u6
     }
 }
 
-/// Opens one of the store's files ([`is_ours`]) for reading without following
-/// a symlink, and without blocking on a FIFO someone left in the root.
+/// Opens a regular file for reading without following a symlink, and without
+/// blocking on a FIFO someone left in the root.
 fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
+    open_checked(path, |meta| meta.file_type().is_file())
+}
+
+/// Opens a partial for reading, as [`open_regular`] does, if the store may
+/// write into it ([`writable`], checked on the open file): what the store
+/// resumes and commits. `NotFound` if it is anything else.
+fn open_partial(path: &Path) -> Result<(File, u64), StoreError> {
+    open_checked(path, writable)
+}
+
+fn open_checked(path: &Path, fits: fn(&fs::Metadata) -> bool) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(io_error)?;
     let meta = file.metadata().map_err(io_error)?;
-    if !is_ours(&meta) {
+    if !fits(&meta) {
         return Err(StoreError::NotFound);
     }
     Ok((file, meta.len()))
 }
 
-/// Empties the file at `path` if it is one the store may write ([`is_ours`],
-/// checked on the open file); `false`, and nothing changed, if it is not.
-fn empty_ours(path: &Path) -> Result<bool, StoreError> {
+/// Empties the file at `path` if the store may write into it ([`writable`],
+/// checked on the open file); `false`, and nothing changed, if it may not.
+fn empty_writable(path: &Path) -> Result<bool, StoreError> {
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(io_error)?;
     let meta = file.metadata().map_err(io_error)?;
-    if !is_ours(&meta) {
+    if !writable(&meta) {
         return Ok(false);
     }
     file.set_len(0).map_err(io_error)?;
@@ -477,8 +492,8 @@ impl Storage for DirStore {
         let names = listing.insert(names);
         let from = after.map_or(0, |after| names.partition_point(|name| name <= after));
         for name in names.get(from..).unwrap_or_default() {
-            // Gone, or no longer one it may read, since the names were read.
-            if let Some(size) = our_len(&self.file_path(name))? {
+            // Gone, or no longer a regular file, since the names were read.
+            if let Some(size) = regular_len(&self.file_path(name))? {
                 return Ok(Some(Entry { name: *name, size }));
             }
         }
@@ -489,7 +504,7 @@ impl Storage for DirStore {
     }
 
     fn version(&self, name: &FileName) -> Result<u64, StoreError> {
-        our_len(&self.file_path(name))?.ok_or(StoreError::NotFound)?;
+        regular_len(&self.file_path(name))?.ok_or(StoreError::NotFound)?;
         Ok(self.versions.get(name).copied().unwrap_or(0))
     }
 
@@ -529,15 +544,24 @@ impl Storage for DirStore {
         }
         let path = self.partial_path(name);
         let old = regular_len(&path)?;
-        // Only a partial it may read and write goes on; any other starts over.
-        let ours = old.is_some() && our_len(&path)?.is_some();
-        if let Some(held) = old.filter(|&held| resume && ours && held <= size) {
+        // A partial that would be resumed, and one that would but has another
+        // name too, which is started over in its place: as a resume, it takes
+        // no entry more.
+        let in_place = resume && old.is_some_and(|held| held <= size);
+        if in_place && writable_len(&path)?.is_some() {
+            let held = old.unwrap_or(0);
             self.check_room(size.saturating_sub(held))?;
-            let (mut file, held) = open_regular(&path)?;
-            let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
-            let upload = Upload::new(*name, size, held, crc).stamped(next_stamp());
-            self.partials.insert(*name, Current::of(&upload));
-            return Ok(upload);
+            match open_partial(&path) {
+                Ok((mut file, held)) => {
+                    let crc = crc_of(&mut file, held)?.ok_or(StoreError::Inconsistent)?;
+                    let upload = Upload::new(*name, size, held, crc).stamped(next_stamp());
+                    self.partials.insert(*name, Current::of(&upload));
+                    return Ok(upload);
+                }
+                // Linked since it was looked at: started over below.
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
         // A new partial takes the old one's place: its entry and bytes count as
         // free. Both limits are checked before the old one goes, so a refused
@@ -554,7 +578,7 @@ impl Storage for DirStore {
         if used.saturating_add(size) > self.limits.max_total_bytes {
             return Err(StoreError::Full { free: self.free() });
         }
-        if entries >= self.limits.max_files {
+        if entries >= self.limits.max_files && !in_place {
             return Err(StoreError::TooManyFiles {
                 max: self.limits.max_files,
             });
@@ -563,12 +587,12 @@ impl Storage for DirStore {
             // Our own partial is emptied where it is: no new file has to be
             // made, which could fail (no room for one more, no descriptor left)
             // with the old bytes already gone.
-            Some(held) if empty_ours(&path)? => {
+            Some(held) if empty_writable(&path)? => {
                 self.used = self.used.saturating_sub(held);
             }
             other => {
                 match other {
-                    // A hard link on the partial's name: only the name goes.
+                    // A partial with another name: only this name goes.
                     Some(held) => self.remove_counted(&path, held)?,
                     // Something else sits there (a planted symlink): unlink
                     // it, never write through it.
@@ -601,7 +625,7 @@ impl Storage for DirStore {
             .open(&path)
             .map_err(io_error)?;
         let meta = file.metadata().map_err(io_error)?;
-        if !is_ours(&meta) {
+        if !writable(&meta) {
             return Err(StoreError::NotFound);
         }
         let held = meta.len();
@@ -634,7 +658,7 @@ impl Storage for DirStore {
 
     fn commit(&mut self, upload: &Upload, crc: u32) -> Result<FileStat, StoreError> {
         let path = self.partial_path(upload.name());
-        let (file, held) = open_regular(&path)?;
+        let (file, held) = open_partial(&path)?;
         self.check_current(upload)?;
         if held != upload.size() || upload.written() != held {
             return Err(StoreError::Incomplete {
@@ -1086,34 +1110,45 @@ mod tests {
     }
 
     #[test]
-    fn hard_links_inside_the_root_are_never_read_or_written_through() {
+    fn a_hard_link_is_read_but_never_written_through() {
         let dir = TempDir::new("hard");
         let outside = dir.join("secret");
         fs::write(&outside, b"secret").unwrap();
         let root = dir.join("root");
         fs::create_dir(&root).unwrap();
-        fs::hard_link(&outside, root.join("evil")).unwrap();
+        fs::hard_link(&outside, root.join("linked")).unwrap();
         fs::hard_link(&outside, root.join(".x.part")).unwrap();
         let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
-        // Their names take room here: counted, as any regular file.
         assert_eq!((store.entries(), store.used_bytes()), (2, 12));
 
-        assert_eq!(store.stat(&name("evil")), Err(StoreError::NotFound));
+        // A regular file to read, list and stat.
+        assert_eq!(get(&store, "linked"), b"secret");
+        assert_eq!(store.stat(&name("linked")).unwrap().crc, crc32(b"secret"));
         assert_eq!(
-            store.read(&name("evil"), 0, &mut [0u8; 16]),
-            Err(StoreError::NotFound)
+            store.next_entry(None),
+            Ok(Some(Entry {
+                name: name("linked"),
+                size: 6
+            }))
         );
-        assert_eq!(store.version(&name("evil")), Err(StoreError::NotFound));
-        assert_eq!(store.next_entry(None), Ok(None));
+        assert_eq!(
+            store.next_partial(None),
+            Ok(Some(Entry {
+                name: name("x"),
+                size: 6
+            }))
+        );
 
-        // A resume over the planted partial starts a fresh file of its own.
+        // A resume over the linked partial starts a fresh file of its own: its
+        // bytes are not taken for the upload's, nor written into.
         let mut upload = store.begin_upload(&name("x"), 8, true).unwrap();
         assert_eq!((upload.resumed_from(), upload.resumed_crc()), (0, 0));
         store.append(&mut upload, b"EVIL").unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
         assert_eq!((store.entries(), store.used_bytes()), (2, 10));
 
-        // A link put on the partial's name between two appends is refused.
+        // A link put on the partial's name between two appends is refused, and
+        // so is its commit.
         fs::remove_file(root.join(".x.part")).unwrap();
         fs::hard_link(&outside, root.join(".x.part")).unwrap();
         let appended = store.append(&mut upload, b"MORE");
@@ -1123,14 +1158,46 @@ mod tests {
 
         // Uploading over the link replaces the name, not the file behind it,
         // and so does a delete.
-        put(&mut store, "evil", b"replaced", 3);
-        assert_eq!(get(&store, "evil"), b"replaced");
+        put(&mut store, "linked", b"replaced", 3);
+        assert_eq!(get(&store, "linked"), b"replaced");
+        assert_eq!(fs::read(&outside).unwrap(), b"secret");
         store.discard_upload(&name("x")).unwrap();
         fs::hard_link(&outside, root.join("again")).unwrap();
         let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
         store.delete(&name("again")).unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
         assert_eq!((store.entries(), store.used_bytes()), (1, 8));
+    }
+
+    /// A resume in a store over its entry limit, whose partial has another
+    /// name, starts over in the partial's place, as the resume would have
+    /// gone on: it takes no entry more.
+    #[test]
+    fn a_linked_partial_is_started_over_in_its_place() {
+        let dir = TempDir::new("linked-over-full");
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("a"), b"a").unwrap();
+        fs::write(root.join("b"), b"b").unwrap();
+        fs::write(dir.join("copy"), b"12345").unwrap();
+        fs::hard_link(dir.join("copy"), root.join(".x.part")).unwrap();
+        let mut store = DirStore::open(&root, limits(1000, 1000, 2)).unwrap();
+        assert_eq!(store.entries(), 3);
+        let mut upload = store.begin_upload(&name("x"), 6, true).unwrap();
+        assert_eq!(upload.resumed_from(), 0);
+        assert_eq!((store.entries(), store.used_bytes()), (3, 2));
+        store.append(&mut upload, b"mine!\n").unwrap();
+        store.commit(&upload, crc32(b"mine!\n")).unwrap();
+        assert_eq!(get(&store, "x"), b"mine!\n");
+        assert_eq!(fs::read(dir.join("copy")).unwrap(), b"12345");
+        // Without resume it is a new partial's begin, which an over-full
+        // store refuses.
+        fs::hard_link(dir.join("copy"), root.join(".y.part")).unwrap();
+        let mut store = DirStore::open(&root, limits(1000, 1000, 2)).unwrap();
+        assert_eq!(
+            store.begin_upload(&name("y"), 6, false),
+            Err(StoreError::TooManyFiles { max: 2 })
+        );
     }
 
     /// The byte and entry counts as a store opened on `root` now finds them.
