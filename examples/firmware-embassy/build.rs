@@ -29,7 +29,7 @@ fn main() {
     }
     let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
     if !feature("SELFTEST") {
-        // TFTP's task and two more sockets, and the live page's 4 KiB page
+        // TFTP's task and two more sockets, and the live page's 4.6 KiB page
         // buffers, each leave the stack less than it uses (README): each gets
         // this build 8 KiB more RAM, and the file store moves up. TFTP also
         // overflows the 128 KiB of flash (by 2,608 B on 2026-12-07, README):

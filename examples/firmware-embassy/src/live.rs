@@ -25,9 +25,12 @@ use crate::status::Service;
 #[cfg(not(feature = "live"))]
 pub use smolsock::http::StatusSite as Site;
 
-/// The page buffer: 2 KiB holds the counters with `StatusSite`'s header.
+/// The page buffer: `StatusSite`'s page around the counters (about 220 B with
+/// the title) and the counters with every one at its largest
+/// ([`STATUS_WIDEST`](crate::status::STATUS_WIDEST); the self-test checks
+/// that the page fits).
 #[cfg(not(feature = "live"))]
-pub const PAGE_MAX: usize = 2048;
+pub const PAGE_MAX: usize = 2240;
 
 /// The site called `title`, whose counters `status` writes.
 #[cfg(not(feature = "live"))]
@@ -82,7 +85,7 @@ mod with_live {
     use super::IpEndpoint;
     use super::peer::Peer;
     use crate::services::TCP_SOCKETS;
-    use crate::status::Service;
+    use crate::status::{STATUS_WIDEST, Service};
 
     /// How often the page reloads itself, in seconds.
     pub const REFRESH_SECS: u16 = 2;
@@ -91,9 +94,10 @@ mod with_live {
 
     /// The page buffer: the page's head, style and table (about 690 B,
     /// `LiveSite::PAGE_OVERHEAD` at most), the title twice, a row for every TCP
-    /// task ([`ROW_MAX`] each) and the counters (about 1 KiB; `/stats` shows
-    /// them). A page that does not fit is answered with 500.
-    pub const PAGE_MAX: usize = 4096;
+    /// task ([`ROW_MAX`] each) and the counters with every one at its largest
+    /// ([`STATUS_WIDEST`]; `/stats` shows them). A page that does not fit is
+    /// answered with 500.
+    pub const PAGE_MAX: usize = 4672;
 
     /// The most bytes a row takes here (`Bars::ROW_MAX` allows any name and
     /// buffer size): the services' names are 11 bytes at most, a peer 47 (an
@@ -104,7 +108,7 @@ mod with_live {
     /// title counted twice at up to 32 bytes.
     const COUNTERS_ROOM: usize = PAGE_MAX - Site::PAGE_OVERHEAD - 2 * 32 - TCP_SOCKETS * ROW_MAX;
     const _: () = assert!(
-        COUNTERS_ROOM >= 1400,
+        COUNTERS_ROOM >= STATUS_WIDEST,
         "with every task serving, the live page leaves the counters too little room"
     );
 

@@ -181,6 +181,11 @@ async fn client_task(stack: Stack<'static>) -> ! {
         "tcp/9000: 50 frames glued in one write come back whole",
         with_timeout(CHECK_TIMEOUT, glued_frames(stack, v6)).await,
     );
+    #[cfg(not(feature = "live"))]
+    tally.record(
+        "http: the status page fits with every counter at its largest",
+        Ok(status_page_fits()),
+    );
     tally.record(
         "tcp/80: GET /stats answers 200 with the counters",
         with_timeout(CHECK_TIMEOUT, http_get(stack, v4)).await,
@@ -434,6 +439,40 @@ async fn http_get(stack: Stack<'static>, server: IpAddress) -> Result<(), &'stat
         return Err("no counters on the page");
     }
     Ok(())
+}
+
+#[cfg(not(feature = "live"))]
+#[path = "../../firmware/src/widest.rs"]
+mod widest;
+
+/// The status page fits its buffer with every counter at its largest
+/// ([`widest`](widest::widest)), and so does the counters' text the live
+/// page's room is set for.
+#[cfg(not(feature = "live"))]
+fn status_page_fits() -> Result<(), &'static str> {
+    use crate::live::PAGE_MAX;
+    use crate::status::{Counters, STATUS_WIDEST, TITLE, write_status};
+    use smolsock::http::{Site, StatusSite};
+    let mut boot = heapless::String::<4096>::new();
+    write_status(&Counters::ZERO, &lan9118::Stats::default(), 0, &mut boot)
+        .map_err(|_| "the counters' text at boot is over 4 KiB")?;
+    let mut widest = heapless::String::<8192>::new();
+    widest::widest(&boot, &mut widest).map_err(|()| "the widest counters' text is over 8 KiB")?;
+    let status = |out: &mut dyn core::fmt::Write| out.write_str(&widest);
+    let site = StatusSite::new(TITLE, &status);
+    let mut page = heapless::String::<8192>::new();
+    let made = site.render("/", &mut page);
+    log::info!(
+        "http: status page {} B of {PAGE_MAX} B with every counter at its largest \
+         (counters {} B of {STATUS_WIDEST} B; {} B at boot)",
+        page.len(),
+        widest.len(),
+        boot.len()
+    );
+    match made {
+        Some(Ok(_)) if page.len() <= PAGE_MAX && widest.len() <= STATUS_WIDEST => Ok(()),
+        _ => Err("the status page does not fit its buffer"),
+    }
 }
 
 /// The transfer's file, made on the fly: `FILE_BYTES` of a pattern.

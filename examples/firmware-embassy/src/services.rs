@@ -5,7 +5,7 @@
 //! | tcp/7 | raw echo ([`Echo`]) | 1 | 2 KiB + 2 KiB | 128 + 128 | 1 KiB `recv` buffer |
 //! | udp/7 | UDP echo | 1 | 4 datagrams / 2 KiB each way | - | one 1500-byte datagram |
 //! | tcp/9000 | framed echo ([`StreamingEcho`], bodies up to 64 KiB) | 2 | 2 KiB + 2 KiB | 128 + 128 | 512 B queue |
-//! | tcp/80 | HTTP ([`HttpResponder`] + `StatusSite`, or `LiveSite` with `--features live`: `live.rs`) | 2 | 1 KiB + 512 | 128 + 128 | 1 KiB request, 2 KiB page (4 KiB live) |
+//! | tcp/80 | HTTP ([`HttpResponder`] + `StatusSite`, or `LiveSite` with `--features live`: `live.rs`) | 2 | 1 KiB + 512 | 128 + 128 | 1 KiB request, 2.2 KiB page (4.6 KiB live) |
 //! | tcp/2121 | file transfer ([`TransferServer`]) to a [`RamStore`] | 2 | 2 KiB + 2 KiB | 256 + 256 | 1 KiB + 4 receive, 1 KiB + 4 staging |
 //!
 //! The sizes are the poll-loop firmware's; the adapter buffers are what
@@ -159,8 +159,7 @@ pub fn spawn_all(spawner: Spawner, stack: Stack<'static>) {
         crate::fatal("the file store was taken twice");
     };
     let store: &'static Shared = store;
-    let site: &'static Site<'static> =
-        SITE.init(live::site("smolsock embassy firmware", &status::render));
+    let site: &'static Site<'static> = SITE.init(live::site(status::TITLE, &status::render));
     for slot in 0..ECHO_POOL {
         spawner.spawn(unwrap_spawn(echo_task(stack, slot)));
     }

@@ -85,7 +85,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    const ZERO: Self = Self {
+    pub const ZERO: Self = Self {
         pools: [Pool {
             slots: 0,
             open: 0,
@@ -140,9 +140,28 @@ pub fn snapshot() -> Counters {
     critical_section::with(|cs| *LIVE.borrow_ref(cs))
 }
 
+/// The title of the status page.
+pub const TITLE: &str = "smolsock embassy firmware";
+
+/// The most bytes the counters' text takes, every counter at its largest (a
+/// `u64` of 20 digits): what the status pages leave room for. The self-test
+/// checks it.
+pub const STATUS_WIDEST: usize = 1984;
+
 /// The status text of the HTTP page: the counters now.
 pub fn render(out: &mut dyn fmt::Write) -> fmt::Result {
-    let c = snapshot();
+    let uptime = embassy_time::Instant::now().as_secs();
+    write_status(&snapshot(), &crate::ETHERNET.stats(), uptime, out)
+}
+
+/// The status text of `c`, the link's counters `l` and `uptime` seconds, and
+/// the stack's high-water mark.
+pub fn write_status(
+    c: &Counters,
+    l: &lan9118::Stats,
+    uptime: u64,
+    out: &mut dyn fmt::Write,
+) -> fmt::Result {
     let [echo, framed, http, transfer] = c.pools;
     let echoed = c.echo_bytes.iter().fold(0u64, |a, b| a.saturating_add(*b));
     writeln!(
@@ -184,7 +203,6 @@ pub fn render(out: &mut dyn fmt::Write) -> fmt::Result {
         "tcp/{TRANSFER_PORT}  transfer     {transfer}; {}",
         c.transfer
     )?;
-    let l = crate::ETHERNET.stats();
     writeln!(
         out,
         "link      lan9118      {} frames in, {} out; rx errors {}, too long {}, \
@@ -197,11 +215,7 @@ pub fn render(out: &mut dyn fmt::Write) -> fmt::Result {
         l.tx_errors,
         l.tx_dropped
     )?;
-    writeln!(
-        out,
-        "uptime    {} s",
-        embassy_time::Instant::now().as_secs()
-    )?;
+    writeln!(out, "uptime    {uptime} s")?;
     let (used, size) = crate::stack::high_water();
     writeln!(out, "stack     {used} B of {size} B used at most")
 }

@@ -18,9 +18,12 @@ pub use smolsock::http::StatusSite as Site;
 #[cfg(not(feature = "live"))]
 use smoltcp::iface::{SocketHandle, SocketSet};
 
-/// The page buffer: 2 KiB holds the counters with `StatusSite`'s header.
+/// The page buffer: `StatusSite`'s page around the counters (about 210 B with
+/// the title) and the counters with every one at its largest
+/// ([`STATUS_WIDEST`](crate::services::STATUS_WIDEST); the self-test checks
+/// that the page fits).
 #[cfg(not(feature = "live"))]
-pub const PAGE_MAX: usize = 2048;
+pub const PAGE_MAX: usize = 3456;
 
 /// The site called `title`, whose counters `status` writes.
 #[cfg(not(feature = "live"))]
@@ -76,17 +79,17 @@ mod with_live {
 
     use super::peer::Peer;
     use super::{IpEndpoint, Site};
-    use crate::services::TCP_SLOTS;
+    use crate::services::{STATUS_WIDEST, TCP_SLOTS};
 
     /// How often the live page reloads itself, in seconds.
     pub const REFRESH_SECS: u16 = 2;
 
     /// The page buffer: the page's head, style and table (about 690 B,
     /// `LiveSite::PAGE_OVERHEAD` at most), the title twice, a row for every TCP
-    /// slot ([`ROW_MAX`] each) and the counters (`/stats` shows them: 1,417 B
-    /// at boot, each of their hundred-odd numbers a byte more for each digit it
-    /// gains). A page that does not fit is answered with 500.
-    pub const PAGE_MAX: usize = 5120;
+    /// slot ([`ROW_MAX`] each) and the counters with every one at its largest
+    /// ([`STATUS_WIDEST`]; `/stats` shows them, 1,419 B at boot). A page that
+    /// does not fit is answered with 500.
+    pub const PAGE_MAX: usize = 5888;
 
     /// The most bytes a row takes here (`Bars::ROW_MAX` allows any name and
     /// buffer size): the services' names are 11 bytes at most, a peer 47 (an
@@ -94,11 +97,11 @@ mod with_live {
     pub const ROW_MAX: usize = 240;
 
     /// What the page leaves the counters when every slot has a connection,
-    /// the title counted twice at up to 32 bytes: room for their text at boot
-    /// and about 1 KiB more, every number some 8 digits longer.
+    /// the title counted twice at up to 32 bytes: room for them with every
+    /// counter at its largest.
     const COUNTERS_ROOM: usize = PAGE_MAX - Site::PAGE_OVERHEAD - 2 * 32 - TCP_SLOTS * ROW_MAX;
     const _: () = assert!(
-        COUNTERS_ROOM >= 2400,
+        COUNTERS_ROOM >= STATUS_WIDEST,
         "with every slot in use, the live page leaves the counters too little room"
     );
 

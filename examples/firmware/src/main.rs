@@ -28,6 +28,8 @@ mod logger;
 mod selftest;
 mod services;
 mod stack;
+#[cfg(all(feature = "selftest", not(feature = "live")))]
+mod widest;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -58,6 +58,11 @@ const CHECKS: &[(&str, Check)] = &[
         "cost: 1 MiB echoed through each path, every byte checked",
         cost,
     ),
+    #[cfg(not(feature = "live"))]
+    (
+        "http: the status page fits with every counter at its largest",
+        status_page_fits,
+    ),
     ("stack: high-water mark below the stack's size", stack_fits),
 ];
 
@@ -143,6 +148,36 @@ fn cycle_counter(board: &mut Board<'_>) -> Result<(), &'static str> {
 
 fn cost(board: &mut Board<'_>) -> Result<(), &'static str> {
     crate::cost::measure(board.device)
+}
+
+/// The status page fits its buffer with every counter at its largest
+/// ([`widest`](crate::widest::widest)), and so does the counters' text the
+/// live page's room is set for.
+#[cfg(not(feature = "live"))]
+fn status_page_fits(_board: &mut Board<'_>) -> Result<(), &'static str> {
+    use crate::services::{Counters, HTTP_PAGE_MAX, STATUS_WIDEST, TITLE, write_status};
+    use smolsock::http::{Site, StatusSite};
+    let mut boot = heapless::String::<4096>::new();
+    write_status(Some(&Counters::default()), &mut boot)
+        .map_err(|_| "the counters' text at boot is over 4 KiB")?;
+    let mut widest = heapless::String::<8192>::new();
+    crate::widest::widest(&boot, &mut widest)
+        .map_err(|()| "the widest counters' text is over 8 KiB")?;
+    let status = |out: &mut dyn core::fmt::Write| out.write_str(&widest);
+    let site = StatusSite::new(TITLE, &status);
+    let mut page = heapless::String::<8192>::new();
+    let made = site.render("/", &mut page);
+    log::info!(
+        "http: status page {} B of {HTTP_PAGE_MAX} B with every counter at its largest \
+         (counters {} B of {STATUS_WIDEST} B; {} B at boot)",
+        page.len(),
+        widest.len(),
+        boot.len()
+    );
+    match made {
+        Some(Ok(_)) if page.len() <= HTTP_PAGE_MAX && widest.len() <= STATUS_WIDEST => Ok(()),
+        _ => Err("the status page does not fit its buffer"),
+    }
 }
 
 /// Checks the stack never reached the bottom of its region (after the other

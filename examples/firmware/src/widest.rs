@@ -1,0 +1,25 @@
+//! The status text with every counter at its largest, for the self-tests'
+//! check that the status page fits its buffer however long the firmware runs.
+
+/// Copies `boot`, a status text as it reads at boot (every counter 0), into
+/// `out` with each number that reads 0 made 20 digits long, as many as a `u64`
+/// has; the other numbers (ports, pool sizes, the stack's figures) as they
+/// are. `Err` if `out` is too small.
+pub fn widest<const N: usize>(boot: &str, out: &mut heapless::String<N>) -> Result<(), ()> {
+    let mut rest = boot;
+    while let Some(first) = rest.chars().next() {
+        let digits = first.is_ascii_digit();
+        let run = rest
+            .find(|c: char| c.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (piece, after) = rest.split_at(run);
+        let wide = if piece == "0" {
+            "18446744073709551615"
+        } else {
+            piece
+        };
+        out.push_str(wide).map_err(|_| ())?;
+        rest = after;
+    }
+    Ok(())
+}
