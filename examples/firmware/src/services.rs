@@ -271,6 +271,7 @@ pub const TITLE: &str = "smolsock firmware";
 /// The most bytes the counters' text takes, every counter at its largest (a
 /// `u64` of 20 digits): what the status pages leave room for. The self-test
 /// checks it.
+#[cfg(any(feature = "selftest", feature = "live"))]
 pub const STATUS_WIDEST: usize = 3200;
 
 /// The status text of the HTTP page: the counters as of the last poll.
