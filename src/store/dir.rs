@@ -217,13 +217,30 @@ fn open_checked(path: &Path, fits: fn(&fs::Metadata) -> bool) -> Result<(File, u
 }
 
 /// Empties the file at `path` if the store may write into it ([`writable`],
-/// checked on the open file); `false`, and nothing changed, if it may not.
+/// checked before it is opened and again on the open file); `false`, and
+/// nothing changed, if it may not, or if the system will not open it for
+/// writing (a file linked from a running program, or one the store's user
+/// may read but not write).
 fn empty_writable(path: &Path) -> Result<bool, StoreError> {
-    let file = OpenOptions::new()
+    if writable_len(path)?.is_none() {
+        return Ok(false);
+    }
+    let opened = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io_error)?;
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::ETXTBSY)
+            ) =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(io_error(e)),
+    };
     let meta = file.metadata().map_err(io_error)?;
     if !writable(&meta) {
         return Ok(false);
@@ -1167,6 +1184,49 @@ mod tests {
         store.delete(&name("again")).unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"secret");
         assert_eq!((store.entries(), store.used_bytes()), (1, 8));
+    }
+
+    /// A partial linked to a file the system will not open for writing (a
+    /// running program's) is started over all the same: its name goes.
+    #[test]
+    fn a_partial_linked_to_a_running_program_is_started_over() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("busy");
+        let root = dir.join("root");
+        fs::create_dir(&root).unwrap();
+        let program = dir.join("sleeper");
+        fs::copy("/bin/sleep", &program).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test's child may hold the copy open for a moment (a fork
+        // between its open and its close): a few tries.
+        let mut child = None;
+        for _ in 0..50 {
+            match std::process::Command::new(&program).arg("30").spawn() {
+                Ok(running) => {
+                    child = Some(running);
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut child = child.expect("the copy of sleep would not start");
+        fs::hard_link(&program, root.join(".x.part")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        let resumed = store.begin_upload(&name("x"), 6, true);
+        fs::hard_link(&program, root.join(".y.part")).unwrap();
+        let started = store.begin_upload(&name("y"), 6, false);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(started.map(|s| s.written()), Ok(0));
+        let mut upload = resumed.unwrap();
+        assert_eq!(upload.resumed_from(), 0);
+        store.append(&mut upload, b"fresh\n").unwrap();
+        store.commit(&upload, crc32(b"fresh\n")).unwrap();
+        assert_eq!(get(&store, "x"), b"fresh\n");
+        assert_eq!(fs::read(&program).unwrap(), fs::read("/bin/sleep").unwrap());
     }
 
     /// A resume in a store over its entry limit, whose partial has another
