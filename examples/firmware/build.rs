@@ -31,7 +31,7 @@ fn main() {
         && env::var_os("CARGO_FEATURE_SELFTEST").is_none()
     {
         // The live page's markup and rendering do not fit the 128 KiB of flash,
-        // and its 5.75 KiB page buffers leave the stack too little of the 64 KiB
+        // and its 6 KiB page buffers leave the stack too little of the 64 KiB
         // (README): this build gets 8 KiB more of each; the file store moves up.
         for (from, to) in [
             ("LENGTH = 128K", "LENGTH = 136K"),

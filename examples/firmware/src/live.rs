@@ -23,7 +23,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 /// ([`STATUS_WIDEST`](crate::services::STATUS_WIDEST); the self-test checks
 /// that the page fits).
 #[cfg(not(feature = "live"))]
-pub const PAGE_MAX: usize = 3456;
+pub const PAGE_MAX: usize = 3712;
 
 /// The site called `title`, whose counters `status` writes.
 #[cfg(not(feature = "live"))]
@@ -89,7 +89,7 @@ mod with_live {
     /// slot ([`ROW_MAX`] each) and the counters with every one at its largest
     /// ([`STATUS_WIDEST`]; `/stats` shows them, 1,419 B at boot). A page that
     /// does not fit is answered with 500.
-    pub const PAGE_MAX: usize = 5888;
+    pub const PAGE_MAX: usize = 6144;
 
     /// The most bytes a row takes here (`Bars::ROW_MAX` allows any name and
     /// buffer size): the services' names are 11 bytes at most, a peer 47 (an

@@ -1,10 +1,11 @@
 //! The status text with every counter at its largest, for the self-tests'
 //! check that the status page fits its buffer however long the firmware runs.
 
-/// Copies `boot`, a status text as it reads at boot (every counter 0), into
-/// `out` with each number that reads 0 made 20 digits long, as many as a `u64`
-/// has; the other numbers (ports, pool sizes, the stack's figures) as they
-/// are. `Err` if `out` is too small.
+/// Copies `boot`, a status text as it reads at boot (every counter 0; one that
+/// is shown only once it is not 0 must be given at its largest), into `out`
+/// with each number that reads 0 made 20 digits long, as many as a `u64` has
+/// (pool sizes among them, where they read 0); the other numbers (ports, the
+/// stack's figures) as they are. `Err` if `out` is too small.
 pub fn widest<const N: usize>(boot: &str, out: &mut heapless::String<N>) -> Result<(), ()> {
     let mut rest = boot;
     while let Some(first) = rest.chars().next() {
