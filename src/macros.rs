@@ -46,3 +46,25 @@ macro_rules! net_error {
 
 #[allow(unused_imports)]
 pub(crate) use {log_at, net_debug, net_error, net_info, net_trace, net_warn};
+
+/// `while let $pat = $e $body`, at most 10,000 rounds: a test that drains a
+/// session which never stops giving (bytes to send, frames to take) fails
+/// with the expression's text instead of hanging.
+#[cfg(test)]
+macro_rules! bounded_while_let {
+    ($pat:pat = $e:expr => $body:block) => {{
+        let mut rounds = 0u32;
+        while let $pat = $e {
+            rounds += 1;
+            assert!(
+                rounds <= 10_000,
+                "`{}` still going after 10,000 rounds",
+                stringify!($e)
+            );
+            $body
+        }
+    }};
+}
+
+#[cfg(test)]
+pub(crate) use bounded_while_let;

@@ -145,6 +145,8 @@ fn framed_turn(
         status = conn.poll(sockets, now).unwrap_or(status);
         while let Some(frame) = conn.session_mut().recv() {
             got.push(frame.to_vec());
+            // An echo: more frames than were sent would never end.
+            assert!(got.len() <= *sent, "more frames back than were sent");
         }
         if (*sent, got.len()) == before {
             return status;

@@ -737,8 +737,16 @@ fn tap_setup_explains_missing_root_and_missing_ip() {
         stderr_of(&no_ip)
     );
 
+    // In a namespace of its own name: were the name ever let through, nothing
+    // would be made in the host's.
     let bad = Command::new(&script)
-        .args(["up", "--name", "name-far-too-long"])
+        .args([
+            "up",
+            "--name",
+            "name-far-too-long",
+            "--netns",
+            "smolsock-never-made",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

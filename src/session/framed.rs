@@ -1272,6 +1272,7 @@ fn taken_before(before: u64, after: u64, len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::macros::bounded_while_let;
     use crate::session::testing::{Exchange, run};
     use crate::wire::frame::encode;
 
@@ -1586,9 +1587,9 @@ mod tests {
             for _ in 0..stream.len() {
                 let end = (pos + cut).min(stream.len());
                 pos += s.receive(&stream[pos..end], Instant::ZERO);
-                while let Some(frame) = s.recv() {
+                bounded_while_let!(Some(frame) = s.recv() => {
                     got.push(frame.to_vec());
-                }
+                });
                 if pos == stream.len() {
                     break;
                 }
@@ -1787,7 +1788,7 @@ mod tests {
             // Each round takes a byte at least, its answer sent away.
             for _ in 0..=bytes.len() {
                 let n = s.receive(rest, now);
-                while s.transmit(&mut space, now) > 0 {}
+                bounded_while_let!(1.. = s.transmit(&mut space, now) => {});
                 rest = &rest[n..];
             }
             assert!(rest.is_empty(), "at {at} ms");
@@ -1912,7 +1913,7 @@ mod tests {
         // bytes earn 20 ms), and it runs on with the bytes that come.
         let mut space = [0u8; 4096];
         let now = Instant::from_secs(100);
-        while echo.transmit(&mut space, now) > 0 {}
+        bounded_while_let!(1.. = echo.transmit(&mut space, now) => {});
         assert_eq!(echo.handler().frames, 2);
         assert_eq!(echo.poll_timeout(), Some(Instant::ZERO));
         echo.handle_timeout(now);

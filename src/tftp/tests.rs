@@ -4,6 +4,7 @@
 
 use super::packet::{ErrorCode, Mode, Options, Packet, RequestKind};
 use super::*;
+use crate::macros::bounded_while_let;
 use crate::store::{FileName, RamStore, Storage, StoreError};
 use crate::time::Instant;
 use crate::transfer::{SharedStore, SliceSink, UploadLease};
@@ -802,9 +803,9 @@ fn a_client_whose_server_never_answers_gives_up_after_its_tries() {
     let mut sent = 0;
     let mut now = Instant::ZERO;
     for _ in 0..20 {
-        while client.transmit(&mut buf, now) > 0 {
+        bounded_while_let!(1.. = client.transmit(&mut buf, now) => {
             sent += 1;
-        }
+        });
         let Some(at) = client.poll_timeout() else {
             break;
         };
@@ -953,12 +954,12 @@ fn random_datagrams_never_panic_a_session() {
         // Then silence: the client ends within its tries (or its dally).
         let mut now = Instant::ZERO;
         for _ in 0..20 {
-            while client.transmit(&mut buf, now) > 0 {}
+            bounded_while_let!(1.. = client.transmit(&mut buf, now) => {});
             let Some(at) = client.poll_timeout() else { break };
             now = at.max(now);
             client.handle_timeout(now);
         }
-        while client.transmit(&mut buf, now) > 0 {}
+        bounded_while_let!(1.. = client.transmit(&mut buf, now) => {});
         prop_assert!(client.is_done());
     });
 }
@@ -1222,9 +1223,9 @@ fn a_get_waits_a_whole_timeout_after_a_late_oack_and_repeats_put_it_off_only_so_
             get.handle_timeout(now);
         }
         get.receive(&data, now);
-        while get.transmit(&mut buf, now) > 0 {
+        bounded_while_let!(1.. = get.transmit(&mut buf, now) => {
             answered += 1;
-        }
+        });
     }
     assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
     assert!(answered > 5, "the repeats were answered");
@@ -1266,13 +1267,13 @@ fn a_get_whose_acks_are_lost_gives_the_server_its_tries_for_the_next_block() {
         } else if millis == 7500 {
             get.receive(&data_2, now);
         }
-        while let n @ 1.. = get.transmit(&mut buf, now) {
+        bounded_while_let!(n @ 1.. = get.transmit(&mut buf, now) => {
             let block = match parse(&buf[..n]) {
                 Packet::Ack { block } => Some(block),
                 _ => None,
             };
             acks.push((millis, block));
-        }
+        });
         outcome = get.outcome();
     }
     assert_eq!(outcome, Some(Ok(612)), "at {now:?}, ACKs {acks:?}");
@@ -1296,7 +1297,7 @@ fn a_get_whose_first_answer_is_an_old_block_still_has_a_deadline() {
         }),
         at,
     );
-    while get.transmit(&mut buf, at) > 0 {}
+    bounded_while_let!(1.. = get.transmit(&mut buf, at) => {});
     assert_eq!(get.poll_timeout(), Some(at.saturating_add(DEFAULT_TIMEOUT)));
     // And it ends by its tries if nothing more comes.
     for _ in 0..20 {
@@ -1304,7 +1305,7 @@ fn a_get_whose_first_answer_is_an_old_block_still_has_a_deadline() {
             break;
         };
         get.handle_timeout(now);
-        while get.transmit(&mut buf, now) > 0 {}
+        bounded_while_let!(1.. = get.transmit(&mut buf, now) => {});
     }
     assert_eq!(get.outcome(), Some(Err(TftpError::TimedOut)));
 }
@@ -1457,7 +1458,7 @@ fn a_server_repeating_its_last_block_cannot_hold_a_get_dallying_for_ever() {
             break;
         }
         client.receive(&block, now);
-        while client.transmit(&mut buf, now) > 0 {}
+        bounded_while_let!(1.. = client.transmit(&mut buf, now) => {});
     }
     assert!(
         client.is_done(),
@@ -2422,9 +2423,9 @@ fn a_finished_put_is_not_revived_by_a_malformed_datagram() {
         for d in drain(&mut server, now) {
             put.receive(&d, now);
         }
-        while let n @ 1.. = put.transmit(&mut buf, now) {
+        bounded_while_let!(n @ 1.. = put.transmit(&mut buf, now) => {
             server.receive(&buf[..n], now);
-        }
+        });
         if put.is_done() {
             break;
         }
@@ -2508,13 +2509,13 @@ fn get_losing_one_ack(lost: [u8; 4]) -> [Option<Result<u64, TftpError>>; 2] {
         for d in drain(&mut server, now) {
             get.receive(&d, now);
         }
-        while let n @ 1.. = get.transmit(&mut buf, now) {
+        bounded_while_let!(n @ 1.. = get.transmit(&mut buf, now) => {
             if !was_lost && buf[..n] == lost {
                 was_lost = true;
                 continue;
             }
             server.receive(&buf[..n], now);
-        }
+        });
         if outcome.is_none() {
             outcome = get.outcome();
         }
@@ -2578,7 +2579,7 @@ fn outcome_after(
     datagram: &[u8],
 ) -> Option<Result<u64, TftpError>> {
     get.receive(datagram, Instant::ZERO);
-    while get.transmit(&mut [0u8; 1100], Instant::ZERO) > 0 {}
+    bounded_while_let!(1.. = get.transmit(&mut [0u8; 1100], Instant::ZERO) => {});
     get.outcome()
 }
 

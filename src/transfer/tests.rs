@@ -2,6 +2,7 @@
 //! byte pipe that moves bytes both ways in pieces of any size.
 
 use super::*;
+use crate::macros::bounded_while_let;
 use crate::session::{Request, Session, Status};
 use crate::store::{FileName, FileStat, RamStore, Storage};
 use crate::time::Instant;
@@ -1072,7 +1073,7 @@ fn the_bytes_an_upload_hashes_count_toward_the_minimum_rate() {
         prefix_crc: 0,
     });
     put.receive(&ready, now);
-    while put.transmit(&mut space, now) > 0 {}
+    bounded_while_let!(1.. = put.transmit(&mut space, now) => {});
     let done = raw_message(&crate::wire::transfer::Message::PutDone {
         size: 60_000,
         crc: crc32(&data),

@@ -447,6 +447,9 @@ impl FramedPeer {
                     Some(frame) => self.got.push(frame.to_vec()),
                     None => break,
                 }
+                // A peer that never stops sending fails the test instead of
+                // holding it in this loop.
+                assert!(self.got.len() <= 100_000, "over 100,000 frames taken");
             }
             if (self.sent, self.got.len()) == (sent, got) {
                 return status;
