@@ -721,6 +721,9 @@ fn framed_echo(demo: &mut Demo<'_, '_>, to: IpAddress) -> Result<(), String> {
             }
             while let Some(frame) = conn.session_mut().recv() {
                 back.push(frame.to_vec());
+                if back.len() > sent {
+                    return Some(Err("more frames echoed than were sent".into()));
+                }
             }
             if let Some(e) = conn.session().error() {
                 return Some(Err(e.to_string()));
