@@ -452,27 +452,10 @@ mod widest;
 fn status_page_fits() -> Result<(), &'static str> {
     use crate::live::PAGE_MAX;
     use crate::status::{Counters, STATUS_WIDEST, TITLE, write_status};
-    use smolsock::http::{Site, StatusSite};
     let mut boot = heapless::String::<4096>::new();
     write_status(&Counters::ZERO, &lan9118::Stats::default(), 0, &mut boot)
         .map_err(|_| "the counters' text at boot is over 4 KiB")?;
-    let mut widest = heapless::String::<8192>::new();
-    widest::widest(&boot, &mut widest).map_err(|()| "the widest counters' text is over 8 KiB")?;
-    let status = |out: &mut dyn core::fmt::Write| out.write_str(&widest);
-    let site = StatusSite::new(TITLE, &status);
-    let mut page = heapless::String::<8192>::new();
-    let made = site.render("/", &mut page);
-    log::info!(
-        "http: status page {} B of {PAGE_MAX} B with every counter at its largest \
-         (counters {} B of {STATUS_WIDEST} B; {} B at boot)",
-        page.len(),
-        widest.len(),
-        boot.len()
-    );
-    match made {
-        Some(Ok(_)) if page.len() <= PAGE_MAX && widest.len() <= STATUS_WIDEST => Ok(()),
-        _ => Err("the status page does not fit its buffer"),
-    }
+    widest::status_page_fits(&boot, TITLE, PAGE_MAX, STATUS_WIDEST)
 }
 
 /// The transfer's file, made on the fly: `FILE_BYTES` of a pattern.

@@ -156,7 +156,6 @@ fn cost(board: &mut Board<'_>) -> Result<(), &'static str> {
 #[cfg(not(feature = "live"))]
 fn status_page_fits(_board: &mut Board<'_>) -> Result<(), &'static str> {
     use crate::services::{Counters, HTTP_PAGE_MAX, STATUS_WIDEST, TITLE, write_status};
-    use smolsock::http::{Site, StatusSite};
     // The counters at boot, but for the ones shown only once they are not 0
     // (polls with a socket missing): those at their largest already.
     let mut counters = Counters::default();
@@ -172,24 +171,7 @@ fn status_page_fits(_board: &mut Board<'_>) -> Result<(), &'static str> {
     let mut boot = heapless::String::<4096>::new();
     write_status(Some(&counters), &mut boot)
         .map_err(|_| "the counters' text at boot is over 4 KiB")?;
-    let mut widest = heapless::String::<8192>::new();
-    crate::widest::widest(&boot, &mut widest)
-        .map_err(|()| "the widest counters' text is over 8 KiB")?;
-    let status = |out: &mut dyn core::fmt::Write| out.write_str(&widest);
-    let site = StatusSite::new(TITLE, &status);
-    let mut page = heapless::String::<8192>::new();
-    let made = site.render("/", &mut page);
-    log::info!(
-        "http: status page {} B of {HTTP_PAGE_MAX} B with every counter at its largest \
-         (counters {} B of {STATUS_WIDEST} B; {} B at boot)",
-        page.len(),
-        widest.len(),
-        boot.len()
-    );
-    match made {
-        Some(Ok(_)) if page.len() <= HTTP_PAGE_MAX && widest.len() <= STATUS_WIDEST => Ok(()),
-        _ => Err("the status page does not fit its buffer"),
-    }
+    crate::widest::status_page_fits(&boot, TITLE, HTTP_PAGE_MAX, STATUS_WIDEST)
 }
 
 /// Checks the stack never reached the bottom of its region (after the other
