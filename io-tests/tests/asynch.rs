@@ -667,7 +667,15 @@ where
         write.shutdown().await.unwrap();
     });
     let mut output = Vec::new();
-    read.read_to_end(&mut output).await.unwrap();
+    // Far more than any exchange on loopback takes: a server that stops
+    // answering fails the test here.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read.read_to_end(&mut output),
+    )
+    .await
+    .expect("nothing read for 30 s")
+    .unwrap();
     writer.await.unwrap();
     let (end, session) = server.await.unwrap();
     (end, output, session)

@@ -15,6 +15,10 @@ use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 
+/// How long a client here waits for a byte before the test fails: far more
+/// than any exchange on loopback takes, far less than CI's limit.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 use common_io::{Ask, Chores, Deaf, Firehose, Idle, Sip, bodies, frames, pattern};
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use smolsock::blocking::{
@@ -142,6 +146,7 @@ fn over_tcp<S: Session + Send + 'static>(session: S, input: Vec<u8>) -> (End, Ve
         (end, session)
     });
     let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let mut write = stream.try_clone().unwrap();
     let writer = thread::spawn(move || {
         write.write_all(&input).unwrap();
@@ -657,6 +662,7 @@ fn answer_after_the_close(drain: bool) -> (usize, bool, Option<u64>) {
         Some(conn.drain(&clock).unwrap())
     });
     let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream.write_all(&unread).unwrap();
     // A server that failed drops the sender: the test fails here, not hangs.
     server_ended.recv().unwrap();
@@ -665,6 +671,14 @@ fn answer_after_the_close(drain: bool) -> (usize, bool, Option<u64>) {
         match stream.read(&mut buf) {
             Ok(0) => break false,
             Ok(n) => got += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("nothing read for {READ_TIMEOUT:?}")
+            }
             Err(_) => break true,
         }
     };
