@@ -193,22 +193,44 @@ fn lstat_len(path: &Path, counts: fn(&fs::Metadata) -> bool) -> Result<Option<u6
 /// Opens a regular file for reading without following a symlink, and without
 /// blocking on a FIFO someone left in the root.
 fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
-    open_checked(path, |meta| meta.file_type().is_file())
+    open_checked(path, false, |meta| meta.file_type().is_file())
 }
 
-/// Opens a partial for reading, as [`open_regular`] does, if the store may
-/// write into it ([`writable`], checked on the open file): what the store
-/// resumes and commits. `NotFound` if it is anything else.
+/// Opens a partial for reading and writing, as [`open_regular`] does, if the
+/// store may write into it ([`writable`], checked on the open file): what the
+/// store resumes and commits. `NotFound` if it is anything else, or if the
+/// system will not open it for writing ([`refused_for_writing`]).
 fn open_partial(path: &Path) -> Result<(File, u64), StoreError> {
-    open_checked(path, writable)
+    open_checked(path, true, writable)
 }
 
-fn open_checked(path: &Path, fits: fn(&fs::Metadata) -> bool) -> Result<(File, u64), StoreError> {
+/// Whether an open for writing failed because the system will not let this
+/// file be written (a running program's, or one the store's user may only
+/// read): a partial the store starts over instead.
+fn refused_for_writing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::ETXTBSY)
+    )
+}
+
+fn open_checked(
+    path: &Path,
+    write: bool,
+    fits: fn(&fs::Metadata) -> bool,
+) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
         .read(true)
+        .write(write)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(io_error)?;
+        .map_err(|e| {
+            if write && refused_for_writing(&e) {
+                StoreError::NotFound
+            } else {
+                io_error(e)
+            }
+        })?;
     let meta = file.metadata().map_err(io_error)?;
     if !fits(&meta) {
         return Err(StoreError::NotFound);
@@ -231,14 +253,7 @@ fn empty_writable(path: &Path) -> Result<bool, StoreError> {
         .open(path);
     let file = match opened {
         Ok(file) => file,
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EACCES | libc::EPERM | libc::ETXTBSY)
-            ) =>
-        {
-            return Ok(false);
-        }
+        Err(e) if refused_for_writing(&e) => return Ok(false),
         Err(e) => return Err(io_error(e)),
     };
     let meta = file.metadata().map_err(io_error)?;
@@ -575,7 +590,8 @@ impl Storage for DirStore {
                     self.partials.insert(*name, Current::of(&upload));
                     return Ok(upload);
                 }
-                // Linked since it was looked at: started over below.
+                // Linked since it was looked at, or not to be written:
+                // started over below.
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
             }
@@ -1186,46 +1202,61 @@ mod tests {
         assert_eq!((store.entries(), store.used_bytes()), (1, 8));
     }
 
-    /// A partial linked to a file the system will not open for writing (a
-    /// running program's) is started over all the same: its name goes.
+    /// A running copy of `sleep` at `path`, killed and waited for when
+    /// dropped (also when the test fails).
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start(path: &Path) -> Self {
+            use std::os::unix::fs::PermissionsExt;
+            fs::copy("/bin/sleep", path).unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+            // Another test's child may hold the copy open for a moment (a
+            // fork between its open and its close): a few tries.
+            for _ in 0..50 {
+                match std::process::Command::new(path).arg("30").spawn() {
+                    Ok(child) => return Self(child),
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("{}: {e}", path.display()),
+                }
+            }
+            panic!("the copy of sleep would not start");
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A partial the system will not open for writing (a running program's)
+    /// is started over, resumed or not, whether it has one name or two.
     #[test]
-    fn a_partial_linked_to_a_running_program_is_started_over() {
-        use std::os::unix::fs::PermissionsExt;
+    fn a_partial_that_is_a_running_program_is_started_over() {
         let dir = TempDir::new("busy");
         let root = dir.join("root");
         fs::create_dir(&root).unwrap();
-        let program = dir.join("sleeper");
-        fs::copy("/bin/sleep", &program).unwrap();
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test's child may hold the copy open for a moment (a fork
-        // between its open and its close): a few tries.
-        let mut child = None;
-        for _ in 0..50 {
-            match std::process::Command::new(&program).arg("30").spawn() {
-                Ok(running) => {
-                    child = Some(running);
-                    break;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        let mut child = child.expect("the copy of sleep would not start");
-        fs::hard_link(&program, root.join(".x.part")).unwrap();
+        // One name: the link count lets it through, the open for writing not.
+        let running = Sleeper::start(&root.join(".x.part"));
         let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
-        let resumed = store.begin_upload(&name("x"), 6, true);
-        fs::hard_link(&program, root.join(".y.part")).unwrap();
-        let started = store.begin_upload(&name("y"), 6, false);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(started.map(|s| s.written()), Ok(0));
+        let held = fs::metadata(root.join(".x.part")).unwrap().len();
+        let resumed = store.begin_upload(&name("x"), held + 6, true);
+        drop(running);
         let mut upload = resumed.unwrap();
         assert_eq!(upload.resumed_from(), 0);
         store.append(&mut upload, b"fresh\n").unwrap();
-        store.commit(&upload, crc32(b"fresh\n")).unwrap();
-        assert_eq!(get(&store, "x"), b"fresh\n");
+        // Two names: the other one outside the root.
+        let program = dir.join("sleeper");
+        let running = Sleeper::start(&program);
+        fs::hard_link(&program, root.join(".y.part")).unwrap();
+        let mut store = DirStore::open(&root, DirLimits::default()).unwrap();
+        let started = store.begin_upload(&name("y"), 6, false);
+        drop(running);
+        assert_eq!(started.map(|s| s.written()), Ok(0));
         assert_eq!(fs::read(&program).unwrap(), fs::read("/bin/sleep").unwrap());
     }
 
