@@ -199,6 +199,7 @@ fn read_frames(stream: &mut TcpStream, count: usize, max_len: u32) -> Vec<Vec<u8
             rest = &rest[taken..];
             while let Some(frame) = reader.next_frame() {
                 frames.push(frame.to_vec());
+                assert!(frames.len() <= 1_000_000, "over a million frames read");
             }
         }
     }

@@ -1550,7 +1550,7 @@ mod tests {
                 s.receive_finished(now);
                 for _ in 0..3 {
                     let _ = poll(&mut s, now);
-                    while s.recv().is_some() {}
+                    bounded_while_let!(Some(_) = s.recv() => {});
                 }
                 let what = format!("close first {close_first}, a frame held {frame_held}");
                 assert!(

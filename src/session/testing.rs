@@ -19,7 +19,15 @@ pub(crate) fn run<S: Session>(session: &mut S, input: &[u8], cut: usize, space: 
     session.start(now);
     let (mut output, mut taken, mut finished) = (Vec::new(), 0, false);
     let mut buf = vec![0u8; space];
+    // Each round takes input, sends, or ends: far more rounds than the input
+    // has bytes is a session that never stops.
+    let mut rounds = 0usize;
     loop {
+        rounds += 1;
+        assert!(
+            rounds <= 10 * input.len() + 10_000,
+            "the session still going after {rounds} rounds"
+        );
         let end = (taken + cut).min(input.len());
         let took = session.receive(&input[taken..end], now);
         taken += took;

@@ -1967,6 +1967,7 @@ impl core::error::Error for EncodeError {}
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::macros::bounded_while_let;
 
     fn fmt(width: HeaderWidth, order: ByteOrder, max: u32) -> HeaderFormat {
         HeaderFormat::new(width, order, max).unwrap()
@@ -1979,9 +1980,9 @@ pub(crate) mod tests {
     }
 
     fn collect<B: AsRef<[u8]> + AsMut<[u8]>>(r: &mut FrameReader<B>, out: &mut Vec<Vec<u8>>) {
-        while let Some(f) = r.next_frame() {
+        bounded_while_let!(Some(f) = r.next_frame() => {
             out.push(f.to_vec());
-        }
+        });
     }
 
     #[test]
@@ -3371,7 +3372,7 @@ pub(crate) mod tests {
                 let mut r = FrameReader::new(vec![0u8; format.max_frame_len()], format).unwrap();
                 for chunk in bytes.chunks(piece) {
                     let _ = r.feed(chunk);
-                    while r.next_frame().is_some() {}
+                    bounded_while_let!(Some(_) = r.next_frame() => {});
                 }
                 let _ = r.finish();
             }
