@@ -126,6 +126,12 @@ impl fmt::Display for UdpStats {
     }
 }
 
+/// The most payload a datagram carries over a link of IP MTU `mtu`: less the
+/// IPv4 (20 bytes) or IPv6 (40) header and UDP's own 8.
+fn link_payload(mtu: u16, v4: bool) -> usize {
+    usize::from(mtu).saturating_sub(if v4 { 28 } else { 48 })
+}
+
 /// A reply in the buffer, waiting for send space.
 #[derive(Clone, Copy)]
 struct Pending {
@@ -236,20 +242,16 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
             return true;
         };
         let reply = self.buf.get(..len).unwrap_or(&[]);
-        let headers = if matches!(to.addr, smoltcp::wire::IpAddress::Ipv4(_)) {
-            28
-        } else {
-            48
-        };
-        if let Some(mtu) = self.link_mtu.map(usize::from)
-            && len > mtu.saturating_sub(headers)
+        let v4 = matches!(to.addr, smoltcp::wire::IpAddress::Ipv4(_));
+        if let Some(carried) = self.link_mtu.map(|mtu| link_payload(mtu, v4))
+            && len > carried
         {
             crate::macros::net_warn!(
                 "udp/{}: reply of {} bytes to {} not sent: the link carries {}",
                 self.port,
                 len,
                 to,
-                mtu.saturating_sub(headers)
+                carried
             );
             self.stats.send_errors = self.stats.send_errors.saturating_add(1);
             self.pending = None;
@@ -332,15 +334,15 @@ impl<H: DatagramHandler, const MAX: usize> Service for UdpService<H, MAX> {
             return;
         }
         if !self.bound
-            && let Some(mtu) = self.link_mtu.map(usize::from)
-            && socket.payload_recv_capacity() < mtu.saturating_sub(28)
+            && let Some(carried) = self.link_mtu.map(|mtu| link_payload(mtu, true))
+            && socket.payload_recv_capacity() < carried
         {
             crate::macros::net_warn!(
                 "udp/{}: the socket's receive ring ({} B) cannot hold a datagram \
                  as long as the link carries ({} B): longer ones go uncounted",
                 self.port,
                 socket.payload_recv_capacity(),
-                mtu.saturating_sub(28)
+                carried
             );
         }
         self.bound = true;

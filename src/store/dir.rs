@@ -197,10 +197,15 @@ fn open_regular(path: &Path) -> Result<(File, u64), StoreError> {
 }
 
 /// Opens a partial for reading and writing, as [`open_regular`] does, if the
-/// store may write into it ([`writable`], checked on the open file): what the
-/// store resumes and commits. `NotFound` if it is anything else, or if the
-/// system will not open it for writing ([`refused_for_writing`]).
+/// store may write into it ([`writable`], looked at before it is opened, so
+/// that a file with another name is never opened for writing, and checked
+/// again on the open file): what the store resumes, empties and commits.
+/// `NotFound` if it is anything else, or if the system will not open it for
+/// writing ([`refused_for_writing`]).
 fn open_partial(path: &Path) -> Result<(File, u64), StoreError> {
+    if writable_len(path)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
     open_checked(path, true, writable)
 }
 
@@ -238,30 +243,17 @@ fn open_checked(
     Ok((file, meta.len()))
 }
 
-/// Empties the file at `path` if the store may write into it ([`writable`],
-/// checked before it is opened and again on the open file); `false`, and
-/// nothing changed, if it may not, or if the system will not open it for
-/// writing (a file linked from a running program, or one the store's user
-/// may read but not write).
+/// Empties the partial at `path` if the store may write into it
+/// ([`open_partial`]); `false`, and nothing changed, if it may not.
 fn empty_writable(path: &Path) -> Result<bool, StoreError> {
-    if writable_len(path)?.is_none() {
-        return Ok(false);
+    match open_partial(path) {
+        Ok((file, _)) => {
+            file.set_len(0).map_err(io_error)?;
+            Ok(true)
+        }
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
     }
-    let opened = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if refused_for_writing(&e) => return Ok(false),
-        Err(e) => return Err(io_error(e)),
-    };
-    let meta = file.metadata().map_err(io_error)?;
-    if !writable(&meta) {
-        return Ok(false);
-    }
-    file.set_len(0).map_err(io_error)?;
-    Ok(true)
 }
 
 /// CRC-32 of the first `len` bytes of `file`; `None` if it is shorter.
@@ -580,8 +572,7 @@ impl Storage for DirStore {
         // name too, which is started over in its place: as a resume, it takes
         // no entry more.
         let in_place = resume && old.is_some_and(|held| held <= size);
-        if in_place && writable_len(&path)?.is_some() {
-            let held = old.unwrap_or(0);
+        if let Some(held) = old.filter(|_| in_place) {
             self.check_room(size.saturating_sub(held))?;
             match open_partial(&path) {
                 Ok((mut file, held)) => {
@@ -590,8 +581,7 @@ impl Storage for DirStore {
                     self.partials.insert(*name, Current::of(&upload));
                     return Ok(upload);
                 }
-                // Linked since it was looked at, or not to be written:
-                // started over below.
+                // Another name, or not to be written: started over below.
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
             }
@@ -616,32 +606,37 @@ impl Storage for DirStore {
                 max: self.limits.max_files,
             });
         }
-        match old {
+        let emptied = match old {
             // Our own partial is emptied where it is: no new file has to be
             // made, which could fail (no room for one more, no descriptor left)
             // with the old bytes already gone.
             Some(held) if empty_writable(&path)? => {
                 self.used = self.used.saturating_sub(held);
+                true
             }
-            other => {
-                match other {
-                    // A partial with another name: only this name goes.
-                    Some(held) => self.remove_counted(&path, held)?,
-                    // Something else sits there (a planted symlink): unlink
-                    // it, never write through it.
-                    None if fs::symlink_metadata(&path).is_ok() => {
-                        fs::remove_file(&path).map_err(io_error)?;
-                    }
-                    None => {}
+            // A partial with another name, or not to be written: only this
+            // name goes.
+            Some(held) => {
+                self.remove_counted(&path, held)?;
+                false
+            }
+            // Something else sits there (a planted symlink): unlink it, never
+            // write through it.
+            None => {
+                if fs::symlink_metadata(&path).is_ok() {
+                    fs::remove_file(&path).map_err(io_error)?;
                 }
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(io_error)?;
-                self.entries = self.entries.saturating_add(1);
+                false
             }
+        };
+        if !emptied {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(io_error)?;
+            self.entries = self.entries.saturating_add(1);
         }
         let upload = Upload::new(*name, size, 0, 0).stamped(next_stamp());
         self.partials.insert(*name, Current::of(&upload));

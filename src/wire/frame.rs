@@ -1115,10 +1115,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// counted as discarded: the session will take no more frames.
     pub(crate) fn drop_held(&mut self) {
         self.count_discarded(self.end.saturating_sub(self.head));
-        self.head = 0;
-        self.scan = 0;
-        self.end = 0;
-        self.pending_total = 0;
+        self.empty_storage();
     }
 
     /// The stream stops inside a frame, the peer having ended it or (`stalled`)
@@ -1144,11 +1141,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
 
     /// Forgets all bytes held and any error, to start a new stream. Counters stay.
     pub fn reset(&mut self) {
+        self.empty_storage();
+        self.poisoned = None;
+    }
+
+    /// Forgets every byte the storage holds.
+    fn empty_storage(&mut self) {
         self.head = 0;
         self.scan = 0;
         self.end = 0;
         self.pending_total = 0;
-        self.poisoned = None;
     }
 
     /// The body range of the whole frame at `head`, if there is one.
