@@ -7,7 +7,7 @@
 //! and time SYNs. Run with `--nocapture` to see the figures.
 
 mod common_sim;
-use common_sim::tcp_segment_frame;
+use common_sim::{run_for, tcp_segment_frame};
 
 use smolsock::net::{Service, TcpServer};
 use smolsock::runner::sim::{
@@ -693,8 +693,7 @@ fn a_slot_closed_on_a_peer_that_keeps_sending_is_freed_by_the_close_timeout() {
         })
         .unwrap();
     // The RST that freed the slot goes out on the next poll.
-    net.run_services(&mut server, &mut (), ms(100), |_, _, _| None::<()>)
-        .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), ms(100));
     let wire = net.capture();
     let closed_at = wire.to_client(port).find(|s| s.fin).unwrap().at;
     let freed_after = freed_at - closed_at;
@@ -749,8 +748,7 @@ fn blind_resets(backlog: bool) -> BlindResets {
         client.echoed().then_some(())
     })
     .unwrap();
-    net.run_services(&mut server, &mut (), ms(100), |_, _, _| None::<()>)
-        .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), ms(100));
     let expected = net.capture().last_ack_to(client.port);
     let mut injected = 0;
     for step in (4000..BUFFER as u32).step_by(4000) {
@@ -763,8 +761,7 @@ fn blind_resets(backlog: bool) -> BlindResets {
         net.inject_frame(Direction::ClientToServer, &frame);
         injected += 1;
     }
-    net.run_services(&mut server, &mut (), ms(100), |_, _, _| None::<()>)
-        .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), ms(100));
     BlindResets {
         net,
         server,
@@ -792,8 +789,7 @@ fn blind_resets_across_the_window_are_dropped_and_only_the_exact_one_resets() {
     })
     .unwrap();
     // Only the exact sequence number resets it.
-    net.run_services(&mut server, &mut (), ms(100), |_, _, _| None::<()>)
-        .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), ms(100));
     let exact = net.capture().last_ack_to(client.port);
     let frame = tcp_frame((CLIENT_MAC, CLIENT_V4), client.port, TcpControl::Rst, exact);
     net.inject_frame(Direction::ClientToServer, &frame);
@@ -995,18 +991,18 @@ fn a_client_acking_our_fin_and_reconnecting_from_its_port_at_once_is_held_not_re
     let mut first = EchoClient::new(&mut net, 49152);
     first.connect(&mut net);
     let mut again = EchoClient::new(&mut net, 49152);
-    let mut connected_at = None;
     let mut first_gone = false;
     let _ = net.run_services(&mut server, &mut (), secs(10), |_, _, net| {
-        if first_gone {
-        } else if first.done(net) {
-            // The first socket shares the port pair with the new one, and
-            // smoltcp would hand it the new one's segments: it goes once its
-            // ACK of the server's FIN has left.
-            net.client.sockets.remove(first.handle);
-            first_gone = true;
-        } else {
-            first.poll(net);
+        if !first_gone {
+            if first.done(net) {
+                // The first socket shares the port pair with the new one, and
+                // smoltcp would hand it the new one's segments: it goes once
+                // its ACK of the server's FIN has left.
+                net.client.sockets.remove(first.handle);
+                first_gone = true;
+            } else {
+                first.poll(net);
+            }
         }
         // The server has closed its half (its FIN goes out with the next poll):
         // the client reconnects from the same port at once, as its ACK of that
@@ -1019,7 +1015,6 @@ fn a_client_acking_our_fin_and_reconnecting_from_its_port_at_once_is_held_not_re
             .any(|s| s.state() == tcp::State::LastAck);
         if last_ack && again.connect_at.is_none() {
             again.connect(net);
-            connected_at = Some(net.now());
         }
         again.poll(net);
         again.established_at.map(|_| ())
@@ -1028,11 +1023,12 @@ fn a_client_acking_our_fin_and_reconnecting_from_its_port_at_once_is_held_not_re
     let resets_after: Vec<_> = net
         .capture()
         .to_client(49152)
-        .filter(|s| s.rst && s.at >= connected_at.unwrap())
+        .filter(|s| s.rst && s.at >= again.connect_at.unwrap())
         .copied()
         .collect();
     println!(
-        "first SYN at {syn}; reconnect at {connected_at:?}, established {:?}, refused {} | SYNs: {:?} | RSTs after: {resets_after:?} | server: {} | backlog: {}",
+        "first SYN at {syn}; reconnect at {:?}, established {:?}, refused {} | SYNs: {:?} | RSTs after: {resets_after:?} | server: {} | backlog: {}",
+        again.connect_at,
         again.established_at,
         again.refused,
         net.capture()

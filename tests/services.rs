@@ -25,7 +25,7 @@ use smolsock::wire::http::{ResponseHead, StatusCode};
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{AnySocket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{ArpOperation, IpAddress, Ipv4Address, TcpControl, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{ArpOperation, IpAddress, Ipv4Address, TcpControl};
 
 /// How long any exchange may take in virtual time before the test fails.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -647,10 +647,7 @@ fn half_open_handshakes_free_their_slots_after_the_handshake_timeout() {
     // would; each round takes at least a second, and the bound below ends the loop.
     let flooded_at = net.now();
     while client.state() != ClientState::Connected {
-        net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
-            None::<()>
-        })
-        .unwrap_err();
+        run_for(&mut net, &mut server, &mut (), Duration::from_secs(1));
         client.connect(&mut net, (SERVER_V4, 7), &mut ports);
         net.run_services(&mut server, &mut client, LIMIT, |_, client, _| {
             (client.state() != ClientState::Connecting).then_some(())
@@ -1109,10 +1106,7 @@ fn close_all_closes_every_connection_cleanly_and_stops_listening() {
     })
     .unwrap();
     assert_eq!(late.state(), ClientState::Failed(ConnectError::Refused));
-    net.run_services(&mut server, &mut (), Duration::from_secs(1), |_, _, _| {
-        None::<()>
-    })
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), Duration::from_secs(1));
     assert_eq!(server.port(), 0);
     assert_eq!(CANNOT_LISTEN.seen.load(Ordering::Relaxed), 0);
 }
@@ -1555,10 +1549,7 @@ fn a_peer_that_stops_reading_gets_back_pressure_without_loss_while_others_are_se
         fast.done().then_some(())
     })
     .unwrap();
-    net.run_services(&mut server, &mut both, Duration::from_secs(5), |_, _, _| {
-        None::<()>
-    })
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut both, Duration::from_secs(5));
     let Pair(slow, fast) = &mut both;
     assert!(fast.driver.got == fast.driver.frames);
     let stuck_at = slow.driver.sent;
@@ -2846,10 +2837,7 @@ fn close_all_sends_every_record_a_session_holds_before_the_fin() {
         .socket_and_context::<tcp::Socket>(client)
         .unwrap();
     socket.connect(cx, (SERVER_V4, 7), 49152).unwrap();
-    net.run_services(&mut server, &mut (), Duration::from_secs(2), |_, _, _| {
-        None::<()>
-    })
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), Duration::from_secs(2));
     let now = net.now();
     server.close_all(&mut net.server.sockets, now);
     let back = read_until_the_server_is_done(&mut net, &mut server, client);
@@ -3210,31 +3198,6 @@ fn a_held_syn_is_replayed_as_soon_as_the_backlog_asks_whatever_the_idle_step() {
     );
 }
 
-/// A segment with no payload from `src`:`src_port` (at FORGED_MAC) to the server's `port`.
-fn forged_segment(
-    src: Ipv4Address,
-    src_port: u16,
-    port: u16,
-    control: TcpControl,
-    seq: u32,
-) -> Vec<u8> {
-    let repr = TcpRepr {
-        src_port,
-        dst_port: port,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: None,
-        window_len: 1024,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
-    tcp_segment_frame(FORGED_MAC, src, &repr)
-}
-
 /// A pool of two echo slots 300 ms (one way) from its clients, whose
 /// addresses a first connection resolved. A host A (answering ARP) holds slot 0
 /// in a handshake for `held`, then gives up (its RST, the exact sequence
@@ -3266,8 +3229,7 @@ fn a_gives_way_to_b(seed: u64, held: Duration) -> (Net, TcpServer<Echo, 2>, Clie
         server_socket_in(net, tcp::State::SynReceived).then_some(())
     })
     .unwrap();
-    net.run_services(&mut server, &mut (), held, |_, _, _| None::<()>)
-        .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), held);
     net.inject_frame(
         Direction::ClientToServer,
         &forged_segment(a, 40000, 7, TcpControl::Rst, 1001),
@@ -3307,10 +3269,7 @@ fn the_backlog_does_not_evict_a_fresh_handshake_as_old_as_the_one_before_on_its_
     let (mut net, mut server, mut b) = a_gives_way_to_b(7002, Duration::from_secs(5));
     // 1 ms later two SYNs from addresses never seen: one takes slot 1, the other
     // is held for the full pool.
-    net.run_services(&mut server, &mut b, Duration::from_millis(1), |_, _, _| {
-        None::<()>
-    })
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut b, Duration::from_millis(1));
     for host in [150, 151] {
         let src = Ipv4Address::new(10, 0, 0, host);
         net.inject_frame(

@@ -426,13 +426,7 @@ fn unresolvable_peer_body() {
     let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
     let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
     let frame = forged_udp(ghost, 40_000, 69, b"\0\x01f\0octet\0");
-    net.run_services(
-        &mut server,
-        &mut (),
-        Duration::from_millis(10),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     net.inject_frame(smolsock::runner::sim::Direction::ClientToServer, &frame);
     net.run_services(&mut server, &mut (), Duration::from_secs(1), |s, _, _| {
         (s.active() == 1).then_some(())
@@ -484,13 +478,7 @@ fn port_69_held_up_body() {
     let listen = net.server.sockets.add(small());
     let slots = [net.server.sockets.add(small())];
     let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
-    net.run_services(
-        &mut server,
-        &mut (),
-        Duration::from_millis(10),
-        |_, _, _| None::<()>,
-    )
-    .unwrap_err();
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
     // An ACK to port 69: its ERROR 4 waits for a neighbour that never answers.
     let ghost = smoltcp::wire::Ipv4Address::new(10, 0, 0, 99);
     let frame = forged_udp(ghost, 40_000, 69, &[0, 4, 0, 1]);

@@ -867,22 +867,34 @@ pub fn forged_arp(
 /// link answers for), as an Ethernet frame from [`FORGED_MAC`]: a half-open
 /// handshake that can never complete.
 pub fn forged_syn(src: smoltcp::wire::Ipv4Address, src_port: u16, port: u16) -> Vec<u8> {
+    forged_segment(src, src_port, port, smoltcp::wire::TcpControl::Syn, 1000)
+}
+
+/// A segment with no payload from `src`:`src_port` (at [`FORGED_MAC`]) to the
+/// server's `port`, with `control` and sequence number `seq`.
+pub fn forged_segment(
+    src: smoltcp::wire::Ipv4Address,
+    src_port: u16,
+    port: u16,
+    control: smoltcp::wire::TcpControl,
+    seq: u32,
+) -> Vec<u8> {
     use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
-    let syn = TcpRepr {
+    let repr = TcpRepr {
         src_port,
         dst_port: port,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1000),
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
         ack_number: None,
         window_len: 1024,
         window_scale: None,
-        max_seg_size: Some(1460),
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
         payload: &[],
     };
-    tcp_segment_frame(FORGED_MAC, src, &syn)
+    tcp_segment_frame(FORGED_MAC, src, &repr)
 }
 
 /// Runs both services for `time`, whatever happens meanwhile.
