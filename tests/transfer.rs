@@ -2036,3 +2036,235 @@ fn the_cli_protocol_code_resumes_a_cut_upload_and_a_cut_download() {
     assert_eq!(report.resumed_from, held);
     assert!(std::fs::read(&target).unwrap() == data);
 }
+
+/// The async adapter (`asynch`, what an embassy-net firmware runs) against the
+/// poll-loop server, joined by the simulated link.
+#[cfg(feature = "embedded-io-async")]
+mod over_async {
+    use super::*;
+    use core::cell::RefCell;
+    use core::future::{Future, poll_fn};
+    use core::pin::pin;
+    use core::task::{Context, Waker};
+    use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+    use smolsock::asynch::{Clock, Connection};
+
+    /// Polls of a future before a test gives up on it: each poll that finds
+    /// nothing to do turns the simulation once, so this bounds the virtual
+    /// time a request may take too.
+    const POLLS: usize = 200_000;
+
+    /// Runs `future` to its end on this thread. Every stream and clock here
+    /// turns the simulation when it has to wait, so polling again is progress.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..POLLS {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+        }
+        panic!("the future made no end in {POLLS} turns of the simulation");
+    }
+
+    /// An `embedded_io_async` stream over client socket `i` of the rig, as
+    /// embassy-net's `TcpSocket` is over its socket: a read or write that can
+    /// do nothing yet turns the simulation once and is pending.
+    struct SimSocket<'r, S: Storage + 'static> {
+        rig: &'r RefCell<Rig<S>>,
+        i: usize,
+        /// Bytes this stream still moves (either way) before the "cable is pulled".
+        budget: usize,
+    }
+
+    impl<S: Storage + 'static> SimSocket<'_, S> {
+        /// Takes up to `n` bytes of the budget; none left: the connection is
+        /// reset.
+        fn spend(&mut self, n: usize) -> Result<usize, ErrorKind> {
+            if self.budget == 0 {
+                self.rig.borrow_mut().socket(self.i).abort();
+                return Err(ErrorKind::ConnectionReset);
+            }
+            let n = n.min(self.budget);
+            self.budget -= n;
+            Ok(n)
+        }
+    }
+
+    impl<S: Storage + 'static> ErrorType for SimSocket<'_, S> {
+        type Error = ErrorKind;
+    }
+
+    impl<S: Storage + 'static> Read for SimSocket<'_, S> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            poll_fn(|_| {
+                let mut rig = self.rig.borrow_mut();
+                let socket = rig.socket(self.i);
+                if socket.can_recv() {
+                    drop(rig);
+                    let n = self.spend(buf.len())?;
+                    let mut rig = self.rig.borrow_mut();
+                    let read = rig.socket(self.i).recv_slice(&mut buf[..n]);
+                    return Poll::Ready(read.map_err(|_| ErrorKind::ConnectionReset));
+                }
+                if !socket.may_recv() {
+                    return Poll::Ready(Ok(0));
+                }
+                rig.step();
+                Poll::Pending
+            })
+            .await
+        }
+    }
+
+    impl<S: Storage + 'static> Write for SimSocket<'_, S> {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            poll_fn(|_| {
+                let mut rig = self.rig.borrow_mut();
+                let socket = rig.socket(self.i);
+                if !socket.may_send() {
+                    return Poll::Ready(Err(ErrorKind::BrokenPipe));
+                }
+                if socket.can_send() {
+                    drop(rig);
+                    let n = self.spend(buf.len())?;
+                    let mut rig = self.rig.borrow_mut();
+                    let sent = rig.socket(self.i).send_slice(&buf[..n]);
+                    return Poll::Ready(sent.map_err(|_| ErrorKind::BrokenPipe));
+                }
+                rig.step();
+                Poll::Pending
+            })
+            .await
+        }
+
+        /// Until every byte written is acknowledged, as embassy-net's flush.
+        async fn flush(&mut self) -> Result<(), ErrorKind> {
+            poll_fn(|_| {
+                let mut rig = self.rig.borrow_mut();
+                let socket = rig.socket(self.i);
+                if socket.send_queue() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                if !socket.may_send() {
+                    return Poll::Ready(Err(ErrorKind::BrokenPipe));
+                }
+                rig.step();
+                Poll::Pending
+            })
+            .await
+        }
+    }
+
+    /// The simulation's virtual time; waiting turns it.
+    struct SimClock<'r, S: Storage + 'static>(&'r RefCell<Rig<S>>);
+
+    impl<S: Storage + 'static> Clock for SimClock<'_, S> {
+        fn now(&self) -> smolsock::time::Instant {
+            self.0.borrow().net.now().into()
+        }
+
+        async fn sleep_until(&self, at: smolsock::time::Instant) {
+            poll_fn(|_| {
+                if self.now() >= at {
+                    return Poll::Ready(());
+                }
+                self.0.borrow_mut().step();
+                Poll::Pending
+            })
+            .await;
+        }
+    }
+
+    /// Connects client socket `i` and gives an async stream over it, cut after
+    /// `budget` bytes.
+    fn connect<S: Storage + 'static>(
+        rig: &RefCell<Rig<S>>,
+        i: usize,
+        budget: usize,
+    ) -> SimSocket<'_, S> {
+        rig.borrow_mut().connect(i);
+        SimSocket { rig, i, budget }
+    }
+
+    static ASYNC_STORE: Mutex<RamStore<4, { 1 << 18 }>> = Mutex::new(RamStore::new());
+
+    #[test]
+    fn an_async_client_puts_resumes_lists_stats_gets_and_deletes_against_the_poll_loop_server() {
+        let data = pattern(150_000, 40);
+        let rig = RefCell::new(Rig::patient(
+            leak_locked(&ASYNC_STORE),
+            SimConfig::new(41).with_faults(FaultConfig::ROUGH),
+        ));
+        let clock = SimClock(&rig);
+        let mut client = new_client();
+        let (mut rx, mut tx) = (vec![0u8; 1500], vec![0u8; 1500]);
+
+        // An upload whose connection is reset after 60,000 bytes.
+        let mut conn = Connection::new(connect(&rig, 0, 60_000), &mut rx, &mut tx);
+        let mut put = client.put(name("fw.bin"), &data[..], PutOptions::FRESH, |_, _| {});
+        let cut = block_on(conn.run_request(&mut put, &clock));
+        assert!(cut.is_err(), "the cut upload ended {cut:?}");
+
+        // A new connection resumes it, then stat, list, get, delete.
+        client.reset();
+        let mut conn = Connection::new(connect(&rig, 0, usize::MAX), &mut rx, &mut tx);
+        let mut seen = Vec::new();
+        let mut put = client.put(name("fw.bin"), &data[..], PutOptions::RESUME, |d, t| {
+            seen.push((d, t))
+        });
+        let stored = block_on(conn.run_request(&mut put, &clock))
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.size, stored.crc), (150_000, crc32(&data)));
+        assert_progress(&seen, 150_000);
+        assert!(
+            seen[0].0 > 0,
+            "the upload resumed from what the server kept: {:?}",
+            seen[0]
+        );
+
+        let mut stat = client.stat(name("fw.bin"));
+        assert_eq!(
+            block_on(conn.run_request(&mut stat, &clock)).unwrap(),
+            Ok(stored)
+        );
+        let mut names = Vec::new();
+        let mut list = client.list(|entry| names.push((entry.name, entry.size)));
+        assert_eq!(
+            block_on(conn.run_request(&mut list, &clock)).unwrap(),
+            Ok(1)
+        );
+        assert_eq!(names, [(name("fw.bin"), 150_000)]);
+
+        let mut sink = VecSink {
+            data: Vec::new(),
+            completed: None,
+            restarts: 0,
+        };
+        let mut get = client.get(name("fw.bin"), &mut sink, false, |_, _| {});
+        assert_eq!(
+            block_on(conn.run_request(&mut get, &clock)).unwrap(),
+            Ok(stored)
+        );
+        assert!(sink.data == data, "the download differs from the upload");
+        assert_eq!(sink.completed, Some(stored));
+
+        let mut delete = client.delete(name("fw.bin"));
+        block_on(conn.run_request(&mut delete, &clock))
+            .unwrap()
+            .unwrap();
+        let mut stat = client.stat(name("fw.bin"));
+        let gone = block_on(conn.run_request(&mut stat, &clock)).unwrap();
+        assert!(matches!(gone, Err(ClientError::Refused { .. })), "{gone:?}");
+
+        let rig = rig.into_inner();
+        let stats = rig.shared.stats();
+        assert_eq!((stats.uploads_resumed, stats.uploads_done), (1, 1));
+        assert_eq!(stats.downloads_done, 1);
+        assert!(
+            rig.net.stats().client_to_server.lost > 0,
+            "the link lost nothing"
+        );
+    }
+}
