@@ -126,7 +126,7 @@ impl Crc32 {
 
     /// Feeds more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         if let Some(register) = clmul::update(self.register, bytes) {
             self.register = register;
             return;
@@ -211,9 +211,12 @@ fn update_bytes(register: u32, bytes: &[u8], t0: &[u32; 256]) -> u32 {
 /// comes first, `n - 1` for the other).
 ///
 /// This is the one module of the crate's core with `unsafe`: the processor
-/// instructions. The only `unsafe` operations are calling a function compiled
-/// for `pclmulqdq` (only after CPUID said the processor has it) and CPUID itself.
-#[cfg(target_arch = "x86_64")]
+/// instructions. The `unsafe` operations are calling a function compiled for
+/// `pclmulqdq` (only after CPUID said the processor has it), CPUID itself, and
+/// the unaligned 16-byte load of a block. It needs SSE2's 128-bit registers,
+/// which every x86-64 target has but those without a floating-point unit
+/// (`x86_64-unknown-none`): there the tables do all the work.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 mod clmul {
     use core::arch::x86_64::{
@@ -292,7 +295,7 @@ mod clmul {
         if bytes.len() < MIN_LEN || !available() {
             return None;
         }
-        // SAFETY: `available` found `pclmulqdq` (SSE2 is part of x86-64).
+        // SAFETY: `available` found `pclmulqdq`; SSE2 is on (this module's cfg).
         let (folded, tail) = unsafe { fold(register, bytes) };
         Some(super::update_tables(super::update_tables(0, &folded), tail))
     }
@@ -300,7 +303,7 @@ mod clmul {
     /// A 16-byte block as a 128-bit value, little-endian.
     fn load(block: &[u8; 16]) -> __m128i {
         // SAFETY: `block` is 16 bytes, which is all `_mm_loadu_si128` reads, with
-        // no alignment required; SSE2 is part of x86-64.
+        // no alignment required; SSE2 is on (this module's cfg).
         unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) }
     }
 
