@@ -291,6 +291,7 @@ where
 /// answer, read in the same piece) stay in the receive buffer for the next.
 ///
 /// `T` is the stream itself or a `&mut` to it.
+#[must_use = "a connection does nothing until a session or request is run on it"]
 pub struct Connection<'b, T> {
     io: T,
     pump: Pump<'b>,
@@ -299,7 +300,7 @@ pub struct Connection<'b, T> {
 impl<'b, T: Read + Write> Connection<'b, T> {
     /// A connection over `io`, reading into `rx` and writing from `tx` (neither
     /// empty; see [`run`]).
-    pub fn new(io: T, rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
+    pub const fn new(io: T, rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
         Self {
             io,
             pump: Pump::new(rx, tx),
@@ -307,7 +308,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     }
 
     /// Flushes the stream as `flush` says ([`Flush::BeforeRead`] unless set).
-    #[must_use]
     pub fn with_flush(mut self, flush: Flush) -> Self {
         self.pump.set_flush(flush);
         self
@@ -328,7 +328,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// own deadlines (a [`TransferClient`](crate::transfer::TransferClient)'s
     /// timeout for a silent server). [`Duration::MAX`] never comes, and leaves
     /// only the session's own deadlines and the stream's end to end it.
-    #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
         self
@@ -343,7 +342,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     /// flush counts against it: with a stream whose `flush` waits for the
     /// peer's acknowledgements (embassy-net's `TcpSocket`), allow for a few
     /// retransmissions on a lossy link.
-    #[must_use]
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_close_timeout(timeout);
         self

@@ -250,6 +250,7 @@ where
 /// buffer for the next.
 ///
 /// `T` is the stream itself or a `&mut` to it.
+#[must_use = "a connection does nothing until a session or request is run on it"]
 pub struct Connection<'b, T> {
     io: T,
     pump: Pump<'b>,
@@ -258,7 +259,7 @@ pub struct Connection<'b, T> {
 impl<'b, T: Read + Write> Connection<'b, T> {
     /// A connection over `io`, reading into `rx` and writing from `tx` (neither
     /// empty).
-    pub fn new(io: T, rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
+    pub const fn new(io: T, rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
         Self {
             io,
             pump: Pump::new(rx, tx),
@@ -266,7 +267,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
     }
 
     /// Flushes the stream as `flush` says ([`Flush::BeforeRead`] unless set).
-    #[must_use]
     pub fn with_flush(mut self, flush: Flush) -> Self {
         self.pump.set_flush(flush);
         self
@@ -296,7 +296,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         not(feature = "embedded-io-async"),
         doc = "[async-idle]: crate#features"
     )]
-    #[must_use]
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_idle_timeout(timeout);
         self
@@ -318,7 +317,6 @@ impl<'b, T: Read + Write> Connection<'b, T> {
         not(feature = "embedded-io-async"),
         doc = "[async-close]: crate#features"
     )]
-    #[must_use]
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.pump.set_close_timeout(timeout);
         self

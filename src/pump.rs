@@ -212,6 +212,19 @@ pub struct StreamStats {
     pub timeouts: u64,
 }
 
+impl StreamStats {
+    /// Nothing seen yet.
+    pub const ZERO: Self = Self {
+        reads: 0,
+        bytes_in: 0,
+        writes: 0,
+        bytes_out: 0,
+        flushes: 0,
+        held_back: 0,
+        timeouts: 0,
+    };
+}
+
 impl fmt::Display for StreamStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -403,7 +416,7 @@ pub(crate) struct Pump<'b> {
 }
 
 impl<'b> Pump<'b> {
-    pub(crate) fn new(rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
+    pub(crate) const fn new(rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
         Self {
             rx,
             rx_start: 0,
@@ -427,7 +440,7 @@ impl<'b> Pump<'b> {
             eof: false,
             finished: false,
             life: Life::Open,
-            stats: StreamStats::default(),
+            stats: StreamStats::ZERO,
         }
     }
 

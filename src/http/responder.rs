@@ -414,6 +414,7 @@ impl<'a, const RESP: usize> Response<'a, RESP> {
 /// assert_eq!(http.status(), Status::Close);
 /// assert_eq!(http.stats().ok, 1);
 /// ```
+#[must_use = "a session does nothing unless an adapter runs it"]
 pub struct HttpResponder<'a, S: ?Sized, const REQ: usize, const RESP: usize> {
     site: &'a S,
     config: HttpConfig,

@@ -241,6 +241,7 @@ pub enum ClientState {
 /// }
 /// ```
 #[derive(Clone, Copy, Debug)]
+#[must_use = "a client connects only when polled"]
 pub struct TcpClient {
     timeout: Duration,
     deadline: Instant,

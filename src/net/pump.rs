@@ -222,6 +222,7 @@ pub(crate) fn configure<S: Session + ?Sized>(session: &S, socket: &mut tcp::Sock
 /// assert_eq!(conn.poll(&mut sockets, now), Ok(Status::Open));
 /// ```
 #[derive(Debug)]
+#[must_use = "a session does nothing unless polled"]
 pub struct TcpSession<S> {
     handle: SocketHandle,
     session: S,
@@ -276,7 +277,6 @@ impl<S: Session> TcpSession<S> {
     /// as [`ServerConfig::close_timeout`]: a peer that never acknowledges our
     /// last bytes or FIN, or never sends its own FIN (smoltcp keeps FIN-WAIT-2
     /// for ever), cannot hold the socket.
-    #[must_use]
     pub const fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self

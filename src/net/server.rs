@@ -273,6 +273,7 @@ enum SlotState {
 /// assert!(sockets.get::<tcp::Socket>(h1).is_listening());
 /// assert_eq!(echo.active(), 0);
 /// ```
+#[must_use = "a server does nothing unless polled"]
 pub struct TcpServer<S, const N: usize> {
     port: u16,
     config: ServerConfig,
@@ -311,7 +312,6 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
     }
 
     /// The same server with other settings.
-    #[must_use]
     pub const fn with_config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self

@@ -276,6 +276,7 @@ struct Slot<'s, S> {
 /// blocks (RFC 7440) sends and takes a window in one poll with `W × BUF`; with
 /// less, it waits for room to send, and a datagram that finds the receive buffer
 /// full is dropped by smoltcp and sent again by the peer.
+#[must_use = "a server does nothing unless polled"]
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,
     /// The largest block granted: the buffer's and the configuration's.
@@ -328,7 +329,6 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
     /// Grants no block that makes a datagram longer than `mtu` with its IP and
     /// UDP headers (20 + 8 bytes over IPv4, 40 + 8 over IPv6): smoltcp sends
     /// no fragments, so a larger block could never leave.
-    #[must_use]
     pub const fn with_mtu(mut self, mtu: u16) -> Self {
         self.mtu = Some(mtu);
         self
@@ -601,6 +601,7 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// earlier transfer left there: a late datagram of the last transfer on this
 /// port is counted in [`stats`](Self::stats) as from a wrong port and dropped,
 /// never taken for this one's.
+#[must_use = "a client does nothing unless polled"]
 pub struct TftpClient<C, const BUF: usize> {
     handle: SocketHandle,
     local_port: u16,

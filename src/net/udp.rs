@@ -163,6 +163,7 @@ fn queued(socket: &udp::Socket<'_>) -> Option<(usize, bool)> {
 }
 
 /// A UDP port served by a [`DatagramHandler`], with a datagram buffer of `MAX` bytes.
+#[must_use = "a service does nothing unless polled"]
 pub struct UdpService<H, const MAX: usize> {
     handle: SocketHandle,
     port: u16,
@@ -215,7 +216,6 @@ impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
     /// ring holds less than `ip_mtu` less 28 bytes is warned of at bind (a
     /// longer datagram would be dropped by smoltcp before the service could
     /// count it oversize).
-    #[must_use]
     pub const fn with_link_mtu(mut self, ip_mtu: u16) -> Self {
         self.link_mtu = Some(ip_mtu);
         self

@@ -14,6 +14,7 @@ pub const CHUNK: usize = 1024;
 
 /// Echoes every byte back, through a buffer of [`CHUNK`] bytes.
 #[derive(Clone, Debug)]
+#[must_use = "a session does nothing unless an adapter runs it"]
 pub struct Echo {
     out: OutBuffer<[u8; CHUNK]>,
     peer_done: bool,

@@ -472,6 +472,7 @@ enum Phase {
 /// socket, each frame it delivers to the handler (or to [`recv`](Self::recv))
 /// and the buffers its adapter reports; untraced (`P = ()`, the default) none of
 /// that is made, and the session is no larger.
+#[must_use = "a session does nothing unless an adapter runs it"]
 pub struct Framed<H, R, T, P = ()> {
     handler: H,
     reader: FrameReader<R>,
@@ -563,7 +564,6 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// [`DEFAULT_FRAME_MIN_RATE`] unless set; a `timeout` of [`Duration::MAX`]
     /// turns the deadline off (a peer can then hold the connection as long as
     /// it keeps whatever runs the session from timing it out).
-    #[must_use]
     pub const fn with_frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
         self.clock.timeout = timeout;
         self.clock.min_rate = min_rate;
@@ -1027,6 +1027,7 @@ impl FrameHandler for FramedEcho {
 /// frame as its last byte arrives; untraced (`P = ()`, the default) it makes no
 /// record and is no larger.
 #[derive(Clone, Debug)]
+#[must_use = "a session does nothing unless an adapter runs it"]
 pub struct StreamingEcho<T, P = ()> {
     reader: BodyReader,
     out: OutBuffer<T>,
@@ -1090,7 +1091,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> StreamingEcho<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>, P: Recorder> StreamingEcho<T, P> {
     /// The same echo with another deadline for each frame the peer sends, as
     /// [`Framed::with_frame_timeout`] sets it.
-    #[must_use]
     pub const fn with_frame_timeout(mut self, timeout: Duration, min_rate: u32) -> Self {
         self.clock.timeout = timeout;
         self.clock.min_rate = min_rate;

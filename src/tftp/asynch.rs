@@ -63,6 +63,7 @@ use crate::wire::crc32::crc32;
 /// [`with_dally`](Self::with_dally) a get then stays for its dally (see
 /// [`ClientGet`]), acknowledging a repeated last block, so that a server that
 /// missed the final ACK ends clean; the call returns when the dally is over.
+#[must_use = "a client does nothing until a transfer is run on it"]
 pub struct Client<'a, D: DatagramSocket + ?Sized> {
     socket: &'a mut D,
     server: D::Addr,
@@ -86,20 +87,19 @@ impl<D: DatagramSocket + ?Sized> core::fmt::Debug for Client<'_, D> {
 impl<'a, D: DatagramSocket + ?Sized> Client<'a, D> {
     /// A client on `socket` (bound to any port), talking to `server`, with one
     /// datagram's buffer.
-    pub fn new(socket: &'a mut D, server: D::Addr, buf: &'a mut [u8]) -> Self {
+    pub const fn new(socket: &'a mut D, server: D::Addr, buf: &'a mut [u8]) -> Self {
         Self {
             socket,
             server,
             buf,
             dally: false,
             peer: None,
-            stats: TftpStats::default(),
+            stats: TftpStats::ZERO,
         }
     }
 
     /// Whether a get waits out its dally before it returns.
-    #[must_use]
-    pub fn with_dally(mut self, dally: bool) -> Self {
+    pub const fn with_dally(mut self, dally: bool) -> Self {
         self.dally = dally;
         self
     }
@@ -303,6 +303,7 @@ const REBIND_TRIES: usize = 4;
 /// a DATA and a byte to spare, so that a longer DATA is seen too long even where
 /// the socket cuts it; blocks are also capped by `config.max_block_size`. A
 /// request without `blksize` is refused when 512-byte blocks do not fit.
+#[must_use = "a server does nothing until it is run"]
 pub struct Server<'s, S, A> {
     transfer: ServerTransfer<'s, S>,
     peer: Option<A>,

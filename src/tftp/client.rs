@@ -294,6 +294,7 @@ impl Common {
 /// [`is_done`](Self::is_done) (while [`poll_timeout`](Self::poll_timeout) gives
 /// the dally's end) lets the server finish clean, and a caller may also stop
 /// polling as soon as it has the outcome, at the cost of that courtesy.
+#[must_use = "a transfer does nothing unless driven"]
 pub struct ClientGet<K, P> {
     common: Common,
     sink: K,
@@ -637,6 +638,7 @@ impl<K: FileSink, P: FnMut(u64, Option<u64>)> ClientGet<K, P> {
 
 /// Writes a file from a [`FileSource`] to a server; `progress(done, total)` is
 /// called whenever the server acknowledges more of it.
+#[must_use = "a transfer does nothing unless driven"]
 pub struct ClientPut<F, P> {
     common: Common,
     source: F,

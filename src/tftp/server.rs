@@ -157,6 +157,7 @@ enum State {
 /// [`transmit`](Self::transmit) until it returns 0, and
 /// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
 /// has passed, until [`is_active`](Self::is_active) is `false`.
+#[must_use = "a transfer does nothing unless driven"]
 pub struct ServerTransfer<'s, S> {
     shared: &'s SharedStore<S>,
     config: ServerConfig,

@@ -350,6 +350,7 @@ impl<S> Drop for Core<'_, S> {
 /// assert_eq!(server.status(), Status::Open);
 /// # Ok::<(), smolsock::transfer::SetupError>(())
 /// ```
+#[must_use = "a session does nothing unless an adapter runs it"]
 pub struct TransferServer<'s, S, B> {
     reader: FrameReader<B>,
     out: Outgoing<B>,
@@ -384,7 +385,6 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
 
     /// The same server with another request deadline: how long a message other
     /// than an upload's DATA may take to arrive whole, from its first byte.
-    #[must_use]
     pub const fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.core.request_timeout = timeout;
         self
@@ -412,7 +412,6 @@ impl<'s, S: Storage, B: AsRef<[u8]> + AsMut<[u8]>> TransferServer<'s, S, B> {
     /// every `rate` bytes of the ENTRY frames made. However slowly a peer
     /// trickles its bytes, or reads them, it cannot hold the connection for
     /// longer than the file's size, or the listing's, allows at this rate.
-    #[must_use]
     pub const fn with_min_transfer_rate(mut self, rate: u32) -> Self {
         self.core.min_rate = if rate == 0 { 1 } else { rate };
         self
