@@ -983,3 +983,62 @@ fn last_error_body() {
         "no ERROR 4 reached the uploader: {got:?}"
     );
 }
+
+#[test]
+fn a_socket_missing_from_the_set_is_counted_and_ends_a_client_never_a_panic() {
+    big_stack(socket_missing_body);
+}
+
+fn socket_missing_body() {
+    let mut net = net(12, FaultConfig::CLEAN);
+    let shared = SharedStore::new(Store::new(), [UploadLease::EMPTY; 1]);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &shared, ServerConfig::DEFAULT);
+    let mut empty = SocketSet::new(Vec::new());
+    let now = net.now();
+
+    // A server polled with a set that lacks its sockets skips them and counts
+    // them: the listener and the slot, twice.
+    server.poll(&mut empty, now);
+    server.poll(&mut empty, now);
+    assert_eq!(server.missing_sockets(), 4);
+    // With its own set, nothing more is missing, and it serves.
+    let mut sink = [0u8; 16];
+    let mut get = ClientGet::new(
+        FileName::new("nothing").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut sink),
+        |_, _| {},
+    );
+    let (outcome, _) = run_client(&mut net, &mut server, &mut get);
+    assert_eq!(
+        outcome,
+        Err(TftpError::Peer(
+            smolsock::tftp::packet::ErrorCode::FileNotFound
+        ))
+    );
+    assert_eq!(server.missing_sockets(), 4);
+
+    // A client polled with a set that lacks its socket ends its transfer with
+    // an error at once, instead of waiting for a socket that will not come,
+    // and is done; later polls (even with a set where its handle now names a
+    // socket) leave everything alone.
+    let handle = net.client.sockets.add(udp_socket());
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut sink),
+        |_, _| {},
+    );
+    let mut driver = client(handle, &mut get);
+    driver.poll(&mut empty, now);
+    assert_eq!(driver.outcome(), Some(Err(TftpError::SocketMissing)));
+    assert!(driver.is_done());
+    driver.poll(&mut net.client.sockets, now);
+    assert_eq!(driver.outcome(), Some(Err(TftpError::SocketMissing)));
+    assert!(
+        !net.client.sockets.get::<udp::Socket>(handle).is_open(),
+        "the socket its handle names in another set was bound"
+    );
+}

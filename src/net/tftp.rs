@@ -275,7 +275,9 @@ struct Slot<'s, S> {
 /// the server after every `Interface::poll`. A transfer with a window of `W`
 /// blocks (RFC 7440) sends and takes a window in one poll with `W × BUF`; with
 /// less, it waits for room to send, and a datagram that finds the receive buffer
-/// full is dropped by smoltcp and sent again by the peer.
+/// full is dropped by smoltcp and sent again by the peer. A handle that is not
+/// in the set polled (of another set) is never a panic: that socket's work is
+/// skipped and counted ([`missing_sockets`](Self::missing_sockets)).
 #[must_use = "a server does nothing unless polled"]
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,
@@ -292,6 +294,8 @@ pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     queued_since: Option<crate::time::Instant>,
     /// What happens at port 69 and at the slots' ports, outside any transfer.
     stats: TftpStats,
+    /// Sockets found missing from the set polled, one a poll each.
+    missing_sockets: u64,
 }
 
 impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF> {
@@ -323,6 +327,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             next_port: FIRST_TID,
             queued_since: None,
             stats: TftpStats::default(),
+            missing_sockets: 0,
         }
     }
 
@@ -332,6 +337,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
     pub const fn with_mtu(mut self, mtu: u16) -> Self {
         self.mtu = Some(mtu);
         self
+    }
+
+    /// A poll found a socket of the server's missing from the set: counted
+    /// (the caller's mistake, which nothing here can mend).
+    #[cold]
+    fn count_missing_socket(&mut self) {
+        self.missing_sockets = self.missing_sockets.saturating_add(1);
     }
 
     /// The largest block a transfer with `peer` is granted.
@@ -352,6 +364,14 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             sum.accumulate(slot.transfer.stats());
         }
         sum
+    }
+
+    /// Sockets found missing from the set polled (handles of another set),
+    /// one a poll each: what they were to do did not happen. Only a caller's
+    /// mistake makes these, so they are kept apart from the transfers'
+    /// counters.
+    pub const fn missing_sockets(&self) -> u64 {
+        self.missing_sockets
     }
 
     /// Transfers in progress.
@@ -381,6 +401,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
 
     fn serve_requests(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.listen) else {
+            self.count_missing_socket();
             return;
         };
         if !socket.is_open()
@@ -495,6 +516,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             return;
         };
         let Some(socket) = socket_mut::<udp::Socket>(sockets, slot.handle) else {
+            self.count_missing_socket();
             return;
         };
         let Some(peer) = slot.peer else {
@@ -595,7 +617,9 @@ impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S,
 /// DATA: with less send room, the first poll ends the transfer with
 /// [`BufferTooSmall`](crate::tftp::TftpError::BufferTooSmall), and with a
 /// `local_port` of 0, which cannot be bound, with
-/// [`Unbound`](crate::tftp::TftpError::Unbound).
+/// [`Unbound`](crate::tftp::TftpError::Unbound). A handle that is not in the
+/// set polled (of another set) ends it with
+/// [`SocketMissing`](crate::tftp::TftpError::SocketMissing), never a panic.
 ///
 /// The first poll binds the socket afresh, which empties its queues of what an
 /// earlier transfer left there: a late datagram of the last transfer on this
@@ -610,6 +634,10 @@ pub struct TftpClient<C, const BUF: usize> {
     peer: Option<IpEndpoint>,
     session: C,
     outcome: Option<Result<u64, crate::tftp::TftpError>>,
+    /// A poll found the socket missing from its set: the transfer is over
+    /// ([`TftpError::SocketMissing`](crate::tftp::TftpError::SocketMissing)),
+    /// and the handle is never used again (another socket may be given it).
+    lost_socket: bool,
     /// The datagram being sent, and the one the socket refused.
     kept: Kept<BUF>,
     stats: TftpStats,
@@ -632,6 +660,7 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
             peer: None,
             session,
             outcome: None,
+            lost_socket: false,
             kept: Kept::EMPTY,
             stats: TftpStats::ZERO,
         }
@@ -643,9 +672,10 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
     }
 
     /// Whether the session has nothing more to do: its outcome is in and a
-    /// get's dally is over (or it never began: its socket could not be used).
+    /// get's dally is over (or it never began, or ended, because its socket
+    /// could not be used).
     pub fn is_done(&self) -> bool {
-        self.outcome.is_some() && (!self.bound || self.session.is_done())
+        self.outcome.is_some() && (!self.bound || self.lost_socket || self.session.is_done())
     }
 
     /// The server's transfer port, once it answered.
@@ -666,7 +696,16 @@ impl<C: ClientSession, const BUF: usize> TftpClient<C, BUF> {
 
 impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        if self.lost_socket {
+            return;
+        }
         let Some(socket) = socket_mut::<udp::Socket>(sockets, self.handle) else {
+            // Not in this set: the transfer cannot go on, and ends with an
+            // error, never a wait for a socket that will not come.
+            self.lost_socket = true;
+            if self.outcome.is_none() {
+                self.outcome = Some(Err(crate::tftp::TftpError::SocketMissing));
+            }
             return;
         };
         if self.is_done() {

@@ -172,6 +172,9 @@ pub enum TftpError {
     /// A poll-loop client's socket could not be bound to the port it was
     /// given (port 0).
     Unbound,
+    /// A poll-loop client's socket is not in the socket set it was polled
+    /// with (a handle of another set, or of a socket removed from it).
+    SocketMissing,
     /// The store refused.
     Store(StoreError),
     /// The local file (a client's source or sink) failed.
@@ -232,6 +235,7 @@ impl fmt::Display for TftpError {
             Self::FileChanged => f.write_str("the file changed while it was read"),
             Self::BufferTooSmall => f.write_str("buffer too small for a packet"),
             Self::Unbound => f.write_str("the socket could not be bound to its port"),
+            Self::SocketMissing => f.write_str("the socket is not in the set polled"),
             Self::Store(e) => write!(f, "store: {e}"),
             Self::Local(e) => write!(f, "local file: {e}"),
             Self::BadOptions => f.write_str("the peer acknowledged options not asked for"),
@@ -280,6 +284,7 @@ impl TftpError {
             Self::FileChanged => (ErrorCode::NotDefined, "file changed during transfer"),
             Self::BufferTooSmall => (ErrorCode::NotDefined, "buffer too small"),
             Self::Unbound => (ErrorCode::NotDefined, "socket not bound"),
+            Self::SocketMissing => (ErrorCode::NotDefined, "no socket"),
             Self::Store(StoreError::NotFound) => (ErrorCode::FileNotFound, "file not found"),
             Self::Store(
                 StoreError::Full { .. }

@@ -202,8 +202,8 @@ sizes! {
         "TftpServer<RamStore, 1, 516>",
         "TFTP on udp/69, one transfer slot, 516-byte datagrams: the slot, the buffer, counters",
         size_of::<TftpServer<'static, Store, 1, 516>>(),
-        1672,
-        1640
+        1680,
+        1648
     ),
     (
         "TftpServer<_, N, _>: per slot",
