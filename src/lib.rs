@@ -25,7 +25,7 @@
 //! link, on a real device the loop polls the `Interface` and the pool the same way.
 //!
 //! ```
-//! # #[cfg(feature = "smoltcp")] {
+//! # #[cfg(all(feature = "smoltcp", feature = "std"))] {
 //! use smoltcp::iface::{SocketSet, SocketStorage};
 //! use smoltcp::socket::tcp;
 //! use smoltcp::time::Duration;
@@ -147,12 +147,12 @@
 //!
 //! | feature | default | what it turns on |
 //! |---|---|---|
-//! | `smoltcp` | yes | [`net`] and [`runner::sim`]: the poll-loop adapter, the listen backlog, the simulated link |
-//! | `std` | yes | `DirStore` (files on disk), `std::error::Error` everywhere, `blocking::StdIo` |
+//! | `smoltcp` | yes | [`net`] and [`runner::sim`]: the poll-loop adapter (TFTP's `TftpServer` and `TftpClient` too), the listen backlog, the simulated link; `trace::SegmentCapture` |
+//! | `std` | yes | `DirStore` (files on disk, Unix), `tftp::std_net` (TFTP over `std::net`), `trace::TraceWriter`, `trace::PcapFile` (with `smoltcp`), `blocking::StdIo` (with `embedded-io`) |
 //! | `tap` | yes | the Linux TAP device and runner (turns on `std`, `smoltcp` and `log` on every OS; the device and runner themselves are Linux only) |
 //! | `log` | yes | smolsock's log lines through the `log` crate |
 //! | `defmt` | no | `defmt::Format` for errors and counters, and the log lines through `defmt` |
-//! | `embedded-io-async` | yes | `asynch`: sessions over `embedded_io_async` streams (embassy-net, tokio) |
+//! | `embedded-io-async` | yes | `asynch`: sessions over `embedded_io_async` streams (embassy-net, tokio); `tftp::asynch`, TFTP over any datagram socket |
 //! | `embedded-io` | yes | `blocking`: sessions over `embedded_io` streams, and `std::io` ones with `std` |
 //!
 //! For a microcontroller: `default-features = false` plus what the firmware needs,

@@ -217,6 +217,7 @@ struct State<const H: usize, const P: usize, const C: usize> {
 /// at most [`HELD_SYN_LEN`] bytes, `P` ports, `C` connections watched.
 ///
 /// ```
+/// # #[cfg(feature = "std")] {
 /// use smoltcp::iface::{Interface, SocketSet};
 /// use smoltcp::phy::Device;
 /// use smolsock::net::{Backlog, Service};
@@ -240,6 +241,7 @@ struct State<const H: usize, const P: usize, const C: usize> {
 /// // with its poll loop (or in a static cell it owns), not in a plain `static`.
 /// let backlog: Backlog<4, 4, 16> = Backlog::new();
 /// assert_eq!(backlog.stats().syns_held, 0);
+/// # }
 /// ```
 ///
 /// `H` SYNs can be held at once, `P` ports have a backlog, `C` connections are

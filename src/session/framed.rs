@@ -521,6 +521,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// naming this end's connection and the sink).
     ///
     /// ```
+    /// # #[cfg(feature = "std")] {
     /// use smolsock::session::{Framed, FramedEcho, Session};
     /// use smolsock::time::Instant;
     /// use smolsock::trace::{Conn, Probe, Tally};
@@ -536,6 +537,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// echo.receive(&[0, 0, 0, 2, b'h', b'i', 0, 0, 0, 2, b'y', b'o'], now);
     /// let tally = Tally::of(echo.probe().sink().iter(), conn);
     /// assert_eq!((tally.reads, tally.frames, tally.coalesced_reads), (1, 2, 1));
+    /// # }
     /// ```
     pub fn traced<P: Recorder>(self, probe: P) -> Framed<H, R, T, P> {
         Framed {

@@ -702,6 +702,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     /// Inside smoltcp's receive closure:
     ///
     /// ```
+    /// # #[cfg(feature = "smoltcp")] {
     /// use smoltcp::socket::tcp;
     /// use smolsock::wire::frame::{FrameReader, ReadError};
     ///
@@ -714,6 +715,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameReader<B> {
     ///         })
     ///         .unwrap_or(Ok(0))
     /// }
+    /// # }
     /// ```
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, ReadError> {
         // The common case in a stream of large frames, kept small enough to
