@@ -188,6 +188,7 @@
 )]
 
 mod macros;
+mod name;
 
 #[cfg(feature = "embedded-io-async")]
 pub mod asynch;

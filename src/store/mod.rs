@@ -32,7 +32,7 @@ mod ram;
 pub use dir::{DirLimits, DirStore};
 pub use ram::RamStore;
 
-pub use crate::wire::transfer::FileName;
+pub use crate::name::{FileName, MAX_NAME_LEN, NameError};
 
 use crate::wire::crc32::Crc32;
 use core::fmt;

@@ -129,10 +129,10 @@ pub use server::{ServerConfig, ServerTransfer, TransferKind};
 
 use core::fmt;
 
+use crate::name::NameError;
 use crate::store::StoreError;
 use crate::time::Duration;
 use crate::transfer::LocalError;
-use crate::wire::transfer::NameError;
 use packet::{ErrorCode, ParseError};
 
 /// The well-known port of TFTP requests.
