@@ -278,6 +278,10 @@ struct Slot<'s, S> {
 /// full is dropped by smoltcp and sent again by the peer. A handle that is not
 /// in the set polled (of another set) is never a panic: that socket's work is
 /// skipped and counted ([`missing_sockets`](Self::missing_sockets)).
+///
+/// Port 69 is bound on the first poll, as a [`UdpService`](crate::net::UdpService)
+/// binds its port and for the same reasons: a request before it finds the port
+/// closed, and the client's retry finds it open.
 #[must_use = "a server does nothing unless polled"]
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,

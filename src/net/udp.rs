@@ -182,6 +182,14 @@ pub struct UdpService<H, const MAX: usize> {
 
 impl<H: DatagramHandler, const MAX: usize> UdpService<H, MAX> {
     /// A service on `port` over the UDP socket `handle`; it binds on the first poll.
+    ///
+    /// Not at construction, as `TcpServer` listens: `new` is a `const fn` that
+    /// sees no socket set (a service can be built in a `static`), and UDP has
+    /// no handshake a late bind could break. A datagram that comes before the
+    /// first poll finds the port closed (smoltcp answers ICMP port unreachable),
+    /// as one a moment before the device started would, and the client's next
+    /// try finds it open. Poll once after adding the socket to be bound before
+    /// any traffic.
     pub const fn new(handle: SocketHandle, port: u16, handler: H) -> Self {
         Self {
             handle,
