@@ -1393,6 +1393,16 @@ pub struct Batch {
 /// [`FrameReader`]). This is Python's `sendall` without blocking: each call puts out
 /// as much as fits and the frame is never dropped or reordered.
 ///
+/// Only the body's length is checked from call to call (it is in the header
+/// already sent): a body whose bytes changed between two calls goes out as the
+/// part already written followed by the rest of the new one, a frame neither
+/// body was. Holding the body unchanged is the caller's part, as keeping a
+/// buffer unchanged until `sendall` returns is in Python. Where it cannot be
+/// promised (an answer made again after a wait), use a session
+/// ([`session::Framed`](crate::session::Framed)): it takes each frame whole in
+/// one call, into the send space and its own queue, so no caller can splice
+/// two.
+///
 /// ```
 /// use smolsock::wire::frame::{FrameWriter, HeaderFormat};
 ///
