@@ -255,16 +255,22 @@ pub struct FrameOut<'a> {
     direct_used: usize,
     stats: &'a mut WriteStats,
     now: Instant,
+    /// The session may still send: not after its own close.
+    open: bool,
 }
 
 impl FrameOut<'_> {
     /// Sends `body` as one frame: all of it, or nothing
-    /// ([`SendError::WouldBlock`]).
+    /// ([`SendError::WouldBlock`]; [`SendError::Closed`] once the application
+    /// has closed the session, whose frames the handler is still given).
     ///
     /// While nothing is queued, the frame goes straight into the caller's send
     /// space as far as it fits there, and only the rest is copied into the
     /// session's queue, to follow it.
     pub fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        if !self.open {
+            return Err(SendError::Closed);
+        }
         let direct_free = self.direct.len().saturating_sub(self.direct_used);
         let total = self.format.header_len().saturating_add(body.len());
         if !self.queue.is_empty() || direct_free == 0 || total <= direct_free {
@@ -304,6 +310,9 @@ impl FrameOut<'_> {
         len: usize,
         fill: F,
     ) -> Result<(), SendError> {
+        if !self.open {
+            return Err(SendError::Closed);
+        }
         let header = self.header(len)?;
         let header_len = header.as_bytes().len();
         let total = header_len.saturating_add(len);
@@ -352,6 +361,9 @@ impl FrameOut<'_> {
 
     /// The largest body that [`send`](Self::send) takes now.
     pub fn space(&self) -> usize {
+        if !self.open {
+            return 0;
+        }
         let free = if self.queue.is_empty() {
             self.queue
                 .free()
@@ -652,6 +664,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             direct_used: 0,
             stats: &mut self.write,
             now: Instant::ZERO,
+            open: true,
         };
         out.send(body)?;
         let direct = out.direct_used;
@@ -669,6 +682,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 
     /// Closes the sending half once every frame queued is out (`shutdown(SHUT_WR)`):
     /// the session's status becomes [`Status::Close`] then. Frames are never cut.
+    /// The receiving half stays open: the frames the peer still sends go to the
+    /// handler (or wait for [`recv`](Self::recv)) as before, and a handler's
+    /// sends are refused ([`SendError::Closed`]).
     pub fn close(&mut self) {
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
@@ -678,6 +694,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// Offers the frames held, then the idle hook, writing answers straight into
     /// `direct` while the queue is empty; returns the bytes written there.
     fn serve(&mut self, direct: &mut [u8], now: Instant) -> usize {
+        // Until the handler closes (the loop ends there) or aborts.
+        let delivers = self.delivers();
         let mut out = FrameOut {
             format: self.reader.format(),
             queue: self.out.as_out_ref(),
@@ -685,9 +703,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             direct_used: 0,
             stats: &mut self.write,
             now,
+            open: self.phase == Phase::Open,
         };
         let mut closed = false;
-        while self.phase == Phase::Open {
+        while delivers && self.phase != Phase::Aborted {
             let flow = match self.reader.frame() {
                 Some(frame) => {
                     let (len, flow) = (frame.len(), self.handler.on_frame(frame, &mut out));
@@ -696,7 +715,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                     }
                     flow
                 }
-                None if !self.handler.wants_to_send() => break,
+                // Closed by the application: frames only, no idle hook.
+                None if !out.open || !self.handler.wants_to_send() => break,
                 None => {
                     let flow = self.handler.on_idle(&mut out);
                     if flow == Flow::Continue {
@@ -713,6 +733,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
                     self.reader.consume();
                     self.phase = Phase::Closing;
                     closed = true;
+                    break;
                 }
                 Flow::Abort => {
                     self.reader.consume();
@@ -745,6 +766,17 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // Open, every whole frame answered or taken (`end_pending` says so).
         if self.phase == Phase::Open && !self.handler.wants_to_send() {
             self.phase = Phase::Closing;
+        }
+    }
+
+    /// Whether whole frames go to the handler: while open, and after the
+    /// application's own close (a half-close) until the handler closes, the
+    /// stream breaks or the peer's end was dealt with.
+    fn delivers(&self) -> bool {
+        match self.phase {
+            Phase::Open => true,
+            Phase::Closing => !self.dropping && self.error.is_none(),
+            Phase::Aborted => false,
         }
     }
 
@@ -804,8 +836,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     }
 
     fn receive(&mut self, input: &[u8], now: Instant) -> usize {
-        // After the application's close the peer may still send frames it
-        // reads (a half-close); a server's pool discards them itself.
+        // After the application's close the peer may still send frames, which
+        // the handler is still given (a half-close: the answers to what was
+        // sent); its own sends are refused.
         if self.phase == Phase::Aborted {
             return 0;
         }
@@ -820,6 +853,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // with no copy; their answers go to the queue. A frame the handler cannot
         // answer yet, and a frame cut by the end of the input, go to the storage.
         let format = self.reader.format();
+        let delivering = self.delivers();
+        let open = self.phase == Phase::Open;
         let (handler, phase, probe) = (&mut self.handler, &mut self.phase, &mut self.probe);
         let mut out = FrameOut {
             format,
@@ -828,6 +863,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             direct_used: 0,
             stats: &mut self.write,
             now,
+            open,
         };
         let stats = self.reader.stats();
         let (before, frames_before) = (stats.bytes, stats.frames);
@@ -835,7 +871,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         // A frame the handler closes (or aborts) on is the read's last: what
         // follows is no frame anyone takes, and is not scanned.
         let fed = self.reader.feed_in_place_until(input, |frame| {
-            if *phase != Phase::Open {
+            if !delivering {
                 return Took::No;
             }
             let took = match handler.on_frame(frame, &mut out) {
@@ -922,8 +958,12 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
 
     fn wants_transmit(&self) -> bool {
         !self.out.is_empty()
-            || (self.phase == Phase::Open
-                && (self.reader.has_frame() || self.handler.wants_to_send()))
+            || match self.phase {
+                Phase::Open => self.reader.has_frame() || self.handler.wants_to_send(),
+                // Closed by the application: frames still go to the handler.
+                Phase::Closing => self.delivers() && self.reader.has_frame(),
+                Phase::Aborted => false,
+            }
             // The application took the last frame after the peer finished: the
             // next transmit closes (with nothing to send).
             || self.end_pending()
@@ -1526,6 +1566,86 @@ mod tests {
                 "one_read={one_read}"
             );
             assert_eq!(s.error(), None);
+        }
+    }
+
+    #[test]
+    fn after_our_own_close_the_frames_still_come_by_recv_also_after_the_peers_end() {
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let mut s = Framed::new((), [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        s.close();
+        let input = frames(&[b"ok", b"go"], format);
+        assert_eq!(s.receive(&input, now), input.len());
+        s.receive_finished(now);
+        let mut got = Vec::new();
+        bounded_while_let!(Some(f) = s.recv() => { got.push(f.to_vec()); });
+        assert_eq!(got, [b"ok".to_vec(), b"go".to_vec()]);
+        assert_eq!(s.status(), Status::Close);
+    }
+
+    /// Keeps every frame it is given and answers each, keeping what the send
+    /// said; waits (back-pressure of its own) while `waiting`.
+    struct Answering {
+        frames: Vec<Vec<u8>>,
+        sends: Vec<Result<(), SendError>>,
+        waiting: bool,
+    }
+
+    impl FrameHandler for Answering {
+        fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
+            if self.waiting {
+                return Flow::Wait;
+            }
+            self.frames.push(frame.to_vec());
+            self.sends.push(out.send(b"re"));
+            Flow::Continue
+        }
+    }
+
+    #[test]
+    fn after_our_own_close_the_handler_is_still_given_the_peers_frames_and_cannot_answer() {
+        // shutdown(SHUT_WR), then the answers read to the end, through a handler:
+        // each frame reaches it, however the reads split, also after the peer's
+        // end, and its sends are refused as closed; nothing is dropped.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let input = frames(&[b"ok", b"go", b"end"], format);
+        for cut in 0..=input.len() {
+            for waiting in [false, true] {
+                let handler = Answering {
+                    frames: Vec::new(),
+                    sends: Vec::new(),
+                    waiting,
+                };
+                let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
+                s.start(now);
+                s.close();
+                let (first, second) = input.split_at(cut);
+                assert_eq!(s.receive(first, now), first.len());
+                assert_eq!(s.receive(second, now), second.len());
+                s.receive_finished(now);
+                // A handler that waited takes the frames held once it can.
+                s.handler_mut().waiting = false;
+                let mut space = [0u8; 64];
+                for _ in 0..4 {
+                    if s.wants_transmit() {
+                        assert_eq!(s.transmit(&mut space, now), 0, "nothing goes out");
+                    }
+                }
+                let what = format!("cut at {cut}, waiting {waiting}");
+                let handler = s.handler();
+                assert_eq!(
+                    handler.frames,
+                    [b"ok".to_vec(), b"go".to_vec(), b"end".to_vec()],
+                    "{what}"
+                );
+                assert_eq!(handler.sends, [Err(SendError::Closed); 3], "{what}");
+                assert_eq!(s.stats().read.discarded, 0, "{what}");
+                assert!(!s.wants_transmit(), "{what}");
+                assert_eq!(s.status(), Status::Close, "{what}");
+            }
         }
     }
 
