@@ -1020,10 +1020,10 @@ fn socket_missing_body() {
     );
     assert_eq!(server.missing_sockets(), 4);
 
-    // A client polled with a set that lacks its socket ends its transfer with
-    // an error at once, instead of waiting for a socket that will not come,
-    // and is done; later polls (even with a set where its handle now names a
-    // socket) leave everything alone.
+    // A client whose set loses its socket mid-transfer ends the transfer with
+    // an error at once, instead of waiting for a socket that will not come:
+    // done, with no deadline left; later polls (even with a set where its
+    // handle names a socket) leave that socket alone.
     let handle = net.client.sockets.add(udp_socket());
     let mut get = ClientGet::new(
         FileName::new("f").unwrap(),
@@ -1032,13 +1032,102 @@ fn socket_missing_body() {
         |_, _| {},
     );
     let mut driver = client(handle, &mut get);
+    driver.poll(&mut net.client.sockets, now);
+    assert!(
+        driver.poll_at(&net.client.sockets).is_some(),
+        "the request's retry"
+    );
     driver.poll(&mut empty, now);
     assert_eq!(driver.outcome(), Some(Err(TftpError::SocketMissing)));
     assert!(driver.is_done());
-    driver.poll(&mut net.client.sockets, now);
-    assert_eq!(driver.outcome(), Some(Err(TftpError::SocketMissing)));
-    assert!(
-        !net.client.sockets.get::<udp::Socket>(handle).is_open(),
-        "the socket its handle names in another set was bound"
+    assert_eq!(driver.poll_at(&empty), None);
+    let socket = net.client.sockets.get::<udp::Socket>(handle);
+    let before = (socket.endpoint(), socket.send_queue(), socket.is_open());
+    driver.poll(&mut net.client.sockets, now + Duration::from_secs(3600));
+    let socket = net.client.sockets.get::<udp::Socket>(handle);
+    assert_eq!(
+        (socket.endpoint(), socket.send_queue(), socket.is_open()),
+        before
     );
+    assert_eq!(driver.outcome(), Some(Err(TftpError::SocketMissing)));
+    assert_eq!(driver.poll_at(&net.client.sockets), None);
+
+    // A server whose slot's socket is missing gives it no request: with one
+    // slot, every client is told the server is busy, at once.
+    let mut net = self::net(14, FaultConfig::CLEAN);
+    let mut far = SocketSet::new(Vec::new());
+    let ghost = (0..8).map(|_| far.add(udp_socket())).last().unwrap();
+    let listen = net.server.sockets.add(udp_socket());
+    let mut ghostly = TftpServer::<_, 1, BUF>::new(listen, [ghost], &shared, ServerConfig::DEFAULT);
+    let mut get = ClientGet::new(
+        FileName::new("nothing").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut sink),
+        |_, _| {},
+    );
+    let (outcome, _) = run_client(&mut net, &mut ghostly, &mut get);
+    assert_eq!(
+        outcome,
+        Err(TftpError::Peer(
+            smolsock::tftp::packet::ErrorCode::NotDefined
+        ))
+    );
+    assert_eq!(ghostly.stats().pool_full, 1);
+    assert_eq!(
+        (ghostly.active(), ghostly.poll_at(&net.server.sockets)),
+        (0, None)
+    );
+}
+
+#[test]
+fn a_transfer_whose_socket_goes_missing_ends_and_frees_its_slot() {
+    big_stack(transfer_socket_missing_body);
+}
+
+fn transfer_socket_missing_body() {
+    let mut net = net(13, FaultConfig::CLEAN);
+    let data = pattern(200_000);
+    let shared = store_with_f(&data);
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [net.server.sockets.add(udp_socket())];
+    let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let mut into = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut into),
+        |_, _| {},
+    );
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    // Under way: some blocks sent.
+    net.run_services(
+        &mut server,
+        &mut driver,
+        Duration::from_secs(10),
+        |s, _, _| (s.active() == 1 && s.stats().bytes_sent > 10_000).then_some(()),
+    )
+    .unwrap();
+    // Polled once with a set that lacks its sockets: the transfer ends, counted
+    // as failed, the slot is free and no deadline is left to poll for.
+    let mut empty = SocketSet::new(Vec::new());
+    server.poll(&mut empty, net.now());
+    assert_eq!(server.active(), 0);
+    assert_eq!(server.stats().failed, 1);
+    assert_eq!(server.poll_at(&empty), None);
+    assert_eq!(server.missing_sockets(), 2);
+    // With its own set again, the slot serves the next client whole.
+    drop(driver);
+    net.client.sockets.remove(handle);
+    let mut again = vec![0u8; data.len()];
+    let mut get = ClientGet::new(
+        FileName::new("f").unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(&mut again),
+        |_, _| {},
+    );
+    let (outcome, _) = run_client(&mut net, &mut server, &mut get);
+    assert_eq!(outcome, Ok(data.len() as u64));
+    assert!(again == data);
+    assert_eq!(server.missing_sockets(), 2);
 }

@@ -264,6 +264,9 @@ struct Slot<'s, S> {
     /// The CRC-32 of the request that began the transfer: a repeat of it is a
     /// duplicate, another request from the same port a new transfer.
     request: u32,
+    /// The set of this poll lacks the socket: no request is given to the
+    /// slot, and its transfer is ended.
+    missing: bool,
     transfer: ServerTransfer<'s, S>,
 }
 
@@ -277,11 +280,12 @@ struct Slot<'s, S> {
 /// less, it waits for room to send, and a datagram that finds the receive buffer
 /// full is dropped by smoltcp and sent again by the peer. A handle that is not
 /// in the set polled (of another set) is never a panic: that socket's work is
-/// skipped and counted ([`missing_sockets`](Self::missing_sockets)).
+/// skipped and counted ([`missing_sockets`](Self::missing_sockets)); a slot so
+/// found ends its transfer and takes no request until a poll finds its socket.
 ///
 /// Port 69 is bound on the first poll, as a [`UdpService`](crate::net::UdpService)
-/// binds its port and for the same reasons: a request before it finds the port
-/// closed, and the client's retry finds it open.
+/// binds its port: UDP has no handshake a late bind could break, so a request
+/// before it finds the port closed, and the client's retry finds it open.
 #[must_use = "a server does nothing unless polled"]
 pub struct TftpServer<'s, S, const N: usize, const BUF: usize> {
     listen: SocketHandle,
@@ -325,6 +329,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
                 port: 0,
                 peer: None,
                 request: 0,
+                missing: false,
                 transfer: ServerTransfer::new(shared, config),
             }),
             kept: Kept::EMPTY,
@@ -489,8 +494,16 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         // its late datagrams never reach the new transfer). Else a free
         // slot, else one that only repeats a finished upload's last ACK.
         let free = running
-            .or_else(|| self.slots.iter().position(|s| !s.transfer.is_active()))
-            .or_else(|| self.slots.iter().position(|s| s.transfer.is_dallying()));
+            .or_else(|| {
+                self.slots
+                    .iter()
+                    .position(|s| !s.transfer.is_active() && !s.missing)
+            })
+            .or_else(|| {
+                self.slots
+                    .iter()
+                    .position(|s| s.transfer.is_dallying() && !s.missing)
+            });
         let Some(index) = free else {
             self.stats.pool_full = self.stats.pool_full.saturating_add(1);
             crate::macros::net_debug!("tftp: {} refused: every slot busy", from);
@@ -520,6 +533,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             return;
         };
         let Some(socket) = socket_mut::<udp::Socket>(sockets, slot.handle) else {
+            // Its transfer can go no further: ended (counted as failed), so
+            // that the slot is free and its deadline gone.
+            if slot.peer.take().is_some() {
+                slot.transfer.end(now.into());
+            }
+            // Nor does it keep the server's one held datagram.
+            self.kept.forget(index);
             self.count_missing_socket();
             return;
         };
@@ -586,6 +606,10 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
 
 impl<S: Storage, const N: usize, const BUF: usize> Service for TftpServer<'_, S, N, BUF> {
     fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        // A request goes only to a slot whose socket this set has.
+        for slot in &mut self.slots {
+            slot.missing = socket_mut::<udp::Socket>(sockets, slot.handle).is_none();
+        }
         self.serve_requests(sockets, now);
         // The slot whose datagram is held goes first, so the others can send.
         let first = self.kept.pending.map_or(0, |held| held.slot);
@@ -790,6 +814,9 @@ impl<C: ClientSession, const BUF: usize> Service for TftpClient<C, BUF> {
     }
 
     fn poll_at(&self, _sockets: &SocketSet<'_>) -> Option<Instant> {
+        if self.lost_socket {
+            return None;
+        }
         self.session.poll_timeout().map(Into::into)
     }
 }
