@@ -40,6 +40,16 @@ fn client<C: ClientSession>(handle: SocketHandle, session: C) -> TftpClient<C, {
     )
 }
 
+/// A get of `name` into `into`, with the default options and no progress.
+fn get_into<'a>(name: &str, into: &'a mut [u8]) -> ClientGet<SliceSink<'a>, fn(u64, Option<u64>)> {
+    ClientGet::new(
+        FileName::new(name).unwrap(),
+        ClientConfig::DEFAULT,
+        SliceSink::new(into),
+        |_, _| {},
+    )
+}
+
 /// Runs `session` from a new socket of the client against `server` until its
 /// outcome (a minute at most); the outcome, and the socket.
 fn run_client<S: Service>(
@@ -242,12 +252,7 @@ fn a_datagram_from_a_wrong_port_gets_error_5_and_the_transfer_goes_on_body() {
     ];
     let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
     let mut into = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let handle = net.client.sockets.add(udp_socket());
     let intruder = net.client.sockets.add(udp_socket());
     let mut driver = client(handle, &mut get);
@@ -337,12 +342,7 @@ fn a_finished_upload_gives_way_body() {
     // The one slot repeats its last ACK for a while; a get right now is served.
     assert_eq!(server.active(), 1);
     let mut into = vec![0u8; 5000];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     assert_eq!(outcome, Ok(5000));
     assert_eq!(server.stats().pool_full, 0);
@@ -451,12 +451,7 @@ fn unresolvable_peer_body() {
     // The slot's socket still holds that DATA for the ghost: the next request
     // on the slot is served all the same.
     let mut into = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     assert_eq!(outcome, Ok(50_000));
     assert!(into == data);
@@ -518,12 +513,7 @@ fn a_client_whose_server_never_resolves_times_out() {
         || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 2 * (BUF + 1)]);
     let handle = net.client.sockets.add(udp::Socket::new(buffer(), buffer()));
     let mut into = vec![0u8; 100];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let mut client = TftpClient::<_, { BUF + 1 }>::new(
         handle,
         50_000,
@@ -590,12 +580,7 @@ fn new_request_from_a_running_port() {
     net.client.sockets.remove(raw);
     // The client has its file and, from the same port, gets "b" next.
     let mut into = vec![0u8; 100];
-    let mut get = ClientGet::new(
-        FileName::new("b").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("b", &mut into);
     let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     let stats = server.stats();
     assert!(
@@ -680,12 +665,7 @@ fn one_datagram_ring_body() {
     let slots = [net.server.sockets.add(udp_socket())];
     let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
     let mut into = vec![0u8; 4096];
-    let get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let get = get_into("f", &mut into);
     // Room for one datagram of the client's largest (BUF + 1), not two.
     let handle = net.client.sockets.add(udp_socket_sending(BUF + 1));
     let mut driver = client(handle, get);
@@ -703,14 +683,7 @@ fn one_datagram_ring_body() {
 fn a_client_that_cannot_send_or_bind_ends_at_once() {
     let mut net = net(7, FaultConfig::CLEAN);
     let mut into = [0u8; 64];
-    let get = |into| {
-        ClientGet::new(
-            FileName::new("f").unwrap(),
-            ClientConfig::DEFAULT,
-            SliceSink::new(into),
-            |_, _| {},
-        )
-    };
+    let get = |into| get_into("f", into);
     // A send ring smaller than a datagram of the transfer.
     let handle = net.client.sockets.add(udp_socket_sending(BUF));
     let mut driver = client(handle, get(&mut into));
@@ -823,12 +796,7 @@ fn held_for_ever_body() {
     })
     .expect("the slot is freed");
     let mut into = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let handle = net.client.sockets.add(udp_socket());
     let mut driver = client(handle, &mut get);
     let outcome = net
@@ -889,12 +857,7 @@ fn one_slot_holds_body() {
     // Meanwhile a get of 300,000 bytes takes slot 1: the datagram slot 0 holds
     // does not stop it.
     let mut into = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let handle = net.client.sockets.add(udp_socket());
     let mut driver = client(handle, &mut get);
     let mut outcome = None;
@@ -1005,12 +968,7 @@ fn socket_missing_body() {
     assert_eq!(server.missing_sockets(), 4);
     // With its own set, nothing more is missing, and it serves.
     let mut sink = [0u8; 16];
-    let mut get = ClientGet::new(
-        FileName::new("nothing").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut sink),
-        |_, _| {},
-    );
+    let mut get = get_into("nothing", &mut sink);
     let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     assert_eq!(
         outcome,
@@ -1025,12 +983,7 @@ fn socket_missing_body() {
     // done, with no deadline left; later polls (even with a set where its
     // handle names a socket) leave that socket alone.
     let handle = net.client.sockets.add(udp_socket());
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut sink),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut sink);
     let mut driver = client(handle, &mut get);
     driver.poll(&mut net.client.sockets, now);
     assert!(
@@ -1059,12 +1012,7 @@ fn socket_missing_body() {
     let ghost = (0..8).map(|_| far.add(udp_socket())).last().unwrap();
     let listen = net.server.sockets.add(udp_socket());
     let mut ghostly = TftpServer::<_, 1, BUF>::new(listen, [ghost], &shared, ServerConfig::DEFAULT);
-    let mut get = ClientGet::new(
-        FileName::new("nothing").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut sink),
-        |_, _| {},
-    );
+    let mut get = get_into("nothing", &mut sink);
     let (outcome, _) = run_client(&mut net, &mut ghostly, &mut get);
     assert_eq!(
         outcome,
@@ -1092,12 +1040,7 @@ fn transfer_socket_missing_body() {
     let slots = [net.server.sockets.add(udp_socket())];
     let mut server = TftpServer::<_, 1, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
     let mut into = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut into),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut into);
     let handle = net.client.sockets.add(udp_socket());
     let mut driver = client(handle, &mut get);
     // Under way: some blocks sent.
@@ -1120,12 +1063,7 @@ fn transfer_socket_missing_body() {
     drop(driver);
     net.client.sockets.remove(handle);
     let mut again = vec![0u8; data.len()];
-    let mut get = ClientGet::new(
-        FileName::new("f").unwrap(),
-        ClientConfig::DEFAULT,
-        SliceSink::new(&mut again),
-        |_, _| {},
-    );
+    let mut get = get_into("f", &mut again);
     let (outcome, _) = run_client(&mut net, &mut server, &mut get);
     assert_eq!(outcome, Ok(data.len() as u64));
     assert!(again == data);
