@@ -1069,3 +1069,47 @@ fn transfer_socket_missing_body() {
     assert!(again == data);
     assert_eq!(server.missing_sockets(), 2);
 }
+
+#[test]
+fn a_new_request_from_a_running_transfers_port_goes_to_a_slot_with_a_socket() {
+    big_stack(new_request_missing_slot_body);
+}
+
+fn new_request_missing_slot_body() {
+    use smolsock::runner::sim::{CLIENT_V4, Direction};
+    let mut net = net(15, FaultConfig::CLEAN);
+    let data = pattern(200_000);
+    let shared = store_with_f(&data);
+    shared.with_store(|s| put_file(s, "b", b"bee")).unwrap();
+    let listen = net.server.sockets.add(udp_socket());
+    let slots = [
+        net.server.sockets.add(udp_socket()),
+        net.server.sockets.add(udp_socket()),
+    ];
+    let mut server = TftpServer::<_, 2, BUF>::new(listen, slots, &*shared, ServerConfig::DEFAULT);
+    let mut into = vec![0u8; data.len()];
+    let mut get = get_into("f", &mut into);
+    let handle = net.client.sockets.add(udp_socket());
+    let mut driver = client(handle, &mut get);
+    net.run_services(
+        &mut server,
+        &mut driver,
+        Duration::from_secs(10),
+        |s, _, _| (s.active() == 1 && s.stats().bytes_sent > 10_000).then_some(()),
+    )
+    .unwrap();
+    // The first slot's socket leaves the set; the same client port asks for
+    // another file (it has left the first transfer).
+    net.server.sockets.remove(slots[0]);
+    let mut rrq = vec![0, 1];
+    rrq.extend_from_slice(b"b\0octet\0");
+    net.inject_frame(
+        Direction::ClientToServer,
+        &forged_udp(CLIENT_V4, 50_000, 69, &rrq),
+    );
+    run_for(&mut net, &mut server, &mut (), Duration::from_millis(10));
+    // The first transfer ended with its socket; the new one runs in the slot
+    // that has one.
+    let stats = server.stats();
+    assert_eq!((server.active(), stats.failed), (1, 1), "{stats}");
+}

@@ -494,6 +494,7 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         // its late datagrams never reach the new transfer). Else a free
         // slot, else one that only repeats a finished upload's last ACK.
         let free = running
+            .filter(|&i| self.slots.get(i).is_some_and(|s| !s.missing))
             .or_else(|| {
                 self.slots
                     .iter()

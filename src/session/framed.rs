@@ -684,7 +684,10 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// the session's status becomes [`Status::Close`] then. Frames are never cut.
     /// The receiving half stays open: the frames the peer still sends go to the
     /// handler (or wait for [`recv`](Self::recv)) as before, and a handler's
-    /// sends are refused ([`SendError::Closed`]).
+    /// sends are refused ([`SendError::Closed`]). A handler that holds frames
+    /// back ([`Flow::Wait`]) after the close has them offered again on each
+    /// transmit while the connection lasts; frames left for `recv` stay in the
+    /// session after it ends.
     pub fn close(&mut self) {
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
@@ -780,6 +783,12 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         }
     }
 
+    /// Whole frames are held that the handler (or [`recv`](Self::recv)) is
+    /// still to take.
+    fn holds_frames(&self) -> bool {
+        self.delivers() && self.reader.has_frame()
+    }
+
     /// Whether [`check_end`](Self::check_end) has something to do. While open,
     /// the end waits for the whole frames held (a handler answers them, and
     /// would not after an error); once closing they are never answered, and a
@@ -788,7 +797,9 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         self.peer_done
             && match self.phase {
                 Phase::Aborted => false,
-                Phase::Closing => !self.end_checked,
+                // After our own close, as while open: once the whole frames
+                // held are taken (a cut frame after them is reported then).
+                Phase::Closing => !self.end_checked && !self.holds_frames(),
                 Phase::Open => {
                     !self.reader.has_frame() && (!self.end_checked || !self.handler.wants_to_send())
                 }
@@ -1646,6 +1657,48 @@ mod tests {
                 assert!(!s.wants_transmit(), "{what}");
                 assert_eq!(s.status(), Status::Close, "{what}");
             }
+        }
+    }
+
+    #[test]
+    fn after_our_own_close_frames_held_before_a_cut_one_still_reach_the_handler() {
+        // The peer ends inside a frame, after whole ones a waiting handler
+        // holds: they are given first, then the cut is reported, as while open.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        for close_first in [false, true] {
+            let handler = Answering {
+                frames: Vec::new(),
+                sends: Vec::new(),
+                waiting: true,
+            };
+            let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
+            s.start(now);
+            if close_first {
+                s.close();
+            }
+            let mut input = frames(&[b"ok", b"go"], format);
+            input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+            assert_eq!(s.receive(&input, now), input.len());
+            s.receive_finished(now);
+            s.handler_mut().waiting = false;
+            let mut space = [0u8; 64];
+            for _ in 0..4 {
+                if s.wants_transmit() {
+                    s.transmit(&mut space, now);
+                }
+            }
+            let what = format!("close first {close_first}");
+            assert_eq!(
+                s.handler().frames,
+                [b"ok".to_vec(), b"go".to_vec()],
+                "{what}"
+            );
+            assert!(
+                matches!(s.error(), Some(ReadError::Truncated { .. })),
+                "{what}: {:?}",
+                s.error()
+            );
         }
     }
 
