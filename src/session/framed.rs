@@ -686,8 +686,11 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// handler (or wait for [`recv`](Self::recv)) as before, and a handler's
     /// sends are refused ([`SendError::Closed`]). A handler that holds frames
     /// back ([`Flow::Wait`]) after the close has them offered again on each
-    /// transmit while the connection lasts; frames left for `recv` stay in the
-    /// session after it ends.
+    /// transmit only while the connection lasts: the status is
+    /// [`Status::Close`] all the while, so an adapter ends the connection once
+    /// the peer has finished, and frames still held then are not offered
+    /// again (take them before, or use [`recv`](Self::recv): frames left for
+    /// it stay in the session after the connection ends).
     pub fn close(&mut self) {
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
