@@ -476,8 +476,13 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
             return answer.then_some((from, code, message));
         }
         let crc = crate::wire::crc32::crc32(request);
+        // A slot whose socket this poll lacks is ending its transfer: no
+        // request, repeated or new, is taken for it.
         let running = self.slots.iter().position(|s| {
-            s.peer == Some(from) && s.transfer.is_active() && !s.transfer.is_dallying()
+            s.peer == Some(from)
+                && !s.missing
+                && s.transfer.is_active()
+                && !s.transfer.is_dallying()
         });
         if running
             .and_then(|i| self.slots.get(i))
@@ -494,7 +499,6 @@ impl<'s, S: Storage, const N: usize, const BUF: usize> TftpServer<'s, S, N, BUF>
         // its late datagrams never reach the new transfer). Else a free
         // slot, else one that only repeats a finished upload's last ACK.
         let free = running
-            .filter(|&i| self.slots.get(i).is_some_and(|s| !s.missing))
             .or_else(|| {
                 self.slots
                     .iter()

@@ -991,9 +991,18 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
         }
     }
 
-    /// What was still queued cannot reach this peer any more.
+    /// What was still queued cannot reach this peer any more. A peer that
+    /// had finished (its FIN read) with its end not yet checked, behind frames
+    /// a waiting handler held, has it checked now: a frame it cut short is
+    /// reported, never lost with the connection.
     fn end(&mut self, _now: Instant) {
         self.out.clear();
+        if self.peer_done && !self.end_checked && self.phase != Phase::Aborted {
+            self.end_checked = true;
+            if let Err(error) = self.reader.finish() {
+                self.broke(error);
+            }
+        }
     }
 
     fn no_delay(&self) -> bool {
@@ -1703,6 +1712,37 @@ mod tests {
                 s.error()
             );
         }
+    }
+
+    #[test]
+    fn a_frame_cut_behind_frames_a_waiting_handler_holds_is_reported_when_the_connection_ends() {
+        // After our close the status is Close, so an adapter ends the
+        // connection at the peer's FIN even while the handler still waits:
+        // the cut frame is reported then, once.
+        let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
+        let now = Instant::ZERO;
+        let handler = Answering {
+            frames: Vec::new(),
+            sends: Vec::new(),
+            waiting: true,
+        };
+        let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        s.close();
+        let mut input = frames(&[b"ok", b"go"], format);
+        input.extend_from_slice(&[0, 0, 0, 5, b'x']);
+        assert_eq!(s.receive(&input, now), input.len());
+        s.receive_finished(now);
+        assert_eq!(s.status(), Status::Close);
+        assert_eq!(s.error(), None, "not before the held frames are offered");
+        s.end(now);
+        assert!(
+            matches!(s.error(), Some(ReadError::Truncated { .. })),
+            "{:?}",
+            s.error()
+        );
+        s.end(now);
+        assert_eq!(s.stats().read.truncated, 1);
     }
 
     #[test]
