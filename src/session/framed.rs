@@ -691,6 +691,15 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// the peer has finished, and frames still held then are not offered
     /// again (take them before, or use [`recv`](Self::recv): frames left for
     /// it stay in the session after the connection ends).
+    ///
+    /// This is the half-close of a connection on
+    #[cfg_attr(feature = "smoltcp", doc = "[`TcpSession`](crate::net::TcpSession)")]
+    #[cfg_attr(not(feature = "smoltcp"), doc = "`TcpSession`")]
+    /// or a stream adapter. A pool
+    #[cfg_attr(feature = "smoltcp", doc = "([`TcpServer`](crate::net::TcpServer))")]
+    #[cfg_attr(not(feature = "smoltcp"), doc = "(`TcpServer`)")]
+    /// reads and drops what a peer sends once its slot's session has closed,
+    /// so that the slot frees as soon as the peer's FIN is in.
     pub fn close(&mut self) {
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
