@@ -768,20 +768,26 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// open session closes once every whole frame was answered or taken, unless
     /// the handler has more to say.
     fn check_end(&mut self) {
-        if !self.end_pending() {
+        if !self.end_pending() || !self.check_finish() {
             return;
-        }
-        if !self.end_checked {
-            self.end_checked = true;
-            if let Err(error) = self.reader.finish() {
-                self.broke(error);
-                return;
-            }
         }
         // Open, every whole frame answered or taken (`end_pending` says so).
         if self.phase == Phase::Open && !self.handler.wants_to_send() {
             self.phase = Phase::Closing;
         }
+    }
+
+    /// The peer's end, checked once: a frame it cut short is reported, and
+    /// `false` given back.
+    fn check_finish(&mut self) -> bool {
+        if !self.end_checked {
+            self.end_checked = true;
+            if let Err(error) = self.reader.finish() {
+                self.broke(error);
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether whole frames go to the handler: while open, and after the
@@ -984,7 +990,7 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
             || match self.phase {
                 Phase::Open => self.reader.has_frame() || self.handler.wants_to_send(),
                 // Closed by the application: frames still go to the handler.
-                Phase::Closing => self.delivers() && self.reader.has_frame(),
+                Phase::Closing => self.holds_frames(),
                 Phase::Aborted => false,
             }
             // The application took the last frame after the peer finished: the
@@ -1006,11 +1012,8 @@ impl<H: FrameHandler, R: AsRef<[u8]> + AsMut<[u8]>, T: AsRef<[u8]> + AsMut<[u8]>
     /// reported, never lost with the connection.
     fn end(&mut self, _now: Instant) {
         self.out.clear();
-        if self.peer_done && !self.end_checked && self.phase != Phase::Aborted {
-            self.end_checked = true;
-            if let Err(error) = self.reader.finish() {
-                self.broke(error);
-            }
+        if self.peer_done && self.phase != Phase::Aborted {
+            self.check_finish();
         }
     }
 
@@ -1625,6 +1628,22 @@ mod tests {
         waiting: bool,
     }
 
+    /// A started session with an `Answering` handler.
+    fn answering(
+        format: HeaderFormat,
+        waiting: bool,
+        now: Instant,
+    ) -> Framed<Answering, [u8; 20], [u8; 20]> {
+        let handler = Answering {
+            frames: Vec::new(),
+            sends: Vec::new(),
+            waiting,
+        };
+        let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
+        s.start(now);
+        s
+    }
+
     impl FrameHandler for Answering {
         fn on_frame(&mut self, frame: &[u8], out: &mut FrameOut<'_>) -> Flow {
             if self.waiting {
@@ -1646,13 +1665,7 @@ mod tests {
         let input = frames(&[b"ok", b"go", b"end"], format);
         for cut in 0..=input.len() {
             for waiting in [false, true] {
-                let handler = Answering {
-                    frames: Vec::new(),
-                    sends: Vec::new(),
-                    waiting,
-                };
-                let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
-                s.start(now);
+                let mut s = answering(format, waiting, now);
                 s.close();
                 let (first, second) = input.split_at(cut);
                 assert_eq!(s.receive(first, now), first.len());
@@ -1688,13 +1701,7 @@ mod tests {
         let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
         let now = Instant::ZERO;
         for close_first in [false, true] {
-            let handler = Answering {
-                frames: Vec::new(),
-                sends: Vec::new(),
-                waiting: true,
-            };
-            let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
-            s.start(now);
+            let mut s = answering(format, true, now);
             if close_first {
                 s.close();
             }
@@ -1730,13 +1737,7 @@ mod tests {
         // the cut frame is reported then, once.
         let format = HeaderFormat::NETWORK.with_max_len(16).unwrap();
         let now = Instant::ZERO;
-        let handler = Answering {
-            frames: Vec::new(),
-            sends: Vec::new(),
-            waiting: true,
-        };
-        let mut s = Framed::new(handler, [0u8; 20], [0u8; 20], format).unwrap();
-        s.start(now);
+        let mut s = answering(format, true, now);
         s.close();
         let mut input = frames(&[b"ok", b"go"], format);
         input.extend_from_slice(&[0, 0, 0, 5, b'x']);
