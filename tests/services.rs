@@ -764,6 +764,35 @@ fn a_close_whose_acks_are_lost_ends_clean_while_smoltcp_resends_the_fin() {
 }
 
 #[test]
+fn a_close_whose_last_ack_never_comes_is_counted_closed_at_the_deadline() {
+    // As above, but the link loses all the client sends for 30 s: its ACK of
+    // the server's FIN, and its answers to the FINs resent after 1, 3, 7 and
+    // 15 s. The peer has closed and has every byte: the close deadline frees
+    // the slot, and the close counts as clean, not as a close timeout.
+    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(1));
+    let mut net = sim(524, link, POOL, 1);
+    let mut server = echo_pool(&mut net, SERVER);
+    let mut ports = PortAllocator::new(524);
+    let mut client = echo_client(&mut net, 100).closing_when_done();
+    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
+    net.run_services(&mut server, &mut client, LIMIT, |_, _, net| {
+        server_socket_in(net, tcp::State::LastAck).then_some(())
+    })
+    .unwrap();
+    assert!(client.driver.back == client.driver.data);
+    net.set_faults(Direction::ClientToServer, link.with_loss(1000));
+    run_for(&mut net, &mut server, &mut client, Duration::from_secs(30));
+    assert_eq!(server.active(), 0, "the close deadline freed the slot");
+    let stats = server.stats();
+    assert_eq!(stats.close_timeouts, 0, "{stats}");
+    assert_eq!(
+        (stats.accepted, stats.closed, stats.resets),
+        (1, 1, 0),
+        "{stats}"
+    );
+}
+
+#[test]
 fn with_the_backlog_a_real_clients_syn_evicts_a_forged_handshake_before_its_deadline() {
     let mut net = sim(509, FaultConfig::CLEAN, POOL, 1);
     let mut server = echo_pool(&mut net, SERVER);
@@ -3069,6 +3098,59 @@ fn a_closed_session_whose_peer_reads_a_kilobyte_every_few_seconds_closes_clean()
     assert!(
         ended > closed + Duration::from_secs(15),
         "closed at {closed}, ended at {ended}"
+    );
+}
+
+#[test]
+fn a_close_missing_only_the_ack_of_our_fin_ends_clean_at_the_close_timeout() {
+    // The peer sends 100 bytes, takes the echo, then closes; the session
+    // closes in turn (LAST-ACK), every byte of ours acknowledged. From then on
+    // the link loses all the peer sends: the ACK of our FIN, and its answers to
+    // the FINs smoltcp resends. The close timeout frees the socket; nothing
+    // was lost, and the close is clean.
+    let mut net = sim(632, FaultConfig::CLEAN, 1, 1);
+    let (server, handle, mut client, mut conn) = client_session(&mut net, 632, 1024, Echo::new());
+    let (mut sent, mut back) = (false, 0);
+    let mut last_ack_at = None;
+    let (status, ended) = net
+        .run_until(LIMIT, |net| {
+            let now = net.now();
+            let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+            if peer.may_send() && !sent {
+                sent = peer.send_slice(&[7u8; 100]).unwrap() == 100;
+            }
+            while let Ok(n @ 1..) = peer.recv(|b| (b.len(), b.len())) {
+                back += n;
+            }
+            if back == 100 && peer.may_send() {
+                peer.close();
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            let socket = net.client.sockets.get::<tcp::Socket>(handle);
+            if last_ack_at.is_none()
+                && socket.state() == tcp::State::LastAck
+                && socket.send_queue() == 0
+            {
+                last_ack_at = Some(now);
+                net.set_faults(
+                    Direction::ServerToClient,
+                    FaultConfig::CLEAN.with_loss(1000),
+                );
+            }
+            conn.is_ended().then_some((status, now))
+        })
+        .unwrap();
+    let last_ack_at = last_ack_at.expect("the session's socket went through LAST-ACK");
+    let timeout = Duration::from_secs(20);
+    assert_eq!(back, 100);
+    assert_eq!(status, Status::Close);
+    assert!(
+        ended >= last_ack_at + timeout && ended < last_ack_at + timeout + Duration::from_secs(1),
+        "LAST-ACK at {last_ack_at}, ended at {ended}"
     );
 }
 

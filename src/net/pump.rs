@@ -11,7 +11,7 @@ use core::task::Poll;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{AnySocket, tcp};
 
-use super::server::{Closing, ServerConfig};
+use super::server::{Closing, ServerConfig, awaits_only_fin_ack};
 use crate::session::{Request, Session, Status};
 use crate::time::{Duration, Instant, sooner};
 use crate::trace::levels;
@@ -273,7 +273,9 @@ impl<S: Session> TcpSession<S> {
     /// of the peer's last progress since (a kilobyte, or the rest, of ours
     /// acknowledged, or a kilobyte of its own received: after a half-close it
     /// may still be answering), or it is reset and [`poll`](Self::poll) says
-    /// [`Status::Abort`]. 20 s unless set,
+    /// [`Status::Abort`] (or the session's [`Status::Close`] if only the ACK of
+    /// our FIN was missing, the peer's FIN in and every byte of ours
+    /// acknowledged). 20 s unless set,
     /// as [`ServerConfig::close_timeout`]: a peer that never acknowledges our
     /// last bytes or FIN, or never sends its own FIN (smoltcp keeps FIN-WAIT-2
     /// for ever), cannot hold the socket.
@@ -327,7 +329,9 @@ impl<S: Session> TcpSession<S> {
     /// taken), after the session said [`Status::Close`] but before the
     /// peer acknowledged every byte or sent its FIN, or when it has not ended by the close
     /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
-    /// is then reset). Before the socket is first connected it is
+    /// is then reset) unless all it still waited for was the ACK of our FIN
+    /// (the peer's FIN in, every byte of ours acknowledged: nothing was lost).
+    /// Before the socket is first connected it is
     /// [`Status::Open`]: a refused connect is the client's to report
     /// ([`TcpClient`](crate::net::TcpClient)). So poll the session in the same
     /// pass as the client's poll that first says `Connected`, before the
@@ -493,8 +497,10 @@ impl<S: Session> TcpSession<S> {
             self.lost = socket.send_queue() > 0 || !fin;
             self.end(now);
         } else if self.close_timed_out(socket, now, received) {
+            // Only the ACK of our FIN missing loses nothing: the peer closed and
+            // has every byte of ours.
+            self.lost = !awaits_only_fin_ack(socket);
             socket.abort();
-            self.lost = true;
             self.end(now);
         }
         self.ended_status()

@@ -25,7 +25,9 @@ pub enum End {
     IdleTimeout,
     /// The session asked for a reset ([`Status::Abort`]).
     Aborted,
-    /// The peer did not finish closing within the close timeout; the server reset it.
+    /// The peer did not finish closing within the close timeout; the server reset
+    /// it. (A close waiting only for the ACK of our FIN, the peer's FIN in and
+    /// every byte of ours acknowledged, ends [`Closed`](Self::Closed) then.)
     CloseTimeout,
 }
 
@@ -56,7 +58,8 @@ pub struct ServerStats {
     /// Handshakes that did not complete in time (a peer gone after its SYN, a
     /// forged SYN).
     pub handshake_timeouts: u64,
-    /// Peers that did not finish closing in time.
+    /// Peers that did not finish closing in time (not a close waiting only for
+    /// the ACK of our FIN: that one is [`closed`](Self::closed)).
     pub close_timeouts: u64,
     /// Connections the session aborted (bad input, its own deadlines).
     pub aborted: u64,
@@ -243,7 +246,7 @@ enum SlotState {
 /// |---|---|---|---|
 /// | handshake | `handshake_timeout` | 20 s | a SYN whose sender never completes the handshake |
 /// | idle | `idle_timeout` | 60 s | a connection that moves no byte |
-/// | close | `close_timeout` | 20 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile) |
+/// | close | `close_timeout` | 20 s | a connection we closed whose peer never closes (its input is read and dropped meanwhile), or never acknowledges our FIN (counted closed if the peer's FIN came and every byte was acknowledged) |
 ///
 /// and the sessions keep deadlines of their own (a request head that trickles in
 /// one byte at a time), through [`Session::poll_timeout`].
@@ -600,7 +603,11 @@ fn closing_end(
             End::Reset
         }
     } else if cx.now >= closing.since.saturating_add(cx.config.close_timeout) {
-        End::CloseTimeout
+        if awaits_only_fin_ack(socket) {
+            End::Closed
+        } else {
+            End::CloseTimeout
+        }
     } else {
         return None;
     };
@@ -608,6 +615,17 @@ fn closing_end(
     // next client needs it now (SO_REUSEADDR), so drop it.
     socket.abort();
     Some(end)
+}
+
+/// Whether all a close still waits for is the ACK of our FIN: the peer's FIN is
+/// in (LAST-ACK, or CLOSING after both sides closed at once) and every byte of
+/// ours is acknowledged. A close deadline that passes then loses nothing: the
+/// peer has closed and has all we sent. Only its last ACK did not come (lost,
+/// with the FINs we resent outliving its TIME-WAIT, or the peer gone), and no
+/// TCP can make sure of that one: the close counts as clean, as a reset in
+/// LAST-ACK does.
+pub(crate) fn awaits_only_fin_ack(socket: &tcp::Socket<'_>) -> bool {
+    matches!(socket.state(), tcp::State::LastAck | tcp::State::Closing) && socket.send_queue() == 0
 }
 
 /// [`TcpServer::new`]'s checks and listens, not generic, so that every pool
