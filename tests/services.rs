@@ -3154,6 +3154,139 @@ fn a_close_missing_only_the_ack_of_our_fin_ends_clean_at_the_close_timeout() {
     );
 }
 
+/// Takes none of the peer's bytes, sends nothing, and closes once it has been
+/// offered input (`offered`) or told to (`eager`).
+struct Holder {
+    offered: bool,
+    eager: bool,
+}
+
+impl Session for Holder {
+    fn start(&mut self, _now: smolsock::time::Instant) {}
+
+    fn receive(&mut self, input: &[u8], _now: smolsock::time::Instant) -> usize {
+        self.offered |= !input.is_empty();
+        0
+    }
+
+    fn receive_finished(&mut self, _now: smolsock::time::Instant) {}
+
+    fn transmit(&mut self, _space: &mut [u8], _now: smolsock::time::Instant) -> usize {
+        0
+    }
+
+    fn status(&self) -> Status {
+        if self.offered || self.eager {
+            Status::Close
+        } else {
+            Status::Open
+        }
+    }
+}
+
+/// A `Holder` session on a client whose peer does `peer` at each step, over a
+/// link of 5 ms each way. Once the client's socket is in LAST-ACK with nothing
+/// of ours unacknowledged, the link loses all the peer sends if `lose`. Gives
+/// the status the connection ended with, and the bytes the client's socket
+/// held unread at that moment.
+fn hold_until_closed(
+    seed: u64,
+    lose: bool,
+    mut peer: impl FnMut(&mut tcp::Socket<'_>),
+) -> (Status, usize) {
+    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(5));
+    let mut net = sim(seed, link, 1, 1);
+    let session = Holder {
+        offered: false,
+        eager: false,
+    };
+    let (server, handle, mut client, mut conn) = client_session(&mut net, seed, 1024, session);
+    let mut unread = None;
+    let status = net
+        .run_until(LIMIT, |net| {
+            let now = net.now();
+            peer(net.server.sockets.get_mut::<tcp::Socket>(server));
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            let socket = net.client.sockets.get::<tcp::Socket>(handle);
+            if unread.is_none() && socket.state() == tcp::State::LastAck && socket.send_queue() == 0
+            {
+                unread = Some(socket.recv_queue());
+                if lose {
+                    net.set_faults(Direction::ServerToClient, link.with_loss(1000));
+                }
+            }
+            conn.is_ended().then_some(status)
+        })
+        .unwrap();
+    (
+        status,
+        unread.expect("the client's socket reached the state"),
+    )
+}
+
+#[test]
+fn a_close_missing_the_ack_of_our_fin_with_the_peers_bytes_unread_is_lost() {
+    // The peer sends 100 bytes and its FIN at once; the session takes none of
+    // them and closes (LAST-ACK). Whether or not the peer's ACK of our FIN
+    // comes, the 100 bytes are never read: the connection is lost both ways.
+    for lose in [false, true] {
+        let mut sent = false;
+        let peer = |peer: &mut tcp::Socket<'_>| {
+            if peer.may_send() && !sent {
+                sent = peer.send_slice(&[7u8; 100]).unwrap() == 100;
+                peer.close();
+            }
+        };
+        let (status, unread) = hold_until_closed(633, lose, peer);
+        assert_eq!(unread, 100);
+        assert_eq!(status, Status::Abort, "the ACK of our FIN lost: {lose}");
+    }
+}
+
+#[test]
+fn a_simultaneous_close_missing_only_the_ack_of_our_fin_ends_clean_at_the_close_timeout() {
+    // Nothing sent either way: both ends close in the same step, over a link of
+    // 5 ms, so that each FIN crosses the other (CLOSING). From the next step,
+    // once both FINs are out, the link loses all the peer sends, the ACK of
+    // our FIN with it; nothing else was owed.
+    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(5));
+    let mut net = sim(634, link, 1, 1);
+    let session = Holder {
+        offered: false,
+        eager: false,
+    };
+    let (server, handle, mut client, mut conn) = client_session(&mut net, 634, 1024, session);
+    let (mut both_closed, mut closing) = (false, false);
+    let status = net
+        .run_until(LIMIT, |net| {
+            let now = net.now();
+            if both_closed && !closing {
+                net.set_faults(Direction::ServerToClient, link.with_loss(1000));
+            }
+            let peer = net.server.sockets.get_mut::<tcp::Socket>(server);
+            if peer.state() == tcp::State::Established {
+                peer.close();
+                conn.session_mut().eager = true;
+            }
+            let socket = net.client.sockets.get_mut::<tcp::Socket>(handle);
+            if client.poll(socket, now) != ClientState::Connected {
+                return None;
+            }
+            let status = conn.poll(&mut net.client.sockets, now).unwrap();
+            let ours = net.client.sockets.get::<tcp::Socket>(handle).state();
+            both_closed |= ours == tcp::State::FinWait1;
+            closing |= ours == tcp::State::Closing;
+            conn.is_ended().then_some(status)
+        })
+        .unwrap();
+    assert!(closing, "the FINs crossed");
+    assert_eq!(status, Status::Close);
+}
+
 #[test]
 fn a_closed_session_whose_peer_resets_instead_of_sending_its_fin_reports_abort() {
     // The peer takes every byte and our FIN, then resets: nothing of ours was

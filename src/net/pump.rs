@@ -231,7 +231,8 @@ pub struct TcpSession<S> {
     ended: bool,
     /// The connection ended while the session still had it open, or after it
     /// said `Close` with bytes the peer never acknowledged or before the
-    /// peer's FIN (a reset), or the close timeout passed.
+    /// peer's FIN (a reset), or the close timeout passed with more missing
+    /// than the ACK of our FIN.
     lost: bool,
     close_timeout: Duration,
     /// Since the session said `Close` (or found the socket gone with bytes
@@ -274,8 +275,8 @@ impl<S: Session> TcpSession<S> {
     /// acknowledged, or a kilobyte of its own received: after a half-close it
     /// may still be answering), or it is reset and [`poll`](Self::poll) says
     /// [`Status::Abort`] (or the session's [`Status::Close`] if only the ACK of
-    /// our FIN was missing, the peer's FIN in and every byte of ours
-    /// acknowledged). 20 s unless set,
+    /// our FIN was missing, the peer's FIN in, every byte of ours acknowledged
+    /// and every byte of the peer's read). 20 s unless set,
     /// as [`ServerConfig::close_timeout`]: a peer that never acknowledges our
     /// last bytes or FIN, or never sends its own FIN (smoltcp keeps FIN-WAIT-2
     /// for ever), cannot hold the socket.
@@ -330,7 +331,8 @@ impl<S: Session> TcpSession<S> {
     /// peer acknowledged every byte or sent its FIN, or when it has not ended by the close
     /// timeout ([`with_close_timeout`](Self::with_close_timeout); the socket
     /// is then reset) unless all it still waited for was the ACK of our FIN
-    /// (the peer's FIN in, every byte of ours acknowledged: nothing was lost).
+    /// (the peer's FIN in, every byte of ours acknowledged and every byte of
+    /// the peer's read: nothing was lost).
     /// Before the socket is first connected it is
     /// [`Status::Open`]: a refused connect is the client's to report
     /// ([`TcpClient`](crate::net::TcpClient)). So poll the session in the same
@@ -498,8 +500,9 @@ impl<S: Session> TcpSession<S> {
             self.end(now);
         } else if self.close_timed_out(socket, now, received) {
             // Only the ACK of our FIN missing loses nothing: the peer closed and
-            // has every byte of ours.
-            self.lost = !awaits_only_fin_ack(socket);
+            // has every byte of ours, unless the session left some of the
+            // peer's unread, which go with the socket.
+            self.lost = socket.can_recv() || !awaits_only_fin_ack(socket);
             socket.abort();
             self.end(now);
         }

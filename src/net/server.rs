@@ -380,7 +380,8 @@ impl<S: Session, const N: usize> TcpServer<S, N> {
     /// offered the whole send buffer, empty), and a session that turns
     /// [`Status::Abort`] meanwhile is reset ([`End::Aborted`]). The
     /// close timeout bounds this as it bounds any close: a peer that takes
-    /// nothing for that long is reset ([`End::CloseTimeout`]), and each KiB it
+    /// nothing for that long is reset ([`End::CloseTimeout`]; [`End::Closed`]
+    /// if all it owed was the ACK of our FIN), and each KiB it
     /// acknowledges gives it that long again, so a session whose output never
     /// ends runs for as long as its peer keeps reading. A connection
     /// established but not accepted yet is reset and counted in
@@ -623,7 +624,9 @@ fn closing_end(
 /// peer has closed and has all we sent. Only its last ACK did not come (lost,
 /// with the FINs we resent outliving its TIME-WAIT, or the peer gone), and no
 /// TCP can make sure of that one: the close counts as clean, as a reset in
-/// LAST-ACK does.
+/// LAST-ACK does. (The pool has read and dropped the peer's input by then; a
+/// [`TcpSession`](super::TcpSession) whose session left some unread loses it,
+/// and checks that too.)
 pub(crate) fn awaits_only_fin_ack(socket: &tcp::Socket<'_>) -> bool {
     matches!(socket.state(), tcp::State::LastAck | tcp::State::Closing) && socket.send_queue() == 0
 }
