@@ -733,17 +733,21 @@ fn a_handshake_whose_syn_acks_are_lost_is_not_reset_while_smoltcp_resends_them()
     assert_eq!((stats.accepted, stats.closed), (2, 2), "{stats}");
 }
 
-#[test]
-fn a_close_whose_acks_are_lost_ends_clean_while_smoltcp_resends_the_fin() {
-    // The client closes, the echo closes too: the server's FIN waits for the
-    // client's ACK, which the link loses for 8 s, as it does the ACKs that
-    // answer the FIN resent after 1, 3 and 7 s. The one of 15 s is answered
-    // within the default close deadline: a clean close, not a reset (a 5 s
-    // deadline reset it).
-    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(1));
-    let mut net = sim(523, link, POOL, 1);
+/// The one-way delay of the link of [`last_ack_losing_acks`].
+const LINK_DELAY: Duration = Duration::from_millis(1);
+
+/// An echo pool and a client that sends 100 bytes, takes them back and closes,
+/// over a link of [`LINK_DELAY`]: once the server's socket is in LAST-ACK (the
+/// echo has closed after the client's FIN), the link loses all the client
+/// sends for `lost`. Gives the network, the pool and the client after that.
+fn last_ack_losing_acks(
+    seed: u64,
+    lost: Duration,
+) -> (Net, TcpServer<Recording<Echo>, POOL>, Client<RawEcho>) {
+    let link = FaultConfig::CLEAN.with_delay(LINK_DELAY);
+    let mut net = sim(seed, link, POOL, 1);
     let mut server = echo_pool(&mut net, SERVER);
-    let mut ports = PortAllocator::new(523);
+    let mut ports = PortAllocator::new(seed);
     let mut client = echo_client(&mut net, 100).closing_when_done();
     client.connect(&mut net, (SERVER_V4, 7), &mut ports);
     net.run_services(&mut server, &mut client, LIMIT, |_, _, net| {
@@ -752,8 +756,22 @@ fn a_close_whose_acks_are_lost_ends_clean_while_smoltcp_resends_the_fin() {
     .unwrap();
     assert!(client.driver.back == client.driver.data);
     net.set_faults(Direction::ClientToServer, link.with_loss(1000));
-    run_for(&mut net, &mut server, &mut client, Duration::from_secs(8));
-    net.set_faults(Direction::ClientToServer, link);
+    run_for(&mut net, &mut server, &mut client, lost);
+    (net, server, client)
+}
+
+#[test]
+fn a_close_whose_acks_are_lost_ends_clean_while_smoltcp_resends_the_fin() {
+    // The client closes, the echo closes too: the server's FIN waits for the
+    // client's ACK, which the link loses for 8 s, as it does the ACKs that
+    // answer the FIN resent after 1, 3 and 7 s. The one of 15 s is answered
+    // within the default close deadline: a clean close, not a reset (a 5 s
+    // deadline reset it).
+    let (mut net, mut server, mut client) = last_ack_losing_acks(523, Duration::from_secs(8));
+    net.set_faults(
+        Direction::ClientToServer,
+        FaultConfig::CLEAN.with_delay(LINK_DELAY),
+    );
     net.run_services(&mut server, &mut client, LIMIT, |server, _, _| {
         (server.active() == 0).then_some(())
     })
@@ -769,19 +787,7 @@ fn a_close_whose_last_ack_never_comes_is_counted_closed_at_the_deadline() {
     // the server's FIN, and its answers to the FINs resent after 1, 3, 7 and
     // 15 s. The peer has closed and has every byte: the close deadline frees
     // the slot, and the close counts as clean, not as a close timeout.
-    let link = FaultConfig::CLEAN.with_delay(Duration::from_millis(1));
-    let mut net = sim(524, link, POOL, 1);
-    let mut server = echo_pool(&mut net, SERVER);
-    let mut ports = PortAllocator::new(524);
-    let mut client = echo_client(&mut net, 100).closing_when_done();
-    client.connect(&mut net, (SERVER_V4, 7), &mut ports);
-    net.run_services(&mut server, &mut client, LIMIT, |_, _, net| {
-        server_socket_in(net, tcp::State::LastAck).then_some(())
-    })
-    .unwrap();
-    assert!(client.driver.back == client.driver.data);
-    net.set_faults(Direction::ClientToServer, link.with_loss(1000));
-    run_for(&mut net, &mut server, &mut client, Duration::from_secs(30));
+    let (_, server, _) = last_ack_losing_acks(524, Duration::from_secs(30));
     assert_eq!(server.active(), 0, "the close deadline freed the slot");
     let stats = server.stats();
     assert_eq!(stats.close_timeouts, 0, "{stats}");
