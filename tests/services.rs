@@ -799,6 +799,29 @@ fn a_close_whose_last_ack_never_comes_is_counted_closed_at_the_deadline() {
 }
 
 #[test]
+fn a_close_whose_peer_never_takes_our_last_bytes_is_a_close_timeout() {
+    // The client asks, closes at once and reads nothing through its 64-byte
+    // window: the server's reply (100 bytes) and FIN wait with 36 bytes never
+    // acknowledged. The peer's FIN is in, but more than the ACK of ours is
+    // missing: the close deadline resets it, a close timeout.
+    let mut net = sim(525, FaultConfig::CLEAN, 1, 1);
+    let (mut server, client) = reply_to(&mut net, Reply::new(100, true), 2048, SERVER, 64);
+    let mut asked = false;
+    net.run_services(&mut server, &mut (), LIMIT, |server, _, net| {
+        let socket = net.client.sockets.get_mut::<tcp::Socket>(client);
+        if socket.may_send() && !asked {
+            socket.send_slice(b"?").unwrap();
+            socket.close();
+            asked = true;
+        }
+        (asked && server.active() == 0).then_some(())
+    })
+    .unwrap();
+    let stats = *server.stats();
+    assert_eq!(ends(&server), [End::CloseTimeout], "{stats}");
+}
+
+#[test]
 fn with_the_backlog_a_real_clients_syn_evicts_a_forged_handshake_before_its_deadline() {
     let mut net = sim(509, FaultConfig::CLEAN, POOL, 1);
     let mut server = echo_pool(&mut net, SERVER);
